@@ -1,0 +1,92 @@
+# kiln - tensor-graph compiler.  `make` builds build/kiln and build/libkiln.a.
+#   make test    every test (prints "N passed, N failed" last)
+#   make demo    builds and runs examples/mlp.kiln
+#   make asan    the test suite under AddressSanitizer + UBSan (build-asan/)
+#   make fuzz    libFuzzer targets, 60 s each (FUZZ_SECONDS=...)
+#   make test-long   long random-program sweeps
+# Sources are found by wildcard: a new .c file in a module folder is built
+# without touching this file.
+
+BUILD   ?= build
+CC      ?= cc
+LLVM_CONFIG ?= llvm-config-19
+DEPS_STAMP := $(BUILD)/.deps-ok
+
+# Install missing tools before anything else needs them.
+NEED_DEPS := $(shell command -v flex >/dev/null && command -v bison >/dev/null && \
+               command -v $(LLVM_CONFIG) >/dev/null && /usr/bin/python3 -c 'import numpy' 2>/dev/null && echo ok)
+ifneq ($(NEED_DEPS),ok)
+$(info kiln: installing missing build dependencies (tools/install-deps.sh))
+$(shell sh tools/install-deps.sh >&2)
+endif
+
+LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//g')
+LLVM_LIBS   := $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) $(shell $(LLVM_CONFIG) --libs core orcjit native passes 2>/dev/null)
+CUDA_HOME   ?= /usr/local/cuda
+
+OPT     ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -Iinclude -I. -I$(BUILD)/gen \
+           $(LLVM_CFLAGS) -I$(CUDA_HOME)/include -MMD -MP
+LDLIBS  += $(LLVM_LIBS) -ldl -lpthread -lm -ledit
+
+MODULE_SRCS := $(wildcard frontend/*.c ir/*.c passes/*.c codegen/*.c runtime/*.c)
+GEN_SRCS    := $(BUILD)/gen/kiln.tab.c $(BUILD)/gen/kiln.lex.c
+LIB_OBJS    := $(patsubst %.c,$(BUILD)/%.o,$(MODULE_SRCS)) $(GEN_SRCS:.c=.o)
+UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
+UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+
+.PHONY: all test demo asan fuzz test-long clean format
+all: $(BUILD)/kiln $(BUILD)/libkiln.a $(UNIT_BINS)
+
+$(BUILD)/gen/kiln.tab.c $(BUILD)/gen/kiln.tab.h: grammar/kiln.y
+	@mkdir -p $(dir $@)
+	bison -Wall -Werror --defines=$(BUILD)/gen/kiln.tab.h -o $(BUILD)/gen/kiln.tab.c $<
+
+$(BUILD)/gen/kiln.lex.c $(BUILD)/gen/kiln.lex.h: grammar/kiln.l $(BUILD)/gen/kiln.tab.h
+	@mkdir -p $(dir $@)
+	flex --header-file=$(BUILD)/gen/kiln.lex.h -o $(BUILD)/gen/kiln.lex.c $<
+
+# Generated scanner code trips a few warnings we do not control.
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(CC) $(CFLAGS) -Wno-unused-function -Wno-sign-compare -c $< -o $@
+
+$(BUILD)/%.o: %.c | $(BUILD)/gen/kiln.tab.h $(BUILD)/gen/kiln.lex.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libkiln.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/kiln: $(BUILD)/tools/kiln.o $(BUILD)/libkiln.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkiln.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+test: all
+	@sh tests/run_all.sh $(BUILD)
+
+demo: $(BUILD)/kiln
+	$(BUILD)/kiln run examples/mlp.kiln --device=ref --dim B=2
+
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    LDFLAGS="-fsanitize=address,undefined" test
+
+FUZZ_SECONDS ?= 60
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+fuzz:
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+test-long: all
+	@KILN_LONG=1 sh tests/run_all.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(LIB_OBJS:.o=.d) $(BUILD)/tools/kiln.d

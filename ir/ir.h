@@ -1,0 +1,340 @@
+/* ir.h - kiln's central internal header, grouped by the file that defines each
+ * part (as chibicc does): utilities, diagnostics, the AST, the graph IR, the
+ * reference interpreter.  Later stages (passes/, codegen/, runtime/) have
+ * their own headers that include this one. */
+#ifndef KILN_IR_H
+#define KILN_IR_H
+
+#include "kiln.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ------------------------------------------------------------------ util.c */
+
+/* Host allocation choke point.  Out of host memory is reported and aborts:
+ * kiln's host allocations are small next to the tensors, which are checked
+ * separately (kiln_tensor_init returns false). */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+
+/* An arena per compilation: everything of one parse/build lives here and is
+ * freed in one call. */
+typedef struct Arena Arena;
+Arena *arena_new(void);
+void arena_free(Arena *a);
+void *arena_alloc(Arena *a, size_t n); /* zeroed, 16-byte aligned */
+char *arena_strdup(Arena *a, const char *s);
+char *arena_strndup(Arena *a, const char *s, size_t n);
+char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define ARENA_NEW(a, T) ((T *)arena_alloc((a), sizeof(T)))
+#define ARENA_ARRAY(a, T, n) ((T *)arena_alloc((a), sizeof(T) * (size_t)(n)))
+
+/* Growable arrays: VEC(T) is a struct {T *data; int len, cap;}. */
+#define VEC(T)                                                                                    \
+    struct {                                                                                      \
+        T *data;                                                                                  \
+        int len, cap;                                                                             \
+    }
+#define VEC_PUSH(v, x)                                                                            \
+    do {                                                                                          \
+        if ((v).len == (v).cap) {                                                                 \
+            (v).cap = (v).cap ? 2 * (v).cap : 8;                                                  \
+            (v).data = xrealloc((v).data, sizeof(*(v).data) * (size_t)(v).cap);                   \
+        }                                                                                         \
+        (v).data[(v).len++] = (x);                                                                \
+    } while (0)
+#define VEC_FREE(v) (free((v).data), (v).data = NULL, (v).len = (v).cap = 0)
+
+/* A growable string. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} StrBuf;
+void sb_printf(StrBuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sb_vprintf(StrBuf *sb, const char *fmt, va_list ap);
+void sb_puts(StrBuf *sb, const char *s);
+void sb_free(StrBuf *sb);
+
+bool read_file(const char *path, char **data, size_t *len, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------ diag.c */
+
+typedef struct {
+    const char *path; /* as given by the user, for messages */
+    const char *text; /* NUL-terminated */
+    size_t len;
+} Source;
+
+/* A place in the user's text.  Every AST and IR node carries one. */
+typedef struct {
+    const Source *src;
+    int line, col; /* 1-based; 0 means "no location" */
+} Loc;
+
+typedef struct {
+    Loc loc;
+    char *msg;
+    char *hint; /* may be NULL */
+} Diag;
+
+typedef struct {
+    VEC(Diag) items;
+    int nerrors;
+    bool suppress; /* set while re-checking an inlined graph body */
+} DiagList;
+
+void diag_error(DiagList *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Attaches a hint ("did you mean ...") to the last error reported. */
+void diag_hint(DiagList *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints every diagnostic, ordered by position, in the spec's form. */
+void diag_print(DiagList *d, FILE *out);
+void diag_clear(DiagList *d);
+
+/* ------------------------------------------------------------------- ast.h */
+
+typedef enum {
+    E_INT,    /* ival */
+    E_FLOAT,  /* fval */
+    E_BOOL,   /* ival */
+    E_NAME,   /* name */
+    E_CALL,   /* name(args, kwargs) */
+    E_BINARY, /* lhs op rhs */
+    E_UNARY,  /* op lhs */
+    E_INDEX,  /* lhs[args]; an arg may be E_SLICE */
+    E_SLICE,  /* a:b:s inside an index; any of lhs, rhs, step may be NULL */
+    E_LIST,   /* [args] */
+} ExprKind;
+
+/* Binary and unary operator tokens of the language. */
+typedef enum {
+    BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_MOD, BIN_MATMUL, BIN_POW,
+    BIN_EQ, BIN_NE, BIN_LT, BIN_LE, BIN_GT, BIN_GE, BIN_AND, BIN_OR,
+    UN_NEG, UN_PLUS, UN_NOT,
+} OperatorTok;
+
+typedef struct Expr Expr;
+typedef struct {
+    const char *name;
+    Expr *value;
+    Loc loc;
+} KwArg;
+
+struct Expr {
+    ExprKind kind;
+    Loc loc;
+    OperatorTok op;
+    int64_t ival;
+    double fval;
+    const char *name;
+    Expr *lhs, *rhs, *step;
+    Expr **args;
+    int nargs;
+    KwArg *kwargs;
+    int nkwargs;
+};
+
+typedef struct {
+    const char *name; /* NULL for a fixed size */
+    int64_t size;
+    Loc loc;
+} DimExpr;
+
+typedef struct {
+    const char *dtype_name;
+    Loc loc;
+    DimExpr *dims;
+    int rank;
+    bool scalar; /* bare DTYPE, no brackets */
+} TypeExpr;
+
+typedef struct {
+    const char *name;
+    Loc loc;
+    TypeExpr type;
+} Param;
+
+typedef enum { S_ASSIGN, S_RETURN } StmtKind;
+
+typedef struct {
+    StmtKind kind;
+    Loc loc;
+    const char **names; /* S_ASSIGN: one name, or several for `a, b = g(x)` */
+    Loc *name_locs;
+    int nnames;
+    Expr **values; /* S_ASSIGN: one; S_RETURN: one per result */
+    int nvalues;
+} Stmt;
+
+typedef struct {
+    const char *name;
+    Loc loc;
+    Param *params;
+    int nparams;
+    TypeExpr *results;
+    int nresults;
+    Stmt *body;
+    int nstmts;
+} GraphDef;
+
+typedef struct {
+    GraphDef *graphs;
+    int ngraphs;
+} Program;
+
+/* What one REPL line parsed to. */
+typedef enum { REPL_EMPTY, REPL_GRAPH, REPL_ASSIGN, REPL_EXPR } ReplKind;
+typedef struct {
+    ReplKind kind;
+    GraphDef graph;
+    Stmt stmt;  /* REPL_ASSIGN */
+    Expr *expr; /* REPL_EXPR */
+} ReplLine;
+
+/* parse.c: the parser glue.  Syntax errors go to `diags`; the AST lives in
+ * `arena`.  Return false if any syntax error was found (the Program then
+ * holds whatever parsed). */
+bool parse_program(Arena *arena, const Source *src, DiagList *diags, Program *out);
+bool parse_repl_line(Arena *arena, const Source *src, DiagList *diags, ReplLine *out);
+void ast_print(const Program *p, FILE *out);
+void expr_print(const Expr *e, StrBuf *sb);
+
+/* -------------------------------------------------------------------- ir.c */
+
+typedef enum {
+#define OP(e, name, kind, arity, flags) OP_##e,
+#include "ir/ops.def"
+#undef OP
+    OP_COUNT
+} Op;
+
+typedef enum {
+    OK_UNARY, OK_BINARY, OK_COMPARE, OK_LOGIC, OK_WHERE, OK_CAST,
+    OK_REDUCE, OK_SHAPE, OK_CREATE, OK_NN, OK_SOURCE,
+} OpKind;
+
+enum { OPF_FLOAT = 1, OPF_INT_OK = 2, OPF_BUILTIN = 4 };
+
+typedef struct {
+    const char *name;
+    OpKind kind;
+    int arity;
+    int flags;
+} OpInfo;
+extern const OpInfo op_info[OP_COUNT];
+bool op_lookup(const char *name, Op *out); /* builtin ops only */
+static inline bool op_is_elementwise(Op op) {
+    OpKind k = op_info[op].kind;
+    return k == OK_UNARY || k == OK_BINARY || k == OK_COMPARE || k == OK_LOGIC || k == OK_WHERE ||
+           k == OK_CAST;
+}
+
+bool dtype_is_float(KilnDType dt);
+bool dtype_is_int(KilnDType dt);
+
+/* A dimension: a non-negative value is a known size; a negative value d is
+ * the symbolic dimension number -(d+1) of the graph (see SymDim). */
+typedef int64_t Dim;
+#define DIM_IS_SYM(d) ((d) < 0)
+#define DIM_SYM_INDEX(d) ((int)(-(d)-1))
+#define DIM_FROM_SYM(i) ((Dim)(-(int64_t)(i)-1))
+
+/* Symbolic dimensions: a named one (B), or one derived from others (B*T,
+ * B+2, or an opaque size such as a clipped slice of a symbolic axis).
+ * Derived dimensions are hash-consed, so equal expressions get equal Dims. */
+typedef enum { SYM_NAMED, SYM_MUL, SYM_ADD, SYM_DIV, SYM_OPAQUE } SymKind;
+typedef struct {
+    SymKind kind;
+    const char *name; /* SYM_NAMED, SYM_OPAQUE (its printed form) */
+    Dim a, b;
+} SymDim;
+
+typedef struct {
+    Op op;
+    KilnDType dtype;
+    int rank;
+    Dim *shape;
+    int nin;
+    int *in; /* node ids, all smaller than this node's id */
+    int64_t *ints; /* op attributes, see ops.def */
+    int nints;
+    double value;
+    bool flag;
+    const char *name; /* OP_PARAM: the parameter name */
+    Loc loc;
+} Node;
+
+typedef struct {
+    const char *name;
+    int node;
+} NamedValue;
+
+/* A graph in SSA form: nodes in topological order, referenced by index. */
+typedef struct {
+    Arena *arena;
+    const char *name;
+    VEC(Node) nodes;
+    VEC(int) params;  /* node ids of OP_PARAM nodes, in declaration order */
+    VEC(int) results; /* node ids of the results */
+    VEC(SymDim) syms;
+} IRGraph;
+
+IRGraph *ir_graph_new(Arena *arena, const char *name);
+void ir_graph_destroy(IRGraph *g); /* frees the vectors; the arena is the caller's */
+int ir_add_node(IRGraph *g, Op op, KilnDType dt, int rank, const Dim *shape, int nin,
+                const int *in, Loc loc);
+static inline Node *ir_node(const IRGraph *g, int id) { return &g->nodes.data[id]; }
+int64_t ir_numel(const Node *n); /* -1 if any dimension is symbolic */
+Dim ir_sym_named(IRGraph *g, const char *name);
+Dim ir_dim_mul(IRGraph *g, Dim a, Dim b);
+Dim ir_dim_add(IRGraph *g, Dim a, Dim b);
+Dim ir_dim_div(IRGraph *g, Dim a, Dim b); /* exact division, or an opaque dim */
+Dim ir_dim_opaque(IRGraph *g, const char *text);
+void ir_dim_print(const IRGraph *g, Dim d, StrBuf *sb);
+void ir_type_print(const IRGraph *g, KilnDType dt, int rank, const Dim *shape, StrBuf *sb);
+/* Returns a heap string such as "f32[B, 784]"; free() it. */
+char *ir_type_str(const IRGraph *g, KilnDType dt, int rank, const Dim *shape);
+bool ir_graph_is_concrete(const IRGraph *g, const char **first_sym);
+
+/* print.c: `emit --emit=ir` and `--emit=dot`. */
+void ir_print(const IRGraph *g, FILE *out);
+void ir_print_dot(const IRGraph *g, FILE *out);
+
+/* verify.c: checks the IR's invariants; returns false and says why. */
+bool ir_verify(const IRGraph *g, char *err, size_t errlen);
+
+/* ----------------------------------------------------------------- build.c */
+
+/* A symbolic dimension bound to a size by the user (--dim, input shapes). */
+typedef struct {
+    const char *name;
+    int64_t size;
+} DimBinding;
+
+/* Builds the IR of graph `entry` of `prog`, type-checking as it goes and
+ * inlining graph calls.  With bindings for all its symbolic dimensions the
+ * result is concrete (every Dim >= 0).  Errors go to `diags`; returns NULL if
+ * there were any. */
+IRGraph *ir_build(Arena *arena, const Program *prog, int entry, const DimBinding *binds,
+                  int nbinds, DiagList *diags);
+/* Type-checks every graph of the program (symbolically); true if clean. */
+bool ir_check_program(const Program *prog, DiagList *diags);
+int program_find_graph(const Program *prog, const char *name);
+
+/* ---------------------------------------------------------------- interp.c */
+
+/* The reference interpreter: plain loops in double, each op's result rounded
+ * to its dtype.  `g` must be concrete.  inputs[i] matches g->params[i];
+ * outputs (g->results.len of them) are allocated here.  Returns false with a
+ * message in err on failure (out of memory). */
+bool ref_run(const IRGraph *g, const KilnTensor *inputs, KilnTensor *outputs, char *err,
+             size_t errlen);
+/* Rounds a double to what dtype `dt` can hold (f16/bf16 to nearest even). */
+double ref_round_to_dtype(double v, KilnDType dt);
+
+#endif

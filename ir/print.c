@@ -1,0 +1,89 @@
+/* print.c - the IR as text (`emit --emit=ir`, `--print-after`) and as a
+ * Graphviz graph (`emit --emit=dot`).  One line per node:
+ *     %5 = add %3, %4 : f32[B, 256]    # mlp.kiln:3:21
+ * The text is stable so tests can keep golden copies of it. */
+#include "ir/ir.h"
+
+#include <stdlib.h>
+
+static void print_attrs(const Node *n, FILE *out) {
+    switch (op_info[n->op].kind) {
+    case OK_REDUCE:
+        fputs(" {axes=[", out);
+        for (int i = 0; i < n->nints; i++) fprintf(out, "%s%lld", i ? ", " : "", (long long)n->ints[i]);
+        fprintf(out, "]%s}", n->flag ? ", keepdims" : "");
+        return;
+    case OK_SOURCE:
+        if (n->op == OP_CONST) fprintf(out, " {value=%.9g}", n->value);
+        return;
+    case OK_CREATE:
+        if (n->op == OP_FULL) fprintf(out, " {value=%.9g}", n->value);
+        return;
+    default: break;
+    }
+    if (n->op == OP_GELU && n->flag) fputs(" {approximate}", out);
+    if (n->nints == 0 && n->op != OP_PAD && n->op != OP_LAYERNORM && n->op != OP_RMSNORM) return;
+    const char *label = "ints";
+    switch (n->op) {
+    case OP_TRANSPOSE: label = "perm"; break;
+    case OP_SLICE: label = "start,step"; break;
+    case OP_PAD: label = "lo,hi"; break;
+    case OP_CONCAT: case OP_SOFTMAX: case OP_LOG_SOFTMAX:
+    case OP_LAYERNORM: case OP_RMSNORM: label = "axis"; break;
+    case OP_CONV2D: label = "stride,pad,dilation,groups"; break;
+    case OP_MAXPOOL2D: case OP_AVGPOOL2D: label = "kernel,stride,pad"; break;
+    default: break;
+    }
+    fprintf(out, " {%s=[", label);
+    for (int i = 0; i < n->nints; i++) fprintf(out, "%s%lld", i ? ", " : "", (long long)n->ints[i]);
+    fputs("]", out);
+    if (n->op == OP_PAD) fprintf(out, ", value=%.9g", n->value);
+    if (n->op == OP_LAYERNORM || n->op == OP_RMSNORM) fprintf(out, ", eps=%.9g", n->value);
+    fputs("}", out);
+}
+
+static void print_type(const IRGraph *g, const Node *n, FILE *out) {
+    char *t = ir_type_str(g, n->dtype, n->rank, n->shape);
+    fputs(t, out);
+    free(t);
+}
+
+void ir_print(const IRGraph *g, FILE *out) {
+    fprintf(out, "graph %s(", g->name);
+    for (int i = 0; i < g->params.len; i++) {
+        const Node *p = ir_node(g, g->params.data[i]);
+        fprintf(out, "%s%s: ", i ? ", " : "", p->name);
+        print_type(g, p, out);
+    }
+    fputs(")\n", out);
+    for (int i = 0; i < g->nodes.len; i++) {
+        const Node *n = ir_node(g, i);
+        fprintf(out, "  %%%d = %s", i, op_info[n->op].name);
+        if (n->op == OP_PARAM) fprintf(out, " %s", n->name);
+        for (int k = 0; k < n->nin; k++) fprintf(out, "%s%%%d", k ? ", " : " ", n->in[k]);
+        print_attrs(n, out);
+        fputs(" : ", out);
+        print_type(g, n, out);
+        if (n->loc.line > 0) fprintf(out, "    # %d:%d", n->loc.line, n->loc.col);
+        fputc('\n', out);
+    }
+    fputs("  return", out);
+    for (int i = 0; i < g->results.len; i++) fprintf(out, "%s%%%d", i ? ", " : " ", g->results.data[i]);
+    fputc('\n', out);
+}
+
+void ir_print_dot(const IRGraph *g, FILE *out) {
+    fprintf(out, "digraph \"%s\" {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n", g->name);
+    for (int i = 0; i < g->nodes.len; i++) {
+        const Node *n = ir_node(g, i);
+        char *t = ir_type_str(g, n->dtype, n->rank, n->shape);
+        fprintf(out, "  n%d [label=\"%%%d %s%s%s\\n%s\"%s];\n", i, i, op_info[n->op].name,
+                n->op == OP_PARAM ? " " : "", n->op == OP_PARAM ? n->name : "", t,
+                n->op == OP_PARAM ? ", style=rounded" : "");
+        free(t);
+        for (int k = 0; k < n->nin; k++) fprintf(out, "  n%d -> n%d;\n", n->in[k], i);
+    }
+    for (int i = 0; i < g->results.len; i++)
+        fprintf(out, "  r%d [label=\"result %d\", shape=oval];\n  n%d -> r%d;\n", i, i, g->results.data[i], i);
+    fputs("}\n", out);
+}

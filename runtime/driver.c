@@ -1,0 +1,231 @@
+/* driver.c - from a file and the user's inputs to a concrete graph:
+ * parse and check, match tensors to parameters (binding symbolic
+ * dimensions from their shapes), fill the rest with seeded random values,
+ * and build the IR with every dimension known. */
+#include "runtime/runtime.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+KilnStatus compilation_open(Compilation *c, const char *path, char *err, size_t errlen) {
+    memset(c, 0, sizeof *c);
+    char *text;
+    size_t len;
+    if (!read_file(path, &text, &len, err, errlen)) return KILN_ERR_USAGE;
+    c->arena = arena_new();
+    c->src.path = arena_strdup(c->arena, path);
+    c->src.text = arena_strndup(c->arena, text, len);
+    c->src.len = len;
+    free(text);
+    if (memchr(c->src.text, 0, len)) {
+        snprintf(err, errlen, "%s: the file contains a NUL byte; kiln programs are UTF-8 text", path);
+        return KILN_ERR_INPUT;
+    }
+    bool ok = parse_program(c->arena, &c->src, &c->diags, &c->prog);
+    if (ok) ok = ir_check_program(&c->prog, &c->diags);
+    if (ok && c->prog.ngraphs == 0) {
+        diag_error(&c->diags, (Loc){&c->src, 1, 1}, "the file defines no graph");
+        diag_hint(&c->diags, "a program starts with 'graph NAME(PARAMS) -> TYPE { ... }'");
+        ok = false;
+    }
+    return ok ? KILN_OK : KILN_ERR_INPUT;
+}
+
+void compilation_close(Compilation *c) {
+    diag_clear(&c->diags);
+    arena_free(c->arena);
+    memset(c, 0, sizeof *c);
+}
+
+/* splitmix64: small, seedable, the same on every machine. */
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void tensor_set(KilnTensor *t, int64_t i, double v) {
+    switch (t->dtype) {
+    case KILN_F32: ((float *)t->data)[i] = (float)v; break;
+    case KILN_F64: ((double *)t->data)[i] = v; break;
+    case KILN_F16: ((uint16_t *)t->data)[i] = kiln_f32_to_f16((float)v); break;
+    case KILN_BF16: ((uint16_t *)t->data)[i] = kiln_f32_to_bf16((float)v); break;
+    case KILN_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
+    case KILN_I64: ((int64_t *)t->data)[i] = (int64_t)v; break;
+    case KILN_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
+    default: break;
+    }
+}
+
+void tensor_fill_random(KilnTensor *t, uint64_t seed) {
+    uint64_t s = seed * 0x2545f4914f6cdd1dull + 1;
+    int64_t n = kiln_tensor_numel(t);
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t r = splitmix(&s);
+        double u = (double)(r >> 11) * 0x1.0p-53; /* [0, 1) */
+        if (dtype_is_float(t->dtype)) tensor_set(t, i, 2 * u - 1);
+        else if (t->dtype == KILN_BOOL) tensor_set(t, i, u < 0.5);
+        else tensor_set(t, i, floor(u * 10));
+    }
+}
+
+bool tensor_convert(const KilnTensor *src, KilnDType dt, KilnTensor *dst) {
+    if (!kiln_tensor_init(dst, dt, src->rank, src->shape)) return false;
+    int64_t n = kiln_tensor_numel(src);
+    for (int64_t i = 0; i < n; i++) tensor_set(dst, i, tensor_get(src, i));
+    return true;
+}
+
+static const char *sym_name(const IRGraph *g, Dim d) {
+    return DIM_IS_SYM(d) ? g->syms.data[DIM_SYM_INDEX(d)].name : NULL;
+}
+
+/* Binds `name` to `size`, or checks it against an earlier binding. */
+static bool bind_dim(DimBinding **binds, int *nbinds, const char **origins, const char *name, int64_t size,
+                     const char *origin, char *err, size_t errlen) {
+    for (int i = 0; i < *nbinds; i++) {
+        if (strcmp((*binds)[i].name, name) == 0) {
+            if ((*binds)[i].size == size) return true;
+            snprintf(err, errlen, "dimension %s is %lld from %s but %lld from %s", name,
+                     (long long)(*binds)[i].size, origins[i], (long long)size, origin);
+            return false;
+        }
+    }
+    *binds = xrealloc(*binds, sizeof(DimBinding) * (size_t)(*nbinds + 1));
+    origins[*nbinds] = origin;
+    (*binds)[(*nbinds)++] = (DimBinding){name, size};
+    return true;
+}
+
+KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, IRGraph **graph_out,
+                       KilnTensor **inputs_out, char *err, size_t errlen) {
+    *graph_out = NULL;
+    *inputs_out = NULL;
+    /* the symbolic graph tells the parameters' declared types */
+    IRGraph *sym = ir_build(c->arena, &c->prog, entry, NULL, 0, &c->diags);
+    if (!sym) return KILN_ERR_INPUT;
+    int nparams = sym->params.len;
+    const NamedTensor **chosen = xcalloc((size_t)nparams + 1, sizeof(NamedTensor *));
+    int maxb = req->ndims + 64;
+    for (int i = 0; i < nparams; i++) maxb += ir_node(sym, sym->params.data[i])->rank;
+    const char **origins = xcalloc((size_t)maxb, sizeof(char *));
+    DimBinding *binds = NULL;
+    int nbinds = 0;
+    KilnStatus st = KILN_ERR_INPUT;
+    KilnTensor *inputs = NULL;
+    for (int i = 0; i < req->ndims; i++)
+        if (!bind_dim(&binds, &nbinds, origins, req->dims[i].name, req->dims[i].size, "--dim", err, errlen))
+            goto fail;
+    /* explicit --in bindings must name parameters */
+    for (int t = 0; t < req->ntensors; t++) {
+        const NamedTensor *nt = &req->tensors[t];
+        int found = -1;
+        for (int i = 0; i < nparams; i++)
+            if (strcmp(ir_node(sym, sym->params.data[i])->name, nt->name) == 0) found = i;
+        if (found < 0) {
+            if (strncmp(nt->origin, "--in", 4) == 0) {
+                snprintf(err, errlen, "%s: graph '%s' has no parameter '%s'", nt->origin, sym->name, nt->name);
+                st = KILN_ERR_USAGE;
+                goto fail;
+            }
+            continue; /* a weights file may hold more tensors than the graph uses */
+        }
+        if (!chosen[found] || strncmp(nt->origin, "--in", 4) == 0) chosen[found] = nt;
+    }
+    for (int i = 0; i < nparams; i++) {
+        const Node *p = ir_node(sym, sym->params.data[i]);
+        const NamedTensor *nt = chosen[i];
+        if (!nt) continue;
+        const KilnTensor *t = &nt->tensor;
+        bool dtype_ok = t->dtype == p->dtype || (p->dtype == KILN_BF16 && t->dtype == KILN_F32);
+        if (!dtype_ok || t->rank != p->rank) {
+            char *want = ir_type_str(sym, p->dtype, p->rank, p->shape);
+            StrBuf got = {0};
+            sb_printf(&got, "%s[", kiln_dtype_name(t->dtype));
+            for (int k = 0; k < t->rank; k++) sb_printf(&got, "%s%lld", k ? ", " : "", (long long)t->shape[k]);
+            sb_puts(&got, "]");
+            snprintf(err, errlen, "%s: parameter '%s' is %s, the file holds %s", nt->origin, p->name, want, got.data);
+            free(want);
+            sb_free(&got);
+            goto fail;
+        }
+        for (int k = 0; k < p->rank; k++) {
+            const char *name = sym_name(sym, p->shape[k]);
+            if (name) {
+                if (!bind_dim(&binds, &nbinds, origins, name, t->shape[k], nt->origin, err, errlen)) goto fail;
+            } else if (p->shape[k] != t->shape[k]) {
+                snprintf(err, errlen, "%s: dimension %d of parameter '%s' is %lld, the file has %lld", nt->origin,
+                         k, p->name, (long long)p->shape[k], (long long)t->shape[k]);
+                goto fail;
+            }
+        }
+    }
+    /* every symbolic dimension of the parameters needs a size */
+    for (int i = 0; i < nparams && !req->allow_symbolic; i++) {
+        const Node *p = ir_node(sym, sym->params.data[i]);
+        for (int k = 0; k < p->rank; k++) {
+            const char *name = sym_name(sym, p->shape[k]);
+            bool bound = !name;
+            for (int j = 0; name && j < nbinds; j++) bound = bound || strcmp(binds[j].name, name) == 0;
+            if (!bound) {
+                snprintf(err, errlen, "dimension %s of parameter '%s' is not bound; pass --dim %s=SIZE or an input "
+                         "with --in %s=FILE.npy", name, p->name, name, p->name);
+                st = KILN_ERR_USAGE;
+                goto fail;
+            }
+        }
+    }
+    IRGraph *g = ir_build(c->arena, &c->prog, entry, binds, nbinds, &c->diags);
+    if (!g) goto fail;
+    const char *unbound;
+    if (!req->allow_symbolic && !ir_graph_is_concrete(g, &unbound)) {
+        snprintf(err, errlen, "dimension %s is not bound; pass --dim %s=SIZE", unbound, unbound);
+        st = KILN_ERR_USAGE;
+        ir_graph_destroy(g);
+        goto fail;
+    }
+    if (!req->allow_symbolic) {
+        inputs = xcalloc((size_t)nparams + 1, sizeof(KilnTensor));
+        for (int i = 0; i < nparams; i++) {
+            const Node *p = ir_node(g, g->params.data[i]);
+            const NamedTensor *nt = chosen[i];
+            bool ok;
+            if (nt && nt->tensor.dtype == p->dtype) {
+                ok = kiln_tensor_init(&inputs[i], p->dtype, p->rank, nt->tensor.shape);
+                if (ok) memcpy(inputs[i].data, nt->tensor.data, (size_t)kiln_tensor_numel(&nt->tensor) * kiln_dtype_size(p->dtype));
+            } else if (nt) {
+                ok = tensor_convert(&nt->tensor, p->dtype, &inputs[i]);
+            } else {
+                int64_t *shape = xmalloc(sizeof(int64_t) * (size_t)(p->rank + 1));
+                for (int k = 0; k < p->rank; k++) shape[k] = p->shape[k];
+                ok = kiln_tensor_init(&inputs[i], p->dtype, p->rank, shape);
+                if (ok) tensor_fill_random(&inputs[i], req->seed + (uint64_t)i * 7919);
+                free(shape);
+            }
+            if (!ok) {
+                snprintf(err, errlen, "out of host memory for parameter '%s'", p->name);
+                for (int j = 0; j <= i; j++) kiln_tensor_free(&inputs[j]);
+                free(inputs);
+                inputs = NULL;
+                st = KILN_ERR_DEVICE;
+                ir_graph_destroy(g);
+                goto fail;
+            }
+        }
+    }
+    ir_graph_destroy(sym);
+    free(chosen);
+    free(origins);
+    free(binds);
+    *graph_out = g;
+    *inputs_out = inputs;
+    return KILN_OK;
+fail:
+    ir_graph_destroy(sym);
+    free(chosen);
+    free(origins);
+    free(binds);
+    return st;
+}

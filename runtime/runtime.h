@@ -1,0 +1,80 @@
+/* runtime.h - backends and the driver that binds inputs, compiles and runs a
+ * graph.  Shared by the command line (tools/kiln.c) and the REPL. */
+#ifndef KILN_RUNTIME_H
+#define KILN_RUNTIME_H
+
+#include "ir/ir.h"
+
+typedef enum { PREC_F32, PREC_F16, PREC_BF16, PREC_AUTO } Precision;
+
+typedef struct {
+    int opt_level;        /* 0 or 2 */
+    Precision precision;
+    const char *arch;     /* CUDA: "sm_90"; NULL for the device's own */
+    bool verbose;
+} CompileOptions;
+
+/* A backend is a table of functions (as ggml's are).  compile() receives a
+ * concrete graph and returns an executable; run() takes host inputs in the
+ * params' dtypes and fills host outputs (allocated by the backend). */
+typedef struct Backend {
+    const char *name;
+    void *(*compile)(const IRGraph *g, const CompileOptions *opt, char *err, size_t errlen);
+    bool (*run)(void *exe, const KilnTensor *inputs, KilnTensor *outputs, char *err, size_t errlen);
+    void (*destroy)(void *exe);
+} Backend;
+
+extern const Backend ref_backend;
+
+/* The backend called `name`, or NULL with a reason in err (not built, no
+ * device...).  The reason is meant for the user. */
+const Backend *backend_find(const char *name, char *err, size_t errlen);
+/* The device used when the user names none: cuda with a driver and a GPU,
+ * else cpu (else ref while no other backend is built). */
+const char *backend_default(void);
+
+/* format.c */
+double tensor_get(const KilnTensor *t, int64_t i);
+void tensor_format(const KilnTensor *t, StrBuf *out);
+
+/* driver.c: from a file and user inputs to a concrete graph. */
+typedef struct {
+    const char *name;
+    KilnTensor tensor;
+    const char *origin; /* "--in x=a.npy", "weights.safetensors" ... for messages */
+} NamedTensor;
+
+typedef struct {
+    Arena *arena;
+    Source src;
+    Program prog;
+    DiagList diags;
+} Compilation;
+
+/* Reads, parses and checks a file.  Diagnostics are left in c->diags.
+ * Returns KILN_OK, KILN_ERR_INPUT (diagnosed) or KILN_ERR_USAGE (no file). */
+KilnStatus compilation_open(Compilation *c, const char *path, char *err, size_t errlen);
+void compilation_close(Compilation *c);
+
+/* Matches user tensors and --dim bindings to graph `entry`'s parameters,
+ * fills random values (seeded) for those left unbound and builds the
+ * concrete IR.  `inputs_out` gets one tensor per parameter (owned by the
+ * caller: free with kiln_tensor_free).  Errors are written to err. */
+typedef struct {
+    NamedTensor *tensors;
+    int ntensors;
+    DimBinding *dims;
+    int ndims;
+    uint64_t seed;
+    bool allow_symbolic; /* emit: leave unbound dims symbolic */
+} BindRequest;
+
+KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, IRGraph **graph_out,
+                       KilnTensor **inputs_out, char *err, size_t errlen);
+
+/* Deterministic random values: floats uniform in [-1, 1), ints in [0, 10), bools. */
+void tensor_fill_random(KilnTensor *t, uint64_t seed);
+/* Converts a tensor to another dtype (through double); false on out of memory. */
+bool tensor_convert(const KilnTensor *src, KilnDType dt, KilnTensor *dst);
+
+#endif

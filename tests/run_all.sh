@@ -1,0 +1,59 @@
+#!/bin/sh
+# Runs every test layer of kiln and closes with one line "N passed, N failed".
+# Each layer prints its own "LAYER: N passed, N failed" as its last line.
+# Usage: tests/run_all.sh [BUILD_DIR]   (KILN_LONG=1 for the long sweeps)
+BUILD=${1:-build}
+PY=/usr/bin/python3
+DATA=$BUILD/testdata
+total_pass=0
+total_fail=0
+failed_layers=""
+
+# Runs one layer, shows its output, adds its counts to the totals.
+layer() {
+    name=$1
+    shift
+    log=$BUILD/logs/$name.log
+    mkdir -p "$BUILD/logs"
+    "$@" >"$log" 2>&1
+    rc=$?
+    summary=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+    p=$(echo "$summary" | sed -E 's/.*[^0-9]?([0-9]+) passed.*/\1/')
+    f=$(echo "$summary" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+    if [ -z "$summary" ]; then
+        p=0
+        f=1
+        echo "== $name: no summary line (exit $rc); last output:"
+        tail -n 20 "$log"
+    elif [ "$f" != 0 ] || [ $rc != 0 ]; then
+        [ "$f" = 0 ] && f=1
+        echo "== $name: FAILED (exit $rc); failures:"
+        grep -E 'FAIL|fail|error' "$log" | head -n 40
+    fi
+    echo "$name: $p passed, $f failed"
+    total_pass=$((total_pass + p))
+    total_fail=$((total_fail + f))
+    [ "$f" != 0 ] && failed_layers="$failed_layers $name"
+}
+
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] || continue
+    layer "$(basename "$t")" "$t"
+done
+
+layer diagnostics $PY tests/check_errors.py --kiln "$BUILD/kiln"
+layer golden $PY tests/check_golden.py --kiln "$BUILD/kiln"
+if $PY tests/gen/generate.py "$DATA" >"$BUILD/logs/generate.log" 2>&1; then
+    for dev in ref; do
+        layer "e2e-$dev" $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" --device $dev -j 2
+    done
+else
+    echo "== test data generation failed:"
+    tail -n 20 "$BUILD/logs/generate.log"
+    total_fail=$((total_fail + 1))
+fi
+layer cli sh tests/cli/run.sh "$BUILD/kiln"
+
+[ -n "$failed_layers" ] && echo "failed layers:$failed_layers (logs in $BUILD/logs/)"
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" = 0 ]

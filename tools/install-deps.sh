@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs, only when missing, what kiln's build and tests need.
+# Idempotent: a second run does nothing but check.  Debian packages via apt-get,
+# NumPy from Debian (python3-numpy) so /usr/bin/python3 can import it.
+set -e
+need=""
+have_cmd() { command -v "$1" >/dev/null 2>&1; }
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+have_cmd flex || need="$need flex"
+have_cmd bison || need="$need bison"
+have_cmd llvm-config-19 || need="$need llvm-19-dev"
+have_pkg libedit-dev || need="$need libedit-dev"
+have_pkg libclang-rt-14-dev || need="$need libclang-rt-14-dev"
+/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need="$need python3-numpy"
+
+if [ -n "$need" ]; then
+    echo "install-deps: installing:$need" >&2
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq >/dev/null || true
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -qq $need >/dev/null
+fi

@@ -1,0 +1,464 @@
+/* kiln.c - the command line (shared/spec/cli.md):
+ *   kiln check FILE | run FILE | emit FILE --emit=STAGE | aot | bench | repl | help | --version
+ * Exit status: 0 success, 1 diagnosed input error, 2 usage, 3 device/environment. */
+#include "runtime/runtime.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct {
+    const char *command;
+    const char *file;
+    const char *graph;
+    const char *device;
+    const char *emit;
+    const char *out;
+    const char *target;
+    VEC(NamedTensor) tensors;
+    VEC(DimBinding) dims;
+    VEC(char *) weights;
+    uint64_t seed;
+    int runs;
+    bool json;
+    bool verbose;
+    CompileOptions copt;
+} Options;
+
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("kiln: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\n(see 'kiln help')\n", stderr);
+    va_end(ap);
+}
+
+static const char *const help_text[][2] = {
+    {"check", "kiln check FILE\n  Parse and type-check FILE; print every diagnostic. Exit 0 if clean, 1 if not.\n"},
+    {"run", "kiln run FILE [options]\n  Compile and run a graph; print its results or save them.\n"
+            "  -g NAME                 the graph to run (default: the first)\n"
+            "  --device=ref|cpu|cuda|cuda-emu\n"
+            "  --in NAME=FILE.npy      bind a parameter (repeatable)\n"
+            "  --weights FILE.safetensors  bind every parameter named in the file\n"
+            "  --dim NAME=SIZE         bind a symbolic dimension (repeatable)\n"
+            "  --seed N                seed for parameters left unbound (default 0)\n"
+            "  --out FILE.npy | --out DIR   save results instead of printing them\n"
+            "  --precision=f32|f16|bf16|auto, -O0, -O2, -v\n"},
+    {"emit", "kiln emit FILE --emit=ast|ir|opt|kernels|llvm|cuda|ptx|dot [-o OUT] [-g NAME] [--dim N=S]\n"
+             "  Print one stage of the compiler.\n"},
+    {"aot", "kiln aot FILE --target=cuda[:sm_XX]|cpu -o DIR\n  Write a deployable bundle.\n"},
+    {"bench", "kiln bench FILE [run options] [--runs=N] [--json]\n  Time each kernel and the whole graph.\n"},
+    {"repl", "kiln repl\n  The interactive prompt.\n"},
+};
+
+static void print_help(const char *topic) {
+    if (topic) {
+        for (size_t i = 0; i < sizeof help_text / sizeof help_text[0]; i++) {
+            if (strcmp(topic, help_text[i][0]) == 0) {
+                fputs(help_text[i][1], stdout);
+                return;
+            }
+        }
+    }
+    printf("kiln %s - a tensor-graph compiler\n\nusage: kiln COMMAND [ARGS]\n\n", KILN_VERSION);
+    for (size_t i = 0; i < sizeof help_text / sizeof help_text[0]; i++) fputs(help_text[i][1], stdout);
+    puts("kiln --version, kiln help [COMMAND]");
+}
+
+/* "NAME=VALUE" -> name, value; false if malformed. */
+static bool split_eq(const char *s, char **name, const char **value) {
+    const char *eq = strchr(s, '=');
+    if (!eq || eq == s || !eq[1]) return false;
+    *name = strndup(s, (size_t)(eq - s));
+    *value = eq + 1;
+    return true;
+}
+
+/* Takes an option's value from "--opt=V" or the next argument. */
+static const char *opt_value(int argc, char **argv, int *i, const char *opt) {
+    size_t n = strlen(opt);
+    if (strncmp(argv[*i], opt, n) == 0 && argv[*i][n] == '=') return argv[*i] + n + 1;
+    if (strcmp(argv[*i], opt) == 0) {
+        if (*i + 1 >= argc) return NULL;
+        return argv[++*i];
+    }
+    return NULL;
+}
+
+static bool is_opt(const char *arg, const char *opt) {
+    size_t n = strlen(opt);
+    return strncmp(arg, opt, n) == 0 && (arg[n] == 0 || arg[n] == '=');
+}
+
+static bool parse_int64(const char *s, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end) return false;
+    *out = v;
+    return true;
+}
+
+static int parse_options(int argc, char **argv, int start, Options *o) {
+    o->copt.opt_level = 2;
+    o->runs = 0;
+    for (int i = start; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (a[0] != '-' || a[1] == 0) {
+            if (o->file) {
+                usage_error("unexpected argument '%s'", a);
+                return KILN_ERR_USAGE;
+            }
+            o->file = a;
+        } else if (strcmp(a, "-g") == 0 || is_opt(a, "--graph")) {
+            if (!(v = opt_value(argc, argv, &i, a[1] == 'g' ? "-g" : "--graph"))) goto missing;
+            o->graph = v;
+        } else if (is_opt(a, "--device")) {
+            if (!(v = opt_value(argc, argv, &i, "--device"))) goto missing;
+            o->device = v;
+        } else if (is_opt(a, "--emit")) {
+            if (!(v = opt_value(argc, argv, &i, "--emit"))) goto missing;
+            o->emit = v;
+        } else if (is_opt(a, "--target")) {
+            if (!(v = opt_value(argc, argv, &i, "--target"))) goto missing;
+            o->target = v;
+        } else if (strcmp(a, "-o") == 0 || is_opt(a, "--out")) {
+            if (!(v = opt_value(argc, argv, &i, a[1] == 'o' ? "-o" : "--out"))) goto missing;
+            o->out = v;
+        } else if (is_opt(a, "--in")) {
+            char *name;
+            const char *path;
+            if (!(v = opt_value(argc, argv, &i, "--in"))) goto missing;
+            if (!split_eq(v, &name, &path)) {
+                usage_error("--in takes NAME=FILE.npy, found '%s'", v);
+                return KILN_ERR_USAGE;
+            }
+            NamedTensor nt = {.name = name, .origin = strdup(path)};
+            VEC_PUSH(o->tensors, nt);
+        } else if (is_opt(a, "--weights")) {
+            if (!(v = opt_value(argc, argv, &i, "--weights"))) goto missing;
+            VEC_PUSH(o->weights, strdup(v));
+        } else if (is_opt(a, "--dim")) {
+            char *name;
+            const char *size;
+            int64_t n;
+            if (!(v = opt_value(argc, argv, &i, "--dim"))) goto missing;
+            if (!split_eq(v, &name, &size) || !parse_int64(size, &n) || n <= 0) {
+                usage_error("--dim takes NAME=SIZE with a positive SIZE, found '%s'", v);
+                return KILN_ERR_USAGE;
+            }
+            DimBinding d = {name, n};
+            VEC_PUSH(o->dims, d);
+        } else if (is_opt(a, "--seed")) {
+            int64_t n;
+            if (!(v = opt_value(argc, argv, &i, "--seed"))) goto missing;
+            if (!parse_int64(v, &n)) {
+                usage_error("--seed takes an integer, found '%s'", v);
+                return KILN_ERR_USAGE;
+            }
+            o->seed = (uint64_t)n;
+        } else if (is_opt(a, "--runs")) {
+            int64_t n;
+            if (!(v = opt_value(argc, argv, &i, "--runs"))) goto missing;
+            if (!parse_int64(v, &n) || n <= 0 || n > 1000000) {
+                usage_error("--runs takes a positive integer, found '%s'", v);
+                return KILN_ERR_USAGE;
+            }
+            o->runs = (int)n;
+        } else if (is_opt(a, "--precision")) {
+            if (!(v = opt_value(argc, argv, &i, "--precision"))) goto missing;
+            if (strcmp(v, "f32") == 0) o->copt.precision = PREC_F32;
+            else if (strcmp(v, "f16") == 0) o->copt.precision = PREC_F16;
+            else if (strcmp(v, "bf16") == 0) o->copt.precision = PREC_BF16;
+            else if (strcmp(v, "auto") == 0) o->copt.precision = PREC_AUTO;
+            else {
+                usage_error("--precision takes f32, f16, bf16 or auto, found '%s'", v);
+                return KILN_ERR_USAGE;
+            }
+        } else if (is_opt(a, "--arch")) {
+            if (!(v = opt_value(argc, argv, &i, "--arch"))) goto missing;
+            o->copt.arch = v;
+        } else if (strcmp(a, "-O0") == 0) {
+            o->copt.opt_level = 0;
+        } else if (strcmp(a, "-O2") == 0 || strcmp(a, "-O") == 0) {
+            o->copt.opt_level = 2;
+        } else if (strcmp(a, "--json") == 0) {
+            o->json = true;
+        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+            o->verbose = o->copt.verbose = true;
+        } else {
+            usage_error("unknown option '%s'", a);
+            return KILN_ERR_USAGE;
+        }
+        continue;
+    missing:
+        usage_error("option '%s' needs a value", a);
+        return KILN_ERR_USAGE;
+    }
+    if (!o->file) {
+        usage_error("'%s' needs a FILE", o->command);
+        return KILN_ERR_USAGE;
+    }
+    return KILN_OK;
+}
+
+static void free_options(Options *o) {
+    for (int i = 0; i < o->tensors.len; i++) {
+        free((char *)o->tensors.data[i].name);
+        free((char *)o->tensors.data[i].origin);
+        kiln_tensor_free(&o->tensors.data[i].tensor);
+    }
+    VEC_FREE(o->tensors);
+    for (int i = 0; i < o->dims.len; i++) free((char *)o->dims.data[i].name);
+    VEC_FREE(o->dims);
+    for (int i = 0; i < o->weights.len; i++) free(o->weights.data[i]);
+    VEC_FREE(o->weights);
+}
+
+/* Reads the files of --in and --weights.  Returns a status. */
+static int load_tensors(Options *o) {
+    char err[512];
+    for (int i = 0; i < o->tensors.len; i++) {
+        NamedTensor *nt = &o->tensors.data[i];
+        const char *path = nt->origin;
+        if (!kiln_npy_read(path, &nt->tensor, err, sizeof err)) {
+            fprintf(stderr, "kiln: --in %s: %s\n", nt->name, err);
+            return KILN_ERR_INPUT;
+        }
+        StrBuf sb = {0};
+        sb_printf(&sb, "--in %s=%s", nt->name, path);
+        free((char *)nt->origin);
+        nt->origin = sb.data;
+    }
+    for (int w = 0; w < o->weights.len; w++) {
+        KilnTensorList list = {0};
+        if (!kiln_safetensors_read(o->weights.data[w], &list, err, sizeof err)) {
+            fprintf(stderr, "kiln: --weights: %s\n", err);
+            return KILN_ERR_INPUT;
+        }
+        for (int i = 0; i < list.count; i++) {
+            NamedTensor nt = {.name = list.names[i], .tensor = list.tensors[i], .origin = strdup(o->weights.data[w])};
+            VEC_PUSH(o->tensors, nt);
+        }
+        free(list.names);
+        free(list.tensors);
+    }
+    return KILN_OK;
+}
+
+static int open_program(Options *o, Compilation *c, int *entry) {
+    char err[512];
+    KilnStatus st = compilation_open(c, o->file, err, sizeof err);
+    if (st == KILN_ERR_USAGE) {
+        fprintf(stderr, "kiln: %s\n", err);
+        return KILN_ERR_USAGE;
+    }
+    diag_print(&c->diags, stderr);
+    if (st != KILN_OK) {
+        if (c->diags.nerrors == 0) fprintf(stderr, "kiln: %s\n", err);
+        return st;
+    }
+    *entry = 0;
+    if (o->graph) {
+        *entry = program_find_graph(&c->prog, o->graph);
+        if (*entry < 0) {
+            fprintf(stderr, "kiln: %s has no graph named '%s'; it defines:", o->file, o->graph);
+            for (int i = 0; i < c->prog.ngraphs; i++) fprintf(stderr, " %s", c->prog.graphs[i].name);
+            fputc('\n', stderr);
+            return KILN_ERR_USAGE;
+        }
+    }
+    return KILN_OK;
+}
+
+static int cmd_check(Options *o) {
+    Compilation c;
+    int entry;
+    int st = open_program(o, &c, &entry);
+    compilation_close(&c);
+    return st;
+}
+
+static bool is_directory(const char *path) {
+    struct stat s;
+    return stat(path, &s) == 0 && S_ISDIR(s.st_mode);
+}
+
+static int write_results(const char *out, const KilnTensor *results, int n) {
+    char err[512];
+    bool as_dir = n != 1 || is_directory(out) || out[strlen(out) - 1] == '/';
+    if (as_dir && !is_directory(out) && mkdir(out, 0777) != 0) {
+        fprintf(stderr, "kiln: cannot create directory %s: %s\n", out, strerror(errno));
+        return KILN_ERR_USAGE;
+    }
+    for (int i = 0; i < n; i++) {
+        StrBuf path = {0};
+        if (as_dir) sb_printf(&path, "%s/%d.npy", out, i);
+        else sb_puts(&path, out);
+        bool ok = kiln_npy_write(path.data, &results[i], err, sizeof err);
+        sb_free(&path);
+        if (!ok) {
+            fprintf(stderr, "kiln: %s\n", err);
+            return KILN_ERR_USAGE;
+        }
+    }
+    return KILN_OK;
+}
+
+static int cmd_run(Options *o) {
+    Compilation c;
+    int entry, st;
+    char err[1024] = "";
+    IRGraph *g = NULL;
+    KilnTensor *inputs = NULL, *outputs = NULL;
+    void *exe = NULL;
+    const Backend *be = NULL;
+    if ((st = open_program(o, &c, &entry)) != KILN_OK) goto done;
+    if ((st = load_tensors(o)) != KILN_OK) goto done;
+    BindRequest req = {o->tensors.data, o->tensors.len, o->dims.data, o->dims.len, o->seed, false};
+    st = driver_bind(&c, entry, &req, &g, &inputs, err, sizeof err);
+    if (st != KILN_OK) {
+        diag_print(&c.diags, stderr);
+        if (err[0]) fprintf(stderr, "kiln: %s\n", err);
+        goto done;
+    }
+    const char *device = o->device ? o->device : backend_default();
+    be = backend_find(device, err, sizeof err);
+    if (!be) {
+        fprintf(stderr, "kiln: %s\n", err);
+        st = strstr(err, "unknown device") ? KILN_ERR_USAGE : KILN_ERR_DEVICE;
+        goto done;
+    }
+    if (!o->device || o->verbose) fprintf(stderr, "kiln: running '%s' on device %s\n", g->name, be->name);
+    exe = be->compile(g, &o->copt, err, sizeof err);
+    if (!exe) {
+        fprintf(stderr, "kiln: %s\n", err);
+        st = KILN_ERR_DEVICE;
+        goto done;
+    }
+    int nres = g->results.len;
+    outputs = xcalloc((size_t)nres + 1, sizeof(KilnTensor));
+    if (!be->run(exe, inputs, outputs, err, sizeof err)) {
+        fprintf(stderr, "kiln: %s\n", err);
+        st = KILN_ERR_DEVICE;
+        goto done;
+    }
+    if (o->out) {
+        st = write_results(o->out, outputs, nres);
+    } else {
+        for (int i = 0; i < nres; i++) {
+            StrBuf sb = {0};
+            if (nres > 1) {
+                const Node *r = ir_node(g, g->results.data[i]);
+                char *t = ir_type_str(g, r->dtype, r->rank, r->shape);
+                printf("# result %d: %s\n", i, t);
+                free(t);
+            }
+            tensor_format(&outputs[i], &sb);
+            printf("%s\n", sb.data ? sb.data : "");
+            sb_free(&sb);
+        }
+    }
+done:
+    if (exe) be->destroy(exe);
+    if (g) {
+        for (int i = 0; inputs && i < g->params.len; i++) kiln_tensor_free(&inputs[i]);
+        for (int i = 0; outputs && i < g->results.len; i++) kiln_tensor_free(&outputs[i]);
+        ir_graph_destroy(g);
+    }
+    free(inputs);
+    free(outputs);
+    compilation_close(&c);
+    return st;
+}
+
+static int cmd_emit(Options *o) {
+    static const char *const stages[] = {"ast", "ir", "opt", "kernels", "llvm", "cuda", "ptx", "dot", NULL};
+    if (!o->emit) {
+        usage_error("emit needs --emit=STAGE (ast, ir, opt, kernels, llvm, cuda, ptx or dot)");
+        return KILN_ERR_USAGE;
+    }
+    bool known = false;
+    for (int i = 0; stages[i]; i++) known = known || strcmp(stages[i], o->emit) == 0;
+    if (!known) {
+        usage_error("unknown stage '%s' (stages: ast, ir, opt, kernels, llvm, cuda, ptx, dot)", o->emit);
+        return KILN_ERR_USAGE;
+    }
+    FILE *out = stdout;
+    if (o->out && !(out = fopen(o->out, "w"))) {
+        fprintf(stderr, "kiln: cannot write %s: %s\n", o->out, strerror(errno));
+        return KILN_ERR_USAGE;
+    }
+    Compilation c;
+    int entry, st;
+    char err[1024] = "";
+    IRGraph *g = NULL;
+    KilnTensor *inputs = NULL;
+    if ((st = open_program(o, &c, &entry)) != KILN_OK) goto done;
+    if (strcmp(o->emit, "ast") == 0) {
+        ast_print(&c.prog, out);
+        goto done;
+    }
+    BindRequest req = {NULL, 0, o->dims.data, o->dims.len, 0, true};
+    st = driver_bind(&c, entry, &req, &g, &inputs, err, sizeof err);
+    if (st != KILN_OK) {
+        diag_print(&c.diags, stderr);
+        if (err[0]) fprintf(stderr, "kiln: %s\n", err);
+        goto done;
+    }
+    if (strcmp(o->emit, "ir") == 0 || strcmp(o->emit, "opt") == 0) {
+        ir_print(g, out);
+    } else if (strcmp(o->emit, "dot") == 0) {
+        ir_print_dot(g, out);
+    } else {
+        fprintf(stderr, "kiln: --emit=%s needs a backend that is not in this build yet\n", o->emit);
+        st = KILN_ERR_DEVICE;
+    }
+done:
+    if (g) ir_graph_destroy(g);
+    compilation_close(&c);
+    if (out != stdout) fclose(out);
+    return st;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        if (isatty(0) && isatty(1)) {
+            fputs("kiln: the interactive prompt is not in this build yet; see 'kiln help'\n", stderr);
+            return KILN_ERR_USAGE;
+        }
+        print_help(NULL);
+        return KILN_ERR_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("kiln %s\n", KILN_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        print_help(argc > 2 ? argv[2] : NULL);
+        return 0;
+    }
+    Options o = {.command = cmd};
+    int st;
+    if (strcmp(cmd, "check") == 0 || strcmp(cmd, "run") == 0 || strcmp(cmd, "emit") == 0) {
+        st = parse_options(argc, argv, 2, &o);
+        if (st == KILN_OK) {
+            if (strcmp(cmd, "check") == 0) st = cmd_check(&o);
+            else if (strcmp(cmd, "run") == 0) st = cmd_run(&o);
+            else st = cmd_emit(&o);
+        }
+    } else if (strcmp(cmd, "aot") == 0 || strcmp(cmd, "bench") == 0 || strcmp(cmd, "repl") == 0) {
+        fprintf(stderr, "kiln: '%s' is not in this build yet\n", cmd);
+        st = KILN_ERR_USAGE;
+    } else {
+        usage_error("unknown command '%s'", cmd);
+        st = KILN_ERR_USAGE;
+    }
+    free_options(&o);
+    return st;
+}
