@@ -19,6 +19,7 @@ void expr_print(const Expr *e, StrBuf *sb) {
     case E_FLOAT: sb_printf(sb, "%.17g", e->fval); break;
     case E_BOOL: sb_puts(sb, e->ival ? "true" : "false"); break;
     case E_NAME: sb_puts(sb, e->name); break;
+    case E_STRING: sb_printf(sb, "\"%s\"", e->name); break;
     case E_BINARY:
         sb_printf(sb, "(%s ", operator_text[e->op]);
         expr_print(e->lhs, sb);

@@ -43,6 +43,7 @@ static void kiln_yyerror(const struct KilnLoc *loc, yyscan_t scanner, ParseCtx *
 %token <str> IDENT "name"
 %token <ival> INT_LIT "integer" BOOL_LIT "boolean"
 %token <fval> FLOAT_LIT "number"
+%token <str> STRING_LIT "string"
 %token ARROW "->" EQ "==" NE "!=" LE "<=" GE ">=" POW "**"
 %token NEWLINE "end of line"
 
@@ -157,7 +158,7 @@ names
 
 ret_values
     : expr                              { $$ = plist_push(ctx, plist_new(ctx), $1); }
-    | ret_values ',' expr               { $$ = plist_push(ctx, $1, $3); }
+    | ret_values ',' opt_nl expr        { $$ = plist_push(ctx, $1, $4); } /* may wrap after a comma */
     ;
 
 expr: or_expr ;
@@ -223,6 +224,7 @@ primary
     | INT_LIT                           { $$ = ast_expr(ctx, E_INT, L(@1)); $$->ival = $1; }
     | FLOAT_LIT                         { $$ = ast_expr(ctx, E_FLOAT, L(@1)); $$->fval = $1; }
     | BOOL_LIT                          { $$ = ast_expr(ctx, E_BOOL, L(@1)); $$->ival = $1; }
+    | STRING_LIT                        { $$ = ast_expr(ctx, E_STRING, L(@1)); $$->name = $1; }
     | IDENT '(' args ')'                { $$ = ast_call(ctx, $1, L(@1), $3); }
     | '(' expr ')'                      { $$ = $2; }
     | '[' list_items ']'                { $$ = ast_list(ctx, L(@1), $2); }
@@ -282,7 +284,7 @@ static const char *token_text(yysymbol_kind_t sym, char *buf, size_t n) {
     if (len >= 2 && name[0] == '"' && name[len - 1] == '"') { /* "newline" -> newline */
         snprintf(buf, n, "%.*s", (int)(len - 2), name + 1);
         if (sym != YYSYMBOL_IDENT && sym != YYSYMBOL_INT_LIT && sym != YYSYMBOL_FLOAT_LIT &&
-            sym != YYSYMBOL_BOOL_LIT && sym != YYSYMBOL_NEWLINE) {
+            sym != YYSYMBOL_BOOL_LIT && sym != YYSYMBOL_STRING_LIT && sym != YYSYMBOL_NEWLINE) {
             snprintf(buf, n, "'%.*s'", (int)(len - 2), name + 1);
         }
         return buf;

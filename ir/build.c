@@ -578,7 +578,7 @@ static bool broadcast_shapes(Builder *b, const int *ids, int n, Loc loc, const c
 
 /* ---- elementwise ----------------------------------------------------------- */
 
-static const char *const op_symbol[] = {
+static const char *const op_symbol[OP_COUNT] = {
     [OP_ADD] = "+", [OP_SUB] = "-", [OP_MUL] = "*", [OP_DIV] = "/", [OP_MOD] = "%",
     [OP_EQ] = "==", [OP_NE] = "!=", [OP_LT] = "<", [OP_LE] = "<=", [OP_GT] = ">",
     [OP_GE] = ">=", [OP_AND] = "and", [OP_OR] = "or", [OP_POW] = "**",
@@ -724,8 +724,9 @@ static Val transpose_perm(Builder *b, int x, const int64_t *perm, Loc loc) {
     Node *n = N(b, x);
     Dim *shape = xmalloc(sizeof(Dim) * (size_t)(n->rank + 1));
     for (int i = 0; i < n->rank; i++) shape[i] = n->shape[perm[i]];
-    int id = add(b, OP_TRANSPOSE, n->dtype, n->rank, shape, 1, &x, loc);
-    set_ints(b, id, perm, n->rank);
+    int rank = n->rank;
+    int id = add(b, OP_TRANSPOSE, n->dtype, rank, shape, 1, &x, loc); /* n is stale after add */
+    set_ints(b, id, perm, rank);
     free(shape);
     return (Val){id, false};
 }
@@ -1696,6 +1697,10 @@ static Val build_expr(Builder *b, Frame *fr, const Expr *e) {
     }
     case E_CALL: return build_call(b, fr, e);
     case E_INDEX: return build_index(b, fr, e);
+    case E_STRING:
+        diag_error(b->diags, e->loc, "a string is not a tensor");
+        diag_hint(b->diags, "strings only name files, as in the REPL's load(\"FILE.npy\")");
+        return POISON_VAL;
     case E_LIST:
         diag_error(b->diags, e->loc, "a list is not a tensor");
         diag_hint(b->diags, "lists are for shapes and keyword arguments; to make a tensor use full, "
@@ -1796,6 +1801,12 @@ static int build_body(Builder *b, Frame *fr, Val *results, int max_results, Loc 
             }
             for (int k = 0; k < s->nvalues; k++) {
                 Val v = build_expr(b, fr, s->values[k]);
+                if (def->infer_results) { /* no declared type to check: the value's is the result's */
+                    if (v.node == POISON) ok = false;
+                    if (nres < max_results) results[nres] = v;
+                    nres++;
+                    continue;
+                }
                 KilnDType dt;
                 Dim *dims = xmalloc(sizeof(Dim) * (size_t)(def->results[k].rank + 1));
                 if (!resolve_type(b, fr, &def->results[k], &dt, dims)) {

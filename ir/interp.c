@@ -297,14 +297,16 @@ typedef struct {
     size_t errlen;
 } Interp;
 
+/* Leaves "reference interpreter: <message>" in err; returns false. */
 static bool fail(Interp *it, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static bool fail(Interp *it, const char *fmt, ...) {
-    if (it->err && it->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(it->err, it->errlen, fmt, ap);
-        va_end(ap);
-    }
+    if (!it->err || !it->errlen) return false;
+    int n = snprintf(it->err, it->errlen, "reference interpreter: ");
+    if (n < 0 || (size_t)n >= it->errlen) return false;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(it->err + n, it->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
     return false;
 }
 
@@ -313,14 +315,14 @@ static bool fail(Interp *it, const char *fmt, ...) {
 static void *alloc_buffer(Interp *it, int id, int64_t count, size_t size) {
     const Node *n = ir_node(it->g, id);
     if (count < 0 || (uint64_t)count > SIZE_MAX / size) {
-        fail(it, "reference interpreter: node %%%d (%s) is too large (%lld elements)", id,
-             op_info[n->op].name, (long long)count);
+        fail(it, "node %%%d (%s) is too large (%lld elements)", id, op_info[n->op].name,
+             (long long)count);
         return NULL;
     }
     void *p = malloc(count ? (size_t)count * size : 1);
     if (!p)
-        fail(it, "reference interpreter: out of memory for node %%%d (%s, %lld elements)", id,
-             op_info[n->op].name, (long long)count);
+        fail(it, "out of memory for node %%%d (%s, %lld elements)", id, op_info[n->op].name,
+             (long long)count);
     return p;
 }
 
@@ -374,7 +376,7 @@ static void tensor_set(KilnTensor *t, int64_t i, double v) {
 static bool eval_param(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
     int p = it->param_of[id];
-    if (p < 0) return fail(it, "reference interpreter: node %%%d is a param not in the graph's list", id);
+    if (p < 0) return fail(it, "node %%%d is a param not in the graph's list", id);
     const KilnTensor *t = &it->inputs[p];
     double *out = new_value(it, id);
     if (!out) return false;
@@ -397,10 +399,10 @@ static bool eval_fill(Interp *it, int id) {
 static bool eval_elementwise(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
     int rank = n->rank, nin = n->nin;
-    if (nin < 1 || nin > 3) return fail(it, "reference interpreter: node %%%d has %d inputs", id, nin);
+    if (nin < 1 || nin > 3) return fail(it, "node %%%d has %d inputs", id, nin);
     for (int j = 0; j < nin; j++)
         if (input_node(it, n, j)->rank > rank)
-            return fail(it, "reference interpreter: node %%%d: input %d outranks the result", id, j);
+            return fail(it, "node %%%d: input %d outranks the result", id, j);
     double *out = new_value(it, id);
     if (!out) return false;
     int64_t *strides = scratch_i64(nin * rank);
@@ -570,22 +572,27 @@ static bool eval_view(Interp *it, int id) {
     bool ok = true;
     switch (n->op) {
     case OP_TRANSPOSE: /* output axis k is input axis perm[k] */
-        if (n->nints != n->rank) {
-            ok = fail(it, "reference interpreter: node %%%d: transpose needs %d axes", id, n->rank);
+        if (n->nints != n->rank || in->rank != n->rank) {
+            ok = fail(it, "node %%%d: transpose needs %d axes", id, n->rank);
             break;
         }
-        for (int k = 0; k < n->rank; k++) strides[k] = in_strides[n->ints[k]];
+        for (int k = 0; ok && k < n->rank; k++) {
+            if (n->ints[k] < 0 || n->ints[k] >= in->rank)
+                ok = fail(it, "node %%%d: transpose axis %lld out of range", id,
+                          (long long)n->ints[k]);
+            else strides[k] = in_strides[n->ints[k]];
+        }
         break;
     case OP_BROADCAST:
         if (in->rank > n->rank) {
-            ok = fail(it, "reference interpreter: node %%%d: broadcast to a lower rank", id);
+            ok = fail(it, "node %%%d: broadcast to a lower rank", id);
             break;
         }
         broadcast_strides(in->rank, in->shape, 1, n->rank, strides);
         break;
     case OP_SLICE: /* ints = start, step per axis */
         if (n->nints != 2 * in->rank || n->rank != in->rank) {
-            ok = fail(it, "reference interpreter: node %%%d: slice needs a start and step per axis", id);
+            ok = fail(it, "node %%%d: slice needs a start and step per axis", id);
             break;
         }
         for (int k = 0; k < n->rank; k++) {
@@ -593,7 +600,7 @@ static bool eval_view(Interp *it, int id) {
             strides[k] = n->ints[2 * k + 1] * in_strides[k];
         }
         break;
-    default: ok = fail(it, "reference interpreter: node %%%d: not a view", id); break;
+    default: ok = fail(it, "node %%%d: not a view", id); break;
     }
     if (ok) ok = gather_view(it, id, base, strides);
     free(in_strides);
@@ -605,7 +612,7 @@ static bool eval_reshape(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
     const double *x = input_value(it, n, 0);
     if (ir_numel(input_node(it, n, 0)) != ir_numel(n))
-        return fail(it, "reference interpreter: node %%%d: reshape changes the size", id);
+        return fail(it, "node %%%d: reshape changes the size", id);
     double *out = new_value(it, id);
     if (!out) return false;
     for (int64_t i = 0, total = ir_numel(n); i < total; i++)
@@ -631,7 +638,7 @@ static void scatter_input(Interp *it, const Node *n, int j, double *out, int64_t
 static bool eval_pad(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
     if (n->nints != 2 * n->rank || input_node(it, n, 0)->rank != n->rank)
-        return fail(it, "reference interpreter: node %%%d: pad needs lo, hi per axis", id);
+        return fail(it, "node %%%d: pad needs lo, hi per axis", id);
     double *out = new_value(it, id);
     if (!out) return false;
     double fill = ref_round_to_dtype(n->value, n->dtype);
@@ -647,8 +654,10 @@ static bool eval_pad(Interp *it, int id) {
 
 static bool eval_concat(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
-    if (n->nints < 1) return fail(it, "reference interpreter: node %%%d: concat needs an axis", id);
+    if (n->nints < 1) return fail(it, "node %%%d: concat needs an axis", id);
     int axis = axis_attr(n, n->ints[0]);
+    if (axis < 0 || axis >= n->rank)
+        return fail(it, "node %%%d: concat axis out of range", id);
     double *out = new_value(it, id);
     if (!out) return false;
     int64_t *strides = scratch_i64(n->rank);
@@ -668,7 +677,7 @@ static bool eval_matmul(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
     const Node *an = input_node(it, n, 0), *bn = input_node(it, n, 1);
     if (an->rank < 2 || bn->rank < 2 || n->rank < 2 || an->rank > n->rank || bn->rank > n->rank)
-        return fail(it, "reference interpreter: node %%%d: matmul operands need rank >= 2", id);
+        return fail(it, "node %%%d: matmul operands need rank >= 2", id);
     const double *a = input_value(it, n, 0), *b = input_value(it, n, 1);
     int64_t M = an->shape[an->rank - 2], K = an->shape[an->rank - 1];
     int64_t N = bn->shape[bn->rank - 1];
@@ -692,8 +701,9 @@ static bool eval_matmul(Interp *it, int id) {
                 double acc = 0;
                 int64_t iacc = 0;
                 for (int64_t k = 0; k < K; k++) {
-                    if (intlike) iacc = iadd(iacc, imul(to_i64(ab[i * K + k]), to_i64(bb[k * N + j])));
-                    else acc += ab[i * K + k] * bb[k * N + j];
+                    double x = ab[i * K + k], y = bb[k * N + j];
+                    if (intlike) iacc = iadd(iacc, imul(to_i64(x), to_i64(y)));
+                    else acc += x * y;
                 }
                 *o++ = intlike ? wrap_to_dtype(iacc, n->dtype) : ref_round_to_dtype(acc, n->dtype);
             }
@@ -709,10 +719,10 @@ static bool eval_matmul(Interp *it, int id) {
  * own, in double, rounded once at the end. */
 static bool eval_normalize(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
-    if (n->nints < 1) return fail(it, "reference interpreter: node %%%d: needs an axis", id);
+    if (n->nints < 1) return fail(it, "node %%%d: needs an axis", id);
     int axis = axis_attr(n, n->ints[0]);
     if (axis < 0 || axis >= n->rank)
-        return fail(it, "reference interpreter: node %%%d: axis out of range", id);
+        return fail(it, "node %%%d: axis out of range", id);
     const double *x = input_value(it, n, 0);
     const double *gamma = n->nin > 1 ? input_value(it, n, 1) : NULL;
     const double *beta = n->nin > 2 ? input_value(it, n, 2) : NULL;
@@ -781,14 +791,14 @@ static bool eval_conv2d(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
     const Node *xn = input_node(it, n, 0), *wn = input_node(it, n, 1);
     if (n->nints < 7 || xn->rank != 4 || wn->rank != 4 || n->rank != 4 || n->nin < 2)
-        return fail(it, "reference interpreter: node %%%d: malformed conv2d", id);
+        return fail(it, "node %%%d: malformed conv2d", id);
     int64_t sh = n->ints[0], sw = n->ints[1], ph = n->ints[2], pw = n->ints[3];
     int64_t dh = n->ints[4], dw = n->ints[5], groups = n->ints[6];
     int64_t N = xn->shape[0], C = xn->shape[1], H = xn->shape[2], W = xn->shape[3];
     int64_t O = wn->shape[0], Cg = wn->shape[1], KH = wn->shape[2], KW = wn->shape[3];
     int64_t OH = n->shape[2], OW = n->shape[3];
     if (groups < 1 || O % groups != 0 || Cg * groups != C || n->shape[1] != O)
-        return fail(it, "reference interpreter: node %%%d: conv2d groups do not fit", id);
+        return fail(it, "node %%%d: conv2d groups do not fit", id);
     int64_t Og = O / groups;
     const double *x = input_value(it, n, 0), *w = input_value(it, n, 1);
     const double *b = n->nin > 2 ? input_value(it, n, 2) : NULL;
@@ -824,7 +834,7 @@ static bool eval_pool(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
     const Node *xn = input_node(it, n, 0);
     if (n->nints < 6 || xn->rank < 2 || n->rank != xn->rank)
-        return fail(it, "reference interpreter: node %%%d: malformed pool", id);
+        return fail(it, "node %%%d: malformed pool", id);
     int64_t kh = n->ints[0], kw = n->ints[1], sh = n->ints[2], sw = n->ints[3];
     int64_t ph = n->ints[4], pw = n->ints[5];
     int r = n->rank;
@@ -890,7 +900,7 @@ static bool eval_node(Interp *it, int id) {
         if (n->op == OP_PARAM) return eval_param(it, id);
         return eval_fill(it, id); /* OP_CONST */
     }
-    return fail(it, "reference interpreter: node %%%d: unknown op", id);
+    return fail(it, "node %%%d: unknown op", id);
 }
 
 bool ref_run(const IRGraph *g, const KilnTensor *inputs, KilnTensor *outputs, char *err,
@@ -899,7 +909,7 @@ bool ref_run(const IRGraph *g, const KilnTensor *inputs, KilnTensor *outputs, ch
     Interp it = {.g = g, .inputs = inputs, .err = err, .errlen = errlen};
     for (int i = 0; i < nn; i++)
         if (ir_numel(ir_node(g, i)) < 0)
-            return fail(&it, "reference interpreter: node %%%d has a symbolic shape", i);
+            return fail(&it, "node %%%d has a symbolic shape", i);
 
     it.vals = xcalloc((size_t)nn + 1, sizeof(double *));
     it.param_of = xmalloc(sizeof(int) * ((size_t)nn + 1));
@@ -935,7 +945,7 @@ bool ref_run(const IRGraph *g, const KilnTensor *inputs, KilnTensor *outputs, ch
         const Node *n = ir_node(g, g->results.data[made]);
         KilnTensor *t = &outputs[made];
         if (!kiln_tensor_init(t, n->dtype, n->rank, n->shape)) {
-            ok = fail(&it, "reference interpreter: out of memory for result %d (%lld elements)",
+            ok = fail(&it, "out of memory for result %d (%lld elements)",
                       made, (long long)ir_numel(n));
             break;
         }
@@ -950,4 +960,11 @@ bool ref_run(const IRGraph *g, const KilnTensor *inputs, KilnTensor *outputs, ch
     free(it.param_of);
     free(last_use);
     return ok;
+}
+
+/* One elementwise operation on scalars, as the interpreter computes it; the
+ * kernel-IR interpreter (codegen/kinterp.c) shares these semantics. */
+double ref_eval_elementwise(Op op, KilnDType dt, bool flag, const double *operands) {
+    Node n = {.op = op, .dtype = dt, .flag = flag};
+    return elementwise(&n, operands);
 }

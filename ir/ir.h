@@ -109,6 +109,7 @@ typedef enum {
     E_INDEX,  /* lhs[args]; an arg may be E_SLICE */
     E_SLICE,  /* a:b:s inside an index; any of lhs, rhs, step may be NULL */
     E_LIST,   /* [args] */
+    E_STRING, /* "text" in name; only the REPL's load("FILE.npy") takes one */
 } ExprKind;
 
 /* Binary and unary operator tokens of the language. */
@@ -180,6 +181,7 @@ typedef struct {
     int nresults;
     Stmt *body;
     int nstmts;
+    bool infer_results; /* the REPL's own graph: results take the returned values' types */
 } GraphDef;
 
 typedef struct {
@@ -334,6 +336,8 @@ int program_find_graph(const Program *prog, const char *name);
  * message in err on failure (out of memory). */
 bool ref_run(const IRGraph *g, const KilnTensor *inputs, KilnTensor *outputs, char *err,
              size_t errlen);
+/* One elementwise op (OK_UNARY ... OK_CAST) on scalar operands, rounded to dt. */
+double ref_eval_elementwise(Op op, KilnDType dt, bool flag, const double *operands);
 /* Rounds a double to what dtype `dt` can hold (f16/bf16 to nearest even). */
 double ref_round_to_dtype(double v, KilnDType dt);
 

@@ -14,6 +14,19 @@ typedef struct {
     bool verbose;
 } CompileOptions;
 
+/* Timing of one `bench`: per kernel and for the whole graph (medians). */
+typedef struct {
+    const char *name;
+    double ms;
+    int64_t bytes, flops;
+} KernelTiming;
+
+typedef struct {
+    double run_ms; /* median of one whole run of the graph */
+    int runs;
+    VEC(KernelTiming) kernels;
+} BenchReport;
+
 /* A backend is a table of functions (as ggml's are).  compile() receives a
  * concrete graph and returns an executable; run() takes host inputs in the
  * params' dtypes and fills host outputs (allocated by the backend). */
@@ -22,9 +35,29 @@ typedef struct Backend {
     void *(*compile)(const IRGraph *g, const CompileOptions *opt, char *err, size_t errlen);
     bool (*run)(void *exe, const KilnTensor *inputs, KilnTensor *outputs, char *err, size_t errlen);
     void (*destroy)(void *exe);
+    /* Optional (NULL: the caller times whole runs): runs the graph `runs`
+     * times after a warm-up and reports per-kernel medians. */
+    bool (*bench)(void *exe, const KilnTensor *inputs, int runs, BenchReport *out, char *err,
+                  size_t errlen);
 } Backend;
 
 extern const Backend ref_backend;
+extern const Backend kir_backend;      /* codegen/kinterp.c: the fused kernels, interpreted */
+extern const Backend cpu_backend;      /* runtime/cpu.c: LLVM ORC JIT */
+extern const Backend cuda_backend;     /* runtime/cuda.c: NVRTC + driver API */
+extern const Backend cuda_emu_backend; /* runtime/cuda_emu.c: the CUDA C on the host */
+
+/* Whether a CUDA driver and device can be used; if not, why (for the user). */
+bool cuda_available(char *why, size_t n);
+
+/* Stages of `emit` and bundles of `aot` that belong to one backend.  Each
+ * takes a concrete graph and returns a KilnStatus, with a message in err. */
+KilnStatus cpu_emit_llvm(const IRGraph *g, const CompileOptions *opt, FILE *out, char *err, size_t errlen);
+KilnStatus cpu_aot(const IRGraph *g, const CompileOptions *opt, const char *cpu_name, const char *dir,
+                   char *err, size_t errlen);
+KilnStatus cuda_emit_source(const IRGraph *g, const CompileOptions *opt, FILE *out, char *err, size_t errlen);
+KilnStatus cuda_emit_ptx(const IRGraph *g, const CompileOptions *opt, FILE *out, char *err, size_t errlen);
+KilnStatus cuda_aot(const IRGraph *g, const CompileOptions *opt, const char *dir, char *err, size_t errlen);
 
 /* The backend called `name`, or NULL with a reason in err (not built, no
  * device...).  The reason is meant for the user. */

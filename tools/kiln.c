@@ -1,7 +1,10 @@
 /* kiln.c - the command line (shared/spec/cli.md):
  *   kiln check FILE | run FILE | emit FILE --emit=STAGE | aot | bench | repl | help | --version
  * Exit status: 0 success, 1 diagnosed input error, 2 usage, 3 device/environment. */
+#include "codegen/kernel.h"
 #include "runtime/runtime.h"
+
+#include <time.h>
 
 #include <errno.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@ typedef struct {
     const char *emit;
     const char *out;
     const char *target;
+    const char *cpu_name;
     VEC(NamedTensor) tensors;
     VEC(DimBinding) dims;
     VEC(char *) weights;
@@ -179,6 +183,9 @@ static int parse_options(int argc, char **argv, int start, Options *o) {
                 usage_error("--precision takes f32, f16, bf16 or auto, found '%s'", v);
                 return KILN_ERR_USAGE;
             }
+        } else if (is_opt(a, "--cpu")) {
+            if (!(v = opt_value(argc, argv, &i, "--cpu"))) goto missing;
+            o->cpu_name = v;
         } else if (is_opt(a, "--arch")) {
             if (!(v = opt_value(argc, argv, &i, "--arch"))) goto missing;
             o->copt.arch = v;
@@ -376,6 +383,14 @@ done:
     return st;
 }
 
+/* Stages past the IR need every dimension bound. */
+static int require_concrete(const IRGraph *g) {
+    const char *sym;
+    if (ir_graph_is_concrete(g, &sym)) return KILN_OK;
+    fprintf(stderr, "kiln: dimension %s is not bound; this stage needs concrete shapes: pass --dim %s=SIZE\n", sym, sym);
+    return KILN_ERR_USAGE;
+}
+
 static int cmd_emit(Options *o) {
     static const char *const stages[] = {"ast", "ir", "opt", "kernels", "llvm", "cuda", "ptx", "dot", NULL};
     if (!o->emit) {
@@ -414,14 +429,180 @@ static int cmd_emit(Options *o) {
         ir_print(g, out);
     } else if (strcmp(o->emit, "dot") == 0) {
         ir_print_dot(g, out);
+    } else if ((st = require_concrete(g)) != KILN_OK) {
+        /* reported */
+    } else if (strcmp(o->emit, "kernels") == 0) {
+        FuseOptions fo = {.fuse = o->copt.opt_level > 0};
+        KProgram *kp = fuse_graph(c.arena, g, &fo, err, sizeof err);
+        if (kp) kprog_print(kp, g, out);
+        else fprintf(stderr, "kiln: %s\n", err), st = KILN_ERR_DEVICE;
+        kprog_destroy(kp);
     } else {
-        fprintf(stderr, "kiln: --emit=%s needs a backend that is not in this build yet\n", o->emit);
-        st = KILN_ERR_DEVICE;
+        if (strcmp(o->emit, "llvm") == 0) st = cpu_emit_llvm(g, &o->copt, out, err, sizeof err);
+        else if (strcmp(o->emit, "cuda") == 0) st = cuda_emit_source(g, &o->copt, out, err, sizeof err);
+        else st = cuda_emit_ptx(g, &o->copt, out, err, sizeof err);
+        if (st != KILN_OK) fprintf(stderr, "kiln: %s\n", err);
     }
 done:
     if (g) ir_graph_destroy(g);
     compilation_close(&c);
     if (out != stdout) fclose(out);
+    return st;
+}
+
+static int cmd_aot(Options *o) {
+    if (!o->target || !o->out) {
+        usage_error("aot needs --target=cuda[:sm_XX]|cpu and -o DIR");
+        return KILN_ERR_USAGE;
+    }
+    bool cuda = strncmp(o->target, "cuda", 4) == 0 && (o->target[4] == 0 || o->target[4] == ':');
+    if (!cuda && strcmp(o->target, "cpu") != 0) {
+        usage_error("unknown target '%s' (targets: cuda, cuda:sm_XX, cpu)", o->target);
+        return KILN_ERR_USAGE;
+    }
+    if (cuda && o->target[4] == ':') o->copt.arch = o->target + 5;
+    Compilation c;
+    int entry, st;
+    char err[4096] = "";
+    IRGraph *g = NULL;
+    KilnTensor *inputs = NULL;
+    if ((st = open_program(o, &c, &entry)) != KILN_OK) goto done;
+    BindRequest req = {NULL, 0, o->dims.data, o->dims.len, 0, true};
+    st = driver_bind(&c, entry, &req, &g, &inputs, err, sizeof err);
+    if (st != KILN_OK) {
+        diag_print(&c.diags, stderr);
+        if (err[0]) fprintf(stderr, "kiln: %s\n", err);
+        goto done;
+    }
+    if ((st = require_concrete(g)) != KILN_OK) goto done;
+    if (!is_directory(o->out) && mkdir(o->out, 0777) != 0) {
+        fprintf(stderr, "kiln: cannot create directory %s: %s\n", o->out, strerror(errno));
+        st = KILN_ERR_USAGE;
+        goto done;
+    }
+    st = cuda ? cuda_aot(g, &o->copt, o->out, err, sizeof err) : cpu_aot(g, &o->copt, o->cpu_name, o->out, err, sizeof err);
+    if (st != KILN_OK) fprintf(stderr, "kiln: %s\n", err);
+done:
+    if (g) ir_graph_destroy(g);
+    compilation_close(&c);
+    return st;
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median of whole runs, for backends without their own bench(). */
+static bool time_runs(const Backend *be, void *exe, const KilnTensor *inputs, int nres, int runs,
+                      BenchReport *rep, char *err, size_t errlen) {
+    double *t = xcalloc((size_t)runs, sizeof(double));
+    bool ok = true;
+    for (int r = -1; r < runs && ok; r++) { /* r == -1: warm-up */
+        KilnTensor *outs = xcalloc((size_t)nres + 1, sizeof(KilnTensor));
+        double t0 = now_ms();
+        ok = be->run(exe, inputs, outs, err, errlen);
+        if (r >= 0) t[r] = now_ms() - t0;
+        for (int i = 0; ok && i < nres; i++) kiln_tensor_free(&outs[i]);
+        free(outs);
+    }
+    qsort(t, (size_t)runs, sizeof(double), cmp_double);
+    rep->run_ms = t[runs / 2];
+    rep->runs = runs;
+    free(t);
+    return ok;
+}
+
+static void json_string(const char *s) {
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') printf("\\%c", *s);
+        else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
+        else putchar(*s);
+    }
+    putchar('"');
+}
+
+static int cmd_bench(Options *o) {
+    Compilation c;
+    int entry, st;
+    char err[4096] = "";
+    IRGraph *g = NULL;
+    KilnTensor *inputs = NULL;
+    void *exe = NULL;
+    const Backend *be = NULL;
+    BenchReport rep = {0};
+    int runs = o->runs ? o->runs : 20;
+    double t0 = now_ms();
+    if ((st = open_program(o, &c, &entry)) != KILN_OK) goto done;
+    if ((st = load_tensors(o)) != KILN_OK) goto done;
+    BindRequest req = {o->tensors.data, o->tensors.len, o->dims.data, o->dims.len, o->seed, false};
+    st = driver_bind(&c, entry, &req, &g, &inputs, err, sizeof err);
+    if (st != KILN_OK) {
+        diag_print(&c.diags, stderr);
+        if (err[0]) fprintf(stderr, "kiln: %s\n", err);
+        goto done;
+    }
+    const char *device = o->device ? o->device : backend_default();
+    if (!(be = backend_find(device, err, sizeof err))) {
+        fprintf(stderr, "kiln: %s\n", err);
+        st = strstr(err, "unknown device") ? KILN_ERR_USAGE : KILN_ERR_DEVICE;
+        goto done;
+    }
+    if (!(exe = be->compile(g, &o->copt, err, sizeof err))) {
+        fprintf(stderr, "kiln: %s\n", err);
+        st = KILN_ERR_DEVICE;
+        goto done;
+    }
+    double compile_ms = now_ms() - t0;
+    bool ok = be->bench ? be->bench(exe, inputs, runs, &rep, err, sizeof err)
+                        : time_runs(be, exe, inputs, g->results.len, runs, &rep, err, sizeof err);
+    if (!ok) {
+        fprintf(stderr, "kiln: %s\n", err);
+        st = KILN_ERR_DEVICE;
+        goto done;
+    }
+    if (o->json) {
+        printf("{\"graph\": ");
+        json_string(g->name);
+        printf(", \"device\": ");
+        json_string(be->name);
+        printf(", \"compile_ms\": %.3f, \"run_ms\": %.6f, \"runs\": %d, \"kernels\": [", compile_ms, rep.run_ms, rep.runs);
+        for (int i = 0; i < rep.kernels.len; i++) {
+            KernelTiming *k = &rep.kernels.data[i];
+            printf("%s{\"name\": ", i ? ", " : "");
+            json_string(k->name);
+            printf(", \"ms\": %.6f, \"bytes\": %lld, \"flops\": %lld}", k->ms, (long long)k->bytes, (long long)k->flops);
+        }
+        printf("]}\n");
+    } else {
+        printf("graph %s on %s: compile %.1f ms, %d runs\n", g->name, be->name, compile_ms, rep.runs);
+        printf("%-40s %12s %14s %10s %10s\n", "kernel", "median ms", "bytes", "GB/s", "GFLOP/s");
+        int64_t tb = 0, tf = 0;
+        for (int i = 0; i < rep.kernels.len; i++) {
+            KernelTiming *k = &rep.kernels.data[i];
+            tb += k->bytes, tf += k->flops;
+            printf("%-40s %12.4f %14lld %10.2f %10.2f\n", k->name, k->ms, (long long)k->bytes,
+                   k->ms > 0 ? k->bytes / k->ms / 1e6 : 0.0, k->ms > 0 ? k->flops / k->ms / 1e6 : 0.0);
+        }
+        printf("%-40s %12.4f %14lld %10.2f %10.2f\n", "(whole graph)", rep.run_ms, (long long)tb,
+               rep.run_ms > 0 ? tb / rep.run_ms / 1e6 : 0.0, rep.run_ms > 0 ? tf / rep.run_ms / 1e6 : 0.0);
+    }
+done:
+    VEC_FREE(rep.kernels);
+    if (exe) be->destroy(exe);
+    if (g) {
+        for (int i = 0; inputs && i < g->params.len; i++) kiln_tensor_free(&inputs[i]);
+        ir_graph_destroy(g);
+    }
+    free(inputs);
+    compilation_close(&c);
     return st;
 }
 
@@ -445,14 +626,17 @@ int main(int argc, char **argv) {
     }
     Options o = {.command = cmd};
     int st;
-    if (strcmp(cmd, "check") == 0 || strcmp(cmd, "run") == 0 || strcmp(cmd, "emit") == 0) {
+    static const struct {
+        const char *name;
+        int (*fn)(Options *);
+    } commands[] = {{"check", cmd_check}, {"run", cmd_run}, {"emit", cmd_emit}, {"aot", cmd_aot}, {"bench", cmd_bench}};
+    int which = -1;
+    for (int i = 0; i < (int)(sizeof commands / sizeof commands[0]); i++)
+        if (strcmp(cmd, commands[i].name) == 0) which = i;
+    if (which >= 0) {
         st = parse_options(argc, argv, 2, &o);
-        if (st == KILN_OK) {
-            if (strcmp(cmd, "check") == 0) st = cmd_check(&o);
-            else if (strcmp(cmd, "run") == 0) st = cmd_run(&o);
-            else st = cmd_emit(&o);
-        }
-    } else if (strcmp(cmd, "aot") == 0 || strcmp(cmd, "bench") == 0 || strcmp(cmd, "repl") == 0) {
+        if (st == KILN_OK) st = commands[which].fn(&o);
+    } else if (strcmp(cmd, "repl") == 0) {
         fprintf(stderr, "kiln: '%s' is not in this build yet\n", cmd);
         st = KILN_ERR_USAGE;
     } else {

@@ -1,0 +1,168 @@
+/* kernel.h - the kernel IR: what the fusion scheduler (passes/fuse.c) makes
+ * and every code generator (codegen/llvm.c, codegen/cuda.c) reads.  No
+ * optimisation logic lives in an emitter: it prints what this IR says.
+ *
+ * A KProgram is a list of kernels over a list of buffers.  A kernel runs, for
+ * each outer index o in [0, outer), its stages in order:
+ *
+ *     for o in [0, outer):                       # parallel: threads / blocks
+ *         <outer-scope instructions>             # KInst.stage == -1
+ *         acc0 = init(reduce0)                   # stage 0: KS_REDUCE
+ *         for r in [0, extent0): acc0 = combine(acc0, value0(o, r))
+ *         acc1 = ...                             # stage 1 may use acc0
+ *         for r in [0, extentN): buf[idx(o, r)] = val(o, r)   # last: KS_MAP
+ *
+ * Scalar work is SSA: instructions in dependency order, each in one scope
+ * (the outer scope, or one stage whose r it may read).  View ops never copy:
+ * they became the index arithmetic of loads (KI_IADD/IMUL/IDIV/IMOD).
+ *
+ * Elementwise kernel: one KS_MAP stage of extent 1, value at index o.
+ * Row kernel (softmax, layernorm): outer = rows, REDUCE stages over the row,
+ * then a MAP stage over the row.  Reduction / matmul / conv / pool: REDUCE
+ * stage(s) over the reduced extent, then a MAP of extent 1 (the epilogue:
+ * bias, activation, residual...). */
+#ifndef KILN_KERNEL_H
+#define KILN_KERNEL_H
+
+#include "ir/ir.h"
+
+typedef enum {
+    KI_CONST, /* value, of dtype */
+    KI_OUTER, /* o (i64) */
+    KI_INNER, /* r of the instruction's stage (i64) */
+    KI_ACC,   /* the result of REDUCE stage `a` (dtype = the stage's result dtype) */
+    KI_LOAD,  /* buf[a]; if b >= 0 it is guarded: b (bool) ? buf[a] : 0, no read when false */
+    KI_ELEM,  /* elementwise graph op `op` (OK_UNARY/BINARY/COMPARE/LOGIC/WHERE) on a, b, c */
+    KI_CAST,  /* a converted to dtype (float->int truncates, ->bool is != 0) */
+    KI_IADD,  /* signed i64 index arithmetic on a, b; DIV and MOD see non-negative
+               * operands except under a false guard (then the value is unused) */
+    KI_IMUL,
+    KI_IDIV,
+    KI_IMOD,
+    KI_ILT, /* bool: a < b on i64 */
+} KInstKind;
+
+typedef struct {
+    KInstKind kind;
+    KilnDType dtype;
+    Op op;        /* KI_ELEM */
+    int a, b, c;  /* operand instructions, -1 when unused */
+    int buf;      /* KI_LOAD */
+    int stage;    /* scope: -1 outer, else the stage index */
+    double value; /* KI_CONST */
+    bool flag;    /* KI_ELEM gelu: approximate (tanh) form */
+} KInst;
+
+typedef enum { KS_REDUCE, KS_MAP } KStageKind;
+
+typedef struct {
+    int buf;
+    int index; /* i64 instruction */
+    int value; /* instruction of the buffer's dtype */
+} KStore;
+
+typedef struct {
+    KStageKind kind;
+    int64_t extent;
+    /* KS_REDUCE: OP_SUM, OP_PROD, OP_MAX, OP_MIN, OP_ARGMAX or OP_ARGMIN over
+     * `value`.  Accumulation happens in acc_dtype (f32 for f16/bf16/f32
+     * values, f64 for f64, i64 for ints); the result (KI_ACC) has
+     * result_dtype (i64 for arg-reductions, else acc_dtype). */
+    Op reduce;
+    int value;
+    KilnDType acc_dtype, result_dtype;
+    /* KS_MAP */
+    VEC(KStore) stores;
+} KStage;
+
+typedef enum {
+    KK_ELEMENTWISE, /* one MAP stage of extent 1 */
+    KK_REDUCE,      /* reductions over axes, with prologue and epilogue */
+    KK_ROW,         /* softmax / log_softmax / layernorm / rmsnorm over rows */
+    KK_MATMUL,      /* see KMatmul */
+    KK_CONV,        /* conv2d, implicit GEMM over (c, kh, kw) */
+    KK_POOL,        /* max/avg pooling windows */
+    KK_COPY,        /* a data-movement-only kernel (counted by the layout tests) */
+} KernelKind;
+
+/* A matmul kernel's operands as strided views, for tiled emitters:
+ * out[o] with o = (batch*M + m)*N + n is epilogue(sum_k A(b, m, k) * B(b, k, n))
+ * where A(b, m, k) = bufs[a_buf][a_off + b1*a_sb1... ] is given by strides per
+ * batch index (batch dims flattened: batch index bi -> offsets through
+ * a_batch_stride / b_batch_stride over the flattened batch with NumPy
+ * broadcast already folded as 0 strides, see batch_dims). */
+typedef struct {
+    int a_buf, b_buf;
+    int64_t batch, m, n, k;
+    int nbatch;              /* number of batch dims */
+    int64_t *batch_dims;     /* [nbatch] sizes of the output batch dims */
+    int64_t *a_batch_stride; /* [nbatch] element strides of A per batch dim (0: broadcast) */
+    int64_t *b_batch_stride;
+    int64_t a_sm, a_sk;      /* element strides of A along m and k */
+    int64_t b_sk, b_sn;
+    int64_t a_off, b_off;
+} KMatmul;
+
+typedef struct {
+    char *name; /* a C identifier: k3_matmul_add_relu */
+    KernelKind kind;
+    int64_t outer;
+    VEC(KInst) insts;
+    VEC(KStage) stages; /* at least one; the last is the KS_MAP */
+    VEC(int) nodes;     /* graph nodes computed in this kernel (fusion report) */
+    KMatmul mm;         /* kind == KK_MATMUL */
+    int64_t flops;      /* estimates for `bench` */
+    int64_t bytes;
+} Kernel;
+
+typedef enum { KB_INPUT, KB_OUTPUT, KB_TEMP } KBufKind;
+
+typedef struct {
+    KBufKind kind;
+    int index; /* KB_INPUT: parameter number; KB_OUTPUT: result number */
+    KilnDType dtype;
+    int64_t numel;
+    int node;       /* the graph node whose value it holds */
+    int64_t offset; /* KB_TEMP: byte offset in the program's arena (64-aligned) */
+    const char *name;
+} KBuf;
+
+typedef struct {
+    Arena *arena; /* names live here */
+    const char *graph_name;
+    VEC(KBuf) bufs;
+    VEC(Kernel) kernels;
+    int64_t arena_bytes; /* size of the temporaries' arena */
+    int nparams, nresults;
+    /* A result may be the same buffer as another result or a parameter; then
+     * the runtime copies: result_buf[i] is the buffer holding result i. */
+    VEC(int) result_buf;
+} KProgram;
+
+/* kernel.c: construction helpers (used by the scheduler and by tests that
+ * build kernels by hand) and the text form (`emit --emit=kernels`). */
+KProgram *kprog_new(Arena *arena, const char *graph_name);
+void kprog_destroy(KProgram *p); /* frees vectors; the arena is the caller's */
+int kprog_add_buf(KProgram *p, KBufKind kind, int index, KilnDType dt, int64_t numel, int node,
+                  const char *name);
+Kernel *kprog_add_kernel(KProgram *p, KernelKind kind, const char *name, int64_t outer);
+int kernel_add_stage(Kernel *k, KStageKind kind, int64_t extent);
+int kinst(Kernel *k, KInstKind kind, KilnDType dt, int stage, int a, int b, int c);
+int kinst_const(Kernel *k, KilnDType dt, int stage, double value);
+int kinst_elem(Kernel *k, Op op, KilnDType dt, int stage, int a, int b, int c);
+int kinst_load(Kernel *k, int buf, KilnDType dt, int stage, int index, int guard);
+void kstage_store(Kernel *k, int stage, int buf, int index, int value);
+void kstage_reduce(Kernel *k, int stage, Op reduce, int value, KilnDType value_dtype);
+void kprog_print(const KProgram *p, const IRGraph *g, FILE *out);
+const char *kernel_kind_name(KernelKind k);
+bool kprog_verify(const KProgram *p, char *err, size_t errlen);
+
+/* passes/fuse.c: the fusion scheduler.  Turns a concrete graph into kernels
+ * (policy in docs/fusion.md).  Returns NULL with a message in err. */
+typedef struct {
+    bool fuse; /* false: one kernel per graph node (for -O0 and tests) */
+    bool remarks; /* print fusion remarks to stderr */
+} FuseOptions;
+KProgram *fuse_graph(Arena *arena, const IRGraph *g, const FuseOptions *opt, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,1083 @@
+/* fuse.c - the fusion scheduler: cuts a concrete graph into kernels and
+ * lowers each kernel to the kernel IR (codegen/kernel.h).
+ *
+ * Contract: requires a concrete, verified IRGraph; produces a KProgram whose
+ * kernels, run in order, compute every result.  Policy (docs/fusion.md):
+ *   - Elementwise and view ops are computed inside their consumers (view ops
+ *     become index arithmetic), unless their value must live in a buffer:
+ *     a graph result, a value used by several kernels (never recomputed,
+ *     except constants and pure views), or the operand of a matmul or conv
+ *     that does arithmetic (it would be recomputed for every output).
+ *   - Reductions, softmax/layernorm/rmsnorm, matmul, conv and pools are
+ *     kernel cores: their elementwise producers become the prologue (loads),
+ *     and a chain of single-use elementwise consumers of the same shape
+ *     becomes the epilogue (bias, activation, residual).
+ *   - Temporaries share one arena; offsets come from a liveness-based
+ *     greedy placement (largest first, lowest free offset).
+ * With opt->fuse false every node is its own kernel (-O0). */
+#include "codegen/kernel.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------- scheduling */
+
+typedef struct {
+    const IRGraph *g;
+    KProgram *p;
+    FuseOptions opt;
+    int n;            /* nodes */
+    int *nusers;      /* uses by live nodes (+1 per result mention) */
+    bool *live;
+    bool *is_result;
+    bool *materialize; /* value lives in a buffer */
+    int *buf;          /* node -> buffer (once materialized and created), else -1 */
+    int *core;         /* epilogue node -> the heavy node whose kernel computes it, else -1 */
+    int *kernel_of;    /* node -> kernel that writes its buffer */
+} Sched;
+
+static bool is_heavy(Op op) {
+    OpKind k = op_info[op].kind;
+    return k == OK_REDUCE || k == OK_NN;
+}
+
+static bool is_elementwise(Op op) { return op_is_elementwise(op); }
+
+static bool is_view(Op op) {
+    return op == OP_RESHAPE || op == OP_TRANSPOSE || op == OP_BROADCAST || op == OP_SLICE || op == OP_PAD ||
+           op == OP_CONCAT;
+}
+
+static bool is_leaf_const(Op op) { return op == OP_CONST || op == OP_FULL || op == OP_IOTA; }
+
+static bool same_shape(const Node *a, const Node *b) {
+    return a->rank == b->rank && memcmp(a->shape, b->shape, sizeof(Dim) * (size_t)a->rank) == 0;
+}
+
+/* Whether recomputing `id` inside each consumer costs nothing worth a buffer:
+ * constants, and views over buffers or constants. */
+static bool is_cheap(Sched *s, int id) {
+    const Node *n = ir_node(s->g, id);
+    if (is_leaf_const(n->op)) return true;
+    if (n->op == OP_PARAM) return true;
+    if (!is_view(n->op)) return false;
+    for (int i = 0; i < n->nin; i++)
+        if (!s->materialize[n->in[i]] && !is_cheap(s, n->in[i])) return false;
+    return true;
+}
+
+static void plan(Sched *s) {
+    const IRGraph *g = s->g;
+    for (int i = 0; i < g->results.len; i++) {
+        s->live[g->results.data[i]] = true;
+        s->is_result[g->results.data[i]] = true;
+        s->nusers[g->results.data[i]]++;
+    }
+    for (int id = s->n - 1; id >= 0; id--) {
+        if (!s->live[id]) continue;
+        const Node *n = ir_node(g, id);
+        for (int i = 0; i < n->nin; i++) {
+            s->live[n->in[i]] = true;
+            s->nusers[n->in[i]]++;
+        }
+    }
+    for (int id = 0; id < s->n; id++) {
+        s->core[id] = -1;
+        if (!s->live[id]) continue;
+        const Node *n = ir_node(g, id);
+        s->materialize[id] = n->op == OP_PARAM || s->is_result[id] || !s->opt.fuse ||
+                             (is_heavy(n->op) && !is_leaf_const(n->op));
+    }
+    if (!s->opt.fuse) return;
+    /* heavy ops: grow the epilogue along single-use same-shape elementwise users */
+    for (int id = 0; id < s->n; id++) {
+        const Node *h = ir_node(g, id);
+        if (!s->live[id] || !is_heavy(h->op)) continue;
+        int cur = id;
+        for (;;) {
+            if (s->is_result[cur] || s->nusers[cur] != 1) break;
+            int user = -1;
+            for (int u = cur + 1; u < s->n && user < 0; u++) {
+                if (!s->live[u]) continue;
+                const Node *un = ir_node(g, u);
+                for (int i = 0; i < un->nin; i++)
+                    if (un->in[i] == cur) user = u;
+            }
+            if (user < 0 || !is_elementwise(ir_node(g, user)->op) || !same_shape(ir_node(g, user), h)) break;
+            /* the user's other operands must not use the core's value again */
+            s->core[user] = id;
+            if (cur != id) s->materialize[cur] = false;
+            s->materialize[id] = false;
+            cur = user;
+            s->materialize[cur] = true;
+        }
+    }
+    /* elementwise and views: a buffer when shared or feeding a matmul/conv with arithmetic */
+    for (int id = s->n - 1; id >= 0; id--) {
+        const Node *n = ir_node(g, id);
+        if (!s->live[id] || s->materialize[id] || s->core[id] >= 0 || is_heavy(n->op)) continue;
+        if (s->nusers[id] > 1 && !is_cheap(s, id)) s->materialize[id] = true;
+    }
+    for (int id = 0; id < s->n; id++) {
+        const Node *n = ir_node(g, id);
+        if (!s->live[id] || (n->op != OP_MATMUL && n->op != OP_CONV2D)) continue;
+        for (int i = 0; i < n->nin; i++) {
+            int x = n->in[i];
+            if (!s->materialize[x] && !is_cheap(s, x) && s->core[x] < 0) s->materialize[x] = true;
+        }
+    }
+    /* a heavy op whose epilogue was cut short still needs its own buffer */
+    for (int id = 0; id < s->n; id++) {
+        const Node *n = ir_node(g, id);
+        if (!s->live[id] || !is_heavy(n->op)) continue;
+        bool absorbed = false;
+        for (int u = id + 1; u < s->n; u++)
+            if (s->core[u] == id && s->materialize[u]) absorbed = true;
+        if (!absorbed) s->materialize[id] = true;
+    }
+}
+
+/* ---------------------------------------------------------------- lowering */
+
+/* A delinearisation made in this kernel: lin split over dims into idx.
+ * Linearising the same idx over the same dims gives lin back. */
+typedef struct {
+    int lin;
+    int rank;
+    const Dim *dims;
+    int *idx;
+} Delin;
+
+typedef struct {
+    Sched *s;
+    Kernel *k;
+    VEC(Delin) delins;
+    int stage;       /* scope of values that depend on the current stage */
+    int core;        /* node whose value is core_value, -1 */
+    int core_value;
+    int *hi;         /* per instruction: exclusive upper bound of an index (0: unknown) */
+    int hi_cap;
+    bool *visited;   /* nodes lowered into this kernel (fusion report) */
+} Lower;
+
+static int scope_of(Lower *L, int inst) { return inst < 0 ? -1 : L->k->insts.data[inst].stage; }
+
+/* Finds an identical earlier instruction (CSE) or appends one.  Its scope is
+ * the innermost scope of its operands, unless `scope` forces one. */
+static int emit(Lower *L, KInstKind kind, KilnDType dt, Op op, int a, int b, int c, int buf, double value,
+                bool flag, int forced_scope) {
+    int scope = forced_scope;
+    if (scope == -2) {
+        scope = -1;
+        int ops[3] = {a, b, c};
+        for (int i = 0; i < 3; i++)
+            if (scope_of(L, ops[i]) > scope) scope = scope_of(L, ops[i]);
+    }
+    Kernel *k = L->k;
+    for (int i = k->insts.len - 1; i >= 0 && i >= k->insts.len - 64; i--) {
+        const KInst *in = &k->insts.data[i];
+        if (in->kind == kind && in->dtype == dt && in->op == op && in->a == a && in->b == b && in->c == c &&
+            in->buf == buf && in->value == value && in->flag == flag && in->stage == scope)
+            return i;
+    }
+    int id = kinst(k, kind, dt, scope, a, b, c);
+    KInst *in = &k->insts.data[id];
+    in->op = op;
+    in->buf = buf;
+    in->value = value;
+    in->flag = flag;
+    return id;
+}
+
+static const KInst *I(Lower *L, int id) { return &L->k->insts.data[id]; }
+
+static bool is_iconst(Lower *L, int id, int64_t *v) {
+    if (id < 0 || I(L, id)->kind != KI_CONST || I(L, id)->dtype != KILN_I64) return false;
+    if (v) *v = (int64_t)I(L, id)->value;
+    return true;
+}
+
+static int iconst(Lower *L, int64_t v) { return emit(L, KI_CONST, KILN_I64, 0, -1, -1, -1, -1, (double)v, false, -1); }
+
+/* Index arithmetic with constant folding and the identities that make view
+ * chains cheap: x*1, x+0, (a*d + b)/d == a and (a*d + b)%d == b when b < d. */
+static int64_t bound_of(Lower *L, int id);
+
+static int iadd(Lower *L, int a, int b) {
+    int64_t x, y;
+    if (is_iconst(L, a, &x) && is_iconst(L, b, &y)) return iconst(L, x + y);
+    if (is_iconst(L, a, &x) && x == 0) return b;
+    if (is_iconst(L, b, &y) && y == 0) return a;
+    return emit(L, KI_IADD, KILN_I64, 0, a, b, -1, -1, 0, false, -2);
+}
+
+static int imul(Lower *L, int a, int b) {
+    int64_t x, y;
+    if (is_iconst(L, a, &x) && is_iconst(L, b, &y)) return iconst(L, x * y);
+    if ((is_iconst(L, a, &x) && x == 0) || (is_iconst(L, b, &y) && y == 0)) return iconst(L, 0);
+    if (is_iconst(L, a, &x) && x == 1) return b;
+    if (is_iconst(L, b, &y) && y == 1) return a;
+    return emit(L, KI_IMUL, KILN_I64, 0, a, b, -1, -1, 0, false, -2);
+}
+
+/* An exclusive upper bound of a non-negative index, or 0 if unknown. */
+static int64_t bound_of(Lower *L, int id) {
+    if (id < L->hi_cap && L->hi[id]) return L->hi[id];
+    const KInst *in = I(L, id);
+    int64_t x;
+    if (is_iconst(L, id, &x)) return x >= 0 ? x + 1 : 0;
+    if (in->kind == KI_IMOD && is_iconst(L, in->b, &x)) return x;
+    if (in->kind == KI_IDIV && is_iconst(L, in->b, &x)) {
+        int64_t h = bound_of(L, in->a);
+        return h ? (h + x - 1) / x : 0;
+    }
+    if (in->kind == KI_IMUL && is_iconst(L, in->b, &x)) {
+        int64_t h = bound_of(L, in->a);
+        return h && x > 0 ? (h - 1) * x + 1 : 0;
+    }
+    if (in->kind == KI_IADD) {
+        int64_t h1 = bound_of(L, in->a), h2 = bound_of(L, in->b);
+        return h1 && h2 ? h1 + h2 - 1 : 0;
+    }
+    return 0;
+}
+
+static void set_bound(Lower *L, int id, int64_t hi) {
+    if (id >= L->hi_cap) {
+        int cap = (id + 1) * 2;
+        L->hi = xrealloc(L->hi, sizeof(int) * (size_t)cap);
+        memset(L->hi + L->hi_cap, 0, sizeof(int) * (size_t)(cap - L->hi_cap));
+        L->hi_cap = cap;
+    }
+    if (hi > 0 && hi < (1 << 30)) L->hi[id] = (int)hi;
+}
+
+static int idiv(Lower *L, int a, int64_t d) {
+    int64_t x;
+    if (d == 1) return a;
+    if (is_iconst(L, a, &x) && x >= 0) return iconst(L, x / d);
+    int64_t h = bound_of(L, a);
+    if (h && h <= d) return iconst(L, 0);
+    const KInst *in = I(L, a);
+    if (in->kind == KI_IMUL && is_iconst(L, in->b, &x) && x == d) return in->a;
+    if (in->kind == KI_IADD) {
+        const KInst *m = I(L, in->a);
+        int64_t hb = bound_of(L, in->b);
+        if (m->kind == KI_IMUL && is_iconst(L, m->b, &x) && x == d && hb && hb <= d) return m->a;
+    }
+    if (in->kind == KI_IDIV && is_iconst(L, in->b, &x)) return idiv(L, in->a, x * d);
+    return emit(L, KI_IDIV, KILN_I64, 0, a, iconst(L, d), -1, -1, 0, false, -2);
+}
+
+static int imod(Lower *L, int a, int64_t d) {
+    int64_t x;
+    if (d == 1) return iconst(L, 0);
+    if (is_iconst(L, a, &x) && x >= 0) return iconst(L, x % d);
+    int64_t h = bound_of(L, a);
+    if (h && h <= d) return a;
+    const KInst *in = I(L, a);
+    if (in->kind == KI_IMUL && is_iconst(L, in->b, &x) && x % d == 0) return iconst(L, 0);
+    if (in->kind == KI_IADD) {
+        const KInst *m = I(L, in->a);
+        int64_t hb = bound_of(L, in->b);
+        if (m->kind == KI_IMUL && is_iconst(L, m->b, &x) && x % d == 0 && hb && hb <= d) return in->b;
+    }
+    return emit(L, KI_IMOD, KILN_I64, 0, a, iconst(L, d), -1, -1, 0, false, -2);
+}
+
+static int ilt(Lower *L, int a, int b) {
+    int64_t x, y;
+    if (is_iconst(L, a, &x) && is_iconst(L, b, &y)) return emit(L, KI_CONST, KILN_BOOL, 0, -1, -1, -1, -1, x < y, false, -1);
+    return emit(L, KI_ILT, KILN_BOOL, 0, a, b, -1, -1, 0, false, -2);
+}
+
+static int band(Lower *L, int a, int b) {
+    if (a < 0) return b;
+    if (b < 0) return a;
+    return emit(L, KI_ELEM, KILN_BOOL, OP_AND, a, b, -1, -1, 0, false, -2);
+}
+
+static int bnot(Lower *L, int a) { return emit(L, KI_ELEM, KILN_BOOL, OP_NOT, a, -1, -1, -1, 0, false, -2); }
+
+static int fconst(Lower *L, KilnDType dt, double v) { return emit(L, KI_CONST, dt, 0, -1, -1, -1, -1, v, false, -1); }
+
+static int elem(Lower *L, Op op, KilnDType dt, int a, int b, int c) {
+    return emit(L, KI_ELEM, dt, op, a, b, c, -1, 0, false, -2);
+}
+
+static int cast(Lower *L, int a, KilnDType dt) {
+    if (I(L, a)->dtype == dt) return a;
+    if (I(L, a)->kind == KI_CONST) return fconst(L, dt, I(L, a)->value);
+    return emit(L, KI_CAST, dt, 0, a, -1, -1, -1, 0, false, -2);
+}
+
+/* index = sum idx[k] * stride[k] over `shape` (C order) */
+static int linearize(Lower *L, const int *idx, const Dim *shape, int rank) {
+    for (int i = 0; i < L->delins.len; i++) {
+        const Delin *d = &L->delins.data[i];
+        if (d->rank == rank && memcmp(d->dims, shape, sizeof(Dim) * (size_t)rank) == 0 &&
+            memcmp(d->idx, idx, sizeof(int) * (size_t)rank) == 0)
+            return d->lin;
+    }
+    int lin = iconst(L, 0);
+    int64_t stride = 1;
+    for (int k = rank - 1; k >= 0; k--) {
+        lin = iadd(L, imul(L, idx[k], iconst(L, stride)), lin);
+        stride *= shape[k];
+    }
+    return lin;
+}
+
+static void delinearize(Lower *L, int lin, const Dim *shape, int rank, int *idx) {
+    int64_t stride = 1;
+    for (int k = rank - 1; k >= 0; k--) {
+        int q = idiv(L, lin, stride);
+        idx[k] = k == 0 ? q : imod(L, q, shape[k]);
+        set_bound(L, idx[k], shape[k]);
+        stride *= shape[k];
+    }
+    Delin d = {lin, rank, shape, xmalloc(sizeof(int) * (size_t)(rank + 1))};
+    memcpy(d.idx, idx, sizeof(int) * (size_t)rank);
+    VEC_PUSH(L->delins, d);
+}
+
+static void lower_free(Lower *L) {
+    for (int i = 0; i < L->delins.len; i++) free(L->delins.data[i].idx);
+    VEC_FREE(L->delins);
+    free(L->hi);
+}
+
+static int lower_node(Lower *L, int id, const int *idx, int guard);
+
+/* The value of node `id` at multi-index idx (one i64 instruction per dim).
+ * `guard` (or -1) says whether the position is real: loads under a false
+ * guard are not performed (padding, concat branches). */
+static int load_buffer(Lower *L, int id, const int *idx, int guard) {
+    const Node *n = ir_node(L->s->g, id);
+    int off = linearize(L, idx, n->shape, n->rank);
+    int b = L->s->buf[id];
+    return emit(L, KI_LOAD, n->dtype, 0, off, guard, -1, b, 0, false, -2);
+}
+
+/* Maps an output index to an input index under NumPy broadcasting. */
+static void broadcast_index(Lower *L, const Node *out, const Node *in, const int *idx, int *in_idx) {
+    int off = out->rank - in->rank;
+    for (int k = 0; k < in->rank; k++)
+        in_idx[k] = (in->shape[k] == 1 && out->shape[k + off] != 1) ? iconst(L, 0) : idx[k + off];
+}
+
+/* Reshape without div/mod where it can: match groups of dimensions with
+ * equal products and re-index within each group only. */
+static void reshape_index(Lower *L, const Node *out, const Node *in, const int *idx, int *in_idx) {
+    int i = 0, j = 0;
+    while (i < in->rank || j < out->rank) {
+        int i0 = i, j0 = j;
+        int64_t pi = 1, pj = 1;
+        if (i < in->rank) pi *= in->shape[i++];
+        if (j < out->rank) pj *= out->shape[j++];
+        while (pi != pj) {
+            if (pi < pj && i < in->rank) pi *= in->shape[i++];
+            else if (j < out->rank) pj *= out->shape[j++];
+            else break;
+        }
+        /* trailing size-1 dims join the current group */
+        int lin = linearize(L, idx + j0, out->shape + j0, j - j0);
+        set_bound(L, lin, pj);
+        delinearize(L, lin, in->shape + i0, i - i0, in_idx + i0);
+        if (i == i0 && j == j0) break;
+    }
+}
+
+static int lower_node(Lower *L, int id, const int *idx, int guard) {
+    Sched *s = L->s;
+    const Node *n = ir_node(s->g, id);
+    if (id == L->core) return L->core_value;
+    if (s->buf[id] >= 0 && s->kernel_of[id] != -2) return load_buffer(L, id, idx, guard);
+    L->visited[id] = true;
+    int rank_in = 0;
+    for (int i = 0; i < n->nin; i++)
+        if (ir_node(s->g, n->in[i])->rank > rank_in) rank_in = ir_node(s->g, n->in[i])->rank;
+    int *in_idx = xmalloc(sizeof(int) * (size_t)(rank_in + n->rank + 1));
+    int v = -1;
+    switch (n->op) {
+    case OP_CONST:
+    case OP_FULL: v = fconst(L, n->dtype, n->value); break;
+    case OP_IOTA: v = cast(L, idx[0], n->dtype); break;
+    case OP_RESHAPE:
+    case OP_TRANSPOSE:
+    case OP_BROADCAST:
+    case OP_SLICE: {
+        const Node *x = ir_node(s->g, n->in[0]);
+        if (n->op == OP_RESHAPE) reshape_index(L, n, x, idx, in_idx);
+        else if (n->op == OP_BROADCAST) broadcast_index(L, n, x, idx, in_idx);
+        else if (n->op == OP_TRANSPOSE)
+            for (int k = 0; k < n->rank; k++) in_idx[n->ints[k]] = idx[k];
+        else
+            for (int k = 0; k < n->rank; k++)
+                in_idx[k] = iadd(L, iconst(L, n->ints[2 * k]), imul(L, idx[k], iconst(L, n->ints[2 * k + 1])));
+        v = lower_node(L, n->in[0], in_idx, guard);
+        break;
+    }
+    case OP_PAD: {
+        const Node *x = ir_node(s->g, n->in[0]);
+        int inside = guard;
+        for (int k = 0; k < n->rank; k++) {
+            int64_t lo = n->ints[2 * k];
+            in_idx[k] = iadd(L, idx[k], iconst(L, -lo));
+            if (lo > 0) inside = band(L, inside, bnot(L, ilt(L, idx[k], iconst(L, lo))));
+            if (lo + x->shape[k] < n->shape[k]) inside = band(L, inside, ilt(L, idx[k], iconst(L, lo + x->shape[k])));
+        }
+        int val = lower_node(L, n->in[0], in_idx, inside);
+        v = inside == guard ? val : elem(L, OP_WHERE, n->dtype, inside, val, fconst(L, n->dtype, n->value));
+        break;
+    }
+    case OP_CONCAT: {
+        int axis = (int)n->ints[0];
+        int64_t off = 0;
+        int *sub = xmalloc(sizeof(int) * (size_t)(n->rank + 1));
+        int64_t *offs = xmalloc(sizeof(int64_t) * (size_t)(n->nin + 1));
+        int *vals = xmalloc(sizeof(int) * (size_t)(n->nin + 1)), *conds = xmalloc(sizeof(int) * (size_t)(n->nin + 1));
+        for (int i = 0; i < n->nin; i++) {
+            const Node *x = ir_node(s->g, n->in[i]);
+            memcpy(sub, idx, sizeof(int) * (size_t)n->rank);
+            sub[axis] = iadd(L, idx[axis], iconst(L, -off));
+            int below_end = ilt(L, idx[axis], iconst(L, off + x->shape[axis]));
+            int in_range = off > 0 ? band(L, bnot(L, ilt(L, idx[axis], iconst(L, off))), below_end) : below_end;
+            vals[i] = lower_node(L, n->in[i], sub, band(L, guard, in_range));
+            conds[i] = below_end;
+            offs[i] = off;
+            off += x->shape[axis];
+        }
+        v = vals[n->nin - 1];
+        for (int i = n->nin - 2; i >= 0; i--) v = elem(L, OP_WHERE, n->dtype, conds[i], vals[i], v);
+        free(sub), free(offs), free(vals), free(conds);
+        break;
+    }
+    default:
+        if (is_elementwise(n->op)) {
+            int ops[3] = {-1, -1, -1};
+            for (int i = 0; i < n->nin; i++) {
+                const Node *x = ir_node(s->g, n->in[i]);
+                broadcast_index(L, n, x, idx, in_idx);
+                ops[i] = lower_node(L, n->in[i], in_idx, guard);
+            }
+            if (n->op == OP_CAST) v = cast(L, ops[0], n->dtype);
+            else v = emit(L, KI_ELEM, n->dtype, n->op, ops[0], ops[1], ops[2], -1, 0, n->flag, -2);
+            break;
+        }
+        /* a heavy node that is neither this kernel's core nor in a buffer: a scheduler bug */
+        v = fconst(L, n->dtype, 0);
+        break;
+    }
+    free(in_idx);
+    return v;
+}
+
+/* ------------------------------------------------------------ kernel bodies */
+
+static void add_node_list(Lower *L) {
+    for (int i = 0; i < L->s->n; i++)
+        if (L->visited[i]) VEC_PUSH(L->k->nodes, i);
+}
+
+/* Stores the root's value at every index of its shape, given that stage
+ * `st` is the map stage whose index space is (outer o, inner r). */
+static void store_root(Lower *L, int root, int st, const int *idx) {
+    Sched *s = L->s;
+    const Node *rn = ir_node(s->g, root);
+    L->visited[root] = true;
+    int value;
+    if (root == L->core) {
+        value = L->core_value;
+    } else {
+        int saved = s->kernel_of[root];
+        s->kernel_of[root] = -2; /* compute it here, do not load it */
+        value = lower_node(L, root, idx, -1);
+        s->kernel_of[root] = saved;
+    }
+    value = cast(L, value, rn->dtype);
+    int off = linearize(L, idx, rn->shape, rn->rank);
+    kstage_store(L->k, st, s->buf[root], off, value);
+}
+
+static KilnDType compute_dtype(KilnDType dt) { return dt == KILN_F64 ? KILN_F64 : KILN_F32; }
+
+static void lower_elementwise(Lower *L, int root) {
+    const Node *rn = ir_node(L->s->g, root);
+    int st = kernel_add_stage(L->k, KS_MAP, 1);
+    L->stage = st;
+    int *idx = xmalloc(sizeof(int) * (size_t)(rn->rank + 1));
+    int o = emit(L, KI_OUTER, KILN_I64, 0, -1, -1, -1, -1, 0, false, -1);
+    set_bound(L, o, L->k->outer);
+    delinearize(L, o, rn->shape, rn->rank, idx);
+    store_root(L, root, st, idx);
+    free(idx);
+}
+
+static int inner_var(Lower *L, int st, int64_t extent) {
+    int r = emit(L, KI_INNER, KILN_I64, 0, -1, -1, -1, -1, 0, false, st);
+    set_bound(L, r, extent);
+    return r;
+}
+
+static int acc_ref(Lower *L, int stage_of_acc) {
+    const KStage *s = &L->k->stages.data[stage_of_acc];
+    return emit(L, KI_ACC, s->result_dtype, 0, stage_of_acc, -1, -1, -1, 0, false, L->stage);
+}
+
+/* Reductions over axes: outer = kept positions, one REDUCE over the
+ * reduced positions, then the epilogue at the output index. */
+static void lower_reduce(Lower *L, int core, int root) {
+    Sched *s = L->s;
+    const Node *h = ir_node(s->g, core), *x = ir_node(s->g, h->in[0]);
+    bool *red = xcalloc((size_t)x->rank + 1, 1);
+    if (h->nints == 0)
+        for (int k = 0; k < x->rank; k++) red[k] = true;
+    for (int i = 0; i < h->nints; i++) red[h->ints[i]] = true;
+    Dim *kept = xmalloc(sizeof(Dim) * (size_t)(x->rank + 1)), *rdims = xmalloc(sizeof(Dim) * (size_t)(x->rank + 1));
+    int nk = 0, nr = 0;
+    int64_t extent = 1;
+    for (int k = 0; k < x->rank; k++) {
+        if (red[k]) rdims[nr++] = x->shape[k], extent *= x->shape[k];
+        else kept[nk++] = x->shape[k];
+    }
+    int *kidx = xmalloc(sizeof(int) * (size_t)(x->rank + 1)), *ridx = xmalloc(sizeof(int) * (size_t)(x->rank + 1));
+    int *xidx = xmalloc(sizeof(int) * (size_t)(x->rank + 1));
+    int o = emit(L, KI_OUTER, KILN_I64, 0, -1, -1, -1, -1, 0, false, -1);
+    set_bound(L, o, L->k->outer);
+    delinearize(L, o, kept, nk, kidx);
+    int st = kernel_add_stage(L->k, KS_REDUCE, extent);
+    L->stage = st;
+    int r = inner_var(L, st, extent);
+    delinearize(L, r, rdims, nr, ridx);
+    for (int k = 0, a = 0, b = 0; k < x->rank; k++) xidx[k] = red[k] ? ridx[b++] : kidx[a++];
+    int v = lower_node(L, h->in[0], xidx, -1);
+    Op rop = h->op == OP_MEAN ? OP_SUM : h->op;
+    KilnDType vdt = x->dtype;
+    kstage_reduce(L->k, st, rop, v, vdt);
+    L->visited[core] = true;
+    int map = kernel_add_stage(L->k, KS_MAP, 1);
+    L->stage = map;
+    int acc = acc_ref(L, st);
+    if (h->op == OP_MEAN) acc = elem(L, OP_DIV, I(L, acc)->dtype, acc, fconst(L, I(L, acc)->dtype, (double)extent), -1);
+    L->core = core;
+    L->core_value = cast(L, acc, h->dtype);
+    const Node *rn = ir_node(s->g, root);
+    int *oidx = xmalloc(sizeof(int) * (size_t)(rn->rank + 1));
+    delinearize(L, o, rn->shape, rn->rank, oidx);
+    store_root(L, root, map, oidx);
+    free(red), free(kept), free(rdims), free(kidx), free(ridx), free(xidx), free(oidx);
+}
+
+/* softmax, log_softmax, layernorm, rmsnorm: one outer index per row. */
+static void lower_row(Lower *L, int core, int root) {
+    Sched *s = L->s;
+    const Node *h = ir_node(s->g, core);
+    int axis = (int)h->ints[0], rank = h->rank;
+    int64_t n = h->shape[axis];
+    KilnDType cdt = compute_dtype(h->dtype);
+    Dim *rows = xmalloc(sizeof(Dim) * (size_t)(rank + 1));
+    for (int k = 0, m = 0; k < rank; k++)
+        if (k != axis) rows[m++] = h->shape[k];
+    int *ridx = xmalloc(sizeof(int) * (size_t)(rank + 1)), *xidx = xmalloc(sizeof(int) * (size_t)(rank + 1));
+    int o = emit(L, KI_OUTER, KILN_I64, 0, -1, -1, -1, -1, 0, false, -1);
+    set_bound(L, o, L->k->outer);
+    delinearize(L, o, rows, rank - 1, ridx);
+    int nstages = (h->op == OP_RMSNORM) ? 1 : 2;
+    int stage_ids[2];
+    int x_at[3];
+    for (int si = 0; si <= nstages; si++) {
+        bool is_map = si == nstages;
+        int st = kernel_add_stage(L->k, is_map ? KS_MAP : KS_REDUCE, n);
+        L->stage = st;
+        int r = inner_var(L, st, n);
+        for (int k = 0, m = 0; k < rank; k++) xidx[k] = k == axis ? r : ridx[m++];
+        int x = cast(L, lower_node(L, h->in[0], xidx, -1), cdt);
+        x_at[si] = x;
+        if (is_map) break;
+        stage_ids[si] = st;
+        int v;
+        Op rop = OP_SUM;
+        switch (h->op) {
+        case OP_SOFTMAX:
+        case OP_LOG_SOFTMAX:
+            if (si == 0) {
+                v = x;
+                rop = OP_MAX;
+            } else {
+                v = elem(L, OP_EXP, cdt, elem(L, OP_SUB, cdt, x, acc_ref(L, stage_ids[0]), -1), -1, -1);
+            }
+            break;
+        case OP_LAYERNORM:
+            if (si == 0) {
+                v = x;
+            } else {
+                int mean = elem(L, OP_DIV, cdt, acc_ref(L, stage_ids[0]), fconst(L, cdt, (double)n), -1);
+                int d = elem(L, OP_SUB, cdt, x, mean, -1);
+                v = elem(L, OP_MUL, cdt, d, d, -1);
+            }
+            break;
+        default: /* rmsnorm */
+            v = elem(L, OP_MUL, cdt, x, x, -1);
+            break;
+        }
+        kstage_reduce(L->k, st, rop, v, cdt);
+    }
+    int x = x_at[nstages], r = inner_var(L, L->stage, n); /* the map stage's r */
+    int y;
+    switch (h->op) {
+    case OP_SOFTMAX: {
+        int e = elem(L, OP_EXP, cdt, elem(L, OP_SUB, cdt, x, acc_ref(L, stage_ids[0]), -1), -1, -1);
+        y = elem(L, OP_DIV, cdt, e, acc_ref(L, stage_ids[1]), -1);
+        break;
+    }
+    case OP_LOG_SOFTMAX:
+        y = elem(L, OP_SUB, cdt, elem(L, OP_SUB, cdt, x, acc_ref(L, stage_ids[0]), -1),
+                 elem(L, OP_LOG, cdt, acc_ref(L, stage_ids[1]), -1, -1), -1);
+        break;
+    case OP_LAYERNORM:
+    case OP_RMSNORM: {
+        int nconst = fconst(L, cdt, (double)n), eps = fconst(L, cdt, h->value);
+        int gidx[1] = {r};
+        int gamma = cast(L, lower_node(L, h->in[1], gidx, -1), cdt);
+        if (h->op == OP_LAYERNORM) {
+            int mean = elem(L, OP_DIV, cdt, acc_ref(L, stage_ids[0]), nconst, -1);
+            int var = elem(L, OP_DIV, cdt, acc_ref(L, stage_ids[1]), nconst, -1);
+            int inv = elem(L, OP_RSQRT, cdt, elem(L, OP_ADD, cdt, var, eps, -1), -1, -1);
+            int beta = cast(L, lower_node(L, h->in[2], gidx, -1), cdt);
+            y = elem(L, OP_ADD, cdt, elem(L, OP_MUL, cdt, elem(L, OP_MUL, cdt, elem(L, OP_SUB, cdt, x, mean, -1), inv, -1), gamma, -1), beta, -1);
+        } else {
+            int ms = elem(L, OP_DIV, cdt, acc_ref(L, stage_ids[0]), nconst, -1);
+            int inv = elem(L, OP_RSQRT, cdt, elem(L, OP_ADD, cdt, ms, eps, -1), -1, -1);
+            y = elem(L, OP_MUL, cdt, elem(L, OP_MUL, cdt, x, inv, -1), gamma, -1);
+        }
+        break;
+    }
+    default: y = x; break;
+    }
+    L->visited[core] = true;
+    L->core = core;
+    L->core_value = cast(L, y, h->dtype);
+    store_root(L, root, L->stage, xidx);
+    free(rows), free(ridx), free(xidx);
+}
+
+/* Strides of a plain load `v` as an affine function of index instructions
+ * vars[]; false if v is not an unguarded load with such an index. */
+static bool affine(Lower *L, int e, const int *vars, int nvars, int64_t *coef, int64_t *off) {
+    int64_t c;
+    if (is_iconst(L, e, &c)) {
+        *off += c;
+        return true;
+    }
+    for (int i = 0; i < nvars; i++) {
+        if (vars[i] == e) {
+            coef[i] += 1;
+            return true;
+        }
+    }
+    const KInst *in = I(L, e);
+    if (in->kind == KI_IADD) return affine(L, in->a, vars, nvars, coef, off) && affine(L, in->b, vars, nvars, coef, off);
+    if (in->kind == KI_IMUL && is_iconst(L, in->b, &c)) {
+        int64_t *sub = xcalloc((size_t)nvars + 1, sizeof(int64_t));
+        int64_t suboff = 0;
+        bool ok = affine(L, in->a, vars, nvars, sub, &suboff);
+        for (int i = 0; ok && i < nvars; i++) coef[i] += sub[i] * c;
+        *off += suboff * c;
+        free(sub);
+        return ok;
+    }
+    return false;
+}
+
+static void lower_matmul(Lower *L, int core, int root) {
+    Sched *s = L->s;
+    const Node *h = ir_node(s->g, core), *a = ir_node(s->g, h->in[0]), *b = ir_node(s->g, h->in[1]);
+    int rank = h->rank;
+    int64_t M = h->shape[rank - 2], N = h->shape[rank - 1], K = a->shape[a->rank - 1];
+    int *oidx = xmalloc(sizeof(int) * (size_t)(rank + 1));
+    int *aidx = xmalloc(sizeof(int) * (size_t)(a->rank + 1)), *bidx = xmalloc(sizeof(int) * (size_t)(b->rank + 1));
+    int o = emit(L, KI_OUTER, KILN_I64, 0, -1, -1, -1, -1, 0, false, -1);
+    set_bound(L, o, L->k->outer);
+    delinearize(L, o, h->shape, rank, oidx);
+    int st = kernel_add_stage(L->k, KS_REDUCE, K);
+    L->stage = st;
+    int kv = inner_var(L, st, K);
+    /* batch dims broadcast: align from the right of the batch part */
+    for (int i = 0; i < a->rank - 2; i++) {
+        int oi = i + (rank - a->rank);
+        aidx[i] = a->shape[i] == 1 ? iconst(L, 0) : oidx[oi];
+    }
+    for (int i = 0; i < b->rank - 2; i++) {
+        int oi = i + (rank - b->rank);
+        bidx[i] = b->shape[i] == 1 ? iconst(L, 0) : oidx[oi];
+    }
+    aidx[a->rank - 2] = oidx[rank - 2], aidx[a->rank - 1] = kv;
+    bidx[b->rank - 2] = kv, bidx[b->rank - 1] = oidx[rank - 1];
+    KilnDType cdt = dtype_is_float(h->dtype) ? compute_dtype(h->dtype) : KILN_I64;
+    int va = lower_node(L, h->in[0], aidx, -1), vb = lower_node(L, h->in[1], bidx, -1);
+    int prod = elem(L, OP_MUL, cdt, cast(L, va, cdt), cast(L, vb, cdt), -1);
+    kstage_reduce(L->k, st, OP_SUM, prod, h->dtype);
+    /* strided description for tiled emitters */
+    KMatmul *mm = &L->k->mm;
+    mm->a_buf = mm->b_buf = -1;
+    int nb = rank - 2;
+    int *vars = xmalloc(sizeof(int) * (size_t)(rank + 2));
+    for (int i = 0; i < rank; i++) vars[i] = oidx[i];
+    vars[rank] = kv;
+    int64_t *ca = xcalloc((size_t)rank + 2, sizeof(int64_t)), *cb = xcalloc((size_t)rank + 2, sizeof(int64_t));
+    int64_t offa = 0, offb = 0;
+    const KInst *la = I(L, va), *lb = I(L, vb);
+    if (la->kind == KI_LOAD && la->b < 0 && lb->kind == KI_LOAD && lb->b < 0 &&
+        affine(L, la->a, vars, rank + 1, ca, &offa) && affine(L, lb->a, vars, rank + 1, cb, &offb) &&
+        ca[rank - 1] == 0 && cb[rank - 2] == 0) {
+        mm->a_buf = la->buf, mm->b_buf = lb->buf;
+        mm->m = M, mm->n = N, mm->k = K, mm->nbatch = nb;
+        mm->batch = 1;
+        mm->batch_dims = ARENA_ARRAY(s->p->arena, int64_t, nb + 1);
+        mm->a_batch_stride = ARENA_ARRAY(s->p->arena, int64_t, nb + 1);
+        mm->b_batch_stride = ARENA_ARRAY(s->p->arena, int64_t, nb + 1);
+        for (int i = 0; i < nb; i++) {
+            mm->batch_dims[i] = h->shape[i];
+            mm->batch *= h->shape[i];
+            mm->a_batch_stride[i] = ca[i];
+            mm->b_batch_stride[i] = cb[i];
+        }
+        mm->a_sm = ca[rank - 2], mm->a_sk = ca[rank];
+        mm->b_sk = cb[rank], mm->b_sn = cb[rank - 1];
+        mm->a_off = offa, mm->b_off = offb;
+    }
+    free(vars), free(ca), free(cb);
+    L->visited[core] = true;
+    int map = kernel_add_stage(L->k, KS_MAP, 1);
+    L->stage = map;
+    L->core = core;
+    L->core_value = cast(L, acc_ref(L, st), h->dtype);
+    store_root(L, root, map, oidx);
+    L->k->flops = 2 * (int64_t)L->k->outer * K;
+    free(oidx), free(aidx), free(bidx);
+}
+
+/* conv2d and pools: a REDUCE over the window (c, kh, kw), loads guarded by
+ * the padding. */
+static void lower_window(Lower *L, int core, int root) {
+    Sched *s = L->s;
+    const Node *h = ir_node(s->g, core), *x = ir_node(s->g, h->in[0]);
+    bool conv = h->op == OP_CONV2D;
+    int64_t kh, kw, sh, sw, ph, pw, dh = 1, dw = 1, groups = 1, cg = 1;
+    const Node *w = conv ? ir_node(s->g, h->in[1]) : NULL;
+    if (conv) {
+        sh = h->ints[0], sw = h->ints[1], ph = h->ints[2], pw = h->ints[3], dh = h->ints[4], dw = h->ints[5];
+        groups = h->ints[6];
+        kh = w->shape[2], kw = w->shape[3], cg = w->shape[1];
+    } else {
+        kh = h->ints[0], kw = h->ints[1], sh = h->ints[2], sw = h->ints[3], ph = h->ints[4], pw = h->ints[5];
+    }
+    int oidx[4], widx[3], xi[4], wi[4];
+    int o = emit(L, KI_OUTER, KILN_I64, 0, -1, -1, -1, -1, 0, false, -1);
+    set_bound(L, o, L->k->outer);
+    delinearize(L, o, h->shape, 4, oidx);
+    Dim wdims[3] = {cg, kh, kw};
+    int64_t extent = cg * kh * kw;
+    int st = kernel_add_stage(L->k, KS_REDUCE, extent);
+    L->stage = st;
+    int r = inner_var(L, st, extent);
+    delinearize(L, r, wdims, 3, widx);
+    int ih = iadd(L, iadd(L, imul(L, oidx[2], iconst(L, sh)), imul(L, widx[1], iconst(L, dh))), iconst(L, -ph));
+    int iw = iadd(L, iadd(L, imul(L, oidx[3], iconst(L, sw)), imul(L, widx[2], iconst(L, dw))), iconst(L, -pw));
+    int guard = -1;
+    if (ph > 0) guard = band(L, bnot(L, ilt(L, ih, iconst(L, 0))), ilt(L, ih, iconst(L, x->shape[2])));
+    if (pw > 0) guard = band(L, guard, band(L, bnot(L, ilt(L, iw, iconst(L, 0))), ilt(L, iw, iconst(L, x->shape[3]))));
+    /* positions the stride/dilation pushes past the far edge without padding */
+    if (ph == 0 && (x->shape[2] - 1) < (h->shape[2] - 1) * sh + (kh - 1) * dh) guard = band(L, guard, ilt(L, ih, iconst(L, x->shape[2])));
+    if (pw == 0 && (x->shape[3] - 1) < (h->shape[3] - 1) * sw + (kw - 1) * dw) guard = band(L, guard, ilt(L, iw, iconst(L, x->shape[3])));
+    KilnDType cdt = dtype_is_float(h->dtype) ? compute_dtype(h->dtype) : KILN_I64;
+    xi[0] = oidx[0];
+    xi[1] = conv ? iadd(L, imul(L, idiv(L, oidx[1], h->shape[1] / groups), iconst(L, cg)), widx[0]) : oidx[1];
+    xi[2] = ih, xi[3] = iw;
+    int xv = cast(L, lower_node(L, h->in[0], xi, guard), cdt);
+    int v;
+    Op rop;
+    if (conv) {
+        wi[0] = oidx[1], wi[1] = widx[0], wi[2] = widx[1], wi[3] = widx[2];
+        int wv = cast(L, lower_node(L, h->in[1], wi, -1), cdt);
+        v = elem(L, OP_MUL, cdt, xv, wv, -1);
+        rop = OP_SUM;
+        L->k->flops = 2 * L->k->outer * extent;
+    } else if (h->op == OP_MAXPOOL2D) {
+        v = guard >= 0 ? elem(L, OP_WHERE, cdt, guard, xv, fconst(L, cdt, -1.0 / 0.0)) : xv;
+        rop = OP_MAX;
+    } else {
+        v = xv;
+        rop = OP_SUM;
+    }
+    kstage_reduce(L->k, st, rop, v, cdt);
+    L->visited[core] = true;
+    int map = kernel_add_stage(L->k, KS_MAP, 1);
+    L->stage = map;
+    int acc = acc_ref(L, st);
+    if (h->op == OP_AVGPOOL2D) acc = elem(L, OP_DIV, I(L, acc)->dtype, acc, fconst(L, I(L, acc)->dtype, (double)(kh * kw)), -1);
+    if (conv && h->nin == 3) {
+        int bi[1] = {oidx[1]};
+        acc = elem(L, OP_ADD, I(L, acc)->dtype, acc, cast(L, lower_node(L, h->in[2], bi, -1), I(L, acc)->dtype), -1);
+    }
+    L->core = core;
+    L->core_value = cast(L, acc, h->dtype);
+    store_root(L, root, map, oidx);
+}
+
+/* -------------------------------------------------------------- the driver */
+
+static bool kernel_moves_only(const Kernel *k) {
+    for (int i = 0; i < k->insts.len; i++) {
+        const KInst *in = &k->insts.data[i];
+        if (in->kind == KI_CAST) return false;
+        if (in->kind == KI_ELEM && in->op != OP_WHERE && in->op != OP_AND && in->op != OP_NOT) return false;
+    }
+    return true;
+}
+
+static void name_kernel(Sched *s, Kernel *k, int index) {
+    StrBuf sb = {0};
+    sb_printf(&sb, "k%d", index);
+    int shown = 0;
+    for (int i = 0; i < k->nodes.len && shown < 4; i++) {
+        const Node *n = ir_node(s->g, k->nodes.data[i]);
+        if (n->op == OP_CONST || n->op == OP_PARAM) continue;
+        sb_printf(&sb, "_%s", op_info[n->op].name);
+        shown++;
+    }
+    k->name = arena_strdup(s->p->arena, sb.data);
+    sb_free(&sb);
+}
+
+static int64_t kernel_bytes(Sched *s, const Kernel *k) {
+    bool *seen = xcalloc((size_t)s->p->bufs.len + 1, 1);
+    int64_t bytes = 0;
+    for (int i = 0; i < k->insts.len; i++) {
+        const KInst *in = &k->insts.data[i];
+        if (in->kind == KI_LOAD && !seen[in->buf]) {
+            seen[in->buf] = true;
+            bytes += s->p->bufs.data[in->buf].numel * (int64_t)kiln_dtype_size(s->p->bufs.data[in->buf].dtype);
+        }
+    }
+    const KStage *m = &k->stages.data[k->stages.len - 1];
+    for (int i = 0; i < m->stores.len; i++) {
+        const KBuf *b = &s->p->bufs.data[m->stores.data[i].buf];
+        bytes += b->numel * (int64_t)kiln_dtype_size(b->dtype);
+    }
+    free(seen);
+    return bytes;
+}
+
+/* Arena offsets for temporaries: a temporary lives from the kernel that
+ * writes it to the last kernel that reads it; place the largest first at
+ * the lowest offset free for its whole lifetime. */
+static void plan_memory(Sched *s) {
+    KProgram *p = s->p;
+    int nb = p->bufs.len;
+    int *first = xmalloc(sizeof(int) * (size_t)(nb + 1)), *last = xmalloc(sizeof(int) * (size_t)(nb + 1));
+    for (int b = 0; b < nb; b++) first[b] = INT32_MAX, last[b] = -1;
+    for (int ki = 0; ki < p->kernels.len; ki++) {
+        const Kernel *k = &p->kernels.data[ki];
+        for (int i = 0; i < k->insts.len; i++)
+            if (k->insts.data[i].kind == KI_LOAD) {
+                int b = k->insts.data[i].buf;
+                if (ki > last[b]) last[b] = ki;
+                if (ki < first[b]) first[b] = ki;
+            }
+        const KStage *m = &k->stages.data[k->stages.len - 1];
+        for (int i = 0; i < m->stores.len; i++) {
+            int b = m->stores.data[i].buf;
+            if (ki < first[b]) first[b] = ki;
+            if (ki > last[b]) last[b] = ki;
+        }
+    }
+    int *order = xmalloc(sizeof(int) * (size_t)(nb + 1));
+    int nt = 0;
+    for (int b = 0; b < nb; b++)
+        if (p->bufs.data[b].kind == KB_TEMP) order[nt++] = b;
+    for (int i = 1; i < nt; i++) { /* by size, largest first */
+        int x = order[i], j = i;
+        int64_t sx = p->bufs.data[x].numel * (int64_t)kiln_dtype_size(p->bufs.data[x].dtype);
+        while (j > 0 && p->bufs.data[order[j - 1]].numel * (int64_t)kiln_dtype_size(p->bufs.data[order[j - 1]].dtype) < sx) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = x;
+    }
+    p->arena_bytes = 0;
+    for (int i = 0; i < nt; i++) {
+        int b = order[i];
+        int64_t size = (p->bufs.data[b].numel * (int64_t)kiln_dtype_size(p->bufs.data[b].dtype) + 63) & ~(int64_t)63;
+        int64_t off = 0;
+        bool moved = true;
+        while (moved) { /* first fit among the placed buffers alive at the same time */
+            moved = false;
+            for (int j = 0; j < i; j++) {
+                int c = order[j];
+                if (last[c] < first[b] || last[b] < first[c]) continue;
+                int64_t cs = (p->bufs.data[c].numel * (int64_t)kiln_dtype_size(p->bufs.data[c].dtype) + 63) & ~(int64_t)63;
+                int64_t co = p->bufs.data[c].offset;
+                if (off < co + cs && co < off + size) {
+                    off = co + cs;
+                    moved = true;
+                }
+            }
+        }
+        p->bufs.data[b].offset = off;
+        if (off + size > p->arena_bytes) p->arena_bytes = off + size;
+    }
+    free(first), free(last), free(order);
+}
+
+static void remark(Sched *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void remark(Sched *s, const char *fmt, ...) {
+    if (!s->opt.remarks) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("remark: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+KProgram *fuse_graph(Arena *arena, const IRGraph *g, const FuseOptions *opt, char *err, size_t errlen) {
+    const char *sym;
+    if (!ir_graph_is_concrete(g, &sym)) {
+        snprintf(err, errlen, "dimension %s is not bound; kernels need concrete shapes (pass --dim %s=SIZE)", sym, sym);
+        return NULL;
+    }
+    Sched s = {.g = g, .opt = *opt, .n = g->nodes.len};
+    s.p = kprog_new(arena, g->name);
+    s.nusers = xcalloc((size_t)s.n + 1, sizeof(int));
+    s.live = xcalloc((size_t)s.n + 1, 1);
+    s.is_result = xcalloc((size_t)s.n + 1, 1);
+    s.materialize = xcalloc((size_t)s.n + 1, 1);
+    s.buf = xmalloc(sizeof(int) * (size_t)(s.n + 1));
+    s.core = xmalloc(sizeof(int) * (size_t)(s.n + 1));
+    s.kernel_of = xmalloc(sizeof(int) * (size_t)(s.n + 1));
+    for (int i = 0; i < s.n; i++) s.buf[i] = -1, s.kernel_of[i] = -1;
+    plan(&s);
+    KProgram *p = s.p;
+    p->nparams = g->params.len;
+    p->nresults = g->results.len;
+    for (int i = 0; i < g->params.len; i++) {
+        int id = g->params.data[i];
+        const Node *n = ir_node(g, id);
+        s.buf[id] = kprog_add_buf(p, KB_INPUT, i, n->dtype, ir_numel(n), id, n->name);
+    }
+    /* results: each gets its own output buffer; a parameter or a repeated
+     * result is copied into it */
+    int *copy_from = xmalloc(sizeof(int) * (size_t)(g->results.len + 1));
+    for (int i = 0; i < g->results.len; i++) {
+        int id = g->results.data[i];
+        const Node *n = ir_node(g, id);
+        char name[32];
+        snprintf(name, sizeof name, "out%d", i);
+        copy_from[i] = -1;
+        if (s.buf[id] >= 0) { /* a parameter, or a result already */
+            copy_from[i] = id;
+            int b = kprog_add_buf(p, KB_OUTPUT, i, n->dtype, ir_numel(n), id, name);
+            VEC_PUSH(p->result_buf, b);
+        } else {
+            s.buf[id] = kprog_add_buf(p, KB_OUTPUT, i, n->dtype, ir_numel(n), id, name);
+            VEC_PUSH(p->result_buf, s.buf[id]);
+        }
+    }
+    for (int id = 0; id < s.n; id++) {
+        if (!s.materialize[id] || s.buf[id] >= 0) continue;
+        const Node *n = ir_node(g, id);
+        char name[32];
+        snprintf(name, sizeof name, "t%d", id);
+        s.buf[id] = kprog_add_buf(p, KB_TEMP, 0, n->dtype, ir_numel(n), id, name);
+    }
+    bool *visited = xcalloc((size_t)s.n + 1, 1);
+    for (int id = 0; id < s.n; id++) {
+        const Node *n = ir_node(g, id);
+        if (!s.materialize[id] || n->op == OP_PARAM) continue;
+        /* find the core: the heavy node whose epilogue ends here */
+        int core = is_heavy(n->op) ? id : s.core[id];
+        const Node *c = core >= 0 ? ir_node(g, core) : n;
+        KernelKind kind = KK_ELEMENTWISE;
+        int64_t outer = ir_numel(n);
+        if (core >= 0) {
+            switch (c->op) {
+            case OP_MATMUL: kind = KK_MATMUL; break;
+            case OP_CONV2D: kind = KK_CONV; break;
+            case OP_MAXPOOL2D: case OP_AVGPOOL2D: kind = KK_POOL; break;
+            case OP_SOFTMAX: case OP_LOG_SOFTMAX: case OP_LAYERNORM: case OP_RMSNORM:
+                kind = KK_ROW;
+                outer = ir_numel(c) / (c->shape[c->ints[0]] ? c->shape[c->ints[0]] : 1);
+                if (c->shape[c->ints[0]] == 0) outer = 0;
+                break;
+            default: kind = KK_REDUCE; break;
+            }
+        }
+        Kernel *k = kprog_add_kernel(p, kind, "k", outer);
+        memset(visited, 0, (size_t)s.n);
+        Lower L = {.s = &s, .k = k, .core = -1, .visited = visited};
+        switch (kind) {
+        case KK_ELEMENTWISE: lower_elementwise(&L, id); break;
+        case KK_REDUCE: lower_reduce(&L, core, id); break;
+        case KK_ROW: lower_row(&L, core, id); break;
+        case KK_MATMUL: lower_matmul(&L, core, id); break;
+        default: lower_window(&L, core, id); break;
+        }
+        add_node_list(&L);
+        lower_free(&L);
+        if (kind == KK_ELEMENTWISE && kernel_moves_only(k)) k->kind = KK_COPY;
+        s.kernel_of[id] = p->kernels.len - 1;
+        name_kernel(&s, k, p->kernels.len - 1);
+        k->bytes = kernel_bytes(&s, k);
+        if (!k->flops) k->flops = k->outer * k->stages.data[k->stages.len - 1].extent;
+        if (s.opt.remarks) {
+            StrBuf sb = {0};
+            for (int i = 0; i < k->nodes.len; i++) {
+                const Node *fn = ir_node(g, k->nodes.data[i]);
+                sb_printf(&sb, " %s@%d:%d", op_info[fn->op].name, fn->loc.line, fn->loc.col);
+            }
+            remark(&s, "kernel %s (%s) fuses%s", k->name, kernel_kind_name(k->kind), sb.data ? sb.data : "");
+            sb_free(&sb);
+        }
+    }
+    /* copies for results that alias a parameter or another result */
+    for (int i = 0; i < g->results.len; i++) {
+        if (copy_from[i] < 0) continue;
+        int src = copy_from[i];
+        const Node *n = ir_node(g, src);
+        Kernel *k = kprog_add_kernel(p, KK_COPY, "copy", ir_numel(n));
+        Lower L = {.s = &s, .k = k, .core = -1, .visited = visited};
+        memset(visited, 0, (size_t)s.n);
+        int st = kernel_add_stage(k, KS_MAP, 1);
+        L.stage = st;
+        int o = emit(&L, KI_OUTER, KILN_I64, 0, -1, -1, -1, -1, 0, false, -1);
+        int v = emit(&L, KI_LOAD, n->dtype, 0, o, -1, -1, s.buf[src], 0, false, -2);
+        kstage_store(k, st, p->result_buf.data[i], o, v);
+        lower_free(&L);
+        char name[48];
+        snprintf(name, sizeof name, "k%d_copy_result%d", p->kernels.len - 1, i);
+        k->name = arena_strdup(arena, name);
+        k->bytes = 2 * ir_numel(n) * (int64_t)kiln_dtype_size(n->dtype);
+    }
+    if (s.opt.remarks) {
+        for (int id = 0; id < s.n; id++) {
+            const Node *n = ir_node(g, id);
+            if (!s.live[id] || !s.materialize[id] || n->op == OP_PARAM || !s.opt.fuse) continue;
+            if (is_heavy(n->op) && !s.is_result[id])
+                remark(&s, "missed: %s@%d:%d keeps its own buffer: its user is not a single elementwise op of the same shape",
+                       op_info[n->op].name, n->loc.line, n->loc.col);
+            else if (!is_heavy(n->op) && s.core[id] < 0 && s.nusers[id] > 1 && !s.is_result[id])
+                remark(&s, "missed: %s@%d:%d is used by %d kernels; computed once into a buffer rather than duplicated",
+                       op_info[n->op].name, n->loc.line, n->loc.col, s.nusers[id]);
+        }
+    }
+    plan_memory(&s);
+    free(visited), free(copy_from);
+    free(s.nusers), free(s.live), free(s.is_result), free(s.materialize), free(s.buf), free(s.core), free(s.kernel_of);
+    if (!kprog_verify(p, err, errlen)) {
+        kprog_destroy(p);
+        return NULL;
+    }
+    return p;
+}
