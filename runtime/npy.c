@@ -52,8 +52,7 @@ typedef struct {
     int64_t *shape; /* malloc'd, rank entries */
 } NpyHeader;
 
-static bool header_error(Cursor *c, const char *fmt, ...)
-{
+static bool header_error(Cursor *c, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     if (c->err && c->errlen)
@@ -62,15 +61,13 @@ static bool header_error(Cursor *c, const char *fmt, ...)
     return false;
 }
 
-static void skip_space(Cursor *c)
-{
+static void skip_space(Cursor *c) {
     while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
         c->p++;
 }
 
 /* Consumes `ch` (after optional space) if it is next. */
-static bool accept(Cursor *c, char ch)
-{
+static bool accept(Cursor *c, char ch) {
     skip_space(c);
     if (c->p < c->end && *c->p == ch) {
         c->p++;
@@ -79,16 +76,14 @@ static bool accept(Cursor *c, char ch)
     return false;
 }
 
-static bool expect(Cursor *c, char ch, const char *where)
-{
+static bool expect(Cursor *c, char ch, const char *where) {
     return accept(c, ch) || header_error(c, "malformed header: expected '%c' %s (header byte %td)",
                                          ch, where, c->p - c->start);
 }
 
 /* string := "'" chars "'" | '"' chars '"'.  NumPy never writes escapes, and
  * no valid key or dtype contains one, so a backslash is simply refused. */
-static bool parse_string(Cursor *c, const char **s, size_t *n)
-{
+static bool parse_string(Cursor *c, const char **s, size_t *n) {
     skip_space(c);
     if (c->p >= c->end || (*c->p != '\'' && *c->p != '"'))
         return false;
@@ -103,14 +98,12 @@ static bool parse_string(Cursor *c, const char **s, size_t *n)
     return true;
 }
 
-static bool text_is(const char *s, size_t n, const char *word)
-{
+static bool text_is(const char *s, size_t n, const char *word) {
     return n == strlen(word) && memcmp(s, word, n) == 0;
 }
 
 /* 'descr': a type string such as '<f4'. */
-static bool parse_descr(Cursor *c, NpyHeader *h)
-{
+static bool parse_descr(Cursor *c, NpyHeader *h) {
     const char *s;
     size_t n;
     if (!parse_string(c, &s, &n))
@@ -138,8 +131,7 @@ static bool parse_descr(Cursor *c, NpyHeader *h)
 }
 
 /* 'fortran_order': True | False; only False (C order) is supported. */
-static bool parse_fortran_order(Cursor *c)
-{
+static bool parse_fortran_order(Cursor *c) {
     skip_space(c);
     const char *word = c->p;
     while (c->p < c->end && ((*c->p >= 'A' && *c->p <= 'Z') || (*c->p >= 'a' && *c->p <= 'z')))
@@ -155,8 +147,7 @@ static bool parse_fortran_order(Cursor *c)
 
 /* dim := digits ['L'] -- a non-negative integer that fits an int64 (the 'L'
  * is how Python 2 wrote long integers). */
-static bool parse_dim(Cursor *c, int64_t *dim)
-{
+static bool parse_dim(Cursor *c, int64_t *dim) {
     skip_space(c);
     if (c->p < c->end && *c->p == '-')
         return header_error(c, "negative dimension in 'shape'");
@@ -173,8 +164,8 @@ static bool parse_dim(Cursor *c, int64_t *dim)
         v = v * 10 + d;
     }
     if (c->p == digits)
-        return header_error(c, "malformed 'shape': expected a non-negative integer (header byte %td)",
-                            c->p - c->start);
+        return header_error(c, "malformed 'shape': expected a non-negative integer "
+                               "(header byte %td)", c->p - c->start);
     if (c->p < c->end && *c->p == 'L')
         c->p++;
     *dim = v;
@@ -183,8 +174,7 @@ static bool parse_dim(Cursor *c, int64_t *dim)
 
 /* shape := '(' [dim (',' dim)* [',']] ')', as Python writes a tuple: a
  * one-element tuple needs its trailing comma, "(5)" is just the number 5. */
-static bool parse_shape(Cursor *c, NpyHeader *h)
-{
+static bool parse_shape(Cursor *c, NpyHeader *h) {
     if (!expect(c, '(', "to open 'shape' (a tuple)"))
         return false;
     size_t cap = 0;
@@ -216,8 +206,7 @@ static bool parse_shape(Cursor *c, NpyHeader *h)
 
 /* header := '{' [key ':' value (',' key ':' value)* [',']] '}' space*
  * with exactly the keys 'descr', 'fortran_order' and 'shape', in any order. */
-static bool parse_header(Cursor *c, NpyHeader *h)
-{
+static bool parse_header(Cursor *c, NpyHeader *h) {
     bool have_descr = false, have_order = false, have_shape = false;
     if (!expect(c, '{', "at the start of the header (a Python dict)"))
         return false;
@@ -263,8 +252,7 @@ static bool parse_header(Cursor *c, NpyHeader *h)
 
 /* ---- reading ---- */
 
-bool kiln_npy_read_mem(const uint8_t *buf, size_t len, KilnTensor *out, char *err, size_t errlen)
-{
+bool kiln_npy_read_mem(const uint8_t *buf, size_t len, KilnTensor *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     size_t magic_len = len < 6 ? len : 6;
     if (magic_len > 0 && memcmp(buf, npy_magic, magic_len) != 0)
@@ -272,10 +260,11 @@ bool kiln_npy_read_mem(const uint8_t *buf, size_t len, KilnTensor *out, char *er
     int major = len > 6 ? buf[6] : 0, minor = len > 7 ? buf[7] : 0;
     size_t preamble = major == 1 ? 10 : 12; /* magic, version, header length */
     if (len < 8 || len < preamble)
-        return tensorio_error(err, errlen, "truncated: %zu bytes end inside the .npy preamble", len);
+        return tensorio_error(err, errlen, "truncated: %zu bytes end inside the .npy preamble",
+                              len);
     if (major < 1 || major > 3 || minor != 0)
-        return tensorio_error(err, errlen, "unsupported .npy version %d.%d (1.0, 2.0, 3.0 are read)",
-                              major, minor);
+        return tensorio_error(err, errlen, "unsupported .npy version %d.%d (kiln reads 1.0, 2.0 "
+                              "and 3.0)", major, minor);
     size_t header_len = major == 1 ? (size_t)buf[8] | (size_t)buf[9] << 8
                                    : (size_t)buf[8] | (size_t)buf[9] << 8 |
                                          (size_t)buf[10] << 16 | (size_t)buf[11] << 24;
@@ -315,8 +304,7 @@ bool kiln_npy_read_mem(const uint8_t *buf, size_t len, KilnTensor *out, char *er
     return ok;
 }
 
-bool kiln_npy_read(const char *path, KilnTensor *out, char *err, size_t errlen)
-{
+bool kiln_npy_read(const char *path, KilnTensor *out, char *err, size_t errlen) {
     uint8_t *buf;
     size_t len;
     memset(out, 0, sizeof *out);
@@ -333,13 +321,11 @@ bool kiln_npy_read(const char *path, KilnTensor *out, char *err, size_t errlen)
 
 /* The header length numpy's _wrap_header gives a dict of n characters: 1 to 64
  * spaces and a '\n' are added so that the data starts on a 64-byte boundary. */
-static size_t padded_header_len(size_t preamble, size_t n)
-{
+static size_t padded_header_len(size_t preamble, size_t n) {
     return n + 1 + (64 - (preamble + n + 1) % 64);
 }
 
-bool kiln_npy_write(const char *path, const KilnTensor *t, char *err, size_t errlen)
-{
+bool kiln_npy_write(const char *path, const KilnTensor *t, char *err, size_t errlen) {
     size_t bytes;
     if (!tensorio_shape_bytes(t->dtype, t->rank, t->shape, &bytes) || (bytes && !t->data)) {
         tensorio_error(err, errlen, "%s: cannot write: the tensor has an invalid dtype or shape",
@@ -363,7 +349,8 @@ bool kiln_npy_write(const char *path, const KilnTensor *t, char *err, size_t err
     bool ok = false;
     if (!dict)
         goto out_of_memory;
-    size_t n = (size_t)snprintf(dict, cap, "{'descr': '%s', 'fortran_order': False, 'shape': ", descr);
+    size_t n =
+        (size_t)snprintf(dict, cap, "{'descr': '%s', 'fortran_order': False, 'shape': ", descr);
     tensorio_format_shape(dict + n, cap - n, t->rank, t->shape);
     n += strlen(dict + n);
     int growth = t->rank > 0 ? 21 - snprintf(NULL, 0, "%lld", (long long)t->shape[0]) : 0;

@@ -42,8 +42,7 @@ typedef struct {
     size_t errlen;
 } Json;
 
-static bool json_error(Json *j, const char *fmt, ...)
-{
+static bool json_error(Json *j, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     if (j->err && j->errlen)
@@ -52,20 +51,17 @@ static bool json_error(Json *j, const char *fmt, ...)
     return false;
 }
 
-static bool syntax_error(Json *j, const char *expected)
-{
+static bool syntax_error(Json *j, const char *expected) {
     return json_error(j, "invalid JSON in header at byte %td: expected %s", j->p - j->start,
                       expected);
 }
 
-static void skip_ws(Json *j)
-{
+static void skip_ws(Json *j) {
     while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
         j->p++;
 }
 
-static bool accept(Json *j, char ch)
-{
+static bool accept(Json *j, char ch) {
     skip_ws(j);
     if (j->p < j->end && *j->p == ch) {
         j->p++;
@@ -74,25 +70,23 @@ static bool accept(Json *j, char ch)
     return false;
 }
 
-static bool expect(Json *j, char ch, const char *what)
-{
+static bool expect(Json *j, char ch, const char *what) {
     return accept(j, ch) || syntax_error(j, what);
 }
 
 /* The 4 hex digits at p (bounded by end) as a number, or -1. */
-static long hex4(const char *p, const char *end)
-{
+static long hex4(const char *p, const char *end) {
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        if (p + i >= end || !isxdigit((unsigned char)p[i]))
+        int c = p + i < end ? tolower((unsigned char)p[i]) : 0;
+        if (!isxdigit(c))
             return -1;
-        v = v * 16 + (isdigit((unsigned char)p[i]) ? p[i] - '0' : tolower((unsigned char)p[i]) - 'a' + 10);
+        v = v * 16 + (isdigit(c) ? c - '0' : c - 'a' + 10);
     }
     return v;
 }
 
-static char *put_utf8(char *o, long cp)
-{
+static char *put_utf8(char *o, long cp) {
     static const unsigned char lead[] = {0x00, 0xc0, 0xe0, 0xf0};
     int extra = cp < 0x80 ? 0 : cp < 0x800 ? 1 : cp < 0x10000 ? 2 : 3; /* continuation bytes */
     *o++ = (char)(lead[extra] | cp >> (6 * extra));
@@ -103,8 +97,7 @@ static char *put_utf8(char *o, long cp)
 
 /* string := '"' (char | '\' escape)* '"', decoded into a malloc'd C string.
  * A \u0000 is refused: it would silently cut the C string short. */
-static bool parse_string(Json *j, char **out)
-{
+static bool parse_string(Json *j, char **out) {
     static const char escape_names[] = "\"\\/bfnrt", escape_values[] = "\"\\/\b\f\n\r\t";
     *out = NULL;
     skip_ws(j);
@@ -161,8 +154,7 @@ static bool parse_string(Json *j, char **out)
 
 /* A non-negative integer that fits an int64; JSON's signs, fractions,
  * exponents and leading zeros are refused. */
-static bool parse_int(Json *j, int64_t *v)
-{
+static bool parse_int(Json *j, int64_t *v) {
     skip_ws(j);
     const char *digits = j->p;
     *v = 0;
@@ -180,8 +172,7 @@ static bool parse_int(Json *j, int64_t *v)
 }
 
 /* int_array := '[' [int (',' int)*] ']', into a malloc'd array (freed by the caller). */
-static bool parse_int_array(Json *j, int64_t **vals, int *count)
-{
+static bool parse_int_array(Json *j, int64_t **vals, int *count) {
     int cap = 0;
     *vals = NULL;
     *count = 0;
@@ -207,8 +198,7 @@ static bool parse_int_array(Json *j, int64_t **vals, int *count)
 }
 
 /* metadata := '{' [string ':' string (',' ...)*] '}' -- checked, then dropped. */
-static bool skip_metadata(Json *j)
-{
+static bool skip_metadata(Json *j) {
     if (!expect(j, '{', "'{' to open __metadata__"))
         return false;
     if (accept(j, '}'))
@@ -240,8 +230,7 @@ typedef struct {
     int rank, noffsets; /* -1 while the field has not been seen */
 } Entry;
 
-static void entry_free(Entry *e)
-{
+static void entry_free(Entry *e) {
     free(e->dtype);
     free(e->shape);
     free(e->offsets);
@@ -249,8 +238,7 @@ static void entry_free(Entry *e)
 
 /* entry := '{' [field (',' field)*] '}' with the fields "dtype": string,
  * "shape": int_array and "data_offsets": int_array, in any order. */
-static bool parse_entry(Json *j, const char *name, Entry *e)
-{
+static bool parse_entry(Json *j, const char *name, Entry *e) {
     *e = (Entry){.rank = -1, .noffsets = -1};
     if (!expect(j, '{', "'{' to open a tensor entry"))
         return false;
@@ -261,7 +249,9 @@ static bool parse_entry(Json *j, const char *name, Entry *e)
         if (!parse_string(j, &key))
             return false;
         bool is_dtype = strcmp(key, "dtype") == 0, is_shape = strcmp(key, "shape") == 0;
-        int64_t **array = is_shape ? &e->shape : strcmp(key, "data_offsets") == 0 ? &e->offsets : NULL;
+        int64_t **array = is_shape                              ? &e->shape
+                          : strcmp(key, "data_offsets") == 0 ? &e->offsets
+                                                             : NULL;
         int *count = is_shape ? &e->rank : &e->noffsets;
         bool ok;
         if (!is_dtype && !array)
@@ -280,8 +270,7 @@ static bool parse_entry(Json *j, const char *name, Entry *e)
 
 /* Checks an entry against the data buffer and builds its tensor from it. */
 static bool build_tensor(const char *name, const Entry *e, const uint8_t *data, size_t data_len,
-                         KilnTensor *t, char *err, size_t errlen)
-{
+                         KilnTensor *t, char *err, size_t errlen) {
     const char *missing = !e->dtype ? "dtype" : e->rank < 0 ? "shape"
                         : e->noffsets < 0 ? "data_offsets" : NULL;
     if (missing)
@@ -323,8 +312,7 @@ typedef struct {
     int index;
 } Span;
 
-static int compare_spans(const void *a, const void *b)
-{
+static int compare_spans(const void *a, const void *b) {
     const Span *x = a, *y = b;
     if (x->begin != y->begin)
         return x->begin < y->begin ? -1 : 1;
@@ -333,9 +321,9 @@ static int compare_spans(const void *a, const void *b)
 
 /* The format requires the spans to tile [0, data_len): no overlap, no hole. */
 static bool check_coverage(Span *spans, int count, char *const *names, size_t data_len,
-                           char *err, size_t errlen)
-{
-    qsort(spans, (size_t)count, sizeof *spans, compare_spans);
+                           char *err, size_t errlen) {
+    if (count > 0)
+        qsort(spans, (size_t)count, sizeof *spans, compare_spans);
     uint64_t pos = 0;
     for (int i = 0; i < count; i++) {
         const Span *s = &spans[i];
@@ -357,15 +345,15 @@ static bool check_coverage(Span *spans, int count, char *const *names, size_t da
     return true;
 }
 
-static int compare_names(const void *a, const void *b)
-{
+static int compare_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* Refuses a name given twice; sorting a copy keeps it O(n log n). */
-static bool check_unique_names(char *const *names, int count, char *err, size_t errlen)
-{
-    char **sorted = malloc(sizeof *sorted * (size_t)(count > 0 ? count : 1));
+static bool check_unique_names(char *const *names, int count, char *err, size_t errlen) {
+    if (count < 2)
+        return true;
+    char **sorted = malloc(sizeof *sorted * (size_t)count);
     if (!sorted)
         return tensorio_error(err, errlen, "out of memory");
     memcpy(sorted, names, sizeof *sorted * (size_t)count);
@@ -381,16 +369,14 @@ static bool check_unique_names(char *const *names, int count, char *err, size_t 
 }
 
 /* realloc that keeps the old block, and clears *ok, when it fails (or *ok is already false). */
-static void *grow(void *p, size_t size, bool *ok)
-{
+static void *grow(void *p, size_t size, bool *ok) {
     void *q = *ok ? realloc(p, size) : NULL;
     *ok = q != NULL;
     return q ? q : p;
 }
 
 /* Makes room for one more tensor in out and in spans (parallel arrays). */
-static bool grow_list(KilnTensorList *out, Span **spans, int *cap)
-{
+static bool grow_list(KilnTensorList *out, Span **spans, int *cap) {
     if (out->count < *cap)
         return true;
     bool ok = *cap <= INT_MAX / 2;
@@ -406,8 +392,7 @@ static bool grow_list(KilnTensorList *out, Span **spans, int *cap)
 /* header := '{' [member (',' member)*] '}' space*, where a member is
  * string ':' entry, or "__metadata__" ':' metadata. */
 bool kiln_safetensors_read_mem(const uint8_t *buf, size_t len, KilnTensorList *out, char *err,
-                               size_t errlen)
-{
+                               size_t errlen) {
     memset(out, 0, sizeof *out);
     if (len < 8)
         return tensorio_error(err, errlen, "truncated: %zu bytes, too short for the 8-byte "
@@ -465,8 +450,7 @@ bool kiln_safetensors_read_mem(const uint8_t *buf, size_t len, KilnTensorList *o
     return ok;
 }
 
-bool kiln_safetensors_read(const char *path, KilnTensorList *out, char *err, size_t errlen)
-{
+bool kiln_safetensors_read(const char *path, KilnTensorList *out, char *err, size_t errlen) {
     uint8_t *buf;
     size_t len;
     memset(out, 0, sizeof *out);
@@ -482,8 +466,7 @@ bool kiln_safetensors_read(const char *path, KilnTensorList *out, char *err, siz
 /* ---- writing ---- */
 
 /* A JSON string literal; bytes from 0x80 up pass through (names are UTF-8). */
-static void put_json_string(FILE *f, const char *s)
-{
+static void put_json_string(FILE *f, const char *s) {
     fputc('"', f);
     for (; *s; s++) {
         if (*s == '"' || *s == '\\')
@@ -496,8 +479,8 @@ static void put_json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-bool kiln_safetensors_write(const char *path, const KilnTensorList *list, char *err, size_t errlen)
-{
+bool kiln_safetensors_write(const char *path, const KilnTensorList *list, char *err,
+                            size_t errlen) {
     /* The file is written as parts: the length prefix, the header, then each
      * tensor's bytes in the order given, so data_offsets simply accumulate. */
     int nparts = (list->count > 0 ? list->count : 0) + 2;
@@ -535,7 +518,10 @@ bool kiln_safetensors_write(const char *path, const KilnTensorList *list, char *
         long written = ftell(json); /* pad so the data buffer starts 8-byte aligned */
         fprintf(json, "%*s", (int)((8 - written % 8) % 8), "");
     }
-    if (json && (ferror(json) | fclose(json)) && ok) /* fclose always, and sets header_len */
+    bool json_ok = json && !ferror(json);
+    if (json && fclose(json) != 0) /* also what sets header and header_len */
+        json_ok = false;
+    if (ok && !json_ok)
         ok = tensorio_error(err, errlen, "%s: out of memory", path);
     if (ok && !check_unique_names(list->names, list->count, err, errlen)) {
         tensorio_prefix_error(err, errlen, path);

@@ -29,8 +29,7 @@ const char *kiln_dtype_name(KilnDType dt) { return dtype_valid(dt) ? dtype_info[
 
 size_t kiln_dtype_size(KilnDType dt) { return dtype_valid(dt) ? dtype_info[dt].size : 0; }
 
-bool kiln_dtype_from_name(const char *name, KilnDType *out)
-{
+bool kiln_dtype_from_name(const char *name, KilnDType *out) {
     for (int dt = 0; dt < KILN_NUM_DTYPES; dt++) {
         if (name && strcmp(name, dtype_info[dt].name) == 0) {
             *out = (KilnDType)dt;
@@ -42,8 +41,7 @@ bool kiln_dtype_from_name(const char *name, KilnDType *out)
 
 /* Byte size of a tensor of this dtype and shape, refusing negative dimensions
  * and any product that does not fit a size_t (shapes come from untrusted files). */
-bool tensorio_shape_bytes(KilnDType dt, int rank, const int64_t *shape, size_t *bytes)
-{
+bool tensorio_shape_bytes(KilnDType dt, int rank, const int64_t *shape, size_t *bytes) {
     if (!dtype_valid(dt) || rank < 0)
         return false;
     size_t total = dtype_info[dt].size;
@@ -59,16 +57,14 @@ bool tensorio_shape_bytes(KilnDType dt, int rank, const int64_t *shape, size_t *
     return true;
 }
 
-int64_t kiln_tensor_numel(const KilnTensor *t)
-{
+int64_t kiln_tensor_numel(const KilnTensor *t) {
     int64_t n = 1;
     for (int i = 0; i < t->rank; i++)
         n *= t->shape[i];
     return n;
 }
 
-bool kiln_tensor_init(KilnTensor *t, KilnDType dt, int rank, const int64_t *shape)
-{
+bool kiln_tensor_init(KilnTensor *t, KilnDType dt, int rank, const int64_t *shape) {
     memset(t, 0, sizeof *t);
     size_t bytes;
     if (!tensorio_shape_bytes(dt, rank, shape, &bytes))
@@ -88,8 +84,7 @@ bool kiln_tensor_init(KilnTensor *t, KilnDType dt, int rank, const int64_t *shap
     return true;
 }
 
-void kiln_tensor_free(KilnTensor *t)
-{
+void kiln_tensor_free(KilnTensor *t) {
     if (!t)
         return;
     free(t->shape);
@@ -97,8 +92,7 @@ void kiln_tensor_free(KilnTensor *t)
     memset(t, 0, sizeof *t);
 }
 
-void kiln_tensor_list_free(KilnTensorList *list)
-{
+void kiln_tensor_list_free(KilnTensorList *list) {
     if (!list)
         return;
     for (int i = 0; i < list->count; i++) {
@@ -116,8 +110,7 @@ void kiln_tensor_list_free(KilnTensorList *list)
 
 /* Formats a message into err; returns false so a failing path can say
  * `return tensorio_error(...)`. */
-bool tensorio_error(char *err, size_t errlen, const char *fmt, ...)
-{
+bool tensorio_error(char *err, size_t errlen, const char *fmt, ...) {
     if (err && errlen > 0) {
         va_list ap;
         va_start(ap, fmt);
@@ -128,8 +121,7 @@ bool tensorio_error(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* Turns the message already in err into "prefix: message" (truncated to fit). */
-void tensorio_prefix_error(char *err, size_t errlen, const char *prefix)
-{
+void tensorio_prefix_error(char *err, size_t errlen, const char *prefix) {
     if (!err || errlen == 0)
         return;
     size_t plen = strlen(prefix) + 2, mlen = strnlen(err, errlen - 1);
@@ -146,8 +138,7 @@ void tensorio_prefix_error(char *err, size_t errlen, const char *prefix)
 }
 
 /* Formats a shape as NumPy prints it: "()", "(5,)", "(3, 4)". */
-void tensorio_format_shape(char *buf, size_t buflen, int rank, const int64_t *shape)
-{
+void tensorio_format_shape(char *buf, size_t buflen, int rank, const int64_t *shape) {
     size_t used = 0;
     used += (size_t)snprintf(buf, buflen, "(");
     for (int i = 0; i < rank && used < buflen; i++)
@@ -158,8 +149,7 @@ void tensorio_format_shape(char *buf, size_t buflen, int rank, const int64_t *sh
 }
 
 /* Reads a whole file into a malloc'd buffer (*data, *len); messages name the path. */
-bool tensorio_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen)
-{
+bool tensorio_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen) {
     *data = NULL;
     *len = 0;
     FILE *f = fopen(path, "rb");
@@ -185,9 +175,10 @@ bool tensorio_read_file(const char *path, uint8_t **data, size_t *len, char *err
         cap *= 2;
     }
     bool failed = !buf || ferror(f);
+    int read_errno = errno;
     fclose(f);
     if (failed) {
-        tensorio_error(err, errlen, "%s: %s", path, buf ? "read error" : "out of memory");
+        tensorio_error(err, errlen, "%s: %s", path, buf ? strerror(read_errno) : "out of memory");
         free(buf);
         return false;
     }
@@ -199,8 +190,7 @@ bool tensorio_read_file(const char *path, uint8_t **data, size_t *len, char *err
 /* Writes the parts, in order, to a new file at path; a short write or a
  * failed close (a full disk shows up there) is an error. */
 bool tensorio_write_file(const char *path, int nparts, const void *const *parts,
-                         const size_t *lens, char *err, size_t errlen)
-{
+                         const size_t *lens, char *err, size_t errlen) {
     FILE *f = fopen(path, "wb");
     if (!f) {
         tensorio_error(err, errlen, "%s: cannot create: %s", path, strerror(errno));
@@ -218,15 +208,13 @@ bool tensorio_write_file(const char *path, int nparts, const void *const *parts,
 
 /* ---- half precision ---- */
 
-static uint32_t float_bits(float f)
-{
+static uint32_t float_bits(float f) {
     uint32_t x;
     memcpy(&x, &f, sizeof x);
     return x;
 }
 
-static float bits_float(uint32_t x)
-{
+static float bits_float(uint32_t x) {
     float f;
     memcpy(&f, &x, sizeof f);
     return f;
@@ -234,14 +222,12 @@ static float bits_float(uint32_t x)
 
 /* Drops the low `shift` bits of v, rounding to nearest, ties to even.  A carry
  * out of the mantissa correctly bumps the exponent (and reaches inf at the top). */
-static uint32_t shift_round_even(uint32_t v, int shift)
-{
+static uint32_t shift_round_even(uint32_t v, int shift) {
     uint32_t kept = v >> shift, rest = v & ((1u << shift) - 1), half = 1u << (shift - 1);
     return kept + (rest > half || (rest == half && (kept & 1)));
 }
 
-uint16_t kiln_f32_to_f16(float f)
-{
+uint16_t kiln_f32_to_f16(float f) {
     uint32_t x = float_bits(f);
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
     int exp = (int)((x >> 23) & 0xff);
@@ -261,8 +247,7 @@ uint16_t kiln_f32_to_f16(float f)
     return sign | (uint16_t)shift_round_even(mant | 0x800000, 14 - e);
 }
 
-float kiln_f16_to_f32(uint16_t h)
-{
+float kiln_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     int exp = (h >> 10) & 0x1f;
     uint32_t mant = h & 0x3ff;
@@ -282,8 +267,7 @@ float kiln_f16_to_f32(uint16_t h)
     return bits_float(sign | ((uint32_t)(exp + 127 - 15) << 23) | (mant << 13));
 }
 
-uint16_t kiln_f32_to_bf16(float f)
-{
+uint16_t kiln_f32_to_bf16(float f) {
     uint32_t x = float_bits(f);
     /* bf16 keeps the f32 exponent, so only NaN needs care: rounding could
      * carry its payload into inf, so make it quiet instead. */

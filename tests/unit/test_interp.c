@@ -106,7 +106,8 @@ static void set_ints(Case *c, int id, int n, const int64_t *v) {
     memcpy(nd->ints, v, sizeof(int64_t) * (size_t)n);
     nd->nints = n;
 }
-#define INTS(c, id, ...) set_ints(c, id, (int)(sizeof(SH(__VA_ARGS__)) / sizeof(int64_t)), SH(__VA_ARGS__))
+#define INTS(c, id, ...)                                                                          \
+    set_ints(c, id, (int)(sizeof(SH(__VA_ARGS__)) / sizeof(int64_t)), SH(__VA_ARGS__))
 
 /* Equal within tol (absolute, and relative for large values); NaN matches
  * NaN and infinities must match exactly. */
@@ -223,7 +224,8 @@ static void test_unary(void) {
                          4.481689070338065, 12.182493960703473}},
         {OP_LOG, false, {NAN, NAN, -INFINITY, -0.6931471805599453, 0.4054651081081644,
                          0.916290731874155}},
-        {OP_SQRT, false, {NAN, NAN, 0.0, 0.7071067811865476, 1.224744871391589, 1.5811388300841898}},
+        {OP_SQRT, false, {NAN, NAN, 0.0, 0.7071067811865476, 1.224744871391589,
+                          1.5811388300841898}},
         {OP_RSQRT, false, {NAN, NAN, INFINITY, 1.414213562373095, 0.8164965809277261,
                            0.6324555320336759}},
         {OP_SIN, false, {-0.5984721441039564, -0.47942553860420295, 0.0, 0.47942553860420295,
@@ -527,7 +529,8 @@ static void test_reduce(void) {
 
     /* prod, over the last two axes of a [2,3,2] */
     c = case_new();
-    x = param(c, KILN_F32, 3, SH(2, 3, 2), VALS(-0.0, 0.25, 1, 1.25, 2, -2.25, -3, 3.25, 4, 4.25, 5, -5.25));
+    x = param(c, KILN_F32, 3, SH(2, 3, 2),
+              VALS(-0.0, 0.25, 1, 1.25, 2, -2.25, -3, 3.25, 4, 4.25, 5, -5.25));
     int p = node(c, OP_PROD, KILN_F32, 1, SH(2), 1, INS(x));
     INTS(c, p, 1, 2);
     EXPECT(c, p, EXACT, 0.0, 4350.9375);
