@@ -112,12 +112,8 @@ static void plan(Sched *s) {
             s->materialize[cur] = true;
         }
     }
-    /* elementwise and views: a buffer when shared or feeding a matmul/conv with arithmetic */
-    for (int id = s->n - 1; id >= 0; id--) {
-        const Node *n = ir_node(g, id);
-        if (!s->live[id] || s->materialize[id] || s->core[id] >= 0 || is_heavy(n->op)) continue;
-        if (s->nusers[id] > 1 && !is_cheap(s, id)) s->materialize[id] = true;
-    }
+    /* matmul and conv operands that do arithmetic get a buffer: inlined, they
+     * would be recomputed for every output element */
     for (int id = 0; id < s->n; id++) {
         const Node *n = ir_node(g, id);
         if (!s->live[id] || (n->op != OP_MATMUL && n->op != OP_CONV2D)) continue;
@@ -126,6 +122,30 @@ static void plan(Sched *s) {
             if (!s->materialize[x] && !is_cheap(s, x) && s->core[x] < 0) s->materialize[x] = true;
         }
     }
+    /* Which kernel each value ends up in (its root).  Walking users before
+     * producers: an elementwise or view value whose users all sit in one
+     * kernel is computed there (once per use site, shared by the kernel's
+     * CSE); used by several kernels it gets a buffer, unless it is cheap. */
+    int *root = xmalloc(sizeof(int) * (size_t)(s->n + 1));
+    for (int id = s->n - 1; id >= 0; id--) {
+        root[id] = id;
+        const Node *n = ir_node(g, id);
+        if (!s->live[id] || s->materialize[id]) continue;
+        int r = -1;
+        bool shared = false;
+        for (int u = id + 1; u < s->n; u++) {
+            if (!s->live[u]) continue;
+            const Node *un = ir_node(g, u);
+            for (int i = 0; i < un->nin; i++) {
+                if (un->in[i] != id) continue;
+                if (r == -1) r = root[u];
+                else if (r != root[u]) shared = true;
+            }
+        }
+        if (shared && !is_heavy(n->op) && !is_cheap(s, id)) s->materialize[id] = true;
+        else if (r >= 0) root[id] = r;
+    }
+    free(root);
     /* a heavy op whose epilogue was cut short still needs its own buffer */
     for (int id = 0; id < s->n; id++) {
         const Node *n = ir_node(g, id);

@@ -44,9 +44,10 @@ done
 layer diagnostics $PY tests/check_errors.py --kiln "$BUILD/kiln"
 layer golden $PY tests/check_golden.py --kiln "$BUILD/kiln"
 if $PY tests/gen/generate.py "$DATA" >"$BUILD/logs/generate.log" 2>&1; then
-    for dev in ref; do
+    for dev in ref kir; do
         layer "e2e-$dev" $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" --device $dev -j 2
     done
+    layer "e2e-kir-O0" $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" --device kir -j 2 --flag=-O0 --label O0
 else
     echo "== test data generation failed:"
     tail -n 20 "$BUILD/logs/generate.log"
