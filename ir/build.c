@@ -634,7 +634,7 @@ static Val elementwise(Builder *b, Op op, Val *args, int n, Loc loc) {
             diag_error(b->diags, loc, "operands of '%s' have different dtypes: %s and %s",
                        op_display(op), ta, tb);
             diag_hint(b->diags, "convert one of them with cast, e.g. cast(x, %s)",
-                      kiln_dtype_name(dt));
+                      kiln_dtype_name(dt == KILN_BOOL ? di : dt)); /* not to bool: no arithmetic */
             free(ta), free(tb);
             return POISON_VAL;
         }
@@ -932,9 +932,9 @@ static bool int_pair(Builder *b, const Expr *e, const char *what, int64_t out[2]
     return ok;
 }
 
-static Val reduce(Builder *b, Frame *fr, Op op, const CallCtx *c) {
+/* x is the built first argument (building it again would duplicate its nodes). */
+static Val reduce(Builder *b, Op op, const CallCtx *c, Val x) {
     const Expr *e = c->call;
-    Val x = build_expr(b, fr, e->args[0]);
     if (x.node == POISON) return x;
     Node *n = N(b, x.node);
     if (n->dtype == KILN_BOOL) {
@@ -1248,9 +1248,9 @@ static Val build_pad(Builder *b, const CallCtx *c, Val x) {
     }
     Val v = POISON_VAL;
     if (ok) {
-        int in = x.node;
-        int id = add(b, OP_PAD, n->dtype, n->rank, shape, 1, &in, e->loc);
-        set_ints(b, id, ints, 2 * n->rank);
+        int in = x.node, rank = n->rank;
+        int id = add(b, OP_PAD, n->dtype, rank, shape, 1, &in, e->loc); /* n is stale after add */
+        set_ints(b, id, ints, 2 * rank);
         N(b, id)->value = value;
         v = (Val){id, false};
     }
@@ -1615,7 +1615,7 @@ static Val build_call(Builder *b, Frame *fr, const Expr *e) {
         int in = x.node;
         return (Val){add(b, OP_CAST, dt, n->rank, n->shape, 1, &in, e->loc), false};
     }
-    case OK_REDUCE: return reduce(b, fr, op, &c);
+    case OK_REDUCE: return reduce(b, op, &c, x);
     case OK_SHAPE:
         switch (op) {
         case OP_RESHAPE: return build_reshape(b, fr, &c, x);

@@ -54,6 +54,9 @@ else
     total_fail=$((total_fail + 1))
 fi
 layer cli sh tests/cli/run.sh "$BUILD/kiln"
+RANDOM_COUNT=200
+[ -n "$KILN_LONG" ] && RANDOM_COUNT=3000
+layer random-kir $PY tests/random/random_programs.py --kiln "$BUILD/kiln" --device kir --count $RANDOM_COUNT -j 2
 
 [ -n "$failed_layers" ] && echo "failed layers:$failed_layers (logs in $BUILD/logs/)"
 echo "$total_pass passed, $total_fail failed"
