@@ -25,6 +25,7 @@ LLVM_LIBS   := $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) $(shell $(LLVM_CONF
 CUDA_HOME   ?= /usr/local/cuda
 
 OPT     ?= -O2 -g
+Q       ?= @    # make Q= shows every command
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -Iinclude -I. -I$(BUILD)/gen \
            $(LLVM_CFLAGS) -I$(CUDA_HOME)/include -MMD -MP
 LDLIBS  += $(LLVM_LIBS) -ldl -lpthread -lm -ledit
@@ -48,22 +49,27 @@ $(BUILD)/gen/kiln.lex.c $(BUILD)/gen/kiln.lex.h: grammar/kiln.l $(BUILD)/gen/kil
 
 # Generated scanner code trips a few warnings we do not control.
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c
-	$(CC) $(CFLAGS) -Wno-unused-function -Wno-sign-compare -c $< -o $@
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) -Wno-unused-function -Wno-sign-compare -c $< -o $@
 
 $(BUILD)/%.o: %.c | $(BUILD)/gen/kiln.tab.h $(BUILD)/gen/kiln.lex.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libkiln.a: $(LIB_OBJS)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "  AR    $@"
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/kiln: $(BUILD)/tools/kiln.o $(BUILD)/libkiln.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkiln.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 test: all
 	@sh tests/run_all.sh $(BUILD)
