@@ -2,12 +2,27 @@
  * statement so that tests can compare it as text. */
 #include "ir/ir.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 static const char *const operator_text[] = {
     [BIN_ADD] = "+", [BIN_SUB] = "-",   [BIN_MUL] = "*", [BIN_DIV] = "/", [BIN_MOD] = "%",
     [BIN_MATMUL] = "@", [BIN_POW] = "**", [BIN_EQ] = "==", [BIN_NE] = "!=", [BIN_LT] = "<",
     [BIN_LE] = "<=", [BIN_GT] = ">",    [BIN_GE] = ">=", [BIN_AND] = "and", [BIN_OR] = "or",
     [UN_NEG] = "-", [UN_PLUS] = "+",    [UN_NOT] = "not",
 };
+
+/* The shortest text that reads back as the same double, always with a '.'
+ * or an exponent so that a float literal never prints like an integer. */
+static void float_print(double v, StrBuf *sb) {
+    char buf[40];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    sb_puts(sb, buf);
+    if (!strpbrk(buf, ".eEni")) sb_puts(sb, ".0"); /* not for inf, nan */
+}
 
 void expr_print(const Expr *e, StrBuf *sb) {
     if (!e) {
@@ -16,7 +31,7 @@ void expr_print(const Expr *e, StrBuf *sb) {
     }
     switch (e->kind) {
     case E_INT: sb_printf(sb, "%lld", (long long)e->ival); break;
-    case E_FLOAT: sb_printf(sb, "%.17g", e->fval); break;
+    case E_FLOAT: float_print(e->fval, sb); break;
     case E_BOOL: sb_puts(sb, e->ival ? "true" : "false"); break;
     case E_NAME: sb_puts(sb, e->name); break;
     case E_STRING: sb_printf(sb, "\"%s\"", e->name); break;
@@ -108,6 +123,6 @@ void ast_print(const Program *p, FILE *out) {
             fprintf(out, "\n  %s)  # %d:%d", sb.data, s->loc.line, s->loc.col);
             sb_free(&sb);
         }
-        fputs(")\n", out);
+        fputs("\n)\n", out); /* on its own line: a '#' comment ends the line before */
     }
 }

@@ -6,6 +6,7 @@
 %define api.pure full
 %define api.prefix {kiln_yy}
 %define parse.error custom
+%define parse.lac full
 %locations
 %expect 0
 
@@ -47,13 +48,14 @@ static void kiln_yyerror(const struct KilnLoc *loc, yyscan_t scanner, ParseCtx *
 %token ARROW "->" EQ "==" NE "!=" LE "<=" GE ">=" POW "**"
 %token NEWLINE "end of line"
 
-%type <expr> expr or_expr and_expr not_expr cmp_expr add_expr mul_expr unary power postfix primary
+%type <expr> expr or_expr and_expr not_expr cmp_expr cmp_chain add_expr mul_expr unary power postfix primary
 %type <expr> arg index_item opt_expr
 %type <list> args arg_list index_list list_items params param_list dims dim_list
 %type <list> result_types type_list names ret_values stmt_seq body
 %type <stmt> stmt
 %type <type> type
 %type <graph> graph
+%type <ival> cmp_op
 
 %%
 
@@ -179,13 +181,26 @@ not_expr
     ;
 
 cmp_expr
-    : add_expr EQ add_expr              { $$ = ast_binary(ctx, BIN_EQ, L(@2), $1, $3); }
-    | add_expr NE add_expr              { $$ = ast_binary(ctx, BIN_NE, L(@2), $1, $3); }
-    | add_expr '<' add_expr             { $$ = ast_binary(ctx, BIN_LT, L(@2), $1, $3); }
-    | add_expr LE add_expr              { $$ = ast_binary(ctx, BIN_LE, L(@2), $1, $3); }
-    | add_expr '>' add_expr             { $$ = ast_binary(ctx, BIN_GT, L(@2), $1, $3); }
-    | add_expr GE add_expr              { $$ = ast_binary(ctx, BIN_GE, L(@2), $1, $3); }
+    : cmp_chain
     | add_expr
+    ;
+
+/* a < b.  Comparisons do not chain: a < b < c parses, so that it can be
+ * reported as what it is rather than as a stray token. */
+cmp_chain
+    : add_expr cmp_op add_expr          { $$ = ast_binary(ctx, (OperatorTok)$2, L(@2), $1, $3); }
+    | cmp_chain cmp_op add_expr         { $$ = $1;
+                                          diag_error(ctx->diags, L(@2), "comparisons do not chain");
+                                          diag_hint(ctx->diags, "compare twice and join with 'and', e.g. (a < b) and (b < c)"); }
+    ;
+
+cmp_op
+    : EQ                                { $$ = BIN_EQ; }
+    | NE                                { $$ = BIN_NE; }
+    | '<'                               { $$ = BIN_LT; }
+    | LE                                { $$ = BIN_LE; }
+    | '>'                               { $$ = BIN_GT; }
+    | GE                                { $$ = BIN_GE; }
     ;
 
 add_expr
@@ -276,45 +291,101 @@ static void kiln_yyerror(const struct KilnLoc *loc, yyscan_t scanner, ParseCtx *
     diag_error(ctx->diags, ctx_loc(ctx, loc->first_line, loc->first_column), "%s (the program nests too deeply)", msg);
 }
 
-/* Syntax errors read "expected X or Y, found Z" at the offending token. */
-static const char *token_text(yysymbol_kind_t sym, char *buf, size_t n) {
-    const char *name = yysymbol_name(sym);
-    if (sym == YYSYMBOL_YYEOF) return "end of file";
-    size_t len = strlen(name);
-    if (len >= 2 && name[0] == '"' && name[len - 1] == '"') { /* "newline" -> newline */
-        snprintf(buf, n, "%.*s", (int)(len - 2), name + 1);
-        if (sym != YYSYMBOL_IDENT && sym != YYSYMBOL_INT_LIT && sym != YYSYMBOL_FLOAT_LIT &&
-            sym != YYSYMBOL_BOOL_LIT && sym != YYSYMBOL_STRING_LIT && sym != YYSYMBOL_NEWLINE) {
-            snprintf(buf, n, "'%.*s'", (int)(len - 2), name + 1);
-        }
-        return buf;
+/* Syntax errors read "expected X or Y, found Z" at the offending token.  A
+ * token is named as the user would say it: a name, an integer, 'graph', '->'. */
+static const char *token_text(yysymbol_kind_t sym) {
+    switch (sym) {
+    case YYSYMBOL_YYEOF: return "end of file";
+    case YYSYMBOL_NEWLINE: return "end of line";
+    case YYSYMBOL_IDENT: return "a name";
+    case YYSYMBOL_INT_LIT: return "an integer";
+    case YYSYMBOL_FLOAT_LIT: return "a number";
+    case YYSYMBOL_BOOL_LIT: return "a boolean";
+    case YYSYMBOL_STRING_LIT: return "a string";
+    default: return NULL; /* quoted by the caller */
     }
-    return name;
+}
+
+static void token_put(StrBuf *sb, yysymbol_kind_t sym, bool article) {
+    const char *text = token_text(sym), *name = yysymbol_name(sym);
+    if (text && !article && strncmp(text, "a ", 2) == 0) text += 2;
+    if (text && !article && strncmp(text, "an ", 3) == 0) text += 3;
+    if (text) sb_puts(sb, text);
+    else if (name[0] == '\'') sb_puts(sb, name); /* '}' is quoted already */
+    else sb_printf(sb, "'%s'", name);
+}
+
+/* Whether sym is one of the tokens named in `names` (as yysymbol_name spells
+ * them, separated by spaces); by name, so that the grammar may add tokens. */
+static bool sym_in(yysymbol_kind_t sym, const char *names) {
+    const char *name = yysymbol_name(sym);
+    size_t len = strlen(name);
+    for (const char *p = names; *p;) {
+        size_t k = strcspn(p, " ");
+        if (k == len && strncmp(p, name, len) == 0) return true;
+        p += k + (p[k] == ' ');
+    }
+    return false;
+}
+
+static bool starts_expr(yysymbol_kind_t s) {
+    return s == YYSYMBOL_IDENT || s == YYSYMBOL_INT_LIT || s == YYSYMBOL_FLOAT_LIT ||
+           s == YYSYMBOL_BOOL_LIT || s == YYSYMBOL_STRING_LIT || sym_in(s, "not '(' '[' '+' '-'");
+}
+
+static bool is_operator(yysymbol_kind_t s) {
+    return sym_in(s, "and or == != <= >= ** '<' '>' '+' '-' '*' '/' '%' '@' '['");
 }
 
 static int yyreport_syntax_error(const yypcontext_t *pctx, yyscan_t scanner, ParseCtx *ctx) {
     (void)scanner;
     enum { MAX_SHOWN = 5 };
-    yysymbol_kind_t expected[MAX_SHOWN + 1];
-    int n = yypcontext_expected_tokens(pctx, expected, MAX_SHOWN + 1);
+    yysymbol_kind_t expected[YYNTOKENS];
+    int n = yypcontext_expected_tokens(pctx, expected, YYNTOKENS);
     const struct KilnLoc *loc = yypcontext_location(pctx);
     yysymbol_kind_t found = yypcontext_token(pctx);
+    /* Where any expression may start, say "an expression" rather than list
+     * its first tokens; likewise "an operator" where any may follow. */
+    bool any_expr = false, any_op = false;
+    for (int i = 0; i < n; i++) {
+        any_expr = any_expr || expected[i] == YYSYMBOL_FLOAT_LIT;
+        any_op = any_op || sym_in(expected[i], "'*'");
+    }
+    const char *items[YYNTOKENS + 2];
+    yysymbol_kind_t syms[YYNTOKENS + 2];
+    int m = 0;
+    if (any_expr) items[m] = "an expression", syms[m++] = YYSYMBOL_YYEMPTY;
+    if (any_op) items[m] = "an operator", syms[m++] = YYSYMBOL_YYEMPTY;
+    for (int i = 0; i < n; i++) {
+        if ((any_expr && starts_expr(expected[i])) || (any_op && is_operator(expected[i]))) continue;
+        items[m] = NULL, syms[m++] = expected[i];
+    }
     StrBuf msg = {0};
-    char buf[64];
-    if (n > 0 && n <= MAX_SHOWN) {
+    if (m > 0 && m <= MAX_SHOWN) {
         sb_puts(&msg, "expected ");
-        for (int i = 0; i < n; i++) {
-            sb_puts(&msg, i == 0 ? "" : i == n - 1 ? " or " : ", ");
-            sb_puts(&msg, token_text(expected[i], buf, sizeof buf));
+        for (int i = 0; i < m; i++) {
+            sb_puts(&msg, i == 0 ? "" : i == m - 1 ? " or " : ", ");
+            if (items[i]) sb_puts(&msg, items[i]);
+            else token_put(&msg, syms[i], true);
         }
         sb_puts(&msg, ", found ");
+        token_put(&msg, found, true);
     } else {
         sb_puts(&msg, "unexpected ");
+        token_put(&msg, found, false);
     }
-    sb_puts(&msg, token_text(found, buf, sizeof buf));
     if (found == YYSYMBOL_YYEOF && ctx->depth > 0) sb_puts(&msg, " (a bracket is still open)");
     Loc l = ctx_loc(ctx, loc->first_line, loc->first_column);
-    diag_error(ctx->diags, l, "%s", msg.data);
+    /* After an error earlier on the same line (a stray character the scanner
+     * dropped, say), a syntax error there is most likely its echo. */
+    const DiagList *d = ctx->diags;
+    const Diag *last = d->items.len ? &d->items.data[d->items.len - 1] : NULL;
+    if (!(last && last->loc.src == l.src && last->loc.line == l.line && last->loc.col <= l.col))
+        diag_error(ctx->diags, l, "%s", msg.data);
     sb_free(&msg);
+    /* Forget open brackets: the next newline then ends the broken statement,
+     * where the parser recovers, instead of the rest of the file being
+     * swallowed as one statement. */
+    ctx->depth = 0;
     return 0;
 }

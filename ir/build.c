@@ -17,6 +17,13 @@
 
 enum { POISON = -1 };
 
+/* Limits that remain, reported as errors: the elements of one tensor (sizes
+ * are computed with saturating arithmetic up to here, so no overflow), and
+ * the nodes of one graph once its calls are inlined (a graph that calls
+ * another twice at each of many levels grows exponentially). */
+#define MAX_ELEMENTS ((int64_t)1 << 53)
+enum { MAX_NODES = 1 << 18 };
+
 /* A value during building: a node, and whether it is a weakly typed literal
  * (a folded constant that takes the dtype of the tensor beside it). */
 typedef struct {
@@ -40,11 +47,15 @@ typedef struct {
     Dim dim;
 } DimName;
 
-/* One graph instantiation: the entry graph, or an inlined call. */
+/* One graph instantiation: the entry graph, or an inlined call.  `slots` is
+ * an open-addressing hash from a name to 1 + the index of its latest binding
+ * in env (0: empty), so that lookups stay O(1) in long graphs. */
 typedef struct Frame {
     const GraphDef *def;
     VEC(Binding) env;
     VEC(DimName) dims;
+    int *slots;
+    int nslots; /* a power of two, at least twice env.len */
 } Frame;
 
 typedef enum { GRAPH_UNCHECKED, GRAPH_CHECKING, GRAPH_CLEAN, GRAPH_BAD } GraphStatus;
@@ -57,12 +68,35 @@ typedef struct {
     int nbinds;
     GraphStatus *status; /* per graph of prog, shared by nested checks */
     int depth;           /* inlining depth */
+    bool too_large;      /* a limit was reported: stop building */
+    Loc call;            /* the graph call being inlined, as written in the entry graph */
 } Builder;
 
 static Node *N(Builder *b, int id) { return ir_node(b->g, id); }
 
+/* Saturating size arithmetic: sizes beyond MAX_ELEMENTS are errors anyway. */
+static int64_t sat_add(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? (a < 0 ? INT64_MIN : INT64_MAX) : r;
+}
+static int64_t sat_mul(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? ((a < 0) != (b < 0) ? INT64_MIN : INT64_MAX) : r;
+}
+
+static char *type_str_of(Builder *b, KilnDType dt, int rank, const Dim *shape);
+
 static int add(Builder *b, Op op, KilnDType dt, int rank, const Dim *shape, int nin, const int *in,
                Loc loc) {
+    int64_t numel = 1;
+    for (int k = 0; k < rank; k++)
+        if (!DIM_IS_SYM(shape[k])) numel = sat_mul(numel, shape[k]);
+    if (numel > MAX_ELEMENTS && !b->too_large) {
+        char *t = type_str_of(b, dt, rank, shape);
+        diag_error(b->diags, loc, "%s has more than 2**53 elements", t);
+        free(t);
+        b->too_large = true;
+    }
     return ir_add_node(b->g, op, dt, rank, shape, nin, in, loc);
 }
 
@@ -115,10 +149,39 @@ static const char *const sugar_builtins[] = {
 
 static bool parse_dtype(const char *name, KilnDType *out) { return kiln_dtype_from_name(name, out); }
 
+static unsigned name_hash(const char *s) {
+    unsigned h = 2166136261u; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* The slot of `name`: the one holding it, or the empty one where it goes. */
+static int *env_slot(Frame *fr, const char *name) {
+    unsigned mask = (unsigned)fr->nslots - 1;
+    for (unsigned i = name_hash(name) & mask;; i = (i + 1) & mask) {
+        int *slot = &fr->slots[i];
+        if (*slot == 0 || strcmp(fr->env.data[*slot - 1].name, name) == 0) return slot;
+    }
+}
+
 static Binding *env_find(Frame *fr, const char *name) {
-    for (int i = fr->env.len - 1; i >= 0; i--)
-        if (strcmp(fr->env.data[i].name, name) == 0) return &fr->env.data[i];
-    return NULL;
+    if (fr->nslots == 0) return NULL;
+    int slot = *env_slot(fr, name);
+    return slot ? &fr->env.data[slot - 1] : NULL;
+}
+
+/* Binds a name in the frame; a later binding of a name hides the earlier. */
+static void env_push(Frame *fr, Binding bd) {
+    VEC_PUSH(fr->env, bd);
+    if (2 * fr->env.len > fr->nslots) { /* grow and rehash: later bindings win */
+        free(fr->slots);
+        fr->nslots = fr->nslots ? 2 * fr->nslots : 16;
+        while (2 * fr->env.len > fr->nslots) fr->nslots *= 2;
+        fr->slots = xcalloc((size_t)fr->nslots, sizeof(int));
+        for (int i = 0; i < fr->env.len; i++) *env_slot(fr, fr->env.data[i].name) = i + 1;
+    } else {
+        *env_slot(fr, bd.name) = fr->env.len;
+    }
 }
 
 static bool dim_find(Frame *fr, const char *name, Dim *out) {
@@ -146,6 +209,10 @@ static Dim entry_dim(Builder *b, const char *name) {
 
 /* ---- type strings for messages ------------------------------------------- */
 
+static char *type_str_of(Builder *b, KilnDType dt, int rank, const Dim *shape) {
+    return ir_type_str(b->g, dt, rank, shape);
+}
+
 static char *type_of(Builder *b, int id) {
     Node *n = N(b, id);
     return ir_type_str(b->g, n->dtype, n->rank, n->shape);
@@ -169,7 +236,7 @@ typedef struct {
 
 static void product_add_factor(Builder *b, Product *p, Dim d) {
     if (!DIM_IS_SYM(d)) {
-        p->coef *= d;
+        p->coef = sat_mul(p->coef, d);
         return;
     }
     const SymDim *s = &b->g->syms.data[DIM_SYM_INDEX(d)];
@@ -189,7 +256,7 @@ static int dim_cmp(const void *a, const void *b) {
 }
 
 static Dim product_dim(Builder *b, Product *p) {
-    qsort(p->syms.data, (size_t)p->syms.len, sizeof(Dim), dim_cmp);
+    if (p->syms.len > 1) qsort(p->syms.data, (size_t)p->syms.len, sizeof(Dim), dim_cmp); /* data may be NULL */
     Dim d = p->coef;
     for (int i = 0; i < p->syms.len; i++) d = ir_dim_mul(b->g, d, p->syms.data[i]);
     return d;
@@ -235,8 +302,22 @@ typedef struct {
     int64_t i;
 } ConstVal;
 
+/* Integer constants wrap around in two's complement, as i64 tensors do at
+ * run time (computed in uint64: signed overflow would be undefined). */
+static int64_t wrap_add(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }
+static int64_t wrap_sub(int64_t a, int64_t b) { return (int64_t)((uint64_t)a - (uint64_t)b); }
+static int64_t wrap_mul(int64_t a, int64_t b) { return (int64_t)((uint64_t)a * (uint64_t)b); }
+static int64_t wrap_pow(int64_t a, int64_t n) { /* n >= 0 */
+    int64_t r = 1;
+    for (; n > 0; n >>= 1, a = wrap_mul(a, a))
+        if (n & 1) r = wrap_mul(r, a);
+    return r;
+}
+
 /* Evaluates a compile-time constant expression made of literals and
- * + - * / % ** and unary signs.  kind == CK_NONE if it is not one. */
+ * + - * / % ** and unary signs, with Python's rules for the result's kind
+ * (int / int and int ** negative int are floats).  kind == CK_NONE if it is
+ * not one. */
 static ConstVal const_eval(const Expr *e) {
     ConstVal none = {CK_NONE, 0, 0};
     if (!e) return none;
@@ -250,7 +331,7 @@ static ConstVal const_eval(const Expr *e) {
                                                         (ConstVal){CK_BOOL, !v.i, !v.i} : none;
         if (e->op == UN_NEG) {
             v.f = -v.f;
-            v.i = -v.i;
+            v.i = wrap_sub(0, v.i);
         }
         return e->op == UN_NOT ? none : v;
     }
@@ -261,9 +342,9 @@ static ConstVal const_eval(const Expr *e) {
         bool is_int = x.kind == CK_INT && y.kind == CK_INT;
         ConstVal r = {is_int ? CK_INT : CK_FLOAT, 0, 0};
         switch (e->op) {
-        case BIN_ADD: r.i = x.i + y.i; r.f = x.f + y.f; break;
-        case BIN_SUB: r.i = x.i - y.i; r.f = x.f - y.f; break;
-        case BIN_MUL: r.i = x.i * y.i; r.f = x.f * y.f; break;
+        case BIN_ADD: r.i = wrap_add(x.i, y.i); r.f = x.f + y.f; break;
+        case BIN_SUB: r.i = wrap_sub(x.i, y.i); r.f = x.f - y.f; break;
+        case BIN_MUL: r.i = wrap_mul(x.i, y.i); r.f = x.f * y.f; break;
         case BIN_DIV:
             r.kind = CK_FLOAT;
             r.f = x.f / y.f;
@@ -271,7 +352,7 @@ static ConstVal const_eval(const Expr *e) {
         case BIN_MOD:
             if (is_int) {
                 if (y.i == 0) return none;
-                r.i = x.i % y.i;
+                r.i = y.i == -1 ? 0 : x.i % y.i; /* INT64_MIN % -1 traps */
                 if (r.i != 0 && ((r.i < 0) != (y.i < 0))) r.i += y.i;
             } else {
                 r.f = fmod(x.f, y.f);
@@ -279,9 +360,9 @@ static ConstVal const_eval(const Expr *e) {
             }
             break;
         case BIN_POW:
-            if (is_int && y.i < 0) return none;
+            if (is_int && y.i < 0) r.kind = CK_FLOAT; /* 2 ** -1 == 0.5 */
             r.f = pow(x.f, y.f);
-            r.i = (int64_t)r.f;
+            if (r.kind == CK_INT) r.i = wrap_pow(x.i, y.i);
             break;
         default: return none;
         }
@@ -602,9 +683,12 @@ static Val elementwise(Builder *b, Op op, Val *args, int n, Loc loc) {
             break;
         }
     if (strong != KILN_NUM_DTYPES) {
-        char *beside = type_of(b, strong_id);
-        for (int i = first_data; i < n; i++) args[i] = adapt_weak(b, args[i], strong, beside);
-        free(beside);
+        for (int i = first_data; i < n; i++) {
+            if (!args[i].weak) continue;
+            char *beside = type_of(b, strong_id); /* for its message */
+            args[i] = adapt_weak(b, args[i], strong, beside);
+            free(beside);
+        }
         for (int i = 0; i < n; i++)
             if (args[i].node == POISON) return POISON_VAL;
     } else if (n - first_data == 2) {
@@ -714,7 +798,7 @@ static int build_graph_call(Builder *b, Frame *fr, const Expr *e, int graph_inde
 
 static Val reshape_to(Builder *b, int x, const Dim *shape, int rank, Loc loc) {
     Node *n = N(b, x);
-    if (n->rank == rank && memcmp(n->shape, shape, sizeof(Dim) * (size_t)rank) == 0)
+    if (n->rank == rank && (rank == 0 || memcmp(n->shape, shape, sizeof(Dim) * (size_t)rank) == 0))
         return (Val){x, false};
     int id = add(b, OP_RESHAPE, n->dtype, rank, shape, 1, &x, loc);
     return (Val){id, false};
@@ -880,7 +964,7 @@ static Val build_index(Builder *b, Frame *fr, const Expr *e) {
                     else if (z < 0) z = z + size < 0 ? 0 : z + size;
                     else if (z > size) z = size;
                     start = a;
-                    len = z > a ? (z - a + step - 1) / step : 0;
+                    len = z > a ? (z - a - 1) / step + 1 : 0;
                     if (start != 0 || step != 1 || len != size) trivial = false;
                 }
             }
@@ -1236,7 +1320,7 @@ static Val build_pad(Builder *b, const CallCtx *c, Val x) {
             ok = false;
             continue;
         }
-        shape[k] = ir_dim_add(b->g, n->shape[k], ints[2 * k] + ints[2 * k + 1]);
+        shape[k] = ir_dim_add(b->g, n->shape[k], sat_add(ints[2 * k], ints[2 * k + 1]));
     }
     double value = 0;
     const Expr *ve = kwarg(c, "value");
@@ -1360,9 +1444,24 @@ static Val build_softmax(Builder *b, Op op, const CallCtx *c, Val x) {
 
 /* Output size of a convolution or pooling window along one axis. */
 static Dim window_out(Builder *b, Dim size, int64_t k, int64_t s, int64_t p, int64_t d) {
-    if (DIM_IS_SYM(size)) return ir_dim_opaque(b->g, arena_printf(b->g->arena, "conv(%s)", ""));
-    int64_t span = d * (k - 1) + 1;
-    int64_t num = size + 2 * p - span;
+    if (DIM_IS_SYM(size)) {
+        /* floor((size + 2p - span) / s) + 1 as a size of its own, named by that
+         * formula: equal only to the same window over the same size */
+        int64_t c = sat_add(sat_add(sat_mul(2, p), -sat_mul(d, k - 1)), s - 1); /* floor((size + c) / s) */
+        if (s == 1 && c == 0) return size;
+        char *in = dim_str(b, size);
+        bool paren = strpbrk(in, "+-*/") != NULL;
+        StrBuf name = {0};
+        if (s == 1) sb_printf(&name, paren ? "(%s)%+lld" : "%s%+lld", in, (long long)c);
+        else if (c == 0) sb_printf(&name, paren ? "(%s)/%lld" : "%s/%lld", in, (long long)s);
+        else sb_printf(&name, paren ? "((%s)%+lld)/%lld" : "(%s%+lld)/%lld", in, (long long)c, (long long)s);
+        Dim r = ir_dim_opaque(b->g, name.data);
+        free(in);
+        sb_free(&name);
+        return r;
+    }
+    int64_t span = sat_add(sat_mul(d, k - 1), 1);
+    int64_t num = sat_add(sat_add(size, sat_mul(2, p)), -span);
     return num < 0 ? 0 : num / s + 1;
 }
 
@@ -1397,12 +1496,13 @@ static Val build_conv(Builder *b, Frame *fr, const CallCtx *c, Val x) {
                    (long long)groups, "weight's");
         return POISON_VAL;
     }
-    Dim want_c = DIM_IS_SYM(nw->shape[1]) ? nw->shape[1] : nw->shape[1] * groups;
+    Dim want_c = DIM_IS_SYM(nw->shape[1]) ? nw->shape[1] : sat_mul(nw->shape[1], groups);
     if (nx->shape[1] != want_c) {
         char *tx = type_of(b, x.node), *tw = type_of(b, w.node);
+        char *have = dim_str(b, nx->shape[1]), *want = dim_str(b, want_c);
         diag_error(b->diags, e->loc, "conv2d channel mismatch: input %s has %s channels, weight %s expects %s",
-                   tx, dim_str(b, nx->shape[1]), tw, dim_str(b, want_c));
-        free(tx), free(tw);
+                   tx, have, tw, want);
+        free(tx), free(tw), free(have), free(want);
         return POISON_VAL;
     }
     if (DIM_IS_SYM(nw->shape[2]) || DIM_IS_SYM(nw->shape[3])) {
@@ -1445,7 +1545,7 @@ static Val build_pool(Builder *b, Op op, const CallCtx *c, Val x) {
                    op == OP_AVGPOOL2D ? "floating-point" : "numeric");
         return POISON_VAL;
     }
-    if (2 * pad[0] > kern[0] || 2 * pad[1] > kern[1]) {
+    if (pad[0] > kern[0] / 2 || pad[1] > kern[1] / 2) {
         diag_error(b->diags, k ? k->loc : e->loc, "padding must be at most half the pool kernel");
         return POISON_VAL;
     }
@@ -1649,6 +1749,7 @@ static const Op binary_ops[] = {
 };
 
 static Val build_expr(Builder *b, Frame *fr, const Expr *e) {
+    if (b->too_large) return POISON_VAL; /* reported; building on would only take time */
     /* literal-only expressions fold to one weakly typed constant */
     ConstVal c = const_eval(e);
     if (c.kind != CK_NONE) {
@@ -1674,7 +1775,7 @@ static Val build_expr(Builder *b, Frame *fr, const Expr *e) {
             if (s.best) diag_hint(b->diags, "did you mean '%s'?", s.best);
             /* bind it as poison so later uses do not repeat the error */
             Binding p = {e->name, POISON_VAL, e->loc};
-            VEC_PUSH(fr->env, p);
+            env_push(fr, p);
         }
         return POISON_VAL;
     }
@@ -1866,7 +1967,7 @@ static int build_body(Builder *b, Frame *fr, Val *results, int max_results, Loc 
             }
             Val v = s->nnames > 1 ? (nvals >= 0 ? many[k] : POISON_VAL) : vals[0];
             Binding bd = {s->names[k], v, s->name_locs[k]};
-            VEC_PUSH(fr->env, bd);
+            env_push(fr, bd);
         }
         free(many);
     }
@@ -1881,6 +1982,9 @@ static int build_body(Builder *b, Frame *fr, Val *results, int max_results, Loc 
 static void frame_free(Frame *fr) {
     VEC_FREE(fr->env);
     VEC_FREE(fr->dims);
+    free(fr->slots);
+    fr->slots = NULL;
+    fr->nslots = 0;
 }
 
 static bool check_graph(const Program *prog, int gi, DiagList *diags, GraphStatus *status);
@@ -1894,6 +1998,15 @@ static int build_graph_call(Builder *b, Frame *fr, const Expr *e, int gi, Val *r
     }
     if (b->status[gi] == GRAPH_UNCHECKED) check_graph(b->prog, gi, b->diags, b->status);
     bool ok = b->status[gi] == GRAPH_CLEAN;
+    if (b->depth == 0) b->call = e->loc;
+    if (ok && b->g->nodes.len > MAX_NODES && !b->too_large) {
+        diag_error(b->diags, b->call, "graph '%s' grows past %d nodes when its graph calls are inlined",
+                   b->g->name, MAX_NODES);
+        diag_hint(b->diags, "calls are inlined: a graph that calls another several times, at each of "
+                            "many levels, grows exponentially");
+        b->too_large = true;
+    }
+    if (b->too_large) return -1;
     if (e->nkwargs) {
         diag_error(b->diags, e->kwargs[0].loc, "graph '%s' takes no keyword arguments", def->name);
         ok = false;
@@ -1918,7 +2031,7 @@ static int build_graph_call(Builder *b, Frame *fr, const Expr *e, int gi, Val *r
             continue;
         }
         Binding bd = {def->params[i].name, v, def->params[i].loc};
-        VEC_PUSH(callee.env, bd);
+        env_push(&callee, bd);
     }
     int n = -1;
     if (ok) {
@@ -1959,7 +2072,7 @@ static IRGraph *build_entry(Arena *arena, const Program *prog, int gi, const Dim
         }
         free(dims);
         Binding bd = {p->name, v, p->loc};
-        VEC_PUSH(fr.env, bd);
+        env_push(&fr, bd);
     }
     status[gi] = GRAPH_CHECKING;
     int nres = def->nresults;

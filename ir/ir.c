@@ -85,8 +85,11 @@ Dim ir_dim_opaque(IRGraph *g, const char *text) {
 
 /* Products are put in canonical order by the builder (dims_product), which
  * makes B*T and T*B the same Dim. */
+/* Known sizes saturate at INT64_MAX rather than overflow; the builder
+ * reports sizes that large. */
 Dim ir_dim_mul(IRGraph *g, Dim a, Dim b) {
-    if (!DIM_IS_SYM(a) && !DIM_IS_SYM(b)) return a * b;
+    Dim r;
+    if (!DIM_IS_SYM(a) && !DIM_IS_SYM(b)) return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
     if (a == 1) return b;
     if (b == 1) return a;
     if (a == 0 || b == 0) return 0;
@@ -94,7 +97,8 @@ Dim ir_dim_mul(IRGraph *g, Dim a, Dim b) {
 }
 
 Dim ir_dim_add(IRGraph *g, Dim a, Dim b) {
-    if (!DIM_IS_SYM(a) && !DIM_IS_SYM(b)) return a + b;
+    Dim r;
+    if (!DIM_IS_SYM(a) && !DIM_IS_SYM(b)) return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
     if (a == 0) return b;
     if (b == 0) return a;
     if (a > b) { Dim t = a; a = b; b = t; }

@@ -89,7 +89,9 @@ static void plan(Sched *s) {
                              (is_heavy(n->op) && !is_leaf_const(n->op));
     }
     if (!s->opt.fuse) return;
-    /* heavy ops: grow the epilogue along single-use same-shape elementwise users */
+    /* heavy ops: grow the epilogue along single-use users that are
+     * elementwise (same shape) or a transpose/reshape: the kernel then
+     * stores straight into the layout its consumer reads */
     for (int id = 0; id < s->n; id++) {
         const Node *h = ir_node(g, id);
         if (!s->live[id] || !is_heavy(h->op)) continue;
@@ -103,7 +105,10 @@ static void plan(Sched *s) {
                 for (int i = 0; i < un->nin; i++)
                     if (un->in[i] == cur) user = u;
             }
-            if (user < 0 || !is_elementwise(ir_node(g, user)->op) || !same_shape(ir_node(g, user), h)) break;
+            if (user < 0) break;
+            const Node *un = ir_node(g, user);
+            bool relayout = un->op == OP_TRANSPOSE || un->op == OP_RESHAPE;
+            if (!relayout && !(is_elementwise(un->op) && same_shape(un, ir_node(g, cur)))) break;
             /* the user's other operands must not use the core's value again */
             s->core[user] = id;
             if (cur != id) s->materialize[cur] = false;
@@ -333,17 +338,30 @@ static int cast(Lower *L, int a, KilnDType dt) {
 
 /* index = sum idx[k] * stride[k] over `shape` (C order) */
 static int linearize(Lower *L, const int *idx, const Dim *shape, int rank) {
-    for (int i = 0; i < L->delins.len; i++) {
-        const Delin *d = &L->delins.data[i];
-        if (d->rank == rank && memcmp(d->dims, shape, sizeof(Dim) * (size_t)rank) == 0 &&
-            memcmp(d->idx, idx, sizeof(int) * (size_t)rank) == 0)
-            return d->lin;
-    }
     int lin = iconst(L, 0);
     int64_t stride = 1;
-    for (int k = rank - 1; k >= 0; k--) {
+    for (int k = rank - 1; k >= 0;) {
+        /* a run of dims that an earlier delinearisation split off one index
+         * linearises back to that index: no div/mod round trip */
+        int best = -1;
+        for (int i = 0; i < L->delins.len; i++) {
+            const Delin *d = &L->delins.data[i];
+            int start = k - d->rank + 1;
+            if (d->rank < 2 || start < 0 || (best >= 0 && L->delins.data[best].rank >= d->rank)) continue;
+            if (memcmp(d->dims, shape + start, sizeof(Dim) * (size_t)d->rank) == 0 &&
+                memcmp(d->idx, idx + start, sizeof(int) * (size_t)d->rank) == 0)
+                best = i;
+        }
+        if (best >= 0) {
+            const Delin *d = &L->delins.data[best];
+            lin = iadd(L, imul(L, d->lin, iconst(L, stride)), lin);
+            for (int j = 0; j < d->rank; j++) stride *= shape[k - j];
+            k -= d->rank;
+            continue;
+        }
         lin = iadd(L, imul(L, idx[k], iconst(L, stride)), lin);
         stride *= shape[k];
+        k--;
     }
     return lin;
 }
@@ -502,10 +520,48 @@ static void add_node_list(Lower *L) {
 
 /* Stores the root's value at every index of its shape, given that stage
  * `st` is the map stage whose index space is (outer o, inner r). */
-static void store_root(Lower *L, int root, int st, const int *idx) {
+/* The root's index for the core's element at idx, when the epilogue
+ * (core -> ... -> root) transposes or reshapes: each view is inverted. */
+static void epilogue_index(Lower *L, int root, const int *idx, int *root_idx) {
+    Sched *s = L->s;
+    VEC(int) path = {0};
+    for (int cur = root; cur != L->core;) {
+        VEC_PUSH(path, cur);
+        const Node *n = ir_node(s->g, cur);
+        int next = -1;
+        for (int i = 0; i < n->nin && next < 0; i++)
+            if (n->in[i] == L->core || s->core[n->in[i]] == L->core) next = n->in[i];
+        cur = next;
+    }
+    int rank_max = ir_node(s->g, L->core)->rank;
+    for (int i = 0; i < path.len; i++)
+        if (ir_node(s->g, path.data[i])->rank > rank_max) rank_max = ir_node(s->g, path.data[i])->rank;
+    int *cur_idx = xmalloc(sizeof(int) * (size_t)(rank_max + 1)), *next_idx = xmalloc(sizeof(int) * (size_t)(rank_max + 1));
+    const Node *cur = ir_node(s->g, L->core);
+    memcpy(cur_idx, idx, sizeof(int) * (size_t)cur->rank);
+    for (int i = path.len - 1; i >= 0; i--) {
+        const Node *n = ir_node(s->g, path.data[i]);
+        if (n->op == OP_TRANSPOSE)
+            for (int k = 0; k < n->rank; k++) next_idx[k] = cur_idx[n->ints[k]];
+        else if (n->op == OP_RESHAPE)
+            reshape_index(L, cur, n, cur_idx, next_idx);
+        else
+            memcpy(next_idx, cur_idx, sizeof(int) * (size_t)n->rank);
+        memcpy(cur_idx, next_idx, sizeof(int) * (size_t)n->rank);
+        cur = n;
+    }
+    memcpy(root_idx, cur_idx, sizeof(int) * (size_t)cur->rank);
+    free(cur_idx), free(next_idx);
+    VEC_FREE(path);
+}
+
+static void store_root(Lower *L, int root, int st, const int *core_idx) {
     Sched *s = L->s;
     const Node *rn = ir_node(s->g, root);
     L->visited[root] = true;
+    int *idx = xmalloc(sizeof(int) * (size_t)(rn->rank + 1));
+    if (L->core >= 0 && root != L->core) epilogue_index(L, root, core_idx, idx);
+    else memcpy(idx, core_idx, sizeof(int) * (size_t)rn->rank);
     int value;
     if (root == L->core) {
         value = L->core_value;
@@ -518,6 +574,7 @@ static void store_root(Lower *L, int root, int st, const int *idx) {
     value = cast(L, value, rn->dtype);
     int off = linearize(L, idx, rn->shape, rn->rank);
     kstage_store(L->k, st, s->buf[root], off, value);
+    free(idx);
 }
 
 static KilnDType compute_dtype(KilnDType dt) { return dt == KILN_F64 ? KILN_F64 : KILN_F32; }
@@ -582,9 +639,8 @@ static void lower_reduce(Lower *L, int core, int root) {
     if (h->op == OP_MEAN) acc = elem(L, OP_DIV, I(L, acc)->dtype, acc, fconst(L, I(L, acc)->dtype, (double)extent), -1);
     L->core = core;
     L->core_value = cast(L, acc, h->dtype);
-    const Node *rn = ir_node(s->g, root);
-    int *oidx = xmalloc(sizeof(int) * (size_t)(rn->rank + 1));
-    delinearize(L, o, rn->shape, rn->rank, oidx);
+    int *oidx = xmalloc(sizeof(int) * (size_t)(h->rank + 1));
+    delinearize(L, o, h->shape, h->rank, oidx); /* the core's index space */
     store_root(L, root, map, oidx);
     free(red), free(kept), free(rdims), free(kidx), free(ridx), free(xidx), free(oidx);
 }

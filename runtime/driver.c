@@ -4,6 +4,8 @@
  * and build the IR with every dimension known. */
 #include "runtime/runtime.h"
 
+#include "passes/pass.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,8 +101,21 @@ static bool bind_dim(DimBinding **binds, int *nbinds, const char **origins, cons
     return true;
 }
 
-KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, IRGraph **graph_out,
-                       KilnTensor **inputs_out, char *err, size_t errlen) {
+/* The optimisation passes the compile options select (passes/pass.h). */
+static PassOptions pass_options(const CompileOptions *o) {
+    PassOptions p = {.opt_level = o->opt_level, .passes = o->passes, .print_after = o->print_after,
+                     .fast_math = o->fast_math, .remarks = o->remarks};
+    switch (o->precision) {
+    case PREC_F32: p.precision = PASS_PREC_F32; break;
+    case PREC_F16: p.precision = PASS_PREC_F16; break;
+    case PREC_BF16: p.precision = PASS_PREC_BF16; break;
+    case PREC_AUTO: p.precision = PASS_PREC_AUTO; break;
+    }
+    return p;
+}
+
+KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const CompileOptions *opt,
+                       IRGraph **graph_out, KilnTensor **inputs_out, char *err, size_t errlen) {
     *graph_out = NULL;
     *inputs_out = NULL;
     /* the symbolic graph tells the parameters' declared types */
@@ -185,6 +200,17 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, IRGrap
         st = KILN_ERR_USAGE;
         ir_graph_destroy(g);
         goto fail;
+    }
+    if (opt) {
+        PassOptions po = pass_options(opt);
+        IRGraph *o = passes_run(c->arena, g, &po, err, errlen);
+        if (!o) {
+            st = strncmp(err, "unknown pass", 12) == 0 ? KILN_ERR_USAGE : KILN_ERR_DEVICE;
+            ir_graph_destroy(g);
+            goto fail;
+        }
+        if (o != g) ir_graph_destroy(g);
+        g = o;
     }
     if (!req->allow_symbolic) {
         inputs = xcalloc((size_t)nparams + 1, sizeof(KilnTensor));

@@ -12,4 +12,4 @@ static bool ref_exec(void *exe, const KilnTensor *inputs, KilnTensor *outputs, c
 
 static void ref_destroy(void *exe) { (void)exe; }
 
-const Backend ref_backend = {"ref", ref_compile, ref_exec, ref_destroy};
+const Backend ref_backend = {"ref", ref_compile, ref_exec, ref_destroy, NULL};

@@ -12,6 +12,12 @@ typedef struct {
     Precision precision;
     const char *arch;     /* CUDA: "sm_90"; NULL for the device's own */
     bool verbose;
+    /* graph passes (passes/pass.h), applied by driver_bind */
+    const char *passes;      /* --passes=a,b,c: exactly these; NULL: the -O level's */
+    const char *print_after; /* --print-after=PASS|all */
+    bool fast_math;          /* --fast-math */
+    /* --remarks: backends that call fuse_graph set FuseOptions.remarks from it */
+    bool remarks;
 } CompileOptions;
 
 /* Timing of one `bench`: per kernel and for the whole graph (medians). */
@@ -102,8 +108,11 @@ typedef struct {
     bool allow_symbolic; /* emit: leave unbound dims symbolic */
 } BindRequest;
 
-KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, IRGraph **graph_out,
-                       KilnTensor **inputs_out, char *err, size_t errlen);
+/* With `opt` non-NULL the graph then goes through the optimisation passes
+ * that opt selects (passes_run: -O0 runs none, except precision when asked);
+ * NULL: the graph as built. */
+KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const CompileOptions *opt,
+                       IRGraph **graph_out, KilnTensor **inputs_out, char *err, size_t errlen);
 
 /* Deterministic random values: floats uniform in [-1, 1), ints in [0, 10), bools. */
 void tensor_fill_random(KilnTensor *t, uint64_t seed);

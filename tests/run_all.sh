@@ -18,7 +18,7 @@ layer() {
     "$@" >"$log" 2>&1
     rc=$?
     summary=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
-    p=$(echo "$summary" | sed -E 's/.*[^0-9]?([0-9]+) passed.*/\1/')
+    p=$(echo "$summary" | sed -E 's/^(.*[^0-9])?([0-9]+) passed.*/\2/')
     f=$(echo "$summary" | sed -E 's/.* ([0-9]+) failed.*/\1/')
     if [ -z "$summary" ]; then
         p=0
@@ -44,19 +44,27 @@ done
 layer diagnostics $PY tests/check_errors.py --kiln "$BUILD/kiln"
 layer golden $PY tests/check_golden.py --kiln "$BUILD/kiln"
 if $PY tests/gen/generate.py "$DATA" >"$BUILD/logs/generate.log" 2>&1; then
-    for dev in ref kir; do
+    for dev in ref kir cuda-emu; do
         layer "e2e-$dev" $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" --device $dev -j 2
     done
     layer "e2e-kir-O0" $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" --device kir -j 2 --flag=-O0 --label O0
+    layer "e2e-ref-O0" $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" --device ref -j 2 --flag=-O0 --label O0
 else
     echo "== test data generation failed:"
     tail -n 20 "$BUILD/logs/generate.log"
     total_fail=$((total_fail + 1))
 fi
 layer cli sh tests/cli/run.sh "$BUILD/kiln"
+layer aot-cuda sh tests/aot/cuda.sh "$BUILD/kiln"
+layer ptxas sh tests/cuda/ptxas_all.sh "$BUILD/kiln"
+layer precision sh tests/passes/precision.sh "$BUILD/kiln"
+layer kernels sh tests/passes/kernel_counts.sh "$BUILD/kiln"
 RANDOM_COUNT=200
 [ -n "$KILN_LONG" ] && RANDOM_COUNT=3000
 layer random-kir $PY tests/random/random_programs.py --kiln "$BUILD/kiln" --device kir --count $RANDOM_COUNT -j 2
+layer random-passes $PY tests/random/random_programs.py --kiln "$BUILD/kiln" --device ref --count $RANDOM_COUNT -j 2 \
+    --flag=--passes=decompose,fold,simplify,cse,dce
+layer repl sh tests/repl/run.sh "$BUILD/kiln"
 
 [ -n "$failed_layers" ] && echo "failed layers:$failed_layers (logs in $BUILD/logs/)"
 echo "$total_pass passed, $total_fail failed"

@@ -2,11 +2,14 @@
  *   kiln check FILE | run FILE | emit FILE --emit=STAGE | aot | bench | repl | help | --version
  * Exit status: 0 success, 1 diagnosed input error, 2 usage, 3 device/environment. */
 #include "codegen/kernel.h"
+#include "passes/pass.h"
+#include "runtime/repl.h"
 #include "runtime/runtime.h"
 
 #include <time.h>
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -28,6 +31,7 @@ typedef struct {
     int runs;
     bool json;
     bool verbose;
+    bool compare; /* run --compare: errors against the f32 reference */
     CompileOptions copt;
 } Options;
 
@@ -51,7 +55,13 @@ static const char *const help_text[][2] = {
             "  --dim NAME=SIZE         bind a symbolic dimension (repeatable)\n"
             "  --seed N                seed for parameters left unbound (default 0)\n"
             "  --out FILE.npy | --out DIR   save results instead of printing them\n"
-            "  --precision=f32|f16|bf16|auto, -O0, -O2, -v\n"},
+            "  --precision=f32|f16|bf16|auto, -O0, -O2, -v (also: peak memory)\n"
+            "  --compare               also run the f32 reference (ref, -O0) on the same inputs and\n"
+            "                          print each result's max absolute and relative error\n"
+            "  --passes=a,b,c          run exactly these graph passes (fold, simplify, cse, dce,\n"
+            "                          decompose, precision); --print-after=PASS|all prints the IR\n"
+            "  --fast-math             allow rewrites that are not exact (x + 0 -> x)\n"
+            "  --remarks               say what the passes and the fusion scheduler did\n"},
     {"emit", "kiln emit FILE --emit=ast|ir|opt|kernels|llvm|cuda|ptx|dot [-o OUT] [-g NAME] [--dim N=S]\n"
              "  Print one stage of the compiler.\n"},
     {"aot", "kiln aot FILE --target=cuda[:sm_XX]|cpu -o DIR\n  Write a deployable bundle.\n"},
@@ -183,6 +193,22 @@ static int parse_options(int argc, char **argv, int start, Options *o) {
                 usage_error("--precision takes f32, f16, bf16 or auto, found '%s'", v);
                 return KILN_ERR_USAGE;
             }
+        } else if (is_opt(a, "--passes") || is_opt(a, "--print-after")) {
+            bool list = is_opt(a, "--passes");
+            char perr[512];
+            if (!(v = opt_value(argc, argv, &i, list ? "--passes" : "--print-after"))) goto missing;
+            if (!passes_check_names(v, !list, perr, sizeof perr)) {
+                usage_error("%s: %s", list ? "--passes" : "--print-after", perr);
+                return KILN_ERR_USAGE;
+            }
+            if (list) o->copt.passes = v;
+            else o->copt.print_after = v;
+        } else if (strcmp(a, "--fast-math") == 0) {
+            o->copt.fast_math = true;
+        } else if (strcmp(a, "--remarks") == 0) {
+            o->copt.remarks = true;
+        } else if (strcmp(a, "--compare") == 0) {
+            o->compare = true;
         } else if (is_opt(a, "--cpu")) {
             if (!(v = opt_value(argc, argv, &i, "--cpu"))) goto missing;
             o->cpu_name = v;
@@ -316,6 +342,77 @@ static int write_results(const char *out, const KilnTensor *results, int n) {
     return KILN_OK;
 }
 
+/* run -v: the memory the fused program needs at its peak, as the fusion
+ * scheduler plans it: the temporaries' arena plus inputs and outputs. */
+static void report_peak_memory(const IRGraph *g, const CompileOptions *copt) {
+    char err[512];
+    Arena *a = arena_new();
+    FuseOptions fo = {.fuse = copt->opt_level > 0};
+    KProgram *kp = fuse_graph(a, g, &fo, err, sizeof err);
+    int64_t in = 0, out = 0;
+    for (int i = 0; i < g->params.len; i++) {
+        const Node *n = ir_node(g, g->params.data[i]);
+        in += ir_numel(n) * (int64_t)kiln_dtype_size(n->dtype);
+    }
+    for (int i = 0; i < g->results.len; i++) {
+        const Node *n = ir_node(g, g->results.data[i]);
+        out += ir_numel(n) * (int64_t)kiln_dtype_size(n->dtype);
+    }
+    if (kp)
+        fprintf(stderr, "kiln: peak memory %lld bytes: temporaries %lld (arena of %d kernels) + inputs %lld + "
+                "outputs %lld\n", (long long)(kp->arena_bytes + in + out), (long long)kp->arena_bytes,
+                kp->kernels.len, (long long)in, (long long)out);
+    else
+        fprintf(stderr, "kiln: peak memory unknown: %s\n", err);
+    kprog_destroy(kp);
+    arena_free(a);
+}
+
+/* run --compare: runs the graph as written (-O0, f32, reference
+ * interpreter) on the same inputs and prints, per result, the largest
+ * absolute error, the largest relative error over the reference's nonzero
+ * elements and the largest reference magnitude. */
+static int compare_with_reference(Compilation *c, int entry, const BindRequest *req, const IRGraph *g,
+                                  const KilnTensor *inputs, const KilnTensor *outputs) {
+    char err[1024] = "";
+    CompileOptions ref_opt = {.opt_level = 0, .precision = PREC_F32};
+    IRGraph *rg = NULL;
+    KilnTensor *rin = NULL;
+    int st = driver_bind(c, entry, req, &ref_opt, &rg, &rin, err, sizeof err);
+    if (st != KILN_OK) {
+        fprintf(stderr, "kiln: --compare: %s\n", err);
+        return st;
+    }
+    int nres = rg->results.len;
+    KilnTensor *ref = xcalloc((size_t)nres + 1, sizeof(KilnTensor));
+    if (!ref_run(rg, inputs, ref, err, sizeof err)) {
+        fprintf(stderr, "kiln: --compare: %s\n", err);
+        st = KILN_ERR_DEVICE;
+    }
+    for (int i = 0; st == KILN_OK && i < nres; i++) {
+        double max_abs = 0, max_rel = 0, max_ref = 0;
+        for (int64_t k = 0, n = kiln_tensor_numel(&ref[i]); k < n; k++) {
+            double e = tensor_get(&ref[i], k), a = tensor_get(&outputs[i], k);
+            double d = fabs(a - e);
+            if (isnan(d)) d = (isnan(a) && isnan(e)) || a == e ? 0 : INFINITY;
+            if (d > max_abs) max_abs = d;
+            if (e != 0 && d / fabs(e) > max_rel) max_rel = d / fabs(e);
+            if (fabs(e) > max_ref) max_ref = fabs(e);
+        }
+        const Node *r = ir_node(g, g->results.data[i]);
+        char *t = ir_type_str(g, r->dtype, r->rank, r->shape);
+        fprintf(stderr, "kiln: compare result %d %s with the f32 reference: max abs err %.3e, max rel err %.3e, "
+                "max |ref| %.3e\n", i, t, max_abs, max_rel, max_ref);
+        free(t);
+    }
+    for (int i = 0; i < nres; i++) kiln_tensor_free(&ref[i]);
+    for (int i = 0; rin && i < rg->params.len; i++) kiln_tensor_free(&rin[i]);
+    free(ref);
+    free(rin);
+    ir_graph_destroy(rg);
+    return st;
+}
+
 static int cmd_run(Options *o) {
     Compilation c;
     int entry, st;
@@ -327,7 +424,7 @@ static int cmd_run(Options *o) {
     if ((st = open_program(o, &c, &entry)) != KILN_OK) goto done;
     if ((st = load_tensors(o)) != KILN_OK) goto done;
     BindRequest req = {o->tensors.data, o->tensors.len, o->dims.data, o->dims.len, o->seed, false};
-    st = driver_bind(&c, entry, &req, &g, &inputs, err, sizeof err);
+    st = driver_bind(&c, entry, &req, &o->copt, &g, &inputs, err, sizeof err);
     if (st != KILN_OK) {
         diag_print(&c.diags, stderr);
         if (err[0]) fprintf(stderr, "kiln: %s\n", err);
@@ -354,6 +451,8 @@ static int cmd_run(Options *o) {
         st = KILN_ERR_DEVICE;
         goto done;
     }
+    if (o->verbose) report_peak_memory(g, &o->copt);
+    if (o->compare && (st = compare_with_reference(&c, entry, &req, g, inputs, outputs)) != KILN_OK) goto done;
     if (o->out) {
         st = write_results(o->out, outputs, nres);
     } else {
@@ -419,7 +518,8 @@ static int cmd_emit(Options *o) {
         goto done;
     }
     BindRequest req = {NULL, 0, o->dims.data, o->dims.len, 0, true};
-    st = driver_bind(&c, entry, &req, &g, &inputs, err, sizeof err);
+    /* ir: as type-checked; every later stage after the passes */
+    st = driver_bind(&c, entry, &req, strcmp(o->emit, "ir") == 0 ? NULL : &o->copt, &g, &inputs, err, sizeof err);
     if (st != KILN_OK) {
         diag_print(&c.diags, stderr);
         if (err[0]) fprintf(stderr, "kiln: %s\n", err);
@@ -432,7 +532,7 @@ static int cmd_emit(Options *o) {
     } else if ((st = require_concrete(g)) != KILN_OK) {
         /* reported */
     } else if (strcmp(o->emit, "kernels") == 0) {
-        FuseOptions fo = {.fuse = o->copt.opt_level > 0};
+        FuseOptions fo = {.fuse = o->copt.opt_level > 0, .remarks = o->copt.remarks};
         KProgram *kp = fuse_graph(c.arena, g, &fo, err, sizeof err);
         if (kp) kprog_print(kp, g, out);
         else fprintf(stderr, "kiln: %s\n", err), st = KILN_ERR_DEVICE;
@@ -468,7 +568,7 @@ static int cmd_aot(Options *o) {
     KilnTensor *inputs = NULL;
     if ((st = open_program(o, &c, &entry)) != KILN_OK) goto done;
     BindRequest req = {NULL, 0, o->dims.data, o->dims.len, 0, true};
-    st = driver_bind(&c, entry, &req, &g, &inputs, err, sizeof err);
+    st = driver_bind(&c, entry, &req, &o->copt, &g, &inputs, err, sizeof err);
     if (st != KILN_OK) {
         diag_print(&c.diags, stderr);
         if (err[0]) fprintf(stderr, "kiln: %s\n", err);
@@ -543,7 +643,7 @@ static int cmd_bench(Options *o) {
     if ((st = open_program(o, &c, &entry)) != KILN_OK) goto done;
     if ((st = load_tensors(o)) != KILN_OK) goto done;
     BindRequest req = {o->tensors.data, o->tensors.len, o->dims.data, o->dims.len, o->seed, false};
-    st = driver_bind(&c, entry, &req, &g, &inputs, err, sizeof err);
+    st = driver_bind(&c, entry, &req, &o->copt, &g, &inputs, err, sizeof err);
     if (st != KILN_OK) {
         diag_print(&c.diags, stderr);
         if (err[0]) fprintf(stderr, "kiln: %s\n", err);
@@ -608,10 +708,7 @@ done:
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        if (isatty(0) && isatty(1)) {
-            fputs("kiln: the interactive prompt is not in this build yet; see 'kiln help'\n", stderr);
-            return KILN_ERR_USAGE;
-        }
+        if (isatty(0) && isatty(1)) return repl_main(NULL, false);
         print_help(NULL);
         return KILN_ERR_USAGE;
     }
@@ -636,9 +733,16 @@ int main(int argc, char **argv) {
     if (which >= 0) {
         st = parse_options(argc, argv, 2, &o);
         if (st == KILN_OK) st = commands[which].fn(&o);
-    } else if (strcmp(cmd, "repl") == 0) {
-        fprintf(stderr, "kiln: '%s' is not in this build yet\n", cmd);
-        st = KILN_ERR_USAGE;
+    } else if (strcmp(cmd, "repl") == 0) { /* kiln repl [--device=NAME] [--plain] */
+        const char *device = NULL, *v;
+        bool plain = false;
+        st = KILN_OK;
+        for (int i = 2; i < argc && st == KILN_OK; i++) {
+            if (strcmp(argv[i], "--plain") == 0) plain = true;
+            else if (is_opt(argv[i], "--device") && (v = opt_value(argc, argv, &i, "--device"))) device = v;
+            else usage_error("repl takes --device=NAME and --plain, found '%s'", argv[i]), st = KILN_ERR_USAGE;
+        }
+        if (st == KILN_OK) st = repl_main(device, plain);
     } else {
         usage_error("unknown command '%s'", cmd);
         st = KILN_ERR_USAGE;

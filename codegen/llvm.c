@@ -1,0 +1,2084 @@
+/* llvm.c - the CPU code generator: one LLVM module per KProgram.
+ *
+ * Contract: reads a verified KProgram (kernel.h) and prints exactly what it
+ * says as LLVM IR; no scheduling decisions are made here except the shape of
+ * the loops (see docs/cpu-backend.md):
+ *   - every kernel is `void NAME(i64 o_begin, i64 o_end, ptr bufs)`, which
+ *     loads the pointers of the buffers it uses and calls NAME.generic (or,
+ *     for a matmul that fits the tiled path, NAME.mm) with them as `noalias`
+ *     arguments;
+ *   - the outer index o is one loop; each stage is a loop over r inside it
+ *     (none when its extent is 1), so an elementwise kernel is ONE flat loop;
+ *   - index arithmetic runs in i32 when interval analysis proves every index
+ *     value below 2^31 (vectorisable division by constants), else in i64;
+ *   - f16 and bf16 values live in float registers, rounded to their format
+ *     (to nearest even) after every operation, as the reference does; bool
+ *     lives in i1 and in memory as one byte;
+ *   - exp/log/sin/cos/tanh/erf on f32 (and thus sigmoid, silu, gelu) are
+ *     kiln's own polynomial approximations, internal always-inline functions
+ *     the loop vectoriser sees through; f64 calls libm;
+ *   - every float operation carries the `contract` fast-math flag (FMA);
+ *     reduction accumulations also carry `reassoc` so they vectorise;
+ *   - matmul kernels with a plain f32 (or f16/bf16) sum get a packed,
+ *     cache-blocked, register-tiled loop nest (llvm_emit_matmul below).
+ * The module is verified, then optimised with `default<O3>` for a target
+ * machine of the host CPU (a NULL target machine gives no vectorisation).
+ */
+#include "codegen/llvm.h"
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/DebugInfo.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/Support.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ------------------------------------------------------------ context */
+
+typedef struct {
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;
+    const KProgram *p;
+    int vec_floats; /* floats per vector register: 16 (AVX-512), 8 (AVX2), 4 */
+    LLVMTypeRef t_void, t_i1, t_i8, t_i16, t_i32, t_i64, t_f16, t_f32, t_f64, t_ptr;
+    /* helper functions, made on first use */
+    LLVMValueRef h_exp, h_log, h_sin, h_cos, h_tanh, h_erf, h_gelu1p, h_ipow;
+    unsigned k_alwaysinline, k_noalias, k_nounwind, k_noinline;
+} Cg;
+
+/* The interval of values an index instruction may take (known == false: any
+ * i64); see index_ranges. */
+typedef struct {
+    int64_t lo, hi;
+    bool known;
+} Range;
+
+/* Per kernel function being emitted. */
+typedef struct {
+    Cg *cg;
+    const Kernel *k;
+    LLVMValueRef fn;
+    LLVMValueRef *bufptr; /* per program buffer: its pointer argument, or NULL */
+    LLVMValueRef *val;    /* per instruction */
+    LLVMValueRef *r;      /* per stage: the current inner index */
+    LLVMValueRef *acc;    /* per stage: the REDUCE result */
+    LLVMValueRef o;       /* the current outer index */
+    LLVMTypeRef idx_t;    /* i32 or i64 */
+    bool narrow;
+    Range *range; /* per instruction (index_ranges) */
+    int skip_stage; /* matmul epilogue: the stage whose value is given in acc[] */
+} Kc;
+
+static const unsigned FM_CONTRACT = LLVMFastMathAllowContract;
+static const unsigned FM_REDUCE = LLVMFastMathAllowContract | LLVMFastMathAllowReassoc;
+
+static LLVMValueRef fm(LLVMValueRef v, unsigned flags) {
+    if (LLVMIsAInstruction(v) && LLVMCanValueUseFastMathFlags(v)) LLVMSetFastMathFlags(v, flags);
+    return v;
+}
+
+static bool is_floatlike(KilnDType dt) {
+    return dt == KILN_F32 || dt == KILN_F16 || dt == KILN_BF16 || dt == KILN_F64;
+}
+static bool is_intlike(KilnDType dt) { return dt == KILN_I32 || dt == KILN_I64; }
+
+/* The register type of a dtype. */
+static LLVMTypeRef reg_type(Cg *cg, KilnDType dt) {
+    switch (dt) {
+    case KILN_F32:
+    case KILN_F16:
+    case KILN_BF16: return cg->t_f32;
+    case KILN_F64: return cg->t_f64;
+    case KILN_I32: return cg->t_i32;
+    case KILN_I64: return cg->t_i64;
+    case KILN_BOOL: return cg->t_i1;
+    case KILN_NUM_DTYPES: break;
+    }
+    return cg->t_f32;
+}
+
+/* The memory type of a dtype. */
+static LLVMTypeRef mem_type(Cg *cg, KilnDType dt) {
+    switch (dt) {
+    case KILN_F16: return cg->t_f16;
+    case KILN_BF16: return cg->t_i16;
+    case KILN_BOOL: return cg->t_i8;
+    default: return reg_type(cg, dt);
+    }
+}
+
+static LLVMValueRef cf(Cg *cg, double v) { return LLVMConstReal(cg->t_f32, v); }
+static LLVMValueRef ci32(Cg *cg, int64_t v) { return LLVMConstInt(cg->t_i32, (unsigned long long)v, 1); }
+static LLVMValueRef ci64(Cg *cg, int64_t v) { return LLVMConstInt(cg->t_i64, (unsigned long long)v, 1); }
+
+static void add_fn_attr(Cg *cg, LLVMValueRef fn, unsigned kind) {
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+}
+
+/* A call to intrinsic `name` overloaded on the types `over`. */
+static LLVMValueRef intrin(Cg *cg, const char *name, LLVMTypeRef *over, int nover, LLVMValueRef *args, int nargs) {
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, over, (size_t)nover);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, over, (size_t)nover);
+    return LLVMBuildCall2(cg->b, fty, fn, args, (unsigned)nargs, "");
+}
+static LLVMValueRef intrin1(Cg *cg, const char *name, LLVMValueRef x) {
+    LLVMTypeRef t = LLVMTypeOf(x);
+    return intrin(cg, name, &t, 1, &x, 1);
+}
+static LLVMValueRef intrin2(Cg *cg, const char *name, LLVMValueRef x, LLVMValueRef y) {
+    LLVMTypeRef t = LLVMTypeOf(x);
+    LLVMValueRef a[2] = {x, y};
+    return intrin(cg, name, &t, 1, a, 2);
+}
+static LLVMValueRef fma3(Cg *cg, LLVMValueRef a, LLVMValueRef x, LLVMValueRef y) {
+    LLVMTypeRef t = LLVMTypeOf(a);
+    LLVMValueRef args[3] = {a, x, y};
+    return intrin(cg, "llvm.fma", &t, 1, args, 3);
+}
+
+/* Float arithmetic with `contract`. */
+static LLVMValueRef f_add(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return fm(LLVMBuildFAdd(cg->b, a, b, ""), FM_CONTRACT); }
+static LLVMValueRef f_sub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return fm(LLVMBuildFSub(cg->b, a, b, ""), FM_CONTRACT); }
+static LLVMValueRef f_mul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return fm(LLVMBuildFMul(cg->b, a, b, ""), FM_CONTRACT); }
+static LLVMValueRef f_div(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return fm(LLVMBuildFDiv(cg->b, a, b, ""), FM_CONTRACT); }
+static LLVMValueRef fcmp(Cg *cg, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildFCmp(cg->b, p, a, b, "");
+}
+static LLVMValueRef sel(Cg *cg, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(cg->b, c, a, b, "");
+}
+/* Horner's scheme: c[0] + x*(c[1] + x*(...)), with FMAs. */
+static LLVMValueRef horner(Cg *cg, LLVMValueRef x, const double *c, int n) {
+    LLVMValueRef y = cf(cg, c[n - 1]);
+    for (int i = n - 2; i >= 0; i--) y = fma3(cg, y, x, cf(cg, c[i]));
+    return y;
+}
+static LLVMValueRef bits_to_float(Cg *cg, LLVMValueRef i) { return LLVMBuildBitCast(cg->b, i, cg->t_f32, ""); }
+static LLVMValueRef float_to_bits(Cg *cg, LLVMValueRef f) { return LLVMBuildBitCast(cg->b, f, cg->t_i32, ""); }
+
+/* --------------------------------------------- float math approximations
+ *
+ * Each is an internal always-inline `float kiln.NAME(float)`, built once per
+ * module with its own builder position.  Accuracy, measured against the
+ * double-precision libm over the ranges named (tests/unit/test_llvm.c checks
+ * these bounds; docs/cpu-backend.md lists them):
+ *   exp   Cephes range reduction x = n ln2 + r, |r| <= ln2/2, degree-6
+ *         polynomial; 2^n applied in two halves so that results near the
+ *         overflow and subnormal ends are right.  <= 2 ulp on [-87, 88].
+ *   log   x = 2^e m, m in [sqrt(1/2), sqrt(2)), Cephes degree-9 polynomial
+ *         in m-1; subnormals pre-scaled.  <= 2 ulp on all positive floats.
+ *   sin, cos  j = nearest integer to x 2/pi, r = x - j pi/2 with a 3-part
+ *         pi/2 and FMAs, Cephes polynomials on [-pi/4, pi/4], quadrant from
+ *         j mod 4.  <= 2 ulp for |x| <= 1e4 (absolute error 1e-7 beyond).
+ *   tanh  |x| < 0.625: Cephes odd polynomial; else 1 - 2/(exp(2|x|)+1).
+ *         <= 3 ulp.
+ *   erf   |x| < 0.875: x P(x^2), P of degree 6 (fitted, rel. error 1.2e-9);
+ *         else 1 - erfc(|x|), erfc(x) = exp(T(u) - x^2) with T of degree 8
+ *         in u = (x - 2.4375)/1.5625 (fitted, abs. error 1.2e-8) and x^2
+ *         split exactly with an FMA.  <= 2 ulp.
+ *   gelu uses 1 + erf(y) from the same pieces without cancellation (erfc
+ *   itself for y < -0.875); sigmoid = 1/(1+exp(-x)), silu = x/(1+exp(-x)),
+ *   gelu(approximate) = x / (1 + exp(-2u)) (= 0.5 x (1 + tanh u)).
+ */
+
+typedef struct {
+    LLVMBasicBlockRef saved;
+    LLVMValueRef fn;
+} HelperScope;
+
+static LLVMValueRef helper_begin(Cg *cg, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int np,
+                                 HelperScope *hs) {
+    hs->saved = LLVMGetInsertBlock(cg->b);
+    LLVMTypeRef fty = LLVMFunctionType(ret, params, (unsigned)np, 0);
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, fty);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_fn_attr(cg, fn, cg->k_alwaysinline);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    hs->fn = fn;
+    return fn;
+}
+static void helper_end(Cg *cg, HelperScope *hs, LLVMValueRef ret) {
+    LLVMBuildRet(cg->b, ret);
+    if (hs->saved) LLVMPositionBuilderAtEnd(cg->b, hs->saved);
+}
+
+static LLVMValueRef call_helper(Cg *cg, LLVMValueRef fn, LLVMValueRef *args, int n) {
+    return LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(fn), fn, args, (unsigned)n, "");
+}
+
+/* 2^n for i32 n in [-252, 254], as two float factors multiplied into y. */
+static LLVMValueRef scale_pow2(Cg *cg, LLVMValueRef y, LLVMValueRef n) {
+    LLVMValueRef n1 = LLVMBuildAShr(cg->b, n, ci32(cg, 1), "");
+    LLVMValueRef n2 = LLVMBuildSub(cg->b, n, n1, "");
+    LLVMValueRef s1 = bits_to_float(cg, LLVMBuildShl(cg->b, LLVMBuildAdd(cg->b, n1, ci32(cg, 127), ""), ci32(cg, 23), ""));
+    LLVMValueRef s2 = bits_to_float(cg, LLVMBuildShl(cg->b, LLVMBuildAdd(cg->b, n2, ci32(cg, 127), ""), ci32(cg, 23), ""));
+    return f_mul(cg, f_mul(cg, y, s1), s2);
+}
+
+static LLVMValueRef helper_exp(Cg *cg) {
+    if (cg->h_exp) return cg->h_exp;
+    HelperScope hs;
+    LLVMValueRef fn = helper_begin(cg, "kiln.exp", cg->t_f32, &cg->t_f32, 1, &hs);
+    LLVMValueRef x = LLVMGetParam(fn, 0);
+    /* clamp (NaN passes through the selects; fixed at the end) */
+    LLVMValueRef xc = sel(cg, fcmp(cg, LLVMRealOGT, x, cf(cg, 89.0)), cf(cg, 89.0), x);
+    xc = sel(cg, fcmp(cg, LLVMRealOLT, xc, cf(cg, -104.0)), cf(cg, -104.0), xc);
+    LLVMValueRef z = intrin1(cg, "llvm.roundeven", f_mul(cg, xc, cf(cg, 1.44269504088896341)));
+    LLVMValueRef r = fma3(cg, z, cf(cg, -0.693359375), xc);
+    r = fma3(cg, z, cf(cg, 2.12194440e-4), r);
+    static const double P[] = {5.0000001201E-1, 1.6666665459E-1, 4.1665795894E-2,
+                               8.3334519073E-3, 1.3981999507E-3, 1.9875691500E-4};
+    LLVMValueRef p = horner(cg, r, P, 6);
+    LLVMValueRef y = f_add(cg, fma3(cg, p, f_mul(cg, r, r), r), cf(cg, 1.0));
+    LLVMValueRef n = LLVMBuildFPToSI(cg->b, z, cg->t_i32, "");
+    y = scale_pow2(cg, y, n);
+    y = sel(cg, fcmp(cg, LLVMRealUNO, x, x), x, y);
+    helper_end(cg, &hs, y);
+    return cg->h_exp = fn;
+}
+
+static LLVMValueRef call_exp(Cg *cg, LLVMValueRef x) { return call_helper(cg, helper_exp(cg), &x, 1); }
+
+static LLVMValueRef helper_log(Cg *cg) {
+    if (cg->h_log) return cg->h_log;
+    HelperScope hs;
+    LLVMValueRef fn = helper_begin(cg, "kiln.log", cg->t_f32, &cg->t_f32, 1, &hs);
+    LLVMValueRef x = LLVMGetParam(fn, 0);
+    LLVMValueRef small = fcmp(cg, LLVMRealOLT, x, cf(cg, 1.17549435e-38));
+    LLVMValueRef xs = sel(cg, small, f_mul(cg, x, cf(cg, 33554432.0)), x);
+    LLVMValueRef eadj = sel(cg, small, ci32(cg, -25), ci32(cg, 0));
+    LLVMValueRef bits = float_to_bits(cg, xs);
+    LLVMValueRef e = LLVMBuildAnd(cg->b, LLVMBuildLShr(cg->b, bits, ci32(cg, 23), ""), ci32(cg, 0xff), "");
+    e = LLVMBuildAdd(cg->b, LLVMBuildSub(cg->b, e, ci32(cg, 126), ""), eadj, "");
+    LLVMValueRef m = bits_to_float(cg, LLVMBuildOr(cg->b, LLVMBuildAnd(cg->b, bits, ci32(cg, (int32_t)0x807fffff), ""),
+                                                   ci32(cg, 0x3f000000), ""));
+    LLVMValueRef lt = fcmp(cg, LLVMRealOLT, m, cf(cg, 0.707106781186547524));
+    e = LLVMBuildSub(cg->b, e, LLVMBuildZExt(cg->b, lt, cg->t_i32, ""), "");
+    m = sel(cg, lt, f_sub(cg, f_add(cg, m, m), cf(cg, 1.0)), f_sub(cg, m, cf(cg, 1.0)));
+    LLVMValueRef z = f_mul(cg, m, m);
+    static const double P[] = {3.3333331174E-1,  -2.4999993993E-1, 2.0000714765E-1,
+                               -1.6668057665E-1, 1.4249322787E-1,  -1.2420140846E-1,
+                               1.1676998740E-1,  -1.1514610310E-1, 7.0376836292E-2};
+    LLVMValueRef y = f_mul(cg, f_mul(cg, horner(cg, m, P, 9), m), z);
+    LLVMValueRef fe = LLVMBuildSIToFP(cg->b, e, cg->t_f32, "");
+    y = fma3(cg, fe, cf(cg, -2.12194440e-4), y);
+    y = fma3(cg, z, cf(cg, -0.5), y);
+    LLVMValueRef res = f_add(cg, m, y);
+    res = fma3(cg, fe, cf(cg, 0.693359375), res);
+    res = sel(cg, fcmp(cg, LLVMRealOEQ, x, cf(cg, INFINITY)), x, res);
+    res = sel(cg, fcmp(cg, LLVMRealOEQ, x, cf(cg, 0.0)), cf(cg, -INFINITY), res);
+    res = sel(cg, fcmp(cg, LLVMRealULT, x, cf(cg, 0.0)), cf(cg, NAN), res);
+    helper_end(cg, &hs, res);
+    return cg->h_log = fn;
+}
+
+/* sin (cos_shift 0) or cos (cos_shift 1). */
+static LLVMValueRef helper_sincos(Cg *cg, int cos_shift) {
+    LLVMValueRef *slot = cos_shift ? &cg->h_cos : &cg->h_sin;
+    if (*slot) return *slot;
+    HelperScope hs;
+    LLVMValueRef fn = helper_begin(cg, cos_shift ? "kiln.cos" : "kiln.sin", cg->t_f32, &cg->t_f32, 1, &hs);
+    LLVMValueRef x = LLVMGetParam(fn, 0);
+    LLVMValueRef j = intrin1(cg, "llvm.roundeven", f_mul(cg, x, cf(cg, 0.636619772367581343)));
+    LLVMValueRef nj = LLVMBuildFNeg(cg->b, j, "");
+    LLVMValueRef r = fma3(cg, nj, cf(cg, 1.5707963705062866), x);
+    r = fma3(cg, nj, cf(cg, -4.371138828673793e-08), r);
+    r = fma3(cg, nj, cf(cg, -1.7151245100058819e-15), r);
+    LLVMValueRef z = f_mul(cg, r, r);
+    static const double S[] = {-1.6666654611E-1, 8.3321608736E-3, -1.9515295891E-4};
+    static const double C[] = {4.166664568298827E-2, -1.388731625493765E-3, 2.443315711809948E-5};
+    LLVMValueRef s = fma3(cg, f_mul(cg, horner(cg, z, S, 3), z), r, r);
+    LLVMValueRef c = fma3(cg, f_mul(cg, horner(cg, z, C, 3), z), z, fma3(cg, z, cf(cg, -0.5), cf(cg, 1.0)));
+    LLVMValueRef jj = cos_shift ? f_add(cg, j, cf(cg, 1.0)) : j;
+    LLVMValueRef q = f_sub(cg, jj, f_mul(cg, intrin1(cg, "llvm.floor", f_mul(cg, jj, cf(cg, 0.25))), cf(cg, 4.0)));
+    LLVMValueRef odd = LLVMBuildOr(cg->b, fcmp(cg, LLVMRealOEQ, q, cf(cg, 1.0)), fcmp(cg, LLVMRealOEQ, q, cf(cg, 3.0)), "");
+    LLVMValueRef res = sel(cg, odd, c, s);
+    res = sel(cg, fcmp(cg, LLVMRealOGE, q, cf(cg, 2.0)), LLVMBuildFNeg(cg->b, res, ""), res);
+    helper_end(cg, &hs, res);
+    return *slot = fn;
+}
+
+static LLVMValueRef helper_tanh(Cg *cg) {
+    if (cg->h_tanh) return cg->h_tanh;
+    HelperScope hs;
+    LLVMValueRef fn = helper_begin(cg, "kiln.tanh", cg->t_f32, &cg->t_f32, 1, &hs);
+    LLVMValueRef x = LLVMGetParam(fn, 0);
+    LLVMValueRef ax = intrin1(cg, "llvm.fabs", x);
+    LLVMValueRef z = f_mul(cg, x, x);
+    static const double P[] = {-3.33332819422E-1, 1.33314422036E-1, -5.37397155531E-2, 2.06390887954E-2,
+                               -5.70498872745E-3};
+    LLVMValueRef small = fma3(cg, f_mul(cg, horner(cg, z, P, 5), z), x, x);
+    LLVMValueRef e = call_exp(cg, f_add(cg, ax, ax));
+    LLVMValueRef big = f_sub(cg, cf(cg, 1.0), f_div(cg, cf(cg, 2.0), f_add(cg, e, cf(cg, 1.0))));
+    big = intrin2(cg, "llvm.copysign", big, x);
+    LLVMValueRef res = sel(cg, fcmp(cg, LLVMRealOLT, ax, cf(cg, 0.625)), small, big);
+    helper_end(cg, &hs, res);
+    return cg->h_tanh = fn;
+}
+
+/* The pieces of erf(y): for |y| < 0.875, erf = y + y (P(y^2) - 1); else
+ * erfc(|y|) = exp(T(u)) exp(-y^2), with y^2 = hi + lo given exactly by the
+ * caller (from y, or from x = y sqrt 2 for gelu, which then does not depend
+ * on the rounding of x / sqrt 2). */
+static void erf_parts(Cg *cg, LLVMValueRef y, LLVMValueRef hi, LLVMValueRef lo, LLVMValueRef *inner, LLVMValueRef *ec,
+                      LLVMValueRef *is_inner) {
+    /* P(t) - 1: the leading term y is added last, exactly */
+    static const double P[] = {0.1283791065216064,    -0.3761262595653534,    0.1128358542919159,
+                               -0.026853810995817184, 0.005188326351344585,   -0.0008010182064026594,
+                               7.853823626646772e-05};
+    static const double T[] = {-1.5345509052276611,   -0.5622240304946899,    0.1420755535364151,
+                               -0.04355074465274811,  0.013715297915041447,   -0.004193921573460102,
+                               0.0012142376508563757, -0.000320734572596848,  5.6933095038402826e-05};
+    LLVMValueRef ay = intrin1(cg, "llvm.fabs", y);
+    *is_inner = fcmp(cg, LLVMRealOLT, ay, cf(cg, 0.875));
+    *inner = fma3(cg, horner(cg, f_mul(cg, y, y), P, 7), y, y);
+    LLVMValueRef big = fcmp(cg, LLVMRealOGE, ay, cf(cg, 10.0)); /* erfc(10) < 2^-149 */
+    LLVMValueRef a = sel(cg, big, cf(cg, 10.0), ay);
+    LLVMValueRef u = f_mul(cg, f_sub(cg, a, cf(cg, 2.4375)), cf(cg, 0.64));
+    LLVMValueRef t = horner(cg, u, T, 9);
+    hi = sel(cg, big, cf(cg, 100.0), hi);
+    LLVMValueRef e = f_mul(cg, call_exp(cg, t), call_exp(cg, LLVMBuildFNeg(cg->b, hi, "")));
+    *ec = f_mul(cg, e, f_sub(cg, cf(cg, 1.0), lo));
+    *ec = sel(cg, big, cf(cg, 0.0), *ec);
+}
+
+/* hi + lo = x * x * scale exactly (scale a power of two). */
+static void exact_square(Cg *cg, LLVMValueRef x, double scale, LLVMValueRef *hi, LLVMValueRef *lo) {
+    LLVMValueRef h = LLVMBuildFMul(cg->b, x, x, ""); /* no contract: the FMA below recovers the rest */
+    LLVMValueRef l = fma3(cg, x, x, LLVMBuildFNeg(cg->b, h, ""));
+    *hi = scale == 1 ? h : LLVMBuildFMul(cg->b, h, cf(cg, scale), "");
+    *lo = scale == 1 ? l : LLVMBuildFMul(cg->b, l, cf(cg, scale), "");
+}
+
+static LLVMValueRef helper_erf(Cg *cg) {
+    if (cg->h_erf) return cg->h_erf;
+    HelperScope hs;
+    LLVMValueRef fn = helper_begin(cg, "kiln.erf", cg->t_f32, &cg->t_f32, 1, &hs);
+    LLVMValueRef y = LLVMGetParam(fn, 0), inner, ec, is_inner, hi, lo;
+    exact_square(cg, y, 1, &hi, &lo);
+    erf_parts(cg, y, hi, lo, &inner, &ec, &is_inner);
+    LLVMValueRef outer = intrin2(cg, "llvm.copysign", f_sub(cg, cf(cg, 1.0), ec), y);
+    helper_end(cg, &hs, sel(cg, is_inner, inner, outer));
+    return cg->h_erf = fn;
+}
+
+/* 1 + erf(x / sqrt 2), accurate also where erf is near -1. */
+static LLVMValueRef helper_gelu1p(Cg *cg) {
+    if (cg->h_gelu1p) return cg->h_gelu1p;
+    HelperScope hs;
+    LLVMValueRef fn = helper_begin(cg, "kiln.erf1p", cg->t_f32, &cg->t_f32, 1, &hs);
+    LLVMValueRef x = LLVMGetParam(fn, 0), inner, ec, is_inner, hi, lo;
+    LLVMValueRef y = f_mul(cg, x, cf(cg, M_SQRT1_2));
+    LLVMValueRef xc = sel(cg, fcmp(cg, LLVMRealOGT, intrin1(cg, "llvm.fabs", x), cf(cg, 15.0)), cf(cg, 15.0), x);
+    exact_square(cg, xc, 0.5, &hi, &lo);
+    erf_parts(cg, y, hi, lo, &inner, &ec, &is_inner);
+    LLVMValueRef outer = sel(cg, fcmp(cg, LLVMRealOGT, y, cf(cg, 0.0)), f_sub(cg, cf(cg, 2.0), ec), ec);
+    helper_end(cg, &hs, sel(cg, is_inner, f_add(cg, cf(cg, 1.0), inner), outer));
+    return cg->h_gelu1p = fn;
+}
+
+/* i64 kiln.ipow(i64 base, i64 exp): exact power with wrapping, as the
+ * reference's ipow (negative exponents: 0 except for bases 1 and -1). */
+static LLVMValueRef helper_ipow(Cg *cg) {
+    if (cg->h_ipow) return cg->h_ipow;
+    HelperScope hs;
+    LLVMTypeRef ps[2] = {cg->t_i64, cg->t_i64};
+    LLVMValueRef fn = helper_begin(cg, "kiln.ipow", cg->t_i64, ps, 2, &hs);
+    LLVMValueRef base = LLVMGetParam(fn, 0), ex = LLVMGetParam(fn, 1);
+    LLVMBasicBlockRef entry = LLVMGetInsertBlock(cg->b);
+    LLVMBasicBlockRef neg = LLVMAppendBasicBlockInContext(cg->ctx, fn, "neg");
+    LLVMBasicBlockRef loop = LLVMAppendBasicBlockInContext(cg->ctx, fn, "loop");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "done");
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, ex, ci64(cg, 0), ""), neg, loop);
+    LLVMPositionBuilderAtEnd(cg->b, neg);
+    LLVMValueRef is1 = LLVMBuildICmp(cg->b, LLVMIntEQ, base, ci64(cg, 1), "");
+    LLVMValueRef ism1 = LLVMBuildICmp(cg->b, LLVMIntEQ, base, ci64(cg, -1), "");
+    LLVMValueRef odd = LLVMBuildTrunc(cg->b, ex, cg->t_i1, "");
+    LLVMValueRef negres = sel(cg, is1, ci64(cg, 1), sel(cg, ism1, sel(cg, odd, ci64(cg, -1), ci64(cg, 1)), ci64(cg, 0)));
+    LLVMBuildRet(cg->b, negres);
+    LLVMPositionBuilderAtEnd(cg->b, loop);
+    LLVMValueRef r = LLVMBuildPhi(cg->b, cg->t_i64, "r");
+    LLVMValueRef b = LLVMBuildPhi(cg->b, cg->t_i64, "b");
+    LLVMValueRef e = LLVMBuildPhi(cg->b, cg->t_i64, "e");
+    LLVMValueRef isz = LLVMBuildICmp(cg->b, LLVMIntEQ, e, ci64(cg, 0), "");
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, fn, "body");
+    LLVMBuildCondBr(cg->b, isz, done, body);
+    LLVMPositionBuilderAtEnd(cg->b, body);
+    LLVMValueRef bit = LLVMBuildTrunc(cg->b, e, cg->t_i1, "");
+    LLVMValueRef r2 = sel(cg, bit, LLVMBuildMul(cg->b, r, b, ""), r);
+    LLVMValueRef b2 = LLVMBuildMul(cg->b, b, b, "");
+    LLVMValueRef e2 = LLVMBuildLShr(cg->b, e, ci64(cg, 1), "");
+    LLVMBuildBr(cg->b, loop);
+    LLVMValueRef vr[2] = {ci64(cg, 1), r2}, vb[2] = {base, b2}, ve[2] = {ex, e2};
+    LLVMBasicBlockRef from[2] = {entry, body};
+    LLVMAddIncoming(r, vr, from, 2);
+    LLVMAddIncoming(b, vb, from, 2);
+    LLVMAddIncoming(e, ve, from, 2);
+    LLVMPositionBuilderAtEnd(cg->b, done);
+    helper_end(cg, &hs, r);
+    return cg->h_ipow = fn;
+}
+
+/* double libm function `name` (exp, log, sin, cos, tanh, erf, fmod...). */
+static LLVMValueRef call_libm(Cg *cg, const char *name, LLVMValueRef x) {
+    LLVMTypeRef fty = LLVMFunctionType(cg->t_f64, &cg->t_f64, 1, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
+    if (!fn) fn = LLVMAddFunction(cg->mod, name, fty);
+    return LLVMBuildCall2(cg->b, fty, fn, &x, 1, "");
+}
+
+/* -------------------------------------------------- rounding, conversion */
+
+static LLVMValueRef round_f16(Cg *cg, LLVMValueRef x) {
+    return LLVMBuildFPExt(cg->b, LLVMBuildFPTrunc(cg->b, x, cg->t_f16, ""), cg->t_f32, "");
+}
+
+/* The bits of x rounded to bf16 (to nearest even; NaN stays a quiet NaN), as i32. */
+static LLVMValueRef bf16_round_bits(Cg *cg, LLVMValueRef x) {
+    LLVMValueRef bits = float_to_bits(cg, x);
+    LLVMValueRef lsb = LLVMBuildAnd(cg->b, LLVMBuildLShr(cg->b, bits, ci32(cg, 16), ""), ci32(cg, 1), "");
+    LLVMValueRef rounded = LLVMBuildAdd(cg->b, LLVMBuildAdd(cg->b, bits, ci32(cg, 0x7fff), ""), lsb, "");
+    LLVMValueRef nan = LLVMBuildOr(cg->b, bits, ci32(cg, 0x400000), "");
+    LLVMValueRef r = sel(cg, fcmp(cg, LLVMRealUNO, x, x), nan, rounded);
+    return LLVMBuildAnd(cg->b, r, ci32(cg, (int32_t)0xffff0000u), "");
+}
+static LLVMValueRef round_bf16(Cg *cg, LLVMValueRef x) { return bits_to_float(cg, bf16_round_bits(cg, x)); }
+
+static LLVMValueRef round_to(Cg *cg, LLVMValueRef x, KilnDType dt) {
+    if (dt == KILN_F16) return round_f16(cg, x);
+    if (dt == KILN_BF16) return round_bf16(cg, x);
+    return x;
+}
+
+static LLVMValueRef to_bool(Cg *cg, LLVMValueRef v) {
+    LLVMTypeRef t = LLVMTypeOf(v);
+    if (t == cg->t_i1) return v;
+    if (LLVMGetTypeKind(t) == LLVMIntegerTypeKind) return LLVMBuildICmp(cg->b, LLVMIntNE, v, LLVMConstInt(t, 0, 0), "");
+    return fcmp(cg, LLVMRealUNE, v, LLVMConstReal(t, 0.0));
+}
+
+/* Converts v (holding a value of dtype `from`) to dtype `to`, as the
+ * reference's cast: float->int truncates and saturates (NaN -> 0), ->bool is
+ * != 0, narrow floats are rounded to nearest even. */
+static LLVMValueRef conv(Cg *cg, LLVMValueRef v, KilnDType from, KilnDType to) {
+    LLVMTypeRef vt = LLVMTypeOf(v), tt = reg_type(cg, to);
+    if (to == KILN_BOOL) return to_bool(cg, v);
+    bool vint = LLVMGetTypeKind(vt) == LLVMIntegerTypeKind;
+    if (is_floatlike(to)) {
+        LLVMValueRef r;
+        if (!vint) {
+            if (vt == tt) r = v;
+            else if (vt == cg->t_f64) r = LLVMBuildFPTrunc(cg->b, v, tt, "");
+            else r = LLVMBuildFPExt(cg->b, v, tt, "");
+        } else if (vt == cg->t_i1 || from == KILN_BOOL) {
+            r = LLVMBuildUIToFP(cg->b, v, tt, "");
+        } else {
+            r = LLVMBuildSIToFP(cg->b, v, tt, "");
+        }
+        if (from != to) r = round_to(cg, r, to);
+        return r;
+    }
+    /* to an integer */
+    if (!vint) {
+        LLVMTypeRef ov[2] = {tt, vt};
+        return intrin(cg, "llvm.fptosi.sat", ov, 2, &v, 1);
+    }
+    unsigned wv = LLVMGetIntTypeWidth(vt), wt = LLVMGetIntTypeWidth(tt);
+    if (wv == wt) return v;
+    if (wv > wt) return LLVMBuildTrunc(cg->b, v, tt, "");
+    if (wv == 1 || from == KILN_BOOL) return LLVMBuildZExt(cg->b, v, tt, "");
+    return LLVMBuildSExt(cg->b, v, tt, "");
+}
+
+static LLVMValueRef const_of(Cg *cg, KilnDType dt, double value) {
+    switch (dt) {
+    case KILN_F32:
+    case KILN_F16:
+    case KILN_BF16: return LLVMConstReal(cg->t_f32, ref_round_to_dtype(value, dt));
+    case KILN_F64: return LLVMConstReal(cg->t_f64, value);
+    case KILN_I32:
+    case KILN_I64: return LLVMConstInt(reg_type(cg, dt), (unsigned long long)(int64_t)ref_round_to_dtype(value, dt), 1);
+    case KILN_BOOL: return LLVMConstInt(cg->t_i1, value != 0, 0);
+    case KILN_NUM_DTYPES: break;
+    }
+    return cf(cg, 0);
+}
+
+/* ------------------------------------------------------- memory access */
+
+static LLVMValueRef elem_ptr(Cg *cg, LLVMTypeRef et, LLVMValueRef base, LLVMValueRef idx) {
+    LLVMValueRef gep = LLVMBuildGEP2(cg->b, et, base, &idx, 1, "");
+    if (LLVMIsAInstruction(gep)) LLVMSetIsInBounds(gep, 1);
+    return gep;
+}
+
+/* buf[idx] as a register value of the buffer's dtype. */
+static LLVMValueRef load_elem(Cg *cg, KilnDType dt, LLVMValueRef base, LLVMValueRef idx) {
+    LLVMTypeRef mt = mem_type(cg, dt);
+    LLVMValueRef v = LLVMBuildLoad2(cg->b, mt, elem_ptr(cg, mt, base, idx), "");
+    switch (dt) {
+    case KILN_F16: return LLVMBuildFPExt(cg->b, v, cg->t_f32, "");
+    case KILN_BF16:
+        return bits_to_float(cg, LLVMBuildShl(cg->b, LLVMBuildZExt(cg->b, v, cg->t_i32, ""), ci32(cg, 16), ""));
+    case KILN_BOOL: return LLVMBuildICmp(cg->b, LLVMIntNE, v, LLVMConstInt(cg->t_i8, 0, 0), "");
+    default: return v;
+    }
+}
+
+/* buf[idx] = v, v a register value already of the buffer's dtype. */
+static void store_elem(Cg *cg, KilnDType dt, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef v) {
+    LLVMTypeRef mt = mem_type(cg, dt);
+    switch (dt) {
+    case KILN_F16: v = LLVMBuildFPTrunc(cg->b, v, cg->t_f16, ""); break;
+    case KILN_BF16: v = LLVMBuildTrunc(cg->b, LLVMBuildLShr(cg->b, bf16_round_bits(cg, v), ci32(cg, 16), ""), cg->t_i16, ""); break;
+    case KILN_BOOL: v = LLVMBuildZExt(cg->b, v, cg->t_i8, ""); break;
+    default: break;
+    }
+    LLVMBuildStore(cg->b, v, elem_ptr(cg, mt, base, idx));
+}
+
+/* ---------------------------------------------------- elementwise ops */
+
+static LLVMValueRef unary_float(Cg *cg, const KInst *in, LLVMValueRef x, bool f64) {
+    switch (in->op) {
+    case OP_ABS: return intrin1(cg, "llvm.fabs", x);
+    case OP_NEG: return LLVMBuildFNeg(cg->b, x, "");
+    case OP_SQRT: return intrin1(cg, "llvm.sqrt", x);
+    case OP_RSQRT: return f_div(cg, LLVMConstReal(LLVMTypeOf(x), 1.0), intrin1(cg, "llvm.sqrt", x));
+    case OP_RELU: return sel(cg, fcmp(cg, LLVMRealUGT, x, LLVMConstReal(LLVMTypeOf(x), 0.0)), x, LLVMConstReal(LLVMTypeOf(x), 0.0));
+    case OP_FLOOR: return intrin1(cg, "llvm.floor", x);
+    case OP_CEIL: return intrin1(cg, "llvm.ceil", x);
+    case OP_ROUND: return intrin1(cg, "llvm.roundeven", x);
+    case OP_SIGN: {
+        LLVMTypeRef t = LLVMTypeOf(x);
+        LLVMValueRef z = LLVMConstReal(t, 0.0);
+        return sel(cg, fcmp(cg, LLVMRealOGT, x, z), LLVMConstReal(t, 1.0),
+                   sel(cg, fcmp(cg, LLVMRealOLT, x, z), LLVMConstReal(t, -1.0), f_mul(cg, x, z)));
+    }
+    default: break;
+    }
+    LLVMTypeRef t = LLVMTypeOf(x);
+    LLVMValueRef one = LLVMConstReal(t, 1.0);
+    if (f64) {
+        switch (in->op) {
+        case OP_EXP: return call_libm(cg, "exp", x);
+        case OP_LOG: return call_libm(cg, "log", x);
+        case OP_SIN: return call_libm(cg, "sin", x);
+        case OP_COS: return call_libm(cg, "cos", x);
+        case OP_TANH: return call_libm(cg, "tanh", x);
+        case OP_ERF: return call_libm(cg, "erf", x);
+        case OP_SIGMOID: return f_div(cg, one, f_add(cg, one, call_libm(cg, "exp", LLVMBuildFNeg(cg->b, x, ""))));
+        case OP_SILU: return f_div(cg, x, f_add(cg, one, call_libm(cg, "exp", LLVMBuildFNeg(cg->b, x, ""))));
+        case OP_GELU:
+            if (in->flag) {
+                LLVMValueRef u = f_mul(cg, LLVMConstReal(t, 0.7978845608028654),
+                                      f_add(cg, x, f_mul(cg, LLVMConstReal(t, 0.044715), f_mul(cg, x, f_mul(cg, x, x)))));
+                return f_mul(cg, f_mul(cg, LLVMConstReal(t, 0.5), x), f_add(cg, one, call_libm(cg, "tanh", u)));
+            }
+            return f_mul(cg, f_mul(cg, LLVMConstReal(t, 0.5), x),
+                        f_add(cg, one, call_libm(cg, "erf", f_div(cg, x, LLVMConstReal(t, M_SQRT2)))));
+        default: return LLVMConstReal(t, NAN);
+        }
+    }
+    switch (in->op) {
+    case OP_EXP: return call_exp(cg, x);
+    case OP_LOG: return call_helper(cg, helper_log(cg), &x, 1);
+    case OP_SIN: return call_helper(cg, helper_sincos(cg, 0), &x, 1);
+    case OP_COS: return call_helper(cg, helper_sincos(cg, 1), &x, 1);
+    case OP_TANH: return call_helper(cg, helper_tanh(cg), &x, 1);
+    case OP_ERF: return call_helper(cg, helper_erf(cg), &x, 1);
+    case OP_SIGMOID: return f_div(cg, one, f_add(cg, one, call_exp(cg, LLVMBuildFNeg(cg->b, x, ""))));
+    case OP_SILU: return f_div(cg, x, f_add(cg, one, call_exp(cg, LLVMBuildFNeg(cg->b, x, ""))));
+    case OP_GELU:
+        if (in->flag) {
+            /* 0.5 x (1 + tanh u) = x / (1 + exp(v)), v = -2u = x (a + b x^2),
+             * computed in double (the result is ill-conditioned in v) and
+             * applied as exp(v_hi) (1 + v_lo) */
+            LLVMValueRef xc = sel(cg, fcmp(cg, LLVMRealOGT, intrin1(cg, "llvm.fabs", x), cf(cg, 100.0)),
+                                  intrin2(cg, "llvm.copysign", cf(cg, 100.0), x), x);
+            LLVMValueRef xd = LLVMBuildFPExt(cg->b, xc, cg->t_f64, "");
+            LLVMValueRef v = f_mul(cg, xd, fma3(cg, LLVMConstReal(cg->t_f64, -2 * 0.7978845608028654 * 0.044715),
+                                                f_mul(cg, xd, xd), LLVMConstReal(cg->t_f64, -2 * 0.7978845608028654)));
+            LLVMValueRef vhi = LLVMBuildFPTrunc(cg->b, v, cg->t_f32, "");
+            LLVMValueRef vlo = LLVMBuildFPTrunc(cg->b, f_sub(cg, v, LLVMBuildFPExt(cg->b, vhi, cg->t_f64, "")), cg->t_f32, "");
+            LLVMValueRef e = call_exp(cg, vhi);
+            return f_div(cg, x, f_add(cg, one, fma3(cg, e, vlo, e)));
+        } else {
+            return f_mul(cg, f_mul(cg, cf(cg, 0.5), x), call_helper(cg, helper_gelu1p(cg), &x, 1));
+        }
+    default: return LLVMConstReal(t, NAN);
+    }
+}
+
+/* NumPy's remainder on floats: the result takes the divisor's sign. */
+static LLVMValueRef fmod_numpy(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+    LLVMTypeRef t = LLVMTypeOf(a);
+    LLVMValueRef z = LLVMConstReal(t, 0.0);
+    LLVMValueRef r = LLVMBuildFRem(cg->b, a, b, "");
+    LLVMValueRef fix = LLVMBuildAnd(cg->b, fcmp(cg, LLVMRealUNE, r, z),
+                                    LLVMBuildXor(cg->b, fcmp(cg, LLVMRealOLT, b, z), fcmp(cg, LLVMRealOLT, r, z), ""), "");
+    LLVMValueRef r1 = sel(cg, fix, f_add(cg, r, b), r);
+    return sel(cg, fcmp(cg, LLVMRealOEQ, r, z), intrin2(cg, "llvm.copysign", z, b), r1);
+}
+
+static LLVMValueRef binary_float(Cg *cg, Op op, LLVMValueRef a, LLVMValueRef b) {
+    switch (op) {
+    case OP_ADD: return f_add(cg, a, b);
+    case OP_SUB: return f_sub(cg, a, b);
+    case OP_MUL: return f_mul(cg, a, b);
+    case OP_DIV: return f_div(cg, a, b);
+    case OP_MOD: return fmod_numpy(cg, a, b);
+    case OP_POW: {
+        LLVMTypeRef t = LLVMTypeOf(a);
+        if (t == cg->t_f64) return intrin2(cg, "llvm.pow", a, b);
+        LLVMValueRef r = intrin2(cg, "llvm.pow", LLVMBuildFPExt(cg->b, a, cg->t_f64, ""), LLVMBuildFPExt(cg->b, b, cg->t_f64, ""));
+        return LLVMBuildFPTrunc(cg->b, r, t, "");
+    }
+    case OP_MAXIMUM: return intrin2(cg, "llvm.maximum", a, b);
+    case OP_MINIMUM: return intrin2(cg, "llvm.minimum", a, b);
+    default: return LLVMConstReal(LLVMTypeOf(a), NAN);
+    }
+}
+
+/* np.remainder on integers; x % 0 = 0 (and x % -1 = 0). */
+static LLVMValueRef imod_numpy(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+    LLVMTypeRef t = LLVMTypeOf(a);
+    LLVMValueRef zero = LLVMConstInt(t, 0, 0);
+    LLVMValueRef bad = LLVMBuildOr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, b, zero, ""),
+                                   LLVMBuildICmp(cg->b, LLVMIntEQ, b, LLVMConstAllOnes(t), ""), "");
+    LLVMValueRef sb = sel(cg, bad, LLVMConstInt(t, 1, 0), b);
+    LLVMValueRef r = LLVMBuildSRem(cg->b, a, sb, "");
+    LLVMValueRef fix = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, r, zero, ""),
+                                    LLVMBuildXor(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, r, zero, ""),
+                                                 LLVMBuildICmp(cg->b, LLVMIntSLT, sb, zero, ""), ""), "");
+    r = sel(cg, fix, LLVMBuildAdd(cg->b, r, sb, ""), r);
+    return sel(cg, bad, zero, r);
+}
+
+static LLVMValueRef binary_int(Cg *cg, Op op, LLVMValueRef a, LLVMValueRef b, bool *handled) {
+    *handled = true;
+    switch (op) {
+    case OP_ADD: return LLVMBuildAdd(cg->b, a, b, "");
+    case OP_SUB: return LLVMBuildSub(cg->b, a, b, "");
+    case OP_MUL: return LLVMBuildMul(cg->b, a, b, "");
+    case OP_MOD: return imod_numpy(cg, a, b);
+    case OP_MAXIMUM: return intrin2(cg, "llvm.smax", a, b);
+    case OP_MINIMUM: return intrin2(cg, "llvm.smin", a, b);
+    case OP_POW: {
+        LLVMTypeRef t = LLVMTypeOf(a);
+        LLVMValueRef args[2] = {LLVMBuildSExt(cg->b, a, cg->t_i64, ""), LLVMBuildSExt(cg->b, b, cg->t_i64, "")};
+        if (t == cg->t_i64) args[0] = a, args[1] = b;
+        LLVMValueRef r = call_helper(cg, helper_ipow(cg), args, 2);
+        return t == cg->t_i64 ? r : LLVMBuildTrunc(cg->b, r, t, "");
+    }
+    default: *handled = false; return NULL;
+    }
+}
+
+static LLVMValueRef unary_int(Cg *cg, Op op, LLVMValueRef x, bool *handled) {
+    LLVMTypeRef t = LLVMTypeOf(x);
+    LLVMValueRef zero = LLVMConstInt(t, 0, 0);
+    *handled = true;
+    switch (op) {
+    case OP_ABS: {
+        LLVMTypeRef ts[1] = {t};
+        LLVMValueRef args[2] = {x, LLVMConstInt(cg->t_i1, 0, 0)};
+        return intrin(cg, "llvm.abs", ts, 1, args, 2);
+    }
+    case OP_NEG: return LLVMBuildSub(cg->b, zero, x, "");
+    case OP_RELU: return intrin2(cg, "llvm.smax", x, zero);
+    case OP_FLOOR:
+    case OP_CEIL:
+    case OP_ROUND: return x;
+    case OP_SIGN:
+        return LLVMBuildSub(cg->b, LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, x, zero, ""), t, ""),
+                            LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, x, zero, ""), t, ""), "");
+    default: *handled = false; return NULL;
+    }
+}
+
+static LLVMValueRef compare_vals(Cg *cg, Op op, KilnDType dt, LLVMValueRef a, LLVMValueRef b) {
+    if (is_floatlike(dt)) {
+        LLVMRealPredicate p = op == OP_EQ ? LLVMRealOEQ : op == OP_NE ? LLVMRealUNE : op == OP_LT ? LLVMRealOLT
+                            : op == OP_LE ? LLVMRealOLE : op == OP_GT ? LLVMRealOGT : LLVMRealOGE;
+        return fcmp(cg, p, a, b);
+    }
+    bool u = dt == KILN_BOOL;
+    LLVMIntPredicate p = op == OP_EQ ? LLVMIntEQ : op == OP_NE ? LLVMIntNE
+                       : op == OP_LT ? (u ? LLVMIntULT : LLVMIntSLT) : op == OP_LE ? (u ? LLVMIntULE : LLVMIntSLE)
+                       : op == OP_GT ? (u ? LLVMIntUGT : LLVMIntSGT) : (u ? LLVMIntUGE : LLVMIntSGE);
+    return LLVMBuildICmp(cg->b, p, a, b, "");
+}
+
+/* One KI_ELEM given its operand values and dtypes; the result has in->dtype. */
+static LLVMValueRef emit_elem_op(Cg *cg, const KInst *in, LLVMValueRef *x, const KilnDType *xdt) {
+    KilnDType dt = in->dtype;
+    switch (op_info[in->op].kind) {
+    case OK_UNARY:
+    case OK_BINARY: {
+        bool bin = op_info[in->op].kind == OK_BINARY;
+        KilnDType cdt = dt == KILN_BOOL ? KILN_I64 : dt; /* bools compute as 0/1 */
+        LLVMValueRef a = conv(cg, x[0], xdt[0], cdt);
+        LLVMValueRef b = bin ? conv(cg, x[1], xdt[1], cdt) : NULL;
+        LLVMValueRef r = NULL;
+        bool handled = false;
+        if (is_intlike(cdt)) {
+            r = bin ? binary_int(cg, in->op, a, b, &handled) : unary_int(cg, in->op, a, &handled);
+            if (!handled) { /* in double, as the reference (e.g. div on ints) */
+                LLVMValueRef da = conv(cg, a, cdt, KILN_F64), db = bin ? conv(cg, b, cdt, KILN_F64) : NULL;
+                LLVMValueRef d = bin ? binary_float(cg, in->op, da, db) : unary_float(cg, in, da, true);
+                r = conv(cg, d, KILN_F64, cdt);
+            }
+        } else {
+            r = bin ? binary_float(cg, in->op, a, b) : unary_float(cg, in, a, cdt == KILN_F64);
+            r = round_to(cg, r, cdt);
+        }
+        return conv(cg, r, cdt, dt);
+    }
+    case OK_COMPARE: {
+        KilnDType cdt = xdt[0];
+        LLVMValueRef a = x[0], b = conv(cg, x[1], xdt[1], cdt);
+        return conv(cg, compare_vals(cg, in->op, cdt, a, b), KILN_BOOL, dt);
+    }
+    case OK_LOGIC: {
+        LLVMValueRef r;
+        if (in->op == OP_NOT) r = LLVMBuildNot(cg->b, to_bool(cg, x[0]), "");
+        else if (in->op == OP_AND) r = LLVMBuildAnd(cg->b, to_bool(cg, x[0]), to_bool(cg, x[1]), "");
+        else r = LLVMBuildOr(cg->b, to_bool(cg, x[0]), to_bool(cg, x[1]), "");
+        return conv(cg, r, KILN_BOOL, dt);
+    }
+    case OK_WHERE:
+        return sel(cg, to_bool(cg, x[0]), conv(cg, x[1], xdt[1], dt), conv(cg, x[2], xdt[2], dt));
+    case OK_CAST: return conv(cg, x[0], xdt[0], dt);
+    default: break;
+    }
+    return const_of(cg, dt, 0);
+}
+
+/* ------------------------------------------------- index range analysis */
+
+/* The interval of values an index instruction may take (known == false: any
+ * i64).  The scheduler may use negative offsets under a load guard (padding),
+ * so ranges are signed. */
+
+static bool r_add(int64_t a, int64_t b, int64_t *r) { return !__builtin_add_overflow(a, b, r); }
+static bool r_mul(int64_t a, int64_t b, int64_t *r) { return !__builtin_mul_overflow(a, b, r); }
+
+static Range *index_ranges(const Kernel *k) {
+    int n = k->insts.len;
+    Range *rg = xcalloc((size_t)n + 1, sizeof(Range));
+    for (int i = 0; i < n; i++) {
+        const KInst *in = &k->insts.data[i];
+        Range *r = &rg[i];
+        bool two = in->kind == KI_IADD || in->kind == KI_IMUL || in->kind == KI_IDIV || in->kind == KI_IMOD;
+        Range a = {0}, b = {0};
+        if (two) {
+            if (in->a < 0 || in->b < 0 || !rg[in->a].known || !rg[in->b].known) continue;
+            a = rg[in->a], b = rg[in->b];
+        }
+        switch (in->kind) {
+        case KI_OUTER: *r = (Range){0, k->outer > 0 ? k->outer - 1 : 0, true}; break;
+        case KI_INNER: {
+            int64_t e = in->stage >= 0 ? k->stages.data[in->stage].extent : 1;
+            *r = (Range){0, e > 0 ? e - 1 : 0, true};
+            break;
+        }
+        case KI_CONST:
+            if (is_intlike(in->dtype) && fabs(in->value) < 4e18) *r = (Range){(int64_t)in->value, (int64_t)in->value, true};
+            break;
+        case KI_IADD: r->known = r_add(a.lo, b.lo, &r->lo) && r_add(a.hi, b.hi, &r->hi); break;
+        case KI_IMUL: {
+            int64_t c[4];
+            if (!r_mul(a.lo, b.lo, &c[0]) || !r_mul(a.lo, b.hi, &c[1]) || !r_mul(a.hi, b.lo, &c[2]) ||
+                !r_mul(a.hi, b.hi, &c[3]))
+                break;
+            r->lo = r->hi = c[0];
+            for (int j = 1; j < 4; j++) r->lo = c[j] < r->lo ? c[j] : r->lo, r->hi = c[j] > r->hi ? c[j] : r->hi;
+            r->known = true;
+            break;
+        }
+        case KI_IDIV:
+            if (b.lo <= 0) break;
+            r->lo = a.lo >= 0 ? a.lo / b.hi : a.lo / b.lo;
+            r->hi = a.hi >= 0 ? a.hi / b.lo : a.hi / b.hi;
+            r->known = true;
+            break;
+        case KI_IMOD:
+            if (b.lo <= 0) break;
+            if (a.lo >= 0) *r = (Range){0, a.hi < b.hi - 1 ? a.hi : b.hi - 1, true};
+            else *r = (Range){-(b.hi - 1), b.hi - 1, true};
+            break;
+        default: break;
+        }
+    }
+    return rg;
+}
+
+/* Whether every index value of kernel k provably fits in i32: then index
+ * arithmetic runs in i32, which the vectoriser handles far better (AVX-512
+ * has no 64-bit multiply-high for division by constants). */
+static bool index_fits_i32(const Kernel *k, const Range *rg) {
+    const int64_t LIM = INT32_MAX - 1;
+    if (k->outer > LIM) return false;
+    for (int s = 0; s < k->stages.len; s++)
+        if (k->stages.data[s].extent > LIM) return false;
+    for (int i = 0; i < k->insts.len; i++) {
+        const KInst *in = &k->insts.data[i];
+        switch (in->kind) {
+        case KI_IADD:
+        case KI_IMUL:
+        case KI_IDIV:
+        case KI_IMOD:
+            if (!rg[i].known || rg[i].hi > LIM || rg[i].lo < -LIM) return false;
+            break;
+        case KI_ILT:
+            if (!rg[in->a].known || !rg[in->b].known || rg[in->a].lo < -LIM || rg[in->a].hi > LIM ||
+                rg[in->b].lo < -LIM || rg[in->b].hi > LIM)
+                return false;
+            break;
+        case KI_LOAD:
+            if (in->a < 0 || !rg[in->a].known || rg[in->a].lo < -LIM || rg[in->a].hi > LIM) return false;
+            break;
+        default: break;
+        }
+    }
+    for (int s = 0; s < k->stages.len; s++)
+        for (int j = 0; j < k->stages.data[s].stores.len; j++) {
+            const Range *r = &rg[k->stages.data[s].stores.data[j].index];
+            if (!r->known || r->lo < -LIM || r->hi > LIM) return false;
+        }
+    return true;
+}
+
+/* --------------------------------------------------- kernel emission */
+
+/* An index operand: any integer value coerced to the index type. */
+static LLVMValueRef as_idx(Kc *kc, LLVMValueRef v) {
+    Cg *cg = kc->cg;
+    LLVMTypeRef t = LLVMTypeOf(v);
+    if (t == kc->idx_t) return v;
+    if (LLVMGetTypeKind(t) != LLVMIntegerTypeKind) return conv(cg, v, KILN_F64, kc->narrow ? KILN_I32 : KILN_I64);
+    unsigned w = LLVMGetIntTypeWidth(t), wi = LLVMGetIntTypeWidth(kc->idx_t);
+    if (w > wi) return LLVMBuildTrunc(cg->b, v, kc->idx_t, "");
+    return w == 1 ? LLVMBuildZExt(cg->b, v, kc->idx_t, "") : LLVMBuildSExt(cg->b, v, kc->idx_t, "");
+}
+
+static LLVMValueRef emit_load(Kc *kc, const KInst *in) {
+    Cg *cg = kc->cg;
+    const KBuf *kb = &cg->p->bufs.data[in->buf];
+    LLVMValueRef base = kc->bufptr[in->buf];
+    LLVMValueRef idx = as_idx(kc, kc->val[in->a]);
+    if (in->b < 0) return conv(cg, load_elem(cg, kb->dtype, base, idx), kb->dtype, in->dtype);
+    LLVMValueRef guard = to_bool(cg, kc->val[in->b]);
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
+    LLVMBasicBlockRef ld = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "guarded");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "joined");
+    LLVMBuildCondBr(cg->b, guard, ld, join);
+    LLVMPositionBuilderAtEnd(cg->b, ld);
+    LLVMValueRef v = conv(cg, load_elem(cg, kb->dtype, base, idx), kb->dtype, in->dtype);
+    LLVMBasicBlockRef ld_end = LLVMGetInsertBlock(cg->b);
+    LLVMBuildBr(cg->b, join);
+    LLVMPositionBuilderAtEnd(cg->b, join);
+    LLVMValueRef phi = LLVMBuildPhi(cg->b, reg_type(cg, in->dtype), "");
+    LLVMValueRef vals[2] = {v, const_of(cg, in->dtype, 0)};
+    LLVMBasicBlockRef from[2] = {ld_end, pre};
+    LLVMAddIncoming(phi, vals, from, 2);
+    return phi;
+}
+
+/* Index arithmetic; division and remainder are unsigned when the range
+ * analysis proves the dividend non-negative (cheaper), else truncating. */
+static LLVMValueRef idx_arith(Kc *kc, const KInst *in) {
+    Cg *cg = kc->cg;
+    LLVMValueRef a = as_idx(kc, kc->val[in->a]), b = as_idx(kc, kc->val[in->b]);
+    const Range *ra = &kc->range[in->a], *rb = &kc->range[in->b];
+    bool nonneg = ra->known && ra->lo >= 0 && rb->known && rb->lo > 0;
+    LLVMValueRef r;
+    switch (in->kind) {
+    case KI_IADD: r = LLVMBuildAdd(cg->b, a, b, ""); break;
+    case KI_IMUL: r = LLVMBuildMul(cg->b, a, b, ""); break;
+    case KI_IDIV: return nonneg ? LLVMBuildUDiv(cg->b, a, b, "") : LLVMBuildSDiv(cg->b, a, b, "");
+    case KI_IMOD: return nonneg ? LLVMBuildURem(cg->b, a, b, "") : LLVMBuildSRem(cg->b, a, b, "");
+    default: return LLVMBuildICmp(cg->b, LLVMIntSLT, a, b, "");
+    }
+    if (LLVMIsAInstruction(r)) LLVMSetNSW(r, 1);
+    return r;
+}
+
+static KilnDType inst_dtype(const Kc *kc, int i) { return kc->k->insts.data[i].dtype; }
+
+static LLVMValueRef emit_inst(Kc *kc, int i) {
+    Cg *cg = kc->cg;
+    const KInst *in = &kc->k->insts.data[i];
+    switch (in->kind) {
+    case KI_CONST: return const_of(cg, in->dtype, in->value);
+    case KI_OUTER: return kc->o;
+    case KI_INNER: return in->stage >= 0 ? kc->r[in->stage] : LLVMConstInt(kc->idx_t, 0, 0);
+    case KI_ACC: return kc->acc[in->a];
+    case KI_LOAD: return emit_load(kc, in);
+    case KI_CAST: return conv(cg, kc->val[in->a], inst_dtype(kc, in->a), in->dtype);
+    case KI_ELEM: {
+        LLVMValueRef x[3] = {NULL, NULL, NULL};
+        KilnDType xdt[3] = {KILN_F32, KILN_F32, KILN_F32};
+        int ops[3] = {in->a, in->b, in->c};
+        for (int j = 0; j < 3; j++)
+            if (ops[j] >= 0) x[j] = kc->val[ops[j]], xdt[j] = inst_dtype(kc, ops[j]);
+        return emit_elem_op(cg, in, x, xdt);
+    }
+    case KI_IADD:
+    case KI_IMUL:
+    case KI_IDIV:
+    case KI_IMOD:
+    case KI_ILT: return idx_arith(kc, in);
+    }
+    return NULL;
+}
+
+static void emit_scope(Kc *kc, int stage) {
+    for (int i = 0; i < kc->k->insts.len; i++)
+        if (kc->k->insts.data[i].stage == stage) kc->val[i] = emit_inst(kc, i);
+}
+
+/* A counted loop [start, end) with a bottom test (the caller has checked
+ * start < end, or the extent is a positive constant). */
+typedef struct {
+    LLVMBasicBlockRef pre, body;
+    LLVMValueRef iv, end;
+} Loop;
+
+static LLVMValueRef loop_begin(Kc *kc, Loop *l, LLVMValueRef start, LLVMValueRef end, const char *name) {
+    Cg *cg = kc->cg;
+    l->pre = LLVMGetInsertBlock(cg->b);
+    l->body = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, name);
+    l->end = end;
+    LLVMBuildBr(cg->b, l->body);
+    LLVMPositionBuilderAtEnd(cg->b, l->body);
+    l->iv = LLVMBuildPhi(cg->b, LLVMTypeOf(start), name);
+    LLVMAddIncoming(l->iv, &start, &l->pre, 1);
+    return l->iv;
+}
+
+/* Loop metadata: llvm.loop.interleave.count = 1.  A vectorised map loop is
+ * bound by memory or by its arithmetic; interleaving it only multiplies the
+ * code to compile.  Reductions keep the vectoriser's choice (several
+ * accumulators hide the latency of the adds). */
+/* Attaches loop properties to a loop's latch branch: vectorise at width vw
+ * (0: the vectoriser's choice), interleave count ic (0: its choice), or no
+ * vectorisation at all (vw < 0). */
+static void loop_metadata(Cg *cg, LLVMValueRef latch_br, int vw, int ic) {
+    LLVMMetadataRef tmp = LLVMTemporaryMDNode(cg->ctx, NULL, 0);
+    LLVMMetadataRef ops[3] = {tmp};
+    int n = 1;
+    const char *keys[2];
+    LLVMValueRef vals[2];
+    int np = 0;
+    if (vw != 0) {
+        keys[np] = vw < 0 ? "llvm.loop.vectorize.enable" : "llvm.loop.vectorize.width";
+        vals[np++] = vw < 0 ? LLVMConstInt(cg->t_i1, 0, 0) : ci32(cg, vw);
+    }
+    if (ic > 0) keys[np] = "llvm.loop.interleave.count", vals[np++] = ci32(cg, ic);
+    for (int i = 0; i < np; i++) {
+        LLVMMetadataRef kv[2] = {LLVMMDStringInContext2(cg->ctx, keys[i], strlen(keys[i])), LLVMValueAsMetadata(vals[i])};
+        ops[n++] = LLVMMDNodeInContext2(cg->ctx, kv, 2);
+    }
+    LLVMMetadataRef id = LLVMMDNodeInContext2(cg->ctx, ops, (size_t)n);
+    LLVMMetadataReplaceAllUsesWith(tmp, id);
+    LLVMSetMetadata(latch_br, LLVMGetMDKindIDInContext(cg->ctx, "llvm.loop", 9), LLVMMetadataAsValue(cg->ctx, id));
+}
+
+/* Closes the loop; phis[i] get (init from pre is already there) next[i]. */
+static void loop_end(Kc *kc, Loop *l, LLVMValueRef *phis, LLVMValueRef *next, int n) {
+    Cg *cg = kc->cg;
+    LLVMValueRef inc = LLVMBuildAdd(cg->b, l->iv, LLVMConstInt(LLVMTypeOf(l->iv), 1, 0), "");
+    LLVMSetNSW(inc, 1);
+    LLVMSetNUW(inc, 1);
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
+    LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "exit");
+    LLVMValueRef br = LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, inc, l->end, ""), l->body, exit);
+    if (n == 0) loop_metadata(cg, br, getenv("KILN_VW") ? atoi(getenv("KILN_VW")) : 0, 1); /* TEMP */
+    LLVMAddIncoming(l->iv, &inc, &latch, 1);
+    for (int i = 0; i < n; i++) LLVMAddIncoming(phis[i], &next[i], &latch, 1);
+    LLVMPositionBuilderAtEnd(cg->b, exit);
+}
+
+/* The initial accumulator of a reduction. */
+static LLVMValueRef reduce_init(Cg *cg, const KStage *st) {
+    bool fl = is_floatlike(st->acc_dtype);
+    LLVMTypeRef t = reg_type(cg, st->acc_dtype);
+    switch (st->reduce) {
+    case OP_PROD: return fl ? LLVMConstReal(t, 1.0) : LLVMConstInt(t, 1, 0);
+    case OP_MAX:
+    case OP_ARGMAX: return fl ? LLVMConstReal(t, -INFINITY) : LLVMConstInt(t, (unsigned long long)INT64_MIN, 1);
+    case OP_MIN:
+    case OP_ARGMIN: return fl ? LLVMConstReal(t, INFINITY) : LLVMConstInt(t, (unsigned long long)INT64_MAX, 1);
+    default: return fl ? LLVMConstReal(t, 0.0) : LLVMConstInt(t, 0, 0);
+    }
+}
+
+/* acc (and, for arg-reductions, the position pos) combined with v at position r. */
+static void reduce_combine(Kc *kc, const KStage *st, LLVMValueRef *acc, LLVMValueRef *pos, LLVMValueRef v,
+                           LLVMValueRef r) {
+    Cg *cg = kc->cg;
+    bool fl = is_floatlike(st->acc_dtype);
+    switch (st->reduce) {
+    case OP_SUM:
+    case OP_MEAN:
+        *acc = fl ? fm(LLVMBuildFAdd(cg->b, *acc, v, ""), FM_REDUCE) : LLVMBuildAdd(cg->b, *acc, v, "");
+        break;
+    case OP_PROD:
+        *acc = fl ? fm(LLVMBuildFMul(cg->b, *acc, v, ""), FM_REDUCE) : LLVMBuildMul(cg->b, *acc, v, "");
+        break;
+    case OP_MAX: *acc = intrin2(cg, fl ? "llvm.maximum" : "llvm.smax", *acc, v); break;
+    case OP_MIN: *acc = intrin2(cg, fl ? "llvm.minimum" : "llvm.smin", *acc, v); break;
+    case OP_ARGMAX:
+    case OP_ARGMIN: {
+        bool mx = st->reduce == OP_ARGMAX;
+        LLVMValueRef take;
+        if (fl) { /* strictly better, or the first NaN (which then stays) */
+            LLVMValueRef better = fcmp(cg, mx ? LLVMRealOGT : LLVMRealOLT, v, *acc);
+            take = LLVMBuildAnd(cg->b, fcmp(cg, LLVMRealORD, *acc, *acc),
+                                LLVMBuildOr(cg->b, better, fcmp(cg, LLVMRealUNO, v, v), ""), "");
+        } else {
+            take = LLVMBuildICmp(cg->b, mx ? LLVMIntSGT : LLVMIntSLT, v, *acc, "");
+        }
+        *acc = sel(cg, take, v, *acc);
+        *pos = sel(cg, take, conv(cg, r, KILN_I64, KILN_I64), *pos);
+        break;
+    }
+    default: break;
+    }
+}
+
+static void emit_stage(Kc *kc, int s) {
+    Cg *cg = kc->cg;
+    const KStage *st = &kc->k->stages.data[s];
+    LLVMTypeRef it = kc->idx_t;
+    bool arg = st->reduce == OP_ARGMAX || st->reduce == OP_ARGMIN;
+    if (st->kind == KS_MAP) {
+        if (st->extent <= 0) return;
+        Loop l;
+        if (st->extent == 1) kc->r[s] = LLVMConstInt(it, 0, 0);
+        else kc->r[s] = loop_begin(kc, &l, LLVMConstInt(it, 0, 0), LLVMConstInt(it, (unsigned long long)st->extent, 0), "r");
+        emit_scope(kc, s);
+        for (int j = 0; j < st->stores.len; j++) {
+            const KStore *sto = &st->stores.data[j];
+            KilnDType bdt = cg->p->bufs.data[sto->buf].dtype;
+            LLVMValueRef v = conv(cg, kc->val[sto->value], inst_dtype(kc, sto->value), bdt);
+            store_elem(cg, bdt, kc->bufptr[sto->buf], as_idx(kc, kc->val[sto->index]), v);
+        }
+        if (st->extent > 1) loop_end(kc, &l, NULL, NULL, 0);
+        return;
+    }
+    LLVMValueRef init = reduce_init(cg, st), pos0 = ci64(cg, 0);
+    if (st->extent <= 0) {
+        kc->acc[s] = arg ? pos0 : init;
+        return;
+    }
+    if (st->extent == 1) {
+        kc->r[s] = LLVMConstInt(it, 0, 0);
+        emit_scope(kc, s);
+        LLVMValueRef acc = init, pos = pos0;
+        reduce_combine(kc, st, &acc, &pos, conv(cg, kc->val[st->value], inst_dtype(kc, st->value), st->acc_dtype), kc->r[s]);
+        kc->acc[s] = arg ? pos : acc;
+        return;
+    }
+    Loop l;
+    kc->r[s] = loop_begin(kc, &l, LLVMConstInt(it, 0, 0), LLVMConstInt(it, (unsigned long long)st->extent, 0), "r");
+    LLVMValueRef phis[2], next[2];
+    phis[0] = LLVMBuildPhi(cg->b, LLVMTypeOf(init), "acc");
+    LLVMAddIncoming(phis[0], &init, &l.pre, 1);
+    if (arg) {
+        phis[1] = LLVMBuildPhi(cg->b, cg->t_i64, "pos");
+        LLVMAddIncoming(phis[1], &pos0, &l.pre, 1);
+    }
+    if (is_floatlike(st->acc_dtype)) fm(phis[0], FM_REDUCE);
+    emit_scope(kc, s);
+    next[0] = phis[0], next[1] = arg ? phis[1] : NULL;
+    reduce_combine(kc, st, &next[0], &next[1], conv(cg, kc->val[st->value], inst_dtype(kc, st->value), st->acc_dtype),
+                   kc->r[s]);
+    loop_end(kc, &l, phis, next, arg ? 2 : 1);
+    /* after the loop the phis hold the last iteration's inputs: use next's
+     * values through LCSSA-free dominance (the exit is only reached from the
+     * latch, which defines next) */
+    kc->acc[s] = arg ? next[1] : next[0];
+}
+
+/* The body of the generic form: for o in [ob, oe): scope -1, then stages. */
+static void emit_generic_loops(Kc *kc, LLVMValueRef ob, LLVMValueRef oe) {
+    Cg *cg = kc->cg;
+    LLVMBasicBlockRef run = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "run");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "done");
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, ob, oe, ""), run, done);
+    LLVMPositionBuilderAtEnd(cg->b, run);
+    Loop l;
+    kc->o = loop_begin(kc, &l, ob, oe, "o");
+    emit_scope(kc, -1);
+    for (int s = 0; s < kc->k->stages.len; s++) emit_stage(kc, s);
+    loop_end(kc, &l, NULL, NULL, 0);
+    LLVMBuildBr(cg->b, done);
+    LLVMPositionBuilderAtEnd(cg->b, done);
+}
+
+/* Which buffers kernel k touches (loads and stores), in buffer order. */
+static int kernel_buffers(const KProgram *p, const Kernel *k, int *list) {
+    bool *used = xcalloc((size_t)p->bufs.len + 1, sizeof(bool));
+    for (int i = 0; i < k->insts.len; i++)
+        if (k->insts.data[i].kind == KI_LOAD) used[k->insts.data[i].buf] = true;
+    for (int s = 0; s < k->stages.len; s++)
+        for (int j = 0; j < k->stages.data[s].stores.len; j++) used[k->stages.data[s].stores.data[j].buf] = true;
+    if (k->kind == KK_MATMUL && k->mm.a_buf >= 0 && k->mm.b_buf >= 0 && k->mm.a_buf < p->bufs.len &&
+        k->mm.b_buf < p->bufs.len)
+        used[k->mm.a_buf] = used[k->mm.b_buf] = true;
+    int n = 0;
+    for (int i = 0; i < p->bufs.len; i++)
+        if (used[i]) list[n++] = i;
+    free(used);
+    return n;
+}
+
+static void kc_init(Kc *kc, Cg *cg, const Kernel *k) {
+    memset(kc, 0, sizeof *kc);
+    kc->cg = cg;
+    kc->k = k;
+    kc->range = index_ranges(k);
+    kc->narrow = index_fits_i32(k, kc->range);
+    kc->idx_t = kc->narrow ? cg->t_i32 : cg->t_i64;
+    kc->bufptr = xcalloc((size_t)cg->p->bufs.len + 1, sizeof(LLVMValueRef));
+    kc->val = xcalloc((size_t)k->insts.len + 1, sizeof(LLVMValueRef));
+    kc->r = xcalloc((size_t)k->stages.len + 1, sizeof(LLVMValueRef));
+    kc->acc = xcalloc((size_t)k->stages.len + 1, sizeof(LLVMValueRef));
+    kc->skip_stage = -1;
+}
+static void kc_free(Kc *kc) {
+    free(kc->range);
+    free(kc->bufptr);
+    free(kc->val);
+    free(kc->r);
+    free(kc->acc);
+}
+
+/* An internal function NAME.SUFFIX(i64 ob, i64 oe, ptr noalias b...) over the
+ * buffers in list; binds kc->fn and kc->bufptr and positions the builder. */
+static LLVMValueRef begin_inner_fn(Kc *kc, const char *suffix, const int *list, int nb) {
+    Cg *cg = kc->cg;
+    LLVMTypeRef *ps = xcalloc((size_t)nb + 2, sizeof(LLVMTypeRef));
+    ps[0] = ps[1] = cg->t_i64;
+    for (int i = 0; i < nb; i++) ps[2 + i] = cg->t_ptr;
+    char *name = arena_printf(cg->p->arena, "%s.%s", kc->k->name, suffix);
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)nb + 2, 0));
+    free(ps);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    for (int i = 0; i < nb; i++) {
+        LLVMAddAttributeAtIndex(fn, (unsigned)(3 + i), LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+        kc->bufptr[list[i]] = LLVMGetParam(fn, (unsigned)(2 + i));
+    }
+    kc->fn = fn;
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    return fn;
+}
+
+/* Converts the i64 range arguments to the index type. */
+static void range_args(Kc *kc, LLVMValueRef fn, LLVMValueRef *ob, LLVMValueRef *oe) {
+    *ob = LLVMGetParam(fn, 0), *oe = LLVMGetParam(fn, 1);
+    if (kc->narrow) {
+        *ob = LLVMBuildTrunc(kc->cg->b, *ob, kc->cg->t_i32, "");
+        *oe = LLVMBuildTrunc(kc->cg->b, *oe, kc->cg->t_i32, "");
+    }
+}
+
+static LLVMValueRef emit_generic_fn(Cg *cg, const Kernel *k, const int *list, int nb) {
+    Kc kc;
+    kc_init(&kc, cg, k);
+    LLVMValueRef fn = begin_inner_fn(&kc, "generic", list, nb);
+    LLVMValueRef ob, oe;
+    range_args(&kc, fn, &ob, &oe);
+    emit_generic_loops(&kc, ob, oe);
+    LLVMBuildRetVoid(cg->b);
+    kc_free(&kc);
+    return fn;
+}
+
+/* ------------------------------------------------------------- matmul
+ *
+ * A KK_MATMUL kernel whose reduction is a plain f32 sum of A(b, m, k) *
+ * B(b, k, n) (operands f32, f16 or bf16, as KMatmul describes them) gets a
+ * BLIS-style loop nest instead of the generic one (docs/cpu-backend.md):
+ *
+ *   for jc < N step NC:                      B block kc x NC (L3)
+ *     for pc < K step KC:  pack B -> Bp      panels of NR columns, zero-padded
+ *       for ic < rows step MC: pack A -> Ap  panels of MR rows (L2)
+ *         for jr < nc step NR:               B micro-panel (L1)
+ *           for ir < mc step MR:             MR x NR register tile, FMAs on
+ *             acc (+= Cacc when pc > 0)      <VL x float> accumulators
+ *             pc last: tile -> epilogue per element -> outputs; else -> Cacc
+ *
+ * The kernel's [o_begin, o_end) is split into whole output rows (run tiled)
+ * and ragged ends (run by NAME.generic); if malloc fails for the packing
+ * buffers the generic form runs instead, so the kernel never fails. */
+
+typedef struct {
+    int vl, mr, nr;      /* vector width, register tile */
+    int64_t kc, mc, nc;  /* cache blocks */
+} MmShape;
+
+static MmShape mm_shape(const Cg *cg) {
+    MmShape s;
+    if (cg->vec_floats >= 16) s = (MmShape){16, 12, 32, 256, 240, 2048};
+    else if (cg->vec_floats >= 8) s = (MmShape){8, 6, 16, 256, 120, 2048};
+    else s = (MmShape){4, 4, 8, 256, 64, 1024};
+    return s;
+}
+
+/* Follows casts back to a load. */
+static const KInst *through_casts(const Kernel *k, int i) {
+    while (i >= 0 && k->insts.data[i].kind == KI_CAST) i = k->insts.data[i].a;
+    return i >= 0 ? &k->insts.data[i] : NULL;
+}
+
+static bool matmul_tiled_ok(const Cg *cg, const Kernel *k) {
+    if (getenv("KILN_NO_TILED")) return false; /* TEMP */
+    const KMatmul *mm = &k->mm;
+    const KProgram *p = cg->p;
+    if (k->kind != KK_MATMUL || k->stages.len != 2) return false;
+    const KStage *red = &k->stages.data[0], *map = &k->stages.data[1];
+    if (red->kind != KS_REDUCE || red->reduce != OP_SUM || red->acc_dtype != KILN_F32 || map->kind != KS_MAP ||
+        map->extent != 1)
+        return false;
+    if (mm->a_buf < 0 || mm->b_buf < 0 || mm->a_buf >= p->bufs.len || mm->b_buf >= p->bufs.len) return false;
+    KilnDType adt = p->bufs.data[mm->a_buf].dtype, bdt = p->bufs.data[mm->b_buf].dtype;
+    if (adt == KILN_F64 || !is_floatlike(adt) || bdt == KILN_F64 || !is_floatlike(bdt)) return false;
+    if (mm->m <= 0 || mm->n <= 0 || mm->k <= 0 || mm->batch <= 0 || mm->k != red->extent ||
+        mm->batch * mm->m * mm->n != k->outer || mm->nbatch < 0)
+        return false;
+    int64_t bprod = 1;
+    for (int d = 0; d < mm->nbatch; d++) bprod *= mm->batch_dims[d];
+    if (bprod != mm->batch) return false;
+    /* the reduction's value must be a product of a load of A and one of B */
+    if (red->value < 0) return false;
+    const KInst *v = through_casts(k, red->value);
+    if (!v || v->kind != KI_ELEM || v->op != OP_MUL) return false;
+    const KInst *x = through_casts(k, v->a), *y = through_casts(k, v->b);
+    if (!x || !y || x->kind != KI_LOAD || y->kind != KI_LOAD || x->b >= 0 || y->b >= 0) return false;
+    if (!((x->buf == mm->a_buf && y->buf == mm->b_buf) || (x->buf == mm->b_buf && y->buf == mm->a_buf))) return false;
+    /* small products are faster without packing */
+    if (mm->n < 8 || mm->k < 8 || mm->m * mm->batch < 4 || (double)mm->m * mm->n * mm->k < 32768.0) return false;
+    return true;
+}
+
+int64_t llvm_kernel_grain(const Kernel *k) {
+    if (k->kind == KK_MATMUL && k->mm.n > 0 && k->mm.batch * k->mm.m * k->mm.n == k->outer) return k->mm.n;
+    return 64;
+}
+
+/* A top-tested loop for i in [start, end) step `step` (i64). */
+typedef struct {
+    LLVMBasicBlockRef header, body, exit;
+    LLVMValueRef iv, step;
+} TLoop;
+
+static LLVMValueRef tloop_begin(Kc *kc, TLoop *l, LLVMValueRef start, LLVMValueRef end, int64_t step, const char *name) {
+    Cg *cg = kc->cg;
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
+    l->header = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, name);
+    l->body = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "body");
+    l->exit = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "exit");
+    l->step = ci64(cg, step);
+    LLVMBuildBr(cg->b, l->header);
+    LLVMPositionBuilderAtEnd(cg->b, l->header);
+    l->iv = LLVMBuildPhi(cg->b, cg->t_i64, name);
+    LLVMAddIncoming(l->iv, &start, &pre, 1);
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, l->iv, end, ""), l->body, l->exit);
+    LLVMPositionBuilderAtEnd(cg->b, l->body);
+    return l->iv;
+}
+static LLVMValueRef tloop_end(Kc *kc, TLoop *l) {
+    Cg *cg = kc->cg;
+    LLVMValueRef next = LLVMBuildAdd(cg->b, l->iv, l->step, "");
+    LLVMSetNSW(next, 1);
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
+    LLVMValueRef br = LLVMBuildBr(cg->b, l->header);
+    LLVMAddIncoming(l->iv, &next, &latch, 1);
+    LLVMPositionBuilderAtEnd(cg->b, l->exit);
+    return br;
+}
+
+static LLVMValueRef imin(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return intrin2(cg, "llvm.smin", a, b); }
+static LLVMValueRef imax(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return intrin2(cg, "llvm.smax", a, b); }
+static LLVMValueRef iadd(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+    LLVMValueRef r = LLVMBuildAdd(cg->b, a, b, "");
+    if (LLVMIsAInstruction(r)) LLVMSetNSW(r, 1);
+    return r;
+}
+static LLVMValueRef imul(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+    LLVMValueRef r = LLVMBuildMul(cg->b, a, b, "");
+    if (LLVMIsAInstruction(r)) LLVMSetNSW(r, 1);
+    return r;
+}
+
+/* if (cond) { then... } : returns the block to continue in after then_end. */
+typedef struct {
+    LLVMBasicBlockRef then, join;
+} IfBlock;
+static void if_begin(Kc *kc, IfBlock *ib, LLVMValueRef cond) {
+    Cg *cg = kc->cg;
+    ib->then = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "then");
+    ib->join = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "join");
+    LLVMBuildCondBr(cg->b, cond, ib->then, ib->join);
+    LLVMPositionBuilderAtEnd(cg->b, ib->then);
+}
+static void if_end(Kc *kc, IfBlock *ib) {
+    LLVMBuildBr(kc->cg->b, ib->join);
+    LLVMPositionBuilderAtEnd(kc->cg->b, ib->join);
+}
+
+static LLVMValueRef call_fn(Cg *cg, LLVMValueRef fn, LLVMValueRef *args, int n) {
+    return LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(fn), fn, args, (unsigned)n, "");
+}
+
+/* The element offset of batch bi in an operand with per-dim strides. */
+static LLVMValueRef batch_offset(Cg *cg, const KMatmul *mm, const int64_t *strides, LLVMValueRef bi) {
+    LLVMValueRef off = ci64(cg, 0), rest = bi;
+    for (int d = mm->nbatch - 1; d >= 0; d--) {
+        LLVMValueRef dim = ci64(cg, mm->batch_dims[d]);
+        LLVMValueRef idx = LLVMBuildURem(cg->b, rest, dim, "");
+        rest = LLVMBuildUDiv(cg->b, rest, dim, "");
+        if (strides[d]) off = iadd(cg, off, imul(cg, idx, ci64(cg, strides[d])));
+    }
+    return off;
+}
+
+/* A 64-byte aligned pointer into a malloc'd block of `bytes` (+64). */
+static LLVMValueRef align64(Cg *cg, LLVMValueRef raw) {
+    LLVMValueRef ri = LLVMBuildPtrToInt(cg->b, raw, cg->t_i64, "");
+    LLVMValueRef adj = LLVMBuildAnd(cg->b, LLVMBuildAdd(cg->b, ri, ci64(cg, 63), ""), ci64(cg, ~(int64_t)63), "");
+    return LLVMBuildGEP2(cg->b, cg->t_i8, raw, (LLVMValueRef[]){LLVMBuildSub(cg->b, adj, ri, "")}, 1, "");
+}
+
+static LLVMValueRef get_malloc(Cg *cg, LLVMTypeRef *ty) {
+    *ty = LLVMFunctionType(cg->t_ptr, &cg->t_i64, 1, 0);
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, "malloc");
+    return f ? f : LLVMAddFunction(cg->mod, "malloc", *ty);
+}
+static LLVMValueRef get_free(Cg *cg, LLVMTypeRef *ty) {
+    *ty = LLVMFunctionType(cg->t_void, &cg->t_ptr, 1, 0);
+    LLVMValueRef f = LLVMGetNamedFunction(cg->mod, "free");
+    return f ? f : LLVMAddFunction(cg->mod, "free", *ty);
+}
+
+static LLVMValueRef load_f32(Cg *cg, LLVMValueRef base, LLVMValueRef idx) {
+    return LLVMBuildLoad2(cg->b, cg->t_f32, elem_ptr(cg, cg->t_f32, base, idx), "");
+}
+static void store_f32(Cg *cg, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef v) {
+    LLVMBuildStore(cg->b, v, elem_ptr(cg, cg->t_f32, base, idx));
+}
+
+static LLVMValueRef vec_load(Cg *cg, LLVMTypeRef vt, LLVMValueRef base, LLVMValueRef idx, unsigned align) {
+    LLVMValueRef v = LLVMBuildLoad2(cg->b, vt, elem_ptr(cg, cg->t_f32, base, idx), "");
+    LLVMSetAlignment(v, align);
+    return v;
+}
+static void vec_store(Cg *cg, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx, unsigned align) {
+    LLVMValueRef s = LLVMBuildStore(cg->b, v, elem_ptr(cg, cg->t_f32, base, idx));
+    LLVMSetAlignment(s, align);
+}
+
+static LLVMValueRef splat(Cg *cg, LLVMValueRef x, int n) {
+    LLVMTypeRef vt = LLVMVectorType(cg->t_f32, (unsigned)n);
+    LLVMValueRef v = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vt), x, ci32(cg, 0), "");
+    LLVMValueRef zeros = LLVMConstNull(LLVMVectorType(cg->t_i32, (unsigned)n));
+    return LLVMBuildShuffleVector(cg->b, v, LLVMGetUndef(vt), zeros, "");
+}
+
+/* void kiln.mm.pack.DT(ptr src, i64 base, i64 s_i, i64 s_k, i64 valid, i64 kc, i64 W, ptr dst):
+ * packs a block of `valid` lines (rows of A, or columns of B) by kc into
+ * panels of W lines: dst[i0*kc + kk*W + w] = src[base + (i0+w)*s_i + kk*s_k]
+ * as f32, zero for lines past `valid`.  One per source dtype per module. */
+static LLVMValueRef helper_pack(Cg *cg, KilnDType dt) {
+    char name[64];
+    snprintf(name, sizeof name, "kiln.mm.pack.%s", kiln_dtype_name(dt));
+    LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
+    if (fn) return fn;
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMTypeRef ps[8] = {cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr};
+    fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, 8, 0));
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    add_fn_attr(cg, fn, cg->k_noinline);
+    LLVMAddAttributeAtIndex(fn, 1, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    LLVMAddAttributeAtIndex(fn, 8, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    Kc kc = {.cg = cg, .fn = fn};
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMValueRef src = LLVMGetParam(fn, 0), base = LLVMGetParam(fn, 1), si = LLVMGetParam(fn, 2);
+    LLVMValueRef sk = LLVMGetParam(fn, 3), valid = LLVMGetParam(fn, 4), kcv = LLVMGetParam(fn, 5);
+    LLVMValueRef W = LLVMGetParam(fn, 6), dst = LLVMGetParam(fn, 7);
+    TLoop lp, lk, lw;
+    LLVMValueRef i0 = tloop_begin(&kc, &lp, ci64(cg, 0), valid, 1, "panel");
+    LLVMValueRef pdst = imul(cg, i0, kcv);
+    LLVMValueRef kk = tloop_begin(&kc, &lk, ci64(cg, 0), kcv, 1, "k");
+    LLVMValueRef kdst = iadd(cg, pdst, imul(cg, kk, W));
+    LLVMValueRef ksrc = iadd(cg, base, imul(cg, kk, sk));
+    LLVMValueRef w = tloop_begin(&kc, &lw, ci64(cg, 0), W, 1, "w");
+    LLVMValueRef i = iadd(cg, i0, w);
+    LLVMValueRef inb = LLVMBuildICmp(cg->b, LLVMIntSLT, i, valid, "");
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
+    LLVMBasicBlockRef ld = LLVMAppendBasicBlockInContext(cg->ctx, fn, "ld");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, fn, "st");
+    LLVMBuildCondBr(cg->b, inb, ld, join);
+    LLVMPositionBuilderAtEnd(cg->b, ld);
+    LLVMValueRef v = load_elem(cg, dt, src, iadd(cg, ksrc, imul(cg, i, si)));
+    LLVMBuildBr(cg->b, join);
+    LLVMPositionBuilderAtEnd(cg->b, join);
+    LLVMValueRef phi = LLVMBuildPhi(cg->b, cg->t_f32, "");
+    LLVMValueRef vals[2] = {v, cf(cg, 0.0)};
+    LLVMBasicBlockRef from[2] = {ld, pre};
+    LLVMAddIncoming(phi, vals, from, 2);
+    store_f32(cg, dst, iadd(cg, kdst, w), phi);
+    tloop_end(&kc, &lw);
+    tloop_end(&kc, &lk);
+    /* the panel loop steps by W */
+    lp.step = W;
+    tloop_end(&kc, &lp);
+    LLVMBuildRetVoid(cg->b);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
+/* void kiln.mm.ukernel(ptr Ap, ptr Bp, i64 kc, ptr C, i64 ldc, i1 accumulate):
+ * the MR x NR register tile C (+)= Ap-panel . Bp-panel, with MR * NR/VL
+ * vector accumulators and one FMA per (row, vector) per k.  Shared by every
+ * matmul kernel of the module. */
+static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh) {
+    LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, "kiln.mm.ukernel");
+    if (fn) return fn;
+    const int VL = sh->vl, MR = sh->mr, NR = sh->nr, NV = NR / VL, nacc = MR * NV;
+    LLVMTypeRef vt = LLVMVectorType(cg->t_f32, (unsigned)VL);
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMTypeRef ps[6] = {cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i1};
+    fn = LLVMAddFunction(cg->mod, "kiln.mm.ukernel", LLVMFunctionType(cg->t_void, ps, 6, 0));
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    add_fn_attr(cg, fn, cg->k_noinline);
+    for (unsigned a = 1; a <= 4; a += (a == 2 ? 2 : 1))
+        LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    Kc kc = {.cg = cg, .fn = fn};
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMValueRef Ap = LLVMGetParam(fn, 0), Bp = LLVMGetParam(fn, 1), kcv = LLVMGetParam(fn, 2);
+    LLVMValueRef C = LLVMGetParam(fn, 3), ldc = LLVMGetParam(fn, 4), accumulate = LLVMGetParam(fn, 5);
+    LLVMValueRef *accs = xcalloc((size_t)nacc, sizeof(LLVMValueRef));
+    LLVMValueRef *nexts = xcalloc((size_t)nacc, sizeof(LLVMValueRef));
+    LLVMValueRef *bv = xcalloc((size_t)NV, sizeof(LLVMValueRef));
+    /* kc >= 1 always */
+    Loop lk;
+    LLVMValueRef kk = loop_begin(&kc, &lk, ci64(cg, 0), kcv, "kk");
+    LLVMValueRef zero = LLVMConstNull(vt);
+    for (int a = 0; a < nacc; a++) {
+        accs[a] = LLVMBuildPhi(cg->b, vt, "acc");
+        LLVMAddIncoming(accs[a], &zero, &lk.pre, 1);
+    }
+    LLVMValueRef boff = imul(cg, kk, ci64(cg, NR)), aoff = imul(cg, kk, ci64(cg, MR));
+    for (int v = 0; v < NV; v++) bv[v] = vec_load(cg, vt, Bp, iadd(cg, boff, ci64(cg, v * VL)), 64);
+    for (int i = 0; i < MR; i++) {
+        LLVMValueRef av = splat(cg, load_f32(cg, Ap, iadd(cg, aoff, ci64(cg, i))), VL);
+        for (int v = 0; v < NV; v++) nexts[i * NV + v] = fma3(cg, av, bv[v], accs[i * NV + v]);
+    }
+    loop_end(&kc, &lk, accs, nexts, nacc);
+    /* C (+)= tile */
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
+    LLVMBasicBlockRef addc = LLVMAppendBasicBlockInContext(cg->ctx, fn, "addc");
+    LLVMBasicBlockRef store = LLVMAppendBasicBlockInContext(cg->ctx, fn, "store");
+    LLVMBuildCondBr(cg->b, accumulate, addc, store);
+    LLVMPositionBuilderAtEnd(cg->b, addc);
+    LLVMValueRef *sum = xcalloc((size_t)nacc, sizeof(LLVMValueRef));
+    for (int i = 0; i < MR; i++) {
+        LLVMValueRef row = imul(cg, ci64(cg, i), ldc);
+        for (int v = 0; v < NV; v++)
+            sum[i * NV + v] = f_add(cg, nexts[i * NV + v], vec_load(cg, vt, C, iadd(cg, row, ci64(cg, v * VL)), 4));
+    }
+    LLVMBuildBr(cg->b, store);
+    LLVMPositionBuilderAtEnd(cg->b, store);
+    for (int a = 0; a < nacc; a++) {
+        LLVMValueRef phi = LLVMBuildPhi(cg->b, vt, "");
+        LLVMValueRef vals[2] = {nexts[a], sum[a]};
+        LLVMBasicBlockRef from[2] = {pre, addc};
+        LLVMAddIncoming(phi, vals, from, 2);
+        sum[a] = phi;
+    }
+    for (int i = 0; i < MR; i++) {
+        LLVMValueRef row = imul(cg, ci64(cg, i), ldc);
+        for (int v = 0; v < NV; v++) vec_store(cg, sum[i * NV + v], C, iadd(cg, row, ci64(cg, v * VL)), 4);
+    }
+    LLVMBuildRetVoid(cg->b);
+    free(sum);
+    free(accs);
+    free(nexts);
+    free(bv);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
+/* Rows of one group: Cacc holds RG x NCp floats when K needs several blocks. */
+enum { MM_ROW_GROUP = 512 };
+
+/* Scratch bytes a tiled matmul kernel needs (0 for any other kernel):
+ * packed A, packed B and (K > KC) the partial sums, each 64-byte aligned. */
+static int64_t matmul_scratch(const Cg *cg, const Kernel *k) {
+    if (!matmul_tiled_ok(cg, k)) return 0;
+    MmShape sh = mm_shape(cg);
+    int64_t N = k->mm.n, NC = N < sh.nc ? N : sh.nc, NCp = (NC + sh.nr - 1) / sh.nr * sh.nr;
+    int64_t rows = k->mm.m < MM_ROW_GROUP ? k->mm.m : MM_ROW_GROUP;
+    rows = (rows + sh.mr - 1) / sh.mr * sh.mr;
+    int64_t bytes = sh.mc * sh.kc * 4 + 64 + sh.kc * NCp * 4 + 64;
+    if (k->mm.k > sh.kc) bytes += rows * NCp * 4 + 64;
+    return bytes;
+}
+
+/* The tiled body NAME.mm(ob, oe, bufs..., scratch): computes the output rows
+ * touching [ob, oe) and stores (through the epilogue) exactly the elements
+ * in [ob, oe), so any split of the outer range is correct. */
+static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const int *list, int nb) {
+    const KMatmul *mm = &k->mm;
+    const KProgram *p = cg->p;
+    MmShape sh = mm_shape(cg);
+    const int MR = sh.mr, NR = sh.nr;
+    const int64_t M = mm->m, N = mm->n, K = mm->k;
+    const int64_t KC = sh.kc, MC = sh.mc, NC = N < sh.nc ? N : sh.nc;
+    const int64_t NCp = (NC + NR - 1) / NR * NR;
+    const bool multi_k = K > KC;
+    KilnDType adt = p->bufs.data[mm->a_buf].dtype, bdt = p->bufs.data[mm->b_buf].dtype;
+    LLVMValueRef pack_a = helper_pack(cg, adt), pack_b = helper_pack(cg, bdt), ukernel = helper_ukernel(cg, &sh);
+
+    Kc kc;
+    kc_init(&kc, cg, k);
+    /* NAME.mm(i64 ob, i64 oe, ptr noalias bufs..., ptr noalias scratch) */
+    LLVMTypeRef *ps = xcalloc((size_t)nb + 3, sizeof(LLVMTypeRef));
+    ps[0] = ps[1] = cg->t_i64;
+    for (int i = 0; i < nb + 1; i++) ps[2 + i] = cg->t_ptr;
+    char *name = arena_printf(cg->p->arena, "%s.mm", k->name);
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)nb + 3, 0));
+    free(ps);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    for (int i = 0; i < nb + 1; i++) {
+        LLVMAddAttributeAtIndex(fn, (unsigned)(3 + i), LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+        if (i < nb) kc.bufptr[list[i]] = LLVMGetParam(fn, (unsigned)(2 + i));
+    }
+    kc.fn = fn;
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMValueRef scratch = LLVMGetParam(fn, (unsigned)(2 + nb));
+    LLVMValueRef A = kc.bufptr[mm->a_buf], B = kc.bufptr[mm->b_buf];
+    LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1);
+    LLVMValueRef cN = ci64(cg, N), cM = ci64(cg, M);
+    LLVMValueRef tile = NULL;
+    if (!multi_k) {
+        tile = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, MR * NR), "tile");
+        LLVMSetAlignment(tile, 64);
+    }
+    LLVMValueRef Ap = scratch;
+    LLVMValueRef Bp = LLVMBuildGEP2(cg->b, cg->t_i8, scratch, (LLVMValueRef[]){ci64(cg, MC * KC * 4 + 64)}, 1, "Bp");
+    LLVMValueRef Cacc = multi_k ? LLVMBuildGEP2(cg->b, cg->t_i8, Bp, (LLVMValueRef[]){ci64(cg, KC * NCp * 4 + 64)}, 1, "Cacc")
+                                : NULL;
+
+    /* rows [rb, re) of the flattened batch*M rows touch [ob, oe) */
+    LLVMBasicBlockRef work = LLVMAppendBasicBlockInContext(cg->ctx, fn, "work");
+    LLVMBasicBlockRef fin = LLVMAppendBasicBlockInContext(cg->ctx, fn, "fin");
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, ob, oe, ""), work, fin);
+    LLVMPositionBuilderAtEnd(cg->b, fin);
+    LLVMBuildRetVoid(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, work);
+    LLVMValueRef rb = LLVMBuildUDiv(cg->b, ob, cN, "rb");
+    LLVMValueRef re = LLVMBuildUDiv(cg->b, iadd(cg, oe, ci64(cg, N - 1)), cN, "re");
+
+    TLoop lb, lg, ljc, lpc, lic, ljr, lir;
+    LLVMValueRef b0 = LLVMBuildUDiv(cg->b, rb, cM, "");
+    LLVMValueRef b1 = iadd(cg, LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, re, ci64(cg, 1), ""), cM, ""), ci64(cg, 1));
+    LLVMValueRef bi = tloop_begin(&kc, &lb, b0, b1, 1, "batch");
+    LLVMValueRef brow = imul(cg, bi, cM);
+    LLVMValueRef bm0 = LLVMBuildSub(cg->b, imax(cg, rb, brow), brow, "bm0");
+    LLVMValueRef bm1 = LLVMBuildSub(cg->b, imin(cg, re, iadd(cg, brow, cM)), brow, "bm1");
+    LLVMValueRef abase = iadd(cg, ci64(cg, mm->a_off), batch_offset(cg, mm, mm->a_batch_stride, bi));
+    LLVMValueRef bbase = iadd(cg, ci64(cg, mm->b_off), batch_offset(cg, mm, mm->b_batch_stride, bi));
+    /* row groups bound the partial sums kept in Cacc */
+    LLVMValueRef m0 = tloop_begin(&kc, &lg, bm0, bm1, MM_ROW_GROUP, "group");
+    LLVMValueRef m1 = imin(cg, bm1, iadd(cg, m0, ci64(cg, MM_ROW_GROUP)));
+
+    LLVMValueRef jc = tloop_begin(&kc, &ljc, ci64(cg, 0), cN, NC, "jc");
+    LLVMValueRef ncv = imin(cg, ci64(cg, NC), LLVMBuildSub(cg->b, cN, jc, ""));
+    LLVMValueRef pc = tloop_begin(&kc, &lpc, ci64(cg, 0), ci64(cg, K), KC, "pc");
+    LLVMValueRef kcv = imin(cg, ci64(cg, KC), LLVMBuildSub(cg->b, ci64(cg, K), pc, ""));
+    LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntEQ, pc, ci64(cg, 0), "first");
+    LLVMValueRef last = LLVMBuildICmp(cg->b, LLVMIntSGE, iadd(cg, pc, ci64(cg, KC)), ci64(cg, K), "last");
+    {
+        LLVMValueRef base = iadd(cg, iadd(cg, bbase, imul(cg, pc, ci64(cg, mm->b_sk))), imul(cg, jc, ci64(cg, mm->b_sn)));
+        LLVMValueRef args[8] = {B, base, ci64(cg, mm->b_sn), ci64(cg, mm->b_sk), ncv, kcv, ci64(cg, NR), Bp};
+        call_fn(cg, pack_b, args, 8);
+    }
+    LLVMValueRef ic = tloop_begin(&kc, &lic, m0, m1, MC, "ic");
+    LLVMValueRef mcv = imin(cg, ci64(cg, MC), LLVMBuildSub(cg->b, m1, ic, ""));
+    {
+        LLVMValueRef base = iadd(cg, iadd(cg, abase, imul(cg, pc, ci64(cg, mm->a_sk))), imul(cg, ic, ci64(cg, mm->a_sm)));
+        LLVMValueRef args[8] = {A, base, ci64(cg, mm->a_sm), ci64(cg, mm->a_sk), mcv, kcv, ci64(cg, MR), Ap};
+        call_fn(cg, pack_a, args, 8);
+    }
+    LLVMValueRef jr = tloop_begin(&kc, &ljr, ci64(cg, 0), ncv, NR, "jr");
+    LLVMValueRef nrv = imin(cg, ci64(cg, NR), LLVMBuildSub(cg->b, ncv, jr, ""));
+    LLVMValueRef bpanel = elem_ptr(cg, cg->t_f32, Bp, imul(cg, jr, kcv));
+    LLVMValueRef ir = tloop_begin(&kc, &lir, ci64(cg, 0), mcv, MR, "ir");
+    LLVMValueRef mrv = imin(cg, ci64(cg, MR), LLVMBuildSub(cg->b, mcv, ir, ""));
+    LLVMValueRef apanel = elem_ptr(cg, cg->t_f32, Ap, imul(cg, ir, kcv));
+
+    /* the tile goes to Cacc (K in several blocks) or to `tile` */
+    LLVMValueRef cptr, ldc;
+    if (multi_k) {
+        LLVMValueRef crow = iadd(cg, LLVMBuildSub(cg->b, ic, m0, ""), ir);
+        cptr = elem_ptr(cg, cg->t_f32, Cacc, iadd(cg, imul(cg, crow, ci64(cg, NCp)), jr));
+        ldc = ci64(cg, NCp);
+        LLVMValueRef args[6] = {apanel, bpanel, kcv, cptr, ldc, LLVMBuildNot(cg->b, first, "")};
+        call_fn(cg, ukernel, args, 6);
+    } else {
+        cptr = tile;
+        ldc = ci64(cg, NR);
+        LLVMValueRef args[6] = {apanel, bpanel, kcv, cptr, ldc, LLVMConstInt(cg->t_i1, 0, 0)};
+        call_fn(cg, ukernel, args, 6);
+    }
+    /* last K block: the epilogue per element o = (b*M + m) * N + n, for o in [ob, oe) */
+    IfBlock epi;
+    if (multi_k) if_begin(&kc, &epi, last);
+    {
+        TLoop li, lj;
+        LLVMValueRef ii = tloop_begin(&kc, &li, ci64(cg, 0), mrv, 1, "ei");
+        LLVMValueRef obase = iadd(cg, imul(cg, iadd(cg, iadd(cg, brow, ic), iadd(cg, ir, ii)), cN), iadd(cg, jc, jr));
+        LLVMValueRef jlo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, ob, obase, ""));
+        LLVMValueRef jhi = imin(cg, nrv, LLVMBuildSub(cg->b, oe, obase, ""));
+        LLVMValueRef crow = imul(cg, ii, ldc);
+        /* a whole row of the tile: NR elements, a constant trip count the
+         * vectoriser turns into NR/VL vector steps; else (edges, ragged
+         * ranges) a scalar loop */
+        LLVMValueRef whole = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, jlo, ci64(cg, 0), ""),
+                                          LLVMBuildICmp(cg->b, LLVMIntEQ, jhi, ci64(cg, NR), ""), "");
+        LLVMBasicBlockRef wb = LLVMAppendBasicBlockInContext(cg->ctx, fn, "whole_row");
+        LLVMBasicBlockRef pb = LLVMAppendBasicBlockInContext(cg->ctx, fn, "part_row");
+        LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "row_done");
+        LLVMBuildCondBr(cg->b, whole, wb, pb);
+        for (int part = 0; part < 2; part++) {
+            LLVMPositionBuilderAtEnd(cg->b, part ? pb : wb);
+            LLVMValueRef jj = tloop_begin(&kc, &lj, part ? jlo : ci64(cg, 0), part ? jhi : ci64(cg, NR), 1, "ej");
+            kc.o = as_idx(&kc, iadd(cg, obase, jj));
+            kc.acc[0] = load_f32(cg, cptr, iadd(cg, crow, jj));
+            emit_scope(&kc, -1);
+            emit_stage(&kc, 1);
+            LLVMValueRef br = tloop_end(&kc, &lj);
+            if (part) loop_metadata(cg, br, -1, 0);
+            else loop_metadata(cg, br, getenv("KILN_VW") ? atoi(getenv("KILN_VW")) : 0, 1); /* TEMP */
+            LLVMBuildBr(cg->b, done);
+        }
+        LLVMPositionBuilderAtEnd(cg->b, done);
+        tloop_end(&kc, &li);
+    }
+    if (multi_k) if_end(&kc, &epi);
+    tloop_end(&kc, &lir);
+    tloop_end(&kc, &ljr);
+    tloop_end(&kc, &lic);
+    tloop_end(&kc, &lpc);
+    tloop_end(&kc, &ljc);
+    tloop_end(&kc, &lg);
+    tloop_end(&kc, &lb);
+    LLVMBuildRetVoid(cg->b);
+    kc_free(&kc);
+    return fn;
+}
+
+/* The external entry NAME(ob, oe, bufs): loads the pointers (and, for a
+ * tiled matmul, the scratch at bufs[nbufs]) and calls the body. */
+static LLVMValueRef emit_kernel(Cg *cg, const Kernel *k) {
+    int *list = xcalloc((size_t)cg->p->bufs.len + 1, sizeof(int));
+    int nb = kernel_buffers(cg->p, k, list);
+    bool tiled = matmul_tiled_ok(cg, k);
+    LLVMValueRef body = tiled ? emit_matmul_fn(cg, k, list, nb) : emit_generic_fn(cg, k, list, nb);
+    LLVMTypeRef ps[3] = {cg->t_i64, cg->t_i64, cg->t_ptr};
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, k->name, LLVMFunctionType(cg->t_void, ps, 3, 0));
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMValueRef *args = xcalloc((size_t)nb + 3, sizeof(LLVMValueRef));
+    args[0] = LLVMGetParam(fn, 0);
+    args[1] = LLVMGetParam(fn, 1);
+    int na = 2;
+    for (int i = 0; i < nb + (tiled ? 1 : 0); i++) {
+        int slot_index = i < nb ? list[i] : cg->p->bufs.len;
+        LLVMValueRef slot = LLVMBuildGEP2(cg->b, cg->t_ptr, LLVMGetParam(fn, 2), (LLVMValueRef[]){ci64(cg, slot_index)}, 1, "");
+        args[na++] = LLVMBuildLoad2(cg->b, cg->t_ptr, slot, i < nb ? cg->p->bufs.data[list[i]].name : "scratch");
+    }
+    LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(body), body, args, (unsigned)na, "");
+    LLVMBuildRetVoid(cg->b);
+    free(args);
+    free(list);
+    return fn;
+}
+
+/* ------------------------------------------------------------- AOT entry */
+
+static void emit_aot_run(Cg *cg, LLVMValueRef *kfns, int64_t scratch_bytes) {
+    const KProgram *p = cg->p;
+    int np = p->nparams, nr = p->nresults;
+    LLVMTypeRef *ps = xcalloc((size_t)(np + nr) + 1, sizeof(LLVMTypeRef));
+    for (int i = 0; i < np + nr; i++) ps[i] = cg->t_ptr;
+    char *name = arena_printf(p->arena, "%s_run", p->graph_name);
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_i32, ps, (unsigned)(np + nr), 0));
+    free(ps);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMTypeRef mty, fty;
+    LLVMValueRef mallocf = get_malloc(cg, &mty), freef = get_free(cg, &fty);
+
+    /* one block: the arena of temporaries, then the matmul scratch */
+    int nb = p->bufs.len;
+    int64_t arena_bytes = (p->arena_bytes + 63) / 64 * 64;
+    int64_t total = arena_bytes + scratch_bytes;
+    LLVMValueRef bufs = LLVMBuildArrayAlloca(cg->b, cg->t_ptr, ci64(cg, nb + 1), "bufs");
+    LLVMValueRef raw = LLVMConstNull(cg->t_ptr), arena = raw;
+    if (total > 0) {
+        LLVMValueRef sz = ci64(cg, total + 64);
+        raw = LLVMBuildCall2(cg->b, mty, mallocf, &sz, 1, "raw");
+        LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(cg->ctx, fn, "oom");
+        LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(cg->ctx, fn, "ok");
+        LLVMBuildCondBr(cg->b, LLVMBuildIsNull(cg->b, raw, ""), fail, ok);
+        LLVMPositionBuilderAtEnd(cg->b, fail);
+        LLVMBuildRet(cg->b, ci32(cg, 1));
+        LLVMPositionBuilderAtEnd(cg->b, ok);
+        arena = align64(cg, raw);
+    }
+    LLVMValueRef scratch = LLVMBuildGEP2(cg->b, cg->t_i8, arena, (LLVMValueRef[]){ci64(cg, arena_bytes)}, 1, "scratch");
+    LLVMBuildStore(cg->b, scratch, LLVMBuildGEP2(cg->b, cg->t_ptr, bufs, (LLVMValueRef[]){ci64(cg, nb)}, 1, ""));
+    LLVMValueRef *ptrs = xcalloc((size_t)nb + 1, sizeof(LLVMValueRef));
+    for (int i = 0; i < nb; i++) {
+        const KBuf *kb = &p->bufs.data[i];
+        LLVMValueRef ptr;
+        if (kb->kind == KB_INPUT) ptr = LLVMGetParam(fn, (unsigned)kb->index);
+        else if (kb->kind == KB_OUTPUT) ptr = LLVMGetParam(fn, (unsigned)(np + kb->index));
+        else ptr = LLVMBuildGEP2(cg->b, cg->t_i8, arena, (LLVMValueRef[]){ci64(cg, kb->offset)}, 1, kb->name);
+        ptrs[i] = ptr;
+        LLVMBuildStore(cg->b, ptr, LLVMBuildGEP2(cg->b, cg->t_ptr, bufs, (LLVMValueRef[]){ci64(cg, i)}, 1, ""));
+    }
+    for (int i = 0; i < p->kernels.len; i++) {
+        const Kernel *k = &p->kernels.data[i];
+        if (k->outer <= 0) continue;
+        LLVMValueRef args[3] = {ci64(cg, 0), ci64(cg, k->outer), bufs};
+        LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(kfns[i]), kfns[i], args, 3, "");
+    }
+    /* results held by another buffer are copied */
+    for (int r = 0; r < nr && r < p->result_buf.len; r++) {
+        int rb = p->result_buf.data[r];
+        if (rb < 0 || rb >= nb) continue;
+        const KBuf *kb = &p->bufs.data[rb];
+        if (kb->kind == KB_OUTPUT && kb->index == r) continue;
+        int64_t bytes = kb->numel * (int64_t)kiln_dtype_size(kb->dtype);
+        LLVMBuildMemCpy(cg->b, LLVMGetParam(fn, (unsigned)(np + r)), 1, ptrs[rb], 1, ci64(cg, bytes));
+    }
+    if (total > 0) LLVMBuildCall2(cg->b, fty, freef, &raw, 1, "");
+    LLVMBuildRet(cg->b, ci32(cg, 0));
+    free(ptrs);
+}
+
+/* ------------------------------------------------------- the module */
+
+static pthread_once_t llvm_once = PTHREAD_ONCE_INIT;
+static void llvm_init_native(void) {
+    LLVMInitializeNativeTarget();
+    LLVMInitializeNativeAsmPrinter();
+    /* LLVM options for the whole process (kiln is libLLVM's only user):
+     * vector loops get a scalar remainder, not a second, narrower vector
+     * loop (less code to compile; the remainder is short anyway). */
+    const char *args[] = {"kiln", "-enable-epilogue-vectorization=false"};
+    LLVMParseCommandLineOptions(2, args, NULL);
+}
+
+static void copy_msg(char *err, size_t errlen, const char *prefix, const char *msg) {
+    snprintf(err, errlen, "%s%s", prefix, msg ? msg : "(no message)");
+}
+
+LLVMTargetMachineRef llvm_target_machine(const char *cpu, bool reloc_pic, char *err, size_t errlen) {
+    pthread_once(&llvm_once, llvm_init_native);
+    char *triple = LLVMGetDefaultTargetTriple();
+    LLVMTargetRef target;
+    char *msg = NULL;
+    if (LLVMGetTargetFromTriple(triple, &target, &msg)) {
+        copy_msg(err, errlen, "LLVM: no target for this host: ", msg);
+        LLVMDisposeMessage(msg);
+        LLVMDisposeMessage(triple);
+        return NULL;
+    }
+    char *host_cpu = cpu ? NULL : LLVMGetHostCPUName();
+    char *features = cpu ? NULL : LLVMGetHostCPUFeatures();
+    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu ? cpu : host_cpu, features ? features : "",
+                                                      getenv("KILN_CGL") ? (LLVMCodeGenOptLevel)atoi(getenv("KILN_CGL")) : LLVMCodeGenLevelAggressive, reloc_pic ? LLVMRelocPIC : LLVMRelocDefault,
+                                                      LLVMCodeModelJITDefault);
+    if (!tm) snprintf(err, errlen, "LLVM: cannot make a target machine for cpu '%s'", cpu ? cpu : host_cpu);
+    LLVMDisposeMessage(host_cpu);
+    LLVMDisposeMessage(features);
+    LLVMDisposeMessage(triple);
+    return tm;
+}
+
+/* Floats per vector register for the target machine's CPU. */
+static int target_vec_floats(LLVMTargetMachineRef tm) {
+    char *feat = LLVMGetTargetMachineFeatureString(tm);
+    char *cpu = LLVMGetTargetMachineCPU(tm);
+    int w = 4;
+    if (feat && strstr(feat, "+avx512f")) w = 16;
+    else if (feat && strstr(feat, "+avx2")) w = 8;
+    else if (!feat || !strstr(feat, "+")) {
+        /* a named CPU without a feature string */
+        static const char *const v4[] = {"x86-64-v4", "skylake-avx512", "cascadelake", "cooperlake", "icelake",
+                                         "tigerlake", "sapphirerapids", "graniterapids", "emeraldrapids",
+                                         "znver4", "znver5", "rocketlake", "cannonlake", NULL};
+        static const char *const v3[] = {"x86-64-v3", "haswell", "broadwell", "skylake", "znver1", "znver2",
+                                         "znver3", "alderlake", "raptorlake", "meteorlake", "arrowlake",
+                                         "gracemont", "bdver4", NULL};
+        for (int i = 0; v3[i]; i++)
+            if (cpu && strncmp(cpu, v3[i], strlen(v3[i])) == 0) w = 8;
+        for (int i = 0; v4[i]; i++)
+            if (cpu && strncmp(cpu, v4[i], strlen(v4[i])) == 0) w = 16;
+    }
+    LLVMDisposeMessage(feat);
+    LLVMDisposeMessage(cpu);
+    return w;
+}
+
+/* The optimisation pipeline.  The emitted IR is already in SSA form with
+ * rotated loops and no stack traffic, so the full `default<O3>` pipeline
+ * (about 5x the compile time) buys nothing measurable here: inline the math
+ * helpers, clean up, hoist invariants, vectorise, clean up again.  (Measured
+ * on bench/programs and examples/transformer_block.kiln: same run times,
+ * compile time 546 -> 177 ms CPU; docs/cpu-backend.md.) */
+#define KILN_INSTCOMBINE "instcombine<no-verify-fixpoint>"
+#define KILN_PIPELINE                                                                                               \
+    "always-inline,function(sroa,early-cse," KILN_INSTCOMBINE ",simplifycfg,loop-mssa(licm),loop(loop-rotate),"    \
+    "loop-vectorize," KILN_INSTCOMBINE ",simplifycfg,early-cse,loop-mssa(licm)," KILN_INSTCOMBINE ",simplifycfg)"
+
+static unsigned attr_kind(const char *name) { return LLVMGetEnumAttributeKindForName(name, strlen(name)); }
+
+LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTargetMachineRef tm, bool aot,
+                                 int64_t *scratch, char *err, size_t errlen) {
+    char verr[512];
+    if (!kprog_verify(p, verr, sizeof verr)) {
+        snprintf(err, errlen, "kernel IR: %s", verr);
+        return NULL;
+    }
+    Cg cg = {0};
+    cg.ctx = ctx;
+    cg.p = p;
+    cg.mod = LLVMModuleCreateWithNameInContext(p->graph_name, ctx);
+    cg.b = LLVMCreateBuilderInContext(ctx);
+    cg.vec_floats = target_vec_floats(tm);
+    cg.t_void = LLVMVoidTypeInContext(ctx);
+    cg.t_i1 = LLVMInt1TypeInContext(ctx);
+    cg.t_i8 = LLVMInt8TypeInContext(ctx);
+    cg.t_i16 = LLVMInt16TypeInContext(ctx);
+    cg.t_i32 = LLVMInt32TypeInContext(ctx);
+    cg.t_i64 = LLVMInt64TypeInContext(ctx);
+    cg.t_f16 = LLVMHalfTypeInContext(ctx);
+    cg.t_f32 = LLVMFloatTypeInContext(ctx);
+    cg.t_f64 = LLVMDoubleTypeInContext(ctx);
+    cg.t_ptr = LLVMPointerTypeInContext(ctx, 0);
+    cg.k_alwaysinline = attr_kind("alwaysinline");
+    cg.k_noalias = attr_kind("noalias");
+    cg.k_nounwind = attr_kind("nounwind");
+    cg.k_noinline = attr_kind("noinline");
+
+    char *triple = LLVMGetTargetMachineTriple(tm);
+    LLVMSetTarget(cg.mod, triple);
+    LLVMDisposeMessage(triple);
+    LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(cg.mod, td);
+    LLVMDisposeTargetData(td);
+
+    LLVMValueRef *kfns = xcalloc((size_t)p->kernels.len + 1, sizeof(LLVMValueRef));
+    int64_t max_scratch = 0;
+    for (int i = 0; i < p->kernels.len; i++) {
+        kfns[i] = emit_kernel(&cg, &p->kernels.data[i]);
+        if (aot) LLVMSetLinkage(kfns[i], LLVMInternalLinkage);
+        int64_t sb = matmul_scratch(&cg, &p->kernels.data[i]);
+        if (scratch) scratch[i] = sb;
+        if (sb > max_scratch) max_scratch = sb;
+    }
+    if (aot) emit_aot_run(&cg, kfns, max_scratch);
+    free(kfns);
+    LLVMDisposeBuilder(cg.b);
+
+    char *msg = NULL;
+    if (LLVMVerifyModule(cg.mod, LLVMReturnStatusAction, &msg)) {
+        copy_msg(err, errlen, "LLVM verifier rejected the generated code (a kiln bug): ", msg);
+        LLVMDisposeMessage(msg);
+        LLVMDisposeModule(cg.mod);
+        return NULL;
+    }
+    LLVMDisposeMessage(msg);
+
+    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+    LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
+    LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
+    LLVMPassBuilderOptionsSetLoopInterleaving(po, 1);
+    LLVMPassBuilderOptionsSetLoopUnrolling(po, 1);
+    const char *pipe = getenv("KILN_PIPE") ? getenv("KILN_PIPE") : KILN_PIPELINE; /* TEMP */
+    LLVMErrorRef e = LLVMRunPasses(cg.mod, pipe, tm, po);
+    LLVMDisposePassBuilderOptions(po);
+    if (e) {
+        char *m = LLVMGetErrorMessage(e);
+        copy_msg(err, errlen, "LLVM optimisation failed: ", m);
+        LLVMDisposeErrorMessage(m);
+        LLVMDisposeModule(cg.mod);
+        return NULL;
+    }
+    return cg.mod;
+}
+
+/* ------------------------------------------------------------------ JIT */
+
+struct KilnJit {
+    LLVMOrcLLJITRef jit;
+    KernelFn *fns;
+    int64_t *scratch;
+    int nfns;
+    KJitTimes times;
+};
+
+/* Compile stages are timed in CPU time of the compiling thread: a loaded
+ * machine does not inflate them. */
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void orc_error(LLVMErrorRef e, const char *prefix, char *err, size_t errlen) {
+    char *m = LLVMGetErrorMessage(e);
+    copy_msg(err, errlen, prefix, m);
+    LLVMDisposeErrorMessage(m);
+}
+
+KilnJit *kjit_compile(const KProgram *p, char **ir_text, char *err, size_t errlen) {
+    double t0 = now_ms();
+    static int parsed = 0;
+    if (getenv("KILN_LLVM_ARGS") && !parsed++) { /* TEMP */
+        const char *args[16] = {"kiln"};
+        int n = 1;
+        char *copy = strdup(getenv("KILN_LLVM_ARGS"));
+        for (char *t = strtok(copy, " "); t && n < 16; t = strtok(NULL, " ")) args[n++] = t;
+        LLVMParseCommandLineOptions(n, args, NULL);
+    }
+    if (ir_text) *ir_text = NULL;
+    LLVMTargetMachineRef tm = llvm_target_machine(NULL, false, err, errlen);
+    if (!tm) return NULL;
+    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+    LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(tsc);
+    double t1 = now_ms();
+    int64_t *scratch = xcalloc((size_t)p->kernels.len + 1, sizeof(int64_t));
+    LLVMModuleRef mod = llvm_build_program(ctx, p, tm, false, scratch, err, errlen);
+    double t2 = now_ms();
+    if (!mod) {
+        free(scratch);
+        LLVMDisposeTargetMachine(tm);
+        LLVMOrcDisposeThreadSafeContext(tsc);
+        return NULL;
+    }
+    if (ir_text) {
+        char *s = LLVMPrintModuleToString(mod);
+        *ir_text = xstrdup(s);
+        LLVMDisposeMessage(s);
+    }
+    KilnJit *j = xcalloc(1, sizeof *j);
+    j->scratch = scratch;
+    j->times.build_ms = t1 - t0;
+    j->times.opt_ms = t2 - t1; /* building and optimising the module */
+    LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
+    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
+    LLVMErrorRef e = LLVMOrcCreateLLJIT(&j->jit, builder);
+    if (e) {
+        orc_error(e, "LLVM JIT: ", err, errlen);
+        LLVMDisposeModule(mod);
+        LLVMOrcDisposeThreadSafeContext(tsc);
+        free(j);
+        return NULL;
+    }
+    LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->jit);
+    LLVMOrcDefinitionGeneratorRef gen = NULL;
+    e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL);
+    if (e) {
+        orc_error(e, "LLVM JIT: ", err, errlen);
+        LLVMDisposeModule(mod);
+        LLVMOrcDisposeThreadSafeContext(tsc);
+        kjit_free(j);
+        return NULL;
+    }
+    LLVMOrcJITDylibAddGenerator(jd, gen);
+    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);
+    LLVMOrcDisposeThreadSafeContext(tsc);
+    e = LLVMOrcLLJITAddLLVMIRModule(j->jit, jd, tsm);
+    if (e) {
+        orc_error(e, "LLVM JIT: ", err, errlen);
+        LLVMOrcDisposeThreadSafeModule(tsm);
+        kjit_free(j);
+        return NULL;
+    }
+    j->nfns = p->kernels.len;
+    j->fns = xcalloc((size_t)j->nfns + 1, sizeof(KernelFn));
+    for (int i = 0; i < j->nfns; i++) {
+        LLVMOrcExecutorAddress addr = 0;
+        e = LLVMOrcLLJITLookup(j->jit, &addr, p->kernels.data[i].name);
+        if (e) {
+            orc_error(e, "LLVM JIT: ", err, errlen);
+            kjit_free(j);
+            return NULL;
+        }
+        void *ptr = (void *)(uintptr_t)addr;
+        memcpy(&j->fns[i], &ptr, sizeof ptr);
+    }
+    j->times.jit_ms = now_ms() - t2;
+    return j;
+}
+
+KernelFn kjit_kernel(const KilnJit *j, int i) { return i >= 0 && i < j->nfns ? j->fns[i] : NULL; }
+
+void kjit_free(KilnJit *j) {
+    if (!j) return;
+    if (j->jit) {
+        LLVMErrorRef e = LLVMOrcDisposeLLJIT(j->jit);
+        if (e) LLVMConsumeError(e);
+    }
+    free(j->fns);
+    free(j->scratch);
+    free(j);
+}
+
+int64_t kjit_scratch(const KilnJit *j, int i) { return i >= 0 && i < j->nfns ? j->scratch[i] : 0; }
+
+bool kjit_run_serial(const KilnJit *j, const KProgram *p, void *const *bufs) {
+    int64_t most = 0;
+    for (int i = 0; i < j->nfns; i++) most = j->scratch[i] > most ? j->scratch[i] : most;
+    void **all = xcalloc((size_t)p->bufs.len + 1, sizeof(void *));
+    memcpy(all, bufs, sizeof(void *) * (size_t)p->bufs.len);
+    void *scratch = most > 0 ? aligned_alloc(64, (size_t)(most + 63) / 64 * 64) : NULL;
+    if (most > 0 && !scratch) {
+        free(all);
+        return false;
+    }
+    all[p->bufs.len] = scratch;
+    for (int i = 0; i < p->kernels.len && i < j->nfns; i++)
+        if (p->kernels.data[i].outer > 0) j->fns[i](0, p->kernels.data[i].outer, all);
+    free(scratch);
+    free(all);
+    return true;
+}
+
+void kjit_times(const KilnJit *j, KJitTimes *out) { *out = j->times; }

@@ -1,0 +1,813 @@
+/* cuda_emu.c - `--device=cuda-emu`: the generated CUDA C run on the host.
+ *
+ * Contract: compile() schedules the graph (fuse_graph), renders it with
+ * cuda_codegen(emulated=true), writes the source and kiln_emu.h (the CUDA
+ * environment, runtime/cuda_emu_header.h) into a cache folder, builds them
+ * with the host C++ compiler into a shared object and loads it; run() binds
+ * host buffers and calls each kernel's `launch_NAME(args)` in order.
+ *
+ * A launch runs the grid here: blocks one after another; a block's threads
+ * one after another when the kernel has no barrier, else as cooperative
+ * fibers (a small stack switch on x86-64, ucontext elsewhere) that yield at
+ * __syncthreads and at the two warp meetings of a shuffle, so shared memory
+ * and shuffles behave as on a GPU.  Threads that wait at different barriers
+ * forever are reported, not hung on.
+ *
+ * Shared objects are cached by a hash of the header, the source and the
+ * compiler command in $XDG_CACHE_HOME/kiln/emu (or ~/.cache/kiln/emu);
+ * KILN_CACHE=off builds in a temporary folder every time.  The compiler is
+ * $KILN_CXX, else $CXX, else c++.  One launch runs at a time per process. */
+#include "runtime/cuda_emu.h"
+#include "runtime/runtime.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "runtime/cuda_emu_header.h"
+
+extern char **environ;
+
+#if defined(__SANITIZE_ADDRESS__)
+#define KEMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KEMU_ASAN 1
+#endif
+#endif
+#ifdef KEMU_ASAN
+void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
+void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old, size_t *size_old);
+#endif
+
+#if defined(__x86_64__) && !defined(KILN_EMU_UCONTEXT) /* -DKILN_EMU_UCONTEXT: the portable path */
+#define KEMU_ASM_SWITCH 1
+#endif
+
+/* ------------------------------------------------ the header's structs */
+
+typedef struct {
+    unsigned x, y, z;
+} EmuDim3;
+
+typedef struct {
+    unsigned grid[3], block[3];
+    int sync;
+    void (*body)(void **args);
+    const char *name;
+} KemuLaunch;
+
+typedef struct {
+    int (*launch)(const KemuLaunch *d, void **args);
+    void (*syncthreads)(void);
+    void (*syncwarp)(void);
+    EmuDim3 tidx, bidx, bdim, gdim;
+    unsigned tid;
+    unsigned long long *slots;
+    int fault, fault_buf;
+    long long fault_index, fault_size;
+} KemuRuntime;
+
+/* ------------------------------------------------------------ fibers */
+
+enum { STACK_BYTES = 128 * 1024, MAX_BLOCK = 1024 };
+enum { F_READY, F_WAIT_BLOCK, F_WAIT_WARP, F_DONE };
+
+typedef struct {
+#ifdef KEMU_ASM_SWITCH
+    void *sp;
+#else
+    ucontext_t uc;
+#endif
+    char *stack;
+    int state;
+} Fiber;
+
+struct EmuModule {
+    void *handle;
+    KemuRuntime *rt;
+    int n;
+    int (**launch)(void **args);
+    char **names; /* of the launches, for messages */
+    char *path;   /* the shared object, for messages */
+    /* fiber resources, grown to the largest block */
+    Fiber *fibers;
+    char *stacks;
+    int nstacks;
+    unsigned long long slots[MAX_BLOCK];
+    char msg[512];
+};
+
+typedef struct {
+    EmuModule *m;
+    const KemuLaunch *d;
+    void **args;
+    Fiber main;
+    int n, cur;
+    int live, arrived; /* the block's barrier */
+    int wlive[MAX_BLOCK / 32], warrived[MAX_BLOCK / 32];
+#ifdef KEMU_ASAN
+    const void *main_bottom;
+    size_t main_size;
+#endif
+} Sched;
+
+/* The running launch: the fiber callbacks take no arguments. */
+static __thread Sched *cur_sched;
+static __thread EmuModule *cur_module;
+static pthread_mutex_t launch_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#ifdef KEMU_ASM_SWITCH
+/* kiln_emu_switch(save, to): saves the callee-saved registers on this stack,
+ * its pointer in *save, and resumes the stack `to` the same way. */
+__asm__(".text\n"
+        ".globl kiln_emu_switch\n"
+        ".hidden kiln_emu_switch\n"
+        ".type kiln_emu_switch,@function\n"
+        "kiln_emu_switch:\n"
+        "    pushq %rbp\n"
+        "    pushq %rbx\n"
+        "    pushq %r12\n"
+        "    pushq %r13\n"
+        "    pushq %r14\n"
+        "    pushq %r15\n"
+        "    movq %rsp, (%rdi)\n"
+        "    movq %rsi, %rsp\n"
+        "    popq %r15\n"
+        "    popq %r14\n"
+        "    popq %r13\n"
+        "    popq %r12\n"
+        "    popq %rbx\n"
+        "    popq %rbp\n"
+        "    ret\n"
+        ".size kiln_emu_switch, .-kiln_emu_switch\n");
+void kiln_emu_switch(void **save, void *to);
+#endif
+
+static void fiber_switch(Sched *s, Fiber *from, Fiber *to, bool from_ends) {
+#ifdef KEMU_ASAN
+    void *fake = NULL;
+    if (to == &s->main) __sanitizer_start_switch_fiber(from_ends ? NULL : &fake, s->main_bottom, s->main_size);
+    else __sanitizer_start_switch_fiber(from_ends ? NULL : &fake, to->stack, STACK_BYTES);
+#else
+    (void)s, (void)from_ends;
+#endif
+#ifdef KEMU_ASM_SWITCH
+    kiln_emu_switch(&from->sp, to->sp);
+#else
+    swapcontext(&from->uc, &to->uc);
+#endif
+#ifdef KEMU_ASAN
+    if (from == &s->main) __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+    else __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+static void release(Sched *s, int from, int to, int waiting) {
+    for (int t = from; t < to; t++)
+        if (s->m->fibers[t].state == waiting) s->m->fibers[t].state = F_READY;
+}
+
+static void fiber_finish(Sched *s) {
+    Fiber *f = &s->m->fibers[s->cur];
+    int w = s->cur / 32;
+    f->state = F_DONE;
+    s->live--;
+    s->wlive[w]--;
+    /* threads that exited no longer hold a barrier back */
+    if (s->arrived > 0 && s->arrived == s->live) {
+        s->arrived = 0;
+        release(s, 0, s->n, F_WAIT_BLOCK);
+    }
+    if (s->warrived[w] > 0 && s->warrived[w] == s->wlive[w]) {
+        s->warrived[w] = 0;
+        release(s, w * 32, w * 32 + 32 < s->n ? w * 32 + 32 : s->n, F_WAIT_WARP);
+    }
+    fiber_switch(s, f, &s->main, true);
+    abort(); /* a finished fiber is never resumed */
+}
+
+static void fiber_entry(void) {
+    Sched *s = cur_sched;
+#ifdef KEMU_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &s->main_bottom, &s->main_size);
+#endif
+    s->d->body(s->args);
+    fiber_finish(s);
+}
+
+static void emu_syncthreads(void) {
+    Sched *s = cur_sched;
+    if (!s) return; /* a kernel without barriers (run plainly) never calls this */
+    if (++s->arrived == s->live) { /* the last to arrive goes on */
+        s->arrived = 0;
+        release(s, 0, s->n, F_WAIT_BLOCK);
+        return;
+    }
+    Fiber *f = &s->m->fibers[s->cur];
+    f->state = F_WAIT_BLOCK;
+    fiber_switch(s, f, &s->main, false);
+}
+
+static void emu_syncwarp(void) {
+    Sched *s = cur_sched;
+    if (!s) return;
+    int w = s->cur / 32;
+    if (++s->warrived[w] == s->wlive[w]) {
+        s->warrived[w] = 0;
+        release(s, w * 32, w * 32 + 32 < s->n ? w * 32 + 32 : s->n, F_WAIT_WARP);
+        return;
+    }
+    Fiber *f = &s->m->fibers[s->cur];
+    f->state = F_WAIT_WARP;
+    fiber_switch(s, f, &s->main, false);
+}
+
+static void fiber_start(Fiber *f) {
+#ifdef KEMU_ASM_SWITCH
+    uintptr_t top = ((uintptr_t)f->stack + STACK_BYTES) & ~(uintptr_t)15;
+    void **sp = (void **)top;
+    *--sp = NULL;                 /* where fiber_entry's return address would be */
+    *--sp = (void *)fiber_entry;  /* kiln_emu_switch's ret goes here */
+    for (int i = 0; i < 6; i++) *--sp = NULL; /* rbp rbx r12-r15 */
+    f->sp = sp;
+#else
+    getcontext(&f->uc);
+    f->uc.uc_stack.ss_sp = f->stack;
+    f->uc.uc_stack.ss_size = STACK_BYTES;
+    f->uc.uc_link = NULL;
+    makecontext(&f->uc, fiber_entry, 0);
+#endif
+    f->state = F_READY;
+}
+
+static void set_thread(KemuRuntime *rt, const KemuLaunch *d, int t) {
+    unsigned bx = d->block[0], by = d->block[1];
+    rt->tidx = (EmuDim3){(unsigned)t % bx, ((unsigned)t / bx) % by, (unsigned)t / (bx * by)};
+    rt->tid = (unsigned)t;
+}
+
+static bool ensure_stacks(EmuModule *m, int n) {
+    if (n <= m->nstacks) return true;
+    if (m->stacks) munmap(m->stacks, (size_t)m->nstacks * STACK_BYTES);
+    free(m->fibers);
+    m->nstacks = 0;
+    m->fibers = xcalloc((size_t)n, sizeof(Fiber));
+    void *p = mmap(NULL, (size_t)n * STACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED) {
+        m->stacks = NULL;
+        return false;
+    }
+    m->stacks = p;
+    m->nstacks = n;
+    for (int t = 0; t < n; t++) m->fibers[t].stack = m->stacks + (size_t)t * STACK_BYTES;
+    return true;
+}
+
+/* kemu_rt.launch: runs the whole grid of one kernel. */
+static int emu_launch(const KemuLaunch *d, void **args) {
+    EmuModule *m = cur_module;
+    KemuRuntime *rt = m->rt;
+    int nt = (int)(d->block[0] * d->block[1] * d->block[2]);
+    if (nt < 1 || nt > MAX_BLOCK) {
+        snprintf(m->msg, sizeof m->msg, "kernel %s: block of %d threads (1 to %d)", d->name, nt, MAX_BLOCK);
+        return 1;
+    }
+    rt->gdim = (EmuDim3){d->grid[0], d->grid[1], d->grid[2]};
+    rt->bdim = (EmuDim3){d->block[0], d->block[1], d->block[2]};
+    rt->slots = m->slots;
+    if (d->sync && !ensure_stacks(m, nt)) {
+        snprintf(m->msg, sizeof m->msg, "kernel %s: no memory for %d fiber stacks", d->name, nt);
+        return 1;
+    }
+    Sched s = {.m = m, .d = d, .args = args, .n = nt};
+    for (unsigned bz = 0; bz < d->grid[2]; bz++)
+        for (unsigned by = 0; by < d->grid[1]; by++)
+            for (unsigned bx = 0; bx < d->grid[0]; bx++) {
+                rt->bidx = (EmuDim3){bx, by, bz};
+                if (!d->sync) {
+                    for (int t = 0; t < nt; t++) {
+                        set_thread(rt, d, t);
+                        d->body(args);
+                    }
+                    continue;
+                }
+                for (int t = 0; t < nt; t++) fiber_start(&m->fibers[t]);
+                s.live = nt, s.arrived = 0;
+                for (int w = 0; w * 32 < nt; w++) {
+                    s.wlive[w] = nt - w * 32 < 32 ? nt - w * 32 : 32;
+                    s.warrived[w] = 0;
+                }
+                cur_sched = &s;
+                while (s.live > 0) {
+                    bool progress = false;
+                    for (int t = 0; t < nt; t++) {
+                        if (m->fibers[t].state != F_READY) continue;
+                        s.cur = t;
+                        set_thread(rt, d, t);
+                        fiber_switch(&s, &s.main, &m->fibers[t], false);
+                        progress = true;
+                    }
+                    if (!progress) {
+                        int wb = 0, ww = 0;
+                        for (int t = 0; t < nt; t++) {
+                            wb += m->fibers[t].state == F_WAIT_BLOCK;
+                            ww += m->fibers[t].state == F_WAIT_WARP;
+                        }
+                        snprintf(m->msg, sizeof m->msg,
+                                 "kernel %s, block (%u, %u, %u): threads wait at different barriers "
+                                 "(%d at __syncthreads, %d at a warp shuffle, %d finished)",
+                                 d->name, bx, by, bz, wb, ww, nt - s.live);
+                        cur_sched = NULL;
+                        return 1;
+                    }
+                }
+                cur_sched = NULL;
+            }
+    return 0;
+}
+
+/* ------------------------------------------------------ build and load */
+
+static uint64_t fnv(uint64_t h, const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+static bool mkdir_p(const char *path) {
+    char *p = xstrdup(path);
+    bool ok = true;
+    for (char *q = p + 1; ok; q++) {
+        if (*q == '/' || *q == 0) {
+            char c = *q;
+            *q = 0;
+            if (mkdir(p, 0777) != 0 && errno != EEXIST) ok = false;
+            *q = c;
+            if (!c) break;
+        }
+    }
+    free(p);
+    return ok;
+}
+
+/* The cache folder, or NULL when caching is off or impossible. */
+static char *cache_dir(void) {
+    const char *off = getenv("KILN_CACHE");
+    if (off && (strcmp(off, "off") == 0 || strcmp(off, "0") == 0)) return NULL;
+    StrBuf sb = {0};
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && xdg[0] == '/') sb_printf(&sb, "%s/kiln/emu", xdg);
+    else if (home && home[0] == '/') sb_printf(&sb, "%s/.cache/kiln/emu", home);
+    else return NULL;
+    if (!mkdir_p(sb.data)) {
+        sb_free(&sb);
+        return NULL;
+    }
+    return sb.data;
+}
+
+static bool write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f) return false;
+    size_t n = strlen(text);
+    bool ok = fwrite(text, 1, n, f) == n;
+    return fclose(f) == 0 && ok;
+}
+
+typedef VEC(char *) ArgVec;
+
+/* The compiler command up to (not including) the output and input names. */
+static void compiler_argv(ArgVec *argv) {
+    const char *cxx = getenv("KILN_CXX");
+    if (!cxx || !*cxx) cxx = getenv("CXX");
+    if (!cxx || !*cxx) cxx = "c++";
+    char *words = xstrdup(cxx);
+    for (char *w = strtok(words, " \t"); w; w = strtok(NULL, " \t")) VEC_PUSH(*argv, xstrdup(w));
+    free(words);
+    static const char *const flags[] = {"-std=c++17", "-O1", "-fPIC", "-shared", "-fvisibility=hidden",
+                                        "-fno-strict-aliasing", "-fno-exceptions", "-fno-rtti",
+                                        "-fno-math-errno", "-w"};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) VEC_PUSH(*argv, xstrdup(flags[i]));
+}
+
+/* Runs argv, collecting its standard output and error. */
+static bool run_tool(char **argv, StrBuf *output, int *status) {
+    int fds[2];
+    if (pipe(fds) != 0) return false;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    if (rc != 0) {
+        close(fds[0]);
+        errno = rc;
+        return false;
+    }
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fds[0], buf, sizeof buf - 1)) > 0 || (n < 0 && errno == EINTR)) {
+        if (n <= 0) continue;
+        buf[n] = 0;
+        sb_puts(output, buf);
+    }
+    close(fds[0]);
+    while (waitpid(pid, status, 0) < 0)
+        if (errno != EINTR) return false;
+    return true;
+}
+
+static void remove_build_dir(const char *dir) {
+    static const char *const files[] = {"kiln_emu.h", "kernels.cpp", "kernels.so"};
+    StrBuf sb = {0};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        sb.len = 0;
+        sb_printf(&sb, "%s/%s", dir, files[i]);
+        unlink(sb.data);
+    }
+    sb_free(&sb);
+    rmdir(dir);
+}
+
+/* Builds cp's source into a shared object; returns its path (heap). */
+static char *build_so(const CudaProgram *cp, char *err, size_t errlen) {
+    ArgVec argv = {0};
+    compiler_argv(&argv);
+    uint64_t h = 14695981039346656037ULL;
+    h = fnv(h, cuda_emu_header, sizeof cuda_emu_header);
+    h = fnv(h, cp->source, strlen(cp->source) + 1);
+    for (int i = 0; i < argv.len; i++) h = fnv(h, argv.data[i], strlen(argv.data[i]) + 1);
+    char *cache = cache_dir();
+    char *so = NULL;
+    StrBuf path = {0}, out = {0};
+    if (cache) {
+        sb_printf(&path, "%s/%016llx.so", cache, (unsigned long long)h);
+        if (access(path.data, R_OK) == 0) {
+            so = path.data;
+            path.data = NULL;
+            goto done;
+        }
+        sb_free(&path);
+    }
+    /* a private folder for this build: concurrent builds never meet */
+    StrBuf dir = {0};
+    const char *tmp = getenv("TMPDIR") && getenv("TMPDIR")[0] ? getenv("TMPDIR") : "/tmp";
+    bool made = false;
+    if (cache) {
+        sb_printf(&dir, "%s/kiln-emu-XXXXXX", cache);
+        made = mkdtemp(dir.data) != NULL;
+    }
+    if (!made) { /* no cache, or one we cannot write to: build uncached */
+        free(cache);
+        cache = NULL;
+        sb_free(&dir);
+        sb_printf(&dir, "%s/kiln-emu-XXXXXX", tmp);
+        made = mkdtemp(dir.data) != NULL;
+    }
+    if (!made) {
+        snprintf(err, errlen, "cuda-emu: cannot create a build folder under %s: %s", tmp, strerror(errno));
+        sb_free(&dir);
+        goto done;
+    }
+    StrBuf hdr = {0}, src = {0}, obj = {0};
+    sb_printf(&hdr, "%s/kiln_emu.h", dir.data);
+    sb_printf(&src, "%s/kernels.cpp", dir.data);
+    sb_printf(&obj, "%s/kernels.so", dir.data);
+    if (!write_text(hdr.data, cuda_emu_header) || !write_text(src.data, cp->source)) {
+        snprintf(err, errlen, "cuda-emu: cannot write %s: %s", src.data, strerror(errno));
+        remove_build_dir(dir.data);
+    } else {
+        VEC_PUSH(argv, xstrdup("-o"));
+        VEC_PUSH(argv, xstrdup(obj.data));
+        VEC_PUSH(argv, xstrdup(src.data));
+        VEC_PUSH(argv, xstrdup("-lm"));
+        VEC_PUSH(argv, NULL);
+        int status = 0;
+        if (!run_tool(argv.data, &out, &status)) {
+            snprintf(err, errlen,
+                     "cuda-emu: cannot run the C++ compiler '%s': %s (set CXX or KILN_CXX to a C++ compiler)",
+                     argv.data[0], strerror(errno));
+            remove_build_dir(dir.data);
+        } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            snprintf(err, errlen, "cuda-emu: the C++ compiler (%s) refused the generated code (kept in %s):\n%s",
+                     argv.data[0], src.data, out.data ? out.data : "(no output)");
+        } else if (cache) {
+            sb_printf(&path, "%s/%016llx.so", cache, (unsigned long long)h);
+            if (rename(obj.data, path.data) != 0) {
+                snprintf(err, errlen, "cuda-emu: cannot move %s to %s: %s", obj.data, path.data, strerror(errno));
+            } else {
+                so = path.data;
+                path.data = NULL;
+            }
+            remove_build_dir(dir.data);
+        } else {
+            so = obj.data; /* removed once loaded */
+            obj.data = NULL;
+        }
+    }
+    sb_free(&hdr), sb_free(&src), sb_free(&obj), sb_free(&dir);
+done:
+    for (int i = 0; i < argv.len; i++) free(argv.data[i]);
+    VEC_FREE(argv);
+    sb_free(&path), sb_free(&out);
+    free(cache);
+    return so;
+}
+
+EmuModule *cuda_emu_load(const CudaProgram *cp, char *err, size_t errlen) {
+    char *so = build_so(cp, err, errlen);
+    if (!so) return NULL;
+    EmuModule *m = xcalloc(1, sizeof(EmuModule));
+    m->path = so;
+    m->handle = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    size_t n = strlen(so);
+    if (n > 11 && strcmp(so + n - 11, "/kernels.so") == 0) { /* uncached: the folder goes now */
+        char *dir = xstrdup(so);
+        dir[n - 11] = 0;
+        remove_build_dir(dir);
+        free(dir);
+    }
+    if (!m->handle) {
+        snprintf(err, errlen, "cuda-emu: cannot load %s: %s", so, dlerror());
+        cuda_emu_unload(m);
+        return NULL;
+    }
+    m->rt = dlsym(m->handle, "kemu_rt");
+    m->n = cp->launches.len;
+    m->launch = xcalloc((size_t)m->n + 1, sizeof *m->launch);
+    m->names = xcalloc((size_t)m->n + 1, sizeof *m->names);
+    for (int i = 0; i < m->n; i++) m->names[i] = xstrdup(cp->launches.data[i].name);
+    if (!m->rt) {
+        snprintf(err, errlen, "cuda-emu: %s has no kemu_rt", so);
+        cuda_emu_unload(m);
+        return NULL;
+    }
+    m->rt->launch = emu_launch;
+    m->rt->syncthreads = emu_syncthreads;
+    m->rt->syncwarp = emu_syncwarp;
+    for (int i = 0; i < m->n; i++) {
+        StrBuf sym = {0};
+        sb_printf(&sym, "launch_%s", cp->launches.data[i].name);
+        *(void **)&m->launch[i] = dlsym(m->handle, sym.data);
+        if (!m->launch[i]) {
+            snprintf(err, errlen, "cuda-emu: %s has no %s", so, sym.data);
+            sb_free(&sym);
+            cuda_emu_unload(m);
+            return NULL;
+        }
+        sb_free(&sym);
+    }
+    return m;
+}
+
+void cuda_emu_unload(EmuModule *m) {
+    if (!m) return;
+    if (m->handle) dlclose(m->handle);
+    if (m->stacks) munmap(m->stacks, (size_t)m->nstacks * STACK_BYTES);
+    free(m->fibers);
+    free(m->launch);
+    for (int i = 0; m->names && i < m->n; i++) free(m->names[i]);
+    free(m->names);
+    free(m->path);
+    free(m);
+}
+
+bool cuda_emu_launch(EmuModule *m, int i, void **args, char *err, size_t errlen) {
+    if (i < 0 || i >= m->n) {
+        snprintf(err, errlen, "cuda-emu: no launch %d", i);
+        return false;
+    }
+    pthread_mutex_lock(&launch_lock);
+    cur_module = m;
+    m->msg[0] = 0;
+    m->rt->fault = 0;
+    int rc = m->launch[i](args);
+    if (rc == 0 && m->rt->fault) { /* what a GPU would do silently, or fault on */
+        snprintf(m->msg, sizeof m->msg,
+                 "kernel %s accessed buffer b%d at index %lld, outside its %lld elements "
+                 "(an indexing bug in the kernel program or the generated code)",
+                 m->names[i], m->rt->fault_buf, m->rt->fault_index, m->rt->fault_size);
+        rc = 1;
+    }
+    cur_module = NULL;
+    if (rc != 0) snprintf(err, errlen, "cuda-emu: %s", m->msg);
+    pthread_mutex_unlock(&launch_lock);
+    return rc == 0;
+}
+
+/* Runs every launch of cp in order, bufs[b] the memory of buffer b; the
+ * time of each launch goes to ms[i] when ms is not NULL. */
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static bool run_launches(EmuModule *m, const CudaProgram *cp, void **bufs, double *ms, char *err, size_t errlen) {
+    VEC(void *) args = {0};
+    bool ok = true;
+    for (int i = 0; i < cp->launches.len && ok; i++) {
+        const CudaLaunch *L = &cp->launches.data[i];
+        args.len = 0;
+        for (int j = 0; j < L->nargs; j++) VEC_PUSH(args, bufs[L->buf_args[j]]);
+        VEC_PUSH(args, NULL);
+        double t0 = ms ? now_ms() : 0;
+        ok = cuda_emu_launch(m, i, args.data, err, errlen);
+        if (ms) ms[i] = now_ms() - t0;
+    }
+    VEC_FREE(args);
+    return ok;
+}
+
+bool cuda_emu_run_program(const KProgram *p, void **bufs, bool tensor_cores, char *err, size_t errlen) {
+    CudaProgram cp;
+    if (!cuda_codegen_ex(p, 80, true, tensor_cores, &cp, err, errlen)) return false;
+    EmuModule *m = cuda_emu_load(&cp, err, errlen);
+    bool ok = m && run_launches(m, &cp, bufs, NULL, err, errlen);
+    cuda_emu_unload(m);
+    cuda_program_free(&cp);
+    return ok;
+}
+
+/* ------------------------------------------------------------- backend */
+
+typedef struct {
+    Arena *arena;
+    KProgram *kp;
+    CudaProgram cp;
+    EmuModule *mod;
+    int nparams, nresults;
+    KilnDType *rdtype;
+    int *rrank;
+    int64_t **rshape;
+} EmuExe;
+
+static void emu_destroy(void *p) {
+    EmuExe *x = p;
+    if (!x) return;
+    cuda_emu_unload(x->mod);
+    cuda_program_free(&x->cp);
+    kprog_destroy(x->kp);
+    arena_free(x->arena);
+    free(x);
+}
+
+static void *emu_compile(const IRGraph *g, const CompileOptions *opt, char *err, size_t errlen) {
+    EmuExe *x = xcalloc(1, sizeof(EmuExe));
+    x->arena = arena_new();
+    FuseOptions fo = {.fuse = opt ? opt->opt_level > 0 : true, .remarks = opt && opt->verbose};
+    x->kp = fuse_graph(x->arena, g, &fo, err, errlen);
+    if (!x->kp || !cuda_codegen(x->kp, 80, true, &x->cp, err, errlen) ||
+        !(x->mod = cuda_emu_load(&x->cp, err, errlen))) {
+        emu_destroy(x);
+        return NULL;
+    }
+    x->nparams = g->params.len;
+    x->nresults = g->results.len;
+    x->rdtype = ARENA_ARRAY(x->arena, KilnDType, x->nresults + 1);
+    x->rrank = ARENA_ARRAY(x->arena, int, x->nresults + 1);
+    x->rshape = ARENA_ARRAY(x->arena, int64_t *, x->nresults + 1);
+    for (int i = 0; i < x->nresults; i++) {
+        const Node *n = ir_node(g, g->results.data[i]);
+        x->rdtype[i] = n->dtype;
+        x->rrank[i] = n->rank;
+        x->rshape[i] = ARENA_ARRAY(x->arena, int64_t, n->rank + 1);
+        for (int d = 0; d < n->rank; d++) x->rshape[i][d] = n->shape[d];
+    }
+    return x;
+}
+
+/* One run: binds inputs, outputs and the temporaries' arena, launches every
+ * kernel, copies results that live in other buffers. */
+static bool emu_execute(EmuExe *x, const KilnTensor *inputs, KilnTensor *outputs, double *ms, char *err,
+                        size_t errlen) {
+    const KProgram *p = x->kp;
+    int made = 0;
+    bool ok = true;
+    void **bufs = xcalloc((size_t)p->bufs.len + 1, sizeof(void *));
+    size_t arena_bytes = (size_t)(p->arena_bytes > 0 ? p->arena_bytes : 0);
+    char *arena = aligned_alloc(64, (arena_bytes + 63) / 64 * 64 + 64);
+    if (!arena) {
+        snprintf(err, errlen, "cuda-emu: out of memory for %zu bytes of intermediates", arena_bytes);
+        free(bufs);
+        return false;
+    }
+    for (; made < x->nresults; made++) {
+        if (!kiln_tensor_init(&outputs[made], x->rdtype[made], x->rrank[made], x->rshape[made])) {
+            snprintf(err, errlen, "cuda-emu: out of memory for result %d", made);
+            ok = false;
+            break;
+        }
+    }
+    for (int b = 0; b < p->bufs.len && ok; b++) {
+        const KBuf *kb = &p->bufs.data[b];
+        if (kb->kind == KB_TEMP) {
+            if (kb->offset < 0 || (size_t)kb->offset + (size_t)kb->numel * kiln_dtype_size(kb->dtype) > arena_bytes) {
+                snprintf(err, errlen, "cuda-emu: buffer %d lies outside the %zu-byte arena", b, arena_bytes);
+                ok = false;
+            }
+            bufs[b] = arena + kb->offset;
+            continue;
+        }
+        bool in = kb->kind == KB_INPUT;
+        int lim = in ? x->nparams : x->nresults;
+        if (kb->index < 0 || kb->index >= lim) {
+            snprintf(err, errlen, "cuda-emu: buffer %d names %s %d of %d", b, in ? "parameter" : "result", kb->index,
+                     lim);
+            ok = false;
+            break;
+        }
+        const KilnTensor *t = in ? &inputs[kb->index] : &outputs[kb->index];
+        if (t->dtype != kb->dtype || kiln_tensor_numel(t) != kb->numel) {
+            snprintf(err, errlen, "cuda-emu: %s %d is %s with %lld elements, the kernels expect %s with %lld",
+                     in ? "input" : "result", kb->index, kiln_dtype_name(t->dtype), (long long)kiln_tensor_numel(t),
+                     kiln_dtype_name(kb->dtype), (long long)kb->numel);
+            ok = false;
+            break;
+        }
+        bufs[b] = t->data;
+    }
+    if (ok) ok = run_launches(x->mod, &x->cp, bufs, ms, err, errlen);
+    /* results held by another buffer (a parameter, another result, a temporary) */
+    for (int i = 0; ok && i < x->nresults; i++) {
+        int b = i < p->result_buf.len ? p->result_buf.data[i] : -1;
+        if (b < 0) {
+            for (int j = 0; j < p->bufs.len; j++)
+                if (p->bufs.data[j].kind == KB_OUTPUT && p->bufs.data[j].index == i) b = j;
+        }
+        if (b < 0 || b >= p->bufs.len) {
+            snprintf(err, errlen, "cuda-emu: no buffer holds result %d", i);
+            ok = false;
+            break;
+        }
+        const KBuf *kb = &p->bufs.data[b];
+        if (kb->kind == KB_OUTPUT && kb->index == i) continue;
+        if (kb->dtype != outputs[i].dtype || kb->numel != kiln_tensor_numel(&outputs[i])) {
+            snprintf(err, errlen, "cuda-emu: result %d is held by buffer %d of another type or size", i, b);
+            ok = false;
+            break;
+        }
+        memcpy(outputs[i].data, bufs[b], (size_t)kb->numel * kiln_dtype_size(kb->dtype));
+    }
+    if (!ok)
+        for (int i = 0; i < made; i++) kiln_tensor_free(&outputs[i]);
+    free(arena);
+    free(bufs);
+    return ok;
+}
+
+static bool emu_run(void *exe, const KilnTensor *inputs, KilnTensor *outputs, char *err, size_t errlen) {
+    return emu_execute(exe, inputs, outputs, NULL, err, errlen);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static bool emu_bench(void *exe, const KilnTensor *inputs, int runs, BenchReport *out, char *err, size_t errlen) {
+    EmuExe *x = exe;
+    int nk = x->cp.launches.len;
+    if (runs < 1) runs = 1;
+    double *ms = xcalloc((size_t)(runs * nk) + 1, sizeof(double));
+    double *whole = xcalloc((size_t)runs, sizeof(double));
+    double *col = xcalloc((size_t)runs, sizeof(double));
+    KilnTensor *outs = xcalloc((size_t)x->nresults + 1, sizeof(KilnTensor));
+    bool ok = true;
+    for (int r = -1; r < runs && ok; r++) { /* r == -1: warm-up */
+        double t0 = now_ms();
+        ok = emu_execute(x, inputs, outs, r >= 0 ? ms + (size_t)r * nk : NULL, err, errlen);
+        if (r >= 0) whole[r] = now_ms() - t0;
+        for (int i = 0; ok && i < x->nresults; i++) kiln_tensor_free(&outs[i]);
+    }
+    if (ok) {
+        qsort(whole, (size_t)runs, sizeof(double), cmp_double);
+        out->run_ms = whole[runs / 2];
+        out->runs = runs;
+        for (int k = 0; k < nk; k++) {
+            for (int r = 0; r < runs; r++) col[r] = ms[(size_t)r * nk + k];
+            qsort(col, (size_t)runs, sizeof(double), cmp_double);
+            const Kernel *kn = &x->kp->kernels.data[k];
+            KernelTiming t = {x->cp.launches.data[k].name, col[runs / 2], kn->bytes, kn->flops};
+            VEC_PUSH(out->kernels, t);
+        }
+    }
+    free(ms), free(whole), free(col), free(outs);
+    return ok;
+}
+
+const Backend cuda_emu_backend = {"cuda-emu", emu_compile, emu_run, emu_destroy, emu_bench};

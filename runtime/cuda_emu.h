@@ -1,0 +1,27 @@
+/* cuda_emu.h - the host emulation of the generated CUDA C (runtime/cuda_emu.c),
+ * below the `cuda-emu` backend: for tests that build kernel programs by hand. */
+#ifndef KILN_CUDA_EMU_H
+#define KILN_CUDA_EMU_H
+
+#include "codegen/cuda.h"
+
+/* A compiled and loaded emulated program (cuda_codegen(..., emulated=true)). */
+typedef struct EmuModule EmuModule;
+
+/* Builds (or finds in the cache) and loads the shared object of cp. */
+EmuModule *cuda_emu_load(const CudaProgram *cp, char *err, size_t errlen);
+/* Runs launch i with host pointers args[j] for cp->launches.data[i].buf_args[j]. */
+bool cuda_emu_launch(EmuModule *m, int i, void **args, char *err, size_t errlen);
+void cuda_emu_unload(EmuModule *m);
+
+/* Renders, builds and runs every kernel of p with bufs[b] the host memory of
+ * buffer b (temporaries included); tensor_cores renders f16/bf16 matmuls for
+ * nvcuda::wmma (emulated in kiln_emu.h) as the GPU path does on sm_80+. */
+bool cuda_emu_run_program(const KProgram *p, void **bufs, bool tensor_cores, char *err, size_t errlen);
+
+/* codegen/cuda.c: cuda_codegen with the tensor-core choice made by the
+ * caller (cuda_codegen uses them for the GPU on sm_80 and later). */
+bool cuda_codegen_ex(const KProgram *p, int arch_sm, bool emulated, bool tensor_cores, CudaProgram *out, char *err,
+                     size_t errlen);
+
+#endif

@@ -1,0 +1,68 @@
+/* kcache.h - the on-disk kernel cache (PTX and anything else compiled from
+ * text that is expensive to rebuild).
+ *
+ * Where: $XDG_CACHE_HOME/kiln, else ~/.cache/kiln (created 0700);
+ * KILN_CACHE=off (or 0, no, false) disables it.
+ * Key: 128 bits, two independent 64-bit hashes (FNV-1a, and a multiply-xorshift
+ * hash) over length-prefixed parts: the source, the compiler's options, its
+ * version and the target architecture -- whatever the caller says makes the
+ * output differ.  File: <dir>/<32 hex digits>.kc.
+ * Entry: a 40-byte header -- magic "KILNKC01", the key (2 x u64), the payload
+ * length (u64) and an FNV-1a checksum of the payload (u64), little-endian --
+ * then the payload.  Entries are written to a temporary file in the same
+ * directory and renamed into place, so a reader sees either no entry or a
+ * whole one, and several kiln processes may fill the cache at once (the
+ * last rename wins; every writer writes the same bytes).  A truncated or
+ * corrupt entry fails the checks on load, is removed and reported as such, and
+ * the caller rebuilds and stores it again.
+ *
+ * A KCache is a small owned handle (kcache_open / kcache_close); it holds no
+ * file open between calls. */
+#ifndef KILN_KCACHE_H
+#define KILN_KCACHE_H
+
+#include "ir/ir.h"
+
+typedef struct {
+    uint64_t h[2];
+} KCacheKey;
+
+typedef struct {
+    uint64_t a, b;
+} KCacheHasher;
+
+void kcache_hash_init(KCacheHasher *h);
+/* Adds one part (its length first, so parts cannot run into each other). */
+void kcache_hash_part(KCacheHasher *h, const void *data, size_t len);
+void kcache_hash_str(KCacheHasher *h, const char *s);
+KCacheKey kcache_hash_done(const KCacheHasher *h);
+/* 32 hex digits and a NUL. */
+void kcache_key_hex(KCacheKey k, char out[33]);
+
+typedef struct {
+    char *dir; /* NULL when the cache is off */
+    char why_off[160];
+    /* counters, for -v and the tests */
+    int hits, misses, corrupt, stores;
+} KCache;
+
+/* Opens the cache named by the environment.  Never fails: when the
+ * directory cannot be created the cache is off and why_off says why. */
+void kcache_open(KCache *c);
+/* Opens a cache in `dir` (tests); dir NULL: off. */
+void kcache_open_dir(KCache *c, const char *dir);
+void kcache_close(KCache *c);
+
+typedef enum { KC_HIT, KC_MISS, KC_CORRUPT, KC_OFF } KCacheResult;
+const char *kcache_result_name(KCacheResult r);
+
+/* On KC_HIT, *data (heap, NUL-terminated after *len bytes) holds the payload.
+ * KC_CORRUPT: the entry failed its checks and was removed. */
+KCacheResult kcache_load(KCache *c, KCacheKey key, char **data, size_t *len);
+/* Stores atomically.  False with a message (the caller may go on: a cache
+ * that cannot be written only costs time). */
+bool kcache_store(KCache *c, KCacheKey key, const void *data, size_t len, char *err, size_t errlen);
+/* The path of the entry for `key` (heap); NULL when off. */
+char *kcache_path(const KCache *c, KCacheKey key);
+
+#endif

@@ -1,0 +1,137 @@
+/* threadpool.c - see threadpool.h. */
+#include "runtime/threadpool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct ThreadPool {
+    int nthreads;
+    pthread_t *workers;
+    int nworkers;
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    /* the current job */
+    void (*fn)(void *ctx, int task);
+    void *ctx;
+    int ntasks;
+    atomic_int next;       /* next task to claim */
+    atomic_uint generation; /* bumped for every job */
+    int busy;              /* workers inside the current job (under mu) */
+    int active;            /* whether workers may still join the job (under mu) */
+    int quit;
+};
+
+static void run_tasks(ThreadPool *tp) {
+    for (;;) {
+        int t = atomic_fetch_add(&tp->next, 1);
+        if (t >= tp->ntasks) break;
+        tp->fn(tp->ctx, t);
+    }
+}
+
+static void *worker_main(void *arg) {
+    ThreadPool *tp = arg;
+    unsigned seen = 0;
+    for (;;) {
+        /* spin a little for the next job, then sleep */
+        for (int spin = 0; spin < 20000 && atomic_load(&tp->generation) == seen; spin++) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+        pthread_mutex_lock(&tp->mu);
+        while (!tp->quit && atomic_load(&tp->generation) == seen) pthread_cond_wait(&tp->wake, &tp->mu);
+        if (tp->quit) {
+            pthread_mutex_unlock(&tp->mu);
+            return NULL;
+        }
+        seen = atomic_load(&tp->generation);
+        if (!tp->active) { /* came too late: the job is over */
+            pthread_mutex_unlock(&tp->mu);
+            continue;
+        }
+        tp->busy++;
+        pthread_mutex_unlock(&tp->mu);
+        run_tasks(tp);
+        pthread_mutex_lock(&tp->mu);
+        if (--tp->busy == 0) pthread_cond_signal(&tp->done);
+        pthread_mutex_unlock(&tp->mu);
+    }
+}
+
+ThreadPool *tp_new(int nthreads) {
+    if (nthreads < 1) nthreads = 1;
+    ThreadPool *tp = calloc(1, sizeof *tp);
+    if (!tp) return NULL;
+    tp->nthreads = nthreads;
+    pthread_mutex_init(&tp->mu, NULL);
+    pthread_cond_init(&tp->wake, NULL);
+    pthread_cond_init(&tp->done, NULL);
+    atomic_init(&tp->next, 0);
+    atomic_init(&tp->generation, 0);
+    if (nthreads > 1) {
+        tp->workers = calloc((size_t)nthreads - 1, sizeof(pthread_t));
+        if (!tp->workers) {
+            tp_free(tp);
+            return NULL;
+        }
+        for (int i = 0; i < nthreads - 1; i++) {
+            if (pthread_create(&tp->workers[i], NULL, worker_main, tp) != 0) break;
+            tp->nworkers++;
+        }
+        tp->nthreads = tp->nworkers + 1;
+    }
+    return tp;
+}
+
+int tp_size(const ThreadPool *tp) { return tp ? tp->nthreads : 1; }
+
+void tp_run(ThreadPool *tp, void (*fn)(void *ctx, int task), void *ctx, int ntasks) {
+    if (!tp || tp->nworkers == 0 || ntasks <= 1) {
+        for (int t = 0; t < ntasks; t++) fn(ctx, t);
+        return;
+    }
+    pthread_mutex_lock(&tp->mu);
+    tp->fn = fn;
+    tp->ctx = ctx;
+    tp->ntasks = ntasks;
+    atomic_store(&tp->next, 0);
+    tp->active = 1;
+    atomic_fetch_add(&tp->generation, 1);
+    pthread_cond_broadcast(&tp->wake);
+    pthread_mutex_unlock(&tp->mu);
+    run_tasks(tp);
+    /* every task is claimed: close the job to late workers and wait for
+     * those inside it to finish their last task */
+    pthread_mutex_lock(&tp->mu);
+    tp->active = 0;
+    while (tp->busy > 0) pthread_cond_wait(&tp->done, &tp->mu);
+    pthread_mutex_unlock(&tp->mu);
+}
+
+void tp_free(ThreadPool *tp) {
+    if (!tp) return;
+    pthread_mutex_lock(&tp->mu);
+    tp->quit = 1;
+    pthread_cond_broadcast(&tp->wake);
+    pthread_mutex_unlock(&tp->mu);
+    for (int i = 0; i < tp->nworkers; i++) pthread_join(tp->workers[i], NULL);
+    free(tp->workers);
+    pthread_mutex_destroy(&tp->mu);
+    pthread_cond_destroy(&tp->wake);
+    pthread_cond_destroy(&tp->done);
+    free(tp);
+}
+
+int tp_default_threads(void) {
+    const char *s = getenv("KILN_THREADS");
+    if (s && *s) {
+        char *end;
+        long n = strtol(s, &end, 10);
+        if (*end == 0 && n >= 1 && n <= 1024) return (int)n;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n >= 1 && n <= 1024 ? (int)n : 1;
+}

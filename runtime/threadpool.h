@@ -1,0 +1,25 @@
+/* threadpool.h - a small pthread pool for running the chunks of one kernel.
+ *
+ * tp_run(pool, fn, ctx, ntasks) calls fn(ctx, t) once for every t in
+ * [0, ntasks), spread over the pool's workers and the calling thread, and
+ * returns when all have finished.  One tp_run at a time per pool.  Idle
+ * workers spin briefly (kernels of one graph come in quick succession), then
+ * sleep on a condition variable. */
+#ifndef KILN_THREADPOOL_H
+#define KILN_THREADPOOL_H
+
+typedef struct ThreadPool ThreadPool;
+
+/* A pool running tasks on `nthreads` threads in all (the caller included, so
+ * nthreads - 1 workers).  Returns NULL if threads cannot be created; callers
+ * then run tasks themselves (tp_run(NULL, ...) does so). */
+ThreadPool *tp_new(int nthreads);
+int tp_size(const ThreadPool *tp); /* 1 for NULL */
+void tp_run(ThreadPool *tp, void (*fn)(void *ctx, int task), void *ctx, int ntasks);
+void tp_free(ThreadPool *tp);
+
+/* The number of threads to use: KILN_THREADS if set (>= 1), else the online
+ * cores. */
+int tp_default_threads(void);
+
+#endif

@@ -1,0 +1,825 @@
+/* test_llvm.c - the CPU code generator on hand-built kernel programs.
+ *
+ * Each test builds a KProgram with the kernel.h builders, JIT-compiles it
+ * (codegen/llvm.c) and compares the results with the reference interpreter
+ * (ir/interp.c, through a one-node IRGraph) or with plain C:
+ *   - every elementwise op on every dtype it accepts, specials included;
+ *   - casts between all dtypes; f16/bf16 load and store rounding (bits);
+ *   - each KInst kind: const, outer, inner, acc, guarded load, index ops;
+ *   - each reduction (sum, prod, max, min, argmax/argmin with ties), a
+ *     softmax row kernel (three stages);
+ *   - the transcendental approximations against libm in double, with the
+ *     error bounds docs/cpu-backend.md states;
+ *   - that elementwise and reduction kernels are vectorised (<N x float>);
+ *   - tiled matmul (f32, f16, batched with broadcast, K split in blocks,
+ *     epilogue, ragged sub-ranges) against a double-precision loop.
+ * Last line: "test_llvm: N passed, N failed". */
+#include "codegen/llvm.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int npass, nfail;
+
+#define CHECK(cond, ...)                                                                                          \
+    do {                                                                                                          \
+        if (cond) {                                                                                               \
+            npass++;                                                                                              \
+        } else {                                                                                                  \
+            nfail++;                                                                                              \
+            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                                \
+            printf(__VA_ARGS__);                                                                                  \
+            printf("\n");                                                                                         \
+        }                                                                                                         \
+    } while (0)
+
+/* ------------------------------------------------------------ helpers */
+
+typedef struct {
+    Arena *arena;
+    KProgram *p;
+} Prog;
+
+static Prog prog_new(const char *name) {
+    Arena *a = arena_new();
+    Prog pg = {a, kprog_new(a, name)};
+    return pg;
+}
+static void prog_free(Prog *pg) {
+    kprog_destroy(pg->p);
+    arena_free(pg->arena);
+}
+
+static KilnJit *compile(Prog *pg, char **ir) {
+    char err[2048] = "";
+    KilnJit *j = kjit_compile(pg->p, ir, err, sizeof err);
+    CHECK(j != NULL, "compile %s: %s", pg->p->graph_name, err);
+    return j;
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+static uint64_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+static double urand(double lo, double hi) { return lo + (hi - lo) * (double)(rnd() >> 11) / 9007199254740992.0; }
+
+static void set_elem(KilnTensor *t, int64_t i, double v) {
+    switch (t->dtype) {
+    case KILN_F32: ((float *)t->data)[i] = (float)v; break;
+    case KILN_F16: ((uint16_t *)t->data)[i] = kiln_f32_to_f16((float)v); break;
+    case KILN_BF16: ((uint16_t *)t->data)[i] = kiln_f32_to_bf16((float)v); break;
+    case KILN_F64: ((double *)t->data)[i] = v; break;
+    case KILN_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
+    case KILN_I64: ((int64_t *)t->data)[i] = (int64_t)v; break;
+    case KILN_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
+    default: break;
+    }
+}
+static double get_elem(const KilnTensor *t, int64_t i) {
+    switch (t->dtype) {
+    case KILN_F32: return ((float *)t->data)[i];
+    case KILN_F16: return kiln_f16_to_f32(((uint16_t *)t->data)[i]);
+    case KILN_BF16: return kiln_bf16_to_f32(((uint16_t *)t->data)[i]);
+    case KILN_F64: return ((double *)t->data)[i];
+    case KILN_I32: return ((int32_t *)t->data)[i];
+    case KILN_I64: return (double)((int64_t *)t->data)[i];
+    case KILN_BOOL: return ((uint8_t *)t->data)[i];
+    default: return 0;
+    }
+}
+
+static bool is_float(KilnDType dt) { return dt == KILN_F32 || dt == KILN_F16 || dt == KILN_BF16 || dt == KILN_F64; }
+
+/* Tolerance for comparing a result of dtype dt with the reference. */
+static bool close_enough_atol(double got, double want, KilnDType dt, double rtol, double atol) {
+    if (isnan(want)) return isnan(got);
+    if (isinf(want)) return got == want;
+    if (!is_float(dt)) return got == want;
+    double tol = rtol;
+    if (dt == KILN_F16) tol = fmax(tol, 1.0 / 1024);
+    if (dt == KILN_BF16) tol = fmax(tol, 1.0 / 128);
+    atol = fmax(atol, dt == KILN_F16 ? 1e-7 : dt == KILN_BF16 ? 1e-30 : 1e-38);
+    return fabs(got - want) <= atol + tol * fabs(want);
+}
+static bool close_enough(double got, double want, KilnDType dt, double rtol) {
+    return close_enough_atol(got, want, dt, rtol, 0);
+}
+
+/* -------------------------------------- elementwise ops vs the reference */
+
+enum { NELEM = 203 };
+
+/* Deterministic inputs for operand j of op on dtype dt, specials first. */
+static void fill_input(KilnTensor *t, Op op, int j, int64_t n) {
+    static const double fspecial[] = {0.0, -0.0, 0.5, 1.5, 2.5, -2.5, -0.5, 1.0, -1.0, 3.0, INFINITY, -INFINITY, NAN, 1e-3, 7.25};
+    int nsp = (int)(sizeof fspecial / sizeof *fspecial);
+    for (int64_t i = 0; i < n; i++) {
+        double v;
+        if (t->dtype == KILN_BOOL) v = (double)(rnd() & 1);
+        else if (!is_float(t->dtype)) {
+            v = (double)((int64_t)(rnd() % 41) - 20);
+            if (op == OP_POW) v = j == 0 ? (double)((int64_t)(rnd() % 11) - 5) : (double)((int64_t)(rnd() % 8) - 2);
+            if (op == OP_MOD && j == 1 && i % 10 == 0) v = i % 20 == 0 ? 0 : -1;
+        } else if (i < nsp && op != OP_POW) {
+            v = fspecial[(i + j * 5) % nsp];
+        } else {
+            double range = op == OP_EXP ? 80 : op == OP_LOG || op == OP_SQRT || op == OP_RSQRT ? 0 : 6;
+            v = op == OP_LOG || op == OP_SQRT || op == OP_RSQRT ? urand(0, 50) : urand(-range, range);
+            if (op == OP_POW) v = j == 0 ? urand(0.01, 4) : urand(-3, 3);
+        }
+        set_elem(t, i, v);
+    }
+}
+
+/* Runs op on dtype dt (operands of dtype dt; where: bool, dt, dt) on the
+ * reference and on a hand-built kernel; returns the failures. */
+static int check_elem_op(Op op, KilnDType dt, bool flag) {
+    int fails = 0;
+    int arity = op_info[op].arity;
+    OpKind kind = op_info[op].kind;
+    KilnDType rdt = kind == OK_COMPARE ? KILN_BOOL : dt;
+    KilnDType odt[3] = {dt, dt, dt};
+    if (kind == OK_WHERE) odt[0] = KILN_BOOL;
+
+    /* the reference */
+    Arena *ga = arena_new();
+    IRGraph *g = ir_graph_new(ga, "g");
+    Dim shape[1] = {NELEM};
+    int in[3];
+    KilnTensor inputs[3], ref_out[1], jit_out[1];
+    memset(inputs, 0, sizeof inputs);
+    for (int j = 0; j < arity; j++) {
+        in[j] = ir_add_node(g, OP_PARAM, odt[j], 1, shape, 0, NULL, (Loc){0});
+        ir_node(g, in[j])->name = j == 0 ? "a" : j == 1 ? "b" : "c";
+        VEC_PUSH(g->params, in[j]);
+        int64_t sh = NELEM;
+        kiln_tensor_init(&inputs[j], odt[j], 1, &sh);
+        fill_input(&inputs[j], op, j, NELEM);
+    }
+    int res = ir_add_node(g, op, rdt, 1, shape, arity, in, (Loc){0});
+    ir_node(g, res)->flag = flag;
+    VEC_PUSH(g->results, res);
+    char err[512] = "";
+    bool ok = ref_run(g, inputs, ref_out, err, sizeof err);
+    CHECK(ok, "ref_run: %s", err);
+
+    /* the kernel */
+    Prog pg = prog_new("elem");
+    int bufs[4];
+    for (int j = 0; j < arity; j++) bufs[j] = kprog_add_buf(pg.p, KB_INPUT, j, odt[j], NELEM, in[j], "in");
+    bufs[3] = kprog_add_buf(pg.p, KB_OUTPUT, 0, rdt, NELEM, res, "out");
+    Kernel *k = kprog_add_kernel(pg.p, KK_ELEMENTWISE, "k_elem", NELEM);
+    int s = kernel_add_stage(k, KS_MAP, 1);
+    int o = kinst(k, KI_OUTER, KILN_I64, -1, -1, -1, -1);
+    int ld[3] = {-1, -1, -1};
+    for (int j = 0; j < arity; j++) ld[j] = kinst_load(k, bufs[j], odt[j], -1, o, -1);
+    int e = kinst_elem(k, op, rdt, -1, ld[0], ld[1], ld[2]);
+    k->insts.data[e].flag = flag;
+    kstage_store(k, s, bufs[3], o, e);
+    KilnJit *jit = compile(&pg, NULL);
+    if (jit && ok) {
+        int64_t sh = NELEM;
+        kiln_tensor_init(&jit_out[0], rdt, 1, &sh);
+        void *ptrs[4] = {inputs[0].data, inputs[1].data, inputs[2].data, jit_out[0].data};
+        void *bp[4];
+        for (int j = 0; j < arity; j++) bp[j] = ptrs[j];
+        bp[arity] = jit_out[0].data;
+        kjit_run_serial(jit, pg.p, bp);
+        double rtol = 4e-7, atol = 0;
+        bool transcendental = op == OP_EXP || op == OP_LOG || op == OP_SIN || op == OP_COS || op == OP_TANH ||
+                              op == OP_ERF || op == OP_SIGMOID || op == OP_SILU || op == OP_GELU;
+        if (transcendental || op == OP_RSQRT || op == OP_MOD) rtol = 1e-6;
+        if (transcendental) atol = 1e-12;
+        if (dt == KILN_F64) rtol = transcendental ? 1e-13 : 1e-15;
+        for (int64_t i = 0; i < NELEM; i++) {
+            double got = get_elem(&jit_out[0], i), want = get_elem(&ref_out[0], i);
+            double ar = op == OP_MOD ? fabs(get_elem(&inputs[1], i)) * 1e-6 : 0; /* fmod near the divisor */
+            if (!close_enough_atol(got, want, rdt, rtol, atol) && !(ar > 0 && fabs(got - want) <= ar)) {
+                if (fails < 3)
+                    printf("  %s%s %s [%lld]: inputs %.9g %.9g %.9g: got %.9g, reference %.9g\n", op_info[op].name,
+                           flag ? "~" : "", kiln_dtype_name(dt), (long long)i, get_elem(&inputs[0], i),
+                           arity > 1 ? get_elem(&inputs[1], i) : 0.0, arity > 2 ? get_elem(&inputs[2], i) : 0.0, got,
+                           want);
+                fails++;
+            }
+        }
+        kiln_tensor_free(&jit_out[0]);
+    }
+    if (ok) kiln_tensor_free(&ref_out[0]);
+    kjit_free(jit);
+    prog_free(&pg);
+    for (int j = 0; j < arity; j++) kiln_tensor_free(&inputs[j]);
+    ir_graph_destroy(g);
+    arena_free(ga);
+    return fails;
+}
+
+static void test_elementwise_ops(void) {
+    static const KilnDType dts[] = {KILN_F32, KILN_F16, KILN_BF16, KILN_F64, KILN_I32, KILN_I64, KILN_BOOL};
+    for (int op = 0; op < OP_COUNT; op++) {
+        OpKind kind = op_info[op].kind;
+        if (!(kind == OK_UNARY || kind == OK_BINARY || kind == OK_COMPARE || kind == OK_LOGIC || kind == OK_WHERE))
+            continue;
+        for (size_t d = 0; d < sizeof dts / sizeof *dts; d++) {
+            KilnDType dt = dts[d];
+            bool fl = is_float(dt);
+            if (kind == OK_LOGIC && dt != KILN_BOOL) continue;
+            if (kind != OK_LOGIC && kind != OK_COMPARE && kind != OK_WHERE && dt == KILN_BOOL) continue;
+            if ((op_info[op].flags & OPF_FLOAT) && !fl) continue;
+            if (kind == OK_UNARY && !fl && !(op_info[op].flags & OPF_INT_OK)) continue;
+            if (op == OP_DIV && !fl) continue;
+            int f = check_elem_op((Op)op, dt, false);
+            CHECK(f == 0, "%s on %s: %d mismatches", op_info[op].name, kiln_dtype_name(dt), f);
+            if (op == OP_GELU) {
+                f = check_elem_op((Op)op, dt, true);
+                CHECK(f == 0, "gelu(approximate) on %s: %d mismatches", kiln_dtype_name(dt), f);
+            }
+        }
+    }
+}
+
+/* KI_CAST between every pair of dtypes vs the reference's cast. */
+static void test_casts(void) {
+    static const KilnDType dts[] = {KILN_F32, KILN_F16, KILN_BF16, KILN_F64, KILN_I32, KILN_I64, KILN_BOOL};
+    int nd = (int)(sizeof dts / sizeof *dts);
+    for (int a = 0; a < nd; a++)
+        for (int b = 0; b < nd; b++) {
+            KilnDType from = dts[a], to = dts[b];
+            Arena *ga = arena_new();
+            IRGraph *g = ir_graph_new(ga, "g");
+            Dim shape[1] = {NELEM};
+            int x = ir_add_node(g, OP_PARAM, from, 1, shape, 0, NULL, (Loc){0});
+            ir_node(g, x)->name = "x";
+            VEC_PUSH(g->params, x);
+            int c = ir_add_node(g, OP_CAST, to, 1, shape, 1, &x, (Loc){0});
+            VEC_PUSH(g->results, c);
+            KilnTensor in, ref_out, out;
+            int64_t sh = NELEM;
+            kiln_tensor_init(&in, from, 1, &sh);
+            for (int64_t i = 0; i < NELEM; i++) {
+                double v = is_float(from) ? urand(-300, 300) : (double)((int64_t)(rnd() % 2001) - 1000);
+                if (from == KILN_BOOL) v = (double)(rnd() & 1);
+                if (i == 0) v = 0;
+                if (i == 1 && is_float(from)) v = NAN;
+                if (i == 2 && is_float(from)) v = INFINITY;
+                if (i == 3 && is_float(from)) v = 1e10; /* saturates in ints */
+                if (i == 4 && is_float(from)) v = -2.5;
+                set_elem(&in, i, v);
+            }
+            char err[256];
+            bool ok = ref_run(g, &in, &ref_out, err, sizeof err);
+            Prog pg = prog_new("cast");
+            int bx = kprog_add_buf(pg.p, KB_INPUT, 0, from, NELEM, x, "x");
+            int bo = kprog_add_buf(pg.p, KB_OUTPUT, 0, to, NELEM, c, "out");
+            Kernel *k = kprog_add_kernel(pg.p, KK_ELEMENTWISE, "k_cast", NELEM);
+            int s = kernel_add_stage(k, KS_MAP, 1);
+            int o = kinst(k, KI_OUTER, KILN_I64, -1, -1, -1, -1);
+            int l = kinst_load(k, bx, from, -1, o, -1);
+            int cv = kinst(k, KI_CAST, to, -1, l, -1, -1);
+            kstage_store(k, s, bo, o, cv);
+            KilnJit *jit = compile(&pg, NULL);
+            int fails = 0;
+            if (jit && ok) {
+                kiln_tensor_init(&out, to, 1, &sh);
+                void *bp[2] = {in.data, out.data};
+                kjit_run_serial(jit, pg.p, bp);
+                for (int64_t i = 0; i < NELEM; i++) {
+                    double got = get_elem(&out, i), want = get_elem(&ref_out, i);
+                    /* ints from f64 values past i32 saturate in both; f64->f16 may round twice */
+                    if (!close_enough(got, want, to, 1e-7)) {
+                        if (fails < 3)
+                            printf("  cast %s->%s [%lld] %.9g: got %.9g, reference %.9g\n", kiln_dtype_name(from),
+                                   kiln_dtype_name(to), (long long)i, get_elem(&in, i), got, want);
+                        fails++;
+                    }
+                }
+                kiln_tensor_free(&out);
+            }
+            CHECK(ok && jit && fails == 0, "cast %s -> %s: %d mismatches", kiln_dtype_name(from), kiln_dtype_name(to),
+                  fails);
+            if (ok) kiln_tensor_free(&ref_out);
+            kiln_tensor_free(&in);
+            kjit_free(jit);
+            prog_free(&pg);
+            ir_graph_destroy(g);
+            arena_free(ga);
+        }
+}
+
+/* f16/bf16 stores round to nearest even, bit for bit as kiln's converters;
+ * loads are exact. */
+static void test_half_rounding(void) {
+    enum { N = 4096 };
+    float *x = malloc(sizeof(float) * N);
+    uint16_t *h = malloc(2 * N), *bf = malloc(2 * N);
+    float *back_h = malloc(sizeof(float) * N), *back_b = malloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++) {
+        uint32_t bits = (uint32_t)rnd();
+        if (i % 4 == 0) bits = (bits & 0xffffe000u) | 0x1000u; /* exact f16 ties */
+        if (i % 4 == 1) bits = (bits & 0xffff0000u) | 0x8000u; /* exact bf16 ties */
+        if (i % 16 == 2) bits = 0x7fc00000u | (bits & 0x3fffff); /* NaN */
+        if (i % 16 == 3) bits = (bits & 0x807fffffu) | 0x33800000u; /* around the f16 subnormal range */
+        memcpy(&x[i], &bits, 4);
+    }
+    x[5] = 65520.0f;   /* rounds to inf in f16 */
+    x[6] = 65519.0f;   /* to 65504 */
+    x[7] = 5.96e-8f;   /* smallest f16 subnormal */
+    x[8] = INFINITY;
+    x[9] = -0.0f;
+    Prog pg = prog_new("half");
+    int bx = kprog_add_buf(pg.p, KB_INPUT, 0, KILN_F32, N, -1, "x");
+    int bh = kprog_add_buf(pg.p, KB_OUTPUT, 0, KILN_F16, N, -1, "h");
+    int bb = kprog_add_buf(pg.p, KB_OUTPUT, 1, KILN_BF16, N, -1, "b");
+    int bh2 = kprog_add_buf(pg.p, KB_OUTPUT, 2, KILN_F32, N, -1, "h_back");
+    int bb2 = kprog_add_buf(pg.p, KB_OUTPUT, 3, KILN_F32, N, -1, "b_back");
+    Kernel *k = kprog_add_kernel(pg.p, KK_ELEMENTWISE, "store_half", N);
+    int s = kernel_add_stage(k, KS_MAP, 1);
+    int o = kinst(k, KI_OUTER, KILN_I64, -1, -1, -1, -1);
+    int l = kinst_load(k, bx, KILN_F32, -1, o, -1);
+    kstage_store(k, s, bh, o, l); /* store converts f32 -> f16 */
+    kstage_store(k, s, bb, o, l);
+    k = kprog_add_kernel(pg.p, KK_ELEMENTWISE, "load_half", N);
+    s = kernel_add_stage(k, KS_MAP, 1);
+    o = kinst(k, KI_OUTER, KILN_I64, -1, -1, -1, -1);
+    int lh = kinst_load(k, bh, KILN_F16, -1, o, -1);
+    int lb = kinst_load(k, bb, KILN_BF16, -1, o, -1);
+    kstage_store(k, s, bh2, o, kinst(k, KI_CAST, KILN_F32, -1, lh, -1, -1));
+    kstage_store(k, s, bb2, o, kinst(k, KI_CAST, KILN_F32, -1, lb, -1, -1));
+    KilnJit *jit = compile(&pg, NULL);
+    if (jit) {
+        void *bp[5] = {x, h, bf, back_h, back_b};
+        kjit_run_serial(jit, pg.p, bp);
+        int bad_h = 0, bad_b = 0, bad_lh = 0, bad_lb = 0;
+        for (int i = 0; i < N; i++) {
+            uint16_t wh = kiln_f32_to_f16(x[i]), wb = kiln_f32_to_bf16(x[i]);
+            bool nan = isnan(x[i]);
+            if (nan ? (h[i] & 0x7fff) <= 0x7c00 : h[i] != wh) {
+                if (bad_h++ < 3) printf("  f16(%a) = %04x, want %04x\n", (double)x[i], h[i], wh);
+            }
+            if (nan ? (bf[i] & 0x7fff) <= 0x7f80 : bf[i] != wb) {
+                if (bad_b++ < 3) printf("  bf16(%a) = %04x, want %04x\n", (double)x[i], bf[i], wb);
+            }
+            float lhw = kiln_f16_to_f32(h[i]), lbw = kiln_bf16_to_f32(bf[i]);
+            if (!(back_h[i] == lhw || (isnan(lhw) && isnan(back_h[i])))) bad_lh++;
+            if (!(back_b[i] == lbw || (isnan(lbw) && isnan(back_b[i])))) bad_lb++;
+        }
+        CHECK(bad_h == 0, "%d f16 stores differ from kiln_f32_to_f16", bad_h);
+        CHECK(bad_b == 0, "%d bf16 stores differ from kiln_f32_to_bf16", bad_b);
+        CHECK(bad_lh == 0 && bad_lb == 0, "%d f16 / %d bf16 loads differ", bad_lh, bad_lb);
+    }
+    kjit_free(jit);
+    prog_free(&pg);
+    free(x), free(h), free(bf), free(back_h), free(back_b);
+}
+
+/* ------------------------------------------------- instruction kinds */
+
+static void test_inst_kinds(void) {
+    enum { R = 7, C = 13 };
+    float x[R * C], t[R * C], g[R * C + 5], io[R * C], sc[R * C];
+    for (int i = 0; i < R * C; i++) x[i] = (float)urand(-5, 5);
+    Prog pg = prog_new("kinds");
+    int bx = kprog_add_buf(pg.p, KB_INPUT, 0, KILN_F32, R * C, -1, "x");
+    int bt = kprog_add_buf(pg.p, KB_OUTPUT, 0, KILN_F32, R * C, -1, "t");
+    int bg = kprog_add_buf(pg.p, KB_OUTPUT, 1, KILN_F32, R * C + 5, -1, "g");
+    int bi = kprog_add_buf(pg.p, KB_OUTPUT, 2, KILN_F32, R * C, -1, "io");
+    int bs = kprog_add_buf(pg.p, KB_OUTPUT, 3, KILN_F32, R * C, -1, "sc");
+    /* transpose [R, C] -> [C, R]: t[o] = x[(o % R) * C + o / R] (IDIV, IMOD, IMUL, IADD) */
+    Kernel *k = kprog_add_kernel(pg.p, KK_COPY, "transpose", R * C);
+    int s = kernel_add_stage(k, KS_MAP, 1);
+    int o = kinst(k, KI_OUTER, KILN_I64, -1, -1, -1, -1);
+    int cR = kinst_const(k, KILN_I64, -1, R), cC = kinst_const(k, KILN_I64, -1, C);
+    int q = kinst(k, KI_IDIV, KILN_I64, -1, o, cR, -1), m = kinst(k, KI_IMOD, KILN_I64, -1, o, cR, -1);
+    int idx = kinst(k, KI_IADD, KILN_I64, -1, kinst(k, KI_IMUL, KILN_I64, -1, m, cC, -1), q, -1);
+    kstage_store(k, s, bt, o, kinst_load(k, bx, KILN_F32, -1, idx, -1));
+    /* guarded load: g[o] = o < R*C ? x[o] : 0 over R*C+5 (ILT, guard) */
+    k = kprog_add_kernel(pg.p, KK_ELEMENTWISE, "guarded", R * C + 5);
+    s = kernel_add_stage(k, KS_MAP, 1);
+    o = kinst(k, KI_OUTER, KILN_I64, -1, -1, -1, -1);
+    int lt = kinst(k, KI_ILT, KILN_BOOL, -1, o, kinst_const(k, KILN_I64, -1, R * C), -1);
+    kstage_store(k, s, bg, o, kinst_load(k, bx, KILN_F32, -1, o, lt));
+    /* inner index and a map stage of extent C: io[o*C + r] = o * 100 + r (INNER, CAST) */
+    k = kprog_add_kernel(pg.p, KK_ROW, "iota", R);
+    s = kernel_add_stage(k, KS_MAP, C);
+    o = kinst(k, KI_OUTER, KILN_I64, -1, -1, -1, -1);
+    int of = kinst_elem(k, OP_MUL, KILN_F32, -1, kinst(k, KI_CAST, KILN_F32, -1, o, -1, -1),
+                        kinst_const(k, KILN_F32, -1, 100), -1);
+    int r = kinst(k, KI_INNER, KILN_I64, s, -1, -1, -1);
+    int pos = kinst(k, KI_IADD, KILN_I64, s, kinst(k, KI_IMUL, KILN_I64, s, o, kinst_const(k, KILN_I64, s, C), -1), r, -1);
+    kstage_store(k, s, bi, pos, kinst_elem(k, OP_ADD, KILN_F32, s, of, kinst(k, KI_CAST, KILN_F32, s, r, -1, -1), -1));
+    /* ACC: each row scaled by its sum: sc[o*C+r] = x[o*C+r] * 2.5 / sum_r x (CONST, ACC) */
+    k = kprog_add_kernel(pg.p, KK_ROW, "scale", R);
+    int s0 = kernel_add_stage(k, KS_REDUCE, C);
+    int s1 = kernel_add_stage(k, KS_MAP, C);
+    o = kinst(k, KI_OUTER, KILN_I64, -1, -1, -1, -1);
+    int base = kinst(k, KI_IMUL, KILN_I64, -1, o, kinst_const(k, KILN_I64, -1, C), -1);
+    int p0 = kinst(k, KI_IADD, KILN_I64, s0, base, kinst(k, KI_INNER, KILN_I64, s0, -1, -1, -1), -1);
+    kstage_reduce(k, s0, OP_SUM, kinst_load(k, bx, KILN_F32, s0, p0, -1), KILN_F32);
+    int p1 = kinst(k, KI_IADD, KILN_I64, s1, base, kinst(k, KI_INNER, KILN_I64, s1, -1, -1, -1), -1);
+    int acc = kinst(k, KI_ACC, KILN_F32, s1, 0, -1, -1);
+    int v = kinst_elem(k, OP_DIV, KILN_F32, s1,
+                       kinst_elem(k, OP_MUL, KILN_F32, s1, kinst_load(k, bx, KILN_F32, s1, p1, -1),
+                                  kinst_const(k, KILN_F32, s1, 2.5), -1),
+                       acc, -1);
+    kstage_store(k, s1, bs, p1, v);
+    KilnJit *jit = compile(&pg, NULL);
+    if (jit) {
+        void *bp[5] = {x, t, g, io, sc};
+        kjit_run_serial(jit, pg.p, bp);
+        int bad = 0;
+        for (int i = 0; i < R * C; i++) bad += t[(i % C) * R + i / C] != x[i];
+        CHECK(bad == 0, "transpose: %d wrong", bad);
+        bad = 0;
+        for (int i = 0; i < R * C + 5; i++) bad += g[i] != (i < R * C ? x[i] : 0.0f);
+        CHECK(bad == 0, "guarded load: %d wrong", bad);
+        bad = 0;
+        for (int i = 0; i < R; i++)
+            for (int j = 0; j < C; j++) bad += io[i * C + j] != (float)(i * 100 + j);
+        CHECK(bad == 0, "inner index: %d wrong", bad);
+        bad = 0;
+        for (int i = 0; i < R; i++) {
+            double sum = 0;
+            for (int j = 0; j < C; j++) sum += x[i * C + j];
+            for (int j = 0; j < C; j++) {
+                double want = x[i * C + j] * 2.5 / sum;
+                if (fabs(sc[i * C + j] - want) > 1e-4 * fabs(want) + 1e-5) bad++;
+            }
+        }
+        CHECK(bad == 0, "acc in a later stage: %d wrong", bad);
+    }
+    kjit_free(jit);
+    prog_free(&pg);
+}
+
+/* ------------------------------------------------------- reductions */
+
+/* Reduces rows of x (R rows of C, dtype dt) with op into out (odt). */
+static void check_reduce(Op op, KilnDType dt, int R, int C) {
+    KilnDType odt = (op == OP_ARGMAX || op == OP_ARGMIN) ? KILN_I64 : dt;
+    KilnTensor x, out;
+    int64_t shx = (int64_t)R * C, sho = R;
+    kiln_tensor_init(&x, dt, 1, &shx);
+    kiln_tensor_init(&out, odt, 1, &sho);
+    for (int64_t i = 0; i < shx; i++) {
+        double v = is_float(dt) ? (op == OP_PROD ? urand(0.9, 1.1) : (double)((int)(rnd() % 9) - 4) * 0.5)
+                                : (double)((int64_t)(rnd() % 7) - 3);
+        if ((op == OP_ARGMAX || op == OP_MAX) && i % C == 0 && (i / C) % 3 == 0) v = -INFINITY; /* all-low rows */
+        if (!is_float(dt) && v == -INFINITY) v = -3;
+        set_elem(&x, i, v);
+    }
+    Prog pg = prog_new("reduce");
+    int bx = kprog_add_buf(pg.p, KB_INPUT, 0, dt, shx, -1, "x");
+    int bo = kprog_add_buf(pg.p, KB_OUTPUT, 0, odt, sho, -1, "out");
+    Kernel *k = kprog_add_kernel(pg.p, KK_REDUCE, "k_reduce", R);
+    int s0 = kernel_add_stage(k, KS_REDUCE, C);
+    int s1 = kernel_add_stage(k, KS_MAP, 1);
+    int o = kinst(k, KI_OUTER, KILN_I64, -1, -1, -1, -1);
+    int base = kinst(k, KI_IMUL, KILN_I64, -1, o, kinst_const(k, KILN_I64, -1, C), -1);
+    int p = kinst(k, KI_IADD, KILN_I64, s0, base, kinst(k, KI_INNER, KILN_I64, s0, -1, -1, -1), -1);
+    kstage_reduce(k, s0, op, kinst_load(k, bx, dt, s0, p, -1), dt);
+    KilnDType accdt = k->stages.data[s0].result_dtype;
+    int acc = kinst(k, KI_ACC, accdt, s1, 0, -1, -1);
+    kstage_store(k, s1, bo, o, kinst(k, KI_CAST, odt, s1, acc, -1, -1));
+    char *ir = NULL;
+    KilnJit *jit = compile(&pg, &ir);
+    int bad = 0;
+    if (jit) {
+        void *bp[2] = {x.data, out.data};
+        kjit_run_serial(jit, pg.p, bp);
+        for (int i = 0; i < R; i++) {
+            double a = op == OP_PROD ? 1 : op == OP_MAX || op == OP_ARGMAX ? -INFINITY : op == OP_SUM ? 0 : INFINITY;
+            int64_t at = 0;
+            for (int j = 0; j < C; j++) {
+                double v = get_elem(&x, (int64_t)i * C + j);
+                switch (op) {
+                case OP_SUM: a += v; break;
+                case OP_PROD: a *= v; break;
+                case OP_MAX: a = v > a ? v : a; break;
+                case OP_MIN: a = v < a ? v : a; break;
+                case OP_ARGMAX: if (v > a) a = v, at = j; break;
+                case OP_ARGMIN: if (v < a) a = v, at = j; break;
+                default: break;
+                }
+            }
+            double want = (op == OP_ARGMAX || op == OP_ARGMIN) ? (double)at : ref_round_to_dtype(a, odt);
+            double got = get_elem(&out, i);
+            if (!close_enough(got, want, odt, 2e-6)) {
+                if (bad < 3)
+                    printf("  %s %s row %d: got %.9g, want %.9g\n", op_info[op].name, kiln_dtype_name(dt), i, got, want);
+                bad++;
+            }
+        }
+        /* f32 sums/max over rows must vectorise (reassoc on the accumulation) */
+        if (dt == KILN_F32 && (op == OP_SUM || op == OP_MAX) && C >= 64)
+            CHECK(ir && (strstr(ir, "<16 x float>") || strstr(ir, "<8 x float>")), "%s over f32 rows is not vectorised",
+                  op_info[op].name);
+    }
+    CHECK(jit && bad == 0, "%s on %s rows of %d: %d wrong", op_info[op].name, kiln_dtype_name(dt), C, bad);
+    free(ir);
+    kjit_free(jit);
+    prog_free(&pg);
+    kiln_tensor_free(&x);
+    kiln_tensor_free(&out);
+}
+
+static void test_reductions(void) {
+    static const Op ops[] = {OP_SUM, OP_PROD, OP_MAX, OP_MIN, OP_ARGMAX, OP_ARGMIN};
+    static const KilnDType dts[] = {KILN_F32, KILN_F16, KILN_BF16, KILN_F64, KILN_I32, KILN_I64};
+    for (size_t a = 0; a < sizeof ops / sizeof *ops; a++)
+        for (size_t d = 0; d < sizeof dts / sizeof *dts; d++) {
+            check_reduce(ops[a], dts[d], 9, 1);
+            check_reduce(ops[a], dts[d], 9, 37);
+            check_reduce(ops[a], dts[d], 5, 300);
+        }
+}
+
+/* argmax keeps the first of equal values, and the first NaN. */
+static void test_argmax_ties(void) {
+    float x[8] = {1, 3, 3, 2, 3, 0, -1, 3};
+    float y[8] = {1, NAN, 5, NAN, 7, 0, 0, 0};
+    int64_t out[4];
+    Prog pg = prog_new("ties");
+    int bx = kprog_add_buf(pg.p, KB_INPUT, 0, KILN_F32, 16, -1, "x");
+    int bo = kprog_add_buf(pg.p, KB_OUTPUT, 0, KILN_I64, 4, -1, "out");
+    for (int which = 0; which < 2; which++) {
+        Kernel *k = kprog_add_kernel(pg.p, KK_REDUCE, which ? "argmin" : "argmax", 2);
+        int s0 = kernel_add_stage(k, KS_REDUCE, 8);
+        int s1 = kernel_add_stage(k, KS_MAP, 1);
+        int o = kinst(k, KI_OUTER, KILN_I64, -1, -1, -1, -1);
+        int base = kinst(k, KI_IMUL, KILN_I64, -1, o, kinst_const(k, KILN_I64, -1, 8), -1);
+        int p = kinst(k, KI_IADD, KILN_I64, s0, base, kinst(k, KI_INNER, KILN_I64, s0, -1, -1, -1), -1);
+        kstage_reduce(k, s0, which ? OP_ARGMIN : OP_ARGMAX, kinst_load(k, bx, KILN_F32, s0, p, -1), KILN_F32);
+        int at = kinst(k, KI_IADD, KILN_I64, s1, o, kinst_const(k, KILN_I64, s1, 2 * which), -1);
+        kstage_store(k, s1, bo, at, kinst(k, KI_ACC, KILN_I64, s1, 0, -1, -1));
+    }
+    KilnJit *jit = compile(&pg, NULL);
+    if (jit) {
+        float xy[16];
+        memcpy(xy, x, sizeof x);
+        memcpy(xy + 8, y, sizeof y);
+        void *bp[2] = {xy, out};
+        kjit_run_serial(jit, pg.p, bp);
+        CHECK(out[0] == 1, "argmax ties: %lld, want 1", (long long)out[0]);
+        CHECK(out[1] == 1, "argmax with NaN: %lld, want 1 (the first NaN)", (long long)out[1]);
+        CHECK(out[2] == 6, "argmin: %lld, want 6", (long long)out[2]);
+        CHECK(out[3] == 1, "argmin with NaN: %lld, want 1", (long long)out[3]);
+    }
+    kjit_free(jit);
+    prog_free(&pg);
+}
+
+/* softmax rows: max, sum of exp, then a map over the row (3 stages). */
+static void test_softmax_rows(void) {
+    enum { R = 33, C = 100 };
+    float *x = malloc(sizeof(float) * R * C), *y = malloc(sizeof(float) * R * C);
+    for (int i = 0; i < R * C; i++) x[i] = (float)urand(-10, 10);
+    Prog pg = prog_new("softmax");
+    int bx = kprog_add_buf(pg.p, KB_INPUT, 0, KILN_F32, R * C, -1, "x");
+    int by = kprog_add_buf(pg.p, KB_OUTPUT, 0, KILN_F32, R * C, -1, "y");
+    Kernel *k = kprog_add_kernel(pg.p, KK_ROW, "softmax", R);
+    int s0 = kernel_add_stage(k, KS_REDUCE, C), s1 = kernel_add_stage(k, KS_REDUCE, C), s2 = kernel_add_stage(k, KS_MAP, C);
+    int o = kinst(k, KI_OUTER, KILN_I64, -1, -1, -1, -1);
+    int base = kinst(k, KI_IMUL, KILN_I64, -1, o, kinst_const(k, KILN_I64, -1, C), -1);
+    int p0 = kinst(k, KI_IADD, KILN_I64, s0, base, kinst(k, KI_INNER, KILN_I64, s0, -1, -1, -1), -1);
+    kstage_reduce(k, s0, OP_MAX, kinst_load(k, bx, KILN_F32, s0, p0, -1), KILN_F32);
+    int p1 = kinst(k, KI_IADD, KILN_I64, s1, base, kinst(k, KI_INNER, KILN_I64, s1, -1, -1, -1), -1);
+    int m1 = kinst(k, KI_ACC, KILN_F32, s1, 0, -1, -1);
+    int e1 = kinst_elem(k, OP_EXP, KILN_F32, s1, kinst_elem(k, OP_SUB, KILN_F32, s1, kinst_load(k, bx, KILN_F32, s1, p1, -1), m1, -1), -1, -1);
+    kstage_reduce(k, s1, OP_SUM, e1, KILN_F32);
+    int p2 = kinst(k, KI_IADD, KILN_I64, s2, base, kinst(k, KI_INNER, KILN_I64, s2, -1, -1, -1), -1);
+    int m2 = kinst(k, KI_ACC, KILN_F32, s2, 0, -1, -1), sum = kinst(k, KI_ACC, KILN_F32, s2, 1, -1, -1);
+    int e2 = kinst_elem(k, OP_EXP, KILN_F32, s2, kinst_elem(k, OP_SUB, KILN_F32, s2, kinst_load(k, bx, KILN_F32, s2, p2, -1), m2, -1), -1, -1);
+    kstage_store(k, s2, by, p2, kinst_elem(k, OP_DIV, KILN_F32, s2, e2, sum, -1));
+    char *ir = NULL;
+    KilnJit *jit = compile(&pg, &ir);
+    if (jit) {
+        void *bp[2] = {x, y};
+        kjit_run_serial(jit, pg.p, bp);
+        int bad = 0;
+        for (int i = 0; i < R; i++) {
+            double mx = -INFINITY, s = 0;
+            for (int j = 0; j < C; j++) mx = fmax(mx, x[i * C + j]);
+            for (int j = 0; j < C; j++) s += exp(x[i * C + j] - mx);
+            for (int j = 0; j < C; j++) {
+                double want = exp(x[i * C + j] - mx) / s;
+                if (fabs(y[i * C + j] - want) > 1e-5 * want + 1e-9) bad++;
+            }
+        }
+        CHECK(bad == 0, "softmax rows: %d wrong", bad);
+        CHECK(ir && (strstr(ir, "<16 x float>") || strstr(ir, "<8 x float>")), "softmax rows are not vectorised");
+    }
+    free(ir);
+    kjit_free(jit);
+    prog_free(&pg);
+    free(x), free(y);
+}
+
+/* ---------------------------------------------- transcendental accuracy */
+
+typedef struct {
+    Op op;
+    bool flag;
+    double lo, hi;
+    double max_ulp; /* bound on the error in units of the float result's ulp */
+    double (*ref)(double);
+    double atol; /* errors up to this are fine whatever their ulp count */
+} Accuracy;
+
+static double sigmoid_d(double x) { return 1.0 / (1.0 + exp(-x)); }
+static double silu_d(double x) { return x / (1.0 + exp(-x)); }
+static double gelu_d(double x) { return 0.5 * x * (1.0 + erf(x / M_SQRT2)); }
+static double gelu_tanh_d(double x) { return 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))); }
+
+static double ulp_of(double v) {
+    double a = fabs(v);
+    if (a < 1.17549435e-38) return ldexp(1.0, -149);
+    int e;
+    frexp(a, &e);
+    return ldexp(1.0, e - 24);
+}
+
+static void test_accuracy(void) {
+    static const Accuracy cases[] = {
+        {OP_EXP, false, -87, 88, 2, exp, 0},        {OP_EXP, false, -103, -87, 2, exp, 0},
+        {OP_LOG, false, 1e-30, 1e30, 2, log, 0},   {OP_LOG, false, 0.5, 2, 2, log, 0},
+        {OP_LOG, false, 1e-44, 1e-37, 2, log, 0},  {OP_SIN, false, -10, 10, 2, sin, 0},
+        {OP_SIN, false, -1e4, 1e4, 2, sin, 0},     {OP_COS, false, -10, 10, 2, cos, 0},
+        {OP_COS, false, -1e4, 1e4, 2, cos, 0},     {OP_TANH, false, -10, 10, 3, tanh, 0},
+        {OP_TANH, false, -0.7, 0.7, 3, tanh, 0},   {OP_ERF, false, -6, 6, 2, erf, 0},
+        {OP_ERF, false, -1, 1, 2, erf, 0},         {OP_SIGMOID, false, -80, 80, 3, sigmoid_d, 0},
+        {OP_SILU, false, -20, 20, 3, silu_d, 0},   {OP_GELU, false, -5.5, 8, 6, gelu_d, 0},
+        {OP_GELU, true, -5.5, 8, 4, gelu_tanh_d, 0}, {OP_GELU, false, -30, -5.5, 0, gelu_d, 1e-12},
+        {OP_GELU, true, -30, -5, 0, gelu_tanh_d, 1e-12},
+    };
+    enum { N = 1 << 18 };
+    float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const Accuracy *a = &cases[c];
+        bool logscale = a->op == OP_LOG && a->hi / a->lo > 1e3;
+        for (int i = 0; i < N; i++) {
+            double t = (i + 0.5) / N;
+            x[i] = (float)(logscale ? exp(log(a->lo) + t * (log(a->hi) - log(a->lo))) : a->lo + t * (a->hi - a->lo));
+        }
+        Prog pg = prog_new("acc");
+        int bx = kprog_add_buf(pg.p, KB_INPUT, 0, KILN_F32, N, -1, "x");
+        int by = kprog_add_buf(pg.p, KB_OUTPUT, 0, KILN_F32, N, -1, "y");
+        Kernel *k = kprog_add_kernel(pg.p, KK_ELEMENTWISE, "f", N);
+        int s = kernel_add_stage(k, KS_MAP, 1);
+        int o = kinst(k, KI_OUTER, KILN_I64, -1, -1, -1, -1);
+        int e = kinst_elem(k, a->op, KILN_F32, -1, kinst_load(k, bx, KILN_F32, -1, o, -1), -1, -1);
+        k->insts.data[e].flag = a->flag;
+        kstage_store(k, s, by, o, e);
+        char *ir = NULL;
+        KilnJit *jit = compile(&pg, &ir);
+        if (jit) {
+            void *bp[2] = {x, y};
+            kjit_run_serial(jit, pg.p, bp);
+            double worst = 0, at = 0;
+            for (int i = 0; i < N; i++) {
+                double want = a->ref((double)x[i]);
+                double err = fabs((double)y[i] - want) / ulp_of(want);
+                if (fabs((double)y[i] - want) <= a->atol) err = 0;
+                if (isnan(want) && isnan(y[i])) err = 0;
+                if (!(err <= worst)) worst = err, at = x[i];
+            }
+            CHECK(worst <= a->max_ulp, "%s%s on [%g, %g]: %.2f ulp at %.9g (bound %g)", op_info[a->op].name,
+                  a->flag ? "~" : "", a->lo, a->hi, worst, at, a->max_ulp);
+            if (getenv("KILN_TEST_VERBOSE"))
+                printf("  %s%s on [%g, %g]: max %.2f ulp at %.9g\n", op_info[a->op].name, a->flag ? "~" : "", a->lo,
+                       a->hi, worst, at);
+            CHECK(ir && (strstr(ir, "<16 x float>") || strstr(ir, "<8 x float>")), "%s is not vectorised",
+                  op_info[a->op].name);
+        }
+        free(ir);
+        kjit_free(jit);
+        prog_free(&pg);
+    }
+    free(x), free(y);
+}
+
+/* ------------------------------------------------------------- matmul */
+
+/* out[b, m, n] = act(sum_k A[b?, m, k] * B[b?, k, n] + bias[n]) with the
+ * operands in dtype dt; A broadcast over batch when a_bcast. */
+static void check_matmul(int64_t batch, int64_t M, int64_t N, int64_t K, KilnDType dt, bool a_bcast, bool b_trans,
+                         bool relu_bias) {
+    int64_t na = (a_bcast ? 1 : batch) * M * K, nbm = batch * K * N, no = batch * M * N;
+    KilnTensor A, B, bias;
+    kiln_tensor_init(&A, dt, 1, &na);
+    kiln_tensor_init(&B, dt, 1, &nbm);
+    kiln_tensor_init(&bias, KILN_F32, 1, &N);
+    for (int64_t i = 0; i < na; i++) set_elem(&A, i, urand(-1, 1));
+    for (int64_t i = 0; i < nbm; i++) set_elem(&B, i, urand(-1, 1));
+    for (int64_t i = 0; i < N; i++) set_elem(&bias, i, urand(-1, 1));
+    float *out = malloc(sizeof(float) * (size_t)no);
+    Prog pg = prog_new("mm");
+    int ba = kprog_add_buf(pg.p, KB_INPUT, 0, dt, na, -1, "A");
+    int bb = kprog_add_buf(pg.p, KB_INPUT, 1, dt, nbm, -1, "B");
+    int bbias = kprog_add_buf(pg.p, KB_INPUT, 2, KILN_F32, N, -1, "bias");
+    int bo = kprog_add_buf(pg.p, KB_OUTPUT, 0, KILN_F32, no, -1, "out");
+    Kernel *k = kprog_add_kernel(pg.p, KK_MATMUL, "k_matmul", no);
+    int s0 = kernel_add_stage(k, KS_REDUCE, K), s1 = kernel_add_stage(k, KS_MAP, 1);
+    /* o = (b*M + m)*N + n */
+    int o = kinst(k, KI_OUTER, KILN_I64, -1, -1, -1, -1);
+    int n = kinst(k, KI_IMOD, KILN_I64, -1, o, kinst_const(k, KILN_I64, -1, N), -1);
+    int bm = kinst(k, KI_IDIV, KILN_I64, -1, o, kinst_const(k, KILN_I64, -1, N), -1);
+    int m = kinst(k, KI_IMOD, KILN_I64, -1, bm, kinst_const(k, KILN_I64, -1, M), -1);
+    int b = kinst(k, KI_IDIV, KILN_I64, -1, bm, kinst_const(k, KILN_I64, -1, M), -1);
+    int r = kinst(k, KI_INNER, KILN_I64, s0, -1, -1, -1);
+    /* A index: (a_bcast ? 0 : b*M*K) + m*K + r */
+    int ai = kinst(k, KI_IADD, KILN_I64, s0, kinst(k, KI_IMUL, KILN_I64, s0, m, kinst_const(k, KILN_I64, s0, K), -1), r, -1);
+    if (!a_bcast)
+        ai = kinst(k, KI_IADD, KILN_I64, s0, ai, kinst(k, KI_IMUL, KILN_I64, s0, b, kinst_const(k, KILN_I64, s0, M * K), -1), -1);
+    /* B index: b*K*N + (b_trans ? n*K + r : r*N + n) */
+    int bi = b_trans ? kinst(k, KI_IADD, KILN_I64, s0, kinst(k, KI_IMUL, KILN_I64, s0, n, kinst_const(k, KILN_I64, s0, K), -1), r, -1)
+                     : kinst(k, KI_IADD, KILN_I64, s0, kinst(k, KI_IMUL, KILN_I64, s0, r, kinst_const(k, KILN_I64, s0, N), -1), n, -1);
+    bi = kinst(k, KI_IADD, KILN_I64, s0, bi, kinst(k, KI_IMUL, KILN_I64, s0, b, kinst_const(k, KILN_I64, s0, K * N), -1), -1);
+    int la = kinst(k, KI_CAST, KILN_F32, s0, kinst_load(k, ba, dt, s0, ai, -1), -1, -1);
+    int lb = kinst(k, KI_CAST, KILN_F32, s0, kinst_load(k, bb, dt, s0, bi, -1), -1, -1);
+    kstage_reduce(k, s0, OP_SUM, kinst_elem(k, OP_MUL, KILN_F32, s0, la, lb, -1), KILN_F32);
+    int acc = kinst(k, KI_ACC, KILN_F32, s1, 0, -1, -1);
+    int v = acc;
+    if (relu_bias)
+        v = kinst_elem(k, OP_RELU, KILN_F32, s1, kinst_elem(k, OP_ADD, KILN_F32, s1, acc, kinst_load(k, bbias, KILN_F32, s1, n, -1), -1), -1, -1);
+    kstage_store(k, s1, bo, o, v);
+    KMatmul *mm = &k->mm;
+    mm->a_buf = ba, mm->b_buf = bb;
+    mm->batch = batch, mm->m = M, mm->n = N, mm->k = K;
+    mm->nbatch = 1;
+    mm->batch_dims = ARENA_ARRAY(pg.arena, int64_t, 1);
+    mm->a_batch_stride = ARENA_ARRAY(pg.arena, int64_t, 1);
+    mm->b_batch_stride = ARENA_ARRAY(pg.arena, int64_t, 1);
+    mm->batch_dims[0] = batch;
+    mm->a_batch_stride[0] = a_bcast ? 0 : M * K;
+    mm->b_batch_stride[0] = K * N;
+    mm->a_sm = K, mm->a_sk = 1;
+    mm->b_sk = b_trans ? 1 : N, mm->b_sn = b_trans ? K : 1;
+    KilnJit *jit = compile(&pg, NULL);
+    int bad = 0;
+    if (jit) {
+        void *scratch = kjit_scratch(jit, 0) ? aligned_alloc(64, (size_t)(kjit_scratch(jit, 0) + 63) / 64 * 64) : NULL;
+        void *bp[5] = {A.data, B.data, bias.data, out, scratch};
+        KernelFn fn = kjit_kernel(jit, 0);
+        /* in ragged pieces, as threads would split it */
+        int64_t cuts[4] = {0, no / 3 + 1, 2 * no / 3 + 7, no};
+        if (cuts[2] > no) cuts[2] = no;
+        for (int c = 0; c < 3; c++)
+            if (cuts[c] < cuts[c + 1]) fn(cuts[c], cuts[c + 1], bp);
+        free(scratch);
+        for (int64_t bI = 0; bI < batch; bI++)
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < N; j++) {
+                    double s = 0;
+                    for (int64_t kk = 0; kk < K; kk++) {
+                        double av = get_elem(&A, (a_bcast ? 0 : bI * M * K) + i * K + kk);
+                        double bv = get_elem(&B, bI * K * N + (b_trans ? j * K + kk : kk * N + j));
+                        s += av * bv;
+                    }
+                    if (relu_bias) s = fmax(s + get_elem(&bias, j), 0);
+                    double got = out[(bI * M + i) * N + j];
+                    if (fabs(got - s) > 1e-5 * sqrt((double)K) * 4 + 1e-5 * fabs(s)) {
+                        if (bad < 3)
+                            printf("  matmul [%lld, %lld, %lld]: got %.9g, want %.9g\n", (long long)bI, (long long)i,
+                                   (long long)j, got, s);
+                        bad++;
+                    }
+                }
+    }
+    CHECK(jit && bad == 0, "matmul batch %lld, %lldx%lldx%lld %s%s%s%s: %d wrong", (long long)batch, (long long)M,
+          (long long)N, (long long)K, kiln_dtype_name(dt), a_bcast ? " A-broadcast" : "", b_trans ? " B^T" : "",
+          relu_bias ? " +bias,relu" : "", bad);
+    kjit_free(jit);
+    prog_free(&pg);
+    kiln_tensor_free(&A);
+    kiln_tensor_free(&B);
+    kiln_tensor_free(&bias);
+    free(out);
+}
+
+static void test_matmul(void) {
+    check_matmul(1, 64, 64, 64, KILN_F32, false, false, false);
+    check_matmul(1, 67, 45, 300, KILN_F32, false, false, true); /* ragged tiles, K over one block */
+    check_matmul(1, 130, 257, 600, KILN_F32, false, true, true); /* B transposed, 3 K blocks */
+    check_matmul(3, 20, 40, 50, KILN_F32, true, false, true);   /* batched, A broadcast */
+    check_matmul(2, 33, 48, 70, KILN_F16, false, false, false);
+    check_matmul(2, 33, 48, 70, KILN_BF16, false, true, true);
+    check_matmul(1, 3, 5, 7, KILN_F32, false, false, true);     /* small: the generic path */
+}
+
+int main(void) {
+    test_elementwise_ops();
+    test_casts();
+    test_half_rounding();
+    test_inst_kinds();
+    test_reductions();
+    test_argmax_ties();
+    test_softmax_rows();
+    test_accuracy();
+    test_matmul();
+    printf("test_llvm: %d passed, %d failed\n", npass, nfail);
+    return nfail ? 1 : 0;
+}
