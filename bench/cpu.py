@@ -18,7 +18,9 @@ The cases:
   f  cold compile time of every graph of examples/*.kiln (kiln only)
 
 Copy bandwidth is measured in the same run: NumPy copying 16M f32 into a preallocated
-array, counting the bytes read and written.
+array, counting the bytes read and written, on 1 thread and on --threads threads; the
+faster is the reference for "kiln % copy bw".  Each (implementation, case) runs in a fresh
+process; the sequence runs --rounds times and each figure is the best round's median.
 
 This file is also the worker: `cpu.py --worker PEER` runs one peer's cases and prints
 one JSON line per case.  It must run under Debian's /usr/bin/python3 (for Debian's
@@ -466,8 +468,17 @@ def log(msg):
     sys.stderr.flush()
 
 
+_PEER_PYTHON = {}
+
+
 def peer_python(peer):
-    """The interpreter for a peer, or (None, reason)."""
+    """The interpreter for a peer, or (None, reason) (looked up once)."""
+    if peer not in _PEER_PYTHON:
+        _PEER_PYTHON[peer] = find_peer_python(peer)
+    return _PEER_PYTHON[peer]
+
+
+def find_peer_python(peer):
     venv_py = sys.executable
     if peer != "torch":
         return venv_py, None

@@ -950,6 +950,24 @@ static void emit_scope(Kc *kc, int stage) {
         if (kc->k->insts.data[i].stage == stage) kc->val[i] = emit_inst(kc, i);
 }
 
+/* Whether the instructions of a scope make a loop body heavy enough that
+ * vectorising it at the target's natural width is surely right: then the
+ * width is given to the vectoriser (metadata), which saves it comparing
+ * every width on a large body (a good part of the compile time). */
+static bool heavy_scope(const Kernel *k, int scope) {
+    int n = 0;
+    for (int i = 0; i < k->insts.len; i++) {
+        const KInst *in = &k->insts.data[i];
+        if (in->stage != scope) continue;
+        n++;
+        if (in->kind == KI_ELEM && is_floatlike(in->dtype) && in->dtype != KILN_F64 &&
+            (in->op == OP_EXP || in->op == OP_LOG || in->op == OP_SIN || in->op == OP_COS || in->op == OP_TANH ||
+             in->op == OP_ERF || in->op == OP_SIGMOID || in->op == OP_SILU || in->op == OP_GELU))
+            return true;
+    }
+    return n >= 24;
+}
+
 /* A counted loop [start, end) with a bottom test (the caller has checked
  * start < end, or the extent is a positive constant). */
 typedef struct {
@@ -997,8 +1015,10 @@ static void loop_metadata(Cg *cg, LLVMValueRef latch_br, int vw, int ic) {
     LLVMSetMetadata(latch_br, LLVMGetMDKindIDInContext(cg->ctx, "llvm.loop", 9), LLVMMetadataAsValue(cg->ctx, id));
 }
 
-/* Closes the loop; phis[i] get (init from pre is already there) next[i]. */
-static void loop_end(Kc *kc, Loop *l, LLVMValueRef *phis, LLVMValueRef *next, int n) {
+/* Closes the loop; phis[i] get (init from pre is already there) next[i].
+ * A loop without phis (a map) is not interleaved, and vectorised at width
+ * vw when vw > 0 (see heavy_scope). */
+static void loop_end(Kc *kc, Loop *l, LLVMValueRef *phis, LLVMValueRef *next, int n, int vw) {
     Cg *cg = kc->cg;
     LLVMValueRef inc = LLVMBuildAdd(cg->b, l->iv, LLVMConstInt(LLVMTypeOf(l->iv), 1, 0), "");
     LLVMSetNSW(inc, 1);
@@ -1006,7 +1026,7 @@ static void loop_end(Kc *kc, Loop *l, LLVMValueRef *phis, LLVMValueRef *next, in
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
     LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "exit");
     LLVMValueRef br = LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, inc, l->end, ""), l->body, exit);
-    if (n == 0) loop_metadata(cg, br, getenv("KILN_VW") ? atoi(getenv("KILN_VW")) : 0, 1); /* TEMP */
+    if (n == 0) loop_metadata(cg, br, vw, 1);
     LLVMAddIncoming(l->iv, &inc, &latch, 1);
     for (int i = 0; i < n; i++) LLVMAddIncoming(phis[i], &next[i], &latch, 1);
     LLVMPositionBuilderAtEnd(cg->b, exit);
@@ -1077,7 +1097,7 @@ static void emit_stage(Kc *kc, int s) {
             LLVMValueRef v = conv(cg, kc->val[sto->value], inst_dtype(kc, sto->value), bdt);
             store_elem(cg, bdt, kc->bufptr[sto->buf], as_idx(kc, kc->val[sto->index]), v);
         }
-        if (st->extent > 1) loop_end(kc, &l, NULL, NULL, 0);
+        if (st->extent > 1) loop_end(kc, &l, NULL, NULL, 0, heavy_scope(kc->k, s) ? cg->vec_floats : 0);
         return;
     }
     LLVMValueRef init = reduce_init(cg, st), pos0 = ci64(cg, 0);
@@ -1107,7 +1127,7 @@ static void emit_stage(Kc *kc, int s) {
     next[0] = phis[0], next[1] = arg ? phis[1] : NULL;
     reduce_combine(kc, st, &next[0], &next[1], conv(cg, kc->val[st->value], inst_dtype(kc, st->value), st->acc_dtype),
                    kc->r[s]);
-    loop_end(kc, &l, phis, next, arg ? 2 : 1);
+    loop_end(kc, &l, phis, next, arg ? 2 : 1, 0);
     /* after the loop the phis hold the last iteration's inputs: use next's
      * values through LCSSA-free dominance (the exit is only reached from the
      * latch, which defines next) */
@@ -1124,8 +1144,13 @@ static void emit_generic_loops(Kc *kc, LLVMValueRef ob, LLVMValueRef oe) {
     Loop l;
     kc->o = loop_begin(kc, &l, ob, oe, "o");
     emit_scope(kc, -1);
-    for (int s = 0; s < kc->k->stages.len; s++) emit_stage(kc, s);
-    loop_end(kc, &l, NULL, NULL, 0);
+    bool flat = true, heavy = heavy_scope(kc->k, -1);
+    for (int s = 0; s < kc->k->stages.len; s++) {
+        emit_stage(kc, s);
+        flat = flat && kc->k->stages.data[s].extent <= 1;
+        heavy = heavy || heavy_scope(kc->k, s);
+    }
+    loop_end(kc, &l, NULL, NULL, 0, flat && heavy ? cg->vec_floats : 0);
     LLVMBuildBr(cg->b, done);
     LLVMPositionBuilderAtEnd(cg->b, done);
 }
@@ -1248,7 +1273,6 @@ static const KInst *through_casts(const Kernel *k, int i) {
 }
 
 static bool matmul_tiled_ok(const Cg *cg, const Kernel *k) {
-    if (getenv("KILN_NO_TILED")) return false; /* TEMP */
     const KMatmul *mm = &k->mm;
     const KProgram *p = cg->p;
     if (k->kind != KK_MATMUL || k->stages.len != 2) return false;
@@ -1282,7 +1306,7 @@ int64_t llvm_kernel_grain(const Kernel *k) {
     return 64;
 }
 
-/* A top-tested loop for i in [start, end) step `step` (i64). */
+/* A top-tested loop for i in [start, end) step `step` (of start's type). */
 typedef struct {
     LLVMBasicBlockRef header, body, exit;
     LLVMValueRef iv, step;
@@ -1294,10 +1318,10 @@ static LLVMValueRef tloop_begin(Kc *kc, TLoop *l, LLVMValueRef start, LLVMValueR
     l->header = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, name);
     l->body = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "body");
     l->exit = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "exit");
-    l->step = ci64(cg, step);
+    l->step = LLVMConstInt(LLVMTypeOf(start), (unsigned long long)step, 1);
     LLVMBuildBr(cg->b, l->header);
     LLVMPositionBuilderAtEnd(cg->b, l->header);
-    l->iv = LLVMBuildPhi(cg->b, cg->t_i64, name);
+    l->iv = LLVMBuildPhi(cg->b, LLVMTypeOf(start), name);
     LLVMAddIncoming(l->iv, &start, &pre, 1);
     LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, l->iv, end, ""), l->body, l->exit);
     LLVMPositionBuilderAtEnd(cg->b, l->body);
@@ -1401,54 +1425,96 @@ static LLVMValueRef splat(Cg *cg, LLVMValueRef x, int n) {
     return LLVMBuildShuffleVector(cg->b, v, LLVMGetUndef(vt), zeros, "");
 }
 
-/* void kiln.mm.pack.DT(ptr src, i64 base, i64 s_i, i64 s_k, i64 valid, i64 kc, i64 W, ptr dst):
+/* void kiln.mm.pack.DT.W(ptr src, i64 base, i64 s_i, i64 s_k, i64 valid, i64 kc, ptr dst):
  * packs a block of `valid` lines (rows of A, or columns of B) by kc into
  * panels of W lines: dst[i0*kc + kk*W + w] = src[base + (i0+w)*s_i + kk*s_k]
- * as f32, zero for lines past `valid`.  One per source dtype per module. */
-static LLVMValueRef helper_pack(Cg *cg, KilnDType dt) {
+ * as f32, zero for lines past `valid`.  Whole panels with s_i == 1 (B
+ * row-major) copy W contiguous elements per k (vectorised); whole panels
+ * with s_k == 1 (A row-major) read each line contiguously; the rest (edges,
+ * other strides) go element by element.  One per source dtype and W. */
+static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
     char name[64];
-    snprintf(name, sizeof name, "kiln.mm.pack.%s", kiln_dtype_name(dt));
+    snprintf(name, sizeof name, "kiln.mm.pack.%s.%d", kiln_dtype_name(dt), W);
     LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
     if (fn) return fn;
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
-    LLVMTypeRef ps[8] = {cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr};
-    fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, 8, 0));
+    LLVMTypeRef ps[7] = {cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr};
+    fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, 7, 0));
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_fn_attr(cg, fn, cg->k_nounwind);
     add_fn_attr(cg, fn, cg->k_noinline);
     LLVMAddAttributeAtIndex(fn, 1, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
-    LLVMAddAttributeAtIndex(fn, 8, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    LLVMAddAttributeAtIndex(fn, 7, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
     Kc kc = {.cg = cg, .fn = fn};
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
     LLVMValueRef src = LLVMGetParam(fn, 0), base = LLVMGetParam(fn, 1), si = LLVMGetParam(fn, 2);
     LLVMValueRef sk = LLVMGetParam(fn, 3), valid = LLVMGetParam(fn, 4), kcv = LLVMGetParam(fn, 5);
-    LLVMValueRef W = LLVMGetParam(fn, 6), dst = LLVMGetParam(fn, 7);
+    LLVMValueRef dst = LLVMGetParam(fn, 6), cW = ci64(cg, W);
+    LLVMValueRef si1 = LLVMBuildICmp(cg->b, LLVMIntEQ, si, ci64(cg, 1), "");
+    LLVMValueRef sk1 = LLVMBuildICmp(cg->b, LLVMIntEQ, sk, ci64(cg, 1), "");
     TLoop lp, lk, lw;
-    LLVMValueRef i0 = tloop_begin(&kc, &lp, ci64(cg, 0), valid, 1, "panel");
+    LLVMValueRef i0 = tloop_begin(&kc, &lp, ci64(cg, 0), valid, W, "panel");
     LLVMValueRef pdst = imul(cg, i0, kcv);
-    LLVMValueRef kk = tloop_begin(&kc, &lk, ci64(cg, 0), kcv, 1, "k");
-    LLVMValueRef kdst = iadd(cg, pdst, imul(cg, kk, W));
-    LLVMValueRef ksrc = iadd(cg, base, imul(cg, kk, sk));
-    LLVMValueRef w = tloop_begin(&kc, &lw, ci64(cg, 0), W, 1, "w");
-    LLVMValueRef i = iadd(cg, i0, w);
-    LLVMValueRef inb = LLVMBuildICmp(cg->b, LLVMIntSLT, i, valid, "");
-    LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
-    LLVMBasicBlockRef ld = LLVMAppendBasicBlockInContext(cg->ctx, fn, "ld");
-    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, fn, "st");
-    LLVMBuildCondBr(cg->b, inb, ld, join);
-    LLVMPositionBuilderAtEnd(cg->b, ld);
-    LLVMValueRef v = load_elem(cg, dt, src, iadd(cg, ksrc, imul(cg, i, si)));
-    LLVMBuildBr(cg->b, join);
-    LLVMPositionBuilderAtEnd(cg->b, join);
-    LLVMValueRef phi = LLVMBuildPhi(cg->b, cg->t_f32, "");
-    LLVMValueRef vals[2] = {v, cf(cg, 0.0)};
-    LLVMBasicBlockRef from[2] = {ld, pre};
-    LLVMAddIncoming(phi, vals, from, 2);
-    store_f32(cg, dst, iadd(cg, kdst, w), phi);
-    tloop_end(&kc, &lw);
-    tloop_end(&kc, &lk);
-    /* the panel loop steps by W */
-    lp.step = W;
+    LLVMValueRef full = LLVMBuildICmp(cg->b, LLVMIntSLE, iadd(cg, i0, cW), valid, "");
+    LLVMValueRef pbase = iadd(cg, base, imul(cg, i0, si));
+    LLVMBasicBlockRef b_rows = LLVMAppendBasicBlockInContext(cg->ctx, fn, "contig_lines");
+    LLVMBasicBlockRef b_t = LLVMAppendBasicBlockInContext(cg->ctx, fn, "not_contig_lines");
+    LLVMBasicBlockRef b_cols = LLVMAppendBasicBlockInContext(cg->ctx, fn, "contig_k");
+    LLVMBasicBlockRef b_gen = LLVMAppendBasicBlockInContext(cg->ctx, fn, "general");
+    LLVMBasicBlockRef b_done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "panel_done");
+    LLVMBuildCondBr(cg->b, LLVMBuildAnd(cg->b, full, si1, ""), b_rows, b_t);
+    LLVMPositionBuilderAtEnd(cg->b, b_t);
+    LLVMBuildCondBr(cg->b, LLVMBuildAnd(cg->b, full, sk1, ""), b_cols, b_gen);
+
+    /* W contiguous elements per k */
+    LLVMPositionBuilderAtEnd(cg->b, b_rows);
+    {
+        LLVMValueRef kk = tloop_begin(&kc, &lk, ci64(cg, 0), kcv, 1, "k");
+        LLVMValueRef s0 = iadd(cg, pbase, imul(cg, kk, sk)), d0 = iadd(cg, pdst, imul(cg, kk, cW));
+        LLVMValueRef w = tloop_begin(&kc, &lw, ci64(cg, 0), cW, 1, "w");
+        store_f32(cg, dst, iadd(cg, d0, w), conv(cg, load_elem(cg, dt, src, iadd(cg, s0, w)), dt, KILN_F32));
+        loop_metadata(cg, tloop_end(&kc, &lw), 0, 1);
+        tloop_end(&kc, &lk);
+        LLVMBuildBr(cg->b, b_done);
+    }
+    /* each line read along k */
+    LLVMPositionBuilderAtEnd(cg->b, b_cols);
+    {
+        LLVMValueRef w = tloop_begin(&kc, &lw, ci64(cg, 0), cW, 1, "w");
+        LLVMValueRef s0 = iadd(cg, pbase, imul(cg, w, si)), d0 = iadd(cg, pdst, w);
+        LLVMValueRef kk = tloop_begin(&kc, &lk, ci64(cg, 0), kcv, 1, "k");
+        store_f32(cg, dst, iadd(cg, d0, imul(cg, kk, cW)), conv(cg, load_elem(cg, dt, src, iadd(cg, s0, kk)), dt, KILN_F32));
+        loop_metadata(cg, tloop_end(&kc, &lk), 0, 1);
+        tloop_end(&kc, &lw);
+        LLVMBuildBr(cg->b, b_done);
+    }
+    /* element by element, zero past `valid` */
+    LLVMPositionBuilderAtEnd(cg->b, b_gen);
+    {
+        LLVMValueRef kk = tloop_begin(&kc, &lk, ci64(cg, 0), kcv, 1, "k");
+        LLVMValueRef kdst = iadd(cg, pdst, imul(cg, kk, cW));
+        LLVMValueRef ksrc = iadd(cg, base, imul(cg, kk, sk));
+        LLVMValueRef w = tloop_begin(&kc, &lw, ci64(cg, 0), cW, 1, "w");
+        LLVMValueRef i = iadd(cg, i0, w);
+        LLVMValueRef inb = LLVMBuildICmp(cg->b, LLVMIntSLT, i, valid, "");
+        LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
+        LLVMBasicBlockRef ld = LLVMAppendBasicBlockInContext(cg->ctx, fn, "ld");
+        LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, fn, "st");
+        LLVMBuildCondBr(cg->b, inb, ld, join);
+        LLVMPositionBuilderAtEnd(cg->b, ld);
+        LLVMValueRef v = load_elem(cg, dt, src, iadd(cg, ksrc, imul(cg, i, si)));
+        LLVMBuildBr(cg->b, join);
+        LLVMPositionBuilderAtEnd(cg->b, join);
+        LLVMValueRef phi = LLVMBuildPhi(cg->b, cg->t_f32, "");
+        LLVMValueRef vals[2] = {v, cf(cg, 0.0)};
+        LLVMBasicBlockRef from[2] = {ld, pre};
+        LLVMAddIncoming(phi, vals, from, 2);
+        store_f32(cg, dst, iadd(cg, kdst, w), phi);
+        loop_metadata(cg, tloop_end(&kc, &lw), -1, 0);
+        tloop_end(&kc, &lk);
+        LLVMBuildBr(cg->b, b_done);
+    }
+    LLVMPositionBuilderAtEnd(cg->b, b_done);
     tloop_end(&kc, &lp);
     LLVMBuildRetVoid(cg->b);
     if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
@@ -1493,7 +1559,7 @@ static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh) {
         LLVMValueRef av = splat(cg, load_f32(cg, Ap, iadd(cg, aoff, ci64(cg, i))), VL);
         for (int v = 0; v < NV; v++) nexts[i * NV + v] = fma3(cg, av, bv[v], accs[i * NV + v]);
     }
-    loop_end(&kc, &lk, accs, nexts, nacc);
+    loop_end(&kc, &lk, accs, nexts, nacc, 0);
     /* C (+)= tile */
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
     LLVMBasicBlockRef addc = LLVMAppendBasicBlockInContext(cg->ctx, fn, "addc");
@@ -1557,7 +1623,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const int *list, int
     const int64_t NCp = (NC + NR - 1) / NR * NR;
     const bool multi_k = K > KC;
     KilnDType adt = p->bufs.data[mm->a_buf].dtype, bdt = p->bufs.data[mm->b_buf].dtype;
-    LLVMValueRef pack_a = helper_pack(cg, adt), pack_b = helper_pack(cg, bdt), ukernel = helper_ukernel(cg, &sh);
+    LLVMValueRef pack_a = helper_pack(cg, adt, MR), pack_b = helper_pack(cg, bdt, NR), ukernel = helper_ukernel(cg, &sh);
 
     Kc kc;
     kc_init(&kc, cg, k);
@@ -1621,15 +1687,15 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const int *list, int
     LLVMValueRef last = LLVMBuildICmp(cg->b, LLVMIntSGE, iadd(cg, pc, ci64(cg, KC)), ci64(cg, K), "last");
     {
         LLVMValueRef base = iadd(cg, iadd(cg, bbase, imul(cg, pc, ci64(cg, mm->b_sk))), imul(cg, jc, ci64(cg, mm->b_sn)));
-        LLVMValueRef args[8] = {B, base, ci64(cg, mm->b_sn), ci64(cg, mm->b_sk), ncv, kcv, ci64(cg, NR), Bp};
-        call_fn(cg, pack_b, args, 8);
+        LLVMValueRef args[7] = {B, base, ci64(cg, mm->b_sn), ci64(cg, mm->b_sk), ncv, kcv, Bp};
+        call_fn(cg, pack_b, args, 7);
     }
     LLVMValueRef ic = tloop_begin(&kc, &lic, m0, m1, MC, "ic");
     LLVMValueRef mcv = imin(cg, ci64(cg, MC), LLVMBuildSub(cg->b, m1, ic, ""));
     {
         LLVMValueRef base = iadd(cg, iadd(cg, abase, imul(cg, pc, ci64(cg, mm->a_sk))), imul(cg, ic, ci64(cg, mm->a_sm)));
-        LLVMValueRef args[8] = {A, base, ci64(cg, mm->a_sm), ci64(cg, mm->a_sk), mcv, kcv, ci64(cg, MR), Ap};
-        call_fn(cg, pack_a, args, 8);
+        LLVMValueRef args[7] = {A, base, ci64(cg, mm->a_sm), ci64(cg, mm->a_sk), mcv, kcv, Ap};
+        call_fn(cg, pack_a, args, 7);
     }
     LLVMValueRef jr = tloop_begin(&kc, &ljr, ci64(cg, 0), ncv, NR, "jr");
     LLVMValueRef nrv = imin(cg, ci64(cg, NR), LLVMBuildSub(cg->b, ncv, jr, ""));
@@ -1673,14 +1739,17 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const int *list, int
         LLVMBuildCondBr(cg->b, whole, wb, pb);
         for (int part = 0; part < 2; part++) {
             LLVMPositionBuilderAtEnd(cg->b, part ? pb : wb);
-            LLVMValueRef jj = tloop_begin(&kc, &lj, part ? jlo : ci64(cg, 0), part ? jhi : ci64(cg, NR), 1, "ej");
-            kc.o = as_idx(&kc, iadd(cg, obase, jj));
-            kc.acc[0] = load_f32(cg, cptr, iadd(cg, crow, jj));
+            /* o = obase + j in the index type, j the loop's own variable:
+             * simple recurrences for the vectoriser and for LSR */
+            LLVMValueRef lo = part ? jlo : ci64(cg, 0), hi = part ? jhi : ci64(cg, NR);
+            LLVMValueRef jj = tloop_begin(&kc, &lj, as_idx(&kc, lo), as_idx(&kc, hi), 1, "ej");
+            kc.o = iadd(cg, as_idx(&kc, obase), jj);
+            kc.acc[0] = load_f32(cg, cptr, iadd(cg, crow, LLVMBuildSExt(cg->b, jj, cg->t_i64, "")));
             emit_scope(&kc, -1);
             emit_stage(&kc, 1);
             LLVMValueRef br = tloop_end(&kc, &lj);
             if (part) loop_metadata(cg, br, -1, 0);
-            else loop_metadata(cg, br, getenv("KILN_VW") ? atoi(getenv("KILN_VW")) : 0, 1); /* TEMP */
+            else loop_metadata(cg, br, heavy_scope(k, -1) || heavy_scope(k, 1) ? cg->vec_floats : 0, 1);
             LLVMBuildBr(cg->b, done);
         }
         LLVMPositionBuilderAtEnd(cg->b, done);
@@ -1821,7 +1890,7 @@ LLVMTargetMachineRef llvm_target_machine(const char *cpu, bool reloc_pic, char *
     char *host_cpu = cpu ? NULL : LLVMGetHostCPUName();
     char *features = cpu ? NULL : LLVMGetHostCPUFeatures();
     LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu ? cpu : host_cpu, features ? features : "",
-                                                      getenv("KILN_CGL") ? (LLVMCodeGenOptLevel)atoi(getenv("KILN_CGL")) : LLVMCodeGenLevelAggressive, reloc_pic ? LLVMRelocPIC : LLVMRelocDefault,
+                                                      LLVMCodeGenLevelAggressive, reloc_pic ? LLVMRelocPIC : LLVMRelocDefault,
                                                       LLVMCodeModelJITDefault);
     if (!tm) snprintf(err, errlen, "LLVM: cannot make a target machine for cpu '%s'", cpu ? cpu : host_cpu);
     LLVMDisposeMessage(host_cpu);
@@ -1868,13 +1937,10 @@ static int target_vec_floats(LLVMTargetMachineRef tm) {
 
 static unsigned attr_kind(const char *name) { return LLVMGetEnumAttributeKindForName(name, strlen(name)); }
 
-LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTargetMachineRef tm, bool aot,
-                                 int64_t *scratch, char *err, size_t errlen) {
-    char verr[512];
-    if (!kprog_verify(p, verr, sizeof verr)) {
-        snprintf(err, errlen, "kernel IR: %s", verr);
-        return NULL;
-    }
+/* The module of the kernels of p that `only` selects (NULL: all), in ctx,
+ * verified and optimised for tm. */
+static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTargetMachineRef tm, bool aot,
+                                  const bool *only, int64_t *scratch, char *err, size_t errlen) {
     Cg cg = {0};
     cg.ctx = ctx;
     cg.p = p;
@@ -1906,6 +1972,7 @@ LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTarg
     LLVMValueRef *kfns = xcalloc((size_t)p->kernels.len + 1, sizeof(LLVMValueRef));
     int64_t max_scratch = 0;
     for (int i = 0; i < p->kernels.len; i++) {
+        if (only && !only[i]) continue;
         kfns[i] = emit_kernel(&cg, &p->kernels.data[i]);
         if (aot) LLVMSetLinkage(kfns[i], LLVMInternalLinkage);
         int64_t sb = matmul_scratch(&cg, &p->kernels.data[i]);
@@ -1930,8 +1997,7 @@ LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTarg
     LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
     LLVMPassBuilderOptionsSetLoopInterleaving(po, 1);
     LLVMPassBuilderOptionsSetLoopUnrolling(po, 1);
-    const char *pipe = getenv("KILN_PIPE") ? getenv("KILN_PIPE") : KILN_PIPELINE; /* TEMP */
-    LLVMErrorRef e = LLVMRunPasses(cg.mod, pipe, tm, po);
+    LLVMErrorRef e = LLVMRunPasses(cg.mod, KILN_PIPELINE, tm, po);
     LLVMDisposePassBuilderOptions(po);
     if (e) {
         char *m = LLVMGetErrorMessage(e);
@@ -1941,6 +2007,16 @@ LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTarg
         return NULL;
     }
     return cg.mod;
+}
+
+LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTargetMachineRef tm, bool aot,
+                                 int64_t *scratch, char *err, size_t errlen) {
+    char verr[512];
+    if (!kprog_verify(p, verr, sizeof verr)) {
+        snprintf(err, errlen, "kernel IR: %s", verr);
+        return NULL;
+    }
+    return build_module(ctx, p, tm, aot, NULL, scratch, err, errlen);
 }
 
 /* ------------------------------------------------------------------ JIT */
@@ -1953,11 +2029,9 @@ struct KilnJit {
     KJitTimes times;
 };
 
-/* Compile stages are timed in CPU time of the compiling thread: a loaded
- * machine does not inflate them. */
-static double now_ms(void) {
+static double wall_ms(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
@@ -1967,84 +2041,191 @@ static void orc_error(LLVMErrorRef e, const char *prefix, char *err, size_t errl
     LLVMDisposeErrorMessage(m);
 }
 
-KilnJit *kjit_compile(const KProgram *p, char **ir_text, char *err, size_t errlen) {
-    double t0 = now_ms();
-    static int parsed = 0;
-    if (getenv("KILN_LLVM_ARGS") && !parsed++) { /* TEMP */
-        const char *args[16] = {"kiln"};
-        int n = 1;
-        char *copy = strdup(getenv("KILN_LLVM_ARGS"));
-        for (char *t = strtok(copy, " "); t && n < 16; t = strtok(NULL, " ")) args[n++] = t;
-        LLVMParseCommandLineOptions(n, args, NULL);
-    }
-    if (ir_text) *ir_text = NULL;
-    LLVMTargetMachineRef tm = llvm_target_machine(NULL, false, err, errlen);
+/* One part of the program compiled on its own thread: kernels `only`, in a
+ * context and target machine of its own, to an object file in memory. */
+typedef struct {
+    const KProgram *p;
+    bool *only;
+    int64_t *scratch;
+    bool want_ir;
+    char *ir;                 /* the optimised IR, when asked */
+    LLVMMemoryBufferRef obj;  /* the object file */
+    double cpu_ms;
+    char err[1024];
+} JitPart;
+
+static double thread_cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void *compile_part(void *arg) {
+    JitPart *part = arg;
+    double t0 = thread_cpu_ms();
+    LLVMTargetMachineRef tm = llvm_target_machine(NULL, true, part->err, sizeof part->err);
     if (!tm) return NULL;
-    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
-    LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(tsc);
-    double t1 = now_ms();
-    int64_t *scratch = xcalloc((size_t)p->kernels.len + 1, sizeof(int64_t));
-    LLVMModuleRef mod = llvm_build_program(ctx, p, tm, false, scratch, err, errlen);
-    double t2 = now_ms();
-    if (!mod) {
-        free(scratch);
-        LLVMDisposeTargetMachine(tm);
-        LLVMOrcDisposeThreadSafeContext(tsc);
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef mod = build_module(ctx, part->p, tm, false, part->only, part->scratch, part->err, sizeof part->err);
+    if (mod) {
+        if (part->want_ir) {
+            char *s = LLVMPrintModuleToString(mod);
+            part->ir = xstrdup(s);
+            LLVMDisposeMessage(s);
+        }
+        char *msg = NULL;
+        if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &msg, &part->obj)) {
+            copy_msg(part->err, sizeof part->err, "LLVM code generation failed: ", msg);
+            part->obj = NULL;
+        }
+        LLVMDisposeMessage(msg);
+        LLVMDisposeModule(mod);
+    }
+    LLVMContextDispose(ctx);
+    LLVMDisposeTargetMachine(tm);
+    part->cpu_ms = thread_cpu_ms() - t0;
+    return NULL;
+}
+
+/* A rough cost of compiling kernel k, for splitting the work. */
+static double kernel_cost(const Kernel *k) {
+    double c = 20 + k->insts.len;
+    for (int i = 0; i < k->insts.len; i++) {
+        Op op = k->insts.data[i].op;
+        if (k->insts.data[i].kind == KI_ELEM &&
+            (op == OP_EXP || op == OP_LOG || op == OP_SIN || op == OP_COS || op == OP_TANH || op == OP_ERF ||
+             op == OP_SIGMOID || op == OP_SILU || op == OP_GELU))
+            c += 60;
+    }
+    if (k->kind == KK_MATMUL) c *= 3;
+    return c;
+}
+
+KilnJit *kjit_compile(const KProgram *p, int jobs, char **ir_text, char *err, size_t errlen) {
+    double w0 = wall_ms(), c0 = thread_cpu_ms();
+    if (ir_text) *ir_text = NULL;
+    char verr[512];
+    if (!kprog_verify(p, verr, sizeof verr)) {
+        snprintf(err, errlen, "kernel IR: %s", verr);
         return NULL;
     }
-    if (ir_text) {
-        char *s = LLVMPrintModuleToString(mod);
-        *ir_text = xstrdup(s);
-        LLVMDisposeMessage(s);
-    }
+    pthread_once(&llvm_once, llvm_init_native);
+    int nk = p->kernels.len;
+    int nparts = jobs < 1 ? 1 : jobs;
+    if (nparts > nk) nparts = nk > 0 ? nk : 1;
     KilnJit *j = xcalloc(1, sizeof *j);
-    j->scratch = scratch;
-    j->times.build_ms = t1 - t0;
-    j->times.opt_ms = t2 - t1; /* building and optimising the module */
-    LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
-    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
-    LLVMErrorRef e = LLVMOrcCreateLLJIT(&j->jit, builder);
-    if (e) {
-        orc_error(e, "LLVM JIT: ", err, errlen);
-        LLVMDisposeModule(mod);
-        LLVMOrcDisposeThreadSafeContext(tsc);
-        free(j);
-        return NULL;
+    j->nfns = nk;
+    j->fns = xcalloc((size_t)nk + 1, sizeof(KernelFn));
+    j->scratch = xcalloc((size_t)nk + 1, sizeof(int64_t));
+
+    /* split the kernels: heaviest first onto the least loaded part */
+    JitPart *parts = xcalloc((size_t)nparts, sizeof(JitPart));
+    double *load = xcalloc((size_t)nparts, sizeof(double));
+    int *order = xcalloc((size_t)nk + 1, sizeof(int));
+    for (int i = 0; i < nk; i++) order[i] = i;
+    for (int a = 1; a < nk; a++) /* insertion sort by cost, descending */
+        for (int b = a; b > 0 && kernel_cost(&p->kernels.data[order[b]]) > kernel_cost(&p->kernels.data[order[b - 1]]); b--) {
+            int t = order[b];
+            order[b] = order[b - 1], order[b - 1] = t;
+        }
+    for (int q = 0; q < nparts; q++) {
+        parts[q].p = p;
+        parts[q].only = xcalloc((size_t)nk + 1, sizeof(bool));
+        parts[q].scratch = j->scratch;
+        parts[q].want_ir = ir_text != NULL;
     }
-    LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->jit);
-    LLVMOrcDefinitionGeneratorRef gen = NULL;
-    e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL);
-    if (e) {
-        orc_error(e, "LLVM JIT: ", err, errlen);
-        LLVMDisposeModule(mod);
-        LLVMOrcDisposeThreadSafeContext(tsc);
-        kjit_free(j);
-        return NULL;
+    for (int i = 0; i < nk; i++) {
+        int best = 0;
+        for (int q = 1; q < nparts; q++)
+            if (load[q] < load[best]) best = q;
+        parts[best].only[order[i]] = true;
+        load[best] += kernel_cost(&p->kernels.data[order[i]]);
     }
-    LLVMOrcJITDylibAddGenerator(jd, gen);
-    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);
-    LLVMOrcDisposeThreadSafeContext(tsc);
-    e = LLVMOrcLLJITAddLLVMIRModule(j->jit, jd, tsm);
-    if (e) {
-        orc_error(e, "LLVM JIT: ", err, errlen);
-        LLVMOrcDisposeThreadSafeModule(tsm);
-        kjit_free(j);
-        return NULL;
+    pthread_t *threads = xcalloc((size_t)nparts, sizeof(pthread_t));
+    bool *started = xcalloc((size_t)nparts, sizeof(bool));
+    for (int q = 1; q < nparts; q++) started[q] = pthread_create(&threads[q], NULL, compile_part, &parts[q]) == 0;
+    compile_part(&parts[0]);
+    for (int q = 1; q < nparts; q++) {
+        if (started[q]) pthread_join(threads[q], NULL);
+        else compile_part(&parts[q]); /* no thread: compile here */
     }
-    j->nfns = p->kernels.len;
-    j->fns = xcalloc((size_t)j->nfns + 1, sizeof(KernelFn));
-    for (int i = 0; i < j->nfns; i++) {
-        LLVMOrcExecutorAddress addr = 0;
-        e = LLVMOrcLLJITLookup(j->jit, &addr, p->kernels.data[i].name);
+    double w1 = wall_ms();
+    j->times.codegen_wall_ms = w1 - w0; /* IR, optimisation and code generation, in parallel */
+    bool ok = true;
+    for (int q = 0; q < nparts && ok; q++) {
+        j->times.codegen_cpu_ms += parts[q].cpu_ms;
+        if (!parts[q].obj) {
+            snprintf(err, errlen, "%s", parts[q].err[0] ? parts[q].err : "LLVM code generation failed");
+            ok = false;
+        }
+    }
+    if (ok && ir_text) {
+        StrBuf sb = {0};
+        for (int q = 0; q < nparts; q++) sb_puts(&sb, parts[q].ir ? parts[q].ir : "");
+        *ir_text = sb.data ? sb.data : xstrdup("");
+    }
+
+    /* link the objects in one LLJIT and look the kernels up */
+    if (ok) {
+        LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
+        LLVMErrorRef e = LLVMOrcCreateLLJIT(&j->jit, builder);
         if (e) {
             orc_error(e, "LLVM JIT: ", err, errlen);
-            kjit_free(j);
-            return NULL;
+            j->jit = NULL;
+            ok = false;
         }
-        void *ptr = (void *)(uintptr_t)addr;
-        memcpy(&j->fns[i], &ptr, sizeof ptr);
     }
-    j->times.jit_ms = now_ms() - t2;
+    if (ok) {
+        LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->jit);
+        LLVMOrcDefinitionGeneratorRef gen = NULL;
+        LLVMErrorRef e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL);
+        if (e) {
+            orc_error(e, "LLVM JIT: ", err, errlen);
+            ok = false;
+        } else {
+            LLVMOrcJITDylibAddGenerator(jd, gen);
+        }
+        for (int q = 0; q < nparts && ok; q++) {
+            e = LLVMOrcLLJITAddObjectFile(j->jit, jd, parts[q].obj);
+            parts[q].obj = NULL; /* owned by the JIT now, even on error */
+            if (e) {
+                orc_error(e, "LLVM JIT: ", err, errlen);
+                ok = false;
+            }
+        }
+        for (int i = 0; i < nk && ok; i++) {
+            LLVMOrcExecutorAddress addr = 0;
+            e = LLVMOrcLLJITLookup(j->jit, &addr, p->kernels.data[i].name);
+            if (e) {
+                orc_error(e, "LLVM JIT: ", err, errlen);
+                ok = false;
+                break;
+            }
+            void *ptr = (void *)(uintptr_t)addr;
+            memcpy(&j->fns[i], &ptr, sizeof ptr);
+        }
+    }
+    for (int q = 0; q < nparts; q++) {
+        if (parts[q].obj) LLVMDisposeMemoryBuffer(parts[q].obj);
+        free(parts[q].only);
+        free(parts[q].ir);
+    }
+    free(parts);
+    free(load);
+    free(order);
+    free(threads);
+    free(started);
+    if (!ok) {
+        if (ir_text) {
+            free(*ir_text);
+            *ir_text = NULL;
+        }
+        kjit_free(j);
+        return NULL;
+    }
+    j->times.link_ms = wall_ms() - w1;
+    j->times.parts = nparts;
+    (void)c0;
     return j;
 }
 

@@ -40,11 +40,13 @@ LLVMTargetMachineRef llvm_target_machine(const char *cpu, bool reloc_pic, char *
 LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTargetMachineRef tm, bool aot,
                                  int64_t *scratch, char *err, size_t errlen);
 
-/* A JIT-compiled program: one LLJIT, one module. */
+/* A JIT-compiled program: its kernels split into up to `jobs` modules
+ * compiled to object code in parallel threads (each with its own LLVM
+ * context and target machine), linked into one LLJIT. */
 typedef struct KilnJit KilnJit;
 /* Compiles p for the host.  If ir_text is non-NULL it receives the optimised
- * module as text (free() it).  Returns NULL with a message in err. */
-KilnJit *kjit_compile(const KProgram *p, char **ir_text, char *err, size_t errlen);
+ * IR as text (free() it).  Returns NULL with a message in err. */
+KilnJit *kjit_compile(const KProgram *p, int jobs, char **ir_text, char *err, size_t errlen);
 KernelFn kjit_kernel(const KilnJit *j, int kernel_index);
 void kjit_free(KilnJit *j);
 
@@ -61,9 +63,12 @@ bool kjit_run_serial(const KilnJit *j, const KProgram *p, void *const *bufs);
  * split is still correct). */
 int64_t llvm_kernel_grain(const Kernel *k);
 
-/* Milliseconds spent in the last kjit_compile's stages (for -v and the docs). */
+/* Where kjit_compile's time went (for -v and the docs). */
 typedef struct {
-    double build_ms, opt_ms, jit_ms;
+    double codegen_wall_ms; /* IR + optimisation + code generation, parts in parallel */
+    double codegen_cpu_ms;  /* the same, CPU time summed over the parts */
+    double link_ms;         /* LLJIT creation, linking and symbol lookup */
+    int parts;
 } KJitTimes;
 void kjit_times(const KilnJit *j, KJitTimes *out);
 

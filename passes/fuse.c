@@ -704,7 +704,9 @@ static void lower_row(Lower *L, int core, int root) {
     switch (h->op) {
     case OP_SOFTMAX: {
         int e = elem(L, OP_EXP, cdt, elem(L, OP_SUB, cdt, x, acc_ref(L, stage_ids[0]), -1), -1, -1);
-        y = elem(L, OP_DIV, cdt, e, acc_ref(L, stage_ids[1]), -1);
+        /* one reciprocal per row (hoisted out of the loop), a multiply per element */
+        int inv = elem(L, OP_DIV, cdt, fconst(L, cdt, 1.0), acc_ref(L, stage_ids[1]), -1);
+        y = elem(L, OP_MUL, cdt, e, inv, -1);
         break;
     }
     case OP_LOG_SOFTMAX:

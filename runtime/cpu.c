@@ -97,7 +97,7 @@ static void *cpu_compile(const IRGraph *g, const CompileOptions *opt, char *err,
     }
     double t1 = now_ms();
     char jerr[2048] = "";
-    x->jit = kjit_compile(x->kp, NULL, jerr, sizeof jerr);
+    x->jit = kjit_compile(x->kp, tp_default_threads(), NULL, jerr, sizeof jerr);
     if (!x->jit) {
         snprintf(err, errlen, "cpu: %s", jerr);
         cpu_destroy(x);
@@ -137,10 +137,10 @@ static void *cpu_compile(const IRGraph *g, const CompileOptions *opt, char *err,
         KJitTimes t;
         kjit_times(x->jit, &t);
         fprintf(stderr,
-                "kiln: cpu: %d kernels; schedule %.1f ms, LLVM IR + O3 %.1f ms, JIT %.1f ms, total %.1f ms "
-                "(%.1f ms CPU); %d threads\n",
-                x->kp->kernels.len, t1 - t0, t.build_ms + t.opt_ms, t.jit_ms, now_ms() - t0, c_compiled - c0,
-                tp_size(x->tp));
+                "kiln: cpu: %d kernels; schedule %.1f ms, LLVM IR + optimisation + code generation %.1f ms "
+                "(%d parts, %.1f ms CPU), JIT link %.1f ms; total %.1f ms (%.1f ms CPU); %d threads\n",
+                x->kp->kernels.len, t1 - t0, t.codegen_wall_ms, t.parts, t.codegen_cpu_ms, t.link_ms, now_ms() - t0,
+                c_compiled - c0, tp_size(x->tp));
     }
     return x;
 }

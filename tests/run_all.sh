@@ -44,11 +44,13 @@ done
 layer diagnostics $PY tests/check_errors.py --kiln "$BUILD/kiln"
 layer golden $PY tests/check_golden.py --kiln "$BUILD/kiln"
 if $PY tests/gen/generate.py "$DATA" >"$BUILD/logs/generate.log" 2>&1; then
-    for dev in ref kir cuda-emu; do
+    for dev in ref kir cpu cuda-emu; do
         layer "e2e-$dev" $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" --device $dev -j 2
     done
     layer "e2e-kir-O0" $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" --device kir -j 2 --flag=-O0 --label O0
     layer "e2e-ref-O0" $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" --device ref -j 2 --flag=-O0 --label O0
+    layer "e2e-cpu-O0" $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" --device cpu -j 2 --flag=-O0 --label O0
+    layer "e2e-cuda-emu-O0" $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" --device cuda-emu -j 2 --flag=-O0 --label O0
 else
     echo "== test data generation failed:"
     tail -n 20 "$BUILD/logs/generate.log"
@@ -61,6 +63,7 @@ layer precision sh tests/passes/precision.sh "$BUILD/kiln"
 layer kernels sh tests/passes/kernel_counts.sh "$BUILD/kiln"
 RANDOM_COUNT=200
 [ -n "$KILN_LONG" ] && RANDOM_COUNT=3000
+layer random-cpu $PY tests/random/random_programs.py --kiln "$BUILD/kiln" --device cpu --count $((RANDOM_COUNT * 5 / 2)) -j 2
 layer random-kir $PY tests/random/random_programs.py --kiln "$BUILD/kiln" --device kir --count $RANDOM_COUNT -j 2
 layer random-passes $PY tests/random/random_programs.py --kiln "$BUILD/kiln" --device ref --count $RANDOM_COUNT -j 2 \
     --flag=--passes=decompose,fold,simplify,cse,dce

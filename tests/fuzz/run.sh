@@ -86,7 +86,7 @@ for target in tests/fuzz/fuzz_*.c; do
     seeds=tests/fuzz/corpus_$name
     [ -d "$seeds" ] || seeds=""
     echo "== $name: fuzzing for $SECONDS_EACH s"
-    if ! "$bin" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
+    if ! "$bin" -max_total_time="$SECONDS_EACH" -timeout=30 -rss_limit_mb=2048 -max_len=4096 \
             -print_final_stats=1 -artifact_prefix="$OUT/$name-" $dict \
             "$OUT/corpus_$name" $seeds >"$OUT/fuzz_$name.log" 2>&1; then
         echo "FAIL $name: the fuzzer found a problem (log: $OUT/fuzz_$name.log):"

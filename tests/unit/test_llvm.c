@@ -53,7 +53,7 @@ static void prog_free(Prog *pg) {
 
 static KilnJit *compile(Prog *pg, char **ir) {
     char err[2048] = "";
-    KilnJit *j = kjit_compile(pg->p, ir, err, sizeof err);
+    KilnJit *j = kjit_compile(pg->p, 2, ir, err, sizeof err);
     CHECK(j != NULL, "compile %s: %s", pg->p->graph_name, err);
     return j;
 }

@@ -1,0 +1,106 @@
+#!/bin/sh
+# tests/aot/cpu.sh KILN_BINARY - `kiln aot --target=cpu`: for examples/mlp.kiln
+# at a small batch (generic kernels) and a larger one (tiled matmuls), for the
+# host CPU and for --cpu=x86-64-v3, the bundle (mlp.o, mlp.h, README) must be
+# written, link into tests/aot/mlp_main.c with nothing but libc and libm, run,
+# and agree with `kiln run --device=ref` on the same inputs (rtol 1e-4,
+# atol 1e-6).  The object may only need libc and libm.  Also checks that a
+# bad target is refused.  Last line: "aot-cpu: N passed, N failed".
+KILN=${1:-build/kiln}
+CC=${CC:-cc}
+PY=/usr/bin/python3
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TMP=$(mktemp -d /tmp/kiln-aot-cpu.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); }
+bad() {
+    fail=$((fail + 1))
+    echo "FAIL: $*"
+    [ -s "$TMP/log" ] && sed -n '1,25p' "$TMP/log"
+}
+
+# Undefined symbols a CPU bundle may have: libc's allocator and copies, libm (and
+# the linker's own _GLOBAL_OFFSET_TABLE_).
+allowed_undefined() {
+    grep -v -E '^(malloc|free|memcpy|memset|memmove|fmodf?|powf?|expf?|logf?|sinf?|cosf?|tanhf?|erff?|__stack_chk_fail|_GLOBAL_OFFSET_TABLE_)$'
+}
+
+for cpu in host x86-64-v3; do
+    for batch in 2 64; do
+        name="mlp B=$batch cpu=$cpu"
+        out="$TMP/$cpu-$batch"
+        cpuflag=""
+        [ "$cpu" != host ] && cpuflag="--cpu=$cpu"
+        if ! "$KILN" aot "$ROOT/examples/mlp.kiln" --target=cpu $cpuflag --dim B=$batch -o "$out" >"$TMP/log" 2>&1; then
+            bad "$name: kiln aot failed"
+            continue
+        fi
+        missing=""
+        for f in mlp.o mlp.h README; do [ -s "$out/$f" ] || missing="$missing $f"; done
+        if [ -n "$missing" ]; then
+            bad "$name: missing or empty:$missing"
+            continue
+        fi
+        ok
+        if grep -q "int mlp_run(const float \*x, const float \*w1, const float \*b1, const float \*w2, const float \*b2, float \*out0);" "$out/mlp.h"; then ok; else bad "$name: mlp.h does not declare mlp_run as expected"; fi
+        if grep -q "mlp.o -lm" "$out/README"; then ok; else bad "$name: README has no build line"; fi
+        extra=$(nm -u "$out/mlp.o" | awk '{print $2}' | allowed_undefined)
+        if [ -z "$extra" ]; then ok; else bad "$name: mlp.o needs more than libc and libm: $extra"; fi
+        if ! $CC -std=c11 -O2 -Wall -Wextra -Werror -DB=$batch -I"$out" "$ROOT/tests/aot/mlp_main.c" "$out/mlp.o" -lm \
+                -o "$out/mlp_main" >"$TMP/log" 2>&1; then
+            bad "$name: the test program does not build against the bundle"
+            continue
+        fi
+        ok
+        mkdir -p "$out/data"
+        if ! "$out/mlp_main" "$out/data" >"$TMP/log" 2>&1; then
+            bad "$name: mlp_main failed"
+            continue
+        fi
+        ok
+        # the same inputs through the reference interpreter
+        if ! $PY - "$out/data" "$batch" >"$TMP/log" 2>&1 <<'PYEOF'
+import sys
+import numpy as np
+d, b = sys.argv[1], int(sys.argv[2])
+shapes = {"x": (b, 784), "w1": (784, 256), "b1": (256,), "w2": (256, 10), "b2": (10,)}
+for n, s in shapes.items():
+    np.save(f"{d}/{n}.npy", np.fromfile(f"{d}/{n}.f32", dtype="<f4").reshape(s))
+PYEOF
+        then
+            bad "$name: cannot convert the inputs"
+            continue
+        fi
+        if ! "$KILN" run "$ROOT/examples/mlp.kiln" --device=ref --in x="$out/data/x.npy" --in w1="$out/data/w1.npy" \
+                --in b1="$out/data/b1.npy" --in w2="$out/data/w2.npy" --in b2="$out/data/b2.npy" \
+                --out "$out/data/ref.npy" >"$TMP/log" 2>&1; then
+            bad "$name: kiln run --device=ref failed"
+            continue
+        fi
+        if $PY - "$out/data" "$batch" >"$TMP/log" 2>&1 <<'PYEOF'
+import sys
+import numpy as np
+d, b = sys.argv[1], int(sys.argv[2])
+got = np.fromfile(f"{d}/out.f32", dtype="<f4").reshape(b, 10)
+want = np.load(f"{d}/ref.npy")
+err = np.abs(got - want) - (1e-6 + 1e-4 * np.abs(want))
+if want.shape != got.shape or (err > 0).any():
+    print("max abs diff", np.abs(got - want).max())
+    sys.exit(1)
+PYEOF
+        then ok; else bad "$name: the AOT result differs from the reference"; fi
+    done
+done
+
+# usage errors: an unknown target
+if "$KILN" aot "$ROOT/examples/mlp.kiln" --target=gpu --dim B=2 -o "$TMP/x" >"$TMP/log" 2>&1; then
+    bad "aot --target=gpu was accepted"
+else
+    [ $? -eq 2 ] && ok || bad "aot --target=gpu: exit status is not 2"
+fi
+
+echo "aot-cpu: $pass passed, $fail failed"
+[ "$fail" = 0 ]
