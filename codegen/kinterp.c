@@ -17,7 +17,7 @@ typedef struct {
 
 static double load(const KBuf *b, void *base, int64_t i) {
     KilnTensor t = {.dtype = b->dtype, .rank = 0, .data = base};
-    return tensor_get(&t, i);
+    return kiln_tensor_get(&t, i);
 }
 
 static void store(const KBuf *b, void *base, int64_t i, double v) {

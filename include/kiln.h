@@ -49,6 +49,11 @@ size_t kiln_dtype_size(KilnDType dt);        /* bytes per element */
 bool kiln_dtype_from_name(const char *name, KilnDType *out);
 
 int64_t kiln_tensor_numel(const KilnTensor *t);
+/* Element i (flat, C order) as a double, and stored from a double: floats
+ * round to the dtype (nearest even), ints truncate toward zero and
+ * saturate (NaN -> 0), bool is != 0. */
+double kiln_tensor_get(const KilnTensor *t, int64_t i);
+void kiln_tensor_set(KilnTensor *t, int64_t i, double v);
 /* Allocates shape and zeroed data; returns false on out-of-memory. */
 bool kiln_tensor_init(KilnTensor *t, KilnDType dt, int rank, const int64_t *shape);
 void kiln_tensor_free(KilnTensor *t);

@@ -346,33 +346,6 @@ static int axis_attr(const Node *n, int64_t a) { return (int)(a < 0 ? a + n->ran
 
 /* ---- sources and creation */
 
-static double tensor_get(const KilnTensor *t, int64_t i) {
-    switch (t->dtype) {
-    case KILN_F32: return ((const float *)t->data)[i];
-    case KILN_F16: return kiln_f16_to_f32(((const uint16_t *)t->data)[i]);
-    case KILN_BF16: return kiln_bf16_to_f32(((const uint16_t *)t->data)[i]);
-    case KILN_F64: return ((const double *)t->data)[i];
-    case KILN_I32: return ((const int32_t *)t->data)[i];
-    case KILN_I64: return (double)((const int64_t *)t->data)[i];
-    case KILN_BOOL: return ((const uint8_t *)t->data)[i] != 0;
-    case KILN_NUM_DTYPES: break;
-    }
-    return 0;
-}
-
-static void tensor_set(KilnTensor *t, int64_t i, double v) {
-    switch (t->dtype) {
-    case KILN_F32: ((float *)t->data)[i] = (float)v; break;
-    case KILN_F16: ((uint16_t *)t->data)[i] = kiln_f32_to_f16((float)v); break;
-    case KILN_BF16: ((uint16_t *)t->data)[i] = kiln_f32_to_bf16((float)v); break;
-    case KILN_F64: ((double *)t->data)[i] = v; break;
-    case KILN_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-    case KILN_I64: ((int64_t *)t->data)[i] = to_i64(v); break;
-    case KILN_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
-    case KILN_NUM_DTYPES: break;
-    }
-}
-
 static bool eval_param(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
     int p = it->param_of[id];
@@ -381,7 +354,7 @@ static bool eval_param(Interp *it, int id) {
     double *out = new_value(it, id);
     if (!out) return false;
     for (int64_t i = 0, total = ir_numel(n); i < total; i++)
-        out[i] = ref_round_to_dtype(tensor_get(t, i), n->dtype);
+        out[i] = ref_round_to_dtype(kiln_tensor_get(t, i), n->dtype);
     return true;
 }
 
@@ -950,7 +923,7 @@ bool ref_run(const IRGraph *g, const KilnTensor *inputs, KilnTensor *outputs, ch
             break;
         }
         const double *v = it.vals[g->results.data[made]];
-        for (int64_t i = 0, total = ir_numel(n); i < total; i++) tensor_set(t, i, v[i]);
+        for (int64_t i = 0, total = ir_numel(n); i < total; i++) kiln_tensor_set(t, i, v[i]);
     }
     if (!ok)
         for (int r = 0; r < made; r++) kiln_tensor_free(&outputs[r]);

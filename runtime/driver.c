@@ -48,18 +48,6 @@ static uint64_t splitmix(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-static void tensor_set(KilnTensor *t, int64_t i, double v) {
-    switch (t->dtype) {
-    case KILN_F32: ((float *)t->data)[i] = (float)v; break;
-    case KILN_F64: ((double *)t->data)[i] = v; break;
-    case KILN_F16: ((uint16_t *)t->data)[i] = kiln_f32_to_f16((float)v); break;
-    case KILN_BF16: ((uint16_t *)t->data)[i] = kiln_f32_to_bf16((float)v); break;
-    case KILN_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-    case KILN_I64: ((int64_t *)t->data)[i] = (int64_t)v; break;
-    case KILN_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
-    default: break;
-    }
-}
 
 void tensor_fill_random(KilnTensor *t, uint64_t seed) {
     uint64_t s = seed * 0x2545f4914f6cdd1dull + 1;
@@ -67,16 +55,16 @@ void tensor_fill_random(KilnTensor *t, uint64_t seed) {
     for (int64_t i = 0; i < n; i++) {
         uint64_t r = splitmix(&s);
         double u = (double)(r >> 11) * 0x1.0p-53; /* [0, 1) */
-        if (dtype_is_float(t->dtype)) tensor_set(t, i, 2 * u - 1);
-        else if (t->dtype == KILN_BOOL) tensor_set(t, i, u < 0.5);
-        else tensor_set(t, i, floor(u * 10));
+        if (dtype_is_float(t->dtype)) kiln_tensor_set(t, i, 2 * u - 1);
+        else if (t->dtype == KILN_BOOL) kiln_tensor_set(t, i, u < 0.5);
+        else kiln_tensor_set(t, i, floor(u * 10));
     }
 }
 
 bool tensor_convert(const KilnTensor *src, KilnDType dt, KilnTensor *dst) {
     if (!kiln_tensor_init(dst, dt, src->rank, src->shape)) return false;
     int64_t n = kiln_tensor_numel(src);
-    for (int64_t i = 0; i < n; i++) tensor_set(dst, i, tensor_get(src, i));
+    for (int64_t i = 0; i < n; i++) kiln_tensor_set(dst, i, kiln_tensor_get(src, i));
     return true;
 }
 

@@ -18,19 +18,6 @@
 
 enum { SUMMARY_THRESHOLD = 1000, EDGE_ITEMS = 3, LINE_WIDTH = 75, PRECISION = 8 };
 
-double tensor_get(const KilnTensor *t, int64_t i) {
-    switch (t->dtype) {
-    case KILN_F32: return ((const float *)t->data)[i];
-    case KILN_F64: return ((const double *)t->data)[i];
-    case KILN_F16: return kiln_f16_to_f32(((const uint16_t *)t->data)[i]);
-    case KILN_BF16: return kiln_bf16_to_f32(((const uint16_t *)t->data)[i]);
-    case KILN_I32: return ((const int32_t *)t->data)[i];
-    case KILN_I64: return (double)((const int64_t *)t->data)[i];
-    case KILN_BOOL: return ((const uint8_t *)t->data)[i] != 0;
-    default: return 0;
-    }
-}
-
 /* ------------------------------------------------------- one number */
 
 /* The shortest decimal digits of finite, non-zero v that read back as v in
@@ -157,13 +144,13 @@ static bool shown(const Fmt *f, int64_t i) {
 static void element(const Fmt *f, int64_t i, char *out, size_t n) {
     const KilnTensor *t = f->t;
     if (t->dtype == KILN_BOOL) {
-        snprintf(out, n, "%s", tensor_get(t, i) != 0 ? " True" : "False");
+        snprintf(out, n, "%s", kiln_tensor_get(t, i) != 0 ? " True" : "False");
     } else if (t->dtype == KILN_I64) {
         snprintf(out, n, "%*lld", f->width, (long long)((const int64_t *)t->data)[i]);
     } else if (t->dtype == KILN_I32) {
         snprintf(out, n, "%*d", f->width, ((const int32_t *)t->data)[i]);
     } else {
-        double v = tensor_get(t, i);
+        double v = kiln_tensor_get(t, i);
         int total = f->pad_left + f->pad_right + 1;
         char buf[96];
         if (isnan(v) || isinf(v)) {
@@ -195,7 +182,7 @@ static void measure(Fmt *f) {
             continue;
         }
         if (!f->is_float) continue;
-        double v = tensor_get(t, i);
+        double v = kiln_tensor_get(t, i);
         if (!isfinite(v)) {
             any_nonfinite = true;
             neg_inf = neg_inf || (isinf(v) && v < 0);
@@ -212,7 +199,7 @@ static void measure(Fmt *f) {
     for (int pass = 0; pass < 2 && any_finite; pass++) {
         for (int64_t i = 0; i < n; i++) {
             double v;
-            if (!shown(f, i) || !isfinite(v = tensor_get(t, i))) continue;
+            if (!shown(f, i) || !isfinite(v = kiln_tensor_get(t, i))) continue;
             if (f->scientific && pass == 0) { /* mantissa digits: the most any element needs */
                 char d[32];
                 int e, nd = v == 0 ? 1 : shortest_digits(v, t->dtype, d, &e);
@@ -308,10 +295,10 @@ static void format_rec(const Fmt *f, int axis, int64_t offset, int hang, int wid
 void tensor_format(const KilnTensor *t, StrBuf *out) {
     if (t->rank == 0) {
         char buf[96];
-        if (t->dtype == KILN_BOOL) snprintf(buf, sizeof buf, "%s", tensor_get(t, 0) != 0 ? "True" : "False");
+        if (t->dtype == KILN_BOOL) snprintf(buf, sizeof buf, "%s", kiln_tensor_get(t, 0) != 0 ? "True" : "False");
         else if (t->dtype == KILN_I64) snprintf(buf, sizeof buf, "%lld", (long long)*(const int64_t *)t->data);
         else if (t->dtype == KILN_I32) snprintf(buf, sizeof buf, "%d", *(const int32_t *)t->data);
-        else scalar_text(tensor_get(t, 0), t->dtype, buf, sizeof buf);
+        else scalar_text(kiln_tensor_get(t, 0), t->dtype, buf, sizeof buf);
         sb_puts(out, buf);
         return;
     }

@@ -73,7 +73,6 @@ const Backend *backend_find(const char *name, char *err, size_t errlen);
 const char *backend_default(void);
 
 /* format.c */
-double tensor_get(const KilnTensor *t, int64_t i);
 void tensor_format(const KilnTensor *t, StrBuf *out);
 
 /* driver.c: from a file and user inputs to a concrete graph. */

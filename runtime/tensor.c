@@ -277,3 +277,37 @@ uint16_t kiln_f32_to_bf16(float f) {
 }
 
 float kiln_bf16_to_f32(uint16_t h) { return bits_float((uint32_t)h << 16); }
+
+double kiln_tensor_get(const KilnTensor *t, int64_t i) {
+    switch (t->dtype) {
+    case KILN_F32: return ((const float *)t->data)[i];
+    case KILN_F16: return kiln_f16_to_f32(((const uint16_t *)t->data)[i]);
+    case KILN_BF16: return kiln_bf16_to_f32(((const uint16_t *)t->data)[i]);
+    case KILN_F64: return ((const double *)t->data)[i];
+    case KILN_I32: return ((const int32_t *)t->data)[i];
+    case KILN_I64: return (double)((const int64_t *)t->data)[i];
+    case KILN_BOOL: return ((const uint8_t *)t->data)[i] != 0;
+    default: return 0;
+    }
+}
+
+/* double -> integer without undefined behaviour: truncate, saturate, NaN -> 0. */
+static int64_t saturate_i64(double v, int64_t lo, int64_t hi) {
+    if (v != v) return 0;
+    if (v >= (double)hi) return hi;
+    if (v <= (double)lo) return lo;
+    return (int64_t)v;
+}
+
+void kiln_tensor_set(KilnTensor *t, int64_t i, double v) {
+    switch (t->dtype) {
+    case KILN_F32: ((float *)t->data)[i] = (float)v; break;
+    case KILN_F16: ((uint16_t *)t->data)[i] = kiln_f32_to_f16((float)v); break;
+    case KILN_BF16: ((uint16_t *)t->data)[i] = kiln_f32_to_bf16((float)v); break;
+    case KILN_F64: ((double *)t->data)[i] = v; break;
+    case KILN_I32: ((int32_t *)t->data)[i] = (int32_t)saturate_i64(v, INT32_MIN, INT32_MAX); break;
+    case KILN_I64: ((int64_t *)t->data)[i] = saturate_i64(v, INT64_MIN, INT64_MAX); break;
+    case KILN_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
+    default: break;
+    }
+}

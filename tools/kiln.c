@@ -392,7 +392,7 @@ static int compare_with_reference(Compilation *c, int entry, const BindRequest *
     for (int i = 0; st == KILN_OK && i < nres; i++) {
         double max_abs = 0, max_rel = 0, max_ref = 0;
         for (int64_t k = 0, n = kiln_tensor_numel(&ref[i]); k < n; k++) {
-            double e = tensor_get(&ref[i], k), a = tensor_get(&outputs[i], k);
+            double e = kiln_tensor_get(&ref[i], k), a = kiln_tensor_get(&outputs[i], k);
             double d = fabs(a - e);
             if (isnan(d)) d = (isnan(a) && isnan(e)) || a == e ? 0 : INFINITY;
             if (d > max_abs) max_abs = d;

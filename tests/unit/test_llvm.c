@@ -12,9 +12,15 @@
  *     error bounds docs/cpu-backend.md states;
  *   - that elementwise and reduction kernels are vectorised (<N x float>);
  *   - tiled matmul (f32, f16, batched with broadcast, K split in blocks,
- *     epilogue, ragged sub-ranges) against a double-precision loop.
+ *     epilogue, ragged sub-ranges) against a double-precision loop;
+ *   - negative index offsets under a load guard (padding), in i32 and i64
+ *     index arithmetic;
+ *   - the thread pool, and the cpu backend end to end on small graphs
+ *     (results that are parameters or other results, bench, -O0).
  * Last line: "test_llvm: N passed, N failed". */
 #include "codegen/llvm.h"
+#include "runtime/runtime.h"
+#include "runtime/threadpool.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -810,6 +816,145 @@ static void test_matmul(void) {
     check_matmul(1, 3, 5, 7, KILN_F32, false, false, true);     /* small: the generic path */
 }
 
+/* ------------------------------------------- padding: negative offsets */
+
+/* out[o] = 0 <= o - 3 < n ? x[o - 3] : 0 over n + 6 elements, the index o - 3
+ * formed with a negative constant (as the scheduler does for pad) and
+ * guarded by signed comparisons; `big` makes the index range need i64. */
+static void check_pad(bool big) {
+    int64_t n = 50, shift = big ? ((int64_t)1 << 33) : 0;
+    float x[50], out[56];
+    for (int i = 0; i < n; i++) x[i] = (float)i + 0.5f;
+    Prog pg = prog_new("pad");
+    int bx = kprog_add_buf(pg.p, KB_INPUT, 0, KILN_F32, n, -1, "x");
+    int bo = kprog_add_buf(pg.p, KB_OUTPUT, 0, KILN_F32, n + 6, -1, "out");
+    Kernel *k = kprog_add_kernel(pg.p, KK_COPY, "pad", n + 6);
+    int s = kernel_add_stage(k, KS_MAP, 1);
+    int o = kinst(k, KI_OUTER, KILN_I64, -1, -1, -1, -1);
+    /* with `big`, idx = (o + 2^33 - 3) - 2^33: same value, i64-sized intermediates */
+    int t = kinst(k, KI_IADD, KILN_I64, -1, o, kinst_const(k, KILN_I64, -1, (double)(shift - 3)), -1);
+    int idx = kinst(k, KI_IADD, KILN_I64, -1, t, kinst_const(k, KILN_I64, -1, (double)-shift), -1);
+    int lo = kinst(k, KI_ILT, KILN_BOOL, -1, idx, kinst_const(k, KILN_I64, -1, 0), -1);
+    int hi = kinst(k, KI_ILT, KILN_BOOL, -1, idx, kinst_const(k, KILN_I64, -1, (double)n), -1);
+    int g = kinst_elem(k, OP_AND, KILN_BOOL, -1, kinst_elem(k, OP_NOT, KILN_BOOL, -1, lo, -1, -1), hi, -1);
+    kstage_store(k, s, bo, o, kinst_load(k, bx, KILN_F32, -1, idx, g));
+    KilnJit *jit = compile(&pg, NULL);
+    if (jit) {
+        void *bp[2] = {x, out};
+        kjit_run_serial(jit, pg.p, bp);
+        int bad = 0;
+        for (int i = 0; i < n + 6; i++) bad += out[i] != (i >= 3 && i < n + 3 ? x[i - 3] : 0.0f);
+        CHECK(bad == 0, "pad with negative offsets (%s index arithmetic): %d wrong", big ? "i64" : "i32", bad);
+    }
+    kjit_free(jit);
+    prog_free(&pg);
+}
+
+/* ---------------------------------------------------------- thread pool */
+
+typedef struct {
+    int64_t *hits;
+} PoolJob;
+
+static void pool_task(void *ctx, int t) { ((PoolJob *)ctx)->hits[t] += t + 1; }
+
+static void test_threadpool(void) {
+    ThreadPool *tp = tp_new(3);
+    CHECK(tp && tp_size(tp) >= 1, "tp_new(3) failed");
+    int64_t hits[64];
+    PoolJob job = {hits};
+    for (int round = 0; round < 200; round++) {
+        int n = 1 + round % 64;
+        memset(hits, 0, sizeof hits);
+        tp_run(tp, pool_task, &job, n);
+        int bad = 0;
+        for (int t = 0; t < n; t++) bad += hits[t] != t + 1;
+        if (bad) {
+            CHECK(bad == 0, "round %d: %d tasks ran wrongly", round, bad);
+            break;
+        }
+    }
+    npass++;
+    tp_free(tp);
+    memset(hits, 0, sizeof hits);
+    tp_run(NULL, pool_task, &job, 5); /* no pool: the caller runs them */
+    CHECK(hits[4] == 5, "tp_run without a pool");
+}
+
+/* ------------------------------------------------- the backend, end to end */
+
+/* g(x: f32[R, C], y: f32[C]) -> (x, relu(x * 2 + y), sum(x, axis=1), x):
+ * results that are a parameter and repeats, through fuse_graph, the JIT
+ * and the thread pool, against the reference interpreter. */
+static void test_backend(int opt_level) {
+    enum { R = 300, C = 257 };
+    Arena *ga = arena_new();
+    IRGraph *g = ir_graph_new(ga, "g");
+    Dim sx[2] = {R, C}, sy[1] = {C}, sr[1] = {R};
+    int x = ir_add_node(g, OP_PARAM, KILN_F32, 2, sx, 0, NULL, (Loc){0});
+    ir_node(g, x)->name = "x";
+    int y = ir_add_node(g, OP_PARAM, KILN_F32, 1, sy, 0, NULL, (Loc){0});
+    ir_node(g, y)->name = "y";
+    VEC_PUSH(g->params, x);
+    VEC_PUSH(g->params, y);
+    int two = ir_add_node(g, OP_CONST, KILN_F32, 0, NULL, 0, NULL, (Loc){0});
+    ir_node(g, two)->value = 2.0;
+    int in2[2] = {x, two};
+    int m = ir_add_node(g, OP_MUL, KILN_F32, 2, sx, 2, in2, (Loc){0});
+    int in3[2] = {m, y};
+    int a = ir_add_node(g, OP_ADD, KILN_F32, 2, sx, 2, in3, (Loc){0});
+    int r = ir_add_node(g, OP_RELU, KILN_F32, 2, sx, 1, &a, (Loc){0});
+    int sm = ir_add_node(g, OP_SUM, KILN_F32, 1, sr, 1, &x, (Loc){0});
+    ir_node(g, sm)->ints = ARENA_ARRAY(ga, int64_t, 1);
+    ir_node(g, sm)->ints[0] = 1;
+    ir_node(g, sm)->nints = 1;
+    VEC_PUSH(g->results, x);
+    VEC_PUSH(g->results, r);
+    VEC_PUSH(g->results, sm);
+    VEC_PUSH(g->results, x);
+    KilnTensor in[2], want[4], got[4];
+    int64_t shx[2] = {R, C}, shy[1] = {C};
+    kiln_tensor_init(&in[0], KILN_F32, 2, shx);
+    kiln_tensor_init(&in[1], KILN_F32, 1, shy);
+    for (int64_t i = 0; i < R * C; i++) set_elem(&in[0], i, urand(-1, 1));
+    for (int64_t i = 0; i < C; i++) set_elem(&in[1], i, urand(-1, 1));
+    char err[1024] = "";
+    bool ok = ref_run(g, in, want, err, sizeof err);
+    CHECK(ok, "ref_run: %s", err);
+    CompileOptions opt = {.opt_level = opt_level};
+    void *exe = cpu_backend.compile(g, &opt, err, sizeof err);
+    CHECK(exe != NULL, "cpu compile (-O%d): %s", opt_level, err);
+    if (exe && ok) {
+        for (int rep = 0; rep < 3; rep++) {
+            memset(got, 0, sizeof got);
+            bool ran = cpu_backend.run(exe, in, got, err, sizeof err);
+            CHECK(ran, "cpu run: %s", err);
+            if (!ran) break;
+            for (int i = 0; i < 4; i++) {
+                int64_t n = kiln_tensor_numel(&want[i]), bad = 0;
+                CHECK(kiln_tensor_numel(&got[i]) == n && got[i].rank == want[i].rank, "result %d has the wrong shape", i);
+                for (int64_t e = 0; e < n && kiln_tensor_numel(&got[i]) == n; e++)
+                    bad += !close_enough_atol(get_elem(&got[i], e), get_elem(&want[i], e), KILN_F32, 1e-5, 1e-5);
+                CHECK(bad == 0, "-O%d result %d: %lld wrong", opt_level, i, (long long)bad);
+                kiln_tensor_free(&got[i]);
+            }
+        }
+        BenchReport rep = {0};
+        bool b = cpu_backend.bench(exe, in, 3, &rep, err, sizeof err);
+        CHECK(b && rep.runs == 3 && rep.kernels.len >= 1 && rep.run_ms >= 0, "cpu bench: %s", err);
+        VEC_FREE(rep.kernels);
+        /* a wrong input is refused with a message */
+        KilnTensor bad_in[2] = {in[1], in[0]};
+        CHECK(!cpu_backend.run(exe, bad_in, got, err, sizeof err) && strstr(err, "input"), "swapped inputs accepted");
+    }
+    if (exe) cpu_backend.destroy(exe);
+    for (int i = 0; ok && i < 4; i++) kiln_tensor_free(&want[i]);
+    kiln_tensor_free(&in[0]);
+    kiln_tensor_free(&in[1]);
+    ir_graph_destroy(g);
+    arena_free(ga);
+}
+
 int main(void) {
     test_elementwise_ops();
     test_casts();
@@ -820,6 +965,11 @@ int main(void) {
     test_softmax_rows();
     test_accuracy();
     test_matmul();
+    check_pad(false);
+    check_pad(true);
+    test_threadpool();
+    test_backend(2);
+    test_backend(0);
     printf("test_llvm: %d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
 }

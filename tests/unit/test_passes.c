@@ -158,7 +158,7 @@ static bool agree(const IRGraph *a, const IRGraph *b, double tol, uint64_t seed)
         }
         size_t size = kiln_dtype_size(ra[r].dtype);
         for (int64_t i = 0; tol < 0 && ok && i < n; i++) { /* bit for bit; any NaN matches any NaN */
-            double x = tensor_get(&ra[r], i), y = tensor_get(&rb[r], i);
+            double x = kiln_tensor_get(&ra[r], i), y = kiln_tensor_get(&rb[r], i);
             if (isnan(x) && isnan(y)) continue;
             if (memcmp((char *)ra[r].data + i * (int64_t)size, (char *)rb[r].data + i * (int64_t)size, size) != 0) {
                 if (!quiet) printf("  seed %llu: result %d element %lld differs bitwise: %.9g vs %.9g\n", (unsigned long long)seed,
@@ -168,7 +168,7 @@ static bool agree(const IRGraph *a, const IRGraph *b, double tol, uint64_t seed)
         }
         if (tol < 0) continue;
         for (int64_t i = 0; ok && i < n; i++) {
-            double x = tensor_get(&ra[r], i), y = tensor_get(&rb[r], i);
+            double x = kiln_tensor_get(&ra[r], i), y = kiln_tensor_get(&rb[r], i);
             if ((isnan(x) && isnan(y)) || x == y) continue;
             if (!(fabs(x - y) <= tol * (1 + fabs(y)))) {
                 printf("  result %d element %lld: %.9g vs %.9g (tol %g)\n", r, (long long)i, x, y, tol);
@@ -201,7 +201,7 @@ static double norm_error(const IRGraph *a, const IRGraph *b, uint64_t seed) {
         for (int r = 0; r < nr; r++) {
             double d = 0, m = 0;
             for (int64_t i = 0, n = kiln_tensor_numel(&ra[r]); i < n; i++) {
-                double x = tensor_get(&ra[r], i), y = tensor_get(&rb[r], i);
+                double x = kiln_tensor_get(&ra[r], i), y = kiln_tensor_get(&rb[r], i);
                 d = fmax(d, fabs(x - y));
                 m = fmax(m, fabs(y));
             }
