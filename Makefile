@@ -75,7 +75,7 @@ test: all
 	@sh tests/run_all.sh $(BUILD)
 
 demo: $(BUILD)/kiln
-	$(BUILD)/kiln run examples/mlp.kiln --device=ref --dim B=2
+	$(BUILD)/kiln run examples/mlp.kiln --dim B=2
 
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \

@@ -150,7 +150,16 @@ static LLVMValueRef fma3(Cg *cg, LLVMValueRef a, LLVMValueRef x, LLVMValueRef y)
 static LLVMValueRef f_add(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return fm(LLVMBuildFAdd(cg->b, a, b, ""), FM_CONTRACT); }
 static LLVMValueRef f_sub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return fm(LLVMBuildFSub(cg->b, a, b, ""), FM_CONTRACT); }
 static LLVMValueRef f_mul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return fm(LLVMBuildFMul(cg->b, a, b, ""), FM_CONTRACT); }
-static LLVMValueRef f_div(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return fm(LLVMBuildFDiv(cg->b, a, b, ""), FM_CONTRACT); }
+/* Divisions may use a reciprocal (`arcp`): by a loop-invariant divisor LICM
+ * turns them into one reciprocal per loop and a multiply per element (x /
+ * sum in softmax, about 1 ulp from the division).  Not for 1/sqrt(x), which
+ * x86 would then estimate (wrong at 0 and inf): see f_div_exact. */
+static LLVMValueRef f_div(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+    return fm(LLVMBuildFDiv(cg->b, a, b, ""), FM_CONTRACT | LLVMFastMathAllowReciprocal);
+}
+static LLVMValueRef f_div_exact(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+    return fm(LLVMBuildFDiv(cg->b, a, b, ""), FM_CONTRACT);
+}
 static LLVMValueRef fcmp(Cg *cg, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b) {
     return LLVMBuildFCmp(cg->b, p, a, b, "");
 }
@@ -555,7 +564,7 @@ static LLVMValueRef unary_float(Cg *cg, const KInst *in, LLVMValueRef x, bool f6
     case OP_ABS: return intrin1(cg, "llvm.fabs", x);
     case OP_NEG: return LLVMBuildFNeg(cg->b, x, "");
     case OP_SQRT: return intrin1(cg, "llvm.sqrt", x);
-    case OP_RSQRT: return f_div(cg, LLVMConstReal(LLVMTypeOf(x), 1.0), intrin1(cg, "llvm.sqrt", x));
+    case OP_RSQRT: return f_div_exact(cg, LLVMConstReal(LLVMTypeOf(x), 1.0), intrin1(cg, "llvm.sqrt", x));
     case OP_RELU: return sel(cg, fcmp(cg, LLVMRealUGT, x, LLVMConstReal(LLVMTypeOf(x), 0.0)), x, LLVMConstReal(LLVMTypeOf(x), 0.0));
     case OP_FLOOR: return intrin1(cg, "llvm.floor", x);
     case OP_CEIL: return intrin1(cg, "llvm.ceil", x);
@@ -1484,7 +1493,7 @@ static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
         LLVMValueRef s0 = iadd(cg, pbase, imul(cg, w, si)), d0 = iadd(cg, pdst, w);
         LLVMValueRef kk = tloop_begin(&kc, &lk, ci64(cg, 0), kcv, 1, "k");
         store_f32(cg, dst, iadd(cg, d0, imul(cg, kk, cW)), conv(cg, load_elem(cg, dt, src, iadd(cg, s0, kk)), dt, KILN_F32));
-        loop_metadata(cg, tloop_end(&kc, &lk), 0, 1);
+        loop_metadata(cg, tloop_end(&kc, &lk), -1, 0); /* vectorised, the stores would be scatters: slower */
         tloop_end(&kc, &lw);
         LLVMBuildBr(cg->b, b_done);
     }
@@ -1627,24 +1636,26 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const int *list, int
 
     Kc kc;
     kc_init(&kc, cg, k);
-    /* NAME.mm(i64 ob, i64 oe, ptr noalias bufs..., ptr noalias scratch) */
-    LLVMTypeRef *ps = xcalloc((size_t)nb + 3, sizeof(LLVMTypeRef));
-    ps[0] = ps[1] = cg->t_i64;
-    for (int i = 0; i < nb + 1; i++) ps[2 + i] = cg->t_ptr;
+    /* NAME.mm(i64 ob, i64 oe, i64 c0, i64 c1, ptr noalias bufs..., ptr noalias scratch):
+     * the elements of [ob, oe) in the output columns [c0, c1) */
+    LLVMTypeRef *ps = xcalloc((size_t)nb + 5, sizeof(LLVMTypeRef));
+    ps[0] = ps[1] = ps[2] = ps[3] = cg->t_i64;
+    for (int i = 0; i < nb + 1; i++) ps[4 + i] = cg->t_ptr;
     char *name = arena_printf(cg->p->arena, "%s.mm", k->name);
-    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)nb + 3, 0));
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)nb + 5, 0));
     free(ps);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_fn_attr(cg, fn, cg->k_nounwind);
     for (int i = 0; i < nb + 1; i++) {
-        LLVMAddAttributeAtIndex(fn, (unsigned)(3 + i), LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
-        if (i < nb) kc.bufptr[list[i]] = LLVMGetParam(fn, (unsigned)(2 + i));
+        LLVMAddAttributeAtIndex(fn, (unsigned)(5 + i), LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+        if (i < nb) kc.bufptr[list[i]] = LLVMGetParam(fn, (unsigned)(4 + i));
     }
     kc.fn = fn;
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
-    LLVMValueRef scratch = LLVMGetParam(fn, (unsigned)(2 + nb));
+    LLVMValueRef scratch = LLVMGetParam(fn, (unsigned)(4 + nb));
     LLVMValueRef A = kc.bufptr[mm->a_buf], B = kc.bufptr[mm->b_buf];
     LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1);
+    LLVMValueRef c0 = LLVMGetParam(fn, 2), c1 = LLVMGetParam(fn, 3);
     LLVMValueRef cN = ci64(cg, N), cM = ci64(cg, M);
     LLVMValueRef tile = NULL;
     if (!multi_k) {
@@ -1679,8 +1690,8 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const int *list, int
     LLVMValueRef m0 = tloop_begin(&kc, &lg, bm0, bm1, MM_ROW_GROUP, "group");
     LLVMValueRef m1 = imin(cg, bm1, iadd(cg, m0, ci64(cg, MM_ROW_GROUP)));
 
-    LLVMValueRef jc = tloop_begin(&kc, &ljc, ci64(cg, 0), cN, NC, "jc");
-    LLVMValueRef ncv = imin(cg, ci64(cg, NC), LLVMBuildSub(cg->b, cN, jc, ""));
+    LLVMValueRef jc = tloop_begin(&kc, &ljc, c0, c1, NC, "jc");
+    LLVMValueRef ncv = imin(cg, ci64(cg, NC), LLVMBuildSub(cg->b, c1, jc, ""));
     LLVMValueRef pc = tloop_begin(&kc, &lpc, ci64(cg, 0), ci64(cg, K), KC, "pc");
     LLVMValueRef kcv = imin(cg, ci64(cg, KC), LLVMBuildSub(cg->b, ci64(cg, K), pc, ""));
     LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntEQ, pc, ci64(cg, 0), "first");
@@ -1769,20 +1780,27 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const int *list, int
 }
 
 /* The external entry NAME(ob, oe, bufs): loads the pointers (and, for a
- * tiled matmul, the scratch at bufs[nbufs]) and calls the body. */
-static LLVMValueRef emit_kernel(Cg *cg, const Kernel *k) {
-    int *list = xcalloc((size_t)cg->p->bufs.len + 1, sizeof(int));
-    int nb = kernel_buffers(cg->p, k, list);
-    bool tiled = matmul_tiled_ok(cg, k);
-    LLVMValueRef body = tiled ? emit_matmul_fn(cg, k, list, nb) : emit_generic_fn(cg, k, list, nb);
+ * tiled matmul, the scratch at bufs[nbufs]) and calls the body.  A tiled
+ * matmul also gets NAME.cols(c0, c1, bufs): every row, the output columns
+ * [c0, c1) (threads split wide, short products by columns, so that each
+ * packs only its part of B). */
+static LLVMValueRef emit_entry(Cg *cg, const Kernel *k, const char *name, LLVMValueRef body, const int *list, int nb,
+                               bool tiled, bool by_columns) {
     LLVMTypeRef ps[3] = {cg->t_i64, cg->t_i64, cg->t_ptr};
-    LLVMValueRef fn = LLVMAddFunction(cg->mod, k->name, LLVMFunctionType(cg->t_void, ps, 3, 0));
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, 3, 0));
     add_fn_attr(cg, fn, cg->k_nounwind);
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
-    LLVMValueRef *args = xcalloc((size_t)nb + 3, sizeof(LLVMValueRef));
-    args[0] = LLVMGetParam(fn, 0);
-    args[1] = LLVMGetParam(fn, 1);
-    int na = 2;
+    LLVMValueRef *args = xcalloc((size_t)nb + 5, sizeof(LLVMValueRef));
+    int na = 0;
+    if (!tiled) {
+        args[na++] = LLVMGetParam(fn, 0), args[na++] = LLVMGetParam(fn, 1);
+    } else if (!by_columns) {
+        args[na++] = LLVMGetParam(fn, 0), args[na++] = LLVMGetParam(fn, 1);
+        args[na++] = ci64(cg, 0), args[na++] = ci64(cg, k->mm.n);
+    } else {
+        args[na++] = ci64(cg, 0), args[na++] = ci64(cg, k->outer);
+        args[na++] = LLVMGetParam(fn, 0), args[na++] = LLVMGetParam(fn, 1);
+    }
     for (int i = 0; i < nb + (tiled ? 1 : 0); i++) {
         int slot_index = i < nb ? list[i] : cg->p->bufs.len;
         LLVMValueRef slot = LLVMBuildGEP2(cg->b, cg->t_ptr, LLVMGetParam(fn, 2), (LLVMValueRef[]){ci64(cg, slot_index)}, 1, "");
@@ -1791,6 +1809,18 @@ static LLVMValueRef emit_kernel(Cg *cg, const Kernel *k) {
     LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(body), body, args, (unsigned)na, "");
     LLVMBuildRetVoid(cg->b);
     free(args);
+    return fn;
+}
+
+static LLVMValueRef emit_kernel(Cg *cg, const Kernel *k, LLVMValueRef *cols_out) {
+    int *list = xcalloc((size_t)cg->p->bufs.len + 1, sizeof(int));
+    int nb = kernel_buffers(cg->p, k, list);
+    bool tiled = matmul_tiled_ok(cg, k);
+    LLVMValueRef body = tiled ? emit_matmul_fn(cg, k, list, nb) : emit_generic_fn(cg, k, list, nb);
+    LLVMValueRef fn = emit_entry(cg, k, k->name, body, list, nb, tiled, false);
+    if (cols_out)
+        *cols_out = tiled ? emit_entry(cg, k, arena_printf(cg->p->arena, "%s.cols", k->name), body, list, nb, true, true)
+                          : NULL;
     free(list);
     return fn;
 }
@@ -1973,7 +2003,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTar
     int64_t max_scratch = 0;
     for (int i = 0; i < p->kernels.len; i++) {
         if (only && !only[i]) continue;
-        kfns[i] = emit_kernel(&cg, &p->kernels.data[i]);
+        kfns[i] = emit_kernel(&cg, &p->kernels.data[i], aot ? NULL : &(LLVMValueRef){NULL});
         if (aot) LLVMSetLinkage(kfns[i], LLVMInternalLinkage);
         int64_t sb = matmul_scratch(&cg, &p->kernels.data[i]);
         if (scratch) scratch[i] = sb;
@@ -2024,6 +2054,7 @@ LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTarg
 struct KilnJit {
     LLVMOrcLLJITRef jit;
     KernelFn *fns;
+    KernelFn *cols; /* NAME.cols of tiled matmuls, else NULL */
     int64_t *scratch;
     int nfns;
     KJitTimes times;
@@ -2116,6 +2147,7 @@ KilnJit *kjit_compile(const KProgram *p, int jobs, char **ir_text, char *err, si
     KilnJit *j = xcalloc(1, sizeof *j);
     j->nfns = nk;
     j->fns = xcalloc((size_t)nk + 1, sizeof(KernelFn));
+    j->cols = xcalloc((size_t)nk + 1, sizeof(KernelFn));
     j->scratch = xcalloc((size_t)nk + 1, sizeof(int64_t));
 
     /* split the kernels: heaviest first onto the least loaded part */
@@ -2203,6 +2235,17 @@ KilnJit *kjit_compile(const KProgram *p, int jobs, char **ir_text, char *err, si
             }
             void *ptr = (void *)(uintptr_t)addr;
             memcpy(&j->fns[i], &ptr, sizeof ptr);
+            if (j->scratch[i] > 0) { /* a tiled matmul: also NAME.cols */
+                char *cname = arena_printf(p->arena, "%s.cols", p->kernels.data[i].name);
+                e = LLVMOrcLLJITLookup(j->jit, &addr, cname);
+                if (e) {
+                    orc_error(e, "LLVM JIT: ", err, errlen);
+                    ok = false;
+                    break;
+                }
+                ptr = (void *)(uintptr_t)addr;
+                memcpy(&j->cols[i], &ptr, sizeof ptr);
+            }
         }
     }
     for (int q = 0; q < nparts; q++) {
@@ -2230,6 +2273,7 @@ KilnJit *kjit_compile(const KProgram *p, int jobs, char **ir_text, char *err, si
 }
 
 KernelFn kjit_kernel(const KilnJit *j, int i) { return i >= 0 && i < j->nfns ? j->fns[i] : NULL; }
+KernelFn kjit_kernel_cols(const KilnJit *j, int i) { return i >= 0 && i < j->nfns ? j->cols[i] : NULL; }
 
 void kjit_free(KilnJit *j) {
     if (!j) return;
@@ -2238,6 +2282,7 @@ void kjit_free(KilnJit *j) {
         if (e) LLVMConsumeError(e);
     }
     free(j->fns);
+    free(j->cols);
     free(j->scratch);
     free(j);
 }

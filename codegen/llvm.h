@@ -48,6 +48,11 @@ typedef struct KilnJit KilnJit;
  * IR as text (free() it).  Returns NULL with a message in err. */
 KilnJit *kjit_compile(const KProgram *p, int jobs, char **ir_text, char *err, size_t errlen);
 KernelFn kjit_kernel(const KilnJit *j, int kernel_index);
+/* For a tiled matmul kernel (kjit_scratch > 0): the same kernel over every
+ * output row and the output columns [c0, c1) of the product (called as
+ * fn(c0, c1, bufs)); NULL for other kernels.  Threads split a product with
+ * fewer rows than columns this way, each packing only its columns of B. */
+KernelFn kjit_kernel_cols(const KilnJit *j, int kernel_index);
 void kjit_free(KilnJit *j);
 
 /* The scratch bytes kernel i needs in bufs[nbufs] (0: none). */

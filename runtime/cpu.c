@@ -181,6 +181,14 @@ static void run_kernel(CpuExe *x, int i, void **bufs) {
         fn(0, outer, bufs);
         return;
     }
+    /* a tiled matmul with fewer rows than columns splits by columns (each
+     * thread then packs only its part of B), else by rows */
+    KernelFn cols = kjit_kernel_cols(x->jit, i);
+    if (cols && k->mm.batch * k->mm.m < k->mm.n && k->mm.n >= 2 * 64) {
+        fn = cols;
+        outer = k->mm.n;
+        grain = 64;
+    }
     int64_t units = (outer + grain - 1) / grain;
     int64_t per = (units + nt - 1) / nt;
     ChunkJob job = {fn, outer, per * grain, x->task_bufs, nb + 1};

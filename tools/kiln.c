@@ -66,7 +66,8 @@ static const char *const help_text[][2] = {
              "  Print one stage of the compiler.\n"},
     {"aot", "kiln aot FILE --target=cuda[:sm_XX]|cpu -o DIR\n  Write a deployable bundle.\n"},
     {"bench", "kiln bench FILE [run options] [--runs=N] [--json]\n  Time each kernel and the whole graph.\n"},
-    {"repl", "kiln repl\n  The interactive prompt.\n"},
+    {"repl", "kiln repl [--device=NAME] [--plain]\n  The interactive prompt (':help' inside lists its commands);\n"
+             "  --plain turns line editing off. Reads a script from a pipe without prompts.\n"},
 };
 
 static void print_help(const char *topic) {
@@ -161,7 +162,9 @@ static int parse_options(int argc, char **argv, int start, Options *o) {
             const char *size;
             int64_t n;
             if (!(v = opt_value(argc, argv, &i, "--dim"))) goto missing;
-            if (!split_eq(v, &name, &size) || !parse_int64(size, &n) || n <= 0) {
+            bool named = split_eq(v, &name, &size);
+            if (!named || !parse_int64(size, &n) || n <= 0) {
+                if (named) free(name);
                 usage_error("--dim takes NAME=SIZE with a positive SIZE, found '%s'", v);
                 return KILN_ERR_USAGE;
             }
