@@ -85,3 +85,29 @@ void diag_clear(DiagList *d) {
     VEC_FREE(d->items);
     d->nerrors = 0;
 }
+
+/* Levenshtein distance, one row at a time. */
+static int edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    int *row = xmalloc(sizeof(int) * (lb + 1));
+    for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int prev = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int cur = row[j], best = prev + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best) best = row[j] + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            prev = cur;
+        }
+    }
+    int d = row[lb];
+    free(row);
+    return d;
+}
+
+void suggest_try(Suggest *s, const char *want, const char *cand) {
+    int d = edit_distance(want, cand);
+    if (d <= (int)strlen(want) / 3 + 1 && (!s->best || d < s->dist)) *s = (Suggest){cand, d};
+}

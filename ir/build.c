@@ -109,39 +109,6 @@ static void set_ints(Builder *b, int id, const int64_t *v, int n) {
 
 /* ---- names and suggestions ---------------------------------------------- */
 
-static int edit_distance(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    int *row = xmalloc(sizeof(int) * (lb + 1));
-    for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
-    for (size_t i = 1; i <= la; i++) {
-        int prev = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= lb; j++) {
-            int cur = row[j];
-            int sub = prev + (a[i - 1] != b[j - 1]);
-            int del = row[j] + 1, ins = row[j - 1] + 1;
-            row[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-            prev = cur;
-        }
-    }
-    int d = row[lb];
-    free(row);
-    return d;
-}
-
-typedef struct {
-    const char *best;
-    int dist;
-} Suggest;
-
-static void suggest_try(Suggest *s, const char *want, const char *cand) {
-    int d = edit_distance(want, cand);
-    int limit = (int)strlen(want) / 3 + 1;
-    if (d <= limit && (!s->best || d < s->dist)) {
-        s->best = cand;
-        s->dist = d;
-    }
-}
 
 static const char *const sugar_builtins[] = {
     "clamp", "linear", "zeros", "ones", "squeeze", "unsqueeze", "global_avgpool", NULL,

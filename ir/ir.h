@@ -96,6 +96,14 @@ void diag_hint(DiagList *d, const char *fmt, ...) __attribute__((format(printf, 
 void diag_print(DiagList *d, FILE *out);
 void diag_clear(DiagList *d);
 
+/* "Did you mean ...?": feed candidates to suggest_try; best is the closest
+ * within a third of the word's length (NULL if none is). */
+typedef struct {
+    const char *best;
+    int dist;
+} Suggest;
+void suggest_try(Suggest *s, const char *want, const char *cand);
+
 /* ------------------------------------------------------------------- ast.h */
 
 typedef enum {

@@ -90,7 +90,7 @@ static bool bind_dim(DimBinding **binds, int *nbinds, const char **origins, cons
 }
 
 /* The optimisation passes the compile options select (passes/pass.h). */
-static PassOptions pass_options(const CompileOptions *o) {
+PassOptions driver_pass_options(const CompileOptions *o) {
     PassOptions p = {.opt_level = o->opt_level, .passes = o->passes, .print_after = o->print_after,
                      .fast_math = o->fast_math, .remarks = o->remarks};
     switch (o->precision) {
@@ -190,7 +190,7 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
         goto fail;
     }
     if (opt) {
-        PassOptions po = pass_options(opt);
+        PassOptions po = driver_pass_options(opt);
         IRGraph *o = passes_run(c->arena, g, &po, err, errlen);
         if (!o) {
             st = strncmp(err, "unknown pass", 12) == 0 ? KILN_ERR_USAGE : KILN_ERR_DEVICE;

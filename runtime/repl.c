@@ -153,35 +153,6 @@ static void type_expr_text(const TypeExpr *t, StrBuf *sb) {
 }
 
 /* "did you mean": the closest candidate within a third of the length. */
-static int edit_distance(const char *a, const char *b) {
-    size_t lb = strlen(b);
-    int *row = xmalloc(sizeof(int) * (lb + 1));
-    for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
-    for (size_t i = 1; a[i - 1]; i++) {
-        int prev = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= lb; j++) {
-            int cur = row[j], best = prev + (a[i - 1] != b[j - 1]);
-            if (row[j] + 1 < best) best = row[j] + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            row[j] = best;
-            prev = cur;
-        }
-    }
-    int d = row[lb];
-    free(row);
-    return d;
-}
-
-typedef struct {
-    const char *best;
-    int dist;
-} Suggest;
-
-static void suggest_try(Suggest *s, const char *want, const char *cand) {
-    int d = edit_distance(want, cand);
-    if (d <= (int)strlen(want) / 3 + 1 && (!s->best || d < s->dist)) *s = (Suggest){cand, d};
-}
 
 /* ====================================================================== variables, graphs, cache */
 
@@ -567,18 +538,6 @@ static IRGraph *build(Line *ln, const Prepared *p) {
     return ir_build(ln->arena, &p->prog, p->prog.ngraphs - 1, NULL, 0, &ln->diags);
 }
 
-/* The passes the compile options select, as driver.c's pass_options. */
-static PassOptions pass_options(const CompileOptions *o) {
-    PassOptions p = {.opt_level = o->opt_level, .passes = o->passes, .print_after = o->print_after,
-                     .fast_math = o->fast_math, .remarks = o->remarks};
-    switch (o->precision) {
-    case PREC_F32: p.precision = PASS_PREC_F32; break;
-    case PREC_F16: p.precision = PASS_PREC_F16; break;
-    case PREC_BF16: p.precision = PASS_PREC_BF16; break;
-    case PREC_AUTO: p.precision = PASS_PREC_AUTO; break;
-    }
-    return p;
-}
 
 /* Builds the statement's graph and runs the optimisation passes on it, as
  * `kiln run` does before a backend sees a graph.  NULL on an error
@@ -587,7 +546,7 @@ static IRGraph *build_optimised(Repl *r, Line *ln, const Prepared *p) {
     IRGraph *g = build(ln, p);
     if (!g) return NULL;
     char err[1024] = "";
-    PassOptions po = pass_options(&r->copt);
+    PassOptions po = driver_pass_options(&r->copt);
     IRGraph *o = passes_run(ln->arena, g, &po, err, sizeof err);
     if (!o) repl_error("%s", err[0] ? err : "an optimisation pass failed");
     if (o != g) ir_graph_destroy(g);

@@ -4,6 +4,7 @@
 #define KILN_RUNTIME_H
 
 #include "ir/ir.h"
+#include "passes/pass.h"
 
 typedef enum { PREC_F32, PREC_F16, PREC_BF16, PREC_AUTO } Precision;
 
@@ -112,6 +113,9 @@ typedef struct {
  * NULL: the graph as built. */
 KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const CompileOptions *opt,
                        IRGraph **graph_out, KilnTensor **inputs_out, char *err, size_t errlen);
+
+/* The optimisation passes a set of compile options selects. */
+PassOptions driver_pass_options(const CompileOptions *o);
 
 /* Deterministic random values: floats uniform in [-1, 1), ints in [0, 10), bools. */
 void tensor_fill_random(KilnTensor *t, uint64_t seed);
