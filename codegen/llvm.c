@@ -125,6 +125,16 @@ static LLVMValueRef cf(Cg *cg, double v) { return LLVMConstReal(cg->t_f32, v); }
 static LLVMValueRef ci32(Cg *cg, int64_t v) { return LLVMConstInt(cg->t_i32, (unsigned long long)v, 1); }
 static LLVMValueRef ci64(Cg *cg, int64_t v) { return LLVMConstInt(cg->t_i64, (unsigned long long)v, 1); }
 
+/* A function name "A" + "B" on the heap (free() it).  Not in the program's
+ * arena: parts of a program are compiled on several threads at once. */
+static char *name2(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = xmalloc(la + lb + 1);
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb + 1);
+    return s;
+}
+
 static void add_fn_attr(Cg *cg, LLVMValueRef fn, unsigned kind) {
     LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
 }
@@ -1150,9 +1160,8 @@ static void emit_stage(Kc *kc, int s) {
     reduce_combine(kc, st, &next[0], &next[1], conv(cg, kc->val[st->value], inst_dtype(kc, st->value), st->acc_dtype),
                    kc->r[s]);
     loop_end(kc, &l, phis, next, arg ? 2 : 1, 0);
-    /* after the loop the phis hold the last iteration's inputs: use next's
-     * values through LCSSA-free dominance (the exit is only reached from the
-     * latch, which defines next) */
+    /* the result is the last iteration's `next`: the loop is left only from
+     * its latch, which defines it, so it dominates the code after the loop */
     kc->acc[s] = arg ? next[1] : next[0];
 }
 
@@ -1222,8 +1231,9 @@ static LLVMValueRef begin_inner_fn(Kc *kc, const char *suffix, const int *list, 
     LLVMTypeRef *ps = xcalloc((size_t)nb + 2, sizeof(LLVMTypeRef));
     ps[0] = ps[1] = cg->t_i64;
     for (int i = 0; i < nb; i++) ps[2 + i] = cg->t_ptr;
-    char *name = arena_printf(cg->p->arena, "%s.%s", kc->k->name, suffix);
+    char *name = name2(kc->k->name, suffix);
     LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)nb + 2, 0));
+    free(name);
     free(ps);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_fn_attr(cg, fn, cg->k_nounwind);
@@ -1248,7 +1258,7 @@ static void range_args(Kc *kc, LLVMValueRef fn, LLVMValueRef *ob, LLVMValueRef *
 static LLVMValueRef emit_generic_fn(Cg *cg, const Kernel *k, const int *list, int nb) {
     Kc kc;
     kc_init(&kc, cg, k);
-    LLVMValueRef fn = begin_inner_fn(&kc, "generic", list, nb);
+    LLVMValueRef fn = begin_inner_fn(&kc, ".generic", list, nb);
     LLVMValueRef ob, oe;
     range_args(&kc, fn, &ob, &oe);
     emit_generic_loops(&kc, ob, oe);
@@ -1654,8 +1664,9 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const int *list, int
     LLVMTypeRef *ps = xcalloc((size_t)nb + 5, sizeof(LLVMTypeRef));
     ps[0] = ps[1] = ps[2] = ps[3] = cg->t_i64;
     for (int i = 0; i < nb + 1; i++) ps[4 + i] = cg->t_ptr;
-    char *name = arena_printf(cg->p->arena, "%s.mm", k->name);
+    char *name = name2(k->name, ".mm");
     LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)nb + 5, 0));
+    free(name);
     free(ps);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_fn_attr(cg, fn, cg->k_nounwind);
@@ -1831,9 +1842,11 @@ static LLVMValueRef emit_kernel(Cg *cg, const Kernel *k, LLVMValueRef *cols_out)
     bool tiled = matmul_tiled_ok(cg, k);
     LLVMValueRef body = tiled ? emit_matmul_fn(cg, k, list, nb) : emit_generic_fn(cg, k, list, nb);
     LLVMValueRef fn = emit_entry(cg, k, k->name, body, list, nb, tiled, false);
-    if (cols_out)
-        *cols_out = tiled ? emit_entry(cg, k, arena_printf(cg->p->arena, "%s.cols", k->name), body, list, nb, true, true)
-                          : NULL;
+    if (cols_out) {
+        char *cname = name2(k->name, ".cols");
+        *cols_out = tiled ? emit_entry(cg, k, cname, body, list, nb, true, true) : NULL;
+        free(cname);
+    }
     free(list);
     return fn;
 }
@@ -1845,8 +1858,9 @@ static void emit_aot_run(Cg *cg, LLVMValueRef *kfns, int64_t scratch_bytes) {
     int np = p->nparams, nr = p->nresults;
     LLVMTypeRef *ps = xcalloc((size_t)(np + nr) + 1, sizeof(LLVMTypeRef));
     for (int i = 0; i < np + nr; i++) ps[i] = cg->t_ptr;
-    char *name = arena_printf(p->arena, "%s_run", p->graph_name);
+    char *name = name2(p->graph_name, "_run");
     LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_i32, ps, (unsigned)(np + nr), 0));
+    free(name);
     free(ps);
     add_fn_attr(cg, fn, cg->k_nounwind);
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
@@ -1969,10 +1983,11 @@ static int target_vec_floats(LLVMTargetMachineRef tm) {
 
 /* The optimisation pipeline.  The emitted IR is already in SSA form with
  * rotated loops and no stack traffic, so the full `default<O3>` pipeline
- * (about 5x the compile time) buys nothing measurable here: inline the math
- * helpers, clean up, hoist invariants, vectorise, clean up again.  (Measured
- * on bench/programs and examples/transformer_block.kiln: same run times,
- * compile time 546 -> 177 ms CPU; docs/cpu-backend.md.) */
+ * (several times the compile time) buys nothing measurable here: inline
+ * the math helpers, clean up, hoist invariants, vectorise, clean up again.
+ * (Measured on bench/programs and examples/transformer_block.kiln: same run
+ * times, transformer_block 546 -> 205 ms CPU together with the loop
+ * metadata below; docs/cpu-backend.md.) */
 #define KILN_INSTCOMBINE "instcombine<no-verify-fixpoint>"
 #define KILN_PIPELINE                                                                                               \
     "always-inline,function(sroa,early-cse," KILN_INSTCOMBINE ",simplifycfg,loop-mssa(licm),loop(loop-rotate),"    \
@@ -2249,8 +2264,9 @@ KilnJit *kjit_compile(const KProgram *p, int jobs, char **ir_text, char *err, si
             void *ptr = (void *)(uintptr_t)addr;
             memcpy(&j->fns[i], &ptr, sizeof ptr);
             if (j->scratch[i] > 0) { /* a tiled matmul: also NAME.cols */
-                char *cname = arena_printf(p->arena, "%s.cols", p->kernels.data[i].name);
+                char *cname = name2(p->kernels.data[i].name, ".cols");
                 e = LLVMOrcLLJITLookup(j->jit, &addr, cname);
+                free(cname);
                 if (e) {
                     orc_error(e, "LLVM JIT: ", err, errlen);
                     ok = false;

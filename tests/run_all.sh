@@ -58,6 +58,7 @@ else
 fi
 layer cli sh tests/cli/run.sh "$BUILD/kiln"
 layer aot-cuda sh tests/aot/cuda.sh "$BUILD/kiln"
+layer aot-cpu sh tests/aot/cpu.sh "$BUILD/kiln"
 layer ptxas sh tests/cuda/ptxas_all.sh "$BUILD/kiln"
 layer precision sh tests/passes/precision.sh "$BUILD/kiln"
 layer kernels sh tests/passes/kernel_counts.sh "$BUILD/kiln"
