@@ -258,6 +258,23 @@ static LLVMValueRef scale_pow2(Cg *cg, LLVMValueRef y, LLVMValueRef n) {
     return f_mul(cg, f_mul(cg, y, s1), s2);
 }
 
+/* The shared core of exp: for xc in [-104, 89] (no NaN), returns the
+ * polynomial value y = e^r, r = xc - n ln2 in [-ln2/2, ln2/2], and sets *t to
+ * xc log2(e) + 1.5*2^23: its bit pattern minus that of 1.5*2^23 is n (the FMA
+ * rounds to the nearest integer at the add, which saves roundeven and a
+ * float-to-int conversion). */
+#define EXP_MAGIC 12582912.0 /* 1.5 * 2^23 */
+static LLVMValueRef exp_core(Cg *cg, LLVMValueRef xc, LLVMValueRef *t) {
+    *t = fma3(cg, xc, cf(cg, 1.44269504088896341), cf(cg, EXP_MAGIC));
+    LLVMValueRef z = f_sub(cg, *t, cf(cg, EXP_MAGIC));
+    LLVMValueRef r = fma3(cg, z, cf(cg, -0.693359375), xc);
+    r = fma3(cg, z, cf(cg, 2.12194440e-4), r);
+    static const double P[] = {5.0000001201E-1, 1.6666665459E-1, 4.1665795894E-2,
+                               8.3334519073E-3, 1.3981999507E-3, 1.9875691500E-4};
+    LLVMValueRef p = horner(cg, r, P, 6);
+    return f_add(cg, fma3(cg, p, f_mul(cg, r, r), r), cf(cg, 1.0));
+}
+
 static LLVMValueRef helper_exp(Cg *cg) {
     if (cg->h_exp) return cg->h_exp;
     HelperScope hs;
@@ -266,18 +283,23 @@ static LLVMValueRef helper_exp(Cg *cg) {
     /* clamp (NaN passes through the selects; fixed at the end) */
     LLVMValueRef xc = sel(cg, fcmp(cg, LLVMRealOGT, x, cf(cg, 89.0)), cf(cg, 89.0), x);
     xc = sel(cg, fcmp(cg, LLVMRealOLT, xc, cf(cg, -104.0)), cf(cg, -104.0), xc);
-    LLVMValueRef z = intrin1(cg, "llvm.roundeven", f_mul(cg, xc, cf(cg, 1.44269504088896341)));
-    LLVMValueRef r = fma3(cg, z, cf(cg, -0.693359375), xc);
-    r = fma3(cg, z, cf(cg, 2.12194440e-4), r);
-    static const double P[] = {5.0000001201E-1, 1.6666665459E-1, 4.1665795894E-2,
-                               8.3334519073E-3, 1.3981999507E-3, 1.9875691500E-4};
-    LLVMValueRef p = horner(cg, r, P, 6);
-    LLVMValueRef y = f_add(cg, fma3(cg, p, f_mul(cg, r, r), r), cf(cg, 1.0));
-    LLVMValueRef n = LLVMBuildFPToSI(cg->b, z, cg->t_i32, "");
+    LLVMValueRef t;
+    LLVMValueRef y = exp_core(cg, xc, &t);
+    LLVMValueRef n = LLVMBuildSub(cg->b, float_to_bits(cg, t), ci32(cg, 0x4b400000), "");
     y = scale_pow2(cg, y, n);
     y = sel(cg, fcmp(cg, LLVMRealUNO, x, x), x, y);
     helper_end(cg, &hs, y);
     return cg->h_exp = fn;
+}
+
+/* exp(x) for x in [0, 40] (larger x are clamped to 40; NaN gives poison):
+ * 2^n is then one normal float, made from t's low bits (n + 127 < 256). */
+static LLVMValueRef exp_small_nonneg(Cg *cg, LLVMValueRef x) {
+    LLVMValueRef xc = sel(cg, fcmp(cg, LLVMRealOGT, x, cf(cg, 40.0)), cf(cg, 40.0), x);
+    LLVMValueRef t;
+    LLVMValueRef y = exp_core(cg, xc, &t);
+    LLVMValueRef tb = LLVMBuildAdd(cg->b, float_to_bits(cg, t), ci32(cg, 127), "");
+    return f_mul(cg, y, bits_to_float(cg, LLVMBuildShl(cg->b, tb, ci32(cg, 23), "")));
 }
 
 static LLVMValueRef call_exp(Cg *cg, LLVMValueRef x) { return call_helper(cg, helper_exp(cg), &x, 1); }
@@ -351,10 +373,12 @@ static LLVMValueRef helper_tanh(Cg *cg) {
     static const double P[] = {-3.33332819422E-1, 1.33314422036E-1, -5.37397155531E-2, 2.06390887954E-2,
                                -5.70498872745E-3};
     LLVMValueRef small = fma3(cg, f_mul(cg, horner(cg, z, P, 5), z), x, x);
-    LLVMValueRef e = call_exp(cg, f_add(cg, ax, ax));
+    /* 2|x| >= 1.25 here, and tanh is 1 in f32 from |x| ~ 9: exp needs neither
+     * the subnormal range nor the NaN fix (NaN takes the `small` side) */
+    LLVMValueRef e = exp_small_nonneg(cg, f_add(cg, ax, ax));
     LLVMValueRef big = f_sub(cg, cf(cg, 1.0), f_div(cg, cf(cg, 2.0), f_add(cg, e, cf(cg, 1.0))));
     big = intrin2(cg, "llvm.copysign", big, x);
-    LLVMValueRef res = sel(cg, fcmp(cg, LLVMRealOLT, ax, cf(cg, 0.625)), small, big);
+    LLVMValueRef res = sel(cg, fcmp(cg, LLVMRealULT, ax, cf(cg, 0.625)), small, big);
     helper_end(cg, &hs, res);
     return cg->h_tanh = fn;
 }
@@ -630,7 +654,14 @@ static LLVMValueRef unary_float(Cg *cg, const KInst *in, LLVMValueRef x, bool f6
     case OP_COS: return call_helper(cg, helper_sincos(cg, 1), &x, 1);
     case OP_TANH: return call_helper(cg, helper_tanh(cg), &x, 1);
     case OP_ERF: return call_helper(cg, helper_erf(cg), &x, 1);
-    case OP_SIGMOID: return f_div(cg, one, f_add(cg, one, call_exp(cg, LLVMBuildFNeg(cg->b, x, ""))));
+    case OP_SIGMOID: {
+        /* e = exp(-|x|) never overflows, and is the same IR as a kernel's own
+         * exp(-abs(x)), which CSE then shares: 1/(1 + e) for x >= 0, else
+         * e/(1 + e) */
+        LLVMValueRef e = call_exp(cg, LLVMBuildFNeg(cg->b, intrin1(cg, "llvm.fabs", x), ""));
+        LLVMValueRef s = f_div(cg, one, f_add(cg, one, e));
+        return sel(cg, fcmp(cg, LLVMRealOLT, x, cf(cg, 0.0)), f_mul(cg, e, s), s);
+    }
     case OP_SILU: return f_div(cg, x, f_add(cg, one, call_exp(cg, LLVMBuildFNeg(cg->b, x, ""))));
     case OP_GELU:
         if (in->flag) {
