@@ -133,7 +133,12 @@ static bool kir_run(void *exe, const KilnTensor *inputs, KilnTensor *outputs, ch
     KirExe *e = exe;
     KProgram *p = e->kp;
     void **bufs = xcalloc((size_t)p->bufs.len + 1, sizeof(void *));
-    unsigned char *arena = xcalloc((size_t)p->arena_bytes + 1, 1);
+    unsigned char *arena = calloc((size_t)p->arena_bytes + 1, 1);
+    if (!arena) {
+        snprintf(err, errlen, "out of host memory for the %lld-byte arena of temporaries", (long long)p->arena_bytes);
+        free(bufs);
+        return false;
+    }
     for (int i = 0; i < p->bufs.len; i++) {
         KBuf *b = &p->bufs.data[i];
         if (b->kind == KB_INPUT) {
