@@ -34,6 +34,8 @@ typedef struct {
     int *buf;          /* node -> buffer (once materialized and created), else -1 */
     int *core;         /* epilogue node -> the heavy node whose kernel computes it, else -1 */
     int *kernel_of;    /* node -> kernel that writes its buffer */
+    bool *rowred;      /* a row reduction computed as a stage of its consumers' kernel */
+    int *root;         /* node -> the materialised node whose kernel computes it */
 } Sched;
 
 static bool is_heavy(Op op) {
@@ -66,6 +68,54 @@ static bool is_cheap(Sched *s, int id) {
     return true;
 }
 
+/* sum/mean/max/min/prod over the last axis only, keeping it (size 1). */
+static bool is_row_reduction(Sched *s, int id) {
+    const Node *h = ir_node(s->g, id);
+    if (h->op != OP_SUM && h->op != OP_MEAN && h->op != OP_MAX && h->op != OP_MIN && h->op != OP_PROD) return false;
+    const Node *x = ir_node(s->g, h->in[0]);
+    return x->rank >= 1 && h->nints == 1 && h->ints[0] == x->rank - 1 && h->flag && x->shape[x->rank - 1] > 0;
+}
+
+/* Every use of `id` (a row value, shape [..., 1]) is elementwise over the full
+ * rows `full`, or elementwise on the row values again (recursively). */
+static bool row_users_ok(Sched *s, int id, const Node *full) {
+    const Node *n = ir_node(s->g, id);
+    for (int u = id + 1; u < s->n; u++) {
+        if (!s->live[u]) continue;
+        const Node *un = ir_node(s->g, u);
+        bool uses = false;
+        for (int i = 0; i < un->nin; i++) uses = uses || un->in[i] == id;
+        if (!uses) continue;
+        if (!is_elementwise(un->op)) return false;
+        if (same_shape(un, full)) continue;
+        if (!same_shape(un, n) || s->is_result[u] || !row_users_ok(s, u, full)) return false;
+    }
+    return true;
+}
+
+/* s->root[] for every value, materialising values shared between kernels. */
+static void assign_roots(Sched *s) {
+    const IRGraph *g = s->g;
+    for (int id = s->n - 1; id >= 0; id--) {
+        s->root[id] = id;
+        const Node *n = ir_node(g, id);
+        if (!s->live[id] || s->materialize[id]) continue;
+        int r = -1;
+        bool shared = false;
+        for (int u = id + 1; u < s->n; u++) {
+            if (!s->live[u]) continue;
+            const Node *un = ir_node(g, u);
+            for (int i = 0; i < un->nin; i++) {
+                if (un->in[i] != id) continue;
+                if (r == -1) r = s->root[u];
+                else if (r != s->root[u]) shared = true;
+            }
+        }
+        if (shared && !is_heavy(n->op) && !is_cheap(s, id)) s->materialize[id] = true;
+        else if (r >= 0 && !shared) s->root[id] = r;
+    }
+}
+
 static void plan(Sched *s) {
     const IRGraph *g = s->g;
     for (int i = 0; i < g->results.len; i++) {
@@ -89,12 +139,24 @@ static void plan(Sched *s) {
                              (is_heavy(n->op) && !is_leaf_const(n->op));
     }
     if (!s->opt.fuse) return;
+    /* Row groups: a reduction over the last axis with keepdims whose value is
+     * only used, through elementwise ops on its rows, by elementwise ops over
+     * the full rows is computed as a REDUCE stage inside its consumers'
+     * kernel: a hand-written softmax or layernorm becomes one row kernel. */
+    for (int id = 0; id < s->n; id++) {
+        const Node *h = ir_node(g, id);
+        if (!s->live[id] || s->is_result[id] || !is_row_reduction(s, id)) continue;
+        if (row_users_ok(s, id, ir_node(g, h->in[0]))) {
+            s->rowred[id] = true;
+            s->materialize[id] = false;
+        }
+    }
     /* heavy ops: grow the epilogue along single-use users that are
      * elementwise (same shape) or a transpose/reshape: the kernel then
      * stores straight into the layout its consumer reads */
     for (int id = 0; id < s->n; id++) {
         const Node *h = ir_node(g, id);
-        if (!s->live[id] || !is_heavy(h->op)) continue;
+        if (!s->live[id] || !is_heavy(h->op) || s->rowred[id]) continue;
         int cur = id;
         for (;;) {
             if (s->is_result[cur] || s->nusers[cur] != 1) break;
@@ -130,31 +192,28 @@ static void plan(Sched *s) {
     /* Which kernel each value ends up in (its root).  Walking users before
      * producers: an elementwise or view value whose users all sit in one
      * kernel is computed there (once per use site, shared by the kernel's
-     * CSE); used by several kernels it gets a buffer, unless it is cheap. */
-    int *root = xmalloc(sizeof(int) * (size_t)(s->n + 1));
-    for (int id = s->n - 1; id >= 0; id--) {
-        root[id] = id;
-        const Node *n = ir_node(g, id);
-        if (!s->live[id] || s->materialize[id]) continue;
-        int r = -1;
-        bool shared = false;
-        for (int u = id + 1; u < s->n; u++) {
-            if (!s->live[u]) continue;
-            const Node *un = ir_node(g, u);
-            for (int i = 0; i < un->nin; i++) {
-                if (un->in[i] != id) continue;
-                if (r == -1) r = root[u];
-                else if (r != root[u]) shared = true;
+     * CSE); used by several kernels it gets a buffer, unless it is cheap.
+     * A row reduction whose consumers did not end in one kernel over its
+     * full rows gets a buffer after all, and the roots are worked out again. */
+    for (bool changed = true; changed;) {
+        assign_roots(s);
+        changed = false;
+        for (int id = 0; id < s->n; id++) {
+            if (!s->rowred[id]) continue;
+            int r = s->root[id];
+            const Node *rn = ir_node(g, r), *x = ir_node(g, ir_node(g, id)->in[0]);
+            bool ok = r != id && s->materialize[r] && !is_heavy(rn->op) && s->core[r] < 0 && same_shape(rn, x);
+            if (!ok) {
+                s->rowred[id] = false;
+                s->materialize[id] = true;
+                changed = true;
             }
         }
-        if (shared && !is_heavy(n->op) && !is_cheap(s, id)) s->materialize[id] = true;
-        else if (r >= 0) root[id] = r;
     }
-    free(root);
     /* a heavy op whose epilogue was cut short still needs its own buffer */
     for (int id = 0; id < s->n; id++) {
         const Node *n = ir_node(g, id);
-        if (!s->live[id] || !is_heavy(n->op)) continue;
+        if (!s->live[id] || !is_heavy(n->op) || s->rowred[id]) continue;
         bool absorbed = false;
         for (int u = id + 1; u < s->n; u++)
             if (s->core[u] == id && s->materialize[u]) absorbed = true;
@@ -183,6 +242,7 @@ typedef struct {
     int *hi;         /* per instruction: exclusive upper bound of an index (0: unknown) */
     int hi_cap;
     bool *visited;   /* nodes lowered into this kernel (fusion report) */
+    int *acc_stage;  /* row reductions already reduced in this kernel: node -> stage, else -1 */
 } Lower;
 
 static int scope_of(Lower *L, int inst) { return inst < 0 ? -1 : L->k->insts.data[inst].stage; }
@@ -386,6 +446,7 @@ static void lower_free(Lower *L) {
 }
 
 static int lower_node(Lower *L, int id, const int *idx, int guard);
+static int acc_ref(Lower *L, int stage_of_acc);
 
 /* The value of node `id` at multi-index idx (one i64 instruction per dim).
  * `guard` (or -1) says whether the position is real: loads under a false
@@ -430,6 +491,15 @@ static int lower_node(Lower *L, int id, const int *idx, int guard) {
     Sched *s = L->s;
     const Node *n = ir_node(s->g, id);
     if (id == L->core) return L->core_value;
+    if (L->acc_stage && L->acc_stage[id] >= 0) { /* a row reduction of this kernel */
+        int acc = acc_ref(L, L->acc_stage[id]);
+        KilnDType adt = I(L, acc)->dtype;
+        if (n->op == OP_MEAN) {
+            const Node *x = ir_node(s->g, n->in[0]);
+            acc = elem(L, OP_DIV, adt, acc, fconst(L, adt, (double)x->shape[x->rank - 1]), -1);
+        }
+        return cast(L, acc, n->dtype);
+    }
     if (s->buf[id] >= 0 && s->kernel_of[id] != -2) return load_buffer(L, id, idx, guard);
     L->visited[id] = true;
     int rank_in = 0;
@@ -904,6 +974,35 @@ static void lower_window(Lower *L, int core, int root) {
     store_root(L, root, map, oidx);
 }
 
+/* A root whose computation uses row reductions (hand-written softmax,
+ * layernorm): one outer index per row, a REDUCE stage per reduction in
+ * order (later ones may use earlier ones), then the root over the row. */
+static void lower_rowgroup(Lower *L, int root, const int *reds, int nreds) {
+    Sched *s = L->s;
+    const Node *rn = ir_node(s->g, root);
+    int rank = rn->rank;
+    int64_t n = rn->shape[rank - 1];
+    int *idx = xmalloc(sizeof(int) * (size_t)(rank + 1));
+    int o = emit(L, KI_OUTER, KILN_I64, 0, -1, -1, -1, -1, 0, false, -1);
+    set_bound(L, o, L->k->outer);
+    delinearize(L, o, rn->shape, rank - 1, idx);
+    for (int j = 0; j < nreds; j++) {
+        const Node *h = ir_node(s->g, reds[j]);
+        int st = kernel_add_stage(L->k, KS_REDUCE, n);
+        L->stage = st;
+        idx[rank - 1] = inner_var(L, st, n);
+        int v = lower_node(L, h->in[0], idx, -1);
+        kstage_reduce(L->k, st, h->op == OP_MEAN ? OP_SUM : h->op, v, ir_node(s->g, h->in[0])->dtype);
+        L->acc_stage[reds[j]] = st;
+        L->visited[reds[j]] = true;
+    }
+    int map = kernel_add_stage(L->k, KS_MAP, n);
+    L->stage = map;
+    idx[rank - 1] = inner_var(L, map, n);
+    store_root(L, root, map, idx);
+    free(idx);
+}
+
 /* -------------------------------------------------------------- the driver */
 
 static bool kernel_moves_only(const Kernel *k) {
@@ -1035,6 +1134,8 @@ KProgram *fuse_graph(Arena *arena, const IRGraph *g, const FuseOptions *opt, cha
     s.buf = xmalloc(sizeof(int) * (size_t)(s.n + 1));
     s.core = xmalloc(sizeof(int) * (size_t)(s.n + 1));
     s.kernel_of = xmalloc(sizeof(int) * (size_t)(s.n + 1));
+    s.rowred = xcalloc((size_t)s.n + 1, 1);
+    s.root = xmalloc(sizeof(int) * (size_t)(s.n + 1));
     for (int i = 0; i < s.n; i++) s.buf[i] = -1, s.kernel_of[i] = -1;
     plan(&s);
     KProgram *p = s.p;
@@ -1071,6 +1172,7 @@ KProgram *fuse_graph(Arena *arena, const IRGraph *g, const FuseOptions *opt, cha
         s.buf[id] = kprog_add_buf(p, KB_TEMP, 0, n->dtype, ir_numel(n), id, name);
     }
     bool *visited = xcalloc((size_t)s.n + 1, 1);
+    int *acc_stage = xmalloc(sizeof(int) * (size_t)(s.n + 1));
     for (int id = 0; id < s.n; id++) {
         const Node *n = ir_node(g, id);
         if (!s.materialize[id] || n->op == OP_PARAM) continue;
@@ -1092,18 +1194,30 @@ KProgram *fuse_graph(Arena *arena, const IRGraph *g, const FuseOptions *opt, cha
             default: kind = KK_REDUCE; break;
             }
         }
+        VEC(int) reds = {0};
+        for (int r = 0; core < 0 && r < id; r++)
+            if (s.rowred[r] && s.root[r] == id) VEC_PUSH(reds, r);
+        if (reds.len) {
+            kind = KK_ROW;
+            outer = ir_numel(n) / n->shape[n->rank - 1];
+        }
         Kernel *k = kprog_add_kernel(p, kind, "k", outer);
         memset(visited, 0, (size_t)s.n);
-        Lower L = {.s = &s, .k = k, .core = -1, .visited = visited};
+        for (int i = 0; i < s.n; i++) acc_stage[i] = -1;
+        Lower L = {.s = &s, .k = k, .core = -1, .visited = visited, .acc_stage = acc_stage};
         switch (kind) {
         case KK_ELEMENTWISE: lower_elementwise(&L, id); break;
+        case KK_ROW:
+            if (reds.len) lower_rowgroup(&L, id, reds.data, reds.len);
+            else lower_row(&L, core, id);
+            break;
         case KK_REDUCE: lower_reduce(&L, core, id); break;
-        case KK_ROW: lower_row(&L, core, id); break;
         case KK_MATMUL: lower_matmul(&L, core, id); break;
         default: lower_window(&L, core, id); break;
         }
         add_node_list(&L);
         lower_free(&L);
+        VEC_FREE(reds);
         if (kind == KK_ELEMENTWISE && kernel_moves_only(k)) k->kind = KK_COPY;
         s.kernel_of[id] = p->kernels.len - 1;
         name_kernel(&s, k, p->kernels.len - 1);
@@ -1151,8 +1265,9 @@ KProgram *fuse_graph(Arena *arena, const IRGraph *g, const FuseOptions *opt, cha
         }
     }
     plan_memory(&s);
-    free(visited), free(copy_from);
+    free(visited), free(copy_from), free(acc_stage);
     free(s.nusers), free(s.live), free(s.is_result), free(s.materialize), free(s.buf), free(s.core), free(s.kernel_of);
+    free(s.rowred), free(s.root);
     if (!kprog_verify(p, err, errlen)) {
         kprog_destroy(p);
         return NULL;

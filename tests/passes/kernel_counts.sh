@@ -29,11 +29,13 @@ softmax softmax_builtin count 1
 softmax softmax_builtin alone softmax
 softmax classify count 2
 softmax classify alone log_softmax
-softmax softmax_manual count 4
+softmax softmax_manual count 1
+softmax softmax_manual share max,sub,exp,sum,div
 layernorm layernorm_builtin count 1
 layernorm layernorm_builtin alone layernorm
-layernorm layernorm_manual count 4
-layernorm rmsnorm_manual count 2
+layernorm layernorm_manual count 1
+layernorm layernorm_manual share mean,sub,mul,rsqrt,add
+layernorm rmsnorm_manual count 1
 lenet lenet count 7
 lenet lenet share conv2d,relu
 lenet lenet share matmul,add,relu
