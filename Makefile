@@ -20,8 +20,13 @@ $(info kiln: installing missing build dependencies (tools/install-deps.sh))
 $(shell sh tools/install-deps.sh >&2)
 endif
 
+# KILN_LLVM=0 builds without LLVM: no cpu device (runtime/nollvm/ says so), for
+# machines without LLVM 19 such as the GPU machines (see `make gpu-bundle`).
+KILN_LLVM   ?= 1
+ifeq ($(KILN_LLVM),1)
 LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//g')
 LLVM_LIBS   := $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) $(shell $(LLVM_CONFIG) --libs core orcjit native passes 2>/dev/null)
+endif
 CUDA_HOME   ?= /usr/local/cuda
 
 OPT     ?= -O2 -g
@@ -31,12 +36,19 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -Iinclude -I. -I$
 LDLIBS  += $(LLVM_LIBS) -ldl -lpthread -lm -ledit
 
 MODULE_SRCS := $(wildcard frontend/*.c ir/*.c passes/*.c codegen/*.c runtime/*.c)
+ifneq ($(KILN_LLVM),1)
+MODULE_SRCS := $(filter-out codegen/llvm.c runtime/cpu.c,$(MODULE_SRCS)) runtime/nollvm/cpu_absent.c
+CFLAGS      += -DKILN_NO_LLVM
+endif
 GEN_SRCS    := $(BUILD)/gen/kiln.tab.c $(BUILD)/gen/kiln.lex.c
 LIB_OBJS    := $(patsubst %.c,$(BUILD)/%.o,$(MODULE_SRCS)) $(GEN_SRCS:.c=.o)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
+ifneq ($(KILN_LLVM),1)
+UNIT_SRCS   := $(filter-out tests/unit/test_llvm.c,$(UNIT_SRCS))
+endif
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
-.PHONY: all test demo asan fuzz test-long clean format
+.PHONY: all test demo asan fuzz test-long clean format gpu-bundle
 all: $(BUILD)/kiln $(BUILD)/libkiln.a $(UNIT_BINS)
 
 $(BUILD)/gen/kiln.tab.c $(BUILD)/gen/kiln.tab.h: grammar/kiln.y
@@ -81,6 +93,17 @@ asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	    LDFLAGS="-fsanitize=address,undefined" test
 
+# A kiln for the GPU machines, which have no LLVM, flex, bison or libedit: built
+# here without LLVM, with the few shared libraries it needs beside it in
+# build-gpu/lib.  Send it along (carry build-gpu) and run tests/gpu/run.sh.
+gpu-bundle:
+	$(MAKE) BUILD=build-gpu KILN_LLVM=0 build-gpu/kiln
+	@mkdir -p build-gpu/lib
+	@for lib in $$(ldd build-gpu/kiln | awk '/=> \// {print $$3}' | grep -v -E '/lib(c|m|dl|pthread|rt)\.so'); do \
+	    cp -L "$$lib" build-gpu/lib/; done
+	@ls build-gpu/lib
+	@echo "gpu-bundle: build-gpu/kiln (run with LD_LIBRARY_PATH=build-gpu/lib)"
+
 FUZZ_SECONDS ?= 60
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 fuzz:
@@ -93,6 +116,6 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-gpu
 
 -include $(LIB_OBJS:.o=.d) $(BUILD)/tools/kiln.d

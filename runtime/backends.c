@@ -21,5 +21,10 @@ const Backend *backend_find(const char *name, char *err, size_t errlen) {
 
 const char *backend_default(void) {
     char why[256];
-    return cuda_available(why, sizeof why) ? "cuda" : "cpu";
+    if (cuda_available(why, sizeof why)) return "cuda";
+#ifdef KILN_NO_LLVM
+    return "ref"; /* built without LLVM: no cpu device */
+#else
+    return "cpu";
+#endif
 }
