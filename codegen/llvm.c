@@ -207,7 +207,8 @@ static LLVMValueRef float_to_bits(Cg *cg, LLVMValueRef f) { return LLVMBuildBitC
  *         pi/2 (from 60 digits) and FMAs, Cephes polynomials on [-pi/4, pi/4],
  *         quadrant from j mod 4.  1.5 ulp for |x| <= 1e4 [2]; the reduction
  *         stays accurate to |x| ~ 1e5.
- *   tanh  |x| < 0.625: Cephes odd polynomial; else 1 - 2/(exp(2|x|)+1).
+ *   tanh  |x| < 0.625: Cephes odd polynomial; else 1 - 2/(exp(2|x|)+1),
+ *         exp without the subnormal and NaN handling (exp_small_nonneg).
  *         1.26 ulp [3]
  *   erf   |x| < 0.875: x + x (P(x^2) - 1), P of degree 6 (fitted, relative
  *         error 1.2e-9); else 1 - erfc(|x|), erfc(a) = exp(T(u)) exp(-a^2)
@@ -219,7 +220,7 @@ static LLVMValueRef float_to_bits(Cg *cg, LLVMValueRef f) { return LLVMBuildBitC
  *         result is under 1e-7 and off by less than 1e-12.
  *   gelu(approximate) = x / (1 + exp(v)), v = -2u computed in double and
  *         applied as exp(v_hi)(1 + v_lo): 2.5 ulp on [-5.5, 8] [4].
- *   sigmoid = 1/(1 + exp(-x)): 2.1 ulp [3]; silu = x/(1 + exp(-x)): 2.2 [3].
+ *   sigmoid: e = exp(-|x|), 1/(1 + e) or e/(1 + e): 2.1 ulp [3]; silu = x/(1 + exp(-x)): 2.2 [3].
  * NaN in gives NaN out; infinities give the limits.  f64 calls libm.
  */
 
