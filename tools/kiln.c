@@ -416,46 +416,71 @@ static int compare_with_reference(Compilation *c, int entry, const BindRequest *
     return st;
 }
 
-static int cmd_run(Options *o) {
+/* What `run` and `bench` share: the program opened and checked, inputs
+ * bound, the graph compiled on the chosen device.  prepared_close frees it
+ * all, whatever step failed. */
+typedef struct {
     Compilation c;
-    int entry, st;
-    char err[1024] = "";
-    IRGraph *g = NULL;
-    KilnTensor *inputs = NULL, *outputs = NULL;
-    void *exe = NULL;
-    const Backend *be = NULL;
-    if ((st = open_program(o, &c, &entry)) != KILN_OK) goto done;
-    if ((st = load_tensors(o)) != KILN_OK) goto done;
-    BindRequest req = {o->tensors.data, o->tensors.len, o->dims.data, o->dims.len, o->seed, false};
-    st = driver_bind(&c, entry, &req, &o->copt, &g, &inputs, err, sizeof err);
+    int entry;
+    BindRequest req;
+    IRGraph *g;
+    KilnTensor *inputs;
+    const Backend *be;
+    void *exe;
+} Prepared;
+
+static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t errlen) {
+    int st;
+    memset(pr, 0, sizeof *pr);
+    if ((st = open_program(o, &pr->c, &pr->entry)) != KILN_OK) return st;
+    if ((st = load_tensors(o)) != KILN_OK) return st;
+    pr->req = (BindRequest){o->tensors.data, o->tensors.len, o->dims.data, o->dims.len, o->seed, false};
+    st = driver_bind(&pr->c, pr->entry, &pr->req, &o->copt, &pr->g, &pr->inputs, err, errlen);
     if (st != KILN_OK) {
-        diag_print(&c.diags, stderr);
+        diag_print(&pr->c.diags, stderr);
         if (err[0]) fprintf(stderr, "kiln: %s\n", err);
-        goto done;
+        return st;
     }
     const char *device = o->device ? o->device : backend_default();
-    be = backend_find(device, err, sizeof err);
-    if (!be) {
+    if (!(pr->be = backend_find(device, err, errlen))) {
         fprintf(stderr, "kiln: %s\n", err);
-        st = strstr(err, "unknown device") ? KILN_ERR_USAGE : KILN_ERR_DEVICE;
-        goto done;
+        return strstr(err, "unknown device") ? KILN_ERR_USAGE : KILN_ERR_DEVICE;
     }
-    if (!o->device || o->verbose) fprintf(stderr, "kiln: running '%s' on device %s\n", g->name, be->name);
-    exe = be->compile(g, &o->copt, err, sizeof err);
-    if (!exe) {
+    if (announce) fprintf(stderr, "kiln: running '%s' on device %s\n", pr->g->name, pr->be->name);
+    if (!(pr->exe = pr->be->compile(pr->g, &o->copt, err, errlen))) {
         fprintf(stderr, "kiln: %s\n", err);
-        st = KILN_ERR_DEVICE;
-        goto done;
+        return KILN_ERR_DEVICE;
     }
+    return KILN_OK;
+}
+
+static void prepared_close(Prepared *pr) {
+    if (pr->exe) pr->be->destroy(pr->exe);
+    if (pr->g) {
+        for (int i = 0; pr->inputs && i < pr->g->params.len; i++) kiln_tensor_free(&pr->inputs[i]);
+        ir_graph_destroy(pr->g);
+    }
+    free(pr->inputs);
+    compilation_close(&pr->c);
+}
+
+static int cmd_run(Options *o) {
+    Prepared pr;
+    char err[1024] = "";
+    KilnTensor *outputs = NULL;
+    int st = prepare(o, &pr, !o->device || o->verbose, err, sizeof err);
+    if (st != KILN_OK) goto done;
+    const IRGraph *g = pr.g;
     int nres = g->results.len;
     outputs = xcalloc((size_t)nres + 1, sizeof(KilnTensor));
-    if (!be->run(exe, inputs, outputs, err, sizeof err)) {
+    if (!pr.be->run(pr.exe, pr.inputs, outputs, err, sizeof err)) {
         fprintf(stderr, "kiln: %s\n", err);
         st = KILN_ERR_DEVICE;
         goto done;
     }
     if (o->verbose) report_peak_memory(g, &o->copt);
-    if (o->compare && (st = compare_with_reference(&c, entry, &req, g, inputs, outputs)) != KILN_OK) goto done;
+    if (o->compare && (st = compare_with_reference(&pr.c, pr.entry, &pr.req, g, pr.inputs, outputs)) != KILN_OK)
+        goto done;
     if (o->out) {
         st = write_results(o->out, outputs, nres);
     } else {
@@ -473,15 +498,9 @@ static int cmd_run(Options *o) {
         }
     }
 done:
-    if (exe) be->destroy(exe);
-    if (g) {
-        for (int i = 0; inputs && i < g->params.len; i++) kiln_tensor_free(&inputs[i]);
-        for (int i = 0; outputs && i < g->results.len; i++) kiln_tensor_free(&outputs[i]);
-        ir_graph_destroy(g);
-    }
-    free(inputs);
+    for (int i = 0; outputs && i < pr.g->results.len; i++) kiln_tensor_free(&outputs[i]);
     free(outputs);
-    compilation_close(&c);
+    prepared_close(&pr);
     return st;
 }
 
@@ -633,37 +652,18 @@ static void json_string(const char *s) {
 }
 
 static int cmd_bench(Options *o) {
-    Compilation c;
-    int entry, st;
+    Prepared pr;
     char err[4096] = "";
-    IRGraph *g = NULL;
-    KilnTensor *inputs = NULL;
-    void *exe = NULL;
-    const Backend *be = NULL;
     BenchReport rep = {0};
     int runs = o->runs ? o->runs : 20;
     double t0 = now_ms();
-    if ((st = open_program(o, &c, &entry)) != KILN_OK) goto done;
-    if ((st = load_tensors(o)) != KILN_OK) goto done;
-    BindRequest req = {o->tensors.data, o->tensors.len, o->dims.data, o->dims.len, o->seed, false};
-    st = driver_bind(&c, entry, &req, &o->copt, &g, &inputs, err, sizeof err);
-    if (st != KILN_OK) {
-        diag_print(&c.diags, stderr);
-        if (err[0]) fprintf(stderr, "kiln: %s\n", err);
-        goto done;
-    }
-    const char *device = o->device ? o->device : backend_default();
-    if (!(be = backend_find(device, err, sizeof err))) {
-        fprintf(stderr, "kiln: %s\n", err);
-        st = strstr(err, "unknown device") ? KILN_ERR_USAGE : KILN_ERR_DEVICE;
-        goto done;
-    }
-    if (!(exe = be->compile(g, &o->copt, err, sizeof err))) {
-        fprintf(stderr, "kiln: %s\n", err);
-        st = KILN_ERR_DEVICE;
-        goto done;
-    }
+    int st = prepare(o, &pr, false, err, sizeof err);
+    if (st != KILN_OK) goto done;
     double compile_ms = now_ms() - t0;
+    const IRGraph *g = pr.g;
+    const Backend *be = pr.be;
+    void *exe = pr.exe;
+    KilnTensor *inputs = pr.inputs;
     bool ok = be->bench ? be->bench(exe, inputs, runs, &rep, err, sizeof err)
                         : time_runs(be, exe, inputs, g->results.len, runs, &rep, err, sizeof err);
     if (!ok) {
@@ -699,13 +699,7 @@ static int cmd_bench(Options *o) {
     }
 done:
     VEC_FREE(rep.kernels);
-    if (exe) be->destroy(exe);
-    if (g) {
-        for (int i = 0; inputs && i < g->params.len; i++) kiln_tensor_free(&inputs[i]);
-        ir_graph_destroy(g);
-    }
-    free(inputs);
-    compilation_close(&c);
+    prepared_close(&pr);
     return st;
 }
 
