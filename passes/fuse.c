@@ -43,8 +43,6 @@ static bool is_heavy(Op op) {
     return k == OK_REDUCE || k == OK_NN;
 }
 
-static bool is_elementwise(Op op) { return op_is_elementwise(op); }
-
 static bool is_view(Op op) {
     return op == OP_RESHAPE || op == OP_TRANSPOSE || op == OP_BROADCAST || op == OP_SLICE || op == OP_PAD ||
            op == OP_CONCAT;
@@ -86,7 +84,7 @@ static bool row_users_ok(Sched *s, int id, const Node *full) {
         bool uses = false;
         for (int i = 0; i < un->nin; i++) uses = uses || un->in[i] == id;
         if (!uses) continue;
-        if (!is_elementwise(un->op)) return false;
+        if (!op_is_elementwise(un->op)) return false;
         if (same_shape(un, full)) continue;
         if (!same_shape(un, n) || s->is_result[u] || !row_users_ok(s, u, full)) return false;
     }
@@ -170,7 +168,7 @@ static void plan(Sched *s) {
             if (user < 0) break;
             const Node *un = ir_node(g, user);
             bool relayout = un->op == OP_TRANSPOSE || un->op == OP_RESHAPE;
-            if (!relayout && !(is_elementwise(un->op) && same_shape(un, ir_node(g, cur)))) break;
+            if (!relayout && !(op_is_elementwise(un->op) && same_shape(un, ir_node(g, cur)))) break;
             /* the user's other operands must not use the core's value again */
             s->core[user] = id;
             if (cur != id) s->materialize[cur] = false;
@@ -562,7 +560,7 @@ static int lower_node(Lower *L, int id, const int *idx, int guard) {
         break;
     }
     default:
-        if (is_elementwise(n->op)) {
+        if (op_is_elementwise(n->op)) {
             int ops[3] = {-1, -1, -1};
             for (int i = 0; i < n->nin; i++) {
                 const Node *x = ir_node(s->g, n->in[i]);
