@@ -13,6 +13,7 @@
  * NAME.c also has a main() that reads raw inputs from files and writes raw
  * outputs (for tests and quick checks). */
 #include "runtime/cuda_driver.h"
+#include "runtime/outfile.h"
 
 #include <errno.h>
 #include <string.h>
@@ -98,10 +99,8 @@ static void signature(const Bundle *bu, StrBuf *sb) {
 static bool write_text(const char *dir, const char *file, const char *text, size_t len, char *err, size_t errlen) {
     StrBuf path = {0};
     sb_printf(&path, "%s/%s", dir, file);
-    FILE *f = fopen(path.data, "w");
-    bool ok = f && fwrite(text, 1, len, f) == len;
-    if (f && fclose(f) != 0) ok = false;
-    if (!ok) snprintf(err, errlen, "cannot write %s: %s", path.data, strerror(errno));
+    const void *part = text;
+    bool ok = outfile_write(path.data, 1, &part, &len, err, errlen) == KILN_OK;
     sb_free(&path);
     return ok;
 }

@@ -30,6 +30,7 @@
 
 #include "codegen/kernel.h"
 #include "passes/pass.h"
+#include "runtime/outfile.h"
 #include "runtime/runtime.h"
 
 #include <ctype.h>
@@ -891,16 +892,26 @@ static bool cmd_precision(Repl *r, const char *text, size_t at) {
     return found >= 0;
 }
 
+/* :save [--force] NAME FILE.npy: as `run --out`, an existing file is
+ * replaced only when it is a .npy (runtime/outfile.h). */
 static bool cmd_save(Repl *r, const char *text, size_t at) {
     const char *p = text + at;
-    char *name = take_word(&p), *path = take_rest(p);
+    char *name = take_word(&p);
+    bool force = name && strcmp(name, "--force") == 0;
+    if (force) {
+        free(name);
+        name = take_word(&p);
+    }
+    char *path = take_rest(p);
     bool ok = false;
     Var *v = name ? var_find(&r->vars, name) : NULL;
-    char err[512];
+    char err[1024];
     if (!name || !path) {
         repl_error(":save takes a variable and a file name: :save x x.npy");
     } else if (!v) {
         repl_error("no variable named '%s'", name);
+    } else if (outfile_check(path, OUT_NPY, NULL, force, ":save", err, sizeof err) != KILN_OK) {
+        repl_error("%s", err);
     } else if (!kiln_npy_write(path, &v->value, err, sizeof err)) {
         repl_error("%s", err);
     } else {
@@ -1004,7 +1015,8 @@ static const struct {
     {"time", "EXPR", "compile time, then the median run time of EXPR", cmd_time, true},
     {"device", "[ref|cpu|cuda|cuda-emu]", "show or change the device", cmd_device, false},
     {"precision", "[f32|f16|bf16|auto]", "show or change the precision policy", cmd_precision, false},
-    {"save", "NAME FILE.npy", "write a variable to a .npy file", cmd_save, false},
+    {"save", "[--force] NAME FILE.npy", "write a variable to a .npy file (--force: over a non-.npy)",
+     cmd_save, false},
     {"load", "FILE.kiln", "add the graphs of a file", cmd_load, false},
     {"vars", "", "the variables and graphs", cmd_vars, false},
     {"reset", "", "drop every variable and graph", cmd_reset, false},

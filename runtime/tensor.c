@@ -6,6 +6,7 @@
  * are repeated at the top of each file that uses them ("tensorio_" prefix).
  */
 #include "kiln.h"
+#include "runtime/outfile.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -189,21 +190,11 @@ bool tensorio_read_file(const char *path, uint8_t **data, size_t *len, char *err
 
 /* Writes the parts, in order, to a new file at path; a short write or a
  * failed close (a full disk shows up there) is an error. */
+/* Whole files, written atomically (runtime/outfile.c): a reader sees the old
+ * file or the new one, never a part. */
 bool tensorio_write_file(const char *path, int nparts, const void *const *parts,
                          const size_t *lens, char *err, size_t errlen) {
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        tensorio_error(err, errlen, "%s: cannot create: %s", path, strerror(errno));
-        return false;
-    }
-    bool ok = true;
-    for (int i = 0; i < nparts && ok; i++)
-        ok = lens[i] == 0 || fwrite(parts[i], 1, lens[i], f) == lens[i];
-    if (fclose(f) != 0)
-        ok = false;
-    if (!ok)
-        tensorio_error(err, errlen, "%s: write failed: %s", path, strerror(errno));
-    return ok;
+    return outfile_write(path, nparts, parts, lens, err, errlen) == KILN_OK;
 }
 
 /* ---- half precision ---- */

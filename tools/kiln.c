@@ -3,6 +3,7 @@
  * Exit status: 0 success, 1 diagnosed input error, 2 usage, 3 device/environment. */
 #include "codegen/kernel.h"
 #include "passes/pass.h"
+#include "runtime/outfile.h"
 #include "runtime/repl.h"
 #include "runtime/runtime.h"
 
@@ -32,6 +33,7 @@ typedef struct {
     bool json;
     bool verbose;
     bool compare; /* run --compare: errors against the f32 reference */
+    bool force;   /* --force: replace an output file that kiln did not write */
     CompileOptions copt;
 } Options;
 
@@ -46,7 +48,8 @@ static void usage_error(const char *fmt, ...) {
 }
 
 static const char *const help_text[][2] = {
-    {"check", "kiln check FILE\n  Parse and type-check FILE; print every diagnostic. Exit 0 if clean, 1 if not.\n"},
+    {"check",
+     "kiln check FILE\n  Parse and type-check FILE; print every diagnostic. Exit 0 if clean, 1 if not.\n"},
     {"run", "kiln run FILE [options]\n  Compile and run a graph; print its results or save them.\n"
             "  -g NAME                 the graph to run (default: the first)\n"
             "  --device=ref|cpu|cuda|cuda-emu\n"
@@ -55,6 +58,7 @@ static const char *const help_text[][2] = {
             "  --dim NAME=SIZE         bind a symbolic dimension (repeatable)\n"
             "  --seed N                seed for parameters left unbound (default 0)\n"
             "  --out FILE.npy | --out DIR   save results instead of printing them\n"
+            "  --force                 let --out replace a file that is not a .npy\n"
             "  --precision=f32|f16|bf16|auto, -O0, -O2, -v (also: peak memory)\n"
             "  --compare               also run the f32 reference (ref, -O0) on the same inputs and\n"
             "                          print each result's max absolute and relative error\n"
@@ -63,11 +67,14 @@ static const char *const help_text[][2] = {
             "  --fast-math             allow rewrites that are not exact (x + 0 -> x)\n"
             "  --remarks               say what the passes and the fusion scheduler did\n"},
     {"emit", "kiln emit FILE --emit=ast|ir|opt|kernels|llvm|cuda|ptx|dot [-o OUT] [-g NAME] [--dim N=S]\n"
-             "  Print one stage of the compiler.\n"},
-    {"aot", "kiln aot FILE --target=cuda[:sm_XX]|cpu -o DIR\n  Write a deployable bundle.\n"},
+             "  Print one stage of the compiler (-o: to OUT; --force replaces a file emit did not write).\n"},
+    {"aot", "kiln aot FILE --target=cuda[:sm_XX]|cpu -o DIR [--force]\n"
+            "  Write a deployable bundle into DIR: a new or empty folder, or one kiln made\n"
+            "  (replaced whole); --force adds the files to any other folder.\n"},
     {"bench", "kiln bench FILE [run options] [--runs=N] [--json]\n  Time each kernel and the whole graph.\n"},
-    {"repl", "kiln repl [--device=NAME] [--plain]\n  The interactive prompt (':help' inside lists its commands);\n"
-             "  --plain turns line editing off. Reads a script from a pipe without prompts.\n"},
+    {"repl",
+     "kiln repl [--device=NAME] [--plain]\n  The interactive prompt (':help' inside lists its commands);\n"
+     "  --plain turns line editing off. Reads a script from a pipe without prompts.\n"},
 };
 
 static void print_help(const char *topic) {
@@ -152,6 +159,14 @@ static int parse_options(int argc, char **argv, int start, Options *o) {
                 usage_error("--in takes NAME=FILE.npy, found '%s'", v);
                 return KILN_ERR_USAGE;
             }
+            for (int k = 0; k < o->tensors.len; k++) {
+                if (strcmp(o->tensors.data[k].name, name) == 0) {
+                    usage_error("--in %s is given twice ('%s' and '%s'); bind each parameter once", name,
+                                o->tensors.data[k].origin, path);
+                    free(name);
+                    return KILN_ERR_USAGE;
+                }
+            }
             NamedTensor nt = {.name = name, .origin = strdup(path)};
             VEC_PUSH(o->tensors, nt);
         } else if (is_opt(a, "--weights")) {
@@ -210,6 +225,8 @@ static int parse_options(int argc, char **argv, int start, Options *o) {
             o->copt.fast_math = true;
         } else if (strcmp(a, "--remarks") == 0) {
             o->copt.remarks = true;
+        } else if (strcmp(a, "--force") == 0) {
+            o->force = true;
         } else if (strcmp(a, "--compare") == 0) {
             o->compare = true;
         } else if (is_opt(a, "--cpu")) {
@@ -324,22 +341,71 @@ static bool is_directory(const char *path) {
     return stat(path, &s) == 0 && S_ISDIR(s.st_mode);
 }
 
+/* The files a command reads, which no output may replace. */
+static void collect_inputs(const Options *o, InputFiles *in) {
+    input_files_add(in, o->file, "the program");
+    for (int i = 0; i < o->weights.len; i++) input_files_add(in, o->weights.data[i], "a --weights file");
+    for (int i = 0; i < o->tensors.len; i++) { /* origin: the path, or "--in NAME=PATH" once read */
+        const NamedTensor *nt = &o->tensors.data[i];
+        bool read = strncmp(nt->origin, "--in ", 5) == 0;
+        StrBuf what = {0};
+        sb_printf(&what, "the --in %s file", nt->name);
+        input_files_add(in, read ? strchr(nt->origin, '=') + 1 : nt->origin, what.data);
+        sb_free(&what);
+    }
+}
+
+/* Where result i goes: `out` itself, or OUT/i.npy when several results (or
+ * a folder) are asked for. */
+static bool out_is_dir(const char *out, int nresults) {
+    return nresults != 1 || is_directory(out) || out[strlen(out) - 1] == '/';
+}
+
+static char *result_path(const char *out, int i, int nresults) {
+    StrBuf path = {0};
+    if (out_is_dir(out, nresults))
+        sb_printf(&path, "%s/%d.npy", out, i);
+    else
+        sb_puts(&path, out);
+    return path.data;
+}
+
+/* Before any work: may --out receive nresults results? */
+static int check_results_out(const Options *o, int nresults) {
+    char err[1024];
+    InputFiles in = {0};
+    collect_inputs(o, &in);
+    int st = KILN_OK;
+    struct stat sb;
+    if (out_is_dir(o->out, nresults) && stat(o->out, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+        snprintf(err, sizeof err, "--out %s: %d results go into a folder, and %s is a file", o->out, nresults,
+                 o->out);
+        st = KILN_ERR_USAGE;
+    }
+    for (int i = 0; st == KILN_OK && i < nresults; i++) {
+        char *path = result_path(o->out, i, nresults);
+        if (!out_is_dir(o->out, nresults) || is_directory(o->out))
+            st = outfile_check(path, OUT_NPY, &in, o->force, "--out", err, sizeof err);
+        free(path);
+    }
+    input_files_free(&in);
+    if (st != KILN_OK) fprintf(stderr, "kiln: %s\n", err);
+    return st;
+}
+
 static int write_results(const char *out, const KilnTensor *results, int n) {
-    char err[512];
-    bool as_dir = n != 1 || is_directory(out) || out[strlen(out) - 1] == '/';
-    if (as_dir && !is_directory(out) && mkdir(out, 0777) != 0) {
-        fprintf(stderr, "kiln: cannot create directory %s: %s\n", out, strerror(errno));
-        return KILN_ERR_USAGE;
+    char err[1024];
+    if (out_is_dir(out, n) && !is_directory(out) && mkdir(out, 0777) != 0) {
+        fprintf(stderr, "kiln: cannot create the folder %s: %s\n", out, strerror(errno));
+        return KILN_ERR_DEVICE;
     }
     for (int i = 0; i < n; i++) {
-        StrBuf path = {0};
-        if (as_dir) sb_printf(&path, "%s/%d.npy", out, i);
-        else sb_puts(&path, out);
-        bool ok = kiln_npy_write(path.data, &results[i], err, sizeof err);
-        sb_free(&path);
+        char *path = result_path(out, i, n);
+        bool ok = kiln_npy_write(path, &results[i], err, sizeof err);
+        free(path);
         if (!ok) {
             fprintf(stderr, "kiln: %s\n", err);
-            return KILN_ERR_USAGE;
+            return KILN_ERR_DEVICE;
         }
     }
     return KILN_OK;
@@ -472,6 +538,7 @@ static int cmd_run(Options *o) {
     if (st != KILN_OK) goto done;
     const IRGraph *g = pr.g;
     int nres = g->results.len;
+    if (o->out && (st = check_results_out(o, nres)) != KILN_OK) goto done;
     outputs = xcalloc((size_t)nres + 1, sizeof(KilnTensor));
     if (!pr.be->run(pr.exe, pr.inputs, outputs, err, sizeof err)) {
         fprintf(stderr, "kiln: %s\n", err);
@@ -524,14 +591,28 @@ static int cmd_emit(Options *o) {
         usage_error("unknown stage '%s' (stages: ast, ir, opt, kernels, llvm, cuda, ptx, dot)", o->emit);
         return KILN_ERR_USAGE;
     }
-    FILE *out = stdout;
-    if (o->out && !(out = fopen(o->out, "w"))) {
-        fprintf(stderr, "kiln: cannot write %s: %s\n", o->out, strerror(errno));
-        return KILN_ERR_USAGE;
-    }
     Compilation c;
     int entry, st;
     char err[1024] = "";
+    if (o->out) { /* refused before any work */
+        InputFiles in = {0};
+        collect_inputs(o, &in);
+        st = outfile_check(o->out, OUT_EMIT, &in, o->force, "-o", err, sizeof err);
+        input_files_free(&in);
+        if (st != KILN_OK) {
+            fprintf(stderr, "kiln: %s\n", err);
+            return st;
+        }
+    }
+    /* The stage is printed into memory and written out only once it is
+     * whole, so a failing emit leaves -o's file as it was. */
+    char *text = NULL;
+    size_t text_len = 0;
+    FILE *out = open_memstream(&text, &text_len);
+    if (!out) {
+        fprintf(stderr, "kiln: out of memory\n");
+        return KILN_ERR_DEVICE;
+    }
     IRGraph *g = NULL;
     KilnTensor *inputs = NULL;
     if ((st = open_program(o, &c, &entry)) != KILN_OK) goto done;
@@ -568,7 +649,18 @@ static int cmd_emit(Options *o) {
 done:
     if (g) ir_graph_destroy(g);
     compilation_close(&c);
-    if (out != stdout) fclose(out);
+    if (fclose(out) != 0 && st == KILN_OK) {
+        fprintf(stderr, "kiln: out of memory for the output\n");
+        st = KILN_ERR_DEVICE;
+    }
+    if (st == KILN_OK && o->out) {
+        const void *part = text;
+        if ((st = outfile_write(o->out, 1, &part, &text_len, err, sizeof err)) != KILN_OK)
+            fprintf(stderr, "kiln: %s\n", err);
+    } else if (st == KILN_OK) {
+        fwrite(text, 1, text_len, stdout); /* checked with every other write at exit */
+    }
+    free(text);
     return st;
 }
 
@@ -583,6 +675,7 @@ static int cmd_aot(Options *o) {
         return KILN_ERR_USAGE;
     }
     if (cuda && o->target[4] == ':') o->copt.arch = o->target + 5;
+    OutDir dir = {0};
     Compilation c;
     int entry, st;
     char err[4096] = "";
@@ -597,14 +690,18 @@ static int cmd_aot(Options *o) {
         goto done;
     }
     if ((st = require_concrete(g)) != KILN_OK) goto done;
-    if (!is_directory(o->out) && mkdir(o->out, 0777) != 0) {
-        fprintf(stderr, "kiln: cannot create directory %s: %s\n", o->out, strerror(errno));
-        st = KILN_ERR_USAGE;
-        goto done;
-    }
-    st = cuda ? cuda_aot(g, &o->copt, o->out, err, sizeof err) : cpu_aot(g, &o->copt, o->cpu_name, o->out, err, sizeof err);
+    /* the bundle is written whole into a folder beside DIR, then put in place */
+    InputFiles in = {0};
+    collect_inputs(o, &in);
+    st = outdir_begin(&dir, o->out, &in, o->force, "-o", err, sizeof err);
+    input_files_free(&in);
+    if (st == KILN_OK)
+        st = cuda ? cuda_aot(g, &o->copt, dir.tmp, err, sizeof err)
+                  : cpu_aot(g, &o->copt, o->cpu_name, dir.tmp, err, sizeof err);
+    if (st == KILN_OK) st = outdir_commit(&dir, err, sizeof err);
     if (st != KILN_OK) fprintf(stderr, "kiln: %s\n", err);
 done:
+    outdir_end(&dir);
     if (g) ir_graph_destroy(g);
     compilation_close(&c);
     return st;
@@ -703,7 +800,7 @@ done:
     return st;
 }
 
-int main(int argc, char **argv) {
+static int kiln_main(int argc, char **argv) {
     if (argc < 2) {
         if (isatty(0) && isatty(1)) return repl_main(NULL, false);
         print_help(NULL);
@@ -746,4 +843,9 @@ int main(int argc, char **argv) {
     }
     free_options(&o);
     return st;
+}
+
+int main(int argc, char **argv) {
+    stdio_guard_begin();
+    return stdio_guard_end(kiln_main(argc, argv));
 }
