@@ -45,6 +45,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------ context */
 
@@ -1965,8 +1967,74 @@ static void copy_msg(char *err, size_t errlen, const char *prefix, const char *m
     snprintf(err, errlen, "%s%s", prefix, msg ? msg : "(no message)");
 }
 
+/* The CPU names LLVM knows for the host's target.  LLVM-C has no call that
+ * lists them, but a target machine made for the CPU "help" prints them to
+ * standard error ("Available CPUs for this target:", then "  NAME - ...");
+ * that text is caught in a memory file, once per process. */
+static struct {
+    pthread_once_t once;
+    VEC(char *) names;
+} cpu_list = {PTHREAD_ONCE_INIT, {0}};
+
+static void cpu_list_load(void) {
+    pthread_once(&llvm_once, llvm_init_native);
+    char *triple = LLVMGetDefaultTargetTriple();
+    LLVMTargetRef target;
+    char *msg = NULL;
+    int fd = memfd_create("kiln-llvm-cpus", MFD_CLOEXEC), saved = dup(2);
+    if (LLVMGetTargetFromTriple(triple, &target, &msg) == 0 && fd >= 0 && saved >= 0) {
+        fflush(stderr);
+        dup2(fd, 2);
+        LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, "help", "", LLVMCodeGenLevelNone,
+                                                          LLVMRelocDefault, LLVMCodeModelDefault);
+        fflush(stderr);
+        dup2(saved, 2);
+        if (tm) LLVMDisposeTargetMachine(tm);
+        FILE *f = fdopen(dup(fd), "r");
+        char line[512];
+        bool in_list = false;
+        if (f) rewind(f);
+        while (f && fgets(line, sizeof line, f)) {
+            if (strncmp(line, "Available CPUs", 14) == 0)
+                in_list = true;
+            else if (strncmp(line, "Available features", 18) == 0)
+                in_list = false;
+            else if (in_list && strncmp(line, "  ", 2) == 0 && strstr(line, " - ")) {
+                char *name = line + 2;
+                name[strcspn(name, " \t")] = 0;
+                VEC_PUSH(cpu_list.names, xstrdup(name));
+            }
+        }
+        if (f) fclose(f);
+    }
+    LLVMDisposeMessage(msg);
+    LLVMDisposeMessage(triple);
+    if (fd >= 0) close(fd);
+    if (saved >= 0) close(saved);
+}
+
+KilnStatus llvm_cpu_check(const char *name, char *err, size_t errlen) {
+    if (strcmp(name, "native") == 0) return KILN_OK;
+    pthread_once(&cpu_list.once, cpu_list_load);
+    Suggest sg = {0};
+    for (int i = 0; i < cpu_list.names.len; i++) {
+        if (strcmp(cpu_list.names.data[i], name) == 0) return KILN_OK;
+        suggest_try(&sg, name, cpu_list.names.data[i]);
+    }
+    StrBuf sb = {0};
+    sb_printf(&sb, "--cpu=%s: LLVM knows no such CPU for this target", name);
+    if (sg.best) sb_printf(&sb, " (did you mean %s?)", sg.best);
+    sb_puts(&sb, "; the choices are native (this machine's CPU),");
+    for (int i = 0; i < cpu_list.names.len; i++) sb_printf(&sb, " %s", cpu_list.names.data[i]);
+    if (cpu_list.names.len == 0) sb_puts(&sb, " (LLVM did not list any)");
+    snprintf(err, errlen, "%s", sb.data);
+    sb_free(&sb);
+    return KILN_ERR_USAGE;
+}
+
 LLVMTargetMachineRef llvm_target_machine(const char *cpu, bool reloc_pic, char *err, size_t errlen) {
     pthread_once(&llvm_once, llvm_init_native);
+    if (cpu && strcmp(cpu, "native") == 0) cpu = NULL;
     char *triple = LLVMGetDefaultTargetTriple();
     LLVMTargetRef target;
     char *msg = NULL;
@@ -2140,6 +2208,7 @@ typedef struct {
     int64_t *scratch;
     bool want_ir;
     char *ir;                 /* the optimised IR, when asked */
+    const char *cpu;          /* NULL: the host */
     LLVMMemoryBufferRef obj;  /* the object file */
     double cpu_ms;
     char err[1024];
@@ -2154,7 +2223,7 @@ static double thread_cpu_ms(void) {
 static void *compile_part(void *arg) {
     JitPart *part = arg;
     double t0 = thread_cpu_ms();
-    LLVMTargetMachineRef tm = llvm_target_machine(NULL, true, part->err, sizeof part->err);
+    LLVMTargetMachineRef tm = llvm_target_machine(part->cpu, true, part->err, sizeof part->err);
     if (!tm) return NULL;
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod = build_module(ctx, part->p, tm, false, part->only, part->scratch, part->err, sizeof part->err);
@@ -2193,6 +2262,11 @@ static double kernel_cost(const Kernel *k) {
 }
 
 KilnJit *kjit_compile(const KProgram *p, int jobs, char **ir_text, char *err, size_t errlen) {
+    return kjit_compile_for(p, NULL, jobs, ir_text, err, errlen);
+}
+
+KilnJit *kjit_compile_for(const KProgram *p, const char *cpu, int jobs, char **ir_text, char *err,
+                          size_t errlen) {
     double w0 = wall_ms(), c0 = thread_cpu_ms();
     if (ir_text) *ir_text = NULL;
     char verr[512];
@@ -2225,6 +2299,7 @@ KilnJit *kjit_compile(const KProgram *p, int jobs, char **ir_text, char *err, si
         parts[q].only = xcalloc((size_t)nk + 1, sizeof(bool));
         parts[q].scratch = j->scratch;
         parts[q].want_ir = ir_text != NULL;
+        parts[q].cpu = cpu;
     }
     for (int i = 0; i < nk; i++) {
         int best = 0;

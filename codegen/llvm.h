@@ -24,7 +24,11 @@
 
 typedef void (*KernelFn)(int64_t o_begin, int64_t o_end, void **bufs);
 
-/* A target machine for `cpu` (NULL: the host CPU with its features).
+/* KILN_OK if LLVM knows the CPU `name` for the host's target ("native" is
+ * the host); else KILN_ERR_USAGE with the choices in err. */
+KilnStatus llvm_cpu_check(const char *name, char *err, size_t errlen);
+
+/* A target machine for `cpu` (NULL or "native": the host CPU with its features).
  * reloc_pic: position-independent code (for objects linked into PIE
  * programs).  Returns NULL with a message in err. */
 LLVMTargetMachineRef llvm_target_machine(const char *cpu, bool reloc_pic, char *err, size_t errlen);
@@ -47,6 +51,9 @@ typedef struct KilnJit KilnJit;
 /* Compiles p for the host.  If ir_text is non-NULL it receives the optimised
  * IR as text (free() it).  Returns NULL with a message in err. */
 KilnJit *kjit_compile(const KProgram *p, int jobs, char **ir_text, char *err, size_t errlen);
+/* The same for the CPU `cpu` (NULL or "native": the host; see llvm_cpu_check). */
+KilnJit *kjit_compile_for(const KProgram *p, const char *cpu, int jobs, char **ir_text, char *err,
+                          size_t errlen);
 KernelFn kjit_kernel(const KilnJit *j, int kernel_index);
 /* For a tiled matmul kernel (kjit_scratch > 0): the same kernel over every
  * output row and the output columns [c0, c1) of the product (called as

@@ -97,7 +97,7 @@ static void *cpu_compile(const IRGraph *g, const CompileOptions *opt, char *err,
     }
     double t1 = now_ms();
     char jerr[2048] = "";
-    x->jit = kjit_compile(x->kp, tp_default_threads(), NULL, jerr, sizeof jerr);
+    x->jit = kjit_compile_for(x->kp, opt->cpu, tp_default_threads(), NULL, jerr, sizeof jerr);
     if (!x->jit) {
         snprintf(err, errlen, "cpu: %s", jerr);
         cpu_destroy(x);
@@ -325,6 +325,10 @@ static bool cpu_bench(void *exe, const KilnTensor *inputs, int runs, BenchReport
 
 const Backend cpu_backend = {"cpu", cpu_compile, cpu_run, cpu_destroy, cpu_bench};
 
+KilnStatus cpu_check_name(const char *name, char *err, size_t errlen) {
+    return llvm_cpu_check(name, err, errlen);
+}
+
 /* ---- emit and aot */
 
 KilnStatus cpu_emit_llvm(const IRGraph *g, const CompileOptions *opt, FILE *out, char *err, size_t errlen) {
@@ -333,7 +337,7 @@ KilnStatus cpu_emit_llvm(const IRGraph *g, const CompileOptions *opt, FILE *out,
     if (!kp) return KILN_ERR_DEVICE;
     char lerr[2048] = "";
     KilnStatus st = KILN_OK;
-    LLVMTargetMachineRef tm = llvm_target_machine(NULL, false, lerr, sizeof lerr);
+    LLVMTargetMachineRef tm = llvm_target_machine(opt->cpu, false, lerr, sizeof lerr);
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMModuleRef mod = tm ? llvm_build_program(ctx, kp, tm, false, NULL, lerr, sizeof lerr) : NULL;
     if (mod) {

@@ -1,6 +1,7 @@
 /* kcache.c - the on-disk kernel cache: keys, atomic entries, checks on load
  * (format and guarantees in kcache.h). */
 #include "runtime/kcache.h"
+#include "runtime/outfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -168,17 +169,6 @@ static bool read_all(int fd, void *buf, size_t n) {
     return true;
 }
 
-static bool write_all(int fd, const void *buf, size_t n) {
-    const unsigned char *p = buf;
-    while (n > 0) {
-        ssize_t r = write(fd, p, n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return false;
-        p += r, n -= (size_t)r;
-    }
-    return true;
-}
-
 KCacheResult kcache_load(KCache *c, KCacheKey key, char **data, size_t *len) {
     *data = NULL;
     *len = 0;
@@ -240,7 +230,7 @@ bool kcache_store(KCache *c, KCacheKey key, const void *data, size_t len, char *
     put_u64(hdr + 16, key.h[1]);
     put_u64(hdr + 24, len);
     put_u64(hdr + 32, checksum(data, len));
-    bool written = write_all(fd, hdr, HEADER_BYTES) && write_all(fd, data, len);
+    bool written = write_fully(fd, hdr, HEADER_BYTES) && write_fully(fd, data, len);
     int saved = errno;
     if (close(fd) != 0 && written) written = false, saved = errno;
     if (!written) {

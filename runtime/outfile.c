@@ -144,7 +144,7 @@ KilnStatus outfile_check(const char *path, OutKind kind, const InputFiles *input
 
 /* ---------------------------------------------------------- atomic writes */
 
-static bool write_all(int fd, const void *buf, size_t n) {
+bool write_fully(int fd, const void *buf, size_t n) {
     const unsigned char *p = buf;
     while (n > 0) {
         ssize_t r = write(fd, p, n);
@@ -193,7 +193,7 @@ KilnStatus outfile_write(const char *path, int nparts, const void *const *parts,
     struct stat old;
     mode_t mode = stat(target, &old) == 0 ? (old.st_mode & 07777) : (0666 & ~current_umask());
     bool ok = fchmod(fd, mode) == 0;
-    for (int i = 0; ok && i < nparts; i++) ok = write_all(fd, parts[i], lens[i]);
+    for (int i = 0; ok && i < nparts; i++) ok = write_fully(fd, parts[i], lens[i]);
     if (ok) ok = fsync(fd) == 0 || errno == EINVAL || errno == EROFS; /* pipes/special fs cannot sync */
     int saved = errno;
     if (close(fd) != 0 && ok) ok = false, saved = errno;

@@ -56,6 +56,10 @@ KilnStatus outfile_check(const char *path, OutKind kind, const InputFiles *input
 KilnStatus outfile_write(const char *path, int nparts, const void *const *parts, const size_t *lens,
                          char *err, size_t errlen);
 
+/* write(2) until all n bytes are written (EINTR retried); false with errno
+ * set otherwise. */
+bool write_fully(int fd, const void *buf, size_t n);
+
 /* A bundle directory under construction. */
 typedef struct {
     char *target; /* as the user named it */

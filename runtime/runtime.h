@@ -12,6 +12,7 @@ typedef struct {
     int opt_level;        /* 0 or 2 */
     Precision precision;
     const char *arch;     /* CUDA: "sm_90"; NULL for the device's own */
+    const char *cpu;      /* cpu device, --cpu: an LLVM CPU name; NULL or "native": the host */
     bool verbose;
     /* graph passes (passes/pass.h), applied by driver_bind */
     const char *passes;      /* --passes=a,b,c: exactly these; NULL: the -O level's */
@@ -56,6 +57,10 @@ extern const Backend cuda_emu_backend; /* runtime/cuda_emu.c: the CUDA C on the 
 
 /* Whether a CUDA driver and device can be used; if not, why (for the user). */
 bool cuda_available(char *why, size_t n);
+
+/* --cpu: KILN_OK if the cpu device can generate code for CPU `name`, else
+ * KILN_ERR_USAGE with the choices in err. */
+KilnStatus cpu_check_name(const char *name, char *err, size_t errlen);
 
 /* Stages of `emit` and bundles of `aot` that belong to one backend.  Each
  * takes a concrete graph and returns a KilnStatus, with a message in err. */

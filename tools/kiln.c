@@ -231,7 +231,12 @@ static int parse_options(int argc, char **argv, int start, Options *o) {
             o->compare = true;
         } else if (is_opt(a, "--cpu")) {
             if (!(v = opt_value(argc, argv, &i, "--cpu"))) goto missing;
-            o->cpu_name = v;
+            char cerr[8192];
+            if (cpu_check_name(v, cerr, sizeof cerr) != KILN_OK) {
+                usage_error("%s", cerr);
+                return KILN_ERR_USAGE;
+            }
+            o->cpu_name = o->copt.cpu = v;
         } else if (is_opt(a, "--arch")) {
             if (!(v = opt_value(argc, argv, &i, "--arch"))) goto missing;
             o->copt.arch = v;

@@ -35,3 +35,9 @@ KilnStatus cpu_aot(const IRGraph *g, const CompileOptions *opt, const char *cpu_
     snprintf(err, errlen, "%s", NO_LLVM);
     return KILN_ERR_DEVICE;
 }
+
+KilnStatus cpu_check_name(const char *name, char *err, size_t errlen) {
+    (void)name;
+    snprintf(err, errlen, "--cpu: %s", NO_LLVM);
+    return KILN_ERR_USAGE;
+}

@@ -62,7 +62,6 @@ same "run --out the program" m.kiln "$prog"
 xs=$(cksum <x.npy)
 expect "run --out its --in file" 2 "--in x" "$K" run m.kiln --device=ref --in x=x.npy --out x.npy
 same "run --out its --in file" x.npy "$xs"
-expect "--in twice" 2 "twice" "$K" run m.kiln --device=ref --in x=x.npy --in x=x.npy
 
 # ---- a failing command leaves its output as it was
 "$K" emit m.kiln --emit=llvm --dim B=2 -o old.ll 2>err || bad "emit -o old.ll"

@@ -1,0 +1,56 @@
+#!/bin/sh
+# tests/cli/misuse.sh BIN - a hostile user's command lines and odd inputs (issue 15):
+# each gets a clear message and its exit status (1 input, 2 usage, 3 device), never a
+# crash, a silent guess or a lost result.  Each check prints "FAIL: ..." when it fails;
+# the last line is "misuse: N passed, N failed".
+K=${1:-build/kiln}
+case $K in /*) ;; *) K=$(pwd)/$K ;; esac
+PY=/usr/bin/python3
+T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-misuse.XXXXXX")
+trap 'rm -rf "$T"' EXIT INT TERM
+cd "$T" || exit 1
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); }
+bad() {
+    fail=$((fail + 1))
+    echo "FAIL: $*"
+    if [ -s err ]; then sed 's/^/  stderr| /' err | cut -c 1-200 | head -n 10; fi
+}
+# expect NAME RC PATTERN CMD...: CMD exits with RC; stderr matches PATTERN (grep -E -i).
+expect() {
+    name=$1 want=$2 pat=$3
+    shift 3
+    "$@" >out 2>err
+    rc=$?
+    if [ "$rc" != "$want" ]; then bad "$name: exit status $rc, expected $want"
+    elif [ -n "$pat" ] && ! grep -qiE -e "$pat" err; then bad "$name: stderr lacks /$pat/"
+    else ok; fi
+}
+
+cat >m.kiln <<'EOF2'
+graph f(x: f32[B, 3]) -> f32[B, 3] {
+    return relu(x) * 2.0
+}
+EOF2
+$PY -c "import numpy as np; np.save('x.npy', np.ones((2, 3), np.float32))"
+
+# ---- options
+expect "--in twice" 2 "--in x is given twice" "$K" run m.kiln --device=ref --in x=x.npy --in x=x.npy
+
+# ---- --cpu: checked against LLVM's list; native is the host
+if "$K" run m.kiln --dim B=1 --device=cpu >/dev/null 2>&1; then
+    expect "run --cpu=bogus" 2 "--cpu=bogus.*choices.*native.*x86-64" "$K" run m.kiln --dim B=1 --cpu=bogus
+    expect "run --cpu=znver44" 2 "did you mean znver4" "$K" run m.kiln --dim B=1 --cpu=znver44
+    expect "aot --cpu=bogus" 2 "--cpu=bogus" "$K" aot m.kiln --target=cpu --dim B=1 --cpu=bogus -o b1
+    if [ ! -e b1 ]; then ok; else bad "aot --cpu=bogus wrote b1"; fi
+    expect "aot --cpu=native" 0 "" "$K" aot m.kiln --target=cpu --dim B=1 --cpu=native -o b2
+    expect "aot --cpu=x86-64" 0 "" "$K" aot m.kiln --target=cpu --dim B=1 --cpu=x86-64 -o b3
+    expect "run --cpu=native" 0 "" "$K" run m.kiln --device=cpu --cpu=native --in x=x.npy
+    expect "run --cpu=x86-64" 0 "" "$K" run m.kiln --device=cpu --cpu=x86-64 --in x=x.npy
+    if grep -q '2\.' out; then ok; else bad "run --cpu=x86-64: wrong result"; fi
+fi
+
+echo "misuse: $pass passed, $fail failed"
+[ "$fail" = 0 ]
