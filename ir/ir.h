@@ -318,7 +318,7 @@ void ir_print_dot(const IRGraph *g, FILE *out);
 /* verify.c: checks the IR's invariants; returns false and says why. */
 bool ir_verify(const IRGraph *g, char *err, size_t errlen);
 
-/* ----------------------------------------------------------------- build.c */
+/* -------------------------------------------------------- frontend/lower.c */
 
 /* A symbolic dimension bound to a size by the user (--dim, input shapes). */
 typedef struct {
@@ -326,8 +326,8 @@ typedef struct {
     int64_t size;
 } DimBinding;
 
-/* Builds the IR of graph `entry` of `prog`, type-checking as it goes and
- * inlining graph calls.  With bindings for all its symbolic dimensions the
+/* Builds the IR of graph `entry` of `prog` through the IR builder (ir/make.h),
+ * type-checking as it goes and inlining graph calls.  With bindings for all its symbolic dimensions the
  * result is concrete (every Dim >= 0).  Errors go to `diags`; returns NULL if
  * there were any. */
 IRGraph *ir_build(Arena *arena, const Program *prog, int entry, const DimBinding *binds,

@@ -211,10 +211,10 @@ typedef struct {
     int64_t groups;      /* >= 1, divides the output channels; conv2d only */
 } MkConv;
 typedef struct {
-    int64_t kernel[2]; /* >= 1 */
-    int64_t stride[2]; /* >= 1 */
-    int64_t pad[4];    /* >= 0, at most half the kernel (reported at loc.attr) */
-    bool ceil_mode;    /* output size rounds up (a last window may start in the padding's end) */
+    int64_t kernel[2];      /* >= 1 */
+    int64_t stride[2];      /* >= 1 */
+    int64_t pad[4];         /* >= 0, at most half the kernel (reported at loc.attr) */
+    bool ceil_mode;         /* output size rounds up (a last window may start in the padding's end) */
     bool count_include_pad; /* avgpool2d: the padding counts in the divisor */
 } MkPool;
 

@@ -14,6 +14,8 @@
  */
 #include "passes/pass.h"
 
+#include "ir/make.h"
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,72 +137,17 @@ bool node_const_value(const Node *n, double *v) {
     return true;
 }
 
-/* Whether `in` broadcasts to `out`'s shape (NumPy, aligned right). */
-static bool broadcasts_to(const Node *in, const Node *out) {
-    if (in->rank > out->rank) return false;
-    int off = out->rank - in->rank;
-    for (int k = 0; k < in->rank; k++)
-        if (in->shape[k] != 1 && in->shape[k] != out->shape[k + off]) return false;
-    return true;
-}
-
-/* Each node's dtype and shape against its inputs: what the builder
- * guarantees and a pass must keep.  Composite ops are checked loosely. */
-static bool check_types(const IRGraph *g, char *err, size_t errlen) {
+/* Each node's dtype and shape against its inputs and attributes, by the
+ * rules the builder applies (ir/make.c): what a pass must keep. */
+static bool check_types(IRGraph *g, char *err, size_t errlen) {
+    char why[400];
     for (int i = 0; i < g->nodes.len; i++) {
+        if (mk_check_node(g, i, why, sizeof why)) continue;
         const Node *n = ir_node(g, i);
-        const Node *x = n->nin > 0 ? ir_node(g, n->in[0]) : NULL;
-        const char *why = NULL;
-        switch (op_info[n->op].kind) {
-        case OK_UNARY:
-            if (x->dtype != n->dtype || !same_shape_dims(x->rank, x->shape, n->rank, n->shape))
-                why = "differs from its input in dtype or shape";
-            break;
-        case OK_CAST:
-            if (!same_shape_dims(x->rank, x->shape, n->rank, n->shape)) why = "changes the shape";
-            break;
-        case OK_BINARY:
-        case OK_COMPARE:
-        case OK_LOGIC:
-        case OK_WHERE: {
-            int first = n->op == OP_WHERE ? 1 : 0;
-            KilnDType dt = ir_node(g, n->in[first])->dtype;
-            for (int k = 0; k < n->nin && !why; k++) {
-                const Node *in = ir_node(g, n->in[k]);
-                if (!broadcasts_to(in, n)) why = "has an input that does not broadcast to its shape";
-                else if (k >= first && in->dtype != dt) why = "has inputs of different dtypes";
-            }
-            if (n->op == OP_WHERE && x->dtype != KILN_BOOL) why = "has a condition that is not bool";
-            KilnDType want = op_info[n->op].kind == OK_COMPARE ? KILN_BOOL : dt;
-            if (!why && n->dtype != want) why = "has the wrong result dtype";
-            break;
-        }
-        case OK_REDUCE: {
-            KilnDType want = (n->op == OP_ARGMAX || n->op == OP_ARGMIN) ? KILN_I64 : x->dtype;
-            if (n->dtype != want) why = "has the wrong result dtype";
-            break;
-        }
-        case OK_SHAPE:
-            for (int k = 0; k < n->nin && !why; k++)
-                if (ir_node(g, n->in[k])->dtype != n->dtype) why = "changes the dtype";
-            if (!why && n->op == OP_RESHAPE && ir_numel(n) >= 0 && ir_numel(x) >= 0 && ir_numel(n) != ir_numel(x))
-                why = "changes the number of elements";
-            break;
-        case OK_NN:
-            for (int k = 0; k < n->nin && !why; k++)
-                if (ir_node(g, n->in[k])->dtype != n->dtype) why = "has an input of another dtype";
-            if (!why && n->op != OP_MATMUL && n->op != OP_CONV2D && n->op != OP_MAXPOOL2D &&
-                n->op != OP_AVGPOOL2D && !same_shape_dims(x->rank, x->shape, n->rank, n->shape))
-                why = "changes the shape";
-            break;
-        default: break;
-        }
-        if (why) {
-            char *t = ir_type_str(g, n->dtype, n->rank, n->shape);
-            snprintf(err, errlen, "%%%d (%s : %s) %s", i, op_info[n->op].name, t, why);
-            free(t);
-            return false;
-        }
+        char *t = ir_type_str(g, n->dtype, n->rank, n->shape);
+        snprintf(err, errlen, "%%%d (%s : %s) %s", i, op_info[n->op].name, t, why);
+        free(t);
+        return false;
     }
     return true;
 }
@@ -233,7 +180,7 @@ static bool check_interface(const IRGraph *old, const IRGraph *g, char *err, siz
     return true;
 }
 
-static bool verify_graph(const IRGraph *g, char *err, size_t errlen) {
+static bool verify_graph(IRGraph *g, char *err, size_t errlen) {
     return ir_verify(g, err, errlen) && check_types(g, err, errlen);
 }
 

@@ -99,7 +99,7 @@ static void on_sigint(int sig) {
 }
 
 static const char *const repl_builtins[] = {"rand", "randn", "load", NULL};
-/* built-ins of the language that are not rows of ops.def (see build.c) */
+/* built-ins of the language that are not rows of ops.def (see frontend/lower.c) */
 static const char *const sugar_builtins[] = {
     "clamp", "linear", "zeros", "ones", "squeeze", "unsqueeze", "global_avgpool", NULL,
 };
