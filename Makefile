@@ -14,7 +14,8 @@ DEPS_STAMP := $(BUILD)/.deps-ok
 
 # Install missing tools before anything else needs them.
 NEED_DEPS := $(shell command -v flex >/dev/null && command -v bison >/dev/null && \
-               command -v $(LLVM_CONFIG) >/dev/null && /usr/bin/python3 -c 'import numpy' 2>/dev/null && echo ok)
+               command -v $(LLVM_CONFIG) >/dev/null && /usr/bin/python3 -c 'import numpy, onnx' 2>/dev/null && \
+               test -d /usr/share/libonnx-testdata && echo ok)
 ifneq ($(NEED_DEPS),ok)
 $(info kiln: installing missing build dependencies (tools/install-deps.sh))
 $(shell sh tools/install-deps.sh >&2)
@@ -35,7 +36,7 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -Iinclude -I. -I$
            $(LLVM_CFLAGS) -I$(CUDA_HOME)/include -MMD -MP
 LDLIBS  += $(LLVM_LIBS) -ldl -lpthread -lm -ledit
 
-MODULE_SRCS := $(wildcard frontend/*.c ir/*.c passes/*.c codegen/*.c runtime/*.c)
+MODULE_SRCS := $(wildcard frontend/*.c ir/*.c passes/*.c codegen/*.c runtime/*.c onnx/*.c)
 ifneq ($(KILN_LLVM),1)
 MODULE_SRCS := $(filter-out codegen/llvm.c runtime/cpu.c,$(MODULE_SRCS)) runtime/nollvm/cpu_absent.c
 CFLAGS      += -DKILN_NO_LLVM

@@ -65,6 +65,11 @@ bool kiln_npy_read(const char *path, KilnTensor *out, char *err, size_t errlen);
 bool kiln_npy_read_mem(const uint8_t *buf, size_t len, KilnTensor *out, char *err, size_t errlen);
 bool kiln_npy_write(const char *path, const KilnTensor *t, char *err, size_t errlen);
 
+/* ONNX TensorProto files (`.pb`, as the ONNX test suites store inputs and
+ * outputs): the tensor in its own dtype; dtypes kiln lacks are refused. */
+bool kiln_onnx_tensor_read_file(const char *path, KilnTensor *out, char *err, size_t errlen);
+bool kiln_onnx_tensor_read_mem(const uint8_t *buf, size_t len, KilnTensor *out, char *err, size_t errlen);
+
 /* safetensors: a named list of tensors. */
 typedef struct {
     int count;

@@ -12,6 +12,21 @@
 
 KilnStatus compilation_open(Compilation *c, const char *path, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
+    if (onnx_file_looks_like_model(path)) {
+        c->arena = arena_new();
+        c->src.path = arena_strdup(c->arena, path);
+        c->src.text = "";
+        c->onnx = ARENA_NEW(c->arena, OnnxModel);
+        if (!onnx_model_open(path, c->arena, c->onnx, err, errlen)) {
+            c->onnx = NULL;
+            return KILN_ERR_INPUT;
+        }
+        snprintf(err, errlen,
+                 "%s: an ONNX model (IR version %lld, %d nodes); this build of kiln reads ONNX files but "
+                 "cannot yet lower their graphs (the importer is being built)",
+                 path, (long long)c->onnx->ir_version, c->onnx->graph.nnodes);
+        return KILN_ERR_INPUT;
+    }
     char *text;
     size_t len;
     if (!read_file(path, &text, &len, err, errlen)) return KILN_ERR_USAGE;
@@ -35,6 +50,7 @@ KilnStatus compilation_open(Compilation *c, const char *path, char *err, size_t 
 }
 
 void compilation_close(Compilation *c) {
+    onnx_model_close(c->onnx);
     diag_clear(&c->diags);
     arena_free(c->arena);
     memset(c, 0, sizeof *c);
@@ -48,6 +64,21 @@ static uint64_t splitmix(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
+bool tensor_file_read(const char *path, KilnTensor *out, char *err, size_t errlen) {
+    size_t n = strlen(path);
+    bool pb_name = n >= 3 && strcmp(path + n - 3, ".pb") == 0;
+    bool npy_name = n >= 4 && strcmp(path + n - 4, ".npy") == 0;
+    if (!pb_name && !npy_name) { /* neither name: the .npy magic decides */
+        FILE *f = fopen(path, "rb");
+        char magic[6] = "";
+        if (f) {
+            pb_name = fread(magic, 1, 6, f) == 6 && memcmp(magic, "\x93NUMPY", 6) != 0;
+            fclose(f);
+        }
+    }
+    return pb_name ? kiln_onnx_tensor_read_file(path, out, err, errlen)
+                   : kiln_npy_read(path, out, err, errlen);
+}
 
 void tensor_fill_random(KilnTensor *t, uint64_t seed) {
     uint64_t s = seed * 0x2545f4914f6cdd1dull + 1;

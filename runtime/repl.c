@@ -359,7 +359,7 @@ static bool eval_load(Line *ln, const Expr *e, KilnTensor *out) {
         return false;
     }
     char err[512];
-    if (!kiln_npy_read(e->args[0]->name, out, err, sizeof err)) {
+    if (!tensor_file_read(e->args[0]->name, out, err, sizeof err)) {
         diag_error(d, e->args[0]->loc, "%s", err); /* it names the file */
         return false;
     }

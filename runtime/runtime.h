@@ -4,6 +4,7 @@
 #define KILN_RUNTIME_H
 
 #include "ir/ir.h"
+#include "onnx/onnx.h"
 #include "passes/pass.h"
 
 typedef enum { PREC_F32, PREC_F16, PREC_BF16, PREC_AUTO } Precision;
@@ -93,6 +94,7 @@ typedef struct {
     Source src;
     Program prog;
     DiagList diags;
+    OnnxModel *onnx; /* FILE is an ONNX model (recognised by its content), decoded */
 } Compilation;
 
 /* Reads, parses and checks a file.  Diagnostics are left in c->diags.
@@ -121,6 +123,10 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
 
 /* The optimisation passes a set of compile options selects. */
 PassOptions driver_pass_options(const CompileOptions *o);
+
+/* Reads one tensor file: a .npy file, or an ONNX TensorProto (`.pb`: by its
+ * name, or by content when the file is not a .npy file). */
+bool tensor_file_read(const char *path, KilnTensor *out, char *err, size_t errlen);
 
 /* Deterministic random values: floats uniform in [-1, 1), ints in [0, 10), bools. */
 void tensor_fill_random(KilnTensor *t, uint64_t seed);

@@ -59,6 +59,7 @@ fi
 layer cli sh tests/cli/run.sh "$BUILD/kiln"
 layer files sh tests/cli/files.sh "$BUILD/kiln"
 layer misuse sh tests/cli/misuse.sh "$BUILD/kiln"
+layer onnx-cli sh tests/onnx/cli.sh "$BUILD/kiln"
 layer aot-cuda sh tests/aot/cuda.sh "$BUILD/kiln"
 layer aot-cpu sh tests/aot/cpu.sh "$BUILD/kiln"
 layer ptxas sh tests/cuda/ptxas_all.sh "$BUILD/kiln"

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs, only when missing, what kiln's build and tests need.
 # Idempotent: a second run does nothing but check.  Debian packages via apt-get,
-# NumPy from Debian (python3-numpy) so /usr/bin/python3 can import it.
+# NumPy and onnx from Debian (python3-numpy, python3-onnx) so /usr/bin/python3
+# can import them.
 set -e
 need=""
 have_cmd() { command -v "$1" >/dev/null 2>&1; }
@@ -13,6 +14,10 @@ have_cmd llvm-config-19 || need="$need llvm-19-dev"
 have_pkg libedit-dev || need="$need libedit-dev"
 have_pkg libclang-rt-14-dev || need="$need libclang-rt-14-dev"
 /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need="$need python3-numpy"
+# ONNX: the backend node-test suite (model.onnx + .pb tensors) and Debian's
+# onnx Python package, which writes the test models of tests/onnx/.
+have_pkg libonnx-testdata || need="$need libonnx-testdata"
+/usr/bin/python3 -c 'import onnx' >/dev/null 2>&1 || need="$need python3-onnx"
 
 if [ -n "$need" ]; then
     echo "install-deps: installing:$need" >&2

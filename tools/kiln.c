@@ -53,7 +53,7 @@ static const char *const help_text[][2] = {
     {"run", "kiln run FILE [options]\n  Compile and run a graph; print its results or save them.\n"
             "  -g NAME                 the graph to run (default: the first)\n"
             "  --device=ref|cpu|cuda|cuda-emu\n"
-            "  --in NAME=FILE.npy      bind a parameter (repeatable)\n"
+            "  --in NAME=FILE.npy|FILE.pb  bind a parameter (repeatable; .pb: an ONNX TensorProto)\n"
             "  --weights FILE.safetensors  bind every parameter named in the file\n"
             "  --dim NAME=SIZE         bind a symbolic dimension (repeatable)\n"
             "  --seed N                seed for parameters left unbound (default 0)\n"
@@ -156,7 +156,7 @@ static int parse_options(int argc, char **argv, int start, Options *o) {
             const char *path;
             if (!(v = opt_value(argc, argv, &i, "--in"))) goto missing;
             if (!split_eq(v, &name, &path)) {
-                usage_error("--in takes NAME=FILE.npy, found '%s'", v);
+                usage_error("--in takes NAME=FILE.npy or NAME=FILE.pb, found '%s'", v);
                 return KILN_ERR_USAGE;
             }
             for (int k = 0; k < o->tensors.len; k++) {
@@ -283,7 +283,7 @@ static int load_tensors(Options *o) {
     for (int i = 0; i < o->tensors.len; i++) {
         NamedTensor *nt = &o->tensors.data[i];
         const char *path = nt->origin;
-        if (!kiln_npy_read(path, &nt->tensor, err, sizeof err)) {
+        if (!tensor_file_read(path, &nt->tensor, err, sizeof err)) {
             fprintf(stderr, "kiln: --in %s: %s\n", nt->name, err);
             return KILN_ERR_INPUT;
         }

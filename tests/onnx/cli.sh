@@ -1,0 +1,92 @@
+#!/bin/sh
+# tests/onnx/cli.sh BIN - ONNX files on kiln's command line: `--in NAME=FILE.pb`
+# (a TensorProto, recognised by name or by content), models recognised by
+# content whatever their name, and malformed files refused with a message that
+# names the file and the byte.  Inputs come from Debian's libonnx-testdata;
+# NumPy and onnx from /usr/bin/python3.  Last line: "onnx-cli: N passed, N failed".
+K=${1:-build/kiln}
+case $K in /*) ;; *) K=$(pwd)/$K ;; esac
+PY=/usr/bin/python3
+NODE=/usr/share/libonnx-testdata/data/node
+T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-onnx-cli.XXXXXX")
+trap 'rm -rf "$T"' EXIT INT TERM
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); }
+bad() {
+    fail=$((fail + 1))
+    echo "FAIL: $*"
+    if [ -s "$T/err" ]; then sed 's/^/  stderr| /' "$T/err" | head -n 20; fi
+}
+run() {
+    "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+}
+# expect NAME RC PATTERN CMD...: exit status RC and, unless PATTERN is empty, a
+# line of stderr matching PATTERN (grep -E, ignoring case).
+expect() {
+    name=$1 want=$2 pat=$3
+    shift 3
+    run "$@"
+    if [ "$rc" != "$want" ]; then
+        bad "$name: exit status $rc, expected $want ($*)"
+    elif [ -n "$pat" ] && ! grep -qiE -e "$pat" "$T/err"; then
+        bad "$name: stderr lacks /$pat/ ($*)"
+    else
+        ok
+    fi
+}
+# same_as_pb NAME NPY PB: the .npy file holds the TensorProto's values exactly.
+same_as_pb() {
+    if $PY -c "
+import sys, numpy as np, onnx
+from onnx import numpy_helper
+t = onnx.TensorProto()
+t.ParseFromString(open(sys.argv[2], 'rb').read())
+a, b = numpy_helper.to_array(t), np.load(sys.argv[1])
+sys.exit(0 if a.shape == b.shape and np.array_equal(a, b) else 1)" "$2" "$3"; then ok; else bad "$1: $2 differs from $3"; fi
+}
+
+if [ ! -d "$NODE" ]; then
+    echo "onnx-cli: $NODE is missing (tools/install-deps.sh installs libonnx-testdata)"
+    echo "onnx-cli: 0 passed, 1 failed"
+    exit 1
+fi
+
+# ---- --in NAME=FILE.pb
+R=$NODE/test_relu/test_data_set_0
+cat >"$T/relu.kiln" <<'KILN'
+graph f(x: f32[3, 4, 5]) -> f32[3, 4, 5] {
+    return relu(x)
+}
+KILN
+expect "pb input" 0 "" "$K" run "$T/relu.kiln" --device ref --in x="$R/input_0.pb" --out "$T/relu.npy"
+same_as_pb "pb input" "$T/relu.npy" "$R/output_0.pb"
+cp "$R/input_0.pb" "$T/x.tensor"
+expect "pb input by content" 0 "" "$K" run "$T/relu.kiln" --device ref --in x="$T/x.tensor" --out "$T/relu2.npy"
+same_as_pb "pb input by content" "$T/relu2.npy" "$R/output_0.pb"
+# dtypes: i64 and bool tensors from the suite
+cat >"$T/i64.kiln" <<'KILN'
+graph f(x: i64[2, 1]) -> i64[2, 1] {
+    return x
+}
+KILN
+expect "pb i64" 0 "" "$K" run "$T/i64.kiln" --device ref --in x="$NODE/test_argmax_keepdims_example/test_data_set_0/output_0.pb"
+expect "pb dtype mismatch" 1 "parameter 'x' is i64\[2, 1\], the file holds f32" \
+    "$K" run "$T/i64.kiln" --device ref --in x="$R/input_0.pb"
+expect "pb uint8 refused" 1 "dtype uint8, which kiln does not have" \
+    "$K" run "$T/relu.kiln" --device ref --in x="$NODE/test_add_uint8/test_data_set_0/input_0.pb"
+head -c 30 "$R/input_0.pb" >"$T/cut.pb"
+expect "pb truncated" 1 "cut.pb: byte [0-9]+: TensorProto" "$K" run "$T/relu.kiln" --device ref --in x="$T/cut.pb"
+cp "$T/relu.kiln" "$T/relu.kiln.pb"
+expect "pb text" 1 "relu.kiln.pb: byte 0: TensorProto" "$K" run "$T/relu.kiln" --device ref --in x="$T/relu.kiln.pb"
+
+# ---- models recognised by content, whatever the name
+cp "$NODE/test_relu/model.onnx" "$T/model.bin"
+expect "model by content" 1 "model.bin: an ONNX model" "$K" check "$T/model.bin"
+head -c 40 "$NODE/test_conv_with_strides_padding/model.onnx" >"$T/cut.onnx"
+expect "model truncated" 1 "cut.onnx: byte [0-9]+: .*runs past" "$K" check "$T/cut.onnx"
+
+echo "onnx-cli: $pass passed, $fail failed"
+[ "$fail" = 0 ]
