@@ -28,7 +28,6 @@
  * from the user's program reaches the source unsanitised: buffers are b<N>,
  * values v<N>, kernel names are reduced to [A-Za-z0-9_] and made unique. */
 #include "codegen/cuda.h"
-#include "runtime/cuda_emu.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -26,6 +26,10 @@ typedef struct {
  * features such as tensor-core paths; `emulated` renders for the host
  * emulation header (no inline PTX).  Returns false with a message. */
 bool cuda_codegen(const KProgram *p, int arch_sm, bool emulated, CudaProgram *out, char *err, size_t errlen);
+/* cuda_codegen with the tensor-core choice made by the caller (cuda_codegen
+ * uses them for the GPU on sm_80 and later, never for the emulator). */
+bool cuda_codegen_ex(const KProgram *p, int arch_sm, bool emulated, bool tensor_cores, CudaProgram *out,
+                     char *err, size_t errlen);
 void cuda_program_free(CudaProgram *cp);
 
 /* runtime/nvrtc.c: the CUDA C to PTX for sm_XX (NVRTC loaded at run time or

@@ -157,12 +157,8 @@ void kprog_print(const KProgram *p, const IRGraph *g, FILE *out);
 const char *kernel_kind_name(KernelKind k);
 bool kprog_verify(const KProgram *p, char *err, size_t errlen);
 
-/* passes/fuse.c: the fusion scheduler.  Turns a concrete graph into kernels
- * (policy in docs/fusion.md).  Returns NULL with a message in err. */
-typedef struct {
-    bool fuse; /* false: one kernel per graph node (for -O0 and tests) */
-    bool remarks; /* print fusion remarks to stderr */
-} FuseOptions;
-KProgram *fuse_graph(Arena *arena, const IRGraph *g, const FuseOptions *opt, char *err, size_t errlen);
+/* kinterp.c: runs kernel `kernel` of p over its whole outer range, plainly,
+ * with bufs[b] the host memory of buffer b (the `kir` device). */
+void kinterp_run_kernel(const KProgram *p, int kernel, void *const *bufs);
 
 #endif

@@ -1,19 +1,13 @@
-/* kinterp.c - a plain interpreter of the kernel IR (`--device=kir`).
- * It runs the fused kernels exactly as codegen/kernel.h describes them, so
- * the scheduler (passes/fuse.c) is tested against NumPy apart from any code
- * generator: a wrong result here is the scheduler's, not LLVM's or CUDA's. */
+/* kinterp.c - a plain interpreter of the kernel IR, behind `--device=kir`
+ * (runtime/kir_backend.c).  It runs the fused kernels exactly as
+ * codegen/kernel.h describes them, so the scheduler (passes/fuse.c) is
+ * tested against NumPy apart from any code generator: a wrong result here is
+ * the scheduler's, not LLVM's or CUDA's. */
 #include "codegen/kernel.h"
-#include "runtime/runtime.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct {
-    const IRGraph *g;
-    KProgram *kp;
-    Arena *arena;
-} KirExe;
 
 static double load(const KBuf *b, void *base, int64_t i) {
     KilnTensor t = {.dtype = b->dtype, .rank = 0, .data = base};
@@ -34,8 +28,8 @@ static void store(const KBuf *b, void *base, int64_t i, double v) {
 }
 
 /* Evaluates the instructions of scope `scope` for the current o and r. */
-static void eval_scope(const Kernel *k, const KProgram *p, void **bufs, double *val, const double *acc, int scope,
-                       int64_t o, int64_t r) {
+static void eval_scope(const Kernel *k, const KProgram *p, void *const *bufs, double *val, const double *acc,
+                       int scope, int64_t o, int64_t r) {
     for (int i = 0; i < k->insts.len; i++) {
         const KInst *in = &k->insts.data[i];
         if (in->stage != scope) continue;
@@ -66,7 +60,8 @@ static void eval_scope(const Kernel *k, const KProgram *p, void **bufs, double *
     }
 }
 
-static void run_kernel(const Kernel *k, const KProgram *p, void **bufs) {
+void kinterp_run_kernel(const KProgram *p, int kernel, void *const *bufs) {
+    const Kernel *k = &p->kernels.data[kernel];
     double *val = xcalloc((size_t)k->insts.len + 1, sizeof(double));
     double *acc = xcalloc((size_t)k->stages.len + 1, sizeof(double));
     for (int64_t o = 0; o < k->outer; o++) {
@@ -114,63 +109,3 @@ static void run_kernel(const Kernel *k, const KProgram *p, void **bufs) {
     free(val);
     free(acc);
 }
-
-static void *kir_compile(const IRGraph *g, const CompileOptions *opt, char *err, size_t errlen) {
-    KirExe *e = xcalloc(1, sizeof *e);
-    e->g = g;
-    e->arena = arena_new();
-    FuseOptions fo = {.fuse = opt->opt_level > 0};
-    e->kp = fuse_graph(e->arena, g, &fo, err, errlen);
-    if (!e->kp) {
-        arena_free(e->arena);
-        free(e);
-        return NULL;
-    }
-    return e;
-}
-
-static bool kir_run(void *exe, const KilnTensor *inputs, KilnTensor *outputs, char *err, size_t errlen) {
-    KirExe *e = exe;
-    KProgram *p = e->kp;
-    void **bufs = xcalloc((size_t)p->bufs.len + 1, sizeof(void *));
-    unsigned char *arena = calloc((size_t)p->arena_bytes + 1, 1);
-    if (!arena) {
-        snprintf(err, errlen, "out of host memory for the %lld-byte arena of temporaries", (long long)p->arena_bytes);
-        free(bufs);
-        return false;
-    }
-    for (int i = 0; i < p->bufs.len; i++) {
-        KBuf *b = &p->bufs.data[i];
-        if (b->kind == KB_INPUT) {
-            bufs[i] = inputs[b->index].data;
-        } else if (b->kind == KB_TEMP) {
-            bufs[i] = arena + b->offset;
-        } else {
-            const Node *n = ir_node(e->g, e->g->results.data[b->index]);
-            int64_t *shape = xmalloc(sizeof(int64_t) * (size_t)(n->rank + 1));
-            for (int k = 0; k < n->rank; k++) shape[k] = n->shape[k];
-            bool ok = kiln_tensor_init(&outputs[b->index], n->dtype, n->rank, shape);
-            free(shape);
-            if (!ok) {
-                snprintf(err, errlen, "out of host memory for result %d", b->index);
-                free(bufs), free(arena);
-                return false;
-            }
-            bufs[i] = outputs[b->index].data;
-        }
-    }
-    for (int ki = 0; ki < p->kernels.len; ki++) run_kernel(&p->kernels.data[ki], p, bufs);
-    free(bufs);
-    free(arena);
-    return true;
-}
-
-static void kir_destroy(void *exe) {
-    KirExe *e = exe;
-    if (!e) return;
-    kprog_destroy(e->kp);
-    arena_free(e->arena);
-    free(e);
-}
-
-const Backend kir_backend = {"kir", kir_compile, kir_run, kir_destroy, NULL};

@@ -15,7 +15,7 @@
  *   - Temporaries share one arena; offsets come from a liveness-based
  *     greedy placement (largest first, lowest free offset).
  * With opt->fuse false every node is its own kernel (-O0). */
-#include "codegen/kernel.h"
+#include "passes/fuse.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -19,19 +19,6 @@
 #include <string.h>
 #include <strings.h>
 
-static const char *c_type(KilnDType dt) {
-    switch (dt) {
-    case KILN_F32: return "float";
-    case KILN_F64: return "double";
-    case KILN_F16:
-    case KILN_BF16: return "uint16_t";
-    case KILN_I32: return "int32_t";
-    case KILN_I64: return "int64_t";
-    case KILN_BOOL: return "uint8_t";
-    default: return "void";
-    }
-}
-
 static bool is_c_identifier(const char *s) {
     static const char *const reserved[] = {
         "auto",     "break",    "case",     "char",   "const",    "continue", "default",  "do",
@@ -86,11 +73,11 @@ static void signature(const Bundle *bu, StrBuf *sb) {
     int n = 0;
     for (int i = 0; i < g->params.len; i++, n++) {
         const Node *p = ir_node(g, g->params.data[i]);
-        sb_printf(sb, "%sconst %s *%s", n ? ", " : "", c_type(p->dtype), bu->in_names[i]);
+        sb_printf(sb, "%sconst %s *%s", n ? ", " : "", aot_c_type(p->dtype), bu->in_names[i]);
     }
     for (int i = 0; i < g->results.len; i++, n++) {
         const Node *r = ir_node(g, g->results.data[i]);
-        sb_printf(sb, "%s%s *out%d", n ? ", " : "", c_type(r->dtype), i);
+        sb_printf(sb, "%s%s *out%d", n ? ", " : "", aot_c_type(r->dtype), i);
     }
     if (!n) sb_puts(sb, "void");
     sb_puts(sb, ")");
@@ -297,11 +284,14 @@ static void write_readme(const Bundle *bu, StrBuf *r) {
                "driver's libcuda.so.1 is used.\n");
 }
 
-KilnStatus cuda_aot(const IRGraph *g, const CompileOptions *opt, const char *dir, char *err, size_t errlen) {
+KilnStatus cuda_aot(const KProgram *kp, const IRGraph *g, const CompileOptions *opt, const char *variant,
+                    const char *dir, char *err, size_t errlen) {
     int sm;
-    if (!cuda_target_arch(opt, &sm, err, errlen)) return KILN_ERR_USAGE;
+    CompileOptions o = opt ? *opt : (CompileOptions){0};
+    if (variant) o.arch = variant; /* --target=cuda:sm_80 */
+    if (!cuda_target_arch(&o, &sm, err, errlen)) return KILN_ERR_USAGE;
     CudaBuild b;
-    KilnStatus st = cuda_build(g, opt, sm, true, &b, err, errlen);
+    KilnStatus st = cuda_build(kp, &o, sm, true, &b, err, errlen);
     if (st != KILN_OK) return st;
     Bundle bu = {.g = g, .b = &b};
     bu.name = c_name(g->name);

@@ -1,21 +1,22 @@
-/* cuda.c - the cuda device: fuse_graph -> cuda_codegen -> kernel cache /
- * NVRTC -> cuModuleLoadData, then runs from one device allocation per run.
+/* cuda.c - the `cuda` backend (backend.h): cuda_codegen -> kernel cache /
+ * NVRTC -> cuModuleLoadData, and the driver calls the executor needs.
  *
- * Contract: compile() takes a concrete graph and returns a CudaExe that owns
- * everything it made (arena, kernel program, CUDA program, module, a retain
- * of the device's primary context); destroy() releases all of it.  run()
- * allocates device memory once for the whole graph run -- inputs, outputs and
- * the temporaries' arena at the offsets fuse_graph chose -- copies the inputs
- * in, launches every kernel in order, copies the results out and frees the
- * memory, on success and on every error path.  bench() times each kernel
- * with CUDA events (medians over the runs; inputs resident on the device).
+ * Contract: prepare() takes a verified kernel program and returns a CudaProg
+ * that owns everything it made (CUDA program, PTX, module, a retain of the
+ * device's primary context); release() gives all of it back.  call_begin()
+ * makes that context current on the calling thread and gives the call its
+ * own launch arguments and events, so several threads may run one program at
+ * once.  alloc/free/copy_in/copy_out are cuMemAlloc/cuMemFree/cuMemcpy; the
+ * executor (exec.c) lays out, binds, copies and frees on every path.
+ * launch() is cuLaunchKernel on the default stream; sync() waits for it;
+ * mark()/elapsed() are CUDA events, for `bench`.
  *
  * Also here: the build pipeline shared with --emit=cuda/ptx and the AOT
  * writer (runtime/aot_cuda.c), declared in cuda_driver.h. */
 #include "codegen/cuda.h"
 #include "runtime/cuda_driver.h"
 #include "runtime/kcache.h"
-#include "runtime/runtime.h"
+#include "runtime/exec.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -70,8 +71,6 @@ bool cuda_target_arch(const CompileOptions *opt, int *sm, char *err, size_t errl
 
 void cuda_build_free(CudaBuild *b) {
     cuda_program_free(&b->cp);
-    kprog_destroy(b->kp);
-    if (b->arena) arena_free(b->arena);
     free(b->ptx);
     memset(b, 0, sizeof *b);
 }
@@ -117,30 +116,21 @@ static KCacheKey ptx_key(const CudaBuild *b) {
     return kcache_hash_done(&h);
 }
 
-KilnStatus cuda_build(const IRGraph *g, const CompileOptions *opt, int arch_sm, bool want_ptx, CudaBuild *b,
+KilnStatus cuda_build(const KProgram *kp, const CompileOptions *opt, int arch_sm, bool want_ptx, CudaBuild *b,
                       char *err, size_t errlen) {
     memset(b, 0, sizeof *b);
+    b->kp = kp;
     b->arch_sm = arch_sm;
     b->cache = KC_OFF;
-    double t0 = now_ms();
-    b->arena = arena_new();
-    FuseOptions fo = {.fuse = !opt || opt->opt_level > 0, .remarks = false};
-    b->kp = fuse_graph(b->arena, g, &fo, err, errlen);
-    if (!b->kp) goto fail;
-    char verr[512];
-    if (!kprog_verify(b->kp, verr, sizeof verr)) {
-        snprintf(err, errlen, "internal error: the kernel program of '%s' is malformed: %s", g->name, verr);
-        goto fail;
-    }
     double t1 = now_ms();
-    if (!cuda_codegen(b->kp, arch_sm, false, &b->cp, err, errlen)) goto fail;
-    if (b->cp.launches.len != b->kp->kernels.len) {
-        snprintf(err, errlen, "internal error: %d kernels but %d CUDA launches", b->kp->kernels.len,
+    if (!cuda_codegen(kp, arch_sm, false, &b->cp, err, errlen)) goto fail;
+    if (b->cp.launches.len != kp->kernels.len) {
+        snprintf(err, errlen, "internal error: %d kernels but %d CUDA launches", kp->kernels.len,
                  b->cp.launches.len);
         goto fail;
     }
     double t2 = now_ms();
-    b->fuse_ms = t1 - t0, b->codegen_ms = t2 - t1;
+    b->codegen_ms = t2 - t1;
     if (!want_ptx) return KILN_OK;
 
     KCache cache;
@@ -171,9 +161,9 @@ KilnStatus cuda_build(const IRGraph *g, const CompileOptions *opt, int arch_sm, 
     if (opt && opt->verbose) {
         char hex[33];
         kcache_key_hex(key, hex);
-        fprintf(stderr, "kiln: cuda: fuse %.1f ms, codegen %.1f ms, PTX %s %.1f ms (cache %s%s%s, key %s)\n",
-                b->fuse_ms, b->codegen_ms, b->cache == KC_HIT ? "loaded in" : "compiled in", now_ms() - t2,
-                kcache_result_name(b->cache), cache.dir ? " in " : ": ", cache.dir ? cache.dir : cache.why_off, hex);
+        fprintf(stderr, "kiln: cuda: codegen %.1f ms, PTX %s %.1f ms (cache %s%s%s, key %s)\n", b->codegen_ms,
+                b->cache == KC_HIT ? "loaded in" : "compiled in", now_ms() - t2, kcache_result_name(b->cache),
+                cache.dir ? " in " : ": ", cache.dir ? cache.dir : cache.why_off, hex);
     }
     kcache_close(&cache);
     b->ptx_ms = now_ms() - t2;
@@ -185,24 +175,11 @@ fail:
 
 int64_t cuda_buf_bytes(const KBuf *b) { return b->numel * (int64_t)kiln_dtype_size(b->dtype); }
 
-/* Device memory layout of one run: inputs and outputs first (each 256-byte
- * aligned), then the temporaries' arena.  Fills off[] (one per buffer) and
- * returns the total. */
-int64_t cuda_layout(const KProgram *p, int64_t *off) {
-    int64_t at = 0;
-    for (int i = 0; i < p->bufs.len; i++) {
-        const KBuf *b = &p->bufs.data[i];
-        if (b->kind == KB_TEMP) continue;
-        off[i] = at;
-        at += (cuda_buf_bytes(b) + DEVICE_ALIGN - 1) / DEVICE_ALIGN * DEVICE_ALIGN;
-    }
-    int64_t temps = at;
-    for (int i = 0; i < p->bufs.len; i++)
-        if (p->bufs.data[i].kind == KB_TEMP) off[i] = temps + p->bufs.data[i].offset;
-    return temps + p->arena_bytes;
-}
+/* Device memory layout of one run (the executor's, exec_layout): inputs and
+ * outputs first, each 256-byte aligned, then the temporaries' arena. */
+int64_t cuda_layout(const KProgram *p, int64_t *off) { return exec_layout(p, DEVICE_ALIGN, NULL, off); }
 
-/* ---------------------------------------------------------- the executable */
+/* ---------------------------------------------------------- the program */
 
 typedef struct {
     const CudaDriver *drv;
@@ -211,44 +188,35 @@ typedef struct {
     bool ctx_retained;
     CUmodule mod;
     CudaBuild build;
-    CUfunction *funcs;  /* per launch */
-    int64_t *off;       /* per buffer: byte offset in the run's allocation */
-    int64_t total;      /* bytes of the run's allocation */
-    CUdeviceptr **argv; /* per launch: its arguments, filled for each run */
-    void ***params;     /* per launch: pointers to argv[l][j] for cuLaunchKernel */
-    int nresults;
-    KilnDType *res_dtype;
-    int *res_rank;
-    int64_t **res_shape;
-} CudaExe;
+    CUfunction *funcs; /* per launch */
+} CudaProg;
 
-static void cuda_destroy(void *exe_) {
-    CudaExe *e = exe_;
+/* One call's own state: launch arguments and bench events. */
+typedef struct {
+    VEC(CUdeviceptr) args;
+    VEC(void *) params; /* &args[j], for cuLaunchKernel */
+    VEC(CUevent) events;
+} CudaCall;
+
+static void cuda_release(void *p) {
+    CudaProg *e = p;
     if (!e) return;
     const CudaDriver *d = e->drv;
     if (e->mod) d->ModuleUnload(e->mod);
     if (e->ctx_retained) d->DevicePrimaryCtxRelease(e->dev);
-    for (int l = 0; e->argv && l < e->build.cp.launches.len; l++) free(e->argv[l]), free(e->params[l]);
-    free(e->argv);
-    free(e->params);
-    for (int i = 0; e->res_shape && i < e->nresults; i++) free(e->res_shape[i]);
-    free(e->res_shape);
-    free(e->res_rank);
-    free(e->res_dtype);
     free(e->funcs);
-    free(e->off);
     cuda_build_free(&e->build);
     free(e);
 }
 
-static void *cuda_compile(const IRGraph *g, const CompileOptions *opt, char *err, size_t errlen) {
+static void *cuda_prepare(const KProgram *kp, const CompileOptions *opt, char *err, size_t errlen) {
     char why[512];
     const CudaDriver *d = cuda_driver_get(why, sizeof why);
     if (!d) {
         snprintf(err, errlen, "%s", why);
         return NULL;
     }
-    CudaExe *e = xcalloc(1, sizeof *e);
+    CudaProg *e = xcalloc(1, sizeof *e);
     e->drv = d;
     if (!CU(d, DeviceGet, &e->dev, 0)) goto fail;
     if (!CU(d, DevicePrimaryCtxRetain, &e->ctx, e->dev)) goto fail;
@@ -264,15 +232,12 @@ static void *cuda_compile(const IRGraph *g, const CompileOptions *opt, char *err
         }
     }
     if (!sm) sm = DEFAULT_ARCH;
-    if (cuda_build(g, opt, sm, true, &e->build, err, errlen) != KILN_OK) goto fail;
-    const KProgram *p = e->build.kp;
+    if (cuda_build(kp, opt, sm, true, &e->build, err, errlen) != KILN_OK) goto fail;
     const CudaProgram *cp = &e->build.cp;
     double t0 = now_ms();
     if (!CU(d, ModuleLoadData, &e->mod, e->build.ptx)) goto fail;
     int nl = cp->launches.len;
     e->funcs = xcalloc((size_t)nl + 1, sizeof *e->funcs);
-    e->argv = xcalloc((size_t)nl + 1, sizeof *e->argv);
-    e->params = xcalloc((size_t)nl + 1, sizeof *e->params);
     int smem_optin = 0;
     if (d->DeviceGetAttribute(&smem_optin, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, e->dev) != CUDA_SUCCESS)
         smem_optin = 0;
@@ -289,221 +254,156 @@ static void *cuda_compile(const IRGraph *g, const CompileOptions *opt, char *err
                     (int)L->shared_bytes))
                 goto fail;
         }
-        e->argv[l] = xcalloc((size_t)L->nargs + 1, sizeof(CUdeviceptr));
-        e->params[l] = xcalloc((size_t)L->nargs + 1, sizeof(void *));
         for (int j = 0; j < L->nargs; j++) {
-            if (L->buf_args[j] < 0 || L->buf_args[j] >= p->bufs.len) {
-                snprintf(err, errlen, "internal error: launch %s names buffer %d of %d", L->name, L->buf_args[j],
-                         p->bufs.len);
+            if (L->buf_args[j] < 0 || L->buf_args[j] >= kp->bufs.len) {
+                snprintf(err, errlen, "internal error: launch %s names buffer %d of %d", L->name,
+                         L->buf_args[j], kp->bufs.len);
                 goto fail;
             }
-            e->params[l][j] = &e->argv[l][j];
         }
     }
-    if (opt && opt->verbose) fprintf(stderr, "kiln: cuda: module loaded in %.1f ms (sm_%d)\n", now_ms() - t0, sm);
-    e->off = xcalloc((size_t)p->bufs.len + 1, sizeof *e->off);
-    e->total = cuda_layout(p, e->off);
-    /* result shapes, so run() does not depend on the graph outliving us */
-    e->nresults = g->results.len;
-    if (p->result_buf.len != e->nresults) {
-        snprintf(err, errlen, "internal error: %d results but %d result buffers", e->nresults, p->result_buf.len);
-        goto fail;
-    }
-    e->res_dtype = xcalloc((size_t)e->nresults + 1, sizeof *e->res_dtype);
-    e->res_rank = xcalloc((size_t)e->nresults + 1, sizeof *e->res_rank);
-    e->res_shape = xcalloc((size_t)e->nresults + 1, sizeof *e->res_shape);
-    for (int i = 0; i < e->nresults; i++) {
-        const Node *n = ir_node(g, g->results.data[i]);
-        e->res_dtype[i] = n->dtype;
-        e->res_rank[i] = n->rank;
-        e->res_shape[i] = xcalloc((size_t)n->rank + 1, sizeof(int64_t));
-        for (int k = 0; k < n->rank; k++) e->res_shape[i][k] = n->shape[k];
-        const KBuf *b = &p->bufs.data[p->result_buf.data[i]];
-        if (b->dtype != n->dtype || b->numel != ir_numel(n)) {
-            snprintf(err, errlen, "internal error: result %d is %s[%lld] in buffer %s of %s[%lld]", i,
-                     kiln_dtype_name(n->dtype), (long long)ir_numel(n), b->name, kiln_dtype_name(b->dtype),
-                     (long long)b->numel);
-            goto fail;
-        }
-    }
+    if (opt && opt->verbose)
+        fprintf(stderr, "kiln: cuda: module loaded in %.1f ms (sm_%d)\n", now_ms() - t0, sm);
     return e;
 fail:
-    cuda_destroy(e);
+    cuda_release(e);
     return NULL;
 }
 
-/* Allocates the run's device memory and points every launch's arguments
- * into it.  *base stays 0 when the graph needs no memory. */
-static bool run_alloc(CudaExe *e, CUdeviceptr *base, char *err, size_t errlen) {
-    const CudaDriver *d = e->drv;
-    *base = 0;
-    if (e->total > 0) {
-        CUresult r = cuda_mem_alloc(d, base, (size_t)e->total);
-        if (r != CUDA_SUCCESS) {
-            *base = 0;
-            char what[96];
-            snprintf(what, sizeof what, "cuMemAlloc(%lld bytes for the graph's tensors)", (long long)e->total);
-            return cuda_check(d, r, what, __FILE__, __LINE__, err, errlen);
-        }
-    }
-    const CudaProgram *cp = &e->build.cp;
-    for (int l = 0; l < cp->launches.len; l++)
-        for (int j = 0; j < cp->launches.data[l].nargs; j++)
-            e->argv[l][j] = *base + (CUdeviceptr)e->off[cp->launches.data[l].buf_args[j]];
+static bool cuda_call_begin(void *p, void **call, char *err, size_t errlen) {
+    CudaProg *e = p;
+    if (!CU(e->drv, CtxSetCurrent, e->ctx)) return false;
+    *call = xcalloc(1, sizeof(CudaCall));
     return true;
 }
 
-static bool copy_inputs(CudaExe *e, CUdeviceptr base, const KilnTensor *in, char *err, size_t errlen) {
-    const CudaDriver *d = e->drv;
-    const KProgram *p = e->build.kp;
-    for (int i = 0; i < p->bufs.len; i++) {
-        const KBuf *b = &p->bufs.data[i];
-        if (b->kind != KB_INPUT) continue;
-        const KilnTensor *t = &in[b->index];
-        if (t->dtype != b->dtype || kiln_tensor_numel(t) != b->numel) {
-            snprintf(err, errlen, "input %d (%s) is %s with %lld elements; the compiled graph wants %s with %lld",
-                     b->index, b->name, kiln_dtype_name(t->dtype), (long long)kiln_tensor_numel(t),
-                     kiln_dtype_name(b->dtype), (long long)b->numel);
-            return false;
-        }
-        size_t bytes = (size_t)cuda_buf_bytes(b);
-        if (bytes && !CU(d, MemcpyHtoD, base + (CUdeviceptr)e->off[i], t->data, bytes)) return false;
+static void cuda_call_end(void *p, void *call) {
+    CudaProg *e = p;
+    CudaCall *c = call;
+    for (int i = 0; i < c->events.len; i++)
+        if (c->events.data[i]) e->drv->EventDestroy(c->events.data[i]);
+    VEC_FREE(c->events);
+    VEC_FREE(c->args);
+    VEC_FREE(c->params);
+    free(c);
+}
+
+static CUdeviceptr devptr(const void *p) { return (CUdeviceptr)(uintptr_t)p; }
+
+static bool cuda_alloc(void *p, size_t bytes, void **ptr, char *err, size_t errlen) {
+    CudaProg *e = p;
+    CUdeviceptr base = 0;
+    CUresult r = cuda_mem_alloc(e->drv, &base, bytes);
+    if (r != CUDA_SUCCESS) {
+        char what[96];
+        snprintf(what, sizeof what, "cuMemAlloc(%zu bytes for the graph's tensors)", bytes);
+        return cuda_check(e->drv, r, what, __FILE__, __LINE__, err, errlen);
     }
+    *ptr = (void *)(uintptr_t)base;
     return true;
 }
 
-static bool launch(CudaExe *e, int l, char *err, size_t errlen) {
+/* After a kernel fault this fails too; there is nothing more to do. */
+static void cuda_free(void *p, void *ptr) { ((CudaProg *)p)->drv->MemFree(devptr(ptr)); }
+
+static bool cuda_copy_in(void *p, void *dst, const void *src, size_t bytes, char *err, size_t errlen) {
+    return CU(((CudaProg *)p)->drv, MemcpyHtoD, devptr(dst), src, bytes);
+}
+
+static bool cuda_copy_out(void *p, void *dst, const void *src, size_t bytes, char *err, size_t errlen) {
+    return CU(((CudaProg *)p)->drv, MemcpyDtoH, dst, devptr(src), bytes);
+}
+
+static bool cuda_launch(void *p, void *call, int l, void *const *bufs, char *err, size_t errlen) {
+    CudaProg *e = p;
+    CudaCall *c = call;
     const CudaDriver *d = e->drv;
     const CudaLaunch *L = &e->build.cp.launches.data[l];
     if (!L->grid[0] || !L->grid[1] || !L->grid[2] || !L->block[0] || !L->block[1] || !L->block[2])
         return true; /* nothing to compute (an empty tensor) */
+    c->args.len = c->params.len = 0;
+    for (int j = 0; j < L->nargs; j++) VEC_PUSH(c->args, devptr(bufs[L->buf_args[j]]));
+    for (int j = 0; j < L->nargs; j++) VEC_PUSH(c->params, &c->args.data[j]);
     char what[160];
     snprintf(what, sizeof what, "cuLaunchKernel(%s, grid %u,%u,%u, block %u,%u,%u)", L->name, L->grid[0], L->grid[1],
              L->grid[2], L->block[0], L->block[1], L->block[2]);
     CUresult r = d->LaunchKernel(e->funcs[l], L->grid[0], L->grid[1], L->grid[2], L->block[0], L->block[1],
-                                 L->block[2], L->shared_bytes, NULL, e->params[l], NULL);
+                                 L->block[2], L->shared_bytes, NULL, c->params.data, NULL);
     return cuda_check(d, r, what, __FILE__, __LINE__, err, errlen);
 }
 
-static bool cuda_run(void *exe_, const KilnTensor *in, KilnTensor *out, char *err, size_t errlen) {
-    CudaExe *e = exe_;
-    const CudaDriver *d = e->drv;
-    const KProgram *p = e->build.kp;
-    CUdeviceptr base = 0;
-    int made = 0;
-    bool ok = false;
-    if (!CU(d, CtxSetCurrent, e->ctx)) return false;
-    if (!run_alloc(e, &base, err, errlen)) goto done;
-    if (!copy_inputs(e, base, in, err, errlen)) goto done;
-    for (int l = 0; l < e->build.cp.launches.len; l++)
-        if (!launch(e, l, err, errlen)) goto done;
-    if (!CU(d, CtxSynchronize)) goto done;
-    for (; made < e->nresults; made++) {
-        int i = made;
-        if (!kiln_tensor_init(&out[i], e->res_dtype[i], e->res_rank[i], e->res_shape[i])) {
-            snprintf(err, errlen, "out of host memory for result %d", i);
-            goto done;
-        }
-        int bi = p->result_buf.data[i];
-        size_t bytes = (size_t)cuda_buf_bytes(&p->bufs.data[bi]);
-        if (bytes && !CU(d, MemcpyDtoH, out[i].data, base + (CUdeviceptr)e->off[bi], bytes)) {
-            made++; /* out[i] was initialised: freed below */
-            goto done;
-        }
+static bool cuda_sync(void *p, void *call, char *err, size_t errlen) {
+    (void)call;
+    return CU(((CudaProg *)p)->drv, CtxSynchronize);
+}
+
+/* Event `slot` of the call, made on first use. */
+static bool cuda_mark(void *p, void *call, int slot, char *err, size_t errlen) {
+    CudaProg *e = p;
+    CudaCall *c = call;
+    while (c->events.len <= slot) VEC_PUSH(c->events, (CUevent)NULL);
+    if (!c->events.data[slot] && !CU(e->drv, EventCreate, &c->events.data[slot], CU_EVENT_DEFAULT))
+        return false;
+    return CU(e->drv, EventRecord, c->events.data[slot], NULL);
+}
+
+static bool cuda_elapsed(void *p, void *call, int from, int to, double *ms, char *err, size_t errlen) {
+    CudaProg *e = p;
+    CudaCall *c = call;
+    float t = 0;
+    if (from == to) {
+        *ms = 0;
+        return true;
     }
-    ok = true;
-done:
-    if (base) d->MemFree(base); /* after a kernel fault this fails too; nothing more to do */
-    if (!ok)
-        for (int i = 0; i < made; i++) kiln_tensor_free(&out[i]);
-    return ok;
+    if (!CU(e->drv, EventElapsedTime, &t, c->events.data[from], c->events.data[to])) return false;
+    *ms = t;
+    return true;
 }
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n ? (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2])) : 0;
-}
-
-/* Per-kernel times with an event before each kernel and one after the last;
- * run_ms is the device time of all kernels of one run (inputs stay on the
- * device; copies are not timed).  Medians over `runs` after one warm-up. */
-static bool cuda_bench(void *exe_, const KilnTensor *in, int runs, BenchReport *rep, char *err, size_t errlen) {
-    CudaExe *e = exe_;
-    const CudaDriver *d = e->drv;
-    const KProgram *p = e->build.kp;
-    int nl = e->build.cp.launches.len;
-    CUdeviceptr base = 0;
-    CUevent *ev = xcalloc((size_t)nl + 1, sizeof *ev);
-    double *t = xcalloc((size_t)(nl + 1) * (size_t)runs, sizeof *t); /* [kernel or total][run] */
-    bool ok = false;
-    if (runs < 1) runs = 1;
-    if (!CU(d, CtxSetCurrent, e->ctx)) goto done;
-    for (int k = 0; k <= nl; k++)
-        if (!CU(d, EventCreate, &ev[k], CU_EVENT_DEFAULT)) goto done;
-    if (!run_alloc(e, &base, err, errlen) || !copy_inputs(e, base, in, err, errlen)) goto done;
-    for (int r = -1; r < runs; r++) { /* r == -1: warm-up (module JIT, caches) */
-        for (int l = 0; l < nl; l++) {
-            if (!CU(d, EventRecord, ev[l], NULL)) goto done;
-            if (!launch(e, l, err, errlen)) goto done;
-        }
-        if (!CU(d, EventRecord, ev[nl], NULL) || !CU(d, EventSynchronize, ev[nl])) goto done;
-        if (r < 0) continue;
-        for (int l = 0; l < nl; l++) {
-            float ms = 0;
-            if (!CU(d, EventElapsedTime, &ms, ev[l], ev[l + 1])) goto done;
-            t[(size_t)l * (size_t)runs + (size_t)r] = ms;
-        }
-        float total = 0;
-        if (nl && !CU(d, EventElapsedTime, &total, ev[0], ev[nl])) goto done;
-        t[(size_t)nl * (size_t)runs + (size_t)r] = total;
-    }
-    rep->runs = runs;
-    rep->run_ms = median(t + (size_t)nl * (size_t)runs, runs);
-    for (int l = 0; l < nl; l++) {
-        const Kernel *k = &p->kernels.data[l];
-        KernelTiming kt = {e->build.cp.launches.data[l].name, median(t + (size_t)l * (size_t)runs, runs), k->bytes,
-                           k->flops};
-        VEC_PUSH(rep->kernels, kt);
-    }
-    ok = true;
-done:
-    if (base) d->MemFree(base);
-    for (int k = 0; k <= nl; k++)
-        if (ev[k]) d->EventDestroy(ev[k]);
-    free(ev);
-    free(t);
-    return ok;
-}
-
-const Backend cuda_backend = {"cuda", cuda_compile, cuda_run, cuda_destroy, cuda_bench};
 
 bool cuda_available(char *why, size_t n) { return cuda_driver_get(why, n) != NULL; }
 
 /* ------------------------------------------------------------------ emit */
 
-KilnStatus cuda_emit_source(const IRGraph *g, const CompileOptions *opt, FILE *out, char *err, size_t errlen) {
+/* --emit=cuda prints the CUDA C, --emit=ptx what NVRTC makes of it. */
+static KilnStatus emit_build(const KProgram *kp, const CompileOptions *opt, bool ptx, FILE *out, char *err,
+                             size_t errlen) {
     int sm;
     if (!cuda_target_arch(opt, &sm, err, errlen)) return KILN_ERR_USAGE;
     CudaBuild b;
-    KilnStatus st = cuda_build(g, opt, sm, false, &b, err, errlen);
+    KilnStatus st = cuda_build(kp, opt, sm, ptx, &b, err, errlen);
     if (st != KILN_OK) return st;
-    fputs(b.cp.source, out);
+    if (ptx)
+        fwrite(b.ptx, 1, b.ptx_len, out);
+    else
+        fputs(b.cp.source, out);
     cuda_build_free(&b);
     return KILN_OK;
 }
 
-KilnStatus cuda_emit_ptx(const IRGraph *g, const CompileOptions *opt, FILE *out, char *err, size_t errlen) {
-    int sm;
-    if (!cuda_target_arch(opt, &sm, err, errlen)) return KILN_ERR_USAGE;
-    CudaBuild b;
-    KilnStatus st = cuda_build(g, opt, sm, true, &b, err, errlen);
-    if (st != KILN_OK) return st;
-    fwrite(b.ptx, 1, b.ptx_len, out);
-    cuda_build_free(&b);
-    return KILN_OK;
+static KilnStatus cuda_emit_source(const KProgram *kp, const CompileOptions *opt, FILE *out, char *err,
+                                   size_t errlen) {
+    return emit_build(kp, opt, false, out, err, errlen);
 }
+
+static KilnStatus cuda_emit_ptx(const KProgram *kp, const CompileOptions *opt, FILE *out, char *err,
+                                size_t errlen) {
+    return emit_build(kp, opt, true, out, err, errlen);
+}
+
+static const EmitStage cuda_stages[] = {
+    {"cuda", "the kernels as CUDA C", cuda_emit_source},
+    {"ptx", "the PTX NVRTC makes of them (for --arch, else the GPU's, else sm_90)", cuda_emit_ptx},
+    {NULL, NULL, NULL},
+};
+
+const Backend cuda_backend = {
+    .name = "cuda",
+    .summary = "NVIDIA GPUs: CUDA C through NVRTC, run with the driver API",
+    .caps = BK_KERNELS | BK_ACCELERATOR,
+    .available = cuda_available,
+    .kernels = {cuda_prepare, cuda_release, cuda_call_begin, cuda_call_end, cuda_launch, cuda_sync},
+    .buffers = {DEVICE_ALIGN, cuda_alloc, cuda_free, cuda_copy_in, cuda_copy_out},
+    .clock = {cuda_mark, cuda_elapsed},
+    .stages = cuda_stages,
+    .aot = {cuda_aot, "sm_XX"},
+};

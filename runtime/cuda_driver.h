@@ -22,7 +22,7 @@
 
 #include "codegen/cuda.h"
 #include "runtime/kcache.h"
-#include "runtime/runtime.h"
+#include "runtime/exec.h"
 
 #include <cuda.h>
 
@@ -94,24 +94,23 @@ CUresult cuda_mem_alloc(const CudaDriver *d, CUdeviceptr *p, size_t bytes);
 const char *cuda_result_advice(CUresult r);
 
 /* ---------------------------------------------------- runtime/cuda.c
- * kiln's CUDA build pipeline, shared by the cuda device, --emit=cuda/ptx and
+ * kiln's CUDA build pipeline, shared by the cuda backend, --emit=cuda/ptx and
  * `aot --target=cuda` (runtime/aot_cuda.c). */
 
-/* One graph built for one architecture: fuse_graph -> cuda_codegen, and with
+/* One kernel program built for one architecture: cuda_codegen, and with
  * want_ptx the PTX (from the kernel cache, else nvrtc_compile, then stored).
- * Owns everything it points to. */
+ * Owns what it points to except the kernel program, which must outlive it. */
 typedef struct {
-    Arena *arena; /* the kernel program's */
-    KProgram *kp;
+    const KProgram *kp;
     CudaProgram cp;
     int arch_sm;
     char *ptx; /* NUL-terminated; ptx_len excludes the NUL */
     size_t ptx_len;
     KCacheResult cache; /* KC_OFF when no PTX was wanted */
-    double fuse_ms, codegen_ms, ptx_ms;
+    double codegen_ms, ptx_ms;
 } CudaBuild;
 
-KilnStatus cuda_build(const IRGraph *g, const CompileOptions *opt, int arch_sm, bool want_ptx, CudaBuild *b,
+KilnStatus cuda_build(const KProgram *kp, const CompileOptions *opt, int arch_sm, bool want_ptx, CudaBuild *b,
                       char *err, size_t errlen);
 void cuda_build_free(CudaBuild *b);
 /* "sm_90", "90" or "compute_90" -> 90. */
@@ -122,5 +121,11 @@ bool cuda_target_arch(const CompileOptions *opt, int *sm, char *err, size_t errl
  * off[p->bufs.len] and returns the bytes of the one allocation. */
 int64_t cuda_buf_bytes(const KBuf *b);
 int64_t cuda_layout(const KProgram *p, int64_t *off);
+/* Whether a CUDA driver and device can be used; if not, why (for the user). */
+bool cuda_available(char *why, size_t n);
+
+/* runtime/aot_cuda.c: `aot --target=cuda[:sm_XX]` (the cuda backend's aot). */
+KilnStatus cuda_aot(const KProgram *kp, const IRGraph *g, const CompileOptions *opt, const char *variant,
+                    const char *dir, char *err, size_t errlen);
 
 #endif

@@ -1,10 +1,11 @@
 /* cuda_emu.c - `--device=cuda-emu`: the generated CUDA C run on the host.
  *
- * Contract: compile() schedules the graph (fuse_graph), renders it with
- * cuda_codegen(emulated=true), writes the source and kiln_emu.h (the CUDA
- * environment, runtime/cuda_emu_header.h) into a cache folder, builds them
- * with the host C++ compiler into a shared object and loads it; run() binds
- * host buffers and calls each kernel's `launch_NAME(args)` in order.
+ * Contract: the backend (backend.h; the executor does the rest) prepares a
+ * verified kernel program by rendering it with cuda_codegen(emulated=true),
+ * writing the source and kiln_emu.h (the CUDA environment,
+ * runtime/cuda_emu_header.h) into a cache folder, building them with the
+ * host C++ compiler into a shared object and loading it; launch() calls one
+ * kernel's `launch_NAME(args)` with the host memory of its buffers.
  *
  * A launch runs the grid here: blocks one after another; a block's threads
  * one after another when the kernel has no barrier, else as cooperative
@@ -18,7 +19,7 @@
  * KILN_CACHE=off builds in a temporary folder every time.  The compiler is
  * $KILN_CXX, else $CXX, else c++.  One launch runs at a time per process. */
 #include "runtime/cuda_emu.h"
-#include "runtime/runtime.h"
+#include "runtime/cuda_driver.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -609,205 +610,64 @@ bool cuda_emu_launch(EmuModule *m, int i, void **args, char *err, size_t errlen)
     return rc == 0;
 }
 
-/* Runs every launch of cp in order, bufs[b] the memory of buffer b; the
- * time of each launch goes to ms[i] when ms is not NULL. */
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static bool run_launches(EmuModule *m, const CudaProgram *cp, void **bufs, double *ms, char *err, size_t errlen) {
-    VEC(void *) args = {0};
-    bool ok = true;
-    for (int i = 0; i < cp->launches.len && ok; i++) {
-        const CudaLaunch *L = &cp->launches.data[i];
-        args.len = 0;
-        for (int j = 0; j < L->nargs; j++) VEC_PUSH(args, bufs[L->buf_args[j]]);
-        VEC_PUSH(args, NULL);
-        double t0 = ms ? now_ms() : 0;
-        ok = cuda_emu_launch(m, i, args.data, err, errlen);
-        if (ms) ms[i] = now_ms() - t0;
-    }
-    VEC_FREE(args);
-    return ok;
-}
-
-bool cuda_emu_run_program(const KProgram *p, void **bufs, bool tensor_cores, char *err, size_t errlen) {
-    CudaProgram cp;
-    if (!cuda_codegen_ex(p, 80, true, tensor_cores, &cp, err, errlen)) return false;
-    EmuModule *m = cuda_emu_load(&cp, err, errlen);
-    bool ok = m && run_launches(m, &cp, bufs, NULL, err, errlen);
-    cuda_emu_unload(m);
-    cuda_program_free(&cp);
-    return ok;
-}
-
 /* ------------------------------------------------------------- backend */
 
+/* The cuda-emu program: the kernel program rendered for the emulator
+ * (tensor cores as the GPU would use them when --arch names sm_80 or later),
+ * built and loaded.  Buffers are host memory: the executor binds them. */
 typedef struct {
-    Arena *arena;
-    KProgram *kp;
     CudaProgram cp;
     EmuModule *mod;
-    int nparams, nresults;
-    KilnDType *rdtype;
-    int *rrank;
-    int64_t **rshape;
-} EmuExe;
+} EmuProg;
 
-static void emu_destroy(void *p) {
-    EmuExe *x = p;
+static void emu_release(void *p) {
+    EmuProg *x = p;
     if (!x) return;
     cuda_emu_unload(x->mod);
     cuda_program_free(&x->cp);
-    kprog_destroy(x->kp);
-    arena_free(x->arena);
     free(x);
 }
 
-static void *emu_compile(const IRGraph *g, const CompileOptions *opt, char *err, size_t errlen) {
-    EmuExe *x = xcalloc(1, sizeof(EmuExe));
-    x->arena = arena_new();
-    FuseOptions fo = {.fuse = opt ? opt->opt_level > 0 : true, .remarks = opt && opt->verbose};
-    x->kp = fuse_graph(x->arena, g, &fo, err, errlen);
-    if (!x->kp || !cuda_codegen(x->kp, 80, true, &x->cp, err, errlen) ||
-        !(x->mod = cuda_emu_load(&x->cp, err, errlen))) {
-        emu_destroy(x);
-        return NULL;
+static void *emu_prepare(const KProgram *kp, const CompileOptions *opt, char *err, size_t errlen) {
+    int sm = 80;
+    bool tensor_cores = false;
+    if (opt && opt->arch) {
+        if (!cuda_parse_arch(opt->arch, &sm, err, errlen)) return NULL;
+        tensor_cores = sm >= 80;
     }
-    x->nparams = g->params.len;
-    x->nresults = g->results.len;
-    x->rdtype = ARENA_ARRAY(x->arena, KilnDType, x->nresults + 1);
-    x->rrank = ARENA_ARRAY(x->arena, int, x->nresults + 1);
-    x->rshape = ARENA_ARRAY(x->arena, int64_t *, x->nresults + 1);
-    for (int i = 0; i < x->nresults; i++) {
-        const Node *n = ir_node(g, g->results.data[i]);
-        x->rdtype[i] = n->dtype;
-        x->rrank[i] = n->rank;
-        x->rshape[i] = ARENA_ARRAY(x->arena, int64_t, n->rank + 1);
-        for (int d = 0; d < n->rank; d++) x->rshape[i][d] = n->shape[d];
+    EmuProg *x = xcalloc(1, sizeof *x);
+    if (!cuda_codegen_ex(kp, sm, true, tensor_cores, &x->cp, err, errlen) ||
+        !(x->mod = cuda_emu_load(&x->cp, err, errlen))) {
+        emu_release(x);
+        return NULL;
     }
     return x;
 }
 
-/* One run: binds inputs, outputs and the temporaries' arena, launches every
- * kernel, copies results that live in other buffers. */
-static bool emu_execute(EmuExe *x, const KilnTensor *inputs, KilnTensor *outputs, double *ms, char *err,
-                        size_t errlen) {
-    const KProgram *p = x->kp;
-    int made = 0;
-    bool ok = true;
-    void **bufs = xcalloc((size_t)p->bufs.len + 1, sizeof(void *));
-    size_t arena_bytes = (size_t)(p->arena_bytes > 0 ? p->arena_bytes : 0);
-    char *arena = aligned_alloc(64, (arena_bytes + 63) / 64 * 64 + 64);
-    if (!arena) {
-        snprintf(err, errlen, "cuda-emu: out of memory for %zu bytes of intermediates", arena_bytes);
-        free(bufs);
-        return false;
-    }
-    for (; made < x->nresults; made++) {
-        if (!kiln_tensor_init(&outputs[made], x->rdtype[made], x->rrank[made], x->rshape[made])) {
-            snprintf(err, errlen, "cuda-emu: out of memory for result %d", made);
-            ok = false;
-            break;
-        }
-    }
-    for (int b = 0; b < p->bufs.len && ok; b++) {
-        const KBuf *kb = &p->bufs.data[b];
-        if (kb->kind == KB_TEMP) {
-            if (kb->offset < 0 || (size_t)kb->offset + (size_t)kb->numel * kiln_dtype_size(kb->dtype) > arena_bytes) {
-                snprintf(err, errlen, "cuda-emu: buffer %d lies outside the %zu-byte arena", b, arena_bytes);
-                ok = false;
-            }
-            bufs[b] = arena + kb->offset;
-            continue;
-        }
-        bool in = kb->kind == KB_INPUT;
-        int lim = in ? x->nparams : x->nresults;
-        if (kb->index < 0 || kb->index >= lim) {
-            snprintf(err, errlen, "cuda-emu: buffer %d names %s %d of %d", b, in ? "parameter" : "result", kb->index,
-                     lim);
-            ok = false;
-            break;
-        }
-        const KilnTensor *t = in ? &inputs[kb->index] : &outputs[kb->index];
-        if (t->dtype != kb->dtype || kiln_tensor_numel(t) != kb->numel) {
-            snprintf(err, errlen, "cuda-emu: %s %d is %s with %lld elements, the kernels expect %s with %lld",
-                     in ? "input" : "result", kb->index, kiln_dtype_name(t->dtype), (long long)kiln_tensor_numel(t),
-                     kiln_dtype_name(kb->dtype), (long long)kb->numel);
-            ok = false;
-            break;
-        }
-        bufs[b] = t->data;
-    }
-    if (ok) ok = run_launches(x->mod, &x->cp, bufs, ms, err, errlen);
-    /* results held by another buffer (a parameter, another result, a temporary) */
-    for (int i = 0; ok && i < x->nresults; i++) {
-        int b = i < p->result_buf.len ? p->result_buf.data[i] : -1;
-        if (b < 0) {
-            for (int j = 0; j < p->bufs.len; j++)
-                if (p->bufs.data[j].kind == KB_OUTPUT && p->bufs.data[j].index == i) b = j;
-        }
-        if (b < 0 || b >= p->bufs.len) {
-            snprintf(err, errlen, "cuda-emu: no buffer holds result %d", i);
-            ok = false;
-            break;
-        }
-        const KBuf *kb = &p->bufs.data[b];
-        if (kb->kind == KB_OUTPUT && kb->index == i) continue;
-        if (kb->dtype != outputs[i].dtype || kb->numel != kiln_tensor_numel(&outputs[i])) {
-            snprintf(err, errlen, "cuda-emu: result %d is held by buffer %d of another type or size", i, b);
-            ok = false;
-            break;
-        }
-        memcpy(outputs[i].data, bufs[b], (size_t)kb->numel * kiln_dtype_size(kb->dtype));
-    }
-    if (!ok)
-        for (int i = 0; i < made; i++) kiln_tensor_free(&outputs[i]);
-    free(arena);
-    free(bufs);
+/* Launch i with the host memory of its buffers. */
+static bool emu_backend_launch(void *p, void *call, int i, void *const *bufs, char *err, size_t errlen) {
+    (void)call;
+    EmuProg *x = p;
+    const CudaLaunch *L = &x->cp.launches.data[i];
+    void **args = xcalloc((size_t)L->nargs + 1, sizeof *args);
+    for (int j = 0; j < L->nargs; j++) args[j] = bufs[L->buf_args[j]];
+    bool ok = cuda_emu_launch(x->mod, i, args, err, errlen);
+    free(args);
     return ok;
 }
 
-static bool emu_run(void *exe, const KilnTensor *inputs, KilnTensor *outputs, char *err, size_t errlen) {
-    return emu_execute(exe, inputs, outputs, NULL, err, errlen);
-}
+const Backend cuda_emu_backend = {
+    .name = "cuda-emu",
+    .summary = "the generated CUDA C run on the host (tests the CUDA path without a GPU)",
+    .caps = BK_KERNELS | BK_HOST_MEMORY,
+    .kernels = {emu_prepare, emu_release, NULL, NULL, emu_backend_launch, NULL},
+};
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static bool emu_bench(void *exe, const KilnTensor *inputs, int runs, BenchReport *out, char *err, size_t errlen) {
-    EmuExe *x = exe;
-    int nk = x->cp.launches.len;
-    if (runs < 1) runs = 1;
-    double *ms = xcalloc((size_t)(runs * nk) + 1, sizeof(double));
-    double *whole = xcalloc((size_t)runs, sizeof(double));
-    double *col = xcalloc((size_t)runs, sizeof(double));
-    KilnTensor *outs = xcalloc((size_t)x->nresults + 1, sizeof(KilnTensor));
-    bool ok = true;
-    for (int r = -1; r < runs && ok; r++) { /* r == -1: warm-up */
-        double t0 = now_ms();
-        ok = emu_execute(x, inputs, outs, r >= 0 ? ms + (size_t)r * nk : NULL, err, errlen);
-        if (r >= 0) whole[r] = now_ms() - t0;
-        for (int i = 0; ok && i < x->nresults; i++) kiln_tensor_free(&outs[i]);
-    }
-    if (ok) {
-        qsort(whole, (size_t)runs, sizeof(double), cmp_double);
-        out->run_ms = whole[runs / 2];
-        out->runs = runs;
-        for (int k = 0; k < nk; k++) {
-            for (int r = 0; r < runs; r++) col[r] = ms[(size_t)r * nk + k];
-            qsort(col, (size_t)runs, sizeof(double), cmp_double);
-            const Kernel *kn = &x->kp->kernels.data[k];
-            KernelTiming t = {x->cp.launches.data[k].name, col[runs / 2], kn->bytes, kn->flops};
-            VEC_PUSH(out->kernels, t);
-        }
-    }
-    free(ms), free(whole), free(col), free(outs);
+bool cuda_emu_run_program(const KProgram *p, void **bufs, bool tensor_cores, char *err, size_t errlen) {
+    CompileOptions opt = {.arch = tensor_cores ? "sm_80" : NULL};
+    void *prog = emu_prepare(p, &opt, err, errlen);
+    bool ok = prog != NULL;
+    for (int i = 0; ok && i < p->kernels.len; i++) ok = emu_backend_launch(prog, NULL, i, bufs, err, errlen);
+    emu_release(prog);
     return ok;
 }
-
-const Backend cuda_emu_backend = {"cuda-emu", emu_compile, emu_run, emu_destroy, emu_bench};

@@ -1,5 +1,6 @@
 /* cuda_emu.h - the host emulation of the generated CUDA C (runtime/cuda_emu.c),
- * below the `cuda-emu` backend: for tests that build kernel programs by hand. */
+ * below the `cuda-emu` backend (whose table row needs no header): for tests
+ * that run hand-written sources or hand-built kernel programs. */
 #ifndef KILN_CUDA_EMU_H
 #define KILN_CUDA_EMU_H
 
@@ -14,14 +15,10 @@ EmuModule *cuda_emu_load(const CudaProgram *cp, char *err, size_t errlen);
 bool cuda_emu_launch(EmuModule *m, int i, void **args, char *err, size_t errlen);
 void cuda_emu_unload(EmuModule *m);
 
-/* Renders, builds and runs every kernel of p with bufs[b] the host memory of
- * buffer b (temporaries included); tensor_cores renders f16/bf16 matmuls for
- * nvcuda::wmma (emulated in kiln_emu.h) as the GPU path does on sm_80+. */
+/* Runs every kernel of p through the backend's own prepare and launch, with
+ * bufs[b] the host memory of buffer b (temporaries included); tensor_cores
+ * renders f16/bf16 matmuls for nvcuda::wmma (emulated in kiln_emu.h) as the
+ * GPU path does on sm_80+ (the backend does so for --arch=sm_80 or later). */
 bool cuda_emu_run_program(const KProgram *p, void **bufs, bool tensor_cores, char *err, size_t errlen);
-
-/* codegen/cuda.c: cuda_codegen with the tensor-core choice made by the
- * caller (cuda_codegen uses them for the GPU on sm_80 and later). */
-bool cuda_codegen_ex(const KProgram *p, int arch_sm, bool emulated, bool tensor_cores, CudaProgram *out, char *err,
-                     size_t errlen);
 
 #endif

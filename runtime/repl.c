@@ -60,8 +60,7 @@ typedef struct {
     char *key;       /* synthesized program text + input types + device + options */
     Arena *arena;    /* of the input that built it: Source, AST and IR */
     IRGraph *graph;
-    const Backend *backend;
-    void *exe;
+    Executable *exe;
     double compile_ms;
 } Compiled;
 
@@ -104,8 +103,8 @@ static const char *const sugar_builtins[] = {
     "clamp", "linear", "zeros", "ones", "squeeze", "unsqueeze", "global_avgpool", NULL,
 };
 static const char *const dtype_names[] = {"f32", "f16", "bf16", "f64", "i32", "i64", "bool", NULL};
-static const char *const emit_stages[] = {"ir", "opt", "kernels", "llvm", "cuda", "ptx", "dot", NULL};
-static const char *const device_names[] = {"ref", "cpu", "cuda", "cuda-emu", NULL};
+/* :emit's stages before the backends' own (backend_stage) */
+static const char *const graph_stages[] = {"ir", "opt", "kernels", "dot", NULL};
 static const char *const precision_names[] = {"f32", "f16", "bf16", "auto", NULL}; /* Precision order */
 
 /* ====================================================================== small helpers */
@@ -186,7 +185,7 @@ static void vars_free(VarVec *vars) {
 static void cache_clear(Repl *r) {
     for (int i = 0; i < r->cache.len; i++) {
         Compiled *c = &r->cache.data[i];
-        c->backend->destroy(c->exe);
+        exec_destroy(c->exe);
         ir_graph_destroy(c->graph);
         arena_free(c->arena);
         free(c->key);
@@ -573,14 +572,14 @@ static Compiled *compile(Repl *r, Line *ln, const Prepared *p, bool *was_cached)
         return NULL;
     }
     char err[1024] = "";
-    void *exe = r->backend->compile(g, &r->copt, err, sizeof err);
+    Executable *exe = exec_compile(r->backend, g, &r->copt, err, sizeof err);
     if (!exe) {
         repl_error("%s", err[0] ? err : "the backend could not compile this");
         ir_graph_destroy(g);
         free(key);
         return NULL;
     }
-    Compiled c = {key, ln->arena, g, r->backend, exe, now_ms() - t0};
+    Compiled c = {key, ln->arena, g, exe, now_ms() - t0};
     ln->arena_kept = true;
     VEC_PUSH(r->cache, c);
     return &r->cache.data[r->cache.len - 1];
@@ -598,7 +597,7 @@ static KilnTensor *run(const Compiled *c, const Prepared *p) {
     for (int i = 0; i < p->inputs.len; i++) in[i] = *p->inputs.data[i].value; /* borrowed */
     KilnTensor *out = xcalloc((size_t)n + 1, sizeof(KilnTensor));
     char err[1024] = "";
-    bool ok = c->backend->run(c->exe, in, out, err, sizeof err);
+    bool ok = exec_run(c->exe, in, out, err, sizeof err) == KILN_OK;
     free(in);
     if (!ok) {
         repl_error("%s", err[0] ? err : "the run failed");
@@ -759,8 +758,8 @@ static bool cmd_type(Repl *r, const char *text, size_t at) {
 }
 
 /* Prints one stage of the compiler for the statement's graph.  Each stage
- * past the IR is one call into the backend that owns it; a backend not in
- * this build answers with a message that says so. */
+ * past the kernels belongs to a backend of the table (exec_emit); a backend
+ * not in this build answers with a message that says so. */
 static bool emit_stage(Repl *r, const char *stage, IRGraph *g, Arena *arena) {
     char err[1024] = "";
     KilnStatus st = KILN_OK;
@@ -769,28 +768,32 @@ static bool emit_stage(Repl *r, const char *stage, IRGraph *g, Arena *arena) {
     } else if (strcmp(stage, "dot") == 0) {
         ir_print_dot(g, stdout);
     } else if (strcmp(stage, "kernels") == 0) {
-        FuseOptions fo = {.fuse = r->copt.opt_level > 0, .remarks = r->copt.remarks};
-        KProgram *kp = fuse_graph(arena, g, &fo, err, sizeof err);
+        KProgram *kp = exec_schedule(arena, g, &r->copt, err, sizeof err);
         if (kp) kprog_print(kp, g, stdout);
         else st = KILN_ERR_DEVICE;
         kprog_destroy(kp);
-    } else if (strcmp(stage, "llvm") == 0) {
-        st = cpu_emit_llvm(g, &r->copt, stdout, err, sizeof err);
-    } else if (strcmp(stage, "cuda") == 0) {
-        st = cuda_emit_source(g, &r->copt, stdout, err, sizeof err);
     } else {
-        st = cuda_emit_ptx(g, &r->copt, stdout, err, sizeof err);
+        st = exec_emit(g, stage, &r->copt, stdout, err, sizeof err);
     }
     if (st != KILN_OK) repl_error("%s", err[0] ? err : "this stage failed");
     return st == KILN_OK;
 }
 
+static bool is_emit_stage(const char *stage) {
+    return in_list(graph_stages, stage) || backend_stage(stage, NULL);
+}
+
 static bool cmd_emit(Repl *r, const char *text, size_t at) {
     const char *p = text + at;
     char *stage = take_word(&p);
-    if (!stage || !in_list(emit_stages, stage)) {
-        if (stage) repl_error("unknown stage '%s'; stages are ir, opt, kernels, llvm, cuda, ptx and dot", stage);
+    if (!stage || !is_emit_stage(stage)) {
+        StrBuf names = {0};
+        for (int i = 0; graph_stages[i]; i++) sb_printf(&names, "%s, ", graph_stages[i]);
+        backend_stage_names(&names, ", ");
+        if (stage)
+            repl_error("unknown stage '%s'; stages are %s", stage, names.data);
         else repl_error(":emit takes a stage and an expression, e.g. :emit ir x @ y");
+        sb_free(&names);
         free(stage);
         return false;
     }
@@ -865,8 +868,8 @@ static bool cmd_device(Repl *r, const char *text, size_t at) {
         return true;
     }
     char err[512] = "";
-    const Backend *b = backend_find(name, err, sizeof err);
-    if (!b) {
+    const Backend *b;
+    if (backend_open(name, &b, err, sizeof err) != KILN_OK) {
         repl_error("%s", err);
         free(name);
         return false;
@@ -1233,12 +1236,17 @@ static void completions(Repl *r, const char *line, const char *start, const char
     while (arg < start && !isspace((unsigned char)*arg)) arg++; /* past the command's name */
     while (arg < start && isspace((unsigned char)*arg)) arg++;
     CommandFn first_arg_of = c >= 0 && arg == start ? commands[c].fn : NULL;
-    const char *const *fixed = first_arg_of == cmd_emit        ? emit_stages
-                               : first_arg_of == cmd_device    ? device_names
-                               : first_arg_of == cmd_precision ? precision_names
-                                                               : NULL;
-    if (fixed) {
-        for (int i = 0; fixed[i]; i++) completion_add(out, fixed[i], prefix);
+    if (first_arg_of == cmd_emit) {
+        for (int i = 0; graph_stages[i]; i++) completion_add(out, graph_stages[i], prefix);
+        for (int b = 0; b < backend_count(); b++)
+            for (const EmitStage *s = backend_at(b)->stages; s && s->name; s++)
+                completion_add(out, s->name, prefix);
+    } else if (first_arg_of == cmd_device) {
+        for (int b = 0; b < backend_count(); b++) completion_add(out, backend_at(b)->name, prefix);
+    } else if (first_arg_of == cmd_precision) {
+        for (int i = 0; precision_names[i]; i++) completion_add(out, precision_names[i], prefix);
+    }
+    if (first_arg_of == cmd_emit || first_arg_of == cmd_device || first_arg_of == cmd_precision) {
         *suffix = " ";
         return;
     }
@@ -1363,10 +1371,10 @@ int repl_main(const char *device, bool force_plain) {
     Repl r = {.copt = {.opt_level = 2, .precision = PREC_F32}};
     char err[512] = "";
     if (!device) device = backend_default();
-    r.backend = backend_find(device, err, sizeof err);
-    if (!r.backend) {
+    KilnStatus open = backend_open(device, &r.backend, err, sizeof err);
+    if (open != KILN_OK) {
         fprintf(stderr, "kiln: %s\n", err);
-        return strstr(err, "unknown device") ? KILN_ERR_USAGE : KILN_ERR_DEVICE;
+        return open;
     }
     r.device = xstrdup(device);
     r.interactive = isatty(STDIN_FILENO);

@@ -1,83 +1,18 @@
-/* runtime.h - backends and the driver that binds inputs, compiles and runs a
- * graph.  Shared by the command line (tools/kiln.c) and the REPL. */
+/* runtime.h - what the command line (tools/kiln.c) and the REPL share
+ * above the executor: reading a program, binding the user's inputs to a
+ * graph (driver.c), printing tensors (format.c).  Backends and the executor
+ * are in backend.h and exec.h. */
 #ifndef KILN_RUNTIME_H
 #define KILN_RUNTIME_H
 
 #include "ir/ir.h"
 #include "onnx/onnx.h"
 #include "passes/pass.h"
-
-typedef enum { PREC_F32, PREC_F16, PREC_BF16, PREC_AUTO } Precision;
-
-typedef struct {
-    int opt_level;        /* 0 or 2 */
-    Precision precision;
-    const char *arch;     /* CUDA: "sm_90"; NULL for the device's own */
-    const char *cpu;      /* cpu device, --cpu: an LLVM CPU name; NULL or "native": the host */
-    bool verbose;
-    /* graph passes (passes/pass.h), applied by driver_bind */
-    const char *passes;      /* --passes=a,b,c: exactly these; NULL: the -O level's */
-    const char *print_after; /* --print-after=PASS|all */
-    bool fast_math;          /* --fast-math */
-    /* --remarks: backends that call fuse_graph set FuseOptions.remarks from it */
-    bool remarks;
-} CompileOptions;
-
-/* Timing of one `bench`: per kernel and for the whole graph (medians). */
-typedef struct {
-    const char *name;
-    double ms;
-    int64_t bytes, flops;
-} KernelTiming;
-
-typedef struct {
-    double run_ms; /* median of one whole run of the graph */
-    int runs;
-    VEC(KernelTiming) kernels;
-} BenchReport;
-
-/* A backend is a table of functions (as ggml's are).  compile() receives a
- * concrete graph and returns an executable; run() takes host inputs in the
- * params' dtypes and fills host outputs (allocated by the backend). */
-typedef struct Backend {
-    const char *name;
-    void *(*compile)(const IRGraph *g, const CompileOptions *opt, char *err, size_t errlen);
-    bool (*run)(void *exe, const KilnTensor *inputs, KilnTensor *outputs, char *err, size_t errlen);
-    void (*destroy)(void *exe);
-    /* Optional (NULL: the caller times whole runs): runs the graph `runs`
-     * times after a warm-up and reports per-kernel medians. */
-    bool (*bench)(void *exe, const KilnTensor *inputs, int runs, BenchReport *out, char *err,
-                  size_t errlen);
-} Backend;
-
-extern const Backend ref_backend;
-extern const Backend kir_backend;      /* codegen/kinterp.c: the fused kernels, interpreted */
-extern const Backend cpu_backend;      /* runtime/cpu.c: LLVM ORC JIT */
-extern const Backend cuda_backend;     /* runtime/cuda.c: NVRTC + driver API */
-extern const Backend cuda_emu_backend; /* runtime/cuda_emu.c: the CUDA C on the host */
-
-/* Whether a CUDA driver and device can be used; if not, why (for the user). */
-bool cuda_available(char *why, size_t n);
+#include "runtime/exec.h"
 
 /* --cpu: KILN_OK if the cpu device can generate code for CPU `name`, else
- * KILN_ERR_USAGE with the choices in err. */
+ * KILN_ERR_USAGE with the choices in err (runtime/cpu.c). */
 KilnStatus cpu_check_name(const char *name, char *err, size_t errlen);
-
-/* Stages of `emit` and bundles of `aot` that belong to one backend.  Each
- * takes a concrete graph and returns a KilnStatus, with a message in err. */
-KilnStatus cpu_emit_llvm(const IRGraph *g, const CompileOptions *opt, FILE *out, char *err, size_t errlen);
-KilnStatus cpu_aot(const IRGraph *g, const CompileOptions *opt, const char *cpu_name, const char *dir,
-                   char *err, size_t errlen);
-KilnStatus cuda_emit_source(const IRGraph *g, const CompileOptions *opt, FILE *out, char *err, size_t errlen);
-KilnStatus cuda_emit_ptx(const IRGraph *g, const CompileOptions *opt, FILE *out, char *err, size_t errlen);
-KilnStatus cuda_aot(const IRGraph *g, const CompileOptions *opt, const char *dir, char *err, size_t errlen);
-
-/* The backend called `name`, or NULL with a reason in err (not built, no
- * device...).  The reason is meant for the user. */
-const Backend *backend_find(const char *name, char *err, size_t errlen);
-/* The device used when the user names none: cuda with a driver and a GPU,
- * else cpu (else ref while no other backend is built). */
-const char *backend_default(void);
 
 /* format.c */
 void tensor_format(const KilnTensor *t, StrBuf *out);

@@ -12,6 +12,7 @@ struct ThreadPool {
     int nworkers;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
+    pthread_mutex_t owner; /* held by the tp_run using the workers */
     /* the current job */
     void (*fn)(void *ctx, int task);
     void *ctx;
@@ -67,6 +68,7 @@ ThreadPool *tp_new(int nthreads) {
     if (!tp) return NULL;
     tp->nthreads = nthreads;
     pthread_mutex_init(&tp->mu, NULL);
+    pthread_mutex_init(&tp->owner, NULL);
     pthread_cond_init(&tp->wake, NULL);
     pthread_cond_init(&tp->done, NULL);
     atomic_init(&tp->next, 0);
@@ -89,7 +91,9 @@ ThreadPool *tp_new(int nthreads) {
 int tp_size(const ThreadPool *tp) { return tp ? tp->nthreads : 1; }
 
 void tp_run(ThreadPool *tp, void (*fn)(void *ctx, int task), void *ctx, int ntasks) {
-    if (!tp || tp->nworkers == 0 || ntasks <= 1) {
+    /* no workers, nothing to share, or the workers busy with another
+     * caller's job: this thread runs every task */
+    if (!tp || tp->nworkers == 0 || ntasks <= 1 || pthread_mutex_trylock(&tp->owner) != 0) {
         for (int t = 0; t < ntasks; t++) fn(ctx, t);
         return;
     }
@@ -109,6 +113,7 @@ void tp_run(ThreadPool *tp, void (*fn)(void *ctx, int task), void *ctx, int ntas
     tp->active = 0;
     while (tp->busy > 0) pthread_cond_wait(&tp->done, &tp->mu);
     pthread_mutex_unlock(&tp->mu);
+    pthread_mutex_unlock(&tp->owner);
 }
 
 void tp_free(ThreadPool *tp) {
@@ -120,6 +125,7 @@ void tp_free(ThreadPool *tp) {
     for (int i = 0; i < tp->nworkers; i++) pthread_join(tp->workers[i], NULL);
     free(tp->workers);
     pthread_mutex_destroy(&tp->mu);
+    pthread_mutex_destroy(&tp->owner);
     pthread_cond_destroy(&tp->wake);
     pthread_cond_destroy(&tp->done);
     free(tp);

@@ -2,7 +2,9 @@
  *
  * tp_run(pool, fn, ctx, ntasks) calls fn(ctx, t) once for every t in
  * [0, ntasks), spread over the pool's workers and the calling thread, and
- * returns when all have finished.  One tp_run at a time per pool.  Idle
+ * returns when all have finished.  Callers on several threads may share a
+ * pool: while one tp_run uses the workers, another runs its tasks on its
+ * own thread (a service's requests then run side by side).  Idle
  * workers spin briefly (kernels of one graph come in quick succession), then
  * sleep on a condition variable. */
 #ifndef KILN_THREADPOOL_H

@@ -24,7 +24,6 @@ typedef struct {
     const char *emit;
     const char *out;
     const char *target;
-    const char *cpu_name;
     VEC(NamedTensor) tensors;
     VEC(DimBinding) dims;
     VEC(char *) weights;
@@ -236,7 +235,7 @@ static int parse_options(int argc, char **argv, int start, Options *o) {
                 usage_error("%s", cerr);
                 return KILN_ERR_USAGE;
             }
-            o->cpu_name = o->copt.cpu = v;
+            o->copt.cpu = v;
         } else if (is_opt(a, "--arch")) {
             if (!(v = opt_value(argc, argv, &i, "--arch"))) goto missing;
             o->copt.arch = v;
@@ -417,12 +416,17 @@ static int write_results(const char *out, const KilnTensor *results, int n) {
 }
 
 /* run -v: the memory the fused program needs at its peak, as the fusion
- * scheduler plans it: the temporaries' arena plus inputs and outputs. */
-static void report_peak_memory(const IRGraph *g, const CompileOptions *copt) {
+ * scheduler plans it: the temporaries' arena plus inputs and outputs.  A
+ * device that runs the graph itself (ref) has no kernel program: the plan is
+ * made here, quietly. */
+static void report_peak_memory(const IRGraph *g, const Executable *exe, const CompileOptions *copt) {
     char err[512];
     Arena *a = arena_new();
-    FuseOptions fo = {.fuse = copt->opt_level > 0};
-    KProgram *kp = fuse_graph(a, g, &fo, err, sizeof err);
+    CompileOptions quiet = *copt;
+    quiet.remarks = quiet.verbose = false;
+    const KProgram *kp = exec_program(exe);
+    KProgram *own = kp ? NULL : exec_schedule(a, g, &quiet, err, sizeof err);
+    if (own) kp = own;
     int64_t in = 0, out = 0;
     for (int i = 0; i < g->params.len; i++) {
         const Node *n = ir_node(g, g->params.data[i]);
@@ -438,7 +442,7 @@ static void report_peak_memory(const IRGraph *g, const CompileOptions *copt) {
                 kp->kernels.len, (long long)in, (long long)out);
     else
         fprintf(stderr, "kiln: peak memory unknown: %s\n", err);
-    kprog_destroy(kp);
+    kprog_destroy(own);
     arena_free(a);
 }
 
@@ -497,7 +501,7 @@ typedef struct {
     IRGraph *g;
     KilnTensor *inputs;
     const Backend *be;
-    void *exe;
+    Executable *exe;
 } Prepared;
 
 static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t errlen) {
@@ -513,12 +517,12 @@ static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t er
         return st;
     }
     const char *device = o->device ? o->device : backend_default();
-    if (!(pr->be = backend_find(device, err, errlen))) {
+    if ((st = backend_open(device, &pr->be, err, errlen)) != KILN_OK) {
         fprintf(stderr, "kiln: %s\n", err);
-        return strstr(err, "unknown device") ? KILN_ERR_USAGE : KILN_ERR_DEVICE;
+        return st;
     }
     if (announce) fprintf(stderr, "kiln: running '%s' on device %s\n", pr->g->name, pr->be->name);
-    if (!(pr->exe = pr->be->compile(pr->g, &o->copt, err, errlen))) {
+    if (!(pr->exe = exec_compile(pr->be, pr->g, &o->copt, err, errlen))) {
         fprintf(stderr, "kiln: %s\n", err);
         return KILN_ERR_DEVICE;
     }
@@ -526,7 +530,7 @@ static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t er
 }
 
 static void prepared_close(Prepared *pr) {
-    if (pr->exe) pr->be->destroy(pr->exe);
+    exec_destroy(pr->exe);
     if (pr->g) {
         for (int i = 0; pr->inputs && i < pr->g->params.len; i++) kiln_tensor_free(&pr->inputs[i]);
         ir_graph_destroy(pr->g);
@@ -545,12 +549,11 @@ static int cmd_run(Options *o) {
     int nres = g->results.len;
     if (o->out && (st = check_results_out(o, nres)) != KILN_OK) goto done;
     outputs = xcalloc((size_t)nres + 1, sizeof(KilnTensor));
-    if (!pr.be->run(pr.exe, pr.inputs, outputs, err, sizeof err)) {
+    if ((st = exec_run(pr.exe, pr.inputs, outputs, err, sizeof err)) != KILN_OK) {
         fprintf(stderr, "kiln: %s\n", err);
-        st = KILN_ERR_DEVICE;
         goto done;
     }
-    if (o->verbose) report_peak_memory(g, &o->copt);
+    if (o->verbose) report_peak_memory(g, pr.exe, &o->copt);
     if (o->compare && (st = compare_with_reference(&pr.c, pr.entry, &pr.req, g, pr.inputs, outputs)) != KILN_OK)
         goto done;
     if (o->out) {
@@ -584,16 +587,29 @@ static int require_concrete(const IRGraph *g) {
     return KILN_ERR_USAGE;
 }
 
+/* The stages of `emit`: these five, then every backend's (backend_stage). */
+static const char *const graph_stages[] = {"ast", "ir", "opt", "kernels", "dot", NULL};
+
+static bool is_graph_stage(const char *stage) {
+    for (int i = 0; graph_stages[i]; i++)
+        if (strcmp(graph_stages[i], stage) == 0) return true;
+    return false;
+}
+
+static void stage_names(StrBuf *sb) {
+    for (int i = 0; graph_stages[i]; i++) sb_printf(sb, "%s, ", graph_stages[i]);
+    backend_stage_names(sb, ", ");
+}
+
 static int cmd_emit(Options *o) {
-    static const char *const stages[] = {"ast", "ir", "opt", "kernels", "llvm", "cuda", "ptx", "dot", NULL};
-    if (!o->emit) {
-        usage_error("emit needs --emit=STAGE (ast, ir, opt, kernels, llvm, cuda, ptx or dot)");
-        return KILN_ERR_USAGE;
-    }
-    bool known = false;
-    for (int i = 0; stages[i]; i++) known = known || strcmp(stages[i], o->emit) == 0;
-    if (!known) {
-        usage_error("unknown stage '%s' (stages: ast, ir, opt, kernels, llvm, cuda, ptx, dot)", o->emit);
+    if (!o->emit || (!is_graph_stage(o->emit) && !backend_stage(o->emit, NULL))) {
+        StrBuf names = {0};
+        stage_names(&names);
+        if (!o->emit)
+            usage_error("emit needs --emit=STAGE (%s)", names.data);
+        else
+            usage_error("unknown stage '%s' (stages: %s)", o->emit, names.data);
+        sb_free(&names);
         return KILN_ERR_USAGE;
     }
     Compilation c;
@@ -640,16 +656,12 @@ static int cmd_emit(Options *o) {
     } else if ((st = require_concrete(g)) != KILN_OK) {
         /* reported */
     } else if (strcmp(o->emit, "kernels") == 0) {
-        FuseOptions fo = {.fuse = o->copt.opt_level > 0, .remarks = o->copt.remarks};
-        KProgram *kp = fuse_graph(c.arena, g, &fo, err, sizeof err);
+        KProgram *kp = exec_schedule(c.arena, g, &o->copt, err, sizeof err);
         if (kp) kprog_print(kp, g, out);
         else fprintf(stderr, "kiln: %s\n", err), st = KILN_ERR_DEVICE;
         kprog_destroy(kp);
-    } else {
-        if (strcmp(o->emit, "llvm") == 0) st = cpu_emit_llvm(g, &o->copt, out, err, sizeof err);
-        else if (strcmp(o->emit, "cuda") == 0) st = cuda_emit_source(g, &o->copt, out, err, sizeof err);
-        else st = cuda_emit_ptx(g, &o->copt, out, err, sizeof err);
-        if (st != KILN_OK) fprintf(stderr, "kiln: %s\n", err);
+    } else if ((st = exec_emit(g, o->emit, &o->copt, out, err, sizeof err)) != KILN_OK) {
+        fprintf(stderr, "kiln: %s\n", err);
     }
 done:
     if (g) ir_graph_destroy(g);
@@ -674,12 +686,11 @@ static int cmd_aot(Options *o) {
         usage_error("aot needs --target=cuda[:sm_XX]|cpu and -o DIR");
         return KILN_ERR_USAGE;
     }
-    bool cuda = strncmp(o->target, "cuda", 4) == 0 && (o->target[4] == 0 || o->target[4] == ':');
-    if (!cuda && strcmp(o->target, "cpu") != 0) {
-        usage_error("unknown target '%s' (targets: cuda, cuda:sm_XX, cpu)", o->target);
+    char terr[512];
+    if (!backend_aot_target(o->target, NULL, terr, sizeof terr)) {
+        usage_error("%s", terr);
         return KILN_ERR_USAGE;
     }
-    if (cuda && o->target[4] == ':') o->copt.arch = o->target + 5;
     OutDir dir = {0};
     Compilation c;
     int entry, st;
@@ -701,8 +712,7 @@ static int cmd_aot(Options *o) {
     st = outdir_begin(&dir, o->out, &in, o->force, "-o", err, sizeof err);
     input_files_free(&in);
     if (st == KILN_OK)
-        st = cuda ? cuda_aot(g, &o->copt, dir.tmp, err, sizeof err)
-                  : cpu_aot(g, &o->copt, o->cpu_name, dir.tmp, err, sizeof err);
+        st = exec_aot(g, o->target, &o->copt, dir.tmp, err, sizeof err);
     if (st == KILN_OK) st = outdir_commit(&dir, err, sizeof err);
     if (st != KILN_OK) fprintf(stderr, "kiln: %s\n", err);
 done:
@@ -716,31 +726,6 @@ static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Median of whole runs, for backends without their own bench(). */
-static bool time_runs(const Backend *be, void *exe, const KilnTensor *inputs, int nres, int runs,
-                      BenchReport *rep, char *err, size_t errlen) {
-    double *t = xcalloc((size_t)runs, sizeof(double));
-    bool ok = true;
-    for (int r = -1; r < runs && ok; r++) { /* r == -1: warm-up */
-        KilnTensor *outs = xcalloc((size_t)nres + 1, sizeof(KilnTensor));
-        double t0 = now_ms();
-        ok = be->run(exe, inputs, outs, err, errlen);
-        if (r >= 0) t[r] = now_ms() - t0;
-        for (int i = 0; ok && i < nres; i++) kiln_tensor_free(&outs[i]);
-        free(outs);
-    }
-    qsort(t, (size_t)runs, sizeof(double), cmp_double);
-    rep->run_ms = t[runs / 2];
-    rep->runs = runs;
-    free(t);
-    return ok;
 }
 
 static void json_string(const char *s) {
@@ -764,13 +749,8 @@ static int cmd_bench(Options *o) {
     double compile_ms = now_ms() - t0;
     const IRGraph *g = pr.g;
     const Backend *be = pr.be;
-    void *exe = pr.exe;
-    KilnTensor *inputs = pr.inputs;
-    bool ok = be->bench ? be->bench(exe, inputs, runs, &rep, err, sizeof err)
-                        : time_runs(be, exe, inputs, g->results.len, runs, &rep, err, sizeof err);
-    if (!ok) {
+    if ((st = exec_bench(pr.exe, pr.inputs, runs, &rep, err, sizeof err)) != KILN_OK) {
         fprintf(stderr, "kiln: %s\n", err);
-        st = KILN_ERR_DEVICE;
         goto done;
     }
     if (o->json) {

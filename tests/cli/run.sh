@@ -232,6 +232,17 @@ fi
 expect "emit ir -o FILE" 0 "" "$K" emit examples/mlp.kiln --emit=ir -o "$T/mlp.ir"
 if grep -q '^graph mlp(' "$T/mlp.ir"; then ok; else bad "emit -o FILE: no IR in the file"; fi
 
+# ---- --remarks: the fusion scheduler's remarks on every device that runs kernels,
+# and on the emit stages of the backends (the executor schedules for all of them)
+for dev in kir cpu cuda-emu; do
+    expect "--remarks on $dev" 0 "^remark: kernel k0_matmul_add_relu" "$K" run examples/mlp.kiln --dim B=2 \
+        --device=$dev --remarks
+done
+for stage in kernels cuda; do
+    expect "--remarks on emit $stage" 0 "^remark: kernel k0_matmul_add_relu" "$K" emit examples/mlp.kiln \
+        --dim B=2 --emit=$stage --remarks
+done
+
 # ---- a device that is not there
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     expect "--device=cuda with a GPU" 0 "" "$K" run "$T/id.kiln" --device=cuda

@@ -932,12 +932,12 @@ static void test_backend(int opt_level) {
     bool ok = ref_run(g, in, want, err, sizeof err);
     CHECK(ok, "ref_run: %s", err);
     CompileOptions opt = {.opt_level = opt_level};
-    void *exe = cpu_backend.compile(g, &opt, err, sizeof err);
+    Executable *exe = exec_compile(backend_lookup("cpu"), g, &opt, err, sizeof err);
     CHECK(exe != NULL, "cpu compile (-O%d): %s", opt_level, err);
     if (exe && ok) {
         for (int rep = 0; rep < 3; rep++) {
             memset(got, 0, sizeof got);
-            bool ran = cpu_backend.run(exe, in, got, err, sizeof err);
+            bool ran = exec_run(exe, in, got, err, sizeof err) == KILN_OK;
             CHECK(ran, "cpu run: %s", err);
             if (!ran) break;
             for (int i = 0; i < 4; i++) {
@@ -950,14 +950,15 @@ static void test_backend(int opt_level) {
             }
         }
         BenchReport rep = {0};
-        bool b = cpu_backend.bench(exe, in, 3, &rep, err, sizeof err);
+        bool b = exec_bench(exe, in, 3, &rep, err, sizeof err) == KILN_OK;
         CHECK(b && rep.runs == 3 && rep.kernels.len >= 1 && rep.run_ms >= 0, "cpu bench: %s", err);
         VEC_FREE(rep.kernels);
         /* a wrong input is refused with a message */
         KilnTensor bad_in[2] = {in[1], in[0]};
-        CHECK(!cpu_backend.run(exe, bad_in, got, err, sizeof err) && strstr(err, "input"), "swapped inputs accepted");
+        CHECK(exec_run(exe, bad_in, got, err, sizeof err) == KILN_ERR_USAGE && strstr(err, "input"),
+              "swapped inputs accepted");
     }
-    if (exe) cpu_backend.destroy(exe);
+    exec_destroy(exe);
     for (int i = 0; ok && i < 4; i++) kiln_tensor_free(&want[i]);
     kiln_tensor_free(&in[0]);
     kiln_tensor_free(&in[1]);

@@ -1,0 +1,158 @@
+/* backend.h - what a device is to kiln: a table of functions (as ggml's
+ * backends are), and the one array of them (runtime/backends.c).
+ *
+ * A backend only does what differs between devices: it compiles a kernel
+ * program (prepare), moves bytes (alloc, copy_in, copy_out) and launches one
+ * kernel at a time (launch).  Everything else is the executor's
+ * (runtime/exec.c) and the same for every device: scheduling with the same
+ * fusion options, verifying the kernel program, checking inputs, allocating
+ * outputs, laying out and binding buffers, copying results, timing `bench`.
+ *
+ * Adding a device is one file that defines a `const Backend` and one row in
+ * KILN_BACKENDS (runtime/backends.c); cuda_emu.c is the example.  Its emit
+ * stages (`--emit=NAME`) and its `aot` writer come with the row: the command
+ * line and the REPL find them through the table, never by name.
+ *
+ * Threads: prepare() and release() run once per executable; every other hook
+ * may be called from several threads at once on one prepared program, each
+ * thread with its own call state (call_begin), so a backend keeps whatever a
+ * run writes (scratch, events, launch arguments) in the call state. */
+#ifndef KILN_BACKEND_H
+#define KILN_BACKEND_H
+
+#include "codegen/kernel.h"
+
+#include <stdio.h>
+
+typedef enum { PREC_F32, PREC_F16, PREC_BF16, PREC_AUTO } Precision;
+
+typedef struct {
+    int opt_level; /* 0 or 2 */
+    Precision precision;
+    const char *arch; /* CUDA: "sm_90"; NULL for the device's own */
+    const char *cpu;  /* CPU: the target of aot --target=cpu (--cpu); NULL for the host */
+    bool verbose;
+    /* graph passes (passes/pass.h), applied by driver_bind */
+    const char *passes;      /* --passes=a,b,c: exactly these; NULL: the -O level's */
+    const char *print_after; /* --print-after=PASS|all */
+    bool fast_math;          /* --fast-math */
+    bool remarks;            /* --remarks: the passes' and the fusion scheduler's, on every device */
+} CompileOptions;
+
+/* What a backend can do; the executor and the front ends read these rather
+ * than backend names. */
+typedef enum {
+    /* Runs fused kernel programs (prepare + launch).  Without it the backend
+     * runs the graph itself (run_graph): the reference interpreter. */
+    BK_KERNELS = 1 << 0,
+    /* Buffers are host memory: the kernels read the caller's inputs and write
+     * the outputs in place, temporaries live in a host arena, and alloc /
+     * copy_in / copy_out are not used.  Without it every buffer is device
+     * memory reached through those three hooks. */
+    BK_HOST_MEMORY = 1 << 1,
+    /* An accelerator behind a driver: preferred as the default device where
+     * available() says it can be used. */
+    BK_ACCELERATOR = 1 << 2,
+} BackendCaps;
+
+/* One stage of `kiln emit --emit=NAME` (and the REPL's :emit) that belongs
+ * to a backend: it prints the kernel program as this backend compiles it. */
+typedef struct {
+    const char *name; /* "llvm", "cuda", "ptx"; NULL ends a backend's list */
+    const char *what; /* for help texts: "LLVM IR of the kernels" */
+    KilnStatus (*emit)(const KProgram *kp, const CompileOptions *opt, FILE *out, char *err, size_t errlen);
+} EmitStage;
+
+/* How a backend runs kernel programs (BK_KERNELS). */
+typedef struct {
+    /* Compiles a verified kernel program; the result is the backend's (NULL
+     * with a message).  kp outlives it. */
+    void *(*prepare)(const KProgram *kp, const CompileOptions *opt, char *err, size_t errlen);
+    void (*release)(void *prog);
+    /* Per-call state (NULL hooks: none).  call_begin also makes the device
+     * current for the calling thread; every other hook of a run (launch,
+     * sync, buffers, clock) runs between the two. */
+    bool (*call_begin)(void *prog, void **call, char *err, size_t errlen);
+    void (*call_end)(void *prog, void *call);
+    /* Runs kernel `kernel` of the program with bufs[b] the memory of buffer b
+     * (kernel.h); may return before it finishes when sync is not NULL. */
+    bool (*launch)(void *prog, void *call, int kernel, void *const *bufs, char *err, size_t errlen);
+    /* Waits for every launch of the call (NULL: launches are synchronous). */
+    bool (*sync)(void *prog, void *call, char *err, size_t errlen);
+} BackendKernels;
+
+/* Device memory (BK_KERNELS without BK_HOST_MEMORY): every buffer at a
+ * multiple of `align` bytes in memory that only these hooks reach. */
+typedef struct {
+    int align;
+    bool (*alloc)(void *prog, size_t bytes, void **ptr, char *err, size_t errlen);
+    void (*free)(void *prog, void *ptr);
+    bool (*copy_in)(void *prog, void *dst, const void *src, size_t bytes, char *err, size_t errlen);
+    bool (*copy_out)(void *prog, void *dst, const void *src, size_t bytes, char *err, size_t errlen);
+} BackendBuffers;
+
+/* `bench` on the device's own clock: mark(slot) records a time stamp after
+ * the work launched so far; after sync, elapsed(from, to) is the time
+ * between two marks.  NULL: the executor reads the host clock around
+ * synchronous launches. */
+typedef struct {
+    bool (*mark)(void *prog, void *call, int slot, char *err, size_t errlen);
+    bool (*elapsed)(void *prog, void *call, int from, int to, double *ms, char *err, size_t errlen);
+} BackendClock;
+
+/* `kiln aot --target=NAME[:VARIANT] -o DIR`: write() puts a bundle of the
+ * kernel program into DIR (which exists); variant is the text after ':' or
+ * NULL.  `variant` names what VARIANT is, for messages ("sm_XX"). */
+typedef struct {
+    KilnStatus (*write)(const KProgram *kp, const IRGraph *g, const CompileOptions *opt, const char *variant,
+                        const char *dir, char *err, size_t errlen);
+    const char *variant;
+} BackendAot;
+
+typedef struct Backend {
+    const char *name;    /* --device=NAME, --target=NAME[:VARIANT] */
+    const char *summary; /* one line for help texts */
+    unsigned caps;       /* BackendCaps */
+    /* Whether the device can be used here; if not, why (for the user).
+     * NULL: always. */
+    bool (*available)(char *why, size_t n);
+    BackendKernels kernels;
+    BackendBuffers buffers;
+    BackendClock clock;
+    /* Without BK_KERNELS: runs the graph as a whole; allocates outputs. */
+    bool (*run_graph)(const IRGraph *g, const KilnTensor *inputs, KilnTensor *outputs, char *err,
+                      size_t errlen);
+    /* What the backend adds to `emit` (NULL or ended by a {NULL} row) and
+     * `aot` (write NULL: none). */
+    const EmitStage *stages;
+    BackendAot aot;
+} Backend;
+
+/* ---- runtime/backends.c: the table */
+
+/* Every backend of this build, in the order the help texts list them. */
+int backend_count(void);
+const Backend *backend_at(int i);
+/* The backend called `name`, usable or not; NULL if there is none. */
+const Backend *backend_lookup(const char *name);
+/* The backend called `name`, ready to run: KILN_OK, KILN_ERR_USAGE (no such
+ * device: err lists the devices) or KILN_ERR_DEVICE (not usable here: err
+ * says why). */
+KilnStatus backend_open(const char *name, const Backend **out, char *err, size_t errlen);
+/* The device used when the user names none: the first available
+ * accelerator, else cpu, else ref. */
+const char *backend_default(void);
+/* The backend that writes `aot --target=TARGET` (TARGET is NAME or
+ * NAME:VARIANT; *variant gets the part after ':' or NULL); NULL with a
+ * message listing the targets if none does. */
+const Backend *backend_aot_target(const char *target, const char **variant, char *err, size_t errlen);
+/* The backend that owns emit stage `name` and the stage; NULL if none does. */
+const EmitStage *backend_stage(const char *name, const Backend **owner);
+/* The C type of a dtype's elements in the headers aot bundles declare
+ * (f16 and bf16 are their 16-bit patterns, bool one byte). */
+const char *aot_c_type(KilnDType dt);
+/* "ref, kir, cpu, ..." (sep between names) and the backends' emit stages. */
+void backend_names(StrBuf *out, const char *sep);
+void backend_stage_names(StrBuf *out, const char *sep);
+
+#endif

@@ -1,0 +1,535 @@
+/* exec.c - the one executor (contract in exec.h): schedules, verifies,
+ * binds, runs and copies for every backend of the table.
+ *
+ * A run, for a backend with BK_KERNELS:
+ *   1. check every input against the parameter's dtype and element count
+ *      (bound parameters come from the executable instead);
+ *   2. allocate the outputs (host tensors, the caller's);
+ *   3. bind bufs[b] for every buffer of the kernel program: on a host
+ *      backend an input is the caller's data, an output the output tensor's
+ *      data and a temporary a place in one 64-byte aligned host arena; on a
+ *      device backend everything lies in one device allocation (exec_layout)
+ *      except the bound parameters, which have their own, and the inputs are
+ *      copied in;
+ *   4. launch every kernel in order, then sync;
+ *   5. results: a host backend copies those held by another buffer (a
+ *      parameter, another result); a device backend copies each result out
+ *      of the buffer that holds it.
+ * Graph-level backends (ref) get the inputs, bound ones merged in, and run
+ * the graph themselves.  Every failure frees what the run made. */
+#include "runtime/exec.h"
+
+#include "passes/fuse.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { HOST_ALIGN = 64 };
+
+typedef struct {
+    KilnDType dtype;
+    int rank;
+    int64_t *shape;
+    int64_t numel;
+    const char *name; /* parameters: for messages */
+} TensorType;
+
+struct Executable {
+    const Backend *be;
+    const IRGraph *g; /* graph-level backends run it (borrowed) */
+    Arena *arena;     /* the kernel program's, and the types' */
+    KProgram *kp;     /* NULL for graph-level backends */
+    void *prog;       /* the backend's compiled program */
+    int nparams, nresults;
+    TensorType *params, *results;
+    /* per parameter: whether it is bound, its host copy and, on a device
+     * backend, its device copy */
+    bool *is_bound;
+    KilnTensor *bound;
+    void **bound_dev;
+};
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static bool has(const Executable *x, unsigned cap) { return (x->be->caps & cap) != 0; }
+
+static size_t buf_bytes(const KBuf *b) { return (size_t)b->numel * kiln_dtype_size(b->dtype); }
+
+/* ------------------------------------------------------------ compiling */
+
+KProgram *exec_schedule(Arena *arena, const IRGraph *g, const CompileOptions *opt, char *err, size_t errlen) {
+    FuseOptions fo = {.fuse = !opt || opt->opt_level > 0, .remarks = opt && opt->remarks};
+    char ferr[1024] = "";
+    KProgram *kp = fuse_graph(arena, g, &fo, ferr, sizeof ferr);
+    if (!kp) {
+        snprintf(err, errlen, "%s", ferr[0] ? ferr : "the fusion scheduler failed");
+        return NULL;
+    }
+    char verr[512] = "";
+    if (!kprog_verify(kp, verr, sizeof verr)) {
+        snprintf(err, errlen, "internal error: the kernel program of '%s' is malformed: %s", g->name, verr);
+        kprog_destroy(kp);
+        return NULL;
+    }
+    return kp;
+}
+
+static void record_type(Arena *a, const IRGraph *g, int node, TensorType *t) {
+    const Node *n = ir_node(g, node);
+    t->dtype = n->dtype;
+    t->rank = n->rank;
+    t->shape = ARENA_ARRAY(a, int64_t, n->rank + 1);
+    for (int d = 0; d < n->rank; d++) t->shape[d] = n->shape[d];
+    t->numel = ir_numel(n);
+    t->name = n->name ? arena_strdup(a, n->name) : NULL;
+}
+
+/* What the executor relies on when it binds: every buffer names a parameter
+ * or result that exists, temporaries lie inside the arena, and each result's
+ * buffer has the result's dtype and size. */
+static bool check_program(const Executable *x, char *err, size_t errlen) {
+    const KProgram *kp = x->kp;
+    for (int i = 0; i < kp->bufs.len; i++) {
+        const KBuf *b = &kp->bufs.data[i];
+        int limit = b->kind == KB_INPUT ? x->nparams : b->kind == KB_OUTPUT ? x->nresults : 0;
+        bool ok = b->kind == KB_TEMP ? b->offset >= 0 && b->offset + (int64_t)buf_bytes(b) <= kp->arena_bytes
+                                     : b->index >= 0 && b->index < limit;
+        const TensorType *t = !ok || b->kind == KB_TEMP ? NULL
+                              : b->kind == KB_INPUT     ? &x->params[b->index]
+                                                        : &x->results[b->index];
+        if (t) ok = b->dtype == t->dtype && b->numel == t->numel;
+        if (!ok) {
+            snprintf(err, errlen, "internal error: buffer %s (%d) does not fit the graph or the arena",
+                     b->name, i);
+            return false;
+        }
+    }
+    for (int r = 0; r < x->nresults; r++) {
+        int rb = r < kp->result_buf.len ? kp->result_buf.data[r] : -1;
+        const KBuf *b = rb >= 0 && rb < kp->bufs.len ? &kp->bufs.data[rb] : NULL;
+        if (!b || b->dtype != x->results[r].dtype || b->numel != x->results[r].numel) {
+            snprintf(err, errlen, "internal error: result %d is not held by a buffer of its type and size",
+                     r);
+            return false;
+        }
+    }
+    return true;
+}
+
+Executable *exec_compile(const Backend *be, const IRGraph *g, const CompileOptions *opt, char *err,
+                         size_t errlen) {
+    const char *sym;
+    if (!ir_graph_is_concrete(g, &sym)) {
+        snprintf(err, errlen, "dimension %s is not bound; pass --dim %s=SIZE", sym, sym);
+        return NULL;
+    }
+    Executable *x = xcalloc(1, sizeof *x);
+    x->be = be;
+    x->g = g;
+    x->arena = arena_new();
+    x->nparams = g->params.len;
+    x->nresults = g->results.len;
+    x->params = ARENA_ARRAY(x->arena, TensorType, x->nparams + 1);
+    x->results = ARENA_ARRAY(x->arena, TensorType, x->nresults + 1);
+    for (int i = 0; i < x->nparams; i++) record_type(x->arena, g, g->params.data[i], &x->params[i]);
+    for (int i = 0; i < x->nresults; i++) record_type(x->arena, g, g->results.data[i], &x->results[i]);
+    x->is_bound = xcalloc((size_t)x->nparams + 1, sizeof *x->is_bound);
+    x->bound = xcalloc((size_t)x->nparams + 1, sizeof *x->bound);
+    x->bound_dev = xcalloc((size_t)x->nparams + 1, sizeof *x->bound_dev);
+    if (!has(x, BK_KERNELS)) return x;
+    double t0 = now_ms();
+    char berr[2048] = "";
+    x->kp = exec_schedule(x->arena, g, opt, berr, sizeof berr);
+    if (x->kp && opt && opt->verbose)
+        fprintf(stderr, "kiln: %s: scheduled %d kernels in %.1f ms\n", be->name, x->kp->kernels.len,
+                now_ms() - t0);
+    if (x->kp && check_program(x, berr, sizeof berr))
+        x->prog = be->kernels.prepare(x->kp, opt, berr, sizeof berr);
+    if (!x->prog) {
+        snprintf(err, errlen, "%s: %s", be->name, berr[0] ? berr : "compilation failed");
+        exec_destroy(x);
+        return NULL;
+    }
+    return x;
+}
+
+void exec_destroy(Executable *x) {
+    if (!x) return;
+    /* device copies of bound parameters go inside a call: the device must be
+     * current on this thread */
+    void *state = NULL;
+    bool begun = false;
+    for (int i = 0; i < x->nparams; i++) {
+        if (x->bound_dev[i] && !begun) {
+            char err[256];
+            begun = !x->be->kernels.call_begin || x->be->kernels.call_begin(x->prog, &state, err, sizeof err);
+        }
+        if (x->bound_dev[i]) x->be->buffers.free(x->prog, x->bound_dev[i]);
+        kiln_tensor_free(&x->bound[i]);
+    }
+    if (begun && x->be->kernels.call_end) x->be->kernels.call_end(x->prog, state);
+    if (x->prog) x->be->kernels.release(x->prog);
+    kprog_destroy(x->kp);
+    free(x->is_bound);
+    free(x->bound);
+    free(x->bound_dev);
+    arena_free(x->arena);
+    free(x);
+}
+
+const Backend *exec_backend(const Executable *x) { return x->be; }
+int exec_nparams(const Executable *x) { return x->nparams; }
+int exec_nresults(const Executable *x) { return x->nresults; }
+const KProgram *exec_program(const Executable *x) { return x->kp; }
+
+/* ------------------------------------------------------------ a call */
+
+/* What one run holds; call_close frees all of it. */
+typedef struct {
+    const Executable *x;
+    void *state; /* the backend's call state */
+    bool begun;
+    void **bufs; /* per buffer */
+    void *host_arena;
+    void *dev_block;       /* device backends: the run's one allocation */
+    const KilnTensor **in; /* per parameter: the caller's or the bound tensor */
+} Call;
+
+static bool check_input(const Executable *x, int i, const KilnTensor *t, char *err, size_t errlen) {
+    const TensorType *p = &x->params[i];
+    if (t && t->dtype == p->dtype && kiln_tensor_numel(t) == p->numel && (t->data || p->numel == 0))
+        return true;
+    if (!t) {
+        snprintf(err, errlen, "input %d ('%s') is missing", i, p->name ? p->name : "?");
+        return false;
+    }
+    snprintf(err, errlen, "input %d ('%s') is %s[%lld elements]; the compiled graph wants %s[%lld elements]",
+             i, p->name ? p->name : "?", kiln_dtype_name(t->dtype), (long long)kiln_tensor_numel(t),
+             kiln_dtype_name(p->dtype), (long long)p->numel);
+    return false;
+}
+
+static KilnStatus call_open(Call *c, const Executable *x, const KilnTensor *inputs, char *err,
+                            size_t errlen) {
+    memset(c, 0, sizeof *c);
+    c->x = x;
+    c->in = xcalloc((size_t)x->nparams + 1, sizeof *c->in);
+    for (int i = 0; i < x->nparams; i++) {
+        c->in[i] = x->is_bound[i] ? &x->bound[i] : inputs ? &inputs[i] : NULL;
+        if (!check_input(x, i, c->in[i], err, errlen)) return KILN_ERR_USAGE;
+    }
+    if (!has(x, BK_KERNELS)) return KILN_OK;
+    if (x->be->kernels.call_begin && !x->be->kernels.call_begin(x->prog, &c->state, err, errlen))
+        return KILN_ERR_DEVICE;
+    c->begun = true;
+    c->bufs = xcalloc((size_t)x->kp->bufs.len + 1, sizeof *c->bufs);
+    return KILN_OK;
+}
+
+static void call_close(Call *c) {
+    const Executable *x = c->x;
+    if (c->dev_block) x->be->buffers.free(x->prog, c->dev_block);
+    if (c->begun && x->be->kernels.call_end) x->be->kernels.call_end(x->prog, c->state);
+    free(c->host_arena);
+    free(c->bufs);
+    free(c->in);
+    memset(c, 0, sizeof *c);
+}
+
+static bool alloc_outputs(const Executable *x, KilnTensor *outputs, char *err, size_t errlen) {
+    for (int r = 0; r < x->nresults; r++) {
+        const TensorType *t = &x->results[r];
+        if (!kiln_tensor_init(&outputs[r], t->dtype, t->rank, t->shape)) {
+            snprintf(err, errlen, "out of host memory for result %d (%lld elements)", r, (long long)t->numel);
+            for (int i = 0; i < r; i++) kiln_tensor_free(&outputs[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Host backends: inputs and outputs in place, temporaries in one arena. */
+static bool bind_host(Call *c, KilnTensor *outputs, char *err, size_t errlen) {
+    const KProgram *kp = c->x->kp;
+    if (kp->arena_bytes > 0) {
+        size_t bytes = ((size_t)kp->arena_bytes + HOST_ALIGN - 1) / HOST_ALIGN * HOST_ALIGN;
+        if (!(c->host_arena = aligned_alloc(HOST_ALIGN, bytes))) {
+            snprintf(err, errlen, "out of host memory for the intermediates (%lld bytes)",
+                     (long long)kp->arena_bytes);
+            return false;
+        }
+    }
+    for (int i = 0; i < kp->bufs.len; i++) {
+        const KBuf *b = &kp->bufs.data[i];
+        if (b->kind == KB_INPUT)
+            c->bufs[i] = c->in[b->index]->data;
+        else if (b->kind == KB_OUTPUT)
+            c->bufs[i] = outputs[b->index].data;
+        else
+            c->bufs[i] = (char *)c->host_arena + b->offset;
+    }
+    return true;
+}
+
+/* Device backends: one allocation for the run, bound parameters apart. */
+static bool bind_device(Call *c, char *err, size_t errlen) {
+    const Executable *x = c->x;
+    const KProgram *kp = x->kp;
+    int nb = kp->bufs.len;
+    bool *skip = xcalloc((size_t)nb + 1, sizeof *skip);
+    int64_t *off = xcalloc((size_t)nb + 1, sizeof *off);
+    for (int i = 0; i < nb; i++)
+        skip[i] = kp->bufs.data[i].kind == KB_INPUT && x->bound_dev[kp->bufs.data[i].index];
+    int64_t total = exec_layout(kp, x->be->buffers.align, skip, off);
+    bool ok = total <= 0 || x->be->buffers.alloc(x->prog, (size_t)total, &c->dev_block, err, errlen);
+    for (int i = 0; ok && i < nb; i++) {
+        const KBuf *b = &kp->bufs.data[i];
+        c->bufs[i] = skip[i] ? x->bound_dev[b->index] : (char *)c->dev_block + off[i];
+        if (b->kind == KB_INPUT && !skip[i] && buf_bytes(b))
+            ok =
+                x->be->buffers.copy_in(x->prog, c->bufs[i], c->in[b->index]->data, buf_bytes(b), err, errlen);
+    }
+    free(skip);
+    free(off);
+    return ok;
+}
+
+static bool launch_all(Call *c, char *err, size_t errlen) {
+    const Executable *x = c->x;
+    for (int k = 0; k < x->kp->kernels.len; k++)
+        if (!x->be->kernels.launch(x->prog, c->state, k, c->bufs, err, errlen)) return false;
+    return !x->be->kernels.sync || x->be->kernels.sync(x->prog, c->state, err, errlen);
+}
+
+/* Results: copied from the buffer that holds each (host: only when that is
+ * not the output itself). */
+static bool copy_results(Call *c, KilnTensor *outputs, char *err, size_t errlen) {
+    const Executable *x = c->x;
+    const KProgram *kp = x->kp;
+    for (int r = 0; r < x->nresults; r++) {
+        int rb = kp->result_buf.data[r];
+        size_t bytes = buf_bytes(&kp->bufs.data[rb]);
+        if (has(x, BK_HOST_MEMORY)) {
+            if (c->bufs[rb] != outputs[r].data && bytes) memcpy(outputs[r].data, c->bufs[rb], bytes);
+        } else if (bytes &&
+                   !x->be->buffers.copy_out(x->prog, outputs[r].data, c->bufs[rb], bytes, err, errlen)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool bind(Call *c, KilnTensor *outputs, char *err, size_t errlen) {
+    return has(c->x, BK_HOST_MEMORY) ? bind_host(c, outputs, err, errlen) : bind_device(c, err, errlen);
+}
+
+KilnStatus exec_run(const Executable *x, const KilnTensor *inputs, KilnTensor *outputs, char *err,
+                    size_t errlen) {
+    Call c;
+    KilnStatus st = call_open(&c, x, inputs, err, errlen);
+    if (st == KILN_OK && !has(x, BK_KERNELS)) {
+        KilnTensor *in = xcalloc((size_t)x->nparams + 1, sizeof *in);
+        for (int i = 0; i < x->nparams; i++) in[i] = *c.in[i];
+        if (!x->be->run_graph(x->g, in, outputs, err, errlen)) st = KILN_ERR_DEVICE;
+        free(in);
+        call_close(&c);
+        return st;
+    }
+    if (st == KILN_OK && !alloc_outputs(x, outputs, err, errlen))
+        st = KILN_ERR_DEVICE;
+    else if (st == KILN_OK) {
+        if (!bind(&c, outputs, err, errlen) || !launch_all(&c, err, errlen) ||
+            !copy_results(&c, outputs, err, errlen))
+            st = KILN_ERR_DEVICE;
+        if (st != KILN_OK)
+            for (int r = 0; r < x->nresults; r++) kiln_tensor_free(&outputs[r]);
+    }
+    call_close(&c);
+    return st;
+}
+
+/* ------------------------------------------------------------ binding */
+
+KilnStatus exec_bind(Executable *x, int param, const KilnTensor *t, char *err, size_t errlen) {
+    if (param < 0 || param >= x->nparams) {
+        snprintf(err, errlen, "the graph has no parameter %d (it has %d)", param, x->nparams);
+        return KILN_ERR_USAGE;
+    }
+    if (!check_input(x, param, t, err, errlen)) return KILN_ERR_USAGE;
+    KilnTensor copy;
+    if (!kiln_tensor_init(&copy, t->dtype, t->rank, t->shape)) {
+        snprintf(err, errlen, "out of host memory for parameter %d", param);
+        return KILN_ERR_DEVICE;
+    }
+    size_t bytes = (size_t)x->params[param].numel * kiln_dtype_size(t->dtype);
+    if (bytes) memcpy(copy.data, t->data, bytes);
+    void *dev = NULL;
+    if (has(x, BK_KERNELS) && !has(x, BK_HOST_MEMORY) && bytes) {
+        void *state = NULL;
+        bool ok = !x->be->kernels.call_begin || x->be->kernels.call_begin(x->prog, &state, err, errlen);
+        bool begun = ok;
+        ok = ok && x->be->buffers.alloc(x->prog, bytes, &dev, err, errlen);
+        if (ok && !x->be->buffers.copy_in(x->prog, dev, copy.data, bytes, err, errlen)) {
+            x->be->buffers.free(x->prog, dev);
+            ok = false;
+        }
+        if (begun && x->be->kernels.call_end) x->be->kernels.call_end(x->prog, state);
+        if (!ok) {
+            kiln_tensor_free(&copy);
+            return KILN_ERR_DEVICE;
+        }
+    }
+    if (x->bound_dev[param]) x->be->buffers.free(x->prog, x->bound_dev[param]);
+    kiln_tensor_free(&x->bound[param]);
+    x->is_bound[param] = true;
+    x->bound[param] = copy;
+    x->bound_dev[param] = dev;
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------ bench */
+
+static int cmp_double(const void *a, const void *b) {
+    double p = *(const double *)a, q = *(const double *)b;
+    return p < q ? -1 : p > q;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n ? (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2])) : 0;
+}
+
+/* Graph-level backends: whole runs on the host clock. */
+static KilnStatus bench_graph(const Executable *x, const KilnTensor *inputs, int runs, BenchReport *rep,
+                              char *err, size_t errlen) {
+    double *t = xcalloc((size_t)runs, sizeof *t);
+    KilnTensor *outs = xcalloc((size_t)x->nresults + 1, sizeof *outs);
+    KilnStatus st = KILN_OK;
+    for (int r = -1; r < runs && st == KILN_OK; r++) { /* r == -1: warm-up */
+        double t0 = now_ms();
+        st = exec_run(x, inputs, outs, err, errlen);
+        if (r >= 0) t[r] = now_ms() - t0;
+        for (int i = 0; st == KILN_OK && i < x->nresults; i++) kiln_tensor_free(&outs[i]);
+    }
+    rep->run_ms = median(t, runs);
+    rep->runs = runs;
+    free(t);
+    free(outs);
+    return st;
+}
+
+/* One timed run of every kernel: stamps[k] is the time before kernel k,
+ * stamps[nk] after the last (host clock, or the device's marks). */
+static bool timed_launches(Call *c, double *stamps, char *err, size_t errlen) {
+    const Executable *x = c->x;
+    const Backend *be = x->be;
+    int nk = x->kp->kernels.len;
+    bool device_clock = be->clock.mark && be->clock.elapsed;
+    for (int k = 0; k <= nk; k++) {
+        if (device_clock && !be->clock.mark(x->prog, c->state, k, err, errlen)) return false;
+        if (!device_clock) stamps[k] = now_ms();
+        if (k < nk && !be->kernels.launch(x->prog, c->state, k, c->bufs, err, errlen)) return false;
+    }
+    if (be->kernels.sync && !be->kernels.sync(x->prog, c->state, err, errlen)) return false;
+    for (int k = 0; device_clock && k <= nk; k++)
+        if (!be->clock.elapsed(x->prog, c->state, 0, k, &stamps[k], err, errlen)) return false;
+    return true;
+}
+
+KilnStatus exec_bench(const Executable *x, const KilnTensor *inputs, int runs, BenchReport *rep, char *err,
+                      size_t errlen) {
+    if (runs < 1) runs = 1;
+    if (!has(x, BK_KERNELS)) return bench_graph(x, inputs, runs, rep, err, errlen);
+    int nk = x->kp->kernels.len;
+    Call c;
+    KilnTensor *outs = xcalloc((size_t)x->nresults + 1, sizeof *outs);
+    double *t = xcalloc((size_t)(nk + 1) * (size_t)runs, sizeof *t); /* [kernel or whole][run] */
+    double *stamps = xcalloc((size_t)nk + 1, sizeof *stamps);
+    KilnStatus st = call_open(&c, x, inputs, err, errlen);
+    bool made = st == KILN_OK && alloc_outputs(x, outs, err, errlen);
+    if (st == KILN_OK && (!made || !bind(&c, outs, err, errlen))) st = KILN_ERR_DEVICE;
+    for (int r = -1; r < runs && st == KILN_OK; r++) { /* r == -1: warm-up */
+        if (!timed_launches(&c, stamps, err, errlen)) {
+            st = KILN_ERR_DEVICE;
+            break;
+        }
+        for (int k = 0; r >= 0 && k < nk; k++)
+            t[(size_t)k * (size_t)runs + (size_t)r] = stamps[k + 1] - stamps[k];
+        if (r >= 0) t[(size_t)nk * (size_t)runs + (size_t)r] = stamps[nk] - stamps[0];
+    }
+    if (st == KILN_OK && !copy_results(&c, outs, err, errlen)) st = KILN_ERR_DEVICE;
+    if (st == KILN_OK) {
+        rep->runs = runs;
+        rep->run_ms = median(t + (size_t)nk * (size_t)runs, runs);
+        for (int k = 0; k < nk; k++) {
+            const Kernel *kn = &x->kp->kernels.data[k];
+            KernelTiming kt = {kn->name, median(t + (size_t)k * (size_t)runs, runs), kn->bytes, kn->flops};
+            VEC_PUSH(rep->kernels, kt);
+        }
+    }
+    for (int i = 0; made && i < x->nresults; i++) kiln_tensor_free(&outs[i]);
+    call_close(&c);
+    free(outs);
+    free(t);
+    free(stamps);
+    return st;
+}
+
+/* ------------------------------------------------------------ emit, aot, layout */
+
+KilnStatus exec_emit(const IRGraph *g, const char *stage, const CompileOptions *opt, FILE *out, char *err,
+                     size_t errlen) {
+    const Backend *be;
+    const EmitStage *s = backend_stage(stage, &be);
+    if (!s) {
+        StrBuf names = {0};
+        backend_stage_names(&names, ", ");
+        snprintf(err, errlen, "no backend emits '%s' (backend stages: %s)", stage,
+                 names.data ? names.data : "none");
+        sb_free(&names);
+        return KILN_ERR_USAGE;
+    }
+    Arena *arena = arena_new();
+    char serr[2048] = "";
+    KProgram *kp = exec_schedule(arena, g, opt, serr, sizeof serr);
+    KilnStatus st = kp ? s->emit(kp, opt, out, serr, sizeof serr) : KILN_ERR_DEVICE;
+    if (st != KILN_OK) snprintf(err, errlen, "%s: %s", be->name, serr);
+    kprog_destroy(kp);
+    arena_free(arena);
+    return st;
+}
+
+KilnStatus exec_aot(const IRGraph *g, const char *target, const CompileOptions *opt, const char *dir,
+                    char *err, size_t errlen) {
+    const char *variant;
+    const Backend *be = backend_aot_target(target, &variant, err, errlen);
+    if (!be) return KILN_ERR_USAGE;
+    Arena *arena = arena_new();
+    char serr[4096] = "";
+    KProgram *kp = exec_schedule(arena, g, opt, serr, sizeof serr);
+    KilnStatus st = kp ? be->aot.write(kp, g, opt, variant, dir, serr, sizeof serr) : KILN_ERR_DEVICE;
+    if (st != KILN_OK) snprintf(err, errlen, "%s: %s", be->name, serr);
+    kprog_destroy(kp);
+    arena_free(arena);
+    return st;
+}
+
+int64_t exec_layout(const KProgram *p, int64_t align, const bool *skip, int64_t *off) {
+    if (align < 1) align = 1;
+    int64_t at = 0;
+    for (int i = 0; i < p->bufs.len; i++) {
+        const KBuf *b = &p->bufs.data[i];
+        off[i] = -1;
+        if (b->kind == KB_TEMP || (skip && skip[i])) continue;
+        off[i] = at;
+        at += ((int64_t)buf_bytes(b) + align - 1) / align * align;
+    }
+    for (int i = 0; i < p->bufs.len; i++)
+        if (p->bufs.data[i].kind == KB_TEMP) off[i] = at + p->bufs.data[i].offset;
+    return at + p->arena_bytes;
+}
