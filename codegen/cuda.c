@@ -121,6 +121,10 @@ static const char prelude[] =
     "KDEV int ki_mod(int a, int b) { return (int)ki_mod64(a, b); }\n"
     "KDEV long long ki_mod(long long a, long long b) { return ki_mod64(a, b); }\n"
     "KDEV int ki_pow(int a, int b) { return (int)(unsigned)(unsigned long long)ki_pow64(a, b); }\n"
+    "KDEV long long ki_index(long long i, long long n) { /* take: from the end, then clamped */\n"
+    "    if (i < 0) i += n;\n"
+    "    return i < 0 ? 0 : i >= n ? n - 1 : i;\n"
+    "}\n"
     "KDEV long long ki_pow(long long a, long long b) { return ki_pow64(a, b); }\n"
     "/* conversions to integers: truncation, NaN -> 0, saturating at the ends */\n"
     "template <class T> KDEV int kc_i32(T x) {\n"
@@ -370,6 +374,7 @@ static void compute_ranges(KCtx *c) {
                 lo = hi = (int64_t)in->value;
             break;
         case KI_OUTER: lo = 0, hi = k->outer > 0 ? k->outer - 1 : 0; break;
+        case KI_INDEX: lo = 0, hi = in->value > 1 ? (int64_t)in->value - 1 : 0; break;
         case KI_INNER:
             if (in->stage >= 0 && in->stage < k->stages.len) {
                 int64_t e = k->stages.data[in->stage].extent;
@@ -393,7 +398,7 @@ static void compute_ranges(KCtx *c) {
         }
         c->lo[i] = lo, c->hi[i] = hi;
         c->small[i] = idx && lo >= INT32_MIN && hi <= INT32_MAX &&
-                      (in->kind == KI_CONST || in->kind == KI_OUTER || in->kind == KI_INNER ||
+                      (in->kind == KI_CONST || in->kind == KI_OUTER || in->kind == KI_INNER || in->kind == KI_INDEX ||
                        in->kind == KI_IADD || in->kind == KI_IMUL || in->kind == KI_IDIV ||
                        in->kind == KI_IMOD);
     }
@@ -728,6 +733,18 @@ static void emit_inst(KCtx *c, int i, const Names *nm) {
         if (in->a < 0) kfail(c, "v%d casts nothing", i);
         else use_as(c, in->a, in->dtype, &e);
         break;
+    case KI_INDEX: {
+        StrBuf a = {0};
+        if (in->a < 0) {
+            kfail(c, "v%d indexes with nothing", i);
+            break;
+        }
+        name_of(c, in->a, &a);
+        sb_printf(&e, c->small[i] ? "(int)ki_index((long long)%s, %lldLL)" : "ki_index((long long)%s, %lldLL)", a.data,
+                  (long long)in->value);
+        sb_free(&a);
+        break;
+    }
     case KI_IADD:
     case KI_IMUL:
     case KI_IDIV:

@@ -93,6 +93,7 @@ static const char *const inst_names[] = {
     [KI_CONST] = "const", [KI_OUTER] = "outer", [KI_INNER] = "inner", [KI_ACC] = "acc",
     [KI_LOAD] = "load",   [KI_ELEM] = "elem",   [KI_CAST] = "cast",   [KI_IADD] = "iadd",
     [KI_IMUL] = "imul",   [KI_IDIV] = "idiv",   [KI_IMOD] = "imod",   [KI_ILT] = "ilt",
+    [KI_INDEX] = "index",
 };
 
 static void print_inst(const KProgram *p, const Kernel *k, int i, FILE *out) {
@@ -112,6 +113,7 @@ static void print_inst(const KProgram *p, const Kernel *k, int i, FILE *out) {
         for (int x = 0, ops[3] = {in->a, in->b, in->c}; x < 3; x++)
             if (ops[x] >= 0) fprintf(out, "%sv%d", x ? ", " : " ", ops[x]);
         break;
+    case KI_INDEX: fprintf(out, "index v%d of %.0f", in->a, in->value); break;
     default:
         fprintf(out, "%s v%d", inst_names[in->kind], in->a);
         if (in->b >= 0) fprintf(out, ", v%d", in->b);

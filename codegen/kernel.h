@@ -40,6 +40,9 @@ typedef enum {
     KI_IDIV,
     KI_IMOD,
     KI_ILT, /* bool: a < b on i64 */
+    KI_INDEX, /* i64: the integer a (a loaded index, i32 or i64) as a position on an axis of
+               * size `value`: negative counts from the end, then clamped into [0, value),
+               * since a kernel cannot stop the graph (take's gather) */
 } KInstKind;
 
 typedef struct {

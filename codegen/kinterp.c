@@ -55,6 +55,12 @@ static void eval_scope(const Kernel *k, const KProgram *p, void *const *bufs, do
         case KI_IDIV: v = (double)((int64_t)a / (int64_t)b); break;
         case KI_IMOD: v = (double)((int64_t)a % (int64_t)b); break;
         case KI_ILT: v = a < b; break;
+        case KI_INDEX: {
+            int64_t i = (int64_t)a, n = (int64_t)in->value;
+            if (i < 0) i += n;
+            v = (double)(i < 0 ? 0 : i >= n ? n - 1 : i);
+            break;
+        }
         }
         val[i] = v;
     }

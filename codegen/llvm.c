@@ -855,6 +855,7 @@ static Range *index_ranges(const Kernel *k) {
         }
         switch (in->kind) {
         case KI_OUTER: *r = (Range){0, k->outer > 0 ? k->outer - 1 : 0, true}; break;
+        case KI_INDEX: *r = (Range){0, in->value > 1 ? (int64_t)in->value - 1 : 0, true}; break;
         case KI_INNER: {
             int64_t e = in->stage >= 0 ? k->stages.data[in->stage].extent : 1;
             *r = (Range){0, e > 0 ? e - 1 : 0, true};
@@ -984,6 +985,22 @@ static LLVMValueRef idx_arith(Kc *kc, const KInst *in) {
 
 static KilnDType inst_dtype(const Kc *kc, int i) { return kc->k->insts.data[i].dtype; }
 
+/* take's position: the loaded index in i64 (it may not fit the narrow index
+ * type before it is clamped), from the end when negative, clamped into
+ * [0, n), then in the index type. */
+static LLVMValueRef emit_index(Kc *kc, const KInst *in) {
+    Cg *cg = kc->cg;
+    LLVMValueRef v = kc->val[in->a];
+    if (LLVMGetTypeKind(LLVMTypeOf(v)) != LLVMIntegerTypeKind) v = conv(cg, v, inst_dtype(kc, in->a), KILN_I64);
+    else if (LLVMGetIntTypeWidth(LLVMTypeOf(v)) < 64) v = LLVMBuildSExt(cg->b, v, cg->t_i64, "");
+    LLVMValueRef n = LLVMConstInt(cg->t_i64, (unsigned long long)(int64_t)in->value, 1);
+    LLVMValueRef zero = LLVMConstInt(cg->t_i64, 0, 0), last = LLVMConstInt(cg->t_i64, (unsigned long long)((int64_t)in->value - 1), 1);
+    v = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, v, zero, ""), LLVMBuildAdd(cg->b, v, n, ""), v, "");
+    v = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, v, zero, ""), zero, v, "");
+    v = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, v, last, ""), last, v, "");
+    return as_idx(kc, v);
+}
+
 static LLVMValueRef emit_inst(Kc *kc, int i) {
     Cg *cg = kc->cg;
     const KInst *in = &kc->k->insts.data[i];
@@ -1007,6 +1024,7 @@ static LLVMValueRef emit_inst(Kc *kc, int i) {
     case KI_IDIV:
     case KI_IMOD:
     case KI_ILT: return idx_arith(kc, in);
+    case KI_INDEX: return emit_index(kc, in);
     }
     return NULL;
 }

@@ -73,8 +73,9 @@ static bool stopped(Builder *b) { return b->too_large || b->m.too_large; }
 
 /* ---- names and suggestions ---------------------------------------------- */
 
-static const char *const sugar_builtins[] = {
-    "clamp", "linear", "zeros", "ones", "squeeze", "unsqueeze", "global_avgpool", NULL,
+const char *const lang_sugar_builtins[] = {
+    "clamp",     "linear",     "zeros",       "ones",       "squeeze", "unsqueeze", "global_avgpool",
+    "batchnorm", "leaky_relu", "hardsigmoid", "reciprocal", "isnan",   "isinf",     NULL,
 };
 
 static bool parse_dtype(const char *name, KilnDType *out) { return kiln_dtype_from_name(name, out); }
@@ -449,6 +450,28 @@ static bool int_pair(Builder *b, const Expr *e, const char *what, int64_t out[2]
     return ok;
 }
 
+/* padding=1, padding=[h, w] or padding=[[top, bottom], [left, right]]:
+ * pad = top, bottom, left, right. */
+static bool padding_arg(Builder *b, const Expr *e, int64_t pad[4]) {
+    if (e->kind == E_LIST && e->nargs > 0 && e->args[0]->kind == E_LIST) {
+        bool ok = e->nargs == 2;
+        for (int i = 0; ok && i < 2; i++) {
+            const Expr *p = e->args[i];
+            ok = p->kind == E_LIST && p->nargs == 2 && const_int(b, p->args[0], "padding", &pad[2 * i]) &&
+                 const_int(b, p->args[1], "padding", &pad[2 * i + 1]);
+            if (!ok && (p->kind != E_LIST || p->nargs != 2))
+                diag_error(b->diags, p->loc, "padding must be [[top, bottom], [left, right]]");
+        }
+        if (e->nargs != 2) diag_error(b->diags, e->loc, "padding must be [[top, bottom], [left, right]]");
+        return ok;
+    }
+    int64_t pair[2];
+    if (!int_pair(b, e, "padding", pair, 0)) return false;
+    pad[0] = pad[1] = pair[0];
+    pad[2] = pad[3] = pair[1];
+    return true;
+}
+
 /* The locations of a call's positional arguments, for the builder's messages
  * (a heap array: free it). */
 static Loc *arg_locs(const Expr *e) {
@@ -475,7 +498,18 @@ static int build_index(Builder *b, Frame *fr, const Expr *e) {
         s->step = 1;
         if (it->kind != E_SLICE) { /* x[i]: one element, axis dropped */
             s->index = true;
-            if (!const_int(b, it, "an index", &s->start)) ok = false;
+            if (e->nargs == 1 && const_eval(it).kind == CK_NONE) { /* x[idx]: take(x, idx, axis=0) */
+                free(axes);
+                Loc in[2] = {e->lhs->loc, it->loc};
+                MkLoc l = {.at = e->loc, .in = in};
+                return mk_take(&b->m, base, build_expr(b, fr, it), 0, l);
+            }
+            if (!const_int(b, it, "an index", &s->start)) {
+                if (const_eval(it).kind == CK_NONE)
+                    diag_hint(b->diags, "a tensor index stands alone: x[idx] is take(x, idx, axis=0); for "
+                                        "another axis use take(x, idx, axis=...)");
+                ok = false;
+            }
             continue;
         }
         s->has_start = it->lhs != NULL;
@@ -497,7 +531,11 @@ static const char *const kw_norm[] = {"axis", "eps", NULL};
 static const char *const kw_gelu[] = {"approximate", NULL};
 static const char *const kw_pad[] = {"value", NULL};
 static const char *const kw_conv[] = {"stride", "padding", "dilation", "groups", NULL};
-static const char *const kw_pool[] = {"stride", "padding", NULL};
+static const char *const kw_maxpool[] = {"stride", "padding", "ceil_mode", NULL};
+static const char *const kw_avgpool[] = {"stride", "padding", "ceil_mode", "count_include_pad", NULL};
+static const char *const kw_batchnorm[] = {"axis", "eps", NULL};
+static const char *const kw_leaky_relu[] = {"alpha", NULL};
+static const char *const kw_hardsigmoid[] = {"alpha", "beta", NULL};
 
 /* x is the built first argument (building it again would duplicate its nodes). */
 static int reduce(Builder *b, Op op, const CallCtx *c, int x) {
@@ -708,14 +746,11 @@ static int build_conv(Builder *b, Frame *fr, const CallCtx *c, int x) {
     int bias = e->nargs > 2 ? build_expr(b, fr, e->args[2]) : MK_NONE;
     if (w == POISON || bias == POISON) return POISON;
     MkConv cv = {.stride = {1, 1}, .dilation = {1, 1}, .groups = 1};
-    int64_t pad[2] = {0, 0};
     const Expr *k, *padding = kwarg(c, "padding");
     if ((k = kwarg(c, "stride")) && !int_pair(b, k, "stride", cv.stride, 1)) return POISON;
-    if (padding && !int_pair(b, padding, "padding", pad, 0)) return POISON;
+    if (padding && !padding_arg(b, padding, cv.pad)) return POISON;
     if ((k = kwarg(c, "dilation")) && !int_pair(b, k, "dilation", cv.dilation, 1)) return POISON;
     if ((k = kwarg(c, "groups")) && !const_int(b, k, "groups", &cv.groups)) return POISON;
-    cv.pad[0] = cv.pad[1] = pad[0];
-    cv.pad[2] = cv.pad[3] = pad[1];
     Loc *in = arg_locs(e);
     MkLoc l = {.at = e->loc, .attr = padding ? padding->loc : e->loc, .in = in};
     int v = mk_conv2d(&b->m, x, w, bias, &cv, l);
@@ -726,14 +761,14 @@ static int build_conv(Builder *b, Frame *fr, const CallCtx *c, int x) {
 static int build_pool(Builder *b, Op op, const CallCtx *c, int x) {
     const Expr *e = c->call;
     MkPool p = {.count_include_pad = true};
-    int64_t pad[2] = {0, 0};
     if (!int_pair(b, e->args[1], "the pool kernel", p.kernel, 1)) return POISON;
     p.stride[0] = p.kernel[0], p.stride[1] = p.kernel[1];
     const Expr *k, *padding = kwarg(c, "padding");
     if ((k = kwarg(c, "stride")) && !int_pair(b, k, "stride", p.stride, 1)) return POISON;
-    if (padding && !int_pair(b, padding, "padding", pad, 0)) return POISON;
-    p.pad[0] = p.pad[1] = pad[0];
-    p.pad[2] = p.pad[3] = pad[1];
+    if (padding && !padding_arg(b, padding, p.pad)) return POISON;
+    if ((k = kwarg(c, "ceil_mode")) && !const_bool(b, k, "ceil_mode", &p.ceil_mode)) return POISON;
+    if ((k = kwarg(c, "count_include_pad")) && !const_bool(b, k, "count_include_pad", &p.count_include_pad))
+        return POISON;
     MkLoc l = {.at = e->loc, .attr = padding ? padding->loc : e->loc};
     return mk_pool2d(&b->m, op, x, &p, l);
 }
@@ -748,6 +783,43 @@ static int build_linear(Builder *b, Frame *fr, const CallCtx *c, int x) {
     int v = mk_linear(&b->m, x, w, bias, l);
     free(in);
     return v;
+}
+
+/* A float keyword argument, or `dflt` when it is not given. */
+static bool kw_number(Builder *b, const CallCtx *c, const char *name, double dflt, double *out) {
+    const Expr *k = kwarg(c, name);
+    *out = dflt;
+    return !k || const_number(b, k, name, out, NULL);
+}
+
+/* batchnorm, leaky_relu, hardsigmoid, reciprocal, isnan, isinf: the Version 1
+ * composites, made of other ops by the builder. */
+static int build_v1_sugar(Builder *b, Frame *fr, const CallCtx *c, int x) {
+    const Expr *e = c->call;
+    const char *name = c->fname;
+    double alpha, beta;
+    if (strcmp(name, "batchnorm") == 0) {
+        int64_t axis = 1;
+        double eps;
+        const Expr *ax = kwarg(c, "axis");
+        if ((ax && !const_int(b, ax, "axis", &axis)) || !kw_number(b, c, "eps", 1e-5, &eps)) return POISON;
+        int v[4];
+        for (int i = 0; i < 4; i++) v[i] = build_expr(b, fr, e->args[i + 1]);
+        Loc *in = arg_locs(e);
+        MkLoc l = {.at = e->loc, .attr = ax ? ax->loc : e->loc, .in = in};
+        int r = mk_batchnorm(&b->m, x, v[0], v[1], v[2], v[3], axis, eps, l);
+        free(in);
+        return r;
+    }
+    if (strcmp(name, "leaky_relu") == 0)
+        return kw_number(b, c, "alpha", 0.01, &alpha) ? mk_leaky_relu(&b->m, x, alpha, e->loc) : POISON;
+    if (strcmp(name, "hardsigmoid") == 0)
+        return kw_number(b, c, "alpha", 0.2, &alpha) && kw_number(b, c, "beta", 0.5, &beta)
+                   ? mk_hardsigmoid(&b->m, x, alpha, beta, e->loc)
+                   : POISON;
+    if (strcmp(name, "reciprocal") == 0) return mk_reciprocal(&b->m, x, e->loc);
+    if (strcmp(name, "isnan") == 0) return mk_isnan(&b->m, x, e->loc);
+    return mk_isinf(&b->m, x, true, true, e->loc);
 }
 
 static int build_call(Builder *b, Frame *fr, const Expr *e) {
@@ -767,12 +839,12 @@ static int build_call(Builder *b, Frame *fr, const Expr *e) {
     Op op;
     bool is_op = op_lookup(name, &op);
     bool is_sugar = false;
-    for (int i = 0; sugar_builtins[i]; i++) is_sugar = is_sugar || strcmp(sugar_builtins[i], name) == 0;
+    for (int i = 0; lang_sugar_builtins[i]; i++) is_sugar = is_sugar || strcmp(lang_sugar_builtins[i], name) == 0;
     if (!is_op && !is_sugar) {
         Suggest s = {0};
         for (int i = 0; i < OP_COUNT; i++)
             if (op_info[i].flags & OPF_BUILTIN) suggest_try(&s, name, op_info[i].name);
-        for (int i = 0; sugar_builtins[i]; i++) suggest_try(&s, name, sugar_builtins[i]);
+        for (int i = 0; lang_sugar_builtins[i]; i++) suggest_try(&s, name, lang_sugar_builtins[i]);
         for (int i = 0; i < b->prog->ngraphs; i++) suggest_try(&s, name, b->prog->graphs[i].name);
         diag_error(b->diags, e->loc, "unknown function '%s'", name);
         if (s.best) diag_hint(b->diags, "did you mean '%s'?", s.best);
@@ -806,6 +878,7 @@ static int build_call(Builder *b, Frame *fr, const Expr *e) {
             min = op == OP_TRANSPOSE ? 1 : 2;
             max = 2;
             if (op == OP_PAD) c.allowed = kw_pad;
+            if (op == OP_TAKE) c.allowed = kw_axis;
             break;
         case OK_NN:
             switch (op) {
@@ -825,9 +898,10 @@ static int build_call(Builder *b, Frame *fr, const Expr *e) {
                 max = 3;
                 c.allowed = kw_conv;
                 break;
+            case OP_CUMSUM: c.allowed = kw_axis; break;
             default:
                 min = max = 2;
-                c.allowed = kw_pool;
+                c.allowed = op == OP_MAXPOOL2D ? kw_maxpool : kw_avgpool;
                 break; /* pools */
             }
             break;
@@ -840,6 +914,13 @@ static int build_call(Builder *b, Frame *fr, const Expr *e) {
     } else if (strcmp(name, "squeeze") == 0 || strcmp(name, "unsqueeze") == 0) {
         max = 2;
         c.allowed = kw_axis;
+    } else if (strcmp(name, "batchnorm") == 0) {
+        min = max = 5;
+        c.allowed = kw_batchnorm;
+    } else if (strcmp(name, "leaky_relu") == 0) {
+        c.allowed = kw_leaky_relu;
+    } else if (strcmp(name, "hardsigmoid") == 0) {
+        c.allowed = kw_hardsigmoid;
     }
     if (!check_call_shape(b, &c, min, max)) {
         for (int i = 0; i < e->nargs; i++) build_expr(b, fr, e->args[i]); /* report inner errors too */
@@ -854,7 +935,9 @@ static int build_call(Builder *b, Frame *fr, const Expr *e) {
         }
         if (strcmp(name, "linear") == 0) return build_linear(b, fr, &c, x);
         if (strcmp(name, "global_avgpool") == 0) return mk_global_avgpool(&b->m, x, e->loc);
-        return build_squeeze(b, &c, x, strcmp(name, "unsqueeze") == 0);
+        if (strcmp(name, "squeeze") == 0 || strcmp(name, "unsqueeze") == 0)
+            return build_squeeze(b, &c, x, strcmp(name, "unsqueeze") == 0);
+        return build_v1_sugar(b, fr, &c, x);
     }
     switch (op_info[op].kind) {
     case OK_UNARY: {
@@ -881,6 +964,16 @@ static int build_call(Builder *b, Frame *fr, const Expr *e) {
         case OP_TRANSPOSE: return build_transpose(b, &c, x);
         case OP_BROADCAST: return build_broadcast(b, fr, &c, x);
         case OP_PAD: return build_pad(b, &c, x);
+        case OP_TAKE: {
+            int64_t axis = 0;
+            const Expr *ax = kwarg(&c, "axis");
+            if (ax && !const_int(b, ax, "axis", &axis)) return POISON;
+            Loc *in = arg_locs(e);
+            MkLoc l = {.at = e->loc, .attr = ax ? ax->loc : e->loc, .in = in};
+            int v = mk_take(&b->m, x, build_expr(b, fr, e->args[1]), axis, l);
+            free(in);
+            return v;
+        }
         default: return POISON;
         }
     case OK_NN:
@@ -891,6 +984,17 @@ static int build_call(Builder *b, Frame *fr, const Expr *e) {
         case OP_LAYERNORM:
         case OP_RMSNORM: return build_norm(b, fr, op, &c, x);
         case OP_CONV2D: return build_conv(b, fr, &c, x);
+        case OP_CUMSUM: {
+            int64_t axis = 0;
+            const Expr *ax = kwarg(&c, "axis");
+            if (!ax) {
+                diag_error(b->diags, e->loc, "cumsum needs axis=, e.g. cumsum(x, axis=0)");
+                return POISON;
+            }
+            if (!const_int(b, ax, "axis", &axis)) return POISON;
+            MkLoc l = {.at = e->loc, .attr = ax->loc};
+            return mk_cumsum(&b->m, x, axis, false, false, l);
+        }
         default: return build_pool(b, op, &c, x);
         }
     default: return POISON;

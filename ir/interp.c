@@ -801,8 +801,24 @@ static bool eval_conv2d(Interp *it, int id) {
     return true;
 }
 
-/* x [..., H, W]; ints = kh, kw, sh, sw, ph, pw.  max pads with -inf, avg
- * with zeros and divides by kh*kw (PyTorch's count_include_pad=True). */
+/* The number of elements an average-pooling window divides by, along one
+ * axis: the window from `start` (which may lie in the padding before) of k
+ * elements, cut at the end of the padded axis (size + pad_end) or, without
+ * count_include_pad, to the input [0, size).  PyTorch's and ONNX's rule. */
+int64_t ref_pool_count(int64_t start, int64_t k, int64_t size, int64_t pad_end, bool include_pad) {
+    int64_t lo = start, hi = start + k;
+    if (hi > size + pad_end) hi = size + pad_end;
+    if (!include_pad) {
+        if (lo < 0) lo = 0;
+        if (hi > size) hi = size;
+    }
+    return hi > lo ? hi - lo : 0;
+}
+
+/* x [..., H, W]; ints = kh, kw, sh, sw, pad top, left, bottom, right,
+ * ceil_mode, count_include_pad (the last four may be missing: symmetric,
+ * floor, included).  max pads with -inf; avg with zeros, divided by
+ * ref_pool_count's window sizes. */
 static bool eval_pool(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
     const Node *xn = input_node(it, n, 0);
@@ -810,6 +826,8 @@ static bool eval_pool(Interp *it, int id) {
         return fail(it, "node %%%d: malformed pool", id);
     int64_t kh = n->ints[0], kw = n->ints[1], sh = n->ints[2], sw = n->ints[3];
     int64_t ph = n->ints[4], pw = n->ints[5];
+    int64_t pb = n->nints >= 10 ? n->ints[6] : ph, pr = n->nints >= 10 ? n->ints[7] : pw;
+    bool include_pad = n->nints >= 10 ? n->ints[9] != 0 : true;
     int r = n->rank;
     int64_t H = xn->shape[r - 2], W = xn->shape[r - 1], OH = n->shape[r - 2], OW = n->shape[r - 1];
     int64_t planes = shape_numel(r - 2, n->shape);
@@ -834,10 +852,73 @@ static bool eval_pool(Interp *it, int id) {
                         else if (!isnan(acc) && (isnan(v) || v > acc)) acc = v;
                     }
                 }
-                if (!is_max) acc /= (double)(kh * kw);
+                if (!is_max)
+                    acc /= (double)(ref_pool_count(oh * sh - ph, kh, H, pb, include_pad) *
+                                    ref_pool_count(ow * sw - pw, kw, W, pr, include_pad));
                 *o++ = ref_round_to_dtype(acc, n->dtype);
             }
     }
+    return true;
+}
+
+/* take: out[pre, j..., post] = x[pre, i(j...), post] with i the index, counted
+ * from the end when negative and clamped into the axis when still outside
+ * it (with a warning naming the first such index). */
+static bool eval_take(Interp *it, int id) {
+    const Node *n = ir_node(it->g, id);
+    const Node *xn = input_node(it, n, 0), *in = input_node(it, n, 1);
+    if (n->nints != 1 || n->ints[0] < 0 || n->ints[0] >= xn->rank)
+        return fail(it, "node %%%d: malformed take", id);
+    int64_t outer, len, inner, count = ir_numel(in);
+    split_axis(xn, (int)n->ints[0], &outer, &len, &inner);
+    const double *x = input_value(it, n, 0), *idx = input_value(it, n, 1);
+    double *out = new_value(it, id);
+    if (!out) return false;
+    bool warned = false;
+    for (int64_t j = 0; j < count; j++) {
+        int64_t i = to_i64(idx[j]), at = i < 0 ? i + len : i;
+        if (at < 0 || at >= len) {
+            int64_t clamped = at < 0 ? 0 : len - 1;
+            if (!warned && n->loc.src)
+                fprintf(stderr, "%s:%d:%d: warning: take: index %lld is out of range for an axis of size %lld; "
+                        "it reads element %lld\n", n->loc.src->path, n->loc.line, n->loc.col, (long long)i,
+                        (long long)len, (long long)clamped);
+            else if (!warned)
+                fprintf(stderr, "warning: take: index %lld is out of range for an axis of size %lld; it reads "
+                        "element %lld\n", (long long)i, (long long)len, (long long)clamped);
+            warned = true;
+            at = clamped;
+        }
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t k = 0; k < inner; k++)
+                out[(o * count + j) * inner + k] = x[(o * len + at) * inner + k];
+    }
+    return true;
+}
+
+/* cumsum along ints[0]; ints[1] exclusive, ints[2] reverse.  Floats sum in
+ * double and round each result; integers wrap as their dtype does. */
+static bool eval_cumsum(Interp *it, int id) {
+    const Node *n = ir_node(it->g, id);
+    if (n->nints != 3 || n->ints[0] < 0 || n->ints[0] >= n->rank) return fail(it, "node %%%d: malformed cumsum", id);
+    int64_t outer, len, inner;
+    split_axis(n, (int)n->ints[0], &outer, &len, &inner);
+    bool exclusive = n->ints[1] != 0, reverse = n->ints[2] != 0, is_int = dtype_is_intlike(n->dtype);
+    const double *x = input_value(it, n, 0);
+    double *out = new_value(it, id);
+    if (!out) return false;
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t k = 0; k < inner; k++) {
+            double acc = 0;
+            int64_t iacc = 0;
+            for (int64_t step = 0; step < len; step++) {
+                int64_t j = reverse ? len - 1 - step : step, at = (o * len + j) * inner + k;
+                if (exclusive) out[at] = is_int ? wrap_to_dtype(iacc, n->dtype) : ref_round_to_dtype(acc, n->dtype);
+                if (is_int) iacc = iadd(iacc, to_i64(x[at]));
+                else acc += x[at];
+                if (!exclusive) out[at] = is_int ? wrap_to_dtype(iacc, n->dtype) : ref_round_to_dtype(acc, n->dtype);
+            }
+        }
     return true;
 }
 
@@ -858,6 +939,7 @@ static bool eval_node(Interp *it, int id) {
         case OP_RESHAPE: return eval_reshape(it, id);
         case OP_PAD: return eval_pad(it, id);
         case OP_CONCAT: return eval_concat(it, id);
+        case OP_TAKE: return eval_take(it, id);
         default: return eval_view(it, id);
         }
     case OK_CREATE: return eval_fill(it, id);
@@ -867,6 +949,7 @@ static bool eval_node(Interp *it, int id) {
         case OP_CONV2D: return eval_conv2d(it, id);
         case OP_MAXPOOL2D:
         case OP_AVGPOOL2D: return eval_pool(it, id);
+        case OP_CUMSUM: return eval_cumsum(it, id);
         default: return eval_normalize(it, id);
         }
     case OK_SOURCE:

@@ -335,6 +335,8 @@ IRGraph *ir_build(Arena *arena, const Program *prog, int entry, const DimBinding
 /* Type-checks every graph of the program (symbolically); true if clean. */
 bool ir_check_program(const Program *prog, DiagList *diags);
 int program_find_graph(const Program *prog, const char *name);
+/* The language's built-in functions that are not rows of ops.def (NULL-terminated). */
+extern const char *const lang_sugar_builtins[];
 
 /* ---------------------------------------------------------------- interp.c */
 
@@ -346,6 +348,10 @@ bool ref_run(const IRGraph *g, const KilnTensor *inputs, KilnTensor *outputs, ch
              size_t errlen);
 /* One elementwise op (OK_UNARY ... OK_CAST) on scalar operands, rounded to dt. */
 double ref_eval_elementwise(Op op, KilnDType dt, bool flag, const double *operands);
+/* The size an average-pooling window divides by along one axis (PyTorch's
+ * and ONNX's rule): the window [start, start + k), cut at the padded end
+ * size + pad_end, and without include_pad to the input [0, size). */
+int64_t ref_pool_count(int64_t start, int64_t k, int64_t size, int64_t pad_end, bool include_pad);
 /* Rounds a double to what dtype `dt` can hold (f16/bf16 to nearest even). */
 double ref_round_to_dtype(double v, KilnDType dt);
 

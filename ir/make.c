@@ -233,15 +233,18 @@ static bool norm_axis(IRMaker *m, Loc loc, int64_t axis, int rank, int64_t *out)
     return true;
 }
 
-/* The language's rule for the network layers marked OPF_FLOAT. */
-static bool need_float(IRMaker *m, Op op, int x, Loc loc) {
-    if (!(op_info[op].flags & OPF_FLOAT) || dtype_is_float(N(m, x)->dtype)) return true;
-    const char *name = op_info[op].name;
+/* The language's rule for the network layers that take floating point only. */
+static bool need_float_named(IRMaker *m, const char *name, int x, Loc loc) {
+    if (dtype_is_float(N(m, x)->dtype)) return true;
     char *t = type_of(m, x);
     diag_error(m->diags, loc, "%s needs a floating-point tensor, found %s", name, t);
     diag_hint(m->diags, "cast it first, e.g. %s(cast(x, f32), ...)", name);
     free(t);
     return false;
+}
+
+static bool need_float(IRMaker *m, Op op, int x, Loc loc) {
+    return !(op_info[op].flags & OPF_FLOAT) || need_float_named(m, op_info[op].name, x, loc);
 }
 
 /* Checks that `v` is a 1-D tensor of `size` and dtype `dt`, for gamma/beta/bias. */
@@ -409,24 +412,18 @@ int mk_clamp(IRMaker *m, int x, int lo, int hi, Loc loc) {
     return mk_binary(m, OP_MINIMUM, mk_binary(m, OP_MAXIMUM, x, lo, loc), hi, loc);
 }
 
-int mk_unary(IRMaker *m, Op op, int x, Loc loc) {
+/* The operand rules of an elementwise op named `name` that takes no bool and,
+ * with OPF_FLOAT in `flags`, only floating point (a weak integer literal
+ * becomes f32): x, adapted, or MK_ERROR reported. */
+static int unary_operand(IRMaker *m, const char *name, int flags, int x, Loc loc) {
     if (x < 0) return MK_ERROR;
     Node *n = N(m, x);
-    int flags = op_info[op].flags;
-    const char *name = op_info[op].name;
-    if (op == OP_NOT) {
-        if (n->dtype != KILN_BOOL) {
-            char *t = type_of(m, x);
-            diag_error(m->diags, loc, "'not' takes a bool operand, found %s", t);
-            diag_hint(m->diags, "compare first, e.g. not (x > 0)");
-            free(t);
-            return MK_ERROR;
-        }
-    } else if (n->dtype == KILN_BOOL) {
+    if (n->dtype == KILN_BOOL) {
         diag_error(m->diags, loc, "%s does not take a bool operand", name);
         diag_hint(m->diags, "cast it first, e.g. cast(x, f32)");
         return MK_ERROR;
-    } else if ((flags & OPF_FLOAT) && !dtype_is_float(n->dtype)) {
+    }
+    if ((flags & OPF_FLOAT) && !dtype_is_float(n->dtype)) {
         if (!mk_is_weak(m, x)) {
             char *t = type_of(m, x);
             diag_error(m->diags, loc, "%s needs a floating-point operand, found %s", name, t);
@@ -434,10 +431,23 @@ int mk_unary(IRMaker *m, Op op, int x, Loc loc) {
             free(t);
             return MK_ERROR;
         }
-        x = mk_adapt(m, x, KILN_F32, "f32");
-        if (x < 0) return MK_ERROR;
-        n = N(m, x);
+        return mk_adapt(m, x, KILN_F32, "f32");
     }
+    return x;
+}
+
+int mk_unary(IRMaker *m, Op op, int x, Loc loc) {
+    if (x < 0) return MK_ERROR;
+    if (op == OP_NOT && N(m, x)->dtype != KILN_BOOL) {
+        char *t = type_of(m, x);
+        diag_error(m->diags, loc, "'not' takes a bool operand, found %s", t);
+        diag_hint(m->diags, "compare first, e.g. not (x > 0)");
+        free(t);
+        return MK_ERROR;
+    }
+    if (op != OP_NOT) x = unary_operand(m, op_info[op].name, op_info[op].flags, x, loc);
+    if (x < 0) return MK_ERROR;
+    Node *n = N(m, x);
     return add(m, op, n->dtype, n->rank, n->shape, 1, &x, loc);
 }
 
@@ -797,15 +807,19 @@ done:
 
 /* ---- creation --------------------------------------------------------------------------- */
 
-int mk_full(IRMaker *m, const Dim *dims, int rank, double value, KilnDType dt, MkLoc loc) {
-    if (dtype_is_int(dt) && value != floor(value)) {
-        diag_error(m->diags, at_value(&loc), "the fill value %g is not an integer, but the dtype is %s",
-                   value, kiln_dtype_name(dt));
-        return MK_ERROR;
-    }
-    int id = add(m, OP_FULL, dt, rank, dims, 0, NULL, loc.at);
+static int add_full(IRMaker *m, const Dim *dims, int rank, double value, KilnDType dt, Loc loc) {
+    int id = add(m, OP_FULL, dt, rank, dims, 0, NULL, loc);
     N(m, id)->value = value;
     return id;
+}
+
+int mk_full(IRMaker *m, const Dim *dims, int rank, double value, KilnDType dt, MkLoc loc) {
+    if (dtype_is_int(dt) && value != floor(value)) {
+        diag_error(m->diags, at_value(&loc), "the fill value %g is not an integer, but the dtype is %s", value,
+                   kiln_dtype_name(dt));
+        return MK_ERROR;
+    }
+    return add_full(m, dims, rank, value, dt, loc.at);
 }
 
 int mk_arange(IRMaker *m, Dim n, KilnDType dt, MkLoc loc) {
@@ -1022,23 +1036,26 @@ int mk_linear(IRMaker *m, int x, int w, int bias, MkLoc loc) {
     return mk_binary(m, OP_ADD, y, bias, loc.at);
 }
 
-/* Output size of a convolution or pooling window along one axis: padding
- * `pads` (before + after), dilation d; rounded up with ceil. */
-static Dim window_out(IRMaker *m, Dim size, int64_t k, int64_t s, int64_t pads, int64_t d) {
+/* Output size of a convolution or pooling window along one axis of `size`:
+ * kernel k, stride s, padding `before` + `after`, dilation d; with `ceil`
+ * the last partial window counts too, unless it would start in the padding
+ * after the input (PyTorch's rule, which ONNX follows). */
+static Dim window_out(IRMaker *m, Dim size, int64_t k, int64_t s, int64_t before, int64_t after, int64_t d,
+                      bool ceil) {
+    int64_t pads = sat_add(before, after);
     if (DIM_IS_SYM(size)) {
         /* floor((size + pads - span) / s) + 1 as a size of its own, named by that
          * formula: equal only to the same window over the same size */
         int64_t c = sat_add(sat_add(pads, -sat_mul(d, k - 1)), s - 1); /* floor((size + c) / s) */
+        if (ceil) c = sat_add(c, s - 1);
         if (s == 1 && c == 0) return size;
         char *in = dim_str(m, size);
         bool paren = strpbrk(in, "+-*/") != NULL;
         StrBuf name = {0};
-        if (s == 1)
-            sb_printf(&name, paren ? "(%s)%+lld" : "%s%+lld", in, (long long)c);
-        else if (c == 0)
-            sb_printf(&name, paren ? "(%s)/%lld" : "%s/%lld", in, (long long)s);
-        else
-            sb_printf(&name, paren ? "((%s)%+lld)/%lld" : "(%s%+lld)/%lld", in, (long long)c, (long long)s);
+        if (s == 1) sb_printf(&name, paren ? "(%s)%+lld" : "%s%+lld", in, (long long)c);
+        else if (c == 0) sb_printf(&name, paren ? "(%s)/%lld" : "%s/%lld", in, (long long)s);
+        else sb_printf(&name, paren ? "((%s)%+lld)/%lld" : "(%s%+lld)/%lld", in, (long long)c, (long long)s);
+        if (ceil) sb_puts(&name, "~"); /* ceil_mode's last-window rule makes it another size */
         Dim r = ir_dim_opaque(m->g, name.data);
         free(in);
         sb_free(&name);
@@ -1046,26 +1063,37 @@ static Dim window_out(IRMaker *m, Dim size, int64_t k, int64_t s, int64_t pads, 
     }
     int64_t span = sat_add(sat_mul(d, k - 1), 1);
     int64_t num = sat_add(sat_add(size, pads), -span);
-    return num < 0 ? 0 : num / s + 1;
+    if (num < 0) return 0;
+    int64_t out = (ceil ? sat_add(num, s - 1) : num) / s + 1;
+    if (ceil && sat_mul(out - 1, s) >= sat_add(size, before)) out--;
+    return out;
 }
 
-/* Part of the Version 1 additions not built yet: asymmetric padding and
- * ceil_mode need IR attributes the backends do not read yet. */
-static bool symmetric_pads(IRMaker *m, const int64_t pad[4], Loc loc, const char *fname) {
-    if (pad[0] == pad[1] && pad[2] == pad[3]) return true;
-    diag_error(m->diags, loc, "%s does not support asymmetric padding yet", fname);
-    return false;
+/* The checks the window attributes share: strides and dilations at least 1,
+ * paddings not negative (at loc.attr). */
+static bool window_attrs_ok(IRMaker *m, const char *name, const int64_t stride[2], const int64_t *dilation,
+                            const int64_t pad[4], const MkLoc *loc) {
+    if (stride[0] < 1 || stride[1] < 1 || (dilation && (dilation[0] < 1 || dilation[1] < 1))) {
+        diag_error(m->diags, loc->at, "%s needs strides%s of at least 1", name, dilation ? " and dilations" : "");
+        return false;
+    }
+    for (int i = 0; i < 4; i++) {
+        if (pad[i] < 0) {
+            diag_error(m->diags, at_attr(loc), "padding must be at least 0");
+            return false;
+        }
+    }
+    return true;
 }
 
 int mk_conv2d(IRMaker *m, int x, int w, int bias, const MkConv *cv, MkLoc loc) {
     if (x < 0 || w < 0 || bias == MK_ERROR || !need_float(m, OP_CONV2D, x, loc.at)) return MK_ERROR;
     Loc at = loc.at;
-    if (!symmetric_pads(m, cv->pad, at_attr(&loc), "conv2d")) return MK_ERROR;
+    if (!window_attrs_ok(m, "conv2d", cv->stride, cv->dilation, cv->pad, &loc)) return MK_ERROR;
     Node *nx = N(m, x), *nw = N(m, w);
     if (nx->rank != 4 || nw->rank != 4) {
         char *tx = type_of(m, x), *tw = type_of(m, w);
-        diag_error(m->diags, at, "conv2d takes x[N, C, H, W] and w[O, C/groups, KH, KW], found %s and %s", tx,
-                   tw);
+        diag_error(m->diags, at, "conv2d takes x[N, C, H, W] and w[O, C/groups, KH, KW], found %s and %s", tx, tw);
         free(tx), free(tw);
         return MK_ERROR;
     }
@@ -1078,16 +1106,16 @@ int mk_conv2d(IRMaker *m, int x, int w, int bias, const MkConv *cv, MkLoc loc) {
     }
     int64_t groups = cv->groups;
     if (groups < 1 || DIM_IS_SYM(nw->shape[0]) || nw->shape[0] % groups != 0) {
-        diag_error(m->diags, at, "groups=%lld must be positive and divide the %s output channels",
-                   (long long)groups, "weight's");
+        diag_error(m->diags, at, "groups=%lld must be positive and divide the %s output channels", (long long)groups,
+                   "weight's");
         return MK_ERROR;
     }
     Dim want_c = DIM_IS_SYM(nw->shape[1]) ? nw->shape[1] : sat_mul(nw->shape[1], groups);
     if (nx->shape[1] != want_c) {
         char *tx = type_of(m, x), *tw = type_of(m, w);
         char *have = dim_str(m, nx->shape[1]), *want = dim_str(m, want_c);
-        diag_error(m->diags, at, "conv2d channel mismatch: input %s has %s channels, weight %s expects %s",
-                   tx, have, tw, want);
+        diag_error(m->diags, at, "conv2d channel mismatch: input %s has %s channels, weight %s expects %s", tx, have,
+                   tw, want);
         free(tx), free(tw), free(have), free(want);
         return MK_ERROR;
     }
@@ -1095,10 +1123,9 @@ int mk_conv2d(IRMaker *m, int x, int w, int bias, const MkConv *cv, MkLoc loc) {
         diag_error(m->diags, at, "conv2d needs a kernel of known size");
         return MK_ERROR;
     }
-    Dim shape[4] = {
-        nx->shape[0], nw->shape[0],
-        window_out(m, nx->shape[2], nw->shape[2], cv->stride[0], cv->pad[0] + cv->pad[1], cv->dilation[0]),
-        window_out(m, nx->shape[3], nw->shape[3], cv->stride[1], cv->pad[2] + cv->pad[3], cv->dilation[1])};
+    const int64_t *st = cv->stride, *pd = cv->pad, *dl = cv->dilation;
+    Dim shape[4] = {nx->shape[0], nw->shape[0], window_out(m, nx->shape[2], nw->shape[2], st[0], pd[0], pd[1], dl[0], false),
+                    window_out(m, nx->shape[3], nw->shape[3], st[1], pd[2], pd[3], dl[1], false)};
     if (shape[2] == 0 || shape[3] == 0) {
         diag_error(m->diags, at, "the conv2d kernel is larger than the padded input");
         return MK_ERROR;
@@ -1108,21 +1135,14 @@ int mk_conv2d(IRMaker *m, int x, int w, int bias, const MkConv *cv, MkLoc loc) {
         return MK_ERROR;
     int ins[3] = {x, w, bias};
     int id = add(m, OP_CONV2D, N(m, x)->dtype, 4, shape, bias != MK_NONE ? 3 : 2, ins, at);
-    int64_t ints[7] = {cv->stride[0],   cv->stride[1],   cv->pad[0], cv->pad[2],
-                       cv->dilation[0], cv->dilation[1], groups};
-    set_ints(m, id, ints, 7);
+    int64_t ints[9] = {st[0], st[1], pd[0], pd[2], dl[0], dl[1], groups, pd[1], pd[3]};
+    set_ints(m, id, ints, 9);
     return id;
 }
 
 int mk_pool2d(IRMaker *m, Op op, int x, const MkPool *p, MkLoc loc) {
     if (x < 0 || !need_float(m, op, x, loc.at)) return MK_ERROR;
     const char *name = op_info[op].name;
-    if (!symmetric_pads(m, p->pad, at_attr(&loc), name)) return MK_ERROR;
-    if (p->ceil_mode || !p->count_include_pad) {
-        diag_error(m->diags, loc.at, "%s does not support %s yet", name,
-                   p->ceil_mode ? "ceil_mode=true" : "count_include_pad=false");
-        return MK_ERROR;
-    }
     Node *n = N(m, x);
     if (n->rank != 4) {
         char *t = type_of(m, x);
@@ -1131,25 +1151,29 @@ int mk_pool2d(IRMaker *m, Op op, int x, const MkPool *p, MkLoc loc) {
         return MK_ERROR;
     }
     if (n->dtype == KILN_BOOL || (op == OP_AVGPOOL2D && !dtype_is_float(n->dtype))) {
-        diag_error(m->diags, loc.at, "%s needs a %s tensor", name,
-                   op == OP_AVGPOOL2D ? "floating-point" : "numeric");
+        diag_error(m->diags, loc.at, "%s needs a %s tensor", name, op == OP_AVGPOOL2D ? "floating-point" : "numeric");
         return MK_ERROR;
     }
+    if (p->kernel[0] < 1 || p->kernel[1] < 1) {
+        diag_error(m->diags, loc.at, "the pool kernel must be at least 1");
+        return MK_ERROR;
+    }
+    if (!window_attrs_ok(m, name, p->stride, NULL, p->pad, &loc)) return MK_ERROR;
     if (p->pad[0] > p->kernel[0] / 2 || p->pad[1] > p->kernel[0] / 2 || p->pad[2] > p->kernel[1] / 2 ||
         p->pad[3] > p->kernel[1] / 2) {
         diag_error(m->diags, at_attr(&loc), "padding must be at most half the pool kernel");
         return MK_ERROR;
     }
-    Dim shape[4] = {n->shape[0], n->shape[1],
-                    window_out(m, n->shape[2], p->kernel[0], p->stride[0], p->pad[0] + p->pad[1], 1),
-                    window_out(m, n->shape[3], p->kernel[1], p->stride[1], p->pad[2] + p->pad[3], 1)};
+    const int64_t *k = p->kernel, *st = p->stride, *pd = p->pad;
+    Dim shape[4] = {n->shape[0], n->shape[1], window_out(m, n->shape[2], k[0], st[0], pd[0], pd[1], 1, p->ceil_mode),
+                    window_out(m, n->shape[3], k[1], st[1], pd[2], pd[3], 1, p->ceil_mode)};
     if (shape[2] == 0 || shape[3] == 0) {
         diag_error(m->diags, loc.at, "the pool kernel is larger than the padded input");
         return MK_ERROR;
     }
     int id = add(m, op, N(m, x)->dtype, 4, shape, 1, &x, loc.at);
-    int64_t ints[6] = {p->kernel[0], p->kernel[1], p->stride[0], p->stride[1], p->pad[0], p->pad[2]};
-    set_ints(m, id, ints, 6);
+    int64_t ints[10] = {k[0], k[1], st[0], st[1], pd[0], pd[2], pd[1], pd[3], p->ceil_mode, p->count_include_pad};
+    set_ints(m, id, ints, 10);
     return id;
 }
 
@@ -1168,6 +1192,134 @@ int mk_global_avgpool(IRMaker *m, int x, Loc loc) {
     set_ints(m, id, axes, 2);
     N(m, id)->flag = true;
     return id;
+}
+
+/* ---- Version 1 additions ------------------------------------------------------------------------------ */
+
+int mk_take(IRMaker *m, int x, int indices, int64_t axis, MkLoc loc) {
+    if (x < 0 || indices < 0) return MK_ERROR;
+    if (!dtype_is_int(N(m, indices)->dtype)) {
+        char *t = type_of(m, indices);
+        diag_error(m->diags, at_in(&loc, 1), "the indices of take must be i32 or i64, found %s", t);
+        diag_hint(m->diags, "cast them first, e.g. cast(i, i64)");
+        free(t);
+        return MK_ERROR;
+    }
+    int64_t a;
+    if (!norm_axis(m, at_attr(&loc), axis, N(m, x)->rank, &a)) return MK_ERROR;
+    const Node *nx = N(m, x), *ni = N(m, indices);
+    int rank = nx->rank - 1 + ni->rank;
+    Dim *shape = xmalloc(sizeof(Dim) * (size_t)(rank + 1));
+    int r = 0;
+    for (int k = 0; k < a; k++) shape[r++] = nx->shape[k];
+    for (int k = 0; k < ni->rank; k++) shape[r++] = ni->shape[k];
+    for (int k = (int)a + 1; k < nx->rank; k++) shape[r++] = nx->shape[k];
+    int ins[2] = {x, indices};
+    int id = add(m, OP_TAKE, N(m, x)->dtype, rank, shape, 2, ins, loc.at);
+    set_ints(m, id, &a, 1);
+    free(shape);
+    return id;
+}
+
+int mk_cumsum(IRMaker *m, int x, int64_t axis, bool exclusive, bool reverse, MkLoc loc) {
+    if (x < 0) return MK_ERROR;
+    if (N(m, x)->dtype == KILN_BOOL) {
+        diag_error(m->diags, loc.at, "cumsum does not take a bool tensor");
+        diag_hint(m->diags, "cast it first, e.g. cumsum(cast(x, i64), axis=0)");
+        return MK_ERROR;
+    }
+    int64_t a;
+    if (!norm_axis(m, at_attr(&loc), axis, N(m, x)->rank, &a)) return MK_ERROR;
+    Node *n = N(m, x);
+    int id = add(m, OP_CUMSUM, n->dtype, n->rank, n->shape, 1, &x, loc.at);
+    int64_t ints[3] = {a, exclusive, reverse};
+    set_ints(m, id, ints, 3);
+    return id;
+}
+
+/* v (1-D, along axis `a` of a rank-`rank` tensor) shaped to broadcast there:
+ * [C] -> [C, 1, ..., 1]. */
+static int along_axis(IRMaker *m, int v, int64_t a, int rank, Loc loc) {
+    if (v < 0) return MK_ERROR;
+    int r = rank - (int)a;
+    Dim *shape = xmalloc(sizeof(Dim) * (size_t)(r + 1));
+    shape[0] = N(m, v)->shape[0];
+    for (int k = 1; k < r; k++) shape[k] = 1;
+    int id = reshape_to(m, v, shape, r, loc);
+    free(shape);
+    return id;
+}
+
+int mk_batchnorm(IRMaker *m, int x, int mean, int var, int gamma, int beta, int64_t axis, double eps, MkLoc loc) {
+    int vecs[4] = {mean, var, gamma, beta};
+    for (int i = 0; i < 4; i++)
+        if (vecs[i] < 0) return MK_ERROR;
+    if (x < 0 || !need_float_named(m, "batchnorm", x, loc.at)) return MK_ERROR;
+    if (N(m, x)->rank == 0) {
+        diag_error(m->diags, loc.at, "batchnorm needs a tensor of rank 1 or more");
+        return MK_ERROR;
+    }
+    int64_t a;
+    if (!norm_axis(m, at_attr(&loc), axis, N(m, x)->rank, &a)) return MK_ERROR;
+    static const char *const names[4] = {"mean", "var", "gamma", "beta"};
+    bool ok = true;
+    for (int i = 0; i < 4; i++)
+        ok = check_vector(m, vecs[i], N(m, x)->shape[a], N(m, x)->dtype, names[i], at_in(&loc, i + 1)) && ok;
+    if (!ok) return MK_ERROR;
+    /* (x - mean) * (gamma * rsqrt(var + eps)) + beta: the per-channel scale
+     * first, so the per-element work is a subtract and a multiply-add */
+    Loc at = loc.at;
+    int rank = N(m, x)->rank;
+    KilnDType dt = N(m, x)->dtype;
+    int e = mk_const(m, eps, dt, at);
+    int scale = mk_binary(m, OP_MUL, gamma, mk_unary(m, OP_RSQRT, mk_binary(m, OP_ADD, var, e, at), at), at);
+    int centred = mk_binary(m, OP_SUB, x, along_axis(m, mean, a, rank, at), at);
+    int scaled = mk_binary(m, OP_MUL, centred, along_axis(m, scale, a, rank, at), at);
+    return mk_binary(m, OP_ADD, scaled, along_axis(m, beta, a, rank, at), at);
+}
+
+int mk_leaky_relu(IRMaker *m, int x, double alpha, Loc loc) {
+    x = unary_operand(m, "leaky_relu", OPF_FLOAT, x, loc);
+    if (x < 0) return MK_ERROR;
+    KilnDType dt = N(m, x)->dtype;
+    int positive = mk_binary(m, OP_GT, x, mk_const(m, 0, dt, loc), loc);
+    return mk_where(m, positive, x, mk_binary(m, OP_MUL, x, mk_const(m, alpha, dt, loc), loc), loc);
+}
+
+int mk_hardsigmoid(IRMaker *m, int x, double alpha, double beta, Loc loc) {
+    x = unary_operand(m, "hardsigmoid", OPF_FLOAT, x, loc);
+    if (x < 0) return MK_ERROR;
+    KilnDType dt = N(m, x)->dtype;
+    int y = mk_binary(m, OP_MUL, x, mk_const(m, alpha, dt, loc), loc);
+    y = mk_binary(m, OP_ADD, y, mk_const(m, beta, dt, loc), loc);
+    return mk_clamp(m, y, mk_const(m, 0, dt, loc), mk_const(m, 1, dt, loc), loc);
+}
+
+int mk_reciprocal(IRMaker *m, int x, Loc loc) {
+    x = unary_operand(m, "reciprocal", OPF_FLOAT, x, loc);
+    if (x < 0) return MK_ERROR;
+    return mk_binary(m, OP_DIV, mk_const(m, 1, N(m, x)->dtype, loc), x, loc);
+}
+
+/* false over x's shape: no integer or bool is NaN or infinite. */
+static int all_false(IRMaker *m, int x, Loc loc) {
+    Node *n = N(m, x);
+    return add_full(m, n->shape, n->rank, 0, KILN_BOOL, loc);
+}
+
+int mk_isnan(IRMaker *m, int x, Loc loc) {
+    if (x < 0) return MK_ERROR;
+    if (!dtype_is_float(N(m, x)->dtype)) return all_false(m, x, loc);
+    return mk_binary(m, OP_NE, x, x, loc); /* only NaN differs from itself */
+}
+
+int mk_isinf(IRMaker *m, int x, bool positive, bool negative, Loc loc) {
+    if (x < 0) return MK_ERROR;
+    if (!dtype_is_float(N(m, x)->dtype) || (!positive && !negative)) return all_false(m, x, loc);
+    KilnDType dt = N(m, x)->dtype;
+    if (!negative) return mk_binary(m, OP_EQ, x, mk_const(m, INFINITY, dt, loc), loc);
+    if (!positive) return mk_binary(m, OP_EQ, x, mk_const(m, -INFINITY, dt, loc), loc);
+    return mk_binary(m, OP_EQ, mk_unary(m, OP_ABS, x, loc), mk_const(m, INFINITY, dt, loc), loc);
 }
 
 /* ---- checking ----------------------------------------------------------------------------------------- */
@@ -1217,6 +1369,7 @@ static int remake(IRMaker *m, int id) {
         case OP_BROADCAST: return mk_broadcast(m, x, n.shape, n.rank, at);
         case OP_PAD: return mk_pad(m, x, n.ints, n.nints / 2, n.value, l);
         case OP_CONCAT: return mk_concat(m, n.in, n.nin, n.nints ? n.ints[0] : 0, l);
+        case OP_TAKE: return n.nints == 1 ? mk_take(m, x, n.in[1], n.ints[0], l) : MK_ERROR;
         default: return -2;
         }
     case OK_CREATE:
@@ -1230,16 +1383,20 @@ static int remake(IRMaker *m, int id) {
         case OP_LAYERNORM: return mk_layernorm(m, x, n.in[1], n.in[2], n.ints[0], n.value, l);
         case OP_RMSNORM: return mk_rmsnorm(m, x, n.in[1], n.ints[0], n.value, l);
         case OP_CONV2D: {
+            if (n.nints != 9) return MK_ERROR;
             const int64_t *v = n.ints;
-            MkConv cv = {{v[0], v[1]}, {v[2], v[2], v[3], v[3]}, {v[4], v[5]}, v[6]};
+            MkConv cv = {{v[0], v[1]}, {v[2], v[7], v[3], v[8]}, {v[4], v[5]}, v[6]};
             return mk_conv2d(m, x, n.in[1], n.nin > 2 ? n.in[2] : MK_NONE, &cv, l);
         }
         case OP_MAXPOOL2D:
         case OP_AVGPOOL2D: {
+            if (n.nints != 10) return MK_ERROR;
             const int64_t *v = n.ints;
-            MkPool p = {{v[0], v[1]}, {v[2], v[3]}, {v[4], v[4], v[5], v[5]}, false, true};
+            MkPool p = {{v[0], v[1]}, {v[2], v[3]}, {v[4], v[6], v[5], v[7]}, v[8] != 0, v[9] != 0};
             return mk_pool2d(m, n.op, x, &p, l);
         }
+        case OP_CUMSUM:
+            return n.nints == 3 ? mk_cumsum(m, x, n.ints[0], n.ints[1] != 0, n.ints[2] != 0, l) : MK_ERROR;
         default: return -2;
         }
     default: return -2;

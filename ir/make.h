@@ -214,7 +214,8 @@ typedef struct {
     int64_t kernel[2];      /* >= 1 */
     int64_t stride[2];      /* >= 1 */
     int64_t pad[4];         /* >= 0, at most half the kernel (reported at loc.attr) */
-    bool ceil_mode;         /* output size rounds up (a last window may start in the padding's end) */
+    bool ceil_mode;         /* the output size rounds up: a last, partial window counts,
+                             * unless it would start in the padding after the input */
     bool count_include_pad; /* avgpool2d: the padding counts in the divisor */
 } MkPool;
 
@@ -227,6 +228,32 @@ int mk_conv2d(IRMaker *m, int x, int w, int bias, const MkConv *c, MkLoc loc);
 int mk_pool2d(IRMaker *m, Op op, int x, const MkPool *p, MkLoc loc);
 /* The mean over H and W of a floating-point x[N, C, H, W], kept as [N, C, 1, 1]. */
 int mk_global_avgpool(IRMaker *m, int x, Loc loc);
+
+/* ---- Version 1 additions ------------------------------------------------------- */
+
+/* NumPy's take: x's slices along `axis` picked by an integer tensor of
+ * indices (i32 or i64, at loc.in[1]); the result's shape is
+ * x.shape[:axis] + indices.shape + x.shape[axis+1:].  At run time a negative
+ * index counts from the end and one still out of range is clamped. */
+int mk_take(IRMaker *m, int x, int indices, int64_t axis, MkLoc loc);
+/* The running sum along `axis` (not bool), in x's dtype; `exclusive` leaves
+ * each element out of its own sum, `reverse` sums from the end (ONNX's
+ * CumSum attributes; the language has neither). */
+int mk_cumsum(IRMaker *m, int x, int64_t axis, bool exclusive, bool reverse, MkLoc loc);
+/* Inference batch normalisation over channel `axis`:
+ * (x - mean) / sqrt(var + eps) * gamma + beta, each of mean, var, gamma,
+ * beta 1-D of x's size along the axis and x's dtype (at loc.in[1..4]); x
+ * floating point.  Made of elementwise ops, so it fuses into its neighbours. */
+int mk_batchnorm(IRMaker *m, int x, int mean, int var, int gamma, int beta, int64_t axis, double eps, MkLoc loc);
+/* Elementwise composites of floating-point x (a weak integer literal becomes
+ * f32): x > 0 ? x : alpha * x;  clamp(alpha * x + beta, 0, 1);  1 / x. */
+int mk_leaky_relu(IRMaker *m, int x, double alpha, Loc loc);
+int mk_hardsigmoid(IRMaker *m, int x, double alpha, double beta, Loc loc);
+int mk_reciprocal(IRMaker *m, int x, Loc loc);
+/* bool tensors of x's shape: x is NaN; x is +inf (positive) or -inf
+ * (negative).  Any dtype: integers and bools are neither. */
+int mk_isnan(IRMaker *m, int x, Loc loc);
+int mk_isinf(IRMaker *m, int x, bool positive, bool negative, Loc loc);
 
 /* ---- checking -------------------------------------------------------------------------------- */
 

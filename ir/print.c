@@ -6,7 +6,31 @@
 
 #include <stdlib.h>
 
+/* conv2d, the pools and cumsum, whose ints are several attributes: each by
+ * name, the defaults of the Version 1 flags left out. */
+static bool print_window_attrs(const Node *n, FILE *out) {
+    const int64_t *v = n->ints;
+    if (n->op == OP_CONV2D && n->nints == 9) {
+        fprintf(out, " {stride=[%lld, %lld], pad=[%lld, %lld, %lld, %lld], dilation=[%lld, %lld], groups=%lld}",
+                (long long)v[0], (long long)v[1], (long long)v[2], (long long)v[7], (long long)v[3], (long long)v[8],
+                (long long)v[4], (long long)v[5], (long long)v[6]);
+        return true;
+    }
+    if ((n->op == OP_MAXPOOL2D || n->op == OP_AVGPOOL2D) && n->nints == 10) {
+        fprintf(out, " {kernel=[%lld, %lld], stride=[%lld, %lld], pad=[%lld, %lld, %lld, %lld]%s%s}", (long long)v[0],
+                (long long)v[1], (long long)v[2], (long long)v[3], (long long)v[4], (long long)v[6], (long long)v[5],
+                (long long)v[7], v[8] ? ", ceil_mode" : "", v[9] ? "" : ", count_include_pad=false");
+        return true;
+    }
+    if (n->op == OP_CUMSUM && n->nints == 3) {
+        fprintf(out, " {axis=%lld%s%s}", (long long)v[0], v[1] ? ", exclusive" : "", v[2] ? ", reverse" : "");
+        return true;
+    }
+    return false;
+}
+
 static void print_attrs(const Node *n, FILE *out) {
+    if (print_window_attrs(n, out)) return;
     switch (op_info[n->op].kind) {
     case OK_REDUCE:
         fputs(" {axes=[", out);
@@ -28,7 +52,7 @@ static void print_attrs(const Node *n, FILE *out) {
     case OP_TRANSPOSE: label = "perm"; break;
     case OP_SLICE: label = "start,step"; break;
     case OP_PAD: label = "lo,hi"; break;
-    case OP_CONCAT: case OP_SOFTMAX: case OP_LOG_SOFTMAX:
+    case OP_CONCAT: case OP_SOFTMAX: case OP_LOG_SOFTMAX: case OP_TAKE:
     case OP_LAYERNORM: case OP_RMSNORM: label = "axis"; break;
     case OP_CONV2D: label = "stride,pad,dilation,groups"; break;
     case OP_MAXPOOL2D: case OP_AVGPOOL2D: label = "kernel,stride,pad"; break;

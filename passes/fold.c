@@ -100,7 +100,8 @@ static bool fold_value(const Node *n, const double *vals, double *out) {
         case OP_RESHAPE:
         case OP_TRANSPOSE:
         case OP_BROADCAST:
-        case OP_SLICE: *out = vals[0]; return true;
+        case OP_SLICE:
+        case OP_TAKE: *out = vals[0]; return true; /* every element of x is the same */
         case OP_PAD: {
             bool widths = false;
             for (int k = 0; k < n->nints; k++) widths = widths || n->ints[k] != 0;

@@ -45,7 +45,7 @@ static bool is_heavy(Op op) {
 
 static bool is_view(Op op) {
     return op == OP_RESHAPE || op == OP_TRANSPOSE || op == OP_BROADCAST || op == OP_SLICE || op == OP_PAD ||
-           op == OP_CONCAT;
+           op == OP_CONCAT || op == OP_TAKE;
 }
 
 static bool is_leaf_const(Op op) { return op == OP_CONST || op == OP_FULL || op == OP_IOTA; }
@@ -524,6 +524,16 @@ static int lower_node(Lower *L, int id, const int *idx, int guard) {
         v = lower_node(L, n->in[0], in_idx, guard);
         break;
     }
+    case OP_TAKE: { /* a gather: the position along the axis is a loaded index */
+        const Node *x = ir_node(s->g, n->in[0]), *ix = ir_node(s->g, n->in[1]);
+        int axis = (int)n->ints[0];
+        int raw = lower_node(L, n->in[1], idx + axis, guard);
+        int pos = emit(L, KI_INDEX, KILN_I64, 0, raw, -1, -1, -1, (double)x->shape[axis], false, -2);
+        set_bound(L, pos, x->shape[axis]);
+        for (int k = 0; k < x->rank; k++) in_idx[k] = k < axis ? idx[k] : k == axis ? pos : idx[k - 1 + ix->rank];
+        v = lower_node(L, n->in[0], in_idx, guard);
+        break;
+    }
     case OP_PAD: {
         const Node *x = ir_node(s->g, n->in[0]);
         int inside = guard;
@@ -711,6 +721,41 @@ static void lower_reduce(Lower *L, int core, int root) {
     delinearize(L, o, h->shape, h->rank, oidx); /* the core's index space */
     store_root(L, root, map, oidx);
     free(red), free(kept), free(rdims), free(kidx), free(ridx), free(xidx), free(oidx);
+}
+
+/* cumsum: each output element is a REDUCE over its axis, each term kept by a
+ * guard that says whether it is part of the element's running sum (O(n^2)
+ * per row, which suits the short axes of position ids and masks). */
+static void lower_cumsum(Lower *L, int core, int root) {
+    Sched *s = L->s;
+    const Node *h = ir_node(s->g, core);
+    int axis = (int)h->ints[0], rank = h->rank;
+    bool exclusive = h->ints[1] != 0, reverse = h->ints[2] != 0;
+    int64_t n = h->shape[axis];
+    int *oidx = xmalloc(sizeof(int) * (size_t)(rank + 1)), *xidx = xmalloc(sizeof(int) * (size_t)(rank + 1));
+    int o = emit(L, KI_OUTER, KILN_I64, 0, -1, -1, -1, -1, 0, false, -1);
+    set_bound(L, o, L->k->outer);
+    delinearize(L, o, h->shape, rank, oidx);
+    int st = kernel_add_stage(L->k, KS_REDUCE, n);
+    L->stage = st;
+    int r = inner_var(L, st, n);
+    memcpy(xidx, oidx, sizeof(int) * (size_t)rank);
+    xidx[axis] = r;
+    /* forward: r <= i (r < i when exclusive); reverse: r >= i (r > i) */
+    int i = oidx[axis], one = iconst(L, exclusive ? 0 : 1);
+    int keep = reverse ? ilt(L, iadd(L, i, iconst(L, exclusive ? 1 : 0)), iadd(L, r, iconst(L, 1))) : ilt(L, r, iadd(L, i, one));
+    KilnDType vdt = h->dtype;
+    int v = lower_node(L, h->in[0], xidx, keep);
+    v = elem(L, OP_WHERE, vdt, keep, v, fconst(L, vdt, 0));
+    kstage_reduce(L->k, st, OP_SUM, v, vdt);
+    L->visited[core] = true;
+    int map = kernel_add_stage(L->k, KS_MAP, 1);
+    L->stage = map;
+    L->core = core;
+    L->core_value = cast(L, acc_ref(L, st), h->dtype);
+    store_root(L, root, map, oidx);
+    L->k->flops = L->k->outer * n;
+    free(oidx), free(xidx);
 }
 
 /* softmax, log_softmax, layernorm, rmsnorm: one outer index per row. */
@@ -904,8 +949,32 @@ static void lower_matmul(Lower *L, int core, int root) {
     free(oidx), free(aidx), free(bidx);
 }
 
+/* The number of elements one window of an average pool spans along an axis
+ * (ref_pool_count's rule), in float dtype dt: the window starts at
+ * out*stride - pad and is cut at the padded end (or the input's). */
+static int window_count(Lower *L, KilnDType dt, int out, int64_t stride, int64_t pad, int64_t k, int64_t size,
+                        int64_t pad_end, bool include_pad) {
+    int start = cast(L, iadd(L, imul(L, out, iconst(L, stride)), iconst(L, -pad)), dt);
+    int end = elem(L, OP_ADD, dt, start, fconst(L, dt, (double)k), -1);
+    end = elem(L, OP_MINIMUM, dt, end, fconst(L, dt, (double)(include_pad ? size + pad_end : size)), -1);
+    if (!include_pad) start = elem(L, OP_MAXIMUM, dt, start, fconst(L, dt, 0), -1);
+    return elem(L, OP_SUB, dt, end, start, -1);
+}
+
+/* What an average pool divides the window's sum by: kh*kw, unless windows
+ * are cut (ceil_mode, or count_include_pad=false with padding). */
+static int pool_divisor(Lower *L, const Node *h, const Node *x, const int *oidx, KilnDType dt) {
+    int64_t kh = h->ints[0], kw = h->ints[1];
+    bool cut = h->nints >= 10 && (h->ints[8] || !h->ints[9]);
+    if (!cut) return fconst(L, dt, (double)(kh * kw));
+    bool include = h->ints[9] != 0;
+    int ch = window_count(L, dt, oidx[2], h->ints[2], h->ints[4], kh, x->shape[2], h->ints[6], include);
+    int cw = window_count(L, dt, oidx[3], h->ints[3], h->ints[5], kw, x->shape[3], h->ints[7], include);
+    return elem(L, OP_MUL, dt, ch, cw, -1);
+}
+
 /* conv2d and pools: a REDUCE over the window (c, kh, kw), loads guarded by
- * the padding. */
+ * the padding (its top and left: the output size says where windows end). */
 static void lower_window(Lower *L, int core, int root) {
     Sched *s = L->s;
     const Node *h = ir_node(s->g, core), *x = ir_node(s->g, h->in[0]);
@@ -962,7 +1031,7 @@ static void lower_window(Lower *L, int core, int root) {
     int map = kernel_add_stage(L->k, KS_MAP, 1);
     L->stage = map;
     int acc = acc_ref(L, st);
-    if (h->op == OP_AVGPOOL2D) acc = elem(L, OP_DIV, I(L, acc)->dtype, acc, fconst(L, I(L, acc)->dtype, (double)(kh * kw)), -1);
+    if (h->op == OP_AVGPOOL2D) acc = elem(L, OP_DIV, I(L, acc)->dtype, acc, pool_divisor(L, h, x, oidx, I(L, acc)->dtype), -1);
     if (conv && h->nin == 3) {
         int bi[1] = {oidx[1]};
         acc = elem(L, OP_ADD, I(L, acc)->dtype, acc, cast(L, lower_node(L, h->in[2], bi, -1), I(L, acc)->dtype), -1);
@@ -1209,7 +1278,10 @@ KProgram *fuse_graph(Arena *arena, const IRGraph *g, const FuseOptions *opt, cha
             if (reds.len) lower_rowgroup(&L, id, reds.data, reds.len);
             else lower_row(&L, core, id);
             break;
-        case KK_REDUCE: lower_reduce(&L, core, id); break;
+        case KK_REDUCE:
+            if (c->op == OP_CUMSUM) lower_cumsum(&L, core, id);
+            else lower_reduce(&L, core, id);
+            break;
         case KK_MATMUL: lower_matmul(&L, core, id); break;
         default: lower_window(&L, core, id); break;
         }

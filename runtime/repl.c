@@ -98,10 +98,6 @@ static void on_sigint(int sig) {
 }
 
 static const char *const repl_builtins[] = {"rand", "randn", "load", NULL};
-/* built-ins of the language that are not rows of ops.def (see frontend/lower.c) */
-static const char *const sugar_builtins[] = {
-    "clamp", "linear", "zeros", "ones", "squeeze", "unsqueeze", "global_avgpool", NULL,
-};
 static const char *const dtype_names[] = {"f32", "f16", "bf16", "f64", "i32", "i64", "bool", NULL};
 /* :emit's stages before the backends' own (backend_stage) */
 static const char *const graph_stages[] = {"ir", "opt", "kernels", "dot", NULL};
@@ -1259,7 +1255,7 @@ static void completions(Repl *r, const char *line, const char *start, const char
     for (int i = 0; i < r->graphs.len; i++) completion_add(out, r->graphs.data[i].name, prefix);
     for (int i = 0; i < OP_COUNT; i++)
         if (op_info[i].flags & OPF_BUILTIN) completion_add(out, op_info[i].name, prefix);
-    for (int i = 0; sugar_builtins[i]; i++) completion_add(out, sugar_builtins[i], prefix);
+    for (int i = 0; lang_sugar_builtins[i]; i++) completion_add(out, lang_sugar_builtins[i], prefix);
     for (int i = 0; repl_builtins[i]; i++) completion_add(out, repl_builtins[i], prefix);
     if (out->len == 1 && nvars == 0) *suffix = "("; /* a function */
     for (int i = 0; dtype_names[i]; i++) completion_add(out, dtype_names[i], prefix);

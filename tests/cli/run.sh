@@ -243,6 +243,23 @@ for stage in kernels cuda; do
         --dim B=2 --emit=$stage --remarks
 done
 
+# ---- take: an index out of range is clamped on every device; ref names the first one
+cat >"$T/take.kiln" <<'EOF'
+graph g(x: f32[3], i: i64[4]) -> f32[4] {
+    return take(x, i)
+}
+EOF
+py "import numpy as np; np.save('x.npy', np.array([1, 2, 3], np.float32)); np.save('i.npy', np.array([0, -1, 7, -9]))"
+for dev in ref cpu kir cuda-emu; do
+    expect "take clamps on $dev" 0 "" "$K" run "$T/take.kiln" --device=$dev --in x="$T/x.npy" --in i="$T/i.npy"
+    expect_out "take clamps on $dev: values" '^\[1\. 3\. 3\. 1\.\]'
+done
+expect "take warns on ref" 0 "take.kiln:2:12: warning: take: index 7 is out of range for an axis of size 3" \
+    "$K" run "$T/take.kiln" --device=ref --in x="$T/x.npy" --in i="$T/i.npy"
+if [ "$(grep -c warning "$T/err")" = 1 ]; then ok; else bad "take on ref: one warning, for the first index"; fi
+run "$K" run "$T/take.kiln" --device=cpu --in x="$T/x.npy" --in i="$T/i.npy"
+if [ -s "$T/err" ]; then bad "take on cpu: no warning expected"; else ok; fi
+
 # ---- a device that is not there
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     expect "--device=cuda with a GPU" 0 "" "$K" run "$T/id.kiln" --device=cuda

@@ -169,10 +169,21 @@ def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
+def _pads4(padding):
+    """(top, bottom, left, right) from an int, a pair [h, w] or [[top, bottom], [left, right]]."""
+    if isinstance(padding, int):
+        return (padding,) * 4
+    if isinstance(padding[0], (list, tuple)):
+        return (padding[0][0], padding[0][1], padding[1][0], padding[1][1])
+    return (padding[0], padding[0], padding[1], padding[1])
+
+
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
-    """NCHW x OIHW, symmetric zero padding, as PyTorch's conv2d."""
-    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
-    x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    """NCHW x OIHW, zero padding (symmetric or [[top, bottom], [left, right]]), as
+    PyTorch's conv2d."""
+    (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
+    pt, pb, pl, pr = _pads4(padding)
+    x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
     n, _, h, wd = x.shape
     o, cg, kh, kw = w.shape
     oh = (h - dh * (kh - 1) - 1) // sh + 1
@@ -211,6 +222,60 @@ def maxpool2d(x, kernel, stride=None, padding=0):
 def avgpool2d(x, kernel, stride=None, padding=0):
     """Padded zeros count in the average (PyTorch's count_include_pad=True)."""
     return _pool(x, kernel, stride, padding, 0.0, np.mean)
+
+
+def _pool_out(size, k, s, before, after, ceil):
+    """Output size along one axis; with ceil_mode a last window may not start in the
+    padding after the input (PyTorch's rule)."""
+    num = size + before + after - k
+    out = (num + (s - 1 if ceil else 0)) // s + 1
+    if ceil and (out - 1) * s >= size + before:
+        out -= 1
+    return out
+
+
+def pool2d(x, kind, kernel, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """max or avg pooling window by window.  avg divides by the window cut at the end
+    of the padded input (count_include_pad) or by its elements inside the input."""
+    (kh, kw) = _pair(kernel)
+    (sh, sw) = _pair(kernel if stride is None else stride)
+    pt, pb, pl, pr = _pads4(padding)
+    n, c, h, w = x.shape
+    oh = _pool_out(h, kh, sh, pt, pb, ceil_mode)
+    ow = _pool_out(w, kw, sw, pl, pr, ceil_mode)
+    out = np.zeros((n, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            h0, w0 = i * sh - pt, j * sw - pl
+            win = x[:, :, max(h0, 0):min(h0 + kh, h), max(w0, 0):min(w0 + kw, w)]
+            if kind == "max":
+                out[:, :, i, j] = win.max(axis=(2, 3))
+            elif count_include_pad:
+                cnt = (min(h0 + kh, h + pb) - h0) * (min(w0 + kw, w + pr) - w0)
+                out[:, :, i, j] = win.sum(axis=(2, 3)) / cnt
+            else:
+                out[:, :, i, j] = win.mean(axis=(2, 3))
+    return out
+
+
+def take(x, i, axis=0):
+    """np.take with kiln's rule: negative indices from the end, the rest clamped."""
+    n = x.shape[axis]
+    i = np.asarray(i, dtype=np.int64)
+    return np.take(x, np.clip(np.where(i < 0, i + n, i), 0, n - 1), axis=axis)
+
+
+def batchnorm(x, mean, var, gamma, beta, axis=1, eps=1e-5):
+    a = lambda v: _along(v, x.ndim, axis)
+    return (x - a(mean)) / np.sqrt(a(var) + eps) * a(gamma) + a(beta)
+
+
+def leaky_relu(x, alpha=0.01):
+    return np.where(x > 0, x, alpha * x)
+
+
+def hardsigmoid(x, alpha=0.2, beta=0.5):
+    return np.clip(alpha * x + beta, 0.0, 1.0)
 
 
 def global_avgpool(x):
@@ -694,3 +759,50 @@ s.case("self_attention", attention, inputs=ATTN_W, dims={"B": 1, "T": 4})
 
 s = Suite("examples/gelu_chain.kiln", "example")
 s.case("gelu_chain", gelu_chain, dims={"N": 4})
+
+# --- tests/ops/v1.kiln: the Version 1 additions ------------------------------------------
+s = Suite("tests/ops/v1.kiln")
+s.case("take_axes", lambda x, i, j, s: (take(x, i), take(x, j, axis=1), take(x, i, axis=-1), take(x, s)),
+       inputs={"i": ints(-6, 5), "j": ints(-7, 6), "s": ints(-4, 3)})
+s.case("take_fused", lambda x, i, k, b: (take(np.exp(x), i % 6) * 2, take(x, i).sum(axis=-1),
+                                          take(k, k + 1, axis=1), take(b, i),
+                                          take(x, k, axis=1).sum(axis=-1)),
+       inputs={"i": ints(-8, 8), "k": ints(-5, 4), "b": choice(0.0, 1.0)})
+s.case("embedding", lambda table, ids, pos, g, bt: layernorm(take(table, ids) + pos, g, bt),
+       inputs={"ids": ints(0, 9), "g": normal(0.2, 1.0)}, dims={"B": 3})
+s.case("cumsum_axes", lambda x, k, l: (np.cumsum(x, axis=0), np.cumsum(x, axis=-1),
+                                       np.cumsum(k, axis=1).astype(np.int32),
+                                       np.cumsum(np.exp(x), axis=1) + 1, np.cumsum(l)),
+       inputs={"k": ints(-1000, 1000), "l": ints(-3_000_000_000, 3_000_000_000)})
+s.case("cumsum_f64", lambda x: (np.cumsum(x, axis=1), np.cumsum(f16(x), axis=2)),
+       inputs={"x": HALVES})
+BN = {"var": POS, "gamma": normal(0.2, 1.0)}
+s.case("batchnorm_nchw", lambda x, mean, var, gamma, beta: (
+    batchnorm(x, mean, var, gamma, beta), batchnorm(x, mean, var, gamma, beta, eps=0.1)), inputs=BN)
+s.case("batchnorm_axes", lambda x, m, v, h, hm, hv: (batchnorm(x, m, v, m, v, axis=-1),
+                                                     batchnorm(h, hm, hv, hv, hm)),
+       inputs={"v": POS, "hv": POS, "h": HALVES, "hm": HALVES})
+s.case("conv_bn_relu", lambda x, w, mean, var, gamma, beta: relu(batchnorm(conv2d(x, w, padding=1), mean,
+                                                                          var, gamma, beta)),
+       inputs={"w": fan_in(18), **BN}, dims={"N": 2})
+s.case("conv_asym", lambda x, w: (conv2d(x, w, padding=[[0, 1], [2, 0]]),
+                                  conv2d(x, w, stride=2, padding=[[1, 0], [0, 1]])))
+s.case("pools_v1", lambda x: (pool2d(x, "max", 2, ceil_mode=True), pool2d(x, "avg", 2, ceil_mode=True),
+                              pool2d(x, "avg", 3, 2, 1, count_include_pad=False),
+                              pool2d(x, "avg", (3, 2), 2, [[1, 0], [0, 1]], ceil_mode=True),
+                              pool2d(x, "max", 3, 2, [[1, 1], [1, 0]], ceil_mode=True),
+                              pool2d(x, "avg", 3, 1, 1, count_include_pad=False)))
+s.case("pools_v1_f16", lambda x: (pool2d(x, "avg", 2, ceil_mode=True, count_include_pad=False),
+                                  pool2d(x, "max", 2, ceil_mode=True)), inputs={"x": HALVES})
+s.case("arg_keepdims", lambda x: (x.argmax(axis=1)[:, None], x.argmin(axis=-1)[:, :, None],
+                                  np.array(x.argmax()).reshape(1, 1, 1)), inputs={"x": distinct()})
+s.case("elementwise_v1", lambda x, y: (leaky_relu(x), leaky_relu(x, 0.2), hardsigmoid(x),
+                                       hardsigmoid(x, 0.1666667, 0.5), 1.0 / y),
+       inputs={"x": normal(4.0), "y": nonzero()}, dims={"N": 3})
+s.case("elementwise_v1_f16", lambda x, i: (leaky_relu(x), hardsigmoid(x), 1.0 / x,
+                                           np.zeros(12, bool), np.zeros(12, bool)),
+       inputs={"x": NZ_HALVES})
+SPECIAL = values(np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -2.0, np.nan, 3e38, -1e-30, np.inf, 7.0)
+s.case("nan_inf", lambda x, h: (np.isnan(x), np.isinf(x), np.isinf(h) | np.isnan(h),
+                                np.where(np.isnan(x) | np.isinf(x), 0.0, x)),
+       inputs={"x": SPECIAL, "h": SPECIAL})

@@ -3,7 +3,8 @@
 #
 #     sh tests/passes/kernel_counts.sh BUILD/kiln
 #
-# Reads `kiln emit FILE -g GRAPH --emit=kernels` and checks, per graph:
+# Reads `kiln emit FILE -g GRAPH --emit=kernels` and checks, per graph (of an
+# example, or of a file named by its path such as tests/ops/v1):
 #   count N           the program has N kernels
 #   share OP,OP,...   one kernel computes all these graph ops (with repeats)
 #   alone OP          a kernel computes OP and nothing else of substance
@@ -52,11 +53,16 @@ transformer_block block share matmul,add,add
 transformer_block block nocopy | --precision=auto
 transformer_block self_attention count 7
 transformer_block self_attention nocopy
+tests/ops/v1 conv_bn_relu count 1
+tests/ops/v1 conv_bn_relu share conv2d,add,rsqrt,mul,sub,mul,add,relu
+tests/ops/v1 embedding count 1
+tests/ops/v1 embedding share take,add,layernorm
 "
 
 # The kernels of one graph, one line each: "KIND op op op ...".
-kernels() { # file graph [flags]
-    "$KILN" emit "examples/$1.kiln" -g "$2" --emit=kernels $DIMS $3 2>&1 |
+kernels() { # file graph [flags]   (file: an example's name, or a path without .kiln)
+    case $1 in */*) file="$1.kiln" ;; *) file="examples/$1.kiln" ;; esac
+    "$KILN" emit "$file" -g "$2" --emit=kernels $DIMS $3 2>&1 |
         awk '/^  kernel / {
                  kind = $3; gsub(/[(),]/, "", kind); ops = ""
                  for (i = 7; i <= NF; i++) { split($i, p, ":"); if (p[2] != "const" && p[2] != "param") ops = ops " " p[2] }

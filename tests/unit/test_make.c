@@ -251,6 +251,70 @@ static void test_rules(void) {
     arena_free(arena);
 }
 
+/* The Version 1 additions: shapes, composites, refusals. */
+static void test_v1(void) {
+    Arena *arena = arena_new();
+    DiagList d = {0};
+    IRGraph *g = ir_graph_new(arena, "v1");
+    IRMaker m;
+    mk_init(&m, g, &d);
+    Dim s453[3] = {4, 5, 3}, s23[2] = {2, 3}, s5[1] = {5}, s4[1] = {4}, s3[1] = {3};
+    int x = mk_param(&m, "x", KILN_F32, 3, s453, at(1, 1));
+    int i = mk_param(&m, "i", KILN_I64, 2, s23, at(1, 2));
+    int f = mk_param(&m, "f", KILN_F32, 2, s23, at(1, 3));
+    int c5 = mk_param(&m, "c5", KILN_F32, 1, s5, at(1, 4));
+    int c4 = mk_param(&m, "c4", KILN_F32, 1, s4, at(1, 5));
+    int k = mk_param(&m, "k", KILN_I32, 1, s3, at(1, 6));
+    ASSERT_TYPE("f32[2, 3, 5, 3]", &m, mk_take(&m, x, i, 0, mk_at(at(2, 1))));
+    ASSERT_TYPE("f32[4, 2, 3, 3]", &m, mk_take(&m, x, i, 1, mk_at(at(2, 2))));
+    ASSERT_TYPE("f32[4, 5, 2, 3]", &m, mk_take(&m, x, i, -1, mk_at(at(2, 3))));
+    ASSERT_TYPE("f32[5, 3]", &m, mk_take(&m, x, mk_literal(&m, -1, KILN_I64, at(2, 4)), 0, mk_at(at(2, 5))));
+    EXPECT_ERROR(&d, mk_take(&m, x, f, 0, mk_at(at(2, 6))), "i32 or i64, found f32[2, 3]");
+    EXPECT_ERROR(&d, mk_take(&m, x, i, 3, mk_at(at(2, 7))), "out of range");
+    ASSERT_TYPE("f32[4, 5, 3]", &m, mk_cumsum(&m, x, -2, false, true, mk_at(at(3, 1))));
+    ASSERT_TYPE("i32[3]", &m, mk_cumsum(&m, k, 0, true, false, mk_at(at(3, 2))));
+    EXPECT_ERROR(&d, mk_cumsum(&m, mk_binary(&m, OP_GT, k, k, at(3, 3)), 0, false, false, mk_at(at(3, 4))), "bool");
+    /* batchnorm over axis 1 of x: five channels */
+    ASSERT_TYPE("f32[4, 5, 3]", &m, mk_batchnorm(&m, x, c5, c5, c5, c5, 1, 1e-5, mk_at(at(4, 1))));
+    ASSERT_TYPE("f32[4, 5, 3]", &m, mk_batchnorm(&m, x, c4, c4, c4, c4, 0, 1e-5, mk_at(at(4, 2))));
+    EXPECT_ERROR(&d, mk_batchnorm(&m, x, c5, c4, c5, c5, 1, 1e-5, mk_at(at(4, 3))), "var must be f32[5], found f32[4]");
+    ASSERT_TYPE("f32[4]", &m, mk_leaky_relu(&m, c4, 0.1, at(5, 1)));
+    ASSERT_TYPE("f32[4]", &m, mk_hardsigmoid(&m, c4, 0.2, 0.5, at(5, 2)));
+    ASSERT_TYPE("f32[4]", &m, mk_reciprocal(&m, c4, at(5, 3)));
+    ASSERT_TYPE("f32[]", &m, mk_reciprocal(&m, mk_literal(&m, 4, KILN_I64, at(5, 4)), at(5, 5)));
+    EXPECT_ERROR(&d, mk_leaky_relu(&m, k, 0.1, at(5, 6)), "floating-point");
+    ASSERT_TYPE("bool[4]", &m, mk_isnan(&m, c4, at(6, 1)));
+    ASSERT_TYPE("bool[3]", &m, mk_isnan(&m, k, at(6, 2)));
+    ASSERT_TYPE("bool[4]", &m, mk_isinf(&m, c4, true, false, at(6, 3)));
+    ASSERT_TYPE("bool[4]", &m, mk_isinf(&m, c4, false, false, at(6, 4)));
+    /* windows: asymmetric padding, ceil_mode (the last window may not start in the padding after) */
+    Dim xs[4] = {1, 1, 7, 6};
+    int img = mk_param(&m, "img", KILN_F32, 4, xs, at(7, 1));
+    MkPool p = {.kernel = {2, 2}, .stride = {2, 2}, .ceil_mode = true, .count_include_pad = true};
+    ASSERT_TYPE("f32[1, 1, 4, 3]", &m, mk_pool2d(&m, OP_AVGPOOL2D, img, &p, mk_at(at(7, 2))));
+    MkPool q = {.kernel = {3, 3}, .stride = {2, 2}, .pad = {1, 1, 1, 0}, .ceil_mode = true};
+    ASSERT_TYPE("f32[1, 1, 4, 3]", &m, mk_pool2d(&m, OP_MAXPOOL2D, img, &q, mk_at(at(7, 3))));
+    q.pad[3] = 2;
+    EXPECT_ERROR(&d, mk_pool2d(&m, OP_MAXPOOL2D, img, &q, mk_at(at(7, 4))), "at most half");
+    Dim ws[4] = {2, 1, 3, 2};
+    int w = mk_param(&m, "w", KILN_F32, 4, ws, at(8, 1));
+    MkConv cv = {.stride = {1, 1}, .pad = {0, 1, 2, 0}, .dilation = {1, 1}, .groups = 1};
+    ASSERT_TYPE("f32[1, 2, 6, 7]", &m, mk_conv2d(&m, img, w, MK_NONE, &cv, mk_at(at(8, 2))));
+    cv.pad[1] = -1;
+    EXPECT_ERROR(&d, mk_conv2d(&m, img, w, MK_NONE, &cv, mk_at(at(8, 3))), "at least 0");
+    ASSERT_EQ(0, d.items.len);
+    for (int n = 0; n < g->nodes.len; n++) {
+        char why[256] = "";
+        bool ok = mk_check_node(g, n, why, sizeof why);
+        ASSERT(ok);
+        if (!ok) printf("  node %%%d: %s\n", n, why);
+    }
+    mk_free(&m);
+    ir_graph_destroy(g);
+    diag_clear(&d);
+    arena_free(arena);
+}
+
 /* mk_check_node names a node a pass could have broken. */
 static void test_check(void) {
     Arena *arena = arena_new();
@@ -317,6 +381,7 @@ static void test_runs(void) {
 int main(void) {
     test_importer_graph();
     test_rules();
+    test_v1();
     test_check();
     test_runs();
     printf("test_make: %d passed, %d failed\n", npassed, nfailed);
