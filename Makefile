@@ -13,7 +13,7 @@ LLVM_CONFIG ?= llvm-config-19
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 # Install missing tools before anything else needs them.
-NEED_DEPS := $(shell command -v flex >/dev/null && command -v bison >/dev/null && \
+NEED_DEPS := $(shell command -v flex >/dev/null && command -v bison >/dev/null && command -v dot >/dev/null && \
                command -v $(LLVM_CONFIG) >/dev/null && /usr/bin/python3 -c 'import numpy, onnx' 2>/dev/null && \
                test -d /usr/share/libonnx-testdata && echo ok)
 ifneq ($(NEED_DEPS),ok)

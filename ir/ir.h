@@ -313,7 +313,11 @@ bool ir_graph_is_concrete(const IRGraph *g, const char **first_sym);
 
 /* print.c: `emit --emit=ir` and `--emit=dot`. */
 void ir_print(const IRGraph *g, FILE *out);
-void ir_print_dot(const IRGraph *g, FILE *out);
+/* title: a label on top, or NULL. */
+void ir_print_dot(const IRGraph *g, const char *title, FILE *out);
+/* Writes s inside a Graphviz string: quotes and backslashes escaped,
+ * control characters dropped. */
+void ir_dot_escaped(const char *s, FILE *out);
 
 /* verify.c: checks the IR's invariants; returns false and says why. */
 bool ir_verify(const IRGraph *g, char *err, size_t errlen);

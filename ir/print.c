@@ -96,18 +96,37 @@ void ir_print(const IRGraph *g, FILE *out) {
     fputc('\n', out);
 }
 
-void ir_print_dot(const IRGraph *g, FILE *out) {
-    fprintf(out, "digraph \"%s\" {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n", g->name);
+void ir_dot_escaped(const char *s, FILE *out) {
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', out);
+        if ((unsigned char)*s >= 0x20) fputc(*s, out);
+    }
+}
+
+void ir_print_dot(const IRGraph *g, const char *title, FILE *out) {
+    fputs("digraph \"", out);
+    ir_dot_escaped(g->name, out);
+    fputs("\" {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n", out);
+    if (title) {
+        fputs("  label=\"", out);
+        ir_dot_escaped(title, out);
+        fputs("\"; labelloc=t;\n", out);
+    }
     for (int i = 0; i < g->nodes.len; i++) {
         const Node *n = ir_node(g, i);
         char *t = ir_type_str(g, n->dtype, n->rank, n->shape);
-        fprintf(out, "  n%d [label=\"%%%d %s%s%s\\n%s\"%s];\n", i, i, op_info[n->op].name,
-                n->op == OP_PARAM ? " " : "", n->op == OP_PARAM ? n->name : "", t,
-                n->op == OP_PARAM ? ", style=rounded" : "");
+        fprintf(out, "  n%d [label=\"%%%d %s%s", i, i, op_info[n->op].name, n->op == OP_PARAM ? " " : "");
+        if (n->op == OP_PARAM) ir_dot_escaped(n->name, out);
+        fprintf(out, "\\n%s\"%s];\n", t,
+                n->op == OP_PARAM ? ", style=\"rounded,filled\", fillcolor=\"#dbeafe\"" : "");
         free(t);
         for (int k = 0; k < n->nin; k++) fprintf(out, "  n%d -> n%d;\n", n->in[k], i);
     }
     for (int i = 0; i < g->results.len; i++)
-        fprintf(out, "  r%d [label=\"result %d\", shape=oval];\n  n%d -> r%d;\n", i, i, g->results.data[i], i);
+        fprintf(
+            out,
+            "  r%d [label=\"result %d\", shape=box, style=\"rounded,filled,bold\", fillcolor=\"#dcfce7\"];\n"
+            "  n%d -> r%d;\n",
+            i, i, g->results.data[i], i);
     fputs("}\n", out);
 }

@@ -32,6 +32,7 @@
 #include "passes/pass.h"
 #include "runtime/outfile.h"
 #include "runtime/runtime.h"
+#include "runtime/viz.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -762,7 +763,7 @@ static bool emit_stage(Repl *r, const char *stage, IRGraph *g, Arena *arena) {
     if (strcmp(stage, "ir") == 0 || strcmp(stage, "opt") == 0) {
         ir_print(g, stdout);
     } else if (strcmp(stage, "dot") == 0) {
-        ir_print_dot(g, stdout);
+        st = viz_print_dot(g, &r->copt, NULL, stdout, err, sizeof err);
     } else if (strcmp(stage, "kernels") == 0) {
         KProgram *kp = exec_schedule(arena, g, &r->copt, err, sizeof err);
         if (kp) kprog_print(kp, g, stdout);

@@ -72,6 +72,7 @@ layer random-kir $PY tests/random/random_programs.py --kiln "$BUILD/kiln" --devi
 layer random-passes $PY tests/random/random_programs.py --kiln "$BUILD/kiln" --device ref --count $RANDOM_COUNT -j 2 \
     --flag=--passes=decompose,fold,simplify,cse,dce
 layer repl sh tests/repl/run.sh "$BUILD/kiln"
+layer viz $PY tests/viz/check_viz.py --kiln "$BUILD/kiln"
 
 [ -n "$failed_layers" ] && echo "failed layers:$failed_layers (logs in $BUILD/logs/)"
 echo "$total_pass passed, $total_fail failed"

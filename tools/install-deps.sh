@@ -18,6 +18,7 @@ have_pkg libclang-rt-14-dev || need="$need libclang-rt-14-dev"
 # onnx Python package, which writes the test models of tests/onnx/.
 have_pkg libonnx-testdata || need="$need libonnx-testdata"
 /usr/bin/python3 -c 'import onnx' >/dev/null 2>&1 || need="$need python3-onnx"
+have_cmd dot || need="$need graphviz" # emit --emit=svg, bench --report's graph (tests/viz)
 
 if [ -n "$need" ]; then
     echo "install-deps: installing:$need" >&2

@@ -6,6 +6,7 @@
 #include "runtime/outfile.h"
 #include "runtime/repl.h"
 #include "runtime/runtime.h"
+#include "runtime/viz.h"
 
 #include <time.h>
 
@@ -65,8 +66,9 @@ static const char *const help_text[][2] = {
             "                          decompose, precision); --print-after=PASS|all prints the IR\n"
             "  --fast-math             allow rewrites that are not exact (x + 0 -> x)\n"
             "  --remarks               say what the passes and the fusion scheduler did\n"},
-    {"emit", "kiln emit FILE --emit=ast|ir|opt|kernels|llvm|cuda|ptx|dot [-o OUT] [-g NAME] [--dim N=S]\n"
-             "  Print one stage of the compiler (-o: to OUT; --force replaces a file emit did not write).\n"},
+    {"emit", "kiln emit FILE --emit=ast|ir|opt|kernels|llvm|cuda|ptx|dot|svg [-o OUT] [-g NAME] [--dim N=S]\n"
+             "  Print one stage of the compiler (-o: to OUT; --force replaces a file emit did not write).\n"
+             "  dot: the fused kernels as Graphviz clusters; svg: the same drawn by Graphviz's `dot`.\n"},
     {"aot", "kiln aot FILE --target=cuda[:sm_XX]|cpu -o DIR [--force]\n"
             "  Write a deployable bundle into DIR: a new or empty folder, or one kiln made\n"
             "  (replaced whole); --force adds the files to any other folder.\n"},
@@ -587,8 +589,8 @@ static int require_concrete(const IRGraph *g) {
     return KILN_ERR_USAGE;
 }
 
-/* The stages of `emit`: these five, then every backend's (backend_stage). */
-static const char *const graph_stages[] = {"ast", "ir", "opt", "kernels", "dot", NULL};
+/* The stages of `emit`: these six, then every backend's (backend_stage). */
+static const char *const graph_stages[] = {"ast", "ir", "opt", "kernels", "dot", "svg", NULL};
 
 static bool is_graph_stage(const char *stage) {
     for (int i = 0; graph_stages[i]; i++)
@@ -599,6 +601,26 @@ static bool is_graph_stage(const char *stage) {
 static void stage_names(StrBuf *sb) {
     for (int i = 0; graph_stages[i]; i++) sb_printf(sb, "%s, ", graph_stages[i]);
     backend_stage_names(sb, ", ");
+}
+
+/* emit --emit=dot: the fused kernels for Graphviz; --emit=svg: drawn by it. */
+static int emit_picture(const IRGraph *g, const CompileOptions *copt, bool svg, FILE *out, char *err,
+                        size_t errlen) {
+    if (!svg) return viz_print_dot(g, copt, NULL, out, err, errlen);
+    char *dot = NULL, *pic = NULL;
+    size_t dot_len = 0, pic_len = 0;
+    FILE *mem = open_memstream(&dot, &dot_len);
+    if (!mem) {
+        snprintf(err, errlen, "out of memory");
+        return KILN_ERR_DEVICE;
+    }
+    KilnStatus st = viz_print_dot(g, copt, NULL, mem, err, errlen);
+    fclose(mem);
+    if (st == KILN_OK) st = viz_render_svg(dot, dot_len, &pic, &pic_len, err, errlen);
+    if (st == KILN_OK) fwrite(pic, 1, pic_len, out);
+    free(dot);
+    free(pic);
+    return st;
 }
 
 static int cmd_emit(Options *o) {
@@ -651,8 +673,9 @@ static int cmd_emit(Options *o) {
     }
     if (strcmp(o->emit, "ir") == 0 || strcmp(o->emit, "opt") == 0) {
         ir_print(g, out);
-    } else if (strcmp(o->emit, "dot") == 0) {
-        ir_print_dot(g, out);
+    } else if (strcmp(o->emit, "dot") == 0 || strcmp(o->emit, "svg") == 0) {
+        if ((st = emit_picture(g, &o->copt, strcmp(o->emit, "svg") == 0, out, err, sizeof err)) != KILN_OK)
+            fprintf(stderr, "kiln: %s\n", err);
     } else if ((st = require_concrete(g)) != KILN_OK) {
         /* reported */
     } else if (strcmp(o->emit, "kernels") == 0) {
