@@ -28,7 +28,7 @@ void kprog_destroy(KProgram *p) {
 
 int kprog_add_buf(KProgram *p, KBufKind kind, int index, KilnDType dt, int64_t numel, int node,
                   const char *name) {
-    KBuf b = {kind, index, dt, numel, node, 0, arena_strdup(p->arena, name)};
+    KBuf b = {kind, index, dt, numel, node, 0, arena_strdup(p->arena, name), false};
     VEC_PUSH(p->bufs, b);
     return p->bufs.len - 1;
 }
@@ -197,5 +197,83 @@ bool kprog_verify(const KProgram *p, char *err, size_t errlen) {
             }
         }
     }
+    return true;
+}
+
+/* Follows casts back to the instruction they convert. */
+static const KInst *uncast(const Kernel *k, int i) {
+    while (i >= 0 && k->insts.data[i].kind == KI_CAST) i = k->insts.data[i].a;
+    return i >= 0 ? &k->insts.data[i] : NULL;
+}
+
+static bool gemm_operand_ok(const KProgram *p, int buf) {
+    if (buf < 0 || buf >= p->bufs.len) return false;
+    KilnDType dt = p->bufs.data[buf].dtype;
+    return dt == KILN_F32 || dt == KILN_F16 || dt == KILN_BF16;
+}
+
+/* A conv kernel as a batched product; false when its geometry is not described. */
+static bool conv_gemm(const Kernel *k, KGemm *g) {
+    const KConv *cv = &k->conv;
+    if (cv->x_buf < 0 || cv->w_buf < 0 || cv->op != OP_CONV2D || cv->groups <= 0 || cv->c % cv->groups ||
+        cv->oc % cv->groups)
+        return false;
+    int64_t cg = cv->c / cv->groups, ocg = cv->oc / cv->groups, khw = cv->kh * cv->kw;
+    /* the weights must be dense along (c, kh, kw): then k is one stride-1 axis */
+    if (cv->ws[3] != 1 || cv->ws[2] != cv->kw || cv->ws[1] != khw || cv->ws[0] < cg * khw) return false;
+    KMatmul *mm = &g->mm;
+    memset(g, 0, sizeof *g);
+    mm->a_buf = cv->w_buf, mm->b_buf = cv->x_buf;
+    mm->nbatch = 2;
+    g->batch_dims[0] = cv->n, g->batch_dims[1] = cv->groups;
+    g->a_batch_stride[0] = 0, g->a_batch_stride[1] = ocg * cv->ws[0];
+    g->b_batch_stride[0] = cv->xs[0], g->b_batch_stride[1] = cg * cv->xs[1];
+    mm->batch = cv->n * cv->groups;
+    mm->m = ocg, mm->n = cv->oh * cv->ow, mm->k = cg * khw;
+    mm->a_sm = cv->ws[0], mm->a_sk = 1, mm->a_off = cv->w_off;
+    mm->b_off = cv->x_off;
+    bool pointwise = khw == 1 && cv->sh == 1 && cv->sw == 1 && cv->ph == 0 && cv->pw == 0 && cv->oh == cv->h &&
+                     cv->ow == cv->w && cv->xs[3] == 1 && cv->xs[2] == cv->w;
+    if (pointwise) mm->b_sk = cv->xs[1], mm->b_sn = 1;
+    else g->conv = cv;
+    return true;
+}
+
+bool kernel_gemm(const KProgram *p, const Kernel *k, KGemm *g) {
+    if (k->kind == KK_MATMUL) {
+        memset(g, 0, sizeof *g);
+        g->mm = k->mm;
+    } else if (k->kind != KK_CONV || !conv_gemm(k, g)) {
+        return false;
+    }
+    KMatmul *mm = &g->mm;
+    if (k->kind == KK_CONV) {
+        mm->batch_dims = g->batch_dims;
+        mm->a_batch_stride = g->a_batch_stride;
+        mm->b_batch_stride = g->b_batch_stride;
+    }
+    if (k->stages.len != 2) return false;
+    const KStage *red = &k->stages.data[0], *map = &k->stages.data[1];
+    if (red->kind != KS_REDUCE || red->reduce != OP_SUM || red->acc_dtype != KILN_F32 || map->kind != KS_MAP ||
+        map->extent != 1)
+        return false;
+    if (!gemm_operand_ok(p, mm->a_buf) || !gemm_operand_ok(p, mm->b_buf)) return false;
+    if (mm->m <= 0 || mm->n <= 0 || mm->k <= 0 || mm->batch <= 0 || mm->k != red->extent ||
+        mm->batch * mm->m * mm->n != k->outer || mm->nbatch < 0 || (mm->nbatch > 0 && !mm->batch_dims))
+        return false;
+    int64_t bprod = 1;
+    for (int d = 0; d < mm->nbatch; d++) bprod *= mm->batch_dims[d];
+    if (bprod != mm->batch) return false;
+    /* the reduction's value: a product of a load of A and one of B (a conv's
+     * input load may be guarded by the padding) */
+    const KInst *v = uncast(k, red->value);
+    if (!v || v->kind != KI_ELEM || v->op != OP_MUL) return false;
+    const KInst *x = uncast(k, v->a), *y = uncast(k, v->b);
+    if (!x || !y || x->kind != KI_LOAD || y->kind != KI_LOAD) return false;
+    if (x->buf == mm->b_buf) {
+        const KInst *t = x;
+        x = y, y = t;
+    }
+    if (x->buf != mm->a_buf || y->buf != mm->b_buf || x->b >= 0 || (y->b >= 0 && k->kind != KK_CONV)) return false;
     return true;
 }

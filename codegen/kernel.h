@@ -106,6 +106,25 @@ typedef struct {
     int64_t a_off, b_off;
 } KMatmul;
 
+/* A convolution or pooling kernel's window geometry, for emitters with an
+ * implicit-GEMM or a direct (row) form.  With o = ((n*OC + oc)*OH + oh)*OW + ow
+ * the reduction is, over (c, kh, kw) in [0, C/groups) x [0, KH) x [0, KW)
+ * (pools: c is the output channel, one of it),
+ *     X(n, g*(C/groups) + c, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw)  [* W(oc, c, kh, kw)]
+ * with g = oc / (OC/groups), X zero (max pools: -inf) outside [0, H) x [0, W).
+ * X(n, c, h, w) = bufs[x_buf][x_off + n*xs[0] + c*xs[1] + h*xs[2] + w*xs[3]],
+ * W(o, c, kh, kw) = bufs[w_buf][w_off + o*ws[0] + c*ws[1] + kh*ws[2] + kw*ws[3]].
+ * x_buf < 0: the operands are not plain buffer loads (emitters use the
+ * generic form).  w_buf < 0 for pools. */
+typedef struct {
+    int x_buf, w_buf;
+    Op op; /* OP_CONV2D, OP_MAXPOOL2D or OP_AVGPOOL2D */
+    int64_t n, c, h, w;
+    int64_t oc, oh, ow;
+    int64_t kh, kw, sh, sw, ph, pw, dh, dw, groups;
+    int64_t xs[4], ws[4], x_off, w_off;
+} KConv;
+
 typedef struct {
     char *name; /* a C identifier: k3_matmul_add_relu */
     KernelKind kind;
@@ -114,6 +133,7 @@ typedef struct {
     VEC(KStage) stages; /* at least one; the last is the KS_MAP */
     VEC(int) nodes;     /* graph nodes computed in this kernel (fusion report) */
     KMatmul mm;         /* kind == KK_MATMUL */
+    KConv conv;         /* kind == KK_CONV or KK_POOL */
     int64_t flops;      /* estimates for `bench` */
     int64_t bytes;
 } Kernel;
@@ -128,6 +148,7 @@ typedef struct {
     int node;       /* the graph node whose value it holds */
     int64_t offset; /* KB_TEMP: byte offset in the program's arena (64-aligned) */
     const char *name;
+    bool constant;  /* KB_INPUT of a constant parameter: the same data on every run */
 } KBuf;
 
 typedef struct {
@@ -163,5 +184,21 @@ bool kprog_verify(const KProgram *p, char *err, size_t errlen);
 /* kinterp.c: runs kernel `kernel` of p over its whole outer range, plainly,
  * with bufs[b] the host memory of buffer b (the `kir` device). */
 void kinterp_run_kernel(const KProgram *p, int kernel, void *const *bufs);
+
+/* The product a tiled emitter computes for kernel k: a KK_MATMUL kernel's
+ * own KMatmul, or a KK_CONV kernel as an implicit GEMM per image and group
+ * (batch dims [N, groups]; rows: the group's output channels; columns: the
+ * output pixels oh*OW + ow; k: (c, kh, kw) of the group's input channels;
+ * A = the weights, B(k, p) = the input under the window, which `conv`
+ * describes (for a 1x1, stride-1, unpadded conv B is a plain strided view
+ * and conv is NULL).  Either way o = (b*M + m)*N + n.  False when the
+ * kernel is not a plain f32 sum of A times B loads with an extent-1
+ * epilogue (the generic form then runs). */
+typedef struct {
+    KMatmul mm;
+    const KConv *conv;
+    int64_t batch_dims[2], a_batch_stride[2], b_batch_stride[2]; /* storage for mm's arrays */
+} KGemm;
+bool kernel_gemm(const KProgram *p, const Kernel *k, KGemm *out);
 
 #endif

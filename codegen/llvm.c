@@ -34,8 +34,10 @@
 #include <llvm-c/Analysis.h>
 #include <llvm-c/DebugInfo.h>
 #include <llvm-c/Error.h>
+#include <llvm-c/ExecutionEngine.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
+#include <llvm-c/OrcEE.h>
 #include <llvm-c/Support.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -56,6 +58,7 @@ typedef struct {
     LLVMBuilderRef b;
     const KProgram *p;
     int vec_floats; /* floats per vector register: 16 (AVX-512), 8 (AVX2), 4 */
+    bool aot;       /* an object for `kiln aot`: no state kept between runs */
     LLVMTypeRef t_void, t_i1, t_i8, t_i16, t_i32, t_i64, t_f16, t_f32, t_f64, t_ptr;
     /* helper functions, made on first use */
     LLVMValueRef h_exp, h_log, h_sin, h_cos, h_tanh, h_erf, h_gelu1p, h_ipow;
@@ -1350,36 +1353,11 @@ static MmShape mm_shape(const Cg *cg) {
     return s;
 }
 
-/* Follows casts back to a load. */
-static const KInst *through_casts(const Kernel *k, int i) {
-    while (i >= 0 && k->insts.data[i].kind == KI_CAST) i = k->insts.data[i].a;
-    return i >= 0 ? &k->insts.data[i] : NULL;
-}
-
-static bool matmul_tiled_ok(const Cg *cg, const Kernel *k) {
-    const KMatmul *mm = &k->mm;
-    const KProgram *p = cg->p;
-    if (k->kind != KK_MATMUL || k->stages.len != 2) return false;
-    const KStage *red = &k->stages.data[0], *map = &k->stages.data[1];
-    if (red->kind != KS_REDUCE || red->reduce != OP_SUM || red->acc_dtype != KILN_F32 || map->kind != KS_MAP ||
-        map->extent != 1)
-        return false;
-    if (mm->a_buf < 0 || mm->b_buf < 0 || mm->a_buf >= p->bufs.len || mm->b_buf >= p->bufs.len) return false;
-    KilnDType adt = p->bufs.data[mm->a_buf].dtype, bdt = p->bufs.data[mm->b_buf].dtype;
-    if (adt == KILN_F64 || !is_floatlike(adt) || bdt == KILN_F64 || !is_floatlike(bdt)) return false;
-    if (mm->m <= 0 || mm->n <= 0 || mm->k <= 0 || mm->batch <= 0 || mm->k != red->extent ||
-        mm->batch * mm->m * mm->n != k->outer || mm->nbatch < 0)
-        return false;
-    int64_t bprod = 1;
-    for (int d = 0; d < mm->nbatch; d++) bprod *= mm->batch_dims[d];
-    if (bprod != mm->batch) return false;
-    /* the reduction's value must be a product of a load of A and one of B */
-    if (red->value < 0) return false;
-    const KInst *v = through_casts(k, red->value);
-    if (!v || v->kind != KI_ELEM || v->op != OP_MUL) return false;
-    const KInst *x = through_casts(k, v->a), *y = through_casts(k, v->b);
-    if (!x || !y || x->kind != KI_LOAD || y->kind != KI_LOAD || x->b >= 0 || y->b >= 0) return false;
-    if (!((x->buf == mm->a_buf && y->buf == mm->b_buf) || (x->buf == mm->b_buf && y->buf == mm->a_buf))) return false;
+/* Whether kernel k runs the tiled loop nest (a matmul, or a conv as an
+ * implicit GEMM), and the product it computes. */
+static bool gemm_tiled(const Cg *cg, const Kernel *k, KGemm *g) {
+    if (!kernel_gemm(cg->p, k, g)) return false;
+    const KMatmul *mm = &g->mm;
     /* small products are faster without packing */
     if (mm->n < 8 || mm->k < 8 || mm->m * mm->batch < 4 || (double)mm->m * mm->n * mm->k < 32768.0) return false;
     return true;
@@ -1387,6 +1365,7 @@ static bool matmul_tiled_ok(const Cg *cg, const Kernel *k) {
 
 int64_t llvm_kernel_grain(const Kernel *k) {
     if (k->kind == KK_MATMUL && k->mm.n > 0 && k->mm.batch * k->mm.m * k->mm.n == k->outer) return k->mm.n;
+    if (k->kind == KK_CONV && k->conv.x_buf >= 0 && k->conv.oh * k->conv.ow > 0) return k->conv.oh * k->conv.ow;
     return 64;
 }
 
@@ -1509,6 +1488,20 @@ static LLVMValueRef splat(Cg *cg, LLVMValueRef x, int n) {
     return LLVMBuildShuffleVector(cg->b, v, LLVMGetUndef(vt), zeros, "");
 }
 
+/* An internal, not inlined function void NAME(ptr noalias, i64 x 5, ptr
+ * noalias), the builder at its entry: the packing routines' signature. */
+static LLVMValueRef begin_pack_fn(Cg *cg, const char *name) {
+    LLVMTypeRef ps[7] = {cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr};
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, 7, 0));
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    add_fn_attr(cg, fn, cg->k_noinline);
+    LLVMAddAttributeAtIndex(fn, 1, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    LLVMAddAttributeAtIndex(fn, 7, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    return fn;
+}
+
 /* void kiln.mm.pack.DT.W(ptr src, i64 base, i64 s_i, i64 s_k, i64 valid, i64 kc, ptr dst):
  * packs a block of `valid` lines (rows of A, or columns of B) by kc into
  * panels of W lines: dst[i0*kc + kk*W + w] = src[base + (i0+w)*s_i + kk*s_k]
@@ -1522,15 +1515,8 @@ static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
     LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
     if (fn) return fn;
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
-    LLVMTypeRef ps[7] = {cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr};
-    fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, 7, 0));
-    LLVMSetLinkage(fn, LLVMInternalLinkage);
-    add_fn_attr(cg, fn, cg->k_nounwind);
-    add_fn_attr(cg, fn, cg->k_noinline);
-    LLVMAddAttributeAtIndex(fn, 1, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
-    LLVMAddAttributeAtIndex(fn, 7, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    fn = begin_pack_fn(cg, name);
     Kc kc = {.cg = cg, .fn = fn};
-    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
     LLVMValueRef src = LLVMGetParam(fn, 0), base = LLVMGetParam(fn, 1), si = LLVMGetParam(fn, 2);
     LLVMValueRef sk = LLVMGetParam(fn, 3), valid = LLVMGetParam(fn, 4), kcv = LLVMGetParam(fn, 5);
     LLVMValueRef dst = LLVMGetParam(fn, 6), cW = ci64(cg, W);
@@ -1678,27 +1664,303 @@ static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh) {
     return fn;
 }
 
-/* Rows of one group: Cacc holds RG x NCp floats when K needs several blocks. */
-enum { MM_ROW_GROUP = 512 };
+/* ------------------------------------------------- convolution (im2col)
+ *
+ * A conv kernel that kernel_gemm describes runs the matmul loop nest above:
+ * per image and group, out[oc, p] = W[oc, k] . X[k, p] with k = (c, kh, kw)
+ * and p = (oh, ow).  A (the weights) is packed as any A; B is never
+ * materialised: NAME.im2col gathers the input under the window straight into
+ * B's panels (zeros for the padding).  A panel's NR pixels fall into
+ * segments of one output row each; per k a segment is a strip of input row
+ * ih = oh*sh + kh*dh - ph read from iw = ow*sw + kw*dw - pw with step sw,
+ * copied with masked vector loads (stride 1) or gathers. */
+
+/* <VL x i32> 0, 1, ..., VL-1. */
+static LLVMValueRef iota_vec(Cg *cg, int VL) {
+    LLVMValueRef *e = xcalloc((size_t)VL, sizeof(LLVMValueRef));
+    for (int i = 0; i < VL; i++) e[i] = ci32(cg, i);
+    LLVMValueRef v = LLVMConstVector(e, (unsigned)VL);
+    free(e);
+    return v;
+}
+
+static LLVMValueRef splat_int(Cg *cg, LLVMValueRef x, int n) {
+    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(x), (unsigned)n);
+    LLVMValueRef v = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vt), x, ci32(cg, 0), "");
+    return LLVMBuildShuffleVector(cg->b, v, LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(cg->t_i32, (unsigned)n)), "");
+}
+
+/* A vector of memory values of dtype dt as <VL x float>. */
+static LLVMValueRef widen_vec(Cg *cg, KilnDType dt, LLVMValueRef v, int VL) {
+    LLVMTypeRef vf = LLVMVectorType(cg->t_f32, (unsigned)VL), vi = LLVMVectorType(cg->t_i32, (unsigned)VL);
+    if (dt == KILN_F16) return LLVMBuildFPExt(cg->b, v, vf, "");
+    if (dt == KILN_BF16)
+        return LLVMBuildBitCast(cg->b, LLVMBuildShl(cg->b, LLVMBuildZExt(cg->b, v, vi, ""), splat_int(cg, ci32(cg, 16), VL), ""),
+                                vf, "");
+    return v;
+}
+
+/* dst[d + t] = f32(src[s + t*S]) (zero_only: 0) for t in [0, n), in steps of
+ * VL lanes under a mask: masked loads when S == 1, else gathers. */
+static void strip_copy(Kc *kc, KilnDType dt, LLVMValueRef dst, LLVMValueRef d, LLVMValueRef src, LLVMValueRef s,
+                       LLVMValueRef n, int64_t S, bool zero_only) {
+    Cg *cg = kc->cg;
+    const int VL = cg->vec_floats;
+    LLVMTypeRef vf = LLVMVectorType(cg->t_f32, (unsigned)VL), mt = mem_type(cg, dt);
+    LLVMTypeRef vm = LLVMVectorType(mt, (unsigned)VL);
+    TLoop lt;
+    LLVMValueRef t = tloop_begin(kc, &lt, ci64(cg, 0), n, VL, "strip");
+    LLVMValueRef rem = LLVMBuildTrunc(cg->b, LLVMBuildSub(cg->b, n, t, ""), cg->t_i32, "");
+    LLVMValueRef mask = LLVMBuildICmp(cg->b, LLVMIntULT, iota_vec(cg, VL), splat_int(cg, rem, VL), "");
+    LLVMValueRef v = LLVMConstNull(vf);
+    if (!zero_only) {
+        LLVMValueRef si = iadd(cg, s, imul(cg, t, ci64(cg, S)));
+        if (S == 1) {
+            LLVMTypeRef ov[2] = {vm, cg->t_ptr};
+            LLVMValueRef args[4] = {elem_ptr(cg, mt, src, si), ci32(cg, (int64_t)kiln_dtype_size(dt)), mask,
+                                    LLVMConstNull(vm)};
+            v = intrin(cg, "llvm.masked.load", ov, 2, args, 4);
+        } else {
+            LLVMTypeRef v64 = LLVMVectorType(cg->t_i64, (unsigned)VL);
+            LLVMValueRef lane = LLVMBuildMul(cg->b, LLVMBuildZExt(cg->b, iota_vec(cg, VL), v64, ""),
+                                             splat_int(cg, ci64(cg, S), VL), "");
+            LLVMValueRef idx = LLVMBuildAdd(cg->b, splat_int(cg, si, VL), lane, "");
+            LLVMValueRef ptrs = LLVMBuildGEP2(cg->b, mt, src, &idx, 1, "");
+            LLVMTypeRef ov[2] = {vm, LLVMTypeOf(ptrs)};
+            LLVMValueRef args[4] = {ptrs, ci32(cg, (int64_t)kiln_dtype_size(dt)), mask, LLVMConstNull(vm)};
+            v = intrin(cg, "llvm.masked.gather", ov, 2, args, 4);
+        }
+        v = widen_vec(cg, dt, v, VL);
+    }
+    LLVMTypeRef ov[2] = {vf, cg->t_ptr};
+    LLVMValueRef args[4] = {v, elem_ptr(cg, cg->t_f32, dst, iadd(cg, d, t)), ci32(cg, 4), mask};
+    intrin(cg, "llvm.masked.store", ov, 2, args, 4);
+    tloop_end(kc, &lt);
+}
+
+/* void NAME.im2col(ptr X, i64 xbase, i64 pc, i64 kc, i64 p0, i64 valid, ptr dst):
+ * B's panels for rows k in [pc, pc + kc) and pixels [p0, p0 + valid) of one
+ * image and group (xbase: its first input element), as helper_pack lays them
+ * out: dst[j0*kc + kk*NR + w] = B(pc + kk, p0 + j0 + w), zero past `valid`. */
+static LLVMValueRef helper_im2col(Cg *cg, const Kernel *k, KilnDType dt, int NR) {
+    const KConv *cv = &k->conv;
+    char *name = name2(k->name, ".im2col");
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMValueRef fn = begin_pack_fn(cg, name);
+    free(name);
+    Kc kc = {.cg = cg, .fn = fn};
+    LLVMValueRef X = LLVMGetParam(fn, 0), xbase = LLVMGetParam(fn, 1), pc = LLVMGetParam(fn, 2);
+    LLVMValueRef kcv = LLVMGetParam(fn, 3), p0 = LLVMGetParam(fn, 4), valid = LLVMGetParam(fn, 5);
+    LLVMValueRef dst = LLVMGetParam(fn, 6), cNR = ci64(cg, NR), cOW = ci64(cg, cv->ow);
+    const int64_t khw = cv->kh * cv->kw;
+    TLoop lp, lk;
+    LLVMValueRef j0 = tloop_begin(&kc, &lp, ci64(cg, 0), valid, NR, "panel");
+    LLVMValueRef nw = imin(cg, cNR, LLVMBuildSub(cg->b, valid, j0, ""));
+    LLVMValueRef pdst = imul(cg, j0, kcv);
+    { /* a partial panel: zero its columns past `valid` */
+        IfBlock ib;
+        if_begin(&kc, &ib, LLVMBuildICmp(cg->b, LLVMIntSLT, nw, cNR, ""));
+        LLVMValueRef kk = tloop_begin(&kc, &lk, ci64(cg, 0), kcv, 1, "ztail");
+        strip_copy(&kc, dt, dst, iadd(cg, iadd(cg, pdst, imul(cg, kk, cNR)), nw), X, ci64(cg, 0),
+                   LLVMBuildSub(cg->b, cNR, nw, ""), 1, true);
+        tloop_end(&kc, &lk);
+        if_end(&kc, &ib);
+    }
+    LLVMValueRef p = iadd(cg, p0, j0);
+    LLVMValueRef oh0 = LLVMBuildUDiv(cg->b, p, cOW, ""), ow0 = LLVMBuildURem(cg->b, p, cOW, "");
+    /* segments: [w, w + len) of the panel lie in output row oh from column ow */
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
+    LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(cg->ctx, fn, "segment");
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, fn, "segment_body");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "segments_done");
+    LLVMBuildBr(cg->b, head);
+    LLVMPositionBuilderAtEnd(cg->b, head);
+    LLVMValueRef w = LLVMBuildPhi(cg->b, cg->t_i64, "w"), oh = LLVMBuildPhi(cg->b, cg->t_i64, "oh");
+    LLVMValueRef ow = LLVMBuildPhi(cg->b, cg->t_i64, "ow");
+    LLVMValueRef zero = ci64(cg, 0);
+    LLVMAddIncoming(w, &zero, &pre, 1);
+    LLVMAddIncoming(oh, &oh0, &pre, 1);
+    LLVMAddIncoming(ow, &ow0, &pre, 1);
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, w, nw, ""), body, done);
+    LLVMPositionBuilderAtEnd(cg->b, body);
+    LLVMValueRef len = imin(cg, LLVMBuildSub(cg->b, nw, w, ""), LLVMBuildSub(cg->b, cOW, ow, ""));
+    LLVMValueRef ihb = iadd(cg, imul(cg, oh, ci64(cg, cv->sh)), ci64(cg, -cv->ph));
+    LLVMValueRef iwb = iadd(cg, imul(cg, ow, ci64(cg, cv->sw)), ci64(cg, -cv->pw));
+    LLVMValueRef kk = tloop_begin(&kc, &lk, ci64(cg, 0), kcv, 1, "k");
+    {
+        LLVMValueRef kidx = iadd(cg, pc, kk);
+        LLVMValueRef c = LLVMBuildUDiv(cg->b, kidx, ci64(cg, khw), "");
+        LLVMValueRef r = LLVMBuildURem(cg->b, kidx, ci64(cg, khw), "");
+        LLVMValueRef kh = LLVMBuildUDiv(cg->b, r, ci64(cg, cv->kw), ""), kw = LLVMBuildURem(cg->b, r, ci64(cg, cv->kw), "");
+        LLVMValueRef ih = iadd(cg, ihb, imul(cg, kh, ci64(cg, cv->dh)));
+        LLVMValueRef iw0 = iadd(cg, iwb, imul(cg, kw, ci64(cg, cv->dw)));
+        LLVMValueRef drow = iadd(cg, iadd(cg, pdst, imul(cg, kk, cNR)), w);
+        /* in-range columns t in [t0, t1): 0 <= iw0 + t*sw < W */
+        LLVMValueRef csw = ci64(cg, cv->sw), cW = ci64(cg, cv->w);
+        LLVMValueRef t0 = LLVMBuildSDiv(cg->b, iadd(cg, LLVMBuildNeg(cg->b, iw0, ""), ci64(cg, cv->sw - 1)), csw, "");
+        t0 = imin(cg, imax(cg, t0, zero), len);
+        LLVMValueRef t1 = LLVMBuildSDiv(cg->b, iadd(cg, LLVMBuildSub(cg->b, cW, iw0, ""), ci64(cg, cv->sw - 1)), csw, "");
+        t1 = imin(cg, imax(cg, t1, t0), len);
+        LLVMValueRef row_in = LLVMBuildICmp(cg->b, LLVMIntULT, ih, ci64(cg, cv->h), "");
+        t0 = LLVMBuildSelect(cg->b, row_in, t0, len, "");
+        t1 = LLVMBuildSelect(cg->b, row_in, t1, len, "");
+        IfBlock ib;
+        LLVMValueRef partial = LLVMBuildOr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, t0, zero, ""),
+                                           LLVMBuildICmp(cg->b, LLVMIntSLT, t1, len, ""), "");
+        if_begin(&kc, &ib, partial);
+        strip_copy(&kc, dt, dst, drow, X, zero, len, 1, true);
+        if_end(&kc, &ib);
+        LLVMValueRef src = iadd(cg, iadd(cg, xbase, imul(cg, c, ci64(cg, cv->xs[1]))),
+                                iadd(cg, imul(cg, ih, ci64(cg, cv->xs[2])), imul(cg, iadd(cg, iw0, imul(cg, t0, csw)), ci64(cg, cv->xs[3]))));
+        strip_copy(&kc, dt, dst, iadd(cg, drow, t0), X, src, LLVMBuildSub(cg->b, t1, t0, ""), cv->sw * cv->xs[3], false);
+    }
+    tloop_end(&kc, &lk);
+    LLVMValueRef w2 = iadd(cg, w, len), oh2 = iadd(cg, oh, ci64(cg, 1));
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
+    LLVMBuildBr(cg->b, head);
+    LLVMAddIncoming(w, &w2, &latch, 1);
+    LLVMAddIncoming(oh, &oh2, &latch, 1);
+    LLVMAddIncoming(ow, &zero, &latch, 1);
+    LLVMPositionBuilderAtEnd(cg->b, done);
+    tloop_end(&kc, &lp);
+    LLVMBuildRetVoid(cg->b);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
+/* Rows of one group: Cacc holds RG x NCp floats when K needs several blocks
+ * (a multiple of every MR, so that prepacked panels stay aligned). */
+enum { MM_ROW_GROUP = 480 };
+
+/* ----------------------------------------------------- prepacked operands
+ *
+ * An operand of a tiled product that is a constant parameter (KBuf.constant:
+ * the same data for every run) is packed once, by NAME.prepack_a or
+ * NAME.prepack_b, into a block the runtime keeps (bufs[prepack slot]), in
+ * the order the loop nest reads it:
+ *     A: [distinct A batch][K block pc][panel of MR rows i0][k < kc][MR]
+ *        at ab*(Mp*K) + pc*Mp + i0*kc + kk*MR + r   (Mp = M rounded up to MR)
+ *     B: [distinct B batch][K block pc][panel of NR columns j0][k < kc][NR]
+ *        at bb*(Np*K) + pc*Np + j0*kc + kk*NR + c
+ * (every K block but the last is KC long).  The loop nest then starts its
+ * row and column blocks at multiples of MR and NR and never packs them. */
+
+typedef struct {
+    bool a, b;        /* which operands are prepacked */
+    int64_t ap, bp;   /* floats per distinct batch: Mp*K, Np*K */
+} Prepack;
+
+static Prepack gemm_prepack(const Cg *cg, const KGemm *g) {
+    Prepack pp = {0};
+    if (cg->aot) return pp; /* an AOT run function has no state to keep them in */
+    MmShape sh = mm_shape(cg);
+    const KMatmul *mm = &g->mm;
+    pp.a = cg->p->bufs.data[mm->a_buf].constant;
+    pp.b = !g->conv && cg->p->bufs.data[mm->b_buf].constant;
+    pp.ap = (mm->m + sh.mr - 1) / sh.mr * sh.mr * mm->k;
+    pp.bp = (mm->n + sh.nr - 1) / sh.nr * sh.nr * mm->k;
+    return pp;
+}
+
+/* The number of distinct operand batches (dims with a non-zero stride), and
+ * the packed batch index of flattened batch bi. */
+static int64_t distinct_batches(const KMatmul *mm, const int64_t *strides) {
+    int64_t n = 1;
+    for (int d = 0; d < mm->nbatch; d++)
+        if (strides[d]) n *= mm->batch_dims[d];
+    return n;
+}
+static LLVMValueRef packed_batch(Cg *cg, const KMatmul *mm, const int64_t *strides, LLVMValueRef bi) {
+    LLVMValueRef idx = ci64(cg, 0), rest = bi;
+    int64_t scale = 1;
+    for (int d = mm->nbatch - 1; d >= 0; d--) {
+        LLVMValueRef dim = ci64(cg, mm->batch_dims[d]);
+        if (strides[d]) {
+            idx = iadd(cg, idx, imul(cg, LLVMBuildURem(cg->b, rest, dim, ""), ci64(cg, scale)));
+            scale *= mm->batch_dims[d];
+        }
+        rest = LLVMBuildUDiv(cg->b, rest, dim, "");
+    }
+    return idx;
+}
+
+/* Bytes of kernel k's prepacked operand `which` (0: A, 1: B); 0 when it has none. */
+static int64_t prepack_bytes(const Cg *cg, const Kernel *k, int which) {
+    KGemm g;
+    if (!gemm_tiled(cg, k, &g)) return 0;
+    Prepack pp = gemm_prepack(cg, &g);
+    if (which == 0) return pp.a ? distinct_batches(&g.mm, g.mm.a_batch_stride) * pp.ap * 4 : 0;
+    return pp.b ? distinct_batches(&g.mm, g.mm.b_batch_stride) * pp.bp * 4 : 0;
+}
+
+/* void NAME.prepack_a(ptr bufs) / NAME.prepack_b: packs the constant operand
+ * from its buffer into bufs[slot], in the layout above. */
+static LLVMValueRef emit_prepack_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g, int which) {
+    const KMatmul *mm = &g->mm;
+    MmShape sh = mm_shape(cg);
+    Prepack pp = gemm_prepack(cg, g);
+    int buf = which ? mm->b_buf : mm->a_buf, W = which ? sh.nr : sh.mr;
+    const int64_t *strides = which ? mm->b_batch_stride : mm->a_batch_stride;
+    int64_t lines = which ? mm->n : mm->m, per = which ? pp.bp : pp.ap, lines_p = per / mm->k;
+    int64_t s_line = which ? mm->b_sn : mm->a_sm, s_k = which ? mm->b_sk : mm->a_sk, off = which ? mm->b_off : mm->a_off;
+    LLVMValueRef pack = helper_pack(cg, cg->p->bufs.data[buf].dtype, W);
+    char *name = name2(k->name, which ? ".prepack_b" : ".prepack_a");
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, &cg->t_ptr, 1, 0));
+    free(name);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    Kc kc = {.cg = cg, .fn = fn};
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMValueRef bufs = LLVMGetParam(fn, 0);
+    LLVMValueRef src = LLVMBuildLoad2(cg->b, cg->t_ptr, elem_ptr(cg, cg->t_ptr, bufs, ci64(cg, buf)), "src");
+    LLVMValueRef dst = LLVMBuildLoad2(cg->b, cg->t_ptr, elem_ptr(cg, cg->t_ptr, bufs, ci64(cg, llvm_prepack_slot(cg->p, ki, which))), "dst");
+    /* every batch index; those whose packed index repeats an earlier one are
+     * skipped by visiting only the first batch of each (broadcast dims at 0) */
+    TLoop lb, lpc;
+    LLVMValueRef bi = tloop_begin(&kc, &lb, ci64(cg, 0), ci64(cg, mm->batch), 1, "batch");
+    LLVMValueRef first = LLVMConstInt(cg->t_i1, 1, 0), rest = bi;
+    for (int d = mm->nbatch - 1; d >= 0; d--) {
+        LLVMValueRef dim = ci64(cg, mm->batch_dims[d]);
+        if (!strides[d])
+            first = LLVMBuildAnd(cg->b, first, LLVMBuildICmp(cg->b, LLVMIntEQ, LLVMBuildURem(cg->b, rest, dim, ""), ci64(cg, 0), ""), "");
+        rest = LLVMBuildUDiv(cg->b, rest, dim, "");
+    }
+    IfBlock ib;
+    if_begin(&kc, &ib, first);
+    LLVMValueRef sbase = iadd(cg, ci64(cg, off), batch_offset(cg, mm, strides, bi));
+    LLVMValueRef dbase = imul(cg, packed_batch(cg, mm, strides, bi), ci64(cg, per));
+    LLVMValueRef pc = tloop_begin(&kc, &lpc, ci64(cg, 0), ci64(cg, mm->k), sh.kc, "pc");
+    LLVMValueRef kcv = imin(cg, ci64(cg, sh.kc), LLVMBuildSub(cg->b, ci64(cg, mm->k), pc, ""));
+    LLVMValueRef args[7] = {src, iadd(cg, sbase, imul(cg, pc, ci64(cg, s_k))), ci64(cg, s_line), ci64(cg, s_k),
+                            ci64(cg, lines), kcv,
+                            elem_ptr(cg, cg->t_f32, dst, iadd(cg, dbase, imul(cg, pc, ci64(cg, lines_p))))};
+    call_fn(cg, pack, args, 7);
+    tloop_end(&kc, &lpc);
+    if_end(&kc, &ib);
+    tloop_end(&kc, &lb);
+    LLVMBuildRetVoid(cg->b);
+    return fn;
+}
 
 /* Scratch bytes a tiled matmul kernel needs (0 for any other kernel):
  * packed A, packed B and (K > KC) the partial sums, each 64-byte aligned. */
 static int64_t matmul_scratch(const Cg *cg, const Kernel *k) {
-    if (!matmul_tiled_ok(cg, k)) return 0;
+    KGemm g;
+    if (!gemm_tiled(cg, k, &g)) return 0;
     MmShape sh = mm_shape(cg);
-    int64_t N = k->mm.n, NC = N < sh.nc ? N : sh.nc, NCp = (NC + sh.nr - 1) / sh.nr * sh.nr;
-    int64_t rows = k->mm.m < MM_ROW_GROUP ? k->mm.m : MM_ROW_GROUP;
+    int64_t N = g.mm.n, NC = N < sh.nc ? N : sh.nc, NCp = (NC + sh.nr - 1) / sh.nr * sh.nr;
+    int64_t rows = g.mm.m < MM_ROW_GROUP ? g.mm.m : MM_ROW_GROUP;
     rows = (rows + sh.mr - 1) / sh.mr * sh.mr;
     int64_t bytes = sh.mc * sh.kc * 4 + 64 + sh.kc * NCp * 4 + 64;
-    if (k->mm.k > sh.kc) bytes += rows * NCp * 4 + 64;
+    if (g.mm.k > sh.kc) bytes += (rows + sh.mr) * NCp * 4 + 64;
     return bytes;
 }
 
-/* The tiled body NAME.mm(ob, oe, bufs..., scratch): computes the output rows
- * touching [ob, oe) and stores (through the epilogue) exactly the elements
- * in [ob, oe), so any split of the outer range is correct. */
-static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const int *list, int nb) {
-    const KMatmul *mm = &k->mm;
+/* The tiled body NAME.mm(ob, oe, c0, c1, bufs..., scratch, packed A, packed
+ * B): computes the output rows touching [ob, oe) and stores (through the
+ * epilogue) exactly the elements in [ob, oe) and in columns [c0, c1), so any
+ * split of the outer range (or of the columns) is correct. */
+static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, const int *list, int nb) {
+    const KMatmul *mm = &g->mm;
     const KProgram *p = cg->p;
     MmShape sh = mm_shape(cg);
     const int MR = sh.mr, NR = sh.nr;
@@ -1706,29 +1968,32 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const int *list, int
     const int64_t KC = sh.kc, MC = sh.mc, NC = N < sh.nc ? N : sh.nc;
     const int64_t NCp = (NC + NR - 1) / NR * NR;
     const bool multi_k = K > KC;
+    const Prepack pp = gemm_prepack(cg, g);
     KilnDType adt = p->bufs.data[mm->a_buf].dtype, bdt = p->bufs.data[mm->b_buf].dtype;
-    LLVMValueRef pack_a = helper_pack(cg, adt, MR), pack_b = helper_pack(cg, bdt, NR), ukernel = helper_ukernel(cg, &sh);
+    LLVMValueRef pack_a = pp.a ? NULL : helper_pack(cg, adt, MR), ukernel = helper_ukernel(cg, &sh);
+    LLVMValueRef pack_b = pp.b ? NULL : g->conv ? helper_im2col(cg, k, bdt, NR) : helper_pack(cg, bdt, NR);
 
     Kc kc;
     kc_init(&kc, cg, k);
-    /* NAME.mm(i64 ob, i64 oe, i64 c0, i64 c1, ptr noalias bufs..., ptr noalias scratch):
+    /* NAME.mm(i64 ob, i64 oe, i64 c0, i64 c1, ptr noalias bufs..., ptr noalias scratch, ptr Apk, ptr Bpk):
      * the elements of [ob, oe) in the output columns [c0, c1) */
-    LLVMTypeRef *ps = xcalloc((size_t)nb + 5, sizeof(LLVMTypeRef));
+    LLVMTypeRef *ps = xcalloc((size_t)nb + 7, sizeof(LLVMTypeRef));
     ps[0] = ps[1] = ps[2] = ps[3] = cg->t_i64;
-    for (int i = 0; i < nb + 1; i++) ps[4 + i] = cg->t_ptr;
+    for (int i = 0; i < nb + 3; i++) ps[4 + i] = cg->t_ptr;
     char *name = name2(k->name, ".mm");
-    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)nb + 5, 0));
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)nb + 7, 0));
     free(name);
     free(ps);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_fn_attr(cg, fn, cg->k_nounwind);
-    for (int i = 0; i < nb + 1; i++) {
+    for (int i = 0; i < nb + 3; i++) {
         LLVMAddAttributeAtIndex(fn, (unsigned)(5 + i), LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
         if (i < nb) kc.bufptr[list[i]] = LLVMGetParam(fn, (unsigned)(4 + i));
     }
     kc.fn = fn;
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
     LLVMValueRef scratch = LLVMGetParam(fn, (unsigned)(4 + nb));
+    LLVMValueRef Apk = LLVMGetParam(fn, (unsigned)(5 + nb)), Bpk = LLVMGetParam(fn, (unsigned)(6 + nb));
     LLVMValueRef A = kc.bufptr[mm->a_buf], B = kc.bufptr[mm->b_buf];
     LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1);
     LLVMValueRef c0 = LLVMGetParam(fn, 2), c1 = LLVMGetParam(fn, 3);
@@ -1746,7 +2011,8 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const int *list, int
     /* rows [rb, re) of the flattened batch*M rows touch [ob, oe) */
     LLVMBasicBlockRef work = LLVMAppendBasicBlockInContext(cg->ctx, fn, "work");
     LLVMBasicBlockRef fin = LLVMAppendBasicBlockInContext(cg->ctx, fn, "fin");
-    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, ob, oe, ""), work, fin);
+    LLVMBuildCondBr(cg->b, LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, ob, oe, ""),
+                                        LLVMBuildICmp(cg->b, LLVMIntSLT, c0, c1, ""), ""), work, fin);
     LLVMPositionBuilderAtEnd(cg->b, fin);
     LLVMBuildRetVoid(cg->b);
     LLVMPositionBuilderAtEnd(cg->b, work);
@@ -1760,36 +2026,56 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const int *list, int
     LLVMValueRef brow = imul(cg, bi, cM);
     LLVMValueRef bm0 = LLVMBuildSub(cg->b, imax(cg, rb, brow), brow, "bm0");
     LLVMValueRef bm1 = LLVMBuildSub(cg->b, imin(cg, re, iadd(cg, brow, cM)), brow, "bm1");
+    /* prepacked A: row blocks start at multiples of MR (the extra rows are
+     * computed, not stored: they lie before ob) */
+    if (pp.a) bm0 = LLVMBuildSub(cg->b, bm0, LLVMBuildURem(cg->b, bm0, ci64(cg, MR), ""), "bm0a");
     LLVMValueRef abase = iadd(cg, ci64(cg, mm->a_off), batch_offset(cg, mm, mm->a_batch_stride, bi));
     LLVMValueRef bbase = iadd(cg, ci64(cg, mm->b_off), batch_offset(cg, mm, mm->b_batch_stride, bi));
+    LLVMValueRef apk = pp.a ? elem_ptr(cg, cg->t_f32, Apk, imul(cg, packed_batch(cg, mm, mm->a_batch_stride, bi), ci64(cg, pp.ap))) : NULL;
+    LLVMValueRef bpk = pp.b ? elem_ptr(cg, cg->t_f32, Bpk, imul(cg, packed_batch(cg, mm, mm->b_batch_stride, bi), ci64(cg, pp.bp))) : NULL;
     /* row groups bound the partial sums kept in Cacc */
     LLVMValueRef m0 = tloop_begin(&kc, &lg, bm0, bm1, MM_ROW_GROUP, "group");
     LLVMValueRef m1 = imin(cg, bm1, iadd(cg, m0, ci64(cg, MM_ROW_GROUP)));
 
-    LLVMValueRef jc = tloop_begin(&kc, &ljc, c0, c1, NC, "jc");
+    /* prepacked B: column blocks start at multiples of NR; the epilogue
+     * stores only the columns in [c0, c1) */
+    LLVMValueRef jc0 = pp.b ? LLVMBuildSub(cg->b, c0, LLVMBuildURem(cg->b, c0, ci64(cg, NR), ""), "c0a") : c0;
+    LLVMValueRef jc = tloop_begin(&kc, &ljc, jc0, c1, NC, "jc");
     LLVMValueRef ncv = imin(cg, ci64(cg, NC), LLVMBuildSub(cg->b, c1, jc, ""));
     LLVMValueRef pc = tloop_begin(&kc, &lpc, ci64(cg, 0), ci64(cg, K), KC, "pc");
     LLVMValueRef kcv = imin(cg, ci64(cg, KC), LLVMBuildSub(cg->b, ci64(cg, K), pc, ""));
     LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntEQ, pc, ci64(cg, 0), "first");
     LLVMValueRef last = LLVMBuildICmp(cg->b, LLVMIntSGE, iadd(cg, pc, ci64(cg, KC)), ci64(cg, K), "last");
-    {
+    LLVMValueRef bblock; /* the packed B block of (jc, pc) */
+    if (pp.b) {
+        bblock = elem_ptr(cg, cg->t_f32, bpk, iadd(cg, imul(cg, pc, ci64(cg, pp.bp / K)), imul(cg, jc, kcv)));
+    } else if (g->conv) { /* the input under the window, gathered into the panels */
+        LLVMValueRef args[7] = {B, bbase, pc, kcv, jc, ncv, Bp};
+        call_fn(cg, pack_b, args, 7);
+        bblock = Bp;
+    } else {
         LLVMValueRef base = iadd(cg, iadd(cg, bbase, imul(cg, pc, ci64(cg, mm->b_sk))), imul(cg, jc, ci64(cg, mm->b_sn)));
         LLVMValueRef args[7] = {B, base, ci64(cg, mm->b_sn), ci64(cg, mm->b_sk), ncv, kcv, Bp};
         call_fn(cg, pack_b, args, 7);
+        bblock = Bp;
     }
     LLVMValueRef ic = tloop_begin(&kc, &lic, m0, m1, MC, "ic");
     LLVMValueRef mcv = imin(cg, ci64(cg, MC), LLVMBuildSub(cg->b, m1, ic, ""));
-    {
+    LLVMValueRef ablock; /* the packed A block of (ic, pc) */
+    if (pp.a) {
+        ablock = elem_ptr(cg, cg->t_f32, apk, iadd(cg, imul(cg, pc, ci64(cg, pp.ap / K)), imul(cg, ic, kcv)));
+    } else {
         LLVMValueRef base = iadd(cg, iadd(cg, abase, imul(cg, pc, ci64(cg, mm->a_sk))), imul(cg, ic, ci64(cg, mm->a_sm)));
         LLVMValueRef args[7] = {A, base, ci64(cg, mm->a_sm), ci64(cg, mm->a_sk), mcv, kcv, Ap};
         call_fn(cg, pack_a, args, 7);
+        ablock = Ap;
     }
     LLVMValueRef jr = tloop_begin(&kc, &ljr, ci64(cg, 0), ncv, NR, "jr");
     LLVMValueRef nrv = imin(cg, ci64(cg, NR), LLVMBuildSub(cg->b, ncv, jr, ""));
-    LLVMValueRef bpanel = elem_ptr(cg, cg->t_f32, Bp, imul(cg, jr, kcv));
+    LLVMValueRef bpanel = elem_ptr(cg, cg->t_f32, bblock, imul(cg, jr, kcv));
     LLVMValueRef ir = tloop_begin(&kc, &lir, ci64(cg, 0), mcv, MR, "ir");
     LLVMValueRef mrv = imin(cg, ci64(cg, MR), LLVMBuildSub(cg->b, mcv, ir, ""));
-    LLVMValueRef apanel = elem_ptr(cg, cg->t_f32, Ap, imul(cg, ir, kcv));
+    LLVMValueRef apanel = elem_ptr(cg, cg->t_f32, ablock, imul(cg, ir, kcv));
 
     /* the tile goes to Cacc (K in several blocks) or to `tile` */
     LLVMValueRef cptr, ldc;
@@ -1805,15 +2091,19 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const int *list, int
         LLVMValueRef args[6] = {apanel, bpanel, kcv, cptr, ldc, LLVMConstInt(cg->t_i1, 0, 0)};
         call_fn(cg, ukernel, args, 6);
     }
-    /* last K block: the epilogue per element o = (b*M + m) * N + n, for o in [ob, oe) */
+    /* last K block: the epilogue per element o = (b*M + m) * N + n, for o in
+     * [ob, oe) and n in [c0, c1) */
     IfBlock epi;
     if (multi_k) if_begin(&kc, &epi, last);
     {
         TLoop li, lj;
+        LLVMValueRef col = iadd(cg, jc, jr);
+        LLVMValueRef clo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, c0, col, ""));
+        LLVMValueRef chi = imin(cg, nrv, LLVMBuildSub(cg->b, c1, col, ""));
         LLVMValueRef ii = tloop_begin(&kc, &li, ci64(cg, 0), mrv, 1, "ei");
-        LLVMValueRef obase = iadd(cg, imul(cg, iadd(cg, iadd(cg, brow, ic), iadd(cg, ir, ii)), cN), iadd(cg, jc, jr));
-        LLVMValueRef jlo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, ob, obase, ""));
-        LLVMValueRef jhi = imin(cg, nrv, LLVMBuildSub(cg->b, oe, obase, ""));
+        LLVMValueRef obase = iadd(cg, imul(cg, iadd(cg, iadd(cg, brow, ic), iadd(cg, ir, ii)), cN), col);
+        LLVMValueRef jlo = imax(cg, clo, LLVMBuildSub(cg->b, ob, obase, ""));
+        LLVMValueRef jhi = imin(cg, chi, LLVMBuildSub(cg->b, oe, obase, ""));
         LLVMValueRef crow = imul(cg, ii, ldc);
         /* a whole row of the tile: NR elements, a constant trip count the
          * vectoriser turns into NR/VL vector steps; else (edges, ragged
@@ -1856,29 +2146,35 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const int *list, int
 }
 
 /* The external entry NAME(ob, oe, bufs): loads the pointers (and, for a
- * tiled matmul, the scratch at bufs[nbufs]) and calls the body.  A tiled
- * matmul also gets NAME.cols(c0, c1, bufs): every row, the output columns
- * [c0, c1) (threads split wide, short products by columns, so that each
- * packs only its part of B). */
-static LLVMValueRef emit_entry(Cg *cg, const Kernel *k, const char *name, LLVMValueRef body, const int *list, int nb,
-                               bool tiled, bool by_columns) {
+ * tiled matmul, the scratch at bufs[nbufs] and any prepacked operand at its
+ * slot) and calls the body.  A tiled matmul also gets NAME.cols(c0, c1,
+ * bufs): every row, the output columns [c0, c1) (threads split wide, short
+ * products by columns, so that each packs only its part of B). */
+static LLVMValueRef emit_entry(Cg *cg, const Kernel *k, int ki, const char *name, LLVMValueRef body, const int *list,
+                               int nb, const KGemm *tiled, bool by_columns) {
     LLVMTypeRef ps[3] = {cg->t_i64, cg->t_i64, cg->t_ptr};
     LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, 3, 0));
     add_fn_attr(cg, fn, cg->k_nounwind);
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
-    LLVMValueRef *args = xcalloc((size_t)nb + 5, sizeof(LLVMValueRef));
+    LLVMValueRef *args = xcalloc((size_t)nb + 7, sizeof(LLVMValueRef));
     int na = 0;
     if (!tiled) {
         args[na++] = LLVMGetParam(fn, 0), args[na++] = LLVMGetParam(fn, 1);
     } else if (!by_columns) {
         args[na++] = LLVMGetParam(fn, 0), args[na++] = LLVMGetParam(fn, 1);
-        args[na++] = ci64(cg, 0), args[na++] = ci64(cg, k->mm.n);
+        args[na++] = ci64(cg, 0), args[na++] = ci64(cg, tiled->mm.n);
     } else {
         args[na++] = ci64(cg, 0), args[na++] = ci64(cg, k->outer);
         args[na++] = LLVMGetParam(fn, 0), args[na++] = LLVMGetParam(fn, 1);
     }
-    for (int i = 0; i < nb + (tiled ? 1 : 0); i++) {
-        int slot_index = i < nb ? list[i] : cg->p->bufs.len;
+    Prepack pp = tiled ? gemm_prepack(cg, tiled) : (Prepack){0};
+    int nslots = nb + (tiled ? 3 : 0);
+    for (int i = 0; i < nslots; i++) {
+        int slot_index = i < nb ? list[i] : i == nb ? cg->p->bufs.len : llvm_prepack_slot(cg->p, ki, i - nb - 1);
+        if (i > nb && !(i == nb + 1 ? pp.a : pp.b)) {
+            args[na++] = LLVMConstNull(cg->t_ptr);
+            continue;
+        }
         LLVMValueRef slot = LLVMBuildGEP2(cg->b, cg->t_ptr, LLVMGetParam(fn, 2), (LLVMValueRef[]){ci64(cg, slot_index)}, 1, "");
         args[na++] = LLVMBuildLoad2(cg->b, cg->t_ptr, slot, i < nb ? cg->p->bufs.data[list[i]].name : "scratch");
     }
@@ -1888,17 +2184,22 @@ static LLVMValueRef emit_entry(Cg *cg, const Kernel *k, const char *name, LLVMVa
     return fn;
 }
 
-static LLVMValueRef emit_kernel(Cg *cg, const Kernel *k, LLVMValueRef *cols_out) {
+int llvm_prepack_slot(const KProgram *p, int kernel_index, int which) { return p->bufs.len + 1 + 2 * kernel_index + which; }
+
+static LLVMValueRef emit_kernel(Cg *cg, const Kernel *k, int ki, LLVMValueRef *cols_out) {
     int *list = xcalloc((size_t)cg->p->bufs.len + 1, sizeof(int));
     int nb = kernel_buffers(cg->p, k, list);
-    bool tiled = matmul_tiled_ok(cg, k);
-    LLVMValueRef body = tiled ? emit_matmul_fn(cg, k, list, nb) : emit_generic_fn(cg, k, list, nb);
-    LLVMValueRef fn = emit_entry(cg, k, k->name, body, list, nb, tiled, false);
+    KGemm g;
+    bool tiled = gemm_tiled(cg, k, &g);
+    LLVMValueRef body = tiled ? emit_matmul_fn(cg, k, &g, list, nb) : emit_generic_fn(cg, k, list, nb);
+    LLVMValueRef fn = emit_entry(cg, k, ki, k->name, body, list, nb, tiled ? &g : NULL, false);
     if (cols_out) {
         char *cname = name2(k->name, ".cols");
-        *cols_out = tiled ? emit_entry(cg, k, cname, body, list, nb, true, true) : NULL;
+        *cols_out = tiled ? emit_entry(cg, k, ki, cname, body, list, nb, &g, true) : NULL;
         free(cname);
     }
+    for (int which = 0; tiled && which < 2; which++)
+        if (prepack_bytes(cg, k, which) > 0) emit_prepack_fn(cg, k, ki, &g, which);
     free(list);
     return fn;
 }
@@ -2116,13 +2417,14 @@ static unsigned attr_kind(const char *name) { return LLVMGetEnumAttributeKindFor
 /* The module of the kernels of p that `only` selects (NULL: all), in ctx,
  * verified and optimised for tm. */
 static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTargetMachineRef tm, bool aot,
-                                  const bool *only, int64_t *scratch, char *err, size_t errlen) {
+                                  const bool *only, int64_t *scratch, int64_t *prepack, char *err, size_t errlen) {
     Cg cg = {0};
     cg.ctx = ctx;
     cg.p = p;
     cg.mod = LLVMModuleCreateWithNameInContext(p->graph_name, ctx);
     cg.b = LLVMCreateBuilderInContext(ctx);
     cg.vec_floats = target_vec_floats(tm);
+    cg.aot = aot;
     cg.t_void = LLVMVoidTypeInContext(ctx);
     cg.t_i1 = LLVMInt1TypeInContext(ctx);
     cg.t_i8 = LLVMInt8TypeInContext(ctx);
@@ -2149,10 +2451,11 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTar
     int64_t max_scratch = 0;
     for (int i = 0; i < p->kernels.len; i++) {
         if (only && !only[i]) continue;
-        kfns[i] = emit_kernel(&cg, &p->kernels.data[i], aot ? NULL : &(LLVMValueRef){NULL});
+        kfns[i] = emit_kernel(&cg, &p->kernels.data[i], i, aot ? NULL : &(LLVMValueRef){NULL});
         if (aot) LLVMSetLinkage(kfns[i], LLVMInternalLinkage);
         int64_t sb = matmul_scratch(&cg, &p->kernels.data[i]);
         if (scratch) scratch[i] = sb;
+        for (int w = 0; prepack && w < 2; w++) prepack[2 * i + w] = prepack_bytes(&cg, &p->kernels.data[i], w);
         if (sb > max_scratch) max_scratch = sb;
     }
     if (aot) emit_aot_run(&cg, kfns, max_scratch);
@@ -2192,7 +2495,7 @@ LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTarg
         snprintf(err, errlen, "kernel IR: %s", verr);
         return NULL;
     }
-    return build_module(ctx, p, tm, aot, NULL, scratch, err, errlen);
+    return build_module(ctx, p, tm, aot, NULL, scratch, NULL, err, errlen);
 }
 
 /* ------------------------------------------------------------------ JIT */
@@ -2202,6 +2505,8 @@ struct KilnJit {
     KernelFn *fns;
     KernelFn *cols; /* NAME.cols of tiled matmuls, else NULL */
     int64_t *scratch;
+    PrepackFn *prepack;     /* [2 * kernel + operand]: NAME.prepack_a / _b, else NULL */
+    int64_t *prepack_bytes; /* [2 * kernel + operand] */
     int nfns;
     KJitTimes times;
 };
@@ -2210,6 +2515,16 @@ static double wall_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* KILN_PERF=1: an object layer that tells `perf` (jitdump files for `perf
+ * inject --jit`) where every JIT-compiled function is, internal ones
+ * included, so profiles name kernels, the micro-kernel and the packing. */
+static LLVMOrcObjectLayerRef perf_object_layer(void *ctx, LLVMOrcExecutionSessionRef es, const char *triple) {
+    (void)ctx, (void)triple;
+    LLVMOrcObjectLayerRef layer = LLVMOrcCreateRTDyldObjectLinkingLayerWithSectionMemoryManager(es);
+    LLVMOrcRTDyldObjectLinkingLayerRegisterJITEventListener(layer, LLVMCreatePerfJITEventListener());
+    return layer;
 }
 
 static void orc_error(LLVMErrorRef e, const char *prefix, char *err, size_t errlen) {
@@ -2223,7 +2538,7 @@ static void orc_error(LLVMErrorRef e, const char *prefix, char *err, size_t errl
 typedef struct {
     const KProgram *p;
     bool *only;
-    int64_t *scratch;
+    int64_t *scratch, *prepack;
     bool want_ir;
     char *ir;                 /* the optimised IR, when asked */
     const char *cpu;          /* NULL: the host */
@@ -2244,7 +2559,8 @@ static void *compile_part(void *arg) {
     LLVMTargetMachineRef tm = llvm_target_machine(part->cpu, true, part->err, sizeof part->err);
     if (!tm) return NULL;
     LLVMContextRef ctx = LLVMContextCreate();
-    LLVMModuleRef mod = build_module(ctx, part->p, tm, false, part->only, part->scratch, part->err, sizeof part->err);
+    LLVMModuleRef mod = build_module(ctx, part->p, tm, false, part->only, part->scratch, part->prepack, part->err,
+                                     sizeof part->err);
     if (mod) {
         if (part->want_ir) {
             char *s = LLVMPrintModuleToString(mod);
@@ -2301,6 +2617,8 @@ KilnJit *kjit_compile_for(const KProgram *p, const char *cpu, int jobs, char **i
     j->fns = xcalloc((size_t)nk + 1, sizeof(KernelFn));
     j->cols = xcalloc((size_t)nk + 1, sizeof(KernelFn));
     j->scratch = xcalloc((size_t)nk + 1, sizeof(int64_t));
+    j->prepack = xcalloc((size_t)2 * nk + 1, sizeof(PrepackFn));
+    j->prepack_bytes = xcalloc((size_t)2 * nk + 1, sizeof(int64_t));
 
     /* split the kernels: heaviest first onto the least loaded part */
     JitPart *parts = xcalloc((size_t)nparts, sizeof(JitPart));
@@ -2316,6 +2634,7 @@ KilnJit *kjit_compile_for(const KProgram *p, const char *cpu, int jobs, char **i
         parts[q].p = p;
         parts[q].only = xcalloc((size_t)nk + 1, sizeof(bool));
         parts[q].scratch = j->scratch;
+        parts[q].prepack = j->prepack_bytes;
         parts[q].want_ir = ir_text != NULL;
         parts[q].cpu = cpu;
     }
@@ -2353,6 +2672,7 @@ KilnJit *kjit_compile_for(const KProgram *p, const char *cpu, int jobs, char **i
     /* link the objects in one LLJIT and look the kernels up */
     if (ok) {
         LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
+        if (getenv("KILN_PERF")) LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(builder, perf_object_layer, NULL);
         LLVMErrorRef e = LLVMOrcCreateLLJIT(&j->jit, builder);
         if (e) {
             orc_error(e, "LLVM JIT: ", err, errlen);
@@ -2400,6 +2720,19 @@ KilnJit *kjit_compile_for(const KProgram *p, const char *cpu, int jobs, char **i
                 ptr = (void *)(uintptr_t)addr;
                 memcpy(&j->cols[i], &ptr, sizeof ptr);
             }
+            for (int w = 0; w < 2 && ok; w++) { /* constant operands: NAME.prepack_a / _b */
+                if (j->prepack_bytes[2 * i + w] <= 0) continue;
+                char *pname = name2(p->kernels.data[i].name, w ? ".prepack_b" : ".prepack_a");
+                e = LLVMOrcLLJITLookup(j->jit, &addr, pname);
+                free(pname);
+                if (e) {
+                    orc_error(e, "LLVM JIT: ", err, errlen);
+                    ok = false;
+                    break;
+                }
+                ptr = (void *)(uintptr_t)addr;
+                memcpy(&j->prepack[2 * i + w], &ptr, sizeof ptr);
+            }
         }
     }
     for (int q = 0; q < nparts; q++) {
@@ -2438,27 +2771,45 @@ void kjit_free(KilnJit *j) {
     free(j->fns);
     free(j->cols);
     free(j->scratch);
+    free(j->prepack);
+    free(j->prepack_bytes);
     free(j);
 }
 
 int64_t kjit_scratch(const KilnJit *j, int i) { return i >= 0 && i < j->nfns ? j->scratch[i] : 0; }
 
+int64_t kjit_prepack_bytes(const KilnJit *j, int i, int which) {
+    return i >= 0 && i < j->nfns && (which == 0 || which == 1) ? j->prepack_bytes[2 * i + which] : 0;
+}
+PrepackFn kjit_prepack(const KilnJit *j, int i, int which) {
+    return i >= 0 && i < j->nfns && (which == 0 || which == 1) ? j->prepack[2 * i + which] : NULL;
+}
+int llvm_table_len(const KProgram *p) { return p->bufs.len + 1 + 2 * p->kernels.len; }
+
 bool kjit_run_serial(const KilnJit *j, const KProgram *p, void *const *bufs) {
     int64_t most = 0;
     for (int i = 0; i < j->nfns; i++) most = j->scratch[i] > most ? j->scratch[i] : most;
-    void **all = xcalloc((size_t)p->bufs.len + 1, sizeof(void *));
+    int nt = llvm_table_len(p);
+    void **all = xcalloc((size_t)nt + 1, sizeof(void *));
     memcpy(all, bufs, sizeof(void *) * (size_t)p->bufs.len);
     void *scratch = most > 0 ? aligned_alloc(64, (size_t)(most + 63) / 64 * 64) : NULL;
-    if (most > 0 && !scratch) {
-        free(all);
-        return false;
-    }
+    bool ok = most == 0 || scratch;
     all[p->bufs.len] = scratch;
-    for (int i = 0; i < p->kernels.len && i < j->nfns; i++)
+    for (int i = 0; ok && i < j->nfns; i++) /* constant operands, packed for this call only */
+        for (int w = 0; ok && w < 2; w++) {
+            int64_t bytes = j->prepack_bytes[2 * i + w];
+            if (bytes <= 0) continue;
+            void *packed = aligned_alloc(64, (size_t)(bytes + 63) / 64 * 64);
+            all[llvm_prepack_slot(p, i, w)] = packed;
+            if (packed) j->prepack[2 * i + w](all);
+            else ok = false;
+        }
+    for (int i = 0; ok && i < p->kernels.len && i < j->nfns; i++)
         if (p->kernels.data[i].outer > 0) j->fns[i](0, p->kernels.data[i].outer, all);
+    for (int i = p->bufs.len + 1; i < nt; i++) free(all[i]);
     free(scratch);
     free(all);
-    return true;
+    return ok;
 }
 
 void kjit_times(const KilnJit *j, KJitTimes *out) { *out = j->times; }

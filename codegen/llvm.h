@@ -65,6 +65,20 @@ void kjit_free(KilnJit *j);
 /* The scratch bytes kernel i needs in bufs[nbufs] (0: none). */
 int64_t kjit_scratch(const KilnJit *j, int kernel_index);
 
+/* Constant operands packed once.  An operand of a tiled product whose buffer
+ * is a constant parameter (KBuf.constant) is not packed by the kernel: it
+ * reads bufs[llvm_prepack_slot(p, i, which)] (which 0: A, 1: B), a 64-byte
+ * aligned block of kjit_prepack_bytes(j, i, which) bytes that
+ * kjit_prepack(j, i, which)(bufs) fills from the operand's buffer.  The
+ * caller does that once and again only when the parameter's data changes.
+ * A buffer table (bufs) therefore has llvm_table_len(p) entries: the
+ * program's buffers, the scratch, then two prepack slots per kernel. */
+typedef void (*PrepackFn)(void **bufs);
+int llvm_prepack_slot(const KProgram *p, int kernel_index, int which);
+int llvm_table_len(const KProgram *p);
+int64_t kjit_prepack_bytes(const KilnJit *j, int kernel_index, int which);
+PrepackFn kjit_prepack(const KilnJit *j, int kernel_index, int which);
+
 /* Runs every kernel of p in order over its whole outer range on the calling
  * thread (tests, small programs); bufs has p->bufs.len entries (the scratch
  * is added here).  False when the scratch cannot be allocated. */

@@ -39,6 +39,7 @@ static void print_attrs(const Node *n, FILE *out) {
         return;
     case OK_SOURCE:
         if (n->op == OP_CONST) fprintf(out, " {value=%.9g}", n->value);
+        if (n->op == OP_PARAM && n->flag) fputs(" {constant}", out);
         return;
     case OK_CREATE:
         if (n->op == OP_FULL) fprintf(out, " {value=%.9g}", n->value);

@@ -973,6 +973,33 @@ static int pool_divisor(Lower *L, const Node *h, const Node *x, const int *oidx,
     return elem(L, OP_MUL, dt, ch, cw, -1);
 }
 
+/* The window geometry of a conv or pool kernel (KConv) when its input (and
+ * a conv's weights) are loaded straight from buffers in their own dense
+ * layout; otherwise x_buf = -1 and emitters use the generic form. */
+static void describe_window(Lower *L, const Node *h, int64_t kh, int64_t kw, const int64_t *geom) {
+    Sched *s = L->s;
+    KConv *cv = &L->k->conv;
+    memset(cv, 0, sizeof *cv);
+    cv->x_buf = cv->w_buf = -1;
+    const Node *x = ir_node(s->g, h->in[0]);
+    bool conv = h->op == OP_CONV2D;
+    if (s->buf[h->in[0]] < 0 || (conv && s->buf[h->in[1]] < 0) || x->rank != 4 || h->rank != 4) return;
+    cv->op = h->op;
+    cv->n = x->shape[0], cv->c = x->shape[1], cv->h = x->shape[2], cv->w = x->shape[3];
+    cv->oc = h->shape[1], cv->oh = h->shape[2], cv->ow = h->shape[3];
+    cv->kh = kh, cv->kw = kw;
+    cv->sh = geom[0], cv->sw = geom[1], cv->ph = geom[2], cv->pw = geom[3], cv->dh = geom[4], cv->dw = geom[5];
+    cv->groups = geom[6];
+    cv->xs[3] = 1, cv->xs[2] = cv->w, cv->xs[1] = cv->h * cv->w, cv->xs[0] = cv->c * cv->h * cv->w;
+    cv->x_buf = s->buf[h->in[0]];
+    if (conv) {
+        const Node *w = ir_node(s->g, h->in[1]);
+        cv->ws[3] = 1, cv->ws[2] = w->shape[3], cv->ws[1] = w->shape[2] * w->shape[3];
+        cv->ws[0] = w->shape[1] * cv->ws[1];
+        cv->w_buf = s->buf[h->in[1]];
+    }
+}
+
 /* conv2d and pools: a REDUCE over the window (c, kh, kw), loads guarded by
  * the padding (its top and left: the output size says where windows end). */
 static void lower_window(Lower *L, int core, int root) {
@@ -1039,6 +1066,8 @@ static void lower_window(Lower *L, int core, int root) {
     L->core = core;
     L->core_value = cast(L, acc, h->dtype);
     store_root(L, root, map, oidx);
+    int64_t geom[7] = {sh, sw, ph, pw, dh, dw, conv ? groups : x->shape[1]}; /* a pool: one group per channel */
+    describe_window(L, h, kh, kw, geom);
 }
 
 /* A root whose computation uses row reductions (hand-written softmax,
@@ -1212,6 +1241,7 @@ KProgram *fuse_graph(Arena *arena, const IRGraph *g, const FuseOptions *opt, cha
         int id = g->params.data[i];
         const Node *n = ir_node(g, id);
         s.buf[id] = kprog_add_buf(p, KB_INPUT, i, n->dtype, ir_numel(n), id, n->name);
+        p->bufs.data[s.buf[id]].constant = n->flag;
     }
     /* results: each gets its own output buffer; a parameter or a repeated
      * result is copied into it */

@@ -79,6 +79,13 @@ typedef struct {
     bool (*launch)(void *prog, void *call, int kernel, void *const *bufs, char *err, size_t errlen);
     /* Waits for every launch of the call (NULL: launches are synchronous). */
     bool (*sync)(void *prog, void *call, char *err, size_t errlen);
+    /* Parameter `param` is bound for good (exec_bind) to the host data
+     * `data`, which stays unchanged until it is bound again or the program
+     * is released: the backend may derive from it once what every run would
+     * otherwise redo (the CPU packs constant matmul and conv operands).
+     * NULL: nothing to do.  Runs outside any call, never beside another
+     * hook on the same program. */
+    bool (*bind)(void *prog, int param, const void *data, char *err, size_t errlen);
 } BackendKernels;
 
 /* Device memory (BK_KERNELS without BK_HOST_MEMORY): every buffer at a

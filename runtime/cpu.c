@@ -29,14 +29,22 @@ typedef struct {
     KilnJit *jit;
     ThreadPool *tp;
     int64_t scratch_stride;   /* bytes of scratch per thread (64-aligned) */
+    int table_len;            /* entries of a buffer table: llvm_table_len */
     _Atomic(CpuCall *) spare; /* a finished call's state, reused by the next */
+    /* per kernel and operand (llvm.h): the constant operand packed when its
+     * parameter was bound (cpu_bind), else NULL */
+    void **packed;
 } CpuProg;
 
 /* One call's own memory: per thread of the pool a scratch block (tiled
- * matmuls) and a copy of the buffer table whose last slot points at it. */
+ * matmuls) and a copy of the buffer table whose scratch slot points at it;
+ * and, per kernel and operand, a block for constant operands whose
+ * parameter is not bound (packed on every launch, from this run's data). */
 struct CpuCall {
     char *scratch;
     void **task_bufs;
+    void **packed;
+    int npacked;
 };
 
 static double now_ms(void) {
@@ -53,10 +61,16 @@ static double cpu_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+static void free_blocks(void **blocks, int n) {
+    for (int i = 0; blocks && i < n; i++) free(blocks[i]);
+    free(blocks);
+}
+
 static void call_free(CpuCall *c) {
     if (!c) return;
     free(c->scratch);
     free(c->task_bufs);
+    free_blocks(c->packed, c->npacked);
     free(c);
 }
 
@@ -66,6 +80,7 @@ static void cpu_release(void *p) {
     kjit_free(x->jit);
     tp_free(x->tp);
     call_free(atomic_load(&x->spare));
+    free_blocks(x->packed, 2 * x->kp->kernels.len);
     free(x);
 }
 
@@ -86,6 +101,8 @@ static void *cpu_prepare(const KProgram *kp, const CompileOptions *opt, char *er
     for (int i = 0; i < kp->kernels.len; i++)
         if (kjit_scratch(x->jit, i) > most) most = kjit_scratch(x->jit, i);
     x->scratch_stride = (most + 63) / 64 * 64;
+    x->table_len = llvm_table_len(kp);
+    x->packed = xcalloc((size_t)2 * kp->kernels.len + 1, sizeof(void *));
     if (opt && opt->verbose) {
         KJitTimes t;
         kjit_times(x->jit, &t);
@@ -102,7 +119,7 @@ static bool cpu_call_begin(void *p, void **call, char *err, size_t errlen) {
     CpuProg *x = p;
     CpuCall *c = atomic_exchange(&x->spare, NULL);
     if (!c) {
-        int nt = tp_size(x->tp), nb = x->kp->bufs.len;
+        int nt = tp_size(x->tp);
         c = xcalloc(1, sizeof *c);
         if (x->scratch_stride > 0 &&
             !(c->scratch = aligned_alloc(64, (size_t)x->scratch_stride * (size_t)nt))) {
@@ -111,7 +128,9 @@ static bool cpu_call_begin(void *p, void **call, char *err, size_t errlen) {
             free(c);
             return false;
         }
-        c->task_bufs = xcalloc((size_t)nt * (size_t)(nb + 1) + 1, sizeof(void *));
+        c->task_bufs = xcalloc((size_t)nt * (size_t)x->table_len + 1, sizeof(void *));
+        c->npacked = 2 * x->kp->kernels.len;
+        c->packed = xcalloc((size_t)c->npacked + 1, sizeof(void *));
     }
     *call = c;
     return true;
@@ -140,47 +159,106 @@ static void run_chunk(void *ctx, int t) {
 /* Work below this (elements touched, roughly) runs on one thread. */
 enum { PARALLEL_MIN_WORK = 1 << 16 };
 
-/* Task t's copy of the buffer table, its last slot at t's scratch. */
-static void **task_table(const CpuProg *x, CpuCall *c, int t, void *const *bufs) {
+/* Task t's copy of the buffer table: the buffers, its scratch slot at t's
+ * scratch, kernel i's prepack slots at its packed constant operands. */
+static void **task_table(const CpuProg *x, CpuCall *c, int t, void *const *bufs, int i) {
     int nb = x->kp->bufs.len;
-    void **tb = c->task_bufs + (size_t)t * (size_t)(nb + 1);
+    void **tb = c->task_bufs + (size_t)t * (size_t)x->table_len;
     memcpy(tb, bufs, sizeof(void *) * (size_t)nb);
     tb[nb] = c->scratch ? c->scratch + (size_t)t * (size_t)x->scratch_stride : NULL;
+    for (int w = 0; w < 2; w++) {
+        int slot = 2 * i + w;
+        tb[llvm_prepack_slot(x->kp, i, w)] = x->packed[slot] ? x->packed[slot] : c->packed[slot];
+    }
     return tb;
+}
+
+/* A 64-byte aligned block for kernel i's constant operand `which`, packed
+ * from the parameter data in bufs. */
+static void *pack_operand(const CpuProg *x, int i, int which, void *const *bufs, void *block) {
+    int64_t bytes = kjit_prepack_bytes(x->jit, i, which);
+    if (!block && !(block = aligned_alloc(64, (size_t)(bytes + 63) / 64 * 64))) return NULL;
+    void **table = xcalloc((size_t)x->table_len + 1, sizeof(void *));
+    memcpy(table, bufs, sizeof(void *) * (size_t)x->kp->bufs.len);
+    table[llvm_prepack_slot(x->kp, i, which)] = block;
+    kjit_prepack(x->jit, i, which)(table);
+    free(table);
+    return block;
+}
+
+/* A parameter bound for good: the constant operands read from it are packed
+ * now, once, and every later launch reads them from there. */
+static bool cpu_bind(void *p, int param, const void *data, char *err, size_t errlen) {
+    CpuProg *x = p;
+    const KProgram *kp = x->kp;
+    void **bufs = xcalloc((size_t)kp->bufs.len + 1, sizeof(void *));
+    for (int b = 0; b < kp->bufs.len; b++)
+        if (kp->bufs.data[b].kind == KB_INPUT && kp->bufs.data[b].index == param) bufs[b] = (void *)data;
+    bool ok = true;
+    for (int i = 0; ok && i < kp->kernels.len; i++) {
+        KGemm g;
+        for (int w = 0; ok && w < 2; w++) {
+            if (kjit_prepack_bytes(x->jit, i, w) <= 0 || !kernel_gemm(kp, &kp->kernels.data[i], &g)) continue;
+            if (!bufs[w ? g.mm.b_buf : g.mm.a_buf]) continue; /* another parameter's */
+            void *block = pack_operand(x, i, w, bufs, x->packed[2 * i + w]);
+            if (!block) {
+                snprintf(err, errlen, "out of memory for the packed weights of %s", kp->kernels.data[i].name);
+                ok = false;
+            }
+            x->packed[2 * i + w] = block;
+        }
+    }
+    free(bufs);
+    return ok;
+}
+
+/* Constant operands of kernel i whose parameter is not bound: packed for
+ * this launch into the call's own blocks. */
+static bool pack_unbound(const CpuProg *x, CpuCall *c, int i, void *const *bufs, char *err, size_t errlen) {
+    for (int w = 0; w < 2; w++) {
+        int slot = 2 * i + w;
+        if (kjit_prepack_bytes(x->jit, i, w) <= 0 || x->packed[slot]) continue;
+        if (!(c->packed[slot] = pack_operand(x, i, w, bufs, c->packed[slot]))) {
+            snprintf(err, errlen, "out of memory for the packed weights of %s", x->kp->kernels.data[i].name);
+            return false;
+        }
+    }
+    return true;
 }
 
 /* Kernel i over its outer range, split over the pool in contiguous chunks
  * (small kernels on the calling thread). */
 static bool cpu_launch(void *p, void *call, int i, void *const *bufs, char *err, size_t errlen) {
-    (void)err, (void)errlen;
     CpuProg *x = p;
     CpuCall *c = call;
     const Kernel *k = &x->kp->kernels.data[i];
     KernelFn fn = kjit_kernel(x->jit, i);
     int64_t outer = k->outer;
     if (outer <= 0) return true;
+    if (!pack_unbound(x, c, i, bufs, err, errlen)) return false;
     double work = (double)k->flops + (double)k->bytes, per_o = 1;
     for (int s = 0; s < k->stages.len; s++) per_o += (double)k->stages.data[s].extent;
     if (work < (double)outer * per_o) work = (double)outer * per_o;
     int nt = tp_size(x->tp);
     int64_t grain = llvm_kernel_grain(k);
     if (nt <= 1 || work < PARALLEL_MIN_WORK || outer < 2 * grain) {
-        fn(0, outer, task_table(x, c, 0, bufs));
+        fn(0, outer, task_table(x, c, 0, bufs, i));
         return true;
     }
     /* a tiled matmul with fewer rows than columns splits by columns (each
      * thread then packs only its part of B), else by rows */
     KernelFn cols = kjit_kernel_cols(x->jit, i);
-    if (cols && k->mm.batch * k->mm.m < k->mm.n && k->mm.n >= 2 * 64) {
+    KGemm g;
+    if (cols && kernel_gemm(x->kp, k, &g) && g.mm.batch * g.mm.m < g.mm.n && g.mm.n >= 2 * 64) {
         fn = cols;
-        outer = k->mm.n;
+        outer = g.mm.n;
         grain = 64;
     }
     int64_t units = (outer + grain - 1) / grain;
     int64_t per = (units + nt - 1) / nt;
-    ChunkJob job = {fn, outer, per * grain, c->task_bufs, x->kp->bufs.len + 1};
+    ChunkJob job = {fn, outer, per * grain, c->task_bufs, x->table_len};
     int ntasks = (int)((outer + job.chunk - 1) / job.chunk);
-    for (int t = 0; t < ntasks; t++) task_table(x, c, t, bufs); /* ntasks <= nt */
+    for (int t = 0; t < ntasks; t++) task_table(x, c, t, bufs, i); /* ntasks <= nt */
     tp_run(x->tp, run_chunk, &job, ntasks);
     return true;
 }
@@ -319,7 +397,7 @@ const Backend cpu_backend = {
     .name = "cpu",
     .summary = "LLVM JIT on the host's cores",
     .caps = BK_KERNELS | BK_HOST_MEMORY,
-    .kernels = {cpu_prepare, cpu_release, cpu_call_begin, cpu_call_end, cpu_launch, NULL},
+    .kernels = {cpu_prepare, cpu_release, cpu_call_begin, cpu_call_end, cpu_launch, NULL, cpu_bind},
     .stages = cpu_stages,
     .aot = {cpu_aot, NULL},
 };

@@ -213,6 +213,11 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
     }
     IRGraph *g = ir_build(c->arena, &c->prog, entry, binds, nbinds, &c->diags);
     if (!g) goto fail;
+    /* parameters bound from a weights file (or a model's initializers),
+     * not by --in, are constants: backends may prepare them once (pack,
+     * fold) and reuse that on every run */
+    for (int i = 0; i < nparams && i < g->params.len; i++)
+        if (chosen[i] && strncmp(chosen[i]->origin, "--in", 4) != 0) ir_node(g, g->params.data[i])->flag = true;
     const char *unbound;
     if (!req->allow_symbolic && !ir_graph_is_concrete(g, &unbound)) {
         snprintf(err, errlen, "dimension %s is not bound; pass --dim %s=SIZE", unbound, unbound);

@@ -384,11 +384,25 @@ KilnStatus exec_bind(Executable *x, int param, const KilnTensor *t, char *err, s
             return KILN_ERR_DEVICE;
         }
     }
+    if (has(x, BK_KERNELS) && x->be->kernels.bind && !x->be->kernels.bind(x->prog, param, copy.data, err, errlen)) {
+        if (dev) x->be->buffers.free(x->prog, dev);
+        kiln_tensor_free(&copy);
+        return KILN_ERR_DEVICE;
+    }
     if (x->bound_dev[param]) x->be->buffers.free(x->prog, x->bound_dev[param]);
     kiln_tensor_free(&x->bound[param]);
     x->is_bound[param] = true;
     x->bound[param] = copy;
     x->bound_dev[param] = dev;
+    return KILN_OK;
+}
+
+KilnStatus exec_bind_constants(Executable *x, const IRGraph *g, const KilnTensor *inputs, char *err, size_t errlen) {
+    for (int i = 0; i < x->nparams && i < g->params.len; i++) {
+        if (!ir_node(g, g->params.data[i])->flag) continue;
+        KilnStatus st = exec_bind(x, i, &inputs[i], err, errlen);
+        if (st != KILN_OK) return st;
+    }
     return KILN_OK;
 }
 

@@ -50,6 +50,10 @@ void exec_destroy(Executable *x);
  * backends) is used by every later run, which then ignores inputs[param]
  * (it may be a zeroed KilnTensor).  Binding again replaces the copy. */
 KilnStatus exec_bind(Executable *x, int param, const KilnTensor *t, char *err, size_t errlen);
+/* Binds every parameter that g (the graph x was compiled from) marks
+ * constant (Node.flag of a `param`: bound from a weights file or a model's
+ * initializers, see driver_bind) to its tensor in inputs[]. */
+KilnStatus exec_bind_constants(Executable *x, const IRGraph *g, const KilnTensor *inputs, char *err, size_t errlen);
 
 /* One run: inputs[i] for parameter i (dtype and element count must match),
  * outputs[i] (nresults of them) allocated here, owned by the caller.  On

@@ -528,6 +528,11 @@ static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t er
         fprintf(stderr, "kiln: %s\n", err);
         return KILN_ERR_DEVICE;
     }
+    /* the weights once, for every run (the CPU packs them here) */
+    if ((st = exec_bind_constants(pr->exe, pr->g, pr->inputs, err, errlen)) != KILN_OK) {
+        fprintf(stderr, "kiln: %s\n", err);
+        return st;
+    }
     return KILN_OK;
 }
 

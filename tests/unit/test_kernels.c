@@ -1,0 +1,283 @@
+/* test_kernels.c - the CPU's special kernel shapes (convolution as implicit
+ * GEMM, direct and depthwise convolution, pooling) on every backend that
+ * runs the kernel IR, against the reference interpreter.
+ *
+ * Each suite is one kiln program whose graph computes many cases side by
+ * side (one compile per backend, not one per case): every padding, stride,
+ * dilation and group form, odd sizes, batch 1 and more, bias and fused
+ * epilogues (relu, silu, clamp, residual add), sizes that take the tiled
+ * paths (several K blocks, partial register tiles) and sizes that do not.
+ * Inputs are seeded random values in [-1, 1); each result must equal the
+ * reference (ir/interp.c, in double) within |got - want| <= 1e-4 * (|want| +
+ * the largest |want| of that result), on --device cpu (LLVM JIT, 2 threads,
+ * so the split of the outer range is exercised), kir and cuda-emu.
+ * Last line: "test_kernels: N passed, N failed". */
+#include "runtime/exec.h"
+#include "runtime/runtime.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int npass, nfail;
+
+#define CHECK(cond, ...)                                                                                     \
+    do {                                                                                                     \
+        if (cond) {                                                                                          \
+            npass++;                                                                                         \
+        } else {                                                                                             \
+            nfail++;                                                                                         \
+            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                           \
+            printf(__VA_ARGS__);                                                                             \
+            printf("\n");                                                                                    \
+        }                                                                                                    \
+    } while (0)
+
+/* ------------------------------------------------------------ harness */
+
+/* Compares the results of one run with the reference's. */
+static void compare_results(const char *name, const char *device, const IRGraph *g, const KilnTensor *got,
+                            const KilnTensor *want) {
+    for (int r = 0; r < g->results.len; r++) {
+        int64_t n = kiln_tensor_numel(&want[r]), bad = 0, first = -1;
+        double scale = 0;
+        for (int64_t e = 0; e < n; e++) scale = fmax(scale, fabs(kiln_tensor_get(&want[r], e)));
+        bool same_size = kiln_tensor_numel(&got[r]) == n;
+        for (int64_t e = 0; same_size && e < n; e++) {
+            double a = kiln_tensor_get(&got[r], e), w = kiln_tensor_get(&want[r], e);
+            if (!(fabs(a - w) <= 1e-4 * (fabs(w) + scale))) {
+                if (first < 0) first = e;
+                bad++;
+            }
+        }
+        const Node *rn = ir_node(g, g->results.data[r]);
+        CHECK(same_size && bad == 0,
+              "%s on %s: result %d (line %d): %lld of %lld wrong, first at %lld: %g, want %g", name, device,
+              r, rn->loc.line, (long long)bad, (long long)n, (long long)first,
+              first >= 0 ? kiln_tensor_get(&got[r], first) : 0.0,
+              first >= 0 ? kiln_tensor_get(&want[r], first) : 0.0);
+    }
+}
+
+static void free_results(KilnTensor *t, int n) {
+    for (int i = 0; i < n; i++) kiln_tensor_free(&t[i]);
+    free(t);
+}
+
+/* Random inputs for g's parameters, seeded. */
+static KilnTensor *random_inputs(const IRGraph *g, uint64_t seed) {
+    KilnTensor *in = xcalloc((size_t)g->params.len + 1, sizeof(KilnTensor));
+    for (int i = 0; i < g->params.len; i++) {
+        const Node *p = ir_node(g, g->params.data[i]);
+        int64_t shape[8];
+        for (int d = 0; d < p->rank; d++) shape[d] = p->shape[d];
+        kiln_tensor_init(&in[i], p->dtype, p->rank, shape);
+        tensor_fill_random(&in[i], seed + (uint64_t)i * 7919);
+    }
+    return in;
+}
+
+/* One run of exe, compared with the reference's results. */
+static void run_and_compare(const char *name, const char *device, Executable *exe, const IRGraph *o,
+                            const KilnTensor *in, const KilnTensor *want) {
+    char err[2048] = "";
+    int nr = o->results.len;
+    KilnTensor *got = xcalloc((size_t)nr + 1, sizeof(KilnTensor));
+    bool ran = exec_run(exe, in, got, err, sizeof err) == KILN_OK;
+    CHECK(ran, "%s on %s: run: %s", name, device, err);
+    if (ran) compare_results(name, device, o, got, want);
+    free_results(got, ran ? nr : 0);
+}
+
+/* The cpu backend with the parameters named w* constant (their operands
+ * packed once): bound (packed at bind time), two runs, bound again to other
+ * weights (packed again), a run; then not bound (packed at every launch from
+ * the run's data) with either set of weights. */
+static void check_constant_weights(const char *name, IRGraph *o, const KilnTensor *in,
+                                   const KilnTensor *want) {
+    int np = o->params.len, nr = o->results.len;
+    for (int i = 0; i < np; i++) {
+        Node *p = ir_node(o, o->params.data[i]);
+        p->flag = p->name[0] == 'w';
+    }
+    char err[2048] = "";
+    KilnTensor *in2 = random_inputs(o, 99), *want2 = xcalloc((size_t)nr + 1, sizeof(KilnTensor));
+    for (int i = 0; i < np; i++) /* the same activations, other weights */
+        if (!ir_node(o, o->params.data[i])->flag) {
+            kiln_tensor_free(&in2[i]);
+            tensor_convert(&in[i], in[i].dtype, &in2[i]);
+        }
+    bool ok2 = ref_run(o, in2, want2, err, sizeof err);
+    CHECK(ok2, "%s: reference: %s", name, err);
+    CompileOptions copt = {.opt_level = 2};
+    for (int bound = 1; ok2 && bound >= 0; bound--) {
+        Executable *exe = exec_compile(backend_lookup("cpu"), o, &copt, err, sizeof err);
+        CHECK(exe != NULL, "%s on cpu, constant weights: compile: %s", name, err);
+        if (!exe) continue;
+        const char *dev = bound ? "cpu (weights bound)" : "cpu (constant weights, not bound)";
+        if (bound)
+            CHECK(exec_bind_constants(exe, o, in, err, sizeof err) == KILN_OK, "%s: bind: %s", name, err);
+        run_and_compare(name, dev, exe, o, in, want);
+        run_and_compare(name, dev, exe, o, bound ? in2 : in, want); /* bound: the run's weights are ignored */
+        if (bound)
+            CHECK(exec_bind_constants(exe, o, in2, err, sizeof err) == KILN_OK, "%s: bind: %s", name, err);
+        run_and_compare(name, dev, exe, o, in2, want2);
+        exec_destroy(exe);
+    }
+    for (int i = 0; i < np; i++) ir_node(o, o->params.data[i])->flag = false;
+    free_results(in2, np);
+    free_results(want2, ok2 ? nr : 0);
+}
+
+/* Builds graph 0 of `text`, runs it on the reference and on each backend,
+ * compares every result. */
+static void run_suite(const char *name, const char *text) {
+    const char *dump = getenv("TEST_KERNELS_DUMP"); /* a folder: write each suite's program there */
+    if (dump) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dump, name);
+        FILE *f = fopen(path, "w");
+        if (f) fputs(text, f), fclose(f);
+    }
+    Arena *arena = arena_new();
+    Source *src = ARENA_NEW(arena, Source);
+    src->path = name;
+    src->text = arena_strdup(arena, text);
+    src->len = strlen(text);
+    DiagList diags = {0};
+    Program prog;
+    IRGraph *g = NULL;
+    if (parse_program(arena, src, &diags, &prog) && ir_check_program(&prog, &diags))
+        g = ir_build(arena, &prog, 0, NULL, 0, &diags);
+    CHECK(g != NULL, "%s does not build", name);
+    if (!g) {
+        diag_print(&diags, stdout);
+        diag_clear(&diags);
+        arena_free(arena);
+        return;
+    }
+    diag_clear(&diags);
+    int np = g->params.len, nr = g->results.len;
+    KilnTensor *in = random_inputs(g, 1234);
+    KilnTensor *want = xcalloc((size_t)nr + 1, sizeof(KilnTensor));
+    char err[2048] = "";
+    bool ok = ref_run(g, in, want, err, sizeof err);
+    CHECK(ok, "%s: reference: %s", name, err);
+    PassOptions po = {.opt_level = 2};
+    IRGraph *o = ok ? passes_run(arena, g, &po, err, sizeof err) : NULL;
+    CHECK(!ok || o, "%s: passes: %s", name, err);
+    const char *devices[3] = {"cpu", "kir", "cuda-emu"};
+    for (int b = 0; o && b < 3; b++) {
+        CompileOptions copt = {.opt_level = 2};
+        Executable *exe = exec_compile(backend_lookup(devices[b]), o, &copt, err, sizeof err);
+        CHECK(exe != NULL, "%s on %s: compile: %s", name, devices[b], err);
+        if (!exe) continue;
+        run_and_compare(name, devices[b], exe, o, in, want);
+        exec_destroy(exe);
+    }
+    if (o) check_constant_weights(name, o, in, want);
+    free_results(in, np);
+    free_results(want, ok ? nr : 0);
+    if (o && o != g) ir_graph_destroy(o);
+    ir_graph_destroy(g);
+    arena_free(arena);
+}
+
+/* ------------------------------------------------------- matrix products */
+
+static void test_matmuls(void) {
+    run_suite("matmuls.kiln",
+              "graph mms(x0: f32[70, 300], w0: f32[300, 130], b0: f32[130], "
+              "w1: f32[50, 64], x1: f32[3, 64, 90], "
+              "x2: f32[2, 40, 33], w2: f32[2, 33, 70], "
+              "x3: f32[37, 48], w3: f32[100, 48], b3: f32[100], "
+              "x4: f16[64, 96], w4: f16[96, 48], "
+              "x5: f32[8, 200], w5: f32[200, 520]) "
+              "-> (f32[70, 130], f32[3, 50, 90], f32[2, 40, 70], f32[37, 100], f16[64, 48], f32[8, 520]) {\n"
+              "    return relu(x0 @ w0 + b0), w1 @ x1, x2 @ w2, linear(x3, w3, b3), x4 @ w4, x5 @ w5\n"
+              "}\n");
+}
+
+/* ------------------------------------------------------- convolutions */
+
+typedef struct {
+    int n, c, h, w, oc, kh, kw, sh, sw, ph, pw, dh, dw, groups;
+    bool bias;
+    const char *epilogue; /* "" (none), "relu", "silu", "clamp", "residual" */
+    int dh_end, dw_end;   /* bottom and right padding minus ph and pw (asymmetric padding) */
+} ConvCase;
+
+static int out_size(int in, int k, int s, int p, int p_end, int d) {
+    return (in + p + p_end - d * (k - 1) - 1) / s + 1;
+}
+
+/* One graph computing every case: parameters x_i, w_i (b_i, r_i), results y_i. */
+static char *conv_program(const ConvCase *cs, int n) {
+    StrBuf params = {0}, body = {0}, results = {0}, ret = {0};
+    for (int i = 0; i < n; i++) {
+        const ConvCase *c = &cs[i];
+        int ph_end = c->ph + c->dh_end, pw_end = c->pw + c->dw_end;
+        int oh = out_size(c->h, c->kh, c->sh, c->ph, ph_end, c->dh),
+            ow = out_size(c->w, c->kw, c->sw, c->pw, pw_end, c->dw);
+        sb_printf(&params, "%sx%d: f32[%d, %d, %d, %d], w%d: f32[%d, %d, %d, %d]", i ? ", " : "", i, c->n,
+                  c->c, c->h, c->w, i, c->oc, c->c / c->groups, c->kh, c->kw);
+        if (c->bias) sb_printf(&params, ", b%d: f32[%d]", i, c->oc);
+        bool res = strcmp(c->epilogue, "residual") == 0;
+        if (res) sb_printf(&params, ", r%d: f32[%d, %d, %d, %d]", i, c->n, c->oc, oh, ow);
+        sb_printf(&results, "%sf32[%d, %d, %d, %d]", i ? ", " : "", c->n, c->oc, oh, ow);
+        char bias[24] = "", conv[256];
+        if (c->bias) snprintf(bias, sizeof bias, ", b%d", i);
+        snprintf(
+            conv, sizeof conv,
+            "conv2d(x%d, w%d%s, stride=[%d, %d], padding=[[%d, %d], [%d, %d]], dilation=[%d, %d], groups=%d)",
+            i, i, bias, c->sh, c->sw, c->ph, ph_end, c->pw, pw_end, c->dh, c->dw, c->groups);
+        if (!c->epilogue[0])
+            sb_printf(&body, "    y%d = %s\n", i, conv);
+        else if (res)
+            sb_printf(&body, "    y%d = relu(%s + r%d)\n", i, conv, i);
+        else if (strcmp(c->epilogue, "clamp") == 0)
+            sb_printf(&body, "    y%d = clamp(%s, 0.0, 6.0)\n", i, conv);
+        else
+            sb_printf(&body, "    y%d = %s(%s)\n", i, c->epilogue, conv);
+        sb_printf(&ret, "%sy%d", i ? ", " : "", i);
+    }
+    StrBuf prog = {0};
+    sb_printf(&prog, "graph convs(%s) -> (%s) {\n%s    return %s\n}\n", params.data, results.data, body.data,
+              ret.data);
+    sb_free(&params), sb_free(&body), sb_free(&results), sb_free(&ret);
+    return prog.data;
+}
+
+static void test_convolutions(void) {
+    static const ConvCase gemm[] = {
+        /* n, c, h, w, oc, kh, kw, sh, sw, ph, pw, dh, dw, groups, bias, epilogue, bottom - ph, right - pw */
+        {1, 16, 12, 12, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, false, "", 0, 0},        /* 3x3 same, ResNet-like */
+        {2, 32, 9, 11, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},      /* K = 288: two K blocks */
+        {1, 8, 17, 19, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, true, "silu", 0, 0},      /* stride 2, odd sizes */
+        {2, 24, 10, 9, 28, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "residual", 0, 0}, /* 1x1: a plain product */
+        {1, 32, 13, 13, 40, 1, 1, 2, 2, 0, 0, 1, 1, 1, true, "", 0, 0},         /* 1x1 stride 2: gathered */
+        {1, 12, 14, 13, 16, 3, 3, 1, 1, 2, 2, 2, 2, 1, false, "clamp", 0, 0},   /* dilation 2 */
+        {2, 16, 11, 10, 32, 3, 2, 2, 1, 1, 0, 1, 2, 4, true, "relu", 0, 0},     /* groups, pairs */
+        {1, 3, 23, 23, 16, 7, 7, 2, 2, 3, 3, 1, 1, 1, true, "relu", 0, 0},      /* ResNet stem */
+        {1, 20, 7, 7, 36, 3, 3, 1, 1, 1, 1, 1, 1, 1, false, "", 0, 0},     /* 7x7 output: panels span rows */
+        {3, 8, 6, 40, 14, 3, 3, 1, 2, 0, 3, 1, 1, 2, false, "", 0, 0},     /* wide rows, padding only in w */
+        {1, 16, 9, 9, 16, 5, 5, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},      /* no padding */
+        {1, 64, 5, 6, 16, 1, 3, 1, 1, 0, 1, 1, 1, 1, false, "relu", 0, 0}, /* K = 192 in one block */
+        {1, 32, 6, 6, 96, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "", 0, 0},      /* more rows than pixels */
+        {2, 64, 8, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 2, false, "relu", 0, 0}, /* two groups of 32 */
+        {2, 80, 16, 16, 60, 1, 1, 1, 1, 0, 0, 1, 1, 5, true, "", 0, 0},    /* pointwise, 5 groups */
+        {1, 16, 14, 15, 24, 3, 3, 2, 2, 0, 0, 1, 1, 1, false, "relu", 1,
+         1},                                                             /* "SAME" stride 2: pad end only */
+        {2, 12, 10, 13, 20, 3, 5, 1, 2, 2, 1, 1, 1, 1, true, "", -1, 2}, /* every side different */
+    };
+    char *text = conv_program(gemm, (int)(sizeof gemm / sizeof gemm[0]));
+    run_suite("convs.kiln", text);
+    free(text);
+}
+
+int main(void) {
+    test_matmuls();
+    test_convolutions();
+    printf("test_kernels: %d passed, %d failed\n", npass, nfail);
+    return nfail ? 1 : 0;
+}
