@@ -32,10 +32,29 @@ bool cuda_codegen_ex(const KProgram *p, int arch_sm, bool emulated, bool tensor_
                      char *err, size_t errlen);
 void cuda_program_free(CudaProgram *cp);
 
-/* runtime/nvrtc.c: the CUDA C to PTX for sm_XX (NVRTC loaded at run time or
- * linked; see docs).  On refusal, err holds NVRTC's log with the source
- * lines around each error, and the status is KILN_ERR_DEVICE. */
+/* runtime/nvrtc.c: the CUDA C to PTX for compute_XX, or to SASS (a cubin)
+ * for sm_XX, with the NVRTC of the toolkit runtime/cuda_toolkit.c finds
+ * (loaded at run time).  On refusal, err holds NVRTC's log with the source
+ * lines around each error, and the status is KILN_ERR_DEVICE.  A cubin is
+ * binary: out_len is its size; PTX is NUL-terminated. */
+typedef enum { NVRTC_PTX, NVRTC_CUBIN } NvrtcOutput;
+KilnStatus nvrtc_compile_to(const char *source, int arch_sm, NvrtcOutput what, char **out, size_t *out_len,
+                            char *err, size_t errlen);
 KilnStatus nvrtc_compile(const char *source, int arch_sm, char **ptx_out, size_t *ptx_len, char *err,
                          size_t errlen);
+
+/* NVRTC's version and the architectures it compiles for (nvrtcGetSupportedArchs,
+ * ascending), owned by the process; false with the reason when NVRTC cannot
+ * be loaded. */
+typedef struct {
+    int major, minor;
+    const int *archs;
+    int narchs;
+    const char *path;
+} NvrtcInfo;
+bool nvrtc_describe(NvrtcInfo *info, char *err, size_t errlen);
+bool nvrtc_supports_arch(const NvrtcInfo *info, int sm);
+/* "sm_75, sm_80, ..." */
+void nvrtc_arch_list(const NvrtcInfo *info, StrBuf *sb);
 
 #endif

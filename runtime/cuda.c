@@ -15,12 +15,12 @@
  * writer (runtime/aot_cuda.c), declared in cuda_driver.h. */
 #include "codegen/cuda.h"
 #include "runtime/cuda_driver.h"
+#include "runtime/cuda_toolkit.h"
 #include "runtime/kcache.h"
 #include "runtime/exec.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #define DEFAULT_ARCH 90 /* sm_90 (H100/H200) when no GPU says otherwise */
@@ -75,28 +75,16 @@ void cuda_build_free(CudaBuild *b) {
     memset(b, 0, sizeof *b);
 }
 
-/* Which NVRTC writes the PTX, cheaply (without loading it): the real path,
- * size and time of the toolkit's libnvrtc.so and its include folder, plus the
- * options runtime/nvrtc.c passes.  Keep NVRTC_OPTIONS in step with
- * nvrtc_compile(); a change there must change this string. */
-#define NVRTC_OPTIONS "--gpu-architecture=compute_XX -default-device --std=c++17 --include-path=CUDA/include"
+/* Which NVRTC writes the PTX, cheaply (without loading it): the options
+ * runtime/nvrtc.c passes and what identifies THE toolkit (runtime/
+ * cuda_toolkit.c: NVRTC, its builtins and headers, by real path, size and
+ * time).  Keep NVRTC_OPTIONS in step with nvrtc_compile_to(); a change there
+ * must change this string. */
+#define NVRTC_OPTIONS                                                                                        \
+    "--gpu-architecture=compute_XX|sm_XX -default-device --std=c++17 --include-path=TOOLKIT/include"
 static void nvrtc_identity(StrBuf *sb) {
-    const char *homes[] = {getenv("CUDA_HOME"), getenv("CUDA_PATH"), "/usr/local/cuda"};
     sb_printf(sb, "options %s; cuda.h %d", NVRTC_OPTIONS, CUDA_VERSION);
-    for (size_t h = 0; h < sizeof homes / sizeof homes[0]; h++) {
-        if (!homes[h] || !*homes[h]) continue;
-        StrBuf lib = {0};
-        sb_printf(&lib, "%s/lib64/libnvrtc.so", homes[h]);
-        struct stat st;
-        char *real = realpath(lib.data, NULL);
-        bool found = real && stat(real, &st) == 0;
-        if (found)
-            sb_printf(sb, "; %s %lld %lld; include %s/include", real, (long long)st.st_size, (long long)st.st_mtime,
-                      homes[h]);
-        free(real);
-        sb_free(&lib);
-        if (found) break;
-    }
+    cuda_toolkit_identity(cuda_toolkit(), sb);
 }
 
 /* What makes the PTX differ, besides the source: the architecture, the

@@ -137,6 +137,11 @@ const CudaDriver *cuda_driver_get(char *why, size_t n) {
     return NULL;
 }
 
+const CudaDriver *cuda_driver_loaded(void) {
+    pthread_once(&once, load);
+    return table.lib ? &table : NULL;
+}
+
 void cuda_driver_unload(void) {
     if (table.lib) dlclose(table.lib);
     table.lib = NULL;

@@ -75,6 +75,9 @@ typedef struct CudaDriver {
  * (meant for the user) when there is no usable driver: no libcuda.so.1, the
  * stub library, no device.  Thread-safe. */
 const CudaDriver *cuda_driver_get(char *why, size_t n);
+/* The table as loaded even when unusable (its version, path), or NULL when
+ * no library could be loaded: for reports such as `kiln env`. */
+const CudaDriver *cuda_driver_loaded(void);
 /* Closes the library (tests only: nothing may use the table afterwards). */
 void cuda_driver_unload(void);
 

@@ -1,99 +1,132 @@
-/* nvrtc.c - CUDA C to PTX with NVRTC, loaded at run time.
+/* nvrtc.c - CUDA C to PTX (or SASS) with NVRTC, loaded at run time.
  *
- * Contract: nvrtc_compile(source, sm) compiles one translation unit (every
- * kernel of a graph: the fixed cost of NVRTC is paid once) for
- * compute_<sm> and returns its PTX.  libnvrtc is opened with dlopen, so kiln
+ * Contract: nvrtc_compile_to(source, sm, what) compiles one translation unit
+ * (every kernel of a graph: NVRTC's fixed cost is paid once) to PTX for
+ * compute_<sm> or to a cubin for sm_<sm>, and returns it.  NVRTC comes from
+ * THE toolkit runtime/cuda_toolkit.c finds, loaded by full path, so kiln
  * starts on machines without CUDA and says what is missing when asked to
- * compile.  cuda_fp16.h and friends are not built into NVRTC: the CUDA
- * include folder is found at run time ($CUDA_HOME, $CUDA_PATH, then
- * /usr/local/cuda) and passed with --include-path.  A refusal comes back as
- * KILN_ERR_DEVICE with NVRTC's log, each error followed by the generated
- * source lines around it. */
+ * compile.  Its builtins library is loaded by full path from the same folder
+ * first (NVRTC itself looks for it by name on the loader path only, and fails
+ * at the first compile when the toolkit is not there), and the versions of
+ * the two are checked to agree.  The headers NVRTC 13 lacks (cuda_fp16.h,
+ * cuda_bf16.h, mma.h) come from the same toolkit's include folder; a program
+ * that needs them where there is none is refused naming what is missing.
+ * Only the architectures NVRTC lists (nvrtcGetSupportedArchs) are compiled
+ * for.  A refusal comes back as KILN_ERR_DEVICE with NVRTC's log, each error
+ * followed by the generated source lines around it. */
 #include "codegen/cuda.h"
+#include "runtime/cuda_toolkit.h"
 
 #include <dlfcn.h>
 #include <nvrtc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define SOURCE_NAME "kiln_kernels.cu"
 
-/* The library and its entry points, resolved once per process. */
+/* X(field, function, required) */
+#define NVRTC_FUNCS(X)                                                                                       \
+    X(create, nvrtcCreateProgram, 1)                                                                         \
+    X(compile, nvrtcCompileProgram, 1)                                                                       \
+    X(log_size, nvrtcGetProgramLogSize, 1)                                                                   \
+    X(log, nvrtcGetProgramLog, 1)                                                                            \
+    X(ptx_size, nvrtcGetPTXSize, 1)                                                                          \
+    X(ptx, nvrtcGetPTX, 1)                                                                                   \
+    X(destroy, nvrtcDestroyProgram, 1)                                                                       \
+    X(error_string, nvrtcGetErrorString, 1)                                                                  \
+    X(version, nvrtcVersion, 1)                                                                              \
+    X(cubin_size, nvrtcGetCUBINSize, 0)                                                                      \
+    X(cubin, nvrtcGetCUBIN, 0)                                                                               \
+    X(num_archs, nvrtcGetNumSupportedArchs, 0)                                                               \
+    X(archs, nvrtcGetSupportedArchs, 0)
+
+/* The libraries and entry points, resolved once per process, read-only
+ * afterwards and owned by the process. */
 static struct {
-    void *lib;
-    char why[512];
-    __typeof__(nvrtcCreateProgram) *create;
-    __typeof__(nvrtcCompileProgram) *compile;
-    __typeof__(nvrtcGetProgramLogSize) *log_size;
-    __typeof__(nvrtcGetProgramLog) *log;
-    __typeof__(nvrtcGetPTXSize) *ptx_size;
-    __typeof__(nvrtcGetPTX) *ptx;
-    __typeof__(nvrtcDestroyProgram) *destroy;
-    __typeof__(nvrtcGetErrorString) *error_string;
+    void *builtins, *lib;
+    char why[1024];
+    int major, minor;
+    int *arch_list, narchs;
+#define NVRTC_FIELD(field, fn, req) __typeof__(fn) *field;
+    NVRTC_FUNCS(NVRTC_FIELD)
+#undef NVRTC_FIELD
 } nv;
 static pthread_once_t nv_once = PTHREAD_ONCE_INIT;
 
-static bool is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+/* Gives up loading: the reason, the libraries closed. */
+static void nv_fail(const char *why) {
+    if (why != nv.why) snprintf(nv.why, sizeof nv.why, "%s", why);
+    if (nv.lib) dlclose(nv.lib);
+    if (nv.builtins) dlclose(nv.builtins);
+    nv.lib = nv.builtins = NULL;
 }
 
 static void nv_load(void) {
-    StrBuf tried = {0};
-    const char *homes[] = {getenv("CUDA_HOME"), getenv("CUDA_PATH"), "/usr/local/cuda"};
-    const char *names[] = {"libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0] && !nv.lib; i++) {
-        nv.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-        sb_printf(&tried, "%s%s", i ? ", " : "", names[i]);
+    const CudaToolkit *tk = cuda_toolkit();
+    if (tk->problem) return nv_fail(tk->problem);
+    /* the builtins first, by full path: NVRTC's own dlopen of the builtins'
+     * soname then finds the library already loaded */
+    if (!(nv.builtins = dlopen(tk->builtins, RTLD_NOW | RTLD_LOCAL))) {
+        snprintf(nv.why, sizeof nv.why, "cannot load NVRTC's builtins library %s: %s", tk->builtins,
+                 dlerror());
+        return nv_fail(nv.why);
     }
-    for (size_t h = 0; h < sizeof homes / sizeof homes[0] && !nv.lib; h++) {
-        if (!homes[h] || !*homes[h]) continue;
-        StrBuf p = {0};
-        sb_printf(&p, "%s/lib64/libnvrtc.so", homes[h]);
-        nv.lib = dlopen(p.data, RTLD_NOW | RTLD_LOCAL);
-        sb_printf(&tried, ", %s", p.data);
-        sb_free(&p);
+    if (!(nv.lib = dlopen(tk->nvrtc, RTLD_NOW | RTLD_LOCAL))) {
+        snprintf(nv.why, sizeof nv.why, "cannot load NVRTC (%s): %s", tk->nvrtc, dlerror());
+        return nv_fail(nv.why);
     }
-    if (!nv.lib) {
+#define NVRTC_LOOKUP(field, fn, req)                                                                         \
+    {                                                                                                        \
+        void *sym_ = dlsym(nv.lib, #fn);                                                                     \
+        memcpy(&nv.field, &sym_, sizeof sym_);                                                               \
+        if (!sym_ && req) {                                                                                  \
+            snprintf(nv.why, sizeof nv.why, "%s has no %s: it is not a usable NVRTC", tk->nvrtc, #fn);       \
+            return nv_fail(nv.why);                                                                          \
+        }                                                                                                    \
+    }
+    NVRTC_FUNCS(NVRTC_LOOKUP)
+#undef NVRTC_LOOKUP
+    if (nv.version(&nv.major, &nv.minor) != NVRTC_SUCCESS) {
+        snprintf(nv.why, sizeof nv.why, "nvrtcVersion failed in %s", tk->nvrtc);
+        return nv_fail(nv.why);
+    }
+    if (nv.major != tk->builtins_major || nv.minor != tk->builtins_minor) {
         snprintf(nv.why, sizeof nv.why,
-                 "NVRTC is not available (tried %s): install the CUDA toolkit or set CUDA_HOME", tried.data);
-        sb_free(&tried);
-        return;
+                 "NVRTC %d.%d (%s) does not match its builtins library %s: the toolkit at %s mixes versions "
+                 "(reinstall it, or set CUDA_HOME to a complete one)",
+                 nv.major, nv.minor, tk->nvrtc, tk->builtins, tk->root);
+        return nv_fail(nv.why);
     }
-    sb_free(&tried);
-    struct {
-        void **slot;
-        const char *name;
-    } syms[] = {
-        {(void **)&nv.create, "nvrtcCreateProgram"},       {(void **)&nv.compile, "nvrtcCompileProgram"},
-        {(void **)&nv.log_size, "nvrtcGetProgramLogSize"}, {(void **)&nv.log, "nvrtcGetProgramLog"},
-        {(void **)&nv.ptx_size, "nvrtcGetPTXSize"},        {(void **)&nv.ptx, "nvrtcGetPTX"},
-        {(void **)&nv.destroy, "nvrtcDestroyProgram"},     {(void **)&nv.error_string, "nvrtcGetErrorString"},
-    };
-    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
-        *syms[i].slot = dlsym(nv.lib, syms[i].name);
-        if (!*syms[i].slot) {
-            snprintf(nv.why, sizeof nv.why, "libnvrtc has no %s", syms[i].name);
-            dlclose(nv.lib);
-            nv.lib = NULL;
-            return;
-        }
+    int n = 0;
+    if (nv.num_archs && nv.archs && nv.num_archs(&n) == NVRTC_SUCCESS && n > 0) {
+        nv.arch_list = xcalloc((size_t)n, sizeof(int));
+        if (nv.archs(nv.arch_list) == NVRTC_SUCCESS) nv.narchs = n;
     }
 }
 
-/* The folder holding cuda_fp16.h, or NULL. */
-static char *cuda_include_dir(void) {
-    const char *homes[] = {getenv("CUDA_HOME"), getenv("CUDA_PATH"), "/usr/local/cuda"};
-    for (size_t h = 0; h < sizeof homes / sizeof homes[0]; h++) {
-        if (!homes[h] || !*homes[h]) continue;
-        StrBuf p = {0};
-        sb_printf(&p, "%s/include", homes[h]);
-        if (is_dir(p.data)) return p.data;
-        sb_free(&p);
+bool nvrtc_describe(NvrtcInfo *info, char *err, size_t errlen) {
+    pthread_once(&nv_once, nv_load);
+    if (!nv.lib) {
+        snprintf(err, errlen, "%s", nv.why);
+        return false;
     }
-    return NULL;
+    info->major = nv.major, info->minor = nv.minor;
+    info->archs = nv.arch_list, info->narchs = nv.narchs;
+    info->path = cuda_toolkit()->nvrtc;
+    return true;
+}
+
+bool nvrtc_supports_arch(const NvrtcInfo *info, int sm) {
+    if (info->narchs == 0) return true; /* an NVRTC too old to list them decides itself */
+    for (int i = 0; i < info->narchs; i++)
+        if (info->archs[i] == sm) return true;
+    return false;
+}
+
+void nvrtc_arch_list(const NvrtcInfo *info, StrBuf *sb) {
+    for (int i = 0; i < info->narchs; i++) sb_printf(sb, "%ssm_%d", i ? ", " : "", info->archs[i]);
+    if (!info->narchs) sb_puts(sb, "(NVRTC does not list them)");
 }
 
 /* NVRTC's log, each "kiln_kernels.cu(N): error" line followed by the source
@@ -127,68 +160,117 @@ static void annotate_log(const char *log, const char *source, StrBuf *out) {
     VEC_FREE(lines);
 }
 
-KilnStatus nvrtc_compile(const char *source, int arch_sm, char **ptx_out, size_t *ptx_len, char *err,
-                         size_t errlen) {
-    *ptx_out = NULL;
-    if (ptx_len) *ptx_len = 0;
-    pthread_once(&nv_once, nv_load);
-    if (!nv.lib) {
-        snprintf(err, errlen, "%s", nv.why);
-        return KILN_ERR_DEVICE;
+/* The headers a source may include that NVRTC 13 has no copy of. */
+static const char *const toolkit_headers[] = {"cuda_fp16.h", "cuda_bf16.h", "mma.h", NULL};
+
+static bool needs_header(const char *source, const char *h) {
+    StrBuf inc = {0};
+    sb_printf(&inc, "#include <%s>", h);
+    bool yes = strstr(source, inc.data) != NULL;
+    sb_free(&inc);
+    return yes;
+}
+
+/* Checks what a compile needs besides NVRTC: the architecture, the headers,
+ * nvrtcGetCUBIN for SASS. */
+static bool compile_possible(const NvrtcInfo *info, const char *source, int arch_sm, NvrtcOutput what,
+                             char *err, size_t errlen) {
+    const CudaToolkit *tk = cuda_toolkit();
+    if (!nvrtc_supports_arch(info, arch_sm)) {
+        StrBuf list = {0};
+        nvrtc_arch_list(info, &list);
+        snprintf(err, errlen, "NVRTC %d.%d (%s) cannot compile for sm_%d; it compiles for %s", info->major,
+                 info->minor, info->path, arch_sm, list.data);
+        sb_free(&list);
+        return false;
     }
+    for (int i = 0; toolkit_headers[i]; i++)
+        if (!tk->include && needs_header(source, toolkit_headers[i])) {
+            snprintf(err, errlen,
+                     "the generated CUDA C includes %s, which NVRTC %d.%d has no copy of, and the CUDA "
+                     "toolkit at %s "
+                     "has no include folder holding it (looked in %s): install the toolkit's headers or set "
+                     "CUDA_HOME to a complete toolkit",
+                     toolkit_headers[i], info->major, info->minor, tk->root, tk->include_tried);
+            return false;
+        }
+    if (what == NVRTC_CUBIN && (!nv.cubin || !nv.cubin_size)) {
+        snprintf(err, errlen, "NVRTC %d.%d (%s) cannot write SASS (it has no nvrtcGetCUBIN)", info->major,
+                 info->minor, info->path);
+        return false;
+    }
+    return true;
+}
+
+/* NVRTC's refusal: its log with the source around each error. */
+static void refusal(const NvrtcInfo *info, nvrtcProgram prog, nvrtcResult r, const char *source, int arch_sm,
+                    char *err, size_t errlen) {
+    size_t n = 0;
+    char *log = NULL;
+    if (nv.log_size(prog, &n) == NVRTC_SUCCESS && n > 0) {
+        log = xmalloc(n + 1);
+        if (nv.log(prog, log) != NVRTC_SUCCESS) log[0] = 0;
+        log[n] = 0;
+    }
+    StrBuf msg = {0};
+    sb_printf(&msg, "NVRTC %d.%d (%s) refused the generated CUDA C for sm_%d (%s):\n", info->major,
+              info->minor, info->path, arch_sm, nv.error_string(r));
+    annotate_log(log ? log : "", source, &msg);
+    snprintf(err, errlen, "%s", msg.data);
+    sb_free(&msg);
+    free(log);
+}
+
+KilnStatus nvrtc_compile_to(const char *source, int arch_sm, NvrtcOutput what, char **out, size_t *out_len,
+                            char *err, size_t errlen) {
+    *out = NULL;
+    if (out_len) *out_len = 0;
+    NvrtcInfo info;
+    if (!nvrtc_describe(&info, err, errlen) || !compile_possible(&info, source, arch_sm, what, err, errlen))
+        return KILN_ERR_DEVICE;
     nvrtcProgram prog;
     nvrtcResult r = nv.create(&prog, source, SOURCE_NAME, 0, NULL, NULL);
     if (r != NVRTC_SUCCESS) {
         snprintf(err, errlen, "nvrtcCreateProgram: %s", nv.error_string(r));
         return KILN_ERR_DEVICE;
     }
-    char arch[64], *inc = cuda_include_dir();
-    snprintf(arch, sizeof arch, "--gpu-architecture=compute_%d", arch_sm);
+    const CudaToolkit *tk = cuda_toolkit();
+    char arch[64];
+    snprintf(arch, sizeof arch, "--gpu-architecture=%s_%d", what == NVRTC_CUBIN ? "sm" : "compute", arch_sm);
     StrBuf incopt = {0};
     const char *opts[5] = {arch, "-default-device", "--std=c++17", NULL, NULL};
     int nopts = 3;
-    if (inc) {
-        sb_printf(&incopt, "--include-path=%s", inc);
+    if (tk->include) {
+        sb_printf(&incopt, "--include-path=%s", tk->include);
         opts[nopts++] = incopt.data;
     }
-    r = nv.compile(prog, nopts, opts);
-    KilnStatus st = KILN_OK;
-    if (r != NVRTC_SUCCESS) {
-        size_t n = 0;
-        char *log = NULL;
-        if (nv.log_size(prog, &n) == NVRTC_SUCCESS && n > 0) {
-            log = xmalloc(n + 1);
-            if (nv.log(prog, log) != NVRTC_SUCCESS) log[0] = 0;
-            log[n] = 0;
-        }
-        StrBuf msg = {0};
-        sb_printf(&msg, "NVRTC refused the generated CUDA C for sm_%d (%s)%s:\n", arch_sm, nv.error_string(r),
-                  inc ? "" : "; no CUDA include folder was found (set CUDA_HOME)");
-        annotate_log(log ? log : "", source, &msg);
-        snprintf(err, errlen, "%s", msg.data);
-        sb_free(&msg);
-        free(log);
-        st = KILN_ERR_DEVICE;
+    KilnStatus st = KILN_ERR_DEVICE;
+    const char *step = what == NVRTC_CUBIN ? "nvrtcGetCUBIN" : "nvrtcGetPTX";
+    size_t n = 0;
+    if ((r = nv.compile(prog, nopts, opts)) != NVRTC_SUCCESS) {
+        refusal(&info, prog, r, source, arch_sm, err, errlen);
+    } else if ((r = what == NVRTC_CUBIN ? nv.cubin_size(prog, &n) : nv.ptx_size(prog, &n)) != NVRTC_SUCCESS ||
+               n == 0) {
+        /* with a compute_XX architecture nvrtcGetCUBIN "succeeds" with nothing */
+        snprintf(err, errlen, "%sSize: %s", step, r != NVRTC_SUCCESS ? nv.error_string(r) : "empty output");
     } else {
-        size_t n = 0;
-        if ((r = nv.ptx_size(prog, &n)) != NVRTC_SUCCESS || n == 0) {
-            snprintf(err, errlen, "nvrtcGetPTXSize: %s", r != NVRTC_SUCCESS ? nv.error_string(r) : "empty PTX");
-            st = KILN_ERR_DEVICE;
+        char *bytes = xmalloc(n + 1);
+        if ((r = what == NVRTC_CUBIN ? nv.cubin(prog, bytes) : nv.ptx(prog, bytes)) != NVRTC_SUCCESS) {
+            snprintf(err, errlen, "%s: %s", step, nv.error_string(r));
+            free(bytes);
         } else {
-            char *ptx = xmalloc(n + 1);
-            if ((r = nv.ptx(prog, ptx)) != NVRTC_SUCCESS) {
-                snprintf(err, errlen, "nvrtcGetPTX: %s", nv.error_string(r));
-                free(ptx);
-                st = KILN_ERR_DEVICE;
-            } else {
-                ptx[n] = 0;
-                *ptx_out = ptx;
-                if (ptx_len) *ptx_len = strlen(ptx);
-            }
+            bytes[n] = 0;
+            *out = bytes;
+            if (out_len) *out_len = what == NVRTC_CUBIN ? n : strlen(bytes);
+            st = KILN_OK;
         }
     }
     nv.destroy(&prog);
     sb_free(&incopt);
-    free(inc);
     return st;
+}
+
+KilnStatus nvrtc_compile(const char *source, int arch_sm, char **ptx_out, size_t *ptx_len, char *err,
+                         size_t errlen) {
+    return nvrtc_compile_to(source, arch_sm, NVRTC_PTX, ptx_out, ptx_len, err, errlen);
 }

@@ -63,6 +63,7 @@ layer onnx-cli sh tests/onnx/cli.sh "$BUILD/kiln"
 layer aot-cuda sh tests/aot/cuda.sh "$BUILD/kiln"
 layer aot-cpu sh tests/aot/cpu.sh "$BUILD/kiln"
 layer ptxas sh tests/cuda/ptxas_all.sh "$BUILD/kiln"
+layer cuda-env sh tests/cuda/env.sh "$BUILD/kiln"
 layer precision sh tests/passes/precision.sh "$BUILD/kiln"
 layer kernels sh tests/passes/kernel_counts.sh "$BUILD/kiln"
 RANDOM_COUNT=200

@@ -3,6 +3,7 @@
  * Exit status: 0 success, 1 diagnosed input error, 2 usage, 3 device/environment. */
 #include "codegen/kernel.h"
 #include "passes/pass.h"
+#include "runtime/cuda_toolkit.h"
 #include "runtime/outfile.h"
 #include "runtime/repl.h"
 #include "runtime/runtime.h"
@@ -73,6 +74,8 @@ static const char *const help_text[][2] = {
             "  Write a deployable bundle into DIR: a new or empty folder, or one kiln made\n"
             "  (replaced whole); --force adds the files to any other folder.\n"},
     {"bench", "kiln bench FILE [run options] [--runs=N] [--json]\n  Time each kernel and the whole graph.\n"},
+    {"env", "kiln env [NAME]\n  What kiln finds of CUDA here (toolkit, NVRTC, headers, ptxas, driver, GPU)\n"
+            "  as shell assignments KILN_NAME='value', or the value of one NAME.\n"},
     {"repl",
      "kiln repl [--device=NAME] [--plain]\n  The interactive prompt (':help' inside lists its commands);\n"
      "  --plain turns line editing off. Reads a script from a pipe without prompts.\n"},
@@ -813,6 +816,41 @@ done:
     return st;
 }
 
+/* kiln env [NAME]: every KILN_NAME='value' line, or one value. */
+static int cmd_env(int argc, char **argv) {
+    if (argc > 1) {
+        usage_error("env takes at most one NAME");
+        return KILN_ERR_USAGE;
+    }
+    StrBuf all = {0};
+    cuda_env_describe(&all);
+    int st = KILN_OK;
+    if (argc == 0) {
+        fputs(all.data, stdout);
+    } else {
+        size_t n = strlen(argv[0]);
+        const char *line = all.data;
+        while (line && *line && !(strncmp(line, argv[0], n) == 0 && line[n] == '=')) {
+            line = strchr(line, '\n');
+            if (line) line++;
+        }
+        if (line && *line) { /* NAME='value' -> value, quotes undone */
+            for (const char *p = line + n + 2; *p && *p != '\n'; p++) {
+                if (strncmp(p, "'\\''", 4) == 0)
+                    putchar('\''), p += 3;
+                else if (!(*p == '\'' && p[1] == '\n'))
+                    putchar(*p);
+            }
+            putchar('\n');
+        } else {
+            usage_error("env knows no '%s' (kiln env lists the names)", argv[0]);
+            st = KILN_ERR_USAGE;
+        }
+    }
+    sb_free(&all);
+    return st;
+}
+
 static int kiln_main(int argc, char **argv) {
     if (argc < 2) {
         if (isatty(0) && isatty(1)) return repl_main(NULL, false);
@@ -840,6 +878,8 @@ static int kiln_main(int argc, char **argv) {
     if (which >= 0) {
         st = parse_options(argc, argv, 2, &o);
         if (st == KILN_OK) st = commands[which].fn(&o);
+    } else if (strcmp(cmd, "env") == 0) {
+        st = cmd_env(argc - 2, argv + 2);
     } else if (strcmp(cmd, "repl") == 0) { /* kiln repl [--device=NAME] [--plain] */
         const char *device = NULL, *v;
         bool plain = false;

@@ -8,7 +8,9 @@
 # tests/gpu/run.sh runs one.  Also checks the usage errors of the target.
 # Last line: "aot-cuda: N passed, N failed".
 KILN=${1:-build/kiln}
-CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+# cuda.h and the stub libcuda of the toolkit kiln uses (kiln env: the one search)
+CUDA_INCLUDE=$("$KILN" env KILN_CUDA_INCLUDE)
+CUDA_LIB=$("$KILN" env KILN_CUDA_LIB)
 CC=${CC:-cc}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TMP=$(mktemp -d /tmp/kiln-aot-cuda.XXXXXX)
@@ -51,7 +53,7 @@ for file in "$ROOT"/examples/*.kiln; do
         if grep -q "int ${name}_run(" "$out/$name.h" && grep -q 'HOST pointer' "$out/$name.h"; then ok; else bad "$case_name: $name.h lacks ${name}_run or its contract"; fi
         if grep -q -- "-lcuda" "$out/README"; then ok; else bad "$case_name: README has no build line"; fi
         # the library object: only cuda.h
-        if (cd "$out" && $CC -std=c11 -O2 -Wall -Wextra -Werror -c "$name.c" -I"$CUDA_HOME/include" -o "$name.o") >"$TMP/log" 2>&1; then
+        if (cd "$out" && $CC -std=c11 -O2 -Wall -Wextra -Werror -c "$name.c" -I"$CUDA_INCLUDE" -o "$name.o") >"$TMP/log" 2>&1; then
             ok
             extra=$(nm -u "$out/$name.o" | awk '{print $2}' | allowed_undefined)
             if [ -z "$extra" ]; then ok; else bad "$case_name: $name.o needs more than the driver API: $extra"; fi
@@ -59,8 +61,8 @@ for file in "$ROOT"/examples/*.kiln; do
             bad "$case_name: $name.c does not compile"
         fi
         # the test program, linked against the stub driver
-        if (cd "$out" && $CC -std=c11 -O2 -Wall -Wextra -Werror -DKILN_MAIN "$name.c" -I"$CUDA_HOME/include" \
-                -L"$CUDA_HOME/lib64/stubs" -lcuda -o "$name") >"$TMP/log" 2>&1; then
+        if (cd "$out" && $CC -std=c11 -O2 -Wall -Wextra -Werror -DKILN_MAIN "$name.c" -I"$CUDA_INCLUDE" \
+                -L"$CUDA_LIB/stubs" -lcuda -o "$name") >"$TMP/log" 2>&1; then
             ok
         else
             bad "$case_name: $name.c -DKILN_MAIN does not link against the stub libcuda"

@@ -11,6 +11,7 @@
  * Last line: "test_cuda_codegen: N passed, N failed". */
 #include "codegen/cuda.h"
 #include "runtime/cuda_emu.h"
+#include "runtime/cuda_toolkit.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -102,21 +103,8 @@ static void fill(Prog *g, int b) {
     for (int64_t i = 0; i < g->p->bufs.data[b].numel; i++) set(g, b, i, rnd());
 }
 
-static bool file_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
-static const char *ptxas_path(void) {
-    static char path[512];
-    const char *home = getenv("CUDA_HOME");
-    if (home && *home) {
-        snprintf(path, sizeof path, "%s/bin/ptxas", home);
-        if (file_exists(path)) return path;
-    }
-    snprintf(path, sizeof path, "/usr/local/cuda/bin/ptxas");
-    return file_exists(path) ? path : NULL;
-}
+/* ptxas of THE toolkit (runtime/cuda_toolkit.c), or NULL. */
+static const char *ptxas_path(void) { return cuda_toolkit()->ptxas; }
 
 /* Renders for the GPU, NVRTC to PTX, ptxas to SASS, for one arch. */
 static void check_gpu(Prog *g, int sm) {
@@ -132,7 +120,7 @@ static void check_gpu(Prog *g, int sm) {
     char *ptx = NULL;
     size_t n = 0;
     KilnStatus st = nvrtc_compile(cp.source, sm, &ptx, &n, err, sizeof err);
-    if (st != KILN_OK && strstr(err, "NVRTC is not available")) {
+    if (st != KILN_OK && cuda_toolkit()->problem) {
         printf("skip: NVRTC and ptxas checks (%s)\n", err);
         have_nvrtc = false;
         cuda_program_free(&cp);
@@ -141,7 +129,8 @@ static void check_gpu(Prog *g, int sm) {
     CHECK(st == KILN_OK && n > 0, "%s: NVRTC for sm_%d:\n%s", g->p->graph_name, sm, err);
     const char *ptxas = ptxas_path();
     if (st == KILN_OK && !ptxas && have_ptxas) {
-        printf("skip: ptxas checks (no ptxas under $CUDA_HOME/bin or /usr/local/cuda/bin)\n");
+        printf("skip: ptxas checks (no bin/ptxas in the CUDA toolkit found, %s)\n",
+               cuda_toolkit()->root ? cuda_toolkit()->root : "none");
         have_ptxas = false;
     }
     if (st == KILN_OK && ptxas) {
