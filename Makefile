@@ -48,9 +48,13 @@ ifneq ($(KILN_LLVM),1)
 UNIT_SRCS   := $(filter-out tests/unit/test_llvm.c,$(UNIT_SRCS))
 endif
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+# The checking stand-in for libcuda.so.1 (tests/standin/libcuda.c): built
+# without sanitizers, as the real driver is, so that programs built without
+# them (AOT bundles) can load it too.
+STANDIN     := $(BUILD)/standin/libcuda.so.1
 
 .PHONY: all test demo asan fuzz test-long clean format gpu-bundle
-all: $(BUILD)/kiln $(BUILD)/libkiln.a $(UNIT_BINS)
+all: $(BUILD)/kiln $(BUILD)/libkiln.a $(UNIT_BINS) $(STANDIN)
 
 $(BUILD)/gen/kiln.tab.c $(BUILD)/gen/kiln.tab.h: grammar/kiln.y
 	@mkdir -p $(dir $@)
@@ -83,6 +87,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkiln.a
 	@mkdir -p $(dir $@)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(STANDIN): tests/standin/libcuda.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $@"
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -fPIC -shared -fvisibility=hidden \
+	    -I$(CUDA_HOME)/include -o $@ $< -lpthread
 
 test: all
 	@sh tests/run_all.sh $(BUILD)

@@ -1061,7 +1061,8 @@ static void emit_reduce(KCtx *c) {
     for (int s = 0; s < k->stages.len && !c->failed; s++) {
         const KStage *st = &k->stages.data[s];
         bool serial = c->mode == M_THREAD;
-        const char *ty = st->extent > INT32_MAX ? "long long" : "int";
+        /* r runs to extent - 1 + step: an int overflows within a step of 2^31 */
+        const char *ty = st->extent > (int64_t)INT32_MAX - atoi(step) ? "long long" : "int";
         if (st->kind == KS_REDUCE) {
             if (st->value < 0 || st->value >= k->insts.len) {
                 kfail(c, "stage %d reduces no value", s);
@@ -1134,6 +1135,26 @@ static void emit_mm_epilogue(KCtx *c, const char *acc) {
     line(c, "}");
 }
 
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* The 64x64 output tiles of one batch, grid-stride in both directions:
+ * grid.y and grid.z stop at 65535, and a tall or wide product (4194400 rows
+ * is 65538 tiles) must still be covered.  Every thread of a block runs the
+ * same iterations, so the barriers inside stay uniform. */
+static void open_tile_loops(KCtx *c) {
+    const KMatmul *mm = &c->k->mm;
+    line(c, "for (long long tm = blockIdx.y; tm < %lldLL; tm += gridDim.y) {", (long long)cdiv(mm->m, TILE));
+    line(c, "for (long long tn = blockIdx.x; tn < %lldLL; tn += gridDim.x) {", (long long)cdiv(mm->n, TILE));
+    c->depth++;
+    line(c, "const long long m0 = tm * %d, n0 = tn * %d;", TILE, TILE);
+}
+
+static void close_tile_loops(KCtx *c) {
+    c->depth--;
+    line(c, "}");
+    line(c, "}");
+}
+
 /* One operand tile load: rows x cols elements of a strided view, thread
  * layout along whichever axis is contiguous so the reads coalesce. */
 static void emit_tile_load(KCtx *c, const char *dst, bool transpose_dst, int buf, KilnDType bt,
@@ -1183,7 +1204,7 @@ static void emit_matmul(KCtx *c) {
     line(c, "for (long long bz = blockIdx.z; bz < %lldLL; bz += gridDim.z) {", (long long)mm->batch);
     c->depth++;
     emit_batch_offsets(c);
-    line(c, "const long long m0 = (long long)blockIdx.y * %d, n0 = (long long)blockIdx.x * %d;", TILE, TILE);
+    open_tile_loops(c);
     line(c, "%s acc[4][4];", acc_t);
     line(c, "#pragma unroll");
     line(c, "for (int i = 0; i < 4; i++)");
@@ -1225,6 +1246,7 @@ static void emit_matmul(KCtx *c) {
     line(c, "}");
     c->depth--;
     line(c, "}");
+    close_tile_loops(c);
     c->depth--;
     line(c, "}");
 }
@@ -1244,7 +1266,7 @@ static void emit_wmma(KCtx *c) {
     line(c, "for (long long bz = blockIdx.z; bz < %lldLL; bz += gridDim.z) {", (long long)mm->batch);
     c->depth++;
     emit_batch_offsets(c);
-    line(c, "const long long m0 = (long long)blockIdx.y * %d, n0 = (long long)blockIdx.x * %d;", TILE, TILE);
+    open_tile_loops(c);
     line(c, "nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> cf[2][2];");
     line(c, "#pragma unroll");
     line(c, "for (int i = 0; i < 2; i++)");
@@ -1290,6 +1312,7 @@ static void emit_wmma(KCtx *c) {
     c->depth--;
     line(c, "}");
     line(c, "__syncthreads();");
+    close_tile_loops(c);
     c->depth--;
     line(c, "}");
 }
@@ -1324,7 +1347,6 @@ static bool wmma_ok(const KCtx *c) {
     return c->d->tensor_cores && a == b && is_half(a) && c->k->stages.data[0].acc_dtype == KILN_F32;
 }
 
-static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static unsigned clamp_grid(int64_t n) { return n < 1 ? 1 : n > MAX_GRID ? MAX_GRID : (unsigned)n; }
 
 /* Picks the mapping, the block size and the grid. */

@@ -13,6 +13,7 @@
  * NAME.c also has a main() that reads raw inputs from files and writes raw
  * outputs (for tests and quick checks). */
 #include "runtime/cuda_driver.h"
+#include "runtime/cuda_toolkit.h"
 #include "runtime/outfile.h"
 
 #include <errno.h>
@@ -58,6 +59,8 @@ typedef struct {
     char **in_names;  /* per parameter */
     int64_t *off;
     int64_t total;
+    int min_driver;              /* the CUDA version the PTX needs of the driver (13000: 13.0) */
+    const char *include, *stubs; /* for the build lines: the toolkit's */
 } Bundle;
 
 static void type_comment(const IRGraph *g, const Node *n, StrBuf *sb) {
@@ -120,8 +123,20 @@ static void write_header(const Bundle *bu, StrBuf *h) {
         type_comment(g, r, h);
         sb_printf(h, "  (result %d, written)\n", i);
     }
-    sb_printf(h, " * Device memory used: %lld bytes in one allocation.\n */\n", (long long)bu->total);
+    sb_printf(h, " * Device memory used: %lld bytes in one allocation.\n", (long long)bu->total);
+    StrBuf need = {0};
+    cuda_version_text(bu->min_driver, &need);
+    sb_printf(h,
+              " * Needs an NVIDIA driver for %s:\n"
+              " * the PTX comes from NVRTC %d.%d, which only such a driver can JIT-compile;\n"
+              " * %s_run returns CUDA_ERROR_UNSUPPORTED_PTX_VERSION (222) on an older one.\n */\n",
+              need.data, bu->min_driver / 1000, bu->min_driver % 1000 / 10, N);
+    sb_free(&need);
     sb_printf(h, "#ifndef %s_KILN_H\n#define %s_KILN_H\n\n#include <stdint.h>\n\n", N, N);
+    sb_printf(h,
+              "/* The oldest driver %s_run accepts, as cuDriverGetVersion() reports it. */\n"
+              "#define %s_MIN_CUDA_DRIVER %d\n\n",
+              N, N, bu->min_driver);
     sb_puts(h, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
     signature(bu, h);
     sb_puts(h, ";\n\n#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
@@ -169,6 +184,11 @@ static void write_source(const Bundle *bu, StrBuf *c) {
     sb_puts(c, " {\n    CUresult k_r;\n    CUdevice k_dev = 0;\n    CUcontext k_ctx = NULL, k_prev = NULL;\n"
                "    CUmodule k_mod = NULL;\n    CUdeviceptr k_mem = 0;\n    int k_have_ctx = 0;\n");
     if (cp->launches.len) sb_puts(c, "    CUfunction k_f;\n");
+    sb_printf(c,
+              "    int k_driver = 0;\n    K_CHECK(cuDriverGetVersion(&k_driver));\n"
+              "    if (k_driver < %s_MIN_CUDA_DRIVER) { /* too old to JIT-compile this PTX */\n"
+              "        k_r = CUDA_ERROR_UNSUPPORTED_PTX_VERSION;\n        goto done;\n    }\n",
+              N);
     sb_puts(c, "    K_CHECK(cuInit(0));\n    K_CHECK(cuDeviceGet(&k_dev, 0));\n"
                "    K_CHECK(cuCtxGetCurrent(&k_prev));\n"
                "    K_CHECK(cuDevicePrimaryCtxRetain(&k_ctx, k_dev));\n    k_have_ctx = 1;\n"
@@ -251,6 +271,14 @@ static void write_source(const Bundle *bu, StrBuf *c) {
         sb_printf(c, "%sbuf[%d]", i ? ", " : "", i);
     sb_puts(c, ");\n    if (r != 0) {\n        const char *name = NULL;\n        cuGetErrorName((CUresult)r, &name);\n");
     sb_printf(c, "        fprintf(stderr, \"%s_run failed: %%s (%%d)\\n\", name ? name : \"?\", r);\n", N);
+    sb_printf(c,
+              "        int v = 0;\n        if (r == CUDA_ERROR_UNSUPPORTED_PTX_VERSION && "
+              "cuDriverGetVersion(&v) == CUDA_SUCCESS)\n"
+              "            fprintf(stderr, \"this bundle needs a driver for CUDA %%d.%%d or newer; this one "
+              "supports CUDA %%d.%%d\\n\",\n"
+              "                    %s_MIN_CUDA_DRIVER / 1000, %s_MIN_CUDA_DRIVER %% 1000 / 10, v / 1000, v "
+              "%% 1000 / 10);\n",
+              N, N);
     sb_puts(c, "        goto out;\n    }\n");
     sb_printf(c, "    for (int i = %d; i < %d; i++) {\n", nin, nin + nout);
     sb_puts(c, "        FILE *f = fopen(argv[i + 1], \"wb\");\n"
@@ -267,21 +295,34 @@ static void write_readme(const Bundle *bu, StrBuf *r) {
     sb_printf(r, "  %s.h    the entry point: int %s_run(...), host pointers in and out (read it)\n", N, N);
     sb_printf(r, "  %s.c    the PTX embedded as a string, and the driver-API calls that run it\n", N);
     sb_printf(r, "  %s.ptx  the same PTX, for reading or for cuModuleLoad()\n\n", N);
+    StrBuf need = {0};
+    cuda_version_text(bu->min_driver, &need);
     sb_puts(r, "It needs only the CUDA driver (libcuda.so.1) at run time: no NVRTC, no LLVM, no\n"
                "kiln library.  The PTX is JIT-compiled by the driver for the GPU it meets\n"
                "(any GPU of this architecture or newer).\n\n");
-    sb_printf(r, "Build line (the bundle's own test program; -DKILN_MAIN turns its main() on):\n\n"
-                 "    cc -O2 -DKILN_MAIN %s.c -I/usr/local/cuda/include -L/usr/local/cuda/lib64/stubs -lcuda -o %s\n"
-                 "    ./%s",
-              N, N, N);
+    sb_printf(r,
+              "Minimum driver: one for %s, as the PTX comes from\n"
+              "NVRTC %d.%d (nvidia-smi shows the CUDA version a driver supports).  On an older\n"
+              "driver %s_run returns CUDA_ERROR_UNSUPPORTED_PTX_VERSION (222) before touching\n"
+              "the GPU; %s_MIN_CUDA_DRIVER in %s.h holds the number (%d).\n\n",
+              need.data, bu->min_driver / 1000, bu->min_driver % 1000 / 10, N, N, N, bu->min_driver);
+    sb_free(&need);
+    sb_printf(r,
+              "Build line (the bundle's own test program; -DKILN_MAIN turns its main() on):\n\n"
+              "    cc -O2 -DKILN_MAIN %s.c -I%s -L%s -lcuda -o %s\n"
+              "    ./%s",
+              N, bu->include, bu->stubs, N, N);
     for (int i = 0; i < bu->g->params.len; i++) sb_printf(r, " %s.bin", bu->in_names[i]);
     for (int i = 0; i < bu->g->results.len; i++) sb_printf(r, " out%d.bin", i);
     sb_printf(r, "\n\n(raw little-endian arrays in C order, sizes as in %s.h).\n\n", N);
-    sb_printf(r, "Into your own program, which calls %s_run():\n\n"
-                 "    cc -O2 main.c %s.c -I/usr/local/cuda/include -L/usr/local/cuda/lib64/stubs -lcuda -o prog\n",
-              N, N);
-    sb_puts(r, "\nThe stub libcuda in lib64/stubs is only for linking; at run time the\n"
-               "driver's libcuda.so.1 is used.\n");
+    sb_printf(r,
+              "Into your own program, which calls %s_run():\n\n"
+              "    cc -O2 main.c %s.c -I%s -L%s -lcuda -o prog\n",
+              N, N, bu->include, bu->stubs);
+    sb_printf(r,
+              "\nThe stub libcuda in %s is only for linking; at run time the\n"
+              "driver's libcuda.so.1 is used.\n",
+              bu->stubs);
 }
 
 KilnStatus cuda_aot(const KProgram *kp, const IRGraph *g, const CompileOptions *opt, const char *variant,
@@ -293,7 +334,15 @@ KilnStatus cuda_aot(const KProgram *kp, const IRGraph *g, const CompileOptions *
     CudaBuild b;
     KilnStatus st = cuda_build(kp, &o, sm, true, &b, err, errlen);
     if (st != KILN_OK) return st;
-    Bundle bu = {.g = g, .b = &b};
+    /* the toolkit that wrote the PTX: its NVRTC's version is the driver's minimum */
+    const CudaToolkit *tk = cuda_toolkit();
+    StrBuf stubs = {0};
+    sb_printf(&stubs, "%s/stubs", tk->lib_dir ? tk->lib_dir : "/usr/local/cuda/lib64");
+    Bundle bu = {.g = g,
+                 .b = &b,
+                 .min_driver = tk->builtins_major * 1000 + tk->builtins_minor * 10,
+                 .include = tk->include ? tk->include : "/usr/local/cuda/include",
+                 .stubs = stubs.data};
     bu.name = c_name(g->name);
     bu.in_names = xcalloc((size_t)g->params.len + 1, sizeof(char *));
     for (int i = 0; i < g->params.len; i++) {
@@ -331,6 +380,7 @@ done:
     for (int i = 0; i < g->params.len; i++) free(bu.in_names[i]);
     free(bu.in_names);
     free(bu.off);
+    sb_free(&stubs);
     free((char *)bu.name);
     cuda_build_free(&b);
     return st;

@@ -8,8 +8,13 @@
  * own launch arguments and events, so several threads may run one program at
  * once.  alloc/free/copy_in/copy_out are cuMemAlloc/cuMemFree/cuMemcpy; the
  * executor (exec.c) lays out, binds, copies and frees on every path.
- * launch() is cuLaunchKernel on the default stream; sync() waits for it;
- * mark()/elapsed() are CUDA events, for `bench`.
+ * launch() is cuLaunchKernel on the default stream (and, with
+ * KILN_CUDA_SYNC=1, a synchronisation after it, so a fault names its
+ * kernel); sync() waits for it; mark()/elapsed() are CUDA events, for `bench`.
+ * prepare() compiles PTX, or SASS when the driver is older than NVRTC within
+ * the same major version, and refuses with both versions when neither can
+ * load (runtime/cuda_compat.c); the module is loaded with the JIT's error log
+ * captured into the message.
  *
  * Also here: the build pipeline shared with --emit=cuda/ptx and the AOT
  * writer (runtime/aot_cuda.c), declared in cuda_driver.h. */
@@ -89,11 +94,15 @@ static void nvrtc_identity(StrBuf *sb) {
 
 /* What makes the PTX differ, besides the source: the architecture, the
  * NVRTC interface (nvrtc_compile's options), the toolkit it came from. */
-static KCacheKey ptx_key(const CudaBuild *b) {
+static KCacheKey ptx_key(const CudaBuild *b, const CudaTarget *t) {
     KCacheHasher h;
-    char arch[32];
+    char arch[96];
     StrBuf nv = {0};
-    snprintf(arch, sizeof arch, "sm_%d", b->arch_sm);
+    /* SASS is for the GPU at hand; PTX only for the architecture written for */
+    if (t->output == NVRTC_CUBIN)
+        snprintf(arch, sizeof arch, "sm_%d SASS for sm_%d", b->arch_sm, t->device_sm);
+    else
+        snprintf(arch, sizeof arch, "sm_%d%s", b->arch_sm, t->user_arch ? " (--arch)" : "");
     nvrtc_identity(&nv);
     kcache_hash_init(&h);
     kcache_hash_str(&h, "kiln " KILN_VERSION " cuda ptx v1");
@@ -104,11 +113,43 @@ static KCacheKey ptx_key(const CudaBuild *b) {
     return kcache_hash_done(&h);
 }
 
+/* On a cache miss: the architecture NVRTC can compile for (cuda_choose_arch)
+ * and the code itself, our own NUL-terminated copy in b->ptx. */
+static KilnStatus compile_code(CudaBuild *b, const CudaTarget *t, char *err, size_t errlen) {
+    NvrtcInfo info;
+    if (!nvrtc_describe(&info, err, errlen)) return KILN_ERR_DEVICE;
+    if (!cuda_choose_arch(&info, t->output, t->sm, t->user_arch, t->device_sm, &b->code_sm, err, errlen))
+        return KILN_ERR_DEVICE;
+    char *code = NULL;
+    size_t len = 0;
+    KilnStatus st = nvrtc_compile_to(b->cp.source, b->code_sm, t->output, &code, &len, err, errlen);
+    if (st != KILN_OK) {
+        free(code);
+        return st;
+    }
+    if (t->output == NVRTC_PTX)
+        while (len && code[len - 1] == 0) len--; /* NVRTC counts the NUL */
+    b->ptx = xmalloc(len + 1);
+    memcpy(b->ptx, code, len);
+    b->ptx[len] = 0;
+    b->ptx_len = len;
+    free(code);
+    return KILN_OK;
+}
+
 KilnStatus cuda_build(const KProgram *kp, const CompileOptions *opt, int arch_sm, bool want_ptx, CudaBuild *b,
                       char *err, size_t errlen) {
+    CudaTarget t = {arch_sm, opt && opt->arch, NVRTC_PTX, 0};
+    return cuda_build_target(kp, opt, &t, want_ptx, b, err, errlen);
+}
+
+KilnStatus cuda_build_target(const KProgram *kp, const CompileOptions *opt, const CudaTarget *t,
+                             bool want_code, CudaBuild *b, char *err, size_t errlen) {
+    int arch_sm = t->sm;
     memset(b, 0, sizeof *b);
     b->kp = kp;
     b->arch_sm = arch_sm;
+    b->output = t->output;
     b->cache = KC_OFF;
     double t1 = now_ms();
     if (!cuda_codegen(kp, arch_sm, false, &b->cp, err, errlen)) goto fail;
@@ -119,29 +160,19 @@ KilnStatus cuda_build(const KProgram *kp, const CompileOptions *opt, int arch_sm
     }
     double t2 = now_ms();
     b->codegen_ms = t2 - t1;
-    if (!want_ptx) return KILN_OK;
+    if (!want_code) return KILN_OK;
 
     KCache cache;
     kcache_open(&cache);
-    KCacheKey key = ptx_key(b);
+    KCacheKey key = ptx_key(b, t);
     b->cache = kcache_load(&cache, key, &b->ptx, &b->ptx_len);
     if (b->cache != KC_HIT) {
-        char *ptx = NULL;
-        size_t len = 0;
-        KilnStatus st = nvrtc_compile(b->cp.source, arch_sm, &ptx, &len, err, errlen);
+        KilnStatus st = compile_code(b, t, err, errlen);
         if (st != KILN_OK) {
             kcache_close(&cache);
-            free(ptx);
             cuda_build_free(b);
             return st;
         }
-        /* Our own NUL-terminated copy, without NVRTC's trailing NUL in the length. */
-        while (len && ptx[len - 1] == 0) len--;
-        b->ptx = xmalloc(len + 1);
-        memcpy(b->ptx, ptx, len);
-        b->ptx[len] = 0;
-        b->ptx_len = len;
-        free(ptx);
         char serr[512];
         if (!kcache_store(&cache, key, b->ptx, b->ptx_len, serr, sizeof serr) && opt && opt->verbose)
             fprintf(stderr, "kiln: %s\n", serr);
@@ -149,9 +180,10 @@ KilnStatus cuda_build(const KProgram *kp, const CompileOptions *opt, int arch_sm
     if (opt && opt->verbose) {
         char hex[33];
         kcache_key_hex(key, hex);
-        fprintf(stderr, "kiln: cuda: codegen %.1f ms, PTX %s %.1f ms (cache %s%s%s, key %s)\n", b->codegen_ms,
-                b->cache == KC_HIT ? "loaded in" : "compiled in", now_ms() - t2, kcache_result_name(b->cache),
-                cache.dir ? " in " : ": ", cache.dir ? cache.dir : cache.why_off, hex);
+        fprintf(stderr, "kiln: cuda: codegen %.1f ms, %s %s %.1f ms (cache %s%s%s, key %s)\n", b->codegen_ms,
+                t->output == NVRTC_CUBIN ? "SASS" : "PTX", b->cache == KC_HIT ? "loaded in" : "compiled in",
+                now_ms() - t2, kcache_result_name(b->cache), cache.dir ? " in " : ": ",
+                cache.dir ? cache.dir : cache.why_off, hex);
     }
     kcache_close(&cache);
     b->ptx_ms = now_ms() - t2;
@@ -177,6 +209,7 @@ typedef struct {
     CUmodule mod;
     CudaBuild build;
     CUfunction *funcs; /* per launch */
+    bool sync_each;    /* KILN_CUDA_SYNC=1: synchronise after every launch */
 } CudaProg;
 
 /* One call's own state: launch arguments and bench events. */
@@ -190,11 +223,47 @@ static void cuda_release(void *p) {
     CudaProg *e = p;
     if (!e) return;
     const CudaDriver *d = e->drv;
-    if (e->mod) d->ModuleUnload(e->mod);
+    /* the module belongs to the context: made current on this thread first */
+    if (e->ctx_retained && d->CtxSetCurrent(e->ctx) == CUDA_SUCCESS && e->mod) d->ModuleUnload(e->mod);
     if (e->ctx_retained) d->DevicePrimaryCtxRelease(e->dev);
     free(e->funcs);
     cuda_build_free(&e->build);
     free(e);
+}
+
+/* PTX or SASS for this driver (runtime/cuda_compat.c), from the versions of
+ * the driver and of the toolkit's NVRTC (its builtins' file name says it
+ * without loading NVRTC).  KILN_CUDA_SASS=1 asks for SASS whatever they are. */
+static bool choose_output(const CudaDriver *d, NvrtcOutput *out, char *err, size_t errlen) {
+    const CudaToolkit *tk = cuda_toolkit();
+    if (tk->problem) {
+        snprintf(err, errlen, "%s", tk->problem);
+        return false;
+    }
+    const char *sass = getenv("KILN_CUDA_SASS");
+    int nvrtc_version = tk->builtins_major * 1000 + tk->builtins_minor * 10;
+    return cuda_choose_output(nvrtc_version, d->version, sass && *sass && strcmp(sass, "0") != 0, out, err,
+                              errlen);
+}
+
+/* cuModuleLoadDataEx with the JIT's error log captured into the message. */
+static bool load_module(CudaProg *e, char *err, size_t errlen) {
+    const CudaDriver *d = e->drv;
+    char log[8192] = "";
+    CUjit_option opts[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+    void *vals[] = {log, (void *)(uintptr_t)sizeof log};
+    CUresult r = d->ModuleLoadDataEx(&e->mod, e->build.ptx, 2, opts, vals);
+    if (r == CUDA_SUCCESS) return true;
+    e->mod = NULL;
+    char what[128];
+    snprintf(what, sizeof what, "cuModuleLoadDataEx(the kernels' %s for sm_%d)",
+             e->build.output == NVRTC_CUBIN ? "SASS" : "PTX",
+             e->build.code_sm ? e->build.code_sm : e->build.arch_sm);
+    cuda_check(d, r, what, __FILE__, __LINE__, err, errlen);
+    log[sizeof log - 1] = 0;
+    size_t n = strlen(err);
+    if (log[0] && n + 1 < errlen) snprintf(err + n, errlen - n, "\nthe driver's JIT compiler said:\n%s", log);
+    return false;
 }
 
 static void *cuda_prepare(const KProgram *kp, const CompileOptions *opt, char *err, size_t errlen) {
@@ -220,10 +289,14 @@ static void *cuda_prepare(const KProgram *kp, const CompileOptions *opt, char *e
         }
     }
     if (!sm) sm = DEFAULT_ARCH;
-    if (cuda_build(kp, opt, sm, true, &e->build, err, errlen) != KILN_OK) goto fail;
+    CudaTarget target = {sm, opt && opt->arch, NVRTC_PTX, dev_sm};
+    if (!choose_output(d, &target.output, err, errlen)) goto fail;
+    if (cuda_build_target(kp, opt, &target, true, &e->build, err, errlen) != KILN_OK) goto fail;
     const CudaProgram *cp = &e->build.cp;
     double t0 = now_ms();
-    if (!CU(d, ModuleLoadData, &e->mod, e->build.ptx)) goto fail;
+    if (!load_module(e, err, errlen)) goto fail;
+    const char *sync = getenv("KILN_CUDA_SYNC");
+    e->sync_each = sync && *sync && strcmp(sync, "0") != 0;
     int nl = cp->launches.len;
     e->funcs = xcalloc((size_t)nl + 1, sizeof *e->funcs);
     int smem_optin = 0;
@@ -251,7 +324,9 @@ static void *cuda_prepare(const KProgram *kp, const CompileOptions *opt, char *e
         }
     }
     if (opt && opt->verbose)
-        fprintf(stderr, "kiln: cuda: module loaded in %.1f ms (sm_%d)\n", now_ms() - t0, sm);
+        fprintf(stderr, "kiln: cuda: module loaded in %.1f ms (%s for sm_%d; driver CUDA %d.%d)\n",
+                now_ms() - t0, target.output == NVRTC_CUBIN ? "SASS" : "PTX",
+                target.output == NVRTC_CUBIN ? dev_sm : sm, d->version / 1000, d->version % 1000 / 10);
     return e;
 fail:
     cuda_release(e);
@@ -312,11 +387,21 @@ static bool cuda_launch(void *p, void *call, int l, void *const *bufs, char *err
     c->args.len = c->params.len = 0;
     for (int j = 0; j < L->nargs; j++) VEC_PUSH(c->args, devptr(bufs[L->buf_args[j]]));
     for (int j = 0; j < L->nargs; j++) VEC_PUSH(c->params, &c->args.data[j]);
-    char what[160];
+    char what[200];
     snprintf(what, sizeof what, "cuLaunchKernel(%s, grid %u,%u,%u, block %u,%u,%u)", L->name, L->grid[0], L->grid[1],
              L->grid[2], L->block[0], L->block[1], L->block[2]);
     CUresult r = d->LaunchKernel(e->funcs[l], L->grid[0], L->grid[1], L->grid[2], L->block[0], L->block[1],
                                  L->block[2], L->shared_bytes, NULL, c->params.data, NULL);
+    /* A fault inside a kernel surfaces at a later call; synchronising after
+     * every launch (KILN_CUDA_SYNC=1) makes the message name the kernel. */
+    if (r == CUDA_SUCCESS && e->sync_each) {
+        r = d->CtxSynchronize();
+        snprintf(what, sizeof what,
+                 "kernel %s (launch %d of %d, grid %u,%u,%u, block %u,%u,%u), synchronised after it "
+                 "(KILN_CUDA_SYNC=1),",
+                 L->name, l + 1, e->build.cp.launches.len, L->grid[0], L->grid[1], L->grid[2], L->block[0],
+                 L->block[1], L->block[2]);
+    }
     return cuda_check(d, r, what, __FILE__, __LINE__, err, errlen);
 }
 

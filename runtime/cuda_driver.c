@@ -30,8 +30,22 @@ const char *cuda_result_advice(CUresult r) {
                "used by other processes)";
     case CUDA_ERROR_SYSTEM_DRIVER_MISMATCH:
         return "the NVIDIA kernel module and libcuda.so.1 are of different versions (reboot or reinstall the driver)";
+    case CUDA_ERROR_ILLEGAL_ADDRESS:
+    case CUDA_ERROR_MISALIGNED_ADDRESS:
+    case CUDA_ERROR_ILLEGAL_INSTRUCTION:
+    case CUDA_ERROR_HARDWARE_STACK_ERROR:
+    case CUDA_ERROR_LAUNCH_FAILED:
+    case CUDA_ERROR_LAUNCH_TIMEOUT:
+    case CUDA_ERROR_ASSERT:
+        return "a kernel faulted and the context is unusable afterwards; the driver reports a fault at a "
+               "later "
+               "call, not necessarily the faulting kernel's own (KILN_CUDA_SYNC=1 synchronises after every "
+               "launch "
+               "to name it)";
+    case CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES:
+        return "the kernel needs more registers or shared memory per block than the GPU has for this launch";
+    case CUDA_ERROR_INVALID_PTX: return "the driver's JIT compiler refused the PTX";
     case CUDA_ERROR_NO_BINARY_FOR_GPU:
-    case CUDA_ERROR_INVALID_PTX:
         return "the code was compiled for another GPU architecture than this one (check --arch)";
     default:
         return "";

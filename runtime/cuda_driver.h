@@ -27,34 +27,35 @@
 #include <cuda.h>
 
 /* X(field, function as named by cuda.h, symbol looked up, required) */
-#define CUDA_DRIVER_FUNCS(X)                                                                      \
-    X(Init, cuInit, "cuInit", 1)                                                                  \
-    X(DriverGetVersion, cuDriverGetVersion, "cuDriverGetVersion", 1)                              \
-    X(GetErrorName, cuGetErrorName, "cuGetErrorName", 1)                                          \
-    X(GetErrorString, cuGetErrorString, "cuGetErrorString", 1)                                    \
-    X(DeviceGetCount, cuDeviceGetCount, "cuDeviceGetCount", 1)                                    \
-    X(DeviceGet, cuDeviceGet, "cuDeviceGet", 1)                                                   \
-    X(DeviceGetName, cuDeviceGetName, "cuDeviceGetName", 1)                                       \
-    X(DeviceGetAttribute, cuDeviceGetAttribute, "cuDeviceGetAttribute", 1)                        \
-    X(DevicePrimaryCtxRetain, cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", 1)            \
-    X(DevicePrimaryCtxRelease, cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2", 1)      \
-    X(CtxSetCurrent, cuCtxSetCurrent, "cuCtxSetCurrent", 1)                                       \
-    X(CtxSynchronize, cuCtxSynchronize, "cuCtxSynchronize", 1)                                    \
-    X(MemAlloc, cuMemAlloc, "cuMemAlloc_v2", 1)                                                   \
-    X(MemFree, cuMemFree, "cuMemFree_v2", 1)                                                      \
-    X(MemGetInfo, cuMemGetInfo, "cuMemGetInfo_v2", 1)                                             \
-    X(MemcpyHtoD, cuMemcpyHtoD, "cuMemcpyHtoD_v2", 1)                                             \
-    X(MemcpyDtoH, cuMemcpyDtoH, "cuMemcpyDtoH_v2", 1)                                             \
-    X(MemcpyDtoD, cuMemcpyDtoD, "cuMemcpyDtoD_v2", 1)                                             \
-    X(ModuleLoadData, cuModuleLoadData, "cuModuleLoadData", 1)                                    \
-    X(ModuleUnload, cuModuleUnload, "cuModuleUnload", 1)                                          \
-    X(ModuleGetFunction, cuModuleGetFunction, "cuModuleGetFunction", 1)                          \
-    X(FuncSetAttribute, cuFuncSetAttribute, "cuFuncSetAttribute", 1)                              \
-    X(LaunchKernel, cuLaunchKernel, "cuLaunchKernel", 1)                                          \
-    X(EventCreate, cuEventCreate, "cuEventCreate", 1)                                             \
-    X(EventDestroy, cuEventDestroy, "cuEventDestroy_v2", 1)                                       \
-    X(EventRecord, cuEventRecord, "cuEventRecord", 1)                                             \
-    X(EventSynchronize, cuEventSynchronize, "cuEventSynchronize", 1)                              \
+#define CUDA_DRIVER_FUNCS(X)                                                                                 \
+    X(Init, cuInit, "cuInit", 1)                                                                             \
+    X(DriverGetVersion, cuDriverGetVersion, "cuDriverGetVersion", 1)                                         \
+    X(GetErrorName, cuGetErrorName, "cuGetErrorName", 1)                                                     \
+    X(GetErrorString, cuGetErrorString, "cuGetErrorString", 1)                                               \
+    X(DeviceGetCount, cuDeviceGetCount, "cuDeviceGetCount", 1)                                               \
+    X(DeviceGet, cuDeviceGet, "cuDeviceGet", 1)                                                              \
+    X(DeviceGetName, cuDeviceGetName, "cuDeviceGetName", 1)                                                  \
+    X(DeviceGetAttribute, cuDeviceGetAttribute, "cuDeviceGetAttribute", 1)                                   \
+    X(DevicePrimaryCtxRetain, cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", 1)                       \
+    X(DevicePrimaryCtxRelease, cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2", 1)                 \
+    X(CtxSetCurrent, cuCtxSetCurrent, "cuCtxSetCurrent", 1)                                                  \
+    X(CtxSynchronize, cuCtxSynchronize, "cuCtxSynchronize", 1)                                               \
+    X(MemAlloc, cuMemAlloc, "cuMemAlloc_v2", 1)                                                              \
+    X(MemFree, cuMemFree, "cuMemFree_v2", 1)                                                                 \
+    X(MemGetInfo, cuMemGetInfo, "cuMemGetInfo_v2", 1)                                                        \
+    X(MemcpyHtoD, cuMemcpyHtoD, "cuMemcpyHtoD_v2", 1)                                                        \
+    X(MemcpyDtoH, cuMemcpyDtoH, "cuMemcpyDtoH_v2", 1)                                                        \
+    X(MemcpyDtoD, cuMemcpyDtoD, "cuMemcpyDtoD_v2", 1)                                                        \
+    X(ModuleLoadData, cuModuleLoadData, "cuModuleLoadData", 1)                                               \
+    X(ModuleLoadDataEx, cuModuleLoadDataEx, "cuModuleLoadDataEx", 1)                                         \
+    X(ModuleUnload, cuModuleUnload, "cuModuleUnload", 1)                                                     \
+    X(ModuleGetFunction, cuModuleGetFunction, "cuModuleGetFunction", 1)                                      \
+    X(FuncSetAttribute, cuFuncSetAttribute, "cuFuncSetAttribute", 1)                                         \
+    X(LaunchKernel, cuLaunchKernel, "cuLaunchKernel", 1)                                                     \
+    X(EventCreate, cuEventCreate, "cuEventCreate", 1)                                                        \
+    X(EventDestroy, cuEventDestroy, "cuEventDestroy_v2", 1)                                                  \
+    X(EventRecord, cuEventRecord, "cuEventRecord", 1)                                                        \
+    X(EventSynchronize, cuEventSynchronize, "cuEventSynchronize", 1)                                         \
     X(EventElapsedTime, cuEventElapsedTime, "cuEventElapsedTime_v2", 0)
 
 typedef struct CudaDriver {
@@ -100,21 +101,35 @@ const char *cuda_result_advice(CUresult r);
  * kiln's CUDA build pipeline, shared by the cuda backend, --emit=cuda/ptx and
  * `aot --target=cuda` (runtime/aot_cuda.c). */
 
-/* One kernel program built for one architecture: cuda_codegen, and with
- * want_ptx the PTX (from the kernel cache, else nvrtc_compile, then stored).
- * Owns what it points to except the kernel program, which must outlive it. */
+/* What to build for: the architecture the CUDA C is written for, whether
+ * the user chose it (--arch), PTX or SASS, and the GPU's (0: none). */
+typedef struct {
+    int sm;
+    bool user_arch;
+    NvrtcOutput output;
+    int device_sm;
+} CudaTarget;
+
+/* One kernel program built for one target: cuda_codegen, and with want_code
+ * the PTX or SASS (from the kernel cache, else NVRTC, then stored).  Owns
+ * what it points to except the kernel program, which must outlive it. */
 typedef struct {
     const KProgram *kp;
     CudaProgram cp;
     int arch_sm;
-    char *ptx; /* NUL-terminated; ptx_len excludes the NUL */
+    char *ptx; /* NUL-terminated; ptx_len excludes the NUL.  A cubin when output is NVRTC_CUBIN */
     size_t ptx_len;
+    NvrtcOutput output;
+    int code_sm;        /* what NVRTC compiled for (cuda_choose_arch); 0 on a cache hit */
     KCacheResult cache; /* KC_OFF when no PTX was wanted */
     double codegen_ms, ptx_ms;
 } CudaBuild;
 
 KilnStatus cuda_build(const KProgram *kp, const CompileOptions *opt, int arch_sm, bool want_ptx, CudaBuild *b,
                       char *err, size_t errlen);
+/* The same for any target: PTX or SASS (SASS only with want_code). */
+KilnStatus cuda_build_target(const KProgram *kp, const CompileOptions *opt, const CudaTarget *t,
+                             bool want_code, CudaBuild *b, char *err, size_t errlen);
 void cuda_build_free(CudaBuild *b);
 /* "sm_90", "90" or "compute_90" -> 90. */
 bool cuda_parse_arch(const char *s, int *sm, char *err, size_t errlen);
@@ -130,5 +145,23 @@ bool cuda_available(char *why, size_t n);
 /* runtime/aot_cuda.c: `aot --target=cuda[:sm_XX]` (the cuda backend's aot). */
 KilnStatus cuda_aot(const KProgram *kp, const IRGraph *g, const CompileOptions *opt, const char *variant,
                     const char *dir, char *err, size_t errlen);
+
+/* ---------------------------------------------------- runtime/cuda_compat.c
+ * Which code the driver can load (versions as 1000 * major + 10 * minor). */
+
+/* The oldest Linux driver branch for a CUDA version (580 for 13.0; 0 unknown). */
+int cuda_min_linux_driver(int cuda_version);
+/* "CUDA 13.0 (Linux driver R580 or newer)" */
+void cuda_version_text(int cuda_version, StrBuf *sb);
+/* PTX when the driver can JIT-compile NVRTC's PTX, SASS when it is older but
+ * of the same major version (or force_sass), else false with a message
+ * giving both versions and what to do. */
+bool cuda_choose_output(int nvrtc_version, int driver_version, bool force_sass, NvrtcOutput *out, char *err,
+                        size_t errlen);
+/* The architecture to compile for: wanted_sm when NVRTC lists it (for SASS,
+ * the GPU's), else the newest listed that runs on the GPU (not for an
+ * explicit --arch with PTX); false with the list when none does. */
+bool cuda_choose_arch(const NvrtcInfo *info, NvrtcOutput out, int wanted_sm, bool user_arch, int device_sm,
+                      int *arch, char *err, size_t errlen);
 
 #endif

@@ -17,7 +17,10 @@
  * Shared objects are cached by a hash of the header, the source and the
  * compiler command in $XDG_CACHE_HOME/kiln/emu (or ~/.cache/kiln/emu);
  * KILN_CACHE=off builds in a temporary folder every time.  The compiler is
- * $KILN_CXX, else $CXX, else c++.  One launch runs at a time per process. */
+ * $KILN_CXX, else $CXX, else c++.  One launch runs at a time per process.
+ *
+ * KILN_EMU selects modes that behave more like hardware (cuda_emu.h):
+ * poisoned device memory, blocks and threads in reverse order, tensor cores. */
 #include "runtime/cuda_emu.h"
 #include "runtime/cuda_driver.h"
 
@@ -105,6 +108,7 @@ struct EmuModule {
     char *stacks;
     int nstacks;
     unsigned long long slots[MAX_BLOCK];
+    bool reverse; /* blocks and threads in reverse order */
     char msg[512];
 };
 
@@ -292,49 +296,51 @@ static int emu_launch(const KemuLaunch *d, void **args) {
         return 1;
     }
     Sched s = {.m = m, .d = d, .args = args, .n = nt};
-    for (unsigned bz = 0; bz < d->grid[2]; bz++)
-        for (unsigned by = 0; by < d->grid[1]; by++)
-            for (unsigned bx = 0; bx < d->grid[0]; bx++) {
-                rt->bidx = (EmuDim3){bx, by, bz};
-                if (!d->sync) {
-                    for (int t = 0; t < nt; t++) {
-                        set_thread(rt, d, t);
-                        d->body(args);
-                    }
-                    continue;
-                }
-                for (int t = 0; t < nt; t++) fiber_start(&m->fibers[t]);
-                s.live = nt, s.arrived = 0;
-                for (int w = 0; w * 32 < nt; w++) {
-                    s.wlive[w] = nt - w * 32 < 32 ? nt - w * 32 : 32;
-                    s.warrived[w] = 0;
-                }
-                cur_sched = &s;
-                while (s.live > 0) {
-                    bool progress = false;
-                    for (int t = 0; t < nt; t++) {
-                        if (m->fibers[t].state != F_READY) continue;
-                        s.cur = t;
-                        set_thread(rt, d, t);
-                        fiber_switch(&s, &s.main, &m->fibers[t], false);
-                        progress = true;
-                    }
-                    if (!progress) {
-                        int wb = 0, ww = 0;
-                        for (int t = 0; t < nt; t++) {
-                            wb += m->fibers[t].state == F_WAIT_BLOCK;
-                            ww += m->fibers[t].state == F_WAIT_WARP;
-                        }
-                        snprintf(m->msg, sizeof m->msg,
-                                 "kernel %s, block (%u, %u, %u): threads wait at different barriers "
-                                 "(%d at __syncthreads, %d at a warp shuffle, %d finished)",
-                                 d->name, bx, by, bz, wb, ww, nt - s.live);
-                        cur_sched = NULL;
-                        return 1;
-                    }
-                }
-                cur_sched = NULL;
+    unsigned long long gx = d->grid[0], gy = d->grid[1], nblocks = gx * gy * d->grid[2];
+    for (unsigned long long q = 0; q < nblocks; q++) {
+        unsigned long long blk = m->reverse ? nblocks - 1 - q : q;
+        unsigned bx = (unsigned)(blk % gx), by = (unsigned)(blk / gx % gy), bz = (unsigned)(blk / (gx * gy));
+        rt->bidx = (EmuDim3){bx, by, bz};
+        if (!d->sync) {
+            for (int k = 0; k < nt; k++) {
+                set_thread(rt, d, m->reverse ? nt - 1 - k : k);
+                d->body(args);
             }
+            continue;
+        }
+        for (int t = 0; t < nt; t++) fiber_start(&m->fibers[t]);
+        s.live = nt, s.arrived = 0;
+        for (int w = 0; w * 32 < nt; w++) {
+            s.wlive[w] = nt - w * 32 < 32 ? nt - w * 32 : 32;
+            s.warrived[w] = 0;
+        }
+        cur_sched = &s;
+        while (s.live > 0) {
+            bool progress = false;
+            for (int k = 0; k < nt; k++) {
+                int t = m->reverse ? nt - 1 - k : k;
+                if (m->fibers[t].state != F_READY) continue;
+                s.cur = t;
+                set_thread(rt, d, t);
+                fiber_switch(&s, &s.main, &m->fibers[t], false);
+                progress = true;
+            }
+            if (!progress) {
+                int wb = 0, ww = 0;
+                for (int t = 0; t < nt; t++) {
+                    wb += m->fibers[t].state == F_WAIT_BLOCK;
+                    ww += m->fibers[t].state == F_WAIT_WARP;
+                }
+                snprintf(m->msg, sizeof m->msg,
+                         "kernel %s, block (%u, %u, %u): threads wait at different barriers "
+                         "(%d at __syncthreads, %d at a warp shuffle, %d finished)",
+                         d->name, bx, by, bz, wb, ww, nt - s.live);
+                cur_sched = NULL;
+                return 1;
+            }
+        }
+        cur_sched = NULL;
+    }
     return 0;
 }
 
@@ -587,6 +593,27 @@ void cuda_emu_unload(EmuModule *m) {
     free(m);
 }
 
+void cuda_emu_set_reverse(EmuModule *m, bool reverse) { m->reverse = reverse; }
+
+bool cuda_emu_modes_parse(const char *spec, EmuModes *modes, char *err, size_t errlen) {
+    memset(modes, 0, sizeof *modes);
+    char *copy = xstrdup(spec ? spec : "");
+    bool ok = true;
+    for (char *save = NULL, *w = strtok_r(copy, ", ", &save); w && ok; w = strtok_r(NULL, ", ", &save)) {
+        bool all = strcmp(w, "all") == 0;
+        if (all || strcmp(w, "poison") == 0) modes->poison = true;
+        if (all || strcmp(w, "reverse") == 0) modes->reverse = true;
+        if (all || strcmp(w, "tensor-cores") == 0) modes->tensor_cores = true;
+        if (!all && strcmp(w, "poison") && strcmp(w, "reverse") && strcmp(w, "tensor-cores")) {
+            snprintf(err, errlen, "KILN_EMU: unknown mode '%s' (modes: poison, reverse, tensor-cores, all)",
+                     w);
+            ok = false;
+        }
+    }
+    free(copy);
+    return ok;
+}
+
 bool cuda_emu_launch(EmuModule *m, int i, void **args, char *err, size_t errlen) {
     if (i < 0 || i >= m->n) {
         snprintf(err, errlen, "cuda-emu: no launch %d", i);
@@ -616,8 +643,10 @@ bool cuda_emu_launch(EmuModule *m, int i, void **args, char *err, size_t errlen)
  * (tensor cores as the GPU would use them when --arch names sm_80 or later),
  * built and loaded.  Buffers are host memory: the executor binds them. */
 typedef struct {
+    const KProgram *kp;
     CudaProgram cp;
     EmuModule *mod;
+    EmuModes modes; /* KILN_EMU */
 } EmuProg;
 
 static void emu_release(void *p) {
@@ -636,18 +665,35 @@ static void *emu_prepare(const KProgram *kp, const CompileOptions *opt, char *er
         tensor_cores = sm >= 80;
     }
     EmuProg *x = xcalloc(1, sizeof *x);
-    if (!cuda_codegen_ex(kp, sm, true, tensor_cores, &x->cp, err, errlen) ||
+    x->kp = kp;
+    if (!cuda_emu_modes_parse(getenv("KILN_EMU"), &x->modes, err, errlen) ||
+        !cuda_codegen_ex(kp, sm, true, tensor_cores || x->modes.tensor_cores, &x->cp, err, errlen) ||
         !(x->mod = cuda_emu_load(&x->cp, err, errlen))) {
         emu_release(x);
         return NULL;
     }
+    cuda_emu_set_reverse(x->mod, x->modes.reverse);
     return x;
 }
 
-/* Launch i with the host memory of its buffers. */
+/* KILN_EMU=poison: what the kernels must write starts as garbage that shows,
+ * as device memory does on a GPU: NaN in floats, 0xA5 bytes in integers. */
+static void poison(const KProgram *kp, void *const *bufs) {
+    for (int b = 0; b < kp->bufs.len; b++) {
+        const KBuf *kb = &kp->bufs.data[b];
+        KilnDType dt = kb->dtype;
+        bool fl = dt == KILN_F32 || dt == KILN_F64 || dt == KILN_F16 || dt == KILN_BF16;
+        if (kb->kind != KB_INPUT && bufs[b] && kb->numel > 0)
+            memset(bufs[b], fl ? 0xff : 0xa5, (size_t)kb->numel * kiln_dtype_size(dt));
+    }
+}
+
+/* Launch i with the host memory of its buffers (the executor launches 0
+ * first in every run: the memory is poisoned then). */
 static bool emu_backend_launch(void *p, void *call, int i, void *const *bufs, char *err, size_t errlen) {
     (void)call;
     EmuProg *x = p;
+    if (x->modes.poison && i == 0 && x->kp) poison(x->kp, bufs);
     const CudaLaunch *L = &x->cp.launches.data[i];
     void **args = xcalloc((size_t)L->nargs + 1, sizeof *args);
     for (int j = 0; j < L->nargs; j++) args[j] = bufs[L->buf_args[j]];

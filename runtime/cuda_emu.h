@@ -15,6 +15,22 @@ EmuModule *cuda_emu_load(const CudaProgram *cp, char *err, size_t errlen);
 bool cuda_emu_launch(EmuModule *m, int i, void **args, char *err, size_t errlen);
 void cuda_emu_unload(EmuModule *m);
 
+/* Ways the emulation behaves more like a GPU, to show what a GPU would:
+ * poison: device memory the kernels should write (outputs, temporaries)
+ *   starts as a pattern (all-ones bytes: NaN in every float type; 0xA5
+ *   bytes in integers and bools) instead of zeros;
+ * reverse: blocks and the threads of a block run in reverse order (a GPU
+ *   promises no order);
+ * tensor_cores: f16/bf16 matmuls take the tensor-core path (nvcuda::wmma,
+ *   emulated) as on sm_80 and later GPUs.
+ * KILN_EMU="poison,reverse,tensor-cores" (or "all") selects them for the
+ * cuda-emu device. */
+typedef struct {
+    bool poison, reverse, tensor_cores;
+} EmuModes;
+bool cuda_emu_modes_parse(const char *spec, EmuModes *modes, char *err, size_t errlen);
+void cuda_emu_set_reverse(EmuModule *m, bool reverse);
+
 /* Runs every kernel of p through the backend's own prepare and launch, with
  * bufs[b] the host memory of buffer b (temporaries included); tensor_cores
  * renders f16/bf16 matmuls for nvcuda::wmma (emulated in kiln_emu.h) as the

@@ -44,13 +44,19 @@ done
 layer diagnostics $PY tests/check_errors.py --kiln "$BUILD/kiln"
 layer golden $PY tests/check_golden.py --kiln "$BUILD/kiln"
 if $PY tests/gen/generate.py "$DATA" >"$BUILD/logs/generate.log" 2>&1; then
-    for dev in ref kir cpu cuda-emu; do
+    for dev in ref kir cpu; do
         layer "e2e-$dev" $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" --device $dev -j 2
     done
+    # cuda-emu as a GPU behaves: memory the kernels must write starts as NaN /
+    # 0xA5 garbage, blocks and threads run in reverse order (and at -O0 the
+    # f16/bf16 matmuls take the tensor-core path); see runtime/cuda_emu.h
+    layer "e2e-cuda-emu" env KILN_EMU=poison,reverse $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" \
+        --device cuda-emu -j 2
     layer "e2e-kir-O0" $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" --device kir -j 2 --flag=-O0 --label O0
     layer "e2e-ref-O0" $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" --device ref -j 2 --flag=-O0 --label O0
     layer "e2e-cpu-O0" $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" --device cpu -j 2 --flag=-O0 --label O0
-    layer "e2e-cuda-emu-O0" $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" --device cuda-emu -j 2 --flag=-O0 --label O0
+    layer "e2e-cuda-emu-O0" env KILN_EMU=poison,tensor-cores $PY tests/e2e.py --kiln "$BUILD/kiln" --data "$DATA" \
+        --device cuda-emu -j 2 --flag=-O0 --label O0
 else
     echo "== test data generation failed:"
     tail -n 20 "$BUILD/logs/generate.log"
@@ -64,6 +70,8 @@ layer aot-cuda sh tests/aot/cuda.sh "$BUILD/kiln"
 layer aot-cpu sh tests/aot/cpu.sh "$BUILD/kiln"
 layer ptxas sh tests/cuda/ptxas_all.sh "$BUILD/kiln"
 layer cuda-env sh tests/cuda/env.sh "$BUILD/kiln"
+layer cuda-standin sh tests/cuda/standin.sh "$BUILD/kiln"
+layer cuda-large $PY tests/cuda/large.py --kiln "$BUILD/kiln"
 layer precision sh tests/passes/precision.sh "$BUILD/kiln"
 layer kernels sh tests/passes/kernel_counts.sh "$BUILD/kiln"
 RANDOM_COUNT=200

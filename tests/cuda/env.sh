@@ -11,28 +11,7 @@ K=${1:-build/kiln}
 case $K in /*) ;; *) K=$(pwd)/$K ;; esac
 T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-cuda-env.XXXXXX")
 trap 'rm -rf "$T"' EXIT INT TERM
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $*"
-    [ -s "$T/err" ] && sed 's/^/  stderr| /' "$T/err" | head -n 12
-}
-# expect NAME RC PATTERN CMD...: exit status RC and PATTERN (grep -E) on stderr.
-expect() {
-    name=$1 want=$2 pat=$3
-    shift 3
-    "$@" >"$T/out" 2>"$T/err"
-    rc=$?
-    if [ "$rc" != "$want" ]; then
-        bad "$name: exit status $rc, expected $want"
-    elif [ -n "$pat" ] && ! grep -qE -e "$pat" "$T/err"; then
-        bad "$name: stderr lacks /$pat/"
-    else
-        ok
-    fi
-}
+. "$(dirname "$0")/check.sh"
 export KILN_CACHE=off # every compile below must really run NVRTC
 
 # kiln env: shell assignments, one value on request, an unknown name refused
@@ -50,8 +29,7 @@ mm=tests/ops/matmul.kiln
 expect "CUDA_HOME without NVRTC" 3 "CUDA_HOME=$T/none holds no NVRTC" env CUDA_HOME="$T/none" "$K" emit $mm -g mm_2d --emit=ptx
 if [ -z "$NVRTC" ] || [ -z "$BUILTINS" ]; then
     echo "skip: no complete CUDA toolkit here ($("$K" env KILN_NVRTC_PROBLEM))"
-    echo "cuda-env: $pass passed, $fail failed"
-    [ "$fail" = 0 ]
+    summary cuda-env
     exit
 fi
 
@@ -81,8 +59,7 @@ expect "a toolkit without the builtins library" 3 "not its builtins library libn
 expect "a toolkit without headers: f32 compiles" 0 "" env CUDA_HOME="$T/noheaders" "$K" emit $mm -g mm_2d --emit=ptx
 expect "a toolkit without headers: f16 names cuda_fp16.h" 3 "includes cuda_fp16.h.*no include folder" \
     env CUDA_HOME="$T/noheaders" "$K" emit $mm -g mm_f16 --emit=ptx
-expect "an architecture NVRTC does not list" 3 "cannot compile for sm_31; it compiles for .*sm_90" \
+expect "an architecture NVRTC does not list" 3 "cannot write PTX for --arch sm_31; it compiles for .*sm_90" \
     "$K" emit $mm -g mm_2d --emit=ptx --arch=sm_31
 
-echo "cuda-env: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary cuda-env

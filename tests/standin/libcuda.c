@@ -44,7 +44,9 @@
  *   report=PATH    violations are also appended to PATH (pid and command line
  *                  first)
  * Counters start at 1 and count the calls since the configuration. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <cuda.h>
 
 #include <pthread.h>
@@ -57,11 +59,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define EXPORT __attribute__((visibility("default")))
+#define EXPORT            __attribute__((visibility("default")))
 #define STATIC_SMEM_LIMIT (48 * 1024)
-#define OPTIN_SMEM_LIMIT (227 * 1024)
-#define ALLOC_ALIGN 512
-#define POINTER_ALIGN 16
+#define OPTIN_SMEM_LIMIT  (227 * 1024)
+#define ALLOC_ALIGN       512
+#define POINTER_ALIGN     16
 
 /* ------------------------------------------------------------- state */
 
@@ -112,9 +114,9 @@ static struct {
     Config cfg;
     long allocs, launches, loads, syncs;
     long violations;
-    int retain;       /* of the primary context */
-    int generation;   /* the primary context's: +1 each time it is created */
-    CUresult sticky;  /* the context's sticky error */
+    int retain;        /* of the primary context */
+    int generation;    /* the primary context's: +1 each time it is created */
+    CUresult sticky;   /* the context's sticky error */
     unsigned char *va; /* reserved address space for device pointers */
     size_t va_size, va_used;
     long long live_bytes;
@@ -168,9 +170,12 @@ static void violation(const char *call, const char *fmt, ...) {
 static long long parse_size(const char *s) {
     char *end;
     long long v = strtoll(s, &end, 10);
-    if (*end == 'K' || *end == 'k') v <<= 10;
-    else if (*end == 'M' || *end == 'm') v <<= 20;
-    else if (*end == 'G' || *end == 'g') v <<= 30;
+    if (*end == 'K' || *end == 'k')
+        v <<= 10;
+    else if (*end == 'M' || *end == 'm')
+        v <<= 20;
+    else if (*end == 'G' || *end == 'g')
+        v <<= 30;
     return v;
 }
 
@@ -186,16 +191,26 @@ static int configure(const char *spec) {
         }
         *eq = 0;
         const char *k = kv, *v = eq + 1;
-        if (!strcmp(k, "driver")) c.driver = atoi(v);
-        else if (!strcmp(k, "sm")) c.sm = atoi(v);
-        else if (!strcmp(k, "devices")) c.devices = atoi(v);
-        else if (!strcmp(k, "mem")) c.mem = parse_size(v);
-        else if (!strcmp(k, "oom")) c.oom = atol(v);
-        else if (!strcmp(k, "fail_launch")) c.fail_launch = atol(v);
-        else if (!strcmp(k, "fault")) c.fault = atol(v);
-        else if (!strcmp(k, "fail_load")) c.fail_load = atol(v);
-        else if (!strcmp(k, "report")) snprintf(c.report, sizeof c.report, "%s", v);
-        else rc = -1;
+        if (!strcmp(k, "driver"))
+            c.driver = atoi(v);
+        else if (!strcmp(k, "sm"))
+            c.sm = atoi(v);
+        else if (!strcmp(k, "devices"))
+            c.devices = atoi(v);
+        else if (!strcmp(k, "mem"))
+            c.mem = parse_size(v);
+        else if (!strcmp(k, "oom"))
+            c.oom = atol(v);
+        else if (!strcmp(k, "fail_launch"))
+            c.fail_launch = atol(v);
+        else if (!strcmp(k, "fault"))
+            c.fault = atol(v);
+        else if (!strcmp(k, "fail_load"))
+            c.fail_load = atol(v);
+        else if (!strcmp(k, "report"))
+            snprintf(c.report, sizeof c.report, "%s", v);
+        else
+            rc = -1;
     }
     free(copy);
     S.cfg = c;
@@ -206,14 +221,14 @@ static int configure(const char *spec) {
 
 /* ------------------------------------------------------------ helpers */
 
-#define GROW(arr, n, cap)                                                                         \
-    do {                                                                                          \
-        if ((n) == (cap)) {                                                                       \
-            (cap) = (cap) ? 2 * (cap) : 16;                                                       \
-            void *grown_ = realloc((arr), sizeof(*(arr)) * (size_t)(cap));                        \
-            if (!grown_) abort();                                                                 \
-            (arr) = grown_;                                                                       \
-        }                                                                                         \
+#define GROW(arr, n, cap)                                                                                    \
+    do {                                                                                                     \
+        if ((n) == (cap)) {                                                                                  \
+            (cap) = (cap) ? 2 * (cap) : 16;                                                                  \
+            void *grown_ = realloc((arr), sizeof(*(arr)) * (size_t)(cap));                                   \
+            if (!grown_) abort();                                                                            \
+            (arr) = grown_;                                                                                  \
+        }                                                                                                    \
     } while (0)
 
 /* The common entry checks: initialised, and (when need_ctx) a current,
@@ -281,7 +296,8 @@ static int live_counts(int *allocs, int *mods, int *events) {
 static void destroy_context(const char *call) {
     int na, nm, ne;
     if (live_counts(&na, &nm, &ne) && !S.sticky)
-        violation(call, "the primary context was destroyed still holding %d allocation(s), %d module(s) and %d "
+        violation(call,
+                  "the primary context was destroyed still holding %d allocation(s), %d module(s) and %d "
                   "event(s): they were never freed",
                   na, nm, ne);
     for (int i = 0; i < S.nallocs; i++)
@@ -355,15 +371,19 @@ static CUresult load_ptx(Module *m, const char *ptx, char *log, size_t *log_size
     if (dot) isa_minor = atoi(dot + 1);
     int isa = 10 * isa_major + isa_minor, max_isa = driver_max_isa(S.cfg.driver);
     if (isa > max_isa) {
-        snprintf(msg, sizeof msg, "ptxas application ptx input, line 1; fatal   : Unsupported .version %d.%d; current "
-                 "version is '%d.%d'", isa_major, isa_minor, max_isa / 10, max_isa % 10);
+        snprintf(msg, sizeof msg,
+                 "ptxas application ptx input, line 1; fatal   : Unsupported .version %d.%d; current "
+                 "version is '%d.%d'",
+                 isa_major, isa_minor, max_isa / 10, max_isa % 10);
         set_log(msg, log, log_size);
         return CUDA_ERROR_UNSUPPORTED_PTX_VERSION;
     }
     int target = atoi(t + 11);
     if (!sm_runs(target, S.cfg.sm, false)) {
-        snprintf(msg, sizeof msg, "ptxas fatal   : SM version specified by .target (sm_%d) is higher than this "
-                 "GPU's (sm_%d)", target, S.cfg.sm);
+        snprintf(msg, sizeof msg,
+                 "ptxas fatal   : SM version specified by .target (sm_%d) is higher than this "
+                 "GPU's (sm_%d)",
+                 target, S.cfg.sm);
         set_log(msg, log, log_size);
         return CUDA_ERROR_NO_BINARY_FOR_GPU;
     }
@@ -383,13 +403,16 @@ static CUresult load_ptx(Module *m, const char *ptx, char *log, size_t *log_size
             f->param_bytes[f->nparams++] = decl_bytes(p + 6, close);
         }
         const char *mt = strstr(close, ".maxntid");
-        if (mt && mt < body && sscanf(mt + 8, " %u , %u , %u", &f->maxntid[0], &f->maxntid[1], &f->maxntid[2]) < 1)
+        if (mt && mt < body &&
+            sscanf(mt + 8, " %u , %u , %u", &f->maxntid[0], &f->maxntid[1], &f->maxntid[2]) < 1)
             f->maxntid[0] = 0;
         int depth = 0;
         const char *p = body;
         do {
-            if (*p == '{') depth++;
-            else if (*p == '}') depth--;
+            if (*p == '{')
+                depth++;
+            else if (*p == '}')
+                depth--;
             else if (!strncmp(p, ".shared ", 8) && depth == 1 && strncmp(p, ".shared .extern", 15))
                 f->static_smem += decl_bytes(p + 8, p + strcspn(p, ";\n"));
             p++;
@@ -426,7 +449,8 @@ static CUresult load_cubin(Module *m, const unsigned char *img, char *log, size_
     int sm = img[8] >= 8 ? (int)((eflags >> 8) & 0xff) : (int)(eflags & 0xff); /* ABI version 8 moved it */
     if (!sm_runs(sm, S.cfg.sm, true)) {
         char msg[200];
-        snprintf(msg, sizeof msg, "the cubin is SASS for sm_%d, which does not run on this sm_%d GPU", sm, S.cfg.sm);
+        snprintf(msg, sizeof msg, "the cubin is SASS for sm_%d, which does not run on this sm_%d GPU", sm,
+                 S.cfg.sm);
         set_log(msg, log, log_size);
         return CUDA_ERROR_NO_BINARY_FOR_GPU;
     }
@@ -454,7 +478,8 @@ static CUresult load_cubin(Module *m, const unsigned char *img, char *log, size_
                     f->param_bytes = realloc(f->param_bytes, sizeof(int) * (size_t)(f->nparams + 1));
                     f->param_bytes[f->nparams++] = (int)((pflags >> 18) & 0x3fff);
                 }
-                if (fmt == 4 && attr == 0x05 && sz >= 12) memcpy(f->maxntid, img + p + 4, 12); /* MAX_THREADS */
+                if (fmt == 4 && attr == 0x05 && sz >= 12)
+                    memcpy(f->maxntid, img + p + 4, 12); /* MAX_THREADS */
                 p += fmt == 4 ? 4u + sz : 4u;
             }
         }
@@ -468,7 +493,8 @@ static Func *func_of(const char *call, CUfunction h) {
         for (int j = 0; j < S.mods[i]->nfuncs; j++)
             if ((CUfunction)&S.mods[i]->funcs[j] == h) {
                 if (!S.mods[i]->live) {
-                    violation(call, "function %s belongs to a module that was unloaded", S.mods[i]->funcs[j].name);
+                    violation(call, "function %s belongs to a module that was unloaded",
+                              S.mods[i]->funcs[j].name);
                     return NULL;
                 }
                 return &S.mods[i]->funcs[j];
@@ -513,7 +539,8 @@ EXPORT CUresult cuInit(unsigned flags) {
         S.initialised = S.va != NULL;
     }
     if (flags != 0) violation("cuInit", "flags must be 0, got %u", flags);
-    return leave(S.initialised ? (flags ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS) : CUDA_ERROR_OUT_OF_MEMORY);
+    return leave(S.initialised ? (flags ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS)
+                               : CUDA_ERROR_OUT_OF_MEMORY);
 }
 
 EXPORT CUresult cuDriverGetVersion(int *v) {
@@ -536,14 +563,17 @@ static const struct {
     {CUDA_ERROR_INVALID_DEVICE, "CUDA_ERROR_INVALID_DEVICE", "invalid device ordinal"},
     {CUDA_ERROR_INVALID_IMAGE, "CUDA_ERROR_INVALID_IMAGE", "device kernel image is invalid"},
     {CUDA_ERROR_INVALID_CONTEXT, "CUDA_ERROR_INVALID_CONTEXT", "invalid device context"},
-    {CUDA_ERROR_NO_BINARY_FOR_GPU, "CUDA_ERROR_NO_BINARY_FOR_GPU", "no kernel image is available for execution on the device"},
+    {CUDA_ERROR_NO_BINARY_FOR_GPU, "CUDA_ERROR_NO_BINARY_FOR_GPU",
+     "no kernel image is available for execution on the device"},
     {CUDA_ERROR_INVALID_PTX, "CUDA_ERROR_INVALID_PTX", "a PTX JIT compilation failed"},
-    {CUDA_ERROR_UNSUPPORTED_PTX_VERSION, "CUDA_ERROR_UNSUPPORTED_PTX_VERSION", "the provided PTX was compiled with an unsupported toolchain."},
+    {CUDA_ERROR_UNSUPPORTED_PTX_VERSION, "CUDA_ERROR_UNSUPPORTED_PTX_VERSION",
+     "the provided PTX was compiled with an unsupported toolchain."},
     {CUDA_ERROR_INVALID_HANDLE, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"},
     {CUDA_ERROR_NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
     {CUDA_ERROR_NOT_READY, "CUDA_ERROR_NOT_READY", "device not ready"},
     {CUDA_ERROR_ILLEGAL_ADDRESS, "CUDA_ERROR_ILLEGAL_ADDRESS", "an illegal memory access was encountered"},
-    {CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES", "too many resources requested for launch"},
+    {CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES",
+     "too many resources requested for launch"},
     {CUDA_ERROR_LAUNCH_FAILED, "CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"},
 };
 
@@ -652,7 +682,9 @@ EXPORT CUresult cuCtxSetCurrent(CUcontext ctx) {
 EXPORT CUresult cuCtxGetCurrent(CUcontext *ctx) {
     CUresult r = enter("cuCtxGetCurrent", false);
     if (r == CUDA_SUCCESS)
-        *ctx = have_current && S.retain > 0 && current_generation == S.generation ? (CUcontext)&primary_ctx_token : NULL;
+        *ctx = have_current && S.retain > 0 && current_generation == S.generation
+                   ? (CUcontext)&primary_ctx_token
+                   : NULL;
     return leave(r);
 }
 
@@ -673,13 +705,16 @@ EXPORT CUresult cuMemAlloc(CUdeviceptr *p, size_t bytes) {
     if (r != CUDA_SUCCESS) return leave(r);
     S.allocs++;
     if (!p || bytes == 0) {
-        violation("cuMemAlloc", "%s", !p ? "NULL result pointer" : "0 bytes (the driver refuses empty allocations)");
+        violation("cuMemAlloc", "%s",
+                  !p ? "NULL result pointer" : "0 bytes (the driver refuses empty allocations)");
         return leave(CUDA_ERROR_INVALID_VALUE);
     }
-    if (S.allocs == S.cfg.oom || (long long)bytes > S.cfg.mem - S.live_bytes) return leave(CUDA_ERROR_OUT_OF_MEMORY);
+    if (S.allocs == S.cfg.oom || (long long)bytes > S.cfg.mem - S.live_bytes)
+        return leave(CUDA_ERROR_OUT_OF_MEMORY);
     size_t span = (bytes + ALLOC_ALIGN - 1) / ALLOC_ALIGN * ALLOC_ALIGN + ALLOC_ALIGN; /* a gap after each */
     if (span > S.va_size - S.va_used) return leave(CUDA_ERROR_OUT_OF_MEMORY);
-    void *host = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *host =
+        mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (host == MAP_FAILED) return leave(CUDA_ERROR_OUT_OF_MEMORY);
     GROW(S.allocs_v, S.nallocs, S.cap_allocs);
     Alloc *a = &S.allocs_v[S.nallocs++];
@@ -748,19 +783,22 @@ static CUresult module_load(const char *call, CUmodule *out, const void *image, 
         return leave(CUDA_ERROR_INVALID_VALUE);
     }
     if (S.loads == S.cfg.fail_load) {
-        set_log("ptxas fatal   : (injected by the libcuda stand-in) the JIT compiler failed on this module", log,
-                log_size);
+        set_log("ptxas fatal   : (injected by the libcuda stand-in) the JIT compiler failed on this module",
+                log, log_size);
         return leave(CUDA_ERROR_INVALID_PTX);
     }
     Module *m = calloc(1, sizeof *m);
     if (!m) abort();
     const unsigned char *img = image;
-    if (!memcmp(img, "\177ELF", 4)) r = load_cubin(m, img, log, log_size);
-    else r = load_ptx(m, image, log, log_size);
+    if (!memcmp(img, "\177ELF", 4))
+        r = load_cubin(m, img, log, log_size);
+    else
+        r = load_ptx(m, image, log, log_size);
     for (int i = 0; r == CUDA_SUCCESS && i < m->nfuncs; i++)
         if (m->funcs[i].static_smem > STATIC_SMEM_LIMIT) {
             char msg[256];
-            snprintf(msg, sizeof msg, "ptxas error   : Entry function '%s' uses too much shared data (%d bytes, 0xc000 max)",
+            snprintf(msg, sizeof msg,
+                     "ptxas error   : Entry function '%s' uses too much shared data (%d bytes, 0xc000 max)",
                      m->funcs[i].name, m->funcs[i].static_smem);
             set_log(msg, log, log_size);
             r = CUDA_ERROR_INVALID_PTX;
@@ -780,15 +818,19 @@ static CUresult module_load(const char *call, CUmodule *out, const void *image, 
     return leave(CUDA_SUCCESS);
 }
 
-EXPORT CUresult cuModuleLoadData(CUmodule *m, const void *image) { return module_load("cuModuleLoadData", m, image, NULL, NULL); }
+EXPORT CUresult cuModuleLoadData(CUmodule *m, const void *image) {
+    return module_load("cuModuleLoadData", m, image, NULL, NULL);
+}
 
-EXPORT CUresult cuModuleLoadDataEx(CUmodule *m, const void *image, unsigned n, CUjit_option *opts, void **vals) {
+EXPORT CUresult cuModuleLoadDataEx(CUmodule *m, const void *image, unsigned n, CUjit_option *opts,
+                                   void **vals) {
     char *log = NULL;
     size_t log_size = 0;
     int size_slot = -1;
     for (unsigned i = 0; i < n; i++) {
         if (opts[i] == CU_JIT_ERROR_LOG_BUFFER) log = vals[i];
-        if (opts[i] == CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES) log_size = (size_t)(uintptr_t)vals[i], size_slot = (int)i;
+        if (opts[i] == CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES)
+            log_size = (size_t)(uintptr_t)vals[i], size_slot = (int)i;
     }
     if (log && size_slot < 0) {
         pthread_mutex_lock(&S.lock);
@@ -826,8 +868,9 @@ EXPORT CUresult cuFuncSetAttribute(CUfunction h, CUfunction_attribute a, int v) 
     if (!f) return leave(CUDA_ERROR_INVALID_HANDLE);
     if (a != CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES) return leave(CUDA_SUCCESS);
     if (v < 0 || v + f->static_smem > OPTIN_SMEM_LIMIT) {
-        violation("cuFuncSetAttribute", "%s: %d bytes of dynamic shared memory plus %d static exceed the GPU's %d",
-                  f->name, v, f->static_smem, OPTIN_SMEM_LIMIT);
+        violation("cuFuncSetAttribute",
+                  "%s: %d bytes of dynamic shared memory plus %d static exceed the GPU's %d", f->name, v,
+                  f->static_smem, OPTIN_SMEM_LIMIT);
         return leave(CUDA_ERROR_INVALID_VALUE);
     }
     f->max_dynamic_smem = v;
@@ -841,24 +884,29 @@ static bool launch_ok(const Func *f, const unsigned g[3], const unsigned b[3], u
     static const unsigned gmax[3] = {2147483647u, 65535u, 65535u}, bmax[3] = {1024u, 1024u, 64u};
     for (int i = 0; i < 3; i++) {
         if (g[i] < 1 || g[i] > gmax[i] || b[i] < 1 || b[i] > bmax[i]) {
-            violation(call, "%s: grid (%u, %u, %u), block (%u, %u, %u): dimension %d outside [1, %u] / [1, %u]",
+            violation(call,
+                      "%s: grid (%u, %u, %u), block (%u, %u, %u): dimension %d outside [1, %u] / [1, %u]",
                       f->name, g[0], g[1], g[2], b[0], b[1], b[2], i, gmax[i], bmax[i]);
             return false;
         }
     }
     unsigned long long threads = (unsigned long long)b[0] * b[1] * b[2];
-    unsigned long long bound = f->maxntid[0] ? (unsigned long long)f->maxntid[0] * (f->maxntid[1] ? f->maxntid[1] : 1) *
-                                                   (f->maxntid[2] ? f->maxntid[2] : 1)
-                                             : 1024;
+    unsigned long long bound = f->maxntid[0]
+                                   ? (unsigned long long)f->maxntid[0] * (f->maxntid[1] ? f->maxntid[1] : 1) *
+                                         (f->maxntid[2] ? f->maxntid[2] : 1)
+                                   : 1024;
     if (threads > 1024 || threads > bound) {
-        violation(call, "%s: %llu threads per block; the kernel allows %llu (.maxntid)", f->name, threads, bound);
+        violation(call, "%s: %llu threads per block; the kernel allows %llu (.maxntid)", f->name, threads,
+                  bound);
         return false;
     }
     if ((int)smem > f->max_dynamic_smem) {
-        violation(call, "%s: %u bytes of dynamic shared memory; the kernel has %d static and may take %d dynamic%s",
+        violation(call,
+                  "%s: %u bytes of dynamic shared memory; the kernel has %d static and may take %d dynamic%s",
                   f->name, smem, f->static_smem, f->max_dynamic_smem,
                   f->max_dynamic_smem <= STATIC_SMEM_LIMIT - f->static_smem
-                      ? " (raise CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES first)" : "");
+                      ? " (raise CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES first)"
+                      : "");
         return false;
     }
     if (extra) {
@@ -871,7 +919,8 @@ static bool launch_ok(const Func *f, const unsigned g[3], const unsigned b[3], u
     }
     for (int i = 0; i < f->nparams; i++) {
         if (!params[i]) {
-            violation(call, "%s: parameter %d of %d is NULL (too few parameters passed?)", f->name, i, f->nparams);
+            violation(call, "%s: parameter %d of %d is NULL (too few parameters passed?)", f->name, i,
+                      f->nparams);
             return false;
         }
         if (f->param_bytes[i] != 8) continue;
@@ -881,7 +930,8 @@ static bool launch_ok(const Func *f, const unsigned g[3], const unsigned b[3], u
         snprintf(what, sizeof what, "parameter %d of %s", i, f->name);
         if (!device_range(call, what, p, 1)) return false;
         if (p % POINTER_ALIGN) {
-            violation(call, "%s: pointer 0x%llx is not %d-byte aligned", what, (unsigned long long)p, POINTER_ALIGN);
+            violation(call, "%s: pointer 0x%llx is not %d-byte aligned", what, (unsigned long long)p,
+                      POINTER_ALIGN);
             return false;
         }
     }
@@ -896,17 +946,20 @@ EXPORT CUresult cuLaunchKernel(CUfunction h, unsigned gx, unsigned gy, unsigned 
     Func *f = func_of("cuLaunchKernel", h);
     if (!f) return leave(CUDA_ERROR_INVALID_HANDLE);
     if (stream) {
-        violation("cuLaunchKernel", "%s: kiln launches on the default stream, got %p", f->name, (void *)stream);
+        violation("cuLaunchKernel", "%s: kiln launches on the default stream, got %p", f->name,
+                  (void *)stream);
         return leave(CUDA_ERROR_INVALID_HANDLE);
     }
     if (f->mod->generation != S.generation) {
-        violation("cuLaunchKernel", "%s: its module was loaded in a context that has since been destroyed", f->name);
+        violation("cuLaunchKernel", "%s: its module was loaded in a context that has since been destroyed",
+                  f->name);
         return leave(CUDA_ERROR_INVALID_HANDLE);
     }
     const unsigned g[3] = {gx, gy, gz}, b[3] = {bx, by, bz};
     if (!launch_ok(f, g, b, smem, params, extra)) return leave(CUDA_ERROR_INVALID_VALUE);
     if (S.launches == S.cfg.fail_launch) return leave(CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES);
-    if (S.launches == S.cfg.fault) S.sticky = CUDA_ERROR_ILLEGAL_ADDRESS; /* seen at the next synchronising call */
+    if (S.launches == S.cfg.fault)
+        S.sticky = CUDA_ERROR_ILLEGAL_ADDRESS; /* seen at the next synchronising call */
     S.clock_ms += 0.001 * (1.0 + (double)gx * gy * gz * bx * by * bz / 1e6);
     return leave(CUDA_SUCCESS);
 }
@@ -990,8 +1043,11 @@ EXPORT long kiln_standin_violations(void) {
 /* Calls made since the configuration: "allocs", "launches", "loads", "syncs". */
 EXPORT long kiln_standin_count(const char *what) {
     pthread_mutex_lock(&S.lock);
-    long v = !strcmp(what, "allocs") ? S.allocs : !strcmp(what, "launches") ? S.launches
-           : !strcmp(what, "loads") ? S.loads : !strcmp(what, "syncs") ? S.syncs : -1;
+    long v = !strcmp(what, "allocs")     ? S.allocs
+             : !strcmp(what, "launches") ? S.launches
+             : !strcmp(what, "loads")    ? S.loads
+             : !strcmp(what, "syncs")    ? S.syncs
+                                         : -1;
     pthread_mutex_unlock(&S.lock);
     return v;
 }
@@ -1002,8 +1058,9 @@ EXPORT int kiln_standin_live(char *buf, size_t n) {
     pthread_mutex_lock(&S.lock);
     int na, nm, ne;
     int live = live_counts(&na, &nm, &ne) + S.retain;
-    if (buf && n) snprintf(buf, n, "%d allocation(s) (%lld bytes), %d module(s), %d event(s), %d context retain(s)", na,
-                           S.live_bytes, nm, ne, S.retain);
+    if (buf && n)
+        snprintf(buf, n, "%d allocation(s) (%lld bytes), %d module(s), %d event(s), %d context retain(s)", na,
+                 S.live_bytes, nm, ne, S.retain);
     pthread_mutex_unlock(&S.lock);
     return live;
 }

@@ -10,9 +10,11 @@
  * and ptxas of the same toolkit; the cache identity following the files.
  * Then, where a real toolkit is installed: NVRTC loads, agrees with its
  * builtins, lists its architectures, refuses one it does not list, and
- * writes PTX and a cubin (nvrtcGetCUBIN).
+ * writes PTX and a cubin (nvrtcGetCUBIN).  The driver compatibility rules
+ * (runtime/cuda_compat.c) on made-up versions and architecture lists.
  * Prints "test_cuda_toolkit: N passed, N failed" last. */
 #include "codegen/cuda.h"
+#include "runtime/cuda_driver.h"
 #include "runtime/cuda_toolkit.h"
 
 #include <stdlib.h>
@@ -241,6 +243,62 @@ static void test_real_nvrtc(void) {
     free(out);
 }
 
+/* PTX, SASS or refused, by versions; which architecture, by NVRTC's list. */
+static void test_compat(void) {
+    NvrtcOutput out;
+    char err[1024] = "";
+    struct {
+        int nvrtc, driver;
+        bool sass;
+        int want; /* 0 PTX, 1 SASS, -1 refused */
+    } cases[] = {
+        {13000, 13000, false, 0},  {13000, 13020, false, 0},
+        {12040, 13000, false, 0},                             /* driver as new or newer */
+        {12080, 12020, false, 1},  {13010, 13000, false, 1},  /* older, same major: SASS */
+        {13000, 12080, false, -1}, {12040, 11080, false, -1}, /* older major: refused */
+        {13000, 0, false, 0},      {13000, 13000, true, 1},   /* no driver; forced SASS */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bool ok = cuda_choose_output(cases[i].nvrtc, cases[i].driver, cases[i].sass, &out, err, sizeof err);
+        int got = !ok ? -1 : out == NVRTC_CUBIN ? 1 : 0;
+        CHECK(got == cases[i].want, "NVRTC %d, driver %d%s: %d, expected %d (%s)", cases[i].nvrtc,
+              cases[i].driver, cases[i].sass ? ", SASS asked" : "", got, cases[i].want, err);
+    }
+    cuda_choose_output(13000, 12080, false, &out, err, sizeof err);
+    CHECK(contains(err, "CUDA 12.8") && contains(err, "CUDA 13.0") && contains(err, "R580") &&
+              contains(err, "CUDA_HOME"),
+          "%s", err);
+    CHECK(cuda_min_linux_driver(13000) == 580 && cuda_min_linux_driver(12040) == 550 &&
+              cuda_min_linux_driver(12070) == 560 && cuda_min_linux_driver(9000) == 0,
+          "driver branches");
+
+    static const int archs[] = {75, 80, 86, 89, 90, 100, 120};
+    NvrtcInfo info = {13, 0, archs, (int)(sizeof archs / sizeof archs[0]), "libnvrtc.so"};
+    int arch = 0;
+    CHECK(cuda_choose_arch(&info, NVRTC_PTX, 90, false, 90, &arch, err, sizeof err) && arch == 90, "%d %s",
+          arch, err);
+    /* a GPU newer than NVRTC knows: PTX for the newest it lists, the driver JITs it */
+    CHECK(cuda_choose_arch(&info, NVRTC_PTX, 121, false, 121, &arch, err, sizeof err) && arch == 120, "%d %s",
+          arch, err);
+    /* but an explicit --arch it does not list is refused, with the list */
+    CHECK(!cuda_choose_arch(&info, NVRTC_PTX, 87, true, 90, &arch, err, sizeof err) && contains(err, "sm_86"),
+          "%s", err);
+    /* a GPU older than NVRTC supports */
+    CHECK(!cuda_choose_arch(&info, NVRTC_PTX, 70, false, 70, &arch, err, sizeof err) &&
+              contains(err, "sm_70") && contains(err, "CUDA_HOME"),
+          "%s", err);
+    /* SASS: for the GPU itself, else its generation's newest not above it */
+    CHECK(cuda_choose_arch(&info, NVRTC_CUBIN, 80, true, 90, &arch, err, sizeof err) && arch == 90, "%d %s",
+          arch, err);
+    CHECK(cuda_choose_arch(&info, NVRTC_CUBIN, 87, false, 87, &arch, err, sizeof err) && arch == 86, "%d %s",
+          arch, err);
+    CHECK(!cuda_choose_arch(&info, NVRTC_CUBIN, 103, false, 103, &arch, err, sizeof err) || arch == 100,
+          "%d %s", arch, err);
+    CHECK(!cuda_choose_arch(&info, NVRTC_CUBIN, 72, false, 72, &arch, err, sizeof err) &&
+              contains(err, "SASS"),
+          "%s", err);
+}
+
 int main(void) {
     if (!mkdtemp(base)) {
         perror("test_cuda_toolkit: mkdtemp");
@@ -250,6 +308,7 @@ int main(void) {
     test_order();
     test_layouts();
     test_identity();
+    test_compat();
     test_real_nvrtc();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
