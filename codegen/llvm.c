@@ -86,6 +86,10 @@ typedef struct {
     bool narrow;
     Range *range; /* per instruction (index_ranges) */
     int skip_stage; /* matmul epilogue: the stage whose value is given in acc[] */
+    /* a tiled product's epilogue: o = gemm_row * gemm_n + gemm_col with
+     * gemm_col in [0, gemm_n) (index type), which gemm_index uses */
+    LLVMValueRef gemm_row, gemm_col;
+    int64_t gemm_n;
 } Kc;
 
 static const unsigned FM_CONTRACT = LLVMFastMathAllowContract;
@@ -186,6 +190,20 @@ static LLVMValueRef fcmp(Cg *cg, LLVMRealPredicate p, LLVMValueRef a, LLVMValueR
 static LLVMValueRef sel(Cg *cg, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b) {
     return LLVMBuildSelect(cg->b, c, a, b, "");
 }
+/* Signed index arithmetic (nsw) and bounds. */
+static LLVMValueRef imin(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return intrin2(cg, "llvm.smin", a, b); }
+static LLVMValueRef imax(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return intrin2(cg, "llvm.smax", a, b); }
+static LLVMValueRef iadd(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+    LLVMValueRef r = LLVMBuildAdd(cg->b, a, b, "");
+    if (LLVMIsAInstruction(r)) LLVMSetNSW(r, 1);
+    return r;
+}
+static LLVMValueRef imul(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
+    LLVMValueRef r = LLVMBuildMul(cg->b, a, b, "");
+    if (LLVMIsAInstruction(r)) LLVMSetNSW(r, 1);
+    return r;
+}
+
 /* Horner's scheme: c[0] + x*(c[1] + x*(...)), with FMAs. */
 static LLVMValueRef horner(Cg *cg, LLVMValueRef x, const double *c, int n) {
     LLVMValueRef y = cf(cg, c[n - 1]);
@@ -988,6 +1006,30 @@ static LLVMValueRef idx_arith(Kc *kc, const KInst *in) {
 
 static KilnDType inst_dtype(const Kc *kc, int i) { return kc->k->insts.data[i].dtype; }
 
+/* In a tiled product's epilogue, o / d and o % d where d divides the row
+ * length N or is a multiple of it, from the tile's row and column: with
+ * o = row*N + col and col < N, o / d = row*(N/d) + col/d (d | N) or
+ * row / (d/N) (N | d), and o % d = col % d (d | N).  The channel of a conv
+ * output, o / (OH*OW) % OC, is then the tile row's own (a bias is one
+ * broadcast value per row instead of a gather).  NULL: not such an index. */
+static LLVMValueRef gemm_index(Kc *kc, const KInst *in) {
+    const Kernel *k = kc->k;
+    if (!kc->gemm_row || in->a < 0 || in->b < 0 || k->insts.data[in->a].kind != KI_OUTER) return NULL;
+    const KInst *dv = &k->insts.data[in->b];
+    int64_t d = (int64_t)dv->value, n = kc->gemm_n;
+    if (dv->kind != KI_CONST || d <= 0 || (n % d && d % n)) return NULL;
+    Cg *cg = kc->cg;
+    LLVMTypeRef t = LLVMTypeOf(kc->gemm_row);
+    LLVMValueRef row = kc->gemm_row, col = kc->gemm_col;
+    if (in->kind == KI_IDIV) {
+        if (d % n == 0) return LLVMBuildUDiv(cg->b, row, LLVMConstInt(t, (unsigned long long)(d / n), 0), "");
+        return iadd(cg, imul(cg, row, LLVMConstInt(t, (unsigned long long)(n / d), 0)),
+                    LLVMBuildUDiv(cg->b, col, LLVMConstInt(t, (unsigned long long)d, 0), ""));
+    }
+    if (in->kind == KI_IMOD && n % d == 0) return LLVMBuildURem(cg->b, col, LLVMConstInt(t, (unsigned long long)d, 0), "");
+    return NULL;
+}
+
 /* take's position: the loaded index in i64 (it may not fit the narrow index
  * type before it is clamped), from the end when negative, clamped into
  * [0, n), then in the index type. */
@@ -1022,10 +1064,13 @@ static LLVMValueRef emit_inst(Kc *kc, int i) {
             if (ops[j] >= 0) x[j] = kc->val[ops[j]], xdt[j] = inst_dtype(kc, ops[j]);
         return emit_elem_op(cg, in, x, xdt);
     }
+    case KI_IDIV:
+    case KI_IMOD: {
+        LLVMValueRef v = gemm_index(kc, in);
+        return v ? v : idx_arith(kc, in);
+    }
     case KI_IADD:
     case KI_IMUL:
-    case KI_IDIV:
-    case KI_IMOD:
     case KI_ILT: return idx_arith(kc, in);
     case KI_INDEX: return emit_index(kc, in);
     }
@@ -1401,18 +1446,6 @@ static LLVMValueRef tloop_end(Kc *kc, TLoop *l) {
     return br;
 }
 
-static LLVMValueRef imin(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return intrin2(cg, "llvm.smin", a, b); }
-static LLVMValueRef imax(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return intrin2(cg, "llvm.smax", a, b); }
-static LLVMValueRef iadd(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
-    LLVMValueRef r = LLVMBuildAdd(cg->b, a, b, "");
-    if (LLVMIsAInstruction(r)) LLVMSetNSW(r, 1);
-    return r;
-}
-static LLVMValueRef imul(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
-    LLVMValueRef r = LLVMBuildMul(cg->b, a, b, "");
-    if (LLVMIsAInstruction(r)) LLVMSetNSW(r, 1);
-    return r;
-}
 
 /* if (cond) { then... } : returns the block to continue in after then_end. */
 typedef struct {
@@ -1701,7 +1734,9 @@ static LLVMValueRef widen_vec(Cg *cg, KilnDType dt, LLVMValueRef v, int VL) {
 }
 
 /* dst[d + t] = f32(src[s + t*S]) (zero_only: 0) for t in [0, n), in steps of
- * VL lanes under a mask: masked loads when S == 1, else gathers. */
+ * VL lanes under a mask: masked loads when S == 1; for S <= 4 a masked load
+ * of S*VL elements and a shuffle of every S-th (a few loads and permutes
+ * instead of VL scalar loads); else gathers. */
 static void strip_copy(Kc *kc, KilnDType dt, LLVMValueRef dst, LLVMValueRef d, LLVMValueRef src, LLVMValueRef s,
                        LLVMValueRef n, int64_t S, bool zero_only) {
     Cg *cg = kc->cg;
@@ -1715,11 +1750,23 @@ static void strip_copy(Kc *kc, KilnDType dt, LLVMValueRef dst, LLVMValueRef d, L
     LLVMValueRef v = LLVMConstNull(vf);
     if (!zero_only) {
         LLVMValueRef si = iadd(cg, s, imul(cg, t, ci64(cg, S)));
-        if (S == 1) {
-            LLVMTypeRef ov[2] = {vm, cg->t_ptr};
-            LLVMValueRef args[4] = {elem_ptr(cg, mt, src, si), ci32(cg, (int64_t)kiln_dtype_size(dt)), mask,
-                                    LLVMConstNull(vm)};
+        if (S <= 4) {
+            int W = (int)S * VL; /* the elements spanned; lane j takes element j*S */
+            LLVMTypeRef vw = LLVMVectorType(mt, (unsigned)W);
+            LLVMValueRef wmask = S == 1 ? mask
+                                        : LLVMBuildICmp(cg->b, LLVMIntULT, iota_vec(cg, W),
+                                                        splat_int(cg, LLVMBuildSub(cg->b, imul(cg, rem, ci32(cg, S)),
+                                                                                   ci32(cg, S - 1), ""), W), "");
+            LLVMTypeRef ov[2] = {vw, cg->t_ptr};
+            LLVMValueRef args[4] = {elem_ptr(cg, mt, src, si), ci32(cg, (int64_t)kiln_dtype_size(dt)), wmask,
+                                    LLVMConstNull(vw)};
             v = intrin(cg, "llvm.masked.load", ov, 2, args, 4);
+            if (S > 1) {
+                LLVMValueRef *lanes = xcalloc((size_t)VL, sizeof(LLVMValueRef));
+                for (int j = 0; j < VL; j++) lanes[j] = ci32(cg, j * S);
+                v = LLVMBuildShuffleVector(cg->b, v, LLVMGetUndef(vw), LLVMConstVector(lanes, (unsigned)VL), "");
+                free(lanes);
+            }
         } else {
             LLVMTypeRef v64 = LLVMVectorType(cg->t_i64, (unsigned)VL);
             LLVMValueRef lane = LLVMBuildMul(cg->b, LLVMBuildZExt(cg->b, iota_vec(cg, VL), v64, ""),
@@ -2121,6 +2168,9 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
             LLVMValueRef lo = part ? jlo : ci64(cg, 0), hi = part ? jhi : ci64(cg, NR);
             LLVMValueRef jj = tloop_begin(&kc, &lj, as_idx(&kc, lo), as_idx(&kc, hi), 1, "ej");
             kc.o = iadd(cg, as_idx(&kc, obase), jj);
+            kc.gemm_n = N;
+            kc.gemm_row = as_idx(&kc, iadd(cg, iadd(cg, brow, ic), iadd(cg, ir, ii)));
+            kc.gemm_col = iadd(cg, as_idx(&kc, col), jj);
             kc.acc[0] = load_f32(cg, cptr, iadd(cg, crow, LLVMBuildSExt(cg->b, jj, cg->t_i64, "")));
             emit_scope(&kc, -1);
             emit_stage(&kc, 1);
