@@ -145,21 +145,25 @@ static void cpu_call_end(void *p, void *call) {
 typedef struct {
     KernelFn fn;
     int64_t outer, chunk;
-    void **task_bufs; /* task t's table at task_bufs + t * stride */
+    void **task_bufs; /* thread t's table at task_bufs + t * stride */
     int stride;
 } ChunkJob;
 
-static void run_chunk(void *ctx, int t) {
+static void run_chunk(void *ctx, int t, int thread) {
     ChunkJob *j = ctx;
     int64_t b = (int64_t)t * j->chunk, e = b + j->chunk;
     if (e > j->outer) e = j->outer;
-    if (b < e) j->fn(b, e, j->task_bufs + (size_t)t * (size_t)j->stride);
+    if (b < e) j->fn(b, e, j->task_bufs + (size_t)thread * (size_t)j->stride);
 }
 
 /* Work below this (elements touched, roughly) runs on one thread. */
 enum { PARALLEL_MIN_WORK = 1 << 16 };
+/* Chunks per thread: threads claim them one at a time, so a worker that
+ * starts late (descheduled, another process on its core) leaves the rest
+ * to the others instead of holding back half of the kernel. */
+enum { CHUNKS_PER_THREAD = 4 };
 
-/* Task t's copy of the buffer table: the buffers, its scratch slot at t's
+/* Thread t's copy of the buffer table: the buffers, its scratch slot at t's
  * scratch, kernel i's prepack slots at its packed constant operands. */
 static void **task_table(const CpuProg *x, CpuCall *c, int t, void *const *bufs, int i) {
     int nb = x->kp->bufs.len;
@@ -226,8 +230,8 @@ static bool pack_unbound(const CpuProg *x, CpuCall *c, int i, void *const *bufs,
     return true;
 }
 
-/* Kernel i over its outer range, split over the pool in contiguous chunks
- * (small kernels on the calling thread). */
+/* Kernel i over its outer range, split over the pool in contiguous chunks,
+ * several per thread (small kernels on the calling thread). */
 static bool cpu_launch(void *p, void *call, int i, void *const *bufs, char *err, size_t errlen) {
     CpuProg *x = p;
     CpuCall *c = call;
@@ -255,10 +259,10 @@ static bool cpu_launch(void *p, void *call, int i, void *const *bufs, char *err,
         grain = 64;
     }
     int64_t units = (outer + grain - 1) / grain;
-    int64_t per = (units + nt - 1) / nt;
+    int64_t per = (units + (int64_t)nt * CHUNKS_PER_THREAD - 1) / ((int64_t)nt * CHUNKS_PER_THREAD);
     ChunkJob job = {fn, outer, per * grain, c->task_bufs, x->table_len};
     int ntasks = (int)((outer + job.chunk - 1) / job.chunk);
-    for (int t = 0; t < ntasks; t++) task_table(x, c, t, bufs, i); /* ntasks <= nt */
+    for (int t = 0; t < nt; t++) task_table(x, c, t, bufs, i);
     tp_run(x->tp, run_chunk, &job, ntasks);
     return true;
 }

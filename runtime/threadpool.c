@@ -6,15 +6,18 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+typedef struct WorkerArg WorkerArg;
+
 struct ThreadPool {
     int nthreads;
     pthread_t *workers;
+    WorkerArg *args; /* per worker: the pool and its thread index */
     int nworkers;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     pthread_mutex_t owner; /* held by the tp_run using the workers */
     /* the current job */
-    void (*fn)(void *ctx, int task);
+    void (*fn)(void *ctx, int task, int thread);
     void *ctx;
     int ntasks;
     atomic_int next;       /* next task to claim */
@@ -24,16 +27,22 @@ struct ThreadPool {
     int quit;
 };
 
-static void run_tasks(ThreadPool *tp) {
+static void run_tasks(ThreadPool *tp, int thread) {
     for (;;) {
         int t = atomic_fetch_add(&tp->next, 1);
         if (t >= tp->ntasks) break;
-        tp->fn(tp->ctx, t);
+        tp->fn(tp->ctx, t, thread);
     }
 }
 
+struct WorkerArg {
+    ThreadPool *tp;
+    int index; /* 1.. : the caller is thread 0 */
+};
+
 static void *worker_main(void *arg) {
-    ThreadPool *tp = arg;
+    ThreadPool *tp = ((WorkerArg *)arg)->tp;
+    int index = ((WorkerArg *)arg)->index;
     unsigned seen = 0;
     for (;;) {
         /* spin a little for the next job, then sleep */
@@ -55,7 +64,7 @@ static void *worker_main(void *arg) {
         }
         tp->busy++;
         pthread_mutex_unlock(&tp->mu);
-        run_tasks(tp);
+        run_tasks(tp, index);
         pthread_mutex_lock(&tp->mu);
         if (--tp->busy == 0) pthread_cond_signal(&tp->done);
         pthread_mutex_unlock(&tp->mu);
@@ -75,12 +84,14 @@ ThreadPool *tp_new(int nthreads) {
     atomic_init(&tp->generation, 0);
     if (nthreads > 1) {
         tp->workers = calloc((size_t)nthreads - 1, sizeof(pthread_t));
-        if (!tp->workers) {
+        tp->args = calloc((size_t)nthreads - 1, sizeof(WorkerArg));
+        if (!tp->workers || !tp->args) {
             tp_free(tp);
             return NULL;
         }
         for (int i = 0; i < nthreads - 1; i++) {
-            if (pthread_create(&tp->workers[i], NULL, worker_main, tp) != 0) break;
+            tp->args[i] = (WorkerArg){tp, i + 1};
+            if (pthread_create(&tp->workers[i], NULL, worker_main, &tp->args[i]) != 0) break;
             tp->nworkers++;
         }
         tp->nthreads = tp->nworkers + 1;
@@ -90,11 +101,11 @@ ThreadPool *tp_new(int nthreads) {
 
 int tp_size(const ThreadPool *tp) { return tp ? tp->nthreads : 1; }
 
-void tp_run(ThreadPool *tp, void (*fn)(void *ctx, int task), void *ctx, int ntasks) {
+void tp_run(ThreadPool *tp, void (*fn)(void *ctx, int task, int thread), void *ctx, int ntasks) {
     /* no workers, nothing to share, or the workers busy with another
      * caller's job: this thread runs every task */
     if (!tp || tp->nworkers == 0 || ntasks <= 1 || pthread_mutex_trylock(&tp->owner) != 0) {
-        for (int t = 0; t < ntasks; t++) fn(ctx, t);
+        for (int t = 0; t < ntasks; t++) fn(ctx, t, 0);
         return;
     }
     pthread_mutex_lock(&tp->mu);
@@ -106,7 +117,7 @@ void tp_run(ThreadPool *tp, void (*fn)(void *ctx, int task), void *ctx, int ntas
     atomic_fetch_add(&tp->generation, 1);
     pthread_cond_broadcast(&tp->wake);
     pthread_mutex_unlock(&tp->mu);
-    run_tasks(tp);
+    run_tasks(tp, 0);
     /* every task is claimed: close the job to late workers and wait for
      * those inside it to finish their last task */
     pthread_mutex_lock(&tp->mu);
@@ -124,6 +135,7 @@ void tp_free(ThreadPool *tp) {
     pthread_mutex_unlock(&tp->mu);
     for (int i = 0; i < tp->nworkers; i++) pthread_join(tp->workers[i], NULL);
     free(tp->workers);
+    free(tp->args);
     pthread_mutex_destroy(&tp->mu);
     pthread_mutex_destroy(&tp->owner);
     pthread_cond_destroy(&tp->wake);

@@ -1,8 +1,12 @@
 /* threadpool.h - a small pthread pool for running the chunks of one kernel.
  *
- * tp_run(pool, fn, ctx, ntasks) calls fn(ctx, t) once for every t in
+ * tp_run(pool, fn, ctx, ntasks) calls fn(ctx, t, thread) once for every t in
  * [0, ntasks), spread over the pool's workers and the calling thread, and
- * returns when all have finished.  Callers on several threads may share a
+ * returns when all have finished.  `thread` (in [0, tp_size)) names the
+ * thread running the task (0: the caller), so per-thread memory can serve
+ * any number of tasks; threads claim tasks one at a time, so with several
+ * tasks per thread a worker that starts late costs only what it did not
+ * claim.  Callers on several threads may share a
  * pool: while one tp_run uses the workers, another runs its tasks on its
  * own thread (a service's requests then run side by side).  Idle
  * workers spin briefly (kernels of one graph come in quick succession), then
@@ -17,7 +21,7 @@ typedef struct ThreadPool ThreadPool;
  * then run tasks themselves (tp_run(NULL, ...) does so). */
 ThreadPool *tp_new(int nthreads);
 int tp_size(const ThreadPool *tp); /* 1 for NULL */
-void tp_run(ThreadPool *tp, void (*fn)(void *ctx, int task), void *ctx, int ntasks);
+void tp_run(ThreadPool *tp, void (*fn)(void *ctx, int task, int thread), void *ctx, int ntasks);
 void tp_free(ThreadPool *tp);
 
 /* The number of threads to use: KILN_THREADS if set (>= 1), else the online

@@ -864,15 +864,21 @@ static void check_pad(bool big) {
 
 typedef struct {
     int64_t *hits;
+    int nthreads;
+    bool bad_thread; /* a task ran with a thread index outside [0, nthreads) */
 } PoolJob;
 
-static void pool_task(void *ctx, int t) { ((PoolJob *)ctx)->hits[t] += t + 1; }
+static void pool_task(void *ctx, int t, int thread) {
+    PoolJob *j = ctx;
+    j->hits[t] += t + 1;
+    if (thread < 0 || thread >= j->nthreads) j->bad_thread = true;
+}
 
 static void test_threadpool(void) {
     ThreadPool *tp = tp_new(3);
     CHECK(tp && tp_size(tp) >= 1, "tp_new(3) failed");
     int64_t hits[64];
-    PoolJob job = {hits};
+    PoolJob job = {hits, tp_size(tp), false};
     for (int round = 0; round < 200; round++) {
         int n = 1 + round % 64;
         memset(hits, 0, sizeof hits);
@@ -885,6 +891,7 @@ static void test_threadpool(void) {
         }
     }
     npass++;
+    CHECK(!job.bad_thread, "a task got a thread index outside [0, %d)", job.nthreads);
     tp_free(tp);
     memset(hits, 0, sizeof hits);
     tp_run(NULL, pool_task, &job, 5); /* no pool: the caller runs them */
