@@ -1405,12 +1405,17 @@ static bool gemm_tiled(const Cg *cg, const Kernel *k, KGemm *g) {
     const KMatmul *mm = &g->mm;
     /* small products are faster without packing */
     if (mm->n < 8 || mm->k < 8 || mm->m * mm->batch < 4 || (double)mm->m * mm->n * mm->k < 32768.0) return false;
+    /* a convolution with few output channels per group (depthwise) or a
+     * short window would mostly fill the register tile with padding: the
+     * direct form does better */
+    if (k->kind == KK_CONV && (mm->m < 6 || mm->k < 16)) return false;
     return true;
 }
 
 int64_t llvm_kernel_grain(const Kernel *k) {
     if (k->kind == KK_MATMUL && k->mm.n > 0 && k->mm.batch * k->mm.m * k->mm.n == k->outer) return k->mm.n;
     if (k->kind == KK_CONV && k->conv.x_buf >= 0 && k->conv.oh * k->conv.ow > 0) return k->conv.oh * k->conv.ow;
+    if (k->kind == KK_POOL && k->conv.x_buf >= 0 && k->conv.ow > 0) return k->conv.ow;
     return 64;
 }
 
@@ -1879,6 +1884,109 @@ static LLVMValueRef helper_im2col(Cg *cg, const Kernel *k, KilnDType dt, int NR)
  * (a multiple of every MR, so that prepacked panels stay aligned). */
 enum { MM_ROW_GROUP = 480 };
 
+/* ------------------------------------------- direct convolution, pooling
+ *
+ * Depthwise and small-group convolutions and the pools run row by row:
+ * for each output row (n, oc, oh) the OW results accumulate in a stack
+ * array, one window tap at a time, each tap a vector loop over the row
+ *     acc[ow] = combine(acc[ow], X(n, c, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw) [* W(oc, c, kh, kw)])
+ * over the range of ow whose input column lies inside the row (computed
+ * once per tap: no test per element; rows outside the input are skipped).
+ * Then the epilogue per element, as a tiled product's: o = row*OW + ow. */
+
+/* Whether the direct form runs kernel k: a conv or pool with its geometry
+ * described, reducing sum (convolutions, average pools) or max (max pools)
+ * in f32. */
+static bool direct_ok(const Cg *cg, const Kernel *k) {
+    const KConv *cv = &k->conv;
+    if ((k->kind != KK_CONV && k->kind != KK_POOL) || cv->x_buf < 0 || k->stages.len != 2) return false;
+    const KStage *red = &k->stages.data[0], *map = &k->stages.data[1];
+    if (red->kind != KS_REDUCE || red->acc_dtype != KILN_F32 || map->kind != KS_MAP || map->extent != 1) return false;
+    if (cv->groups <= 0 || cv->c % cv->groups || cv->oc % cv->groups || cv->ow <= 0 || cv->ow > 65536) return false;
+    KilnDType xdt = cg->p->bufs.data[cv->x_buf].dtype;
+    if (xdt != KILN_F32 && xdt != KILN_F16 && xdt != KILN_BF16) return false;
+    if (cv->op == OP_CONV2D) {
+        KGemm g;
+        return red->reduce == OP_SUM && kernel_gemm(cg->p, k, &g); /* the same shape of reduction */
+    }
+    if (cv->groups != cv->c || cv->oc != cv->c) return false;
+    return red->reduce == (cv->op == OP_MAXPOOL2D ? OP_MAX : OP_SUM);
+}
+
+static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int nb) {
+    const KConv *cv = &k->conv;
+    const bool is_conv = cv->op == OP_CONV2D, max = cv->op == OP_MAXPOOL2D;
+    const int64_t cg_n = cv->c / cv->groups, ocg = cv->oc / cv->groups, OW = cv->ow;
+    KilnDType xdt = cg->p->bufs.data[cv->x_buf].dtype, wdt = is_conv ? cg->p->bufs.data[cv->w_buf].dtype : KILN_F32;
+    Kc kc;
+    kc_init(&kc, cg, k);
+    LLVMValueRef fn = begin_inner_fn(&kc, ".direct", list, nb);
+    LLVMValueRef X = kc.bufptr[cv->x_buf], Wt = is_conv ? kc.bufptr[cv->w_buf] : NULL;
+    LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1), cOW = ci64(cg, OW);
+    LLVMValueRef acc = LLVMBuildArrayAlloca(cg->b, cg->t_f32, cOW, "acc");
+    LLVMSetAlignment(acc, 64);
+    LLVMValueRef init = cf(cg, max ? -INFINITY : 0.0);
+    /* rows [r0, r1) touch [ob, oe) */
+    LLVMValueRef r0 = LLVMBuildUDiv(cg->b, ob, cOW, "");
+    LLVMValueRef r1 = LLVMBuildUDiv(cg->b, iadd(cg, oe, ci64(cg, OW - 1)), cOW, "");
+    TLoop lr, lc, lh, lt;
+    LLVMValueRef row = tloop_begin(&kc, &lr, r0, r1, 1, "row");
+    LLVMValueRef oh = LLVMBuildURem(cg->b, row, ci64(cg, cv->oh), "");
+    LLVMValueRef noc = LLVMBuildUDiv(cg->b, row, ci64(cg, cv->oh), "");
+    LLVMValueRef oc = LLVMBuildURem(cg->b, noc, ci64(cg, cv->oc), ""), n = LLVMBuildUDiv(cg->b, noc, ci64(cg, cv->oc), "");
+    LLVMValueRef cin0 = imul(cg, LLVMBuildUDiv(cg->b, oc, ci64(cg, ocg), ""), ci64(cg, cg_n));
+    {
+        LLVMValueRef t = tloop_begin(&kc, &lt, ci64(cg, 0), cOW, 1, "init");
+        store_f32(cg, acc, t, init);
+        loop_metadata(cg, tloop_end(&kc, &lt), 0, 1);
+    }
+    LLVMValueRef c = tloop_begin(&kc, &lc, ci64(cg, 0), ci64(cg, cg_n), 1, "c");
+    LLVMValueRef xplane = iadd(cg, iadd(cg, ci64(cg, cv->x_off), imul(cg, n, ci64(cg, cv->xs[0]))),
+                               imul(cg, iadd(cg, cin0, c), ci64(cg, cv->xs[1])));
+    LLVMValueRef kh = tloop_begin(&kc, &lh, ci64(cg, 0), ci64(cg, cv->kh), 1, "kh");
+    LLVMValueRef ih = iadd(cg, iadd(cg, imul(cg, oh, ci64(cg, cv->sh)), imul(cg, kh, ci64(cg, cv->dh))), ci64(cg, -cv->ph));
+    IfBlock inside;
+    if_begin(&kc, &inside, LLVMBuildICmp(cg->b, LLVMIntULT, ih, ci64(cg, cv->h), ""));
+    LLVMValueRef xrow = iadd(cg, xplane, imul(cg, ih, ci64(cg, cv->xs[2])));
+    for (int64_t kw = 0; kw < cv->kw; kw++) { /* taps along the row: constant column ranges */
+        int64_t iw0 = kw * cv->dw - cv->pw, t0 = 0, t1;
+        while (t0 < OW && t0 * cv->sw + iw0 < 0) t0++;
+        for (t1 = t0; t1 < OW && t1 * cv->sw + iw0 < cv->w;) t1++;
+        if (t0 >= t1) continue;
+        LLVMValueRef wv = NULL;
+        if (is_conv) {
+            LLVMValueRef wi = iadd(cg, iadd(cg, ci64(cg, cv->w_off), imul(cg, oc, ci64(cg, cv->ws[0]))),
+                                   iadd(cg, imul(cg, c, ci64(cg, cv->ws[1])),
+                                        iadd(cg, imul(cg, kh, ci64(cg, cv->ws[2])), ci64(cg, kw * cv->ws[3]))));
+            wv = conv(cg, load_elem(cg, wdt, Wt, wi), wdt, KILN_F32);
+        }
+        LLVMValueRef t = tloop_begin(&kc, &lt, ci64(cg, t0), ci64(cg, t1), 1, "tap");
+        LLVMValueRef xi = iadd(cg, xrow, imul(cg, iadd(cg, imul(cg, t, ci64(cg, cv->sw)), ci64(cg, iw0)), ci64(cg, cv->xs[3])));
+        LLVMValueRef xv = conv(cg, load_elem(cg, xdt, X, xi), xdt, KILN_F32), a = load_f32(cg, acc, t);
+        LLVMValueRef v = is_conv ? fma3(cg, xv, wv, a) : max ? intrin2(cg, "llvm.maximum", a, xv) : f_add(cg, a, xv);
+        store_f32(cg, acc, t, v);
+        loop_metadata(cg, tloop_end(&kc, &lt), cg->vec_floats, 1);
+    }
+    if_end(&kc, &inside);
+    tloop_end(&kc, &lh);
+    tloop_end(&kc, &lc);
+    /* the epilogue over the row's elements in [ob, oe) */
+    LLVMValueRef obase = imul(cg, row, cOW);
+    LLVMValueRef lo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, ob, obase, ""));
+    LLVMValueRef hi = imin(cg, cOW, LLVMBuildSub(cg->b, oe, obase, ""));
+    LLVMValueRef ow = tloop_begin(&kc, &lt, as_idx(&kc, lo), as_idx(&kc, hi), 1, "ow");
+    kc.o = iadd(cg, as_idx(&kc, obase), ow);
+    kc.gemm_n = OW, kc.gemm_row = as_idx(&kc, row), kc.gemm_col = ow;
+    kc.acc[0] = load_f32(cg, acc, LLVMBuildSExt(cg->b, ow, cg->t_i64, ""));
+    emit_scope(&kc, -1);
+    emit_stage(&kc, 1);
+    loop_metadata(cg, tloop_end(&kc, &lt), heavy_scope(k, -1) || heavy_scope(k, 1) ? cg->vec_floats : 0, 1);
+    tloop_end(&kc, &lr);
+    LLVMBuildRetVoid(cg->b);
+    kc_free(&kc);
+    return fn;
+}
+
 /* ----------------------------------------------------- prepacked operands
  *
  * An operand of a tiled product that is a constant parameter (KBuf.constant:
@@ -2241,7 +2349,9 @@ static LLVMValueRef emit_kernel(Cg *cg, const Kernel *k, int ki, LLVMValueRef *c
     int nb = kernel_buffers(cg->p, k, list);
     KGemm g;
     bool tiled = gemm_tiled(cg, k, &g);
-    LLVMValueRef body = tiled ? emit_matmul_fn(cg, k, &g, list, nb) : emit_generic_fn(cg, k, list, nb);
+    LLVMValueRef body = tiled               ? emit_matmul_fn(cg, k, &g, list, nb)
+                        : direct_ok(cg, k) ? emit_direct_fn(cg, k, list, nb)
+                                           : emit_generic_fn(cg, k, list, nb);
     LLVMValueRef fn = emit_entry(cg, k, ki, k->name, body, list, nb, tiled ? &g : NULL, false);
     if (cols_out) {
         char *cname = name2(k->name, ".cols");

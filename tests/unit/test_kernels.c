@@ -273,11 +273,47 @@ static void test_convolutions(void) {
     char *text = conv_program(gemm, (int)(sizeof gemm / sizeof gemm[0]));
     run_suite("convs.kiln", text);
     free(text);
+    /* the direct form: depthwise and few channels per group */
+    static const ConvCase direct[] = {
+        {1, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 32, true, "clamp", 0, 0}, /* MobileNet depthwise */
+        {2, 24, 15, 13, 24, 3, 3, 2, 2, 1, 1, 1, 1, 24, false, "relu", 0, 0}, /* depthwise, stride 2 */
+        {1, 16, 9, 40, 32, 5, 5, 1, 1, 2, 2, 1, 1, 16, true, "", 0, 0},       /* channel multiplier 2 */
+        {2, 12, 11, 12, 12, 3, 3, 1, 2, 2, 2, 2, 2, 12, false, "silu", 0, 0}, /* dilated, strided w */
+        {1, 16, 8, 9, 16, 3, 3, 1, 1, 0, 1, 1, 1, 4, true, "residual", 0, 0}, /* 4 channels per group */
+        {1, 8, 7, 7, 8, 7, 7, 1, 1, 3, 3, 1, 1, 8, false, "", 0, 0},          /* window as big as the input */
+        {3, 6, 10, 10, 6, 3, 3, 2, 2, 0, 0, 1, 1, 6, false, "relu", 1, 1},    /* asymmetric padding */
+        {1, 4, 5, 70, 8, 1, 3, 1, 3, 0, 0, 1, 1, 4, false, "", 0, 2},         /* stride 3 */
+    };
+    text = conv_program(direct, (int)(sizeof direct / sizeof direct[0]));
+    run_suite("depthwise.kiln", text);
+    free(text);
+}
+
+/* ------------------------------------------------------------- pooling */
+
+static void test_pools(void) {
+    run_suite("pools.kiln",
+              "graph pools(x0: f32[2, 8, 17, 19], x1: f32[1, 16, 56, 56], x2: f32[2, 3, 10, 11], x3: f16[1, "
+              "4, 9, 9], "
+              "x4: f32[1, 5, 7, 7]) "
+              "-> (f32[2, 8, 8, 9], f32[1, 16, 28, 28], f32[2, 3, 5, 6], f32[2, 3, 10, 11], f32[2, 3, 6, 6], "
+              "f16[1, 4, 4, 4], f32[1, 5, 4, 4], f32[1, 5, 2, 3]) {\n"
+              "    a = maxpool2d(x0, 3, stride=2)\n"
+              "    b = maxpool2d(relu(x1), 3, stride=2, padding=1)\n"
+              "    c = avgpool2d(x2, 2, ceil_mode=true)\n"
+              "    d = avgpool2d(x2, 3, stride=1, padding=1, count_include_pad=false)\n"
+              "    e = maxpool2d(x2, [3, 2], stride=2, padding=[[1, 1], [1, 0]], ceil_mode=true)\n"
+              "    f = avgpool2d(x3, 2)\n"
+              "    g = avgpool2d(x4, 3, stride=2, padding=1) * 2.0 + 1.0\n"
+              "    h = maxpool2d(x4, [2, 3], stride=[3, 2])\n"
+              "    return a, b, c, d, e, f, g, h\n"
+              "}\n");
 }
 
 int main(void) {
     test_matmuls();
     test_convolutions();
+    test_pools();
     printf("test_kernels: %d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
 }
