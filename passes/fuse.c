@@ -723,6 +723,32 @@ static void lower_reduce(Lower *L, int core, int root) {
     free(red), free(kept), free(rdims), free(kidx), free(ridx), free(xidx), free(oidx);
 }
 
+/* The outer index o of a kernel over the elements of `shape`, split into one
+ * index per axis in idx[]. */
+static void outer_index(Lower *L, const Dim *shape, int rank, int *idx) {
+    int o = emit(L, KI_OUTER, KILN_I64, 0, -1, -1, -1, -1, 0, false, -1);
+    set_bound(L, o, L->k->outer);
+    delinearize(L, o, shape, rank, idx);
+}
+
+/* A new REDUCE stage of `extent`, made current; returns its inner index r. */
+static int reduce_stage(Lower *L, int64_t extent) {
+    int st = kernel_add_stage(L->k, KS_REDUCE, extent);
+    L->stage = st;
+    return inner_var(L, st, extent);
+}
+
+/* The end of a kernel whose core is the result of REDUCE stage `st`: a MAP
+ * stage of extent 1 stores the root (the core and its epilogue) at oidx. */
+static void store_reduced_core(Lower *L, int core, int root, int st, const int *oidx) {
+    L->visited[core] = true;
+    int map = kernel_add_stage(L->k, KS_MAP, 1);
+    L->stage = map;
+    L->core = core;
+    L->core_value = cast(L, acc_ref(L, st), ir_node(L->s->g, core)->dtype);
+    store_root(L, root, map, oidx);
+}
+
 /* cumsum: each output element is a REDUCE over its axis, each term kept by a
  * guard that says whether it is part of the element's running sum (O(n^2)
  * per row, which suits the short axes of position ids and masks). */
@@ -733,12 +759,8 @@ static void lower_cumsum(Lower *L, int core, int root) {
     bool exclusive = h->ints[1] != 0, reverse = h->ints[2] != 0;
     int64_t n = h->shape[axis];
     int *oidx = xmalloc(sizeof(int) * (size_t)(rank + 1)), *xidx = xmalloc(sizeof(int) * (size_t)(rank + 1));
-    int o = emit(L, KI_OUTER, KILN_I64, 0, -1, -1, -1, -1, 0, false, -1);
-    set_bound(L, o, L->k->outer);
-    delinearize(L, o, h->shape, rank, oidx);
-    int st = kernel_add_stage(L->k, KS_REDUCE, n);
-    L->stage = st;
-    int r = inner_var(L, st, n);
+    outer_index(L, h->shape, rank, oidx);
+    int r = reduce_stage(L, n), st = L->stage;
     memcpy(xidx, oidx, sizeof(int) * (size_t)rank);
     xidx[axis] = r;
     /* forward: r <= i (r < i when exclusive); reverse: r >= i (r > i) */
@@ -748,12 +770,7 @@ static void lower_cumsum(Lower *L, int core, int root) {
     int v = lower_node(L, h->in[0], xidx, keep);
     v = elem(L, OP_WHERE, vdt, keep, v, fconst(L, vdt, 0));
     kstage_reduce(L->k, st, OP_SUM, v, vdt);
-    L->visited[core] = true;
-    int map = kernel_add_stage(L->k, KS_MAP, 1);
-    L->stage = map;
-    L->core = core;
-    L->core_value = cast(L, acc_ref(L, st), h->dtype);
-    store_root(L, root, map, oidx);
+    store_reduced_core(L, core, root, st, oidx);
     L->k->flops = L->k->outer * n;
     free(oidx), free(xidx);
 }
@@ -888,12 +905,8 @@ static void lower_matmul(Lower *L, int core, int root) {
     int64_t M = h->shape[rank - 2], N = h->shape[rank - 1], K = a->shape[a->rank - 1];
     int *oidx = xmalloc(sizeof(int) * (size_t)(rank + 1));
     int *aidx = xmalloc(sizeof(int) * (size_t)(a->rank + 1)), *bidx = xmalloc(sizeof(int) * (size_t)(b->rank + 1));
-    int o = emit(L, KI_OUTER, KILN_I64, 0, -1, -1, -1, -1, 0, false, -1);
-    set_bound(L, o, L->k->outer);
-    delinearize(L, o, h->shape, rank, oidx);
-    int st = kernel_add_stage(L->k, KS_REDUCE, K);
-    L->stage = st;
-    int kv = inner_var(L, st, K);
+    outer_index(L, h->shape, rank, oidx);
+    int kv = reduce_stage(L, K), st = L->stage;
     /* batch dims broadcast: align from the right of the batch part */
     for (int i = 0; i < a->rank - 2; i++) {
         int oi = i + (rank - a->rank);
@@ -939,12 +952,7 @@ static void lower_matmul(Lower *L, int core, int root) {
         mm->a_off = offa, mm->b_off = offb;
     }
     free(vars), free(ca), free(cb);
-    L->visited[core] = true;
-    int map = kernel_add_stage(L->k, KS_MAP, 1);
-    L->stage = map;
-    L->core = core;
-    L->core_value = cast(L, acc_ref(L, st), h->dtype);
-    store_root(L, root, map, oidx);
+    store_reduced_core(L, core, root, st, oidx);
     L->k->flops = 2 * (int64_t)L->k->outer * K;
     free(oidx), free(aidx), free(bidx);
 }

@@ -71,6 +71,16 @@ static void expect_error(DiagList *d, int v, const char *want, int line) {
 
 static Loc at(int line, int col) { return (Loc){NULL, line, col}; }
 
+/* mk_check_node accepts every node the builder made. */
+static void check_all_nodes(IRGraph *g) {
+    for (int n = 0; n < g->nodes.len; n++) {
+        char why[256] = "";
+        bool ok = mk_check_node(g, n, why, sizeof why);
+        ASSERT(ok);
+        if (!ok) printf("  node %%%d: %s\n", n, why);
+    }
+}
+
 /* An importer's graph: weights first, in any order, with names no language
  * identifier could have; a symbolic batch. */
 static void test_importer_graph(void) {
@@ -105,12 +115,7 @@ static void test_importer_graph(void) {
     mk_result(&m, MK_ERROR); /* ignored */
     ASSERT_EQ(1, g->results.len);
     ASSERT_EQ(0, d.nerrors);
-    for (int i = 0; i < g->nodes.len; i++) {
-        char why[256] = "";
-        bool ok = mk_check_node(g, i, why, sizeof why);
-        ASSERT(ok);
-        if (!ok) printf("  node %%%d: %s\n", i, why);
-    }
+    check_all_nodes(g);
     /* a duplicate parameter name is an error, not a second input */
     EXPECT_ERROR(&d, mk_param(&m, "input", KILN_F32, 2, xshape, at(10, 1)), "declared twice");
     ASSERT_EQ(3, g->params.len);
@@ -239,12 +244,7 @@ static void test_rules(void) {
     ASSERT_TYPE("f32[2, 3, 4]", &m, mk_layernorm(&m, a, v, v, -1, 1e-5, mk_at(at(14, 2))));
     EXPECT_ERROR(&d, mk_rmsnorm(&m, a, u, -1, 1e-6, mk_at(at(14, 3))), "gamma must be f32[4], found f32[5]");
 
-    for (int n = 0; n < g->nodes.len; n++) {
-        char why[256] = "";
-        bool ok = mk_check_node(g, n, why, sizeof why);
-        ASSERT(ok);
-        if (!ok) printf("  node %%%d: %s\n", n, why);
-    }
+    check_all_nodes(g);
     mk_free(&m);
     ir_graph_destroy(g);
     diag_clear(&d);
@@ -303,12 +303,7 @@ static void test_v1(void) {
     cv.pad[1] = -1;
     EXPECT_ERROR(&d, mk_conv2d(&m, img, w, MK_NONE, &cv, mk_at(at(8, 3))), "at least 0");
     ASSERT_EQ(0, d.items.len);
-    for (int n = 0; n < g->nodes.len; n++) {
-        char why[256] = "";
-        bool ok = mk_check_node(g, n, why, sizeof why);
-        ASSERT(ok);
-        if (!ok) printf("  node %%%d: %s\n", n, why);
-    }
+    check_all_nodes(g);
     mk_free(&m);
     ir_graph_destroy(g);
     diag_clear(&d);
