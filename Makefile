@@ -12,6 +12,12 @@ CC      ?= cc
 LLVM_CONFIG ?= llvm-config-19
 DEPS_STAMP := $(BUILD)/.deps-ok
 
+# KILN_LLVM=0 builds without LLVM: no cpu device (runtime/nollvm/ says so), for
+# machines without LLVM 19 such as the GPU machines (see `make gpu-bundle`).
+# Such a build installs nothing and asks for no llvm-config: it needs flex,
+# bison, libedit and the CUDA headers, and names the tools that are missing.
+KILN_LLVM   ?= 1
+ifeq ($(KILN_LLVM),1)
 # Install missing tools before anything else needs them.
 NEED_DEPS := $(shell command -v flex >/dev/null && command -v bison >/dev/null && command -v dot >/dev/null && \
                command -v $(LLVM_CONFIG) >/dev/null && /usr/bin/python3 -c 'import numpy, onnx' 2>/dev/null && \
@@ -20,10 +26,14 @@ ifneq ($(NEED_DEPS),ok)
 $(info kiln: installing missing build dependencies (tools/install-deps.sh))
 $(shell sh tools/install-deps.sh >&2)
 endif
-
-# KILN_LLVM=0 builds without LLVM: no cpu device (runtime/nollvm/ says so), for
-# machines without LLVM 19 such as the GPU machines (see `make gpu-bundle`).
-KILN_LLVM   ?= 1
+else
+MISSING_TOOLS := $(shell for t in flex bison; do command -v $$t >/dev/null || echo $$t; done)
+ifneq ($(strip $(MISSING_TOOLS)),)
+ifeq ($(filter clean,$(MAKECMDGOALS)),)
+$(error kiln: KILN_LLVM=0 installs nothing and this machine lacks: $(MISSING_TOOLS); build elsewhere with make gpu-bundle and carry build-gpu/)
+endif
+endif
+endif
 ifeq ($(KILN_LLVM),1)
 LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//g')
 LLVM_LIBS   := $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) $(shell $(LLVM_CONFIG) --libs core orcjit native passes 2>/dev/null)

@@ -147,6 +147,17 @@ class Bench:
         self.records.append({"case": case, "kiln": kiln, "peer": peer_name, "peer_value": peer,
                              "unit": unit, "ratio": ratio})
         print("  " + " | ".join(self.rows[-1]), flush=True)  # as it comes, in case of a timeout
+        self.write_json()
+
+    def write_json(self):
+        """--json: every row so far, rewritten after each one (atomically), so a run
+        cut short by a time limit still leaves what it measured."""
+        if not self.args.json:
+            return
+        out = Path(self.args.json)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps({"gpu": self.torch.cuda.get_device_name(0), "rows": self.records}, indent=1))
+        os.replace(tmp, out)
 
     def time_vs_torch(self, case, kiln_ms, eager_fn):
         self.row(case, kiln_ms, "torch eager", self.torch_ms(eager_fn), "ms")
@@ -245,7 +256,7 @@ def main():
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--timeout", type=float, default=300, help="seconds per kiln command")
     ap.add_argument("--only", default="a,b,c,d,f,e", help="cases to run, in this order, e.g. a,d")
-    ap.add_argument("--json", help="also write the rows to this file")
+    ap.add_argument("--json", help="also write the rows to this file (rewritten after every row)")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     args = ap.parse_args()
 
@@ -292,8 +303,7 @@ def main():
     for r in b.rows:
         print("  ".join(r[i].ljust(w[i]) for i in range(4)))
     print("(ratio: peer/kiln for times, kiln/peer for GB/s and TFLOP/s; above 1 favours kiln)")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"gpu": torch.cuda.get_device_name(0), "rows": b.records}, indent=1))
+    b.write_json()
     return 1 if failures else 0
 
 
