@@ -14,15 +14,19 @@
  * and shuffles behave as on a GPU.  Threads that wait at different barriers
  * forever are reported, not hung on.
  *
- * Shared objects are cached by a hash of the header, the source and the
- * compiler command in $XDG_CACHE_HOME/kiln/emu (or ~/.cache/kiln/emu);
- * KILN_CACHE=off builds in a temporary folder every time.  The compiler is
- * $KILN_CXX, else $CXX, else c++.  One launch runs at a time per process.
+ * Shared objects live in the kernel cache (runtime/kcache.h: keyed by a hash
+ * of the header, the source and the compiler command; checksummed, verified
+ * before use and rebuilt when damaged); KILN_CACHE=off compiles every time.
+ * The verified bytes are loaded from a memory file, never from the cache's
+ * own file.  The compiler is $KILN_CXX, else $CXX, else c++.  One launch
+ * runs at a time per process.
  *
  * KILN_EMU selects modes that behave more like hardware (cuda_emu.h):
  * poisoned device memory, blocks and threads in reverse order, tensor cores. */
 #include "runtime/cuda_emu.h"
 #include "runtime/cuda_driver.h"
+#include "runtime/kcache.h"
+#include "runtime/outfile.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -102,7 +106,8 @@ struct EmuModule {
     int n;
     int (**launch)(void **args);
     char **names; /* of the launches, for messages */
-    char *path;   /* the shared object, for messages */
+    char *path;   /* the shared object, for messages: /proc/self/fd/FD */
+    int fd;       /* the memory file holding it, open while it is loaded */
     /* fiber resources, grown to the largest block */
     Fiber *fibers;
     char *stacks;
@@ -346,49 +351,11 @@ static int emu_launch(const KemuLaunch *d, void **args) {
 
 /* ------------------------------------------------------ build and load */
 
-static uint64_t fnv(uint64_t h, const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
-}
-
-static bool mkdir_p(const char *path) {
-    char *p = xstrdup(path);
-    bool ok = true;
-    for (char *q = p + 1; ok; q++) {
-        if (*q == '/' || *q == 0) {
-            char c = *q;
-            *q = 0;
-            if (mkdir(p, 0777) != 0 && errno != EEXIST) ok = false;
-            *q = c;
-            if (!c) break;
-        }
-    }
-    free(p);
-    return ok;
-}
-
-/* The cache folder, or NULL when caching is off or impossible. */
-static char *cache_dir(void) {
-    const char *off = getenv("KILN_CACHE");
-    if (off && (strcmp(off, "off") == 0 || strcmp(off, "0") == 0)) return NULL;
-    StrBuf sb = {0};
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (xdg && xdg[0] == '/') sb_printf(&sb, "%s/kiln/emu", xdg);
-    else if (home && home[0] == '/') sb_printf(&sb, "%s/.cache/kiln/emu", home);
-    else return NULL;
-    if (!mkdir_p(sb.data)) {
-        sb_free(&sb);
-        return NULL;
-    }
-    return sb.data;
-}
-
 static bool write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    if (!f) return false;
+    const void *part = text;
     size_t n = strlen(text);
-    bool ok = fwrite(text, 1, n, f) == n;
-    return fclose(f) == 0 && ok;
+    char ignored[256];
+    return outfile_write(path, 1, &part, &n, ignored, sizeof ignored) == KILN_OK;
 }
 
 typedef VEC(char *) ArgVec;
@@ -450,106 +417,101 @@ static void remove_build_dir(const char *dir) {
     rmdir(dir);
 }
 
-/* Builds cp's source into a shared object; returns its path (heap). */
-static char *build_so(const CudaProgram *cp, char *err, size_t errlen) {
-    ArgVec argv = {0};
-    compiler_argv(&argv);
-    uint64_t h = 14695981039346656037ULL;
-    h = fnv(h, cuda_emu_header, sizeof cuda_emu_header);
-    h = fnv(h, cp->source, strlen(cp->source) + 1);
-    for (int i = 0; i < argv.len; i++) h = fnv(h, argv.data[i], strlen(argv.data[i]) + 1);
-    char *cache = cache_dir();
-    char *so = NULL;
-    StrBuf path = {0}, out = {0};
-    if (cache) {
-        sb_printf(&path, "%s/%016llx.so", cache, (unsigned long long)h);
-        if (access(path.data, R_OK) == 0) {
-            so = path.data;
-            path.data = NULL;
-            goto done;
-        }
-        sb_free(&path);
-    }
-    /* a private folder for this build: concurrent builds never meet */
-    StrBuf dir = {0};
+/* Compiles cp's source with the host C++ compiler in a private folder and
+ * returns the shared object's bytes (heap; *len set), or NULL with err. */
+static char *compile_so(const CudaProgram *cp, ArgVec *argv, size_t *len, char *err, size_t errlen) {
     const char *tmp = getenv("TMPDIR") && getenv("TMPDIR")[0] ? getenv("TMPDIR") : "/tmp";
-    bool made = false;
-    if (cache) {
-        sb_printf(&dir, "%s/kiln-emu-XXXXXX", cache);
-        made = mkdtemp(dir.data) != NULL;
-    }
-    if (!made) { /* no cache, or one we cannot write to: build uncached */
-        free(cache);
-        cache = NULL;
-        sb_free(&dir);
-        sb_printf(&dir, "%s/kiln-emu-XXXXXX", tmp);
-        made = mkdtemp(dir.data) != NULL;
-    }
-    if (!made) {
+    StrBuf dir = {0}, hdr = {0}, src = {0}, obj = {0}, out = {0};
+    char *bytes = NULL;
+    sb_printf(&dir, "%s/kiln-emu-XXXXXX", tmp);
+    if (!mkdtemp(dir.data)) {
         snprintf(err, errlen, "cuda-emu: cannot create a build folder under %s: %s", tmp, strerror(errno));
         sb_free(&dir);
-        goto done;
+        return NULL;
     }
-    StrBuf hdr = {0}, src = {0}, obj = {0};
     sb_printf(&hdr, "%s/kiln_emu.h", dir.data);
     sb_printf(&src, "%s/kernels.cpp", dir.data);
     sb_printf(&obj, "%s/kernels.so", dir.data);
+    bool keep = false; /* the source, for the user to see why it failed */
     if (!write_text(hdr.data, cuda_emu_header) || !write_text(src.data, cp->source)) {
         snprintf(err, errlen, "cuda-emu: cannot write %s: %s", src.data, strerror(errno));
-        remove_build_dir(dir.data);
     } else {
-        VEC_PUSH(argv, xstrdup("-o"));
-        VEC_PUSH(argv, xstrdup(obj.data));
-        VEC_PUSH(argv, xstrdup(src.data));
-        VEC_PUSH(argv, xstrdup("-lm"));
-        VEC_PUSH(argv, NULL);
+        VEC_PUSH(*argv, xstrdup("-o"));
+        VEC_PUSH(*argv, xstrdup(obj.data));
+        VEC_PUSH(*argv, xstrdup(src.data));
+        VEC_PUSH(*argv, xstrdup("-lm"));
+        VEC_PUSH(*argv, NULL);
         int status = 0;
-        if (!run_tool(argv.data, &out, &status)) {
+        char rerr[256];
+        if (!run_tool(argv->data, &out, &status)) {
             snprintf(err, errlen,
                      "cuda-emu: cannot run the C++ compiler '%s': %s (set CXX or KILN_CXX to a C++ compiler)",
-                     argv.data[0], strerror(errno));
-            remove_build_dir(dir.data);
+                     argv->data[0], strerror(errno));
         } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            snprintf(err, errlen, "cuda-emu: the C++ compiler (%s) refused the generated code (kept in %s):\n%s",
-                     argv.data[0], src.data, out.data ? out.data : "(no output)");
-        } else if (cache) {
-            sb_printf(&path, "%s/%016llx.so", cache, (unsigned long long)h);
-            if (rename(obj.data, path.data) != 0) {
-                snprintf(err, errlen, "cuda-emu: cannot move %s to %s: %s", obj.data, path.data, strerror(errno));
-            } else {
-                so = path.data;
-                path.data = NULL;
-            }
-            remove_build_dir(dir.data);
-        } else {
-            so = obj.data; /* removed once loaded */
-            obj.data = NULL;
+            snprintf(err, errlen,
+                     "cuda-emu: the C++ compiler (%s) refused the generated code (kept in %s):\n%s",
+                     argv->data[0], src.data, out.data ? out.data : "(no output)");
+            keep = true;
+        } else if (!read_file(obj.data, &bytes, len, rerr, sizeof rerr)) {
+            snprintf(err, errlen, "cuda-emu: %s", rerr);
         }
     }
-    sb_free(&hdr), sb_free(&src), sb_free(&obj), sb_free(&dir);
-done:
+    if (!keep) remove_build_dir(dir.data);
+    sb_free(&hdr), sb_free(&src), sb_free(&obj), sb_free(&dir), sb_free(&out);
+    return bytes;
+}
+
+/* The shared object of cp: from the kernel cache (runtime/kcache.h: checked
+ * against its checksum before use; a damaged entry is rebuilt), else
+ * compiled and stored there.  Heap bytes, or NULL with err. */
+static char *shared_object(const CudaProgram *cp, size_t *len, char *err, size_t errlen) {
+    ArgVec argv = {0};
+    compiler_argv(&argv);
+    KCacheHasher h;
+    kcache_hash_init(&h);
+    kcache_hash_str(&h, "kiln " KILN_VERSION " cuda-emu shared object v2");
+    kcache_hash_part(&h, cuda_emu_header, sizeof cuda_emu_header);
+    kcache_hash_str(&h, cp->source);
+    for (int i = 0; i < argv.len; i++) kcache_hash_str(&h, argv.data[i]);
+    KCacheKey key = kcache_hash_done(&h);
+    KCache cache;
+    kcache_open(&cache);
+    char *bytes = NULL;
+    if (kcache_load(&cache, key, &bytes, len) != KC_HIT) {
+        bytes = compile_so(cp, &argv, len, err, errlen);
+        char serr[512];
+        if (bytes)
+            kcache_store(&cache, key, bytes, *len, serr,
+                         sizeof serr); /* a cache that fails costs time only */
+    }
+    kcache_close(&cache);
     for (int i = 0; i < argv.len; i++) free(argv.data[i]);
     VEC_FREE(argv);
-    sb_free(&path), sb_free(&out);
-    free(cache);
-    return so;
+    return bytes;
 }
 
 EmuModule *cuda_emu_load(const CudaProgram *cp, char *err, size_t errlen) {
-    char *so = build_so(cp, err, errlen);
+    size_t len = 0;
+    char *so = shared_object(cp, &len, err, errlen);
     if (!so) return NULL;
     EmuModule *m = xcalloc(1, sizeof(EmuModule));
-    m->path = so;
-    m->handle = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-    size_t n = strlen(so);
-    if (n > 11 && strcmp(so + n - 11, "/kernels.so") == 0) { /* uncached: the folder goes now */
-        char *dir = xstrdup(so);
-        dir[n - 11] = 0;
-        remove_build_dir(dir);
-        free(dir);
+    /* dlopen reads the checked bytes from a memory file that stays open
+     * while the module is loaded: no later change to the cache reaches it,
+     * and its /proc/self/fd name is unique among loaded modules. */
+    m->fd = memfd_create("kiln-emu.so", MFD_CLOEXEC);
+    bool written = m->fd >= 0 && write_fully(m->fd, so, len);
+    free(so);
+    StrBuf path = {0};
+    sb_printf(&path, "/proc/self/fd/%d", m->fd);
+    m->path = path.data;
+    if (!written) {
+        snprintf(err, errlen, "cuda-emu: cannot make a memory file for the kernels: %s", strerror(errno));
+        cuda_emu_unload(m);
+        return NULL;
     }
+    m->handle = dlopen(m->path, RTLD_NOW | RTLD_LOCAL);
     if (!m->handle) {
-        snprintf(err, errlen, "cuda-emu: cannot load %s: %s", so, dlerror());
+        snprintf(err, errlen, "cuda-emu: cannot load the compiled kernels: %s", dlerror());
         cuda_emu_unload(m);
         return NULL;
     }
@@ -559,7 +521,7 @@ EmuModule *cuda_emu_load(const CudaProgram *cp, char *err, size_t errlen) {
     m->names = xcalloc((size_t)m->n + 1, sizeof *m->names);
     for (int i = 0; i < m->n; i++) m->names[i] = xstrdup(cp->launches.data[i].name);
     if (!m->rt) {
-        snprintf(err, errlen, "cuda-emu: %s has no kemu_rt", so);
+        snprintf(err, errlen, "cuda-emu: the compiled kernels have no kemu_rt");
         cuda_emu_unload(m);
         return NULL;
     }
@@ -571,7 +533,7 @@ EmuModule *cuda_emu_load(const CudaProgram *cp, char *err, size_t errlen) {
         sb_printf(&sym, "launch_%s", cp->launches.data[i].name);
         *(void **)&m->launch[i] = dlsym(m->handle, sym.data);
         if (!m->launch[i]) {
-            snprintf(err, errlen, "cuda-emu: %s has no %s", so, sym.data);
+            snprintf(err, errlen, "cuda-emu: the compiled kernels have no %s", sym.data);
             sb_free(&sym);
             cuda_emu_unload(m);
             return NULL;
@@ -584,6 +546,7 @@ EmuModule *cuda_emu_load(const CudaProgram *cp, char *err, size_t errlen) {
 void cuda_emu_unload(EmuModule *m) {
     if (!m) return;
     if (m->handle) dlclose(m->handle);
+    if (m->fd >= 0) close(m->fd);
     if (m->stacks) munmap(m->stacks, (size_t)m->nstacks * STACK_BYTES);
     free(m->fibers);
     free(m->launch);

@@ -174,8 +174,10 @@ KCacheResult kcache_load(KCache *c, KCacheKey key, char **data, size_t *len) {
     *len = 0;
     if (!c->dir) return KC_OFF;
     char *path = kcache_path(c, key);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    /* Only a regular file is an entry: a symlink is not followed, and a FIFO
+     * or device is neither waited on nor read (O_NONBLOCK, then fstat). */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0 && errno == ENOENT) {
         free(path);
         c->misses++;
         return KC_MISS;
@@ -184,7 +186,9 @@ KCacheResult kcache_load(KCache *c, KCacheKey key, char **data, size_t *len) {
     unsigned char hdr[HEADER_BYTES];
     struct stat st;
     char *buf = NULL;
-    if (fstat(fd, &st) != 0 || st.st_size < HEADER_BYTES || !read_all(fd, hdr, HEADER_BYTES)) goto done;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < HEADER_BYTES ||
+        !read_all(fd, hdr, HEADER_BYTES))
+        goto done;
     uint64_t n = get_u64(hdr + 24);
     if (memcmp(hdr, MAGIC, 8) != 0 || get_u64(hdr + 8) != key.h[0] || get_u64(hdr + 16) != key.h[1] ||
         n != (uint64_t)st.st_size - HEADER_BYTES)
@@ -197,7 +201,7 @@ KCacheResult kcache_load(KCache *c, KCacheKey key, char **data, size_t *len) {
     buf = NULL;
     res = KC_HIT;
 done:
-    close(fd);
+    if (fd >= 0) close(fd);
     free(buf);
     if (res == KC_CORRUPT) {
         /* Remove it so the rebuilt entry replaces it (a concurrent writer's

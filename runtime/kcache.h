@@ -14,7 +14,10 @@
  * whole one, and several kiln processes may fill the cache at once (the
  * last rename wins; every writer writes the same bytes).  A truncated or
  * corrupt entry fails the checks on load, is removed and reported as such, and
- * the caller rebuilds and stores it again.
+ * the caller rebuilds and stores it again.  Only a regular file is read as an
+ * entry: a symlink, FIFO or device in its place counts as corrupt and is
+ * removed, never followed, waited on or read.  Every cached artefact of kiln
+ * (PTX, the cuda-emu shared objects) goes through here.
  *
  * A KCache is a small owned handle (kcache_open / kcache_close); it holds no
  * file open between calls. */

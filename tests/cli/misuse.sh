@@ -52,5 +52,34 @@ if "$K" run m.kiln --dim B=1 --device=cpu >/dev/null 2>&1; then
     if grep -q '2\.' out; then ok; else bad "run --cpu=x86-64: wrong result"; fi
 fi
 
+# ---- the kernel cache: a damaged cuda-emu entry is rebuilt, never loaded; a FIFO
+# in its place does not block; results stay those of the reference
+if command -v c++ >/dev/null 2>&1; then
+    XDG_CACHE_HOME=$T/cache
+    export XDG_CACHE_HOME
+    "$K" run m.kiln --device=ref --in x=x.npy >want 2>err
+    "$K" run m.kiln --device=cuda-emu --in x=x.npy >got 2>err
+    if cmp -s want got; then ok; else bad "cuda-emu: first run differs from ref"; fi
+    entry=$(find "$T/cache" -name "*.kc" -o -name "*.so" | head -n 1)
+    if [ -n "$entry" ]; then ok; else bad "cuda-emu: no cache entry"; fi
+    for how in truncate flip fifo symlink; do
+        entry=$(find "$T/cache" -name "*.kc" -o -name "*.so" | head -n 1)
+        size=$(wc -c <"$entry")
+        case $how in
+        truncate) head -c $((size / 2)) "$entry" >cut && cat cut >"$entry" ;;
+        flip) $PY -c "
+import sys
+p = sys.argv[1]; d = bytearray(open(p, 'rb').read()); d[len(d) * 2 // 3] ^= 0x10
+open(p, 'wb').write(d)" "$entry" ;;
+        fifo) rm -f "$entry" && mkfifo "$entry" ;;
+        symlink) cp "$entry" copy.kc && rm -f "$entry" && ln -s "$T/copy.kc" "$entry" ;;
+        esac
+        expect "cuda-emu after a $how cache entry" 0 "" timeout 120 "$K" run m.kiln --device=cuda-emu --in x=x.npy
+        if cmp -s want out; then ok; else bad "cuda-emu after a $how cache entry: wrong result"; fi
+        if [ -f "$entry" ] && [ ! -L "$entry" ]; then ok; else bad "cuda-emu: the $how entry was not rebuilt"; fi
+    done
+    unset XDG_CACHE_HOME
+fi
+
 echo "misuse: $pass passed, $fail failed"
 [ "$fail" = 0 ]

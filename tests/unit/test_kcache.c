@@ -4,7 +4,8 @@
  * store/load round trips (empty, binary, large payloads); misses; truncated,
  * corrupted, misplaced and overlong entries detected, removed and rebuilt;
  * several processes writing and reading the same key at once never see a
- * partial entry and leave no temporary files; the directory chosen from
+ * partial entry and leave no temporary files; a FIFO or symlink in an
+ * entry's place is neither waited on nor followed; the directory chosen from
  * XDG_CACHE_HOME / HOME; KILN_CACHE=off.
  * Prints "test_kcache: N passed, N failed" last; exits non-zero on failure. */
 #include "runtime/kcache.h"
@@ -190,6 +191,13 @@ static void damaged(const char *dir, const char *how) {
         fseek(f, at, SEEK_SET);
         fputc(ch ^ 0x20, f);
         fclose(f);
+    } else if (strcmp(how, "fifo") == 0) { /* must not block the reader */
+        CHECK(unlink(path) == 0 && mkfifo(path, 0600) == 0);
+    } else if (strcmp(how, "symlink") == 0) { /* to a whole, valid copy: still not followed */
+        char *copy = xmalloc(strlen(path) + 8);
+        sprintf(copy, "%s.copy", path);
+        CHECK(rename(path, copy) == 0 && symlink(copy, path) == 0);
+        free(copy);
     } else if (strcmp(how, "misplaced") == 0) {
         /* another key's (valid) entry under this key's name */
         CHECK(kcache_store(&c, other, payload, strlen(payload), err, sizeof err));
@@ -213,8 +221,9 @@ static void damaged(const char *dir, const char *how) {
 }
 
 static void test_damaged(const char *dir) {
-    const char *hows[] = {"truncated",     "header only",    "short header",   "empty",    "overlong",
-                          "flipped payload", "flipped magic", "flipped length", "misplaced"};
+    const char *hows[] = {"truncated",       "header only",   "short header",   "empty",     "overlong",
+                          "flipped payload", "flipped magic", "flipped length", "misplaced", "fifo",
+                          "symlink"};
     for (size_t i = 0; i < sizeof hows / sizeof hows[0]; i++) damaged(dir, hows[i]);
 }
 
@@ -330,6 +339,7 @@ static void test_environment(const char *dir) {
 }
 
 int main(void) {
+    alarm(120); /* a reader blocked on a FIFO would hang here: fail instead */
     char dir[] = "/tmp/test_kcache.XXXXXX";
     if (!mkdtemp(dir)) {
         perror("test_kcache: mkdtemp");
