@@ -73,7 +73,8 @@ static const char emu_defines[] =
  * (ir/interp.c) in float/double and wrapping integer arithmetic. */
 static const char prelude[] =
     "#define KDEV static __device__ __forceinline__\n"
-    "#define KF1(n, f, d) KDEV float n(float x) { return KM(f)(x); } KDEV double n(double x) { return KM(d)(x); }\n"
+    "#define KF1(n, f, d) KDEV float n(float x) { return KM(f)(x); } KDEV double n(double x) { return "
+    "KM(d)(x); }\n"
     "#define KF2(n, f, d) KDEV float n(float x, float y) { return KM(f)(x, y); } \\\n"
     "    KDEV double n(double x, double y) { return KM(d)(x, y); }\n"
     "KF1(kf_exp, expf, exp) KF1(kf_log, logf, log) KF1(kf_sqrt, sqrtf, sqrt) KF1(kf_sin, sinf, sin)\n"
@@ -85,7 +86,8 @@ static const char prelude[] =
     "template <class T> KDEV T kf_silu(T x) { return x / ((T)1 + kf_exp(-x)); }\n"
     "template <class T> KDEV T kf_relu(T x) { return x > (T)0 ? x : (x != x ? x : (T)0); }\n"
     "template <class T> KDEV T kf_sign(T x) { return x != x ? x : (T)((x > (T)0) - (x < (T)0)); }\n"
-    "template <class T> KDEV T kf_gelu(T x) { return (T)0.5 * x * ((T)1 + kf_erf(x * (T)0.70710678118654752440)); }\n"
+    "template <class T> KDEV T kf_gelu(T x) { return (T)0.5 * x * ((T)1 + kf_erf(x * "
+    "(T)0.70710678118654752440)); }\n"
     "template <class T> KDEV T kf_gelu_tanh(T x) {\n"
     "    return (T)0.5 * x * ((T)1 + kf_tanh((T)0.79788456080286535588 * (x + (T)0.044715 * x * x * x)));\n"
     "}\n"
@@ -100,9 +102,12 @@ static const char prelude[] =
     "KDEV int ki_add(int a, int b) { return (int)((unsigned)a + (unsigned)b); }\n"
     "KDEV int ki_sub(int a, int b) { return (int)((unsigned)a - (unsigned)b); }\n"
     "KDEV int ki_mul(int a, int b) { return (int)((unsigned)a * (unsigned)b); }\n"
-    "KDEV long long ki_add(long long a, long long b) { return (long long)((unsigned long long)a + (unsigned long long)b); }\n"
-    "KDEV long long ki_sub(long long a, long long b) { return (long long)((unsigned long long)a - (unsigned long long)b); }\n"
-    "KDEV long long ki_mul(long long a, long long b) { return (long long)((unsigned long long)a * (unsigned long long)b); }\n"
+    "KDEV long long ki_add(long long a, long long b) { return (long long)((unsigned long long)a + (unsigned "
+    "long long)b); }\n"
+    "KDEV long long ki_sub(long long a, long long b) { return (long long)((unsigned long long)a - (unsigned "
+    "long long)b); }\n"
+    "KDEV long long ki_mul(long long a, long long b) { return (long long)((unsigned long long)a * (unsigned "
+    "long long)b); }\n"
     "template <class T> KDEV T ki_neg(T x) { return ki_sub((T)0, x); }\n"
     "template <class T> KDEV T ki_abs(T x) { return x < (T)0 ? ki_neg(x) : x; }\n"
     "template <class T> KDEV T ki_sign(T x) { return (T)((x > (T)0) - (x < (T)0)); }\n"
@@ -126,11 +131,13 @@ static const char prelude[] =
     "    return i < 0 ? 0 : i >= n ? n - 1 : i;\n"
     "}\n"
     "KDEV long long ki_pow(long long a, long long b) { return ki_pow64(a, b); }\n"
-    "/* conversions to integers: truncation, NaN -> 0, saturating at the ends */\n"
+    "/* conversions to integers: from a float truncation, NaN -> 0, saturating at the ends; from an integer "
+    "wrapping */\n"
     "template <class T> KDEV int kc_i32(T x) {\n"
-    "    return x != x ? 0 : x >= (T)2147483647 ? 2147483647 : x <= (T)(-2147483647 - 1) ? (-2147483647 - 1) : (int)x;\n"
+    "    return x != x ? 0 : x >= (T)2147483647 ? 2147483647 : x <= (T)(-2147483647 - 1) ? (-2147483647 - 1) "
+    ": (int)x;\n"
     "}\n"
-    "KDEV int kc_i32(long long x) { return x >= 2147483647LL ? 2147483647 : x <= -2147483648LL ? (-2147483647 - 1) : (int)x; }\n"
+    "KDEV int kc_i32(long long x) { return (int)(unsigned)(unsigned long long)x; } /* wraps, as NumPy */\n"
     "template <class T> KDEV long long kc_i64(T x) {\n"
     "    return x != x ? 0 : x >= (T)9223372036854775807.0 ? 9223372036854775807LL\n"
     "         : x <= (T)(-9223372036854775807.0) ? (-9223372036854775807LL - 1) : (long long)x;\n"
@@ -138,8 +145,10 @@ static const char prelude[] =
     "/* argmax/argmin: a thread's own elements come in increasing r (strict\n"
     " * comparison keeps the first); across threads the smaller index wins ties.\n"
     " * The first NaN wins and stays, as in the reference. */\n"
-    "template <class T> KDEV bool karg_take_max(T v, T best) { return !(best != best) && (v != v || v > best); }\n"
-    "template <class T> KDEV bool karg_take_min(T v, T best) { return !(best != best) && (v != v || v < best); }\n"
+    "template <class T> KDEV bool karg_take_max(T v, T best) { return !(best != best) && (v != v || v > "
+    "best); }\n"
+    "template <class T> KDEV bool karg_take_min(T v, T best) { return !(best != best) && (v != v || v < "
+    "best); }\n"
     "template <class T> KDEV void karg_comb(T &v, long long &i, T ov, long long oi, bool is_max) {\n"
     "    if (oi < 0) return;\n"
     "    bool take;\n"
@@ -263,7 +272,7 @@ static void ex_store(StrBuf *e, KilnDType dt, const char *x) {
 
 /* x (a register of dtype `from`) converted to dtype `to`, as ir/interp.c's
  * ref_round_to_dtype does: halves round to nearest even, float -> int
- * truncates and saturates (NaN -> 0), i64 -> i32 saturates, -> bool is != 0. */
+ * truncates and saturates (NaN -> 0), i64 -> i32 wraps, -> bool is != 0. */
 static void ex_cvt(StrBuf *e, KilnDType from, KilnDType to, const char *x) {
     if (from == to || (is_half(from) && to == KILN_F32)) {
         sb_puts(e, x);
@@ -291,9 +300,9 @@ static void ex_cvt(StrBuf *e, KilnDType from, KilnDType to, const char *x) {
 }
 
 /* A constant of dtype dt as a C literal. */
-static void ex_const(StrBuf *e, KilnDType dt, double v) {
+static void ex_const(StrBuf *e, KilnDType dt, Scalar s) {
     if (is_floating(dt)) {
-        v = ref_round_to_dtype(v, dt);
+        double v = ref_round_to_dtype(s.f, dt);
         bool f = dt != KILN_F64;
         if (isnan(v)) sb_puts(e, f ? "KNANF" : "KNAN");
         else if (isinf(v)) sb_puts(e, v > 0 ? (f ? "KINFF" : "KINF") : (f ? "(-KINFF)" : "(-KINF)"));
@@ -308,17 +317,16 @@ static void ex_const(StrBuf *e, KilnDType dt, double v) {
         return;
     }
     if (dt == KILN_BOOL) {
-        sb_puts(e, v != 0 ? "true" : "false");
+        sb_puts(e, s.i != 0 ? "true" : "false");
         return;
     }
-    double r = ref_round_to_dtype(v, dt); /* truncated and saturated */
     if (dt == KILN_I32) {
-        int32_t x = (int32_t)r;
+        int32_t x = (int32_t)scalar_from_int(s.i, KILN_I32).i;
         if (x == INT32_MIN) sb_puts(e, "(-2147483647 - 1)");
         else sb_printf(e, x < 0 ? "(%d)" : "%d", x);
         return;
     }
-    int64_t x = r >= 9223372036854775807.0 ? INT64_MAX : (int64_t)r;
+    int64_t x = s.i;
     if (x == INT64_MIN) sb_puts(e, "(-9223372036854775807LL - 1)");
     else sb_printf(e, x < 0 ? "(%lldLL)" : "%lldLL", (long long)x);
 }
@@ -370,8 +378,8 @@ static void compute_ranges(KCtx *c) {
         bool idx = in->dtype == KILN_I64;
         switch (in->kind) {
         case KI_CONST:
-            if (idx && in->value >= -2147483648.0 && in->value <= 2147483647.0)
-                lo = hi = (int64_t)in->value;
+            if (idx && kinst_scalar(in).i >= INT32_MIN && kinst_scalar(in).i <= INT32_MAX)
+                lo = hi = kinst_scalar(in).i;
             break;
         case KI_OUTER: lo = 0, hi = k->outer > 0 ? k->outer - 1 : 0; break;
         case KI_INDEX: lo = 0, hi = in->value > 1 ? (int64_t)in->value - 1 : 0; break;
@@ -410,7 +418,7 @@ static bool eval_index(const KCtx *c, int i, int64_t o, int64_t r, int64_t *out)
     const KInst *in = inst(c, i);
     int64_t a, b;
     switch (in->kind) {
-    case KI_CONST: *out = (int64_t)in->value; return true;
+    case KI_CONST: *out = dtype_is_intlike(in->dtype) ? kinst_scalar(in).i : (int64_t)in->value; return true;
     case KI_OUTER: *out = o; return true;
     case KI_INNER: *out = r; return true;
     case KI_IADD:
@@ -682,7 +690,8 @@ static void emit_inst(KCtx *c, int i, const Names *nm) {
     switch (in->kind) {
     case KI_CONST:
         if (c->small[i]) sb_printf(&e, "%lld", (long long)c->lo[i]);
-        else ex_const(&e, in->dtype, in->value);
+        else
+            ex_const(&e, in->dtype, kinst_scalar(in));
         break;
     case KI_OUTER: sb_printf(&e, c->small[i] ? "(int)(%s)" : "%s", nm->outer); break;
     case KI_INNER: sb_printf(&e, c->small[i] ? "(int)(%s)" : "%s", nm->inner ? nm->inner : "0"); break;
@@ -716,7 +725,7 @@ static void emit_inst(KCtx *c, int i, const Names *nm) {
         if (in->b >= 0 && !(c->vload && c->vload[i] && c->lane >= 0)) {
             StrBuf g = {0}, z = {0};
             name_of(c, in->b, &g);
-            ex_const(&z, in->dtype, 0);
+            ex_const(&z, in->dtype, scalar_from_int(0, in->dtype));
             sb_printf(&e, "(%s ? %s : %s)", g.data, v.data, z.data);
             sb_free(&g), sb_free(&z);
         } else {

@@ -53,9 +53,29 @@ int kinst(Kernel *k, KInstKind kind, KilnDType dt, int stage, int a, int b, int 
 }
 
 int kinst_const(Kernel *k, KilnDType dt, int stage, double value) {
+    return kinst_const_scalar(k, dt, stage, scalar_from_double(value, dt));
+}
+
+int kinst_const_scalar(Kernel *k, KilnDType dt, int stage, Scalar value) {
     int id = kinst(k, KI_CONST, dt, stage, -1, -1, -1);
-    k->insts.data[id].value = value;
+    kinst_set_scalar(&k->insts.data[id], value);
     return id;
+}
+
+void kinst_set_scalar(KInst *in, Scalar v) {
+    if (dtype_is_intlike(in->dtype)) {
+        in->ivalue = v.i;
+        in->value = scalar_to_double(v, in->dtype);
+    } else {
+        in->value = v.f;
+        in->ivalue = 0;
+    }
+}
+
+Scalar kinst_scalar(const KInst *in) {
+    /* an instruction made with only `value` set (ivalue 0) counts by value */
+    if (dtype_is_intlike(in->dtype) && (double)in->ivalue == in->value) return (Scalar){.i = in->ivalue};
+    return scalar_from_double(in->value, in->dtype);
 }
 
 int kinst_elem(Kernel *k, Op op, KilnDType dt, int stage, int a, int b, int c) {
@@ -100,7 +120,12 @@ static void print_inst(const KProgram *p, const Kernel *k, int i, FILE *out) {
     const KInst *in = &k->insts.data[i];
     fprintf(out, "      v%d = ", i);
     switch (in->kind) {
-    case KI_CONST: fprintf(out, "%.9g", in->value); break;
+    case KI_CONST:
+        if (dtype_is_intlike(in->dtype))
+            fprintf(out, "%lld", (long long)kinst_scalar(in).i);
+        else
+            fprintf(out, "%.9g", in->value);
+        break;
     case KI_OUTER: fputs("o", out); break;
     case KI_INNER: fputs("r", out); break;
     case KI_ACC: fprintf(out, "acc%d", in->a); break;

@@ -52,7 +52,8 @@ typedef struct {
     int a, b, c;  /* operand instructions, -1 when unused */
     int buf;      /* KI_LOAD */
     int stage;    /* scope: -1 outer, else the stage index */
-    double value; /* KI_CONST */
+    double value; /* KI_CONST: the value, for an integer or bool dtype its nearest double */
+    int64_t ivalue; /* KI_CONST of an integer or bool dtype: the exact value (kinst_scalar) */
     bool flag;    /* KI_ELEM gelu: approximate (tanh) form */
 } KInst;
 
@@ -172,7 +173,12 @@ int kprog_add_buf(KProgram *p, KBufKind kind, int index, KilnDType dt, int64_t n
 Kernel *kprog_add_kernel(KProgram *p, KernelKind kind, const char *name, int64_t outer);
 int kernel_add_stage(Kernel *k, KStageKind kind, int64_t extent);
 int kinst(Kernel *k, KInstKind kind, KilnDType dt, int stage, int a, int b, int c);
-int kinst_const(Kernel *k, KilnDType dt, int stage, double value);
+int kinst_const(Kernel *k, KilnDType dt, int stage, double value); /* value converted to dt */
+int kinst_const_scalar(Kernel *k, KilnDType dt, int stage, Scalar value);
+/* A KI_CONST's value in its dtype: exact for integers (ivalue). */
+Scalar kinst_scalar(const KInst *in);
+/* Sets a KI_CONST's value and ivalue from v, of the instruction's dtype. */
+void kinst_set_scalar(KInst *in, Scalar v);
 int kinst_elem(Kernel *k, Op op, KilnDType dt, int stage, int a, int b, int c);
 int kinst_load(Kernel *k, int buf, KilnDType dt, int stage, int index, int guard);
 void kstage_store(Kernel *k, int stage, int buf, int index, int value);

@@ -9,56 +9,62 @@
 #include <stdlib.h>
 #include <string.h>
 
-static double load(const KBuf *b, void *base, int64_t i) {
+/* Element i of buffer b, as a Scalar of the buffer's dtype (exact). */
+static Scalar load(const KBuf *b, void *base, int64_t i) {
     KilnTensor t = {.dtype = b->dtype, .rank = 0, .data = base};
-    return kiln_tensor_get(&t, i);
+    if (dtype_is_intlike(b->dtype)) return (Scalar){.i = kiln_tensor_get_i64(&t, i)};
+    return (Scalar){.f = kiln_tensor_get(&t, i)};
 }
 
-static void store(const KBuf *b, void *base, int64_t i, double v) {
-    switch (b->dtype) {
-    case KILN_F32: ((float *)base)[i] = (float)v; break;
-    case KILN_F64: ((double *)base)[i] = v; break;
-    case KILN_F16: ((uint16_t *)base)[i] = kiln_f32_to_f16((float)ref_round_to_dtype(v, KILN_F16)); break;
-    case KILN_BF16: ((uint16_t *)base)[i] = kiln_f32_to_bf16((float)ref_round_to_dtype(v, KILN_BF16)); break;
-    case KILN_I32: ((int32_t *)base)[i] = (int32_t)v; break;
-    case KILN_I64: ((int64_t *)base)[i] = (int64_t)v; break;
-    case KILN_BOOL: ((uint8_t *)base)[i] = v != 0; break;
-    default: break;
-    }
+/* Stores v (of dtype vt) into element i of buffer b, converted as a cast. */
+static void store(const KBuf *b, void *base, int64_t i, Scalar v, KilnDType vt) {
+    KilnTensor t = {.dtype = b->dtype, .rank = 0, .data = base};
+    Scalar x = scalar_convert(v, vt, b->dtype);
+    if (dtype_is_intlike(b->dtype))
+        kiln_tensor_set_i64(&t, i, x.i);
+    else
+        kiln_tensor_set(&t, i, x.f); /* already of the buffer's dtype: exact */
 }
 
 /* Evaluates the instructions of scope `scope` for the current o and r. */
-static void eval_scope(const Kernel *k, const KProgram *p, void *const *bufs, double *val, const double *acc,
+static void eval_scope(const Kernel *k, const KProgram *p, void *const *bufs, Scalar *val, const Scalar *acc,
                        int scope, int64_t o, int64_t r) {
     for (int i = 0; i < k->insts.len; i++) {
         const KInst *in = &k->insts.data[i];
         if (in->stage != scope) continue;
-        double a = in->a >= 0 && in->kind != KI_ACC ? val[in->a] : 0, b = in->b >= 0 ? val[in->b] : 0;
-        double v = 0;
+        Scalar a = in->a >= 0 && in->kind != KI_ACC ? val[in->a] : (Scalar){0},
+               b = in->b >= 0 ? val[in->b] : (Scalar){0};
+        KilnDType at = in->a >= 0 && in->kind != KI_ACC ? k->insts.data[in->a].dtype : KILN_I64;
+        Scalar v = {0};
         switch (in->kind) {
-        case KI_CONST: v = in->value; break;
-        case KI_OUTER: v = (double)o; break;
-        case KI_INNER: v = (double)r; break;
+        case KI_CONST: v = kinst_scalar(in); break;
+        case KI_OUTER: v.i = o; break;
+        case KI_INNER: v.i = r; break;
         case KI_ACC: v = acc[in->a]; break;
-        case KI_LOAD:
-            v = (in->b < 0 || b != 0) ? load(&p->bufs.data[in->buf], bufs[in->buf], (int64_t)a) : 0;
-            v = ref_round_to_dtype(v, in->dtype);
-            break;
-        case KI_ELEM: {
-            double ops[3] = {a, b, in->c >= 0 ? val[in->c] : 0};
-            v = ref_eval_elementwise(in->op, in->dtype, in->flag, ops);
+        case KI_LOAD: {
+            const KBuf *kb = &p->bufs.data[in->buf];
+            if (in->b < 0 || b.i != 0)
+                v = scalar_convert(load(kb, bufs[in->buf], a.i), kb->dtype, in->dtype);
+            else
+                v = scalar_from_int(0, in->dtype);
             break;
         }
-        case KI_CAST: v = ref_round_to_dtype(dtype_is_int(in->dtype) ? trunc(a) : a, in->dtype); break;
-        case KI_IADD: v = a + b; break;
-        case KI_IMUL: v = a * b; break;
-        case KI_IDIV: v = (double)((int64_t)a / (int64_t)b); break;
-        case KI_IMOD: v = (double)((int64_t)a % (int64_t)b); break;
-        case KI_ILT: v = a < b; break;
+        case KI_ELEM: {
+            Scalar ops[3] = {a, b, in->c >= 0 ? val[in->c] : (Scalar){0}};
+            KilnDType in_dt = in->op == OP_WHERE ? k->insts.data[in->b].dtype : at;
+            v = ref_eval_scalar(in->op, in->dtype, in_dt, in->flag, ops);
+            break;
+        }
+        case KI_CAST: v = scalar_convert(a, at, in->dtype); break;
+        case KI_IADD: v.i = (int64_t)((uint64_t)a.i + (uint64_t)b.i); break;
+        case KI_IMUL: v.i = (int64_t)((uint64_t)a.i * (uint64_t)b.i); break;
+        case KI_IDIV: v.i = b.i ? a.i / b.i : 0; break;
+        case KI_IMOD: v.i = b.i ? a.i % b.i : 0; break;
+        case KI_ILT: v.i = a.i < b.i; break;
         case KI_INDEX: {
-            int64_t i = (int64_t)a, n = (int64_t)in->value;
+            int64_t i = a.i, n = (int64_t)in->value;
             if (i < 0) i += n;
-            v = (double)(i < 0 ? 0 : i >= n ? n - 1 : i);
+            v.i = i < 0 ? 0 : i >= n ? n - 1 : i;
             break;
         }
         }
@@ -66,40 +72,65 @@ static void eval_scope(const Kernel *k, const KProgram *p, void *const *bufs, do
     }
 }
 
+/* Whether x should replace the best so far (max/min and the arg forms;
+ * the first NaN wins and stays). */
+static bool kbetter(Op op, Scalar x, Scalar best, bool intlike) {
+    bool is_max = op == OP_MAX || op == OP_ARGMAX;
+    if (intlike) return is_max ? x.i > best.i : x.i < best.i;
+    if (isnan(best.f)) return false;
+    return isnan(x.f) || (is_max ? x.f > best.f : x.f < best.f);
+}
+
 void kinterp_run_kernel(const KProgram *p, int kernel, void *const *bufs) {
     const Kernel *k = &p->kernels.data[kernel];
-    double *val = xcalloc((size_t)k->insts.len + 1, sizeof(double));
-    double *acc = xcalloc((size_t)k->stages.len + 1, sizeof(double));
+    Scalar *val = xcalloc((size_t)k->insts.len + 1, sizeof(Scalar));
+    Scalar *acc = xcalloc((size_t)k->stages.len + 1, sizeof(Scalar));
     for (int64_t o = 0; o < k->outer; o++) {
         eval_scope(k, p, bufs, val, acc, -1, o, 0);
         for (int s = 0; s < k->stages.len; s++) {
             const KStage *st = &k->stages.data[s];
-            double best = 0, cur = 0;
+            KilnDType vt = st->value >= 0 ? k->insts.data[st->value].dtype : KILN_F64;
+            bool intlike = dtype_is_intlike(vt);
+            /* floats accumulate in double and round once to acc_dtype; integers wrap in int64 */
+            Scalar cur = {0}, best = {0};
             int64_t best_i = -1;
             switch (st->reduce) {
-            case OP_PROD: cur = 1; break;
-            case OP_MAX: cur = -INFINITY; break;
-            case OP_MIN: cur = INFINITY; break;
-            default: cur = 0; break;
+            case OP_PROD: cur = intlike ? (Scalar){.i = 1} : (Scalar){.f = 1}; break;
+            case OP_MAX: cur = intlike ? (Scalar){.i = INT64_MIN} : (Scalar){.f = -INFINITY}; break;
+            case OP_MIN: cur = intlike ? (Scalar){.i = INT64_MAX} : (Scalar){.f = INFINITY}; break;
+            default: break;
             }
             for (int64_t r = 0; r < st->extent; r++) {
                 eval_scope(k, p, bufs, val, acc, s, o, r);
                 if (st->kind == KS_MAP) {
                     for (int j = 0; j < st->stores.len; j++) {
                         const KStore *sto = &st->stores.data[j];
-                        store(&p->bufs.data[sto->buf], bufs[sto->buf], (int64_t)val[sto->index], val[sto->value]);
+                        store(&p->bufs.data[sto->buf], bufs[sto->buf], val[sto->index].i, val[sto->value],
+                              k->insts.data[sto->value].dtype);
                     }
                     continue;
                 }
-                double x = val[st->value];
+                Scalar x = val[st->value];
                 switch (st->reduce) {
-                case OP_SUM: cur += x; break;
-                case OP_PROD: cur *= x; break;
-                case OP_MAX: cur = (isnan(x) || x > cur) ? x : cur; break;
-                case OP_MIN: cur = (isnan(x) || x < cur) ? x : cur; break;
+                case OP_SUM:
+                    if (intlike)
+                        cur.i = (int64_t)((uint64_t)cur.i + (uint64_t)x.i);
+                    else
+                        cur.f += x.f;
+                    break;
+                case OP_PROD:
+                    if (intlike)
+                        cur.i = (int64_t)((uint64_t)cur.i * (uint64_t)x.i);
+                    else
+                        cur.f *= x.f;
+                    break;
+                case OP_MAX:
+                case OP_MIN:
+                    if (kbetter(st->reduce, x, cur, intlike)) cur = x;
+                    break;
                 case OP_ARGMAX:
                 case OP_ARGMIN:
-                    if (best_i < 0 || (!isnan(best) && (isnan(x) || (st->reduce == OP_ARGMAX ? x > best : x < best)))) {
+                    if (best_i < 0 || kbetter(st->reduce, x, best, intlike)) {
                         best = x;
                         best_i = r;
                     }
@@ -107,9 +138,12 @@ void kinterp_run_kernel(const KProgram *p, int kernel, void *const *bufs) {
                 default: break;
                 }
             }
-            if (st->kind == KS_REDUCE)
-                acc[s] = (st->reduce == OP_ARGMAX || st->reduce == OP_ARGMIN) ? (double)best_i
-                                                                              : ref_round_to_dtype(cur, st->acc_dtype);
+            if (st->kind == KS_REDUCE) {
+                if (st->reduce == OP_ARGMAX || st->reduce == OP_ARGMIN)
+                    acc[s] = scalar_from_int(best_i, st->result_dtype);
+                else
+                    acc[s] = scalar_convert(cur, intlike ? KILN_I64 : KILN_F64, st->result_dtype);
+            }
         }
     }
     free(val);

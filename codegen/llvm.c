@@ -883,7 +883,7 @@ static Range *index_ranges(const Kernel *k) {
             break;
         }
         case KI_CONST:
-            if (is_intlike(in->dtype) && fabs(in->value) < 4e18) *r = (Range){(int64_t)in->value, (int64_t)in->value, true};
+            if (is_intlike(in->dtype)) *r = (Range){kinst_scalar(in).i, kinst_scalar(in).i, true};
             break;
         case KI_IADD: r->known = r_add(a.lo, b.lo, &r->lo) && r_add(a.hi, b.hi, &r->hi); break;
         case KI_IMUL: {
@@ -1050,7 +1050,10 @@ static LLVMValueRef emit_inst(Kc *kc, int i) {
     Cg *cg = kc->cg;
     const KInst *in = &kc->k->insts.data[i];
     switch (in->kind) {
-    case KI_CONST: return const_of(cg, in->dtype, in->value);
+    case KI_CONST:
+        if (is_intlike(in->dtype))
+            return LLVMConstInt(reg_type(cg, in->dtype), (unsigned long long)kinst_scalar(in).i, 1);
+        return const_of(cg, in->dtype, in->value);
     case KI_OUTER: return kc->o;
     case KI_INNER: return in->stage >= 0 ? kc->r[in->stage] : LLVMConstInt(kc->idx_t, 0, 0);
     case KI_ACC: return kc->acc[in->a];

@@ -54,6 +54,12 @@ int64_t kiln_tensor_numel(const KilnTensor *t);
  * saturate (NaN -> 0), bool is != 0. */
 double kiln_tensor_get(const KilnTensor *t, int64_t i);
 void kiln_tensor_set(KilnTensor *t, int64_t i, double v);
+/* The same with an exact int64: reading an integer or bool element is exact
+ * (a float truncates and saturates, NaN -> 0); storing into an integer
+ * dtype wraps to its width (NumPy's astype), into f32 or f64 rounds once to
+ * nearest even (f16 and bf16 through f32). */
+int64_t kiln_tensor_get_i64(const KilnTensor *t, int64_t i);
+void kiln_tensor_set_i64(KilnTensor *t, int64_t i, int64_t v);
 /* Allocates shape and zeroed data; returns false on out-of-memory. */
 bool kiln_tensor_init(KilnTensor *t, KilnDType dt, int rank, const int64_t *shape);
 void kiln_tensor_free(KilnTensor *t);

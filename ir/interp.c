@@ -3,13 +3,13 @@
  * Contract: takes a concrete IRGraph (every Dim >= 0) and host inputs in the
  * params' dtypes; returns the results as freshly allocated host tensors.
  *
- * Every node's value is a double array of ir_numel(node) elements in C order.
- * Each op is computed in double (integer ops in int64 arithmetic, wrapped to
- * the dtype's width) and rounded to the node's dtype right after, so a value
- * always holds exactly what its dtype can represent.  Composites (softmax,
- * layernorm, matmul, conv2d, pools) compute in double end to end and round
- * once.  Plain loops throughout: obvious correctness over speed.  A value is
- * freed as soon as its last user has run, so big graphs fit.
+ * Every node's value is an array of ir_numel(node) Scalars in C order:
+ * integers and bools exactly as int64 (ops wrap to the dtype's width, as
+ * NumPy's do), floats as doubles rounded to the node's dtype right after
+ * each op, so a value always holds exactly what its dtype can represent.
+ * Composites (softmax, layernorm, matmul, conv2d, pools) compute in double
+ * (or exact int64) end to end and round once.  Plain loops throughout: obvious correctness over speed.  A
+ * value is freed as soon as its last user has run, so big graphs fit.
  */
 #include "ir/ir.h"
 
@@ -53,7 +53,7 @@ double ref_round_to_dtype(double v, KilnDType dt) {
         if (v >= 2147483647.0) return 2147483647.0;
         if (v <= -2147483648.0) return -2147483648.0;
         return trunc(v);
-    case KILN_I64: return (double)to_i64(v);
+    case KILN_I64: return (double)to_i64(v); /* the nearest double of the int64 */
     case KILN_BOOL: return v != 0;
     case KILN_NUM_DTYPES: break;
     }
@@ -71,16 +71,51 @@ static int64_t iadd(int64_t a, int64_t b) { return u2s((uint64_t)a + (uint64_t)b
 static int64_t isub(int64_t a, int64_t b) { return u2s((uint64_t)a - (uint64_t)b); }
 static int64_t imul(int64_t a, int64_t b) { return u2s((uint64_t)a * (uint64_t)b); }
 
-static double wrap_to_dtype(int64_t x, KilnDType dt) {
+static int64_t wrap_to_dtype(int64_t x, KilnDType dt) {
     if (dt == KILN_I32) {
         uint32_t u = (uint32_t)(uint64_t)x;
-        return u <= (uint32_t)INT32_MAX ? (double)u : (double)u - 4294967296.0;
+        return u <= (uint32_t)INT32_MAX ? (int64_t)u : (int64_t)u - 4294967296;
     }
     if (dt == KILN_BOOL) return x != 0;
-    return (double)x;
+    return x;
 }
 
-static bool dtype_is_intlike(KilnDType dt) { return dtype_is_int(dt) || dt == KILN_BOOL; }
+/* ------------------------------------------------------ conversions */
+
+Scalar scalar_convert(Scalar v, KilnDType from, KilnDType to) {
+    Scalar r;
+    if (dtype_is_intlike(from)) {
+        if (dtype_is_intlike(to))
+            r.i = wrap_to_dtype(v.i, to);
+        else if (to == KILN_F64)
+            r.f = (double)v.i; /* one rounding, straight from the int64 */
+        else
+            r.f = ref_round_to_dtype((double)(float)v.i, to); /* f16, bf16 through f32, as ml_dtypes does */
+        return r;
+    }
+    if (dtype_is_intlike(to)) {
+        if (to == KILN_BOOL)
+            r.i = v.f != 0; /* NaN is true, as bool(nan) */
+        else if (to == KILN_I32)
+            r.i = (int64_t)ref_round_to_dtype(v.f, KILN_I32);
+        else
+            r.i = to_i64(v.f);
+        return r;
+    }
+    r.f = ref_round_to_dtype(v.f, to);
+    return r;
+}
+
+Scalar scalar_from_double(double v, KilnDType dt) { return scalar_convert((Scalar){.f = v}, KILN_F64, dt); }
+Scalar scalar_from_int(int64_t v, KilnDType dt) { return scalar_convert((Scalar){.i = v}, KILN_I64, dt); }
+
+double scalar_to_double(Scalar v, KilnDType dt) { return dtype_is_intlike(dt) ? (double)v.i : v.f; }
+
+bool scalar_same(Scalar a, Scalar b, KilnDType dt) {
+    if (dtype_is_intlike(dt)) return a.i == b.i;
+    if (isnan(a.f) || isnan(b.f)) return isnan(a.f) && isnan(b.f);
+    return a.f == b.f && signbit(a.f) == signbit(b.f);
+}
 
 /* np.remainder for integers: the result takes the divisor's sign; x % 0 = 0. */
 static int64_t imod(int64_t a, int64_t b) {
@@ -191,7 +226,7 @@ static bool binary_int(Op op, int64_t a, int64_t b, int64_t *out) {
     }
 }
 
-static double compare(Op op, double a, double b) {
+static bool compare_float(Op op, double a, double b) {
     switch (op) {
     case OP_EQ: return a == b;
     case OP_NE: return a != b;
@@ -199,33 +234,53 @@ static double compare(Op op, double a, double b) {
     case OP_LE: return a <= b;
     case OP_GT: return a > b;
     case OP_GE: return a >= b;
-    default: return NAN;
+    default: return false;
     }
 }
 
-/* One element of an elementwise node, from its (broadcast) operands x,
- * rounded to the node's dtype. */
-static double elementwise(const Node *n, const double *x) {
-    KilnDType dt = n->dtype;
-    bool intlike = dtype_is_intlike(dt);
-    int64_t r;
-    switch (op_info[n->op].kind) {
-    case OK_UNARY:
-        if (intlike && unary_int(n->op, to_i64(x[0]), &r)) return wrap_to_dtype(r, dt);
-        return ref_round_to_dtype(unary_float(n, x[0]), dt);
-    case OK_BINARY:
-        if (intlike && binary_int(n->op, to_i64(x[0]), to_i64(x[1]), &r))
-            return wrap_to_dtype(r, dt);
-        return ref_round_to_dtype(binary_float(n->op, x[0], x[1]), dt);
-    case OK_COMPARE: return ref_round_to_dtype(compare(n->op, x[0], x[1]), dt);
-    case OK_LOGIC:
-        if (n->op == OP_NOT) return ref_round_to_dtype(x[0] == 0, dt);
-        if (n->op == OP_AND) return ref_round_to_dtype(x[0] != 0 && x[1] != 0, dt);
-        return ref_round_to_dtype(x[0] != 0 || x[1] != 0, dt);
-    case OK_WHERE: return ref_round_to_dtype(x[0] != 0 ? x[1] : x[2], dt);
-    case OK_CAST: return ref_round_to_dtype(x[0], dt);
-    default: return NAN;
+static bool compare_int(Op op, int64_t a, int64_t b) {
+    switch (op) {
+    case OP_EQ: return a == b;
+    case OP_NE: return a != b;
+    case OP_LT: return a < b;
+    case OP_LE: return a <= b;
+    case OP_GT: return a > b;
+    case OP_GE: return a >= b;
+    default: return false;
     }
+}
+
+Scalar ref_eval_scalar(Op op, KilnDType dt, KilnDType in_dt, bool flag, const Scalar *x) {
+    Node n = {.op = op, .dtype = dt, .flag = flag};
+    bool int_in = dtype_is_intlike(in_dt);
+    int64_t r;
+    switch (op_info[op].kind) {
+    case OK_UNARY:
+        if (int_in && unary_int(op, x[0].i, &r)) return scalar_from_int(wrap_to_dtype(r, in_dt), dt);
+        return scalar_from_double(unary_float(&n, scalar_to_double(x[0], in_dt)), dt);
+    case OK_BINARY:
+        if (int_in && binary_int(op, x[0].i, x[1].i, &r)) return scalar_from_int(wrap_to_dtype(r, in_dt), dt);
+        return scalar_from_double(
+            binary_float(op, scalar_to_double(x[0], in_dt), scalar_to_double(x[1], in_dt)), dt);
+    case OK_COMPARE:
+        return scalar_from_int(int_in ? compare_int(op, x[0].i, x[1].i) : compare_float(op, x[0].f, x[1].f),
+                               dt);
+    case OK_LOGIC: { /* bool operands */
+        bool a = int_in ? x[0].i != 0 : x[0].f != 0;
+        if (op == OP_NOT) return scalar_from_int(!a, dt);
+        bool b = int_in ? x[1].i != 0 : x[1].f != 0;
+        return scalar_from_int(op == OP_AND ? a && b : a || b, dt);
+    }
+    case OK_WHERE: return scalar_convert(x[0].i != 0 ? x[1] : x[2], in_dt, dt);
+    case OK_CAST: return scalar_convert(x[0], in_dt, dt);
+    default: return scalar_from_double(NAN, dt);
+    }
+}
+
+/* The dtype of an elementwise node's data operands (ref_eval_scalar's
+ * in_dt): where's second input, else the first. */
+static KilnDType operand_dtype(const IRGraph *g, const Node *n) {
+    return ir_node(g, n->in[n->op == OP_WHERE && n->nin > 1 ? 1 : 0])->dtype;
 }
 
 /* -------------------------------------------------------- index helpers */
@@ -291,7 +346,7 @@ static int64_t *scratch_i64(int count) { return xcalloc((size_t)count + 1, sizeo
 typedef struct {
     const IRGraph *g;
     const KilnTensor *inputs;
-    double **vals;   /* per node; NULL before it runs and after its last use */
+    Scalar **vals;   /* per node; NULL before it runs and after its last use */
     int *param_of;   /* node id -> index in g->params, or -1 */
     char *err;
     size_t errlen;
@@ -327,22 +382,26 @@ static void *alloc_buffer(Interp *it, int id, int64_t count, size_t size) {
 }
 
 /* Allocates node id's value array. */
-static double *new_value(Interp *it, int id) {
+static Scalar *new_value(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
-    double *v = alloc_buffer(it, id, ir_numel(n), sizeof(double));
+    Scalar *v = alloc_buffer(it, id, ir_numel(n), sizeof(Scalar));
     it->vals[id] = v;
     return v;
 }
 
-static const double *input_value(const Interp *it, const Node *n, int i) {
-    return it->vals[n->in[i]];
-}
+static const Scalar *input_value(const Interp *it, const Node *n, int i) { return it->vals[n->in[i]]; }
 static const Node *input_node(const Interp *it, const Node *n, int i) {
     return ir_node(it->g, n->in[i]);
 }
 
 /* An axis attribute, normalised (the builder already does, this is a guard). */
 static int axis_attr(const Node *n, int64_t a) { return (int)(a < 0 ? a + n->rank : a); }
+
+/* The values of a floating-point node as doubles (the composites that only
+ * take floats index them so). */
+_Static_assert(sizeof(Scalar) == sizeof(double), "a Scalar array is a double array");
+static const double *as_doubles(const Scalar *x) { return x ? &x->f : NULL; }
+static double *as_doubles_out(Scalar *x) { return x ? &x->f : NULL; }
 
 /* ---- sources and creation */
 
@@ -351,19 +410,22 @@ static bool eval_param(Interp *it, int id) {
     int p = it->param_of[id];
     if (p < 0) return fail(it, "node %%%d is a param not in the graph's list", id);
     const KilnTensor *t = &it->inputs[p];
-    double *out = new_value(it, id);
+    Scalar *out = new_value(it, id);
     if (!out) return false;
+    bool intlike = dtype_is_intlike(t->dtype);
     for (int64_t i = 0, total = ir_numel(n); i < total; i++)
-        out[i] = ref_round_to_dtype(kiln_tensor_get(t, i), n->dtype);
+        out[i] = intlike ? scalar_from_int(kiln_tensor_get_i64(t, i), n->dtype)
+                         : scalar_from_double(kiln_tensor_get(t, i), n->dtype);
     return true;
 }
 
 static bool eval_fill(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
-    double *out = new_value(it, id);
+    Scalar *out = new_value(it, id);
     if (!out) return false;
+    Scalar fill = ir_node_scalar(n);
     for (int64_t i = 0, total = ir_numel(n); i < total; i++)
-        out[i] = ref_round_to_dtype(n->op == OP_IOTA ? (double)i : n->value, n->dtype);
+        out[i] = n->op == OP_IOTA ? scalar_from_int(i, n->dtype) : fill;
     return true;
 }
 
@@ -376,8 +438,9 @@ static bool eval_elementwise(Interp *it, int id) {
     for (int j = 0; j < nin; j++)
         if (input_node(it, n, j)->rank > rank)
             return fail(it, "node %%%d: input %d outranks the result", id, j);
-    double *out = new_value(it, id);
+    Scalar *out = new_value(it, id);
     if (!out) return false;
+    KilnDType in_dt = operand_dtype(it->g, n);
     int64_t *strides = scratch_i64(nin * rank);
     int64_t *idx = scratch_i64(rank);
     int64_t off[3] = {0, 0, 0};
@@ -385,10 +448,10 @@ static bool eval_elementwise(Interp *it, int id) {
         const Node *in = input_node(it, n, j);
         broadcast_strides(in->rank, in->shape, 1, rank, strides + j * rank);
     }
-    double x[3];
+    Scalar x[3];
     for (int64_t i = 0, total = ir_numel(n); i < total; i++) {
         for (int j = 0; j < nin; j++) x[j] = input_value(it, n, j)[off[j]];
-        out[i] = elementwise(n, x);
+        out[i] = ref_eval_scalar(n->op, n->dtype, in_dt, n->flag, x);
         step_index(rank, n->shape, idx, nin, strides, off);
     }
     free(strides);
@@ -412,10 +475,19 @@ static bool *reduced_axes(const Node *n, const Node *in) {
     return red;
 }
 
+/* Whether v should replace best in a max/min (NaN propagates: the first
+ * NaN wins and stays, as NumPy's). */
+static bool better(Op op, Scalar v, Scalar best, bool intlike) {
+    bool is_max = op == OP_MAX || op == OP_ARGMAX;
+    if (intlike) return is_max ? v.i > best.i : v.i < best.i;
+    if (isnan(best.f)) return false;
+    return isnan(v.f) || (is_max ? v.f > best.f : v.f < best.f);
+}
+
 static bool eval_reduce(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
     const Node *in = input_node(it, n, 0);
-    const double *x = input_value(it, n, 0);
+    const Scalar *x = input_value(it, n, 0);
     int rank = in->rank;
     bool *red = reduced_axes(n, in);
 
@@ -440,61 +512,56 @@ static bool eval_reduce(Interp *it, int id) {
     int arg_axis = n->nints == 1 ? axis_attr(in, n->ints[0]) : -1; /* -1: flat index */
 
     int64_t total_out = ir_numel(n), total_in = ir_numel(in);
-    double *out = new_value(it, id);
     bool is_arg = n->op == OP_ARGMAX || n->op == OP_ARGMIN;
-    bool int_acc = (n->op == OP_SUM || n->op == OP_PROD) && dtype_is_intlike(n->dtype);
-    double *best = NULL;  /* argmax/argmin: best value so far */
-    int64_t *iacc = NULL; /* integer sum/prod */
+    bool intlike = dtype_is_intlike(in->dtype);
+    Scalar *out = new_value(it, id);
+    Scalar *acc = NULL;  /* the running value: sum, product, max, min, or argmax's best */
+    int64_t *pos = NULL; /* argmax/argmin: the best position, -1 before any */
     bool ok = out != NULL;
-    if (ok && is_arg) ok = (best = alloc_buffer(it, id, total_out, sizeof(double))) != NULL;
-    if (ok && int_acc) ok = (iacc = alloc_buffer(it, id, total_out, sizeof(int64_t))) != NULL;
+    if (ok) ok = (acc = alloc_buffer(it, id, total_out, sizeof(Scalar))) != NULL;
+    if (ok && is_arg) ok = (pos = alloc_buffer(it, id, total_out, sizeof(int64_t))) != NULL;
     if (!ok) goto done;
 
     for (int64_t o = 0; o < total_out; o++) {
+        if (pos) pos[o] = -1;
         switch (n->op) {
-        case OP_MAX: out[o] = -INFINITY; break;
-        case OP_MIN: out[o] = INFINITY; break;
-        case OP_PROD: out[o] = 1; break;
-        case OP_ARGMAX:
-        case OP_ARGMIN: out[o] = -1; break; /* nothing seen yet */
-        default: out[o] = 0; break;
+        case OP_MAX: acc[o] = intlike ? (Scalar){.i = INT64_MIN} : (Scalar){.f = -INFINITY}; break;
+        case OP_MIN: acc[o] = intlike ? (Scalar){.i = INT64_MAX} : (Scalar){.f = INFINITY}; break;
+        case OP_PROD: acc[o] = intlike ? (Scalar){.i = 1} : (Scalar){.f = 1}; break;
+        default: acc[o] = intlike ? (Scalar){.i = 0} : (Scalar){.f = 0}; break;
         }
-        if (iacc) iacc[o] = n->op == OP_PROD ? 1 : 0;
     }
 
     int64_t *idx = scratch_i64(rank);
     int64_t off = 0;
     for (int64_t i = 0; i < total_in; i++) {
-        double v = x[i];
+        Scalar v = x[i];
+        Scalar *a = &acc[off];
         switch (n->op) {
         case OP_SUM:
         case OP_MEAN:
-            if (iacc) iacc[off] = iadd(iacc[off], to_i64(v));
-            else out[off] += v;
+            if (intlike)
+                a->i = iadd(a->i, v.i);
+            else
+                a->f += v.f;
             break;
         case OP_PROD:
-            if (iacc) iacc[off] = imul(iacc[off], to_i64(v));
-            else out[off] *= v;
+            if (intlike)
+                a->i = imul(a->i, v.i);
+            else
+                a->f *= v.f;
             break;
         case OP_MAX:
-        case OP_MIN: /* NaN propagates, as NumPy */
-            if (isnan(out[off])) break;
-            if (isnan(v) || (n->op == OP_MAX ? v > out[off] : v < out[off])) out[off] = v;
+        case OP_MIN:
+            if (better(n->op, v, *a, intlike)) *a = v;
             break;
         case OP_ARGMAX:
-        case OP_ARGMIN: {
-            /* visited in increasing position, so strict comparison keeps the
-             * first of equals; the first NaN wins and stays */
-            double pos = arg_axis >= 0 ? (double)idx[arg_axis] : (double)i;
-            bool take = out[off] < 0 ||
-                        (!isnan(best[off]) &&
-                         (isnan(v) || (n->op == OP_ARGMAX ? v > best[off] : v < best[off])));
-            if (take) {
-                best[off] = v;
-                out[off] = pos;
+        case OP_ARGMIN: /* visited in increasing position: strict comparison keeps the first of equals */
+            if (pos[off] < 0 || better(n->op, v, *a, intlike)) {
+                *a = v;
+                pos[off] = arg_axis >= 0 ? idx[arg_axis] : i;
             }
             break;
-        }
         default: break;
         }
         step_index(rank, in->shape, idx, 1, ostrides, &off);
@@ -502,33 +569,37 @@ static bool eval_reduce(Interp *it, int id) {
     free(idx);
 
     for (int64_t o = 0; o < total_out; o++) {
-        if (iacc) out[o] = wrap_to_dtype(iacc[o], n->dtype);
-        else if (n->op == OP_MEAN) out[o] = ref_round_to_dtype(out[o] / (double)count, n->dtype);
-        else if (is_arg) out[o] = out[o] < 0 ? 0 : out[o];
-        else out[o] = ref_round_to_dtype(out[o], n->dtype);
+        if (is_arg)
+            out[o] = scalar_from_int(pos[o] < 0 ? 0 : pos[o], n->dtype);
+        else if (intlike)
+            out[o] = scalar_from_int(acc[o].i, n->dtype);
+        else if (n->op == OP_MEAN)
+            out[o] = scalar_from_double(acc[o].f / (double)count, n->dtype);
+        else
+            out[o] = scalar_from_double(acc[o].f, n->dtype);
     }
 done:
-    free(best);
-    free(iacc);
+    free(acc);
+    free(pos);
     free(red);
     free(ostrides);
     free(ostrides_res);
     return ok;
 }
 
-/* ---- data movement */
+/* ---- data movement: every one copies elements of one dtype */
 
 /* out[i] = in[base + idx . strides] over the node's shape: transpose,
  * broadcast and slice are all such strided views of their input. */
 static bool gather_view(Interp *it, int id, int64_t base, const int64_t *strides) {
     const Node *n = ir_node(it->g, id);
-    const double *x = input_value(it, n, 0);
-    double *out = new_value(it, id);
+    const Scalar *x = input_value(it, n, 0);
+    Scalar *out = new_value(it, id);
     if (!out) return false;
     int64_t *idx = scratch_i64(n->rank);
     int64_t off = base;
     for (int64_t i = 0, total = ir_numel(n); i < total; i++) {
-        out[i] = ref_round_to_dtype(x[off], n->dtype);
+        out[i] = x[off];
         step_index(n->rank, n->shape, idx, 1, strides, &off);
     }
     free(idx);
@@ -583,26 +654,25 @@ static bool eval_view(Interp *it, int id) {
 
 static bool eval_reshape(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
-    const double *x = input_value(it, n, 0);
+    const Scalar *x = input_value(it, n, 0);
     if (ir_numel(input_node(it, n, 0)) != ir_numel(n))
         return fail(it, "node %%%d: reshape changes the size", id);
-    double *out = new_value(it, id);
+    Scalar *out = new_value(it, id);
     if (!out) return false;
-    for (int64_t i = 0, total = ir_numel(n); i < total; i++)
-        out[i] = ref_round_to_dtype(x[i], n->dtype);
+    for (int64_t i = 0, total = ir_numel(n); i < total; i++) out[i] = x[i];
     return true;
 }
 
 /* Copies input `j` of n into out, starting at out offset base, the input's
  * axes walking the result's axes (pad and concat). */
-static void scatter_input(Interp *it, const Node *n, int j, double *out, int64_t base,
+static void scatter_input(Interp *it, const Node *n, int j, Scalar *out, int64_t base,
                           const int64_t *out_strides) {
     const Node *in = input_node(it, n, j);
-    const double *x = input_value(it, n, j);
+    const Scalar *x = input_value(it, n, j);
     int64_t *idx = scratch_i64(in->rank);
     int64_t off = base;
     for (int64_t i = 0, total = ir_numel(in); i < total; i++) {
-        out[off] = ref_round_to_dtype(x[i], n->dtype);
+        out[off] = x[i];
         step_index(in->rank, in->shape, idx, 1, out_strides, &off);
     }
     free(idx);
@@ -612,9 +682,9 @@ static bool eval_pad(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
     if (n->nints != 2 * n->rank || input_node(it, n, 0)->rank != n->rank)
         return fail(it, "node %%%d: pad needs lo, hi per axis", id);
-    double *out = new_value(it, id);
+    Scalar *out = new_value(it, id);
     if (!out) return false;
-    double fill = ref_round_to_dtype(n->value, n->dtype);
+    Scalar fill = ir_node_scalar(n);
     for (int64_t i = 0, total = ir_numel(n); i < total; i++) out[i] = fill;
     int64_t *strides = scratch_i64(n->rank);
     contiguous_strides(n->rank, n->shape, strides);
@@ -631,7 +701,7 @@ static bool eval_concat(Interp *it, int id) {
     int axis = axis_attr(n, n->ints[0]);
     if (axis < 0 || axis >= n->rank)
         return fail(it, "node %%%d: concat axis out of range", id);
-    double *out = new_value(it, id);
+    Scalar *out = new_value(it, id);
     if (!out) return false;
     int64_t *strides = scratch_i64(n->rank);
     contiguous_strides(n->rank, n->shape, strides);
@@ -651,12 +721,12 @@ static bool eval_matmul(Interp *it, int id) {
     const Node *an = input_node(it, n, 0), *bn = input_node(it, n, 1);
     if (an->rank < 2 || bn->rank < 2 || n->rank < 2 || an->rank > n->rank || bn->rank > n->rank)
         return fail(it, "node %%%d: matmul operands need rank >= 2", id);
-    const double *a = input_value(it, n, 0), *b = input_value(it, n, 1);
+    const Scalar *a = input_value(it, n, 0), *b = input_value(it, n, 1);
     int64_t M = an->shape[an->rank - 2], K = an->shape[an->rank - 1];
     int64_t N = bn->shape[bn->rank - 1];
-    double *out = new_value(it, id);
+    Scalar *out = new_value(it, id);
     if (!out) return false;
-    bool intlike = dtype_is_intlike(n->dtype);
+    bool intlike = dtype_is_intlike(an->dtype);
 
     /* batch axes: the result's leading rank-2 axes, operands broadcast */
     int brank = n->rank - 2;
@@ -666,19 +736,20 @@ static bool eval_matmul(Interp *it, int id) {
     int64_t *idx = scratch_i64(brank);
     int64_t off[2] = {0, 0};
     int64_t nbatch = shape_numel(brank, n->shape);
-    double *o = out;
+    Scalar *o = out;
     for (int64_t bi = 0; bi < nbatch; bi++) {
-        const double *ab = a + off[0], *bb = b + off[1];
+        const Scalar *ab = a + off[0], *bb = b + off[1];
         for (int64_t i = 0; i < M; i++) {
             for (int64_t j = 0; j < N; j++) {
                 double acc = 0;
-                int64_t iacc = 0;
+                int64_t iacc = 0; /* wrapping: the same as NumPy's sum in the dtype's width */
                 for (int64_t k = 0; k < K; k++) {
-                    double x = ab[i * K + k], y = bb[k * N + j];
-                    if (intlike) iacc = iadd(iacc, imul(to_i64(x), to_i64(y)));
-                    else acc += x * y;
+                    if (intlike)
+                        iacc = iadd(iacc, imul(ab[i * K + k].i, bb[k * N + j].i));
+                    else
+                        acc += ab[i * K + k].f * bb[k * N + j].f;
                 }
-                *o++ = intlike ? wrap_to_dtype(iacc, n->dtype) : ref_round_to_dtype(acc, n->dtype);
+                *o++ = intlike ? scalar_from_int(iacc, n->dtype) : scalar_from_double(acc, n->dtype);
             }
         }
         step_index(brank, n->shape, idx, 2, strides, off);
@@ -696,10 +767,10 @@ static bool eval_normalize(Interp *it, int id) {
     int axis = axis_attr(n, n->ints[0]);
     if (axis < 0 || axis >= n->rank)
         return fail(it, "node %%%d: axis out of range", id);
-    const double *x = input_value(it, n, 0);
-    const double *gamma = n->nin > 1 ? input_value(it, n, 1) : NULL;
-    const double *beta = n->nin > 2 ? input_value(it, n, 2) : NULL;
-    double *out = new_value(it, id);
+    const double *x = as_doubles(input_value(it, n, 0));
+    const double *gamma = n->nin > 1 ? as_doubles(input_value(it, n, 1)) : NULL;
+    const double *beta = n->nin > 2 ? as_doubles(input_value(it, n, 2)) : NULL;
+    double *out = as_doubles_out(new_value(it, id));
     if (!out) return false;
     int64_t outer, len, inner;
     split_axis(n, axis, &outer, &len, &inner);
@@ -773,9 +844,9 @@ static bool eval_conv2d(Interp *it, int id) {
     if (groups < 1 || O % groups != 0 || Cg * groups != C || n->shape[1] != O)
         return fail(it, "node %%%d: conv2d groups do not fit", id);
     int64_t Og = O / groups;
-    const double *x = input_value(it, n, 0), *w = input_value(it, n, 1);
-    const double *b = n->nin > 2 ? input_value(it, n, 2) : NULL;
-    double *out = new_value(it, id);
+    const double *x = as_doubles(input_value(it, n, 0)), *w = as_doubles(input_value(it, n, 1));
+    const double *b = n->nin > 2 ? as_doubles(input_value(it, n, 2)) : NULL;
+    double *out = as_doubles_out(new_value(it, id));
     if (!out) return false;
     double *o = out;
     for (int64_t ni = 0; ni < N; ni++)
@@ -817,8 +888,8 @@ int64_t ref_pool_count(int64_t start, int64_t k, int64_t size, int64_t pad_end, 
 
 /* x [..., H, W]; ints = kh, kw, sh, sw, pad top, left, bottom, right,
  * ceil_mode, count_include_pad (the last four may be missing: symmetric,
- * floor, included).  max pads with -inf; avg with zeros, divided by
- * ref_pool_count's window sizes. */
+ * floor, included).  max skips the padding (an integer maximum is exact);
+ * avg pads with zeros, divided by ref_pool_count's window sizes. */
 static bool eval_pool(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
     const Node *xn = input_node(it, n, 0);
@@ -831,31 +902,36 @@ static bool eval_pool(Interp *it, int id) {
     int r = n->rank;
     int64_t H = xn->shape[r - 2], W = xn->shape[r - 1], OH = n->shape[r - 2], OW = n->shape[r - 1];
     int64_t planes = shape_numel(r - 2, n->shape);
-    bool is_max = n->op == OP_MAXPOOL2D;
-    const double *x = input_value(it, n, 0);
-    double *out = new_value(it, id);
+    bool is_max = n->op == OP_MAXPOOL2D, intlike = dtype_is_intlike(n->dtype);
+    const Scalar *x = input_value(it, n, 0);
+    Scalar *out = new_value(it, id);
     if (!out) return false;
-    double *o = out;
+    Scalar *o = out;
     for (int64_t p = 0; p < planes; p++) {
-        const double *xp = x + p * H * W;
+        const Scalar *xp = x + p * H * W;
         for (int64_t oh = 0; oh < OH; oh++)
             for (int64_t ow = 0; ow < OW; ow++) {
-                double acc = is_max ? -INFINITY : 0.0;
+                Scalar best = intlike ? (Scalar){.i = INT64_MIN} : (Scalar){.f = -INFINITY};
+                double sum = 0;
                 for (int64_t i = 0; i < kh; i++) {
                     int64_t ih = oh * sh - ph + i;
                     if (ih < 0 || ih >= H) continue;
                     for (int64_t j = 0; j < kw; j++) {
                         int64_t iw = ow * sw - pw + j;
                         if (iw < 0 || iw >= W) continue;
-                        double v = xp[ih * W + iw];
-                        if (!is_max) acc += v;
-                        else if (!isnan(acc) && (isnan(v) || v > acc)) acc = v;
+                        Scalar v = xp[ih * W + iw];
+                        if (!is_max)
+                            sum += v.f;
+                        else if (better(OP_MAX, v, best, intlike))
+                            best = v;
                     }
                 }
-                if (!is_max)
-                    acc /= (double)(ref_pool_count(oh * sh - ph, kh, H, pb, include_pad) *
-                                    ref_pool_count(ow * sw - pw, kw, W, pr, include_pad));
-                *o++ = ref_round_to_dtype(acc, n->dtype);
+                if (is_max)
+                    *o++ = intlike ? scalar_from_int(best.i, n->dtype) : scalar_from_double(best.f, n->dtype);
+                else
+                    *o++ = scalar_from_double(sum / (double)(ref_pool_count(oh * sh - ph, kh, H, pb, include_pad) *
+                                                             ref_pool_count(ow * sw - pw, kw, W, pr, include_pad)),
+                                              n->dtype);
             }
     }
     return true;
@@ -871,12 +947,12 @@ static bool eval_take(Interp *it, int id) {
         return fail(it, "node %%%d: malformed take", id);
     int64_t outer, len, inner, count = ir_numel(in);
     split_axis(xn, (int)n->ints[0], &outer, &len, &inner);
-    const double *x = input_value(it, n, 0), *idx = input_value(it, n, 1);
-    double *out = new_value(it, id);
+    const Scalar *x = input_value(it, n, 0), *idx = input_value(it, n, 1);
+    Scalar *out = new_value(it, id);
     if (!out) return false;
     bool warned = false;
     for (int64_t j = 0; j < count; j++) {
-        int64_t i = to_i64(idx[j]), at = i < 0 ? i + len : i;
+        int64_t i = idx[j].i, at = i < 0 ? i + len : i; /* an integer index */
         if (at < 0 || at >= len) {
             int64_t clamped = at < 0 ? 0 : len - 1;
             if (!warned && n->loc.src)
@@ -904,8 +980,8 @@ static bool eval_cumsum(Interp *it, int id) {
     int64_t outer, len, inner;
     split_axis(n, (int)n->ints[0], &outer, &len, &inner);
     bool exclusive = n->ints[1] != 0, reverse = n->ints[2] != 0, is_int = dtype_is_intlike(n->dtype);
-    const double *x = input_value(it, n, 0);
-    double *out = new_value(it, id);
+    const Scalar *x = input_value(it, n, 0);
+    Scalar *out = new_value(it, id);
     if (!out) return false;
     for (int64_t o = 0; o < outer; o++)
         for (int64_t k = 0; k < inner; k++) {
@@ -913,10 +989,10 @@ static bool eval_cumsum(Interp *it, int id) {
             int64_t iacc = 0;
             for (int64_t step = 0; step < len; step++) {
                 int64_t j = reverse ? len - 1 - step : step, at = (o * len + j) * inner + k;
-                if (exclusive) out[at] = is_int ? wrap_to_dtype(iacc, n->dtype) : ref_round_to_dtype(acc, n->dtype);
-                if (is_int) iacc = iadd(iacc, to_i64(x[at]));
-                else acc += x[at];
-                if (!exclusive) out[at] = is_int ? wrap_to_dtype(iacc, n->dtype) : ref_round_to_dtype(acc, n->dtype);
+                if (exclusive) out[at] = is_int ? scalar_from_int(iacc, n->dtype) : scalar_from_double(acc, n->dtype);
+                if (is_int) iacc = iadd(iacc, x[at].i);
+                else acc += x[at].f;
+                if (!exclusive) out[at] = is_int ? scalar_from_int(iacc, n->dtype) : scalar_from_double(acc, n->dtype);
             }
         }
     return true;
@@ -967,7 +1043,7 @@ bool ref_run(const IRGraph *g, const KilnTensor *inputs, KilnTensor *outputs, ch
         if (ir_numel(ir_node(g, i)) < 0)
             return fail(&it, "node %%%d has a symbolic shape", i);
 
-    it.vals = xcalloc((size_t)nn + 1, sizeof(double *));
+    it.vals = xcalloc((size_t)nn + 1, sizeof(Scalar *));
     it.param_of = xmalloc(sizeof(int) * ((size_t)nn + 1));
     int *last_use = xmalloc(sizeof(int) * ((size_t)nn + 1));
     for (int i = 0; i < nn; i++) {
@@ -1005,8 +1081,14 @@ bool ref_run(const IRGraph *g, const KilnTensor *inputs, KilnTensor *outputs, ch
                       made, (long long)ir_numel(n));
             break;
         }
-        const double *v = it.vals[g->results.data[made]];
-        for (int64_t i = 0, total = ir_numel(n); i < total; i++) kiln_tensor_set(t, i, v[i]);
+        const Scalar *v = it.vals[g->results.data[made]];
+        bool intlike = dtype_is_intlike(n->dtype);
+        for (int64_t i = 0, total = ir_numel(n); i < total; i++) {
+            if (intlike)
+                kiln_tensor_set_i64(t, i, v[i].i);
+            else
+                kiln_tensor_set(t, i, v[i].f);
+        }
     }
     if (!ok)
         for (int r = 0; r < made; r++) kiln_tensor_free(&outputs[r]);
@@ -1018,9 +1100,11 @@ bool ref_run(const IRGraph *g, const KilnTensor *inputs, KilnTensor *outputs, ch
     return ok;
 }
 
-/* One elementwise operation on scalars, as the interpreter computes it; the
- * kernel-IR interpreter (codegen/kinterp.c) shares these semantics. */
 double ref_eval_elementwise(Op op, KilnDType dt, bool flag, const double *operands) {
-    Node n = {.op = op, .dtype = dt, .flag = flag};
-    return elementwise(&n, operands);
+    OpKind k = op_info[op].kind;
+    KilnDType in_dt = k == OK_CAST || k == OK_COMPARE ? KILN_F64 : k == OK_LOGIC ? KILN_BOOL : dt;
+    Scalar x[3] = {{0}, {0}, {0}};
+    for (int j = 0; j < op_info[op].arity && j < 3; j++)
+        x[j] = scalar_from_double(operands[j], k == OK_WHERE && j == 0 ? KILN_BOOL : in_dt);
+    return scalar_to_double(ref_eval_scalar(op, dt, in_dt, flag, x), dt);
 }

@@ -26,6 +26,21 @@ bool dtype_is_float(KilnDType dt) {
 
 bool dtype_is_int(KilnDType dt) { return dt == KILN_I32 || dt == KILN_I64; }
 
+Scalar ir_node_scalar(const Node *n) {
+    if (dtype_is_intlike(n->dtype) && (double)n->ival == n->value) return scalar_from_int(n->ival, n->dtype);
+    return scalar_from_double(n->value, n->dtype);
+}
+
+void ir_set_value(Node *n, double v) {
+    n->value = v;
+    n->ival = scalar_convert((Scalar){.f = v}, KILN_F64, KILN_I64).i;
+}
+
+void ir_set_int_value(Node *n, int64_t v) {
+    n->ival = v;
+    n->value = scalar_to_double((Scalar){.i = v}, KILN_I64);
+}
+
 IRGraph *ir_graph_new(Arena *arena, const char *name) {
     IRGraph *g = ARENA_NEW(arena, IRGraph);
     g->arena = arena;

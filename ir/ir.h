@@ -246,6 +246,17 @@ static inline bool op_is_elementwise(Op op) {
 
 bool dtype_is_float(KilnDType dt);
 bool dtype_is_int(KilnDType dt);
+/* Integers and bool: the dtypes whose values are exact integers. */
+static inline bool dtype_is_intlike(KilnDType dt) { return dtype_is_int(dt) || dt == KILN_BOOL; }
+
+/* One value of a kiln dtype, as every stage that computes with values holds
+ * it: integers and bools exactly in i (a bool is 0 or 1), floating-point
+ * values in f (already rounded to their dtype).  Which member counts is the
+ * dtype's business, so a Scalar always travels with one. */
+typedef union {
+    double f;
+    int64_t i;
+} Scalar;
 
 /* A dimension: a non-negative value is a known size; a negative value d is
  * the symbolic dimension number -(d+1) of the graph (see SymDim). */
@@ -274,6 +285,10 @@ typedef struct {
     int64_t *ints; /* op attributes, see ops.def */
     int nints;
     double value;
+    /* OP_CONST, OP_FULL, OP_PAD of an integer or bool dtype: the exact value,
+     * of which `value` is the nearest double.  Set both with ir_set_value or
+     * ir_set_int_value and read them with ir_node_scalar. */
+    int64_t ival;
     bool flag;
     const char *name; /* OP_PARAM: the parameter name */
     Loc loc;
@@ -305,6 +320,12 @@ Dim ir_dim_mul(IRGraph *g, Dim a, Dim b);
 Dim ir_dim_add(IRGraph *g, Dim a, Dim b);
 Dim ir_dim_div(IRGraph *g, Dim a, Dim b); /* exact division, or an opaque dim */
 Dim ir_dim_opaque(IRGraph *g, const char *text);
+/* The value attribute of n (OP_CONST, OP_FULL, OP_PAD) in n's dtype: ival for
+ * integer and bool dtypes when it agrees with `value` (code that sets only
+ * `value` gets it truncated), else value rounded to the dtype. */
+Scalar ir_node_scalar(const Node *n);
+void ir_set_value(Node *n, double v);      /* an integer dtype takes v truncated, saturating */
+void ir_set_int_value(Node *n, int64_t v); /* exact for integer dtypes; a float dtype rounds */
 void ir_dim_print(const IRGraph *g, Dim d, StrBuf *sb);
 void ir_type_print(const IRGraph *g, KilnDType dt, int rank, const Dim *shape, StrBuf *sb);
 /* Returns a heap string such as "f32[B, 784]"; free() it. */
@@ -344,13 +365,35 @@ extern const char *const lang_sugar_builtins[];
 
 /* ---------------------------------------------------------------- interp.c */
 
-/* The reference interpreter: plain loops in double, each op's result rounded
- * to its dtype.  `g` must be concrete.  inputs[i] matches g->params[i];
- * outputs (g->results.len of them) are allocated here.  Returns false with a
- * message in err on failure (out of memory). */
+/* The reference interpreter: plain loops, floats in double and each op's
+ * result rounded to its dtype, integers exactly in int64 wrapping to their
+ * width (NumPy's semantics).  `g` must be concrete.  inputs[i] matches
+ * g->params[i]; outputs (g->results.len of them) are allocated here.
+ * Returns false with a message in err on failure (out of memory). */
 bool ref_run(const IRGraph *g, const KilnTensor *inputs, KilnTensor *outputs, char *err,
              size_t errlen);
-/* One elementwise op (OK_UNARY ... OK_CAST) on scalar operands, rounded to dt. */
+
+/* The scalar semantics every device follows (docs/language.md, "Numbers"):
+ *  - conversions (scalar_convert), as NumPy's astype: to a float, rounding to
+ *    nearest even once (an integer to f16 or bf16 goes through f32, as
+ *    ml_dtypes' bfloat16 does); float -> integer truncates toward zero
+ *    and saturates at the dtype's ends, NaN -> 0 (NumPy leaves this
+ *    undefined; XLA does the same); integer -> narrower integer wraps
+ *    (two's complement); -> bool is != 0;
+ *  - integer arithmetic wraps to the dtype's width; x % 0 = 0 (NumPy's
+ *    result), the remainder takes the divisor's sign; x ** -n = 0 except for
+ *    bases 1 and -1 (NumPy refuses it).
+ * ref_eval_scalar is one elementwise op (OK_UNARY ... OK_CAST) on operands
+ * of dtype in_dt (for where: x[0] is the bool condition, x[1], x[2] in_dt),
+ * with a result of dtype dt. */
+Scalar scalar_convert(Scalar v, KilnDType from, KilnDType to);
+Scalar scalar_from_double(double v, KilnDType dt);
+Scalar scalar_from_int(int64_t v, KilnDType dt);
+double scalar_to_double(Scalar v, KilnDType dt);    /* an int64 beyond 2^53 rounds to nearest */
+bool scalar_same(Scalar a, Scalar b, KilnDType dt); /* bitwise for floats: -0 != 0, NaN == NaN */
+Scalar ref_eval_scalar(Op op, KilnDType dt, KilnDType in_dt, bool flag, const Scalar *x);
+/* The same on doubles, for floating-point dtypes (an integer beyond 2^53
+ * does not survive the trip: use ref_eval_scalar). */
 double ref_eval_elementwise(Op op, KilnDType dt, bool flag, const double *operands);
 /* The size an average-pooling window divides by along one axis (PyTorch's
  * and ONNX's rule): the window [start, start + k), cut at the padded end

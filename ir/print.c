@@ -29,6 +29,14 @@ static bool print_window_attrs(const Node *n, FILE *out) {
     return false;
 }
 
+/* A value attribute: exact for integer dtypes, %.9g for floats. */
+static void print_value(const Node *n, FILE *out) {
+    if (dtype_is_intlike(n->dtype))
+        fprintf(out, "%lld", (long long)ir_node_scalar(n).i);
+    else
+        fprintf(out, "%.9g", n->value);
+}
+
 static void print_attrs(const Node *n, FILE *out) {
     if (print_window_attrs(n, out)) return;
     switch (op_info[n->op].kind) {
@@ -38,11 +46,11 @@ static void print_attrs(const Node *n, FILE *out) {
         fprintf(out, "]%s}", n->flag ? ", keepdims" : "");
         return;
     case OK_SOURCE:
-        if (n->op == OP_CONST) fprintf(out, " {value=%.9g}", n->value);
+        if (n->op == OP_CONST) fputs(" {value=", out), print_value(n, out), fputs("}", out);
         if (n->op == OP_PARAM && n->flag) fputs(" {constant}", out);
         return;
     case OK_CREATE:
-        if (n->op == OP_FULL) fprintf(out, " {value=%.9g}", n->value);
+        if (n->op == OP_FULL) fputs(" {value=", out), print_value(n, out), fputs("}", out);
         return;
     default: break;
     }
@@ -62,7 +70,7 @@ static void print_attrs(const Node *n, FILE *out) {
     fprintf(out, " {%s=[", label);
     for (int i = 0; i < n->nints; i++) fprintf(out, "%s%lld", i ? ", " : "", (long long)n->ints[i]);
     fputs("]", out);
-    if (n->op == OP_PAD) fprintf(out, ", value=%.9g", n->value);
+    if (n->op == OP_PAD) fputs(", value=", out), print_value(n, out);
     if (n->op == OP_LAYERNORM || n->op == OP_RMSNORM) fprintf(out, ", eps=%.9g", n->value);
     fputs("}", out);
 }

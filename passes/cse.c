@@ -46,6 +46,7 @@ static uint64_t node_hash(const Node *n) {
     uint64_t bits;
     memcpy(&bits, &n->value, sizeof bits);
     h = mix(h, bits);
+    h = mix(h, (uint64_t)n->ival);
     return mix(h, (uint64_t)n->flag);
 }
 
@@ -54,6 +55,7 @@ static bool node_equal(const Node *a, const Node *b) {
         !same_shape_dims(a->rank, a->shape, b->rank, b->shape))
         return false;
     if (memcmp(&a->value, &b->value, sizeof a->value) != 0) return false; /* bitwise: -0 != 0, NaN == NaN */
+    if (a->ival != b->ival) return false;                                 /* ints beyond 2^53 */
     if (a->nints && memcmp(a->ints, b->ints, sizeof(int64_t) * (size_t)a->nints) != 0) return false;
     if (a->nin <= 3) {
         int ia[3], ib[3];

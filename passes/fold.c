@@ -15,12 +15,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-/* The same double, zero signs and NaN-ness included. */
-static bool same_value(double a, double b) {
-    if (isnan(a) || isnan(b)) return isnan(a) && isnan(b);
-    return a == b && signbit(a) == signbit(b);
-}
-
 /* The number of elements a reduction folds into each result, or -1 when a
  * reduced dimension is symbolic. */
 static int64_t reduced_count(const Node *n, const Node *x) {
@@ -41,43 +35,49 @@ static int64_t reduced_count(const Node *n, const Node *x) {
     return count;
 }
 
-/* A reduction of the fill value v; false where folding would not be exact. */
-static bool fold_reduce(const Node *n, const Node *x, double v, double *out) {
+/* A reduction of the fill value v (of x's dtype); false where folding would
+ * not be exact. */
+static bool fold_reduce(const Node *n, const Node *x, Scalar v, Scalar *out) {
     int64_t count = reduced_count(n, x);
     if (count < 1) return false;
     KilnDType dt = n->dtype;
     bool narrow_float = dt == KILN_F32 || dt == KILN_F16 || dt == KILN_BF16;
-    switch (n->op) {
-    case OP_ARGMAX:
-    case OP_ARGMIN: *out = 0; return true; /* the first of equals (or the first NaN) */
-    case OP_MAX:
-    case OP_MIN: *out = v; return true;
-    case OP_SUM: {
-        if (dtype_is_int(dt)) { /* wrapping int64 arithmetic: count additions == one product */
-            double ops[2] = {v, (double)count};
-            *out = ref_eval_elementwise(OP_MUL, dt, false, ops);
+    if (n->op == OP_ARGMAX || n->op == OP_ARGMIN) { /* the first of equals (or the first NaN) */
+        *out = scalar_from_int(0, dt);
+        return true;
+    }
+    if (n->op == OP_MAX || n->op == OP_MIN) {
+        *out = v;
+        return true;
+    }
+    if (dtype_is_intlike(dt)) {
+        if (n->op == OP_SUM) { /* wrapping arithmetic: count additions are one product */
+            Scalar ops[2] = {v, scalar_from_int(count, dt)};
+            *out = ref_eval_scalar(OP_MUL, dt, dt, false, ops);
             return true;
         }
-        if (v == 0 || isnan(v) || isinf(v)) { /* the sum starts at +0: +0 + -0 is +0 */
-            *out = v == 0 ? 0.0 : v;
+        if (n->op == OP_PROD && (count == 1 || v.i == 1 || v.i == 0)) {
+            *out = v;
+            return true;
+        }
+        return false;
+    }
+    double f = v.f;
+    switch (n->op) {
+    case OP_SUM:
+    case OP_MEAN:
+        if (f == 0 || isnan(f) || isinf(f)) { /* the sum starts at +0: +0 + -0 is +0 */
+            out->f = f == 0 ? 0.0 : f;
             return true;
         }
         /* every partial sum k*v needs at most 24 + 29 significant bits: exact in double */
         if (!narrow_float || count > (INT64_C(1) << 29)) return false;
-        *out = ref_round_to_dtype(v * (double)count, dt);
-        return true;
-    }
-    case OP_MEAN:
-        if (v == 0 || isnan(v) || isinf(v)) {
-            *out = v == 0 ? 0.0 : v;
-            return true;
-        }
-        if (!narrow_float || count > (INT64_C(1) << 29)) return false;
-        *out = ref_round_to_dtype(v * (double)count / (double)count, dt);
+        *out =
+            scalar_from_double(n->op == OP_SUM ? f * (double)count : f * (double)count / (double)count, dt);
         return true;
     case OP_PROD:
-        if (count == 1 || v == 1 || (v == 0 && !signbit(v))) {
-            *out = count == 1 ? v : v == 1 ? 1.0 : 0.0;
+        if (count == 1 || f == 1 || (f == 0 && !signbit(f))) {
+            out->f = count == 1 ? f : f == 1 ? 1.0 : 0.0;
             return true;
         }
         return false;
@@ -85,16 +85,17 @@ static bool fold_reduce(const Node *n, const Node *x, double v, double *out) {
     }
 }
 
-/* The value of old node `id` whose new inputs ins[] are all constants with
- * values vals[]; false if it is not folded. */
-static bool fold_value(const Node *n, const double *vals, double *out) {
+/* The value of old node n whose new inputs ins[] are all constants with
+ * values vals[] (in_dt: the dtype of its data operands); false if it is not
+ * folded. */
+static bool fold_value(const Node *n, KilnDType in_dt, const Scalar *vals, Scalar *out) {
     switch (op_info[n->op].kind) {
     case OK_UNARY:
     case OK_BINARY:
     case OK_COMPARE:
     case OK_LOGIC:
     case OK_WHERE:
-    case OK_CAST: *out = ref_eval_elementwise(n->op, n->dtype, n->flag, vals); return true;
+    case OK_CAST: *out = ref_eval_scalar(n->op, n->dtype, in_dt, n->flag, vals); return true;
     case OK_SHAPE:
         switch (n->op) {
         case OP_RESHAPE:
@@ -105,13 +106,13 @@ static bool fold_value(const Node *n, const double *vals, double *out) {
         case OP_PAD: {
             bool widths = false;
             for (int k = 0; k < n->nints; k++) widths = widths || n->ints[k] != 0;
-            if (widths && !same_value(ref_round_to_dtype(n->value, n->dtype), vals[0])) return false;
+            if (widths && !scalar_same(ir_node_scalar(n), vals[0], n->dtype)) return false;
             *out = vals[0];
             return true;
         }
         case OP_CONCAT:
             for (int k = 1; k < n->nin; k++)
-                if (!same_value(vals[k], vals[0])) return false;
+                if (!scalar_same(vals[k], vals[0], n->dtype)) return false;
             *out = vals[0];
             return true;
         default: return false;
@@ -129,25 +130,30 @@ IRGraph *pass_fold(Arena *arena, const IRGraph *g, PassCtx *ctx) {
             rw_copy(&rw, id);
             continue;
         }
-        double *vals = xmalloc(sizeof(double) * ((size_t)n->nin + 1));
+        Scalar *vals = xmalloc(sizeof(Scalar) * ((size_t)n->nin + 1));
         bool all_const = true;
-        for (int k = 0; k < n->nin && all_const; k++) all_const = node_const_value(rw_mapped(&rw, n->in[k]), &vals[k]);
-        double v;
+        for (int k = 0; k < n->nin && all_const; k++)
+            all_const = node_const_scalar(rw_mapped(&rw, n->in[k]), &vals[k]);
+        Scalar v;
         bool folded = false;
         if (all_const) {
+            KilnDType in_dt = ir_node(g, n->in[n->op == OP_WHERE && n->nin > 1 ? 1 : 0])->dtype;
             if (op_info[n->op].kind == OK_REDUCE)
                 folded = fold_reduce(n, ir_node(g, n->in[0]), vals[0], &v);
             else
-                folded = fold_value(n, vals, &v);
+                folded = fold_value(n, in_dt, vals, &v);
         }
         free(vals);
         if (!folded) {
             rw_copy(&rw, id);
             continue;
         }
-        rw.map[id] = rw_const(&rw, n->dtype, n->rank, n->shape, v, n->loc);
-        pass_remark(ctx, n, "folded to the constant %.9g (%s)", rw_node(&rw, rw.map[id])->value,
-                    kiln_dtype_name(n->dtype));
+        rw.map[id] = rw_const_scalar(&rw, n->dtype, n->rank, n->shape, v, n->loc);
+        if (dtype_is_intlike(n->dtype))
+            pass_remark(ctx, n, "folded to the constant %lld (%s)", (long long)v.i,
+                        kiln_dtype_name(n->dtype));
+        else
+            pass_remark(ctx, n, "folded to the constant %.9g (%s)", v.f, kiln_dtype_name(n->dtype));
     }
     return rw_finish(&rw);
 }

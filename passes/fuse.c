@@ -276,11 +276,24 @@ static const KInst *I(Lower *L, int id) { return &L->k->insts.data[id]; }
 
 static bool is_iconst(Lower *L, int id, int64_t *v) {
     if (id < 0 || I(L, id)->kind != KI_CONST || I(L, id)->dtype != KILN_I64) return false;
-    if (v) *v = (int64_t)I(L, id)->value;
+    if (v) *v = kinst_scalar(I(L, id)).i;
     return true;
 }
 
-static int iconst(Lower *L, int64_t v) { return emit(L, KI_CONST, KILN_I64, 0, -1, -1, -1, -1, (double)v, false, -1); }
+/* A constant of dtype dt (exact for integers), shared with an identical
+ * earlier one, in the outer scope. */
+static int sconst(Lower *L, KilnDType dt, Scalar v) {
+    Kernel *k = L->k;
+    for (int i = k->insts.len - 1; i >= 0 && i >= k->insts.len - 64; i--) {
+        const KInst *in = &k->insts.data[i];
+        if (in->kind == KI_CONST && in->dtype == dt && in->stage == -1 &&
+            scalar_same(kinst_scalar(in), v, dt))
+            return i;
+    }
+    return kinst_const_scalar(k, dt, -1, v);
+}
+
+static int iconst(Lower *L, int64_t v) { return sconst(L, KILN_I64, (Scalar){.i = v}); }
 
 /* Index arithmetic with constant folding and the identities that make view
  * chains cheap: x*1, x+0, (a*d + b)/d == a and (a*d + b)%d == b when b < d. */
@@ -370,7 +383,7 @@ static int imod(Lower *L, int a, int64_t d) {
 
 static int ilt(Lower *L, int a, int b) {
     int64_t x, y;
-    if (is_iconst(L, a, &x) && is_iconst(L, b, &y)) return emit(L, KI_CONST, KILN_BOOL, 0, -1, -1, -1, -1, x < y, false, -1);
+    if (is_iconst(L, a, &x) && is_iconst(L, b, &y)) return sconst(L, KILN_BOOL, (Scalar){.i = x < y});
     return emit(L, KI_ILT, KILN_BOOL, 0, a, b, -1, -1, 0, false, -2);
 }
 
@@ -382,7 +395,7 @@ static int band(Lower *L, int a, int b) {
 
 static int bnot(Lower *L, int a) { return emit(L, KI_ELEM, KILN_BOOL, OP_NOT, a, -1, -1, -1, 0, false, -2); }
 
-static int fconst(Lower *L, KilnDType dt, double v) { return emit(L, KI_CONST, dt, 0, -1, -1, -1, -1, v, false, -1); }
+static int fconst(Lower *L, KilnDType dt, double v) { return sconst(L, dt, scalar_from_double(v, dt)); }
 
 static int elem(Lower *L, Op op, KilnDType dt, int a, int b, int c) {
     return emit(L, KI_ELEM, dt, op, a, b, c, -1, 0, false, -2);
@@ -390,7 +403,8 @@ static int elem(Lower *L, Op op, KilnDType dt, int a, int b, int c) {
 
 static int cast(Lower *L, int a, KilnDType dt) {
     if (I(L, a)->dtype == dt) return a;
-    if (I(L, a)->kind == KI_CONST) return fconst(L, dt, I(L, a)->value);
+    if (I(L, a)->kind == KI_CONST)
+        return sconst(L, dt, scalar_convert(kinst_scalar(I(L, a)), I(L, a)->dtype, dt));
     return emit(L, KI_CAST, dt, 0, a, -1, -1, -1, 0, false, -2);
 }
 
@@ -507,7 +521,7 @@ static int lower_node(Lower *L, int id, const int *idx, int guard) {
     int v = -1;
     switch (n->op) {
     case OP_CONST:
-    case OP_FULL: v = fconst(L, n->dtype, n->value); break;
+    case OP_FULL: v = sconst(L, n->dtype, ir_node_scalar(n)); break;
     case OP_IOTA: v = cast(L, idx[0], n->dtype); break;
     case OP_RESHAPE:
     case OP_TRANSPOSE:
@@ -544,7 +558,9 @@ static int lower_node(Lower *L, int id, const int *idx, int guard) {
             if (lo + x->shape[k] < n->shape[k]) inside = band(L, inside, ilt(L, idx[k], iconst(L, lo + x->shape[k])));
         }
         int val = lower_node(L, n->in[0], in_idx, inside);
-        v = inside == guard ? val : elem(L, OP_WHERE, n->dtype, inside, val, fconst(L, n->dtype, n->value));
+        v = inside == guard
+                ? val
+                : elem(L, OP_WHERE, n->dtype, inside, val, sconst(L, n->dtype, ir_node_scalar(n)));
         break;
     }
     case OP_CONCAT: {

@@ -84,6 +84,8 @@ int rw_clone(Rewriter *rw, int id, int nin, const int *new_in);
 int rw_add(Rewriter *rw, Op op, KilnDType dt, int rank, const Dim *shape, int nin, const int *new_in, Loc loc);
 /* A constant: OP_CONST for rank 0, else OP_FULL; value rounded to dt. */
 int rw_const(Rewriter *rw, KilnDType dt, int rank, const Dim *shape, double value, Loc loc);
+/* The same with a value already of dtype dt (exact for integers). */
+int rw_const_scalar(Rewriter *rw, KilnDType dt, int rank, const Dim *shape, Scalar value, Loc loc);
 void rw_set_ints(Rewriter *rw, int id, const int64_t *ints, int n);
 static inline Node *rw_node(Rewriter *rw, int new_id) { return ir_node(rw->g, new_id); }
 /* The new node that old node `id` maps to. */
@@ -97,5 +99,7 @@ bool same_shape_dims(int rank_a, const Dim *a, int rank_b, const Dim *b);
 /* If node n is a constant (OP_CONST, or OP_FULL) sets *v to its value as
  * the interpreter sees it (rounded to its dtype). */
 bool node_const_value(const Node *n, double *v);
+/* The same, exact for every dtype (ir_node_scalar). */
+bool node_const_scalar(const Node *n, Scalar *v);
 
 #endif

@@ -132,8 +132,15 @@ bool same_shape_dims(int rank_a, const Dim *a, int rank_b, const Dim *b) {
 }
 
 bool node_const_value(const Node *n, double *v) {
+    Scalar s;
+    if (!node_const_scalar(n, &s)) return false;
+    *v = scalar_to_double(s, n->dtype);
+    return true;
+}
+
+bool node_const_scalar(const Node *n, Scalar *v) {
     if (n->op != OP_CONST && n->op != OP_FULL) return false;
-    *v = ref_round_to_dtype(n->value, n->dtype);
+    *v = ir_node_scalar(n);
     return true;
 }
 
@@ -259,6 +266,7 @@ int rw_clone(Rewriter *rw, int id, int nin, const int *new_in) {
     rw_set_ints(rw, k, n->ints, n->nints);
     Node *c = rw_node(rw, k);
     c->value = n->value;
+    c->ival = n->ival;
     c->flag = n->flag;
     c->name = n->name;
     return k;
@@ -274,8 +282,15 @@ int rw_copy(Rewriter *rw, int id) {
 }
 
 int rw_const(Rewriter *rw, KilnDType dt, int rank, const Dim *shape, double value, Loc loc) {
+    return rw_const_scalar(rw, dt, rank, shape, scalar_from_double(value, dt), loc);
+}
+
+int rw_const_scalar(Rewriter *rw, KilnDType dt, int rank, const Dim *shape, Scalar value, Loc loc) {
     int k = rw_add(rw, rank == 0 ? OP_CONST : OP_FULL, dt, rank, shape, 0, NULL, loc);
-    rw_node(rw, k)->value = ref_round_to_dtype(value, dt);
+    if (dtype_is_intlike(dt))
+        ir_set_int_value(rw_node(rw, k), value.i);
+    else
+        rw_node(rw, k)->value = value.f;
     return k;
 }
 

@@ -290,6 +290,28 @@ static int64_t saturate_i64(double v, int64_t lo, int64_t hi) {
     return (int64_t)v;
 }
 
+int64_t kiln_tensor_get_i64(const KilnTensor *t, int64_t i) {
+    switch (t->dtype) {
+    case KILN_I32: return ((const int32_t *)t->data)[i];
+    case KILN_I64: return ((const int64_t *)t->data)[i];
+    case KILN_BOOL: return ((const uint8_t *)t->data)[i] != 0;
+    default: return saturate_i64(kiln_tensor_get(t, i), INT64_MIN, INT64_MAX);
+    }
+}
+
+void kiln_tensor_set_i64(KilnTensor *t, int64_t i, int64_t v) {
+    switch (t->dtype) {
+    case KILN_F32: ((float *)t->data)[i] = (float)v; break; /* one rounding */
+    case KILN_F64: ((double *)t->data)[i] = (double)v; break;
+    case KILN_F16: ((uint16_t *)t->data)[i] = kiln_f32_to_f16((float)v); break; /* through f32 */
+    case KILN_BF16: ((uint16_t *)t->data)[i] = kiln_f32_to_bf16((float)v); break;
+    case KILN_I32: ((int32_t *)t->data)[i] = (int32_t)(uint32_t)(uint64_t)v; break; /* wraps */
+    case KILN_I64: ((int64_t *)t->data)[i] = v; break;
+    case KILN_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
+    default: break;
+    }
+}
+
 void kiln_tensor_set(KilnTensor *t, int64_t i, double v) {
     switch (t->dtype) {
     case KILN_F32: ((float *)t->data)[i] = (float)v; break;

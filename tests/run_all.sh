@@ -80,6 +80,10 @@ layer random-cpu $PY tests/random/random_programs.py --kiln "$BUILD/kiln" --devi
 layer random-kir $PY tests/random/random_programs.py --kiln "$BUILD/kiln" --device kir --count $RANDOM_COUNT -j 2
 layer random-passes $PY tests/random/random_programs.py --kiln "$BUILD/kiln" --device ref --count $RANDOM_COUNT -j 2 \
     --flag=--passes=decompose,fold,simplify,cse,dce
+INT_COUNT=16
+[ -n "$KILN_LONG" ] && INT_COUNT=400
+layer random-ints $PY tests/random/random_programs.py --kiln "$BUILD/kiln" --ints --devices ref,kir,cpu,cuda-emu \
+    --count $INT_COUNT -j 2
 layer repl sh tests/repl/run.sh "$BUILD/kiln"
 layer viz $PY tests/viz/check_viz.py --kiln "$BUILD/kiln"
 

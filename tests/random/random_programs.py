@@ -10,6 +10,15 @@ are guarded, e.g. exp(-abs(x)), log(1 + abs(x))).
 
     random_programs.py --kiln build/kiln --device cpu --count 500 [--seed 1] [-j 2]
 
+With --ints the programs compute on i32 and i64 (wrapping arithmetic, %, **,
+comparisons, where, casts between the integer widths and to f32/f64,
+sum/prod/max/min/argmax/argmin, matmul, views, concat, pad) from inputs near
+the ends of their ranges and beyond 2^53, return every value they make, and
+every device named by --devices must agree with NumPy bit for bit (NumPy's
+integer semantics are kiln's: docs/language.md, Numbers):
+
+    random_programs.py --kiln build/kiln --ints --devices ref,kir,cpu,cuda-emu --count 40
+
 A failure prints the program.  Last line: `random-DEV: N passed, N failed`.
 """
 import argparse
@@ -158,6 +167,193 @@ def make_program(seed):
     return f"graph random_{seed}({params}) -> {rt} {{\n{body}\n    return {ret}\n}}\n", len(results)
 
 
+# ---------------------------------------------------------------- integers
+
+INT_INFO = {"i32": np.int32, "i64": np.int64}
+
+
+def edge_values(rng, dt, n):
+    """n values of dtype dt, many at or near the ends of the range (and, for
+    i64, near 2^53 where doubles stop being exact)."""
+    info = np.iinfo(INT_INFO[dt])
+    pools = [[0, 1, -1, 2, -2, 3, 7, -7, 100], [info.max - k for k in range(4)], [info.min + k for k in range(4)]]
+    if dt == "i64":
+        pools.append([2**53 + k for k in (-1, 0, 1, 2, 3)] + [-(2**53) - k for k in (1, 3)] + [2**62 + 12345])
+    else:
+        pools.append([2**24 + 1, -(2**24) - 1, 46341, -46341, 65536])
+    out = []
+    for _ in range(n):
+        if rng.random() < 0.2:
+            out.append(rng.randint(int(info.min), int(info.max)))
+        else:
+            out.append(rng.choice(rng.choice(pools)))
+    return out
+
+
+class IntGen:
+    """Random integer programs and their NumPy evaluation, side by side."""
+
+    def __init__(self, rng):
+        self.rng = rng
+        self.params = []  # (name, dtype, shape, values)
+        self.lines = []
+        self.values = []  # (name, dtype, shape)
+        self.env = {}  # name -> numpy array
+        self.count = 0
+
+    def param(self, dt, shape):
+        name = f"p{len(self.params)}"
+        vals = np.array(edge_values(self.rng, dt, int(np.prod(shape))), INT_INFO[dt]).reshape(shape)
+        self.params.append((name, dt, tuple(shape), vals))
+        self.values.append((name, dt, tuple(shape)))
+        self.env[name] = vals
+        return name
+
+    def bind(self, expr, value):
+        self.count += 1
+        name = f"v{self.count}"
+        self.lines.append(f"    {name} = {expr}")
+        self.env[name] = value
+        dt = {np.dtype(np.int32): "i32", np.dtype(np.int64): "i64", np.dtype(np.float32): "f32",
+              np.dtype(np.float64): "f64", np.dtype(np.bool_): "bool"}[value.dtype]
+        self.values.append((name, dt, value.shape))
+        return name
+
+    def ints(self):
+        return [v for v in self.values if v[1] in INT_INFO]
+
+    def same(self, dt, shape):
+        """A value of dtype dt and this shape: an existing one or a new parameter."""
+        cands = [v[0] for v in self.values if v[1] == dt and v[2] == shape]
+        if cands and self.rng.random() < 0.6:
+            return self.rng.choice(cands)
+        return self.param(dt, shape)
+
+    def step(self):
+        r = self.rng
+        name, dt, shape = r.choice(self.ints())
+        x = self.env[name]
+        T = INT_INFO[dt]
+        info = np.iinfo(T)
+        kind = r.choice(["unary", "binary", "binary", "binary", "literal", "pow", "where", "cast", "reduce",
+                         "matmul", "view", "concat", "pad"])
+        with np.errstate(all="ignore"):
+            if kind == "unary":
+                op = r.choice(["abs", "neg", "relu", "sign"])
+                f = {"abs": (f"abs({name})", np.abs(x)), "neg": (f"-{name}", -x),
+                     "relu": (f"relu({name})", np.maximum(x, T(0))), "sign": (f"sign({name})", np.sign(x))}[op]
+                return self.bind(*f)
+            if kind in ("binary", "literal"):
+                if kind == "literal":
+                    lit = r.choice([1, -1, 2, 3, 1000003, 2**31 - 1, -(2**31) + 1]
+                                   + ([2**40 + 7, 2**53 - 1] if dt == "i64" else []))
+                    other, y = (str(lit) if lit >= 0 else f"({lit})"), np.array(lit, T)
+                else:
+                    other = self.same(dt, shape)
+                    y = self.env[other]
+                op = r.choice(["+", "-", "*", "%", "max", "min", "==", "<", ">="])
+                a, b, xa, xb = (name, other, x, y) if r.random() < 0.7 else (other, name, y, x)
+                if op == "max":
+                    return self.bind(f"maximum({a}, {b})", np.maximum(xa, xb))
+                if op == "min":
+                    return self.bind(f"minimum({a}, {b})", np.minimum(xa, xb))
+                fn = {"+": np.add, "-": np.subtract, "*": np.multiply, "%": np.remainder,
+                      "==": np.equal, "<": np.less, ">=": np.greater_equal}[op]
+                return self.bind(f"({a} {op} {b})", np.asarray(fn(xa, xb)))
+            if kind == "pow":
+                k = r.choice([0, 1, 2, 3, 5])
+                return self.bind(f"({name} ** {k})", np.power(x, T(k)))
+            if kind == "where":
+                other = self.same(dt, shape)
+                c = self.env[other] > x
+                return self.bind(f"where({other} > {name}, {name}, {other} - {name})",
+                                 np.where(c, x, self.env[other] - x))
+            if kind == "cast":
+                to = r.choice(["i32", "i64", "f64", "f32"])
+                npt = {"i32": np.int32, "i64": np.int64, "f64": np.float64, "f32": np.float32}[to]
+                return self.bind(f"cast({name}, {to})", x.astype(npt))
+            if kind == "reduce" and shape:
+                axis = r.randrange(len(shape))
+                op = r.choice(["sum", "prod", "max", "min", "argmax", "argmin"])
+                if op in ("sum", "prod"):
+                    v = getattr(np, op)(x, axis=axis, dtype=T)
+                elif op in ("max", "min"):
+                    v = getattr(np, op)(x, axis=axis)
+                else:
+                    v = getattr(np, op)(x, axis=axis).astype(np.int64)
+                return self.bind(f"{op}({name}, axis={axis})", np.asarray(v))
+            if kind == "matmul" and len(shape) == 2:
+                w = self.param(dt, (shape[1], r.randint(1, 4)))
+                return self.bind(f"({name} @ {w})", np.matmul(x, self.env[w]))
+            if kind == "view" and shape:
+                if len(shape) >= 2 and r.random() < 0.5:
+                    perm = list(range(len(shape)))
+                    r.shuffle(perm)
+                    return self.bind(f"transpose({name}, [{', '.join(map(str, perm))}])", np.transpose(x, perm))
+                items, sl = [], []
+                for d in shape:
+                    a = r.randint(0, d - 1)
+                    b = r.randint(a + 1, d)
+                    items.append(f"{a}:{b}")
+                    sl.append(slice(a, b))
+                return self.bind(f"{name}[{', '.join(items)}]", x[tuple(sl)])
+            if kind == "concat" and shape:
+                axis = r.randrange(len(shape))
+                oshape = list(shape)
+                oshape[axis] = r.randint(1, 3)
+                o = self.param(dt, tuple(oshape))
+                return self.bind(f"concat([{name}, {o}], axis={axis})", np.concatenate([x, self.env[o]], axis=axis))
+            if kind == "pad" and shape:
+                pads = [[r.randint(0, 1), r.randint(0, 1)] for _ in shape]
+                val = r.choice([0, -5, int(info.max)])
+                return self.bind(f"pad({name}, {pads}, value={val})", np.pad(x, pads, constant_values=T(val)))
+            return self.bind(f"-{name}", -x)
+
+
+def make_int_program(seed):
+    """Returns the program's text, its parameters (name, values) and the
+    expected results (NumPy arrays) in order."""
+    rng = random.Random(seed)
+    g = IntGen(rng)
+    dt = rng.choice(["i32", "i64"])
+    g.param(dt, tuple(rng.randint(1, 4) for _ in range(rng.randint(1, 2))))
+    for _ in range(rng.randint(6, 14)):
+        g.step()
+    results = [v for v in g.values if not v[0].startswith("p")]
+    params = ", ".join(f"{n}: {t}[{', '.join(map(str, s))}]" for n, t, s, _ in g.params)
+    rtypes = [f"{t}[{', '.join(map(str, s))}]" for _, t, s in results]
+    rt = rtypes[0] if len(rtypes) == 1 else "(" + ", ".join(rtypes) + ")"
+    body = "\n".join(g.lines)
+    text = f"graph ints_{seed}({params}) -> {rt} {{\n{body}\n    return {', '.join(n for n, _, _ in results)}\n}}\n"
+    return text, [(n, v) for n, _, _, v in g.params], [g.env[n] for n, _, _ in results]
+
+
+def check_ints(args, seed):
+    text, params, want = make_int_program(seed)
+    tmp = Path(tempfile.mkdtemp(prefix="kiln-ints-"))
+    try:
+        src = tmp / "p.kiln"
+        src.write_text(text)
+        ins = []
+        for name, vals in params:
+            np.save(tmp / f"{name}.npy", vals)
+            ins += ["--in", f"{name}={tmp / (name + '.npy')}"]
+        for dev in args.devices.split(","):
+            out = tmp / dev
+            p = subprocess.run([args.kiln, "run", str(src), f"--device={dev}", "--out", str(out) + "/"] + ins + args.flag,
+                               capture_output=True, text=True, timeout=120)
+            if p.returncode != 0:
+                return f"seed {seed}: {dev} failed (exit {p.returncode}):\n{p.stderr}\n{text}"
+            for i, w in enumerate(want):
+                got = np.load(out / f"{i}.npy")
+                if got.dtype != w.dtype or got.shape != w.shape or got.tobytes() != w.tobytes():
+                    return (f"seed {seed}: {dev}: result {i} is {got.dtype}{list(got.shape)} {got.ravel()[:8]}, "
+                            f"NumPy gives {w.dtype}{list(w.shape)} {w.ravel()[:8]}\n{text}")
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run(kiln, path, device, outdir, flags):
     cmd = [kiln, "run", str(path), f"--device={device}", "--seed", "7", "--out", str(outdir) + "/"] + flags
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -198,14 +394,19 @@ def main():
     ap.add_argument("-j", "--jobs", type=int, default=2)
     ap.add_argument("--flag", action="append", default=[], help="extra kiln option for the device run")
     ap.add_argument("--show", type=int, help="print the program of one seed and exit")
+    ap.add_argument("--ints", action="store_true", help="integer programs, bit for bit against NumPy")
+    ap.add_argument("--devices", default="ref,kir,cpu,cuda-emu", help="--ints: the devices to compare")
     args = ap.parse_args()
     if args.show is not None:
-        print(make_program(args.show)[0])
+        print((make_int_program if args.ints else make_program)(args.show)[0])
         return 0
     seeds = range(args.seed, args.seed + args.count)
     passed = failed = 0
+    one = (lambda s: check_ints(args, s)) if args.ints else (lambda s: check(args, s))
+    if args.ints:
+        args.device = "ints"
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for res in pool.map(lambda s: check(args, s), seeds):
+        for res in pool.map(one, seeds):
             if res is None:
                 passed += 1
             else:
