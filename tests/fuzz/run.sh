@@ -19,7 +19,7 @@ OUT=build-fuzz
 GEN=build/gen
 CC=${FUZZ_CC:-clang}
 LLVM_CONFIG=${LLVM_CONFIG:-llvm-config-19}
-CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Iinclude -I. -I$GEN -I/usr/local/cuda/include"
+CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Iinclude -I. -I$GEN -I${CUDA_HOME:-/usr/local/cuda}/include" # cuda.h, as the Makefile finds it
 LLVM_CFLAGS=$($LLVM_CONFIG --cflags 2>/dev/null | sed 's/-std=[^ ]*//g')
 LLVM_LIBS="$($LLVM_CONFIG --ldflags 2>/dev/null) $($LLVM_CONFIG --libs core orcjit native passes 2>/dev/null)"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
