@@ -1632,18 +1632,18 @@ static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
     return fn;
 }
 
-/* void kiln.mm.ukernel(ptr Ap, ptr Bp, i64 kc, ptr C, i64 ldc, i1 accumulate):
+/* void kiln.mm.ukernel(ptr Ap, ptr Bp, i64 kc, ptr C, i64 ldc, i1 accumulate, ptr Ap_again):
  * the MR x NR register tile C (+)= Ap-panel . Bp-panel, with MR * NR/VL
  * vector accumulators and one FMA per (row, vector) per k.  Shared by every
- * matmul kernel of the module. */
+ * matmul kernel of the module.  Ap_again is Ap (see the loop body). */
 static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh) {
     LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, "kiln.mm.ukernel");
     if (fn) return fn;
     const int VL = sh->vl, MR = sh->mr, NR = sh->nr, NV = NR / VL, nacc = MR * NV;
     LLVMTypeRef vt = LLVMVectorType(cg->t_f32, (unsigned)VL);
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
-    LLVMTypeRef ps[6] = {cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i1};
-    fn = LLVMAddFunction(cg->mod, "kiln.mm.ukernel", LLVMFunctionType(cg->t_void, ps, 6, 0));
+    LLVMTypeRef ps[7] = {cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i1, cg->t_ptr};
+    fn = LLVMAddFunction(cg->mod, "kiln.mm.ukernel", LLVMFunctionType(cg->t_void, ps, 7, 0));
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_fn_attr(cg, fn, cg->k_nounwind);
     add_fn_attr(cg, fn, cg->k_noinline);
@@ -1666,9 +1666,17 @@ static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh) {
     }
     LLVMValueRef boff = imul(cg, kk, ci64(cg, NR)), aoff = imul(cg, kk, ci64(cg, MR));
     for (int v = 0; v < NV; v++) bv[v] = vec_load(cg, vt, Bp, iadd(cg, boff, ci64(cg, v * VL)), 64);
+    /* each FMA loads its own broadcast of A (through pointers the optimiser
+     * cannot prove equal: Ap for the first vector of B, Ap_again for the
+     * others), so that x86 folds it into the FMA as an embedded broadcast
+     * (vfmadd231ps mem{1to16}): a separate vbroadcastss per row takes
+     * shuffle-unit slots the FMAs need (half of peak on Zen 4) */
+    LLVMValueRef Ap_again = LLVMGetParam(fn, 6);
     for (int i = 0; i < MR; i++) {
-        LLVMValueRef av = splat(cg, load_f32(cg, Ap, iadd(cg, aoff, ci64(cg, i))), VL);
-        for (int v = 0; v < NV; v++) nexts[i * NV + v] = fma3(cg, av, bv[v], accs[i * NV + v]);
+        for (int v = 0; v < NV; v++) {
+            LLVMValueRef av = splat(cg, load_f32(cg, v ? Ap_again : Ap, iadd(cg, aoff, ci64(cg, i))), VL);
+            nexts[i * NV + v] = fma3(cg, av, bv[v], accs[i * NV + v]);
+        }
     }
     loop_end(&kc, &lk, accs, nexts, nacc, 0);
     /* C (+)= tile */
@@ -2241,13 +2249,13 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
         LLVMValueRef crow = iadd(cg, LLVMBuildSub(cg->b, ic, m0, ""), ir);
         cptr = elem_ptr(cg, cg->t_f32, Cacc, iadd(cg, imul(cg, crow, ci64(cg, NCp)), jr));
         ldc = ci64(cg, NCp);
-        LLVMValueRef args[6] = {apanel, bpanel, kcv, cptr, ldc, LLVMBuildNot(cg->b, first, "")};
-        call_fn(cg, ukernel, args, 6);
+        LLVMValueRef args[7] = {apanel, bpanel, kcv, cptr, ldc, LLVMBuildNot(cg->b, first, ""), apanel};
+        call_fn(cg, ukernel, args, 7);
     } else {
         cptr = tile;
         ldc = ci64(cg, NR);
-        LLVMValueRef args[6] = {apanel, bpanel, kcv, cptr, ldc, LLVMConstInt(cg->t_i1, 0, 0)};
-        call_fn(cg, ukernel, args, 6);
+        LLVMValueRef args[7] = {apanel, bpanel, kcv, cptr, ldc, LLVMConstInt(cg->t_i1, 0, 0), apanel};
+        call_fn(cg, ukernel, args, 7);
     }
     /* last K block: the epilogue per element o = (b*M + m) * N + n, for o in
      * [ob, oe) and n in [c0, c1) */
