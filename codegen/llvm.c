@@ -1998,6 +1998,83 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
     return fn;
 }
 
+/* ----------------------------------------------------------- thin products
+ *
+ * A product with too few rows for the register tile (a batch-1 classifier
+ * head: x[1, 1280] @ w[1280, 1000]) and a row-major B runs as one
+ * multiply-add of B's rows per element of A, each a vector loop along n:
+ *     acc[n] += A(r, k) * B(k, n)   for k, four at a time
+ * into a stack array of at most GEMV_BLOCK columns, then the epilogue per
+ * element.  B streams once, in order (the generic form walks it a column
+ * at a time). */
+
+enum { GEMV_BLOCK = 1024 };
+
+static bool gemv_ok(const Cg *cg, const Kernel *k, KGemm *g) {
+    if (k->kind != KK_MATMUL || !kernel_gemm(cg->p, k, g)) return false;
+    const KMatmul *mm = &g->mm;
+    return mm->b_sn == 1 && mm->n >= 16 && mm->k >= 4 && mm->n * mm->k >= 4096;
+}
+
+static LLVMValueRef emit_gemv_fn(Cg *cg, const Kernel *k, const KGemm *g, const int *list, int nb) {
+    const KMatmul *mm = &g->mm;
+    const int64_t M = mm->m, N = mm->n, K = mm->k, NB = N < GEMV_BLOCK ? N : GEMV_BLOCK, K4 = K / 4 * 4;
+    KilnDType adt = cg->p->bufs.data[mm->a_buf].dtype, bdt = cg->p->bufs.data[mm->b_buf].dtype;
+    Kc kc;
+    kc_init(&kc, cg, k);
+    LLVMValueRef fn = begin_inner_fn(&kc, ".gemv", list, nb);
+    LLVMValueRef A = kc.bufptr[mm->a_buf], B = kc.bufptr[mm->b_buf];
+    LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1), cN = ci64(cg, N);
+    LLVMValueRef acc = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, NB), "acc");
+    LLVMSetAlignment(acc, 64);
+    LLVMValueRef r0 = LLVMBuildUDiv(cg->b, ob, cN, ""), r1 = LLVMBuildUDiv(cg->b, iadd(cg, oe, ci64(cg, N - 1)), cN, "");
+    TLoop lr, lb, lk, ln;
+    LLVMValueRef row = tloop_begin(&kc, &lr, r0, r1, 1, "row");
+    LLVMValueRef bi = LLVMBuildUDiv(cg->b, row, ci64(cg, M), ""), m = LLVMBuildURem(cg->b, row, ci64(cg, M), "");
+    LLVMValueRef abase = iadd(cg, iadd(cg, ci64(cg, mm->a_off), batch_offset(cg, mm, mm->a_batch_stride, bi)),
+                              imul(cg, m, ci64(cg, mm->a_sm)));
+    LLVMValueRef bbase = iadd(cg, ci64(cg, mm->b_off), batch_offset(cg, mm, mm->b_batch_stride, bi));
+    LLVMValueRef obase = imul(cg, row, cN);
+    LLVMValueRef nlo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, ob, obase, ""));
+    LLVMValueRef nhi = imin(cg, cN, LLVMBuildSub(cg->b, oe, obase, ""));
+    LLVMValueRef n0 = tloop_begin(&kc, &lb, nlo, nhi, NB, "nblock");
+    LLVMValueRef nbv = imin(cg, ci64(cg, NB), LLVMBuildSub(cg->b, nhi, n0, ""));
+    LLVMValueRef n = tloop_begin(&kc, &ln, ci64(cg, 0), nbv, 1, "zero");
+    store_f32(cg, acc, n, cf(cg, 0.0));
+    loop_metadata(cg, tloop_end(&kc, &ln), 0, 1);
+    /* k four at a time, then the rest one at a time */
+    for (int step = 4; step >= 1; step -= 3) {
+        LLVMValueRef kb = tloop_begin(&kc, &lk, ci64(cg, step == 4 ? 0 : K4), ci64(cg, step == 4 ? K4 : K), step, "k");
+        LLVMValueRef av[4], brow[4];
+        for (int j = 0; j < step; j++) {
+            LLVMValueRef kj = iadd(cg, kb, ci64(cg, j));
+            av[j] = conv(cg, load_elem(cg, adt, A, iadd(cg, abase, imul(cg, kj, ci64(cg, mm->a_sk)))), adt, KILN_F32);
+            brow[j] = iadd(cg, iadd(cg, bbase, imul(cg, kj, ci64(cg, mm->b_sk))), n0);
+        }
+        n = tloop_begin(&kc, &ln, ci64(cg, 0), nbv, 1, "n");
+        LLVMValueRef v = load_f32(cg, acc, n);
+        for (int j = 0; j < step; j++)
+            v = fma3(cg, av[j], conv(cg, load_elem(cg, bdt, B, iadd(cg, brow[j], n)), bdt, KILN_F32), v);
+        store_f32(cg, acc, n, v);
+        loop_metadata(cg, tloop_end(&kc, &ln), cg->vec_floats, 1);
+        tloop_end(&kc, &lk);
+    }
+    /* the epilogue of the block's elements */
+    n = tloop_begin(&kc, &ln, as_idx(&kc, ci64(cg, 0)), as_idx(&kc, nbv), 1, "en");
+    LLVMValueRef col = iadd(cg, as_idx(&kc, n0), n);
+    kc.o = iadd(cg, as_idx(&kc, obase), col);
+    kc.gemm_n = N, kc.gemm_row = as_idx(&kc, row), kc.gemm_col = col;
+    kc.acc[0] = load_f32(cg, acc, LLVMBuildSExt(cg->b, n, cg->t_i64, ""));
+    emit_scope(&kc, -1);
+    emit_stage(&kc, 1);
+    loop_metadata(cg, tloop_end(&kc, &ln), heavy_scope(k, -1) || heavy_scope(k, 1) ? cg->vec_floats : 0, 1);
+    tloop_end(&kc, &lb);
+    tloop_end(&kc, &lr);
+    LLVMBuildRetVoid(cg->b);
+    kc_free(&kc);
+    return fn;
+}
+
 /* ----------------------------------------------------- prepacked operands
  *
  * An operand of a tiled product that is a constant parameter (KBuf.constant:
@@ -2360,9 +2437,10 @@ static LLVMValueRef emit_kernel(Cg *cg, const Kernel *k, int ki, LLVMValueRef *c
     int nb = kernel_buffers(cg->p, k, list);
     KGemm g;
     bool tiled = gemm_tiled(cg, k, &g);
-    LLVMValueRef body = tiled               ? emit_matmul_fn(cg, k, &g, list, nb)
-                        : direct_ok(cg, k) ? emit_direct_fn(cg, k, list, nb)
-                                           : emit_generic_fn(cg, k, list, nb);
+    LLVMValueRef body = tiled                 ? emit_matmul_fn(cg, k, &g, list, nb)
+                        : direct_ok(cg, k)     ? emit_direct_fn(cg, k, list, nb)
+                        : gemv_ok(cg, k, &g) ? emit_gemv_fn(cg, k, &g, list, nb)
+                                               : emit_generic_fn(cg, k, list, nb);
     LLVMValueRef fn = emit_entry(cg, k, ki, k->name, body, list, nb, tiled ? &g : NULL, false);
     if (cols_out) {
         char *cname = name2(k->name, ".cols");
