@@ -1749,55 +1749,67 @@ static LLVMValueRef widen_vec(Cg *cg, KilnDType dt, LLVMValueRef v, int VL) {
     return v;
 }
 
+/* The lanes [0, rem) of a vector step (rem: i32). */
+static LLVMValueRef lane_mask(Cg *cg, LLVMValueRef rem, int VL) {
+    return LLVMBuildICmp(cg->b, LLVMIntULT, iota_vec(cg, VL), splat_int(cg, rem, VL), "");
+}
+
+/* <VL x float>: f32(src[si + j*S]) for the lanes j < rem (mask), 0 in the
+ * others: a masked load when S == 1; for S <= 4 a masked load of S*VL
+ * elements and a shuffle of every S-th (a few loads and permutes instead of
+ * VL scalar loads); else a gather. */
+static LLVMValueRef strided_load(Cg *cg, KilnDType dt, LLVMValueRef src, LLVMValueRef si, int64_t S,
+                                 LLVMValueRef rem, LLVMValueRef mask) {
+    const int VL = cg->vec_floats;
+    LLVMTypeRef mt = mem_type(cg, dt), vm = LLVMVectorType(mt, (unsigned)VL);
+    LLVMValueRef v;
+    if (S <= 4) {
+        int W = (int)S * VL; /* the elements spanned; lane j takes element j*S */
+        LLVMTypeRef vw = LLVMVectorType(mt, (unsigned)W);
+        LLVMValueRef wmask =
+            S == 1 ? mask : lane_mask(cg, LLVMBuildSub(cg->b, imul(cg, rem, ci32(cg, S)), ci32(cg, S - 1), ""), W);
+        LLVMTypeRef ov[2] = {vw, cg->t_ptr};
+        LLVMValueRef args[4] = {elem_ptr(cg, mt, src, si), ci32(cg, (int64_t)kiln_dtype_size(dt)), wmask,
+                                LLVMConstNull(vw)};
+        v = intrin(cg, "llvm.masked.load", ov, 2, args, 4);
+        if (S > 1) {
+            LLVMValueRef *lanes = xcalloc((size_t)VL, sizeof(LLVMValueRef));
+            for (int j = 0; j < VL; j++) lanes[j] = ci32(cg, j * S);
+            v = LLVMBuildShuffleVector(cg->b, v, LLVMGetUndef(vw), LLVMConstVector(lanes, (unsigned)VL), "");
+            free(lanes);
+        }
+    } else {
+        LLVMTypeRef v64 = LLVMVectorType(cg->t_i64, (unsigned)VL);
+        LLVMValueRef lane = LLVMBuildMul(cg->b, LLVMBuildZExt(cg->b, iota_vec(cg, VL), v64, ""),
+                                         splat_int(cg, ci64(cg, S), VL), "");
+        LLVMValueRef idx = LLVMBuildAdd(cg->b, splat_int(cg, si, VL), lane, "");
+        LLVMValueRef ptrs = LLVMBuildGEP2(cg->b, mt, src, &idx, 1, "");
+        LLVMTypeRef ov[2] = {vm, LLVMTypeOf(ptrs)};
+        LLVMValueRef args[4] = {ptrs, ci32(cg, (int64_t)kiln_dtype_size(dt)), mask, LLVMConstNull(vm)};
+        v = intrin(cg, "llvm.masked.gather", ov, 2, args, 4);
+    }
+    return widen_vec(cg, dt, v, VL);
+}
+
+static void masked_store_f32(Cg *cg, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef mask) {
+    LLVMTypeRef ov[2] = {LLVMTypeOf(v), cg->t_ptr};
+    LLVMValueRef args[4] = {v, elem_ptr(cg, cg->t_f32, base, idx), ci32(cg, 4), mask};
+    intrin(cg, "llvm.masked.store", ov, 2, args, 4);
+}
+
 /* dst[d + t] = f32(src[s + t*S]) (zero_only: 0) for t in [0, n), in steps of
- * VL lanes under a mask: masked loads when S == 1; for S <= 4 a masked load
- * of S*VL elements and a shuffle of every S-th (a few loads and permutes
- * instead of VL scalar loads); else gathers. */
+ * VL lanes under a mask. */
 static void strip_copy(Kc *kc, KilnDType dt, LLVMValueRef dst, LLVMValueRef d, LLVMValueRef src, LLVMValueRef s,
                        LLVMValueRef n, int64_t S, bool zero_only) {
     Cg *cg = kc->cg;
     const int VL = cg->vec_floats;
-    LLVMTypeRef vf = LLVMVectorType(cg->t_f32, (unsigned)VL), mt = mem_type(cg, dt);
-    LLVMTypeRef vm = LLVMVectorType(mt, (unsigned)VL);
     TLoop lt;
     LLVMValueRef t = tloop_begin(kc, &lt, ci64(cg, 0), n, VL, "strip");
     LLVMValueRef rem = LLVMBuildTrunc(cg->b, LLVMBuildSub(cg->b, n, t, ""), cg->t_i32, "");
-    LLVMValueRef mask = LLVMBuildICmp(cg->b, LLVMIntULT, iota_vec(cg, VL), splat_int(cg, rem, VL), "");
-    LLVMValueRef v = LLVMConstNull(vf);
-    if (!zero_only) {
-        LLVMValueRef si = iadd(cg, s, imul(cg, t, ci64(cg, S)));
-        if (S <= 4) {
-            int W = (int)S * VL; /* the elements spanned; lane j takes element j*S */
-            LLVMTypeRef vw = LLVMVectorType(mt, (unsigned)W);
-            LLVMValueRef wmask = S == 1 ? mask
-                                        : LLVMBuildICmp(cg->b, LLVMIntULT, iota_vec(cg, W),
-                                                        splat_int(cg, LLVMBuildSub(cg->b, imul(cg, rem, ci32(cg, S)),
-                                                                                   ci32(cg, S - 1), ""), W), "");
-            LLVMTypeRef ov[2] = {vw, cg->t_ptr};
-            LLVMValueRef args[4] = {elem_ptr(cg, mt, src, si), ci32(cg, (int64_t)kiln_dtype_size(dt)), wmask,
-                                    LLVMConstNull(vw)};
-            v = intrin(cg, "llvm.masked.load", ov, 2, args, 4);
-            if (S > 1) {
-                LLVMValueRef *lanes = xcalloc((size_t)VL, sizeof(LLVMValueRef));
-                for (int j = 0; j < VL; j++) lanes[j] = ci32(cg, j * S);
-                v = LLVMBuildShuffleVector(cg->b, v, LLVMGetUndef(vw), LLVMConstVector(lanes, (unsigned)VL), "");
-                free(lanes);
-            }
-        } else {
-            LLVMTypeRef v64 = LLVMVectorType(cg->t_i64, (unsigned)VL);
-            LLVMValueRef lane = LLVMBuildMul(cg->b, LLVMBuildZExt(cg->b, iota_vec(cg, VL), v64, ""),
-                                             splat_int(cg, ci64(cg, S), VL), "");
-            LLVMValueRef idx = LLVMBuildAdd(cg->b, splat_int(cg, si, VL), lane, "");
-            LLVMValueRef ptrs = LLVMBuildGEP2(cg->b, mt, src, &idx, 1, "");
-            LLVMTypeRef ov[2] = {vm, LLVMTypeOf(ptrs)};
-            LLVMValueRef args[4] = {ptrs, ci32(cg, (int64_t)kiln_dtype_size(dt)), mask, LLVMConstNull(vm)};
-            v = intrin(cg, "llvm.masked.gather", ov, 2, args, 4);
-        }
-        v = widen_vec(cg, dt, v, VL);
-    }
-    LLVMTypeRef ov[2] = {vf, cg->t_ptr};
-    LLVMValueRef args[4] = {v, elem_ptr(cg, cg->t_f32, dst, iadd(cg, d, t)), ci32(cg, 4), mask};
-    intrin(cg, "llvm.masked.store", ov, 2, args, 4);
+    LLVMValueRef mask = lane_mask(cg, rem, VL);
+    LLVMValueRef v = zero_only ? LLVMConstNull(LLVMVectorType(cg->t_f32, (unsigned)VL))
+                               : strided_load(cg, dt, src, iadd(cg, s, imul(cg, t, ci64(cg, S))), S, rem, mask);
+    masked_store_f32(cg, v, dst, iadd(cg, d, t), mask);
     tloop_end(kc, &lt);
 }
 
@@ -1897,13 +1909,63 @@ enum { MM_ROW_GROUP = 480 };
 
 /* ------------------------------------------- direct convolution, pooling
  *
- * Depthwise and small-group convolutions and the pools run row by row:
- * for each output row (n, oc, oh) the OW results accumulate in a stack
- * array, one window tap at a time, each tap a vector loop over the row
+ * Depthwise and small-group convolutions and the pools run row by row.  An
+ * output row (n, oc, oh) is at most a few vectors: they stay in registers
+ * while every window tap is added in,
  *     acc[ow] = combine(acc[ow], X(n, c, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw) [* W(oc, c, kh, kw)])
- * over the range of ow whose input column lies inside the row (computed
- * once per tap: no test per element; rows outside the input are skipped).
- * Then the epilogue per element, as a tiled product's: o = row*OW + ow. */
+ * one masked vector load and FMA (add, max) per tap and vector: the taps
+ * along a row are unrolled, so which lanes read inside the input row is
+ * known when the code is generated (a constant mask), and the input rows
+ * outside the image bound the kh loop instead of being tested.  Rows go to
+ * a block of about DIRECT_BLOCK elements of one output plane, and the
+ * epilogue runs over the block as one flat, vectorised loop (o = plane*P +
+ * the element's place in the plane). */
+
+enum { DIRECT_BLOCK = 256, DIRECT_VECS = 8 /* accumulators per chunk of a row */ };
+
+/* <W x i1>: lanes [lo, hi). */
+static LLVMValueRef const_lanes(Cg *cg, int64_t lo, int64_t hi, int W) {
+    LLVMValueRef *e = xcalloc((size_t)W, sizeof(LLVMValueRef));
+    for (int i = 0; i < W; i++) e[i] = LLVMConstInt(cg->t_i1, i >= lo && i < hi, 0);
+    LLVMValueRef v = LLVMConstVector(e, (unsigned)W);
+    free(e);
+    return v;
+}
+
+/* <VL x float>: f32(src[si + j*S]) for lanes j in [lo, hi) (constants), 0
+ * elsewhere; the address of lane 0 may lie outside the buffer (a plain,
+ * not inbounds, address: masked-off lanes are never read). */
+static LLVMValueRef lanes_load(Cg *cg, KilnDType dt, LLVMValueRef src, LLVMValueRef si, int64_t S, int64_t lo,
+                               int64_t hi) {
+    const int VL = cg->vec_floats;
+    LLVMTypeRef mt = mem_type(cg, dt);
+    LLVMValueRef base = LLVMBuildGEP2(cg->b, mt, src, &si, 1, "");
+    LLVMValueRef v;
+    if (S <= 4) { /* one (wide) masked load, then every S-th lane */
+        int W = (int)S * VL;
+        LLVMTypeRef vw = LLVMVectorType(mt, (unsigned)W);
+        LLVMValueRef wmask = const_lanes(cg, lo * S, (hi - 1) * S + 1, W);
+        LLVMTypeRef ov[2] = {vw, cg->t_ptr};
+        LLVMValueRef args[4] = {base, ci32(cg, (int64_t)kiln_dtype_size(dt)), wmask, LLVMConstNull(vw)};
+        v = intrin(cg, "llvm.masked.load", ov, 2, args, 4);
+        if (S > 1) {
+            LLVMValueRef *lanes = xcalloc((size_t)VL, sizeof(LLVMValueRef));
+            for (int j = 0; j < VL; j++) lanes[j] = ci32(cg, j * S);
+            v = LLVMBuildShuffleVector(cg->b, v, LLVMGetUndef(vw), LLVMConstVector(lanes, (unsigned)VL), "");
+            free(lanes);
+        }
+    } else {
+        LLVMTypeRef v64 = LLVMVectorType(cg->t_i64, (unsigned)VL), vm = LLVMVectorType(mt, (unsigned)VL);
+        LLVMValueRef idx = LLVMBuildMul(cg->b, LLVMBuildZExt(cg->b, iota_vec(cg, VL), v64, ""),
+                                        splat_int(cg, ci64(cg, S), VL), "");
+        LLVMValueRef ptrs = LLVMBuildGEP2(cg->b, mt, base, &idx, 1, "");
+        LLVMTypeRef ov[2] = {vm, LLVMTypeOf(ptrs)};
+        LLVMValueRef args[4] = {ptrs, ci32(cg, (int64_t)kiln_dtype_size(dt)), const_lanes(cg, lo, hi, VL),
+                                LLVMConstNull(vm)};
+        v = intrin(cg, "llvm.masked.gather", ov, 2, args, 4);
+    }
+    return widen_vec(cg, dt, v, VL);
+}
 
 /* Whether the direct form runs kernel k: a conv or pool with its geometry
  * described, reducing sum (convolutions, average pools) or max (max pools)
@@ -1927,72 +1989,129 @@ static bool direct_ok(const Cg *cg, const Kernel *k) {
 static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int nb) {
     const KConv *cv = &k->conv;
     const bool is_conv = cv->op == OP_CONV2D, max = cv->op == OP_MAXPOOL2D;
-    const int64_t cg_n = cv->c / cv->groups, ocg = cv->oc / cv->groups, OW = cv->ow;
+    const int VL = cg->vec_floats;
+    const int64_t cg_n = cv->c / cv->groups, ocg = cv->oc / cv->groups, OW = cv->ow, OH = cv->oh, P = OH * OW;
+    int64_t RB = (DIRECT_BLOCK + OW - 1) / OW; /* rows per block */
+    if (RB > OH) RB = OH;
     KilnDType xdt = cg->p->bufs.data[cv->x_buf].dtype, wdt = is_conv ? cg->p->bufs.data[cv->w_buf].dtype : KILN_F32;
+    LLVMTypeRef vf = LLVMVectorType(cg->t_f32, (unsigned)VL);
     Kc kc;
     kc_init(&kc, cg, k);
     LLVMValueRef fn = begin_inner_fn(&kc, ".direct", list, nb);
     LLVMValueRef X = kc.bufptr[cv->x_buf], Wt = is_conv ? kc.bufptr[cv->w_buf] : NULL;
-    LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1), cOW = ci64(cg, OW);
-    LLVMValueRef acc = LLVMBuildArrayAlloca(cg->b, cg->t_f32, cOW, "acc");
+    LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1), cP = ci64(cg, P), cOW = ci64(cg, OW);
+    LLVMValueRef acc = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, RB * OW + VL), "acc");
     LLVMSetAlignment(acc, 64);
-    LLVMValueRef init = cf(cg, max ? -INFINITY : 0.0);
-    /* rows [r0, r1) touch [ob, oe) */
-    LLVMValueRef r0 = LLVMBuildUDiv(cg->b, ob, cOW, "");
-    LLVMValueRef r1 = LLVMBuildUDiv(cg->b, iadd(cg, oe, ci64(cg, OW - 1)), cOW, "");
-    TLoop lr, lc, lh, lt;
-    LLVMValueRef row = tloop_begin(&kc, &lr, r0, r1, 1, "row");
-    LLVMValueRef oh = LLVMBuildURem(cg->b, row, ci64(cg, cv->oh), "");
-    LLVMValueRef noc = LLVMBuildUDiv(cg->b, row, ci64(cg, cv->oh), "");
-    LLVMValueRef oc = LLVMBuildURem(cg->b, noc, ci64(cg, cv->oc), ""), n = LLVMBuildUDiv(cg->b, noc, ci64(cg, cv->oc), "");
+    LLVMValueRef vinit = splat(cg, cf(cg, max ? -INFINITY : 0.0), VL);
+    /* planes [p0, p1) touch [ob, oe) */
+    LLVMValueRef p0 = LLVMBuildUDiv(cg->b, ob, cP, ""), p1 = LLVMBuildUDiv(cg->b, iadd(cg, oe, ci64(cg, P - 1)), cP, "");
+    TLoop lp, lb, lr, lt;
+    LLVMValueRef plane = tloop_begin(&kc, &lp, p0, p1, 1, "plane");
+    LLVMValueRef oc = LLVMBuildURem(cg->b, plane, ci64(cg, cv->oc), ""), n = LLVMBuildUDiv(cg->b, plane, ci64(cg, cv->oc), "");
     LLVMValueRef cin0 = imul(cg, LLVMBuildUDiv(cg->b, oc, ci64(cg, ocg), ""), ci64(cg, cg_n));
-    {
-        LLVMValueRef t = tloop_begin(&kc, &lt, ci64(cg, 0), cOW, 1, "init");
-        store_f32(cg, acc, t, init);
-        loop_metadata(cg, tloop_end(&kc, &lt), 0, 1);
-    }
-    LLVMValueRef c = tloop_begin(&kc, &lc, ci64(cg, 0), ci64(cg, cg_n), 1, "c");
-    LLVMValueRef xplane = iadd(cg, iadd(cg, ci64(cg, cv->x_off), imul(cg, n, ci64(cg, cv->xs[0]))),
-                               imul(cg, iadd(cg, cin0, c), ci64(cg, cv->xs[1])));
-    LLVMValueRef kh = tloop_begin(&kc, &lh, ci64(cg, 0), ci64(cg, cv->kh), 1, "kh");
-    LLVMValueRef ih = iadd(cg, iadd(cg, imul(cg, oh, ci64(cg, cv->sh)), imul(cg, kh, ci64(cg, cv->dh))), ci64(cg, -cv->ph));
-    IfBlock inside;
-    if_begin(&kc, &inside, LLVMBuildICmp(cg->b, LLVMIntULT, ih, ci64(cg, cv->h), ""));
-    LLVMValueRef xrow = iadd(cg, xplane, imul(cg, ih, ci64(cg, cv->xs[2])));
-    for (int64_t kw = 0; kw < cv->kw; kw++) { /* taps along the row: constant column ranges */
-        int64_t iw0 = kw * cv->dw - cv->pw, t0 = 0, t1;
-        while (t0 < OW && t0 * cv->sw + iw0 < 0) t0++;
-        for (t1 = t0; t1 < OW && t1 * cv->sw + iw0 < cv->w;) t1++;
-        if (t0 >= t1) continue;
-        LLVMValueRef wv = NULL;
-        if (is_conv) {
-            LLVMValueRef wi = iadd(cg, iadd(cg, ci64(cg, cv->w_off), imul(cg, oc, ci64(cg, cv->ws[0]))),
-                                   iadd(cg, imul(cg, c, ci64(cg, cv->ws[1])),
-                                        iadd(cg, imul(cg, kh, ci64(cg, cv->ws[2])), ci64(cg, kw * cv->ws[3]))));
-            wv = conv(cg, load_elem(cg, wdt, Wt, wi), wdt, KILN_F32);
+    LLVMValueRef pbase = imul(cg, plane, cP);
+    LLVMValueRef lo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, ob, pbase, ""));
+    LLVMValueRef hi = imin(cg, cP, LLVMBuildSub(cg->b, oe, pbase, ""));
+    LLVMValueRef oh_end = LLVMBuildUDiv(cg->b, iadd(cg, hi, ci64(cg, OW - 1)), cOW, "");
+    LLVMValueRef oh0 = tloop_begin(&kc, &lb, LLVMBuildUDiv(cg->b, lo, cOW, ""), oh_end, RB, "block");
+    LLVMValueRef nrows = imin(cg, ci64(cg, RB), LLVMBuildSub(cg->b, oh_end, oh0, ""));
+    LLVMValueRef r = tloop_begin(&kc, &lr, ci64(cg, 0), nrows, 1, "row");
+    LLVMValueRef oh = iadd(cg, oh0, r);
+    /* the taps that read inside the image: kh in [kh0, kh1) */
+    LLVMValueRef top = LLVMBuildSub(cg->b, ci64(cg, cv->ph), imul(cg, oh, ci64(cg, cv->sh)), "");
+    LLVMValueRef kh0 = imax(cg, ci64(cg, 0), LLVMBuildSDiv(cg->b, iadd(cg, top, ci64(cg, cv->dh - 1)), ci64(cg, cv->dh), ""));
+    LLVMValueRef below = iadd(cg, top, ci64(cg, cv->h)); /* kh*dh < below */
+    LLVMValueRef kh1 = imin(cg, ci64(cg, cv->kh), LLVMBuildSDiv(cg->b, iadd(cg, below, ci64(cg, cv->dh - 1)), ci64(cg, cv->dh), ""));
+    kh1 = imax(cg, kh1, kh0);
+    for (int64_t u0 = 0; u0 < OW; u0 += (int64_t)DIRECT_VECS * VL) { /* chunks of a row, in registers */
+        int nv = (int)((OW - u0 + VL - 1) / VL);
+        if (nv > DIRECT_VECS) nv = DIRECT_VECS;
+        LLVMValueRef vacc[DIRECT_VECS], next[DIRECT_VECS];
+        Loop lcl;
+        LLVMValueRef c = loop_begin(&kc, &lcl, ci64(cg, 0), ci64(cg, cg_n), "c");
+        LLVMValueRef phis_c[DIRECT_VECS];
+        for (int j = 0; j < nv; j++) {
+            phis_c[j] = LLVMBuildPhi(cg->b, vf, "acc_c");
+            LLVMAddIncoming(phis_c[j], &vinit, &lcl.pre, 1);
         }
-        LLVMValueRef t = tloop_begin(&kc, &lt, ci64(cg, t0), ci64(cg, t1), 1, "tap");
-        LLVMValueRef xi = iadd(cg, xrow, imul(cg, iadd(cg, imul(cg, t, ci64(cg, cv->sw)), ci64(cg, iw0)), ci64(cg, cv->xs[3])));
-        LLVMValueRef xv = conv(cg, load_elem(cg, xdt, X, xi), xdt, KILN_F32), a = load_f32(cg, acc, t);
-        LLVMValueRef v = is_conv ? fma3(cg, xv, wv, a) : max ? intrin2(cg, "llvm.maximum", a, xv) : f_add(cg, a, xv);
-        store_f32(cg, acc, t, v);
-        loop_metadata(cg, tloop_end(&kc, &lt), cg->vec_floats, 1);
+        LLVMValueRef xplane = iadd(cg, iadd(cg, ci64(cg, cv->x_off), imul(cg, n, ci64(cg, cv->xs[0]))),
+                                   imul(cg, iadd(cg, cin0, c), ci64(cg, cv->xs[1])));
+        /* kh over [kh0, kh1): skipped when empty */
+        LLVMBasicBlockRef pre_kh = LLVMGetInsertBlock(cg->b);
+        LLVMBasicBlockRef khbody = LLVMAppendBasicBlockInContext(cg->ctx, fn, "kh");
+        LLVMBasicBlockRef khdone = LLVMAppendBasicBlockInContext(cg->ctx, fn, "kh_done");
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, kh0, kh1, ""), khbody, khdone);
+        LLVMPositionBuilderAtEnd(cg->b, khbody);
+        LLVMValueRef kh = LLVMBuildPhi(cg->b, cg->t_i64, "kh");
+        LLVMAddIncoming(kh, &kh0, &pre_kh, 1);
+        LLVMValueRef phis_kh[DIRECT_VECS];
+        for (int j = 0; j < nv; j++) {
+            phis_kh[j] = LLVMBuildPhi(cg->b, vf, "acc_kh");
+            LLVMAddIncoming(phis_kh[j], &phis_c[j], &pre_kh, 1);
+            vacc[j] = phis_kh[j];
+        }
+        LLVMValueRef ih = iadd(cg, iadd(cg, imul(cg, oh, ci64(cg, cv->sh)), imul(cg, kh, ci64(cg, cv->dh))), ci64(cg, -cv->ph));
+        LLVMValueRef xrow = iadd(cg, xplane, imul(cg, ih, ci64(cg, cv->xs[2])));
+        for (int64_t kw = 0; kw < cv->kw; kw++) {
+            int64_t iw0 = kw * cv->dw - cv->pw, t0 = 0, t1;
+            while (t0 < OW && t0 * cv->sw + iw0 < 0) t0++;
+            for (t1 = t0; t1 < OW && t1 * cv->sw + iw0 < cv->w;) t1++;
+            LLVMValueRef wv = NULL;
+            for (int j = 0; j < nv; j++) {
+                int64_t base = u0 + (int64_t)j * VL, llo = t0 - base, lhi = t1 - base;
+                if (llo < 0) llo = 0;
+                if (lhi > VL) lhi = VL;
+                if (lhi > OW - base) lhi = OW - base;
+                if (llo >= lhi) continue;
+                if (is_conv && !wv) {
+                    LLVMValueRef wi = iadd(cg, iadd(cg, ci64(cg, cv->w_off), imul(cg, oc, ci64(cg, cv->ws[0]))),
+                                           iadd(cg, imul(cg, c, ci64(cg, cv->ws[1])),
+                                                iadd(cg, imul(cg, kh, ci64(cg, cv->ws[2])), ci64(cg, kw * cv->ws[3]))));
+                    wv = splat(cg, conv(cg, load_elem(cg, wdt, Wt, wi), wdt, KILN_F32), VL);
+                }
+                LLVMValueRef xi = iadd(cg, xrow, ci64(cg, (base * cv->sw + iw0) * cv->xs[3]));
+                LLVMValueRef xv = lanes_load(cg, xdt, X, xi, cv->sw * cv->xs[3], llo, lhi);
+                LLVMValueRef m = const_lanes(cg, llo, lhi, VL), a = vacc[j], v;
+                if (is_conv) v = fma3(cg, xv, wv, a);
+                else if (max) v = intrin2(cg, "llvm.maximum", a, xv);
+                else v = f_add(cg, a, xv);
+                vacc[j] = llo == 0 && lhi == VL ? v : LLVMBuildSelect(cg->b, m, v, a, "");
+            }
+        }
+        LLVMValueRef kh_next = iadd(cg, kh, ci64(cg, 1));
+        LLVMBasicBlockRef khlatch = LLVMGetInsertBlock(cg->b);
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, kh_next, kh1, ""), khbody, khdone);
+        LLVMAddIncoming(kh, &kh_next, &khlatch, 1);
+        for (int j = 0; j < nv; j++) LLVMAddIncoming(phis_kh[j], &vacc[j], &khlatch, 1);
+        LLVMPositionBuilderAtEnd(cg->b, khdone);
+        for (int j = 0; j < nv; j++) {
+            next[j] = LLVMBuildPhi(cg->b, vf, "acc");
+            LLVMValueRef vals[2] = {phis_c[j], vacc[j]};
+            LLVMBasicBlockRef from[2] = {pre_kh, khlatch};
+            LLVMAddIncoming(next[j], vals, from, 2);
+        }
+        loop_end(&kc, &lcl, phis_c, next, nv, 0);
+        for (int j = 0; j < nv; j++) { /* the row's vectors into the block */
+            int64_t base = u0 + (int64_t)j * VL, lanes = OW - base < VL ? OW - base : VL;
+            LLVMValueRef at = iadd(cg, imul(cg, r, cOW), ci64(cg, base));
+            masked_store_f32(cg, next[j], acc, at, const_lanes(cg, 0, lanes, VL));
+        }
     }
-    if_end(&kc, &inside);
-    tloop_end(&kc, &lh);
-    tloop_end(&kc, &lc);
-    /* the epilogue over the row's elements in [ob, oe) */
-    LLVMValueRef obase = imul(cg, row, cOW);
-    LLVMValueRef lo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, ob, obase, ""));
-    LLVMValueRef hi = imin(cg, cOW, LLVMBuildSub(cg->b, oe, obase, ""));
-    LLVMValueRef ow = tloop_begin(&kc, &lt, as_idx(&kc, lo), as_idx(&kc, hi), 1, "ow");
-    kc.o = iadd(cg, as_idx(&kc, obase), ow);
-    kc.gemm_n = OW, kc.gemm_row = as_idx(&kc, row), kc.gemm_col = ow;
-    kc.acc[0] = load_f32(cg, acc, LLVMBuildSExt(cg->b, ow, cg->t_i64, ""));
+    tloop_end(&kc, &lr);
+    /* the epilogue over the block's elements in [lo, hi) of the plane */
+    LLVMValueRef bbase = imul(cg, oh0, cOW);
+    LLVMValueRef elo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, lo, bbase, ""));
+    LLVMValueRef ehi = imin(cg, imul(cg, nrows, cOW), LLVMBuildSub(cg->b, hi, bbase, ""));
+    LLVMValueRef e = tloop_begin(&kc, &lt, as_idx(&kc, elo), as_idx(&kc, ehi), 1, "e");
+    LLVMValueRef col = iadd(cg, as_idx(&kc, bbase), e);
+    kc.o = iadd(cg, as_idx(&kc, pbase), col);
+    kc.gemm_n = P, kc.gemm_row = as_idx(&kc, plane), kc.gemm_col = col;
+    kc.acc[0] = load_f32(cg, acc, LLVMBuildSExt(cg->b, e, cg->t_i64, ""));
     emit_scope(&kc, -1);
     emit_stage(&kc, 1);
     loop_metadata(cg, tloop_end(&kc, &lt), heavy_scope(k, -1) || heavy_scope(k, 1) ? cg->vec_floats : 0, 1);
-    tloop_end(&kc, &lr);
+    tloop_end(&kc, &lb);
+    tloop_end(&kc, &lp);
     LLVMBuildRetVoid(cg->b);
     kc_free(&kc);
     return fn;
