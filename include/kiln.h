@@ -1,10 +1,11 @@
 /* kiln.h - the public interface of libkiln, for programs that embed kiln.
  *
  * A host tensor (KilnTensor) is the unit that crosses the API: dense, C order,
- * little-endian, owning its data.  Compilation and running go through a
- * KilnSession (see kiln_session_* below), which keeps diagnostics and the
- * chosen device.  Every function that can fail returns a KilnStatus and leaves
- * a human-readable message in the session (or in an error buffer).
+ * little-endian.  Tensor files (npy, safetensors, ONNX .pb) are read and
+ * written by the functions below, which leave a message in an error buffer.
+ * Compiling and running go through a KilnModel (kiln_model_*, at the end): a
+ * graph compiled once for a device, its weights bound once, run from as many
+ * threads as the caller likes; its errors come back in a KilnError.
  */
 #ifndef KILN_H
 #define KILN_H
@@ -94,5 +95,138 @@ uint16_t kiln_f32_to_f16(float f);
 float kiln_f16_to_f32(uint16_t h);
 uint16_t kiln_f32_to_bf16(float f);
 float kiln_bf16_to_f32(uint16_t h);
+
+/* ------------------------------------------------------------------ models
+ *
+ * A KilnModel is one graph of a .kiln or .onnx file (or of program text)
+ * compiled for one device, with its weights bound once:
+ *
+ *     KilnError err = {0};
+ *     KilnModelOptions opt = {.device = "cpu"};
+ *     KilnModel *m = kiln_model_load("examples/lenet.kiln", &opt, &err);
+ *     if (!m) { fprintf(stderr, "%s\n", err.message); kiln_error_clear(&err); ... }
+ *     kiln_model_load_weights(m, "lenet.safetensors", &err);
+ *     KilnTensor in[11] = {[0] = image}, out[1];        // one entry per parameter
+ *     kiln_model_run(m, in, out, &err);                  // from any thread
+ *     ...
+ *     kiln_model_free(m);
+ *
+ * Threads.  Every function may be called from any thread, and on one model
+ * from several threads at once.  Runs proceed in parallel: they share the
+ * compiled code and the bound weights, read only, and each has its own
+ * temporaries, device memory and outputs.  Binding, loading weights and
+ * closing wait for the runs in progress, and runs started meanwhile wait for
+ * them.  Only kiln_model_free must not overlap another call on the model.
+ *
+ * Weights.  kiln_model_bind and kiln_model_load_weights copy a parameter's
+ * value once into the model (and once onto the device, for a GPU); every
+ * later run uses that copy in place, and never takes the parameter as an
+ * input.  Binding a parameter again replaces its value for later runs.
+ *
+ * Results never share memory with another run's results, with the inputs or
+ * with the weights (a graph that returns a parameter returns a copy).
+ *
+ * Symbolic dimensions (f32[B, 784]).  Those given in the options are fixed
+ * at load, and so is any that a bound parameter's shape gives.  Any other is
+ * taken from the inputs of each run: the graph is compiled once for each
+ * set of sizes met, and those compilations are kept until the model closes.
+ * A model whose every dimension is known is compiled when it is loaded, so
+ * that its errors come back from kiln_model_load.
+ *
+ * Errors.  A function that fails returns NULL or a KilnStatus other than
+ * KILN_OK and, when `err` is not NULL, fills it (free it with
+ * kiln_error_clear; it may be reused).  A closed model refuses every call
+ * with KILN_ERR_USAGE ("the model is closed"). */
+
+typedef struct KilnModel KilnModel;
+
+/* Why a call failed.  message is what `kiln` on the command line prints for
+ * the same failure: the diagnostics with their source lines and carets, or
+ * one "kiln: ..." line.  file, line, col: where the first diagnostic points
+ * (line 0: a file-level error, such as a weights file that cannot be read);
+ * file is NULL when the error is about no file. */
+typedef struct {
+    KilnStatus status;
+    char *file;
+    int line, col;
+    char *message;
+} KilnError;
+
+void kiln_error_clear(KilnError *err); /* frees file and message, zeroes the rest */
+
+typedef struct {
+    const char *name;
+    int64_t size; /* > 0 */
+} KilnDim;
+
+/* Every field may be left zero. */
+typedef struct {
+    const char *graph;     /* NULL or "": the file's first graph */
+    const char *device;    /* NULL or "": the default device (a GPU where one is usable, else cpu);
+                              "ref", "kir", "cpu", "cuda", "cuda-emu" */
+    const KilnDim *dims;   /* symbolic dimensions fixed at load (ndims of them) */
+    int ndims;
+    const char *precision; /* NULL or "": "f32"; "f16", "bf16", "auto" (docs/passes.md) */
+} KilnModelOptions;
+
+/* A .kiln file, or an ONNX model (recognised by its content). */
+KilnModel *kiln_model_load(const char *path, const KilnModelOptions *opt, KilnError *err);
+/* kiln program text; diagnostics call it "<source>". */
+KilnModel *kiln_model_compile(const char *source, const KilnModelOptions *opt, KilnError *err);
+
+/* Binds parameter `name` to a copy of t for every later run.  t must have
+ * the parameter's dtype (an f32 tensor is also taken for an f16 or bf16
+ * parameter, converted once) and shape; its symbolic dimensions become
+ * fixed. */
+KilnStatus kiln_model_bind(KilnModel *m, const char *name, const KilnTensor *t, KilnError *err);
+/* Binds every parameter named in a .safetensors file (tensors that name no
+ * parameter are left alone; a file that binds none is an error).  All or
+ * nothing: a tensor that does not fit leaves every binding as it was. */
+KilnStatus kiln_model_load_weights(KilnModel *m, const char *path, KilnError *err);
+
+/* A parameter or result of the model.  shape has -1 for a symbolic
+ * dimension; type spells the declared type ("f32[N, 1, 28, 28]").  The
+ * pointers are the model's, valid until it closes. */
+typedef struct {
+    const char *name; /* results: "out0", "out1", ... */
+    KilnDType dtype;
+    int rank;
+    const int64_t *shape;
+    const char *type;
+} KilnTensorInfo;
+
+int kiln_model_num_params(KilnModel *m);  /* 0 once closed */
+int kiln_model_num_results(KilnModel *m); /* 0 once closed */
+bool kiln_model_param_info(KilnModel *m, int i, KilnTensorInfo *out);
+bool kiln_model_result_info(KilnModel *m, int i, KilnTensorInfo *out);
+int kiln_model_param_index(KilnModel *m, const char *name); /* -1: no such parameter */
+bool kiln_model_param_bound(KilnModel *m, int i);
+const char *kiln_model_graph(KilnModel *m);  /* the graph's name; NULL once closed */
+const char *kiln_model_device(KilnModel *m); /* "cpu", ...; NULL once closed */
+
+/* A run.  inputs has one entry per parameter, in the graph's order; the
+ * entries of bound parameters are not read (they may be zeroed).  Each
+ * input must have its parameter's dtype and a shape that fits its declared
+ * type; its data is read in place for the duration of the call, never kept.
+ *
+ * kiln_model_run allocates outputs[i] (kiln_model_num_results of them; the
+ * caller frees each with kiln_tensor_free).
+ *
+ * kiln_model_run_into writes into the caller's memory: kiln_model_plan
+ * fills outputs[i]'s dtype, rank and shape for these inputs (shape points
+ * into the model; data is set to NULL; the inputs' data is not read),
+ * the caller points each data at room for that many elements, and
+ * kiln_model_run_into runs the graph into it. */
+KilnStatus kiln_model_run(KilnModel *m, const KilnTensor *inputs, KilnTensor *outputs, KilnError *err);
+KilnStatus kiln_model_plan(KilnModel *m, const KilnTensor *inputs, KilnTensor *outputs, KilnError *err);
+KilnStatus kiln_model_run_into(KilnModel *m, const KilnTensor *inputs, KilnTensor *outputs, KilnError *err);
+
+/* Frees everything the model holds (compiled code, weights, device memory)
+ * once the runs in progress end; the handle stays, and every later call on
+ * it fails with KILN_ERR_USAGE, closing again included.  kiln_model_free
+ * releases the handle itself (closing the model first if it is open);
+ * NULL is ignored. */
+KilnStatus kiln_model_close(KilnModel *m, KilnError *err);
+void kiln_model_free(KilnModel *m);
 
 #endif

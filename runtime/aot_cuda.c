@@ -323,6 +323,12 @@ static void write_readme(const Bundle *bu, StrBuf *r) {
               "\nThe stub libcuda in %s is only for linking; at run time the\n"
               "driver's libcuda.so.1 is used.\n",
               bu->stubs);
+    sb_printf(r,
+              "\nFrom Go: this folder is package %s (%s.go, which cgo builds with %s.c); copy it\n"
+              "into your module and import it: %s.Run(...) runs the graph.  %s.go takes CUDA\n"
+              "from %s and %s; elsewhere set CGO_CFLAGS=-I.../include and\n"
+              "CGO_LDFLAGS=-L.../stubs.\n",
+              N, N, N, N, N, bu->include, bu->stubs);
 }
 
 KilnStatus cuda_aot(const KProgram *kp, const IRGraph *g, const CompileOptions *opt, const char *variant,
@@ -371,7 +377,15 @@ KilnStatus cuda_aot(const KProgram *kp, const IRGraph *g, const CompileOptions *
     sb_printf(&file, "%s.c", bu.name);
     if (!write_text(dir, file.data, c.data, c.len, err, errlen)) goto done;
     if (!write_text(dir, "README", r.data, r.len, err, errlen)) goto done;
-    st = KILN_OK;
+    file.len = 0;
+    sb_printf(&file, "CUDA sm_%d", b.arch_sm);
+    char target[32];
+    snprintf(target, sizeof target, "cuda:sm_%d", b.arch_sm);
+    StrBuf cgo = {0};
+    sb_printf(&cgo, "#cgo CFLAGS: -I%s\n#cgo LDFLAGS: -L%s -lcuda\n", bu.include, bu.stubs);
+    AotGoTarget go = {target, file.data, "the CUDA driver (libcuda.so.1)", cgo.data, true};
+    st = aot_go_write(g, bu.name, &go, dir, err, errlen);
+    sb_free(&cgo);
 done:
     sb_free(&h);
     sb_free(&c);

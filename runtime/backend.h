@@ -158,6 +158,17 @@ const EmitStage *backend_stage(const char *name, const Backend **owner);
 /* The C type of a dtype's elements in the headers aot bundles declare
  * (f16 and bf16 are their 16-bit patterns, bool one byte). */
 const char *aot_c_type(KilnDType dt);
+/* NAME.go, the Go wrapper of an AOT bundle (runtime/aot_go.c): package
+ * `cname` calling `int cname_run(...)` of NAME.h, written into dir. */
+typedef struct {
+    const char *target; /* "cpu", "cuda:sm_90": for the header line */
+    const char *what;   /* "the CPU (x86-64-v3)": for the package comment */
+    const char *needs;  /* "libc and libm": what a program using it links */
+    const char *cgo;    /* the #cgo lines of the preamble, each ending in '\n' */
+    bool cuda;          /* cname_run returns a CUresult */
+} AotGoTarget;
+KilnStatus aot_go_write(const IRGraph *g, const char *cname, const AotGoTarget *t, const char *dir, char *err,
+                        size_t errlen);
 /* "ref, kir, cpu, ..." (sep between names) and the backends' emit stages. */
 void backend_names(StrBuf *out, const char *sep);
 void backend_stage_names(StrBuf *out, const char *sep);

@@ -380,10 +380,18 @@ static KilnStatus cpu_aot(const KProgram *kp, const IRGraph *g, const CompileOpt
             cpu_name ? cpu_name : "the build host's CPU");
     fprintf(f, "Call %s_run() declared in %s.h; build with:\n\n    cc -O2 main.c %s.o -lm -o main\n", g->name, g->name,
             g->name);
+    fprintf(f, "\nFrom Go: this folder is package %s (%s.go); copy it into your module and import it:\n"
+               "%s.Run(...) runs the graph (see %s.go), `go build` links %s.o.\n",
+            g->name, g->name, g->name, g->name, g->name);
     if (fclose(f) != 0) {
         snprintf(err, errlen, "cannot write %s: %s", readme, strerror(errno));
         st = KILN_ERR_USAGE;
+        goto done;
     }
+    char *what = arena_printf(arena, "the CPU (%s)", cpu_name ? cpu_name : "the build host's");
+    char *cgo = arena_printf(arena, "#cgo LDFLAGS: ${SRCDIR}/%s.o -lm\n", g->name);
+    AotGoTarget go = {"cpu", what, "libc and libm", cgo, false};
+    st = aot_go_write(g, g->name, &go, dir, err, errlen);
 done:
     if (mod) LLVMDisposeModule(mod);
     LLVMContextDispose(ctx);

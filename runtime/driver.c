@@ -30,13 +30,21 @@ KilnStatus compilation_open(Compilation *c, const char *path, char *err, size_t 
     char *text;
     size_t len;
     if (!read_file(path, &text, &len, err, errlen)) return KILN_ERR_USAGE;
+    KilnStatus st = compilation_open_text(c, path, text, len, err, errlen);
+    free(text);
+    return st;
+}
+
+KilnStatus compilation_open_text(Compilation *c, const char *name, const char *text, size_t len, char *err,
+                                 size_t errlen) {
+    memset(c, 0, sizeof *c);
     c->arena = arena_new();
-    c->src.path = arena_strdup(c->arena, path);
+    c->src.path = arena_strdup(c->arena, name);
     c->src.text = arena_strndup(c->arena, text, len);
     c->src.len = len;
-    free(text);
     if (memchr(c->src.text, 0, len)) {
-        snprintf(err, errlen, "%s: the file contains a NUL byte; kiln programs are UTF-8 text", path);
+        snprintf(err, errlen, "%s: the %s contains a NUL byte; kiln programs are UTF-8 text", name,
+                 strcmp(name, COMPILATION_TEXT_NAME) == 0 ? "source text" : "file");
         return KILN_ERR_INPUT;
     }
     bool ok = parse_program(c->arena, &c->src, &c->diags, &c->prog);

@@ -46,6 +46,7 @@ struct Executable {
     /* per parameter: whether it is bound, its host copy and, on a device
      * backend, its device copy */
     bool *is_bound;
+    bool *bound_owned; /* false: exec_bind_shared, the data is the caller's */
     KilnTensor *bound;
     void **bound_dev;
 };
@@ -139,6 +140,7 @@ Executable *exec_compile(const Backend *be, const IRGraph *g, const CompileOptio
     for (int i = 0; i < x->nparams; i++) record_type(x->arena, g, g->params.data[i], &x->params[i]);
     for (int i = 0; i < x->nresults; i++) record_type(x->arena, g, g->results.data[i], &x->results[i]);
     x->is_bound = xcalloc((size_t)x->nparams + 1, sizeof *x->is_bound);
+    x->bound_owned = xcalloc((size_t)x->nparams + 1, sizeof *x->bound_owned);
     x->bound = xcalloc((size_t)x->nparams + 1, sizeof *x->bound);
     x->bound_dev = xcalloc((size_t)x->nparams + 1, sizeof *x->bound_dev);
     if (!has(x, BK_KERNELS)) return x;
@@ -158,6 +160,16 @@ Executable *exec_compile(const Backend *be, const IRGraph *g, const CompileOptio
     return x;
 }
 
+/* Drops parameter i's binding (device copy, and host copy if owned); the
+ * device must be current (exec_destroy, bind_param run inside a call). */
+static void unbind_param(Executable *x, int i) {
+    if (x->bound_dev[i]) x->be->buffers.free(x->prog, x->bound_dev[i]);
+    if (x->bound_owned[i]) kiln_tensor_free(&x->bound[i]);
+    x->bound_dev[i] = NULL;
+    x->bound_owned[i] = x->is_bound[i] = false;
+    memset(&x->bound[i], 0, sizeof x->bound[i]);
+}
+
 void exec_destroy(Executable *x) {
     if (!x) return;
     /* device copies of bound parameters go inside a call: the device must be
@@ -169,13 +181,13 @@ void exec_destroy(Executable *x) {
             char err[256];
             begun = !x->be->kernels.call_begin || x->be->kernels.call_begin(x->prog, &state, err, sizeof err);
         }
-        if (x->bound_dev[i]) x->be->buffers.free(x->prog, x->bound_dev[i]);
-        kiln_tensor_free(&x->bound[i]);
+        unbind_param(x, i);
     }
     if (begun && x->be->kernels.call_end) x->be->kernels.call_end(x->prog, state);
     if (x->prog) x->be->kernels.release(x->prog);
     kprog_destroy(x->kp);
     free(x->is_bound);
+    free(x->bound_owned);
     free(x->bound);
     free(x->bound_dev);
     arena_free(x->arena);
@@ -328,11 +340,50 @@ static bool bind(Call *c, KilnTensor *outputs, char *err, size_t errlen) {
     return has(c->x, BK_HOST_MEMORY) ? bind_host(c, outputs, err, errlen) : bind_device(c, err, errlen);
 }
 
+/* Checks outputs the caller allocated (exec_run_into). */
+static bool check_outputs(const Executable *x, const KilnTensor *outputs, char *err, size_t errlen) {
+    for (int r = 0; r < x->nresults; r++) {
+        const TensorType *t = &x->results[r];
+        const KilnTensor *o = &outputs[r];
+        if (o->dtype == t->dtype && kiln_tensor_numel(o) == t->numel && (o->data || t->numel == 0)) continue;
+        snprintf(err, errlen, "output %d is %s[%lld elements]%s; the compiled graph's result is %s[%lld elements]",
+                 r, kiln_dtype_name(o->dtype), (long long)kiln_tensor_numel(o), o->data ? "" : " without data",
+                 kiln_dtype_name(t->dtype), (long long)t->numel);
+        return false;
+    }
+    return true;
+}
+
+/* A graph-level backend allocates its own results: copied into the caller's. */
+static KilnStatus run_graph_into(Call *c, KilnTensor *outputs, char *err, size_t errlen) {
+    const Executable *x = c->x;
+    KilnTensor *in = xcalloc((size_t)x->nparams + 1, sizeof *in);
+    KilnTensor *own = xcalloc((size_t)x->nresults + 1, sizeof *own);
+    for (int i = 0; i < x->nparams; i++) in[i] = *c->in[i];
+    KilnStatus st = x->be->run_graph(x->g, in, own, err, errlen) ? KILN_OK : KILN_ERR_DEVICE;
+    for (int r = 0; st == KILN_OK && r < x->nresults; r++) {
+        size_t bytes = (size_t)x->results[r].numel * kiln_dtype_size(x->results[r].dtype);
+        if (bytes) memcpy(outputs[r].data, own[r].data, bytes);
+    }
+    for (int r = 0; st == KILN_OK && r < x->nresults; r++) kiln_tensor_free(&own[r]);
+    free(own);
+    free(in);
+    return st;
+}
+
+/* One run into allocated outputs: bind, launch, copy. */
+static KilnStatus run_call(Call *c, KilnTensor *outputs, char *err, size_t errlen) {
+    if (!has(c->x, BK_KERNELS)) return run_graph_into(c, outputs, err, errlen);
+    if (!bind(c, outputs, err, errlen) || !launch_all(c, err, errlen) || !copy_results(c, outputs, err, errlen))
+        return KILN_ERR_DEVICE;
+    return KILN_OK;
+}
+
 KilnStatus exec_run(const Executable *x, const KilnTensor *inputs, KilnTensor *outputs, char *err,
                     size_t errlen) {
     Call c;
     KilnStatus st = call_open(&c, x, inputs, err, errlen);
-    if (st == KILN_OK && !has(x, BK_KERNELS)) {
+    if (st == KILN_OK && !has(x, BK_KERNELS)) { /* the backend allocates the outputs */
         KilnTensor *in = xcalloc((size_t)x->nparams + 1, sizeof *in);
         for (int i = 0; i < x->nparams; i++) in[i] = *c.in[i];
         if (!x->be->run_graph(x->g, in, outputs, err, errlen)) st = KILN_ERR_DEVICE;
@@ -340,61 +391,79 @@ KilnStatus exec_run(const Executable *x, const KilnTensor *inputs, KilnTensor *o
         call_close(&c);
         return st;
     }
-    if (st == KILN_OK && !alloc_outputs(x, outputs, err, errlen))
+    if (st == KILN_OK && !alloc_outputs(x, outputs, err, errlen)) {
         st = KILN_ERR_DEVICE;
-    else if (st == KILN_OK) {
-        if (!bind(&c, outputs, err, errlen) || !launch_all(&c, err, errlen) ||
-            !copy_results(&c, outputs, err, errlen))
-            st = KILN_ERR_DEVICE;
-        if (st != KILN_OK)
-            for (int r = 0; r < x->nresults; r++) kiln_tensor_free(&outputs[r]);
+    } else if (st == KILN_OK && (st = run_call(&c, outputs, err, errlen)) != KILN_OK) {
+        for (int r = 0; r < x->nresults; r++) kiln_tensor_free(&outputs[r]);
     }
+    call_close(&c);
+    return st;
+}
+
+KilnStatus exec_run_into(const Executable *x, const KilnTensor *inputs, KilnTensor *outputs, char *err,
+                         size_t errlen) {
+    if (!check_outputs(x, outputs, err, errlen)) return KILN_ERR_USAGE;
+    Call c;
+    KilnStatus st = call_open(&c, x, inputs, err, errlen);
+    if (st == KILN_OK) st = run_call(&c, outputs, err, errlen);
     call_close(&c);
     return st;
 }
 
 /* ------------------------------------------------------------ binding */
 
-KilnStatus exec_bind(Executable *x, int param, const KilnTensor *t, char *err, size_t errlen) {
+/* exec_bind and exec_bind_shared: `copy` says whether the host data is
+ * copied (and then owned by the executable) or the caller's. */
+static KilnStatus bind_param(Executable *x, int param, const KilnTensor *t, bool copy, char *err, size_t errlen) {
     if (param < 0 || param >= x->nparams) {
         snprintf(err, errlen, "the graph has no parameter %d (it has %d)", param, x->nparams);
         return KILN_ERR_USAGE;
     }
     if (!check_input(x, param, t, err, errlen)) return KILN_ERR_USAGE;
-    KilnTensor copy;
-    if (!kiln_tensor_init(&copy, t->dtype, t->rank, t->shape)) {
-        snprintf(err, errlen, "out of host memory for parameter %d", param);
-        return KILN_ERR_DEVICE;
-    }
+    KilnTensor host = *t;
     size_t bytes = (size_t)x->params[param].numel * kiln_dtype_size(t->dtype);
-    if (bytes) memcpy(copy.data, t->data, bytes);
+    if (copy) {
+        if (!kiln_tensor_init(&host, t->dtype, t->rank, t->shape)) {
+            snprintf(err, errlen, "out of host memory for parameter %d", param);
+            return KILN_ERR_DEVICE;
+        }
+        if (bytes) memcpy(host.data, t->data, bytes);
+    }
     void *dev = NULL;
     if (has(x, BK_KERNELS) && !has(x, BK_HOST_MEMORY) && bytes) {
         void *state = NULL;
         bool ok = !x->be->kernels.call_begin || x->be->kernels.call_begin(x->prog, &state, err, errlen);
         bool begun = ok;
         ok = ok && x->be->buffers.alloc(x->prog, bytes, &dev, err, errlen);
-        if (ok && !x->be->buffers.copy_in(x->prog, dev, copy.data, bytes, err, errlen)) {
+        if (ok && !x->be->buffers.copy_in(x->prog, dev, host.data, bytes, err, errlen)) {
             x->be->buffers.free(x->prog, dev);
             ok = false;
         }
         if (begun && x->be->kernels.call_end) x->be->kernels.call_end(x->prog, state);
         if (!ok) {
-            kiln_tensor_free(&copy);
+            if (copy) kiln_tensor_free(&host);
             return KILN_ERR_DEVICE;
         }
     }
-    if (has(x, BK_KERNELS) && x->be->kernels.bind && !x->be->kernels.bind(x->prog, param, copy.data, err, errlen)) {
+    if (has(x, BK_KERNELS) && x->be->kernels.bind && !x->be->kernels.bind(x->prog, param, host.data, err, errlen)) {
         if (dev) x->be->buffers.free(x->prog, dev);
-        kiln_tensor_free(&copy);
+        if (copy) kiln_tensor_free(&host);
         return KILN_ERR_DEVICE;
     }
-    if (x->bound_dev[param]) x->be->buffers.free(x->prog, x->bound_dev[param]);
-    kiln_tensor_free(&x->bound[param]);
+    unbind_param(x, param);
     x->is_bound[param] = true;
-    x->bound[param] = copy;
+    x->bound_owned[param] = copy;
+    x->bound[param] = host;
     x->bound_dev[param] = dev;
     return KILN_OK;
+}
+
+KilnStatus exec_bind(Executable *x, int param, const KilnTensor *t, char *err, size_t errlen) {
+    return bind_param(x, param, t, true, err, errlen);
+}
+
+KilnStatus exec_bind_shared(Executable *x, int param, const KilnTensor *t, char *err, size_t errlen) {
+    return bind_param(x, param, t, false, err, errlen);
 }
 
 KilnStatus exec_bind_constants(Executable *x, const IRGraph *g, const KilnTensor *inputs, char *err, size_t errlen) {

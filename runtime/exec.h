@@ -55,12 +55,26 @@ KilnStatus exec_bind(Executable *x, int param, const KilnTensor *t, char *err, s
  * initializers, see driver_bind) to its tensor in inputs[]. */
 KilnStatus exec_bind_constants(Executable *x, const IRGraph *g, const KilnTensor *inputs, char *err, size_t errlen);
 
+/* As exec_bind, but without a host copy: the executable uses t's data in
+ * place (host backends) or copies it to the device once.  t's data must
+ * stay unchanged until the binding is replaced or the executable destroyed:
+ * a caller that compiles one graph for several shapes binds one copy of
+ * its weights to every executable (runtime/api.c). */
+KilnStatus exec_bind_shared(Executable *x, int param, const KilnTensor *t, char *err, size_t errlen);
+
 /* One run: inputs[i] for parameter i (dtype and element count must match),
  * outputs[i] (nresults of them) allocated here, owned by the caller.  On
  * failure nothing is left allocated.  KILN_ERR_USAGE for inputs that do not
  * fit, KILN_ERR_DEVICE for a device or memory failure. */
 KilnStatus exec_run(const Executable *x, const KilnTensor *inputs, KilnTensor *outputs, char *err,
                     size_t errlen);
+
+/* As exec_run, into outputs the caller allocated: outputs[i] has result
+ * i's dtype and element count and its own memory, which host backends'
+ * kernels write directly (no copy); nothing is allocated for the results.
+ * KILN_ERR_USAGE for outputs that do not fit. */
+KilnStatus exec_run_into(const Executable *x, const KilnTensor *inputs, KilnTensor *outputs, char *err,
+                         size_t errlen);
 
 /* Runs `runs` times after a warm-up; fills rep (VEC_FREE rep->kernels). */
 KilnStatus exec_bench(const Executable *x, const KilnTensor *inputs, int runs, BenchReport *rep, char *err,

@@ -35,6 +35,11 @@ typedef struct {
 /* Reads, parses and checks a file.  Diagnostics are left in c->diags.
  * Returns KILN_OK, KILN_ERR_INPUT (diagnosed) or KILN_ERR_USAGE (no file). */
 KilnStatus compilation_open(Compilation *c, const char *path, char *err, size_t errlen);
+/* The same for program text held in memory; `name` is what diagnostics
+ * call it (COMPILATION_TEXT_NAME for text that has no file). */
+KilnStatus compilation_open_text(Compilation *c, const char *name, const char *text, size_t len, char *err,
+                                 size_t errlen);
+#define COMPILATION_TEXT_NAME "<source>"
 void compilation_close(Compilation *c);
 
 /* Matches user tensors and --dim bindings to graph `entry`'s parameters,

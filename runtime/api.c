@@ -1,0 +1,766 @@
+/* api.c - the public model API (include/kiln.h, kiln_model_*): a graph
+ * compiled once, weights bound once, runs from many threads, over the one
+ * executor (exec.h).
+ *
+ * A model holds:
+ *   - the opened program (Compilation) and the graph built with its
+ *     symbolic dimensions (`sym`), which tells every parameter's declared
+ *     type and every named dimension;
+ *   - per parameter, the bound value: the model's one copy, used in place
+ *     by every executable (exec_bind_shared);
+ *   - per named dimension, its fixed size (from the options or a bound
+ *     parameter) or none;
+ *   - variants: one Executable per set of dimension sizes met, compiled on
+ *     first use (all of them at load when every size is fixed).
+ *
+ * Locks.  `lock` (a writer-preferring rwlock): runs hold it shared; bind,
+ * load_weights and close hold it exclusively, so an Executable is never
+ * bound while it runs (exec.h).  `compile_lock` guards the variant list, the
+ * Compilation's arena and its diagnostics, which compiling a variant uses;
+ * it is taken inside `lock`, never the other way round.
+ *
+ * Every failure is a KilnError whose message is what the command line
+ * prints: the diagnostics (diag_print), or "kiln: " and one line. */
+#include "passes/pass.h"
+#include "runtime/runtime.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    KilnDType dtype;
+    int rank;
+    const Dim *decl; /* declared shape (symbolic dims are sym's) */
+    int *sym;        /* per dimension: the named dimension's index, or -1 */
+    bool bound;
+    KilnTensor value; /* the bound copy */
+} ModelParam;
+
+typedef struct {
+    int64_t *sizes; /* per named dimension */
+    IRGraph *g;     /* concrete; outlives x (graph-level backends run it) */
+    Executable *x;
+    int64_t **result_shapes; /* per result (the arena's) */
+} Variant;
+
+struct KilnModel {
+    pthread_rwlock_t lock;
+    pthread_mutex_t compile_lock;
+    bool closed;
+    Compilation c;
+    int entry;
+    CompileOptions copt;
+    const Backend *be;
+    IRGraph *sym;
+    int nparams, nresults;
+    ModelParam *params;
+    KilnTensorInfo *param_info, *result_info; /* the arena's */
+    /* the graph's named dimensions */
+    int ndims;
+    const char **dim_names;
+    int64_t *dim_fixed;        /* the size, or -1 */
+    const char **dim_fixed_by; /* "the options", "the binding of 'w'" */
+    bool *dim_in_params;
+    VEC(Variant *) variants;
+};
+
+/* ------------------------------------------------------------ errors */
+
+void kiln_error_clear(KilnError *err) {
+    if (!err) return;
+    free(err->file);
+    free(err->message);
+    memset(err, 0, sizeof *err);
+}
+
+/* Fills err (when there is one) with the diagnostics, if any, then
+ * "kiln: MSG" when msg is not empty.  `file`: the file the error is about
+ * when no diagnostic says (NULL: none). */
+static void error_fill(KilnError *err, KilnStatus st, DiagList *diags, const char *file, const char *msg) {
+    if (!err) return;
+    kiln_error_clear(err);
+    err->status = st;
+    StrBuf text = {0};
+    if (diags && diags->items.len) {
+        char *printed = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&printed, &len);
+        if (f) {
+            diag_print(diags, f); /* sorts them: items[0] is now the first */
+            fclose(f);
+            sb_puts(&text, printed ? printed : "");
+            free(printed);
+        }
+        const Diag *first = &diags->items.data[0];
+        if (first->loc.src && first->loc.line > 0) {
+            file = first->loc.src->path;
+            err->line = first->loc.line;
+            err->col = first->loc.col;
+        }
+    }
+    if (msg && msg[0]) sb_printf(&text, "kiln: %s\n", msg);
+    if (text.len && text.data[text.len - 1] == '\n') text.data[--text.len] = 0;
+    err->message = text.data ? text.data : xstrdup("kiln: unknown error");
+    err->file = file ? xstrdup(file) : NULL;
+}
+
+static KilnStatus fail(KilnError *err, KilnStatus st, const char *file, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static KilnStatus fail(KilnError *err, KilnStatus st, const char *file, const char *fmt, ...) {
+    StrBuf sb = {0};
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vprintf(&sb, fmt, ap);
+    va_end(ap);
+    error_fill(err, st, NULL, file, sb.data);
+    sb_free(&sb);
+    return st;
+}
+
+/* ------------------------------------------------------------ shapes */
+
+static void shape_print(const int64_t *shape, int rank, StrBuf *sb) {
+    sb_puts(sb, "[");
+    for (int k = 0; k < rank; k++) sb_printf(sb, "%s%lld", k ? ", " : "", (long long)shape[k]);
+    sb_puts(sb, "]");
+}
+
+static int find_dim(const KilnModel *m, const char *name) {
+    for (int d = 0; d < m->ndims; d++)
+        if (strcmp(m->dim_names[d], name) == 0) return d;
+    return -1;
+}
+
+/* Checks tensor t against parameter p, with the named dimensions' sizes
+ * known so far in sizes[] (-1: none; who[d] says where a size came from),
+ * and records the sizes t gives.  `what` names t for messages ("input 'x'").
+ * need_data: t must have data (all but kiln_model_plan's inputs).
+ * False with a message in err. */
+static bool fit_param(const KilnModel *m, const ModelParam *p, const KilnTensor *t, bool convertible,
+                      bool need_data, int64_t *sizes, const char **who, const char *what, const char *origin, char *err,
+                      size_t errlen) {
+    bool dtype_ok = t->dtype == p->dtype ||
+                    (convertible && t->dtype == KILN_F32 && (p->dtype == KILN_F16 || p->dtype == KILN_BF16));
+    char *want = ir_type_str(m->sym, p->dtype, p->rank, p->decl);
+    StrBuf got = {0};
+    sb_puts(&got, kiln_dtype_name(t->dtype));
+    shape_print(t->shape, t->rank, &got);
+    bool ok = dtype_ok && t->rank == p->rank && (t->shape || t->rank == 0);
+    if (!ok) snprintf(err, errlen, "%s is %s; parameter '%s' is %s", what, got.data, p->name, want);
+    for (int k = 0; ok && k < p->rank; k++) {
+        int d = p->sym[k];
+        int64_t n = t->shape[k];
+        if (n < 0) {
+            snprintf(err, errlen, "%s has a negative dimension (%s)", what, got.data);
+            ok = false;
+        } else if (d < 0 && !DIM_IS_SYM(p->decl[k]) && n != p->decl[k]) {
+            snprintf(err, errlen, "%s is %s; parameter '%s' is %s (dimension %d is %lld, not %lld)", what, got.data,
+                     p->name, want, k, (long long)n, (long long)p->decl[k]);
+            ok = false;
+        } else if (d >= 0 && sizes[d] >= 0 && sizes[d] != n) {
+            snprintf(err, errlen, "%s is %s; parameter '%s' is %s, and %s is %lld (%s), not %lld", what, got.data,
+                     p->name, want, m->dim_names[d], (long long)sizes[d], who[d], (long long)n);
+            ok = false;
+        } else if (d >= 0 && sizes[d] < 0) {
+            if (n == 0) {
+                snprintf(err, errlen, "%s is %s: dimension %s of parameter '%s' must be positive", what, got.data,
+                         m->dim_names[d], p->name);
+                ok = false;
+            }
+            sizes[d] = n;
+            who[d] = origin;
+        }
+    }
+    if (ok && need_data && !t->data && kiln_tensor_numel(t) > 0) {
+        snprintf(err, errlen, "%s has no data", what);
+        ok = false;
+    }
+    free(want);
+    sb_free(&got);
+    return ok;
+}
+
+/* ------------------------------------------------------------ variants */
+
+static void variant_destroy(Variant *v) {
+    if (!v) return;
+    exec_destroy(v->x);
+    if (v->g) ir_graph_destroy(v->g);
+    free(v->sizes);
+    free(v);
+}
+
+/* Compiles the graph for the sizes given (every named dimension's); binds
+ * the bound parameters.  Called with compile_lock held. */
+static Variant *variant_compile(KilnModel *m, const int64_t *sizes, KilnError *err) {
+    char msg[4096] = "";
+    DimBinding *binds = xcalloc((size_t)m->ndims + 1, sizeof *binds);
+    for (int d = 0; d < m->ndims; d++) binds[d] = (DimBinding){m->dim_names[d], sizes[d]};
+    Variant *v = xcalloc(1, sizeof *v);
+    v->sizes = xmalloc(sizeof(int64_t) * (size_t)(m->ndims + 1));
+    if (m->ndims) memcpy(v->sizes, sizes, sizeof(int64_t) * (size_t)m->ndims);
+    KilnStatus st = KILN_ERR_INPUT;
+    const char *unbound;
+    v->g = ir_build(m->c.arena, &m->c.prog, m->entry, binds, m->ndims, &m->c.diags);
+    free(binds);
+    if (!v->g) goto fail;
+    if (!ir_graph_is_concrete(v->g, &unbound)) {
+        snprintf(msg, sizeof msg, "dimension %s of graph '%s' has no size: give it in the options' dims", unbound,
+                 m->sym->name);
+        st = KILN_ERR_USAGE;
+        goto fail;
+    }
+    PassOptions po = driver_pass_options(&m->copt);
+    IRGraph *o = passes_run(m->c.arena, v->g, &po, msg, sizeof msg);
+    st = KILN_ERR_DEVICE;
+    if (!o) goto fail;
+    if (o != v->g) ir_graph_destroy(v->g);
+    v->g = o;
+    if (!(v->x = exec_compile(m->be, v->g, &m->copt, msg, sizeof msg))) goto fail;
+    for (int i = 0; i < m->nparams; i++) {
+        if (!m->params[i].bound) continue;
+        if ((st = exec_bind_shared(v->x, i, &m->params[i].value, msg, sizeof msg)) != KILN_OK) goto fail;
+    }
+    v->result_shapes = ARENA_ARRAY(m->c.arena, int64_t *, m->nresults + 1);
+    for (int r = 0; r < m->nresults; r++) {
+        const Node *n = ir_node(v->g, v->g->results.data[r]);
+        v->result_shapes[r] = ARENA_ARRAY(m->c.arena, int64_t, n->rank + 1);
+        for (int k = 0; k < n->rank; k++) v->result_shapes[r][k] = n->shape[k];
+    }
+    return v;
+fail:
+    error_fill(err, st, &m->c.diags, NULL, msg);
+    diag_clear(&m->c.diags);
+    variant_destroy(v);
+    return NULL;
+}
+
+/* The variant for these sizes, compiled if need be. */
+static Variant *variant_get(KilnModel *m, const int64_t *sizes, KilnError *err) {
+    pthread_mutex_lock(&m->compile_lock);
+    Variant *v = NULL;
+    for (int i = 0; i < m->variants.len && !v; i++) {
+        Variant *c = m->variants.data[i];
+        if (m->ndims == 0 || memcmp(c->sizes, sizes, sizeof(int64_t) * (size_t)m->ndims) == 0) v = c;
+    }
+    if (!v && (v = variant_compile(m, sizes, err))) VEC_PUSH(m->variants, v);
+    pthread_mutex_unlock(&m->compile_lock);
+    return v;
+}
+
+/* Checks a run's inputs and finds (or compiles) the variant for their
+ * sizes.  Called with the lock held shared. */
+static Variant *variant_for_inputs(KilnModel *m, const KilnTensor *inputs, bool need_data, KilnError *err) {
+    int64_t *sizes = xcalloc((size_t)m->ndims + 1, sizeof *sizes);
+    const char **who = xcalloc((size_t)m->ndims + 1, sizeof *who);
+    char msg[1024];
+    Variant *v = NULL;
+    bool ok = true;
+    for (int d = 0; d < m->ndims; d++) sizes[d] = m->dim_fixed[d], who[d] = m->dim_fixed_by[d];
+    StrBuf what = {0};
+    for (int i = 0; ok && i < m->nparams; i++) {
+        const ModelParam *p = &m->params[i];
+        if (p->bound) continue;
+        what.len = 0;
+        sb_printf(&what, "input '%s'", p->name);
+        if (!inputs || (!inputs[i].data && !inputs[i].shape)) {
+            fail(err, KILN_ERR_USAGE, NULL, "%s (parameter %d) is missing: pass it, or bind it first", what.data, i);
+            ok = false;
+        } else if (!fit_param(m, p, &inputs[i], false, need_data, sizes, who, what.data, "from the inputs", msg, sizeof msg)) {
+            fail(err, KILN_ERR_USAGE, NULL, "%s", msg);
+            ok = false;
+        }
+    }
+    for (int d = 0; ok && d < m->ndims; d++) {
+        if (sizes[d] < 0) { /* checked at load: every dimension is fixed or a parameter's */
+            fail(err, KILN_ERR_USAGE, NULL, "dimension %s of graph '%s' has no size", m->dim_names[d], m->sym->name);
+            ok = false;
+        }
+    }
+    if (ok) v = variant_get(m, sizes, err);
+    sb_free(&what);
+    free(sizes);
+    free(who);
+    return v;
+}
+
+/* ------------------------------------------------------------ opening */
+
+static void model_release(KilnModel *m) {
+    for (int i = 0; i < m->variants.len; i++) variant_destroy(m->variants.data[i]);
+    VEC_FREE(m->variants);
+    for (int i = 0; m->params && i < m->nparams; i++) kiln_tensor_free(&m->params[i].value);
+    free(m->params);
+    free(m->dim_names);
+    free(m->dim_fixed);
+    free(m->dim_fixed_by);
+    free(m->dim_in_params);
+    if (m->sym) ir_graph_destroy(m->sym);
+    compilation_close(&m->c);
+    m->params = NULL;
+    m->dim_names = NULL;
+    m->dim_fixed = NULL;
+    m->dim_fixed_by = NULL;
+    m->dim_in_params = NULL;
+    m->sym = NULL;
+    m->nparams = m->nresults = m->ndims = 0;
+    m->closed = true;
+}
+
+static KilnModel *model_new(void) {
+    KilnModel *m = xcalloc(1, sizeof *m);
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    /* a waiting close or bind is not starved by a stream of runs */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&m->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    pthread_mutex_init(&m->compile_lock, NULL);
+    return m;
+}
+
+static KilnStatus parse_options(const KilnModelOptions *opt, CompileOptions *copt, const Backend **be,
+                                KilnError *err) {
+    memset(copt, 0, sizeof *copt);
+    copt->opt_level = 2;
+    const char *prec = opt ? opt->precision : NULL;
+    if (!prec || !*prec || strcmp(prec, "f32") == 0) copt->precision = PREC_F32;
+    else if (strcmp(prec, "f16") == 0) copt->precision = PREC_F16;
+    else if (strcmp(prec, "bf16") == 0) copt->precision = PREC_BF16;
+    else if (strcmp(prec, "auto") == 0) copt->precision = PREC_AUTO;
+    else return fail(err, KILN_ERR_USAGE, NULL, "precision takes f32, f16, bf16 or auto, found '%s'", prec);
+    for (int i = 0; opt && i < opt->ndims; i++) {
+        const KilnDim *d = &opt->dims[i];
+        if (!d->name || !d->name[0] || d->size <= 0)
+            return fail(err, KILN_ERR_USAGE, NULL, "dims: each needs a name and a positive size, found %s=%lld",
+                        d->name ? d->name : "(null)", (long long)d->size);
+        for (int j = 0; j < i; j++)
+            if (strcmp(opt->dims[j].name, d->name) == 0)
+                return fail(err, KILN_ERR_USAGE, NULL, "dims: %s is given twice", d->name);
+    }
+    const char *device = opt && opt->device && opt->device[0] ? opt->device : backend_default();
+    char msg[1024];
+    KilnStatus st = backend_open(device, be, msg, sizeof msg);
+    if (st != KILN_OK) return fail(err, st, NULL, "%s", msg);
+    return KILN_OK;
+}
+
+/* The parameters', results' and named dimensions' descriptions, from the
+ * symbolic graph. */
+static void describe(KilnModel *m) {
+    const IRGraph *g = m->sym;
+    Arena *a = m->c.arena;
+    m->nparams = g->params.len;
+    m->nresults = g->results.len;
+    m->ndims = 0;
+    m->dim_names = xcalloc((size_t)g->syms.len + 1, sizeof *m->dim_names);
+    for (int s = 0; s < g->syms.len; s++)
+        if (g->syms.data[s].kind == SYM_NAMED) m->dim_names[m->ndims++] = g->syms.data[s].name;
+    m->dim_fixed = xmalloc(sizeof(int64_t) * (size_t)(m->ndims + 1));
+    m->dim_fixed_by = xcalloc((size_t)m->ndims + 1, sizeof *m->dim_fixed_by);
+    m->dim_in_params = xcalloc((size_t)m->ndims + 1, sizeof *m->dim_in_params);
+    for (int d = 0; d < m->ndims; d++) m->dim_fixed[d] = -1;
+    m->params = xcalloc((size_t)m->nparams + 1, sizeof *m->params);
+    m->param_info = ARENA_ARRAY(a, KilnTensorInfo, m->nparams + 1);
+    m->result_info = ARENA_ARRAY(a, KilnTensorInfo, m->nresults + 1);
+    for (int i = 0; i < m->nparams + m->nresults; i++) {
+        bool is_param = i < m->nparams;
+        int r = i - m->nparams;
+        const Node *n = ir_node(g, is_param ? g->params.data[i] : g->results.data[r]);
+        KilnTensorInfo *info = is_param ? &m->param_info[i] : &m->result_info[r];
+        int64_t *shape = ARENA_ARRAY(a, int64_t, n->rank + 1);
+        for (int k = 0; k < n->rank; k++) shape[k] = DIM_IS_SYM(n->shape[k]) ? -1 : n->shape[k];
+        char *type = ir_type_str(g, n->dtype, n->rank, n->shape);
+        *info = (KilnTensorInfo){is_param ? arena_strdup(a, n->name ? n->name : "?") : arena_printf(a, "out%d", r),
+                                 n->dtype, n->rank, shape, arena_strdup(a, type)};
+        free(type);
+        if (!is_param) continue;
+        ModelParam *p = &m->params[i];
+        *p = (ModelParam){.name = info->name, .dtype = n->dtype, .rank = n->rank, .decl = n->shape};
+        p->sym = ARENA_ARRAY(a, int, n->rank + 1);
+        for (int k = 0; k < n->rank; k++) {
+            Dim dk = n->shape[k];
+            bool named = DIM_IS_SYM(dk) && g->syms.data[DIM_SYM_INDEX(dk)].kind == SYM_NAMED;
+            p->sym[k] = named ? find_dim(m, g->syms.data[DIM_SYM_INDEX(dk)].name) : -1;
+            if (p->sym[k] >= 0) m->dim_in_params[p->sym[k]] = true;
+        }
+    }
+}
+
+/* Fixes the options' dimensions; every other one must be a parameter's. */
+static KilnStatus fix_dims(KilnModel *m, const KilnModelOptions *opt, KilnError *err) {
+    for (int i = 0; opt && i < opt->ndims; i++) {
+        int d = find_dim(m, opt->dims[i].name);
+        if (d < 0) {
+            StrBuf names = {0};
+            for (int k = 0; k < m->ndims; k++) sb_printf(&names, "%s%s", k ? ", " : "", m->dim_names[k]);
+            KilnStatus st = fail(err, KILN_ERR_USAGE, NULL, "dims: graph '%s' has no dimension '%s' (%s%s)",
+                                 m->sym->name, opt->dims[i].name, m->ndims ? "its dimensions: " : "it has none",
+                                 names.data ? names.data : "");
+            sb_free(&names);
+            return st;
+        }
+        m->dim_fixed[d] = opt->dims[i].size;
+        m->dim_fixed_by[d] = "fixed by the options";
+    }
+    for (int d = 0; d < m->ndims; d++)
+        if (m->dim_fixed[d] < 0 && !m->dim_in_params[d])
+            return fail(err, KILN_ERR_USAGE, NULL,
+                        "dimension %s of graph '%s' is in no parameter's type: give its size in the options' dims",
+                        m->dim_names[d], m->sym->name);
+    return KILN_OK;
+}
+
+/* Opens a model from an opened Compilation (status st of opening it). */
+static KilnModel *model_open(KilnModel *m, KilnStatus st, const char *what, const char *msg,
+                             const KilnModelOptions *opt, KilnError *err) {
+    if (st != KILN_OK) {
+        error_fill(err, st, &m->c.diags, m->c.diags.items.len ? NULL : what, msg);
+        goto fail;
+    }
+    if (parse_options(opt, &m->copt, &m->be, err) != KILN_OK) goto fail;
+    const char *graph = opt && opt->graph && opt->graph[0] ? opt->graph : NULL;
+    m->entry = graph ? program_find_graph(&m->c.prog, graph) : 0;
+    if (m->entry < 0) {
+        StrBuf names = {0};
+        for (int i = 0; i < m->c.prog.ngraphs; i++) sb_printf(&names, " %s", m->c.prog.graphs[i].name);
+        fail(err, KILN_ERR_USAGE, NULL, "%s has no graph named '%s'; it defines:%s", what, graph, names.data);
+        sb_free(&names);
+        goto fail;
+    }
+    if (!(m->sym = ir_build(m->c.arena, &m->c.prog, m->entry, NULL, 0, &m->c.diags))) {
+        error_fill(err, KILN_ERR_INPUT, &m->c.diags, NULL, NULL);
+        goto fail;
+    }
+    describe(m);
+    if (fix_dims(m, opt, err) != KILN_OK) goto fail;
+    bool all_fixed = true;
+    for (int d = 0; d < m->ndims; d++) all_fixed = all_fixed && m->dim_fixed[d] >= 0;
+    if (all_fixed && !variant_get(m, m->dim_fixed, err)) goto fail;
+    return m;
+fail:
+    kiln_model_free(m);
+    return NULL;
+}
+
+KilnModel *kiln_model_load(const char *path, const KilnModelOptions *opt, KilnError *err) {
+    if (!path) {
+        fail(err, KILN_ERR_USAGE, NULL, "kiln_model_load needs a path");
+        return NULL;
+    }
+    KilnModel *m = model_new();
+    char msg[1024] = "";
+    KilnStatus st = compilation_open(&m->c, path, msg, sizeof msg);
+    return model_open(m, st, path, msg, opt, err);
+}
+
+KilnModel *kiln_model_compile(const char *source, const KilnModelOptions *opt, KilnError *err) {
+    if (!source) {
+        fail(err, KILN_ERR_USAGE, NULL, "kiln_model_compile needs source text");
+        return NULL;
+    }
+    KilnModel *m = model_new();
+    char msg[1024] = "";
+    KilnStatus st = compilation_open_text(&m->c, COMPILATION_TEXT_NAME, source, strlen(source), msg, sizeof msg);
+    return model_open(m, st, COMPILATION_TEXT_NAME, msg, opt, err);
+}
+
+/* ------------------------------------------------------------ binding */
+
+static int param_index(const KilnModel *m, const char *name) {
+    for (int i = 0; name && i < m->nparams; i++)
+        if (strcmp(m->params[i].name, name) == 0) return i;
+    return -1;
+}
+
+static KilnStatus no_such_param(const KilnModel *m, const char *name, KilnError *err) {
+    Suggest s = {0};
+    StrBuf names = {0};
+    for (int i = 0; i < m->nparams; i++) {
+        suggest_try(&s, name ? name : "", m->params[i].name);
+        sb_printf(&names, "%s%s", i ? ", " : "", m->params[i].name);
+    }
+    KilnStatus st;
+    if (s.best)
+        st = fail(err, KILN_ERR_USAGE, NULL, "graph '%s' has no parameter '%s'; did you mean '%s'?", m->sym->name,
+                  name ? name : "(null)", s.best);
+    else
+        st = fail(err, KILN_ERR_USAGE, NULL, "graph '%s' has no parameter '%s' (its parameters: %s)", m->sym->name,
+                  name ? name : "(null)", names.data ? names.data : "none");
+    sb_free(&names);
+    return st;
+}
+
+/* One binding being made: parameter, the caller's tensor, and the sizes
+ * its shape fixes. */
+typedef struct {
+    int param;
+    const KilnTensor *t;
+    const char *origin; /* "the binding of 'w'" (the arena's) */
+} Binding;
+
+/* Checks every binding against the parameters and against each other;
+ * sizes/who start as the model's fixed dimensions and end with theirs. */
+static KilnStatus check_bindings(KilnModel *m, const Binding *b, int n, int64_t *sizes, const char **who,
+                                 const char *file, KilnError *err) {
+    char msg[1024];
+    for (int d = 0; d < m->ndims; d++) sizes[d] = m->dim_fixed[d], who[d] = m->dim_fixed_by[d];
+    /* a parameter bound again may change the sizes that its own earlier binding fixed */
+    for (int i = 0; i < n; i++)
+        for (int d = 0; d < m->ndims; d++)
+            if (who[d] && strcmp(who[d], b[i].origin) == 0) sizes[d] = -1, who[d] = NULL;
+    StrBuf what = {0};
+    KilnStatus st = KILN_OK;
+    for (int i = 0; i < n && st == KILN_OK; i++) {
+        const ModelParam *p = &m->params[b[i].param];
+        what.len = 0;
+        sb_printf(&what, "%s%s'%s'", file ? file : "", file ? ": tensor " : "the value bound to ", p->name);
+        if (!fit_param(m, p, b[i].t, true, true, sizes, who, what.data, b[i].origin, msg, sizeof msg))
+            st = fail(err, KILN_ERR_USAGE, file, "%s", msg);
+    }
+    sb_free(&what);
+    return st;
+}
+
+/* The model's copy of a bound value, in the parameter's dtype. */
+static bool copy_value(const ModelParam *p, const KilnTensor *t, KilnTensor *out) {
+    if (t->dtype != p->dtype) return tensor_convert(t, p->dtype, out);
+    if (!kiln_tensor_init(out, t->dtype, t->rank, t->shape)) return false;
+    size_t bytes = (size_t)kiln_tensor_numel(t) * kiln_dtype_size(t->dtype);
+    if (bytes) memcpy(out->data, t->data, bytes);
+    return true;
+}
+
+/* Makes checked bindings: drops the variants whose sizes no longer fit,
+ * copies each value once and binds it to every remaining variant.  Called
+ * with the lock held exclusively. */
+static KilnStatus apply_bindings(KilnModel *m, const Binding *b, int n, const int64_t *sizes, const char **who,
+                                 KilnError *err) {
+    KilnTensor *copies = xcalloc((size_t)n + 1, sizeof *copies);
+    for (int i = 0; i < n; i++) {
+        if (!copy_value(&m->params[b[i].param], b[i].t, &copies[i])) {
+            for (int j = 0; j < i; j++) kiln_tensor_free(&copies[j]);
+            free(copies);
+            return fail(err, KILN_ERR_DEVICE, NULL, "out of host memory for the value of '%s'",
+                        m->params[b[i].param].name);
+        }
+    }
+    pthread_mutex_lock(&m->compile_lock);
+    int kept = 0;
+    for (int v = 0; v < m->variants.len; v++) {
+        Variant *var = m->variants.data[v];
+        bool fits = true;
+        for (int d = 0; d < m->ndims; d++) fits = fits && (sizes[d] < 0 || var->sizes[d] == sizes[d]);
+        char msg[1024];
+        for (int i = 0; fits && i < n; i++)
+            fits = exec_bind_shared(var->x, b[i].param, &copies[i], msg, sizeof msg) == KILN_OK;
+        /* a variant that cannot take the new values is dropped (compiled again on demand) */
+        if (fits) m->variants.data[kept++] = var;
+        else variant_destroy(var);
+    }
+    m->variants.len = kept;
+    pthread_mutex_unlock(&m->compile_lock);
+    for (int i = 0; i < n; i++) {
+        ModelParam *p = &m->params[b[i].param];
+        kiln_tensor_free(&p->value);
+        p->value = copies[i];
+        p->bound = true;
+    }
+    for (int d = 0; d < m->ndims; d++) m->dim_fixed[d] = sizes[d], m->dim_fixed_by[d] = who[d];
+    free(copies);
+    return KILN_OK;
+}
+
+static KilnStatus bind_all(KilnModel *m, Binding *b, int n, const char *file, KilnError *err) {
+    int64_t *sizes = xcalloc((size_t)m->ndims + 1, sizeof *sizes);
+    const char **who = xcalloc((size_t)m->ndims + 1, sizeof *who);
+    for (int i = 0; i < n; i++) b[i].origin = arena_printf(m->c.arena, "the binding of '%s'", m->params[b[i].param].name);
+    KilnStatus st = check_bindings(m, b, n, sizes, who, file, err);
+    if (st == KILN_OK) st = apply_bindings(m, b, n, sizes, who, err);
+    free(sizes);
+    free(who);
+    return st;
+}
+
+/* Takes the lock: shared for runs, exclusive for changes; fails on a
+ * closed model (the lock is then released). */
+static bool model_enter(KilnModel *m, bool exclusive, KilnError *err) {
+    if (!m) {
+        fail(err, KILN_ERR_USAGE, NULL, "the model is NULL");
+        return false;
+    }
+    if (exclusive) pthread_rwlock_wrlock(&m->lock);
+    else pthread_rwlock_rdlock(&m->lock);
+    if (!m->closed) return true;
+    pthread_rwlock_unlock(&m->lock);
+    fail(err, KILN_ERR_USAGE, NULL, "the model is closed");
+    return false;
+}
+
+static void model_leave(KilnModel *m) { pthread_rwlock_unlock(&m->lock); }
+
+KilnStatus kiln_model_bind(KilnModel *m, const char *name, const KilnTensor *t, KilnError *err) {
+    if (!model_enter(m, true, err)) return KILN_ERR_USAGE;
+    KilnStatus st;
+    int i = param_index(m, name);
+    if (i < 0) st = no_such_param(m, name, err);
+    else if (!t) st = fail(err, KILN_ERR_USAGE, NULL, "kiln_model_bind: no tensor given for '%s'", name);
+    else st = bind_all(m, &(Binding){i, t, NULL}, 1, NULL, err);
+    model_leave(m);
+    return st;
+}
+
+KilnStatus kiln_model_load_weights(KilnModel *m, const char *path, KilnError *err) {
+    if (!path) return fail(err, KILN_ERR_USAGE, NULL, "kiln_model_load_weights needs a path");
+    if (!model_enter(m, true, err)) return KILN_ERR_USAGE;
+    KilnTensorList list = {0};
+    char msg[1024];
+    KilnStatus st = KILN_OK;
+    Binding *b = NULL;
+    int n = 0;
+    if (!kiln_safetensors_read(path, &list, msg, sizeof msg)) {
+        st = fail(err, KILN_ERR_INPUT, path, "%s", msg);
+    } else {
+        b = xcalloc((size_t)list.count + 1, sizeof *b);
+        for (int i = 0; i < list.count; i++) {
+            int p = param_index(m, list.names[i]);
+            if (p >= 0) b[n++] = (Binding){p, &list.tensors[i], NULL};
+        }
+        if (n == 0) {
+            StrBuf names = {0};
+            for (int i = 0; i < m->nparams; i++) sb_printf(&names, "%s%s", i ? ", " : "", m->params[i].name);
+            st = fail(err, KILN_ERR_INPUT, path, "%s: no tensor of the file names a parameter of graph '%s' (%s)",
+                      path, m->sym->name, names.data ? names.data : "it has none");
+            sb_free(&names);
+        } else {
+            st = bind_all(m, b, n, path, err);
+        }
+    }
+    free(b);
+    kiln_tensor_list_free(&list);
+    model_leave(m);
+    return st;
+}
+
+/* ------------------------------------------------------------ queries */
+
+int kiln_model_num_params(KilnModel *m) {
+    if (!model_enter(m, false, NULL)) return 0;
+    int n = m->nparams;
+    model_leave(m);
+    return n;
+}
+
+int kiln_model_num_results(KilnModel *m) {
+    if (!model_enter(m, false, NULL)) return 0;
+    int n = m->nresults;
+    model_leave(m);
+    return n;
+}
+
+static bool info(KilnModel *m, int i, bool param, KilnTensorInfo *out) {
+    if (!out || !model_enter(m, false, NULL)) return false;
+    bool ok = i >= 0 && i < (param ? m->nparams : m->nresults);
+    if (ok) *out = param ? m->param_info[i] : m->result_info[i];
+    model_leave(m);
+    return ok;
+}
+
+bool kiln_model_param_info(KilnModel *m, int i, KilnTensorInfo *out) { return info(m, i, true, out); }
+bool kiln_model_result_info(KilnModel *m, int i, KilnTensorInfo *out) { return info(m, i, false, out); }
+
+int kiln_model_param_index(KilnModel *m, const char *name) {
+    if (!model_enter(m, false, NULL)) return -1;
+    int i = param_index(m, name);
+    model_leave(m);
+    return i;
+}
+
+bool kiln_model_param_bound(KilnModel *m, int i) {
+    if (!model_enter(m, false, NULL)) return false;
+    bool b = i >= 0 && i < m->nparams && m->params[i].bound;
+    model_leave(m);
+    return b;
+}
+
+const char *kiln_model_graph(KilnModel *m) {
+    if (!model_enter(m, false, NULL)) return NULL;
+    const char *name = m->sym->name; /* the arena's: valid until close */
+    model_leave(m);
+    return name;
+}
+
+const char *kiln_model_device(KilnModel *m) {
+    if (!model_enter(m, false, NULL)) return NULL;
+    const char *name = m->be->name;
+    model_leave(m);
+    return name;
+}
+
+/* ------------------------------------------------------------ running */
+
+/* The executor's inputs: the caller's, with bound parameters zeroed. */
+static KilnTensor *exec_inputs(const KilnModel *m, const KilnTensor *inputs) {
+    KilnTensor *in = xcalloc((size_t)m->nparams + 1, sizeof *in);
+    for (int i = 0; i < m->nparams; i++)
+        if (!m->params[i].bound) in[i] = inputs[i];
+    return in;
+}
+
+typedef enum { RUN_ALLOC, RUN_PLAN, RUN_INTO } RunKind;
+
+static KilnStatus run(KilnModel *m, const KilnTensor *inputs, KilnTensor *outputs, RunKind kind, KilnError *err) {
+    if (!model_enter(m, false, err)) return KILN_ERR_USAGE;
+    KilnStatus st = KILN_ERR_USAGE;
+    Variant *v = NULL;
+    if (!outputs && m->nresults > 0)
+        fail(err, st, NULL, "no outputs given (graph '%s' has %d results)", m->sym->name, m->nresults);
+    else
+        v = variant_for_inputs(m, inputs, kind != RUN_PLAN, err);
+    if (v && kind == RUN_PLAN) {
+        for (int r = 0; r < m->nresults; r++)
+            outputs[r] = (KilnTensor){m->result_info[r].dtype, m->result_info[r].rank, v->result_shapes[r], NULL};
+        st = KILN_OK;
+    } else if (v) {
+        char msg[4096] = "";
+        KilnTensor *in = exec_inputs(m, inputs);
+        st = kind == RUN_INTO ? exec_run_into(v->x, in, outputs, msg, sizeof msg)
+                              : exec_run(v->x, in, outputs, msg, sizeof msg);
+        if (st != KILN_OK) fail(err, st, NULL, "%s", msg);
+        free(in);
+    }
+    model_leave(m);
+    return st;
+}
+
+KilnStatus kiln_model_run(KilnModel *m, const KilnTensor *inputs, KilnTensor *outputs, KilnError *err) {
+    return run(m, inputs, outputs, RUN_ALLOC, err);
+}
+
+KilnStatus kiln_model_plan(KilnModel *m, const KilnTensor *inputs, KilnTensor *outputs, KilnError *err) {
+    return run(m, inputs, outputs, RUN_PLAN, err);
+}
+
+KilnStatus kiln_model_run_into(KilnModel *m, const KilnTensor *inputs, KilnTensor *outputs, KilnError *err) {
+    return run(m, inputs, outputs, RUN_INTO, err);
+}
+
+/* ------------------------------------------------------------ closing */
+
+KilnStatus kiln_model_close(KilnModel *m, KilnError *err) {
+    if (!model_enter(m, true, err)) return KILN_ERR_USAGE;
+    model_release(m);
+    model_leave(m);
+    return KILN_OK;
+}
+
+void kiln_model_free(KilnModel *m) {
+    if (!m) return;
+    if (!m->closed) model_release(m);
+    pthread_rwlock_destroy(&m->lock);
+    pthread_mutex_destroy(&m->compile_lock);
+    free(m);
+}

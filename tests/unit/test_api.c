@@ -1,0 +1,504 @@
+/* test_api.c - the public model API (include/kiln.h, runtime/api.c), as a C
+ * program that embeds kiln sees it (this file includes only kiln.h):
+ *
+ *   - a graph compiled from text, weights bound, run from 8 threads at once
+ *     on the cpu and kir devices, every result against the same model on
+ *     the reference interpreter (`ref`, the oracle; rtol 1e-5, atol 1e-6);
+ *   - symbolic dimensions: fixed by the options (compiled at load), or
+ *     taken from each run's inputs (one compilation per batch size, made on
+ *     first use, several sizes from several threads at once);
+ *   - kiln_model_plan + kiln_model_run_into: results in the caller's memory;
+ *   - binding: the value is copied (changing the caller's tensor later
+ *     changes nothing), a result that is a parameter is a copy, binding
+ *     again while 4 threads run gives each run the old or the new value; load_weights from a .safetensors file, all or nothing;
+ *   - every error path: status, file, line, column and message;
+ *   - use after close (every function), closing while runs are in flight,
+ *     and 200 load/bind/run/close cycles (leaks: `make asan`).
+ * Last line: "test_api: N passed, N failed". */
+#include "kiln.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int npass, nfail;
+static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#define CHECK(cond, ...)                                                                                     \
+    do {                                                                                                     \
+        bool ok_ = (cond);                                                                                   \
+        pthread_mutex_lock(&check_lock);                                                                     \
+        if (ok_) {                                                                                           \
+            npass++;                                                                                         \
+        } else {                                                                                             \
+            nfail++;                                                                                         \
+            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                           \
+            printf(__VA_ARGS__);                                                                             \
+            printf("\n");                                                                                    \
+        }                                                                                                    \
+        pthread_mutex_unlock(&check_lock);                                                                   \
+    } while (0)
+
+/* x: [B, 16] through a hidden layer, then a second result that is the
+ * parameter b itself (results never alias weights). */
+static const char *const source = "# a test model\n"
+                                  "graph net(x: f32[B, 16], w: f32[16, 8], b: f32[8]) -> (f32[B, 8], f32[8]) {\n"
+                                  "    h = relu(x @ w + b)\n"
+                                  "    return tanh(h) * 2.0, b\n"
+                                  "}\n"
+                                  "graph twice(x: f32[N]) -> f32[N] {\n"
+                                  "    return x * 2.0\n"
+                                  "}\n";
+
+static uint64_t rng_state = 12345;
+static float frand(void) {
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(rng_state >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+static KilnTensor make(int rank, const int64_t *shape) {
+    KilnTensor t;
+    if (!kiln_tensor_init(&t, KILN_F32, rank, shape)) abort();
+    for (int64_t i = 0; i < kiln_tensor_numel(&t); i++) ((float *)t.data)[i] = frand();
+    return t;
+}
+
+static bool close_enough(const KilnTensor *a, const KilnTensor *b, double *worst) {
+    *worst = 0;
+    if (a->dtype != b->dtype || a->rank != b->rank) return false;
+    for (int k = 0; k < a->rank; k++)
+        if (a->shape[k] != b->shape[k]) return false;
+    for (int64_t i = 0; i < kiln_tensor_numel(a); i++) {
+        double x = kiln_tensor_get(a, i), y = kiln_tensor_get(b, i), d = fabs(x - y);
+        if (d > *worst) *worst = d;
+        if (d > 1e-6 + 1e-5 * fabs(y)) return false;
+    }
+    return true;
+}
+
+static KilnModel *open_model(const char *device, const char *graph, const KilnDim *dims, int ndims) {
+    KilnError err = {0};
+    KilnModelOptions opt = {.device = device, .graph = graph, .dims = dims, .ndims = ndims};
+    KilnModel *m = kiln_model_compile(source, &opt, &err);
+    CHECK(m != NULL, "compile on %s: %s", device, err.message);
+    kiln_error_clear(&err);
+    return m;
+}
+
+static void free_outputs(KilnTensor *out, int n) {
+    for (int i = 0; i < n; i++) kiln_tensor_free(&out[i]);
+}
+
+/* ------------------------------------------------------------ threads */
+
+enum { THREADS = 8, RUNS = 25 };
+
+typedef struct {
+    KilnModel *model, *ref;
+    int id;
+    bool vary_batch; /* each run picks a batch size 1..4 */
+} Worker;
+
+static void *worker(void *arg) {
+    Worker *w = arg;
+    for (int r = 0; r < RUNS; r++) {
+        int64_t shape[2] = {w->vary_batch ? 1 + (w->id + r) % 4 : 4, 16};
+        KilnTensor x;
+        pthread_mutex_lock(&check_lock); /* frand's state */
+        x = make(2, shape);
+        pthread_mutex_unlock(&check_lock);
+        KilnTensor in[3] = {x}, got[2] = {{0}}, want[2] = {{0}};
+        KilnError err = {0};
+        KilnStatus st = kiln_model_run(w->model, in, got, &err);
+        CHECK(st == KILN_OK, "thread %d run %d: %s", w->id, r, err.message);
+        KilnStatus rst = kiln_model_run(w->ref, in, want, &err);
+        CHECK(rst == KILN_OK, "thread %d reference run %d: %s", w->id, r, err.message);
+        double worst;
+        if (st == KILN_OK && rst == KILN_OK) {
+            CHECK(close_enough(&got[0], &want[0], &worst), "thread %d run %d B=%lld: result 0 off by %g", w->id, r,
+                  (long long)shape[0], worst);
+            CHECK(close_enough(&got[1], &want[1], &worst), "thread %d run %d: result 1 off by %g", w->id, r, worst);
+            free_outputs(got, 2);
+            free_outputs(want, 2);
+        }
+        kiln_error_clear(&err);
+        kiln_tensor_free(&x);
+    }
+    return NULL;
+}
+
+static void bind_weights(KilnModel *m, const KilnTensor *wt, const KilnTensor *bt) {
+    KilnError err = {0};
+    CHECK(kiln_model_bind(m, "w", wt, &err) == KILN_OK, "bind w: %s", err.message);
+    CHECK(kiln_model_bind(m, "b", bt, &err) == KILN_OK, "bind b: %s", err.message);
+    kiln_error_clear(&err);
+}
+
+static void run_threads(Worker *w, int n) {
+    pthread_t t[THREADS];
+    for (int i = 0; i < n; i++) pthread_create(&t[i], NULL, worker, &w[i]);
+    for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
+}
+
+static void test_concurrent(const char *device, bool fixed_batch) {
+    KilnDim dims[1] = {{"B", 4}};
+    KilnModel *m = open_model(device, NULL, dims, fixed_batch ? 1 : 0);
+    KilnModel *ref = open_model("ref", NULL, NULL, 0);
+    if (!m || !ref) {
+        kiln_model_free(m), kiln_model_free(ref);
+        return;
+    }
+    int64_t ws[2] = {16, 8}, bs[1] = {8};
+    KilnTensor wt = make(2, ws), bt = make(1, bs);
+    bind_weights(m, &wt, &bt);
+    bind_weights(ref, &wt, &bt);
+    CHECK(kiln_model_param_bound(m, 1) && kiln_model_param_bound(m, 2) && !kiln_model_param_bound(m, 0),
+          "bound flags");
+    kiln_tensor_free(&wt); /* the model holds its own copy */
+    kiln_tensor_free(&bt);
+    Worker w[THREADS];
+    for (int i = 0; i < THREADS; i++) w[i] = (Worker){m, ref, i, !fixed_batch};
+    run_threads(w, THREADS);
+    KilnError err = {0};
+    CHECK(kiln_model_close(m, &err) == KILN_OK, "close: %s", err.message);
+    kiln_model_free(m);
+    kiln_model_free(ref);
+    kiln_error_clear(&err);
+}
+
+/* ------------------------------------------------------------ binding */
+
+static void test_binding(void) {
+    KilnModel *m = open_model("cpu", NULL, (KilnDim[]){{"B", 2}}, 1);
+    if (!m) return;
+    int64_t xs[2] = {2, 16}, ws[2] = {16, 8}, bs[1] = {8};
+    KilnTensor x = make(2, xs), wt = make(2, ws), bt = make(1, bs);
+    bind_weights(m, &wt, &bt);
+    KilnTensor in[3] = {x}, a[2], b[2];
+    KilnError err = {0};
+    CHECK(kiln_model_run(m, in, a, &err) == KILN_OK, "run: %s", err.message);
+    ((float *)bt.data)[0] += 100; /* the caller's tensor changes, the model's copy does not */
+    ((float *)a[1].data)[1] += 100; /* nor does a result that returned the parameter */
+    CHECK(kiln_model_run(m, in, b, &err) == KILN_OK, "run: %s", err.message);
+    double worst;
+    CHECK(close_enough(&a[0], &b[0], &worst), "a bound value changed with the caller's tensor (%g)", worst);
+    CHECK(((float *)b[1].data)[0] != ((float *)bt.data)[0] && ((float *)b[1].data)[1] + 100 == ((float *)a[1].data)[1],
+          "result 1 aliases the weights or another run's result");
+    CHECK(a[1].data != b[1].data, "two runs returned the same memory");
+    free_outputs(a, 2);
+    free_outputs(b, 2);
+    /* plan + run_into: the caller's memory */
+    KilnTensor plan[2];
+    CHECK(kiln_model_plan(m, in, plan, &err) == KILN_OK, "plan: %s", err.message);
+    CHECK(plan[0].rank == 2 && plan[0].shape[0] == 2 && plan[0].shape[1] == 8 && !plan[0].data &&
+              plan[1].rank == 1 && plan[1].shape[0] == 8,
+          "plan gave rank %d", plan[0].rank);
+    float out0[16], out1[8];
+    plan[0].data = out0, plan[1].data = out1;
+    CHECK(kiln_model_run_into(m, in, plan, &err) == KILN_OK, "run_into: %s", err.message);
+    KilnTensor c[2];
+    CHECK(kiln_model_run(m, in, c, &err) == KILN_OK, "run: %s", err.message);
+    CHECK(memcmp(c[0].data, out0, sizeof out0) == 0 && memcmp(c[1].data, out1, sizeof out1) == 0,
+          "run_into and run differ");
+    free_outputs(c, 2);
+    plan[0].data = NULL;
+    CHECK(kiln_model_run_into(m, in, plan, &err) == KILN_ERR_USAGE && strstr(err.message, "output 0"),
+          "run_into without memory: %s", err.message);
+    kiln_tensor_free(&x), kiln_tensor_free(&wt), kiln_tensor_free(&bt);
+    kiln_error_clear(&err);
+    kiln_model_free(m);
+}
+
+typedef struct {
+    KilnModel *m;
+    const KilnTensor *x;
+    float expect[2][16]; /* result 0 under weights A and weights B */
+    int mixed, errors, runs;
+    volatile bool stop;
+} RebindState;
+
+static void *rebind_runner(void *arg) {
+    RebindState *s = arg;
+    while (!s->stop) {
+        KilnTensor in[3] = {*s->x}, out[2];
+        KilnError err = {0};
+        if (kiln_model_run(s->m, in, out, &err) != KILN_OK) {
+            __atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
+            kiln_error_clear(&err);
+            continue;
+        }
+        const float *o = out[0].data;
+        bool a = memcmp(o, s->expect[0], sizeof s->expect[0]) == 0;
+        bool b = memcmp(o, s->expect[1], sizeof s->expect[1]) == 0;
+        if (!a && !b) __atomic_add_fetch(&s->mixed, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&s->runs, 1, __ATOMIC_RELAXED);
+        free_outputs(out, 2);
+    }
+    return NULL;
+}
+
+static void test_rebind_while_running(void) {
+    KilnModel *m = open_model("cpu", NULL, (KilnDim[]){{"B", 2}}, 1);
+    if (!m) return;
+    int64_t xs[2] = {2, 16}, ws[2] = {16, 8}, bs[1] = {8};
+    KilnTensor x = make(2, xs), w[2] = {make(2, ws), make(2, ws)}, b = make(1, bs);
+    RebindState s = {.m = m, .x = &x};
+    bind_weights(m, &w[0], &b);
+    KilnError err = {0};
+    for (int k = 0; k < 2; k++) {
+        CHECK(kiln_model_bind(m, "w", &w[k], &err) == KILN_OK, "bind: %s", err.message);
+        KilnTensor in[3] = {x}, out[2];
+        CHECK(kiln_model_run(m, in, out, &err) == KILN_OK, "run: %s", err.message);
+        memcpy(s.expect[k], out[0].data, sizeof s.expect[k]);
+        free_outputs(out, 2);
+    }
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, rebind_runner, &s);
+    for (int i = 0; i < 40; i++) {
+        CHECK(kiln_model_bind(m, "w", &w[i % 2], &err) == KILN_OK, "bind: %s", err.message);
+        usleep(500);
+    }
+    s.stop = true;
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    CHECK(s.mixed == 0 && s.errors == 0 && s.runs > 0, "%d of %d runs mixed two bindings, %d failed", s.mixed,
+          s.runs, s.errors);
+    kiln_tensor_free(&x), kiln_tensor_free(&w[0]), kiln_tensor_free(&w[1]), kiln_tensor_free(&b);
+    kiln_error_clear(&err);
+    kiln_model_free(m);
+}
+
+static void test_load_weights(const char *dir) {
+    KilnModel *m = open_model("cpu", NULL, NULL, 0);
+    if (!m) return;
+    int64_t ws[2] = {16, 8}, bs[1] = {8}, bad[1] = {7};
+    KilnTensor t[4] = {make(2, ws), make(1, bs), make(1, bad), make(1, bs)};
+    char *names[3] = {"w", "b", "unused"};
+    char good_path[4096], bad_path[4096], none_path[4096];
+    snprintf(good_path, sizeof good_path, "%s/good.safetensors", dir);
+    snprintf(bad_path, sizeof bad_path, "%s/bad.safetensors", dir);
+    snprintf(none_path, sizeof none_path, "%s/none.safetensors", dir);
+    char e[512];
+    KilnTensorList good = {3, names, (KilnTensor[]){t[0], t[1], t[3]}};
+    KilnTensorList wrong = {2, names, (KilnTensor[]){t[0], t[2]}}; /* b has 7 elements */
+    KilnTensorList none = {1, names + 2, (KilnTensor[]){t[3]}};
+    CHECK(kiln_safetensors_write(good_path, &good, e, sizeof e) && kiln_safetensors_write(bad_path, &wrong, e, sizeof e) &&
+              kiln_safetensors_write(none_path, &none, e, sizeof e),
+          "writing test files: %s", e);
+    KilnError err = {0};
+    CHECK(kiln_model_load_weights(m, bad_path, &err) == KILN_ERR_USAGE && err.file &&
+              strcmp(err.file, bad_path) == 0 && strstr(err.message, "'b'") && !kiln_model_param_bound(m, 1),
+          "a file with a wrong tensor: status %d, %s (w bound: %d)", err.status, err.message,
+          kiln_model_param_bound(m, 1));
+    CHECK(!kiln_model_param_bound(m, 1), "a failed load bound w anyway");
+    CHECK(kiln_model_load_weights(m, none_path, &err) == KILN_ERR_INPUT && strstr(err.message, "no tensor"),
+          "a file that names no parameter: %s", err.message);
+    CHECK(kiln_model_load_weights(m, "/nonexistent/w.safetensors", &err) == KILN_ERR_INPUT && err.line == 0 &&
+              err.file && strcmp(err.file, "/nonexistent/w.safetensors") == 0,
+          "a missing weights file: status %d", err.status);
+    CHECK(kiln_model_load_weights(m, good_path, &err) == KILN_OK, "load_weights: %s", err.message);
+    CHECK(kiln_model_param_bound(m, 1) && kiln_model_param_bound(m, 2), "weights not bound");
+    int64_t xs[2] = {3, 16};
+    KilnTensor x = make(2, xs), in[3] = {x}, out[2];
+    KilnStatus st = kiln_model_run(m, in, out, &err);
+    CHECK(st == KILN_OK && out[0].shape[0] == 3, "run after load_weights: %s", err.message);
+    if (st == KILN_OK) {
+        CHECK(memcmp(out[1].data, t[1].data, 8 * sizeof(float)) == 0, "result 1 is not the loaded b");
+        free_outputs(out, 2);
+    }
+    for (int i = 0; i < 4; i++) kiln_tensor_free(&t[i]);
+    kiln_tensor_free(&x);
+    kiln_error_clear(&err);
+    kiln_model_free(m);
+}
+
+/* ------------------------------------------------------------ errors */
+
+static void expect_error(KilnStatus st, const KilnError *err, KilnStatus want, const char *needle,
+                         const char *what) {
+    CHECK(st == want && err->status == want && err->message && strstr(err->message, needle), "%s: status %d, %s",
+          what, st, err->message ? err->message : "(no message)");
+}
+
+static void test_errors(const char *dir) {
+    KilnError err = {0};
+    KilnModel *m;
+    /* a diagnosed program: file, line, column and the caret */
+    m = kiln_model_compile("graph g(x: f32[4]) -> f32[4] {\n    return x + y\n}\n", NULL, &err);
+    CHECK(!m && err.status == KILN_ERR_INPUT && err.file && strcmp(err.file, "<source>") == 0 && err.line == 2 &&
+              err.col == 16 && strstr(err.message, "<source>:2:16: error:") && strstr(err.message, "^"),
+          "undefined name: status %d file %s %d:%d %s", err.status, err.file, err.line, err.col, err.message);
+    m = kiln_model_compile("graph g(x: f32[4]) -> f32[4] {\n    return x +\n}\n", NULL, &err);
+    CHECK(!m && err.status == KILN_ERR_INPUT && err.line == 2 && err.col == 15, "syntax error: %d:%d %s", err.line, err.col,
+          err.message);
+    m = kiln_model_compile("", NULL, &err);
+    expect_error(m ? KILN_OK : err.status, &err, KILN_ERR_INPUT, "defines no graph", "empty source");
+    m = kiln_model_load("/nonexistent/model.kiln", NULL, &err);
+    CHECK(!m && err.status == KILN_ERR_USAGE && err.file && strcmp(err.file, "/nonexistent/model.kiln") == 0,
+          "missing file: status %d %s", err.status, err.message);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/bad.kiln", dir);
+    FILE *f = fopen(path, "w");
+    if (f) fputs("graph g(x: f32[2]) -> f32[2] {\n  return exp(x) +\n}\n", f), fclose(f);
+    m = kiln_model_load(path, NULL, &err);
+    CHECK(!m && err.status == KILN_ERR_INPUT && err.file && strcmp(err.file, path) == 0 && err.line == 2,
+          "a bad file: %s %d %s", err.file, err.line, err.message);
+    m = kiln_model_compile(source, &(KilnModelOptions){.device = "tpu"}, &err);
+    expect_error(m ? KILN_OK : err.status, &err, KILN_ERR_USAGE, "unknown device 'tpu'", "unknown device");
+    m = kiln_model_compile(source, &(KilnModelOptions){.graph = "nope"}, &err);
+    expect_error(m ? KILN_OK : err.status, &err, KILN_ERR_USAGE, "no graph named 'nope'", "unknown graph");
+    m = kiln_model_compile(source, &(KilnModelOptions){.precision = "f8"}, &err);
+    expect_error(m ? KILN_OK : err.status, &err, KILN_ERR_USAGE, "precision", "bad precision");
+    m = kiln_model_compile(source, &(KilnModelOptions){.dims = (KilnDim[]){{"Q", 2}}, .ndims = 1}, &err);
+    expect_error(m ? KILN_OK : err.status, &err, KILN_ERR_USAGE, "no dimension 'Q'", "unknown dimension");
+    m = kiln_model_compile(source, &(KilnModelOptions){.dims = (KilnDim[]){{"B", 0}}, .ndims = 1}, &err);
+    expect_error(m ? KILN_OK : err.status, &err, KILN_ERR_USAGE, "positive", "zero size");
+    m = kiln_model_compile("graph g(x: f32[2]) -> f32[K] {\n    return zeros([K]) + x[0]\n}\n", NULL, &err);
+    CHECK(!m && err.status != KILN_OK, "a dimension in no parameter: %s", err.message);
+    /* a model to misuse */
+    m = open_model("cpu", NULL, (KilnDim[]){{"B", 2}}, 1);
+    if (!m) return;
+    int64_t ws[2] = {16, 8}, w_t[2] = {8, 16}, xs[2] = {2, 16}, x3[2] = {3, 16};
+    KilnTensor w = make(2, ws), wt = make(2, w_t), x = make(2, xs), xb = make(2, x3), out[2];
+    expect_error(kiln_model_bind(m, "ww", &w, &err), &err, KILN_ERR_USAGE, "did you mean 'w'", "bind a typo");
+    expect_error(kiln_model_bind(m, "zzzzzz", &w, &err), &err, KILN_ERR_USAGE, "its parameters: x, w, b",
+                 "bind unknown");
+    expect_error(kiln_model_bind(m, "w", &wt, &err), &err, KILN_ERR_USAGE, "f32[16, 8]", "bind transposed");
+    expect_error(kiln_model_bind(m, "w", NULL, &err), &err, KILN_ERR_USAGE, "no tensor", "bind NULL");
+    KilnTensor in[3] = {x};
+    expect_error(kiln_model_run(m, in, out, &err), &err, KILN_ERR_USAGE, "input 'w'", "run with w unbound");
+    CHECK(kiln_model_bind(m, "w", &w, &err) == KILN_OK, "bind: %s", err.message);
+    int64_t bs[1] = {8};
+    KilnTensor b = make(1, bs);
+    CHECK(kiln_model_bind(m, "b", &b, &err) == KILN_OK, "bind: %s", err.message);
+    in[0] = xb;
+    expect_error(kiln_model_run(m, in, out, &err), &err, KILN_ERR_USAGE, "B is 2 (fixed by the options), not 3",
+                 "batch 3 for B=2");
+    in[0] = (KilnTensor){KILN_I32, 2, xs, x.data};
+    expect_error(kiln_model_run(m, in, out, &err), &err, KILN_ERR_USAGE, "i32[2, 16]", "wrong dtype");
+    in[0] = (KilnTensor){KILN_F32, 1, xs, x.data};
+    expect_error(kiln_model_run(m, in, out, &err), &err, KILN_ERR_USAGE, "parameter 'x' is f32[B, 16]", "rank 1");
+    in[0] = (KilnTensor){KILN_F32, 2, xs, NULL};
+    expect_error(kiln_model_run(m, in, out, &err), &err, KILN_ERR_USAGE, "no data", "no data");
+    in[0] = (KilnTensor){0};
+    expect_error(kiln_model_run(m, in, out, &err), &err, KILN_ERR_USAGE, "is missing", "missing input");
+    expect_error(kiln_model_run(m, NULL, out, &err), &err, KILN_ERR_USAGE, "is missing", "no inputs");
+    in[0] = x;
+    expect_error(kiln_model_run(m, in, NULL, &err), &err, KILN_ERR_USAGE, "no outputs", "no outputs");
+    CHECK(kiln_model_param_index(m, "b") == 2 && kiln_model_param_index(m, "q") == -1, "param_index");
+    KilnTensorInfo info;
+    CHECK(kiln_model_param_info(m, 0, &info) && strcmp(info.name, "x") == 0 && info.shape[0] == -1 &&
+              strcmp(info.type, "f32[B, 16]") == 0 && !kiln_model_param_info(m, 3, &info),
+          "param_info: %s", info.type);
+    CHECK(kiln_model_result_info(m, 1, &info) && strcmp(info.name, "out1") == 0 && info.rank == 1,
+          "result_info");
+    CHECK(kiln_model_num_params(m) == 3 && kiln_model_num_results(m) == 2 &&
+              strcmp(kiln_model_device(m), "cpu") == 0,
+          "counts");
+    /* use after close: every function */
+    CHECK(kiln_model_close(m, &err) == KILN_OK, "close: %s", err.message);
+    const char *closed = "the model is closed";
+    expect_error(kiln_model_close(m, &err), &err, KILN_ERR_USAGE, closed, "close twice");
+    expect_error(kiln_model_run(m, in, out, &err), &err, KILN_ERR_USAGE, closed, "run after close");
+    expect_error(kiln_model_plan(m, in, out, &err), &err, KILN_ERR_USAGE, closed, "plan after close");
+    expect_error(kiln_model_run_into(m, in, out, &err), &err, KILN_ERR_USAGE, closed, "run_into after close");
+    expect_error(kiln_model_bind(m, "w", &w, &err), &err, KILN_ERR_USAGE, closed, "bind after close");
+    expect_error(kiln_model_load_weights(m, "w.safetensors", &err), &err, KILN_ERR_USAGE, closed,
+                 "load_weights after close");
+    CHECK(kiln_model_num_params(m) == 0 && kiln_model_num_results(m) == 0 && !kiln_model_param_info(m, 0, &info) &&
+              kiln_model_param_index(m, "x") == -1 && !kiln_model_device(m) && !kiln_model_param_bound(m, 1),
+          "queries after close");
+    kiln_model_free(m);
+    expect_error(kiln_model_run(NULL, in, out, &err), &err, KILN_ERR_USAGE, "NULL", "NULL model");
+    kiln_model_free(NULL);
+    kiln_tensor_free(&w), kiln_tensor_free(&wt), kiln_tensor_free(&x), kiln_tensor_free(&xb), kiln_tensor_free(&b);
+    kiln_error_clear(&err);
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+typedef struct {
+    KilnModel *m;
+    int ok, closed, other;
+} CloseState;
+
+static void *close_runner(void *arg) {
+    CloseState *s = arg;
+    int64_t xs[1] = {64};
+    KilnTensor x;
+    pthread_mutex_lock(&check_lock);
+    x = make(1, xs);
+    pthread_mutex_unlock(&check_lock);
+    for (int i = 0; i < 400; i++) {
+        KilnTensor in[1] = {x}, out[1];
+        KilnError err = {0};
+        KilnStatus st = kiln_model_run(s->m, in, out, &err);
+        if (st == KILN_OK) {
+            __atomic_add_fetch(&s->ok, 1, __ATOMIC_RELAXED);
+            kiln_tensor_free(&out[0]);
+        } else if (strstr(err.message, "closed")) {
+            __atomic_add_fetch(&s->closed, 1, __ATOMIC_RELAXED);
+        } else {
+            __atomic_add_fetch(&s->other, 1, __ATOMIC_RELAXED);
+        }
+        kiln_error_clear(&err);
+    }
+    kiln_tensor_free(&x);
+    return NULL;
+}
+
+static void test_close_while_running(void) {
+    KilnModel *m = open_model("cpu", "twice", NULL, 0);
+    if (!m) return;
+    CloseState s = {.m = m};
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, close_runner, &s);
+    usleep(2000);
+    KilnError err = {0};
+    CHECK(kiln_model_close(m, &err) == KILN_OK, "close while running: %s", err.message);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    CHECK(s.other == 0 && s.ok + s.closed == 1600 && s.closed > 0, "runs: %d ok, %d closed, %d other", s.ok,
+          s.closed, s.other);
+    kiln_model_free(m);
+}
+
+static void test_cycles(void) {
+    int64_t xs[1] = {5};
+    KilnTensor x = make(1, xs);
+    int good = 0;
+    for (int i = 0; i < 200; i++) {
+        KilnError err = {0};
+        KilnModel *m = kiln_model_compile(source, &(KilnModelOptions){.device = i % 2 ? "kir" : "ref", .graph = "twice"}, &err);
+        KilnTensor in[1] = {x}, out[1];
+        if (m && kiln_model_run(m, in, out, &err) == KILN_OK) {
+            good += ((float *)out[0].data)[4] == 2 * ((float *)x.data)[4];
+            kiln_tensor_free(&out[0]);
+        }
+        if (m) kiln_model_close(m, &err);
+        kiln_model_free(m);
+        kiln_error_clear(&err);
+    }
+    CHECK(good == 200, "%d of 200 load/run/close cycles right", good);
+    kiln_tensor_free(&x);
+}
+
+int main(void) {
+    char dir[] = "/tmp/kiln-test-api.XXXXXX";
+    if (!mkdtemp(dir)) return 3;
+    test_concurrent("cpu", true);
+    test_concurrent("cpu", false);
+    test_concurrent("kir", false);
+    test_binding();
+    test_rebind_while_running();
+    test_load_weights(dir);
+    test_errors(dir);
+    test_close_while_running();
+    test_cycles();
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) printf("note: could not remove %s\n", dir);
+    printf("test_api: %d passed, %d failed\n", npass, nfail);
+    return nfail ? 1 : 0;
+}
