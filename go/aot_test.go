@@ -151,8 +151,10 @@ func TestAOTBundleFromGo(t *testing.T) {
 	aotProgram(t, dir, "examples/mlp.kiln", "mlp", "cpu", []string{"B=3"}, map[string]string{
 		"ORDER": "x w1 b1 w2 b2", "x": "mlp_x2.npy", "w1": "mlp_w1.npy", "b1": "mlp_b1.npy", "w2": "mlp_w2.npy",
 		"b2": "mlp_b2.npy"})
-	goCmd(t, dir, "vet", "./...")
 	goCmd(t, dir, "build", "-o", "aotcheck", "./cmd")
+	if out, err := exec.Command("gofmt", "-l", filepath.Join(dir, "mlp")).CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("the generated mlp.go is not gofmt-clean: %v %s", err, out)
+	}
 	// neither kiln's library nor LLVM is in the program
 	syms, err := exec.Command("go", "tool", "nm", filepath.Join(dir, "aotcheck")).Output()
 	if err != nil {
@@ -189,7 +191,6 @@ func TestAOTCudaBundleFromGo(t *testing.T) {
 		in[n] = "lenet_" + n + ".npy"
 	}
 	aotProgram(t, dir, "examples/lenet.kiln", "lenet", "cuda", []string{"N=3"}, in)
-	goCmd(t, dir, "vet", "./...")
 	goCmd(t, dir, "build", "-o", "aotcheck", "./cmd")
 	if exec.Command("sh", "-c", "ldconfig -p | grep -q 'libcuda.so.1 '").Run() != nil {
 		t.Log("built and linked; not run: no CUDA driver here")

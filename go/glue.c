@@ -49,7 +49,8 @@ int kgo_pin(KgoCall *c, int slot, void *data, uintptr_t handle) {
 
 int kgo_call_run(KgoCall *c) { return (int)kiln_model_run_into(c->m, c->in, c->out, &c->err); }
 
-int kgo_bind(KilnModel *m, const char *name, int dtype, int rank, const int64_t *shape, void *data, KilnError *err) {
+int kgo_bind(KilnModel *m, const char *name, int dtype, int rank, const int64_t *shape, void *data,
+             KilnError *err) {
     KilnTensor t = {(KilnDType)dtype, rank, (int64_t *)shape, data};
     return (int)kiln_model_bind(m, name, &t, err);
 }

@@ -40,6 +40,7 @@ int kgo_call_run(KgoCall *c);
 
 /* Bind with the tensor's parts as separate arguments (shape and data are Go
  * pointers, read during the call: kiln_model_bind copies the data). */
-int kgo_bind(KilnModel *m, const char *name, int dtype, int rank, const int64_t *shape, void *data, KilnError *err);
+int kgo_bind(KilnModel *m, const char *name, int dtype, int rank, const int64_t *shape, void *data,
+             KilnError *err);
 
 #endif

@@ -161,10 +161,10 @@ typedef struct {
 
 /* Every field may be left zero. */
 typedef struct {
-    const char *graph;     /* NULL or "": the file's first graph */
-    const char *device;    /* NULL or "": the default device (a GPU where one is usable, else cpu);
-                              "ref", "kir", "cpu", "cuda", "cuda-emu" */
-    const KilnDim *dims;   /* symbolic dimensions fixed at load (ndims of them) */
+    const char *graph;   /* NULL or "": the file's first graph */
+    const char *device;  /* NULL or "": the default device (a GPU where one is usable, else cpu);
+                            "ref", "kir", "cpu", "cuda", "cuda-emu" */
+    const KilnDim *dims; /* symbolic dimensions fixed at load (ndims of them) */
     int ndims;
     const char *precision; /* NULL or "": "f32"; "f16", "bf16", "auto" (docs/passes.md) */
 } KilnModelOptions;

@@ -140,8 +140,8 @@ static int find_dim(const KilnModel *m, const char *name) {
  * need_data: t must have data (all but kiln_model_plan's inputs).
  * False with a message in err. */
 static bool fit_param(const KilnModel *m, const ModelParam *p, const KilnTensor *t, bool convertible,
-                      bool need_data, int64_t *sizes, const char **who, const char *what, const char *origin, char *err,
-                      size_t errlen) {
+                      bool need_data, int64_t *sizes, const char **who, const char *what, const char *origin,
+                      char *err, size_t errlen) {
     bool dtype_ok = t->dtype == p->dtype ||
                     (convertible && t->dtype == KILN_F32 && (p->dtype == KILN_F16 || p->dtype == KILN_BF16));
     char *want = ir_type_str(m->sym, p->dtype, p->rank, p->decl);
@@ -157,17 +157,17 @@ static bool fit_param(const KilnModel *m, const ModelParam *p, const KilnTensor 
             snprintf(err, errlen, "%s has a negative dimension (%s)", what, got.data);
             ok = false;
         } else if (d < 0 && !DIM_IS_SYM(p->decl[k]) && n != p->decl[k]) {
-            snprintf(err, errlen, "%s is %s; parameter '%s' is %s (dimension %d is %lld, not %lld)", what, got.data,
-                     p->name, want, k, (long long)n, (long long)p->decl[k]);
+            snprintf(err, errlen, "%s is %s; parameter '%s' is %s (dimension %d is %lld, not %lld)", what,
+                     got.data, p->name, want, k, (long long)n, (long long)p->decl[k]);
             ok = false;
         } else if (d >= 0 && sizes[d] >= 0 && sizes[d] != n) {
-            snprintf(err, errlen, "%s is %s; parameter '%s' is %s, and %s is %lld (%s), not %lld", what, got.data,
-                     p->name, want, m->dim_names[d], (long long)sizes[d], who[d], (long long)n);
+            snprintf(err, errlen, "%s is %s; parameter '%s' is %s, and %s is %lld (%s), not %lld", what,
+                     got.data, p->name, want, m->dim_names[d], (long long)sizes[d], who[d], (long long)n);
             ok = false;
         } else if (d >= 0 && sizes[d] < 0) {
             if (n == 0) {
-                snprintf(err, errlen, "%s is %s: dimension %s of parameter '%s' must be positive", what, got.data,
-                         m->dim_names[d], p->name);
+                snprintf(err, errlen, "%s is %s: dimension %s of parameter '%s' must be positive", what,
+                         got.data, m->dim_names[d], p->name);
                 ok = false;
             }
             sizes[d] = n;
@@ -208,8 +208,8 @@ static Variant *variant_compile(KilnModel *m, const int64_t *sizes, KilnError *e
     free(binds);
     if (!v->g) goto fail;
     if (!ir_graph_is_concrete(v->g, &unbound)) {
-        snprintf(msg, sizeof msg, "dimension %s of graph '%s' has no size: give it in the options' dims", unbound,
-                 m->sym->name);
+        snprintf(msg, sizeof msg, "dimension %s of graph '%s' has no size: give it in the options' dims",
+                 unbound, m->sym->name);
         st = KILN_ERR_USAGE;
         goto fail;
     }
@@ -267,16 +267,19 @@ static Variant *variant_for_inputs(KilnModel *m, const KilnTensor *inputs, bool 
         what.len = 0;
         sb_printf(&what, "input '%s'", p->name);
         if (!inputs || (!inputs[i].data && !inputs[i].shape)) {
-            fail(err, KILN_ERR_USAGE, NULL, "%s (parameter %d) is missing: pass it, or bind it first", what.data, i);
+            fail(err, KILN_ERR_USAGE, NULL, "%s (parameter %d) is missing: pass it, or bind it first",
+                 what.data, i);
             ok = false;
-        } else if (!fit_param(m, p, &inputs[i], false, need_data, sizes, who, what.data, "from the inputs", msg, sizeof msg)) {
+        } else if (!fit_param(m, p, &inputs[i], false, need_data, sizes, who, what.data, "from the inputs",
+                              msg, sizeof msg)) {
             fail(err, KILN_ERR_USAGE, NULL, "%s", msg);
             ok = false;
         }
     }
     for (int d = 0; ok && d < m->ndims; d++) {
         if (sizes[d] < 0) { /* checked at load: every dimension is fixed or a parameter's */
-            fail(err, KILN_ERR_USAGE, NULL, "dimension %s of graph '%s' has no size", m->dim_names[d], m->sym->name);
+            fail(err, KILN_ERR_USAGE, NULL, "dimension %s of graph '%s' has no size", m->dim_names[d],
+                 m->sym->name);
             ok = false;
         }
     }
@@ -327,15 +330,21 @@ static KilnStatus parse_options(const KilnModelOptions *opt, CompileOptions *cop
     memset(copt, 0, sizeof *copt);
     copt->opt_level = 2;
     const char *prec = opt ? opt->precision : NULL;
-    if (!prec || !*prec || strcmp(prec, "f32") == 0) copt->precision = PREC_F32;
-    else if (strcmp(prec, "f16") == 0) copt->precision = PREC_F16;
-    else if (strcmp(prec, "bf16") == 0) copt->precision = PREC_BF16;
-    else if (strcmp(prec, "auto") == 0) copt->precision = PREC_AUTO;
-    else return fail(err, KILN_ERR_USAGE, NULL, "precision takes f32, f16, bf16 or auto, found '%s'", prec);
+    if (!prec || !*prec || strcmp(prec, "f32") == 0)
+        copt->precision = PREC_F32;
+    else if (strcmp(prec, "f16") == 0)
+        copt->precision = PREC_F16;
+    else if (strcmp(prec, "bf16") == 0)
+        copt->precision = PREC_BF16;
+    else if (strcmp(prec, "auto") == 0)
+        copt->precision = PREC_AUTO;
+    else
+        return fail(err, KILN_ERR_USAGE, NULL, "precision takes f32, f16, bf16 or auto, found '%s'", prec);
     for (int i = 0; opt && i < opt->ndims; i++) {
         const KilnDim *d = &opt->dims[i];
         if (!d->name || !d->name[0] || d->size <= 0)
-            return fail(err, KILN_ERR_USAGE, NULL, "dims: each needs a name and a positive size, found %s=%lld",
+            return fail(err, KILN_ERR_USAGE, NULL,
+                        "dims: each needs a name and a positive size, found %s=%lld",
                         d->name ? d->name : "(null)", (long long)d->size);
         for (int j = 0; j < i; j++)
             if (strcmp(opt->dims[j].name, d->name) == 0)
@@ -374,7 +383,8 @@ static void describe(KilnModel *m) {
         int64_t *shape = ARENA_ARRAY(a, int64_t, n->rank + 1);
         for (int k = 0; k < n->rank; k++) shape[k] = DIM_IS_SYM(n->shape[k]) ? -1 : n->shape[k];
         char *type = ir_type_str(g, n->dtype, n->rank, n->shape);
-        *info = (KilnTensorInfo){is_param ? arena_strdup(a, n->name ? n->name : "?") : arena_printf(a, "out%d", r),
+        *info = (KilnTensorInfo){is_param ? arena_strdup(a, n->name ? n->name : "?")
+                                          : arena_printf(a, "out%d", r),
                                  n->dtype, n->rank, shape, arena_strdup(a, type)};
         free(type);
         if (!is_param) continue;
@@ -398,8 +408,8 @@ static KilnStatus fix_dims(KilnModel *m, const KilnModelOptions *opt, KilnError 
             StrBuf names = {0};
             for (int k = 0; k < m->ndims; k++) sb_printf(&names, "%s%s", k ? ", " : "", m->dim_names[k]);
             KilnStatus st = fail(err, KILN_ERR_USAGE, NULL, "dims: graph '%s' has no dimension '%s' (%s%s)",
-                                 m->sym->name, opt->dims[i].name, m->ndims ? "its dimensions: " : "it has none",
-                                 names.data ? names.data : "");
+                                 m->sym->name, opt->dims[i].name,
+                                 m->ndims ? "its dimensions: " : "it has none", names.data ? names.data : "");
             sb_free(&names);
             return st;
         }
@@ -408,9 +418,10 @@ static KilnStatus fix_dims(KilnModel *m, const KilnModelOptions *opt, KilnError 
     }
     for (int d = 0; d < m->ndims; d++)
         if (m->dim_fixed[d] < 0 && !m->dim_in_params[d])
-            return fail(err, KILN_ERR_USAGE, NULL,
-                        "dimension %s of graph '%s' is in no parameter's type: give its size in the options' dims",
-                        m->dim_names[d], m->sym->name);
+            return fail(
+                err, KILN_ERR_USAGE, NULL,
+                "dimension %s of graph '%s' is in no parameter's type: give its size in the options' dims",
+                m->dim_names[d], m->sym->name);
     return KILN_OK;
 }
 
@@ -464,7 +475,8 @@ KilnModel *kiln_model_compile(const char *source, const KilnModelOptions *opt, K
     }
     KilnModel *m = model_new();
     char msg[1024] = "";
-    KilnStatus st = compilation_open_text(&m->c, COMPILATION_TEXT_NAME, source, strlen(source), msg, sizeof msg);
+    KilnStatus st =
+        compilation_open_text(&m->c, COMPILATION_TEXT_NAME, source, strlen(source), msg, sizeof msg);
     return model_open(m, st, COMPILATION_TEXT_NAME, msg, opt, err);
 }
 
@@ -485,11 +497,11 @@ static KilnStatus no_such_param(const KilnModel *m, const char *name, KilnError 
     }
     KilnStatus st;
     if (s.best)
-        st = fail(err, KILN_ERR_USAGE, NULL, "graph '%s' has no parameter '%s'; did you mean '%s'?", m->sym->name,
-                  name ? name : "(null)", s.best);
+        st = fail(err, KILN_ERR_USAGE, NULL, "graph '%s' has no parameter '%s'; did you mean '%s'?",
+                  m->sym->name, name ? name : "(null)", s.best);
     else
-        st = fail(err, KILN_ERR_USAGE, NULL, "graph '%s' has no parameter '%s' (its parameters: %s)", m->sym->name,
-                  name ? name : "(null)", names.data ? names.data : "none");
+        st = fail(err, KILN_ERR_USAGE, NULL, "graph '%s' has no parameter '%s' (its parameters: %s)",
+                  m->sym->name, name ? name : "(null)", names.data ? names.data : "none");
     sb_free(&names);
     return st;
 }
@@ -537,8 +549,8 @@ static bool copy_value(const ModelParam *p, const KilnTensor *t, KilnTensor *out
 /* Makes checked bindings: drops the variants whose sizes no longer fit,
  * copies each value once and binds it to every remaining variant.  Called
  * with the lock held exclusively. */
-static KilnStatus apply_bindings(KilnModel *m, const Binding *b, int n, const int64_t *sizes, const char **who,
-                                 KilnError *err) {
+static KilnStatus apply_bindings(KilnModel *m, const Binding *b, int n, const int64_t *sizes,
+                                 const char **who, KilnError *err) {
     KilnTensor *copies = xcalloc((size_t)n + 1, sizeof *copies);
     for (int i = 0; i < n; i++) {
         if (!copy_value(&m->params[b[i].param], b[i].t, &copies[i])) {
@@ -558,8 +570,10 @@ static KilnStatus apply_bindings(KilnModel *m, const Binding *b, int n, const in
         for (int i = 0; fits && i < n; i++)
             fits = exec_bind_shared(var->x, b[i].param, &copies[i], msg, sizeof msg) == KILN_OK;
         /* a variant that cannot take the new values is dropped (compiled again on demand) */
-        if (fits) m->variants.data[kept++] = var;
-        else variant_destroy(var);
+        if (fits)
+            m->variants.data[kept++] = var;
+        else
+            variant_destroy(var);
     }
     m->variants.len = kept;
     pthread_mutex_unlock(&m->compile_lock);
@@ -577,7 +591,8 @@ static KilnStatus apply_bindings(KilnModel *m, const Binding *b, int n, const in
 static KilnStatus bind_all(KilnModel *m, Binding *b, int n, const char *file, KilnError *err) {
     int64_t *sizes = xcalloc((size_t)m->ndims + 1, sizeof *sizes);
     const char **who = xcalloc((size_t)m->ndims + 1, sizeof *who);
-    for (int i = 0; i < n; i++) b[i].origin = arena_printf(m->c.arena, "the binding of '%s'", m->params[b[i].param].name);
+    for (int i = 0; i < n; i++)
+        b[i].origin = arena_printf(m->c.arena, "the binding of '%s'", m->params[b[i].param].name);
     KilnStatus st = check_bindings(m, b, n, sizes, who, file, err);
     if (st == KILN_OK) st = apply_bindings(m, b, n, sizes, who, err);
     free(sizes);
@@ -592,8 +607,10 @@ static bool model_enter(KilnModel *m, bool exclusive, KilnError *err) {
         fail(err, KILN_ERR_USAGE, NULL, "the model is NULL");
         return false;
     }
-    if (exclusive) pthread_rwlock_wrlock(&m->lock);
-    else pthread_rwlock_rdlock(&m->lock);
+    if (exclusive)
+        pthread_rwlock_wrlock(&m->lock);
+    else
+        pthread_rwlock_rdlock(&m->lock);
     if (!m->closed) return true;
     pthread_rwlock_unlock(&m->lock);
     fail(err, KILN_ERR_USAGE, NULL, "the model is closed");
@@ -606,9 +623,12 @@ KilnStatus kiln_model_bind(KilnModel *m, const char *name, const KilnTensor *t, 
     if (!model_enter(m, true, err)) return KILN_ERR_USAGE;
     KilnStatus st;
     int i = param_index(m, name);
-    if (i < 0) st = no_such_param(m, name, err);
-    else if (!t) st = fail(err, KILN_ERR_USAGE, NULL, "kiln_model_bind: no tensor given for '%s'", name);
-    else st = bind_all(m, &(Binding){i, t, NULL}, 1, NULL, err);
+    if (i < 0)
+        st = no_such_param(m, name, err);
+    else if (!t)
+        st = fail(err, KILN_ERR_USAGE, NULL, "kiln_model_bind: no tensor given for '%s'", name);
+    else
+        st = bind_all(m, &(Binding){i, t, NULL}, 1, NULL, err);
     model_leave(m);
     return st;
 }
@@ -632,8 +652,9 @@ KilnStatus kiln_model_load_weights(KilnModel *m, const char *path, KilnError *er
         if (n == 0) {
             StrBuf names = {0};
             for (int i = 0; i < m->nparams; i++) sb_printf(&names, "%s%s", i ? ", " : "", m->params[i].name);
-            st = fail(err, KILN_ERR_INPUT, path, "%s: no tensor of the file names a parameter of graph '%s' (%s)",
-                      path, m->sym->name, names.data ? names.data : "it has none");
+            st = fail(err, KILN_ERR_INPUT, path,
+                      "%s: no tensor of the file names a parameter of graph '%s' (%s)", path, m->sym->name,
+                      names.data ? names.data : "it has none");
             sb_free(&names);
         } else {
             st = bind_all(m, b, n, path, err);
@@ -712,7 +733,8 @@ static KilnTensor *exec_inputs(const KilnModel *m, const KilnTensor *inputs) {
 
 typedef enum { RUN_ALLOC, RUN_PLAN, RUN_INTO } RunKind;
 
-static KilnStatus run(KilnModel *m, const KilnTensor *inputs, KilnTensor *outputs, RunKind kind, KilnError *err) {
+static KilnStatus run(KilnModel *m, const KilnTensor *inputs, KilnTensor *outputs, RunKind kind,
+                      KilnError *err) {
     if (!model_enter(m, false, err)) return KILN_ERR_USAGE;
     KilnStatus st = KILN_ERR_USAGE;
     Variant *v = NULL;
@@ -722,7 +744,8 @@ static KilnStatus run(KilnModel *m, const KilnTensor *inputs, KilnTensor *output
         v = variant_for_inputs(m, inputs, kind != RUN_PLAN, err);
     if (v && kind == RUN_PLAN) {
         for (int r = 0; r < m->nresults; r++)
-            outputs[r] = (KilnTensor){m->result_info[r].dtype, m->result_info[r].rank, v->result_shapes[r], NULL};
+            outputs[r] =
+                (KilnTensor){m->result_info[r].dtype, m->result_info[r].rank, v->result_shapes[r], NULL};
         st = KILN_OK;
     } else if (v) {
         char msg[4096] = "";

@@ -380,8 +380,9 @@ static KilnStatus cpu_aot(const KProgram *kp, const IRGraph *g, const CompileOpt
             cpu_name ? cpu_name : "the build host's CPU");
     fprintf(f, "Call %s_run() declared in %s.h; build with:\n\n    cc -O2 main.c %s.o -lm -o main\n", g->name, g->name,
             g->name);
-    fprintf(f, "\nFrom Go: this folder is package %s (%s.go); copy it into your module and import it:\n"
-               "%s.Run(...) runs the graph (see %s.go), `go build` links %s.o.\n",
+    fprintf(f,
+            "\nFrom Go: this folder is package %s (%s.go); copy it into your module and import it:\n"
+            "%s.Run(...) runs the graph (see %s.go), `go build` links %s.o.\n",
             g->name, g->name, g->name, g->name, g->name);
     if (fclose(f) != 0) {
         snprintf(err, errlen, "cannot write %s: %s", readme, strerror(errno));

@@ -346,8 +346,9 @@ static bool check_outputs(const Executable *x, const KilnTensor *outputs, char *
         const TensorType *t = &x->results[r];
         const KilnTensor *o = &outputs[r];
         if (o->dtype == t->dtype && kiln_tensor_numel(o) == t->numel && (o->data || t->numel == 0)) continue;
-        snprintf(err, errlen, "output %d is %s[%lld elements]%s; the compiled graph's result is %s[%lld elements]",
-                 r, kiln_dtype_name(o->dtype), (long long)kiln_tensor_numel(o), o->data ? "" : " without data",
+        snprintf(err, errlen,
+                 "output %d is %s[%lld elements]%s; the compiled graph's result is %s[%lld elements]", r,
+                 kiln_dtype_name(o->dtype), (long long)kiln_tensor_numel(o), o->data ? "" : " without data",
                  kiln_dtype_name(t->dtype), (long long)t->numel);
         return false;
     }
@@ -374,7 +375,8 @@ static KilnStatus run_graph_into(Call *c, KilnTensor *outputs, char *err, size_t
 /* One run into allocated outputs: bind, launch, copy. */
 static KilnStatus run_call(Call *c, KilnTensor *outputs, char *err, size_t errlen) {
     if (!has(c->x, BK_KERNELS)) return run_graph_into(c, outputs, err, errlen);
-    if (!bind(c, outputs, err, errlen) || !launch_all(c, err, errlen) || !copy_results(c, outputs, err, errlen))
+    if (!bind(c, outputs, err, errlen) || !launch_all(c, err, errlen) ||
+        !copy_results(c, outputs, err, errlen))
         return KILN_ERR_DEVICE;
     return KILN_OK;
 }
@@ -414,7 +416,8 @@ KilnStatus exec_run_into(const Executable *x, const KilnTensor *inputs, KilnTens
 
 /* exec_bind and exec_bind_shared: `copy` says whether the host data is
  * copied (and then owned by the executable) or the caller's. */
-static KilnStatus bind_param(Executable *x, int param, const KilnTensor *t, bool copy, char *err, size_t errlen) {
+static KilnStatus bind_param(Executable *x, int param, const KilnTensor *t, bool copy, char *err,
+                             size_t errlen) {
     if (param < 0 || param >= x->nparams) {
         snprintf(err, errlen, "the graph has no parameter %d (it has %d)", param, x->nparams);
         return KILN_ERR_USAGE;

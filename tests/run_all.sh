@@ -86,6 +86,7 @@ layer random-ints $PY tests/random/random_programs.py --kiln "$BUILD/kiln" --int
     --count $INT_COUNT -j 2
 layer repl sh tests/repl/run.sh "$BUILD/kiln"
 layer viz $PY tests/viz/check_viz.py --kiln "$BUILD/kiln"
+layer go sh tests/go/run.sh "$BUILD"
 
 [ -n "$failed_layers" ] && echo "failed layers:$failed_layers (logs in $BUILD/logs/)"
 echo "$total_pass passed, $total_fail failed"

@@ -19,6 +19,8 @@ have_pkg libclang-rt-14-dev || need="$need libclang-rt-14-dev"
 have_pkg libonnx-testdata || need="$need libonnx-testdata"
 /usr/bin/python3 -c 'import onnx' >/dev/null 2>&1 || need="$need python3-onnx"
 have_cmd dot || need="$need graphviz" # emit --emit=svg, bench --report's graph (tests/viz)
+# Go (1.19 in Debian 12): the package go/ and examples/go are tested with it.
+have_cmd go || need="$need golang-go"
 
 if [ -n "$need" ]; then
     echo "install-deps: installing:$need" >&2

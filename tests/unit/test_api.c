@@ -10,7 +10,8 @@
  *   - kiln_model_plan + kiln_model_run_into: results in the caller's memory;
  *   - binding: the value is copied (changing the caller's tensor later
  *     changes nothing), a result that is a parameter is a copy, binding
- *     again while 4 threads run gives each run the old or the new value; load_weights from a .safetensors file, all or nothing;
+ *     again while 4 threads run gives each run the old or the new value; load_weights from a .safetensors
+ * file, all or nothing;
  *   - every error path: status, file, line, column and message;
  *   - use after close (every function), closing while runs are in flight,
  *     and 200 load/bind/run/close cycles (leaks: `make asan`).
@@ -44,14 +45,15 @@ static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* x: [B, 16] through a hidden layer, then a second result that is the
  * parameter b itself (results never alias weights). */
-static const char *const source = "# a test model\n"
-                                  "graph net(x: f32[B, 16], w: f32[16, 8], b: f32[8]) -> (f32[B, 8], f32[8]) {\n"
-                                  "    h = relu(x @ w + b)\n"
-                                  "    return tanh(h) * 2.0, b\n"
-                                  "}\n"
-                                  "graph twice(x: f32[N]) -> f32[N] {\n"
-                                  "    return x * 2.0\n"
-                                  "}\n";
+static const char *const source =
+    "# a test model\n"
+    "graph net(x: f32[B, 16], w: f32[16, 8], b: f32[8]) -> (f32[B, 8], f32[8]) {\n"
+    "    h = relu(x @ w + b)\n"
+    "    return tanh(h) * 2.0, b\n"
+    "}\n"
+    "graph twice(x: f32[N]) -> f32[N] {\n"
+    "    return x * 2.0\n"
+    "}\n";
 
 static uint64_t rng_state = 12345;
 static float frand(void) {
@@ -118,9 +120,10 @@ static void *worker(void *arg) {
         CHECK(rst == KILN_OK, "thread %d reference run %d: %s", w->id, r, err.message);
         double worst;
         if (st == KILN_OK && rst == KILN_OK) {
-            CHECK(close_enough(&got[0], &want[0], &worst), "thread %d run %d B=%lld: result 0 off by %g", w->id, r,
-                  (long long)shape[0], worst);
-            CHECK(close_enough(&got[1], &want[1], &worst), "thread %d run %d: result 1 off by %g", w->id, r, worst);
+            CHECK(close_enough(&got[0], &want[0], &worst), "thread %d run %d B=%lld: result 0 off by %g",
+                  w->id, r, (long long)shape[0], worst);
+            CHECK(close_enough(&got[1], &want[1], &worst), "thread %d run %d: result 1 off by %g", w->id, r,
+                  worst);
             free_outputs(got, 2);
             free_outputs(want, 2);
         }
@@ -180,12 +183,13 @@ static void test_binding(void) {
     KilnTensor in[3] = {x}, a[2], b[2];
     KilnError err = {0};
     CHECK(kiln_model_run(m, in, a, &err) == KILN_OK, "run: %s", err.message);
-    ((float *)bt.data)[0] += 100; /* the caller's tensor changes, the model's copy does not */
+    ((float *)bt.data)[0] += 100;   /* the caller's tensor changes, the model's copy does not */
     ((float *)a[1].data)[1] += 100; /* nor does a result that returned the parameter */
     CHECK(kiln_model_run(m, in, b, &err) == KILN_OK, "run: %s", err.message);
     double worst;
     CHECK(close_enough(&a[0], &b[0], &worst), "a bound value changed with the caller's tensor (%g)", worst);
-    CHECK(((float *)b[1].data)[0] != ((float *)bt.data)[0] && ((float *)b[1].data)[1] + 100 == ((float *)a[1].data)[1],
+    CHECK(((float *)b[1].data)[0] != ((float *)bt.data)[0] &&
+              ((float *)b[1].data)[1] + 100 == ((float *)a[1].data)[1],
           "result 1 aliases the weights or another run's result");
     CHECK(a[1].data != b[1].data, "two runs returned the same memory");
     free_outputs(a, 2);
@@ -284,7 +288,8 @@ static void test_load_weights(const char *dir) {
     KilnTensorList good = {3, names, (KilnTensor[]){t[0], t[1], t[3]}};
     KilnTensorList wrong = {2, names, (KilnTensor[]){t[0], t[2]}}; /* b has 7 elements */
     KilnTensorList none = {1, names + 2, (KilnTensor[]){t[3]}};
-    CHECK(kiln_safetensors_write(good_path, &good, e, sizeof e) && kiln_safetensors_write(bad_path, &wrong, e, sizeof e) &&
+    CHECK(kiln_safetensors_write(good_path, &good, e, sizeof e) &&
+              kiln_safetensors_write(bad_path, &wrong, e, sizeof e) &&
               kiln_safetensors_write(none_path, &none, e, sizeof e),
           "writing test files: %s", e);
     KilnError err = {0};
@@ -318,8 +323,8 @@ static void test_load_weights(const char *dir) {
 
 static void expect_error(KilnStatus st, const KilnError *err, KilnStatus want, const char *needle,
                          const char *what) {
-    CHECK(st == want && err->status == want && err->message && strstr(err->message, needle), "%s: status %d, %s",
-          what, st, err->message ? err->message : "(no message)");
+    CHECK(st == want && err->status == want && err->message && strstr(err->message, needle),
+          "%s: status %d, %s", what, st, err->message ? err->message : "(no message)");
 }
 
 static void test_errors(const char *dir) {
@@ -327,12 +332,13 @@ static void test_errors(const char *dir) {
     KilnModel *m;
     /* a diagnosed program: file, line, column and the caret */
     m = kiln_model_compile("graph g(x: f32[4]) -> f32[4] {\n    return x + y\n}\n", NULL, &err);
-    CHECK(!m && err.status == KILN_ERR_INPUT && err.file && strcmp(err.file, "<source>") == 0 && err.line == 2 &&
-              err.col == 16 && strstr(err.message, "<source>:2:16: error:") && strstr(err.message, "^"),
+    CHECK(!m && err.status == KILN_ERR_INPUT && err.file && strcmp(err.file, "<source>") == 0 &&
+              err.line == 2 && err.col == 16 && strstr(err.message, "<source>:2:16: error:") &&
+              strstr(err.message, "^"),
           "undefined name: status %d file %s %d:%d %s", err.status, err.file, err.line, err.col, err.message);
     m = kiln_model_compile("graph g(x: f32[4]) -> f32[4] {\n    return x +\n}\n", NULL, &err);
-    CHECK(!m && err.status == KILN_ERR_INPUT && err.line == 2 && err.col == 15, "syntax error: %d:%d %s", err.line, err.col,
-          err.message);
+    CHECK(!m && err.status == KILN_ERR_INPUT && err.line == 2 && err.col == 15, "syntax error: %d:%d %s",
+          err.line, err.col, err.message);
     m = kiln_model_compile("", NULL, &err);
     expect_error(m ? KILN_OK : err.status, &err, KILN_ERR_INPUT, "defines no graph", "empty source");
     m = kiln_model_load("/nonexistent/model.kiln", NULL, &err);
@@ -374,12 +380,13 @@ static void test_errors(const char *dir) {
     KilnTensor b = make(1, bs);
     CHECK(kiln_model_bind(m, "b", &b, &err) == KILN_OK, "bind: %s", err.message);
     in[0] = xb;
-    expect_error(kiln_model_run(m, in, out, &err), &err, KILN_ERR_USAGE, "B is 2 (fixed by the options), not 3",
-                 "batch 3 for B=2");
+    expect_error(kiln_model_run(m, in, out, &err), &err, KILN_ERR_USAGE,
+                 "B is 2 (fixed by the options), not 3", "batch 3 for B=2");
     in[0] = (KilnTensor){KILN_I32, 2, xs, x.data};
     expect_error(kiln_model_run(m, in, out, &err), &err, KILN_ERR_USAGE, "i32[2, 16]", "wrong dtype");
     in[0] = (KilnTensor){KILN_F32, 1, xs, x.data};
-    expect_error(kiln_model_run(m, in, out, &err), &err, KILN_ERR_USAGE, "parameter 'x' is f32[B, 16]", "rank 1");
+    expect_error(kiln_model_run(m, in, out, &err), &err, KILN_ERR_USAGE, "parameter 'x' is f32[B, 16]",
+                 "rank 1");
     in[0] = (KilnTensor){KILN_F32, 2, xs, NULL};
     expect_error(kiln_model_run(m, in, out, &err), &err, KILN_ERR_USAGE, "no data", "no data");
     in[0] = (KilnTensor){0};
@@ -407,13 +414,15 @@ static void test_errors(const char *dir) {
     expect_error(kiln_model_bind(m, "w", &w, &err), &err, KILN_ERR_USAGE, closed, "bind after close");
     expect_error(kiln_model_load_weights(m, "w.safetensors", &err), &err, KILN_ERR_USAGE, closed,
                  "load_weights after close");
-    CHECK(kiln_model_num_params(m) == 0 && kiln_model_num_results(m) == 0 && !kiln_model_param_info(m, 0, &info) &&
-              kiln_model_param_index(m, "x") == -1 && !kiln_model_device(m) && !kiln_model_param_bound(m, 1),
+    CHECK(kiln_model_num_params(m) == 0 && kiln_model_num_results(m) == 0 &&
+              !kiln_model_param_info(m, 0, &info) && kiln_model_param_index(m, "x") == -1 &&
+              !kiln_model_device(m) && !kiln_model_param_bound(m, 1),
           "queries after close");
     kiln_model_free(m);
     expect_error(kiln_model_run(NULL, in, out, &err), &err, KILN_ERR_USAGE, "NULL", "NULL model");
     kiln_model_free(NULL);
-    kiln_tensor_free(&w), kiln_tensor_free(&wt), kiln_tensor_free(&x), kiln_tensor_free(&xb), kiln_tensor_free(&b);
+    kiln_tensor_free(&w), kiln_tensor_free(&wt), kiln_tensor_free(&x), kiln_tensor_free(&xb),
+        kiln_tensor_free(&b);
     kiln_error_clear(&err);
 }
 
@@ -470,7 +479,8 @@ static void test_cycles(void) {
     int good = 0;
     for (int i = 0; i < 200; i++) {
         KilnError err = {0};
-        KilnModel *m = kiln_model_compile(source, &(KilnModelOptions){.device = i % 2 ? "kir" : "ref", .graph = "twice"}, &err);
+        KilnModel *m = kiln_model_compile(
+            source, &(KilnModelOptions){.device = i % 2 ? "kir" : "ref", .graph = "twice"}, &err);
         KilnTensor in[1] = {x}, out[1];
         if (m && kiln_model_run(m, in, out, &err) == KILN_OK) {
             good += ((float *)out[0].data)[4] == 2 * ((float *)x.data)[4];
