@@ -130,13 +130,20 @@ float kiln_bf16_to_f32(uint16_t h);
  * at load, and so is any that a bound parameter's shape gives.  Any other is
  * taken from the inputs of each run: the graph is compiled once for each
  * set of sizes met, and those compilations are kept until the model closes.
- * A model whose every dimension is known is compiled when it is loaded, so
- * that its errors come back from kiln_model_load.
+ *
+ * Compiling.  kiln_model_load and kiln_model_compile read and check the
+ * graph (and, when every dimension is known, build it: its errors come back
+ * from them).  The code for the device is compiled at the first run (or
+ * plan) for a set of sizes, with the parameters bound by then compiled in
+ * as constants (the CPU packs them once for its matrix products): bind the
+ * weights, then run.  Binding a parameter that an earlier compilation took
+ * as an input makes the next run compile again.
  *
  * Errors.  A function that fails returns NULL or a KilnStatus other than
- * KILN_OK and, when `err` is not NULL, fills it (free it with
- * kiln_error_clear; it may be reused).  A closed model refuses every call
- * with KILN_ERR_USAGE ("the model is closed"). */
+ * KILN_OK and, when `err` is not NULL, fills it.  Start it zeroed
+ * (KilnError err = {0}); a later failure frees what an earlier one left
+ * there, a success leaves it alone, kiln_error_clear frees it.  A closed
+ * model refuses every call with KILN_ERR_USAGE ("the model is closed"). */
 
 typedef struct KilnModel KilnModel;
 

@@ -11,7 +11,9 @@
  *   - per named dimension, its fixed size (from the options or a bound
  *     parameter) or none;
  *   - variants: one Executable per set of dimension sizes met, compiled on
- *     first use (all of them at load when every size is fixed).
+ *     first use with the parameters bound by then as constants (the CPU
+ *     packs those once); binding a parameter that a variant did not have
+ *     as a constant drops that variant (compiled again on demand).
  *
  * Locks.  `lock` (a writer-preferring rwlock): runs hold it shared; bind,
  * load_weights and close hold it exclusively, so an Executable is never
@@ -41,6 +43,7 @@ typedef struct {
 
 typedef struct {
     int64_t *sizes; /* per named dimension */
+    bool *constant; /* per parameter: bound when this was compiled (a constant of g) */
     IRGraph *g;     /* concrete; outlives x (graph-level backends run it) */
     Executable *x;
     int64_t **result_shapes; /* per result (the arena's) */
@@ -190,39 +193,58 @@ static void variant_destroy(Variant *v) {
     exec_destroy(v->x);
     if (v->g) ir_graph_destroy(v->g);
     free(v->sizes);
+    free(v->constant);
     free(v);
 }
 
-/* Compiles the graph for the sizes given (every named dimension's); binds
- * the bound parameters.  Called with compile_lock held. */
-static Variant *variant_compile(KilnModel *m, const int64_t *sizes, KilnError *err) {
+/* Builds the concrete graph for the sizes given (every named dimension's),
+ * marking the bound parameters constant, and runs the passes.  Called at
+ * load (to check it) and by variant_compile, with compile_lock held or the
+ * model not yet shared (the Compilation's arena and diagnostics).  NULL
+ * with err filled. */
+static IRGraph *build_graph(KilnModel *m, const int64_t *sizes, KilnError *err) {
     char msg[4096] = "";
     DimBinding *binds = xcalloc((size_t)m->ndims + 1, sizeof *binds);
     for (int d = 0; d < m->ndims; d++) binds[d] = (DimBinding){m->dim_names[d], sizes[d]};
+    KilnStatus st = KILN_ERR_INPUT;
+    const char *unbound;
+    IRGraph *g = ir_build(m->c.arena, &m->c.prog, m->entry, binds, m->ndims, &m->c.diags), *o = NULL;
+    free(binds);
+    if (g && !ir_graph_is_concrete(g, &unbound)) {
+        snprintf(msg, sizeof msg, "dimension %s of graph '%s' has no size: give it in the options' dims", unbound,
+                 m->sym->name);
+        st = KILN_ERR_USAGE;
+    } else if (g) {
+        /* bound weights are constants: backends prepare them once (the CPU packs them) */
+        for (int i = 0; i < m->nparams && i < g->params.len; i++)
+            ir_node(g, g->params.data[i])->flag = m->params[i].bound;
+        PassOptions po = driver_pass_options(&m->copt);
+        if (!(o = passes_run(m->c.arena, g, &po, msg, sizeof msg))) st = KILN_ERR_DEVICE;
+    }
+    if (o) {
+        if (o != g) ir_graph_destroy(g);
+        return o;
+    }
+    error_fill(err, st, &m->c.diags, NULL, msg);
+    diag_clear(&m->c.diags);
+    if (g) ir_graph_destroy(g);
+    return NULL;
+}
+
+/* Compiles the graph for the sizes given and binds the bound parameters.
+ * Called with compile_lock held. */
+static Variant *variant_compile(KilnModel *m, const int64_t *sizes, KilnError *err) {
+    char msg[4096] = "";
     Variant *v = xcalloc(1, sizeof *v);
     v->sizes = xmalloc(sizeof(int64_t) * (size_t)(m->ndims + 1));
     if (m->ndims) memcpy(v->sizes, sizes, sizeof(int64_t) * (size_t)m->ndims);
-    KilnStatus st = KILN_ERR_INPUT;
-    const char *unbound;
-    v->g = ir_build(m->c.arena, &m->c.prog, m->entry, binds, m->ndims, &m->c.diags);
-    free(binds);
-    if (!v->g) goto fail;
-    if (!ir_graph_is_concrete(v->g, &unbound)) {
-        snprintf(msg, sizeof msg, "dimension %s of graph '%s' has no size: give it in the options' dims",
-                 unbound, m->sym->name);
-        st = KILN_ERR_USAGE;
-        goto fail;
-    }
-    PassOptions po = driver_pass_options(&m->copt);
-    IRGraph *o = passes_run(m->c.arena, v->g, &po, msg, sizeof msg);
-    st = KILN_ERR_DEVICE;
-    if (!o) goto fail;
-    if (o != v->g) ir_graph_destroy(v->g);
-    v->g = o;
-    if (!(v->x = exec_compile(m->be, v->g, &m->copt, msg, sizeof msg))) goto fail;
+    v->constant = xcalloc((size_t)m->nparams + 1, sizeof *v->constant);
+    if (!(v->g = build_graph(m, sizes, err))) goto fail;
+    KilnStatus st = KILN_ERR_DEVICE;
+    if (!(v->x = exec_compile(m->be, v->g, &m->copt, msg, sizeof msg))) goto failed;
     for (int i = 0; i < m->nparams; i++) {
-        if (!m->params[i].bound) continue;
-        if ((st = exec_bind_shared(v->x, i, &m->params[i].value, msg, sizeof msg)) != KILN_OK) goto fail;
+        if (!(v->constant[i] = m->params[i].bound)) continue;
+        if ((st = exec_bind_shared(v->x, i, &m->params[i].value, msg, sizeof msg)) != KILN_OK) goto failed;
     }
     v->result_shapes = ARENA_ARRAY(m->c.arena, int64_t *, m->nresults + 1);
     for (int r = 0; r < m->nresults; r++) {
@@ -231,9 +253,9 @@ static Variant *variant_compile(KilnModel *m, const int64_t *sizes, KilnError *e
         for (int k = 0; k < n->rank; k++) v->result_shapes[r][k] = n->shape[k];
     }
     return v;
+failed:
+    error_fill(err, st, NULL, NULL, msg);
 fail:
-    error_fill(err, st, &m->c.diags, NULL, msg);
-    diag_clear(&m->c.diags);
     variant_destroy(v);
     return NULL;
 }
@@ -448,9 +470,14 @@ static KilnModel *model_open(KilnModel *m, KilnStatus st, const char *what, cons
     }
     describe(m);
     if (fix_dims(m, opt, err) != KILN_OK) goto fail;
+    /* with every size known, the graph is built now for its diagnostics;
+     * the device's compilation waits for the first run, when the weights
+     * are bound and can be compiled in as constants */
     bool all_fixed = true;
     for (int d = 0; d < m->ndims; d++) all_fixed = all_fixed && m->dim_fixed[d] >= 0;
-    if (all_fixed && !variant_get(m, m->dim_fixed, err)) goto fail;
+    IRGraph *g = all_fixed ? build_graph(m, m->dim_fixed, err) : NULL;
+    if (all_fixed && !g) goto fail;
+    if (g) ir_graph_destroy(g);
     return m;
 fail:
     kiln_model_free(m);
@@ -546,9 +573,11 @@ static bool copy_value(const ModelParam *p, const KilnTensor *t, KilnTensor *out
     return true;
 }
 
-/* Makes checked bindings: drops the variants whose sizes no longer fit,
- * copies each value once and binds it to every remaining variant.  Called
- * with the lock held exclusively. */
+/* Makes checked bindings: copies each value once and binds it to every
+ * variant that has the parameter as a constant; drops the others (those
+ * whose sizes no longer fit, and those compiled before the parameter was
+ * bound: compiled again on demand, with it as a constant).  Called with
+ * the lock held exclusively. */
 static KilnStatus apply_bindings(KilnModel *m, const Binding *b, int n, const int64_t *sizes,
                                  const char **who, KilnError *err) {
     KilnTensor *copies = xcalloc((size_t)n + 1, sizeof *copies);
@@ -566,6 +595,7 @@ static KilnStatus apply_bindings(KilnModel *m, const Binding *b, int n, const in
         Variant *var = m->variants.data[v];
         bool fits = true;
         for (int d = 0; d < m->ndims; d++) fits = fits && (sizes[d] < 0 || var->sizes[d] == sizes[d]);
+        for (int i = 0; i < n; i++) fits = fits && var->constant[b[i].param];
         char msg[1024];
         for (int i = 0; fits && i < n; i++)
             fits = exec_bind_shared(var->x, b[i].param, &copies[i], msg, sizeof msg) == KILN_OK;

@@ -211,6 +211,21 @@ static void test_binding(void) {
     plan[0].data = NULL;
     CHECK(kiln_model_run_into(m, in, plan, &err) == KILN_ERR_USAGE && strstr(err.message, "output 0"),
           "run_into without memory: %s", err.message);
+    kiln_model_free(m);
+    /* w an input at the first run, then bound: compiled again with w as a constant */
+    m = open_model("cpu", NULL, (KilnDim[]){{"B", 2}}, 1);
+    KilnModel *ref = open_model("ref", NULL, (KilnDim[]){{"B", 2}}, 1);
+    if (!m || !ref) return;
+    KilnTensor ins[3] = {x, wt, bt};
+    CHECK(kiln_model_bind(m, "b", &bt, &err) == KILN_OK && kiln_model_run(m, ins, a, &err) == KILN_OK,
+          "run with w as an input: %s", err.message);
+    CHECK(kiln_model_bind(m, "w", &wt, &err) == KILN_OK && kiln_model_run(m, in, b, &err) == KILN_OK,
+          "run with w bound after a first run: %s", err.message);
+    CHECK(kiln_model_run(ref, ins, c, &err) == KILN_OK, "reference: %s", err.message);
+    CHECK(close_enough(&a[0], &c[0], &worst) && close_enough(&b[0], &c[0], &worst), "w bound late: off by %g",
+          worst);
+    free_outputs(a, 2), free_outputs(b, 2), free_outputs(c, 2);
+    kiln_model_free(ref);
     kiln_tensor_free(&x), kiln_tensor_free(&wt), kiln_tensor_free(&bt);
     kiln_error_clear(&err);
     kiln_model_free(m);
