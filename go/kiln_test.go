@@ -92,6 +92,32 @@ func TestDTypes(t *testing.T) {
 	}
 }
 
+// An f32 value bound to f16 and bf16 parameters is converted once.
+func TestBindConverts(t *testing.T) {
+	m, err := Compile("graph h(x: f32[2], a: f16[2], b: bf16[2]) -> f32[2] {\n"+
+		"    return x + cast(a, f32) + cast(b, f32)\n}\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	half, _ := NewTensor("f32", []int64{2}, []float32{0.5, 1.0009765625}) // exact in f16, not in bf16
+	if err := m.Bind("a", half); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Bind("b", half); err != nil {
+		t.Fatal(err)
+	}
+	x, _ := NewTensor("f32", []int64{2}, []float32{1, 2})
+	out, err := m.Run(map[string]*Tensor{"x": x})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// bf16 keeps 8 bits: 1.0009765625 rounds to 1
+	if got := out[0].Data.([]float32); got[0] != 2 || got[1] != 2+1.0009765625+1 {
+		t.Errorf("got %v", got)
+	}
+}
+
 // Many goroutines on one model: batch sizes vary, so compilations for new
 // sizes happen while other runs are in flight.
 func TestConcurrentRuns(t *testing.T) {
