@@ -35,13 +35,25 @@ void expr_print(const Expr *e, StrBuf *sb) {
     case E_BOOL: sb_puts(sb, e->ival ? "true" : "false"); break;
     case E_NAME: sb_puts(sb, e->name); break;
     case E_STRING: sb_printf(sb, "\"%s\"", e->name); break;
-    case E_BINARY:
-        sb_printf(sb, "(%s ", operator_text[e->op]);
-        expr_print(e->lhs, sb);
-        sb_puts(sb, " ");
-        expr_print(e->rhs, sb);
-        sb_puts(sb, ")");
+    case E_BINARY: { /* a left-deep chain (x + x + ... + x) in a loop, not one call per term */
+        int n = 0;
+        const Expr *x = e;
+        for (; x->kind == E_BINARY; x = x->lhs) n++;
+        const Expr **spine = xmalloc(sizeof(Expr *) * (size_t)n);
+        n = 0;
+        for (x = e; x->kind == E_BINARY; x = x->lhs) {
+            spine[n++] = x;
+            sb_printf(sb, "(%s ", operator_text[x->op]);
+        }
+        expr_print(x, sb);
+        while (n > 0) {
+            sb_puts(sb, " ");
+            expr_print(spine[--n]->rhs, sb);
+            sb_puts(sb, ")");
+        }
+        free(spine);
         break;
+    }
     case E_UNARY:
         sb_printf(sb, "(%s ", operator_text[e->op]);
         expr_print(e->lhs, sb);

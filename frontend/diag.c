@@ -36,40 +36,62 @@ void diag_hint(DiagList *d, const char *fmt, ...) {
     va_end(ap);
 }
 
-static bool diag_before(const Diag *a, const Diag *b) {
-    if (a->loc.line != b->loc.line) return a->loc.line < b->loc.line;
-    return a->loc.col < b->loc.col;
-}
-
-/* Prints source line `line` of `src` with tabs kept, so the caret lines up. */
-static void print_source_line(const Source *src, int line, int col, FILE *out) {
-    const char *p = src->text;
-    for (int l = 1; l < line && p; l++) {
+/* Where line `line` of src starts, scanning on from a known earlier line
+ * (*at_line starting at *at) so that printing many diagnostics of one file,
+ * in order, reads the file once. */
+static const char *line_start(const Source *src, int line, const char **at, int *at_line) {
+    if (!*at || *at_line > line) *at = src->text, *at_line = 1;
+    const char *p = *at;
+    for (int l = *at_line; l < line && p; l++) {
         p = strchr(p, '\n');
         if (p) p++;
     }
+    if (p) *at = p, *at_line = line;
+    return p;
+}
+
+/* Prints source line `line` of `src` with tabs kept, so the caret lines up.
+ * A long line (a generated program's) shows only a window around the
+ * column, marked with "...". */
+enum { LINE_WINDOW = 80 };
+static void print_source_line(const Source *src, int line, int col, const char **at, int *at_line,
+                              FILE *out) {
+    const char *p = line_start(src, line, at, at_line);
     if (!p) return;
+    if (p == src->text && src->len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0) p += 3; /* a byte-order mark */
     const char *end = strchr(p, '\n');
     size_t n = end ? (size_t)(end - p) : strlen(p);
     if (n > 0 && p[n - 1] == '\r') n--;
-    fprintf(out, "    %.*s\n    ", (int)n, p);
-    for (int c = 1; c < col && (size_t)(c - 1) < n; c++) fputc(p[c - 1] == '\t' ? '\t' : ' ', out);
+    size_t from = 0, to = n, c = col > 0 ? (size_t)col - 1 : 0;
+    if (n > 2 * LINE_WINDOW + 40) {
+        from = c > LINE_WINDOW ? c - LINE_WINDOW : 0;
+        to = c + LINE_WINDOW < n ? c + LINE_WINDOW : n;
+    }
+    fprintf(out, "    %s%.*s%s\n    %s", from ? "..." : "", (int)(to - from), p + from, to < n ? "..." : "",
+            from ? "   " : "");
+    for (size_t k = from; k < c && k < to; k++) fputc(p[k] == '\t' ? '\t' : ' ', out);
     fputs("^\n", out);
 }
 
+static int diag_cmp(const void *a, const void *b) {
+    const Diag *x = a, *y = b;
+    if (x->loc.line != y->loc.line) return x->loc.line < y->loc.line ? -1 : 1;
+    if (x->loc.col != y->loc.col) return x->loc.col < y->loc.col ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order; /* report order breaks ties */
+}
+
 void diag_print(DiagList *d, FILE *out) {
-    /* insertion sort by position: stable, so report order breaks ties */
-    for (int i = 1; i < d->items.len; i++) {
-        Diag x = d->items.data[i];
-        int j = i;
-        for (; j > 0 && diag_before(&x, &d->items.data[j - 1]); j--) d->items.data[j] = d->items.data[j - 1];
-        d->items.data[j] = x;
-    }
+    for (int i = 0; i < d->items.len; i++) d->items.data[i].order = i;
+    if (d->items.len > 1) qsort(d->items.data, (size_t)d->items.len, sizeof(Diag), diag_cmp);
+    const char *at = NULL;
+    int at_line = 0;
+    const Source *at_src = NULL;
     for (int i = 0; i < d->items.len; i++) {
         Diag *g = &d->items.data[i];
         if (g->loc.src && g->loc.line > 0) {
             fprintf(out, "%s:%d:%d: error: %s\n", g->loc.src->path, g->loc.line, g->loc.col, g->msg);
-            print_source_line(g->loc.src, g->loc.line, g->loc.col, out);
+            if (g->loc.src != at_src) at = NULL, at_src = g->loc.src;
+            print_source_line(g->loc.src, g->loc.line, g->loc.col, &at, &at_line, out);
         } else {
             fprintf(out, "error: %s\n", g->msg);
         }

@@ -21,10 +21,12 @@
 
 enum { POISON = MK_ERROR };
 
-/* Limit that remains, reported as an error: the nodes of one graph once its
+/* Limits that remain, reported as errors: the nodes of one graph once its
  * calls are inlined (a graph that calls another twice at each of many levels
- * grows exponentially). */
-enum { MAX_NODES = 1 << 18 };
+ * grows exponentially), and how deep graph calls nest where they are inlined
+ * (inlining follows the calls, so this bounds its recursion; `check` does not
+ * inline a call whose result types follow from its arguments). */
+enum { MAX_NODES = 1 << 18, MAX_CALL_DEPTH = 1000 };
 
 typedef VEC(Dim) DimVec;
 typedef VEC(int64_t) I64Vec;
@@ -63,6 +65,8 @@ typedef struct {
     int nbinds;
     GraphStatus *status; /* per graph of prog, shared by nested checks */
     int depth;           /* inlining depth */
+    bool signatures;     /* checking: a call to a clean graph whose result types follow from its
+                          * arguments' types yields values of those types, without its body */
     bool too_large;      /* a limit was reported: stop building */
     Loc call;            /* the graph call being inlined, as written in the entry graph */
 } Builder;
@@ -165,10 +169,68 @@ static int64_t wrap_pow(int64_t a, int64_t n) { /* n >= 0 */
     return r;
 }
 
+/* x op y for two constants, with Python's rules for the result's kind (int /
+ * int and int ** negative int are floats); CK_NONE if it does not fold. */
+static ConstVal const_binary(OperatorTok op, ConstVal x, ConstVal y) {
+    ConstVal none = {CK_NONE, 0, 0};
+    if (x.kind == CK_NONE || y.kind == CK_NONE || x.kind == CK_BOOL || y.kind == CK_BOOL) return none;
+    bool is_int = x.kind == CK_INT && y.kind == CK_INT;
+    ConstVal r = {is_int ? CK_INT : CK_FLOAT, 0, 0};
+    switch (op) {
+    case BIN_ADD:
+        r.i = wrap_add(x.i, y.i);
+        r.f = x.f + y.f;
+        break;
+    case BIN_SUB:
+        r.i = wrap_sub(x.i, y.i);
+        r.f = x.f - y.f;
+        break;
+    case BIN_MUL:
+        r.i = wrap_mul(x.i, y.i);
+        r.f = x.f * y.f;
+        break;
+    case BIN_DIV:
+        r.kind = CK_FLOAT;
+        r.f = x.f / y.f;
+        break;
+    case BIN_MOD:
+        if (is_int) {
+            if (y.i == 0) return none;
+            r.i = y.i == -1 ? 0 : x.i % y.i; /* INT64_MIN % -1 traps */
+            if (r.i != 0 && ((r.i < 0) != (y.i < 0))) r.i += y.i;
+        } else {
+            r.f = fmod(x.f, y.f);
+            if (r.f != 0 && ((r.f < 0) != (y.f < 0))) r.f += y.f;
+        }
+        break;
+    case BIN_POW:
+        if (is_int && y.i < 0) r.kind = CK_FLOAT; /* 2 ** -1 == 0.5 */
+        r.f = pow(x.f, y.f);
+        if (r.kind == CK_INT) r.i = wrap_pow(x.i, y.i);
+        break;
+    default: return none;
+    }
+    if (r.kind == CK_INT) r.f = (double)r.i;
+    return r;
+}
+
+/* The operators of a left-deep chain a op b op c ... (the parser's shape for
+ * 30,000 terms joined by '+'), top first, and the leftmost operand that ends
+ * it: walked with a loop, so that nothing recurses once per term. */
+typedef VEC(const Expr *) ExprVec;
+static const Expr *left_spine(const Expr *e, ExprVec *spine) {
+    spine->len = 0;
+    while (e->kind == E_BINARY) {
+        VEC_PUSH(*spine, e);
+        e = e->lhs;
+    }
+    return e;
+}
+
 /* Evaluates a compile-time constant expression made of literals and
- * + - * / % ** and unary signs, with Python's rules for the result's kind
- * (int / int and int ** negative int are floats).  kind == CK_NONE if it is
- * not one. */
+ * + - * / % ** and unary signs (const_binary's rules).  kind == CK_NONE if it
+ * is not one.  Recursion only follows unary operands and right operands,
+ * which the parser's nesting limit bounds. */
 static ConstVal const_eval(const Expr *e) {
     ConstVal none = {CK_NONE, 0, 0};
     if (!e) return none;
@@ -187,46 +249,12 @@ static ConstVal const_eval(const Expr *e) {
         return e->op == UN_NOT ? none : v;
     }
     case E_BINARY: {
-        ConstVal x = const_eval(e->lhs), y = const_eval(e->rhs);
-        if (x.kind == CK_NONE || y.kind == CK_NONE || x.kind == CK_BOOL || y.kind == CK_BOOL) return none;
-        bool is_int = x.kind == CK_INT && y.kind == CK_INT;
-        ConstVal r = {is_int ? CK_INT : CK_FLOAT, 0, 0};
-        switch (e->op) {
-        case BIN_ADD:
-            r.i = wrap_add(x.i, y.i);
-            r.f = x.f + y.f;
-            break;
-        case BIN_SUB:
-            r.i = wrap_sub(x.i, y.i);
-            r.f = x.f - y.f;
-            break;
-        case BIN_MUL:
-            r.i = wrap_mul(x.i, y.i);
-            r.f = x.f * y.f;
-            break;
-        case BIN_DIV:
-            r.kind = CK_FLOAT;
-            r.f = x.f / y.f;
-            break;
-        case BIN_MOD:
-            if (is_int) {
-                if (y.i == 0) return none;
-                r.i = y.i == -1 ? 0 : x.i % y.i; /* INT64_MIN % -1 traps */
-                if (r.i != 0 && ((r.i < 0) != (y.i < 0))) r.i += y.i;
-            } else {
-                r.f = fmod(x.f, y.f);
-                if (r.f != 0 && ((r.f < 0) != (y.f < 0))) r.f += y.f;
-            }
-            break;
-        case BIN_POW:
-            if (is_int && y.i < 0) r.kind = CK_FLOAT; /* 2 ** -1 == 0.5 */
-            r.f = pow(x.f, y.f);
-            if (r.kind == CK_INT) r.i = wrap_pow(x.i, y.i);
-            break;
-        default: return none;
-        }
-        if (r.kind == CK_INT) r.f = (double)r.i;
-        return r;
+        ExprVec spine = {0};
+        ConstVal v = const_eval(left_spine(e, &spine));
+        for (int i = spine.len - 1; i >= 0 && v.kind != CK_NONE; i--)
+            v = const_binary(spine.data[i]->op, v, const_eval(spine.data[i]->rhs));
+        VEC_FREE(spine);
+        return v;
     }
     default: return none;
     }
@@ -567,6 +595,8 @@ static int creation(Builder *b, Frame *fr, const char *fname, const CallCtx *c) 
     DimVec shape = {0};
     KilnDType dt = KILN_F32;
     double value = 0;
+    int64_t ivalue = 0; /* the value, exactly, when it is an integer */
+    bool value_is_int = true;
     int v = POISON;
     bool ok = true;
     if (strcmp(fname, "arange") == 0) {
@@ -584,20 +614,25 @@ static int creation(Builder *b, Frame *fr, const char *fname, const CallCtx *c) 
         ConstVal cv = const_eval(e->args[1]);
         if (cv.kind == CK_BOOL) {
             value = (double)cv.i;
+            ivalue = cv.i;
             dt = KILN_BOOL;
         } else if (const_number(b, e->args[1], "the fill value", &value, &is_int)) {
             dt = is_int ? KILN_I64 : KILN_F32;
+            ivalue = cv.i;
+            value_is_int = is_int;
         } else {
             ok = false;
         }
         dtype_arg = 2;
     } else {
         value = strcmp(fname, "ones") == 0 ? 1.0 : 0.0;
+        ivalue = (int64_t)value;
     }
     if (e->nargs > dtype_arg && !const_dtype(b, e->args[dtype_arg], &dt)) ok = false;
     if (ok) {
         MkLoc l = {.at = e->loc, .value = e->nargs > 1 ? e->args[1]->loc : e->loc};
-        v = mk_full(&b->m, shape.data, shape.len, value, dt, l);
+        v = value_is_int ? mk_full_int(&b->m, shape.data, shape.len, ivalue, dt, l)
+                         : mk_full(&b->m, shape.data, shape.len, value, dt, l);
     }
     VEC_FREE(shape);
     return v;
@@ -689,14 +724,17 @@ static int build_pad(Builder *b, const CallCtx *c, int x) {
         }
     }
     double value = 0;
+    bool value_is_int = true;
     const Expr *ve = kwarg(c, "value");
-    if (ve && !const_number(b, ve, "the pad value", &value, NULL)) ok = false;
+    if (ve && !const_number(b, ve, "the pad value", &value, &value_is_int)) ok = false;
+    int64_t ivalue = ve && value_is_int ? const_eval(ve).i : 0;
     int v = POISON;
     if (ok) {
         Loc *items = arg_locs(pads);
         l.items = items;
         l.value = ve ? ve->loc : e->loc;
-        v = mk_pad(&b->m, x, ints, npairs, value, l);
+        v = value_is_int ? mk_pad_int(&b->m, x, ints, npairs, ivalue, l)
+                         : mk_pad(&b->m, x, ints, npairs, value, l);
         free(items);
     }
     free(ints);
@@ -1007,14 +1045,47 @@ static const Op binary_ops[] = {
     [BIN_GT] = OP_GT,   [BIN_GE] = OP_GE,   [BIN_AND] = OP_AND, [BIN_OR] = OP_OR,
 };
 
+/* A folded constant as a weakly typed literal. */
+static int literal_of(Builder *b, ConstVal c, Loc loc) {
+    if (c.kind == CK_INT) return mk_literal_int(&b->m, c.i, loc);
+    return mk_literal(&b->m, c.f, c.kind == CK_FLOAT ? KILN_F32 : KILN_BOOL, loc);
+}
+
+static int build_expr(Builder *b, Frame *fr, const Expr *e);
+
+/* a op b op c ...: built bottom-up in a loop (see left_spine), folding the
+ * constant prefix as const_eval would. */
+static int build_chain(Builder *b, Frame *fr, const Expr *e) {
+    ExprVec spine = {0};
+    const Expr *bottom = left_spine(e, &spine);
+    ConstVal cv = const_eval(bottom);
+    int l = cv.kind == CK_NONE ? build_expr(b, fr, bottom) : POISON;
+    bool built = cv.kind == CK_NONE; /* l holds the prefix; else cv does */
+    for (int i = spine.len - 1; i >= 0 && !stopped(b); i--) {
+        const Expr *node = spine.data[i];
+        if (!built) {
+            ConstVal next = const_binary(node->op, cv, const_eval(node->rhs));
+            if (next.kind != CK_NONE) {
+                cv = next;
+                continue;
+            }
+            l = literal_of(b, cv, node->lhs->loc);
+            built = true;
+        }
+        int r = build_expr(b, fr, node->rhs);
+        l = node->op == BIN_MATMUL ? mk_matmul(&b->m, l, r, node->loc)
+                                   : mk_binary(&b->m, binary_ops[node->op], l, r, node->loc);
+    }
+    VEC_FREE(spine);
+    return built ? l : literal_of(b, cv, e->loc);
+}
+
 static int build_expr(Builder *b, Frame *fr, const Expr *e) {
     if (stopped(b)) return POISON; /* reported; building on would only take time */
+    if (e->kind == E_BINARY) return build_chain(b, fr, e);
     /* literal-only expressions fold to one weakly typed constant */
     ConstVal c = const_eval(e);
-    if (c.kind != CK_NONE) {
-        KilnDType dt = c.kind == CK_FLOAT ? KILN_F32 : c.kind == CK_INT ? KILN_I64 : KILN_BOOL;
-        return mk_literal(&b->m, c.kind == CK_INT ? (double)c.i : c.f, dt, e->loc);
-    }
+    if (c.kind != CK_NONE) return literal_of(b, c, e->loc);
     switch (e->kind) {
     case E_NAME: {
         Binding *bd = env_find(fr, e->name);
@@ -1037,11 +1108,6 @@ static int build_expr(Builder *b, Frame *fr, const Expr *e) {
             env_push(fr, p);
         }
         return POISON;
-    }
-    case E_BINARY: {
-        int l = build_expr(b, fr, e->lhs), r = build_expr(b, fr, e->rhs);
-        if (e->op == BIN_MATMUL) return mk_matmul(&b->m, l, r, e->loc);
-        return mk_binary(&b->m, binary_ops[e->op], l, r, e->loc);
     }
     case E_UNARY: {
         int x = build_expr(b, fr, e->lhs);
@@ -1251,8 +1317,42 @@ static void frame_free(Frame *fr) {
 
 static bool check_graph(const Program *prog, int gi, DiagList *diags, GraphStatus *status);
 
+/* Whether every symbolic name of def's result types is one of its
+ * parameters' (then a call's result types follow from its arguments'). */
+static bool results_follow_params(const GraphDef *def) {
+    for (int r = 0; r < def->nresults; r++)
+        for (int k = 0; k < def->results[r].rank; k++) {
+            const char *name = def->results[r].dims[k].name;
+            bool found = !name;
+            for (int p = 0; !found && p < def->nparams; p++)
+                for (int j = 0; !found && j < def->params[p].type.rank; j++)
+                    found = def->params[p].type.dims[j].name &&
+                            strcmp(def->params[p].type.dims[j].name, name) == 0;
+            if (!found) return false;
+        }
+    return true;
+}
+
+/* A checked call's results from the callee's declared types (dims bound by
+ * its arguments in `callee`): values of those types, not computed. */
+static int call_by_signature(Builder *b, Frame *callee, Loc loc, int *results, int max_results) {
+    const GraphDef *def = callee->def;
+    for (int r = 0; r < def->nresults; r++) {
+        KilnDType dt;
+        Dim *dims = xmalloc(sizeof(Dim) * (size_t)(def->results[r].rank + 1));
+        int v = POISON;
+        if (resolve_type(b, callee, &def->results[r], &dt, dims))
+            v = mk_full_int(&b->m, dims, def->results[r].rank, 0, dt, mk_at(loc));
+        free(dims);
+        if (v == POISON) return -1;
+        if (r < max_results) results[r] = v;
+    }
+    return def->nresults;
+}
+
 static int build_graph_call(Builder *b, Frame *fr, const Expr *e, int gi, int *results, int max_results) {
     const GraphDef *def = &b->prog->graphs[gi];
+    if (b->status[gi] == GRAPH_BAD) return -1; /* reported where it is defined (or where it recurses) */
     if (b->status[gi] == GRAPH_CHECKING) {
         diag_error(b->diags, e->loc, "recursive call to graph '%s'", def->name);
         diag_hint(b->diags, "graph calls are inlined, so a graph cannot call itself, directly or not");
@@ -1266,6 +1366,14 @@ static int build_graph_call(Builder *b, Frame *fr, const Expr *e, int gi, int *r
                    b->g->name, MAX_NODES);
         diag_hint(b->diags, "calls are inlined: a graph that calls another several times, at each of "
                             "many levels, grows exponentially");
+        b->too_large = true;
+    }
+    if (ok && b->depth >= MAX_CALL_DEPTH && !stopped(b)) {
+        diag_error(b->diags, e->loc, "graph calls nest more than %d deep here", MAX_CALL_DEPTH);
+        diag_hint(b->diags,
+                  "calls are inlined into the graph that is run, and kiln inlines at most %d levels; "
+                  "call fewer graphs inside each other",
+                  MAX_CALL_DEPTH);
         b->too_large = true;
     }
     if (stopped(b)) return -1;
@@ -1296,7 +1404,9 @@ static int build_graph_call(Builder *b, Frame *fr, const Expr *e, int gi, int *r
         env_push(&callee, bd);
     }
     int n = -1;
-    if (ok) {
+    if (ok && b->signatures && results_follow_params(def)) {
+        n = call_by_signature(b, &callee, e->loc, results, max_results);
+    } else if (ok) {
         b->status[gi] = GRAPH_CHECKING;
         b->depth++;
         n = build_body(b, &callee, results, max_results, e->loc);
@@ -1309,9 +1419,14 @@ static int build_graph_call(Builder *b, Frame *fr, const Expr *e, int gi, int *r
 
 /* Builds graph `gi` as an entry graph into a fresh IRGraph. */
 static IRGraph *build_entry(Arena *arena, const Program *prog, int gi, const DimBinding *binds, int nbinds,
-                            DiagList *diags, GraphStatus *status) {
+                            DiagList *diags, GraphStatus *status, bool signatures) {
     const GraphDef *def = &prog->graphs[gi];
-    Builder b = {.prog = prog, .diags = diags, .binds = binds, .nbinds = nbinds, .status = status};
+    Builder b = {.prog = prog,
+                 .diags = diags,
+                 .binds = binds,
+                 .nbinds = nbinds,
+                 .status = status,
+                 .signatures = signatures};
     b.g = ir_graph_new(arena, def->name);
     mk_init(&b.m, b.g, diags);
     Frame fr = {.def = def};
@@ -1327,11 +1442,12 @@ static IRGraph *build_entry(Arena *arena, const Program *prog, int gi, const Dim
         Binding bd = {p->name, v, p->loc};
         env_push(&fr, bd);
     }
-    status[gi] = GRAPH_CHECKING;
+    GraphStatus was = status[gi];
+    if (was != GRAPH_BAD) status[gi] = GRAPH_CHECKING; /* a BAD graph's own calls stay quiet */
     int nres = def->nresults;
     int *results = xcalloc((size_t)nres + 1, sizeof(int));
     int n = build_body(&b, &fr, results, nres, def->loc);
-    status[gi] = diags->nerrors == before ? GRAPH_CLEAN : GRAPH_BAD;
+    status[gi] = diags->nerrors == before && was != GRAPH_BAD ? GRAPH_CLEAN : GRAPH_BAD;
     if (n == nres && diags->nerrors == before)
         for (int i = 0; i < nres; i++) mk_result(&b.m, results[i]);
     free(results);
@@ -1346,7 +1462,7 @@ static IRGraph *build_entry(Arena *arena, const Program *prog, int gi, const Dim
 
 static bool check_graph(const Program *prog, int gi, DiagList *diags, GraphStatus *status) {
     Arena *arena = arena_new();
-    IRGraph *g = build_entry(arena, prog, gi, NULL, 0, diags, status);
+    IRGraph *g = build_entry(arena, prog, gi, NULL, 0, diags, status, true);
     ir_graph_destroy(g);
     arena_free(arena);
     return g != NULL;
@@ -1368,13 +1484,153 @@ static void check_duplicate_graphs(const Program *prog, DiagList *diags) {
     }
 }
 
+/* ---- the call graph ------------------------------------------------------- */
+
+/* A graph's calls of other graphs: each callee once, with its first call
+ * and how many calls name it. */
+typedef struct {
+    int graph;
+    const Expr *call;
+    int64_t count;
+} CallEdge;
+typedef VEC(CallEdge) CallEdges;
+
+/* The graphs that graph gi's body calls (a walk with its own stack: an
+ * expression may be 30,000 terms long); returns how many expressions the
+ * body has, an estimate of its own nodes. */
+static int64_t collect_calls(const Program *prog, int gi, CallEdges *out) {
+    int64_t nexprs = 0;
+    const GraphDef *def = &prog->graphs[gi];
+    ExprVec todo = {0};
+    for (int si = def->nstmts - 1; si >= 0; si--)
+        for (int k = def->body[si].nvalues - 1; k >= 0; k--) VEC_PUSH(todo, def->body[si].values[k]);
+    while (todo.len) {
+        const Expr *e = todo.data[--todo.len];
+        if (!e) continue;
+        nexprs++;
+        if (e->kind == E_CALL) {
+            int callee = program_find_graph(prog, e->name), seen = -1;
+            for (int i = 0; i < out->len && seen < 0; i++)
+                if (out->data[i].graph == callee) seen = i;
+            if (seen >= 0) {
+                out->data[seen].count++;
+            } else if (callee >= 0) {
+                CallEdge edge = {callee, e, 1};
+                VEC_PUSH(*out, edge);
+            }
+        }
+        for (int i = e->nkwargs - 1; i >= 0; i--) VEC_PUSH(todo, e->kwargs[i].value);
+        for (int i = e->nargs - 1; i >= 0; i--) VEC_PUSH(todo, e->args[i]);
+        VEC_PUSH(todo, e->step);
+        VEC_PUSH(todo, e->rhs);
+        VEC_PUSH(todo, e->lhs);
+    }
+    VEC_FREE(todo);
+    return nexprs;
+}
+
+/* After graph g's callees: how many nodes and how many levels of calls g
+ * has once inlined (saturating), and the limits' errors where g passes
+ * them first (callers of a failed graph fail quietly). */
+static void inline_estimate(const Program *prog, int g, const CallEdges *edges, int64_t own, int64_t *size,
+                            int *depth, DiagList *diags, GraphStatus *status) {
+    int64_t total = own;
+    int deepest = 0;
+    for (int i = 0; i < edges->len; i++) {
+        const CallEdge *ed = &edges->data[i];
+        if (status[ed->graph] == GRAPH_BAD) { /* reported there; g cannot be inlined either */
+            status[g] = GRAPH_BAD;
+            continue;
+        }
+        int64_t add =
+            size[ed->graph] > (MAX_NODES + 1) / ed->count ? MAX_NODES + 1 : size[ed->graph] * ed->count;
+        total = total + add > MAX_NODES ? MAX_NODES + 1 : total + add;
+        if (depth[ed->graph] + 1 > deepest) deepest = depth[ed->graph] + 1;
+        if (total > MAX_NODES && status[g] != GRAPH_BAD) {
+            diag_error(diags, ed->call->loc,
+                       "graph '%s' grows past %d nodes when its graph calls are inlined",
+                       prog->graphs[g].name, MAX_NODES);
+            diag_hint(diags, "calls are inlined: a graph that calls another several times, at each of "
+                             "many levels, grows exponentially");
+            status[g] = GRAPH_BAD;
+        }
+        if (deepest > MAX_CALL_DEPTH && status[g] != GRAPH_BAD) {
+            diag_error(diags, ed->call->loc, "graph calls nest more than %d deep here", MAX_CALL_DEPTH);
+            diag_hint(diags,
+                      "calls are inlined into the graph that is run, and kiln inlines at most %d levels; "
+                      "call fewer graphs inside each other",
+                      MAX_CALL_DEPTH);
+            status[g] = GRAPH_BAD;
+        }
+    }
+    size[g] = total;
+    depth[g] = deepest;
+}
+
+/* Checks the graphs reachable from `root` (every graph when root < 0), each
+ * after the graphs it calls, so that no check waits on another's: a chain of
+ * 5,000 graphs calling each other is checked in one pass, with no recursion
+ * as deep as the chain.  A call that closes a cycle is reported there, and
+ * the graphs of the cycle count as failed. */
+static void check_callees_first(const Program *prog, int root, DiagList *diags, GraphStatus *status) {
+    int n = prog->ngraphs;
+    CallEdges *edges = xcalloc((size_t)n + 1, sizeof(CallEdges));
+    char *state = xcalloc((size_t)n + 1, 1); /* 0 unseen, 1 on the walk's stack, 2 done */
+    int64_t *own = xcalloc((size_t)n + 1, sizeof(int64_t)), *size = xcalloc((size_t)n + 1, sizeof(int64_t));
+    int *depth = xcalloc((size_t)n + 1, sizeof(int));
+    typedef struct {
+        int graph, next;
+    } Visit;
+    VEC(Visit) stack = {0};
+    VEC(int) order = {0};
+    for (int r = root < 0 ? 0 : root; r < (root < 0 ? n : root + 1); r++) {
+        if (state[r] || program_find_graph(prog, prog->graphs[r].name) != r) continue;
+        Visit v0 = {r, 0};
+        VEC_PUSH(stack, v0);
+        state[r] = 1;
+        own[r] = collect_calls(prog, r, &edges[r]);
+        while (stack.len) {
+            Visit *v = &stack.data[stack.len - 1];
+            if (v->next < edges[v->graph].len) {
+                CallEdge ed = edges[v->graph].data[v->next++];
+                if (state[ed.graph] == 1) {
+                    diag_error(diags, ed.call->loc, "recursive call to graph '%s'",
+                               prog->graphs[ed.graph].name);
+                    diag_hint(diags,
+                              "graph calls are inlined, so a graph cannot call itself, directly or not");
+                    for (int k = stack.len - 1; k >= 0; k--) { /* the cycle: from the callee to here */
+                        status[stack.data[k].graph] = GRAPH_BAD;
+                        if (stack.data[k].graph == ed.graph) break;
+                    }
+                } else if (state[ed.graph] == 0) {
+                    state[ed.graph] = 1;
+                    own[ed.graph] = collect_calls(prog, ed.graph, &edges[ed.graph]);
+                    Visit next = {ed.graph, 0};
+                    VEC_PUSH(stack, next);
+                }
+                continue;
+            }
+            state[v->graph] = 2;
+            inline_estimate(prog, v->graph, &edges[v->graph], own[v->graph], size, depth, diags, status);
+            VEC_PUSH(order, v->graph);
+            stack.len--;
+        }
+    }
+    for (int i = 0; i < order.len; i++)
+        if (status[order.data[i]] != GRAPH_CLEAN) check_graph(prog, order.data[i], diags, status);
+    for (int i = 0; i < n; i++) VEC_FREE(edges[i]);
+    free(edges);
+    free(state);
+    free(own), free(size), free(depth);
+    VEC_FREE(stack);
+    VEC_FREE(order);
+}
+
 bool ir_check_program(const Program *prog, DiagList *diags) {
     int before = diags->nerrors;
     check_duplicate_graphs(prog, diags);
     GraphStatus *status = xcalloc((size_t)prog->ngraphs + 1, sizeof(GraphStatus));
-    for (int i = 0; i < prog->ngraphs; i++)
-        if (status[i] == GRAPH_UNCHECKED && program_find_graph(prog, prog->graphs[i].name) == i)
-            check_graph(prog, i, diags, status);
+    check_callees_first(prog, -1, diags, status);
     free(status);
     return diags->nerrors == before;
 }
@@ -1382,7 +1638,15 @@ bool ir_check_program(const Program *prog, DiagList *diags) {
 IRGraph *ir_build(Arena *arena, const Program *prog, int entry, const DimBinding *binds, int nbinds,
                   DiagList *diags) {
     GraphStatus *status = xcalloc((size_t)prog->ngraphs + 1, sizeof(GraphStatus));
-    IRGraph *g = build_entry(arena, prog, entry, binds, nbinds, diags, status);
+    /* the graphs it calls are checked first, each once; then the entry is
+     * built with every call inlined */
+    int before = diags->nerrors;
+    check_callees_first(prog, entry, diags, status);
+    IRGraph *g = NULL;
+    if (diags->nerrors == before) {
+        status[entry] = GRAPH_UNCHECKED;
+        g = build_entry(arena, prog, entry, binds, nbinds, diags, status, false);
+    }
     free(status);
     return g;
 }

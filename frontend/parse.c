@@ -21,6 +21,41 @@ void parse_lex_error(ParseCtx *ctx, const struct KilnLoc *loc, const char *fmt, 
     sb_free(&sb);
 }
 
+void parse_too_deep(ParseCtx *ctx, const struct KilnLoc *loc, const char *what) {
+    if (ctx->too_deep) return;
+    parse_lex_error(ctx, loc, "%s", what);
+    diag_hint(ctx->diags,
+              "kiln reads at most %d levels of brackets, and fewer of unary operators or '**' in a "
+              "row; name intermediate values with statements",
+              PARSE_MAX_NESTING);
+    ctx->too_deep = true;
+    ctx->diags->suppress = true; /* what follows would only repeat it */
+}
+
+const char *parse_unicode_hint(const char *bytes, int len) {
+    static const struct {
+        const char *utf8, *message;
+    } known[] = {
+        {"\xc2\xa0", "a non-breaking space (U+00A0); use an ordinary space"},
+        {"\xe2\x80\xaf", "a narrow non-breaking space (U+202F); use an ordinary space"},
+        {"\xe2\x80\x8b", "a zero-width space (U+200B); delete it"},
+        {"\xef\xbb\xbf", "a byte-order mark (U+FEFF) inside the text; delete it"},
+        {"\xe3\x80\x80", "an ideographic space (U+3000); use an ordinary space"},
+        {"\xe2\x80\x93", "an en dash (U+2013); use '-'"},
+        {"\xe2\x80\x94", "an em dash (U+2014); use '-'"},
+        {"\xe2\x88\x92", "a minus sign (U+2212); use '-'"},
+        {"\xc3\x97", "a multiplication sign (U+00D7); use '*'"},
+        {"\xe2\x80\x98", "a typographic quote (U+2018); use '\"' around strings"},
+        {"\xe2\x80\x99", "a typographic quote (U+2019); use '\"' around strings"},
+        {"\xe2\x80\x9c", "a typographic quote (U+201C); use '\"'"},
+        {"\xe2\x80\x9d", "a typographic quote (U+201D); use '\"'"},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if ((int)strlen(known[i].utf8) == len && memcmp(known[i].utf8, bytes, (size_t)len) == 0)
+            return known[i].message;
+    return NULL;
+}
+
 PList *plist_new(ParseCtx *ctx) { return ARENA_NEW(ctx->arena, PList); }
 
 PList *plist_push(ParseCtx *ctx, PList *l, void *item) {
@@ -210,12 +245,16 @@ static bool run_parser(ParseCtx *ctx, int start_token) {
     }
     ctx->start_token = start_token;
     ctx->line = ctx->col = 1;
+    ctx->suppressed = ctx->diags->suppress;
     int before = ctx->diags->nerrors;
-    YY_BUFFER_STATE buf = kiln_yy_scan_bytes(ctx->src->text, (int)ctx->src->len, scanner);
+    /* a UTF-8 byte-order mark at the start of a file is not part of the text */
+    size_t skip = ctx->src->len >= 3 && memcmp(ctx->src->text, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+    YY_BUFFER_STATE buf = kiln_yy_scan_bytes(ctx->src->text + skip, (int)(ctx->src->len - skip), scanner);
     int rc = kiln_yyparse(scanner, ctx);
     kiln_yy_delete_buffer(buf, scanner);
     kiln_yylex_destroy(scanner);
-    if (rc == 2) diag_error(ctx->diags, (Loc){0}, "the parser ran out of memory");
+    ctx->diags->suppress = ctx->suppressed;
+    if (rc == 2 && !ctx->too_deep) diag_error(ctx->diags, (Loc){0}, "the parser ran out of memory");
     if (rc != 0 && ctx->diags->nerrors == before)
         diag_error(ctx->diags, (Loc){ctx->src, ctx->line, ctx->col}, "cannot parse this input");
     return ctx->diags->nerrors == before;

@@ -17,6 +17,8 @@ typedef struct ParseCtx {
     int start_token;     /* returned first by the scanner */
     int line, col;       /* scanner position */
     int depth;           /* open ( and [ */
+    bool too_deep;       /* the nesting limit was reported: the rest of the input is not read */
+    bool suppressed;     /* the DiagList's suppress flag before parsing, restored after */
     int eof_newline_sent;
     Program *program;    /* whole-file result */
     ReplLine *repl;      /* REPL result */
@@ -26,6 +28,16 @@ typedef struct ParseCtx {
 struct KilnLoc;
 void parse_lex_error(ParseCtx *ctx, const struct KilnLoc *loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Brackets may nest this deep (as clang's -fbracket-depth): a limit that
+ * keeps every walk over an expression's nesting shallow; past it one error
+ * is reported and the rest of the input is not read. */
+enum { PARSE_MAX_NESTING = 256 };
+/* Reports the nesting limit once and stops the diagnostics of this parse. */
+void parse_too_deep(ParseCtx *ctx, const struct KilnLoc *loc, const char *what);
+/* A precise message for a non-ASCII character the scanner met (a
+ * non-breaking space, a typographic quote or dash...); NULL for others. */
+const char *parse_unicode_hint(const char *bytes, int len);
 
 /* AST construction helpers used by the grammar's actions. */
 PList *plist_new(ParseCtx *ctx);

@@ -20,6 +20,9 @@ struct KilnLoc { int first_line, first_column, last_line, last_column; };
 
 %code {
 #include <string.h>
+/* The parser's stack: deep enough for PARSE_MAX_NESTING brackets, shallow
+ * enough that every later walk over an expression's nesting stays small. */
+#define YYMAXDEPTH 4000
 int kiln_yylex(KILN_YYSTYPE *lval, struct KilnLoc *lloc, yyscan_t scanner);
 static void kiln_yyerror(const struct KilnLoc *loc, yyscan_t scanner, ParseCtx *ctx, const char *msg);
 #define L(x) ctx_loc(ctx, (x).first_line, (x).first_column)
@@ -285,10 +288,10 @@ opt_expr
 
 %%
 
-/* Called by bison only when its stack overflows. */
+/* Called by bison only when its stack overflows (YYMAXDEPTH). */
 static void kiln_yyerror(const struct KilnLoc *loc, yyscan_t scanner, ParseCtx *ctx, const char *msg) {
-    (void)scanner;
-    diag_error(ctx->diags, ctx_loc(ctx, loc->first_line, loc->first_column), "%s (the program nests too deeply)", msg);
+    (void)scanner, (void)msg;
+    parse_too_deep(ctx, loc, "the expression nests too deeply here");
 }
 
 /* Syntax errors read "expected X or Y, found Z" at the offending token.  A

@@ -81,6 +81,7 @@ typedef struct {
     Loc loc;
     char *msg;
     char *hint; /* may be NULL */
+    int order;  /* diag_print: the order of report, which breaks ties of position */
 } Diag;
 
 typedef struct {

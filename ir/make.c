@@ -118,8 +118,48 @@ void mk_result(IRMaker *m, int v) {
 
 int mk_const(IRMaker *m, double v, KilnDType dt, Loc loc) {
     int id = add(m, OP_CONST, dt, 0, NULL, 0, NULL, loc);
-    N(m, id)->value = v;
+    ir_set_value(N(m, id), v);
     return id;
+}
+
+int mk_literal_int(IRMaker *m, int64_t v, Loc loc) {
+    int id = add(m, OP_CONST, KILN_I64, 0, NULL, 0, NULL, loc);
+    ir_set_int_value(N(m, id), v);
+    set_weak(m, id);
+    return id;
+}
+
+bool mk_value_fits(IRMaker *m, bool is_int, int64_t i, double f, KilnDType dt, Loc at, const char *what) {
+    char text[64];
+    if (is_int)
+        snprintf(text, sizeof text, "%lld", (long long)i);
+    else
+        snprintf(text, sizeof text, "%g", f);
+    if (dt == KILN_I32 && ((is_int && (i < INT32_MIN || i > INT32_MAX)) ||
+                           (!is_int && (f < -2147483648.0 || f > 2147483647.0)))) {
+        diag_error(m->diags, at, "%s %s does not fit in i32", what, text);
+        diag_hint(m->diags, "i32 holds -2147483648 to 2147483647; cast the tensor to i64 first");
+        return false;
+    }
+    if (dt == KILN_I64 && !is_int && !(f >= -9223372036854775808.0 && f < 9223372036854775808.0)) {
+        diag_error(m->diags, at, "%s %s does not fit in i64", what, text);
+        diag_hint(m->diags, "i64 holds -9223372036854775808 to 9223372036854775807");
+        return false;
+    }
+    if (dtype_is_float(dt)) {
+        double x = is_int ? scalar_to_double(scalar_from_int(i, dt), dt) : ref_round_to_dtype(f, dt);
+        if (isinf(x) && (is_int || !isinf(f))) {
+            diag_error(m->diags, at, "%s %s does not fit in %s: it overflows to infinity", what, text,
+                       kiln_dtype_name(dt));
+            diag_hint(m->diags, "%s's largest value is %g", kiln_dtype_name(dt),
+                      dt == KILN_F16    ? 65504.0
+                      : dt == KILN_BF16 ? 0x1.fep127
+                      : dt == KILN_F32  ? 0x1.fffffep127
+                                        : 0x1.fffffffffffffp1023);
+            return false;
+        }
+    }
+    return true;
 }
 
 int mk_literal(IRMaker *m, double v, KilnDType kind, Loc loc) {
@@ -146,7 +186,19 @@ int mk_adapt(IRMaker *m, int v, KilnDType dt, const char *beside) {
                    n->dtype == KILN_BOOL ? "boolean" : "numeric", beside);
         return MK_ERROR;
     }
+    bool is_int = n->dtype == KILN_I64;
+    Scalar lit = ir_node_scalar(n);
+    if (dt != KILN_BOOL && !mk_value_fits(m, is_int, lit.i, n->value, dt, n->loc, "the literal"))
+        return MK_ERROR;
+    if (is_int && dtype_is_intlike(dt)) return mk_const_int(m, lit.i, dt, n->loc);
+    if (is_int) return mk_const(m, scalar_to_double(scalar_from_int(lit.i, dt), dt), dt, n->loc);
     return mk_const(m, x, dt, n->loc);
+}
+
+int mk_const_int(IRMaker *m, int64_t v, KilnDType dt, Loc loc) {
+    int id = add(m, OP_CONST, dt, 0, NULL, 0, NULL, loc);
+    ir_set_int_value(N(m, id), scalar_from_int(v, dt).i);
+    return id;
 }
 
 /* ---- products of dimensions, in canonical form -------------------------------
@@ -714,7 +766,9 @@ int mk_concat(IRMaker *m, const int *xs, int n, int64_t axis, MkLoc loc) {
     return id;
 }
 
-int mk_pad(IRMaker *m, int x, const int64_t *pads, int npairs, double value, MkLoc loc) {
+/* mk_pad with the value as an exact integer when is_int, else as f. */
+static int pad_value(IRMaker *m, int x, const int64_t *pads, int npairs, bool is_int, int64_t i, double value,
+                     MkLoc loc) {
     if (x < 0) return MK_ERROR;
     Node *n = N(m, x);
     int rank = n->rank;
@@ -740,14 +794,29 @@ int mk_pad(IRMaker *m, int x, const int64_t *pads, int npairs, double value, MkL
                    value, kiln_dtype_name(dt));
         ok = false;
     }
+    if (ok && dt != KILN_BOOL && !mk_value_fits(m, is_int, i, value, dt, at_value(&loc), "the pad value"))
+        ok = false;
     int v = MK_ERROR;
     if (ok) {
         v = add(m, OP_PAD, dt, rank, shape, 1, &x, loc.at);
         set_ints(m, v, pads, 2 * rank);
-        N(m, v)->value = value;
+        if (is_int && dtype_is_intlike(dt))
+            ir_set_int_value(N(m, v), scalar_from_int(i, dt).i);
+        else if (is_int)
+            ir_set_value(N(m, v), scalar_to_double(scalar_from_int(i, dt), dt));
+        else
+            ir_set_value(N(m, v), value);
     }
     free(shape);
     return v;
+}
+
+int mk_pad(IRMaker *m, int x, const int64_t *pads, int npairs, double value, MkLoc loc) {
+    return pad_value(m, x, pads, npairs, false, 0, value, loc);
+}
+
+int mk_pad_int(IRMaker *m, int x, const int64_t *pads, int npairs, int64_t value, MkLoc loc) {
+    return pad_value(m, x, pads, npairs, true, value, (double)value, loc);
 }
 
 int mk_squeeze(IRMaker *m, int x, const int64_t *axes, int naxes, MkLoc loc) {
@@ -809,7 +878,18 @@ done:
 
 static int add_full(IRMaker *m, const Dim *dims, int rank, double value, KilnDType dt, Loc loc) {
     int id = add(m, OP_FULL, dt, rank, dims, 0, NULL, loc);
-    N(m, id)->value = value;
+    ir_set_value(N(m, id), value);
+    return id;
+}
+
+int mk_full_int(IRMaker *m, const Dim *dims, int rank, int64_t value, KilnDType dt, MkLoc loc) {
+    if (dt != KILN_BOOL && !mk_value_fits(m, true, value, 0, dt, at_value(&loc), "the fill value"))
+        return MK_ERROR;
+    int id = add_full(m, dims, rank, 0, dt, loc.at);
+    if (dtype_is_intlike(dt))
+        ir_set_int_value(N(m, id), scalar_from_int(value, dt).i);
+    else
+        ir_set_value(N(m, id), scalar_to_double(scalar_from_int(value, dt), dt));
     return id;
 }
 
@@ -819,6 +899,8 @@ int mk_full(IRMaker *m, const Dim *dims, int rank, double value, KilnDType dt, M
                    kiln_dtype_name(dt));
         return MK_ERROR;
     }
+    if (dt != KILN_BOOL && !mk_value_fits(m, false, 0, value, dt, at_value(&loc), "the fill value"))
+        return MK_ERROR;
     return add_full(m, dims, rank, value, dt, loc.at);
 }
 
@@ -1367,13 +1449,18 @@ static int remake(IRMaker *m, int id) {
         case OP_RESHAPE: return mk_reshape(m, x, n.shape, n.rank, -1, at);
         case OP_TRANSPOSE: return mk_transpose(m, x, n.ints, n.nints, l);
         case OP_BROADCAST: return mk_broadcast(m, x, n.shape, n.rank, at);
-        case OP_PAD: return mk_pad(m, x, n.ints, n.nints / 2, n.value, l);
+        case OP_PAD:
+            if (dtype_is_intlike(n.dtype))
+                return mk_pad_int(m, x, n.ints, n.nints / 2, ir_node_scalar(&n).i, l);
+            return mk_pad(m, x, n.ints, n.nints / 2, n.value, l);
         case OP_CONCAT: return mk_concat(m, n.in, n.nin, n.nints ? n.ints[0] : 0, l);
         case OP_TAKE: return n.nints == 1 ? mk_take(m, x, n.in[1], n.ints[0], l) : MK_ERROR;
         default: return -2;
         }
     case OK_CREATE:
         if (n.op == OP_IOTA) return n.rank == 1 ? mk_arange(m, n.shape[0], n.dtype, l) : MK_ERROR;
+        if (dtype_is_intlike(n.dtype))
+            return mk_full_int(m, n.shape, n.rank, ir_node_scalar(&n).i, n.dtype, l);
         return mk_full(m, n.shape, n.rank, n.value, n.dtype, l);
     case OK_NN:
         switch (n.op) {

@@ -71,18 +71,28 @@ void mk_result(IRMaker *m, int v);
 
 /* A rank-0 constant of dtype dt holding v. */
 int mk_const(IRMaker *m, double v, KilnDType dt, Loc loc);
+/* The same with an exact integer (wrapped to dt's width). */
+int mk_const_int(IRMaker *m, int64_t v, KilnDType dt, Loc loc);
 
 /* A weakly typed literal: a rank-0 constant of dtype `kind` (KILN_F32 for a
  * float literal, KILN_I64 for an integer, KILN_BOOL) that takes the dtype of
  * the tensor beside it when an elementwise op, a graph parameter or a result
  * uses it (the language's `x * 2`). */
 int mk_literal(IRMaker *m, double v, KilnDType kind, Loc loc);
+/* An integer literal, exact over the whole i64 range. */
+int mk_literal_int(IRMaker *m, int64_t v, Loc loc);
 bool mk_is_weak(const IRMaker *m, int v);
+
+/* Whether the value `v` (an exact integer when is_int, else f) fits dtype
+ * dt: an integer within its range, a float that does not overflow to
+ * infinity; bool always.  Reports at `at` naming `what` when it does not. */
+bool mk_value_fits(IRMaker *m, bool is_int, int64_t i, double f, KilnDType dt, Loc at, const char *what);
 
 /* Gives the weak literal v the dtype dt (a new constant, or v itself when it
  * already has it); any other value comes back unchanged.  Errors: a fraction
- * for an integer dtype, a number for bool or a bool for a number; `beside`
- * names the other side in the message (e.g. "f32[4]"). */
+ * for an integer dtype, a value the dtype cannot hold (3000000000 for i32,
+ * 1e5 for f16), a number for bool or a bool for a number; `beside` names the
+ * other side in the message (e.g. "f32[4]"). */
 int mk_adapt(IRMaker *m, int v, KilnDType dt, const char *beside);
 
 /* ---- symbolic dimensions ---------------------------------------------------- */
@@ -166,6 +176,8 @@ int mk_concat(IRMaker *m, const int *xs, int n, int64_t axis, MkLoc loc);
  * not negative (at loc.items[k]), an integral value for an integer tensor (at
  * loc.value). */
 int mk_pad(IRMaker *m, int x, const int64_t *pads, int npairs, double value, MkLoc loc);
+/* The same with an exact integer value (an error if x's dtype cannot hold it). */
+int mk_pad_int(IRMaker *m, int x, const int64_t *pads, int npairs, int64_t value, MkLoc loc);
 
 /* x without the size-1 axes listed (negative from the end), or without all of
  * its size-1 axes when axes == NULL.  Rules: each listed axis in range and of
@@ -181,6 +193,8 @@ int mk_unsqueeze(IRMaker *m, int x, const int64_t *axes, int naxes, MkLoc loc);
 /* A dt[dims...] tensor filled with `value`.  Rules: an integral value for an
  * integer dtype (at loc.value). */
 int mk_full(IRMaker *m, const Dim *dims, int rank, double value, KilnDType dt, MkLoc loc);
+/* The same with an exact integer value (an error if dt cannot hold it). */
+int mk_full_int(IRMaker *m, const Dim *dims, int rank, int64_t value, KilnDType dt, MkLoc loc);
 /* [0, 1, ..., n-1] of dtype dt.  Rules: dt is not bool (at loc.value). */
 int mk_arange(IRMaker *m, Dim n, KilnDType dt, MkLoc loc);
 

@@ -36,7 +36,35 @@ typedef struct {
     int *kernel_of;    /* node -> kernel that writes its buffer */
     bool *rowred;      /* a row reduction computed as a stage of its consumers' kernel */
     int *root;         /* node -> the materialised node whose kernel computes it */
+    /* the users of node id are users[user_start[id] .. user_start[id + 1]),
+     * ascending (once per input that names id): every "who uses this" is a
+     * walk over these, so scheduling stays linear in the graph */
+    int *user_start, *users;
+    int *mark;     /* scratch for graph walks: the walk's number, or an older one */
+    int *buf_mark; /* the same for buffers */
+    int buf_mark_cap;
+    int walk;
 } Sched;
+
+/* Fills s->user_start and s->users. */
+static void index_users(Sched *s) {
+    const IRGraph *g = s->g;
+    s->user_start = xcalloc((size_t)s->n + 2, sizeof(int));
+    for (int u = 0; u < s->n; u++)
+        for (int i = 0; i < ir_node(g, u)->nin; i++) s->user_start[ir_node(g, u)->in[i] + 1]++;
+    for (int id = 0; id < s->n; id++) s->user_start[id + 1] += s->user_start[id];
+    s->users = xmalloc(sizeof(int) * ((size_t)s->user_start[s->n] + 1));
+    int *fill = xmalloc(sizeof(int) * ((size_t)s->n + 1));
+    memcpy(fill, s->user_start, sizeof(int) * (size_t)s->n);
+    for (int u = 0; u < s->n; u++)
+        for (int i = 0; i < ir_node(g, u)->nin; i++) s->users[fill[ir_node(g, u)->in[i]]++] = u;
+    free(fill);
+    s->mark = xcalloc((size_t)s->n + 1, sizeof(int));
+}
+
+#define FOR_USERS(s, id, u)                                                                                  \
+    for (int u##_k = (s)->user_start[id], u;                                                                 \
+         u##_k < (s)->user_start[(id) + 1] && ((u) = (s)->users[u##_k], 1); u##_k++)
 
 static bool is_heavy(Op op) {
     OpKind k = op_info[op].kind;
@@ -55,15 +83,26 @@ static bool same_shape(const Node *a, const Node *b) {
 }
 
 /* Whether recomputing `id` inside each consumer costs nothing worth a buffer:
- * constants, and views over buffers or constants. */
+ * constants, and views over buffers or constants.  (A walk with its own
+ * stack: a chain of views may be as long as the program.) */
 static bool is_cheap(Sched *s, int id) {
-    const Node *n = ir_node(s->g, id);
-    if (is_leaf_const(n->op)) return true;
-    if (n->op == OP_PARAM) return true;
-    if (!is_view(n->op)) return false;
-    for (int i = 0; i < n->nin; i++)
-        if (!s->materialize[n->in[i]] && !is_cheap(s, n->in[i])) return false;
-    return true;
+    VEC(int) todo = {0};
+    VEC_PUSH(todo, id);
+    int walk = ++s->walk;
+    bool cheap = true;
+    while (cheap && todo.len) {
+        const Node *n = ir_node(s->g, todo.data[--todo.len]);
+        if (is_leaf_const(n->op) || n->op == OP_PARAM) continue;
+        if (!is_view(n->op)) cheap = false;
+        for (int i = 0; cheap && i < n->nin; i++) {
+            int x = n->in[i];
+            if (s->materialize[x] || s->mark[x] == walk) continue;
+            s->mark[x] = walk;
+            VEC_PUSH(todo, x);
+        }
+    }
+    VEC_FREE(todo);
+    return cheap;
 }
 
 /* sum/mean/max/min/prod over the last axis only, keeping it (size 1). */
@@ -75,20 +114,33 @@ static bool is_row_reduction(Sched *s, int id) {
 }
 
 /* Every use of `id` (a row value, shape [..., 1]) is elementwise over the full
- * rows `full`, or elementwise on the row values again (recursively). */
+ * rows `full`, or elementwise on the row values again (and so on: walked
+ * with its own stack). */
 static bool row_users_ok(Sched *s, int id, const Node *full) {
-    const Node *n = ir_node(s->g, id);
-    for (int u = id + 1; u < s->n; u++) {
-        if (!s->live[u]) continue;
-        const Node *un = ir_node(s->g, u);
-        bool uses = false;
-        for (int i = 0; i < un->nin; i++) uses = uses || un->in[i] == id;
-        if (!uses) continue;
-        if (!op_is_elementwise(un->op)) return false;
-        if (same_shape(un, full)) continue;
-        if (!same_shape(un, n) || s->is_result[u] || !row_users_ok(s, u, full)) return false;
+    VEC(int) todo = {0};
+    VEC_PUSH(todo, id);
+    int walk = ++s->walk;
+    bool ok = true;
+    while (ok && todo.len) {
+        int v = todo.data[--todo.len];
+        const Node *n = ir_node(s->g, v);
+        FOR_USERS(s, v, u) {
+            if (!s->live[u] || s->mark[u] == walk) continue;
+            s->mark[u] = walk;
+            const Node *un = ir_node(s->g, u);
+            if (!op_is_elementwise(un->op))
+                ok = false;
+            else if (same_shape(un, full))
+                continue;
+            else if (!same_shape(un, n) || s->is_result[u])
+                ok = false;
+            else
+                VEC_PUSH(todo, u);
+            if (!ok) break;
+        }
     }
-    return true;
+    VEC_FREE(todo);
+    return ok;
 }
 
 /* s->root[] for every value, materialising values shared between kernels. */
@@ -100,18 +152,49 @@ static void assign_roots(Sched *s) {
         if (!s->live[id] || s->materialize[id]) continue;
         int r = -1;
         bool shared = false;
-        for (int u = id + 1; u < s->n; u++) {
+        FOR_USERS(s, id, u) {
             if (!s->live[u]) continue;
-            const Node *un = ir_node(g, u);
-            for (int i = 0; i < un->nin; i++) {
-                if (un->in[i] != id) continue;
-                if (r == -1) r = s->root[u];
-                else if (r != s->root[u]) shared = true;
-            }
+            if (r == -1)
+                r = s->root[u];
+            else if (r != s->root[u])
+                shared = true;
         }
         if (shared && !is_heavy(n->op) && !is_cheap(s, id)) s->materialize[id] = true;
         else if (r >= 0 && !shared) s->root[id] = r;
     }
+}
+
+/* The most nodes one kernel computes without a buffer between them: past
+ * it, code generation (LLVM's O3, the CUDA C compiler) costs more than it
+ * grows linearly, so a graph of 100,000 chained statements becomes a few
+ * hundred kernels that compile in seconds, not one that takes minutes. */
+enum { MAX_FUSED = 256 };
+
+/* Gives a buffer to values where the fused expression of a kernel would pass
+ * MAX_FUSED nodes (counted along the inputs, shared values once per use, at
+ * most MAX_FUSED + 1 each); true if it made any. */
+static bool cut_large_kernels(Sched *s) {
+    int *size = xcalloc((size_t)s->n + 1, sizeof(int));
+    bool cut = false;
+    for (int id = 0; id < s->n; id++) {
+        const Node *n = ir_node(s->g, id);
+        if (!s->live[id]) continue;
+        int total = 1;
+        for (int i = 0; i < n->nin; i++) {
+            int x = n->in[i];
+            if (!s->materialize[x] && s->root[x] == s->root[id]) total += size[x];
+            if (total > MAX_FUSED) total = MAX_FUSED + 1;
+        }
+        size[id] = total;
+        bool fusible = op_is_elementwise(n->op) || is_view(n->op);
+        if (total > MAX_FUSED && fusible && !s->materialize[id] && s->core[id] < 0 && !s->rowred[id]) {
+            s->materialize[id] = true;
+            size[id] = 1;
+            cut = true;
+        }
+    }
+    free(size);
+    return cut;
 }
 
 static void plan(Sched *s) {
@@ -159,11 +242,11 @@ static void plan(Sched *s) {
         for (;;) {
             if (s->is_result[cur] || s->nusers[cur] != 1) break;
             int user = -1;
-            for (int u = cur + 1; u < s->n && user < 0; u++) {
-                if (!s->live[u]) continue;
-                const Node *un = ir_node(g, u);
-                for (int i = 0; i < un->nin; i++)
-                    if (un->in[i] == cur) user = u;
+            FOR_USERS(s, cur, u) {
+                if (s->live[u]) {
+                    user = u;
+                    break;
+                }
             }
             if (user < 0) break;
             const Node *un = ir_node(g, user);
@@ -192,10 +275,11 @@ static void plan(Sched *s) {
      * kernel is computed there (once per use site, shared by the kernel's
      * CSE); used by several kernels it gets a buffer, unless it is cheap.
      * A row reduction whose consumers did not end in one kernel over its
-     * full rows gets a buffer after all, and the roots are worked out again. */
+     * full rows gets a buffer after all, and the roots are worked out again,
+     * as they are when a kernel would grow past MAX_FUSED nodes. */
     for (bool changed = true; changed;) {
         assign_roots(s);
-        changed = false;
+        changed = cut_large_kernels(s);
         for (int id = 0; id < s->n; id++) {
             if (!s->rowred[id]) continue;
             int r = s->root[id];
@@ -209,14 +293,15 @@ static void plan(Sched *s) {
         }
     }
     /* a heavy op whose epilogue was cut short still needs its own buffer */
+    bool *absorbed = xcalloc((size_t)s->n + 1, 1);
+    for (int u = 0; u < s->n; u++)
+        if (s->core[u] >= 0 && s->materialize[u]) absorbed[s->core[u]] = true;
     for (int id = 0; id < s->n; id++) {
         const Node *n = ir_node(g, id);
         if (!s->live[id] || !is_heavy(n->op) || s->rowred[id]) continue;
-        bool absorbed = false;
-        for (int u = id + 1; u < s->n; u++)
-            if (s->core[u] == id && s->materialize[u]) absorbed = true;
-        if (!absorbed) s->materialize[id] = true;
+        if (!absorbed[id]) s->materialize[id] = true;
     }
+    free(absorbed);
 }
 
 /* ---------------------------------------------------------------- lowering */
@@ -230,16 +315,31 @@ typedef struct {
     int *idx;
 } Delin;
 
+/* A value already lowered in this kernel: node `id` at index idx (rank
+ * instruction ids) under `guard` in scope `stage` is instruction `value`. */
+typedef struct {
+    int id, guard, stage, rank;
+    int *idx;
+    int value;
+} Lowered;
+
 typedef struct {
     Sched *s;
     Kernel *k;
     VEC(Delin) delins;
+    /* lower_value's memo: an open-addressing hash (slot = 1 + index into
+     * lowered, 0 empty), so a value used at many places of one kernel is
+     * lowered once, not once per path to it. */
+    VEC(Lowered) lowered;
+    int *memo;
+    int memo_cap;    /* a power of two, at least twice lowered.len */
     int stage;       /* scope of values that depend on the current stage */
     int core;        /* node whose value is core_value, -1 */
     int core_value;
     int *hi;         /* per instruction: exclusive upper bound of an index (0: unknown) */
     int hi_cap;
-    bool *visited;   /* nodes lowered into this kernel (fusion report) */
+    bool *visited; /* nodes lowered into this kernel (fusion report), listed in seen */
+    VEC(int) seen;
     int *acc_stage;  /* row reductions already reduced in this kernel: node -> stage, else -1 */
 } Lower;
 
@@ -451,10 +551,79 @@ static void delinearize(Lower *L, int lin, const Dim *shape, int rank, int *idx)
     VEC_PUSH(L->delins, d);
 }
 
+/* Forgets every lowered value: called when what a node lowers to changes
+ * (the kernel's core gets its value, a row reduction its stage). */
+static void memo_clear(Lower *L) {
+    for (int i = 0; i < L->lowered.len; i++) free(L->lowered.data[i].idx);
+    L->lowered.len = 0;
+    if (L->memo) memset(L->memo, 0, sizeof(int) * (size_t)L->memo_cap);
+}
+
+static void mark_visited(Lower *L, int id) {
+    if (L->visited[id]) return;
+    L->visited[id] = true;
+    VEC_PUSH(L->seen, id);
+}
+
 static void lower_free(Lower *L) {
+    for (int i = 0; i < L->seen.len; i++) L->visited[L->seen.data[i]] = false;
+    VEC_FREE(L->seen);
     for (int i = 0; i < L->delins.len; i++) free(L->delins.data[i].idx);
     VEC_FREE(L->delins);
     free(L->hi);
+    memo_clear(L);
+    VEC_FREE(L->lowered);
+    free(L->memo);
+}
+
+static uint64_t memo_hash(int id, int guard, int stage, int rank, const int *idx) {
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uint32_t)id;
+    int head[3] = {guard, stage, rank};
+    for (int i = 0; i < 3 + rank; i++) {
+        h ^= (uint64_t)(uint32_t)(i < 3 ? head[i] : idx[i - 3]);
+        h *= 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    return h;
+}
+
+/* The slot of (id, idx, guard) in the current stage: where it is, or the
+ * empty slot where it would go. */
+static int *memo_slot(Lower *L, int id, const int *idx, int rank, int guard) {
+    int mask = L->memo_cap - 1;
+    for (uint64_t h = memo_hash(id, guard, L->stage, rank, idx);; h++) {
+        int *slot = &L->memo[h & (uint64_t)mask];
+        if (!*slot) return slot;
+        const Lowered *e = &L->lowered.data[*slot - 1];
+        if (e->id == id && e->guard == guard && e->stage == L->stage && e->rank == rank &&
+            (rank == 0 || memcmp(e->idx, idx, sizeof(int) * (size_t)rank) == 0))
+            return slot;
+    }
+}
+
+static int memo_find(Lower *L, int id, const int *idx, int rank, int guard) {
+    if (!L->memo) return -1;
+    int *slot = memo_slot(L, id, idx, rank, guard);
+    return *slot ? L->lowered.data[*slot - 1].value : -1;
+}
+
+static void memo_add(Lower *L, int id, const int *idx, int rank, int guard, int value) {
+    if (2 * (L->lowered.len + 1) > L->memo_cap) { /* grow and rehash */
+        free(L->memo);
+        L->memo_cap = L->memo_cap ? 2 * L->memo_cap : 64;
+        L->memo = xcalloc((size_t)L->memo_cap, sizeof(int));
+        for (int i = 0; i < L->lowered.len; i++) {
+            const Lowered *e = &L->lowered.data[i];
+            int saved = L->stage;
+            L->stage = e->stage;
+            *memo_slot(L, e->id, e->idx, e->rank, e->guard) = i + 1;
+            L->stage = saved;
+        }
+    }
+    Lowered e = {id, guard, L->stage, rank, xmalloc(sizeof(int) * (size_t)(rank + 1)), value};
+    if (rank) memcpy(e.idx, idx, sizeof(int) * (size_t)rank);
+    VEC_PUSH(L->lowered, e);
+    *memo_slot(L, id, idx, rank, guard) = L->lowered.len;
 }
 
 static int lower_node(Lower *L, int id, const int *idx, int guard);
@@ -499,7 +668,25 @@ static void reshape_index(Lower *L, const Node *out, const Node *in, const int *
     }
 }
 
-static int lower_node(Lower *L, int id, const int *idx, int guard) {
+/* lower_node without recursion: a graph that chains 100,000 elementwise
+ * statements is one kernel whose expression is that deep.  Each pending
+ * node is a frame; a frame asks for its inputs' values one at a time (in the
+ * order the index arithmetic is emitted), then combines them. */
+typedef struct {
+    int id, guard;
+    int *idx;    /* the node's index (owned copy) */
+    int *in_idx; /* the index being handed to an input (scratch) */
+    int step;    /* inputs asked for so far */
+    int *vals;   /* their values */
+    int *conds;  /* concat: per input, idx[axis] < the input's end */
+    int64_t off; /* concat: where the next input starts along the axis */
+    int inside;  /* pad: the guard of the padded input */
+} LowerFrame;
+typedef VEC(LowerFrame) FrameStack;
+
+/* A value that needs no inputs lowered first: the kernel's core, a row
+ * reduction of this kernel, a buffer, a constant; else -1. */
+static int lower_leaf(Lower *L, int id, const int *idx, int guard) {
     Sched *s = L->s;
     const Node *n = ir_node(s->g, id);
     if (id == L->core) return L->core_value;
@@ -513,103 +700,196 @@ static int lower_node(Lower *L, int id, const int *idx, int guard) {
         return cast(L, acc, n->dtype);
     }
     if (s->buf[id] >= 0 && s->kernel_of[id] != -2) return load_buffer(L, id, idx, guard);
-    L->visited[id] = true;
-    int rank_in = 0;
-    for (int i = 0; i < n->nin; i++)
-        if (ir_node(s->g, n->in[i])->rank > rank_in) rank_in = ir_node(s->g, n->in[i])->rank;
-    int *in_idx = xmalloc(sizeof(int) * (size_t)(rank_in + n->rank + 1));
-    int v = -1;
     switch (n->op) {
     case OP_CONST:
-    case OP_FULL: v = sconst(L, n->dtype, ir_node_scalar(n)); break;
-    case OP_IOTA: v = cast(L, idx[0], n->dtype); break;
+    case OP_FULL: mark_visited(L, id); return sconst(L, n->dtype, ir_node_scalar(n));
+    case OP_IOTA: mark_visited(L, id); return cast(L, idx[0], n->dtype);
+    default: break;
+    }
+    if (!op_is_elementwise(n->op) && !is_view(n->op)) {
+        /* a heavy node that is neither this kernel's core nor in a buffer: a scheduler bug */
+        mark_visited(L, id);
+        return fconst(L, n->dtype, 0);
+    }
+    return -1;
+}
+
+/* The next input frame f asks for: sets *child, *child_guard and f->in_idx;
+ * false when every input has its value. */
+static bool next_input(Lower *L, LowerFrame *f, int *child, int *child_guard) {
+    Sched *s = L->s;
+    const Node *n = ir_node(s->g, f->id);
+    int k = f->step, *in_idx = f->in_idx;
+    const int *idx = f->idx;
+    *child_guard = f->guard;
+    switch (n->op) {
     case OP_RESHAPE:
     case OP_TRANSPOSE:
     case OP_BROADCAST:
     case OP_SLICE: {
+        if (k > 0) return false;
         const Node *x = ir_node(s->g, n->in[0]);
         if (n->op == OP_RESHAPE) reshape_index(L, n, x, idx, in_idx);
         else if (n->op == OP_BROADCAST) broadcast_index(L, n, x, idx, in_idx);
         else if (n->op == OP_TRANSPOSE)
-            for (int k = 0; k < n->rank; k++) in_idx[n->ints[k]] = idx[k];
+            for (int d = 0; d < n->rank; d++) in_idx[n->ints[d]] = idx[d];
         else
-            for (int k = 0; k < n->rank; k++)
-                in_idx[k] = iadd(L, iconst(L, n->ints[2 * k]), imul(L, idx[k], iconst(L, n->ints[2 * k + 1])));
-        v = lower_node(L, n->in[0], in_idx, guard);
-        break;
+            for (int d = 0; d < n->rank; d++)
+                in_idx[d] =
+                    iadd(L, iconst(L, n->ints[2 * d]), imul(L, idx[d], iconst(L, n->ints[2 * d + 1])));
+        *child = n->in[0];
+        return true;
     }
     case OP_TAKE: { /* a gather: the position along the axis is a loaded index */
         const Node *x = ir_node(s->g, n->in[0]), *ix = ir_node(s->g, n->in[1]);
         int axis = (int)n->ints[0];
-        int raw = lower_node(L, n->in[1], idx + axis, guard);
-        int pos = emit(L, KI_INDEX, KILN_I64, 0, raw, -1, -1, -1, (double)x->shape[axis], false, -2);
+        if (k == 0) { /* the index first */
+            memcpy(in_idx, idx + axis, sizeof(int) * (size_t)ix->rank);
+            *child = n->in[1];
+            return true;
+        }
+        if (k > 1) return false;
+        int pos = emit(L, KI_INDEX, KILN_I64, 0, f->vals[0], -1, -1, -1, (double)x->shape[axis], false, -2);
         set_bound(L, pos, x->shape[axis]);
-        for (int k = 0; k < x->rank; k++) in_idx[k] = k < axis ? idx[k] : k == axis ? pos : idx[k - 1 + ix->rank];
-        v = lower_node(L, n->in[0], in_idx, guard);
-        break;
+        for (int d = 0; d < x->rank; d++)
+            in_idx[d] = d < axis ? idx[d] : d == axis ? pos : idx[d - 1 + ix->rank];
+        *child = n->in[0];
+        return true;
     }
     case OP_PAD: {
+        if (k > 0) return false;
         const Node *x = ir_node(s->g, n->in[0]);
-        int inside = guard;
-        for (int k = 0; k < n->rank; k++) {
-            int64_t lo = n->ints[2 * k];
-            in_idx[k] = iadd(L, idx[k], iconst(L, -lo));
-            if (lo > 0) inside = band(L, inside, bnot(L, ilt(L, idx[k], iconst(L, lo))));
-            if (lo + x->shape[k] < n->shape[k]) inside = band(L, inside, ilt(L, idx[k], iconst(L, lo + x->shape[k])));
+        int inside = f->guard;
+        for (int d = 0; d < n->rank; d++) {
+            int64_t lo = n->ints[2 * d];
+            in_idx[d] = iadd(L, idx[d], iconst(L, -lo));
+            if (lo > 0) inside = band(L, inside, bnot(L, ilt(L, idx[d], iconst(L, lo))));
+            if (lo + x->shape[d] < n->shape[d])
+                inside = band(L, inside, ilt(L, idx[d], iconst(L, lo + x->shape[d])));
         }
-        int val = lower_node(L, n->in[0], in_idx, inside);
-        v = inside == guard
-                ? val
-                : elem(L, OP_WHERE, n->dtype, inside, val, sconst(L, n->dtype, ir_node_scalar(n)));
-        break;
+        f->inside = inside;
+        *child = n->in[0];
+        *child_guard = inside;
+        return true;
     }
     case OP_CONCAT: {
+        if (k >= n->nin) return false;
         int axis = (int)n->ints[0];
-        int64_t off = 0;
-        int *sub = xmalloc(sizeof(int) * (size_t)(n->rank + 1));
-        int64_t *offs = xmalloc(sizeof(int64_t) * (size_t)(n->nin + 1));
-        int *vals = xmalloc(sizeof(int) * (size_t)(n->nin + 1)), *conds = xmalloc(sizeof(int) * (size_t)(n->nin + 1));
-        for (int i = 0; i < n->nin; i++) {
-            const Node *x = ir_node(s->g, n->in[i]);
-            memcpy(sub, idx, sizeof(int) * (size_t)n->rank);
-            sub[axis] = iadd(L, idx[axis], iconst(L, -off));
-            int below_end = ilt(L, idx[axis], iconst(L, off + x->shape[axis]));
-            int in_range = off > 0 ? band(L, bnot(L, ilt(L, idx[axis], iconst(L, off))), below_end) : below_end;
-            vals[i] = lower_node(L, n->in[i], sub, band(L, guard, in_range));
-            conds[i] = below_end;
-            offs[i] = off;
-            off += x->shape[axis];
-        }
-        v = vals[n->nin - 1];
-        for (int i = n->nin - 2; i >= 0; i--) v = elem(L, OP_WHERE, n->dtype, conds[i], vals[i], v);
-        free(sub), free(offs), free(vals), free(conds);
-        break;
+        const Node *x = ir_node(s->g, n->in[k]);
+        memcpy(in_idx, idx, sizeof(int) * (size_t)n->rank);
+        in_idx[axis] = iadd(L, idx[axis], iconst(L, -f->off));
+        int below_end = ilt(L, idx[axis], iconst(L, f->off + x->shape[axis]));
+        int in_range =
+            f->off > 0 ? band(L, bnot(L, ilt(L, idx[axis], iconst(L, f->off))), below_end) : below_end;
+        f->conds[k] = below_end;
+        f->off += x->shape[axis];
+        *child = n->in[k];
+        *child_guard = band(L, f->guard, in_range);
+        return true;
+    }
+    default: /* elementwise */
+        if (k >= n->nin) return false;
+        broadcast_index(L, n, ir_node(s->g, n->in[k]), idx, in_idx);
+        *child = n->in[k];
+        return true;
+    }
+}
+
+/* The value of frame f once every input has its value. */
+static int combine_inputs(Lower *L, LowerFrame *f) {
+    const Node *n = ir_node(L->s->g, f->id);
+    switch (n->op) {
+    case OP_RESHAPE:
+    case OP_TRANSPOSE:
+    case OP_BROADCAST:
+    case OP_SLICE: return f->vals[0];
+    case OP_TAKE: return f->vals[1];
+    case OP_PAD:
+        return f->inside == f->guard ? f->vals[0]
+                                     : elem(L, OP_WHERE, n->dtype, f->inside, f->vals[0],
+                                            sconst(L, n->dtype, ir_node_scalar(n)));
+    case OP_CONCAT: {
+        int v = f->vals[n->nin - 1];
+        for (int i = n->nin - 2; i >= 0; i--) v = elem(L, OP_WHERE, n->dtype, f->conds[i], f->vals[i], v);
+        return v;
     }
     default:
-        if (op_is_elementwise(n->op)) {
-            int ops[3] = {-1, -1, -1};
-            for (int i = 0; i < n->nin; i++) {
-                const Node *x = ir_node(s->g, n->in[i]);
-                broadcast_index(L, n, x, idx, in_idx);
-                ops[i] = lower_node(L, n->in[i], in_idx, guard);
-            }
-            if (n->op == OP_CAST) v = cast(L, ops[0], n->dtype);
-            else v = emit(L, KI_ELEM, n->dtype, n->op, ops[0], ops[1], ops[2], -1, 0, n->flag, -2);
-            break;
-        }
-        /* a heavy node that is neither this kernel's core nor in a buffer: a scheduler bug */
-        v = fconst(L, n->dtype, 0);
-        break;
+        if (n->op == OP_CAST) return cast(L, f->vals[0], n->dtype);
+        return emit(L, KI_ELEM, n->dtype, n->op, f->vals[0], n->nin > 1 ? f->vals[1] : -1,
+                    n->nin > 2 ? f->vals[2] : -1, -1, 0, n->flag, -2);
     }
-    free(in_idx);
-    return v;
+}
+
+static void frame_push(Lower *L, FrameStack *stack, int id, const int *idx, int guard) {
+    const Node *n = ir_node(L->s->g, id);
+    int rank_in = 0;
+    for (int i = 0; i < n->nin; i++)
+        if (ir_node(L->s->g, n->in[i])->rank > rank_in) rank_in = ir_node(L->s->g, n->in[i])->rank;
+    LowerFrame f = {.id = id, .guard = guard};
+    f.idx = xmalloc(sizeof(int) * (size_t)(n->rank + 1));
+    if (n->rank) memcpy(f.idx, idx, sizeof(int) * (size_t)n->rank);
+    f.in_idx = xmalloc(sizeof(int) * (size_t)(rank_in + n->rank + 1));
+    f.vals = xcalloc((size_t)n->nin + 1, sizeof(int));
+    f.conds = xcalloc((size_t)n->nin + 1, sizeof(int));
+    mark_visited(L, id);
+    VEC_PUSH(*stack, f);
+}
+
+static void frame_free(LowerFrame *f) { free(f->idx), free(f->in_idx), free(f->vals), free(f->conds); }
+
+/* The value of node `id` at multi-index idx (one i64 instruction per dim),
+ * `guard` (or -1) saying whether the position is real. */
+static int lower_node(Lower *L, int id, const int *idx, int guard) {
+    int rank = ir_node(L->s->g, id)->rank;
+    int v = lower_leaf(L, id, idx, guard);
+    if (v >= 0) return v;
+    if ((v = memo_find(L, id, idx, rank, guard)) >= 0) return v;
+    FrameStack stack = {0};
+    frame_push(L, &stack, id, idx, guard);
+    int result = -1;
+    while (stack.len) {
+        LowerFrame *f = &stack.data[stack.len - 1];
+        int child, child_guard;
+        if (next_input(L, f, &child, &child_guard)) {
+            int crank = ir_node(L->s->g, child)->rank;
+            int cv = lower_leaf(L, child, f->in_idx, child_guard);
+            if (cv < 0) cv = memo_find(L, child, f->in_idx, crank, child_guard);
+            if (cv >= 0) {
+                f->vals[f->step++] = cv;
+            } else { /* the child's own frame; its value comes back below */
+                frame_push(L, &stack, child, f->in_idx, child_guard);
+            }
+            continue;
+        }
+        int value = combine_inputs(L, f);
+        memo_add(L, f->id, f->idx, ir_node(L->s->g, f->id)->rank, f->guard, value);
+        frame_free(f);
+        stack.len--;
+        if (stack.len) {
+            LowerFrame *parent = &stack.data[stack.len - 1];
+            parent->vals[parent->step++] = value;
+        } else {
+            result = value;
+        }
+    }
+    VEC_FREE(stack);
+    return result;
 }
 
 /* ------------------------------------------------------------ kernel bodies */
 
+static int cmp_int(const void *a, const void *b) {
+    return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
+}
+
+/* The kernel's node list, ascending; clears the marks for the next kernel. */
 static void add_node_list(Lower *L) {
-    for (int i = 0; i < L->s->n; i++)
-        if (L->visited[i]) VEC_PUSH(L->k->nodes, i);
+    if (L->seen.len) qsort(L->seen.data, (size_t)L->seen.len, sizeof(int), cmp_int);
+    for (int i = 0; i < L->seen.len; i++) {
+        VEC_PUSH(L->k->nodes, L->seen.data[i]);
+        L->visited[L->seen.data[i]] = false;
+    }
+    L->seen.len = 0;
 }
 
 /* Stores the root's value at every index of its shape, given that stage
@@ -652,7 +932,7 @@ static void epilogue_index(Lower *L, int root, const int *idx, int *root_idx) {
 static void store_root(Lower *L, int root, int st, const int *core_idx) {
     Sched *s = L->s;
     const Node *rn = ir_node(s->g, root);
-    L->visited[root] = true;
+    mark_visited(L, root);
     int *idx = xmalloc(sizeof(int) * (size_t)(rn->rank + 1));
     if (L->core >= 0 && root != L->core) epilogue_index(L, root, core_idx, idx);
     else memcpy(idx, core_idx, sizeof(int) * (size_t)rn->rank);
@@ -662,8 +942,10 @@ static void store_root(Lower *L, int root, int st, const int *core_idx) {
     } else {
         int saved = s->kernel_of[root];
         s->kernel_of[root] = -2; /* compute it here, do not load it */
+        memo_clear(L);
         value = lower_node(L, root, idx, -1);
         s->kernel_of[root] = saved;
+        memo_clear(L);
     }
     value = cast(L, value, rn->dtype);
     int off = linearize(L, idx, rn->shape, rn->rank);
@@ -726,12 +1008,13 @@ static void lower_reduce(Lower *L, int core, int root) {
     Op rop = h->op == OP_MEAN ? OP_SUM : h->op;
     KilnDType vdt = x->dtype;
     kstage_reduce(L->k, st, rop, v, vdt);
-    L->visited[core] = true;
+    mark_visited(L, core);
     int map = kernel_add_stage(L->k, KS_MAP, 1);
     L->stage = map;
     int acc = acc_ref(L, st);
     if (h->op == OP_MEAN) acc = elem(L, OP_DIV, I(L, acc)->dtype, acc, fconst(L, I(L, acc)->dtype, (double)extent), -1);
     L->core = core;
+    memo_clear(L);
     L->core_value = cast(L, acc, h->dtype);
     int *oidx = xmalloc(sizeof(int) * (size_t)(h->rank + 1));
     delinearize(L, o, h->shape, h->rank, oidx); /* the core's index space */
@@ -757,10 +1040,11 @@ static int reduce_stage(Lower *L, int64_t extent) {
 /* The end of a kernel whose core is the result of REDUCE stage `st`: a MAP
  * stage of extent 1 stores the root (the core and its epilogue) at oidx. */
 static void store_reduced_core(Lower *L, int core, int root, int st, const int *oidx) {
-    L->visited[core] = true;
+    mark_visited(L, core);
     int map = kernel_add_stage(L->k, KS_MAP, 1);
     L->stage = map;
     L->core = core;
+    memo_clear(L);
     L->core_value = cast(L, acc_ref(L, st), ir_node(L->s->g, core)->dtype);
     store_root(L, root, map, oidx);
 }
@@ -879,8 +1163,9 @@ static void lower_row(Lower *L, int core, int root) {
     }
     default: y = x; break;
     }
-    L->visited[core] = true;
+    mark_visited(L, core);
     L->core = core;
+    memo_clear(L);
     L->core_value = cast(L, y, h->dtype);
     store_root(L, root, L->stage, xidx);
     free(rows), free(ridx), free(xidx);
@@ -1078,7 +1363,7 @@ static void lower_window(Lower *L, int core, int root) {
         rop = OP_SUM;
     }
     kstage_reduce(L->k, st, rop, v, cdt);
-    L->visited[core] = true;
+    mark_visited(L, core);
     int map = kernel_add_stage(L->k, KS_MAP, 1);
     L->stage = map;
     int acc = acc_ref(L, st);
@@ -1088,6 +1373,7 @@ static void lower_window(Lower *L, int core, int root) {
         acc = elem(L, OP_ADD, I(L, acc)->dtype, acc, cast(L, lower_node(L, h->in[2], bi, -1), I(L, acc)->dtype), -1);
     }
     L->core = core;
+    memo_clear(L);
     L->core_value = cast(L, acc, h->dtype);
     store_root(L, root, map, oidx);
     int64_t geom[7] = {sh, sw, ph, pw, dh, dw, conv ? groups : x->shape[1]}; /* a pool: one group per channel */
@@ -1114,7 +1400,8 @@ static void lower_rowgroup(Lower *L, int root, const int *reds, int nreds) {
         int v = lower_node(L, h->in[0], idx, -1);
         kstage_reduce(L->k, st, h->op == OP_MEAN ? OP_SUM : h->op, v, ir_node(s->g, h->in[0])->dtype);
         L->acc_stage[reds[j]] = st;
-        L->visited[reds[j]] = true;
+        memo_clear(L);
+        mark_visited(L, reds[j]);
     }
     int map = kernel_add_stage(L->k, KS_MAP, n);
     L->stage = map;
@@ -1149,12 +1436,18 @@ static void name_kernel(Sched *s, Kernel *k, int index) {
 }
 
 static int64_t kernel_bytes(Sched *s, const Kernel *k) {
-    bool *seen = xcalloc((size_t)s->p->bufs.len + 1, 1);
+    /* buffers seen in this kernel: stamped with a walk number, no clearing */
+    if (s->buf_mark_cap < s->p->bufs.len) {
+        free(s->buf_mark);
+        s->buf_mark_cap = s->p->bufs.len;
+        s->buf_mark = xcalloc((size_t)s->buf_mark_cap + 1, sizeof(int));
+    }
+    int walk = ++s->walk;
     int64_t bytes = 0;
     for (int i = 0; i < k->insts.len; i++) {
         const KInst *in = &k->insts.data[i];
-        if (in->kind == KI_LOAD && !seen[in->buf]) {
-            seen[in->buf] = true;
+        if (in->kind == KI_LOAD && s->buf_mark[in->buf] != walk) {
+            s->buf_mark[in->buf] = walk;
             bytes += s->p->bufs.data[in->buf].numel * (int64_t)kiln_dtype_size(s->p->bufs.data[in->buf].dtype);
         }
     }
@@ -1163,13 +1456,36 @@ static int64_t kernel_bytes(Sched *s, const Kernel *k) {
         const KBuf *b = &s->p->bufs.data[m->stores.data[i].buf];
         bytes += b->numel * (int64_t)kiln_dtype_size(b->dtype);
     }
-    free(seen);
     return bytes;
 }
 
 /* Arena offsets for temporaries: a temporary lives from the kernel that
  * writes it to the last kernel that reads it; place the largest first at
  * the lowest offset free for its whole lifetime. */
+/* A temporary's bytes in the arena (64-byte aligned). */
+static int64_t temp_bytes(const KProgram *p, int b) {
+    return (p->bufs.data[b].numel * (int64_t)kiln_dtype_size(p->bufs.data[b].dtype) + 63) & ~(int64_t)63;
+}
+
+typedef struct {
+    int64_t lo, hi;
+} Span;
+
+static int cmp_span(const void *a, const void *b) {
+    const Span *x = a, *y = b;
+    return (x->lo > y->lo) - (x->lo < y->lo);
+}
+
+/* Temporaries by size, largest first; equal sizes in buffer order. */
+static int cmp_buf_size(const void *a, const void *b, void *prog) {
+    const KProgram *p = prog;
+    int x = *(const int *)a, y = *(const int *)b;
+    int64_t sx = p->bufs.data[x].numel * (int64_t)kiln_dtype_size(p->bufs.data[x].dtype);
+    int64_t sy = p->bufs.data[y].numel * (int64_t)kiln_dtype_size(p->bufs.data[y].dtype);
+    if (sx != sy) return sx < sy ? 1 : -1;
+    return (x > y) - (x < y);
+}
+
 static void plan_memory(Sched *s) {
     KProgram *p = s->p;
     int nb = p->bufs.len;
@@ -1194,37 +1510,39 @@ static void plan_memory(Sched *s) {
     int nt = 0;
     for (int b = 0; b < nb; b++)
         if (p->bufs.data[b].kind == KB_TEMP) order[nt++] = b;
-    for (int i = 1; i < nt; i++) { /* by size, largest first */
-        int x = order[i], j = i;
-        int64_t sx = p->bufs.data[x].numel * (int64_t)kiln_dtype_size(p->bufs.data[x].dtype);
-        while (j > 0 && p->bufs.data[order[j - 1]].numel * (int64_t)kiln_dtype_size(p->bufs.data[order[j - 1]].dtype) < sx) {
-            order[j] = order[j - 1];
-            j--;
-        }
-        order[j] = x;
-    }
+    if (nt > 1) qsort_r(order, (size_t)nt, sizeof(int), cmp_buf_size, p);
+    /* First fit among the placed buffers alive at the same time: each kernel
+     * lists the placed buffers it touches, so finding them costs the
+     * buffer's lifetime, not the whole program. */
+    int nk = p->kernels.len;
+    typedef VEC(int) IntVec;
+    IntVec *live_at = xcalloc((size_t)nk + 1, sizeof(IntVec));
+    int *stamp = xcalloc((size_t)nb + 1, sizeof(int));
+    VEC(Span) spans = {0};
     p->arena_bytes = 0;
     for (int i = 0; i < nt; i++) {
         int b = order[i];
-        int64_t size = (p->bufs.data[b].numel * (int64_t)kiln_dtype_size(p->bufs.data[b].dtype) + 63) & ~(int64_t)63;
-        int64_t off = 0;
-        bool moved = true;
-        while (moved) { /* first fit among the placed buffers alive at the same time */
-            moved = false;
-            for (int j = 0; j < i; j++) {
-                int c = order[j];
-                if (last[c] < first[b] || last[b] < first[c]) continue;
-                int64_t cs = (p->bufs.data[c].numel * (int64_t)kiln_dtype_size(p->bufs.data[c].dtype) + 63) & ~(int64_t)63;
-                int64_t co = p->bufs.data[c].offset;
-                if (off < co + cs && co < off + size) {
-                    off = co + cs;
-                    moved = true;
-                }
+        int64_t size = temp_bytes(p, b);
+        spans.len = 0;
+        for (int t = first[b]; t <= last[b] && t < nk; t++)
+            for (int j = 0; j < live_at[t].len; j++) {
+                int c = live_at[t].data[j];
+                if (stamp[c] == i + 1) continue;
+                stamp[c] = i + 1;
+                Span sp = {p->bufs.data[c].offset, p->bufs.data[c].offset + temp_bytes(p, c)};
+                VEC_PUSH(spans, sp);
             }
-        }
+        if (spans.len) qsort(spans.data, (size_t)spans.len, sizeof(Span), cmp_span);
+        int64_t off = 0;
+        for (int j = 0; j < spans.len && spans.data[j].lo < off + size; j++)
+            if (spans.data[j].hi > off) off = spans.data[j].hi;
         p->bufs.data[b].offset = off;
         if (off + size > p->arena_bytes) p->arena_bytes = off + size;
+        for (int t = first[b]; t <= last[b] && t < nk; t++) VEC_PUSH(live_at[t], b);
     }
+    for (int t = 0; t < nk; t++) VEC_FREE(live_at[t]);
+    free(live_at), free(stamp);
+    VEC_FREE(spans);
     free(first), free(last), free(order);
 }
 
@@ -1257,6 +1575,7 @@ KProgram *fuse_graph(Arena *arena, const IRGraph *g, const FuseOptions *opt, cha
     s.rowred = xcalloc((size_t)s.n + 1, 1);
     s.root = xmalloc(sizeof(int) * (size_t)(s.n + 1));
     for (int i = 0; i < s.n; i++) s.buf[i] = -1, s.kernel_of[i] = -1;
+    index_users(&s);
     plan(&s);
     KProgram *p = s.p;
     p->nparams = g->params.len;
@@ -1294,6 +1613,20 @@ KProgram *fuse_graph(Arena *arena, const IRGraph *g, const FuseOptions *opt, cha
     }
     bool *visited = xcalloc((size_t)s.n + 1, 1);
     int *acc_stage = xmalloc(sizeof(int) * (size_t)(s.n + 1));
+    for (int i = 0; i < s.n; i++) acc_stage[i] = -1;
+    /* the row reductions each root computes as stages of its kernel */
+    int *reds_start = xcalloc((size_t)s.n + 2, sizeof(int)),
+        *reds_of = xmalloc(sizeof(int) * ((size_t)s.n + 1));
+    for (int r = 0; r < s.n; r++)
+        if (s.rowred[r]) reds_start[s.root[r] + 1]++;
+    for (int i = 0; i < s.n; i++) reds_start[i + 1] += reds_start[i];
+    {
+        int *fill = xmalloc(sizeof(int) * ((size_t)s.n + 1));
+        memcpy(fill, reds_start, sizeof(int) * (size_t)s.n);
+        for (int r = 0; r < s.n; r++)
+            if (s.rowred[r]) reds_of[fill[s.root[r]]++] = r;
+        free(fill);
+    }
     for (int id = 0; id < s.n; id++) {
         const Node *n = ir_node(g, id);
         if (!s.materialize[id] || n->op == OP_PARAM) continue;
@@ -1316,15 +1649,13 @@ KProgram *fuse_graph(Arena *arena, const IRGraph *g, const FuseOptions *opt, cha
             }
         }
         VEC(int) reds = {0};
-        for (int r = 0; core < 0 && r < id; r++)
-            if (s.rowred[r] && s.root[r] == id) VEC_PUSH(reds, r);
+        for (int j = reds_start[id]; core < 0 && j < reds_start[id + 1]; j++)
+            if (reds_of[j] < id) VEC_PUSH(reds, reds_of[j]);
         if (reds.len) {
             kind = KK_ROW;
             outer = ir_numel(n) / n->shape[n->rank - 1];
         }
         Kernel *k = kprog_add_kernel(p, kind, "k", outer);
-        memset(visited, 0, (size_t)s.n);
-        for (int i = 0; i < s.n; i++) acc_stage[i] = -1;
         Lower L = {.s = &s, .k = k, .core = -1, .visited = visited, .acc_stage = acc_stage};
         switch (kind) {
         case KK_ELEMENTWISE: lower_elementwise(&L, id); break;
@@ -1341,6 +1672,7 @@ KProgram *fuse_graph(Arena *arena, const IRGraph *g, const FuseOptions *opt, cha
         }
         add_node_list(&L);
         lower_free(&L);
+        for (int j = 0; j < reds.len; j++) acc_stage[reds.data[j]] = -1;
         VEC_FREE(reds);
         if (kind == KK_ELEMENTWISE && kernel_moves_only(k)) k->kind = KK_COPY;
         s.kernel_of[id] = p->kernels.len - 1;
@@ -1364,7 +1696,6 @@ KProgram *fuse_graph(Arena *arena, const IRGraph *g, const FuseOptions *opt, cha
         const Node *n = ir_node(g, src);
         Kernel *k = kprog_add_kernel(p, KK_COPY, "copy", ir_numel(n));
         Lower L = {.s = &s, .k = k, .core = -1, .visited = visited};
-        memset(visited, 0, (size_t)s.n);
         int st = kernel_add_stage(k, KS_MAP, 1);
         L.stage = st;
         int o = emit(&L, KI_OUTER, KILN_I64, 0, -1, -1, -1, -1, 0, false, -1);
@@ -1389,8 +1720,9 @@ KProgram *fuse_graph(Arena *arena, const IRGraph *g, const FuseOptions *opt, cha
         }
     }
     plan_memory(&s);
-    free(visited), free(copy_from), free(acc_stage);
-    free(s.nusers), free(s.live), free(s.is_result), free(s.materialize), free(s.buf), free(s.core), free(s.kernel_of);
+    free(visited), free(copy_from), free(acc_stage), free(reds_start), free(reds_of);
+    free(s.user_start), free(s.users), free(s.mark), free(s.buf_mark), free(s.nusers), free(s.live),
+        free(s.is_result), free(s.materialize), free(s.buf), free(s.core), free(s.kernel_of);
     free(s.rowred), free(s.root);
     if (!kprog_verify(p, err, errlen)) {
         kprog_destroy(p);

@@ -84,6 +84,7 @@ INT_COUNT=16
 [ -n "$KILN_LONG" ] && INT_COUNT=400
 layer random-ints $PY tests/random/random_programs.py --kiln "$BUILD/kiln" --ints --devices ref,kir,cpu,cuda-emu \
     --count $INT_COUNT -j 2
+layer scale $PY tests/scale/scale.py --kiln "$BUILD/kiln"
 layer repl sh tests/repl/run.sh "$BUILD/kiln"
 layer viz $PY tests/viz/check_viz.py --kiln "$BUILD/kiln"
 layer go sh tests/go/run.sh "$BUILD"

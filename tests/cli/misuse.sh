@@ -54,8 +54,8 @@ fi
 
 # ---- integers: one semantics, NumPy's, on every device (exact i64, wrapping)
 cat >ints.kiln <<'EOF2'
-graph ints(x: i64[3], a: i32[2, 2], b: i32[2, 2]) -> (i64[3], i32[3], i32[2, 2], i64[3], i64[], i64[]) {
-    return x, cast(x, i32), a @ b, x ** 3, max(x, axis=0), argmax(x - 1, axis=0)
+graph ints(x: i64[3], a: i32[2, 2], b: i32[2, 2]) -> (i64[3], i32[3], i32[2, 2], i64[3], i64[], i64[], i64[3]) {
+    return x, cast(x, i32), a @ b, x ** 3, max(x, axis=0), argmax(x - 1, axis=0), x + 9007199254740993
 }
 EOF2
 $PY -c "
@@ -65,14 +65,14 @@ a = np.array([[2**31 - 1, 2], [7, -(2**31)]], np.int32)
 b = np.array([[2, 1], [2**30, 3]], np.int32)
 np.save('xi.npy', x); np.save('a.npy', a); np.save('b.npy', b)
 with np.errstate(all='ignore'):
-    want = [x, x.astype(np.int32), a @ b, x ** 3, np.max(x), np.argmax(x - 1)]
+    want = [x, x.astype(np.int32), a @ b, x ** 3, np.max(x), np.argmax(x - 1), x + np.int64(9007199254740993)]
 for i, w in enumerate(want): np.save(f'want{i}.npy', np.asarray(w))
 "
 for dev in ref kir cpu cuda-emu; do
     expect "ints on $dev" 0 "" "$K" run ints.kiln --device=$dev --in x=xi.npy --in a=a.npy --in b=b.npy --out "got-$dev/"
     if $PY -c "
 import numpy as np, sys
-for i in range(6):
+for i in range(7):
     w, g = np.load(f'want{i}.npy'), np.load(f'got-$dev/{i}.npy')
     if w.dtype != g.dtype or w.tobytes() != g.tobytes(): sys.exit(f'result {i}: {g} instead of {w}')
 " 2>err; then ok; else bad "ints on $dev: not NumPy's"; fi

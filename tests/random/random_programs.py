@@ -245,8 +245,8 @@ class IntGen:
                 return self.bind(*f)
             if kind in ("binary", "literal"):
                 if kind == "literal":
-                    lit = r.choice([1, -1, 2, 3, 1000003, 2**31 - 1, -(2**31) + 1]
-                                   + ([2**40 + 7, 2**53 - 1] if dt == "i64" else []))
+                    lit = r.choice([1, -1, 2, 3, 1000003, int(info.max), int(info.min) + 1, 2**31 - 1]
+                                   + ([2**53 + 1, -(2**53) - 3, 2**62 + 1] if dt == "i64" else []))
                     other, y = (str(lit) if lit >= 0 else f"({lit})"), np.array(lit, T)
                 else:
                     other = self.same(dt, shape)
