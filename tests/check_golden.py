@@ -37,6 +37,8 @@ DIAGNOSTICS = [
     "syntax_unclosed_eof",       # a bracket still open at the end of the file
     "syntax_chained_compare",
     "syntax_non_ascii",          # a column counted in characters
+    "take_float_indices",        # Version 1: the caret under take's indices, a hint
+    "batchnorm_wrong_size",      # Version 1: the caret under the wrong vector
 ]
 
 
