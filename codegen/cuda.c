@@ -189,6 +189,10 @@ typedef struct {
     bool failed;
     char *err;
     size_t errlen;
+    /* M_MATMUL / M_WMMA: the product (a matmul's KMatmul, or a convolution
+     * as an implicit GEMM: kernel_gemm) */
+    KGemm gemm;
+    const KMatmul *mm;
 } KCtx;
 
 static bool kfail(KCtx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1113,7 +1117,7 @@ static void emit_reduce(KCtx *c) {
 /* A*B's batch offsets: the flattened batch index bz split over the batch
  * dims, each with its element strides in A and B (0 where broadcast). */
 static void emit_batch_offsets(KCtx *c) {
-    const KMatmul *mm = &c->k->mm;
+    const KMatmul *mm = c->mm;
     line(c, "long long aoff = %lldLL, boff = %lldLL;", (long long)mm->a_off, (long long)mm->b_off);
     if (mm->nbatch > 0) {
         line(c, "{");
@@ -1132,7 +1136,7 @@ static void emit_batch_offsets(KCtx *c) {
 /* The epilogue for one output (m, n) of batch bz, acc in `acc`. */
 static void emit_mm_epilogue(KCtx *c, const char *acc) {
     const Kernel *k = c->k;
-    const KMatmul *mm = &k->mm;
+    const KMatmul *mm = c->mm;
     line(c, "if (m < %lldLL && n < %lldLL) {", (long long)mm->m, (long long)mm->n);
     c->depth++;
     line(c, "const long long o = (bz * %lldLL + m) * %lldLL + n;", (long long)mm->m, (long long)mm->n);
@@ -1151,7 +1155,7 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
  * is 65538 tiles) must still be covered.  Every thread of a block runs the
  * same iterations, so the barriers inside stay uniform. */
 static void open_tile_loops(KCtx *c) {
-    const KMatmul *mm = &c->k->mm;
+    const KMatmul *mm = c->mm;
     line(c, "for (long long tm = blockIdx.y; tm < %lldLL; tm += gridDim.y) {", (long long)cdiv(mm->m, TILE));
     line(c, "for (long long tn = blockIdx.x; tn < %lldLL; tn += gridDim.x) {", (long long)cdiv(mm->n, TILE));
     c->depth++;
@@ -1196,12 +1200,50 @@ static void emit_tile_load(KCtx *c, const char *dst, bool transpose_dst, int buf
     line(c, "}");
 }
 
+/* A convolution's B tile (implicit GEMM, kernel_gemm): rows k of the window
+ * (c, kh, kw) in [k0, k0 + rows), columns the output pixels [n0, n0 + 64),
+ * gathered from the input of image and group bz (boff) with the padding as
+ * zeros; consecutive threads take consecutive pixels, which read along an
+ * input row. */
+static void emit_im2col_tile_load(KCtx *c, const char *dst, KilnDType bt, const char *acc_t, bool keep_mem,
+                                  int rows) {
+    const KConv *cv = c->gemm.conv;
+    const KMatmul *mm = c->mm;
+    int per = rows * TILE / c->threads;
+    line(c, per > 4 ? "#pragma unroll 4" : "#pragma unroll");
+    line(c, "for (int q = 0; q < %d; q++) {", per);
+    c->depth++;
+    line(c, "const int e = (int)threadIdx.x + %d * q;", c->threads);
+    line(c, "const int rr = e / %d, cc = e %% %d;", TILE, TILE);
+    line(c, "const long long gr = k0 + rr, gc = n0 + cc;");
+    line(c, "const long long ci = gr / %lldLL, kt = gr %% %lldLL;", (long long)(cv->kh * cv->kw),
+         (long long)(cv->kh * cv->kw));
+    line(c, "const long long ih = (gc / %lldLL) * %lldLL + (kt / %lldLL) * %lldLL - %lldLL;", (long long)cv->ow,
+         (long long)cv->sh, (long long)cv->kw, (long long)cv->dh, (long long)cv->ph);
+    line(c, "const long long iw = (gc %% %lldLL) * %lldLL + (kt %% %lldLL) * %lldLL - %lldLL;", (long long)cv->ow,
+         (long long)cv->sw, (long long)cv->kw, (long long)cv->dw, (long long)cv->pw);
+    line(c, "const bool in = gr < %lldLL && gc < %lldLL && ih >= 0 && ih < %lldLL && iw >= 0 && iw < %lldLL;",
+         (long long)mm->k, (long long)mm->n, (long long)cv->h, (long long)cv->w);
+    StrBuf x = {0}, v = {0}, ix = {0};
+    sb_printf(&ix, "boff + ci * %lldLL + ih * %lldLL + iw * %lldLL", (long long)cv->xs[1], (long long)cv->xs[2],
+              (long long)cv->xs[3]);
+    ex_elem_ref(c, mm->b_buf, ix.data, &x);
+    sb_free(&ix);
+    if (keep_mem) sb_puts(&v, x.data);
+    else ex_load(&v, bt, x.data);
+    const char *zero = keep_mem ? (bt == KILN_F16 ? "__float2half(0.0f)" : "__float2bfloat16(0.0f)") : "0";
+    line(c, "%s[rr][cc] = in ? (%s)%s : (%s)%s;", dst, acc_t, v.data, acc_t, zero);
+    sb_free(&x), sb_free(&v);
+    c->depth--;
+    line(c, "}");
+}
+
 /* M_MATMUL: 64x64 tiles of out, k in slices of 16 through shared memory,
  * each of the 256 threads accumulating a 4x4 block in registers (rows
  * ty + 16i, columns tx + 16j: conflict-free shared reads, coalesced stores). */
 static void emit_matmul(KCtx *c) {
     const Kernel *k = c->k;
-    const KMatmul *mm = &k->mm;
+    const KMatmul *mm = c->mm;
     const KStage *red = &k->stages.data[0];
     KilnDType at = red->acc_dtype;
     const char *acc_t = reg_type(at);
@@ -1224,8 +1266,11 @@ static void emit_matmul(KCtx *c) {
     /* A tile: rows m, cols k, stored [k][m] */
     emit_tile_load(c, "kAs", true, mm->a_buf, adt, acc_t, false, TILE, TILE_K, mm->m, mm->k, mm->a_sm, mm->a_sk,
                    "aoff", "m0", "k0");
-    emit_tile_load(c, "kBs", false, mm->b_buf, bdt, acc_t, false, TILE_K, TILE, mm->k, mm->n, mm->b_sk, mm->b_sn,
-                   "boff", "k0", "n0");
+    if (c->gemm.conv)
+        emit_im2col_tile_load(c, "kBs", bdt, acc_t, false, TILE_K);
+    else
+        emit_tile_load(c, "kBs", false, mm->b_buf, bdt, acc_t, false, TILE_K, TILE, mm->k, mm->n, mm->b_sk, mm->b_sn,
+                       "boff", "k0", "n0");
     line(c, "__syncthreads();");
     line(c, "#pragma unroll");
     line(c, "for (int kk = 0; kk < %d; kk++) {", TILE_K);
@@ -1264,8 +1309,7 @@ static void emit_matmul(KCtx *c) {
  * 16x16x16), k slices of 32 staged in shared memory in the operands' own
  * type; accumulators (f32) go through shared memory to the epilogue. */
 static void emit_wmma(KCtx *c) {
-    const Kernel *k = c->k;
-    const KMatmul *mm = &k->mm;
+    const KMatmul *mm = c->mm;
     KilnDType dt = c->p->bufs.data[mm->a_buf].dtype;
     const char *ht = mem_type(dt);
     line(c, "__shared__ __align__(32) %s kAs[%d][%d]; /* [m][k] */", ht, TILE, WMMA_K + 8);
@@ -1285,8 +1329,11 @@ static void emit_wmma(KCtx *c) {
     c->depth++;
     emit_tile_load(c, "kAs", false, mm->a_buf, dt, ht, true, TILE, WMMA_K, mm->m, mm->k, mm->a_sm, mm->a_sk,
                    "aoff", "m0", "k0");
-    emit_tile_load(c, "kBs", false, mm->b_buf, dt, ht, true, WMMA_K, TILE, mm->k, mm->n, mm->b_sk, mm->b_sn,
-                   "boff", "k0", "n0");
+    if (c->gemm.conv)
+        emit_im2col_tile_load(c, "kBs", dt, ht, true, WMMA_K);
+    else
+        emit_tile_load(c, "kBs", false, mm->b_buf, dt, ht, true, WMMA_K, TILE, mm->k, mm->n, mm->b_sk, mm->b_sn,
+                       "boff", "k0", "n0");
     line(c, "__syncthreads();");
     line(c, "#pragma unroll");
     line(c, "for (int kk = 0; kk < %d; kk += 16) {", WMMA_K);
@@ -1328,12 +1375,17 @@ static void emit_wmma(KCtx *c) {
 
 /* ---------------------------------------------------------- mode choice */
 
-/* Whether a KK_MATMUL kernel has the shape the tiled emitters expect: one
- * sum over k, then an extent-1 epilogue, operands given by KMatmul. */
-static bool matmul_tileable(const KCtx *c) {
+/* Whether a KK_MATMUL kernel, or a KK_CONV kernel as an implicit GEMM
+ * (kernel_gemm), has the shape the tiled emitters expect: one sum over k,
+ * then an extent-1 epilogue, operands given by KMatmul.  Convolutions with
+ * few output channels per group or a short window (depthwise) keep a thread
+ * per output: most of a 64x64 tile would be padding.  Sets c->mm. */
+static bool matmul_tileable(KCtx *c) {
     const Kernel *k = c->k;
-    const KMatmul *mm = &k->mm;
-    if (k->kind != KK_MATMUL || k->stages.len != 2) return false;
+    if (!kernel_gemm(c->p, k, &c->gemm)) return false;
+    const KMatmul *mm = c->mm = &c->gemm.mm;
+    if (k->kind == KK_CONV && (mm->m < 16 || mm->k < 16)) return false;
+    if (k->stages.len != 2) return false;
     const KStage *r = &k->stages.data[0], *m = &k->stages.data[1];
     if (r->kind != KS_REDUCE || r->reduce != OP_SUM || m->kind != KS_MAP || m->extent != 1) return false;
     if (r->extent != mm->k || mm->m <= 0 || mm->n <= 0 || mm->k < 0 || mm->batch <= 0) return false;
@@ -1351,7 +1403,7 @@ static bool matmul_tileable(const KCtx *c) {
 }
 
 static bool wmma_ok(const KCtx *c) {
-    const KMatmul *mm = &c->k->mm;
+    const KMatmul *mm = c->mm;
     KilnDType a = c->p->bufs.data[mm->a_buf].dtype, b = c->p->bufs.data[mm->b_buf].dtype;
     return c->d->tensor_cores && a == b && is_half(a) && c->k->stages.data[0].acc_dtype == KILN_F32;
 }
@@ -1372,7 +1424,7 @@ static void choose_mode(KCtx *c, CudaLaunch *L) {
     L->block[0] = L->block[1] = L->block[2] = 1;
     L->grid[0] = L->grid[1] = L->grid[2] = 1;
     c->threads = BLOCK_THREADS;
-    if (k->kind == KK_MATMUL) {
+    if (k->kind == KK_MATMUL || k->kind == KK_CONV) {
         bool *saved = xcalloc((size_t)k->insts.len + 1, 1);
         memcpy(saved, c->needed, (size_t)k->insts.len);
         memset(c->needed, 0, (size_t)k->insts.len);
@@ -1381,9 +1433,9 @@ static void choose_mode(KCtx *c, CudaLaunch *L) {
             free(saved);
             c->mode = wmma_ok(c) ? M_WMMA : M_MATMUL;
             c->threads = c->mode == M_WMMA ? 128 : 256;
-            L->grid[0] = clamp_grid(cdiv(k->mm.n, TILE));
-            L->grid[1] = clamp_grid(cdiv(k->mm.m, TILE));
-            L->grid[2] = clamp_grid(k->mm.batch);
+            L->grid[0] = clamp_grid(cdiv(c->mm->n, TILE));
+            L->grid[1] = clamp_grid(cdiv(c->mm->m, TILE));
+            L->grid[2] = clamp_grid(c->mm->batch);
             L->block[0] = (unsigned)c->threads;
             return;
         }

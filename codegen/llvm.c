@@ -90,6 +90,12 @@ typedef struct {
      * gemm_col in [0, gemm_n) (index type), which gemm_index uses */
     LLVMValueRef gemm_row, gemm_col;
     int64_t gemm_n;
+    /* values a reduce stage computes and a later map stage of the same
+     * extent computes again (softmax's exp(x - max)): per instruction, the
+     * row cache its values go to (a reduce stage's) or come from (the map
+     * stage's), else NULL; see find_row_reuse */
+    LLVMValueRef *row_cache;
+    bool *row_cache_reads;
 } Kc;
 
 static const unsigned FM_CONTRACT = LLVMFastMathAllowContract;
@@ -603,6 +609,13 @@ static LLVMValueRef elem_ptr(Cg *cg, LLVMTypeRef et, LLVMValueRef base, LLVMValu
     return gep;
 }
 
+static LLVMValueRef load_f32(Cg *cg, LLVMValueRef base, LLVMValueRef idx) {
+    return LLVMBuildLoad2(cg->b, cg->t_f32, elem_ptr(cg, cg->t_f32, base, idx), "");
+}
+static void store_f32(Cg *cg, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef v) {
+    LLVMBuildStore(cg->b, v, elem_ptr(cg, cg->t_f32, base, idx));
+}
+
 /* buf[idx] as a register value of the buffer's dtype. */
 static LLVMValueRef load_elem(Cg *cg, KilnDType dt, LLVMValueRef base, LLVMValueRef idx) {
     LLVMTypeRef mt = mem_type(cg, dt);
@@ -1081,8 +1094,95 @@ static LLVMValueRef emit_inst(Kc *kc, int i) {
 }
 
 static void emit_scope(Kc *kc, int stage) {
-    for (int i = 0; i < kc->k->insts.len; i++)
-        if (kc->k->insts.data[i].stage == stage) kc->val[i] = emit_inst(kc, i);
+    Cg *cg = kc->cg;
+    for (int i = 0; i < kc->k->insts.len; i++) {
+        if (kc->k->insts.data[i].stage != stage) continue;
+        LLVMValueRef cache = kc->row_cache ? kc->row_cache[i] : NULL;
+        LLVMValueRef r = cache ? kc->r[stage] : NULL;
+        if (r && LLVMTypeOf(r) != cg->t_i64) r = LLVMBuildSExt(cg->b, r, cg->t_i64, "");
+        if (cache && kc->row_cache_reads[i]) {
+            kc->val[i] = load_f32(cg, cache, r);
+            continue;
+        }
+        kc->val[i] = emit_inst(kc, i);
+        if (cache) store_f32(cg, cache, r, kc->val[i]);
+    }
+}
+
+/* ---- values shared between the stages of a row kernel
+ *
+ * A row kernel may compute the same value per element in a reduce stage and
+ * again in its map stage: softmax sums exp(x - max) and then writes
+ * exp(x - max) / sum.  The map stage then reads what the reduce stage kept in
+ * a row cache (a stack array of the row's extent) instead of computing it
+ * again: one exp per element instead of two. */
+
+enum { ROW_CACHE_MAX = 16384 }; /* elements per cached row (64 KiB of stack) */
+
+/* Whether instruction a (scope sa or outer) and b (scope sb or outer) compute
+ * the same values, the two stages' r taken as equal. */
+static bool same_value(const Kernel *k, int a, int b, int sa, int sb, int depth) {
+    if (a == b) return true;
+    if (a < 0 || b < 0 || depth > 64) return false;
+    const KInst *x = &k->insts.data[a], *y = &k->insts.data[b];
+    if (x->stage != sa || y->stage != sb || x->kind != y->kind || x->dtype != y->dtype) return false;
+    switch (x->kind) {
+    case KI_INNER: return true;
+    case KI_CONST: return x->value == y->value;
+    case KI_ACC: return x->a == y->a;
+    case KI_OUTER: return true;
+    case KI_LOAD:
+        if (x->buf != y->buf) return false;
+        break;
+    case KI_ELEM:
+        if (x->op != y->op || x->flag != y->flag) return false;
+        break;
+    default:
+        if (x->value != y->value) return false;
+        break;
+    }
+    int xo[3] = {x->a, x->b, x->c}, yo[3] = {y->a, y->b, y->c};
+    for (int j = 0; j < 3; j++)
+        if ((xo[j] < 0) != (yo[j] < 0) || (xo[j] >= 0 && !same_value(k, xo[j], yo[j], sa, sb, depth + 1)))
+            return false;
+    return true;
+}
+
+static bool transcendental(const KInst *in) {
+    Op op = in->op;
+    return in->kind == KI_ELEM && in->dtype == KILN_F32 &&
+           (op == OP_EXP || op == OP_LOG || op == OP_TANH || op == OP_ERF || op == OP_SIGMOID || op == OP_SILU ||
+            op == OP_GELU || op == OP_SIN || op == OP_COS);
+}
+
+/* Pairs a transcendental f32 value of the map stage with the same value of
+ * an earlier reduce stage of the same extent; allocas the caches (at the
+ * builder's position: the function's entry). */
+static void find_row_reuse(Kc *kc) {
+    const Kernel *k = kc->k;
+    int ms = k->stages.len - 1;
+    const KStage *map = &k->stages.data[ms];
+    if (map->kind != KS_MAP || map->extent <= 1 || map->extent > ROW_CACHE_MAX) return;
+    for (int b = 0; b < k->insts.len; b++) {
+        if (k->insts.data[b].stage != ms || !transcendental(&k->insts.data[b])) continue;
+        for (int a = 0; a < b; a++) {
+            int sa = k->insts.data[a].stage;
+            if (sa < 0 || sa == ms || k->stages.data[sa].kind != KS_REDUCE || k->stages.data[sa].extent != map->extent ||
+                !transcendental(&k->insts.data[a]) || !same_value(k, a, b, sa, ms, 0))
+                continue;
+            if (!kc->row_cache) {
+                kc->row_cache = xcalloc((size_t)k->insts.len + 1, sizeof(LLVMValueRef));
+                kc->row_cache_reads = xcalloc((size_t)k->insts.len + 1, sizeof(bool));
+            }
+            if (!kc->row_cache[a]) {
+                kc->row_cache[a] = LLVMBuildArrayAlloca(kc->cg->b, kc->cg->t_f32, ci64(kc->cg, map->extent), "row_cache");
+                LLVMSetAlignment(kc->row_cache[a], 64);
+            }
+            kc->row_cache[b] = kc->row_cache[a];
+            kc->row_cache_reads[b] = true;
+            break;
+        }
+    }
 }
 
 /* Whether the instructions of a scope make a loop body heavy enough that
@@ -1271,6 +1371,7 @@ static void emit_stage(Kc *kc, int s) {
 /* The body of the generic form: for o in [ob, oe): scope -1, then stages. */
 static void emit_generic_loops(Kc *kc, LLVMValueRef ob, LLVMValueRef oe) {
     Cg *cg = kc->cg;
+    find_row_reuse(kc);
     LLVMBasicBlockRef run = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "run");
     LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "done");
     LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, ob, oe, ""), run, done);
@@ -1320,6 +1421,8 @@ static void kc_init(Kc *kc, Cg *cg, const Kernel *k) {
     kc->skip_stage = -1;
 }
 static void kc_free(Kc *kc) {
+    free(kc->row_cache);
+    free(kc->row_cache_reads);
     free(kc->range);
     free(kc->bufptr);
     free(kc->val);
@@ -1505,12 +1608,6 @@ static LLVMValueRef get_free(Cg *cg, LLVMTypeRef *ty) {
     return f ? f : LLVMAddFunction(cg->mod, "free", *ty);
 }
 
-static LLVMValueRef load_f32(Cg *cg, LLVMValueRef base, LLVMValueRef idx) {
-    return LLVMBuildLoad2(cg->b, cg->t_f32, elem_ptr(cg, cg->t_f32, base, idx), "");
-}
-static void store_f32(Cg *cg, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef v) {
-    LLVMBuildStore(cg->b, v, elem_ptr(cg, cg->t_f32, base, idx));
-}
 
 static LLVMValueRef vec_load(Cg *cg, LLVMTypeRef vt, LLVMValueRef base, LLVMValueRef idx, unsigned align) {
     LLVMValueRef v = LLVMBuildLoad2(cg->b, vt, elem_ptr(cg, cg->t_f32, base, idx), "");

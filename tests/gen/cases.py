@@ -632,6 +632,11 @@ s.case("pool_half", lambda h, b: (maxpool2d(h, 2), avgpool2d(h, 2), maxpool2d(b,
        inputs={"h": HALVES})
 s.case("cnn_block", lambda x, w, b: global_avgpool(maxpool2d(relu(conv2d(x, w, b, padding=1)), 2)),
        inputs={"w": W}, dims={"N": 2})
+s.case("conv_gemm", lambda x, w, b, r: np.maximum(conv2d(x, w, b, stride=2, padding=1) + r, 0), inputs={"w": W})
+s.case("conv_gemm_f16", lambda x, w: conv2d(x, w, padding=1), inputs={"x": HALVES, "w": HALVES})
+s.case("conv_dw_block", lambda x, w, b: np.clip(conv2d(x, w, b, stride=2, padding=1, groups=24), 0.0, 6.0),
+       inputs={"w": W})
+s.case("pool_direct", lambda x: (maxpool2d(x, 3, stride=2, padding=1), avgpool2d(x, 2)))
 
 # --- tests/ops/nn.kiln ------------------------------------------------------------------
 s = Suite("tests/ops/nn.kiln")
