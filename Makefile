@@ -154,6 +154,6 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-fuzz build-gpu
+	rm -rf build build-asan build-fuzz build-gpu $(GO_CGO_FLAGS)
 
 -include $(LIB_OBJS:.o=.d) $(BUILD)/tools/kiln.d

@@ -39,8 +39,12 @@ void kgo_call_input(KgoCall *c, int i, int dtype, int rank, const int64_t *shape
 
 int kgo_call_plan(KgoCall *c) { return (int)kiln_model_plan(c->m, c->in, c->out, &c->err); }
 
+static KilnTensor *slot_tensor(KgoCall *c, int slot) {
+    return slot < c->nparams ? &c->in[slot] : &c->out[slot - c->nparams];
+}
+
 int kgo_pin(KgoCall *c, int slot, void *data, uintptr_t handle) {
-    KilnTensor *t = slot < c->nparams ? &c->in[slot] : &c->out[slot - c->nparams];
+    KilnTensor *t = slot_tensor(c, slot);
     t->data = data;
     int st = goKilnPinNext(handle);
     t->data = NULL; /* the Go pointer leaves C memory before this call returns */
@@ -48,6 +52,17 @@ int kgo_pin(KgoCall *c, int slot, void *data, uintptr_t handle) {
 }
 
 int kgo_call_run(KgoCall *c) { return (int)kiln_model_run_into(c->m, c->in, c->out, &c->err); }
+
+int kgo_run_direct(KgoCall *c, const int *slot, void *p0, void *p1, void *p2, void *p3, void *p4, void *p5,
+                   void *p6, void *p7) {
+    void *p[KGO_DIRECT] = {p0, p1, p2, p3, p4, p5, p6, p7};
+    for (int i = 0; i < KGO_DIRECT; i++)
+        if (slot[i] >= 0) slot_tensor(c, slot[i])->data = p[i];
+    int st = kgo_call_run(c);
+    for (int i = 0; i < KGO_DIRECT; i++) /* no Go pointer stays behind */
+        if (slot[i] >= 0) slot_tensor(c, slot[i])->data = NULL;
+    return st;
+}
 
 int kgo_bind(KilnModel *m, const char *name, int dtype, int rank, const int64_t *shape, void *data,
              KilnError *err) {

@@ -9,7 +9,9 @@
  * memory), calls back into Go (goKilnPinNext) for the next slot, and takes p
  * out again before it returns; the innermost callback runs the model while
  * every pointer is still inside its own call.  No Go pointer stays in C
- * memory after the call that passed it returns. */
+ * memory after the call that passed it returns.  Most runs hand over a few
+ * slices only: up to KGO_DIRECT go as the arguments of one call
+ * (kgo_run_direct), with no callback. */
 #ifndef KILN_GO_GLUE_H
 #define KILN_GO_GLUE_H
 
@@ -37,6 +39,11 @@ int kgo_call_plan(KgoCall *c);
 int kgo_pin(KgoCall *c, int slot, void *data, uintptr_t handle);
 /* The innermost step: kiln_model_run_into with every pointer pinned. */
 int kgo_call_run(KgoCall *c);
+/* A run whose slices number KGO_DIRECT at most, without callbacks: they
+ * are the arguments of this one call (slot[i] < 0: unused). */
+enum { KGO_DIRECT = 8 };
+int kgo_run_direct(KgoCall *c, const int *slot, void *p0, void *p1, void *p2, void *p3, void *p4, void *p5,
+                   void *p6, void *p7);
 
 /* Bind with the tensor's parts as separate arguments (shape and data are Go
  * pointers, read during the call: kiln_model_bind copies the data). */

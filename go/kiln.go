@@ -306,9 +306,7 @@ func (m *Model) Run(inputs map[string]*Tensor) ([]*Tensor, error) {
 			chain.add(i, dataPtr(t.Data, counts[i]))
 		}
 	}
-	h := cgo.NewHandle(chain)
-	st := chain.next(h)
-	h.Delete()
+	st := chain.run()
 	runtime.KeepAlive(byIndex)
 	runtime.KeepAlive(outs)
 	if st != C.KILN_OK {
@@ -330,6 +328,25 @@ func (p *pinChain) add(slot int, ptr unsafe.Pointer) {
 		p.slots = append(p.slots, slot)
 		p.ptrs = append(p.ptrs, ptr)
 	}
+}
+
+// run hands every slice over and runs the model: in one call when they are
+// few, else one nested call per slice.
+func (p *pinChain) run() C.int {
+	if len(p.ptrs) <= C.KGO_DIRECT {
+		var slots [C.KGO_DIRECT]C.int
+		var ptrs [C.KGO_DIRECT]unsafe.Pointer
+		for i := range slots {
+			slots[i] = -1
+			if i < len(p.ptrs) {
+				slots[i], ptrs[i] = C.int(p.slots[i]), p.ptrs[i]
+			}
+		}
+		return C.kgo_run_direct(p.call, &slots[0], ptrs[0], ptrs[1], ptrs[2], ptrs[3], ptrs[4], ptrs[5], ptrs[6], ptrs[7])
+	}
+	h := cgo.NewHandle(p)
+	defer h.Delete()
+	return p.next(h)
 }
 
 // next pins the next slice (C calls back for the one after), or runs the

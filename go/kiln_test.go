@@ -62,6 +62,65 @@ func TestAgainstNumPy(t *testing.T) {
 	})
 }
 
+// The ONNX importer's LeNet (tests/onnx/lenet.onnx: a symbolic batch,
+// weights in the file), when it is there.
+func TestONNX(t *testing.T) {
+	path := filepath.Join(root, "tests/onnx/lenet.onnx")
+	if _, err := os.Stat(data("onnx_lenet_x.npy")); err != nil {
+		t.Skip("no tests/onnx/lenet.onnx")
+	}
+	for _, device := range []string{"cpu", "ref"} {
+		m := mustLoad(t, path, Options{Device: device})
+		p := m.Params()
+		if len(p) != 1 || p[0].Bound || len(p[0].Shape) != 4 {
+			t.Fatalf("params of the ONNX LeNet: %+v", p)
+		}
+		x := readNpy(t, "onnx_lenet_x.npy")
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out, err := m.Run(map[string]*Tensor{p[0].Name: x})
+				if err == nil {
+					err = closeTo(out[0], readNpy(t, "onnx_lenet_y.npy"), 1e-4, 1e-6)
+				}
+				if err != nil {
+					t.Errorf("%s: %v", device, err)
+				}
+			}()
+		}
+		wg.Wait()
+		m.Close()
+	}
+}
+
+// More slices than one C call takes (glue.h): every LeNet weight passed as
+// an input, from several goroutines, against NumPy.
+func TestManyInputs(t *testing.T) {
+	m := mustLoad(t, filepath.Join(root, "examples/lenet.kiln"), Options{})
+	defer m.Close()
+	in := map[string]*Tensor{"x": readNpy(t, "lenet_x.npy")}
+	for _, p := range m.Params()[1:] {
+		in[p.Name] = readNpy(t, "lenet_"+p.Name+".npy")
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := m.Run(in)
+			if err == nil {
+				err = closeTo(out[0], readNpy(t, "lenet_y.npy"), 1e-4, 1e-5)
+			}
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 const kindsSource = `# every dtype through the boundary
 graph kinds(a: f64[K], b: i32[K], c: i64[K], d: bool[K], e: f16[K], f: bf16[K]) -> (f64[K], i32[K], i64[K], bool[K], f16[K], bf16[K], f32[K]) {
     return a * a + 1.0, b * 3 - b, c * c, not d, e * e, f + f, cast(e, f32) + cast(f, f32)

@@ -10,6 +10,8 @@ OUTDIR gets
     lenet_x.npy, lenet_y.npy   3 images and the logits (convolutions done here in float64)
     kinds_<name>.npy           inputs and results of the dtype graph of kiln_test.go
                                (bf16 as uint16 bit patterns, f16 as float16)
+    onnx_lenet_x.npy, _y.npy   tests/onnx/lenet.onnx's input and NumPy-made output, when
+                               that model is there
 Every value comes from np.random.default_rng(20261205): the same files every time.
 """
 import json
@@ -126,6 +128,20 @@ def kinds(out):
         np.save(out / f"kinds_{name}.npy", v)
 
 
+def onnx_lenet(out):
+    """The ONNX importer's LeNet (tests/onnx/lenet.onnx), when it is there: its input
+    (an ONNX TensorProto) as .npy, and its NumPy-made output."""
+    d = Path(__file__).resolve().parents[1] / "onnx"
+    if not (d / "lenet.onnx").exists():
+        return
+    from onnx import TensorProto, numpy_helper
+
+    t = TensorProto()
+    t.ParseFromString((d / "lenet_input.pb").read_bytes())
+    np.save(out / "onnx_lenet_x.npy", numpy_helper.to_array(t).astype(np.float32))
+    np.save(out / "onnx_lenet_y.npy", np.load(d / "lenet_output.npy").astype(np.float32))
+
+
 def main():
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
@@ -133,6 +149,7 @@ def main():
         mlp(out)
         lenet(out)
         kinds(out)
+    onnx_lenet(out)
 
 
 if __name__ == "__main__":

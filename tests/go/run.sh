@@ -3,10 +3,11 @@
 # package go/ (against NumPy, many goroutines on one model, every error
 # path, use after Close, no leak, AOT bundles called from Go) and of the
 # service examples/go/classify (a few hundred concurrent requests on
-# 127.0.0.1 against a single-threaded run), under GODEBUG=cgocheck=1; and
-# gofmt over both.  Go's build cache lives in BUILD_DIR/gocache, so a rerun
-# only relinks.  Last line: "go: N passed, N failed" (one per test and
-# subtest that Go reports, plus the gofmt check).
+# 127.0.0.1 against a single-threaded run), under GODEBUG=cgocheck=1; the
+# tests that hand slices to C again under cgocheck=2; and gofmt over both.
+# Go's build cache lives in BUILD_DIR/gocache, so a rerun only relinks.
+# Last line: "go: N passed, N failed" (one per test and subtest that Go
+# reports, plus the gofmt check).
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
@@ -37,6 +38,11 @@ for dir in go examples/go/classify; do
         echo "FAIL: go test in $dir (exit $?)"
     fi
 done
+# the stricter pointer check (Go pointers stored into C memory), on the tests
+# that hand slices to C by both paths of go/glue.h
+if (cd "$ROOT/go" && GODEBUG=cgocheck=2 go test -count=1 -v -run 'ManyInputs|DTypes|ConcurrentRuns|Alias|BindConverts' . >>"$LOG" 2>&1); then :; else
+    echo "FAIL: go test under GODEBUG=cgocheck=2 (exit $?)"
+fi
 p=$(grep -c -E '^ *--- PASS' "$LOG")
 f=$(grep -c -E '^ *--- FAIL|^FAIL	|^panic:|build failed|\[setup failed\]' "$LOG")
 grep -E '^ *--- FAIL|^FAIL	|^panic:|build failed|\[setup failed\]' "$LOG" | sed 's/^/FAIL: /' | head -n 20

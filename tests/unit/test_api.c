@@ -14,7 +14,9 @@
  * file, all or nothing;
  *   - every error path: status, file, line, column and message;
  *   - use after close (every function), closing while runs are in flight,
- *     and 200 load/bind/run/close cycles (leaks: `make asan`).
+ *     and 200 load/bind/run/close cycles (leaks: `make asan`);
+ *   - the ONNX LeNet of tests/onnx, when it is there, against its NumPy
+ *     output (rtol 1e-4).
  * Last line: "test_api: N passed, N failed". */
 #include "kiln.h"
 
@@ -68,7 +70,9 @@ static KilnTensor make(int rank, const int64_t *shape) {
     return t;
 }
 
-static bool close_enough(const KilnTensor *a, const KilnTensor *b, double *worst) {
+/* a against b (same dtype and shape): |a - b| <= atol + rtol |b| everywhere. */
+static bool close_enough_tol(const KilnTensor *a, const KilnTensor *b, double rtol, double atol,
+                             double *worst) {
     *worst = 0;
     if (a->dtype != b->dtype || a->rank != b->rank) return false;
     for (int k = 0; k < a->rank; k++)
@@ -76,8 +80,19 @@ static bool close_enough(const KilnTensor *a, const KilnTensor *b, double *worst
     for (int64_t i = 0; i < kiln_tensor_numel(a); i++) {
         double x = kiln_tensor_get(a, i), y = kiln_tensor_get(b, i), d = fabs(x - y);
         if (d > *worst) *worst = d;
-        if (d > 1e-6 + 1e-5 * fabs(y)) return false;
+        if (d > atol + rtol * fabs(y)) return false;
     }
+    return true;
+}
+
+static bool close_enough(const KilnTensor *a, const KilnTensor *b, double *worst) {
+    return close_enough_tol(a, b, 1e-5, 1e-6, worst);
+}
+
+/* An f32 copy of t. */
+static bool tensor_like(const KilnTensor *t, KilnTensor *out) {
+    if (!kiln_tensor_init(out, KILN_F32, t->rank, t->shape)) return false;
+    for (int64_t i = 0; i < kiln_tensor_numel(t); i++) kiln_tensor_set(out, i, kiln_tensor_get(t, i));
     return true;
 }
 
@@ -509,6 +524,39 @@ static void test_cycles(void) {
     kiln_tensor_free(&x);
 }
 
+/* The ONNX importer's LeNet (tests/onnx/lenet.onnx, a symbolic batch and its
+ * weights in the file), when it is there: its NumPy-made output. */
+static void test_onnx(void) {
+    const char *model = "tests/onnx/lenet.onnx";
+    FILE *f = fopen(model, "rb");
+    if (!f) return;
+    fclose(f);
+    KilnError err = {0};
+    KilnTensor x = {0}, want = {0}, out[1];
+    char e[512];
+    CHECK(kiln_onnx_tensor_read_file("tests/onnx/lenet_input.pb", &x, e, sizeof e) &&
+              kiln_npy_read("tests/onnx/lenet_output.npy", &want, e, sizeof e),
+          "reading the ONNX LeNet's data: %s", e);
+    KilnModel *m = kiln_model_load(model, &(KilnModelOptions){.device = "cpu"}, &err);
+    CHECK(m && kiln_model_num_params(m) == 1 && kiln_model_num_results(m) == 1, "load %s: %s", model,
+          err.message);
+    double worst = 0;
+    if (m && kiln_model_run(m, &x, out, &err) == KILN_OK) {
+        KilnTensor got = out[0];
+        if (want.dtype == KILN_F64) { /* compare as f32 */
+            KilnTensor w32;
+            if (tensor_like(&want, &w32)) kiln_tensor_free(&want), want = w32;
+        }
+        CHECK(close_enough_tol(&got, &want, 1e-4, 1e-6, &worst), "ONNX LeNet off by %g", worst);
+        kiln_tensor_free(&out[0]);
+    } else {
+        CHECK(false, "run the ONNX LeNet: %s", err.message);
+    }
+    kiln_model_free(m);
+    kiln_tensor_free(&x), kiln_tensor_free(&want);
+    kiln_error_clear(&err);
+}
+
 int main(void) {
     char dir[] = "/tmp/kiln-test-api.XXXXXX";
     if (!mkdtemp(dir)) return 3;
@@ -521,6 +569,7 @@ int main(void) {
     test_errors(dir);
     test_close_while_running();
     test_cycles();
+    test_onnx();
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) printf("note: could not remove %s\n", dir);
