@@ -181,8 +181,10 @@ func TestAOTBundleFromGo(t *testing.T) {
 }
 
 func TestAOTCudaBundleFromGo(t *testing.T) {
-	if _, err := os.Stat("/usr/local/cuda/include/cuda.h"); err != nil {
-		t.Skip("no CUDA toolkit in /usr/local/cuda")
+	// the toolkit kiln finds (runtime/cuda_toolkit.c), wherever it is
+	inc, err := exec.Command(filepath.Join(root, "build/kiln"), "env", "KILN_CUDA_INCLUDE").Output()
+	if _, serr := os.Stat(filepath.Join(strings.TrimSpace(string(inc)), "cuda.h")); err != nil || serr != nil {
+		t.Skip("kiln finds no CUDA toolkit (kiln env)")
 	}
 	dir := t.TempDir()
 	order := "x c1 c1b c2 c2b f1 f1b f2 f2b f3 f3b"
