@@ -1604,7 +1604,9 @@ bool cuda_codegen_ex(const KProgram *p, int arch_sm, bool emulated, bool tensor_
                 name = arena_printf(names, "%s_%d", name, ki);
                 j = -1;
             }
+        double t0 = trace_clock_ms();
         ok = render_kernel(p, ki, &d, name, &body, &L, &sync[ki], err, errlen);
+        trace_span(p->trace, "codegen", t0, trace_clock_ms(), "CUDA C %s", name);
         L.name = xstrdup(name);
         VEC_PUSH(out->launches, L);
     }

@@ -162,6 +162,9 @@ typedef struct {
     /* A result may be the same buffer as another result or a parameter; then
      * the runtime copies: result_buf[i] is the buffer holding result i. */
     VEC(int) result_buf;
+    /* Where code generation records a span per kernel (bench --trace; ir.h):
+     * set by whoever compiles the program (runtime/exec.c); NULL: nowhere. */
+    Trace *trace;
 } KProgram;
 
 /* kernel.c: construction helpers (used by the scheduler and by tests that

@@ -2914,9 +2914,13 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTar
 
     LLVMValueRef *kfns = xcalloc((size_t)p->kernels.len + 1, sizeof(LLVMValueRef));
     int64_t max_scratch = 0;
+    int nbuilt = 0;
     for (int i = 0; i < p->kernels.len; i++) {
         if (only && !only[i]) continue;
+        double t0 = trace_clock_ms();
         kfns[i] = emit_kernel(&cg, &p->kernels.data[i], i, aot ? NULL : &(LLVMValueRef){NULL});
+        trace_span(p->trace, "codegen", t0, trace_clock_ms(), "LLVM IR %s", p->kernels.data[i].name);
+        nbuilt++;
         if (aot) LLVMSetLinkage(kfns[i], LLVMInternalLinkage);
         int64_t sb = matmul_scratch(&cg, &p->kernels.data[i]);
         if (scratch) scratch[i] = sb;
@@ -2927,6 +2931,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTar
     free(kfns);
     LLVMDisposeBuilder(cg.b);
 
+    double t_opt = trace_clock_ms();
     char *msg = NULL;
     if (LLVMVerifyModule(cg.mod, LLVMReturnStatusAction, &msg)) {
         copy_msg(err, errlen, "LLVM verifier rejected the generated code (a kiln bug): ", msg);
@@ -2943,6 +2948,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTar
     LLVMPassBuilderOptionsSetLoopUnrolling(po, 1);
     LLVMErrorRef e = LLVMRunPasses(cg.mod, KILN_PIPELINE, tm, po);
     LLVMDisposePassBuilderOptions(po);
+    trace_span(p->trace, "codegen", t_opt, trace_clock_ms(), "LLVM verify + O3 (%d kernels)", nbuilt);
     if (e) {
         char *m = LLVMGetErrorMessage(e);
         copy_msg(err, errlen, "LLVM optimisation failed: ", m);
@@ -3033,10 +3039,12 @@ static void *compile_part(void *arg) {
             LLVMDisposeMessage(s);
         }
         char *msg = NULL;
+        double t_mc = trace_clock_ms();
         if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &msg, &part->obj)) {
             copy_msg(part->err, sizeof part->err, "LLVM code generation failed: ", msg);
             part->obj = NULL;
         }
+        trace_span(part->p->trace, "codegen", t_mc, trace_clock_ms(), "LLVM machine code");
         LLVMDisposeMessage(msg);
         LLVMDisposeModule(mod);
     }
@@ -3219,6 +3227,7 @@ KilnJit *kjit_compile_for(const KProgram *p, const char *cpu, int jobs, char **i
         return NULL;
     }
     j->times.link_ms = wall_ms() - w1;
+    trace_span(p->trace, "codegen", w1, wall_ms(), "LLVM JIT link + lookup");
     j->times.parts = nparts;
     (void)c0;
     return j;

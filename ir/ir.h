@@ -63,6 +63,38 @@ void sb_free(StrBuf *sb);
 
 bool read_file(const char *path, char **data, size_t *len, char *err, size_t errlen);
 
+/* ----------------------------------------------------------------- trace.c */
+
+/* A timeline of what one command did (`bench --trace`): spans on the
+ * monotonic clock, each with a category, a name and the track it belongs
+ * to, written as Chrome trace-event JSON (what chrome://tracing and
+ * Perfetto open).  Every recorder takes a Trace that may be NULL -- then it
+ * records nothing -- so that the layers hand it along (CompileOptions,
+ * PassOptions, KProgram) without caring whether anyone listens.  Safe to
+ * record into from several threads. */
+typedef struct Trace Trace;
+Trace *trace_new(void);
+void trace_free(Trace *t);
+double trace_clock_ms(void); /* the clock of every span, in ms */
+/* A span on the calling host thread's own track ("kiln (host)"). */
+void trace_span(Trace *t, const char *cat, double t0, double t1, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* The track `thread` of `process` ("device cpu", "launches"), made on first
+ * use; -1 when t is NULL. */
+int trace_track(Trace *t, const char *process, const char *thread);
+/* A span on `track`; args is a JSON object's text ("{...}") or NULL. */
+void trace_span_on(Trace *t, int track, const char *cat, double t0, double t1, const char *args,
+                   const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* The whole trace as Chrome trace-event JSON (JSON object format): spans as
+ * complete events ("ph": "X", ts/dur in microseconds from the trace's
+ * start), tracks named by metadata events.  other_data: more members of
+ * "otherData" ("\"device\": \"cpu\"", no braces) or NULL. */
+void trace_write_json(Trace *t, const char *other_data, StrBuf *out);
+/* s as a JSON string, quotes included. */
+void json_quote(StrBuf *sb, const char *s);
+/* How every trace kiln writes begins (runtime/outfile.c knows them by it). */
+#define TRACE_JSON_HEAD "{\"otherData\": {\"generator\": \"kiln "
+
 /* ------------------------------------------------------------------ diag.c */
 
 typedef struct {

@@ -25,6 +25,7 @@ typedef struct {
     bool fast_math;          /* allow rewrites that are not exact in IEEE arithmetic */
     bool remarks;            /* one line per rewrite ("remark: fold: ...") */
     PassPrecision precision; /* != F32: the precision pass runs first, at every opt level */
+    Trace *trace;            /* a span per pass is recorded here (ir.h); NULL: none */
 } PassOptions;
 
 /* Runs the pipeline on g.  Returns g itself when no pass runs, else a new

@@ -206,8 +206,10 @@ static IRGraph *run_list(Arena *arena, IRGraph *g, const PassOptions *opt, const
     for (int k = 0; k < n; k++) {
         const PassEntry *p = &pass_table[list[k]];
         PassCtx ctx = {.opt = opt, .pass = p->name};
+        double t0 = trace_clock_ms();
         IRGraph *next = p->fn(arena, cur, &ctx);
         bool ok = next && verify_graph(next, why, sizeof why) && check_interface(cur, next, why, sizeof why);
+        trace_span(opt->trace, "passes", t0, trace_clock_ms(), "pass %s", p->name);
         if (!next) snprintf(why, sizeof why, "it returned no graph");
         if (!ok) {
             snprintf(err, errlen, "internal error: pass '%s' broke the graph: %s (run with --passes to "

@@ -37,6 +37,8 @@ typedef struct {
     const char *print_after; /* --print-after=PASS|all */
     bool fast_math;          /* --fast-math */
     bool remarks;            /* --remarks: the passes' and the fusion scheduler's, on every device */
+    Trace *trace;            /* bench --trace: the passes, fusion, code generation and every run
+                                of the executable record their spans here; NULL: nothing */
 } CompileOptions;
 
 /* What a backend can do; the executor and the front ends read these rather

@@ -167,7 +167,10 @@ KilnStatus cuda_build_target(const KProgram *kp, const CompileOptions *opt, cons
     KCacheKey key = ptx_key(b, t);
     b->cache = kcache_load(&cache, key, &b->ptx, &b->ptx_len);
     if (b->cache != KC_HIT) {
+        double t_nvrtc = now_ms();
         KilnStatus st = compile_code(b, t, err, errlen);
+        trace_span(kp->trace, "codegen", t_nvrtc, now_ms(), "NVRTC: CUDA C to %s (sm_%d)",
+                   t->output == NVRTC_PTX ? "PTX" : "CUBIN", b->code_sm);
         if (st != KILN_OK) {
             kcache_close(&cache);
             cuda_build_free(b);
@@ -295,6 +298,7 @@ static void *cuda_prepare(const KProgram *kp, const CompileOptions *opt, char *e
     const CudaProgram *cp = &e->build.cp;
     double t0 = now_ms();
     if (!load_module(e, err, errlen)) goto fail;
+    trace_span(kp->trace, "codegen", t0, now_ms(), "cuModuleLoadData: the code to the GPU");
     const char *sync = getenv("KILN_CUDA_SYNC");
     e->sync_each = sync && *sync && strcmp(sync, "0") != 0;
     int nl = cp->launches.len;

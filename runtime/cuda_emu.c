@@ -630,8 +630,14 @@ static void *emu_prepare(const KProgram *kp, const CompileOptions *opt, char *er
     EmuProg *x = xcalloc(1, sizeof *x);
     x->kp = kp;
     if (!cuda_emu_modes_parse(getenv("KILN_EMU"), &x->modes, err, errlen) ||
-        !cuda_codegen_ex(kp, sm, true, tensor_cores || x->modes.tensor_cores, &x->cp, err, errlen) ||
-        !(x->mod = cuda_emu_load(&x->cp, err, errlen))) {
+        !cuda_codegen_ex(kp, sm, true, tensor_cores || x->modes.tensor_cores, &x->cp, err, errlen)) {
+        emu_release(x);
+        return NULL;
+    }
+    double t0 = trace_clock_ms();
+    x->mod = cuda_emu_load(&x->cp, err, errlen);
+    trace_span(kp->trace, "codegen", t0, trace_clock_ms(), "host C++ compiler (or its cache) + dlopen");
+    if (!x->mod) {
         emu_release(x);
         return NULL;
     }

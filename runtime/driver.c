@@ -130,8 +130,12 @@ static bool bind_dim(DimBinding **binds, int *nbinds, const char **origins, cons
 
 /* The optimisation passes the compile options select (passes/pass.h). */
 PassOptions driver_pass_options(const CompileOptions *o) {
-    PassOptions p = {.opt_level = o->opt_level, .passes = o->passes, .print_after = o->print_after,
-                     .fast_math = o->fast_math, .remarks = o->remarks};
+    PassOptions p = {.opt_level = o->opt_level,
+                     .passes = o->passes,
+                     .print_after = o->print_after,
+                     .fast_math = o->fast_math,
+                     .remarks = o->remarks,
+                     .trace = o->trace};
     switch (o->precision) {
     case PREC_F32: p.precision = PASS_PREC_F32; break;
     case PREC_F16: p.precision = PASS_PREC_F16; break;

@@ -49,6 +49,7 @@ struct Executable {
     bool *bound_owned; /* false: exec_bind_shared, the data is the caller's */
     KilnTensor *bound;
     void **bound_dev;
+    Trace *trace; /* CompileOptions.trace: exec_bench records its runs here */
 };
 
 static double now_ms(void) {
@@ -143,15 +144,19 @@ Executable *exec_compile(const Backend *be, const IRGraph *g, const CompileOptio
     x->bound_owned = xcalloc((size_t)x->nparams + 1, sizeof *x->bound_owned);
     x->bound = xcalloc((size_t)x->nparams + 1, sizeof *x->bound);
     x->bound_dev = xcalloc((size_t)x->nparams + 1, sizeof *x->bound_dev);
+    x->trace = opt ? opt->trace : NULL;
     if (!has(x, BK_KERNELS)) return x;
     double t0 = now_ms();
     char berr[2048] = "";
     x->kp = exec_schedule(x->arena, g, opt, berr, sizeof berr);
+    double t1 = now_ms();
+    trace_span(x->trace, "fusion", t0, t1, "fusion: %d kernels", x->kp ? x->kp->kernels.len : 0);
     if (x->kp && opt && opt->verbose)
-        fprintf(stderr, "kiln: %s: scheduled %d kernels in %.1f ms\n", be->name, x->kp->kernels.len,
-                now_ms() - t0);
+        fprintf(stderr, "kiln: %s: scheduled %d kernels in %.1f ms\n", be->name, x->kp->kernels.len, t1 - t0);
+    if (x->kp) x->kp->trace = x->trace;
     if (x->kp && check_program(x, berr, sizeof berr))
         x->prog = be->kernels.prepare(x->kp, opt, berr, sizeof berr);
+    trace_span(x->trace, "codegen", t1, now_ms(), "compile for %s", be->name);
     if (!x->prog) {
         snprintf(err, errlen, "%s: %s", be->name, berr[0] ? berr : "compilation failed");
         exec_destroy(x);
@@ -490,16 +495,52 @@ static double median(double *v, int n) {
     return n ? (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2])) : 0;
 }
 
+/* The track of the device's timeline in a trace (-1 without one). */
+static int device_track(const Executable *x) {
+    if (!x->trace) return -1;
+    StrBuf process = {0};
+    sb_printf(&process, "device %s", x->be->name);
+    int track = trace_track(x->trace, process.data, has(x, BK_KERNELS) ? "kernel launches" : "runs");
+    sb_free(&process);
+    return track;
+}
+
+/* Records run r (-1: the warm-up) of a bench: the run, and each kernel
+ * with what it moved and computed.  stamps as timed_launches fills them. */
+static void trace_run(const Executable *x, int track, int r, const double *stamps) {
+    int nk = x->kp ? x->kp->kernels.len : 0;
+    if (r < 0)
+        trace_span_on(x->trace, track, "run", stamps[0], stamps[nk], NULL, "warm-up run");
+    else
+        trace_span_on(x->trace, track, "run", stamps[0], stamps[nk], NULL, "run %d", r + 1);
+    for (int k = 0; x->trace && k < nk; k++) {
+        const Kernel *kn = &x->kp->kernels.data[k];
+        double ms = stamps[k + 1] - stamps[k];
+        StrBuf args = {0};
+        sb_printf(&args, "{\"run\": %d, \"kernel\": %d, \"kind\": \"%s\", \"bytes\": %lld, \"flops\": %lld",
+                  r + 1, k, kernel_kind_name(kn->kind), (long long)kn->bytes, (long long)kn->flops);
+        if (ms > 0)
+            sb_printf(&args, ", \"GB/s\": %.6g, \"GFLOP/s\": %.6g", kn->bytes / ms / 1e6,
+                      kn->flops / ms / 1e6);
+        sb_puts(&args, "}");
+        trace_span_on(x->trace, track, "kernel", stamps[k], stamps[k + 1], args.data, "%s", kn->name);
+        sb_free(&args);
+    }
+}
+
 /* Graph-level backends: whole runs on the host clock. */
 static KilnStatus bench_graph(const Executable *x, const KilnTensor *inputs, int runs, BenchReport *rep,
                               char *err, size_t errlen) {
     double *t = xcalloc((size_t)runs, sizeof *t);
     KilnTensor *outs = xcalloc((size_t)x->nresults + 1, sizeof *outs);
     KilnStatus st = KILN_OK;
+    int track = device_track(x);
     for (int r = -1; r < runs && st == KILN_OK; r++) { /* r == -1: warm-up */
-        double t0 = now_ms();
+        double stamps[2] = {now_ms(), 0};
         st = exec_run(x, inputs, outs, err, errlen);
-        if (r >= 0) t[r] = now_ms() - t0;
+        stamps[1] = now_ms();
+        if (r >= 0) t[r] = stamps[1] - stamps[0];
+        if (st == KILN_OK) trace_run(x, track, r, stamps);
         for (int i = 0; st == KILN_OK && i < x->nresults; i++) kiln_tensor_free(&outs[i]);
     }
     rep->run_ms = median(t, runs);
@@ -510,20 +551,24 @@ static KilnStatus bench_graph(const Executable *x, const KilnTensor *inputs, int
 }
 
 /* One timed run of every kernel: stamps[k] is the time before kernel k,
- * stamps[nk] after the last (host clock, or the device's marks). */
+ * stamps[nk] after the last (host clock, or the device's marks placed at
+ * the host time the run was launched). */
 static bool timed_launches(Call *c, double *stamps, char *err, size_t errlen) {
     const Executable *x = c->x;
     const Backend *be = x->be;
     int nk = x->kp->kernels.len;
     bool device_clock = be->clock.mark && be->clock.elapsed;
+    double launched = now_ms();
     for (int k = 0; k <= nk; k++) {
         if (device_clock && !be->clock.mark(x->prog, c->state, k, err, errlen)) return false;
         if (!device_clock) stamps[k] = now_ms();
         if (k < nk && !be->kernels.launch(x->prog, c->state, k, c->bufs, err, errlen)) return false;
     }
     if (be->kernels.sync && !be->kernels.sync(x->prog, c->state, err, errlen)) return false;
-    for (int k = 0; device_clock && k <= nk; k++)
+    for (int k = 0; device_clock && k <= nk; k++) {
         if (!be->clock.elapsed(x->prog, c->state, 0, k, &stamps[k], err, errlen)) return false;
+        stamps[k] += launched;
+    }
     return true;
 }
 
@@ -539,11 +584,13 @@ KilnStatus exec_bench(const Executable *x, const KilnTensor *inputs, int runs, B
     KilnStatus st = call_open(&c, x, inputs, err, errlen);
     bool made = st == KILN_OK && alloc_outputs(x, outs, err, errlen);
     if (st == KILN_OK && (!made || !bind(&c, outs, err, errlen))) st = KILN_ERR_DEVICE;
+    int track = device_track(x);
     for (int r = -1; r < runs && st == KILN_OK; r++) { /* r == -1: warm-up */
         if (!timed_launches(&c, stamps, err, errlen)) {
             st = KILN_ERR_DEVICE;
             break;
         }
+        trace_run(x, track, r, stamps);
         for (int k = 0; r >= 0 && k < nk; k++)
             t[(size_t)k * (size_t)runs + (size_t)r] = stamps[k + 1] - stamps[k];
         if (r >= 0) t[(size_t)nk * (size_t)runs + (size_t)r] = stamps[nk] - stamps[0];

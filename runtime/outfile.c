@@ -70,12 +70,19 @@ static bool holds_kind(const char *head, size_t n, OutKind kind) {
     switch (kind) {
     case OUT_NPY: return n >= 6 && memcmp(head, "\x93NUMPY", 6) == 0;
     case OUT_EMIT: return looks_emitted(head, n);
+    case OUT_TRACE:
+        return n >= strlen(TRACE_JSON_HEAD) && memcmp(head, TRACE_JSON_HEAD, strlen(TRACE_JSON_HEAD)) == 0;
     }
     return false;
 }
 
 static const char *kind_name(OutKind kind) {
-    return kind == OUT_NPY ? "a .npy file" : "output of `kiln emit`";
+    switch (kind) {
+    case OUT_NPY: return "a .npy file";
+    case OUT_EMIT: break;
+    case OUT_TRACE: return "a trace of `kiln bench --trace`";
+    }
+    return "output of `kiln emit`";
 }
 
 /* Reads up to cap bytes of a regular file, without following a final

@@ -29,8 +29,9 @@
 
 /* What an output is, which decides what an existing file there may be. */
 typedef enum {
-    OUT_NPY,  /* a .npy file */
-    OUT_EMIT, /* a stage printed by `emit` (any stage's form), or an empty file */
+    OUT_NPY,   /* a .npy file */
+    OUT_EMIT,  /* a stage printed by `emit` (any stage's form), or an empty file */
+    OUT_TRACE, /* a trace `bench --trace` wrote (starts with TRACE_JSON_HEAD, ir.h) */
 } OutKind;
 
 /* The files a command reads, by identity. */

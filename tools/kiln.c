@@ -26,6 +26,7 @@ typedef struct {
     const char *emit;
     const char *out;
     const char *target;
+    const char *trace_out; /* bench --trace FILE.json */
     VEC(NamedTensor) tensors;
     VEC(DimBinding) dims;
     VEC(char *) weights;
@@ -73,7 +74,10 @@ static const char *const help_text[][2] = {
     {"aot", "kiln aot FILE --target=cuda[:sm_XX]|cpu -o DIR [--force]\n"
             "  Write a deployable bundle into DIR: a new or empty folder, or one kiln made\n"
             "  (replaced whole); --force adds the files to any other folder.\n"},
-    {"bench", "kiln bench FILE [run options] [--runs=N] [--json]\n  Time each kernel and the whole graph.\n"},
+    {"bench", "kiln bench FILE [run options] [--runs=N] [--json] [--trace FILE.json]\n"
+              "  Time each kernel and the whole graph.\n"
+              "  --trace FILE.json       write the compile phases and every kernel launch of every run as a\n"
+              "                          Chrome trace (open it in Perfetto or chrome://tracing)\n"},
     {"env", "kiln env [NAME]\n  What kiln finds of CUDA here (toolkit, NVRTC, headers, ptxas, driver, GPU)\n"
             "  as shell assignments KILN_NAME='value', or the value of one NAME.\n"},
     {"repl",
@@ -248,6 +252,9 @@ static int parse_options(int argc, char **argv, int start, Options *o) {
             o->copt.opt_level = 0;
         } else if (strcmp(a, "-O2") == 0 || strcmp(a, "-O") == 0) {
             o->copt.opt_level = 2;
+        } else if (is_opt(a, "--trace")) {
+            if (!(v = opt_value(argc, argv, &i, "--trace"))) goto missing;
+            o->trace_out = v;
         } else if (strcmp(a, "--json") == 0) {
             o->json = true;
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
@@ -263,6 +270,10 @@ static int parse_options(int argc, char **argv, int start, Options *o) {
     }
     if (!o->file) {
         usage_error("'%s' needs a FILE", o->command);
+        return KILN_ERR_USAGE;
+    }
+    if (o->trace_out && strcmp(o->command, "bench") != 0) {
+        usage_error("--trace is an option of bench, not of %s", o->command);
         return KILN_ERR_USAGE;
     }
     return KILN_OK;
@@ -512,10 +523,19 @@ typedef struct {
 static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t errlen) {
     int st;
     memset(pr, 0, sizeof *pr);
-    if ((st = open_program(o, &pr->c, &pr->entry)) != KILN_OK) return st;
-    if ((st = load_tensors(o)) != KILN_OK) return st;
+    Trace *tr = o->copt.trace; /* bench --trace */
+    double t0 = trace_clock_ms();
+    st = open_program(o, &pr->c, &pr->entry);
+    trace_span(tr, "parse", t0, trace_clock_ms(), "read and parse %s", o->file);
+    if (st != KILN_OK) return st;
+    t0 = trace_clock_ms();
+    st = load_tensors(o);
+    trace_span(tr, "parse", t0, trace_clock_ms(), "read the input files");
+    if (st != KILN_OK) return st;
     pr->req = (BindRequest){o->tensors.data, o->tensors.len, o->dims.data, o->dims.len, o->seed, false};
+    t0 = trace_clock_ms();
     st = driver_bind(&pr->c, pr->entry, &pr->req, &o->copt, &pr->g, &pr->inputs, err, errlen);
+    trace_span(tr, "passes", t0, trace_clock_ms(), "bind the inputs, build the IR, run the passes");
     if (st != KILN_OK) {
         diag_print(&pr->c.diags, stderr);
         if (err[0]) fprintf(stderr, "kiln: %s\n", err);
@@ -769,21 +789,59 @@ static void json_string(const char *s) {
     putchar('"');
 }
 
+/* bench --trace: the timeline as Chrome trace-event JSON, written whole. */
+static int write_trace(Options *o, Trace *tr, const IRGraph *g, const Backend *be, const BenchReport *rep,
+                       double compile_ms) {
+    StrBuf meta = {0}, json = {0};
+    sb_puts(&meta, "\"graph\": ");
+    json_quote(&meta, g->name);
+    sb_puts(&meta, ", \"device\": ");
+    json_quote(&meta, be->name);
+    sb_printf(&meta, ", \"runs\": %d, \"compile_ms\": %.3f, \"run_ms\": %.6f", rep->runs, compile_ms,
+              rep->run_ms);
+    trace_write_json(tr, meta.data, &json);
+    char err[1024];
+    const void *part = json.data;
+    int st = outfile_write(o->trace_out, 1, &part, &json.len, err, sizeof err);
+    if (st != KILN_OK) fprintf(stderr, "kiln: %s\n", err);
+    sb_free(&meta);
+    sb_free(&json);
+    return st;
+}
+
+/* Checks, before any work, that the files bench writes may be written. */
+static int check_bench_outputs(Options *o) {
+    if (!o->trace_out) return KILN_OK;
+    InputFiles in = {0};
+    collect_inputs(o, &in);
+    char err[1024];
+    int st = outfile_check(o->trace_out, OUT_TRACE, &in, o->force, "--trace", err, sizeof err);
+    input_files_free(&in);
+    if (st != KILN_OK) fprintf(stderr, "kiln: %s\n", err);
+    return st;
+}
+
 static int cmd_bench(Options *o) {
     Prepared pr;
     char err[4096] = "";
     BenchReport rep = {0};
     int runs = o->runs ? o->runs : 20;
+    int st = check_bench_outputs(o);
+    if (st != KILN_OK) return st;
+    Trace *tr = o->trace_out ? trace_new() : NULL;
+    o->copt.trace = tr;
     double t0 = now_ms();
-    int st = prepare(o, &pr, false, err, sizeof err);
+    st = prepare(o, &pr, false, err, sizeof err);
     if (st != KILN_OK) goto done;
     double compile_ms = now_ms() - t0;
+    trace_span(tr, "compile", t0, t0 + compile_ms, "compile '%s' for %s", pr.g->name, pr.be->name);
     const IRGraph *g = pr.g;
     const Backend *be = pr.be;
     if ((st = exec_bench(pr.exe, pr.inputs, runs, &rep, err, sizeof err)) != KILN_OK) {
         fprintf(stderr, "kiln: %s\n", err);
         goto done;
     }
+    if (tr && (st = write_trace(o, tr, g, be, &rep, compile_ms)) != KILN_OK) goto done;
     if (o->json) {
         printf("{\"graph\": ");
         json_string(g->name);
@@ -813,6 +871,8 @@ static int cmd_bench(Options *o) {
 done:
     VEC_FREE(rep.kernels);
     prepared_close(&pr);
+    o->copt.trace = NULL;
+    trace_free(tr);
     return st;
 }
 

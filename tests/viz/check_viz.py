@@ -191,6 +191,152 @@ def check_svg(kiln, tmp):
     ok(r.returncode == 0 and "cluster_k0" in r.stdout, "emit --emit=dot needs no Graphviz")
 
 
+# ---------------------------------------------------------------- bench --trace
+
+# The Trace Event Format (JSON object form) as chrome://tracing and Perfetto
+# read it: what each event kind must carry, and the keys an event may have.
+EVENT_KEYS = {"name", "cat", "ph", "ts", "tts", "dur", "tdur", "pid", "tid", "args", "id", "bp", "s", "cname",
+              "sf", "stack", "id2", "scope"}
+METADATA_NAMES = {"process_name": str, "process_labels": str, "thread_name": str, "process_sort_index": int,
+                  "thread_sort_index": int}
+PHASES = set("BEXiIbneCMPOND()sftRcv") | {"(", ")"}
+
+
+def schema_errors(doc):
+    """Every way `doc` departs from the trace-event format (empty when it conforms)."""
+    errs = []
+    if not isinstance(doc, dict) or not isinstance(doc.get("traceEvents"), list):
+        return ["the top level is not an object with a traceEvents array"]
+    if doc.get("displayTimeUnit", "ms") not in ("ms", "ns"):
+        errs.append(f"displayTimeUnit {doc['displayTimeUnit']!r} is neither ms nor ns")
+    if not isinstance(doc.get("otherData", {}), dict):
+        errs.append("otherData is not an object")
+    for i, e in enumerate(doc["traceEvents"]):
+        where = f"event {i} {e.get('name')!r}" if isinstance(e, dict) else f"event {i}"
+        if not isinstance(e, dict):
+            errs.append(f"{where} is not an object")
+            continue
+        if set(e) - EVENT_KEYS:
+            errs.append(f"{where} has keys outside the format: {sorted(set(e) - EVENT_KEYS)}")
+        if e.get("ph") not in PHASES:
+            errs.append(f"{where}: ph {e.get('ph')!r} is no event type")
+        if not isinstance(e.get("name"), str):
+            errs.append(f"{where}: name is not a string")
+        for k in ("pid", "tid"):
+            if not isinstance(e.get(k), int) or isinstance(e.get(k), bool):
+                errs.append(f"{where}: {k} is not an integer")
+        if "args" in e and not isinstance(e["args"], dict):
+            errs.append(f"{where}: args is not an object")
+        if "cat" in e and not isinstance(e["cat"], str):
+            errs.append(f"{where}: cat is not a string")
+        if e.get("ph") == "X":
+            for k in ("ts", "dur"):
+                v = e.get(k)
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or v != v:
+                    errs.append(f"{where}: {k} is not a non-negative number")
+        if e.get("ph") == "M":
+            want = METADATA_NAMES.get(e.get("name"))
+            key = "sort_index" if want is int else "name"
+            if want is None:
+                errs.append(f"{where}: unknown metadata event")
+            elif not isinstance(e.get("args", {}).get(key), want):
+                errs.append(f"{where}: args.{key} is not a {want.__name__}")
+    return errs
+
+
+def check_trace(kiln, device, tmp, runs=3):
+    """bench --trace on one device: the format, the compile phases, every launch of every run."""
+    name = f"trace {device}"
+    path = os.path.join(tmp, f"trace-{device}.json")
+    r = run([kiln, "bench", "examples/transformer_block.kiln", "--dim", "B=2", "--dim", "T=8", f"--runs={runs}",
+             f"--device={device}", "--json", "--trace", path])
+    if not ok(r.returncode == 0, f"{name}: bench --trace failed (exit {r.returncode}): {r.stderr}"):
+        return
+    bench = json.loads(r.stdout)
+    doc = json.load(open(path))
+    errs = schema_errors(doc)
+    ok(not errs, f"{name}: not the trace-event format: {errs[:5]}", f"{name}: the trace-event format")
+    ev = doc["traceEvents"]
+    procs = {e["pid"]: e["args"]["name"] for e in ev if e.get("name") == "process_name"}
+    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in ev if e.get("name") == "thread_name"}
+    spans = [e for e in ev if e.get("ph") == "X"]
+    ok(all((e["pid"], e["tid"]) in threads and e["pid"] in procs for e in spans),
+       f"{name}: a span on a track without a process or thread name")
+    ok(doc["otherData"].get("device") == device and doc["otherData"].get("graph") == "block",
+       f"{name}: otherData does not name the graph and device: {doc['otherData']}")
+    # spans on one track nest or follow each other, never overlap in part
+    by_track = {}
+    for e in spans:
+        by_track.setdefault((e["pid"], e["tid"]), []).append((e["ts"], e["ts"] + e["dur"], e["name"]))
+    bad = []
+    for track, ss in by_track.items():
+        ss.sort(key=lambda x: (x[0], -(x[1] - x[0])))
+        stack = []
+        for a, b, n in ss:
+            while stack and stack[-1][1] <= a + 0.002:
+                stack.pop()
+            if stack and b > stack[-1][1] + 0.002:
+                bad.append(f"{n} overlaps {stack[-1][2]}")
+            stack.append((a, b, n))
+    ok(not bad, f"{name}: spans overlap in part on a track: {bad[:3]}", f"{name}: spans nest on every track")
+    host = [e for e in spans if procs.get(e["pid"]) == "kiln (host)"]
+    cats = {e.get("cat") for e in host}
+    kernels = [k["name"] for k in bench["kernels"]]
+    want_cats = {"parse", "passes", "compile"} | ({"fusion", "codegen"} if kernels else set())
+    ok(want_cats <= cats, f"{name}: compile phases missing: {sorted(want_cats - cats)}")
+    names = [e["name"] for e in host]
+    ok(any(n.startswith("pass ") for n in names), f"{name}: no span per optimisation pass")
+    per_kernel = {"cpu": "LLVM IR ", "cuda-emu": "CUDA C ", "cuda": "CUDA C "}.get(device)
+    if per_kernel:
+        missing = [k for k in kernels if per_kernel + k not in names]
+        ok(not missing, f"{name}: no code generation span for {missing[:3]}")
+        backend = {"cpu": "LLVM machine code", "cuda-emu": "host C++ compiler", "cuda": "NVRTC"}[device]
+        ok(any(n.startswith(backend) for n in names), f"{name}: no {backend} span")
+    # the device's timeline: warm-up + runs, each with every kernel in order, inside its run
+    dev = [e for e in spans if procs.get(e["pid"]) == f"device {device}"]
+    run_spans = sorted([e for e in dev if e.get("cat") == "run"], key=lambda e: e["ts"])
+    ok(len(run_spans) == runs + 1 and run_spans[0]["name"] == "warm-up run",
+       f"{name}: {len(run_spans)} run spans for {runs} runs and a warm-up")
+    launches = sorted([e for e in dev if e.get("cat") == "kernel"], key=lambda e: e["ts"])
+    ok(len(launches) == len(kernels) * (runs + 1),
+       f"{name}: {len(launches)} kernel launches for {len(kernels)} kernels x {runs + 1} runs")
+    for i, rs in enumerate(run_spans):
+        inside = [e for e in launches if rs["ts"] - 0.002 <= e["ts"] and e["ts"] + e["dur"] <= rs["ts"] + rs["dur"] + 0.002]
+        ok([e["name"] for e in inside] == kernels and all(e["args"]["run"] == i for e in inside),
+           f"{name}: run {i} holds {[e['name'] for e in inside][:4]}..., not every kernel in order",
+           f"{name}: every run holds every kernel launch in order")
+    # the trace agrees with bench's own numbers
+    for k in bench["kernels"]:
+        mine = sorted(e["dur"] / 1e3 for e in launches if e["name"] == k["name"] and e["args"]["run"] > 0)
+        med = (mine[len(mine) // 2] if len(mine) % 2 else (mine[len(mine) // 2 - 1] + mine[len(mine) // 2]) / 2) \
+            if mine else -1
+        args = next((e["args"] for e in launches if e["name"] == k["name"]), {})
+        ok(abs(med - k["ms"]) <= 2e-6 + 1e-6 * k["ms"] and args.get("bytes") == k["bytes"]
+           and args.get("flops") == k["flops"],
+           f"{name}: {k['name']}: trace median {med} ms, bytes {args.get('bytes')} vs bench {k}",
+           f"{name}: kernel durations, bytes and flops agree with bench --json")
+
+
+def check_trace_misuse(kiln, tmp):
+    tb = ["examples/transformer_block.kiln", "--dim", "B=2", "--dim", "T=8", "--runs=1", "--device=ref"]
+    other = os.path.join(tmp, "notes.json")
+    with open(other, "w") as f:
+        f.write('{"mine": true}\n')
+    r = run([kiln, "bench", "--trace", other] + tb)
+    ok(r.returncode == 2 and "refusing" in r.stderr and open(other).read() == '{"mine": true}\n',
+       f"bench --trace over a file kiln did not write: exit {r.returncode} {r.stderr}")
+    r = run([kiln, "bench", "--trace", "examples/transformer_block.kiln"] + tb)
+    ok(r.returncode == 2 and "input" in r.stderr, f"bench --trace onto its own program: exit {r.returncode} {r.stderr}")
+    r = run([kiln, "bench", "--trace", os.path.join(tmp, "no", "such", "dir", "t.json")] + tb)
+    ok(r.returncode == 2 and "no folder" in r.stderr, f"bench --trace into a missing folder: {r.stderr}")
+    r = run([kiln, "run", "--trace", os.path.join(tmp, "t.json")] + tb[:-2])
+    ok(r.returncode == 2 and "bench" in r.stderr, f"run --trace is a usage error: {r.stderr}")
+    path = os.path.join(tmp, "again.json")
+    r1 = run([kiln, "bench", "--trace", path] + tb)
+    r2 = run([kiln, "bench", "--trace", path] + tb)
+    ok(r1.returncode == 0 and r2.returncode == 0, f"bench --trace replaces its own trace: {r2.stderr}")
+
+
 def check_symbolic(kiln):
     r = run([kiln, "emit", "--emit=dot", "examples/transformer_block.kiln"])
     ok(r.returncode == 0 and "cluster" not in r.stdout and "--dim B=SIZE" in r.stdout,
@@ -226,6 +372,9 @@ def main():
             skip("Graphviz's dot is not installed (tools/install-deps.sh installs it): pictures not checked")
         check_symbolic(kiln)
         check_repl(kiln, tmp)
+        for device in ("cpu", "cuda-emu", "kir", "ref"):
+            check_trace(kiln, device, tmp)
+        check_trace_misuse(kiln, tmp)
     failed = sum(1 for f in RESULTS.values() if f)
     print(f"viz: {len(RESULTS) - failed} passed, {failed} failed" + (f", {SKIP} skipped" if SKIP else ""))
     return 1 if failed else 0
