@@ -148,6 +148,7 @@ fuzz:
 	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 test-long: all
+	@sh tools/install-deps.sh --browser
 	@KILN_LONG=1 sh tests/run_all.sh $(BUILD)
 
 format:

@@ -251,7 +251,7 @@ static void draw_kernel(const Drawing *d, int ki, const DotTimes *t) {
             sb_printf(&label, " (%.0f%%)", 100 * share);
         }
     }
-    fprintf(d->out, "  subgraph cluster_k%d {\n    label=\"%s\";\n", ki, label.data);
+    fprintf(d->out, "  subgraph cluster_k%d {\n    label=\"%s\"; fontsize=11;\n", ki, label.data);
     fprintf(d->out, "    style=\"rounded,filled\"; fillcolor=\"%s\"; color=\"%s\"; penwidth=%.2f;\n",
             kind_fill(k->kind), share > 0.05 ? "#b91c1c" : "#64748b", 1 + 4 * (share > 1 ? 1 : share));
     sb_free(&label);

@@ -90,6 +90,13 @@ void trace_span_on(Trace *t, int track, const char *cat, double t0, double t1, c
  * start), tracks named by metadata events.  other_data: more members of
  * "otherData" ("\"device\": \"cpu\"", no braces) or NULL. */
 void trace_write_json(Trace *t, const char *other_data, StrBuf *out);
+/* A span as read back (bench --report draws the timeline from these). */
+typedef struct {
+    const char *process, *thread, *cat, *name, *args; /* the trace's own strings; args may be NULL */
+    double t0, t1;                                    /* ms from the start of the trace */
+} TraceSpanView;
+/* Every span, parents before children; returns the count (free() *out). */
+int trace_spans(Trace *t, TraceSpanView **out);
 /* s as a JSON string, quotes included. */
 void json_quote(StrBuf *sb, const char *s);
 /* How every trace kiln writes begins (runtime/outfile.c knows them by it). */

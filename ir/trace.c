@@ -179,6 +179,30 @@ static void metadata(StrBuf *sb, bool first, const char *what, int pid, int tid,
     sb_puts(sb, "}}");
 }
 
+/* The spans in start order, parents first (under the lock). */
+static const TraceSpan **sorted_spans(Trace *t) {
+    const TraceSpan **order = xcalloc((size_t)t->spans.len + 1, sizeof *order);
+    for (int i = 0; i < t->spans.len; i++) order[i] = &t->spans.data[i];
+    qsort(order, (size_t)t->spans.len, sizeof *order, span_order);
+    return order;
+}
+
+int trace_spans(Trace *t, TraceSpanView **out) {
+    pthread_mutex_lock(&t->lock);
+    const TraceSpan **order = sorted_spans(t);
+    int n = t->spans.len;
+    *out = xcalloc((size_t)n + 1, sizeof **out);
+    for (int i = 0; i < n; i++) {
+        const TraceSpan *s = order[i];
+        const TraceTrack *k = &t->tracks.data[s->track];
+        (*out)[i] = (TraceSpanView){k->process, k->thread,         s->cat,           s->name,
+                                    s->args,    s->t0 - t->origin, s->t1 - t->origin};
+    }
+    free(order);
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
 void trace_write_json(Trace *t, const char *other_data, StrBuf *out) {
     pthread_mutex_lock(&t->lock);
     sb_printf(out, TRACE_JSON_HEAD "%s\"%s%s}, \"displayTimeUnit\": \"ms\",\n", KILN_VERSION,
@@ -197,9 +221,7 @@ void trace_write_json(Trace *t, const char *other_data, StrBuf *out) {
         }
         metadata(out, false, "thread_name", k->pid, k->tid, k->thread);
     }
-    const TraceSpan **order = xcalloc((size_t)t->spans.len + 1, sizeof *order);
-    for (int i = 0; i < t->spans.len; i++) order[i] = &t->spans.data[i];
-    qsort(order, (size_t)t->spans.len, sizeof *order, span_order);
+    const TraceSpan **order = sorted_spans(t);
     for (int i = 0; i < t->spans.len; i++) {
         const TraceSpan *s = order[i];
         const TraceTrack *k = &t->tracks.data[s->track];

@@ -2,6 +2,7 @@
  * (guarantees in outfile.h). */
 #include "runtime/outfile.h"
 
+#include "runtime/report.h"
 #include "runtime/viz.h"
 
 #include <dirent.h>
@@ -72,6 +73,8 @@ static bool holds_kind(const char *head, size_t n, OutKind kind) {
     case OUT_EMIT: return looks_emitted(head, n);
     case OUT_TRACE:
         return n >= strlen(TRACE_JSON_HEAD) && memcmp(head, TRACE_JSON_HEAD, strlen(TRACE_JSON_HEAD)) == 0;
+    case OUT_REPORT:
+        return n >= strlen(REPORT_HTML_HEAD) && memcmp(head, REPORT_HTML_HEAD, strlen(REPORT_HTML_HEAD)) == 0;
     }
     return false;
 }
@@ -81,6 +84,7 @@ static const char *kind_name(OutKind kind) {
     case OUT_NPY: return "a .npy file";
     case OUT_EMIT: break;
     case OUT_TRACE: return "a trace of `kiln bench --trace`";
+    case OUT_REPORT: return "a report of `kiln bench --report`";
     }
     return "output of `kiln emit`";
 }

@@ -29,9 +29,10 @@
 
 /* What an output is, which decides what an existing file there may be. */
 typedef enum {
-    OUT_NPY,   /* a .npy file */
-    OUT_EMIT,  /* a stage printed by `emit` (any stage's form), or an empty file */
-    OUT_TRACE, /* a trace `bench --trace` wrote (starts with TRACE_JSON_HEAD, ir.h) */
+    OUT_NPY,    /* a .npy file */
+    OUT_EMIT,   /* a stage printed by `emit` (any stage's form), or an empty file */
+    OUT_TRACE,  /* a trace `bench --trace` wrote (starts with TRACE_JSON_HEAD, ir.h) */
+    OUT_REPORT, /* a page `bench --report` wrote (starts with REPORT_HTML_HEAD, runtime/report.h) */
 } OutKind;
 
 /* The files a command reads, by identity. */

@@ -32,6 +32,7 @@
 #include "passes/pass.h"
 #include "runtime/outfile.h"
 #include "runtime/runtime.h"
+#include "runtime/report.h"
 #include "runtime/viz.h"
 
 #include <ctype.h>
@@ -715,6 +716,17 @@ static char *take_word(const char **p) {
     return strndup(start, (size_t)(*p - start));
 }
 
+/* The next word after an optional `--force` (*force says whether it was there). */
+static char *take_forced_word(const char **p, bool *force) {
+    char *word = take_word(p);
+    *force = word && strcmp(word, "--force") == 0;
+    if (*force) {
+        free(word);
+        word = take_word(p);
+    }
+    return word;
+}
+
 /* The rest of the text with blanks trimmed, copied; NULL if empty. */
 static char *take_rest(const char *p) {
     while (isspace((unsigned char)*p)) p++;
@@ -858,6 +870,74 @@ done:
     return ok;
 }
 
+/* Compiles EXPR afresh with a trace (the cache keeps no trace), benches it
+ * (a warm-up and REPORT_RUNS runs) and writes the page `bench --report`
+ * writes; the machine's limits are measured for it (about a second). */
+enum { REPORT_RUNS = 20 };
+
+static bool report_expr(Repl *r, Line *ln, const char *path, Expr *e, const char *source) {
+    Prepared p = {0};
+    Trace *tr = trace_new();
+    IRGraph *g = NULL;
+    Executable *exe = NULL;
+    BenchReport rep = {0};
+    KilnTensor *in = NULL;
+    char err[1024] = "";
+    bool ok = false;
+    double t0 = now_ms();
+    r->copt.trace = tr; /* the passes' and the backend's spans; never left set */
+    if (prepare(r, ln, e, NULL, &p) && (g = build_optimised(r, ln, &p)))
+        exe = exec_compile(r->backend, g, &r->copt, err, sizeof err);
+    r->copt.trace = NULL;
+    double compile_ms = now_ms() - t0;
+    trace_span(tr, "compile", t0, t0 + compile_ms, "compile for %s", r->device);
+    if (g && !exe) {
+        repl_error("%s", err[0] ? err : "the backend could not compile this");
+    } else if (exe) {
+        in = xcalloc((size_t)p.inputs.len + 1, sizeof(KilnTensor));
+        for (int i = 0; i < p.inputs.len; i++) in[i] = *p.inputs.data[i].value; /* borrowed */
+        CompileOptions opt = r->copt;
+        ReportInput ri = {g, exe, &rep, compile_ms, tr, &opt, source, NULL, NULL};
+        if (exec_bench(exe, in, REPORT_RUNS, &rep, err, sizeof err) != KILN_OK ||
+            report_write(&ri, path, err, sizeof err) != KILN_OK)
+            repl_error("%s", err);
+        else
+            ok = printf("wrote %s: %d kernel%s, one run %.4g ms on %s\n", path, rep.kernels.len,
+                        rep.kernels.len == 1 ? "" : "s", rep.run_ms, r->device) > 0;
+    }
+    VEC_FREE(rep.kernels);
+    free(in);
+    exec_destroy(exe);
+    if (g) ir_graph_destroy(g);
+    VEC_FREE(p.inputs);
+    trace_free(tr);
+    return ok;
+}
+
+/* :report [--force] FILE.html EXPR */
+static bool cmd_report(Repl *r, const char *text, size_t at) {
+    const char *p = text + at;
+    bool force;
+    char *path = take_forced_word(&p, &force);
+    char err[1024];
+    bool ok = false;
+    if (!path) {
+        repl_error(":report takes a file and an expression: :report r.html softmax(x @ w)");
+    } else if (outfile_check(path, OUT_REPORT, NULL, force, ":report", err, sizeof err) != KILN_OK) {
+        repl_error("%s", err);
+    } else {
+        Line ln;
+        line_open(r, &ln, text);
+        Expr *e = parse_command_expr(&ln, (size_t)(p - text), ":report FILE.html");
+        char *source = take_rest(p);
+        ok = e && report_expr(r, &ln, path, e, source ? source : "");
+        free(source);
+        line_close(&ln);
+    }
+    free(path);
+    return ok;
+}
+
 static bool cmd_device(Repl *r, const char *text, size_t at) {
     char *name = take_rest(text + at);
     if (!name) {
@@ -896,12 +976,8 @@ static bool cmd_precision(Repl *r, const char *text, size_t at) {
  * replaced only when it is a .npy (runtime/outfile.h). */
 static bool cmd_save(Repl *r, const char *text, size_t at) {
     const char *p = text + at;
-    char *name = take_word(&p);
-    bool force = name && strcmp(name, "--force") == 0;
-    if (force) {
-        free(name);
-        name = take_word(&p);
-    }
+    bool force;
+    char *name = take_forced_word(&p, &force);
     char *path = take_rest(p);
     bool ok = false;
     Var *v = name ? var_find(&r->vars, name) : NULL;
@@ -1013,6 +1089,8 @@ static const struct {
     {"type", "EXPR", "the dtype and shape of EXPR, without running it", cmd_type, true},
     {"emit", "STAGE EXPR", "a compiler stage of EXPR: ir opt kernels llvm cuda ptx dot", cmd_emit, true},
     {"time", "EXPR", "compile time, then the median run time of EXPR", cmd_time, true},
+    {"report", "[--force] FILE.html EXPR", "bench EXPR and write the report page (as bench --report)",
+     cmd_report, true},
     {"device", "[ref|cpu|cuda|cuda-emu]", "show or change the device", cmd_device, false},
     {"precision", "[f32|f16|bf16|auto]", "show or change the precision policy", cmd_precision, false},
     {"save", "[--force] NAME FILE.npy", "write a variable to a .npy file (--force: over a non-.npy)",

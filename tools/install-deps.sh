@@ -1,5 +1,6 @@
 #!/bin/sh
 # Installs, only when missing, what kiln's build and tests need.
+# Usage: tools/install-deps.sh [--browser]   (--browser: also Chromium, for make test-long)
 # Idempotent: a second run does nothing but check.  Debian packages via apt-get,
 # NumPy and onnx from Debian (python3-numpy, python3-onnx) so /usr/bin/python3
 # can import them.
@@ -21,6 +22,11 @@ have_pkg libonnx-testdata || need="$need libonnx-testdata"
 have_cmd dot || need="$need graphviz" # emit --emit=svg, bench --report's graph (tests/viz)
 # Go (1.19 in Debian 12): the package go/ and examples/go are tested with it.
 have_cmd go || need="$need golang-go"
+# --browser (make test-long): headless Chromium renders bench --report's page in
+# tests/viz.  About 80 s and 130 MB on a fresh machine: too much for make test.
+if [ "$1" = "--browser" ]; then
+    have_cmd chromium || need="$need chromium"
+fi
 
 if [ -n "$need" ]; then
     echo "install-deps: installing:$need" >&2

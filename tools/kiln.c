@@ -6,6 +6,7 @@
 #include "runtime/cuda_toolkit.h"
 #include "runtime/outfile.h"
 #include "runtime/repl.h"
+#include "runtime/report.h"
 #include "runtime/runtime.h"
 #include "runtime/viz.h"
 
@@ -26,7 +27,10 @@ typedef struct {
     const char *emit;
     const char *out;
     const char *target;
-    const char *trace_out; /* bench --trace FILE.json */
+    const char *trace_out;  /* bench --trace FILE.json */
+    const char *report_out; /* bench --report FILE.html */
+    int argc;               /* the command line, for the report */
+    char **argv;
     VEC(NamedTensor) tensors;
     VEC(DimBinding) dims;
     VEC(char *) weights;
@@ -74,10 +78,14 @@ static const char *const help_text[][2] = {
     {"aot", "kiln aot FILE --target=cuda[:sm_XX]|cpu -o DIR [--force]\n"
             "  Write a deployable bundle into DIR: a new or empty folder, or one kiln made\n"
             "  (replaced whole); --force adds the files to any other folder.\n"},
-    {"bench", "kiln bench FILE [run options] [--runs=N] [--json] [--trace FILE.json]\n"
-              "  Time each kernel and the whole graph.\n"
-              "  --trace FILE.json       write the compile phases and every kernel launch of every run as a\n"
-              "                          Chrome trace (open it in Perfetto or chrome://tracing)\n"},
+    {"bench",
+     "kiln bench FILE [run options] [--runs=N] [--json] [--trace FILE.json] [--report FILE.html]\n"
+     "  Time each kernel and the whole graph.\n"
+     "  --trace FILE.json       write the compile phases and every kernel launch of every run as a\n"
+     "                          Chrome trace (open it in Perfetto or chrome://tracing)\n"
+     "  --report FILE.html      write one self-contained page: the kernel table, a roofline chart\n"
+     "                          against this machine's bandwidth and peak (measured now, ~1 s), the\n"
+     "                          timeline and the fused-kernel graph\n"},
     {"env", "kiln env [NAME]\n  What kiln finds of CUDA here (toolkit, NVRTC, headers, ptxas, driver, GPU)\n"
             "  as shell assignments KILN_NAME='value', or the value of one NAME.\n"},
     {"repl",
@@ -255,6 +263,9 @@ static int parse_options(int argc, char **argv, int start, Options *o) {
         } else if (is_opt(a, "--trace")) {
             if (!(v = opt_value(argc, argv, &i, "--trace"))) goto missing;
             o->trace_out = v;
+        } else if (is_opt(a, "--report")) {
+            if (!(v = opt_value(argc, argv, &i, "--report"))) goto missing;
+            o->report_out = v;
         } else if (strcmp(a, "--json") == 0) {
             o->json = true;
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
@@ -272,8 +283,8 @@ static int parse_options(int argc, char **argv, int start, Options *o) {
         usage_error("'%s' needs a FILE", o->command);
         return KILN_ERR_USAGE;
     }
-    if (o->trace_out && strcmp(o->command, "bench") != 0) {
-        usage_error("--trace is an option of bench, not of %s", o->command);
+    if ((o->trace_out || o->report_out) && strcmp(o->command, "bench") != 0) {
+        usage_error("%s is an option of bench, not of %s", o->trace_out ? "--trace" : "--report", o->command);
         return KILN_ERR_USAGE;
     }
     return KILN_OK;
@@ -809,13 +820,32 @@ static int write_trace(Options *o, Trace *tr, const IRGraph *g, const Backend *b
     return st;
 }
 
+/* bench --report: measures the machine, then writes the page whole. */
+static int write_report(Options *o, Trace *tr, const Prepared *pr, const BenchReport *rep,
+                        double compile_ms) {
+    char err[1024];
+    StrBuf cmd = {0};
+    for (int i = 0; i < o->argc; i++) sb_printf(&cmd, "%s%s", i ? " " : "", o->argv[i]);
+    ReportInput in = {pr->g, pr->exe, rep, compile_ms, tr, &o->copt, o->file, cmd.data, NULL};
+    int st = report_write(&in, o->report_out, err, sizeof err);
+    if (st != KILN_OK) fprintf(stderr, "kiln: --report %s: %s\n", o->report_out, err);
+    sb_free(&cmd);
+    return st;
+}
+
 /* Checks, before any work, that the files bench writes may be written. */
 static int check_bench_outputs(Options *o) {
-    if (!o->trace_out) return KILN_OK;
+    if (o->trace_out && o->report_out && strcmp(o->trace_out, o->report_out) == 0) {
+        usage_error("--trace and --report name the same file '%s'", o->trace_out);
+        return KILN_ERR_USAGE;
+    }
     InputFiles in = {0};
     collect_inputs(o, &in);
     char err[1024];
-    int st = outfile_check(o->trace_out, OUT_TRACE, &in, o->force, "--trace", err, sizeof err);
+    int st = KILN_OK;
+    if (o->trace_out) st = outfile_check(o->trace_out, OUT_TRACE, &in, o->force, "--trace", err, sizeof err);
+    if (st == KILN_OK && o->report_out)
+        st = outfile_check(o->report_out, OUT_REPORT, &in, o->force, "--report", err, sizeof err);
     input_files_free(&in);
     if (st != KILN_OK) fprintf(stderr, "kiln: %s\n", err);
     return st;
@@ -828,7 +858,7 @@ static int cmd_bench(Options *o) {
     int runs = o->runs ? o->runs : 20;
     int st = check_bench_outputs(o);
     if (st != KILN_OK) return st;
-    Trace *tr = o->trace_out ? trace_new() : NULL;
+    Trace *tr = o->trace_out || o->report_out ? trace_new() : NULL;
     o->copt.trace = tr;
     double t0 = now_ms();
     st = prepare(o, &pr, false, err, sizeof err);
@@ -841,7 +871,8 @@ static int cmd_bench(Options *o) {
         fprintf(stderr, "kiln: %s\n", err);
         goto done;
     }
-    if (tr && (st = write_trace(o, tr, g, be, &rep, compile_ms)) != KILN_OK) goto done;
+    if (o->trace_out && (st = write_trace(o, tr, g, be, &rep, compile_ms)) != KILN_OK) goto done;
+    if (o->report_out && (st = write_report(o, tr, &pr, &rep, compile_ms)) != KILN_OK) goto done;
     if (o->json) {
         printf("{\"graph\": ");
         json_string(g->name);
@@ -926,7 +957,7 @@ static int kiln_main(int argc, char **argv) {
         print_help(argc > 2 ? argv[2] : NULL);
         return 0;
     }
-    Options o = {.command = cmd};
+    Options o = {.command = cmd, .argc = argc, .argv = argv};
     int st;
     static const struct {
         const char *name;
