@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"unsafe"
 )
@@ -211,6 +212,73 @@ func TestConcurrentRuns(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// Bind while other goroutines run: every run sees one binding whole, the
+// old or the new, never a mix; Params reports the binding meanwhile.
+func TestBindWhileRunning(t *testing.T) {
+	m, err := Compile("graph add(x: f32[1024], w: f32[1024]) -> f32[1024] {\n    return x + w\n}\n", Options{Device: "cpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	values := [2][]float32{make([]float32, 1024), make([]float32, 1024)}
+	for i := range values[0] {
+		values[0][i], values[1][i] = float32(i), float32(1000000+i)
+	}
+	bind := func(k int) {
+		w, _ := NewTensor("f32", []int64{1024}, values[k])
+		if err := m.Bind("w", w); err != nil {
+			t.Error(err)
+		}
+	}
+	bind(0)
+	x, _ := NewTensor("f32", []int64{1024}, nil)
+	in := map[string]*Tensor{"x": x}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var runs int64
+	for g := 0; g < 6; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				out, err := m.Run(in)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got := out[0].Data.([]float32)
+				k := 0
+				if got[0] != 0 {
+					k = 1
+				}
+				for i, v := range got {
+					if v != values[k][i] {
+						t.Errorf("a run saw a mix of two bindings: element %d is %g", i, v)
+						return
+					}
+				}
+				if !m.Params()[1].Bound {
+					t.Error("w not reported bound")
+					return
+				}
+				atomic.AddInt64(&runs, 1)
+			}
+		}()
+	}
+	for i := 1; i <= 40 || atomic.LoadInt64(&runs) < 300; i++ {
+		bind(i % 2)
+		runtime.Gosched()
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d runs", runs)
 }
 
 // Results never share memory with the weights, the inputs or another run.
