@@ -3,16 +3,20 @@ package kiln
 // `kiln aot` bundles used from Go without the kiln library: the generated
 // NAME.go wrapper (runtime/aot_go.c) of a --target=cpu bundle is built into
 // a program of its own module, which must link neither libkiln nor LLVM,
-// and run from 8 goroutines at once against NumPy; a --target=cuda bundle
+// and run from 8 goroutines at once against NumPy (and a bundle of every
+// dtype, against NumPy too); a --target=cuda bundle
 // must build and link (against the toolkit's stub libcuda; it runs only
 // where a GPU is: then it is checked against NumPy too).
 
 import (
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -203,5 +207,92 @@ func TestAOTCudaBundleFromGo(t *testing.T) {
 	}
 	if err := closeTo(readBin(t, filepath.Join(dir, "out0.bin"), []int64{3, 10}), readNpy(t, "lenet_y.npy"), 1e-4, 1e-5); err != nil {
 		t.Error(err)
+	}
+}
+
+// A bundle whose parameters and results have every dtype (kiln_test.go's
+// kinds graph), called from Go through its NAME.go: the slices' Go types and
+// the values against NumPy.
+func TestAOTDTypesFromGo(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "kinds.kiln")
+	os.WriteFile(src, []byte(kindsSource), 0o644)
+	kiln := filepath.Join(root, "build/kiln")
+	if out, err := exec.Command(kiln, "aot", src, "--target=cpu", "--dim", "K=5", "-o", filepath.Join(dir, "kinds")).CombinedOutput(); err != nil {
+		t.Fatalf("kiln aot: %v\n%s", err, out)
+	}
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module aotkinds\n\ngo 1.19\n"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "cmd"), 0o755)
+	os.WriteFile(filepath.Join(dir, "cmd/main.go"), []byte(`package main
+
+import (
+	"encoding/json"
+	"os"
+
+	"aotkinds/kinds"
+)
+
+func main() {
+	var in struct {
+		A []float64
+		B []int32
+		C []int64
+		D []bool
+		E []uint16
+		F []uint16
+	}
+	b, _ := os.ReadFile(os.Args[1])
+	if err := json.Unmarshal(b, &in); err != nil {
+		panic(err)
+	}
+	r0, r1, r2, r3, r4, r5, r6, err := kinds.Run(in.A, in.B, in.C, in.D, in.E, in.F)
+	if err != nil {
+		panic(err)
+	}
+	out, _ := json.Marshal([]any{r0, r1, r2, r3, r4, r5, r6})
+	os.Stdout.Write(out)
+}
+`), 0o644)
+	in := map[string]any{}
+	for _, name := range []string{"a", "b", "c", "d", "e", "f"} {
+		in[strings.ToUpper(name)] = readNpy(t, "kinds_"+name+".npy").Data
+	}
+	b, _ := json.Marshal(in)
+	os.WriteFile(filepath.Join(dir, "in.json"), b, 0o644)
+	goCmd(t, dir, "build", "-o", "aotkinds", "./cmd")
+	out, err := exec.Command(filepath.Join(dir, "aotkinds"), filepath.Join(dir, "in.json")).Output()
+	if err != nil {
+		t.Fatalf("the AOT program: %v", err)
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(out, &raw); err != nil || len(raw) != 7 {
+		t.Fatalf("the AOT program's output %q: %v", out, err)
+	}
+	tol := []float64{1e-12, 0, 0, 0, 1e-3, 0, 1e-6}
+	for r := range raw {
+		want := readNpy(t, fmt.Sprintf("kinds_r%d.npy", r))
+		got := &Tensor{DType: want.DType, Shape: want.Shape}
+		switch want.Data.(type) { // the Go type NAME.go returns for the dtype
+		case []float64:
+			got.Data = []float64{}
+		case []float32:
+			got.Data = []float32{}
+		case []int32:
+			got.Data = []int32{}
+		case []int64:
+			got.Data = []int64{}
+		case []bool:
+			got.Data = []bool{}
+		case []uint16:
+			got.Data = []uint16{}
+		}
+		p := reflect.New(reflect.TypeOf(got.Data))
+		if err := json.Unmarshal(raw[r], p.Interface()); err != nil {
+			t.Fatalf("result %d: %v", r, err)
+		}
+		got.Data = p.Elem().Interface()
+		if err := closeTo(got, want, tol[r], 0); err != nil {
+			t.Errorf("result %d (%s): %v", r, want.DType, err)
+		}
 	}
 }
