@@ -48,14 +48,14 @@ LDLIBS  += $(LLVM_LIBS) -ldl -lpthread -lm -ledit
 
 MODULE_SRCS := $(wildcard frontend/*.c ir/*.c passes/*.c codegen/*.c runtime/*.c onnx/*.c)
 ifneq ($(KILN_LLVM),1)
-MODULE_SRCS := $(filter-out codegen/llvm.c runtime/cpu.c,$(MODULE_SRCS)) runtime/nollvm/cpu_absent.c
+MODULE_SRCS := $(filter-out codegen/llvm.c runtime/cpu.c runtime/cpu_code.c,$(MODULE_SRCS)) runtime/nollvm/cpu_absent.c
 CFLAGS      += -DKILN_NO_LLVM
 endif
 GEN_SRCS    := $(BUILD)/gen/kiln.tab.c $(BUILD)/gen/kiln.lex.c
 LIB_OBJS    := $(patsubst %.c,$(BUILD)/%.o,$(MODULE_SRCS)) $(GEN_SRCS:.c=.o)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 ifneq ($(KILN_LLVM),1)
-UNIT_SRCS   := $(filter-out tests/unit/test_llvm.c,$(UNIT_SRCS))
+UNIT_SRCS   := $(filter-out tests/unit/test_llvm.c tests/unit/test_cpu_code.c,$(UNIT_SRCS))
 endif
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 # The checking stand-in for libcuda.so.1 (tests/standin/libcuda.c): built

@@ -26,18 +26,15 @@
  *     (emit_matmul_fn) with the epilogue applied per tile row;
  *   - each module is verified, then optimised for a target machine of the
  *     host CPU (a NULL target machine gives no vectorisation) with a lean
- *     pipeline (KILN_PIPELINE), and compiled to object code; the JIT splits
- *     a program into parts compiled on parallel threads (kjit_compile).
+ *     pipeline (KILN_PIPELINE), and compiled to object code; the CPU
+ *     backend compiles each distinct kernel as a module of its own
+ *     (runtime/cpu_code.c), on parallel threads.
  */
 #include "codegen/llvm.h"
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/DebugInfo.h>
 #include <llvm-c/Error.h>
-#include <llvm-c/ExecutionEngine.h>
-#include <llvm-c/LLJIT.h>
-#include <llvm-c/Orc.h>
-#include <llvm-c/OrcEE.h>
 #include <llvm-c/Support.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -59,6 +56,11 @@ typedef struct {
     const KProgram *p;
     int vec_floats; /* floats per vector register: 16 (AVX-512), 8 (AVX2), 4 */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
+    /* the shared helpers (shared_helper): NULL: internal to the module;
+     * else external, named NAME + helper_suffix, and defined here only
+     * when define_helpers (llvm_compile_helpers); uses_helpers: declared */
+    const char *helper_suffix;
+    bool define_helpers, uses_helpers;
     LLVMTypeRef t_void, t_i1, t_i8, t_i16, t_i32, t_i64, t_f16, t_f32, t_f64, t_ptr;
     /* helper functions, made on first use */
     LLVMValueRef h_exp, h_log, h_sin, h_cos, h_tanh, h_erf, h_gelu1p, h_ipow;
@@ -1626,16 +1628,48 @@ static LLVMValueRef splat(Cg *cg, LLVMValueRef x, int n) {
     return LLVMBuildShuffleVector(cg->b, v, LLVMGetUndef(vt), zeros, "");
 }
 
-/* An internal, not inlined function void NAME(ptr noalias, i64 x 5, ptr
- * noalias), the builder at its entry: the packing routines' signature. */
-static LLVMValueRef begin_pack_fn(Cg *cg, const char *name) {
+/* A not-inlined helper that depends on nothing but the target (the
+ * micro-kernel, the packing routines), shared by the kernels of a module.
+ * Kernels compiled apart (runtime/cpu_code.c: cg->helper_suffix) only
+ * declare it, as NAME + suffix, and one object for all of them defines it
+ * (llvm_compile_helpers).  *fresh: just added (give it its attributes);
+ * returns whether the caller emits its body now (the builder is then at
+ * its entry). */
+static bool shared_helper(Cg *cg, const char *base, LLVMTypeRef fty, LLVMValueRef *fn, bool *fresh) {
+    char *name = cg->helper_suffix ? name2(base, cg->helper_suffix) : xstrdup(base);
+    *fn = LLVMGetNamedFunction(cg->mod, name);
+    *fresh = !*fn;
+    if (*fresh) {
+        *fn = LLVMAddFunction(cg->mod, name, fty);
+        if (!cg->helper_suffix) LLVMSetLinkage(*fn, LLVMInternalLinkage);
+        add_fn_attr(cg, *fn, cg->k_nounwind);
+        add_fn_attr(cg, *fn, cg->k_noinline);
+    }
+    free(name);
+    bool define = *fresh && (!cg->helper_suffix || cg->define_helpers);
+    if (*fresh && !define) cg->uses_helpers = true;
+    if (define) LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, *fn, "entry"));
+    return define;
+}
+
+/* The packing routines' signature: void NAME(ptr noalias, i64 x 5, ptr noalias). */
+static LLVMTypeRef pack_fn_type(Cg *cg) {
     LLVMTypeRef ps[7] = {cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr};
-    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, 7, 0));
+    return LLVMFunctionType(cg->t_void, ps, 7, 0);
+}
+static void pack_fn_noalias(Cg *cg, LLVMValueRef fn) {
+    LLVMAddAttributeAtIndex(fn, 1, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    LLVMAddAttributeAtIndex(fn, 7, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+}
+
+/* A kernel's own packing routine (internal, not inlined), the builder at
+ * its entry. */
+static LLVMValueRef begin_pack_fn(Cg *cg, const char *name) {
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, pack_fn_type(cg));
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_fn_attr(cg, fn, cg->k_nounwind);
     add_fn_attr(cg, fn, cg->k_noinline);
-    LLVMAddAttributeAtIndex(fn, 1, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
-    LLVMAddAttributeAtIndex(fn, 7, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    pack_fn_noalias(cg, fn);
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
     return fn;
 }
@@ -1650,10 +1684,11 @@ static LLVMValueRef begin_pack_fn(Cg *cg, const char *name) {
 static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
     char name[64];
     snprintf(name, sizeof name, "kiln.mm.pack.%s.%d", kiln_dtype_name(dt), W);
-    LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
-    if (fn) return fn;
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
-    fn = begin_pack_fn(cg, name);
+    LLVMValueRef fn;
+    bool fresh, define = shared_helper(cg, name, pack_fn_type(cg), &fn, &fresh);
+    if (fresh) pack_fn_noalias(cg, fn);
+    if (!define) return fn;
     Kc kc = {.cg = cg, .fn = fn};
     LLVMValueRef src = LLVMGetParam(fn, 0), base = LLVMGetParam(fn, 1), si = LLVMGetParam(fn, 2);
     LLVMValueRef sk = LLVMGetParam(fn, 3), valid = LLVMGetParam(fn, 4), kcv = LLVMGetParam(fn, 5);
@@ -1734,20 +1769,17 @@ static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
  * vector accumulators and one FMA per (row, vector) per k.  Shared by every
  * matmul kernel of the module.  Ap_again is Ap (see the loop body). */
 static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh) {
-    LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, "kiln.mm.ukernel");
-    if (fn) return fn;
     const int VL = sh->vl, MR = sh->mr, NR = sh->nr, NV = NR / VL, nacc = MR * NV;
     LLVMTypeRef vt = LLVMVectorType(cg->t_f32, (unsigned)VL);
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
     LLVMTypeRef ps[7] = {cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i1, cg->t_ptr};
-    fn = LLVMAddFunction(cg->mod, "kiln.mm.ukernel", LLVMFunctionType(cg->t_void, ps, 7, 0));
-    LLVMSetLinkage(fn, LLVMInternalLinkage);
-    add_fn_attr(cg, fn, cg->k_nounwind);
-    add_fn_attr(cg, fn, cg->k_noinline);
-    for (unsigned a = 1; a <= 4; a += (a == 2 ? 2 : 1))
+    LLVMValueRef fn;
+    bool fresh,
+        define = shared_helper(cg, "kiln.mm.ukernel", LLVMFunctionType(cg->t_void, ps, 7, 0), &fn, &fresh);
+    for (unsigned a = 1; fresh && a <= 4; a += (a == 2 ? 2 : 1))
         LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    if (!define) return fn;
     Kc kc = {.cg = cg, .fn = fn};
-    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
     LLVMValueRef Ap = LLVMGetParam(fn, 0), Bp = LLVMGetParam(fn, 1), kcv = LLVMGetParam(fn, 2);
     LLVMValueRef C = LLVMGetParam(fn, 3), ldc = LLVMGetParam(fn, 4), accumulate = LLVMGetParam(fn, 5);
     LLVMValueRef *accs = xcalloc((size_t)nacc, sizeof(LLVMValueRef));
@@ -2879,10 +2911,36 @@ static int target_vec_floats(LLVMTargetMachineRef tm) {
 
 static unsigned attr_kind(const char *name) { return LLVMGetEnumAttributeKindForName(name, strlen(name)); }
 
+/* How a module treats the shared helpers (shared_helper). */
+typedef struct {
+    const char *suffix; /* NULL: internal to the module */
+    bool define_all;    /* the helpers' own module: all of them, no kernel */
+    bool used;          /* out: a kernel of the module calls one */
+    LlvmTimes *times;   /* NULL, or out: where the thread's time went */
+} HelperMode;
+
+static double thread_cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Every shared helper a kernel may call: the micro-kernel, and the packing
+ * routines for each operand dtype of a tiled product (f32, f16, bf16:
+ * kernel_gemm's) and panel width (MR for A, NR for B). */
+static void define_shared_helpers(Cg *cg) {
+    MmShape sh = mm_shape(cg);
+    helper_ukernel(cg, &sh);
+    const KilnDType dts[] = {KILN_F32, KILN_F16, KILN_BF16};
+    for (int d = 0; d < 3; d++) helper_pack(cg, dts[d], sh.mr), helper_pack(cg, dts[d], sh.nr);
+}
+
 /* The module of the kernels of p that `only` selects (NULL: all), in ctx,
- * verified and optimised for tm. */
+ * verified and optimised for tm; hm (NULL: internal helpers) as above. */
 static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTargetMachineRef tm, bool aot,
-                                  const bool *only, int64_t *scratch, int64_t *prepack, char *err, size_t errlen) {
+                                  const bool *only, int64_t *scratch, int64_t *prepack, HelperMode *hm,
+                                  char *err, size_t errlen) {
+    double t_ir = thread_cpu_ms();
     Cg cg = {0};
     cg.ctx = ctx;
     cg.p = p;
@@ -2912,10 +2970,12 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTar
     LLVMSetModuleDataLayout(cg.mod, td);
     LLVMDisposeTargetData(td);
 
+    if (hm) cg.helper_suffix = hm->suffix, cg.define_helpers = hm->define_all;
+    if (hm && hm->define_all) define_shared_helpers(&cg);
     LLVMValueRef *kfns = xcalloc((size_t)p->kernels.len + 1, sizeof(LLVMValueRef));
     int64_t max_scratch = 0;
     int nbuilt = 0;
-    for (int i = 0; i < p->kernels.len; i++) {
+    for (int i = 0; i < p->kernels.len && !(hm && hm->define_all); i++) {
         if (only && !only[i]) continue;
         double t0 = trace_clock_ms();
         kfns[i] = emit_kernel(&cg, &p->kernels.data[i], i, aot ? NULL : &(LLVMValueRef){NULL});
@@ -2929,9 +2989,10 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTar
     }
     if (aot) emit_aot_run(&cg, kfns, max_scratch);
     free(kfns);
+    if (hm) hm->used = cg.uses_helpers;
     LLVMDisposeBuilder(cg.b);
 
-    double t_opt = trace_clock_ms();
+    double t_verify = trace_clock_ms();
     char *msg = NULL;
     if (LLVMVerifyModule(cg.mod, LLVMReturnStatusAction, &msg)) {
         copy_msg(err, errlen, "LLVM verifier rejected the generated code (a kiln bug): ", msg);
@@ -2941,6 +3002,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTar
     }
     LLVMDisposeMessage(msg);
 
+    double t_opt = thread_cpu_ms();
     LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
     LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
     LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
@@ -2948,7 +3010,8 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTar
     LLVMPassBuilderOptionsSetLoopUnrolling(po, 1);
     LLVMErrorRef e = LLVMRunPasses(cg.mod, KILN_PIPELINE, tm, po);
     LLVMDisposePassBuilderOptions(po);
-    trace_span(p->trace, "codegen", t_opt, trace_clock_ms(), "LLVM verify + O3 (%d kernels)", nbuilt);
+    trace_span(p->trace, "codegen", t_verify, trace_clock_ms(), "LLVM verify + passes (%d kernels)", nbuilt);
+    if (hm && hm->times) hm->times->ir_ms += t_opt - t_ir, hm->times->opt_ms += thread_cpu_ms() - t_opt;
     if (e) {
         char *m = LLVMGetErrorMessage(e);
         copy_msg(err, errlen, "LLVM optimisation failed: ", m);
@@ -2966,324 +3029,62 @@ LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTarg
         snprintf(err, errlen, "kernel IR: %s", verr);
         return NULL;
     }
-    return build_module(ctx, p, tm, aot, NULL, scratch, NULL, err, errlen);
+    return build_module(ctx, p, tm, aot, NULL, scratch, NULL, NULL, err, errlen);
 }
 
-/* ------------------------------------------------------------------ JIT */
+/* ------------------------------------------------------- object code */
 
-struct KilnJit {
-    LLVMOrcLLJITRef jit;
-    KernelFn *fns;
-    KernelFn *cols; /* NAME.cols of tiled matmuls, else NULL */
-    int64_t *scratch;
-    PrepackFn *prepack;     /* [2 * kernel + operand]: NAME.prepack_a / _b, else NULL */
-    int64_t *prepack_bytes; /* [2 * kernel + operand] */
-    int nfns;
-    KJitTimes times;
-};
-
-static double wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-/* KILN_PERF=1: an object layer that tells `perf` (jitdump files for `perf
- * inject --jit`) where every JIT-compiled function is, internal ones
- * included, so profiles name kernels, the micro-kernel and the packing. */
-static LLVMOrcObjectLayerRef perf_object_layer(void *ctx, LLVMOrcExecutionSessionRef es, const char *triple) {
-    (void)ctx, (void)triple;
-    LLVMOrcObjectLayerRef layer = LLVMOrcCreateRTDyldObjectLinkingLayerWithSectionMemoryManager(es);
-    LLVMOrcRTDyldObjectLinkingLayerRegisterJITEventListener(layer, LLVMCreatePerfJITEventListener());
-    return layer;
-}
-
-static void orc_error(LLVMErrorRef e, const char *prefix, char *err, size_t errlen) {
-    char *m = LLVMGetErrorMessage(e);
-    copy_msg(err, errlen, prefix, m);
-    LLVMDisposeErrorMessage(m);
-}
-
-/* One part of the program compiled on its own thread: kernels `only`, in a
- * context and target machine of its own, to an object file in memory. */
-typedef struct {
-    const KProgram *p;
-    bool *only;
-    int64_t *scratch, *prepack;
-    bool want_ir;
-    char *ir;                 /* the optimised IR, when asked */
-    const char *cpu;          /* NULL: the host */
-    LLVMMemoryBufferRef obj;  /* the object file */
-    double cpu_ms;
-    char err[1024];
-} JitPart;
-
-static double thread_cpu_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static void *compile_part(void *arg) {
-    JitPart *part = arg;
-    double t0 = thread_cpu_ms();
-    LLVMTargetMachineRef tm = llvm_target_machine(part->cpu, true, part->err, sizeof part->err);
-    if (!tm) return NULL;
-    LLVMContextRef ctx = LLVMContextCreate();
-    LLVMModuleRef mod = build_module(ctx, part->p, tm, false, part->only, part->scratch, part->prepack, part->err,
-                                     sizeof part->err);
-    if (mod) {
-        if (part->want_ir) {
-            char *s = LLVMPrintModuleToString(mod);
-            part->ir = xstrdup(s);
-            LLVMDisposeMessage(s);
-        }
-        char *msg = NULL;
-        double t_mc = trace_clock_ms();
-        if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &msg, &part->obj)) {
-            copy_msg(part->err, sizeof part->err, "LLVM code generation failed: ", msg);
-            part->obj = NULL;
-        }
-        trace_span(part->p->trace, "codegen", t_mc, trace_clock_ms(), "LLVM machine code");
-        LLVMDisposeMessage(msg);
-        LLVMDisposeModule(mod);
-    }
-    LLVMContextDispose(ctx);
-    LLVMDisposeTargetMachine(tm);
-    part->cpu_ms = thread_cpu_ms() - t0;
-    return NULL;
-}
-
-/* A rough cost of compiling kernel k, for splitting the work. */
-static double kernel_cost(const Kernel *k) {
-    double c = 20 + k->insts.len;
-    for (int i = 0; i < k->insts.len; i++) {
-        Op op = k->insts.data[i].op;
-        if (k->insts.data[i].kind == KI_ELEM &&
-            (op == OP_EXP || op == OP_LOG || op == OP_SIN || op == OP_COS || op == OP_TANH || op == OP_ERF ||
-             op == OP_SIGMOID || op == OP_SILU || op == OP_GELU))
-            c += 60;
-    }
-    if (k->kind == KK_MATMUL) c *= 3;
-    return c;
-}
-
-KilnJit *kjit_compile(const KProgram *p, int jobs, char **ir_text, char *err, size_t errlen) {
-    return kjit_compile_for(p, NULL, jobs, ir_text, err, errlen);
-}
-
-KilnJit *kjit_compile_for(const KProgram *p, const char *cpu, int jobs, char **ir_text, char *err,
-                          size_t errlen) {
-    double w0 = wall_ms(), c0 = thread_cpu_ms();
+/* The module of hm's kind (or of p's kernels with internal helpers), to an
+ * object file. */
+static LLVMMemoryBufferRef compile_object(LLVMContextRef ctx, LLVMTargetMachineRef tm, const KProgram *p,
+                                          HelperMode *hm, int64_t *scratch, int64_t *prepack, char **ir_text,
+                                          char *err, size_t errlen) {
     if (ir_text) *ir_text = NULL;
-    char verr[512];
-    if (!kprog_verify(p, verr, sizeof verr)) {
-        snprintf(err, errlen, "kernel IR: %s", verr);
-        return NULL;
+    LLVMModuleRef mod = build_module(ctx, p, tm, false, NULL, scratch, prepack, hm, err, errlen);
+    if (!mod) return NULL;
+    if (ir_text) {
+        char *s = LLVMPrintModuleToString(mod);
+        *ir_text = xstrdup(s);
+        LLVMDisposeMessage(s);
     }
-    pthread_once(&llvm_once, llvm_init_native);
-    int nk = p->kernels.len;
-    int nparts = jobs < 1 ? 1 : jobs;
-    if (nparts > nk) nparts = nk > 0 ? nk : 1;
-    KilnJit *j = xcalloc(1, sizeof *j);
-    j->nfns = nk;
-    j->fns = xcalloc((size_t)nk + 1, sizeof(KernelFn));
-    j->cols = xcalloc((size_t)nk + 1, sizeof(KernelFn));
-    j->scratch = xcalloc((size_t)nk + 1, sizeof(int64_t));
-    j->prepack = xcalloc((size_t)2 * nk + 1, sizeof(PrepackFn));
-    j->prepack_bytes = xcalloc((size_t)2 * nk + 1, sizeof(int64_t));
-
-    /* split the kernels: heaviest first onto the least loaded part */
-    JitPart *parts = xcalloc((size_t)nparts, sizeof(JitPart));
-    double *load = xcalloc((size_t)nparts, sizeof(double));
-    int *order = xcalloc((size_t)nk + 1, sizeof(int));
-    for (int i = 0; i < nk; i++) order[i] = i;
-    for (int a = 1; a < nk; a++) /* insertion sort by cost, descending */
-        for (int b = a; b > 0 && kernel_cost(&p->kernels.data[order[b]]) > kernel_cost(&p->kernels.data[order[b - 1]]); b--) {
-            int t = order[b];
-            order[b] = order[b - 1], order[b - 1] = t;
-        }
-    for (int q = 0; q < nparts; q++) {
-        parts[q].p = p;
-        parts[q].only = xcalloc((size_t)nk + 1, sizeof(bool));
-        parts[q].scratch = j->scratch;
-        parts[q].prepack = j->prepack_bytes;
-        parts[q].want_ir = ir_text != NULL;
-        parts[q].cpu = cpu;
-    }
-    for (int i = 0; i < nk; i++) {
-        int best = 0;
-        for (int q = 1; q < nparts; q++)
-            if (load[q] < load[best]) best = q;
-        parts[best].only[order[i]] = true;
-        load[best] += kernel_cost(&p->kernels.data[order[i]]);
-    }
-    pthread_t *threads = xcalloc((size_t)nparts, sizeof(pthread_t));
-    bool *started = xcalloc((size_t)nparts, sizeof(bool));
-    for (int q = 1; q < nparts; q++) started[q] = pthread_create(&threads[q], NULL, compile_part, &parts[q]) == 0;
-    compile_part(&parts[0]);
-    for (int q = 1; q < nparts; q++) {
-        if (started[q]) pthread_join(threads[q], NULL);
-        else compile_part(&parts[q]); /* no thread: compile here */
-    }
-    double w1 = wall_ms();
-    j->times.codegen_wall_ms = w1 - w0; /* IR, optimisation and code generation, in parallel */
-    bool ok = true;
-    for (int q = 0; q < nparts && ok; q++) {
-        j->times.codegen_cpu_ms += parts[q].cpu_ms;
-        if (!parts[q].obj) {
-            snprintf(err, errlen, "%s", parts[q].err[0] ? parts[q].err : "LLVM code generation failed");
-            ok = false;
-        }
-    }
-    if (ok && ir_text) {
-        StrBuf sb = {0};
-        for (int q = 0; q < nparts; q++) sb_puts(&sb, parts[q].ir ? parts[q].ir : "");
-        *ir_text = sb.data ? sb.data : xstrdup("");
-    }
-
-    /* link the objects in one LLJIT and look the kernels up */
-    if (ok) {
-        LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
-        if (getenv("KILN_PERF")) LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(builder, perf_object_layer, NULL);
-        LLVMErrorRef e = LLVMOrcCreateLLJIT(&j->jit, builder);
-        if (e) {
-            orc_error(e, "LLVM JIT: ", err, errlen);
-            j->jit = NULL;
-            ok = false;
-        }
-    }
-    if (ok) {
-        LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->jit);
-        LLVMOrcDefinitionGeneratorRef gen = NULL;
-        LLVMErrorRef e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL);
-        if (e) {
-            orc_error(e, "LLVM JIT: ", err, errlen);
-            ok = false;
-        } else {
-            LLVMOrcJITDylibAddGenerator(jd, gen);
-        }
-        for (int q = 0; q < nparts && ok; q++) {
-            e = LLVMOrcLLJITAddObjectFile(j->jit, jd, parts[q].obj);
-            parts[q].obj = NULL; /* owned by the JIT now, even on error */
-            if (e) {
-                orc_error(e, "LLVM JIT: ", err, errlen);
-                ok = false;
-            }
-        }
-        for (int i = 0; i < nk && ok; i++) {
-            LLVMOrcExecutorAddress addr = 0;
-            e = LLVMOrcLLJITLookup(j->jit, &addr, p->kernels.data[i].name);
-            if (e) {
-                orc_error(e, "LLVM JIT: ", err, errlen);
-                ok = false;
-                break;
-            }
-            void *ptr = (void *)(uintptr_t)addr;
-            memcpy(&j->fns[i], &ptr, sizeof ptr);
-            if (j->scratch[i] > 0) { /* a tiled matmul: also NAME.cols */
-                char *cname = name2(p->kernels.data[i].name, ".cols");
-                e = LLVMOrcLLJITLookup(j->jit, &addr, cname);
-                free(cname);
-                if (e) {
-                    orc_error(e, "LLVM JIT: ", err, errlen);
-                    ok = false;
-                    break;
-                }
-                ptr = (void *)(uintptr_t)addr;
-                memcpy(&j->cols[i], &ptr, sizeof ptr);
-            }
-            for (int w = 0; w < 2 && ok; w++) { /* constant operands: NAME.prepack_a / _b */
-                if (j->prepack_bytes[2 * i + w] <= 0) continue;
-                char *pname = name2(p->kernels.data[i].name, w ? ".prepack_b" : ".prepack_a");
-                e = LLVMOrcLLJITLookup(j->jit, &addr, pname);
-                free(pname);
-                if (e) {
-                    orc_error(e, "LLVM JIT: ", err, errlen);
-                    ok = false;
-                    break;
-                }
-                ptr = (void *)(uintptr_t)addr;
-                memcpy(&j->prepack[2 * i + w], &ptr, sizeof ptr);
-            }
-        }
-    }
-    for (int q = 0; q < nparts; q++) {
-        if (parts[q].obj) LLVMDisposeMemoryBuffer(parts[q].obj);
-        free(parts[q].only);
-        free(parts[q].ir);
-    }
-    free(parts);
-    free(load);
-    free(order);
-    free(threads);
-    free(started);
-    if (!ok) {
+    char *msg = NULL;
+    LLVMMemoryBufferRef obj = NULL;
+    double t_emit = thread_cpu_ms(), t_mc = trace_clock_ms();
+    bool failed = LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &msg, &obj);
+    trace_span(p->trace, "codegen", t_mc, trace_clock_ms(), "LLVM machine code");
+    if (hm && hm->times) hm->times->emit_ms += thread_cpu_ms() - t_emit;
+    if (failed) {
+        copy_msg(err, errlen, "LLVM code generation failed: ", msg);
+        obj = NULL;
         if (ir_text) {
             free(*ir_text);
             *ir_text = NULL;
         }
-        kjit_free(j);
-        return NULL;
     }
-    j->times.link_ms = wall_ms() - w1;
-    trace_span(p->trace, "codegen", w1, wall_ms(), "LLVM JIT link + lookup");
-    j->times.parts = nparts;
-    (void)c0;
-    return j;
+    LLVMDisposeMessage(msg);
+    LLVMDisposeModule(mod);
+    return obj;
 }
 
-KernelFn kjit_kernel(const KilnJit *j, int i) { return i >= 0 && i < j->nfns ? j->fns[i] : NULL; }
-KernelFn kjit_kernel_cols(const KilnJit *j, int i) { return i >= 0 && i < j->nfns ? j->cols[i] : NULL; }
-
-void kjit_free(KilnJit *j) {
-    if (!j) return;
-    if (j->jit) {
-        LLVMErrorRef e = LLVMOrcDisposeLLJIT(j->jit);
-        if (e) LLVMConsumeError(e);
-    }
-    free(j->fns);
-    free(j->cols);
-    free(j->scratch);
-    free(j->prepack);
-    free(j->prepack_bytes);
-    free(j);
+LLVMMemoryBufferRef llvm_compile_object(LLVMContextRef ctx, LLVMTargetMachineRef tm, const KProgram *p,
+                                        const char *helpers, bool *uses_helpers, int64_t *scratch,
+                                        int64_t *prepack, LlvmTimes *times, char **ir_text, char *err,
+                                        size_t errlen) {
+    HelperMode hm = {helpers, false, false, times};
+    LLVMMemoryBufferRef obj = compile_object(ctx, tm, p, &hm, scratch, prepack, ir_text, err, errlen);
+    if (uses_helpers) *uses_helpers = hm.used;
+    return obj;
 }
 
-int64_t kjit_scratch(const KilnJit *j, int i) { return i >= 0 && i < j->nfns ? j->scratch[i] : 0; }
+LLVMMemoryBufferRef llvm_compile_helpers(LLVMContextRef ctx, LLVMTargetMachineRef tm, const char *helpers,
+                                         LlvmTimes *times, char **ir_text, char *err, size_t errlen) {
+    Arena *a = arena_new();
+    KProgram *none = kprog_new(a, "kiln.helpers");
+    HelperMode hm = {helpers, true, false, times};
+    LLVMMemoryBufferRef obj = compile_object(ctx, tm, none, &hm, NULL, NULL, ir_text, err, errlen);
+    kprog_destroy(none);
+    arena_free(a);
+    return obj;
+}
 
-int64_t kjit_prepack_bytes(const KilnJit *j, int i, int which) {
-    return i >= 0 && i < j->nfns && (which == 0 || which == 1) ? j->prepack_bytes[2 * i + which] : 0;
-}
-PrepackFn kjit_prepack(const KilnJit *j, int i, int which) {
-    return i >= 0 && i < j->nfns && (which == 0 || which == 1) ? j->prepack[2 * i + which] : NULL;
-}
 int llvm_table_len(const KProgram *p) { return p->bufs.len + 1 + 2 * p->kernels.len; }
-
-bool kjit_run_serial(const KilnJit *j, const KProgram *p, void *const *bufs) {
-    int64_t most = 0;
-    for (int i = 0; i < j->nfns; i++) most = j->scratch[i] > most ? j->scratch[i] : most;
-    int nt = llvm_table_len(p);
-    void **all = xcalloc((size_t)nt + 1, sizeof(void *));
-    memcpy(all, bufs, sizeof(void *) * (size_t)p->bufs.len);
-    void *scratch = most > 0 ? aligned_alloc(64, (size_t)(most + 63) / 64 * 64) : NULL;
-    bool ok = most == 0 || scratch;
-    all[p->bufs.len] = scratch;
-    for (int i = 0; ok && i < j->nfns; i++) /* constant operands, packed for this call only */
-        for (int w = 0; ok && w < 2; w++) {
-            int64_t bytes = j->prepack_bytes[2 * i + w];
-            if (bytes <= 0) continue;
-            void *packed = aligned_alloc(64, (size_t)(bytes + 63) / 64 * 64);
-            all[llvm_prepack_slot(p, i, w)] = packed;
-            if (packed) j->prepack[2 * i + w](all);
-            else ok = false;
-        }
-    for (int i = 0; ok && i < p->kernels.len && i < j->nfns; i++)
-        if (p->kernels.data[i].outer > 0) j->fns[i](0, p->kernels.data[i].outer, all);
-    for (int i = p->bufs.len + 1; i < nt; i++) free(all[i]);
-    free(scratch);
-    free(all);
-    return ok;
-}
-
-void kjit_times(const KilnJit *j, KJitTimes *out) { *out = j->times; }

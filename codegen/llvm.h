@@ -1,7 +1,7 @@
 /* llvm.h - the CPU code generator (codegen/llvm.c): a KProgram becomes one
- * LLVM module, optimised at O3 for a target CPU, then either JIT-compiled
- * (ORC LLJIT, for runtime/cpu.c and the unit tests) or written to an object
- * file (`kiln aot --target=cpu`).
+ * LLVM module, optimised for a target CPU, then compiled to an object file
+ * in memory (llvm_compile_object: runtime/cpu_code.c links it into the
+ * process's JIT) or on disk (`kiln aot --target=cpu`).
  *
  * Every kernel k of the program becomes an external function
  *
@@ -10,10 +10,11 @@
  * that runs the outer indices [o_begin, o_end) of the kernel (kernel.h);
  * bufs[i] points at buffer i of the program (inputs, outputs, and the
  * temporaries at arena + KBuf.offset), and bufs[nbufs] (nbufs = p->bufs.len)
- * at a 64-byte aligned scratch block of kjit_scratch() bytes, private to the
- * caller (tiled matmuls pack their operands there; kernels never allocate).
- * Any sub-range may be run, in any order and concurrently with other
- * sub-ranges of the same kernel, each with its own scratch. */
+ * at a 64-byte aligned scratch block of the kernel's scratch bytes
+ * (llvm_compile_object), private to the caller (tiled matmuls pack their
+ * operands there; kernels never allocate).  Any sub-range may be run, in
+ * any order and concurrently with other sub-ranges of the same kernel, each
+ * with its own scratch. */
 #ifndef KILN_LLVM_H
 #define KILN_LLVM_H
 
@@ -44,58 +45,48 @@ LLVMTargetMachineRef llvm_target_machine(const char *cpu, bool reloc_pic, char *
 LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTargetMachineRef tm, bool aot,
                                  int64_t *scratch, char *err, size_t errlen);
 
-/* A JIT-compiled program: its kernels split into up to `jobs` modules
- * compiled to object code in parallel threads (each with its own LLVM
- * context and target machine), linked into one LLJIT. */
-typedef struct KilnJit KilnJit;
-/* Compiles p for the host.  If ir_text is non-NULL it receives the optimised
- * IR as text (free() it).  Returns NULL with a message in err. */
-KilnJit *kjit_compile(const KProgram *p, int jobs, char **ir_text, char *err, size_t errlen);
-/* The same for the CPU `cpu` (NULL or "native": the host; see llvm_cpu_check). */
-KilnJit *kjit_compile_for(const KProgram *p, const char *cpu, int jobs, char **ir_text, char *err,
-                          size_t errlen);
-KernelFn kjit_kernel(const KilnJit *j, int kernel_index);
-/* For a tiled matmul kernel (kjit_scratch > 0): the same kernel over every
- * output row and the output columns [c0, c1) of the product (called as
- * fn(c0, c1, bufs)); NULL for other kernels.  Threads split a product with
- * fewer rows than columns this way, each packing only its columns of B. */
-KernelFn kjit_kernel_cols(const KilnJit *j, int kernel_index);
-void kjit_free(KilnJit *j);
-
-/* The scratch bytes kernel i needs in bufs[nbufs] (0: none). */
-int64_t kjit_scratch(const KilnJit *j, int kernel_index);
+/* Compiles every kernel of p into one relocatable object file in memory for
+ * target machine tm, in context ctx (the caller's: one thread at a time
+ * uses them; runtime/cpu_code.c compiles one distinct kernel per object and
+ * links the objects into the process's JIT).  scratch[i] and
+ * prepack[2 * i + which] (each NULL or one entry per kernel) receive kernel
+ * i's scratch bytes and prepacked operand bytes (below); times (NULL or)
+ * adds where this thread's time went; ir_text (NULL or)
+ * the optimised IR as text (free() it).  Returns the object
+ * (LLVMDisposeMemoryBuffer it) or NULL with a message in err.
+ *
+ * helpers: NULL, or a suffix naming the helpers that depend only on the
+ * target (the micro-kernel and packing routines of tiled products) for
+ * objects linked together: the object then calls them as external
+ * functions NAME + helpers, which the object of llvm_compile_helpers (same
+ * target, same suffix) defines once for all, instead of holding copies;
+ * *uses_helpers (may be NULL) says whether it calls any. */
+typedef struct {
+    double ir_ms, opt_ms, emit_ms; /* thread CPU time: building the IR, the pass pipeline, code generation */
+} LlvmTimes;
+LLVMMemoryBufferRef llvm_compile_object(LLVMContextRef ctx, LLVMTargetMachineRef tm, const KProgram *p,
+                                        const char *helpers, bool *uses_helpers, int64_t *scratch,
+                                        int64_t *prepack, LlvmTimes *times, char **ir_text, char *err,
+                                        size_t errlen);
+LLVMMemoryBufferRef llvm_compile_helpers(LLVMContextRef ctx, LLVMTargetMachineRef tm, const char *helpers,
+                                         LlvmTimes *times, char **ir_text, char *err, size_t errlen);
 
 /* Constant operands packed once.  An operand of a tiled product whose buffer
  * is a constant parameter (KBuf.constant) is not packed by the kernel: it
  * reads bufs[llvm_prepack_slot(p, i, which)] (which 0: A, 1: B), a 64-byte
- * aligned block of kjit_prepack_bytes(j, i, which) bytes that
- * kjit_prepack(j, i, which)(bufs) fills from the operand's buffer.  The
- * caller does that once and again only when the parameter's data changes.
- * A buffer table (bufs) therefore has llvm_table_len(p) entries: the
- * program's buffers, the scratch, then two prepack slots per kernel. */
+ * aligned block of prepack[2 * i + which] bytes that the function
+ * NAME.prepack_a / NAME.prepack_b (a PrepackFn, called with the same table)
+ * fills from the operand's buffer.  The caller does that once and again only
+ * when the parameter's data changes.  A buffer table (bufs) therefore has
+ * llvm_table_len(p) entries: the program's buffers, the scratch, then two
+ * prepack slots per kernel. */
 typedef void (*PrepackFn)(void **bufs);
 int llvm_prepack_slot(const KProgram *p, int kernel_index, int which);
 int llvm_table_len(const KProgram *p);
-int64_t kjit_prepack_bytes(const KilnJit *j, int kernel_index, int which);
-PrepackFn kjit_prepack(const KilnJit *j, int kernel_index, int which);
-
-/* Runs every kernel of p in order over its whole outer range on the calling
- * thread (tests, small programs); bufs has p->bufs.len entries (the scratch
- * is added here).  False when the scratch cannot be allocated. */
-bool kjit_run_serial(const KilnJit *j, const KProgram *p, void *const *bufs);
 
 /* The row granularity a caller must respect when it splits kernel k's outer
  * range: sub-ranges should start at multiples of it for best speed (any
  * split is still correct). */
 int64_t llvm_kernel_grain(const Kernel *k);
-
-/* Where kjit_compile's time went (for -v and the docs). */
-typedef struct {
-    double codegen_wall_ms; /* IR + optimisation + code generation, parts in parallel */
-    double codegen_cpu_ms;  /* the same, CPU time summed over the parts */
-    double link_ms;         /* LLJIT creation, linking and symbol lookup */
-    int parts;
-} KJitTimes;
-void kjit_times(const KilnJit *j, KJitTimes *out);
 
 #endif

@@ -26,6 +26,17 @@
 
 typedef enum { PREC_F32, PREC_F16, PREC_BF16, PREC_AUTO } Precision;
 
+/* What compiling a program cost: prepare() adds to it (bench --json).
+ * "Units" are what a backend compiles as one piece: a distinct kernel on
+ * the cpu (runtime/cpu_code.h), the whole program on cuda and cuda-emu. */
+typedef struct {
+    int kernels;    /* of the program */
+    int distinct;   /* distinct units among them */
+    int compiled;   /* units compiled in this prepare */
+    int cache_hits; /* units loaded from the on-disk cache (runtime/kcache.h) */
+    int reused;     /* units already compiled in this process */
+} CompileStats;
+
 typedef struct {
     int opt_level; /* 0 or 2 */
     Precision precision;
@@ -39,6 +50,7 @@ typedef struct {
     bool remarks;            /* --remarks: the passes' and the fusion scheduler's, on every device */
     Trace *trace;            /* bench --trace: the passes, fusion, code generation and every run
                                 of the executable record their spans here; NULL: nothing */
+    CompileStats *stats;     /* NULL, or where prepare() reports its work */
 } CompileOptions;
 
 /* What a backend can do; the executor and the front ends read these rather

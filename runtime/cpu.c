@@ -1,8 +1,9 @@
 /* cpu.c - the `cpu` backend (backend.h): codegen/llvm.c + ORC LLJIT.
  *
- * prepare: the verified kernel program -> one LLVM module per part, O3 for
- *          the host, linked into one LLJIT; a thread pool sized to the cores
- *          (KILN_THREADS overrides).
+ * prepare: the verified kernel program -> machine code per distinct kernel
+ *          (runtime/cpu_code.h: shared in the process, cached on disk,
+ *          compiled on as many threads as the pool has); a thread pool
+ *          sized to the cores (KILN_THREADS overrides).
  * launch:  one kernel, split over the pool in contiguous chunks of its outer
  *          range (small kernels on the calling thread).  Buffers are host
  *          memory: the executor (exec.c) binds and copies.  Each call has its
@@ -14,6 +15,7 @@
 #include "runtime/exec.h"
 
 #include "codegen/llvm.h"
+#include "runtime/cpu_code.h"
 #include "runtime/threadpool.h"
 
 #include <errno.h>
@@ -26,10 +28,10 @@
 typedef struct CpuCall CpuCall;
 typedef struct {
     const KProgram *kp;
-    KilnJit *jit;
+    CpuCode *code;
     ThreadPool *tp;
     int64_t scratch_stride;   /* bytes of scratch per thread (64-aligned) */
-    int table_len;            /* entries of a buffer table: llvm_table_len */
+    int table_len;            /* entries of a kernel's table: cpu_code_table_len */
     _Atomic(CpuCall *) spare; /* a finished call's state, reused by the next */
     /* per kernel and operand (llvm.h): the constant operand packed when its
      * parameter was bound (cpu_bind), else NULL */
@@ -77,7 +79,7 @@ static void call_free(CpuCall *c) {
 static void cpu_release(void *p) {
     CpuProg *x = p;
     if (!x) return;
-    kjit_free(x->jit);
+    cpu_code_free(x->code);
     tp_free(x->tp);
     call_free(atomic_load(&x->spare));
     free_blocks(x->packed, 2 * x->kp->kernels.len);
@@ -89,8 +91,10 @@ static void *cpu_prepare(const KProgram *kp, const CompileOptions *opt, char *er
     CpuProg *x = xcalloc(1, sizeof *x);
     x->kp = kp;
     char jerr[2048] = "";
-    x->jit = kjit_compile_for(kp, opt ? opt->cpu : NULL, tp_default_threads(), NULL, jerr, sizeof jerr);
-    if (!x->jit) {
+    CpuCodeOptions co = {opt ? opt->cpu : NULL, tp_default_threads(), NULL};
+    CpuCodeStats st;
+    x->code = cpu_code_compile(kp, &co, &st, jerr, sizeof jerr);
+    if (!x->code) {
         snprintf(err, errlen, "%s", jerr);
         cpu_release(x);
         return NULL;
@@ -99,18 +103,25 @@ static void *cpu_prepare(const KProgram *kp, const CompileOptions *opt, char *er
     x->tp = tp_new(tp_default_threads());
     int64_t most = 0;
     for (int i = 0; i < kp->kernels.len; i++)
-        if (kjit_scratch(x->jit, i) > most) most = kjit_scratch(x->jit, i);
+        if (cpu_code_kernel(x->code, i)->scratch > most) most = cpu_code_kernel(x->code, i)->scratch;
     x->scratch_stride = (most + 63) / 64 * 64;
-    x->table_len = llvm_table_len(kp);
+    x->table_len = cpu_code_table_len(x->code);
     x->packed = xcalloc((size_t)2 * kp->kernels.len + 1, sizeof(void *));
+    if (opt && opt->stats) {
+        CompileStats *cs = opt->stats;
+        cs->kernels += st.kernels, cs->distinct += st.distinct, cs->compiled += st.compiled;
+        cs->cache_hits += st.cache_hits, cs->reused += st.reused;
+    }
     if (opt && opt->verbose) {
-        KJitTimes t;
-        kjit_times(x->jit, &t);
         fprintf(stderr,
-                "kiln: cpu: %d kernels; LLVM IR + optimisation + code generation %.1f ms "
-                "(%d parts, %.1f ms CPU), JIT link %.1f ms; total %.1f ms (%.1f ms CPU); %d threads\n",
-                kp->kernels.len, t.codegen_wall_ms, t.parts, t.codegen_cpu_ms, t.link_ms, now_ms() - t0,
-                c_compiled - c0, tp_size(x->tp));
+                "kiln: cpu: %d kernels, %d distinct: %d compiled (%d threads, LLVM %.1f ms CPU: IR %.1f, "
+                "optimisation %.1f, code generation %.1f; JIT link %.1f ms CPU), %d from the cache "
+                "(%s%s), %d already in this process%s; %.1f ms (%.1f ms CPU); %d threads to run\n",
+                st.kernels, st.distinct, st.compiled, st.jobs, st.llvm_cpu_ms, st.llvm.ir_ms, st.llvm.opt_ms,
+                st.llvm.emit_ms, st.link_cpu_ms, st.cache_hits,
+                st.cache_dir[0] ? st.cache_dir : "off: ", st.cache_dir[0] ? "" : st.cache_off, st.reused,
+                st.cache_bad ? " (damaged cache entries rebuilt)" : "", now_ms() - t0, c_compiled - c0,
+                tp_size(x->tp));
     }
     return x;
 }
@@ -163,29 +174,28 @@ enum { PARALLEL_MIN_WORK = 1 << 16 };
  * to the others instead of holding back half of the kernel. */
 enum { CHUNKS_PER_THREAD = 4 };
 
-/* Thread t's copy of the buffer table: the buffers, its scratch slot at t's
- * scratch, kernel i's prepack slots at its packed constant operands. */
+/* Thread t's copy of kernel i's table (cpu_code.h): its buffers, the
+ * scratch at t's scratch, the packed constant operands. */
 static void **task_table(const CpuProg *x, CpuCall *c, int t, void *const *bufs, int i) {
-    int nb = x->kp->bufs.len;
     void **tb = c->task_bufs + (size_t)t * (size_t)x->table_len;
-    memcpy(tb, bufs, sizeof(void *) * (size_t)nb);
-    tb[nb] = c->scratch ? c->scratch + (size_t)t * (size_t)x->scratch_stride : NULL;
-    for (int w = 0; w < 2; w++) {
-        int slot = 2 * i + w;
-        tb[llvm_prepack_slot(x->kp, i, w)] = x->packed[slot] ? x->packed[slot] : c->packed[slot];
-    }
+    void *scratch = c->scratch ? c->scratch + (size_t)t * (size_t)x->scratch_stride : NULL;
+    void *packed[2];
+    for (int w = 0; w < 2; w++)
+        packed[w] = x->packed[2 * i + w] ? x->packed[2 * i + w] : c->packed[2 * i + w];
+    cpu_code_table(x->code, i, bufs, scratch, packed, tb);
     return tb;
 }
 
 /* A 64-byte aligned block for kernel i's constant operand `which`, packed
  * from the parameter data in bufs. */
 static void *pack_operand(const CpuProg *x, int i, int which, void *const *bufs, void *block) {
-    int64_t bytes = kjit_prepack_bytes(x->jit, i, which);
+    const CpuKernelCode *kc = cpu_code_kernel(x->code, i);
+    int64_t bytes = kc->prepack_bytes[which];
     if (!block && !(block = aligned_alloc(64, (size_t)(bytes + 63) / 64 * 64))) return NULL;
     void **table = xcalloc((size_t)x->table_len + 1, sizeof(void *));
-    memcpy(table, bufs, sizeof(void *) * (size_t)x->kp->bufs.len);
-    table[llvm_prepack_slot(x->kp, i, which)] = block;
-    kjit_prepack(x->jit, i, which)(table);
+    void *packed[2] = {which == 0 ? block : NULL, which == 1 ? block : NULL};
+    cpu_code_table(x->code, i, bufs, NULL, packed, table);
+    kc->prepack[which](table);
     free(table);
     return block;
 }
@@ -202,7 +212,9 @@ static bool cpu_bind(void *p, int param, const void *data, char *err, size_t err
     for (int i = 0; ok && i < kp->kernels.len; i++) {
         KGemm g;
         for (int w = 0; ok && w < 2; w++) {
-            if (kjit_prepack_bytes(x->jit, i, w) <= 0 || !kernel_gemm(kp, &kp->kernels.data[i], &g)) continue;
+            if (cpu_code_kernel(x->code, i)->prepack_bytes[w] <= 0 ||
+                !kernel_gemm(kp, &kp->kernels.data[i], &g))
+                continue;
             if (!bufs[w ? g.mm.b_buf : g.mm.a_buf]) continue; /* another parameter's */
             void *block = pack_operand(x, i, w, bufs, x->packed[2 * i + w]);
             if (!block) {
@@ -221,7 +233,7 @@ static bool cpu_bind(void *p, int param, const void *data, char *err, size_t err
 static bool pack_unbound(const CpuProg *x, CpuCall *c, int i, void *const *bufs, char *err, size_t errlen) {
     for (int w = 0; w < 2; w++) {
         int slot = 2 * i + w;
-        if (kjit_prepack_bytes(x->jit, i, w) <= 0 || x->packed[slot]) continue;
+        if (cpu_code_kernel(x->code, i)->prepack_bytes[w] <= 0 || x->packed[slot]) continue;
         if (!(c->packed[slot] = pack_operand(x, i, w, bufs, c->packed[slot]))) {
             snprintf(err, errlen, "out of memory for the packed weights of %s", x->kp->kernels.data[i].name);
             return false;
@@ -236,7 +248,8 @@ static bool cpu_launch(void *p, void *call, int i, void *const *bufs, char *err,
     CpuProg *x = p;
     CpuCall *c = call;
     const Kernel *k = &x->kp->kernels.data[i];
-    KernelFn fn = kjit_kernel(x->jit, i);
+    const CpuKernelCode *kc = cpu_code_kernel(x->code, i);
+    KernelFn fn = kc->fn;
     int64_t outer = k->outer;
     if (outer <= 0) return true;
     if (!pack_unbound(x, c, i, bufs, err, errlen)) return false;
@@ -251,7 +264,7 @@ static bool cpu_launch(void *p, void *call, int i, void *const *bufs, char *err,
     }
     /* a tiled matmul with fewer rows than columns splits by columns (each
      * thread then packs only its part of B), else by rows */
-    KernelFn cols = kjit_kernel_cols(x->jit, i);
+    KernelFn cols = kc->cols;
     KGemm g;
     if (cols && kernel_gemm(x->kp, k, &g) && g.mm.batch * g.mm.m < g.mm.n && g.mm.n >= 2 * 64) {
         fn = cols;

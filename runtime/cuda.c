@@ -189,6 +189,13 @@ KilnStatus cuda_build_target(const KProgram *kp, const CompileOptions *opt, cons
                 cache.dir ? cache.dir : cache.why_off, hex);
     }
     kcache_close(&cache);
+    if (opt && opt->stats) { /* the program is one unit */
+        opt->stats->kernels += kp->kernels.len, opt->stats->distinct++;
+        if (b->cache == KC_HIT)
+            opt->stats->cache_hits++;
+        else
+            opt->stats->compiled++;
+    }
     b->ptx_ms = now_ms() - t2;
     return KILN_OK;
 fail:

@@ -3,6 +3,7 @@
 #include "runtime/kcache.h"
 #include "runtime/outfile.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -114,6 +115,17 @@ void kcache_open(KCache *c) {
         snprintf(c->why_off, sizeof c->why_off, "KILN_CACHE=%s", env);
         return;
     }
+    if (env && env[0] == '/') { /* KILN_CACHE=DIR */
+        kcache_open_dir(c, env);
+        return;
+    }
+    if (env && env[0] && strcasecmp(env, "on") != 0 && strcmp(env, "1") != 0 && strcasecmp(env, "yes") != 0 &&
+        strcasecmp(env, "true") != 0) { /* a relative folder would change with the working directory */
+        kcache_open_dir(c, NULL);
+        snprintf(c->why_off, sizeof c->why_off, "KILN_CACHE=%.100s is neither off nor an absolute folder",
+                 env);
+        return;
+    }
     StrBuf dir = {0};
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (xdg && xdg[0] == '/') sb_printf(&dir, "%s/kiln", xdg);
@@ -148,11 +160,11 @@ const char *kcache_result_name(KCacheResult r) {
 
 /* ------------------------------------------------------------ entries */
 
-static void put_u64(unsigned char *p, uint64_t v) {
+void kcache_put_u64(unsigned char *p, uint64_t v) {
     for (int k = 0; k < 8; k++) p[k] = (unsigned char)(v >> (8 * k));
 }
 
-static uint64_t get_u64(const unsigned char *p) {
+uint64_t kcache_get_u64(const unsigned char *p) {
     uint64_t v = 0;
     for (int k = 0; k < 8; k++) v |= (uint64_t)p[k] << (8 * k);
     return v;
@@ -189,13 +201,13 @@ KCacheResult kcache_load(KCache *c, KCacheKey key, char **data, size_t *len) {
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < HEADER_BYTES ||
         !read_all(fd, hdr, HEADER_BYTES))
         goto done;
-    uint64_t n = get_u64(hdr + 24);
-    if (memcmp(hdr, MAGIC, 8) != 0 || get_u64(hdr + 8) != key.h[0] || get_u64(hdr + 16) != key.h[1] ||
-        n != (uint64_t)st.st_size - HEADER_BYTES)
+    uint64_t n = kcache_get_u64(hdr + 24);
+    if (memcmp(hdr, MAGIC, 8) != 0 || kcache_get_u64(hdr + 8) != key.h[0] ||
+        kcache_get_u64(hdr + 16) != key.h[1] || n != (uint64_t)st.st_size - HEADER_BYTES)
         goto done;
     buf = malloc((size_t)n + 1);
     if (!buf) goto done;
-    if (!read_all(fd, buf, (size_t)n) || checksum(buf, (size_t)n) != get_u64(hdr + 32)) goto done;
+    if (!read_all(fd, buf, (size_t)n) || checksum(buf, (size_t)n) != kcache_get_u64(hdr + 32)) goto done;
     buf[n] = 0;
     *data = buf, *len = (size_t)n;
     buf = NULL;
@@ -230,10 +242,10 @@ bool kcache_store(KCache *c, KCacheKey key, const void *data, size_t len, char *
     }
     unsigned char hdr[HEADER_BYTES];
     memcpy(hdr, MAGIC, 8);
-    put_u64(hdr + 8, key.h[0]);
-    put_u64(hdr + 16, key.h[1]);
-    put_u64(hdr + 24, len);
-    put_u64(hdr + 32, checksum(data, len));
+    kcache_put_u64(hdr + 8, key.h[0]);
+    kcache_put_u64(hdr + 16, key.h[1]);
+    kcache_put_u64(hdr + 24, len);
+    kcache_put_u64(hdr + 32, checksum(data, len));
     bool written = write_fully(fd, hdr, HEADER_BYTES) && write_fully(fd, data, len);
     int saved = errno;
     if (close(fd) != 0 && written) written = false, saved = errno;
@@ -253,5 +265,123 @@ bool kcache_store(KCache *c, KCacheKey key, const void *data, size_t len, char *
 done:
     sb_free(&tmp);
     free(path);
+    return ok;
+}
+
+/* ------------------------------------------------------------------ locks */
+
+KCacheLock kcache_lock(const KCache *c, KCacheKey key, bool wait, int *handle) {
+    *handle = -1;
+    if (!c->dir) return KL_NONE;
+    StrBuf path = {0};
+    sb_printf(&path, "%s/lock", c->dir);
+    int fd = open(path.data, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    sb_free(&path);
+    if (fd < 0) return KL_NONE;
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_len = 1};
+    fl.l_start = (off_t)(key.h[0] >> 24); /* 40 bits: far below OFF_MAX */
+    int r;
+    while ((r = fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl)) != 0 && errno == EINTR) {
+    }
+    if (r == 0) {
+        *handle = fd;
+        return KL_TAKEN;
+    }
+    bool busy = errno == EAGAIN || errno == EACCES;
+    close(fd);
+    return busy ? KL_BUSY : KL_NONE;
+}
+
+void kcache_unlock(int handle) {
+    if (handle >= 0) close(handle); /* closing the description drops its lock */
+}
+
+/* ------------------------------------------------------- info and clear */
+
+const char *kcache_kind_name(KCacheKind k) {
+    static const char *const names[] = {"CPU object code", "PTX", "cuda-emu shared objects", "other"};
+    return names[k];
+}
+
+/* Entries are "<32 hex>.kc"; writers' temporary files ".<32 hex>.tmp.XXXXXX". */
+static bool is_entry_name(const char *n) {
+    size_t len = strlen(n);
+    return len == 35 && strspn(n, "0123456789abcdef") == 32 && strcmp(n + 32, ".kc") == 0;
+}
+static bool is_temp_name(const char *n) {
+    return n[0] == '.' && strspn(n + 1, "0123456789abcdef") == 32 && strncmp(n + 33, ".tmp.", 5) == 0;
+}
+
+static KCacheKind kind_of(int dirfd, const char *name) {
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    unsigned char head[HEADER_BYTES + 8] = {0};
+    bool ok = fd >= 0 && read_all(fd, head, sizeof head);
+    if (fd >= 0) close(fd);
+    const unsigned char *p = head + HEADER_BYTES;
+    if (!ok) return KCK_OTHER;
+    if (memcmp(p, KCACHE_CPU_MAGIC, 8) == 0) return KCK_CPU;
+    if (memcmp(p, "\177ELF", 4) == 0) return KCK_SHARED_OBJECT;
+    if (memcmp(p, "//", 2) == 0 || memcmp(p, ".version", 8) == 0) return KCK_PTX;
+    return KCK_OTHER;
+}
+
+/* Calls fn for every entry and temporary file of the folder. */
+static bool each_file(const KCache *c,
+                      void (*fn)(void *ctx, int dirfd, const char *name, bool temp, int64_t bytes), void *ctx,
+                      char *err, size_t errlen) {
+    if (!c->dir) return true;
+    DIR *d = opendir(c->dir);
+    if (!d) {
+        snprintf(err, errlen, "cannot read the cache folder %s: %s", c->dir, strerror(errno));
+        return false;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        bool temp = is_temp_name(e->d_name);
+        if (!temp && !is_entry_name(e->d_name)) continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+        fn(ctx, dirfd(d), e->d_name, temp, S_ISREG(st.st_mode) ? (int64_t)st.st_size : 0);
+    }
+    closedir(d);
+    return true;
+}
+
+static void count_file(void *ctx, int dirfd, const char *name, bool temp, int64_t bytes) {
+    KCacheInfo *info = ctx;
+    if (temp) {
+        info->temps++;
+        return;
+    }
+    KCacheKind k = kind_of(dirfd, name);
+    info->entries++, info->bytes += bytes;
+    info->kind_entries[k]++, info->kind_bytes[k] += bytes;
+}
+
+bool kcache_info(const KCache *c, KCacheInfo *info, char *err, size_t errlen) {
+    memset(info, 0, sizeof *info);
+    return each_file(c, count_file, info, err, errlen);
+}
+
+typedef struct {
+    int64_t removed, bytes;
+} ClearCount;
+
+static void remove_file(void *ctx, int dirfd, const char *name, bool temp, int64_t bytes) {
+    ClearCount *cc = ctx;
+    (void)temp;
+    if (unlinkat(dirfd, name, 0) == 0) cc->removed++, cc->bytes += bytes;
+}
+
+bool kcache_clear(const KCache *c, int64_t *removed, int64_t *bytes, char *err, size_t errlen) {
+    ClearCount cc = {0, 0};
+    bool ok = each_file(c, remove_file, &cc, err, errlen);
+    if (ok && c->dir) {
+        StrBuf lock = {0};
+        sb_printf(&lock, "%s/lock", c->dir);
+        unlink(lock.data);
+        sb_free(&lock);
+    }
+    *removed = cc.removed, *bytes = cc.bytes;
     return ok;
 }

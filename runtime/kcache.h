@@ -1,8 +1,10 @@
 /* kcache.h - the on-disk kernel cache (PTX and anything else compiled from
  * text that is expensive to rebuild).
  *
- * Where: $XDG_CACHE_HOME/kiln, else ~/.cache/kiln (created 0700);
- * KILN_CACHE=off (or 0, no, false) disables it.
+ * Where: KILN_CACHE=DIR (an absolute path) names the folder; else
+ * $XDG_CACHE_HOME/kiln, else ~/.cache/kiln (created 0700); KILN_CACHE=off
+ * (or 0, no, false) disables it, and so does any other value but on (1,
+ * yes, true: the default folder), saying why.
  * Key: 128 bits, two independent 64-bit hashes (FNV-1a, and a multiply-xorshift
  * hash) over length-prefixed parts: the source, the compiler's options, its
  * version and the target architecture -- whatever the caller says makes the
@@ -17,7 +19,9 @@
  * the caller rebuilds and stores it again.  Only a regular file is read as an
  * entry: a symlink, FIFO or device in its place counts as corrupt and is
  * removed, never followed, waited on or read.  Every cached artefact of kiln
- * (PTX, the cuda-emu shared objects) goes through here.
+ * (PTX, the cuda-emu shared objects, CPU object code) goes through here.
+ * Building an entry may be announced with kcache_lock, so that a process
+ * started at the same time waits for it rather than building it too.
  *
  * A KCache is a small owned handle (kcache_open / kcache_close); it holds no
  * file open between calls. */
@@ -67,5 +71,41 @@ KCacheResult kcache_load(KCache *c, KCacheKey key, char **data, size_t *len);
 bool kcache_store(KCache *c, KCacheKey key, const void *data, size_t len, char *err, size_t errlen);
 /* The path of the entry for `key` (heap); NULL when off. */
 char *kcache_path(const KCache *c, KCacheKey key);
+
+/* An advisory lock on key's entry, held by whoever builds it: an open file
+ * description lock (fcntl F_OFD_SETLK) on one byte of <dir>/lock chosen by
+ * the key, so it is per call, not per process, and the kernel drops it when
+ * its holder exits or dies.  Two keys may share a byte: then one waits for
+ * the other for nothing, never wrongly.  KL_TAKEN: *handle holds it
+ * (kcache_unlock it); KL_BUSY: another holder has it (only when !wait);
+ * KL_NONE: no lock is possible (cache off, the lock file cannot be opened)
+ * and the caller simply builds. */
+typedef enum { KL_TAKEN, KL_BUSY, KL_NONE } KCacheLock;
+KCacheLock kcache_lock(const KCache *c, KCacheKey key, bool wait, int *handle);
+void kcache_unlock(int handle);
+
+/* What the folder holds (`kiln cache info`), by what the payloads are. */
+typedef enum { KCK_CPU, KCK_PTX, KCK_SHARED_OBJECT, KCK_OTHER, KCK_COUNT } KCacheKind;
+const char *kcache_kind_name(KCacheKind k);
+typedef struct {
+    int64_t entries, bytes;
+    int64_t kind_entries[KCK_COUNT], kind_bytes[KCK_COUNT];
+    int64_t temps; /* temporary files of writers (running, or killed before renaming) */
+} KCacheInfo;
+/* False with a message when the folder cannot be read; an off cache is
+ * empty. */
+bool kcache_info(const KCache *c, KCacheInfo *info, char *err, size_t errlen);
+/* Removes every entry, temporary file and the lock file (`kiln cache
+ * clear`); *removed files, *bytes of them.  Other files are left alone.
+ * A process compiling meanwhile only stores its entries again. */
+bool kcache_clear(const KCache *c, int64_t *removed, int64_t *bytes, char *err, size_t errlen);
+/* Little-endian u64 fields, as entry headers (and payloads that have
+ * headers of their own) store them. */
+void kcache_put_u64(unsigned char *p, uint64_t v);
+uint64_t kcache_get_u64(const unsigned char *p);
+
+/* The payload magic of CPU object entries (runtime/cpu_code.c), which
+ * kcache_info recognises. */
+#define KCACHE_CPU_MAGIC "KILNCPU1"
 
 #endif

@@ -7,6 +7,10 @@ PY=/usr/bin/python3
 DATA=$BUILD/testdata
 total_pass=0
 total_fail=0
+# compiled code the layers cache (runtime/kcache.h) stays in the build folder:
+# `make clean` empties it, and test runs leave nothing in ~/.cache
+case $BUILD in /*) KILN_CACHE=${KILN_CACHE:-$BUILD/kcache} ;; *) KILN_CACHE=${KILN_CACHE:-$(pwd)/$BUILD/kcache} ;; esac
+export KILN_CACHE
 failed_layers=""
 
 # Runs one layer, shows its output, adds its counts to the totals.
@@ -65,6 +69,7 @@ fi
 layer cli sh tests/cli/run.sh "$BUILD/kiln"
 layer files sh tests/cli/files.sh "$BUILD/kiln"
 layer misuse sh tests/cli/misuse.sh "$BUILD/kiln"
+layer cache sh tests/cli/cache.sh "$BUILD/kiln"
 layer onnx-cli sh tests/onnx/cli.sh "$BUILD/kiln"
 layer aot-cuda sh tests/aot/cuda.sh "$BUILD/kiln"
 layer aot-cpu sh tests/aot/cpu.sh "$BUILD/kiln"

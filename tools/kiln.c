@@ -1,9 +1,11 @@
 /* kiln.c - the command line (shared/spec/cli.md):
  *   kiln check FILE | run FILE | emit FILE --emit=STAGE | aot | bench | repl | help | --version
  * Exit status: 0 success, 1 diagnosed input error, 2 usage, 3 device/environment. */
+#include "codegen/dot.h"
 #include "codegen/kernel.h"
 #include "passes/pass.h"
 #include "runtime/cuda_toolkit.h"
+#include "runtime/kcache.h"
 #include "runtime/outfile.h"
 #include "runtime/repl.h"
 #include "runtime/report.h"
@@ -86,6 +88,9 @@ static const char *const help_text[][2] = {
      "  --report FILE.html      write one self-contained page: the kernel table, a roofline chart\n"
      "                          against this machine's bandwidth and peak (measured now, ~1 s), the\n"
      "                          timeline and the fused-kernel graph\n"},
+    {"cache", "kiln cache [info|clear]\n  Where the cache of compiled code is (KILN_CACHE=DIR|off; else "
+              "$XDG_CACHE_HOME/kiln,\n"
+              "  ~/.cache/kiln) and what it holds; clear empties it.\n"},
     {"env", "kiln env [NAME]\n  What kiln finds of CUDA here (toolkit, NVRTC, headers, ptxas, driver, GPU)\n"
             "  as shell assignments KILN_NAME='value', or the value of one NAME.\n"},
     {"repl",
@@ -531,22 +536,29 @@ typedef struct {
     Executable *exe;
 } Prepared;
 
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t errlen) {
     int st;
     memset(pr, 0, sizeof *pr);
     Trace *tr = o->copt.trace; /* bench --trace */
-    double t0 = trace_clock_ms();
+    double t[6];               /* -v: where the time went, phase by phase */
+    double t0 = t[0] = trace_clock_ms();
     st = open_program(o, &pr->c, &pr->entry);
-    trace_span(tr, "parse", t0, trace_clock_ms(), "read and parse %s", o->file);
+    trace_span(tr, "parse", t0, t[1] = trace_clock_ms(), "read and parse %s", o->file);
     if (st != KILN_OK) return st;
     t0 = trace_clock_ms();
     st = load_tensors(o);
-    trace_span(tr, "parse", t0, trace_clock_ms(), "read the input files");
+    trace_span(tr, "parse", t0, t[2] = trace_clock_ms(), "read the input files");
     if (st != KILN_OK) return st;
     pr->req = (BindRequest){o->tensors.data, o->tensors.len, o->dims.data, o->dims.len, o->seed, false};
     t0 = trace_clock_ms();
     st = driver_bind(&pr->c, pr->entry, &pr->req, &o->copt, &pr->g, &pr->inputs, err, errlen);
-    trace_span(tr, "passes", t0, trace_clock_ms(), "bind the inputs, build the IR, run the passes");
+    trace_span(tr, "passes", t0, t[3] = trace_clock_ms(), "bind the inputs, build the IR, run the passes");
     if (st != KILN_OK) {
         diag_print(&pr->c.diags, stderr);
         if (err[0]) fprintf(stderr, "kiln: %s\n", err);
@@ -558,15 +570,22 @@ static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t er
         return st;
     }
     if (announce) fprintf(stderr, "kiln: running '%s' on device %s\n", pr->g->name, pr->be->name);
+    t[4] = trace_clock_ms();
     if (!(pr->exe = exec_compile(pr->be, pr->g, &o->copt, err, errlen))) {
         fprintf(stderr, "kiln: %s\n", err);
         return KILN_ERR_DEVICE;
     }
+    t[5] = trace_clock_ms();
     /* the weights once, for every run (the CPU packs them here) */
     if ((st = exec_bind_constants(pr->exe, pr->g, pr->inputs, err, errlen)) != KILN_OK) {
         fprintf(stderr, "kiln: %s\n", err);
         return st;
     }
+    if (o->verbose)
+        fprintf(stderr,
+                "kiln: phases: parse + check %.1f ms, read tensors %.1f ms, bind + passes %.1f ms, "
+                "fusion + device code %.1f ms, constants bound %.1f ms\n",
+                t[1] - t[0], t[2] - t[1], t[3] - t[2], t[5] - t[4], trace_clock_ms() - t[5]);
     return KILN_OK;
 }
 
@@ -784,12 +803,6 @@ done:
     return st;
 }
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static void json_string(const char *s) {
     putchar('"');
     for (; *s; s++) {
@@ -860,6 +873,8 @@ static int cmd_bench(Options *o) {
     if (st != KILN_OK) return st;
     Trace *tr = o->trace_out || o->report_out ? trace_new() : NULL;
     o->copt.trace = tr;
+    CompileStats cs = {0};
+    o->copt.stats = &cs;
     double t0 = now_ms();
     st = prepare(o, &pr, false, err, sizeof err);
     if (st != KILN_OK) goto done;
@@ -878,7 +893,11 @@ static int cmd_bench(Options *o) {
         json_string(g->name);
         printf(", \"device\": ");
         json_string(be->name);
-        printf(", \"compile_ms\": %.3f, \"run_ms\": %.6f, \"runs\": %d, \"kernels\": [", compile_ms, rep.run_ms, rep.runs);
+        printf(
+            ", \"compile_ms\": %.3f, \"cache_hits\": %d, \"kernels_distinct\": %d, \"kernels_compiled\": %d, "
+            "\"kernels_reused\": %d",
+            compile_ms, cs.cache_hits, cs.distinct, cs.compiled, cs.reused);
+        printf(", \"run_ms\": %.6f, \"runs\": %d, \"kernels\": [", rep.run_ms, rep.runs);
         for (int i = 0; i < rep.kernels.len; i++) {
             KernelTiming *k = &rep.kernels.data[i];
             printf("%s{\"name\": ", i ? ", " : "");
@@ -887,7 +906,11 @@ static int cmd_bench(Options *o) {
         }
         printf("]}\n");
     } else {
-        printf("graph %s on %s: compile %.1f ms, %d runs\n", g->name, be->name, compile_ms, rep.runs);
+        printf("graph %s on %s: compile %.1f ms", g->name, be->name, compile_ms);
+        if (cs.distinct)
+            printf(" (%d distinct of %d kernels: %d compiled, %d from the cache)", cs.distinct, cs.kernels,
+                   cs.compiled, cs.cache_hits);
+        printf(", %d runs\n", rep.runs);
         printf("%-40s %12s %14s %10s %10s\n", "kernel", "median ms", "bytes", "GB/s", "GFLOP/s");
         int64_t tb = 0, tf = 0;
         for (int i = 0; i < rep.kernels.len; i++) {
@@ -942,6 +965,54 @@ static int cmd_env(int argc, char **argv) {
     return st;
 }
 
+/* kiln cache [info|clear]: the on-disk cache (runtime/kcache.h) of compiled
+ * code, CPU objects and PTX alike. */
+static int cmd_cache(int argc, char **argv) {
+    const char *what = argc > 0 ? argv[0] : "info";
+    if (argc > 1 || (strcmp(what, "info") != 0 && strcmp(what, "clear") != 0)) {
+        usage_error("cache takes info or clear, found '%s'", argc > 1 ? argv[1] : what);
+        return KILN_ERR_USAGE;
+    }
+    KCache c;
+    kcache_open(&c);
+    char err[512];
+    int st = KILN_OK;
+    StrBuf sb = {0};
+    if (!c.dir) {
+        printf("cache: off (%s)\n", c.why_off);
+    } else if (strcmp(what, "clear") == 0) {
+        int64_t removed, bytes;
+        if (kcache_clear(&c, &removed, &bytes, err, sizeof err)) {
+            fmt_bytes(&sb, bytes);
+            printf("cache: %s: removed %lld files (%s)\n", c.dir, (long long)removed, sb.data);
+        } else {
+            fprintf(stderr, "kiln: %s\n", err);
+            st = KILN_ERR_DEVICE;
+        }
+    } else {
+        KCacheInfo info;
+        if (kcache_info(&c, &info, err, sizeof err)) {
+            fmt_bytes(&sb, info.bytes);
+            printf("cache: %s\nentries: %lld (%s)\n", c.dir, (long long)info.entries, sb.data);
+            for (int k = 0; k < KCK_COUNT; k++) {
+                if (!info.kind_entries[k]) continue;
+                sb.len = 0;
+                fmt_bytes(&sb, info.kind_bytes[k]);
+                printf("  %-26s %8lld  %s\n", kcache_kind_name((KCacheKind)k),
+                       (long long)info.kind_entries[k], sb.data);
+            }
+            if (info.temps)
+                printf("unfinished writes: %lld (removed by kiln cache clear)\n", (long long)info.temps);
+        } else {
+            fprintf(stderr, "kiln: %s\n", err);
+            st = KILN_ERR_DEVICE;
+        }
+    }
+    sb_free(&sb);
+    kcache_close(&c);
+    return st;
+}
+
 static int kiln_main(int argc, char **argv) {
     if (argc < 2) {
         if (isatty(0) && isatty(1)) return repl_main(NULL, false);
@@ -971,6 +1042,8 @@ static int kiln_main(int argc, char **argv) {
         if (st == KILN_OK) st = commands[which].fn(&o);
     } else if (strcmp(cmd, "env") == 0) {
         st = cmd_env(argc - 2, argv + 2);
+    } else if (strcmp(cmd, "cache") == 0) {
+        st = cmd_cache(argc - 2, argv + 2);
     } else if (strcmp(cmd, "repl") == 0) { /* kiln repl [--device=NAME] [--plain] */
         const char *device = NULL, *v;
         bool plain = false;

@@ -81,6 +81,7 @@ done
 # ---- the kernel cache: a damaged cuda-emu entry is rebuilt, never loaded; a FIFO
 # in its place does not block; results stay those of the reference
 if command -v c++ >/dev/null 2>&1; then
+    unset KILN_CACHE # (make test points it at build/kcache) the default folder, under:
     XDG_CACHE_HOME=$T/cache
     export XDG_CACHE_HOME
     "$K" run m.kiln --device=ref --in x=x.npy >want 2>err

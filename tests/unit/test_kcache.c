@@ -6,7 +6,8 @@
  * several processes writing and reading the same key at once never see a
  * partial entry and leave no temporary files; a FIFO or symlink in an
  * entry's place is neither waited on nor followed; the directory chosen from
- * XDG_CACHE_HOME / HOME; KILN_CACHE=off.
+ * XDG_CACHE_HOME / HOME; KILN_CACHE=off or DIR; per-key locks; info and
+ * clear (`kiln cache`).
  * Prints "test_kcache: N passed, N failed" last; exits non-zero on failure. */
 #include "runtime/kcache.h"
 
@@ -319,6 +320,23 @@ static void test_environment(const char *dir) {
         CHECK(kcache_path(&c, k) == NULL);
         kcache_close(&c);
     }
+    /* KILN_CACHE=DIR names the folder; on means the default; a relative
+     * path (which would follow the working directory) turns it off */
+    StrBuf named = {0};
+    sb_printf(&named, "%s/named", dir);
+    setenv("KILN_CACHE", named.data, 1);
+    kcache_open(&c);
+    CHECK(c.dir && strcmp(c.dir, named.data) == 0);
+    kcache_close(&c);
+    setenv("KILN_CACHE", "on", 1);
+    kcache_open(&c);
+    CHECK(c.dir && strcmp(c.dir, want.data) == 0);
+    kcache_close(&c);
+    setenv("KILN_CACHE", "relative/dir", 1);
+    kcache_open(&c);
+    CHECK(c.dir == NULL && strstr(c.why_off, "absolute") != NULL);
+    kcache_close(&c);
+    sb_free(&named);
     unsetenv("KILN_CACHE");
 
     /* a directory that cannot be made: the cache is off and says why */
@@ -338,6 +356,53 @@ static void test_environment(const char *dir) {
     sb_free(&want);
 }
 
+/* kcache_lock: one holder per key at a time, the lock dropped when its
+ * holder lets go; info counts entries by kind; clear removes entries,
+ * temporary files and the lock file, nothing else. */
+static void test_lock_info_clear(const char *dir) {
+    KCache c;
+    char err[256];
+    kcache_open_dir(&c, dir);
+    KCacheKey k = key_of("locked", "sm_90"), other = key_of("other", "sm_90");
+    int h1, h2;
+    CHECK_EQ(KL_TAKEN, kcache_lock(&c, k, false, &h1));
+    CHECK_EQ(KL_BUSY, kcache_lock(&c, k, false, &h2)); /* a second description: busy, even in one process */
+    CHECK_EQ(-1, h2);
+    if ((k.h[0] >> 24) != (other.h[0] >> 24)) {
+        CHECK_EQ(KL_TAKEN, kcache_lock(&c, other, false, &h2));
+        kcache_unlock(h2);
+    }
+    kcache_unlock(h1);
+    CHECK_EQ(KL_TAKEN, kcache_lock(&c, k, true, &h2));
+    kcache_unlock(h2);
+
+    StrBuf junk = {0};
+    sb_printf(&junk, "%s/notes.txt", dir); /* not the cache's: left alone */
+    FILE *f = fopen(junk.data, "w");
+    if (f) fputs("mine", f), fclose(f);
+    CHECK(kcache_store(&c, k, KCACHE_CPU_MAGIC "object", 14, err, sizeof err));
+    CHECK(kcache_store(&c, other, "// ptx\n.version 8.0", 20, err, sizeof err));
+    KCacheInfo info;
+    CHECK(kcache_info(&c, &info, err, sizeof err));
+    CHECK(info.entries >= 2);
+    CHECK_EQ(1, info.kind_entries[KCK_CPU]);
+    CHECK(info.kind_entries[KCK_PTX] >= 1);
+    int64_t removed = 0, bytes = 0;
+    CHECK(kcache_clear(&c, &removed, &bytes, err, sizeof err));
+    CHECK(removed >= 2 && bytes > 0);
+    CHECK(kcache_info(&c, &info, err, sizeof err));
+    CHECK_EQ(0, info.entries);
+    CHECK(file_size(junk.data) == 4);
+    sb_free(&junk);
+    kcache_close(&c);
+
+    KCache off;
+    kcache_open_dir(&off, NULL); /* off: empty, nothing to clear, no lock */
+    CHECK(kcache_info(&off, &info, err, sizeof err) && info.entries == 0);
+    CHECK_EQ(KL_NONE, kcache_lock(&off, k, true, &h1));
+    kcache_close(&off);
+}
+
 int main(void) {
     alarm(120); /* a reader blocked on a FIFO would hang here: fail instead */
     char dir[] = "/tmp/test_kcache.XXXXXX";
@@ -351,6 +416,7 @@ int main(void) {
     test_round_trip(sub.data);
     test_damaged(sub.data);
     test_concurrent(sub.data);
+    test_lock_info_clear(sub.data);
     test_environment(dir);
     sb_free(&sub);
     remove_tree(dir);

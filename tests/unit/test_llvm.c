@@ -1,7 +1,7 @@
 /* test_llvm.c - the CPU code generator on hand-built kernel programs.
  *
  * Each test builds a KProgram with the kernel.h builders, JIT-compiles it
- * (codegen/llvm.c) and compares the results with the reference interpreter
+ * (codegen/llvm.c through runtime/cpu_code.c) and compares the results with the reference interpreter
  * (ir/interp.c, through a one-node IRGraph) or with plain C:
  *   - every elementwise op on every dtype it accepts, specials included;
  *   - casts between all dtypes; f16/bf16 load and store rounding (bits);
@@ -19,6 +19,7 @@
  *     (results that are parameters or other results, bench, -O0).
  * Last line: "test_llvm: N passed, N failed". */
 #include "codegen/llvm.h"
+#include "runtime/cpu_code.h"
 #include "runtime/runtime.h"
 #include "runtime/threadpool.h"
 
@@ -57,9 +58,10 @@ static void prog_free(Prog *pg) {
     arena_free(pg->arena);
 }
 
-static KilnJit *compile(Prog *pg, char **ir) {
+static CpuCode *compile(Prog *pg, char **ir) {
     char err[2048] = "";
-    KilnJit *j = kjit_compile(pg->p, 2, ir, err, sizeof err);
+    CpuCodeOptions opt = {NULL, 2, ir};
+    CpuCode *j = cpu_code_compile(pg->p, &opt, NULL, err, sizeof err);
     CHECK(j != NULL, "compile %s: %s", pg->p->graph_name, err);
     return j;
 }
@@ -186,7 +188,7 @@ static int check_elem_op(Op op, KilnDType dt, bool flag) {
     int e = kinst_elem(k, op, rdt, -1, ld[0], ld[1], ld[2]);
     k->insts.data[e].flag = flag;
     kstage_store(k, s, bufs[3], o, e);
-    KilnJit *jit = compile(&pg, NULL);
+    CpuCode *jit = compile(&pg, NULL);
     if (jit && ok) {
         int64_t sh = NELEM;
         kiln_tensor_init(&jit_out[0], rdt, 1, &sh);
@@ -194,7 +196,7 @@ static int check_elem_op(Op op, KilnDType dt, bool flag) {
         void *bp[4];
         for (int j = 0; j < arity; j++) bp[j] = ptrs[j];
         bp[arity] = jit_out[0].data;
-        kjit_run_serial(jit, pg.p, bp);
+        cpu_code_run_serial(jit, bp);
         double rtol = 4e-7, atol = 0;
         bool transcendental = op == OP_EXP || op == OP_LOG || op == OP_SIN || op == OP_COS || op == OP_TANH ||
                               op == OP_ERF || op == OP_SIGMOID || op == OP_SILU || op == OP_GELU;
@@ -216,7 +218,7 @@ static int check_elem_op(Op op, KilnDType dt, bool flag) {
         kiln_tensor_free(&jit_out[0]);
     }
     if (ok) kiln_tensor_free(&ref_out[0]);
-    kjit_free(jit);
+    cpu_code_free(jit);
     prog_free(&pg);
     for (int j = 0; j < arity; j++) kiln_tensor_free(&inputs[j]);
     ir_graph_destroy(g);
@@ -287,12 +289,12 @@ static void test_casts(void) {
             int l = kinst_load(k, bx, from, -1, o, -1);
             int cv = kinst(k, KI_CAST, to, -1, l, -1, -1);
             kstage_store(k, s, bo, o, cv);
-            KilnJit *jit = compile(&pg, NULL);
+            CpuCode *jit = compile(&pg, NULL);
             int fails = 0;
             if (jit && ok) {
                 kiln_tensor_init(&out, to, 1, &sh);
                 void *bp[2] = {in.data, out.data};
-                kjit_run_serial(jit, pg.p, bp);
+                cpu_code_run_serial(jit, bp);
                 for (int64_t i = 0; i < NELEM; i++) {
                     double got = get_elem(&out, i), want = get_elem(&ref_out, i);
                     /* ints from f64 values past i32 saturate in both; f64->f16 may round twice */
@@ -309,7 +311,7 @@ static void test_casts(void) {
                   fails);
             if (ok) kiln_tensor_free(&ref_out);
             kiln_tensor_free(&in);
-            kjit_free(jit);
+            cpu_code_free(jit);
             prog_free(&pg);
             ir_graph_destroy(g);
             arena_free(ga);
@@ -355,10 +357,10 @@ static void test_half_rounding(void) {
     int lb = kinst_load(k, bb, KILN_BF16, -1, o, -1);
     kstage_store(k, s, bh2, o, kinst(k, KI_CAST, KILN_F32, -1, lh, -1, -1));
     kstage_store(k, s, bb2, o, kinst(k, KI_CAST, KILN_F32, -1, lb, -1, -1));
-    KilnJit *jit = compile(&pg, NULL);
+    CpuCode *jit = compile(&pg, NULL);
     if (jit) {
         void *bp[5] = {x, h, bf, back_h, back_b};
-        kjit_run_serial(jit, pg.p, bp);
+        cpu_code_run_serial(jit, bp);
         int bad_h = 0, bad_b = 0, bad_lh = 0, bad_lb = 0;
         for (int i = 0; i < N; i++) {
             uint16_t wh = kiln_f32_to_f16(x[i]), wb = kiln_f32_to_bf16(x[i]);
@@ -377,7 +379,7 @@ static void test_half_rounding(void) {
         CHECK(bad_b == 0, "%d bf16 stores differ from kiln_f32_to_bf16", bad_b);
         CHECK(bad_lh == 0 && bad_lb == 0, "%d f16 / %d bf16 loads differ", bad_lh, bad_lb);
     }
-    kjit_free(jit);
+    cpu_code_free(jit);
     prog_free(&pg);
     free(x), free(h), free(bf), free(back_h), free(back_b);
 }
@@ -432,10 +434,10 @@ static void test_inst_kinds(void) {
                                   kinst_const(k, KILN_F32, s1, 2.5), -1),
                        acc, -1);
     kstage_store(k, s1, bs, p1, v);
-    KilnJit *jit = compile(&pg, NULL);
+    CpuCode *jit = compile(&pg, NULL);
     if (jit) {
         void *bp[5] = {x, t, g, io, sc};
-        kjit_run_serial(jit, pg.p, bp);
+        cpu_code_run_serial(jit, bp);
         int bad = 0;
         for (int i = 0; i < R * C; i++) bad += t[(i % C) * R + i / C] != x[i];
         CHECK(bad == 0, "transpose: %d wrong", bad);
@@ -457,7 +459,7 @@ static void test_inst_kinds(void) {
         }
         CHECK(bad == 0, "acc in a later stage: %d wrong", bad);
     }
-    kjit_free(jit);
+    cpu_code_free(jit);
     prog_free(&pg);
 }
 
@@ -491,11 +493,11 @@ static void check_reduce(Op op, KilnDType dt, int R, int C) {
     int acc = kinst(k, KI_ACC, accdt, s1, 0, -1, -1);
     kstage_store(k, s1, bo, o, kinst(k, KI_CAST, odt, s1, acc, -1, -1));
     char *ir = NULL;
-    KilnJit *jit = compile(&pg, &ir);
+    CpuCode *jit = compile(&pg, &ir);
     int bad = 0;
     if (jit) {
         void *bp[2] = {x.data, out.data};
-        kjit_run_serial(jit, pg.p, bp);
+        cpu_code_run_serial(jit, bp);
         for (int i = 0; i < R; i++) {
             double a = op == OP_PROD ? 1 : op == OP_MAX || op == OP_ARGMAX ? -INFINITY : op == OP_SUM ? 0 : INFINITY;
             int64_t at = 0;
@@ -526,7 +528,7 @@ static void check_reduce(Op op, KilnDType dt, int R, int C) {
     }
     CHECK(jit && bad == 0, "%s on %s rows of %d: %d wrong", op_info[op].name, kiln_dtype_name(dt), C, bad);
     free(ir);
-    kjit_free(jit);
+    cpu_code_free(jit);
     prog_free(&pg);
     kiln_tensor_free(&x);
     kiln_tensor_free(&out);
@@ -562,19 +564,19 @@ static void test_argmax_ties(void) {
         int at = kinst(k, KI_IADD, KILN_I64, s1, o, kinst_const(k, KILN_I64, s1, 2 * which), -1);
         kstage_store(k, s1, bo, at, kinst(k, KI_ACC, KILN_I64, s1, 0, -1, -1));
     }
-    KilnJit *jit = compile(&pg, NULL);
+    CpuCode *jit = compile(&pg, NULL);
     if (jit) {
         float xy[16];
         memcpy(xy, x, sizeof x);
         memcpy(xy + 8, y, sizeof y);
         void *bp[2] = {xy, out};
-        kjit_run_serial(jit, pg.p, bp);
+        cpu_code_run_serial(jit, bp);
         CHECK(out[0] == 1, "argmax ties: %lld, want 1", (long long)out[0]);
         CHECK(out[1] == 1, "argmax with NaN: %lld, want 1 (the first NaN)", (long long)out[1]);
         CHECK(out[2] == 6, "argmin: %lld, want 6", (long long)out[2]);
         CHECK(out[3] == 1, "argmin with NaN: %lld, want 1", (long long)out[3]);
     }
-    kjit_free(jit);
+    cpu_code_free(jit);
     prog_free(&pg);
 }
 
@@ -601,10 +603,10 @@ static void test_softmax_rows(void) {
     int e2 = kinst_elem(k, OP_EXP, KILN_F32, s2, kinst_elem(k, OP_SUB, KILN_F32, s2, kinst_load(k, bx, KILN_F32, s2, p2, -1), m2, -1), -1, -1);
     kstage_store(k, s2, by, p2, kinst_elem(k, OP_DIV, KILN_F32, s2, e2, sum, -1));
     char *ir = NULL;
-    KilnJit *jit = compile(&pg, &ir);
+    CpuCode *jit = compile(&pg, &ir);
     if (jit) {
         void *bp[2] = {x, y};
-        kjit_run_serial(jit, pg.p, bp);
+        cpu_code_run_serial(jit, bp);
         int bad = 0;
         for (int i = 0; i < R; i++) {
             double mx = -INFINITY, s = 0;
@@ -619,7 +621,7 @@ static void test_softmax_rows(void) {
         CHECK(ir && (strstr(ir, "<16 x float>") || strstr(ir, "<8 x float>")), "softmax rows are not vectorised");
     }
     free(ir);
-    kjit_free(jit);
+    cpu_code_free(jit);
     prog_free(&pg);
     free(x), free(y);
 }
@@ -680,10 +682,10 @@ static void test_accuracy(void) {
         k->insts.data[e].flag = a->flag;
         kstage_store(k, s, by, o, e);
         char *ir = NULL;
-        KilnJit *jit = compile(&pg, &ir);
+        CpuCode *jit = compile(&pg, &ir);
         if (jit) {
             void *bp[2] = {x, y};
-            kjit_run_serial(jit, pg.p, bp);
+            cpu_code_run_serial(jit, bp);
             double worst = 0, at = 0;
             for (int i = 0; i < N; i++) {
                 double want = a->ref((double)x[i]);
@@ -701,7 +703,7 @@ static void test_accuracy(void) {
                   op_info[a->op].name);
         }
         free(ir);
-        kjit_free(jit);
+        cpu_code_free(jit);
         prog_free(&pg);
     }
     free(x), free(y);
@@ -764,18 +766,20 @@ static void check_matmul(int64_t batch, int64_t M, int64_t N, int64_t K, KilnDTy
     mm->b_batch_stride[0] = K * N;
     mm->a_sm = K, mm->a_sk = 1;
     mm->b_sk = b_trans ? 1 : N, mm->b_sn = b_trans ? K : 1;
-    KilnJit *jit = compile(&pg, NULL);
+    CpuCode *jit = compile(&pg, NULL);
     int bad = 0;
     if (jit) {
-        void *scratch = kjit_scratch(jit, 0) ? aligned_alloc(64, (size_t)(kjit_scratch(jit, 0) + 63) / 64 * 64) : NULL;
-        void *bp[5] = {A.data, B.data, bias.data, out, scratch};
-        KernelFn fn = kjit_kernel(jit, 0);
+        const CpuKernelCode *kc = cpu_code_kernel(jit, 0);
+        void *scratch = kc->scratch ? aligned_alloc(64, (size_t)(kc->scratch + 63) / 64 * 64) : NULL;
+        void *prog_bufs[4] = {A.data, B.data, bias.data, out}, *bp[8];
+        cpu_code_table(jit, 0, prog_bufs, scratch, NULL, bp);
+        KernelFn fn = kc->fn;
         /* in ragged pieces, as threads would split it */
         int64_t cuts[4] = {0, no / 3 + 1, 2 * no / 3 + 7, no};
         if (cuts[2] > no) cuts[2] = no;
         for (int c = 0; c < 3; c++)
             if (cuts[c] < cuts[c + 1]) fn(cuts[c], cuts[c + 1], bp);
-        KernelFn cols = kjit_kernel_cols(jit, 0);
+        KernelFn cols = kc->cols;
         if (cols) { /* again by columns, in two ragged pieces: must give the same */
             float *first = malloc(sizeof(float) * (size_t)no);
             memcpy(first, out, sizeof(float) * (size_t)no);
@@ -808,7 +812,7 @@ static void check_matmul(int64_t batch, int64_t M, int64_t N, int64_t K, KilnDTy
     CHECK(jit && bad == 0, "matmul batch %lld, %lldx%lldx%lld %s%s%s%s: %d wrong", (long long)batch, (long long)M,
           (long long)N, (long long)K, kiln_dtype_name(dt), a_bcast ? " A-broadcast" : "", b_trans ? " B^T" : "",
           relu_bias ? " +bias,relu" : "", bad);
-    kjit_free(jit);
+    cpu_code_free(jit);
     prog_free(&pg);
     kiln_tensor_free(&A);
     kiln_tensor_free(&B);
@@ -848,15 +852,15 @@ static void check_pad(bool big) {
     int hi = kinst(k, KI_ILT, KILN_BOOL, -1, idx, kinst_const(k, KILN_I64, -1, (double)n), -1);
     int g = kinst_elem(k, OP_AND, KILN_BOOL, -1, kinst_elem(k, OP_NOT, KILN_BOOL, -1, lo, -1, -1), hi, -1);
     kstage_store(k, s, bo, o, kinst_load(k, bx, KILN_F32, -1, idx, g));
-    KilnJit *jit = compile(&pg, NULL);
+    CpuCode *jit = compile(&pg, NULL);
     if (jit) {
         void *bp[2] = {x, out};
-        kjit_run_serial(jit, pg.p, bp);
+        cpu_code_run_serial(jit, bp);
         int bad = 0;
         for (int i = 0; i < n + 6; i++) bad += out[i] != (i >= 3 && i < n + 3 ? x[i - 3] : 0.0f);
         CHECK(bad == 0, "pad with negative offsets (%s index arithmetic): %d wrong", big ? "i64" : "i32", bad);
     }
-    kjit_free(jit);
+    cpu_code_free(jit);
     prog_free(&pg);
 }
 

@@ -1,0 +1,1074 @@
+/* cpu_code.c - CPU machine code once per distinct kernel: keys, the
+ * process's units and JIT, the disk cache, compile threads (cpu_code.h).
+ *
+ * A kernel becomes a unit: a one-kernel KProgram (canonical_kernel) whose
+ * buffers are the kernel's own, renumbered by first use, so that two
+ * identical kernels of any programs give the same program, the same key
+ * (kernel_key) and the same code.  Units live in one table per process
+ * (`units`, a hash table under one mutex) and in one LLJIT, each linked
+ * under a resource tracker of its own and removed when its last user goes;
+ * the JIT goes with the last unit. */
+#include "runtime/cpu_code.h"
+
+#include <llvm-c/Error.h>
+#include <llvm-c/ExecutionEngine.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/OrcEE.h>
+
+#include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static double wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static double thread_cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* ------------------------------------------------------- build identity */
+
+/* The GNU build ID of the loaded object holding `addr` (the kiln binary or
+ * a program linking libkiln, libLLVM): a hash the linker wrote over the
+ * whole object, so any rebuild of the code generator gives new keys. */
+typedef struct {
+    uintptr_t addr;
+    StrBuf *out;
+    bool found;
+} BuildIdSearch;
+
+static int find_build_id(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    BuildIdSearch *s = data;
+    bool mine = false;
+    for (int i = 0; i < info->dlpi_phnum && !mine; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        mine = ph->p_type == PT_LOAD && s->addr >= lo && s->addr < lo + ph->p_memsz;
+    }
+    if (!mine) return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_NOTE) continue;
+        const unsigned char *p = (const unsigned char *)(info->dlpi_addr + ph->p_vaddr),
+                            *end = p + ph->p_memsz;
+        while (p + sizeof(ElfW(Nhdr)) <= end) {
+            const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)p;
+            const unsigned char *name = p + sizeof *nh, *desc = name + ((nh->n_namesz + 3) & ~3u);
+            if (desc + nh->n_descsz > end) break;
+            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+                for (unsigned k = 0; k < nh->n_descsz; k++) sb_printf(s->out, "%02x", desc[k]);
+                s->found = true;
+                return 1;
+            }
+            p = desc + ((nh->n_descsz + 3) & ~3u);
+        }
+    }
+    return 1;
+}
+
+/* The build ID of the object holding `addr`, else its file's path, size and
+ * modification time. */
+static void object_identity(const void *addr, StrBuf *out) {
+    uintptr_t a;
+    memcpy(&a, &addr, sizeof a);
+    BuildIdSearch s = {a, out, false};
+    dl_iterate_phdr(find_build_id, &s);
+    if (s.found) return;
+    Dl_info di;
+    struct stat st;
+    if (dladdr(addr, &di) && di.dli_fname && stat(di.dli_fname, &st) == 0)
+        sb_printf(out, "%s:%lld:%lld", di.dli_fname, (long long)st.st_size, (long long)st.st_mtime);
+    else
+        sb_puts(out, "unknown build");
+}
+
+static struct {
+    pthread_once_t once;
+    char *text;
+} compilers = {PTHREAD_ONCE_INIT, NULL};
+
+/* kiln's version and build, LLVM's version and build: once per process. */
+static void compilers_load(void) {
+    StrBuf sb = {0};
+    unsigned major, minor, patch;
+    LLVMGetVersion(&major, &minor, &patch);
+    sb_printf(&sb, "kiln %s cpu object v1; build ", KILN_VERSION);
+    object_identity((const void *)cpu_code_compile, &sb);
+    sb_printf(&sb, "; LLVM %u.%u.%u build ", major, minor, patch);
+    object_identity((const void *)LLVMContextCreate, &sb);
+    compilers.text = sb.data;
+}
+
+/* What the target machine makes code for: triple, CPU and its features. */
+static char *target_identity(LLVMTargetMachineRef tm) {
+    char *triple = LLVMGetTargetMachineTriple(tm), *cpu = LLVMGetTargetMachineCPU(tm);
+    char *feat = LLVMGetTargetMachineFeatureString(tm);
+    StrBuf sb = {0};
+    sb_printf(&sb, "%s %s %s", triple, cpu, feat);
+    LLVMDisposeMessage(triple);
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(feat);
+    return sb.data;
+}
+
+/* ------------------------------------------------------- canonical kernels */
+
+/* The kernel IR's structs, whose every field kernel_key hashes: a field
+ * added to one of them must be added there (and, if it names a buffer, to
+ * canonical_kernel's renumbering) before these sizes are updated. */
+#if defined(__x86_64__) || defined(__aarch64__)
+_Static_assert(sizeof(KInst) == 56, "KInst changed: update kernel_key and canonical_kernel");
+_Static_assert(sizeof(KStage) == 48, "KStage changed: update kernel_key and canonical_kernel");
+_Static_assert(sizeof(KStore) == 12, "KStore changed: update kernel_key and canonical_kernel");
+_Static_assert(sizeof(Kernel) == 432, "Kernel changed: update kernel_key and canonical_kernel");
+_Static_assert(sizeof(KMatmul) == 120, "KMatmul changed: update kernel_key and canonical_kernel");
+_Static_assert(sizeof(KConv) == 224, "KConv changed: update kernel_key and canonical_kernel");
+_Static_assert(sizeof(KBuf) == 56, "KBuf changed: update kernel_key and canonical_kernel");
+#endif
+
+typedef struct {
+    int *local; /* per program buffer: its slot in the kernel's table, or -1 */
+    int *list;  /* per slot: the program buffer */
+    int n;
+} BufMap;
+
+static void use_buf(BufMap *m, int b) {
+    if (b >= 0 && m->local[b] < 0) {
+        m->local[b] = m->n;
+        m->list[m->n++] = b;
+    }
+}
+
+static int map_buf(const BufMap *m, int b) { return b >= 0 ? m->local[b] : b; }
+
+static int64_t *copy_i64(Arena *a, const int64_t *src, int n) {
+    if (!src || n <= 0) return NULL;
+    int64_t *d = ARENA_ARRAY(a, int64_t, n);
+    memcpy(d, src, sizeof(int64_t) * (size_t)n);
+    return d;
+}
+
+/* The part of a kernel's name after "k<digits>_" (k12_matmul_add ->
+ * matmul_add): what the unit's symbols are called, so profiles stay
+ * readable. */
+static const char *name_stem(const char *name) {
+    const char *p = name;
+    if (*p == 'k') {
+        p++;
+        while (*p >= '0' && *p <= '9') p++;
+        if (*p == '_' && p > name + 1) return p + 1;
+    }
+    return name;
+}
+
+/* Kernel ki of kp as a program of its own, in arena: the kernel's buffers
+ * in order of first use (m->list gives the program buffer of each), named
+ * b0, b1, ...; the kernel named `name`. */
+static KProgram *canonical_kernel(Arena *arena, const KProgram *kp, int ki, const char *name, BufMap *m) {
+    const Kernel *k = &kp->kernels.data[ki];
+    m->local = ARENA_ARRAY(arena, int, kp->bufs.len + 1);
+    m->list = ARENA_ARRAY(arena, int, kp->bufs.len + 1);
+    m->n = 0;
+    for (int b = 0; b < kp->bufs.len; b++) m->local[b] = -1;
+    for (int i = 0; i < k->insts.len; i++)
+        if (k->insts.data[i].kind == KI_LOAD) use_buf(m, k->insts.data[i].buf);
+    for (int s = 0; s < k->stages.len; s++)
+        for (int j = 0; j < k->stages.data[s].stores.len; j++)
+            use_buf(m, k->stages.data[s].stores.data[j].buf);
+    if (k->kind == KK_MATMUL) use_buf(m, k->mm.a_buf), use_buf(m, k->mm.b_buf);
+    if (k->kind == KK_CONV || k->kind == KK_POOL) use_buf(m, k->conv.x_buf), use_buf(m, k->conv.w_buf);
+
+    KProgram *p = kprog_new(arena, "unit");
+    for (int j = 0; j < m->n; j++) {
+        const KBuf *src = &kp->bufs.data[m->list[j]];
+        char bname[24];
+        snprintf(bname, sizeof bname, "b%d", j);
+        int b = kprog_add_buf(p, KB_TEMP, -1, src->dtype, src->numel, -1, bname);
+        p->bufs.data[b].constant = src->constant;
+    }
+    Kernel c = *k; /* every scalar field; the vectors and buffers below */
+    c.name = arena_strdup(arena, name);
+    c.insts.data = NULL, c.insts.len = c.insts.cap = 0;
+    c.stages.data = NULL, c.stages.len = c.stages.cap = 0;
+    c.nodes.data = NULL, c.nodes.len = c.nodes.cap = 0;
+    for (int i = 0; i < k->insts.len; i++) {
+        KInst in = k->insts.data[i];
+        if (in.kind == KI_LOAD) in.buf = map_buf(m, in.buf);
+        VEC_PUSH(c.insts, in);
+    }
+    for (int s = 0; s < k->stages.len; s++) {
+        KStage st = k->stages.data[s];
+        st.stores.data = NULL, st.stores.len = st.stores.cap = 0;
+        for (int j = 0; j < k->stages.data[s].stores.len; j++) {
+            KStore so = k->stages.data[s].stores.data[j];
+            so.buf = map_buf(m, so.buf);
+            VEC_PUSH(st.stores, so);
+        }
+        VEC_PUSH(c.stages, st);
+    }
+    c.mm.a_buf = map_buf(m, k->mm.a_buf), c.mm.b_buf = map_buf(m, k->mm.b_buf);
+    c.mm.batch_dims = copy_i64(arena, k->mm.batch_dims, k->mm.nbatch);
+    c.mm.a_batch_stride = copy_i64(arena, k->mm.a_batch_stride, k->mm.nbatch);
+    c.mm.b_batch_stride = copy_i64(arena, k->mm.b_batch_stride, k->mm.nbatch);
+    c.conv.x_buf = map_buf(m, k->conv.x_buf), c.conv.w_buf = map_buf(m, k->conv.w_buf);
+    /* the geometry a kernel's kind does not use is whatever fusion left
+     * there (zeros: buffer 0, which only some kernels use): one value for
+     * all, so that it does not tell identical kernels apart */
+    if (k->kind != KK_MATMUL) {
+        memset(&c.mm, 0, sizeof c.mm);
+        c.mm.a_buf = c.mm.b_buf = -1;
+    }
+    if (k->kind != KK_CONV && k->kind != KK_POOL) {
+        memset(&c.conv, 0, sizeof c.conv);
+        c.conv.x_buf = c.conv.w_buf = -1;
+    }
+    VEC_PUSH(p->kernels, c);
+    p->nparams = p->nresults = 0;
+    return p;
+}
+
+static void hash_i64(KCacheHasher *h, int64_t v) { kcache_hash_part(h, &v, sizeof v); }
+static void hash_f64(KCacheHasher *h, double v) {
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    kcache_hash_part(h, &bits, sizeof bits);
+}
+static void hash_i64s(KCacheHasher *h, const int64_t *v, int n) {
+    hash_i64(h, n);
+    for (int i = 0; v && i < n; i++) hash_i64(h, v[i]);
+}
+
+/* Every field of a canonical program's kernel and buffers (field by field:
+ * struct padding is not data), the compilers and the target. */
+static KCacheKey kernel_key(const KProgram *cp, const char *target) {
+    pthread_once(&compilers.once, compilers_load);
+    KCacheHasher h;
+    kcache_hash_init(&h);
+    kcache_hash_str(&h, compilers.text);
+    kcache_hash_str(&h, target);
+    hash_i64(&h, cp->bufs.len);
+    for (int b = 0; b < cp->bufs.len; b++) {
+        const KBuf *kb = &cp->bufs.data[b];
+        hash_i64(&h, kb->dtype), hash_i64(&h, kb->numel), hash_i64(&h, kb->constant);
+    }
+    const Kernel *k = &cp->kernels.data[0];
+    kcache_hash_str(&h, k->name);
+    hash_i64(&h, k->kind), hash_i64(&h, k->outer), hash_i64(&h, k->flops), hash_i64(&h, k->bytes);
+    hash_i64(&h, k->insts.len);
+    for (int i = 0; i < k->insts.len; i++) {
+        const KInst *in = &k->insts.data[i];
+        int64_t f[] = {in->kind, in->dtype, in->op,    in->a,      in->b,
+                       in->c,    in->buf,   in->stage, in->ivalue, in->flag};
+        for (size_t j = 0; j < sizeof f / sizeof f[0]; j++) hash_i64(&h, f[j]);
+        hash_f64(&h, in->value);
+    }
+    hash_i64(&h, k->stages.len);
+    for (int s = 0; s < k->stages.len; s++) {
+        const KStage *st = &k->stages.data[s];
+        int64_t f[] = {st->kind,      st->extent,       st->reduce,    st->value,
+                       st->acc_dtype, st->result_dtype, st->stores.len};
+        for (size_t j = 0; j < sizeof f / sizeof f[0]; j++) hash_i64(&h, f[j]);
+        for (int j = 0; j < st->stores.len; j++) {
+            const KStore *so = &st->stores.data[j];
+            hash_i64(&h, so->buf), hash_i64(&h, so->index), hash_i64(&h, so->value);
+        }
+    }
+    const KMatmul *mm = &k->mm;
+    int64_t mf[] = {mm->a_buf, mm->b_buf, mm->batch, mm->m,    mm->n,     mm->k,
+                    mm->a_sm,  mm->a_sk,  mm->b_sk,  mm->b_sn, mm->a_off, mm->b_off};
+    for (size_t j = 0; j < sizeof mf / sizeof mf[0]; j++) hash_i64(&h, mf[j]);
+    hash_i64s(&h, mm->batch_dims, mm->nbatch);
+    hash_i64s(&h, mm->a_batch_stride, mm->nbatch);
+    hash_i64s(&h, mm->b_batch_stride, mm->nbatch);
+    const KConv *cv = &k->conv;
+    int64_t cf[] = {cv->x_buf, cv->w_buf, cv->op, cv->n,  cv->c,      cv->h,     cv->w,
+                    cv->oc,    cv->oh,    cv->ow, cv->kh, cv->kw,     cv->sh,    cv->sw,
+                    cv->ph,    cv->pw,    cv->dh, cv->dw, cv->groups, cv->x_off, cv->w_off};
+    for (size_t j = 0; j < sizeof cf / sizeof cf[0]; j++) hash_i64(&h, cf[j]);
+    hash_i64s(&h, cv->xs, 4);
+    hash_i64s(&h, cv->ws, 4);
+    return kcache_hash_done(&h);
+}
+
+/* A rough cost of compiling kernel k: the costliest go first. */
+static double kernel_cost(const Kernel *k) {
+    double c = 20 + k->insts.len;
+    for (int i = 0; i < k->insts.len; i++) {
+        Op op = k->insts.data[i].op;
+        if (k->insts.data[i].kind == KI_ELEM &&
+            (op == OP_EXP || op == OP_LOG || op == OP_SIN || op == OP_COS || op == OP_TANH || op == OP_ERF ||
+             op == OP_SIGMOID || op == OP_SILU || op == OP_GELU))
+            c += 60;
+    }
+    if (k->kind == KK_MATMUL || k->kind == KK_CONV) c *= 3;
+    return c;
+}
+
+/* ------------------------------------------------- the process's units */
+
+typedef enum { UNIT_BUILDING, UNIT_READY, UNIT_FAILED } UnitState;
+
+typedef struct Unit Unit;
+struct Unit {
+    KCacheKey key;
+    char *sym; /* the entry's symbol; NAME.cols, NAME.prepack_a/_b beside it */
+    int refs;
+    bool shared; /* in the table (not a private unit of an ir_text compile) */
+    UnitState state;
+    char *err; /* UNIT_FAILED */
+    LLVMOrcResourceTrackerRef rt;
+    KernelFn fn, cols;
+    PrepackFn prepack[2];
+    int64_t scratch, prepack_bytes[2];
+    bool helpers; /* the target's shared helpers (no entry), not a kernel */
+    bool uses_helpers;
+    Unit *helper; /* held while this unit is: the helpers it calls */
+    Unit *next;   /* in its bucket */
+};
+
+/* The process's JIT and units.  Everything here is under mu; a unit's
+ * fields are written by the one thread building it, before it leaves
+ * UNIT_BUILDING (announced on cv). */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    Unit **buckets;
+    int nbuckets, count;
+    int live; /* units held by someone, shared or not: the JIT lives while > 0 */
+    LLVMOrcLLJITRef jit;
+    unsigned serial; /* names private units apart */
+} units = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0, NULL, 0};
+
+static Unit **bucket_of(KCacheKey key) { return &units.buckets[key.h[0] & (uint64_t)(units.nbuckets - 1)]; }
+
+static Unit *unit_find(KCacheKey key) {
+    if (!units.nbuckets) return NULL;
+    for (Unit *u = *bucket_of(key); u; u = u->next)
+        if (u->key.h[0] == key.h[0] && u->key.h[1] == key.h[1]) return u;
+    return NULL;
+}
+
+static void unit_insert(Unit *u) {
+    if (units.count + 1 > units.nbuckets) { /* grow to keep chains short */
+        int n = units.nbuckets ? 2 * units.nbuckets : 64;
+        Unit **old = units.buckets;
+        int nold = units.nbuckets;
+        units.buckets = xcalloc((size_t)n, sizeof(Unit *));
+        units.nbuckets = n;
+        for (int i = 0; i < nold; i++)
+            for (Unit *v = old[i], *next; v; v = next) {
+                next = v->next;
+                Unit **b = bucket_of(v->key);
+                v->next = *b, *b = v;
+            }
+        free(old);
+    }
+    Unit **b = bucket_of(u->key);
+    u->next = *b, *b = u;
+    units.count++;
+}
+
+static void unit_unlink(Unit *u) {
+    for (Unit **p = bucket_of(u->key); *p; p = &(*p)->next)
+        if (*p == u) {
+            *p = u->next;
+            units.count--;
+            return;
+        }
+}
+
+static void orc_message(LLVMErrorRef e, const char *prefix, char *err, size_t errlen) {
+    char *m = LLVMGetErrorMessage(e);
+    snprintf(err, errlen, "%s%s", prefix, m ? m : "(no message)");
+    LLVMDisposeErrorMessage(m);
+}
+
+/* KILN_PERF=1: an object layer that tells `perf` (jitdump files for `perf
+ * inject --jit`) where every JIT-compiled function is, internal ones
+ * included, so profiles name kernels, the micro-kernel and the packing. */
+static LLVMOrcObjectLayerRef perf_object_layer(void *ctx, LLVMOrcExecutionSessionRef es, const char *triple) {
+    (void)ctx, (void)triple;
+    LLVMOrcObjectLayerRef layer = LLVMOrcCreateRTDyldObjectLinkingLayerWithSectionMemoryManager(es);
+    LLVMOrcRTDyldObjectLinkingLayerRegisterJITEventListener(layer, LLVMCreatePerfJITEventListener());
+    return layer;
+}
+
+/* The process's LLJIT, made on first use (under units.mu), which resolves
+ * the process's own symbols (libm) for the kernels. */
+static bool jit_get(char *err, size_t errlen) {
+    if (units.jit) return true;
+    LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
+    if (getenv("KILN_PERF"))
+        LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(builder, perf_object_layer, NULL);
+    LLVMErrorRef e = LLVMOrcCreateLLJIT(&units.jit, builder);
+    if (e) {
+        orc_message(e, "LLVM JIT: ", err, errlen);
+        units.jit = NULL;
+        return false;
+    }
+    LLVMOrcDefinitionGeneratorRef gen = NULL;
+    e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(units.jit),
+                                                             NULL, NULL);
+    if (e) {
+        orc_message(e, "LLVM JIT: ", err, errlen);
+        LLVMConsumeError(LLVMOrcDisposeLLJIT(units.jit));
+        units.jit = NULL;
+        return false;
+    }
+    LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(units.jit), gen);
+    return true;
+}
+
+static void unit_release(Unit *u);
+
+static void unit_free(Unit *u) {
+    if (u->rt) {
+        LLVMErrorRef e = LLVMOrcResourceTrackerRemove(u->rt);
+        if (e) LLVMConsumeError(e);
+        LLVMOrcReleaseResourceTracker(u->rt);
+    }
+    if (u->helper) unit_release(u->helper); /* after the code that calls it */
+    free(u->sym);
+    free(u->err);
+    free(u);
+}
+
+/* Drops one reference (under units.mu); the last takes the unit out of the
+ * JIT, and the last unit the JIT. */
+static void unit_release(Unit *u) {
+    if (--u->refs > 0) return;
+    if (u->shared) unit_unlink(u);
+    unit_free(u);
+    if (--units.live == 0 && units.jit) {
+        LLVMConsumeError(LLVMOrcDisposeLLJIT(units.jit));
+        units.jit = NULL;
+        free(units.buckets);
+        units.buckets = NULL;
+        units.nbuckets = 0;
+    }
+}
+
+static bool lookup(const char *sym, const char *suffix, void *out, char *err, size_t errlen) {
+    char *name = xmalloc(strlen(sym) + strlen(suffix) + 1);
+    strcpy(name, sym);
+    strcat(name, suffix);
+    LLVMOrcExecutorAddress addr = 0;
+    LLVMErrorRef e = LLVMOrcLLJITLookup(units.jit, &addr, name);
+    free(name);
+    if (e) {
+        orc_message(e, "LLVM JIT: ", err, errlen);
+        return false;
+    }
+    void *ptr = (void *)(uintptr_t)addr;
+    memcpy(out, &ptr, sizeof ptr); /* a function pointer from an address */
+    return true;
+}
+
+/* Links object `obj` (taken) as unit u's code and finds its functions. */
+static bool unit_link(Unit *u, LLVMMemoryBufferRef obj, char *err, size_t errlen) {
+    pthread_mutex_lock(&units.mu);
+    LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(units.jit);
+    u->rt = LLVMOrcJITDylibCreateResourceTracker(jd);
+    LLVMErrorRef e = LLVMOrcLLJITAddObjectFileWithRT(units.jit, u->rt, obj);
+    pthread_mutex_unlock(&units.mu);
+    bool ok = true;
+    if (e) {
+        orc_message(e, "LLVM JIT: ", err, errlen);
+        ok = false;
+    }
+    ok = ok && (u->helpers || lookup(u->sym, "", &u->fn, err, errlen));
+    if (ok && u->scratch > 0) ok = lookup(u->sym, ".cols", &u->cols, err, errlen);
+    for (int w = 0; ok && w < 2; w++)
+        if (u->prepack_bytes[w] > 0)
+            ok = lookup(u->sym, w ? ".prepack_b" : ".prepack_a", &u->prepack[w], err, errlen);
+    if (!ok) { /* whatever got in goes out again */
+        pthread_mutex_lock(&units.mu);
+        LLVMErrorRef r = LLVMOrcResourceTrackerRemove(u->rt);
+        if (r) LLVMConsumeError(r);
+        LLVMOrcReleaseResourceTracker(u->rt);
+        u->rt = NULL;
+        pthread_mutex_unlock(&units.mu);
+    }
+    return ok;
+}
+
+/* ------------------------------------------------------ cache entries */
+
+/* A CPU entry's payload: KCACHE_CPU_MAGIC, then u64 scratch, prepack A,
+ * prepack B bytes, flags (1: calls the shared helpers), little-endian, then
+ * the object file. */
+enum { ENTRY_HEAD = 40 };
+
+static char *entry_pack(const Unit *u, LLVMMemoryBufferRef obj, size_t *len) {
+    size_t n = LLVMGetBufferSize(obj);
+    unsigned char *e = xmalloc(ENTRY_HEAD + n);
+    memcpy(e, KCACHE_CPU_MAGIC, 8);
+    kcache_put_u64(e + 8, (uint64_t)u->scratch);
+    kcache_put_u64(e + 16, (uint64_t)u->prepack_bytes[0]);
+    kcache_put_u64(e + 24, (uint64_t)u->prepack_bytes[1]);
+    kcache_put_u64(e + 32, u->uses_helpers ? 1 : 0);
+    memcpy(e + ENTRY_HEAD, LLVMGetBufferStart(obj), n);
+    *len = ENTRY_HEAD + n;
+    return (char *)e;
+}
+
+/* The object of an entry, and the unit's sizes; NULL when the payload is
+ * not a CPU entry (a checksum guards against damage, this against a
+ * payload of another kind under the key). */
+static LLVMMemoryBufferRef entry_unpack(Unit *u, const char *data, size_t len) {
+    const unsigned char *e = (const unsigned char *)data;
+    if (len <= ENTRY_HEAD + 4 || memcmp(e, KCACHE_CPU_MAGIC, 8) != 0 ||
+        memcmp(e + ENTRY_HEAD, "\177ELF", 4) != 0)
+        return NULL;
+    int64_t f[3];
+    for (int i = 0; i < 3; i++) {
+        f[i] = (int64_t)kcache_get_u64(e + 8 + 8 * i);
+        if (f[i] < 0 || f[i] > ((int64_t)1 << 48)) return NULL;
+    }
+    uint64_t flags = kcache_get_u64(e + 32);
+    if (flags > 1) return NULL;
+    u->scratch = f[0], u->prepack_bytes[0] = f[1], u->prepack_bytes[1] = f[2];
+    u->uses_helpers = flags & 1;
+    return LLVMCreateMemoryBufferWithMemoryRangeCopy(data + ENTRY_HEAD, len - ENTRY_HEAD, u->sym);
+}
+
+/* ------------------------------------------------------------ building */
+
+/* One distinct kernel this call builds (or the target's helpers). */
+typedef struct {
+    Unit *u;
+    KProgram *cp; /* its canonical program; NULL: the helpers */
+    double cost;
+    char *ir;
+    bool from_cache; /* out: loaded, not compiled */
+} Job;
+
+typedef struct {
+    Job *jobs;
+    int njobs;
+    atomic_int next;
+    pthread_mutex_t mu; /* guards deferred, and the counts below */
+    VEC(int) deferred;  /* jobs another process was building: waited for last */
+    int next_deferred;
+    const char *cpu;
+    KCacheKey helpers_key; /* of the target's helpers, named by helpers_suffix */
+    char helpers_suffix[48];
+    Unit *private_helpers; /* with want_ir (under units.mu) */
+    bool use_cache, want_ir;
+    int cache_hits, compiled, waited, cache_bad;
+    double llvm_cpu_ms, link_ms;
+    LlvmTimes llvm;
+    /* bench --trace: a span per program kernel, saying how its code came */
+    const KProgram *kp;
+    Unit **unit_of; /* per kernel of kp */
+} Work;
+
+/* Per compile thread: its target machine, LLVM context and cache handle. */
+typedef struct {
+    Work *w;
+    LLVMTargetMachineRef tm;
+    LLVMContextRef ctx;
+    KCache cache;
+    char err[1024];
+    char tm_err[512]; /* why there is no target machine */
+} Worker;
+
+typedef enum { BUILT, BUSY, BUILD_FAILED } BuildResult;
+
+/* Compiles job j's kernel; stores the entry when the cache is on. */
+static LLVMMemoryBufferRef compile_unit(Worker *wk, Job *j, KCacheKey key, char *err, size_t errlen) {
+    double t0 = thread_cpu_ms();
+    Unit *u = j->u;
+    char **ir = wk->w->want_ir ? &j->ir : NULL;
+    LlvmTimes lt = {0, 0, 0};
+    LLVMMemoryBufferRef obj =
+        j->cp ? llvm_compile_object(wk->ctx, wk->tm, j->cp, wk->w->helpers_suffix, &u->uses_helpers,
+                                    &u->scratch, u->prepack_bytes, &lt, ir, err, errlen)
+              : llvm_compile_helpers(wk->ctx, wk->tm, wk->w->helpers_suffix, &lt, ir, err, errlen);
+    double spent = thread_cpu_ms() - t0;
+    pthread_mutex_lock(&wk->w->mu);
+    wk->w->llvm_cpu_ms += spent;
+    wk->w->llvm.ir_ms += lt.ir_ms, wk->w->llvm.opt_ms += lt.opt_ms, wk->w->llvm.emit_ms += lt.emit_ms;
+    if (obj && j->cp) wk->w->compiled++;
+    pthread_mutex_unlock(&wk->w->mu);
+    if (obj && wk->w->use_cache) {
+        size_t len;
+        char *entry = entry_pack(u, obj, &len), serr[512];
+        kcache_store(&wk->cache, key, entry, len, serr,
+                     sizeof serr); /* a cache that cannot be written costs time only */
+        free(entry);
+    }
+    return obj;
+}
+
+/* The entry of job j from the cache, or NULL (a miss, a damaged entry). */
+static LLVMMemoryBufferRef load_unit(Worker *wk, Job *j) {
+    char *data;
+    size_t len;
+    int corrupt = wk->cache.corrupt;
+    double t0 = trace_clock_ms();
+    KCacheResult got = kcache_load(&wk->cache, j->u->key, &data, &len);
+    if (wk->w->kp->trace)
+        trace_span(wk->w->kp->trace, "codegen", t0, trace_clock_ms(), "cache load %s: %s", j->u->sym,
+                   kcache_result_name(got));
+    if (got != KC_HIT) {
+        if (wk->cache.corrupt != corrupt && j->cp) {
+            pthread_mutex_lock(&wk->w->mu);
+            wk->w->cache_bad++;
+            pthread_mutex_unlock(&wk->w->mu);
+        }
+        return NULL;
+    }
+    LLVMMemoryBufferRef obj = entry_unpack(j->u, data, len);
+    free(data);
+    if (!obj && j->cp) {
+        pthread_mutex_lock(&wk->w->mu);
+        wk->w->cache_bad++;
+        pthread_mutex_unlock(&wk->w->mu);
+    }
+    return obj;
+}
+
+static void count(Worker *wk, Job *j, int *what) {
+    if (!j->cp) return; /* the helpers are not a kernel */
+    pthread_mutex_lock(&wk->w->mu);
+    (*what)++;
+    pthread_mutex_unlock(&wk->w->mu);
+}
+
+static BuildResult build(Worker *wk, Job *j, bool wait);
+static void finish(Job *j, BuildResult r, const char *err);
+
+/* unit_link, its time counted. */
+static bool link_timed(Worker *wk, Unit *u, LLVMMemoryBufferRef obj) {
+    double t0 = thread_cpu_ms(), w0 = trace_clock_ms();
+    bool ok = unit_link(u, obj, wk->err, sizeof wk->err);
+    trace_span(wk->w->kp->trace, "codegen", w0, trace_clock_ms(), "LLVM JIT link %s", u->sym);
+    pthread_mutex_lock(&wk->w->mu);
+    wk->w->link_ms += thread_cpu_ms() - t0;
+    pthread_mutex_unlock(&wk->w->mu);
+    return ok;
+}
+
+/* The target's shared helpers for unit u, which calls them: found (and
+ * waited for) or built here; u holds them from now on. */
+static bool get_helpers(Worker *wk, Unit *u) {
+    Work *w = wk->w;
+    pthread_mutex_lock(&units.mu);
+    Unit *h = w->want_ir ? w->private_helpers : unit_find(w->helpers_key);
+    bool mine = !h;
+    if (mine) {
+        h = xcalloc(1, sizeof *h);
+        h->key = w->helpers_key;
+        h->refs = 1;
+        h->state = UNIT_BUILDING;
+        h->helpers = true;
+        h->shared = !w->want_ir;
+        StrBuf sb = {0};
+        sb_printf(&sb, "kiln.helpers%s", w->helpers_suffix);
+        h->sym = sb.data;
+        if (h->shared)
+            unit_insert(h);
+        else
+            w->private_helpers = h;
+        units.live++;
+    } else {
+        h->refs++;
+    }
+    u->helper = h;
+    pthread_mutex_unlock(&units.mu);
+    if (mine) {
+        Job hj = {h, NULL, 0, NULL, false};
+        char saved[sizeof wk->err];
+        memcpy(saved, wk->err, sizeof saved);
+        wk->err[0] = 0;
+        finish(&hj, build(wk, &hj, true), wk->err);
+        free(hj.ir);
+        memcpy(wk->err, saved, sizeof saved);
+    }
+    pthread_mutex_lock(&units.mu);
+    while (h->state == UNIT_BUILDING) pthread_cond_wait(&units.cv, &units.mu);
+    bool ok = h->state == UNIT_READY;
+    if (!ok) snprintf(wk->err, sizeof wk->err, "the shared matmul helpers: %s", h->err);
+    pthread_mutex_unlock(&units.mu);
+    return ok;
+}
+
+/* Builds job j: from the cache, else compiled (under the entry's lock, so
+ * that a process started at once waits for it rather than compiling it too;
+ * with !wait a lock held elsewhere returns BUSY), then linked.  An entry
+ * that loads but does not link is compiled anew. */
+static BuildResult build(Worker *wk, Job *j, bool wait) {
+    Unit *u = j->u;
+    char *err = wk->err;
+    size_t errlen = sizeof wk->err;
+    LLVMMemoryBufferRef obj = NULL;
+    int lock = -1;
+    bool from_cache = false, waited = false;
+    if (wk->w->use_cache) {
+        obj = load_unit(wk, j);
+        if (!obj) {
+            KCacheLock l = kcache_lock(&wk->cache, u->key, wait, &lock);
+            if (l == KL_BUSY) return BUSY;
+            if (l == KL_TAKEN && (obj = load_unit(wk, j))) waited = true;
+        }
+        from_cache = obj != NULL;
+    }
+    if (!obj) obj = compile_unit(wk, j, u->key, err, errlen);
+    kcache_unlock(lock);
+    if (!obj) return BUILD_FAILED;
+    if (u->uses_helpers && !u->helper && !get_helpers(wk, u)) {
+        LLVMDisposeMemoryBuffer(obj);
+        return BUILD_FAILED;
+    }
+    if (!link_timed(wk, u, obj)) {
+        if (!from_cache) return BUILD_FAILED;
+        count(wk, j, &wk->w->cache_bad);
+        if (!(obj = compile_unit(wk, j, u->key, err, errlen))) return BUILD_FAILED;
+        if (u->uses_helpers && !u->helper && !get_helpers(wk, u)) {
+            LLVMDisposeMemoryBuffer(obj);
+            return BUILD_FAILED;
+        }
+        if (!link_timed(wk, u, obj)) return BUILD_FAILED;
+        from_cache = false;
+    }
+    if (from_cache) count(wk, j, &wk->w->cache_hits);
+    if (waited) count(wk, j, &wk->w->waited);
+    j->from_cache = from_cache;
+    return BUILT;
+}
+
+static void finish(Job *j, BuildResult r, const char *err) {
+    pthread_mutex_lock(&units.mu);
+    j->u->state = r == BUILT ? UNIT_READY : UNIT_FAILED;
+    if (r != BUILT) j->u->err = xstrdup(err[0] ? err : "LLVM code generation failed");
+    pthread_cond_broadcast(&units.cv);
+    pthread_mutex_unlock(&units.mu);
+}
+
+/* A compile thread: jobs in order (costliest first); those another process
+ * is building are deferred, then waited for. */
+static void *worker_run(void *arg) {
+    Worker *wk = arg;
+    Work *w = wk->w;
+    wk->tm = llvm_target_machine(w->cpu, true, wk->tm_err, sizeof wk->tm_err);
+    wk->ctx = wk->tm ? LLVMContextCreate() : NULL;
+    if (w->use_cache) kcache_open(&wk->cache);
+    for (;;) {
+        int i = atomic_fetch_add(&w->next, 1);
+        bool wait = false;
+        if (i >= w->njobs) {
+            pthread_mutex_lock(&w->mu);
+            i = w->next_deferred < w->deferred.len ? w->deferred.data[w->next_deferred++] : -1;
+            pthread_mutex_unlock(&w->mu);
+            if (i < 0) break;
+            wait = true;
+        }
+        Job *j = &w->jobs[i];
+        snprintf(wk->err, sizeof wk->err, "%s", wk->tm ? "" : wk->tm_err);
+        double t0 = trace_clock_ms();
+        BuildResult r = wk->tm ? build(wk, j, wait) : BUILD_FAILED;
+        if (r == BUSY) {
+            pthread_mutex_lock(&w->mu);
+            VEC_PUSH(w->deferred, i);
+            pthread_mutex_unlock(&w->mu);
+            continue;
+        }
+        double t1 = trace_clock_ms();
+        for (int k = 0; w->kp->trace && k < w->kp->kernels.len; k++) /* the kernels this unit serves */
+            if (w->unit_of[k] == j->u)
+                trace_span(w->kp->trace, "codegen", t0, t1, "code of %s: %s %s", w->kp->kernels.data[k].name,
+                           r != BUILT ? "failed," : j->from_cache ? "from the cache," : "compiled,", j->u->sym);
+        finish(j, r, wk->err);
+    }
+    if (w->use_cache) kcache_close(&wk->cache);
+    if (wk->ctx) LLVMContextDispose(wk->ctx);
+    if (wk->tm) LLVMDisposeTargetMachine(wk->tm);
+    return NULL;
+}
+
+/* Runs the jobs on `jobs` threads, the calling one included. */
+static void run_jobs(Work *w, int jobs) {
+    if (jobs > w->njobs) jobs = w->njobs;
+    if (jobs < 1) return;
+    Worker *wk = xcalloc((size_t)jobs, sizeof(Worker));
+    pthread_t *threads = xcalloc((size_t)jobs, sizeof(pthread_t));
+    bool *started = xcalloc((size_t)jobs, sizeof(bool));
+    for (int t = 0; t < jobs; t++) wk[t].w = w;
+    for (int t = 1; t < jobs; t++) started[t] = pthread_create(&threads[t], NULL, worker_run, &wk[t]) == 0;
+    worker_run(&wk[0]); /* threads that could not start leave their share to this one */
+    for (int t = 1; t < jobs; t++)
+        if (started[t]) pthread_join(threads[t], NULL);
+    free(wk);
+    free(threads);
+    free(started);
+}
+
+/* ------------------------------------------------------------ programs */
+
+struct CpuCode {
+    const KProgram *kp;
+    Unit **unit; /* per kernel (several kernels may share one) */
+    CpuKernelCode *kernels;
+    int table_len;
+    Arena *arena; /* buffer lists */
+};
+
+void cpu_code_free(CpuCode *c) {
+    if (!c) return;
+    pthread_mutex_lock(&units.mu);
+    for (int i = 0; i < c->kp->kernels.len; i++)
+        if (c->unit[i]) unit_release(c->unit[i]);
+    pthread_mutex_unlock(&units.mu);
+    free(c->unit);
+    free(c->kernels);
+    arena_free(c->arena);
+    free(c);
+}
+
+/* The canonical program and key of kernel i: name "kiln.STEM.KEY" needs the
+ * key, which hashes the stem, so the key comes first. */
+static KProgram *kernel_unit_program(Arena *a, const KProgram *kp, int i, const char *target, BufMap *m,
+                                     KCacheKey *key) {
+    const char *stem = name_stem(kp->kernels.data[i].name);
+    KProgram *cp = canonical_kernel(a, kp, i, stem, m);
+    cp->trace = kp->trace; /* bench --trace: the code generator's spans */
+    *key = kernel_key(cp, target);
+    char hex[33];
+    kcache_key_hex(*key, hex);
+    cp->kernels.data[0].name = arena_printf(a, "kiln.%s.%s", stem, hex);
+    return cp;
+}
+
+KCacheKey cpu_code_key(const KProgram *kp, int kernel, const char *cpu, char *err, size_t errlen) {
+    KCacheKey key = {{0, 0}};
+    LLVMTargetMachineRef tm = llvm_target_machine(cpu, true, err, errlen);
+    if (!tm) return key;
+    char *target = target_identity(tm);
+    Arena *a = arena_new();
+    BufMap m;
+    KProgram *cp = kernel_unit_program(a, kp, kernel, target, &m, &key);
+    kprog_destroy(cp);
+    arena_free(a);
+    free(target);
+    LLVMDisposeTargetMachine(tm);
+    return key;
+}
+
+CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCodeStats *stats, char *err,
+                          size_t errlen) {
+    double t0 = wall_ms();
+    CpuCodeStats st = {0};
+    st.kernels = kp->kernels.len;
+    const char *cpu = opt ? opt->cpu : NULL;
+    bool fresh = opt && opt->ir_text;
+    if (fresh) *opt->ir_text = NULL;
+    LLVMTargetMachineRef tm = llvm_target_machine(cpu, true, err, errlen);
+    if (!tm) return NULL;
+    char *target = target_identity(tm);
+    LLVMDisposeTargetMachine(tm);
+
+    int nk = kp->kernels.len;
+    CpuCode *c = xcalloc(1, sizeof *c);
+    c->kp = kp;
+    c->arena = arena_new();
+    c->unit = xcalloc((size_t)nk + 1, sizeof(Unit *));
+    c->kernels = xcalloc((size_t)nk + 1, sizeof(CpuKernelCode));
+    Arena *work_arena = arena_new();
+    KProgram **cps = xcalloc((size_t)nk + 1, sizeof(KProgram *));
+    KCacheKey *keys = xcalloc((size_t)nk + 1, sizeof(KCacheKey));
+    for (int i = 0; i < nk; i++) {
+        BufMap m;
+        cps[i] = kernel_unit_program(work_arena, kp, i, target, &m, &keys[i]);
+        CpuKernelCode *kc = &c->kernels[i];
+        kc->nbufs = m.n;
+        int *list = ARENA_ARRAY(c->arena, int, m.n + 1);
+        memcpy(list, m.list, sizeof(int) * (size_t)m.n);
+        kc->bufs = list;
+        if (m.n + 3 > c->table_len) c->table_len = m.n + 3;
+    }
+
+    /* claim the units: found ones are shared, new ones built here */
+    Work w = {0};
+    w.jobs = xcalloc((size_t)nk + 1, sizeof(Job));
+    w.cpu = cpu;
+    w.want_ir = fresh;
+    w.kp = kp;
+    w.unit_of = c->unit;
+    pthread_mutex_init(&w.mu, NULL);
+    KCache probe;
+    kcache_open(&probe);
+    w.use_cache = !fresh && probe.dir;
+    if (probe.dir)
+        snprintf(st.cache_dir, sizeof st.cache_dir, "%s", probe.dir);
+    else
+        snprintf(st.cache_off, sizeof st.cache_off, "%s", fresh ? "not used" : probe.why_off);
+    kcache_close(&probe);
+    KCacheHasher hh;
+    kcache_hash_init(&hh);
+    kcache_hash_str(&hh, compilers.text); /* loaded by kernel_key above */
+    kcache_hash_str(&hh, target);
+    kcache_hash_str(&hh, "the shared helpers");
+    w.helpers_key = kcache_hash_done(&hh);
+    pthread_mutex_lock(&units.mu);
+    if (fresh)
+        snprintf(w.helpers_suffix, sizeof w.helpers_suffix, ".h%016llx.p%u",
+                 (unsigned long long)w.helpers_key.h[0], ++units.serial);
+    else
+        snprintf(w.helpers_suffix, sizeof w.helpers_suffix, ".h%016llx",
+                 (unsigned long long)w.helpers_key.h[0]);
+    for (int i = 0; i < nk; i++) {
+        Unit *u = fresh ? NULL : unit_find(keys[i]);
+        bool first_here = true;
+        for (int e = 0; e < i && first_here; e++)
+            if (c->unit[e] && keys[e].h[0] == keys[i].h[0] && keys[e].h[1] == keys[i].h[1])
+                first_here = false;
+        if (first_here) st.distinct++;
+        if (u) {
+            bool mine = false; /* one this call builds (an identical kernel before i) */
+            for (int q = 0; q < w.njobs; q++) mine = mine || w.jobs[q].u == u;
+            if (first_here && !mine) st.reused++;
+            u->refs++;
+            c->unit[i] = u;
+            double now = trace_clock_ms();
+            if (!mine)
+                trace_span(kp->trace, "codegen", now, now, "code of %s: already in this process, %s",
+                           kp->kernels.data[i].name, u->sym);
+            continue;
+        }
+        u = xcalloc(1, sizeof *u);
+        u->key = keys[i];
+        u->refs = 1;
+        u->state = UNIT_BUILDING;
+        u->shared = !fresh;
+        u->sym = xstrdup(cps[i]->kernels.data[0].name);
+        if (fresh) { /* private: a name of its own beside any shared twin */
+            StrBuf sb = {0};
+            sb_printf(&sb, "%s.p%u", u->sym, ++units.serial);
+            free(u->sym);
+            u->sym = sb.data;
+            cps[i]->kernels.data[0].name = arena_strdup(work_arena, u->sym);
+        }
+        if (u->shared) unit_insert(u);
+        units.live++;
+        c->unit[i] = u;
+        w.jobs[w.njobs++] = (Job){u, cps[i], kernel_cost(&kp->kernels.data[i]), NULL, false};
+    }
+    bool jit_ok = w.njobs == 0 || jit_get(err, errlen);
+    pthread_mutex_unlock(&units.mu);
+
+    if (jit_ok) {
+        for (int a = 1; a < w.njobs; a++) /* costliest first (insertion sort) */
+            for (int b = a; b > 0 && w.jobs[b].cost > w.jobs[b - 1].cost; b--) {
+                Job t = w.jobs[b];
+                w.jobs[b] = w.jobs[b - 1], w.jobs[b - 1] = t;
+            }
+        st.jobs = opt && opt->jobs > 1 ? opt->jobs : 1;
+        if (st.jobs > w.njobs) st.jobs = w.njobs > 0 ? w.njobs : 1;
+        run_jobs(&w, st.jobs);
+    } else {
+        for (int q = 0; q < w.njobs; q++) finish(&w.jobs[q], BUILD_FAILED, err);
+    }
+
+    /* wait for units other threads are building, then collect */
+    bool ok = true;
+    pthread_mutex_lock(&units.mu);
+    for (int i = 0; i < nk; i++) {
+        Unit *u = c->unit[i];
+        while (u->state == UNIT_BUILDING) pthread_cond_wait(&units.cv, &units.mu);
+        if (u->state == UNIT_FAILED) {
+            if (ok) snprintf(err, errlen, "%s: %s", kp->kernels.data[i].name, u->err);
+            ok = false;
+            continue;
+        }
+        CpuKernelCode *kc = &c->kernels[i];
+        kc->fn = u->fn, kc->cols = u->cols, kc->scratch = u->scratch;
+        for (int x = 0; x < 2; x++)
+            kc->prepack[x] = u->prepack[x], kc->prepack_bytes[x] = u->prepack_bytes[x];
+    }
+    /* a failed unit leaves the table, so that a later compile tries again */
+    for (int i = 0; i < nk; i++)
+        if (c->unit[i]->state == UNIT_FAILED && c->unit[i]->shared) {
+            unit_unlink(c->unit[i]);
+            c->unit[i]->shared = false;
+        }
+    pthread_mutex_unlock(&units.mu);
+
+    if (ok && fresh) {
+        StrBuf sb = {0};
+        for (int q = 0; q < w.njobs; q++) sb_puts(&sb, w.jobs[q].ir ? w.jobs[q].ir : "");
+        *opt->ir_text = sb.data ? sb.data : xstrdup("");
+    }
+    st.cache_hits = w.cache_hits, st.compiled = w.compiled, st.waited = w.waited, st.cache_bad = w.cache_bad;
+    st.llvm_cpu_ms = w.llvm_cpu_ms, st.llvm = w.llvm, st.link_cpu_ms = w.link_ms;
+    for (int q = 0; q < w.njobs; q++) free(w.jobs[q].ir);
+    free(w.jobs);
+    VEC_FREE(w.deferred);
+    pthread_mutex_destroy(&w.mu);
+    for (int i = 0; i < nk; i++) kprog_destroy(cps[i]);
+    free(cps);
+    free(keys);
+    arena_free(work_arena);
+    free(target);
+    st.wall_ms = wall_ms() - t0;
+    if (stats) *stats = st;
+    if (!ok) {
+        cpu_code_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+const CpuKernelCode *cpu_code_kernel(const CpuCode *c, int i) {
+    return i >= 0 && i < c->kp->kernels.len ? &c->kernels[i] : NULL;
+}
+
+int cpu_code_table_len(const CpuCode *c) { return c->table_len; }
+
+void cpu_code_table(const CpuCode *c, int i, void *const *bufs, void *scratch, void *const packed[2],
+                    void **table) {
+    const CpuKernelCode *kc = &c->kernels[i];
+    for (int j = 0; j < kc->nbufs; j++) table[j] = bufs[kc->bufs[j]];
+    table[kc->nbufs] = scratch;
+    table[kc->nbufs + 1] = packed ? packed[0] : NULL;
+    table[kc->nbufs + 2] = packed ? packed[1] : NULL;
+}
+
+static void *aligned_block(int64_t bytes) { return aligned_alloc(64, (size_t)(bytes + 63) / 64 * 64); }
+
+bool cpu_code_run_serial(const CpuCode *c, void *const *bufs) {
+    void **table = xcalloc((size_t)c->table_len + 1, sizeof(void *));
+    bool ok = true;
+    for (int i = 0; ok && i < c->kp->kernels.len; i++) {
+        const CpuKernelCode *kc = &c->kernels[i];
+        int64_t outer = c->kp->kernels.data[i].outer;
+        void *scratch = kc->scratch > 0 ? aligned_block(kc->scratch) : NULL;
+        void *packed[2] = {NULL, NULL};
+        ok = kc->scratch <= 0 || scratch;
+        for (int x = 0; ok && x < 2; x++)
+            if (kc->prepack_bytes[x] > 0) ok = (packed[x] = aligned_block(kc->prepack_bytes[x])) != NULL;
+        if (ok) {
+            cpu_code_table(c, i, bufs, scratch, packed, table);
+            for (int x = 0; x < 2; x++) /* constant operands, packed for this call only */
+                if (packed[x]) kc->prepack[x](table);
+            if (outer > 0) kc->fn(0, outer, table);
+        }
+        free(scratch);
+        free(packed[0]);
+        free(packed[1]);
+    }
+    free(table);
+    return ok;
+}

@@ -1,0 +1,95 @@
+/* cpu_code.h - the machine code of a kernel program for the CPU, compiled
+ * once per distinct kernel (runtime/cpu_code.c).
+ *
+ * A kernel's code depends on nothing but the kernel: its kernel IR with its
+ * buffers numbered in the order the kernel first uses them (their dtypes,
+ * sizes and whether they are constant), the target CPU, and the compilers
+ * (kiln's build, LLVM's version).  So each kernel is compiled on its own, to
+ * one object file, under a key hashing all of that, and
+ *   - identical kernels (an encoder's six layers, the q/k/v projections) get
+ *     one compiled copy per process: a unit, linked into the process's one
+ *     LLJIT and shared, counted, by every CpuCode that uses it (it goes
+ *     when the last of them does);
+ *   - the object files live in the on-disk cache (runtime/kcache.h: checked
+ *     on load, written atomically, shared with the CUDA path), so a second
+ *     process links them instead of compiling; a damaged entry is rebuilt;
+ *   - the kernels left to compile are spread over `jobs` threads, the
+ *     costliest first; a unit another process is compiling at the same time
+ *     (its kcache lock) is waited for, not compiled twice.
+ *
+ * The compiled kernel i of a program is called as
+ *     fn(o_begin, o_end, table)   (llvm.h: any sub-range, concurrently)
+ * with the kernel's own table (cpu_code_table): table[j] = the memory of
+ * program buffer bufs[j] for j < nbufs, table[nbufs] = a 64-byte aligned
+ * scratch block of `scratch` bytes, table[nbufs + 1 + w] = the packed
+ * constant operand w (0: A, 1: B) when prepack_bytes[w] > 0, which
+ * prepack[w](table) fills from the operand's buffer (llvm.h).
+ *
+ * Thread-safe: several threads may compile (and free) at once; a unit being
+ * compiled by one is waited for by the others. */
+#ifndef KILN_CPU_CODE_H
+#define KILN_CPU_CODE_H
+
+#include "codegen/llvm.h"
+#include "runtime/kcache.h"
+
+typedef struct {
+    KernelFn fn;
+    KernelFn cols; /* tiled products (scratch > 0): by output columns, llvm.h */
+    PrepackFn prepack[2];
+    int64_t prepack_bytes[2];
+    int64_t scratch;
+    int nbufs;
+    const int *bufs; /* the program buffer in each table slot */
+} CpuKernelCode;
+
+/* What one compile did (for -v, bench --json and the tests). */
+typedef struct {
+    int kernels;         /* of the program */
+    int distinct;        /* distinct kernels (keys) among them */
+    int reused;          /* distinct kernels already in this process */
+    int cache_hits;      /* distinct kernels loaded from the disk cache */
+    int compiled;        /* distinct kernels compiled by LLVM */
+    int waited;          /* of those loaded: compiled meanwhile by another process */
+    int cache_bad;       /* damaged or unusable cache entries, rebuilt */
+    int jobs;            /* threads that compiled */
+    double wall_ms;      /* the whole cpu_code_compile */
+    double llvm_cpu_ms;  /* CPU time in LLVM (IR, optimisation, code generation), all threads */
+    LlvmTimes llvm;      /* the same by phase */
+    double link_cpu_ms;  /* CPU time linking the objects into the JIT and looking up their symbols */
+    char cache_dir[200]; /* "" when the cache is off */
+    char cache_off[160]; /* why, when off */
+} CpuCodeStats;
+
+typedef struct {
+    const char *cpu; /* --cpu (llvm_cpu_check); NULL or "native": the host */
+    int jobs;        /* compile threads (< 1: one) */
+    /* Compile every kernel anew, apart from both caches, and return the
+     * optimised IR of all of them (tests of the code generator). */
+    char **ir_text;
+} CpuCodeOptions;
+
+typedef struct CpuCode CpuCode;
+
+/* The code of every kernel of kp (verified; kp outlives the result).  NULL
+ * with a message in err.  stats may be NULL. */
+CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCodeStats *stats, char *err,
+                          size_t errlen);
+void cpu_code_free(CpuCode *c);
+
+const CpuKernelCode *cpu_code_kernel(const CpuCode *c, int kernel);
+/* The longest kernel table of the program (nbufs + 3). */
+int cpu_code_table_len(const CpuCode *c);
+/* Fills kernel i's table from bufs (the memory of every program buffer),
+ * the scratch block and the packed operands (NULL where none). */
+void cpu_code_table(const CpuCode *c, int kernel, void *const *bufs, void *scratch, void *const packed[2],
+                    void **table);
+/* Runs every kernel in order over its whole outer range on the calling
+ * thread (tests); bufs has one entry per program buffer; constant operands
+ * are packed for this call.  False when memory runs out. */
+bool cpu_code_run_serial(const CpuCode *c, void *const *bufs);
+
+/* Kernel i's key (its code's identity, as above) for the CPU `cpu`. */
+KCacheKey cpu_code_key(const KProgram *kp, int kernel, const char *cpu, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,134 @@
+#!/bin/sh
+# tests/cli/cache.sh BIN - the on-disk cache of compiled CPU code (issue 11) from the
+# command line: `kiln cache info|clear`, bench --json's cache_hits, two processes
+# started at once on a cold cache, damaged entries rebuilt, --cpu in the key.  Every
+# result is compared with the reference interpreter's (--device=ref; rtol 1e-4, atol
+# 1e-5).  Each check prints "FAIL: ..." when it fails; the last line is
+# "cache: N passed, N failed".
+K=${1:-build/kiln}
+case $K in /*) ;; *) K=$(pwd)/$K ;; esac
+PY=/usr/bin/python3
+T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-cache.XXXXXX")
+trap 'rm -rf "$T"' EXIT INT TERM
+cd "$T" || exit 1
+pass=0
+fail=0
+export KILN_CACHE="$T/cache"
+
+ok() { pass=$((pass + 1)); }
+bad() {
+    fail=$((fail + 1))
+    echo "FAIL: $*"
+    if [ -s err ]; then sed 's/^/  stderr| /' err | cut -c 1-200 | head -n 10; fi
+}
+# expect NAME RC PATTERN CMD...: CMD exits with RC; stdout+stderr match PATTERN (grep -E -i).
+expect() {
+    name=$1 want=$2 pat=$3
+    shift 3
+    "$@" >out 2>err
+    rc=$?
+    if [ "$rc" != "$want" ]; then bad "$name: exit status $rc, expected $want"
+    elif [ -n "$pat" ] && ! cat out err | grep -qiE -e "$pat"; then bad "$name: output lacks /$pat/"
+    else ok; fi
+}
+# same NAME FILE: FILE.npy holds the reference's results.
+same() {
+    if $PY -c "
+import sys, numpy as np
+a, b = np.load(sys.argv[1]), np.load('ref.npy')
+sys.exit(0 if a.shape == b.shape and np.allclose(a, b, rtol=1e-4, atol=1e-5) else 1)" "$2" 2>err; then ok
+    else bad "$1: $2 differs from the reference"; fi
+}
+# json NAME EXPR: EXPR (Python, over the dict j of bench --json in `out`) is true.
+json() {
+    if $PY -c "
+import json, sys
+j = json.load(open('out'))
+sys.exit(0 if eval(sys.argv[1]) else 1)" "$2" 2>err; then ok
+    else bad "$1: bench --json: not $2: $(cut -c 1-300 out)"; fi
+}
+flip_entries() {
+    for f in "$KILN_CACHE"/*.kc; do
+        $PY -c "
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, 'rb').read())
+b[len(b) // 2] ^= 0x40
+open(p, 'wb').write(b)" "$f"
+    done
+}
+
+# four identical layers and a head: the layers share their code
+cat >m.kiln <<'EOF2'
+graph m(x: f32[16, 48], w1: f32[48, 48], w2: f32[48, 48], w3: f32[48, 48], w4: f32[48, 48],
+        b: f32[48]) -> f32[16, 48] {
+    h1 = tanh(x @ w1 + b)
+    h2 = tanh(h1 @ w2 + b)
+    h3 = tanh(h2 @ w3 + b)
+    h4 = tanh(h3 @ w4 + b)
+    return softmax(h4, axis=-1)
+}
+EOF2
+"$K" run m.kiln --device=ref --out ref.npy >/dev/null 2>err || bad "reference run"
+
+# ---- an empty cache, then two processes at once on it
+expect "info, empty" 0 "entries: 0" "$K" cache info
+"$K" run m.kiln --device=cpu --out a.npy >/dev/null 2>a.err &
+pa=$!
+"$K" run m.kiln --device=cpu --out b.npy >/dev/null 2>b.err &
+pb=$!
+wait $pa && ok || { cp a.err err; bad "first of two processes at once"; }
+wait $pb && ok || { cp b.err err; bad "second of two processes at once"; }
+same "first process" a.npy
+same "second process" b.npy
+expect "info after" 0 "CPU object code" "$K" cache info
+if ls "$KILN_CACHE"/.*.tmp.* >/dev/null 2>&1; then bad "temporary files left behind"; else ok; fi
+
+# ---- warm: every distinct kernel from the cache
+expect "bench warm" 0 "" "$K" bench m.kiln --device=cpu --json --runs=2
+json "warm hits" "j['cache_hits'] == j['kernels_distinct'] > 0 and j['kernels_compiled'] == 0"
+json "shared layers" "j['kernels_distinct'] < len(j['kernels'])"
+json "compile_ms kept" "j['compile_ms'] >= 0"
+expect "run warm" 0 "" "$K" run m.kiln --device=cpu --out c.npy
+same "warm run" c.npy
+expect "-v says" 0 "from the cache" "$K" run m.kiln --device=cpu -v
+
+# ---- damaged entries: found, rebuilt, the results right
+flip_entries
+expect "bench damaged" 0 "" "$K" bench m.kiln --device=cpu --json --runs=2
+json "damaged not loaded" "j['cache_hits'] == 0 and j['kernels_compiled'] == j['kernels_distinct']"
+expect "run after damage" 0 "" "$K" run m.kiln --device=cpu --out d.npy
+same "after damage" d.npy
+expect "bench rebuilt" 0 "" "$K" bench m.kiln --device=cpu --json --runs=2
+json "rebuilt hits" "j['cache_hits'] == j['kernels_distinct']"
+for f in "$KILN_CACHE"/*.kc; do : >"$f"; done # truncated to nothing
+expect "run, empty entries" 0 "" "$K" run m.kiln --device=cpu --out e.npy
+same "empty entries" e.npy
+
+# ---- the target CPU is part of the key
+expect "bench --cpu=x86-64" 0 "" "$K" bench m.kiln --device=cpu --cpu=x86-64 --json --runs=2
+json "--cpu misses" "j['cache_hits'] == 0"
+expect "run --cpu=x86-64" 0 "" "$K" run m.kiln --device=cpu --cpu=x86-64 --out f.npy
+same "--cpu=x86-64" f.npy
+
+# ---- clear: entries and temporaries go, nothing else
+echo mine >"$KILN_CACHE/notes.txt"
+expect "clear" 0 "removed [1-9][0-9]* files" "$K" cache clear
+expect "info after clear" 0 "entries: 0" "$K" cache info
+if [ -f "$KILN_CACHE/notes.txt" ]; then ok; else bad "clear removed a file that is not the cache's"; fi
+expect "bench after clear" 0 "" "$K" bench m.kiln --device=cpu --json --runs=2
+json "cold again" "j['cache_hits'] == 0 and j['kernels_compiled'] == j['kernels_distinct']"
+
+# ---- usage and an off cache
+expect "cache bogus" 2 "info or clear" "$K" cache bogus
+expect "cache info extra" 2 "info or clear" "$K" cache info extra
+expect "cache (info)" 0 "entries:" "$K" cache
+expect "help cache" 0 "kiln cache" "$K" help cache
+expect "info, off" 0 "off \(KILN_CACHE=off\)" env KILN_CACHE=off "$K" cache info
+expect "clear, off" 0 "off" env KILN_CACHE=off "$K" cache clear
+expect "bench, off" 0 "" env KILN_CACHE=off "$K" bench m.kiln --device=cpu --json --runs=2
+json "off: no hits" "j['cache_hits'] == 0"
+expect "relative folder" 0 "absolute" env KILN_CACHE=relative "$K" cache info
+
+echo "cache: $pass passed, $fail failed"
+[ "$fail" = 0 ]

@@ -1,0 +1,254 @@
+/* test_cpu_code.c - CPU code once per distinct kernel, and its disk cache
+ * (runtime/cpu_code.c through the cpu backend).
+ *
+ * One program of three identical dense layers and a different head, built
+ * from kiln source, compiled on the cpu backend and run against the
+ * reference interpreter (--device=ref: the oracle; rtol 1e-4, atol 1e-5 for
+ * f32 products of 64 terms), checks:
+ *   - identical kernels share one key and one compiled unit (distinct <
+ *     kernels); a second compile in the process reuses every unit;
+ *   - with every user gone, a new compile loads every unit from the cache
+ *     (KILN_CACHE=DIR in a fresh folder) and computes the same;
+ *   - damaged entries (a flipped byte; a payload of the wrong kind; an entry
+ *     that is not a usable object) are rebuilt, never linked, and the results
+ *     stay right;
+ *   - keys depend on the target CPU (--cpu).
+ * Two processes sharing one cold cache are tested in tests/cli/cache.sh.
+ * Last line: "test_cpu_code: N passed, N failed". */
+#include "runtime/cpu_code.h"
+#include "runtime/exec.h"
+#include "runtime/runtime.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int npass, nfail;
+
+#define CHECK(cond, ...)                                                                                     \
+    do {                                                                                                     \
+        if (cond) {                                                                                          \
+            npass++;                                                                                         \
+        } else {                                                                                             \
+            nfail++;                                                                                         \
+            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                           \
+            printf(__VA_ARGS__);                                                                             \
+            printf("\n");                                                                                    \
+        }                                                                                                    \
+    } while (0)
+
+static const char source[] =
+    "graph layers(x: f32[32, 64], w1: f32[64, 64], b1: f32[64], w2: f32[64, 64], b2: f32[64],\n"
+    "             w3: f32[64, 64], b3: f32[64], wh: f32[64, 10]) -> f32[32, 10] {\n"
+    "    h1 = relu(x @ w1 + b1)\n"
+    "    h2 = relu(h1 @ w2 + b2)\n"
+    "    h3 = relu(h2 @ w3 + b3)\n"
+    "    return softmax(h3 @ wh, axis=-1)\n"
+    "}\n";
+
+/* The program, bound (random inputs, seed 7) and optimised, and the
+ * reference result. */
+typedef struct {
+    Compilation c;
+    IRGraph *g;
+    KilnTensor *inputs;
+    KilnTensor want;
+} Case;
+
+static bool case_open(Case *t) {
+    char err[1024] = "";
+    memset(t, 0, sizeof *t);
+    CompileOptions opt = {.opt_level = 2, .precision = PREC_F32};
+    BindRequest req = {NULL, 0, NULL, 0, 7, false};
+    bool ok = compilation_open_text(&t->c, COMPILATION_TEXT_NAME, source, sizeof source - 1, err,
+                                    sizeof err) == KILN_OK &&
+              driver_bind(&t->c, 0, &req, &opt, &t->g, &t->inputs, err, sizeof err) == KILN_OK;
+    CHECK(ok, "binding the program: %s", err);
+    const Backend *ref = NULL;
+    Executable *x = ok && backend_open("ref", &ref, err, sizeof err) == KILN_OK
+                        ? exec_compile(ref, t->g, &opt, err, sizeof err)
+                        : NULL;
+    ok = x && exec_run(x, t->inputs, &t->want, err, sizeof err) == KILN_OK;
+    CHECK(ok, "the reference run: %s", err);
+    exec_destroy(x);
+    return ok;
+}
+
+static void case_close(Case *t) {
+    for (int i = 0; t->inputs && i < t->g->params.len; i++) kiln_tensor_free(&t->inputs[i]);
+    free(t->inputs);
+    kiln_tensor_free(&t->want);
+    ir_graph_destroy(t->g);
+    compilation_close(&t->c);
+}
+
+/* Compiles the case on the cpu backend, reporting into *st. */
+static Executable *compile(Case *t, CompileStats *st, const char *what) {
+    char err[2048] = "";
+    const Backend *cpu = NULL;
+    memset(st, 0, sizeof *st);
+    CompileOptions opt = {.opt_level = 2, .precision = PREC_F32, .stats = st};
+    Executable *x = backend_open("cpu", &cpu, err, sizeof err) == KILN_OK
+                        ? exec_compile(cpu, t->g, &opt, err, sizeof err)
+                        : NULL;
+    CHECK(x != NULL, "%s: compile: %s", what, err);
+    return x;
+}
+
+/* Runs x and compares with the reference. */
+static void check_run(Case *t, Executable *x, const char *what) {
+    if (!x) return;
+    char err[1024] = "";
+    KilnTensor got;
+    bool ok = exec_run(x, t->inputs, &got, err, sizeof err) == KILN_OK;
+    CHECK(ok, "%s: run: %s", what, err);
+    if (!ok) return;
+    int64_t n = kiln_tensor_numel(&t->want), bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double w = kiln_tensor_get(&t->want, i), g = kiln_tensor_get(&got, i);
+        if (!(fabs(g - w) <= 1e-5 + 1e-4 * fabs(w))) bad++;
+    }
+    CHECK(n == kiln_tensor_numel(&got) && bad == 0, "%s: %lld of %lld results differ from the reference",
+          what, (long long)bad, (long long)n);
+    kiln_tensor_free(&got);
+}
+
+/* Calls fn on every entry file of the cache folder. */
+static int each_entry(const char *dir, void (*fn)(const char *path)) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 3, ".kc") != 0) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        fn(path);
+        n++;
+    }
+    if (d) closedir(d);
+    return n;
+}
+
+static void flip_middle_byte(const char *path) {
+    int fd = open(path, O_RDWR);
+    off_t size = fd >= 0 ? lseek(fd, 0, SEEK_END) : 0;
+    unsigned char b;
+    if (fd >= 0 && pread(fd, &b, 1, size / 2) == 1) {
+        b ^= 0x40;
+        if (pwrite(fd, &b, 1, size / 2) != 1) perror("pwrite");
+    }
+    if (fd >= 0) close(fd);
+}
+
+static void remove_entry(const char *path) { unlink(path); }
+
+/* Every kernel's key is stored with the payload `bad` (a well-formed entry
+ * of the wrong content). */
+static void store_bad_entries(const KProgram *kp, const void *bad, size_t len) {
+    KCache c;
+    kcache_open(&c);
+    char err[512];
+    for (int i = 0; i < kp->kernels.len; i++) {
+        KCacheKey k = cpu_code_key(kp, i, NULL, err, sizeof err);
+        CHECK(kcache_store(&c, k, bad, len, err, sizeof err), "storing a bad entry: %s", err);
+    }
+    kcache_close(&c);
+}
+
+int main(void) {
+    char dir[] = "/tmp/test_cpu_code.XXXXXX";
+    if (!mkdtemp(dir)) {
+        perror("test_cpu_code: mkdtemp");
+        return 1;
+    }
+    setenv("KILN_CACHE", dir, 1);
+    Case t;
+    if (!case_open(&t)) {
+        printf("test_cpu_code: %d passed, %d failed\n", npass, nfail);
+        return 1;
+    }
+    CompileStats s1, s2, s3;
+
+    /* cold: identical layers compiled once */
+    Executable *a = compile(&t, &s1, "cold");
+    check_run(&t, a, "cold");
+    CHECK(s1.distinct > 0 && s1.distinct < s1.kernels,
+          "%d distinct of %d kernels: identical layers not shared", s1.distinct, s1.kernels);
+    CHECK(s1.compiled == s1.distinct && s1.cache_hits == 0, "cold: %d compiled, %d from the cache of %d",
+          s1.compiled, s1.cache_hits, s1.distinct);
+    const KProgram *kp = a ? exec_program(a) : NULL;
+    if (kp) { /* the three layers' products share a key; the target is part of it */
+        char err[512];
+        int same = 0;
+        KCacheKey k0 = cpu_code_key(kp, 0, NULL, err, sizeof err);
+        for (int i = 1; i < kp->kernels.len; i++) {
+            KCacheKey k = cpu_code_key(kp, i, NULL, err, sizeof err);
+            same += k.h[0] == k0.h[0] && k.h[1] == k0.h[1];
+        }
+        CHECK(same >= 1, "no kernel shares kernel 0's key (%s)", kp->kernels.data[0].name);
+        KCacheKey other = cpu_code_key(kp, 0, "x86-64", err, sizeof err);
+        CHECK(other.h[0] != k0.h[0] || other.h[1] != k0.h[1], "--cpu=x86-64 gives the host's key");
+    }
+
+    /* a second compile while the first lives: every unit reused */
+    Executable *b = compile(&t, &s2, "second");
+    check_run(&t, b, "second");
+    CHECK(s2.reused == s2.distinct && s2.compiled == 0, "second: %d reused, %d compiled of %d", s2.reused,
+          s2.compiled, s2.distinct);
+    exec_destroy(b);
+    exec_destroy(a);
+
+    /* warm: a new compile with no unit alive loads them from the disk */
+    a = compile(&t, &s3, "warm");
+    check_run(&t, a, "warm");
+    CHECK(s3.cache_hits == s3.distinct && s3.compiled == 0, "warm: %d from the cache, %d compiled of %d",
+          s3.cache_hits, s3.compiled, s3.distinct);
+    exec_destroy(a);
+
+    /* a flipped byte in every entry: each is found damaged and rebuilt */
+    int entries = each_entry(dir, flip_middle_byte);
+    CHECK(entries >= s1.distinct, "%d entries for %d distinct kernels", entries, s1.distinct);
+    a = compile(&t, &s3, "damaged");
+    check_run(&t, a, "damaged");
+    CHECK(s3.cache_hits == 0 && s3.compiled == s3.distinct, "damaged: %d from the cache, %d compiled",
+          s3.cache_hits, s3.compiled);
+    kp = a ? exec_program(a) : NULL;
+    exec_destroy(a);
+    a = compile(&t, &s3, "rebuilt");
+    check_run(&t, a, "rebuilt");
+    CHECK(s3.cache_hits == s3.distinct, "rebuilt entries: %d from the cache of %d", s3.cache_hits,
+          s3.distinct);
+    kp = a ? exec_program(a) : NULL;
+
+    /* entries that pass the checksum but hold the wrong thing: another
+     * kind of payload, then a CPU entry whose object is not one */
+    static const char ptx[] = "// not an object\n.version 8.0\n";
+    unsigned char fake[40 + 64] = KCACHE_CPU_MAGIC;
+    memcpy(fake + 40, "\177ELF", 4);
+    for (int round = 0; round < 2 && kp; round++) {
+        if (round == 0)
+            store_bad_entries(kp, ptx, sizeof ptx);
+        else
+            store_bad_entries(kp, fake, sizeof fake);
+        exec_destroy(a);
+        kp = NULL;
+        a = compile(&t, &s3, round ? "not an object" : "wrong kind");
+        check_run(&t, a, round ? "not an object" : "wrong kind");
+        CHECK(s3.cache_hits == 0 && s3.compiled == s3.distinct, "%s: %d from the cache, %d compiled",
+              round ? "not an object" : "wrong kind", s3.cache_hits, s3.compiled);
+        kp = a ? exec_program(a) : NULL;
+    }
+    exec_destroy(a);
+
+    each_entry(dir, remove_entry);
+    unlink(strcat(dir, "/lock"));
+    dir[strlen(dir) - 5] = 0;
+    rmdir(dir);
+    case_close(&t);
+    printf("test_cpu_code: %d passed, %d failed\n", npass, nfail);
+    return nfail ? 1 : 0;
+}
