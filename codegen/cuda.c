@@ -83,7 +83,6 @@ static const char prelude[] =
     "KF2(kf_fmod, fmodf, fmod) KF2(kf_pow, powf, pow) KF2(kf_copysign, copysignf, copysign)\n"
     "template <class T> KDEV T kf_rsqrt(T x) { return (T)1 / kf_sqrt(x); }\n"
     "template <class T> KDEV T kf_sigmoid(T x) { return (T)1 / ((T)1 + kf_exp(-x)); }\n"
-    "template <class T> KDEV T kf_silu(T x) { return x / ((T)1 + kf_exp(-x)); }\n"
     "template <class T> KDEV T kf_relu(T x) { return x > (T)0 ? x : (x != x ? x : (T)0); }\n"
     "template <class T> KDEV T kf_sign(T x) { return x != x ? x : (T)((x > (T)0) - (x < (T)0)); }\n"
     "template <class T> KDEV T kf_gelu(T x) { return (T)0.5 * x * ((T)1 + kf_erf(x * "
@@ -183,7 +182,7 @@ typedef struct {
     bool vec;      /* M_ELEM with vector lanes */
     bool *needed;  /* per instruction */
     bool *small;   /* i64 index value that fits in int */
-    int64_t *lo, *hi;
+    KRange *range; /* per instruction (kernel_index_ranges) */
     bool *vload;   /* loaded VEC at a time (vector mode) */
     int lane;      /* vector lane, or -1 */
     bool failed;
@@ -254,25 +253,25 @@ static const char *inst_type(const KCtx *c, int i) {
     return c->small[i] ? "int" : reg_type(inst(c, i)->dtype);
 }
 
-/* Memory element -> register value. */
-static void ex_load(StrBuf *e, KilnDType dt, const char *x) {
-    switch (dt) {
-    case KILN_F16: sb_printf(e, "__half2float(%s)", x); break;
-    case KILN_BF16: sb_printf(e, "__bfloat162float(%s)", x); break;
-    case KILN_BOOL: sb_printf(e, "(%s != 0)", x); break;
-    default: sb_puts(e, x); break;
-    }
+/* Between a memory element and a register value, per dtype: {load, store}
+ * (NULL: the value as it is). */
+static const char *const mem_conversion[KILN_NUM_DTYPES][2] = {
+    [KILN_F16] = {"__half2float(%s)", "__float2half_rn(%s)"},
+    [KILN_BF16] = {"__bfloat162float(%s)", "__float2bfloat16_rn(%s)"},
+    [KILN_BOOL] = {"(%s != 0)", "(unsigned char)(%s)"},
+};
+
+static void ex_mem(StrBuf *e, KilnDType dt, const char *x, bool store) {
+    const char *f = mem_conversion[dt][store];
+    if (f)
+        sb_printf(e, f, x);
+    else
+        sb_puts(e, x);
 }
 
-/* Register value -> memory element. */
-static void ex_store(StrBuf *e, KilnDType dt, const char *x) {
-    switch (dt) {
-    case KILN_F16: sb_printf(e, "__float2half_rn(%s)", x); break;
-    case KILN_BF16: sb_printf(e, "__float2bfloat16_rn(%s)", x); break;
-    case KILN_BOOL: sb_printf(e, "(unsigned char)(%s)", x); break;
-    default: sb_puts(e, x); break;
-    }
-}
+/* Memory element -> register value, and back. */
+static void ex_load(StrBuf *e, KilnDType dt, const char *x) { ex_mem(e, dt, x, false); }
+static void ex_store(StrBuf *e, KilnDType dt, const char *x) { ex_mem(e, dt, x, true); }
 
 /* x (a register of dtype `from`) converted to dtype `to`, as ir/interp.c's
  * ref_round_to_dtype does: halves round to nearest even, float -> int
@@ -363,80 +362,19 @@ static void mark_needed(KCtx *c, bool mm_epilogue) {
     }
 }
 
-static int64_t sat_add(int64_t a, int64_t b) {
-    int64_t r;
-    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
-}
-static int64_t sat_mul(int64_t a, int64_t b) {
-    int64_t r;
-    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
-}
-
-/* Value ranges of the index arithmetic, so that what fits runs in 32 bits
- * (64-bit division is slow on a GPU). */
+/* Which index values fit in 32 bits (kernel_index_ranges), so that those
+ * run as int (64-bit division is slow on a GPU). */
 static void compute_ranges(KCtx *c) {
     const Kernel *k = c->k;
+    c->range = kernel_index_ranges(k);
     for (int i = 0; i < k->insts.len; i++) {
         const KInst *in = inst(c, i);
-        int64_t lo = INT64_MIN, hi = INT64_MAX;
-        bool idx = in->dtype == KILN_I64;
-        switch (in->kind) {
-        case KI_CONST:
-            if (idx && kinst_scalar(in).i >= INT32_MIN && kinst_scalar(in).i <= INT32_MAX)
-                lo = hi = kinst_scalar(in).i;
-            break;
-        case KI_OUTER: lo = 0, hi = k->outer > 0 ? k->outer - 1 : 0; break;
-        case KI_INDEX: lo = 0, hi = in->value > 1 ? (int64_t)in->value - 1 : 0; break;
-        case KI_INNER:
-            if (in->stage >= 0 && in->stage < k->stages.len) {
-                int64_t e = k->stages.data[in->stage].extent;
-                lo = 0, hi = e > 0 ? e - 1 : 0;
-            }
-            break;
-        case KI_IADD:
-        case KI_IMUL:
-        case KI_IDIV:
-        case KI_IMOD: {
-            if (in->a < 0 || in->b < 0 || in->a >= i || in->b >= i) break;
-            int64_t la = c->lo[in->a], ha = c->hi[in->a], lb = c->lo[in->b], hb = c->hi[in->b];
-            if (la < 0 || lb < 0) break;
-            if (in->kind == KI_IADD) lo = sat_add(la, lb), hi = sat_add(ha, hb);
-            else if (in->kind == KI_IMUL) lo = sat_mul(la, lb), hi = sat_mul(ha, hb);
-            else if (lb > 0 && in->kind == KI_IDIV) lo = la / hb, hi = ha / lb;
-            else if (lb > 0) lo = 0, hi = ha < hb - 1 ? ha : hb - 1;
-            break;
-        }
-        default: break;
-        }
-        c->lo[i] = lo, c->hi[i] = hi;
-        c->small[i] = idx && lo >= INT32_MIN && hi <= INT32_MAX &&
-                      (in->kind == KI_CONST || in->kind == KI_OUTER || in->kind == KI_INNER || in->kind == KI_INDEX ||
-                       in->kind == KI_IADD || in->kind == KI_IMUL || in->kind == KI_IDIV ||
-                       in->kind == KI_IMOD);
-    }
-}
-
-/* Symbolic evaluation of an index instruction at (o, r); false when it
- * depends on anything but o, r and constants. */
-static bool eval_index(const KCtx *c, int i, int64_t o, int64_t r, int64_t *out) {
-    const KInst *in = inst(c, i);
-    int64_t a, b;
-    switch (in->kind) {
-    case KI_CONST: *out = dtype_is_intlike(in->dtype) ? kinst_scalar(in).i : (int64_t)in->value; return true;
-    case KI_OUTER: *out = o; return true;
-    case KI_INNER: *out = r; return true;
-    case KI_IADD:
-    case KI_IMUL:
-    case KI_IDIV:
-    case KI_IMOD:
-        if (in->a < 0 || in->b < 0 || in->a >= i || in->b >= i) return false;
-        if (!eval_index(c, in->a, o, r, &a) || !eval_index(c, in->b, o, r, &b)) return false;
-        if (in->kind == KI_IADD) *out = a + b;
-        else if (in->kind == KI_IMUL) *out = a * b;
-        else if (b == 0) return false;
-        else *out = in->kind == KI_IDIV ? a / b : a % b;
-        return true;
-    default: return false;
+        const KRange *r = &c->range[i];
+        bool index_kind = in->kind == KI_CONST || in->kind == KI_OUTER || in->kind == KI_INNER || in->kind == KI_INDEX ||
+                          in->kind == KI_IADD || in->kind == KI_IMUL || in->kind == KI_IDIV ||
+                          in->kind == KI_IMOD;
+        c->small[i] =
+            in->dtype == KILN_I64 && index_kind && r->known && r->lo >= INT32_MIN && r->hi <= INT32_MAX;
     }
 }
 
@@ -451,8 +389,8 @@ static bool loads_follow_outer(const KCtx *c, int s) {
         if (in->kind != KI_LOAD || in->stage != s || !c->needed[i]) continue;
         int64_t v00, v10, v01;
         int64_t o1 = k->outer > 1 ? 1 : 0, r1 = ext > 1 ? 1 : 0;
-        if (!eval_index(c, in->a, 0, 0, &v00) || !eval_index(c, in->a, o1, 0, &v10) ||
-            !eval_index(c, in->a, 0, r1, &v01))
+        if (!kernel_eval_index(k, in->a, 0, 0, &v00) || !kernel_eval_index(k, in->a, o1, 0, &v10) ||
+            !kernel_eval_index(k, in->a, 0, r1, &v01))
             continue;
         if (v10 - v00 == 1) along_o++;
         if (v01 - v00 == 1) along_r++;
@@ -498,28 +436,11 @@ static void ex_vec_ref(const KCtx *c, int b, StrBuf *e) {
 
 /* --------------------------------------------------- scalar instructions */
 
-static bool op_exact(Op op) {
-    switch (op) {
-    case OP_ABS:
-    case OP_NEG:
-    case OP_RELU:
-    case OP_FLOOR:
-    case OP_CEIL:
-    case OP_ROUND:
-    case OP_SIGN:
-    case OP_MAXIMUM:
-    case OP_MINIMUM: return true;
-    default: return false;
-    }
-}
-
 /* The expression of an elementwise op (KI_ELEM) into e. */
 static bool ex_elem(KCtx *c, int i, StrBuf *e) {
     const KInst *in = inst(c, i);
     KilnDType rt = in->dtype;
     OpKind kind = op_info[in->op].kind;
-    int nops = in->c >= 0 ? 3 : in->b >= 0 ? 2 : 1;
-    if (in->a < 0) return kfail(c, "v%d (%s) has no operand", i, op_info[in->op].name);
     StrBuf A = {0}, B = {0}, C = {0};
     KilnDType at = inst(c, in->a)->dtype;
     bool ok = true;
@@ -542,7 +463,6 @@ static bool ex_elem(KCtx *c, int i, StrBuf *e) {
             case OP_SIGMOID: f = "kf_sigmoid"; break;
             case OP_RELU: f = "kf_relu"; break;
             case OP_GELU: f = in->flag ? "kf_gelu_tanh" : "kf_gelu"; break;
-            case OP_SILU: f = "kf_silu"; break;
             case OP_ERF: f = "kf_erf"; break;
             case OP_FLOOR: f = "kf_floor"; break;
             case OP_CEIL: f = "kf_ceil"; break;
@@ -564,11 +484,7 @@ static bool ex_elem(KCtx *c, int i, StrBuf *e) {
             }
         }
         break;
-    case OK_BINARY:
-        if (nops < 2) {
-            ok = false;
-            break;
-        }
+    case OK_BINARY: /* operand counts: kprog_verify */
         use_as(c, in->a, rt, &A);
         use_as(c, in->b, rt, &B);
         if (fl) {
@@ -603,10 +519,6 @@ static bool ex_elem(KCtx *c, int i, StrBuf *e) {
         }
         break;
     case OK_COMPARE: {
-        if (nops < 2) {
-            ok = false;
-            break;
-        }
         use_as(c, in->a, at, &A);
         use_as(c, in->b, at, &B);
         const char *sym = in->op == OP_EQ ? "==" : in->op == OP_NE ? "!=" : in->op == OP_LT ? "<"
@@ -616,18 +528,14 @@ static bool ex_elem(KCtx *c, int i, StrBuf *e) {
     }
     case OK_LOGIC:
         use_as(c, in->a, KILN_BOOL, &A);
-        if (in->op == OP_NOT) sb_printf(e, "(!%s)", A.data);
-        else if (nops < 2) ok = false;
+        if (in->op == OP_NOT)
+            sb_printf(e, "(!%s)", A.data);
         else {
             use_as(c, in->b, KILN_BOOL, &B);
             sb_printf(e, "(%s %s %s)", A.data, in->op == OP_AND ? "&&" : "||", B.data);
         }
         break;
     case OK_WHERE:
-        if (nops < 3) {
-            ok = false;
-            break;
-        }
         use_as(c, in->a, KILN_BOOL, &A);
         use_as(c, in->b, rt, &B);
         use_as(c, in->c, rt, &C);
@@ -638,13 +546,7 @@ static bool ex_elem(KCtx *c, int i, StrBuf *e) {
     }
     sb_free(&A), sb_free(&B), sb_free(&C);
     if (!ok) return kfail(c, "v%d: %s on %s is not supported", i, op_info[in->op].name, kiln_dtype_name(rt));
-    /* halves: computed in float, rounded back unless the op is exact */
-    if (is_half(rt) && (kind == OK_UNARY || kind == OK_BINARY) && !op_exact(in->op)) {
-        StrBuf r = {0};
-        sb_printf(&r, "kr_%s(%s)", rt == KILN_F16 ? "f16" : "bf16", e->data);
-        sb_free(e);
-        *e = r;
-    }
+    /* a 16-bit op here is exact: kprog_legalise made the others f32 + a cast */
     return true;
 }
 
@@ -652,6 +554,8 @@ static bool ex_elem(KCtx *c, int i, StrBuf *e) {
 static void ex_index(KCtx *c, int i, StrBuf *e) {
     const KInst *in = inst(c, i);
     bool narrow = c->small[i] && c->small[in->a] && c->small[in->b];
+    /* unsigned division is cheaper; the divisor of a known range is positive */
+    bool nonneg = c->range[in->a].known && c->range[in->a].lo >= 0;
     StrBuf A = {0}, B = {0};
     name_of(c, in->a, &A);
     name_of(c, in->b, &B);
@@ -660,13 +564,16 @@ static void ex_index(KCtx *c, int i, StrBuf *e) {
     case KI_IADD: sb_printf(e, "(%s)%s + (%s)%s", t, A.data, t, B.data); break;
     case KI_IMUL: sb_printf(e, "(%s)%s * (%s)%s", t, A.data, t, B.data); break;
     case KI_IDIV:
-        if (narrow) sb_printf(e, "(int)((unsigned)%s / (unsigned)%s)", A.data, B.data);
-        else sb_printf(e, "(long long)%s / (long long)%s", A.data, B.data);
+    case KI_IMOD: { /* both truncate, as C does */
+        const char *op = in->kind == KI_IDIV ? "/" : "%";
+        if (narrow && nonneg)
+            sb_printf(e, "(int)((unsigned)%s %s (unsigned)%s)", A.data, op, B.data);
+        else if (narrow)
+            sb_printf(e, "%s %s %s", A.data, op, B.data);
+        else
+            sb_printf(e, "(long long)%s %s (long long)%s", A.data, op, B.data);
         break;
-    case KI_IMOD:
-        if (narrow) sb_printf(e, "(int)((unsigned)%s %% (unsigned)%s)", A.data, B.data);
-        else sb_printf(e, "(long long)%s %% (long long)%s", A.data, B.data);
-        break;
+    }
     default: /* KI_ILT */ sb_printf(e, "(long long)%s < (long long)%s", A.data, B.data); break;
     }
     if (c->small[i] && !narrow) {
@@ -693,9 +600,8 @@ static void emit_inst(KCtx *c, int i, const Names *nm) {
     name_of(c, i, &n);
     switch (in->kind) {
     case KI_CONST:
-        if (c->small[i]) sb_printf(&e, "%lld", (long long)c->lo[i]);
-        else
-            ex_const(&e, in->dtype, kinst_scalar(in));
+        if (c->small[i]) sb_printf(&e, "%lld", (long long)c->range[i].lo);
+        else ex_const(&e, in->dtype, kinst_scalar(in));
         break;
     case KI_OUTER: sb_printf(&e, c->small[i] ? "(int)(%s)" : "%s", nm->outer); break;
     case KI_INNER: sb_printf(&e, c->small[i] ? "(int)(%s)" : "%s", nm->inner ? nm->inner : "0"); break;
@@ -819,15 +725,10 @@ static void emit_acc_init(KCtx *c, int s) {
         return;
     }
     KilnDType at = st->acc_dtype;
-    const char *init;
-    bool f = at == KILN_F32, dbl = at == KILN_F64;
-    switch (st->reduce) {
-    case OP_PROD: init = f ? "1.0f" : dbl ? "1.0" : "1LL"; break;
-    case OP_MAX: init = f ? "(-KINFF)" : dbl ? "(-KINF)" : "(-9223372036854775807LL - 1)"; break;
-    case OP_MIN: init = f ? "KINFF" : dbl ? "KINF" : "9223372036854775807LL"; break;
-    default: init = f ? "0.0f" : dbl ? "0.0" : "0LL"; break;
-    }
-    line(c, "%s acc%d = %s;", reg_type(at), s, init);
+    StrBuf init = {0};
+    ex_const(&init, at, kstage_identity(st));
+    line(c, "%s acc%d = %s;", reg_type(at), s, init.data);
+    sb_free(&init);
 }
 
 /* acc = combine(acc, other): the expression for the accumulator's type. */
@@ -1168,6 +1069,29 @@ static void close_tile_loops(KCtx *c) {
     line(c, "}");
 }
 
+/* The batch loop (z, grid-stride) with the operands' offsets for batch bz,
+ * around the output tiles' loops; closed by close_batch_tiles. */
+static void open_batch_tiles(KCtx *c) {
+    line(c, "for (long long bz = blockIdx.z; bz < %lldLL; bz += gridDim.z) {", (long long)c->mm->batch);
+    c->depth++;
+    emit_batch_offsets(c);
+    open_tile_loops(c);
+}
+
+static void close_batch_tiles(KCtx *c) {
+    close_tile_loops(c);
+    c->depth--;
+    line(c, "}");
+}
+
+/* `for (int i < ni) for (int j < nj) body`, both unrolled (tile loops). */
+static void unrolled_ij(KCtx *c, int ni, int nj, const char *body) {
+    line(c, "#pragma unroll");
+    line(c, "for (int i = 0; i < %d; i++)", ni);
+    line(c, "#pragma unroll");
+    line(c, "    for (int j = 0; j < %d; j++) %s", nj, body);
+}
+
 /* One operand tile load: rows x cols elements of a strided view, thread
  * layout along whichever axis is contiguous so the reads coalesce. */
 static void emit_tile_load(KCtx *c, const char *dst, bool transpose_dst, int buf, KilnDType bt,
@@ -1238,56 +1162,57 @@ static void emit_im2col_tile_load(KCtx *c, const char *dst, KilnDType bt, const 
     line(c, "}");
 }
 
+/* The k loop in slices of k_step: each slice of A (TILE x k_step, into kAs,
+ * [k][m] when a_transposed) and of B (k_step x TILE, into kBs; a
+ * convolution's gathered by emit_im2col_tile_load) in shared memory, in
+ * type t (keep_mem: the buffers' own), then the barrier and the unrolled
+ * slice loop's pragma.  Closed by close_k_slices. */
+static void open_k_slices(KCtx *c, const char *t, bool keep_mem, bool a_transposed, int k_step) {
+    const KMatmul *mm = c->mm;
+    KilnDType adt = c->p->bufs.data[mm->a_buf].dtype, bdt = c->p->bufs.data[mm->b_buf].dtype;
+    line(c, "for (long long k0 = 0; k0 < %lldLL; k0 += %d) {", (long long)mm->k, k_step);
+    c->depth++;
+    emit_tile_load(c, "kAs", a_transposed, mm->a_buf, adt, t, keep_mem, TILE, k_step, mm->m, mm->k, mm->a_sm,
+                   mm->a_sk, "aoff", "m0", "k0");
+    if (c->gemm.conv)
+        emit_im2col_tile_load(c, "kBs", bdt, t, keep_mem, k_step);
+    else
+        emit_tile_load(c, "kBs", false, mm->b_buf, bdt, t, keep_mem, k_step, TILE, mm->k, mm->n, mm->b_sk,
+                       mm->b_sn, "boff", "k0", "n0");
+    line(c, "__syncthreads();");
+    line(c, "#pragma unroll");
+}
+
+/* Ends the slice (every thread done with the shared tiles) and the k loop. */
+static void close_k_slices(KCtx *c) {
+    line(c, "__syncthreads();");
+    c->depth--;
+    line(c, "}");
+}
+
 /* M_MATMUL: 64x64 tiles of out, k in slices of 16 through shared memory,
  * each of the 256 threads accumulating a 4x4 block in registers (rows
  * ty + 16i, columns tx + 16j: conflict-free shared reads, coalesced stores). */
 static void emit_matmul(KCtx *c) {
-    const Kernel *k = c->k;
-    const KMatmul *mm = c->mm;
-    const KStage *red = &k->stages.data[0];
-    KilnDType at = red->acc_dtype;
+    KilnDType at = c->k->stages.data[0].acc_dtype;
     const char *acc_t = reg_type(at);
-    KilnDType adt = c->p->bufs.data[mm->a_buf].dtype, bdt = c->p->bufs.data[mm->b_buf].dtype;
     bool fl = is_floating(at);
     line(c, "__shared__ %s kAs[%d][%d + 1]; /* [k][m] */", acc_t, TILE_K, TILE);
     line(c, "__shared__ %s kBs[%d][%d]; /* [k][n] */", acc_t, TILE_K, TILE);
     line(c, "const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;");
-    line(c, "for (long long bz = blockIdx.z; bz < %lldLL; bz += gridDim.z) {", (long long)mm->batch);
-    c->depth++;
-    emit_batch_offsets(c);
-    open_tile_loops(c);
+    open_batch_tiles(c);
     line(c, "%s acc[4][4];", acc_t);
-    line(c, "#pragma unroll");
-    line(c, "for (int i = 0; i < 4; i++)");
-    line(c, "#pragma unroll");
-    line(c, "    for (int j = 0; j < 4; j++) acc[i][j] = 0;");
-    line(c, "for (long long k0 = 0; k0 < %lldLL; k0 += %d) {", (long long)mm->k, TILE_K);
-    c->depth++;
-    /* A tile: rows m, cols k, stored [k][m] */
-    emit_tile_load(c, "kAs", true, mm->a_buf, adt, acc_t, false, TILE, TILE_K, mm->m, mm->k, mm->a_sm, mm->a_sk,
-                   "aoff", "m0", "k0");
-    if (c->gemm.conv)
-        emit_im2col_tile_load(c, "kBs", bdt, acc_t, false, TILE_K);
-    else
-        emit_tile_load(c, "kBs", false, mm->b_buf, bdt, acc_t, false, TILE_K, TILE, mm->k, mm->n, mm->b_sk, mm->b_sn,
-                       "boff", "k0", "n0");
-    line(c, "__syncthreads();");
-    line(c, "#pragma unroll");
+    unrolled_ij(c, 4, 4, "acc[i][j] = 0;");
+    open_k_slices(c, acc_t, false, true, TILE_K); /* A stored [k][m] */
     line(c, "for (int kk = 0; kk < %d; kk++) {", TILE_K);
     c->depth++;
     line(c, "%s ar[4], br[4];", acc_t);
     line(c, "#pragma unroll");
     line(c, "for (int i = 0; i < 4; i++) { ar[i] = kAs[kk][ty + 16 * i]; br[i] = kBs[kk][tx + 16 * i]; }");
-    line(c, "#pragma unroll");
-    line(c, "for (int i = 0; i < 4; i++)");
-    line(c, "#pragma unroll");
-    if (fl) line(c, "    for (int j = 0; j < 4; j++) acc[i][j] += ar[i] * br[j];");
-    else line(c, "    for (int j = 0; j < 4; j++) acc[i][j] = ki_add(acc[i][j], ki_mul(ar[i], br[j]));");
+    unrolled_ij(c, 4, 4, fl ? "acc[i][j] += ar[i] * br[j];" : "acc[i][j] = ki_add(acc[i][j], ki_mul(ar[i], br[j]));");
     c->depth--;
     line(c, "}");
-    line(c, "__syncthreads();");
-    c->depth--;
-    line(c, "}");
+    close_k_slices(c);
     line(c, "#pragma unroll");
     line(c, "for (int i = 0; i < 4; i++) {");
     c->depth++;
@@ -1300,9 +1225,7 @@ static void emit_matmul(KCtx *c) {
     line(c, "}");
     c->depth--;
     line(c, "}");
-    close_tile_loops(c);
-    c->depth--;
-    line(c, "}");
+    close_batch_tiles(c);
 }
 
 /* M_WMMA: 64x64 tiles on tensor cores, 4 warps of 32x32 (2x2 fragments of
@@ -1316,26 +1239,10 @@ static void emit_wmma(KCtx *c) {
     line(c, "__shared__ __align__(32) %s kBs[%d][%d]; /* [k][n] */", ht, WMMA_K, TILE + 8);
     line(c, "__shared__ __align__(32) float kCs[%d][%d];", TILE, TILE + 4);
     line(c, "const int warp = threadIdx.x >> 5, wm = warp >> 1, wn = warp & 1;");
-    line(c, "for (long long bz = blockIdx.z; bz < %lldLL; bz += gridDim.z) {", (long long)mm->batch);
-    c->depth++;
-    emit_batch_offsets(c);
-    open_tile_loops(c);
+    open_batch_tiles(c);
     line(c, "nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> cf[2][2];");
-    line(c, "#pragma unroll");
-    line(c, "for (int i = 0; i < 2; i++)");
-    line(c, "#pragma unroll");
-    line(c, "    for (int j = 0; j < 2; j++) nvcuda::wmma::fill_fragment(cf[i][j], 0.0f);");
-    line(c, "for (long long k0 = 0; k0 < %lldLL; k0 += %d) {", (long long)mm->k, WMMA_K);
-    c->depth++;
-    emit_tile_load(c, "kAs", false, mm->a_buf, dt, ht, true, TILE, WMMA_K, mm->m, mm->k, mm->a_sm, mm->a_sk,
-                   "aoff", "m0", "k0");
-    if (c->gemm.conv)
-        emit_im2col_tile_load(c, "kBs", dt, ht, true, WMMA_K);
-    else
-        emit_tile_load(c, "kBs", false, mm->b_buf, dt, ht, true, WMMA_K, TILE, mm->k, mm->n, mm->b_sk, mm->b_sn,
-                       "boff", "k0", "n0");
-    line(c, "__syncthreads();");
-    line(c, "#pragma unroll");
+    unrolled_ij(c, 2, 2, "nvcuda::wmma::fill_fragment(cf[i][j], 0.0f);");
+    open_k_slices(c, ht, true, false, WMMA_K);
     line(c, "for (int kk = 0; kk < %d; kk += 16) {", WMMA_K);
     c->depth++;
     line(c, "nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, %s, nvcuda::wmma::row_major> af[2];", ht);
@@ -1345,15 +1252,10 @@ static void emit_wmma(KCtx *c) {
     line(c, "    nvcuda::wmma::load_matrix_sync(af[i], &kAs[wm * 32 + i * 16][kk], %d);", WMMA_K + 8);
     line(c, "    nvcuda::wmma::load_matrix_sync(bf[i], &kBs[kk][wn * 32 + i * 16], %d);", TILE + 8);
     line(c, "}");
-    line(c, "#pragma unroll");
-    line(c, "for (int i = 0; i < 2; i++)");
-    line(c, "#pragma unroll");
-    line(c, "    for (int j = 0; j < 2; j++) nvcuda::wmma::mma_sync(cf[i][j], af[i], bf[j], cf[i][j]);");
+    unrolled_ij(c, 2, 2, "nvcuda::wmma::mma_sync(cf[i][j], af[i], bf[j], cf[i][j]);");
     c->depth--;
     line(c, "}");
-    line(c, "__syncthreads();");
-    c->depth--;
-    line(c, "}");
+    close_k_slices(c);
     line(c, "#pragma unroll");
     line(c, "for (int i = 0; i < 2; i++)");
     line(c, "#pragma unroll");
@@ -1368,9 +1270,7 @@ static void emit_wmma(KCtx *c) {
     c->depth--;
     line(c, "}");
     line(c, "__syncthreads();");
-    close_tile_loops(c);
-    c->depth--;
-    line(c, "}");
+    close_batch_tiles(c);
 }
 
 /* ---------------------------------------------------------- mode choice */
@@ -1513,8 +1413,6 @@ static bool render_kernel(const KProgram *p, int ki, const Dialect *d, const cha
     c.needed = xcalloc((size_t)n + 1, 1);
     c.small = xcalloc((size_t)n + 1, 1);
     c.vload = xcalloc((size_t)n + 1, 1);
-    c.lo = xcalloc((size_t)n + 1, sizeof(int64_t));
-    c.hi = xcalloc((size_t)n + 1, sizeof(int64_t));
     KParams kp = {0};
     bool ok = true;
     if (k->stages.len == 0 || k->stages.data[k->stages.len - 1].kind != KS_MAP) {
@@ -1567,7 +1465,7 @@ static bool render_kernel(const KProgram *p, int ki, const Dialect *d, const cha
 done:
     VEC_FREE(kp.bufs);
     free(kp.written);
-    free(c.needed), free(c.small), free(c.vload), free(c.lo), free(c.hi);
+    free(c.needed), free(c.small), free(c.vload), free(c.range);
     return ok;
 }
 
@@ -1589,7 +1487,7 @@ bool cuda_codegen(const KProgram *p, int arch_sm, bool emulated, CudaProgram *ou
 bool cuda_codegen_ex(const KProgram *p, int arch_sm, bool emulated, bool tensor_cores, CudaProgram *out, char *err,
                      size_t errlen) {
     memset(out, 0, sizeof *out);
-    if (!kprog_verify(p, err, errlen)) return false;
+    if (!kprog_verify(p, err, errlen) || !kprog_is_legal(p, err, errlen)) return false;
     Dialect d = {emulated ? "cuda-emu" : "cuda", emulated, tensor_cores, emulated ? emu_defines : gpu_defines};
     StrBuf head = {0}, body = {0};
     Arena *names = arena_new();

@@ -96,7 +96,7 @@ typedef enum {
  * a_batch_stride / b_batch_stride over the flattened batch with NumPy
  * broadcast already folded as 0 strides, see batch_dims). */
 typedef struct {
-    int a_buf, b_buf;
+    int a_buf, b_buf; /* a_buf < 0: no description (kprog_add_kernel's default) */
     int64_t batch, m, n, k;
     int nbatch;              /* number of batch dims */
     int64_t *batch_dims;     /* [nbatch] sizes of the output batch dims */
@@ -188,7 +188,43 @@ void kstage_store(Kernel *k, int stage, int buf, int index, int value);
 void kstage_reduce(Kernel *k, int stage, Op reduce, int value, KilnDType value_dtype);
 void kprog_print(const KProgram *p, const IRGraph *g, FILE *out);
 const char *kernel_kind_name(KernelKind k);
+/* Checks the program's invariants: SSA order, scopes, buffers, the last
+ * stage a map, and each matmul's strided description (KMatmul). */
 bool kprog_verify(const KProgram *p, char *err, size_t errlen);
+
+/* ---- analyses every emitter shares (kernel.c), so that none of them
+ * decides what belongs to the kernel IR */
+
+/* The interval of values an index instruction may take (known == false: any
+ * i64).  The scheduler may use negative offsets under a load guard
+ * (padding), so ranges are signed; IDIV and IMOD truncate. */
+typedef struct {
+    int64_t lo, hi;
+    bool known;
+} KRange;
+/* One range per instruction of k, in one forward sweep (free() it). */
+KRange *kernel_index_ranges(const Kernel *k);
+/* Index instruction i at (o, r), when it depends on nothing but o, r and
+ * constants (and nothing overflows); false otherwise. */
+bool kernel_eval_index(const Kernel *k, int i, int64_t o, int64_t r, int64_t *out);
+
+/* The value a reduction starts from, in its accumulator's dtype (a Scalar:
+ * .f for a float accumulator, .i for an integer one): sum 0, prod 1, max and
+ * argmax -inf or INT64_MIN, min and argmin +inf or INT64_MAX. */
+Scalar kstage_identity(const KStage *st);
+
+/* Legalisation, run on every scheduled program before any emitter sees it
+ * (runtime/exec.c; tests that build programs by hand call it too).  After
+ * it, what the emitters would otherwise each decide is explicit in the IR:
+ *   - f16/bf16 arithmetic: a KI_ELEM of a 16-bit dtype (unary or binary, not
+ *     OPF_EXACT) becomes its operands cast to f32, the op in f32 and one
+ *     KI_CAST back, which rounds (to nearest even); exact ops stay;
+ *   - composite math: silu(x) becomes x / (1 + exp(-x)).  gelu, sigmoid and
+ *     rsqrt stay primitives: their accurate forms are the emitters' own
+ *     (tuned special functions, 1/sqrt without a reciprocal estimate).
+ * kprog_is_legal says whether a program needs it (the emitters check). */
+void kprog_legalise(KProgram *p);
+bool kprog_is_legal(const KProgram *p, char *err, size_t errlen);
 
 /* kinterp.c: runs kernel `kernel` of p over its whole outer range, plainly,
  * with bufs[b] the host memory of buffer b (the `kir` device). */

@@ -92,14 +92,8 @@ void kinterp_run_kernel(const KProgram *p, int kernel, void *const *bufs) {
             KilnDType vt = st->value >= 0 ? k->insts.data[st->value].dtype : KILN_F64;
             bool intlike = dtype_is_intlike(vt);
             /* floats accumulate in double and round once to acc_dtype; integers wrap in int64 */
-            Scalar cur = {0}, best = {0};
+            Scalar cur = kstage_identity(st), best = {0};
             int64_t best_i = -1;
-            switch (st->reduce) {
-            case OP_PROD: cur = intlike ? (Scalar){.i = 1} : (Scalar){.f = 1}; break;
-            case OP_MAX: cur = intlike ? (Scalar){.i = INT64_MIN} : (Scalar){.f = -INFINITY}; break;
-            case OP_MIN: cur = intlike ? (Scalar){.i = INT64_MAX} : (Scalar){.f = INFINITY}; break;
-            default: break;
-            }
             for (int64_t r = 0; r < st->extent; r++) {
                 eval_scope(k, p, bufs, val, acc, s, o, r);
                 if (st->kind == KS_MAP) {

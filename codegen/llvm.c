@@ -67,13 +67,6 @@ typedef struct {
     unsigned k_alwaysinline, k_noalias, k_nounwind, k_noinline;
 } Cg;
 
-/* The interval of values an index instruction may take (known == false: any
- * i64); see index_ranges. */
-typedef struct {
-    int64_t lo, hi;
-    bool known;
-} Range;
-
 /* Per kernel function being emitted. */
 typedef struct {
     Cg *cg;
@@ -86,7 +79,7 @@ typedef struct {
     LLVMValueRef o;       /* the current outer index */
     LLVMTypeRef idx_t;    /* i32 or i64 */
     bool narrow;
-    Range *range; /* per instruction (index_ranges) */
+    KRange *range;  /* per instruction (kernel_index_ranges) */
     int skip_stage; /* matmul epilogue: the stage whose value is given in acc[] */
     /* a tiled product's epilogue: o = gemm_row * gemm_n + gemm_col with
      * gemm_col in [0, gemm_n) (index type), which gemm_index uses */
@@ -673,8 +666,8 @@ static LLVMValueRef unary_float(Cg *cg, const KInst *in, LLVMValueRef x, bool f6
         case OP_COS: return call_libm(cg, "cos", x);
         case OP_TANH: return call_libm(cg, "tanh", x);
         case OP_ERF: return call_libm(cg, "erf", x);
-        case OP_SIGMOID: return f_div(cg, one, f_add(cg, one, call_libm(cg, "exp", LLVMBuildFNeg(cg->b, x, ""))));
-        case OP_SILU: return f_div(cg, x, f_add(cg, one, call_libm(cg, "exp", LLVMBuildFNeg(cg->b, x, ""))));
+        case OP_SIGMOID:
+            return f_div(cg, one, f_add(cg, one, call_libm(cg, "exp", LLVMBuildFNeg(cg->b, x, ""))));
         case OP_GELU:
             if (in->flag) {
                 LLVMValueRef u = f_mul(cg, LLVMConstReal(t, 0.7978845608028654),
@@ -701,7 +694,6 @@ static LLVMValueRef unary_float(Cg *cg, const KInst *in, LLVMValueRef x, bool f6
         LLVMValueRef s = f_div(cg, one, f_add(cg, one, e));
         return sel(cg, fcmp(cg, LLVMRealOLT, x, cf(cg, 0.0)), f_mul(cg, e, s), s);
     }
-    case OP_SILU: return f_div(cg, x, f_add(cg, one, call_exp(cg, LLVMBuildFNeg(cg->b, x, ""))));
     case OP_GELU:
         if (in->flag) {
             /* 0.5 x (1 + tanh u) = x / (1 + exp(v)), v = -2u = x (a + b x^2),
@@ -843,8 +835,8 @@ static LLVMValueRef emit_elem_op(Cg *cg, const KInst *in, LLVMValueRef *x, const
                 r = conv(cg, d, KILN_F64, cdt);
             }
         } else {
+            /* legalised (kernel.h): a 16-bit op here is exact, needs no rounding */
             r = bin ? binary_float(cg, in->op, a, b) : unary_float(cg, in, a, cdt == KILN_F64);
-            r = round_to(cg, r, cdt);
         }
         return conv(cg, r, cdt, dt);
     }
@@ -868,70 +860,12 @@ static LLVMValueRef emit_elem_op(Cg *cg, const KInst *in, LLVMValueRef *x, const
     return const_of(cg, dt, 0);
 }
 
-/* ------------------------------------------------- index range analysis */
-
-/* The interval of values an index instruction may take (known == false: any
- * i64).  The scheduler may use negative offsets under a load guard (padding),
- * so ranges are signed. */
-
-static bool r_add(int64_t a, int64_t b, int64_t *r) { return !__builtin_add_overflow(a, b, r); }
-static bool r_mul(int64_t a, int64_t b, int64_t *r) { return !__builtin_mul_overflow(a, b, r); }
-
-static Range *index_ranges(const Kernel *k) {
-    int n = k->insts.len;
-    Range *rg = xcalloc((size_t)n + 1, sizeof(Range));
-    for (int i = 0; i < n; i++) {
-        const KInst *in = &k->insts.data[i];
-        Range *r = &rg[i];
-        bool two = in->kind == KI_IADD || in->kind == KI_IMUL || in->kind == KI_IDIV || in->kind == KI_IMOD;
-        Range a = {0}, b = {0};
-        if (two) {
-            if (in->a < 0 || in->b < 0 || !rg[in->a].known || !rg[in->b].known) continue;
-            a = rg[in->a], b = rg[in->b];
-        }
-        switch (in->kind) {
-        case KI_OUTER: *r = (Range){0, k->outer > 0 ? k->outer - 1 : 0, true}; break;
-        case KI_INDEX: *r = (Range){0, in->value > 1 ? (int64_t)in->value - 1 : 0, true}; break;
-        case KI_INNER: {
-            int64_t e = in->stage >= 0 ? k->stages.data[in->stage].extent : 1;
-            *r = (Range){0, e > 0 ? e - 1 : 0, true};
-            break;
-        }
-        case KI_CONST:
-            if (is_intlike(in->dtype)) *r = (Range){kinst_scalar(in).i, kinst_scalar(in).i, true};
-            break;
-        case KI_IADD: r->known = r_add(a.lo, b.lo, &r->lo) && r_add(a.hi, b.hi, &r->hi); break;
-        case KI_IMUL: {
-            int64_t c[4];
-            if (!r_mul(a.lo, b.lo, &c[0]) || !r_mul(a.lo, b.hi, &c[1]) || !r_mul(a.hi, b.lo, &c[2]) ||
-                !r_mul(a.hi, b.hi, &c[3]))
-                break;
-            r->lo = r->hi = c[0];
-            for (int j = 1; j < 4; j++) r->lo = c[j] < r->lo ? c[j] : r->lo, r->hi = c[j] > r->hi ? c[j] : r->hi;
-            r->known = true;
-            break;
-        }
-        case KI_IDIV:
-            if (b.lo <= 0) break;
-            r->lo = a.lo >= 0 ? a.lo / b.hi : a.lo / b.lo;
-            r->hi = a.hi >= 0 ? a.hi / b.lo : a.hi / b.hi;
-            r->known = true;
-            break;
-        case KI_IMOD:
-            if (b.lo <= 0) break;
-            if (a.lo >= 0) *r = (Range){0, a.hi < b.hi - 1 ? a.hi : b.hi - 1, true};
-            else *r = (Range){-(b.hi - 1), b.hi - 1, true};
-            break;
-        default: break;
-        }
-    }
-    return rg;
-}
+/* ------------------------------------------------- index ranges (kernel.c) */
 
 /* Whether every index value of kernel k provably fits in i32: then index
  * arithmetic runs in i32, which the vectoriser handles far better (AVX-512
  * has no 64-bit multiply-high for division by constants). */
-static bool index_fits_i32(const Kernel *k, const Range *rg) {
+static bool index_fits_i32(const Kernel *k, const KRange *rg) {
     const int64_t LIM = INT32_MAX - 1;
     if (k->outer > LIM) return false;
     for (int s = 0; s < k->stages.len; s++)
@@ -958,7 +892,7 @@ static bool index_fits_i32(const Kernel *k, const Range *rg) {
     }
     for (int s = 0; s < k->stages.len; s++)
         for (int j = 0; j < k->stages.data[s].stores.len; j++) {
-            const Range *r = &rg[k->stages.data[s].stores.data[j].index];
+            const KRange *r = &rg[k->stages.data[s].stores.data[j].index];
             if (!r->known || r->lo < -LIM || r->hi > LIM) return false;
         }
     return true;
@@ -1005,7 +939,7 @@ static LLVMValueRef emit_load(Kc *kc, const KInst *in) {
 static LLVMValueRef idx_arith(Kc *kc, const KInst *in) {
     Cg *cg = kc->cg;
     LLVMValueRef a = as_idx(kc, kc->val[in->a]), b = as_idx(kc, kc->val[in->b]);
-    const Range *ra = &kc->range[in->a], *rb = &kc->range[in->b];
+    const KRange *ra = &kc->range[in->a], *rb = &kc->range[in->b];
     bool nonneg = ra->known && ra->lo >= 0 && rb->known && rb->lo > 0;
     LLVMValueRef r;
     switch (in->kind) {
@@ -1151,10 +1085,7 @@ static bool same_value(const Kernel *k, int a, int b, int sa, int sb, int depth)
 }
 
 static bool transcendental(const KInst *in) {
-    Op op = in->op;
-    return in->kind == KI_ELEM && in->dtype == KILN_F32 &&
-           (op == OP_EXP || op == OP_LOG || op == OP_TANH || op == OP_ERF || op == OP_SIGMOID || op == OP_SILU ||
-            op == OP_GELU || op == OP_SIN || op == OP_COS);
+    return in->kind == KI_ELEM && in->dtype == KILN_F32 && op_has(in->op, OPF_TRANSCENDENTAL);
 }
 
 /* Pairs a transcendental f32 value of the map stage with the same value of
@@ -1198,8 +1129,7 @@ static bool heavy_scope(const Kernel *k, int scope) {
         if (in->stage != scope) continue;
         n++;
         if (in->kind == KI_ELEM && is_floatlike(in->dtype) && in->dtype != KILN_F64 &&
-            (in->op == OP_EXP || in->op == OP_LOG || in->op == OP_SIN || in->op == OP_COS || in->op == OP_TANH ||
-             in->op == OP_ERF || in->op == OP_SIGMOID || in->op == OP_SILU || in->op == OP_GELU))
+            op_has(in->op, OPF_TRANSCENDENTAL))
             return true;
     }
     return n >= 24;
@@ -1269,18 +1199,12 @@ static void loop_end(Kc *kc, Loop *l, LLVMValueRef *phis, LLVMValueRef *next, in
     LLVMPositionBuilderAtEnd(cg->b, exit);
 }
 
-/* The initial accumulator of a reduction. */
+/* The initial accumulator of a reduction (kstage_identity). */
 static LLVMValueRef reduce_init(Cg *cg, const KStage *st) {
-    bool fl = is_floatlike(st->acc_dtype);
+    Scalar id = kstage_identity(st);
     LLVMTypeRef t = reg_type(cg, st->acc_dtype);
-    switch (st->reduce) {
-    case OP_PROD: return fl ? LLVMConstReal(t, 1.0) : LLVMConstInt(t, 1, 0);
-    case OP_MAX:
-    case OP_ARGMAX: return fl ? LLVMConstReal(t, -INFINITY) : LLVMConstInt(t, (unsigned long long)INT64_MIN, 1);
-    case OP_MIN:
-    case OP_ARGMIN: return fl ? LLVMConstReal(t, INFINITY) : LLVMConstInt(t, (unsigned long long)INT64_MAX, 1);
-    default: return fl ? LLVMConstReal(t, 0.0) : LLVMConstInt(t, 0, 0);
-    }
+    return is_floatlike(st->acc_dtype) ? LLVMConstReal(t, id.f)
+                                       : LLVMConstInt(t, (unsigned long long)id.i, 1);
 }
 
 /* acc (and, for arg-reductions, the position pos) combined with v at position r. */
@@ -1413,7 +1337,7 @@ static void kc_init(Kc *kc, Cg *cg, const Kernel *k) {
     memset(kc, 0, sizeof *kc);
     kc->cg = cg;
     kc->k = k;
-    kc->range = index_ranges(k);
+    kc->range = kernel_index_ranges(k);
     kc->narrow = index_fits_i32(k, kc->range);
     kc->idx_t = kc->narrow ? cg->t_i32 : cg->t_i64;
     kc->bufptr = xcalloc((size_t)cg->p->bufs.len + 1, sizeof(LLVMValueRef));
@@ -3025,7 +2949,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTar
 LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTargetMachineRef tm, bool aot,
                                  int64_t *scratch, char *err, size_t errlen) {
     char verr[512];
-    if (!kprog_verify(p, verr, sizeof verr)) {
+    if (!kprog_verify(p, verr, sizeof verr) || !kprog_is_legal(p, verr, sizeof verr)) {
         snprintf(err, errlen, "kernel IR: %s", verr);
         return NULL;
     }

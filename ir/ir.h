@@ -268,7 +268,15 @@ typedef enum {
     OK_REDUCE, OK_SHAPE, OK_CREATE, OK_NN, OK_SOURCE,
 } OpKind;
 
-enum { OPF_FLOAT = 1, OPF_INT_OK = 2, OPF_BUILTIN = 4 };
+enum {
+    OPF_FLOAT = 1,
+    OPF_INT_OK = 2,
+    OPF_BUILTIN = 4,
+    OPF_EXACT = 8, /* see ops.def */
+    OPF_TRANSCENDENTAL = 16,
+    OPF_VIEW = 32,
+    OPF_HEAVY = 64,
+};
 
 typedef struct {
     const char *name;
@@ -278,6 +286,7 @@ typedef struct {
 } OpInfo;
 extern const OpInfo op_info[OP_COUNT];
 bool op_lookup(const char *name, Op *out); /* builtin ops only */
+static inline bool op_has(Op op, int flag) { return (op_info[op].flags & flag) != 0; }
 static inline bool op_is_elementwise(Op op) {
     OpKind k = op_info[op].kind;
     return k == OK_UNARY || k == OK_BINARY || k == OK_COMPARE || k == OK_LOGIC || k == OK_WHERE ||

@@ -66,15 +66,8 @@ static void index_users(Sched *s) {
     for (int u##_k = (s)->user_start[id], u;                                                                 \
          u##_k < (s)->user_start[(id) + 1] && ((u) = (s)->users[u##_k], 1); u##_k++)
 
-static bool is_heavy(Op op) {
-    OpKind k = op_info[op].kind;
-    return k == OK_REDUCE || k == OK_NN;
-}
-
-static bool is_view(Op op) {
-    return op == OP_RESHAPE || op == OP_TRANSPOSE || op == OP_BROADCAST || op == OP_SLICE || op == OP_PAD ||
-           op == OP_CONCAT || op == OP_TAKE;
-}
+static bool is_heavy(Op op) { return op_has(op, OPF_HEAVY); }
+static bool is_view(Op op) { return op_has(op, OPF_VIEW); }
 
 static bool is_leaf_const(Op op) { return op == OP_CONST || op == OP_FULL || op == OP_IOTA; }
 

@@ -306,11 +306,7 @@ static KCacheKey kernel_key(const KProgram *cp, const char *target) {
 static double kernel_cost(const Kernel *k) {
     double c = 20 + k->insts.len;
     for (int i = 0; i < k->insts.len; i++) {
-        Op op = k->insts.data[i].op;
-        if (k->insts.data[i].kind == KI_ELEM &&
-            (op == OP_EXP || op == OP_LOG || op == OP_SIN || op == OP_COS || op == OP_TANH || op == OP_ERF ||
-             op == OP_SIGMOID || op == OP_SILU || op == OP_GELU))
-            c += 60;
+        if (k->insts.data[i].kind == KI_ELEM && op_has(k->insts.data[i].op, OPF_TRANSCENDENTAL)) c += 60;
     }
     if (k->kind == KK_MATMUL || k->kind == KK_CONV) c *= 3;
     return c;

@@ -64,6 +64,7 @@ static size_t buf_bytes(const KBuf *b) { return (size_t)b->numel * kiln_dtype_si
 
 /* ------------------------------------------------------------ compiling */
 
+/* fuse_graph, then legalisation (kernel.h) and the verifier. */
 KProgram *exec_schedule(Arena *arena, const IRGraph *g, const CompileOptions *opt, char *err, size_t errlen) {
     FuseOptions fo = {.fuse = !opt || opt->opt_level > 0, .remarks = opt && opt->remarks};
     char ferr[1024] = "";
@@ -72,8 +73,9 @@ KProgram *exec_schedule(Arena *arena, const IRGraph *g, const CompileOptions *op
         snprintf(err, errlen, "%s", ferr[0] ? ferr : "the fusion scheduler failed");
         return NULL;
     }
+    kprog_legalise(kp);
     char verr[512] = "";
-    if (!kprog_verify(kp, verr, sizeof verr)) {
+    if (!kprog_verify(kp, verr, sizeof verr) || !kprog_is_legal(kp, verr, sizeof verr)) {
         snprintf(err, errlen, "internal error: the kernel program of '%s' is malformed: %s", g->name, verr);
         kprog_destroy(kp);
         return NULL;

@@ -87,7 +87,7 @@ int exec_nresults(const Executable *x);
 const KProgram *exec_program(const Executable *x);
 
 /* fuse_graph with the options every device shares (-O0: one kernel per
- * node; --remarks), then kprog_verify.  Used by exec_compile, `emit` and
+ * node; --remarks), then kprog_legalise and kprog_verify.  Used by exec_compile, `emit` and
  * `aot`.  The program lives in `arena`; kprog_destroy it.  NULL with a
  * message in err. */
 KProgram *exec_schedule(Arena *arena, const IRGraph *g, const CompileOptions *opt, char *err, size_t errlen);

@@ -155,6 +155,7 @@ static void check_gpu(Prog *g, int sm) {
 /* Runs on the emulator and checks for both GPU archs. */
 static bool run(Prog *g) {
     char err[8192];
+    kprog_legalise(g->p); /* as the executor does before any emitter */
     if (dump_source) { /* --dump: the GPU source of every case */
         CudaProgram cp;
         if (cuda_codegen(g->p, 90, false, &cp, err, sizeof err)) printf("%s", cp.source), cuda_program_free(&cp);

@@ -60,6 +60,7 @@ static void prog_free(Prog *pg) {
 
 static CpuCode *compile(Prog *pg, char **ir) {
     char err[2048] = "";
+    kprog_legalise(pg->p); /* as the executor does before any emitter */
     CpuCodeOptions opt = {NULL, 2, ir};
     CpuCode *j = cpu_code_compile(pg->p, &opt, NULL, err, sizeof err);
     CHECK(j != NULL, "compile %s: %s", pg->p->graph_name, err);
