@@ -28,12 +28,14 @@ typedef struct {
     Trace *trace;            /* a span per pass is recorded here (ir.h); NULL: none */
 } PassOptions;
 
-/* Runs the pipeline on g.  Returns g itself when no pass runs, else a new
+/* Runs the pipeline on g.  *out is g itself when no pass runs, else a new
  * graph in `arena` (the caller then owns both: ir_graph_destroy each).
- * Intermediate graphs are destroyed here.  On failure (an unknown pass name,
- * or a pass that broke the IR: an internal error naming the pass) returns
- * NULL with a message in err. */
-IRGraph *passes_run(Arena *arena, IRGraph *g, const PassOptions *opt, char *err, size_t errlen);
+ * Intermediate graphs are destroyed here.  Returns KILN_OK, or with *out
+ * NULL and a message in err: KILN_ERR_USAGE for an unknown pass name in
+ * opt->passes or opt->print_after, KILN_ERR_DEVICE (exit 3: not the user's
+ * fault) when a pass broke the IR (an internal error naming the pass). */
+KilnStatus passes_run(Arena *arena, IRGraph *g, const PassOptions *opt, IRGraph **out, char *err,
+                      size_t errlen);
 
 /* Checks a --passes list ("a,b,c") or, with allow_all, a --print-after
  * name; false with a message naming the known passes. */

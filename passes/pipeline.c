@@ -231,14 +231,16 @@ static IRGraph *run_list(Arena *arena, IRGraph *g, const PassOptions *opt, const
     return cur;
 }
 
-IRGraph *passes_run(Arena *arena, IRGraph *g, const PassOptions *opt, char *err, size_t errlen) {
-    if (opt->passes && !passes_check_names(opt->passes, false, err, errlen)) return NULL;
-    if (opt->print_after && !passes_check_names(opt->print_after, true, err, errlen)) return NULL;
+KilnStatus passes_run(Arena *arena, IRGraph *g, const PassOptions *opt, IRGraph **out, char *err,
+                      size_t errlen) {
+    *out = NULL;
+    if (opt->passes && !passes_check_names(opt->passes, false, err, errlen)) return KILN_ERR_USAGE;
+    if (opt->print_after && !passes_check_names(opt->print_after, true, err, errlen)) return KILN_ERR_USAGE;
     int n;
     int *list = select_passes(opt, &n);
-    IRGraph *cur = run_list(arena, g, opt, list, n, err, errlen);
+    *out = run_list(arena, g, opt, list, n, err, errlen);
     free(list);
-    return cur;
+    return *out ? KILN_OK : KILN_ERR_DEVICE;
 }
 
 /* ------------------------------------------------------------ the rewriter */

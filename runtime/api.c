@@ -219,7 +219,7 @@ static IRGraph *build_graph(KilnModel *m, const int64_t *sizes, KilnError *err) 
         for (int i = 0; i < m->nparams && i < g->params.len; i++)
             ir_node(g, g->params.data[i])->flag = m->params[i].bound;
         PassOptions po = driver_pass_options(&m->copt);
-        if (!(o = passes_run(m->c.arena, g, &po, msg, sizeof msg))) st = KILN_ERR_DEVICE;
+        st = passes_run(m->c.arena, g, &po, &o, msg, sizeof msg);
     }
     if (o) {
         if (o != g) ir_graph_destroy(g);

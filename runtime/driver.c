@@ -171,14 +171,14 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
         for (int i = 0; i < nparams; i++)
             if (strcmp(ir_node(sym, sym->params.data[i])->name, nt->name) == 0) found = i;
         if (found < 0) {
-            if (strncmp(nt->origin, "--in", 4) == 0) {
+            if (nt->role == TENSOR_INPUT) {
                 snprintf(err, errlen, "%s: graph '%s' has no parameter '%s'", nt->origin, sym->name, nt->name);
                 st = KILN_ERR_USAGE;
                 goto fail;
             }
             continue; /* a weights file may hold more tensors than the graph uses */
         }
-        if (!chosen[found] || strncmp(nt->origin, "--in", 4) == 0) chosen[found] = nt;
+        if (!chosen[found] || nt->role == TENSOR_INPUT) chosen[found] = nt;
     }
     for (int i = 0; i < nparams; i++) {
         const Node *p = ir_node(sym, sym->params.data[i]);
@@ -229,7 +229,7 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
      * not by --in, are constants: backends may prepare them once (pack,
      * fold) and reuse that on every run */
     for (int i = 0; i < nparams && i < g->params.len; i++)
-        if (chosen[i] && strncmp(chosen[i]->origin, "--in", 4) != 0) ir_node(g, g->params.data[i])->flag = true;
+        if (chosen[i] && chosen[i]->role == TENSOR_WEIGHT) ir_node(g, g->params.data[i])->flag = true;
     const char *unbound;
     if (!req->allow_symbolic && !ir_graph_is_concrete(g, &unbound)) {
         snprintf(err, errlen, "dimension %s is not bound; pass --dim %s=SIZE", unbound, unbound);
@@ -239,9 +239,8 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
     }
     if (opt) {
         PassOptions po = driver_pass_options(opt);
-        IRGraph *o = passes_run(c->arena, g, &po, err, errlen);
-        if (!o) {
-            st = strncmp(err, "unknown pass", 12) == 0 ? KILN_ERR_USAGE : KILN_ERR_DEVICE;
+        IRGraph *o;
+        if ((st = passes_run(c->arena, g, &po, &o, err, errlen)) != KILN_OK) {
             ir_graph_destroy(g);
             goto fail;
         }

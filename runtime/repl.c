@@ -545,8 +545,9 @@ static IRGraph *build_optimised(Repl *r, Line *ln, const Prepared *p) {
     if (!g) return NULL;
     char err[1024] = "";
     PassOptions po = driver_pass_options(&r->copt);
-    IRGraph *o = passes_run(ln->arena, g, &po, err, sizeof err);
-    if (!o) repl_error("%s", err[0] ? err : "an optimisation pass failed");
+    IRGraph *o;
+    if (passes_run(ln->arena, g, &po, &o, err, sizeof err) != KILN_OK)
+        repl_error("%s", err[0] ? err : "an optimisation pass failed");
     if (o != g) ir_graph_destroy(g);
     return o;
 }

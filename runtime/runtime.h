@@ -18,9 +18,20 @@ KilnStatus cpu_check_name(const char *name, char *err, size_t errlen);
 void tensor_format(const KilnTensor *t, StrBuf *out);
 
 /* driver.c: from a file and user inputs to a concrete graph. */
+
+/* What a user's tensor is to the graph: decides how it is matched to the
+ * parameters and whether the parameter becomes a constant. */
+typedef enum {
+    TENSOR_INPUT,  /* --in NAME=FILE: must name a parameter; a run's input */
+    TENSOR_WEIGHT, /* from a --weights file: may name no parameter (ignored);
+                      --in wins over it; the parameter is bound as a constant */
+} TensorRole;
+
 typedef struct {
     const char *name;
     KilnTensor tensor;
+    TensorRole role;
+    const char *path;   /* the file it is read from */
     const char *origin; /* "--in x=a.npy", "weights.safetensors" ... for messages */
 } NamedTensor;
 

@@ -183,12 +183,15 @@ static int parse_options(int argc, char **argv, int start, Options *o) {
             for (int k = 0; k < o->tensors.len; k++) {
                 if (strcmp(o->tensors.data[k].name, name) == 0) {
                     usage_error("--in %s is given twice ('%s' and '%s'); bind each parameter once", name,
-                                o->tensors.data[k].origin, path);
+                                o->tensors.data[k].path, path);
                     free(name);
                     return KILN_ERR_USAGE;
                 }
             }
-            NamedTensor nt = {.name = name, .origin = strdup(path)};
+            StrBuf origin = {0};
+            sb_printf(&origin, "--in %s=%s", name, path);
+            NamedTensor nt = {
+                .name = name, .role = TENSOR_INPUT, .path = strdup(path), .origin = origin.data};
             VEC_PUSH(o->tensors, nt);
         } else if (is_opt(a, "--weights")) {
             if (!(v = opt_value(argc, argv, &i, "--weights"))) goto missing;
@@ -298,6 +301,7 @@ static int parse_options(int argc, char **argv, int start, Options *o) {
 static void free_options(Options *o) {
     for (int i = 0; i < o->tensors.len; i++) {
         free((char *)o->tensors.data[i].name);
+        free((char *)o->tensors.data[i].path);
         free((char *)o->tensors.data[i].origin);
         kiln_tensor_free(&o->tensors.data[i].tensor);
     }
@@ -313,15 +317,11 @@ static int load_tensors(Options *o) {
     char err[512];
     for (int i = 0; i < o->tensors.len; i++) {
         NamedTensor *nt = &o->tensors.data[i];
-        const char *path = nt->origin;
-        if (!tensor_file_read(path, &nt->tensor, err, sizeof err)) {
+        if (nt->role != TENSOR_INPUT) continue;
+        if (!tensor_file_read(nt->path, &nt->tensor, err, sizeof err)) {
             fprintf(stderr, "kiln: --in %s: %s\n", nt->name, err);
             return KILN_ERR_INPUT;
         }
-        StrBuf sb = {0};
-        sb_printf(&sb, "--in %s=%s", nt->name, path);
-        free((char *)nt->origin);
-        nt->origin = sb.data;
     }
     for (int w = 0; w < o->weights.len; w++) {
         KilnTensorList list = {0};
@@ -330,7 +330,12 @@ static int load_tensors(Options *o) {
             return KILN_ERR_INPUT;
         }
         for (int i = 0; i < list.count; i++) {
-            NamedTensor nt = {.name = list.names[i], .tensor = list.tensors[i], .origin = strdup(o->weights.data[w])};
+            const char *path = o->weights.data[w];
+            NamedTensor nt = {.name = list.names[i],
+                              .tensor = list.tensors[i],
+                              .role = TENSOR_WEIGHT,
+                              .path = strdup(path),
+                              .origin = strdup(path)};
             VEC_PUSH(o->tensors, nt);
         }
         free(list.names);
@@ -381,12 +386,12 @@ static bool is_directory(const char *path) {
 static void collect_inputs(const Options *o, InputFiles *in) {
     input_files_add(in, o->file, "the program");
     for (int i = 0; i < o->weights.len; i++) input_files_add(in, o->weights.data[i], "a --weights file");
-    for (int i = 0; i < o->tensors.len; i++) { /* origin: the path, or "--in NAME=PATH" once read */
+    for (int i = 0; i < o->tensors.len; i++) { /* a weight's file is among o->weights */
         const NamedTensor *nt = &o->tensors.data[i];
-        bool read = strncmp(nt->origin, "--in ", 5) == 0;
+        if (nt->role != TENSOR_INPUT) continue;
         StrBuf what = {0};
         sb_printf(&what, "the --in %s file", nt->name);
-        input_files_add(in, read ? strchr(nt->origin, '=') + 1 : nt->origin, what.data);
+        input_files_add(in, nt->path, what.data);
         sb_free(&what);
     }
 }

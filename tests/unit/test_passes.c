@@ -98,7 +98,8 @@ static PassOptions options(const char *passes) {
 /* Runs `opt` on g; NULL (and a message) on failure. */
 static IRGraph *run_with(IRGraph *g, const PassOptions *opt) {
     char err[512] = "";
-    IRGraph *r = g ? passes_run(arena, g, opt, err, sizeof err) : NULL;
+    IRGraph *r = NULL;
+    if (g) passes_run(arena, g, opt, &r, err, sizeof err);
     if (g && !r) printf("passes_run failed: %s\n", err);
     return track(r);
 }
@@ -527,7 +528,11 @@ static void test_pipeline(void) {
     ASSERT(run_with(g, &o0) == g); /* -O0: nothing runs */
     char err[256] = "";
     PassOptions bad = options("fold,nope");
-    ASSERT(passes_run(arena, g, &bad, err, sizeof err) == NULL && strstr(err, "unknown pass 'nope'"));
+    IRGraph *none = g;
+    ASSERT(passes_run(arena, g, &bad, &none, err, sizeof err) == KILN_ERR_USAGE && !none &&
+           strstr(err, "unknown pass 'nope'"));
+    PassOptions bad_print = {.opt_level = 2, .print_after = "nope"};
+    ASSERT(passes_run(arena, g, &bad_print, &none, err, sizeof err) == KILN_ERR_USAGE && !none);
     ASSERT(!passes_check_names("cse,dce,x", false, err, sizeof err));
     ASSERT(passes_check_names("all", true, err, sizeof err));
     ASSERT(passes_check_names("decompose,precision", false, err, sizeof err));
@@ -559,7 +564,8 @@ static void test_pipeline(void) {
     int e = ir_add_node(h, OP_EXP, KILN_F16, 1, s4, 1, &x, (Loc){0});
     VEC_PUSH(h->results, e);
     PassOptions dce = options("dce");
-    ASSERT(passes_run(arena, h, &dce, err, sizeof err) == NULL && strstr(err, "internal error"));
+    ASSERT(passes_run(arena, h, &dce, &none, err, sizeof err) == KILN_ERR_DEVICE && !none &&
+           strstr(err, "internal error"));
 
     /* every example: -O2 equals -O0 bit for bit (the default passes are exact),
      * and a second run of the pipeline changes nothing */
