@@ -9,22 +9,13 @@
  * byte for byte as numpy.save does.  The input is untrusted: every length is
  * checked against the buffer before it is used.
  */
-#include "kiln.h"
+#include "runtime/tensorio.h"
 
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Shared with safetensors.c, defined in tensor.c (not part of the public API). */
-bool tensorio_shape_bytes(KilnDType dt, int rank, const int64_t *shape, size_t *bytes);
-bool tensorio_error(char *err, size_t errlen, const char *fmt, ...);
-void tensorio_prefix_error(char *err, size_t errlen, const char *prefix);
-void tensorio_format_shape(char *buf, size_t buflen, int rank, const int64_t *shape);
-bool tensorio_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen);
-bool tensorio_write_file(const char *path, int nparts, const void *const *parts,
-                         const size_t *lens, char *err, size_t errlen);
 
 static const char npy_magic[6] = "\x93NUMPY";
 
@@ -40,11 +31,7 @@ enum { NUM_NPY_TYPES = sizeof npy_types / sizeof npy_types[0] };
 
 /* ---- header parsing ---- */
 
-typedef struct {
-    const char *start, *p, *end; /* the header text, and where we are in it */
-    char *err;
-    size_t errlen;
-} Cursor;
+typedef TextCursor Cursor;
 
 typedef struct {
     KilnDType dtype;
@@ -52,39 +39,16 @@ typedef struct {
     int64_t *shape; /* malloc'd, rank entries */
 } NpyHeader;
 
-static bool header_error(Cursor *c, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (c->err && c->errlen)
-        vsnprintf(c->err, c->errlen, fmt, ap);
-    va_end(ap);
-    return false;
-}
-
-static void skip_space(Cursor *c) {
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
-        c->p++;
-}
-
-/* Consumes `ch` (after optional space) if it is next. */
-static bool accept(Cursor *c, char ch) {
-    skip_space(c);
-    if (c->p < c->end && *c->p == ch) {
-        c->p++;
-        return true;
-    }
-    return false;
-}
-
 static bool expect(Cursor *c, char ch, const char *where) {
-    return accept(c, ch) || header_error(c, "malformed header: expected '%c' %s (header byte %td)",
-                                         ch, where, c->p - c->start);
+    return tensorio_accept(c, ch) ||
+           tensorio_text_error(c, "malformed header: expected '%c' %s (header byte %td)", ch, where,
+                               c->p - c->start);
 }
 
 /* string := "'" chars "'" | '"' chars '"'.  NumPy never writes escapes, and
  * no valid key or dtype contains one, so a backslash is simply refused. */
 static bool parse_string(Cursor *c, const char **s, size_t *n) {
-    skip_space(c);
+    tensorio_skip_space(c);
     if (c->p >= c->end || (*c->p != '\'' && *c->p != '"'))
         return false;
     char quote = *c->p++;
@@ -107,12 +71,14 @@ static bool parse_descr(Cursor *c, NpyHeader *h) {
     const char *s;
     size_t n;
     if (!parse_string(c, &s, &n))
-        return header_error(c, "'descr' must be a quoted type string such as '<f4' "
-                               "(structured dtypes are not supported)");
+        return tensorio_text_error(c, "'descr' must be a quoted type string such as '<f4' "
+                                      "(structured dtypes are not supported)");
     int shown = n > 32 ? 32 : (int)n;
     if (n >= 1 && s[0] == '>')
-        return header_error(c, "big-endian data ('%.*s') is not supported; "
-                               "save it little-endian (e.g. arr.astype('<f4'))", shown, s);
+        return tensorio_text_error(c,
+                                   "big-endian data ('%.*s') is not supported; "
+                                   "save it little-endian (e.g. arr.astype('<f4'))",
+                                   shown, s);
     for (int i = 0; i < NUM_NPY_TYPES; i++) {
         const char *d = npy_types[i].descr;
         if (n != 3 || memcmp(s + 1, d + 1, 2) != 0)
@@ -123,16 +89,15 @@ static bool parse_descr(Cursor *c, NpyHeader *h) {
             return true;
         }
         if (s[0] == '|')
-            return header_error(c, "byte order '|' in '%.*s' is only valid for 1-byte types",
-                                shown, s);
+            return tensorio_text_error(c, "byte order '|' in '%.*s' is only valid for 1-byte types", shown,
+                                       s);
     }
-    return header_error(c, "unsupported dtype '%.*s' (kiln reads <f2 <f4 <f8 <i4 <i8 |b1)", shown,
-                        s);
+    return tensorio_text_error(c, "unsupported dtype '%.*s' (kiln reads <f2 <f4 <f8 <i4 <i8 |b1)", shown, s);
 }
 
 /* 'fortran_order': True | False; only False (C order) is supported. */
 static bool parse_fortran_order(Cursor *c) {
-    skip_space(c);
+    tensorio_skip_space(c);
     const char *word = c->p;
     while (c->p < c->end && ((*c->p >= 'A' && *c->p <= 'Z') || (*c->p >= 'a' && *c->p <= 'z')))
         c->p++;
@@ -140,17 +105,16 @@ static bool parse_fortran_order(Cursor *c) {
     if (text_is(word, n, "False"))
         return true;
     if (text_is(word, n, "True"))
-        return header_error(c, "Fortran-order (column-major) arrays are not supported; "
-                               "save a C-order copy (numpy.ascontiguousarray)");
-    return header_error(c, "'fortran_order' must be True or False");
+        return tensorio_text_error(c, "Fortran-order (column-major) arrays are not supported; "
+                                      "save a C-order copy (numpy.ascontiguousarray)");
+    return tensorio_text_error(c, "'fortran_order' must be True or False");
 }
 
 /* dim := digits ['L'] -- a non-negative integer that fits an int64 (the 'L'
  * is how Python 2 wrote long integers). */
 static bool parse_dim(Cursor *c, int64_t *dim) {
-    skip_space(c);
-    if (c->p < c->end && *c->p == '-')
-        return header_error(c, "negative dimension in 'shape'");
+    tensorio_skip_space(c);
+    if (c->p < c->end && *c->p == '-') return tensorio_text_error(c, "negative dimension in 'shape'");
     const char *digits = c->p;
     int64_t v = 0;
     for (; c->p < c->end && *c->p >= '0' && *c->p <= '9'; c->p++) {
@@ -158,14 +122,16 @@ static bool parse_dim(Cursor *c, int64_t *dim) {
         if (v > (INT64_MAX - d) / 10) {
             while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
                 c->p++;
-            return header_error(c, "dimension %.*s in 'shape' is too large",
-                                (int)(c->p - digits > 40 ? 40 : c->p - digits), digits);
+            return tensorio_text_error(c, "dimension %.*s in 'shape' is too large",
+                                       (int)(c->p - digits > 40 ? 40 : c->p - digits), digits);
         }
         v = v * 10 + d;
     }
     if (c->p == digits)
-        return header_error(c, "malformed 'shape': expected a non-negative integer "
-                               "(header byte %td)", c->p - c->start);
+        return tensorio_text_error(c,
+                                   "malformed 'shape': expected a non-negative integer "
+                                   "(header byte %td)",
+                                   c->p - c->start);
     if (c->p < c->end && *c->p == 'L')
         c->p++;
     *dim = v;
@@ -179,28 +145,26 @@ static bool parse_shape(Cursor *c, NpyHeader *h) {
         return false;
     size_t cap = 0;
     bool trailing_comma = false;
-    while (!accept(c, ')')) {
-        if (h->rank == INT_MAX)
-            return header_error(c, "'shape' has too many dimensions");
+    while (!tensorio_accept(c, ')')) {
+        if (h->rank == INT_MAX) return tensorio_text_error(c, "'shape' has too many dimensions");
         if ((size_t)h->rank == cap) {
             cap = cap ? cap * 2 : 4;
             int64_t *bigger = realloc(h->shape, cap * sizeof *bigger);
-            if (!bigger)
-                return header_error(c, "out of memory reading 'shape'");
+            if (!bigger) return tensorio_text_error(c, "out of memory reading 'shape'");
             h->shape = bigger;
         }
         if (!parse_dim(c, &h->shape[h->rank]))
             return false;
         h->rank++;
-        trailing_comma = accept(c, ',');
+        trailing_comma = tensorio_accept(c, ',');
         if (!trailing_comma && !expect(c, ')', "after a dimension in 'shape'"))
             return false;
         if (!trailing_comma)
             break;
     }
     if (h->rank == 1 && !trailing_comma)
-        return header_error(c, "'shape' (%lld) is not a tuple; a 1-D shape is written (%lld,)",
-                            (long long)h->shape[0], (long long)h->shape[0]);
+        return tensorio_text_error(c, "'shape' (%lld) is not a tuple; a 1-D shape is written (%lld,)",
+                                   (long long)h->shape[0], (long long)h->shape[0]);
     return true;
 }
 
@@ -210,21 +174,19 @@ static bool parse_header(Cursor *c, NpyHeader *h) {
     bool have_descr = false, have_order = false, have_shape = false;
     if (!expect(c, '{', "at the start of the header (a Python dict)"))
         return false;
-    while (!accept(c, '}')) {
+    while (!tensorio_accept(c, '}')) {
         const char *key;
         size_t n;
         if (!parse_string(c, &key, &n))
-            return header_error(c, "malformed header: expected a quoted key (header byte %td)",
-                                c->p - c->start);
+            return tensorio_text_error(c, "malformed header: expected a quoted key (header byte %td)",
+                                       c->p - c->start);
         bool *seen = text_is(key, n, "descr")           ? &have_descr
                      : text_is(key, n, "fortran_order") ? &have_order
                      : text_is(key, n, "shape")         ? &have_shape
                                                         : NULL;
         int shown = n > 40 ? 40 : (int)n;
-        if (!seen)
-            return header_error(c, "unknown key '%.*s' in header", shown, key);
-        if (*seen)
-            return header_error(c, "duplicate key '%.*s' in header", shown, key);
+        if (!seen) return tensorio_text_error(c, "unknown key '%.*s' in header", shown, key);
+        if (*seen) return tensorio_text_error(c, "duplicate key '%.*s' in header", shown, key);
         *seen = true;
         if (!expect(c, ':', "after a key"))
             return false;
@@ -233,20 +195,19 @@ static bool parse_header(Cursor *c, NpyHeader *h) {
                                         : parse_shape(c, h);
         if (!ok)
             return false;
-        if (!accept(c, ',')) {
+        if (!tensorio_accept(c, ',')) {
             if (!expect(c, '}', "after a value"))
                 return false;
             break;
         }
     }
-    skip_space(c);
+    tensorio_skip_space(c);
     if (c->p != c->end)
-        return header_error(c, "malformed header: text after the closing '}' (header byte %td)",
-                            c->p - c->start);
+        return tensorio_text_error(c, "malformed header: text after the closing '}' (header byte %td)",
+                                   c->p - c->start);
     const char *missing = !have_descr ? "descr" : !have_order ? "fortran_order"
                         : !have_shape ? "shape" : NULL;
-    if (missing)
-        return header_error(c, "header is missing the key '%s'", missing);
+    if (missing) return tensorio_text_error(c, "header is missing the key '%s'", missing);
     return true;
 }
 

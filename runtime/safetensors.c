@@ -10,7 +10,7 @@
  * read is bounded by the header and every offset by the buffer.  Metadata is
  * checked (an object of strings) and dropped.
  */
-#include "kiln.h"
+#include "runtime/tensorio.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -18,15 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Shared with npy.c, defined in tensor.c (not part of the public API). */
-bool tensorio_shape_bytes(KilnDType dt, int rank, const int64_t *shape, size_t *bytes);
-bool tensorio_error(char *err, size_t errlen, const char *fmt, ...);
-void tensorio_prefix_error(char *err, size_t errlen, const char *prefix);
-void tensorio_format_shape(char *buf, size_t buflen, int rank, const int64_t *shape);
-bool tensorio_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen);
-bool tensorio_write_file(const char *path, int nparts, const void *const *parts,
-                         const size_t *lens, char *err, size_t errlen);
 
 /* The safetensors spelling of each dtype, indexed by KilnDType. */
 static const char *const st_dtype_names[KILN_NUM_DTYPES] = {
@@ -36,42 +27,15 @@ static const char *const st_dtype_names[KILN_NUM_DTYPES] = {
 
 /* ---- a JSON reader for the header ---- */
 
-typedef struct {
-    const char *start, *p, *end;
-    char *err;
-    size_t errlen;
-} Json;
-
-static bool json_error(Json *j, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (j->err && j->errlen)
-        vsnprintf(j->err, j->errlen, fmt, ap);
-    va_end(ap);
-    return false;
-}
+typedef TextCursor Json;
 
 static bool syntax_error(Json *j, const char *expected) {
-    return json_error(j, "invalid JSON in header at byte %td: expected %s", j->p - j->start,
-                      expected);
-}
-
-static void skip_ws(Json *j) {
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-        j->p++;
-}
-
-static bool accept(Json *j, char ch) {
-    skip_ws(j);
-    if (j->p < j->end && *j->p == ch) {
-        j->p++;
-        return true;
-    }
-    return false;
+    return tensorio_text_error(j, "invalid JSON in header at byte %td: expected %s", j->p - j->start,
+                               expected);
 }
 
 static bool expect(Json *j, char ch, const char *what) {
-    return accept(j, ch) || syntax_error(j, what);
+    return tensorio_accept(j, ch) || syntax_error(j, what);
 }
 
 /* The 4 hex digits at p (bounded by end) as a number, or -1. */
@@ -100,7 +64,7 @@ static char *put_utf8(char *o, long cp) {
 static bool parse_string(Json *j, char **out) {
     static const char escape_names[] = "\"\\/bfnrt", escape_values[] = "\"\\/\b\f\n\r\t";
     *out = NULL;
-    skip_ws(j);
+    tensorio_skip_space(j);
     if (j->p >= j->end || *j->p != '"')
         return syntax_error(j, "a string");
     const char *p = j->p + 1, *close = p;
@@ -110,8 +74,7 @@ static bool parse_string(Json *j, char **out) {
         return syntax_error(j, "the end of a string");
     /* Decoding never lengthens: an escape is at least as long as its UTF-8. */
     char *s = malloc((size_t)(close - p) + 1), *o = s;
-    if (!s)
-        return json_error(j, "out of memory reading the header");
+    if (!s) return tensorio_text_error(j, "out of memory reading the header");
     const char *problem = NULL;
     while (p < close && !problem) {
         unsigned char ch = (unsigned char)*p++;
@@ -144,7 +107,7 @@ static bool parse_string(Json *j, char **out) {
     }
     if (problem) {
         free(s);
-        return json_error(j, "invalid JSON in header: %s", problem);
+        return tensorio_text_error(j, "invalid JSON in header: %s", problem);
     }
     *o = '\0';
     j->p = close + 1;
@@ -155,13 +118,13 @@ static bool parse_string(Json *j, char **out) {
 /* A non-negative integer that fits an int64; JSON's signs, fractions,
  * exponents and leading zeros are refused. */
 static bool parse_int(Json *j, int64_t *v) {
-    skip_ws(j);
+    tensorio_skip_space(j);
     const char *digits = j->p;
     *v = 0;
     for (; j->p < j->end && *j->p >= '0' && *j->p <= '9'; j->p++) {
         int d = *j->p - '0';
         if (*v > (INT64_MAX - d) / 10)
-            return json_error(j, "number too large in header at byte %td", digits - j->start);
+            return tensorio_text_error(j, "number too large in header at byte %td", digits - j->start);
         *v = *v * 10 + d;
     }
     bool bad = j->p == digits || (j->p - digits > 1 && *digits == '0') ||
@@ -178,22 +141,19 @@ static bool parse_int_array(Json *j, int64_t **vals, int *count) {
     *count = 0;
     if (!expect(j, '[', "'[' to open an array"))
         return false;
-    if (accept(j, ']'))
-        return true;
+    if (tensorio_accept(j, ']')) return true;
     do {
         if (*count == cap) {
-            if (cap > INT_MAX / 2)
-                return json_error(j, "an array in the header is too long");
+            if (cap > INT_MAX / 2) return tensorio_text_error(j, "an array in the header is too long");
             cap = cap ? 2 * cap : 4;
             int64_t *bigger = realloc(*vals, sizeof **vals * (size_t)cap);
-            if (!bigger)
-                return json_error(j, "out of memory reading the header");
+            if (!bigger) return tensorio_text_error(j, "out of memory reading the header");
             *vals = bigger;
         }
         if (!parse_int(j, &(*vals)[*count]))
             return false;
         ++*count;
-    } while (accept(j, ','));
+    } while (tensorio_accept(j, ','));
     return expect(j, ']', "',' or ']' in an array");
 }
 
@@ -201,8 +161,7 @@ static bool parse_int_array(Json *j, int64_t **vals, int *count) {
 static bool skip_metadata(Json *j) {
     if (!expect(j, '{', "'{' to open __metadata__"))
         return false;
-    if (accept(j, '}'))
-        return true;
+    if (tensorio_accept(j, '}')) return true;
     do {
         char *key, *value;
         if (!parse_string(j, &key))
@@ -210,14 +169,14 @@ static bool skip_metadata(Json *j) {
         free(key);
         if (!expect(j, ':', "':' after a key"))
             return false;
-        skip_ws(j);
+        tensorio_skip_space(j);
         if (j->p < j->end && *j->p != '"')
-            return json_error(j, "__metadata__ values must be strings (header byte %td)",
-                              j->p - j->start);
+            return tensorio_text_error(j, "__metadata__ values must be strings (header byte %td)",
+                                       j->p - j->start);
         if (!parse_string(j, &value))
             return false;
         free(value);
-    } while (accept(j, ','));
+    } while (tensorio_accept(j, ','));
     return expect(j, '}', "',' or '}' in __metadata__");
 }
 
@@ -242,8 +201,7 @@ static bool parse_entry(Json *j, const char *name, Entry *e) {
     *e = (Entry){.rank = -1, .noffsets = -1};
     if (!expect(j, '{', "'{' to open a tensor entry"))
         return false;
-    if (accept(j, '}'))
-        return true;
+    if (tensorio_accept(j, '}')) return true;
     do {
         char *key;
         if (!parse_string(j, &key))
@@ -255,16 +213,16 @@ static bool parse_entry(Json *j, const char *name, Entry *e) {
         int *count = is_shape ? &e->rank : &e->noffsets;
         bool ok;
         if (!is_dtype && !array)
-            ok = json_error(j, "tensor '%.64s' has an unknown field '%.32s'", name, key);
+            ok = tensorio_text_error(j, "tensor '%.64s' has an unknown field '%.32s'", name, key);
         else if (is_dtype ? e->dtype != NULL : *count >= 0)
-            ok = json_error(j, "tensor '%.64s' has a duplicate '%s'", name, key);
+            ok = tensorio_text_error(j, "tensor '%.64s' has a duplicate '%s'", name, key);
         else
             ok = expect(j, ':', "':' after a key") &&
                  (is_dtype ? parse_string(j, &e->dtype) : parse_int_array(j, array, count));
         free(key);
         if (!ok)
             return false;
-    } while (accept(j, ','));
+    } while (tensorio_accept(j, ','));
     return expect(j, '}', "',' or '}' in a tensor entry");
 }
 
@@ -412,7 +370,7 @@ bool kiln_safetensors_read_mem(const uint8_t *buf, size_t len, KilnTensorList *o
     int cap = 0;
     bool have_metadata = false;
     bool ok = expect(&j, '{', "'{' at the start of the header");
-    if (ok && !accept(&j, '}')) {
+    if (ok && !tensorio_accept(&j, '}')) {
         do {
             char *name;
             if (!(ok = parse_string(&j, &name)))
@@ -422,9 +380,9 @@ bool kiln_safetensors_read_mem(const uint8_t *buf, size_t len, KilnTensorList *o
             ok = expect(&j, ':', "':' after a tensor name");
             if (ok && is_metadata)
                 ok = !have_metadata ? skip_metadata(&j)
-                                    : json_error(&j, "duplicate __metadata__ in header");
+                                    : tensorio_text_error(&j, "duplicate __metadata__ in header");
             else if (ok && !grow_list(out, &spans, &cap))
-                ok = json_error(&j, "out of memory reading the header");
+                ok = tensorio_text_error(&j, "out of memory reading the header");
             else if (ok)
                 ok = parse_entry(&j, name, &e) &&
                      build_tensor(name, &e, data, data_len, &out->tensors[out->count], err, errlen);
@@ -436,10 +394,10 @@ bool kiln_safetensors_read_mem(const uint8_t *buf, size_t len, KilnTensorList *o
                 free(name);
             }
             entry_free(&e);
-        } while (ok && accept(&j, ','));
+        } while (ok && tensorio_accept(&j, ','));
         ok = ok && expect(&j, '}', "',' or '}' after a tensor entry");
     }
-    skip_ws(&j);
+    tensorio_skip_space(&j);
     if (ok && j.p != j.end)
         ok = syntax_error(&j, "only spaces after the header's closing '}'");
     ok = ok && check_unique_names(out->names, out->count, err, errlen) &&

@@ -1,11 +1,11 @@
 /* tensor.c - host tensors, element types, and half-precision conversions.
  *
  * Also holds the few helpers shared by the tensor-file readers and writers
- * (npy.c, safetensors.c): checked size arithmetic, whole-file reading and
- * error formatting.  They are not part of the public API; their prototypes
- * are repeated at the top of each file that uses them ("tensorio_" prefix).
+ * (npy.c, safetensors.c), declared in runtime/tensorio.h: checked size
+ * arithmetic, whole-file reading, error formatting, a header text reader.
+ * They are not part of the public API ("tensorio_" prefix).
  */
-#include "kiln.h"
+#include "runtime/tensorio.h"
 #include "runtime/outfile.h"
 
 #include <errno.h>
@@ -117,6 +117,29 @@ bool tensorio_error(char *err, size_t errlen, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(err, errlen, fmt, ap);
         va_end(ap);
+    }
+    return false;
+}
+
+bool tensorio_text_error(TextCursor *c, const char *fmt, ...) {
+    if (c->err && c->errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->err, c->errlen, fmt, ap);
+        va_end(ap);
+    }
+    return false;
+}
+
+void tensorio_skip_space(TextCursor *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) c->p++;
+}
+
+bool tensorio_accept(TextCursor *c, char ch) {
+    tensorio_skip_space(c);
+    if (c->p < c->end && *c->p == ch) {
+        c->p++;
+        return true;
     }
     return false;
 }
