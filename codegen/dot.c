@@ -12,9 +12,12 @@
  *    its type and source line;
  *  - a buffer written by one kernel and read by another is an edge between
  *    the boxes that write and read it, labelled with its size in bytes;
- *  - parameters are blue rounded boxes, results green bold ones; the
- *    parameters that feed only one kernel are one box for that kernel (a
- *    layer's weights and bias), the others one box each.
+ *  - parameters are blue rounded boxes, results green bold ones; weights
+ *    (constant parameters: bound from a weights file or an ONNX initializer)
+ *    are grey-blue and dashed, so a model's inputs stand out among hundreds
+ *    of weights; the parameters that feed only one kernel are one box for
+ *    that kernel (a layer's weights and bias) -- an input never shares a box
+ *    with weights -- the others one box each.
  * Nothing here depends on a backend: the same program gives the same text. */
 #include "codegen/dot.h"
 
@@ -59,7 +62,7 @@ typedef struct {
     const IRGraph *g;
     FILE *out;
     KernelView *views;
-    int *param_box; /* per parameter: -1 its own box "pN", else the kernel whose box "qK" holds it */
+    int *param_box; /* per parameter: -1 its own box "pN", else the kernel whose box "qK" ("wK") holds it */
 } Drawing;
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
@@ -297,23 +300,28 @@ static void buffer_tip(StrBuf *sb, const Drawing *d, const KBuf *b) {
     }
 }
 
-/* The dot name of the box that holds parameter p (its own or its kernel's). */
+/* A weight: a parameter bound to the same data on every run (Node.flag). */
+static bool is_weight(const Drawing *d, int p) { return ir_node(d->g, d->g->params.data[p])->flag; }
+
+/* The dot name of the box that holds parameter p (its own, or its kernel's
+ * box of inputs "qK" or of weights "wK"). */
 static void param_name(char *s, size_t n, const Drawing *d, int p) {
     if (d->param_box[p] < 0)
         snprintf(s, n, "p%d", p);
     else
-        snprintf(s, n, "q%d", d->param_box[p]);
+        snprintf(s, n, "%c%d", is_weight(d, p) ? 'w' : 'q', d->param_box[p]);
 }
 
 static int param_of_buf(const KBuf *b) { return b->kind == KB_INPUT ? b->index : -1; }
 
-/* Parameters: their boxes (grouped per kernel when they feed only it), and
- * one edge per (box, reading box) with the bytes that flow along it. */
+/* Parameters: their boxes (grouped per kernel when they feed only it, the
+ * weights apart from the inputs), and one edge per (box, reading box) with
+ * the bytes that flow along it. */
 static void draw_params(Drawing *d) {
     const KProgram *kp = d->kp;
     int np = d->g->params.len, nk = kp->kernels.len;
     int *only = xcalloc((size_t)np + 1, sizeof(int)); /* the one kernel reading p, -1 none, -2 several */
-    int *grouped = xcalloc((size_t)nk + 1, sizeof(int));
+    int *grouped = xcalloc(2 * ((size_t)nk + 1), sizeof(int)); /* per kernel: [inputs, weights] */
     for (int p = 0; p < np; p++) only[p] = -1;
     for (int ki = 0; ki < nk; ki++)
         for (int r = 0; r < d->views[ki].reads.len; r++) {
@@ -321,30 +329,35 @@ static void draw_params(Drawing *d) {
             if (p >= 0 && p < np) only[p] = only[p] == -1 || only[p] == ki ? ki : -2;
         }
     for (int p = 0; p < np; p++)
-        if (only[p] >= 0) grouped[only[p]]++;
-    for (int p = 0; p < np; p++) d->param_box[p] = only[p] >= 0 && grouped[only[p]] >= 2 ? only[p] : -1;
-    const char *style = "shape=box, style=\"rounded,filled\", fillcolor=\"#dbeafe\", color=\"#2563eb\"";
+        if (only[p] >= 0) grouped[2 * only[p] + is_weight(d, p)]++;
+    for (int p = 0; p < np; p++)
+        d->param_box[p] = only[p] >= 0 && grouped[2 * only[p] + is_weight(d, p)] >= 2 ? only[p] : -1;
+    static const char *const style[2] = {
+        "shape=box, style=\"rounded,filled\", fillcolor=\"#dbeafe\", color=\"#2563eb\"",
+        "shape=box, style=\"rounded,filled,dashed\", fillcolor=\"#eef2f7\", color=\"#64748b\""};
     for (int p = 0; p < np; p++) {
         const Node *n = ir_node(d->g, d->g->params.data[p]);
         StrBuf label = {0};
         esc(&label, n->name ? n->name : "?");
         sb_puts(&label, "\\n");
         type_text(&label, d->g, n);
-        if (d->param_box[p] < 0) fprintf(d->out, "  p%d [label=\"%s\", %s];\n", p, label.data, style);
+        if (d->param_box[p] < 0)
+            fprintf(d->out, "  p%d [label=\"%s\", %s];\n", p, label.data, style[is_weight(d, p)]);
         sb_free(&label);
     }
-    for (int ki = 0; ki < nk; ki++) {
-        if (grouped[ki] < 2) continue;
+    for (int box = 0; box < 2 * nk; box++) {
+        if (grouped[box] < 2) continue;
         StrBuf label = {0};
         for (int p = 0; p < np; p++) {
-            if (d->param_box[p] != ki) continue;
+            if (d->param_box[p] != box / 2 || is_weight(d, p) != box % 2) continue;
             const Node *n = ir_node(d->g, d->g->params.data[p]);
             esc(&label, n->name ? n->name : "?");
             sb_puts(&label, "  ");
             type_text(&label, d->g, n);
             sb_puts(&label, "\\l");
         }
-        fprintf(d->out, "  q%d [label=\"%s\", %s];\n", ki, label.data, style);
+        fprintf(d->out, "  %c%d [label=\"%s\", %s];\n", box % 2 ? 'w' : 'q', box / 2, label.data,
+                style[box % 2]);
         sb_free(&label);
     }
     /* edges: for each reading kernel, bytes summed per (parameter box, reader box) */

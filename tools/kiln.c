@@ -726,7 +726,10 @@ static int cmd_emit(Options *o) {
         ast_print(&c.prog, out);
         goto done;
     }
-    BindRequest req = {NULL, 0, o->dims.data, o->dims.len, 0, true};
+    /* --in and --weights bind dimensions and mark weights as constants here
+     * as in run (the kernels and the picture depend on both) */
+    if ((st = load_tensors(o)) != KILN_OK) goto done;
+    BindRequest req = {o->tensors.data, o->tensors.len, o->dims.data, o->dims.len, 0, true};
     /* ir: as type-checked; every later stage after the passes */
     st = driver_bind(&c, entry, &req, strcmp(o->emit, "ir") == 0 ? NULL : &o->copt, &g, &inputs, err, sizeof err);
     if (st != KILN_OK) {

@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""Writes a ResNet-50-shaped kiln program: the stem (7x7 conv, max pool), the
-four stages of bottleneck blocks (3, 4, 6, 3 blocks; 1x1, 3x3, 1x1 convs with
+"""Writes a ResNet-50-shaped model: the stem (7x7 conv, max pool), the four
+stages of bottleneck blocks (3, 4, 6, 3 blocks; 1x1, 3x3, 1x1 convs with
 BatchNorm folded into their bias, a 1x1 projection where the shape changes),
 global average pooling and the classifier: 53 convolutions, about 230 graph
 nodes with the parameters.  `--width` divides every channel count (so tests
 can run it quickly), `--size` is the input's height and width.
 
-    gen_resnet.py OUT.kiln [--width 1] [--size 224] [--batch 1]
+OUT.kiln: a kiln program (its parameters are the weights: unbound, they get
+seeded random values).  OUT.onnx: the same network as PyTorch's exporter
+writes torchvision's ResNet-50 in eval mode (node names such as
+/layer1/layer1.0/conv1/Conv, initializers such as onnx::Conv_497, the batch a
+symbolic dimension N), with seeded random weights as initializers.
+
+    gen_resnet.py OUT.kiln|OUT.onnx [--width 1] [--size 224]
 """
 import argparse
 
@@ -16,36 +22,68 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--width", type=int, default=1, help="divide every channel count by this")
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--batch", type=int, default=1)
     a = ap.parse_args()
     w = a.width
-    params = []  # (name, type)
-    body = []
+    params = []  # kiln: (name, type)
+    body = []  # kiln statements
+    nodes, inits = [], []  # onnx: (op, inputs, output, attrs, name), (name, shape)
+    counter = [400]
 
-    def conv(x, cin, cout, k, stride, pad, relu, name):
+    def init(shape):
+        counter[0] += 1
+        inits.append((f"onnx::Conv_{counter[0]}", shape))
+        return inits[-1][0]
+
+    def onnx_node(op, ins, scope, attrs=None):
+        out = f"{scope}/{op}_output_0"
+        nodes.append((op, ins, out, attrs or {}, f"{scope}/{op}"))
+        return out
+
+    def conv(x, cin, cout, k, stride, pad, relu, name, scope):
+        """kiln expression and ONNX value of conv (+ relu); x is a pair (kiln, onnx)."""
         params.append((name + "_w", f"f32[{cout}, {cin}, {k}, {k}]"))
         params.append((name + "_b", f"f32[{cout}]"))
-        e = f"conv2d({x}, {name}_w, {name}_b, stride={stride}, padding={pad})"
-        return f"relu({e})" if relu else e
+        e = f"conv2d({x[0]}, {name}_w, {name}_b, stride={stride}, padding={pad})"
+        v = onnx_node("Conv", [x[1], init([cout, cin, k, k]), init([cout])], scope,
+                      dict(kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4, dilations=[1, 1],
+                           group=1))
+        if relu:
+            v = onnx_node("Relu", [v], scope.replace("conv", "relu"))
+        return (f"relu({e})" if relu else e), v
 
     stem = 64 // w
-    body.append(f"h0 = maxpool2d({conv('x', 3, stem, 7, 2, 3, True, 'conv1')}, 3, stride=2, padding=1)")
-    cin, h = stem, "h0"
+    e, v = conv(("x", "input"), 3, stem, 7, 2, 3, True, "conv1", "/conv1")
+    body.append(f"h0 = maxpool2d({e}, 3, stride=2, padding=1)")
+    v = onnx_node("MaxPool", [v], "/maxpool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
+    cin, h = stem, ("h0", v)
     for stage, (blocks, mid) in enumerate([(3, 64), (4, 128), (6, 256), (3, 512)]):
         mid //= w
         cout = mid * 4
         for b in range(blocks):
             stride = 2 if b == 0 and stage > 0 else 1
             n = f"s{stage + 1}b{b + 1}"
-            body.append(f"{n}a = {conv(h, cin, mid, 1, 1, 0, True, n + 'a')}")
-            body.append(f"{n}b = {conv(n + 'a', mid, mid, 3, stride, 1, True, n + 'b')}")
-            body.append(f"{n}c = {conv(n + 'b', mid, cout, 1, 1, 0, False, n + 'c')}")
-            short = conv(h, cin, cout, 1, stride, 0, False, n + "d") if b == 0 else h
-            body.append(f"{n} = relu({n}c + {short})")
-            cin, h = cout, n
+            scope = f"/layer{stage + 1}/layer{stage + 1}.{b}"
+            e, va = conv(h, cin, mid, 1, 1, 0, True, n + "a", scope + "/conv1")
+            body.append(f"{n}a = {e}")
+            e, vb = conv((n + "a", va), mid, mid, 3, stride, 1, True, n + "b", scope + "/conv2")
+            body.append(f"{n}b = {e}")
+            e, vc = conv((n + "b", vb), mid, cout, 1, 1, 0, False, n + "c", scope + "/conv3")
+            body.append(f"{n}c = {e}")
+            short = conv(h, cin, cout, 1, stride, 0, False, n + "d", scope + "/downsample/downsample.0") \
+                if b == 0 else h
+            body.append(f"{n} = relu({n}c + {short[0]})")
+            v = onnx_node("Relu", [onnx_node("Add", [vc, short[1]], scope)], scope + "/relu_2")
+            cin, h = cout, (n, v)
     params.append(("fc_w", f"f32[1000, {cin}]"))
     params.append(("fc_b", "f32[1000]"))
-    body.append(f"return linear(reshape(global_avgpool({h}), [N, -1]), fc_w, fc_b)")
+    body.append(f"return linear(reshape(global_avgpool({h[0]}), [N, -1]), fc_w, fc_b)")
+    v = onnx_node("Flatten", [onnx_node("GlobalAveragePool", [h[1]], "/avgpool")], "/", dict(axis=1))
+    inits.append(("fc.weight", [1000, cin]))
+    inits.append(("fc.bias", [1000]))
+    v = onnx_node("Gemm", [v, "fc.weight", "fc.bias"], "/fc", dict(alpha=1.0, beta=1.0, transB=1))
+    if a.out.endswith(".onnx"):
+        write_onnx(a.out, nodes, inits, v, a.size)
+        return
     head = ",\n              ".join([f"x: f32[N, 3, {a.size}, {a.size}]"] + [f"{p}: {t}" for p, t in params])
     with open(a.out, "w") as f:
         f.write(f"# ResNet-50 shaped (generated by tests/viz/gen_resnet.py --width {w} --size {a.size})\n")
@@ -53,6 +91,28 @@ def main():
         for line in body:
             f.write(f"    {line}\n")
         f.write("}\n")
+
+
+def write_onnx(path, nodes, inits, result, size):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(50)
+    tensors = []
+    for name, shape in inits:
+        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        arr = (rng.standard_normal(shape) * (2.0 / fan_in) ** 0.5).astype(np.float32)
+        tensors.append(numpy_helper.from_array(arr if len(shape) > 1 else arr * 0.1, name))
+    g = helper.make_graph(
+        [helper.make_node(op, ins, [out], name=name, **attrs) for op, ins, out, attrs, name in nodes],
+        "torch_jit",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info(result, TensorProto.FLOAT, ["N", 1000])], tensors)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], producer_name="pytorch")
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    onnx.save(m, path)
 
 
 if __name__ == "__main__":
