@@ -165,8 +165,12 @@ KilnStatus cuda_build_target(const KProgram *kp, const CompileOptions *opt, cons
     KCache cache;
     kcache_open(&cache);
     KCacheKey key = ptx_key(b, t);
+    double t_cache = now_ms();
     b->cache = kcache_load(&cache, key, &b->ptx, &b->ptx_len);
-    if (b->cache != KC_HIT) {
+    if (b->cache == KC_HIT) { /* the trace shows why there is no NVRTC span */
+        trace_span(kp->trace, "codegen", t_cache, now_ms(), "kernel cache: %s found, NVRTC not run",
+                   t->output == NVRTC_PTX ? "PTX" : "CUBIN");
+    } else {
         double t_nvrtc = now_ms();
         KilnStatus st = compile_code(b, t, err, errlen);
         trace_span(kp->trace, "codegen", t_nvrtc, now_ms(), "NVRTC: CUDA C to %s (sm_%d)",

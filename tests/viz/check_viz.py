@@ -267,13 +267,14 @@ def schema_errors(doc):
 TB = ["examples/transformer_block.kiln", "--dim", "B=2", "--dim", "T=8"]
 
 
-def check_trace(kiln, device, tmp, runs=3, prog=TB, graph="block", label="", report=None):
+def check_trace(kiln, device, tmp, runs=3, prog=TB, graph="block", label="", report=None, env=None):
     """bench --trace on one device: the format, the compile phases, every launch of every run
     (and, with `report`, the page bench --report wrote in the same run)."""
     name = f"trace {label}{device}"
     path = os.path.join(tmp, f"trace-{label.strip()}{device}.json")
     also = ["--report", report] if report else []
-    r = run([kiln, "bench"] + prog + [f"--runs={runs}", f"--device={device}", "--json", "--trace", path] + also)
+    r = run([kiln, "bench"] + prog + [f"--runs={runs}", f"--device={device}", "--json", "--trace", path] + also,
+            env=env)
     if not ok(r.returncode == 0, f"{name}: bench --trace failed (exit {r.returncode}): {r.stderr}"):
         return
     bench = json.loads(r.stdout)
@@ -320,8 +321,10 @@ def check_trace(kiln, device, tmp, runs=3, prog=TB, graph="block", label="", rep
                                                  for n in names)]
         ok(not missing, f"{name}: no code generation span for {missing[:3]}")
         backend = {"cpu": ("LLVM machine code", "cache load"), "cuda-emu": ("host C++ compiler",),
-                   "cuda": ("NVRTC",)}[device]
+                   "cuda": ("NVRTC", "kernel cache: PTX found")}[device]
         ok(any(n.startswith(backend) for n in names), f"{name}: no {' or '.join(backend)} span")
+        if device == "cuda":
+            ok(any(n.startswith("cuModuleLoad") for n in names), f"{name}: no span loading the module")
     # the device's timeline: warm-up + runs, each with every kernel in order, inside its run
     dev = [e for e in spans if procs.get(e["pid"]) == f"device {device}"]
     run_spans = sorted([e for e in dev if e.get("cat") == "run"], key=lambda e: e["ts"])
@@ -345,6 +348,29 @@ def check_trace(kiln, device, tmp, runs=3, prog=TB, graph="block", label="", rep
            and args.get("flops") == k["flops"],
            f"{name}: {k['name']}: trace median {med} ms, bytes {args.get('bytes')} vs bench {k}",
            f"{name}: kernel durations, bytes and flops agree with bench --json")
+
+
+def check_trace_cuda(kiln, tmp):
+    """bench --trace on the cuda device, run by the checking stand-in driver (tests/standin):
+    NVRTC (or the kernel cache) and the module load among the compile phases, the launches
+    on the device's track -- the stand-in's report must stay empty (no misuse of the driver)."""
+    standin = os.path.join(os.path.dirname(kiln), "standin", "libcuda.so.1")
+    problem = run([kiln, "env", "KILN_NVRTC_PROBLEM"]).stdout.strip()
+    if not os.path.exists(standin) or problem:
+        skip(f"no stand-in driver or no NVRTC ({problem or standin}): bench --trace on cuda not checked")
+        return
+    report = os.path.join(tmp, "standin-report")
+    env = dict(os.environ, KILN_LIBCUDA=standin, KILN_STANDIN=f"report={report}")
+    env["KILN_CACHE"] = os.path.join(tmp, "kcache")  # a fresh kernel cache: NVRTC runs, then is not needed
+    for cache, span in (("cold", "NVRTC: CUDA C to PTX"), ("warm", "kernel cache: PTX found")):
+        check_trace(kiln, "cuda", tmp, env=env, label=f"{cache} ")
+        try:
+            names = [e["name"] for e in json.load(open(os.path.join(tmp, f"trace-{cache}cuda.json")))["traceEvents"]]
+        except (OSError, ValueError):
+            names = []
+        ok(any(n.startswith(span) for n in names), f"trace cuda, {cache} kernel cache: no span '{span}'")
+    ok(not os.path.exists(report) or os.path.getsize(report) == 0,
+       f"trace cuda: the stand-in driver reports misuse: {open(report).read()[:300] if os.path.exists(report) else ''}")
 
 
 def check_trace_misuse(kiln, tmp):
@@ -652,6 +678,7 @@ def main():
         check_repl(kiln, tmp)
         for device in ("cpu", "cuda-emu", "kir", "ref"):
             check_trace(kiln, device, tmp)
+        check_trace_cuda(kiln, tmp)
         check_trace_misuse(kiln, tmp)
         check_report(kiln, tmp)
         check_weights(kiln, tmp)
