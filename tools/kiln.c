@@ -76,7 +76,8 @@ static const char *const help_text[][2] = {
             "  --remarks               say what the passes and the fusion scheduler did\n"},
     {"emit", "kiln emit FILE --emit=ast|ir|opt|kernels|llvm|cuda|ptx|dot|svg [-o OUT] [-g NAME] [--dim N=S]\n"
              "  Print one stage of the compiler (-o: to OUT; --force replaces a file emit did not write).\n"
-             "  dot: the fused kernels as Graphviz clusters; svg: the same drawn by Graphviz's `dot`.\n"},
+             "  dot: the fused kernels as Graphviz clusters; svg: the same drawn by Graphviz's `dot`.\n"
+             "  --in and --weights bind dimensions and mark weights as constants, as in run.\n"},
     {"aot", "kiln aot FILE --target=cuda[:sm_XX]|cpu -o DIR [--force]\n"
             "  Write a deployable bundle into DIR: a new or empty folder, or one kiln made\n"
             "  (replaced whole); --force adds the files to any other folder.\n"},
