@@ -67,8 +67,9 @@ static void print_source_line(const Source *src, int line, int col, const char *
         from = c > LINE_WINDOW ? c - LINE_WINDOW : 0;
         to = c + LINE_WINDOW < n ? c + LINE_WINDOW : n;
     }
-    fprintf(out, "    %s%.*s%s\n    %s", from ? "..." : "", (int)(to - from), p + from, to < n ? "..." : "",
-            from ? "   " : "");
+    fprintf(out, "    %s%.*s%s\n", from ? "..." : "", (int)(to - from), p + from, to < n ? "..." : "");
+    if (col < 1) return; /* col 0: the line alone */
+    fprintf(out, "    %s", from ? "   " : "");
     for (size_t k = from; k < c && k < to; k++) fputc(p[k] == '\t' ? '\t' : ' ', out);
     fputs("^\n", out);
 }
@@ -88,7 +89,11 @@ void diag_print(DiagList *d, FILE *out) {
     const Source *at_src = NULL;
     for (int i = 0; i < d->items.len; i++) {
         Diag *g = &d->items.data[i];
-        if (g->loc.src && g->loc.line > 0) {
+        if (g->loc.src && g->loc.line > 0 && g->loc.src->listing) { /* a model's node: no column, no caret */
+            fprintf(out, "%s: node %d: error: %s\n", g->loc.src->path, g->loc.line, g->msg);
+            if (g->loc.src != at_src) at = NULL, at_src = g->loc.src;
+            print_source_line(g->loc.src, g->loc.line, 0, &at, &at_line, out);
+        } else if (g->loc.src && g->loc.line > 0) {
             fprintf(out, "%s:%d:%d: error: %s\n", g->loc.src->path, g->loc.line, g->loc.col, g->msg);
             if (g->loc.src != at_src) at = NULL, at_src = g->loc.src;
             print_source_line(g->loc.src, g->loc.line, g->loc.col, &at, &at_line, out);

@@ -108,6 +108,7 @@ typedef struct {
     const char *path; /* as given by the user, for messages */
     const char *text; /* NUL-terminated */
     size_t len;
+    bool listing; /* text lists an ONNX model's nodes, one a line: "path: node LINE: ..." */
 } Source;
 
 /* A place in the user's text.  Every AST and IR node carries one. */

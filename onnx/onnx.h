@@ -202,4 +202,69 @@ bool onnx_tensor_read(const OnnxTensor *t, KilnDType as, KilnTensor *out, char *
 
 /* `.pb` TensorProto files: kiln_onnx_tensor_read_file in include/kiln.h. */
 
+/* ---- the importer (import.c) ---- */
+
+/* A graph parameter bound to data of the model: an initializer or a Constant
+ * (elements in the file, read when bound), or a constant folded at import. */
+typedef struct {
+    const char *name; /* the parameter's name: the ONNX value's */
+    const OnnxTensor *data;
+    KilnTensor *folded; /* when data is NULL (owned by the OnnxImport) */
+} OnnxWeight;
+
+typedef struct {
+    /* Sizes of symbolic dimensions (dim_param names, or NAME_dimK for an
+     * input's dimension that the model leaves unnamed); the rest stay symbolic. */
+    const DimBinding *dims;
+    int ndims;
+    /* Initializers that are also graph inputs and that the user binds: they
+     * are parameters, not constants. */
+    const char *const *overrides;
+    int noverrides;
+    /* Values the user binds to inputs (by name; may be NULL): an input whose
+     * value an operation needs when the model is imported (Reshape's shape,
+     * Unsqueeze's axes, ...) is specialised to it; the graph then holds for
+     * these values only, which is what `run` and `bench` compile for. */
+    const char *const *bound_names;
+    const KilnTensor *const *bound;
+    int nbound;
+} OnnxImportOptions;
+
+typedef struct {
+    IRGraph *g;
+    int ninputs;             /* g->params[0 .. ninputs) are the model's inputs ... */
+    VEC(OnnxWeight) weights; /* ... and g->params[ninputs + i] is weights[i] */
+    VEC(int) node_last;      /* per ONNX node: the last IR node id it made (-1: none), for `kiln import` */
+    VEC(KilnTensor *) owned; /* folded constants */
+} OnnxImport;
+
+/* Lowers the model's graph into kiln's graph IR (through ir/make.h) in
+ * `arena`.  Diagnostics, one per problem and naming the node, its op and
+ * opset, go to `diags` (their locations point into a listing of the nodes,
+ * one line each); false when there were any. */
+bool onnx_import(Arena *arena, const OnnxModel *m, const OnnxImportOptions *opt, DiagList *diags,
+                 OnnxImport *out);
+void onnx_import_free(OnnxImport *imp);
+/* A graph holding only the parameters for the model's inputs, as onnx_import
+ * would declare them (symbolic dimensions named): what the driver binds the
+ * user's tensors and --dim sizes against before importing. */
+IRGraph *onnx_declare_inputs(Arena *arena, const OnnxModel *m, const OnnxImportOptions *opt, DiagList *diags);
+/* Whether `name` is an initializer that the graph also lists as an input (a
+ * default value the user may replace with --in). */
+bool onnx_is_overridable(const OnnxModel *m, const char *name);
+
+/* A model input as the user binds it (graph inputs that are not initializers). */
+typedef struct {
+    const char *name;
+    KilnDType dtype;
+    bool dtype_ok; /* false: the ONNX dtype has no kiln equivalent */
+    int rank;
+    int64_t *dims;     /* >= 0 known, -1 symbolic */
+    const char **syms; /* the symbolic name of each dim (NULL when known) */
+} OnnxInput;
+/* The model's inputs in order (arena); those the importer refuses are listed too. */
+int onnx_model_inputs(Arena *arena, const OnnxModel *m, OnnxInput **out);
+/* The default-domain opset of the model, or -1. */
+int64_t onnx_model_opset(const OnnxModel *m);
+
 #endif

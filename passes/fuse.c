@@ -696,7 +696,10 @@ static int lower_leaf(Lower *L, int id, const int *idx, int guard) {
     switch (n->op) {
     case OP_CONST:
     case OP_FULL: mark_visited(L, id); return sconst(L, n->dtype, ir_node_scalar(n));
-    case OP_IOTA: mark_visited(L, id); return cast(L, idx[0], n->dtype);
+    case OP_IOTA: /* a real cast even to i64: an emitter may hold indices narrower than i64 */
+        mark_visited(L, id);
+        return I(L, idx[0])->kind == KI_CONST ? cast(L, idx[0], n->dtype)
+                                              : emit(L, KI_CAST, n->dtype, 0, idx[0], -1, -1, -1, 0, false, -2);
     default: break;
     }
     if (!op_is_elementwise(n->op) && !is_view(n->op)) {

@@ -21,11 +21,7 @@ KilnStatus compilation_open(Compilation *c, const char *path, char *err, size_t 
             c->onnx = NULL;
             return KILN_ERR_INPUT;
         }
-        snprintf(err, errlen,
-                 "%s: an ONNX model (IR version %lld, %d nodes); this build of kiln reads ONNX files but "
-                 "cannot yet lower their graphs (the importer is being built)",
-                 path, (long long)c->onnx->ir_version, c->onnx->graph.nnodes);
-        return KILN_ERR_INPUT;
+        return KILN_OK; /* imported when bound: symbolic dimensions may need sizes first */
     }
     char *text;
     size_t len;
@@ -145,13 +141,51 @@ PassOptions driver_pass_options(const CompileOptions *o) {
     return p;
 }
 
+/* The initializers of an ONNX model that the user replaces with --in. */
+static const char **onnx_overrides(const Compilation *c, const BindRequest *req, int *n) {
+    const char **names = xcalloc((size_t)req->ntensors + 1, sizeof(char *));
+    *n = 0;
+    for (int t = 0; t < req->ntensors; t++)
+        if (strncmp(req->tensors[t].origin, "--in", 4) == 0 &&
+            onnx_is_overridable(c->onnx, req->tensors[t].name))
+            names[(*n)++] = req->tensors[t].name;
+    return names;
+}
+
+KilnStatus compilation_check_onnx(Compilation *c, const DimBinding *dims, int ndims) {
+    OnnxImportOptions io = {.dims = dims, .ndims = ndims};
+    OnnxImport imp;
+    bool ok = onnx_import(c->arena, c->onnx, &io, &c->diags, &imp);
+    onnx_import_free(&imp);
+    return ok ? KILN_OK : KILN_ERR_INPUT;
+}
+
+/* The weight bound to parameter `p` of an imported model, in p's dtype. */
+static bool bind_weight(const OnnxWeight *w, const Node *p, KilnTensor *out, char *err, size_t errlen) {
+    if (w->data) return onnx_tensor_read(w->data, p->dtype, out, err, errlen);
+    if (w->folded->dtype == p->dtype) {
+        if (!kiln_tensor_init(out, p->dtype, w->folded->rank, w->folded->shape)) return false;
+        memcpy(out->data, w->folded->data, (size_t)kiln_tensor_numel(w->folded) * kiln_dtype_size(p->dtype));
+        return true;
+    }
+    return tensor_convert(w->folded, p->dtype, out);
+}
+
 KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const CompileOptions *opt,
                        IRGraph **graph_out, KilnTensor **inputs_out, char *err, size_t errlen) {
     *graph_out = NULL;
     *inputs_out = NULL;
-    /* the symbolic graph tells the parameters' declared types */
-    IRGraph *sym = ir_build(c->arena, &c->prog, entry, NULL, 0, &c->diags);
-    if (!sym) return KILN_ERR_INPUT;
+    /* the symbolic graph tells the parameters' declared types (a model's: its inputs) */
+    int noverrides = 0;
+    const char **overrides = c->onnx ? onnx_overrides(c, req, &noverrides) : NULL;
+    OnnxImportOptions io = {.overrides = overrides, .noverrides = noverrides};
+    OnnxImport imp = {0};
+    IRGraph *sym = c->onnx ? onnx_declare_inputs(c->arena, c->onnx, &io, &c->diags)
+                           : ir_build(c->arena, &c->prog, entry, NULL, 0, &c->diags);
+    if (!sym) {
+        free(overrides);
+        return KILN_ERR_INPUT;
+    }
     int nparams = sym->params.len;
     const NamedTensor **chosen = xcalloc((size_t)nparams + 1, sizeof(NamedTensor *));
     int maxb = req->ndims + 64;
@@ -223,7 +257,25 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
             }
         }
     }
-    IRGraph *g = ir_build(c->arena, &c->prog, entry, binds, nbinds, &c->diags);
+    IRGraph *g = NULL;
+    if (c->onnx) {
+        io.dims = binds, io.ndims = nbinds;
+        /* values an operation needs at import (Reshape's shape given as an input ...) */
+        const char **bound_names = xcalloc((size_t)nparams + 1, sizeof(char *));
+        const KilnTensor **bound = xcalloc((size_t)nparams + 1, sizeof(KilnTensor *));
+        for (int i = 0; i < nparams; i++) {
+            if (!chosen[i]) continue;
+            bound_names[io.nbound] = ir_node(sym, sym->params.data[i])->name;
+            bound[io.nbound++] = &chosen[i]->tensor;
+        }
+        io.bound_names = bound_names, io.bound = bound;
+        if (onnx_import(c->arena, c->onnx, &io, &c->diags, &imp)) g = imp.g;
+        imp.g = NULL; /* the graph is the caller's from here on */
+        free((void *)io.bound_names);
+        free((void *)io.bound);
+    } else {
+        g = ir_build(c->arena, &c->prog, entry, binds, nbinds, &c->diags);
+    }
     if (!g) goto fail;
     /* parameters bound from a weights file (or a model's initializers),
      * not by --in, are constants: backends may prepare them once (pack,
@@ -248,12 +300,16 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
         g = o;
     }
     if (!req->allow_symbolic) {
-        inputs = xcalloc((size_t)nparams + 1, sizeof(KilnTensor));
-        for (int i = 0; i < nparams; i++) {
+        int nall = g->params.len; /* a model's weights follow its inputs */
+        inputs = xcalloc((size_t)nall + 1, sizeof(KilnTensor));
+        for (int i = 0; i < nall; i++) {
             const Node *p = ir_node(g, g->params.data[i]);
-            const NamedTensor *nt = chosen[i];
+            const NamedTensor *nt = i < nparams ? chosen[i] : NULL;
             bool ok;
-            if (nt && nt->tensor.dtype == p->dtype) {
+            char werr[512] = "";
+            if (i >= nparams) {
+                ok = bind_weight(&imp.weights.data[i - nparams], p, &inputs[i], werr, sizeof werr);
+            } else if (nt && nt->tensor.dtype == p->dtype) {
                 ok = kiln_tensor_init(&inputs[i], p->dtype, p->rank, nt->tensor.shape);
                 if (ok) memcpy(inputs[i].data, nt->tensor.data, (size_t)kiln_tensor_numel(&nt->tensor) * kiln_dtype_size(p->dtype));
             } else if (nt) {
@@ -266,7 +322,10 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
                 free(shape);
             }
             if (!ok) {
-                snprintf(err, errlen, "out of host memory for parameter '%s'", p->name);
+                if (werr[0])
+                    snprintf(err, errlen, "%s: %s", c->src.path, werr);
+                else
+                    snprintf(err, errlen, "out of host memory for parameter '%s'", p->name);
                 for (int j = 0; j <= i; j++) kiln_tensor_free(&inputs[j]);
                 free(inputs);
                 inputs = NULL;
@@ -280,10 +339,14 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
     free(chosen);
     free(origins);
     free(binds);
+    free(overrides);
+    onnx_import_free(&imp);
     *graph_out = g;
     *inputs_out = inputs;
     return KILN_OK;
 fail:
+    free(overrides);
+    onnx_import_free(&imp);
     ir_graph_destroy(sym);
     free(chosen);
     free(origins);

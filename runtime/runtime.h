@@ -52,6 +52,9 @@ KilnStatus compilation_open_text(Compilation *c, const char *name, const char *t
                                  size_t errlen);
 #define COMPILATION_TEXT_NAME "<source>"
 void compilation_close(Compilation *c);
+/* An ONNX model's `check`: the import, with the dimensions given (others stay
+ * symbolic); diagnostics in c->diags. */
+KilnStatus compilation_check_onnx(Compilation *c, const DimBinding *dims, int ndims);
 
 /* Matches user tensors and --dim bindings to graph `entry`'s parameters,
  * fills random values (seeded) for those left unbound and builds the

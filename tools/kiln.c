@@ -358,7 +358,13 @@ static int open_program(Options *o, Compilation *c, int *entry) {
         return st;
     }
     *entry = 0;
-    if (o->graph) {
+    if (o->graph && c->onnx) { /* a model holds one graph */
+        if (strcmp(o->graph, c->onnx->graph.name) != 0) {
+            fprintf(stderr, "kiln: %s is an ONNX model of one graph, '%s'; -g '%s' names no graph of it\n",
+                    o->file, c->onnx->graph.name, o->graph);
+            return KILN_ERR_USAGE;
+        }
+    } else if (o->graph) {
         *entry = program_find_graph(&c->prog, o->graph);
         if (*entry < 0) {
             fprintf(stderr, "kiln: %s has no graph named '%s'; it defines:", o->file, o->graph);
@@ -374,6 +380,10 @@ static int cmd_check(Options *o) {
     Compilation c;
     int entry;
     int st = open_program(o, &c, &entry);
+    if (st == KILN_OK && c.onnx) { /* a model is checked by importing it */
+        st = compilation_check_onnx(&c, o->dims.data, o->dims.len);
+        diag_print(&c.diags, stderr);
+    }
     compilation_close(&c);
     return st;
 }

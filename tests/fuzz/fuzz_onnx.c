@@ -1,7 +1,8 @@
-/* fuzz_onnx.c - libFuzzer target for the ONNX reader (onnx/reader.c): the
- * input is decoded as a ModelProto and, when that succeeds, every
- * initializer and tensor attribute is read into a host tensor; the same bytes
- * are also decoded as a TensorProto (`--in NAME=FILE.pb`).
+/* fuzz_onnx.c - libFuzzer target for the ONNX reader (onnx/reader.c) and
+ * importer (onnx/import.c): the input is decoded as a ModelProto and, when
+ * that succeeds, every initializer and tensor attribute is read into a host
+ * tensor and the graph is imported (lowered to kiln's IR, folding what it
+ * can); the same bytes are also decoded as a TensorProto (`--in NAME=FILE.pb`).
  * Seeds: tests/fuzz/corpus_onnx/ (node-test models and tensors of the ONNX
  * backend suite).  A crashing input goes into tests/fuzz/regress_onnx/, which
  * test_onnx replays. */
@@ -26,6 +27,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int i = 0; i < m.graph.nnodes; i++)
             for (int k = 0; k < m.graph.nodes[i].nattrs; k++)
                 if (m.graph.nodes[i].attrs[k].t) read_tensor(m.graph.nodes[i].attrs[k].t);
+        DiagList diags = {0};
+        OnnxImport imp;
+        onnx_import(a, &m, NULL, &diags, &imp);
+        onnx_import_free(&imp);
+        diag_clear(&diags);
         onnx_model_close(&m);
     }
     arena_free(a);

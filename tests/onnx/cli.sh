@@ -84,9 +84,43 @@ expect "pb text" 1 "relu.kiln.pb: byte 0: TensorProto" "$K" run "$T/relu.kiln" -
 
 # ---- models recognised by content, whatever the name
 cp "$NODE/test_relu/model.onnx" "$T/model.bin"
-expect "model by content" 1 "model.bin: an ONNX model" "$K" check "$T/model.bin"
+expect "model by content" 0 "" "$K" run "$T/model.bin" --device ref --in x="$R/input_0.pb" --out "$T/m.npy"
+same_as_pb "model by content" "$T/m.npy" "$R/output_0.pb"
+expect "model check" 0 "" "$K" check "$T/model.bin"
 head -c 40 "$NODE/test_conv_with_strides_padding/model.onnx" >"$T/cut.onnx"
 expect "model truncated" 1 "cut.onnx: byte [0-9]+: .*runs past" "$K" check "$T/cut.onnx"
+expect "model -g" 2 "one graph" "$K" run "$T/model.bin" -g nosuch
+
+# ---- refusals: every problem listed, each naming the node, its op and opset
+$PY - "$T" <<'PYEOF'
+import sys, onnx
+from onnx import helper as h, TensorProto as T
+x = h.make_tensor_value_info("x", T.FLOAT, ["batch", 4])
+y = h.make_tensor_value_info("y", T.FLOAT, None)
+nodes = [h.make_node("Relu", ["x"], ["a"], name="ok_relu"),
+         h.make_node("Unique", ["a"], ["b"], name="uniq"),
+         h.make_node("Relu", ["b"], ["c"], name="after_uniq"),
+         h.make_node("Elu", ["a"], ["d"], name="elu_bad", alpha=1.0, gamma=2.0),
+         h.make_node("Foo", ["a"], ["e"], name="custom", domain="com.example"),
+         h.make_node("Add", ["c", "d"], ["y"], name="sum")]
+g = h.make_graph(nodes, "refusals", [x], [y])
+m = h.make_model(g, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("com.example", 1)])
+onnx.save(m, sys.argv[1] + "/refusals.onnx")
+g2 = h.make_graph([h.make_node("Relu", ["x"], ["y"])], "dyn", [x], [y])
+onnx.save(h.make_model(g2, opset_imports=[h.make_opsetid("", 13)]), sys.argv[1] + "/dyn.onnx")
+PYEOF
+expect "refusals" 1 "node 2: error: Unique 'uniq' \(opset 17\): not supported: operator Unique" "$K" check "$T/refusals.onnx"
+grep -q "node 4: error: Elu 'elu_bad' (opset 17): not supported: attribute gamma" "$T/err" && ok || bad "refusals: attribute"
+grep -q "node 5: error: Foo 'custom' (opset 17): not supported: operator Foo of domain 'com.example'" "$T/err" && ok ||
+    bad "refusals: domain"
+[ "$(grep -c 'error:' "$T/err")" = 3 ] && ok || bad "refusals: 3 problems, each once (the node after Unique adds none)"
+expect "refusals run" 1 "Unique" "$K" run "$T/refusals.onnx" --dim batch=2
+
+# ---- symbolic dimensions: dim_param names become kiln's symbolic dims
+expect "dyn emit" 0 "" "$K" emit "$T/dyn.onnx" --emit=ir
+grep -q "f32\[batch, 4\]" "$T/out" && ok || bad "dyn emit: the IR lacks f32[batch, 4]"
+expect "dyn unbound" 2 "dimension batch of parameter 'x' is not bound" "$K" run "$T/dyn.onnx" --device ref
+expect "dyn bound" 0 "" "$K" run "$T/dyn.onnx" --device ref --dim batch=3
 
 echo "onnx-cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -49,7 +49,7 @@ typedef struct {
 static Run *run_text(const char *text, size_t len) {
     Run *r = xcalloc(1, sizeof(Run));
     r->arena = arena_new();
-    r->src = (Source){"test.kiln", arena_strndup(r->arena, text, len), len};
+    r->src = (Source){.path = "test.kiln", .text = arena_strndup(r->arena, text, len), .len = len};
     r->parsed = parse_program(r->arena, &r->src, &r->diags, &r->prog);
     r->checked = r->parsed && ir_check_program(&r->prog, &r->diags);
     size_t n = 0;
