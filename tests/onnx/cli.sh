@@ -122,5 +122,19 @@ grep -q "f32\[batch, 4\]" "$T/out" && ok || bad "dyn emit: the IR lacks f32[batc
 expect "dyn unbound" 2 "dimension batch of parameter 'x' is not bound" "$K" run "$T/dyn.onnx" --device ref
 expect "dyn bound" 0 "" "$K" run "$T/dyn.onnx" --device ref --dim batch=3
 
+# ---- a whole model: LeNet (tests/onnx/gen_lenet.py made it, and its NumPy reference)
+D=$(cd "$(dirname "$0")" && pwd)
+close_to_ref() { # NAME NPY: within 1e-4 of the largest reference value
+    if $PY -c "
+import sys, numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+sys.exit(0 if a.shape == b.shape and np.abs(a - b).max() <= 1e-4 * np.abs(b).max() else 1)" "$2" "$D/lenet_output.npy"
+    then ok; else bad "$1: $2 is not within 1e-4 of lenet_output.npy"; fi
+}
+for dev in ref cpu cuda-emu; do
+    expect "lenet $dev" 0 "" "$K" run "$D/lenet.onnx" --device $dev --in input="$D/lenet_input.pb" --out "$T/lenet_$dev.npy"
+    close_to_ref "lenet $dev" "$T/lenet_$dev.npy"
+done
+
 echo "onnx-cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]
