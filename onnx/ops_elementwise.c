@@ -47,7 +47,7 @@ bool lower_unary(Ctx *c) {
         if (is_op(c, direct[i].name)) return set_out(c, 0, un(c, direct[i].op, x)), true;
     int r;
     if (is_op(c, "Reciprocal")) {
-        r = bin(c, OP_DIV, K(c, 1, x), x);
+        r = mk_reciprocal(c->mk, x, c->loc);
     } else if (is_op(c, "Tan")) {
         r = bin(c, OP_DIV, un(c, OP_SIN, x), un(c, OP_COS, x));
     } else if (is_op(c, "Sinh") || is_op(c, "Cosh")) {
@@ -70,7 +70,7 @@ bool lower_unary(Ctx *c) {
     } else if (is_op(c, "Mish")) {
         r = bin(c, OP_MUL, x, un(c, OP_TANH, softplus(c, x)));
     } else if (is_op(c, "IsNaN")) {
-        r = bin(c, OP_NE, x, x);
+        r = mk_isnan(c->mk, x, c->loc);
     } else {
         return unsupported(c, "operator %s", c->node->op_type);
     }
@@ -129,13 +129,12 @@ bool lower_activation(Ctx *c) {
         r = bin(c, OP_ADD, bin(c, OP_MAXIMUM, zero, x),
                 bin(c, OP_MINIMUM, zero, bin(c, OP_MUL, K(c, alpha, x), e)));
     } else if (is_op(c, "LeakyRelu")) {
-        r = where3(c, bin(c, OP_LT, x, zero), bin(c, OP_MUL, K(c, alpha, x), x), x);
+        r = mk_leaky_relu(c->mk, x, alpha, c->loc);
     } else if (is_op(c, "ThresholdedRelu")) {
         r = where3(c, bin(c, OP_GT, x, K(c, alpha, x)), x, zero);
     } else if (is_op(c, "HardSigmoid") || is_op(c, "HardSwish")) {
         if (is_op(c, "HardSwish")) alpha = 1.0 / 6, beta = 0.5;
-        int lin = bin(c, OP_ADD, bin(c, OP_MUL, K(c, alpha, x), x), K(c, beta, x));
-        r = mk_clamp(c->mk, lin, zero, K(c, 1, x), c->loc);
+        r = mk_hardsigmoid(c->mk, x, alpha, beta, c->loc);
         if (is_op(c, "HardSwish")) r = bin(c, OP_MUL, x, r);
     } else if (is_op(c, "Shrink")) {
         int below = bin(c, OP_LT, x, K(c, -lambd, x)), above = bin(c, OP_GT, x, K(c, lambd, x));

@@ -231,16 +231,10 @@ bool lower_batchnorm(Ctx *c) {
     if (c->opset < 9 && !attr_int(c, "spatial", 1, &spatial)) return false;
     if (training) return unsupported(c, "training_mode=1 (kiln runs models for inference)");
     if (!spatial) return unsupported(c, "spatial=0");
-    int x = in_id(c, 0);
-    if (x == MK_ERROR) return false;
-    int r = nd(c, x)->rank;
-    if (r < 2) return node_error(c, "needs an input of rank 2 or more");
-    int scale = per_channel(c, in_id(c, 1), r), b = per_channel(c, in_id(c, 2), r);
-    int mean = per_channel(c, in_id(c, 3), r), var = per_channel(c, in_id(c, 4), r);
-    if (scale == MK_ERROR || b == MK_ERROR || mean == MK_ERROR || var == MK_ERROR) return false;
-    /* (x - mean) * (scale / sqrt(var + eps)) + b */
-    int a = bin(c, OP_MUL, scale, un(c, OP_RSQRT, bin(c, OP_ADD, var, K(c, eps, var))));
-    return done(c, 0, bin(c, OP_ADD, bin(c, OP_MUL, bin(c, OP_SUB, x, mean), a), b));
+    int x = in_id(c, 0), scale = in_id(c, 1), b = in_id(c, 2), mean = in_id(c, 3), var = in_id(c, 4);
+    if (x == MK_ERROR || scale == MK_ERROR || b == MK_ERROR || mean == MK_ERROR || var == MK_ERROR) return false;
+    if (nd(c, x)->rank < 2) return node_error(c, "needs an input of rank 2 or more");
+    return done(c, 0, mk_batchnorm(c->mk, x, mean, var, scale, b, 1, eps, c_mkloc(c)));
 }
 
 /* (x - mean) / sqrt(var + eps) over `axes`, with mean and 1/sqrt(var + eps)
@@ -488,4 +482,13 @@ bool lower_argreduce(Ctx *c) {
     return done(c, 0, reduce(c, OP_MAX, cand, &axis, 1, keep != 0));
 }
 
-bool lower_cumsum(Ctx *c) { return unsupported(c, "CumSum (kiln's cumsum is not in this build yet)"); }
+bool lower_cumsum(Ctx *c) {
+    int64_t exclusive, reverse;
+    double axis;
+    if (!attr_int(c, "exclusive", 0, &exclusive) || !attr_int(c, "reverse", 0, &reverse) ||
+        !in_scalar(c, 1, "axis", &axis))
+        return false;
+    int x = in_id(c, 0);
+    if (x == MK_ERROR) return false;
+    return done(c, 0, mk_cumsum(c->mk, x, (int64_t)axis, exclusive != 0, reverse != 0, c_mkloc(c)));
+}

@@ -420,7 +420,9 @@ bool lower_gather(Ctx *c) {
         s[axis] = (MkSlice){.index = true, .start = i, .step = 1};
         return done_like(c, 0, mk_index(c->mk, x, s, (int)axis + 1, c_mkloc(c)), 0);
     }
-    return unsupported(c, "indices other than one known scalar (kiln's take is not in this build yet)");
+    int ind = in_id(c, 1);
+    if (ind == MK_ERROR) return false;
+    return done_like(c, 0, mk_take(c->mk, x, ind, axis, c_mkloc(c)), 0);
 }
 
 /* Gather from a shape vector with known indices. */

@@ -287,9 +287,9 @@ static bool run_units(const Backend *be, Unit **us, int n, KilnTensor **outs, ch
         for (int i = 0; i < us[u]->g->params.len; i++) inputs[at++] = us[u]->inputs[i]; /* borrowed */
     KilnTensor *all = xcalloc((size_t)nres + 1, sizeof(KilnTensor));
     CompileOptions copt = {.opt_level = 2};
-    void *exe = be->compile(g, &copt, err, errlen);
-    bool ok = exe && be->run(exe, inputs, all, err, errlen);
-    if (exe) be->destroy(exe);
+    Executable *exe = exec_compile(be, g, &copt, err, errlen);
+    bool ok = exe && exec_run(exe, inputs, all, err, errlen) == KILN_OK;
+    if (exe) exec_destroy(exe);
     for (int u = 0, at = 0; u < n; u++) { /* hand each unit its results */
         int r = us[u]->g->results.len;
         outs[u] = xcalloc((size_t)r + 1, sizeof(KilnTensor));
@@ -317,8 +317,8 @@ static void run_cases(const Config *cfg, Case *cases, const int *todo, int n, Ca
     for (int i = 0; i < n; i++) prepare_case(cfg, cases[todo[i]].name, i, &cs[i], &units);
     for (int d = 0; d < cfg->ndevices; d++) {
         char err[2048] = "";
-        const Backend *be = backend_find(cfg->devices[d], err, sizeof err);
-        if (!be) {
+        const Backend *be = NULL;
+        if (backend_open(cfg->devices[d], &be, err, sizeof err) != KILN_OK) {
             for (int i = 0; i < n; i++) fail_case(&cs[i], R_FAIL, "%s", err);
             continue;
         }
