@@ -44,6 +44,7 @@ struct Importer {
     /* while folding: the tensors bound to the scratch graph's parameters */
     VEC(KilnTensor) fold_inputs;
     int64_t fold_budget; /* elements folds may still make */
+    int nmade;           /* constants made by lowerings (c_tensor), for unique names */
 };
 
 /* ---- the value table ---- */
@@ -281,6 +282,14 @@ static bool value_splat(Importer *im, Value *v, double *first) {
 
 /* ---- making inputs nodes of the current target ---- */
 
+static int32_t odt_of(KilnDType dt) {
+    static const int32_t map[KILN_NUM_DTYPES] = {
+        [KILN_F32] = ONNX_FLOAT,  [KILN_F16] = ONNX_FLOAT16, [KILN_BF16] = ONNX_BFLOAT16,
+        [KILN_F64] = ONNX_DOUBLE, [KILN_I32] = ONNX_INT32,   [KILN_I64] = ONNX_INT64,
+        [KILN_BOOL] = ONNX_BOOL};
+    return map[dt];
+}
+
 bool has_in(const Ctx *c, int i) { return i < c->nin && c->in[i] != NULL; }
 
 static const char *sym_names(Importer *im, const Value *v) {
@@ -345,6 +354,23 @@ static int materialise(Ctx *c, Value *v) {
     if (!w.data) w.folded = v->konst;
     VEC_PUSH(im->out->weights, w);
     return v->id;
+}
+
+int c_tensor(Ctx *c, KilnTensor *t, const char *what) {
+    KilnTensor *owned = xmalloc(sizeof *owned);
+    *owned = *t;
+    memset(t, 0, sizeof *t);
+    VEC_PUSH(c->im->out->owned, owned);
+    Value *v =
+        new_value(c->im, arena_printf(c->arena, "%s.%s%d", c->nout ? c->node->outputs[0] : c->node->op_type,
+                                      what, c->im->nmade++));
+    v->konst = owned;
+    v->dt = owned->dtype;
+    v->odt = odt_of(owned->dtype);
+    v->rank = owned->rank;
+    v->shape = ARENA_ARRAY(c->arena, Dim, owned->rank + 1);
+    for (int k = 0; k < owned->rank; k++) v->shape[k] = owned->shape[k];
+    return materialise(c, v);
 }
 
 int in_id(Ctx *c, int i) {
@@ -430,14 +456,6 @@ bool in_scalar(Ctx *c, int i, const char *what, double *out) {
 }
 
 /* ---- outputs ---- */
-
-static int32_t odt_of(KilnDType dt) {
-    static const int32_t map[KILN_NUM_DTYPES] = {
-        [KILN_F32] = ONNX_FLOAT,  [KILN_F16] = ONNX_FLOAT16, [KILN_BF16] = ONNX_BFLOAT16,
-        [KILN_F64] = ONNX_DOUBLE, [KILN_I32] = ONNX_INT32,   [KILN_I64] = ONNX_INT64,
-        [KILN_BOOL] = ONNX_BOOL};
-    return map[dt];
-}
 
 void set_out_odt(Ctx *c, int k, int id, int32_t odt) {
     if (k >= c->nout) return;

@@ -92,6 +92,9 @@ void attr_ignore(Ctx *c, const char *name);
  * whether optional input i is given. */
 bool has_in(const Ctx *c, int i);
 int in_id(Ctx *c, int i);
+/* A constant the lowering computed (an interpolation matrix ...), as a node
+ * of the current target: a weight named OUTPUT.what (t is moved). */
+int c_tensor(Ctx *c, KilnTensor *t, const char *what);
 /* The known integers of input i (a shape vector or a constant of rank <= 1):
  * NULL with a diagnostic naming `what` when they are not known at import. */
 const SInt *in_ints(Ctx *c, int i, const char *what, int *n);
@@ -130,6 +133,10 @@ static inline KilnDType in_dtype(const Ctx *c, int i) { return c->in[i]->dt; }
 bool norm_axis(Ctx *c, int64_t a, int r, const char *what, int64_t *out);
 /* Converts an ONNX dtype (an attribute such as Cast's `to`) for this node. */
 bool kiln_dtype_for(Ctx *c, int32_t odt, const char *what, KilnDType *out);
+
+/* GatherElements on nodes of the current target (ops_tensor.c), also used by
+ * the losses (ops_nn.c). */
+int gather_elements(Ctx *c, int x, int idx, int64_t axis);
 
 /* Shorthands on the current target. */
 MkLoc c_mkloc(Ctx *c);

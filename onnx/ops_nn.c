@@ -492,3 +492,53 @@ bool lower_cumsum(Ctx *c) {
     if (x == MK_ERROR) return false;
     return done(c, 0, mk_cumsum(c->mk, x, (int64_t)axis, exclusive != 0, reverse != 0, c_mkloc(c)));
 }
+
+/* ---- losses ---- */
+
+/* NegativeLogLikelihoodLoss(input[N, C, d...], target[N, d...], weight[C]?)
+ * and SoftmaxCrossEntropyLoss (the same on log_softmax(scores, axis=1), which
+ * is its optional second output).  loss = -input[n, target, d...] *
+ * weight[target], 0 where target == ignore_index; reduction none, sum, or
+ * mean (the sum over the weights of the targets not ignored). */
+bool lower_nll_loss(Ctx *c) {
+    bool sce = is_op(c, "SoftmaxCrossEntropyLoss");
+    const char *reduction;
+    const OnnxAttr *ignore_attr = attr_find(c, "ignore_index");
+    if (!attr_string(c, "reduction", "mean", &reduction)) return false;
+    bool none = strcmp(reduction, "none") == 0, sum = strcmp(reduction, "sum") == 0;
+    if (!none && !sum && strcmp(reduction, "mean") != 0) return unsupported(c, "reduction '%s'", reduction);
+    int x = in_id(c, 0), t = in_id(c, 1), w = has_in(c, 2) ? in_id(c, 2) : MK_NONE;
+    if (x == MK_ERROR || t == MK_ERROR || w == MK_ERROR) return false;
+    if (nd(c, x)->rank < 2) return node_error(c, "the input must be [N, C, ...]");
+    if (sce) {
+        x = mk_softmax(c->mk, OP_LOG_SOFTMAX, x, 1, c_mkloc(c));
+        if (c->nout > 1) set_out(c, 1, x);
+    }
+    t = mk_cast(c->mk, t, KILN_I64, c->loc);
+    int keep = MK_NONE; /* bool: target not ignored */
+    if (ignore_attr) {
+        int ig = c_const(c, (double)ignore_attr->i, KILN_I64);
+        keep = mk_binary(c->mk, OP_NE, t, ig, c->loc);
+        t = mk_where(c->mk, keep, t, c_const(c, 0, KILN_I64), c->loc); /* an index in range */
+    }
+    int64_t one = 1;
+    int picked = gather_elements(c, x, mk_unsqueeze(c->mk, t, &one, 1, c_mkloc(c)), 1);
+    int loss = un(c, OP_NEG, mk_squeeze(c->mk, picked, &one, 1, c_mkloc(c)));
+    int weight = w == MK_NONE ? MK_NONE : mk_take(c->mk, w, t, 0, c_mkloc(c));
+    if (keep != MK_NONE) {
+        int k = mk_cast(c->mk, keep, nd(c, loss)->dtype, c->loc);
+        weight = weight == MK_NONE ? k : bin(c, OP_MUL, weight, k);
+    }
+    if (weight != MK_NONE) loss = bin(c, OP_MUL, loss, weight);
+    if (!none) {
+        int total = reduce(c, OP_SUM, loss, NULL, 0, false);
+        if (sum)
+            loss = total;
+        else if (weight == MK_NONE)
+            loss = reduce(c, OP_MEAN, loss, NULL, 0, false);
+        else
+            loss = bin(c, OP_DIV, total, reduce(c, OP_SUM, weight, NULL, 0, false));
+    }
+    set_out(c, 0, loss);
+    return loss != MK_ERROR;
+}

@@ -706,3 +706,92 @@ bool lower_space_to_depth(Ctx *c) {
     Dim out[4] = {n, mk_dim_product(c->mk, cb, 3), hq, wq};
     return done_like(c, 0, reshape_to(c, t, out, 4), 0);
 }
+
+/* ---- element-wise gathering ---- */
+
+/* x[i0, .., idx[i0, .., ik, ..], ..] over every position of idx (GatherElements):
+ * one take from x flattened, at linear indices made of idx along `axis` and
+ * iotas along the other axes.  x's shape must be known. */
+int gather_elements(Ctx *c, int x, int idx, int64_t axis) {
+    if (x < 0 || idx < 0) return MK_ERROR;
+    int r = nd(c, x)->rank;
+    if (nd(c, idx)->rank != r) return node_error(c, "indices must have the data's rank (%d)", r), MK_ERROR;
+    Dim *xs = ARENA_ARRAY(A(c), Dim, r + 1), *is = ARENA_ARRAY(A(c), Dim, r + 1);
+    memcpy(xs, nd(c, x)->shape, sizeof(Dim) * (size_t)r);
+    memcpy(is, nd(c, idx)->shape, sizeof(Dim) * (size_t)r);
+    for (int k = 0; k < r; k++)
+        if (DIM_IS_SYM(xs[k]) || DIM_IS_SYM(is[k]))
+            return node_error(c, "gathers over symbolic dimensions; bind them with --dim"), MK_ERROR;
+    int64_t stride = 1, total = 1;
+    for (int k = 0; k < r; k++) total *= xs[k];
+    idx = mk_cast(c->mk, idx, KILN_I64, c->loc);
+    /* negative indices count from the end of the axis */
+    int neg = mk_binary(c->mk, OP_LT, idx, c_const(c, 0, KILN_I64), c->loc);
+    idx = mk_where(c->mk, neg, mk_binary(c->mk, OP_ADD, idx, c_const(c, (double)xs[axis], KILN_I64), c->loc),
+                   idx, c->loc);
+    int lin = MK_NONE;
+    for (int k = r - 1; k >= 0; k--) {
+        int coord;
+        if (k == axis) {
+            coord = idx;
+        } else {
+            Dim *d = ARENA_ARRAY(A(c), Dim, r + 1);
+            for (int j = 0; j < r; j++) d[j] = 1;
+            d[k] = is[k];
+            coord = mk_reshape(c->mk, mk_arange(c->mk, is[k], KILN_I64, c_mkloc(c)), d, r, -1, c->loc);
+        }
+        if (stride != 1)
+            coord = mk_binary(c->mk, OP_MUL, coord, c_const(c, (double)stride, KILN_I64), c->loc);
+        lin = lin == MK_NONE ? coord : mk_binary(c->mk, OP_ADD, lin, coord, c->loc);
+        stride *= xs[k];
+    }
+    Dim flat[1] = {total};
+    int fx = mk_reshape(c->mk, x, flat, 1, -1, c->loc);
+    return mk_take(c->mk, fx, lin, 0, c_mkloc(c));
+}
+
+bool lower_gather_elements(Ctx *c) {
+    int64_t axis;
+    if (!attr_int(c, "axis", 0, &axis)) return false;
+    int x = in_id(c, 0), idx = in_id(c, 1);
+    if (x == MK_ERROR || idx == MK_ERROR || !norm_axis(c, axis, nd(c, x)->rank, "axis", &axis)) return false;
+    return done_like(c, 0, gather_elements(c, x, idx, axis), 0);
+}
+
+/* GatherND (batch_dims 0): the last axis of indices picks an element or a
+ * slice of data; one take from data seen as [prod(dims[:k]), rest...]. */
+bool lower_gather_nd(Ctx *c) {
+    int64_t batch;
+    if (!attr_int(c, "batch_dims", 0, &batch)) return false;
+    if (batch != 0) return unsupported(c, "batch_dims=%lld", (long long)batch);
+    int x = in_id(c, 0), idx = in_id(c, 1);
+    if (x == MK_ERROR || idx == MK_ERROR) return false;
+    int r = nd(c, x)->rank, q = nd(c, idx)->rank;
+    Dim k = nd(c, idx)->shape[q - 1];
+    if (q < 1 || DIM_IS_SYM(k) || k > r || k < 1)
+        return node_error(c, "the indices' last dimension must be 1 .. %d", r);
+    Dim *xs = ARENA_ARRAY(A(c), Dim, r + 1);
+    memcpy(xs, nd(c, x)->shape, sizeof(Dim) * (size_t)r);
+    for (int j = 0; j < k; j++)
+        if (DIM_IS_SYM(xs[j])) return node_error(c, "gathers over symbolic dimensions; bind them with --dim");
+    idx = mk_cast(c->mk, idx, KILN_I64, c->loc);
+    int lin = MK_NONE;
+    int64_t stride = 1;
+    for (int j = (int)k - 1; j >= 0; j--) {
+        MkSlice *all = ARENA_ARRAY(A(c), MkSlice, q + 1);
+        for (int a = 0; a < q - 1; a++) all[a] = (MkSlice){.step = 1};
+        all[q - 1] = (MkSlice){.index = true, .start = j, .step = 1};
+        int col = mk_index(c->mk, idx, all, q, c_mkloc(c));
+        int neg = mk_binary(c->mk, OP_LT, col, c_const(c, 0, KILN_I64), c->loc);
+        col = mk_where(c->mk, neg, mk_binary(c->mk, OP_ADD, col, c_const(c, (double)xs[j], KILN_I64), c->loc),
+                       col, c->loc);
+        if (stride != 1) col = mk_binary(c->mk, OP_MUL, col, c_const(c, (double)stride, KILN_I64), c->loc);
+        lin = lin == MK_NONE ? col : mk_binary(c->mk, OP_ADD, lin, col, c->loc);
+        stride *= xs[j];
+    }
+    Dim *d = ARENA_ARRAY(A(c), Dim, r + 1);
+    d[0] = stride;
+    for (int j = (int)k; j < r; j++) d[j - k + 1] = xs[j];
+    int fx = mk_reshape(c->mk, x, d, r - (int)k + 1, -1, c->loc);
+    return done_like(c, 0, mk_take(c->mk, fx, lin, 0, c_mkloc(c)), 0);
+}
