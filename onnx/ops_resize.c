@@ -83,6 +83,10 @@ static int resize_axis(Ctx *c, int x, int axis, int64_t out, double scale, const
         return mk_take(c->mk, x, c_tensor(c, &idx, "index"), axis, c_mkloc(c));
     }
     /* y = x (axis moved last) @ M^T, M[out, in] the interpolation weights */
+    if ((double)in * (double)out > (double)(1 << 26))
+        return unsupported(c, "linear or cubic resizing of an axis from %lld to %lld (the weights would not fit)",
+                           (long long)in, (long long)out),
+               MK_ERROR;
     KilnTensor m;
     int64_t shape[2] = {in, out};
     if (!kiln_tensor_init(&m, KILN_F64, 2, shape)) return node_error(c, "out of host memory"), MK_ERROR;
