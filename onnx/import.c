@@ -741,6 +741,10 @@ static void lower_node(Importer *im, int index) {
                 v->unmade = index + 1; /* an optional output kiln does not compute: refused if used */
         }
         insert_as(im, n->outputs[k], v);
+        if (!c.alias[k] && v->id >= 0 && !v->failed) {
+            OnnxNamedNode nn = {v->id, v->name};
+            VEC_PUSH(im->out->named, nn);
+        }
     }
     VEC_PUSH(im->out->node_last, im->g->nodes.len - 1);
 }
@@ -1012,6 +1016,7 @@ void onnx_import_free(OnnxImport *imp) {
     VEC_FREE(imp->owned);
     VEC_FREE(imp->weights);
     VEC_FREE(imp->node_last);
+    VEC_FREE(imp->named);
     if (imp->g) ir_graph_destroy(imp->g);
     memset(imp, 0, sizeof *imp);
 }

@@ -213,6 +213,11 @@ typedef struct {
 } OnnxWeight;
 
 typedef struct {
+    int id;
+    const char *name;
+} OnnxNamedNode;
+
+typedef struct {
     /* Sizes of symbolic dimensions (dim_param names, or NAME_dimK for an
      * input's dimension that the model leaves unnamed); the rest stay symbolic. */
     const DimBinding *dims;
@@ -234,7 +239,8 @@ typedef struct {
     IRGraph *g;
     int ninputs;             /* g->params[0 .. ninputs) are the model's inputs ... */
     VEC(OnnxWeight) weights; /* ... and g->params[ninputs + i] is weights[i] */
-    VEC(int) node_last;      /* per ONNX node: the last IR node id it made (-1: none), for `kiln import` */
+    VEC(int) node_last;           /* per ONNX node: the last IR node id it made, for `kiln import` */
+    VEC(OnnxNamedNode) named;     /* IR nodes that are ONNX values, with their names */
     VEC(KilnTensor *) owned; /* folded constants */
 } OnnxImport;
 
@@ -245,6 +251,12 @@ typedef struct {
 bool onnx_import(Arena *arena, const OnnxModel *m, const OnnxImportOptions *opt, DiagList *diags,
                  OnnxImport *out);
 void onnx_import_free(OnnxImport *imp);
+
+/* writer.c: the imported graph as kiln source, one statement per ONNX node
+ * (graph `graph_name`; parameters: the inputs, then the weights), and the
+ * weights as a tensor list named like their parameters. */
+bool onnx_write_kiln(Arena *arena, const OnnxModel *m, const OnnxImport *imp, const char *graph_name, StrBuf *src,
+                     KilnTensorList *weights, char *err, size_t errlen);
 /* A graph holding only the parameters for the model's inputs, as onnx_import
  * would declare them (symbolic dimensions named): what the driver binds the
  * user's tensors and --dim sizes against before importing. */

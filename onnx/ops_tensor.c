@@ -299,6 +299,15 @@ static bool slice_args(Ctx *c, SliceArgs *s) {
     return true;
 }
 
+/* [n-1, n-2, ..., 0]: the indices that reverse an axis of size n. */
+static int reversed_indices(Ctx *c, Dim n) {
+    KilnTensor t;
+    int64_t len = n;
+    if (!kiln_tensor_init(&t, KILN_I64, 1, &len)) return node_error(c, "out of host memory"), MK_ERROR;
+    for (int64_t i = 0; i < n; i++) ((int64_t *)t.data)[i] = n - 1 - i;
+    return c_tensor(c, &t, "reversed");
+}
+
 bool lower_slice(Ctx *c) {
     SliceArgs a;
     if (!slice_args(c, &a)) return false;
@@ -314,11 +323,23 @@ bool lower_slice(Ctx *c) {
         if (seen[axis]) return node_error(c, "axis %lld is sliced twice", (long long)axis);
         seen[axis] = true;
         if (step == 0) return node_error(c, "a step is 0");
-        if (step < 0) return unsupported(c, "a negative step (%lld)", (long long)step);
-        s[axis] = (MkSlice){
-            .start = a.starts[i], .stop = a.ends[i], .step = step, .has_start = true, .has_stop = true};
+        int64_t start = a.starts[i], end = a.ends[i];
+        if (step < 0) { /* walk the axis reversed (a take), forwards */
+            Dim n = nd(c, x)->shape[axis];
+            if (DIM_IS_SYM(n)) return node_error(c, "a negative step over a symbolic axis; bind it with --dim");
+            if (start < 0) start += n;
+            if (end < 0) end += n;
+            start = start < 0 ? 0 : start > n - 1 ? n - 1 : start;
+            end = end < -1 ? -1 : end > n - 1 ? n - 1 : end;
+            x = mk_take(c->mk, x, reversed_indices(c, n), axis, c_mkloc(c));
+            start = n - 1 - start, end = n - 1 - end, step = -step;
+        }
+        s[axis] = (MkSlice){.start = start, .stop = end, .step = step, .has_start = true, .has_stop = true};
     }
-    return done_like(c, 0, mk_index(c->mk, x, s, r, c_mkloc(c)), 0);
+    int y = x == MK_ERROR ? MK_ERROR : mk_index(c->mk, x, s, r, c_mkloc(c));
+    for (int k = 0; y != MK_ERROR && k < nd(c, y)->rank; k++)
+        if (nd(c, y)->shape[k] == 0) return unsupported(c, "an empty result (kiln tensors have no empty dimension)");
+    return done_like(c, 0, y, 0);
 }
 
 /* Slice of a shape vector (rank 1) with known bounds. */

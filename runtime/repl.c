@@ -58,6 +58,15 @@ typedef VEC(Var) VarVec;
 
 /* A compiled statement, kept so that running the same program again on the
  * same device (a repeated line, :time) does not compile it again. */
+/* A graph :load made from an ONNX model: its parameters are the model's
+ * inputs, then its weights, which the session holds (under names no user can
+ * type, "MODEL.WEIGHT") and passes to every call that gives the inputs only. */
+typedef struct {
+    char *graph;
+    int ninputs;
+    VarVec weights;
+} ModelGraph;
+
 typedef struct {
     char *key;       /* synthesized program text + input types + device + options */
     Arena *arena;    /* of the input that built it: Source, AST and IR */
@@ -76,6 +85,7 @@ typedef struct {
     VEC(GraphDef) graphs;       /* their ASTs live in graph_arenas */
     VEC(Arena *) graph_arenas;  /* kept until :reset, even after a redefinition */
     VEC(Compiled) cache;        /* emptied whenever the graphs change */
+    VEC(ModelGraph) models;     /* graphs loaded from ONNX models, with their weights */
     uint64_t next_seed;         /* for rand/randn without seed= */
     /* input */
     int ninputs;                /* inputs read so far: <repl:N> */
@@ -191,7 +201,22 @@ static void cache_clear(Repl *r) {
     VEC_FREE(r->cache);
 }
 
+static void models_clear(Repl *r) {
+    for (int i = 0; i < r->models.len; i++) {
+        free(r->models.data[i].graph);
+        vars_free(&r->models.data[i].weights);
+    }
+    VEC_FREE(r->models);
+}
+
+static ModelGraph *find_model(Repl *r, const char *graph) {
+    for (int i = 0; i < r->models.len; i++)
+        if (strcmp(r->models.data[i].graph, graph) == 0) return &r->models.data[i];
+    return NULL;
+}
+
 static void graphs_clear(Repl *r) {
+    models_clear(r);
     cache_clear(r); /* compiled programs may point into the graphs' sources */
     VEC_FREE(r->graphs);
     for (int i = 0; i < r->graph_arenas.len; i++) arena_free(r->graph_arenas.data[i]);
@@ -401,6 +426,28 @@ static bool eval_repl_builtins(Repl *r, Line *ln, Expr *e) {
     return ok;
 }
 
+/* A call of a graph loaded from a model that gives its inputs only gets the
+ * model's weights as its remaining arguments. */
+static void pass_model_weights(Repl *r, Line *ln, Expr *e) {
+    if (!e) return;
+    ModelGraph *mg = e->kind == E_CALL ? find_model(r, e->name) : NULL;
+    if (mg && e->nargs == mg->ninputs) {
+        Expr **args = ARENA_ARRAY(ln->arena, Expr *, e->nargs + mg->weights.len + 1);
+        memcpy(args, e->args, sizeof(Expr *) * (size_t)e->nargs);
+        for (int i = 0; i < mg->weights.len; i++) {
+            args[e->nargs + i] = ARENA_NEW(ln->arena, Expr);
+            *args[e->nargs + i] = (Expr){.kind = E_NAME, .loc = e->loc, .name = mg->weights.data[i].name};
+        }
+        e->args = args;
+        e->nargs += mg->weights.len;
+    }
+    pass_model_weights(r, ln, e->lhs);
+    pass_model_weights(r, ln, e->rhs);
+    pass_model_weights(r, ln, e->step);
+    for (int i = 0; i < e->nargs; i++) pass_model_weights(r, ln, e->args[i]);
+    for (int i = 0; i < e->nkwargs; i++) pass_model_weights(r, ln, e->kwargs[i].value);
+}
+
 /* ====================================================================== synthesizing a statement's graph */
 
 /* A variable the statement reads: a parameter of its graph. */
@@ -419,6 +466,7 @@ static bool collect_inputs(Repl *r, Line *ln, const Expr *e, InputVec *in) {
             if (strcmp(in->data[i].name, e->name) == 0) return true;
         Var *v = var_find(&ln->temps, e->name);
         if (!v) v = var_find(&r->vars, e->name);
+        for (int m = 0; !v && m < r->models.len; m++) v = var_find(&r->models.data[m].weights, e->name);
         KilnDType dt;
         if (v) {
             for (int k = 0; k < v->value.rank; k++) {
@@ -470,6 +518,7 @@ typedef struct {
  * `assign` is the statement for `names = value`, NULL for an expression. */
 static bool prepare(Repl *r, Line *ln, Expr *value, const Stmt *assign, Prepared *p) {
     memset(p, 0, sizeof *p);
+    pass_model_weights(r, ln, value);
     if (!eval_repl_builtins(r, ln, value) || !collect_inputs(r, ln, value, &p->inputs)) return false;
     Arena *a = ln->arena;
     GraphDef *def = &p->def;
@@ -1033,11 +1082,92 @@ static bool cmd_reset(Repl *r, const char *text, size_t at) {
     return true;
 }
 
+/* :load MODEL.onnx: the model imported (its symbolic dimensions kept), written
+ * as kiln source (as `kiln import` writes it) and defined as a graph named
+ * after the file; its weights stay in the session, so a call passes the
+ * model's inputs only: probs = resnet18(x). */
+static bool load_model(Repl *r, const char *path) {
+    Arena *arena = arena_new();
+    OnnxModel *model = ARENA_NEW(arena, OnnxModel);
+    char err[1024];
+    if (!onnx_model_open(path, arena, model, err, sizeof err)) {
+        repl_error("%s", err);
+        arena_free(arena);
+        return false;
+    }
+    DiagList diags = {0};
+    OnnxImport imp = {0};
+    StrBuf text = {0};
+    KilnTensorList weights = {0};
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    char *name = xstrdup(base), *dot = strrchr(name, '.');
+    if (dot && dot != name) *dot = 0;
+    bool ok = onnx_import(arena, model, NULL, &diags, &imp);
+    if (ok && !onnx_write_kiln(arena, model, &imp, name, &text, &weights, err, sizeof err)) {
+        repl_error("%s: %s", path, err);
+        ok = false;
+    }
+    int ninputs = imp.ninputs;
+    onnx_import_free(&imp);
+    onnx_model_close(model); /* the weights were copied out of it */
+    Program prog = {0};
+    if (ok) {
+        Source *src = ARENA_NEW(arena, Source);
+        src->path = arena_printf(arena, "%s (imported)", path);
+        src->text = arena_strndup(arena, text.data, text.len);
+        src->len = text.len;
+        ok = parse_program(arena, src, &diags, &prog) && prog.ngraphs == 1 &&
+             define_graphs(r, arena, prog.graphs, 1, &diags);
+    }
+    diag_print(&diags, stderr);
+    diag_clear(&diags);
+    if (ok) {
+        const char *gname = prog.graphs[0].name;
+        ModelGraph *old = find_model(r, gname);
+        if (old) { /* a model loaded again under the same name: the new weights */
+            vars_free(&old->weights);
+            free(old->graph);
+            *old = r->models.data[--r->models.len];
+        }
+        ModelGraph mg = {xstrdup(gname), ninputs, {0}};
+        for (int i = 0; i < weights.count; i++) {
+            char *wn = arena_printf(arena, "%s.%s", gname, weights.names[i]);
+            Var v = {xstrdup(wn), weights.tensors[i]};
+            VEC_PUSH(mg.weights, v);
+            free(weights.names[i]);
+        }
+        free(weights.names);
+        free(weights.tensors);
+        weights = (KilnTensorList){0};
+        const GraphDef *def = &r->graphs.data[find_graph(r, gname)];
+        VEC_PUSH(r->models, mg);
+        printf("loaded %s from %s: %s(", gname, path, gname);
+        for (int i = 0; i < ninputs; i++) {
+            StrBuf t = {0};
+            type_expr_text(&def->params[i].type, &t);
+            printf("%s%s: %s", i ? ", " : "", def->params[i].name, t.data);
+            sb_free(&t);
+        }
+        printf(") with %d weight%s\n", mg.weights.len, mg.weights.len == 1 ? "" : "s");
+    } else {
+        arena_free(arena);
+    }
+    kiln_tensor_list_free(&weights);
+    sb_free(&text);
+    free(name);
+    return ok;
+}
+
 static bool cmd_load(Repl *r, const char *text, size_t at) {
     char *path = take_rest(text + at);
     if (!path) {
-        repl_error(":load takes a .kiln file of graph definitions");
+        repl_error(":load takes a .kiln file of graph definitions, or an ONNX model");
         return false;
+    }
+    if (onnx_file_looks_like_model(path)) {
+        bool ok = load_model(r, path);
+        free(path);
+        return ok;
     }
     char err[512], *data;
     size_t len;
@@ -1096,7 +1226,7 @@ static const struct {
     {"precision", "[f32|f16|bf16|auto]", "show or change the precision policy", cmd_precision, false},
     {"save", "[--force] NAME FILE.npy", "write a variable to a .npy file (--force: over a non-.npy)",
      cmd_save, false},
-    {"load", "FILE.kiln", "add the graphs of a file", cmd_load, false},
+    {"load", "FILE.kiln|MODEL.onnx", "add the graphs of a file, or an ONNX model as a graph", cmd_load, false},
     {"vars", "", "the variables and graphs", cmd_vars, false},
     {"reset", "", "drop every variable and graph", cmd_reset, false},
     {"quit", "", "leave (so does Ctrl-D)", cmd_quit, false},

@@ -78,6 +78,9 @@ static const char *const help_text[][2] = {
              "  Print one stage of the compiler (-o: to OUT; --force replaces a file emit did not write).\n"
              "  dot: the fused kernels as Graphviz clusters; svg: the same drawn by Graphviz's `dot`.\n"
              "  --in and --weights bind dimensions and mark weights as constants, as in run.\n"},
+    {"import", "kiln import MODEL.onnx -o DIR [--dim NAME=SIZE] [--force]\n"
+               "  Write the ONNX model as readable kiln source, DIR/NAME.kiln (one statement per node), and its\n"
+               "  weights, DIR/NAME.safetensors; kiln run DIR/NAME.kiln --weights DIR/NAME.safetensors runs it.\n"},
     {"aot", "kiln aot FILE --target=cuda[:sm_XX]|cpu -o DIR [--force]\n"
             "  Write a deployable bundle into DIR: a new or empty folder, or one kiln made\n"
             "  (replaced whole); --force adds the files to any other folder.\n"},
@@ -822,6 +825,84 @@ done:
     return st;
 }
 
+/* kiln import MODEL.onnx -o DIR: the model as kiln source (DIR/NAME.kiln, one
+ * statement per ONNX node) and its weights (DIR/NAME.safetensors), NAME being
+ * the model file's name without its extension.  The source is parsed and
+ * checked before anything is written: what kiln writes, kiln reads. */
+static int cmd_import(Options *o) {
+    if (!o->out) {
+        usage_error("import needs -o DIR");
+        return KILN_ERR_USAGE;
+    }
+    OutDir dir = {0};
+    Compilation c;
+    int entry, st;
+    char err[4096] = "";
+    OnnxImport imp = {0};
+    StrBuf text = {0};
+    KilnTensorList weights = {0};
+    if ((st = open_program(o, &c, &entry)) != KILN_OK) goto done;
+    if (!c.onnx) {
+        usage_error("import takes an ONNX model; %s is a kiln program", o->file);
+        st = KILN_ERR_USAGE;
+        goto done;
+    }
+    const char *base = strrchr(o->file, '/') ? strrchr(o->file, '/') + 1 : o->file;
+    char *name = arena_strdup(c.arena, base), *dot = strrchr(name, '.');
+    if (dot && dot != name) *dot = 0;
+    OnnxImportOptions io = {.dims = o->dims.data, .ndims = o->dims.len};
+    if (!onnx_import(c.arena, c.onnx, &io, &c.diags, &imp)) {
+        diag_print(&c.diags, stderr);
+        st = KILN_ERR_INPUT;
+        goto done;
+    }
+    if (!onnx_write_kiln(c.arena, c.onnx, &imp, name, &text, &weights, err, sizeof err)) {
+        fprintf(stderr, "kiln: import %s: %s\n", o->file, err);
+        st = KILN_ERR_INPUT;
+        goto done;
+    }
+    /* the source must read back (a writer bug is ours, not the user's file) */
+    Source *src = ARENA_NEW(c.arena, Source);
+    src->path = arena_printf(c.arena, "%s.kiln", name);
+    src->text = arena_strndup(c.arena, text.data, text.len);
+    src->len = text.len;
+    Program prog;
+    DiagList check = {0};
+    if (!parse_program(c.arena, src, &check, &prog) || !ir_check_program(&prog, &check)) {
+        diag_print(&check, stderr);
+        diag_clear(&check);
+        fprintf(stderr, "kiln: import %s: the source written does not check (a kiln bug)\n", o->file);
+        st = KILN_ERR_DEVICE;
+        goto done;
+    }
+    InputFiles in = {0};
+    collect_inputs(o, &in);
+    st = outdir_begin(&dir, o->out, &in, o->force, "-o", err, sizeof err);
+    input_files_free(&in);
+    if (st == KILN_OK) {
+        StrBuf path = {0};
+        sb_printf(&path, "%s/%s.kiln", dir.tmp, name);
+        const void *parts[1] = {text.data};
+        size_t lens[1] = {text.len};
+        st = outfile_write(path.data, 1, parts, lens, err, sizeof err);
+        sb_free(&path);
+        sb_printf(&path, "%s/%s.safetensors", dir.tmp, name);
+        if (st == KILN_OK && !kiln_safetensors_write(path.data, &weights, err, sizeof err)) st = KILN_ERR_DEVICE;
+        sb_free(&path);
+    }
+    if (st == KILN_OK) st = outdir_commit(&dir, err, sizeof err);
+    if (st != KILN_OK) fprintf(stderr, "kiln: %s\n", err);
+    else fprintf(stderr, "kiln: wrote %s/%s.kiln and %s/%s.safetensors (%d weights)\n", o->out, name, o->out, name,
+                 weights.count);
+done:
+    outdir_end(&dir);
+    kiln_tensor_list_free(&weights);
+    sb_free(&text);
+    onnx_import_free(&imp);
+    compilation_close(&c);
+    return st;
+}
+
 static void json_string(const char *s) {
     putchar('"');
     for (; *s; s++) {
@@ -1052,7 +1133,8 @@ static int kiln_main(int argc, char **argv) {
     static const struct {
         const char *name;
         int (*fn)(Options *);
-    } commands[] = {{"check", cmd_check}, {"run", cmd_run}, {"emit", cmd_emit}, {"aot", cmd_aot}, {"bench", cmd_bench}};
+    } commands[] = {{"check", cmd_check}, {"run", cmd_run}, {"emit", cmd_emit}, {"aot", cmd_aot}, {"bench", cmd_bench},
+                    {"import", cmd_import}};
     int which = -1;
     for (int i = 0; i < (int)(sizeof commands / sizeof commands[0]); i++)
         if (strcmp(cmd, commands[i].name) == 0) which = i;

@@ -136,5 +136,31 @@ for dev in ref cpu cuda-emu; do
     close_to_ref "lenet $dev" "$T/lenet_$dev.npy"
 done
 
+# ---- kiln import: readable source + weights that run as the model does
+expect "import" 0 "wrote .*lenet.kiln" "$K" import "$D/lenet.onnx" -o "$T/imp"
+grep -q "# /conv1/Conv: Conv" "$T/imp/lenet.kiln" && ok || bad "import: the node names are missing"
+expect "import check" 0 "" "$K" check "$T/imp/lenet.kiln"
+for dev in ref cpu; do
+    expect "import run $dev" 0 "" "$K" run "$T/imp/lenet.kiln" --weights "$T/imp/lenet.safetensors" --device $dev \
+        --in input="$D/lenet_input.pb" --out "$T/imp_$dev.npy"
+    $PY -c "
+import sys, numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+sys.exit(0 if a.shape == b.shape and np.array_equal(a, b) else 1)" "$T/imp_$dev.npy" "$T/lenet_$dev.npy" && ok ||
+        bad "import run $dev: the imported source's results differ from the model's"
+done
+expect "import twice" 0 "" "$K" import "$D/lenet.onnx" -o "$T/imp"
+expect "import no -o" 2 "import needs -o DIR" "$K" import "$D/lenet.onnx"
+expect "import of a program" 2 "import takes an ONNX model" "$K" import "$T/relu.kiln" -o "$T/imp2"
+expect "import refused" 1 "Unique" "$K" import "$T/refusals.onnx" -o "$T/imp3"
+[ ! -e "$T/imp3" ] && ok || bad "import refused: wrote $T/imp3 anyway"
+
+# ---- the REPL's :load of a model: a graph called with the inputs only
+printf ':load %s\nx = load("%s")\np = lenet(x)\nargmax(p, axis=1)\n' "$D/lenet.onnx" "$D/lenet_input.pb" |
+    "$K" repl --device ref >"$T/out" 2>"$T/err"
+grep -q "loaded lenet from" "$T/out" && ok || bad "repl :load: no 'loaded' line"
+want=$($PY -c "import numpy as np; print(' '.join(map(str, np.load('$D/lenet_output.npy').argmax(1))))")
+grep -q "^\[$want\]" "$T/out" && ok || bad "repl :load: argmax is not [$want]"
+
 echo "onnx-cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]

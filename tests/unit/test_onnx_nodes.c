@@ -13,8 +13,14 @@
  * (fork, one batch of cases each), which also keeps a crash to its batch: a
  * crashing batch is rerun case by case so the crash is pinned on its case.
  *
+ * Each data set is also imported as `kiln import` does (with the inputs bound
+ * as `run` binds them), written as kiln source and weights, read back by
+ * kiln's front end and run on ref: the pair must give the expected outputs
+ * too (--no-roundtrip skips it).
+ *
  * Usage: test_onnx_nodes [--data DIR] [--expect FILE] [--devices ref,cpu,...]
  *                        [--jobs N] [--only SUBSTRING] [--verbose] [--write-expect FILE]
+ *                        [--no-roundtrip]
  * Defaults: /usr/share/libonnx-testdata/data/node, tests/onnx/node_expected.txt,
  * ref,cpu,cuda-emu, 2 jobs.  Prints "test_onnx_nodes: N passed, N failed" last
  * (N passed counts cases that ran and matched on every device, and listed
@@ -43,6 +49,7 @@ typedef struct {
     const char *devices[8];
     int ndevices, jobs;
     bool verbose;
+    bool roundtrip; /* also `kiln import` each case and run the source written (on ref) */
 } Config;
 
 static char *xstrdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -163,6 +170,9 @@ static void first_diag(Compilation *c, const char *err, char *out, size_t n) {
     free(text);
 }
 
+static bool roundtrip(CaseState *cs, const NamedTensor *tensors, int ntensors, const KilnTensor *expected,
+                      int nexpected, char *why, size_t whylen);
+
 /* Opens a case and prepares a Unit per data set (appended to units); on a
  * refusal the CaseState says why. */
 static void prepare_case(const Config *cfg, const char *name, int idx, CaseState *cs, UnitVec *units) {
@@ -223,6 +233,10 @@ static void prepare_case(const Config *cfg, const char *name, int idx, CaseState
             }
             u.nexpected++;
         }
+        char rwhy[1024];
+        if (cfg->roundtrip && cs->result == R_PASS &&
+            !roundtrip(cs, tensors.data, tensors.len, u.expected, u.nexpected, rwhy, sizeof rwhy))
+            fail_case(cs, R_FAIL, "kiln import round trip: %s", rwhy);
         if (u.g) VEC_PUSH(*units, u);
         for (int i = 0; i < tensors.len; i++) kiln_tensor_free(&tensors.data[i].tensor);
         VEC_FREE(tensors);
@@ -237,6 +251,107 @@ static void unit_free(Unit *u) {
     for (int k = 0; k < u->nexpected; k++) kiln_tensor_free(&u->expected[k]);
     free(u->expected);
     ir_graph_destroy(u->g);
+}
+
+/* `kiln import` round trip of one data set: the model imported with its
+ * input shapes and values bound (as `run` binds them), written as kiln source
+ * and weights, read back by kiln's front end, run on ref and compared with
+ * the expected outputs.  False (with why) when any step fails. */
+static bool roundtrip(CaseState *cs, const NamedTensor *tensors, int ntensors, const KilnTensor *expected,
+                      int nexpected, char *why, size_t whylen) {
+    Compilation *c = &cs->c;
+    OnnxInput *ins;
+    int nin = onnx_model_inputs(c->arena, c->onnx, &ins);
+    VEC(DimBinding) dims = {0};
+    const char **bnames = xcalloc((size_t)ntensors + 1, sizeof(char *));
+    const KilnTensor **bvals = xcalloc((size_t)ntensors + 1, sizeof(KilnTensor *));
+    for (int t = 0; t < ntensors; t++) {
+        bnames[t] = tensors[t].name, bvals[t] = &tensors[t].tensor;
+        for (int i = 0; i < nin; i++)
+            if (strcmp(ins[i].name, tensors[t].name) == 0)
+                for (int k = 0; k < ins[i].rank && k < tensors[t].tensor.rank; k++)
+                    if (ins[i].syms[k]) {
+                        DimBinding d = {ins[i].syms[k], tensors[t].tensor.shape[k]};
+                        VEC_PUSH(dims, d);
+                    }
+    }
+    OnnxImportOptions io = {.dims = dims.data, .ndims = dims.len, .bound_names = bnames, .bound = bvals,
+                            .nbound = ntensors};
+    OnnxImport imp = {0};
+    StrBuf text = {0};
+    KilnTensorList weights = {0};
+    char err[1024] = "", path[] = "/tmp/kiln-onnx-roundtrip-XXXXXX";
+    bool ok = onnx_import(c->arena, c->onnx, &io, &c->diags, &imp);
+    if (!ok) snprintf(why, whylen, "import with the inputs bound failed");
+    if (ok && !onnx_write_kiln(c->arena, c->onnx, &imp, "model", &text, &weights, err, sizeof err))
+        ok = false, snprintf(why, whylen, "writing: %s", err);
+    int fd = ok ? mkstemp(path) : -1;
+    if (fd >= 0) {
+        ok = write(fd, text.data, text.len) == (ssize_t)text.len;
+        close(fd);
+    }
+    Compilation kc = {0};
+    if (ok && compilation_open(&kc, path, err, sizeof err) != KILN_OK) {
+        char d[512];
+        first_diag(&kc, err, d, sizeof d);
+        snprintf(why, whylen, "the source does not read back: %s", d);
+        ok = false;
+    }
+    VEC(NamedTensor) binds = {0};
+    for (int i = 0; ok && i < ntensors; i++) { /* inputs in order: the first parameters */
+        int at = -1;
+        for (int k = 0; k < imp.ninputs && k < nin; k++)
+            if (strcmp(ins[k].name, tensors[i].name) == 0) at = k;
+        if (at < 0) continue;
+        NamedTensor nt = {kc.prog.graphs[0].params[at].name, tensors[i].tensor, "--in"};
+        VEC_PUSH(binds, nt);
+    }
+    for (int i = 0; ok && i < weights.count; i++) {
+        NamedTensor nt = {weights.names[i], weights.tensors[i], "weights"};
+        VEC_PUSH(binds, nt);
+    }
+    IRGraph *g = NULL;
+    KilnTensor *inputs = NULL;
+    BindRequest req = {binds.data, binds.len, NULL, 0, 0, false};
+    CompileOptions copt = {.opt_level = 2};
+    if (ok && driver_bind(&kc, 0, &req, &copt, &g, &inputs, err, sizeof err) != KILN_OK) {
+        char d[512];
+        first_diag(&kc, err, d, sizeof d);
+        snprintf(why, whylen, "the source does not bind: %s", d);
+        ok = false;
+    }
+    if (ok) {
+        const Backend *be = NULL;
+        backend_open("ref", &be, err, sizeof err);
+        Executable *x = exec_compile(be, g, &copt, err, sizeof err);
+        KilnTensor *outs = xcalloc((size_t)g->results.len + 1, sizeof(KilnTensor));
+        ok = x && exec_run(x, inputs, outs, err, sizeof err) == KILN_OK;
+        if (!ok) snprintf(why, whylen, "running: %s", err);
+        for (int k = 0; ok && k < nexpected && k < g->results.len; k++) {
+            char w[512];
+            if (!same_tensor(&outs[k], &expected[k], w, sizeof w))
+                ok = false, snprintf(why, whylen, "output %d: %s", k, w);
+        }
+        for (int k = 0; k < g->results.len; k++) kiln_tensor_free(&outs[k]);
+        free(outs);
+        if (x) exec_destroy(x);
+    }
+    if (g) {
+        for (int i = 0; inputs && i < g->params.len; i++) kiln_tensor_free(&inputs[i]);
+        ir_graph_destroy(g);
+    }
+    free(inputs);
+    VEC_FREE(binds);
+    if (kc.arena) compilation_close(&kc);
+    unlink(path);
+    kiln_tensor_list_free(&weights);
+    sb_free(&text);
+    onnx_import_free(&imp);
+    diag_clear(&c->diags);
+    VEC_FREE(dims);
+    free(bnames);
+    free(bvals);
+    return ok;
 }
 
 /* Compares a unit's outputs; on a mismatch the case fails. */
@@ -482,7 +597,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 
 int main(int argc, char **argv) {
     Config cfg = {
-        .data = "/usr/share/libonnx-testdata/data/node", .expect = "tests/onnx/node_expected.txt", .jobs = 2};
+        .data = "/usr/share/libonnx-testdata/data/node", .expect = "tests/onnx/node_expected.txt", .jobs = 2, .roundtrip = true};
     const char *devices = "ref,cpu,cuda-emu";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -501,6 +616,8 @@ int main(int argc, char **argv) {
             cfg.only = v, i++;
         else if (strcmp(a, "--verbose") == 0)
             cfg.verbose = true;
+        else if (strcmp(a, "--no-roundtrip") == 0)
+            cfg.roundtrip = false;
         else {
             fprintf(stderr, "test_onnx_nodes: unknown argument '%s'\n", a);
             return 2;
