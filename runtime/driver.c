@@ -282,6 +282,7 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
      * fold) and reuse that on every run */
     for (int i = 0; i < nparams && i < g->params.len; i++)
         if (chosen[i] && chosen[i]->role == TENSOR_WEIGHT) ir_node(g, g->params.data[i])->flag = true;
+    for (int i = nparams; c->onnx && i < g->params.len; i++) ir_node(g, g->params.data[i])->flag = true;
     const char *unbound;
     if (!req->allow_symbolic && !ir_graph_is_concrete(g, &unbound)) {
         snprintf(err, errlen, "dimension %s is not bound; pass --dim %s=SIZE", unbound, unbound);
