@@ -28,10 +28,10 @@ typedef struct {
     const OnnxImport *imp;
     const IRGraph *g;
     Arena *arena;
-    const char **var;  /* per IR node: its variable (params, statements), or NULL: inlined */
+    const char **var; /* per IR node: its variable (params, statements), or NULL: inlined */
     int *uses;
-    int *group;        /* per IR node: the ONNX node that made it, -1 before the first */
-    const char **sym;  /* per symbolic dim index: its identifier */
+    int *group;              /* per IR node: the ONNX node that made it, -1 before the first */
+    const char **sym;        /* per symbolic dim index: its identifier */
     VEC(const char *) taken; /* identifiers in use */
     char *err;
     size_t errlen;
@@ -52,8 +52,8 @@ static bool wfail(Writer *w, const char *fmt, ...) {
 /* ---- identifiers ---- */
 
 static bool reserved(const char *s) {
-    static const char *const words[] = {"graph", "return", "and", "or", "not", "true", "false", "f32", "f16",
-                                        "bf16", "f64", "i32", "i64", "bool", NULL};
+    static const char *const words[] = {"graph", "return", "and", "or",  "not", "true", "false", "f32",
+                                        "f16",   "bf16",   "f64", "i32", "i64", "bool", NULL};
     for (int i = 0; words[i]; i++)
         if (strcmp(s, words[i]) == 0) return true;
     Op op;
@@ -70,7 +70,8 @@ static const char *ident(Writer *w, const char *name) {
     if (!name[0] || (name[0] >= '0' && name[0] <= '9')) sb_puts(&sb, "v_");
     for (const char *p = name; *p; p++) {
         char ch = *p;
-        bool ok = ch == '_' || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        bool ok =
+            ch == '_' || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
         sb_printf(&sb, "%c", ok ? ch : '_');
     }
     if (reserved(sb.data)) {
@@ -111,7 +112,9 @@ static void dim(Writer *w, Dim d, StrBuf *sb) {
         dim(w, s->b, sb);
         sb_puts(sb, ")");
         break;
-    case SYM_OPAQUE: wfail(w, "the dimension %s has no name kiln source can write; bind its symbols with --dim", s->name); break;
+    case SYM_OPAQUE:
+        wfail(w, "the dimension %s has no name kiln source can write; bind its symbols with --dim", s->name);
+        break;
     }
 }
 
@@ -134,8 +137,11 @@ static void type(Writer *w, const Node *n, StrBuf *sb) {
         if (DIM_IS_SYM(d) && w->g->syms.data[DIM_SYM_INDEX(d)].kind != SYM_NAMED) {
             StrBuf t = {0};
             dim(w, d, &t);
-            wfail(w, "a parameter or result has the derived dimension %s, which a kiln type cannot hold; bind its "
-                  "symbols with --dim", t.data ? t.data : "?");
+            wfail(
+                w,
+                "a parameter or result has the derived dimension %s, which a kiln type cannot hold; bind its "
+                "symbols with --dim",
+                t.data ? t.data : "?");
             sb_free(&t);
         }
         dim(w, d, sb);
@@ -143,23 +149,30 @@ static void type(Writer *w, const Node *n, StrBuf *sb) {
     sb_puts(sb, "]");
 }
 
-/* A number as a literal of dtype dt (floats keep a '.', infinities and NaN
- * become divisions, which the language folds). */
-static void number(double v, KilnDType dt, StrBuf *sb) {
-    if (dt == KILN_BOOL) {
-        sb_puts(sb, v != 0 ? "true" : "false");
-    } else if (!dtype_is_float(dt)) {
-        sb_printf(sb, "%lld", (long long)v);
-    } else if (isnan(v)) {
+/* A floating-point literal with as many digits as dtype dt needs to come
+ * back exactly (infinities and NaN as divisions, which the language folds). */
+static void float_literal(double v, KilnDType dt, StrBuf *sb) {
+    if (isnan(v)) {
         sb_puts(sb, "(0.0 / 0.0)");
     } else if (isinf(v)) {
         sb_puts(sb, v > 0 ? "(1.0 / 0.0)" : "(-1.0 / 0.0)");
     } else {
-        char buf[64]; /* as many digits as the dtype needs to come back exactly */
+        char buf[64];
         snprintf(buf, sizeof buf, dt == KILN_F64 ? "%.17g" : "%.9g", v);
         if (!strpbrk(buf, ".en")) strcat(buf, ".0");
         sb_printf(sb, v < 0 ? "(%s)" : "%s", buf);
     }
+}
+
+/* The value attribute of a node as a literal of its dtype (integers exact). */
+static void number(const Node *n, StrBuf *sb) {
+    Scalar s = ir_node_scalar(n);
+    if (n->dtype == KILN_BOOL)
+        sb_puts(sb, s.i ? "true" : "false");
+    else if (!dtype_is_float(n->dtype))
+        sb_printf(sb, "%lld", (long long)s.i);
+    else
+        float_literal(s.f, n->dtype, sb);
 }
 
 /* ---- expressions ---- */
@@ -175,8 +188,10 @@ static void operand(Writer *w, const Node *n, int k, StrBuf *sb) {
     bool sibling_tensor = false;
     for (int j = 0; j < n->nin; j++)
         if (j != k && !is_leaf(ir_node(w->g, n->in[j]))) sibling_tensor = true;
-    if (a->op == OP_CONST && sibling_tensor) number(a->value, a->dtype, sb);
-    else expr(w, n->in[k], sb);
+    if (a->op == OP_CONST && sibling_tensor)
+        number(a, sb);
+    else
+        expr(w, n->in[k], sb);
 }
 
 static const char *binary_token(Op op) {
@@ -232,12 +247,14 @@ static void node_expr(Writer *w, int id, StrBuf *sb) {
         return;
     }
     switch (n->op) {
-    case OP_CONST: sb_printf(sb, "full([], "), number(n->value, n->dtype, sb), sb_printf(sb, ", %s)", kiln_dtype_name(n->dtype)); return;
+    case OP_CONST:
+        sb_printf(sb, "full([], "), number(n, sb), sb_printf(sb, ", %s)", kiln_dtype_name(n->dtype));
+        return;
     case OP_FULL:
         sb_puts(sb, "full(");
         dims(w, n->shape, n->rank, sb);
         sb_puts(sb, ", ");
-        number(n->value, n->dtype, sb);
+        number(n, sb);
         sb_printf(sb, ", %s)", kiln_dtype_name(n->dtype));
         return;
     case OP_IOTA:
@@ -246,7 +263,9 @@ static void node_expr(Writer *w, int id, StrBuf *sb) {
         sb_printf(sb, ", %s)", kiln_dtype_name(n->dtype));
         return;
     case OP_NOT: sb_puts(sb, "(not "), expr(w, n->in[0], sb), sb_puts(sb, ")"); return;
-    case OP_CAST: sb_puts(sb, "cast("), expr(w, n->in[0], sb), sb_printf(sb, ", %s)", kiln_dtype_name(n->dtype)); return;
+    case OP_CAST:
+        sb_puts(sb, "cast("), expr(w, n->in[0], sb), sb_printf(sb, ", %s)", kiln_dtype_name(n->dtype));
+        return;
     case OP_GELU:
         sb_puts(sb, "gelu("), expr(w, n->in[0], sb), sb_puts(sb, n->flag ? ", approximate=true)" : ")");
         return;
@@ -260,14 +279,19 @@ static void node_expr(Writer *w, int id, StrBuf *sb) {
         }
         sb_puts(sb, ")");
         return;
-    case OP_MATMUL: sb_puts(sb, "("), expr(w, n->in[0], sb), sb_puts(sb, " @ "), expr(w, n->in[1], sb), sb_puts(sb, ")"); return;
+    case OP_MATMUL:
+        sb_puts(sb, "("), expr(w, n->in[0], sb), sb_puts(sb, " @ "), expr(w, n->in[1], sb), sb_puts(sb, ")");
+        return;
     case OP_RESHAPE:
     case OP_BROADCAST:
         sb_printf(sb, "%s(", op_info[n->op].name), expr(w, n->in[0], sb), sb_puts(sb, ", ");
         dims(w, n->shape, n->rank, sb);
         sb_puts(sb, ")");
         return;
-    case OP_TRANSPOSE: sb_puts(sb, "transpose("), expr(w, n->in[0], sb), sb_puts(sb, ", "), int_list(n->ints, n->nints, sb), sb_puts(sb, ")"); return;
+    case OP_TRANSPOSE:
+        sb_puts(sb, "transpose("), expr(w, n->in[0], sb), sb_puts(sb, ", "), int_list(n->ints, n->nints, sb),
+            sb_puts(sb, ")");
+        return;
     case OP_SLICE: {
         const Node *x = ir_node(w->g, n->in[0]);
         int last = -1; /* the last axis that is not taken whole */
@@ -292,9 +316,10 @@ static void node_expr(Writer *w, int id, StrBuf *sb) {
     case OP_PAD:
         sb_puts(sb, "pad("), expr(w, n->in[0], sb), sb_puts(sb, ", [");
         for (int k = 0; k < n->rank; k++)
-            sb_printf(sb, "%s[%lld, %lld]", k ? ", " : "", (long long)n->ints[2 * k], (long long)n->ints[2 * k + 1]);
+            sb_printf(sb, "%s[%lld, %lld]", k ? ", " : "", (long long)n->ints[2 * k],
+                      (long long)n->ints[2 * k + 1]);
         sb_puts(sb, "], value=");
-        number(n->value, n->dtype, sb);
+        number(n, sb);
         sb_puts(sb, ")");
         return;
     case OP_CONCAT:
@@ -322,7 +347,7 @@ static void node_expr(Writer *w, int id, StrBuf *sb) {
             expr(w, n->in[k], sb);
         }
         sb_printf(sb, ", axis=%lld, eps=", (long long)n->ints[0]);
-        number(n->value, KILN_F64, sb);
+        float_literal(n->value, KILN_F64, sb);
         sb_puts(sb, ")");
         return;
     case OP_CONV2D: {
@@ -334,7 +359,8 @@ static void node_expr(Writer *w, int id, StrBuf *sb) {
         }
         sb_printf(sb, ", stride=[%lld, %lld], ", (long long)v[0], (long long)v[1]);
         pads_2d(v[2], n->nints >= 9 ? v[7] : v[2], v[3], n->nints >= 9 ? v[8] : v[3], sb);
-        sb_printf(sb, ", dilation=[%lld, %lld], groups=%lld)", (long long)v[4], (long long)v[5], (long long)v[6]);
+        sb_printf(sb, ", dilation=[%lld, %lld], groups=%lld)", (long long)v[4], (long long)v[5],
+                  (long long)v[6]);
         return;
     }
     case OP_MAXPOOL2D:
@@ -342,8 +368,8 @@ static void node_expr(Writer *w, int id, StrBuf *sb) {
         const int64_t *v = n->ints; /* kh, kw, sh, sw, top, left, bottom, right, ceil, include_pad */
         bool ten = n->nints >= 10;
         sb_printf(sb, "%s(", op_info[n->op].name), expr(w, n->in[0], sb);
-        sb_printf(sb, ", [%lld, %lld], stride=[%lld, %lld], ", (long long)v[0], (long long)v[1], (long long)v[2],
-                  (long long)v[3]);
+        sb_printf(sb, ", [%lld, %lld], stride=[%lld, %lld], ", (long long)v[0], (long long)v[1],
+                  (long long)v[2], (long long)v[3]);
         pads_2d(v[4], ten ? v[6] : v[4], v[5], ten ? v[7] : v[5], sb);
         if (ten && v[8]) sb_puts(sb, ", ceil_mode=true");
         if (ten && n->op == OP_AVGPOOL2D && !v[9]) sb_puts(sb, ", count_include_pad=false");
@@ -364,8 +390,8 @@ static void node_expr(Writer *w, int id, StrBuf *sb) {
             expr(w, n->in[0], &x);
         }
         StrBuf c = {0};
-        sb_printf(&c, exclusive ? "(cumsum(%s, axis=%lld) - %s)" : "cumsum(%s, axis=%lld)", x.data, (long long)axis,
-                  x.data);
+        sb_printf(&c, exclusive ? "(cumsum(%s, axis=%lld) - %s)" : "cumsum(%s, axis=%lld)", x.data,
+                  (long long)axis, x.data);
         if (reverse) {
             sb_printf(sb, "take(%s, ", c.data);
             reversed_iota(w, n->shape[axis], sb);
@@ -386,8 +412,10 @@ static void node_expr(Writer *w, int id, StrBuf *sb) {
     if (kind == OK_REDUCE) {
         sb_printf(sb, "%s(", op_info[n->op].name), expr(w, n->in[0], sb);
         bool arg = n->op == OP_ARGMAX || n->op == OP_ARGMIN;
-        if (arg && n->nints == 1) sb_printf(sb, ", axis=%lld", (long long)n->ints[0]);
-        else if (!arg) sb_puts(sb, ", axis="), int_list(n->ints, n->nints, sb);
+        if (arg && n->nints == 1)
+            sb_printf(sb, ", axis=%lld", (long long)n->ints[0]);
+        else if (!arg)
+            sb_puts(sb, ", axis="), int_list(n->ints, n->nints, sb);
         sb_puts(sb, n->flag ? ", keepdims=true)" : ")");
         return;
     }
@@ -395,8 +423,10 @@ static void node_expr(Writer *w, int id, StrBuf *sb) {
 }
 
 static void expr(Writer *w, int id, StrBuf *sb) {
-    if (w->var[id]) sb_puts(sb, w->var[id]);
-    else node_expr(w, id, sb);
+    if (w->var[id])
+        sb_puts(sb, w->var[id]);
+    else
+        node_expr(w, id, sb);
 }
 
 /* ---- the graph ---- */
@@ -407,8 +437,8 @@ static const char *onnx_name_of(const OnnxImport *imp, int id) {
     return NULL;
 }
 
-bool onnx_write_kiln(Arena *arena, const OnnxModel *m, const OnnxImport *imp, const char *graph_name, StrBuf *src,
-                     KilnTensorList *weights, char *err, size_t errlen) {
+bool onnx_write_kiln(Arena *arena, const OnnxModel *m, const OnnxImport *imp, const char *graph_name,
+                     StrBuf *src, KilnTensorList *weights, char *err, size_t errlen) {
     const IRGraph *g = imp->g;
     int n = g->nodes.len;
     Writer w = {.model = m, .imp = imp, .g = g, .arena = arena, .err = err, .errlen = errlen};
@@ -428,7 +458,8 @@ bool onnx_write_kiln(Arena *arena, const OnnxModel *m, const OnnxImport *imp, co
     const char *gname = ident(&w, graph_name);
     for (int i = 0; i < g->syms.len; i++)
         if (g->syms.data[i].kind == SYM_NAMED) w.sym[i] = ident(&w, g->syms.data[i].name);
-    for (int i = 0; i < g->params.len; i++) w.var[g->params.data[i]] = ident(&w, ir_node(g, g->params.data[i])->name);
+    for (int i = 0; i < g->params.len; i++)
+        w.var[g->params.data[i]] = ident(&w, ir_node(g, g->params.data[i])->name);
     /* statements: named ONNX values, values used more than once or outside their node, results */
     for (int id = 0; id < n; id++) {
         const Node *nd = ir_node(g, id);
@@ -450,7 +481,8 @@ bool onnx_write_kiln(Arena *arena, const OnnxModel *m, const OnnxImport *imp, co
     /* header */
     int64_t opset = onnx_model_opset(m);
     sb_printf(src, "# Imported from %s by `kiln import` (ONNX IR version %lld, opset %lld%s%s%s).\n", m->path,
-              (long long)m->ir_version, (long long)opset, m->producer_name[0] ? ", made by " : "", m->producer_name,
+              (long long)m->ir_version, (long long)opset, m->producer_name[0] ? ", made by " : "",
+              m->producer_name,
               m->producer_version[0] ? arena_printf(arena, " %s", m->producer_version) : "");
     sb_printf(src, "# Inputs first, then the weights, which the .safetensors file beside this one holds:\n"
                    "#   kiln run FILE.kiln --weights FILE.safetensors --in NAME=...\n");
