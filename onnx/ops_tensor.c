@@ -308,7 +308,43 @@ static int reversed_indices(Ctx *c, Dim n) {
     return c_tensor(c, &t, "reversed");
 }
 
+/* A slice whose end is a symbolic dimension (position ids sliced to the
+ * sequence length in BERT exports): from 0 with step 1, that is a take of
+ * arange(end), which keeps the dimension symbolic.  Other axes as usual. */
+static bool slice_symbolic_end(Ctx *c, const SInt *ends, int ne) {
+    int64_t *starts, *axes = NULL, *steps = NULL;
+    int ns, na = ne, nt = ne;
+    if (!in_int_list(c, 1, "starts", &starts, &ns) ||
+        (has_in(c, 3) && !in_int_list(c, 3, "axes", &axes, &na)) ||
+        (has_in(c, 4) && !in_int_list(c, 4, "steps", &steps, &nt)))
+        return false;
+    if (ns != ne || na != ne || nt != ne)
+        return node_error(c, "starts, ends, axes and steps must have one entry each");
+    int x = in_id(c, 0);
+    if (x == MK_ERROR) return false;
+    for (int i = 0; i < ne && x != MK_ERROR; i++) {
+        int64_t axis = axes ? axes[i] : i, step = steps ? steps[i] : 1;
+        if (!norm_axis(c, axis, nd(c, x)->rank, "axis", &axis)) return false;
+        if (!ends[i].sym) {
+            if (step < 1) return node_error(c, "a slice with a symbolic end elsewhere needs positive steps");
+            x = slice_axis(c, x, (int)axis, starts[i], ends[i].v, step);
+            continue;
+        }
+        if (starts[i] != 0 || step != 1)
+            return node_error(
+                c, "a slice to a symbolic end must start at 0 with step 1; bind the dimension with --dim");
+        x = mk_take(c->mk, x, mk_arange(c->mk, (Dim)ends[i].v, KILN_I64, c_mkloc(c)), axis, c_mkloc(c));
+    }
+    return done_like(c, 0, x, 0);
+}
+
 bool lower_slice(Ctx *c) {
+    if (c->opset >= 10) {
+        int ne;
+        const SInt *ends = in_ints_quiet(c, 2, &ne);
+        for (int i = 0; ends && i < ne; i++)
+            if (ends[i].sym) return slice_symbolic_end(c, ends, ne);
+    }
     SliceArgs a;
     if (!slice_args(c, &a)) return false;
     int x = in_id(c, 0);
@@ -326,7 +362,8 @@ bool lower_slice(Ctx *c) {
         int64_t start = a.starts[i], end = a.ends[i];
         if (step < 0) { /* walk the axis reversed (a take), forwards */
             Dim n = nd(c, x)->shape[axis];
-            if (DIM_IS_SYM(n)) return node_error(c, "a negative step over a symbolic axis; bind it with --dim");
+            if (DIM_IS_SYM(n))
+                return node_error(c, "a negative step over a symbolic axis; bind it with --dim");
             if (start < 0) start += n;
             if (end < 0) end += n;
             start = start < 0 ? 0 : start > n - 1 ? n - 1 : start;
@@ -338,7 +375,8 @@ bool lower_slice(Ctx *c) {
     }
     int y = x == MK_ERROR ? MK_ERROR : mk_index(c->mk, x, s, r, c_mkloc(c));
     for (int k = 0; y != MK_ERROR && k < nd(c, y)->rank; k++)
-        if (nd(c, y)->shape[k] == 0) return unsupported(c, "an empty result (kiln tensors have no empty dimension)");
+        if (nd(c, y)->shape[k] == 0)
+            return unsupported(c, "an empty result (kiln tensors have no empty dimension)");
     return done_like(c, 0, y, 0);
 }
 

@@ -67,9 +67,14 @@ static bool reserved(const char *s) {
  * digit or a reserved word gets a `v_` in front, a repeat a numeric suffix. */
 static const char *ident(Writer *w, const char *name) {
     StrBuf sb = {0};
-    if (!name[0] || (name[0] >= '0' && name[0] <= '9')) sb_puts(&sb, "v_");
-    for (const char *p = name; *p; p++) {
-        char ch = *p;
+    /* PyTorch's exporter names values "/encoder/layer.0/Add_output_0": the
+     * path is kept, the slash in front and the "_output_0" are not */
+    size_t len = strlen(name);
+    if (len > 9 && strcmp(name + len - 9, "_output_0") == 0) len -= 9;
+    if (name[0] == '/' && len > 1) name++, len--;
+    if (!len || (name[0] >= '0' && name[0] <= '9')) sb_puts(&sb, "v_");
+    for (size_t i = 0; i < len; i++) {
+        char ch = name[i];
         bool ok =
             ch == '_' || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
         sb_printf(&sb, "%c", ok ? ch : '_');
