@@ -354,9 +354,10 @@ static Buf small_model(bool with_external, const char *location) {
     /* initializer w: [3] floats, inline or external */
     float w[3] = {1, 2, 3};
     int64_t wd[1] = {3};
-    Buf init = float_tensor("w", wd, 1, w, 3, ENC_RAW);
-    if (with_external) {
-        init = (Buf){0};
+    Buf init = {0};
+    if (!with_external) {
+        init = float_tensor("w", wd, 1, w, 3, ENC_RAW);
+    } else {
         packed_i64(&init, 1, wd, 1);
         f_varint(&init, 2, ONNX_FLOAT);
         f_str(&init, 8, "w");
