@@ -15,6 +15,12 @@
  *     packs those once); binding a parameter that a variant did not have
  *     as a constant drops that variant (compiled again on demand).
  *
+ * An ONNX model (recognised by content) has as parameters its graph inputs
+ * only: `sym` is the model imported with its symbolic dimensions, and each
+ * variant imports it again for its sizes (folding may depend on them) and
+ * binds the weights that import names (initializers, folded constants:
+ * Variant.weights, parameters nparams.. of its graph) as constants.
+ *
  * Locks.  `lock` (a writer-preferring rwlock): runs hold it shared; bind,
  * load_weights and close hold it exclusively, so an Executable is never
  * bound while it runs (exec.h).  `compile_lock` guards the variant list, the
@@ -47,6 +53,8 @@ typedef struct {
     IRGraph *g;     /* concrete; outlives x (graph-level backends run it) */
     Executable *x;
     int64_t **result_shapes; /* per result (the arena's) */
+    KilnTensor *weights;     /* an ONNX model's: bound to g's parameters nparams.. */
+    int nweights;
 } Variant;
 
 struct KilnModel {
@@ -58,6 +66,7 @@ struct KilnModel {
     CompileOptions copt;
     const Backend *be;
     IRGraph *sym;
+    int onnx_inputs; /* an ONNX model's graph inputs: sym's first parameters */
     int nparams, nresults;
     ModelParam *params;
     KilnTensorInfo *param_info, *result_info; /* the arena's */
@@ -192,27 +201,60 @@ static void variant_destroy(Variant *v) {
     if (!v) return;
     exec_destroy(v->x);
     if (v->g) ir_graph_destroy(v->g);
+    for (int i = 0; i < v->nweights; i++) kiln_tensor_free(&v->weights[i]);
+    free(v->weights);
     free(v->sizes);
     free(v->constant);
     free(v);
 }
 
+/* An ONNX model imported for these sizes (the rest symbolic); with v, its
+ * weights read into v->weights.  NULL with diagnostics or msg. */
+static IRGraph *import_onnx(KilnModel *m, const DimBinding *binds, int nbinds, Variant *v, char *msg,
+                            size_t msglen) {
+    OnnxImportOptions io = {.dims = binds, .ndims = nbinds};
+    OnnxImport imp;
+    IRGraph *g = NULL;
+    if (onnx_import(m->c.arena, m->c.onnx, &io, &m->c.diags, &imp) && imp.ninputs == m->onnx_inputs) {
+        g = imp.g, imp.g = NULL;
+        for (int i = imp.ninputs; i < g->params.len; i++) ir_node(g, g->params.data[i])->flag = true;
+    }
+    if (g && v) {
+        v->weights = xcalloc((size_t)imp.weights.len + 1, sizeof *v->weights);
+        for (; v->nweights < imp.weights.len; v->nweights++) {
+            const Node *p = ir_node(g, g->params.data[imp.ninputs + v->nweights]);
+            char werr[512] = "";
+            if (!driver_onnx_weight(&imp.weights.data[v->nweights], p->dtype, &v->weights[v->nweights], werr,
+                                    sizeof werr)) {
+                snprintf(msg, msglen, "%s: %s", m->c.onnx->path, werr[0] ? werr : "out of host memory");
+                ir_graph_destroy(g);
+                g = NULL;
+                break;
+            }
+        }
+    }
+    onnx_import_free(&imp);
+    return g;
+}
+
 /* Builds the concrete graph for the sizes given (every named dimension's),
  * marking the bound parameters constant, and runs the passes.  Called at
- * load (to check it) and by variant_compile, with compile_lock held or the
- * model not yet shared (the Compilation's arena and diagnostics).  NULL
- * with err filled. */
-static IRGraph *build_graph(KilnModel *m, const int64_t *sizes, KilnError *err) {
+ * load (to check it) and by variant_compile (v: where an ONNX model's
+ * weights go), with compile_lock held or the model not yet shared (the
+ * Compilation's arena and diagnostics).  NULL with err filled. */
+static IRGraph *build_graph(KilnModel *m, const int64_t *sizes, Variant *v, KilnError *err) {
     char msg[4096] = "";
     DimBinding *binds = xcalloc((size_t)m->ndims + 1, sizeof *binds);
     for (int d = 0; d < m->ndims; d++) binds[d] = (DimBinding){m->dim_names[d], sizes[d]};
     KilnStatus st = KILN_ERR_INPUT;
     const char *unbound;
-    IRGraph *g = ir_build(m->c.arena, &m->c.prog, m->entry, binds, m->ndims, &m->c.diags), *o = NULL;
+    IRGraph *g = m->c.onnx ? import_onnx(m, binds, m->ndims, v, msg, sizeof msg)
+                           : ir_build(m->c.arena, &m->c.prog, m->entry, binds, m->ndims, &m->c.diags);
+    IRGraph *o = NULL;
     free(binds);
     if (g && !ir_graph_is_concrete(g, &unbound)) {
-        snprintf(msg, sizeof msg, "dimension %s of graph '%s' has no size: give it in the options' dims", unbound,
-                 m->sym->name);
+        snprintf(msg, sizeof msg, "dimension %s of graph '%s' has no size: give it in the options' dims",
+                 unbound, m->sym->name);
         st = KILN_ERR_USAGE;
     } else if (g) {
         /* bound weights are constants: backends prepare them once (the CPU packs them) */
@@ -239,13 +281,16 @@ static Variant *variant_compile(KilnModel *m, const int64_t *sizes, KilnError *e
     v->sizes = xmalloc(sizeof(int64_t) * (size_t)(m->ndims + 1));
     if (m->ndims) memcpy(v->sizes, sizes, sizeof(int64_t) * (size_t)m->ndims);
     v->constant = xcalloc((size_t)m->nparams + 1, sizeof *v->constant);
-    if (!(v->g = build_graph(m, sizes, err))) goto fail;
+    if (!(v->g = build_graph(m, sizes, v, err))) goto fail;
     KilnStatus st = KILN_ERR_DEVICE;
     if (!(v->x = exec_compile(m->be, v->g, &m->copt, msg, sizeof msg))) goto failed;
     for (int i = 0; i < m->nparams; i++) {
         if (!(v->constant[i] = m->params[i].bound)) continue;
         if ((st = exec_bind_shared(v->x, i, &m->params[i].value, msg, sizeof msg)) != KILN_OK) goto failed;
     }
+    for (int i = 0; i < v->nweights; i++)
+        if ((st = exec_bind_shared(v->x, m->nparams + i, &v->weights[i], msg, sizeof msg)) != KILN_OK)
+            goto failed;
     v->result_shapes = ARENA_ARRAY(m->c.arena, int64_t *, m->nresults + 1);
     for (int r = 0; r < m->nresults; r++) {
         const Node *n = ir_node(v->g, v->g->results.data[r]);
@@ -384,7 +429,7 @@ static KilnStatus parse_options(const KilnModelOptions *opt, CompileOptions *cop
 static void describe(KilnModel *m) {
     const IRGraph *g = m->sym;
     Arena *a = m->c.arena;
-    m->nparams = g->params.len;
+    m->nparams = m->c.onnx ? m->onnx_inputs : g->params.len;
     m->nresults = g->results.len;
     m->ndims = 0;
     m->dim_names = xcalloc((size_t)g->syms.len + 1, sizeof *m->dim_names);
@@ -464,7 +509,15 @@ static KilnModel *model_open(KilnModel *m, KilnStatus st, const char *what, cons
         sb_free(&names);
         goto fail;
     }
-    if (!(m->sym = ir_build(m->c.arena, &m->c.prog, m->entry, NULL, 0, &m->c.diags))) {
+    if (m->c.onnx) {
+        OnnxImport imp;
+        if (onnx_import(m->c.arena, m->c.onnx, &(OnnxImportOptions){0}, &m->c.diags, &imp))
+            m->sym = imp.g, m->onnx_inputs = imp.ninputs, imp.g = NULL;
+        onnx_import_free(&imp);
+    } else {
+        m->sym = ir_build(m->c.arena, &m->c.prog, m->entry, NULL, 0, &m->c.diags);
+    }
+    if (!m->sym) {
         error_fill(err, KILN_ERR_INPUT, &m->c.diags, NULL, NULL);
         goto fail;
     }
@@ -475,7 +528,7 @@ static KilnModel *model_open(KilnModel *m, KilnStatus st, const char *what, cons
      * are bound and can be compiled in as constants */
     bool all_fixed = true;
     for (int d = 0; d < m->ndims; d++) all_fixed = all_fixed && m->dim_fixed[d] >= 0;
-    IRGraph *g = all_fixed ? build_graph(m, m->dim_fixed, err) : NULL;
+    IRGraph *g = all_fixed ? build_graph(m, m->dim_fixed, NULL, err) : NULL;
     if (all_fixed && !g) goto fail;
     if (g) ir_graph_destroy(g);
     return m;
@@ -753,9 +806,10 @@ const char *kiln_model_device(KilnModel *m) {
 
 /* ------------------------------------------------------------ running */
 
-/* The executor's inputs: the caller's, with bound parameters zeroed. */
-static KilnTensor *exec_inputs(const KilnModel *m, const KilnTensor *inputs) {
-    KilnTensor *in = xcalloc((size_t)m->nparams + 1, sizeof *in);
+/* The executor's inputs: the caller's, with bound parameters zeroed (and an
+ * ONNX model's weights, all bound). */
+static KilnTensor *exec_inputs(const KilnModel *m, const Variant *v, const KilnTensor *inputs) {
+    KilnTensor *in = xcalloc((size_t)v->g->params.len + 1, sizeof *in);
     for (int i = 0; i < m->nparams; i++)
         if (!m->params[i].bound) in[i] = inputs[i];
     return in;
@@ -779,7 +833,7 @@ static KilnStatus run(KilnModel *m, const KilnTensor *inputs, KilnTensor *output
         st = KILN_OK;
     } else if (v) {
         char msg[4096] = "";
-        KilnTensor *in = exec_inputs(m, inputs);
+        KilnTensor *in = exec_inputs(m, v, inputs);
         st = kind == RUN_INTO ? exec_run_into(v->x, in, outputs, msg, sizeof msg)
                               : exec_run(v->x, in, outputs, msg, sizeof msg);
         if (st != KILN_OK) fail(err, st, NULL, "%s", msg);

@@ -160,15 +160,14 @@ KilnStatus compilation_check_onnx(Compilation *c, const DimBinding *dims, int nd
     return ok ? KILN_OK : KILN_ERR_INPUT;
 }
 
-/* The weight bound to parameter `p` of an imported model, in p's dtype. */
-static bool bind_weight(const OnnxWeight *w, const Node *p, KilnTensor *out, char *err, size_t errlen) {
-    if (w->data) return onnx_tensor_read(w->data, p->dtype, out, err, errlen);
-    if (w->folded->dtype == p->dtype) {
-        if (!kiln_tensor_init(out, p->dtype, w->folded->rank, w->folded->shape)) return false;
-        memcpy(out->data, w->folded->data, (size_t)kiln_tensor_numel(w->folded) * kiln_dtype_size(p->dtype));
+bool driver_onnx_weight(const OnnxWeight *w, KilnDType dtype, KilnTensor *out, char *err, size_t errlen) {
+    if (w->data) return onnx_tensor_read(w->data, dtype, out, err, errlen);
+    if (w->folded->dtype == dtype) {
+        if (!kiln_tensor_init(out, dtype, w->folded->rank, w->folded->shape)) return false;
+        memcpy(out->data, w->folded->data, (size_t)kiln_tensor_numel(w->folded) * kiln_dtype_size(dtype));
         return true;
     }
-    return tensor_convert(w->folded, p->dtype, out);
+    return tensor_convert(w->folded, dtype, out);
 }
 
 KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const CompileOptions *opt,
@@ -309,7 +308,7 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
             bool ok;
             char werr[512] = "";
             if (i >= nparams) {
-                ok = bind_weight(&imp.weights.data[i - nparams], p, &inputs[i], werr, sizeof werr);
+                ok = driver_onnx_weight(&imp.weights.data[i - nparams], p->dtype, &inputs[i], werr, sizeof werr);
             } else if (nt && nt->tensor.dtype == p->dtype) {
                 ok = kiln_tensor_init(&inputs[i], p->dtype, p->rank, nt->tensor.shape);
                 if (ok) memcpy(inputs[i].data, nt->tensor.data, (size_t)kiln_tensor_numel(&nt->tensor) * kiln_dtype_size(p->dtype));

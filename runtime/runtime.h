@@ -75,6 +75,10 @@ typedef struct {
 KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const CompileOptions *opt,
                        IRGraph **graph_out, KilnTensor **inputs_out, char *err, size_t errlen);
 
+/* The tensor bound to an imported model's weight (an initializer read from
+ * the file, or a constant folded at import), in `dtype`: the parameter's. */
+bool driver_onnx_weight(const OnnxWeight *w, KilnDType dtype, KilnTensor *out, char *err, size_t errlen);
+
 /* The optimisation passes a set of compile options selects. */
 PassOptions driver_pass_options(const CompileOptions *o);
 
