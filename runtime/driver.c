@@ -146,7 +146,7 @@ static const char **onnx_overrides(const Compilation *c, const BindRequest *req,
     const char **names = xcalloc((size_t)req->ntensors + 1, sizeof(char *));
     *n = 0;
     for (int t = 0; t < req->ntensors; t++)
-        if (strncmp(req->tensors[t].origin, "--in", 4) == 0 &&
+        if (req->tensors[t].role == TENSOR_INPUT &&
             onnx_is_overridable(c->onnx, req->tensors[t].name))
             names[(*n)++] = req->tensors[t].name;
     return names;

@@ -198,7 +198,7 @@ static void prepare_case(const Config *cfg, const char *name, int idx, CaseState
                 fail_case(cs, R_REFUSED, "input_%d.pb has no graph input", i);
                 break;
             }
-            NamedTensor nt = {.name = ins[i].name, .origin = "--in"};
+            NamedTensor nt = {.name = ins[i].name, .role = TENSOR_INPUT, .origin = "--in"};
             int32_t want_odt = ins[i].dtype_ok && ins[i].dtype == KILN_BF16 ? ONNX_BFLOAT16 : 0;
             if (!read_pb(path, want_odt, &nt.tensor, err, sizeof err)) {
                 /* a dtype kiln lacks: left unbound for the importer to refuse by name */
@@ -275,8 +275,8 @@ static bool roundtrip(CaseState *cs, const NamedTensor *tensors, int ntensors, c
                         VEC_PUSH(dims, d);
                     }
     }
-    OnnxImportOptions io = {.dims = dims.data, .ndims = dims.len, .bound_names = bnames, .bound = bvals,
-                            .nbound = ntensors};
+    OnnxImportOptions io = {
+        .dims = dims.data, .ndims = dims.len, .bound_names = bnames, .bound = bvals, .nbound = ntensors};
     OnnxImport imp = {0};
     StrBuf text = {0};
     KilnTensorList weights = {0};
@@ -303,11 +303,17 @@ static bool roundtrip(CaseState *cs, const NamedTensor *tensors, int ntensors, c
         for (int k = 0; k < imp.ninputs && k < nin; k++)
             if (strcmp(ins[k].name, tensors[i].name) == 0) at = k;
         if (at < 0) continue;
-        NamedTensor nt = {kc.prog.graphs[0].params[at].name, tensors[i].tensor, "--in"};
+        NamedTensor nt = {.name = kc.prog.graphs[0].params[at].name,
+                          .tensor = tensors[i].tensor,
+                          .role = TENSOR_INPUT,
+                          .origin = "--in"};
         VEC_PUSH(binds, nt);
     }
     for (int i = 0; ok && i < weights.count; i++) {
-        NamedTensor nt = {weights.names[i], weights.tensors[i], "weights"};
+        NamedTensor nt = {.name = weights.names[i],
+                          .tensor = weights.tensors[i],
+                          .role = TENSOR_WEIGHT,
+                          .origin = "weights"};
         VEC_PUSH(binds, nt);
     }
     IRGraph *g = NULL;
@@ -596,8 +602,10 @@ static bool read_expect(const char *path, Expect *e) {
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int main(int argc, char **argv) {
-    Config cfg = {
-        .data = "/usr/share/libonnx-testdata/data/node", .expect = "tests/onnx/node_expected.txt", .jobs = 2, .roundtrip = true};
+    Config cfg = {.data = "/usr/share/libonnx-testdata/data/node",
+                  .expect = "tests/onnx/node_expected.txt",
+                  .jobs = 2,
+                  .roundtrip = true};
     const char *devices = "ref,cpu,cuda-emu";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
