@@ -268,8 +268,8 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
             bound[io.nbound++] = &chosen[i]->tensor;
         }
         io.bound_names = bound_names, io.bound = bound;
-        if (onnx_import(c->arena, c->onnx, &io, &c->diags, &imp)) g = imp.g;
-        imp.g = NULL; /* the graph is the caller's from here on */
+        if (onnx_import(c->arena, c->onnx, &io, &c->diags, &imp))
+            g = imp.g, imp.g = NULL; /* the graph is the caller's from here on */
         free((void *)io.bound_names);
         free((void *)io.bound);
     } else {

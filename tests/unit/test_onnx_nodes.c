@@ -284,7 +284,7 @@ static bool roundtrip(CaseState *cs, const NamedTensor *tensors, int ntensors, c
     bool ok = onnx_import(c->arena, c->onnx, &io, &c->diags, &imp);
     if (!ok) snprintf(why, whylen, "import with the inputs bound failed");
     if (ok && !onnx_write_kiln(c->arena, c->onnx, &imp, "model", &text, &weights, err, sizeof err))
-        ok = false, snprintf(why, whylen, "writing: %s", err);
+        ok = false, snprintf(why, whylen, "writing: %.900s", err);
     int fd = ok ? mkstemp(path) : -1;
     if (fd >= 0) {
         ok = write(fd, text.data, text.len) == (ssize_t)text.len;
@@ -332,7 +332,7 @@ static bool roundtrip(CaseState *cs, const NamedTensor *tensors, int ntensors, c
         Executable *x = exec_compile(be, g, &copt, err, sizeof err);
         KilnTensor *outs = xcalloc((size_t)g->results.len + 1, sizeof(KilnTensor));
         ok = x && exec_run(x, inputs, outs, err, sizeof err) == KILN_OK;
-        if (!ok) snprintf(why, whylen, "running: %s", err);
+        if (!ok) snprintf(why, whylen, "running: %.900s", err);
         for (int k = 0; ok && k < nexpected && k < g->results.len; k++) {
             char w[512];
             if (!same_tensor(&outs[k], &expected[k], w, sizeof w))
@@ -503,6 +503,7 @@ static void collect(const char *path, Case *cases, bool *done) {
         if (sscanf(line, "%d %d %n", &idx, &r, &off) < 2) continue;
         line[strcspn(line, "\n")] = 0;
         cases[idx].result = (Result)r;
+        free(cases[idx].why);
         cases[idx].why = xstrdup(line + off);
         done[idx] = true;
     }
@@ -576,6 +577,12 @@ typedef struct {
     char **refused, **differs, **differs_lines;
     int nrefused, ndiffers;
 } Expect;
+
+static void expect_free(Expect *e) {
+    for (int i = 0; i < e->nrefused; i++) free(e->refused[i]);
+    for (int i = 0; i < e->ndiffers; i++) free(e->differs[i]), free(e->differs_lines[i]);
+    free(e->refused), free(e->differs), free(e->differs_lines);
+}
 
 static bool read_expect(const char *path, Expect *e) {
     memset(e, 0, sizeof *e);
@@ -717,5 +724,10 @@ int main(int argc, char **argv) {
            n, ran, devices, refused, differ, failed,
            (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9, cfg.jobs);
     printf("test_onnx_nodes: %d passed, %d failed\n", passed, failed);
+    for (int i = 0; i < n; i++) free(cases[i].name), free(cases[i].why);
+    free(cases);
+    VEC_FREE(names);
+    expect_free(&ex);
+    free(dl);
     return failed != 0;
 }
