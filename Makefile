@@ -154,10 +154,12 @@ test-long: all
 
 # Whole models against onnxruntime and PyTorch (opt-in: installs about 1.3 GB, see
 # tools/install-deps.sh --models): torchvision's ResNet-18/50 and MobileNetV2, a BERT
-# encoder and bench/models.py's MiniLM-shaped encoder, each against onnxruntime.
+# encoder and bench/models.py's MiniLM-shaped encoder, each against onnxruntime; then the
+# pretrained all-MiniLM-L6-v2 against PyTorch (examples/minilm).
 test-models: all
 	@MODELS_VENV=$(BUILD)/models-venv sh tools/install-deps.sh --models
 	@$(BUILD)/models-venv/bin/python tests/onnx/models.py --kiln $(BUILD)/kiln --work $(BUILD)/models
+	@$(BUILD)/models-venv/bin/python examples/minilm/minilm.py --kiln $(BUILD)/kiln --work $(BUILD)/minilm
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
