@@ -1444,7 +1444,22 @@ static bool gemm_tiled(const Cg *cg, const Kernel *k, KGemm *g) {
     return true;
 }
 
-int64_t llvm_kernel_grain(const Kernel *k) {
+/* Row chunks of a product start on a multiple of MR rows: a prepacked A's
+ * panels start there, and a chunk starting inside a panel computes the
+ * panel's rows before it again (ResNet-50's 256-row products in 8 chunks of
+ * 32 rows computed 48 rows each).  12 is a multiple of every MR (mm_shape). */
+enum { ROW_GRAIN = 12 };
+
+int64_t llvm_kernel_grain(const KProgram *p, const Kernel *k) {
+    KGemm g;
+    if ((k->kind == KK_MATMUL || k->kind == KK_CONV) && kernel_gemm(p, k, &g) && g.mm.n > 0 &&
+        g.mm.batch * g.mm.m * g.mm.n == k->outer) {
+        /* fewer rows than a grain (a classifier head's GEMV): runs of
+         * columns, so that the threads share the weights' reading */
+        if (g.mm.batch * g.mm.m < ROW_GRAIN) return 64;
+        /* whole batches when M is not a multiple */
+        return (g.mm.m % ROW_GRAIN == 0 || g.mm.batch == 1 ? ROW_GRAIN : g.mm.m) * g.mm.n;
+    }
     if (k->kind == KK_MATMUL && k->mm.n > 0 && k->mm.batch * k->mm.m * k->mm.n == k->outer) return k->mm.n;
     if (k->kind == KK_CONV && k->conv.x_buf >= 0 && k->conv.oh * k->conv.ow > 0) return k->conv.oh * k->conv.ow;
     if (k->kind == KK_POOL && k->conv.x_buf >= 0 && k->conv.ow > 0) return k->conv.ow;
@@ -2265,18 +2280,6 @@ typedef struct {
     int64_t ap, bp;   /* floats per distinct batch: Mp*K, Np*K */
 } Prepack;
 
-static Prepack gemm_prepack(const Cg *cg, const KGemm *g) {
-    Prepack pp = {0};
-    if (cg->aot) return pp; /* an AOT run function has no state to keep them in */
-    MmShape sh = mm_shape(cg);
-    const KMatmul *mm = &g->mm;
-    pp.a = cg->p->bufs.data[mm->a_buf].constant;
-    pp.b = !g->conv && cg->p->bufs.data[mm->b_buf].constant;
-    pp.ap = (mm->m + sh.mr - 1) / sh.mr * sh.mr * mm->k;
-    pp.bp = (mm->n + sh.nr - 1) / sh.nr * sh.nr * mm->k;
-    return pp;
-}
-
 /* The number of distinct operand batches (dims with a non-zero stride), and
  * the packed batch index of flattened batch bi. */
 static int64_t distinct_batches(const KMatmul *mm, const int64_t *strides) {
@@ -2284,6 +2287,47 @@ static int64_t distinct_batches(const KMatmul *mm, const int64_t *strides) {
     for (int d = 0; d < mm->nbatch; d++)
         if (strides[d]) n *= mm->batch_dims[d];
     return n;
+}
+
+bool llvm_split_by_columns(const KMatmul *mm) { return mm->batch * mm->m < mm->n && mm->n >= 128; }
+
+/* A product's B that is not a constant (a convolution's input under the
+ * window, or an activation) is packed by the loop nest for every row chunk
+ * that a thread runs: when threads split the product by rows (short, deep
+ * products: ResNet's 14x14 and 7x7 stages, with 4 chunks per thread), each
+ * chunk packs all of B again, and a convolution's gathering then costs as
+ * much as the FMAs (ResNet-50's 3x3 at 14x14 on 2 threads: 35 % of the
+ * time).  Such a B is instead gathered once per thread and run, by
+ * NAME.gather_b (below), into the B prepack slot (a block per thread,
+ * runtime/cpu.c), and the loop nest reads it as it reads a prepacked
+ * constant B.  Only for one distinct B (several images or groups are split
+ * between the chunks already) and when that block stays small. */
+enum { GATHER_MAX_BYTES = 4 << 20 };
+
+static bool b_constant(const Cg *cg, const KGemm *g) {
+    return !g->conv && cg->p->bufs.data[g->mm.b_buf].constant;
+}
+
+static bool b_gathered_once(const Cg *cg, const KGemm *g) {
+    const KMatmul *mm = &g->mm;
+    if (cg->aot || b_constant(cg, g) || llvm_split_by_columns(mm) ||
+        distinct_batches(mm, mm->b_batch_stride) != 1)
+        return false;
+    MmShape sh = mm_shape(cg);
+    int64_t np = (mm->n + sh.nr - 1) / sh.nr * sh.nr;
+    return (double)np * (double)mm->k * 4.0 <= GATHER_MAX_BYTES;
+}
+
+static Prepack gemm_prepack(const Cg *cg, const KGemm *g) {
+    Prepack pp = {0};
+    if (cg->aot) return pp; /* an AOT run function has no state to keep them in */
+    MmShape sh = mm_shape(cg);
+    const KMatmul *mm = &g->mm;
+    pp.a = cg->p->bufs.data[mm->a_buf].constant;
+    pp.b = b_constant(cg, g) || b_gathered_once(cg, g);
+    pp.ap = (mm->m + sh.mr - 1) / sh.mr * sh.mr * mm->k;
+    pp.bp = (mm->n + sh.nr - 1) / sh.nr * sh.nr * mm->k;
+    return pp;
 }
 static LLVMValueRef packed_batch(Cg *cg, const KMatmul *mm, const int64_t *strides, LLVMValueRef bi) {
     LLVMValueRef idx = ci64(cg, 0), rest = bi;
@@ -2299,13 +2343,31 @@ static LLVMValueRef packed_batch(Cg *cg, const KMatmul *mm, const int64_t *strid
     return idx;
 }
 
-/* Bytes of kernel k's prepacked operand `which` (0: A, 1: B); 0 when it has none. */
+/* Bytes of kernel k's prepacked operand `which` (0: A, 1: B); 0 when it has
+ * none.  A B gathered once per run is not a prepacked constant: it has
+ * gather_size instead. */
 static int64_t prepack_bytes(const Cg *cg, const Kernel *k, int which) {
     KGemm g;
     if (!gemm_tiled(cg, k, &g)) return 0;
     Prepack pp = gemm_prepack(cg, &g);
     if (which == 0) return pp.a ? distinct_batches(&g.mm, g.mm.a_batch_stride) * pp.ap * 4 : 0;
-    return pp.b ? distinct_batches(&g.mm, g.mm.b_batch_stride) * pp.bp * 4 : 0;
+    return pp.b && b_constant(cg, &g) ? distinct_batches(&g.mm, g.mm.b_batch_stride) * pp.bp * 4 : 0;
+}
+
+/* Whether flattened batch bi is the first of those sharing its packed
+ * block (every dim with a zero stride at 0). */
+static LLVMValueRef first_of_packed_batch(Cg *cg, const KMatmul *mm, const int64_t *strides,
+                                          LLVMValueRef bi) {
+    LLVMValueRef first = LLVMConstInt(cg->t_i1, 1, 0), rest = bi;
+    for (int d = mm->nbatch - 1; d >= 0; d--) {
+        LLVMValueRef dim = ci64(cg, mm->batch_dims[d]);
+        if (!strides[d])
+            first = LLVMBuildAnd(
+                cg->b, first,
+                LLVMBuildICmp(cg->b, LLVMIntEQ, LLVMBuildURem(cg->b, rest, dim, ""), ci64(cg, 0), ""), "");
+        rest = LLVMBuildUDiv(cg->b, rest, dim, "");
+    }
+    return first;
 }
 
 /* void NAME.prepack_a(ptr bufs) / NAME.prepack_b: packs the constant operand
@@ -2332,15 +2394,8 @@ static LLVMValueRef emit_prepack_fn(Cg *cg, const Kernel *k, int ki, const KGemm
      * skipped by visiting only the first batch of each (broadcast dims at 0) */
     TLoop lb, lpc;
     LLVMValueRef bi = tloop_begin(&kc, &lb, ci64(cg, 0), ci64(cg, mm->batch), 1, "batch");
-    LLVMValueRef first = LLVMConstInt(cg->t_i1, 1, 0), rest = bi;
-    for (int d = mm->nbatch - 1; d >= 0; d--) {
-        LLVMValueRef dim = ci64(cg, mm->batch_dims[d]);
-        if (!strides[d])
-            first = LLVMBuildAnd(cg->b, first, LLVMBuildICmp(cg->b, LLVMIntEQ, LLVMBuildURem(cg->b, rest, dim, ""), ci64(cg, 0), ""), "");
-        rest = LLVMBuildUDiv(cg->b, rest, dim, "");
-    }
     IfBlock ib;
-    if_begin(&kc, &ib, first);
+    if_begin(&kc, &ib, first_of_packed_batch(cg, mm, strides, bi));
     LLVMValueRef sbase = iadd(cg, ci64(cg, off), batch_offset(cg, mm, strides, bi));
     LLVMValueRef dbase = imul(cg, packed_batch(cg, mm, strides, bi), ci64(cg, per));
     LLVMValueRef pc = tloop_begin(&kc, &lpc, ci64(cg, 0), ci64(cg, mm->k), sh.kc, "pc");
@@ -2354,6 +2409,71 @@ static LLVMValueRef emit_prepack_fn(Cg *cg, const Kernel *k, int ki, const KGemm
     tloop_end(&kc, &lb);
     LLVMBuildRetVoid(cg->b);
     return fn;
+}
+
+/* A B gathered once per run (b_gathered_once): its block, laid out as a
+ * prepacked B, and the tasks NAME.gather_b splits the gathering into: one
+ * per (batch, K block, panel of NR columns). */
+static int64_t gather_size(const Cg *cg, const Kernel *k, int64_t *tasks) {
+    KGemm g;
+    *tasks = 0;
+    if (!gemm_tiled(cg, k, &g) || !b_gathered_once(cg, &g)) return 0;
+    Prepack pp = gemm_prepack(cg, &g);
+    MmShape sh = mm_shape(cg);
+    *tasks = g.mm.batch * ((g.mm.k + sh.kc - 1) / sh.kc) * ((g.mm.n + sh.nr - 1) / sh.nr);
+    return distinct_batches(&g.mm, g.mm.b_batch_stride) * pp.bp * 4;
+}
+
+/* void NAME.gather_b(i64 t0, i64 t1, ptr bufs): tasks [t0, t1) of
+ * gather_size, each one panel: B's K rows [pc, pc + kc) and columns [j0, j0
+ * + NR) (a convolution's input under the window, by NAME.im2col; else by
+ * the packing routine) where the loop nest reads a prepacked B panel. */
+static void emit_gather_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g) {
+    const KMatmul *mm = &g->mm;
+    MmShape sh = mm_shape(cg);
+    Prepack pp = gemm_prepack(cg, g);
+    const int64_t nkb = (mm->k + sh.kc - 1) / sh.kc, npan = (mm->n + sh.nr - 1) / sh.nr;
+    KilnDType dt = cg->p->bufs.data[mm->b_buf].dtype;
+    LLVMValueRef pack = g->conv ? helper_im2col(cg, k, dt, sh.nr) : helper_pack(cg, dt, sh.nr);
+    char *name = name2(k->name, ".gather_b");
+    LLVMTypeRef ps[3] = {cg->t_i64, cg->t_i64, cg->t_ptr};
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, 3, 0));
+    free(name);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    Kc kc = {.cg = cg, .fn = fn};
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMValueRef bufs = LLVMGetParam(fn, 2);
+    LLVMValueRef src =
+        LLVMBuildLoad2(cg->b, cg->t_ptr, elem_ptr(cg, cg->t_ptr, bufs, ci64(cg, mm->b_buf)), "x");
+    LLVMValueRef dst =
+        LLVMBuildLoad2(cg->b, cg->t_ptr,
+                       elem_ptr(cg, cg->t_ptr, bufs, ci64(cg, llvm_prepack_slot(cg->p, ki, 1))), "gathered");
+    TLoop lt;
+    LLVMValueRef t = tloop_begin(&kc, &lt, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), 1, "task");
+    LLVMValueRef bi = LLVMBuildUDiv(cg->b, t, ci64(cg, nkb * npan), "bi");
+    LLVMValueRef r = LLVMBuildURem(cg->b, t, ci64(cg, nkb * npan), "");
+    LLVMValueRef pc = imul(cg, LLVMBuildUDiv(cg->b, r, ci64(cg, npan), ""), ci64(cg, sh.kc));
+    LLVMValueRef j0 = imul(cg, LLVMBuildURem(cg->b, r, ci64(cg, npan), ""), ci64(cg, sh.nr));
+    IfBlock ib;
+    if_begin(&kc, &ib, first_of_packed_batch(cg, mm, mm->b_batch_stride, bi));
+    LLVMValueRef kcv = imin(cg, ci64(cg, sh.kc), LLVMBuildSub(cg->b, ci64(cg, mm->k), pc, ""));
+    LLVMValueRef ncv = imin(cg, ci64(cg, sh.nr), LLVMBuildSub(cg->b, ci64(cg, mm->n), j0, ""));
+    LLVMValueRef xbase = iadd(cg, ci64(cg, mm->b_off), batch_offset(cg, mm, mm->b_batch_stride, bi));
+    LLVMValueRef at = iadd(cg, imul(cg, packed_batch(cg, mm, mm->b_batch_stride, bi), ci64(cg, pp.bp)),
+                           iadd(cg, imul(cg, pc, ci64(cg, pp.bp / mm->k)), imul(cg, j0, kcv)));
+    LLVMValueRef to = elem_ptr(cg, cg->t_f32, dst, at);
+    if (g->conv) {
+        LLVMValueRef args[7] = {src, xbase, pc, kcv, j0, ncv, to};
+        call_fn(cg, pack, args, 7);
+    } else {
+        LLVMValueRef from =
+            iadd(cg, xbase, iadd(cg, imul(cg, pc, ci64(cg, mm->b_sk)), imul(cg, j0, ci64(cg, mm->b_sn))));
+        LLVMValueRef args[7] = {src, from, ci64(cg, mm->b_sn), ci64(cg, mm->b_sk), ncv, kcv, to};
+        call_fn(cg, pack, args, 7);
+    }
+    if_end(&kc, &ib);
+    tloop_end(&kc, &lt);
+    LLVMBuildRetVoid(cg->b);
 }
 
 /* Scratch bytes a tiled matmul kernel needs (0 for any other kernel):
@@ -2621,6 +2741,8 @@ static LLVMValueRef emit_kernel(Cg *cg, const Kernel *k, int ki, LLVMValueRef *c
     }
     for (int which = 0; tiled && which < 2; which++)
         if (prepack_bytes(cg, k, which) > 0) emit_prepack_fn(cg, k, ki, &g, which);
+    int64_t tasks;
+    if (tiled && gather_size(cg, k, &tasks) > 0) emit_gather_fn(cg, k, ki, &g);
     free(list);
     return fn;
 }
@@ -2862,8 +2984,8 @@ static void define_shared_helpers(Cg *cg) {
 /* The module of the kernels of p that `only` selects (NULL: all), in ctx,
  * verified and optimised for tm; hm (NULL: internal helpers) as above. */
 static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTargetMachineRef tm, bool aot,
-                                  const bool *only, int64_t *scratch, int64_t *prepack, HelperMode *hm,
-                                  char *err, size_t errlen) {
+                                  const bool *only, int64_t *scratch, int64_t *prepack, int64_t *gather,
+                                  HelperMode *hm, char *err, size_t errlen) {
     double t_ir = thread_cpu_ms();
     Cg cg = {0};
     cg.ctx = ctx;
@@ -2909,6 +3031,8 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTar
         int64_t sb = matmul_scratch(&cg, &p->kernels.data[i]);
         if (scratch) scratch[i] = sb;
         for (int w = 0; prepack && w < 2; w++) prepack[2 * i + w] = prepack_bytes(&cg, &p->kernels.data[i], w);
+        if (gather) gather[2 * i] = gather_size(&cg, &p->kernels.data[i], &gather[2 * i + 1]);
+        if (gather) gather[2 * i] = gather_size(&cg, &p->kernels.data[i], &gather[2 * i + 1]);
         if (sb > max_scratch) max_scratch = sb;
     }
     if (aot) emit_aot_run(&cg, kfns, max_scratch);
@@ -2953,7 +3077,7 @@ LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTarg
         snprintf(err, errlen, "kernel IR: %s", verr);
         return NULL;
     }
-    return build_module(ctx, p, tm, aot, NULL, scratch, NULL, NULL, err, errlen);
+    return build_module(ctx, p, tm, aot, NULL, scratch, NULL, NULL, NULL, err, errlen);
 }
 
 /* ------------------------------------------------------- object code */
@@ -2961,10 +3085,10 @@ LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTarg
 /* The module of hm's kind (or of p's kernels with internal helpers), to an
  * object file. */
 static LLVMMemoryBufferRef compile_object(LLVMContextRef ctx, LLVMTargetMachineRef tm, const KProgram *p,
-                                          HelperMode *hm, int64_t *scratch, int64_t *prepack, char **ir_text,
-                                          char *err, size_t errlen) {
+                                          HelperMode *hm, int64_t *scratch, int64_t *prepack, int64_t *gather,
+                                          char **ir_text, char *err, size_t errlen) {
     if (ir_text) *ir_text = NULL;
-    LLVMModuleRef mod = build_module(ctx, p, tm, false, NULL, scratch, prepack, hm, err, errlen);
+    LLVMModuleRef mod = build_module(ctx, p, tm, false, NULL, scratch, prepack, gather, hm, err, errlen);
     if (!mod) return NULL;
     if (ir_text) {
         char *s = LLVMPrintModuleToString(mod);
@@ -2992,10 +3116,10 @@ static LLVMMemoryBufferRef compile_object(LLVMContextRef ctx, LLVMTargetMachineR
 
 LLVMMemoryBufferRef llvm_compile_object(LLVMContextRef ctx, LLVMTargetMachineRef tm, const KProgram *p,
                                         const char *helpers, bool *uses_helpers, int64_t *scratch,
-                                        int64_t *prepack, LlvmTimes *times, char **ir_text, char *err,
-                                        size_t errlen) {
+                                        int64_t *prepack, int64_t *gather, LlvmTimes *times, char **ir_text,
+                                        char *err, size_t errlen) {
     HelperMode hm = {helpers, false, false, times};
-    LLVMMemoryBufferRef obj = compile_object(ctx, tm, p, &hm, scratch, prepack, ir_text, err, errlen);
+    LLVMMemoryBufferRef obj = compile_object(ctx, tm, p, &hm, scratch, prepack, gather, ir_text, err, errlen);
     if (uses_helpers) *uses_helpers = hm.used;
     return obj;
 }
@@ -3005,7 +3129,7 @@ LLVMMemoryBufferRef llvm_compile_helpers(LLVMContextRef ctx, LLVMTargetMachineRe
     Arena *a = arena_new();
     KProgram *none = kprog_new(a, "kiln.helpers");
     HelperMode hm = {helpers, true, false, times};
-    LLVMMemoryBufferRef obj = compile_object(ctx, tm, none, &hm, NULL, NULL, ir_text, err, errlen);
+    LLVMMemoryBufferRef obj = compile_object(ctx, tm, none, &hm, NULL, NULL, NULL, ir_text, err, errlen);
     kprog_destroy(none);
     arena_free(a);
     return obj;

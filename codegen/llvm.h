@@ -50,7 +50,9 @@ LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTarg
  * uses them; runtime/cpu_code.c compiles one distinct kernel per object and
  * links the objects into the process's JIT).  scratch[i] and
  * prepack[2 * i + which] (each NULL or one entry per kernel) receive kernel
- * i's scratch bytes and prepacked operand bytes (below); times (NULL or)
+ * i's scratch bytes and prepacked operand bytes (below), gather[2 * i] and
+ * gather[2 * i + 1] (NULL or) the bytes and tasks of its B gathered once
+ * (below); times (NULL or)
  * adds where this thread's time went; ir_text (NULL or)
  * the optimised IR as text (free() it).  Returns the object
  * (LLVMDisposeMemoryBuffer it) or NULL with a message in err.
@@ -66,8 +68,8 @@ typedef struct {
 } LlvmTimes;
 LLVMMemoryBufferRef llvm_compile_object(LLVMContextRef ctx, LLVMTargetMachineRef tm, const KProgram *p,
                                         const char *helpers, bool *uses_helpers, int64_t *scratch,
-                                        int64_t *prepack, LlvmTimes *times, char **ir_text, char *err,
-                                        size_t errlen);
+                                        int64_t *prepack, int64_t *gather, LlvmTimes *times, char **ir_text,
+                                        char *err, size_t errlen);
 LLVMMemoryBufferRef llvm_compile_helpers(LLVMContextRef ctx, LLVMTargetMachineRef tm, const char *helpers,
                                          LlvmTimes *times, char **ir_text, char *err, size_t errlen);
 
@@ -84,9 +86,24 @@ typedef void (*PrepackFn)(void **bufs);
 int llvm_prepack_slot(const KProgram *p, int kernel_index, int which);
 int llvm_table_len(const KProgram *p);
 
+/* A tiled product whose threads split it by rows would pack its B (a
+ * convolution's input under the window, or an activation) again in every
+ * row chunk; when B is one matrix, small enough once packed, it is gathered
+ * once per thread instead: the kernel reads bufs[llvm_prepack_slot(p, i,
+ * 1)], a 64-byte aligned block of gather[2 * i] bytes (llvm_compile_object;
+ * 0: not such a kernel) that must hold this launch's gathered B: the caller
+ * fills it, before running any part of the kernel with that table, by
+ * running the tasks [0, gather[2 * i + 1]) of NAME.gather_b (a KernelFn
+ * called as fn(t0, t1, bufs); any split, in any order, with the same block
+ * in the slot). */
+
+/* Whether threads split tiled product mm by output columns (more columns
+ * than rows) rather than by rows. */
+bool llvm_split_by_columns(const KMatmul *mm);
+
 /* The row granularity a caller must respect when it splits kernel k's outer
  * range: sub-ranges should start at multiples of it for best speed (any
  * split is still correct). */
-int64_t llvm_kernel_grain(const Kernel *k);
+int64_t llvm_kernel_grain(const KProgram *p, const Kernel *k);
 
 #endif

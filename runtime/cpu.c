@@ -36,17 +36,23 @@ typedef struct {
     /* per kernel and operand (llvm.h): the constant operand packed when its
      * parameter was bound (cpu_bind), else NULL */
     void **packed;
+    int64_t gather_stride; /* bytes of the largest B gathered once (llvm.h), 64-aligned; 0: none */
 } CpuProg;
 
 /* One call's own memory: per thread of the pool a scratch block (tiled
  * matmuls) and a copy of the buffer table whose scratch slot points at it;
- * and, per kernel and operand, a block for constant operands whose
- * parameter is not bound (packed on every launch, from this run's data). */
+ * per kernel and operand, a block for constant operands whose parameter is
+ * not bound (packed on every launch, from this run's data); per thread a
+ * block for the B of whichever product gathered once runs (llvm.h,
+ * CpuKernelCode.gather), and whether the thread has gathered it in this
+ * launch. */
 struct CpuCall {
     char *scratch;
     void **task_bufs;
     void **packed;
     int npacked;
+    char *gathered;
+    bool *gather_done;
 };
 
 static double now_ms(void) {
@@ -72,6 +78,8 @@ static void call_free(CpuCall *c) {
     if (!c) return;
     free(c->scratch);
     free(c->task_bufs);
+    free(c->gathered);
+    free(c->gather_done);
     free_blocks(c->packed, c->npacked);
     free(c);
 }
@@ -107,6 +115,10 @@ static void *cpu_prepare(const KProgram *kp, const CompileOptions *opt, char *er
     x->scratch_stride = (most + 63) / 64 * 64;
     x->table_len = cpu_code_table_len(x->code);
     x->packed = xcalloc((size_t)2 * kp->kernels.len + 1, sizeof(void *));
+    for (int i = 0; i < kp->kernels.len; i++)
+        if (cpu_code_kernel(x->code, i)->gather_bytes > x->gather_stride)
+            x->gather_stride = cpu_code_kernel(x->code, i)->gather_bytes;
+    x->gather_stride = (x->gather_stride + 63) / 64 * 64;
     if (opt && opt->stats) {
         CompileStats *cs = opt->stats;
         cs->kernels += st.kernels, cs->distinct += st.distinct, cs->compiled += st.compiled;
@@ -126,19 +138,29 @@ static void *cpu_prepare(const KProgram *kp, const CompileOptions *opt, char *er
     return x;
 }
 
+/* *block = nt blocks of `stride` bytes (none when stride is 0), 64-byte aligned. */
+static bool per_thread_block(char **block, int64_t stride, int nt, const char *what, char *err,
+                             size_t errlen) {
+    if (stride > 0 && !(*block = aligned_alloc(64, (size_t)stride * (size_t)nt))) {
+        snprintf(err, errlen, "out of memory for %s (%d x %lld bytes)", what, nt, (long long)stride);
+        return false;
+    }
+    return true;
+}
+
 static bool cpu_call_begin(void *p, void **call, char *err, size_t errlen) {
     CpuProg *x = p;
     CpuCall *c = atomic_exchange(&x->spare, NULL);
     if (!c) {
         int nt = tp_size(x->tp);
         c = xcalloc(1, sizeof *c);
-        if (x->scratch_stride > 0 &&
-            !(c->scratch = aligned_alloc(64, (size_t)x->scratch_stride * (size_t)nt))) {
-            snprintf(err, errlen, "out of memory for the matmul scratch (%d x %lld bytes)", nt,
-                     (long long)x->scratch_stride);
-            free(c);
+        if (!per_thread_block(&c->scratch, x->scratch_stride, nt, "the matmul scratch", err, errlen) ||
+            !per_thread_block(&c->gathered, x->gather_stride, nt, "the products' gathered B operands", err,
+                              errlen)) {
+            call_free(c);
             return false;
         }
+        c->gather_done = xcalloc((size_t)nt + 1, sizeof(bool));
         c->task_bufs = xcalloc((size_t)nt * (size_t)x->table_len + 1, sizeof(void *));
         c->npacked = 2 * x->kp->kernels.len;
         c->packed = xcalloc((size_t)c->npacked + 1, sizeof(void *));
@@ -158,13 +180,23 @@ typedef struct {
     int64_t outer, chunk;
     void **task_bufs; /* thread t's table at task_bufs + t * stride */
     int stride;
+    /* a B gathered once: every thread gathers it into its own
+     * block before its first chunk (gather_done[thread]) */
+    KernelFn gather;
+    int64_t gather_tasks;
+    bool *gather_done;
 } ChunkJob;
 
 static void run_chunk(void *ctx, int t, int thread) {
     ChunkJob *j = ctx;
     int64_t b = (int64_t)t * j->chunk, e = b + j->chunk;
     if (e > j->outer) e = j->outer;
-    if (b < e) j->fn(b, e, j->task_bufs + (size_t)thread * (size_t)j->stride);
+    void **table = j->task_bufs + (size_t)thread * (size_t)j->stride;
+    if (b < e && j->gather && !j->gather_done[thread]) {
+        j->gather(0, j->gather_tasks, table);
+        j->gather_done[thread] = true;
+    }
+    if (b < e) j->fn(b, e, table);
 }
 
 /* Work below this (elements touched, roughly) runs on one thread. */
@@ -175,13 +207,16 @@ enum { PARALLEL_MIN_WORK = 1 << 16 };
 enum { CHUNKS_PER_THREAD = 4 };
 
 /* Thread t's copy of kernel i's table (cpu_code.h): its buffers, the
- * scratch at t's scratch, the packed constant operands. */
+ * scratch at t's scratch, the packed constant operands (B's at t's own
+ * block for a B gathered once). */
 static void **task_table(const CpuProg *x, CpuCall *c, int t, void *const *bufs, int i) {
     void **tb = c->task_bufs + (size_t)t * (size_t)x->table_len;
     void *scratch = c->scratch ? c->scratch + (size_t)t * (size_t)x->scratch_stride : NULL;
     void *packed[2];
     for (int w = 0; w < 2; w++)
         packed[w] = x->packed[2 * i + w] ? x->packed[2 * i + w] : c->packed[2 * i + w];
+    if (cpu_code_kernel(x->code, i)->gather_bytes > 0)
+        packed[1] = c->gathered + (size_t)t * (size_t)x->gather_stride;
     cpu_code_table(x->code, i, bufs, scratch, packed, tb);
     return tb;
 }
@@ -243,40 +278,45 @@ static bool pack_unbound(const CpuProg *x, CpuCall *c, int i, void *const *bufs,
 }
 
 /* Kernel i over its outer range, split over the pool in contiguous chunks,
- * several per thread (small kernels on the calling thread). */
+ * several per thread (small kernels on the calling thread).  A product
+ * whose B is gathered once (llvm.h): each thread gathers it once, into
+ * its own block (one shared block costs more: its lines move between the
+ * cores' caches at every run; measured 6x the gathering time on 2 cores). */
 static bool cpu_launch(void *p, void *call, int i, void *const *bufs, char *err, size_t errlen) {
     CpuProg *x = p;
     CpuCall *c = call;
     const Kernel *k = &x->kp->kernels.data[i];
     const CpuKernelCode *kc = cpu_code_kernel(x->code, i);
-    KernelFn fn = kc->fn;
-    int64_t outer = k->outer;
+    KernelFn fn = kc->fn, gather = kc->gather;
+    int64_t outer = k->outer, gather_tasks = kc->gather_tasks;
     if (outer <= 0) return true;
     if (!pack_unbound(x, c, i, bufs, err, errlen)) return false;
     double work = (double)k->flops + (double)k->bytes, per_o = 1;
     for (int s = 0; s < k->stages.len; s++) per_o += (double)k->stages.data[s].extent;
     if (work < (double)outer * per_o) work = (double)outer * per_o;
     int nt = tp_size(x->tp);
-    int64_t grain = llvm_kernel_grain(k);
-    if (nt <= 1 || work < PARALLEL_MIN_WORK || outer < 2 * grain) {
-        fn(0, outer, task_table(x, c, 0, bufs, i));
-        return true;
-    }
     /* a tiled matmul with fewer rows than columns splits by columns (each
      * thread then packs only its part of B), else by rows */
     KernelFn cols = kc->cols;
     KGemm g;
-    if (cols && kernel_gemm(x->kp, k, &g) && g.mm.batch * g.mm.m < g.mm.n && g.mm.n >= 2 * 64) {
+    bool by_columns = cols && kernel_gemm(x->kp, k, &g) && llvm_split_by_columns(&g.mm);
+    int64_t grain = by_columns ? 64 : llvm_kernel_grain(x->kp, k);
+    if (nt <= 1 || work < PARALLEL_MIN_WORK || (by_columns ? g.mm.n : outer) < 2 * grain) {
+        void **table = task_table(x, c, 0, bufs, i);
+        if (gather) gather(0, gather_tasks, table);
+        fn(0, outer, table);
+        return true;
+    }
+    for (int t = 0; t < nt; t++) task_table(x, c, t, bufs, i);
+    if (by_columns) {
         fn = cols;
         outer = g.mm.n;
-        grain = 64;
     }
     int64_t units = (outer + grain - 1) / grain;
     int64_t per = (units + (int64_t)nt * CHUNKS_PER_THREAD - 1) / ((int64_t)nt * CHUNKS_PER_THREAD);
-    ChunkJob job = {fn, outer, per * grain, c->task_bufs, x->table_len};
-    int ntasks = (int)((outer + job.chunk - 1) / job.chunk);
-    for (int t = 0; t < nt; t++) task_table(x, c, t, bufs, i);
-    tp_run(x->tp, run_chunk, &job, ntasks);
+    ChunkJob job = {fn, outer, per * grain, c->task_bufs, x->table_len, gather, gather_tasks, c->gather_done};
+    if (gather) memset(c->gather_done, 0, sizeof(bool) * (size_t)nt);
+    tp_run(x->tp, run_chunk, &job, (int)((outer + job.chunk - 1) / job.chunk));
     return true;
 }
 

@@ -325,9 +325,10 @@ struct Unit {
     UnitState state;
     char *err; /* UNIT_FAILED */
     LLVMOrcResourceTrackerRef rt;
-    KernelFn fn, cols;
+    KernelFn fn, cols, gather;
     PrepackFn prepack[2];
     int64_t scratch, prepack_bytes[2];
+    int64_t gather_bytes, gather_tasks; /* B gathered once (llvm.h) */
     bool helpers; /* the target's shared helpers (no entry), not a kernel */
     bool uses_helpers;
     Unit *helper; /* held while this unit is: the helpers it calls */
@@ -489,6 +490,7 @@ static bool unit_link(Unit *u, LLVMMemoryBufferRef obj, char *err, size_t errlen
     for (int w = 0; ok && w < 2; w++)
         if (u->prepack_bytes[w] > 0)
             ok = lookup(u->sym, w ? ".prepack_b" : ".prepack_a", &u->prepack[w], err, errlen);
+    if (ok && u->gather_bytes > 0) ok = lookup(u->sym, ".gather_b", &u->gather, err, errlen);
     if (!ok) { /* whatever got in goes out again */
         pthread_mutex_lock(&units.mu);
         LLVMErrorRef r = LLVMOrcResourceTrackerRemove(u->rt);
@@ -503,18 +505,18 @@ static bool unit_link(Unit *u, LLVMMemoryBufferRef obj, char *err, size_t errlen
 /* ------------------------------------------------------ cache entries */
 
 /* A CPU entry's payload: KCACHE_CPU_MAGIC, then u64 scratch, prepack A,
- * prepack B bytes, flags (1: calls the shared helpers), little-endian, then
- * the object file. */
-enum { ENTRY_HEAD = 40 };
+ * prepack B, gathered B bytes, gather tasks, flags (1: calls the shared
+ * helpers), little-endian, then the object file. */
+enum { ENTRY_SIZES = 5, ENTRY_HEAD = 8 + 8 * ENTRY_SIZES + 8 };
 
 static char *entry_pack(const Unit *u, LLVMMemoryBufferRef obj, size_t *len) {
     size_t n = LLVMGetBufferSize(obj);
     unsigned char *e = xmalloc(ENTRY_HEAD + n);
     memcpy(e, KCACHE_CPU_MAGIC, 8);
-    kcache_put_u64(e + 8, (uint64_t)u->scratch);
-    kcache_put_u64(e + 16, (uint64_t)u->prepack_bytes[0]);
-    kcache_put_u64(e + 24, (uint64_t)u->prepack_bytes[1]);
-    kcache_put_u64(e + 32, u->uses_helpers ? 1 : 0);
+    const int64_t f[ENTRY_SIZES] = {u->scratch, u->prepack_bytes[0], u->prepack_bytes[1], u->gather_bytes,
+                                    u->gather_tasks};
+    for (int i = 0; i < ENTRY_SIZES; i++) kcache_put_u64(e + 8 + 8 * i, (uint64_t)f[i]);
+    kcache_put_u64(e + 8 + 8 * ENTRY_SIZES, u->uses_helpers ? 1 : 0);
     memcpy(e + ENTRY_HEAD, LLVMGetBufferStart(obj), n);
     *len = ENTRY_HEAD + n;
     return (char *)e;
@@ -528,14 +530,15 @@ static LLVMMemoryBufferRef entry_unpack(Unit *u, const char *data, size_t len) {
     if (len <= ENTRY_HEAD + 4 || memcmp(e, KCACHE_CPU_MAGIC, 8) != 0 ||
         memcmp(e + ENTRY_HEAD, "\177ELF", 4) != 0)
         return NULL;
-    int64_t f[3];
-    for (int i = 0; i < 3; i++) {
+    int64_t f[ENTRY_SIZES];
+    for (int i = 0; i < ENTRY_SIZES; i++) {
         f[i] = (int64_t)kcache_get_u64(e + 8 + 8 * i);
         if (f[i] < 0 || f[i] > ((int64_t)1 << 48)) return NULL;
     }
-    uint64_t flags = kcache_get_u64(e + 32);
+    uint64_t flags = kcache_get_u64(e + 8 + 8 * ENTRY_SIZES);
     if (flags > 1) return NULL;
     u->scratch = f[0], u->prepack_bytes[0] = f[1], u->prepack_bytes[1] = f[2];
+    u->gather_bytes = f[3], u->gather_tasks = f[4];
     u->uses_helpers = flags & 1;
     return LLVMCreateMemoryBufferWithMemoryRangeCopy(data + ENTRY_HEAD, len - ENTRY_HEAD, u->sym);
 }
@@ -589,10 +592,12 @@ static LLVMMemoryBufferRef compile_unit(Worker *wk, Job *j, KCacheKey key, char 
     Unit *u = j->u;
     char **ir = wk->w->want_ir ? &j->ir : NULL;
     LlvmTimes lt = {0, 0, 0};
+    int64_t gather[2] = {0, 0};
     LLVMMemoryBufferRef obj =
         j->cp ? llvm_compile_object(wk->ctx, wk->tm, j->cp, wk->w->helpers_suffix, &u->uses_helpers,
-                                    &u->scratch, u->prepack_bytes, &lt, ir, err, errlen)
+                                    &u->scratch, u->prepack_bytes, gather, &lt, ir, err, errlen)
               : llvm_compile_helpers(wk->ctx, wk->tm, wk->w->helpers_suffix, &lt, ir, err, errlen);
+    u->gather_bytes = gather[0], u->gather_tasks = gather[1];
     double spent = thread_cpu_ms() - t0;
     pthread_mutex_lock(&wk->w->mu);
     wk->w->llvm_cpu_ms += spent;
@@ -991,6 +996,7 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
         }
         CpuKernelCode *kc = &c->kernels[i];
         kc->fn = u->fn, kc->cols = u->cols, kc->scratch = u->scratch;
+        kc->gather = u->gather, kc->gather_bytes = u->gather_bytes, kc->gather_tasks = u->gather_tasks;
         for (int x = 0; x < 2; x++)
             kc->prepack[x] = u->prepack[x], kc->prepack_bytes[x] = u->prepack_bytes[x];
     }
@@ -1053,12 +1059,15 @@ bool cpu_code_run_serial(const CpuCode *c, void *const *bufs) {
         void *scratch = kc->scratch > 0 ? aligned_block(kc->scratch) : NULL;
         void *packed[2] = {NULL, NULL};
         ok = kc->scratch <= 0 || scratch;
-        for (int x = 0; ok && x < 2; x++)
-            if (kc->prepack_bytes[x] > 0) ok = (packed[x] = aligned_block(kc->prepack_bytes[x])) != NULL;
+        for (int x = 0; ok && x < 2; x++) /* B's block holds a B gathered once (llvm.h) too */
+            if (kc->prepack_bytes[x] > 0 || (x == 1 && kc->gather_bytes > 0))
+                ok = (packed[x] = aligned_block(
+                          x == 1 && kc->gather_bytes > 0 ? kc->gather_bytes : kc->prepack_bytes[x])) != NULL;
         if (ok) {
             cpu_code_table(c, i, bufs, scratch, packed, table);
             for (int x = 0; x < 2; x++) /* constant operands, packed for this call only */
-                if (packed[x]) kc->prepack[x](table);
+                if (kc->prepack_bytes[x] > 0) kc->prepack[x](table);
+            if (kc->gather) kc->gather(0, kc->gather_tasks, table);
             if (outer > 0) kc->fn(0, outer, table);
         }
         free(scratch);

@@ -10,8 +10,9 @@
  * Inputs are seeded random values in [-1, 1); each result must equal the
  * reference (ir/interp.c, in double) within |got - want| <= tol * |want| +
  * 1e-4 * (the largest |want| of that result), tol 1e-4 for f32 results and
- * one rounding (1e-3, 8e-3) for f16 and bf16 ones, on --device cpu (LLVM JIT, 2 threads,
- * so the split of the outer range is exercised), kir and cuda-emu.
+ * one rounding (1e-3, 8e-3) for f16 and bf16 ones, on --device cpu (LLVM JIT, 2 threads
+ * unless KILN_THREADS says otherwise, so the split of the outer range and the
+ * convolutions gathered once per thread are exercised), kir and cuda-emu.
  * Last line: "test_kernels: N passed, N failed". */
 #include "runtime/exec.h"
 #include "runtime/runtime.h"
@@ -273,6 +274,8 @@ static void test_convolutions(void) {
         {1, 16, 9, 9, 16, 5, 5, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},      /* no padding */
         {1, 64, 5, 6, 16, 1, 3, 1, 1, 0, 1, 1, 1, 1, false, "relu", 0, 0}, /* K = 192 in one block */
         {1, 32, 6, 6, 96, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "", 0, 0},      /* more rows than pixels */
+        {1, 48, 9, 9, 100, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0,
+         0}, /* gathered once per thread, 2 K blocks */
         {2, 64, 8, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 2, false, "relu", 0, 0}, /* two groups of 32 */
         {2, 80, 16, 16, 60, 1, 1, 1, 1, 0, 0, 1, 1, 5, true, "", 0, 0},    /* pointwise, 5 groups */
         {1, 16, 14, 15, 24, 3, 3, 2, 2, 0, 0, 1, 1, 1, false, "relu", 1,
@@ -320,6 +323,7 @@ static void test_pools(void) {
 }
 
 int main(void) {
+    setenv("KILN_THREADS", "2", 0); /* at least two threads split every large kernel, whatever the machine */
     test_matmuls();
     test_convolutions();
     test_pools();

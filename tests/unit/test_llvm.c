@@ -773,7 +773,14 @@ static void check_matmul(int64_t batch, int64_t M, int64_t N, int64_t K, KilnDTy
         const CpuKernelCode *kc = cpu_code_kernel(jit, 0);
         void *scratch = kc->scratch ? aligned_alloc(64, (size_t)(kc->scratch + 63) / 64 * 64) : NULL;
         void *prog_bufs[4] = {A.data, B.data, bias.data, out}, *bp[8];
-        cpu_code_table(jit, 0, prog_bufs, scratch, NULL, bp);
+        /* a B gathered once (llvm.h): its block filled first, in two pieces */
+        void *gathered =
+            kc->gather_bytes > 0 ? aligned_alloc(64, (size_t)(kc->gather_bytes + 63) / 64 * 64) : NULL;
+        cpu_code_table(jit, 0, prog_bufs, scratch, (void *[2]){NULL, gathered}, bp);
+        if (kc->gather) {
+            kc->gather(kc->gather_tasks / 2, kc->gather_tasks, bp);
+            kc->gather(0, kc->gather_tasks / 2, bp);
+        }
         KernelFn fn = kc->fn;
         /* in ragged pieces, as threads would split it */
         int64_t cuts[4] = {0, no / 3 + 1, 2 * no / 3 + 7, no};
@@ -791,6 +798,7 @@ static void check_matmul(int64_t batch, int64_t M, int64_t N, int64_t K, KilnDTy
             free(first);
         }
         free(scratch);
+        free(gathered);
         for (int64_t bI = 0; bI < batch; bI++)
             for (int64_t i = 0; i < M; i++)
                 for (int64_t j = 0; j < N; j++) {
