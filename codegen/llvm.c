@@ -2291,31 +2291,34 @@ static int64_t distinct_batches(const KMatmul *mm, const int64_t *strides) {
 
 bool llvm_split_by_columns(const KMatmul *mm) { return mm->batch * mm->m < mm->n && mm->n >= 128; }
 
-/* A product's B that is not a constant (a convolution's input under the
- * window, or an activation) is packed by the loop nest for every row chunk
- * that a thread runs: when threads split the product by rows (short, deep
- * products: ResNet's 14x14 and 7x7 stages, with 4 chunks per thread), each
- * chunk packs all of B again, and a convolution's gathering then costs as
- * much as the FMAs (ResNet-50's 3x3 at 14x14 on 2 threads: 35 % of the
- * time).  Such a B is instead gathered once per thread and run, by
- * NAME.gather_b (below), into the B prepack slot (a block per thread,
+/* A product's operand that is not a constant (a convolution's input under
+ * the window, an activation) is packed by the loop nest in every chunk that
+ * a thread runs: B in every row chunk when threads split the product by
+ * rows (short, deep products: ResNet's 14x14 and 7x7 stages, with 4 chunks
+ * per thread), A in every column chunk when they split it by columns (an
+ * encoder's activations times its weights).  A convolution's gathering then
+ * costs as much as the FMAs (ResNet-50's 3x3 at 14x14 on 2 threads: 35 % of
+ * the time).  Such an operand is instead gathered once per thread and run,
+ * by NAME.gather (below), into its prepack slot (a block per thread,
  * runtime/cpu.c), and the loop nest reads it as it reads a prepacked
- * constant B.  Only for one distinct B (several images or groups are split
- * between the chunks already) and when that block stays small. */
+ * constant.  Only for one distinct matrix (several images or groups are
+ * split between the chunks already) and when that block stays small. */
 enum { GATHER_MAX_BYTES = 4 << 20 };
 
 static bool b_constant(const Cg *cg, const KGemm *g) {
     return !g->conv && cg->p->bufs.data[g->mm.b_buf].constant;
 }
 
-static bool b_gathered_once(const Cg *cg, const KGemm *g) {
+/* The operand (0: A, 1: B) gathered once per thread, or -1. */
+static int gathered_operand(const Cg *cg, const KGemm *g) {
     const KMatmul *mm = &g->mm;
-    if (cg->aot || b_constant(cg, g) || llvm_split_by_columns(mm) ||
-        distinct_batches(mm, mm->b_batch_stride) != 1)
-        return false;
+    int which = llvm_split_by_columns(mm) ? 0 : 1;
+    bool constant = which ? b_constant(cg, g) : cg->p->bufs.data[mm->a_buf].constant;
+    if (cg->aot || constant || distinct_batches(mm, which ? mm->b_batch_stride : mm->a_batch_stride) != 1)
+        return -1;
     MmShape sh = mm_shape(cg);
-    int64_t np = (mm->n + sh.nr - 1) / sh.nr * sh.nr;
-    return (double)np * (double)mm->k * 4.0 <= GATHER_MAX_BYTES;
+    int64_t lines = which ? mm->n : mm->m, w = which ? sh.nr : sh.mr;
+    return (double)((lines + w - 1) / w * w) * (double)mm->k * 4.0 <= GATHER_MAX_BYTES ? which : -1;
 }
 
 static Prepack gemm_prepack(const Cg *cg, const KGemm *g) {
@@ -2323,8 +2326,9 @@ static Prepack gemm_prepack(const Cg *cg, const KGemm *g) {
     if (cg->aot) return pp; /* an AOT run function has no state to keep them in */
     MmShape sh = mm_shape(cg);
     const KMatmul *mm = &g->mm;
-    pp.a = cg->p->bufs.data[mm->a_buf].constant;
-    pp.b = b_constant(cg, g) || b_gathered_once(cg, g);
+    int gathered = gathered_operand(cg, g);
+    pp.a = cg->p->bufs.data[mm->a_buf].constant || gathered == 0;
+    pp.b = b_constant(cg, g) || gathered == 1;
     pp.ap = (mm->m + sh.mr - 1) / sh.mr * sh.mr * mm->k;
     pp.bp = (mm->n + sh.nr - 1) / sh.nr * sh.nr * mm->k;
     return pp;
@@ -2344,13 +2348,16 @@ static LLVMValueRef packed_batch(Cg *cg, const KMatmul *mm, const int64_t *strid
 }
 
 /* Bytes of kernel k's prepacked operand `which` (0: A, 1: B); 0 when it has
- * none.  A B gathered once per run is not a prepacked constant: it has
- * gather_size instead. */
+ * none.  An operand gathered once per run is not a prepacked constant: it
+ * has gather_size instead. */
 static int64_t prepack_bytes(const Cg *cg, const Kernel *k, int which) {
     KGemm g;
     if (!gemm_tiled(cg, k, &g)) return 0;
     Prepack pp = gemm_prepack(cg, &g);
-    if (which == 0) return pp.a ? distinct_batches(&g.mm, g.mm.a_batch_stride) * pp.ap * 4 : 0;
+    if (which == 0)
+        return pp.a && cg->p->bufs.data[g.mm.a_buf].constant
+                   ? distinct_batches(&g.mm, g.mm.a_batch_stride) * pp.ap * 4
+                   : 0;
     return pp.b && b_constant(cg, &g) ? distinct_batches(&g.mm, g.mm.b_batch_stride) * pp.bp * 4 : 0;
 }
 
@@ -2411,31 +2418,45 @@ static LLVMValueRef emit_prepack_fn(Cg *cg, const Kernel *k, int ki, const KGemm
     return fn;
 }
 
-/* A B gathered once per run (b_gathered_once): its block, laid out as a
- * prepacked B, and the tasks NAME.gather_b splits the gathering into: one
- * per (batch, K block, panel of NR columns). */
-static int64_t gather_size(const Cg *cg, const Kernel *k, int64_t *tasks) {
+/* An operand gathered once per run (gathered_operand): sizes[0] the bytes of
+ * its block, laid out as a prepacked operand; sizes[1] the tasks
+ * NAME.gather splits the gathering into, one per (batch, K block, panel of
+ * MR rows or NR columns); sizes[2] the operand (0: A, 1: B).  False (sizes
+ * zero) when kernel k has none. */
+static bool gather_size(const Cg *cg, const Kernel *k, int64_t sizes[3]) {
     KGemm g;
-    *tasks = 0;
-    if (!gemm_tiled(cg, k, &g) || !b_gathered_once(cg, &g)) return 0;
+    sizes[0] = sizes[1] = sizes[2] = 0;
+    int which = gemm_tiled(cg, k, &g) ? gathered_operand(cg, &g) : -1;
+    if (which < 0) return false;
     Prepack pp = gemm_prepack(cg, &g);
     MmShape sh = mm_shape(cg);
-    *tasks = g.mm.batch * ((g.mm.k + sh.kc - 1) / sh.kc) * ((g.mm.n + sh.nr - 1) / sh.nr);
-    return distinct_batches(&g.mm, g.mm.b_batch_stride) * pp.bp * 4;
+    int64_t lines = which ? g.mm.n : g.mm.m, w = which ? sh.nr : sh.mr;
+    sizes[0] = (which ? pp.bp : pp.ap) * 4;
+    sizes[1] = g.mm.batch * ((g.mm.k + sh.kc - 1) / sh.kc) * ((lines + w - 1) / w);
+    sizes[2] = which;
+    return true;
 }
 
-/* void NAME.gather_b(i64 t0, i64 t1, ptr bufs): tasks [t0, t1) of
- * gather_size, each one panel: B's K rows [pc, pc + kc) and columns [j0, j0
- * + NR) (a convolution's input under the window, by NAME.im2col; else by
- * the packing routine) where the loop nest reads a prepacked B panel. */
+/* void NAME.gather(i64 t0, i64 t1, ptr bufs): tasks [t0, t1) of
+ * gather_size, each one panel: K rows [pc, pc + kc) of A's rows [i0, i0 +
+ * MR) or of B's columns [j0, j0 + NR) (a convolution's input under the
+ * window by NAME.im2col, else by the packing routine), where the loop nest
+ * reads a prepacked panel. */
 static void emit_gather_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g) {
     const KMatmul *mm = &g->mm;
     MmShape sh = mm_shape(cg);
     Prepack pp = gemm_prepack(cg, g);
-    const int64_t nkb = (mm->k + sh.kc - 1) / sh.kc, npan = (mm->n + sh.nr - 1) / sh.nr;
-    KilnDType dt = cg->p->bufs.data[mm->b_buf].dtype;
-    LLVMValueRef pack = g->conv ? helper_im2col(cg, k, dt, sh.nr) : helper_pack(cg, dt, sh.nr);
-    char *name = name2(k->name, ".gather_b");
+    int64_t sizes[3];
+    gather_size(cg, k, sizes);
+    const int which = (int)sizes[2], W = which ? sh.nr : sh.mr, buf = which ? mm->b_buf : mm->a_buf;
+    const int64_t lines = which ? mm->n : mm->m, per = which ? pp.bp : pp.ap;
+    const int64_t s_line = which ? mm->b_sn : mm->a_sm, s_k = which ? mm->b_sk : mm->a_sk;
+    const int64_t *strides = which ? mm->b_batch_stride : mm->a_batch_stride;
+    const int64_t nkb = (mm->k + sh.kc - 1) / sh.kc, npan = (lines + W - 1) / W;
+    KilnDType dt = cg->p->bufs.data[buf].dtype;
+    bool im2col = which == 1 && g->conv;
+    LLVMValueRef pack = im2col ? helper_im2col(cg, k, dt, sh.nr) : helper_pack(cg, dt, W);
+    char *name = name2(k->name, ".gather");
     LLVMTypeRef ps[3] = {cg->t_i64, cg->t_i64, cg->t_ptr};
     LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, 3, 0));
     free(name);
@@ -2443,32 +2464,31 @@ static void emit_gather_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g) {
     Kc kc = {.cg = cg, .fn = fn};
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
     LLVMValueRef bufs = LLVMGetParam(fn, 2);
-    LLVMValueRef src =
-        LLVMBuildLoad2(cg->b, cg->t_ptr, elem_ptr(cg, cg->t_ptr, bufs, ci64(cg, mm->b_buf)), "x");
-    LLVMValueRef dst =
-        LLVMBuildLoad2(cg->b, cg->t_ptr,
-                       elem_ptr(cg, cg->t_ptr, bufs, ci64(cg, llvm_prepack_slot(cg->p, ki, 1))), "gathered");
+    LLVMValueRef src = LLVMBuildLoad2(cg->b, cg->t_ptr, elem_ptr(cg, cg->t_ptr, bufs, ci64(cg, buf)), "src");
+    LLVMValueRef dst = LLVMBuildLoad2(
+        cg->b, cg->t_ptr, elem_ptr(cg, cg->t_ptr, bufs, ci64(cg, llvm_prepack_slot(cg->p, ki, which))),
+        "gathered");
     TLoop lt;
     LLVMValueRef t = tloop_begin(&kc, &lt, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), 1, "task");
     LLVMValueRef bi = LLVMBuildUDiv(cg->b, t, ci64(cg, nkb * npan), "bi");
     LLVMValueRef r = LLVMBuildURem(cg->b, t, ci64(cg, nkb * npan), "");
     LLVMValueRef pc = imul(cg, LLVMBuildUDiv(cg->b, r, ci64(cg, npan), ""), ci64(cg, sh.kc));
-    LLVMValueRef j0 = imul(cg, LLVMBuildURem(cg->b, r, ci64(cg, npan), ""), ci64(cg, sh.nr));
+    LLVMValueRef l0 = imul(cg, LLVMBuildURem(cg->b, r, ci64(cg, npan), ""), ci64(cg, W));
     IfBlock ib;
-    if_begin(&kc, &ib, first_of_packed_batch(cg, mm, mm->b_batch_stride, bi));
+    if_begin(&kc, &ib, first_of_packed_batch(cg, mm, strides, bi));
     LLVMValueRef kcv = imin(cg, ci64(cg, sh.kc), LLVMBuildSub(cg->b, ci64(cg, mm->k), pc, ""));
-    LLVMValueRef ncv = imin(cg, ci64(cg, sh.nr), LLVMBuildSub(cg->b, ci64(cg, mm->n), j0, ""));
-    LLVMValueRef xbase = iadd(cg, ci64(cg, mm->b_off), batch_offset(cg, mm, mm->b_batch_stride, bi));
-    LLVMValueRef at = iadd(cg, imul(cg, packed_batch(cg, mm, mm->b_batch_stride, bi), ci64(cg, pp.bp)),
-                           iadd(cg, imul(cg, pc, ci64(cg, pp.bp / mm->k)), imul(cg, j0, kcv)));
+    LLVMValueRef nlv = imin(cg, ci64(cg, W), LLVMBuildSub(cg->b, ci64(cg, lines), l0, ""));
+    LLVMValueRef base = iadd(cg, ci64(cg, which ? mm->b_off : mm->a_off), batch_offset(cg, mm, strides, bi));
+    LLVMValueRef at = iadd(cg, imul(cg, packed_batch(cg, mm, strides, bi), ci64(cg, per)),
+                           iadd(cg, imul(cg, pc, ci64(cg, per / mm->k)), imul(cg, l0, kcv)));
     LLVMValueRef to = elem_ptr(cg, cg->t_f32, dst, at);
-    if (g->conv) {
-        LLVMValueRef args[7] = {src, xbase, pc, kcv, j0, ncv, to};
+    if (im2col) {
+        LLVMValueRef args[7] = {src, base, pc, kcv, l0, nlv, to};
         call_fn(cg, pack, args, 7);
     } else {
         LLVMValueRef from =
-            iadd(cg, xbase, iadd(cg, imul(cg, pc, ci64(cg, mm->b_sk)), imul(cg, j0, ci64(cg, mm->b_sn))));
-        LLVMValueRef args[7] = {src, from, ci64(cg, mm->b_sn), ci64(cg, mm->b_sk), ncv, kcv, to};
+            iadd(cg, base, iadd(cg, imul(cg, pc, ci64(cg, s_k)), imul(cg, l0, ci64(cg, s_line))));
+        LLVMValueRef args[7] = {src, from, ci64(cg, s_line), ci64(cg, s_k), nlv, kcv, to};
         call_fn(cg, pack, args, 7);
     }
     if_end(&kc, &ib);
@@ -2741,8 +2761,8 @@ static LLVMValueRef emit_kernel(Cg *cg, const Kernel *k, int ki, LLVMValueRef *c
     }
     for (int which = 0; tiled && which < 2; which++)
         if (prepack_bytes(cg, k, which) > 0) emit_prepack_fn(cg, k, ki, &g, which);
-    int64_t tasks;
-    if (tiled && gather_size(cg, k, &tasks) > 0) emit_gather_fn(cg, k, ki, &g);
+    int64_t sizes[3];
+    if (tiled && gather_size(cg, k, sizes)) emit_gather_fn(cg, k, ki, &g);
     free(list);
     return fn;
 }
@@ -3031,8 +3051,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTar
         int64_t sb = matmul_scratch(&cg, &p->kernels.data[i]);
         if (scratch) scratch[i] = sb;
         for (int w = 0; prepack && w < 2; w++) prepack[2 * i + w] = prepack_bytes(&cg, &p->kernels.data[i], w);
-        if (gather) gather[2 * i] = gather_size(&cg, &p->kernels.data[i], &gather[2 * i + 1]);
-        if (gather) gather[2 * i] = gather_size(&cg, &p->kernels.data[i], &gather[2 * i + 1]);
+        if (gather) gather_size(&cg, &p->kernels.data[i], &gather[3 * i]);
         if (sb > max_scratch) max_scratch = sb;
     }
     if (aot) emit_aot_run(&cg, kfns, max_scratch);

@@ -50,8 +50,8 @@ LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTarg
  * uses them; runtime/cpu_code.c compiles one distinct kernel per object and
  * links the objects into the process's JIT).  scratch[i] and
  * prepack[2 * i + which] (each NULL or one entry per kernel) receive kernel
- * i's scratch bytes and prepacked operand bytes (below), gather[2 * i] and
- * gather[2 * i + 1] (NULL or) the bytes and tasks of its B gathered once
+ * i's scratch bytes and prepacked operand bytes (below), gather[3 * i ..
+ * 3 * i + 2] (NULL or) the bytes, tasks and operand of what it gathers once
  * (below); times (NULL or)
  * adds where this thread's time went; ir_text (NULL or)
  * the optimised IR as text (free() it).  Returns the object
@@ -86,16 +86,18 @@ typedef void (*PrepackFn)(void **bufs);
 int llvm_prepack_slot(const KProgram *p, int kernel_index, int which);
 int llvm_table_len(const KProgram *p);
 
-/* A tiled product whose threads split it by rows would pack its B (a
- * convolution's input under the window, or an activation) again in every
- * row chunk; when B is one matrix, small enough once packed, it is gathered
- * once per thread instead: the kernel reads bufs[llvm_prepack_slot(p, i,
- * 1)], a 64-byte aligned block of gather[2 * i] bytes (llvm_compile_object;
- * 0: not such a kernel) that must hold this launch's gathered B: the caller
+/* A tiled product would pack its operand that is not a constant (a
+ * convolution's input under the window, an activation) again in every
+ * chunk: B in every row chunk when threads split it by rows, A in every
+ * column chunk when they split it by columns.  When that operand is one
+ * matrix, small enough once packed, it is gathered once per thread instead:
+ * the kernel reads bufs[llvm_prepack_slot(p, i, gather[3 * i + 2])], a
+ * 64-byte aligned block of gather[3 * i] bytes (llvm_compile_object; 0: not
+ * such a kernel) that must hold this launch's gathered operand: the caller
  * fills it, before running any part of the kernel with that table, by
- * running the tasks [0, gather[2 * i + 1]) of NAME.gather_b (a KernelFn
- * called as fn(t0, t1, bufs); any split, in any order, with the same block
- * in the slot). */
+ * running the tasks [0, gather[3 * i + 1]) of NAME.gather (a KernelFn called
+ * as fn(t0, t1, bufs); any split, in any order, with the same block in the
+ * slot). */
 
 /* Whether threads split tiled product mm by output columns (more columns
  * than rows) rather than by rows. */

@@ -36,14 +36,14 @@ typedef struct {
     /* per kernel and operand (llvm.h): the constant operand packed when its
      * parameter was bound (cpu_bind), else NULL */
     void **packed;
-    int64_t gather_stride; /* bytes of the largest B gathered once (llvm.h), 64-aligned; 0: none */
+    int64_t gather_stride; /* bytes of the largest operand gathered once (llvm.h), 64-aligned; 0: none */
 } CpuProg;
 
 /* One call's own memory: per thread of the pool a scratch block (tiled
  * matmuls) and a copy of the buffer table whose scratch slot points at it;
  * per kernel and operand, a block for constant operands whose parameter is
  * not bound (packed on every launch, from this run's data); per thread a
- * block for the B of whichever product gathered once runs (llvm.h,
+ * block for the operand of whichever product gathered once runs (llvm.h,
  * CpuKernelCode.gather), and whether the thread has gathered it in this
  * launch. */
 struct CpuCall {
@@ -155,7 +155,7 @@ static bool cpu_call_begin(void *p, void **call, char *err, size_t errlen) {
         int nt = tp_size(x->tp);
         c = xcalloc(1, sizeof *c);
         if (!per_thread_block(&c->scratch, x->scratch_stride, nt, "the matmul scratch", err, errlen) ||
-            !per_thread_block(&c->gathered, x->gather_stride, nt, "the products' gathered B operands", err,
+            !per_thread_block(&c->gathered, x->gather_stride, nt, "the products' gathered operands", err,
                               errlen)) {
             call_free(c);
             return false;
@@ -180,7 +180,7 @@ typedef struct {
     int64_t outer, chunk;
     void **task_bufs; /* thread t's table at task_bufs + t * stride */
     int stride;
-    /* a B gathered once: every thread gathers it into its own
+    /* an operand gathered once: every thread gathers it into its own
      * block before its first chunk (gather_done[thread]) */
     KernelFn gather;
     int64_t gather_tasks;
@@ -207,16 +207,16 @@ enum { PARALLEL_MIN_WORK = 1 << 16 };
 enum { CHUNKS_PER_THREAD = 4 };
 
 /* Thread t's copy of kernel i's table (cpu_code.h): its buffers, the
- * scratch at t's scratch, the packed constant operands (B's at t's own
- * block for a B gathered once). */
+ * scratch at t's scratch, the packed constant operands (an operand
+ * gathered once at t's own block). */
 static void **task_table(const CpuProg *x, CpuCall *c, int t, void *const *bufs, int i) {
     void **tb = c->task_bufs + (size_t)t * (size_t)x->table_len;
     void *scratch = c->scratch ? c->scratch + (size_t)t * (size_t)x->scratch_stride : NULL;
     void *packed[2];
     for (int w = 0; w < 2; w++)
         packed[w] = x->packed[2 * i + w] ? x->packed[2 * i + w] : c->packed[2 * i + w];
-    if (cpu_code_kernel(x->code, i)->gather_bytes > 0)
-        packed[1] = c->gathered + (size_t)t * (size_t)x->gather_stride;
+    const CpuKernelCode *kc = cpu_code_kernel(x->code, i);
+    if (kc->gather_bytes > 0) packed[kc->gather_operand] = c->gathered + (size_t)t * (size_t)x->gather_stride;
     cpu_code_table(x->code, i, bufs, scratch, packed, tb);
     return tb;
 }
@@ -279,7 +279,7 @@ static bool pack_unbound(const CpuProg *x, CpuCall *c, int i, void *const *bufs,
 
 /* Kernel i over its outer range, split over the pool in contiguous chunks,
  * several per thread (small kernels on the calling thread).  A product
- * whose B is gathered once (llvm.h): each thread gathers it once, into
+ * with an operand gathered once (llvm.h): each thread gathers it once, into
  * its own block (one shared block costs more: its lines move between the
  * cores' caches at every run; measured 6x the gathering time on 2 cores). */
 static bool cpu_launch(void *p, void *call, int i, void *const *bufs, char *err, size_t errlen) {

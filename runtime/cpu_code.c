@@ -328,7 +328,7 @@ struct Unit {
     KernelFn fn, cols, gather;
     PrepackFn prepack[2];
     int64_t scratch, prepack_bytes[2];
-    int64_t gather_bytes, gather_tasks; /* B gathered once (llvm.h) */
+    int64_t gather_bytes, gather_tasks, gather_operand; /* an operand gathered once (llvm.h) */
     bool helpers; /* the target's shared helpers (no entry), not a kernel */
     bool uses_helpers;
     Unit *helper; /* held while this unit is: the helpers it calls */
@@ -490,7 +490,7 @@ static bool unit_link(Unit *u, LLVMMemoryBufferRef obj, char *err, size_t errlen
     for (int w = 0; ok && w < 2; w++)
         if (u->prepack_bytes[w] > 0)
             ok = lookup(u->sym, w ? ".prepack_b" : ".prepack_a", &u->prepack[w], err, errlen);
-    if (ok && u->gather_bytes > 0) ok = lookup(u->sym, ".gather_b", &u->gather, err, errlen);
+    if (ok && u->gather_bytes > 0) ok = lookup(u->sym, ".gather", &u->gather, err, errlen);
     if (!ok) { /* whatever got in goes out again */
         pthread_mutex_lock(&units.mu);
         LLVMErrorRef r = LLVMOrcResourceTrackerRemove(u->rt);
@@ -505,16 +505,16 @@ static bool unit_link(Unit *u, LLVMMemoryBufferRef obj, char *err, size_t errlen
 /* ------------------------------------------------------ cache entries */
 
 /* A CPU entry's payload: KCACHE_CPU_MAGIC, then u64 scratch, prepack A,
- * prepack B, gathered B bytes, gather tasks, flags (1: calls the shared
- * helpers), little-endian, then the object file. */
-enum { ENTRY_SIZES = 5, ENTRY_HEAD = 8 + 8 * ENTRY_SIZES + 8 };
+ * prepack B, gathered operand bytes, gather tasks, gathered operand, flags
+ * (1: calls the shared helpers), little-endian, then the object file. */
+enum { ENTRY_SIZES = 6, ENTRY_HEAD = 8 + 8 * ENTRY_SIZES + 8 };
 
 static char *entry_pack(const Unit *u, LLVMMemoryBufferRef obj, size_t *len) {
     size_t n = LLVMGetBufferSize(obj);
     unsigned char *e = xmalloc(ENTRY_HEAD + n);
     memcpy(e, KCACHE_CPU_MAGIC, 8);
-    const int64_t f[ENTRY_SIZES] = {u->scratch, u->prepack_bytes[0], u->prepack_bytes[1], u->gather_bytes,
-                                    u->gather_tasks};
+    const int64_t f[ENTRY_SIZES] = {u->scratch,      u->prepack_bytes[0], u->prepack_bytes[1],
+                                    u->gather_bytes, u->gather_tasks,     u->gather_operand};
     for (int i = 0; i < ENTRY_SIZES; i++) kcache_put_u64(e + 8 + 8 * i, (uint64_t)f[i]);
     kcache_put_u64(e + 8 + 8 * ENTRY_SIZES, u->uses_helpers ? 1 : 0);
     memcpy(e + ENTRY_HEAD, LLVMGetBufferStart(obj), n);
@@ -538,7 +538,8 @@ static LLVMMemoryBufferRef entry_unpack(Unit *u, const char *data, size_t len) {
     uint64_t flags = kcache_get_u64(e + 8 + 8 * ENTRY_SIZES);
     if (flags > 1) return NULL;
     u->scratch = f[0], u->prepack_bytes[0] = f[1], u->prepack_bytes[1] = f[2];
-    u->gather_bytes = f[3], u->gather_tasks = f[4];
+    if (f[5] > 1) return NULL;
+    u->gather_bytes = f[3], u->gather_tasks = f[4], u->gather_operand = f[5];
     u->uses_helpers = flags & 1;
     return LLVMCreateMemoryBufferWithMemoryRangeCopy(data + ENTRY_HEAD, len - ENTRY_HEAD, u->sym);
 }
@@ -592,12 +593,12 @@ static LLVMMemoryBufferRef compile_unit(Worker *wk, Job *j, KCacheKey key, char 
     Unit *u = j->u;
     char **ir = wk->w->want_ir ? &j->ir : NULL;
     LlvmTimes lt = {0, 0, 0};
-    int64_t gather[2] = {0, 0};
+    int64_t gather[3] = {0, 0, 0};
     LLVMMemoryBufferRef obj =
         j->cp ? llvm_compile_object(wk->ctx, wk->tm, j->cp, wk->w->helpers_suffix, &u->uses_helpers,
                                     &u->scratch, u->prepack_bytes, gather, &lt, ir, err, errlen)
               : llvm_compile_helpers(wk->ctx, wk->tm, wk->w->helpers_suffix, &lt, ir, err, errlen);
-    u->gather_bytes = gather[0], u->gather_tasks = gather[1];
+    u->gather_bytes = gather[0], u->gather_tasks = gather[1], u->gather_operand = gather[2];
     double spent = thread_cpu_ms() - t0;
     pthread_mutex_lock(&wk->w->mu);
     wk->w->llvm_cpu_ms += spent;
@@ -997,6 +998,7 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
         CpuKernelCode *kc = &c->kernels[i];
         kc->fn = u->fn, kc->cols = u->cols, kc->scratch = u->scratch;
         kc->gather = u->gather, kc->gather_bytes = u->gather_bytes, kc->gather_tasks = u->gather_tasks;
+        kc->gather_operand = (int)u->gather_operand;
         for (int x = 0; x < 2; x++)
             kc->prepack[x] = u->prepack[x], kc->prepack_bytes[x] = u->prepack_bytes[x];
     }
@@ -1059,10 +1061,11 @@ bool cpu_code_run_serial(const CpuCode *c, void *const *bufs) {
         void *scratch = kc->scratch > 0 ? aligned_block(kc->scratch) : NULL;
         void *packed[2] = {NULL, NULL};
         ok = kc->scratch <= 0 || scratch;
-        for (int x = 0; ok && x < 2; x++) /* B's block holds a B gathered once (llvm.h) too */
-            if (kc->prepack_bytes[x] > 0 || (x == 1 && kc->gather_bytes > 0))
-                ok = (packed[x] = aligned_block(
-                          x == 1 && kc->gather_bytes > 0 ? kc->gather_bytes : kc->prepack_bytes[x])) != NULL;
+        for (int x = 0; ok && x < 2; x++) { /* an operand gathered once (llvm.h) takes its prepack slot */
+            int64_t bytes =
+                kc->gather_bytes > 0 && kc->gather_operand == x ? kc->gather_bytes : kc->prepack_bytes[x];
+            if (bytes > 0) ok = (packed[x] = aligned_block(bytes)) != NULL;
+        }
         if (ok) {
             cpu_code_table(c, i, bufs, scratch, packed, table);
             for (int x = 0; x < 2; x++) /* constant operands, packed for this call only */

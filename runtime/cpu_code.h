@@ -38,11 +38,13 @@ typedef struct {
     KernelFn cols; /* tiled products (scratch > 0): by output columns, llvm.h */
     PrepackFn prepack[2];
     int64_t prepack_bytes[2];
-    /* a B gathered once (llvm.h): gather(t0, t1, table) over the tasks [0,
-     * gather_tasks) fills table[nbufs + 2], a block of gather_bytes, before
-     * the kernel reads it (the caller's block: one per thread) */
+    /* an operand gathered once (llvm.h): gather(t0, t1, table) over the
+     * tasks [0, gather_tasks) fills table[nbufs + 1 + gather_operand], a
+     * block of gather_bytes, before the kernel reads it (the caller's block:
+     * one per thread) */
     KernelFn gather;
     int64_t gather_bytes, gather_tasks;
+    int gather_operand;
     int64_t scratch;
     int nbufs;
     const int *bufs; /* the program buffer in each table slot */

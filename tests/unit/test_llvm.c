@@ -773,10 +773,12 @@ static void check_matmul(int64_t batch, int64_t M, int64_t N, int64_t K, KilnDTy
         const CpuKernelCode *kc = cpu_code_kernel(jit, 0);
         void *scratch = kc->scratch ? aligned_alloc(64, (size_t)(kc->scratch + 63) / 64 * 64) : NULL;
         void *prog_bufs[4] = {A.data, B.data, bias.data, out}, *bp[8];
-        /* a B gathered once (llvm.h): its block filled first, in two pieces */
+        /* an operand gathered once (llvm.h): its block filled first, in two pieces */
         void *gathered =
             kc->gather_bytes > 0 ? aligned_alloc(64, (size_t)(kc->gather_bytes + 63) / 64 * 64) : NULL;
-        cpu_code_table(jit, 0, prog_bufs, scratch, (void *[2]){NULL, gathered}, bp);
+        void *blocks[2] = {NULL, NULL};
+        if (gathered) blocks[kc->gather_operand] = gathered;
+        cpu_code_table(jit, 0, prog_bufs, scratch, blocks, bp);
         if (kc->gather) {
             kc->gather(kc->gather_tasks / 2, kc->gather_tasks, bp);
             kc->gather(0, kc->gather_tasks / 2, bp);
