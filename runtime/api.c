@@ -43,6 +43,8 @@ typedef struct {
     int rank;
     const Dim *decl; /* declared shape (symbolic dims are sym's) */
     int *sym;        /* per dimension: the named dimension's index, or -1 */
+    const char *bound_by; /* "the binding of 'w'" (the arena's): one pointer per
+                             parameter, so a size's origin is compared, never its text */
     bool bound;
     KilnTensor value; /* the bound copy */
 } ModelParam;
@@ -457,6 +459,7 @@ static void describe(KilnModel *m) {
         if (!is_param) continue;
         ModelParam *p = &m->params[i];
         *p = (ModelParam){.name = info->name, .dtype = n->dtype, .rank = n->rank, .decl = n->shape};
+        p->bound_by = arena_printf(a, "the binding of '%s'", info->name);
         p->sym = ARENA_ARRAY(a, int, n->rank + 1);
         for (int k = 0; k < n->rank; k++) {
             Dim dk = n->shape[k];
@@ -591,7 +594,7 @@ static KilnStatus no_such_param(const KilnModel *m, const char *name, KilnError 
 typedef struct {
     int param;
     const KilnTensor *t;
-    const char *origin; /* "the binding of 'w'" (the arena's) */
+    const char *origin; /* the parameter's bound_by */
 } Binding;
 
 /* Checks every binding against the parameters and against each other;
@@ -603,7 +606,7 @@ static KilnStatus check_bindings(KilnModel *m, const Binding *b, int n, int64_t 
     /* a parameter bound again may change the sizes that its own earlier binding fixed */
     for (int i = 0; i < n; i++)
         for (int d = 0; d < m->ndims; d++)
-            if (who[d] && strcmp(who[d], b[i].origin) == 0) sizes[d] = -1, who[d] = NULL;
+            if (who[d] == b[i].origin) sizes[d] = -1, who[d] = NULL;
     StrBuf what = {0};
     KilnStatus st = KILN_OK;
     for (int i = 0; i < n && st == KILN_OK; i++) {
@@ -674,8 +677,7 @@ static KilnStatus apply_bindings(KilnModel *m, const Binding *b, int n, const in
 static KilnStatus bind_all(KilnModel *m, Binding *b, int n, const char *file, KilnError *err) {
     int64_t *sizes = xcalloc((size_t)m->ndims + 1, sizeof *sizes);
     const char **who = xcalloc((size_t)m->ndims + 1, sizeof *who);
-    for (int i = 0; i < n; i++)
-        b[i].origin = arena_printf(m->c.arena, "the binding of '%s'", m->params[b[i].param].name);
+    for (int i = 0; i < n; i++) b[i].origin = m->params[b[i].param].bound_by;
     KilnStatus st = check_bindings(m, b, n, sizes, who, file, err);
     if (st == KILN_OK) st = apply_bindings(m, b, n, sizes, who, err);
     free(sizes);
