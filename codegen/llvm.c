@@ -1822,6 +1822,24 @@ static LLVMValueRef lane_mask(Cg *cg, LLVMValueRef rem, int VL) {
     return LLVMBuildICmp(cg->b, LLVMIntULT, iota_vec(cg, VL), splat_int(cg, rem, VL), "");
 }
 
+/* <VL x mem>: ptr[j*S] for j < VL (S <= 4) as one masked load of the S*VL
+ * elements from ptr on under wmask (one bit per element), then a shuffle
+ * of every S-th. */
+static LLVMValueRef load_every_sth(Cg *cg, KilnDType dt, LLVMValueRef ptr, int64_t S, LLVMValueRef wmask) {
+    const int VL = cg->vec_floats;
+    LLVMTypeRef vw = LLVMVectorType(mem_type(cg, dt), (unsigned)(S * VL));
+    LLVMTypeRef ov[2] = {vw, cg->t_ptr};
+    LLVMValueRef args[4] = {ptr, ci32(cg, (int64_t)kiln_dtype_size(dt)), wmask, LLVMConstNull(vw)};
+    LLVMValueRef v = intrin(cg, "llvm.masked.load", ov, 2, args, 4);
+    if (S > 1) {
+        LLVMValueRef *lanes = xcalloc((size_t)VL, sizeof(LLVMValueRef));
+        for (int j = 0; j < VL; j++) lanes[j] = ci32(cg, j * S);
+        v = LLVMBuildShuffleVector(cg->b, v, LLVMGetUndef(vw), LLVMConstVector(lanes, (unsigned)VL), "");
+        free(lanes);
+    }
+    return v;
+}
+
 /* <VL x float>: f32(src[si + j*S]) for the lanes j < rem (mask), 0 in the
  * others: a masked load when S == 1; for S <= 4 a masked load of S*VL
  * elements and a shuffle of every S-th (a few loads and permutes instead of
@@ -1833,19 +1851,9 @@ static LLVMValueRef strided_load(Cg *cg, KilnDType dt, LLVMValueRef src, LLVMVal
     LLVMValueRef v;
     if (S <= 4) {
         int W = (int)S * VL; /* the elements spanned; lane j takes element j*S */
-        LLVMTypeRef vw = LLVMVectorType(mt, (unsigned)W);
         LLVMValueRef wmask =
             S == 1 ? mask : lane_mask(cg, LLVMBuildSub(cg->b, imul(cg, rem, ci32(cg, S)), ci32(cg, S - 1), ""), W);
-        LLVMTypeRef ov[2] = {vw, cg->t_ptr};
-        LLVMValueRef args[4] = {elem_ptr(cg, mt, src, si), ci32(cg, (int64_t)kiln_dtype_size(dt)), wmask,
-                                LLVMConstNull(vw)};
-        v = intrin(cg, "llvm.masked.load", ov, 2, args, 4);
-        if (S > 1) {
-            LLVMValueRef *lanes = xcalloc((size_t)VL, sizeof(LLVMValueRef));
-            for (int j = 0; j < VL; j++) lanes[j] = ci32(cg, j * S);
-            v = LLVMBuildShuffleVector(cg->b, v, LLVMGetUndef(vw), LLVMConstVector(lanes, (unsigned)VL), "");
-            free(lanes);
-        }
+        v = load_every_sth(cg, dt, elem_ptr(cg, mt, src, si), S, wmask);
     } else {
         LLVMTypeRef v64 = LLVMVectorType(cg->t_i64, (unsigned)VL);
         LLVMValueRef lane = LLVMBuildMul(cg->b, LLVMBuildZExt(cg->b, iota_vec(cg, VL), v64, ""),
@@ -2009,20 +2017,9 @@ static LLVMValueRef lanes_load(Cg *cg, KilnDType dt, LLVMValueRef src, LLVMValue
     LLVMTypeRef mt = mem_type(cg, dt);
     LLVMValueRef base = LLVMBuildGEP2(cg->b, mt, src, &si, 1, "");
     LLVMValueRef v;
-    if (S <= 4) { /* one (wide) masked load, then every S-th lane */
-        int W = (int)S * VL;
-        LLVMTypeRef vw = LLVMVectorType(mt, (unsigned)W);
-        LLVMValueRef wmask = const_lanes(cg, lo * S, (hi - 1) * S + 1, W);
-        LLVMTypeRef ov[2] = {vw, cg->t_ptr};
-        LLVMValueRef args[4] = {base, ci32(cg, (int64_t)kiln_dtype_size(dt)), wmask, LLVMConstNull(vw)};
-        v = intrin(cg, "llvm.masked.load", ov, 2, args, 4);
-        if (S > 1) {
-            LLVMValueRef *lanes = xcalloc((size_t)VL, sizeof(LLVMValueRef));
-            for (int j = 0; j < VL; j++) lanes[j] = ci32(cg, j * S);
-            v = LLVMBuildShuffleVector(cg->b, v, LLVMGetUndef(vw), LLVMConstVector(lanes, (unsigned)VL), "");
-            free(lanes);
-        }
-    } else {
+    if (S <= 4) /* one (wide) masked load, then every S-th lane */
+        v = load_every_sth(cg, dt, base, S, const_lanes(cg, lo * S, (hi - 1) * S + 1, (int)S * VL));
+    else {
         LLVMTypeRef v64 = LLVMVectorType(cg->t_i64, (unsigned)VL), vm = LLVMVectorType(mt, (unsigned)VL);
         LLVMValueRef idx = LLVMBuildMul(cg->b, LLVMBuildZExt(cg->b, iota_vec(cg, VL), v64, ""),
                                         splat_int(cg, ci64(cg, S), VL), "");
@@ -2054,6 +2051,25 @@ static bool direct_ok(const Cg *cg, const Kernel *k) {
     return red->reduce == (cv->op == OP_MAXPOOL2D ? OP_MAX : OP_SUM);
 }
 
+/* The epilogue of a block of a product's outputs whose f32 accumulators
+ * are acc[e], e in [lo, hi): element e is column col0 + e of row `row` (of
+ * ncols columns), output element obase + col0 + e.  Shared by the direct
+ * convolution and the thin-product (GEMV) forms. */
+static void emit_block_epilogue(Kc *kc, LLVMValueRef acc, LLVMValueRef lo, LLVMValueRef hi, LLVMValueRef col0,
+                                LLVMValueRef obase, int64_t ncols, LLVMValueRef row, const char *name) {
+    Cg *cg = kc->cg;
+    TLoop l;
+    LLVMValueRef e = tloop_begin(kc, &l, as_idx(kc, lo), as_idx(kc, hi), 1, name);
+    LLVMValueRef col = iadd(cg, as_idx(kc, col0), e);
+    kc->o = iadd(cg, as_idx(kc, obase), col);
+    kc->gemm_n = ncols, kc->gemm_row = as_idx(kc, row), kc->gemm_col = col;
+    kc->acc[0] = load_f32(cg, acc, LLVMBuildSExt(cg->b, e, cg->t_i64, ""));
+    emit_scope(kc, -1);
+    emit_stage(kc, 1);
+    bool heavy = heavy_scope(kc->k, -1) || heavy_scope(kc->k, 1);
+    loop_metadata(cg, tloop_end(kc, &l), heavy ? cg->vec_floats : 0, 1);
+}
+
 static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int nb) {
     const KConv *cv = &k->conv;
     const bool is_conv = cv->op == OP_CONV2D, max = cv->op == OP_MAXPOOL2D;
@@ -2073,7 +2089,7 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
     LLVMValueRef vinit = splat(cg, cf(cg, max ? -INFINITY : 0.0), VL);
     /* planes [p0, p1) touch [ob, oe) */
     LLVMValueRef p0 = LLVMBuildUDiv(cg->b, ob, cP, ""), p1 = LLVMBuildUDiv(cg->b, iadd(cg, oe, ci64(cg, P - 1)), cP, "");
-    TLoop lp, lb, lr, lt;
+    TLoop lp, lb, lr;
     LLVMValueRef plane = tloop_begin(&kc, &lp, p0, p1, 1, "plane");
     LLVMValueRef oc = LLVMBuildURem(cg->b, plane, ci64(cg, cv->oc), ""), n = LLVMBuildUDiv(cg->b, plane, ci64(cg, cv->oc), "");
     LLVMValueRef cin0 = imul(cg, LLVMBuildUDiv(cg->b, oc, ci64(cg, ocg), ""), ci64(cg, cg_n));
@@ -2170,14 +2186,7 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
     LLVMValueRef bbase = imul(cg, oh0, cOW);
     LLVMValueRef elo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, lo, bbase, ""));
     LLVMValueRef ehi = imin(cg, imul(cg, nrows, cOW), LLVMBuildSub(cg->b, hi, bbase, ""));
-    LLVMValueRef e = tloop_begin(&kc, &lt, as_idx(&kc, elo), as_idx(&kc, ehi), 1, "e");
-    LLVMValueRef col = iadd(cg, as_idx(&kc, bbase), e);
-    kc.o = iadd(cg, as_idx(&kc, pbase), col);
-    kc.gemm_n = P, kc.gemm_row = as_idx(&kc, plane), kc.gemm_col = col;
-    kc.acc[0] = load_f32(cg, acc, LLVMBuildSExt(cg->b, e, cg->t_i64, ""));
-    emit_scope(&kc, -1);
-    emit_stage(&kc, 1);
-    loop_metadata(cg, tloop_end(&kc, &lt), heavy_scope(k, -1) || heavy_scope(k, 1) ? cg->vec_floats : 0, 1);
+    emit_block_epilogue(&kc, acc, elo, ehi, bbase, pbase, P, plane, "e");
     tloop_end(&kc, &lb);
     tloop_end(&kc, &lp);
     LLVMBuildRetVoid(cg->b);
@@ -2247,14 +2256,7 @@ static LLVMValueRef emit_gemv_fn(Cg *cg, const Kernel *k, const KGemm *g, const 
         tloop_end(&kc, &lk);
     }
     /* the epilogue of the block's elements */
-    n = tloop_begin(&kc, &ln, as_idx(&kc, ci64(cg, 0)), as_idx(&kc, nbv), 1, "en");
-    LLVMValueRef col = iadd(cg, as_idx(&kc, n0), n);
-    kc.o = iadd(cg, as_idx(&kc, obase), col);
-    kc.gemm_n = N, kc.gemm_row = as_idx(&kc, row), kc.gemm_col = col;
-    kc.acc[0] = load_f32(cg, acc, LLVMBuildSExt(cg->b, n, cg->t_i64, ""));
-    emit_scope(&kc, -1);
-    emit_stage(&kc, 1);
-    loop_metadata(cg, tloop_end(&kc, &ln), heavy_scope(k, -1) || heavy_scope(k, 1) ? cg->vec_floats : 0, 1);
+    emit_block_epilogue(&kc, acc, ci64(cg, 0), nbv, n0, obase, N, row, "en");
     tloop_end(&kc, &lb);
     tloop_end(&kc, &lr);
     LLVMBuildRetVoid(cg->b);
@@ -2985,11 +2987,7 @@ typedef struct {
     LlvmTimes *times;   /* NULL, or out: where the thread's time went */
 } HelperMode;
 
-static double thread_cpu_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+static double thread_cpu_ms(void) { return clock_ms(CLOCK_THREAD_CPUTIME_ID); }
 
 /* Every shared helper a kernel may call: the micro-kernel, and the packing
  * routines for each operand dtype of a tiled product (f32, f16, bf16:

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 /* ------------------------------------------------------------------ util.c */
 
@@ -62,6 +63,10 @@ void sb_puts(StrBuf *sb, const char *s);
 void sb_free(StrBuf *sb);
 
 bool read_file(const char *path, char **data, size_t *len, char *err, size_t errlen);
+
+/* A clock (CLOCK_MONOTONIC: wall time; CLOCK_THREAD_CPUTIME_ID,
+ * CLOCK_PROCESS_CPUTIME_ID: CPU time) in milliseconds. */
+double clock_ms(clockid_t clock);
 
 /* ----------------------------------------------------------------- trace.c */
 

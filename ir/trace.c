@@ -43,11 +43,7 @@ struct Trace {
 
 static const char *const HOST_PROCESS = "kiln (host)";
 
-double trace_clock_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
+double trace_clock_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 
 Trace *trace_new(void) {
     Trace *t = xcalloc(1, sizeof *t);

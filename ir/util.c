@@ -158,3 +158,9 @@ bool read_file(const char *path, char **data, size_t *len, char *err, size_t err
     *len = sb.len;
     return true;
 }
+
+double clock_ms(clockid_t clock) {
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}

@@ -55,19 +55,11 @@ struct CpuCall {
     bool *gather_done;
 };
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+static double now_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 
 /* CPU time of the process (LLVM's JIT may compile on its own threads):
  * compile times that a loaded machine does not inflate. */
-static double cpu_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+static double cpu_ms(void) { return clock_ms(CLOCK_PROCESS_CPUTIME_ID); }
 
 static void free_blocks(void **blocks, int n) {
     for (int i = 0; blocks && i < n; i++) free(blocks[i]);

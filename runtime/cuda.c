@@ -31,11 +31,7 @@
 #define DEFAULT_ARCH 90 /* sm_90 (H100/H200) when no GPU says otherwise */
 #define DEVICE_ALIGN 256
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+static double now_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 
 /* ------------------------------------------------------------ architecture */
 

@@ -52,11 +52,7 @@ struct Executable {
     Trace *trace; /* CompileOptions.trace: exec_bench records its runs here */
 };
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
+static double now_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 
 static bool has(const Executable *x, unsigned cap) { return (x->be->caps & cap) != 0; }
 

@@ -127,11 +127,7 @@ static void repl_error(const char *fmt, ...) {
     va_end(ap);
 }
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
+static double now_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 
 static bool in_list(const char *const *list, const char *s) {
     for (int i = 0; list[i]; i++)

@@ -555,11 +555,7 @@ typedef struct {
     Executable *exe;
 } Prepared;
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+static double now_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 
 static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t errlen) {
     int st;
