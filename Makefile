@@ -1,4 +1,5 @@
-# kiln - tensor-graph compiler.  `make` builds build/kiln and build/libkiln.a.
+# kiln - tensor-graph compiler.  `make` builds build/kiln and build/libkiln.a
+# (the library for programs that embed kiln: only include/kiln.h's names).
 #   make test    every test (prints "N passed, N failed" last)
 #   make demo    builds and runs examples/mlp.kiln
 #   make asan    the test suite under AddressSanitizer + UBSan (build-asan/)
@@ -43,7 +44,7 @@ CUDA_HOME   ?= /usr/local/cuda
 
 OPT     ?= -O2 -g
 Q       ?= @    # make Q= shows every command
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -Iinclude -I. -I$(BUILD)/gen \
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -fvisibility=hidden -Iinclude -I. -I$(BUILD)/gen \
            $(LLVM_CFLAGS) -I$(CUDA_HOME)/include -MMD -MP
 LDLIBS  += $(LLVM_LIBS) -ldl -lpthread -lm -ledit
 
@@ -65,7 +66,7 @@ UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 STANDIN     := $(BUILD)/standin/libcuda.so.1
 
 .PHONY: all test demo asan fuzz test-long test-models clean format gpu-bundle
-all: $(BUILD)/kiln $(BUILD)/libkiln.a $(UNIT_BINS) $(STANDIN)
+all: $(BUILD)/kiln $(BUILD)/libkiln.a $(UNIT_BINS) $(STANDIN) $(BUILD)/embed/embed
 
 $(BUILD)/gen/kiln.tab.c $(BUILD)/gen/kiln.tab.h: grammar/kiln.y
 	@mkdir -p $(dir $@)
@@ -75,26 +76,52 @@ $(BUILD)/gen/kiln.lex.c $(BUILD)/gen/kiln.lex.h: grammar/kiln.l $(BUILD)/gen/kil
 	@mkdir -p $(dir $@)
 	flex --header-file=$(BUILD)/gen/kiln.lex.h -o $(BUILD)/gen/kiln.lex.c $<
 
+# Objects depend on this Makefile too: a change of flags (visibility,
+# sanitizers) rebuilds them.
 # Generated scanner code trips a few warnings we do not control.
-$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c Makefile
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS) -Wno-unused-function -Wno-sign-compare -c $< -o $@
 
-$(BUILD)/%.o: %.c | $(BUILD)/gen/kiln.tab.h $(BUILD)/gen/kiln.lex.h
+$(BUILD)/%.o: %.c Makefile | $(BUILD)/gen/kiln.tab.h $(BUILD)/gen/kiln.lex.h
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/libkiln.a: $(LIB_OBJS)
+# Two archives of the same objects.  libkiln-internal.a keeps every symbol:
+# the command line and the unit tests link it.  libkiln.a, for programs that
+# embed kiln (and the Go package), is one relocatable object in which only
+# what include/kiln.h marks KILN_API stays global: everything is compiled
+# -fvisibility=hidden, and objcopy makes the hidden symbols local, so no
+# internal name (xmalloc, read_file, tp_run ...) can clash with the
+# embedding program's.  Being one object, it leaves out the REPL (only the
+# command line uses it; it would need libedit).  tests/embed checks it.
+INTERNAL_LIB := $(BUILD)/libkiln-internal.a
+PUBLIC_OBJS  := $(filter-out $(BUILD)/runtime/repl.o,$(LIB_OBJS))
+
+$(INTERNAL_LIB): $(LIB_OBJS)
 	@rm -f $@
 	@echo "  AR    $@"
 	$(Q)ar rcs $@ $^
 
-$(BUILD)/kiln: $(BUILD)/tools/kiln.o $(BUILD)/libkiln.a
+$(BUILD)/libkiln.a: $(PUBLIC_OBJS)
+	@rm -f $@ $(BUILD)/libkiln.o
+	@echo "  AR    $@ (public names only)"
+	$(Q)$(LD) -r -o $(BUILD)/libkiln.o $^
+	$(Q)objcopy --localize-hidden $(BUILD)/libkiln.o
+	$(Q)ar rcs $@ $(BUILD)/libkiln.o
+
+$(BUILD)/kiln: $(BUILD)/tools/kiln.o $(INTERNAL_LIB)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libkiln.a
+$(BUILD)/tests/%: tests/unit/%.c $(INTERNAL_LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# A program that embeds kiln through libkiln.a and kiln.h only (tests/embed).
+$(BUILD)/embed/embed: tests/embed/embed.c $(BUILD)/libkiln.a
 	@mkdir -p $(dir $@)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)

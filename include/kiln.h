@@ -16,6 +16,16 @@
 
 #define KILN_VERSION "0.1.0"
 
+/* What libkiln exports.  Everything else in the library is compiled hidden
+ * and made local in libkiln.a (see the Makefile), so an embedding program's
+ * own names (xmalloc, read_file, ...) never clash with kiln's: only the
+ * names declared KILN_API below, all prefixed kiln_, are visible. */
+#if defined(__GNUC__) || defined(__clang__)
+#define KILN_API __attribute__((visibility("default")))
+#else
+#define KILN_API
+#endif
+
 /* Element types of the language.  The order is part of the ABI of libkiln. */
 typedef enum {
     KILN_F32,
@@ -45,37 +55,38 @@ typedef struct {
     void *data;
 } KilnTensor;
 
-const char *kiln_dtype_name(KilnDType dt);   /* "f32", "bf16", ... */
-size_t kiln_dtype_size(KilnDType dt);        /* bytes per element */
-bool kiln_dtype_from_name(const char *name, KilnDType *out);
+KILN_API const char *kiln_dtype_name(KilnDType dt); /* "f32", "bf16", ... */
+KILN_API size_t kiln_dtype_size(KilnDType dt);      /* bytes per element */
+KILN_API bool kiln_dtype_from_name(const char *name, KilnDType *out);
 
-int64_t kiln_tensor_numel(const KilnTensor *t);
+KILN_API int64_t kiln_tensor_numel(const KilnTensor *t);
 /* Element i (flat, C order) as a double, and stored from a double: floats
  * round to the dtype (nearest even), ints truncate toward zero and
  * saturate (NaN -> 0), bool is != 0. */
-double kiln_tensor_get(const KilnTensor *t, int64_t i);
-void kiln_tensor_set(KilnTensor *t, int64_t i, double v);
+KILN_API double kiln_tensor_get(const KilnTensor *t, int64_t i);
+KILN_API void kiln_tensor_set(KilnTensor *t, int64_t i, double v);
 /* The same with an exact int64: reading an integer or bool element is exact
  * (a float truncates and saturates, NaN -> 0); storing into an integer
  * dtype wraps to its width (NumPy's astype), into f32 or f64 rounds once to
  * nearest even (f16 and bf16 through f32). */
-int64_t kiln_tensor_get_i64(const KilnTensor *t, int64_t i);
-void kiln_tensor_set_i64(KilnTensor *t, int64_t i, int64_t v);
+KILN_API int64_t kiln_tensor_get_i64(const KilnTensor *t, int64_t i);
+KILN_API void kiln_tensor_set_i64(KilnTensor *t, int64_t i, int64_t v);
 /* Allocates shape and zeroed data; returns false on out-of-memory. */
-bool kiln_tensor_init(KilnTensor *t, KilnDType dt, int rank, const int64_t *shape);
-void kiln_tensor_free(KilnTensor *t);
+KILN_API bool kiln_tensor_init(KilnTensor *t, KilnDType dt, int rank, const int64_t *shape);
+KILN_API void kiln_tensor_free(KilnTensor *t);
 
 /* Tensor files.  Readers treat the file as untrusted: a truncated, oversized
  * or self-contradictory file is refused, and `err` (errlen bytes) says why.
  * Return true on success. */
-bool kiln_npy_read(const char *path, KilnTensor *out, char *err, size_t errlen);
-bool kiln_npy_read_mem(const uint8_t *buf, size_t len, KilnTensor *out, char *err, size_t errlen);
-bool kiln_npy_write(const char *path, const KilnTensor *t, char *err, size_t errlen);
+KILN_API bool kiln_npy_read(const char *path, KilnTensor *out, char *err, size_t errlen);
+KILN_API bool kiln_npy_read_mem(const uint8_t *buf, size_t len, KilnTensor *out, char *err, size_t errlen);
+KILN_API bool kiln_npy_write(const char *path, const KilnTensor *t, char *err, size_t errlen);
 
 /* ONNX TensorProto files (`.pb`, as the ONNX test suites store inputs and
  * outputs): the tensor in its own dtype; dtypes kiln lacks are refused. */
-bool kiln_onnx_tensor_read_file(const char *path, KilnTensor *out, char *err, size_t errlen);
-bool kiln_onnx_tensor_read_mem(const uint8_t *buf, size_t len, KilnTensor *out, char *err, size_t errlen);
+KILN_API bool kiln_onnx_tensor_read_file(const char *path, KilnTensor *out, char *err, size_t errlen);
+KILN_API bool kiln_onnx_tensor_read_mem(const uint8_t *buf, size_t len, KilnTensor *out, char *err,
+                                        size_t errlen);
 
 /* safetensors: a named list of tensors. */
 typedef struct {
@@ -84,17 +95,17 @@ typedef struct {
     KilnTensor *tensors;
 } KilnTensorList;
 
-bool kiln_safetensors_read(const char *path, KilnTensorList *out, char *err, size_t errlen);
-bool kiln_safetensors_read_mem(const uint8_t *buf, size_t len, KilnTensorList *out, char *err,
-                               size_t errlen);
-bool kiln_safetensors_write(const char *path, const KilnTensorList *list, char *err, size_t errlen);
-void kiln_tensor_list_free(KilnTensorList *list);
+KILN_API bool kiln_safetensors_read(const char *path, KilnTensorList *out, char *err, size_t errlen);
+KILN_API bool kiln_safetensors_read_mem(const uint8_t *buf, size_t len, KilnTensorList *out, char *err,
+                                        size_t errlen);
+KILN_API bool kiln_safetensors_write(const char *path, const KilnTensorList *list, char *err, size_t errlen);
+KILN_API void kiln_tensor_list_free(KilnTensorList *list);
 
 /* Half-precision conversions (round to nearest even). */
-uint16_t kiln_f32_to_f16(float f);
-float kiln_f16_to_f32(uint16_t h);
-uint16_t kiln_f32_to_bf16(float f);
-float kiln_bf16_to_f32(uint16_t h);
+KILN_API uint16_t kiln_f32_to_f16(float f);
+KILN_API float kiln_f16_to_f32(uint16_t h);
+KILN_API uint16_t kiln_f32_to_bf16(float f);
+KILN_API float kiln_bf16_to_f32(uint16_t h);
 
 /* ------------------------------------------------------------------ models
  *
@@ -159,7 +170,7 @@ typedef struct {
     char *message;
 } KilnError;
 
-void kiln_error_clear(KilnError *err); /* frees file and message, zeroes the rest */
+KILN_API void kiln_error_clear(KilnError *err); /* frees file and message, zeroes the rest */
 
 typedef struct {
     const char *name;
@@ -177,19 +188,19 @@ typedef struct {
 } KilnModelOptions;
 
 /* A .kiln file, or an ONNX model (recognised by its content). */
-KilnModel *kiln_model_load(const char *path, const KilnModelOptions *opt, KilnError *err);
+KILN_API KilnModel *kiln_model_load(const char *path, const KilnModelOptions *opt, KilnError *err);
 /* kiln program text; diagnostics call it "<source>". */
-KilnModel *kiln_model_compile(const char *source, const KilnModelOptions *opt, KilnError *err);
+KILN_API KilnModel *kiln_model_compile(const char *source, const KilnModelOptions *opt, KilnError *err);
 
 /* Binds parameter `name` to a copy of t for every later run.  t must have
  * the parameter's dtype (an f32 tensor is also taken for an f16 or bf16
  * parameter, converted once) and shape; its symbolic dimensions become
  * fixed. */
-KilnStatus kiln_model_bind(KilnModel *m, const char *name, const KilnTensor *t, KilnError *err);
+KILN_API KilnStatus kiln_model_bind(KilnModel *m, const char *name, const KilnTensor *t, KilnError *err);
 /* Binds every parameter named in a .safetensors file (tensors that name no
  * parameter are left alone; a file that binds none is an error).  All or
  * nothing: a tensor that does not fit leaves every binding as it was. */
-KilnStatus kiln_model_load_weights(KilnModel *m, const char *path, KilnError *err);
+KILN_API KilnStatus kiln_model_load_weights(KilnModel *m, const char *path, KilnError *err);
 
 /* A parameter or result of the model.  shape has -1 for a symbolic
  * dimension; type spells the declared type ("f32[N, 1, 28, 28]").  The
@@ -202,14 +213,14 @@ typedef struct {
     const char *type;
 } KilnTensorInfo;
 
-int kiln_model_num_params(KilnModel *m);  /* 0 once closed */
-int kiln_model_num_results(KilnModel *m); /* 0 once closed */
-bool kiln_model_param_info(KilnModel *m, int i, KilnTensorInfo *out);
-bool kiln_model_result_info(KilnModel *m, int i, KilnTensorInfo *out);
-int kiln_model_param_index(KilnModel *m, const char *name); /* -1: no such parameter */
-bool kiln_model_param_bound(KilnModel *m, int i);
-const char *kiln_model_graph(KilnModel *m);  /* the graph's name; NULL once closed */
-const char *kiln_model_device(KilnModel *m); /* "cpu", ...; NULL once closed */
+KILN_API int kiln_model_num_params(KilnModel *m);  /* 0 once closed */
+KILN_API int kiln_model_num_results(KilnModel *m); /* 0 once closed */
+KILN_API bool kiln_model_param_info(KilnModel *m, int i, KilnTensorInfo *out);
+KILN_API bool kiln_model_result_info(KilnModel *m, int i, KilnTensorInfo *out);
+KILN_API int kiln_model_param_index(KilnModel *m, const char *name); /* -1: no such parameter */
+KILN_API bool kiln_model_param_bound(KilnModel *m, int i);
+KILN_API const char *kiln_model_graph(KilnModel *m);  /* the graph's name; NULL once closed */
+KILN_API const char *kiln_model_device(KilnModel *m); /* "cpu", ...; NULL once closed */
 
 /* A run.  inputs has one entry per parameter, in the graph's order; the
  * entries of bound parameters are not read (they may be zeroed).  Each
@@ -224,16 +235,19 @@ const char *kiln_model_device(KilnModel *m); /* "cpu", ...; NULL once closed */
  * into the model; data is set to NULL; the inputs' data is not read),
  * the caller points each data at room for that many elements, and
  * kiln_model_run_into runs the graph into it. */
-KilnStatus kiln_model_run(KilnModel *m, const KilnTensor *inputs, KilnTensor *outputs, KilnError *err);
-KilnStatus kiln_model_plan(KilnModel *m, const KilnTensor *inputs, KilnTensor *outputs, KilnError *err);
-KilnStatus kiln_model_run_into(KilnModel *m, const KilnTensor *inputs, KilnTensor *outputs, KilnError *err);
+KILN_API KilnStatus kiln_model_run(KilnModel *m, const KilnTensor *inputs, KilnTensor *outputs,
+                                   KilnError *err);
+KILN_API KilnStatus kiln_model_plan(KilnModel *m, const KilnTensor *inputs, KilnTensor *outputs,
+                                    KilnError *err);
+KILN_API KilnStatus kiln_model_run_into(KilnModel *m, const KilnTensor *inputs, KilnTensor *outputs,
+                                        KilnError *err);
 
 /* Frees everything the model holds (compiled code, weights, device memory)
  * once the runs in progress end; the handle stays, and every later call on
  * it fails with KILN_ERR_USAGE, closing again included.  kiln_model_free
  * releases the handle itself (closing the model first if it is open);
  * NULL is ignored. */
-KilnStatus kiln_model_close(KilnModel *m, KilnError *err);
-void kiln_model_free(KilnModel *m);
+KILN_API KilnStatus kiln_model_close(KilnModel *m, KilnError *err);
+KILN_API void kiln_model_free(KilnModel *m);
 
 #endif

@@ -67,6 +67,7 @@ else
     total_fail=$((total_fail + 1))
 fi
 layer cli sh tests/cli/run.sh "$BUILD/kiln"
+layer embed sh tests/embed/run.sh "$BUILD"
 layer files sh tests/cli/files.sh "$BUILD/kiln"
 layer misuse sh tests/cli/misuse.sh "$BUILD/kiln"
 layer cache sh tests/cli/cache.sh "$BUILD/kiln"
