@@ -452,12 +452,16 @@ def check_report(kiln, tmp):
         return
     check_render(path, tmp, required=bool(os.environ.get("KILN_LONG")))
     # replacing: its own page yes (here by the REPL's :report, which writes the same page), another file no
+    # (and without Graphviz on PATH: the page says the graph is not drawn, and why)
     script = f"x = randn([64, 64])\n:report {path} softmax(x @ x)\n:report {path} nosuch(x)\n"
-    r = run([kiln, "repl", "--device=cpu"], input=script, cwd=tmp)
+    r = run([kiln, "repl", "--device=cpu"], input=script, cwd=tmp,
+            env=dict(os.environ, PATH=os.path.join(tmp, "empty-path")))
     again = open(path).read()
     ok("<h2>Roofline</h2>" in again and "softmax(x @ x)" in again and f"wrote {path}" in r.stdout
        and r.returncode == 1 and "nosuch" in r.stderr,
        f"REPL :report replaces bench's page with its own (and a bad expression is an error): {r.stdout} {r.stderr}")
+    ok(re.search(r"The graph is not drawn: [^<]*Graphviz", again) is not None and "<svg" in again,
+       "report without Graphviz: the page says why the graph is missing and shows the rest")
     other = os.path.join(tmp, "index.html")
     with open(other, "w") as f:
         f.write("<!DOCTYPE html><p>mine</p>\n")
