@@ -9,7 +9,8 @@
  *    only in-kernel user of the one before -- is one box listing its ops in
  *    order ("matmul · add · gelu"), and a scalar constant is folded into the
  *    op that uses it ("mul 0.25"); the box's tooltip lists every node with
- *    its type and source line;
+ *    its type and source line (quoting the line: the statement, or for an
+ *    ONNX model the node, that made it);
  *  - a buffer written by one kernel and read by another is an edge between
  *    the boxes that write and read it, labelled with its size in bytes;
  *  - parameters are blue rounded boxes, results green bold ones; weights
@@ -205,12 +206,32 @@ static void op_text(StrBuf *sb, const Drawing *d, const KernelView *v, const Nod
     }
 }
 
-enum { OPS_PER_LINE = 3, OPS_SHOWN = 9 };
+enum { OPS_PER_LINE = 3, OPS_SHOWN = 9, LINE_SHOWN = 200 };
+
+/* The text of the source line `loc` points into, trimmed, for a tooltip: the
+ * statement of a kiln program, or the node of an ONNX model's listing. */
+static void source_text(StrBuf *sb, Loc loc) {
+    const char *p = loc.src ? loc.src->text : NULL;
+    for (int l = 1; p && l < loc.line; l++)
+        if ((p = strchr(p, '\n'))) p++;
+    if (!p) return;
+    p += strspn(p, " \t");
+    int len = (int)strcspn(p, "\r\n"), cut = len;
+    if (cut > LINE_SHOWN) /* cut a long line between UTF-8 characters */
+        for (cut = LINE_SHOWN; cut > 0 && ((unsigned char)p[cut] & 0xC0) == 0x80;) cut--;
+    char *line = xcalloc((size_t)cut + 1, 1);
+    memcpy(line, p, (size_t)cut);
+    sb_puts(sb, ": ");
+    esc(sb, line);
+    if (cut < len) sb_puts(sb, " …");
+    free(line);
+}
 
 static void draw_box(const Drawing *d, int ki, int box) {
     const KernelView *v = &d->views[ki];
     StrBuf label = {0}, tip = {0};
     int nops = 0, first = -1, last = -1;
+    Loc shown = {0}; /* the source line last quoted: quoted once for the nodes it makes */
     for (int i = 0; i < v->nmembers; i++) {
         if (v->box[i] != box) continue;
         const Node *n = ir_node(d->g, v->members[i]);
@@ -225,7 +246,12 @@ static void draw_box(const Drawing *d, int ki, int box) {
         op_text(&tip, d, v, n);
         sb_puts(&tip, " : ");
         type_text(&tip, d->g, n);
-        if (n->loc.line > 0) sb_printf(&tip, "  (line %d)", n->loc.line);
+        if (n->loc.line > 0) {
+            sb_printf(&tip, "  (line %d", n->loc.line);
+            if (n->loc.line != shown.line || n->loc.src != shown.src) source_text(&tip, n->loc);
+            sb_puts(&tip, ")");
+            shown = n->loc;
+        }
     }
     if (nops > OPS_SHOWN) sb_printf(&label, " … (%d ops)", nops);
     sb_puts(&label, "\\n");

@@ -147,6 +147,21 @@ def check_picture(kiln, name, args, tmp, weights=None):
                f"{name}: every fused node drawn in its kernel's cluster")
         for m in members:
             cluster_of[m] = i
+    # each box's tooltip quotes the source line of its nodes (a kiln statement; an ONNX node)
+    quoted = 0
+    source = open(args[0], encoding="utf-8").read().splitlines() if args[0].endswith(".kiln") else None
+    for o in nodes.values():
+        for entry in o.get("tooltip", "").replace("\\n", "\n").split("\n"):
+            m = re.search(r"\(line (\d+): (.*)\)$", entry)
+            if not m:
+                continue
+            quoted += 1
+            if source is not None:
+                want = source[int(m.group(1)) - 1].strip()
+                ok(m.group(2) == want or (m.group(2).endswith(" …") and want.startswith(m.group(2)[:-2])),
+                   f"{name}: tooltip quotes line {m.group(1)} as {m.group(2)!r}, the file has {want!r}",
+                   f"{name}: tooltips quote the source lines")
+    ok(quoted > 0, f"{name}: no tooltip quotes a source line")
     # edges: between clusters a buffer (bytes + name); into the clusters from parameters
     temps = {b: v[1] for b, v in bufs.items()}
     crossing = 0
@@ -187,6 +202,24 @@ def check_picture(kiln, name, args, tmp, weights=None):
     lost = sorted(set(kernels[i][0] for m, i in cluster_of.items() if m not in seen))
     ok(not lost, f"{name}: kernels not connected to the parameters: {lost[:5]}")
     return len(kernels), len(nodes)
+
+
+def check_long_line(kiln, tmp):
+    """A source line longer than a tooltip quotes (with multi-byte characters where it is
+    cut): the quote ends between characters, and Graphviz's SVG of it is well-formed."""
+    path = os.path.join(tmp, "long.kiln")
+    with open(path, "w", encoding="utf-8") as f:  # the 200-byte cut falls inside an é (2 bytes)
+        f.write(f"graph long(x: f32[4]) -> f32[4] {{\n    return relu(x * 0.25)  # {'é' * 150}\n}}\n")
+    r = run([kiln, "emit", "--emit=svg", path])
+    try:
+        root = ET.fromstring(r.stdout.encode("utf-8"))
+        tips = [a.get("{http://www.w3.org/1999/xlink}title", "") for a in root.iter()]
+        ok(r.returncode == 0 and any(re.search(r"\(line 2: return relu\(x \* 0\.25\)\s+# (é){87}\s…\)$", t, re.M)
+                                     for t in tips),
+           f"long line: the tooltip does not quote its start, cut between characters: {r.stderr} "
+           f"{[t for t in tips if 'line 2' in t][:1]}")
+    except ET.ParseError as e:
+        ok(False, f"long line: the SVG is not well-formed: {e} {r.stderr}")
 
 
 def check_svg(kiln, tmp):
@@ -688,6 +721,7 @@ def main():
             nk = check_picture(kiln, "resnet50", [resnet, "--dim", "N=1"], tmp)
             ok(nk and nk[0] >= 53, f"resnet50: at least 53 kernels expected, got {nk}")
             check_svg(kiln, tmp)
+            check_long_line(kiln, tmp)
         else:
             skip("Graphviz's dot is not installed (tools/install-deps.sh installs it): pictures not checked")
         check_symbolic(kiln)
