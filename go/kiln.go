@@ -68,7 +68,7 @@ type Model struct {
 // TensorInfo describes a parameter or a result of a model: Shape has -1 for
 // a symbolic dimension, and Type spells the declared type ("f32[N, 10]").
 type TensorInfo struct {
-	Name  string // results: "out0", "out1", ...
+	Name  string // results: an ONNX model's output names, else "out0", "out1", ...
 	DType string
 	Shape []int64
 	Type  string

@@ -94,6 +94,14 @@ func TestONNX(t *testing.T) {
 		wg.Wait()
 		m.Close()
 	}
+	_, err := Load(path, Options{Graph: "nope"})
+	asError(t, "ONNX graph name", err, StatusUsage, "no graph named 'nope'; it defines: lenet")
+	m := mustLoad(t, path, Options{Graph: "lenet", Dims: map[string]int64{"batch": 2}})
+	defer m.Close()
+	if p, r := m.Params(), m.Results(); p[0].Type != "f32[batch, 1, 28, 28]" || m.Graph() != "lenet" ||
+		len(r) != 1 || r[0].Name != "probs" || r[0].Type != "f32[batch, 10]" {
+		t.Errorf("the ONNX LeNet: input %+v, result %+v, graph %q", p[0], r, m.Graph())
+	}
 }
 
 // More slices than one C call takes (glue.h): every LeNet weight passed as

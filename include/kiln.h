@@ -187,7 +187,12 @@ typedef struct {
     const char *precision; /* NULL or "": "f32"; "f16", "bf16", "auto" (docs/passes.md) */
 } KilnModelOptions;
 
-/* A .kiln file, or an ONNX model (recognised by its content). */
+/* A .kiln file, or an ONNX model (recognised by its content).  An ONNX
+ * model's parameters are its graph inputs; its initializers (and values
+ * folded at import) are its weights, bound from the file and not
+ * parameters.  It is imported as `kiln run MODEL.onnx` imports it, once
+ * with its named dimensions symbolic (to describe it), then once per set of
+ * sizes met, when the weights are read for that compilation. */
 KILN_API KilnModel *kiln_model_load(const char *path, const KilnModelOptions *opt, KilnError *err);
 /* kiln program text; diagnostics call it "<source>". */
 KILN_API KilnModel *kiln_model_compile(const char *source, const KilnModelOptions *opt, KilnError *err);
@@ -206,7 +211,7 @@ KILN_API KilnStatus kiln_model_load_weights(KilnModel *m, const char *path, Kiln
  * dimension; type spells the declared type ("f32[N, 1, 28, 28]").  The
  * pointers are the model's, valid until it closes. */
 typedef struct {
-    const char *name; /* results: "out0", "out1", ... */
+    const char *name; /* results: an ONNX model's output names, else "out0", "out1", ... */
     KilnDType dtype;
     int rank;
     const int64_t *shape;

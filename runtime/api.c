@@ -452,9 +452,11 @@ static void describe(KilnModel *m) {
         int64_t *shape = ARENA_ARRAY(a, int64_t, n->rank + 1);
         for (int k = 0; k < n->rank; k++) shape[k] = DIM_IS_SYM(n->shape[k]) ? -1 : n->shape[k];
         char *type = ir_type_str(g, n->dtype, n->rank, n->shape);
-        *info = (KilnTensorInfo){is_param ? arena_strdup(a, n->name ? n->name : "?")
-                                          : arena_printf(a, "out%d", r),
-                                 n->dtype, n->rank, shape, arena_strdup(a, type)};
+        /* results: an ONNX model's output names, else out0, out1 ... */
+        const char *name = is_param ? arena_strdup(a, n->name ? n->name : "?")
+                           : m->c.onnx && r < m->c.onnx->graph.noutputs ? m->c.onnx->graph.outputs[r].name
+                                                                        : arena_printf(a, "out%d", r);
+        *info = (KilnTensorInfo){name, n->dtype, n->rank, shape, arena_strdup(a, type)};
         free(type);
         if (!is_param) continue;
         ModelParam *p = &m->params[i];
@@ -504,7 +506,7 @@ static KilnModel *model_open(KilnModel *m, KilnStatus st, const char *what, cons
     }
     if (parse_options(opt, &m->copt, &m->be, err) != KILN_OK) goto fail;
     const char *graph = opt && opt->graph && opt->graph[0] ? opt->graph : NULL;
-    m->entry = graph ? program_find_graph(&m->c.prog, graph) : 0;
+    m->entry = graph && !m->c.onnx ? program_find_graph(&m->c.prog, graph) : 0;
     if (m->entry < 0) {
         StrBuf names = {0};
         for (int i = 0; i < m->c.prog.ngraphs; i++) sb_printf(&names, " %s", m->c.prog.graphs[i].name);
@@ -522,6 +524,11 @@ static KilnModel *model_open(KilnModel *m, KilnStatus st, const char *what, cons
     }
     if (!m->sym) {
         error_fill(err, KILN_ERR_INPUT, &m->c.diags, NULL, NULL);
+        goto fail;
+    }
+    if (graph && m->c.onnx && strcmp(graph, m->sym->name) != 0) { /* a model has one graph */
+        fail(err, KILN_ERR_USAGE, NULL, "%s has no graph named '%s'; it defines: %s", what, graph,
+             m->sym->name);
         goto fail;
     }
     describe(m);

@@ -16,7 +16,7 @@
  *   - use after close (every function), closing while runs are in flight,
  *     and 200 load/bind/run/close cycles (leaks: `make asan`);
  *   - the ONNX LeNet of tests/onnx, when it is there, against its NumPy
- *     output (rtol 1e-4).
+ *     output (rtol 1e-4) at two batch sizes, on cpu and ref.
  * Last line: "test_api: N passed, N failed". */
 #include "kiln.h"
 
@@ -524,8 +524,11 @@ static void test_cycles(void) {
     kiln_tensor_free(&x);
 }
 
-/* The ONNX importer's LeNet (tests/onnx/lenet.onnx, a symbolic batch and its
- * weights in the file), when it is there: its NumPy-made output. */
+/* The ONNX importer's LeNet (tests/onnx/lenet.onnx: a symbolic batch, its
+ * weights in the file), when it is there: its NumPy-made output at batch 2,
+ * and its first row at batch 1 (a second compilation, the weights read for
+ * it); on cpu and ref, the batch from the inputs or fixed by the options;
+ * the graph option; its initializers are not parameters. */
 static void test_onnx(void) {
     const char *model = "tests/onnx/lenet.onnx";
     FILE *f = fopen(model, "rb");
@@ -537,21 +540,47 @@ static void test_onnx(void) {
     CHECK(kiln_onnx_tensor_read_file("tests/onnx/lenet_input.pb", &x, e, sizeof e) &&
               kiln_npy_read("tests/onnx/lenet_output.npy", &want, e, sizeof e),
           "reading the ONNX LeNet's data: %s", e);
-    KilnModel *m = kiln_model_load(model, &(KilnModelOptions){.device = "cpu"}, &err);
-    CHECK(m && kiln_model_num_params(m) == 1 && kiln_model_num_results(m) == 1, "load %s: %s", model,
-          err.message);
-    double worst = 0;
-    if (m && kiln_model_run(m, &x, out, &err) == KILN_OK) {
-        KilnTensor got = out[0];
-        if (want.dtype == KILN_F64) { /* compare as f32 */
-            KilnTensor w32;
-            if (tensor_like(&want, &w32)) kiln_tensor_free(&want), want = w32;
-        }
-        CHECK(close_enough_tol(&got, &want, 1e-4, 1e-6, &worst), "ONNX LeNet off by %g", worst);
-        kiln_tensor_free(&out[0]);
-    } else {
-        CHECK(false, "run the ONNX LeNet: %s", err.message);
+    if (want.dtype == KILN_F64) { /* compare as f32 */
+        KilnTensor w32;
+        if (tensor_like(&want, &w32)) kiln_tensor_free(&want), want = w32;
     }
+    /* batch 1: the first image and the first row of the results */
+    KilnTensor x1 = x, want1 = want;
+    x1.shape = (int64_t[]){1, 1, 28, 28};
+    want1.shape = (int64_t[]){1, 10};
+    for (int c = 0; c < 3; c++) {
+        const char *device = c == 1 ? "ref" : "cpu";
+        KilnDim batch = {"batch", 2};
+        KilnModelOptions opt = {.device = device,
+                                .graph = c == 2 ? "lenet" : NULL,
+                                .dims = c == 2 ? &batch : NULL,
+                                .ndims = c == 2};
+        KilnModel *m = kiln_model_load(model, &opt, &err);
+        CHECK(m && kiln_model_num_params(m) == 1 && kiln_model_num_results(m) == 1, "load %s on %s: %s",
+              model, device, err.message);
+        for (int b = 0; m && b < (c == 2 ? 1 : 2); b++) {
+            double worst = 0;
+            if (kiln_model_run(m, b ? &x1 : &x, out, &err) == KILN_OK) {
+                CHECK(close_enough_tol(&out[0], b ? &want1 : &want, 1e-4, 1e-6, &worst),
+                      "ONNX LeNet on %s, batch %d: off by %g", device, b ? 1 : 2, worst);
+                kiln_tensor_free(&out[0]);
+            } else {
+                CHECK(false, "run the ONNX LeNet on %s: %s", device, err.message);
+            }
+        }
+        KilnTensorInfo ri = {0};
+        CHECK(!m || (kiln_model_result_info(m, 0, &ri) && strcmp(ri.name, "probs") == 0 &&
+                     strcmp(ri.type, "f32[batch, 10]") == 0),
+              "the ONNX LeNet's result: %s %s", ri.name, ri.type);
+        if (m && c == 0) { /* the initializers are the model's, not parameters */
+            KilnStatus st = kiln_model_bind(m, "conv1.weight", &x, &err);
+            expect_error(st, &err, KILN_ERR_USAGE, "has no parameter 'conv1.weight'", "bind an initializer");
+        }
+        kiln_model_free(m);
+    }
+    KilnModel *m = kiln_model_load(model, &(KilnModelOptions){.graph = "nope"}, &err);
+    expect_error(m ? KILN_OK : err.status, &err, KILN_ERR_USAGE, "no graph named 'nope'; it defines: lenet",
+                 "ONNX graph name");
     kiln_model_free(m);
     kiln_tensor_free(&x), kiln_tensor_free(&want);
     kiln_error_clear(&err);
