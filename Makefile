@@ -57,7 +57,7 @@ GEN_SRCS    := $(BUILD)/gen/kiln.tab.c $(BUILD)/gen/kiln.lex.c
 LIB_OBJS    := $(patsubst %.c,$(BUILD)/%.o,$(MODULE_SRCS)) $(GEN_SRCS:.c=.o)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 ifneq ($(KILN_LLVM),1)
-UNIT_SRCS   := $(filter-out tests/unit/test_llvm.c tests/unit/test_cpu_code.c,$(UNIT_SRCS))
+UNIT_SRCS   := $(filter-out tests/unit/test_llvm.c tests/unit/test_cpu_code.c tests/unit/test_math.c,$(UNIT_SRCS))
 endif
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 # The checking stand-in for libcuda.so.1 (tests/standin/libcuda.c): built

@@ -81,14 +81,34 @@ static const char prelude[] =
     "KF1(kf_cos, cosf, cos) KF1(kf_tanh, tanhf, tanh) KF1(kf_erf, erff, erf) KF1(kf_floor, floorf, floor)\n"
     "KF1(kf_ceil, ceilf, ceil) KF1(kf_rint, rintf, rint) KF1(kf_abs, fabsf, fabs)\n"
     "KF2(kf_fmod, fmodf, fmod) KF2(kf_pow, powf, pow) KF2(kf_copysign, copysignf, copysign)\n"
-    "template <class T> KDEV T kf_rsqrt(T x) { return (T)1 / kf_sqrt(x); }\n"
-    "template <class T> KDEV T kf_sigmoid(T x) { return (T)1 / ((T)1 + kf_exp(-x)); }\n"
+    "KF1(kf_erfc, erfcf, erfc)\n"
+    "/* in double, so that it rounds once (0.5 ulp) */\n"
+    "template <class T> KDEV T kf_rsqrt(T x) { return (T)(1.0 / KM(sqrt)((double)x)); }\n"
+    "/* sigmoid and silu from e = exp(-|x|), which never overflows; silu far below\n"
+    " * zero in double, where x e would lose the bits of a subnormal e */\n"
+    "template <class T> KDEV T kf_sigmoid(T x) { T e = kf_exp(-kf_abs(x)); return x < (T)0 ? e / ((T)1 + e) : (T)1 / ((T)1 + e); }\n"
+    "template <class T> KDEV T kf_silu(T x) {\n"
+    "    if (x < (T)-80) return x < (T)-800 ? (T)-0.0 : (T)((double)x * KM(exp)((double)x) / (1.0 + KM(exp)((double)x)));\n"
+    "    return x < (T)0 ? x * kf_exp(x) / ((T)1 + kf_exp(x)) : x / ((T)1 + kf_exp(-x));\n"
+    "}\n"
     "template <class T> KDEV T kf_relu(T x) { return x > (T)0 ? x : (x != x ? x : (T)0); }\n"
     "template <class T> KDEV T kf_sign(T x) { return x != x ? x : (T)((x > (T)0) - (x < (T)0)); }\n"
-    "template <class T> KDEV T kf_gelu(T x) { return (T)0.5 * x * ((T)1 + kf_erf(x * "
-    "(T)0.70710678118654752440)); }\n"
+    "/* gelu below zero as 0.5 x erfc(-x/sqrt 2) in double: no cancellation, and the\n"
+    " * argument exact enough where erfc is steep; -0 below its underflow */\n"
+    "template <class T> KDEV T kf_gelu(T x) {\n"
+    "    if (x < (T)0) return x < (T)-40 ? (T)-0.0 : (T)(0.5 * (double)x * KM(erfc)(-(double)x * 0.70710678118654752440));\n"
+    "    return (T)0.5 * x * ((T)1 + kf_erf(x * (T)0.70710678118654752440));\n"
+    "}\n"
+    "/* 0.5 x (1 + tanh u) = x / (1 + exp(-2u)); below zero in double (exp(-2u)\n"
+    " * overflows in float long before the result underflows) */\n"
     "template <class T> KDEV T kf_gelu_tanh(T x) {\n"
-    "    return (T)0.5 * x * ((T)1 + kf_tanh((T)0.79788456080286535588 * (x + (T)0.044715 * x * x * x)));\n"
+    "    if (x < (T)0) {\n"
+    "        if (x < (T)-100) return (T)-0.0;\n"
+    "        double d = (double)x, u = 0.79788456080286535588 * (d + 0.044715 * d * d * d);\n"
+    "        return (T)(d / (1.0 + KM(exp)(-2.0 * u)));\n"
+    "    }\n"
+    "    T u = (T)0.79788456080286535588 * (x + (T)0.044715 * x * x * x);\n"
+    "    return x / ((T)1 + kf_exp((T)-2 * u));\n"
     "}\n"
     "template <class T> KDEV T kf_mod(T a, T b) { /* NumPy remainder: the divisor's sign */\n"
     "    T r = kf_fmod(a, b);\n"
@@ -461,6 +481,7 @@ static bool ex_elem(KCtx *c, int i, StrBuf *e) {
             case OP_COS: f = "kf_cos"; break;
             case OP_TANH: f = "kf_tanh"; break;
             case OP_SIGMOID: f = "kf_sigmoid"; break;
+            case OP_SILU: f = "kf_silu"; break;
             case OP_RELU: f = "kf_relu"; break;
             case OP_GELU: f = in->flag ? "kf_gelu_tanh" : "kf_gelu"; break;
             case OP_ERF: f = "kf_erf"; break;

@@ -472,31 +472,17 @@ static int lg_elem(Legal *lg, Op op, KilnDType dt, int stage, int a, int b, bool
                 .buf = -1,
                 .stage = stage,
                 .flag = flag};
-    if (op != OP_SILU) return lg_push(lg, in);
-    /* silu(x) = x / (1 + exp(-x)), as every emitter computed it */
-    int neg = lg_elem(lg, OP_NEG, dt, stage, a, -1, false);
-    int e = lg_elem(lg, OP_EXP, dt, stage, neg, -1, false);
-    int one = lg_push(lg, (KInst){.kind = KI_CONST,
-                                  .dtype = dt,
-                                  .a = -1,
-                                  .b = -1,
-                                  .c = -1,
-                                  .buf = -1,
-                                  .stage = stage,
-                                  .value = 1.0});
-    int den = lg_elem(lg, OP_ADD, dt, stage, one, e, false);
-    return lg_elem(lg, OP_DIV, dt, stage, a, den, false);
+    return lg_push(lg, in);
 }
 
 static bool is_half(KilnDType dt) { return dt == KILN_F16 || dt == KILN_BF16; }
 
-/* Whether a KI_ELEM needs legalising: rounding in a 16-bit float, or a
- * composite the emitters do not implement. */
+/* Whether a KI_ELEM needs legalising: rounding in a 16-bit float. */
 static bool needs_legalising(const KInst *in) {
     if (in->kind != KI_ELEM) return false;
     OpKind kind = op_info[in->op].kind;
     bool arith = kind == OK_UNARY || kind == OK_BINARY;
-    return in->op == OP_SILU || (arith && is_half(in->dtype) && !op_has(in->op, OPF_EXACT));
+    return arith && is_half(in->dtype) && !op_has(in->op, OPF_EXACT);
 }
 
 static void legalise_kernel(Kernel *k) {

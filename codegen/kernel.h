@@ -219,9 +219,11 @@ Scalar kstage_identity(const KStage *st);
  *   - f16/bf16 arithmetic: a KI_ELEM of a 16-bit dtype (unary or binary, not
  *     OPF_EXACT) becomes its operands cast to f32, the op in f32 and one
  *     KI_CAST back, which rounds (to nearest even); exact ops stay;
- *   - composite math: silu(x) becomes x / (1 + exp(-x)).  gelu, sigmoid and
- *     rsqrt stay primitives: their accurate forms are the emitters' own
- *     (tuned special functions, 1/sqrt without a reciprocal estimate).
+ *   - composite math stays: silu, gelu, sigmoid and rsqrt are primitives
+ *     whose accurate forms are the emitters' own (tuned special functions,
+ *     silu and gelu right far below zero where x / (1 + exp(-x)) gives
+ *     -inf / inf = NaN, 1/sqrt without a reciprocal estimate; their ulp
+ *     errors: docs/cpu-backend.md, tests/unit/test_math.c).
  * kprog_is_legal says whether a program needs it (the emitters check). */
 void kprog_legalise(KProgram *p);
 bool kprog_is_legal(const KProgram *p, char *err, size_t errlen);

@@ -63,7 +63,8 @@ typedef struct {
     bool define_helpers, uses_helpers;
     LLVMTypeRef t_void, t_i1, t_i8, t_i16, t_i32, t_i64, t_f16, t_f32, t_f64, t_ptr;
     /* helper functions, made on first use */
-    LLVMValueRef h_exp, h_log, h_sin, h_cos, h_tanh, h_erf, h_gelu1p, h_ipow;
+    LLVMValueRef h_exp, h_log, h_sin, h_cos, h_tanh, h_erf, h_gelu, h_ipow;
+    LLVMValueRef g_two_over_pi; /* sin/cos: the bits of 2/pi, per exponent (two_over_pi_table) */
     unsigned k_alwaysinline, k_noalias, k_nounwind, k_noinline;
 } Cg;
 
@@ -329,6 +330,20 @@ static LLVMValueRef exp_small_nonneg(Cg *cg, LLVMValueRef x) {
 
 static LLVMValueRef call_exp(Cg *cg, LLVMValueRef x) { return call_helper(cg, helper_exp(cg), &x, 1); }
 
+/* exp(x) = y 2^n with y in [0.7, 1.42] and n an i32, for x in [-150, 89]
+ * (clamped): a product with exp(x) stays normal until the caller applies 2^n
+ * last (scale_pow2), so a result near the bottom of the float range is still
+ * rounded only once -- silu and gelu far below zero are exp(x) times a
+ * factor. */
+static LLVMValueRef exp_split(Cg *cg, LLVMValueRef x, LLVMValueRef *n) {
+    LLVMValueRef xc = sel(cg, fcmp(cg, LLVMRealOGT, x, cf(cg, 89.0)), cf(cg, 89.0), x);
+    xc = sel(cg, fcmp(cg, LLVMRealOLT, xc, cf(cg, -150.0)), cf(cg, -150.0), xc);
+    LLVMValueRef t;
+    LLVMValueRef y = exp_core(cg, xc, &t);
+    *n = LLVMBuildSub(cg->b, float_to_bits(cg, t), ci32(cg, 0x4b400000), "");
+    return y;
+}
+
 static LLVMValueRef helper_log(Cg *cg) {
     if (cg->h_log) return cg->h_log;
     HelperScope hs;
@@ -362,6 +377,75 @@ static LLVMValueRef helper_log(Cg *cg) {
     return cg->h_log = fn;
 }
 
+/* The bits of 2/pi after the binary point (computed with Machin's formula
+ * in integer arithmetic; the first 24 bits, a2f983, are fdlibm's too). */
+static const char TWO_OVER_PI_HEX[] = "a2f9836e4e441529fc2757d1f534ddc0db6295993c439041fe5163abdebbc561";
+enum { PH_MIN_EXP = 142 }; /* the large reduction serves |x| >= 2^15 (biased exponent 142) */
+
+/* Bit k (k >= 1: the bit worth 2^-k) of 2/pi; 0 for k <= 0. */
+static unsigned two_over_pi_bit(int k) {
+    if (k < 1 || k > 4 * (int)(sizeof TWO_OVER_PI_HEX - 1)) return 0;
+    char c = TWO_OVER_PI_HEX[(k - 1) / 4];
+    unsigned v = (unsigned)(c <= '9' ? c - '0' : c - 'a' + 10);
+    return (v >> (3 - (k - 1) % 4)) & 1;
+}
+
+/* For each biased exponent b from PH_MIN_EXP to 254, three 32-bit words:
+ * the bits of 2^E (2/pi), E = b - 150, worth 2^1 down to 2^-94 (bits k =
+ * E - 1 ... E + 94 of 2/pi): what a float of exponent b is multiplied by. */
+static LLVMValueRef two_over_pi_table(Cg *cg) {
+    if (cg->g_two_over_pi) return cg->g_two_over_pi;
+    int rows = 255 - PH_MIN_EXP;
+    LLVMValueRef *words = xcalloc((size_t)rows * 3, sizeof(LLVMValueRef));
+    for (int row = 0; row < rows; row++) {
+        int e = row + PH_MIN_EXP - 150;
+        for (int w = 0; w < 3; w++) {
+            uint32_t v = 0;
+            for (int bit = 0; bit < 32; bit++) v = v << 1 | two_over_pi_bit(e - 1 + 32 * w + bit);
+            words[row * 3 + w] = LLVMConstInt(cg->t_i32, v, 0);
+        }
+    }
+    LLVMTypeRef at = LLVMArrayType(cg->t_i32, (unsigned)(rows * 3));
+    LLVMValueRef g = LLVMAddGlobal(cg->mod, at, "kiln.two_over_pi");
+    LLVMSetInitializer(g, LLVMConstArray(cg->t_i32, words, (unsigned)(rows * 3)));
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, LLVMInternalLinkage);
+    free(words);
+    return cg->g_two_over_pi = g;
+}
+
+/* Payne-Hanek reduction of |x| >= 2^15: |x| = M 2^E (M the 24-bit
+ * significand), |x| 2/pi = M (2^E 2/pi); the 96 bits of 2^E 2/pi from 2^1 to
+ * 2^-94 suffice (higher ones add multiples of 4, lower ones less than
+ * 2^-70).  Their product with M, taken mod 4 as 64-bit fixed point with 62
+ * fractional bits, gives the quadrant n (rounded to nearest) and the rest,
+ * in [-1/2, 1/2), scaled by pi/2 in double.  *j gets n as a float. */
+static LLVMValueRef reduce_large(Cg *cg, LLVMValueRef ax, LLVMValueRef *j) {
+    LLVMValueRef bits = float_to_bits(cg, ax);
+    LLVMValueRef b = LLVMBuildLShr(cg->b, bits, ci32(cg, 23), "");
+    LLVMValueRef row = imax(cg, LLVMBuildSub(cg->b, b, ci32(cg, PH_MIN_EXP), ""), ci32(cg, 0));
+    row = imin(cg, row, ci32(cg, 254 - PH_MIN_EXP)); /* inf, NaN: any row (the caller keeps NaN) */
+    LLVMValueRef m = LLVMBuildOr(cg->b, LLVMBuildAnd(cg->b, bits, ci32(cg, 0x7fffff), ""), ci32(cg, 0x800000), "");
+    LLVMValueRef m64 = LLVMBuildZExt(cg->b, m, cg->t_i64, "");
+    LLVMValueRef table = two_over_pi_table(cg), w[3];
+    LLVMTypeRef at = LLVMGlobalGetValueType(table);
+    for (int k = 0; k < 3; k++) {
+        LLVMValueRef ix[2] = {ci32(cg, 0), LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, row, ci32(cg, 3), ""), ci32(cg, k), "")};
+        LLVMValueRef ptr = LLVMBuildGEP2(cg->b, at, table, ix, 2, "");
+        w[k] = LLVMBuildMul(cg->b, m64, LLVMBuildZExt(cg->b, LLVMBuildLoad2(cg->b, cg->t_i32, ptr, ""), cg->t_i64, ""), "");
+    }
+    LLVMValueRef c32 = LLVMConstInt(cg->t_i64, 32, 0);
+    LLVMValueRef t = LLVMBuildAdd(cg->b, LLVMBuildShl(cg->b, w[0], c32, ""), w[1], "");
+    t = LLVMBuildAdd(cg->b, t, LLVMBuildLShr(cg->b, w[2], c32, ""), "");
+    LLVMValueRef n = LLVMBuildLShr(cg->b, LLVMBuildAdd(cg->b, t, LLVMConstInt(cg->t_i64, 1ull << 61, 0), ""),
+                                   LLVMConstInt(cg->t_i64, 62, 0), "");
+    LLVMValueRef f = LLVMBuildSub(cg->b, t, LLVMBuildShl(cg->b, n, LLVMConstInt(cg->t_i64, 62, 0), ""), "");
+    LLVMValueRef r = LLVMBuildFMul(cg->b, LLVMBuildSIToFP(cg->b, f, cg->t_f64, ""),
+                                   LLVMConstReal(cg->t_f64, ldexp(1.5707963267948966, -62)), "");
+    *j = LLVMBuildUIToFP(cg->b, n, cg->t_f32, "");
+    return LLVMBuildFPTrunc(cg->b, r, cg->t_f32, "");
+}
+
 /* sin (cos_shift 0) or cos (cos_shift 1). */
 static LLVMValueRef helper_sincos(Cg *cg, int cos_shift) {
     LLVMValueRef *slot = cos_shift ? &cg->h_cos : &cg->h_sin;
@@ -374,6 +458,16 @@ static LLVMValueRef helper_sincos(Cg *cg, int cos_shift) {
     LLVMValueRef r = fma3(cg, nj, cf(cg, 1.5707963705062866), x);
     r = fma3(cg, nj, cf(cg, -4.371138828673793e-08), r);
     r = fma3(cg, nj, cf(cg, -1.7151245100058819e-15), r);
+    /* |x| >= 2^15: Payne-Hanek, exact over the whole float range (the
+     * reduction of |x|; x < 0 negates both the quadrant and the rest) */
+    LLVMValueRef ax = intrin1(cg, "llvm.fabs", x), jl;
+    LLVMValueRef rl = reduce_large(cg, ax, &jl);
+    LLVMValueRef neg = fcmp(cg, LLVMRealOLT, x, cf(cg, 0.0));
+    rl = sel(cg, neg, LLVMBuildFNeg(cg->b, rl, ""), rl);
+    jl = sel(cg, neg, LLVMBuildFNeg(cg->b, jl, ""), jl);
+    LLVMValueRef large = fcmp(cg, LLVMRealOGE, ax, cf(cg, 32768.0));
+    r = sel(cg, large, rl, r);
+    j = sel(cg, large, jl, j);
     LLVMValueRef z = f_mul(cg, r, r);
     static const double S[] = {-1.6666654611E-1, 8.3321608736E-3, -1.9515295891E-4};
     static const double C[] = {4.166664568298827E-2, -1.388731625493765E-3, 2.443315711809948E-5};
@@ -384,6 +478,7 @@ static LLVMValueRef helper_sincos(Cg *cg, int cos_shift) {
     LLVMValueRef odd = LLVMBuildOr(cg->b, fcmp(cg, LLVMRealOEQ, q, cf(cg, 1.0)), fcmp(cg, LLVMRealOEQ, q, cf(cg, 3.0)), "");
     LLVMValueRef res = sel(cg, odd, c, s);
     res = sel(cg, fcmp(cg, LLVMRealOGE, q, cf(cg, 2.0)), LLVMBuildFNeg(cg->b, res, ""), res);
+    res = sel(cg, fcmp(cg, LLVMRealUNO, f_sub(cg, x, x), cf(cg, 0.0)), cf(cg, NAN), res); /* inf, NaN */
     helper_end(cg, &hs, res);
     return *slot = fn;
 }
@@ -454,19 +549,46 @@ static LLVMValueRef helper_erf(Cg *cg) {
     return cg->h_erf = fn;
 }
 
-/* 1 + erf(x / sqrt 2), accurate also where erf is near -1. */
-static LLVMValueRef helper_gelu1p(Cg *cg) {
-    if (cg->h_gelu1p) return cg->h_gelu1p;
+/* gelu(x) = 0.5 x (1 + erf(x / sqrt 2)): 1 + erf from the same pieces as
+ * erf without cancellation (erfc itself below -0.875), (x/sqrt 2)^2 taken
+ * exactly from x, and below that the exponent of exp(-y^2) applied last, so
+ * that results down to the subnormal range are right. */
+static LLVMValueRef helper_gelu(Cg *cg) {
+    if (cg->h_gelu) return cg->h_gelu;
     HelperScope hs;
-    LLVMValueRef fn = helper_begin(cg, "kiln.erf1p", cg->t_f32, &cg->t_f32, 1, &hs);
+    LLVMValueRef fn = helper_begin(cg, "kiln.gelu", cg->t_f32, &cg->t_f32, 1, &hs);
     LLVMValueRef x = LLVMGetParam(fn, 0), inner, ec, is_inner, hi, lo;
     LLVMValueRef y = f_mul(cg, x, cf(cg, M_SQRT1_2));
     LLVMValueRef xc = sel(cg, fcmp(cg, LLVMRealOGT, intrin1(cg, "llvm.fabs", x), cf(cg, 15.0)), cf(cg, 15.0), x);
     exact_square(cg, xc, 0.5, &hi, &lo);
     erf_parts(cg, y, hi, lo, &inner, &ec, &is_inner);
-    LLVMValueRef outer = sel(cg, fcmp(cg, LLVMRealOGT, y, cf(cg, 0.0)), f_sub(cg, cf(cg, 2.0), ec), ec);
-    helper_end(cg, &hs, sel(cg, is_inner, f_add(cg, cf(cg, 1.0), inner), outer));
-    return cg->h_gelu1p = fn;
+    LLVMValueRef half_x = f_mul(cg, cf(cg, 0.5), x);
+    LLVMValueRef upper = f_mul(cg, half_x, f_sub(cg, cf(cg, 2.0), ec));
+    LLVMValueRef middle = f_mul(cg, half_x, f_add(cg, cf(cg, 1.0), inner));
+    /* below: 0.5 x exp(T(u)) exp(-hi) (1 - lo), exp(-hi) = e 2^n */
+    static const double T[] = {-1.5345509052276611,   -0.5622240304946899,    0.1420755535364151,
+                               -0.04355074465274811,  0.013715297915041447,   -0.004193921573460102,
+                               0.0012142376508563757, -0.000320734572596848,  5.6933095038402826e-05};
+    /* erfc(a) = exp(T(u)) exp(-a^2) for a in [0.875, 4] (T fitted there), and
+     * P(1/a^2) exp(-a^2) / (a sqrt pi) beyond (P fitted on [4, 11] to the
+     * asymptotic factor, relative error 1.4e-10) */
+    static const double P[] = {0.9999999965683081, -0.49999889895854993, 0.7498594987423701, -1.865652148042514,
+                               6.204678117461211,  -21.318288864016484,  46.93179916383563};
+    LLVMValueRef a = intrin1(cg, "llvm.fabs", sel(cg, fcmp(cg, LLVMRealOLT, y, cf(cg, -10.6)), cf(cg, -10.6), y));
+    LLVMValueRef far = fcmp(cg, LLVMRealOGE, a, cf(cg, 4.0));
+    LLVMValueRef am = sel(cg, far, cf(cg, 4.0), a), af = sel(cg, far, a, cf(cg, 4.0));
+    LLVMValueRef t = horner(cg, f_mul(cg, f_sub(cg, am, cf(cg, 2.4375)), cf(cg, 0.64)), T, 9), n;
+    LLVMValueRef tail = f_div(cg, horner(cg, f_div(cg, cf(cg, 1.0), f_mul(cg, af, af)), P, 7),
+                              f_mul(cg, af, cf(cg, 1.7724538509055159)));
+    LLVMValueRef factor = sel(cg, far, tail, call_exp(cg, t));
+    LLVMValueRef e = exp_split(cg, LLVMBuildFNeg(cg->b, hi, ""), &n);
+    LLVMValueRef lower = f_mul(cg, f_mul(cg, half_x, factor), f_mul(cg, e, f_sub(cg, cf(cg, 1.0), lo)));
+    lower = scale_pow2(cg, lower, n);
+    LLVMValueRef res = sel(cg, is_inner, middle, sel(cg, fcmp(cg, LLVMRealOGT, y, cf(cg, 0.0)), upper, lower));
+    res = sel(cg, fcmp(cg, LLVMRealOLT, x, cf(cg, -15.0)), cf(cg, -0.0), res); /* below 2^-149 */
+    res = sel(cg, fcmp(cg, LLVMRealUNO, x, x), x, res);
+    helper_end(cg, &hs, res);
+    return cg->h_gelu = fn;
 }
 
 /* i64 kiln.ipow(i64 base, i64 exp): exact power with wrapping, as the
@@ -517,6 +639,28 @@ static LLVMValueRef call_libm(Cg *cg, const char *name, LLVMValueRef x) {
     LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
     if (!fn) fn = LLVMAddFunction(cg->mod, name, fty);
     return LLVMBuildCall2(cg->b, fty, fn, &x, 1, "");
+}
+
+/* f64 silu and gelu in the reference interpreter's forms (ir/interp.c):
+ * no cancellation and no inf/inf far below zero, -0 at -inf. */
+static LLVMValueRef stable_f64(Cg *cg, const KInst *in, LLVMValueRef x) {
+    LLVMTypeRef t = cg->t_f64;
+    LLVMValueRef one = LLVMConstReal(t, 1.0), res;
+    if (in->op == OP_SILU) {
+        LLVMValueRef e = call_libm(cg, "exp", x);
+        LLVMValueRef below = f_div(cg, f_mul(cg, x, e), f_add(cg, one, e));
+        LLVMValueRef above = f_div(cg, x, f_add(cg, one, call_libm(cg, "exp", LLVMBuildFNeg(cg->b, x, ""))));
+        res = sel(cg, fcmp(cg, LLVMRealOLT, x, LLVMConstReal(t, 0.0)), below, above);
+    } else if (in->flag) { /* x / (1 + exp(-2u)) */
+        LLVMValueRef x3 = f_mul(cg, x, f_mul(cg, x, x));
+        LLVMValueRef v = f_mul(cg, LLVMConstReal(t, -2.0 * 0.7978845608028654),
+                               f_add(cg, x, f_mul(cg, LLVMConstReal(t, 0.044715), x3)));
+        res = f_div(cg, x, f_add(cg, one, call_libm(cg, "exp", v)));
+    } else { /* 0.5 x erfc(-x / sqrt 2) */
+        LLVMValueRef a = f_div(cg, LLVMBuildFNeg(cg->b, x, ""), LLVMConstReal(t, M_SQRT2));
+        res = f_mul(cg, f_mul(cg, LLVMConstReal(t, 0.5), x), call_libm(cg, "erfc", a));
+    }
+    return sel(cg, fcmp(cg, LLVMRealOEQ, x, LLVMConstReal(t, -INFINITY)), LLVMConstReal(t, -0.0), res);
 }
 
 /* -------------------------------------------------- rounding, conversion */
@@ -643,7 +787,13 @@ static LLVMValueRef unary_float(Cg *cg, const KInst *in, LLVMValueRef x, bool f6
     case OP_ABS: return intrin1(cg, "llvm.fabs", x);
     case OP_NEG: return LLVMBuildFNeg(cg->b, x, "");
     case OP_SQRT: return intrin1(cg, "llvm.sqrt", x);
-    case OP_RSQRT: return f_div_exact(cg, LLVMConstReal(LLVMTypeOf(x), 1.0), intrin1(cg, "llvm.sqrt", x));
+    case OP_RSQRT:
+        if (LLVMTypeOf(x) == cg->t_f32) { /* in double, so that it rounds once: 0.5 ulp, not 1.5 */
+            LLVMValueRef d = LLVMBuildFPExt(cg->b, x, cg->t_f64, "");
+            d = f_div_exact(cg, LLVMConstReal(cg->t_f64, 1.0), intrin1(cg, "llvm.sqrt", d));
+            return LLVMBuildFPTrunc(cg->b, d, cg->t_f32, "");
+        }
+        return f_div_exact(cg, LLVMConstReal(LLVMTypeOf(x), 1.0), intrin1(cg, "llvm.sqrt", x));
     case OP_RELU: return sel(cg, fcmp(cg, LLVMRealUGT, x, LLVMConstReal(LLVMTypeOf(x), 0.0)), x, LLVMConstReal(LLVMTypeOf(x), 0.0));
     case OP_FLOOR: return intrin1(cg, "llvm.floor", x);
     case OP_CEIL: return intrin1(cg, "llvm.ceil", x);
@@ -666,16 +816,9 @@ static LLVMValueRef unary_float(Cg *cg, const KInst *in, LLVMValueRef x, bool f6
         case OP_COS: return call_libm(cg, "cos", x);
         case OP_TANH: return call_libm(cg, "tanh", x);
         case OP_ERF: return call_libm(cg, "erf", x);
-        case OP_SIGMOID:
-            return f_div(cg, one, f_add(cg, one, call_libm(cg, "exp", LLVMBuildFNeg(cg->b, x, ""))));
-        case OP_GELU:
-            if (in->flag) {
-                LLVMValueRef u = f_mul(cg, LLVMConstReal(t, 0.7978845608028654),
-                                      f_add(cg, x, f_mul(cg, LLVMConstReal(t, 0.044715), f_mul(cg, x, f_mul(cg, x, x)))));
-                return f_mul(cg, f_mul(cg, LLVMConstReal(t, 0.5), x), f_add(cg, one, call_libm(cg, "tanh", u)));
-            }
-            return f_mul(cg, f_mul(cg, LLVMConstReal(t, 0.5), x),
-                        f_add(cg, one, call_libm(cg, "erf", f_div(cg, x, LLVMConstReal(t, M_SQRT2)))));
+        case OP_SIGMOID: return f_div(cg, one, f_add(cg, one, call_libm(cg, "exp", LLVMBuildFNeg(cg->b, x, ""))));
+        case OP_SILU:
+        case OP_GELU: return stable_f64(cg, in, x);
         default: return LLVMConstReal(t, NAN);
         }
     }
@@ -694,6 +837,17 @@ static LLVMValueRef unary_float(Cg *cg, const KInst *in, LLVMValueRef x, bool f6
         LLVMValueRef s = f_div(cg, one, f_add(cg, one, e));
         return sel(cg, fcmp(cg, LLVMRealOLT, x, cf(cg, 0.0)), f_mul(cg, e, s), s);
     }
+    case OP_SILU: {
+        /* x >= 0: x / (1 + exp(-x)); below, x e / (1 + e) with e = exp(x) =
+         * y 2^n and 2^n applied last (right down to the subnormal range) */
+        LLVMValueRef n, y = exp_split(cg, x, &n);
+        LLVMValueRef e = scale_pow2(cg, y, n);
+        LLVMValueRef below = scale_pow2(cg, f_div(cg, f_mul(cg, x, y), f_add(cg, one, e)), n);
+        LLVMValueRef above = f_div(cg, x, f_add(cg, one, call_exp(cg, LLVMBuildFNeg(cg->b, x, ""))));
+        LLVMValueRef res = sel(cg, fcmp(cg, LLVMRealOLT, x, cf(cg, 0.0)), below, above);
+        res = sel(cg, fcmp(cg, LLVMRealOLT, x, cf(cg, -150.0)), cf(cg, -0.0), res); /* below 2^-149 */
+        return sel(cg, fcmp(cg, LLVMRealUNO, x, x), x, res);
+    }
     case OP_GELU:
         if (in->flag) {
             /* 0.5 x (1 + tanh u) = x / (1 + exp(v)), v = -2u = x (a + b x^2),
@@ -707,9 +861,18 @@ static LLVMValueRef unary_float(Cg *cg, const KInst *in, LLVMValueRef x, bool f6
             LLVMValueRef vhi = LLVMBuildFPTrunc(cg->b, v, cg->t_f32, "");
             LLVMValueRef vlo = LLVMBuildFPTrunc(cg->b, f_sub(cg, v, LLVMBuildFPExt(cg->b, vhi, cg->t_f64, "")), cg->t_f32, "");
             LLVMValueRef e = call_exp(cg, vhi);
-            return f_div(cg, x, f_add(cg, one, fma3(cg, e, vlo, e)));
+            LLVMValueRef above = f_div(cg, x, f_add(cg, one, fma3(cg, e, vlo, e)));
+            /* v > 80 (x below -6.7): x e' / (1 + e'), e' = exp(-v) = y 2^n,
+             * 2^n last, so that no overflow makes inf/inf (NaN) and results
+             * down to the subnormal range are right */
+            LLVMValueRef n, y = exp_split(cg, LLVMBuildFNeg(cg->b, vhi, ""), &n);
+            y = f_mul(cg, y, f_sub(cg, one, vlo));
+            LLVMValueRef below = scale_pow2(cg, f_div(cg, f_mul(cg, x, y), f_add(cg, one, scale_pow2(cg, y, n))), n);
+            LLVMValueRef res = sel(cg, fcmp(cg, LLVMRealOGT, vhi, cf(cg, 80.0)), below, above);
+            res = sel(cg, fcmp(cg, LLVMRealOLT, x, cf(cg, -100.0)), cf(cg, -0.0), res); /* below 2^-149 */
+            return sel(cg, fcmp(cg, LLVMRealUNO, x, x), x, res);
         } else {
-            return f_mul(cg, f_mul(cg, cf(cg, 0.5), x), call_helper(cg, helper_gelu1p(cg), &x, 1));
+            return call_helper(cg, helper_gelu(cg), &x, 1);
         }
     default: return LLVMConstReal(t, NAN);
     }

@@ -168,13 +168,19 @@ static double unary_float(const Node *n, double x) {
     case OP_TANH: return tanh(x);
     case OP_SIGMOID: return 1.0 / (1.0 + exp(-x));
     case OP_RELU: return isnan(x) ? x : x > 0 ? x : 0.0;
+    /* gelu and silu in forms without cancellation or inf/inf far below zero
+     * (where 1 + tanh, 1 + erf and 1 + exp(-x) lose every bit), and their
+     * limit -0 at -inf, as every device computes them */
     case OP_GELU:
+        if (x == -INFINITY) return -0.0;
         if (n->flag) {
             const double k = sqrt(2.0 / M_PI);
-            return 0.5 * x * (1.0 + tanh(k * (x + 0.044715 * x * x * x)));
+            return x / (1.0 + exp(-2.0 * k * (x + 0.044715 * x * x * x)));
         }
-        return 0.5 * x * (1.0 + erf(x / M_SQRT2));
-    case OP_SILU: return x / (1.0 + exp(-x));
+        return 0.5 * x * erfc(-x / M_SQRT2);
+    case OP_SILU:
+        if (x == -INFINITY) return -0.0;
+        return x < 0 ? x * exp(x) / (1.0 + exp(x)) : x / (1.0 + exp(-x));
     case OP_ERF: return erf(x);
     case OP_FLOOR: return floor(x);
     case OP_CEIL: return ceil(x);

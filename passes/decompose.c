@@ -7,7 +7,8 @@
  *     log_softmax(x) = (x - max(x)) - log(sum(exp(x - max(x))))
  *     layernorm      = (x - mean(x)) * rsqrt(mean((x - mean(x))^2) + eps) * gamma + beta
  *     rmsnorm        = x * rsqrt(mean(x * x) + eps) * gamma
- *     gelu(x)        = 0.5 * x * (1 + erf(x / sqrt(2)))        (tanh form when approximate)
+ *     gelu(x)        = 0.5 * x * (1 + erf(x / sqrt(2)))        (tanh form when approximate),
+ *                      x = max(x, -40) first, so that gelu(-inf) is -0 as the op gives
  * gamma and beta are reshaped to broadcast along the normalised axis.  Not
  * bit-exact: every primitive rounds to the dtype where the composite rounds
  * once (a few ulps apart; tests/unit/test_passes.c bounds it).  Not in the
@@ -97,6 +98,9 @@ static int decompose_node(Rewriter *rw, int id) {
         return ew(&b, OP_MUL, ew(&b, OP_MUL, x, inv), along_axis(&b, rw->map[n->in[1]], axis, rank));
     }
     case OP_GELU: {
+        /* from max(x, -40): the same formula, but -0 (its limit, which gelu
+         * has reached by -40 in every dtype) instead of -inf * 0 = NaN at -inf */
+        x = ew(&b, OP_MAXIMUM, x, konst(&b, -40.0));
         int t;
         if (n->flag) { /* tanh(sqrt(2/pi) * (x + 0.044715 x^3)) */
             int x3 = ew(&b, OP_MUL, ew(&b, OP_MUL, x, x), x);
