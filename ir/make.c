@@ -202,12 +202,14 @@ int mk_const_int(IRMaker *m, int64_t v, KilnDType dt, Loc loc) {
 }
 
 /* ---- products of dimensions, in canonical form -------------------------------
- * A product is a constant times a sorted list of symbolic factors; building
- * it the same way every time makes equal products equal Dims, so that
- * reshape(x, [B*T, C]) of an f32[B, T, C] checks symbolically. */
+ * A product is a constant fraction times a sorted list of symbolic factors;
+ * building it the same way every time makes equal products equal Dims, so
+ * that reshape(x, [B*T, C]) of an f32[B, T, C] checks symbolically.  A
+ * quotient by a constant (B/2) is the factor B with the denominator 2, so
+ * that B/2 * 8 and 4*B are the same size. */
 
 typedef struct {
-    int64_t coef;
+    int64_t coef, den; /* coef/den, den > 0 */
     VEC(Dim) syms;
 } Product;
 
@@ -223,7 +225,21 @@ static void product_add_factor(IRMaker *m, Product *p, Dim d) {
         product_add_factor(m, p, y);
         return;
     }
+    if (s->kind == SYM_DIV && !DIM_IS_SYM(s->b) && s->b > 0) {
+        Dim x = s->a;
+        p->den = sat_mul(p->den, s->b);
+        product_add_factor(m, p, x);
+        return;
+    }
     VEC_PUSH(p->syms, d);
+}
+
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b, b = t;
+    }
+    return a < 0 ? -a : a;
 }
 
 /* Symbols in the order they were made (B before T): -1, -2, ... */
@@ -234,13 +250,15 @@ static int dim_cmp(const void *a, const void *b) {
 
 static Dim product_dim(IRMaker *m, Product *p) {
     if (p->syms.len > 1) qsort(p->syms.data, (size_t)p->syms.len, sizeof(Dim), dim_cmp);
+    int64_t g = gcd64(p->coef, p->den);
+    if (g > 1) p->coef /= g, p->den /= g;
     Dim d = p->coef;
     for (int i = 0; i < p->syms.len; i++) d = ir_dim_mul(m->g, d, p->syms.data[i]);
-    return d;
+    return p->den == 1 ? d : ir_dim_div(m->g, d, p->den);
 }
 
 Dim mk_dim_product(IRMaker *m, const Dim *dims, int n) {
-    Product p = {.coef = 1};
+    Product p = {.coef = 1, .den = 1};
     for (int i = 0; i < n; i++) product_add_factor(m, &p, dims[i]);
     Dim d = product_dim(m, &p);
     VEC_FREE(p.syms);
@@ -248,7 +266,7 @@ Dim mk_dim_product(IRMaker *m, const Dim *dims, int n) {
 }
 
 bool mk_dim_quotient(IRMaker *m, Dim num, Dim den, Dim *out) {
-    Product pn = {.coef = 1}, pd = {.coef = 1};
+    Product pn = {.coef = 1, .den = 1}, pd = {.coef = 1, .den = 1};
     product_add_factor(m, &pn, num);
     product_add_factor(m, &pd, den);
     bool ok = false;
@@ -258,8 +276,10 @@ bool mk_dim_quotient(IRMaker *m, Dim num, Dim den, Dim *out) {
         if (j == pn.syms.len) goto done; /* a symbolic factor does not cancel */
         pn.syms.data[j] = pn.syms.data[--pn.syms.len];
     }
-    if (pd.coef == 0 || pn.coef % pd.coef != 0) goto done;
-    pn.coef /= pd.coef;
+    /* (pn.coef / pn.den) / (pd.coef / pd.den), which must be an integer */
+    int64_t top = sat_mul(pn.coef, pd.den), bottom = sat_mul(pn.den, pd.coef);
+    if (bottom <= 0 || top == INT64_MAX || bottom == INT64_MAX || top % bottom != 0) goto done;
+    pn.coef = top / bottom, pn.den = 1;
     *out = product_dim(m, &pn);
     ok = true;
 done:
@@ -837,6 +857,22 @@ int mk_squeeze(IRMaker *m, int x, const int64_t *axes, int naxes, MkLoc loc) {
             goto done;
         }
         drop[a] = true;
+    }
+    /* without axes, only sizes known to be 1 go: a symbolic size could be 1
+     * in one run and not in another, so the result's type would depend on
+     * the run -- name the axes instead */
+    for (int k = 0; !axes && k < rank; k++) {
+        Dim size = N(m, x)->shape[k];
+        if (!DIM_IS_SYM(size)) continue;
+        char *t = type_of(m, x), *d = dim_str(m, size);
+        diag_error(m->diags, loc.at, "squeeze without axis= cannot tell whether dimension %s of %s is 1: it may differ from run to run", d, t);
+        int one = -1;
+        for (int j = 0; j < rank && one < 0; j++)
+            if (N(m, x)->shape[j] == 1) one = j;
+        if (one >= 0) diag_hint(m->diags, "name the axis to remove, e.g. squeeze(x, axis=%d)", one);
+        else diag_hint(m->diags, "name the axis to remove with axis=");
+        free(t), free(d);
+        goto done;
     }
     for (int k = 0; k < rank; k++) {
         Dim size = N(m, x)->shape[k];

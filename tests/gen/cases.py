@@ -510,6 +510,8 @@ s = Suite("tests/ops/shape.kiln")
 s.case("reshape_basic", lambda x: x.reshape(12, 5))
 s.case("reshape_infer", lambda x: (x.reshape(-1, 10), x.reshape(-1), x.reshape(2, -1, 10)))
 s.case("reshape_sym", lambda x: x.reshape(-1, 3, 4), dims={"B": 2})
+s.case("reshape_sym_half", lambda x: (lambda z: (z.reshape(6, 4), z.reshape(6, 2, 2)))(
+    x.reshape(3, 8) + x.reshape(3, 8).sum(axis=1, keepdims=True)), dims={"B": 6})
 s.case("reshape_sym_infer", lambda x: (x.reshape(3, 12), x.reshape(3, 2, 6)), dims={"B": 3})
 s.case("reshape_rank0", lambda s, v: (s.reshape(1, 1), v.reshape(())))
 s.case("reshape_int_bool", lambda i, b: (i.reshape(3, 4), b.reshape(2, 6)))
