@@ -34,6 +34,7 @@
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/DebugInfo.h>
+#include <llvm-c/ErrorHandling.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/Support.h>
 #include <llvm-c/Target.h>
@@ -2999,8 +3000,18 @@ static void emit_aot_run(Cg *cg, LLVMValueRef *kfns, int64_t scratch_bytes) {
 
 /* ------------------------------------------------------- the module */
 
+/* An error LLVM cannot return (it runs out of memory, say) ends kiln with
+ * exit status 3 and LLVM's reason, as the compiler's own allocation
+ * failures do (ir/util.c), instead of LLVM's abort(). */
+static void llvm_fatal(const char *reason) {
+    fprintf(stderr, "kiln: LLVM cannot continue: %s\n", reason);
+    fflush(NULL);
+    _Exit(3);
+}
+
 static pthread_once_t llvm_once = PTHREAD_ONCE_INIT;
 static void llvm_init_native(void) {
+    LLVMInstallFatalErrorHandler(llvm_fatal);
     LLVMInitializeNativeTarget();
     LLVMInitializeNativeAsmPrinter();
     /* LLVM options for the whole process (kiln is libLLVM's only user):

@@ -723,6 +723,13 @@ int mk_index(IRMaker *m, int x, const MkSlice *axes, int n, MkLoc loc) {
                         z = size;
                     start = a;
                     len = z > a ? (z - a - 1) / step + 1 : 0;
+                    if (len == 0) { /* no empty tensors (docs/language.md, Types) */
+                        diag_error(m->diags, s_at, "this slice of axis %d (size %lld) is empty", k,
+                                   (long long)size);
+                        diag_hint(m->diags, "kiln has no empty tensors: a slice keeps at least one element");
+                        ok = false;
+                        continue;
+                    }
                     if (start != 0 || step != 1 || len != size) trivial = false;
                 }
             }

@@ -5,25 +5,50 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void out_of_memory(size_t n) {
+/* Out of memory inside the compiler ends the process with exit status 3
+ * (an environment problem, docs/cli.md), never an abort: every structure
+ * being built is half made at that point, and a failure path on each of the
+ * thousands of allocation sites would be code no test reaches.  Nothing the
+ * user had is damaged, since outputs are written whole, by rename, only
+ * after the work succeeded (runtime/outfile.h); _Exit skips atexit handlers
+ * and static destructors (LLVM's), which could need memory themselves.
+ * Tensors whose size the user chooses are not allocated here: their
+ * failures are messages on the usual error paths. */
+static _Noreturn void out_of_memory(size_t n) {
     fprintf(stderr, "kiln: out of host memory (allocating %zu bytes)\n", n);
-    abort();
+    fflush(NULL);
+    _Exit(3);
+}
+
+/* Test hook: KILN_FAIL_ALLOC=N makes the Nth allocation through xmalloc,
+ * xcalloc or xrealloc (1-based, counted over the process) fail, so that
+ * tests/cli/oom.sh can show that every failure point ends as above.  The
+ * count is the only mutable state here; read once, then atomic. */
+static bool injected_failure(void) {
+    static _Atomic long long fail_at = -1, count;
+    long long at = fail_at;
+    if (at < 0) {
+        const char *v = getenv("KILN_FAIL_ALLOC");
+        at = v && *v ? atoll(v) : 0;
+        fail_at = at;
+    }
+    return at > 0 && ++count == at;
 }
 
 void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
+    void *p = injected_failure() ? NULL : malloc(n ? n : 1);
     if (!p) out_of_memory(n);
     return p;
 }
 
 void *xcalloc(size_t n, size_t size) {
-    void *p = calloc(n ? n : 1, size ? size : 1);
+    void *p = injected_failure() ? NULL : calloc(n ? n : 1, size ? size : 1);
     if (!p) out_of_memory(n * size);
     return p;
 }
 
 void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
+    void *q = injected_failure() ? NULL : realloc(p, n ? n : 1);
     if (!q) out_of_memory(n);
     return q;
 }

@@ -232,6 +232,12 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
         }
         for (int k = 0; k < p->rank; k++) {
             const char *name = sym_name(sym, p->shape[k]);
+            if (t->shape[k] == 0) { /* the language has no empty tensors (docs/language.md, Types) */
+                snprintf(err, errlen, "%s: parameter '%s' would be empty: dimension %d%s%s is 0 in the file, and "
+                         "every dimension must be at least 1", nt->origin, p->name, k, name ? ", " : "",
+                         name ? name : "");
+                goto fail;
+            }
             if (name) {
                 if (!bind_dim(&binds, &nbinds, origins, name, t->shape[k], nt->origin, err, errlen)) goto fail;
             } else if (p->shape[k] != t->shape[k]) {
@@ -241,6 +247,16 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
             }
         }
     }
+    /* a parameter no file holds gets random values: say so where a weights
+     * file was given (a name that differs in one letter must not pass
+     * silently) */
+    bool weights_given = false;
+    for (int t = 0; t < req->ntensors; t++) weights_given |= strncmp(req->tensors[t].origin, "--in", 4) != 0;
+    for (int i = 0; req->notes && (weights_given || req->all_random_notes) && i < nparams; i++)
+        if (!chosen[i])
+            fprintf(req->notes, "kiln: note: parameter '%s' is in no %s: it gets random values (--seed %llu)\n",
+                    ir_node(sym, sym->params.data[i])->name, weights_given ? "weights file" : "--in or --weights file",
+                    (unsigned long long)req->seed);
     /* every symbolic dimension of the parameters needs a size */
     for (int i = 0; i < nparams && !req->allow_symbolic; i++) {
         const Node *p = ir_node(sym, sym->params.data[i]);

@@ -67,6 +67,11 @@ typedef struct {
     int ndims;
     uint64_t seed;
     bool allow_symbolic; /* emit: leave unbound dims symbolic */
+    /* where to say which parameters get random values (NULL: nowhere): each
+     * one when a weights file was given (it was expected there), and with
+     * all_random_notes every one */
+    FILE *notes;
+    bool all_random_notes;
 } BindRequest;
 
 /* With `opt` non-NULL the graph then goes through the optimisation passes

@@ -570,7 +570,8 @@ static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t er
     st = load_tensors(o);
     trace_span(tr, "parse", t0, t[2] = trace_clock_ms(), "read the input files");
     if (st != KILN_OK) return st;
-    pr->req = (BindRequest){o->tensors.data, o->tensors.len, o->dims.data, o->dims.len, o->seed, false};
+    pr->req = (BindRequest){o->tensors.data, o->tensors.len, o->dims.data, o->dims.len, o->seed, false, stderr,
+                            o->verbose};
     t0 = trace_clock_ms();
     st = driver_bind(&pr->c, pr->entry, &pr->req, &o->copt, &pr->g, &pr->inputs, err, errlen);
     trace_span(tr, "passes", t0, t[3] = trace_clock_ms(), "bind the inputs, build the IR, run the passes");
@@ -739,7 +740,7 @@ static int cmd_emit(Options *o) {
     /* --in and --weights bind dimensions and mark weights as constants here
      * as in run (the kernels and the picture depend on both) */
     if ((st = load_tensors(o)) != KILN_OK) goto done;
-    BindRequest req = {o->tensors.data, o->tensors.len, o->dims.data, o->dims.len, 0, true};
+    BindRequest req = {o->tensors.data, o->tensors.len, o->dims.data, o->dims.len, 0, true, NULL, false};
     /* ir: as type-checked; every later stage after the passes */
     st = driver_bind(&c, entry, &req, strcmp(o->emit, "ir") == 0 ? NULL : &o->copt, &g, &inputs, err, sizeof err);
     if (st != KILN_OK) {
@@ -797,7 +798,7 @@ static int cmd_aot(Options *o) {
     IRGraph *g = NULL;
     KilnTensor *inputs = NULL;
     if ((st = open_program(o, &c, &entry)) != KILN_OK) goto done;
-    BindRequest req = {NULL, 0, o->dims.data, o->dims.len, 0, true};
+    BindRequest req = {NULL, 0, o->dims.data, o->dims.len, 0, true, NULL, false};
     st = driver_bind(&c, entry, &req, &o->copt, &g, &inputs, err, sizeof err);
     if (st != KILN_OK) {
         diag_print(&c.diags, stderr);

@@ -108,5 +108,56 @@ open(p, 'wb').write(d)" "$entry" ;;
     unset XDG_CACHE_HOME
 fi
 
+# ---- semantics at the edges: no empty tensors; a weights file missing a parameter
+cat >w.kiln <<'EOF2'
+graph f(x: f32[B, 3], w: f32[3, 2], b: f32[2]) -> i64[B] {
+    return argmax(x @ w + b, axis=1)
+}
+EOF2
+$PY -c "
+import numpy as np, json, struct
+np.save('x0.npy', np.ones((0, 3), np.float32)); np.save('x30.npy', np.ones((3, 0), np.float32))
+np.save('x2.npy', np.ones((2, 3), np.float32))
+w = np.arange(6, dtype=np.float32).reshape(3, 2)
+hdr = json.dumps({'w': {'dtype': 'F32', 'shape': [3, 2], 'data_offsets': [0, 24]},
+                  'B': {'dtype': 'F32', 'shape': [2], 'data_offsets': [24, 32]}}).encode()
+open('wts.safetensors', 'wb').write(struct.pack('<Q', len(hdr)) + hdr + w.tobytes() + np.ones(2, np.float32).tobytes())"
+for dev in ref kir cpu cuda-emu; do
+    expect "a (0, 3) input on $dev" 1 "parameter 'x' would be empty: dimension 0, B is 0" \
+        "$K" run w.kiln --device=$dev --in x=x0.npy
+done
+expect "--dim B=0" 2 "--dim takes NAME=SIZE with a positive SIZE" "$K" run w.kiln --dim B=0
+cat >e.kiln <<'EOF2'
+graph f(x: f32[3, N]) -> i64[3] {
+    return argmax(x, axis=1)
+}
+EOF2
+expect "argmax over an empty axis" 1 "parameter 'x' would be empty: dimension 1, N is 0" \
+    "$K" run e.kiln --device=cpu --in x=x30.npy
+cat >es.kiln <<'EOF2'
+graph f(x: f32[4]) -> f32[4] {
+    return x + sum(x[2:2], axis=0)
+}
+EOF2
+expect "an empty slice" 1 "slice" "$K" check es.kiln
+expect "a weights file without 'b'" 0 "note: parameter 'b' is in no weights file: it gets random values" \
+    "$K" run w.kiln --device=ref --in x=x2.npy --weights wts.safetensors
+if grep -q "parameter 'w'" err; then bad "the note names 'w', which the file holds"; else ok; fi
+expect "no weights file: quiet" 0 "" "$K" run w.kiln --device=ref --in x=x2.npy
+if grep -q "note:" err; then bad "a note without --weights or -v"; else ok; fi
+expect "-v names random parameters" 0 "parameter 'w' is in no --in or --weights file" \
+    "$K" run w.kiln --device=ref --in x=x2.npy -v
+# squeeze of f32[B, 1] was accepted by check and failed at run time for B = 1
+cat >sq.kiln <<'EOF2'
+graph f(x: f32[B, 1]) -> f32[B] {
+    return squeeze(x)
+}
+EOF2
+expect "squeeze(f32[B, 1]) at check" 1 "cannot tell whether dimension B" "$K" check sq.kiln
+sed 's/squeeze(x)/squeeze(x, axis=1)/' sq.kiln >sq1.kiln
+for dev in ref kir cpu cuda-emu; do
+    expect "squeeze(x, axis=1), B=1, on $dev" 0 "" "$K" run sq1.kiln --device=$dev --dim B=1
+done
+
 echo "misuse: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -69,8 +69,11 @@ for target in tests/fuzz/fuzz_*.c; do
         continue
     fi
     ok=1
+    # compile fuzzes the language too: the parser's seeds and dictionary serve it
+    lang=$name
+    [ "$name" = compile ] && lang=parser
     dict=""
-    [ -f "tests/fuzz/fuzz_$name.dict" ] && dict="-dict=tests/fuzz/fuzz_$name.dict"
+    [ -f "tests/fuzz/fuzz_$lang.dict" ] && dict="-dict=tests/fuzz/fuzz_$lang.dict"
     # inputs that once crashed must run clean now
     regress=tests/fuzz/regress_$name
     if [ -d "$regress" ] && [ -n "$(ls -A "$regress" 2>/dev/null)" ]; then
@@ -83,7 +86,7 @@ for target in tests/fuzz/fuzz_*.c; do
     fi
     # fuzz: new inputs go to build-fuzz/corpus_NAME, the tracked seeds are only read
     mkdir -p "$OUT/corpus_$name"
-    seeds=tests/fuzz/corpus_$name
+    seeds=tests/fuzz/corpus_$lang
     [ -d "$seeds" ] || seeds=""
     echo "== $name: fuzzing for $SECONDS_EACH s"
     if ! "$bin" -max_total_time="$SECONDS_EACH" -timeout=30 -rss_limit_mb=2048 -max_len=4096 \
