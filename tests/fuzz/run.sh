@@ -61,7 +61,7 @@ for target in tests/fuzz/fuzz_*.c; do
     if [ -n "$FUZZ_TARGETS" ] && ! echo " $FUZZ_TARGETS " | grep -q " $name "; then continue; fi
     bin=$OUT/fuzz_$name
     echo "== $name: building $bin"
-    if ! $CC $CFLAGS $SAN -fsanitize=fuzzer "$target" "$OUT/libkiln-fuzz.a" $LLVM_LIBS \
+    if ! $CC $CFLAGS $LLVM_CFLAGS -Wno-unused-command-line-argument $SAN -fsanitize=fuzzer "$target" "$OUT/libkiln-fuzz.a" $LLVM_LIBS \
             -ldl -lpthread -lm -o "$bin" 2>"$OUT/link_$name.log"; then
         echo "FAIL $name: does not build:"
         head -n 20 "$OUT/link_$name.log" | sed 's/^/  /'
