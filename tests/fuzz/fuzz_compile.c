@@ -50,8 +50,10 @@ static void fail(const char *stage, const char *err) {
 static void compile(Arena *arena, IRGraph *g, PassPrecision precision, LLVMTargetMachineRef tm, FILE *sink) {
     char err[1024] = "";
     PassOptions po = {.opt_level = 2, .dump = sink, .precision = precision};
-    IRGraph *o = passes_run(arena, g, &po, err, sizeof err);
-    if (!o) return; /* a refusal with a message */
+    IRGraph *o = NULL;
+    KilnStatus st = passes_run(arena, g, &po, &o, err, sizeof err);
+    if (st == KILN_ERR_DEVICE) fail("a pass", err); /* it broke a clean graph */
+    if (st != KILN_OK) return;
     if (!ir_verify(o, err, sizeof err)) fail("ir_verify after the passes", err);
     FuseOptions fo = {.fuse = true};
     KProgram *kp = fuse_graph(arena, o, &fo, err, sizeof err);
