@@ -251,7 +251,7 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
      * file was given (a name that differs in one letter must not pass
      * silently) */
     bool weights_given = false;
-    for (int t = 0; t < req->ntensors; t++) weights_given |= strncmp(req->tensors[t].origin, "--in", 4) != 0;
+    for (int t = 0; t < req->ntensors; t++) weights_given |= req->tensors[t].role == TENSOR_WEIGHT;
     for (int i = 0; req->notes && (weights_given || req->all_random_notes) && i < nparams; i++)
         if (!chosen[i])
             fprintf(req->notes, "kiln: note: parameter '%s' is in no %s: it gets random values (--seed %llu)\n",
