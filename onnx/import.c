@@ -94,10 +94,11 @@ static Value *new_value(Importer *im, const char *name) {
 
 /* ---- diagnostics ---- */
 
+/* "Op 'name' (opset N)"; a node of another domain names it: "(com.x opset 1)". */
 static const char *node_label(Importer *im, const OnnxNode *n, int64_t opset) {
-    (void)im;
-    return arena_printf(im->arena, "%s%s%s%s (opset %lld)", n->op_type, n->name[0] ? " '" : "", n->name,
-                        n->name[0] ? "'" : "", (long long)opset);
+    bool other = n->domain[0] && strcmp(n->domain, "ai.onnx") != 0;
+    return arena_printf(im->arena, "%s%s%s%s (%s%sopset %lld)", n->op_type, n->name[0] ? " '" : "", n->name,
+                        n->name[0] ? "'" : "", other ? n->domain : "", other ? " " : "", (long long)opset);
 }
 
 static bool vreport(Ctx *c, const char *prefix, const char *fmt, va_list ap) {
@@ -666,13 +667,23 @@ static bool fold_node(Importer *im, Ctx *c, const OpDef *def, int64_t in_total, 
     return done;
 }
 
+/* The opset the model imports for a node's domain (its default domain's for
+ * ai.onnx), or -1: what diagnostics name beside the node's op. */
+static int64_t domain_opset(const Importer *im, const char *domain) {
+    if (!domain[0] || strcmp(domain, "ai.onnx") == 0) return im->opset;
+    int64_t v = -1;
+    for (int i = 0; i < im->model->nopsets; i++)
+        if (strcmp(im->model->opsets[i].domain, domain) == 0) v = im->model->opsets[i].version;
+    return v;
+}
+
 static void lower_node(Importer *im, int index) {
     const OnnxNode *n = &im->model->graph.nodes[index];
     Ctx c = {.im = im,
              .arena = im->arena,
              .node = n,
              .index = index,
-             .opset = im->opset,
+             .opset = domain_opset(im, n->domain),
              .loc = {im->src, index + 1, 1},
              .mk = &im->mk};
     c.nin = n->ninputs;
@@ -987,10 +998,11 @@ bool onnx_import(Arena *arena, const OnnxModel *m, const OnnxImportOptions *opt,
     im.opset = onnx_model_opset(m);
     if (im.opset < 0) {
         model_error(&im, "the model imports no opset of the default domain ai.onnx");
-    } else if (im.opset > 21) {
-        model_error(&im, "opset %lld is newer than kiln knows (kiln implements opsets up to 21)",
-                    (long long)im.opset);
     } else {
+        /* refused, but the walk goes on so that every other problem is listed too */
+        if (im.opset > 21)
+            model_error(&im, "opset %lld is newer than kiln knows (kiln implements opsets up to 21)",
+                        (long long)im.opset);
         if (m->ir_version < 3)
             model_error(&im, "IR version %lld is older than kiln reads (3 and later)",
                         (long long)m->ir_version);

@@ -182,6 +182,10 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
     IRGraph *sym = c->onnx ? onnx_declare_inputs(c->arena, c->onnx, &io, &c->diags)
                            : ir_build(c->arena, &c->prog, entry, NULL, 0, &c->diags);
     if (!sym) {
+        if (c->onnx) { /* refused: list every problem of the model, not only its inputs' */
+            diag_clear(&c->diags);
+            compilation_check_onnx(c, NULL, 0);
+        }
         free(overrides);
         return KILN_ERR_INPUT;
     }

@@ -111,10 +111,40 @@ onnx.save(h.make_model(g2, opset_imports=[h.make_opsetid("", 13)]), sys.argv[1] 
 PYEOF
 expect "refusals" 1 "node 2: error: Unique 'uniq' \(opset 17\): not supported: operator Unique" "$K" check "$T/refusals.onnx"
 grep -q "node 4: error: Elu 'elu_bad' (opset 17): not supported: attribute gamma" "$T/err" && ok || bad "refusals: attribute"
-grep -q "node 5: error: Foo 'custom' (opset 17): not supported: operator Foo of domain 'com.example'" "$T/err" && ok ||
-    bad "refusals: domain"
+grep -q "node 5: error: Foo 'custom' (com.example opset 1): not supported: operator Foo of domain 'com.example'" \
+    "$T/err" && ok || bad "refusals: domain"
 [ "$(grep -c 'error:' "$T/err")" = 3 ] && ok || bad "refusals: 3 problems, each once (the node after Unique adds none)"
 expect "refusals run" 1 "Unique" "$K" run "$T/refusals.onnx" --dim batch=2
+# an opset beyond kiln's, an input dtype kiln lacks (the nodes reading it add nothing), an
+# attribute value, an op that is newer than the model: every one listed, exit 1
+$PY - "$T" <<'PYEOF'
+import sys, onnx
+from onnx import helper as h, TensorProto as T
+x = h.make_tensor_value_info("x", T.FLOAT, ["batch", 4])
+q = h.make_tensor_value_info("q", T.UINT8, [4])
+y = h.make_tensor_value_info("y", T.FLOAT, None)
+nodes = [h.make_node("Cast", ["q"], ["qf"], name="cast_q", to=T.FLOAT),
+         h.make_node("Mul", ["x", "qf"], ["m"], name="mul_q"),
+         h.make_node("STFT", ["x", "x"], ["s"], name="stft"),
+         h.make_node("Resize", ["x", "", "sc"], ["z"], name="resize_tf", mode="linear",
+                     coordinate_transformation_mode="tf_crop_and_resize"),
+         h.make_node("Add", ["m", "z"], ["y"], name="sum")]
+sc = h.make_tensor("sc", T.FLOAT, [2], [1.0, 2.0])
+for opset in (9, 25):
+    m = h.make_model(h.make_graph(nodes, "many", [x, q], [y], [sc]), opset_imports=[h.make_opsetid("", opset)])
+    m.ir_version = 8
+    onnx.save(m, "%s/many%d.onnx" % (sys.argv[1], opset))
+PYEOF
+expect "refusals: opset 25" 1 "opset 25 is newer than kiln knows \(kiln implements opsets up to 21\)" \
+    "$K" check "$T/many25.onnx"
+grep -q "graph input 'q' has dtype uint8, which kiln does not have" "$T/err" && ok || bad "refusals: input dtype"
+grep -q "node 3: error: STFT 'stft' (opset 25): not supported: operator STFT" "$T/err" && ok || bad "refusals: STFT"
+grep -q "node 4: error: Resize 'resize_tf' (opset 25): not supported: coordinate_transformation_mode 'tf_crop_and_resize'" \
+    "$T/err" && ok || bad "refusals: attribute value"
+[ "$(grep -c 'error:' "$T/err")" = 4 ] && ok || bad "refusals at opset 25: 4 problems (Cast, Mul, Add add none)"
+expect "refusals: old opset" 1 "node 4: error: Resize 'resize_tf' \(opset 9\): not supported: Resize before opset 10" \
+    "$K" run "$T/many9.onnx" --dim batch=2
+[ "$(grep -c 'error:' "$T/err")" = 3 ] && ok || bad "refusals at opset 9: 3 problems"
 
 # ---- symbolic dimensions: dim_param names become kiln's symbolic dims
 expect "dyn emit" 0 "" "$K" emit "$T/dyn.onnx" --emit=ir
