@@ -96,7 +96,7 @@ static Value *new_value(Importer *im, const char *name) {
 
 /* "Op 'name' (opset N)"; a node of another domain names it: "(com.x opset 1)". */
 static const char *node_label(Importer *im, const OnnxNode *n, int64_t opset) {
-    bool other = n->domain[0] && strcmp(n->domain, "ai.onnx") != 0;
+    bool other = n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx") != 0;
     return arena_printf(im->arena, "%s%s%s%s (%s%sopset %lld)", n->op_type, n->name[0] ? " '" : "", n->name,
                         n->name[0] ? "'" : "", other ? n->domain : "", other ? " " : "", (long long)opset);
 }
@@ -956,7 +956,7 @@ static void make_outputs(Importer *im) {
         /* an output's node is made in the model's graph, with a Ctx for the messages */
         Ctx c = {.im = im,
                  .arena = im->arena,
-                 .node = &(OnnxNode){.name = "", .op_type = "output"},
+                 .node = &(OnnxNode){.name = "", .op_type = "output", .domain = ""},
                  .opset = im->opset,
                  .mk = &im->mk,
                  .in = &v,
