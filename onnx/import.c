@@ -952,6 +952,16 @@ static void make_outputs(Importer *im) {
             model_error(im, "graph output '%s' is not computed by any node", vi->name);
             continue;
         }
+        if (v->unmade) {
+            const OnnxNode *maker = &g->nodes[v->unmade - 1];
+            model_error(
+                im,
+                "not supported: graph output '%s' is an optional output of node %d (%s%s%s%s) that kiln "
+                "does not compute",
+                vi->name, v->unmade, maker->op_type, maker->name[0] ? " '" : "", maker->name,
+                maker->name[0] ? "'" : "");
+            continue;
+        }
         check_declared(im, vi, v);
         /* an output's node is made in the model's graph, with a Ctx for the messages */
         Ctx c = {.im = im,
