@@ -245,8 +245,9 @@ int main(void) {
     exec_destroy(a);
 
     each_entry(dir, remove_entry);
-    unlink(strcat(dir, "/lock"));
-    dir[strlen(dir) - 5] = 0;
+    char lock[sizeof dir + 8];
+    snprintf(lock, sizeof lock, "%s/lock", dir);
+    unlink(lock);
     rmdir(dir);
     case_close(&t);
     printf("test_cpu_code: %d passed, %d failed\n", npass, nfail);
