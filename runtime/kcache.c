@@ -4,6 +4,7 @@
 #include "runtime/outfile.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #define FNV_OFFSET 0xcbf29ce484222325ull
 #define FNV_PRIME 0x100000001b3ull
 #define HEADER_BYTES 40
+#define TRIM_EVERY   16 /* stores, on average, between looks at the folder's size */
 static const char MAGIC[8] = {'K', 'I', 'L', 'N', 'K', 'C', '0', '1'};
 
 /* ------------------------------------------------------------------ hashing */
@@ -98,8 +100,30 @@ static bool make_dirs(const char *path, char *why, size_t n) {
     return ok;
 }
 
+/* KILN_CACHE_MAX: a size (bytes, or with K, M, G: KiB, MiB, GiB). */
+static void read_limit(KCache *c) {
+    c->max_bytes = KCACHE_DEFAULT_MAX;
+    const char *env = getenv("KILN_CACHE_MAX");
+    if (!env || !env[0]) return;
+    char *end;
+    errno = 0;
+    double v = strtod(env, &end);
+    double unit = *end == 'K' || *end == 'k'   ? 1024.0
+                  : *end == 'M' || *end == 'm' ? 1048576.0
+                  : *end == 'G' || *end == 'g' ? 1073741824.0
+                                               : 1.0;
+    if (unit > 1) end++;
+    if (errno || end == env || *end || !(v >= 0) || v * unit > 9e18) {
+        snprintf(c->limit_note, sizeof c->limit_note,
+                 "KILN_CACHE_MAX=%.40s is not a size: the default applies", env);
+        return;
+    }
+    c->max_bytes = (int64_t)(v * unit);
+}
+
 void kcache_open_dir(KCache *c, const char *dir) {
     memset(c, 0, sizeof *c);
+    read_limit(c);
     if (!dir) {
         snprintf(c->why_off, sizeof c->why_off, "off");
         return;
@@ -212,6 +236,7 @@ KCacheResult kcache_load(KCache *c, KCacheKey key, char **data, size_t *len) {
     *data = buf, *len = (size_t)n;
     buf = NULL;
     res = KC_HIT;
+    futimens(fd, NULL); /* used now: the last to go when the cache is trimmed */
 done:
     if (fd >= 0) close(fd);
     free(buf);
@@ -262,6 +287,9 @@ bool kcache_store(KCache *c, KCacheKey key, const void *data, size_t len, char *
     }
     c->stores++;
     ok = true;
+    /* about one store in TRIM_EVERY looks at the folder's size (a scan of
+     * it costs a stat per entry) */
+    if (key.h[1] % TRIM_EVERY == 0) kcache_trim(c, NULL, NULL);
 done:
     sb_free(&tmp);
     free(path);
@@ -327,8 +355,8 @@ static KCacheKind kind_of(int dirfd, const char *name) {
 
 /* Calls fn for every entry and temporary file of the folder. */
 static bool each_file(const KCache *c,
-                      void (*fn)(void *ctx, int dirfd, const char *name, bool temp, int64_t bytes), void *ctx,
-                      char *err, size_t errlen) {
+                      void (*fn)(void *ctx, int dirfd, const char *name, bool temp, const struct stat *st),
+                      void *ctx, char *err, size_t errlen) {
     if (!c->dir) return true;
     DIR *d = opendir(c->dir);
     if (!d) {
@@ -341,14 +369,72 @@ static bool each_file(const KCache *c,
         if (!temp && !is_entry_name(e->d_name)) continue;
         struct stat st;
         if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-        fn(ctx, dirfd(d), e->d_name, temp, S_ISREG(st.st_mode) ? (int64_t)st.st_size : 0);
+        if (!S_ISREG(st.st_mode)) st.st_size = 0;
+        fn(ctx, dirfd(d), e->d_name, temp, &st);
     }
     closedir(d);
     return true;
 }
 
-static void count_file(void *ctx, int dirfd, const char *name, bool temp, int64_t bytes) {
+/* ------------------------------------------------------------- trimming */
+
+typedef struct {
+    char name[40];
+    int64_t bytes;
+    struct timespec used; /* mtime: written, or loaded (kcache_load) */
+} Aged;
+
+typedef struct {
+    VEC(Aged) entries;
+    int64_t total;
+} AgedList;
+
+static void list_entry(void *ctx, int dirfd, const char *name, bool temp, const struct stat *st) {
+    AgedList *l = ctx;
+    (void)dirfd;
+    if (temp) return;
+    int64_t bytes = (int64_t)st->st_size;
+    Aged a = {.bytes = bytes, .used = st->st_mtim};
+    snprintf(a.name, sizeof a.name, "%s", name);
+    VEC_PUSH(l->entries, a);
+    l->total += bytes;
+}
+
+static int older_first(const void *x, const void *y) {
+    const Aged *a = x, *b = y;
+    if (a->used.tv_sec != b->used.tv_sec) return a->used.tv_sec < b->used.tv_sec ? -1 : 1;
+    return a->used.tv_nsec < b->used.tv_nsec ? -1 : a->used.tv_nsec > b->used.tv_nsec;
+}
+
+bool kcache_trim(const KCache *c, int64_t *removed, int64_t *bytes) {
+    if (removed) *removed = 0;
+    if (bytes) *bytes = 0;
+    if (!c->dir || c->max_bytes <= 0) return true;
+    AgedList l = {0};
+    char err[256];
+    bool ok = each_file(c, list_entry, &l, err, sizeof err);
+    if (ok && l.total > c->max_bytes) {
+        /* the least recently used go, down to 90 % of the limit, so that
+         * the next few stores do not scan again */
+        qsort(l.entries.data, (size_t)l.entries.len, sizeof(Aged), older_first);
+        int dirfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        for (int i = 0; dirfd >= 0 && i < l.entries.len && l.total > c->max_bytes / 10 * 9; i++) {
+            /* one a process is reading stays readable to it; one it is
+             * about to open is a miss, rebuilt */
+            if (unlinkat(dirfd, l.entries.data[i].name, 0) != 0) continue;
+            l.total -= l.entries.data[i].bytes;
+            if (removed) (*removed)++;
+            if (bytes) *bytes += l.entries.data[i].bytes;
+        }
+        if (dirfd >= 0) close(dirfd);
+    }
+    VEC_FREE(l.entries);
+    return ok;
+}
+
+static void count_file(void *ctx, int dirfd, const char *name, bool temp, const struct stat *st) {
     KCacheInfo *info = ctx;
+    int64_t bytes = (int64_t)st->st_size;
     if (temp) {
         info->temps++;
         return;
@@ -367,8 +453,9 @@ typedef struct {
     int64_t removed, bytes;
 } ClearCount;
 
-static void remove_file(void *ctx, int dirfd, const char *name, bool temp, int64_t bytes) {
+static void remove_file(void *ctx, int dirfd, const char *name, bool temp, const struct stat *st) {
     ClearCount *cc = ctx;
+    int64_t bytes = (int64_t)st->st_size;
     (void)temp;
     if (unlinkat(dirfd, name, 0) == 0) cc->removed++, cc->bytes += bytes;
 }

@@ -5,6 +5,8 @@
  * $XDG_CACHE_HOME/kiln, else ~/.cache/kiln (created 0700); KILN_CACHE=off
  * (or 0, no, false) disables it, and so does any other value but on (1,
  * yes, true: the default folder), saying why.
+ * Size: the entries are kept under KILN_CACHE_MAX (a size: 500M, 2G; 0: no
+ * limit; default 1 GiB), the least recently used going first (kcache_trim).
  * Key: 128 bits, two independent 64-bit hashes (FNV-1a, and a multiply-xorshift
  * hash) over length-prefixed parts: the source, the compiler's options, its
  * version and the target architecture -- whatever the caller says makes the
@@ -46,9 +48,14 @@ KCacheKey kcache_hash_done(const KCacheHasher *h);
 /* 32 hex digits and a NUL. */
 void kcache_key_hex(KCacheKey k, char out[33]);
 
+/* The size the folder's entries are kept under by default (KILN_CACHE_MAX). */
+#define KCACHE_DEFAULT_MAX ((int64_t)1 << 30)
+
 typedef struct {
     char *dir; /* NULL when the cache is off */
     char why_off[160];
+    int64_t max_bytes;   /* KILN_CACHE_MAX, else KCACHE_DEFAULT_MAX; 0: no limit */
+    char limit_note[96]; /* why KILN_CACHE_MAX was not taken ("" when it was, or unset) */
     /* counters, for -v and the tests */
     int hits, misses, corrupt, stores;
 } KCache;
@@ -103,6 +110,13 @@ bool kcache_clear(const KCache *c, int64_t *removed, int64_t *bytes, char *err, 
  * headers of their own) store them. */
 void kcache_put_u64(unsigned char *p, uint64_t v);
 uint64_t kcache_get_u64(const unsigned char *p);
+
+/* Keeps the folder's entries within c->max_bytes: when they are over it,
+ * the least recently used (written, or loaded: kcache_load marks an entry
+ * it returns) are removed down to 90 % of it.  kcache_store calls it about
+ * every TRIM_EVERY (16) stores.  *removed files, *bytes
+ * of them (either may be NULL).  False when the folder cannot be read. */
+bool kcache_trim(const KCache *c, int64_t *removed, int64_t *bytes);
 
 /* The payload magic of CPU object entries (runtime/cpu_code.c), which
  * kcache_info recognises. */

@@ -1091,6 +1091,10 @@ static int cmd_cache(int argc, char **argv) {
         if (kcache_info(&c, &info, err, sizeof err)) {
             fmt_bytes(&sb, info.bytes);
             printf("cache: %s\nentries: %lld (%s)\n", c.dir, (long long)info.entries, sb.data);
+            sb.len = 0;
+            if (c.max_bytes > 0) fmt_bytes(&sb, c.max_bytes);
+            printf("limit: %s (KILN_CACHE_MAX; the least recently used entries go first)%s%s\n",
+                   c.max_bytes > 0 ? sb.data : "none", c.limit_note[0] ? ": " : "", c.limit_note);
             for (int k = 0; k < KCK_COUNT; k++) {
                 if (!info.kind_entries[k]) continue;
                 sb.len = 0;

@@ -129,6 +129,13 @@ expect "clear, off" 0 "off" env KILN_CACHE=off "$K" cache clear
 expect "bench, off" 0 "" env KILN_CACHE=off "$K" bench m.kiln --device=cpu --json --runs=2
 json "off: no hits" "j['cache_hits'] == 0"
 expect "relative folder" 0 "absolute" env KILN_CACHE=relative "$K" cache info
+expect "limit shown" 0 "limit: 1 GiB" "$K" cache info
+expect "limit set" 0 "limit: 2 MiB" env KILN_CACHE_MAX=2M "$K" cache info
+expect "limit not a size" 0 "KILN_CACHE_MAX=lots is not a size" env KILN_CACHE_MAX=lots "$K" cache info
+expect "no limit" 0 "limit: none" env KILN_CACHE_MAX=0 "$K" cache info
+# a limit far below one entry: whatever is trimmed is compiled again, results right
+expect "tiny limit" 0 "" env KILN_CACHE_MAX=1K "$K" run m.kiln --device=cpu --out g.npy
+same "tiny limit" g.npy
 
 echo "cache: $pass passed, $fail failed"
 [ "$fail" = 0 ]

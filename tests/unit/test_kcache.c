@@ -7,11 +7,12 @@
  * partial entry and leave no temporary files; a FIFO or symlink in an
  * entry's place is neither waited on nor followed; the directory chosen from
  * XDG_CACHE_HOME / HOME; KILN_CACHE=off or DIR; per-key locks; info and
- * clear (`kiln cache`).
+ * clear (`kiln cache`); trimming to KILN_CACHE_MAX, least recently used first.
  * Prints "test_kcache: N passed, N failed" last; exits non-zero on failure. */
 #include "runtime/kcache.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -403,6 +404,68 @@ static void test_lock_info_clear(const char *dir) {
     kcache_close(&off);
 }
 
+/* kcache_trim: over the limit, the least recently used entries go (loading
+ * one marks it used), down to 90 % of the limit; none at or under it; 0 is
+ * no limit; KILN_CACHE_MAX is read as a size. */
+static void test_trim(const char *dir) {
+    KCache c;
+    char err[256], *data;
+    size_t len;
+    kcache_open_dir(&c, dir);
+    int64_t removed, bytes;
+    CHECK(kcache_trim(&c, &removed, &bytes) && removed == 0); /* empty */
+    enum { N = 10, PAYLOAD = 1000 };
+    char payload[PAYLOAD];
+    memset(payload, 'x', sizeof payload);
+    KCacheKey keys[N];
+    char name[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "trim %d", i);
+        keys[i] = key_of(name, "sm_90");
+        CHECK(kcache_store(&c, keys[i], payload, sizeof payload, err, sizeof err));
+        /* mtimes a second apart, the first oldest */
+        char *path = kcache_path(&c, keys[i]);
+        struct timespec t[2] = {{1000000 + i, 0}, {1000000 + i, 0}};
+        CHECK(utimensat(AT_FDCWD, path, t, 0) == 0);
+        free(path);
+    }
+    int64_t entry = PAYLOAD + 40; /* the header */
+    c.max_bytes = 0;              /* no limit */
+    CHECK(kcache_trim(&c, &removed, &bytes) && removed == 0);
+    c.max_bytes = N * entry;
+    CHECK(kcache_trim(&c, &removed, &bytes) && removed == 0);
+    /* entry 0 is used now: the newest */
+    CHECK_EQ(KC_HIT, kcache_load(&c, keys[0], &data, &len));
+    free(data);
+    c.max_bytes = 6 * entry; /* over: down to 90 % of it, 5 entries */
+    CHECK(kcache_trim(&c, &removed, &bytes));
+    CHECK_EQ(5, removed);
+    CHECK_EQ(5 * entry, bytes);
+    CHECK_EQ(KC_HIT, kcache_load(&c, keys[0], &data, &len));
+    free(data);
+    for (int i = 1; i <= 5; i++) CHECK_EQ(KC_MISS, kcache_load(&c, keys[i], &data, &len));
+    for (int i = 6; i < N; i++) {
+        CHECK_EQ(KC_HIT, kcache_load(&c, keys[i], &data, &len));
+        free(data);
+    }
+    kcache_close(&c);
+
+    const char *sizes[][2] = {
+        {"2G", "2147483648"}, {"500M", "524288000"}, {"64k", "65536"}, {"0", "0"}, {"1234", "1234"}};
+    for (int i = 0; i < 5; i++) {
+        setenv("KILN_CACHE_MAX", sizes[i][0], 1);
+        kcache_open_dir(&c, dir);
+        CHECK_EQ(strtoll(sizes[i][1], NULL, 10), c.max_bytes);
+        CHECK(c.limit_note[0] == 0);
+        kcache_close(&c);
+    }
+    setenv("KILN_CACHE_MAX", "lots", 1);
+    kcache_open_dir(&c, dir);
+    CHECK(c.max_bytes == KCACHE_DEFAULT_MAX && strstr(c.limit_note, "not a size"));
+    kcache_close(&c);
+    unsetenv("KILN_CACHE_MAX");
+}
+
 int main(void) {
     alarm(120); /* a reader blocked on a FIFO would hang here: fail instead */
     char dir[] = "/tmp/test_kcache.XXXXXX";
@@ -417,6 +480,7 @@ int main(void) {
     test_damaged(sub.data);
     test_concurrent(sub.data);
     test_lock_info_clear(sub.data);
+    test_trim(sub.data);
     test_environment(dir);
     sb_free(&sub);
     remove_tree(dir);
