@@ -12,7 +12,9 @@
  *   - damaged entries (a flipped byte; a payload of the wrong kind; an entry
  *     that is not a usable object) are rebuilt, never linked, and the results
  *     stay right;
- *   - keys depend on the target CPU (--cpu).
+ *   - keys depend on the target CPU (--cpu);
+ *   - four threads compiling the program at once (each its own graph) build
+ *     every unit once between them: the others wait for it and share it.
  * Two processes sharing one cold cache are tested in tests/cli/cache.sh.
  * Last line: "test_cpu_code: N passed, N failed". */
 #include "runtime/cpu_code.h"
@@ -20,6 +22,7 @@
 #include "runtime/runtime.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
@@ -159,6 +162,73 @@ static void store_bad_entries(const KProgram *kp, const void *bad, size_t len) {
     kcache_close(&c);
 }
 
+/* One of several threads compiling and running its own copy of the
+ * program at once; the main thread checks what they report. */
+typedef struct {
+    Case *t;
+    CompileStats st;
+    bool compiled, right;
+    pthread_barrier_t *start;
+} Racer;
+
+static void *race(void *arg) {
+    Racer *r = arg;
+    char err[2048] = "";
+    const Backend *cpu = NULL;
+    CompileOptions opt = {.opt_level = 2, .precision = PREC_F32, .stats = &r->st};
+    pthread_barrier_wait(r->start);
+    Executable *x = backend_open("cpu", &cpu, err, sizeof err) == KILN_OK
+                        ? exec_compile(cpu, r->t->g, &opt, err, sizeof err)
+                        : NULL;
+    r->compiled = x != NULL;
+    KilnTensor got;
+    if (x && exec_run(x, r->t->inputs, &got, err, sizeof err) == KILN_OK) {
+        int64_t n = kiln_tensor_numel(&r->t->want), bad = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double w = kiln_tensor_get(&r->t->want, i), g = kiln_tensor_get(&got, i);
+            if (!(fabs(g - w) <= 1e-5 + 1e-4 * fabs(w))) bad++;
+        }
+        r->right = bad == 0 && n == kiln_tensor_numel(&got);
+        kiln_tensor_free(&got);
+    }
+    exec_destroy(x);
+    return NULL;
+}
+
+/* Four threads on a cold cache: between them every unit is compiled once;
+ * each sees every distinct kernel compiled by itself or shared. */
+static void test_threads(void) {
+    enum { T = 4 };
+    Case cases[T];
+    Racer r[T];
+    pthread_t th[T];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, T);
+    bool open = true;
+    for (int i = 0; i < T; i++) open = case_open(&cases[i]) && open; /* the front end, one at a time */
+    if (!open) return;
+    for (int i = 0; i < T; i++) {
+        r[i] = (Racer){.t = &cases[i], .start = &start};
+        if (pthread_create(&th[i], NULL, race, &r[i]) != 0) {
+            CHECK(false, "pthread_create failed");
+            return;
+        }
+    }
+    int compiled = 0;
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(r[i].compiled && r[i].right, "thread %d: %s", i, r[i].compiled ? "wrong results" : "no compile");
+        CHECK(r[i].st.compiled + r[i].st.reused + r[i].st.cache_hits == r[i].st.distinct,
+              "thread %d: %d compiled + %d reused + %d from the cache != %d distinct", i, r[i].st.compiled,
+              r[i].st.reused, r[i].st.cache_hits, r[i].st.distinct);
+        compiled += r[i].st.compiled + r[i].st.cache_hits;
+    }
+    CHECK(compiled == r[0].st.distinct, "%d units built by 4 threads for %d distinct kernels", compiled,
+          r[0].st.distinct);
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < T; i++) case_close(&cases[i]);
+}
+
 int main(void) {
     char dir[] = "/tmp/test_cpu_code.XXXXXX";
     if (!mkdtemp(dir)) {
@@ -243,6 +313,9 @@ int main(void) {
         kp = a ? exec_program(a) : NULL;
     }
     exec_destroy(a);
+
+    each_entry(dir, remove_entry); /* cold again, for the threads */
+    test_threads();
 
     each_entry(dir, remove_entry);
     char lock[sizeof dir + 8];
