@@ -208,7 +208,7 @@ bool attr_string(Ctx *c, const char *name, const char *dflt, const char **out) {
     *out = dflt;
     if (!a) return true;
     if (!attr_typed(c, a, ONNX_ATTR_STRING, "a string")) return false;
-    if (memchr(a->s.data, 0, a->s.len)) return node_error(c, "attribute %s contains a NUL byte", name);
+    if (a->s.len && memchr(a->s.data, 0, a->s.len)) return node_error(c, "attribute %s contains a NUL byte", name);
     *out = arena_strndup(c->im->arena, (const char *)a->s.data, a->s.len);
     return true;
 }
