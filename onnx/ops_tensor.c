@@ -253,6 +253,7 @@ bool lower_split(Ctx *c) {
         return node_error(c, "splits axis %lld, whose size is symbolic; bind it with --dim", (long long)axis);
     if (n < 0) { /* equal parts; the last one smaller when num_outputs does not divide (opset 18) */
         n = c->nout;
+        if (n == 0) return node_error(c, "Split has no outputs");
         split = ARENA_ARRAY(A(c), int64_t, n + 1);
         int64_t part = (len + n - 1) / n;
         if (!num && len % n)
