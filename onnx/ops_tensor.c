@@ -26,6 +26,7 @@ static bool done(Ctx *c, int k, int id) {
 
 /* A pass-through op keeps its input's ONNX dtype (int8 held as i32 ...). */
 static bool done_like(Ctx *c, int k, int id, int input) {
+    if (!has_in(c, input)) return done(c, k, id); /* an absent input: id is already an error */
     set_out_odt(c, k, id, c->in[input]->odt);
     return id != MK_ERROR;
 }
