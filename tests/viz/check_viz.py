@@ -552,7 +552,8 @@ def check_page_content(name, path, bench):
     ok([row[1] for row in krows] == [k["name"] for k in bench["kernels"]],
        f"{name}: the table's kernels {[row[1] for row in krows][:3]}... are not bench's")
     for row, k in zip(krows, bench["kernels"]):
-        ok(abs(float(row[3]) - k["ms"]) <= 1e-3 * k["ms"] + 1e-9, f"{name}: {k['name']}: table {row[3]} ms, bench {k['ms']}",
+        # bench --json and the page each round the median to a few significant digits: 0.5% apart at most
+        ok(abs(float(row[3]) - k["ms"]) <= 5e-3 * k["ms"] + 1e-9, f"{name}: {k['name']}: table {row[3]} ms, bench {k['ms']}",
            f"{name}: the table's times are bench's medians")
     # the SVGs are well-formed; the roofline places every kernel that computes
     try:
