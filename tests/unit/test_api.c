@@ -27,23 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int npass, nfail;
-static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
-
-#define CHECK(cond, ...)                                                                                     \
-    do {                                                                                                     \
-        bool ok_ = (cond);                                                                                   \
-        pthread_mutex_lock(&check_lock);                                                                     \
-        if (ok_) {                                                                                           \
-            npass++;                                                                                         \
-        } else {                                                                                             \
-            nfail++;                                                                                         \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                           \
-            printf(__VA_ARGS__);                                                                             \
-            printf("\n");                                                                                    \
-        }                                                                                                    \
-        pthread_mutex_unlock(&check_lock);                                                                   \
-    } while (0)
+#include "check.h"
 
 /* x: [B, 16] through a hidden layer, then a second result that is the
  * parameter b itself (results never alias weights). */

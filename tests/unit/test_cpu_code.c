@@ -29,19 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int npass, nfail;
-
-#define CHECK(cond, ...)                                                                                     \
-    do {                                                                                                     \
-        if (cond) {                                                                                          \
-            npass++;                                                                                         \
-        } else {                                                                                             \
-            nfail++;                                                                                         \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                           \
-            printf(__VA_ARGS__);                                                                             \
-            printf("\n");                                                                                    \
-        }                                                                                                    \
-    } while (0)
+#include "check.h"
 
 static const char source[] =
     "graph layers(x: f32[32, 64], w1: f32[64, 64], b1: f32[64], w2: f32[64, 64], b2: f32[64],\n"

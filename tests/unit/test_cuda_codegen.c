@@ -19,21 +19,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int npassed, nfailed;
+#include "check.h"
 static bool have_ptxas = true, have_nvrtc = true;
 static bool dump_source;
-
-#define CHECK(cond, ...)                                                                          \
-    do {                                                                                          \
-        if (cond) {                                                                               \
-            npassed++;                                                                            \
-        } else {                                                                                  \
-            nfailed++;                                                                            \
-            printf("%s:%d: FAILED: %s: ", __FILE__, __LINE__, #cond);                             \
-            printf(__VA_ARGS__);                                                                  \
-            printf("\n");                                                                         \
-        }                                                                                         \
-    } while (0)
 
 /* ------------------------------------------------------------ helpers */
 
@@ -726,6 +714,6 @@ int main(int argc, char **argv) {
     test_emulator();
     test_bounds();
     test_nvrtc_error();
-    printf("test_cuda_codegen: %d passed, %d failed\n", npassed, nfailed);
-    return nfailed != 0;
+    printf("test_cuda_codegen: %d passed, %d failed\n", npass, nfail);
+    return nfail != 0;
 }

@@ -32,19 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                                     \
-    do {                                                                                                     \
-        if (cond) {                                                                                          \
-            passed++;                                                                                        \
-        } else {                                                                                             \
-            failed++;                                                                                        \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                           \
-            printf(__VA_ARGS__);                                                                             \
-            printf("\n");                                                                                    \
-        }                                                                                                    \
-    } while (0)
+#include "check.h"
 
 /* The stand-in's test controls (tests/standin/libcuda.c). */
 static int (*standin_configure)(const char *spec);
@@ -384,6 +372,6 @@ int main(int argc, char **argv) {
         free(files);
     }
     sb_free(&lib);
-    printf("test_cuda_standin: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    printf("test_cuda_standin: %d passed, %d failed\n", npass, nfail);
+    return nfail ? 1 : 0;
 }

@@ -22,19 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-#define CHECK(expr, ...)                                                                                     \
-    do {                                                                                                     \
-        if (expr) {                                                                                          \
-            passed++;                                                                                        \
-        } else {                                                                                             \
-            failed++;                                                                                        \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #expr);                         \
-            fprintf(stderr, __VA_ARGS__);                                                                    \
-            fputc('\n', stderr);                                                                             \
-        }                                                                                                    \
-    } while (0)
+#include "check.h"
 
 static const char *str(const char *s) { return s ? s : "(null)"; }
 
@@ -313,6 +301,6 @@ int main(void) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
     if (system(cmd) != 0) fprintf(stderr, "test_cuda_toolkit: could not remove %s\n", base);
-    printf("test_cuda_toolkit: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    printf("test_cuda_toolkit: %d passed, %d failed\n", npass, nfail);
+    return nfail ? 1 : 0;
 }

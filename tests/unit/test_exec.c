@@ -23,22 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-static int npass, nfail;
-static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
-
-#define CHECK(cond, ...)                                                                                     \
-    do {                                                                                                     \
-        pthread_mutex_lock(&check_lock);                                                                     \
-        if (cond) {                                                                                          \
-            npass++;                                                                                         \
-        } else {                                                                                             \
-            nfail++;                                                                                         \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                           \
-            printf(__VA_ARGS__);                                                                             \
-            printf("\n");                                                                                    \
-        }                                                                                                    \
-        pthread_mutex_unlock(&check_lock);                                                                   \
-    } while (0)
+#include "check.h"
 
 /* ------------------------------------------------------------ the graph */
 

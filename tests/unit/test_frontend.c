@@ -14,25 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int npassed, nfailed;
+#include "check.h"
 
-/* chibicc-style: prints what was compared when it fails. */
-#define ASSERT(cond, ...)                                                                         \
-    do {                                                                                          \
-        if (cond) {                                                                               \
-            npassed++;                                                                            \
-        } else {                                                                                  \
-            nfailed++;                                                                            \
-            printf("%s:%d: FAILED: %s: ", __FILE__, __LINE__, #cond);                             \
-            printf(__VA_ARGS__);                                                                  \
-            printf("\n");                                                                         \
-        }                                                                                         \
-    } while (0)
-
-#define ASSERT_STR(want, got)                                                                     \
-    do {                                                                                          \
-        const char *w_ = (want), *g_ = (got);                                                     \
-        ASSERT(g_ && strcmp(w_, g_) == 0, "expected %s, got %s", w_, g_ ? g_ : "(nothing)");      \
+#define ASSERT_STR(want, got)                                                                                \
+    do {                                                                                                     \
+        const char *w_ = (want), *g_ = (got);                                                                \
+        CHECK(g_ &&strcmp(w_, g_) == 0, "expected %s, got %s", w_, g_ ? g_ : "(nothing)");                   \
     } while (0)
 
 /* ------------------------------------------------------------ a parse */
@@ -95,7 +82,7 @@ static char *return_ast(const char *expr) {
 
 static void check_expr(const char *expr, const char *want) {
     char *got = return_ast(expr);
-    ASSERT(got && strcmp(got, want) == 0, "'%s' parses as %s, expected %s", expr, got, want);
+    CHECK(got && strcmp(got, want) == 0, "'%s' parses as %s, expected %s", expr, got, want);
     free(got);
 }
 
@@ -103,7 +90,7 @@ static void check_expr(const char *expr, const char *want) {
 
 static void replay_regressions(const char *dir) {
     DIR *d = opendir(dir);
-    ASSERT(d != NULL, "cannot open %s (run from the repository root)", dir);
+    CHECK(d != NULL, "cannot open %s (run from the repository root)", dir);
     if (!d) return;
     int count = 0;
     struct dirent *ent;
@@ -115,7 +102,7 @@ static void replay_regressions(const char *dir) {
         char *text, err[256];
         size_t len;
         if (!read_file(path.data, &text, &len, err, sizeof err)) {
-            ASSERT(false, "%s", err);
+            CHECK(false, "%s", err);
             sb_free(&path);
             continue;
         }
@@ -126,13 +113,13 @@ static void replay_regressions(const char *dir) {
                 IRGraph *g = ir_build(r->arena, &r->prog, gi, binds, 3, &r->diags);
                 if (g) {
                     char verr[256];
-                    ASSERT(ir_verify(g, verr, sizeof verr), "%s: %s", path.data, verr);
+                    CHECK(ir_verify(g, verr, sizeof verr), "%s: %s", path.data, verr);
                 }
                 ir_graph_destroy(g);
             }
             /* no crash is the test; a clean parse must not report errors */
-            ASSERT(r->checked == (r->diags.nerrors == 0), "%s: checked=%d with %d errors", path.data,
-                   r->checked, r->diags.nerrors);
+            CHECK(r->checked == (r->diags.nerrors == 0), "%s: checked=%d with %d errors", path.data,
+                  r->checked, r->diags.nerrors);
             run_free(r);
         }
         free(text);
@@ -176,72 +163,73 @@ static void test_comparisons_do_not_chain(void) {
     static const char *const chains[] = {"a < b < c", "a == b == c", "a < b >= c", "a != b < c"};
     for (size_t i = 0; i < sizeof chains / sizeof chains[0]; i++) {
         char *got = return_ast(chains[i]);
-        ASSERT(strstr(got, "error:") && strstr(got, "do not chain"), "'%s' gives %s", chains[i], got);
+        CHECK(strstr(got, "error:") && strstr(got, "do not chain"), "'%s' gives %s", chains[i], got);
         free(got);
     }
     Run *r = run("graph f(a: f32[4], b: f32[4], c: f32[4]) -> bool[4] {\n    return a < b < c\n}\n");
-    ASSERT(!r->parsed && r->diags.nerrors == 1, "parsed=%d errors=%d", r->parsed, r->diags.nerrors);
-    ASSERT(r->diags.nerrors > 0 && r->diags.items.data[0].loc.line == 2 &&
-               r->diags.items.data[0].loc.col == 18,
-           "reported at %d:%d, expected the second '<' at 2:18", r->diags.items.data[0].loc.line,
-           r->diags.items.data[0].loc.col);
+    CHECK(!r->parsed && r->diags.nerrors == 1, "parsed=%d errors=%d", r->parsed, r->diags.nerrors);
+    CHECK(r->diags.nerrors > 0 && r->diags.items.data[0].loc.line == 2 &&
+              r->diags.items.data[0].loc.col == 18,
+          "reported at %d:%d, expected the second '<' at 2:18", r->diags.items.data[0].loc.line,
+          r->diags.items.data[0].loc.col);
     run_free(r);
 }
 
 static void test_statements(void) {
     /* newlines inside (...) and [...] are ignored */
-    Run *r = run("graph f(x: f32[2, 3],\n        w: f32[3,\n               4]) -> f32[2,\n 4] {\n"
-                 "    y = matmul(\n        x,\n        w\n    )\n    z = reshape(y, [\n2, 4])\n    return z\n}\n");
-    ASSERT(r->checked, "wrapped lines: %s", r->text);
-    ASSERT(r->prog.ngraphs == 1 && r->prog.graphs[0].nstmts == 3, "%d statements",
-           r->prog.ngraphs ? r->prog.graphs[0].nstmts : -1);
+    Run *r =
+        run("graph f(x: f32[2, 3],\n        w: f32[3,\n               4]) -> f32[2,\n 4] {\n"
+            "    y = matmul(\n        x,\n        w\n    )\n    z = reshape(y, [\n2, 4])\n    return z\n}\n");
+    CHECK(r->checked, "wrapped lines: %s", r->text);
+    CHECK(r->prog.ngraphs == 1 && r->prog.graphs[0].nstmts == 3, "%d statements",
+          r->prog.ngraphs ? r->prog.graphs[0].nstmts : -1);
     run_free(r);
     /* ';' separates statements, and may end the last */
     r = run("graph f(x: f32[4]) -> f32[4] { y = x * 2.0; z = y + 1.0; return z; }\n");
-    ASSERT(r->checked, "';' separated: %s", r->text);
-    ASSERT(r->prog.ngraphs == 1 && r->prog.graphs[0].nstmts == 3, "%d statements",
-           r->prog.ngraphs ? r->prog.graphs[0].nstmts : -1);
+    CHECK(r->checked, "';' separated: %s", r->text);
+    CHECK(r->prog.ngraphs == 1 && r->prog.graphs[0].nstmts == 3, "%d statements",
+          r->prog.ngraphs ? r->prog.graphs[0].nstmts : -1);
     run_free(r);
     /* a newline outside brackets ends a statement */
     r = run("graph f(x: f32[4]) -> f32[4] {\n    y = x +\n        1.0\n    return y\n}\n");
-    ASSERT(!r->parsed && strstr(r->text, "test.kiln:2:12: error:"), "dangling '+': %s", r->text);
+    CHECK(!r->parsed && strstr(r->text, "test.kiln:2:12: error:"), "dangling '+': %s", r->text);
     run_free(r);
     /* return a, b may wrap after the comma */
     r = run("graph f(x: f32[4]) -> (f32[4], f32[4]) {\n    return x,\n           -x\n}\n");
-    ASSERT(r->checked, "return wrapped after a comma: %s", r->text);
+    CHECK(r->checked, "return wrapped after a comma: %s", r->text);
     run_free(r);
     /* comments, blank lines, no final newline */
     r = run("# a comment\n\ngraph f(x: f32[4]) -> f32[4] {  # here too\n\n    return x  # and here\n}");
-    ASSERT(r->checked, "comments: %s", r->text);
+    CHECK(r->checked, "comments: %s", r->text);
     run_free(r);
     /* two graphs on one file; the second calls nothing */
     r = run("graph f(x: f32[4]) -> f32[4] { return g(x) }\ngraph g(x: f32[4]) -> f32[4] { return x }\n");
-    ASSERT(r->checked && r->prog.ngraphs == 2, "two graphs: %s", r->text);
+    CHECK(r->checked && r->prog.ngraphs == 2, "two graphs: %s", r->text);
     run_free(r);
 }
 
 static void test_syntax_errors(void) {
     /* an unclosed bracket at the end of the file says so, where the file ends */
     Run *r = run("graph f(x: f32[4]) -> f32[4] {\n    return relu(x\n\n");
-    ASSERT(strstr(r->text, "test.kiln:2:18: error:") && strstr(r->text, "end of file") &&
-               strstr(r->text, "bracket"),
-           "unclosed bracket: %s", r->text);
+    CHECK(strstr(r->text, "test.kiln:2:18: error:") && strstr(r->text, "end of file") &&
+              strstr(r->text, "bracket"),
+          "unclosed bracket: %s", r->text);
     run_free(r);
     /* a missing '}' at the end of the file */
     r = run("graph f(x: f32[4]) -> f32[4] {\n    return x\n");
-    ASSERT(strstr(r->text, "end of file") && r->diags.nerrors == 1, "missing '}': %s", r->text);
+    CHECK(strstr(r->text, "end of file") && r->diags.nerrors == 1, "missing '}': %s", r->text);
     run_free(r);
     /* an operand missing: "expected an expression" */
     r = run("graph f(x: f32[4]) -> f32[4] {\n    return x + * 2.0\n}\n");
-    ASSERT(strstr(r->text, "2:16: error: expected an expression, found '*'"), "%s", r->text);
+    CHECK(strstr(r->text, "2:16: error: expected an expression, found '*'"), "%s", r->text);
     run_free(r);
     /* tokens are named as the user writes them */
     r = run("graph f(x: f32[4]) f32[4] {\n    return x\n}\n");
-    ASSERT(strstr(r->text, "expected '->', found a name"), "%s", r->text);
+    CHECK(strstr(r->text, "expected '->', found a name"), "%s", r->text);
     run_free(r);
     /* an empty file parses to no graph (the CLI reports that) */
     r = run("");
-    ASSERT(r->parsed && r->prog.ngraphs == 0, "empty file: %s", r->text);
+    CHECK(r->parsed && r->prog.ngraphs == 0, "empty file: %s", r->text);
     run_free(r);
     /* deep nesting ends in a diagnostic, not a crash */
     StrBuf deep = {0};
@@ -251,7 +239,7 @@ static void test_syntax_errors(void) {
     for (int i = 0; i < 20000; i++) sb_puts(&deep, ")");
     sb_puts(&deep, "\n}\n");
     r = run(deep.data);
-    ASSERT(r->diags.nerrors > 0 && strstr(r->text, "nests too deeply"), "deep nesting: %.200s", r->text);
+    CHECK(r->diags.nerrors > 0 && strstr(r->text, "nests too deeply"), "deep nesting: %.200s", r->text);
     run_free(r);
     sb_free(&deep);
 }
@@ -260,15 +248,15 @@ static void test_constants(void) {
     /* constant expressions follow Python: int ** negative int is a float */
     Run *r = run("graph f(x: f32[4], i: i32[4]) -> (f32[4], i32[4]) {\n"
                  "    return x * 2 ** -1, i + 2 ** 3\n}\n");
-    ASSERT(r->checked, "2 ** -1: %s", r->text);
+    CHECK(r->checked, "2 ** -1: %s", r->text);
     run_free(r);
     r = run("graph f(i: i32[4]) -> i32[4] {\n    return i + 2 ** -1\n}\n");
-    ASSERT(!r->checked && strstr(r->text, "literal 0.5"), "i + 2 ** -1: %s", r->text);
+    CHECK(!r->checked && strstr(r->text, "literal 0.5"), "i + 2 ** -1: %s", r->text);
     run_free(r);
     /* integer constants wrap as i64 does, without undefined behaviour */
     r = run("graph f(i: i64[4]) -> i64[4] {\n"
             "    return i + 9223372036854775807 * 3 + (-9223372036854775807 - 1) % -1 + 3 ** 99\n}\n");
-    ASSERT(r->checked, "wrapping constants: %s", r->text);
+    CHECK(r->checked, "wrapping constants: %s", r->text);
     run_free(r);
 }
 
@@ -276,21 +264,22 @@ static void test_symbolic(void) {
     /* windows over a symbolic size are sizes of their own, equal only to themselves */
     Run *r = run("graph f(x: f32[1, 1, H, W], a: f32[1, 1, 3, 3], b: f32[1, 1, 5, 5]) -> f32[1, 1, H, W] {\n"
                  "    return conv2d(x, a) + conv2d(x, b)\n}\n");
-    ASSERT(!r->checked && strstr(r->text, "cannot broadcast f32[1, 1, H-2, W-2] with f32[1, 1, H-4, W-4]"),
-           "different windows: %s", r->text);
+    CHECK(!r->checked && strstr(r->text, "cannot broadcast f32[1, 1, H-2, W-2] with f32[1, 1, H-4, W-4]"),
+          "different windows: %s", r->text);
     run_free(r);
     r = run("graph f(x: f32[1, 1, H, W], a: f32[1, 1, 3, 3]) -> f32[1, 1, H, W] {\n"
             "    return conv2d(x, a, padding=1) + maxpool2d(x, 3, stride=1, padding=1)\n}\n");
-    ASSERT(r->checked, "same-size windows: %s", r->text);
+    CHECK(r->checked, "same-size windows: %s", r->text);
     run_free(r);
     /* products of symbolic sizes in any order are one size */
-    r = run("graph f(x: f32[B, T, 4]) -> f32[T, B, 4] {\n    return reshape(x, [T * B, 4]) + reshape(x, [B*T, 4])"
-            " + 0.0 * reshape(x, [T, B, 4])[0]\n}\n");
-    ASSERT(!r->checked && strstr(r->text, "cannot broadcast"), "B*T vs [B, 4]: %s", r->text);
+    r = run(
+        "graph f(x: f32[B, T, 4]) -> f32[T, B, 4] {\n    return reshape(x, [T * B, 4]) + reshape(x, [B*T, 4])"
+        " + 0.0 * reshape(x, [T, B, 4])[0]\n}\n");
+    CHECK(!r->checked && strstr(r->text, "cannot broadcast"), "B*T vs [B, 4]: %s", r->text);
     run_free(r);
     r = run("graph f(x: f32[B, T, 4]) -> f32[B, T, 4] {\n"
             "    return reshape(reshape(x, [T * B, 4]) + reshape(x, [B*T, 4]), [B, T, -1])\n}\n");
-    ASSERT(r->checked, "B*T == T*B: %s", r->text);
+    CHECK(r->checked, "B*T == T*B: %s", r->text);
     run_free(r);
 }
 
@@ -302,6 +291,6 @@ int main(void) {
     test_syntax_errors();
     test_constants();
     test_symbolic();
-    printf("test_frontend: %d passed, %d failed\n", npassed, nfailed);
-    return nfailed != 0;
+    printf("test_frontend: %d passed, %d failed\n", npass, nfail);
+    return nfail != 0;
 }

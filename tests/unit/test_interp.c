@@ -10,22 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int npassed, nfailed;
+#include "check.h"
 
-/* chibicc-style: prints what was compared when it fails. */
-#define ASSERT(cond)                                                                              \
-    do {                                                                                          \
-        if (cond) {                                                                               \
-            npassed++;                                                                            \
-        } else {                                                                                  \
-            nfailed++;                                                                            \
-            printf("%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond);                             \
-        }                                                                                         \
-    } while (0)
-
-#define SH(...) ((int64_t[]){__VA_ARGS__})
-#define VALS(...) ((double[]){__VA_ARGS__})
-#define INS(...) ((int[]){__VA_ARGS__})
+#define SH(...)    ((int64_t[]){__VA_ARGS__})
+#define VALS(...)  ((double[]){__VA_ARGS__})
+#define INS(...)   ((int[]){__VA_ARGS__})
 #define NVALS(...) (int64_t)(sizeof(VALS(__VA_ARGS__)) / sizeof(double))
 
 /* ------------------------------------------------------------ a test case */
@@ -127,17 +116,16 @@ static void check_node(Case *c, int result, const double *want, int64_t n, doubl
     KilnTensor out;
     char err[256] = "";
     if (!ref_run(c->g, c->inputs.data, &out, err, sizeof err)) {
-        nfailed++;
+        nfail++;
         printf("%s:%d: FAILED: %s: ref_run: %s\n", __FILE__, line, what, err);
         return;
     }
     bool ok = out.dtype == rn->dtype && out.rank == rn->rank && kiln_tensor_numel(&out) == n;
     for (int k = 0; ok && k < out.rank; k++) ok = out.shape[k] == rn->shape[k];
     if (!ok) {
-        nfailed++;
-        printf("%s:%d: FAILED: %s: result type %s[%lld elements], expected %lld elements\n",
-               __FILE__, line, what, kiln_dtype_name(out.dtype),
-               (long long)kiln_tensor_numel(&out), (long long)n);
+        nfail++;
+        printf("%s:%d: FAILED: %s: result type %s[%lld elements], expected %lld elements\n", __FILE__, line,
+               what, kiln_dtype_name(out.dtype), (long long)kiln_tensor_numel(&out), (long long)n);
     } else {
         for (int64_t i = 0; i < n; i++) {
             double got = get(&out, i);
@@ -147,13 +135,14 @@ static void check_node(Case *c, int result, const double *want, int64_t n, doubl
                 ok = false;
             }
         }
-        if (ok) npassed++;
-        else nfailed++;
+        if (ok)
+            npass++;
+        else
+            nfail++;
     }
     kiln_tensor_free(&out);
 }
-#define EXPECT(c, id, tol, ...)                                                                   \
-    check_node(c, id, VALS(__VA_ARGS__), NVALS(__VA_ARGS__), tol, #id, __LINE__)
+#define EXPECT(c, id, tol, ...) check_node(c, id, VALS(__VA_ARGS__), NVALS(__VA_ARGS__), tol, #id, __LINE__)
 
 /* exact comparison (integers, data movement, values exact in the dtype) */
 #define EXACT 0.0
@@ -826,6 +815,6 @@ int main(void) {
     test_normalize();
     test_conv_pool();
     test_graph();
-    printf("test_interp: %d passed, %d failed\n", npassed, nfailed);
-    return nfailed ? 1 : 0;
+    printf("test_interp: %d passed, %d failed\n", npass, nfail);
+    return nfail ? 1 : 0;
 }

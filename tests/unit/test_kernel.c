@@ -22,19 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int npass, nfail;
-
-#define CHECK(cond, ...)                                                                                     \
-    do {                                                                                                     \
-        if (cond) {                                                                                          \
-            npass++;                                                                                         \
-        } else {                                                                                             \
-            nfail++;                                                                                         \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                           \
-            printf(__VA_ARGS__);                                                                             \
-            printf("\n");                                                                                    \
-        }                                                                                                    \
-    } while (0)
+#include "check.h"
 
 #define OUTER(k)               kinst(k, KI_OUTER, KILN_I64, -1, -1, -1, -1)
 #define INNER(k, s)            kinst(k, KI_INNER, KILN_I64, s, -1, -1, -1)

@@ -15,28 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int npassed, nfailed;
-
-#define ASSERT(cond)                                                                                         \
-    do {                                                                                                     \
-        if (cond) {                                                                                          \
-            npassed++;                                                                                       \
-        } else {                                                                                             \
-            nfailed++;                                                                                       \
-            printf("%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond);                                        \
-        }                                                                                                    \
-    } while (0)
-
-#define ASSERT_EQ(expected, actual)                                                                          \
-    do {                                                                                                     \
-        long long e_ = (long long)(expected), a_ = (long long)(actual);                                      \
-        if (e_ == a_) {                                                                                      \
-            npassed++;                                                                                       \
-        } else {                                                                                             \
-            nfailed++;                                                                                       \
-            printf("%s:%d: FAILED: %s is %lld, expected %lld\n", __FILE__, __LINE__, #actual, a_, e_);       \
-        }                                                                                                    \
-    } while (0)
+#include "check.h"
 
 /* The type of value v as text, e.g. "f32[batch, 10]", compared to `want`. */
 #define ASSERT_TYPE(want, m, v)                                                                              \
@@ -45,9 +24,9 @@ static int npassed, nfailed;
                                           ir_node((m)->g, v)->shape)                                         \
                             : NULL;                                                                          \
         if (t_ && strcmp(t_, want) == 0) {                                                                   \
-            npassed++;                                                                                       \
+            npass++;                                                                                         \
         } else {                                                                                             \
-            nfailed++;                                                                                       \
+            nfail++;                                                                                         \
             printf("%s:%d: FAILED: %s is %s, expected %s\n", __FILE__, __LINE__, #v, t_ ? t_ : "MK_ERROR",   \
                    want);                                                                                    \
         }                                                                                                    \
@@ -58,9 +37,9 @@ static int npassed, nfailed;
 static void expect_error(DiagList *d, int v, const char *want, int line) {
     bool ok = v == MK_ERROR && d->items.len == 1 && strstr(d->items.data[0].msg, want) != NULL;
     if (ok) {
-        npassed++;
+        npass++;
     } else {
-        nfailed++;
+        nfail++;
         printf("test_make.c:%d: FAILED: expected one error with '%s', got %s and %d: %s\n", line, want,
                v == MK_ERROR ? "MK_ERROR" : "a value", d->items.len,
                d->items.len ? d->items.data[0].msg : "");
@@ -379,6 +358,6 @@ int main(void) {
     test_v1();
     test_check();
     test_runs();
-    printf("test_make: %d passed, %d failed\n", npassed, nfailed);
-    return nfailed != 0;
+    printf("test_make: %d passed, %d failed\n", npass, nfail);
+    return nfail != 0;
 }

@@ -19,19 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int npass, nfail;
-
-#define CHECK(cond, ...)                                                                                     \
-    do {                                                                                                     \
-        if (cond) {                                                                                          \
-            npass++;                                                                                         \
-        } else {                                                                                             \
-            nfail++;                                                                                         \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                           \
-            printf(__VA_ARGS__);                                                                             \
-            printf("\n");                                                                                    \
-        }                                                                                                    \
-    } while (0)
+#include "check.h"
 
 enum { N = 1 << 24 };
 

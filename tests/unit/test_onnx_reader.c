@@ -20,25 +20,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-#define CHECK(expr)                                                                                          \
-    do {                                                                                                     \
-        if (expr) {                                                                                          \
-            passed++;                                                                                        \
-        } else {                                                                                             \
-            failed++;                                                                                        \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expr);                         \
-        }                                                                                                    \
-    } while (0)
+#include "check.h"
 
 /* A refusal whose message contains `want`. */
 #define CHECK_ERR(ok, err, want)                                                                             \
     do {                                                                                                     \
         if (!(ok) && strstr((err), (want))) {                                                                \
-            passed++;                                                                                        \
+            npass++;                                                                                         \
         } else {                                                                                             \
-            failed++;                                                                                        \
+            nfail++;                                                                                         \
             fprintf(stderr, "%s:%d: expected a refusal containing '%s', got %s: %s\n", __FILE__, __LINE__,   \
                     (want), (ok) ? "success" : "error", (err));                                              \
         }                                                                                                    \
@@ -129,15 +119,15 @@ static void test_float_encodings(void) {
             KilnTensor t;
             char err[256] = "";
             bool ok = read_tensor(&b, KILN_F32, &t, err, sizeof err);
-            CHECK(ok);
+            ASSERT(ok);
             if (ok) {
-                CHECK(t.rank == r && t.shape[0] == (r == 2 ? 2 : 6));
-                CHECK(memcmp(t.data, v, sizeof v) == 0);
+                ASSERT(t.rank == r && t.shape[0] == (r == 2 ? 2 : 6));
+                ASSERT(memcmp(t.data, v, sizeof v) == 0);
                 kiln_tensor_free(&t);
             }
             /* the same elements converted on reading */
             ok = read_tensor(&b, KILN_F64, &t, err, sizeof err);
-            CHECK(ok && ((double *)t.data)[3] == 3.25 && ((double *)t.data)[5] == -7);
+            ASSERT(ok && ((double *)t.data)[3] == 3.25 && ((double *)t.data)[5] == -7);
             if (ok) kiln_tensor_free(&t);
             free(b.data);
         }
@@ -174,16 +164,16 @@ static void test_typed_dtypes(void) {
         KilnTensor t;
         char err[256] = "";
         KilnDType widened;
-        CHECK(onnx_dtype_widened(cases[c].dt, &widened) && widened == cases[c].as);
+        ASSERT(onnx_dtype_widened(cases[c].dt, &widened) && widened == cases[c].as);
         bool ok = read_tensor(&b, cases[c].as, &t, err, sizeof err);
-        CHECK(ok);
+        ASSERT(ok);
         for (int i = 0; ok && i < 3; i++) {
             if (kiln_tensor_get(&t, i) != cases[c].want[i]) {
-                failed++;
+                nfail++;
                 fprintf(stderr, "dtype %s element %d: %g, expected %g\n", onnx_dtype_name(cases[c].dt), i,
                         kiln_tensor_get(&t, i), cases[c].want[i]);
             } else {
-                passed++;
+                npass++;
             }
         }
         if (ok) kiln_tensor_free(&t);
@@ -191,7 +181,7 @@ static void test_typed_dtypes(void) {
         ok = kiln_onnx_tensor_read_mem(b.data, b.len, &t, err, sizeof err);
         KilnDType exact;
         if (onnx_dtype_to_kiln(cases[c].dt, &exact))
-            CHECK(ok && t.dtype == exact);
+            ASSERT(ok && t.dtype == exact);
         else
             CHECK_ERR(ok, err, "which kiln does not have");
         if (ok) kiln_tensor_free(&t);
@@ -205,8 +195,8 @@ static void test_typed_dtypes(void) {
     f_bytes(&b, 10, d, sizeof d);
     KilnTensor t;
     char err[256];
-    CHECK(kiln_onnx_tensor_read_mem(b.data, b.len, &t, err, sizeof err) && t.dtype == KILN_F64 &&
-          memcmp(t.data, d, sizeof d) == 0);
+    ASSERT(kiln_onnx_tensor_read_mem(b.data, b.len, &t, err, sizeof err) && t.dtype == KILN_F64 &&
+           memcmp(t.data, d, sizeof d) == 0);
     kiln_tensor_free(&t);
     free(b.data);
     /* a uint64 beyond int64 is refused rather than wrapped */
@@ -220,15 +210,15 @@ static void test_typed_dtypes(void) {
     b = (Buf){0};
     f_varint(&b, 2, ONNX_INT64);
     f_varint(&b, 7, 42);
-    CHECK(kiln_onnx_tensor_read_mem(b.data, b.len, &t, err, sizeof err) && t.rank == 0 &&
-          ((int64_t *)t.data)[0] == 42);
+    ASSERT(kiln_onnx_tensor_read_mem(b.data, b.len, &t, err, sizeof err) && t.rank == 0 &&
+           ((int64_t *)t.data)[0] == 42);
     kiln_tensor_free(&t);
     free(b.data);
     b = (Buf){0};
     f_varint(&b, 1, 0);
     f_varint(&b, 1, 4);
     f_varint(&b, 2, ONNX_FLOAT);
-    CHECK(kiln_onnx_tensor_read_mem(b.data, b.len, &t, err, sizeof err) && t.rank == 2 && t.shape[1] == 4);
+    ASSERT(kiln_onnx_tensor_read_mem(b.data, b.len, &t, err, sizeof err) && t.rank == 2 && t.shape[1] == 4);
     kiln_tensor_free(&t);
     free(b.data);
 }
@@ -398,29 +388,29 @@ static Buf small_model(bool with_external, const char *location) {
 }
 
 static void check_small_model(const OnnxModel *m) {
-    CHECK(m->ir_version == 8 && strcmp(m->producer_name, "kiln-test") == 0);
-    CHECK(m->nopsets == 1 && m->opsets[0].version == 17 && strcmp(m->opsets[0].domain, "") == 0);
+    ASSERT(m->ir_version == 8 && strcmp(m->producer_name, "kiln-test") == 0);
+    ASSERT(m->nopsets == 1 && m->opsets[0].version == 17 && strcmp(m->opsets[0].domain, "") == 0);
     const OnnxGraph *g = &m->graph;
-    CHECK(strcmp(g->name, "tiny") == 0 && g->nnodes == 2 && g->ninitializers == 1);
-    CHECK(strcmp(g->nodes[0].op_type, "Relu") == 0 && strcmp(g->nodes[0].name, "relu0") == 0);
+    ASSERT(strcmp(g->name, "tiny") == 0 && g->nnodes == 2 && g->ninitializers == 1);
+    ASSERT(strcmp(g->nodes[0].op_type, "Relu") == 0 && strcmp(g->nodes[0].name, "relu0") == 0);
     const OnnxNode *add = &g->nodes[1];
-    CHECK(add->ninputs == 2 && strcmp(add->inputs[1], "w") == 0 && add->noutputs == 1 && add->nattrs == 5);
+    ASSERT(add->ninputs == 2 && strcmp(add->inputs[1], "w") == 0 && add->noutputs == 1 && add->nattrs == 5);
     if (add->nattrs == 5) {
-        CHECK(add->attrs[0].nints == 3 && add->attrs[0].ints[1] == -2);
-        CHECK(add->attrs[1].nints == 3 && add->attrs[1].ints[2] == 3);
-        CHECK(add->attrs[2].type == ONNX_ATTR_FLOAT && add->attrs[2].f == 0.25f);
-        CHECK(add->attrs[3].s.len == 8 && memcmp(add->attrs[3].s.data, "constant", 8) == 0);
-        CHECK(add->attrs[4].nfloats == 2 && add->attrs[4].floats[1] == 0.5f);
+        ASSERT(add->attrs[0].nints == 3 && add->attrs[0].ints[1] == -2);
+        ASSERT(add->attrs[1].nints == 3 && add->attrs[1].ints[2] == 3);
+        ASSERT(add->attrs[2].type == ONNX_ATTR_FLOAT && add->attrs[2].f == 0.25f);
+        ASSERT(add->attrs[3].s.len == 8 && memcmp(add->attrs[3].s.data, "constant", 8) == 0);
+        ASSERT(add->attrs[4].nfloats == 2 && add->attrs[4].floats[1] == 0.5f);
     }
-    CHECK(g->ninputs == 1 && g->inputs[0].kind == ONNX_TYPE_TENSOR && g->inputs[0].elem_type == ONNX_FLOAT);
-    CHECK(g->inputs[0].rank == 2 && g->inputs[0].dims[0].param &&
-          strcmp(g->inputs[0].dims[0].param, "N") == 0 && g->inputs[0].dims[1].value == 3 &&
-          !g->inputs[0].dims[1].param);
-    CHECK(g->noutputs == 1 && !g->outputs[0].has_shape);
+    ASSERT(g->ninputs == 1 && g->inputs[0].kind == ONNX_TYPE_TENSOR && g->inputs[0].elem_type == ONNX_FLOAT);
+    ASSERT(g->inputs[0].rank == 2 && g->inputs[0].dims[0].param &&
+           strcmp(g->inputs[0].dims[0].param, "N") == 0 && g->inputs[0].dims[1].value == 3 &&
+           !g->inputs[0].dims[1].param);
+    ASSERT(g->noutputs == 1 && !g->outputs[0].has_shape);
     KilnTensor t;
     char err[256];
     bool ok = onnx_tensor_read(&g->initializers[0], KILN_F32, &t, err, sizeof err);
-    CHECK(ok && ((float *)t.data)[2] == 3);
+    ASSERT(ok && ((float *)t.data)[2] == 3);
     if (ok) kiln_tensor_free(&t);
 }
 
@@ -437,11 +427,11 @@ static void test_models(void) {
     OnnxModel model;
     char err[512] = "";
     bool ok = onnx_model_parse(m.data, m.len, a, &model, err, sizeof err);
-    CHECK(ok);
+    ASSERT(ok);
     if (ok) check_small_model(&model);
     onnx_model_close(&model);
-    CHECK(onnx_looks_like_model(m.data, m.len));
-    CHECK(onnx_looks_like_model(m.data, 20)); /* a prefix is enough */
+    ASSERT(onnx_looks_like_model(m.data, m.len));
+    ASSERT(onnx_looks_like_model(m.data, 20)); /* a prefix is enough */
     /* every truncation of the model is refused cleanly */
     int refused = 0;
     for (size_t n = 0; n < m.len; n++) {
@@ -451,13 +441,13 @@ static void test_models(void) {
         else
             onnx_model_close(&cut);
     }
-    CHECK(refused > 0);
+    ASSERT(refused > 0);
     free(m.data);
     arena_free(a);
 
     /* external data beside the model */
     char dir[] = "/tmp/kiln-onnx-XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
+    ASSERT(mkdtemp(dir) != NULL);
     char path[256], data_path[256];
     snprintf(path, sizeof path, "%s/m.onnx", dir);
     snprintf(data_path, sizeof data_path, "%s/w.bin", dir);
@@ -468,10 +458,10 @@ static void test_models(void) {
     free(m.data);
     a = arena_new();
     ok = onnx_model_open(path, a, &model, err, sizeof err);
-    CHECK(ok);
+    ASSERT(ok);
     if (ok) check_small_model(&model);
     onnx_model_close(&model);
-    CHECK(onnx_file_looks_like_model(path));
+    ASSERT(onnx_file_looks_like_model(path));
     /* the same model read from memory cannot reach its external file */
     m = small_model(true, "w.bin");
     CHECK_ERR(onnx_model_parse(m.data, m.len, a, &model, err, sizeof err), err, "external file");
@@ -494,10 +484,10 @@ static void test_models(void) {
     CHECK_ERR(onnx_model_open(path, a, &model, err, sizeof err), err, "does not hold 3 float elements");
     /* not a model */
     write_bytes(path, "graph f(x: f32[2]) -> f32[2] { return x }\n", 43);
-    CHECK(!onnx_file_looks_like_model(path));
+    ASSERT(!onnx_file_looks_like_model(path));
     CHECK_ERR(onnx_model_open(path, a, &model, err, sizeof err), err, "m.onnx");
     write_bytes(path, "", 0);
-    CHECK(!onnx_file_looks_like_model(path));
+    ASSERT(!onnx_file_looks_like_model(path));
     CHECK_ERR(onnx_model_open(path, a, &model, err, sizeof err), err, "no graph");
     CHECK_ERR(onnx_model_open(dir, a, &model, err, sizeof err), err, "not a regular file");
     unlink(path);
@@ -564,7 +554,7 @@ static void test_onnx_suite(void) {
     }
     closedir(d);
     printf("test_onnx_reader: %d suite models opened, %d tensors read\n", models, tensors);
-    CHECK(bad == 0 && models >= 900 && tensors >= 1500);
+    ASSERT(bad == 0 && models >= 900 && tensors >= 1500);
 }
 
 /* The fuzzer's seeds and the inputs that once crashed it: no crash. */
@@ -592,7 +582,7 @@ static void replay_dir(const char *dir) {
         n++;
     }
     closedir(d);
-    CHECK(n > 0);
+    ASSERT(n > 0);
 }
 
 int main(void) {
@@ -603,6 +593,6 @@ int main(void) {
     test_onnx_suite();
     replay_dir("tests/fuzz/corpus_onnx");
     replay_dir("tests/fuzz/regress_onnx");
-    printf("test_onnx_reader: %d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    printf("test_onnx_reader: %d passed, %d failed\n", npass, nfail);
+    return nfail != 0;
 }

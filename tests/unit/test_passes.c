@@ -15,29 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int npassed, nfailed;
-
-/* chibicc-style: prints what was compared when it fails. */
-#define ASSERT(cond)                                                                              \
-    do {                                                                                          \
-        if (cond) {                                                                               \
-            npassed++;                                                                            \
-        } else {                                                                                  \
-            nfailed++;                                                                            \
-            printf("%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond);                             \
-        }                                                                                         \
-    } while (0)
-
-#define ASSERT_EQ(expected, actual)                                                               \
-    do {                                                                                          \
-        long long e_ = (long long)(expected), a_ = (long long)(actual);                           \
-        if (e_ == a_) {                                                                           \
-            npassed++;                                                                            \
-        } else {                                                                                  \
-            nfailed++;                                                                            \
-            printf("%s:%d: FAILED: %s is %lld, expected %lld\n", __FILE__, __LINE__, #actual, a_, e_); \
-        }                                                                                         \
-    } while (0)
+#include "check.h"
 
 /* ------------------------------------------------------------ harness */
 
@@ -574,7 +552,7 @@ static void test_pipeline(void) {
         size_t n;
         if (!read_file(example_files[f], &text_src, &n, err, sizeof err)) {
             printf("%s: %s (run from the repository root)\n", example_files[f], err);
-            nfailed++;
+            nfail++;
             continue;
         }
         IRGraph *eg;
@@ -602,6 +580,6 @@ int main(void) {
     for (int i = 0; i < graphs.len; i++) ir_graph_destroy(graphs.data[i]);
     VEC_FREE(graphs);
     arena_free(arena);
-    printf("test_passes: %d passed, %d failed\n", npassed, nfailed);
-    return nfailed != 0;
+    printf("test_passes: %d passed, %d failed\n", npass, nfail);
+    return nfail != 0;
 }

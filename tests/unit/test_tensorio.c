@@ -17,30 +17,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-/* Counts a check; a failing one prints its line and expression. */
-#define CHECK(expr)                                                                  \
-    do {                                                                             \
-        if (expr) {                                                                  \
-            passed++;                                                                \
-        } else {                                                                     \
-            failed++;                                                                \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expr); \
-        }                                                                            \
-    } while (0)
+#include "check.h"
 
 /* Like CHECK for two integers, printing both values (in hex: bit patterns). */
-#define CHECK_EQ_HEX(expected, actual)                                                   \
-    do {                                                                                 \
-        unsigned long long e_ = (expected), a_ = (actual);                               \
-        if (e_ == a_) {                                                                  \
-            passed++;                                                                    \
-        } else {                                                                         \
-            failed++;                                                                    \
-            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (0x%llx vs 0x%llx)\n", __FILE__, \
-                    __LINE__, #expected, #actual, e_, a_);                               \
-        }                                                                                \
+#define CHECK_EQ_HEX(expected, actual)                                                                       \
+    do {                                                                                                     \
+        unsigned long long e_ = (expected), a_ = (actual);                                                   \
+        if (e_ == a_) {                                                                                      \
+            npass++;                                                                                         \
+        } else {                                                                                             \
+            nfail++;                                                                                         \
+            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (0x%llx vs 0x%llx)\n", __FILE__, __LINE__,        \
+                    #expected, #actual, e_, a_);                                                             \
+        }                                                                                                    \
     } while (0)
 
 typedef struct {
@@ -67,29 +56,29 @@ static void test_dtypes(void) {
     static const size_t sizes[] = {4, 2, 2, 8, 4, 8, 1};
     for (int dt = 0; dt < KILN_NUM_DTYPES; dt++) {
         KilnDType back;
-        CHECK(strcmp(kiln_dtype_name((KilnDType)dt), names[dt]) == 0);
-        CHECK(kiln_dtype_size((KilnDType)dt) == sizes[dt]);
-        CHECK(kiln_dtype_from_name(names[dt], &back) && back == (KilnDType)dt);
+        ASSERT(strcmp(kiln_dtype_name((KilnDType)dt), names[dt]) == 0);
+        ASSERT(kiln_dtype_size((KilnDType)dt) == sizes[dt]);
+        ASSERT(kiln_dtype_from_name(names[dt], &back) && back == (KilnDType)dt);
     }
     KilnDType unused;
-    CHECK(!kiln_dtype_from_name("f8", &unused));
-    CHECK(!kiln_dtype_from_name("", &unused));
+    ASSERT(!kiln_dtype_from_name("f8", &unused));
+    ASSERT(!kiln_dtype_from_name("", &unused));
 
     KilnTensor t;
     int64_t shape[] = {2, 3, 4};
-    CHECK(kiln_tensor_init(&t, KILN_I64, 3, shape));
-    CHECK(kiln_tensor_numel(&t) == 24 && t.rank == 3 && t.shape[2] == 4);
-    CHECK(((int64_t *)t.data)[23] == 0);
+    ASSERT(kiln_tensor_init(&t, KILN_I64, 3, shape));
+    ASSERT(kiln_tensor_numel(&t) == 24 && t.rank == 3 && t.shape[2] == 4);
+    ASSERT(((int64_t *)t.data)[23] == 0);
     kiln_tensor_free(&t);
-    CHECK(t.data == NULL && t.shape == NULL);
-    CHECK(kiln_tensor_init(&t, KILN_F32, 0, NULL) && kiln_tensor_numel(&t) == 1 && t.data);
+    ASSERT(t.data == NULL && t.shape == NULL);
+    ASSERT(kiln_tensor_init(&t, KILN_F32, 0, NULL) && kiln_tensor_numel(&t) == 1 && t.data);
     kiln_tensor_free(&t);
     int64_t empty[] = {4, 0};
-    CHECK(kiln_tensor_init(&t, KILN_F32, 2, empty) && kiln_tensor_numel(&t) == 0 && t.data);
+    ASSERT(kiln_tensor_init(&t, KILN_F32, 2, empty) && kiln_tensor_numel(&t) == 0 && t.data);
     kiln_tensor_free(&t);
     int64_t negative[] = {-1}, huge[] = {INT64_MAX, 4};
-    CHECK(!kiln_tensor_init(&t, KILN_F32, 1, negative));
-    CHECK(!kiln_tensor_init(&t, KILN_F32, 2, huge));
+    ASSERT(!kiln_tensor_init(&t, KILN_F32, 1, negative));
+    ASSERT(!kiln_tensor_init(&t, KILN_F32, 2, huge));
 }
 
 /* ---- half precision ---- */
@@ -124,16 +113,16 @@ static void test_f16(void) {
     CHECK_EQ_HEX(0x0000, kiln_f32_to_f16(bits_to_float(0x00000001))); /* f32 subnormal */
     /* NaN stays NaN (quiet), whatever its payload; never becomes inf. */
     uint16_t nan_h = kiln_f32_to_f16(NAN);
-    CHECK((nan_h & 0x7c00) == 0x7c00 && (nan_h & 0x3ff) != 0);
+    ASSERT((nan_h & 0x7c00) == 0x7c00 && (nan_h & 0x3ff) != 0);
     nan_h = kiln_f32_to_f16(bits_to_float(0x7f800001)); /* signalling, payload only in low bits */
-    CHECK((nan_h & 0x7c00) == 0x7c00 && (nan_h & 0x3ff) != 0);
-    CHECK(isnan(kiln_f16_to_f32(0x7e00)) && isnan(kiln_f16_to_f32(0xfc01)));
+    ASSERT((nan_h & 0x7c00) == 0x7c00 && (nan_h & 0x3ff) != 0);
+    ASSERT(isnan(kiln_f16_to_f32(0x7e00)) && isnan(kiln_f16_to_f32(0xfc01)));
 
-    CHECK(kiln_f16_to_f32(0x0001) == 0x1p-24f);
-    CHECK(kiln_f16_to_f32(0x03ff) == 1023 * 0x1p-24f);
-    CHECK(kiln_f16_to_f32(0x7bff) == 65504.0f);
-    CHECK(kiln_f16_to_f32(0xfc00) == -INFINITY);
-    CHECK(float_to_bits(kiln_f16_to_f32(0x8000)) == 0x80000000u);
+    ASSERT(kiln_f16_to_f32(0x0001) == 0x1p-24f);
+    ASSERT(kiln_f16_to_f32(0x03ff) == 1023 * 0x1p-24f);
+    ASSERT(kiln_f16_to_f32(0x7bff) == 65504.0f);
+    ASSERT(kiln_f16_to_f32(0xfc00) == -INFINITY);
+    ASSERT(float_to_bits(kiln_f16_to_f32(0x8000)) == 0x80000000u);
 
     /* Every f16 survives f16 -> f32 -> f16 unchanged (NaNs stay NaN). */
     int round_trip_failures = 0;
@@ -141,10 +130,9 @@ static void test_f16(void) {
         float f = kiln_f16_to_f32((uint16_t)h);
         uint16_t back = kiln_f32_to_f16(f);
         bool is_nan = (h & 0x7c00) == 0x7c00 && (h & 0x3ff);
-        if (is_nan ? !isnan(f) || (back & 0x7fff) <= 0x7c00 : back != h)
-            round_trip_failures++;
+        if (is_nan ? !isnan(f) || (back & 0x7fff) <= 0x7c00 : back != h) round_trip_failures++;
     }
-    CHECK(round_trip_failures == 0);
+    ASSERT(round_trip_failures == 0);
 
 #ifdef __FLT16_MAX__
     /* The compiler's own conversion (round to nearest even) as a reference,
@@ -156,10 +144,9 @@ static void test_f16(void) {
         uint16_t ref_bits;
         memcpy(&ref_bits, &ref, sizeof ref_bits);
         uint16_t ours = kiln_f32_to_f16(f);
-        if (isnan(f) ? (ours & 0x7fff) <= 0x7c00 : ours != ref_bits)
-            mismatches++;
+        if (isnan(f) ? (ours & 0x7fff) <= 0x7c00 : ours != ref_bits) mismatches++;
     }
-    CHECK(mismatches == 0);
+    ASSERT(mismatches == 0);
 #endif
 }
 
@@ -178,19 +165,18 @@ static void test_bf16(void) {
     CHECK_EQ_HEX(0x0002, kiln_f32_to_bf16(bits_to_float(0x00018000)));
     CHECK_EQ_HEX(0x0001, kiln_f32_to_bf16(bits_to_float(0x00008001)));
     CHECK_EQ_HEX(0x0080, kiln_f32_to_bf16(bits_to_float(0x007fffff))); /* into the normals */
-    uint16_t nan_b = kiln_f32_to_bf16(bits_to_float(0x7f800001)); /* payload below bf16's bits */
-    CHECK((nan_b & 0x7f80) == 0x7f80 && (nan_b & 0x7f) != 0);
+    uint16_t nan_b = kiln_f32_to_bf16(bits_to_float(0x7f800001));      /* payload below bf16's bits */
+    ASSERT((nan_b & 0x7f80) == 0x7f80 && (nan_b & 0x7f) != 0);
     nan_b = kiln_f32_to_bf16(bits_to_float(0xffffffff));
-    CHECK((nan_b & 0x7f80) == 0x7f80 && (nan_b & 0x7f) != 0 && (nan_b & 0x8000));
-    CHECK(float_to_bits(kiln_bf16_to_f32(0x3f81)) == 0x3f810000u);
-    CHECK(isnan(kiln_bf16_to_f32(0x7fc0)));
+    ASSERT((nan_b & 0x7f80) == 0x7f80 && (nan_b & 0x7f) != 0 && (nan_b & 0x8000));
+    ASSERT(float_to_bits(kiln_bf16_to_f32(0x3f81)) == 0x3f810000u);
+    ASSERT(isnan(kiln_bf16_to_f32(0x7fc0)));
     int round_trip_failures = 0;
     for (uint32_t h = 0; h < 0x10000; h++) {
         bool is_nan = (h & 0x7f80) == 0x7f80 && (h & 0x7f);
-        if (!is_nan && kiln_f32_to_bf16(kiln_bf16_to_f32((uint16_t)h)) != h)
-            round_trip_failures++;
+        if (!is_nan && kiln_f32_to_bf16(kiln_bf16_to_f32((uint16_t)h)) != h) round_trip_failures++;
     }
-    CHECK(round_trip_failures == 0);
+    ASSERT(round_trip_failures == 0);
 }
 
 /* ---- test data ---- */
@@ -281,26 +267,23 @@ static void test_npy_round_trips(const char *dir) {
         for (int s = 0; s < NUM_TEST_SHAPES; s++) {
             KilnTensor t, back;
             char name[64];
-            snprintf(name, sizeof name, "k_%s_%s.npy", kiln_dtype_name((KilnDType)dt),
-                     test_shapes[s].tag);
+            snprintf(name, sizeof name, "k_%s_%s.npy", kiln_dtype_name((KilnDType)dt), test_shapes[s].tag);
             char *path = path_in(dir, name);
-            CHECK(kiln_tensor_init(&t, (KilnDType)dt, test_shapes[s].rank, test_shapes[s].dims));
+            ASSERT(kiln_tensor_init(&t, (KilnDType)dt, test_shapes[s].rank, test_shapes[s].dims));
             fill_pattern(&t);
             bool wrote = kiln_npy_write(path, &t, err, sizeof err);
-            if (!wrote)
-                fprintf(stderr, "  %s\n", err);
-            CHECK(wrote);
-            CHECK(kiln_npy_read(path, &back, err, sizeof err) && same_tensor(&t, &back));
+            if (!wrote) fprintf(stderr, "  %s\n", err);
+            ASSERT(wrote);
+            ASSERT(kiln_npy_read(path, &back, err, sizeof err) && same_tensor(&t, &back));
             kiln_tensor_free(&back);
 
             Bytes file = read_bytes(path);
             /* The data starts on a 64-byte boundary, and the _mem reader agrees. */
-            size_t data_bytes = (size_t)kiln_tensor_numel(&t) *
-                                (dt == KILN_BF16 ? 4 : kiln_dtype_size((KilnDType)dt));
-            CHECK(file.len >= data_bytes && (file.len - data_bytes) % 64 == 0);
-            CHECK(file.len > 8 && file.data[6] == 1 && file.data[7] == 0);
-            CHECK(kiln_npy_read_mem(file.data, file.len, &back, err, sizeof err) &&
-                  same_tensor(&t, &back));
+            size_t data_bytes =
+                (size_t)kiln_tensor_numel(&t) * (dt == KILN_BF16 ? 4 : kiln_dtype_size((KilnDType)dt));
+            ASSERT(file.len >= data_bytes && (file.len - data_bytes) % 64 == 0);
+            ASSERT(file.len > 8 && file.data[6] == 1 && file.data[7] == 0);
+            ASSERT(kiln_npy_read_mem(file.data, file.len, &back, err, sizeof err) && same_tensor(&t, &back));
             kiln_tensor_free(&back);
             free(file.data);
             kiln_tensor_free(&t);
@@ -311,16 +294,15 @@ static void test_npy_round_trips(const char *dir) {
     /* A header longer than a u16 can count is written as version 2.0. */
     int rank = 30000;
     int64_t *ones = malloc(sizeof *ones * (size_t)rank);
-    for (int i = 0; i < rank; i++)
-        ones[i] = 1;
+    for (int i = 0; i < rank; i++) ones[i] = 1;
     KilnTensor t, back;
     char *path = path_in(dir, "k_rank30000.npy");
-    CHECK(kiln_tensor_init(&t, KILN_I32, rank, ones));
+    ASSERT(kiln_tensor_init(&t, KILN_I32, rank, ones));
     ((int32_t *)t.data)[0] = 42;
-    CHECK(kiln_npy_write(path, &t, err, sizeof err));
+    ASSERT(kiln_npy_write(path, &t, err, sizeof err));
     Bytes file = read_bytes(path);
-    CHECK(file.len > 12 && file.data[6] == 2 && (file.len - 4) % 64 == 0);
-    CHECK(kiln_npy_read(path, &back, err, sizeof err) && same_tensor(&t, &back));
+    ASSERT(file.len > 12 && file.data[6] == 2 && (file.len - 4) % 64 == 0);
+    ASSERT(kiln_npy_read(path, &back, err, sizeof err) && same_tensor(&t, &back));
     kiln_tensor_free(&back);
     kiln_tensor_free(&t);
     free(file.data);
@@ -329,11 +311,10 @@ static void test_npy_round_trips(const char *dir) {
 
     /* File-level errors name the file. */
     path = path_in(dir, "no/such/dir/x.npy");
-    CHECK(!kiln_npy_read(path, &back, err, sizeof err) && strstr(err, path) &&
-          strstr(err, "cannot open"));
+    ASSERT(!kiln_npy_read(path, &back, err, sizeof err) && strstr(err, path) && strstr(err, "cannot open"));
     int64_t two[] = {2};
-    CHECK(kiln_tensor_init(&t, KILN_F32, 1, two));
-    CHECK(!kiln_npy_write(path, &t, err, sizeof err) && strstr(err, path));
+    ASSERT(kiln_tensor_init(&t, KILN_F32, 1, two));
+    ASSERT(!kiln_npy_write(path, &t, err, sizeof err) && strstr(err, path));
     kiln_tensor_free(&t);
     free(path);
 }
@@ -350,28 +331,25 @@ static void test_safetensors_round_trips(const char *dir) {
         list.names[i] = malloc(64);
         snprintf(list.names[i], 64, "%s.%s%s", kiln_dtype_name(dt), test_shapes[s].tag,
                  i == 1 ? " \"quoted\\\" \t\xc3\xb1" : "");
-        CHECK(kiln_tensor_init(&list.tensors[i], dt, test_shapes[s].rank, test_shapes[s].dims));
+        ASSERT(kiln_tensor_init(&list.tensors[i], dt, test_shapes[s].rank, test_shapes[s].dims));
         fill_pattern(&list.tensors[i]);
     }
     char *path = path_in(dir, "k_all.safetensors");
-    CHECK(kiln_safetensors_write(path, &list, err, sizeof err));
+    ASSERT(kiln_safetensors_write(path, &list, err, sizeof err));
     KilnTensorList back;
     bool ok = kiln_safetensors_read(path, &back, err, sizeof err);
-    if (!ok)
-        fprintf(stderr, "  %s\n", err);
-    CHECK(ok && back.count == count);
+    if (!ok) fprintf(stderr, "  %s\n", err);
+    ASSERT(ok && back.count == count);
     for (int i = 0; ok && i < count && i < back.count; i++) {
-        CHECK(strcmp(back.names[i], list.names[i]) == 0);
-        CHECK(same_tensor(&list.tensors[i], &back.tensors[i]));
+        ASSERT(strcmp(back.names[i], list.names[i]) == 0);
+        ASSERT(same_tensor(&list.tensors[i], &back.tensors[i]));
     }
     kiln_tensor_list_free(&back);
     Bytes file = read_bytes(path);
     uint64_t header_len = 0;
-    for (int i = 7; file.len >= 8 && i >= 0; i--)
-        header_len = header_len << 8 | file.data[i];
-    CHECK(header_len % 8 == 0 && header_len < file.len);
-    CHECK(kiln_safetensors_read_mem(file.data, file.len, &back, err, sizeof err) &&
-          back.count == count);
+    for (int i = 7; file.len >= 8 && i >= 0; i--) header_len = header_len << 8 | file.data[i];
+    ASSERT(header_len % 8 == 0 && header_len < file.len);
+    ASSERT(kiln_safetensors_read_mem(file.data, file.len, &back, err, sizeof err) && back.count == count);
     kiln_tensor_list_free(&back);
     free(file.data);
     free(path);
@@ -380,9 +358,9 @@ static void test_safetensors_round_trips(const char *dir) {
     char *saved = list.names[1];
     list.names[1] = list.names[0];
     path = path_in(dir, "k_dup.safetensors");
-    CHECK(!kiln_safetensors_write(path, &list, err, sizeof err) && strstr(err, "duplicate"));
+    ASSERT(!kiln_safetensors_write(path, &list, err, sizeof err) && strstr(err, "duplicate"));
     list.names[1] = "__metadata__";
-    CHECK(!kiln_safetensors_write(path, &list, err, sizeof err) && strstr(err, "bad name"));
+    ASSERT(!kiln_safetensors_write(path, &list, err, sizeof err) && strstr(err, "bad name"));
     list.names[1] = saved;
     free(path);
     kiln_tensor_list_free(&list);
@@ -390,12 +368,12 @@ static void test_safetensors_round_trips(const char *dir) {
     /* An empty list is a valid file: "{}" and no data. */
     KilnTensorList empty = {0, NULL, NULL};
     path = path_in(dir, "k_empty.safetensors");
-    CHECK(kiln_safetensors_write(path, &empty, err, sizeof err));
-    CHECK(kiln_safetensors_read(path, &back, err, sizeof err) && back.count == 0);
+    ASSERT(kiln_safetensors_write(path, &empty, err, sizeof err));
+    ASSERT(kiln_safetensors_read(path, &back, err, sizeof err) && back.count == 0);
     kiln_tensor_list_free(&back);
     free(path);
     path = path_in(dir, "missing.safetensors");
-    CHECK(!kiln_safetensors_read(path, &back, err, sizeof err) && strstr(err, path));
+    ASSERT(!kiln_safetensors_read(path, &back, err, sizeof err) && strstr(err, path));
     free(path);
 }
 
@@ -433,11 +411,11 @@ static void expect_refused(bool safetensors, Bytes b, const char *phrase, int li
     bool ok = safetensors ? kiln_safetensors_read_mem(b.data, b.len, &list, err, sizeof err)
                           : kiln_npy_read_mem(b.data, b.len, &t, err, sizeof err);
     if (!ok && strstr(err, phrase)) {
-        passed++;
+        npass++;
     } else {
-        failed++;
-        fprintf(stderr, "%s:%d: expected refusal mentioning \"%s\", got %s: \"%s\"\n", __FILE__,
-                line, phrase, ok ? "success" : "another error", err);
+        nfail++;
+        fprintf(stderr, "%s:%d: expected refusal mentioning \"%s\", got %s: \"%s\"\n", __FILE__, line, phrase,
+                ok ? "success" : "another error", err);
     }
     if (ok && safetensors)
         kiln_tensor_list_free(&list);
@@ -457,7 +435,7 @@ static void test_npy_malformed(void) {
     KilnTensor t;
     /* The well-formed image reads, so each refusal below is down to its one change. */
     Bytes b = npy_image(1, good, 48);
-    CHECK(kiln_npy_read_mem(b.data, b.len, &t, err, sizeof err) && kiln_tensor_numel(&t) == 12);
+    ASSERT(kiln_npy_read_mem(b.data, b.len, &t, err, sizeof err) && kiln_tensor_numel(&t) == 12);
     kiln_tensor_free(&t);
     free(b.data);
 
@@ -517,8 +495,8 @@ static void test_npy_malformed(void) {
 
     /* Accepted variations: any key order, double quotes, Python 2 longs, 3.0. */
     b = npy_image(3, "{\"shape\": (2L, 1), 'descr': '|b1', 'fortran_order': False}\n", 2);
-    CHECK(kiln_npy_read_mem(b.data, b.len, &t, err, sizeof err) && t.dtype == KILN_BOOL &&
-          t.rank == 2 && t.shape[0] == 2);
+    ASSERT(kiln_npy_read_mem(b.data, b.len, &t, err, sizeof err) && t.dtype == KILN_BOOL && t.rank == 2 &&
+           t.shape[0] == 2);
     kiln_tensor_free(&t);
     free(b.data);
 }
@@ -530,8 +508,8 @@ static void test_safetensors_malformed(void) {
     char err[256];
     KilnTensorList list;
     Bytes b = st_image(good, 16);
-    CHECK(kiln_safetensors_read_mem(b.data, b.len, &list, err, sizeof err) && list.count == 2 &&
-          strcmp(list.names[1], "b") == 0 && list.tensors[1].rank == 0);
+    ASSERT(kiln_safetensors_read_mem(b.data, b.len, &list, err, sizeof err) && list.count == 2 &&
+           strcmp(list.names[1], "b") == 0 && list.tensors[1].rank == 0);
     kiln_tensor_list_free(&list);
     free(b.data);
 
@@ -590,12 +568,12 @@ static void test_safetensors_malformed(void) {
 
     /* Accepted: escapes decoded (\u00f1 and a surrogate pair), a zero-size
      * tensor between two others, whitespace padding. */
-    b = st_image(" { " TENSOR("\\u00f1\\ud83d\\ude00\\n", "BOOL", "[2]", "[0,2]") ", "
-                 TENSOR("e", "F16", "[0,3]", "[2,2]") "," TENSOR("z", "BF16", "[1]", "[2,4]")
-                 " }   ", 4);
-    CHECK(kiln_safetensors_read_mem(b.data, b.len, &list, err, sizeof err) && list.count == 3 &&
-          strcmp(list.names[0], "\xc3\xb1\xf0\x9f\x98\x80\n") == 0 &&
-          kiln_tensor_numel(&list.tensors[1]) == 0);
+    b = st_image(" { " TENSOR("\\u00f1\\ud83d\\ude00\\n", "BOOL", "[2]", "[0,2]") ", " TENSOR(
+                     "e", "F16", "[0,3]", "[2,2]") "," TENSOR("z", "BF16", "[1]", "[2,4]") " }   ",
+                 4);
+    ASSERT(kiln_safetensors_read_mem(b.data, b.len, &list, err, sizeof err) && list.count == 3 &&
+           strcmp(list.names[0], "\xc3\xb1\xf0\x9f\x98\x80\n") == 0 &&
+           kiln_tensor_numel(&list.tensors[1]) == 0);
     kiln_tensor_list_free(&list);
     free(b.data);
 #undef TENSOR
@@ -632,9 +610,8 @@ static int replay_dir(const char *name, bool safetensors, bool must_parse) {
         KilnTensorList list;
         bool ok = safetensors ? kiln_safetensors_read_mem(b.data, b.len, &list, err, sizeof err)
                               : kiln_npy_read_mem(b.data, b.len, &t, err, sizeof err);
-        if (must_parse && !ok)
-            fprintf(stderr, "  %s: %s\n", path, err);
-        CHECK(ok || !must_parse);
+        if (must_parse && !ok) fprintf(stderr, "  %s: %s\n", path, err);
+        ASSERT(ok || !must_parse);
         if (ok && safetensors)
             kiln_tensor_list_free(&list);
         else if (ok)
@@ -729,18 +706,17 @@ static void test_numpy_interop(const char *dir) {
     }
     char *script = path_in(dir, "interop.py");
     FILE *f = fopen(script, "w");
-    CHECK(f && fputs(interop_script, f) >= 0);
-    if (f)
-        fclose(f);
+    ASSERT(f && fputs(interop_script, f) >= 0);
+    if (f) fclose(f);
     free(script);
 
     /* NumPy reads what kiln wrote (test_*_round_trips made the files), byte
      * for byte what numpy.save would have written. */
-    CHECK(run_python(dir, "check"));
+    ASSERT(run_python(dir, "check"));
 
     /* kiln reads what NumPy wrote, in all three versions. */
     if (!run_python(dir, "write")) {
-        CHECK(!"numpy could not write its files");
+        ASSERT(!"numpy could not write its files");
         return;
     }
     char err[256];
@@ -754,13 +730,11 @@ static void test_numpy_interop(const char *dir) {
                          test_shapes[s].tag, version);
                 char *path = path_in(dir, name);
                 KilnTensor want, got;
-                CHECK(kiln_tensor_init(&want, (KilnDType)dt, test_shapes[s].rank,
-                                       test_shapes[s].dims));
+                ASSERT(kiln_tensor_init(&want, (KilnDType)dt, test_shapes[s].rank, test_shapes[s].dims));
                 fill_pattern(&want);
                 bool ok = kiln_npy_read(path, &got, err, sizeof err);
-                if (!ok)
-                    fprintf(stderr, "  %s\n", err);
-                CHECK(ok && same_tensor(&want, &got));
+                if (!ok) fprintf(stderr, "  %s\n", err);
+                ASSERT(ok && same_tensor(&want, &got));
                 kiln_tensor_free(&got);
                 kiln_tensor_free(&want);
                 free(path);
@@ -769,16 +743,15 @@ static void test_numpy_interop(const char *dir) {
     }
     KilnTensor t;
     char *path = path_in(dir, "n_fortran.npy");
-    CHECK(!kiln_npy_read(path, &t, err, sizeof err) && strstr(err, "Fortran-order") &&
-          strstr(err, path));
+    ASSERT(!kiln_npy_read(path, &t, err, sizeof err) && strstr(err, "Fortran-order") && strstr(err, path));
     free(path);
     path = path_in(dir, "n_big.npy");
-    CHECK(!kiln_npy_read(path, &t, err, sizeof err) && strstr(err, "big-endian"));
+    ASSERT(!kiln_npy_read(path, &t, err, sizeof err) && strstr(err, "big-endian"));
     free(path);
     KilnTensorList list;
     path = path_in(dir, "n.safetensors");
-    CHECK(kiln_safetensors_read(path, &list, err, sizeof err) && list.count == 1 &&
-          strcmp(list.names[0], "\xc3\xb1") == 0 && ((int32_t *)list.tensors[0].data)[1] == -7);
+    ASSERT(kiln_safetensors_read(path, &list, err, sizeof err) && list.count == 1 &&
+           strcmp(list.names[0], "\xc3\xb1") == 0 && ((int32_t *)list.tensors[0].data)[1] == -7);
     kiln_tensor_list_free(&list);
     free(path);
 }
@@ -814,6 +787,6 @@ int main(void) {
     test_fuzz_replays();
     test_numpy_interop(dir);
     remove_dir(dir);
-    printf("test_tensorio: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    printf("test_tensorio: %d passed, %d failed\n", npass, nfail);
+    return nfail ? 1 : 0;
 }
