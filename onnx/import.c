@@ -563,7 +563,7 @@ int c_const(Ctx *c, double v, KilnDType dt) { return mk_const(c->mk, v, dt, c->l
 /* ---- the op table ---- */
 
 static const OpDef op_table[] = {
-#define ONNX_OP(name, since, fn, ints) {#name, since, fn, ints},
+#define ONNX_OP(name, since, needs, fn, ints) {#name, since, needs, fn, ints},
 #include "onnx/ops.def"
 #undef ONNX_OP
 };
@@ -677,30 +677,6 @@ static int64_t domain_opset(const Importer *im, const char *domain) {
     return v;
 }
 
-/* How many leading inputs ONNX requires of an op (its schema's non-optional
- * inputs): a model that leaves one of them out (an empty name) is refused
- * here, so the lowerings may read those inputs without checking. */
-static int required_inputs(const char *op, int64_t opset) {
-    static const struct {
-        const char *op;
-        int n;
-    } table[] = {
-        {"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"Pow", 2}, {"Mod", 2}, {"And", 2}, {"Or", 2},
-        {"Xor", 2}, {"Equal", 2}, {"Greater", 2}, {"Less", 2}, {"GreaterOrEqual", 2}, {"LessOrEqual", 2},
-        {"PRelu", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"ConvTranspose", 2}, {"Gather", 2},
-        {"GatherElements", 2}, {"GatherND", 2}, {"Expand", 2}, {"Reshape", 2}, {"Tile", 2}, {"CastLike", 2},
-        {"LayerNormalization", 2}, {"CumSum", 2}, {"Upsample", 2}, {"NegativeLogLikelihoodLoss", 2},
-        {"SoftmaxCrossEntropyLoss", 2}, {"Where", 3}, {"Range", 3}, {"OneHot", 3},
-        {"InstanceNormalization", 3}, {"BatchNormalization", 5},
-    };
-    if (strcmp(op, "Constant") == 0) return 0;
-    if (strcmp(op, "Slice") == 0) return opset >= 10 ? 3 : 1;
-    if (strcmp(op, "Pad") == 0) return opset >= 11 ? 2 : 1;
-    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
-        if (strcmp(op, table[i].op) == 0) return table[i].n;
-    return 1;
-}
-
 static void lower_node(Importer *im, int index) {
     const OnnxNode *n = &im->model->graph.nodes[index];
     Ctx c = {.im = im,
@@ -745,7 +721,7 @@ static void lower_node(Importer *im, int index) {
         ok = unsupported(&c, "%s before opset %d (kiln implements the meaning it has from opset %d on)",
                          n->op_type, def->since, def->since);
     } else {
-        for (int i = 0, need = required_inputs(n->op_type, c.opset); ok && i < need; i++)
+        for (int i = 0, need = def->needs; ok && i < need; i++)
             if (i >= c.nin || !n->inputs[i][0])
                 ok = node_error(&c, "%s needs %d input%s; input %d is missing", n->op_type, need,
                                 need == 1 ? "" : "s", i + 1);

@@ -147,13 +147,14 @@ int c_const(Ctx *c, double v, KilnDType dt);
 typedef struct {
     const char *op_type;
     int since; /* the oldest opset whose meaning of the op kiln implements */
+    int needs; /* leading inputs the schema requires from `since` on */
     LowerFn lower;
     LowerFn ints; /* evaluates shape vectors (true when it did), or no_ints */
 } OpDef;
 
 const OpDef *onnx_find_op(const char *op_type);
 
-#define ONNX_OP(name, since, fn, ints)                                                                       \
+#define ONNX_OP(name, since, needs, fn, ints)                                                                     \
     bool fn(Ctx *c);                                                                                         \
     bool ints(Ctx *c);
 #include "onnx/ops.def"

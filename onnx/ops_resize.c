@@ -255,6 +255,8 @@ bool lower_upsample(Ctx *c) {
         if (n != r) return node_error(c, "scales has %d entries for rank %d", n, r);
         for (int k = 0; k < r; k++) scales[k] = sa[k];
     } else {
+        if (!has_in(c, 1))
+            return node_error(c, "Upsample needs 2 inputs from opset 9 on; input 2 (scales) is missing");
         const KilnTensor *st = in_konst(c, 1);
         if (!st) return node_error(c, "scales must be known when the model is imported");
         if (kiln_tensor_numel(st) != r) return node_error(c, "scales has the wrong length");

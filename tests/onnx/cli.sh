@@ -185,6 +185,32 @@ expect "import of a program" 2 "import takes an ONNX model" "$K" import "$T/relu
 expect "import refused" 1 "Unique" "$K" import "$T/refusals.onnx" -o "$T/imp3"
 [ ! -e "$T/imp3" ] && ok || bad "import refused: wrote $T/imp3 anyway"
 
+# ---- inputs an op requires by opset: Upsample takes its scales as an
+# attribute before opset 9 (one input) and as a second input from opset 9 on
+$PY - "$T" <<'PYEOF'
+import sys, numpy as np, onnx
+from onnx import TensorProto, helper
+t = sys.argv[1]
+def upsample(opset, inputs, attrs, inits):
+    node = helper.make_node("Upsample", inputs, ["y"], mode="nearest", **attrs)
+    g = helper.make_graph([node], "up", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+onnx.save(upsample(8, ["x"], {"scales": [1.0, 1.0, 2.0, 3.0]}, []), t + "/up8.onnx")
+onnx.save(upsample(9, ["x"], {}, []), t + "/up9_no_scales.onnx")
+x = np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)
+np.save(t + "/up_x.npy", x)
+np.save(t + "/up_want.npy", x.repeat(2, axis=2).repeat(3, axis=3))
+PYEOF
+for dev in ref cpu; do
+    expect "upsample opset 8 $dev" 0 "" "$K" run "$T/up8.onnx" --in x="$T/up_x.npy" --out "$T/up8_$dev.npy" --device $dev
+    $PY -c "
+import sys, numpy as np
+sys.exit(0 if np.array_equal(np.load(sys.argv[1]), np.load(sys.argv[2])) else 1)" "$T/up8_$dev.npy" "$T/up_want.npy" &&
+        ok || bad "upsample opset 8 $dev: differs from NumPy's repeat"
+done
+expect "upsample opset 9 without scales" 1 "input 2 \\(scales\\) is missing" "$K" check "$T/up9_no_scales.onnx"
+
 # ---- the REPL's :load of a model: a graph called with the inputs only
 printf ':load %s\nx = load("%s")\np = lenet(x)\nargmax(p, axis=1)\n' "$D/lenet.onnx" "$D/lenet_input.pb" |
     "$K" repl --device ref >"$T/out" 2>"$T/err"
