@@ -10,17 +10,10 @@ KILN=${1:-build/kiln}
 CC=${CC:-cc}
 PY=/usr/bin/python3
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-TMP=$(mktemp -d /tmp/kiln-aot-cpu.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $*"
-    [ -s "$TMP/log" ] && sed -n '1,25p' "$TMP/log"
-}
+. "$(dirname "$0")/../lib.sh"
+scratch aot-cpu
+TMP=$T
+SHOW=$TMP/log # what a failure shows: the last command's output
 
 # Undefined symbols a CPU bundle may have: libc's allocator and copies, libm (and
 # the linker's own _GLOBAL_OFFSET_TABLE_).
@@ -102,5 +95,4 @@ else
     [ $? -eq 2 ] && ok || bad "aot --target=gpu: exit status is not 2"
 fi
 
-echo "aot-cpu: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary aot-cpu

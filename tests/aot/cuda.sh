@@ -13,17 +13,10 @@ CUDA_INCLUDE=$("$KILN" env KILN_CUDA_INCLUDE)
 CUDA_LIB=$("$KILN" env KILN_CUDA_LIB)
 CC=${CC:-cc}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-TMP=$(mktemp -d /tmp/kiln-aot-cuda.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $*"
-    [ -s "$TMP/log" ] && sed -n '1,25p' "$TMP/log"
-}
+. "$(dirname "$0")/../lib.sh"
+scratch aot-cuda
+TMP=$T
+SHOW=$TMP/log # what a failure shows: the last command's output
 
 # The only undefined symbols a bundle's object may have: the driver API and libc.
 allowed_undefined() {
@@ -91,5 +84,4 @@ expect_usage "unknown architecture" aot "$ROOT/examples/mlp.kiln" --target=cuda:
 expect_usage "unbound dimension" aot "$ROOT/examples/mlp.kiln" --target=cuda -o "$TMP/bad2"
 expect_usage "unknown target" aot "$ROOT/examples/mlp.kiln" --target=tpu --dim B=2 -o "$TMP/bad3"
 
-echo "aot-cuda: $pass passed, $fail failed"
-[ $fail = 0 ]
+summary aot-cuda

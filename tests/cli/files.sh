@@ -8,28 +8,10 @@
 # prints "FAIL: ..." when it fails; the last line is "files: N passed, N failed".
 K=${1:-build/kiln}
 case $K in /*) ;; *) K=$(pwd)/$K ;; esac
-T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-files.XXXXXX")
-trap 'rm -rf "$T"' EXIT INT TERM
+. "$(dirname "$0")/../lib.sh"
+scratch files
 cd "$T" || exit 1
-pass=0
-fail=0
 
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $*"
-    if [ -s err ]; then sed 's/^/  stderr| /' err | head -n 10; fi
-}
-# expect NAME RC PATTERN CMD...: CMD exits with RC; stderr matches PATTERN (grep -E -i).
-expect() {
-    name=$1 want=$2 pat=$3
-    shift 3
-    "$@" >out 2>err
-    rc=$?
-    if [ "$rc" != "$want" ]; then bad "$name: exit status $rc, expected $want"
-    elif [ -n "$pat" ] && ! grep -qiE -e "$pat" err; then bad "$name: stderr lacks /$pat/"
-    else ok; fi
-}
 # same NAME FILE SUM: FILE still has checksum SUM.
 same() { if [ "$(cksum <"$2")" = "$3" ]; then ok; else bad "$1: $2 was changed"; fi; }
 # no_temps NAME: no temporary file or folder of kiln's is left behind.
@@ -142,5 +124,4 @@ if [ "$(grep -c 'not a \.npy' err)" = 2 ]; then ok; else bad ":save refusals"; f
 same ":save over the program" m.kiln "$prog"
 if head -c 6 y.npy | grep -q NUMPY && head -c 6 notes2.txt | grep -q NUMPY; then ok; else bad ":save did not write"; fi
 
-echo "files: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary files

@@ -6,28 +6,9 @@
 K=${1:-build/kiln}
 case $K in /*) ;; *) K=$(pwd)/$K ;; esac
 PY=/usr/bin/python3
-T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-misuse.XXXXXX")
-trap 'rm -rf "$T"' EXIT INT TERM
+. "$(dirname "$0")/../lib.sh"
+scratch misuse
 cd "$T" || exit 1
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $*"
-    if [ -s err ]; then sed 's/^/  stderr| /' err | cut -c 1-200 | head -n 10; fi
-}
-# expect NAME RC PATTERN CMD...: CMD exits with RC; stderr matches PATTERN (grep -E -i).
-expect() {
-    name=$1 want=$2 pat=$3
-    shift 3
-    "$@" >out 2>err
-    rc=$?
-    if [ "$rc" != "$want" ]; then bad "$name: exit status $rc, expected $want"
-    elif [ -n "$pat" ] && ! grep -qiE -e "$pat" err; then bad "$name: stderr lacks /$pat/"
-    else ok; fi
-}
 
 cat >m.kiln <<'EOF2'
 graph f(x: f32[B, 3]) -> f32[B, 3] {
@@ -159,5 +140,4 @@ for dev in ref kir cpu cuda-emu; do
     expect "squeeze(x, axis=1), B=1, on $dev" 0 "" "$K" run sq1.kiln --device=$dev --dim B=1
 done
 
-echo "misuse: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary misuse

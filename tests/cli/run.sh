@@ -7,42 +7,13 @@
 K=${1:-build/kiln}
 case $K in /*) ;; *) K=$(pwd)/$K ;; esac
 PY=/usr/bin/python3
-T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-cli.XXXXXX")
-trap 'rm -rf "$T"' EXIT INT TERM
-pass=0
-fail=0
+. "$(dirname "$0")/../lib.sh"
+scratch cli
 skip=0
 
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $*"
-    if [ -s "$T/err" ]; then sed 's/^/  stderr| /' "$T/err" | head -n 20; fi
-}
 skipped() {
     skip=$((skip + 1))
     echo "skip: $*"
-}
-
-# run CMD...: runs it with stdout in $T/out, stderr in $T/err, status in $rc.
-run() {
-    "$@" >"$T/out" 2>"$T/err"
-    rc=$?
-}
-
-# expect NAME RC PATTERN CMD...: CMD must exit with RC and, unless PATTERN is
-# empty, print a line matching PATTERN (grep -E, ignoring case) on stderr.
-expect() {
-    name=$1 want=$2 pat=$3
-    shift 3
-    run "$@"
-    if [ "$rc" != "$want" ]; then
-        bad "$name: exit status $rc, expected $want ($*)"
-    elif [ -n "$pat" ] && ! grep -qiE -e "$pat" "$T/err"; then
-        bad "$name: stderr lacks /$pat/ ($*)"
-    else
-        ok
-    fi
 }
 
 # expect_out NAME PATTERN: the last run's stdout matches PATTERN (grep -E).
@@ -268,5 +239,4 @@ else
 fi
 
 [ "$skip" != 0 ] && echo "($skip skipped)"
-echo "cli: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary cli

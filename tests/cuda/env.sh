@@ -9,9 +9,8 @@
 # only the messages.  Last line: "cuda-env: N passed, N failed".
 K=${1:-build/kiln}
 case $K in /*) ;; *) K=$(pwd)/$K ;; esac
-T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-cuda-env.XXXXXX")
-trap 'rm -rf "$T"' EXIT INT TERM
-. "$(dirname "$0")/check.sh"
+. "$(dirname "$0")/../lib.sh"
+scratch cuda-env
 export KILN_CACHE=off # every compile below must really run NVRTC
 
 # kiln env: shell assignments, one value on request, an unknown name refused

@@ -13,9 +13,8 @@
 K=${1:-build/kiln}
 case $K in /*) ;; *) K=$(pwd)/$K ;; esac
 STANDIN=$(dirname "$K")/standin/libcuda.so.1
-T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-standin.XXXXXX")
-trap 'rm -rf "$T"' EXIT INT TERM
-. "$(dirname "$0")/check.sh"
+. "$(dirname "$0")/../lib.sh"
+scratch standin
 # on_standin SPEC CMD...: CMD on the stand-in configured with SPEC, its
 # violations reported to $T/report.
 on_standin() {

@@ -5,13 +5,7 @@
 #     kiln uses inside), links and runs (build/embed/embed, tests/embed/embed.c).
 # Last line: "embed: N passed, N failed".
 BUILD=${1:-build}
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $*"
-}
+. "$(dirname "$0")/../lib.sh"
 lib=$BUILD/libkiln.a
 if [ ! -f "$lib" ]; then
     echo "FAIL: $lib is missing"
@@ -36,5 +30,4 @@ f=$(echo "$out" | sed -n 's/^embed: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
 if [ -z "$p" ] || [ $rc != 0 ]; then bad "build/embed/embed: exit $rc"; fi
 pass=$((pass + ${p:-0}))
 fail=$((fail + ${f:-0}))
-echo "embed: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary embed

@@ -8,35 +8,9 @@ K=${1:-build/kiln}
 case $K in /*) ;; *) K=$(pwd)/$K ;; esac
 PY=/usr/bin/python3
 NODE=/usr/share/libonnx-testdata/data/node
-T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-onnx-cli.XXXXXX")
-trap 'rm -rf "$T"' EXIT INT TERM
-pass=0
-fail=0
+. "$(dirname "$0")/../lib.sh"
+scratch onnx-cli
 
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $*"
-    if [ -s "$T/err" ]; then sed 's/^/  stderr| /' "$T/err" | head -n 20; fi
-}
-run() {
-    "$@" >"$T/out" 2>"$T/err"
-    rc=$?
-}
-# expect NAME RC PATTERN CMD...: exit status RC and, unless PATTERN is empty, a
-# line of stderr matching PATTERN (grep -E, ignoring case).
-expect() {
-    name=$1 want=$2 pat=$3
-    shift 3
-    run "$@"
-    if [ "$rc" != "$want" ]; then
-        bad "$name: exit status $rc, expected $want ($*)"
-    elif [ -n "$pat" ] && ! grep -qiE -e "$pat" "$T/err"; then
-        bad "$name: stderr lacks /$pat/ ($*)"
-    else
-        ok
-    fi
-}
 # same_as_pb NAME NPY PB: the .npy file holds the TensorProto's values exactly.
 same_as_pb() {
     if $PY -c "
@@ -218,5 +192,4 @@ grep -q "loaded lenet from" "$T/out" && ok || bad "repl :load: no 'loaded' line"
 want=$($PY -c "import numpy as np; print(' '.join(map(str, np.load('$D/lenet_output.npy').argmax(1))))")
 grep -q "^\[$want\]" "$T/out" && ok || bad "repl :load: argmax is not [$want]"
 
-echo "onnx-cli: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary onnx-cli
