@@ -1870,15 +1870,30 @@ static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
 /* void kiln.mm.ukernel(ptr Ap, ptr Bp, i64 kc, ptr C, i64 ldc, i1 accumulate, ptr Ap_again):
  * the MR x NR register tile C (+)= Ap-panel . Bp-panel, with MR * NR/VL
  * vector accumulators and one FMA per (row, vector) per k.  Shared by every
- * matmul kernel of the module.  Ap_again is Ap (see the loop body). */
-static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh) {
-    const int VL = sh->vl, MR = sh->mr, NR = sh->nr, NV = NR / VL, nacc = MR * NV;
+ * matmul kernel of the module.  Ap_again is Ap (see the loop body).
+ *
+ * Edge tiles: `rows` (a multiple of ukernel_row_step, <= MR) and `nv` (<=
+ * NR/VL) make kiln.mm.ukernel.rRvV, which computes only the first rows x
+ * nv*VL corner of the tile from the same MR- and NR-wide panels: a product
+ * with M = 64 filled 6 panels of 12 rows (72 rows, 11 % of the FMAs on
+ * padding) and a 14x14 image's 196 columns 7 tiles of 32 (224); the corner
+ * variants compute 64 and 208.  Rows are broadcasts, so any row count
+ * costs only its own FMAs; columns go by whole vectors. */
+static int ukernel_row_step(const MmShape *sh) { return sh->mr % 4 == 0 ? 4 : sh->mr % 2 == 0 ? 2 : sh->mr; }
+
+static LLVMTypeRef ukernel_type(Cg *cg) {
+    LLVMTypeRef ps[7] = {cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i1, cg->t_ptr};
+    return LLVMFunctionType(cg->t_void, ps, 7, 0);
+}
+
+static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh, int rows, int nv) {
+    const int VL = sh->vl, MR = rows, NR = sh->nr, NV = nv, nacc = MR * NV, PMR = sh->mr;
     LLVMTypeRef vt = LLVMVectorType(cg->t_f32, (unsigned)VL);
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
-    LLVMTypeRef ps[7] = {cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i1, cg->t_ptr};
     LLVMValueRef fn;
-    bool fresh,
-        define = shared_helper(cg, "kiln.mm.ukernel", LLVMFunctionType(cg->t_void, ps, 7, 0), &fn, &fresh);
+    char name[48] = "kiln.mm.ukernel";
+    if (rows != sh->mr || nv != NR / VL) snprintf(name, sizeof name, "kiln.mm.ukernel.r%dv%d", rows, nv);
+    bool fresh, define = shared_helper(cg, name, ukernel_type(cg), &fn, &fresh);
     for (unsigned a = 1; fresh && a <= 4; a += (a == 2 ? 2 : 1))
         LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
     if (!define) return fn;
@@ -1896,7 +1911,7 @@ static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh) {
         accs[a] = LLVMBuildPhi(cg->b, vt, "acc");
         LLVMAddIncoming(accs[a], &zero, &lk.pre, 1);
     }
-    LLVMValueRef boff = imul(cg, kk, ci64(cg, NR)), aoff = imul(cg, kk, ci64(cg, MR));
+    LLVMValueRef boff = imul(cg, kk, ci64(cg, NR)), aoff = imul(cg, kk, ci64(cg, PMR));
     for (int v = 0; v < NV; v++) bv[v] = vec_load(cg, vt, Bp, iadd(cg, boff, ci64(cg, v * VL)), 64);
     /* each FMA loads its own broadcast of A (through pointers the optimiser
      * cannot prove equal: Ap for the first vector of B, Ap_again for the
@@ -1942,6 +1957,26 @@ static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh) {
     free(nexts);
     free(bv);
     if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
+/* The micro-kernel variant for a tile whose real part is mrv x nrv (i64
+ * values, 1..MR and 1..NR): the smallest corner covering it. */
+static LLVMValueRef ukernel_for(Cg *cg, const MmShape *sh, LLVMValueRef mrv, LLVMValueRef nrv) {
+    const int step = ukernel_row_step(sh), NV = sh->nr / sh->vl;
+    LLVMValueRef rows_needed = LLVMBuildUDiv(cg->b, iadd(cg, mrv, ci64(cg, step - 1)), ci64(cg, step), "");
+    LLVMValueRef vecs_needed =
+        LLVMBuildUDiv(cg->b, iadd(cg, nrv, ci64(cg, sh->vl - 1)), ci64(cg, sh->vl), "");
+    LLVMValueRef fn = helper_ukernel(cg, sh, sh->mr, NV);
+    for (int rows = step; rows <= sh->mr; rows += step) {
+        for (int nv = 1; nv <= NV; nv++) {
+            if (rows == sh->mr && nv == NV) continue;
+            LLVMValueRef is =
+                LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, rows_needed, ci64(cg, rows / step), ""),
+                             LLVMBuildICmp(cg->b, LLVMIntEQ, vecs_needed, ci64(cg, nv), ""), "");
+            fn = LLVMBuildSelect(cg->b, is, helper_ukernel(cg, sh, rows, nv), fn, "ukernel");
+        }
+    }
     return fn;
 }
 
@@ -2691,7 +2726,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
     const bool multi_k = K > KC;
     const Prepack pp = gemm_prepack(cg, g);
     KilnDType adt = p->bufs.data[mm->a_buf].dtype, bdt = p->bufs.data[mm->b_buf].dtype;
-    LLVMValueRef pack_a = pp.a ? NULL : helper_pack(cg, adt, MR), ukernel = helper_ukernel(cg, &sh);
+    LLVMValueRef pack_a = pp.a ? NULL : helper_pack(cg, adt, MR);
     LLVMValueRef pack_b = pp.b ? NULL : g->conv ? helper_im2col(cg, k, bdt, NR) : helper_pack(cg, bdt, NR);
 
     Kc kc;
@@ -2797,6 +2832,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
     LLVMValueRef ir = tloop_begin(&kc, &lir, ci64(cg, 0), mcv, MR, "ir");
     LLVMValueRef mrv = imin(cg, ci64(cg, MR), LLVMBuildSub(cg->b, mcv, ir, ""));
     LLVMValueRef apanel = elem_ptr(cg, cg->t_f32, ablock, imul(cg, ir, kcv));
+    LLVMValueRef ukernel = ukernel_for(cg, &sh, mrv, nrv);
 
     /* the tile goes to Cacc (K in several blocks) or to `tile` */
     LLVMValueRef cptr, ldc;
@@ -2804,14 +2840,13 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
         LLVMValueRef crow = iadd(cg, LLVMBuildSub(cg->b, ic, m0, ""), ir);
         cptr = elem_ptr(cg, cg->t_f32, Cacc, iadd(cg, imul(cg, crow, ci64(cg, NCp)), jr));
         ldc = ci64(cg, NCp);
-        LLVMValueRef args[7] = {apanel, bpanel, kcv, cptr, ldc, LLVMBuildNot(cg->b, first, ""), apanel};
-        call_fn(cg, ukernel, args, 7);
     } else {
         cptr = tile;
         ldc = ci64(cg, NR);
-        LLVMValueRef args[7] = {apanel, bpanel, kcv, cptr, ldc, LLVMConstInt(cg->t_i1, 0, 0), apanel};
-        call_fn(cg, ukernel, args, 7);
     }
+    LLVMValueRef accumulate = multi_k ? LLVMBuildNot(cg->b, first, "") : LLVMConstInt(cg->t_i1, 0, 0);
+    LLVMValueRef args[7] = {apanel, bpanel, kcv, cptr, ldc, accumulate, apanel};
+    LLVMBuildCall2(cg->b, ukernel_type(cg), ukernel, args, 7, "");
     /* last K block: the epilogue per element o = (b*M + m) * N + n, for o in
      * [ob, oe) and n in [c0, c1) */
     IfBlock epi;
@@ -3168,7 +3203,8 @@ static double thread_cpu_ms(void) { return clock_ms(CLOCK_THREAD_CPUTIME_ID); }
  * kernel_gemm's) and panel width (MR for A, NR for B). */
 static void define_shared_helpers(Cg *cg) {
     MmShape sh = mm_shape(cg);
-    helper_ukernel(cg, &sh);
+    for (int rows = ukernel_row_step(&sh); rows <= sh.mr; rows += ukernel_row_step(&sh))
+        for (int nv = 1; nv <= sh.nr / sh.vl; nv++) helper_ukernel(cg, &sh, rows, nv);
     const KilnDType dts[] = {KILN_F32, KILN_F16, KILN_BF16};
     for (int d = 0; d < 3; d++) helper_pack(cg, dts[d], sh.mr), helper_pack(cg, dts[d], sh.nr);
 }
