@@ -2492,6 +2492,8 @@ static int64_t distinct_batches(const KMatmul *mm, const int64_t *strides) {
 
 bool llvm_split_by_columns(const KMatmul *mm) { return mm->batch * mm->m < mm->n && mm->n >= 128; }
 
+int64_t llvm_column_grain(void) { return 32; }
+
 /* A product's operand that is not a constant (a convolution's input under
  * the window, an activation) is packed by the loop nest in every chunk that
  * a thread runs: B in every row chunk when threads split the product by
@@ -2863,7 +2865,9 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
         LLVMValueRef crow = imul(cg, ii, ldc);
         /* a whole row of the tile: NR elements, a constant trip count the
          * vectoriser turns into NR/VL vector steps; else (edges, ragged
-         * ranges) a scalar loop */
+         * ranges, column chunks narrower than NR) a loop vectorised with a
+         * scalar remainder: a 16-column chunk's rows ran scalar, 1.5x the
+         * time of MobileNetV2's 1x1 projections with their residual add */
         LLVMValueRef whole = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, jlo, ci64(cg, 0), ""),
                                           LLVMBuildICmp(cg->b, LLVMIntEQ, jhi, ci64(cg, NR), ""), "");
         LLVMBasicBlockRef wb = LLVMAppendBasicBlockInContext(cg->ctx, fn, "whole_row");
@@ -2884,8 +2888,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
             emit_scope(&kc, -1);
             emit_stage(&kc, 1);
             LLVMValueRef br = tloop_end(&kc, &lj);
-            if (part) loop_metadata(cg, br, -1, 0);
-            else loop_metadata(cg, br, heavy_scope(k, -1) || heavy_scope(k, 1) ? cg->vec_floats : 0, 1);
+            loop_metadata(cg, br, heavy_scope(k, -1) || heavy_scope(k, 1) ? cg->vec_floats : 0, 1);
             LLVMBuildBr(cg->b, done);
         }
         LLVMPositionBuilderAtEnd(cg->b, done);

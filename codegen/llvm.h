@@ -103,6 +103,12 @@ int llvm_table_len(const KProgram *p);
  * than rows) rather than by rows. */
 bool llvm_split_by_columns(const KMatmul *mm);
 
+/* The column granularity of such a split: 32, a multiple of every register
+ * tile's NR (a prepacked B's panels start there; 16-column chunks of a
+ * gathered B were measured 1.3x slower than 32: narrow tiles, a gathering
+ * per chunk). */
+int64_t llvm_column_grain(void);
+
 /* The row granularity a caller must respect when it splits kernel k's outer
  * range: sub-ranges should start at multiples of it for best speed (any
  * split is still correct). */
