@@ -1584,14 +1584,45 @@ static LLVMValueRef emit_generic_fn(Cg *cg, const Kernel *k, const int *list, in
 typedef struct {
     int vl, mr, nr;      /* vector width, register tile */
     int64_t kc, mc, nc;  /* cache blocks */
+    bool swap;           /* the tile's vectors run along M (mm_swapped) */
 } MmShape;
 
-static MmShape mm_shape(const Cg *cg) {
+/* The micro-kernel's own shape: MR rows broadcast, NR columns in vectors. */
+static MmShape ukernel_shape(const Cg *cg) {
     MmShape s;
-    if (cg->vec_floats >= 16) s = (MmShape){16, 12, 32, 256, 240, 2048};
-    else if (cg->vec_floats >= 8) s = (MmShape){8, 6, 16, 256, 120, 2048};
-    else s = (MmShape){4, 4, 8, 256, 64, 1024};
+    if (cg->vec_floats >= 16)
+        s = (MmShape){16, 12, 32, 256, 240, 2048, false};
+    else if (cg->vec_floats >= 8)
+        s = (MmShape){8, 6, 16, 256, 120, 2048, false};
+    else
+        s = (MmShape){4, 4, 8, 256, 64, 1024, false};
     return s;
+}
+
+/* Whether product mm runs swapped: its columns (a late convolution's few
+ * pixels: 49 at 7x7) broadcast and its rows (the output channels, a
+ * multiple of the vector width) in the vectors.  49 columns in tiles of 32
+ * compute 64 (23 % of every FMA on padding); swapped, the micro-kernel runs
+ * C^T = B^T A^T on the same panels, rows of 12 pixels (the last one 4) by 32
+ * channels.  Decided by the shape alone (llvm_kernel_grain has no target):
+ * the lanes used, columns by 16 and rows by 4 as they go, against rows by
+ * 16 and columns by 4 swapped. */
+static bool mm_swapped(const KMatmul *mm) {
+    if (mm->n >= 128 || mm->m < 32) return false;
+    double n = (double)mm->n, m = (double)mm->m;
+    double plain = n / (double)((mm->n + 15) / 16 * 16) * m / (double)((mm->m + 3) / 4 * 4);
+    double swapped = m / (double)((mm->m + 15) / 16 * 16) * n / (double)((mm->n + 3) / 4 * 4);
+    return swapped > 1.1 * plain;
+}
+
+/* The loop nest's shape for product mm: MR rows of A (packed in MR-row
+ * panels) by NR columns of B per register tile.  Swapped, MR and NR are the
+ * micro-kernel's NR and MR (the multiple of 32 rows in MC and in the
+ * partial sums' row groups keep panels aligned). */
+static MmShape mm_shape(const Cg *cg, const KMatmul *mm) {
+    MmShape s = ukernel_shape(cg);
+    if (!mm_swapped(mm)) return s;
+    return (MmShape){s.vl, s.nr, s.mr, s.kc, s.nr * 8, s.nc, true};
 }
 
 /* Whether kernel k runs the tiled loop nest (a matmul, or a conv as an
@@ -1621,8 +1652,10 @@ int64_t llvm_kernel_grain(const KProgram *p, const Kernel *k) {
         /* fewer rows than a grain (a classifier head's GEMV): runs of
          * columns, so that the threads share the weights' reading */
         if (g.mm.batch * g.mm.m < ROW_GRAIN) return 64;
-        /* whole batches when M is not a multiple */
-        return (g.mm.m % ROW_GRAIN == 0 || g.mm.batch == 1 ? ROW_GRAIN : g.mm.m) * g.mm.n;
+        /* whole batches when M is not a multiple; swapped products' row
+         * panels are 32 rows (or 16, 8: mm_shape) */
+        int64_t grain = mm_swapped(&g.mm) ? 32 : ROW_GRAIN;
+        return (g.mm.m % grain == 0 || g.mm.batch == 1 ? grain : g.mm.m) * g.mm.n;
     }
     if (k->kind == KK_MATMUL && k->mm.n > 0 && k->mm.batch * k->mm.m * k->mm.n == k->outer) return k->mm.n;
     if (k->kind == KK_CONV && k->conv.x_buf >= 0 && k->conv.oh * k->conv.ow > 0) return k->conv.oh * k->conv.ow;
@@ -2519,7 +2552,7 @@ static int gathered_operand(const Cg *cg, const KGemm *g) {
     bool constant = which ? b_constant(cg, g) : cg->p->bufs.data[mm->a_buf].constant;
     if (cg->aot || constant || distinct_batches(mm, which ? mm->b_batch_stride : mm->a_batch_stride) != 1)
         return -1;
-    MmShape sh = mm_shape(cg);
+    MmShape sh = mm_shape(cg, mm);
     int64_t lines = which ? mm->n : mm->m, w = which ? sh.nr : sh.mr;
     return (double)((lines + w - 1) / w * w) * (double)mm->k * 4.0 <= GATHER_MAX_BYTES ? which : -1;
 }
@@ -2527,8 +2560,8 @@ static int gathered_operand(const Cg *cg, const KGemm *g) {
 static Prepack gemm_prepack(const Cg *cg, const KGemm *g) {
     Prepack pp = {0};
     if (cg->aot) return pp; /* an AOT run function has no state to keep them in */
-    MmShape sh = mm_shape(cg);
     const KMatmul *mm = &g->mm;
+    MmShape sh = mm_shape(cg, mm);
     int gathered = gathered_operand(cg, g);
     pp.a = cg->p->bufs.data[mm->a_buf].constant || gathered == 0;
     pp.b = b_constant(cg, g) || gathered == 1;
@@ -2584,7 +2617,7 @@ static LLVMValueRef first_of_packed_batch(Cg *cg, const KMatmul *mm, const int64
  * from its buffer into bufs[slot], in the layout above. */
 static LLVMValueRef emit_prepack_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g, int which) {
     const KMatmul *mm = &g->mm;
-    MmShape sh = mm_shape(cg);
+    MmShape sh = mm_shape(cg, mm);
     Prepack pp = gemm_prepack(cg, g);
     int buf = which ? mm->b_buf : mm->a_buf, W = which ? sh.nr : sh.mr;
     const int64_t *strides = which ? mm->b_batch_stride : mm->a_batch_stride;
@@ -2632,7 +2665,7 @@ static bool gather_size(const Cg *cg, const Kernel *k, int64_t sizes[3]) {
     int which = gemm_tiled(cg, k, &g) ? gathered_operand(cg, &g) : -1;
     if (which < 0) return false;
     Prepack pp = gemm_prepack(cg, &g);
-    MmShape sh = mm_shape(cg);
+    MmShape sh = mm_shape(cg, &g.mm);
     int64_t lines = which ? g.mm.n : g.mm.m, w = which ? sh.nr : sh.mr;
     sizes[0] = (which ? pp.bp : pp.ap) * 4;
     sizes[1] = g.mm.batch * ((g.mm.k + sh.kc - 1) / sh.kc) * ((lines + w - 1) / w);
@@ -2647,7 +2680,7 @@ static bool gather_size(const Cg *cg, const Kernel *k, int64_t sizes[3]) {
  * reads a prepacked panel. */
 static void emit_gather_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g) {
     const KMatmul *mm = &g->mm;
-    MmShape sh = mm_shape(cg);
+    MmShape sh = mm_shape(cg, mm);
     Prepack pp = gemm_prepack(cg, g);
     int64_t sizes[3];
     gather_size(cg, k, sizes);
@@ -2704,7 +2737,7 @@ static void emit_gather_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g) {
 static int64_t matmul_scratch(const Cg *cg, const Kernel *k) {
     KGemm g;
     if (!gemm_tiled(cg, k, &g)) return 0;
-    MmShape sh = mm_shape(cg);
+    MmShape sh = mm_shape(cg, &g.mm);
     int64_t N = g.mm.n, NC = N < sh.nc ? N : sh.nc, NCp = (NC + sh.nr - 1) / sh.nr * sh.nr;
     int64_t rows = g.mm.m < MM_ROW_GROUP ? g.mm.m : MM_ROW_GROUP;
     rows = (rows + sh.mr - 1) / sh.mr * sh.mr;
@@ -2720,7 +2753,7 @@ static int64_t matmul_scratch(const Cg *cg, const Kernel *k) {
 static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, const int *list, int nb) {
     const KMatmul *mm = &g->mm;
     const KProgram *p = cg->p;
-    MmShape sh = mm_shape(cg);
+    MmShape sh = mm_shape(cg, mm), ush = ukernel_shape(cg);
     const int MR = sh.mr, NR = sh.nr;
     const int64_t M = mm->m, N = mm->n, K = mm->k;
     const int64_t KC = sh.kc, MC = sh.mc, NC = N < sh.nc ? N : sh.nc;
@@ -2834,20 +2867,25 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
     LLVMValueRef ir = tloop_begin(&kc, &lir, ci64(cg, 0), mcv, MR, "ir");
     LLVMValueRef mrv = imin(cg, ci64(cg, MR), LLVMBuildSub(cg->b, mcv, ir, ""));
     LLVMValueRef apanel = elem_ptr(cg, cg->t_f32, ablock, imul(cg, ir, kcv));
-    LLVMValueRef ukernel = ukernel_for(cg, &sh, mrv, nrv);
+    /* swapped: the micro-kernel broadcasts B's panel and loads A's in
+     * vectors, and its tile is C^T, row j of it (column j of C) at j * MR */
+    LLVMValueRef ukernel = sh.swap ? ukernel_for(cg, &ush, nrv, mrv) : ukernel_for(cg, &ush, mrv, nrv);
 
     /* the tile goes to Cacc (K in several blocks) or to `tile` */
     LLVMValueRef cptr, ldc;
     if (multi_k) {
         LLVMValueRef crow = iadd(cg, LLVMBuildSub(cg->b, ic, m0, ""), ir);
-        cptr = elem_ptr(cg, cg->t_f32, Cacc, iadd(cg, imul(cg, crow, ci64(cg, NCp)), jr));
-        ldc = ci64(cg, NCp);
+        /* swapped: each tile's MR x NR floats in one block */
+        LLVMValueRef at = iadd(cg, imul(cg, crow, ci64(cg, NCp)), sh.swap ? imul(cg, jr, ci64(cg, MR)) : jr);
+        cptr = elem_ptr(cg, cg->t_f32, Cacc, at);
+        ldc = ci64(cg, sh.swap ? MR : NCp);
     } else {
         cptr = tile;
-        ldc = ci64(cg, NR);
+        ldc = ci64(cg, sh.swap ? MR : NR);
     }
     LLVMValueRef accumulate = multi_k ? LLVMBuildNot(cg->b, first, "") : LLVMConstInt(cg->t_i1, 0, 0);
-    LLVMValueRef args[7] = {apanel, bpanel, kcv, cptr, ldc, accumulate, apanel};
+    LLVMValueRef bcast = sh.swap ? bpanel : apanel, vecs = sh.swap ? apanel : bpanel;
+    LLVMValueRef args[7] = {bcast, vecs, kcv, cptr, ldc, accumulate, bcast};
     LLVMBuildCall2(cg->b, ukernel_type(cg), ukernel, args, 7, "");
     /* last K block: the epilogue per element o = (b*M + m) * N + n, for o in
      * [ob, oe) and n in [c0, c1) */
@@ -2862,7 +2900,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
         LLVMValueRef obase = iadd(cg, imul(cg, iadd(cg, iadd(cg, brow, ic), iadd(cg, ir, ii)), cN), col);
         LLVMValueRef jlo = imax(cg, clo, LLVMBuildSub(cg->b, ob, obase, ""));
         LLVMValueRef jhi = imin(cg, chi, LLVMBuildSub(cg->b, oe, obase, ""));
-        LLVMValueRef crow = imul(cg, ii, ldc);
+        LLVMValueRef crow = sh.swap ? ii : imul(cg, ii, ldc), cstep = sh.swap ? ldc : ci64(cg, 1);
         /* a whole row of the tile: NR elements, a constant trip count the
          * vectoriser turns into NR/VL vector steps; else (edges, ragged
          * ranges, column chunks narrower than NR) a loop vectorised with a
@@ -2884,7 +2922,8 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
             kc.gemm_n = N;
             kc.gemm_row = as_idx(&kc, iadd(cg, iadd(cg, brow, ic), iadd(cg, ir, ii)));
             kc.gemm_col = iadd(cg, as_idx(&kc, col), jj);
-            kc.acc[0] = load_f32(cg, cptr, iadd(cg, crow, LLVMBuildSExt(cg->b, jj, cg->t_i64, "")));
+            kc.acc[0] =
+                load_f32(cg, cptr, iadd(cg, crow, imul(cg, LLVMBuildSExt(cg->b, jj, cg->t_i64, ""), cstep)));
             emit_scope(&kc, -1);
             emit_stage(&kc, 1);
             LLVMValueRef br = tloop_end(&kc, &lj);
@@ -3205,7 +3244,7 @@ static double thread_cpu_ms(void) { return clock_ms(CLOCK_THREAD_CPUTIME_ID); }
  * routines for each operand dtype of a tiled product (f32, f16, bf16:
  * kernel_gemm's) and panel width (MR for A, NR for B). */
 static void define_shared_helpers(Cg *cg) {
-    MmShape sh = mm_shape(cg);
+    MmShape sh = ukernel_shape(cg);
     for (int rows = ukernel_row_step(&sh); rows <= sh.mr; rows += ukernel_row_step(&sh))
         for (int nv = 1; nv <= sh.nr / sh.vl; nv++) helper_ukernel(cg, &sh, rows, nv);
     const KilnDType dts[] = {KILN_F32, KILN_F16, KILN_BF16};

@@ -179,7 +179,8 @@ static void run_suite(const char *name, const char *text) {
 /* ------------------------------------------------------- matrix products */
 
 /* x9 and x10 end in corner tiles of the micro-kernel (4 and 8 rows of a 12-row
- * panel; 17 and 16 columns of a 32-column one) over several K blocks. */
+ * panel; 17 and 16 columns of a 32-column one) over several K blocks; x11's
+ * 40 columns run swapped (columns broadcast, rows in vectors). */
 static void test_matmuls(void) {
     run_suite("matmuls.kiln",
               "graph mms(x0: f32[70, 300], w0: f32[300, 130], b0: f32[130], "
@@ -191,11 +192,12 @@ static void test_matmuls(void) {
               "x6: f32[1, 300], w6: f32[300, 1100], b6: f32[1100], "
               "x7: f32[3, 1, 37], w7: f32[3, 37, 130], "
               "x8: f16[2, 77], w8: f16[77, 33], "
-              "x9: f32[52, 300], w9: f32[300, 81], x10: f32[44, 520], w10: f32[520, 48]) "
+              "x9: f32[52, 300], w9: f32[300, 81], x10: f32[44, 520], w10: f32[520, 48], "
+              "x11: f32[200, 300], w11: f32[300, 40], b11: f32[40]) "
               "-> (f32[70, 130], f32[3, 50, 90], f32[2, 40, 70], f32[37, 100], f16[64, 48], f32[8, 520], "
-              "f32[1, 1100], f32[3, 1, 130], f16[2, 33], f32[52, 81], f32[44, 48]) {\n"
+              "f32[1, 1100], f32[3, 1, 130], f16[2, 33], f32[52, 81], f32[44, 48], f32[200, 40]) {\n"
               "    return relu(x0 @ w0 + b0), w1 @ x1, x2 @ w2, linear(x3, w3, b3), x4 @ w4, x5 @ w5, "
-              "relu(x6 @ w6 + b6), x7 @ w7, x8 @ w8, x9 @ w9, relu(x10 @ w10)\n"
+              "relu(x6 @ w6 + b6), x7 @ w7, x8 @ w8, x9 @ w9, relu(x10 @ w10), x11 @ w11 + b11\n"
               "}\n");
 }
 
@@ -274,6 +276,11 @@ static void test_convolutions(void) {
         {2, 12, 10, 13, 20, 3, 5, 1, 2, 2, 1, 1, 1, 1, true, "", -1, 2}, /* every side different */
         {1, 40, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0,
          0}, /* corner tiles: 64 rows, 196 px */
+        /* swapped products (pixels broadcast, channels in vectors): 7x7 over
+         * two K blocks, two images of 48 channels, a 3x3 image */
+        {1, 48, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
+        {2, 32, 7, 7, 48, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "relu", 0, 0},
+        {1, 64, 3, 3, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "", 0, 0},
     };
     char *text = conv_program(gemm, (int)(sizeof gemm / sizeof gemm[0]));
     run_suite("convs.kiln", text);
