@@ -16,7 +16,12 @@
  *             memory, 4x4 outputs per thread in registers; the epilogue (the
  *             MAP stage) runs on each output from the registers;
  *   M_WMMA    the same tiles on tensor cores (nvcuda::wmma 16x16x16, f32
- *             accumulators) for f16/bf16 operands on sm_80+ (not emulated).
+ *             accumulators) for f16/bf16 operands on sm_80+ (not emulated);
+ *   M_DIRECT  depthwise and small-group convolutions and pools
+ *             (kernel_direct, the CPU's direct form): a thread per output
+ *             (consecutive threads along a row: coalesced), the window's
+ *             taps as loops with the geometry as constants, taps outside
+ *             the image skipped, then the epilogue.
  *
  * Scalar values live in registers as float (f32/f16/bf16: halves rounded
  * back after each op, so every value is one its dtype holds, as in the
@@ -184,9 +189,10 @@ static const char prelude_bf16[] =
 
 /* -------------------------------------------------------- kernel context */
 
-typedef enum { M_ELEM, M_THREAD, M_WARP, M_BLOCK, M_MATMUL, M_WMMA } Mode;
-static const char *const mode_names[] = {"elementwise", "thread per output", "warp per output",
-                                         "block per output", "tiled matmul", "tensor-core matmul"};
+typedef enum { M_ELEM, M_THREAD, M_WARP, M_BLOCK, M_MATMUL, M_WMMA, M_DIRECT } Mode;
+static const char *const mode_names[] = {"elementwise",       "thread per output", "warp per output",
+                                         "block per output",  "tiled matmul",      "tensor-core matmul",
+                                         "direct convolution"};
 
 enum { BLOCK_THREADS = 256, VEC = 4, MAX_GRID = 65535 };
 enum { TILE = 64, TILE_K = 16, WMMA_K = 32 };
@@ -1294,6 +1300,84 @@ static void emit_wmma(KCtx *c) {
     close_batch_tiles(c);
 }
 
+/* M_DIRECT: o = ((n*OC + oc)*OH + oh)*OW + ow, grid-stride; acc0 folds
+ * X(n, cin0 + c, ih, iw) [* W(oc, c, kh, kw)] over the group's channels and
+ * the taps inside the image (KConv in kernel.h), then the epilogue.  Index
+ * arithmetic in int when every offset fits. */
+static void emit_direct(KCtx *c) {
+    const Kernel *k = c->k;
+    const KConv *cv = &k->conv;
+    const KStage *st = &k->stages.data[0];
+    const bool is_conv = cv->op == OP_CONV2D;
+    const int64_t cgn = cv->c / cv->groups, ocg = cv->oc / cv->groups;
+    int64_t biggest = k->outer;
+    if (c->p->bufs.data[cv->x_buf].numel > biggest) biggest = c->p->bufs.data[cv->x_buf].numel;
+    if (is_conv && c->p->bufs.data[cv->w_buf].numel > biggest) biggest = c->p->bufs.data[cv->w_buf].numel;
+    const char *it = biggest < INT32_MAX / 2 ? "int" : "long long";
+    line(c,
+         "for (long long o = (long long)blockIdx.x * %d + threadIdx.x; o < %lldLL; o += (long long)gridDim.x "
+         "* %d) {",
+         c->threads, (long long)k->outer, c->threads);
+    c->depth++;
+    line(c, "const %s oi = (%s)o;", it, it);
+    line(c, "const %s ow = oi %% %lld, oh = oi / %lld %% %lld, plane = oi / %lld;", it, (long long)cv->ow,
+         (long long)cv->ow, (long long)cv->oh, (long long)(cv->ow * cv->oh));
+    line(c, "const %s oc = plane %% %lld, n = plane / %lld;", it, (long long)cv->oc, (long long)cv->oc);
+    line(c, "const %s xb = %lld + n * %lld + oc / %lld * %lld;", it, (long long)cv->x_off,
+         (long long)cv->xs[0], (long long)ocg, (long long)(cgn * cv->xs[1]));
+    if (is_conv) line(c, "const %s wb = %lld + oc * %lld;", it, (long long)cv->w_off, (long long)cv->ws[0]);
+    line(c, "const %s ih0 = oh * %lld - %lld, iw0 = ow * %lld - %lld;", it, (long long)cv->sh,
+         (long long)cv->ph, (long long)cv->sw, (long long)cv->pw);
+    emit_acc_init(c, 0);
+    line(c, "for (%s ci = 0; ci < %lld; ci++) {", it, (long long)cgn);
+    c->depth++;
+    line(c, "for (%s kh = 0; kh < %lld; kh++) {", it, (long long)cv->kh);
+    c->depth++;
+    line(c, "const %s ih = ih0 + kh * %lld;", it, (long long)cv->dh);
+    line(c, "if (ih < 0 || ih >= %lld) continue;", (long long)cv->h);
+    line(c, "for (%s kw = 0; kw < %lld; kw++) {", it, (long long)cv->kw);
+    c->depth++;
+    line(c, "const %s iw = iw0 + kw * %lld;", it, (long long)cv->dw);
+    line(c, "if (iw < 0 || iw >= %lld) continue;", (long long)cv->w);
+    StrBuf idx = {0}, ref = {0}, x = {0}, w = {0}, v = {0}, e = {0};
+    sb_printf(&idx, "xb + ci * %lld + ih * %lld + iw * %lld", (long long)cv->xs[1], (long long)cv->xs[2],
+              (long long)cv->xs[3]);
+    ex_elem_ref(c, cv->x_buf, idx.data, &ref);
+    ex_load(&x, c->p->bufs.data[cv->x_buf].dtype, ref.data);
+    if (is_conv) {
+        sb_free(&idx), sb_free(&ref);
+        sb_printf(&idx, "wb + ci * %lld + kh * %lld + kw * %lld", (long long)cv->ws[1], (long long)cv->ws[2],
+                  (long long)cv->ws[3]);
+        ex_elem_ref(c, cv->w_buf, idx.data, &ref);
+        ex_load(&w, c->p->bufs.data[cv->w_buf].dtype, ref.data);
+        sb_printf(&v, "(float)(%s) * (float)(%s)", x.data, w.data);
+    } else {
+        sb_printf(&v, "(float)(%s)", x.data);
+    }
+    ex_combine(st, "acc0", v.data, &e);
+    line(c, "acc0 = %s;", e.data);
+    sb_free(&idx), sb_free(&ref), sb_free(&x), sb_free(&w), sb_free(&v), sb_free(&e);
+    for (int d = 0; d < 3; d++) {
+        c->depth--;
+        line(c, "}");
+    }
+    Names nm = {.outer = "o", .inner = "0", .acc0 = "acc0"};
+    emit_scope(c, -1, &nm);
+    emit_scope(c, 1, &nm);
+    emit_stores(c, &k->stages.data[1], NULL);
+    c->depth--;
+    line(c, "}");
+}
+
+/* Whether kernel k runs M_DIRECT: kernel_direct, and its epilogue reads
+ * stage 0 only through KI_ACC (c->needed as for an epilogue). */
+static bool direct_runs(KCtx *c) {
+    if (!kernel_direct(c->p, c->k)) return false;
+    for (int i = 0; i < c->k->insts.len; i++)
+        if (c->needed[i] && c->k->insts.data[i].stage == 0) return false;
+    return true;
+}
+
 /* ---------------------------------------------------------- mode choice */
 
 /* Whether a KK_MATMUL kernel, or a KK_CONV kernel as an implicit GEMM
@@ -1329,6 +1413,21 @@ static bool wmma_ok(const KCtx *c) {
     return c->d->tensor_cores && a == b && is_half(a) && c->k->stages.data[0].acc_dtype == KILN_F32;
 }
 
+/* Whether `fits` accepts the kernel with only its epilogue needed (the
+ * tiled and direct forms compute stage 0 themselves); if not, c->needed
+ * is left as it was. */
+static bool epilogue_form(KCtx *c, bool (*fits)(KCtx *c)) {
+    int n = c->k->insts.len;
+    bool *saved = xcalloc((size_t)n + 1, 1);
+    memcpy(saved, c->needed, (size_t)n);
+    memset(c->needed, 0, (size_t)n);
+    mark_needed(c, true);
+    bool ok = fits(c);
+    if (!ok) memcpy(c->needed, saved, (size_t)n);
+    free(saved);
+    return ok;
+}
+
 static unsigned clamp_grid(int64_t n) { return n < 1 ? 1 : n > MAX_GRID ? MAX_GRID : (unsigned)n; }
 
 /* Picks the mapping, the block size and the grid. */
@@ -1345,23 +1444,20 @@ static void choose_mode(KCtx *c, CudaLaunch *L) {
     L->block[0] = L->block[1] = L->block[2] = 1;
     L->grid[0] = L->grid[1] = L->grid[2] = 1;
     c->threads = BLOCK_THREADS;
-    if (k->kind == KK_MATMUL || k->kind == KK_CONV) {
-        bool *saved = xcalloc((size_t)k->insts.len + 1, 1);
-        memcpy(saved, c->needed, (size_t)k->insts.len);
-        memset(c->needed, 0, (size_t)k->insts.len);
-        mark_needed(c, true);
-        if (matmul_tileable(c)) {
-            free(saved);
-            c->mode = wmma_ok(c) ? M_WMMA : M_MATMUL;
-            c->threads = c->mode == M_WMMA ? 128 : 256;
-            L->grid[0] = clamp_grid(cdiv(c->mm->n, TILE));
-            L->grid[1] = clamp_grid(cdiv(c->mm->m, TILE));
-            L->grid[2] = clamp_grid(c->mm->batch);
-            L->block[0] = (unsigned)c->threads;
-            return;
-        }
-        memcpy(c->needed, saved, (size_t)k->insts.len);
-        free(saved);
+    if ((k->kind == KK_MATMUL || k->kind == KK_CONV) && epilogue_form(c, matmul_tileable)) {
+        c->mode = wmma_ok(c) ? M_WMMA : M_MATMUL;
+        c->threads = c->mode == M_WMMA ? 128 : 256;
+        L->grid[0] = clamp_grid(cdiv(c->mm->n, TILE));
+        L->grid[1] = clamp_grid(cdiv(c->mm->m, TILE));
+        L->grid[2] = clamp_grid(c->mm->batch);
+        L->block[0] = (unsigned)c->threads;
+        return;
+    }
+    if ((k->kind == KK_CONV || k->kind == KK_POOL) && epilogue_form(c, direct_runs)) {
+        c->mode = M_DIRECT;
+        L->grid[0] = clamp_grid(cdiv(k->outer, c->threads));
+        L->block[0] = (unsigned)c->threads;
+        return;
     }
     if (first_reduce < 0) {
         c->mode = M_ELEM;
@@ -1473,6 +1569,7 @@ static bool render_kernel(const KProgram *p, int ki, const Dialect *d, const cha
     case M_ELEM: emit_elementwise(&c); break;
     case M_MATMUL: emit_matmul(&c); break;
     case M_WMMA: emit_wmma(&c); break;
+    case M_DIRECT: emit_direct(&c); break;
     default: emit_reduce(&c); break;
     }
     sb_puts(sb, "}\n");

@@ -619,3 +619,22 @@ bool kernel_gemm(const KProgram *p, const Kernel *k, KGemm *g) {
     if (x->buf != mm->a_buf || y->buf != mm->b_buf || x->b >= 0 || (y->b >= 0 && k->kind != KK_CONV)) return false;
     return true;
 }
+
+bool kernel_direct(const KProgram *p, const Kernel *k) {
+    const KConv *cv = &k->conv;
+    if ((k->kind != KK_CONV && k->kind != KK_POOL) || cv->x_buf < 0 || cv->x_buf >= p->bufs.len ||
+        k->stages.len != 2)
+        return false;
+    const KStage *red = &k->stages.data[0], *map = &k->stages.data[1];
+    if (red->kind != KS_REDUCE || red->acc_dtype != KILN_F32 || map->kind != KS_MAP || map->extent != 1)
+        return false;
+    if (cv->groups <= 0 || cv->c % cv->groups || cv->oc % cv->groups || cv->ow <= 0) return false;
+    KilnDType xdt = p->bufs.data[cv->x_buf].dtype;
+    if (xdt != KILN_F32 && xdt != KILN_F16 && xdt != KILN_BF16) return false;
+    if (cv->op == OP_CONV2D) {
+        KGemm g;
+        return red->reduce == OP_SUM && kernel_gemm(p, k, &g); /* the same shape of reduction */
+    }
+    if (cv->groups != cv->c || cv->oc != cv->c) return false;
+    return red->reduce == (cv->op == OP_MAXPOOL2D ? OP_MAX : OP_SUM);
+}

@@ -248,4 +248,12 @@ typedef struct {
 } KGemm;
 bool kernel_gemm(const KProgram *p, const Kernel *k, KGemm *out);
 
+/* Whether kernel k has the direct (per output, over the window's taps) form
+ * the emitters give depthwise and small-group convolutions and pools: a
+ * conv or pool with its geometry described (KConv.x_buf >= 0), an f32 sum
+ * (convolutions, whose weights kernel_gemm describes; average pools) or max
+ * (max pools) over the window, then an extent-1 epilogue; input f32, f16 or
+ * bf16. */
+bool kernel_direct(const KProgram *p, const Kernel *k);
+
 #endif

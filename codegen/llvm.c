@@ -2264,23 +2264,10 @@ static LLVMValueRef lanes_load(Cg *cg, KilnDType dt, LLVMValueRef src, LLVMValue
     return widen_vec(cg, dt, v, VL);
 }
 
-/* Whether the direct form runs kernel k: a conv or pool with its geometry
- * described, reducing sum (convolutions, average pools) or max (max pools)
- * in f32. */
+/* Whether the direct form runs kernel k: kernel_direct (kernel.h), with the
+ * output row's width in a bound the stack block holds. */
 static bool direct_ok(const Cg *cg, const Kernel *k) {
-    const KConv *cv = &k->conv;
-    if ((k->kind != KK_CONV && k->kind != KK_POOL) || cv->x_buf < 0 || k->stages.len != 2) return false;
-    const KStage *red = &k->stages.data[0], *map = &k->stages.data[1];
-    if (red->kind != KS_REDUCE || red->acc_dtype != KILN_F32 || map->kind != KS_MAP || map->extent != 1) return false;
-    if (cv->groups <= 0 || cv->c % cv->groups || cv->oc % cv->groups || cv->ow <= 0 || cv->ow > 65536) return false;
-    KilnDType xdt = cg->p->bufs.data[cv->x_buf].dtype;
-    if (xdt != KILN_F32 && xdt != KILN_F16 && xdt != KILN_BF16) return false;
-    if (cv->op == OP_CONV2D) {
-        KGemm g;
-        return red->reduce == OP_SUM && kernel_gemm(cg->p, k, &g); /* the same shape of reduction */
-    }
-    if (cv->groups != cv->c || cv->oc != cv->c) return false;
-    return red->reduce == (cv->op == OP_MAXPOOL2D ? OP_MAX : OP_SUM);
+    return kernel_direct(cg->p, k) && k->conv.ow <= 65536;
 }
 
 /* The epilogue of a block of a product's outputs whose f32 accumulators
