@@ -2289,6 +2289,25 @@ static void emit_block_epilogue(Kc *kc, LLVMValueRef acc, LLVMValueRef lo, LLVMV
     loop_metadata(cg, tloop_end(kc, &l), heavy ? cg->vec_floats : 0, 1);
 }
 
+/* W(oc, c, kh, kw) as <VL x float>. */
+static LLVMValueRef direct_weight(Cg *cg, const KConv *cv, LLVMValueRef Wt, KilnDType wdt, LLVMValueRef oc,
+                                  LLVMValueRef c, LLVMValueRef kh, int64_t kw) {
+    LLVMValueRef wi = iadd(cg, iadd(cg, ci64(cg, cv->w_off), imul(cg, oc, ci64(cg, cv->ws[0]))),
+                           iadd(cg, imul(cg, c, ci64(cg, cv->ws[1])),
+                                iadd(cg, imul(cg, kh, ci64(cg, cv->ws[2])), ci64(cg, kw * cv->ws[3]))));
+    return splat(cg, conv(cg, load_elem(cg, wdt, Wt, wi), wdt, KILN_F32), cg->vec_floats);
+}
+
+/* One tap into the accumulators a: a + x*w (conv), max(a, x) or a + x, in
+ * the lanes of mask (NULL: all). */
+static LLVMValueRef direct_tap(Cg *cg, Op op, LLVMValueRef xv, LLVMValueRef wv, LLVMValueRef a,
+                               LLVMValueRef mask) {
+    LLVMValueRef v = op == OP_CONV2D      ? fma3(cg, xv, wv, a)
+                     : op == OP_MAXPOOL2D ? intrin2(cg, "llvm.maximum", a, xv)
+                                          : f_add(cg, a, xv);
+    return mask ? LLVMBuildSelect(cg->b, mask, v, a, "") : v;
+}
+
 static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int nb) {
     const KConv *cv = &k->conv;
     const bool is_conv = cv->op == OP_CONV2D, max = cv->op == OP_MAXPOOL2D;
@@ -2366,19 +2385,11 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
                 if (lhi > VL) lhi = VL;
                 if (lhi > OW - base) lhi = OW - base;
                 if (llo >= lhi) continue;
-                if (is_conv && !wv) {
-                    LLVMValueRef wi = iadd(cg, iadd(cg, ci64(cg, cv->w_off), imul(cg, oc, ci64(cg, cv->ws[0]))),
-                                           iadd(cg, imul(cg, c, ci64(cg, cv->ws[1])),
-                                                iadd(cg, imul(cg, kh, ci64(cg, cv->ws[2])), ci64(cg, kw * cv->ws[3]))));
-                    wv = splat(cg, conv(cg, load_elem(cg, wdt, Wt, wi), wdt, KILN_F32), VL);
-                }
+                if (is_conv && !wv) wv = direct_weight(cg, cv, Wt, wdt, oc, c, kh, kw);
                 LLVMValueRef xi = iadd(cg, xrow, ci64(cg, (base * cv->sw + iw0) * cv->xs[3]));
                 LLVMValueRef xv = lanes_load(cg, xdt, X, xi, cv->sw * cv->xs[3], llo, lhi);
-                LLVMValueRef m = const_lanes(cg, llo, lhi, VL), a = vacc[j], v;
-                if (is_conv) v = fma3(cg, xv, wv, a);
-                else if (max) v = intrin2(cg, "llvm.maximum", a, xv);
-                else v = f_add(cg, a, xv);
-                vacc[j] = llo == 0 && lhi == VL ? v : LLVMBuildSelect(cg->b, m, v, a, "");
+                LLVMValueRef m = llo == 0 && lhi == VL ? NULL : const_lanes(cg, llo, lhi, VL);
+                vacc[j] = direct_tap(cg, cv->op, xv, wv, vacc[j], m);
             }
         }
         LLVMValueRef kh_next = iadd(cg, kh, ci64(cg, 1));
@@ -2407,6 +2418,107 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
     LLVMValueRef ehi = imin(cg, imul(cg, nrows, cOW), LLVMBuildSub(cg->b, hi, bbase, ""));
     emit_block_epilogue(&kc, acc, elo, ehi, bbase, pbase, P, plane, "e");
     tloop_end(&kc, &lb);
+    tloop_end(&kc, &lp);
+    LLVMBuildRetVoid(cg->b);
+    kc_free(&kc);
+    return fn;
+}
+
+/* Small planes at stride 1 (MobileNet's depthwise layers at 7x7 to 28x28):
+ * a row of 7 or 14 outputs fills half a vector or less, so the plane runs
+ * flattened instead, p = oh*OW + ow in vectors of VL.  With OW == W and the
+ * input rows contiguous, tap (kh, kw) reads X at p + (kh*dh - ph)*W + kw*dw
+ * - pw for every output: one masked load per tap and vector, the mask (the
+ * lanes whose (oh, ow) read inside the image) a constant.  At most
+ * PLANE_VECS vectors per plane (the taps are unrolled over all of them),
+ * DIRECT_VECS at a time in registers. */
+enum { PLANE_VECS = 64 };
+
+static bool direct_plane_ok(const Cg *cg, const Kernel *k) {
+    const KConv *cv = &k->conv;
+    return cv->sh == 1 && cv->sw == 1 && cv->xs[3] == 1 && cv->xs[2] == cv->w && cv->ow == cv->w &&
+           cv->ow % cg->vec_floats != 0 && cv->oh * cv->ow <= (int64_t)PLANE_VECS * cg->vec_floats;
+}
+
+/* <VL x i1>: the lanes of vector base/VL whose output (oh, ow) reads tap
+ * (kh, kw) inside the image; *n: how many. */
+static LLVMValueRef plane_tap_lanes(Cg *cg, const KConv *cv, int64_t base, int64_t kh, int64_t kw, int *n) {
+    const int VL = cg->vec_floats;
+    LLVMValueRef *e = xcalloc((size_t)VL, sizeof(LLVMValueRef));
+    *n = 0;
+    for (int l = 0; l < VL; l++) {
+        int64_t p = base + l, oh = p / cv->ow, ow = p % cv->ow;
+        int64_t ih = oh + kh * cv->dh - cv->ph, iw = ow + kw * cv->dw - cv->pw;
+        bool in = p < cv->oh * cv->ow && ih >= 0 && ih < cv->h && iw >= 0 && iw < cv->w;
+        *n += in;
+        e[l] = LLVMConstInt(cg->t_i1, in, 0);
+    }
+    LLVMValueRef v = LLVMConstVector(e, (unsigned)VL);
+    free(e);
+    return v;
+}
+
+static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *list, int nb) {
+    const KConv *cv = &k->conv;
+    const bool is_conv = cv->op == OP_CONV2D;
+    const int VL = cg->vec_floats;
+    const int64_t cg_n = cv->c / cv->groups, ocg = cv->oc / cv->groups, P = cv->oh * cv->ow;
+    const int64_t nvec = (P + VL - 1) / VL;
+    KilnDType xdt = cg->p->bufs.data[cv->x_buf].dtype,
+              wdt = is_conv ? cg->p->bufs.data[cv->w_buf].dtype : KILN_F32;
+    LLVMTypeRef vf = LLVMVectorType(cg->t_f32, (unsigned)VL);
+    Kc kc;
+    kc_init(&kc, cg, k);
+    LLVMValueRef fn = begin_inner_fn(&kc, ".direct", list, nb);
+    LLVMValueRef X = kc.bufptr[cv->x_buf], Wt = is_conv ? kc.bufptr[cv->w_buf] : NULL;
+    LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1), cP = ci64(cg, P);
+    LLVMValueRef acc = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, nvec * VL), "acc");
+    LLVMSetAlignment(acc, 64);
+    LLVMValueRef vinit = splat(cg, cf(cg, cv->op == OP_MAXPOOL2D ? -INFINITY : 0.0), VL);
+    LLVMValueRef p0 = LLVMBuildUDiv(cg->b, ob, cP, ""),
+                 p1 = LLVMBuildUDiv(cg->b, iadd(cg, oe, ci64(cg, P - 1)), cP, "");
+    TLoop lp;
+    LLVMValueRef plane = tloop_begin(&kc, &lp, p0, p1, 1, "plane");
+    LLVMValueRef oc = LLVMBuildURem(cg->b, plane, ci64(cg, cv->oc), ""),
+                 n = LLVMBuildUDiv(cg->b, plane, ci64(cg, cv->oc), "");
+    LLVMValueRef cin0 = imul(cg, LLVMBuildUDiv(cg->b, oc, ci64(cg, ocg), ""), ci64(cg, cg_n));
+    LLVMValueRef pbase = imul(cg, plane, cP);
+    for (int64_t v0 = 0; v0 < nvec; v0 += DIRECT_VECS) {
+        int nv = (int)(nvec - v0 < DIRECT_VECS ? nvec - v0 : DIRECT_VECS);
+        LLVMValueRef phis[DIRECT_VECS], vacc[DIRECT_VECS];
+        Loop lc;
+        LLVMValueRef c = loop_begin(&kc, &lc, ci64(cg, 0), ci64(cg, cg_n), "c");
+        for (int j = 0; j < nv; j++) {
+            vacc[j] = phis[j] = LLVMBuildPhi(cg->b, vf, "acc_c");
+            LLVMAddIncoming(phis[j], &vinit, &lc.pre, 1);
+        }
+        LLVMValueRef xplane = iadd(cg, iadd(cg, ci64(cg, cv->x_off), imul(cg, n, ci64(cg, cv->xs[0]))),
+                                   imul(cg, iadd(cg, cin0, c), ci64(cg, cv->xs[1])));
+        for (int64_t kh = 0; kh < cv->kh; kh++) {
+            for (int64_t kw = 0; kw < cv->kw; kw++) {
+                int64_t shift = (kh * cv->dh - cv->ph) * cv->w + kw * cv->dw - cv->pw;
+                LLVMValueRef wv = NULL;
+                for (int j = 0; j < nv; j++) {
+                    int64_t base = (v0 + j) * VL;
+                    int in;
+                    LLVMValueRef m = plane_tap_lanes(cg, cv, base, kh, kw, &in);
+                    if (in == 0) continue;
+                    if (is_conv && !wv) wv = direct_weight(cg, cv, Wt, wdt, oc, c, ci64(cg, kh), kw);
+                    LLVMValueRef at =
+                        LLVMBuildGEP2(cg->b, mem_type(cg, xdt), X,
+                                      (LLVMValueRef[]){iadd(cg, xplane, ci64(cg, base + shift))}, 1, "");
+                    LLVMValueRef xv = widen_vec(cg, xdt, load_every_sth(cg, xdt, at, 1, m), VL);
+                    vacc[j] = direct_tap(cg, cv->op, xv, wv, vacc[j], in == VL ? NULL : m);
+                }
+            }
+        }
+        loop_end(&kc, &lc, phis, vacc, nv, 0);
+        for (int j = 0; j < nv; j++) vec_store(cg, vacc[j], acc, ci64(cg, (v0 + j) * VL), 4);
+    }
+    /* the epilogue over the plane's elements in [ob, oe) */
+    LLVMValueRef lo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, ob, pbase, ""));
+    LLVMValueRef hi = imin(cg, cP, LLVMBuildSub(cg->b, oe, pbase, ""));
+    emit_block_epilogue(&kc, acc, lo, hi, ci64(cg, 0), pbase, P, plane, "e");
     tloop_end(&kc, &lp);
     LLVMBuildRetVoid(cg->b);
     kc_free(&kc);
@@ -2979,10 +3091,11 @@ static LLVMValueRef emit_kernel(Cg *cg, const Kernel *k, int ki, LLVMValueRef *c
     int nb = kernel_buffers(cg->p, k, list);
     KGemm g;
     bool tiled = gemm_tiled(cg, k, &g);
-    LLVMValueRef body = tiled                 ? emit_matmul_fn(cg, k, &g, list, nb)
-                        : direct_ok(cg, k)     ? emit_direct_fn(cg, k, list, nb)
+    LLVMValueRef body = tiled                ? emit_matmul_fn(cg, k, &g, list, nb)
+                        : direct_ok(cg, k)   ? (direct_plane_ok(cg, k) ? emit_direct_plane_fn(cg, k, list, nb)
+                                                                       : emit_direct_fn(cg, k, list, nb))
                         : gemv_ok(cg, k, &g) ? emit_gemv_fn(cg, k, &g, list, nb)
-                                               : emit_generic_fn(cg, k, list, nb);
+                                             : emit_generic_fn(cg, k, list, nb);
     LLVMValueRef fn = emit_entry(cg, k, ki, k->name, body, list, nb, tiled ? &g : NULL, false);
     if (cols_out) {
         char *cname = name2(k->name, ".cols");
