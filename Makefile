@@ -48,7 +48,7 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -fvisibility=hidd
            $(LLVM_CFLAGS) -I$(CUDA_HOME)/include -MMD -MP
 LDLIBS  += $(LLVM_LIBS) -ldl -lpthread -lm -ledit
 
-MODULE_SRCS := $(wildcard frontend/*.c ir/*.c passes/*.c codegen/*.c runtime/*.c onnx/*.c)
+MODULE_SRCS := $(wildcard base/*.c ir/*.c frontend/*.c onnx/*.c passes/*.c codegen/*.c runtime/*.c app/*.c)
 ifneq ($(KILN_LLVM),1)
 MODULE_SRCS := $(filter-out codegen/llvm.c runtime/cpu.c runtime/cpu_code.c,$(MODULE_SRCS)) runtime/nollvm/cpu_absent.c
 CFLAGS      += -DKILN_NO_LLVM
@@ -97,7 +97,7 @@ $(BUILD)/%.o: %.c Makefile | $(BUILD)/gen/kiln.tab.h $(BUILD)/gen/kiln.lex.h
 # embedding program's.  Being one object, it leaves out the REPL (only the
 # command line uses it; it would need libedit).  tests/embed checks it.
 INTERNAL_LIB := $(BUILD)/libkiln-internal.a
-PUBLIC_OBJS  := $(filter-out $(BUILD)/runtime/repl.o,$(LIB_OBJS))
+PUBLIC_OBJS  := $(filter-out $(BUILD)/app/repl.o,$(LIB_OBJS))
 
 $(INTERNAL_LIB): $(LIB_OBJS)
 	@rm -f $@

@@ -4,7 +4,7 @@
 #ifndef KILN_CODEGEN_CUDA_H
 #define KILN_CODEGEN_CUDA_H
 
-#include "codegen/kernel.h"
+#include "ir/kernel.h"
 
 /* How to launch one kernel of the program.  Its parameters are, in order,
  * the buffers bufs[buf_args[0]], bufs[buf_args[1]], ... as device pointers

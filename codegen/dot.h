@@ -6,7 +6,7 @@
 #ifndef KILN_DOT_H
 #define KILN_DOT_H
 
-#include "codegen/kernel.h"
+#include "ir/kernel.h"
 
 /* What a bench run measured, to label the clusters with (all optional). */
 typedef struct {

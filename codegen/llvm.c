@@ -3215,7 +3215,7 @@ static void emit_aot_run(Cg *cg, LLVMValueRef *kfns, int64_t scratch_bytes) {
 
 /* An error LLVM cannot return (it runs out of memory, say) ends kiln with
  * exit status 3 and LLVM's reason, as the compiler's own allocation
- * failures do (ir/util.c), instead of LLVM's abort(). */
+ * failures do (base/util.c), instead of LLVM's abort(). */
 static void llvm_fatal(const char *reason) {
     fprintf(stderr, "kiln: LLVM cannot continue: %s\n", reason);
     fflush(NULL);

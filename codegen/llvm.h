@@ -18,7 +18,7 @@
 #ifndef KILN_LLVM_H
 #define KILN_LLVM_H
 
-#include "codegen/kernel.h"
+#include "ir/kernel.h"
 
 #include <llvm-c/Core.h>
 #include <llvm-c/TargetMachine.h>

@@ -1,6 +1,6 @@
 /* ast.c - printing the AST (`kiln emit --emit=ast`), as an S-expression per
  * statement so that tests can compare it as text. */
-#include "ir/ir.h"
+#include "frontend/ast.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -13,6 +13,7 @@
  * Symbolic dimensions: a graph built without bindings keeps them symbolic
  * (for `check` and `emit ir`); with bindings for all of them every shape is
  * concrete (what the backends run). */
+#include "frontend/ast.h"
 #include "ir/make.h"
 
 #include <math.h>
@@ -76,11 +77,6 @@ static Node *N(Builder *b, int id) { return ir_node(b->g, id); }
 static bool stopped(Builder *b) { return b->too_large || b->m.too_large; }
 
 /* ---- names and suggestions ---------------------------------------------- */
-
-const char *const lang_sugar_builtins[] = {
-    "clamp",     "linear",     "zeros",       "ones",       "squeeze", "unsqueeze", "global_avgpool",
-    "batchnorm", "leaky_relu", "hardsigmoid", "reciprocal", "isnan",   "isinf",     NULL,
-};
 
 static bool parse_dtype(const char *name, KilnDType *out) { return kiln_dtype_from_name(name, out); }
 

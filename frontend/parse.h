@@ -2,7 +2,7 @@
 #ifndef KILN_PARSE_H
 #define KILN_PARSE_H
 
-#include "ir/ir.h"
+#include "frontend/ast.h"
 
 /* An arena-backed growable list of pointers, for the grammar's lists. */
 typedef struct {

@@ -20,6 +20,11 @@ bool op_lookup(const char *name, Op *out) {
     return false;
 }
 
+const char *const lang_sugar_builtins[] = {
+    "clamp",     "linear",     "zeros",       "ones",       "squeeze", "unsqueeze", "global_avgpool",
+    "batchnorm", "leaky_relu", "hardsigmoid", "reciprocal", "isnan",   "isinf",     NULL,
+};
+
 bool dtype_is_float(KilnDType dt) {
     return dt == KILN_F32 || dt == KILN_F16 || dt == KILN_BF16 || dt == KILN_F64;
 }

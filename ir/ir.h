@@ -1,72 +1,14 @@
-/* ir.h - kiln's central internal header, grouped by the file that defines each
- * part (as chibicc does): utilities, diagnostics, the AST, the graph IR, the
- * reference interpreter.  Later stages (passes/, codegen/, runtime/) have
- * their own headers that include this one. */
+/* ir.h - kiln's graph IR, grouped by the file that defines each part (as
+ * chibicc does): the trace recorder, the op table and graph IR, printing and
+ * verification, the reference interpreter.  It includes base/base.h
+ * (utilities, diagnostics), so every layer above base/ gets both from
+ * `#include "ir/ir.h"`.  The language's AST is in frontend/ast.h; later
+ * stages (passes/, codegen/, runtime/) have their own headers that include
+ * this one. */
 #ifndef KILN_IR_H
 #define KILN_IR_H
 
-#include "kiln.h"
-
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <time.h>
-
-/* ------------------------------------------------------------------ util.c */
-
-/* Host allocation choke point.  Out of host memory is reported and aborts:
- * kiln's host allocations are small next to the tensors, which are checked
- * separately (kiln_tensor_init returns false). */
-void *xmalloc(size_t n);
-void *xcalloc(size_t n, size_t size);
-void *xrealloc(void *p, size_t n);
-char *xstrdup(const char *s);
-
-/* An arena per compilation: everything of one parse/build lives here and is
- * freed in one call. */
-typedef struct Arena Arena;
-Arena *arena_new(void);
-void arena_free(Arena *a);
-void *arena_alloc(Arena *a, size_t n); /* zeroed, 16-byte aligned */
-char *arena_strdup(Arena *a, const char *s);
-char *arena_strndup(Arena *a, const char *s, size_t n);
-char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#define ARENA_NEW(a, T) ((T *)arena_alloc((a), sizeof(T)))
-#define ARENA_ARRAY(a, T, n) ((T *)arena_alloc((a), sizeof(T) * (size_t)(n)))
-
-/* Growable arrays: VEC(T) is a struct {T *data; int len, cap;}. */
-#define VEC(T)                                                                                    \
-    struct {                                                                                      \
-        T *data;                                                                                  \
-        int len, cap;                                                                             \
-    }
-#define VEC_PUSH(v, x)                                                                            \
-    do {                                                                                          \
-        if ((v).len == (v).cap) {                                                                 \
-            (v).cap = (v).cap ? 2 * (v).cap : 8;                                                  \
-            (v).data = xrealloc((v).data, sizeof(*(v).data) * (size_t)(v).cap);                   \
-        }                                                                                         \
-        (v).data[(v).len++] = (x);                                                                \
-    } while (0)
-#define VEC_FREE(v) (free((v).data), (v).data = NULL, (v).len = (v).cap = 0)
-
-/* A growable string. */
-typedef struct {
-    char *data;
-    size_t len, cap;
-} StrBuf;
-void sb_printf(StrBuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sb_vprintf(StrBuf *sb, const char *fmt, va_list ap);
-void sb_puts(StrBuf *sb, const char *s);
-void sb_free(StrBuf *sb);
-
-bool read_file(const char *path, char **data, size_t *len, char *err, size_t errlen);
-
-/* A clock (CLOCK_MONOTONIC: wall time; CLOCK_THREAD_CPUTIME_ID,
- * CLOCK_PROCESS_CPUTIME_ID: CPU time) in milliseconds. */
-double clock_ms(clockid_t clock);
+#include "base/base.h"
 
 /* ----------------------------------------------------------------- trace.c */
 
@@ -107,159 +49,6 @@ void json_quote(StrBuf *sb, const char *s);
 /* How every trace kiln writes begins (runtime/outfile.c knows them by it). */
 #define TRACE_JSON_HEAD "{\"otherData\": {\"generator\": \"kiln "
 
-/* ------------------------------------------------------------------ diag.c */
-
-typedef struct {
-    const char *path; /* as given by the user, for messages */
-    const char *text; /* NUL-terminated */
-    size_t len;
-    bool listing; /* text lists an ONNX model's nodes, one a line: "path: node LINE: ..." */
-} Source;
-
-/* A place in the user's text.  Every AST and IR node carries one. */
-typedef struct {
-    const Source *src;
-    int line, col; /* 1-based; 0 means "no location" */
-} Loc;
-
-typedef struct {
-    Loc loc;
-    char *msg;
-    char *hint; /* may be NULL */
-    int order;  /* diag_print: the order of report, which breaks ties of position */
-} Diag;
-
-typedef struct {
-    VEC(Diag) items;
-    int nerrors;
-    bool suppress; /* set while re-checking an inlined graph body */
-} DiagList;
-
-void diag_error(DiagList *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Attaches a hint ("did you mean ...") to the last error reported. */
-void diag_hint(DiagList *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Prints every diagnostic, ordered by position, in the spec's form. */
-void diag_print(DiagList *d, FILE *out);
-void diag_clear(DiagList *d);
-
-/* "Did you mean ...?": feed candidates to suggest_try; best is the closest
- * within a third of the word's length (NULL if none is). */
-typedef struct {
-    const char *best;
-    int dist;
-} Suggest;
-void suggest_try(Suggest *s, const char *want, const char *cand);
-
-/* ------------------------------------------------------------------- ast.h */
-
-typedef enum {
-    E_INT,    /* ival */
-    E_FLOAT,  /* fval */
-    E_BOOL,   /* ival */
-    E_NAME,   /* name */
-    E_CALL,   /* name(args, kwargs) */
-    E_BINARY, /* lhs op rhs */
-    E_UNARY,  /* op lhs */
-    E_INDEX,  /* lhs[args]; an arg may be E_SLICE */
-    E_SLICE,  /* a:b:s inside an index; any of lhs, rhs, step may be NULL */
-    E_LIST,   /* [args] */
-    E_STRING, /* "text" in name; only the REPL's load("FILE.npy") takes one */
-} ExprKind;
-
-/* Binary and unary operator tokens of the language. */
-typedef enum {
-    BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV, BIN_MOD, BIN_MATMUL, BIN_POW,
-    BIN_EQ, BIN_NE, BIN_LT, BIN_LE, BIN_GT, BIN_GE, BIN_AND, BIN_OR,
-    UN_NEG, UN_PLUS, UN_NOT,
-} OperatorTok;
-
-typedef struct Expr Expr;
-typedef struct {
-    const char *name;
-    Expr *value;
-    Loc loc;
-} KwArg;
-
-struct Expr {
-    ExprKind kind;
-    Loc loc;
-    OperatorTok op;
-    int64_t ival;
-    double fval;
-    const char *name;
-    Expr *lhs, *rhs, *step;
-    Expr **args;
-    int nargs;
-    KwArg *kwargs;
-    int nkwargs;
-};
-
-typedef struct {
-    const char *name; /* NULL for a fixed size */
-    int64_t size;
-    Loc loc;
-} DimExpr;
-
-typedef struct {
-    const char *dtype_name;
-    Loc loc;
-    DimExpr *dims;
-    int rank;
-    bool scalar; /* bare DTYPE, no brackets */
-} TypeExpr;
-
-typedef struct {
-    const char *name;
-    Loc loc;
-    TypeExpr type;
-} Param;
-
-typedef enum { S_ASSIGN, S_RETURN } StmtKind;
-
-typedef struct {
-    StmtKind kind;
-    Loc loc;
-    const char **names; /* S_ASSIGN: one name, or several for `a, b = g(x)` */
-    Loc *name_locs;
-    int nnames;
-    Expr **values; /* S_ASSIGN: one; S_RETURN: one per result */
-    int nvalues;
-} Stmt;
-
-typedef struct {
-    const char *name;
-    Loc loc;
-    Param *params;
-    int nparams;
-    TypeExpr *results;
-    int nresults;
-    Stmt *body;
-    int nstmts;
-    bool infer_results; /* the REPL's own graph: results take the returned values' types */
-} GraphDef;
-
-typedef struct {
-    GraphDef *graphs;
-    int ngraphs;
-} Program;
-
-/* What one REPL line parsed to. */
-typedef enum { REPL_EMPTY, REPL_GRAPH, REPL_ASSIGN, REPL_EXPR } ReplKind;
-typedef struct {
-    ReplKind kind;
-    GraphDef graph;
-    Stmt stmt;  /* REPL_ASSIGN */
-    Expr *expr; /* REPL_EXPR */
-} ReplLine;
-
-/* parse.c: the parser glue.  Syntax errors go to `diags`; the AST lives in
- * `arena`.  Return false if any syntax error was found (the Program then
- * holds whatever parsed). */
-bool parse_program(Arena *arena, const Source *src, DiagList *diags, Program *out);
-bool parse_repl_line(Arena *arena, const Source *src, DiagList *diags, ReplLine *out);
-void ast_print(const Program *p, FILE *out);
-void expr_print(const Expr *e, StrBuf *sb);
-
 /* -------------------------------------------------------------------- ir.c */
 
 typedef enum {
@@ -292,6 +81,10 @@ typedef struct {
 } OpInfo;
 extern const OpInfo op_info[OP_COUNT];
 bool op_lookup(const char *name, Op *out); /* builtin ops only */
+/* The language's built-in functions that are not rows of ops.def but
+ * composites the IR builder makes (ir/make.h), NULL-terminated: the front
+ * ends' shared list of reserved names (the ONNX writer avoids them). */
+extern const char *const lang_sugar_builtins[];
 static inline bool op_has(Op op, int flag) { return (op_info[op].flags & flag) != 0; }
 static inline bool op_is_elementwise(Op op) {
     OpKind k = op_info[op].kind;
@@ -398,25 +191,14 @@ void ir_dot_escaped(const char *s, FILE *out);
 /* verify.c: checks the IR's invariants; returns false and says why. */
 bool ir_verify(const IRGraph *g, char *err, size_t errlen);
 
-/* -------------------------------------------------------- frontend/lower.c */
+/* ----------------------------------------------------------- dimensions */
 
-/* A symbolic dimension bound to a size by the user (--dim, input shapes). */
+/* A symbolic dimension bound to a size by the user (--dim, input shapes);
+ * both front ends and the runtime take them. */
 typedef struct {
     const char *name;
     int64_t size;
 } DimBinding;
-
-/* Builds the IR of graph `entry` of `prog` through the IR builder (ir/make.h),
- * type-checking as it goes and inlining graph calls.  With bindings for all its symbolic dimensions the
- * result is concrete (every Dim >= 0).  Errors go to `diags`; returns NULL if
- * there were any. */
-IRGraph *ir_build(Arena *arena, const Program *prog, int entry, const DimBinding *binds,
-                  int nbinds, DiagList *diags);
-/* Type-checks every graph of the program (symbolically); true if clean. */
-bool ir_check_program(const Program *prog, DiagList *diags);
-int program_find_graph(const Program *prog, const char *name);
-/* The language's built-in functions that are not rows of ops.def (NULL-terminated). */
-extern const char *const lang_sugar_builtins[];
 
 /* ---------------------------------------------------------------- interp.c */
 

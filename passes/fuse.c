@@ -1,5 +1,5 @@
 /* fuse.c - the fusion scheduler: cuts a concrete graph into kernels and
- * lowers each kernel to the kernel IR (codegen/kernel.h).
+ * lowers each kernel to the kernel IR (ir/kernel.h).
  *
  * Contract: requires a concrete, verified IRGraph; produces a KProgram whose
  * kernels, run in order, compute every result.  Policy (docs/fusion.md):

@@ -1,11 +1,11 @@
 /* fuse.h - the fusion scheduler (passes/fuse.c): turns a concrete graph into
- * a kernel program (codegen/kernel.h), policy in docs/fusion.md.  The
+ * a kernel program (ir/kernel.h), policy in docs/fusion.md.  The
  * executor (runtime/exec.c) calls it, with the same options for every
  * device. */
 #ifndef KILN_FUSE_H
 #define KILN_FUSE_H
 
-#include "codegen/kernel.h"
+#include "ir/kernel.h"
 
 typedef struct {
     bool fuse;    /* false: one kernel per graph node (for -O0 and tests) */

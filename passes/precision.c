@@ -4,7 +4,7 @@
  * f32 matmul or conv2d reads its inputs cast to a 16-bit float dtype and
  * produces that dtype, followed by a cast back to f32 for its users:
  *     matmul(a, b)  ->  cast(matmul(cast(a, lo), cast(b, lo)), f32)
- * The kernels accumulate 16-bit products in f32 already (codegen/kernel.h),
+ * The kernels accumulate 16-bit products in f32 already (ir/kernel.h),
  * and the scheduler fuses the cast back into the kernel's epilogue; only
  * the inputs and the stored product are rounded.  Everything else -
  * elementwise ops, reductions, softmax, layernorm and rmsnorm statistics -

@@ -20,7 +20,7 @@
 #ifndef KILN_BACKEND_H
 #define KILN_BACKEND_H
 
-#include "codegen/kernel.h"
+#include "ir/kernel.h"
 
 #include <stdio.h>
 
@@ -186,5 +186,9 @@ KilnStatus aot_go_write(const IRGraph *g, const char *cname, const AotGoTarget *
 /* "ref, kir, cpu, ..." (sep between names) and the backends' emit stages. */
 void backend_names(StrBuf *out, const char *sep);
 void backend_stage_names(StrBuf *out, const char *sep);
+/* --cpu: KILN_OK if the cpu device can generate code for CPU `name`, else
+ * KILN_ERR_USAGE with the choices in err (runtime/cpu.c; without LLVM,
+ * runtime/nollvm/cpu_absent.c). */
+KilnStatus cpu_check_name(const char *name, char *err, size_t errlen);
 
 #endif

@@ -59,7 +59,7 @@ KilnStatus exec_bind_constants(Executable *x, const IRGraph *g, const KilnTensor
  * place (host backends) or copies it to the device once.  t's data must
  * stay unchanged until the binding is replaced or the executable destroyed:
  * a caller that compiles one graph for several shapes binds one copy of
- * its weights to every executable (runtime/api.c). */
+ * its weights to every executable (app/api.c). */
 KilnStatus exec_bind_shared(Executable *x, int param, const KilnTensor *t, char *err, size_t errlen);
 
 /* One run: inputs[i] for parameter i (dtype and element count must match),

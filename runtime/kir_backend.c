@@ -1,5 +1,5 @@
 /* kir_backend.c - `--device=kir`: the fused kernels run by the kernel-IR
- * interpreter (codegen/kinterp.c), one kernel at a time on host memory that
+ * interpreter (ir/kinterp.c), one kernel at a time on host memory that
  * the executor (exec.c) binds.  It tests the scheduler apart from any code
  * generator. */
 #include "runtime/backend.h"

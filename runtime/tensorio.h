@@ -1,16 +1,16 @@
 /* tensorio.h - what the tensor-file readers and writers (npy.c,
- * safetensors.c) share, defined in tensor.c: checked size arithmetic,
- * whole-file reading and writing, error formatting, and a bounded reader
- * over a header's text.  Internal: not part of include/kiln.h. */
+ * safetensors.c) share, defined in tensorio.c: whole-file reading and
+ * writing, error formatting, and a bounded reader over a header's text; the
+ * checked size arithmetic (tensorio_shape_bytes) is base/base.h's.
+ * Internal: not part of include/kiln.h. */
 #ifndef KILN_TENSORIO_H
 #define KILN_TENSORIO_H
 
-#include "kiln.h"
+#include "base/base.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-bool tensorio_shape_bytes(KilnDType dt, int rank, const int64_t *shape, size_t *bytes);
 bool tensorio_error(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void tensorio_prefix_error(char *err, size_t errlen, const char *prefix);
 void tensorio_format_shape(char *buf, size_t buflen, int rank, const int64_t *shape);

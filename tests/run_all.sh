@@ -68,6 +68,7 @@ else
 fi
 layer cli sh tests/cli/run.sh "$BUILD/kiln"
 layer embed sh tests/embed/run.sh "$BUILD"
+layer layers $PY tests/layers/check_layers.py "$BUILD"
 layer files sh tests/cli/files.sh "$BUILD/kiln"
 layer misuse sh tests/cli/misuse.sh "$BUILD/kiln"
 layer cache sh tests/cli/cache.sh "$BUILD/kiln"

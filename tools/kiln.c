@@ -2,15 +2,15 @@
  *   kiln check FILE | run FILE | emit FILE --emit=STAGE | aot | bench | repl | help | --version
  * Exit status: 0 success, 1 diagnosed input error, 2 usage, 3 device/environment. */
 #include "codegen/dot.h"
-#include "codegen/kernel.h"
+#include "ir/kernel.h"
 #include "passes/pass.h"
 #include "runtime/cuda_toolkit.h"
 #include "runtime/kcache.h"
 #include "runtime/outfile.h"
-#include "runtime/repl.h"
-#include "runtime/report.h"
-#include "runtime/runtime.h"
-#include "runtime/viz.h"
+#include "app/repl.h"
+#include "app/report.h"
+#include "app/app.h"
+#include "app/viz.h"
 
 #include <time.h>
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/cli/oom.sh BIN - out of memory (issue 15): every failure is a message and exit
 # status 3, never an abort or a signal, and no file the user had is damaged.
-#  1. The compiler's own allocations: KILN_FAIL_ALLOC=N (ir/util.c) makes the Nth
+#  1. The compiler's own allocations: KILN_FAIL_ALLOC=N (base/util.c) makes the Nth
 #     allocation fail; N sweeps 1, 2, 3, 4, 6, 8, 12, ... (until a run gets through)
 #     over check, run on cpu / cuda-emu / ref with --out over an existing file, and
 #     emit -o over an existing file.  Each run exits 0 or 3 ("out of host memory"),

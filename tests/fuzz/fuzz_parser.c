@@ -5,7 +5,7 @@
  * Build and run: tests/fuzz/run.sh SECONDS (seeds: tests/fuzz/corpus_parser/).
  * A crashing input goes into tests/fuzz/regress_parser/, which run.sh and
  * build/tests/test_frontend replay. */
-#include "ir/ir.h"
+#include "frontend/ast.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -35,10 +35,10 @@ mkdir -p "$OUT/obj"
 
 # ---- the library, with sanitizer and coverage instrumentation
 objs=""
-for src in frontend/*.c ir/*.c passes/*.c codegen/*.c runtime/*.c onnx/*.c "$GEN/kiln.tab.c" "$GEN/kiln.lex.c"; do
+for src in base/*.c ir/*.c frontend/*.c onnx/*.c passes/*.c codegen/*.c runtime/*.c app/*.c "$GEN/kiln.tab.c" "$GEN/kiln.lex.c"; do
     [ -f "$src" ] || continue
     obj=$OUT/obj/$(echo "$src" | tr / _ | sed 's/\.c$/.o/')
-    if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find frontend ir include runtime codegen passes onnx \
+    if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find base ir frontend onnx passes codegen runtime app include \
             "$GEN" -name '*.h' -newer "$obj" 2>/dev/null | head -n 1)" ]; then
         if ! $CC $CFLAGS $LLVM_CFLAGS -Wno-unused-command-line-argument $SAN -fsanitize=fuzzer-no-link \
                 -c "$src" -o "$obj" 2>"$OUT/obj/build.log"; then

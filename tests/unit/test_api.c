@@ -1,4 +1,4 @@
-/* test_api.c - the public model API (include/kiln.h, runtime/api.c), as a C
+/* test_api.c - the public model API (include/kiln.h, app/api.c), as a C
  * program that embeds kiln sees it (this file includes only kiln.h):
  *
  *   - a graph compiled from text, weights bound, run from 8 threads at once

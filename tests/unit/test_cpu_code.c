@@ -19,7 +19,7 @@
  * Last line: "test_cpu_code: N passed, N failed". */
 #include "runtime/cpu_code.h"
 #include "runtime/exec.h"
-#include "runtime/runtime.h"
+#include "app/app.h"
 
 #include <dirent.h>
 #include <pthread.h>

@@ -21,7 +21,7 @@
  * check them on cuda-emu.  Without NVRTC or the stand-in it says so.
  * Last line: "test_cuda_standin: N passed, N failed". */
 #include "runtime/cuda_toolkit.h"
-#include "runtime/runtime.h"
+#include "app/app.h"
 
 #include <cuda.h>
 

@@ -15,7 +15,7 @@
  *     bound parameters on the device, device-clock bench, nothing leaked;
  *   - wrong inputs are refused with KILN_ERR_USAGE and nothing allocated.
  * Last line: "test_exec: N passed, N failed". */
-#include "runtime/runtime.h"
+#include "app/app.h"
 
 #include <math.h>
 #include <pthread.h>

@@ -8,7 +8,7 @@
  *    brackets, ';' between statements, where syntax errors point.
  * Run from the repository root (make test does).  Last line:
  * "test_frontend: N passed, N failed". */
-#include "ir/ir.h"
+#include "frontend/ast.h"
 
 #include <dirent.h>
 #include <stdlib.h>

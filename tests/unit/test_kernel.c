@@ -1,4 +1,4 @@
-/* test_kernel.c - the kernel-IR analyses every emitter shares (codegen/kernel.c).
+/* test_kernel.c - the kernel-IR analyses every emitter shares (ir/kernel.c).
  *
  *   - kernel_index_ranges is sound (every value the instruction takes at every
  *     (o, r), evaluated by kernel_eval_index, lies in its range) on fixed
@@ -16,7 +16,7 @@
  *     computing each op in double and rounding once (within one rounding of
  *     the 16-bit dtype; f32 within 4 ulp).
  * Last line: "test_kernel: N passed, N failed". */
-#include "codegen/kernel.h"
+#include "ir/kernel.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -15,7 +15,7 @@
  * convolutions gathered once per thread are exercised), kir and cuda-emu.
  * Last line: "test_kernels: N passed, N failed". */
 #include "runtime/exec.h"
-#include "runtime/runtime.h"
+#include "app/app.h"
 
 #include <math.h>
 #include <stdlib.h>

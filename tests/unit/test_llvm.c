@@ -20,7 +20,7 @@
  * Last line: "test_llvm: N passed, N failed". */
 #include "codegen/llvm.h"
 #include "runtime/cpu_code.h"
-#include "runtime/runtime.h"
+#include "app/app.h"
 #include "runtime/threadpool.h"
 
 #include <math.h>

@@ -26,7 +26,7 @@
  * (N passed counts cases that ran and matched on every device, and listed
  * refusals that were refused).
  */
-#include "runtime/runtime.h"
+#include "app/app.h"
 
 #include <dirent.h>
 #include <math.h>

@@ -9,7 +9,7 @@
  *     tolerance for decompose and precision.
  * Ends with the line "test_passes: N passed, N failed". */
 #include "passes/pass.h"
-#include "runtime/runtime.h"
+#include "app/app.h"
 
 #include <math.h>
 #include <stdlib.h>

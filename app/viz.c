@@ -5,7 +5,7 @@
  * Graphviz text goes in through an unlinked temporary file (so a `dot` that
  * dies early cannot block or signal kiln on a pipe), the SVG and any
  * complaint come back through pipes read together with poll(). */
-#include "runtime/viz.h"
+#include "app/viz.h"
 
 #include "runtime/outfile.h"
 

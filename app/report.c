@@ -13,11 +13,11 @@
  * .flops: each input read once, each output written once); its time is the
  * bench median.  The limits are what kiln's own generated code achieves on
  * simple kernels, a practical roof rather than a datasheet's. */
-#include "runtime/report.h"
+#include "app/report.h"
 
 #include "ir/make.h"
 #include "runtime/outfile.h"
-#include "runtime/viz.h"
+#include "app/viz.h"
 
 #include <math.h>
 #include <stdlib.h>

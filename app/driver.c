@@ -2,7 +2,7 @@
  * parse and check, match tensors to parameters (binding symbolic
  * dimensions from their shapes), fill the rest with seeded random values,
  * and build the IR with every dimension known. */
-#include "runtime/runtime.h"
+#include "app/app.h"
 
 #include "passes/pass.h"
 

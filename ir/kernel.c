@@ -3,7 +3,7 @@
  * about them: index ranges, reduction identities, the check of matmul
  * descriptions, and the legalisation that makes 16-bit rounding and
  * composite math explicit (contracts in kernel.h). */
-#include "codegen/kernel.h"
+#include "ir/kernel.h"
 
 #include <math.h>
 #include <stdlib.h>

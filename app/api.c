@@ -30,7 +30,7 @@
  * Every failure is a KilnError whose message is what the command line
  * prints: the diagnostics (diag_print), or "kiln: " and one line. */
 #include "passes/pass.h"
-#include "runtime/runtime.h"
+#include "app/app.h"
 
 #include <pthread.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 /* util.c - allocation choke point, arenas, growable strings, file reading. */
-#include "ir/ir.h"
+#include "base/base.h"
 
 #include <errno.h>
 #include <stdlib.h>

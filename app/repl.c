@@ -26,14 +26,14 @@
  * completion); from a pipe, plain lines and no prompts.  An input goes on
  * over several lines while a bracket is open.
  */
-#include "runtime/repl.h"
+#include "app/repl.h"
 
-#include "codegen/kernel.h"
+#include "ir/kernel.h"
 #include "passes/pass.h"
 #include "runtime/outfile.h"
-#include "runtime/runtime.h"
-#include "runtime/report.h"
-#include "runtime/viz.h"
+#include "app/app.h"
+#include "app/report.h"
+#include "app/viz.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,9 +1,9 @@
 /* kinterp.c - a plain interpreter of the kernel IR, behind `--device=kir`
  * (runtime/kir_backend.c).  It runs the fused kernels exactly as
- * codegen/kernel.h describes them, so the scheduler (passes/fuse.c) is
+ * ir/kernel.h describes them, so the scheduler (passes/fuse.c) is
  * tested against NumPy apart from any code generator: a wrong result here is
  * the scheduler's, not LLVM's or CUDA's. */
-#include "codegen/kernel.h"
+#include "ir/kernel.h"
 
 #include <math.h>
 #include <stdlib.h>

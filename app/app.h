@@ -1,18 +1,18 @@
-/* runtime.h - what the command line (tools/kiln.c) and the REPL share
- * above the executor: reading a program, binding the user's inputs to a
- * graph (driver.c), printing tensors (format.c).  Backends and the executor
- * are in backend.h and exec.h. */
-#ifndef KILN_RUNTIME_H
-#define KILN_RUNTIME_H
+/* app.h - the application above the runtime (app/): what the command line
+ * (tools/kiln.c), the REPL (repl.c) and the public model API (api.c, the
+ * kiln_model_* functions of include/kiln.h) share: reading a program of
+ * either front end, binding the user's inputs to a graph (driver.c),
+ * printing tensors (format.c).  Pictures and reports are in viz.h and
+ * report.h.  Backends and the executor (runtime/backend.h, runtime/exec.h)
+ * are below it; nothing below app/ includes these headers. */
+#ifndef KILN_APP_H
+#define KILN_APP_H
 
+#include "frontend/ast.h"
 #include "ir/ir.h"
 #include "onnx/onnx.h"
 #include "passes/pass.h"
 #include "runtime/exec.h"
-
-/* --cpu: KILN_OK if the cpu device can generate code for CPU `name`, else
- * KILN_ERR_USAGE with the choices in err (runtime/cpu.c). */
-KilnStatus cpu_check_name(const char *name, char *err, size_t errlen);
 
 /* format.c */
 void tensor_format(const KilnTensor *t, StrBuf *out);

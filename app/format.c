@@ -10,7 +10,7 @@
  * needs.  A 0-d tensor prints as NumPy prints a scalar ("1.0", "1e-05").
  * The layout follows arrayprint's _formatArray, so line wrapping and the
  * "..." of summaries fall where NumPy puts them. */
-#include "runtime/runtime.h"
+#include "app/app.h"
 
 #include <math.h>
 #include <stdlib.h>

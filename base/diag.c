@@ -5,7 +5,7 @@
  *     hint: how to fix it
  * Diagnostics are collected, never fatal, so one run reports every
  * independent error and the REPL survives them. */
-#include "ir/ir.h"
+#include "base/base.h"
 
 #include <stdlib.h>
 #include <string.h>
