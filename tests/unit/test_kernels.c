@@ -13,7 +13,11 @@
  * one rounding (1e-3, 8e-3) for f16 and bf16 ones, on --device cpu (LLVM JIT, 2 threads
  * unless KILN_THREADS says otherwise, so the split of the outer range and the
  * convolutions gathered once per thread are exercised), kir and cuda-emu.
+ * The CUDA C of every suite is also checked for the mapping of each
+ * convolution and pool: the direct one (depthwise, small groups, pools) or
+ * the tiled implicit GEMM, never the generic reduction.
  * Last line: "test_kernels: N passed, N failed". */
+#include "codegen/cuda.h"
 #include "runtime/exec.h"
 #include "app/app.h"
 
@@ -121,9 +125,42 @@ static void check_constant_weights(const char *name, IRGraph *o, const KilnTenso
     free_results(want2, ok2 ? nr : 0);
 }
 
+/* Every kernel of o that kernel_direct accepts renders in CUDA as the direct
+ * convolution mapping or as the tiled implicit GEMM, never the generic
+ * reduction (the results above checked what it computes on cuda-emu);
+ * returns how many run the direct one. */
+static int check_cuda_direct(const char *name, const IRGraph *o) {
+    char err[2048] = "";
+    CompileOptions copt = {.opt_level = 2};
+    Arena *arena = arena_new();
+    KProgram *kp = exec_schedule(arena, o, &copt, err, sizeof err);
+    CudaProgram cp = {0};
+    bool ok = kp && cuda_codegen(kp, 80, false, &cp, err, sizeof err);
+    CHECK(ok, "%s: CUDA C: %s", name, err);
+    int n = 0;
+    for (int i = 0; ok && i < kp->kernels.len; i++) {
+        if (!kernel_direct(kp, &kp->kernels.data[i])) continue;
+        char head[64];
+        snprintf(head, sizeof head, "/* kernel %d: ", i);
+        const char *at = strstr(cp.source, head), *end = at ? strstr(at, "*/") : NULL;
+        const char *direct = at ? strstr(at, "direct convolution") : NULL,
+                   *tiled = at ? strstr(at, "matmul") : NULL;
+        bool is_direct = direct && direct < end;
+        CHECK(is_direct || (tiled && tiled < end),
+              "%s: kernel %d (%s) runs neither the direct nor the tiled mapping", name, i,
+              kp->kernels.data[i].name);
+        n += is_direct;
+    }
+    if (ok) cuda_program_free(&cp);
+    kprog_destroy(kp);
+    arena_free(arena);
+    return n;
+}
+
 /* Builds graph 0 of `text`, runs it on the reference and on each backend,
- * compares every result. */
-static void run_suite(const char *name, const char *text) {
+ * compares every result; `direct`: at least that many kernels run the
+ * direct convolution mapping on CUDA. */
+static void run_suite(const char *name, const char *text, int direct) {
     const char *dump = getenv("TEST_KERNELS_DUMP"); /* a folder: write each suite's program there */
     if (dump) {
         char path[512];
@@ -169,6 +206,10 @@ static void run_suite(const char *name, const char *text) {
         exec_destroy(exe);
     }
     if (o) check_constant_weights(name, o, in, want);
+    if (o) {
+        int n = check_cuda_direct(name, o);
+        CHECK(n >= direct, "%s: %d kernels run the direct CUDA mapping, want >= %d", name, n, direct);
+    }
     free_results(in, np);
     free_results(want, ok ? nr : 0);
     if (o && o != g) ir_graph_destroy(o);
@@ -198,7 +239,8 @@ static void test_matmuls(void) {
               "f32[1, 1100], f32[3, 1, 130], f16[2, 33], f32[52, 81], f32[44, 48], f32[200, 40]) {\n"
               "    return relu(x0 @ w0 + b0), w1 @ x1, x2 @ w2, linear(x3, w3, b3), x4 @ w4, x5 @ w5, "
               "relu(x6 @ w6 + b6), x7 @ w7, x8 @ w8, x9 @ w9, relu(x10 @ w10), x11 @ w11 + b11\n"
-              "}\n");
+              "}\n",
+              0);
 }
 
 /* ------------------------------------------------------- convolutions */
@@ -283,7 +325,7 @@ static void test_convolutions(void) {
         {1, 64, 3, 3, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "", 0, 0},
     };
     char *text = conv_program(gemm, (int)(sizeof gemm / sizeof gemm[0]));
-    run_suite("convs.kiln", text);
+    run_suite("convs.kiln", text, 0);
     free(text);
     /* the direct form: depthwise and few channels per group */
     static const ConvCase direct[] = {
@@ -297,7 +339,7 @@ static void test_convolutions(void) {
         {1, 4, 5, 70, 8, 1, 3, 1, 3, 0, 0, 1, 1, 4, false, "", 0, 2},         /* stride 3 */
     };
     text = conv_program(direct, (int)(sizeof direct / sizeof direct[0]));
-    run_suite("depthwise.kiln", text);
+    run_suite("depthwise.kiln", text, (int)(sizeof direct / sizeof direct[0]));
     free(text);
 }
 
@@ -319,7 +361,8 @@ static void test_pools(void) {
               "    g = avgpool2d(x4, 3, stride=2, padding=1) * 2.0 + 1.0\n"
               "    h = maxpool2d(x4, [2, 3], stride=[3, 2])\n"
               "    return a, b, c, d, e, f, g, h\n"
-              "}\n");
+              "}\n",
+              7);
 }
 
 int main(void) {
