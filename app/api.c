@@ -29,8 +29,8 @@
  *
  * Every failure is a KilnError whose message is what the command line
  * prints: the diagnostics (diag_print), or "kiln: " and one line. */
-#include "passes/pass.h"
 #include "app/app.h"
+#include "passes/pass.h"
 
 #include <pthread.h>
 #include <stdarg.h>

@@ -28,12 +28,12 @@
  */
 #include "app/repl.h"
 
-#include "ir/kernel.h"
-#include "passes/pass.h"
-#include "runtime/outfile.h"
 #include "app/app.h"
 #include "app/report.h"
 #include "app/viz.h"
+#include "ir/kernel.h"
+#include "passes/pass.h"
+#include "runtime/outfile.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1218,7 +1218,7 @@ static const struct {
     {"time", "EXPR", "compile time, then the median run time of EXPR", cmd_time, true},
     {"report", "[--force] FILE.html EXPR", "bench EXPR and write the report page (as bench --report)",
      cmd_report, true},
-    {"device", "[ref|cpu|cuda|cuda-emu]", "show or change the device", cmd_device, false},
+    {"device", "[NAME]", "show or change the device (names below)", cmd_device, false},
     {"precision", "[f32|f16|bf16|auto]", "show or change the precision policy", cmd_precision, false},
     {"save", "[--force] NAME FILE.npy", "write a variable to a .npy file (--force: over a non-.npy)",
      cmd_save, false},
@@ -1243,7 +1243,11 @@ static bool cmd_help(Repl *r, const char *text, size_t at) {
         snprintf(head, sizeof head, ":%s %s", commands[i].name, commands[i].args);
         printf("  %-32s %s\n", head, commands[i].help);
     }
-    printf("Device %s.  Ctrl-C abandons a line or stops a run; Ctrl-D leaves.\n", r->device);
+    StrBuf names = {0};
+    backend_names(&names, ", ");
+    printf("Devices: %s (the backend table).  Now %s.\n", names.data, r->device);
+    sb_free(&names);
+    printf("Ctrl-C abandons a line or stops a run; Ctrl-D leaves.\n");
     return true;
 }
 

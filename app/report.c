@@ -15,9 +15,9 @@
  * simple kernels, a practical roof rather than a datasheet's. */
 #include "app/report.h"
 
+#include "app/viz.h"
 #include "ir/make.h"
 #include "runtime/outfile.h"
-#include "app/viz.h"
 
 #include <math.h>
 #include <stdlib.h>

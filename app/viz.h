@@ -4,8 +4,8 @@
 #ifndef KILN_VIZ_H
 #define KILN_VIZ_H
 
-#include "codegen/dot.h"
 #include "app/app.h"
+#include "codegen/dot.h"
 #include "runtime/outfile.h"
 
 /* The Graphviz text of graph g (after the passes): its fused kernels as

@@ -1,16 +1,16 @@
 /* kiln.c - the command line (shared/spec/cli.md):
  *   kiln check FILE | run FILE | emit FILE --emit=STAGE | aot | bench | repl | help | --version
  * Exit status: 0 success, 1 diagnosed input error, 2 usage, 3 device/environment. */
+#include "app/app.h"
+#include "app/repl.h"
+#include "app/report.h"
+#include "app/viz.h"
 #include "codegen/dot.h"
 #include "ir/kernel.h"
 #include "passes/pass.h"
 #include "runtime/cuda_toolkit.h"
 #include "runtime/kcache.h"
 #include "runtime/outfile.h"
-#include "app/repl.h"
-#include "app/report.h"
-#include "app/app.h"
-#include "app/viz.h"
 
 #include <time.h>
 
@@ -60,7 +60,7 @@ static const char *const help_text[][2] = {
      "kiln check FILE\n  Parse and type-check FILE; print every diagnostic. Exit 0 if clean, 1 if not.\n"},
     {"run", "kiln run FILE [options]\n  Compile and run a graph; print its results or save them.\n"
             "  -g NAME                 the graph to run (default: the first)\n"
-            "  --device=ref|cpu|cuda|cuda-emu\n"
+            "  --device=NAME           one of: {devices}\n"
             "  --in NAME=FILE.npy|FILE.pb  bind a parameter (repeatable; .pb: an ONNX TensorProto)\n"
             "  --weights FILE.safetensors  bind every parameter named in the file\n"
             "  --dim NAME=SIZE         bind a symbolic dimension (repeatable)\n"
@@ -74,7 +74,7 @@ static const char *const help_text[][2] = {
             "                          decompose, precision); --print-after=PASS|all prints the IR\n"
             "  --fast-math             allow rewrites that are not exact (x + 0 -> x)\n"
             "  --remarks               say what the passes and the fusion scheduler did\n"},
-    {"emit", "kiln emit FILE --emit=ast|ir|opt|kernels|llvm|cuda|ptx|dot|svg [-o OUT] [-g NAME] [--dim N=S]\n"
+    {"emit", "kiln emit FILE --emit=ast|ir|opt|kernels|{stages}|dot|svg [-o OUT] [-g NAME] [--dim N=S]\n"
              "  Print one stage of the compiler (-o: to OUT; --force replaces a file emit did not write).\n"
              "  dot: the fused kernels as Graphviz clusters; svg: the same drawn by Graphviz's `dot`.\n"
              "  --in and --weights bind dimensions and mark weights as constants, as in run.\n"},
@@ -102,17 +102,42 @@ static const char *const help_text[][2] = {
      "  --plain turns line editing off. Reads a script from a pipe without prompts.\n"},
 };
 
+/* Prints one help text with {devices} and {stages} replaced by the backend
+ * table's device names and emit stages (runtime/backends.c), so that a new
+ * backend appears in the help without an edit here. */
+static void put_help(const char *text) {
+    StrBuf devices = {0}, stages = {0};
+    backend_names(&devices, "|");
+    backend_stage_names(&stages, "|");
+    const struct {
+        const char *mark, *text;
+    } fills[] = {{"{devices}", devices.data}, {"{stages}", stages.data}};
+    const size_t nfills = sizeof fills / sizeof fills[0];
+    for (const char *p = text; *p;) {
+        size_t f = 0;
+        while (f < nfills && strncmp(p, fills[f].mark, strlen(fills[f].mark)) != 0) f++;
+        if (f == nfills) {
+            putchar(*p++);
+            continue;
+        }
+        fputs(fills[f].text, stdout);
+        p += strlen(fills[f].mark);
+    }
+    sb_free(&devices);
+    sb_free(&stages);
+}
+
 static void print_help(const char *topic) {
     if (topic) {
         for (size_t i = 0; i < sizeof help_text / sizeof help_text[0]; i++) {
             if (strcmp(topic, help_text[i][0]) == 0) {
-                fputs(help_text[i][1], stdout);
+                put_help(help_text[i][1]);
                 return;
             }
         }
     }
     printf("kiln %s - a tensor-graph compiler\n\nusage: kiln COMMAND [ARGS]\n\n", KILN_VERSION);
-    for (size_t i = 0; i < sizeof help_text / sizeof help_text[0]; i++) fputs(help_text[i][1], stdout);
+    for (size_t i = 0; i < sizeof help_text / sizeof help_text[0]; i++) put_help(help_text[i][1]);
     puts("kiln --version, kiln help [COMMAND]");
 }
 

@@ -69,8 +69,12 @@ expect_out "help lists run" 'kiln run'
 expect_out "help lists emit" 'kiln emit'
 expect "help run" 0 "" "$K" help run
 expect_out "help run: --device" '--device'
+# the devices and emit stages of the help come from the backend table (runtime/backends.c)
+expect_out "help run lists every device of the table" '--device=NAME +one of: ref\|kir\|cpu\|cuda\|cuda-emu$'
 expect_out "help run: --in" '--in'
 expect_out "help run: --out" '--out'
+expect "help emit" 0 "" "$K" help emit
+expect_out "help emit lists the backends' stages" '--emit=ast\|ir\|opt\|kernels\|llvm\|cuda\|ptx\|dot\|svg '
 expect "unknown command" 2 "frobnicate" "$K" frobnicate "$T/id.kiln"
 expect "missing file" 2 "no-such-file.kiln" "$K" check "$T/no-such-file.kiln"
 expect "missing FILE argument" 2 "FILE" "$K" check
@@ -203,10 +207,17 @@ fi
 expect "emit ir -o FILE" 0 "" "$K" emit examples/mlp.kiln --emit=ir -o "$T/mlp.ir"
 if grep -q '^graph mlp(' "$T/mlp.ir"; then ok; else bad "emit -o FILE: no IR in the file"; fi
 
-# ---- --remarks: the fusion scheduler's remarks on every device that runs kernels,
-# and on the emit stages of the backends (the executor schedules for all of them)
-for dev in kir cpu cuda-emu; do
-    expect "--remarks on $dev" 0 "^remark: kernel k0_matmul_add_relu" "$K" run examples/mlp.kiln --dim B=2 \
+# ---- --remarks on every device: the passes' remarks everywhere (ref runs the graph
+# unfused, so it has only those), the fusion scheduler's on every device that runs
+# kernels, and on the emit stages of the backends (the executor schedules for all of
+# them).  The cuda device is checked on the stand-in driver (tests/cuda/standin.sh).
+printf '%s\n' 'graph g(x: f32[4, 8], w: f32[8, 3]) -> f32[4, 3] {' '    y = x * 1.0' '    return relu(y @ w)' '}' \
+    >"$T/remarks.kiln"
+for dev in ref kir cpu cuda-emu; do
+    expect "--remarks on $dev: passes" 0 "^remark: simplify: mul@2:11 x \\* 1 -> x" "$K" run "$T/remarks.kiln" \
+        --device=$dev --remarks
+    [ $dev = ref ] && continue
+    expect "--remarks on $dev: kernels" 0 "^remark: kernel k0_matmul_add_relu" "$K" run examples/mlp.kiln --dim B=2 \
         --device=$dev --remarks
 done
 for stage in kernels cuda; do

@@ -36,6 +36,9 @@ export KILN_LIBCUDA="$STANDIN"
 MLP="run examples/mlp.kiln --device=cuda --dim B=3"
 
 expect "a good run" 0 "" on_standin "" "$K" $MLP
+# --remarks on the cuda device: the fusion scheduler's remarks, as on every device
+# that runs kernels (tests/cli/run.sh checks the others)
+expect "--remarks on cuda" 0 "^remark: kernel k0_matmul_add_relu" on_standin "" "$K" $MLP --remarks
 expect "bench" 0 "" on_standin "" "$K" bench examples/transformer_block.kiln --device=cuda --dim B=2 --dim T=8 --runs=3
 expect "kiln env names the stand-in" 0 "" on_standin "" "$K" env
 grep -q "KILN_GPU='kiln checking stand-in" "$T/out" && ok || bad "kiln env: KILN_GPU is the stand-in"

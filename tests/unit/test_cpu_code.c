@@ -17,9 +17,9 @@
  *     every unit once between them: the others wait for it and share it.
  * Two processes sharing one cold cache are tested in tests/cli/cache.sh.
  * Last line: "test_cpu_code: N passed, N failed". */
+#include "app/app.h"
 #include "runtime/cpu_code.h"
 #include "runtime/exec.h"
-#include "app/app.h"
 
 #include <dirent.h>
 #include <pthread.h>

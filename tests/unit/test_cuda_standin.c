@@ -20,8 +20,8 @@
  * The values are not checked (the stand-in runs no kernel): the e2e layers
  * check them on cuda-emu.  Without NVRTC or the stand-in it says so.
  * Last line: "test_cuda_standin: N passed, N failed". */
-#include "runtime/cuda_toolkit.h"
 #include "app/app.h"
+#include "runtime/cuda_toolkit.h"
 
 #include <cuda.h>
 

@@ -17,9 +17,9 @@
  * convolution and pool: the direct one (depthwise, small groups, pools) or
  * the tiled implicit GEMM, never the generic reduction.
  * Last line: "test_kernels: N passed, N failed". */
+#include "app/app.h"
 #include "codegen/cuda.h"
 #include "runtime/exec.h"
-#include "app/app.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -18,9 +18,9 @@
  *   - the thread pool, and the cpu backend end to end on small graphs
  *     (results that are parameters or other results, bench, -O0).
  * Last line: "test_llvm: N passed, N failed". */
+#include "app/app.h"
 #include "codegen/llvm.h"
 #include "runtime/cpu_code.h"
-#include "app/app.h"
 #include "runtime/threadpool.h"
 
 #include <math.h>

@@ -8,8 +8,8 @@
  *     float input), bit for bit for the exact passes, within a stated
  *     tolerance for decompose and precision.
  * Ends with the line "test_passes: N passed, N failed". */
-#include "passes/pass.h"
 #include "app/app.h"
+#include "passes/pass.h"
 
 #include <math.h>
 #include <stdlib.h>
