@@ -59,7 +59,8 @@ KilnStatus compilation_check_onnx(Compilation *c, const DimBinding *dims, int nd
 /* Matches user tensors and --dim bindings to graph `entry`'s parameters,
  * fills random values (seeded) for those left unbound and builds the
  * concrete IR.  `inputs_out` gets one tensor per parameter (owned by the
- * caller: free with kiln_tensor_free).  Errors are written to err. */
+ * caller: free with driver_inputs_free, or kiln_tensor_free each without
+ * map_weights).  Errors are written to err. */
 typedef struct {
     NamedTensor *tensors;
     int ntensors;
@@ -72,6 +73,12 @@ typedef struct {
      * all_random_notes every one */
     FILE *notes;
     bool all_random_notes;
+    /* a model's initializers held as they are in its file become views of
+     * the mapped file (no copy; at any byte offset, which only the cpu
+     * device reads as is): free the inputs with driver_inputs_free, keep the
+     * Compilation open while they are used, and leave the file untruncated
+     * meanwhile (as for any mapped file) */
+    bool map_weights;
 } BindRequest;
 
 /* With `opt` non-NULL the graph then goes through the optimisation passes
@@ -79,6 +86,10 @@ typedef struct {
  * NULL: the graph as built. */
 KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const CompileOptions *opt,
                        IRGraph **graph_out, KilnTensor **inputs_out, char *err, size_t errlen);
+
+/* Frees driver_bind's inputs (views of c's mapped files are left alone) and
+ * the array. */
+void driver_inputs_free(const Compilation *c, const IRGraph *g, KilnTensor *inputs);
 
 /* The tensor bound to an imported model's weight (an initializer read from
  * the file, or a constant folded at import), in `dtype`: the parameter's. */

@@ -170,6 +170,36 @@ bool driver_onnx_weight(const OnnxWeight *w, KilnDType dtype, KilnTensor *out, c
     return tensor_convert(w->folded, dtype, out);
 }
 
+/* An initializer whose bytes are the parameter's elements as they are (raw
+ * data of its dtype) becomes a view of the mapped file: no copy.  The
+ * reader checked at open that the bytes lie inside the file. */
+static bool weight_view(const OnnxWeight *w, const Node *p, KilnTensor *out) {
+    const OnnxTensor *t = w->data;
+    KilnDType exact;
+    if (!t || t->kind != ONNX_DATA_RAW || !onnx_dtype_to_kiln(t->data_type, &exact) || exact != p->dtype ||
+        t->numel <= 0 || t->rank != p->rank || t->raw.len != (size_t)t->numel * kiln_dtype_size(exact))
+        return false;
+    out->dtype = exact;
+    out->rank = t->rank;
+    out->shape = xmalloc(sizeof(int64_t) * (size_t)(t->rank > 0 ? t->rank : 1));
+    if (t->rank > 0) memcpy(out->shape, t->dims, sizeof(int64_t) * (size_t)t->rank);
+    out->data = (void *)t->raw.data; /* read-only: PROT_READ mapping, never written by a run */
+    return true;
+}
+
+/* Frees the first n inputs (views of c's mapped files are left alone) and the array. */
+static void free_inputs(const Compilation *c, KilnTensor *inputs, int n) {
+    for (int i = 0; inputs && i < n; i++) {
+        if (c->onnx && onnx_model_holds(c->onnx, inputs[i].data)) inputs[i].data = NULL; /* a view */
+        kiln_tensor_free(&inputs[i]);
+    }
+    free(inputs);
+}
+
+void driver_inputs_free(const Compilation *c, const IRGraph *g, KilnTensor *inputs) {
+    free_inputs(c, inputs, g ? g->params.len : 0);
+}
+
 KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const CompileOptions *opt,
                        IRGraph **graph_out, KilnTensor **inputs_out, char *err, size_t errlen) {
     *graph_out = NULL;
@@ -328,7 +358,9 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
             bool ok;
             char werr[512] = "";
             if (i >= nparams) {
-                ok = driver_onnx_weight(&imp.weights.data[i - nparams], p->dtype, &inputs[i], werr, sizeof werr);
+                const OnnxWeight *w = &imp.weights.data[i - nparams];
+                ok = (req->map_weights && weight_view(w, p, &inputs[i])) ||
+                     driver_onnx_weight(w, p->dtype, &inputs[i], werr, sizeof werr);
             } else if (nt && nt->tensor.dtype == p->dtype) {
                 ok = kiln_tensor_init(&inputs[i], p->dtype, p->rank, nt->tensor.shape);
                 if (ok) memcpy(inputs[i].data, nt->tensor.data, (size_t)kiln_tensor_numel(&nt->tensor) * kiln_dtype_size(p->dtype));
@@ -346,8 +378,7 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
                     snprintf(err, errlen, "%s: %s", c->src.path, werr);
                 else
                     snprintf(err, errlen, "out of host memory for parameter '%s'", p->name);
-                for (int j = 0; j <= i; j++) kiln_tensor_free(&inputs[j]);
-                free(inputs);
+                free_inputs(c, inputs, i + 1);
                 inputs = NULL;
                 st = KILN_ERR_DEVICE;
                 ir_graph_destroy(g);

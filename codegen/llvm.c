@@ -749,8 +749,20 @@ static LLVMValueRef elem_ptr(Cg *cg, LLVMTypeRef et, LLVMValueRef base, LLVMValu
     return gep;
 }
 
+/* Element loads claim only byte alignment (ELEM_ALIGN): a model's weights
+ * are read in place from its mapped file, where a tensor may start at any
+ * byte (runtime/driver.c, BindRequest.map_weights).  x86 loads the same way
+ * at any alignment, so the code does not change; the IR stays defined. */
+enum { ELEM_ALIGN = 1 };
+
+static LLVMValueRef load_unaligned(Cg *cg, LLVMTypeRef t, LLVMValueRef ptr) {
+    LLVMValueRef v = LLVMBuildLoad2(cg->b, t, ptr, "");
+    LLVMSetAlignment(v, ELEM_ALIGN);
+    return v;
+}
+
 static LLVMValueRef load_f32(Cg *cg, LLVMValueRef base, LLVMValueRef idx) {
-    return LLVMBuildLoad2(cg->b, cg->t_f32, elem_ptr(cg, cg->t_f32, base, idx), "");
+    return load_unaligned(cg, cg->t_f32, elem_ptr(cg, cg->t_f32, base, idx));
 }
 static void store_f32(Cg *cg, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef v) {
     LLVMBuildStore(cg->b, v, elem_ptr(cg, cg->t_f32, base, idx));
@@ -759,7 +771,7 @@ static void store_f32(Cg *cg, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef 
 /* buf[idx] as a register value of the buffer's dtype. */
 static LLVMValueRef load_elem(Cg *cg, KilnDType dt, LLVMValueRef base, LLVMValueRef idx) {
     LLVMTypeRef mt = mem_type(cg, dt);
-    LLVMValueRef v = LLVMBuildLoad2(cg->b, mt, elem_ptr(cg, mt, base, idx), "");
+    LLVMValueRef v = load_unaligned(cg, mt, elem_ptr(cg, mt, base, idx));
     switch (dt) {
     case KILN_F16: return LLVMBuildFPExt(cg->b, v, cg->t_f32, "");
     case KILN_BF16:
@@ -2061,7 +2073,7 @@ static LLVMValueRef load_every_sth(Cg *cg, KilnDType dt, LLVMValueRef ptr, int64
     const int VL = cg->vec_floats;
     LLVMTypeRef vw = LLVMVectorType(mem_type(cg, dt), (unsigned)(S * VL));
     LLVMTypeRef ov[2] = {vw, cg->t_ptr};
-    LLVMValueRef args[4] = {ptr, ci32(cg, (int64_t)kiln_dtype_size(dt)), wmask, LLVMConstNull(vw)};
+    LLVMValueRef args[4] = {ptr, ci32(cg, ELEM_ALIGN), wmask, LLVMConstNull(vw)};
     LLVMValueRef v = intrin(cg, "llvm.masked.load", ov, 2, args, 4);
     if (S > 1) {
         LLVMValueRef *lanes = xcalloc((size_t)VL, sizeof(LLVMValueRef));
@@ -2093,7 +2105,7 @@ static LLVMValueRef strided_load(Cg *cg, KilnDType dt, LLVMValueRef src, LLVMVal
         LLVMValueRef idx = LLVMBuildAdd(cg->b, splat_int(cg, si, VL), lane, "");
         LLVMValueRef ptrs = LLVMBuildGEP2(cg->b, mt, src, &idx, 1, "");
         LLVMTypeRef ov[2] = {vm, LLVMTypeOf(ptrs)};
-        LLVMValueRef args[4] = {ptrs, ci32(cg, (int64_t)kiln_dtype_size(dt)), mask, LLVMConstNull(vm)};
+        LLVMValueRef args[4] = {ptrs, ci32(cg, ELEM_ALIGN), mask, LLVMConstNull(vm)};
         v = intrin(cg, "llvm.masked.gather", ov, 2, args, 4);
     }
     return widen_vec(cg, dt, v, VL);
@@ -2257,8 +2269,7 @@ static LLVMValueRef lanes_load(Cg *cg, KilnDType dt, LLVMValueRef src, LLVMValue
                                         splat_int(cg, ci64(cg, S), VL), "");
         LLVMValueRef ptrs = LLVMBuildGEP2(cg->b, mt, base, &idx, 1, "");
         LLVMTypeRef ov[2] = {vm, LLVMTypeOf(ptrs)};
-        LLVMValueRef args[4] = {ptrs, ci32(cg, (int64_t)kiln_dtype_size(dt)), const_lanes(cg, lo, hi, VL),
-                                LLVMConstNull(vm)};
+        LLVMValueRef args[4] = {ptrs, ci32(cg, ELEM_ALIGN), const_lanes(cg, lo, hi, VL), LLVMConstNull(vm)};
         v = intrin(cg, "llvm.masked.gather", ov, 2, args, 4);
     }
     return widen_vec(cg, dt, v, VL);

@@ -180,6 +180,9 @@ bool onnx_model_open(const char *path, Arena *arena, OnnxModel *out, char *err, 
 bool onnx_model_parse(const uint8_t *data, size_t len, Arena *arena, OnnxModel *out, char *err,
                       size_t errlen);
 void onnx_model_close(OnnxModel *m);
+/* Whether p points into one of the model's mapped files (a tensor's raw
+ * bytes used in place: not to be freed). */
+bool onnx_model_holds(const OnnxModel *m, const void *p);
 
 /* Decodes one TensorProto (the `.pb` files of `--in NAME=FILE.pb` and of the
  * ONNX test suites). */

@@ -818,6 +818,13 @@ static bool map_file(const char *path, OnnxMapping **out, char *err, size_t errl
     return true;
 }
 
+bool onnx_model_holds(const OnnxModel *m, const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    for (const OnnxMapping *q = m ? m->mappings : NULL; q; q = q->next)
+        if (q->data && a >= (uintptr_t)q->data && a - (uintptr_t)q->data < q->len) return true;
+    return false;
+}
+
 static void unmap_all(OnnxMapping *mp) {
     while (mp) {
         OnnxMapping *next = mp->next;

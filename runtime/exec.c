@@ -475,7 +475,7 @@ KilnStatus exec_bind_shared(Executable *x, int param, const KilnTensor *t, char 
 KilnStatus exec_bind_constants(Executable *x, const IRGraph *g, const KilnTensor *inputs, char *err, size_t errlen) {
     for (int i = 0; i < x->nparams && i < g->params.len; i++) {
         if (!ir_node(g, g->params.data[i])->flag) continue;
-        KilnStatus st = exec_bind(x, i, &inputs[i], err, errlen);
+        KilnStatus st = exec_bind_shared(x, i, &inputs[i], err, errlen);
         if (st != KILN_OK) return st;
     }
     return KILN_OK;

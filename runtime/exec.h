@@ -52,7 +52,9 @@ void exec_destroy(Executable *x);
 KilnStatus exec_bind(Executable *x, int param, const KilnTensor *t, char *err, size_t errlen);
 /* Binds every parameter that g (the graph x was compiled from) marks
  * constant (Node.flag of a `param`: bound from a weights file or a model's
- * initializers, see driver_bind) to its tensor in inputs[]. */
+ * initializers, see driver_bind) to its tensor in inputs[], in place as
+ * exec_bind_shared does (no host copy of a model's weights): those tensors
+ * must stay unchanged until x is destroyed or they are bound again. */
 KilnStatus exec_bind_constants(Executable *x, const IRGraph *g, const KilnTensor *inputs, char *err, size_t errlen);
 
 /* As exec_bind, but without a host copy: the executable uses t's data in

@@ -595,8 +595,17 @@ static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t er
     st = load_tensors(o);
     trace_span(tr, "parse", t0, t[2] = trace_clock_ms(), "read the input files");
     if (st != KILN_OK) return st;
-    pr->req = (BindRequest){o->tensors.data, o->tensors.len, o->dims.data, o->dims.len, o->seed, false, stderr,
-                            o->verbose};
+    const char *device = o->device ? o->device : backend_default();
+    /* the cpu device reads a model's weights in place from its mapped file
+     * (--compare's reference reads the same inputs and wants them aligned) */
+    pr->req = (BindRequest){.tensors = o->tensors.data,
+                            .ntensors = o->tensors.len,
+                            .dims = o->dims.data,
+                            .ndims = o->dims.len,
+                            .seed = o->seed,
+                            .notes = stderr,
+                            .all_random_notes = o->verbose,
+                            .map_weights = strcmp(device, "cpu") == 0 && !o->compare};
     t0 = trace_clock_ms();
     st = driver_bind(&pr->c, pr->entry, &pr->req, &o->copt, &pr->g, &pr->inputs, err, errlen);
     trace_span(tr, "passes", t0, t[3] = trace_clock_ms(), "bind the inputs, build the IR, run the passes");
@@ -605,7 +614,6 @@ static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t er
         if (err[0]) fprintf(stderr, "kiln: %s\n", err);
         return st;
     }
-    const char *device = o->device ? o->device : backend_default();
     if ((st = backend_open(device, &pr->be, err, errlen)) != KILN_OK) {
         fprintf(stderr, "kiln: %s\n", err);
         return st;
@@ -633,10 +641,9 @@ static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t er
 static void prepared_close(Prepared *pr) {
     exec_destroy(pr->exe);
     if (pr->g) {
-        for (int i = 0; pr->inputs && i < pr->g->params.len; i++) kiln_tensor_free(&pr->inputs[i]);
+        driver_inputs_free(&pr->c, pr->g, pr->inputs);
         ir_graph_destroy(pr->g);
     }
-    free(pr->inputs);
     compilation_close(&pr->c);
 }
 
@@ -765,7 +772,11 @@ static int cmd_emit(Options *o) {
     /* --in and --weights bind dimensions and mark weights as constants here
      * as in run (the kernels and the picture depend on both) */
     if ((st = load_tensors(o)) != KILN_OK) goto done;
-    BindRequest req = {o->tensors.data, o->tensors.len, o->dims.data, o->dims.len, 0, true, NULL, false};
+    BindRequest req = {.tensors = o->tensors.data,
+                       .ntensors = o->tensors.len,
+                       .dims = o->dims.data,
+                       .ndims = o->dims.len,
+                       .allow_symbolic = true};
     /* ir: as type-checked; every later stage after the passes */
     st = driver_bind(&c, entry, &req, strcmp(o->emit, "ir") == 0 ? NULL : &o->copt, &g, &inputs, err, sizeof err);
     if (st != KILN_OK) {
@@ -823,7 +834,7 @@ static int cmd_aot(Options *o) {
     IRGraph *g = NULL;
     KilnTensor *inputs = NULL;
     if ((st = open_program(o, &c, &entry)) != KILN_OK) goto done;
-    BindRequest req = {NULL, 0, o->dims.data, o->dims.len, 0, true, NULL, false};
+    BindRequest req = {.dims = o->dims.data, .ndims = o->dims.len, .allow_symbolic = true};
     st = driver_bind(&c, entry, &req, &o->copt, &g, &inputs, err, sizeof err);
     if (st != KILN_OK) {
         diag_print(&c.diags, stderr);

@@ -57,7 +57,7 @@ static bool case_open(Case *k, const char *path, int entry, char *err, size_t er
     if (compilation_open(&k->c, path, err, errlen) != KILN_OK) return false;
     if (entry >= k->c.prog.ngraphs) return false;
     snprintf(k->label, sizeof k->label, "%s -g %s", path, k->c.prog.graphs[entry].name);
-    BindRequest req = {NULL, 0, (DimBinding *)dims, (int)(sizeof dims / sizeof dims[0]), 7, false, NULL, false};
+    BindRequest req = {.dims = (DimBinding *)dims, .ndims = (int)(sizeof dims / sizeof dims[0]), .seed = 7};
     CompileOptions opt = {.opt_level = 2};
     return driver_bind(&k->c, entry, &req, &opt, &k->g, &k->inputs, err, errlen) == KILN_OK;
 }
