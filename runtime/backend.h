@@ -26,7 +26,9 @@
 
 typedef enum { PREC_F32, PREC_F16, PREC_BF16, PREC_AUTO } Precision;
 
-/* What compiling a program cost: prepare() adds to it (bench --json).
+/* What compiling a program cost: prepare() adds to it (bench --json), and
+ * so does binding its constants later (the cpu's packed weights: the
+ * struct must outlive those binds).
  * "Units" are what a backend compiles as one piece: a distinct kernel on
  * the cpu (runtime/cpu_code.h), the whole program on cuda and cuda-emu. */
 typedef struct {
@@ -35,6 +37,8 @@ typedef struct {
     int compiled;   /* units compiled in this prepare */
     int cache_hits; /* units loaded from the on-disk cache (runtime/kcache.h) */
     int reused;     /* units already compiled in this process */
+    int packed;     /* constant operands packed when bound (the cpu) */
+    int packed_cached; /* of those, read from the on-disk cache instead */
 } CompileStats;
 
 typedef struct {

@@ -19,10 +19,18 @@
 #include "runtime/threadpool.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* A packed operand to keep in the cache: slot's block, under key. */
+typedef struct {
+    KCacheKey key;
+    int slot;
+    int64_t bytes;
+} StoreJob;
 
 /* The compiled program, shared by every call. */
 typedef struct CpuCall CpuCall;
@@ -36,8 +44,28 @@ typedef struct {
     /* per kernel and operand (llvm.h): the constant operand packed when its
      * parameter was bound (cpu_bind), else NULL */
     void **packed;
+    /* per kernel and operand: the packed block is a mapped cache entry
+     * (packed_map[slot].map != NULL: kcache_unmap it, never write to it) */
+    KCacheMap *packed_map;
+    KCache cache;        /* where packed operands are kept between processes */
+    CompileStats *stats; /* NULL, or where binding counts its packed operands */
+    /* packed operands to store in the cache, written by the writer thread
+     * (started with the first): jobs[done..] are still to write */
+    pthread_mutex_t store_mu;
+    pthread_cond_t store_cv;
+    VEC(StoreJob) store_jobs;
+    int stores_done;
+    bool writer_started, writer_stop;
+    pthread_t writer;
     int64_t gather_stride; /* bytes of the largest operand gathered once (llvm.h), 64-aligned; 0: none */
 } CpuProg;
+
+/* Packed constant operands of at least this many bytes are kept in the disk
+ * cache and read back mapped (kcache_map): packing writes fresh memory,
+ * which costs about 1 ms per MB on the build machine (page faults and
+ * zeroing), while a cached entry maps pages the page cache already holds.
+ * Smaller ones cost less to pack than to look up. */
+enum { PACKED_CACHE_MIN = 64 << 10 };
 
 /* One call's own memory: per thread of the pool a scratch block (tiled
  * matmuls) and a copy of the buffer table whose scratch slot points at it;
@@ -76,13 +104,83 @@ static void call_free(CpuCall *c) {
     free(c);
 }
 
+/* ------------------------------------------------ packed operands' cache */
+
+/* The writer: stores the queued packed operands in the cache.  Writing a
+ * file costs more than packing (about 4 ms per MB on the build machine, on
+ * the first start only), so the start does not wait for it: the runs go on
+ * meanwhile, and the executable's release (or a rebind of a slot) waits for
+ * what is queued.  It has a KCache of its own (the counters are not shared). */
+static void *store_writer(void *arg) {
+    CpuProg *x = arg;
+    KCache c;
+    kcache_open_dir(&c, x->cache.dir);
+    pthread_mutex_lock(&x->store_mu);
+    for (;;) {
+        while (x->stores_done == x->store_jobs.len && !x->writer_stop)
+            pthread_cond_wait(&x->store_cv, &x->store_mu);
+        if (x->stores_done == x->store_jobs.len) break; /* stopped, nothing left */
+        StoreJob j = x->store_jobs.data[x->stores_done];
+        pthread_mutex_unlock(&x->store_mu);
+        char err[512]; /* a store that fails costs the next start time, nothing else */
+        kcache_store_mapped(&c, j.key, x->packed[j.slot], (size_t)j.bytes, err, sizeof err);
+        pthread_mutex_lock(&x->store_mu);
+        x->stores_done++;
+        pthread_cond_broadcast(&x->store_cv);
+    }
+    pthread_mutex_unlock(&x->store_mu);
+    kcache_close(&c);
+    return NULL;
+}
+
+/* Queues slot's freshly packed block for the cache (written on the writer
+ * thread; the block stays as it is until then). */
+static void store_later(CpuProg *x, KCacheKey key, int slot, int64_t bytes) {
+    pthread_mutex_lock(&x->store_mu);
+    if (!x->writer_started) x->writer_started = pthread_create(&x->writer, NULL, store_writer, x) == 0;
+    if (x->writer_started) {
+        StoreJob j = {key, slot, bytes};
+        VEC_PUSH(x->store_jobs, j);
+        pthread_cond_broadcast(&x->store_cv);
+    }
+    pthread_mutex_unlock(&x->store_mu);
+}
+
+/* Waits until every queued store is written. */
+static void stores_wait(CpuProg *x) {
+    pthread_mutex_lock(&x->store_mu);
+    while (x->writer_started && x->stores_done < x->store_jobs.len)
+        pthread_cond_wait(&x->store_cv, &x->store_mu);
+    pthread_mutex_unlock(&x->store_mu);
+}
+
+/* Releases the packed block of slot (a mapped cache entry or heap memory). */
+static void release_packed(CpuProg *x, int slot) {
+    if (x->packed_map[slot].map)
+        kcache_unmap(&x->packed_map[slot]);
+    else
+        free(x->packed[slot]);
+    x->packed[slot] = NULL;
+}
+
 static void cpu_release(void *p) {
     CpuProg *x = p;
     if (!x) return;
     cpu_code_free(x->code);
     tp_free(x->tp);
     call_free(atomic_load(&x->spare));
-    free_blocks(x->packed, 2 * x->kp->kernels.len);
+    pthread_mutex_lock(&x->store_mu); /* the writer finishes the queue, then stops */
+    x->writer_stop = true;
+    pthread_cond_broadcast(&x->store_cv);
+    pthread_mutex_unlock(&x->store_mu);
+    if (x->writer_started) pthread_join(x->writer, NULL);
+    VEC_FREE(x->store_jobs);
+    pthread_mutex_destroy(&x->store_mu);
+    pthread_cond_destroy(&x->store_cv);
+    for (int slot = 0; x->packed && slot < 2 * x->kp->kernels.len; slot++) release_packed(x, slot);
+    free(x->packed);
+    free(x->packed_map);
+    kcache_close(&x->cache);
     free(x);
 }
 
@@ -90,6 +188,8 @@ static void *cpu_prepare(const KProgram *kp, const CompileOptions *opt, char *er
     double t0 = now_ms(), c0 = cpu_ms();
     CpuProg *x = xcalloc(1, sizeof *x);
     x->kp = kp;
+    pthread_mutex_init(&x->store_mu, NULL);
+    pthread_cond_init(&x->store_cv, NULL);
     char jerr[2048] = "";
     CpuCodeOptions co = {opt ? opt->cpu : NULL, tp_default_threads(), NULL};
     CpuCodeStats st;
@@ -107,6 +207,9 @@ static void *cpu_prepare(const KProgram *kp, const CompileOptions *opt, char *er
     x->scratch_stride = (most + 63) / 64 * 64;
     x->table_len = cpu_code_table_len(x->code);
     x->packed = xcalloc((size_t)2 * kp->kernels.len + 1, sizeof(void *));
+    x->packed_map = xcalloc((size_t)2 * kp->kernels.len + 1, sizeof(KCacheMap));
+    kcache_open(&x->cache);
+    x->stats = opt ? opt->stats : NULL;
     for (int i = 0; i < kp->kernels.len; i++)
         if (cpu_code_kernel(x->code, i)->gather_bytes > x->gather_stride)
             x->gather_stride = cpu_code_kernel(x->code, i)->gather_bytes;
@@ -250,15 +353,74 @@ static void *pack_operand(const CpuProg *x, int i, int which, void *const *bufs,
     return block;
 }
 
+/* The cache key of kernel i's operand w packed from a parameter whose bytes
+ * hash to `source`: the unit's key says the packing layout, the CPU and the
+ * compilers (cpu_code.h), so changed weights or code are another key. */
+static KCacheKey packed_key(const CpuProg *x, int i, int w, KCacheKey source) {
+    KCacheHasher h;
+    kcache_hash_init(&h);
+    kcache_hash_str(&h, "kiln packed operand v1");
+    KCacheKey unit = cpu_code_unit_key(x->code, i);
+    int64_t what[2] = {w, cpu_code_kernel(x->code, i)->prepack_bytes[w]};
+    kcache_hash_part(&h, unit.h, sizeof unit.h);
+    kcache_hash_part(&h, what, sizeof what);
+    kcache_hash_part(&h, source.h, sizeof source.h);
+    return kcache_hash_done(&h);
+}
+
+/* Kernel i's operand w into its slot: from the cache when packed before from
+ * the same bytes (*source: their hash, computed on first need), else packed
+ * now (and stored for the next process when large). */
+static bool bind_operand(CpuProg *x, int i, int w, void *const *bufs, const void *data, int64_t data_bytes,
+                         KCacheKey *source, bool *hashed) {
+    int slot = 2 * i + w;
+    int64_t bytes = cpu_code_kernel(x->code, i)->prepack_bytes[w];
+    bool cached = x->cache.dir && bytes >= PACKED_CACHE_MIN;
+    if (x->packed[slot]) stores_wait(x); /* bound before: its block may still be being written */
+    if (x->packed_map[slot].map) release_packed(x, slot); /* never packed into */
+    KCacheKey key = {{0, 0}};
+    if (cached) {
+        if (!*hashed) {
+            KCacheHasher h;
+            kcache_hash_init(&h);
+            kcache_hash_bulk(&h, data, (size_t)data_bytes);
+            *source = kcache_hash_done(&h), *hashed = true;
+        }
+        key = packed_key(x, i, w, *source);
+        KCacheMap m;
+        if (kcache_map(&x->cache, key, &m) == KC_HIT) {
+            if (m.len == (size_t)bytes) {
+                release_packed(x, slot);
+                x->packed[slot] = (void *)m.data, x->packed_map[slot] = m;
+                if (x->stats) x->stats->packed++, x->stats->packed_cached++;
+                return true;
+            }
+            kcache_unmap(&m);
+        }
+    }
+    void *block = pack_operand(x, i, w, bufs, x->packed[slot]);
+    if (!block) return false;
+    x->packed[slot] = block;
+    if (x->stats) x->stats->packed++;
+    if (cached) store_later(x, key, slot, bytes);
+    return true;
+}
+
 /* A parameter bound for good: the constant operands read from it are packed
- * now, once, and every later launch reads them from there. */
+ * now, once (or read from the cache), and every later launch reads them
+ * from there. */
 static bool cpu_bind(void *p, int param, const void *data, char *err, size_t errlen) {
     CpuProg *x = p;
     const KProgram *kp = x->kp;
     void **bufs = xcalloc((size_t)kp->bufs.len + 1, sizeof(void *));
+    int64_t data_bytes = 0;
     for (int b = 0; b < kp->bufs.len; b++)
-        if (kp->bufs.data[b].kind == KB_INPUT && kp->bufs.data[b].index == param) bufs[b] = (void *)data;
-    bool ok = true;
+        if (kp->bufs.data[b].kind == KB_INPUT && kp->bufs.data[b].index == param) {
+            bufs[b] = (void *)data;
+            data_bytes = kp->bufs.data[b].numel * (int64_t)kiln_dtype_size(kp->bufs.data[b].dtype);
+        }
+    bool ok = true, hashed = false;
+    KCacheKey source;
     for (int i = 0; ok && i < kp->kernels.len; i++) {
         KGemm g;
         for (int w = 0; ok && w < 2; w++) {
@@ -266,12 +428,10 @@ static bool cpu_bind(void *p, int param, const void *data, char *err, size_t err
                 !kernel_gemm(kp, &kp->kernels.data[i], &g))
                 continue;
             if (!bufs[w ? g.mm.b_buf : g.mm.a_buf]) continue; /* another parameter's */
-            void *block = pack_operand(x, i, w, bufs, x->packed[2 * i + w]);
-            if (!block) {
+            if (!bind_operand(x, i, w, bufs, data, data_bytes, &source, &hashed)) {
                 snprintf(err, errlen, "out of memory for the packed weights of %s", kp->kernels.data[i].name);
                 ok = false;
             }
-            x->packed[2 * i + w] = block;
         }
     }
     free(bufs);

@@ -846,6 +846,8 @@ static KProgram *kernel_unit_program(Arena *a, const KProgram *kp, int i, const 
     return cp;
 }
 
+KCacheKey cpu_code_unit_key(const CpuCode *c, int kernel) { return c->unit[kernel]->key; }
+
 KCacheKey cpu_code_key(const KProgram *kp, int kernel, const char *cpu, char *err, size_t errlen) {
     KCacheKey key = {{0, 0}};
     LLVMTargetMachineRef tm = llvm_target_machine(cpu, true, err, errlen);

@@ -96,6 +96,8 @@ void cpu_code_table(const CpuCode *c, int kernel, void *const *bufs, void *scrat
  * are packed for this call.  False when memory runs out. */
 bool cpu_code_run_serial(const CpuCode *c, void *const *bufs);
 
+/* The key of the unit that runs kernel i of c (as cpu_code_key). */
+KCacheKey cpu_code_unit_key(const CpuCode *c, int kernel);
 /* Kernel i's key (its code's identity, as above) for the CPU `cpu`. */
 KCacheKey cpu_code_key(const KProgram *kp, int kernel, const char *cpu, char *err, size_t errlen);
 

@@ -4,6 +4,7 @@
 #include "runtime/outfile.h"
 
 #include <dirent.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -47,6 +48,29 @@ static uint64_t mxhash(uint64_t h, const unsigned char *p, size_t n) {
     return mix64(h ^ w ^ ((uint64_t)(n & 7) << 56)) + 0x9e3779b97f4a7c15ull;
 }
 
+/* A hash for megabytes (weights): 8 independent lanes of xxHash64's round
+ * (multiply, rotate, multiply) over 64-byte stripes, so the multiplies
+ * overlap and it runs near memory speed; the lanes, the length and the
+ * tail then go through mix64/mxhash.  Words in host byte order: what it
+ * keys (packed weights) is of this machine only. */
+#define BULK_P1 0x9e3779b185ebca87ull
+#define BULK_P2 0xc2b2ae3d27d4eb4full
+static uint64_t bulk_hash(uint64_t seed, const unsigned char *p, size_t n) {
+    uint64_t v[8];
+    for (int k = 0; k < 8; k++) v[k] = seed + (uint64_t)(k + 1) * BULK_P1;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        for (int k = 0; k < 8; k++) {
+            uint64_t w;
+            memcpy(&w, p + i + 8 * (size_t)k, 8);
+            uint64_t a = v[k] + w * BULK_P2;
+            v[k] = ((a << 31) | (a >> 33)) * BULK_P1;
+        }
+    uint64_t h = seed ^ (uint64_t)n;
+    for (int k = 0; k < 8; k++) h = mix64(h ^ v[k]) + BULK_P1;
+    return mxhash(h, p + i, n - i);
+}
+
 void kcache_hash_init(KCacheHasher *h) {
     h->a = FNV_OFFSET;
     h->b = 0x6b696c6e6b636831ull; /* "kilnkch1" */
@@ -57,6 +81,11 @@ void kcache_hash_part(KCacheHasher *h, const void *data, size_t len) {
     for (int k = 0; k < 8; k++) n[k] = (unsigned char)((uint64_t)len >> (8 * k));
     h->a = fnv1a(fnv1a(h->a, n, 8), data, len);
     h->b = mxhash(mxhash(h->b, n, 8), data, len);
+}
+
+void kcache_hash_bulk(KCacheHasher *h, const void *data, size_t len) {
+    uint64_t d[2] = {bulk_hash(h->a, data, len), bulk_hash(h->b ^ 0x5bd1e9955bd1e995ull, data, len)};
+    kcache_hash_part(h, d, sizeof d);
 }
 
 void kcache_hash_str(KCacheHasher *h, const char *s) { kcache_hash_part(h, s ? s : "", s ? strlen(s) : 0); }
@@ -205,44 +234,39 @@ static bool read_all(int fd, void *buf, size_t n) {
     return true;
 }
 
-KCacheResult kcache_load(KCache *c, KCacheKey key, char **data, size_t *len) {
-    *data = NULL;
-    *len = 0;
-    if (!c->dir) return KC_OFF;
-    char *path = kcache_path(c, key);
-    /* Only a regular file is an entry: a symlink is not followed, and a FIFO
-     * or device is neither waited on nor read (O_NONBLOCK, then fstat). */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0 && errno == ENOENT) {
-        free(path);
+/* Opens key's entry and reads its header (head bytes, into hdr): KC_MISS
+ * (counted; nothing to close) when there is none, KC_HIT when the header
+ * says `magic`, the key and a payload of *n bytes that the file holds
+ * exactly, else KC_CORRUPT.  Only a regular file is an entry: a symlink is
+ * not followed, and a FIFO or device is neither waited on nor read
+ * (O_NONBLOCK, then fstat).  Unless a miss, *fd (maybe -1) and *path (heap)
+ * go to close_entry. */
+static KCacheResult open_entry(KCache *c, KCacheKey key, const char *magic, size_t head, unsigned char *hdr,
+                               char **path, int *fd, uint64_t *n) {
+    *path = kcache_path(c, key);
+    *fd = open(*path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (*fd < 0 && errno == ENOENT) {
+        free(*path);
         c->misses++;
         return KC_MISS;
     }
-    KCacheResult res = KC_CORRUPT;
-    unsigned char hdr[HEADER_BYTES];
     struct stat st;
-    char *buf = NULL;
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < HEADER_BYTES ||
-        !read_all(fd, hdr, HEADER_BYTES))
-        goto done;
-    uint64_t n = kcache_get_u64(hdr + 24);
-    if (memcmp(hdr, MAGIC, 8) != 0 || kcache_get_u64(hdr + 8) != key.h[0] ||
-        kcache_get_u64(hdr + 16) != key.h[1] || n != (uint64_t)st.st_size - HEADER_BYTES)
-        goto done;
-    buf = malloc((size_t)n + 1);
-    if (!buf) goto done;
-    if (!read_all(fd, buf, (size_t)n) || checksum(buf, (size_t)n) != kcache_get_u64(hdr + 32)) goto done;
-    buf[n] = 0;
-    *data = buf, *len = (size_t)n;
-    buf = NULL;
-    res = KC_HIT;
-    futimens(fd, NULL); /* used now: the last to go when the cache is trimmed */
-done:
+    if (*fd < 0 || fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < (off_t)head ||
+        !read_all(*fd, hdr, head))
+        return KC_CORRUPT;
+    *n = kcache_get_u64(hdr + 24);
+    if (memcmp(hdr, magic, 8) != 0 || kcache_get_u64(hdr + 8) != key.h[0] ||
+        kcache_get_u64(hdr + 16) != key.h[1] || *n != (uint64_t)st.st_size - head)
+        return KC_CORRUPT;
+    return KC_HIT;
+}
+
+/* Closes what open_entry opened and counts the result; a damaged entry is
+ * removed so the rebuilt one replaces it (a concurrent writer's good entry
+ * removed here is merely rebuilt once more). */
+static KCacheResult close_entry(KCache *c, int fd, char *path, KCacheResult res) {
     if (fd >= 0) close(fd);
-    free(buf);
     if (res == KC_CORRUPT) {
-        /* Remove it so the rebuilt entry replaces it (a concurrent writer's
-         * good entry removed here is merely rebuilt once more). */
         unlink(path);
         c->corrupt++;
     } else {
@@ -252,8 +276,33 @@ done:
     return res;
 }
 
-bool kcache_store(KCache *c, KCacheKey key, const void *data, size_t len, char *err, size_t errlen) {
-    if (!c->dir) return true;
+KCacheResult kcache_load(KCache *c, KCacheKey key, char **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    if (!c->dir) return KC_OFF;
+    char *path, *buf = NULL;
+    int fd;
+    uint64_t n;
+    unsigned char hdr[HEADER_BYTES];
+    KCacheResult res = open_entry(c, key, MAGIC, HEADER_BYTES, hdr, &path, &fd, &n);
+    if (res != KC_HIT) return res == KC_MISS ? res : close_entry(c, fd, path, res);
+    res = KC_CORRUPT;
+    buf = malloc((size_t)n + 1);
+    if (buf && read_all(fd, buf, (size_t)n) && checksum(buf, (size_t)n) == kcache_get_u64(hdr + 32)) {
+        buf[n] = 0;
+        *data = buf, *len = (size_t)n;
+        buf = NULL;
+        res = KC_HIT;
+        futimens(fd, NULL); /* used now: the last to go when the cache is trimmed */
+    }
+    free(buf);
+    return close_entry(c, fd, path, res);
+}
+
+/* Writes header + payload to a temporary file beside the entry and renames
+ * it into place (kcache.h: a reader sees no entry or a whole one). */
+static bool store_entry(KCache *c, KCacheKey key, const unsigned char *hdr, size_t hdr_len, const void *data,
+                        size_t len, char *err, size_t errlen) {
     char hex[33];
     kcache_key_hex(key, hex);
     StrBuf tmp = {0};
@@ -265,13 +314,7 @@ bool kcache_store(KCache *c, KCacheKey key, const void *data, size_t len, char *
         snprintf(err, errlen, "kernel cache: cannot create a file in %s: %s", c->dir, strerror(errno));
         goto done;
     }
-    unsigned char hdr[HEADER_BYTES];
-    memcpy(hdr, MAGIC, 8);
-    kcache_put_u64(hdr + 8, key.h[0]);
-    kcache_put_u64(hdr + 16, key.h[1]);
-    kcache_put_u64(hdr + 24, len);
-    kcache_put_u64(hdr + 32, checksum(data, len));
-    bool written = write_fully(fd, hdr, HEADER_BYTES) && write_fully(fd, data, len);
+    bool written = write_fully(fd, hdr, hdr_len) && write_fully(fd, data, len);
     int saved = errno;
     if (close(fd) != 0 && written) written = false, saved = errno;
     if (!written) {
@@ -294,6 +337,66 @@ done:
     sb_free(&tmp);
     free(path);
     return ok;
+}
+
+bool kcache_store(KCache *c, KCacheKey key, const void *data, size_t len, char *err, size_t errlen) {
+    if (!c->dir) return true;
+    unsigned char hdr[HEADER_BYTES];
+    memcpy(hdr, MAGIC, 8);
+    kcache_put_u64(hdr + 8, key.h[0]);
+    kcache_put_u64(hdr + 16, key.h[1]);
+    kcache_put_u64(hdr + 24, len);
+    kcache_put_u64(hdr + 32, checksum(data, len));
+    return store_entry(c, key, hdr, HEADER_BYTES, data, len, err, errlen);
+}
+
+/* ------------------------------------------------------- mapped entries */
+
+/* The header of an entry used in place: magic, key, length, checksum
+ * (bulk_hash), zeros up to 64 bytes, so that the payload of the page-aligned
+ * mapping is 64-byte aligned. */
+#define MAPPED_HEADER_BYTES 64
+static const char MAPPED_MAGIC[8] = {'K', 'I', 'L', 'N', 'K', 'M', '0', '1'};
+#define MAPPED_SEED 0x6b696c6e6d617031ull /* "kilnmap1" */
+
+bool kcache_store_mapped(KCache *c, KCacheKey key, const void *data, size_t len, char *err, size_t errlen) {
+    if (!c->dir) return true;
+    unsigned char hdr[MAPPED_HEADER_BYTES] = {0};
+    memcpy(hdr, MAPPED_MAGIC, 8);
+    kcache_put_u64(hdr + 8, key.h[0]);
+    kcache_put_u64(hdr + 16, key.h[1]);
+    kcache_put_u64(hdr + 24, len);
+    kcache_put_u64(hdr + 32, bulk_hash(MAPPED_SEED, data, len));
+    return store_entry(c, key, hdr, MAPPED_HEADER_BYTES, data, len, err, errlen);
+}
+
+KCacheResult kcache_map(KCache *c, KCacheKey key, KCacheMap *out) {
+    memset(out, 0, sizeof *out);
+    if (!c->dir) return KC_OFF;
+    char *path;
+    int fd;
+    uint64_t n;
+    unsigned char hdr[MAPPED_HEADER_BYTES];
+    KCacheResult res = open_entry(c, key, MAPPED_MAGIC, MAPPED_HEADER_BYTES, hdr, &path, &fd, &n);
+    if (res != KC_HIT) return res == KC_MISS ? res : close_entry(c, fd, path, res);
+    /* the size was checked against the file just opened; entries are only
+     * ever replaced by a rename, never rewritten, so the pages stay */
+    size_t map_len = MAPPED_HEADER_BYTES + (size_t)n;
+    void *map = mmap(NULL, map_len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    const unsigned char *payload =
+        map == MAP_FAILED ? NULL : (const unsigned char *)map + MAPPED_HEADER_BYTES;
+    if (payload && bulk_hash(MAPPED_SEED, payload, (size_t)n) == kcache_get_u64(hdr + 32)) {
+        *out = (KCacheMap){payload, (size_t)n, map, map_len};
+        futimens(fd, NULL); /* used now (kcache_trim) */
+        return close_entry(c, fd, path, KC_HIT);
+    }
+    if (payload) munmap(map, map_len);
+    return close_entry(c, fd, path, KC_CORRUPT);
+}
+
+void kcache_unmap(KCacheMap *m) {
+    if (m->map) munmap(m->map, m->map_len);
+    memset(m, 0, sizeof *m);
 }
 
 /* ------------------------------------------------------------------ locks */
@@ -327,7 +430,8 @@ void kcache_unlock(int handle) {
 /* ------------------------------------------------------- info and clear */
 
 const char *kcache_kind_name(KCacheKind k) {
-    static const char *const names[] = {"CPU object code", "PTX", "cuda-emu shared objects", "other"};
+    static const char *const names[] = {"CPU object code", "PTX", "cuda-emu shared objects", "packed weights",
+                                        "other"};
     return names[k];
 }
 
@@ -347,6 +451,7 @@ static KCacheKind kind_of(int dirfd, const char *name) {
     if (fd >= 0) close(fd);
     const unsigned char *p = head + HEADER_BYTES;
     if (!ok) return KCK_OTHER;
+    if (memcmp(head, MAPPED_MAGIC, 8) == 0) return KCK_PACKED;
     if (memcmp(p, KCACHE_CPU_MAGIC, 8) == 0) return KCK_CPU;
     if (memcmp(p, "\177ELF", 4) == 0) return KCK_SHARED_OBJECT;
     if (memcmp(p, "//", 2) == 0 || memcmp(p, ".version", 8) == 0) return KCK_PTX;

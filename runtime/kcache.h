@@ -21,7 +21,8 @@
  * the caller rebuilds and stores it again.  Only a regular file is read as an
  * entry: a symlink, FIFO or device in its place counts as corrupt and is
  * removed, never followed, waited on or read.  Every cached artefact of kiln
- * (PTX, the cuda-emu shared objects, CPU object code) goes through here.
+ * (PTX, the cuda-emu shared objects, CPU object code, packed weights) goes
+ * through here.
  * Building an entry may be announced with kcache_lock, so that a process
  * started at the same time waits for it rather than building it too.
  *
@@ -44,6 +45,9 @@ void kcache_hash_init(KCacheHasher *h);
 /* Adds one part (its length first, so parts cannot run into each other). */
 void kcache_hash_part(KCacheHasher *h, const void *data, size_t len);
 void kcache_hash_str(KCacheHasher *h, const char *s);
+/* Adds a large part (megabytes of weights) through a hash that runs near
+ * memory speed (8 lanes of xxHash64's round; host byte order). */
+void kcache_hash_bulk(KCacheHasher *h, const void *data, size_t len);
 KCacheKey kcache_hash_done(const KCacheHasher *h);
 /* 32 hex digits and a NUL. */
 void kcache_key_hex(KCacheKey k, char out[33]);
@@ -76,6 +80,25 @@ KCacheResult kcache_load(KCache *c, KCacheKey key, char **data, size_t *len);
 /* Stores atomically.  False with a message (the caller may go on: a cache
  * that cannot be written only costs time). */
 bool kcache_store(KCache *c, KCacheKey key, const void *data, size_t len, char *err, size_t errlen);
+/* Entries used in place, read-only (the CPU's packed weights: megabytes
+ * that a copy would cost more than a mapping): a 64-byte header (magic
+ * "KILNKM01", the key, the payload length, a checksum by the bulk hash)
+ * and the payload, which starts 64-byte aligned in the mapping.  Stored
+ * atomically as other entries; kcache_map checks magic, key, length and
+ * checksum (a failure is KC_CORRUPT: removed, for the caller to rebuild) and
+ * maps it (MAP_POPULATE).  A mapped entry stays valid while the folder
+ * changes (a removed or replaced entry keeps its pages) but, as any mapped
+ * file, must not be truncated in place meanwhile: kiln never does. */
+typedef struct {
+    const void *data; /* the payload */
+    size_t len;
+    void *map; /* what kcache_unmap releases */
+    size_t map_len;
+} KCacheMap;
+bool kcache_store_mapped(KCache *c, KCacheKey key, const void *data, size_t len, char *err, size_t errlen);
+KCacheResult kcache_map(KCache *c, KCacheKey key, KCacheMap *out);
+void kcache_unmap(KCacheMap *m);
+
 /* The path of the entry for `key` (heap); NULL when off. */
 char *kcache_path(const KCache *c, KCacheKey key);
 
@@ -92,7 +115,7 @@ KCacheLock kcache_lock(const KCache *c, KCacheKey key, bool wait, int *handle);
 void kcache_unlock(int handle);
 
 /* What the folder holds (`kiln cache info`), by what the payloads are. */
-typedef enum { KCK_CPU, KCK_PTX, KCK_SHARED_OBJECT, KCK_OTHER, KCK_COUNT } KCacheKind;
+typedef enum { KCK_CPU, KCK_PTX, KCK_SHARED_OBJECT, KCK_PACKED, KCK_OTHER, KCK_COUNT } KCacheKind;
 const char *kcache_kind_name(KCacheKind k);
 typedef struct {
     int64_t entries, bytes;

@@ -630,11 +630,16 @@ static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t er
         fprintf(stderr, "kiln: %s\n", err);
         return st;
     }
-    if (o->verbose)
+    if (o->verbose) {
         fprintf(stderr,
                 "kiln: phases: parse + check %.1f ms, read tensors %.1f ms, bind + passes %.1f ms, "
-                "fusion + device code %.1f ms, constants bound %.1f ms\n",
+                "fusion + device code %.1f ms, constants bound %.1f ms",
                 t[1] - t[0], t[2] - t[1], t[3] - t[2], t[5] - t[4], trace_clock_ms() - t[5]);
+        const CompileStats *cs = o->copt.stats;
+        if (cs && cs->packed)
+            fprintf(stderr, " (%d packed operands, %d from the cache)", cs->packed, cs->packed_cached);
+        fputc('\n', stderr);
+    }
     return KILN_OK;
 }
 
@@ -1028,8 +1033,8 @@ static int cmd_bench(Options *o) {
         json_string(be->name);
         printf(
             ", \"compile_ms\": %.3f, \"cache_hits\": %d, \"kernels_distinct\": %d, \"kernels_compiled\": %d, "
-            "\"kernels_reused\": %d",
-            compile_ms, cs.cache_hits, cs.distinct, cs.compiled, cs.reused);
+            "\"kernels_reused\": %d, \"packed_operands\": %d, \"packed_from_cache\": %d",
+            compile_ms, cs.cache_hits, cs.distinct, cs.compiled, cs.reused, cs.packed, cs.packed_cached);
         printf(", \"run_ms\": %.6f, \"runs\": %d, \"kernels\": [", rep.run_ms, rep.runs);
         for (int i = 0; i < rep.kernels.len; i++) {
             KernelTiming *k = &rep.kernels.data[i];

@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/cli/cache.sh BIN - the on-disk cache of compiled CPU code (issue 11) from the
 # command line: `kiln cache info|clear`, bench --json's cache_hits, two processes
-# started at once on a cold cache, damaged entries rebuilt, --cpu in the key.  Every
+# started at once on a cold cache, damaged entries rebuilt, --cpu in the key; packed
+# weights (changed weights, damaged entries) on a small ONNX model.  Every
 # result is compared with the reference interpreter's (--device=ref; rtol 1e-4, atol
 # 1e-5).  Each check prints "FAIL: ..." when it fails; the last line is
 # "cache: N passed, N failed".
@@ -136,6 +137,88 @@ expect "no limit" 0 "limit: none" env KILN_CACHE_MAX=0 "$K" cache info
 # a limit far below one entry: whatever is trimmed is compiled again, results right
 expect "tiny limit" 0 "" env KILN_CACHE_MAX=1K "$K" run m.kiln --device=cpu --out g.npy
 same "tiny limit" g.npy
+
+# ---- packed weights: the cpu packs a product's constant operand once, and keeps large
+# ones in the cache keyed by the weights' bytes (runtime/cpu.c): a model changed in
+# place, its size and mtime kept, is never served stale packed weights; a damaged
+# packed entry is rebuilt
+export KILN_CACHE="$T/pcache"
+$PY - <<'EOF2' || bad "writing p.onnx"
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+def weights(seed):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((256, 256)) / 16).astype(np.float32), rng.standard_normal(256).astype(np.float32)
+
+w1, b = weights(1)
+w2, _ = weights(2)
+x = np.random.default_rng(3).standard_normal((8, 256)).astype(np.float32)
+np.save("x.npy", x)
+for name, w in (("p1", w1), ("p2", w2)):
+    ref = np.maximum(x.astype(np.float64) @ w.astype(np.float64) + b, 0)
+    np.save(name + ".npy", ref.astype(np.float32))
+g = helper.make_graph(
+    [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["xb"]),
+     helper.make_node("Relu", ["xb"], ["y"])], "p",
+    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 256])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 256])],
+    [numpy_helper.from_array(w1, "w"), numpy_helper.from_array(b, "b")])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+open("p.onnx", "wb").write(m.SerializeToString())
+open("w2.bin", "wb").write(w2.tobytes())
+open("w1.bin", "wb").write(w1.tobytes())
+EOF2
+# close NAME FILE WANT: FILE.npy is within rtol 1e-4, atol 1e-5 of WANT.npy
+close() {
+    if $PY -c "
+import sys, numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+sys.exit(0 if a.shape == b.shape and np.allclose(a, b, rtol=1e-4, atol=1e-5) else 1)" "$2" "$3" 2>err; then ok
+    else bad "$1: $2 differs from $3"; fi
+}
+expect "packed, cold" 0 "" "$K" bench p.onnx --device=cpu --in x=x.npy --json --runs=1
+json "packed, cold: packed, none from the cache" "j['packed_operands'] >= 1 and j['packed_from_cache'] == 0"
+expect "packed, cold run" 0 "" "$K" run p.onnx --device=cpu --in x=x.npy --out q1.npy
+close "packed, cold run" q1.npy p1.npy
+expect "packed, warm" 0 "" "$K" bench p.onnx --device=cpu --in x=x.npy --json --runs=1
+json "packed, warm: from the cache" "j['packed_from_cache'] == j['packed_operands'] >= 1"
+expect "packed, warm run" 0 "" "$K" run p.onnx --device=cpu --in x=x.npy --out q2.npy
+close "packed, warm run" q2.npy p1.npy
+expect "packed, info" 0 "packed weights" "$K" cache info
+# the weights rewritten in place: same size, the old mtime put back
+$PY -c "
+import os
+st = os.stat('p.onnx')
+b = bytearray(open('p.onnx', 'rb').read())
+old, new = open('w1.bin', 'rb').read(), open('w2.bin', 'rb').read()
+at = b.find(old)
+assert at > 0 and len(old) == len(new)
+b[at:at + len(new)] = new
+with open('p.onnx', 'r+b') as f:
+    f.write(b)
+os.utime('p.onnx', ns=(st.st_atime_ns, st.st_mtime_ns))" 2>err || bad "rewriting p.onnx in place"
+expect "packed, changed" 0 "" "$K" bench p.onnx --device=cpu --in x=x.npy --json --runs=1
+json "packed, changed weights: packed anew" "j['packed_operands'] >= 1 and j['packed_from_cache'] == 0"
+expect "packed, changed run" 0 "" "$K" run p.onnx --device=cpu --in x=x.npy --out q3.npy
+close "packed, changed weights" q3.npy p2.npy
+# damaged packed entries (a byte of the payload flipped): rebuilt, never used
+for f in "$KILN_CACHE"/*.kc; do
+    $PY -c "
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, 'rb').read())
+if b[:8] == b'KILNKM01':
+    b[64 + (len(b) - 64) // 2] ^= 0x40
+    open(p, 'wb').write(b)" "$f"
+done
+expect "packed, damaged" 0 "" "$K" bench p.onnx --device=cpu --in x=x.npy --json --runs=1
+json "packed, damaged: packed anew" "j['packed_operands'] >= 1 and j['packed_from_cache'] == 0"
+expect "packed, damaged run" 0 "" "$K" run p.onnx --device=cpu --in x=x.npy --out q4.npy
+close "packed, after damage" q4.npy p2.npy
+# a model file cut short: an error naming what runs past its end, whatever the cache holds
+head -c 40000 p.onnx >cut.onnx
+expect "packed, truncated model" 1 "runs past|truncated" "$K" run cut.onnx --device=cpu --in x=x.npy
 
 echo "cache: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -148,24 +148,56 @@ static void test_round_trip(const char *dir) {
     kcache_close(&c);
 }
 
+/* Stores payload under k as a plain (kcache_store) or mapped
+ * (kcache_store_mapped) entry. */
+static bool store_as(KCache *c, KCacheKey k, const char *payload, bool mapped) {
+    char err[256];
+    return mapped ? kcache_store_mapped(c, k, payload, strlen(payload), err, sizeof err)
+                  : kcache_store(c, k, payload, strlen(payload), err, sizeof err);
+}
+
+/* Loads k's entry as it was stored; *got is payload's bytes on a hit. */
+static KCacheResult load_as(KCache *c, KCacheKey k, bool mapped, const char *payload, bool *got) {
+    *got = false;
+    if (mapped) {
+        KCacheMap m;
+        KCacheResult r = kcache_map(c, k, &m);
+        if (r == KC_HIT) {
+            *got = m.len == strlen(payload) && memcmp(m.data, payload, m.len) == 0 &&
+                   (uintptr_t)m.data % 64 == 0;
+            kcache_unmap(&m);
+        }
+        return r;
+    }
+    char *data;
+    size_t len;
+    KCacheResult r = kcache_load(c, k, &data, &len);
+    if (r == KC_HIT) *got = len == strlen(payload) && memcmp(data, payload, len) == 0;
+    free(data);
+    return r;
+}
+
 /* Damages the entry of `k` with `how`, then checks it is detected, removed,
- * and that a store rebuilds it. */
-static void damaged(const char *dir, const char *how) {
+ * and that a store rebuilds it; a plain entry or a mapped one (header 64
+ * bytes, payload used in place). */
+static void damaged(const char *dir, const char *how, bool mapped) {
     KCache c;
     kcache_open_dir(&c, dir);
-    char err[256], *data;
-    size_t len;
-    KCacheKey k = key_of(how, "sm_90"), other = key_of("other", "sm_90");
+    StrBuf name = {0};
+    sb_printf(&name, "%s%s", how, mapped ? " mapped" : "");
+    KCacheKey k = key_of(name.data, "sm_90"), other = key_of("other", "sm_90");
     const char *payload = "0123456789abcdef0123456789abcdef";
-    ASSERT(kcache_store(&c, k, payload, strlen(payload), err, sizeof err));
+    long head = mapped ? 64 : 40;
+    bool got;
+    ASSERT(store_as(&c, k, payload, mapped));
     char *path = kcache_path(&c, k);
     long size = file_size(path);
-    CHECK_EQ(40 + (long)strlen(payload), size);
+    CHECK_EQ(head + (long)strlen(payload), size);
     FILE *f;
     if (strcmp(how, "truncated") == 0) {
         ASSERT(truncate(path, size - 1) == 0);
     } else if (strcmp(how, "header only") == 0) {
-        ASSERT(truncate(path, 40) == 0);
+        ASSERT(truncate(path, head) == 0);
     } else if (strcmp(how, "short header") == 0) {
         ASSERT(truncate(path, 10) == 0);
     } else if (strcmp(how, "empty") == 0) {
@@ -176,7 +208,9 @@ static void damaged(const char *dir, const char *how) {
         fclose(f);
     } else if (strcmp(how, "flipped payload") == 0 || strcmp(how, "flipped magic") == 0 ||
                strcmp(how, "flipped length") == 0) {
-        long at = strcmp(how, "flipped payload") == 0 ? 50 : strcmp(how, "flipped magic") == 0 ? 0 : 24;
+        long at = strcmp(how, "flipped payload") == 0 ? head + 10
+                  : strcmp(how, "flipped magic") == 0 ? 0
+                                                      : 24;
         ASSERT((f = fopen(path, "r+b")) != NULL);
         fseek(f, at, SEEK_SET);
         int ch = fgetc(f);
@@ -192,31 +226,89 @@ static void damaged(const char *dir, const char *how) {
         free(copy);
     } else if (strcmp(how, "misplaced") == 0) {
         /* another key's (valid) entry under this key's name */
-        ASSERT(kcache_store(&c, other, payload, strlen(payload), err, sizeof err));
+        ASSERT(store_as(&c, other, payload, mapped));
         char *opath = kcache_path(&c, other);
         ASSERT(rename(opath, path) == 0);
         free(opath);
+    } else if (strcmp(how, "other kind") == 0) {
+        /* an entry of the other form under this key (plain for mapped ...) */
+        ASSERT(store_as(&c, k, payload, !mapped));
     }
-    KCacheResult r = kcache_load(&c, k, &data, &len);
-    if (r != KC_CORRUPT) fprintf(stderr, "damaged entry (%s) loaded as %s\n", how, kcache_result_name(r));
+    KCacheResult r = load_as(&c, k, mapped, payload, &got);
+    if (r != KC_CORRUPT)
+        fprintf(stderr, "damaged entry (%s) loaded as %s\n", name.data, kcache_result_name(r));
     CHECK_EQ(KC_CORRUPT, r);
-    ASSERT(data == NULL);
+    ASSERT(!got);
     CHECK_EQ(-1, file_size(path)); /* removed */
-    CHECK_EQ(KC_MISS, kcache_load(&c, k, &data, &len));
-    ASSERT(kcache_store(&c, k, payload, strlen(payload), err, sizeof err));
-    CHECK_EQ(KC_HIT, kcache_load(&c, k, &data, &len));
-    ASSERT(data && len == strlen(payload) && memcmp(data, payload, len) == 0);
-    free(data);
+    CHECK_EQ(KC_MISS, load_as(&c, k, mapped, payload, &got));
+    ASSERT(store_as(&c, k, payload, mapped));
+    CHECK_EQ(KC_HIT, load_as(&c, k, mapped, payload, &got));
+    ASSERT(got);
     CHECK_EQ(1, c.corrupt);
     free(path);
+    sb_free(&name);
+    kcache_close(&c);
+}
+
+/* Mapped entries: a megabyte round trip (payload 64-byte aligned, used in
+ * place), the bulk hash (every byte counts, lengths count), a payload left
+ * mapped while its entry is replaced and removed, info's kind. */
+static void test_mapped(const char *dir) {
+    KCache c;
+    kcache_open_dir(&c, dir);
+    char err[256];
+    enum { SIZE = 1 << 20 };
+    unsigned char *big = xmalloc(SIZE);
+    for (int i = 0; i < SIZE; i++) big[i] = (unsigned char)(i * 131 + i / 4096);
+    KCacheKey k = key_of("mapped big", "cpu");
+    KCacheMap m;
+    CHECK_EQ(KC_MISS, kcache_map(&c, k, &m));
+    ASSERT(kcache_store_mapped(&c, k, big, SIZE, err, sizeof err));
+    CHECK_EQ(KC_HIT, kcache_map(&c, k, &m));
+    ASSERT(m.len == SIZE && memcmp(m.data, big, SIZE) == 0 && (uintptr_t)m.data % 64 == 0);
+    /* replaced and removed meanwhile: the mapping keeps its bytes */
+    big[7] ^= 1;
+    ASSERT(kcache_store_mapped(&c, k, big, SIZE, err, sizeof err));
+    big[7] ^= 1;
+    ASSERT(memcmp(m.data, big, SIZE) == 0);
+    char *path = kcache_path(&c, k);
+    ASSERT(unlink(path) == 0);
+    ASSERT(memcmp(m.data, big, SIZE) == 0);
+    kcache_unmap(&m);
+    ASSERT(m.map == NULL);
+    free(path);
+
+    /* the bulk hash: the same bytes give the same key; one bit, a byte
+     * moved, or one byte more or less give another */
+    KCacheHasher h;
+    KCacheKey keys[6];
+    size_t lens[6] = {SIZE, SIZE, SIZE, SIZE, SIZE - 1, 100};
+    for (int v = 0; v < 6; v++) {
+        if (v == 2) big[SIZE / 2] ^= 0x01;
+        if (v == 3) big[SIZE / 2] ^= 0x01, big[SIZE - 3] ^= 0x80;
+        kcache_hash_init(&h);
+        kcache_hash_bulk(&h, big, lens[v]);
+        keys[v] = kcache_hash_done(&h);
+        if (v == 3) big[SIZE - 3] ^= 0x80;
+    }
+    ASSERT(key_eq(keys[0], keys[1]));
+    for (int a = 1; a < 6; a++)
+        for (int b = a + 1; b < 6; b++) ASSERT(!key_eq(keys[a], keys[b]));
+    KCacheInfo info;
+    ASSERT(kcache_store_mapped(&c, k, big, SIZE, err, sizeof err));
+    ASSERT(kcache_info(&c, &info, err, sizeof err));
+    CHECK_EQ(1, info.kind_entries[KCK_PACKED]);
+    ASSERT(strcmp(kcache_kind_name(KCK_PACKED), "packed weights") == 0);
+    free(big);
     kcache_close(&c);
 }
 
 static void test_damaged(const char *dir) {
     const char *hows[] = {"truncated",       "header only",   "short header",   "empty",     "overlong",
                           "flipped payload", "flipped magic", "flipped length", "misplaced", "fifo",
-                          "symlink"};
-    for (size_t i = 0; i < sizeof hows / sizeof hows[0]; i++) damaged(dir, hows[i]);
+                          "symlink",         "other kind"};
+    for (int mapped = 0; mapped < 2; mapped++)
+        for (size_t i = 0; i < sizeof hows / sizeof hows[0]; i++) damaged(dir, hows[i], mapped);
 }
 
 /* Several processes store and load the same key at once; every load is a
@@ -472,6 +564,9 @@ int main(void) {
     test_lock_info_clear(sub.data);
     test_trim(sub.data);
     test_environment(dir);
+    sb_free(&sub);
+    sb_printf(&sub, "%s/mapped", dir);
+    test_mapped(sub.data);
     sb_free(&sub);
     remove_tree(dir);
     printf("test_kcache: %d passed, %d failed\n", npass, nfail);
