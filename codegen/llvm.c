@@ -751,7 +751,7 @@ static LLVMValueRef elem_ptr(Cg *cg, LLVMTypeRef et, LLVMValueRef base, LLVMValu
 
 /* Element loads claim only byte alignment (ELEM_ALIGN): a model's weights
  * are read in place from its mapped file, where a tensor may start at any
- * byte (runtime/driver.c, BindRequest.map_weights).  x86 loads the same way
+ * byte (app/driver.c, BindRequest.map_weights).  x86 loads the same way
  * at any alignment, so the code does not change; the IR stays defined. */
 enum { ELEM_ALIGN = 1 };
 
