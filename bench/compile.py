@@ -16,7 +16,7 @@ kernels_distinct and packed_from_cache say where the device code and the packed 
 came from. Cold: KILN_CACHE is a new empty folder for every round; warm: the same folder
 again. onnxruntime: the time of InferenceSession(...) (all graph optimisations,
 intra_op_num_threads = threads) in a fresh process. Peak memory: the process's maximum
-resident set (getrusage of the child; mapped file pages it touched count). A cell is the
+resident set (GNU time's %M; mapped file pages it touched count). A cell is the
 best of the rounds; every figure, the load average before and after and the CPU go to
 build/bench-compile.json.
 """
@@ -52,15 +52,16 @@ print(json.dumps({"ms": (time.perf_counter() - t0) * 1e3, "version": ort.__versi
 
 
 def run_child(cmd, env=None):
-    """Runs cmd; returns (returncode, stdout, stderr, wall ms, peak resident MB)."""
+    """Runs cmd; returns (returncode, stdout, stderr, wall ms, peak resident MB).  The peak comes
+    from /usr/bin/time (GNU time, %M) around the command: a child of this Python reports the
+    forked Python's resident set in its own maximum (it is kept across exec)."""
     t0 = time.perf_counter()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        wall = (time.perf_counter() - t0) * 1e3
-        out.seek(0), err.seek(0)
-        return p.returncode, out.read().decode(), err.read().decode(), wall, usage.ru_maxrss / 1024
+    timed = ["/usr/bin/time", "-f", "PEAK_KB %M"] if os.path.exists("/usr/bin/time") else []  # else no peak
+    r = subprocess.run(timed + cmd, capture_output=True, text=True, env=env)
+    wall = (time.perf_counter() - t0) * 1e3
+    lines = r.stderr.rstrip("\n").split("\n")
+    peak = float(lines[-1].split()[1]) / 1024 if lines and lines[-1].startswith("PEAK_KB ") else float("nan")
+    return r.returncode, r.stdout, "\n".join(lines[:-1]), wall, peak
 
 
 def kiln_compile(source, kfile, wfile, ofile, cache):
