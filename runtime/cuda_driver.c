@@ -19,7 +19,7 @@ const char *cuda_result_advice(CUresult r) {
     switch ((int)r) {
     case CUDA_ERROR_STUB_LIBRARY:
         return "libcuda is the CUDA toolkit's stub library, not a driver: no NVIDIA driver is installed "
-               "on this machine (use --device=cpu or --device=cuda-emu)";
+               "on this machine (use a device that runs on the host: `kiln help run` lists them)";
     case CUDA_ERROR_NO_DEVICE:
         return "the driver found no CUDA-capable GPU (check nvidia-smi and CUDA_VISIBLE_DEVICES)";
     case CUDA_ERROR_UNSUPPORTED_PTX_VERSION:

@@ -5,26 +5,38 @@
  * usual. */
 #include "runtime/backend.h"
 
-static const char NO_LLVM[] = "this kiln was built without LLVM (KILN_LLVM=0): the cpu device, "
-                              "--emit=llvm and aot --target=cpu are not available; use --device=cuda, "
-                              "cuda-emu, kir or ref";
+extern const Backend cpu_backend; /* this file's row, below */
+
+/* Why the cpu device cannot be used, after `prefix`, naming the devices of
+ * the table that can (so a new backend is offered without an edit here). */
+static void no_llvm(const char *prefix, char *err, size_t errlen) {
+    StrBuf others = {0};
+    for (int i = 0; i < backend_count(); i++)
+        if (backend_at(i) != &cpu_backend)
+            sb_printf(&others, "%s%s", others.len ? ", " : "", backend_at(i)->name);
+    snprintf(err, errlen,
+             "%sthis kiln was built without LLVM (KILN_LLVM=0): the cpu device, --emit=llvm and "
+             "aot --target=cpu are not available; use --device=NAME for one of: %s",
+             prefix, others.data ? others.data : "");
+    sb_free(&others);
+}
 
 static bool absent_available(char *why, size_t n) {
-    snprintf(why, n, "%s", NO_LLVM);
+    no_llvm("", why, n);
     return false;
 }
 
 static KilnStatus absent_emit(const KProgram *kp, const CompileOptions *opt, FILE *out, char *err,
                               size_t errlen) {
     (void)kp, (void)opt, (void)out;
-    snprintf(err, errlen, "%s", NO_LLVM);
+    no_llvm("", err, errlen);
     return KILN_ERR_DEVICE;
 }
 
 static KilnStatus absent_aot(const KProgram *kp, const IRGraph *g, const CompileOptions *opt,
                              const char *variant, const char *dir, char *err, size_t errlen) {
     (void)kp, (void)g, (void)opt, (void)variant, (void)dir;
-    snprintf(err, errlen, "%s", NO_LLVM);
+    no_llvm("", err, errlen);
     return KILN_ERR_DEVICE;
 }
 
@@ -44,6 +56,6 @@ const Backend cpu_backend = {
 
 KilnStatus cpu_check_name(const char *name, char *err, size_t errlen) {
     (void)name;
-    snprintf(err, errlen, "--cpu: %s", NO_LLVM);
+    no_llvm("--cpu: ", err, errlen);
     return KILN_ERR_USAGE;
 }
