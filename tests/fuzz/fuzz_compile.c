@@ -13,6 +13,7 @@
  * into tests/fuzz/regress_compile/. */
 #include "codegen/cuda.h"
 #include "codegen/llvm.h"
+#include "frontend/ast.h"
 #include "passes/fuse.h"
 #include "passes/pass.h"
 

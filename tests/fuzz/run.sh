@@ -3,8 +3,9 @@
 # replays tests/fuzz/regress_NAME/ (inputs that once crashed: they must not now), then
 # fuzzes each target for SECONDS (default 60) from the seeds in tests/fuzz/corpus_NAME/.
 #
-# Build: clang -fsanitize=fuzzer,address,undefined.  Every library source (frontend/,
-# ir/, passes/, codegen/, runtime/ and the flex/bison outputs of build/gen) is compiled
+# Build: clang -fsanitize=fuzzer,address,undefined.  Every library source (base/, ir/,
+# frontend/, onnx/, passes/, codegen/, runtime/, app/ and the flex/bison outputs of
+# build/gen) is compiled
 # into build-fuzz/libkiln-fuzz.a, so each target links only the objects it uses; a
 # library file that does not compile is skipped with a warning (a target that needs it
 # then fails to link, and says so).  LLVM's libraries are on the link line for targets
