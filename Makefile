@@ -22,6 +22,7 @@ KILN_LLVM   ?= 1
 ifeq ($(KILN_LLVM),1)
 # Install missing tools before anything else needs them.
 NEED_DEPS := $(shell command -v flex >/dev/null && command -v bison >/dev/null && command -v dot >/dev/null && \
+               command -v g++ >/dev/null && \
                command -v $(LLVM_CONFIG) >/dev/null && /usr/bin/python3 -c 'import numpy, onnx' 2>/dev/null && \
                test -d /usr/share/libonnx-testdata && command -v go >/dev/null && echo ok)
 ifneq ($(NEED_DEPS),ok)
@@ -39,6 +40,11 @@ endif
 ifeq ($(KILN_LLVM),1)
 LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//g')
 LLVM_LIBS   := $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) $(shell $(LLVM_CONFIG) --libs core orcjit native passes 2>/dev/null)
+# kiln's one C++ file: LLVM's out-of-memory handlers, which LLVM-C cannot
+# install (codegen/llvm_oom.cpp).  libLLVM already needs libstdc++.
+CXX_SRCS    := codegen/llvm_oom.cpp
+LLVM_CXXFLAGS := -I$(shell $(LLVM_CONFIG) --includedir 2>/dev/null)
+LLVM_LIBS   += -lstdc++
 endif
 CUDA_HOME   ?= /usr/local/cuda
 
@@ -47,6 +53,8 @@ Q       ?= @    # make Q= shows every command
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -fvisibility=hidden -Iinclude -I. -I$(BUILD)/gen \
            $(LLVM_CFLAGS) -I$(CUDA_HOME)/include -MMD -MP
 LDLIBS  += $(LLVM_LIBS) -ldl -lpthread -lm -ledit
+CXXFLAGS += -std=c++17 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -fvisibility=hidden -fno-exceptions -fno-rtti -I. \
+           $(LLVM_CXXFLAGS) -MMD -MP
 
 MODULE_SRCS := $(wildcard base/*.c ir/*.c frontend/*.c onnx/*.c passes/*.c codegen/*.c runtime/*.c app/*.c)
 ifneq ($(KILN_LLVM),1)
@@ -54,7 +62,7 @@ MODULE_SRCS := $(filter-out codegen/llvm.c runtime/cpu.c runtime/cpu_code.c,$(MO
 CFLAGS      += -DKILN_NO_LLVM
 endif
 GEN_SRCS    := $(BUILD)/gen/kiln.tab.c $(BUILD)/gen/kiln.lex.c
-LIB_OBJS    := $(patsubst %.c,$(BUILD)/%.o,$(MODULE_SRCS)) $(GEN_SRCS:.c=.o)
+LIB_OBJS    := $(patsubst %.c,$(BUILD)/%.o,$(MODULE_SRCS)) $(patsubst %.cpp,$(BUILD)/%.o,$(CXX_SRCS)) $(GEN_SRCS:.c=.o)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 ifneq ($(KILN_LLVM),1)
 UNIT_SRCS   := $(filter-out tests/unit/test_llvm.c tests/unit/test_cpu_code.c tests/unit/test_math.c,$(UNIT_SRCS))
@@ -119,6 +127,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(INTERNAL_LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.cpp Makefile
+	@mkdir -p $(dir $@)
+	@echo "  CXX   $<"
+	$(Q)$(CXX) $(CXXFLAGS) -c $< -o $@
 
 # A program that embeds kiln through libkiln.a and kiln.h only (tests/embed).
 $(BUILD)/embed/embed: tests/embed/embed.c $(BUILD)/libkiln.a

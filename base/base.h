@@ -18,9 +18,12 @@
 
 /* ------------------------------------------------------------------ util.c */
 
-/* Host allocation choke point.  Out of host memory is reported and aborts:
- * kiln's host allocations are small next to the tensors, which are checked
- * separately (kiln_tensor_init returns false). */
+/* Host allocation choke point.  Out of host memory ends the process with
+ * "kiln: out of host memory (WHAT)" and exit status 3 (out_of_host_memory;
+ * LLVM's allocations end the same way: codegen/llvm_oom.cpp): kiln's host
+ * allocations are small next to the tensors, which are checked separately
+ * (kiln_tensor_init returns false). */
+_Noreturn void out_of_host_memory(const char *what);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);

@@ -14,10 +14,16 @@
  * and static destructors (LLVM's), which could need memory themselves.
  * Tensors whose size the user chooses are not allocated here: their
  * failures are messages on the usual error paths. */
-static _Noreturn void out_of_memory(size_t n) {
-    fprintf(stderr, "kiln: out of host memory (allocating %zu bytes)\n", n);
+_Noreturn void out_of_host_memory(const char *what) {
+    fprintf(stderr, "kiln: out of host memory (%s)\n", what);
     fflush(NULL);
     _Exit(3);
+}
+
+static _Noreturn void out_of_memory(size_t n) {
+    char what[64];
+    snprintf(what, sizeof what, "allocating %zu bytes", n);
+    out_of_host_memory(what);
 }
 
 /* Test hook: KILN_FAIL_ALLOC=N makes the Nth allocation through xmalloc,

@@ -3238,6 +3238,7 @@ static void llvm_fatal(const char *reason) {
 
 static pthread_once_t llvm_once = PTHREAD_ONCE_INIT;
 static void llvm_init_native(void) {
+    llvm_install_oom_handlers();
     LLVMInstallFatalErrorHandler(llvm_fatal);
     LLVMInitializeNativeTarget();
     LLVMInitializeNativeAsmPrinter();

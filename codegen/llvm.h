@@ -23,6 +23,10 @@
 #include <llvm-c/Core.h>
 #include <llvm-c/TargetMachine.h>
 
+/* Out of memory inside LLVM ends kiln as its own allocation failures do
+ * (codegen/llvm_oom.cpp); llvm.c calls it where it initialises LLVM. */
+void llvm_install_oom_handlers(void);
+
 typedef void (*KernelFn)(int64_t o_begin, int64_t o_end, void **bufs);
 
 /* KILN_OK if LLVM knows the CPU `name` for the host's target ("native" is

@@ -417,6 +417,18 @@ static void remove_build_dir(const char *dir) {
     rmdir(dir);
 }
 
+/* Whether a compiler's output says it ran out of memory (GCC: "out of
+ * memory allocating", "virtual memory exhausted"; clang and the loader:
+ * "Cannot allocate memory", "failed to map segment"): the message then says
+ * so rather than blaming the generated code.  The exit status is 3 either way. */
+static bool out_of_memory_said(const char *output) {
+    static const char *const signs[] = {"out of memory", "memory exhausted", "Cannot allocate memory",
+                                        "failed to map segment"};
+    for (size_t i = 0; output && i < sizeof signs / sizeof signs[0]; i++)
+        if (strstr(output, signs[i])) return true;
+    return false;
+}
+
 /* Compiles cp's source with the host C++ compiler in a private folder and
  * returns the shared object's bytes (heap; *len set), or NULL with err. */
 static char *compile_so(const CudaProgram *cp, ArgVec *argv, size_t *len, char *err, size_t errlen) {
@@ -425,7 +437,7 @@ static char *compile_so(const CudaProgram *cp, ArgVec *argv, size_t *len, char *
     char *bytes = NULL;
     sb_printf(&dir, "%s/kiln-emu-XXXXXX", tmp);
     if (!mkdtemp(dir.data)) {
-        snprintf(err, errlen, "cuda-emu: cannot create a build folder under %s: %s", tmp, strerror(errno));
+        snprintf(err, errlen, "cannot create a build folder under %s: %s", tmp, strerror(errno));
         sb_free(&dir);
         return NULL;
     }
@@ -434,7 +446,7 @@ static char *compile_so(const CudaProgram *cp, ArgVec *argv, size_t *len, char *
     sb_printf(&obj, "%s/kernels.so", dir.data);
     bool keep = false; /* the source, for the user to see why it failed */
     if (!write_text(hdr.data, cuda_emu_header) || !write_text(src.data, cp->source)) {
-        snprintf(err, errlen, "cuda-emu: cannot write %s: %s", src.data, strerror(errno));
+        snprintf(err, errlen, "cannot write %s: %s", src.data, strerror(errno));
     } else {
         VEC_PUSH(*argv, xstrdup("-o"));
         VEC_PUSH(*argv, xstrdup(obj.data));
@@ -445,15 +457,15 @@ static char *compile_so(const CudaProgram *cp, ArgVec *argv, size_t *len, char *
         char rerr[256];
         if (!run_tool(argv->data, &out, &status)) {
             snprintf(err, errlen,
-                     "cuda-emu: cannot run the C++ compiler '%s': %s (set CXX or KILN_CXX to a C++ compiler)",
+                     "cannot run the C++ compiler '%s': %s (set CXX or KILN_CXX to a C++ compiler)",
                      argv->data[0], strerror(errno));
         } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            snprintf(err, errlen,
-                     "cuda-emu: the C++ compiler (%s) refused the generated code (kept in %s):\n%s",
-                     argv->data[0], src.data, out.data ? out.data : "(no output)");
+            snprintf(err, errlen, "the C++ compiler (%s) %s the generated code (kept in %s):\n%s",
+                     argv->data[0], out_of_memory_said(out.data) ? "ran out of memory building" : "refused",
+                     src.data, out.data ? out.data : "(no output)");
             keep = true;
         } else if (!read_file(obj.data, &bytes, len, rerr, sizeof rerr)) {
-            snprintf(err, errlen, "cuda-emu: %s", rerr);
+            snprintf(err, errlen, "%s", rerr);
         }
     }
     if (!keep) remove_build_dir(dir.data);
@@ -505,13 +517,13 @@ EmuModule *cuda_emu_load(const CudaProgram *cp, char *err, size_t errlen) {
     sb_printf(&path, "/proc/self/fd/%d", m->fd);
     m->path = path.data;
     if (!written) {
-        snprintf(err, errlen, "cuda-emu: cannot make a memory file for the kernels: %s", strerror(errno));
+        snprintf(err, errlen, "cannot make a memory file for the kernels: %s", strerror(errno));
         cuda_emu_unload(m);
         return NULL;
     }
     m->handle = dlopen(m->path, RTLD_NOW | RTLD_LOCAL);
     if (!m->handle) {
-        snprintf(err, errlen, "cuda-emu: cannot load the compiled kernels: %s", dlerror());
+        snprintf(err, errlen, "cannot load the compiled kernels: %s", dlerror());
         cuda_emu_unload(m);
         return NULL;
     }
@@ -521,7 +533,7 @@ EmuModule *cuda_emu_load(const CudaProgram *cp, char *err, size_t errlen) {
     m->names = xcalloc((size_t)m->n + 1, sizeof *m->names);
     for (int i = 0; i < m->n; i++) m->names[i] = xstrdup(cp->launches.data[i].name);
     if (!m->rt) {
-        snprintf(err, errlen, "cuda-emu: the compiled kernels have no kemu_rt");
+        snprintf(err, errlen, "the compiled kernels have no kemu_rt");
         cuda_emu_unload(m);
         return NULL;
     }
@@ -533,7 +545,7 @@ EmuModule *cuda_emu_load(const CudaProgram *cp, char *err, size_t errlen) {
         sb_printf(&sym, "launch_%s", cp->launches.data[i].name);
         *(void **)&m->launch[i] = dlsym(m->handle, sym.data);
         if (!m->launch[i]) {
-            snprintf(err, errlen, "cuda-emu: the compiled kernels have no %s", sym.data);
+            snprintf(err, errlen, "the compiled kernels have no %s", sym.data);
             sb_free(&sym);
             cuda_emu_unload(m);
             return NULL;

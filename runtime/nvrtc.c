@@ -213,8 +213,12 @@ static void refusal(const NvrtcInfo *info, nvrtcProgram prog, nvrtcResult r, con
         log[n] = 0;
     }
     StrBuf msg = {0};
-    sb_printf(&msg, "NVRTC %d.%d (%s) refused the generated CUDA C for sm_%d (%s):\n", info->major,
-              info->minor, info->path, arch_sm, nv.error_string(r));
+    /* NVRTC out of host memory says "catastrophic error: out of memory" in
+     * its log and returns NVRTC_ERROR_COMPILATION: not the code's fault */
+    bool no_memory = r == NVRTC_ERROR_OUT_OF_MEMORY || (log && strstr(log, "error: out of memory"));
+    sb_printf(&msg, "NVRTC %d.%d (%s) %s the generated CUDA C for sm_%d (%s):\n", info->major, info->minor,
+              info->path, no_memory ? "ran out of host memory compiling" : "refused", arch_sm,
+              nv.error_string(r));
     annotate_log(log ? log : "", source, &msg);
     snprintf(err, errlen, "%s", msg.data);
     sb_free(&msg);

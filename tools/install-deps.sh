@@ -12,6 +12,8 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 have_cmd flex || need="$need flex"
 have_cmd bison || need="$need bison"
 have_cmd llvm-config-19 || need="$need llvm-19-dev"
+# C++: codegen/llvm_oom.cpp (LLVM's out-of-memory handlers) and cuda-emu's kernels
+have_cmd g++ || need="$need g++"
 have_pkg libedit-dev || need="$need libedit-dev"
 have_pkg libclang-rt-14-dev || need="$need libclang-rt-14-dev"
 /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need="$need python3-numpy"

@@ -14,6 +14,17 @@
 
 #include <time.h>
 
+#ifndef KILN_NO_LLVM
+#include "codegen/llvm.h"
+/* Out of memory while libLLVM's static constructors run, before main, ends
+ * as it does later: a message and exit status 3 (codegen/llvm_oom.cpp), not
+ * an uncaught std::bad_alloc.  An executable's .preinit_array runs before
+ * the initialisers of every shared library it loads. */
+typedef void (*EarlyInit)(void);
+__attribute__((section(".preinit_array"), used)) static const EarlyInit oom_handlers =
+    llvm_install_oom_handlers;
+#endif
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>

@@ -7,25 +7,25 @@
 #     emit -o over an existing file.  Each run exits 0 or 3 ("out of host memory"),
 #     the existing output is unchanged unless the run succeeded, and no temporary
 #     file is left beside it.
-#  2. Tensors too big for the memory (ulimit -v 1.5-2 GB): inputs, intermediates, on
-#     every device: exit 3 naming what did not fit.
-# Each check prints "FAIL: ..." when it fails; the last line is "oom: N passed, N failed".
+#  2. Tensors too big for the memory (ulimit -v 1.5-2 GB; under ASan, no allocation
+#     over 600 MB): inputs, intermediates, on every device: exit 3 naming what did
+#     not fit.
+#  3. Out of memory inside LLVM: a ResNet-shaped model compiled on cpu (no kernel
+#     cache) under address-space limits from the least at which kiln starts to the
+#     least at which it succeeds (both found by bisection), 10 limits between them:
+#     every run exits 0 or 3 with "out of host memory", never dies by a signal (LLVM's
+#     abort on bad_alloc, before codegen/llvm_oom.cpp), and at least one run fails
+#     inside LLVM ("out of host memory (in LLVM: ...)").  Skipped under ASan (it needs
+#     terabytes of address space); ~9 s of CPU.
+# Harness: tests/lib.sh; the last line is "oom: N passed, N failed".
 K=${1:-build/kiln}
 case $K in /*) ;; *) K=$(pwd)/$K ;; esac
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
 PY=/usr/bin/python3
-T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-oom.XXXXXX")
-trap 'rm -rf "$T"' EXIT INT TERM
+. "$REPO/tests/lib.sh"
+scratch oom
 cd "$T" || exit 1
 export XDG_CACHE_HOME="$T/cache"
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $*"
-    if [ -s err ]; then sed 's/^/  stderr| /' err | cut -c 1-200 | head -n 5; fi
-}
 
 cat >m.kiln <<'EOF2'
 graph f(x: f32[B, 8], w: f32[8, 8]) -> f32[B, 8] {
@@ -93,10 +93,19 @@ graph mid(x: f32[B, 100], w: f32[100, 100]) -> f32[B, 100] {
     return softmax(y, axis=0) @ w + y
 }
 EOF2
-limited() { # KB "$@"
+# limited KB CMD...: CMD with at most KB of address space.  ASan needs terabytes of
+# it (its shadow memory), so there no single allocation may exceed 600 MB instead:
+# a 400 MB input fits, 800 MB of intermediates and a 4 GB input do not.
+asan=0
+if ldd "$K" 2>/dev/null | grep -q libasan || nm "$K" 2>/dev/null | grep -q __asan_init; then asan=1; fi
+limited() {
     kb=$1
     shift
-    (ulimit -v "$kb" && exec "$@")
+    if [ $asan = 1 ]; then
+        ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}allocator_may_return_null=1:max_allocation_size_mb=600" "$@"
+    else
+        (ulimit -v "$kb" && exec "$@")
+    fi
 }
 for dev in ref kir cpu cuda-emu; do
     cp keep.npy.orig keep.npy
@@ -112,5 +121,68 @@ for dev in kir cpu cuda-emu; do
     else bad "big intermediates on $dev: exit status $rc, expected 3 and 'out of host memory for the intermediates'"; fi
 done
 
-echo "oom: $pass passed, $fail failed"
-[ $fail = 0 ]
+# ---- 3. out of memory inside LLVM
+# limited_run KB CMD...: CMD under ulimit -v KB; rc, err as for one run.  Every run
+# must exit 0, or 3 with "out of host memory", or (only when the loader cannot map
+# kiln's libraries, before kiln runs at all) 127; never a signal.
+sweep_bad=0
+limited_run() {
+    kb=$1
+    shift
+    (ulimit -v "$kb" && exec "$@") >out 2>err
+    rc=$?
+    if [ $rc = 0 ] || [ $rc = 127 ]; then return; fi
+    if [ $rc = 3 ] && grep -q "out of host memory" err; then return; fi
+    bad "ulimit -v $kb: $* exits with status $rc$([ $rc -gt 128 ] && echo " (signal $((rc - 128)))")," \
+        "expected 0 or 3 and 'out of host memory'"
+    sweep_bad=1
+}
+if [ $asan = 1 ]; then
+    echo "skipped: out of memory inside LLVM (an ASan build needs terabytes of address space)"
+elif ! "$K" run m.kiln --dim B=1 --device=cpu >/dev/null 2>&1; then
+    echo "skipped: out of memory inside LLVM (no cpu device in this build)"
+else
+    $PY "$REPO/tests/viz/gen_resnet.py" resnet.kiln --width 16 --size 32
+    model() { limited_run "$1" env KILN_CACHE=off "$K" run resnet.kiln --device=cpu --dim N=1; }
+    # the least limit (KB, to 256 KB) at which kiln starts, then the least (to 512 KB)
+    # at which the model compiles and runs (each bisection keeps lo failing, hi
+    # working); then 10 limits from the first up to the second
+    lo=0 hi=8000000
+    while [ $((hi - lo)) -gt 256 ]; do
+        mid=$(((lo + hi) / 2))
+        limited_run $mid "$K" --version
+        if [ $rc = 0 ]; then hi=$mid; else lo=$mid; fi
+    done
+    start=$hi
+    lo=$start hi=$((start + 65536))
+    model $hi
+    while [ $rc != 0 ] && [ $hi -lt $((start + 2000000)) ]; do
+        lo=$hi hi=$((hi * 2 - start))
+        model $hi
+    done
+    if [ $rc != 0 ]; then
+        bad "the model does not run under ulimit -v $hi"
+    else
+        while [ $((hi - lo)) -gt 512 ]; do
+            mid=$(((lo + hi) / 2))
+            model $mid
+            if [ $rc = 0 ]; then hi=$mid; else lo=$mid; fi
+        done
+        in_llvm=0 in_kiln=0 ran=0
+        i=0
+        while [ $i -lt 10 ]; do
+            kb=$((start + (hi - start) * i / 10))
+            model $kb
+            case $rc in
+            0) ran=$((ran + 1)) ;;
+            3) if grep -q "out of host memory (in LLVM" err; then in_llvm=$((in_llvm + 1)); else in_kiln=$((in_kiln + 1)); fi ;;
+            esac
+            i=$((i + 1))
+        done
+        echo "ulimit -v $start..$hi KB: $in_llvm runs out of memory inside LLVM, $in_kiln in kiln, $ran ran"
+        if [ $sweep_bad = 0 ]; then ok; fi
+        if [ $in_llvm -gt 0 ]; then ok; else bad "no run ran out of memory inside LLVM"; fi
+    fi
+fi
+
+summary oom

@@ -465,6 +465,7 @@ static void *close_runner(void *arg) {
             kiln_tensor_free(&out[0]);
         } else if (strstr(err.message, "closed")) {
             __atomic_add_fetch(&s->closed, 1, __ATOMIC_RELAXED);
+            kiln_error_clear(&err);
             break;
         } else {
             __atomic_add_fetch(&s->other, 1, __ATOMIC_RELAXED);
