@@ -4,25 +4,27 @@
 # fuzzes each target for SECONDS (default 60) from the seeds in tests/fuzz/corpus_NAME/.
 #
 # Build: clang -fsanitize=fuzzer,address,undefined.  Every library source (base/, ir/,
-# frontend/, onnx/, passes/, codegen/, runtime/, app/ and the flex/bison outputs of
-# build/gen) is compiled
-# into build-fuzz/libkiln-fuzz.a, so each target links only the objects it uses; a
-# library file that does not compile is skipped with a warning (a target that needs it
-# then fails to link, and says so).  LLVM's libraries are on the link line for targets
-# that reach codegen/.
+# frontend/, onnx/, passes/, codegen/ (its .cpp with clang++), runtime/, app/ and the
+# flex/bison outputs of build/gen) is compiled into build-fuzz/libkiln-fuzz.a, so each target
+# links only the objects it uses; a library file that does not compile is skipped
+# with a warning (a target that needs it then fails to link, and says so).  LLVM's
+# libraries (and libstdc++) are on the link line for targets that reach codegen/.
 # Output: build-fuzz/fuzz_NAME, the grown corpus in build-fuzz/corpus_NAME/, crash
 # inputs as build-fuzz/NAME-crash-* (copy one into tests/fuzz/regress_NAME/ once fixed).
-# Environment: FUZZ_TARGETS="parser npy" picks targets; CC (default clang).
+# Environment: FUZZ_TARGETS="parser npy" picks targets; FUZZ_CC, FUZZ_CXX (default clang,
+# clang++).
 # Last line: "fuzz: N passed, N failed" (one count per target).
 SECONDS_EACH=${1:-60}
 cd "$(dirname "$0")/../.." || exit 2
 OUT=build-fuzz
 GEN=build/gen
 CC=${FUZZ_CC:-clang}
+CXX=${FUZZ_CXX:-clang++}
 LLVM_CONFIG=${LLVM_CONFIG:-llvm-config-19}
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Iinclude -I. -I$GEN -I${CUDA_HOME:-/usr/local/cuda}/include" # cuda.h, as the Makefile finds it
 LLVM_CFLAGS=$($LLVM_CONFIG --cflags 2>/dev/null | sed 's/-std=[^ ]*//g')
-LLVM_LIBS="$($LLVM_CONFIG --ldflags 2>/dev/null) $($LLVM_CONFIG --libs core orcjit native passes 2>/dev/null)"
+LLVM_CXXFLAGS="-I$($LLVM_CONFIG --includedir 2>/dev/null)"
+LLVM_LIBS="$($LLVM_CONFIG --ldflags 2>/dev/null) $($LLVM_CONFIG --libs core orcjit native passes 2>/dev/null) -lstdc++"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 
 if ! command -v "$CC" >/dev/null 2>&1; then
@@ -36,12 +38,16 @@ mkdir -p "$OUT/obj"
 
 # ---- the library, with sanitizer and coverage instrumentation
 objs=""
-for src in base/*.c ir/*.c frontend/*.c onnx/*.c passes/*.c codegen/*.c runtime/*.c app/*.c "$GEN/kiln.tab.c" "$GEN/kiln.lex.c"; do
+for src in base/*.c ir/*.c frontend/*.c onnx/*.c passes/*.c codegen/*.c codegen/*.cpp runtime/*.c app/*.c \
+    "$GEN/kiln.tab.c" "$GEN/kiln.lex.c"; do
     [ -f "$src" ] || continue
-    obj=$OUT/obj/$(echo "$src" | tr / _ | sed 's/\.c$/.o/')
+    obj=$OUT/obj/$(echo "$src" | tr / _ | sed 's/\.c$/.o/; s/\.cpp$/.o/')
+    # kiln's one C++ file (codegen/llvm_oom.cpp) is C++17 against LLVM's headers
+    cc="$CC $CFLAGS $LLVM_CFLAGS"
+    case $src in *.cpp) cc="$CXX -std=c++17 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -fno-exceptions -I. $LLVM_CXXFLAGS" ;; esac
     if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find base ir frontend onnx passes codegen runtime app include \
             "$GEN" -name '*.h' -newer "$obj" 2>/dev/null | head -n 1)" ]; then
-        if ! $CC $CFLAGS $LLVM_CFLAGS -Wno-unused-command-line-argument $SAN -fsanitize=fuzzer-no-link \
+        if ! $cc -Wno-unused-command-line-argument $SAN -fsanitize=fuzzer-no-link \
                 -c "$src" -o "$obj" 2>"$OUT/obj/build.log"; then
             echo "fuzz: warning: $src does not compile; left out:"
             head -n 5 "$OUT/obj/build.log" | sed 's/^/  /'
