@@ -16,7 +16,7 @@ the bottom:
     tools             main()
 
 Two readings:
-  - includes: every `#include "DIR/..."` of every .c/.h/.def/.y/.l names a folder the
+  - includes: every `#include "DIR/..."` of every .c/.cpp/.h/.def/.y/.l names a folder the
     file's folder may use;
   - calls: every symbol an object file of BUILD_DIR needs (nm -u) and another object
     of kiln defines is defined in a folder the object's folder may use (symbols from
@@ -52,7 +52,7 @@ def check_includes(fail):
     for folder in list(LEVEL) + [a for a in ALIAS if os.path.isdir(os.path.join(ROOT, a))]:
         for dirpath, _, files in os.walk(os.path.join(ROOT, folder)):
             for f in sorted(files):
-                if not f.endswith((".c", ".h", ".def", ".y", ".l")):
+                if not f.endswith((".c", ".cpp", ".h", ".def", ".y", ".l")):
                     continue
                 path = os.path.join(dirpath, f)
                 rel = os.path.relpath(path, ROOT)
