@@ -33,6 +33,7 @@ typedef struct {
     TensorRole role;
     const char *path;   /* the file it is read from */
     const char *origin; /* "--in x=a.npy", "weights.safetensors" ... for messages */
+    bool view;          /* tensor.data lies in a mapped file: not the tensor's to free */
 } NamedTensor;
 
 typedef struct {
@@ -41,6 +42,9 @@ typedef struct {
     Program prog;
     DiagList diags;
     OnnxModel *onnx; /* FILE is an ONNX model (recognised by its content), decoded */
+    /* data that driver_bind's inputs borrow from the request's tensors
+     * (map_weights): driver_inputs_free leaves it alone */
+    VEC(const void *) borrowed;
 } Compilation;
 
 /* Reads, parses and checks a file.  Diagnostics are left in c->diags.
@@ -74,10 +78,11 @@ typedef struct {
     FILE *notes;
     bool all_random_notes;
     /* a model's initializers held as they are in its file become views of
-     * the mapped file (no copy; at any byte offset, which only the cpu
-     * device reads as is): free the inputs with driver_inputs_free, keep the
-     * Compilation open while they are used, and leave the file untruncated
-     * meanwhile (as for any mapped file) */
+     * the mapped file, and weights-file tensors of the parameter's dtype
+     * are used as they are, not copied (at any byte offset, which only the
+     * cpu device reads as is): free the inputs with driver_inputs_free, keep
+     * the Compilation open and the request's tensors alive while they are
+     * used, and leave the files untruncated meanwhile (as any mapped file) */
     bool map_weights;
 } BindRequest;
 

@@ -55,6 +55,7 @@ KilnStatus compilation_open_text(Compilation *c, const char *name, const char *t
 
 void compilation_close(Compilation *c) {
     onnx_model_close(c->onnx);
+    VEC_FREE(c->borrowed);
     diag_clear(&c->diags);
     arena_free(c->arena);
     memset(c, 0, sizeof *c);
@@ -190,7 +191,9 @@ static bool weight_view(const OnnxWeight *w, const Node *p, KilnTensor *out) {
 /* Frees the first n inputs (views of c's mapped files are left alone) and the array. */
 static void free_inputs(const Compilation *c, KilnTensor *inputs, int n) {
     for (int i = 0; inputs && i < n; i++) {
-        if (c->onnx && onnx_model_holds(c->onnx, inputs[i].data)) inputs[i].data = NULL; /* a view */
+        bool view = c->onnx && onnx_model_holds(c->onnx, inputs[i].data);
+        for (int b = 0; !view && b < c->borrowed.len; b++) view = c->borrowed.data[b] == inputs[i].data;
+        if (view) inputs[i].data = NULL;
         kiln_tensor_free(&inputs[i]);
     }
     free(inputs);
@@ -361,6 +364,12 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
                 const OnnxWeight *w = &imp.weights.data[i - nparams];
                 ok = (req->map_weights && weight_view(w, p, &inputs[i])) ||
                      driver_onnx_weight(w, p->dtype, &inputs[i], werr, sizeof werr);
+            } else if (nt && nt->tensor.dtype == p->dtype && req->map_weights && nt->role == TENSOR_WEIGHT) {
+                inputs[i] = (KilnTensor){p->dtype, p->rank, xmalloc(sizeof(int64_t) * (size_t)(p->rank + 1)),
+                                         nt->tensor.data}; /* used as it is (BindRequest.map_weights) */
+                if (p->rank > 0) memcpy(inputs[i].shape, nt->tensor.shape, sizeof(int64_t) * (size_t)p->rank);
+                VEC_PUSH(c->borrowed, (const void *)nt->tensor.data);
+                ok = true;
             } else if (nt && nt->tensor.dtype == p->dtype) {
                 ok = kiln_tensor_init(&inputs[i], p->dtype, p->rank, nt->tensor.shape);
                 if (ok) memcpy(inputs[i].data, nt->tensor.data, (size_t)kiln_tensor_numel(&nt->tensor) * kiln_dtype_size(p->dtype));

@@ -227,7 +227,7 @@ static bool parse_entry(Json *j, const char *name, Entry *e) {
 }
 
 /* Checks an entry against the data buffer and builds its tensor from it. */
-static bool build_tensor(const char *name, const Entry *e, const uint8_t *data, size_t data_len,
+static bool build_tensor(const char *name, const Entry *e, const uint8_t *data, size_t data_len, bool view,
                          KilnTensor *t, char *err, size_t errlen) {
     const char *missing = !e->dtype ? "dtype" : e->rank < 0 ? "shape"
                         : e->noffsets < 0 ? "data_offsets" : NULL;
@@ -257,6 +257,14 @@ static bool build_tensor(const char *name, const Entry *e, const uint8_t *data, 
         return tensorio_error(err, errlen, "tensor '%.64s': shape %s of %s needs %zu bytes, "
                               "data_offsets [%lld, %lld] give %lld", name, shape_text,
                               st_dtype_names[dt], need, begin, end, end - begin);
+    if (view && need) { /* the bytes stay where they are: only the shape is the tensor's */
+        memset(t, 0, sizeof *t);
+        t->shape = malloc(sizeof(int64_t) * (size_t)(e->rank > 0 ? e->rank : 1));
+        if (!t->shape) return tensorio_error(err, errlen, "out of memory for tensor '%.64s'", name);
+        if (e->rank > 0) memcpy(t->shape, e->shape, sizeof(int64_t) * (size_t)e->rank);
+        t->dtype = dt, t->rank = e->rank, t->data = (void *)(data + begin);
+        return true;
+    }
     if (!kiln_tensor_init(t, dt, e->rank, e->shape))
         return tensorio_error(err, errlen, "out of memory for tensor '%.64s'", name);
     if (need)
@@ -347,10 +355,11 @@ static bool grow_list(KilnTensorList *out, Span **spans, int *cap) {
     return ok;
 }
 
-/* header := '{' [member (',' member)*] '}' space*, where a member is
+/* The tensors of buf, copied, or views of buf (view: no copy).
+ * header := '{' [member (',' member)*] '}' space*, where a member is
  * string ':' entry, or "__metadata__" ':' metadata. */
-bool kiln_safetensors_read_mem(const uint8_t *buf, size_t len, KilnTensorList *out, char *err,
-                               size_t errlen) {
+static bool read_list(const uint8_t *buf, size_t len, bool view, KilnTensorList *out, char *err,
+                      size_t errlen) {
     memset(out, 0, sizeof *out);
     if (len < 8)
         return tensorio_error(err, errlen, "truncated: %zu bytes, too short for the 8-byte "
@@ -385,7 +394,7 @@ bool kiln_safetensors_read_mem(const uint8_t *buf, size_t len, KilnTensorList *o
                 ok = tensorio_text_error(&j, "out of memory reading the header");
             else if (ok)
                 ok = parse_entry(&j, name, &e) &&
-                     build_tensor(name, &e, data, data_len, &out->tensors[out->count], err, errlen);
+                     build_tensor(name, &e, data, data_len, view, &out->tensors[out->count], err, errlen);
             have_metadata |= is_metadata;
             if (ok && !is_metadata) {
                 spans[out->count] = (Span){e.offsets[0], e.offsets[1], out->count};
@@ -403,9 +412,22 @@ bool kiln_safetensors_read_mem(const uint8_t *buf, size_t len, KilnTensorList *o
     ok = ok && check_unique_names(out->names, out->count, err, errlen) &&
          check_coverage(spans, out->count, out->names, data_len, err, errlen);
     free(spans);
-    if (!ok)
+    if (!ok) {
+        for (int i = 0; view && i < out->count; i++) /* views: the data is buf's */
+            if (out->tensors[i].data >= (void *)buf && out->tensors[i].data < (void *)(buf + len))
+                out->tensors[i].data = NULL;
         kiln_tensor_list_free(out);
+    }
     return ok;
+}
+
+bool kiln_safetensors_read_mem(const uint8_t *buf, size_t len, KilnTensorList *out, char *err,
+                               size_t errlen) {
+    return read_list(buf, len, false, out, err, errlen);
+}
+
+bool safetensors_read_views(const uint8_t *buf, size_t len, KilnTensorList *out, char *err, size_t errlen) {
+    return read_list(buf, len, true, out, err, errlen);
 }
 
 bool kiln_safetensors_read(const char *path, KilnTensorList *out, char *err, size_t errlen) {

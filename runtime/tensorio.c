@@ -7,10 +7,14 @@
 #include "runtime/outfile.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Formats a message into err; returns false so a failing path can say
  * `return tensorio_error(...)`. */
@@ -76,6 +80,29 @@ void tensorio_format_shape(char *buf, size_t buflen, int rank, const int64_t *sh
 }
 
 /* Reads a whole file into a malloc'd buffer (*data, *len); messages name the path. */
+bool tensorio_map_file(const char *path, const uint8_t **data, size_t *len, char *err, size_t errlen) {
+    *data = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) {
+        tensorio_error(err, errlen, "%s: %s", path,
+                       fd < 0 ? strerror(errno) : "not a non-empty regular file");
+        if (fd >= 0) close(fd);
+        return false;
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int map_errno = errno;
+    close(fd);
+    if (p == MAP_FAILED) return tensorio_error(err, errlen, "%s: cannot map: %s", path, strerror(map_errno));
+    *data = p, *len = (size_t)st.st_size;
+    return true;
+}
+
+void tensorio_unmap(const uint8_t *data, size_t len) {
+    if (data) munmap((void *)data, len);
+}
+
 bool tensorio_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen) {
     *data = NULL;
     *len = 0;

@@ -15,6 +15,15 @@ bool tensorio_error(char *err, size_t errlen, const char *fmt, ...) __attribute_
 void tensorio_prefix_error(char *err, size_t errlen, const char *prefix);
 void tensorio_format_shape(char *buf, size_t buflen, int rank, const int64_t *shape);
 bool tensorio_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen);
+/* A regular, non-empty file mapped read-only (tensorio_unmap releases it);
+ * false with a message otherwise (not a regular file, empty, mmap refused):
+ * the caller then reads it with tensorio_read_file.  As any mapped file it
+ * must not be truncated while mapped; its size is what was checked. */
+bool tensorio_map_file(const char *path, const uint8_t **data, size_t *len, char *err, size_t errlen);
+void tensorio_unmap(const uint8_t *data, size_t len);
+/* safetensors whose tensors are views of buf (no copy): buf must outlive
+ * them, and their data is not theirs to free (only their shapes). */
+bool safetensors_read_views(const uint8_t *buf, size_t len, KilnTensorList *out, char *err, size_t errlen);
 bool tensorio_write_file(const char *path, int nparts, const void *const *parts, const size_t *lens,
                          char *err, size_t errlen);
 

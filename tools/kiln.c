@@ -11,6 +11,7 @@
 #include "runtime/cuda_toolkit.h"
 #include "runtime/kcache.h"
 #include "runtime/outfile.h"
+#include "runtime/tensorio.h"
 
 #include <time.h>
 
@@ -32,6 +33,12 @@ __attribute__((section(".preinit_array"), used)) static const EarlyInit oom_hand
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* A mapped weights file (tensorio_map_file). */
+typedef struct {
+    const uint8_t *data;
+    size_t len;
+} TensorMap;
+
 typedef struct {
     const char *command;
     const char *file;
@@ -47,6 +54,7 @@ typedef struct {
     VEC(NamedTensor) tensors;
     VEC(DimBinding) dims;
     VEC(char *) weights;
+    VEC(TensorMap) maps; /* --weights files mapped (their tensors are views) */
     uint64_t seed;
     int runs;
     bool json;
@@ -343,17 +351,39 @@ static void free_options(Options *o) {
         free((char *)o->tensors.data[i].name);
         free((char *)o->tensors.data[i].path);
         free((char *)o->tensors.data[i].origin);
+        if (o->tensors.data[i].view) o->tensors.data[i].tensor.data = NULL; /* a mapped file's */
         kiln_tensor_free(&o->tensors.data[i].tensor);
     }
     VEC_FREE(o->tensors);
+    for (int i = 0; i < o->maps.len; i++) tensorio_unmap(o->maps.data[i].data, o->maps.data[i].len);
+    VEC_FREE(o->maps);
     for (int i = 0; i < o->dims.len; i++) free((char *)o->dims.data[i].name);
     VEC_FREE(o->dims);
     for (int i = 0; i < o->weights.len; i++) free(o->weights.data[i]);
     VEC_FREE(o->weights);
 }
 
-/* Reads the files of --in and --weights.  Returns a status. */
-static int load_tensors(Options *o) {
+/* Reads a --weights file: mapped, its tensors views of it (map), else read
+ * and copied (also when it cannot be mapped: a pipe ...). */
+static bool read_weights(Options *o, const char *path, bool map, KilnTensorList *list, bool *views, char *err,
+                         size_t errlen) {
+    TensorMap m;
+    char merr[256];
+    *views = map && tensorio_map_file(path, &m.data, &m.len, merr, sizeof merr);
+    if (!*views) return kiln_safetensors_read(path, list, err, errlen);
+    if (!safetensors_read_views(m.data, m.len, list, err, errlen)) {
+        tensorio_prefix_error(err, errlen, path);
+        tensorio_unmap(m.data, m.len);
+        return false;
+    }
+    VEC_PUSH(o->maps, m);
+    return true;
+}
+
+/* Reads the files of --in and --weights (map: the weights files mapped, their
+ * tensors used in place, for a run that binds them as views: prepare()).
+ * Returns a status. */
+static int load_tensors(Options *o, bool map) {
     char err[512];
     for (int i = 0; i < o->tensors.len; i++) {
         NamedTensor *nt = &o->tensors.data[i];
@@ -365,7 +395,8 @@ static int load_tensors(Options *o) {
     }
     for (int w = 0; w < o->weights.len; w++) {
         KilnTensorList list = {0};
-        if (!kiln_safetensors_read(o->weights.data[w], &list, err, sizeof err)) {
+        bool views;
+        if (!read_weights(o, o->weights.data[w], map, &list, &views, err, sizeof err)) {
             fprintf(stderr, "kiln: --weights: %s\n", err);
             return KILN_ERR_INPUT;
         }
@@ -375,7 +406,8 @@ static int load_tensors(Options *o) {
                               .tensor = list.tensors[i],
                               .role = TENSOR_WEIGHT,
                               .path = strdup(path),
-                              .origin = strdup(path)};
+                              .origin = strdup(path),
+                              .view = views};
             VEC_PUSH(o->tensors, nt);
         }
         free(list.names);
@@ -603,12 +635,14 @@ static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t er
     trace_span(tr, "parse", t0, t[1] = trace_clock_ms(), "read and parse %s", o->file);
     if (st != KILN_OK) return st;
     t0 = trace_clock_ms();
-    st = load_tensors(o);
+    /* the cpu device reads the weights in place from their mapped files (a
+     * model's, --weights'); --compare's reference reads the same inputs and
+     * wants them aligned */
+    const char *device = o->device ? o->device : backend_default();
+    bool map = strcmp(device, "cpu") == 0 && !o->compare;
+    st = load_tensors(o, map);
     trace_span(tr, "parse", t0, t[2] = trace_clock_ms(), "read the input files");
     if (st != KILN_OK) return st;
-    const char *device = o->device ? o->device : backend_default();
-    /* the cpu device reads a model's weights in place from its mapped file
-     * (--compare's reference reads the same inputs and wants them aligned) */
     pr->req = (BindRequest){.tensors = o->tensors.data,
                             .ntensors = o->tensors.len,
                             .dims = o->dims.data,
@@ -616,7 +650,7 @@ static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t er
                             .seed = o->seed,
                             .notes = stderr,
                             .all_random_notes = o->verbose,
-                            .map_weights = strcmp(device, "cpu") == 0 && !o->compare};
+                            .map_weights = map};
     t0 = trace_clock_ms();
     st = driver_bind(&pr->c, pr->entry, &pr->req, &o->copt, &pr->g, &pr->inputs, err, errlen);
     trace_span(tr, "passes", t0, t[3] = trace_clock_ms(), "bind the inputs, build the IR, run the passes");
@@ -787,7 +821,7 @@ static int cmd_emit(Options *o) {
     }
     /* --in and --weights bind dimensions and mark weights as constants here
      * as in run (the kernels and the picture depend on both) */
-    if ((st = load_tensors(o)) != KILN_OK) goto done;
+    if ((st = load_tensors(o, false)) != KILN_OK) goto done;
     BindRequest req = {.tensors = o->tensors.data,
                        .ntensors = o->tensors.len,
                        .dims = o->dims.data,

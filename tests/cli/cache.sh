@@ -219,6 +219,33 @@ close "packed, after damage" q4.npy p2.npy
 # a model file cut short: an error naming what runs past its end, whatever the cache holds
 head -c 40000 p.onnx >cut.onnx
 expect "packed, truncated model" 1 "runs past|truncated" "$K" run cut.onnx --device=cpu --in x=x.npy
+# the same product as a kiln program + safetensors: the weights file mapped and used in
+# place on the cpu (views), packed from the cache on a second run; a file cut short is an error
+cat >p.kiln <<'EOF2'
+graph p(x: f32[8, 256], w: f32[256, 256], b: f32[256]) -> f32[8, 256] {
+    return relu(x @ w + b)
+}
+EOF2
+$PY -c "
+import json, struct, sys
+import numpy as np
+w = np.frombuffer(open('w1.bin', 'rb').read(), np.float32)
+b = np.random.default_rng(1)
+b.standard_normal((256, 256))
+b = b.standard_normal(256).astype(np.float32)
+hdr = json.dumps({'w': {'dtype': 'F32', 'shape': [256, 256], 'data_offsets': [0, w.nbytes]},
+                  'b': {'dtype': 'F32', 'shape': [256], 'data_offsets': [w.nbytes, w.nbytes + b.nbytes]}}).encode()
+open('p.safetensors', 'wb').write(struct.pack('<Q', len(hdr)) + hdr + w.tobytes() + b.tobytes())" 2>err ||
+    bad "writing p.safetensors"
+expect "safetensors, cpu" 0 "" "$K" run p.kiln --device=cpu --in x=x.npy --weights p.safetensors --out q5.npy
+close "safetensors, cpu" q5.npy p1.npy
+expect "safetensors, warm" 0 "" "$K" bench p.kiln --device=cpu --in x=x.npy --weights p.safetensors --json --runs=1
+json "safetensors, warm: packed from the cache" "j['packed_from_cache'] == j['packed_operands'] >= 1"
+expect "safetensors, warm run" 0 "" "$K" run p.kiln --device=cpu --in x=x.npy --weights p.safetensors --out q6.npy
+close "safetensors, warm run" q6.npy p1.npy
+head -c 100000 p.safetensors >cut.safetensors
+expect "safetensors, truncated" 1 "out of range|runs past|truncated" "$K" run p.kiln --device=cpu --in x=x.npy \
+    --weights cut.safetensors
 
 echo "cache: $pass passed, $fail failed"
 [ "$fail" = 0 ]
