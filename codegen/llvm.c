@@ -2723,6 +2723,26 @@ static LLVMValueRef first_of_packed_batch(Cg *cg, const KMatmul *mm, const int64
     return first;
 }
 
+/* Starts void NAME<suffix>(params...) of kernel ki, whose last parameter is
+ * the buffer table: the builder at its entry, *src buffer buf (operand
+ * `which`, 0: A, 1: B) and *dst the kernel's prepack slot for that operand,
+ * where the packed or gathered panels go. */
+static LLVMValueRef begin_operand_fn(Cg *cg, const Kernel *k, int ki, int buf, int which, const char *suffix,
+                                     LLVMTypeRef *params, int nparams, Kc *kc, LLVMValueRef *src,
+                                     LLVMValueRef *dst) {
+    char *name = name2(k->name, suffix);
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, params, nparams, 0));
+    free(name);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    *kc = (Kc){.cg = cg, .fn = fn};
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMValueRef bufs = LLVMGetParam(fn, (unsigned)nparams - 1);
+    int slot = llvm_prepack_slot(cg->p, ki, which);
+    *src = LLVMBuildLoad2(cg->b, cg->t_ptr, elem_ptr(cg, cg->t_ptr, bufs, ci64(cg, buf)), "src");
+    *dst = LLVMBuildLoad2(cg->b, cg->t_ptr, elem_ptr(cg, cg->t_ptr, bufs, ci64(cg, slot)), "dst");
+    return fn;
+}
+
 /* void NAME.prepack_a(ptr bufs) / NAME.prepack_b: packs the constant operand
  * from its buffer into bufs[slot], in the layout above. */
 static LLVMValueRef emit_prepack_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g, int which) {
@@ -2734,15 +2754,10 @@ static LLVMValueRef emit_prepack_fn(Cg *cg, const Kernel *k, int ki, const KGemm
     int64_t lines = which ? mm->n : mm->m, per = which ? pp.bp : pp.ap, lines_p = per / mm->k;
     int64_t s_line = which ? mm->b_sn : mm->a_sm, s_k = which ? mm->b_sk : mm->a_sk, off = which ? mm->b_off : mm->a_off;
     LLVMValueRef pack = helper_pack(cg, cg->p->bufs.data[buf].dtype, W);
-    char *name = name2(k->name, which ? ".prepack_b" : ".prepack_a");
-    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, &cg->t_ptr, 1, 0));
-    free(name);
-    add_fn_attr(cg, fn, cg->k_nounwind);
-    Kc kc = {.cg = cg, .fn = fn};
-    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
-    LLVMValueRef bufs = LLVMGetParam(fn, 0);
-    LLVMValueRef src = LLVMBuildLoad2(cg->b, cg->t_ptr, elem_ptr(cg, cg->t_ptr, bufs, ci64(cg, buf)), "src");
-    LLVMValueRef dst = LLVMBuildLoad2(cg->b, cg->t_ptr, elem_ptr(cg, cg->t_ptr, bufs, ci64(cg, llvm_prepack_slot(cg->p, ki, which))), "dst");
+    Kc kc;
+    LLVMValueRef src, dst;
+    LLVMValueRef fn = begin_operand_fn(cg, k, ki, buf, which, which ? ".prepack_b" : ".prepack_a", &cg->t_ptr,
+                                       1, &kc, &src, &dst);
     /* every batch index; those whose packed index repeats an earlier one are
      * skipped by visiting only the first batch of each (broadcast dims at 0) */
     TLoop lb, lpc;
@@ -2802,18 +2817,10 @@ static void emit_gather_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g) {
     KilnDType dt = cg->p->bufs.data[buf].dtype;
     bool im2col = which == 1 && g->conv;
     LLVMValueRef pack = im2col ? helper_im2col(cg, k, dt, sh.nr) : helper_pack(cg, dt, W);
-    char *name = name2(k->name, ".gather");
     LLVMTypeRef ps[3] = {cg->t_i64, cg->t_i64, cg->t_ptr};
-    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, 3, 0));
-    free(name);
-    add_fn_attr(cg, fn, cg->k_nounwind);
-    Kc kc = {.cg = cg, .fn = fn};
-    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
-    LLVMValueRef bufs = LLVMGetParam(fn, 2);
-    LLVMValueRef src = LLVMBuildLoad2(cg->b, cg->t_ptr, elem_ptr(cg, cg->t_ptr, bufs, ci64(cg, buf)), "src");
-    LLVMValueRef dst = LLVMBuildLoad2(
-        cg->b, cg->t_ptr, elem_ptr(cg, cg->t_ptr, bufs, ci64(cg, llvm_prepack_slot(cg->p, ki, which))),
-        "gathered");
+    Kc kc;
+    LLVMValueRef src, dst;
+    LLVMValueRef fn = begin_operand_fn(cg, k, ki, buf, which, ".gather", ps, 3, &kc, &src, &dst);
     TLoop lt;
     LLVMValueRef t = tloop_begin(&kc, &lt, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), 1, "task");
     LLVMValueRef bi = LLVMBuildUDiv(cg->b, t, ci64(cg, nkb * npan), "bi");
@@ -3247,6 +3254,25 @@ static void llvm_init_native(void) {
      * loop (less code to compile; the remainder is short anyway). */
     const char *args[] = {"kiln", "-enable-epilogue-vectorization=false"};
     LLVMParseCommandLineOptions(2, args, NULL);
+}
+
+/* LLVM's diagnostics on a context of kiln's: optimisation remarks, notes and
+ * warnings (a loop the vectoriser kept scalar, say) are about kiln's own
+ * generated code, not the user's program, and go nowhere (LLVM's default
+ * handler printed some of them as "remark: <unknown>:0:0: loop not
+ * vectorized" on every run); an error ends kiln as llvm_fatal does (the
+ * default handler's exit(1) after printing). */
+static void llvm_diagnostic(LLVMDiagnosticInfoRef info, void *unused) {
+    (void)unused;
+    if (LLVMGetDiagInfoSeverity(info) != LLVMDSError) return;
+    char *msg = LLVMGetDiagInfoDescription(info);
+    llvm_fatal(msg);
+}
+
+LLVMContextRef llvm_context_new(void) {
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMContextSetDiagnosticHandler(ctx, llvm_diagnostic, NULL);
+    return ctx;
 }
 
 static void copy_msg(char *err, size_t errlen, const char *prefix, const char *msg) {

@@ -33,6 +33,11 @@ typedef void (*KernelFn)(int64_t o_begin, int64_t o_end, void **bufs);
  * the host); else KILN_ERR_USAGE with the choices in err. */
 KilnStatus llvm_cpu_check(const char *name, char *err, size_t errlen);
 
+/* A new LLVM context whose remarks and warnings are not printed (they are
+ * about kiln's generated code) and whose errors end kiln with exit status 3.
+ * Every context kiln compiles in comes from here. */
+LLVMContextRef llvm_context_new(void);
+
 /* A target machine for `cpu` (NULL or "native": the host CPU with its features).
  * reloc_pic: position-independent code (for objects linked into PIE
  * programs).  Returns NULL with a message in err. */

@@ -506,7 +506,7 @@ static KilnStatus cpu_emit_llvm(const KProgram *kp, const CompileOptions *opt, F
     char lerr[2048] = "";
     KilnStatus st = KILN_OK;
     LLVMTargetMachineRef tm = llvm_target_machine(opt ? opt->cpu : NULL, false, lerr, sizeof lerr);
-    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMContextRef ctx = llvm_context_new();
     LLVMModuleRef mod = tm ? llvm_build_program(ctx, kp, tm, false, NULL, lerr, sizeof lerr) : NULL;
     if (mod) {
         char *s = LLVMPrintModuleToString(mod);
@@ -577,7 +577,7 @@ static KilnStatus cpu_aot(const KProgram *kp, const IRGraph *g, const CompileOpt
     char lerr[2048] = "";
     KilnStatus st = KILN_OK;
     LLVMTargetMachineRef tm = llvm_target_machine(cpu_name, true, lerr, sizeof lerr);
-    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMContextRef ctx = llvm_context_new();
     LLVMModuleRef mod = tm ? llvm_build_program(ctx, kp, tm, true, NULL, lerr, sizeof lerr) : NULL;
     char *obj = arena_printf(arena, "%s/%s.o", dir, g->name);
     char *hdr = arena_printf(arena, "%s/%s.h", dir, g->name);

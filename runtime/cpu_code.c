@@ -758,7 +758,7 @@ static void *worker_run(void *arg) {
     Worker *wk = arg;
     Work *w = wk->w;
     wk->tm = llvm_target_machine(w->cpu, true, wk->tm_err, sizeof wk->tm_err);
-    wk->ctx = wk->tm ? LLVMContextCreate() : NULL;
+    wk->ctx = wk->tm ? llvm_context_new() : NULL;
     if (w->use_cache) kcache_open(&wk->cache);
     for (;;) {
         int i = atomic_fetch_add(&w->next, 1);

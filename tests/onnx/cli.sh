@@ -185,6 +185,11 @@ sys.exit(0 if np.array_equal(np.load(sys.argv[1]), np.load(sys.argv[2])) else 1)
 done
 expect "upsample opset 9 without scales" 1 "input 2 \\(scales\\) is missing" "$K" check "$T/up9_no_scales.onnx"
 
+# ---- nothing on stderr but kiln's own messages: LLVM's remarks about the
+# generated code (a small reduction over axis 1 left scalar) are not printed
+expect "no LLVM remarks" 0 "" env KILN_CACHE=off "$K" run "$NODE/test_logsoftmax_axis_1/model.onnx" --device=cpu --seed 1
+[ ! -s "$T/err" ] && ok || bad "no LLVM remarks: stderr is not empty"
+
 # ---- the REPL's :load of a model: a graph called with the inputs only
 printf ':load %s\nx = load("%s")\np = lenet(x)\nargmax(p, axis=1)\n' "$D/lenet.onnx" "$D/lenet_input.pb" |
     "$K" repl --device ref >"$T/out" 2>"$T/err"
