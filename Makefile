@@ -76,11 +76,13 @@ STANDIN     := $(BUILD)/standin/libcuda.so.1
 .PHONY: all test demo asan fuzz test-long test-models clean format gpu-bundle
 all: $(BUILD)/kiln $(BUILD)/libkiln.a $(UNIT_BINS) $(STANDIN) $(BUILD)/embed/embed
 
-$(BUILD)/gen/kiln.tab.c $(BUILD)/gen/kiln.tab.h: grammar/kiln.y
+# Grouped targets (&:): one bison (one flex) run writes both files; with plain
+# `a b: ...` make -j ran the recipe once per file, two writers at once.
+$(BUILD)/gen/kiln.tab.c $(BUILD)/gen/kiln.tab.h &: grammar/kiln.y
 	@mkdir -p $(dir $@)
 	bison -Wall -Werror --defines=$(BUILD)/gen/kiln.tab.h -o $(BUILD)/gen/kiln.tab.c $<
 
-$(BUILD)/gen/kiln.lex.c $(BUILD)/gen/kiln.lex.h: grammar/kiln.l $(BUILD)/gen/kiln.tab.h
+$(BUILD)/gen/kiln.lex.c $(BUILD)/gen/kiln.lex.h &: grammar/kiln.l $(BUILD)/gen/kiln.tab.h
 	@mkdir -p $(dir $@)
 	flex --header-file=$(BUILD)/gen/kiln.lex.h -o $(BUILD)/gen/kiln.lex.c $<
 
