@@ -40,32 +40,6 @@ static void case_free(Case *c) {
     free(c);
 }
 
-static void put(KilnTensor *t, int64_t i, double v) {
-    switch (t->dtype) {
-    case KILN_F32: ((float *)t->data)[i] = (float)v; break;
-    case KILN_F16: ((uint16_t *)t->data)[i] = kiln_f32_to_f16((float)v); break;
-    case KILN_BF16: ((uint16_t *)t->data)[i] = kiln_f32_to_bf16((float)v); break;
-    case KILN_F64: ((double *)t->data)[i] = v; break;
-    case KILN_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-    case KILN_I64: ((int64_t *)t->data)[i] = (int64_t)v; break;
-    case KILN_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
-    default: break;
-    }
-}
-
-static double get(const KilnTensor *t, int64_t i) {
-    switch (t->dtype) {
-    case KILN_F32: return ((const float *)t->data)[i];
-    case KILN_F16: return kiln_f16_to_f32(((const uint16_t *)t->data)[i]);
-    case KILN_BF16: return kiln_bf16_to_f32(((const uint16_t *)t->data)[i]);
-    case KILN_F64: return ((const double *)t->data)[i];
-    case KILN_I32: return ((const int32_t *)t->data)[i];
-    case KILN_I64: return (double)((const int64_t *)t->data)[i];
-    case KILN_BOOL: return ((const uint8_t *)t->data)[i];
-    default: return NAN;
-    }
-}
-
 static int node(Case *c, Op op, KilnDType dt, int rank, const int64_t *shape, int nin,
                 const int *in) {
     return ir_add_node(c->g, op, dt, rank, shape, nin, in, (Loc){0});
@@ -78,7 +52,7 @@ static int param(Case *c, KilnDType dt, int rank, const int64_t *shape, const do
     VEC_PUSH(c->g->params, id);
     KilnTensor t;
     if (!kiln_tensor_init(&t, dt, rank, shape)) abort();
-    for (int64_t i = 0, n = kiln_tensor_numel(&t); i < n; i++) put(&t, i, vals[i]);
+    for (int64_t i = 0, n = kiln_tensor_numel(&t); i < n; i++) kiln_tensor_set(&t, i, vals[i]);
     VEC_PUSH(c->inputs, t);
     return id;
 }
@@ -128,7 +102,7 @@ static void check_node(Case *c, int result, const double *want, int64_t n, doubl
                what, kiln_dtype_name(out.dtype), (long long)kiln_tensor_numel(&out), (long long)n);
     } else {
         for (int64_t i = 0; i < n; i++) {
-            double got = get(&out, i);
+            double got = kiln_tensor_get(&out, i);
             if (!close_to(got, want[i], tol)) {
                 printf("%s:%d: FAILED: %s: element %lld is %.17g, expected %.17g\n", __FILE__,
                        line, what, (long long)i, got, want[i]);
@@ -762,11 +736,12 @@ static void test_graph(void) {
     bool ok = ref_run(c->g, c->inputs.data, out, err, sizeof err);
     ASSERT(ok);
     if (ok) {
-        ASSERT(out[0].rank == 0 && get(&out[0], 0) == 17);
+        ASSERT(out[0].rank == 0 && kiln_tensor_get(&out[0], 0) == 17);
         ASSERT(out[1].rank == 1 && out[1].shape[0] == 3);
-        ASSERT(get(&out[1], 0) == 2 && get(&out[1], 1) == 5 && get(&out[1], 2) == 10);
-        ASSERT(get(&out[2], 2) == 3);
-        ASSERT(get(&out[3], 2) == 10 && out[3].data != out[1].data);
+        ASSERT(kiln_tensor_get(&out[1], 0) == 2 && kiln_tensor_get(&out[1], 1) == 5 &&
+               kiln_tensor_get(&out[1], 2) == 10);
+        ASSERT(kiln_tensor_get(&out[2], 2) == 3);
+        ASSERT(kiln_tensor_get(&out[3], 2) == 10 && out[3].data != out[1].data);
         for (int i = 0; i < 4; i++) kiln_tensor_free(&out[i]);
     }
     case_free(c);
