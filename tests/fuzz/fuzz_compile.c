@@ -14,6 +14,7 @@
 #include "codegen/cuda.h"
 #include "codegen/llvm.h"
 #include "frontend/ast.h"
+#include "fuzz_graphs.h"
 #include "passes/fuse.h"
 #include "passes/pass.h"
 
@@ -24,23 +25,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Few graphs, small sizes: the later stages cost milliseconds per graph. */
 enum { MAX_GRAPHS = 3, MAX_NODES = 400, MAX_ELEMENTS = 1 << 16 };
-
-static const DimBinding binds[] = {{"B", 2}, {"T", 3}, {"N", 4}, {"M", 2}, {"C", 3},
-                                   {"H", 5}, {"W", 5}, {"D", 2}, {"K", 3}};
-
-static bool small(const IRGraph *g) {
-    if (g->nodes.len > MAX_NODES) return false;
-    for (int i = 0; i < g->nodes.len; i++) {
-        const Node *n = ir_node(g, i);
-        int64_t numel = 1;
-        for (int k = 0; k < n->rank; k++) {
-            if (n->shape[k] > MAX_ELEMENTS) return false;
-            numel *= n->shape[k];
-            if (numel > MAX_ELEMENTS) return false;
-        }
-    }
-    return true;
-}
 
 static void fail(const char *stage, const char *err) {
     fprintf(stderr, "fuzz_compile: %s rejects what the stages before it made: %s\n", stage, err);
@@ -93,11 +77,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FILE *sink = fopen("/dev/null", "w");
     bool ok = parse_program(arena, &src, &diags, &prog) && ir_check_program(&prog, &diags);
     for (int gi = 0; ok && sink && gi < prog.ngraphs && gi < MAX_GRAPHS; gi++) {
-        IRGraph *g = ir_build(arena, &prog, gi, binds, (int)(sizeof binds / sizeof binds[0]), &diags);
+        IRGraph *g = ir_build(arena, &prog, gi, fuzz_binds, FUZZ_NBINDS, &diags);
         if (!g) continue;
         char err[256];
         if (!ir_verify(g, err, sizeof err)) fail("ir_verify of a clean program", err);
-        if (ir_graph_is_concrete(g, NULL) && small(g)) {
+        if (ir_graph_is_concrete(g, NULL) && fuzz_graph_fits(g, MAX_NODES, MAX_ELEMENTS)) {
             compile(arena, g, PASS_PREC_F32, tm, sink);
             if (gi == 0) compile(arena, g, PASS_PREC_BF16, NULL, sink);
         }

@@ -6,6 +6,7 @@
  * A crashing input goes into tests/fuzz/regress_parser/, which run.sh and
  * build/tests/test_frontend replay. */
 #include "frontend/ast.h"
+#include "fuzz_graphs.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,25 +14,6 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum { MAX_GRAPHS = 4, MAX_ELEMENTS = 1 << 14, MAX_NODES = 2000 };
-
-/* Sizes for the symbolic dimensions the seeds use; others stay unbound. */
-static const DimBinding binds[] = {{"B", 2}, {"T", 3}, {"N", 4}, {"M", 2}, {"C", 3},
-                                   {"H", 5}, {"W", 5}, {"D", 2}, {"K", 3}};
-
-/* Whether g is small enough to interpret: concrete, few nodes, small tensors. */
-static bool tiny(const IRGraph *g) {
-    if (g->nodes.len > MAX_NODES || !ir_graph_is_concrete(g, NULL)) return false;
-    for (int i = 0; i < g->nodes.len; i++) {
-        const Node *n = ir_node(g, i);
-        int64_t numel = 1;
-        for (int k = 0; k < n->rank; k++) {
-            if (n->shape[k] > MAX_ELEMENTS) return false;
-            numel *= n->shape[k];
-            if (numel > MAX_ELEMENTS) return false;
-        }
-    }
-    return true;
-}
 
 static void interpret(const IRGraph *g) {
     int np = g->params.len, nr = g->results.len;
@@ -73,8 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (ok) ok = ir_check_program(&prog, &diags);
     for (int gi = 0; ok && gi < prog.ngraphs && gi < MAX_GRAPHS; gi++) {
         for (int bound = 0; bound < 2; bound++) { /* symbolic, then with the bindings */
-            IRGraph *g = ir_build(arena, &prog, gi, binds, bound ? (int)(sizeof binds / sizeof binds[0]) : 0,
-                                  &diags);
+            IRGraph *g = ir_build(arena, &prog, gi, fuzz_binds, bound ? FUZZ_NBINDS : 0, &diags);
             if (!g) continue;
             char err[256];
             if (!ir_verify(g, err, sizeof err)) {
@@ -82,7 +63,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 abort();
             }
             if (sink) ir_print(g, sink);
-            if (bound && tiny(g)) interpret(g);
+            if (bound && ir_graph_is_concrete(g, NULL) && fuzz_graph_fits(g, MAX_NODES, MAX_ELEMENTS))
+                interpret(g);
             ir_graph_destroy(g);
         }
     }

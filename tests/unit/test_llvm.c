@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "ulp.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -630,14 +631,6 @@ static double sigmoid_d(double x) { return 1.0 / (1.0 + exp(-x)); }
 static double silu_d(double x) { return x / (1.0 + exp(-x)); }
 static double gelu_d(double x) { return 0.5 * x * (1.0 + erf(x / M_SQRT2)); }
 static double gelu_tanh_d(double x) { return 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))); }
-
-static double ulp_of(double v) {
-    double a = fabs(v);
-    if (a < 1.17549435e-38) return ldexp(1.0, -149);
-    int e;
-    frexp(a, &e);
-    return ldexp(1.0, e - 24);
-}
 
 static void test_accuracy(void) {
     static const Accuracy cases[] = {

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "ulp.h"
 
 enum { N = 1 << 24 };
 
@@ -63,15 +64,6 @@ static const MathCase cases[] = {
     {OP_RSQRT, false, "rsqrt", rsqrt_d, 0, 100, 1, 1},
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
-
-/* The spacing of floats at |v| (the subnormal spacing below FLT_MIN). */
-static double ulp_of(double v) {
-    double a = fabs(v);
-    if (a < 1.17549435e-38) return ldexp(1.0, -149);
-    int e;
-    frexp(a, &e);
-    return ldexp(1.0, e - 24);
-}
 
 /* The error of float y for exact value want, in ulps; INFINITY when NaN or
  * an infinity is wrong. */
