@@ -7,16 +7,7 @@
 # bench/requirements.txt (shared with bench/cpu.sh and bench/models.sh).  Threads:
 # KILN_THREADS (default 2, BENCH_THREADS overrides), onnxruntime's intra-op threads the same.
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
-venv="$root/build/bench-venv"
-[ -x build/kiln ] || make -s build/kiln >&2
-if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
-stamp="$venv/.requirements-installed"
-if [ ! -f "$stamp" ] || [ bench/requirements.txt -nt "$stamp" ]; then
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r bench/requirements.txt >&2
-    touch "$stamp"
-fi
-threads="${BENCH_THREADS:-2}"
+. "$(dirname "$0")/lib.sh"
+bench_setup
 export KILN_THREADS="$threads" OMP_NUM_THREADS="$threads"
 exec "$venv/bin/python" bench/compile.py --threads "$threads" "$@"

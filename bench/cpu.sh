@@ -31,29 +31,8 @@
 # nice goes on this shell's autogroup too, and back to what it was when the bench ends.
 set -euo pipefail
 
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
-venv="$root/build/bench-venv"
-threads="${BENCH_THREADS:-2}"
-say() { echo "[bench] $*" >&2; }
-
-# --- kiln ----------------------------------------------------------------------------
-if [ ! -x build/kiln ]; then
-    say "building kiln (make build/kiln)"
-    make -s build/kiln >&2
-fi
-
-# --- the virtualenv ------------------------------------------------------------------
-if [ ! -x "$venv/bin/python" ]; then
-    say "creating $venv"
-    python3 -m venv "$venv"
-fi
-stamp="$venv/.requirements-installed"
-if [ ! -f "$stamp" ] || [ bench/requirements.txt -nt "$stamp" ]; then
-    say "pip install -r bench/requirements.txt"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r bench/requirements.txt >&2
-    touch "$stamp"
-fi
+. "$(dirname "$0")/lib.sh"
+bench_setup
 
 # --- PyTorch -------------------------------------------------------------------------
 case "${BENCH_TORCH:-debian}" in
@@ -102,19 +81,5 @@ export NUM_CPU_THREADS="$threads" DEV="${DEV:-CPU}"  # tinygrad
 export BENCH_VENV="$venv"
 [ -n "${OPENBLAS_CORETYPE:-}" ] && export BENCH_SAVED_OPENBLAS_CORETYPE="$OPENBLAS_CORETYPE"
 [ -n "${OPENBLAS_L2_SIZE:-}" ] && export BENCH_SAVED_OPENBLAS_L2_SIZE="$OPENBLAS_L2_SIZE"
-nice=()
-bench_nice="${BENCH_NICE:--20}"
-ag_restore=""
-if [ "$bench_nice" != 0 ] && { [ "$(id -u)" = 0 ] || [ "$bench_nice" -gt 0 ]; }; then
-    nice=(nice -n "$bench_nice")
-    ag="/proc/$$/autogroup"
-    if [ -w "$ag" ]; then
-        old="$(sed -n 's/.* nice //p' "$ag" 2>/dev/null || true)"
-        if [ -n "$old" ] && echo "$bench_nice" 2>/dev/null >"$ag"; then
-            ag_restore="$old"
-            trap 'echo "$ag_restore" >"$ag" 2>/dev/null || true' EXIT
-        fi
-    fi
-fi
-env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE BENCH_NICE="$bench_nice" \
-    "${nice[@]}" "$venv/bin/python" bench/cpu.py --threads "$threads" "$@"
+BENCH_NICE="${BENCH_NICE:--20}" bench_niced \
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$venv/bin/python" bench/cpu.py --threads "$threads" "$@"

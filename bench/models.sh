@@ -19,26 +19,8 @@
 # as bench/cpu.sh does: the machine is shared.
 set -euo pipefail
 
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
-venv="$root/build/bench-venv"
-threads="${BENCH_THREADS:-2}"
-say() { echo "[bench] $*" >&2; }
-
-if [ ! -x build/kiln ]; then
-    say "building kiln (make build/kiln)"
-    make -s build/kiln >&2
-fi
-if [ ! -x "$venv/bin/python" ]; then
-    say "creating $venv"
-    python3 -m venv "$venv"
-fi
-stamp="$venv/.requirements-installed"
-if [ ! -f "$stamp" ] || [ bench/requirements.txt -nt "$stamp" ]; then
-    say "pip install -r bench/requirements.txt"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r bench/requirements.txt >&2
-    touch "$stamp"
-fi
+. "$(dirname "$0")/lib.sh"
+bench_setup
 if [ -z "${BENCH_TORCH_PYTHON+set}" ]; then
     BENCH_TORCH_PYTHON=""
     /usr/bin/python3 -c 'import torch' 2>/dev/null && BENCH_TORCH_PYTHON=/usr/bin/python3
@@ -47,16 +29,4 @@ export BENCH_TORCH_PYTHON
 [ -z "$BENCH_TORCH_PYTHON" ] && say "PyTorch: not installed (Debian's python3-torch), left out"
 
 export KILN_THREADS="$threads" OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads"
-nice=()
-bench_nice="${BENCH_NICE:--20}"
-if [ "$bench_nice" != 0 ] && { [ "$(id -u)" = 0 ] || [ "$bench_nice" -gt 0 ]; }; then
-    nice=(nice -n "$bench_nice")
-    ag="/proc/$$/autogroup"
-    if [ -w "$ag" ]; then
-        old="$(sed -n 's/.* nice //p' "$ag" 2>/dev/null || true)"
-        if [ -n "$old" ] && echo "$bench_nice" 2>/dev/null >"$ag"; then
-            trap 'echo "$old" >"$ag" 2>/dev/null || true' EXIT
-        fi
-    fi
-fi
-env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "${nice[@]}" "$venv/bin/python" bench/models.py --threads "$threads" "$@"
+bench_niced env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$venv/bin/python" bench/models.py --threads "$threads" "$@"
