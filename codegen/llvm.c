@@ -2133,6 +2133,81 @@ static void strip_copy(Kc *kc, KilnDType dt, LLVMValueRef dst, LLVMValueRef d, L
     tloop_end(kc, &lt);
 }
 
+/* One segment of an im2col panel for the k in [pc, pc + kc), for input
+ * strips with an element step S = sw * xs[3] <= 4: dst[d + kk*NR + t] =
+ * X(c, ih, iw0 + t*sw) for t < len, 0 where the window lies in the padding.
+ * Branch-free: (c, kh, kw) are counted along k (no divisions), and each
+ * vector of the strip is one masked load (S > 1: a wide one and a shuffle)
+ * whose lanes are the in-range columns [t0, t1), zeros in the others, and
+ * one masked store of the lanes t < len.  The strip's base address may lie
+ * outside X (the padding's columns): its lanes there are never read. */
+static void im2col_strips(Kc *kc, const Kernel *k, KilnDType dt, int NR, LLVMValueRef X, LLVMValueRef xbase,
+                          LLVMValueRef pc, LLVMValueRef kcv, LLVMValueRef dst, LLVMValueRef d,
+                          LLVMValueRef len, LLVMValueRef ihb, LLVMValueRef iwb) {
+    Cg *cg = kc->cg;
+    const KConv *cv = &k->conv;
+    const int VL = cg->vec_floats, nvec = (NR + VL - 1) / VL;
+    const int64_t S = cv->sw * cv->xs[3];
+    LLVMTypeRef mt = mem_type(cg, dt);
+    LLVMValueRef zero = ci64(cg, 0), csw = ci64(cg, cv->sw), khw = ci64(cg, cv->kh * cv->kw);
+    LLVMValueRef r0 = LLVMBuildURem(cg->b, pc, khw, "");
+    LLVMValueRef init[3] = {LLVMBuildUDiv(cg->b, pc, khw, ""), LLVMBuildUDiv(cg->b, r0, ci64(cg, cv->kw), ""),
+                            LLVMBuildURem(cg->b, r0, ci64(cg, cv->kw), "")};
+    Loop lk;
+    LLVMValueRef kk = loop_begin(kc, &lk, zero, kcv, "k");
+    LLVMValueRef ckk[3], next[3];
+    for (int i = 0; i < 3; i++) {
+        ckk[i] = LLVMBuildPhi(cg->b, cg->t_i64, i == 0 ? "c" : i == 1 ? "kh" : "kw");
+        LLVMAddIncoming(ckk[i], &init[i], &lk.pre, 1);
+    }
+    LLVMValueRef ih = iadd(cg, ihb, imul(cg, ckk[1], ci64(cg, cv->dh)));
+    LLVMValueRef iw0 = iadd(cg, iwb, imul(cg, ckk[2], ci64(cg, cv->dw)));
+    /* in-range columns t in [t0, t1): 0 <= iw0 + t*sw < W, and the row inside */
+    LLVMValueRef t0 =
+        LLVMBuildSDiv(cg->b, iadd(cg, LLVMBuildNeg(cg->b, iw0, ""), ci64(cg, cv->sw - 1)), csw, "");
+    t0 = imin(cg, imax(cg, t0, zero), len);
+    LLVMValueRef t1 = LLVMBuildSDiv(
+        cg->b, iadd(cg, LLVMBuildSub(cg->b, ci64(cg, cv->w), iw0, ""), ci64(cg, cv->sw - 1)), csw, "");
+    t1 = imin(cg, imax(cg, t1, t0), len);
+    LLVMValueRef row_in = LLVMBuildICmp(cg->b, LLVMIntULT, ih, ci64(cg, cv->h), "");
+    t1 = LLVMBuildSelect(cg->b, row_in, t1, t0, "");
+    LLVMValueRef src =
+        iadd(cg, iadd(cg, xbase, imul(cg, ckk[0], ci64(cg, cv->xs[1]))),
+             iadd(cg, imul(cg, LLVMBuildSelect(cg->b, row_in, ih, zero, ""), ci64(cg, cv->xs[2])),
+                  imul(cg, iw0, ci64(cg, cv->xs[3]))));
+    LLVMValueRef drow = iadd(cg, d, imul(cg, kk, ci64(cg, NR)));
+    /* wide lanes i of vector v read t = v*VL + i/S: inside when
+     * (t0 - v*VL)*S <= i < (t1 - v*VL)*S - (S - 1) */
+    LLVMValueRef lo = LLVMBuildTrunc(cg->b, imul(cg, t0, ci64(cg, S)), cg->t_i32, "");
+    LLVMValueRef hi =
+        LLVMBuildTrunc(cg->b, iadd(cg, imul(cg, t1, ci64(cg, S)), ci64(cg, 1 - S)), cg->t_i32, "");
+    LLVMValueRef len32 = LLVMBuildTrunc(cg->b, len, cg->t_i32, "");
+    const int W = (int)S * VL;
+    for (int v = 0; v < nvec; v++) {
+        LLVMValueRef lane =
+            LLVMBuildAdd(cg->b, iota_vec(cg, W), splat_int(cg, ci32(cg, (int64_t)v * W), W), "");
+        LLVMValueRef wmask =
+            LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, lane, splat_int(cg, lo, W), ""),
+                         LLVMBuildICmp(cg->b, LLVMIntSLT, lane, splat_int(cg, hi, W), ""), "");
+        LLVMValueRef at = iadd(cg, src, ci64(cg, (int64_t)v * W));
+        LLVMValueRef ptr = LLVMBuildGEP2(cg->b, mt, X, &at, 1, ""); /* not inbounds: may lie before X */
+        LLVMValueRef val = widen_vec(cg, dt, load_every_sth(cg, dt, ptr, S, wmask), VL);
+        LLVMValueRef t =
+            LLVMBuildAdd(cg->b, iota_vec(cg, VL), splat_int(cg, ci32(cg, (int64_t)v * VL), VL), "");
+        masked_store_f32(cg, val, dst, iadd(cg, drow, ci64(cg, (int64_t)v * VL)),
+                         LLVMBuildICmp(cg->b, LLVMIntSLT, t, splat_int(cg, len32, VL), ""));
+    }
+    /* (c, kh, kw) of k + 1 */
+    LLVMValueRef kw1 = iadd(cg, ckk[2], ci64(cg, 1));
+    LLVMValueRef wrap_w = LLVMBuildICmp(cg->b, LLVMIntEQ, kw1, ci64(cg, cv->kw), "");
+    next[2] = LLVMBuildSelect(cg->b, wrap_w, zero, kw1, "");
+    LLVMValueRef kh1 = LLVMBuildSelect(cg->b, wrap_w, iadd(cg, ckk[1], ci64(cg, 1)), ckk[1], "");
+    LLVMValueRef wrap_h = LLVMBuildICmp(cg->b, LLVMIntEQ, kh1, ci64(cg, cv->kh), "");
+    next[1] = LLVMBuildSelect(cg->b, wrap_h, zero, kh1, "");
+    next[0] = LLVMBuildSelect(cg->b, wrap_h, iadd(cg, ckk[0], ci64(cg, 1)), ckk[0], "");
+    loop_end(kc, &lk, ckk, next, 3, 0);
+}
+
 /* void NAME.im2col(ptr X, i64 xbase, i64 pc, i64 kc, i64 p0, i64 valid, ptr dst):
  * B's panels for rows k in [pc, pc + kc) and pixels [p0, p0 + valid) of one
  * image and group (xbase: its first input element), as helper_pack lays them
@@ -2181,35 +2256,44 @@ static LLVMValueRef helper_im2col(Cg *cg, const Kernel *k, KilnDType dt, int NR)
     LLVMValueRef len = imin(cg, LLVMBuildSub(cg->b, nw, w, ""), LLVMBuildSub(cg->b, cOW, ow, ""));
     LLVMValueRef ihb = iadd(cg, imul(cg, oh, ci64(cg, cv->sh)), ci64(cg, -cv->ph));
     LLVMValueRef iwb = iadd(cg, imul(cg, ow, ci64(cg, cv->sw)), ci64(cg, -cv->pw));
-    LLVMValueRef kk = tloop_begin(&kc, &lk, ci64(cg, 0), kcv, 1, "k");
-    {
-        LLVMValueRef kidx = iadd(cg, pc, kk);
-        LLVMValueRef c = LLVMBuildUDiv(cg->b, kidx, ci64(cg, khw), "");
-        LLVMValueRef r = LLVMBuildURem(cg->b, kidx, ci64(cg, khw), "");
-        LLVMValueRef kh = LLVMBuildUDiv(cg->b, r, ci64(cg, cv->kw), ""), kw = LLVMBuildURem(cg->b, r, ci64(cg, cv->kw), "");
-        LLVMValueRef ih = iadd(cg, ihb, imul(cg, kh, ci64(cg, cv->dh)));
-        LLVMValueRef iw0 = iadd(cg, iwb, imul(cg, kw, ci64(cg, cv->dw)));
-        LLVMValueRef drow = iadd(cg, iadd(cg, pdst, imul(cg, kk, cNR)), w);
-        /* in-range columns t in [t0, t1): 0 <= iw0 + t*sw < W */
-        LLVMValueRef csw = ci64(cg, cv->sw), cW = ci64(cg, cv->w);
-        LLVMValueRef t0 = LLVMBuildSDiv(cg->b, iadd(cg, LLVMBuildNeg(cg->b, iw0, ""), ci64(cg, cv->sw - 1)), csw, "");
-        t0 = imin(cg, imax(cg, t0, zero), len);
-        LLVMValueRef t1 = LLVMBuildSDiv(cg->b, iadd(cg, LLVMBuildSub(cg->b, cW, iw0, ""), ci64(cg, cv->sw - 1)), csw, "");
-        t1 = imin(cg, imax(cg, t1, t0), len);
-        LLVMValueRef row_in = LLVMBuildICmp(cg->b, LLVMIntULT, ih, ci64(cg, cv->h), "");
-        t0 = LLVMBuildSelect(cg->b, row_in, t0, len, "");
-        t1 = LLVMBuildSelect(cg->b, row_in, t1, len, "");
-        IfBlock ib;
-        LLVMValueRef partial = LLVMBuildOr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, t0, zero, ""),
-                                           LLVMBuildICmp(cg->b, LLVMIntSLT, t1, len, ""), "");
-        if_begin(&kc, &ib, partial);
-        strip_copy(&kc, dt, dst, drow, X, zero, len, 1, true);
-        if_end(&kc, &ib);
-        LLVMValueRef src = iadd(cg, iadd(cg, xbase, imul(cg, c, ci64(cg, cv->xs[1]))),
-                                iadd(cg, imul(cg, ih, ci64(cg, cv->xs[2])), imul(cg, iadd(cg, iw0, imul(cg, t0, csw)), ci64(cg, cv->xs[3]))));
-        strip_copy(&kc, dt, dst, iadd(cg, drow, t0), X, src, LLVMBuildSub(cg->b, t1, t0, ""), cv->sw * cv->xs[3], false);
+    if (cv->sw * cv->xs[3] <= 4) {
+        im2col_strips(&kc, k, dt, NR, X, xbase, pc, kcv, dst, iadd(cg, pdst, w), len, ihb, iwb);
+    } else {
+        LLVMValueRef kk = tloop_begin(&kc, &lk, ci64(cg, 0), kcv, 1, "k");
+        {
+            LLVMValueRef kidx = iadd(cg, pc, kk);
+            LLVMValueRef c = LLVMBuildUDiv(cg->b, kidx, ci64(cg, khw), "");
+            LLVMValueRef r = LLVMBuildURem(cg->b, kidx, ci64(cg, khw), "");
+            LLVMValueRef kh = LLVMBuildUDiv(cg->b, r, ci64(cg, cv->kw), ""),
+                         kw = LLVMBuildURem(cg->b, r, ci64(cg, cv->kw), "");
+            LLVMValueRef ih = iadd(cg, ihb, imul(cg, kh, ci64(cg, cv->dh)));
+            LLVMValueRef iw0 = iadd(cg, iwb, imul(cg, kw, ci64(cg, cv->dw)));
+            LLVMValueRef drow = iadd(cg, iadd(cg, pdst, imul(cg, kk, cNR)), w);
+            /* in-range columns t in [t0, t1): 0 <= iw0 + t*sw < W */
+            LLVMValueRef csw = ci64(cg, cv->sw), cW = ci64(cg, cv->w);
+            LLVMValueRef t0 =
+                LLVMBuildSDiv(cg->b, iadd(cg, LLVMBuildNeg(cg->b, iw0, ""), ci64(cg, cv->sw - 1)), csw, "");
+            t0 = imin(cg, imax(cg, t0, zero), len);
+            LLVMValueRef t1 = LLVMBuildSDiv(
+                cg->b, iadd(cg, LLVMBuildSub(cg->b, cW, iw0, ""), ci64(cg, cv->sw - 1)), csw, "");
+            t1 = imin(cg, imax(cg, t1, t0), len);
+            LLVMValueRef row_in = LLVMBuildICmp(cg->b, LLVMIntULT, ih, ci64(cg, cv->h), "");
+            t0 = LLVMBuildSelect(cg->b, row_in, t0, len, "");
+            t1 = LLVMBuildSelect(cg->b, row_in, t1, len, "");
+            IfBlock ib;
+            LLVMValueRef partial = LLVMBuildOr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, t0, zero, ""),
+                                               LLVMBuildICmp(cg->b, LLVMIntSLT, t1, len, ""), "");
+            if_begin(&kc, &ib, partial);
+            strip_copy(&kc, dt, dst, drow, X, zero, len, 1, true);
+            if_end(&kc, &ib);
+            LLVMValueRef src = iadd(cg, iadd(cg, xbase, imul(cg, c, ci64(cg, cv->xs[1]))),
+                                    iadd(cg, imul(cg, ih, ci64(cg, cv->xs[2])),
+                                         imul(cg, iadd(cg, iw0, imul(cg, t0, csw)), ci64(cg, cv->xs[3]))));
+            strip_copy(&kc, dt, dst, iadd(cg, drow, t0), X, src, LLVMBuildSub(cg->b, t1, t0, ""),
+                       cv->sw * cv->xs[3], false);
+        }
+        tloop_end(&kc, &lk);
     }
-    tloop_end(&kc, &lk);
     LLVMValueRef w2 = iadd(cg, w, len), oh2 = iadd(cg, oh, ci64(cg, 1));
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
     LLVMBuildBr(cg->b, head);
