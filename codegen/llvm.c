@@ -1627,13 +1627,40 @@ static bool mm_swapped(const KMatmul *mm) {
     return swapped > 1.1 * plain;
 }
 
-/* The loop nest's shape for product mm: MR rows of A (packed in MR-row
+/* Whether threads split tiled product g by output columns (more columns
+ * than rows; a convolution of one image whose input is gathered: whenever
+ * it has 128 pixels) rather than by rows.  Split by rows, a gathered B is gathered
+ * again in every chunk (or once per thread, whole, for one image: each
+ * thread gathers all of it) where split by columns each thread gathers only
+ * its pixels (ResNet-50's 3x3 layers at 14x14: 256 rows, 196 pixels,
+ * 1.09-1.16x).  One image only: at batch 8 the row chunks are whole images
+ * (llvm_kernel_grain), which gather nothing twice (split by columns: 5-7 %
+ * slower). */
+bool llvm_split_by_columns(const KGemm *g) {
+    const KMatmul *mm = &g->mm;
+    if (g->conv && mm->batch == 1 && mm->n >= 128) return true;
+    return mm->batch * mm->m < mm->n && mm->n >= 128;
+}
+
+/* Whether product g runs swapped (mm_swapped); also a gathered convolution
+ * split by columns that has fewer than 256 pixels (a 14x14 image) and
+ * whole vectors of output channels: its chunks of 32 pixels then run as
+ * 12 + 12 + 8 broadcast pixels, where unswapped a 196-pixel image's last
+ * chunk (4 pixels) filled a 16-lane vector. */
+static bool gemm_swapped(const KGemm *g) {
+    const KMatmul *mm = &g->mm;
+    if (g->conv && mm->batch == 1 && mm->n >= 128 && mm->n < 256 && mm->m >= 32 && mm->m % 16 == 0)
+        return true;
+    return mm_swapped(mm);
+}
+
+/* The loop nest's shape for product g: MR rows of A (packed in MR-row
  * panels) by NR columns of B per register tile.  Swapped, MR and NR are the
  * micro-kernel's NR and MR (the multiple of 32 rows in MC and in the
  * partial sums' row groups keep panels aligned). */
-static MmShape mm_shape(const Cg *cg, const KMatmul *mm) {
+static MmShape mm_shape(const Cg *cg, const KGemm *g) {
     MmShape s = ukernel_shape(cg);
-    if (!mm_swapped(mm)) return s;
+    if (!gemm_swapped(g)) return s;
     return (MmShape){s.vl, s.nr, s.mr, s.kc, s.nr * 8, s.nc, true};
 }
 
@@ -1666,7 +1693,7 @@ int64_t llvm_kernel_grain(const KProgram *p, const Kernel *k) {
         if (g.mm.batch * g.mm.m < ROW_GRAIN) return 64;
         /* whole batches when M is not a multiple; swapped products' row
          * panels are 32 rows (or 16, 8: mm_shape) */
-        int64_t grain = mm_swapped(&g.mm) ? 32 : ROW_GRAIN;
+        int64_t grain = gemm_swapped(&g) ? 32 : ROW_GRAIN;
         return (g.mm.m % grain == 0 || g.mm.batch == 1 ? grain : g.mm.m) * g.mm.n;
     }
     if (k->kind == KK_MATMUL && k->mm.n > 0 && k->mm.batch * k->mm.m * k->mm.n == k->outer) return k->mm.n;
@@ -2717,8 +2744,6 @@ static int64_t distinct_batches(const KMatmul *mm, const int64_t *strides) {
     return n;
 }
 
-bool llvm_split_by_columns(const KMatmul *mm) { return mm->batch * mm->m < mm->n && mm->n >= 128; }
-
 int64_t llvm_column_grain(void) { return 32; }
 
 /* A product's operand that is not a constant (a convolution's input under
@@ -2742,11 +2767,11 @@ static bool b_constant(const Cg *cg, const KGemm *g) {
 /* The operand (0: A, 1: B) gathered once per thread, or -1. */
 static int gathered_operand(const Cg *cg, const KGemm *g) {
     const KMatmul *mm = &g->mm;
-    int which = llvm_split_by_columns(mm) ? 0 : 1;
+    int which = llvm_split_by_columns(g) ? 0 : 1;
     bool constant = which ? b_constant(cg, g) : cg->p->bufs.data[mm->a_buf].constant;
     if (cg->aot || constant || distinct_batches(mm, which ? mm->b_batch_stride : mm->a_batch_stride) != 1)
         return -1;
-    MmShape sh = mm_shape(cg, mm);
+    MmShape sh = mm_shape(cg, g);
     int64_t lines = which ? mm->n : mm->m, w = which ? sh.nr : sh.mr;
     return (double)((lines + w - 1) / w * w) * (double)mm->k * 4.0 <= GATHER_MAX_BYTES ? which : -1;
 }
@@ -2755,7 +2780,7 @@ static Prepack gemm_prepack(const Cg *cg, const KGemm *g) {
     Prepack pp = {0};
     if (cg->aot) return pp; /* an AOT run function has no state to keep them in */
     const KMatmul *mm = &g->mm;
-    MmShape sh = mm_shape(cg, mm);
+    MmShape sh = mm_shape(cg, g);
     int gathered = gathered_operand(cg, g);
     pp.a = cg->p->bufs.data[mm->a_buf].constant || gathered == 0;
     pp.b = b_constant(cg, g) || gathered == 1;
@@ -2831,7 +2856,7 @@ static LLVMValueRef begin_operand_fn(Cg *cg, const Kernel *k, int ki, int buf, i
  * from its buffer into bufs[slot], in the layout above. */
 static LLVMValueRef emit_prepack_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g, int which) {
     const KMatmul *mm = &g->mm;
-    MmShape sh = mm_shape(cg, mm);
+    MmShape sh = mm_shape(cg, g);
     Prepack pp = gemm_prepack(cg, g);
     int buf = which ? mm->b_buf : mm->a_buf, W = which ? sh.nr : sh.mr;
     const int64_t *strides = which ? mm->b_batch_stride : mm->a_batch_stride;
@@ -2874,7 +2899,7 @@ static bool gather_size(const Cg *cg, const Kernel *k, int64_t sizes[3]) {
     int which = gemm_tiled(cg, k, &g) ? gathered_operand(cg, &g) : -1;
     if (which < 0) return false;
     Prepack pp = gemm_prepack(cg, &g);
-    MmShape sh = mm_shape(cg, &g.mm);
+    MmShape sh = mm_shape(cg, &g);
     int64_t lines = which ? g.mm.n : g.mm.m, w = which ? sh.nr : sh.mr;
     sizes[0] = (which ? pp.bp : pp.ap) * 4;
     sizes[1] = g.mm.batch * ((g.mm.k + sh.kc - 1) / sh.kc) * ((lines + w - 1) / w);
@@ -2889,7 +2914,7 @@ static bool gather_size(const Cg *cg, const Kernel *k, int64_t sizes[3]) {
  * reads a prepacked panel. */
 static void emit_gather_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g) {
     const KMatmul *mm = &g->mm;
-    MmShape sh = mm_shape(cg, mm);
+    MmShape sh = mm_shape(cg, g);
     Prepack pp = gemm_prepack(cg, g);
     int64_t sizes[3];
     gather_size(cg, k, sizes);
@@ -2938,7 +2963,7 @@ static void emit_gather_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g) {
 static int64_t matmul_scratch(const Cg *cg, const Kernel *k) {
     KGemm g;
     if (!gemm_tiled(cg, k, &g)) return 0;
-    MmShape sh = mm_shape(cg, &g.mm);
+    MmShape sh = mm_shape(cg, &g);
     int64_t N = g.mm.n, NC = N < sh.nc ? N : sh.nc, NCp = (NC + sh.nr - 1) / sh.nr * sh.nr;
     int64_t rows = g.mm.m < MM_ROW_GROUP ? g.mm.m : MM_ROW_GROUP;
     rows = (rows + sh.mr - 1) / sh.mr * sh.mr;
@@ -2954,7 +2979,7 @@ static int64_t matmul_scratch(const Cg *cg, const Kernel *k) {
 static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, const int *list, int nb) {
     const KMatmul *mm = &g->mm;
     const KProgram *p = cg->p;
-    MmShape sh = mm_shape(cg, mm), ush = ukernel_shape(cg);
+    MmShape sh = mm_shape(cg, g), ush = ukernel_shape(cg);
     const int MR = sh.mr, NR = sh.nr;
     const int64_t M = mm->m, N = mm->n, K = mm->k;
     const int64_t KC = sh.kc, MC = sh.mc, NC = N < sh.nc ? N : sh.nc;

@@ -316,8 +316,10 @@ static void test_convolutions(void) {
         {1, 16, 14, 15, 24, 3, 3, 2, 2, 0, 0, 1, 1, 1, false, "relu", 1,
          1},                                                             /* "SAME" stride 2: pad end only */
         {2, 12, 10, 13, 20, 3, 5, 1, 2, 2, 1, 1, 1, 1, true, "", -1, 2}, /* every side different */
-        {1, 40, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0,
+        {2, 40, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0,
          0}, /* corner tiles: 64 rows, 196 px */
+        {1, 40, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0,
+         0}, /* one image of 196 px: swapped, threads split the pixels */
         /* swapped products (pixels broadcast, channels in vectors): 7x7 over
          * two K blocks, two images of 48 channels, a 3x3 image */
         {1, 48, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
