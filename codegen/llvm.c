@@ -2240,12 +2240,15 @@ static void im2col_strips(Kc *kc, const Kernel *k, KilnDType dt, int NR, LLVMVal
     loop_end(kc, &lk, ckk, next, 3, 0);
 }
 
-/* im2col_strips for stride 1 (sw * xs[3] == 1) and a window wider than 1:
- * the KW taps of one (c, kh) read the same input row, shifted by kw*dw, so
- * the row's span (the panel's pixels and (KW-1)*dw more) is loaded once, in
- * nvec + 1 masked vectors, and each tap's vectors are shuffles of it (one
- * loop trip and one set of loads per (c, kh) instead of per tap).  Taps of
- * the first and last (c, kh) that fall outside [pc, pc + kc) store nothing. */
+/* im2col_strips for contiguous input rows (xs[3] == 1), stride sw <= 4 and
+ * a window wider than 1: the KW taps of one (c, kh) read the same input
+ * row, tap kw from element kw*dw on in steps of sw, which is phase
+ * (kw*dw) % sw of the row shifted by (kw*dw) / sw lanes.  So each phase's
+ * span (the panel's pixels and up to VL more) is loaded once, in nvec + 1
+ * masked vectors (sw > 1: wide loads and a shuffle), and each tap's vectors
+ * are shuffles of it: one loop trip and one set of loads per (c, kh)
+ * instead of per tap.  Taps of the first and last (c, kh) that fall outside
+ * [pc, pc + kc) store nothing. */
 static void im2col_rows(Kc *kc, const Kernel *k, KilnDType dt, int NR, LLVMValueRef X, LLVMValueRef xbase,
                         LLVMValueRef pc, LLVMValueRef kcv, LLVMValueRef dst, LLVMValueRef d, LLVMValueRef len,
                         LLVMValueRef ihb, LLVMValueRef iwb) {
@@ -2267,24 +2270,28 @@ static void im2col_rows(Kc *kc, const Kernel *k, KilnDType dt, int NR, LLVMValue
     }
     LLVMValueRef ih = iadd(cg, ihb, imul(cg, ckh[1], ci64(cg, cv->dh)));
     LLVMValueRef row_in = LLVMBuildICmp(cg->b, LLVMIntULT, ih, ci64(cg, cv->h), "");
-    /* span lanes s in [s0, s1) lie inside the row: 0 <= iwb + s < W */
-    LLVMValueRef s0 = imin(cg, imax(cg, LLVMBuildNeg(cg->b, iwb, ""), zero), ci64(cg, SPAN));
-    LLVMValueRef s1 = imin(cg, imax(cg, LLVMBuildSub(cg->b, ci64(cg, cv->w), iwb, ""), s0), ci64(cg, SPAN));
-    s1 = LLVMBuildSelect(cg->b, row_in, s1, s0, "");
-    LLVMValueRef lo = splat_int(cg, LLVMBuildTrunc(cg->b, s0, cg->t_i32, ""), VL);
-    LLVMValueRef hi = splat_int(cg, LLVMBuildTrunc(cg->b, s1, cg->t_i32, ""), VL);
+    /* the span's elements e in [e0, e1) lie inside the row: 0 <= iwb + e < W */
+    const int S = (int)cv->sw, WS = S * VL, END = SPAN * S + S;
+    LLVMValueRef e0 = imin(cg, imax(cg, LLVMBuildNeg(cg->b, iwb, ""), zero), ci64(cg, END));
+    LLVMValueRef e1 = imin(cg, imax(cg, LLVMBuildSub(cg->b, ci64(cg, cv->w), iwb, ""), e0), ci64(cg, END));
+    e1 = LLVMBuildSelect(cg->b, row_in, e1, e0, "");
+    LLVMValueRef lo = splat_int(cg, LLVMBuildTrunc(cg->b, e0, cg->t_i32, ""), WS);
+    LLVMValueRef hi = splat_int(cg, LLVMBuildTrunc(cg->b, e1, cg->t_i32, ""), WS);
     LLVMValueRef src =
         iadd(cg, iadd(cg, xbase, imul(cg, ckh[0], ci64(cg, cv->xs[1]))),
              iadd(cg, imul(cg, LLVMBuildSelect(cg->b, row_in, ih, zero, ""), ci64(cg, cv->xs[2])), iwb));
-    LLVMValueRef span[8];
-    for (int j = 0; j < nspan; j++) {
-        LLVMValueRef lane =
-            LLVMBuildAdd(cg->b, iota_vec(cg, VL), splat_int(cg, ci32(cg, (int64_t)j * VL), VL), "");
-        LLVMValueRef m = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, lane, lo, ""),
-                                      LLVMBuildICmp(cg->b, LLVMIntSLT, lane, hi, ""), "");
-        LLVMValueRef at = iadd(cg, src, ci64(cg, (int64_t)j * VL));
-        LLVMValueRef ptr = LLVMBuildGEP2(cg->b, mt, X, &at, 1, ""); /* not inbounds: may lie before X */
-        span[j] = widen_vec(cg, dt, load_every_sth(cg, dt, ptr, 1, m), VL);
+    LLVMValueRef span[4][4] = {{NULL}};
+    for (int64_t kw = 0; kw < cv->kw; kw++) {
+        const int p = (int)(kw * cv->dw % S);
+        for (int j = 0; j < nspan && !span[p][nspan - 1]; j++) {
+            LLVMValueRef e =
+                LLVMBuildAdd(cg->b, iota_vec(cg, WS), splat_int(cg, ci32(cg, p + (int64_t)j * WS), WS), "");
+            LLVMValueRef m = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, e, lo, ""),
+                                          LLVMBuildICmp(cg->b, LLVMIntSLT, e, hi, ""), "");
+            LLVMValueRef at = iadd(cg, src, ci64(cg, p + (int64_t)j * WS));
+            LLVMValueRef ptr = LLVMBuildGEP2(cg->b, mt, X, &at, 1, ""); /* not inbounds: may lie before X */
+            span[p][j] = widen_vec(cg, dt, load_every_sth(cg, dt, ptr, S, m), VL);
+        }
     }
     LLVMValueRef len32 = splat_int(cg, LLVMBuildTrunc(cg->b, len, cg->t_i32, ""), VL);
     LLVMValueRef kbase = imul(cg, gi, cKW), none = LLVMConstNull(LLVMVectorType(cg->t_i1, (unsigned)VL));
@@ -2297,11 +2304,11 @@ static void im2col_rows(Kc *kc, const Kernel *k, KilnDType dt, int NR, LLVMValue
             iadd(cg, d,
                  imul(cg, LLVMBuildSelect(cg->b, valid, LLVMBuildSub(cg->b, kidx, pc, ""), zero, ""),
                       ci64(cg, NR)));
-        const int shift = (int)(kw * cv->dw);
+        const int shift = (int)(kw * cv->dw / S), p = (int)(kw * cv->dw % S);
         for (int i = 0; i < VL; i++) idx[i] = ci32(cg, shift + i);
         for (int v = 0; v < nvec; v++) {
-            LLVMValueRef val = shift == 0 ? span[v]
-                                          : LLVMBuildShuffleVector(cg->b, span[v], span[v + 1],
+            LLVMValueRef val = shift == 0 ? span[p][v]
+                                          : LLVMBuildShuffleVector(cg->b, span[p][v], span[p][v + 1],
                                                                    LLVMConstVector(idx, (unsigned)VL), "");
             LLVMValueRef t =
                 LLVMBuildAdd(cg->b, iota_vec(cg, VL), splat_int(cg, ci32(cg, (int64_t)v * VL), VL), "");
@@ -2366,7 +2373,8 @@ static LLVMValueRef helper_im2col(Cg *cg, const Kernel *k, KilnDType dt, int NR)
     LLVMValueRef len = imin(cg, LLVMBuildSub(cg->b, nw, w, ""), LLVMBuildSub(cg->b, cOW, ow, ""));
     LLVMValueRef ihb = iadd(cg, imul(cg, oh, ci64(cg, cv->sh)), ci64(cg, -cv->ph));
     LLVMValueRef iwb = iadd(cg, imul(cg, ow, ci64(cg, cv->sw)), ci64(cg, -cv->pw));
-    if (cv->sw * cv->xs[3] == 1 && cv->kw > 1 && (cv->kw - 1) * cv->dw <= cg->vec_floats) {
+    if (cv->xs[3] == 1 && cv->sw <= 4 && cv->kw > 1 && (cv->kw - 1) * cv->dw / cv->sw <= cg->vec_floats &&
+        (NR + cg->vec_floats - 1) / cg->vec_floats < 4) {
         im2col_rows(&kc, k, dt, NR, X, xbase, pc, kcv, dst, iadd(cg, pdst, w), len, ihb, iwb);
     } else if (cv->sw * cv->xs[3] <= 4) {
         im2col_strips(&kc, k, dt, NR, X, xbase, pc, kcv, dst, iadd(cg, pdst, w), len, ihb, iwb);
