@@ -1629,17 +1629,21 @@ static bool mm_swapped(const KMatmul *mm) {
 
 /* Whether threads split tiled product g by output columns (more columns
  * than rows; a convolution of one image whose input is gathered: whenever
- * it has 128 pixels) rather than by rows.  Split by rows, a gathered B is gathered
+ * it has 128 pixels; not a product with a prepacked B whose A would be packed
+ * again by every column chunk: rows_for_prepacked_b) rather than by rows.
+ * Split by rows, a gathered B is gathered
  * again in every chunk (or once per thread, whole, for one image: each
  * thread gathers all of it) where split by columns each thread gathers only
  * its pixels (ResNet-50's 3x3 layers at 14x14: 256 rows, 196 pixels,
  * 1.09-1.16x).  One image only: at batch 8 the row chunks are whole images
  * (llvm_kernel_grain), which gather nothing twice (split by columns: 5-7 %
  * slower). */
-bool llvm_split_by_columns(const KGemm *g) {
+static bool rows_for_prepacked_b(const KProgram *p, const KGemm *g);
+
+bool llvm_split_by_columns(const KProgram *p, const KGemm *g) {
     const KMatmul *mm = &g->mm;
     if (g->conv && mm->batch == 1 && mm->n >= 128) return true;
-    return mm->batch * mm->m < mm->n && mm->n >= 128;
+    return mm->batch * mm->m < mm->n && mm->n >= 128 && !rows_for_prepacked_b(p, g);
 }
 
 /* Whether product g runs swapped (mm_swapped); also a gathered convolution
@@ -2853,6 +2857,24 @@ int64_t llvm_column_grain(void) { return 32; }
  * split between the chunks already) and when that block stays small. */
 enum { GATHER_MAX_BYTES = 4 << 20 };
 
+/* The fewest rows a product with a prepacked B is split by (8 grains: 4 per
+ * thread on 2 cores). */
+enum { SPLIT_ROWS_MIN = 8 * ROW_GRAIN };
+
+/* Whether product g, with more columns than rows, still goes by rows: when B
+ * is a prepacked constant no chunk packs B, while every column chunk packs
+ * its whole A (an activation) again unless A is gathered once per thread
+ * (one distinct matrix, small enough); with enough rows for the threads.
+ * MiniLM's 1024 x 384 x 1536 feed-forward product at batch 8 (eight images
+ * of A, packed by each of about 15 column chunks) ran 15 % faster by rows. */
+static bool rows_for_prepacked_b(const KProgram *p, const KGemm *g) {
+    const KMatmul *mm = &g->mm;
+    if (g->conv || !p->bufs.data[mm->b_buf].constant || p->bufs.data[mm->a_buf].constant) return false;
+    double a_bytes = (double)((mm->m + ROW_GRAIN - 1) / ROW_GRAIN * ROW_GRAIN) * (double)mm->k * 4.0;
+    bool a_once = distinct_batches(mm, mm->a_batch_stride) == 1 && a_bytes <= GATHER_MAX_BYTES;
+    return !a_once && mm->batch * mm->m >= SPLIT_ROWS_MIN;
+}
+
 static bool b_constant(const Cg *cg, const KGemm *g) {
     return !g->conv && cg->p->bufs.data[g->mm.b_buf].constant;
 }
@@ -2860,7 +2882,7 @@ static bool b_constant(const Cg *cg, const KGemm *g) {
 /* The operand (0: A, 1: B) gathered once per thread, or -1. */
 static int gathered_operand(const Cg *cg, const KGemm *g) {
     const KMatmul *mm = &g->mm;
-    int which = llvm_split_by_columns(g) ? 0 : 1;
+    int which = llvm_split_by_columns(cg->p, g) ? 0 : 1;
     bool constant = which ? b_constant(cg, g) : cg->p->bufs.data[mm->a_buf].constant;
     if (cg->aot || constant || distinct_batches(mm, which ? mm->b_batch_stride : mm->a_batch_stride) != 1)
         return -1;

@@ -108,10 +108,11 @@ int llvm_table_len(const KProgram *p);
  * as fn(t0, t1, bufs); any split, in any order, with the same block in the
  * slot). */
 
-/* Whether threads split tiled product g by output columns (more columns
- * than rows, or a convolution's gathered input with >= 128 pixels) rather
+/* Whether threads split tiled product g of program p by output columns
+ * (more columns than rows, unless B is a prepacked constant and A an
+ * activation; or a convolution's gathered input with >= 128 pixels) rather
  * than by rows. */
-bool llvm_split_by_columns(const KGemm *g);
+bool llvm_split_by_columns(const KProgram *p, const KGemm *g);
 
 /* The column granularity of such a split: 32, a multiple of every register
  * tile's NR (a prepacked B's panels start there; 16-column chunks of a

@@ -471,10 +471,11 @@ static bool cpu_launch(void *p, void *call, int i, void *const *bufs, char *err,
     if (work < (double)outer * per_o) work = (double)outer * per_o;
     int nt = tp_size(x->tp);
     /* a tiled matmul with fewer rows than columns splits by columns (each
-     * thread then packs only its part of B), else by rows */
+     * thread then packs only its part of B; llvm_split_by_columns), else by
+     * rows */
     KernelFn cols = kc->cols;
     KGemm g;
-    bool by_columns = cols && kernel_gemm(x->kp, k, &g) && llvm_split_by_columns(&g);
+    bool by_columns = cols && kernel_gemm(x->kp, k, &g) && llvm_split_by_columns(x->kp, &g);
     int64_t grain = by_columns ? llvm_column_grain() : llvm_kernel_grain(x->kp, k);
     if (nt <= 1 || work < PARALLEL_MIN_WORK || (by_columns ? g.mm.n : outer) < 2 * grain) {
         void **table = task_table(x, c, 0, bufs, i);
