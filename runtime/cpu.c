@@ -383,12 +383,12 @@ static bool bind_operand(CpuProg *x, int i, int w, void *const *bufs, const void
         if (!*hashed) {
             KCacheHasher h;
             kcache_hash_init(&h);
-            kcache_hash_bulk(&h, data, (size_t)data_bytes);
+            kcache_hash_bulk(&h, data, (size_t)data_bytes, x->tp);
             *source = kcache_hash_done(&h), *hashed = true;
         }
         key = packed_key(x, i, w, *source);
         KCacheMap m;
-        if (kcache_map(&x->cache, key, &m) == KC_HIT) {
+        if (kcache_map(&x->cache, key, x->tp, &m) == KC_HIT) {
             if (m.len == (size_t)bytes) {
                 release_packed(x, slot);
                 x->packed[slot] = (void *)m.data, x->packed_map[slot] = m;

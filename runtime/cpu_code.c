@@ -115,6 +115,35 @@ static char *target_identity(LLVMTargetMachineRef tm) {
     return sb.data;
 }
 
+/* The host's target identity, made once per process (a target machine
+ * costs about half a millisecond, a warm start's units none). */
+static struct {
+    pthread_once_t once;
+    char *text; /* NULL: err says why */
+    char err[512];
+} host_target = {PTHREAD_ONCE_INIT, NULL, ""};
+
+static void host_target_load(void) {
+    LLVMTargetMachineRef tm = llvm_target_machine(NULL, true, host_target.err, sizeof host_target.err);
+    if (!tm) return;
+    host_target.text = target_identity(tm);
+    LLVMDisposeTargetMachine(tm);
+}
+
+/* The identity of the target `cpu` names (heap), or NULL with a message. */
+static char *target_of(const char *cpu, char *err, size_t errlen) {
+    if (!cpu || strcmp(cpu, "native") == 0) {
+        pthread_once(&host_target.once, host_target_load);
+        if (!host_target.text) snprintf(err, errlen, "%s", host_target.err);
+        return host_target.text ? xstrdup(host_target.text) : NULL;
+    }
+    LLVMTargetMachineRef tm = llvm_target_machine(cpu, true, err, errlen);
+    if (!tm) return NULL;
+    char *text = target_identity(tm);
+    LLVMDisposeTargetMachine(tm);
+    return text;
+}
+
 /* ------------------------------------------------------- canonical kernels */
 
 /* The kernel IR's structs, whose every field kernel_key hashes: a field
@@ -449,20 +478,70 @@ static void unit_release(Unit *u) {
     }
 }
 
-static bool lookup(const char *sym, const char *suffix, void *out, char *err, size_t errlen) {
-    char *name = xmalloc(strlen(sym) + strlen(suffix) + 1);
-    strcpy(name, sym);
-    strcat(name, suffix);
-    LLVMOrcExecutorAddress addr = 0;
-    LLVMErrorRef e = LLVMOrcLLJITLookup(units.jit, &addr, name);
-    free(name);
-    if (e) {
-        orc_message(e, "LLVM JIT: ", err, errlen);
-        return false;
+/* One lookup of several symbols of the JIT (its callback may run on
+ * another thread): materialising a unit links it, and one lookup for all
+ * of a unit's functions costs one pass through the session, not five. */
+enum { MAX_UNIT_SYMBOLS = 5 };
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    LLVMErrorRef err;
+    int n;
+    LLVMOrcSymbolStringPoolEntryRef name[MAX_UNIT_SYMBOLS];
+    LLVMOrcExecutorAddress addr[MAX_UNIT_SYMBOLS];
+} Lookup;
+
+static void lookup_done(LLVMErrorRef e, LLVMOrcCSymbolMapPairs found, size_t nfound, void *ctx) {
+    Lookup *l = ctx;
+    pthread_mutex_lock(&l->mu);
+    l->err = e;
+    for (size_t i = 0; !e && i < nfound; i++)
+        for (int k = 0; k < l->n; k++)
+            if (found[i].Name == l->name[k]) l->addr[k] = found[i].Sym.Address; /* interned: one pointer */
+    l->done = true;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* Finds sym + suffix[k] into out[k] for k < n, in one lookup. */
+static bool lookup_all(const char *sym, const char *const *suffix, void *const *out, int n, char *err,
+                       size_t errlen) {
+    if (n == 0) return true;
+    Lookup l = {.n = n};
+    pthread_mutex_init(&l.mu, NULL);
+    pthread_cond_init(&l.cv, NULL);
+    LLVMOrcCLookupSetElement set[MAX_UNIT_SYMBOLS + 1];
+    for (int k = 0; k < n; k++) {
+        char *name = xmalloc(strlen(sym) + strlen(suffix[k]) + 1);
+        strcpy(name, sym);
+        strcat(name, suffix[k]);
+        l.name[k] = LLVMOrcLLJITMangleAndIntern(units.jit, name);
+        free(name);
+        LLVMOrcRetainSymbolStringPoolEntry(l.name[k]); /* one reference goes to the lookup */
+        set[k] = (LLVMOrcCLookupSetElement){l.name[k], LLVMOrcSymbolLookupFlagsRequiredSymbol};
     }
-    void *ptr = (void *)(uintptr_t)addr;
-    memcpy(out, &ptr, sizeof ptr); /* a function pointer from an address */
-    return true;
+    LLVMOrcCJITDylibSearchOrderElement order[] = {
+        {LLVMOrcLLJITGetMainJITDylib(units.jit), LLVMOrcJITDylibLookupFlagsMatchAllSymbols}};
+    LLVMOrcExecutionSessionLookup(LLVMOrcLLJITGetExecutionSession(units.jit), LLVMOrcLookupKindStatic, order,
+                                  1, set, (size_t)n, lookup_done, &l);
+    pthread_mutex_lock(&l.mu);
+    while (!l.done) pthread_cond_wait(&l.cv, &l.mu);
+    pthread_mutex_unlock(&l.mu);
+    bool ok = !l.err;
+    if (l.err) orc_message(l.err, "LLVM JIT: ", err, errlen);
+    for (int k = 0; k < n; k++) {
+        LLVMOrcReleaseSymbolStringPoolEntry(l.name[k]);
+        void *ptr = (void *)(uintptr_t)l.addr[k];
+        if (ok && !ptr) {
+            snprintf(err, errlen, "LLVM JIT: %s%s not found", sym, suffix[k]);
+            ok = false;
+        }
+        memcpy(out[k], &ptr, sizeof ptr); /* a function pointer from an address */
+    }
+    pthread_mutex_destroy(&l.mu);
+    pthread_cond_destroy(&l.cv);
+    return ok;
 }
 
 /* Links object `obj` (taken) as unit u's code and finds its functions. */
@@ -477,12 +556,15 @@ static bool unit_link(Unit *u, LLVMMemoryBufferRef obj, char *err, size_t errlen
         orc_message(e, "LLVM JIT: ", err, errlen);
         ok = false;
     }
-    ok = ok && (u->helpers || lookup(u->sym, "", &u->fn, err, errlen));
-    if (ok && u->scratch > 0) ok = lookup(u->sym, ".cols", &u->cols, err, errlen);
-    for (int w = 0; ok && w < 2; w++)
-        if (u->prepack_bytes[w] > 0)
-            ok = lookup(u->sym, w ? ".prepack_b" : ".prepack_a", &u->prepack[w], err, errlen);
-    if (ok && u->gather_bytes > 0) ok = lookup(u->sym, ".gather", &u->gather, err, errlen);
+    const char *suffix[MAX_UNIT_SYMBOLS];
+    void *out[MAX_UNIT_SYMBOLS];
+    int n = 0;
+    if (!u->helpers) suffix[n] = "", out[n++] = &u->fn;
+    if (u->scratch > 0) suffix[n] = ".cols", out[n++] = &u->cols;
+    if (u->prepack_bytes[0] > 0) suffix[n] = ".prepack_a", out[n++] = &u->prepack[0];
+    if (u->prepack_bytes[1] > 0) suffix[n] = ".prepack_b", out[n++] = &u->prepack[1];
+    if (u->gather_bytes > 0) suffix[n] = ".gather", out[n++] = &u->gather;
+    ok = ok && lookup_all(u->sym, suffix, out, n, err, errlen);
     if (!ok) { /* whatever got in goes out again */
         pthread_mutex_lock(&units.mu);
         LLVMErrorRef r = LLVMOrcResourceTrackerRemove(u->rt);
@@ -574,13 +656,21 @@ typedef struct {
     LLVMContextRef ctx;
     KCache cache;
     char err[1024];
-    char tm_err[512]; /* why there is no target machine */
 } Worker;
 
 typedef enum { BUILT, BUSY, BUILD_FAILED } BuildResult;
 
+/* The worker's target machine and LLVM context, made when it first
+ * compiles (a start whose units all come from the cache makes none). */
+static bool worker_machine(Worker *wk, char *err, size_t errlen) {
+    if (!wk->tm) wk->tm = llvm_target_machine(wk->w->cpu, true, err, errlen);
+    if (wk->tm && !wk->ctx) wk->ctx = llvm_context_new();
+    return wk->tm != NULL;
+}
+
 /* Compiles job j's kernel; stores the entry when the cache is on. */
 static LLVMMemoryBufferRef compile_unit(Worker *wk, Job *j, KCacheKey key, char *err, size_t errlen) {
+    if (!worker_machine(wk, err, errlen)) return NULL;
     double t0 = thread_cpu_ms();
     Unit *u = j->u;
     char **ir = wk->w->want_ir ? &j->ir : NULL;
@@ -757,8 +847,6 @@ static void finish(Job *j, BuildResult r, const char *err) {
 static void *worker_run(void *arg) {
     Worker *wk = arg;
     Work *w = wk->w;
-    wk->tm = llvm_target_machine(w->cpu, true, wk->tm_err, sizeof wk->tm_err);
-    wk->ctx = wk->tm ? llvm_context_new() : NULL;
     if (w->use_cache) kcache_open(&wk->cache);
     for (;;) {
         int i = atomic_fetch_add(&w->next, 1);
@@ -771,9 +859,9 @@ static void *worker_run(void *arg) {
             wait = true;
         }
         Job *j = &w->jobs[i];
-        snprintf(wk->err, sizeof wk->err, "%s", wk->tm ? "" : wk->tm_err);
+        wk->err[0] = 0;
         double t0 = trace_clock_ms();
-        BuildResult r = wk->tm ? build(wk, j, wait) : BUILD_FAILED;
+        BuildResult r = build(wk, j, wait);
         if (r == BUSY) {
             pthread_mutex_lock(&w->mu);
             VEC_PUSH(w->deferred, i);
@@ -850,16 +938,14 @@ KCacheKey cpu_code_unit_key(const CpuCode *c, int kernel) { return c->unit[kerne
 
 KCacheKey cpu_code_key(const KProgram *kp, int kernel, const char *cpu, char *err, size_t errlen) {
     KCacheKey key = {{0, 0}};
-    LLVMTargetMachineRef tm = llvm_target_machine(cpu, true, err, errlen);
-    if (!tm) return key;
-    char *target = target_identity(tm);
+    char *target = target_of(cpu, err, errlen);
+    if (!target) return key;
     Arena *a = arena_new();
     BufMap m;
     KProgram *cp = kernel_unit_program(a, kp, kernel, target, &m, &key);
     kprog_destroy(cp);
     arena_free(a);
     free(target);
-    LLVMDisposeTargetMachine(tm);
     return key;
 }
 
@@ -871,10 +957,8 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
     const char *cpu = opt ? opt->cpu : NULL;
     bool fresh = opt && opt->ir_text;
     if (fresh) *opt->ir_text = NULL;
-    LLVMTargetMachineRef tm = llvm_target_machine(cpu, true, err, errlen);
-    if (!tm) return NULL;
-    char *target = target_identity(tm);
-    LLVMDisposeTargetMachine(tm);
+    char *target = target_of(cpu, err, errlen);
+    if (!target) return NULL;
 
     int nk = kp->kernels.len;
     CpuCode *c = xcalloc(1, sizeof *c);

@@ -32,6 +32,7 @@
 #define KILN_KCACHE_H
 
 #include "ir/ir.h"
+#include "runtime/threadpool.h"
 
 typedef struct {
     uint64_t h[2];
@@ -45,10 +46,18 @@ void kcache_hash_init(KCacheHasher *h);
 /* Adds one part (its length first, so parts cannot run into each other). */
 void kcache_hash_part(KCacheHasher *h, const void *data, size_t len);
 void kcache_hash_str(KCacheHasher *h, const char *s);
-/* Adds a large part (megabytes of weights) through a hash that runs near
- * memory speed (8 lanes of xxHash64's round; host byte order). */
-void kcache_hash_bulk(KCacheHasher *h, const void *data, size_t len);
+/* Adds a large part (megabytes of weights) through a digest that runs at
+ * memory speed (two 64-bit digests in one pass over 256 KiB blocks; host byte
+ * order), its blocks spread over tp's threads (NULL: this thread; the
+ * result is the same). */
+void kcache_hash_bulk(KCacheHasher *h, const void *data, size_t len, ThreadPool *tp);
 KCacheKey kcache_hash_done(const KCacheHasher *h);
+/* Tests: the digest of data's first block (at most 256 KiB) by each variant
+ * of the bulk digest this CPU runs (the portable one first, then e.g. the
+ * AVX-512 one), into out[0..n); returns n (at most KCACHE_BULK_VARIANTS).
+ * They must agree. */
+#define KCACHE_BULK_VARIANTS 2
+int kcache_bulk_variants(const void *data, size_t len, uint64_t out[][2]);
 /* 32 hex digits and a NUL. */
 void kcache_key_hex(KCacheKey k, char out[33]);
 
@@ -82,11 +91,12 @@ KCacheResult kcache_load(KCache *c, KCacheKey key, char **data, size_t *len);
 bool kcache_store(KCache *c, KCacheKey key, const void *data, size_t len, char *err, size_t errlen);
 /* Entries used in place, read-only (the CPU's packed weights: megabytes
  * that a copy would cost more than a mapping): a 64-byte header (magic
- * "KILNKM01", the key, the payload length, a checksum by the bulk hash)
- * and the payload, which starts 64-byte aligned in the mapping.  Stored
- * atomically as other entries; kcache_map checks magic, key, length and
- * checksum (a failure is KC_CORRUPT: removed, for the caller to rebuild) and
- * maps it (MAP_POPULATE).  A mapped entry stays valid while the folder
+ * "KILNKM02", the key, the payload length, the payload's two 64-bit bulk
+ * digests as kcache_hash_bulk's) and the payload, which starts 64-byte
+ * aligned in the mapping.  Stored atomically as other entries; kcache_map
+ * maps it (MAP_POPULATE) and checks magic, key, length and digests, the
+ * digests on tp's threads (NULL: this one) -- a failure is KC_CORRUPT:
+ * removed, for the caller to rebuild.  A mapped entry stays valid while the folder
  * changes (a removed or replaced entry keeps its pages) but, as any mapped
  * file, must not be truncated in place meanwhile: kiln never does. */
 typedef struct {
@@ -96,7 +106,7 @@ typedef struct {
     size_t map_len;
 } KCacheMap;
 bool kcache_store_mapped(KCache *c, KCacheKey key, const void *data, size_t len, char *err, size_t errlen);
-KCacheResult kcache_map(KCache *c, KCacheKey key, KCacheMap *out);
+KCacheResult kcache_map(KCache *c, KCacheKey key, ThreadPool *tp, KCacheMap *out);
 void kcache_unmap(KCacheMap *m);
 
 /* The path of the entry for `key` (heap); NULL when off. */

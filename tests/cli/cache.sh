@@ -208,7 +208,7 @@ for f in "$KILN_CACHE"/*.kc; do
 import sys
 p = sys.argv[1]
 b = bytearray(open(p, 'rb').read())
-if b[:8] == b'KILNKM01':
+if b[:7] == b'KILNKM0':
     b[64 + (len(b) - 64) // 2] ^= 0x40
     open(p, 'wb').write(b)" "$f"
 done

@@ -161,7 +161,7 @@ static KCacheResult load_as(KCache *c, KCacheKey k, bool mapped, const char *pay
     *got = false;
     if (mapped) {
         KCacheMap m;
-        KCacheResult r = kcache_map(c, k, &m);
+        KCacheResult r = kcache_map(c, k, NULL, &m);
         if (r == KC_HIT) {
             *got = m.len == strlen(payload) && memcmp(m.data, payload, m.len) == 0 &&
                    (uintptr_t)m.data % 64 == 0;
@@ -262,9 +262,9 @@ static void test_mapped(const char *dir) {
     for (int i = 0; i < SIZE; i++) big[i] = (unsigned char)(i * 131 + i / 4096);
     KCacheKey k = key_of("mapped big", "cpu");
     KCacheMap m;
-    CHECK_EQ(KC_MISS, kcache_map(&c, k, &m));
+    CHECK_EQ(KC_MISS, kcache_map(&c, k, NULL, &m));
     ASSERT(kcache_store_mapped(&c, k, big, SIZE, err, sizeof err));
-    CHECK_EQ(KC_HIT, kcache_map(&c, k, &m));
+    CHECK_EQ(KC_HIT, kcache_map(&c, k, NULL, &m));
     ASSERT(m.len == SIZE && memcmp(m.data, big, SIZE) == 0 && (uintptr_t)m.data % 64 == 0);
     /* replaced and removed meanwhile: the mapping keeps its bytes */
     big[7] ^= 1;
@@ -287,19 +287,76 @@ static void test_mapped(const char *dir) {
         if (v == 2) big[SIZE / 2] ^= 0x01;
         if (v == 3) big[SIZE / 2] ^= 0x01, big[SIZE - 3] ^= 0x80;
         kcache_hash_init(&h);
-        kcache_hash_bulk(&h, big, lens[v]);
+        kcache_hash_bulk(&h, big, lens[v], NULL);
         keys[v] = kcache_hash_done(&h);
         if (v == 3) big[SIZE - 3] ^= 0x80;
     }
     ASSERT(key_eq(keys[0], keys[1]));
     for (int a = 1; a < 6; a++)
         for (int b = a + 1; b < 6; b++) ASSERT(!key_eq(keys[a], keys[b]));
+    free(big);
+    kcache_close(&c);
+}
+
+/* The bulk digest over a dozen 256 KiB blocks and a partial one: the same on
+ * any number of threads and by every variant (portable, AVX-512) of every
+ * length up to a stripe past a segment; two 64-byte stripes swapped, or two
+ * whole blocks, give another digest. */
+static void test_bulk_digest(void) {
+    enum { SIZE = 3 * (1 << 20) + 100 };
+    unsigned char *big = xmalloc(SIZE);
+    for (int i = 0; i < SIZE; i++) big[i] = (unsigned char)(i * 131 + i / 4096 + i / 1000003);
+    ThreadPool *pools[3] = {NULL, tp_new(2), tp_new(3)};
+    KCacheKey first = {{0, 0}};
+    for (int t = 0; t < 3; t++) {
+        KCacheHasher h;
+        kcache_hash_init(&h);
+        kcache_hash_bulk(&h, big, SIZE, pools[t]);
+        KCacheKey k = kcache_hash_done(&h);
+        if (t == 0) first = k;
+        ASSERT(key_eq(k, first));
+    }
+    uint64_t v[KCACHE_BULK_VARIANTS][2];
+    int agree = 1, variants = 0;
+    for (size_t len = 0; len <= 1100; len += 1 + len / 7) {
+        variants = kcache_bulk_variants(big + 5, len, v);
+        for (int i = 1; i < variants; i++) agree &= v[i][0] == v[0][0] && v[i][1] == v[0][1];
+    }
+    variants = kcache_bulk_variants(big, SIZE, v);
+    for (int i = 1; i < variants; i++) agree &= v[i][0] == v[0][0] && v[i][1] == v[0][1];
+    CHECK(agree, "%d variants of the bulk digest disagree", variants);
+    printf("test_kcache: %d variant(s) of the bulk digest on this CPU\n", variants);
+    /* moved data: stripes 3 and 9 of a segment, then the first and second MiB */
+    unsigned char tmp[1 << 20];
+    KCacheKey moved[2];
+    for (int m = 0; m < 2; m++) {
+        size_t at = m ? 1 << 20 : 9 * 64, n = m ? 1 << 20 : 64, from = m ? 0 : 3 * 64;
+        memcpy(tmp, big + from, n), memmove(big + from, big + at, n), memcpy(big + at, tmp, n);
+        KCacheHasher h;
+        kcache_hash_init(&h);
+        kcache_hash_bulk(&h, big, SIZE, pools[1]);
+        moved[m] = kcache_hash_done(&h);
+        memcpy(tmp, big + from, n), memmove(big + from, big + at, n), memcpy(big + at, tmp, n);
+    }
+    ASSERT(!key_eq(moved[0], first) && !key_eq(moved[1], first) && !key_eq(moved[0], moved[1]));
+    tp_free(pools[1]);
+    tp_free(pools[2]);
+    free(big);
+}
+
+/* info recognises mapped entries */
+static void test_mapped_info(const char *dir) {
+    KCache c;
+    kcache_open_dir(&c, dir);
+    char err[256];
+    enum { SIZE = 4096 };
+    unsigned char big[SIZE] = {1, 2, 3};
+    KCacheKey k = key_of("mapped info", "cpu");
     KCacheInfo info;
     ASSERT(kcache_store_mapped(&c, k, big, SIZE, err, sizeof err));
     ASSERT(kcache_info(&c, &info, err, sizeof err));
     CHECK_EQ(1, info.kind_entries[KCK_PACKED]);
     ASSERT(strcmp(kcache_kind_name(KCK_PACKED), "packed weights") == 0);
-    free(big);
     kcache_close(&c);
 }
 
@@ -568,6 +625,10 @@ int main(void) {
     sb_printf(&sub, "%s/mapped", dir);
     test_mapped(sub.data);
     sb_free(&sub);
+    sb_printf(&sub, "%s/mapped-info", dir);
+    test_mapped_info(sub.data);
+    sb_free(&sub);
+    test_bulk_digest();
     remove_tree(dir);
     printf("test_kcache: %d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
