@@ -3087,6 +3087,96 @@ static int64_t matmul_scratch(const Cg *cg, const Kernel *k) {
     return bytes;
 }
 
+/* The epilogue of one register tile, NAME.epi(row0, col, mrv, nrv, c0, c1,
+ * ob, oe, C, ldc, bufs...): the tile's real mrv x nrv part, C (row i, column
+ * j at C[i * ldc + j], or C[j * ldc + i] when swapped), is the product's rows
+ * row0.. and columns col..; the kernel's stage 1 runs on each element
+ * o = row * N + column in [ob, oe) with its column in [c0, c1).  A function
+ * of its own, called once per tile: in the loop nest, its address
+ * arithmetic (every loop's index times N) made loop strength reduction
+ * in the code generator the costliest part of compiling a product (half of
+ * a convolution unit's machine-code time). */
+enum { EPI_FIXED_ARGS = 10 };
+
+static LLVMValueRef emit_epilogue_fn(Cg *cg, const Kernel *k, const int *list, int nb, int64_t N, int NR,
+                                     bool swap) {
+    LLVMTypeRef *ps = xcalloc((size_t)nb + EPI_FIXED_ARGS, sizeof(LLVMTypeRef));
+    for (int i = 0; i < nb + EPI_FIXED_ARGS; i++)
+        ps[i] = i == 8 || i >= EPI_FIXED_ARGS ? cg->t_ptr : cg->t_i64;
+    char *name = name2(k->name, ".epi");
+    LLVMValueRef fn =
+        LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)(nb + EPI_FIXED_ARGS), 0));
+    free(name);
+    free(ps);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    add_fn_attr(cg, fn, cg->k_noinline);
+    Kc kc;
+    kc_init(&kc, cg, k);
+    kc.fn = fn;
+    /* attribute indices count the parameters from 1: C is parameter 8 */
+    LLVMAddAttributeAtIndex(fn, 9, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    for (int i = 0; i < nb; i++) {
+        LLVMAddAttributeAtIndex(fn, (unsigned)(EPI_FIXED_ARGS + 1 + i),
+                                LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+        kc.bufptr[list[i]] = LLVMGetParam(fn, (unsigned)(EPI_FIXED_ARGS + i));
+    }
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMValueRef row0 = LLVMGetParam(fn, 0), col = LLVMGetParam(fn, 1), mrv = LLVMGetParam(fn, 2);
+    LLVMValueRef nrv = LLVMGetParam(fn, 3), c0 = LLVMGetParam(fn, 4), c1 = LLVMGetParam(fn, 5);
+    LLVMValueRef ob = LLVMGetParam(fn, 6), oe = LLVMGetParam(fn, 7), cptr = LLVMGetParam(fn, 8);
+    LLVMValueRef ldc = LLVMGetParam(fn, 9), cN = ci64(cg, N);
+    {
+        TLoop li, lj;
+        LLVMValueRef clo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, c0, col, ""));
+        LLVMValueRef chi = imin(cg, nrv, LLVMBuildSub(cg->b, c1, col, ""));
+        LLVMValueRef ii = tloop_begin(&kc, &li, ci64(cg, 0), mrv, 1, "ei");
+        LLVMValueRef obase = iadd(cg, imul(cg, iadd(cg, row0, ii), cN), col);
+        LLVMValueRef jlo = imax(cg, clo, LLVMBuildSub(cg->b, ob, obase, ""));
+        LLVMValueRef jhi = imin(cg, chi, LLVMBuildSub(cg->b, oe, obase, ""));
+        LLVMValueRef crow = swap ? ii : imul(cg, ii, ldc), cstep = swap ? ldc : ci64(cg, 1);
+        /* a whole row of the tile: NR elements, a constant trip count the
+         * vectoriser turns into NR/VL vector steps; else (edges, ragged
+         * ranges) a scalar loop: column chunks are whole tiles (32 columns,
+         * llvm_column_grain), and vectorising this loop too cost 45 % more
+         * LLVM time (ResNet-50: 851 -> 1205 ms CPU) for no measurable gain */
+        LLVMValueRef whole = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, jlo, ci64(cg, 0), ""),
+                                          LLVMBuildICmp(cg->b, LLVMIntEQ, jhi, ci64(cg, NR), ""), "");
+        LLVMBasicBlockRef wb = LLVMAppendBasicBlockInContext(cg->ctx, fn, "whole_row");
+        LLVMBasicBlockRef pb = LLVMAppendBasicBlockInContext(cg->ctx, fn, "part_row");
+        LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "row_done");
+        LLVMBuildCondBr(cg->b, whole, wb, pb);
+        for (int part = 0; part < 2; part++) {
+            LLVMPositionBuilderAtEnd(cg->b, part ? pb : wb);
+            /* o = obase + j in the index type, j the loop's own variable:
+             * simple recurrences for the vectoriser and for LSR */
+            LLVMValueRef lo = part ? jlo : ci64(cg, 0), hi = part ? jhi : ci64(cg, NR);
+            LLVMValueRef jj = tloop_begin(&kc, &lj, as_idx(&kc, lo), as_idx(&kc, hi), 1, "ej");
+            kc.o = iadd(cg, as_idx(&kc, obase), jj);
+            kc.gemm_n = N;
+            kc.gemm_row = as_idx(&kc, iadd(cg, row0, ii));
+            kc.gemm_col = iadd(cg, as_idx(&kc, col), jj);
+            kc.acc[0] =
+                load_f32(cg, cptr, iadd(cg, crow, imul(cg, LLVMBuildSExt(cg->b, jj, cg->t_i64, ""), cstep)));
+            emit_scope(&kc, -1);
+            emit_stage(&kc, 1);
+            LLVMValueRef br = tloop_end(&kc, &lj);
+            if (part)
+                loop_metadata(cg, br, -1, 0);
+            else
+                loop_metadata(cg, br, heavy_scope(k, -1) || heavy_scope(k, 1) ? cg->vec_floats : 0, 1);
+            LLVMBuildBr(cg->b, done);
+        }
+        LLVMPositionBuilderAtEnd(cg->b, done);
+        tloop_end(&kc, &li);
+    }
+    LLVMBuildRetVoid(cg->b);
+    kc_free(&kc);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
 /* The tiled body NAME.mm(ob, oe, c0, c1, bufs..., scratch, packed A, packed
  * B): computes the output rows touching [ob, oe) and stores (through the
  * epilogue) exactly the elements in [ob, oe) and in columns [c0, c1), so any
@@ -3115,6 +3205,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
         for (int j = 0; j < nprefetch; j++) seen = seen || prefetch[j] == in->buf;
         if (!seen) prefetch[nprefetch++] = in->buf;
     }
+    LLVMValueRef epilogue = emit_epilogue_fn(cg, k, list, nb, N, NR, sh.swap);
     Kc kc;
     kc_init(&kc, cg, k);
     /* NAME.mm(i64 ob, i64 oe, i64 c0, i64 c1, ptr noalias bufs..., ptr noalias scratch, ptr Apk, ptr Bpk):
@@ -3263,54 +3354,17 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
     LLVMValueRef bcast = sh.swap ? bpanel : apanel, vecs = sh.swap ? apanel : bpanel;
     LLVMValueRef args[7] = {bcast, vecs, kcv, cptr, ldc, accumulate, bcast};
     LLVMBuildCall2(cg->b, ukernel_type(cg), ukernel, args, 7, "");
-    /* last K block: the epilogue per element o = (b*M + m) * N + n, for o in
-     * [ob, oe) and n in [c0, c1) */
+    /* last K block: the epilogue of the tile (NAME.epi) */
     IfBlock epi;
     if (multi_k) if_begin(&kc, &epi, last);
     {
-        TLoop li, lj;
-        LLVMValueRef col = iadd(cg, jc, jr);
-        LLVMValueRef clo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, c0, col, ""));
-        LLVMValueRef chi = imin(cg, nrv, LLVMBuildSub(cg->b, c1, col, ""));
-        LLVMValueRef ii = tloop_begin(&kc, &li, ci64(cg, 0), mrv, 1, "ei");
-        LLVMValueRef obase = iadd(cg, imul(cg, iadd(cg, iadd(cg, brow, ic), iadd(cg, ir, ii)), cN), col);
-        LLVMValueRef jlo = imax(cg, clo, LLVMBuildSub(cg->b, ob, obase, ""));
-        LLVMValueRef jhi = imin(cg, chi, LLVMBuildSub(cg->b, oe, obase, ""));
-        LLVMValueRef crow = sh.swap ? ii : imul(cg, ii, ldc), cstep = sh.swap ? ldc : ci64(cg, 1);
-        /* a whole row of the tile: NR elements, a constant trip count the
-         * vectoriser turns into NR/VL vector steps; else (edges, ragged
-         * ranges) a scalar loop: column chunks are whole tiles (32 columns,
-         * llvm_column_grain), and vectorising this loop too cost 45 % more
-         * LLVM time (ResNet-50: 851 -> 1205 ms CPU) for no measurable gain */
-        LLVMValueRef whole = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, jlo, ci64(cg, 0), ""),
-                                          LLVMBuildICmp(cg->b, LLVMIntEQ, jhi, ci64(cg, NR), ""), "");
-        LLVMBasicBlockRef wb = LLVMAppendBasicBlockInContext(cg->ctx, fn, "whole_row");
-        LLVMBasicBlockRef pb = LLVMAppendBasicBlockInContext(cg->ctx, fn, "part_row");
-        LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "row_done");
-        LLVMBuildCondBr(cg->b, whole, wb, pb);
-        for (int part = 0; part < 2; part++) {
-            LLVMPositionBuilderAtEnd(cg->b, part ? pb : wb);
-            /* o = obase + j in the index type, j the loop's own variable:
-             * simple recurrences for the vectoriser and for LSR */
-            LLVMValueRef lo = part ? jlo : ci64(cg, 0), hi = part ? jhi : ci64(cg, NR);
-            LLVMValueRef jj = tloop_begin(&kc, &lj, as_idx(&kc, lo), as_idx(&kc, hi), 1, "ej");
-            kc.o = iadd(cg, as_idx(&kc, obase), jj);
-            kc.gemm_n = N;
-            kc.gemm_row = as_idx(&kc, iadd(cg, iadd(cg, brow, ic), iadd(cg, ir, ii)));
-            kc.gemm_col = iadd(cg, as_idx(&kc, col), jj);
-            kc.acc[0] =
-                load_f32(cg, cptr, iadd(cg, crow, imul(cg, LLVMBuildSExt(cg->b, jj, cg->t_i64, ""), cstep)));
-            emit_scope(&kc, -1);
-            emit_stage(&kc, 1);
-            LLVMValueRef br = tloop_end(&kc, &lj);
-            if (part)
-                loop_metadata(cg, br, -1, 0);
-            else
-                loop_metadata(cg, br, heavy_scope(k, -1) || heavy_scope(k, 1) ? cg->vec_floats : 0, 1);
-            LLVMBuildBr(cg->b, done);
-        }
-        LLVMPositionBuilderAtEnd(cg->b, done);
-        tloop_end(&kc, &li);
+        LLVMValueRef *eargs = xcalloc((size_t)nb + EPI_FIXED_ARGS, sizeof(LLVMValueRef));
+        LLVMValueRef fixed[EPI_FIXED_ARGS] = {
+            iadd(cg, iadd(cg, brow, ic), ir), iadd(cg, jc, jr), mrv, nrv, c0, c1, ob, oe, cptr, ldc};
+        memcpy(eargs, fixed, sizeof fixed);
+        for (int i = 0; i < nb; i++) eargs[EPI_FIXED_ARGS + i] = kc.bufptr[list[i]];
+        call_fn(cg, epilogue, eargs, nb + EPI_FIXED_ARGS);
+        free(eargs);
     }
     if (multi_k) if_end(&kc, &epi);
     tloop_end(&kc, &lir);
