@@ -1629,20 +1629,21 @@ static bool mm_swapped(const KMatmul *mm) {
 
 /* Whether threads split tiled product g by output columns (more columns
  * than rows; a convolution of one image whose input is gathered: whenever
- * it has 128 pixels; not a product with a prepacked B whose A would be packed
- * again by every column chunk: rows_for_prepacked_b) rather than by rows.
- * Split by rows, a gathered B is gathered
- * again in every chunk (or once per thread, whole, for one image: each
- * thread gathers all of it) where split by columns each thread gathers only
- * its pixels (ResNet-50's 3x3 layers at 14x14: 256 rows, 196 pixels,
- * 1.09-1.16x).  One image only: at batch 8 the row chunks are whole images
- * (llvm_kernel_grain), which gather nothing twice (split by columns: 5-7 %
- * slower). */
+ * it has 128 pixels and K is a whole K block, 256; not a product with a
+ * prepacked B whose A would be packed again by every column chunk:
+ * rows_for_prepacked_b) rather than by rows.  Split by rows, a gathered B
+ * is gathered again in every chunk (or once per thread, whole, for one
+ * image: each thread gathers all of it) where split by columns each thread
+ * gathers only its pixels (ResNet-50's 3x3 layers at 14x14: 256 rows, 196
+ * pixels, 1.09-1.16x).  One image only: at batch 8 the row chunks are whole
+ * images (llvm_kernel_grain), which gather nothing twice (split by columns:
+ * 5-7 % slower); and not for short K (a 1x1 stride-2 128->256 at 14x14,
+ * K = 128: 1.2x slower split by columns and swapped). */
 static bool rows_for_prepacked_b(const KProgram *p, const KGemm *g);
 
 bool llvm_split_by_columns(const KProgram *p, const KGemm *g) {
     const KMatmul *mm = &g->mm;
-    if (g->conv && mm->batch == 1 && mm->n >= 128) return true;
+    if (g->conv && mm->batch == 1 && mm->n >= 128 && mm->k >= 256) return true;
     return mm->batch * mm->m < mm->n && mm->n >= 128 && !rows_for_prepacked_b(p, g);
 }
 
@@ -1653,7 +1654,8 @@ bool llvm_split_by_columns(const KProgram *p, const KGemm *g) {
  * chunk (4 pixels) filled a 16-lane vector. */
 static bool gemm_swapped(const KGemm *g) {
     const KMatmul *mm = &g->mm;
-    if (g->conv && mm->batch == 1 && mm->n >= 128 && mm->n < 256 && mm->m >= 32 && mm->m % 16 == 0)
+    if (g->conv && mm->batch == 1 && mm->n >= 128 && mm->n < 256 && mm->k >= 256 && mm->m >= 32 &&
+        mm->m % 16 == 0)
         return true;
     return mm_swapped(mm);
 }
@@ -2169,84 +2171,10 @@ static void strip_copy(Kc *kc, KilnDType dt, LLVMValueRef dst, LLVMValueRef d, L
     tloop_end(kc, &lt);
 }
 
-/* One segment of an im2col panel for the k in [pc, pc + kc), for input
- * strips with an element step S = sw * xs[3] <= 4: dst[d + kk*NR + t] =
- * X(c, ih, iw0 + t*sw) for t < len, 0 where the window lies in the padding.
- * Branch-free: (c, kh, kw) are counted along k (no divisions), and each
- * vector of the strip is one masked load (S > 1: a wide one and a shuffle)
- * whose lanes are the in-range columns [t0, t1), zeros in the others, and
- * one masked store of the lanes t < len.  The strip's base address may lie
- * outside X (the padding's columns): its lanes there are never read. */
-static void im2col_strips(Kc *kc, const Kernel *k, KilnDType dt, int NR, LLVMValueRef X, LLVMValueRef xbase,
-                          LLVMValueRef pc, LLVMValueRef kcv, LLVMValueRef dst, LLVMValueRef d,
-                          LLVMValueRef len, LLVMValueRef ihb, LLVMValueRef iwb) {
-    Cg *cg = kc->cg;
-    const KConv *cv = &k->conv;
-    const int VL = cg->vec_floats, nvec = (NR + VL - 1) / VL;
-    const int64_t S = cv->sw * cv->xs[3];
-    LLVMTypeRef mt = mem_type(cg, dt);
-    LLVMValueRef zero = ci64(cg, 0), csw = ci64(cg, cv->sw), khw = ci64(cg, cv->kh * cv->kw);
-    LLVMValueRef r0 = LLVMBuildURem(cg->b, pc, khw, "");
-    LLVMValueRef init[3] = {LLVMBuildUDiv(cg->b, pc, khw, ""), LLVMBuildUDiv(cg->b, r0, ci64(cg, cv->kw), ""),
-                            LLVMBuildURem(cg->b, r0, ci64(cg, cv->kw), "")};
-    Loop lk;
-    LLVMValueRef kk = loop_begin(kc, &lk, zero, kcv, "k");
-    LLVMValueRef ckk[3], next[3];
-    for (int i = 0; i < 3; i++) {
-        ckk[i] = LLVMBuildPhi(cg->b, cg->t_i64, i == 0 ? "c" : i == 1 ? "kh" : "kw");
-        LLVMAddIncoming(ckk[i], &init[i], &lk.pre, 1);
-    }
-    LLVMValueRef ih = iadd(cg, ihb, imul(cg, ckk[1], ci64(cg, cv->dh)));
-    LLVMValueRef iw0 = iadd(cg, iwb, imul(cg, ckk[2], ci64(cg, cv->dw)));
-    /* in-range columns t in [t0, t1): 0 <= iw0 + t*sw < W, and the row inside */
-    LLVMValueRef t0 =
-        LLVMBuildSDiv(cg->b, iadd(cg, LLVMBuildNeg(cg->b, iw0, ""), ci64(cg, cv->sw - 1)), csw, "");
-    t0 = imin(cg, imax(cg, t0, zero), len);
-    LLVMValueRef t1 = LLVMBuildSDiv(
-        cg->b, iadd(cg, LLVMBuildSub(cg->b, ci64(cg, cv->w), iw0, ""), ci64(cg, cv->sw - 1)), csw, "");
-    t1 = imin(cg, imax(cg, t1, t0), len);
-    LLVMValueRef row_in = LLVMBuildICmp(cg->b, LLVMIntULT, ih, ci64(cg, cv->h), "");
-    t1 = LLVMBuildSelect(cg->b, row_in, t1, t0, "");
-    LLVMValueRef src =
-        iadd(cg, iadd(cg, xbase, imul(cg, ckk[0], ci64(cg, cv->xs[1]))),
-             iadd(cg, imul(cg, LLVMBuildSelect(cg->b, row_in, ih, zero, ""), ci64(cg, cv->xs[2])),
-                  imul(cg, iw0, ci64(cg, cv->xs[3]))));
-    LLVMValueRef drow = iadd(cg, d, imul(cg, kk, ci64(cg, NR)));
-    /* wide lanes i of vector v read t = v*VL + i/S: inside when
-     * (t0 - v*VL)*S <= i < (t1 - v*VL)*S - (S - 1) */
-    LLVMValueRef lo = LLVMBuildTrunc(cg->b, imul(cg, t0, ci64(cg, S)), cg->t_i32, "");
-    LLVMValueRef hi =
-        LLVMBuildTrunc(cg->b, iadd(cg, imul(cg, t1, ci64(cg, S)), ci64(cg, 1 - S)), cg->t_i32, "");
-    LLVMValueRef len32 = LLVMBuildTrunc(cg->b, len, cg->t_i32, "");
-    const int W = (int)S * VL;
-    for (int v = 0; v < nvec; v++) {
-        LLVMValueRef lane =
-            LLVMBuildAdd(cg->b, iota_vec(cg, W), splat_int(cg, ci32(cg, (int64_t)v * W), W), "");
-        LLVMValueRef wmask =
-            LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, lane, splat_int(cg, lo, W), ""),
-                         LLVMBuildICmp(cg->b, LLVMIntSLT, lane, splat_int(cg, hi, W), ""), "");
-        LLVMValueRef at = iadd(cg, src, ci64(cg, (int64_t)v * W));
-        LLVMValueRef ptr = LLVMBuildGEP2(cg->b, mt, X, &at, 1, ""); /* not inbounds: may lie before X */
-        LLVMValueRef val = widen_vec(cg, dt, load_every_sth(cg, dt, ptr, S, wmask), VL);
-        LLVMValueRef t =
-            LLVMBuildAdd(cg->b, iota_vec(cg, VL), splat_int(cg, ci32(cg, (int64_t)v * VL), VL), "");
-        masked_store_f32(cg, val, dst, iadd(cg, drow, ci64(cg, (int64_t)v * VL)),
-                         LLVMBuildICmp(cg->b, LLVMIntSLT, t, splat_int(cg, len32, VL), ""));
-    }
-    /* (c, kh, kw) of k + 1 */
-    LLVMValueRef kw1 = iadd(cg, ckk[2], ci64(cg, 1));
-    LLVMValueRef wrap_w = LLVMBuildICmp(cg->b, LLVMIntEQ, kw1, ci64(cg, cv->kw), "");
-    next[2] = LLVMBuildSelect(cg->b, wrap_w, zero, kw1, "");
-    LLVMValueRef kh1 = LLVMBuildSelect(cg->b, wrap_w, iadd(cg, ckk[1], ci64(cg, 1)), ckk[1], "");
-    LLVMValueRef wrap_h = LLVMBuildICmp(cg->b, LLVMIntEQ, kh1, ci64(cg, cv->kh), "");
-    next[1] = LLVMBuildSelect(cg->b, wrap_h, zero, kh1, "");
-    next[0] = LLVMBuildSelect(cg->b, wrap_h, iadd(cg, ckk[0], ci64(cg, 1)), ckk[0], "");
-    loop_end(kc, &lk, ckk, next, 3, 0);
-}
-
-/* im2col_strips for contiguous input rows (xs[3] == 1), stride sw <= 4 and
- * a window wider than 1: the KW taps of one (c, kh) read the same input
- * row, tap kw from element kw*dw on in steps of sw, which is phase
+/* One segment of an im2col panel for the k in [pc, pc + kc), for contiguous
+ * input rows (xs[3] == 1), stride sw <= 4 and a window wider than 1: the KW
+ * taps of one (c, kh) read the same input row, tap kw from element kw*dw on
+ * in steps of sw, which is phase
  * (kw*dw) % sw of the row shifted by (kw*dw) / sw lanes.  So each phase's
  * span (the panel's pixels and up to VL more) is loaded once, in nvec + 1
  * masked vectors (sw > 1: wide loads and a shuffle), and each tap's vectors
@@ -2380,8 +2308,6 @@ static LLVMValueRef helper_im2col(Cg *cg, const Kernel *k, KilnDType dt, int NR)
     if (cv->xs[3] == 1 && cv->sw <= 4 && cv->kw > 1 && (cv->kw - 1) * cv->dw / cv->sw <= cg->vec_floats &&
         (NR + cg->vec_floats - 1) / cg->vec_floats < 4) {
         im2col_rows(&kc, k, dt, NR, X, xbase, pc, kcv, dst, iadd(cg, pdst, w), len, ihb, iwb);
-    } else if (cv->sw * cv->xs[3] <= 4) {
-        im2col_strips(&kc, k, dt, NR, X, xbase, pc, kcv, dst, iadd(cg, pdst, w), len, ihb, iwb);
     } else {
         LLVMValueRef kk = tloop_begin(&kc, &lk, ci64(cg, 0), kcv, 1, "k");
         {

@@ -329,11 +329,13 @@ static void test_convolutions(void) {
         {1, 48, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
         {2, 32, 7, 7, 48, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "relu", 0, 0},
         {1, 64, 3, 3, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "", 0, 0},
-        /* im2col strips with an element step of 3 and 4 (one wide masked
-         * load and a shuffle per vector), and of 5 (gathered) */
+        /* im2col rows at strides 3 and 4 (phases of wide masked loads),
+         * stride 5 (gathered tap by tap), a dilation wider than a vector
+         * (tap by tap) */
         {1, 16, 20, 31, 24, 3, 3, 1, 3, 1, 1, 1, 1, 1, true, "relu", 0, 0},
         {1, 8, 17, 45, 16, 5, 4, 2, 4, 2, 1, 1, 1, 1, false, "", 0, 1},
         {1, 12, 12, 40, 20, 3, 3, 1, 5, 1, 1, 1, 1, 1, false, "", 0, 0},
+        {1, 8, 12, 40, 16, 3, 3, 1, 1, 0, 0, 1, 17, 1, false, "", 0, 0},
     };
     char *text = conv_program(gemm, (int)(sizeof gemm / sizeof gemm[0]));
     run_suite("convs.kiln", text, 0);
