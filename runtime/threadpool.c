@@ -22,10 +22,22 @@ struct ThreadPool {
     int ntasks;
     atomic_int next;       /* next task to claim */
     atomic_uint generation; /* bumped for every job */
-    int busy;              /* workers inside the current job (under mu) */
+    atomic_int busy;        /* workers inside the current job (changed under mu) */
     int active;            /* whether workers may still join the job (under mu) */
     int quit;
 };
+
+/* How long a thread waits spinning before it sleeps: a worker for the next
+ * job (a graph's kernels come in quick succession), the caller for the
+ * workers' last tasks.  A sleep costs a futex wake-up, several microseconds
+ * (tens under a hypervisor), once per kernel. */
+enum { SPIN_PAUSES = 20000 };
+
+static void spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 static void run_tasks(ThreadPool *tp, int thread) {
     for (;;) {
@@ -46,11 +58,7 @@ static void *worker_main(void *arg) {
     unsigned seen = 0;
     for (;;) {
         /* spin a little for the next job, then sleep */
-        for (int spin = 0; spin < 20000 && atomic_load(&tp->generation) == seen; spin++) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-        }
+        for (int spin = 0; spin < SPIN_PAUSES && atomic_load(&tp->generation) == seen; spin++) spin_pause();
         pthread_mutex_lock(&tp->mu);
         while (!tp->quit && atomic_load(&tp->generation) == seen) pthread_cond_wait(&tp->wake, &tp->mu);
         if (tp->quit) {
@@ -62,11 +70,11 @@ static void *worker_main(void *arg) {
             pthread_mutex_unlock(&tp->mu);
             continue;
         }
-        tp->busy++;
+        atomic_fetch_add(&tp->busy, 1);
         pthread_mutex_unlock(&tp->mu);
         run_tasks(tp, index);
         pthread_mutex_lock(&tp->mu);
-        if (--tp->busy == 0) pthread_cond_signal(&tp->done);
+        if (atomic_fetch_sub(&tp->busy, 1) == 1) pthread_cond_signal(&tp->done);
         pthread_mutex_unlock(&tp->mu);
     }
 }
@@ -82,6 +90,7 @@ ThreadPool *tp_new(int nthreads) {
     pthread_cond_init(&tp->done, NULL);
     atomic_init(&tp->next, 0);
     atomic_init(&tp->generation, 0);
+    atomic_init(&tp->busy, 0);
     if (nthreads > 1) {
         tp->workers = calloc((size_t)nthreads - 1, sizeof(pthread_t));
         tp->args = calloc((size_t)nthreads - 1, sizeof(WorkerArg));
@@ -119,10 +128,14 @@ void tp_run(ThreadPool *tp, void (*fn)(void *ctx, int task, int thread), void *c
     pthread_mutex_unlock(&tp->mu);
     run_tasks(tp, 0);
     /* every task is claimed: close the job to late workers and wait for
-     * those inside it to finish their last task */
+     * those inside it to finish their last task, spinning first (the last
+     * chunks are small: guided, runtime/cpu.c) */
     pthread_mutex_lock(&tp->mu);
     tp->active = 0;
-    while (tp->busy > 0) pthread_cond_wait(&tp->done, &tp->mu);
+    pthread_mutex_unlock(&tp->mu);
+    for (int spin = 0; spin < SPIN_PAUSES && atomic_load(&tp->busy) > 0; spin++) spin_pause();
+    pthread_mutex_lock(&tp->mu);
+    while (atomic_load(&tp->busy) > 0) pthread_cond_wait(&tp->done, &tp->mu);
     pthread_mutex_unlock(&tp->mu);
     pthread_mutex_unlock(&tp->owner);
 }
