@@ -31,6 +31,7 @@
  * prints: the diagnostics (diag_print), or "kiln: " and one line. */
 #include "app/app.h"
 #include "passes/pass.h"
+#include "runtime/tensorio.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -46,8 +47,19 @@ typedef struct {
     const char *bound_by; /* "the binding of 'w'" (the arena's): one pointer per
                              parameter, so a size's origin is compared, never its text */
     bool bound;
-    KilnTensor value; /* the bound copy */
+    KilnTensor value;         /* the bound copy, or a view of `file` */
+    struct WeightsFile *file; /* the mapped weights file `value` is a view of; NULL: a copy */
 } ModelParam;
+
+/* A weights file mapped by kiln_model_load_weights: its tensors of the
+ * parameters' dtypes (aligned to their elements, unless the device takes
+ * them at any offset) are bound as views of it, not copied; it is unmapped
+ * when no parameter's value lies in it any more. */
+typedef struct WeightsFile {
+    const uint8_t *data;
+    size_t len;
+    int views; /* parameters whose value is a view of it */
+} WeightsFile;
 
 typedef struct {
     int64_t *sizes; /* per named dimension */
@@ -56,6 +68,7 @@ typedef struct {
     Executable *x;
     int64_t **result_shapes; /* per result (the arena's) */
     KilnTensor *weights;     /* an ONNX model's: bound to g's parameters nparams.. */
+    bool *weight_is_view;    /* per weight: a view of the mapped model (not to free) */
     int nweights;
 } Variant;
 
@@ -203,15 +216,21 @@ static void variant_destroy(Variant *v) {
     if (!v) return;
     exec_destroy(v->x);
     if (v->g) ir_graph_destroy(v->g);
-    for (int i = 0; i < v->nweights; i++) kiln_tensor_free(&v->weights[i]);
+    for (int i = 0; i < v->nweights; i++) {
+        if (v->weight_is_view[i]) v->weights[i].data = NULL;
+        kiln_tensor_free(&v->weights[i]);
+    }
     free(v->weights);
+    free(v->weight_is_view);
     free(v->sizes);
     free(v->constant);
     free(v);
 }
 
 /* An ONNX model imported for these sizes (the rest symbolic); with v, its
- * weights read into v->weights.  NULL with diagnostics or msg. */
+ * weights into v->weights: views of the mapped model where the device
+ * takes them as they lie in it (driver_weight_view), else read (copied,
+ * converted).  NULL with diagnostics or msg. */
 static IRGraph *import_onnx(KilnModel *m, const DimBinding *binds, int nbinds, Variant *v, char *msg,
                             size_t msglen) {
     OnnxImportOptions io = {.dims = binds, .ndims = nbinds};
@@ -223,11 +242,16 @@ static IRGraph *import_onnx(KilnModel *m, const DimBinding *binds, int nbinds, V
     }
     if (g && v) {
         v->weights = xcalloc((size_t)imp.weights.len + 1, sizeof *v->weights);
+        v->weight_is_view = xcalloc((size_t)imp.weights.len + 1, sizeof *v->weight_is_view);
+        bool unaligned = backend_takes_unaligned(m->be);
         for (; v->nweights < imp.weights.len; v->nweights++) {
-            const Node *p = ir_node(g, g->params.data[imp.ninputs + v->nweights]);
+            int k = v->nweights;
+            const OnnxWeight *w = &imp.weights.data[k];
+            const Node *p = ir_node(g, g->params.data[imp.ninputs + k]);
             char werr[512] = "";
-            if (!driver_onnx_weight(&imp.weights.data[v->nweights], p->dtype, &v->weights[v->nweights], werr,
-                                    sizeof werr)) {
+            if ((v->weight_is_view[k] = driver_weight_view(w, p->dtype, p->rank, unaligned, &v->weights[k])))
+                continue;
+            if (!driver_onnx_weight(w, p->dtype, &v->weights[k], werr, sizeof werr)) {
                 snprintf(msg, msglen, "%s: %s", m->c.onnx->path, werr[0] ? werr : "out of host memory");
                 ir_graph_destroy(g);
                 g = NULL;
@@ -361,10 +385,23 @@ static Variant *variant_for_inputs(KilnModel *m, const KilnTensor *inputs, bool 
 
 /* ------------------------------------------------------------ opening */
 
+/* Drops a parameter's bound value: the model's copy, or a view (the last
+ * view of a mapped weights file unmaps it). */
+static void value_free(KilnTensor *value, WeightsFile *file) {
+    if (file) {
+        value->data = NULL;
+        if (--file->views == 0) {
+            tensorio_unmap(file->data, file->len);
+            free(file);
+        }
+    }
+    kiln_tensor_free(value);
+}
+
 static void model_release(KilnModel *m) {
     for (int i = 0; i < m->variants.len; i++) variant_destroy(m->variants.data[i]);
     VEC_FREE(m->variants);
-    for (int i = 0; m->params && i < m->nparams; i++) kiln_tensor_free(&m->params[i].value);
+    for (int i = 0; m->params && i < m->nparams; i++) value_free(&m->params[i].value, m->params[i].file);
     free(m->params);
     free(m->dim_names);
     free(m->dim_fixed);
@@ -602,6 +639,7 @@ typedef struct {
     int param;
     const KilnTensor *t;
     const char *origin; /* the parameter's bound_by */
+    WeightsFile *file;  /* t is a view of this mapped file (taken as it is where it fits), or NULL */
 } Binding;
 
 /* Checks every binding against the parameters and against each other;
@@ -636,18 +674,38 @@ static bool copy_value(const ModelParam *p, const KilnTensor *t, KilnTensor *out
     return true;
 }
 
-/* Makes checked bindings: copies each value once and binds it to every
- * variant that has the parameter as a constant; drops the others (those
- * whose sizes no longer fit, and those compiled before the parameter was
- * bound: compiled again on demand, with it as a constant).  Called with
- * the lock held exclusively. */
+/* A view of a mapped weights file used as it is: the parameter's dtype,
+ * and at an offset the device reads (backend_takes_unaligned), else
+ * aligned to its elements.  Its shape is its own. */
+static bool take_view(const KilnModel *m, const ModelParam *p, const KilnTensor *t, KilnTensor *out) {
+    size_t align = kiln_dtype_size(t->dtype);
+    if (t->dtype != p->dtype || (!backend_takes_unaligned(m->be) && (uintptr_t)t->data % align != 0))
+        return false;
+    *out = (KilnTensor){t->dtype, t->rank, xmalloc(sizeof(int64_t) * (size_t)(t->rank + 1)), t->data};
+    if (t->rank > 0) memcpy(out->shape, t->shape, sizeof(int64_t) * (size_t)t->rank);
+    return true;
+}
+
+/* Makes checked bindings: copies each value once (or takes a view of a
+ * mapped weights file as it is) and binds it to every variant that has the
+ * parameter as a constant; drops the others (those whose sizes no longer
+ * fit, and those compiled before the parameter was bound: compiled again on
+ * demand, with it as a constant).  Called with the lock held exclusively. */
 static KilnStatus apply_bindings(KilnModel *m, const Binding *b, int n, const int64_t *sizes,
                                  const char **who, KilnError *err) {
     KilnTensor *copies = xcalloc((size_t)n + 1, sizeof *copies);
+    WeightsFile **viewed = xcalloc((size_t)n + 1, sizeof *viewed); /* per binding: the file of a view */
     for (int i = 0; i < n; i++) {
-        if (!copy_value(&m->params[b[i].param], b[i].t, &copies[i])) {
-            for (int j = 0; j < i; j++) kiln_tensor_free(&copies[j]);
+        const ModelParam *p = &m->params[b[i].param];
+        if (b[i].file && take_view(m, p, b[i].t, &copies[i])) {
+            viewed[i] = b[i].file;
+            viewed[i]->views++;
+            continue;
+        }
+        if (!copy_value(p, b[i].t, &copies[i])) {
+            for (int j = 0; j < i; j++) value_free(&copies[j], viewed[j]);
             free(copies);
+            free(viewed);
             return fail(err, KILN_ERR_DEVICE, NULL, "out of host memory for the value of '%s'",
                         m->params[b[i].param].name);
         }
@@ -672,12 +730,14 @@ static KilnStatus apply_bindings(KilnModel *m, const Binding *b, int n, const in
     pthread_mutex_unlock(&m->compile_lock);
     for (int i = 0; i < n; i++) {
         ModelParam *p = &m->params[b[i].param];
-        kiln_tensor_free(&p->value);
+        value_free(&p->value, p->file);
         p->value = copies[i];
+        p->file = viewed[i];
         p->bound = true;
     }
     for (int d = 0; d < m->ndims; d++) m->dim_fixed[d] = sizes[d], m->dim_fixed_by[d] = who[d];
     free(copies);
+    free(viewed);
     return KILN_OK;
 }
 
@@ -720,7 +780,7 @@ KilnStatus kiln_model_bind(KilnModel *m, const char *name, const KilnTensor *t, 
     else if (!t)
         st = fail(err, KILN_ERR_USAGE, NULL, "kiln_model_bind: no tensor given for '%s'", name);
     else
-        st = bind_all(m, &(Binding){i, t, NULL}, 1, NULL, err);
+        st = bind_all(m, &(Binding){i, t, NULL, NULL}, 1, NULL, err);
     model_leave(m);
     return st;
 }
@@ -733,13 +793,21 @@ KilnStatus kiln_model_load_weights(KilnModel *m, const char *path, KilnError *er
     KilnStatus st = KILN_OK;
     Binding *b = NULL;
     int n = 0;
-    if (!kiln_safetensors_read(path, &list, msg, sizeof msg)) {
+    /* mapped, its tensors bound as views where they fit (apply_bindings),
+     * else read and copied (also when it cannot be mapped: a pipe ...) */
+    WeightsFile *file = xcalloc(1, sizeof *file);
+    bool mapped = tensorio_map_file(path, &file->data, &file->len, msg, sizeof msg);
+    file->views = 1; /* this call's, until it returns */
+    bool read = mapped ? safetensors_read_views(file->data, file->len, &list, msg, sizeof msg)
+                       : kiln_safetensors_read(path, &list, msg, sizeof msg);
+    if (!read) {
+        if (mapped) tensorio_prefix_error(msg, sizeof msg, path);
         st = fail(err, KILN_ERR_INPUT, path, "%s", msg);
     } else {
         b = xcalloc((size_t)list.count + 1, sizeof *b);
         for (int i = 0; i < list.count; i++) {
             int p = param_index(m, list.names[i]);
-            if (p >= 0) b[n++] = (Binding){p, &list.tensors[i], NULL};
+            if (p >= 0) b[n++] = (Binding){p, &list.tensors[i], NULL, mapped ? file : NULL};
         }
         if (n == 0) {
             StrBuf names = {0};
@@ -753,7 +821,14 @@ KilnStatus kiln_model_load_weights(KilnModel *m, const char *path, KilnError *er
         }
     }
     free(b);
+    if (mapped) /* views: their shapes are theirs, their data the file's */
+        for (int i = 0; i < list.count; i++) list.tensors[i].data = NULL;
     kiln_tensor_list_free(&list);
+    KilnTensor none = {0};
+    if (mapped)
+        value_free(&none, file); /* this call's view: unmapped unless a parameter holds one */
+    else
+        free(file);
     model_leave(m);
     return st;
 }

@@ -79,11 +79,14 @@ typedef struct {
     bool all_random_notes;
     /* a model's initializers held as they are in its file become views of
      * the mapped file, and weights-file tensors of the parameter's dtype
-     * are used as they are, not copied (at any byte offset, which only the
-     * cpu device reads as is): free the inputs with driver_inputs_free, keep
-     * the Compilation open and the request's tensors alive while they are
-     * used, and leave the files untruncated meanwhile (as any mapped file) */
+     * are used as they are, not copied: those at any byte offset with
+     * views_unaligned (the device takes them so: backend_takes_unaligned),
+     * else those aligned to their element size (the rest are copies).  Free
+     * the inputs with driver_inputs_free, keep the Compilation open and the
+     * request's tensors alive while they are used, and leave the files
+     * untruncated meanwhile (as any mapped file) */
     bool map_weights;
+    bool views_unaligned;
 } BindRequest;
 
 /* With `opt` non-NULL the graph then goes through the optimisation passes
@@ -96,6 +99,11 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
  * the array. */
 void driver_inputs_free(const Compilation *c, const IRGraph *g, KilnTensor *inputs);
 
+/* An imported model's weight as a view of its mapped file (no copy), when
+ * the file holds its elements as they are in `dtype` (the parameter's) and,
+ * unless `unaligned`, aligned to the element size.  The view's data is not
+ * the tensor's to free (onnx_model_holds it). */
+bool driver_weight_view(const OnnxWeight *w, KilnDType dtype, int rank, bool unaligned, KilnTensor *out);
 /* The tensor bound to an imported model's weight (an initializer read from
  * the file, or a constant folded at import), in `dtype`: the parameter's. */
 bool driver_onnx_weight(const OnnxWeight *w, KilnDType dtype, KilnTensor *out, char *err, size_t errlen);

@@ -171,14 +171,20 @@ bool driver_onnx_weight(const OnnxWeight *w, KilnDType dtype, KilnTensor *out, c
     return tensor_convert(w->folded, dtype, out);
 }
 
+/* Whether data may be used in place for elements of dtype. */
+static bool view_fits(const void *data, KilnDType dtype, bool unaligned) {
+    return unaligned || (uintptr_t)data % kiln_dtype_size(dtype) == 0;
+}
+
 /* An initializer whose bytes are the parameter's elements as they are (raw
  * data of its dtype) becomes a view of the mapped file: no copy.  The
  * reader checked at open that the bytes lie inside the file. */
-static bool weight_view(const OnnxWeight *w, const Node *p, KilnTensor *out) {
+bool driver_weight_view(const OnnxWeight *w, KilnDType dtype, int rank, bool unaligned, KilnTensor *out) {
     const OnnxTensor *t = w->data;
     KilnDType exact;
-    if (!t || t->kind != ONNX_DATA_RAW || !onnx_dtype_to_kiln(t->data_type, &exact) || exact != p->dtype ||
-        t->numel <= 0 || t->rank != p->rank || t->raw.len != (size_t)t->numel * kiln_dtype_size(exact))
+    if (!t || t->kind != ONNX_DATA_RAW || !onnx_dtype_to_kiln(t->data_type, &exact) || exact != dtype ||
+        t->numel <= 0 || t->rank != rank || t->raw.len != (size_t)t->numel * kiln_dtype_size(exact) ||
+        !view_fits(t->raw.data, exact, unaligned))
         return false;
     out->dtype = exact;
     out->rank = t->rank;
@@ -362,9 +368,11 @@ KilnStatus driver_bind(Compilation *c, int entry, const BindRequest *req, const 
             char werr[512] = "";
             if (i >= nparams) {
                 const OnnxWeight *w = &imp.weights.data[i - nparams];
-                ok = (req->map_weights && weight_view(w, p, &inputs[i])) ||
+                ok = (req->map_weights &&
+                      driver_weight_view(w, p->dtype, p->rank, req->views_unaligned, &inputs[i])) ||
                      driver_onnx_weight(w, p->dtype, &inputs[i], werr, sizeof werr);
-            } else if (nt && nt->tensor.dtype == p->dtype && req->map_weights && nt->role == TENSOR_WEIGHT) {
+            } else if (nt && nt->tensor.dtype == p->dtype && req->map_weights && nt->role == TENSOR_WEIGHT &&
+                       view_fits(nt->tensor.data, p->dtype, req->views_unaligned)) {
                 inputs[i] = (KilnTensor){p->dtype, p->rank, xmalloc(sizeof(int64_t) * (size_t)(p->rank + 1)),
                                          nt->tensor.data}; /* used as it is (BindRequest.map_weights) */
                 if (p->rank > 0) memcpy(inputs[i].shape, nt->tensor.shape, sizeof(int64_t) * (size_t)p->rank);

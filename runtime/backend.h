@@ -71,6 +71,11 @@ typedef enum {
     /* An accelerator behind a driver: preferred as the default device where
      * available() says it can be used. */
     BK_ACCELERATOR = 1 << 2,
+    /* The kernels read their inputs at any byte offset (element loads claim
+     * byte alignment: codegen/llvm.c ELEM_ALIGN), so weights are used in place
+     * wherever they lie in a mapped file; without it (and with host memory)
+     * only weights aligned to their element size are (BindRequest). */
+    BK_UNALIGNED_INPUTS = 1 << 3,
 } BackendCaps;
 
 /* One stage of `kiln emit --emit=NAME` (and the REPL's :emit) that belongs
@@ -160,6 +165,10 @@ int backend_count(void);
 const Backend *backend_at(int i);
 /* The backend called `name`, usable or not; NULL if there is none. */
 const Backend *backend_lookup(const char *name);
+/* Whether the backend can take weights at any byte offset as they are:
+ * its kernels read them so (BK_UNALIGNED_INPUTS), or it copies them into
+ * device memory. */
+bool backend_takes_unaligned(const Backend *be);
 /* The backend called `name`, ready to run: KILN_OK, KILN_ERR_USAGE (no such
  * device: err lists the devices) or KILN_ERR_DEVICE (not usable here: err
  * says why). */

@@ -29,6 +29,11 @@ const Backend *backend_lookup(const char *name) {
     return NULL;
 }
 
+bool backend_takes_unaligned(const Backend *be) {
+    bool device_memory = (be->caps & BK_KERNELS) && !(be->caps & BK_HOST_MEMORY);
+    return (be->caps & BK_UNALIGNED_INPUTS) || device_memory;
+}
+
 void backend_names(StrBuf *out, const char *sep) {
     for (int i = 0; i < backend_count(); i++) sb_printf(out, "%s%s", i ? sep : "", backend_table[i]->name);
 }

@@ -635,12 +635,14 @@ static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t er
     trace_span(tr, "parse", t0, t[1] = trace_clock_ms(), "read and parse %s", o->file);
     if (st != KILN_OK) return st;
     t0 = trace_clock_ms();
-    /* the cpu device reads the weights in place from their mapped files (a
-     * model's, --weights'); --compare's reference reads the same inputs and
-     * wants them aligned */
+    /* the weights are read in place from their mapped files (a model's,
+     * --weights'): at any byte offset where the device takes them so (the
+     * cpu), else where aligned to their elements; --compare's reference
+     * reads the same inputs, aligned */
     const char *device = o->device ? o->device : backend_default();
-    bool map = strcmp(device, "cpu") == 0 && !o->compare;
-    st = load_tensors(o, map);
+    const Backend *dev = backend_lookup(device);
+    bool unaligned = dev && backend_takes_unaligned(dev) && !o->compare;
+    st = load_tensors(o, true);
     trace_span(tr, "parse", t0, t[2] = trace_clock_ms(), "read the input files");
     if (st != KILN_OK) return st;
     pr->req = (BindRequest){.tensors = o->tensors.data,
@@ -650,7 +652,8 @@ static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t er
                             .seed = o->seed,
                             .notes = stderr,
                             .all_random_notes = o->verbose,
-                            .map_weights = map};
+                            .map_weights = true,
+                            .views_unaligned = unaligned};
     t0 = trace_clock_ms();
     st = driver_bind(&pr->c, pr->entry, &pr->req, &o->copt, &pr->g, &pr->inputs, err, errlen);
     trace_span(tr, "passes", t0, t[3] = trace_clock_ms(), "bind the inputs, build the IR, run the passes");

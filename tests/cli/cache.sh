@@ -243,6 +243,28 @@ expect "safetensors, warm" 0 "" "$K" bench p.kiln --device=cpu --in x=x.npy --we
 json "safetensors, warm: packed from the cache" "j['packed_from_cache'] == j['packed_operands'] >= 1"
 expect "safetensors, warm run" 0 "" "$K" run p.kiln --device=cpu --in x=x.npy --weights p.safetensors --out q6.npy
 close "safetensors, warm run" q6.npy p1.npy
+# weights in place on the other devices too: ref and kir take the tensors that lie
+# aligned in the file as they are and copy the rest (data made to start 1 byte past a
+# multiple of 4: skewed.safetensors); cpu takes both as they are
+$PY -c "
+import json, struct
+raw = open('p.safetensors', 'rb').read()
+n = struct.unpack('<Q', raw[:8])[0]
+hdr = raw[8:8 + n].rstrip(b' ')
+while (8 + len(hdr)) % 4 != 1:
+    hdr += b' '
+open('skewed.safetensors', 'wb').write(struct.pack('<Q', len(hdr)) + hdr + raw[8 + n:])" 2>err ||
+    bad "writing skewed.safetensors"
+for dev in ref kir cpu; do
+    for w in p skewed; do
+        expect "$w.safetensors, $dev" 0 "" "$K" run p.kiln --device=$dev --in x=x.npy --weights $w.safetensors \
+            --out q7.npy
+        close "$w.safetensors, $dev" q7.npy p1.npy
+    done
+    [ $dev = cpu ] && continue
+    expect "onnx initializers, $dev" 0 "" "$K" run p.onnx --device=$dev --in x=x.npy --out q8.npy
+    close "onnx initializers, $dev" q8.npy p2.npy
+done
 head -c 100000 p.safetensors >cut.safetensors
 expect "safetensors, truncated" 1 "out of range|runs past|truncated" "$K" run p.kiln --device=cpu --in x=x.npy \
     --weights cut.safetensors

@@ -11,12 +11,13 @@
  *   - binding: the value is copied (changing the caller's tensor later
  *     changes nothing), a result that is a parameter is a copy, binding
  *     again while 4 threads run gives each run the old or the new value; load_weights from a .safetensors
- * file, all or nothing;
+ * file, all or nothing, its tensors bound in place (mapped) on cpu, kir and ref at any offset;
  *   - every error path: status, file, line, column and message;
  *   - use after close (every function), closing while runs are in flight,
  *     and 200 load/bind/run/close cycles (leaks: `make asan`);
  *   - the ONNX LeNet of tests/onnx, when it is there, against its NumPy
- *     output (rtol 1e-4) at two batch sizes, on cpu and ref.
+ *     output (rtol 1e-4) at two batch sizes, on cpu, ref and kir (its
+ *     initializers views of the mapped file where the device takes them).
  * Last line: "test_api: N passed, N failed". */
 #include "kiln.h"
 
@@ -333,6 +334,78 @@ static void test_load_weights(const char *dir) {
     kiln_model_free(m);
 }
 
+/* A safetensors file of w [16, 8] and b [8] whose data starts `skew` bytes
+ * past a multiple of 4 (its JSON header padded so): elements at odd
+ * offsets, which only the cpu device takes in place. */
+static bool write_skewed(const char *path, const KilnTensor *w, const KilnTensor *b, int skew) {
+    char hdr[256];
+    int n = snprintf(hdr, sizeof hdr,
+                     "{\"b\":{\"dtype\":\"F32\",\"shape\":[8],\"data_offsets\":[0,32]},"
+                     "\"w\":{\"dtype\":\"F32\",\"shape\":[16,8],\"data_offsets\":[32,544]}}");
+    while ((8 + n) % 4 != skew) hdr[n++] = ' ';
+    unsigned char len[8] = {(unsigned char)n};
+    FILE *f = fopen(path, "wb");
+    bool ok = f && fwrite(len, 8, 1, f) == 1 && fwrite(hdr, (size_t)n, 1, f) == 1 &&
+              fwrite(b->data, 32, 1, f) == 1 && fwrite(w->data, 512, 1, f) == 1;
+    return f && fclose(f) == 0 && ok;
+}
+
+/* load_weights maps the file and binds its tensors in place where the
+ * device takes them (cpu: any offset; kir, ref: aligned ones, the rest
+ * copied): on each device and at offsets aligned and not, the results
+ * against the reference interpreter with the same weights bound by value;
+ * a run after the file is removed (the mapping stays); loading another
+ * file releases the first one's views; many loads (leaks: make asan). */
+static void test_load_weights_mapped(const char *dir) {
+    int64_t ws[2] = {16, 8}, bs[1] = {8}, xs[2] = {2, 16};
+    KilnTensor w = make(2, ws), b = make(1, bs), x = make(2, xs), w2 = make(2, ws), b2 = make(1, bs);
+    KilnError err = {0};
+    KilnModel *ref = open_model("ref", NULL, NULL, 0);
+    KilnTensor want[2][2];
+    for (int v = 0; ref && v < 2; v++) {
+        CHECK(kiln_model_bind(ref, "w", v ? &w2 : &w, &err) == KILN_OK &&
+                  kiln_model_bind(ref, "b", v ? &b2 : &b, &err) == KILN_OK &&
+                  kiln_model_run(ref, &x, want[v], &err) == KILN_OK,
+              "the reference: %s", err.message);
+    }
+    const char *devices[] = {"cpu", "kir", "ref"};
+    for (int d = 0; ref && d < 3; d++)
+        for (int skew = 0; skew < 2; skew++) { /* the second file's: 3 and 2 */
+            char path[4096], path2[4096];
+            snprintf(path, sizeof path, "%s/mapped-%s-%d.safetensors", dir, devices[d], skew);
+            snprintf(path2, sizeof path2, "%s/mapped2-%s-%d.safetensors", dir, devices[d], skew);
+            CHECK(write_skewed(path, &w, &b, skew) && write_skewed(path2, &w2, &b2, 3 - skew), "writing %s",
+                  path);
+            KilnModel *m = open_model(devices[d], NULL, NULL, 0);
+            for (int round = 0; m && round < 6; round++) {
+                int v = round % 2; /* the first file, then the second, ... */
+                KilnTensor out[2];
+                CHECK(kiln_model_load_weights(m, v ? path2 : path, &err) == KILN_OK, "load %s on %s: %s",
+                      v ? path2 : path, devices[d], err.message);
+                if (round == 0) unlink(path); /* mapped: the model keeps its view */
+                double worst = 0;
+                if (kiln_model_run(m, &x, out, &err) != KILN_OK) {
+                    CHECK(false, "run with mapped weights on %s: %s", devices[d], err.message);
+                    continue;
+                }
+                CHECK(close_enough_tol(&out[0], &want[v][0], 1e-5, 1e-6, &worst) &&
+                          memcmp(out[1].data, (v ? &b2 : &b)->data, 32) == 0,
+                      "mapped weights (skew %d, file %d) on %s: off by %g", skew, v, devices[d], worst);
+                free_outputs(out, 2);
+                if (round == 1) { /* the first file is gone from disk: write it again for round 2 */
+                    CHECK(write_skewed(path, &w, &b, skew), "writing %s", path);
+                }
+            }
+            kiln_model_free(m);
+            unlink(path), unlink(path2);
+        }
+    for (int v = 0; ref && v < 2; v++) free_outputs(want[v], 2);
+    kiln_model_free(ref);
+    kiln_tensor_free(&w), kiln_tensor_free(&b), kiln_tensor_free(&x), kiln_tensor_free(&w2),
+        kiln_tensor_free(&b2);
+    kiln_error_clear(&err);
+}
+
 /* ------------------------------------------------------------ errors */
 
 static void expect_error(KilnStatus st, const KilnError *err, KilnStatus want, const char *needle,
@@ -546,8 +619,8 @@ static void test_onnx(void) {
     KilnTensor x1 = x, want1 = want;
     x1.shape = (int64_t[]){1, 1, 28, 28};
     want1.shape = (int64_t[]){1, 10};
-    for (int c = 0; c < 3; c++) {
-        const char *device = c == 1 ? "ref" : "cpu";
+    for (int c = 0; c < 4; c++) { /* cpu, ref, cpu with a fixed batch, kir */
+        const char *device = c == 1 ? "ref" : c == 3 ? "kir" : "cpu";
         KilnDim batch = {"batch", 2};
         KilnModelOptions opt = {.device = device,
                                 .graph = c == 2 ? "lenet" : NULL,
@@ -593,6 +666,7 @@ int main(void) {
     test_binding();
     test_rebind_while_running();
     test_load_weights(dir);
+    test_load_weights_mapped(dir);
     test_errors(dir);
     test_close_while_running();
     test_cycles();

@@ -53,7 +53,7 @@ static bool case_open(Case *t) {
     char err[1024] = "";
     memset(t, 0, sizeof *t);
     CompileOptions opt = {.opt_level = 2, .precision = PREC_F32};
-    BindRequest req = {NULL, 0, NULL, 0, 7, false, NULL, false, false};
+    BindRequest req = {NULL, 0, NULL, 0, 7, false, NULL, false, false, false};
     bool ok = compilation_open_text(&t->c, COMPILATION_TEXT_NAME, source, sizeof source - 1, err,
                                     sizeof err) == KILN_OK &&
               driver_bind(&t->c, 0, &req, &opt, &t->g, &t->inputs, err, sizeof err) == KILN_OK;

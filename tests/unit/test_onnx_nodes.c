@@ -214,7 +214,7 @@ static void prepare_case(const Config *cfg, const char *name, int idx, CaseState
         }
         Unit u = {.case_idx = idx, .set = set};
         KilnTensor *inputs = NULL;
-        BindRequest req = {tensors.data, tensors.len, NULL, 0, 0, false, NULL, false, false};
+        BindRequest req = {tensors.data, tensors.len, NULL, 0, 0, false, NULL, false, false, false};
         CompileOptions copt = {.opt_level = 2};
         if (cs->result == R_PASS &&
             driver_bind(&cs->c, 0, &req, &copt, &u.g, &inputs, err, sizeof err) != KILN_OK) {
@@ -318,7 +318,7 @@ static bool roundtrip(CaseState *cs, const NamedTensor *tensors, int ntensors, c
     }
     IRGraph *g = NULL;
     KilnTensor *inputs = NULL;
-    BindRequest req = {binds.data, binds.len, NULL, 0, 0, false, NULL, false, false};
+    BindRequest req = {binds.data, binds.len, NULL, 0, 0, false, NULL, false, false, false};
     CompileOptions copt = {.opt_level = 2};
     if (ok && driver_bind(&kc, 0, &req, &copt, &g, &inputs, err, sizeof err) != KILN_OK) {
         char d[512];
