@@ -319,8 +319,10 @@ static void test_convolutions(void) {
         {1, 16, 14, 15, 24, 3, 3, 2, 2, 0, 0, 1, 1, 1, false, "relu", 1,
          1},                                                             /* "SAME" stride 2: pad end only */
         {2, 12, 10, 13, 20, 3, 5, 1, 2, 2, 1, 1, 1, 1, true, "", -1, 2}, /* every side different */
-        {2, 40, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0,
+        {2, 24, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0,
          0}, /* corner tiles: 64 rows, 196 px */
+        {2, 40, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0,
+         0}, /* two images of 196 px, K = 360: swapped */
         {1, 40, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0,
          0}, /* one image of 196 px: swapped, threads split the pixels */
         {8, 16, 7, 7, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0}, /* 8 images: whole-image chunks */
