@@ -1870,6 +1870,55 @@ static LLVMValueRef begin_pack_fn(Cg *cg, const char *name) {
  * row-major) copy W contiguous elements per k (vectorised); whole panels
  * with s_k == 1 (A row-major) read each line contiguously; the rest (edges,
  * other strides) go element by element.  One per source dtype and W. */
+/* n vectors of n floats transposed in place (n a power of two, at most 16):
+ * log2(n) rounds of two-source shuffles; round b pairs rows r and r + b
+ * (r / b even) and swaps their off-diagonal blocks of b lanes. */
+static void transpose_square(Cg *cg, LLVMValueRef *rows, int n) {
+    for (int b = 1; b < n; b *= 2) {
+        LLVMValueRef lo[16], hi[16];
+        for (int j = 0; j < n; j++) {
+            bool first = (j / b) % 2 == 0;
+            lo[j] = ci32(cg, first ? j : n + j - b);
+            hi[j] = ci32(cg, first ? j + b : n + j);
+        }
+        LLVMValueRef ml = LLVMConstVector(lo, (unsigned)n), mh = LLVMConstVector(hi, (unsigned)n);
+        for (int r = 0; r < n; r++) {
+            if ((r / b) % 2) continue;
+            LLVMValueRef a = rows[r], c = rows[r + b];
+            rows[r] = LLVMBuildShuffleVector(cg->b, a, c, ml, "");
+            rows[r + b] = LLVMBuildShuffleVector(cg->b, a, c, mh, "");
+        }
+    }
+}
+
+/* The first `end` k of a full f32 panel whose W <= VL lines are contiguous
+ * along k (a row-major A), VL k at a time: each line's vector loaded, the
+ * VL x VL block transposed in registers (lines past W undefined), and each
+ * k's W floats stored.  The scalar copy of this path took about 3.5 cycles
+ * per element (MiniLM: 8.5 % of its time in kiln.mm.pack.f32.12). */
+static void pack_lines_by_vectors(Kc *kc, int W, LLVMValueRef src, LLVMValueRef pbase, LLVMValueRef si,
+                                  LLVMValueRef end, LLVMValueRef dst, LLVMValueRef pdst) {
+    Cg *cg = kc->cg;
+    int VL = cg->vec_floats;
+    LLVMTypeRef vt = LLVMVectorType(cg->t_f32, (unsigned)VL);
+    LLVMValueRef rows[16], first_w[16];
+    for (int j = 0; j < W; j++) first_w[j] = ci32(cg, j);
+    TLoop lv;
+    LLVMValueRef k0 = tloop_begin(kc, &lv, ci64(cg, 0), end, VL, "kv");
+    for (int i = 0; i < VL; i++)
+        rows[i] = i < W ? vec_load(cg, vt, src, iadd(cg, iadd(cg, pbase, imul(cg, ci64(cg, i), si)), k0),
+                                   ELEM_ALIGN)
+                        : LLVMGetUndef(vt);
+    transpose_square(cg, rows, VL);
+    for (int k = 0; k < VL; k++) {
+        LLVMValueRef v = W == VL ? rows[k]
+                                 : LLVMBuildShuffleVector(cg->b, rows[k], LLVMGetUndef(vt),
+                                                          LLVMConstVector(first_w, (unsigned)W), "");
+        vec_store(cg, v, dst, iadd(cg, pdst, imul(cg, iadd(cg, k0, ci64(cg, k)), ci64(cg, W))), 4);
+    }
+    loop_metadata(cg, tloop_end(kc, &lv), -1, 0);
+}
+
 static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
     char name[64];
     snprintf(name, sizeof name, "kiln.mm.pack.%s.%d", kiln_dtype_name(dt), W);
@@ -1909,12 +1958,18 @@ static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
         tloop_end(&kc, &lk);
         LLVMBuildBr(cg->b, b_done);
     }
-    /* each line read along k */
+    /* each line read along k: f32 lines up to a vector's width VL k at a
+     * time (pack_lines_by_vectors), the rest element by element */
     LLVMPositionBuilderAtEnd(cg->b, b_cols);
     {
+        LLVMValueRef k1 = ci64(cg, 0);
+        if (dt == KILN_F32 && W <= cg->vec_floats && cg->vec_floats <= 16) {
+            k1 = LLVMBuildAnd(cg->b, kcv, ci64(cg, -(int64_t)cg->vec_floats), "kv_end");
+            pack_lines_by_vectors(&kc, W, src, pbase, si, k1, dst, pdst);
+        }
         LLVMValueRef w = tloop_begin(&kc, &lw, ci64(cg, 0), cW, 1, "w");
         LLVMValueRef s0 = iadd(cg, pbase, imul(cg, w, si)), d0 = iadd(cg, pdst, w);
-        LLVMValueRef kk = tloop_begin(&kc, &lk, ci64(cg, 0), kcv, 1, "k");
+        LLVMValueRef kk = tloop_begin(&kc, &lk, k1, kcv, 1, "k");
         store_f32(cg, dst, iadd(cg, d0, imul(cg, kk, cW)), conv(cg, load_elem(cg, dt, src, iadd(cg, s0, kk)), dt, KILN_F32));
         loop_metadata(cg, tloop_end(&kc, &lk), -1, 0); /* vectorised, the stores would be scatters: slower */
         tloop_end(&kc, &lw);
