@@ -3071,16 +3071,71 @@ static int64_t matmul_scratch(const Cg *cg, const Kernel *k) {
     return bytes;
 }
 
-/* The epilogue of one register tile, NAME.epi(row0, col, mrv, nrv, c0, c1,
- * ob, oe, C, ldc, bufs...): the tile's real mrv x nrv part, C (row i, column
- * j at C[i * ldc + j], or C[j * ldc + i] when swapped), is the product's rows
- * row0.. and columns col..; the kernel's stage 1 runs on each element
- * o = row * N + column in [ob, oe) with its column in [c0, c1).  A function
- * of its own, called once per tile: in the loop nest, its address
- * arithmetic (every loop's index times N) made loop strength reduction
- * in the code generator the costliest part of compiling a product (half of
- * a convolution unit's machine-code time). */
-enum { EPI_FIXED_ARGS = 10 };
+/* The epilogue of one register tile: C (row i, column j of the tile's real
+ * mrv x nrv part at C[i * ldc + j], or C[j * ldc + i] when swapped) holds the
+ * product's rows row0.. and columns col..; the kernel's stage 1 runs on each
+ * element o = row * N + column in [ob, oe) with its column in [c0, c1).
+ * Emitted where kc's builder is, in kc->fn. */
+static void emit_tile_epilogue(Kc *kc, LLVMValueRef row0, LLVMValueRef col, LLVMValueRef mrv,
+                               LLVMValueRef nrv, LLVMValueRef c0, LLVMValueRef c1, LLVMValueRef ob,
+                               LLVMValueRef oe, LLVMValueRef cptr, LLVMValueRef ldc, int64_t N, int NR,
+                               bool swap) {
+    Cg *cg = kc->cg;
+    const Kernel *k = kc->k;
+    LLVMValueRef fn = kc->fn, cN = ci64(cg, N);
+    TLoop li, lj;
+    LLVMValueRef clo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, c0, col, ""));
+    LLVMValueRef chi = imin(cg, nrv, LLVMBuildSub(cg->b, c1, col, ""));
+    LLVMValueRef ii = tloop_begin(kc, &li, ci64(cg, 0), mrv, 1, "ei");
+    LLVMValueRef obase = iadd(cg, imul(cg, iadd(cg, row0, ii), cN), col);
+    LLVMValueRef jlo = imax(cg, clo, LLVMBuildSub(cg->b, ob, obase, ""));
+    LLVMValueRef jhi = imin(cg, chi, LLVMBuildSub(cg->b, oe, obase, ""));
+    LLVMValueRef crow = swap ? ii : imul(cg, ii, ldc), cstep = swap ? ldc : ci64(cg, 1);
+    /* a whole row of the tile: NR elements, a constant trip count the
+     * vectoriser turns into NR/VL vector steps; else (edges, ragged
+     * ranges) a scalar loop: column chunks are whole tiles (32 columns,
+     * llvm_column_grain), and vectorising this loop too cost 45 % more
+     * LLVM time (ResNet-50: 851 -> 1205 ms CPU) for no measurable gain */
+    LLVMValueRef whole = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, jlo, ci64(cg, 0), ""),
+                                      LLVMBuildICmp(cg->b, LLVMIntEQ, jhi, ci64(cg, NR), ""), "");
+    LLVMBasicBlockRef wb = LLVMAppendBasicBlockInContext(cg->ctx, fn, "whole_row");
+    LLVMBasicBlockRef pb = LLVMAppendBasicBlockInContext(cg->ctx, fn, "part_row");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "row_done");
+    LLVMBuildCondBr(cg->b, whole, wb, pb);
+    for (int part = 0; part < 2; part++) {
+        LLVMPositionBuilderAtEnd(cg->b, part ? pb : wb);
+        /* o = obase + j in the index type, j the loop's own variable:
+         * simple recurrences for the vectoriser and for LSR */
+        LLVMValueRef lo = part ? jlo : ci64(cg, 0), hi = part ? jhi : ci64(cg, NR);
+        LLVMValueRef jj = tloop_begin(kc, &lj, as_idx(kc, lo), as_idx(kc, hi), 1, "ej");
+        kc->o = iadd(cg, as_idx(kc, obase), jj);
+        kc->gemm_n = N;
+        kc->gemm_row = as_idx(kc, iadd(cg, row0, ii));
+        kc->gemm_col = iadd(cg, as_idx(kc, col), jj);
+        kc->acc[0] =
+            load_f32(cg, cptr, iadd(cg, crow, imul(cg, LLVMBuildSExt(cg->b, jj, cg->t_i64, ""), cstep)));
+        emit_scope(kc, -1);
+        emit_stage(kc, 1);
+        LLVMValueRef br = tloop_end(kc, &lj);
+        if (part)
+            loop_metadata(cg, br, -1, 0);
+        else
+            loop_metadata(cg, br, heavy_scope(k, -1) || heavy_scope(k, 1) ? cg->vec_floats : 0, 1);
+        LLVMBuildBr(cg->b, done);
+    }
+    LLVMPositionBuilderAtEnd(cg->b, done);
+    tloop_end(kc, &li);
+}
+
+/* The tile's epilogue as a function of its own, NAME.epi(row0, col, mrv,
+ * nrv, c0, c1, ob, oe, C, ldc, bufs...), called once per tile by products
+ * with K >= EPI_OUTLINE_MIN_K.  Inside the loop nest, its address
+ * arithmetic (every loop's index times N) made the code generator's loop
+ * strength reduction the costliest part of compiling a product (half of
+ * a convolution unit's machine-code time); the call costs about 20 cycles
+ * per tile, 10-14 % of a tile of K = 16 (MobileNetV2's first 1x1 layers),
+ * so shorter products keep it inline. */
+enum { EPI_FIXED_ARGS = 10, EPI_OUTLINE_MIN_K = 128 };
 
 static LLVMValueRef emit_epilogue_fn(Cg *cg, const Kernel *k, const int *list, int nb, int64_t N, int NR,
                                      bool swap) {
@@ -3110,51 +3165,8 @@ static LLVMValueRef emit_epilogue_fn(Cg *cg, const Kernel *k, const int *list, i
     LLVMValueRef row0 = LLVMGetParam(fn, 0), col = LLVMGetParam(fn, 1), mrv = LLVMGetParam(fn, 2);
     LLVMValueRef nrv = LLVMGetParam(fn, 3), c0 = LLVMGetParam(fn, 4), c1 = LLVMGetParam(fn, 5);
     LLVMValueRef ob = LLVMGetParam(fn, 6), oe = LLVMGetParam(fn, 7), cptr = LLVMGetParam(fn, 8);
-    LLVMValueRef ldc = LLVMGetParam(fn, 9), cN = ci64(cg, N);
-    {
-        TLoop li, lj;
-        LLVMValueRef clo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, c0, col, ""));
-        LLVMValueRef chi = imin(cg, nrv, LLVMBuildSub(cg->b, c1, col, ""));
-        LLVMValueRef ii = tloop_begin(&kc, &li, ci64(cg, 0), mrv, 1, "ei");
-        LLVMValueRef obase = iadd(cg, imul(cg, iadd(cg, row0, ii), cN), col);
-        LLVMValueRef jlo = imax(cg, clo, LLVMBuildSub(cg->b, ob, obase, ""));
-        LLVMValueRef jhi = imin(cg, chi, LLVMBuildSub(cg->b, oe, obase, ""));
-        LLVMValueRef crow = swap ? ii : imul(cg, ii, ldc), cstep = swap ? ldc : ci64(cg, 1);
-        /* a whole row of the tile: NR elements, a constant trip count the
-         * vectoriser turns into NR/VL vector steps; else (edges, ragged
-         * ranges) a scalar loop: column chunks are whole tiles (32 columns,
-         * llvm_column_grain), and vectorising this loop too cost 45 % more
-         * LLVM time (ResNet-50: 851 -> 1205 ms CPU) for no measurable gain */
-        LLVMValueRef whole = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, jlo, ci64(cg, 0), ""),
-                                          LLVMBuildICmp(cg->b, LLVMIntEQ, jhi, ci64(cg, NR), ""), "");
-        LLVMBasicBlockRef wb = LLVMAppendBasicBlockInContext(cg->ctx, fn, "whole_row");
-        LLVMBasicBlockRef pb = LLVMAppendBasicBlockInContext(cg->ctx, fn, "part_row");
-        LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "row_done");
-        LLVMBuildCondBr(cg->b, whole, wb, pb);
-        for (int part = 0; part < 2; part++) {
-            LLVMPositionBuilderAtEnd(cg->b, part ? pb : wb);
-            /* o = obase + j in the index type, j the loop's own variable:
-             * simple recurrences for the vectoriser and for LSR */
-            LLVMValueRef lo = part ? jlo : ci64(cg, 0), hi = part ? jhi : ci64(cg, NR);
-            LLVMValueRef jj = tloop_begin(&kc, &lj, as_idx(&kc, lo), as_idx(&kc, hi), 1, "ej");
-            kc.o = iadd(cg, as_idx(&kc, obase), jj);
-            kc.gemm_n = N;
-            kc.gemm_row = as_idx(&kc, iadd(cg, row0, ii));
-            kc.gemm_col = iadd(cg, as_idx(&kc, col), jj);
-            kc.acc[0] =
-                load_f32(cg, cptr, iadd(cg, crow, imul(cg, LLVMBuildSExt(cg->b, jj, cg->t_i64, ""), cstep)));
-            emit_scope(&kc, -1);
-            emit_stage(&kc, 1);
-            LLVMValueRef br = tloop_end(&kc, &lj);
-            if (part)
-                loop_metadata(cg, br, -1, 0);
-            else
-                loop_metadata(cg, br, heavy_scope(k, -1) || heavy_scope(k, 1) ? cg->vec_floats : 0, 1);
-            LLVMBuildBr(cg->b, done);
-        }
-        LLVMPositionBuilderAtEnd(cg->b, done);
-        tloop_end(&kc, &li);
-    }
+    LLVMValueRef ldc = LLVMGetParam(fn, 9);
+    emit_tile_epilogue(&kc, row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc, N, NR, swap);
     LLVMBuildRetVoid(cg->b);
     kc_free(&kc);
     if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
@@ -3189,7 +3201,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
         for (int j = 0; j < nprefetch; j++) seen = seen || prefetch[j] == in->buf;
         if (!seen) prefetch[nprefetch++] = in->buf;
     }
-    LLVMValueRef epilogue = emit_epilogue_fn(cg, k, list, nb, N, NR, sh.swap);
+    LLVMValueRef epilogue = K >= EPI_OUTLINE_MIN_K ? emit_epilogue_fn(cg, k, list, nb, N, NR, sh.swap) : NULL;
     Kc kc;
     kc_init(&kc, cg, k);
     /* NAME.mm(i64 ob, i64 oe, i64 c0, i64 c1, ptr noalias bufs..., ptr noalias scratch, ptr Apk, ptr Bpk):
@@ -3338,17 +3350,19 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
     LLVMValueRef bcast = sh.swap ? bpanel : apanel, vecs = sh.swap ? apanel : bpanel;
     LLVMValueRef args[7] = {bcast, vecs, kcv, cptr, ldc, accumulate, bcast};
     LLVMBuildCall2(cg->b, ukernel_type(cg), ukernel, args, 7, "");
-    /* last K block: the epilogue of the tile (NAME.epi) */
+    /* last K block: the epilogue of the tile (NAME.epi, or here) */
     IfBlock epi;
     if (multi_k) if_begin(&kc, &epi, last);
-    {
+    LLVMValueRef row0 = iadd(cg, iadd(cg, brow, ic), ir), col = iadd(cg, jc, jr);
+    if (epilogue) {
         LLVMValueRef *eargs = xcalloc((size_t)nb + EPI_FIXED_ARGS, sizeof(LLVMValueRef));
-        LLVMValueRef fixed[EPI_FIXED_ARGS] = {
-            iadd(cg, iadd(cg, brow, ic), ir), iadd(cg, jc, jr), mrv, nrv, c0, c1, ob, oe, cptr, ldc};
+        LLVMValueRef fixed[EPI_FIXED_ARGS] = {row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc};
         memcpy(eargs, fixed, sizeof fixed);
         for (int i = 0; i < nb; i++) eargs[EPI_FIXED_ARGS + i] = kc.bufptr[list[i]];
         call_fn(cg, epilogue, eargs, nb + EPI_FIXED_ARGS);
         free(eargs);
+    } else {
+        emit_tile_epilogue(&kc, row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc, N, NR, sh.swap);
     }
     if (multi_k) if_end(&kc, &epi);
     tloop_end(&kc, &lir);
