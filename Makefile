@@ -121,6 +121,28 @@ $(BUILD)/libkiln.a: $(PUBLIC_OBJS)
 	$(Q)objcopy --localize-hidden $(BUILD)/libkiln.o
 	$(Q)ar rcs $@ $(BUILD)/libkiln.o
 
+# The CPU's shared helpers (micro-kernels, packing) compiled at build time
+# for this host by tools/gen_helpers.c into a header of bytes that
+# runtime/cpu_code.c includes; made again whenever the generator, that is
+# the code generator, changes.  The generator links every object but
+# cpu_code's (which includes its output).
+ifeq ($(KILN_LLVM),1)
+GEN_HELPERS_LIB := $(BUILD)/libkiln-gen.a
+$(GEN_HELPERS_LIB): $(filter-out $(BUILD)/runtime/cpu_code.o,$(LIB_OBJS))
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(BUILD)/gen-helpers: $(BUILD)/tools/gen_helpers.o $(GEN_HELPERS_LIB)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/gen/prebuilt_helpers.h: $(BUILD)/gen-helpers
+	@echo "  GEN   $@"
+	$(Q)$(BUILD)/gen-helpers $@
+
+$(BUILD)/runtime/cpu_code.o: $(BUILD)/gen/prebuilt_helpers.h
+endif
+
 $(BUILD)/kiln: $(BUILD)/tools/kiln.o $(INTERNAL_LIB)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)

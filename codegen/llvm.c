@@ -3857,4 +3857,15 @@ LLVMMemoryBufferRef llvm_compile_helpers(LLVMContextRef ctx, LLVMTargetMachineRe
     return obj;
 }
 
+char *llvm_target_identity(LLVMTargetMachineRef tm) {
+    char *triple = LLVMGetTargetMachineTriple(tm), *cpu = LLVMGetTargetMachineCPU(tm);
+    char *feat = LLVMGetTargetMachineFeatureString(tm);
+    StrBuf sb = {0};
+    sb_printf(&sb, "%s %s %s", triple, cpu, feat);
+    LLVMDisposeMessage(triple);
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(feat);
+    return sb.data;
+}
+
 int llvm_table_len(const KProgram *p) { return p->bufs.len + 1 + 2 * p->kernels.len; }

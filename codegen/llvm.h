@@ -81,6 +81,9 @@ LLVMMemoryBufferRef llvm_compile_object(LLVMContextRef ctx, LLVMTargetMachineRef
                                         char *err, size_t errlen);
 LLVMMemoryBufferRef llvm_compile_helpers(LLVMContextRef ctx, LLVMTargetMachineRef tm, const char *helpers,
                                          LlvmTimes *times, char **ir_text, char *err, size_t errlen);
+/* What tm makes code for, as one line (heap): triple, CPU and its feature
+ * string.  Code for one identity runs on any CPU with that identity. */
+char *llvm_target_identity(LLVMTargetMachineRef tm);
 
 /* Constant operands packed once.  An operand of a tiled product whose buffer
  * is a constant parameter (KBuf.constant) is not packed by the kernel: it

@@ -16,6 +16,10 @@
 #include <llvm-c/Orc.h>
 #include <llvm-c/OrcEE.h>
 
+#if __has_include("prebuilt_helpers.h")
+#include "prebuilt_helpers.h" /* BUILD/gen, written by tools/gen_helpers.c */
+#endif
+
 #include <dlfcn.h>
 #include <link.h>
 #include <pthread.h>
@@ -103,18 +107,6 @@ static void compilers_load(void) {
     compilers.text = sb.data;
 }
 
-/* What the target machine makes code for: triple, CPU and its features. */
-static char *target_identity(LLVMTargetMachineRef tm) {
-    char *triple = LLVMGetTargetMachineTriple(tm), *cpu = LLVMGetTargetMachineCPU(tm);
-    char *feat = LLVMGetTargetMachineFeatureString(tm);
-    StrBuf sb = {0};
-    sb_printf(&sb, "%s %s %s", triple, cpu, feat);
-    LLVMDisposeMessage(triple);
-    LLVMDisposeMessage(cpu);
-    LLVMDisposeMessage(feat);
-    return sb.data;
-}
-
 /* The host's target identity, made once per process (a target machine
  * costs about half a millisecond, a warm start's units none). */
 static struct {
@@ -126,7 +118,7 @@ static struct {
 static void host_target_load(void) {
     LLVMTargetMachineRef tm = llvm_target_machine(NULL, true, host_target.err, sizeof host_target.err);
     if (!tm) return;
-    host_target.text = target_identity(tm);
+    host_target.text = llvm_target_identity(tm);
     LLVMDisposeTargetMachine(tm);
 }
 
@@ -139,9 +131,64 @@ static char *target_of(const char *cpu, char *err, size_t errlen) {
     }
     LLVMTargetMachineRef tm = llvm_target_machine(cpu, true, err, errlen);
     if (!tm) return NULL;
-    char *text = target_identity(tm);
+    char *text = llvm_target_identity(tm);
     LLVMDisposeTargetMachine(tm);
     return text;
+}
+
+/* Where the kernels of a compile find the target's shared helpers: their
+ * key in the process's table and the suffix of their symbols (part of every
+ * kernel's key: a kernel's object calls them by name), and whether they
+ * are the ones compiled at build time (prebuilt_helpers.h: the build host's
+ * target identity and this LLVM) rather than compiled here. */
+typedef struct {
+    KCacheKey key;
+    char suffix[40];
+    bool prebuilt;
+} HelpersChoice;
+
+static void helpers_choose(const char *target, HelpersChoice *hc) {
+    pthread_once(&compilers.once, compilers_load);
+    KCacheHasher hh;
+    kcache_hash_init(&hh);
+    hc->prebuilt = false;
+#ifdef KILN_PREBUILT_HELPERS
+    unsigned major, minor, patch;
+    char llvm[64];
+    LLVMGetVersion(&major, &minor, &patch);
+    snprintf(llvm, sizeof llvm, "%u.%u.%u", major, minor, patch);
+    hc->prebuilt = strcmp(target, prebuilt_target) == 0 && strcmp(llvm, prebuilt_llvm) == 0;
+    if (hc->prebuilt) {
+        kcache_hash_str(&hh, "the prebuilt helpers");
+        kcache_hash_str(&hh, prebuilt_suffix);
+        hc->key = kcache_hash_done(&hh);
+        snprintf(hc->suffix, sizeof hc->suffix, "%s", prebuilt_suffix);
+        return;
+    }
+#endif
+    kcache_hash_str(&hh, compilers.text);
+    kcache_hash_str(&hh, target);
+    kcache_hash_str(&hh, "the shared helpers");
+    hc->key = kcache_hash_done(&hh);
+    snprintf(hc->suffix, sizeof hc->suffix, ".h%016llx", (unsigned long long)hc->key.h[0]);
+}
+
+/* The prebuilt helpers' object (in place: the bytes are the program's). */
+static LLVMMemoryBufferRef prebuilt_helpers_object(void) {
+#ifdef KILN_PREBUILT_HELPERS
+    return LLVMCreateMemoryBufferWithMemoryRange((const char *)prebuilt_object, prebuilt_object_len,
+                                                 "kiln.helpers.prebuilt", 0);
+#else
+    return NULL;
+#endif
+}
+
+/* The text kernel keys take for the target: its identity and the helpers'
+ * suffix (heap). */
+static char *keyed_target(const char *target, const HelpersChoice *hc) {
+    StrBuf sb = {0};
+    sb_printf(&sb, "%s; helpers %s", target, hc->suffix);
+    return sb.data;
 }
 
 /* ------------------------------------------------------- canonical kernels */
@@ -639,6 +686,7 @@ typedef struct {
     const char *cpu;
     KCacheKey helpers_key; /* of the target's helpers, named by helpers_suffix */
     char helpers_suffix[48];
+    bool helpers_prebuilt; /* the helpers are prebuilt_helpers_object() */
     Unit *private_helpers; /* with want_ir (under units.mu) */
     bool use_cache, want_ir;
     int cache_hits, compiled, waited, cache_bad;
@@ -801,7 +849,9 @@ static BuildResult build(Worker *wk, Job *j, bool wait) {
     LLVMMemoryBufferRef obj = NULL;
     int lock = -1;
     bool from_cache = false, waited = false;
-    if (wk->w->use_cache) {
+    if (!j->cp && wk->w->helpers_prebuilt) {
+        obj = prebuilt_helpers_object(); /* compiled at build time: linked, never compiled */
+    } else if (wk->w->use_cache) {
         obj = load_unit(wk, j);
         if (!obj) {
             KCacheLock l = kcache_lock(&wk->cache, u->key, wait, &lock);
@@ -810,7 +860,7 @@ static BuildResult build(Worker *wk, Job *j, bool wait) {
         }
         from_cache = obj != NULL;
     }
-    if (!obj) obj = compile_unit(wk, j, u->key, err, errlen);
+    if (!obj && !(!j->cp && wk->w->helpers_prebuilt)) obj = compile_unit(wk, j, u->key, err, errlen);
     kcache_unlock(lock);
     if (!obj) return BUILD_FAILED;
     if (u->uses_helpers && !u->helper && !get_helpers(wk, u)) {
@@ -940,11 +990,15 @@ KCacheKey cpu_code_key(const KProgram *kp, int kernel, const char *cpu, char *er
     KCacheKey key = {{0, 0}};
     char *target = target_of(cpu, err, errlen);
     if (!target) return key;
+    HelpersChoice hc;
+    helpers_choose(target, &hc);
+    char *keyed = keyed_target(target, &hc);
     Arena *a = arena_new();
     BufMap m;
-    KProgram *cp = kernel_unit_program(a, kp, kernel, target, &m, &key);
+    KProgram *cp = kernel_unit_program(a, kp, kernel, keyed, &m, &key);
     kprog_destroy(cp);
     arena_free(a);
+    free(keyed);
     free(target);
     return key;
 }
@@ -959,6 +1013,10 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
     if (fresh) *opt->ir_text = NULL;
     char *target = target_of(cpu, err, errlen);
     if (!target) return NULL;
+    HelpersChoice hc;
+    helpers_choose(target, &hc);
+    hc.prebuilt = hc.prebuilt && !fresh; /* tests of the code generator compile everything */
+    char *keyed = keyed_target(target, &hc);
 
     int nk = kp->kernels.len;
     CpuCode *c = xcalloc(1, sizeof *c);
@@ -971,7 +1029,7 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
     KCacheKey *keys = xcalloc((size_t)nk + 1, sizeof(KCacheKey));
     for (int i = 0; i < nk; i++) {
         BufMap m;
-        cps[i] = kernel_unit_program(work_arena, kp, i, target, &m, &keys[i]);
+        cps[i] = kernel_unit_program(work_arena, kp, i, keyed, &m, &keys[i]);
         CpuKernelCode *kc = &c->kernels[i];
         kc->nbufs = m.n;
         int *list = ARENA_ARRAY(c->arena, int, m.n + 1);
@@ -996,19 +1054,13 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
     else
         snprintf(st.cache_off, sizeof st.cache_off, "%s", fresh ? "not used" : probe.why_off);
     kcache_close(&probe);
-    KCacheHasher hh;
-    kcache_hash_init(&hh);
-    kcache_hash_str(&hh, compilers.text); /* loaded by kernel_key above */
-    kcache_hash_str(&hh, target);
-    kcache_hash_str(&hh, "the shared helpers");
-    w.helpers_key = kcache_hash_done(&hh);
+    w.helpers_key = hc.key;
+    w.helpers_prebuilt = st.helpers_prebuilt = hc.prebuilt;
     pthread_mutex_lock(&units.mu);
-    if (fresh)
-        snprintf(w.helpers_suffix, sizeof w.helpers_suffix, ".h%016llx.p%u",
-                 (unsigned long long)w.helpers_key.h[0], ++units.serial);
+    if (fresh) /* private helpers: a name of their own */
+        snprintf(w.helpers_suffix, sizeof w.helpers_suffix, "%s.p%u", hc.suffix, ++units.serial);
     else
-        snprintf(w.helpers_suffix, sizeof w.helpers_suffix, ".h%016llx",
-                 (unsigned long long)w.helpers_key.h[0]);
+        snprintf(w.helpers_suffix, sizeof w.helpers_suffix, "%s", hc.suffix);
     for (int i = 0; i < nk; i++) {
         Unit *u = fresh ? NULL : unit_find(keys[i]);
         bool first_here = true;
@@ -1103,6 +1155,7 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
     free(cps);
     free(keys);
     arena_free(work_arena);
+    free(keyed);
     free(target);
     st.wall_ms = wall_ms() - t0;
     if (stats) *stats = st;

@@ -60,6 +60,7 @@ typedef struct {
     int waited;          /* of those loaded: compiled meanwhile by another process */
     int cache_bad;       /* damaged or unusable cache entries, rebuilt */
     int jobs;            /* threads that compiled */
+    bool helpers_prebuilt; /* the shared helpers are the ones compiled at build time (tools/gen_helpers.c) */
     double wall_ms;      /* the whole cpu_code_compile */
     double llvm_cpu_ms;  /* CPU time in LLVM (IR, optimisation, code generation), all threads */
     LlvmTimes llvm;      /* the same by phase */

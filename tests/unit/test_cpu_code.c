@@ -14,7 +14,9 @@
  *     stay right;
  *   - keys depend on the target CPU (--cpu);
  *   - four threads compiling the program at once (each its own graph) build
- *     every unit once between them: the others wait for it and share it.
+ *     every unit once between them: the others wait for it and share it;
+ *   - the shared helpers prebuilt at build time and those compiled here
+ *     give the same bits.
  * Two processes sharing one cold cache are tested in tests/cli/cache.sh.
  * Last line: "test_cpu_code: N passed, N failed". */
 #include "app/app.h"
@@ -105,6 +107,53 @@ static void check_run(Case *t, Executable *x, const char *what) {
     CHECK(n == kiln_tensor_numel(&got) && bad == 0, "%s: %lld of %lld results differ from the reference",
           what, (long long)bad, (long long)n);
     kiln_tensor_free(&got);
+}
+
+/* Runs kp's compiled code c once on the calling thread (cpu_code_run_serial)
+ * over the case's inputs, every buffer its own block; *out: a copy of
+ * result 0's bytes (heap), *len its size. */
+static bool run_serial(const KProgram *kp, const CpuCode *c, Case *t, unsigned char **out, size_t *len) {
+    void **bufs = xcalloc((size_t)kp->bufs.len + 1, sizeof(void *));
+    bool ok = true;
+    *out = NULL, *len = 0;
+    for (int b = 0; b < kp->bufs.len; b++) {
+        const KBuf *kb = &kp->bufs.data[b];
+        size_t bytes = (size_t)kb->numel * kiln_dtype_size(kb->dtype);
+        bufs[b] = xcalloc(bytes + 64, 1);
+        if (kb->kind == KB_INPUT) memcpy(bufs[b], t->inputs[kb->index].data, bytes);
+        if (kb->kind == KB_OUTPUT && kb->index == 0) *out = bufs[b], *len = bytes;
+    }
+    ok = *out && cpu_code_run_serial(c, bufs);
+    for (int b = 0; b < kp->bufs.len; b++)
+        if (bufs[b] != *out) free(bufs[b]);
+    free(bufs);
+    return ok;
+}
+
+/* The shared helpers (micro-kernels, packing) compiled at build time
+ * (tools/gen_helpers.c) against those compiled here: a compile as the cpu
+ * device makes it (the prebuilt ones, on a CPU like the build host's) and
+ * one for the code generator's tests (which always compiles them) compute
+ * the same bits. */
+static void test_prebuilt_helpers(Case *t, const KProgram *kp) {
+    char err[2048] = "";
+    char *ir = NULL;
+    CpuCodeStats s1, s2;
+    CpuCode *usual = cpu_code_compile(kp, &(CpuCodeOptions){NULL, 2, NULL}, &s1, err, sizeof err);
+    CHECK(usual != NULL, "compile with the usual helpers: %s", err);
+    CpuCode *jit = cpu_code_compile(kp, &(CpuCodeOptions){NULL, 2, &ir}, &s2, err, sizeof err);
+    CHECK(jit != NULL && !s2.helpers_prebuilt, "compile with helpers compiled here: %s", err);
+    printf("test_cpu_code: the cpu device's shared helpers are %s\n",
+           s1.helpers_prebuilt ? "the ones prebuilt at build time"
+                               : "compiled here (none prebuilt for this CPU)");
+    unsigned char *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    bool ran = usual && jit && run_serial(kp, usual, t, &a, &na) && run_serial(kp, jit, t, &b, &nb);
+    CHECK(ran && na == nb && na > 0 && memcmp(a, b, na) == 0,
+          "prebuilt and compiled helpers give different results (%zu and %zu bytes)", na, nb);
+    free(a), free(b), free(ir);
+    cpu_code_free(usual);
+    cpu_code_free(jit);
 }
 
 /* Calls fn on every entry file of the cache folder. */
@@ -251,6 +300,8 @@ int main(void) {
         KCacheKey other = cpu_code_key(kp, 0, "x86-64", err, sizeof err);
         CHECK(other.h[0] != k0.h[0] || other.h[1] != k0.h[1], "--cpu=x86-64 gives the host's key");
     }
+
+    if (kp) test_prebuilt_helpers(&t, kp);
 
     /* a second compile while the first lives: every unit reused */
     Executable *b = compile(&t, &s2, "second");
