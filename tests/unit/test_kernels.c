@@ -326,6 +326,7 @@ static void test_convolutions(void) {
         {1, 40, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0,
          0}, /* one image of 196 px: swapped, threads split the pixels */
         {8, 16, 7, 7, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0}, /* 8 images: whole-image chunks */
+        {8, 24, 14, 13, 48, 1, 1, 2, 2, 0, 0, 1, 1, 1, true, "", 0, 0},   /* 1x1 s2, 8 images: prefetch */
         /* swapped products (pixels broadcast, channels in vectors): 7x7 over
          * two K blocks, two images of 48 channels, a 3x3 image */
         {1, 48, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
