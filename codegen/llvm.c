@@ -2648,20 +2648,35 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
     return fn;
 }
 
-/* Small planes at stride 1 (MobileNet's depthwise layers at 7x7 to 28x28):
- * a row of 7 or 14 outputs fills half a vector or less, so the plane runs
- * flattened instead, p = oh*OW + ow in vectors of VL.  With OW == W and the
- * input rows contiguous, tap (kh, kw) reads X at p + (kh*dh - ph)*W + kw*dw
- * - pw for every output: one masked load per tap and vector, the mask (the
- * lanes whose (oh, ow) read inside the image) a constant.  At most
- * PLANE_VECS vectors per plane (the taps are unrolled over all of them),
- * DIRECT_VECS at a time in registers. */
-enum { PLANE_VECS = 64 };
+/* Small planes (MobileNet's depthwise layers at 7x7 to 28x28): a row of 7
+ * or 14 outputs fills half a vector or less, so the plane runs flattened
+ * instead, p = oh*OW + ow in vectors of VL.  At stride 1, with OW == W and
+ * the input rows contiguous, tap (kh, kw) reads X at p + (kh*dh - ph)*W +
+ * kw*dw - pw for every output: one masked load per tap and vector, the
+ * mask (the lanes whose (oh, ow) read inside the image) a constant.  At
+ * stride 2 the input plane is first de-interleaved into four phase planes
+ * of OW columns on the stack, D(rp, cp)[i][j] = X[2i + rp][2j + cp] (two
+ * wide loads and shuffles per input row), and tap (kh, kw) reads phase
+ * (kh*dh - ph mod 2, kw*dw - pw mod 2) at p + floor((kh*dh - ph)/2)*OW +
+ * floor((kw*dw - pw)/2): the same flat form (the row form took a wide load
+ * and a shuffle per tap, and its one or two accumulators per row made the
+ * FMAs a chain of dependent ones).  Every input column must have its place
+ * among the OW (ceil(W/2) <= OW), and one input channel per output (the
+ * phase planes are filled once per plane; the stack holds two sets).  At most PLANE_VECS vectors per
+ * plane (the taps are unrolled over all of them), DIRECT_VECS at a time in
+ * registers; at stride 2 at most PHASE_VECS (MobileNetV2's 144 x 56x56 ->
+ * 28x28, 49 vectors, ran 1.07x slower than by rows: the filling costs as
+ * much as the shuffles it saves once the rows fill their vectors). */
+enum { PLANE_VECS = 64, PHASE_VECS = 16 };
 
 static bool direct_plane_ok(const Cg *cg, const Kernel *k) {
     const KConv *cv = &k->conv;
-    return cv->sh == 1 && cv->sw == 1 && cv->xs[3] == 1 && cv->xs[2] == cv->w && cv->ow == cv->w &&
-           cv->ow % cg->vec_floats != 0 && cv->oh * cv->ow <= (int64_t)PLANE_VECS * cg->vec_floats;
+    const int64_t VL = cg->vec_floats;
+    if (cv->sh != cv->sw || cv->xs[3] != 1 || cv->ow % VL == 0 || cv->oh * cv->ow > PLANE_VECS * VL)
+        return false;
+    if (cv->sh == 1) return cv->xs[2] == cv->w && cv->ow == cv->w;
+    return cv->sh == 2 && cv->c == cv->groups && (cv->w + 1) / 2 <= cv->ow &&
+           cv->oh * cv->ow <= PHASE_VECS * VL && (cv->h + 1) / 2 * cv->ow <= 2 * PHASE_VECS * VL;
 }
 
 /* <VL x i1>: the lanes of vector base/VL whose output (oh, ow) reads tap
@@ -2672,7 +2687,7 @@ static LLVMValueRef plane_tap_lanes(Cg *cg, const KConv *cv, int64_t base, int64
     *n = 0;
     for (int l = 0; l < VL; l++) {
         int64_t p = base + l, oh = p / cv->ow, ow = p % cv->ow;
-        int64_t ih = oh + kh * cv->dh - cv->ph, iw = ow + kw * cv->dw - cv->pw;
+        int64_t ih = oh * cv->sh + kh * cv->dh - cv->ph, iw = ow * cv->sw + kw * cv->dw - cv->pw;
         bool in = p < cv->oh * cv->ow && ih >= 0 && ih < cv->h && iw >= 0 && iw < cv->w;
         *n += in;
         e[l] = LLVMConstInt(cg->t_i1, in, 0);
@@ -2680,6 +2695,46 @@ static LLVMValueRef plane_tap_lanes(Cg *cg, const KConv *cv, int64_t base, int64
     LLVMValueRef v = LLVMConstVector(e, (unsigned)VL);
     free(e);
     return v;
+}
+
+/* floor(a / 2) of a tap's offset a. */
+static int64_t half_floor(int64_t a) { return a >= 0 ? a / 2 : -((1 - a) / 2); }
+
+/* Where the input plane of output plane q (one channel per group) starts in X. */
+static LLVMValueRef plane_input(Cg *cg, const KConv *cv, LLVMValueRef q) {
+    LLVMValueRef oc = LLVMBuildURem(cg->b, q, ci64(cg, cv->oc), ""),
+                 n = LLVMBuildUDiv(cg->b, q, ci64(cg, cv->oc), "");
+    LLVMValueRef cin = LLVMBuildUDiv(cg->b, oc, ci64(cg, cv->oc / cv->groups), "");
+    return iadd(cg, iadd(cg, ci64(cg, cv->x_off), imul(cg, n, ci64(cg, cv->xs[0]))),
+                imul(cg, cin, ci64(cg, cv->xs[1])));
+}
+
+/* Stride 2: the phase planes (4 x PR x OW floats at D + dbase) of output
+ * plane q's input. */
+static void fill_phase_planes(Kc *kc, const KConv *cv, KilnDType xdt, LLVMValueRef X, LLVMValueRef q,
+                              LLVMValueRef D, LLVMValueRef dbase, int64_t PR) {
+    Cg *cg = kc->cg;
+    const int VL = cg->vec_floats;
+    const int64_t OW = cv->ow;
+    LLVMValueRef xplane = plane_input(cg, cv, q);
+    TLoop lf;
+    LLVMValueRef ih = tloop_begin(kc, &lf, ci64(cg, 0), ci64(cg, cv->h), 1, "phase_row");
+    LLVMValueRef rp = LLVMBuildAnd(cg->b, ih, ci64(cg, 1), ""), i = LLVMBuildLShr(cg->b, ih, ci64(cg, 1), "");
+    LLVMValueRef xrow = iadd(cg, xplane, imul(cg, ih, ci64(cg, cv->xs[2])));
+    LLVMValueRef drow =
+        iadd(cg, dbase, iadd(cg, imul(cg, rp, ci64(cg, 2 * PR * OW)), imul(cg, i, ci64(cg, OW))));
+    for (int64_t j0 = 0; j0 < OW; j0 += VL) {
+        int64_t lanes = OW - j0 < VL ? OW - j0 : VL;
+        for (int64_t cp = 0; cp < 2; cp++) {
+            int64_t hi = (cv->w - cp + 1) / 2 - j0; /* columns 2j + cp inside the row */
+            if (hi > lanes) hi = lanes;
+            LLVMValueRef v = hi > 0 ? lanes_load(cg, xdt, X, iadd(cg, xrow, ci64(cg, 2 * j0 + cp)), 2, 0, hi)
+                                    : splat(cg, cf(cg, 0.0), VL);
+            masked_store_f32(cg, v, D, iadd(cg, drow, ci64(cg, cp * PR * OW + j0)),
+                             const_lanes(cg, 0, lanes, VL));
+        }
+    }
+    tloop_end(kc, &lf);
 }
 
 static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *list, int nb) {
@@ -2701,10 +2756,33 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
     LLVMValueRef vinit = splat(cg, cf(cg, cv->op == OP_MAXPOOL2D ? -INFINITY : 0.0), VL);
     LLVMValueRef p0 = LLVMBuildUDiv(cg->b, ob, cP, ""),
                  p1 = LLVMBuildUDiv(cg->b, iadd(cg, oe, ci64(cg, P - 1)), cP, "");
+    /* stride 2: two sets of phase planes, this plane's and the next's,
+     * filled an iteration ahead (a load of a vector that masked stores just
+     * wrote waits until they reach the cache: store forwarding fails) */
+    const bool phased = cv->sh == 2;
+    const int64_t PR = (cv->h + 1) / 2, PS = 4 * PR * cv->ow; /* rows of a phase plane; one set */
+    LLVMValueRef D = NULL;
+    IfBlock ib;
+    if (phased) {
+        D = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, 2 * PS), "phases");
+        LLVMSetAlignment(D, 64);
+        if_begin(&kc, &ib, LLVMBuildICmp(cg->b, LLVMIntULT, p0, p1, ""));
+        fill_phase_planes(&kc, cv, xdt, X, p0, D, ci64(cg, 0), PR);
+        if_end(&kc, &ib);
+    }
     TLoop lp;
     LLVMValueRef plane = tloop_begin(&kc, &lp, p0, p1, 1, "plane");
     LLVMValueRef oc = LLVMBuildURem(cg->b, plane, ci64(cg, cv->oc), ""),
                  n = LLVMBuildUDiv(cg->b, plane, ci64(cg, cv->oc), "");
+    LLVMValueRef dcur = NULL;
+    if (phased) {
+        LLVMValueRef odd = LLVMBuildAnd(cg->b, LLVMBuildSub(cg->b, plane, p0, ""), ci64(cg, 1), "");
+        dcur = imul(cg, odd, ci64(cg, PS));
+        LLVMValueRef next = iadd(cg, plane, ci64(cg, 1));
+        if_begin(&kc, &ib, LLVMBuildICmp(cg->b, LLVMIntULT, next, p1, ""));
+        fill_phase_planes(&kc, cv, xdt, X, next, D, LLVMBuildSub(cg->b, ci64(cg, PS), dcur, ""), PR);
+        if_end(&kc, &ib);
+    }
     LLVMValueRef cin0 = imul(cg, LLVMBuildUDiv(cg->b, oc, ci64(cg, ocg), ""), ci64(cg, cg_n));
     LLVMValueRef pbase = imul(cg, plane, cP);
     for (int64_t v0 = 0; v0 < nvec; v0 += DIRECT_VECS) {
@@ -2720,7 +2798,12 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
                                    imul(cg, iadd(cg, cin0, c), ci64(cg, cv->xs[1])));
         for (int64_t kh = 0; kh < cv->kh; kh++) {
             for (int64_t kw = 0; kw < cv->kw; kw++) {
-                int64_t shift = (kh * cv->dh - cv->ph) * cv->w + kw * cv->dw - cv->pw;
+                int64_t oh_off = kh * cv->dh - cv->ph, ow_off = kw * cv->dw - cv->pw;
+                int64_t shift = oh_off * cv->w + ow_off;
+                if (phased) /* phase (rp, cp) of D, shifted by whole phase rows and columns */
+                    shift = ((oh_off - 2 * half_floor(oh_off)) * 2 + ow_off - 2 * half_floor(ow_off)) * PR *
+                                cv->ow +
+                            half_floor(oh_off) * cv->ow + half_floor(ow_off);
                 LLVMValueRef wv = NULL;
                 for (int j = 0; j < nv; j++) {
                     int64_t base = (v0 + j) * VL;
@@ -2728,10 +2811,15 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
                     LLVMValueRef m = plane_tap_lanes(cg, cv, base, kh, kw, &in);
                     if (in == 0) continue;
                     if (is_conv && !wv) wv = direct_weight(cg, cv, Wt, wdt, oc, c, ci64(cg, kh), kw);
+                    KilnDType ldt = phased ? KILN_F32 : xdt;
                     LLVMValueRef at =
-                        LLVMBuildGEP2(cg->b, mem_type(cg, xdt), X,
-                                      (LLVMValueRef[]){iadd(cg, xplane, ci64(cg, base + shift))}, 1, "");
-                    LLVMValueRef xv = widen_vec(cg, xdt, load_every_sth(cg, xdt, at, 1, m), VL);
+                        phased
+                            ? LLVMBuildGEP2(cg->b, cg->t_f32, D,
+                                            (LLVMValueRef[]){iadd(cg, dcur, ci64(cg, base + shift))}, 1, "")
+                            : LLVMBuildGEP2(cg->b, mem_type(cg, xdt), X,
+                                            (LLVMValueRef[]){iadd(cg, xplane, ci64(cg, base + shift))}, 1,
+                                            "");
+                    LLVMValueRef xv = widen_vec(cg, ldt, load_every_sth(cg, ldt, at, 1, m), VL);
                     vacc[j] = direct_tap(cg, cv->op, xv, wv, vacc[j], in == VL ? NULL : m);
                 }
             }

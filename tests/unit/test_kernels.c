@@ -353,6 +353,12 @@ static void test_convolutions(void) {
         {1, 8, 7, 7, 8, 7, 7, 1, 1, 3, 3, 1, 1, 8, false, "", 0, 0},          /* window as big as the input */
         {3, 6, 10, 10, 6, 3, 3, 2, 2, 0, 0, 1, 1, 6, false, "relu", 1, 1},    /* asymmetric padding */
         {1, 4, 5, 70, 8, 1, 3, 1, 3, 0, 0, 1, 1, 4, false, "", 0, 2},         /* stride 3 */
+        /* stride 2 on small planes: de-interleaved into phase planes */
+        {1, 16, 13, 13, 16, 3, 3, 2, 2, 1, 1, 1, 1, 16, true, "clamp", 0, 0}, /* MobileNet's 7x7, odd input */
+        {2, 8, 14, 14, 16, 3, 3, 2, 2, 1, 1, 1, 1, 8, false, "relu", 0, 0},   /* channel multiplier 2 */
+        {1, 12, 9, 29, 12, 5, 5, 2, 2, 2, 2, 1, 1, 12, true, "", 0, 0}, /* 5x5, taps two phase rows out */
+        {1, 8, 12, 12, 8, 3, 3, 2, 2, 2, 2, 2, 2, 8, false, "", 0, 0},  /* dilated */
+        {1, 8, 14, 14, 8, 3, 3, 2, 2, 0, 0, 1, 1, 8, true, "residual", 1, 1}, /* "SAME": padding at the end */
     };
     text = conv_program(direct, (int)(sizeof direct / sizeof direct[0]));
     run_suite("depthwise.kiln", text, (int)(sizeof direct / sizeof direct[0]));
