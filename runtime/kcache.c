@@ -71,9 +71,11 @@ static uint64_t mxhash(uint64_t h, const unsigned char *p, size_t n) {
  * weights) is of this machine only. */
 #define BULK_BLOCK   (1 << 18)
 #define BULK_SEGMENT 16 /* stripes between scrambles */
-#define BULK_P1 0x9e3779b185ebca87ull
-#define BULK_P2 0xc2b2ae3d27d4eb4full
-#define BULK_P32     0x9e3779b1u
+/* uint64_t, not unsigned long long: clang refuses to widen a scalar of another
+ * type than the lanes' into a vector operand (CC=clang, the fuzz build) */
+#define BULK_P1      ((uint64_t)0x9e3779b185ebca87ull)
+#define BULK_P2      ((uint64_t)0xc2b2ae3d27d4eb4full)
+#define BULK_P32     ((uint64_t)0x9e3779b1u)
 typedef uint64_t BulkLanes __attribute__((vector_size(64)));
 
 typedef struct {
@@ -121,7 +123,7 @@ static void bulk_keys(uint64_t seed, BulkKeys *k) {
     for (int l = 0; l < 8; l++) ha = mix64(ha ^ la[l]) + BULK_P1, hb = mix64(hb ^ lb[l]) + BULK_P2;          \
     out[0] = ha, out[1] = hb
 
-#define BULK_MUL32_GENERIC(x) (((x)&0xffffffffull) * ((x) >> 32))
+#define BULK_MUL32_GENERIC(x) (((x) & (uint64_t)0xffffffff) * ((x) >> 32))
 static void bulk_block_generic(const BulkKeys *k, uint64_t index, const unsigned char *p, size_t n,
                                uint64_t out[2]) {
     BULK_BLOCK_BODY(BULK_MUL32_GENERIC);
