@@ -143,7 +143,7 @@ static char *target_of(const char *cpu, char *err, size_t errlen) {
  * target identity and this LLVM) rather than compiled here. */
 typedef struct {
     KCacheKey key;
-    char suffix[40];
+    char suffix[48]; /* a compile with private helpers adds ".pN" */
     bool prebuilt;
 } HelpersChoice;
 
@@ -684,9 +684,7 @@ typedef struct {
     VEC(int) deferred;  /* jobs another process was building: waited for last */
     int next_deferred;
     const char *cpu;
-    KCacheKey helpers_key; /* of the target's helpers, named by helpers_suffix */
-    char helpers_suffix[48];
-    bool helpers_prebuilt; /* the helpers are prebuilt_helpers_object() */
+    HelpersChoice helpers; /* the target's helpers: key, symbol suffix, prebuilt or not */
     Unit *private_helpers; /* with want_ir (under units.mu) */
     bool use_cache, want_ir;
     int cache_hits, compiled, waited, cache_bad;
@@ -725,9 +723,9 @@ static LLVMMemoryBufferRef compile_unit(Worker *wk, Job *j, KCacheKey key, char 
     LlvmTimes lt = {0, 0, 0};
     int64_t gather[3] = {0, 0, 0};
     LLVMMemoryBufferRef obj =
-        j->cp ? llvm_compile_object(wk->ctx, wk->tm, j->cp, wk->w->helpers_suffix, &u->uses_helpers,
+        j->cp ? llvm_compile_object(wk->ctx, wk->tm, j->cp, wk->w->helpers.suffix, &u->uses_helpers,
                                     &u->scratch, u->prepack_bytes, gather, &lt, ir, err, errlen)
-              : llvm_compile_helpers(wk->ctx, wk->tm, wk->w->helpers_suffix, &lt, ir, err, errlen);
+              : llvm_compile_helpers(wk->ctx, wk->tm, wk->w->helpers.suffix, &lt, ir, err, errlen);
     u->gather_bytes = gather[0], u->gather_tasks = gather[1], u->gather_operand = gather[2];
     double spent = thread_cpu_ms() - t0;
     pthread_mutex_lock(&wk->w->mu);
@@ -799,17 +797,17 @@ static bool link_timed(Worker *wk, Unit *u, LLVMMemoryBufferRef obj) {
 static bool get_helpers(Worker *wk, Unit *u) {
     Work *w = wk->w;
     pthread_mutex_lock(&units.mu);
-    Unit *h = w->want_ir ? w->private_helpers : unit_find(w->helpers_key);
+    Unit *h = w->want_ir ? w->private_helpers : unit_find(w->helpers.key);
     bool mine = !h;
     if (mine) {
         h = xcalloc(1, sizeof *h);
-        h->key = w->helpers_key;
+        h->key = w->helpers.key;
         h->refs = 1;
         h->state = UNIT_BUILDING;
         h->helpers = true;
         h->shared = !w->want_ir;
         StrBuf sb = {0};
-        sb_printf(&sb, "kiln.helpers%s", w->helpers_suffix);
+        sb_printf(&sb, "kiln.helpers%s", w->helpers.suffix);
         h->sym = sb.data;
         if (h->shared)
             unit_insert(h);
@@ -849,7 +847,8 @@ static BuildResult build(Worker *wk, Job *j, bool wait) {
     LLVMMemoryBufferRef obj = NULL;
     int lock = -1;
     bool from_cache = false, waited = false;
-    if (!j->cp && wk->w->helpers_prebuilt) {
+    bool prebuilt = !j->cp && wk->w->helpers.prebuilt;
+    if (prebuilt) {
         obj = prebuilt_helpers_object(); /* compiled at build time: linked, never compiled */
     } else if (wk->w->use_cache) {
         obj = load_unit(wk, j);
@@ -860,7 +859,7 @@ static BuildResult build(Worker *wk, Job *j, bool wait) {
         }
         from_cache = obj != NULL;
     }
-    if (!obj && !(!j->cp && wk->w->helpers_prebuilt)) obj = compile_unit(wk, j, u->key, err, errlen);
+    if (!obj && !prebuilt) obj = compile_unit(wk, j, u->key, err, errlen);
     kcache_unlock(lock);
     if (!obj) return BUILD_FAILED;
     if (u->uses_helpers && !u->helper && !get_helpers(wk, u)) {
@@ -1054,13 +1053,13 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
     else
         snprintf(st.cache_off, sizeof st.cache_off, "%s", fresh ? "not used" : probe.why_off);
     kcache_close(&probe);
-    w.helpers_key = hc.key;
-    w.helpers_prebuilt = st.helpers_prebuilt = hc.prebuilt;
+    w.helpers = hc;
+    st.helpers_prebuilt = hc.prebuilt;
     pthread_mutex_lock(&units.mu);
-    if (fresh) /* private helpers: a name of their own */
-        snprintf(w.helpers_suffix, sizeof w.helpers_suffix, "%s.p%u", hc.suffix, ++units.serial);
-    else
-        snprintf(w.helpers_suffix, sizeof w.helpers_suffix, "%s", hc.suffix);
+    if (fresh) { /* private helpers: a name of their own */
+        size_t used = strlen(w.helpers.suffix);
+        snprintf(w.helpers.suffix + used, sizeof w.helpers.suffix - used, ".p%u", ++units.serial);
+    }
     for (int i = 0; i < nk; i++) {
         Unit *u = fresh ? NULL : unit_find(keys[i]);
         bool first_here = true;
