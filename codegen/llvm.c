@@ -3977,4 +3977,10 @@ char *llvm_target_identity(LLVMTargetMachineRef tm) {
     return sb.data;
 }
 
+void llvm_version(char *buf, size_t len) {
+    unsigned major, minor, patch;
+    LLVMGetVersion(&major, &minor, &patch);
+    snprintf(buf, len, "%u.%u.%u", major, minor, patch);
+}
+
 int llvm_table_len(const KProgram *p) { return p->bufs.len + 1 + 2 * p->kernels.len; }

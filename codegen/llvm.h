@@ -84,6 +84,8 @@ LLVMMemoryBufferRef llvm_compile_helpers(LLVMContextRef ctx, LLVMTargetMachineRe
 /* What tm makes code for, as one line (heap): triple, CPU and its feature
  * string.  Code for one identity runs on any CPU with that identity. */
 char *llvm_target_identity(LLVMTargetMachineRef tm);
+/* The LLVM kiln runs with, "major.minor.patch", into buf. */
+void llvm_version(char *buf, size_t len);
 
 /* Constant operands packed once.  An operand of a tiled product whose buffer
  * is a constant parameter (KBuf.constant) is not packed by the kernel: it

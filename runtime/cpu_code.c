@@ -98,11 +98,11 @@ static struct {
 /* kiln's version and build, LLVM's version and build: once per process. */
 static void compilers_load(void) {
     StrBuf sb = {0};
-    unsigned major, minor, patch;
-    LLVMGetVersion(&major, &minor, &patch);
+    char llvm[64];
+    llvm_version(llvm, sizeof llvm);
     sb_printf(&sb, "kiln %s cpu object v1; build ", KILN_VERSION);
     object_identity((const void *)cpu_code_compile, &sb);
-    sb_printf(&sb, "; LLVM %u.%u.%u build ", major, minor, patch);
+    sb_printf(&sb, "; LLVM %s build ", llvm);
     object_identity((const void *)LLVMContextCreate, &sb);
     compilers.text = sb.data;
 }
@@ -153,10 +153,8 @@ static void helpers_choose(const char *target, HelpersChoice *hc) {
     kcache_hash_init(&hh);
     hc->prebuilt = false;
 #ifdef KILN_PREBUILT_HELPERS
-    unsigned major, minor, patch;
     char llvm[64];
-    LLVMGetVersion(&major, &minor, &patch);
-    snprintf(llvm, sizeof llvm, "%u.%u.%u", major, minor, patch);
+    llvm_version(llvm, sizeof llvm);
     hc->prebuilt = strcmp(target, prebuilt_target) == 0 && strcmp(llvm, prebuilt_llvm) == 0;
     if (hc->prebuilt) {
         kcache_hash_str(&hh, "the prebuilt helpers");

@@ -38,9 +38,7 @@ int main(int argc, char **argv) {
     }
     const char *out = argv[1];
     char err[1024] = "", *target = NULL, llvm[64], suffix[40];
-    unsigned major, minor, patch;
-    LLVMGetVersion(&major, &minor, &patch);
-    snprintf(llvm, sizeof llvm, "%u.%u.%u", major, minor, patch);
+    llvm_version(llvm, sizeof llvm);
     LLVMMemoryBufferRef obj = NULL;
     LLVMTargetMachineRef tm = llvm_target_machine(NULL, true, err, sizeof err);
     if (tm) {
