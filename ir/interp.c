@@ -403,6 +403,17 @@ static const Node *input_node(const Interp *it, const Node *n, int i) {
 /* An axis attribute, normalised (the builder already does, this is a guard). */
 static int axis_attr(const Node *n, int64_t a) { return (int)(a < 0 ? a + n->rank : a); }
 
+/* The axis of a node whose first int is one (concat, softmax...), counted
+ * from the end when negative; false, with the interpreter's error, if it has
+ * none or it is out of range. */
+static bool node_axis(Interp *it, const Node *n, int id, int *axis) {
+    if (n->nints < 1) return fail(it, "node %%%d: %s needs an axis", id, op_info[n->op].name);
+    *axis = axis_attr(n, n->ints[0]);
+    if (*axis < 0 || *axis >= n->rank)
+        return fail(it, "node %%%d: %s axis out of range", id, op_info[n->op].name);
+    return true;
+}
+
 /* The values of a floating-point node as doubles (the composites that only
  * take floats index them so). */
 _Static_assert(sizeof(Scalar) == sizeof(double), "a Scalar array is a double array");
@@ -703,10 +714,8 @@ static bool eval_pad(Interp *it, int id) {
 
 static bool eval_concat(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
-    if (n->nints < 1) return fail(it, "node %%%d: concat needs an axis", id);
-    int axis = axis_attr(n, n->ints[0]);
-    if (axis < 0 || axis >= n->rank)
-        return fail(it, "node %%%d: concat axis out of range", id);
+    int axis;
+    if (!node_axis(it, n, id, &axis)) return false;
     Scalar *out = new_value(it, id);
     if (!out) return false;
     int64_t *strides = scratch_i64(n->rank);
@@ -769,10 +778,8 @@ static bool eval_matmul(Interp *it, int id) {
  * own, in double, rounded once at the end. */
 static bool eval_normalize(Interp *it, int id) {
     const Node *n = ir_node(it->g, id);
-    if (n->nints < 1) return fail(it, "node %%%d: needs an axis", id);
-    int axis = axis_attr(n, n->ints[0]);
-    if (axis < 0 || axis >= n->rank)
-        return fail(it, "node %%%d: axis out of range", id);
+    int axis;
+    if (!node_axis(it, n, id, &axis)) return false;
     const double *x = as_doubles(input_value(it, n, 0));
     const double *gamma = n->nin > 1 ? as_doubles(input_value(it, n, 1)) : NULL;
     const double *beta = n->nin > 2 ? as_doubles(input_value(it, n, 2)) : NULL;
