@@ -8,6 +8,9 @@
 #                                    (grep -E, ignoring case) on stderr
 #   ok / bad MESSAGE                 count a check; bad prints "FAIL: MESSAGE" and
 #                                    the first lines of $SHOW (default $T/err)
+#   every_graph_listed TABLE WHAT    each graph of each examples/*.kiln has a
+#                                    line "EXAMPLE GRAPH ..." in TABLE (else a
+#                                    failure: "no WHAT")
 #   summary LAYER                    the last line "LAYER: N passed, N failed",
 #                                    and the exit status
 pass=0
@@ -43,6 +46,15 @@ expect() {
     else
         ok
     fi
+}
+
+every_graph_listed() {
+    for f in examples/*.kiln; do
+        base=$(basename "$f" .kiln)
+        for graph in $(sed -n 's/^graph \([A-Za-z_0-9]*\).*/\1/p' "$f"); do
+            if printf '%s\n' "$1" | grep -q "^$base $graph "; then ok; else bad "$base/$graph: no $2"; fi
+        done
+    done
 }
 
 summary() {

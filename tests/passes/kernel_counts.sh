@@ -15,8 +15,7 @@
 # have at least one rule.  Prints "kernels: N passed, N failed" last.
 KILN=${1:?usage: kernel_counts.sh KILN}
 DIMS="--dim B=2 --dim T=8 --dim N=4"
-pass=0
-fail=0
+. "$(dirname "$0")/../lib.sh"
 
 RULES="
 gelu_chain gelu_chain count 1
@@ -97,23 +96,10 @@ check() { # file graph rule arg flags
         *) why="unknown rule $3" ;;
         esac
     fi
-    if [ -n "$why" ]; then
-        echo "FAIL $1/$2 $3 $4 $5: $why"
-        fail=$((fail + 1))
-    else
-        pass=$((pass + 1))
-    fi
+    if [ -n "$why" ]; then bad "$1/$2 $3 $4 $5: $why"; else ok; fi
 }
 
-for f in examples/*.kiln; do
-    base=$(basename "$f" .kiln)
-    for graph in $(sed -n 's/^graph \([A-Za-z_0-9]*\).*/\1/p' "$f"); do
-        if ! printf '%s\n' "$RULES" | grep -q "^$base $graph "; then
-            echo "FAIL $base/$graph: no rule in tests/passes/kernel_counts.sh"
-            fail=$((fail + 1))
-        fi
-    done
-done
+every_graph_listed "$RULES" "rule in tests/passes/kernel_counts.sh"
 
 while read -r file graph rule arg rest; do
     [ -n "$file" ] || continue
@@ -124,5 +110,4 @@ while read -r file graph rule arg rest; do
 done <<END
 $RULES
 END
-echo "kernels: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary kernels

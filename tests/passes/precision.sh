@@ -14,8 +14,7 @@
 KILN=${1:?usage: precision.sh KILN [DEVICES]}
 DEVICES=${2:-ref kir}
 DIMS="--dim B=2 --dim T=8 --dim N=4"
-pass=0
-fail=0
+. "$(dirname "$0")/../lib.sh"
 
 # example graph bf16-bound
 BOUNDS="
@@ -39,33 +38,19 @@ check() { # device precision file graph bound
     rc=$?
     lines=$(printf '%s\n' "$out" | grep 'compare result')
     if [ $rc != 0 ] || [ -z "$lines" ]; then
-        echo "FAIL $1 $2 $3/$4: kiln exited with $rc"
+        bad "$1 $2 $3/$4: kiln exited with $rc"
         printf '%s\n' "$out" | sed 's/^/    /' | head -n 10
-        fail=$((fail + 1))
         return
     fi
-    bad=$(printf '%s\n' "$lines" | awk -v bound="$5" '
+    over=$(printf '%s\n' "$lines" | awk -v bound="$5" '
         { for (i = 1; i <= NF; i++) { if ($i == "abs") a = $(i + 2); if ($i == "|ref|") m = $(i + 1) }
           gsub(",", "", a); e = m > 0 ? a / m : a
           if (!(e <= bound)) printf "result %s: normwise error %.3g > %.3g; ", $4, e, bound }')
-    if [ -n "$bad" ]; then
-        echo "FAIL $1 $2 $3/$4: $bad"
-        fail=$((fail + 1))
-    else
-        pass=$((pass + 1))
-    fi
+    if [ -n "$over" ]; then bad "$1 $2 $3/$4: $over"; else ok; fi
 }
 
 # every graph of every example needs a bound
-for f in examples/*.kiln; do
-    base=$(basename "$f" .kiln)
-    for graph in $(sed -n 's/^graph \([A-Za-z_0-9]*\).*/\1/p' "$f"); do
-        if ! printf '%s\n' "$BOUNDS" | grep -q "^$base $graph "; then
-            echo "FAIL $base/$graph: no error bound in tests/passes/precision.sh"
-            fail=$((fail + 1))
-        fi
-    done
-done
+every_graph_listed "$BOUNDS" "error bound in tests/passes/precision.sh"
 
 for dev in $DEVICES; do
     while read -r file graph bound; do
@@ -78,5 +63,4 @@ for dev in $DEVICES; do
 $BOUNDS
 END
 done
-echo "precision: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary precision
