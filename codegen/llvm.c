@@ -3983,15 +3983,23 @@ LLVMMemoryBufferRef llvm_compile_helpers(LLVMContextRef ctx, LLVMTargetMachineRe
     return obj;
 }
 
-char *llvm_target_identity(LLVMTargetMachineRef tm) {
-    char *triple = LLVMGetTargetMachineTriple(tm), *cpu = LLVMGetTargetMachineCPU(tm);
-    char *feat = LLVMGetTargetMachineFeatureString(tm);
+/* "triple cpu features" (heap), the three LLVM messages disposed. */
+static char *identity_text(char *triple, char *cpu, char *feat) {
     StrBuf sb = {0};
     sb_printf(&sb, "%s %s %s", triple, cpu, feat);
     LLVMDisposeMessage(triple);
     LLVMDisposeMessage(cpu);
     LLVMDisposeMessage(feat);
     return sb.data;
+}
+
+char *llvm_target_identity(LLVMTargetMachineRef tm) {
+    return identity_text(LLVMGetTargetMachineTriple(tm), LLVMGetTargetMachineCPU(tm),
+                         LLVMGetTargetMachineFeatureString(tm));
+}
+
+char *llvm_host_identity(void) {
+    return identity_text(LLVMGetDefaultTargetTriple(), LLVMGetHostCPUName(), LLVMGetHostCPUFeatures());
 }
 
 void llvm_version(char *buf, size_t len) {

@@ -84,6 +84,9 @@ LLVMMemoryBufferRef llvm_compile_helpers(LLVMContextRef ctx, LLVMTargetMachineRe
 /* What tm makes code for, as one line (heap): triple, CPU and its feature
  * string.  Code for one identity runs on any CPU with that identity. */
 char *llvm_target_identity(LLVMTargetMachineRef tm);
+/* The identity of the host's target machine (llvm_target_machine(NULL,
+ * ...)) without making one, or setting up LLVM's targets: the same text. */
+char *llvm_host_identity(void);
 /* The LLVM kiln runs with, "major.minor.patch", into buf. */
 void llvm_version(char *buf, size_t len);
 

@@ -37,6 +37,7 @@ typedef struct {
     int compiled;   /* units compiled in this prepare */
     int cache_hits; /* units loaded from the on-disk cache (runtime/kcache.h) */
     int reused;     /* units already compiled in this process */
+    int loaded;     /* units built here whose object kiln's own loader loaded (the cpu; runtime/objload.h) */
     int packed;     /* constant operands packed when bound (the cpu) */
     int packed_cached; /* of those, read from the on-disk cache instead */
 } CompileStats;

@@ -217,15 +217,16 @@ static void *cpu_prepare(const KProgram *kp, const CompileOptions *opt, char *er
     if (opt && opt->stats) {
         CompileStats *cs = opt->stats;
         cs->kernels += st.kernels, cs->distinct += st.distinct, cs->compiled += st.compiled;
-        cs->cache_hits += st.cache_hits, cs->reused += st.reused;
+        cs->cache_hits += st.cache_hits, cs->reused += st.reused, cs->loaded += st.loaded;
     }
     if (opt && opt->verbose) {
         fprintf(stderr,
                 "kiln: cpu: %d kernels, %d distinct: %d compiled (%d threads, LLVM %.1f ms CPU: IR %.1f, "
-                "optimisation %.1f, code generation %.1f; JIT link %.1f ms CPU), %d from the cache "
-                "(%s%s), %d already in this process%s%s; %.1f ms (%.1f ms CPU); %d threads to run\n",
+                "optimisation %.1f, code generation %.1f; loading %.1f ms CPU, %d of the objects by kiln's "
+                "loader), %d from the cache (%s%s), %d already in this process%s%s; %.1f ms (%.1f ms CPU); %d "
+                "threads to run\n",
                 st.kernels, st.distinct, st.compiled, st.jobs, st.llvm_cpu_ms, st.llvm.ir_ms, st.llvm.opt_ms,
-                st.llvm.emit_ms, st.link_cpu_ms, st.cache_hits,
+                st.llvm.emit_ms, st.link_cpu_ms, st.loaded, st.cache_hits,
                 st.cache_dir[0] ? st.cache_dir : "off: ", st.cache_dir[0] ? "" : st.cache_off, st.reused,
                 st.cache_bad ? " (damaged cache entries rebuilt)" : "",
                 st.helpers_prebuilt ? "; shared helpers prebuilt at build time" : "", now_ms() - t0,

@@ -5,10 +5,14 @@
  * buffers are the kernel's own, renumbered by first use, so that two
  * identical kernels of any programs give the same program, the same key
  * (kernel_key) and the same code.  Units live in one table per process
- * (`units`, a hash table under one mutex) and in one LLJIT, each linked
- * under a resource tracker of its own and removed when its last user goes;
- * the JIT goes with the last unit. */
+ * (`units`, a hash table under one mutex).  A unit's object is loaded by
+ * kiln's own loader (runtime/objload.h: a mapping of its own, no JIT to
+ * make) where the loader takes it, else linked into the process's one
+ * LLJIT (made when first needed) under a resource tracker of its own;
+ * either goes when the unit's last user does, the JIT with the last unit. */
 #include "runtime/cpu_code.h"
+
+#include "runtime/objload.h"
 
 #include <llvm-c/Error.h>
 #include <llvm-c/ExecutionEngine.h>
@@ -107,27 +111,21 @@ static void compilers_load(void) {
     compilers.text = sb.data;
 }
 
-/* The host's target identity, made once per process (a target machine
- * costs about half a millisecond, a warm start's units none). */
+/* The host's target identity, made once per process without a target
+ * machine (llvm_host_identity: LLVM's targets need not even be set up for
+ * a start whose units all come from the cache). */
 static struct {
     pthread_once_t once;
-    char *text; /* NULL: err says why */
-    char err[512];
-} host_target = {PTHREAD_ONCE_INIT, NULL, ""};
+    char *text;
+} host_target = {PTHREAD_ONCE_INIT, NULL};
 
-static void host_target_load(void) {
-    LLVMTargetMachineRef tm = llvm_target_machine(NULL, true, host_target.err, sizeof host_target.err);
-    if (!tm) return;
-    host_target.text = llvm_target_identity(tm);
-    LLVMDisposeTargetMachine(tm);
-}
+static void host_target_load(void) { host_target.text = llvm_host_identity(); }
 
 /* The identity of the target `cpu` names (heap), or NULL with a message. */
 static char *target_of(const char *cpu, char *err, size_t errlen) {
     if (!cpu || strcmp(cpu, "native") == 0) {
         pthread_once(&host_target.once, host_target_load);
-        if (!host_target.text) snprintf(err, errlen, "%s", host_target.err);
-        return host_target.text ? xstrdup(host_target.text) : NULL;
+        return xstrdup(host_target.text);
     }
     LLVMTargetMachineRef tm = llvm_target_machine(cpu, true, err, errlen);
     if (!tm) return NULL;
@@ -305,66 +303,80 @@ static KProgram *canonical_kernel(Arena *arena, const KProgram *kp, int ki, cons
     return p;
 }
 
-static void hash_i64(KCacheHasher *h, int64_t v) { kcache_hash_part(h, &v, sizeof v); }
-static void hash_f64(KCacheHasher *h, double v) {
-    uint64_t bits;
+/* A kernel's fields as 64-bit words, digested in one pass at the end
+ * (kcache_hash_bulk): hashing field by field cost ~20 us a kernel. */
+typedef VEC(int64_t) KeyWords;
+
+static void put_i64(KeyWords *w, int64_t v) { VEC_PUSH(*w, v); }
+static void put_f64(KeyWords *w, double v) {
+    int64_t bits;
     memcpy(&bits, &v, sizeof bits);
-    kcache_hash_part(h, &bits, sizeof bits);
+    put_i64(w, bits);
 }
-static void hash_i64s(KCacheHasher *h, const int64_t *v, int n) {
-    hash_i64(h, n);
-    for (int i = 0; v && i < n; i++) hash_i64(h, v[i]);
+static void put_i64s(KeyWords *w, const int64_t *v, int n) {
+    put_i64(w, n);
+    for (int i = 0; v && i < n; i++) put_i64(w, v[i]);
 }
 
-/* Every field of a canonical program's kernel and buffers (field by field:
- * struct padding is not data), the compilers and the target. */
-static KCacheKey kernel_key(const KProgram *cp, const char *target) {
+/* What every kernel key for a target begins with: the compilers and the
+ * target, hashed once per compile (the target's text is long). */
+static KCacheHasher key_prefix(const char *target) {
     pthread_once(&compilers.once, compilers_load);
     KCacheHasher h;
     kcache_hash_init(&h);
     kcache_hash_str(&h, compilers.text);
     kcache_hash_str(&h, target);
-    hash_i64(&h, cp->bufs.len);
+    return h;
+}
+
+/* Every field of a canonical program's kernel and buffers (field by field:
+ * struct padding is not data) after the compilers and the target (prefix). */
+static KCacheKey kernel_key(const KProgram *cp, const KCacheHasher *prefix) {
+    KCacheHasher h = *prefix;
+    KeyWords w = {0};
+    put_i64(&w, cp->bufs.len);
     for (int b = 0; b < cp->bufs.len; b++) {
         const KBuf *kb = &cp->bufs.data[b];
-        hash_i64(&h, kb->dtype), hash_i64(&h, kb->numel), hash_i64(&h, kb->constant);
+        put_i64(&w, kb->dtype), put_i64(&w, kb->numel), put_i64(&w, kb->constant);
     }
     const Kernel *k = &cp->kernels.data[0];
     kcache_hash_str(&h, k->name);
-    hash_i64(&h, k->kind), hash_i64(&h, k->outer), hash_i64(&h, k->flops), hash_i64(&h, k->bytes);
-    hash_i64(&h, k->insts.len);
+    put_i64(&w, k->kind), put_i64(&w, k->outer), put_i64(&w, k->flops), put_i64(&w, k->bytes);
+    put_i64(&w, k->insts.len);
     for (int i = 0; i < k->insts.len; i++) {
         const KInst *in = &k->insts.data[i];
         int64_t f[] = {in->kind, in->dtype, in->op,    in->a,      in->b,
                        in->c,    in->buf,   in->stage, in->ivalue, in->flag};
-        for (size_t j = 0; j < sizeof f / sizeof f[0]; j++) hash_i64(&h, f[j]);
-        hash_f64(&h, in->value);
+        for (size_t j = 0; j < sizeof f / sizeof f[0]; j++) put_i64(&w, f[j]);
+        put_f64(&w, in->value);
     }
-    hash_i64(&h, k->stages.len);
+    put_i64(&w, k->stages.len);
     for (int s = 0; s < k->stages.len; s++) {
         const KStage *st = &k->stages.data[s];
         int64_t f[] = {st->kind,      st->extent,       st->reduce,    st->value,
                        st->acc_dtype, st->result_dtype, st->stores.len};
-        for (size_t j = 0; j < sizeof f / sizeof f[0]; j++) hash_i64(&h, f[j]);
+        for (size_t j = 0; j < sizeof f / sizeof f[0]; j++) put_i64(&w, f[j]);
         for (int j = 0; j < st->stores.len; j++) {
             const KStore *so = &st->stores.data[j];
-            hash_i64(&h, so->buf), hash_i64(&h, so->index), hash_i64(&h, so->value);
+            put_i64(&w, so->buf), put_i64(&w, so->index), put_i64(&w, so->value);
         }
     }
     const KMatmul *mm = &k->mm;
     int64_t mf[] = {mm->a_buf, mm->b_buf, mm->batch, mm->m,    mm->n,     mm->k,
                     mm->a_sm,  mm->a_sk,  mm->b_sk,  mm->b_sn, mm->a_off, mm->b_off};
-    for (size_t j = 0; j < sizeof mf / sizeof mf[0]; j++) hash_i64(&h, mf[j]);
-    hash_i64s(&h, mm->batch_dims, mm->nbatch);
-    hash_i64s(&h, mm->a_batch_stride, mm->nbatch);
-    hash_i64s(&h, mm->b_batch_stride, mm->nbatch);
+    for (size_t j = 0; j < sizeof mf / sizeof mf[0]; j++) put_i64(&w, mf[j]);
+    put_i64s(&w, mm->batch_dims, mm->nbatch);
+    put_i64s(&w, mm->a_batch_stride, mm->nbatch);
+    put_i64s(&w, mm->b_batch_stride, mm->nbatch);
     const KConv *cv = &k->conv;
     int64_t cf[] = {cv->x_buf, cv->w_buf, cv->op, cv->n,  cv->c,      cv->h,     cv->w,
                     cv->oc,    cv->oh,    cv->ow, cv->kh, cv->kw,     cv->sh,    cv->sw,
                     cv->ph,    cv->pw,    cv->dh, cv->dw, cv->groups, cv->x_off, cv->w_off};
-    for (size_t j = 0; j < sizeof cf / sizeof cf[0]; j++) hash_i64(&h, cf[j]);
-    hash_i64s(&h, cv->xs, 4);
-    hash_i64s(&h, cv->ws, 4);
+    for (size_t j = 0; j < sizeof cf / sizeof cf[0]; j++) put_i64(&w, cf[j]);
+    put_i64s(&w, cv->xs, 4);
+    put_i64s(&w, cv->ws, 4);
+    kcache_hash_bulk(&h, w.data, sizeof(int64_t) * (size_t)w.len, NULL);
+    VEC_FREE(w);
     return kcache_hash_done(&h);
 }
 
@@ -389,8 +401,11 @@ struct Unit {
     int refs;
     bool shared; /* in the table (not a private unit of an ir_text compile) */
     UnitState state;
-    char *err; /* UNIT_FAILED */
-    LLVMOrcResourceTrackerRef rt;
+    char *err;                    /* UNIT_FAILED */
+    ObjImage *image;              /* loaded by kiln's loader, or */
+    LLVMOrcResourceTrackerRef rt; /* linked into the JIT (helpers: maybe both, helpers_into_jit) */
+    char *object;                 /* the helpers' object, kept while the loader holds them */
+    size_t object_len;
     KernelFn fn, cols, gather;
     PrepackFn prepack[2];
     int64_t scratch, prepack_bytes[2];
@@ -497,6 +512,8 @@ static bool jit_get(char *err, size_t errlen) {
 static void unit_release(Unit *u);
 
 static void unit_free(Unit *u) {
+    obj_free(u->image);
+    free(u->object);
     if (u->rt) {
         LLVMErrorRef e = LLVMOrcResourceTrackerRemove(u->rt);
         if (e) LLVMConsumeError(e);
@@ -589,28 +606,111 @@ static bool lookup_all(const char *sym, const char *const *suffix, void *const *
     return ok;
 }
 
-/* Links object `obj` (taken) as unit u's code and finds its functions. */
-static bool unit_link(Unit *u, LLVMMemoryBufferRef obj, char *err, size_t errlen) {
-    pthread_mutex_lock(&units.mu);
-    LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(units.jit);
-    u->rt = LLVMOrcJITDylibCreateResourceTracker(jd);
-    LLVMErrorRef e = LLVMOrcLLJITAddObjectFileWithRT(units.jit, u->rt, obj);
-    pthread_mutex_unlock(&units.mu);
-    bool ok = true;
-    if (e) {
-        orc_message(e, "LLVM JIT: ", err, errlen);
-        ok = false;
-    }
-    const char *suffix[MAX_UNIT_SYMBOLS];
-    void *out[MAX_UNIT_SYMBOLS];
+/* Whether kiln's loader is tried first: where it exists, unless
+ * KILN_PERF (perf learns where code is from ORC's listener) or
+ * KILN_OBJLOAD=0 (every object through ORC: tests, comparisons) says not. */
+static bool loader_on(void) {
+    const char *v = getenv("KILN_OBJLOAD");
+    return obj_loader_available() && !getenv("KILN_PERF") && !(v && strcmp(v, "0") == 0);
+}
+
+/* Undefined symbols of a unit the loader loads: the helpers it calls,
+ * wherever they are (NULL: the process's symbols are searched next). */
+static void *resolve_helper(void *ctx, const char *name) {
+    const Unit *h = ((const Unit *)ctx)->helper;
+    if (!h) return NULL;
+    if (h->image) return obj_symbol(h->image, name);
+    void *p = NULL, *out[1] = {&p};
+    const char *none[1] = {""};
+    char err[256];
+    return h->rt && lookup_all(name, none, out, 1, err, sizeof err) ? p : NULL;
+}
+
+/* Helpers the loader holds, linked into the JIT too (once, under their own
+ * tracker) for a unit the loader refused, which finds them there by name
+ * (under units.mu). */
+static bool helpers_into_jit(Unit *h, char *err, size_t errlen) {
+    if (h->rt || !h->image) return true;
+    h->rt = LLVMOrcJITDylibCreateResourceTracker(LLVMOrcLLJITGetMainJITDylib(units.jit));
+    LLVMMemoryBufferRef copy = LLVMCreateMemoryBufferWithMemoryRangeCopy(h->object, h->object_len, h->sym);
+    LLVMErrorRef e = LLVMOrcLLJITAddObjectFileWithRT(units.jit, h->rt, copy);
+    if (!e) return true;
+    orc_message(e, "LLVM JIT: ", err, errlen);
+    LLVMOrcReleaseResourceTracker(h->rt);
+    h->rt = NULL;
+    return false;
+}
+
+/* The functions a unit's object defines: sym + suffix[k] into out[k]. */
+static int unit_symbols(Unit *u, const char **suffix, void **out) {
     int n = 0;
     if (!u->helpers) suffix[n] = "", out[n++] = &u->fn;
     if (u->scratch > 0) suffix[n] = ".cols", out[n++] = &u->cols;
     if (u->prepack_bytes[0] > 0) suffix[n] = ".prepack_a", out[n++] = &u->prepack[0];
     if (u->prepack_bytes[1] > 0) suffix[n] = ".prepack_b", out[n++] = &u->prepack[1];
     if (u->gather_bytes > 0) suffix[n] = ".gather", out[n++] = &u->gather;
+    return n;
+}
+
+/* Unit u's object `obj` (taken) by kiln's loader: true when loaded (its
+ * functions found), false with *refused when the loader does not take it
+ * (then ORC links it), false otherwise with a message. */
+static bool unit_load(Unit *u, LLVMMemoryBufferRef obj, bool *refused, char *err, size_t errlen) {
+    const char *suffix[MAX_UNIT_SYMBOLS];
+    void *out[MAX_UNIT_SYMBOLS];
+    int n = unit_symbols(u, suffix, out);
+    const char *bytes = LLVMGetBufferStart(obj);
+    size_t len = LLVMGetBufferSize(obj);
+    char why[256];
+    ObjImage *im = obj_load(bytes, len, resolve_helper, u, why, sizeof why);
+    *refused = !im;
+    bool ok = im != NULL;
+    for (int k = 0; ok && k < n; k++) {
+        char *name = xmalloc(strlen(u->sym) + strlen(suffix[k]) + 1);
+        strcpy(name, u->sym);
+        strcat(name, suffix[k]);
+        void *ptr = obj_symbol(im, name);
+        if (!ptr) snprintf(err, errlen, "kiln's object loader: %s not found", name);
+        memcpy(out[k], &ptr, sizeof ptr); /* a function pointer from an address */
+        ok = ptr != NULL;
+        free(name);
+    }
+    if (ok && u->helpers) { /* for a unit the loader may refuse later */
+        u->object = xmalloc(len);
+        memcpy(u->object, bytes, len);
+        u->object_len = len;
+    }
+    if (ok)
+        u->image = im;
+    else
+        obj_free(im);
+    if (ok || !*refused) LLVMDisposeMemoryBuffer(obj);
+    return ok;
+}
+
+/* Links object `obj` (taken) as unit u's code and finds its functions:
+ * kiln's loader where it takes the object, else the JIT. */
+static bool unit_link(Unit *u, LLVMMemoryBufferRef obj, char *err, size_t errlen) {
+    bool refused = true;
+    if (loader_on() && (unit_load(u, obj, &refused, err, errlen) || !refused)) return u->image != NULL;
+    pthread_mutex_lock(&units.mu);
+    bool ok = jit_get(err, errlen) && (!u->helper || helpers_into_jit(u->helper, err, errlen));
+    if (ok) {
+        u->rt = LLVMOrcJITDylibCreateResourceTracker(LLVMOrcLLJITGetMainJITDylib(units.jit));
+        LLVMErrorRef e = LLVMOrcLLJITAddObjectFileWithRT(units.jit, u->rt, obj);
+        if (e) {
+            orc_message(e, "LLVM JIT: ", err, errlen);
+            ok = false;
+        }
+    } else {
+        LLVMDisposeMemoryBuffer(obj);
+    }
+    pthread_mutex_unlock(&units.mu);
+    const char *suffix[MAX_UNIT_SYMBOLS];
+    void *out[MAX_UNIT_SYMBOLS];
+    int n = unit_symbols(u, suffix, out);
     ok = ok && lookup_all(u->sym, suffix, out, n, err, errlen);
-    if (!ok) { /* whatever got in goes out again */
+    if (!ok && u->rt) { /* whatever got in goes out again */
         pthread_mutex_lock(&units.mu);
         LLVMErrorRef r = LLVMOrcResourceTrackerRemove(u->rt);
         if (r) LLVMConsumeError(r);
@@ -685,7 +785,7 @@ typedef struct {
     HelpersChoice helpers; /* the target's helpers: key, symbol suffix, prebuilt or not */
     Unit *private_helpers; /* with want_ir (under units.mu) */
     bool use_cache, want_ir;
-    int cache_hits, compiled, waited, cache_bad;
+    int cache_hits, compiled, waited, cache_bad, loaded;
     double llvm_cpu_ms, link_ms;
     LlvmTimes llvm;
     /* bench --trace: a span per program kernel, saying how its code came */
@@ -783,9 +883,11 @@ static void finish(Job *j, BuildResult r, const char *err);
 static bool link_timed(Worker *wk, Unit *u, LLVMMemoryBufferRef obj) {
     double t0 = thread_cpu_ms(), w0 = trace_clock_ms();
     bool ok = unit_link(u, obj, wk->err, sizeof wk->err);
-    trace_span(wk->w->kp->trace, "codegen", w0, trace_clock_ms(), "LLVM JIT link %s", u->sym);
+    trace_span(wk->w->kp->trace, "codegen", w0, trace_clock_ms(), "%s %s",
+               u->image ? "loaded by kiln's loader" : "LLVM JIT link", u->sym);
     pthread_mutex_lock(&wk->w->mu);
     wk->w->link_ms += thread_cpu_ms() - t0;
+    if (ok && u->image && !u->helpers) wk->w->loaded++;
     pthread_mutex_unlock(&wk->w->mu);
     return ok;
 }
@@ -969,12 +1071,12 @@ void cpu_code_free(CpuCode *c) {
 
 /* The canonical program and key of kernel i: name "kiln.STEM.KEY" needs the
  * key, which hashes the stem, so the key comes first. */
-static KProgram *kernel_unit_program(Arena *a, const KProgram *kp, int i, const char *target, BufMap *m,
-                                     KCacheKey *key) {
+static KProgram *kernel_unit_program(Arena *a, const KProgram *kp, int i, const KCacheHasher *prefix,
+                                     BufMap *m, KCacheKey *key) {
     const char *stem = name_stem(kp->kernels.data[i].name);
     KProgram *cp = canonical_kernel(a, kp, i, stem, m);
     cp->trace = kp->trace; /* bench --trace: the code generator's spans */
-    *key = kernel_key(cp, target);
+    *key = kernel_key(cp, prefix);
     char hex[33];
     kcache_key_hex(*key, hex);
     cp->kernels.data[0].name = arena_printf(a, "kiln.%s.%s", stem, hex);
@@ -990,9 +1092,10 @@ KCacheKey cpu_code_key(const KProgram *kp, int kernel, const char *cpu, char *er
     HelpersChoice hc;
     helpers_choose(target, &hc);
     char *keyed = keyed_target(target, &hc);
+    KCacheHasher prefix = key_prefix(keyed);
     Arena *a = arena_new();
     BufMap m;
-    KProgram *cp = kernel_unit_program(a, kp, kernel, keyed, &m, &key);
+    KProgram *cp = kernel_unit_program(a, kp, kernel, &prefix, &m, &key);
     kprog_destroy(cp);
     arena_free(a);
     free(keyed);
@@ -1024,9 +1127,10 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
     Arena *work_arena = arena_new();
     KProgram **cps = xcalloc((size_t)nk + 1, sizeof(KProgram *));
     KCacheKey *keys = xcalloc((size_t)nk + 1, sizeof(KCacheKey));
+    KCacheHasher prefix = key_prefix(keyed);
     for (int i = 0; i < nk; i++) {
         BufMap m;
-        cps[i] = kernel_unit_program(work_arena, kp, i, keyed, &m, &keys[i]);
+        cps[i] = kernel_unit_program(work_arena, kp, i, &prefix, &m, &keys[i]);
         CpuKernelCode *kc = &c->kernels[i];
         kc->nbufs = m.n;
         int *list = ARENA_ARRAY(c->arena, int, m.n + 1);
@@ -1095,21 +1199,17 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
         c->unit[i] = u;
         w.jobs[w.njobs++] = (Job){u, cps[i], kernel_cost(&kp->kernels.data[i]), NULL, false};
     }
-    bool jit_ok = w.njobs == 0 || jit_get(err, errlen);
     pthread_mutex_unlock(&units.mu);
 
-    if (jit_ok) {
-        for (int a = 1; a < w.njobs; a++) /* costliest first (insertion sort) */
-            for (int b = a; b > 0 && w.jobs[b].cost > w.jobs[b - 1].cost; b--) {
-                Job t = w.jobs[b];
-                w.jobs[b] = w.jobs[b - 1], w.jobs[b - 1] = t;
-            }
-        st.jobs = opt && opt->jobs > 1 ? opt->jobs : 1;
-        if (st.jobs > w.njobs) st.jobs = w.njobs > 0 ? w.njobs : 1;
-        run_jobs(&w, st.jobs);
-    } else {
-        for (int q = 0; q < w.njobs; q++) finish(&w.jobs[q], BUILD_FAILED, err);
-    }
+    /* (the JIT, when a unit needs one, is made by unit_link) */
+    for (int a = 1; a < w.njobs; a++) /* costliest first (insertion sort) */
+        for (int b = a; b > 0 && w.jobs[b].cost > w.jobs[b - 1].cost; b--) {
+            Job t = w.jobs[b];
+            w.jobs[b] = w.jobs[b - 1], w.jobs[b - 1] = t;
+        }
+    st.jobs = opt && opt->jobs > 1 ? opt->jobs : 1;
+    if (st.jobs > w.njobs) st.jobs = w.njobs > 0 ? w.njobs : 1;
+    run_jobs(&w, st.jobs);
 
     /* wait for units other threads are building, then collect */
     bool ok = true;
@@ -1143,7 +1243,7 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
         *opt->ir_text = sb.data ? sb.data : xstrdup("");
     }
     st.cache_hits = w.cache_hits, st.compiled = w.compiled, st.waited = w.waited, st.cache_bad = w.cache_bad;
-    st.llvm_cpu_ms = w.llvm_cpu_ms, st.llvm = w.llvm, st.link_cpu_ms = w.link_ms;
+    st.llvm_cpu_ms = w.llvm_cpu_ms, st.llvm = w.llvm, st.link_cpu_ms = w.link_ms, st.loaded = w.loaded;
     for (int q = 0; q < w.njobs; q++) free(w.jobs[q].ir);
     free(w.jobs);
     VEC_FREE(w.deferred);

@@ -64,7 +64,8 @@ typedef struct {
     double wall_ms;      /* the whole cpu_code_compile */
     double llvm_cpu_ms;  /* CPU time in LLVM (IR, optimisation, code generation), all threads */
     LlvmTimes llvm;      /* the same by phase */
-    double link_cpu_ms;  /* CPU time linking the objects into the JIT and looking up their symbols */
+    double link_cpu_ms;  /* CPU time loading or linking the objects and finding their functions */
+    int loaded;          /* units built here whose object kiln's loader loaded (the rest: ORC) */
     char cache_dir[200]; /* "" when the cache is off */
     char cache_off[160]; /* why, when off */
 } CpuCodeStats;

@@ -16,14 +16,26 @@
  *   - four threads compiling the program at once (each its own graph) build
  *     every unit once between them: the others wait for it and share it;
  *   - the shared helpers prebuilt at build time and those compiled here
- *     give the same bits.
+ *     give the same bits;
+ *   - the host's target identity made without a target machine is the
+ *     target machine's (llvm_host_identity);
+ *   - kiln's object loader (runtime/objload.h) loads every unit, and ORC
+ *     (KILN_OBJLOAD=0) links them alike; each finds the helpers the other
+ *     holds (a second program compiled beside the first with the other
+ *     linker); the loader refuses a relocation kind it does not know, and
+ *     every truncation and every flipped byte of an object is refused or
+ *     loaded, never a crash.
  * Two processes sharing one cold cache are tested in tests/cli/cache.sh.
  * Last line: "test_cpu_code: N passed, N failed". */
 #include "app/app.h"
 #include "runtime/cpu_code.h"
 #include "runtime/exec.h"
+#include "runtime/objload.h"
 
 #include <dirent.h>
+#if defined(__x86_64__) && defined(__ELF__)
+#include <elf.h>
+#endif
 #include <pthread.h>
 #include <fcntl.h>
 #include <math.h>
@@ -42,6 +54,12 @@ static const char source[] =
     "    return softmax(h3 @ wh, axis=-1)\n"
     "}\n";
 
+/* Another program whose product calls the same shared helpers. */
+static const char other_source[] =
+    "graph other(x: f32[16, 48], w: f32[48, 40], b: f32[40]) -> f32[16, 40] {\n"
+    "    return relu(x @ w + b)\n"
+    "}\n";
+
 /* The program, bound (random inputs, seed 7) and optimised, and the
  * reference result. */
 typedef struct {
@@ -51,14 +69,14 @@ typedef struct {
     KilnTensor want;
 } Case;
 
-static bool case_open(Case *t) {
+static bool case_open_text(Case *t, const char *text) {
     char err[1024] = "";
     memset(t, 0, sizeof *t);
     CompileOptions opt = {.opt_level = 2, .precision = PREC_F32};
     BindRequest req = {NULL, 0, NULL, 0, 7, false, NULL, false, false, false};
-    bool ok = compilation_open_text(&t->c, COMPILATION_TEXT_NAME, source, sizeof source - 1, err,
-                                    sizeof err) == KILN_OK &&
-              driver_bind(&t->c, 0, &req, &opt, &t->g, &t->inputs, err, sizeof err) == KILN_OK;
+    bool ok =
+        compilation_open_text(&t->c, COMPILATION_TEXT_NAME, text, strlen(text), err, sizeof err) == KILN_OK &&
+        driver_bind(&t->c, 0, &req, &opt, &t->g, &t->inputs, err, sizeof err) == KILN_OK;
     CHECK(ok, "binding the program: %s", err);
     const Backend *ref = NULL;
     Executable *x = ok && backend_open("ref", &ref, err, sizeof err) == KILN_OK
@@ -69,6 +87,8 @@ static bool case_open(Case *t) {
     exec_destroy(x);
     return ok;
 }
+
+static bool case_open(Case *t) { return case_open_text(t, source); }
 
 static void case_close(Case *t) {
     for (int i = 0; t->inputs && i < t->g->params.len; i++) kiln_tensor_free(&t->inputs[i]);
@@ -266,6 +286,115 @@ static void test_threads(void) {
     for (int i = 0; i < T; i++) case_close(&cases[i]);
 }
 
+/* Compiles case t with kiln's loader on or off (KILN_OBJLOAD=0), runs it
+ * against the reference and checks which linker took its units. */
+static Executable *compile_linked(Case *t, bool loader, const char *what) {
+    if (loader)
+        unsetenv("KILN_OBJLOAD");
+    else
+        setenv("KILN_OBJLOAD", "0", 1);
+    CompileStats st;
+    Executable *x = compile(t, &st, what);
+    check_run(t, x, what);
+    int want = loader && obj_loader_available() ? st.distinct : 0;
+    CHECK(st.loaded == want, "%s: %d of %d units by kiln's loader, want %d", what, st.loaded, st.distinct,
+          want);
+    unsetenv("KILN_OBJLOAD");
+    return x;
+}
+
+/* The two linkers side by side in one process: units of a second program
+ * linked by one while the helpers they call are held by the other. */
+static void test_linkers(Case *t) {
+    Case o;
+    if (!case_open_text(&o, other_source)) return;
+    Executable *a = compile_linked(t, false, "all through ORC");
+    Executable *b = compile_linked(&o, true, "loaded, the helpers in ORC");
+    exec_destroy(b);
+    exec_destroy(a);
+    a = compile_linked(t, true, "all loaded");
+    b = compile_linked(&o, false, "through ORC, the helpers loaded");
+    exec_destroy(b);
+    exec_destroy(a);
+    case_close(&o);
+}
+
+/* kiln's loader on an object of the code generator (the shared helpers,
+ * compiled here): loaded, its symbols found; an unknown relocation kind
+ * refused, naming it; every truncation and every flipped byte refused or
+ * loaded (never run), never a crash (ASan checks the reads). */
+static void test_objload(void) {
+    if (!obj_loader_available()) {
+        CHECK(obj_load("\177ELF", 4, NULL, NULL, (char[64]){0}, 64) == NULL, "a stub loader took an object");
+        return;
+    }
+    char err[512] = "";
+    LLVMTargetMachineRef tm = llvm_target_machine(NULL, true, err, sizeof err);
+    LLVMContextRef ctx = llvm_context_new();
+    char *made = tm ? llvm_target_identity(tm) : NULL, *host = llvm_host_identity();
+    CHECK(made && strcmp(made, host) == 0, "the host's identity '%s' is not its target machine's '%s'", host,
+          made ? made : err);
+    free(made);
+    free(host);
+    LlvmTimes lt = {0, 0, 0};
+    LLVMMemoryBufferRef obj =
+        tm ? llvm_compile_helpers(ctx, tm, ".objload", &lt, NULL, err, sizeof err) : NULL;
+    CHECK(obj != NULL, "compiling the helpers: %s", err);
+    if (!obj) return;
+    const unsigned char *data = (const unsigned char *)LLVMGetBufferStart(obj);
+    size_t len = LLVMGetBufferSize(obj);
+    ObjImage *im = obj_load(data, len, NULL, NULL, err, sizeof err);
+    CHECK(im && obj_symbol(im, "kiln.mm.ukernel.objload") && obj_symbol(im, "kiln.mm.pack.f32.12.objload") &&
+              !obj_symbol(im, "kiln.mm.ukernel"),
+          "the helpers' object: %s", im ? "symbols not found" : err);
+    obj_free(im);
+
+    unsigned char *copy = xmalloc(len);
+#if defined(__x86_64__) && defined(__ELF__)
+    Elf64_Ehdr eh;
+    memcpy(&eh, data, sizeof eh);
+    bool refused = false;
+    for (int i = 0; i < eh.e_shnum; i++) {
+        Elf64_Shdr sh;
+        memcpy(&sh, data + eh.e_shoff + (size_t)i * sizeof sh, sizeof sh);
+        if (sh.sh_type != SHT_RELA || sh.sh_size == 0) continue;
+        memcpy(copy, data, len);
+        Elf64_Rela rel;
+        memcpy(&rel, copy + sh.sh_offset, sizeof rel);
+        rel.r_info = ELF64_R_INFO(ELF64_R_SYM(rel.r_info), R_X86_64_TPOFF64);
+        memcpy(copy + sh.sh_offset, &rel, sizeof rel);
+        im = obj_load(copy, len, NULL, NULL, err, sizeof err);
+        refused = !im && strstr(err, "relocation kind 18");
+        obj_free(im);
+        break;
+    }
+    CHECK(refused, "a thread-local relocation: %s", err);
+#endif
+    int took = 0, refusals = 0;
+    for (size_t cut = 0; cut < len; cut += 1 + cut / 64) {
+        unsigned char *part = xmalloc(cut + 1); /* a block of its own: ASan sees reads past it */
+        memcpy(part, data, cut);
+        im = obj_load(part, cut, NULL, NULL, err, sizeof err);
+        took += im != NULL, refusals += im == NULL;
+        obj_free(im);
+        free(part);
+    }
+    CHECK(took == 0 && refusals > 0, "truncated objects: %d loaded", took);
+    took = refusals = 0;
+    for (size_t i = 0; i < len; i++) {
+        memcpy(copy, data, len);
+        copy[i] ^= (unsigned char)(0x5a + i);
+        im = obj_load(copy, len, NULL, NULL, err, sizeof err);
+        took += im != NULL, refusals += im == NULL;
+        obj_free(im);
+    }
+    CHECK(took > 0 && refusals > 0, "flipped bytes: %d loaded, %d refused", took, refusals);
+    free(copy);
+    LLVMDisposeMemoryBuffer(obj);
+    LLVMContextDispose(ctx);
+    LLVMDisposeTargetMachine(tm);
+}
+
 int main(void) {
     char dir[] = "/tmp/test_cpu_code.XXXXXX";
     if (!mkdtemp(dir)) {
@@ -352,6 +481,9 @@ int main(void) {
         kp = a ? exec_program(a) : NULL;
     }
     exec_destroy(a);
+
+    test_linkers(&t);
+    test_objload();
 
     each_entry(dir, remove_entry); /* cold again, for the threads */
     test_threads();
