@@ -2470,7 +2470,11 @@ static int64_t row_group(const MmShape *sh, const KGemm *g) {
  * epilogue runs over the block as one flat, vectorised loop (o = plane*P +
  * the element's place in the plane). */
 
-enum { DIRECT_BLOCK = 256, DIRECT_VECS = 8 /* accumulators per chunk of a row */ };
+enum {
+    DIRECT_BLOCK = 256,
+    DIRECT_VECS = 8, /* accumulators per chunk of a row */
+    DIRECT_GROUP = 4 /* vectors in registers at a time, when they are a loop */
+};
 
 /* <W x i1>: lanes [lo, hi). */
 static LLVMValueRef const_lanes(Cg *cg, int64_t lo, int64_t hi, int W) {
@@ -2529,12 +2533,32 @@ static void emit_block_epilogue(Kc *kc, LLVMValueRef acc, LLVMValueRef lo, LLVMV
     loop_metadata(cg, tloop_end(kc, &l), heavy ? cg->vec_floats : 0, 1);
 }
 
+/* The direct form's geometry as i64 values: the loop over a plane's
+ * vectors (flat_plane) reads every size, stride and offset through these;
+ * what its structure needs is constant: the window (kh x kw), the dtypes
+ * and the form.  Constants of KConv today: a unit's geometry; a size-generic
+ * unit would load them from an argument block instead. */
+typedef struct {
+    LLVMValueRef cpg, oc, ocpg, h, w, oh, ow, ph, pw, sh, sw, dh, dw, xs[4], ws[4], x_off, w_off;
+} DirectGeo;
+
+static DirectGeo direct_geo(Cg *cg, const KConv *cv) {
+    DirectGeo g;
+    g.cpg = ci64(cg, cv->c / cv->groups), g.oc = ci64(cg, cv->oc), g.ocpg = ci64(cg, cv->oc / cv->groups);
+    g.h = ci64(cg, cv->h), g.w = ci64(cg, cv->w), g.oh = ci64(cg, cv->oh), g.ow = ci64(cg, cv->ow);
+    g.ph = ci64(cg, cv->ph), g.pw = ci64(cg, cv->pw), g.sh = ci64(cg, cv->sh), g.sw = ci64(cg, cv->sw);
+    g.dh = ci64(cg, cv->dh), g.dw = ci64(cg, cv->dw), g.x_off = ci64(cg, cv->x_off),
+    g.w_off = ci64(cg, cv->w_off);
+    for (int i = 0; i < 4; i++) g.xs[i] = ci64(cg, cv->xs[i]), g.ws[i] = ci64(cg, cv->ws[i]);
+    return g;
+}
+
 /* W(oc, c, kh, kw) as <VL x float>. */
-static LLVMValueRef direct_weight(Cg *cg, const KConv *cv, LLVMValueRef Wt, KilnDType wdt, LLVMValueRef oc,
+static LLVMValueRef direct_weight(Cg *cg, const DirectGeo *g, LLVMValueRef Wt, KilnDType wdt, LLVMValueRef oc,
                                   LLVMValueRef c, LLVMValueRef kh, int64_t kw) {
-    LLVMValueRef wi = iadd(cg, iadd(cg, ci64(cg, cv->w_off), imul(cg, oc, ci64(cg, cv->ws[0]))),
-                           iadd(cg, imul(cg, c, ci64(cg, cv->ws[1])),
-                                iadd(cg, imul(cg, kh, ci64(cg, cv->ws[2])), ci64(cg, kw * cv->ws[3]))));
+    LLVMValueRef wi = iadd(
+        cg, iadd(cg, g->w_off, imul(cg, oc, g->ws[0])),
+        iadd(cg, imul(cg, c, g->ws[1]), iadd(cg, imul(cg, kh, g->ws[2]), imul(cg, ci64(cg, kw), g->ws[3]))));
     return splat(cg, conv(cg, load_elem(cg, wdt, Wt, wi), wdt, KILN_F32), cg->vec_floats);
 }
 
@@ -2560,6 +2584,7 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
     Kc kc;
     kc_init(&kc, cg, k);
     LLVMValueRef fn = begin_inner_fn(&kc, ".direct", list, nb);
+    DirectGeo g = direct_geo(cg, cv);
     LLVMValueRef X = kc.bufptr[cv->x_buf], Wt = is_conv ? kc.bufptr[cv->w_buf] : NULL;
     LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1), cP = ci64(cg, P), cOW = ci64(cg, OW);
     LLVMValueRef acc = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, RB * OW + VL), "acc");
@@ -2625,7 +2650,7 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
                 if (lhi > VL) lhi = VL;
                 if (lhi > OW - base) lhi = OW - base;
                 if (llo >= lhi) continue;
-                if (is_conv && !wv) wv = direct_weight(cg, cv, Wt, wdt, oc, c, kh, kw);
+                if (is_conv && !wv) wv = direct_weight(cg, &g, Wt, wdt, oc, c, kh, kw);
                 LLVMValueRef xi = iadd(cg, xrow, ci64(cg, (base * cv->sw + iw0) * cv->xs[3]));
                 LLVMValueRef xv = lanes_load(cg, xdt, X, xi, cv->sw * cv->xs[3], llo, lhi);
                 LLVMValueRef m = llo == 0 && lhi == VL ? NULL : const_lanes(cg, llo, lhi, VL);
@@ -2753,6 +2778,136 @@ static void fill_phase_planes(Kc *kc, const KConv *cv, KilnDType xdt, LLVMValueR
     tloop_end(kc, &lf);
 }
 
+/* Larger planes at stride 1 (more than PLANE_UNROLL_VECS vectors:
+ * MobileNetV2's 192 x 28x28, 49 vectors) loop over the plane's vectors,
+ * DIRECT_GROUP at a time and then one at a time, instead of unrolling all
+ * of them: which lanes of vector v read tap t inside the image is then a
+ * mask from a table made once per call (plane_masks), a load where the
+ * unrolled form had a constant.  28x28: the same speed, a third of the
+ * machine code (llc: 61 -> 14 ms for the function); at 7x7 and 14x14 (4 and 13
+ * vectors) the loads of the masks cost 1.4x and 1.07x: those stay
+ * unrolled. */
+enum { PLANE_UNROLL_VECS = 16 };
+
+/* <n x i1> masks kept on the stack as n-bit integers. */
+static LLVMValueRef mask_table(Cg *cg, LLVMValueRef count, int n) {
+    LLVMValueRef t = LLVMBuildArrayAlloca(cg->b, LLVMIntTypeInContext(cg->ctx, (unsigned)n), count, "masks");
+    LLVMSetAlignment(t, 64);
+    return t;
+}
+static void mask_put(Cg *cg, LLVMValueRef tab, LLVMValueRef i, LLVMValueRef m, int n) {
+    LLVMTypeRef it = LLVMIntTypeInContext(cg->ctx, (unsigned)n);
+    LLVMBuildStore(cg->b, LLVMBuildBitCast(cg->b, m, it, ""), elem_ptr(cg, it, tab, i));
+}
+static LLVMValueRef mask_get(Cg *cg, LLVMValueRef tab, LLVMValueRef i, int n) {
+    LLVMTypeRef it = LLVMIntTypeInContext(cg->ctx, (unsigned)n);
+    LLVMValueRef bits = LLVMBuildLoad2(cg->b, it, elem_ptr(cg, it, tab, i), "");
+    return LLVMBuildBitCast(cg->b, bits, LLVMVectorType(cg->t_i1, (unsigned)n), "");
+}
+
+/* <n x i32>: the i64 value x in every lane. */
+static LLVMValueRef lanes_i32(Cg *cg, int n, LLVMValueRef x) {
+    return splat_int(cg, LLVMBuildTrunc(cg->b, x, cg->t_i32, ""), n);
+}
+
+/* The masks of a flattened plane's vectors [0, nvec) and taps t = kh*KW +
+ * kw into tab[v*KT + t]: the lanes p = v*VL + l < P whose (oh, ow) = (p /
+ * OW, p % OW) read (oh*sh + kh*dh - ph, ow*sw + kw*dw - pw) inside the
+ * image; p / OW as (p + 0.5) / OW in f32, exact for p < 2^22. */
+static void plane_masks(Kc *kc, const KConv *cv, const DirectGeo *g, LLVMValueRef tab, LLVMValueRef nvec) {
+    Cg *cg = kc->cg;
+    const int VL = cg->vec_floats;
+    LLVMTypeRef vi = LLVMVectorType(cg->t_i32, (unsigned)VL), vf = LLVMVectorType(cg->t_f32, (unsigned)VL);
+    LLVMValueRef P = imul(cg, g->oh, g->ow);
+    TLoop lv;
+    LLVMValueRef v = tloop_begin(kc, &lv, ci64(cg, 0), nvec, 1, "masks");
+    LLVMValueRef p = LLVMBuildAdd(cg->b, lanes_i32(cg, VL, imul(cg, v, ci64(cg, VL))), iota_vec(cg, VL), "");
+    LLVMValueRef q = LLVMBuildFDiv(
+        cg->b, LLVMBuildFAdd(cg->b, LLVMBuildUIToFP(cg->b, p, vf, ""), splat(cg, cf(cg, 0.5), VL), ""),
+        LLVMBuildUIToFP(cg->b, lanes_i32(cg, VL, g->ow), vf, ""), "");
+    LLVMValueRef oh = LLVMBuildFPToUI(cg->b, q, vi, "");
+    LLVMValueRef ow = LLVMBuildSub(cg->b, p, LLVMBuildMul(cg->b, oh, lanes_i32(cg, VL, g->ow), ""), "");
+    LLVMValueRef inside = LLVMBuildICmp(cg->b, LLVMIntULT, p, lanes_i32(cg, VL, P), "");
+    LLVMValueRef ihb = LLVMBuildSub(cg->b, LLVMBuildMul(cg->b, oh, lanes_i32(cg, VL, g->sh), ""),
+                                    lanes_i32(cg, VL, g->ph), "");
+    LLVMValueRef iwb = LLVMBuildSub(cg->b, LLVMBuildMul(cg->b, ow, lanes_i32(cg, VL, g->sw), ""),
+                                    lanes_i32(cg, VL, g->pw), "");
+    for (int64_t kh = 0; kh < cv->kh; kh++) {
+        LLVMValueRef ih = LLVMBuildAdd(cg->b, ihb, lanes_i32(cg, VL, imul(cg, ci64(cg, kh), g->dh)), "");
+        LLVMValueRef row_in = LLVMBuildAnd(
+            cg->b, inside, LLVMBuildICmp(cg->b, LLVMIntULT, ih, lanes_i32(cg, VL, g->h), ""), "");
+        for (int64_t kw = 0; kw < cv->kw; kw++) {
+            LLVMValueRef iw = LLVMBuildAdd(cg->b, iwb, lanes_i32(cg, VL, imul(cg, ci64(cg, kw), g->dw)), "");
+            LLVMValueRef m = LLVMBuildAnd(
+                cg->b, row_in, LLVMBuildICmp(cg->b, LLVMIntULT, iw, lanes_i32(cg, VL, g->w), ""), "");
+            mask_put(cg, tab, iadd(cg, imul(cg, v, ci64(cg, cv->kh * cv->kw)), ci64(cg, kh * cv->kw + kw)), m,
+                     VL);
+        }
+    }
+    tloop_end(kc, &lv);
+}
+
+/* What the loop over a flattened plane's vectors reads. */
+typedef struct {
+    const KConv *cv;
+    const DirectGeo *g;
+    KilnDType xdt, wdt;
+    LLVMValueRef X, Wt, vinit;
+    LLVMValueRef n, oc, cin0; /* the plane's image, output channel, first input channel */
+    LLVMValueRef acc;         /* vector v goes to acc[v*VL] */
+    LLVMValueRef masks;       /* tab[v*KT + t] (plane_masks) */
+    LLVMValueRef *shift;      /* tap t reads X at the input plane + v*VL + shift[t] */
+} FlatPlane;
+
+/* Vectors [v0, v0 + nv) of the plane over the input channels of its group:
+ * every tap added in, then stored to acc. */
+static void flat_vectors(Kc *kc, const FlatPlane *d, LLVMValueRef v0, int nv) {
+    Cg *cg = kc->cg;
+    const KConv *cv = d->cv;
+    const DirectGeo *g = d->g;
+    const int VL = cg->vec_floats;
+    const int64_t KW = cv->kw, KT = cv->kh * cv->kw;
+    LLVMValueRef phis[DIRECT_GROUP], vacc[DIRECT_GROUP];
+    Loop lc;
+    LLVMValueRef c = loop_begin(kc, &lc, ci64(cg, 0), g->cpg, "c");
+    for (int j = 0; j < nv; j++) {
+        vacc[j] = phis[j] = LLVMBuildPhi(cg->b, LLVMTypeOf(d->vinit), "acc_c");
+        LLVMAddIncoming(phis[j], (LLVMValueRef *)&d->vinit, &lc.pre, 1);
+    }
+    LLVMValueRef xplane =
+        iadd(cg, iadd(cg, g->x_off, imul(cg, d->n, g->xs[0])), imul(cg, iadd(cg, d->cin0, c), g->xs[1]));
+    for (int64_t t = 0; t < KT; t++) {
+        LLVMValueRef wv = cv->op == OP_CONV2D
+                              ? direct_weight(cg, g, d->Wt, d->wdt, d->oc, c, ci64(cg, t / KW), t % KW)
+                              : NULL;
+        for (int j = 0; j < nv; j++) {
+            LLVMValueRef v = iadd(cg, v0, ci64(cg, j));
+            LLVMValueRef m = mask_get(cg, d->masks, iadd(cg, imul(cg, v, ci64(cg, KT)), ci64(cg, t)), VL);
+            LLVMValueRef i = iadd(cg, iadd(cg, xplane, imul(cg, v, ci64(cg, VL))), d->shift[t]);
+            LLVMValueRef at = LLVMBuildGEP2(cg->b, mem_type(cg, d->xdt), d->X, &i, 1, "");
+            LLVMValueRef xv = widen_vec(cg, d->xdt, load_every_sth(cg, d->xdt, at, 1, m), VL);
+            vacc[j] = direct_tap(cg, cv->op, xv, wv, vacc[j], m);
+        }
+    }
+    loop_end(kc, &lc, phis, vacc, nv, 0);
+    for (int j = 0; j < nv; j++)
+        vec_store(cg, vacc[j], d->acc, imul(cg, iadd(cg, v0, ci64(cg, j)), ci64(cg, VL)), 4);
+}
+
+/* Every vector of [0, nvec): DIRECT_GROUP at a time, then one at a time. */
+static void flat_plane(Kc *kc, const FlatPlane *d, LLVMValueRef nvec) {
+    Cg *cg = kc->cg;
+    TLoop lg, l1;
+    LLVMValueRef whole =
+        LLVMBuildSub(cg->b, nvec, LLVMBuildURem(cg->b, nvec, ci64(cg, DIRECT_GROUP), ""), "");
+    LLVMValueRef v0 = tloop_begin(kc, &lg, ci64(cg, 0), whole, DIRECT_GROUP, "vgroup");
+    flat_vectors(kc, d, v0, DIRECT_GROUP);
+    tloop_end(kc, &lg);
+    v0 = tloop_begin(kc, &l1, whole, nvec, 1, "vrest");
+    flat_vectors(kc, d, v0, 1);
+    tloop_end(kc, &l1);
+}
+
 static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *list, int nb) {
     const KConv *cv = &k->conv;
     const bool is_conv = cv->op == OP_CONV2D;
@@ -2765,6 +2920,7 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
     Kc kc;
     kc_init(&kc, cg, k);
     LLVMValueRef fn = begin_inner_fn(&kc, ".direct", list, nb);
+    DirectGeo g = direct_geo(cg, cv);
     LLVMValueRef X = kc.bufptr[cv->x_buf], Wt = is_conv ? kc.bufptr[cv->w_buf] : NULL;
     LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1), cP = ci64(cg, P);
     LLVMValueRef acc = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, nvec * VL), "acc");
@@ -2786,6 +2942,18 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
         fill_phase_planes(&kc, cv, xdt, X, p0, D, ci64(cg, 0), PR);
         if_end(&kc, &ib);
     }
+    /* more than PLANE_UNROLL_VECS at stride 1: a loop over the vectors */
+    const bool looped = !phased && nvec > PLANE_UNROLL_VECS;
+    const int64_t KT = cv->kh * cv->kw;
+    LLVMValueRef masks = NULL, *shift = xcalloc((size_t)KT, sizeof(LLVMValueRef));
+    if (looped) {
+        masks = mask_table(cg, ci64(cg, nvec * KT), VL);
+        plane_masks(&kc, cv, &g, masks, ci64(cg, nvec));
+        for (int64_t t = 0; t < KT; t++)
+            shift[t] =
+                iadd(cg, imul(cg, LLVMBuildSub(cg->b, imul(cg, ci64(cg, t / cv->kw), g.dh), g.ph, ""), g.w),
+                     LLVMBuildSub(cg->b, imul(cg, ci64(cg, t % cv->kw), g.dw), g.pw, ""));
+    }
     TLoop lp;
     LLVMValueRef plane = tloop_begin(&kc, &lp, p0, p1, 1, "plane");
     LLVMValueRef oc = LLVMBuildURem(cg->b, plane, ci64(cg, cv->oc), ""),
@@ -2801,7 +2969,12 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
     }
     LLVMValueRef cin0 = imul(cg, LLVMBuildUDiv(cg->b, oc, ci64(cg, ocg), ""), ci64(cg, cg_n));
     LLVMValueRef pbase = imul(cg, plane, cP);
-    for (int64_t v0 = 0; v0 < nvec; v0 += DIRECT_VECS) {
+    if (looped) {
+        FlatPlane d = {cv, &g, xdt, wdt, X, Wt, vinit, n, oc, cin0, acc, masks, shift};
+        flat_plane(&kc, &d, ci64(cg, nvec));
+    }
+    /* else every vector and tap unrolled, the masks constants */
+    for (int64_t v0 = 0; !looped && v0 < nvec; v0 += DIRECT_VECS) {
         int nv = (int)(nvec - v0 < DIRECT_VECS ? nvec - v0 : DIRECT_VECS);
         LLVMValueRef phis[DIRECT_VECS], vacc[DIRECT_VECS];
         Loop lc;
@@ -2826,7 +2999,7 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
                     int in;
                     LLVMValueRef m = plane_tap_lanes(cg, cv, base, kh, kw, &in);
                     if (in == 0) continue;
-                    if (is_conv && !wv) wv = direct_weight(cg, cv, Wt, wdt, oc, c, ci64(cg, kh), kw);
+                    if (is_conv && !wv) wv = direct_weight(cg, &g, Wt, wdt, oc, c, ci64(cg, kh), kw);
                     KilnDType ldt = phased ? KILN_F32 : xdt;
                     LLVMValueRef at =
                         phased
@@ -2849,6 +3022,7 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
     emit_block_epilogue(&kc, acc, lo, hi, ci64(cg, 0), pbase, P, plane, "e");
     tloop_end(&kc, &lp);
     LLVMBuildRetVoid(cg->b);
+    free(shift);
     kc_free(&kc);
     return fn;
 }
