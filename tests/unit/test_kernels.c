@@ -343,6 +343,8 @@ static void test_convolutions(void) {
          * over two K blocks (3x3 x 40 = 360) and over one (1x1 stride 2) */
         {2, 40, 6, 6, 500, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
         {2, 64, 9, 9, 520, 1, 1, 2, 2, 0, 0, 1, 1, 1, true, "relu", 0, 0},
+        /* an output of 2.4 MB: its tiles prefetch their lines for writing */
+        {2, 16, 96, 96, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
     };
     char *text = conv_program(gemm, (int)(sizeof gemm / sizeof gemm[0]));
     run_suite("convs.kiln", text, 0);
