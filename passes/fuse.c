@@ -13,7 +13,9 @@
  *     and a chain of single-use elementwise consumers of the same shape
  *     becomes the epilogue (bias, activation, residual).
  *   - Temporaries share one arena; offsets come from a liveness-based
- *     greedy placement (largest first, lowest free offset).
+ *     greedy placement (largest first, lowest free offset); an output
+ *     stored only at o in place of a same-sized temporary read for the
+ *     last time only at o (a residual) shares its bytes.
  * With opt->fuse false every node is its own kernel (-O0). */
 #include "passes/fuse.h"
 
@@ -1482,6 +1484,64 @@ static int cmp_buf_size(const void *a, const void *b, void *prog) {
     return (x > y) - (x < y);
 }
 
+/* The temporary kernel k stores into, when it stores one value, only at its
+ * own element o, into a temporary it is the first to touch; else -1. */
+static int stored_in_place(const KProgram *p, const Kernel *k, int ki, const int *first) {
+    const KStage *m = &k->stages.data[k->stages.len - 1];
+    if (m->stores.len != 1) return -1;
+    const KStore *st = &m->stores.data[0];
+    if (p->bufs.data[st->buf].kind != KB_TEMP || first[st->buf] != ki ||
+        k->insts.data[st->index].kind != KI_OUTER)
+        return -1;
+    return st->buf;
+}
+
+/* Temporaries written in place (root[b] != b: b takes root[b]'s bytes).  A
+ * kernel that stores one temporary b only at its own element o, and reads
+ * a temporary c of the same dtype and size for the last time, only at o
+ * (a residual add's input), reads each element of c before it writes that
+ * element of b and no other: b can take c's place.  Then the output's
+ * lines are in the cache already (read for the add) instead of being read
+ * for ownership, and the arena is smaller.  ResNet's blocks chain: every
+ * block's output is the next one's residual.  first/last: each buffer's
+ * first and last kernel (a root's last grows to its members'). */
+static int *in_place_roots(const KProgram *p, const int *first, int *last) {
+    int nb = p->bufs.len;
+    int *root = xmalloc(sizeof(int) * (size_t)(nb + 1));
+    /* per buffer, marks for the kernel being looked at (cleared after it) */
+    bool *at_o = xcalloc((size_t)nb + 1, sizeof(bool)), *elsewhere = xcalloc((size_t)nb + 1, sizeof(bool));
+    for (int b = 0; b < nb; b++) root[b] = b;
+    for (int ki = 0; ki < p->kernels.len; ki++) {
+        const Kernel *k = &p->kernels.data[ki];
+        int b = stored_in_place(p, k, ki, first), c = -1;
+        if (b < 0) continue;
+        for (int i = 0; i < k->insts.len; i++) {
+            const KInst *in = &k->insts.data[i];
+            if (in->kind != KI_LOAD) continue;
+            if (in->a >= 0 && in->b < 0 && k->insts.data[in->a].kind == KI_OUTER)
+                at_o[in->buf] = true;
+            else
+                elsewhere[in->buf] = true;
+        }
+        const KBuf *bb = &p->bufs.data[b];
+        for (int i = 0; i < k->insts.len && c < 0 && !at_o[b] && !elsewhere[b]; i++) {
+            int x = k->insts.data[i].kind == KI_LOAD ? k->insts.data[i].buf : b;
+            const KBuf *xb = &p->bufs.data[x];
+            if (x != b && at_o[x] && !elsewhere[x] && xb->kind == KB_TEMP && last[x] == ki &&
+                xb->dtype == bb->dtype && xb->numel == bb->numel)
+                c = x;
+        }
+        for (int i = 0; i < k->insts.len; i++)
+            if (k->insts.data[i].kind == KI_LOAD)
+                at_o[k->insts.data[i].buf] = elsewhere[k->insts.data[i].buf] = false;
+        if (c < 0) continue;
+        root[b] = root[c];
+        if (last[b] > last[root[c]]) last[root[c]] = last[b];
+    }
+    free(at_o), free(elsewhere);
+    return root;
+}
+
 static void plan_memory(Sched *s) {
     KProgram *p = s->p;
     int nb = p->bufs.len;
@@ -1502,10 +1562,11 @@ static void plan_memory(Sched *s) {
             if (ki > last[b]) last[b] = ki;
         }
     }
+    int *root = in_place_roots(p, first, last);
     int *order = xmalloc(sizeof(int) * (size_t)(nb + 1));
     int nt = 0;
     for (int b = 0; b < nb; b++)
-        if (p->bufs.data[b].kind == KB_TEMP) order[nt++] = b;
+        if (p->bufs.data[b].kind == KB_TEMP && root[b] == b) order[nt++] = b;
     if (nt > 1) qsort_r(order, (size_t)nt, sizeof(int), cmp_buf_size, p);
     /* First fit among the placed buffers alive at the same time: each kernel
      * lists the placed buffers it touches, so finding them costs the
@@ -1536,10 +1597,12 @@ static void plan_memory(Sched *s) {
         if (off + size > p->arena_bytes) p->arena_bytes = off + size;
         for (int t = first[b]; t <= last[b] && t < nk; t++) VEC_PUSH(live_at[t], b);
     }
+    for (int b = 0; b < nb; b++)
+        if (root[b] != b) p->bufs.data[b].offset = p->bufs.data[root[b]].offset;
     for (int t = 0; t < nk; t++) VEC_FREE(live_at[t]);
     free(live_at), free(stamp);
     VEC_FREE(spans);
-    free(first), free(last), free(order);
+    free(first), free(last), free(order), free(root);
 }
 
 static void remark(Sched *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -19,6 +19,7 @@
  * Last line: "test_kernels: N passed, N failed". */
 #include "app/app.h"
 #include "codegen/cuda.h"
+#include "passes/fuse.h"
 #include "runtime/exec.h"
 
 #include <math.h>
@@ -157,6 +158,24 @@ static int check_cuda_direct(const char *name, const IRGraph *o) {
     return n;
 }
 
+/* Graph 0 of program `text` (its source named `name`), or NULL after a
+ * failed check that prints why. */
+static IRGraph *build_graph(Arena *arena, const char *name, const char *text) {
+    Source *src = ARENA_NEW(arena, Source);
+    src->path = name;
+    src->text = arena_strdup(arena, text);
+    src->len = strlen(text);
+    DiagList diags = {0};
+    Program prog;
+    IRGraph *g = NULL;
+    if (parse_program(arena, src, &diags, &prog) && ir_check_program(&prog, &diags))
+        g = ir_build(arena, &prog, 0, NULL, 0, &diags);
+    CHECK(g != NULL, "%s does not build", name);
+    if (!g) diag_print(&diags, stdout);
+    diag_clear(&diags);
+    return g;
+}
+
 /* Builds graph 0 of `text`, runs it on the reference and on each backend,
  * compares every result; `direct`: at least that many kernels run the
  * direct convolution mapping on CUDA. */
@@ -169,23 +188,11 @@ static void run_suite(const char *name, const char *text, int direct) {
         if (f) fputs(text, f), fclose(f);
     }
     Arena *arena = arena_new();
-    Source *src = ARENA_NEW(arena, Source);
-    src->path = name;
-    src->text = arena_strdup(arena, text);
-    src->len = strlen(text);
-    DiagList diags = {0};
-    Program prog;
-    IRGraph *g = NULL;
-    if (parse_program(arena, src, &diags, &prog) && ir_check_program(&prog, &diags))
-        g = ir_build(arena, &prog, 0, NULL, 0, &diags);
-    CHECK(g != NULL, "%s does not build", name);
+    IRGraph *g = build_graph(arena, name, text);
     if (!g) {
-        diag_print(&diags, stdout);
-        diag_clear(&diags);
         arena_free(arena);
         return;
     }
-    diag_clear(&diags);
     int np = g->params.len, nr = g->results.len;
     KilnTensor *in = random_inputs(g, 1234);
     KilnTensor *want = xcalloc((size_t)nr + 1, sizeof(KilnTensor));
@@ -376,6 +383,70 @@ static void test_convolutions(void) {
     free(text);
 }
 
+/* ---------------------------------------------------- outputs in place */
+
+/* How many kernels of text's graph (after the passes) store a temporary in
+ * the arena bytes of a temporary they read: outputs written in place of
+ * their residual (passes/fuse.c, in_place_roots). */
+static int count_in_place(const char *name, const char *text) {
+    Arena *arena = arena_new();
+    IRGraph *g = build_graph(arena, name, text), *o = NULL;
+    char err[2048] = "";
+    PassOptions po = {.opt_level = 2};
+    if (g) passes_run(arena, g, &po, &o, err, sizeof err);
+    FuseOptions fo = {.fuse = true};
+    KProgram *p = o ? fuse_graph(arena, o, &fo, err, sizeof err) : NULL;
+    CHECK(p != NULL, "%s: fuse: %s", name, err);
+    int n = 0;
+    for (int ki = 0; p && ki < p->kernels.len; ki++) {
+        const Kernel *k = &p->kernels.data[ki];
+        const KStage *m = &k->stages.data[k->stages.len - 1];
+        for (int s = 0; s < m->stores.len; s++) {
+            const KBuf *b = &p->bufs.data[m->stores.data[s].buf];
+            bool shares = false;
+            for (int i = 0; i < k->insts.len; i++) {
+                const KInst *in = &k->insts.data[i];
+                const KBuf *c = in->kind == KI_LOAD ? &p->bufs.data[in->buf] : NULL;
+                shares = shares ||
+                         (c && c != b && c->kind == KB_TEMP && b->kind == KB_TEMP && c->offset == b->offset);
+            }
+            n += shares;
+        }
+    }
+    if (p) kprog_destroy(p);
+    if (o && o != g) ir_graph_destroy(o);
+    if (g) ir_graph_destroy(g);
+    arena_free(arena);
+    return n;
+}
+
+/* ResNet-like blocks: each block's output c, u takes the place of its
+ * residual a, c (the chain shares one buffer); p2 takes m1's place after a
+ * product; the last block reads its residual v as a convolution's input
+ * too, and its output is a result (neither in place); every backend against
+ * the reference. */
+static void test_in_place(void) {
+    static const char text[] =
+        "graph blocks(x: f32[2, 16, 12, 12], w1: f32[16, 16, 3, 3], w2: f32[16, 16, 3, 3], "
+        "w3: f32[16, 16, 1, 1], b3: f32[16], xm: f32[40, 32], w5: f32[32, 32], w6: f32[32, 32], "
+        "w7: f32[32, 32]) -> (f32[2, 16, 12, 12], f32[40, 32]) {\n"
+        "    a = relu(conv2d(x, w1, padding=1))\n"
+        "    b = relu(conv2d(a, w2, padding=1))\n"
+        "    c = relu(conv2d(b, w3, b3) + a)\n"
+        "    t = relu(conv2d(c, w2, padding=1))\n"
+        "    u = relu(conv2d(t, w3, b3) + c)\n"
+        "    v = relu(conv2d(u, w1, padding=1))\n"
+        "    y = relu(conv2d(v, w2, padding=1) + v)\n"
+        "    m1 = relu(xm @ w5)\n"
+        "    q = relu(m1 @ w6)\n"
+        "    p2 = relu(q @ w7 + m1)\n"
+        "    return y * 0.5, p2 @ w5\n"
+        "}\n";
+    int n = count_in_place("inplace.kiln", text);
+    CHECK(n == 3, "inplace.kiln: %d kernels store in place of their residual, want 3", n);
+    run_suite("inplace.kiln", text, 0);
+}
+
 /* ------------------------------------------------------------- pooling */
 
 static void test_pools(void) {
@@ -404,6 +475,7 @@ int main(void) {
     setenv("KILN_THREADS", "2", 0); /* at least two threads split every large kernel, whatever the machine */
     test_matmuls();
     test_convolutions();
+    test_in_place();
     test_pools();
     printf("test_kernels: %d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
