@@ -2,7 +2,8 @@
  * and which uses nothing above it: host allocation, arenas, growable arrays
  * and strings, files and clocks (util.c); source text, locations and
  * diagnostics (diag.c); the size arithmetic of host tensors (tensor.c, whose
- * public half -- dtypes, KilnTensor -- is declared in include/kiln.h).
+ * public half -- dtypes, KilnTensor -- is declared in include/kiln.h); the
+ * files mapped for their bytes, by identity (mapped.c).
  * ir/ir.h includes this header, so code that includes ir/ir.h has it too. */
 #ifndef KILN_BASE_H
 #define KILN_BASE_H
@@ -122,5 +123,24 @@ void suggest_try(Suggest *s, const char *want, const char *cand);
  * dimensions and any product that does not fit a size_t (shapes come from
  * untrusted files). */
 bool tensorio_shape_bytes(KilnDType dt, int rank, const int64_t *shape, size_t *bytes);
+
+/* ---------------------------------------------------------------- mapped.c */
+
+struct stat;
+
+/* A read-only mapping [base, base+len) of the file st describes (its fstat
+ * at mapping time), registered so that bytes inside it can be named by
+ * where they lie (mapped_file_place); only a file unchanged for two seconds
+ * is registered (else nothing happens).  Unregister before unmapping. */
+void mapped_file_register(const void *base, size_t len, const struct stat *st);
+void mapped_file_unregister(const void *base);
+
+/* Where [p, p+len) lies, when wholly inside a registered mapping: the
+ * file's device, inode, size, modification and change times (ns), the
+ * offset and len -- the same words for the same bytes of an unchanged file
+ * in every process, other words once it changes.  False: not known (hash
+ * the bytes). */
+enum { MAPPED_PLACE_WORDS = 7 };
+bool mapped_file_place(const void *p, size_t len, uint64_t out[MAPPED_PLACE_WORDS]);
 
 #endif

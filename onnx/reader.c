@@ -812,6 +812,7 @@ static bool map_file(const char *path, OnnxMapping **out, char *err, size_t errl
         }
         mp->data = p;
         mp->mapped = true;
+        mapped_file_register(p, mp->len, &s); /* its initializers named by place (base.h) */
     }
     close(fd);
     *out = mp;
@@ -828,7 +829,10 @@ bool onnx_model_holds(const OnnxModel *m, const void *p) {
 static void unmap_all(OnnxMapping *mp) {
     while (mp) {
         OnnxMapping *next = mp->next;
-        if (mp->mapped) munmap((void *)mp->data, mp->len);
+        if (mp->mapped) {
+            mapped_file_unregister(mp->data);
+            munmap((void *)mp->data, mp->len);
+        }
         free(mp->path);
         free(mp);
         mp = next;

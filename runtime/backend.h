@@ -40,6 +40,8 @@ typedef struct {
     int loaded;     /* units built here whose object kiln's own loader loaded (the cpu; runtime/objload.h) */
     int packed;     /* constant operands packed when bound (the cpu) */
     int packed_cached; /* of those, read from the on-disk cache instead */
+    int packed_by_place; /* of the large ones, keyed by where their bytes lie in a settled mapped file
+                            (base.h mapped_file_place), not by hashing them */
 } CompileStats;
 
 typedef struct {

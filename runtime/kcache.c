@@ -21,7 +21,7 @@
 #define FNV_PRIME 0x100000001b3ull
 #define HEADER_BYTES 40
 #define TRIM_EVERY   16 /* stores, on average, between looks at the folder's size */
-static const char MAGIC[8] = {'K', 'I', 'L', 'N', 'K', 'C', '0', '1'};
+static const char MAGIC[8] = {'K', 'I', 'L', 'N', 'K', 'C', '0', '2'};
 
 /* ------------------------------------------------------------------ hashing */
 
@@ -222,7 +222,13 @@ void kcache_key_hex(KCacheKey k, char out[33]) {
     snprintf(out, 33, "%016llx%016llx", (unsigned long long)k.h[0], (unsigned long long)k.h[1]);
 }
 
-static uint64_t checksum(const void *data, size_t len) { return fnv1a(FNV_OFFSET, data, len); }
+/* An entry's checksum: the bulk digest, eight bytes a step (KILNKC01's
+ * FNV-1a, a byte per multiply, took 0.23 ms of a warm MobileNetV2 start). */
+static uint64_t checksum(const void *data, size_t len) {
+    uint64_t d[2];
+    bulk_digest(FNV_OFFSET, data, len, NULL, d);
+    return d[0] ^ d[1];
+}
 
 /* ---------------------------------------------------------------- directory */
 

@@ -11,8 +11,9 @@
  * hash) over length-prefixed parts: the source, the compiler's options, its
  * version and the target architecture -- whatever the caller says makes the
  * output differ.  File: <dir>/<32 hex digits>.kc.
- * Entry: a 40-byte header -- magic "KILNKC01", the key (2 x u64), the payload
- * length (u64) and an FNV-1a checksum of the payload (u64), little-endian --
+ * Entry: a 40-byte header -- magic "KILNKC02", the key (2 x u64), the payload
+ * length (u64) and a checksum of the payload (u64: the bulk digest's two
+ * words xored; KILNKC01 entries, FNV-1a, are rebuilt), little-endian --
  * then the payload.  Entries are written to a temporary file in the same
  * directory and renamed into place, so a reader sees either no entry or a
  * whole one, and several kiln processes may fill the cache at once (the

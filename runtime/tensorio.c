@@ -96,11 +96,14 @@ bool tensorio_map_file(const char *path, const uint8_t **data, size_t *len, char
     close(fd);
     if (p == MAP_FAILED) return tensorio_error(err, errlen, "%s: cannot map: %s", path, strerror(map_errno));
     *data = p, *len = (size_t)st.st_size;
+    mapped_file_register(p, *len, &st); /* its tensors named by place (base.h) */
     return true;
 }
 
 void tensorio_unmap(const uint8_t *data, size_t len) {
-    if (data) munmap((void *)data, len);
+    if (!data) return;
+    mapped_file_unregister(data);
+    munmap((void *)data, len);
 }
 
 bool tensorio_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen) {

@@ -685,7 +685,8 @@ static int prepare(Options *o, Prepared *pr, bool announce, char *err, size_t er
                 t[1] - t[0], t[2] - t[1], t[3] - t[2], t[5] - t[4], trace_clock_ms() - t[5]);
         const CompileStats *cs = o->copt.stats;
         if (cs && cs->packed)
-            fprintf(stderr, " (%d packed operands, %d from the cache)", cs->packed, cs->packed_cached);
+            fprintf(stderr, " (%d packed operands, %d from the cache, %d keyed by their place in a file)",
+                    cs->packed, cs->packed_cached, cs->packed_by_place);
         fputc('\n', stderr);
     }
     return KILN_OK;
@@ -1081,8 +1082,10 @@ static int cmd_bench(Options *o) {
         json_string(be->name);
         printf(
             ", \"compile_ms\": %.3f, \"cache_hits\": %d, \"kernels_distinct\": %d, \"kernels_compiled\": %d, "
-            "\"kernels_reused\": %d, \"packed_operands\": %d, \"packed_from_cache\": %d",
-            compile_ms, cs.cache_hits, cs.distinct, cs.compiled, cs.reused, cs.packed, cs.packed_cached);
+            "\"kernels_reused\": %d, \"packed_operands\": %d, \"packed_from_cache\": %d, "
+            "\"packed_by_place\": %d",
+            compile_ms, cs.cache_hits, cs.distinct, cs.compiled, cs.reused, cs.packed, cs.packed_cached,
+            cs.packed_by_place);
         printf(", \"run_ms\": %.6f, \"runs\": %d, \"kernels\": [", rep.run_ms, rep.runs);
         for (int i = 0; i < rep.kernels.len; i++) {
             KernelTiming *k = &rep.kernels.data[i];

@@ -186,6 +186,15 @@ json "packed, warm: from the cache" "j['packed_from_cache'] == j['packed_operand
 expect "packed, warm run" 0 "" "$K" run p.onnx --device=cpu --in x=x.npy --out q2.npy
 close "packed, warm run" q2.npy p1.npy
 expect "packed, info" 0 "packed weights" "$K" cache info
+# a model file unchanged for two seconds: its weights' entries keyed by where they lie in
+# it (device, inode, size, times, offset: base/mapped.c), not by hashing them
+sleep 2.1
+expect "packed, settled" 0 "" "$K" bench p.onnx --device=cpu --in x=x.npy --json --runs=1
+json "packed, settled: keyed by place" "j['packed_by_place'] == j['packed_operands'] >= 1"
+expect "packed, settled again" 0 "" "$K" bench p.onnx --device=cpu --in x=x.npy --json --runs=1
+json "packed, settled again: from the cache" "j['packed_from_cache'] == j['packed_by_place'] >= 1"
+expect "packed, settled run" 0 "" "$K" run p.onnx --device=cpu --in x=x.npy --out q7.npy
+close "packed, settled run" q7.npy p1.npy
 # the weights rewritten in place: same size, the old mtime put back
 $PY -c "
 import os
@@ -199,9 +208,18 @@ with open('p.onnx', 'r+b') as f:
     f.write(b)
 os.utime('p.onnx', ns=(st.st_atime_ns, st.st_mtime_ns))" 2>err || bad "rewriting p.onnx in place"
 expect "packed, changed" 0 "" "$K" bench p.onnx --device=cpu --in x=x.npy --json --runs=1
-json "packed, changed weights: packed anew" "j['packed_operands'] >= 1 and j['packed_from_cache'] == 0"
+json "packed, changed weights: packed anew, hashed" \
+    "j['packed_operands'] >= 1 and j['packed_from_cache'] == 0 and j['packed_by_place'] == 0"
 expect "packed, changed run" 0 "" "$K" run p.onnx --device=cpu --in x=x.npy --out q3.npy
 close "packed, changed weights" q3.npy p2.npy
+# ... and once it has settled, its change time (which the old mtime put back did not
+# restore) makes the place another key: never the old weights' packed entry
+sleep 2.1
+expect "packed, changed settled" 0 "" "$K" bench p.onnx --device=cpu --in x=x.npy --json --runs=1
+json "packed, changed settled: packed anew by place" \
+    "j['packed_by_place'] >= 1 and j['packed_from_cache'] == 0"
+expect "packed, changed settled run" 0 "" "$K" run p.onnx --device=cpu --in x=x.npy --out q8.npy
+close "packed, changed settled" q8.npy p2.npy
 # damaged packed entries (a byte of the payload flipped): rebuilt, never used
 for f in "$KILN_CACHE"/*.kc; do
     $PY -c "

@@ -7,7 +7,9 @@
  * partial entry and leave no temporary files; a FIFO or symlink in an
  * entry's place is neither waited on nor followed; the directory chosen from
  * XDG_CACHE_HOME / HOME; KILN_CACHE=off or DIR; per-key locks; info and
- * clear (`kiln cache`); trimming to KILN_CACHE_MAX, least recently used first.
+ * clear (`kiln cache`); trimming to KILN_CACHE_MAX, least recently used first;
+ * bytes named by their place in a mapped file (base/mapped.c: only a file
+ * unchanged for two seconds; only bytes wholly inside the mapping).
  * Prints "test_kcache: N passed, N failed" last; exits non-zero on failure. */
 #include "runtime/kcache.h"
 
@@ -605,6 +607,31 @@ static void test_trim(const char *dir) {
     unsetenv("KILN_CACHE_MAX");
 }
 
+/* mapped_file_register/place on a block standing for a mapping: a settled
+ * file's bytes get their place (file words, offset, length), bytes past the
+ * end or of a file changed just now none, nor anything once unregistered. */
+static void test_mapped_place(void) {
+    unsigned char *block = xmalloc(4096);
+    struct stat st = {0};
+    st.st_dev = 7, st.st_ino = 42, st.st_size = 4096;
+    st.st_mtim.tv_sec = time(NULL) - 60, st.st_ctim.tv_sec = time(NULL) - 30;
+    uint64_t w[MAPPED_PLACE_WORDS], w2[MAPPED_PLACE_WORDS];
+    mapped_file_register(block, 4096, &st);
+    CHECK(mapped_file_place(block + 100, 200, w) && w[0] == 7 && w[1] == 42 && w[2] == 4096 && w[5] == 100 &&
+              w[6] == 200,
+          "the place of bytes inside a settled mapping");
+    CHECK(mapped_file_place(block + 3896, 200, w2) && w2[5] == 3896, "bytes that end at the mapping's end");
+    CHECK(!mapped_file_place(block + 3900, 200, w2), "bytes that run past the mapping's end have a place");
+    CHECK(!mapped_file_place(block + 4096, 1, w2), "bytes past the mapping have a place");
+    mapped_file_unregister(block);
+    CHECK(!mapped_file_place(block + 100, 200, w2), "a place after unregistering");
+    st.st_ctim.tv_sec = time(NULL); /* changed just now: its times may not show the next write */
+    mapped_file_register(block, 4096, &st);
+    CHECK(!mapped_file_place(block + 100, 200, w2), "a file changed just now has places");
+    mapped_file_unregister(block);
+    free(block);
+}
+
 int main(void) {
     alarm(120); /* a reader blocked on a FIFO would hang here: fail instead */
     char dir[] = "/tmp/test_kcache.XXXXXX";
@@ -614,6 +641,7 @@ int main(void) {
     }
     StrBuf sub = {0};
     test_keys();
+    test_mapped_place();
     sb_printf(&sub, "%s/a/b", dir); /* created with its parents */
     test_round_trip(sub.data);
     test_damaged(sub.data);

@@ -95,6 +95,23 @@ static int count_op(const IRGraph *g, Op op) {
 
 static const Node *result_node(const IRGraph *g, int i) { return ir_node(g, g->results.data[i]); }
 
+/* tensor_fill_random's f32 path (no kiln_tensor_set per element) gives
+ * the f64 values rounded: the values every other dtype's path is made of. */
+static void test_random_fill(void) {
+    int64_t shape[1] = {1001};
+    KilnTensor f, d;
+    kiln_tensor_init(&f, KILN_F32, 1, shape);
+    kiln_tensor_init(&d, KILN_F64, 1, shape);
+    tensor_fill_random(&f, 42);
+    tensor_fill_random(&d, 42);
+    int64_t bad = 0;
+    for (int64_t i = 0; i < shape[0]; i++) bad += ((float *)f.data)[i] != (float)((double *)d.data)[i];
+    CHECK(bad == 0, "random f32 inputs: %lld of %lld differ from the f64 ones rounded", (long long)bad,
+          (long long)shape[0]);
+    kiln_tensor_free(&f);
+    kiln_tensor_free(&d);
+}
+
 /* Seeded inputs for g's params, with special values planted in floats. */
 static KilnTensor *make_inputs(const IRGraph *g, uint64_t seed) {
     KilnTensor *in = xcalloc((size_t)g->params.len + 1, sizeof(KilnTensor));
@@ -570,6 +587,7 @@ static void test_pipeline(void) {
 
 int main(void) {
     arena = arena_new();
+    test_random_fill();
     test_fold();
     test_simplify();
     test_cse();
