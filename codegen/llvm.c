@@ -2778,16 +2778,29 @@ static void fill_phase_planes(Kc *kc, const KConv *cv, KilnDType xdt, LLVMValueR
     tloop_end(kc, &lf);
 }
 
-/* Larger planes at stride 1 (more than PLANE_UNROLL_VECS vectors:
- * MobileNetV2's 192 x 28x28, 49 vectors) loop over the plane's vectors,
- * DIRECT_GROUP at a time and then one at a time, instead of unrolling all
- * of them: which lanes of vector v read tap t inside the image is then a
- * mask from a table made once per call (plane_masks), a load where the
- * unrolled form had a constant.  28x28: the same speed, a third of the
- * machine code (llc: 61 -> 14 ms for the function); at 7x7 and 14x14 (4 and 13
- * vectors) the loads of the masks cost 1.4x and 1.07x: those stay
- * unrolled. */
-enum { PLANE_UNROLL_VECS = 16 };
+/* Stride 1 with one input channel per output, more than PLANE_UNROLL_VECS
+ * vectors (MobileNet's depthwise layers at 14x14 and 28x28; pools): the
+ * input plane is copied, widened to
+ * f32, into a block on the stack between rows of the combination's
+ * identity (0; -inf for max pools), ph rows above it and enough below, so
+ * that a tap never needs a row test: tap (kh, kw) of output p reads the
+ * block at p + kh*dh*W + kw*dw (the block starts pw before the plane's
+ * first padding row).  What is left is the columns: a lane whose ow + kw*dw
+ * - pw falls outside [0, W) would read the row before or after, so its
+ * load is masked, by a mask of vector v and kw from a table made once per
+ * call (column_masks); the loads give the identity there and the FMAs need
+ * no mask.  The plane's vectors are a loop, DIRECT_GROUP at a time and
+ * then one by one, the taps unrolled (kw outer: a group's masks are loaded
+ * once per kw, into mask registers); every size, stride and offset is a
+ * value (DirectGeo), so the code depends on the window and the dtypes
+ * only.  The copy of the next plane goes into a second block an iteration
+ * ahead (store forwarding, as for the phase planes).  MobileNetV2 batch 1,
+ * one thread, against the unrolled form: 28x28 1.06-1.08x faster, 14x14
+ * the same (0.99-1.01), llc 20-60 -> 14 ms a function; 7x7 (4 vectors)
+ * 1.08-1.10x slower: the copy and the mask loads weigh on 36 FMAs, so
+ * planes of at most PLANE_UNROLL_VECS vectors stay unrolled. */
+
+enum { PLANE_UNROLL_VECS = 4 };
 
 /* <n x i1> masks kept on the stack as n-bit integers. */
 static LLVMValueRef mask_table(Cg *cg, LLVMValueRef count, int n) {
@@ -2810,15 +2823,20 @@ static LLVMValueRef lanes_i32(Cg *cg, int n, LLVMValueRef x) {
     return splat_int(cg, LLVMBuildTrunc(cg->b, x, cg->t_i32, ""), n);
 }
 
-/* The masks of a flattened plane's vectors [0, nvec) and taps t = kh*KW +
- * kw into tab[v*KT + t]: the lanes p = v*VL + l < P whose (oh, ow) = (p /
- * OW, p % OW) read (oh*sh + kh*dh - ph, ow*sw + kw*dw - pw) inside the
- * image; p / OW as (p + 0.5) / OW in f32, exact for p < 2^22. */
-static void plane_masks(Kc *kc, const KConv *cv, const DirectGeo *g, LLVMValueRef tab, LLVMValueRef nvec) {
+/* <n x i1>: lanes [lo, hi) (i64 values; none when hi <= lo). */
+static LLVMValueRef lanes_between(Cg *cg, LLVMValueRef lo, LLVMValueRef hi, int n) {
+    LLVMValueRef io = iota_vec(cg, n);
+    LLVMValueRef a = LLVMBuildICmp(cg->b, LLVMIntSGE, io, lanes_i32(cg, n, lo), "");
+    return LLVMBuildAnd(cg->b, a, LLVMBuildICmp(cg->b, LLVMIntSLT, io, lanes_i32(cg, n, hi), ""), "");
+}
+
+/* The column masks of a flattened plane's vectors [0, nvec) into tab[v*KW +
+ * kw]: the lanes p = v*VL + l whose ow = p % OW reads column ow + kw*dw - pw
+ * inside [0, W); p / OW as (p + 0.5) / OW in f32, exact for p < 2^22. */
+static void column_masks(Kc *kc, const KConv *cv, const DirectGeo *g, LLVMValueRef tab, LLVMValueRef nvec) {
     Cg *cg = kc->cg;
     const int VL = cg->vec_floats;
     LLVMTypeRef vi = LLVMVectorType(cg->t_i32, (unsigned)VL), vf = LLVMVectorType(cg->t_f32, (unsigned)VL);
-    LLVMValueRef P = imul(cg, g->oh, g->ow);
     TLoop lv;
     LLVMValueRef v = tloop_begin(kc, &lv, ci64(cg, 0), nvec, 1, "masks");
     LLVMValueRef p = LLVMBuildAdd(cg->b, lanes_i32(cg, VL, imul(cg, v, ci64(cg, VL))), iota_vec(cg, VL), "");
@@ -2827,69 +2845,87 @@ static void plane_masks(Kc *kc, const KConv *cv, const DirectGeo *g, LLVMValueRe
         LLVMBuildUIToFP(cg->b, lanes_i32(cg, VL, g->ow), vf, ""), "");
     LLVMValueRef oh = LLVMBuildFPToUI(cg->b, q, vi, "");
     LLVMValueRef ow = LLVMBuildSub(cg->b, p, LLVMBuildMul(cg->b, oh, lanes_i32(cg, VL, g->ow), ""), "");
-    LLVMValueRef inside = LLVMBuildICmp(cg->b, LLVMIntULT, p, lanes_i32(cg, VL, P), "");
-    LLVMValueRef ihb = LLVMBuildSub(cg->b, LLVMBuildMul(cg->b, oh, lanes_i32(cg, VL, g->sh), ""),
-                                    lanes_i32(cg, VL, g->ph), "");
-    LLVMValueRef iwb = LLVMBuildSub(cg->b, LLVMBuildMul(cg->b, ow, lanes_i32(cg, VL, g->sw), ""),
-                                    lanes_i32(cg, VL, g->pw), "");
-    for (int64_t kh = 0; kh < cv->kh; kh++) {
-        LLVMValueRef ih = LLVMBuildAdd(cg->b, ihb, lanes_i32(cg, VL, imul(cg, ci64(cg, kh), g->dh)), "");
-        LLVMValueRef row_in = LLVMBuildAnd(
-            cg->b, inside, LLVMBuildICmp(cg->b, LLVMIntULT, ih, lanes_i32(cg, VL, g->h), ""), "");
-        for (int64_t kw = 0; kw < cv->kw; kw++) {
-            LLVMValueRef iw = LLVMBuildAdd(cg->b, iwb, lanes_i32(cg, VL, imul(cg, ci64(cg, kw), g->dw)), "");
-            LLVMValueRef m = LLVMBuildAnd(
-                cg->b, row_in, LLVMBuildICmp(cg->b, LLVMIntULT, iw, lanes_i32(cg, VL, g->w), ""), "");
-            mask_put(cg, tab, iadd(cg, imul(cg, v, ci64(cg, cv->kh * cv->kw)), ci64(cg, kh * cv->kw + kw)), m,
-                     VL);
-        }
+    for (int64_t kw = 0; kw < cv->kw; kw++) {
+        LLVMValueRef iw = LLVMBuildAdd(
+            cg->b, ow, lanes_i32(cg, VL, LLVMBuildSub(cg->b, imul(cg, ci64(cg, kw), g->dw), g->pw, "")), "");
+        LLVMValueRef m = LLVMBuildICmp(cg->b, LLVMIntULT, iw, lanes_i32(cg, VL, g->w), "");
+        mask_put(cg, tab, iadd(cg, imul(cg, v, ci64(cg, cv->kw)), ci64(cg, kw)), m, VL);
     }
     tloop_end(kc, &lv);
 }
 
-/* What the loop over a flattened plane's vectors reads. */
+/* <VL x float> src[i..] under mask, `other` in the lanes off it. */
+static LLVMValueRef masked_load_f32(Cg *cg, LLVMValueRef src, LLVMValueRef i, LLVMValueRef mask,
+                                    LLVMValueRef other) {
+    LLVMTypeRef ov[2] = {LLVMTypeOf(other), cg->t_ptr};
+    LLVMValueRef args[4] = {elem_ptr(cg, cg->t_f32, src, i), ci32(cg, 4), mask, other};
+    return intrin(cg, "llvm.masked.load", ov, 2, args, 4);
+}
+
+/* The input plane of output plane q (h*w contiguous elements) as f32 into
+ * D[at..]. */
+static void copy_plane(Kc *kc, const DirectGeo *g, KilnDType xdt, LLVMValueRef X, LLVMValueRef q,
+                       LLVMValueRef D, LLVMValueRef at) {
+    Cg *cg = kc->cg;
+    const int VL = cg->vec_floats;
+    LLVMValueRef oc = LLVMBuildURem(cg->b, q, g->oc, ""), n = LLVMBuildUDiv(cg->b, q, g->oc, "");
+    LLVMValueRef cin = LLVMBuildUDiv(cg->b, oc, g->ocpg, "");
+    LLVMValueRef xplane = iadd(cg, iadd(cg, g->x_off, imul(cg, n, g->xs[0])), imul(cg, cin, g->xs[1]));
+    LLVMValueRef hw = imul(cg, g->h, g->w), whole = LLVMBuildAnd(cg->b, hw, ci64(cg, -VL), "");
+    /* whole vectors, then the rest under a mask */
+    for (int part = 0; part < 2; part++) {
+        TLoop l;
+        LLVMValueRef i = tloop_begin(kc, &l, part ? whole : ci64(cg, 0), part ? hw : whole, VL, "copy");
+        LLVMValueRef m = part ? lanes_between(cg, ci64(cg, 0), LLVMBuildSub(cg->b, hw, i, ""), VL)
+                              : LLVMConstAllOnes(LLVMVectorType(cg->t_i1, (unsigned)VL));
+        LLVMValueRef x = widen_vec(
+            cg, xdt, load_every_sth(cg, xdt, elem_ptr(cg, mem_type(cg, xdt), X, iadd(cg, xplane, i)), 1, m),
+            VL);
+        masked_store_f32(cg, x, D, iadd(cg, at, i), m);
+        tloop_end(kc, &l);
+    }
+}
+
+/* What the loop over a padded plane's vectors reads. */
 typedef struct {
     const KConv *cv;
     const DirectGeo *g;
-    KilnDType xdt, wdt;
-    LLVMValueRef X, Wt, vinit;
-    LLVMValueRef n, oc, cin0; /* the plane's image, output channel, first input channel */
-    LLVMValueRef acc;         /* vector v goes to acc[v*VL] */
-    LLVMValueRef masks;       /* tab[v*KT + t] (plane_masks) */
-    LLVMValueRef *shift;      /* tap t reads X at the input plane + v*VL + shift[t] */
+    KilnDType wdt;
+    LLVMValueRef Wt, vinit, oc;
+    LLVMValueRef D, base; /* tap (kh, kw) of vector v reads D[base + v*VL + kh*dh*W + kw*dw] */
+    LLVMValueRef masks;   /* masks[v*KW + kw] (column_masks) */
+    LLVMValueRef acc;     /* vector v goes to acc[v*VL] */
 } FlatPlane;
 
-/* Vectors [v0, v0 + nv) of the plane over the input channels of its group:
- * every tap added in, then stored to acc. */
+/* Vectors [v0, v0 + nv) of the plane: every tap added in, then stored. */
 static void flat_vectors(Kc *kc, const FlatPlane *d, LLVMValueRef v0, int nv) {
     Cg *cg = kc->cg;
     const KConv *cv = d->cv;
     const DirectGeo *g = d->g;
     const int VL = cg->vec_floats;
-    const int64_t KW = cv->kw, KT = cv->kh * cv->kw;
-    LLVMValueRef phis[DIRECT_GROUP], vacc[DIRECT_GROUP];
-    Loop lc;
-    LLVMValueRef c = loop_begin(kc, &lc, ci64(cg, 0), g->cpg, "c");
+    LLVMValueRef vacc[DIRECT_GROUP], m[DIRECT_GROUP], at[DIRECT_GROUP];
     for (int j = 0; j < nv; j++) {
-        vacc[j] = phis[j] = LLVMBuildPhi(cg->b, LLVMTypeOf(d->vinit), "acc_c");
-        LLVMAddIncoming(phis[j], (LLVMValueRef *)&d->vinit, &lc.pre, 1);
+        LLVMValueRef v = iadd(cg, v0, ci64(cg, j));
+        vacc[j] = d->vinit;
+        at[j] = iadd(cg, d->base, imul(cg, v, ci64(cg, VL)));
     }
-    LLVMValueRef xplane =
-        iadd(cg, iadd(cg, g->x_off, imul(cg, d->n, g->xs[0])), imul(cg, iadd(cg, d->cin0, c), g->xs[1]));
-    for (int64_t t = 0; t < KT; t++) {
-        LLVMValueRef wv = cv->op == OP_CONV2D
-                              ? direct_weight(cg, g, d->Wt, d->wdt, d->oc, c, ci64(cg, t / KW), t % KW)
-                              : NULL;
-        for (int j = 0; j < nv; j++) {
-            LLVMValueRef v = iadd(cg, v0, ci64(cg, j));
-            LLVMValueRef m = mask_get(cg, d->masks, iadd(cg, imul(cg, v, ci64(cg, KT)), ci64(cg, t)), VL);
-            LLVMValueRef i = iadd(cg, iadd(cg, xplane, imul(cg, v, ci64(cg, VL))), d->shift[t]);
-            LLVMValueRef at = LLVMBuildGEP2(cg->b, mem_type(cg, d->xdt), d->X, &i, 1, "");
-            LLVMValueRef xv = widen_vec(cg, d->xdt, load_every_sth(cg, d->xdt, at, 1, m), VL);
-            vacc[j] = direct_tap(cg, cv->op, xv, wv, vacc[j], m);
+    for (int64_t kw = 0; kw < cv->kw; kw++) {
+        for (int j = 0; j < nv; j++)
+            m[j] =
+                mask_get(cg, d->masks,
+                         iadd(cg, imul(cg, iadd(cg, v0, ci64(cg, j)), ci64(cg, cv->kw)), ci64(cg, kw)), VL);
+        for (int64_t kh = 0; kh < cv->kh; kh++) {
+            LLVMValueRef wv = cv->op == OP_CONV2D
+                                  ? direct_weight(cg, g, d->Wt, d->wdt, d->oc, ci64(cg, 0), ci64(cg, kh), kw)
+                                  : NULL;
+            LLVMValueRef off =
+                iadd(cg, imul(cg, imul(cg, ci64(cg, kh), g->dh), g->w), imul(cg, ci64(cg, kw), g->dw));
+            for (int j = 0; j < nv; j++) {
+                LLVMValueRef xv = masked_load_f32(cg, d->D, iadd(cg, at[j], off), m[j], d->vinit);
+                vacc[j] = direct_tap(cg, cv->op, xv, wv, vacc[j], NULL);
+            }
         }
     }
-    loop_end(kc, &lc, phis, vacc, nv, 0);
     for (int j = 0; j < nv; j++)
         vec_store(cg, vacc[j], d->acc, imul(cg, iadd(cg, v0, ci64(cg, j)), ci64(cg, VL)), 4);
 }
@@ -2942,17 +2978,29 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
         fill_phase_planes(&kc, cv, xdt, X, p0, D, ci64(cg, 0), PR);
         if_end(&kc, &ib);
     }
-    /* more than PLANE_UNROLL_VECS at stride 1: a loop over the vectors */
-    const bool looped = !phased && nvec > PLANE_UNROLL_VECS;
-    const int64_t KT = cv->kh * cv->kw;
-    LLVMValueRef masks = NULL, *shift = xcalloc((size_t)KT, sizeof(LLVMValueRef));
-    if (looped) {
-        masks = mask_table(cg, ci64(cg, nvec * KT), VL);
-        plane_masks(&kc, cv, &g, masks, ci64(cg, nvec));
-        for (int64_t t = 0; t < KT; t++)
-            shift[t] =
-                iadd(cg, imul(cg, LLVMBuildSub(cg->b, imul(cg, ci64(cg, t / cv->kw), g.dh), g.ph, ""), g.w),
-                     LLVMBuildSub(cg->b, imul(cg, ci64(cg, t % cv->kw), g.dw), g.pw, ""));
+    /* stride 1, one input channel per output: the padded plane, two blocks
+     * of DS floats (the second filled an iteration ahead) */
+    const bool padded =
+        !phased && cg_n == 1 && cv->pw <= (cv->kw - 1) * cv->dw && nvec > PLANE_UNROLL_VECS;
+    LLVMValueRef masks = NULL, DS = NULL, top = NULL;
+    if (padded) {
+        LLVMValueRef rows =
+            imax(cg, iadd(cg, g.oh, imul(cg, ci64(cg, cv->kh - 1), g.dh)), iadd(cg, g.ph, g.h));
+        DS = iadd(cg, iadd(cg, g.pw, imul(cg, iadd(cg, rows, ci64(cg, 1)), g.w)),
+                  iadd(cg, imul(cg, ci64(cg, cv->kw - 1), g.dw), ci64(cg, 2 * VL)));
+        DS = imul(cg, LLVMBuildUDiv(cg->b, DS, ci64(cg, VL), ""), ci64(cg, VL));
+        D = LLVMBuildArrayAlloca(cg->b, cg->t_f32, imul(cg, DS, ci64(cg, 2)), "padded");
+        LLVMSetAlignment(D, 64);
+        TLoop lz;
+        LLVMValueRef z = tloop_begin(&kc, &lz, ci64(cg, 0), imul(cg, DS, ci64(cg, 2)), VL, "identity");
+        vec_store(cg, vinit, D, z, 4);
+        tloop_end(&kc, &lz);
+        masks = mask_table(cg, ci64(cg, nvec * cv->kw), VL);
+        column_masks(&kc, cv, &g, masks, ci64(cg, nvec));
+        top = iadd(cg, g.pw, imul(cg, g.ph, g.w)); /* where the plane's first row goes */
+        if_begin(&kc, &ib, LLVMBuildICmp(cg->b, LLVMIntULT, p0, p1, ""));
+        copy_plane(&kc, &g, xdt, X, p0, D, top);
+        if_end(&kc, &ib);
     }
     TLoop lp;
     LLVMValueRef plane = tloop_begin(&kc, &lp, p0, p1, 1, "plane");
@@ -2969,12 +3017,19 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
     }
     LLVMValueRef cin0 = imul(cg, LLVMBuildUDiv(cg->b, oc, ci64(cg, ocg), ""), ci64(cg, cg_n));
     LLVMValueRef pbase = imul(cg, plane, cP);
-    if (looped) {
-        FlatPlane d = {cv, &g, xdt, wdt, X, Wt, vinit, n, oc, cin0, acc, masks, shift};
+    if (padded) {
+        LLVMValueRef cur =
+            imul(cg, LLVMBuildAnd(cg->b, LLVMBuildSub(cg->b, plane, p0, ""), ci64(cg, 1), ""), DS);
+        LLVMValueRef next = iadd(cg, plane, ci64(cg, 1));
+        if_begin(&kc, &ib, LLVMBuildICmp(cg->b, LLVMIntULT, next, p1, ""));
+        copy_plane(&kc, &g, xdt, X, next, D, iadd(cg, LLVMBuildSub(cg->b, DS, cur, ""), top));
+        if_end(&kc, &ib);
+        FlatPlane d = {cv, &g, wdt, Wt, vinit, oc, D, cur, masks, acc};
         flat_plane(&kc, &d, ci64(cg, nvec));
     }
-    /* else every vector and tap unrolled, the masks constants */
-    for (int64_t v0 = 0; !looped && v0 < nvec; v0 += DIRECT_VECS) {
+    /* else (stride 2, several channels per output) every vector and tap
+     * unrolled, the masks constants */
+    for (int64_t v0 = 0; !padded && v0 < nvec; v0 += DIRECT_VECS) {
         int nv = (int)(nvec - v0 < DIRECT_VECS ? nvec - v0 : DIRECT_VECS);
         LLVMValueRef phis[DIRECT_VECS], vacc[DIRECT_VECS];
         Loop lc;
@@ -3022,7 +3077,6 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
     emit_block_epilogue(&kc, acc, lo, hi, ci64(cg, 0), pbase, P, plane, "e");
     tloop_end(&kc, &lp);
     LLVMBuildRetVoid(cg->b);
-    free(shift);
     kc_free(&kc);
     return fn;
 }
