@@ -1502,9 +1502,13 @@ static int stored_in_place(const KProgram *p, const Kernel *k, int ki, const int
  * (a residual add's input), reads each element of c before it writes that
  * element of b and no other: b can take c's place.  Then the output's
  * lines are in the cache already (read for the add) instead of being read
- * for ownership, and the arena is smaller.  ResNet's blocks chain: every
- * block's output is the next one's residual.  first/last: each buffer's
- * first and last kernel (a root's last grows to its members'). */
+ * for ownership, and the arena is smaller.  The emitters mark buffer
+ * pointers noalias / __restrict__: safe here, as the one store of each
+ * element depends on that element's own load, so no reordering can move
+ * the load after it, and no other element of c is read after its store.
+ * ResNet's blocks chain: every block's output is the next one's residual.
+ * first/last: each buffer's first and last kernel (a root's last grows to
+ * its members'). */
 static int *in_place_roots(const KProgram *p, const int *first, int *last) {
     int nb = p->bufs.len;
     int *root = xmalloc(sizeof(int) * (size_t)(nb + 1));
