@@ -371,7 +371,7 @@ static bool read_all(int fd, void *buf, size_t n) {
  * (O_NONBLOCK, then fstat).  Unless a miss, *fd (maybe -1) and *path (heap)
  * go to close_entry. */
 static KCacheResult open_entry(KCache *c, KCacheKey key, const char *magic, size_t head, unsigned char *hdr,
-                               char **path, int *fd, uint64_t *n) {
+                               char **path, int *fd, uint64_t *n, struct stat *st) {
     *path = kcache_path(c, key);
     *fd = open(*path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (*fd < 0 && errno == ENOENT) {
@@ -379,15 +379,22 @@ static KCacheResult open_entry(KCache *c, KCacheKey key, const char *magic, size
         c->misses++;
         return KC_MISS;
     }
-    struct stat st;
-    if (*fd < 0 || fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < (off_t)head ||
+    if (*fd < 0 || fstat(*fd, st) != 0 || !S_ISREG(st->st_mode) || st->st_size < (off_t)head ||
         !read_all(*fd, hdr, head))
         return KC_CORRUPT;
     *n = kcache_get_u64(hdr + 24);
     if (memcmp(hdr, magic, 8) != 0 || kcache_get_u64(hdr + 8) != key.h[0] ||
-        kcache_get_u64(hdr + 16) != key.h[1] || *n != (uint64_t)st.st_size - head)
+        kcache_get_u64(hdr + 16) != key.h[1] || *n != (uint64_t)st->st_size - head)
         return KC_CORRUPT;
     return KC_HIT;
+}
+
+/* Marks an entry used now (its mtime: kcache_trim removes the least
+ * recently used first) unless it was within the last minute: trimming
+ * needs no finer order, and a warm start loading some fifty entries made
+ * as many inode writes. */
+static void mark_used(int fd, const struct stat *st) {
+    if (time(NULL) - st->st_mtime >= 60) futimens(fd, NULL);
 }
 
 /* Closes what open_entry opened and counts the result; a damaged entry is
@@ -413,7 +420,8 @@ KCacheResult kcache_load(KCache *c, KCacheKey key, char **data, size_t *len) {
     int fd;
     uint64_t n;
     unsigned char hdr[HEADER_BYTES];
-    KCacheResult res = open_entry(c, key, MAGIC, HEADER_BYTES, hdr, &path, &fd, &n);
+    struct stat st;
+    KCacheResult res = open_entry(c, key, MAGIC, HEADER_BYTES, hdr, &path, &fd, &n, &st);
     if (res != KC_HIT) return res == KC_MISS ? res : close_entry(c, fd, path, res);
     res = KC_CORRUPT;
     buf = malloc((size_t)n + 1);
@@ -422,7 +430,7 @@ KCacheResult kcache_load(KCache *c, KCacheKey key, char **data, size_t *len) {
         *data = buf, *len = (size_t)n;
         buf = NULL;
         res = KC_HIT;
-        futimens(fd, NULL); /* used now: the last to go when the cache is trimmed */
+        mark_used(fd, &st);
     }
     free(buf);
     return close_entry(c, fd, path, res);
@@ -509,7 +517,8 @@ KCacheResult kcache_map(KCache *c, KCacheKey key, ThreadPool *tp, KCacheMap *out
     int fd;
     uint64_t n;
     unsigned char hdr[MAPPED_HEADER_BYTES];
-    KCacheResult res = open_entry(c, key, MAPPED_MAGIC, MAPPED_HEADER_BYTES, hdr, &path, &fd, &n);
+    struct stat st;
+    KCacheResult res = open_entry(c, key, MAPPED_MAGIC, MAPPED_HEADER_BYTES, hdr, &path, &fd, &n, &st);
     if (res != KC_HIT) return res == KC_MISS ? res : close_entry(c, fd, path, res);
     /* the size was checked against the file just opened; entries are only
      * ever replaced by a rename, never rewritten, so the pages stay */
@@ -524,7 +533,7 @@ KCacheResult kcache_map(KCache *c, KCacheKey key, ThreadPool *tp, KCacheMap *out
     if (payload) bulk_digest(MAPPED_SEED, payload, (size_t)n, tp, sum);
     if (payload && sum[0] == kcache_get_u64(hdr + 32) && sum[1] == kcache_get_u64(hdr + 40)) {
         *out = (KCacheMap){payload, (size_t)n, map, map_len};
-        futimens(fd, NULL); /* used now (kcache_trim) */
+        mark_used(fd, &st);
         return close_entry(c, fd, path, KC_HIT);
     }
     if (payload) munmap(map, map_len);

@@ -146,8 +146,9 @@ void kcache_put_u64(unsigned char *p, uint64_t v);
 uint64_t kcache_get_u64(const unsigned char *p);
 
 /* Keeps the folder's entries within c->max_bytes: when they are over it,
- * the least recently used (written, or loaded: kcache_load marks an entry
- * it returns) are removed down to 90 % of it.  kcache_store calls it about
+ * the least recently used (written, or loaded: kcache_load and kcache_map
+ * mark an entry they return, unless it was marked within the last minute)
+ * are removed down to 90 % of it.  kcache_store calls it about
  * every TRIM_EVERY (16) stores.  *removed files, *bytes
  * of them (either may be NULL).  False when the folder cannot be read. */
 bool kcache_trim(const KCache *c, int64_t *removed, int64_t *bytes);
