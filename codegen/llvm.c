@@ -2779,7 +2779,7 @@ static void fill_phase_planes(Kc *kc, const KConv *cv, KilnDType xdt, LLVMValueR
 }
 
 /* Stride 1 with one input channel per output, more than PLANE_UNROLL_VECS
- * vectors (MobileNet's depthwise layers at 14x14 and 28x28; pools): the
+ * vectors (MobileNetV2's depthwise layers at 28x28; pools): the
  * input plane is copied, widened to
  * f32, into a block on the stack between rows of the combination's
  * identity (0; -inf for max pools), ph rows above it and enough below, so
@@ -2794,13 +2794,14 @@ static void fill_phase_planes(Kc *kc, const KConv *cv, KilnDType xdt, LLVMValueR
  * once per kw, into mask registers); every size, stride and offset is a
  * value (DirectGeo), so the code depends on the window and the dtypes
  * only.  The copy of the next plane goes into a second block an iteration
- * ahead (store forwarding, as for the phase planes).  MobileNetV2 batch 1,
- * one thread, against the unrolled form: 28x28 1.06-1.08x faster, 14x14
- * the same (0.99-1.01), llc 20-60 -> 14 ms a function; 7x7 (4 vectors)
- * 1.08-1.10x slower: the copy and the mask loads weigh on 36 FMAs, so
- * planes of at most PLANE_UNROLL_VECS vectors stay unrolled. */
+ * ahead (store forwarding, as for the phase planes), the one after it
+ * prefetched.  MobileNetV2, one thread, against the unrolled form: 28x28
+ * 1.13x faster at batch 1, llc 61 -> 14 ms; 14x14 (13 vectors) the same at
+ * batch 1 but 3-9 % slower at batch 8 (its input from memory), 7x7 (4
+ * vectors) 1.08-1.10x slower at batch 1 (the copy and the mask loads weigh
+ * on 36 FMAs): planes of at most PLANE_UNROLL_VECS vectors stay unrolled. */
 
-enum { PLANE_UNROLL_VECS = 4 };
+enum { PLANE_UNROLL_VECS = 16 };
 
 /* <n x i1> masks kept on the stack as n-bit integers. */
 static LLVMValueRef mask_table(Cg *cg, LLVMValueRef count, int n) {
@@ -2882,6 +2883,13 @@ static void copy_plane(Kc *kc, const DirectGeo *g, KilnDType xdt, LLVMValueRef X
             cg, xdt, load_every_sth(cg, xdt, elem_ptr(cg, mem_type(cg, xdt), X, iadd(cg, xplane, i)), 1, m),
             VL);
         masked_store_f32(cg, x, D, iadd(cg, at, i), m);
+        /* the next channel's plane (the input of the plane after q at one
+         * output per channel): at batch 8 it comes from memory, and the
+         * copy's loads waited for it */
+        LLVMValueRef ahead = iadd(cg, iadd(cg, xplane, g->xs[1]), i);
+        LLVMValueRef args[4] = {LLVMBuildGEP2(cg->b, mem_type(cg, xdt), X, &ahead, 1, ""), ci32(cg, 0),
+                                ci32(cg, 3), ci32(cg, 1)};
+        intrin(cg, "llvm.prefetch", &cg->t_ptr, 1, args, 4);
         tloop_end(kc, &l);
     }
 }

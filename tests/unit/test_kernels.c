@@ -377,10 +377,10 @@ static void test_convolutions(void) {
         {1, 12, 9, 29, 12, 5, 5, 2, 2, 2, 2, 1, 1, 12, true, "", 0, 0}, /* 5x5, taps two phase rows out */
         {1, 8, 12, 12, 8, 3, 3, 2, 2, 2, 2, 2, 2, 8, false, "", 0, 0},  /* dilated */
         {1, 8, 14, 14, 8, 3, 3, 2, 2, 0, 0, 1, 1, 8, true, "residual", 1, 1}, /* "SAME": padding at the end */
-        /* stride 1 on planes of more than 4 vectors: the padded plane, a
+        /* stride 1 on planes of more than 16 vectors: the padded plane, a
          * loop over its vectors, 4 at a time and the rest one by one */
         {1, 24, 23, 23, 24, 3, 3, 1, 1, 1, 1, 1, 1, 24, true, "clamp", 0, 0}, /* 34 vectors */
-        {1, 8, 12, 12, 8, 7, 7, 1, 1, 3, 3, 1, 1, 8, false, "", 0, 0},        /* 7x7 window */
+        {1, 8, 18, 18, 8, 7, 7, 1, 1, 3, 3, 1, 1, 8, false, "", 0, 0},        /* 7x7 window */
         {1, 8, 20, 21, 16, 5, 5, 1, 1, 4, 4, 2, 2, 8, false, "relu", 0, 0},   /* 5x5 dilated, multiplier 2 */
         {2, 16, 19, 19, 16, 3, 3, 1, 1, 1, 1, 1, 1, 4, true, "residual", 0, 0}, /* 4 channels per group */
     };
@@ -459,10 +459,10 @@ static void test_pools(void) {
     run_suite("pools.kiln",
               "graph pools(x0: f32[2, 8, 17, 19], x1: f32[1, 16, 56, 56], x2: f32[2, 3, 10, 11], x3: f16[1, "
               "4, 9, 9], "
-              "x4: f32[1, 5, 7, 7], x5: f32[1, 6, 22, 23]) "
+              "x4: f32[1, 5, 7, 7], x5: f32[1, 6, 22, 23], x6: f16[1, 3, 17, 17]) "
               "-> (f32[2, 8, 8, 9], f32[1, 16, 28, 28], f32[2, 3, 5, 6], f32[2, 3, 10, 11], f32[2, 3, 6, 6], "
               "f16[1, 4, 4, 4], f32[1, 5, 4, 4], f32[1, 5, 2, 3], f32[1, 6, 22, 23], f32[1, 6, 22, 23], "
-              "f16[1, 4, 9, 9]) {\n"
+              "f16[1, 3, 17, 17]) {\n"
               "    a = maxpool2d(x0, 3, stride=2)\n"
               "    b = maxpool2d(relu(x1), 3, stride=2, padding=1)\n"
               "    c = avgpool2d(x2, 2, ceil_mode=true)\n"
@@ -473,7 +473,7 @@ static void test_pools(void) {
               "    h = maxpool2d(x4, [2, 3], stride=[3, 2])\n"
               "    i = maxpool2d(x5, 3, stride=1, padding=1)\n" /* 32 vectors: the padded plane */
               "    j = avgpool2d(x5, 3, stride=1, padding=1, count_include_pad=false)\n"
-              "    k = maxpool2d(x3, 3, stride=1, padding=1)\n" /* f16 widened into the padded plane */
+              "    k = maxpool2d(x6, 3, stride=1, padding=1)\n" /* f16 widened into the padded plane */
               "    return a, b, c, d, e, f, g, h, i, j, k\n"
               "}\n",
               10);
