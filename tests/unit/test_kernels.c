@@ -352,11 +352,12 @@ static void test_convolutions(void) {
         {2, 64, 9, 9, 520, 1, 1, 2, 2, 0, 0, 1, 1, 1, true, "relu", 0, 0},
         /* an output of 2.4 MB: its tiles prefetch their lines for writing */
         {2, 16, 96, 96, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
-        /* 1x1 stride 1 over several column blocks, the next one's input
-         * prefetched (next_block_columns): 899 px in 480 + 419 over 3
-         * images, 20 rows (a partial row tile); K = 256 in one block */
-        {3, 40, 29, 31, 20, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
-        {1, 256, 23, 25, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "residual", 0, 0},
+        /* 1x1 stride 1 over inputs of 2 MiB or more in several column
+         * blocks, the next one's input prefetched (next_block_columns):
+         * 899 px in 480 + 419 over 3 images, 20 rows (a partial row tile);
+         * 2300 px in 4 x 480 + 380, K = 256 in one block */
+        {3, 200, 29, 31, 20, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
+        {1, 256, 46, 50, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "residual", 0, 0},
     };
     char *text = conv_program(gemm, (int)(sizeof gemm / sizeof gemm[0]));
     run_suite("convs.kiln", text, 0);
