@@ -1667,11 +1667,12 @@ static bool gemm_swapped(const KGemm *g) {
  * panels) by NR columns of B per register tile.  Swapped, MR and NR are the
  * micro-kernel's NR and MR (the multiple of 32 rows in MC and in the
  * partial sums' row groups keep panels aligned). */
-static MmShape mm_shape(const Cg *cg, const KGemm *g) {
+static MmShape mm_shape_form(const Cg *cg, bool swap) {
     MmShape s = ukernel_shape(cg);
-    if (!gemm_swapped(g)) return s;
+    if (!swap) return s;
     return (MmShape){s.vl, s.nr, s.mr, s.kc, s.nr * 8, s.nc, true};
 }
+static MmShape mm_shape(const Cg *cg, const KGemm *g) { return mm_shape_form(cg, gemm_swapped(g)); }
 
 /* Whether kernel k runs the tiled loop nest (a matmul, or a conv as an
  * implicit GEMM), and the product it computes. */
@@ -3569,30 +3570,496 @@ static int64_t next_block_columns(int64_t N, int NR) {
     return (nc + NR - 1) / NR * NR;
 }
 
+/* ------------------------------------ the loop nest, size-generic or not
+ *
+ * The nest below is emitted from an MmGeo: the product's geometry and
+ * operands as values.  A product's own NAME.mm (short K: its epilogue
+ * inline) has them as constants; the size-generic nests kiln.mm.nest and
+ * kiln.mm.nest.swap (shared helpers: one per target and tile form, compiled
+ * with the micro-kernel, prebuilt at build time) load them from an ARGUMENT
+ * BLOCK, 8-byte slots that the kernel's NAME.mm fills in the order below,
+ * and reach the kernel's packing routines and epilogue through function
+ * pointers in it.  Whether A or B is prepacked, the product a convolution
+ * and K in several blocks are flags in the block, tested once per block of
+ * the nest; the tile form (swapped or not) fixes MR, NR and MC, so it
+ * picks the function. */
+enum { MM_PREFETCH_MAX = 4 }; /* epilogue operands a generic nest prefetches */
+enum {
+    MMB_M,
+    MMB_N,
+    MMB_K,
+    MMB_A_OFF,
+    MMB_B_OFF,
+    MMB_A_SM,
+    MMB_A_SK,
+    MMB_B_SK,
+    MMB_B_SN,
+    MMB_DIM1, /* batch index bi = d0 * DIM1 + d1 */
+    MMB_A_BS0,
+    MMB_A_BS1,
+    MMB_B_BS0,
+    MMB_B_BS1, /* element strides of A, B along d0, d1 */
+    MMB_A_PS0,
+    MMB_A_PS1,
+    MMB_B_PS0,
+    MMB_B_PS1, /* their packed blocks' index along d0, d1 */
+    MMB_MP,
+    MMB_NP,    /* rows (columns) of a packed A (B): M, N rounded up */
+    MMB_NCP,   /* Cacc's row: a column block rounded up to NR */
+    MMB_RG,    /* rows of a row group (row_group) */
+    MMB_FLAGS, /* MMF_* */
+    MMB_A,
+    MMB_B,
+    MMB_APK,
+    MMB_BPK, /* operands; their prepacked or gathered panels */
+    MMB_PACK_A,
+    MMB_PACK_B, /* pack_fn_type: B's is NAME.im2col for a conv */
+    MMB_EPI,    /* NAME.epi.t: the tile's epilogue */
+    MMB_NPF,    /* epilogue operands prefetched: PF bases, PF_SIZE bytes */
+    MMB_PF,
+    MMB_PF_SIZE = MMB_PF + MM_PREFETCH_MAX,
+    MMB_BUFS = MMB_PF_SIZE + MM_PREFETCH_MAX, /* the kernel's buffers, in its list order */
+};
+enum { MMF_PACKED_A = 1, MMF_PACKED_B = 2, MMF_CONV = 4, MMF_MULTI_K = 8, MMF_PREFETCH_WRITE = 16 };
+
+typedef struct {
+    const KMatmul *mm; /* the kernel's own product (constant geometry), or NULL: a block's */
+    LLVMValueRef m, n, k, a_off, b_off, a_sm, a_sk, b_sk, b_sn; /* i64 */
+    LLVMValueRef dim1, bs[2][2], ps[2][2], mp, np, ncp, rg;         /* with mm == NULL */
+    LLVMValueRef packed_a, packed_b, conv, multi_k, pf_write; /* i1; pf_write: the prefetches are for writing */
+    LLVMValueRef A, B, Apk, Bpk, pack_a, pack_b;
+    int npf; /* prefetched epilogue operands: base pointers, element bytes (0: none) */
+    LLVMValueRef pf[MM_PREFETCH_MAX], pf_size[MM_PREFETCH_MAX];
+    int64_t nc;                   /* columns of a B block (a block's: the form's NC) */
+    bool prefetch_next;           /* (constant geometry only) the next B block prefetched, below */
+    bool epi_inline;              /* the epilogue emitted in the nest (kc's kernel), else a call: */
+    LLVMValueRef epi, *epi_extra; /* epi(row0, col, mrv, nrv, c0, c1, ob, oe, C, ldc, extra...) */
+    int nextra;
+    LLVMTypeRef epi_type;
+    LLVMValueRef npf_v; /* a block's count of prefetched operands (NULL: npf, known) */
+} MmGeo;
+
+/* 1 or 0 for a constant i1, -1 for a value known at run time only. */
+static int known_bool(LLVMValueRef v) {
+    return LLVMIsAConstantInt(v) ? (int)LLVMConstIntGetZExtValue(v) : -1;
+}
+
+/* The element offset in operand `which` (0: A, 1: B) of batch bi, or with
+ * `packed` its packed block's index. */
+static LLVMValueRef geo_batch(Cg *cg, const MmGeo *geo, int which, bool packed, LLVMValueRef bi) {
+    if (geo->mm) {
+        const int64_t *st = which ? geo->mm->b_batch_stride : geo->mm->a_batch_stride;
+        return packed ? packed_batch(cg, geo->mm, st, bi) : batch_offset(cg, geo->mm, st, bi);
+    }
+    const LLVMValueRef *s = packed ? geo->ps[which] : geo->bs[which];
+    LLVMValueRef d0 = LLVMBuildUDiv(cg->b, bi, geo->dim1, ""), d1 = LLVMBuildURem(cg->b, bi, geo->dim1, "");
+    return iadd(cg, imul(cg, d0, s[0]), imul(cg, d1, s[1]));
+}
+
+/* c ? a : b, with a constant c decided here. */
+static LLVMValueRef pick(Cg *cg, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b) {
+    int known = known_bool(c);
+    return known == 1 ? a : known == 0 ? b : LLVMBuildSelect(cg->b, c, a, b, "");
+}
+
+/* Prefetches the epilogue operands' lines of the tile's rows (see below). */
+static void prefetch_tile_rows(Kc *kc, const MmGeo *geo, int NR, LLVMValueRef row, LLVMValueRef col,
+                               LLVMValueRef mrv, bool write) {
+    Cg *cg = kc->cg;
+    TLoop lr;
+    LLVMValueRef ii = tloop_begin(kc, &lr, ci64(cg, 0), mrv, 1, "prefetch");
+    LLVMValueRef at = iadd(cg, imul(cg, iadd(cg, row, ii), geo->n), col);
+    for (int b = 0; b < geo->npf; b++) {
+        LLVMValueRef size = geo->pf_size[b], base = geo->pf[b];
+        LLVMValueRef args[4] = {NULL, ci32(cg, write), ci32(cg, 3), ci32(cg, 1)};
+        if (LLVMIsAConstantInt(size)) { /* the lines of NR elements, and the last one's */
+            int64_t bytes = (int64_t)LLVMConstIntGetZExtValue(size), per_line = 64 / bytes;
+            for (int64_t e = 0; e < NR + per_line - 1; e += per_line) {
+                args[0] = LLVMBuildGEP2(
+                    cg->b, cg->t_i8, base,
+                    (LLVMValueRef[]){imul(cg, iadd(cg, at, ci64(cg, e < NR ? e : NR - 1)), size)}, 1, "");
+                intrin(cg, "llvm.prefetch", &cg->t_ptr, 1, args, 4);
+            }
+            continue;
+        }
+        /* a block's operand: its element size known at run time, the
+         * lines of NR elements of up to 4 bytes (wider ones: the first) */
+        IfBlock has;
+        if_begin(kc, &has, LLVMBuildICmp(cg->b, LLVMIntNE, size, ci64(cg, 0), ""));
+        LLVMValueRef last = imul(cg, ci64(cg, NR - 1), size), start = imul(cg, at, size);
+        for (int64_t e = 0; e < (NR - 1) * 4 + 64; e += 64) {
+            args[0] = LLVMBuildGEP2(cg->b, cg->t_i8, base,
+                                    (LLVMValueRef[]){iadd(cg, start, imin(cg, ci64(cg, e), last))}, 1, "");
+            intrin(cg, "llvm.prefetch", &cg->t_ptr, 1, args, 4);
+        }
+        if_end(kc, &has);
+    }
+    tloop_end(kc, &lr);
+}
+
+/* The tiled loop nest of product geo in kc->fn, from its entry: computes the
+ * output rows touching [ob, oe) and stores (through the epilogue) exactly
+ * the elements in [ob, oe) and in columns [c0, c1), so any split of the
+ * outer range (or of the columns) is correct. */
+static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueRef ob, LLVMValueRef oe,
+                         LLVMValueRef c0, LLVMValueRef c1, LLVMValueRef scratch) {
+    Cg *cg = kc->cg;
+    LLVMValueRef fn = kc->fn;
+    MmShape ush = ukernel_shape(cg);
+    const int MR = sh->mr, NR = sh->nr;
+    const int64_t KC = sh->kc, MC = sh->mc, NC = geo->nc ? geo->nc : sh->nc;
+    const int multi_k = known_bool(geo->multi_k), pa = known_bool(geo->packed_a),
+              pb = known_bool(geo->packed_b);
+    LLVMValueRef cN = geo->n, cM = geo->m, K = geo->k;
+    LLVMValueRef tile = NULL;
+    if (multi_k != 1) {
+        tile = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, MR * NR), "tile");
+        LLVMSetAlignment(tile, 64);
+    }
+    LLVMValueRef Ap = scratch;
+    LLVMValueRef Bp =
+        LLVMBuildGEP2(cg->b, cg->t_i8, scratch, (LLVMValueRef[]){ci64(cg, MC * KC * 4 + 64)}, 1, "Bp");
+    LLVMValueRef Cacc = NULL;
+    if (multi_k != 0) {
+        LLVMValueRef bbytes = iadd(cg, imul(cg, geo->ncp, ci64(cg, KC * 4)), ci64(cg, 64));
+        Cacc = LLVMBuildGEP2(cg->b, cg->t_i8, Bp, (LLVMValueRef[]){bbytes}, 1, "Cacc");
+    }
+
+    /* rows [rb, re) of the flattened batch*M rows touch [ob, oe) */
+    LLVMBasicBlockRef work = LLVMAppendBasicBlockInContext(cg->ctx, fn, "work");
+    LLVMBasicBlockRef fin = LLVMAppendBasicBlockInContext(cg->ctx, fn, "fin");
+    LLVMBuildCondBr(cg->b,
+                    LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, ob, oe, ""),
+                                 LLVMBuildICmp(cg->b, LLVMIntSLT, c0, c1, ""), ""),
+                    work, fin);
+    LLVMPositionBuilderAtEnd(cg->b, fin);
+    LLVMBuildRetVoid(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, work);
+    LLVMValueRef rb = LLVMBuildUDiv(cg->b, ob, cN, "rb");
+    LLVMValueRef re = LLVMBuildUDiv(cg->b, iadd(cg, oe, LLVMBuildSub(cg->b, cN, ci64(cg, 1), "")), cN, "re");
+
+    TLoop lb, lg, ljc, lpc, lic, ljr, lir;
+    LLVMValueRef b0 = LLVMBuildUDiv(cg->b, rb, cM, "");
+    LLVMValueRef b1 =
+        iadd(cg, LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, re, ci64(cg, 1), ""), cM, ""), ci64(cg, 1));
+    LLVMValueRef bi = tloop_begin(kc, &lb, b0, b1, 1, "batch");
+    LLVMValueRef brow = imul(cg, bi, cM);
+    LLVMValueRef bm0 = LLVMBuildSub(cg->b, imax(cg, rb, brow), brow, "bm0");
+    LLVMValueRef bm1 = LLVMBuildSub(cg->b, imin(cg, re, iadd(cg, brow, cM)), brow, "bm1");
+    /* prepacked A: row blocks start at multiples of MR (the extra rows are
+     * computed, not stored: they lie before ob) */
+    if (pa != 0)
+        bm0 = pick(cg, geo->packed_a,
+                   LLVMBuildSub(cg->b, bm0, LLVMBuildURem(cg->b, bm0, ci64(cg, MR), ""), "bm0a"), bm0);
+    LLVMValueRef abase = iadd(cg, geo->a_off, geo_batch(cg, geo, 0, false, bi));
+    LLVMValueRef bbase = iadd(cg, geo->b_off, geo_batch(cg, geo, 1, false, bi));
+    LLVMValueRef apk = NULL, bpk = NULL; /* the batch's prepacked blocks */
+    if (pa != 0)
+        apk = elem_ptr(cg, cg->t_f32, geo->Apk,
+                       imul(cg, geo_batch(cg, geo, 0, true, bi), imul(cg, geo->mp, K)));
+    if (pb != 0)
+        bpk = elem_ptr(cg, cg->t_f32, geo->Bpk,
+                       imul(cg, geo_batch(cg, geo, 1, true, bi), imul(cg, geo->np, K)));
+    /* row groups bound the partial sums kept in Cacc */
+    LLVMValueRef m0 = tloop_begin(kc, &lg, bm0, bm1, 1, "group");
+    lg.step = geo->rg; /* known at run time: the increment tloop_end adds */
+    LLVMValueRef m1 = imin(cg, bm1, iadd(cg, m0, geo->rg));
+
+    /* prepacked B: column blocks start at multiples of NR; the epilogue
+     * stores only the columns in [c0, c1) */
+    LLVMValueRef jc0 = c0;
+    if (pb != 0)
+        jc0 = pick(cg, geo->packed_b,
+                   LLVMBuildSub(cg->b, c0, LLVMBuildURem(cg->b, c0, ci64(cg, NR), ""), "c0a"), c0);
+    LLVMValueRef jc = tloop_begin(kc, &ljc, jc0, c1, NC, "jc");
+    LLVMValueRef ncv = imin(cg, ci64(cg, NC), LLVMBuildSub(cg->b, c1, jc, ""));
+    /* the next B block's start, its width, and whether there is one (the
+     * next image's first after this image's last) */
+    LLVMValueRef next_src = NULL, next_ncv = NULL;
+    if (geo->prefetch_next) {
+        LLVMValueRef jn = iadd(cg, jc, ci64(cg, NC));
+        LLVMValueRef same = LLVMBuildICmp(cg->b, LLVMIntSLT, jn, c1, "next_here");
+        LLVMValueRef bi1 = iadd(cg, bi, ci64(cg, 1));
+        LLVMValueRef nbase = iadd(cg, geo->b_off, geo_batch(cg, geo, 1, false, bi1));
+        LLVMValueRef ncol = LLVMBuildSelect(cg->b, same, jn, jc0, "");
+        next_src = iadd(cg, LLVMBuildSelect(cg->b, same, bbase, nbase, ""), ncol);
+        LLVMValueRef any = LLVMBuildOr(cg->b, same, LLVMBuildICmp(cg->b, LLVMIntSLT, bi1, b1, ""), "");
+        next_ncv = LLVMBuildSelect(cg->b, any, imin(cg, ci64(cg, NC), LLVMBuildSub(cg->b, c1, ncol, "")),
+                                   ci64(cg, 0), "next_ncv");
+    }
+    LLVMValueRef pc = tloop_begin(kc, &lpc, ci64(cg, 0), K, KC, "pc");
+    LLVMValueRef kcv = imin(cg, ci64(cg, KC), LLVMBuildSub(cg->b, K, pc, ""));
+    LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntEQ, pc, ci64(cg, 0), "first");
+    LLVMValueRef last = LLVMBuildICmp(cg->b, LLVMIntSGE, iadd(cg, pc, ci64(cg, KC)), K, "last");
+    /* the packed B block of (jc, pc): prepacked, or packed here (a conv's
+     * input under the window gathered into the panels by NAME.im2col) */
+    LLVMValueRef bblock = NULL;
+    if (pb != 0) bblock = elem_ptr(cg, cg->t_f32, bpk, iadd(cg, imul(cg, pc, geo->np), imul(cg, jc, kcv)));
+    if (pb != 1) {
+        IfBlock packb;
+        if (pb < 0) if_begin(kc, &packb, LLVMBuildNot(cg->b, geo->packed_b, ""));
+        LLVMValueRef plain = iadd(cg, iadd(cg, bbase, imul(cg, pc, geo->b_sk)), imul(cg, jc, geo->b_sn));
+        LLVMValueRef c = geo->conv;
+        LLVMValueRef args[7] = {geo->B,
+                                pick(cg, c, bbase, plain),
+                                pick(cg, c, pc, geo->b_sn),
+                                pick(cg, c, kcv, geo->b_sk),
+                                pick(cg, c, jc, ncv),
+                                pick(cg, c, ncv, kcv),
+                                Bp};
+        LLVMBuildCall2(cg->b, pack_fn_type(cg), geo->pack_b, args, 7, "");
+        if (pb < 0) if_end(kc, &packb);
+        bblock = pb < 0 ? LLVMBuildSelect(cg->b, geo->packed_b, bblock, Bp, "bblock") : Bp;
+    }
+    LLVMValueRef ic = tloop_begin(kc, &lic, m0, m1, MC, "ic");
+    LLVMValueRef mcv = imin(cg, ci64(cg, MC), LLVMBuildSub(cg->b, m1, ic, ""));
+    LLVMValueRef ablock = NULL; /* the packed A block of (ic, pc) */
+    if (pa != 0) ablock = elem_ptr(cg, cg->t_f32, apk, iadd(cg, imul(cg, pc, geo->mp), imul(cg, ic, kcv)));
+    if (pa != 1) {
+        IfBlock packa;
+        if (pa < 0) if_begin(kc, &packa, LLVMBuildNot(cg->b, geo->packed_a, ""));
+        LLVMValueRef base = iadd(cg, iadd(cg, abase, imul(cg, pc, geo->a_sk)), imul(cg, ic, geo->a_sm));
+        LLVMValueRef args[7] = {geo->A, base, geo->a_sm, geo->a_sk, mcv, kcv, Ap};
+        LLVMBuildCall2(cg->b, pack_fn_type(cg), geo->pack_a, args, 7, "");
+        if (pa < 0) if_end(kc, &packa);
+        ablock = pa < 0 ? LLVMBuildSelect(cg->b, geo->packed_a, ablock, Ap, "ablock") : Ap;
+    }
+    LLVMValueRef jr = tloop_begin(kc, &ljr, ci64(cg, 0), ncv, NR, "jr");
+    LLVMValueRef nrv = imin(cg, ci64(cg, NR), LLVMBuildSub(cg->b, ncv, jr, ""));
+    LLVMValueRef bpanel = elem_ptr(cg, cg->t_f32, bblock, imul(cg, jr, kcv));
+    LLVMValueRef ir = tloop_begin(kc, &lir, ci64(cg, 0), mcv, MR, "ir");
+    LLVMValueRef mrv = imin(cg, ci64(cg, MR), LLVMBuildSub(cg->b, mcv, ir, ""));
+    LLVMValueRef apanel = elem_ptr(cg, cg->t_f32, ablock, imul(cg, ir, kcv));
+    /* swapped: the micro-kernel broadcasts B's panel and loads A's in
+     * vectors, and its tile is C^T, row j of it (column j of C) at j * MR */
+    LLVMValueRef ukernel = sh->swap ? ukernel_for(cg, &ush, nrv, mrv) : ukernel_for(cg, &ush, mrv, nrv);
+
+    /* the tile goes to Cacc (K in several blocks) or to `tile` */
+    LLVMValueRef cptr = tile, ldc = ci64(cg, sh->swap ? MR : NR);
+    if (multi_k != 0) {
+        LLVMValueRef crow = iadd(cg, LLVMBuildSub(cg->b, ic, m0, ""), ir);
+        /* swapped: each tile's MR x NR floats in one block */
+        LLVMValueRef at = iadd(cg, imul(cg, crow, geo->ncp), sh->swap ? imul(cg, jr, ci64(cg, MR)) : jr);
+        cptr = pick(cg, geo->multi_k, elem_ptr(cg, cg->t_f32, Cacc, at), tile);
+        ldc = pick(cg, geo->multi_k, sh->swap ? ci64(cg, MR) : geo->ncp, ldc);
+    }
+    /* the epilogue's operands at o itself (a residual) into the cache
+     * while the micro-kernel runs: a tile's rows lie N elements apart,
+     * 12 or 32 streams no prefetcher follows (ResNet-50's 1x1 64->256 with
+     * its residual add ran at 64 % of the same product without it) */
+    LLVMValueRef row0 = iadd(cg, iadd(cg, brow, ic), ir), col = iadd(cg, jc, jr);
+    if (geo->npf > 0) {
+        IfBlock pf;
+        LLVMValueRef when = multi_k != 0 ? last : LLVMConstInt(cg->t_i1, 1, 0);
+        if (geo->npf_v)
+            when =
+                LLVMBuildAnd(cg->b, when, LLVMBuildICmp(cg->b, LLVMIntNE, geo->npf_v, ci64(cg, 0), ""), "");
+        bool guarded = known_bool(when) != 1;
+        if (guarded) if_begin(kc, &pf, when);
+        const int write = known_bool(geo->pf_write);
+        for (int w = 0; w < 2; w++) { /* the operands' lines, or (write) the output's */
+            if (write >= 0 && write != w) continue;
+            IfBlock is;
+            if (write < 0) if_begin(kc, &is, w ? geo->pf_write : LLVMBuildNot(cg->b, geo->pf_write, ""));
+            prefetch_tile_rows(kc, geo, NR, row0, col, mrv, w);
+            if (write < 0) if_end(kc, &is);
+        }
+        if (guarded) if_end(kc, &pf);
+    }
+    /* with K in one block, `first` always holds */
+    /* ... and the next B block's lines under this panel, a slice of its K
+     * rows per tile, into the L2 while the micro-kernel runs: its packing
+     * read each line from memory, 25 % of ResNet-50's 1x1 256->64 at 56x56
+     * (batch 8), while the cores waited */
+    if (geo->prefetch_next) {
+        IfBlock pf;
+        if_begin(kc, &pf, LLVMBuildICmp(cg->b, LLVMIntSLT, jr, next_ncv, ""));
+        TLoop lr;
+        LLVMValueRef r0 = LLVMBuildUDiv(cg->b, imul(cg, ir, K), mcv, "");
+        LLVMValueRef r1 = LLVMBuildUDiv(cg->b, imul(cg, iadd(cg, ir, mrv), K), mcv, "");
+        LLVMValueRef kk = tloop_begin(kc, &lr, r0, r1, 1, "prefetch_next");
+        LLVMValueRef at = iadd(cg, iadd(cg, next_src, imul(cg, kk, geo->b_sk)), jr);
+        KilnDType dt = cg->p->bufs.data[geo->mm->b_buf].dtype;
+        for (int64_t e = 0; e < NR; e += 64 / (int64_t)kiln_dtype_size(dt)) {
+            LLVMValueRef addr =
+                LLVMBuildGEP2(cg->b, mem_type(cg, dt), geo->B, (LLVMValueRef[]){iadd(cg, at, ci64(cg, e))}, 1, "");
+            LLVMValueRef args[4] = {addr, ci32(cg, 0), ci32(cg, 2), ci32(cg, 1)};
+            intrin(cg, "llvm.prefetch", &cg->t_ptr, 1, args, 4);
+        }
+        tloop_end(kc, &lr);
+        if_end(kc, &pf);
+    }
+    LLVMValueRef accumulate = multi_k != 0 ? LLVMBuildNot(cg->b, first, "") : LLVMConstInt(cg->t_i1, 0, 0);
+    LLVMValueRef bcast = sh->swap ? bpanel : apanel, vecs = sh->swap ? apanel : bpanel;
+    LLVMValueRef args[7] = {bcast, vecs, kcv, cptr, ldc, accumulate, bcast};
+    LLVMBuildCall2(cg->b, ukernel_type(cg), ukernel, args, 7, "");
+    /* last K block: the epilogue of the tile (NAME.epi, or here) */
+    IfBlock epi;
+    if (multi_k != 0) if_begin(kc, &epi, last);
+    if (geo->epi_inline) {
+        emit_tile_epilogue(kc, row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc, geo->mm->n, NR, sh->swap);
+    } else {
+        LLVMValueRef *eargs = xcalloc((size_t)geo->nextra + EPI_FIXED_ARGS, sizeof(LLVMValueRef));
+        LLVMValueRef fixed[EPI_FIXED_ARGS] = {row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc};
+        memcpy(eargs, fixed, sizeof fixed);
+        for (int i = 0; i < geo->nextra; i++) eargs[EPI_FIXED_ARGS + i] = geo->epi_extra[i];
+        LLVMBuildCall2(cg->b, geo->epi_type, geo->epi, eargs, (unsigned)(geo->nextra + EPI_FIXED_ARGS), "");
+        free(eargs);
+    }
+    if (multi_k != 0) if_end(kc, &epi);
+    tloop_end(kc, &lir);
+    tloop_end(kc, &ljr);
+    tloop_end(kc, &lic);
+    tloop_end(kc, &lpc);
+    tloop_end(kc, &ljc);
+    tloop_end(kc, &lg);
+    tloop_end(kc, &lb);
+    LLVMBuildRetVoid(cg->b);
+}
+
+/* Whether product g runs a size-generic nest: its epilogue is a function
+ * (K >= EPI_OUTLINE_MIN_K: the indirect call per tile is as cheap) and it
+ * has at most two batch dims (the block's). */
+static bool mm_generic(const KGemm *g) { return g->mm.k >= EPI_OUTLINE_MIN_K && g->mm.nbatch <= 2; }
+
+/* The integer slots [0, MMB_FLAGS] of product g's argument block. */
+static void mm_block_values(const Cg *cg, const KGemm *g, int64_t v[MMB_FLAGS + 1]) {
+    const KMatmul *mm = &g->mm;
+    MmShape sh = mm_shape(cg, g);
+    Prepack pp = gemm_prepack(cg, g);
+    memset(v, 0, sizeof(int64_t) * (MMB_FLAGS + 1));
+    v[MMB_M] = mm->m, v[MMB_N] = mm->n, v[MMB_K] = mm->k, v[MMB_A_OFF] = mm->a_off, v[MMB_B_OFF] = mm->b_off;
+    v[MMB_A_SM] = mm->a_sm, v[MMB_A_SK] = mm->a_sk, v[MMB_B_SK] = mm->b_sk, v[MMB_B_SN] = mm->b_sn;
+    /* d1 the last batch dim, d0 the one before it (size 1 when absent) */
+    int nd = mm->nbatch;
+    v[MMB_DIM1] = nd >= 1 ? mm->batch_dims[nd - 1] : 1;
+    for (int w = 0; w < 2 && nd <= 2; w++) {
+        const int64_t *st = w ? mm->b_batch_stride : mm->a_batch_stride;
+        int64_t s1 = nd >= 1 ? st[nd - 1] : 0, s0 = nd >= 2 ? st[nd - 2] : 0;
+        int at = w ? MMB_B_BS0 : MMB_A_BS0, pat = w ? MMB_B_PS0 : MMB_A_PS0;
+        v[at] = s0, v[at + 1] = s1;
+        /* packed_batch: the dims with a stride count, innermost first */
+        v[pat] = s0 ? (s1 ? v[MMB_DIM1] : 1) : 0, v[pat + 1] = s1 ? 1 : 0;
+    }
+    v[MMB_MP] = pp.ap / mm->k, v[MMB_NP] = pp.bp / mm->k;
+    int64_t NC = mm->n < sh.nc ? mm->n : sh.nc;
+    v[MMB_NCP] = (NC + sh.nr - 1) / sh.nr * sh.nr;
+    v[MMB_RG] = row_group(&sh, g);
+    v[MMB_FLAGS] = (pp.a ? MMF_PACKED_A : 0) | (pp.b ? MMF_PACKED_B : 0) | (g->conv ? MMF_CONV : 0) |
+                   (mm->k > sh.kc ? MMF_MULTI_K : 0);
+}
+
+/* The slots [MMB_M, MMB_RG] in MmGeo's order. */
+static LLVMValueRef *geo_ints(MmGeo *geo, int slot) {
+    LLVMValueRef *at[MMB_RG + 1] = {
+        &geo->m,        &geo->n,        &geo->k,        &geo->a_off,    &geo->b_off,    &geo->a_sm,
+        &geo->a_sk,     &geo->b_sk,     &geo->b_sn,     &geo->dim1,     &geo->bs[0][0], &geo->bs[0][1],
+        &geo->bs[1][0], &geo->bs[1][1], &geo->ps[0][0], &geo->ps[0][1], &geo->ps[1][0], &geo->ps[1][1],
+        &geo->mp,       &geo->np,       &geo->ncp,      &geo->rg};
+    return at[slot];
+}
+
+/* The epilogue as a generic nest calls it: void(row0, col, mrv, nrv, c0,
+ * c1, ob, oe, ptr C, ldc, ptr block). */
+static LLVMTypeRef epi_thunk_type(Cg *cg) {
+    LLVMTypeRef ps[EPI_FIXED_ARGS + 1];
+    for (int i = 0; i <= EPI_FIXED_ARGS; i++) ps[i] = i == 8 || i == EPI_FIXED_ARGS ? cg->t_ptr : cg->t_i64;
+    return LLVMFunctionType(cg->t_void, ps, EPI_FIXED_ARGS + 1, 0);
+}
+
+/* void kiln.mm.nest(i64 ob, i64 oe, i64 c0, i64 c1, ptr scratch, ptr block)
+ * (.swap: the swapped tile form): the loop nest of the product an argument
+ * block describes. */
+static LLVMTypeRef mm_nest_type(Cg *cg) {
+    LLVMTypeRef ps[6] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_ptr};
+    return LLVMFunctionType(cg->t_void, ps, 6, 0);
+}
+
+static LLVMValueRef slot_load(Cg *cg, LLVMValueRef blk, int slot, LLVMTypeRef t) {
+    return LLVMBuildLoad2(cg->b, t, elem_ptr(cg, cg->t_i64, blk, ci64(cg, slot)), "");
+}
+static void slot_store(Cg *cg, LLVMValueRef blk, int slot, LLVMValueRef v) {
+    LLVMBuildStore(cg->b, v, elem_ptr(cg, cg->t_i64, blk, ci64(cg, slot)));
+}
+
+static LLVMValueRef helper_mm_nest(Cg *cg, bool swap) {
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMValueRef fn;
+    bool fresh, define = shared_helper(cg, swap ? "kiln.mm.nest.swap" : "kiln.mm.nest", mm_nest_type(cg), &fn,
+                                       &fresh);
+    if (fresh) LLVMAddAttributeAtIndex(fn, 5, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    if (!define) return fn;
+    Kc kc = {.cg = cg, .fn = fn};
+    LLVMValueRef blk = LLVMGetParam(fn, 5);
+    MmGeo geo = {0};
+    for (int s = 0; s <= MMB_RG; s++) *geo_ints(&geo, s) = slot_load(cg, blk, s, cg->t_i64);
+    LLVMValueRef flags = slot_load(cg, blk, MMB_FLAGS, cg->t_i64);
+    LLVMValueRef *flag_of[5] = {&geo.packed_a, &geo.packed_b, &geo.conv, &geo.multi_k, &geo.pf_write};
+    for (int f = 0; f < 5; f++)
+        *flag_of[f] = LLVMBuildICmp(cg->b, LLVMIntNE, LLVMBuildAnd(cg->b, flags, ci64(cg, 1 << f), ""),
+                                    ci64(cg, 0), "");
+    LLVMValueRef *ptr_of[7] = {&geo.A, &geo.B, &geo.Apk, &geo.Bpk, &geo.pack_a, &geo.pack_b, &geo.epi};
+    for (int s = 0; s < 7; s++) *ptr_of[s] = slot_load(cg, blk, MMB_A + s, cg->t_ptr);
+    geo.npf = MM_PREFETCH_MAX;
+    geo.npf_v = slot_load(cg, blk, MMB_NPF, cg->t_i64);
+    for (int b = 0; b < MM_PREFETCH_MAX; b++) {
+        geo.pf[b] = slot_load(cg, blk, MMB_PF + b, cg->t_ptr);
+        geo.pf_size[b] = slot_load(cg, blk, MMB_PF_SIZE + b, cg->t_i64);
+    }
+    geo.epi_type = epi_thunk_type(cg);
+    geo.epi_extra = &blk, geo.nextra = 1;
+    MmShape sh = mm_shape_form(cg, swap);
+    emit_mm_nest(&kc, &sh, &geo, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), LLVMGetParam(fn, 2),
+                 LLVMGetParam(fn, 3), LLVMGetParam(fn, 4));
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
+/* NAME.epi.t: the tile epilogue `epi` (NAME.epi, inlined here) with the
+ * kernel's nb buffers loaded from the argument block. */
+static LLVMValueRef emit_epilogue_thunk(Cg *cg, const Kernel *k, LLVMValueRef epi, int nb) {
+    char *name = name2(k->name, ".epi.t");
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, epi_thunk_type(cg));
+    free(name);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    LLVMRemoveEnumAttributeAtIndex(epi, LLVMAttributeFunctionIndex, cg->k_noinline);
+    add_fn_attr(cg, epi, cg->k_alwaysinline);
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMValueRef *args = xcalloc((size_t)nb + EPI_FIXED_ARGS, sizeof(LLVMValueRef));
+    LLVMValueRef blk = LLVMGetParam(fn, EPI_FIXED_ARGS);
+    for (int i = 0; i < EPI_FIXED_ARGS; i++) args[i] = LLVMGetParam(fn, (unsigned)i);
+    for (int i = 0; i < nb; i++) args[EPI_FIXED_ARGS + i] = slot_load(cg, blk, MMB_BUFS + i, cg->t_ptr);
+    call_fn(cg, epi, args, nb + EPI_FIXED_ARGS);
+    LLVMBuildRetVoid(cg->b);
+    free(args);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
 /* The tiled body NAME.mm(ob, oe, c0, c1, bufs..., scratch, packed A, packed
- * B): computes the output rows touching [ob, oe) and stores (through the
- * epilogue) exactly the elements in [ob, oe) and in columns [c0, c1), so any
- * split of the outer range (or of the columns) is correct. */
+ * B): the elements of [ob, oe) in the output columns [c0, c1).  A
+ * size-generic product's fills its argument block and calls the nest of
+ * its form; a short one (or one of more than two batch dims) is the nest
+ * itself, its geometry constant and its epilogue inline (or NAME.epi). */
 static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, const int *list, int nb) {
     const KMatmul *mm = &g->mm;
     const KProgram *p = cg->p;
-    MmShape sh = mm_shape(cg, g), ush = ukernel_shape(cg);
-    const int MR = sh.mr, NR = sh.nr;
-    const int64_t M = mm->m, N = mm->n, K = mm->k;
-    const int64_t KC = sh.kc, MC = sh.mc;
-    const bool multi_k = K > KC;
+    MmShape sh = mm_shape(cg, g);
     const Prepack pp = gemm_prepack(cg, g);
     /* B packed here, in one K block, from lines along its columns (a 1x1
      * convolution's input): the next block's lines are prefetched while
-     * this one's tiles run (below), in blocks of at most NEXT_BLOCK_NC
-     * columns, so that they are still in the L2 when packed
+     * this one's tiles run (emit_mm_nest), in blocks of at most
+     * NEXT_BLOCK_NC columns, so that they are still in the L2 when packed
      * (prefetch_next_block) */
-    const bool prefetch_next = prefetch_next_block(p, g, pp.b, multi_k, sh.swap);
-    const int64_t NC = prefetch_next ? next_block_columns(N, NR) : N < sh.nc ? N : sh.nc;
-    const int64_t NCp = (NC + NR - 1) / NR * NR;
+    const bool prefetch_next = prefetch_next_block(p, g, pp.b, mm->k > sh.kc, sh.swap);
+    const bool generic = mm_generic(g) && !prefetch_next;
     KilnDType adt = p->bufs.data[mm->a_buf].dtype, bdt = p->bufs.data[mm->b_buf].dtype;
-    LLVMValueRef pack_a = pp.a ? NULL : helper_pack(cg, adt, MR);
-    LLVMValueRef pack_b = pp.b ? NULL : g->conv ? helper_im2col(cg, k, bdt, NR) : helper_pack(cg, bdt, NR);
+    LLVMValueRef pack_a = pp.a ? NULL : helper_pack(cg, adt, sh.mr);
+    LLVMValueRef pack_b = pp.b      ? NULL
+                          : g->conv ? helper_im2col(cg, k, bdt, sh.nr)
+                                    : helper_pack(cg, bdt, sh.nr);
 
     /* buffers the epilogue reads at index o (KI_OUTER) */
     int *prefetch = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nprefetch = 0;
@@ -3611,11 +4078,14 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
         if (k->insts.data[st->index].kind == KI_OUTER && prefetch_for_writing(p, k, st->buf))
             prefetch[nprefetch++] = st->buf;
     }
-    LLVMValueRef epilogue = K >= EPI_OUTLINE_MIN_K ? emit_epilogue_fn(cg, k, list, nb, N, NR, sh.swap) : NULL;
+    if (nprefetch > MM_PREFETCH_MAX) nprefetch = MM_PREFETCH_MAX; /* a hint: the first few */
+    LLVMValueRef epilogue =
+        mm->k >= EPI_OUTLINE_MIN_K ? emit_epilogue_fn(cg, k, list, nb, mm->n, sh.nr, sh.swap) : NULL;
+    LLVMValueRef thunk = generic ? emit_epilogue_thunk(cg, k, epilogue, nb) : NULL;
+    LLVMValueRef nest = generic ? helper_mm_nest(cg, sh.swap) : NULL;
     Kc kc;
     kc_init(&kc, cg, k);
-    /* NAME.mm(i64 ob, i64 oe, i64 c0, i64 c1, ptr noalias bufs..., ptr noalias scratch, ptr Apk, ptr Bpk):
-     * the elements of [ob, oe) in the output columns [c0, c1) */
+    /* NAME.mm(i64 ob, i64 oe, i64 c0, i64 c1, ptr noalias bufs..., ptr noalias scratch, ptr Apk, ptr Bpk) */
     LLVMTypeRef *ps = xcalloc((size_t)nb + 7, sizeof(LLVMTypeRef));
     ps[0] = ps[1] = ps[2] = ps[3] = cg->t_i64;
     for (int i = 0; i < nb + 3; i++) ps[4 + i] = cg->t_ptr;
@@ -3636,191 +4106,45 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
     LLVMValueRef A = kc.bufptr[mm->a_buf], B = kc.bufptr[mm->b_buf];
     LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1);
     LLVMValueRef c0 = LLVMGetParam(fn, 2), c1 = LLVMGetParam(fn, 3);
-    LLVMValueRef cN = ci64(cg, N), cM = ci64(cg, M);
-    LLVMValueRef tile = NULL;
-    if (!multi_k) {
-        tile = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, MR * NR), "tile");
-        LLVMSetAlignment(tile, 64);
-    }
-    LLVMValueRef Ap = scratch;
-    LLVMValueRef Bp = LLVMBuildGEP2(cg->b, cg->t_i8, scratch, (LLVMValueRef[]){ci64(cg, MC * KC * 4 + 64)}, 1, "Bp");
-    LLVMValueRef Cacc = multi_k ? LLVMBuildGEP2(cg->b, cg->t_i8, Bp, (LLVMValueRef[]){ci64(cg, KC * NCp * 4 + 64)}, 1, "Cacc")
-                                : NULL;
-
-    /* rows [rb, re) of the flattened batch*M rows touch [ob, oe) */
-    LLVMBasicBlockRef work = LLVMAppendBasicBlockInContext(cg->ctx, fn, "work");
-    LLVMBasicBlockRef fin = LLVMAppendBasicBlockInContext(cg->ctx, fn, "fin");
-    LLVMBuildCondBr(cg->b, LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, ob, oe, ""),
-                                        LLVMBuildICmp(cg->b, LLVMIntSLT, c0, c1, ""), ""), work, fin);
-    LLVMPositionBuilderAtEnd(cg->b, fin);
-    LLVMBuildRetVoid(cg->b);
-    LLVMPositionBuilderAtEnd(cg->b, work);
-    LLVMValueRef rb = LLVMBuildUDiv(cg->b, ob, cN, "rb");
-    LLVMValueRef re = LLVMBuildUDiv(cg->b, iadd(cg, oe, ci64(cg, N - 1)), cN, "re");
-
-    TLoop lb, lg, ljc, lpc, lic, ljr, lir;
-    LLVMValueRef b0 = LLVMBuildUDiv(cg->b, rb, cM, "");
-    LLVMValueRef b1 = iadd(cg, LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, re, ci64(cg, 1), ""), cM, ""), ci64(cg, 1));
-    LLVMValueRef bi = tloop_begin(&kc, &lb, b0, b1, 1, "batch");
-    LLVMValueRef brow = imul(cg, bi, cM);
-    LLVMValueRef bm0 = LLVMBuildSub(cg->b, imax(cg, rb, brow), brow, "bm0");
-    LLVMValueRef bm1 = LLVMBuildSub(cg->b, imin(cg, re, iadd(cg, brow, cM)), brow, "bm1");
-    /* prepacked A: row blocks start at multiples of MR (the extra rows are
-     * computed, not stored: they lie before ob) */
-    if (pp.a) bm0 = LLVMBuildSub(cg->b, bm0, LLVMBuildURem(cg->b, bm0, ci64(cg, MR), ""), "bm0a");
-    LLVMValueRef abase = iadd(cg, ci64(cg, mm->a_off), batch_offset(cg, mm, mm->a_batch_stride, bi));
-    LLVMValueRef bbase = iadd(cg, ci64(cg, mm->b_off), batch_offset(cg, mm, mm->b_batch_stride, bi));
-    LLVMValueRef apk = pp.a ? elem_ptr(cg, cg->t_f32, Apk, imul(cg, packed_batch(cg, mm, mm->a_batch_stride, bi), ci64(cg, pp.ap))) : NULL;
-    LLVMValueRef bpk = pp.b ? elem_ptr(cg, cg->t_f32, Bpk, imul(cg, packed_batch(cg, mm, mm->b_batch_stride, bi), ci64(cg, pp.bp))) : NULL;
-    /* row groups bound the partial sums kept in Cacc */
-    const int64_t RG = row_group(&sh, g);
-    LLVMValueRef m0 = tloop_begin(&kc, &lg, bm0, bm1, RG, "group");
-    LLVMValueRef m1 = imin(cg, bm1, iadd(cg, m0, ci64(cg, RG)));
-
-    /* prepacked B: column blocks start at multiples of NR; the epilogue
-     * stores only the columns in [c0, c1) */
-    LLVMValueRef jc0 = pp.b ? LLVMBuildSub(cg->b, c0, LLVMBuildURem(cg->b, c0, ci64(cg, NR), ""), "c0a") : c0;
-    LLVMValueRef jc = tloop_begin(&kc, &ljc, jc0, c1, NC, "jc");
-    LLVMValueRef ncv = imin(cg, ci64(cg, NC), LLVMBuildSub(cg->b, c1, jc, ""));
-    /* the next B block's start, its width, and whether there is one (the
-     * next image's first after this image's last) */
-    LLVMValueRef next_src = NULL, next_ncv = NULL;
-    if (prefetch_next) {
-        LLVMValueRef jn = iadd(cg, jc, ci64(cg, NC));
-        LLVMValueRef same = LLVMBuildICmp(cg->b, LLVMIntSLT, jn, c1, "next_here");
-        LLVMValueRef bi1 = iadd(cg, bi, ci64(cg, 1));
-        LLVMValueRef nbase = iadd(cg, ci64(cg, mm->b_off), batch_offset(cg, mm, mm->b_batch_stride, bi1));
-        LLVMValueRef ncol = LLVMBuildSelect(cg->b, same, jn, jc0, "");
-        next_src = iadd(cg, LLVMBuildSelect(cg->b, same, bbase, nbase, ""), ncol);
-        LLVMValueRef any = LLVMBuildOr(cg->b, same, LLVMBuildICmp(cg->b, LLVMIntSLT, bi1, b1, ""), "");
-        next_ncv = LLVMBuildSelect(cg->b, any, imin(cg, ci64(cg, NC), LLVMBuildSub(cg->b, c1, ncol, "")),
-                                   ci64(cg, 0), "next_ncv");
-    }
-    LLVMValueRef pc = tloop_begin(&kc, &lpc, ci64(cg, 0), ci64(cg, K), KC, "pc");
-    LLVMValueRef kcv = imin(cg, ci64(cg, KC), LLVMBuildSub(cg->b, ci64(cg, K), pc, ""));
-    LLVMValueRef first = LLVMBuildICmp(cg->b, LLVMIntEQ, pc, ci64(cg, 0), "first");
-    LLVMValueRef last = LLVMBuildICmp(cg->b, LLVMIntSGE, iadd(cg, pc, ci64(cg, KC)), ci64(cg, K), "last");
-    LLVMValueRef bblock; /* the packed B block of (jc, pc) */
-    if (pp.b) {
-        bblock = elem_ptr(cg, cg->t_f32, bpk, iadd(cg, imul(cg, pc, ci64(cg, pp.bp / K)), imul(cg, jc, kcv)));
-    } else if (g->conv) { /* the input under the window, gathered into the panels */
-        LLVMValueRef args[7] = {B, bbase, pc, kcv, jc, ncv, Bp};
-        call_fn(cg, pack_b, args, 7);
-        bblock = Bp;
+    int64_t v[MMB_FLAGS + 1];
+    mm_block_values(cg, g, v);
+    if (nread == 0 && nprefetch > 0) v[MMB_FLAGS] |= MMF_PREFETCH_WRITE;
+    if (generic) {
+        LLVMValueRef blk = LLVMBuildArrayAlloca(cg->b, cg->t_i64, ci64(cg, MMB_BUFS + nb), "block");
+        for (int s = 0; s <= MMB_FLAGS; s++) slot_store(cg, blk, s, ci64(cg, v[s]));
+        LLVMValueRef none = LLVMConstNull(cg->t_ptr);
+        LLVMValueRef ptrs[7] = {A, B, Apk, Bpk, pack_a ? pack_a : none, pack_b ? pack_b : none, thunk};
+        for (int s = 0; s < 7; s++) slot_store(cg, blk, MMB_A + s, ptrs[s]);
+        slot_store(cg, blk, MMB_NPF, ci64(cg, nprefetch));
+        for (int b = 0; b < MM_PREFETCH_MAX; b++) {
+            KilnDType dt = b < nprefetch ? p->bufs.data[prefetch[b]].dtype : KILN_F32;
+            slot_store(cg, blk, MMB_PF + b, b < nprefetch ? kc.bufptr[prefetch[b]] : none);
+            slot_store(cg, blk, MMB_PF_SIZE + b, ci64(cg, b < nprefetch ? (int64_t)kiln_dtype_size(dt) : 0));
+        }
+        for (int i = 0; i < nb; i++) slot_store(cg, blk, MMB_BUFS + i, kc.bufptr[list[i]]);
+        LLVMValueRef args[6] = {ob, oe, c0, c1, scratch, blk};
+        call_fn(cg, nest, args, 6);
+        LLVMBuildRetVoid(cg->b);
     } else {
-        LLVMValueRef base = iadd(cg, iadd(cg, bbase, imul(cg, pc, ci64(cg, mm->b_sk))), imul(cg, jc, ci64(cg, mm->b_sn)));
-        LLVMValueRef args[7] = {B, base, ci64(cg, mm->b_sn), ci64(cg, mm->b_sk), ncv, kcv, Bp};
-        call_fn(cg, pack_b, args, 7);
-        bblock = Bp;
-    }
-    LLVMValueRef ic = tloop_begin(&kc, &lic, m0, m1, MC, "ic");
-    LLVMValueRef mcv = imin(cg, ci64(cg, MC), LLVMBuildSub(cg->b, m1, ic, ""));
-    LLVMValueRef ablock; /* the packed A block of (ic, pc) */
-    if (pp.a) {
-        ablock = elem_ptr(cg, cg->t_f32, apk, iadd(cg, imul(cg, pc, ci64(cg, pp.ap / K)), imul(cg, ic, kcv)));
-    } else {
-        LLVMValueRef base = iadd(cg, iadd(cg, abase, imul(cg, pc, ci64(cg, mm->a_sk))), imul(cg, ic, ci64(cg, mm->a_sm)));
-        LLVMValueRef args[7] = {A, base, ci64(cg, mm->a_sm), ci64(cg, mm->a_sk), mcv, kcv, Ap};
-        call_fn(cg, pack_a, args, 7);
-        ablock = Ap;
-    }
-    LLVMValueRef jr = tloop_begin(&kc, &ljr, ci64(cg, 0), ncv, NR, "jr");
-    LLVMValueRef nrv = imin(cg, ci64(cg, NR), LLVMBuildSub(cg->b, ncv, jr, ""));
-    LLVMValueRef bpanel = elem_ptr(cg, cg->t_f32, bblock, imul(cg, jr, kcv));
-    LLVMValueRef ir = tloop_begin(&kc, &lir, ci64(cg, 0), mcv, MR, "ir");
-    LLVMValueRef mrv = imin(cg, ci64(cg, MR), LLVMBuildSub(cg->b, mcv, ir, ""));
-    LLVMValueRef apanel = elem_ptr(cg, cg->t_f32, ablock, imul(cg, ir, kcv));
-    /* swapped: the micro-kernel broadcasts B's panel and loads A's in
-     * vectors, and its tile is C^T, row j of it (column j of C) at j * MR */
-    LLVMValueRef ukernel = sh.swap ? ukernel_for(cg, &ush, nrv, mrv) : ukernel_for(cg, &ush, mrv, nrv);
-
-    /* the tile goes to Cacc (K in several blocks) or to `tile` */
-    LLVMValueRef cptr, ldc;
-    if (multi_k) {
-        LLVMValueRef crow = iadd(cg, LLVMBuildSub(cg->b, ic, m0, ""), ir);
-        /* swapped: each tile's MR x NR floats in one block */
-        LLVMValueRef at = iadd(cg, imul(cg, crow, ci64(cg, NCp)), sh.swap ? imul(cg, jr, ci64(cg, MR)) : jr);
-        cptr = elem_ptr(cg, cg->t_f32, Cacc, at);
-        ldc = ci64(cg, sh.swap ? MR : NCp);
-    } else {
-        cptr = tile;
-        ldc = ci64(cg, sh.swap ? MR : NR);
-    }
-    /* the epilogue's operands at o itself (a residual), else a large
-     * output's lines (prefetch_for_writing), into the cache while the
-     * micro-kernel runs: a tile's rows lie N elements apart,
-     * 12 or 32 streams no prefetcher follows (ResNet-50's 1x1 64->256 with
-     * its residual add ran at 64 % of the same product without it) */
-    if (nprefetch > 0) {
-        IfBlock pf;
-        if (multi_k) if_begin(&kc, &pf, last);
-        TLoop lr;
-        LLVMValueRef ii = tloop_begin(&kc, &lr, ci64(cg, 0), mrv, 1, "prefetch");
-        LLVMValueRef at =
-            iadd(cg, imul(cg, iadd(cg, iadd(cg, brow, ic), iadd(cg, ir, ii)), cN), iadd(cg, jc, jr));
+        MmGeo geo = {.mm = mm, .A = A, .B = B, .Apk = Apk, .Bpk = Bpk, .pack_a = pack_a, .pack_b = pack_b};
+        for (int s = 0; s <= MMB_RG; s++) *geo_ints(&geo, s) = ci64(cg, v[s]);
+        LLVMValueRef *flag_of[5] = {&geo.packed_a, &geo.packed_b, &geo.conv, &geo.multi_k, &geo.pf_write};
+        for (int f = 0; f < 5; f++) *flag_of[f] = LLVMConstInt(cg->t_i1, (v[MMB_FLAGS] >> f) & 1, 0);
+        LLVMValueRef *extra = xcalloc((size_t)nb + 1, sizeof(LLVMValueRef));
+        for (int i = 0; i < nb; i++) extra[i] = kc.bufptr[list[i]];
+        geo.npf = nprefetch;
+        geo.prefetch_next = prefetch_next;
+        if (prefetch_next) geo.nc = next_block_columns(mm->n, sh.nr);
         for (int b = 0; b < nprefetch; b++) {
-            KilnDType dt = p->bufs.data[prefetch[b]].dtype;
-            int64_t per_line = 64 / (int64_t)kiln_dtype_size(dt);
-            for (int64_t e = 0; e < NR + per_line - 1; e += per_line) {
-                LLVMValueRef addr =
-                    LLVMBuildGEP2(cg->b, mem_type(cg, dt), kc.bufptr[prefetch[b]],
-                                  (LLVMValueRef[]){iadd(cg, at, ci64(cg, e < NR ? e : NR - 1))}, 1, "");
-                LLVMValueRef args[4] = {addr, ci32(cg, b >= nread), ci32(cg, 3), ci32(cg, 1)};
-                intrin(cg, "llvm.prefetch", &cg->t_ptr, 1, args, 4);
-            }
+            geo.pf[b] = kc.bufptr[prefetch[b]];
+            geo.pf_size[b] = ci64(cg, (int64_t)kiln_dtype_size(p->bufs.data[prefetch[b]].dtype));
         }
-        tloop_end(&kc, &lr);
-        if (multi_k) if_end(&kc, &pf);
+        geo.epi_inline = !epilogue;
+        geo.epi = epilogue, geo.epi_extra = extra, geo.nextra = nb;
+        geo.epi_type = epilogue ? LLVMGlobalGetValueType(epilogue) : NULL;
+        emit_mm_nest(&kc, &sh, &geo, ob, oe, c0, c1, scratch);
+        free(extra);
     }
-    /* ... and the next B block's lines under this panel, a slice of its K
-     * rows per tile, into the L2 while the micro-kernel runs: its packing
-     * read each line from memory, 25 % of ResNet-50's 1x1 256->64 at 56x56
-     * (batch 8), while the cores waited */
-    if (prefetch_next) {
-        IfBlock pf;
-        if_begin(&kc, &pf, LLVMBuildICmp(cg->b, LLVMIntSLT, jr, next_ncv, ""));
-        TLoop lr;
-        LLVMValueRef r0 = LLVMBuildUDiv(cg->b, imul(cg, ir, ci64(cg, K)), mcv, "");
-        LLVMValueRef r1 = LLVMBuildUDiv(cg->b, imul(cg, iadd(cg, ir, mrv), ci64(cg, K)), mcv, "");
-        LLVMValueRef kk = tloop_begin(&kc, &lr, r0, r1, 1, "prefetch_next");
-        LLVMValueRef at = iadd(cg, iadd(cg, next_src, imul(cg, kk, ci64(cg, mm->b_sk))), jr);
-        KilnDType dt = p->bufs.data[mm->b_buf].dtype;
-        for (int64_t e = 0; e < NR; e += 64 / (int64_t)kiln_dtype_size(dt)) {
-            LLVMValueRef addr =
-                LLVMBuildGEP2(cg->b, mem_type(cg, dt), B, (LLVMValueRef[]){iadd(cg, at, ci64(cg, e))}, 1, "");
-            LLVMValueRef args[4] = {addr, ci32(cg, 0), ci32(cg, 2), ci32(cg, 1)};
-            intrin(cg, "llvm.prefetch", &cg->t_ptr, 1, args, 4);
-        }
-        tloop_end(&kc, &lr);
-        if_end(&kc, &pf);
-    }
-    LLVMValueRef accumulate = multi_k ? LLVMBuildNot(cg->b, first, "") : LLVMConstInt(cg->t_i1, 0, 0);
-    LLVMValueRef bcast = sh.swap ? bpanel : apanel, vecs = sh.swap ? apanel : bpanel;
-    LLVMValueRef args[7] = {bcast, vecs, kcv, cptr, ldc, accumulate, bcast};
-    LLVMBuildCall2(cg->b, ukernel_type(cg), ukernel, args, 7, "");
-    /* last K block: the epilogue of the tile (NAME.epi, or here) */
-    IfBlock epi;
-    if (multi_k) if_begin(&kc, &epi, last);
-    LLVMValueRef row0 = iadd(cg, iadd(cg, brow, ic), ir), col = iadd(cg, jc, jr);
-    if (epilogue) {
-        LLVMValueRef *eargs = xcalloc((size_t)nb + EPI_FIXED_ARGS, sizeof(LLVMValueRef));
-        LLVMValueRef fixed[EPI_FIXED_ARGS] = {row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc};
-        memcpy(eargs, fixed, sizeof fixed);
-        for (int i = 0; i < nb; i++) eargs[EPI_FIXED_ARGS + i] = kc.bufptr[list[i]];
-        call_fn(cg, epilogue, eargs, nb + EPI_FIXED_ARGS);
-        free(eargs);
-    } else {
-        emit_tile_epilogue(&kc, row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc, N, NR, sh.swap);
-    }
-    if (multi_k) if_end(&kc, &epi);
-    tloop_end(&kc, &lir);
-    tloop_end(&kc, &ljr);
-    tloop_end(&kc, &lic);
-    tloop_end(&kc, &lpc);
-    tloop_end(&kc, &ljc);
-    tloop_end(&kc, &lg);
-    tloop_end(&kc, &lb);
-    LLVMBuildRetVoid(cg->b);
     kc_free(&kc);
     free(prefetch);
     return fn;
@@ -4141,15 +4465,17 @@ typedef struct {
 
 static double thread_cpu_ms(void) { return clock_ms(CLOCK_THREAD_CPUTIME_ID); }
 
-/* Every shared helper a kernel may call: the micro-kernel, and the packing
+/* Every shared helper a kernel may call: the micro-kernel, the packing
  * routines for each operand dtype of a tiled product (f32, f16, bf16:
- * kernel_gemm's) and panel width (MR for A, NR for B). */
+ * kernel_gemm's) and panel width (MR for A, NR for B), and the size-generic
+ * loop nests. */
 static void define_shared_helpers(Cg *cg) {
     MmShape sh = ukernel_shape(cg);
     for (int rows = ukernel_row_step(&sh); rows <= sh.mr; rows += ukernel_row_step(&sh))
         for (int nv = 1; nv <= sh.nr / sh.vl; nv++) helper_ukernel(cg, &sh, rows, nv);
     const KilnDType dts[] = {KILN_F32, KILN_F16, KILN_BF16};
     for (int d = 0; d < 3; d++) helper_pack(cg, dts[d], sh.mr), helper_pack(cg, dts[d], sh.nr);
+    helper_mm_nest(cg, false), helper_mm_nest(cg, true);
 }
 
 /* The module of the kernels of p that `only` selects (NULL: all), in ctx,

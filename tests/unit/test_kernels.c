@@ -230,7 +230,11 @@ static void run_suite(const char *name, const char *text, int direct) {
  * panel; 17 and 16 columns of a 32-column one) over several K blocks; x11's
  * 40 columns run swapped (columns broadcast, rows in vectors); x12's 120 rows
  * (four images of A) by 200 columns split between the threads by columns,
- * and by rows once w12 is a prepacked constant (llvm_split_by_columns). */
+ * and by rows once w12 is a prepacked constant (llvm_split_by_columns).
+ * Products with K >= 128 run the size-generic nest (codegen/llvm.c: its
+ * geometry from an argument block): x13's two batch dims, w13 broadcast
+ * over the first and x13 a constant's blocks then indexed per batch, and
+ * x14's f16 operands over two K blocks reach its batch and dtype paths. */
 static void test_matmuls(void) {
     run_suite("matmuls.kiln",
               "graph mms(x0: f32[70, 300], w0: f32[300, 130], b0: f32[130], "
@@ -243,12 +247,14 @@ static void test_matmuls(void) {
               "x7: f32[3, 1, 37], w7: f32[3, 37, 130], "
               "x8: f16[2, 77], w8: f16[77, 33], "
               "x9: f32[52, 300], w9: f32[300, 81], x10: f32[44, 520], w10: f32[520, 48], "
-              "x11: f32[200, 300], w11: f32[300, 40], b11: f32[40], x12: f32[4, 30, 64], w12: f32[64, 200]) "
+              "x11: f32[200, 300], w11: f32[300, 40], b11: f32[40], x12: f32[4, 30, 64], w12: f32[64, 200], "
+              "x13: f32[2, 3, 20, 150], w13: f32[3, 150, 40], x14: f16[40, 260], w14: f16[260, 48]) "
               "-> (f32[70, 130], f32[3, 50, 90], f32[2, 40, 70], f32[37, 100], f16[64, 48], f32[8, 520], "
               "f32[1, 1100], f32[3, 1, 130], f16[2, 33], f32[52, 81], f32[44, 48], f32[200, 40], "
-              "f32[4, 30, 200]) {\n"
+              "f32[4, 30, 200], f32[2, 3, 20, 40], f16[40, 48]) {\n"
               "    return relu(x0 @ w0 + b0), w1 @ x1, x2 @ w2, linear(x3, w3, b3), x4 @ w4, x5 @ w5, "
-              "relu(x6 @ w6 + b6), x7 @ w7, x8 @ w8, x9 @ w9, relu(x10 @ w10), x11 @ w11 + b11, x12 @ w12\n"
+              "relu(x6 @ w6 + b6), x7 @ w7, x8 @ w8, x9 @ w9, relu(x10 @ w10), x11 @ w11 + b11, x12 @ w12, "
+              "x13 @ w13, x14 @ w14\n"
               "}\n",
               0);
 }
