@@ -1847,6 +1847,12 @@ static LLVMTypeRef pack_fn_type(Cg *cg) {
     LLVMTypeRef ps[7] = {cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr};
     return LLVMFunctionType(cg->t_void, ps, 7, 0);
 }
+/* An im2col's: the packing routines' and ptr block (its window, MMB_C_*). */
+static LLVMTypeRef im2col_fn_type(Cg *cg) {
+    LLVMTypeRef ps[8] = {cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64,
+                         cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_ptr};
+    return LLVMFunctionType(cg->t_void, ps, 8, 0);
+}
 static void pack_fn_noalias(Cg *cg, LLVMValueRef fn) {
     LLVMAddAttributeAtIndex(fn, 1, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
     LLVMAddAttributeAtIndex(fn, 7, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
@@ -1855,7 +1861,7 @@ static void pack_fn_noalias(Cg *cg, LLVMValueRef fn) {
 /* A kernel's own packing routine (internal, not inlined), the builder at
  * its entry. */
 static LLVMValueRef begin_pack_fn(Cg *cg, const char *name) {
-    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, pack_fn_type(cg));
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, im2col_fn_type(cg));
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_fn_attr(cg, fn, cg->k_nounwind);
     add_fn_attr(cg, fn, cg->k_noinline);
@@ -2122,6 +2128,48 @@ static LLVMValueRef ukernel_for(Cg *cg, const MmShape *sh, LLVMValueRef mrv, LLV
     return fn;
 }
 
+/* ------------------------------------------------ the argument block
+ *
+ * A size-generic function (the loop nest, the common im2col forms: shared
+ * helpers, compiled once per target with the micro-kernel and prebuilt at
+ * build time) reads the geometry of its product from an ARGUMENT BLOCK:
+ * 8-byte slots that the kernel fills (its NAME.mm, NAME.gather) in the
+ * order below, with the kernel's own functions (packing, epilogue) as
+ * function pointers.  See the loop nest below. */
+enum { MM_PREFETCH_MAX = 4 }; /* epilogue operands a generic nest prefetches */
+/* clang-format off */
+enum {
+    /* the product: sizes, operand offsets and strides (kernel.h's KMatmul) */
+    MMB_M, MMB_N, MMB_K, MMB_A_OFF, MMB_B_OFF, MMB_A_SM, MMB_A_SK, MMB_B_SK, MMB_B_SN,
+    /* at most two batch dims: bi = d0 * DIM1 + d1; A's and B's element
+     * strides along d0 and d1, then their packed blocks' index along them */
+    MMB_DIM1, MMB_A_BS0, MMB_A_BS1, MMB_B_BS0, MMB_B_BS1, MMB_A_PS0, MMB_A_PS1, MMB_B_PS0, MMB_B_PS1,
+    /* rows of a packed A, columns of a packed B (M, N rounded up); Cacc's
+     * row (a column block rounded up to NR); a row group's rows (row_group);
+     * MMF_* */
+    MMB_MP, MMB_NP, MMB_NCP, MMB_RG, MMB_FLAGS,
+    /* pointers: the operands, their prepacked or gathered panels, the
+     * packing of A and B (pack_fn_type; a conv's B: im2col_fn_type), the
+     * epilogue (NAME.epi.t), the epilogue operands prefetched (NPF of them:
+     * PF bases, PF_SIZE element bytes) */
+    MMB_A, MMB_B, MMB_APK, MMB_BPK, MMB_PACK_A, MMB_PACK_B, MMB_EPI, MMB_NPF, MMB_PF,
+    MMB_PF_SIZE = MMB_PF + MM_PREFETCH_MAX,
+    /* a convolution's window, what im2col does not take from its form */
+    MMB_C_OW = MMB_PF_SIZE + MM_PREFETCH_MAX, MMB_C_SH, MMB_C_PH, MMB_C_PW, MMB_C_H, MMB_C_W, MMB_C_KH,
+    MMB_C_KW, MMB_C_DH, MMB_C_DW, MMB_C_XS1, MMB_C_XS2,
+    /* the kernel's buffers, in its list order (NAME.epi.t reads them) */
+    MMB_BUFS
+};
+/* clang-format on */
+enum { MMF_PACKED_A = 1, MMF_PACKED_B = 2, MMF_CONV = 4, MMF_MULTI_K = 8, MMF_PREFETCH_WRITE = 16 };
+
+static LLVMValueRef slot_load(Cg *cg, LLVMValueRef blk, int slot, LLVMTypeRef t) {
+    return LLVMBuildLoad2(cg->b, t, elem_ptr(cg, cg->t_i64, blk, ci64(cg, slot)), "");
+}
+static void slot_store(Cg *cg, LLVMValueRef blk, int slot, LLVMValueRef v) {
+    LLVMBuildStore(cg->b, v, elem_ptr(cg, cg->t_i64, blk, ci64(cg, slot)));
+}
+
 /* ------------------------------------------------- convolution (im2col)
  *
  * A conv kernel that kernel_gemm describes runs the matmul loop nest above:
@@ -2230,6 +2278,59 @@ static void strip_copy(Kc *kc, KilnDType dt, LLVMValueRef dst, LLVMValueRef d, L
     tloop_end(kc, &lt);
 }
 
+/* What an im2col function's code is made for, its form: the dtype, the
+ * panel width, the way (im2col_rows or tap by tap) and the constants its
+ * loads and shuffles are built on.  The rest of the window (ConvVals) is
+ * the kernel's constants in its own NAME.im2col, or read from the argument
+ * block (MMB_C_*) by a shared kiln.im2col.FORM (IM2COL_SHARED). */
+typedef struct {
+    KilnDType dt;
+    int nr;
+    bool rows;               /* im2col_rows (else tap by tap) */
+    bool pointwise;          /* tap by tap, a 1x1 window */
+    int64_t sw, xs3, kw, dw; /* kw, dw: rows only */
+} Im2colForm;
+
+typedef struct {
+    LLVMValueRef ow, sh, ph, pw, h, w, kh, kw, dh, dw, xs1, xs2; /* i64 */
+} ConvVals;
+
+static Im2colForm im2col_form(const Cg *cg, const KConv *cv, KilnDType dt, int NR) {
+    const int VL = cg->vec_floats;
+    Im2colForm f = {dt, NR, false, cv->kh * cv->kw == 1, cv->sw, cv->xs[3], 0, 0};
+    f.rows = cv->xs[3] == 1 && cv->sw <= 4 && cv->kw > 1 && (cv->kw - 1) * cv->dw / cv->sw <= VL &&
+             (NR + VL - 1) / VL < 4;
+    if (f.rows) f.kw = cv->kw, f.dw = cv->dw;
+    return f;
+}
+
+/* The ConvVals slots in their order. */
+static LLVMValueRef *conv_val(ConvVals *v, int slot) {
+    LLVMValueRef *at[MMB_C_XS2 - MMB_C_OW + 1] = {&v->ow, &v->sh, &v->ph, &v->pw, &v->h,   &v->w,
+                                                  &v->kh, &v->kw, &v->dh, &v->dw, &v->xs1, &v->xs2};
+    return at[slot - MMB_C_OW];
+}
+static void conv_slot_values(const KConv *cv, int64_t v[MMB_C_XS2 - MMB_C_OW + 1]) {
+    int64_t f[] = {cv->ow, cv->sh, cv->ph, cv->pw, cv->h,     cv->w,
+                   cv->kh, cv->kw, cv->dh, cv->dw, cv->xs[1], cv->xs[2]};
+    memcpy(v, f, sizeof f);
+}
+
+/* Stores convolution cv's window into block blk (its MMB_C_* slots). */
+static void store_conv_slots(Cg *cg, LLVMValueRef blk, const KConv *cv) {
+    int64_t v[MMB_C_XS2 - MMB_C_OW + 1];
+    conv_slot_values(cv, v);
+    for (int s = MMB_C_OW; s <= MMB_C_XS2; s++) slot_store(cg, blk, s, ci64(cg, v[s - MMB_C_OW]));
+}
+
+/* A block holding cv's window, on the stack of the function being built
+ * (the builder at its entry). */
+static LLVMValueRef conv_block(Cg *cg, const KConv *cv) {
+    LLVMValueRef blk = LLVMBuildArrayAlloca(cg->b, cg->t_i64, ci64(cg, MMB_C_XS2 + 1), "window");
+    store_conv_slots(cg, blk, cv);
+    return blk;
+}
+
 /* One segment of an im2col panel for the k in [pc, pc + kc), for contiguous
  * input rows (xs[3] == 1), stride sw <= 4 and a window wider than 1: the KW
  * taps of one (c, kh) read the same input row, tap kw from element kw*dw on
@@ -2240,17 +2341,17 @@ static void strip_copy(Kc *kc, KilnDType dt, LLVMValueRef dst, LLVMValueRef d, L
  * are shuffles of it: one loop trip and one set of loads per (c, kh)
  * instead of per tap.  Taps of the first and last (c, kh) that fall outside
  * [pc, pc + kc) store nothing. */
-static void im2col_rows(Kc *kc, const Kernel *k, KilnDType dt, int NR, LLVMValueRef X, LLVMValueRef xbase,
+static void im2col_rows(Kc *kc, const Im2colForm *f, const ConvVals *cv, LLVMValueRef X, LLVMValueRef xbase,
                         LLVMValueRef pc, LLVMValueRef kcv, LLVMValueRef dst, LLVMValueRef d, LLVMValueRef len,
                         LLVMValueRef ihb, LLVMValueRef iwb) {
     Cg *cg = kc->cg;
-    const KConv *cv = &k->conv;
-    const int VL = cg->vec_floats, nvec = (NR + VL - 1) / VL, nspan = nvec + 1, SPAN = nspan * VL;
+    const KilnDType dt = f->dt;
+    const int NR = f->nr, VL = cg->vec_floats, nvec = (NR + VL - 1) / VL, nspan = nvec + 1, SPAN = nspan * VL;
     LLVMTypeRef mt = mem_type(cg, dt);
-    LLVMValueRef zero = ci64(cg, 0), cKW = ci64(cg, cv->kw), cKH = ci64(cg, cv->kh);
+    LLVMValueRef zero = ci64(cg, 0), cKW = ci64(cg, f->kw), cKH = cv->kh;
     LLVMValueRef kend = iadd(cg, pc, kcv);
     LLVMValueRef g0 = LLVMBuildUDiv(cg->b, pc, cKW, "");
-    LLVMValueRef g1 = LLVMBuildUDiv(cg->b, iadd(cg, kend, ci64(cg, cv->kw - 1)), cKW, "");
+    LLVMValueRef g1 = LLVMBuildUDiv(cg->b, iadd(cg, kend, ci64(cg, f->kw - 1)), cKW, "");
     LLVMValueRef init[2] = {LLVMBuildUDiv(cg->b, g0, cKH, ""), LLVMBuildURem(cg->b, g0, cKH, "")};
     Loop lg;
     LLVMValueRef gi = loop_begin(kc, &lg, g0, g1, "tap_row");
@@ -2259,21 +2360,20 @@ static void im2col_rows(Kc *kc, const Kernel *k, KilnDType dt, int NR, LLVMValue
         ckh[i] = LLVMBuildPhi(cg->b, cg->t_i64, i == 0 ? "c" : "kh");
         LLVMAddIncoming(ckh[i], &init[i], &lg.pre, 1);
     }
-    LLVMValueRef ih = iadd(cg, ihb, imul(cg, ckh[1], ci64(cg, cv->dh)));
-    LLVMValueRef row_in = LLVMBuildICmp(cg->b, LLVMIntULT, ih, ci64(cg, cv->h), "");
+    LLVMValueRef ih = iadd(cg, ihb, imul(cg, ckh[1], cv->dh));
+    LLVMValueRef row_in = LLVMBuildICmp(cg->b, LLVMIntULT, ih, cv->h, "");
     /* the span's elements e in [e0, e1) lie inside the row: 0 <= iwb + e < W */
-    const int S = (int)cv->sw, WS = S * VL, END = SPAN * S + S;
+    const int S = (int)f->sw, WS = S * VL, END = SPAN * S + S;
     LLVMValueRef e0 = imin(cg, imax(cg, LLVMBuildNeg(cg->b, iwb, ""), zero), ci64(cg, END));
-    LLVMValueRef e1 = imin(cg, imax(cg, LLVMBuildSub(cg->b, ci64(cg, cv->w), iwb, ""), e0), ci64(cg, END));
+    LLVMValueRef e1 = imin(cg, imax(cg, LLVMBuildSub(cg->b, cv->w, iwb, ""), e0), ci64(cg, END));
     e1 = LLVMBuildSelect(cg->b, row_in, e1, e0, "");
     LLVMValueRef lo = splat_int(cg, LLVMBuildTrunc(cg->b, e0, cg->t_i32, ""), WS);
     LLVMValueRef hi = splat_int(cg, LLVMBuildTrunc(cg->b, e1, cg->t_i32, ""), WS);
-    LLVMValueRef src =
-        iadd(cg, iadd(cg, xbase, imul(cg, ckh[0], ci64(cg, cv->xs[1]))),
-             iadd(cg, imul(cg, LLVMBuildSelect(cg->b, row_in, ih, zero, ""), ci64(cg, cv->xs[2])), iwb));
+    LLVMValueRef src = iadd(cg, iadd(cg, xbase, imul(cg, ckh[0], cv->xs1)),
+                            iadd(cg, imul(cg, LLVMBuildSelect(cg->b, row_in, ih, zero, ""), cv->xs2), iwb));
     LLVMValueRef span[4][4] = {{NULL}};
-    for (int64_t kw = 0; kw < cv->kw; kw++) {
-        const int p = (int)(kw * cv->dw % S);
+    for (int64_t kw = 0; kw < f->kw; kw++) {
+        const int p = (int)(kw * f->dw % S);
         for (int j = 0; j < nspan && !span[p][nspan - 1]; j++) {
             LLVMValueRef e =
                 LLVMBuildAdd(cg->b, iota_vec(cg, WS), splat_int(cg, ci32(cg, p + (int64_t)j * WS), WS), "");
@@ -2287,7 +2387,7 @@ static void im2col_rows(Kc *kc, const Kernel *k, KilnDType dt, int NR, LLVMValue
     LLVMValueRef len32 = splat_int(cg, LLVMBuildTrunc(cg->b, len, cg->t_i32, ""), VL);
     LLVMValueRef kbase = imul(cg, gi, cKW), none = LLVMConstNull(LLVMVectorType(cg->t_i1, (unsigned)VL));
     LLVMValueRef *idx = xcalloc((size_t)VL, sizeof(LLVMValueRef));
-    for (int64_t kw = 0; kw < cv->kw; kw++) {
+    for (int64_t kw = 0; kw < f->kw; kw++) {
         LLVMValueRef kidx = iadd(cg, kbase, ci64(cg, kw));
         LLVMValueRef valid = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, kidx, pc, ""),
                                           LLVMBuildICmp(cg->b, LLVMIntSLT, kidx, kend, ""), "");
@@ -2295,7 +2395,7 @@ static void im2col_rows(Kc *kc, const Kernel *k, KilnDType dt, int NR, LLVMValue
             iadd(cg, d,
                  imul(cg, LLVMBuildSelect(cg->b, valid, LLVMBuildSub(cg->b, kidx, pc, ""), zero, ""),
                       ci64(cg, NR)));
-        const int shift = (int)(kw * cv->dw / S), p = (int)(kw * cv->dw % S);
+        const int shift = (int)(kw * f->dw / S), p = (int)(kw * f->dw % S);
         for (int i = 0; i < VL; i++) idx[i] = ci32(cg, shift + i);
         for (int v = 0; v < nvec; v++) {
             LLVMValueRef val = shift == 0 ? span[p][v]
@@ -2323,11 +2423,11 @@ static void im2col_rows(Kc *kc, const Kernel *k, KilnDType dt, int NR, LLVMValue
  * same pixels IM2COL_AHEAD channels on. */
 enum { IM2COL_AHEAD = 4 };
 
-static void prefetch_channel_ahead(Cg *cg, KilnDType dt, LLVMValueRef X, LLVMValueRef src, const KConv *cv,
-                                   int NR) {
-    LLVMTypeRef mt = mem_type(cg, dt);
-    int64_t per_line = 64 / (int64_t)kiln_dtype_size(dt), span = NR * cv->sw * cv->xs[3];
-    LLVMValueRef ahead = iadd(cg, src, ci64(cg, IM2COL_AHEAD * cv->xs[1]));
+static void prefetch_channel_ahead(Cg *cg, const Im2colForm *f, const ConvVals *cv, LLVMValueRef X,
+                                   LLVMValueRef src) {
+    LLVMTypeRef mt = mem_type(cg, f->dt);
+    int64_t per_line = 64 / (int64_t)kiln_dtype_size(f->dt), span = f->nr * f->sw * f->xs3;
+    LLVMValueRef ahead = iadd(cg, src, imul(cg, ci64(cg, IM2COL_AHEAD), cv->xs1));
     for (int64_t e = 0; e < span + per_line - 1; e += per_line) {
         LLVMValueRef at = iadd(cg, ahead, ci64(cg, e));
         LLVMValueRef addr = LLVMBuildGEP2(cg->b, mt, X, &at, 1, ""); /* may lie past X: a prefetch never faults */
@@ -2336,21 +2436,25 @@ static void prefetch_channel_ahead(Cg *cg, KilnDType dt, LLVMValueRef X, LLVMVal
     }
 }
 
-/* void NAME.im2col(ptr X, i64 xbase, i64 pc, i64 kc, i64 p0, i64 valid, ptr dst):
- * B's panels for rows k in [pc, pc + kc) and pixels [p0, p0 + valid) of one
- * image and group (xbase: its first input element), as helper_pack lays them
- * out: dst[j0*kc + kk*NR + w] = B(pc + kk, p0 + j0 + w), zero past `valid`. */
-static LLVMValueRef helper_im2col(Cg *cg, const Kernel *k, KilnDType dt, int NR) {
-    const KConv *cv = &k->conv;
-    char *name = name2(k->name, ".im2col");
-    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
-    LLVMValueRef fn = begin_pack_fn(cg, name);
-    free(name);
+/* void NAME.im2col(ptr X, i64 xbase, i64 pc, i64 kc, i64 p0, i64 valid, ptr dst,
+ * ptr block): B's panels for rows k in [pc, pc + kc) and pixels [p0, p0 +
+ * valid) of one image and group (xbase: its first input element), as
+ * helper_pack lays them out: dst[j0*kc + kk*NR + w] = B(pc + kk, p0 + j0 +
+ * w), zero past `valid`.  Its body in fn (builder at its entry), of form f,
+ * the window cv: constants, or (NULL) read from the block. */
+static void emit_im2col_body(Cg *cg, LLVMValueRef fn, const Im2colForm *f, const KConv *kconv) {
+    const int NR = f->nr;
+    const KilnDType dt = f->dt;
     Kc kc = {.cg = cg, .fn = fn};
+    ConvVals vals, *cv = &vals;
+    int64_t cvals[MMB_C_XS2 - MMB_C_OW + 1];
+    if (kconv) conv_slot_values(kconv, cvals);
+    for (int s = MMB_C_OW; s <= MMB_C_XS2; s++)
+        *conv_val(cv, s) =
+            kconv ? ci64(cg, cvals[s - MMB_C_OW]) : slot_load(cg, LLVMGetParam(fn, 7), s, cg->t_i64);
     LLVMValueRef X = LLVMGetParam(fn, 0), xbase = LLVMGetParam(fn, 1), pc = LLVMGetParam(fn, 2);
     LLVMValueRef kcv = LLVMGetParam(fn, 3), p0 = LLVMGetParam(fn, 4), valid = LLVMGetParam(fn, 5);
-    LLVMValueRef dst = LLVMGetParam(fn, 6), cNR = ci64(cg, NR), cOW = ci64(cg, cv->ow);
-    const int64_t khw = cv->kh * cv->kw;
+    LLVMValueRef dst = LLVMGetParam(fn, 6), cNR = ci64(cg, NR), cOW = cv->ow;
     TLoop lp, lk;
     LLVMValueRef j0 = tloop_begin(&kc, &lp, ci64(cg, 0), valid, NR, "panel");
     LLVMValueRef nw = imin(cg, cNR, LLVMBuildSub(cg->b, valid, j0, ""));
@@ -2382,31 +2486,34 @@ static LLVMValueRef helper_im2col(Cg *cg, const Kernel *k, KilnDType dt, int NR)
     LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, w, nw, ""), body, done);
     LLVMPositionBuilderAtEnd(cg->b, body);
     LLVMValueRef len = imin(cg, LLVMBuildSub(cg->b, nw, w, ""), LLVMBuildSub(cg->b, cOW, ow, ""));
-    LLVMValueRef ihb = iadd(cg, imul(cg, oh, ci64(cg, cv->sh)), ci64(cg, -cv->ph));
-    LLVMValueRef iwb = iadd(cg, imul(cg, ow, ci64(cg, cv->sw)), ci64(cg, -cv->pw));
-    if (cv->xs[3] == 1 && cv->sw <= 4 && cv->kw > 1 && (cv->kw - 1) * cv->dw / cv->sw <= cg->vec_floats &&
-        (NR + cg->vec_floats - 1) / cg->vec_floats < 4) {
-        im2col_rows(&kc, k, dt, NR, X, xbase, pc, kcv, dst, iadd(cg, pdst, w), len, ihb, iwb);
+    LLVMValueRef ihb = LLVMBuildSub(cg->b, imul(cg, oh, cv->sh), cv->ph, "");
+    LLVMValueRef iwb = LLVMBuildSub(cg->b, imul(cg, ow, ci64(cg, f->sw)), cv->pw, "");
+    if (f->rows) {
+        im2col_rows(&kc, f, cv, X, xbase, pc, kcv, dst, iadd(cg, pdst, w), len, ihb, iwb);
     } else {
         LLVMValueRef kk = tloop_begin(&kc, &lk, ci64(cg, 0), kcv, 1, "k");
         {
-            LLVMValueRef kidx = iadd(cg, pc, kk);
-            LLVMValueRef c = LLVMBuildUDiv(cg->b, kidx, ci64(cg, khw), "");
-            LLVMValueRef r = LLVMBuildURem(cg->b, kidx, ci64(cg, khw), "");
-            LLVMValueRef kh = LLVMBuildUDiv(cg->b, r, ci64(cg, cv->kw), ""),
-                         kw = LLVMBuildURem(cg->b, r, ci64(cg, cv->kw), "");
-            LLVMValueRef ih = iadd(cg, ihb, imul(cg, kh, ci64(cg, cv->dh)));
-            LLVMValueRef iw0 = iadd(cg, iwb, imul(cg, kw, ci64(cg, cv->dw)));
+            /* k = (c, kh, kw); a 1x1 window's k is c */
+            LLVMValueRef kidx = iadd(cg, pc, kk), c = kidx, ih = ihb, iw0 = iwb;
+            if (!f->pointwise) {
+                LLVMValueRef khw = imul(cg, cv->kh, cv->kw);
+                c = LLVMBuildUDiv(cg->b, kidx, khw, "");
+                LLVMValueRef r = LLVMBuildURem(cg->b, kidx, khw, "");
+                LLVMValueRef kh = LLVMBuildUDiv(cg->b, r, cv->kw, ""),
+                             kw = LLVMBuildURem(cg->b, r, cv->kw, "");
+                ih = iadd(cg, ihb, imul(cg, kh, cv->dh));
+                iw0 = iadd(cg, iwb, imul(cg, kw, cv->dw));
+            }
             LLVMValueRef drow = iadd(cg, iadd(cg, pdst, imul(cg, kk, cNR)), w);
             /* in-range columns t in [t0, t1): 0 <= iw0 + t*sw < W */
-            LLVMValueRef csw = ci64(cg, cv->sw), cW = ci64(cg, cv->w);
+            LLVMValueRef csw = ci64(cg, f->sw), cW = cv->w;
             LLVMValueRef t0 =
-                LLVMBuildSDiv(cg->b, iadd(cg, LLVMBuildNeg(cg->b, iw0, ""), ci64(cg, cv->sw - 1)), csw, "");
+                LLVMBuildSDiv(cg->b, iadd(cg, LLVMBuildNeg(cg->b, iw0, ""), ci64(cg, f->sw - 1)), csw, "");
             t0 = imin(cg, imax(cg, t0, zero), len);
             LLVMValueRef t1 = LLVMBuildSDiv(
-                cg->b, iadd(cg, LLVMBuildSub(cg->b, cW, iw0, ""), ci64(cg, cv->sw - 1)), csw, "");
+                cg->b, iadd(cg, LLVMBuildSub(cg->b, cW, iw0, ""), ci64(cg, f->sw - 1)), csw, "");
             t1 = imin(cg, imax(cg, t1, t0), len);
-            LLVMValueRef row_in = LLVMBuildICmp(cg->b, LLVMIntULT, ih, ci64(cg, cv->h), "");
+            LLVMValueRef row_in = LLVMBuildICmp(cg->b, LLVMIntULT, ih, cv->h, "");
             t0 = LLVMBuildSelect(cg->b, row_in, t0, len, "");
             t1 = LLVMBuildSelect(cg->b, row_in, t1, len, "");
             IfBlock ib;
@@ -2415,12 +2522,12 @@ static LLVMValueRef helper_im2col(Cg *cg, const Kernel *k, KilnDType dt, int NR)
             if_begin(&kc, &ib, partial);
             strip_copy(&kc, dt, dst, drow, X, zero, len, 1, true);
             if_end(&kc, &ib);
-            LLVMValueRef src = iadd(cg, iadd(cg, xbase, imul(cg, c, ci64(cg, cv->xs[1]))),
-                                    iadd(cg, imul(cg, ih, ci64(cg, cv->xs[2])),
-                                         imul(cg, iadd(cg, iw0, imul(cg, t0, csw)), ci64(cg, cv->xs[3]))));
+            LLVMValueRef src = iadd(cg, iadd(cg, xbase, imul(cg, c, cv->xs1)),
+                                    iadd(cg, imul(cg, ih, cv->xs2),
+                                         imul(cg, iadd(cg, iw0, imul(cg, t0, csw)), ci64(cg, f->xs3))));
             strip_copy(&kc, dt, dst, iadd(cg, drow, t0), X, src, LLVMBuildSub(cg->b, t1, t0, ""),
-                       cv->sw * cv->xs[3], false);
-            if (khw == 1) prefetch_channel_ahead(cg, dt, X, src, cv, NR);
+                       f->sw * f->xs3, false);
+            if (f->pointwise) prefetch_channel_ahead(cg, f, cv, X, src);
         }
         tloop_end(&kc, &lk);
     }
@@ -2433,6 +2540,68 @@ static LLVMValueRef helper_im2col(Cg *cg, const Kernel *k, KilnDType dt, int NR)
     LLVMPositionBuilderAtEnd(cg->b, done);
     tloop_end(&kc, &lp);
     LLVMBuildRetVoid(cg->b);
+}
+
+/* The im2col forms shared by every kernel of the form (kiln.im2col.FORM,
+ * with the shared helpers when they are prebuilt: helpers_hold_forms; NR
+ * the micro-kernel's NR or, swapped, its MR):
+ * ResNet's 3x3 (stride 1 and 2) and 7x7 stride-2 windows and 1x1 stride-2
+ * shortcuts, f32.  Other forms are a kernel's own NAME.im2col. */
+static const Im2colForm IM2COL_SHARED[] = {
+    {KILN_F32, 0, true, false, 1, 1, 3, 1},
+    {KILN_F32, 0, true, false, 2, 1, 3, 1},
+    {KILN_F32, 0, true, false, 2, 1, 7, 1},
+    {KILN_F32, 0, false, true, 2, 1, 0, 0},
+};
+
+/* Whether the helpers kernels call hold the shared im2col forms: those of
+ * the module itself, or compiled at build time (llvm.h). */
+static bool helpers_hold_forms(const Cg *cg) {
+    return !cg->helper_suffix || strncmp(cg->helper_suffix, ".p", 2) == 0;
+}
+
+static bool im2col_shared(const Cg *cg, const Im2colForm *f) {
+    if (!helpers_hold_forms(cg)) return false;
+    MmShape ush = ukernel_shape(cg);
+    for (size_t i = 0; i < sizeof IM2COL_SHARED / sizeof IM2COL_SHARED[0]; i++) {
+        const Im2colForm *s = &IM2COL_SHARED[i];
+        if ((f->nr == ush.nr || f->nr == ush.mr) && s->dt == f->dt && s->rows == f->rows &&
+            s->pointwise == f->pointwise && s->sw == f->sw && s->xs3 == f->xs3 && s->kw == f->kw &&
+            s->dw == f->dw)
+            return true;
+    }
+    return false;
+}
+
+/* A shared im2col of form f (im2col_shared). */
+static LLVMValueRef helper_im2col_form(Cg *cg, const Im2colForm *f) {
+    char name[64];
+    if (f->rows)
+        snprintf(name, sizeof name, "kiln.im2col.%s.r%lld.%lldx%lld.%d", kiln_dtype_name(f->dt),
+                 (long long)f->sw, (long long)f->kw, (long long)f->dw, f->nr);
+    else
+        snprintf(name, sizeof name, "kiln.im2col.%s.p%lld.%d", kiln_dtype_name(f->dt), (long long)f->sw,
+                 f->nr);
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMValueRef fn;
+    bool fresh, define = shared_helper(cg, name, im2col_fn_type(cg), &fn, &fresh);
+    if (fresh) pack_fn_noalias(cg, fn);
+    if (!define) return fn;
+    emit_im2col_body(cg, fn, f, NULL);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
+/* Kernel k's im2col for operand dtype dt and panel width NR: a shared form,
+ * or NAME.im2col of its own (its window constant). */
+static LLVMValueRef kernel_im2col(Cg *cg, const Kernel *k, KilnDType dt, int NR) {
+    Im2colForm f = im2col_form(cg, &k->conv, dt, NR);
+    if (im2col_shared(cg, &f)) return helper_im2col_form(cg, &f);
+    char *name = name2(k->name, ".im2col");
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMValueRef fn = begin_pack_fn(cg, name);
+    free(name);
+    emit_im2col_body(cg, fn, &f, &k->conv);
     if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
     return fn;
 }
@@ -3386,11 +3555,12 @@ static void emit_gather_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g) {
     const int64_t nkb = (mm->k + sh.kc - 1) / sh.kc, npan = (lines + W - 1) / W;
     KilnDType dt = cg->p->bufs.data[buf].dtype;
     bool im2col = which == 1 && g->conv;
-    LLVMValueRef pack = im2col ? helper_im2col(cg, k, dt, sh.nr) : helper_pack(cg, dt, W);
+    LLVMValueRef pack = im2col ? kernel_im2col(cg, k, dt, sh.nr) : helper_pack(cg, dt, W);
     LLVMTypeRef ps[3] = {cg->t_i64, cg->t_i64, cg->t_ptr};
     Kc kc;
     LLVMValueRef src, dst;
     LLVMValueRef fn = begin_operand_fn(cg, k, ki, buf, which, ".gather", ps, 3, &kc, &src, &dst);
+    LLVMValueRef window = im2col ? conv_block(cg, g->conv) : NULL;
     TLoop lt;
     LLVMValueRef t = tloop_begin(&kc, &lt, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), 1, "task");
     LLVMValueRef bi = LLVMBuildUDiv(cg->b, t, ci64(cg, nkb * npan), "bi");
@@ -3406,8 +3576,8 @@ static void emit_gather_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g) {
                            iadd(cg, imul(cg, pc, ci64(cg, per / mm->k)), imul(cg, l0, kcv)));
     LLVMValueRef to = elem_ptr(cg, cg->t_f32, dst, at);
     if (im2col) {
-        LLVMValueRef args[7] = {src, base, pc, kcv, l0, nlv, to};
-        call_fn(cg, pack, args, 7);
+        LLVMValueRef args[8] = {src, base, pc, kcv, l0, nlv, to, window};
+        call_fn(cg, pack, args, 8);
     } else {
         LLVMValueRef from =
             iadd(cg, base, iadd(cg, imul(cg, pc, ci64(cg, s_k)), imul(cg, l0, ci64(cg, s_line))));
@@ -3583,44 +3753,6 @@ static int64_t next_block_columns(int64_t N, int NR) {
  * and K in several blocks are flags in the block, tested once per block of
  * the nest; the tile form (swapped or not) fixes MR, NR and MC, so it
  * picks the function. */
-enum { MM_PREFETCH_MAX = 4 }; /* epilogue operands a generic nest prefetches */
-enum {
-    MMB_M,
-    MMB_N,
-    MMB_K,
-    MMB_A_OFF,
-    MMB_B_OFF,
-    MMB_A_SM,
-    MMB_A_SK,
-    MMB_B_SK,
-    MMB_B_SN,
-    MMB_DIM1, /* batch index bi = d0 * DIM1 + d1 */
-    MMB_A_BS0,
-    MMB_A_BS1,
-    MMB_B_BS0,
-    MMB_B_BS1, /* element strides of A, B along d0, d1 */
-    MMB_A_PS0,
-    MMB_A_PS1,
-    MMB_B_PS0,
-    MMB_B_PS1, /* their packed blocks' index along d0, d1 */
-    MMB_MP,
-    MMB_NP,    /* rows (columns) of a packed A (B): M, N rounded up */
-    MMB_NCP,   /* Cacc's row: a column block rounded up to NR */
-    MMB_RG,    /* rows of a row group (row_group) */
-    MMB_FLAGS, /* MMF_* */
-    MMB_A,
-    MMB_B,
-    MMB_APK,
-    MMB_BPK, /* operands; their prepacked or gathered panels */
-    MMB_PACK_A,
-    MMB_PACK_B, /* pack_fn_type: B's is NAME.im2col for a conv */
-    MMB_EPI,    /* NAME.epi.t: the tile's epilogue */
-    MMB_NPF,    /* epilogue operands prefetched: PF bases, PF_SIZE bytes */
-    MMB_PF,
-    MMB_PF_SIZE = MMB_PF + MM_PREFETCH_MAX,
-    MMB_BUFS = MMB_PF_SIZE + MM_PREFETCH_MAX, /* the kernel's buffers, in its list order */
-};
-enum { MMF_PACKED_A = 1, MMF_PACKED_B = 2, MMF_CONV = 4, MMF_MULTI_K = 8, MMF_PREFETCH_WRITE = 16 };
 
 typedef struct {
     const KMatmul *mm; /* the kernel's own product (constant geometry), or NULL: a block's */
@@ -3628,6 +3760,7 @@ typedef struct {
     LLVMValueRef dim1, bs[2][2], ps[2][2], mp, np, ncp, rg;         /* with mm == NULL */
     LLVMValueRef packed_a, packed_b, conv, multi_k, pf_write; /* i1; pf_write: the prefetches are for writing */
     LLVMValueRef A, B, Apk, Bpk, pack_a, pack_b;
+    LLVMValueRef cblk; /* a block with the window (MMB_C_*) for a conv's im2col */
     int npf; /* prefetched epilogue operands: base pointers, element bytes (0: none) */
     LLVMValueRef pf[MM_PREFETCH_MAX], pf_size[MM_PREFETCH_MAX];
     int64_t nc;                   /* columns of a B block (a block's: the form's NC) */
@@ -3798,16 +3931,21 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
     if (pb != 1) {
         IfBlock packb;
         if (pb < 0) if_begin(kc, &packb, LLVMBuildNot(cg->b, geo->packed_b, ""));
-        LLVMValueRef plain = iadd(cg, iadd(cg, bbase, imul(cg, pc, geo->b_sk)), imul(cg, jc, geo->b_sn));
-        LLVMValueRef c = geo->conv;
-        LLVMValueRef args[7] = {geo->B,
-                                pick(cg, c, bbase, plain),
-                                pick(cg, c, pc, geo->b_sn),
-                                pick(cg, c, kcv, geo->b_sk),
-                                pick(cg, c, jc, ncv),
-                                pick(cg, c, ncv, kcv),
-                                Bp};
-        LLVMBuildCall2(cg->b, pack_fn_type(cg), geo->pack_b, args, 7, "");
+        const int conv = known_bool(geo->conv);
+        for (int form = 0; form < 2; form++) { /* a plain B packed, a conv's input by im2col */
+            if (conv >= 0 && conv != form) continue;
+            IfBlock is;
+            if (conv < 0) if_begin(kc, &is, form ? geo->conv : LLVMBuildNot(cg->b, geo->conv, ""));
+            if (form) {
+                LLVMValueRef args[8] = {geo->B, bbase, pc, kcv, jc, ncv, Bp, geo->cblk};
+                LLVMBuildCall2(cg->b, im2col_fn_type(cg), geo->pack_b, args, 8, "");
+            } else {
+                LLVMValueRef at = iadd(cg, iadd(cg, bbase, imul(cg, pc, geo->b_sk)), imul(cg, jc, geo->b_sn));
+                LLVMValueRef args[7] = {geo->B, at, geo->b_sn, geo->b_sk, ncv, kcv, Bp};
+                LLVMBuildCall2(cg->b, pack_fn_type(cg), geo->pack_b, args, 7, "");
+            }
+            if (conv < 0) if_end(kc, &is);
+        }
         if (pb < 0) if_end(kc, &packb);
         bblock = pb < 0 ? LLVMBuildSelect(cg->b, geo->packed_b, bblock, Bp, "bblock") : Bp;
     }
@@ -3975,13 +4113,6 @@ static LLVMTypeRef mm_nest_type(Cg *cg) {
     return LLVMFunctionType(cg->t_void, ps, 6, 0);
 }
 
-static LLVMValueRef slot_load(Cg *cg, LLVMValueRef blk, int slot, LLVMTypeRef t) {
-    return LLVMBuildLoad2(cg->b, t, elem_ptr(cg, cg->t_i64, blk, ci64(cg, slot)), "");
-}
-static void slot_store(Cg *cg, LLVMValueRef blk, int slot, LLVMValueRef v) {
-    LLVMBuildStore(cg->b, v, elem_ptr(cg, cg->t_i64, blk, ci64(cg, slot)));
-}
-
 static LLVMValueRef helper_mm_nest(Cg *cg, bool swap) {
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
     LLVMValueRef fn;
@@ -4008,6 +4139,7 @@ static LLVMValueRef helper_mm_nest(Cg *cg, bool swap) {
     }
     geo.epi_type = epi_thunk_type(cg);
     geo.epi_extra = &blk, geo.nextra = 1;
+    geo.cblk = blk;
     MmShape sh = mm_shape_form(cg, swap);
     emit_mm_nest(&kc, &sh, &geo, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), LLVMGetParam(fn, 2),
                  LLVMGetParam(fn, 3), LLVMGetParam(fn, 4));
@@ -4058,7 +4190,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
     KilnDType adt = p->bufs.data[mm->a_buf].dtype, bdt = p->bufs.data[mm->b_buf].dtype;
     LLVMValueRef pack_a = pp.a ? NULL : helper_pack(cg, adt, sh.mr);
     LLVMValueRef pack_b = pp.b      ? NULL
-                          : g->conv ? helper_im2col(cg, k, bdt, sh.nr)
+                          : g->conv ? kernel_im2col(cg, k, bdt, sh.nr)
                                     : helper_pack(cg, bdt, sh.nr);
 
     /* buffers the epilogue reads at index o (KI_OUTER) */
@@ -4122,11 +4254,13 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
             slot_store(cg, blk, MMB_PF_SIZE + b, ci64(cg, b < nprefetch ? (int64_t)kiln_dtype_size(dt) : 0));
         }
         for (int i = 0; i < nb; i++) slot_store(cg, blk, MMB_BUFS + i, kc.bufptr[list[i]]);
+        if (g->conv) store_conv_slots(cg, blk, g->conv);
         LLVMValueRef args[6] = {ob, oe, c0, c1, scratch, blk};
         call_fn(cg, nest, args, 6);
         LLVMBuildRetVoid(cg->b);
     } else {
         MmGeo geo = {.mm = mm, .A = A, .B = B, .Apk = Apk, .Bpk = Bpk, .pack_a = pack_a, .pack_b = pack_b};
+        if (g->conv && !pp.b) geo.cblk = conv_block(cg, g->conv);
         for (int s = 0; s <= MMB_RG; s++) *geo_ints(&geo, s) = ci64(cg, v[s]);
         LLVMValueRef *flag_of[5] = {&geo.packed_a, &geo.packed_b, &geo.conv, &geo.multi_k, &geo.pf_write};
         for (int f = 0; f < 5; f++) *flag_of[f] = LLVMConstInt(cg->t_i1, (v[MMB_FLAGS] >> f) & 1, 0);
@@ -4467,8 +4601,8 @@ static double thread_cpu_ms(void) { return clock_ms(CLOCK_THREAD_CPUTIME_ID); }
 
 /* Every shared helper a kernel may call: the micro-kernel, the packing
  * routines for each operand dtype of a tiled product (f32, f16, bf16:
- * kernel_gemm's) and panel width (MR for A, NR for B), and the size-generic
- * loop nests. */
+ * kernel_gemm's) and panel width (MR for A, NR for B), the size-generic
+ * loop nests and the shared im2col forms. */
 static void define_shared_helpers(Cg *cg) {
     MmShape sh = ukernel_shape(cg);
     for (int rows = ukernel_row_step(&sh); rows <= sh.mr; rows += ukernel_row_step(&sh))
@@ -4476,6 +4610,13 @@ static void define_shared_helpers(Cg *cg) {
     const KilnDType dts[] = {KILN_F32, KILN_F16, KILN_BF16};
     for (int d = 0; d < 3; d++) helper_pack(cg, dts[d], sh.mr), helper_pack(cg, dts[d], sh.nr);
     helper_mm_nest(cg, false), helper_mm_nest(cg, true);
+    for (size_t i = 0; i < sizeof IM2COL_SHARED / sizeof IM2COL_SHARED[0] && helpers_hold_forms(cg); i++) {
+        Im2colForm f = IM2COL_SHARED[i];
+        for (int w = 0; w < 2; w++) {
+            f.nr = w ? sh.mr : sh.nr;
+            helper_im2col_form(cg, &f);
+        }
+    }
 }
 
 /* The module of the kernels of p that `only` selects (NULL: all), in ctx,

@@ -71,7 +71,12 @@ LLVMModuleRef llvm_build_program(LLVMContextRef ctx, const KProgram *p, LLVMTarg
  * objects linked together: the object then calls them as external
  * functions NAME + helpers, which the object of llvm_compile_helpers (same
  * target, same suffix) defines once for all, instead of holding copies;
- * *uses_helpers (may be NULL) says whether it calls any. */
+ * *uses_helpers (may be NULL) says whether it calls any.  A suffix that
+ * starts with ".p" names the helpers compiled at build time
+ * (tools/gen_helpers.c), which also hold the shared im2col forms
+ * (codegen/llvm.c, IM2COL_SHARED); helpers compiled at run time leave them
+ * out (they would cost every cold process without a cache, convolutions or
+ * not, about 70 ms), and kernels then keep their own. */
 typedef struct {
     double ir_ms, opt_ms, emit_ms; /* thread CPU time: building the IR, the pass pipeline, code generation */
 } LlvmTimes;

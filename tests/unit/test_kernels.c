@@ -352,6 +352,10 @@ static void test_convolutions(void) {
         {1, 8, 17, 45, 16, 5, 4, 2, 4, 2, 1, 1, 1, 1, false, "", 0, 1},
         {1, 12, 12, 40, 20, 3, 3, 1, 5, 1, 1, 1, 1, 1, false, "", 0, 0},
         {1, 8, 12, 40, 16, 3, 3, 1, 1, 0, 0, 1, 17, 1, false, "", 0, 0},
+        /* the shared im2col forms (kiln.im2col.*) at the swapped panel
+         * width: a 3x3 stride 2 and a 1x1 stride 2 to 14x14 and 7x7 */
+        {1, 32, 28, 28, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+        {1, 64, 14, 14, 64, 1, 1, 2, 2, 0, 0, 1, 1, 1, false, "", 0, 0},
         /* more than 480 output channels (row_group): every row in one group,
          * over two K blocks (3x3 x 40 = 360) and over one (1x1 stride 2) */
         {2, 40, 6, 6, 500, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
