@@ -332,15 +332,20 @@ static bool apply_relocations(Load *l, unsigned char *base) {
     return true;
 }
 
+/* Whether symbol i is a global (or weak) one the object defines. */
+static bool exported(const Load *l, int i) {
+    const Elf64_Sym *s = &l->syms[i];
+    int bind = ELF64_ST_BIND(s->st_info);
+    return (bind == STB_GLOBAL || bind == STB_WEAK) && s->st_shndx != SHN_UNDEF && l->addr[i];
+}
+
 /* The global symbols the object defines, for obj_symbol. */
 static void collect_exports(const Load *l, ObjImage *im) {
     size_t bytes = 0;
     int n = 0;
     for (int i = 1; i < l->nsyms; i++) {
-        const Elf64_Sym *s = &l->syms[i];
-        int bind = ELF64_ST_BIND(s->st_info);
-        if ((bind == STB_GLOBAL || bind == STB_WEAK) && s->st_shndx != SHN_UNDEF && l->addr[i]) {
-            bytes += strlen(sym_name(l, s)) + 1;
+        if (exported(l, i)) {
+            bytes += strlen(sym_name(l, &l->syms[i])) + 1;
             n++;
         }
     }
@@ -348,10 +353,8 @@ static void collect_exports(const Load *l, ObjImage *im) {
     im->names = xmalloc(bytes + 1);
     char *at = im->names;
     for (int i = 1; i < l->nsyms; i++) {
-        const Elf64_Sym *s = &l->syms[i];
-        int bind = ELF64_ST_BIND(s->st_info);
-        if ((bind == STB_GLOBAL || bind == STB_WEAK) && s->st_shndx != SHN_UNDEF && l->addr[i]) {
-            const char *name = sym_name(l, s);
+        if (exported(l, i)) {
+            const char *name = sym_name(l, &l->syms[i]);
             size_t len = strlen(name) + 1;
             memcpy(at, name, len);
             im->exports[im->nexports++] = (ObjExport){at, (void *)l->addr[i]};
