@@ -85,17 +85,19 @@ bool tensor_file_read(const char *path, KilnTensor *out, char *err, size_t errle
                    : kiln_npy_read(path, out, err, errlen);
 }
 
+/* The next value of [0, 1) from the splitmix64 stream s. */
+static double unit_random(uint64_t *s) { return (double)(splitmix(s) >> 11) * 0x1.0p-53; }
+
 void tensor_fill_random(KilnTensor *t, uint64_t seed) {
     uint64_t s = seed * 0x2545f4914f6cdd1dull + 1;
     int64_t n = kiln_tensor_numel(t);
     if (t->dtype == KILN_F32) { /* the same values without kiln_tensor_set per element (an image: 0.4 ms) */
         float *f = t->data;
-        for (int64_t i = 0; i < n; i++) f[i] = (float)(2 * ((double)(splitmix(&s) >> 11) * 0x1.0p-53) - 1);
+        for (int64_t i = 0; i < n; i++) f[i] = (float)(2 * unit_random(&s) - 1);
         return;
     }
     for (int64_t i = 0; i < n; i++) {
-        uint64_t r = splitmix(&s);
-        double u = (double)(r >> 11) * 0x1.0p-53; /* [0, 1) */
+        double u = unit_random(&s);
         if (dtype_is_float(t->dtype)) kiln_tensor_set(t, i, 2 * u - 1);
         else if (t->dtype == KILN_BOOL) kiln_tensor_set(t, i, u < 0.5);
         else kiln_tensor_set(t, i, floor(u * 10));

@@ -134,6 +134,17 @@ static char *target_of(const char *cpu, char *err, size_t errlen) {
     return text;
 }
 
+/* What every kernel key for a target begins with: the compilers and the
+ * target, hashed once per compile (the target's text is long). */
+static KCacheHasher key_prefix(const char *target) {
+    pthread_once(&compilers.once, compilers_load);
+    KCacheHasher h;
+    kcache_hash_init(&h);
+    kcache_hash_str(&h, compilers.text);
+    kcache_hash_str(&h, target);
+    return h;
+}
+
 /* Where the kernels of a compile find the target's shared helpers: their
  * key in the process's table and the suffix of their symbols (part of every
  * kernel's key: a kernel's object calls them by name), and whether they
@@ -146,15 +157,14 @@ typedef struct {
 } HelpersChoice;
 
 static void helpers_choose(const char *target, HelpersChoice *hc) {
-    pthread_once(&compilers.once, compilers_load);
-    KCacheHasher hh;
-    kcache_hash_init(&hh);
     hc->prebuilt = false;
 #ifdef KILN_PREBUILT_HELPERS
     char llvm[64];
     llvm_version(llvm, sizeof llvm);
     hc->prebuilt = strcmp(target, prebuilt_target) == 0 && strcmp(llvm, prebuilt_llvm) == 0;
     if (hc->prebuilt) {
+        KCacheHasher hh;
+        kcache_hash_init(&hh);
         kcache_hash_str(&hh, "the prebuilt helpers");
         kcache_hash_str(&hh, prebuilt_suffix);
         hc->key = kcache_hash_done(&hh);
@@ -162,8 +172,7 @@ static void helpers_choose(const char *target, HelpersChoice *hc) {
         return;
     }
 #endif
-    kcache_hash_str(&hh, compilers.text);
-    kcache_hash_str(&hh, target);
+    KCacheHasher hh = key_prefix(target);
     kcache_hash_str(&hh, "the shared helpers");
     hc->key = kcache_hash_done(&hh);
     snprintf(hc->suffix, sizeof hc->suffix, ".h%016llx", (unsigned long long)hc->key.h[0]);
@@ -316,17 +325,6 @@ static void put_f64(KeyWords *w, double v) {
 static void put_i64s(KeyWords *w, const int64_t *v, int n) {
     put_i64(w, n);
     for (int i = 0; v && i < n; i++) put_i64(w, v[i]);
-}
-
-/* What every kernel key for a target begins with: the compilers and the
- * target, hashed once per compile (the target's text is long). */
-static KCacheHasher key_prefix(const char *target) {
-    pthread_once(&compilers.once, compilers_load);
-    KCacheHasher h;
-    kcache_hash_init(&h);
-    kcache_hash_str(&h, compilers.text);
-    kcache_hash_str(&h, target);
-    return h;
 }
 
 /* Every field of a canonical program's kernel and buffers (field by field:
@@ -566,6 +564,14 @@ static void lookup_done(LLVMErrorRef e, LLVMOrcCSymbolMapPairs found, size_t nfo
     pthread_mutex_unlock(&l->mu);
 }
 
+/* A unit's symbol: its kernel's name and a function's suffix (malloc'd). */
+static char *symbol_name(const char *sym, const char *suffix) {
+    char *name = xmalloc(strlen(sym) + strlen(suffix) + 1);
+    strcpy(name, sym);
+    strcat(name, suffix);
+    return name;
+}
+
 /* Finds sym + suffix[k] into out[k] for k < n, in one lookup. */
 static bool lookup_all(const char *sym, const char *const *suffix, void *const *out, int n, char *err,
                        size_t errlen) {
@@ -575,9 +581,7 @@ static bool lookup_all(const char *sym, const char *const *suffix, void *const *
     pthread_cond_init(&l.cv, NULL);
     LLVMOrcCLookupSetElement set[MAX_UNIT_SYMBOLS + 1];
     for (int k = 0; k < n; k++) {
-        char *name = xmalloc(strlen(sym) + strlen(suffix[k]) + 1);
-        strcpy(name, sym);
-        strcat(name, suffix[k]);
+        char *name = symbol_name(sym, suffix[k]);
         l.name[k] = LLVMOrcLLJITMangleAndIntern(units.jit, name);
         free(name);
         LLVMOrcRetainSymbolStringPoolEntry(l.name[k]); /* one reference goes to the lookup */
@@ -666,9 +670,7 @@ static bool unit_load(Unit *u, LLVMMemoryBufferRef obj, bool *refused, char *err
     *refused = !im;
     bool ok = im != NULL;
     for (int k = 0; ok && k < n; k++) {
-        char *name = xmalloc(strlen(u->sym) + strlen(suffix[k]) + 1);
-        strcpy(name, u->sym);
-        strcat(name, suffix[k]);
+        char *name = symbol_name(u->sym, suffix[k]);
         void *ptr = obj_symbol(im, name);
         if (!ptr) snprintf(err, errlen, "kiln's object loader: %s not found", name);
         memcpy(out[k], &ptr, sizeof ptr); /* a function pointer from an address */
