@@ -167,6 +167,13 @@ static LLVMValueRef intrin2(Cg *cg, const char *name, LLVMValueRef x, LLVMValueR
     LLVMValueRef a[2] = {x, y};
     return intrin(cg, name, &t, 1, a, 2);
 }
+
+/* A prefetch of addr's line: for writing or reading, locality 0-3 (3: keep
+ * it in every cache level), into the data cache. */
+static void prefetch_at(Cg *cg, LLVMValueRef addr, bool write, int locality) {
+    LLVMValueRef args[4] = {addr, ci32(cg, write), ci32(cg, locality), ci32(cg, 1)};
+    intrin(cg, "llvm.prefetch", &cg->t_ptr, 1, args, 4);
+}
 static LLVMValueRef fma3(Cg *cg, LLVMValueRef a, LLVMValueRef x, LLVMValueRef y) {
     LLVMTypeRef t = LLVMTypeOf(a);
     LLVMValueRef args[3] = {a, x, y};
@@ -2161,7 +2168,7 @@ enum {
     MMB_BUFS
 };
 /* clang-format on */
-enum { MMF_PACKED_A = 1, MMF_PACKED_B = 2, MMF_CONV = 4, MMF_MULTI_K = 8, MMF_PREFETCH_WRITE = 16 };
+enum { MMF_PACKED_A = 1, MMF_PACKED_B = 2, MMF_CONV = 4, MMF_MULTI_K = 8, MMF_PREFETCH_WRITE = 16, MMF_COUNT = 5 };
 
 static LLVMValueRef slot_load(Cg *cg, LLVMValueRef blk, int slot, LLVMTypeRef t) {
     return LLVMBuildLoad2(cg->b, t, elem_ptr(cg, cg->t_i64, blk, ci64(cg, slot)), "");
@@ -2431,8 +2438,7 @@ static void prefetch_channel_ahead(Cg *cg, const Im2colForm *f, const ConvVals *
     for (int64_t e = 0; e < span + per_line - 1; e += per_line) {
         LLVMValueRef at = iadd(cg, ahead, ci64(cg, e));
         LLVMValueRef addr = LLVMBuildGEP2(cg->b, mt, X, &at, 1, ""); /* may lie past X: a prefetch never faults */
-        LLVMValueRef args[4] = {addr, ci32(cg, 0), ci32(cg, 3), ci32(cg, 1)};
-        intrin(cg, "llvm.prefetch", &cg->t_ptr, 1, args, 4);
+        prefetch_at(cg, addr, false, 3);
     }
 }
 
@@ -3057,9 +3063,7 @@ static void copy_plane(Kc *kc, const DirectGeo *g, KilnDType xdt, LLVMValueRef X
          * output per channel): at batch 8 it comes from memory, and the
          * copy's loads waited for it */
         LLVMValueRef ahead = iadd(cg, iadd(cg, xplane, g->xs[1]), i);
-        LLVMValueRef args[4] = {LLVMBuildGEP2(cg->b, mem_type(cg, xdt), X, &ahead, 1, ""), ci32(cg, 0),
-                                ci32(cg, 3), ci32(cg, 1)};
-        intrin(cg, "llvm.prefetch", &cg->t_ptr, 1, args, 4);
+        prefetch_at(cg, LLVMBuildGEP2(cg->b, mem_type(cg, xdt), X, &ahead, 1, ""), false, 3);
         tloop_end(kc, &l);
     }
 }
@@ -3804,14 +3808,14 @@ static void prefetch_tile_rows(Kc *kc, const MmGeo *geo, int NR, LLVMValueRef ro
     LLVMValueRef at = iadd(cg, imul(cg, iadd(cg, row, ii), geo->n), col);
     for (int b = 0; b < geo->npf; b++) {
         LLVMValueRef size = geo->pf_size[b], base = geo->pf[b];
-        LLVMValueRef args[4] = {NULL, ci32(cg, write), ci32(cg, 3), ci32(cg, 1)};
         if (LLVMIsAConstantInt(size)) { /* the lines of NR elements, and the last one's */
             int64_t bytes = (int64_t)LLVMConstIntGetZExtValue(size), per_line = 64 / bytes;
             for (int64_t e = 0; e < NR + per_line - 1; e += per_line) {
-                args[0] = LLVMBuildGEP2(
-                    cg->b, cg->t_i8, base,
-                    (LLVMValueRef[]){imul(cg, iadd(cg, at, ci64(cg, e < NR ? e : NR - 1)), size)}, 1, "");
-                intrin(cg, "llvm.prefetch", &cg->t_ptr, 1, args, 4);
+                prefetch_at(cg,
+                            LLVMBuildGEP2(cg->b, cg->t_i8, base,
+                                          (LLVMValueRef[]){imul(cg, iadd(cg, at, ci64(cg, e < NR ? e : NR - 1)), size)},
+                                          1, ""),
+                            write, 3);
             }
             continue;
         }
@@ -3821,9 +3825,10 @@ static void prefetch_tile_rows(Kc *kc, const MmGeo *geo, int NR, LLVMValueRef ro
         if_begin(kc, &has, LLVMBuildICmp(cg->b, LLVMIntNE, size, ci64(cg, 0), ""));
         LLVMValueRef last = imul(cg, ci64(cg, NR - 1), size), start = imul(cg, at, size);
         for (int64_t e = 0; e < (NR - 1) * 4 + 64; e += 64) {
-            args[0] = LLVMBuildGEP2(cg->b, cg->t_i8, base,
-                                    (LLVMValueRef[]){iadd(cg, start, imin(cg, ci64(cg, e), last))}, 1, "");
-            intrin(cg, "llvm.prefetch", &cg->t_ptr, 1, args, 4);
+            prefetch_at(cg,
+                        LLVMBuildGEP2(cg->b, cg->t_i8, base,
+                                      (LLVMValueRef[]){iadd(cg, start, imin(cg, ci64(cg, e), last))}, 1, ""),
+                        write, 3);
         }
         if_end(kc, &has);
     }
@@ -4021,8 +4026,7 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         for (int64_t e = 0; e < NR; e += 64 / (int64_t)kiln_dtype_size(dt)) {
             LLVMValueRef addr =
                 LLVMBuildGEP2(cg->b, mem_type(cg, dt), geo->B, (LLVMValueRef[]){iadd(cg, at, ci64(cg, e))}, 1, "");
-            LLVMValueRef args[4] = {addr, ci32(cg, 0), ci32(cg, 2), ci32(cg, 1)};
-            intrin(cg, "llvm.prefetch", &cg->t_ptr, 1, args, 4);
+            prefetch_at(cg, addr, false, 2);
         }
         tloop_end(kc, &lr);
         if_end(kc, &pf);
@@ -4087,6 +4091,12 @@ static void mm_block_values(const Cg *cg, const KGemm *g, int64_t v[MMB_FLAGS + 
                    (mm->k > sh.kc ? MMF_MULTI_K : 0);
 }
 
+/* The flag of bit 1 << f of MMB_FLAGS (MMF_*) in MmGeo, f < MMF_COUNT. */
+static LLVMValueRef *geo_flag(MmGeo *geo, int f) {
+    LLVMValueRef *at[MMF_COUNT] = {&geo->packed_a, &geo->packed_b, &geo->conv, &geo->multi_k, &geo->pf_write};
+    return at[f];
+}
+
 /* The slots [MMB_M, MMB_RG] in MmGeo's order. */
 static LLVMValueRef *geo_ints(MmGeo *geo, int slot) {
     LLVMValueRef *at[MMB_RG + 1] = {
@@ -4125,9 +4135,8 @@ static LLVMValueRef helper_mm_nest(Cg *cg, bool swap) {
     MmGeo geo = {0};
     for (int s = 0; s <= MMB_RG; s++) *geo_ints(&geo, s) = slot_load(cg, blk, s, cg->t_i64);
     LLVMValueRef flags = slot_load(cg, blk, MMB_FLAGS, cg->t_i64);
-    LLVMValueRef *flag_of[5] = {&geo.packed_a, &geo.packed_b, &geo.conv, &geo.multi_k, &geo.pf_write};
-    for (int f = 0; f < 5; f++)
-        *flag_of[f] = LLVMBuildICmp(cg->b, LLVMIntNE, LLVMBuildAnd(cg->b, flags, ci64(cg, 1 << f), ""),
+    for (int f = 0; f < MMF_COUNT; f++)
+        *geo_flag(&geo, f) = LLVMBuildICmp(cg->b, LLVMIntNE, LLVMBuildAnd(cg->b, flags, ci64(cg, 1 << f), ""),
                                     ci64(cg, 0), "");
     LLVMValueRef *ptr_of[7] = {&geo.A, &geo.B, &geo.Apk, &geo.Bpk, &geo.pack_a, &geo.pack_b, &geo.epi};
     for (int s = 0; s < 7; s++) *ptr_of[s] = slot_load(cg, blk, MMB_A + s, cg->t_ptr);
@@ -4262,8 +4271,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
         MmGeo geo = {.mm = mm, .A = A, .B = B, .Apk = Apk, .Bpk = Bpk, .pack_a = pack_a, .pack_b = pack_b};
         if (g->conv && !pp.b) geo.cblk = conv_block(cg, g->conv);
         for (int s = 0; s <= MMB_RG; s++) *geo_ints(&geo, s) = ci64(cg, v[s]);
-        LLVMValueRef *flag_of[5] = {&geo.packed_a, &geo.packed_b, &geo.conv, &geo.multi_k, &geo.pf_write};
-        for (int f = 0; f < 5; f++) *flag_of[f] = LLVMConstInt(cg->t_i1, (v[MMB_FLAGS] >> f) & 1, 0);
+        for (int f = 0; f < MMF_COUNT; f++) *geo_flag(&geo, f) = LLVMConstInt(cg->t_i1, (v[MMB_FLAGS] >> f) & 1, 0);
         LLVMValueRef *extra = xcalloc((size_t)nb + 1, sizeof(LLVMValueRef));
         for (int i = 0; i < nb; i++) extra[i] = kc.bufptr[list[i]];
         geo.npf = nprefetch;
