@@ -2918,22 +2918,20 @@ static LLVMValueRef plane_tap_lanes(Cg *cg, const KConv *cv, int64_t base, int64
 static int64_t half_floor(int64_t a) { return a >= 0 ? a / 2 : -((1 - a) / 2); }
 
 /* Where the input plane of output plane q (one channel per group) starts in X. */
-static LLVMValueRef plane_input(Cg *cg, const KConv *cv, LLVMValueRef q) {
-    LLVMValueRef oc = LLVMBuildURem(cg->b, q, ci64(cg, cv->oc), ""),
-                 n = LLVMBuildUDiv(cg->b, q, ci64(cg, cv->oc), "");
-    LLVMValueRef cin = LLVMBuildUDiv(cg->b, oc, ci64(cg, cv->oc / cv->groups), "");
-    return iadd(cg, iadd(cg, ci64(cg, cv->x_off), imul(cg, n, ci64(cg, cv->xs[0]))),
-                imul(cg, cin, ci64(cg, cv->xs[1])));
+static LLVMValueRef plane_input(Cg *cg, const DirectGeo *g, LLVMValueRef q) {
+    LLVMValueRef oc = LLVMBuildURem(cg->b, q, g->oc, ""), n = LLVMBuildUDiv(cg->b, q, g->oc, "");
+    LLVMValueRef cin = LLVMBuildUDiv(cg->b, oc, g->ocpg, "");
+    return iadd(cg, iadd(cg, g->x_off, imul(cg, n, g->xs[0])), imul(cg, cin, g->xs[1]));
 }
 
 /* Stride 2: the phase planes (4 x PR x OW floats at D + dbase) of output
  * plane q's input. */
-static void fill_phase_planes(Kc *kc, const KConv *cv, KilnDType xdt, LLVMValueRef X, LLVMValueRef q,
-                              LLVMValueRef D, LLVMValueRef dbase, int64_t PR) {
+static void fill_phase_planes(Kc *kc, const KConv *cv, const DirectGeo *g, KilnDType xdt, LLVMValueRef X,
+                              LLVMValueRef q, LLVMValueRef D, LLVMValueRef dbase, int64_t PR) {
     Cg *cg = kc->cg;
     const int VL = cg->vec_floats;
     const int64_t OW = cv->ow;
-    LLVMValueRef xplane = plane_input(cg, cv, q);
+    LLVMValueRef xplane = plane_input(cg, g, q);
     TLoop lf;
     LLVMValueRef ih = tloop_begin(kc, &lf, ci64(cg, 0), ci64(cg, cv->h), 1, "phase_row");
     LLVMValueRef rp = LLVMBuildAnd(cg->b, ih, ci64(cg, 1), ""), i = LLVMBuildLShr(cg->b, ih, ci64(cg, 1), "");
@@ -3045,9 +3043,7 @@ static void copy_plane(Kc *kc, const DirectGeo *g, KilnDType xdt, LLVMValueRef X
                        LLVMValueRef D, LLVMValueRef at) {
     Cg *cg = kc->cg;
     const int VL = cg->vec_floats;
-    LLVMValueRef oc = LLVMBuildURem(cg->b, q, g->oc, ""), n = LLVMBuildUDiv(cg->b, q, g->oc, "");
-    LLVMValueRef cin = LLVMBuildUDiv(cg->b, oc, g->ocpg, "");
-    LLVMValueRef xplane = iadd(cg, iadd(cg, g->x_off, imul(cg, n, g->xs[0])), imul(cg, cin, g->xs[1]));
+    LLVMValueRef xplane = plane_input(cg, g, q);
     LLVMValueRef hw = imul(cg, g->h, g->w), whole = LLVMBuildAnd(cg->b, hw, ci64(cg, -VL), "");
     /* whole vectors, then the rest under a mask */
     for (int part = 0; part < 2; part++) {
@@ -3157,7 +3153,7 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
         D = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, 2 * PS), "phases");
         LLVMSetAlignment(D, 64);
         if_begin(&kc, &ib, LLVMBuildICmp(cg->b, LLVMIntULT, p0, p1, ""));
-        fill_phase_planes(&kc, cv, xdt, X, p0, D, ci64(cg, 0), PR);
+        fill_phase_planes(&kc, cv, &g, xdt, X, p0, D, ci64(cg, 0), PR);
         if_end(&kc, &ib);
     }
     /* stride 1, one input channel per output: the padded plane, two blocks
@@ -3194,7 +3190,7 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
         dcur = imul(cg, odd, ci64(cg, PS));
         LLVMValueRef next = iadd(cg, plane, ci64(cg, 1));
         if_begin(&kc, &ib, LLVMBuildICmp(cg->b, LLVMIntULT, next, p1, ""));
-        fill_phase_planes(&kc, cv, xdt, X, next, D, LLVMBuildSub(cg->b, ci64(cg, PS), dcur, ""), PR);
+        fill_phase_planes(&kc, cv, &g, xdt, X, next, D, LLVMBuildSub(cg->b, ci64(cg, PS), dcur, ""), PR);
         if_end(&kc, &ib);
     }
     LLVMValueRef cin0 = imul(cg, LLVMBuildUDiv(cg->b, oc, ci64(cg, ocg), ""), ci64(cg, cg_n));
