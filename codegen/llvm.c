@@ -2036,19 +2036,34 @@ static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
  * costs only its own FMAs; columns go by whole vectors. */
 static int ukernel_row_step(const MmShape *sh) { return sh->mr % 4 == 0 ? 4 : sh->mr % 2 == 0 ? 2 : sh->mr; }
 
-static LLVMTypeRef ukernel_type(Cg *cg) {
-    LLVMTypeRef ps[7] = {cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i1, cg->t_ptr};
-    return LLVMFunctionType(cg->t_void, ps, 7, 0);
+/* void(ptr A panel, ptr B panel, i64 kc, ptr C, i64 ldc, i1 accumulate,
+ * ptr A panel again); reading B in place (b_in_place), two more: i64 ldb
+ * (B's row stride) and i64 lanes (of the tile's last vector, 1..VL). */
+static LLVMTypeRef ukernel_type(Cg *cg, bool b_in_place) {
+    LLVMTypeRef ps[9] = {cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_i64,
+                         cg->t_i1,  cg->t_ptr, cg->t_i64, cg->t_i64};
+    return LLVMFunctionType(cg->t_void, ps, b_in_place ? 9 : 7, 0);
 }
 
-static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh, int rows, int nv) {
+static LLVMValueRef lane_mask(Cg *cg, LLVMValueRef rem, int VL);
+static LLVMValueRef masked_load_f32(Cg *cg, LLVMValueRef src, LLVMValueRef i, LLVMValueRef mask,
+                                    LLVMValueRef other);
+
+/* The micro-kernel of a rows x nv-vector tile (kiln.mm.ukernel: MR x NR;
+ * .rRvV a corner); b_in_place (.ib): B's rows read where they lie, ldb
+ * apart, the last vector under a mask (past N: never read). */
+static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh, int rows, int nv, bool b_in_place) {
     const int VL = sh->vl, MR = rows, NR = sh->nr, NV = nv, nacc = MR * NV, PMR = sh->mr;
     LLVMTypeRef vt = LLVMVectorType(cg->t_f32, (unsigned)VL);
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
     LLVMValueRef fn;
-    char name[48] = "kiln.mm.ukernel";
-    if (rows != sh->mr || nv != NR / VL) snprintf(name, sizeof name, "kiln.mm.ukernel.r%dv%d", rows, nv);
-    bool fresh, define = shared_helper(cg, name, ukernel_type(cg), &fn, &fresh);
+    char name[48];
+    const char *form = b_in_place ? ".ib" : "";
+    if (rows != sh->mr || nv != NR / VL)
+        snprintf(name, sizeof name, "kiln.mm.ukernel%s.r%dv%d", form, rows, nv);
+    else
+        snprintf(name, sizeof name, "kiln.mm.ukernel%s", form);
+    bool fresh, define = shared_helper(cg, name, ukernel_type(cg, b_in_place), &fn, &fresh);
     for (unsigned a = 1; fresh && a <= 4; a += (a == 2 ? 2 : 1))
         LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
     if (!define) return fn;
@@ -2058,16 +2073,22 @@ static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh, int rows, int nv) 
     LLVMValueRef *accs = xcalloc((size_t)nacc, sizeof(LLVMValueRef));
     LLVMValueRef *nexts = xcalloc((size_t)nacc, sizeof(LLVMValueRef));
     LLVMValueRef *bv = xcalloc((size_t)NV, sizeof(LLVMValueRef));
+    LLVMValueRef zero = LLVMConstNull(vt), last_lanes = NULL;
+    if (b_in_place) last_lanes = lane_mask(cg, LLVMBuildTrunc(cg->b, LLVMGetParam(fn, 8), cg->t_i32, ""), VL);
     /* kc >= 1 always */
     Loop lk;
     LLVMValueRef kk = loop_begin(&kc, &lk, ci64(cg, 0), kcv, "kk");
-    LLVMValueRef zero = LLVMConstNull(vt);
     for (int a = 0; a < nacc; a++) {
         accs[a] = LLVMBuildPhi(cg->b, vt, "acc");
         LLVMAddIncoming(accs[a], &zero, &lk.pre, 1);
     }
-    LLVMValueRef boff = imul(cg, kk, ci64(cg, NR)), aoff = imul(cg, kk, ci64(cg, PMR));
-    for (int v = 0; v < NV; v++) bv[v] = vec_load(cg, vt, Bp, iadd(cg, boff, ci64(cg, v * VL)), 64);
+    LLVMValueRef boff = imul(cg, kk, b_in_place ? LLVMGetParam(fn, 7) : ci64(cg, NR));
+    LLVMValueRef aoff = imul(cg, kk, ci64(cg, PMR));
+    for (int v = 0; v < NV; v++) {
+        LLVMValueRef at = iadd(cg, boff, ci64(cg, v * VL));
+        bv[v] = b_in_place && v == NV - 1 ? masked_load_f32(cg, Bp, at, last_lanes, zero)
+                                          : vec_load(cg, vt, Bp, at, b_in_place ? 4 : 64);
+    }
     /* each FMA loads its own broadcast of A (through pointers the optimiser
      * cannot prove equal: Ap for the first vector of B, Ap_again for the
      * others), so that x86 folds it into the FMA as an embedded broadcast
@@ -2117,19 +2138,20 @@ static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh, int rows, int nv) 
 
 /* The micro-kernel variant for a tile whose real part is mrv x nrv (i64
  * values, 1..MR and 1..NR): the smallest corner covering it. */
-static LLVMValueRef ukernel_for(Cg *cg, const MmShape *sh, LLVMValueRef mrv, LLVMValueRef nrv) {
+static LLVMValueRef ukernel_for(Cg *cg, const MmShape *sh, LLVMValueRef mrv, LLVMValueRef nrv,
+                                bool b_in_place) {
     const int step = ukernel_row_step(sh), NV = sh->nr / sh->vl;
     LLVMValueRef rows_needed = LLVMBuildUDiv(cg->b, iadd(cg, mrv, ci64(cg, step - 1)), ci64(cg, step), "");
     LLVMValueRef vecs_needed =
         LLVMBuildUDiv(cg->b, iadd(cg, nrv, ci64(cg, sh->vl - 1)), ci64(cg, sh->vl), "");
-    LLVMValueRef fn = helper_ukernel(cg, sh, sh->mr, NV);
+    LLVMValueRef fn = helper_ukernel(cg, sh, sh->mr, NV, b_in_place);
     for (int rows = step; rows <= sh->mr; rows += step) {
         for (int nv = 1; nv <= NV; nv++) {
             if (rows == sh->mr && nv == NV) continue;
             LLVMValueRef is =
                 LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, rows_needed, ci64(cg, rows / step), ""),
                              LLVMBuildICmp(cg->b, LLVMIntEQ, vecs_needed, ci64(cg, nv), ""), "");
-            fn = LLVMBuildSelect(cg->b, is, helper_ukernel(cg, sh, rows, nv), fn, "ukernel");
+            fn = LLVMBuildSelect(cg->b, is, helper_ukernel(cg, sh, rows, nv, b_in_place), fn, "ukernel");
         }
     }
     return fn;
@@ -2168,7 +2190,15 @@ enum {
     MMB_BUFS
 };
 /* clang-format on */
-enum { MMF_PACKED_A = 1, MMF_PACKED_B = 2, MMF_CONV = 4, MMF_MULTI_K = 8, MMF_PREFETCH_WRITE = 16, MMF_COUNT = 5 };
+enum {
+    MMF_PACKED_A = 1,
+    MMF_PACKED_B = 2,
+    MMF_CONV = 4,
+    MMF_MULTI_K = 8,
+    MMF_PREFETCH_WRITE = 16,
+    MMF_B_IN_PLACE = 32, /* B's rows read where they lie (b_in_place) */
+    MMF_COUNT = 6
+};
 
 static LLVMValueRef slot_load(Cg *cg, LLVMValueRef blk, int slot, LLVMTypeRef t) {
     return LLVMBuildLoad2(cg->b, t, elem_ptr(cg, cg->t_i64, blk, ci64(cg, slot)), "");
@@ -3394,12 +3424,27 @@ static bool b_constant(const Cg *cg, const KGemm *g) {
     return !g->conv && cg->p->bufs.data[g->mm.b_buf].constant;
 }
 
+/* Whether the micro-kernel reads product g's B where it lies, its rows
+ * b_sk apart, instead of a packed copy: a row-major f32 B that is not a
+ * constant nor a convolution's window (a 1x1 stride-1 convolution's input,
+ * an activation), in the unswapped form (B's rows are the vectors).  Its
+ * NR columns of a row are contiguous already; packing them copied all of
+ * B once per chunk (or per thread) to read it once or a few times:
+ * MobileNetV2's pointwise layers, with 16 to 320 output channels, spent
+ * 4-19 % of their time in kiln.mm.pack (1 thread, perf). */
+static bool b_in_place(const Cg *cg, const KGemm *g) {
+    const KMatmul *mm = &g->mm;
+    return !g->conv && !cg->p->bufs.data[mm->b_buf].constant &&
+           cg->p->bufs.data[mm->b_buf].dtype == KILN_F32 && mm->b_sn == 1 && !gemm_swapped(g);
+}
+
 /* The operand (0: A, 1: B) gathered once per thread, or -1. */
 static int gathered_operand(const Cg *cg, const KGemm *g) {
     const KMatmul *mm = &g->mm;
     int which = llvm_split_by_columns(cg->p, g) ? 0 : 1;
     bool constant = which ? b_constant(cg, g) : cg->p->bufs.data[mm->a_buf].constant;
-    if (cg->aot || constant || distinct_batches(mm, which ? mm->b_batch_stride : mm->a_batch_stride) != 1)
+    if (cg->aot || constant || (which && b_in_place(cg, g)) ||
+        distinct_batches(mm, which ? mm->b_batch_stride : mm->a_batch_stride) != 1)
         return -1;
     MmShape sh = mm_shape(cg, g);
     int64_t lines = which ? mm->n : mm->m, w = which ? sh.nr : sh.mr;
@@ -3759,6 +3804,7 @@ typedef struct {
     LLVMValueRef m, n, k, a_off, b_off, a_sm, a_sk, b_sk, b_sn; /* i64 */
     LLVMValueRef dim1, bs[2][2], ps[2][2], mp, np, ncp, rg;         /* with mm == NULL */
     LLVMValueRef packed_a, packed_b, conv, multi_k, pf_write; /* i1; pf_write: the prefetches are for writing */
+    LLVMValueRef b_in_place; /* i1: B read in place (b_in_place), not packed */
     LLVMValueRef A, B, Apk, Bpk, pack_a, pack_b;
     LLVMValueRef cblk; /* a block with the window (MMB_C_*) for a conv's im2col */
     int npf; /* prefetched epilogue operands: base pointers, element bytes (0: none) */
@@ -3831,6 +3877,28 @@ static void prefetch_tile_rows(Kc *kc, const MmGeo *geo, int NR, LLVMValueRef ro
     tloop_end(kc, &lr);
 }
 
+/* B read in place: the next panel's lines (NR floats of each of its kcv
+ * rows from column col on) into L1 before this panel's tiles run, so that
+ * its first tile does not wait on them: K streams far apart that no
+ * hardware prefetcher follows (MobileNetV2's 32->16 at 112x112, rows 50 KB
+ * apart, ran 1.2x slower in place than packed without it).  Guarded by the
+ * flag in a generic nest. */
+static void prefetch_next_panel(Kc *kc, const MmGeo *geo, LLVMValueRef bbase, LLVMValueRef pc,
+                                LLVMValueRef kcv, LLVMValueRef col, int NR) {
+    Cg *cg = kc->cg;
+    IfBlock in_place;
+    const bool guarded = known_bool(geo->b_in_place) != 1;
+    if (guarded) if_begin(kc, &in_place, geo->b_in_place);
+    TLoop lk;
+    LLVMValueRef kk = tloop_begin(kc, &lk, ci64(cg, 0), kcv, 1, "prefetch_panel");
+    LLVMValueRef at = iadd(cg, iadd(cg, bbase, imul(cg, iadd(cg, pc, kk), geo->b_sk)), col);
+    for (int64_t e = 0; e < NR + 16; e += 16) /* the lines of NR floats, aligned or not */
+        prefetch_at(cg, elem_ptr(cg, cg->t_f32, geo->B, iadd(cg, at, ci64(cg, e < NR ? e : NR - 1))), false,
+                    3);
+    tloop_end(kc, &lk);
+    if (guarded) if_end(kc, &in_place);
+}
+
 /* The tiled loop nest of product geo in kc->fn, from its entry: computes the
  * output rows touching [ob, oe) and stores (through the epilogue) exactly
  * the elements in [ob, oe) and in columns [c0, c1), so any split of the
@@ -3843,7 +3911,7 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
     const int MR = sh->mr, NR = sh->nr;
     const int64_t KC = sh->kc, MC = sh->mc, NC = geo->nc ? geo->nc : sh->nc;
     const int multi_k = known_bool(geo->multi_k), pa = known_bool(geo->packed_a),
-              pb = known_bool(geo->packed_b);
+              pb = known_bool(geo->packed_b), bip = known_bool(geo->b_in_place);
     LLVMValueRef cN = geo->n, cM = geo->m, K = geo->k;
     LLVMValueRef tile = NULL;
     if (multi_k != 1) {
@@ -3929,9 +3997,14 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
      * input under the window gathered into the panels by NAME.im2col) */
     LLVMValueRef bblock = NULL;
     if (pb != 0) bblock = elem_ptr(cg, cg->t_f32, bpk, iadd(cg, imul(cg, pc, geo->np), imul(cg, jc, kcv)));
-    if (pb != 1) {
+    if (pb != 1 && bip != 1) {
         IfBlock packb;
-        if (pb < 0) if_begin(kc, &packb, LLVMBuildNot(cg->b, geo->packed_b, ""));
+        LLVMValueRef pack_here = pb < 0 ? LLVMBuildNot(cg->b, geo->packed_b, "") : NULL;
+        if (bip < 0) {
+            LLVMValueRef not_in_place = LLVMBuildNot(cg->b, geo->b_in_place, "");
+            pack_here = pack_here ? LLVMBuildAnd(cg->b, pack_here, not_in_place, "") : not_in_place;
+        }
+        if (pack_here) if_begin(kc, &packb, pack_here);
         const int conv = known_bool(geo->conv);
         for (int form = 0; form < 2; form++) { /* a plain B packed, a conv's input by im2col */
             if (conv >= 0 && conv != form) continue;
@@ -3947,7 +4020,7 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
             }
             if (conv < 0) if_end(kc, &is);
         }
-        if (pb < 0) if_end(kc, &packb);
+        if (pack_here) if_end(kc, &packb);
         bblock = pb < 0 ? LLVMBuildSelect(cg->b, geo->packed_b, bblock, Bp, "bblock") : Bp;
     }
     LLVMValueRef ic = tloop_begin(kc, &lic, m0, m1, MC, "ic");
@@ -3965,13 +4038,11 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
     }
     LLVMValueRef jr = tloop_begin(kc, &ljr, ci64(cg, 0), ncv, NR, "jr");
     LLVMValueRef nrv = imin(cg, ci64(cg, NR), LLVMBuildSub(cg->b, ncv, jr, ""));
-    LLVMValueRef bpanel = elem_ptr(cg, cg->t_f32, bblock, imul(cg, jr, kcv));
+    LLVMValueRef bpanel = bip == 1 ? NULL : elem_ptr(cg, cg->t_f32, bblock, imul(cg, jr, kcv));
+    if (bip != 0) prefetch_next_panel(kc, geo, bbase, pc, kcv, iadd(cg, iadd(cg, jc, jr), ci64(cg, NR)), NR);
     LLVMValueRef ir = tloop_begin(kc, &lir, ci64(cg, 0), mcv, MR, "ir");
     LLVMValueRef mrv = imin(cg, ci64(cg, MR), LLVMBuildSub(cg->b, mcv, ir, ""));
     LLVMValueRef apanel = elem_ptr(cg, cg->t_f32, ablock, imul(cg, ir, kcv));
-    /* swapped: the micro-kernel broadcasts B's panel and loads A's in
-     * vectors, and its tile is C^T, row j of it (column j of C) at j * MR */
-    LLVMValueRef ukernel = sh->swap ? ukernel_for(cg, &ush, nrv, mrv) : ukernel_for(cg, &ush, mrv, nrv);
 
     /* the tile goes to Cacc (K in several blocks) or to `tile` */
     LLVMValueRef cptr = tile, ldc = ci64(cg, sh->swap ? MR : NR);
@@ -4028,9 +4099,27 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         if_end(kc, &pf);
     }
     LLVMValueRef accumulate = multi_k != 0 ? LLVMBuildNot(cg->b, first, "") : LLVMConstInt(cg->t_i1, 0, 0);
-    LLVMValueRef bcast = sh->swap ? bpanel : apanel, vecs = sh->swap ? apanel : bpanel;
-    LLVMValueRef args[7] = {bcast, vecs, kcv, cptr, ldc, accumulate, bcast};
-    LLVMBuildCall2(cg->b, ukernel_type(cg), ukernel, args, 7, "");
+    /* swapped: the micro-kernel broadcasts B's panel and loads A's in
+     * vectors, and its tile is C^T, row j of it (column j of C) at j * MR;
+     * B in place: its rows from (pc, jc + jr) on, b_sk apart */
+    for (int in_place = 0; in_place < 2; in_place++) {
+        if (bip >= 0 && bip != in_place) continue;
+        IfBlock is;
+        if (bip < 0) if_begin(kc, &is, in_place ? geo->b_in_place : LLVMBuildNot(cg->b, geo->b_in_place, ""));
+        LLVMValueRef vecs = sh->swap ? apanel : bpanel, bcast = sh->swap ? bpanel : apanel;
+        LLVMValueRef ukernel =
+            sh->swap ? ukernel_for(cg, &ush, nrv, mrv, false) : ukernel_for(cg, &ush, mrv, nrv, in_place);
+        LLVMValueRef args[9] = {bcast, vecs, kcv, cptr, ldc, accumulate, bcast, geo->b_sk, NULL};
+        if (in_place) {
+            args[1] =
+                elem_ptr(cg, cg->t_f32, geo->B, iadd(cg, iadd(cg, bbase, imul(cg, pc, geo->b_sk)), col));
+            LLVMValueRef vecs_before =
+                LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, nrv, ci64(cg, 1), ""), ci64(cg, ush.vl), "");
+            args[8] = LLVMBuildSub(cg->b, nrv, imul(cg, vecs_before, ci64(cg, ush.vl)), "lanes");
+        }
+        LLVMBuildCall2(cg->b, ukernel_type(cg, in_place), ukernel, args, in_place ? 9 : 7, "");
+        if (bip < 0) if_end(kc, &is);
+    }
     /* last K block: the epilogue of the tile (NAME.epi, or here) */
     IfBlock epi;
     if (multi_k != 0) if_begin(kc, &epi, last);
@@ -4084,12 +4173,13 @@ static void mm_block_values(const Cg *cg, const KGemm *g, int64_t v[MMB_FLAGS + 
     v[MMB_NCP] = (NC + sh.nr - 1) / sh.nr * sh.nr;
     v[MMB_RG] = row_group(&sh, g);
     v[MMB_FLAGS] = (pp.a ? MMF_PACKED_A : 0) | (pp.b ? MMF_PACKED_B : 0) | (g->conv ? MMF_CONV : 0) |
-                   (mm->k > sh.kc ? MMF_MULTI_K : 0);
+                   (mm->k > sh.kc ? MMF_MULTI_K : 0) | (b_in_place(cg, g) ? MMF_B_IN_PLACE : 0);
 }
 
 /* The flag of bit 1 << f of MMB_FLAGS (MMF_*) in MmGeo, f < MMF_COUNT. */
 static LLVMValueRef *geo_flag(MmGeo *geo, int f) {
-    LLVMValueRef *at[MMF_COUNT] = {&geo->packed_a, &geo->packed_b, &geo->conv, &geo->multi_k, &geo->pf_write};
+    LLVMValueRef *at[MMF_COUNT] = {&geo->packed_a, &geo->packed_b, &geo->conv,
+                                   &geo->multi_k,  &geo->pf_write, &geo->b_in_place};
     return at[f];
 }
 
@@ -4142,6 +4232,7 @@ static LLVMValueRef helper_mm_nest(Cg *cg, bool swap) {
         geo.pf[b] = slot_load(cg, blk, MMB_PF + b, cg->t_ptr);
         geo.pf_size[b] = slot_load(cg, blk, MMB_PF_SIZE + b, cg->t_i64);
     }
+    if (swap) geo.b_in_place = LLVMConstInt(cg->t_i1, 0, 0); /* b_in_place: unswapped only */
     geo.epi_type = epi_thunk_type(cg);
     geo.epi_extra = &blk, geo.nextra = 1;
     geo.cblk = blk;
@@ -4610,7 +4701,8 @@ static double thread_cpu_ms(void) { return clock_ms(CLOCK_THREAD_CPUTIME_ID); }
 static void define_shared_helpers(Cg *cg) {
     MmShape sh = ukernel_shape(cg);
     for (int rows = ukernel_row_step(&sh); rows <= sh.mr; rows += ukernel_row_step(&sh))
-        for (int nv = 1; nv <= sh.nr / sh.vl; nv++) helper_ukernel(cg, &sh, rows, nv);
+        for (int nv = 1; nv <= sh.nr / sh.vl; nv++)
+            for (int ib = 0; ib < 2; ib++) helper_ukernel(cg, &sh, rows, nv, ib);
     const KilnDType dts[] = {KILN_F32, KILN_F16, KILN_BF16};
     for (int d = 0; d < 3; d++) helper_pack(cg, dts[d], sh.mr), helper_pack(cg, dts[d], sh.nr);
     helper_mm_nest(cg, false), helper_mm_nest(cg, true);

@@ -375,6 +375,14 @@ static void test_convolutions(void) {
          * 2300 px in 4 x 480 + 380, K = 256 in one block */
         {3, 200, 29, 31, 20, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
         {1, 256, 46, 50, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "residual", 0, 0},
+        /* 1x1 stride 1, B read in place by the micro-kernel (b_in_place),
+         * the last vector of a row under a mask: K = 16 with 16 rows (12 +
+         * a corner of 4) over 255 px (the last tile 31 columns), two
+         * images; K = 300 (the generic nest, two K blocks) over 90 px;
+         * K = 144 over 400 px, 24 rows (threads split it by columns) */
+        {2, 16, 15, 17, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},
+        {1, 300, 9, 10, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+        {1, 144, 20, 20, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "clamp", 0, 0},
     };
     char *text = conv_program(gemm, (int)(sizeof gemm / sizeof gemm[0]));
     run_suite("convs.kiln", text, 0);
