@@ -36,6 +36,7 @@ typedef struct {
     int distinct;   /* distinct units among them */
     int compiled;   /* units compiled in this prepare */
     int cache_hits; /* units loaded from the on-disk cache (runtime/kcache.h) */
+    int programs_cached; /* programs whose every unit came from the program's one entry (the cpu) */
     int reused;     /* units already compiled in this process */
     int loaded;     /* units built here whose object kiln's own loader loaded (the cpu; runtime/objload.h) */
     int packed;     /* constant operands packed when bound (the cpu) */

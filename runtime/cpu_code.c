@@ -9,7 +9,10 @@
  * kiln's own loader (runtime/objload.h: a mapping of its own, no JIT to
  * make) where the loader takes it, else linked into the process's one
  * LLJIT (made when first needed) under a resource tracker of its own;
- * either goes when the unit's last user does, the JIT with the last unit. */
+ * either goes when the unit's last user does, the JIT with the last unit.
+ * A program's units are also stored together in one program entry (keyed
+ * by the whole program): a warm start reads that one file and skips the
+ * kernels' canonical programs and keys. */
 #include "runtime/cpu_code.h"
 
 #include "runtime/objload.h"
@@ -327,52 +330,59 @@ static void put_i64s(KeyWords *w, const int64_t *v, int n) {
     for (int i = 0; v && i < n; i++) put_i64(w, v[i]);
 }
 
-/* Every field of a canonical program's kernel and buffers (field by field:
- * struct padding is not data) after the compilers and the target (prefix). */
-static KCacheKey kernel_key(const KProgram *cp, const KCacheHasher *prefix) {
-    KCacheHasher h = *prefix;
-    KeyWords w = {0};
-    put_i64(&w, cp->bufs.len);
-    for (int b = 0; b < cp->bufs.len; b++) {
-        const KBuf *kb = &cp->bufs.data[b];
-        put_i64(&w, kb->dtype), put_i64(&w, kb->numel), put_i64(&w, kb->constant);
-    }
-    const Kernel *k = &cp->kernels.data[0];
-    kcache_hash_str(&h, k->name);
-    put_i64(&w, k->kind), put_i64(&w, k->outer), put_i64(&w, k->flops), put_i64(&w, k->bytes);
-    put_i64(&w, k->insts.len);
+/* A buffer's words in a key: what its kernels' code depends on. */
+static void buf_words(const KBuf *kb, KeyWords *w) {
+    put_i64(w, kb->dtype), put_i64(w, kb->numel), put_i64(w, kb->constant);
+}
+
+/* Every field of kernel k (field by field: struct padding is not data). */
+static void kernel_words(const Kernel *k, KeyWords *w) {
+    put_i64(w, k->kind), put_i64(w, k->outer), put_i64(w, k->flops), put_i64(w, k->bytes);
+    put_i64(w, k->insts.len);
     for (int i = 0; i < k->insts.len; i++) {
         const KInst *in = &k->insts.data[i];
         int64_t f[] = {in->kind, in->dtype, in->op,    in->a,      in->b,
                        in->c,    in->buf,   in->stage, in->ivalue, in->flag};
-        for (size_t j = 0; j < sizeof f / sizeof f[0]; j++) put_i64(&w, f[j]);
-        put_f64(&w, in->value);
+        for (size_t j = 0; j < sizeof f / sizeof f[0]; j++) put_i64(w, f[j]);
+        put_f64(w, in->value);
     }
-    put_i64(&w, k->stages.len);
+    put_i64(w, k->stages.len);
     for (int s = 0; s < k->stages.len; s++) {
         const KStage *st = &k->stages.data[s];
         int64_t f[] = {st->kind,      st->extent,       st->reduce,    st->value,
                        st->acc_dtype, st->result_dtype, st->stores.len};
-        for (size_t j = 0; j < sizeof f / sizeof f[0]; j++) put_i64(&w, f[j]);
+        for (size_t j = 0; j < sizeof f / sizeof f[0]; j++) put_i64(w, f[j]);
         for (int j = 0; j < st->stores.len; j++) {
             const KStore *so = &st->stores.data[j];
-            put_i64(&w, so->buf), put_i64(&w, so->index), put_i64(&w, so->value);
+            put_i64(w, so->buf), put_i64(w, so->index), put_i64(w, so->value);
         }
     }
     const KMatmul *mm = &k->mm;
     int64_t mf[] = {mm->a_buf, mm->b_buf, mm->batch, mm->m,    mm->n,     mm->k,
                     mm->a_sm,  mm->a_sk,  mm->b_sk,  mm->b_sn, mm->a_off, mm->b_off};
-    for (size_t j = 0; j < sizeof mf / sizeof mf[0]; j++) put_i64(&w, mf[j]);
-    put_i64s(&w, mm->batch_dims, mm->nbatch);
-    put_i64s(&w, mm->a_batch_stride, mm->nbatch);
-    put_i64s(&w, mm->b_batch_stride, mm->nbatch);
+    for (size_t j = 0; j < sizeof mf / sizeof mf[0]; j++) put_i64(w, mf[j]);
+    put_i64s(w, mm->batch_dims, mm->nbatch);
+    put_i64s(w, mm->a_batch_stride, mm->nbatch);
+    put_i64s(w, mm->b_batch_stride, mm->nbatch);
     const KConv *cv = &k->conv;
     int64_t cf[] = {cv->x_buf, cv->w_buf, cv->op, cv->n,  cv->c,      cv->h,     cv->w,
                     cv->oc,    cv->oh,    cv->ow, cv->kh, cv->kw,     cv->sh,    cv->sw,
                     cv->ph,    cv->pw,    cv->dh, cv->dw, cv->groups, cv->x_off, cv->w_off};
-    for (size_t j = 0; j < sizeof cf / sizeof cf[0]; j++) put_i64(&w, cf[j]);
-    put_i64s(&w, cv->xs, 4);
-    put_i64s(&w, cv->ws, 4);
+    for (size_t j = 0; j < sizeof cf / sizeof cf[0]; j++) put_i64(w, cf[j]);
+    put_i64s(w, cv->xs, 4);
+    put_i64s(w, cv->ws, 4);
+}
+
+/* Every field of a canonical program's kernel and buffers after the
+ * compilers and the target (prefix). */
+static KCacheKey kernel_key(const KProgram *cp, const KCacheHasher *prefix) {
+    KCacheHasher h = *prefix;
+    KeyWords w = {0};
+    put_i64(&w, cp->bufs.len);
+    for (int b = 0; b < cp->bufs.len; b++) buf_words(&cp->bufs.data[b], &w);
+    const Kernel *k = &cp->kernels.data[0];
+    kcache_hash_str(&h, k->name);
+    kernel_words(k, &w);
     kcache_hash_bulk(&h, w.data, sizeof(int64_t) * (size_t)w.len, NULL);
     VEC_FREE(w);
     return kcache_hash_done(&h);
@@ -765,15 +775,130 @@ static LLVMMemoryBufferRef entry_unpack(Unit *u, const char *data, size_t len) {
     return LLVMCreateMemoryBufferWithMemoryRangeCopy(data + ENTRY_HEAD, len - ENTRY_HEAD, u->sym);
 }
 
+/* ------------------------------------------------------ program entries */
+
+/* A program entry holds the code of every kernel of one program: a warm
+ * start reads, checks and maps one file instead of one per unit, and skips
+ * every kernel's canonical program and key.  Its key (program_key) hashes
+ * the compilers and target (prefix: helpers' suffix included), every
+ * buffer's words and every kernel's name and words over the program's own
+ * buffer numbers: everything that decides the units, their symbols and each
+ * kernel's table.  The per-unit entries stay (another program, or a
+ * damaged program entry, reuses them).
+ * Payload, little-endian: KCACHE_CPU_PROGRAM_MAGIC, u64 kernels, u64
+ * units; per unit its key (2 x u64), symbol (offset, length) and unit entry
+ * (offset, length; entry_pack's payload); per kernel its unit's index, its
+ * table's buffer count and program buffers; then the bytes the offsets
+ * (from the payload's start) point at.  program_parse checks every count,
+ * index and offset against the program and the payload: anything else is
+ * refused (the units then come one by one, and the entry is written anew). */
+
+static KCacheKey program_key(const KProgram *kp, const KCacheHasher *prefix) {
+    KCacheHasher h = *prefix;
+    kcache_hash_str(&h, "kiln cpu program v1");
+    KeyWords w = {0};
+    put_i64(&w, kp->bufs.len);
+    for (int b = 0; b < kp->bufs.len; b++) buf_words(&kp->bufs.data[b], &w);
+    put_i64(&w, kp->kernels.len);
+    /* a kernel at a time through one small vector: the whole program's
+     * words at once (190 KB for MobileNetV2) cost more in fresh pages than
+     * in hashing */
+    for (int i = 0; i < kp->kernels.len; i++) {
+        kcache_hash_str(&h, name_stem(kp->kernels.data[i].name));
+        kernel_words(&kp->kernels.data[i], &w);
+        kcache_hash_bulk(&h, w.data, sizeof(int64_t) * (size_t)w.len, NULL);
+        w.len = 0;
+    }
+    VEC_FREE(w);
+    return kcache_hash_done(&h);
+}
+
+enum { PROGRAM_UNIT_WORDS = 6, PROGRAM_SYM_MAX = 256 };
+
+typedef struct {
+    KCacheKey key;
+    char *sym;
+    const char *entry; /* in the payload */
+    size_t entry_len;
+} ProgramUnit;
+
+typedef struct {
+    char *data; /* the payload (heap) */
+    size_t len;
+    int nunits;
+    ProgramUnit *units;
+    int *unit_of, *nbufs; /* per kernel */
+    int **bufs;           /* per kernel: its table's program buffers */
+} ProgramEntry;
+
+/* The u64 at *at of data[0..len), *at moved past it. */
+static bool next_u64(const char *data, size_t len, size_t *at, uint64_t *v) {
+    if (len < 8 || *at > len - 8) return false;
+    *v = kcache_get_u64((const unsigned char *)data + *at);
+    *at += 8;
+    return true;
+}
+
+/* Whether data[off, off + n) lies inside data[0..len). */
+static bool inside(size_t len, uint64_t off, uint64_t n) { return off <= len && n <= len - off; }
+
+/* pe's payload read as kp's program entry (the lists in arena a). */
+static bool program_parse(ProgramEntry *pe, const KProgram *kp, Arena *a) {
+    const char *d = pe->data;
+    size_t len = pe->len, at = 8;
+    uint64_t nk, nu;
+    if (len < 8 || memcmp(d, KCACHE_CPU_PROGRAM_MAGIC, 8) != 0 || !next_u64(d, len, &at, &nk) ||
+        !next_u64(d, len, &at, &nu) || nk != (uint64_t)kp->kernels.len || nu < 1 || nu > nk)
+        return false;
+    pe->nunits = (int)nu;
+    pe->units = ARENA_ARRAY(a, ProgramUnit, nu);
+    for (uint64_t u = 0; u < nu; u++) {
+        uint64_t f[PROGRAM_UNIT_WORDS];
+        for (int k = 0; k < PROGRAM_UNIT_WORDS; k++)
+            if (!next_u64(d, len, &at, &f[k])) return false;
+        if (!inside(len, f[2], f[3]) || f[3] < 1 || f[3] > PROGRAM_SYM_MAX || memchr(d + f[2], 0, f[3]) ||
+            !inside(len, f[4], f[5]))
+            return false;
+        ProgramUnit *pu = &pe->units[u];
+        pu->key = (KCacheKey){{f[0], f[1]}};
+        pu->sym = ARENA_ARRAY(a, char, f[3] + 1);
+        memcpy(pu->sym, d + f[2], f[3]);
+        pu->sym[f[3]] = 0;
+        pu->entry = d + f[4], pu->entry_len = f[5];
+    }
+    pe->unit_of = ARENA_ARRAY(a, int, nk + 1);
+    pe->nbufs = ARENA_ARRAY(a, int, nk + 1);
+    pe->bufs = ARENA_ARRAY(a, int *, nk + 1);
+    for (uint64_t i = 0; i < nk; i++) {
+        uint64_t unit, n, b;
+        if (!next_u64(d, len, &at, &unit) || !next_u64(d, len, &at, &n) || unit >= nu ||
+            n > (uint64_t)kp->bufs.len)
+            return false;
+        pe->unit_of[i] = (int)unit, pe->nbufs[i] = (int)n;
+        pe->bufs[i] = ARENA_ARRAY(a, int, n + 1);
+        for (uint64_t j = 0; j < n; j++) {
+            if (!next_u64(d, len, &at, &b) || b >= (uint64_t)kp->bufs.len) return false;
+            pe->bufs[i][j] = (int)b;
+        }
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------ building */
 
 /* One distinct kernel this call builds (or the target's helpers). */
 typedef struct {
     Unit *u;
-    KProgram *cp; /* its canonical program; NULL: the helpers */
+    KProgram *cp; /* its canonical program; NULL: the helpers, or a unit given by a program entry */
     double cost;
     char *ir;
     bool from_cache; /* out: loaded, not compiled */
+    /* its unit entry (entry_pack's payload) inside a program entry, or NULL */
+    const char *given;
+    size_t given_len;
+    /* out, when the program entry is to be written: the unit entry built */
+    char *entry;
+    size_t entry_len;
 } Job;
 
 typedef struct {
@@ -787,6 +912,7 @@ typedef struct {
     HelpersChoice helpers; /* the target's helpers: key, symbol suffix, prebuilt or not */
     Unit *private_helpers; /* with want_ir (under units.mu) */
     bool use_cache, want_ir;
+    bool keep_entries; /* jobs keep their unit entries (Job.entry) for the program entry */
     int cache_hits, compiled, waited, cache_bad, loaded;
     double llvm_cpu_ms, link_ms;
     LlvmTimes llvm;
@@ -823,15 +949,15 @@ static LLVMMemoryBufferRef compile_unit(Worker *wk, Job *j, KCacheKey key, char 
     LlvmTimes lt = {0, 0, 0};
     int64_t gather[3] = {0, 0, 0};
     LLVMMemoryBufferRef obj =
-        j->cp ? llvm_compile_object(wk->ctx, wk->tm, j->cp, wk->w->helpers.suffix, &u->uses_helpers,
-                                    &u->scratch, u->prepack_bytes, gather, &lt, ir, err, errlen)
-              : llvm_compile_helpers(wk->ctx, wk->tm, wk->w->helpers.suffix, &lt, ir, err, errlen);
+        !u->helpers ? llvm_compile_object(wk->ctx, wk->tm, j->cp, wk->w->helpers.suffix, &u->uses_helpers,
+                                          &u->scratch, u->prepack_bytes, gather, &lt, ir, err, errlen)
+                    : llvm_compile_helpers(wk->ctx, wk->tm, wk->w->helpers.suffix, &lt, ir, err, errlen);
     u->gather_bytes = gather[0], u->gather_tasks = gather[1], u->gather_operand = gather[2];
     double spent = thread_cpu_ms() - t0;
     pthread_mutex_lock(&wk->w->mu);
     wk->w->llvm_cpu_ms += spent;
     wk->w->llvm.ir_ms += lt.ir_ms, wk->w->llvm.opt_ms += lt.opt_ms, wk->w->llvm.emit_ms += lt.emit_ms;
-    if (obj && j->cp) wk->w->compiled++;
+    if (obj && !u->helpers) wk->w->compiled++;
     pthread_mutex_unlock(&wk->w->mu);
     if (obj && wk->w->use_cache) {
         size_t len;
@@ -854,7 +980,7 @@ static LLVMMemoryBufferRef load_unit(Worker *wk, Job *j) {
         trace_span(wk->w->kp->trace, "codegen", t0, trace_clock_ms(), "cache load %s: %s", j->u->sym,
                    kcache_result_name(got));
     if (got != KC_HIT) {
-        if (wk->cache.corrupt != corrupt && j->cp) {
+        if (wk->cache.corrupt != corrupt && !j->u->helpers) {
             pthread_mutex_lock(&wk->w->mu);
             wk->w->cache_bad++;
             pthread_mutex_unlock(&wk->w->mu);
@@ -863,7 +989,7 @@ static LLVMMemoryBufferRef load_unit(Worker *wk, Job *j) {
     }
     LLVMMemoryBufferRef obj = entry_unpack(j->u, data, len);
     free(data);
-    if (!obj && j->cp) {
+    if (!obj && !j->u->helpers) {
         pthread_mutex_lock(&wk->w->mu);
         wk->w->cache_bad++;
         pthread_mutex_unlock(&wk->w->mu);
@@ -872,7 +998,7 @@ static LLVMMemoryBufferRef load_unit(Worker *wk, Job *j) {
 }
 
 static void count(Worker *wk, Job *j, int *what) {
-    if (!j->cp) return; /* the helpers are not a kernel */
+    if (j->u->helpers) return; /* the helpers are not a kernel */
     pthread_mutex_lock(&wk->w->mu);
     (*what)++;
     pthread_mutex_unlock(&wk->w->mu);
@@ -892,6 +1018,27 @@ static bool link_timed(Worker *wk, Unit *u, LLVMMemoryBufferRef obj) {
     if (ok && u->image && !u->helpers) wk->w->loaded++;
     pthread_mutex_unlock(&wk->w->mu);
     return ok;
+}
+
+static bool get_helpers(Worker *wk, Unit *u);
+
+/* The helpers unit u's object `obj` calls, found (or built) first; false
+ * when they fail (obj is dropped). */
+static bool helpers_first(Worker *wk, Unit *u, LLVMMemoryBufferRef obj) {
+    if (!u->uses_helpers || u->helper || get_helpers(wk, u)) return true;
+    LLVMDisposeMemoryBuffer(obj);
+    return false;
+}
+
+/* Links object `obj` (taken) as job j's unit, keeping the unit's entry for
+ * the program entry when asked to. */
+static bool link_kept(Worker *wk, Job *j, LLVMMemoryBufferRef obj) {
+    Unit *u = j->u;
+    if (wk->w->keep_entries && !u->helpers) {
+        free(j->entry);
+        j->entry = entry_pack(u, obj, &j->entry_len);
+    }
+    return link_timed(wk, u, obj);
 }
 
 /* The target's shared helpers for unit u, which calls them: found (and
@@ -922,7 +1069,7 @@ static bool get_helpers(Worker *wk, Unit *u) {
     u->helper = h;
     pthread_mutex_unlock(&units.mu);
     if (mine) {
-        Job hj = {h, NULL, 0, NULL, false};
+        Job hj = {.u = h};
         char saved[sizeof wk->err];
         memcpy(saved, wk->err, sizeof saved);
         wk->err[0] = 0;
@@ -949,9 +1096,12 @@ static BuildResult build(Worker *wk, Job *j, bool wait) {
     LLVMMemoryBufferRef obj = NULL;
     int lock = -1;
     bool from_cache = false, waited = false;
-    bool prebuilt = !j->cp && wk->w->helpers.prebuilt;
+    bool prebuilt = u->helpers && wk->w->helpers.prebuilt;
     if (prebuilt) {
         obj = prebuilt_helpers_object(); /* compiled at build time: linked, never compiled */
+    } else if (j->given) {
+        obj = entry_unpack(u, j->given, j->given_len); /* a program entry's: never compiled here */
+        from_cache = obj != NULL;
     } else if (wk->w->use_cache) {
         obj = load_unit(wk, j);
         if (!obj) {
@@ -961,22 +1111,15 @@ static BuildResult build(Worker *wk, Job *j, bool wait) {
         }
         from_cache = obj != NULL;
     }
-    if (!obj && !prebuilt) obj = compile_unit(wk, j, u->key, err, errlen);
+    if (!obj && !prebuilt && !j->given) obj = compile_unit(wk, j, u->key, err, errlen);
     kcache_unlock(lock);
-    if (!obj) return BUILD_FAILED;
-    if (u->uses_helpers && !u->helper && !get_helpers(wk, u)) {
-        LLVMDisposeMemoryBuffer(obj);
-        return BUILD_FAILED;
-    }
-    if (!link_timed(wk, u, obj)) {
-        if (!from_cache) return BUILD_FAILED;
+    if (!obj || !helpers_first(wk, u, obj)) return BUILD_FAILED;
+    if (!link_kept(wk, j, obj)) {
+        if (!from_cache || j->given) return BUILD_FAILED;
         count(wk, j, &wk->w->cache_bad);
-        if (!(obj = compile_unit(wk, j, u->key, err, errlen))) return BUILD_FAILED;
-        if (u->uses_helpers && !u->helper && !get_helpers(wk, u)) {
-            LLVMDisposeMemoryBuffer(obj);
+        if (!(obj = compile_unit(wk, j, u->key, err, errlen)) || !helpers_first(wk, u, obj) ||
+            !link_kept(wk, j, obj))
             return BUILD_FAILED;
-        }
-        if (!link_timed(wk, u, obj)) return BUILD_FAILED;
         from_cache = false;
     }
     if (from_cache) count(wk, j, &wk->w->cache_hits);
@@ -1059,6 +1202,68 @@ struct CpuCode {
     Arena *arena; /* buffer lists */
 };
 
+/* Writes c's program entry under pkey: each unit's entry as this call's
+ * jobs kept it or, for a unit this process had already, as the cache holds
+ * it; nothing when one cannot be had (a later start writes it). */
+static void program_store(KCache *cache, KCacheKey pkey, const CpuCode *c, const Work *w) {
+    const KProgram *kp = c->kp;
+    int nk = kp->kernels.len, nd = 0;
+    Unit **distinct = xcalloc((size_t)nk + 1, sizeof(Unit *));
+    int *unit_of = xcalloc((size_t)nk + 1, sizeof(int));
+    const char **entry = xcalloc((size_t)nk + 1, sizeof(char *));
+    size_t *entry_len = xcalloc((size_t)nk + 1, sizeof(size_t));
+    char **loaded = xcalloc((size_t)nk + 1, sizeof(char *)); /* read back from the cache: freed here */
+    size_t bytes = 24;
+    bool all = true;
+    for (int i = 0; i < nk; i++) {
+        int d = 0;
+        while (d < nd && distinct[d] != c->unit[i]) d++;
+        unit_of[i] = d;
+        bytes += 16 + 8 * (size_t)c->kernels[i].nbufs;
+        if (d < nd) continue;
+        Unit *u = distinct[nd++] = c->unit[i];
+        for (int q = 0; q < w->njobs && !entry[d]; q++)
+            if (w->jobs[q].u == u && w->jobs[q].entry)
+                entry[d] = w->jobs[q].entry, entry_len[d] = w->jobs[q].entry_len;
+        if (!entry[d] && kcache_load(cache, u->key, &loaded[d], &entry_len[d]) == KC_HIT &&
+            entry_len[d] > 8 && memcmp(loaded[d], KCACHE_CPU_MAGIC, 8) == 0)
+            entry[d] = loaded[d];
+        all = all && entry[d] && strlen(u->sym) <= PROGRAM_SYM_MAX;
+        if (all) bytes += 8 * PROGRAM_UNIT_WORDS + strlen(u->sym) + entry_len[d];
+    }
+    if (all) {
+        unsigned char *p = xmalloc(bytes), *at = p + 24;
+        memcpy(p, KCACHE_CPU_PROGRAM_MAGIC, 8);
+        kcache_put_u64(p + 8, (uint64_t)nk), kcache_put_u64(p + 16, (uint64_t)nd);
+        size_t tail = 24 + (size_t)nd * 8 * PROGRAM_UNIT_WORDS;
+        for (int i = 0; i < nk; i++) tail += 16 + 8 * (size_t)c->kernels[i].nbufs;
+        for (int d = 0; d < nd; d++) {
+            size_t sl = strlen(distinct[d]->sym);
+            uint64_t f[PROGRAM_UNIT_WORDS] = {
+                distinct[d]->key.h[0], distinct[d]->key.h[1], tail, sl, tail + sl, entry_len[d]};
+            memcpy(p + tail, distinct[d]->sym, sl);
+            memcpy(p + tail + sl, entry[d], entry_len[d]);
+            tail += sl + entry_len[d];
+            for (int k = 0; k < PROGRAM_UNIT_WORDS; k++, at += 8) kcache_put_u64(at, f[k]);
+        }
+        for (int i = 0; i < nk; i++) {
+            const CpuKernelCode *kc = &c->kernels[i];
+            kcache_put_u64(at, (uint64_t)unit_of[i]), kcache_put_u64(at + 8, (uint64_t)kc->nbufs);
+            at += 16;
+            for (int j = 0; j < kc->nbufs; j++, at += 8) kcache_put_u64(at, (uint64_t)kc->bufs[j]);
+        }
+        char err[512]; /* a cache that cannot be written costs time only */
+        kcache_store(cache, pkey, p, bytes, err, sizeof err);
+        free(p);
+    }
+    for (int d = 0; d < nd; d++) free(loaded[d]);
+    free(loaded);
+    free(entry_len);
+    free(entry);
+    free(unit_of);
+    free(distinct);
+}
+
 void cpu_code_free(CpuCode *c) {
     if (!c) return;
     pthread_mutex_lock(&units.mu);
@@ -1087,26 +1292,41 @@ static KProgram *kernel_unit_program(Arena *a, const KProgram *kp, int i, const 
 
 KCacheKey cpu_code_unit_key(const CpuCode *c, int kernel) { return c->unit[kernel]->key; }
 
-KCacheKey cpu_code_key(const KProgram *kp, int kernel, const char *cpu, char *err, size_t errlen) {
-    KCacheKey key = {{0, 0}};
+/* The key prefix of kernels compiled for `cpu` (heap: *keyed, the text). */
+static bool keys_prefix(const char *cpu, KCacheHasher *prefix, char *err, size_t errlen) {
     char *target = target_of(cpu, err, errlen);
-    if (!target) return key;
+    if (!target) return false;
     HelpersChoice hc;
     helpers_choose(target, &hc);
     char *keyed = keyed_target(target, &hc);
-    KCacheHasher prefix = key_prefix(keyed);
+    *prefix = key_prefix(keyed);
+    free(keyed);
+    free(target);
+    return true;
+}
+
+KCacheKey cpu_code_key(const KProgram *kp, int kernel, const char *cpu, char *err, size_t errlen) {
+    KCacheKey key = {{0, 0}};
+    KCacheHasher prefix;
+    if (!keys_prefix(cpu, &prefix, err, errlen)) return key;
     Arena *a = arena_new();
     BufMap m;
     KProgram *cp = kernel_unit_program(a, kp, kernel, &prefix, &m, &key);
     kprog_destroy(cp);
     arena_free(a);
-    free(keyed);
-    free(target);
     return key;
 }
 
-CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCodeStats *stats, char *err,
-                          size_t errlen) {
+KCacheKey cpu_code_program_key(const KProgram *kp, const char *cpu, char *err, size_t errlen) {
+    KCacheHasher prefix;
+    return keys_prefix(cpu, &prefix, err, errlen) ? program_key(kp, &prefix) : (KCacheKey){{0, 0}};
+}
+
+/* cpu_code_compile, the program entry tried first when whole (else every
+ * unit on its own, the program entry written at the end); *entry_failed
+ * says a program entry was found but its units did not load. */
+static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, bool whole, bool *entry_failed,
+                                CpuCodeStats *stats, char *err, size_t errlen) {
     double t0 = wall_ms();
     CpuCodeStats st = {0};
     st.kernels = kp->kernels.len;
@@ -1119,7 +1339,6 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
     helpers_choose(target, &hc);
     hc.prebuilt = hc.prebuilt && !fresh; /* tests of the code generator compile everything */
     char *keyed = keyed_target(target, &hc);
-
     int nk = kp->kernels.len;
     CpuCode *c = xcalloc(1, sizeof *c);
     c->kp = kp;
@@ -1130,33 +1349,57 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
     KProgram **cps = xcalloc((size_t)nk + 1, sizeof(KProgram *));
     KCacheKey *keys = xcalloc((size_t)nk + 1, sizeof(KCacheKey));
     KCacheHasher prefix = key_prefix(keyed);
+
+    Work w = {0};
+    KCache cache;
+    kcache_open(&cache);
+    w.use_cache = !fresh && cache.dir;
+    if (cache.dir)
+        snprintf(st.cache_dir, sizeof st.cache_dir, "%s", cache.dir);
+    else
+        snprintf(st.cache_off, sizeof st.cache_off, "%s", fresh ? "not used" : cache.why_off);
+
+    /* the program's entry: every unit's object and each kernel's table */
+    KCacheKey pkey = {{0, 0}};
+    ProgramEntry pe = {0};
+    whole = whole && w.use_cache && nk > 0;
+    if (w.use_cache && nk > 0) pkey = program_key(kp, &prefix);
+    if (whole) {
+        int corrupt = cache.corrupt;
+        double l0 = trace_clock_ms();
+        KCacheResult got = kcache_load(&cache, pkey, &pe.data, &pe.len);
+        whole = got == KC_HIT && program_parse(&pe, kp, work_arena);
+        trace_span(kp->trace, "codegen", l0, trace_clock_ms(), "cache load of the program's entry: %s",
+                   whole           ? "hit"
+                   : got == KC_HIT ? "unusable"
+                                   : kcache_result_name(got));
+        if (!whole && (got == KC_HIT || cache.corrupt != corrupt)) st.cache_bad++;
+    }
     for (int i = 0; i < nk; i++) {
-        BufMap m;
-        cps[i] = kernel_unit_program(work_arena, kp, i, &prefix, &m, &keys[i]);
         CpuKernelCode *kc = &c->kernels[i];
-        kc->nbufs = m.n;
-        int *list = ARENA_ARRAY(c->arena, int, m.n + 1);
-        memcpy(list, m.list, sizeof(int) * (size_t)m.n);
-        kc->bufs = list;
-        if (m.n + 3 > c->table_len) c->table_len = m.n + 3;
+        const int *list;
+        if (whole) {
+            keys[i] = pe.units[pe.unit_of[i]].key;
+            kc->nbufs = pe.nbufs[i], list = pe.bufs[i];
+        } else {
+            BufMap m;
+            cps[i] = kernel_unit_program(work_arena, kp, i, &prefix, &m, &keys[i]);
+            kc->nbufs = m.n, list = m.list;
+        }
+        int *own = ARENA_ARRAY(c->arena, int, kc->nbufs + 1);
+        memcpy(own, list, sizeof(int) * (size_t)kc->nbufs);
+        kc->bufs = own;
+        if (kc->nbufs + 3 > c->table_len) c->table_len = kc->nbufs + 3;
     }
 
     /* claim the units: found ones are shared, new ones built here */
-    Work w = {0};
     w.jobs = xcalloc((size_t)nk + 1, sizeof(Job));
     w.cpu = cpu;
     w.want_ir = fresh;
+    w.keep_entries = w.use_cache && !whole && nk > 0;
     w.kp = kp;
     w.unit_of = c->unit;
     pthread_mutex_init(&w.mu, NULL);
-    KCache probe;
-    kcache_open(&probe);
-    w.use_cache = !fresh && probe.dir;
-    if (probe.dir)
-        snprintf(st.cache_dir, sizeof st.cache_dir, "%s", probe.dir);
-    else
-        snprintf(st.cache_off, sizeof st.cache_off, "%s", fresh ? "not used" : probe.why_off);
-    kcache_close(&probe);
     w.helpers = hc;
     st.helpers_prebuilt = hc.prebuilt;
     pthread_mutex_lock(&units.mu);
@@ -1183,12 +1426,13 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
                            kp->kernels.data[i].name, u->sym);
             continue;
         }
+        const ProgramUnit *pu = whole ? &pe.units[pe.unit_of[i]] : NULL;
         u = xcalloc(1, sizeof *u);
         u->key = keys[i];
         u->refs = 1;
         u->state = UNIT_BUILDING;
         u->shared = !fresh;
-        u->sym = xstrdup(cps[i]->kernels.data[0].name);
+        u->sym = xstrdup(pu ? pu->sym : cps[i]->kernels.data[0].name);
         if (fresh) { /* private: a name of its own beside any shared twin */
             StrBuf sb = {0};
             sb_printf(&sb, "%s.p%u", u->sym, ++units.serial);
@@ -1199,7 +1443,11 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
         if (u->shared) unit_insert(u);
         units.live++;
         c->unit[i] = u;
-        w.jobs[w.njobs++] = (Job){u, cps[i], kernel_cost(&kp->kernels.data[i]), NULL, false};
+        w.jobs[w.njobs++] = (Job){.u = u,
+                                  .cp = cps[i],
+                                  .cost = kernel_cost(&kp->kernels.data[i]),
+                                  .given = pu ? pu->entry : NULL,
+                                  .given_len = pu ? pu->entry_len : 0};
     }
     pthread_mutex_unlock(&units.mu);
 
@@ -1209,7 +1457,8 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
             Job t = w.jobs[b];
             w.jobs[b] = w.jobs[b - 1], w.jobs[b - 1] = t;
         }
-    st.jobs = opt && opt->jobs > 1 ? opt->jobs : 1;
+    /* a program entry's units are only loaded: on this thread */
+    st.jobs = opt && opt->jobs > 1 && !whole ? opt->jobs : 1;
     if (st.jobs > w.njobs) st.jobs = w.njobs > 0 ? w.njobs : 1;
     run_jobs(&w, st.jobs);
 
@@ -1238,18 +1487,24 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
             c->unit[i]->shared = false;
         }
     pthread_mutex_unlock(&units.mu);
+    if (ok && w.keep_entries) program_store(&cache, pkey, c, &w);
+    if (entry_failed) *entry_failed = !ok && whole;
+    st.program_cached = ok && whole;
 
     if (ok && fresh) {
         StrBuf sb = {0};
         for (int q = 0; q < w.njobs; q++) sb_puts(&sb, w.jobs[q].ir ? w.jobs[q].ir : "");
         *opt->ir_text = sb.data ? sb.data : xstrdup("");
     }
-    st.cache_hits = w.cache_hits, st.compiled = w.compiled, st.waited = w.waited, st.cache_bad = w.cache_bad;
+    st.cache_hits = w.cache_hits, st.compiled = w.compiled, st.waited = w.waited;
+    st.cache_bad += w.cache_bad;
     st.llvm_cpu_ms = w.llvm_cpu_ms, st.llvm = w.llvm, st.link_cpu_ms = w.link_ms, st.loaded = w.loaded;
-    for (int q = 0; q < w.njobs; q++) free(w.jobs[q].ir);
+    for (int q = 0; q < w.njobs; q++) free(w.jobs[q].ir), free(w.jobs[q].entry);
     free(w.jobs);
     VEC_FREE(w.deferred);
     pthread_mutex_destroy(&w.mu);
+    kcache_close(&cache);
+    free(pe.data);
     for (int i = 0; i < nk; i++) kprog_destroy(cps[i]);
     free(cps);
     free(keys);
@@ -1261,6 +1516,18 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
     if (!ok) {
         cpu_code_free(c);
         return NULL;
+    }
+    return c;
+}
+
+CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCodeStats *stats, char *err,
+                          size_t errlen) {
+    double t0 = wall_ms();
+    bool entry_failed = false;
+    CpuCode *c = compile_program(kp, opt, true, &entry_failed, stats, err, errlen);
+    if (!c && entry_failed) { /* its units one by one: rebuilt where they must be, the entry written anew */
+        c = compile_program(kp, opt, false, NULL, stats, err, errlen);
+        if (stats) stats->cache_bad++, stats->wall_ms = wall_ms() - t0;
     }
     return c;
 }

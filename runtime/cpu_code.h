@@ -59,6 +59,7 @@ typedef struct {
     int compiled;        /* distinct kernels compiled by LLVM */
     int waited;          /* of those loaded: compiled meanwhile by another process */
     int cache_bad;       /* damaged or unusable cache entries, rebuilt */
+    bool program_cached; /* every unit came from the program's own entry (one file) */
     int jobs;            /* threads that compiled */
     bool helpers_prebuilt; /* the shared helpers are the ones compiled at build time (tools/gen_helpers.c) */
     double wall_ms;      /* the whole cpu_code_compile */
@@ -102,5 +103,9 @@ bool cpu_code_run_serial(const CpuCode *c, void *const *bufs);
 KCacheKey cpu_code_unit_key(const CpuCode *c, int kernel);
 /* Kernel i's key (its code's identity, as above) for the CPU `cpu`. */
 KCacheKey cpu_code_key(const KProgram *kp, int kernel, const char *cpu, char *err, size_t errlen);
+/* The key of kp's program entry for the CPU `cpu`: one cache entry holding
+ * every unit of the program and each kernel's table (a warm start reads it
+ * instead of one entry per unit; the units' own entries stay). */
+KCacheKey cpu_code_program_key(const KProgram *kp, const char *cpu, char *err, size_t errlen);
 
 #endif

@@ -576,8 +576,8 @@ void kcache_unlock(int handle) {
 /* ------------------------------------------------------- info and clear */
 
 const char *kcache_kind_name(KCacheKind k) {
-    static const char *const names[] = {"CPU object code", "PTX", "cuda-emu shared objects", "packed weights",
-                                        "other"};
+    static const char *const names[] = {"CPU object code",         "CPU program code", "PTX",
+                                        "cuda-emu shared objects", "packed weights",   "other"};
     return names[k];
 }
 
@@ -599,6 +599,7 @@ static KCacheKind kind_of(int dirfd, const char *name) {
     if (!ok) return KCK_OTHER;
     if (memcmp(head, MAPPED_MAGIC, 8) == 0) return KCK_PACKED;
     if (memcmp(p, KCACHE_CPU_MAGIC, 8) == 0) return KCK_CPU;
+    if (memcmp(p, KCACHE_CPU_PROGRAM_MAGIC, 8) == 0) return KCK_CPU_PROGRAM;
     if (memcmp(p, "\177ELF", 4) == 0) return KCK_SHARED_OBJECT;
     if (memcmp(p, "//", 2) == 0 || memcmp(p, ".version", 8) == 0) return KCK_PTX;
     return KCK_OTHER;

@@ -126,7 +126,15 @@ KCacheLock kcache_lock(const KCache *c, KCacheKey key, bool wait, int *handle);
 void kcache_unlock(int handle);
 
 /* What the folder holds (`kiln cache info`), by what the payloads are. */
-typedef enum { KCK_CPU, KCK_PTX, KCK_SHARED_OBJECT, KCK_PACKED, KCK_OTHER, KCK_COUNT } KCacheKind;
+typedef enum {
+    KCK_CPU,
+    KCK_CPU_PROGRAM,
+    KCK_PTX,
+    KCK_SHARED_OBJECT,
+    KCK_PACKED,
+    KCK_OTHER,
+    KCK_COUNT
+} KCacheKind;
 const char *kcache_kind_name(KCacheKind k);
 typedef struct {
     int64_t entries, bytes;
@@ -153,8 +161,10 @@ uint64_t kcache_get_u64(const unsigned char *p);
  * of them (either may be NULL).  False when the folder cannot be read. */
 bool kcache_trim(const KCache *c, int64_t *removed, int64_t *bytes);
 
-/* The payload magic of CPU object entries (runtime/cpu_code.c), which
+/* The payload magic of CPU object entries (one unit's) and of CPU program
+ * entries (every unit of one program; runtime/cpu_code.c), which
  * kcache_info recognises. */
 #define KCACHE_CPU_MAGIC "KILNCPU1"
+#define KCACHE_CPU_PROGRAM_MAGIC "KILNCPR1"
 
 #endif

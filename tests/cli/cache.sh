@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/cli/cache.sh BIN - the on-disk cache of compiled CPU code (issue 11) from the
-# command line: `kiln cache info|clear`, bench --json's cache_hits, two processes
-# started at once on a cold cache, damaged entries rebuilt, --cpu in the key; packed
+# command line: `kiln cache info|clear`, bench --json's cache_hits and
+# program_from_cache, two processes started at once on a cold and on a warm cache,
+# damaged entries (a program's, every entry) rebuilt, --cpu in the key; packed
 # weights (changed weights, damaged entries) on a small ONNX model.  Every
 # result is compared with the reference interpreter's (--device=ref; rtol 1e-4, atol
 # 1e-5).  Each check prints "FAIL: ..." when it fails; the last line is
@@ -72,43 +73,75 @@ graph m(x: f32[16, 48], w1: f32[48, 48], w2: f32[48, 48], w3: f32[48, 48], w4: f
 EOF2
 "$K" run m.kiln --device=ref --out ref.npy >/dev/null 2>err || bad "reference run"
 
+# two_at_once WHAT: two processes started at once run m.kiln, both right
+two_at_once() {
+    "$K" run m.kiln --device=cpu --out a.npy >/dev/null 2>a.err &
+    pa=$!
+    "$K" run m.kiln --device=cpu --out b.npy >/dev/null 2>b.err &
+    pb=$!
+    wait $pa && ok || { cp a.err err; bad "first of two processes at once, $1"; }
+    wait $pb && ok || { cp b.err err; bad "second of two processes at once, $1"; }
+    same "first process, $1" a.npy
+    same "second process, $1" b.npy
+}
+
 # ---- an empty cache, then two processes at once on it
 expect "info, empty" 0 "entries: 0" "$K" cache info
-"$K" run m.kiln --device=cpu --out a.npy >/dev/null 2>a.err &
-pa=$!
-"$K" run m.kiln --device=cpu --out b.npy >/dev/null 2>b.err &
-pb=$!
-wait $pa && ok || { cp a.err err; bad "first of two processes at once"; }
-wait $pb && ok || { cp b.err err; bad "second of two processes at once"; }
-same "first process" a.npy
-same "second process" b.npy
+two_at_once "cold"
 expect "info after" 0 "CPU object code" "$K" cache info
 if ls "$KILN_CACHE"/.*.tmp.* >/dev/null 2>&1; then bad "temporary files left behind"; else ok; fi
 
-# ---- warm: every distinct kernel from the cache
+# ---- warm: every distinct kernel from the cache, all in the program's one entry
 expect "bench warm" 0 "" "$K" bench m.kiln --device=cpu --json --runs=2
 json "warm hits" "j['cache_hits'] == j['kernels_distinct'] > 0 and j['kernels_compiled'] == 0"
+json "warm: the program's entry" "j['program_from_cache'] == 1"
 json "shared layers" "j['kernels_distinct'] < len(j['kernels'])"
 json "compile_ms kept" "j['compile_ms'] >= 0"
+expect "info: program entries" 0 "CPU program code +1 " "$K" cache info
 expect "run warm" 0 "" "$K" run m.kiln --device=cpu --out c.npy
 same "warm run" c.npy
 expect "-v says" 0 "from the cache" "$K" run m.kiln --device=cpu -v
 
+# ---- two processes at once on the warm cache: both from the program's entry
+two_at_once "warm"
+
+# after_damage WHAT LOADED REBUILT: bench's json says LOADED, a run gives the
+# reference's results, a second bench's json says REBUILT
+after_damage() {
+    expect "bench, $1" 0 "" "$K" bench m.kiln --device=cpu --json --runs=2
+    json "$1: loaded" "$2"
+    expect "run, $1" 0 "" "$K" run m.kiln --device=cpu --out d.npy
+    same "$1" d.npy
+    expect "bench, $1, again" 0 "" "$K" bench m.kiln --device=cpu --json --runs=2
+    json "$1: rebuilt" "$3"
+}
+
+# ---- the program's entry alone damaged, then cut short: passed over (the units
+# from their own entries), the results right, written anew
+for how in flip cut; do
+    $PY -c "
+import glob, sys
+for p in glob.glob(sys.argv[1] + '/*.kc'):
+    b = bytearray(open(p, 'rb').read())
+    if b[40:48] == b'KILNCPR1':
+        b = b[:len(b) // 2] if sys.argv[2] == 'cut' else b
+        b[len(b) // 2] ^= 0x40
+        open(p, 'wb').write(b)" "$KILN_CACHE" $how
+    after_damage "program entry $how" "j['program_from_cache'] == 0 and j['cache_hits'] == j['kernels_distinct']" \
+        "j['program_from_cache'] == 1"
+done
+
 # ---- damaged entries: found, rebuilt, the results right
 flip_entries
-expect "bench damaged" 0 "" "$K" bench m.kiln --device=cpu --json --runs=2
-json "damaged not loaded" "j['cache_hits'] == 0 and j['kernels_compiled'] == j['kernels_distinct']"
-expect "run after damage" 0 "" "$K" run m.kiln --device=cpu --out d.npy
-same "after damage" d.npy
-expect "bench rebuilt" 0 "" "$K" bench m.kiln --device=cpu --json --runs=2
-json "rebuilt hits" "j['cache_hits'] == j['kernels_distinct']"
+after_damage "damaged" "j['cache_hits'] == 0 and j['kernels_compiled'] == j['kernels_distinct']" \
+    "j['cache_hits'] == j['kernels_distinct']"
 for f in "$KILN_CACHE"/*.kc; do : >"$f"; done # truncated to nothing
 expect "run, empty entries" 0 "" "$K" run m.kiln --device=cpu --out e.npy
 same "empty entries" e.npy
 
 # ---- the target CPU is part of the key
 expect "bench --cpu=x86-64" 0 "" "$K" bench m.kiln --device=cpu --cpu=x86-64 --json --runs=2
-json "--cpu misses" "j['cache_hits'] == 0"
+json "--cpu misses" "j['cache_hits'] == 0 and j['program_from_cache'] == 0"
 expect "run --cpu=x86-64" 0 "" "$K" run m.kiln --device=cpu --cpu=x86-64 --out f.npy
 same "--cpu=x86-64" f.npy
 

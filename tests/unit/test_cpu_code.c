@@ -206,17 +206,97 @@ static void flip_middle_byte(const char *path) {
 
 static void remove_entry(const char *path) { unlink(path); }
 
-/* Every kernel's key is stored with the payload `bad` (a well-formed entry
- * of the wrong content). */
+/* Every kernel's key, and the program's, is stored with the payload `bad`
+ * (a well-formed entry of the wrong content). */
 static void store_bad_entries(const KProgram *kp, const void *bad, size_t len) {
     KCache c;
     kcache_open(&c);
     char err[512];
-    for (int i = 0; i < kp->kernels.len; i++) {
-        KCacheKey k = cpu_code_key(kp, i, NULL, err, sizeof err);
+    for (int i = 0; i <= kp->kernels.len; i++) {
+        KCacheKey k = i < kp->kernels.len ? cpu_code_key(kp, i, NULL, err, sizeof err)
+                                          : cpu_code_program_key(kp, NULL, err, sizeof err);
         CHECK(kcache_store(&c, k, bad, len, err, sizeof err), "storing a bad entry: %s", err);
     }
     kcache_close(&c);
+}
+
+/* fn on the file of key's entry. */
+static void on_entry(KCacheKey key, void (*fn)(const char *path)) {
+    KCache c;
+    kcache_open(&c);
+    char *path = kcache_path(&c, key);
+    if (path) fn(path);
+    free(path);
+    kcache_close(&c);
+}
+
+static void cut_in_half(const char *path) {
+    int fd = open(path, O_RDWR);
+    off_t size = fd >= 0 ? lseek(fd, 0, SEEK_END) : 0;
+    if (fd < 0 || ftruncate(fd, size / 2) != 0) perror("ftruncate");
+    if (fd >= 0) close(fd);
+}
+
+/* The program entry's payload with one word changed (stored under its key
+ * again, so that it passes the checksum): at `at`, or at the offset the
+ * word at `at` holds when `indirect` (a unit entry's first byte). */
+static void store_changed_program(KCacheKey key, size_t at, bool indirect) {
+    KCache c;
+    kcache_open(&c);
+    char *data = NULL, err[512];
+    size_t len = 0;
+    bool ok = kcache_load(&c, key, &data, &len) == KC_HIT && len > at + 8;
+    CHECK(ok, "the program entry is not in the cache");
+    if (ok) {
+        size_t where = indirect ? (size_t)kcache_get_u64((unsigned char *)data + at) : at;
+        ok = where < len;
+        if (ok) data[where] ^= 0x5a;
+        CHECK(ok && kcache_store(&c, key, data, len, err, sizeof err), "storing the changed program entry");
+    }
+    free(data);
+    kcache_close(&c);
+}
+
+/* The program entry: a warm compile takes every unit from it (one file);
+ * damaged, cut short, or well-formed but not this program's (another
+ * kernel count; a unit entry inside that is not one), it is passed over --
+ * the units come from their own entries, the results stay right -- and
+ * written anew.  Another CPU has another key. */
+static void test_program_entry(Case *t) {
+    CompileStats st;
+    Executable *a = compile(t, &st, "program entry");
+    check_run(t, a, "program entry");
+    CHECK(st.programs_cached == 1 && st.cache_hits == st.distinct && st.compiled == 0,
+          "program entry: %d programs whole, %d units from the cache, %d compiled of %d", st.programs_cached,
+          st.cache_hits, st.compiled, st.distinct);
+    const KProgram *kp = a ? exec_program(a) : NULL;
+    if (!kp) {
+        exec_destroy(a);
+        return;
+    }
+    char err[512];
+    KCacheKey key = cpu_code_program_key(kp, NULL, err, sizeof err);
+    KCacheKey other = cpu_code_program_key(kp, "x86-64", err, sizeof err);
+    CHECK(other.h[0] != key.h[0] || other.h[1] != key.h[1], "--cpu=x86-64 gives the host's program key");
+    exec_destroy(a);
+    static const char *const damage[] = {"a flipped byte", "cut in half", "another kernel count",
+                                         "a unit entry that is not one"};
+    for (int d = 0; d < 4; d++) {
+        if (d == 0) on_entry(key, flip_middle_byte);
+        if (d == 1) on_entry(key, cut_in_half);
+        if (d == 2) store_changed_program(key, 8, false);
+        if (d == 3) store_changed_program(key, 24 + 4 * 8, true); /* unit 0's entry offset */
+        a = compile(t, &st, damage[d]);
+        check_run(t, a, damage[d]);
+        CHECK(st.programs_cached == 0 && st.cache_hits == st.distinct && st.compiled == 0,
+              "%s: %d programs whole, %d units from the cache, %d compiled of %d", damage[d],
+              st.programs_cached, st.cache_hits, st.compiled, st.distinct);
+        exec_destroy(a);
+        a = compile(t, &st, damage[d]);
+        check_run(t, a, damage[d]);
+        CHECK(st.programs_cached == 1, "%s: the program entry not written anew", damage[d]);
+        exec_destroy(a);
+    }
 }
 
 /* One of several threads compiling and running its own copy of the
@@ -253,8 +333,11 @@ static void *race(void *arg) {
 }
 
 /* Four threads on a cold cache: between them every unit is compiled once;
- * each sees every distinct kernel compiled by itself or shared. */
-static void test_threads(void) {
+ * each sees every distinct kernel compiled by itself or shared.  Warm (the
+ * program entry written): none compiles, each loads or shares every unit
+ * (a thread that starts after another's executable is gone loads them
+ * again). */
+static void test_threads(bool warm) {
     enum { T = 4 };
     Case cases[T];
     Racer r[T];
@@ -279,8 +362,9 @@ static void test_threads(void) {
               "thread %d: %d compiled + %d reused + %d from the cache != %d distinct", i, r[i].st.compiled,
               r[i].st.reused, r[i].st.cache_hits, r[i].st.distinct);
         compiled += r[i].st.compiled + r[i].st.cache_hits;
+        CHECK(!warm || r[i].st.compiled == 0, "warm, thread %d: %d compiled", i, r[i].st.compiled);
     }
-    CHECK(compiled == r[0].st.distinct, "%d units built by 4 threads for %d distinct kernels", compiled,
+    CHECK(warm || compiled == r[0].st.distinct, "%d units built by 4 threads for %d distinct kernels", compiled,
           r[0].st.distinct);
     pthread_barrier_destroy(&start);
     for (int i = 0; i < T; i++) case_close(&cases[i]);
@@ -482,11 +566,13 @@ int main(void) {
     }
     exec_destroy(a);
 
+    test_program_entry(&t);
     test_linkers(&t);
     test_objload();
 
     each_entry(dir, remove_entry); /* cold again, for the threads */
-    test_threads();
+    test_threads(false);
+    test_threads(true);
 
     each_entry(dir, remove_entry);
     char lock[sizeof dir + 8];
