@@ -1654,6 +1654,39 @@ bool llvm_split_by_columns(const KProgram *p, const KGemm *g) {
     return mm->batch * mm->m < mm->n && mm->n >= 128 && !rows_for_prepacked_b(p, g);
 }
 
+/* Whether convolution g reads its input in place, through taps (the
+ * kiln.mm.ukernel.tapS micro-kernels), instead of gathering it under the
+ * window by NAME.im2col: each image's input, zero-padded, is copied once per
+ * chunk (the rows the chunk's pixels read) and every register tile of 12
+ * pixels along one output row broadcasts it at tab[k] + pixel * sw, tab the
+ * (c, kh, kw) offsets in the padded image.  The tile runs swapped (pixels
+ * broadcast, channels in vectors: M a multiple of 16); its pixels never
+ * cross an output row, so a row of OW pixels is tiles of 12 and one of OW %
+ * 12, a multiple of the micro-kernel's row step when OW is a multiple of 4
+ * (so that the partial sums' tiles never overlap).  The gather was ~10 % of
+ * a 3x3 64->64 layer at 56x56 (1 thread); the copy is one pass over the
+ * input.  f32, one group, a window wider than 1x1, sw <= CONV_TAPS_MAX_SW. */
+enum { CONV_TAPS_MAX_SW = 1, CONV_TAPS_MIN_K = 256 };
+/* The padded image conv_taps reads: hp rows of wp elements per channel. */
+static void conv_taps_plane(const KConv *cv, int64_t *hp, int64_t *wp) {
+    int64_t rows = (cv->oh - 1) * cv->sh + (cv->kh - 1) * cv->dh + 1;
+    int64_t cols = (cv->ow - 1) * cv->sw + (cv->kw - 1) * cv->dw + 1;
+    *hp = cv->ph + cv->h > rows ? cv->ph + cv->h : rows;
+    *wp = cv->pw + cv->w > cols ? cv->pw + cv->w : cols;
+}
+
+static bool conv_taps(const KProgram *p, const KGemm *g) {
+    const KConv *cv = g->conv;
+    const KMatmul *mm = &g->mm;
+    if (!cv || cv->groups != 1 || cv->kh * cv->kw < 2 || cv->sw < 1 || cv->sw > CONV_TAPS_MAX_SW ||
+        cv->ow % 4 || mm->m % 16 || mm->k < CONV_TAPS_MIN_K || cv->ph < 0 || cv->pw < 0)
+        return false;
+    if (p->bufs.data[mm->a_buf].dtype != KILN_F32 || p->bufs.data[mm->b_buf].dtype != KILN_F32) return false;
+    int64_t hp, wp;
+    conv_taps_plane(cv, &hp, &wp);
+    return (double)cv->c * (double)hp * (double)wp < 2147483647.0;
+}
+
 /* Whether product g runs swapped (mm_swapped); also a gathered convolution
  * split by columns that has fewer than 256 pixels (a 14x14 image) and
  * whole vectors of output channels: its chunks of 32 pixels then run as
@@ -1662,8 +1695,9 @@ bool llvm_split_by_columns(const KProgram *p, const KGemm *g) {
  * rows) too when the window is wider than 1x1: ResNet-50 batch 8's 3x3
  * layers at 14x14 1.06-1.2x, ResNet-18's 1.02-1.09x; its 1x1 stride-2
  * 512->1024 was 1.2x slower swapped. */
-static bool gemm_swapped(const KGemm *g) {
+static bool gemm_swapped(const KProgram *p, const KGemm *g) {
     const KMatmul *mm = &g->mm;
+    if (conv_taps(p, g)) return true;
     if (g->conv && (mm->batch == 1 || g->conv->kh * g->conv->kw > 1) && mm->n >= 128 && mm->n < 256 &&
         mm->k >= 256 && mm->m >= 32 && mm->m % 16 == 0)
         return true;
@@ -1679,12 +1713,12 @@ static MmShape mm_shape_form(const Cg *cg, bool swap) {
     if (!swap) return s;
     return (MmShape){s.vl, s.nr, s.mr, s.kc, s.nr * 8, s.nc, true};
 }
-static MmShape mm_shape(const Cg *cg, const KGemm *g) { return mm_shape_form(cg, gemm_swapped(g)); }
+static MmShape mm_shape(const Cg *cg, const KGemm *g) { return mm_shape_form(cg, gemm_swapped(cg->p, g)); }
 
 /* Whether kernel k runs the tiled loop nest (a matmul, or a conv as an
  * implicit GEMM), and the product it computes. */
-static bool gemm_tiled(const Cg *cg, const Kernel *k, KGemm *g) {
-    if (!kernel_gemm(cg->p, k, g)) return false;
+static bool program_gemm_tiled(const KProgram *p, const Kernel *k, KGemm *g) {
+    if (!kernel_gemm(p, k, g)) return false;
     const KMatmul *mm = &g->mm;
     /* small products are faster without packing */
     if (mm->n < 8 || mm->k < 8 || mm->m * mm->batch < 4 || (double)mm->m * mm->n * mm->k < 32768.0) return false;
@@ -1693,6 +1727,12 @@ static bool gemm_tiled(const Cg *cg, const Kernel *k, KGemm *g) {
      * direct form does better */
     if (k->kind == KK_CONV && (mm->m < 6 || mm->k < 16)) return false;
     return true;
+}
+static bool gemm_tiled(const Cg *cg, const Kernel *k, KGemm *g) { return program_gemm_tiled(cg->p, k, g); }
+
+bool llvm_conv_taps(const KProgram *p, const Kernel *k) {
+    KGemm g;
+    return program_gemm_tiled(p, k, &g) && conv_taps(p, &g);
 }
 
 /* Row chunks of a product start on a multiple of MR rows: a prepacked A's
@@ -1710,7 +1750,7 @@ int64_t llvm_kernel_grain(const KProgram *p, const Kernel *k) {
         if (g.mm.batch * g.mm.m < ROW_GRAIN) return 64;
         /* whole batches when M is not a multiple; swapped products' row
          * panels are 32 rows (or 16, 8: mm_shape) */
-        int64_t grain = gemm_swapped(&g) ? 32 : ROW_GRAIN;
+        int64_t grain = gemm_swapped(p, &g) ? 32 : ROW_GRAIN;
         /* a convolution of several images in whole images: a chunk of
          * rows gathers its image's input under the window whole, and the
          * guided chunks' small last ones gathered it again for 32 rows
@@ -2033,16 +2073,23 @@ static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
  * with M = 64 filled 6 panels of 12 rows (72 rows, 11 % of the FMAs on
  * padding) and a 14x14 image's 196 columns 7 tiles of 32 (224); the corner
  * variants compute 64 and 208.  Rows are broadcasts, so any row count
- * costs only its own FMAs; columns go by whole vectors. */
+ * costs only its own FMAs; columns go by whole vectors.
+ *
+ * kiln.mm.ukernel.tapS[.rRvV] (taps = S, 1 or 2) takes an 8th argument, an
+ * i32 table: row i's broadcast at k is Ap[tab[k] + i*S] instead of the
+ * packed Ap[k*MR + i]: a convolution's padded input read in place, Ap at the
+ * tile's first pixel, tab[k] the offset of tap k (conv_taps). */
 static int ukernel_row_step(const MmShape *sh) { return sh->mr % 4 == 0 ? 4 : sh->mr % 2 == 0 ? 2 : sh->mr; }
 
 /* void(ptr A panel, ptr B panel, i64 kc, ptr C, i64 ldc, i1 accumulate,
  * ptr A panel again); reading B in place (b_in_place), two more: i64 ldb
- * (B's row stride) and i64 lanes (of the tile's last vector, 1..VL). */
-static LLVMTypeRef ukernel_type(Cg *cg, bool b_in_place) {
+ * (B's row stride) and i64 lanes (of the tile's last vector, 1..VL); with
+ * taps (conv_taps), one more: ptr tab (i32 tap offsets). */
+static LLVMTypeRef ukernel_type(Cg *cg, bool b_in_place, int taps) {
     LLVMTypeRef ps[9] = {cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_i64,
                          cg->t_i1,  cg->t_ptr, cg->t_i64, cg->t_i64};
-    return LLVMFunctionType(cg->t_void, ps, b_in_place ? 9 : 7, 0);
+    if (taps) ps[7] = cg->t_ptr;
+    return LLVMFunctionType(cg->t_void, ps, b_in_place ? 9 : taps ? 8 : 7, 0);
 }
 
 static LLVMValueRef lane_mask(Cg *cg, LLVMValueRef rem, int VL);
@@ -2051,19 +2098,21 @@ static LLVMValueRef masked_load_f32(Cg *cg, LLVMValueRef src, LLVMValueRef i, LL
 
 /* The micro-kernel of a rows x nv-vector tile (kiln.mm.ukernel: MR x NR;
  * .rRvV a corner); b_in_place (.ib): B's rows read where they lie, ldb
- * apart, the last vector under a mask (past N: never read). */
-static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh, int rows, int nv, bool b_in_place) {
+ * apart, the last vector under a mask (past N: never read); taps (.tapS):
+ * A's broadcasts read through the tap table (not with b_in_place). */
+static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh, int rows, int nv, bool b_in_place, int taps) {
     const int VL = sh->vl, MR = rows, NR = sh->nr, NV = nv, nacc = MR * NV, PMR = sh->mr;
     LLVMTypeRef vt = LLVMVectorType(cg->t_f32, (unsigned)VL);
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
     LLVMValueRef fn;
-    char name[48];
-    const char *form = b_in_place ? ".ib" : "";
+    char form[16] = "", name[48];
+    if (b_in_place) snprintf(form, sizeof form, ".ib");
+    if (taps) snprintf(form, sizeof form, ".tap%d", taps);
     if (rows != sh->mr || nv != NR / VL)
         snprintf(name, sizeof name, "kiln.mm.ukernel%s.r%dv%d", form, rows, nv);
     else
         snprintf(name, sizeof name, "kiln.mm.ukernel%s", form);
-    bool fresh, define = shared_helper(cg, name, ukernel_type(cg, b_in_place), &fn, &fresh);
+    bool fresh, define = shared_helper(cg, name, ukernel_type(cg, b_in_place, taps), &fn, &fresh);
     for (unsigned a = 1; fresh && a <= 4; a += (a == 2 ? 2 : 1))
         LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
     if (!define) return fn;
@@ -2084,6 +2133,11 @@ static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh, int rows, int nv, 
     }
     LLVMValueRef boff = imul(cg, kk, b_in_place ? LLVMGetParam(fn, 7) : ci64(cg, NR));
     LLVMValueRef aoff = imul(cg, kk, ci64(cg, PMR));
+    if (taps) {
+        LLVMValueRef tap =
+            LLVMBuildLoad2(cg->b, cg->t_i32, elem_ptr(cg, cg->t_i32, LLVMGetParam(fn, 7), kk), "tap");
+        aoff = LLVMBuildSExt(cg->b, tap, cg->t_i64, "");
+    }
     for (int v = 0; v < NV; v++) {
         LLVMValueRef at = iadd(cg, boff, ci64(cg, v * VL));
         bv[v] = b_in_place && v == NV - 1 ? masked_load_f32(cg, Bp, at, last_lanes, zero)
@@ -2097,7 +2151,8 @@ static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh, int rows, int nv, 
     LLVMValueRef Ap_again = LLVMGetParam(fn, 6);
     for (int i = 0; i < MR; i++) {
         for (int v = 0; v < NV; v++) {
-            LLVMValueRef av = splat(cg, load_f32(cg, v ? Ap_again : Ap, iadd(cg, aoff, ci64(cg, i))), VL);
+            LLVMValueRef av =
+                splat(cg, load_f32(cg, v ? Ap_again : Ap, iadd(cg, aoff, ci64(cg, taps ? i * taps : i))), VL);
             nexts[i * NV + v] = fma3(cg, av, bv[v], accs[i * NV + v]);
         }
     }
@@ -2139,19 +2194,20 @@ static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh, int rows, int nv, 
 /* The micro-kernel variant for a tile whose real part is mrv x nrv (i64
  * values, 1..MR and 1..NR): the smallest corner covering it. */
 static LLVMValueRef ukernel_for(Cg *cg, const MmShape *sh, LLVMValueRef mrv, LLVMValueRef nrv,
-                                bool b_in_place) {
+                                bool b_in_place, int taps) {
     const int step = ukernel_row_step(sh), NV = sh->nr / sh->vl;
     LLVMValueRef rows_needed = LLVMBuildUDiv(cg->b, iadd(cg, mrv, ci64(cg, step - 1)), ci64(cg, step), "");
     LLVMValueRef vecs_needed =
         LLVMBuildUDiv(cg->b, iadd(cg, nrv, ci64(cg, sh->vl - 1)), ci64(cg, sh->vl), "");
-    LLVMValueRef fn = helper_ukernel(cg, sh, sh->mr, NV, b_in_place);
+    LLVMValueRef fn = helper_ukernel(cg, sh, sh->mr, NV, b_in_place, taps);
     for (int rows = step; rows <= sh->mr; rows += step) {
         for (int nv = 1; nv <= NV; nv++) {
             if (rows == sh->mr && nv == NV) continue;
             LLVMValueRef is =
                 LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, rows_needed, ci64(cg, rows / step), ""),
                              LLVMBuildICmp(cg->b, LLVMIntEQ, vecs_needed, ci64(cg, nv), ""), "");
-            fn = LLVMBuildSelect(cg->b, is, helper_ukernel(cg, sh, rows, nv, b_in_place), fn, "ukernel");
+            fn =
+                LLVMBuildSelect(cg->b, is, helper_ukernel(cg, sh, rows, nv, b_in_place, taps), fn, "ukernel");
         }
     }
     return fn;
@@ -3435,7 +3491,7 @@ static bool b_constant(const Cg *cg, const KGemm *g) {
 static bool b_in_place(const Cg *cg, const KGemm *g) {
     const KMatmul *mm = &g->mm;
     return !g->conv && !cg->p->bufs.data[mm->b_buf].constant &&
-           cg->p->bufs.data[mm->b_buf].dtype == KILN_F32 && mm->b_sn == 1 && !gemm_swapped(g);
+           cg->p->bufs.data[mm->b_buf].dtype == KILN_F32 && mm->b_sn == 1 && !gemm_swapped(cg->p, g);
 }
 
 /* The operand (0: A, 1: B) gathered once per thread, or -1. */
@@ -3443,7 +3499,7 @@ static int gathered_operand(const Cg *cg, const KGemm *g) {
     const KMatmul *mm = &g->mm;
     int which = llvm_split_by_columns(cg->p, g) ? 0 : 1;
     bool constant = which ? b_constant(cg, g) : cg->p->bufs.data[mm->a_buf].constant;
-    if (cg->aot || constant || (which && b_in_place(cg, g)) ||
+    if (cg->aot || constant || (which && (b_in_place(cg, g) || conv_taps(cg->p, g))) ||
         distinct_batches(mm, which ? mm->b_batch_stride : mm->a_batch_stride) != 1)
         return -1;
     MmShape sh = mm_shape(cg, g);
@@ -3634,6 +3690,16 @@ static void emit_gather_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g) {
     LLVMBuildRetVoid(cg->b);
 }
 
+/* Bytes of the scratch's B area: the packed B block (block_bytes), or a
+ * convolution's padded input (conv_taps), whichever is larger. */
+static int64_t b_area(const Cg *cg, const KGemm *g, int64_t block_bytes) {
+    if (!conv_taps(cg->p, g)) return block_bytes;
+    int64_t hp, wp;
+    conv_taps_plane(g->conv, &hp, &wp);
+    int64_t bytes = g->conv->c * hp * wp * 4;
+    return bytes > block_bytes ? bytes : block_bytes;
+}
+
 /* Scratch bytes a tiled matmul kernel needs (0 for any other kernel):
  * packed A, packed B and (K > KC) the partial sums, each 64-byte aligned. */
 static int64_t matmul_scratch(const Cg *cg, const Kernel *k) {
@@ -3643,7 +3709,7 @@ static int64_t matmul_scratch(const Cg *cg, const Kernel *k) {
     int64_t N = g.mm.n, NC = N < sh.nc ? N : sh.nc, NCp = (NC + sh.nr - 1) / sh.nr * sh.nr;
     int64_t rows = row_group(&sh, &g);
     rows = (rows + sh.mr - 1) / sh.mr * sh.mr;
-    int64_t bytes = sh.mc * sh.kc * 4 + 64 + sh.kc * NCp * 4 + 64;
+    int64_t bytes = sh.mc * sh.kc * 4 + 64 + b_area(cg, &g, sh.kc * NCp * 4) + 64;
     if (g.mm.k > sh.kc) bytes += (rows + sh.mr) * NCp * 4 + 64;
     return bytes;
 }
@@ -3811,6 +3877,9 @@ typedef struct {
     LLVMValueRef pf[MM_PREFETCH_MAX], pf_size[MM_PREFETCH_MAX];
     int64_t nc;                   /* columns of a B block (a block's: the form's NC) */
     bool prefetch_next;           /* (constant geometry only) the next B block prefetched, below */
+    const KConv *taps;            /* (constant geometry only) the conv read in place (conv_taps), or NULL, */
+    LLVMValueRef tap_tab;         /* with its i32 table of tap offsets (NAME.taps) */
+    int64_t b_area;               /* (constant geometry only) bytes of the scratch's B area (b_area) */
     bool epi_inline;              /* the epilogue emitted in the nest (kc's kernel), else a call: */
     LLVMValueRef epi, *epi_extra; /* epi(row0, col, mrv, nrv, c0, c1, ob, oe, C, ldc, extra...) */
     int nextra;
@@ -3839,6 +3908,48 @@ static LLVMValueRef geo_batch(Cg *cg, const MmGeo *geo, int which, bool packed, 
 static LLVMValueRef pick(Cg *cg, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b) {
     int known = known_bool(c);
     return known == 1 ? a : known == 0 ? b : LLVMBuildSelect(cg->b, c, a, b, "");
+}
+
+/* The rows of image `base` (of X) that the output columns [c0, c1) of
+ * convolution cv read, zero-padded, into the padded image P (conv_taps):
+ * padded row r of channel c at P[(c * hp + r) * wp]. */
+static void copy_padded_rows(Kc *kc, const KConv *cv, LLVMValueRef X, LLVMValueRef base, LLVMValueRef c0,
+                             LLVMValueRef c1, LLVMValueRef P) {
+    Cg *cg = kc->cg;
+    int64_t hp, wp;
+    conv_taps_plane(cv, &hp, &wp);
+    const int64_t right = wp - cv->pw - cv->w;
+    LLVMValueRef oh0 = LLVMBuildUDiv(cg->b, c0, ci64(cg, cv->ow), "");
+    LLVMValueRef oh1 = LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, c1, ci64(cg, 1), ""), ci64(cg, cv->ow), "");
+    LLVMValueRef r0 = imul(cg, oh0, ci64(cg, cv->sh));
+    LLVMValueRef r1 = imin(cg, ci64(cg, hp),
+                           iadd(cg, imul(cg, oh1, ci64(cg, cv->sh)), ci64(cg, (cv->kh - 1) * cv->dh + 1)));
+    TLoop lc, lr;
+    LLVMValueRef c = tloop_begin(kc, &lc, ci64(cg, 0), ci64(cg, cv->c), 1, "pad_c");
+    LLVMValueRef r = tloop_begin(kc, &lr, r0, r1, 1, "pad_r");
+    LLVMValueRef d = imul(cg, iadd(cg, imul(cg, c, ci64(cg, hp)), r), ci64(cg, wp));
+    LLVMValueRef xr = LLVMBuildSub(cg->b, r, ci64(cg, cv->ph), "");
+    LLVMValueRef inside = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, xr, ci64(cg, 0), ""),
+                                       LLVMBuildICmp(cg->b, LLVMIntSLT, xr, ci64(cg, cv->h), ""), "inside");
+    LLVMBasicBlockRef row = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "pad_row");
+    LLVMBasicBlockRef zeros = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "pad_zeros");
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "pad_next");
+    LLVMBuildCondBr(cg->b, inside, row, zeros);
+    LLVMPositionBuilderAtEnd(cg->b, row);
+    if (cv->pw > 0) strip_copy(kc, KILN_F32, P, d, NULL, NULL, ci64(cg, cv->pw), 1, true);
+    LLVMValueRef from =
+        iadd(cg, base, iadd(cg, imul(cg, c, ci64(cg, cv->xs[1])), imul(cg, xr, ci64(cg, cv->xs[2]))));
+    strip_copy(kc, KILN_F32, P, iadd(cg, d, ci64(cg, cv->pw)), X, from, ci64(cg, cv->w), cv->xs[3], false);
+    if (right > 0)
+        strip_copy(kc, KILN_F32, P, iadd(cg, d, ci64(cg, cv->pw + cv->w)), NULL, NULL, ci64(cg, right), 1,
+                   true);
+    LLVMBuildBr(cg->b, next);
+    LLVMPositionBuilderAtEnd(cg->b, zeros);
+    strip_copy(kc, KILN_F32, P, d, NULL, NULL, ci64(cg, wp), 1, true);
+    LLVMBuildBr(cg->b, next);
+    LLVMPositionBuilderAtEnd(cg->b, next);
+    tloop_end(kc, &lr);
+    tloop_end(kc, &lc);
 }
 
 /* Prefetches the epilogue operands' lines of the tile's rows (see below). */
@@ -3923,7 +4034,8 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         LLVMBuildGEP2(cg->b, cg->t_i8, scratch, (LLVMValueRef[]){ci64(cg, MC * KC * 4 + 64)}, 1, "Bp");
     LLVMValueRef Cacc = NULL;
     if (multi_k != 0) {
-        LLVMValueRef bbytes = iadd(cg, imul(cg, geo->ncp, ci64(cg, KC * 4)), ci64(cg, 64));
+        LLVMValueRef bbytes = geo->b_area ? ci64(cg, geo->b_area + 64)
+                                          : iadd(cg, imul(cg, geo->ncp, ci64(cg, KC * 4)), ci64(cg, 64));
         Cacc = LLVMBuildGEP2(cg->b, cg->t_i8, Bp, (LLVMValueRef[]){bbytes}, 1, "Cacc");
     }
 
@@ -3955,6 +4067,7 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
                    LLVMBuildSub(cg->b, bm0, LLVMBuildURem(cg->b, bm0, ci64(cg, MR), ""), "bm0a"), bm0);
     LLVMValueRef abase = iadd(cg, geo->a_off, geo_batch(cg, geo, 0, false, bi));
     LLVMValueRef bbase = iadd(cg, geo->b_off, geo_batch(cg, geo, 1, false, bi));
+    if (geo->taps) copy_padded_rows(kc, geo->taps, geo->B, bbase, c0, c1, Bp);
     LLVMValueRef apk = NULL, bpk = NULL; /* the batch's prepacked blocks */
     if (pa != 0)
         apk = elem_ptr(cg, cg->t_f32, geo->Apk,
@@ -3997,7 +4110,7 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
      * input under the window gathered into the panels by NAME.im2col) */
     LLVMValueRef bblock = NULL;
     if (pb != 0) bblock = elem_ptr(cg, cg->t_f32, bpk, iadd(cg, imul(cg, pc, geo->np), imul(cg, jc, kcv)));
-    if (pb != 1 && bip != 1) {
+    if (pb != 1 && bip != 1 && !geo->taps) {
         IfBlock packb;
         LLVMValueRef pack_here = pb < 0 ? LLVMBuildNot(cg->b, geo->packed_b, "") : NULL;
         if (bip < 0) {
@@ -4038,7 +4151,20 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
     }
     LLVMValueRef jr = tloop_begin(kc, &ljr, ci64(cg, 0), ncv, NR, "jr");
     LLVMValueRef nrv = imin(cg, ci64(cg, NR), LLVMBuildSub(cg->b, ncv, jr, ""));
-    LLVMValueRef bpanel = bip == 1 ? NULL : elem_ptr(cg, cg->t_f32, bblock, imul(cg, jr, kcv));
+    LLVMValueRef bpanel = NULL;
+    if (geo->taps) { /* the tile's pixels along one output row, read in place from the padded image */
+        const KConv *cv = geo->taps;
+        int64_t hp, wp;
+        conv_taps_plane(cv, &hp, &wp);
+        LLVMValueRef pix = iadd(cg, jc, jr), ow = LLVMBuildURem(cg->b, pix, ci64(cg, cv->ow), "ow");
+        LLVMValueRef oh = LLVMBuildUDiv(cg->b, pix, ci64(cg, cv->ow), "oh");
+        nrv = imin(cg, nrv, LLVMBuildSub(cg->b, ci64(cg, cv->ow), ow, ""));
+        ljr.step = nrv;
+        bpanel = elem_ptr(cg, cg->t_f32, Bp,
+                          iadd(cg, imul(cg, oh, ci64(cg, cv->sh * wp)), imul(cg, ow, ci64(cg, cv->sw))));
+    } else if (bip != 1) {
+        bpanel = elem_ptr(cg, cg->t_f32, bblock, imul(cg, jr, kcv));
+    }
     if (bip != 0) prefetch_next_panel(kc, geo, bbase, pc, kcv, iadd(cg, iadd(cg, jc, jr), ci64(cg, NR)), NR);
     LLVMValueRef ir = tloop_begin(kc, &lir, ci64(cg, 0), mcv, MR, "ir");
     LLVMValueRef mrv = imin(cg, ci64(cg, MR), LLVMBuildSub(cg->b, mcv, ir, ""));
@@ -4101,14 +4227,16 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
     LLVMValueRef accumulate = multi_k != 0 ? LLVMBuildNot(cg->b, first, "") : LLVMConstInt(cg->t_i1, 0, 0);
     /* swapped: the micro-kernel broadcasts B's panel and loads A's in
      * vectors, and its tile is C^T, row j of it (column j of C) at j * MR;
-     * B in place: its rows from (pc, jc + jr) on, b_sk apart */
+     * B in place: its rows from (pc, jc + jr) on, b_sk apart; taps: the
+     * K block's tap offsets */
+    const int taps = geo->taps ? (int)geo->taps->sw : 0;
     for (int in_place = 0; in_place < 2; in_place++) {
         if (bip >= 0 && bip != in_place) continue;
         IfBlock is;
         if (bip < 0) if_begin(kc, &is, in_place ? geo->b_in_place : LLVMBuildNot(cg->b, geo->b_in_place, ""));
         LLVMValueRef vecs = sh->swap ? apanel : bpanel, bcast = sh->swap ? bpanel : apanel;
-        LLVMValueRef ukernel =
-            sh->swap ? ukernel_for(cg, &ush, nrv, mrv, false) : ukernel_for(cg, &ush, mrv, nrv, in_place);
+        LLVMValueRef ukernel = sh->swap ? ukernel_for(cg, &ush, nrv, mrv, false, taps)
+                                        : ukernel_for(cg, &ush, mrv, nrv, in_place, 0);
         LLVMValueRef args[9] = {bcast, vecs, kcv, cptr, ldc, accumulate, bcast, geo->b_sk, NULL};
         if (in_place) {
             args[1] =
@@ -4117,7 +4245,9 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
                 LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, nrv, ci64(cg, 1), ""), ci64(cg, ush.vl), "");
             args[8] = LLVMBuildSub(cg->b, nrv, imul(cg, vecs_before, ci64(cg, ush.vl)), "lanes");
         }
-        LLVMBuildCall2(cg->b, ukernel_type(cg, in_place), ukernel, args, in_place ? 9 : 7, "");
+        if (taps) args[7] = elem_ptr(cg, cg->t_i32, geo->tap_tab, pc);
+        const unsigned nargs = in_place ? 9 : taps ? 8 : 7;
+        LLVMBuildCall2(cg->b, ukernel_type(cg, in_place, taps), ukernel, args, nargs, "");
         if (bip < 0) if_end(kc, &is);
     }
     /* last K block: the epilogue of the tile (NAME.epi, or here) */
@@ -4266,6 +4396,27 @@ static LLVMValueRef emit_epilogue_thunk(Cg *cg, const Kernel *k, LLVMValueRef ep
     return fn;
 }
 
+/* NAME.taps, convolution cv's tap offsets in its padded image (conv_taps):
+ * i32 [K], k = (c, kh, kw) -> (c * hp + kh * dh) * wp + kw * dw. */
+static LLVMValueRef conv_tap_table(Cg *cg, const Kernel *k, const KConv *cv) {
+    int64_t hp, wp, n = cv->c * cv->kh * cv->kw;
+    conv_taps_plane(cv, &hp, &wp);
+    LLVMValueRef *offs = xcalloc((size_t)n, sizeof(LLVMValueRef));
+    for (int64_t c = 0, i = 0; c < cv->c; c++)
+        for (int64_t y = 0; y < cv->kh; y++)
+            for (int64_t x = 0; x < cv->kw; x++)
+                offs[i++] = ci32(cg, (int)((c * hp + y * cv->dh) * wp + x * cv->dw));
+    LLVMTypeRef at = LLVMArrayType(cg->t_i32, (unsigned)n);
+    char *name = name2(k->name, ".taps");
+    LLVMValueRef tab = LLVMAddGlobal(cg->mod, at, name);
+    free(name);
+    LLVMSetInitializer(tab, LLVMConstArray(cg->t_i32, offs, (unsigned)n));
+    LLVMSetGlobalConstant(tab, 1);
+    LLVMSetLinkage(tab, LLVMInternalLinkage);
+    free(offs);
+    return tab;
+}
+
 /* The tiled body NAME.mm(ob, oe, c0, c1, bufs..., scratch, packed A, packed
  * B): the elements of [ob, oe) in the output columns [c0, c1).  A
  * size-generic product's fills its argument block and calls the nest of
@@ -4282,12 +4433,14 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
      * NEXT_BLOCK_NC columns, so that they are still in the L2 when packed
      * (prefetch_next_block) */
     const bool prefetch_next = prefetch_next_block(p, g, pp.b, mm->k > sh.kc, sh.swap);
-    const bool generic = mm_generic(g) && !prefetch_next;
+    /* a convolution read in place (conv_taps) has a nest of its own */
+    const bool taps = conv_taps(p, g);
+    const bool generic = mm_generic(g) && !prefetch_next && !taps;
     KilnDType adt = p->bufs.data[mm->a_buf].dtype, bdt = p->bufs.data[mm->b_buf].dtype;
     LLVMValueRef pack_a = pp.a ? NULL : helper_pack(cg, adt, sh.mr);
-    LLVMValueRef pack_b = pp.b      ? NULL
-                          : g->conv ? kernel_im2col(cg, k, bdt, sh.nr)
-                                    : helper_pack(cg, bdt, sh.nr);
+    LLVMValueRef pack_b = pp.b || taps ? NULL
+                          : g->conv    ? kernel_im2col(cg, k, bdt, sh.nr)
+                                       : helper_pack(cg, bdt, sh.nr);
 
     /* buffers the epilogue reads at index o (KI_OUTER) */
     int *prefetch = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nprefetch = 0;
@@ -4356,7 +4509,12 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
         LLVMBuildRetVoid(cg->b);
     } else {
         MmGeo geo = {.mm = mm, .A = A, .B = B, .Apk = Apk, .Bpk = Bpk, .pack_a = pack_a, .pack_b = pack_b};
-        if (g->conv && !pp.b) geo.cblk = conv_block(cg, g->conv);
+        if (g->conv && !pp.b && !taps) geo.cblk = conv_block(cg, g->conv);
+        if (taps) {
+            geo.taps = g->conv;
+            geo.tap_tab = conv_tap_table(cg, k, g->conv);
+            geo.b_area = b_area(cg, g, sh.kc * v[MMB_NCP] * 4);
+        }
         for (int s = 0; s <= MMB_RG; s++) *geo_ints(&geo, s) = ci64(cg, v[s]);
         for (int f = 0; f < MMF_COUNT; f++) *geo_flag(&geo, f) = LLVMConstInt(cg->t_i1, (v[MMB_FLAGS] >> f) & 1, 0);
         LLVMValueRef *extra = xcalloc((size_t)nb + 1, sizeof(LLVMValueRef));
@@ -4702,7 +4860,11 @@ static void define_shared_helpers(Cg *cg) {
     MmShape sh = ukernel_shape(cg);
     for (int rows = ukernel_row_step(&sh); rows <= sh.mr; rows += ukernel_row_step(&sh))
         for (int nv = 1; nv <= sh.nr / sh.vl; nv++)
-            for (int ib = 0; ib < 2; ib++) helper_ukernel(cg, &sh, rows, nv, ib);
+            for (int ib = 0; ib < 2; ib++) helper_ukernel(cg, &sh, rows, nv, ib, 0);
+    for (int rows = ukernel_row_step(&sh); rows <= sh.mr; rows += ukernel_row_step(&sh))
+        for (int nv = 1; nv <= sh.nr / sh.vl; nv++)
+            for (int taps = 1; taps <= CONV_TAPS_MAX_SW; taps++)
+                helper_ukernel(cg, &sh, rows, nv, false, taps);
     const KilnDType dts[] = {KILN_F32, KILN_F16, KILN_BF16};
     for (int d = 0; d < 3; d++) helper_pack(cg, dts[d], sh.mr), helper_pack(cg, dts[d], sh.nr);
     helper_mm_nest(cg, false), helper_mm_nest(cg, true);

@@ -133,6 +133,11 @@ bool llvm_split_by_columns(const KProgram *p, const KGemm *g);
  * per chunk). */
 int64_t llvm_column_grain(void);
 
+/* Whether kernel k of program p is a convolution the CPU reads in place
+ * through its taps (a zero-padded copy of each image's input read by the
+ * tap micro-kernels) instead of gathering it under the window (im2col). */
+bool llvm_conv_taps(const KProgram *p, const Kernel *k);
+
 /* The row granularity a caller must respect when it splits kernel k's outer
  * range: sub-ranges should start at multiples of it for best speed (any
  * split is still correct). */

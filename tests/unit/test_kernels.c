@@ -19,6 +19,7 @@
  * Last line: "test_kernels: N passed, N failed". */
 #include "app/app.h"
 #include "codegen/cuda.h"
+#include "codegen/llvm.h"
 #include "passes/fuse.h"
 #include "runtime/exec.h"
 
@@ -316,6 +317,39 @@ static char *conv_program(const ConvCase *cs, int n) {
     return prog.data;
 }
 
+/* Graph 0 of `text` through the passes (*g, *o) and fused, or NULL after a
+ * failed check; the caller frees what it returns and *o, *g (when not NULL). */
+static KProgram *fuse_text(Arena *arena, const char *name, const char *text, IRGraph **g, IRGraph **o) {
+    char err[2048] = "";
+    PassOptions po = {.opt_level = 2};
+    *g = build_graph(arena, name, text), *o = NULL;
+    if (*g) passes_run(arena, *g, &po, o, err, sizeof err);
+    FuseOptions fo = {.fuse = true};
+    KProgram *p = *o ? fuse_graph(arena, *o, &fo, err, sizeof err) : NULL;
+    CHECK(p != NULL, "%s: fuse: %s", name, err);
+    return p;
+}
+
+/* Frees what fuse_text made. */
+static void fused_free(Arena *arena, KProgram *p, IRGraph *g, IRGraph *o) {
+    if (p) kprog_destroy(p);
+    if (o && o != g) ir_graph_destroy(o);
+    if (g) ir_graph_destroy(g);
+    arena_free(arena);
+}
+
+/* How many kernels of text's graph (after the passes) the CPU runs as a
+ * convolution reading its input in place (llvm_conv_taps). */
+static int count_conv_taps(const char *name, const char *text) {
+    Arena *arena = arena_new();
+    IRGraph *g, *o;
+    KProgram *p = fuse_text(arena, name, text, &g, &o);
+    int n = 0;
+    for (int ki = 0; p && ki < p->kernels.len; ki++) n += llvm_conv_taps(p, &p->kernels.data[ki]);
+    fused_free(arena, p, g, o);
+    return n;
+}
+
 static void test_convolutions(void) {
     static const ConvCase gemm[] = {
         /* n, c, h, w, oc, kh, kw, sh, sw, ph, pw, dh, dw, groups, bias, epilogue, bottom - ph, right - pw */
@@ -397,6 +431,28 @@ static void test_convolutions(void) {
     text = conv_program(large, 1);
     run_suite_on("convs-large.kiln", text, 0, fast_devices);
     free(text);
+    /* convolutions read in place through their taps (llvm_conv_taps: stride
+     * 1, K >= 256, output rows of a multiple of 4 pixels, channels in whole
+     * vectors): rows of 12 px (one tile), 20 (12 + 8), 16 (12 + 4) and 8;
+     * 29 and 30 input channels (K = 261, 270), two K blocks and one (a 1x2
+     * window, K = 256), a corner of 16 channels (48 = 32 + 16), two images,
+     * dilation, padding 0, asymmetric padding, and a 24x24 image that the
+     * threads split by columns (chunks starting inside an output row) */
+    static const ConvCase taps[] = {
+        {1, 32, 12, 12, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+        {2, 29, 10, 20, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
+        {1, 40, 9, 18, 16, 3, 3, 1, 1, 0, 0, 1, 1, 1, false, "", 0, 0},
+        {1, 32, 10, 12, 32, 3, 3, 1, 1, 2, 2, 2, 2, 1, false, "clamp", 0, 0},
+        {1, 30, 9, 11, 32, 3, 3, 1, 1, 1, 2, 1, 1, 1, true, "relu", 1, -1},
+        {1, 128, 6, 9, 32, 1, 2, 1, 1, 0, 0, 1, 1, 1, false, "relu", 0, 0},
+        {1, 32, 24, 24, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+    };
+    const int ntaps = (int)(sizeof taps / sizeof taps[0]);
+    text = conv_program(taps, ntaps);
+    int n = count_conv_taps("taps.kiln", text);
+    CHECK(n == ntaps, "taps.kiln: %d convolutions read their input in place, want %d", n, ntaps);
+    run_suite_on("taps.kiln", text, 0, fast_devices);
+    free(text);
     /* the direct form: depthwise and few channels per group */
     static const ConvCase direct[] = {
         {1, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 32, true, "clamp", 0, 0}, /* MobileNet depthwise */
@@ -432,13 +488,8 @@ static void test_convolutions(void) {
  * their residual (passes/fuse.c, in_place_roots). */
 static int count_in_place(const char *name, const char *text) {
     Arena *arena = arena_new();
-    IRGraph *g = build_graph(arena, name, text), *o = NULL;
-    char err[2048] = "";
-    PassOptions po = {.opt_level = 2};
-    if (g) passes_run(arena, g, &po, &o, err, sizeof err);
-    FuseOptions fo = {.fuse = true};
-    KProgram *p = o ? fuse_graph(arena, o, &fo, err, sizeof err) : NULL;
-    CHECK(p != NULL, "%s: fuse: %s", name, err);
+    IRGraph *g, *o;
+    KProgram *p = fuse_text(arena, name, text, &g, &o);
     int n = 0;
     for (int ki = 0; p && ki < p->kernels.len; ki++) {
         const Kernel *k = &p->kernels.data[ki];
@@ -455,10 +506,7 @@ static int count_in_place(const char *name, const char *text) {
             n += shares;
         }
     }
-    if (p) kprog_destroy(p);
-    if (o && o != g) ir_graph_destroy(o);
-    if (g) ir_graph_destroy(g);
-    arena_free(arena);
+    fused_free(arena, p, g, o);
     return n;
 }
 
