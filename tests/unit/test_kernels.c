@@ -426,9 +426,13 @@ static void test_convolutions(void) {
      * cpu and cuda-emu only, the kernel-IR interpreter takes 10 s for it */
     static const ConvCase large[] = {
         {1, 16, 64, 64, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+        /* a wide 1x1 16->136 (2.2 MB out) runs its tiles a row panel at a
+         * time along the columns (rows_outer): 11 panels and a corner of 4
+         * rows, 4095 px (the last tile 31 columns) */
+        {1, 16, 65, 63, 136, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "clamp", 0, 0},
     };
     static const char *const fast_devices[] = {"cpu", "cuda-emu", NULL};
-    text = conv_program(large, 1);
+    text = conv_program(large, (int)(sizeof large / sizeof large[0]));
     run_suite_on("convs-large.kiln", text, 0, fast_devices);
     free(text);
     /* convolutions read in place through their taps (llvm_conv_taps: stride
