@@ -603,9 +603,8 @@ static int compare_with_reference(Compilation *c, int entry, const BindRequest *
         free(t);
     }
     for (int i = 0; i < nres; i++) kiln_tensor_free(&ref[i]);
-    for (int i = 0; rin && i < rg->params.len; i++) kiln_tensor_free(&rin[i]);
     free(ref);
-    free(rin);
+    driver_inputs_free(c, rg, rin); /* weights bound from a mapped file are views of it */
     ir_graph_destroy(rg);
     return st;
 }

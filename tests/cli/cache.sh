@@ -290,6 +290,9 @@ open('p.safetensors', 'wb').write(struct.pack('<Q', len(hdr)) + hdr + w.tobytes(
     bad "writing p.safetensors"
 expect "safetensors, cpu" 0 "" "$K" run p.kiln --device=cpu --in x=x.npy --weights p.safetensors --out q5.npy
 close "safetensors, cpu" q5.npy p1.npy
+# --compare binds the reference's inputs as well, the weights as views of the mapped
+# file: freed as views (free() of one aborted kiln after the comparison)
+expect "safetensors, --compare" 0 "compare result 0" "$K" run p.kiln --device=cpu --in x=x.npy --weights p.safetensors --compare
 expect "safetensors, warm" 0 "" "$K" bench p.kiln --device=cpu --in x=x.npy --weights p.safetensors --json --runs=1
 json "safetensors, warm: packed from the cache" "j['packed_from_cache'] == j['packed_operands'] >= 1"
 expect "safetensors, warm run" 0 "" "$K" run p.kiln --device=cpu --in x=x.npy --weights p.safetensors --out q6.npy
