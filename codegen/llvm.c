@@ -57,6 +57,8 @@ typedef struct {
     const KProgram *p;
     int vec_floats; /* floats per vector register: 16 (AVX-512), 8 (AVX2), 4 */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
+    bool sized;     /* a unit of runtime/cpu_code.c: its size-generic products (llvm_kernel_sizes)
+                     * read their sizes from the table's values slot */
     /* the shared helpers (shared_helper): NULL: internal to the module;
      * else external, named NAME + helper_suffix, and defined here only
      * when define_helpers (llvm_compile_helpers); uses_helpers: declared */
@@ -87,6 +89,13 @@ typedef struct {
      * gemm_col in [0, gemm_n) (index type), which gemm_index uses */
     LLVMValueRef gemm_row, gemm_col;
     int64_t gemm_n;
+    /* a size-generic unit's epilogue (llvm_kernel_sizes): the kernel's
+     * values (i64 array: the block's integer slots, then the epilogue's
+     * constants); per instruction, whether it is live (those not are not
+     * emitted) and the value of a constant read from there, else NULL */
+    LLVMValueRef sizes;
+    const bool *live;
+    LLVMValueRef *preset;
     /* values a reduce stage computes and a later map stage of the same
      * extent computes again (softmax's exp(x - max)): per instruction, the
      * row cache its values go to (a reduce stage's) or come from (the map
@@ -1153,6 +1162,7 @@ static LLVMValueRef gemm_index(Kc *kc, const KInst *in) {
     Cg *cg = kc->cg;
     LLVMTypeRef t = LLVMTypeOf(kc->gemm_row);
     LLVMValueRef row = kc->gemm_row, col = kc->gemm_col;
+    if (d == n) return in->kind == KI_IDIV ? row : col; /* col < N */
     if (in->kind == KI_IDIV) {
         if (d % n == 0) return LLVMBuildUDiv(cg->b, row, LLVMConstInt(t, (unsigned long long)(d / n), 0), "");
         return iadd(cg, imul(cg, row, LLVMConstInt(t, (unsigned long long)(n / d), 0)),
@@ -1183,6 +1193,7 @@ static LLVMValueRef emit_inst(Kc *kc, int i) {
     const KInst *in = &kc->k->insts.data[i];
     switch (in->kind) {
     case KI_CONST:
+        if (kc->preset && kc->preset[i]) return kc->preset[i];
         if (is_intlike(in->dtype))
             return LLVMConstInt(reg_type(cg, in->dtype), (unsigned long long)kinst_scalar(in).i, 1);
         return const_of(cg, in->dtype, in->value);
@@ -1215,7 +1226,7 @@ static LLVMValueRef emit_inst(Kc *kc, int i) {
 static void emit_scope(Kc *kc, int stage) {
     Cg *cg = kc->cg;
     for (int i = 0; i < kc->k->insts.len; i++) {
-        if (kc->k->insts.data[i].stage != stage) continue;
+        if (kc->k->insts.data[i].stage != stage || (kc->live && !kc->live[i])) continue;
         LLVMValueRef cache = kc->row_cache ? kc->row_cache[i] : NULL;
         LLVMValueRef r = cache ? kc->r[stage] : NULL;
         if (r && LLVMTypeOf(r) != cg->t_i64) r = LLVMBuildSExt(cg->b, r, cg->t_i64, "");
@@ -2242,6 +2253,11 @@ enum {
     /* a convolution's window, what im2col does not take from its form */
     MMB_C_OW = MMB_PF_SIZE + MM_PREFETCH_MAX, MMB_C_SH, MMB_C_PH, MMB_C_PW, MMB_C_H, MMB_C_W, MMB_C_KH,
     MMB_C_KW, MMB_C_DH, MMB_C_DW, MMB_C_XS1, MMB_C_XS2,
+    /* a size-generic unit's (llvm_kernel_sizes): the flattened batch, the
+     * kernel's outer extent, the operand kiln.mm.gather / kiln.mm.prepack
+     * work on (0: A, 1: B), the kernel's values (NAME.epi reads its
+     * constants there) */
+    MMB_BATCH, MMB_OUTER, MMB_WHICH, MMB_VALUES,
     /* the kernel's buffers, in its list order (NAME.epi.t reads them) */
     MMB_BUFS
 };
@@ -2686,14 +2702,14 @@ static LLVMValueRef helper_im2col_form(Cg *cg, const Im2colForm *f) {
 
 /* Kernel k's im2col for operand dtype dt and panel width NR: a shared form,
  * or NAME.im2col of its own (its window constant). */
-static LLVMValueRef kernel_im2col(Cg *cg, const Kernel *k, KilnDType dt, int NR) {
+static LLVMValueRef kernel_im2col(Cg *cg, const Kernel *k, KilnDType dt, int NR, bool sized) {
     Im2colForm f = im2col_form(cg, &k->conv, dt, NR);
     if (im2col_shared(cg, &f)) return helper_im2col_form(cg, &f);
     char *name = name2(k->name, ".im2col");
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
     LLVMValueRef fn = begin_pack_fn(cg, name);
     free(name);
-    emit_im2col_body(cg, fn, &f, &k->conv);
+    emit_im2col_body(cg, fn, &f, sized ? NULL : &k->conv); /* sized: the window from the block */
     if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
     return fn;
 }
@@ -3656,7 +3672,7 @@ static void emit_gather_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g) {
     const int64_t nkb = (mm->k + sh.kc - 1) / sh.kc, npan = (lines + W - 1) / W;
     KilnDType dt = cg->p->bufs.data[buf].dtype;
     bool im2col = which == 1 && g->conv;
-    LLVMValueRef pack = im2col ? kernel_im2col(cg, k, dt, sh.nr) : helper_pack(cg, dt, W);
+    LLVMValueRef pack = im2col ? kernel_im2col(cg, k, dt, sh.nr, false) : helper_pack(cg, dt, W);
     LLVMTypeRef ps[3] = {cg->t_i64, cg->t_i64, cg->t_ptr};
     Kc kc;
     LLVMValueRef src, dst;
@@ -3725,7 +3741,7 @@ static void emit_tile_epilogue(Kc *kc, LLVMValueRef row0, LLVMValueRef col, LLVM
                                bool swap) {
     Cg *cg = kc->cg;
     const Kernel *k = kc->k;
-    LLVMValueRef fn = kc->fn, cN = ci64(cg, N);
+    LLVMValueRef fn = kc->fn, cN = kc->sizes ? slot_load(cg, kc->sizes, MMB_N, cg->t_i64) : ci64(cg, N);
     TLoop li, lj;
     LLVMValueRef clo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, c0, col, ""));
     LLVMValueRef chi = imin(cg, nrv, LLVMBuildSub(cg->b, c1, col, ""));
@@ -3780,14 +3796,73 @@ static void emit_tile_epilogue(Kc *kc, LLVMValueRef row0, LLVMValueRef col, LLVM
  * so shorter products keep it inline. */
 enum { EPI_FIXED_ARGS = 10, EPI_OUTLINE_MIN_K = 128 };
 
+/* A size-generic product's epilogue (llvm_kernel_sizes): the instructions
+ * it runs (live: from stage 1's stores back) and the i64 constants read
+ * from the kernel's values (slot[i] >= 0: at MMB_BUFS + slot[i]), those
+ * only added, multiplied, compared or (d == N, gemm_index) dividing o
+ * without a division; a divisor otherwise stays a constant of the code
+ * (part of its form), so that no division by a value read at run time
+ * lands in the epilogue. */
+typedef struct {
+    bool *live;
+    int *slot;
+    int nslots;
+} EpiAnalysis;
+
+/* o / d or o % d that gemm_index computes from the tile's row and column
+ * (product of N columns): 1 when d == N (no arithmetic), 2 when d | N, 3
+ * when N | d, else 0. */
+static int gemm_index_class(const Kernel *k, const KInst *in, int64_t n) {
+    if ((in->kind != KI_IDIV && in->kind != KI_IMOD) || in->a < 0 || in->b < 0 ||
+        k->insts.data[in->a].kind != KI_OUTER || k->insts.data[in->b].kind != KI_CONST)
+        return 0;
+    int64_t d = (int64_t)k->insts.data[in->b].value;
+    if (d <= 0 || n <= 0) return 0;
+    return d == n ? 1 : n % d == 0 ? 2 : d % n == 0 ? 3 : 0;
+}
+
+static void epi_analyse(const Kernel *k, int64_t n, EpiAnalysis *ea) {
+    int ni = k->insts.len;
+    ea->live = xcalloc((size_t)ni + 1, sizeof(bool));
+    ea->slot = xcalloc((size_t)ni + 1, sizeof(int));
+    ea->nslots = 0;
+    const KStage *st = &k->stages.data[k->stages.len - 1];
+    for (int j = 0; j < st->stores.len; j++)
+        ea->live[st->stores.data[j].index] = ea->live[st->stores.data[j].value] = true;
+    bool *free_use = xcalloc((size_t)ni + 1, sizeof(bool)); /* a constant with no other use */
+    for (int i = 0; i < ni; i++) free_use[i] = true;
+    for (int i = ni - 1; i >= 0; i--) {
+        const KInst *in = &k->insts.data[i];
+        if (!ea->live[i]) continue;
+        int ops[3] = {in->kind == KI_ACC ? -1 : in->a, in->b, in->c};
+        bool arith = in->kind == KI_IADD || in->kind == KI_IMUL || in->kind == KI_ILT;
+        for (int j = 0; j < 3; j++) {
+            if (ops[j] < 0) continue;
+            ea->live[ops[j]] = true;
+            bool free_here = arith || (j == 1 && gemm_index_class(k, in, n) == 1);
+            if (!free_here) free_use[ops[j]] = false;
+        }
+    }
+    for (int i = 0; i < ni; i++) {
+        const KInst *in = &k->insts.data[i];
+        bool abstract = ea->live[i] && in->kind == KI_CONST && in->dtype == KILN_I64 && free_use[i];
+        ea->slot[i] = abstract ? ea->nslots++ : -1;
+    }
+    free(free_use);
+}
+
+static void epi_analysis_free(EpiAnalysis *ea) {
+    free(ea->live);
+    free(ea->slot);
+}
+
 static LLVMValueRef emit_epilogue_fn(Cg *cg, const Kernel *k, const int *list, int nb, int64_t N, int NR,
-                                     bool swap) {
-    LLVMTypeRef *ps = xcalloc((size_t)nb + EPI_FIXED_ARGS, sizeof(LLVMTypeRef));
-    for (int i = 0; i < nb + EPI_FIXED_ARGS; i++)
-        ps[i] = i == 8 || i >= EPI_FIXED_ARGS ? cg->t_ptr : cg->t_i64;
+                                     bool swap, const EpiAnalysis *ea) {
+    const int nparams = nb + EPI_FIXED_ARGS + (ea ? 1 : 0); /* a sized one's: the values last */
+    LLVMTypeRef *ps = xcalloc((size_t)nparams, sizeof(LLVMTypeRef));
+    for (int i = 0; i < nparams; i++) ps[i] = i == 8 || i >= EPI_FIXED_ARGS ? cg->t_ptr : cg->t_i64;
     char *name = name2(k->name, ".epi");
-    LLVMValueRef fn =
-        LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)(nb + EPI_FIXED_ARGS), 0));
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)nparams, 0));
     free(name);
     free(ps);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
@@ -3809,7 +3884,15 @@ static LLVMValueRef emit_epilogue_fn(Cg *cg, const Kernel *k, const int *list, i
     LLVMValueRef nrv = LLVMGetParam(fn, 3), c0 = LLVMGetParam(fn, 4), c1 = LLVMGetParam(fn, 5);
     LLVMValueRef ob = LLVMGetParam(fn, 6), oe = LLVMGetParam(fn, 7), cptr = LLVMGetParam(fn, 8);
     LLVMValueRef ldc = LLVMGetParam(fn, 9);
+    if (ea) { /* its constants loaded once, here at the entry */
+        kc.sizes = LLVMGetParam(fn, (unsigned)(nparams - 1));
+        kc.live = ea->live;
+        kc.preset = xcalloc((size_t)k->insts.len + 1, sizeof(LLVMValueRef));
+        for (int i = 0; i < k->insts.len; i++)
+            if (ea->slot[i] >= 0) kc.preset[i] = slot_load(cg, kc.sizes, MMB_BUFS + ea->slot[i], cg->t_i64);
+    }
     emit_tile_epilogue(&kc, row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc, N, NR, swap);
+    free(kc.preset);
     LLVMBuildRetVoid(cg->b);
     kc_free(&kc);
     if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
@@ -4363,6 +4446,26 @@ static LLVMTypeRef mm_nest_type(Cg *cg) {
     return LLVMFunctionType(cg->t_void, ps, 6, 0);
 }
 
+/* The product block blk describes, as the loop nest reads it (the loads
+ * where the builder is). */
+static void geo_from_block(Cg *cg, LLVMValueRef blk, MmGeo *geo) {
+    *geo = (MmGeo){0};
+    for (int s = 0; s <= MMB_RG; s++) *geo_ints(geo, s) = slot_load(cg, blk, s, cg->t_i64);
+    LLVMValueRef flags = slot_load(cg, blk, MMB_FLAGS, cg->t_i64);
+    for (int f = 0; f < MMF_COUNT; f++)
+        *geo_flag(geo, f) = LLVMBuildICmp(cg->b, LLVMIntNE, LLVMBuildAnd(cg->b, flags, ci64(cg, 1 << f), ""),
+                                          ci64(cg, 0), "");
+    LLVMValueRef *ptr_of[7] = {&geo->A, &geo->B, &geo->Apk, &geo->Bpk, &geo->pack_a, &geo->pack_b, &geo->epi};
+    for (int s = 0; s < 7; s++) *ptr_of[s] = slot_load(cg, blk, MMB_A + s, cg->t_ptr);
+    geo->npf = MM_PREFETCH_MAX;
+    geo->npf_v = slot_load(cg, blk, MMB_NPF, cg->t_i64);
+    for (int b = 0; b < MM_PREFETCH_MAX; b++) {
+        geo->pf[b] = slot_load(cg, blk, MMB_PF + b, cg->t_ptr);
+        geo->pf_size[b] = slot_load(cg, blk, MMB_PF_SIZE + b, cg->t_i64);
+    }
+    geo->cblk = blk;
+}
+
 static LLVMValueRef helper_mm_nest(Cg *cg, bool swap) {
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
     LLVMValueRef fn;
@@ -4372,24 +4475,11 @@ static LLVMValueRef helper_mm_nest(Cg *cg, bool swap) {
     if (!define) return fn;
     Kc kc = {.cg = cg, .fn = fn};
     LLVMValueRef blk = LLVMGetParam(fn, 5);
-    MmGeo geo = {0};
-    for (int s = 0; s <= MMB_RG; s++) *geo_ints(&geo, s) = slot_load(cg, blk, s, cg->t_i64);
-    LLVMValueRef flags = slot_load(cg, blk, MMB_FLAGS, cg->t_i64);
-    for (int f = 0; f < MMF_COUNT; f++)
-        *geo_flag(&geo, f) = LLVMBuildICmp(cg->b, LLVMIntNE, LLVMBuildAnd(cg->b, flags, ci64(cg, 1 << f), ""),
-                                    ci64(cg, 0), "");
-    LLVMValueRef *ptr_of[7] = {&geo.A, &geo.B, &geo.Apk, &geo.Bpk, &geo.pack_a, &geo.pack_b, &geo.epi};
-    for (int s = 0; s < 7; s++) *ptr_of[s] = slot_load(cg, blk, MMB_A + s, cg->t_ptr);
-    geo.npf = MM_PREFETCH_MAX;
-    geo.npf_v = slot_load(cg, blk, MMB_NPF, cg->t_i64);
-    for (int b = 0; b < MM_PREFETCH_MAX; b++) {
-        geo.pf[b] = slot_load(cg, blk, MMB_PF + b, cg->t_ptr);
-        geo.pf_size[b] = slot_load(cg, blk, MMB_PF_SIZE + b, cg->t_i64);
-    }
+    MmGeo geo;
+    geo_from_block(cg, blk, &geo);
     if (swap) geo.b_in_place = LLVMConstInt(cg->t_i1, 0, 0); /* b_in_place: unswapped only */
     geo.epi_type = epi_thunk_type(cg);
     geo.epi_extra = &blk, geo.nextra = 1;
-    geo.cblk = blk;
     MmShape sh = mm_shape_form(cg, swap);
     emit_mm_nest(&kc, &sh, &geo, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), LLVMGetParam(fn, 2),
                  LLVMGetParam(fn, 3), LLVMGetParam(fn, 4));
@@ -4397,9 +4487,139 @@ static LLVMValueRef helper_mm_nest(Cg *cg, bool swap) {
     return fn;
 }
 
+/* Operand blk[MMB_WHICH] (0: A, 1: B) of a block's product as its packing
+ * sees it: a line is a row of A (MR of them per panel) or a column of B
+ * (NR); lines_p: the lines of its packed block (rounded up). */
+typedef struct {
+    LLVMValueRef is_b, src, dst, pack, off, s_line, s_k, lines, lines_p, w;
+} BlockOperand;
+
+static BlockOperand block_operand(Cg *cg, const MmGeo *g, const MmShape *sh, LLVMValueRef blk) {
+    BlockOperand o;
+    LLVMValueRef b = o.is_b =
+        LLVMBuildICmp(cg->b, LLVMIntNE, slot_load(cg, blk, MMB_WHICH, cg->t_i64), ci64(cg, 0), "is_b");
+    o.src = pick(cg, b, g->B, g->A), o.dst = pick(cg, b, g->Bpk, g->Apk);
+    o.pack = pick(cg, b, g->pack_b, g->pack_a), o.off = pick(cg, b, g->b_off, g->a_off);
+    o.s_line = pick(cg, b, g->b_sn, g->a_sm), o.s_k = pick(cg, b, g->b_sk, g->a_sk);
+    o.lines = pick(cg, b, g->n, g->m), o.lines_p = pick(cg, b, g->np, g->mp);
+    o.w = pick(cg, b, ci64(cg, sh->nr), ci64(cg, sh->mr));
+    return o;
+}
+
+/* The operand's element offset of batch bi (packed: its packed block's
+ * index), and whether bi is the first batch of those sharing that block
+ * (its broadcast dims, stride 0, at 0). */
+static LLVMValueRef operand_batch(Cg *cg, const MmGeo *g, const BlockOperand *o, bool packed,
+                                  LLVMValueRef bi) {
+    return pick(cg, o->is_b, geo_batch(cg, g, 1, packed, bi), geo_batch(cg, g, 0, packed, bi));
+}
+static LLVMValueRef first_of_block_batch(Cg *cg, const MmGeo *g, const BlockOperand *o, LLVMValueRef bi) {
+    LLVMValueRef d[2] = {LLVMBuildUDiv(cg->b, bi, g->dim1, ""), LLVMBuildURem(cg->b, bi, g->dim1, "")};
+    LLVMValueRef first = LLVMConstInt(cg->t_i1, 1, 0), zero = ci64(cg, 0);
+    for (int i = 0; i < 2; i++) {
+        LLVMValueRef s = pick(cg, o->is_b, g->bs[1][i], g->bs[0][i]);
+        LLVMValueRef ok = LLVMBuildOr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, s, zero, ""),
+                                      LLVMBuildICmp(cg->b, LLVMIntEQ, d[i], zero, ""), "");
+        first = LLVMBuildAnd(cg->b, first, ok, "");
+    }
+    return first;
+}
+
+/* void kiln.mm.gather(i64 t0, i64 t1, ptr block) (.swap: the swapped tile
+ * form): a size-generic unit's NAME.gather (emit_gather_fn: the same tasks,
+ * one panel each, in the same layout), the operand blk[MMB_WHICH] of the
+ * block's product into its packed pointer. */
+static LLVMValueRef helper_mm_gather(Cg *cg, bool swap) {
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMTypeRef ps[3] = {cg->t_i64, cg->t_i64, cg->t_ptr};
+    LLVMValueRef fn;
+    bool fresh, define = shared_helper(cg, swap ? "kiln.mm.gather.swap" : "kiln.mm.gather",
+                                       LLVMFunctionType(cg->t_void, ps, 3, 0), &fn, &fresh);
+    if (!define) return fn;
+    Kc kc = {.cg = cg, .fn = fn};
+    LLVMValueRef blk = LLVMGetParam(fn, 2);
+    MmGeo g;
+    geo_from_block(cg, blk, &g);
+    MmShape sh = mm_shape_form(cg, swap);
+    BlockOperand o = block_operand(cg, &g, &sh, blk);
+    LLVMValueRef KC = ci64(cg, sh.kc), one = ci64(cg, 1);
+    LLVMValueRef nkb = LLVMBuildUDiv(cg->b, iadd(cg, g.k, LLVMBuildSub(cg->b, KC, one, "")), KC, "");
+    LLVMValueRef npan = LLVMBuildUDiv(cg->b, iadd(cg, o.lines, LLVMBuildSub(cg->b, o.w, one, "")), o.w, "");
+    LLVMValueRef per_batch = imul(cg, nkb, npan), per = imul(cg, o.lines_p, g.k);
+    TLoop lt;
+    LLVMValueRef t = tloop_begin(&kc, &lt, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), 1, "task");
+    LLVMValueRef bi = LLVMBuildUDiv(cg->b, t, per_batch, "bi"), r = LLVMBuildURem(cg->b, t, per_batch, "");
+    LLVMValueRef pc = imul(cg, LLVMBuildUDiv(cg->b, r, npan, ""), KC);
+    LLVMValueRef l0 = imul(cg, LLVMBuildURem(cg->b, r, npan, ""), o.w);
+    IfBlock ib;
+    if_begin(&kc, &ib, first_of_block_batch(cg, &g, &o, bi));
+    LLVMValueRef kcv = imin(cg, KC, LLVMBuildSub(cg->b, g.k, pc, ""));
+    LLVMValueRef nlv = imin(cg, o.w, LLVMBuildSub(cg->b, o.lines, l0, ""));
+    LLVMValueRef base = iadd(cg, o.off, operand_batch(cg, &g, &o, false, bi));
+    LLVMValueRef at = iadd(cg, imul(cg, operand_batch(cg, &g, &o, true, bi), per),
+                           iadd(cg, imul(cg, pc, o.lines_p), imul(cg, l0, kcv)));
+    LLVMValueRef to = elem_ptr(cg, cg->t_f32, o.dst, at);
+    IfBlock iw, ip;
+    LLVMValueRef window = LLVMBuildAnd(cg->b, o.is_b, g.conv, "");
+    if_begin(&kc, &iw, window); /* a convolution's input under the window */
+    LLVMValueRef wargs[8] = {o.src, base, pc, kcv, l0, nlv, to, blk};
+    LLVMBuildCall2(cg->b, im2col_fn_type(cg), o.pack, wargs, 8, "");
+    if_end(&kc, &iw);
+    if_begin(&kc, &ip, LLVMBuildNot(cg->b, window, ""));
+    LLVMValueRef from = iadd(cg, base, iadd(cg, imul(cg, pc, o.s_k), imul(cg, l0, o.s_line)));
+    LLVMValueRef pargs[7] = {o.src, from, o.s_line, o.s_k, nlv, kcv, to};
+    LLVMBuildCall2(cg->b, pack_fn_type(cg), o.pack, pargs, 7, "");
+    if_end(&kc, &ip);
+    if_end(&kc, &ib);
+    tloop_end(&kc, &lt);
+    LLVMBuildRetVoid(cg->b);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
+/* void kiln.mm.prepack(ptr block) (.swap): a size-generic unit's
+ * NAME.prepack_a / _b (emit_prepack_fn, the same layout): the constant
+ * operand blk[MMB_WHICH] packed whole, each distinct batch once. */
+static LLVMValueRef helper_mm_prepack(Cg *cg, bool swap) {
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMValueRef fn;
+    bool fresh, define = shared_helper(cg, swap ? "kiln.mm.prepack.swap" : "kiln.mm.prepack",
+                                       LLVMFunctionType(cg->t_void, &cg->t_ptr, 1, 0), &fn, &fresh);
+    if (!define) return fn;
+    Kc kc = {.cg = cg, .fn = fn};
+    LLVMValueRef blk = LLVMGetParam(fn, 0);
+    MmGeo g;
+    geo_from_block(cg, blk, &g);
+    MmShape sh = mm_shape_form(cg, swap);
+    BlockOperand o = block_operand(cg, &g, &sh, blk);
+    LLVMValueRef per = imul(cg, o.lines_p, g.k), batch = slot_load(cg, blk, MMB_BATCH, cg->t_i64);
+    TLoop lb, lpc;
+    LLVMValueRef bi = tloop_begin(&kc, &lb, ci64(cg, 0), batch, 1, "batch");
+    IfBlock ib;
+    if_begin(&kc, &ib, first_of_block_batch(cg, &g, &o, bi));
+    LLVMValueRef sbase = iadd(cg, o.off, operand_batch(cg, &g, &o, false, bi));
+    LLVMValueRef dbase = imul(cg, operand_batch(cg, &g, &o, true, bi), per);
+    LLVMValueRef pc = tloop_begin(&kc, &lpc, ci64(cg, 0), g.k, sh.kc, "pc");
+    LLVMValueRef kcv = imin(cg, ci64(cg, sh.kc), LLVMBuildSub(cg->b, g.k, pc, ""));
+    LLVMValueRef args[7] = {o.src,
+                            iadd(cg, sbase, imul(cg, pc, o.s_k)),
+                            o.s_line,
+                            o.s_k,
+                            o.lines,
+                            kcv,
+                            elem_ptr(cg, cg->t_f32, o.dst, iadd(cg, dbase, imul(cg, pc, o.lines_p)))};
+    LLVMBuildCall2(cg->b, pack_fn_type(cg), o.pack, args, 7, "");
+    tloop_end(&kc, &lpc);
+    if_end(&kc, &ib);
+    tloop_end(&kc, &lb);
+    LLVMBuildRetVoid(cg->b);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
 /* NAME.epi.t: the tile epilogue `epi` (NAME.epi, inlined here) with the
  * kernel's nb buffers loaded from the argument block. */
-static LLVMValueRef emit_epilogue_thunk(Cg *cg, const Kernel *k, LLVMValueRef epi, int nb) {
+static LLVMValueRef emit_epilogue_thunk(Cg *cg, const Kernel *k, LLVMValueRef epi, int nb, bool sized) {
     char *name = name2(k->name, ".epi.t");
     LLVMValueRef fn = LLVMAddFunction(cg->mod, name, epi_thunk_type(cg));
     free(name);
@@ -4409,11 +4629,12 @@ static LLVMValueRef emit_epilogue_thunk(Cg *cg, const Kernel *k, LLVMValueRef ep
     add_fn_attr(cg, epi, cg->k_alwaysinline);
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
-    LLVMValueRef *args = xcalloc((size_t)nb + EPI_FIXED_ARGS, sizeof(LLVMValueRef));
+    LLVMValueRef *args = xcalloc((size_t)nb + EPI_FIXED_ARGS + 1, sizeof(LLVMValueRef));
     LLVMValueRef blk = LLVMGetParam(fn, EPI_FIXED_ARGS);
     for (int i = 0; i < EPI_FIXED_ARGS; i++) args[i] = LLVMGetParam(fn, (unsigned)i);
     for (int i = 0; i < nb; i++) args[EPI_FIXED_ARGS + i] = slot_load(cg, blk, MMB_BUFS + i, cg->t_ptr);
-    call_fn(cg, epi, args, nb + EPI_FIXED_ARGS);
+    if (sized) args[EPI_FIXED_ARGS + nb] = slot_load(cg, blk, MMB_VALUES, cg->t_ptr);
+    call_fn(cg, epi, args, nb + EPI_FIXED_ARGS + (sized ? 1 : 0));
     LLVMBuildRetVoid(cg->b);
     free(args);
     if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
@@ -4441,6 +4662,30 @@ static LLVMValueRef conv_tap_table(Cg *cg, const Kernel *k, const KConv *cv) {
     return tab;
 }
 
+/* The buffers (at most MM_PREFETCH_MAX: a hint, the first few) whose lines
+ * the tiles of product kernel k prefetch for its epilogue, into prefetch:
+ * those it reads at index o (KI_OUTER; *nread of them) or, reading none,
+ * the large ones it writes there (for writing). */
+static int epilogue_prefetch(const KProgram *p, const Kernel *k, const KMatmul *mm, int *prefetch,
+                             int *nread) {
+    int n = 0;
+    for (int i = 0; i < k->insts.len; i++) {
+        const KInst *in = &k->insts.data[i];
+        if (in->kind != KI_LOAD || in->b >= 0 || in->a < 0 || k->insts.data[in->a].kind != KI_OUTER) continue;
+        if (in->buf < 0 || in->buf >= p->bufs.len || in->buf == mm->a_buf || in->buf == mm->b_buf) continue;
+        bool seen = false;
+        for (int j = 0; j < n; j++) seen = seen || prefetch[j] == in->buf;
+        if (!seen) prefetch[n++] = in->buf;
+    }
+    *nread = n;
+    for (int j = 0; *nread == 0 && j < k->stages.data[1].stores.len; j++) {
+        const KStore *st = &k->stages.data[1].stores.data[j];
+        if (k->insts.data[st->index].kind == KI_OUTER && prefetch_for_writing(p, k, st->buf))
+            prefetch[n++] = st->buf;
+    }
+    return n < MM_PREFETCH_MAX ? n : MM_PREFETCH_MAX;
+}
+
 /* The tiled body NAME.mm(ob, oe, c0, c1, bufs..., scratch, packed A, packed
  * B): the elements of [ob, oe) in the output columns [c0, c1).  A
  * size-generic product's fills its argument block and calls the nest of
@@ -4463,30 +4708,14 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
     KilnDType adt = p->bufs.data[mm->a_buf].dtype, bdt = p->bufs.data[mm->b_buf].dtype;
     LLVMValueRef pack_a = pp.a ? NULL : helper_pack(cg, adt, sh.mr);
     LLVMValueRef pack_b = pp.b || taps ? NULL
-                          : g->conv    ? kernel_im2col(cg, k, bdt, sh.nr)
+                          : g->conv    ? kernel_im2col(cg, k, bdt, sh.nr, false)
                                        : helper_pack(cg, bdt, sh.nr);
 
-    /* buffers the epilogue reads at index o (KI_OUTER) */
-    int *prefetch = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nprefetch = 0;
-    for (int i = 0; i < k->insts.len; i++) {
-        const KInst *in = &k->insts.data[i];
-        if (in->kind != KI_LOAD || in->b >= 0 || in->a < 0 || k->insts.data[in->a].kind != KI_OUTER) continue;
-        if (in->buf < 0 || in->buf >= p->bufs.len || in->buf == mm->a_buf || in->buf == mm->b_buf) continue;
-        bool seen = false;
-        for (int j = 0; j < nprefetch; j++) seen = seen || prefetch[j] == in->buf;
-        if (!seen) prefetch[nprefetch++] = in->buf;
-    }
-    /* ... or, reading none, the large ones it writes there (for writing) */
-    const int nread = nprefetch;
-    for (int j = 0; nread == 0 && j < k->stages.data[1].stores.len; j++) {
-        const KStore *st = &k->stages.data[1].stores.data[j];
-        if (k->insts.data[st->index].kind == KI_OUTER && prefetch_for_writing(p, k, st->buf))
-            prefetch[nprefetch++] = st->buf;
-    }
-    if (nprefetch > MM_PREFETCH_MAX) nprefetch = MM_PREFETCH_MAX; /* a hint: the first few */
+    int *prefetch = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread;
+    const int nprefetch = epilogue_prefetch(p, k, mm, prefetch, &nread);
     LLVMValueRef epilogue =
-        mm->k >= EPI_OUTLINE_MIN_K ? emit_epilogue_fn(cg, k, list, nb, mm->n, sh.nr, sh.swap) : NULL;
-    LLVMValueRef thunk = generic ? emit_epilogue_thunk(cg, k, epilogue, nb) : NULL;
+        mm->k >= EPI_OUTLINE_MIN_K ? emit_epilogue_fn(cg, k, list, nb, mm->n, sh.nr, sh.swap, NULL) : NULL;
+    LLVMValueRef thunk = generic ? emit_epilogue_thunk(cg, k, epilogue, nb, false) : NULL;
     LLVMValueRef nest = generic ? helper_mm_nest(cg, sh.swap) : NULL;
     Kc kc;
     kc_init(&kc, cg, k);
@@ -4562,6 +4791,248 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
     return fn;
 }
 
+/* ---------------------------------------------- size-generic product units
+ *
+ * A unit of runtime/cpu_code.c (Cg.sized) whose kernel is a product that
+ * runs a generic nest (mm_generic, and not the next-B-block prefetching
+ * form) reads every size from its table: bufs[llvm_values_slot(p)] holds
+ * the kernel's VALUES (llvm_kernel_sizes: the argument block's integer
+ * slots, then its epilogue's constants).  Its functions are
+ *     NAME, NAME.cols   fill the block (NAME.block) and call the nest;
+ *     NAME.gather       fills it and calls kiln.mm.gather (one operand);
+ *     NAME.prepack_a/b  fill it and call kiln.mm.prepack;
+ *     NAME.epi.t        the epilogue, its constants from the values;
+ * so the code depends only on the kernel's FORM (llvm_kernel_sizes' form
+ * words: tile form, operand dtypes, what is packed or gathered, im2col
+ * form, the epilogue's instructions with those constants left out), and
+ * one unit serves every kernel of that form, whatever its sizes. */
+
+static bool kernel_sized(const Cg *cg, const Kernel *k, KGemm *g) {
+    if (cg->aot || !gemm_tiled(cg, k, g) || !mm_generic(g) || conv_taps(cg->p, g)) return false;
+    MmShape sh = mm_shape(cg, g);
+    Prepack pp = gemm_prepack(cg, g);
+    return !prefetch_next_block(cg->p, g, pp.b, g->mm.k > sh.kc, sh.swap);
+}
+
+int llvm_values_slot(const KProgram *p) { return p->bufs.len + 1 + 2 * p->kernels.len; }
+
+/* Loads table[slot] (a pointer). */
+static LLVMValueRef table_ptr(Cg *cg, LLVMValueRef table, int slot) {
+    return LLVMBuildLoad2(cg->b, cg->t_ptr, elem_ptr(cg, cg->t_ptr, table, ci64(cg, slot)), "");
+}
+
+/* What a sized product's functions share: its block's pointers. */
+typedef struct {
+    LLVMValueRef fill, nest, pack_a, pack_b, thunk;
+    int nb, npf, pf[MM_PREFETCH_MAX];
+    bool swap;
+} SizedProduct;
+
+/* void NAME.block(ptr table, ptr blk): kernel ki's argument block, its
+ * integers copied from the values, its pointers from the table. */
+static LLVMValueRef emit_block_fill(Cg *cg, const Kernel *k, int ki, const KGemm *g, const int *list,
+                                    const SizedProduct *sp) {
+    LLVMTypeRef ps[2] = {cg->t_ptr, cg->t_ptr};
+    char *name = name2(k->name, ".block");
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, 2, 0));
+    free(name);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    const KProgram *p = cg->p;
+    LLVMValueRef table = LLVMGetParam(fn, 0), blk = LLVMGetParam(fn, 1);
+    LLVMValueRef values = table_ptr(cg, table, llvm_values_slot(p));
+    LLVMBuildMemCpy(cg->b, blk, 8, values, 8, ci64(cg, MMB_VALUES * 8));
+    LLVMValueRef none = LLVMConstNull(cg->t_ptr);
+    LLVMValueRef ptrs[7] = {table_ptr(cg, table, g->mm.a_buf),
+                            table_ptr(cg, table, g->mm.b_buf),
+                            table_ptr(cg, table, llvm_prepack_slot(p, ki, 0)),
+                            table_ptr(cg, table, llvm_prepack_slot(p, ki, 1)),
+                            sp->pack_a,
+                            sp->pack_b,
+                            sp->thunk};
+    for (int s = 0; s < 7; s++) slot_store(cg, blk, MMB_A + s, ptrs[s]);
+    slot_store(cg, blk, MMB_NPF, ci64(cg, sp->npf));
+    for (int b = 0; b < MM_PREFETCH_MAX; b++) {
+        KilnDType dt = b < sp->npf ? p->bufs.data[sp->pf[b]].dtype : KILN_F32;
+        slot_store(cg, blk, MMB_PF + b, b < sp->npf ? table_ptr(cg, table, sp->pf[b]) : none);
+        slot_store(cg, blk, MMB_PF_SIZE + b, ci64(cg, b < sp->npf ? (int64_t)kiln_dtype_size(dt) : 0));
+    }
+    slot_store(cg, blk, MMB_VALUES, values);
+    for (int i = 0; i < sp->nb; i++) slot_store(cg, blk, MMB_BUFS + i, table_ptr(cg, table, list[i]));
+    LLVMBuildRetVoid(cg->b);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
+/* Starts void NAME<suffix>(params..., ptr table) of a sized product: the
+ * builder at its entry after the block is filled (*blk; `which`: the
+ * operand gather and prepack work on, or -1). */
+static LLVMValueRef begin_sized_fn(Cg *cg, const Kernel *k, const SizedProduct *sp, const char *suffix,
+                                   LLVMTypeRef *params, int nparams, int which, LLVMValueRef *blk) {
+    char *name = name2(k->name, suffix);
+    LLVMValueRef fn =
+        LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, params, (unsigned)nparams, 0));
+    free(name);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    *blk = LLVMBuildArrayAlloca(cg->b, cg->t_i64, ci64(cg, MMB_BUFS + sp->nb), "block");
+    LLVMValueRef args[2] = {LLVMGetParam(fn, (unsigned)nparams - 1), *blk};
+    call_fn(cg, sp->fill, args, 2);
+    if (which >= 0) slot_store(cg, *blk, MMB_WHICH, ci64(cg, which));
+    return fn;
+}
+
+/* Kernel ki's functions as a sized product (above); returns NAME. */
+static LLVMValueRef emit_sized_product(Cg *cg, const Kernel *k, int ki, const KGemm *g, const int *list,
+                                       int nb, LLVMValueRef *cols_out) {
+    const KProgram *p = cg->p;
+    const KMatmul *mm = &g->mm;
+    MmShape sh = mm_shape(cg, g);
+    SizedProduct sp = {.nb = nb, .swap = sh.swap};
+    int *pf = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread;
+    sp.npf = epilogue_prefetch(p, k, mm, pf, &nread);
+    memcpy(sp.pf, pf, sizeof(int) * (size_t)sp.npf);
+    free(pf);
+    KilnDType adt = p->bufs.data[mm->a_buf].dtype, bdt = p->bufs.data[mm->b_buf].dtype;
+    sp.pack_a = helper_pack(cg, adt, sh.mr);
+    sp.pack_b = g->conv ? kernel_im2col(cg, k, bdt, sh.nr, true) : helper_pack(cg, bdt, sh.nr);
+    EpiAnalysis ea;
+    epi_analyse(k, mm->n, &ea);
+    LLVMValueRef epi = emit_epilogue_fn(cg, k, list, nb, mm->n, sh.nr, sh.swap, &ea);
+    epi_analysis_free(&ea);
+    sp.thunk = emit_epilogue_thunk(cg, k, epi, nb, true);
+    sp.nest = helper_mm_nest(cg, sh.swap);
+    sp.fill = emit_block_fill(cg, k, ki, g, list, &sp);
+
+    LLVMTypeRef ps[3] = {cg->t_i64, cg->t_i64, cg->t_ptr};
+    LLVMValueRef fns[2], blk;
+    for (int by_columns = 0; by_columns < 2;
+         by_columns++) { /* NAME(ob, oe, table), NAME.cols(c0, c1, table) */
+        LLVMValueRef fn = fns[by_columns] =
+            begin_sized_fn(cg, k, &sp, by_columns ? ".cols" : "", ps, 3, -1, &blk);
+        LLVMValueRef a0 = LLVMGetParam(fn, 0), a1 = LLVMGetParam(fn, 1), zero = ci64(cg, 0);
+        LLVMValueRef scratch = table_ptr(cg, LLVMGetParam(fn, 2), p->bufs.len);
+        LLVMValueRef args[6] = {by_columns ? zero : a0,
+                                by_columns ? slot_load(cg, blk, MMB_OUTER, cg->t_i64) : a1,
+                                by_columns ? a0 : zero,
+                                by_columns ? a1 : slot_load(cg, blk, MMB_N, cg->t_i64),
+                                scratch,
+                                blk};
+        call_fn(cg, sp.nest, args, 6);
+        LLVMBuildRetVoid(cg->b);
+    }
+    if (cols_out) *cols_out = fns[1];
+    int64_t gsz[3];
+    if (gather_size(cg, k, gsz)) { /* NAME.gather(t0, t1, table) */
+        LLVMValueRef fn = begin_sized_fn(cg, k, &sp, ".gather", ps, 3, (int)gsz[2], &blk);
+        LLVMValueRef args[3] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), blk};
+        call_fn(cg, helper_mm_gather(cg, sh.swap), args, 3);
+        LLVMBuildRetVoid(cg->b);
+    }
+    for (int which = 0; which < 2; which++) { /* NAME.prepack_a / _b(table) */
+        if (prepack_bytes(cg, k, which) <= 0) continue;
+        begin_sized_fn(cg, k, &sp, which ? ".prepack_b" : ".prepack_a", &cg->t_ptr, 1, which, &blk);
+        call_fn(cg, helper_mm_prepack(cg, sh.swap), &blk, 1);
+        LLVMBuildRetVoid(cg->b);
+    }
+    return fns[0];
+}
+
+/* Word lists (llvm_kernel_sizes). */
+typedef VEC(int64_t) Words;
+static void put_words(Words *w, const int64_t *v, int n) {
+    for (int i = 0; i < n; i++) VEC_PUSH(*w, v[i]);
+}
+
+/* The form of sized product k (llvm_kernel_sizes): every fact about the
+ * kernel that its unit's code depends on, sizes left out. */
+static void sized_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiAnalysis *ea, Words *w) {
+    const KProgram *p = cg->p;
+    const KMatmul *mm = &g->mm;
+    MmShape sh = mm_shape(cg, g);
+    Prepack pp = gemm_prepack(cg, g);
+    int *pf = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread;
+    int npf = epilogue_prefetch(p, k, mm, pf, &nread);
+    int *list = xcalloc((size_t)p->bufs.len + 1, sizeof(int));
+    int nb = kernel_buffers(p, k, list);
+    int64_t head[] = {0x53495a4544ll /* "SIZED", version 1 */,
+                      1,
+                      k->kind,
+                      sh.swap,
+                      sh.mr,
+                      sh.nr,
+                      mm->a_buf,
+                      mm->b_buf,
+                      g->conv != NULL,
+                      pp.a,
+                      pp.b,
+                      gathered_operand(cg, g),
+                      prepack_bytes(cg, k, 0) > 0,
+                      prepack_bytes(cg, k, 1) > 0,
+                      nb,
+                      npf};
+    put_words(w, head, (int)(sizeof head / sizeof head[0]));
+    for (int i = 0; i < nb; i++) VEC_PUSH(*w, list[i]);
+    for (int i = 0; i < npf; i++) VEC_PUSH(*w, pf[i]);
+    free(list);
+    free(pf);
+    if (g->conv) {
+        Im2colForm f = im2col_form(cg, &k->conv, p->bufs.data[mm->b_buf].dtype, sh.nr);
+        int64_t fw[] = {f.dt, f.nr, f.rows, f.pointwise, f.sw, f.xs3, f.kw, f.dw};
+        put_words(w, fw, 8);
+    }
+    KRange *rg = kernel_index_ranges(k);
+    int64_t epi[] = {index_fits_i32(k, rg), heavy_scope(k, -1) || heavy_scope(k, 1), k->stages.len};
+    put_words(w, epi, 3);
+    for (int s = 0; s < k->stages.len; s++) {
+        const KStage *st = &k->stages.data[s];
+        int64_t sw[] = {st->kind, s == k->stages.len - 1 ? st->extent : 0, st->reduce, st->acc_dtype,
+                        st->result_dtype};
+        put_words(w, sw, 5);
+    }
+    /* the live instructions, numbered among themselves */
+    int *num = xcalloc((size_t)k->insts.len + 1, sizeof(int)), n = 0;
+    for (int i = 0; i < k->insts.len; i++) num[i] = ea->live[i] ? n++ : -1;
+    VEC_PUSH(*w, n);
+    for (int i = 0; i < k->insts.len; i++) {
+        if (!ea->live[i]) continue;
+        const KInst *in = &k->insts.data[i];
+        int cls = gemm_index_class(k, in, mm->n);
+        bool nonneg = (in->kind == KI_IDIV || in->kind == KI_IMOD) && rg[in->a].known && rg[in->a].lo >= 0 &&
+                      rg[in->b].known && rg[in->b].lo > 0;
+        int64_t bits;
+        memcpy(&bits, &in->value, sizeof bits);
+        int64_t iw[] = {in->kind,
+                        in->dtype,
+                        in->op,
+                        in->kind == KI_ACC ? in->a
+                        : in->a >= 0       ? num[in->a]
+                                           : -1,
+                        in->b >= 0 ? num[in->b] : -1,
+                        in->c >= 0 ? num[in->c] : -1,
+                        in->buf,
+                        in->stage,
+                        in->flag,
+                        ea->slot[i] >= 0 ? -1 : bits,
+                        ea->slot[i] >= 0 ? ea->slot[i] : in->ivalue,
+                        nonneg,
+                        cls,
+                        cls >= 2 ? mm->n : 0};
+        put_words(w, iw, (int)(sizeof iw / sizeof iw[0]));
+    }
+    const KStage *last = &k->stages.data[k->stages.len - 1];
+    VEC_PUSH(*w, last->stores.len);
+    for (int j = 0; j < last->stores.len; j++) {
+        const KStore *so = &last->stores.data[j];
+        int64_t sw[] = {so->buf, num[so->index], num[so->value]};
+        put_words(w, sw, 3);
+    }
+    free(num);
+    free(rg);
+}
+
 /* The external entry NAME(ob, oe, bufs): loads the pointers (and, for a
  * tiled matmul, the scratch at bufs[nbufs] and any prepacked operand at its
  * slot) and calls the body.  A tiled matmul also gets NAME.cols(c0, c1,
@@ -4607,6 +5078,11 @@ static LLVMValueRef emit_kernel(Cg *cg, const Kernel *k, int ki, LLVMValueRef *c
     int *list = xcalloc((size_t)cg->p->bufs.len + 1, sizeof(int));
     int nb = kernel_buffers(cg->p, k, list);
     KGemm g;
+    if (cg->sized && kernel_sized(cg, k, &g)) {
+        LLVMValueRef fn = emit_sized_product(cg, k, ki, &g, list, nb, cols_out);
+        free(list);
+        return fn;
+    }
     bool tiled = gemm_tiled(cg, k, &g);
     LLVMValueRef body = tiled                ? emit_matmul_fn(cg, k, &g, list, nb)
                         : direct_ok(cg, k)   ? (direct_plane_ok(cg, k) ? emit_direct_plane_fn(cg, k, list, nb)
@@ -4829,9 +5305,8 @@ LLVMTargetMachineRef llvm_target_machine(const char *cpu, bool reloc_pic, char *
 }
 
 /* Floats per vector register for the target machine's CPU. */
-static int target_vec_floats(LLVMTargetMachineRef tm) {
-    char *feat = LLVMGetTargetMachineFeatureString(tm);
-    char *cpu = LLVMGetTargetMachineCPU(tm);
+/* Floats per vector register for a CPU name and its feature string. */
+static int vec_floats_of(const char *cpu, const char *feat) {
     int w = 4;
     if (feat && strstr(feat, "+avx512f")) w = 16;
     else if (feat && strstr(feat, "+avx2")) w = 8;
@@ -4848,9 +5323,67 @@ static int target_vec_floats(LLVMTargetMachineRef tm) {
         for (int i = 0; v4[i]; i++)
             if (cpu && strncmp(cpu, v4[i], strlen(v4[i])) == 0) w = 16;
     }
+    return w;
+}
+
+static int target_vec_floats(LLVMTargetMachineRef tm) {
+    char *feat = LLVMGetTargetMachineFeatureString(tm);
+    char *cpu = LLVMGetTargetMachineCPU(tm);
+    int w = vec_floats_of(cpu, feat);
     LLVMDisposeMessage(feat);
     LLVMDisposeMessage(cpu);
     return w;
+}
+
+/* The same from a target identity, "triple cpu features" (llvm.h). */
+static int identity_vec_floats(const char *identity) {
+    const char *cpu = strchr(identity, ' ');
+    cpu = cpu ? cpu + 1 : identity;
+    const char *feat = strchr(cpu, ' ');
+    char name[128];
+    size_t n = feat ? (size_t)(feat - cpu) : strlen(cpu);
+    if (n >= sizeof name) n = sizeof name - 1;
+    memcpy(name, cpu, n);
+    name[n] = 0;
+    return vec_floats_of(name, feat ? feat + 1 : "");
+}
+
+bool llvm_kernel_sizes(const KProgram *p, int kernel, const char *identity, bool form, LlvmKernelSizes *out) {
+    memset(out, 0, sizeof *out);
+    Cg cg = {.p = p, .vec_floats = identity_vec_floats(identity)};
+    const Kernel *k = &p->kernels.data[kernel];
+    out->scratch = matmul_scratch(&cg, k);
+    for (int w = 0; w < 2; w++) out->prepack[w] = prepack_bytes(&cg, k, w);
+    gather_size(&cg, k, out->gather);
+    KGemm g;
+    if (!kernel_sized(&cg, k, &g)) return false;
+    out->sized = true;
+    EpiAnalysis ea;
+    epi_analyse(k, g.mm.n, &ea);
+    out->nvalues = MMB_BUFS + ea.nslots;
+    out->values = xcalloc((size_t)out->nvalues, sizeof(int64_t));
+    int64_t *v = out->values;
+    mm_block_values(&cg, &g, v);
+    int *pf = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread;
+    if (epilogue_prefetch(p, k, &g.mm, pf, &nread) > 0 && nread == 0) v[MMB_FLAGS] |= MMF_PREFETCH_WRITE;
+    free(pf);
+    if (g.conv) conv_slot_values(g.conv, v + MMB_C_OW);
+    v[MMB_BATCH] = g.mm.batch, v[MMB_OUTER] = k->outer;
+    for (int i = 0; i < k->insts.len; i++)
+        if (ea.slot[i] >= 0) v[MMB_BUFS + ea.slot[i]] = kinst_scalar(&k->insts.data[i]).i;
+    if (form) {
+        Words w = {0};
+        sized_form(&cg, k, &g, &ea, &w);
+        out->form = w.data, out->nform = w.len;
+    }
+    epi_analysis_free(&ea);
+    return true;
+}
+
+void llvm_kernel_sizes_free(LlvmKernelSizes *s) {
+    free(s->values);
+    free(s->form);
+    s->values = s->form = NULL;
 }
 
 /* The optimisation pipeline.  The emitted IR is already in SSA form with
@@ -4873,6 +5406,7 @@ typedef struct {
     bool define_all;    /* the helpers' own module: all of them, no kernel */
     bool used;          /* out: a kernel of the module calls one */
     LlvmTimes *times;   /* NULL, or out: where the thread's time went */
+    bool sized;         /* a unit of runtime/cpu_code.c: sized products (llvm_kernel_sizes) */
 } HelperMode;
 
 static double thread_cpu_ms(void) { return clock_ms(CLOCK_THREAD_CPUTIME_ID); }
@@ -4892,7 +5426,8 @@ static void define_shared_helpers(Cg *cg) {
                 helper_ukernel(cg, &sh, rows, nv, false, taps);
     const KilnDType dts[] = {KILN_F32, KILN_F16, KILN_BF16};
     for (int d = 0; d < 3; d++) helper_pack(cg, dts[d], sh.mr), helper_pack(cg, dts[d], sh.nr);
-    helper_mm_nest(cg, false), helper_mm_nest(cg, true);
+    for (int swap = 0; swap < 2; swap++)
+        helper_mm_nest(cg, swap), helper_mm_gather(cg, swap), helper_mm_prepack(cg, swap);
     for (size_t i = 0; i < sizeof IM2COL_SHARED / sizeof IM2COL_SHARED[0] && helpers_hold_forms(cg); i++) {
         Im2colForm f = IM2COL_SHARED[i];
         for (int w = 0; w < 2; w++) {
@@ -4937,7 +5472,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTar
     LLVMSetModuleDataLayout(cg.mod, td);
     LLVMDisposeTargetData(td);
 
-    if (hm) cg.helper_suffix = hm->suffix, cg.define_helpers = hm->define_all;
+    if (hm) cg.helper_suffix = hm->suffix, cg.define_helpers = hm->define_all, cg.sized = hm->sized && !aot;
     if (hm && hm->define_all) define_shared_helpers(&cg);
     LLVMValueRef *kfns = xcalloc((size_t)p->kernels.len + 1, sizeof(LLVMValueRef));
     int64_t max_scratch = 0;
@@ -5038,7 +5573,7 @@ LLVMMemoryBufferRef llvm_compile_object(LLVMContextRef ctx, LLVMTargetMachineRef
                                         const char *helpers, bool *uses_helpers, int64_t *scratch,
                                         int64_t *prepack, int64_t *gather, LlvmTimes *times, char **ir_text,
                                         char *err, size_t errlen) {
-    HelperMode hm = {helpers, false, false, times};
+    HelperMode hm = {helpers, false, false, times, true};
     LLVMMemoryBufferRef obj = compile_object(ctx, tm, p, &hm, scratch, prepack, gather, ir_text, err, errlen);
     if (uses_helpers) *uses_helpers = hm.used;
     return obj;
@@ -5048,7 +5583,7 @@ LLVMMemoryBufferRef llvm_compile_helpers(LLVMContextRef ctx, LLVMTargetMachineRe
                                          LlvmTimes *times, char **ir_text, char *err, size_t errlen) {
     Arena *a = arena_new();
     KProgram *none = kprog_new(a, "kiln.helpers");
-    HelperMode hm = {helpers, true, false, times};
+    HelperMode hm = {helpers, true, false, times, false};
     LLVMMemoryBufferRef obj = compile_object(ctx, tm, none, &hm, NULL, NULL, NULL, ir_text, err, errlen);
     kprog_destroy(none);
     arena_free(a);
@@ -5080,4 +5615,4 @@ void llvm_version(char *buf, size_t len) {
     snprintf(buf, len, "%u.%u.%u", major, minor, patch);
 }
 
-int llvm_table_len(const KProgram *p) { return p->bufs.len + 1 + 2 * p->kernels.len; }
+int llvm_table_len(const KProgram *p) { return llvm_values_slot(p) + 1; }

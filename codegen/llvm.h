@@ -107,6 +107,33 @@ void llvm_version(char *buf, size_t len);
 typedef void (*PrepackFn)(void **bufs);
 int llvm_prepack_slot(const KProgram *p, int kernel_index, int which);
 int llvm_table_len(const KProgram *p);
+/* Size-generic units.  In an object of llvm_compile_object, a tiled
+ * product that runs the size-generic loop nest (K >= 128, at most two
+ * batch dims, not the next-B-block prefetching form) is SIZED: its code
+ * reads every size (M, N, K, strides, the window, the epilogue's index
+ * constants...) from bufs[llvm_values_slot(p)], an int64_t array, its
+ * VALUES, that the caller fills per kernel; so two kernels that differ
+ * only in their sizes can share the same code.  llvm_kernel_sizes gives,
+ * for kernel `kernel` of p on the target of that identity (a target's
+ * "triple cpu features", llvm_target_identity): the bytes the caller
+ * allocates (scratch, prepack[which], gather[3]: as llvm_compile_object
+ * reports them) and, when it is sized (returns true), its values and its
+ * FORM, words that say everything its code depends on (what a code cache
+ * must key it by, with the buffers' dtypes and constancy, the target and
+ * the helpers; only with `form`: a caller with the key already, a warm
+ * start's program entry, needs the values only).  Free with
+ * llvm_kernel_sizes_free. */
+typedef struct {
+    bool sized;
+    int64_t scratch, prepack[2], gather[3];
+    int64_t *values;
+    int nvalues;
+    int64_t *form;
+    int nform;
+} LlvmKernelSizes;
+int llvm_values_slot(const KProgram *p);
+bool llvm_kernel_sizes(const KProgram *p, int kernel, const char *identity, bool form, LlvmKernelSizes *out);
+void llvm_kernel_sizes_free(LlvmKernelSizes *s);
 
 /* A tiled product would pack its operand that is not a constant (a
  * convolution's input under the window, an activation) again in every

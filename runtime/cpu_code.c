@@ -388,6 +388,23 @@ static KCacheKey kernel_key(const KProgram *cp, const KCacheHasher *prefix) {
     return kcache_hash_done(&h);
 }
 
+/* The key of a sized kernel (llvm_kernel_sizes): its form in place of its
+ * instructions and geometry, and its buffers without their sizes, so that
+ * kernels differing only in their sizes share it (and their unit). */
+static KCacheKey sized_kernel_key(const KProgram *cp, const LlvmKernelSizes *sz, const KCacheHasher *prefix) {
+    KCacheHasher h = *prefix;
+    KeyWords w = {0};
+    kcache_hash_str(&h, cp->kernels.data[0].name);
+    kcache_hash_str(&h, "sized");
+    put_i64(&w, cp->bufs.len);
+    for (int b = 0; b < cp->bufs.len; b++)
+        put_i64(&w, cp->bufs.data[b].dtype), put_i64(&w, cp->bufs.data[b].constant);
+    put_i64s(&w, sz->form, sz->nform);
+    kcache_hash_bulk(&h, w.data, sizeof(int64_t) * (size_t)w.len, NULL);
+    VEC_FREE(w);
+    return kcache_hash_done(&h);
+}
+
 /* A rough cost of compiling kernel k: the costliest go first. */
 static double kernel_cost(const Kernel *k) {
     double c = 20 + k->insts.len;
@@ -1276,14 +1293,16 @@ void cpu_code_free(CpuCode *c) {
     free(c);
 }
 
-/* The canonical program and key of kernel i: name "kiln.STEM.KEY" needs the
- * key, which hashes the stem, so the key comes first. */
-static KProgram *kernel_unit_program(Arena *a, const KProgram *kp, int i, const KCacheHasher *prefix,
-                                     BufMap *m, KCacheKey *key) {
+/* The canonical program, sizes (llvm_kernel_sizes on target) and key of
+ * kernel i: name "kiln.STEM.KEY" needs the key, which hashes the stem, so
+ * the key comes first. */
+static KProgram *kernel_unit_program(Arena *a, const KProgram *kp, int i, const char *target,
+                                     const KCacheHasher *prefix, BufMap *m, LlvmKernelSizes *sz,
+                                     KCacheKey *key) {
     const char *stem = name_stem(kp->kernels.data[i].name);
     KProgram *cp = canonical_kernel(a, kp, i, stem, m);
     cp->trace = kp->trace; /* bench --trace: the code generator's spans */
-    *key = kernel_key(cp, prefix);
+    *key = llvm_kernel_sizes(cp, 0, target, true, sz) ? sized_kernel_key(cp, sz, prefix) : kernel_key(cp, prefix);
     char hex[33];
     kcache_key_hex(*key, hex);
     cp->kernels.data[0].name = arena_printf(a, "kiln.%s.%s", stem, hex);
@@ -1311,7 +1330,9 @@ KCacheKey cpu_code_key(const KProgram *kp, int kernel, const char *cpu, char *er
     if (!keys_prefix(cpu, &prefix, err, errlen)) return key;
     Arena *a = arena_new();
     BufMap m;
-    KProgram *cp = kernel_unit_program(a, kp, kernel, &prefix, &m, &key);
+    LlvmKernelSizes sz;
+    KProgram *cp = kernel_unit_program(a, kp, kernel, target, &prefix, &m, &sz, &key);
+    llvm_kernel_sizes_free(&sz);
     kprog_destroy(cp);
     arena_free(a);
     return key;
@@ -1348,6 +1369,7 @@ static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, b
     Arena *work_arena = arena_new();
     KProgram **cps = xcalloc((size_t)nk + 1, sizeof(KProgram *));
     KCacheKey *keys = xcalloc((size_t)nk + 1, sizeof(KCacheKey));
+    LlvmKernelSizes *sizes = xcalloc((size_t)nk + 1, sizeof(LlvmKernelSizes));
     KCacheHasher prefix = key_prefix(keyed);
 
     Work w = {0};
@@ -1381,15 +1403,22 @@ static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, b
         if (whole) {
             keys[i] = pe.units[pe.unit_of[i]].key;
             kc->nbufs = pe.nbufs[i], list = pe.bufs[i];
+            /* its own sizes (the entry has its unit's first kernel's), not its key's form */
+            llvm_kernel_sizes(kp, i, target, false, &sizes[i]);
         } else {
             BufMap m;
-            cps[i] = kernel_unit_program(work_arena, kp, i, &prefix, &m, &keys[i]);
+            cps[i] = kernel_unit_program(work_arena, kp, i, target, &prefix, &m, &sizes[i], &keys[i]);
             kc->nbufs = m.n, list = m.list;
         }
         int *own = ARENA_ARRAY(c->arena, int, kc->nbufs + 1);
         memcpy(own, list, sizeof(int) * (size_t)kc->nbufs);
         kc->bufs = own;
-        if (kc->nbufs + 3 > c->table_len) c->table_len = kc->nbufs + 3;
+        if (sizes[i].sized) { /* its sizes, which its (shared) unit reads from the table */
+            int64_t *v = ARENA_ARRAY(c->arena, int64_t, sizes[i].nvalues);
+            memcpy(v, sizes[i].values, sizeof(int64_t) * (size_t)sizes[i].nvalues);
+            kc->values = v;
+        }
+        if (kc->nbufs + CPU_TABLE_EXTRA > c->table_len) c->table_len = kc->nbufs + CPU_TABLE_EXTRA;
     }
 
     /* claim the units: found ones are shared, new ones built here */
@@ -1479,6 +1508,12 @@ static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, b
         kc->gather_operand = (int)u->gather_operand;
         for (int x = 0; x < 2; x++)
             kc->prepack[x] = u->prepack[x], kc->prepack_bytes[x] = u->prepack_bytes[x];
+        const LlvmKernelSizes *sz = &sizes[i];
+        if (sz->sized) { /* the unit's sizes are its first kernel's: this one's own */
+            kc->scratch = sz->scratch, kc->gather_bytes = sz->gather[0], kc->gather_tasks = sz->gather[1];
+            kc->gather_operand = (int)sz->gather[2];
+            for (int x = 0; x < 2; x++) kc->prepack_bytes[x] = sz->prepack[x];
+        }
     }
     /* a failed unit leaves the table, so that a later compile tries again */
     for (int i = 0; i < nk; i++)
@@ -1505,9 +1540,10 @@ static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, b
     pthread_mutex_destroy(&w.mu);
     kcache_close(&cache);
     free(pe.data);
-    for (int i = 0; i < nk; i++) kprog_destroy(cps[i]);
+    for (int i = 0; i < nk; i++) kprog_destroy(cps[i]), llvm_kernel_sizes_free(&sizes[i]);
     free(cps);
     free(keys);
+    free(sizes);
     arena_free(work_arena);
     free(keyed);
     free(target);
@@ -1545,6 +1581,7 @@ void cpu_code_table(const CpuCode *c, int i, void *const *bufs, void *scratch, v
     table[kc->nbufs] = scratch;
     table[kc->nbufs + 1] = packed ? packed[0] : NULL;
     table[kc->nbufs + 2] = packed ? packed[1] : NULL;
+    table[kc->nbufs + 3] = (void *)kc->values; /* read only: llvm_values_slot */
 }
 
 static void *aligned_block(int64_t bytes) { return aligned_alloc(64, (size_t)(bytes + 63) / 64 * 64); }

@@ -48,7 +48,14 @@ typedef struct {
     int64_t scratch;
     int nbufs;
     const int *bufs; /* the program buffer in each table slot */
+    /* a sized kernel's values (llvm_kernel_sizes: its unit may serve
+     * kernels of other sizes), at table[nbufs + 3]; else NULL */
+    const int64_t *values;
 } CpuKernelCode;
+
+/* A kernel's table: its nbufs buffers, then the scratch, the two packed
+ * operands and the values (llvm.h's unit layout). */
+enum { CPU_TABLE_EXTRA = 4 };
 
 /* What one compile did (for -v, bench --json and the tests). */
 typedef struct {
@@ -88,7 +95,7 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
 void cpu_code_free(CpuCode *c);
 
 const CpuKernelCode *cpu_code_kernel(const CpuCode *c, int kernel);
-/* The longest kernel table of the program (nbufs + 3). */
+/* The longest kernel table of the program (nbufs + CPU_TABLE_EXTRA). */
 int cpu_code_table_len(const CpuCode *c);
 /* Fills kernel i's table from bufs (the memory of every program buffer),
  * the scratch block and the packed operands (NULL where none). */
