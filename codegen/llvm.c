@@ -3980,8 +3980,9 @@ typedef struct {
     const KConv *taps;            /* (constant geometry only) the conv read in place (conv_taps), or NULL, */
     LLVMValueRef tap_tab;         /* with its i32 table of tap offsets (NAME.taps) */
     int64_t b_area;               /* (constant geometry only) bytes of the scratch's B area (b_area) */
-    bool rows_outer;              /* (constant geometry only) a row panel at a time: rows_outer */
-    bool epi_inline;              /* the epilogue emitted in the nest (kc's kernel), else a call: */
+    bool rows_outer;              /* a row panel at a time: rows_outer (constant geometry, a short sized nest) */
+    bool epi_inline; /* the epilogue emitted in the nest (kc's kernel; epi_n: its N), else a call: */
+    int64_t epi_n;
     LLVMValueRef epi, *epi_extra; /* epi(row0, col, mrv, nrv, c0, c1, ob, oe, C, ldc, extra...) */
     int nextra;
     LLVMTypeRef epi_type;
@@ -4361,7 +4362,7 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
     IfBlock epi;
     if (multi_k != 0) if_begin(kc, &epi, last);
     if (geo->epi_inline) {
-        emit_tile_epilogue(kc, row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc, geo->mm->n, NR, sh->swap);
+        emit_tile_epilogue(kc, row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc, geo->epi_n, NR, sh->swap);
     } else {
         LLVMValueRef *eargs = xcalloc((size_t)geo->nextra + EPI_FIXED_ARGS, sizeof(LLVMValueRef));
         LLVMValueRef fixed[EPI_FIXED_ARGS] = {row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc};
@@ -4780,7 +4781,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
             geo.pf[b] = kc.bufptr[prefetch[b]];
             geo.pf_size[b] = ci64(cg, (int64_t)kiln_dtype_size(p->bufs.data[prefetch[b]].dtype));
         }
-        geo.epi_inline = !epilogue;
+        geo.epi_inline = !epilogue, geo.epi_n = mm->n;
         geo.epi = epilogue, geo.epi_extra = extra, geo.nextra = nb;
         geo.epi_type = epilogue ? LLVMGlobalGetValueType(epilogue) : NULL;
         emit_mm_nest(&kc, &sh, &geo, ob, oe, c0, c1, scratch);
@@ -4808,7 +4809,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
  * one unit serves every kernel of that form, whatever its sizes. */
 
 static bool kernel_sized(const Cg *cg, const Kernel *k, KGemm *g) {
-    if (cg->aot || !gemm_tiled(cg, k, g) || !mm_generic(g) || conv_taps(cg->p, g)) return false;
+    if (cg->aot || !gemm_tiled(cg, k, g) || g->mm.nbatch > 2 || conv_taps(cg->p, g)) return false;
     MmShape sh = mm_shape(cg, g);
     Prepack pp = gemm_prepack(cg, g);
     return !prefetch_next_block(cg->p, g, pp.b, g->mm.k > sh.kc, sh.swap);
@@ -4826,7 +4827,35 @@ typedef struct {
     LLVMValueRef fill, nest, pack_a, pack_b, thunk;
     int nb, npf, pf[MM_PREFETCH_MAX];
     bool swap;
+    bool own_nest; /* K < EPI_OUTLINE_MIN_K: NAME.nest, the epilogue inline (emit_sized_nest) */
 } SizedProduct;
+
+/* The epilogue operands a sized product's tiles may prefetch (the block's
+ * MMB_PF*, its values' MMB_NPF of them): those it reads at o; else every
+ * buffer it stores at o, of which the values say how many are prefetched
+ * for writing (*npass: all or none, by their size, prefetch_for_writing),
+ * or, when only some are, those (then a fact of the form: *mixed). */
+static int sized_prefetch(const KProgram *p, const Kernel *k, const KMatmul *mm, int *list, int *nread,
+                          int *npass, bool *mixed) {
+    int n = epilogue_prefetch(p, k, mm, list, nread);
+    *npass = n, *mixed = false;
+    if (*nread > 0) return n;
+    int c = 0;
+    for (int j = 0; j < k->stages.data[1].stores.len && c < MM_PREFETCH_MAX; j++) {
+        const KStore *st = &k->stages.data[1].stores.data[j];
+        if (k->insts.data[st->index].kind == KI_OUTER) c++;
+    }
+    if (n > 0 && n < c) { /* some: the list epilogue_prefetch made */
+        *mixed = true;
+        return n;
+    }
+    c = 0;
+    for (int j = 0; j < k->stages.data[1].stores.len && c < MM_PREFETCH_MAX; j++) {
+        const KStore *st = &k->stages.data[1].stores.data[j];
+        if (k->insts.data[st->index].kind == KI_OUTER) list[c++] = st->buf;
+    }
+    return c;
+}
 
 /* void NAME.block(ptr table, ptr blk): kernel ki's argument block, its
  * integers copied from the values, its pointers from the table. */
@@ -4853,8 +4882,7 @@ static LLVMValueRef emit_block_fill(Cg *cg, const Kernel *k, int ki, const KGemm
                             sp->pack_b,
                             sp->thunk};
     for (int s = 0; s < 7; s++) slot_store(cg, blk, MMB_A + s, ptrs[s]);
-    slot_store(cg, blk, MMB_NPF, ci64(cg, sp->npf));
-    for (int b = 0; b < MM_PREFETCH_MAX; b++) {
+    for (int b = 0; b < MM_PREFETCH_MAX; b++) { /* (how many: the values' MMB_NPF) */
         KilnDType dt = b < sp->npf ? p->bufs.data[sp->pf[b]].dtype : KILN_F32;
         slot_store(cg, blk, MMB_PF + b, b < sp->npf ? table_ptr(cg, table, sp->pf[b]) : none);
         slot_store(cg, blk, MMB_PF_SIZE + b, ci64(cg, b < sp->npf ? (int64_t)kiln_dtype_size(dt) : 0));
@@ -4884,15 +4912,69 @@ static LLVMValueRef begin_sized_fn(Cg *cg, const Kernel *k, const SizedProduct *
     return fn;
 }
 
+/* void NAME.nest(i64 ob, i64 oe, i64 c0, i64 c1, ptr scratch, ptr block,
+ * ptr noalias bufs...): a short sized product's own loop nest, as
+ * kiln.mm.nest reads the block, with its epilogue inline (a call per tile
+ * costs a product of K < EPI_OUTLINE_MIN_K up to 9 %), its constants from
+ * the values. */
+static LLVMValueRef emit_sized_nest(Cg *cg, const Kernel *k, const KGemm *g, const int *list, int nb,
+                                    const EpiAnalysis *ea, const SizedProduct *sp) {
+    LLVMTypeRef *ps = xcalloc((size_t)nb + 6, sizeof(LLVMTypeRef));
+    for (int i = 0; i < nb + 6; i++) ps[i] = i < 4 ? cg->t_i64 : cg->t_ptr;
+    char *name = name2(k->name, ".nest");
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)nb + 6, 0));
+    free(name);
+    free(ps);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    Kc kc;
+    kc_init(&kc, cg, k);
+    kc.fn = fn;
+    for (int i = 0; i < nb; i++) { /* attribute indices count the parameters from 1 */
+        LLVMAddAttributeAtIndex(fn, (unsigned)(7 + i), LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+        kc.bufptr[list[i]] = LLVMGetParam(fn, (unsigned)(6 + i));
+    }
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMValueRef blk = LLVMGetParam(fn, 5);
+    kc.sizes = slot_load(cg, blk, MMB_VALUES, cg->t_ptr);
+    kc.live = ea->live;
+    kc.preset = xcalloc((size_t)k->insts.len + 1, sizeof(LLVMValueRef));
+    for (int i = 0; i < k->insts.len; i++)
+        if (ea->slot[i] >= 0) kc.preset[i] = slot_load(cg, kc.sizes, MMB_BUFS + ea->slot[i], cg->t_i64);
+    MmGeo geo;
+    geo_from_block(cg, blk, &geo);
+    geo.epi_inline = true, geo.epi_n = g->mm.n;
+    MmShape sh = mm_shape(cg, g);
+    /* known here (its form): K is one block (K < KC), whether B is a
+     * window, which operands are packed once (or gathered) */
+    Prepack pp = gemm_prepack(cg, g);
+    LLVMValueRef *known[4] = {&geo.multi_k, &geo.conv, &geo.packed_a, &geo.packed_b};
+    const bool value[4] = {g->mm.k > sh.kc, g->conv != NULL, pp.a, pp.b};
+    for (int i = 0; i < 4; i++) *known[i] = LLVMConstInt(cg->t_i1, value[i], 0);
+    /* ... its packing routines (direct calls) and prefetched operands */
+    geo.pack_a = sp->pack_a, geo.pack_b = sp->pack_b;
+    geo.npf = sp->npf;
+    for (int b = 0; b < sp->npf; b++)
+        geo.pf_size[b] = ci64(cg, (int64_t)kiln_dtype_size(cg->p->bufs.data[sp->pf[b]].dtype));
+    emit_mm_nest(&kc, &sh, &geo, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), LLVMGetParam(fn, 2),
+                 LLVMGetParam(fn, 3), LLVMGetParam(fn, 4));
+    free(kc.preset);
+    kc_free(&kc);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
 /* Kernel ki's functions as a sized product (above); returns NAME. */
 static LLVMValueRef emit_sized_product(Cg *cg, const Kernel *k, int ki, const KGemm *g, const int *list,
                                        int nb, LLVMValueRef *cols_out) {
     const KProgram *p = cg->p;
     const KMatmul *mm = &g->mm;
     MmShape sh = mm_shape(cg, g);
-    SizedProduct sp = {.nb = nb, .swap = sh.swap};
-    int *pf = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread;
-    sp.npf = epilogue_prefetch(p, k, mm, pf, &nread);
+    SizedProduct sp = {.nb = nb, .swap = sh.swap, .own_nest = mm->k < EPI_OUTLINE_MIN_K};
+    int *pf = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread, npass;
+    bool mixed;
+    sp.npf = sized_prefetch(p, k, mm, pf, &nread, &npass, &mixed);
     memcpy(sp.pf, pf, sizeof(int) * (size_t)sp.npf);
     free(pf);
     KilnDType adt = p->bufs.data[mm->a_buf].dtype, bdt = p->bufs.data[mm->b_buf].dtype;
@@ -4900,10 +4982,15 @@ static LLVMValueRef emit_sized_product(Cg *cg, const Kernel *k, int ki, const KG
     sp.pack_b = g->conv ? kernel_im2col(cg, k, bdt, sh.nr, true) : helper_pack(cg, bdt, sh.nr);
     EpiAnalysis ea;
     epi_analyse(k, mm->n, &ea);
-    LLVMValueRef epi = emit_epilogue_fn(cg, k, list, nb, mm->n, sh.nr, sh.swap, &ea);
+    if (sp.own_nest) {
+        sp.nest = emit_sized_nest(cg, k, g, list, nb, &ea, &sp);
+        sp.thunk = LLVMConstNull(cg->t_ptr);
+    } else {
+        LLVMValueRef epi = emit_epilogue_fn(cg, k, list, nb, mm->n, sh.nr, sh.swap, &ea);
+        sp.thunk = emit_epilogue_thunk(cg, k, epi, nb, true);
+        sp.nest = helper_mm_nest(cg, sh.swap);
+    }
     epi_analysis_free(&ea);
-    sp.thunk = emit_epilogue_thunk(cg, k, epi, nb, true);
-    sp.nest = helper_mm_nest(cg, sh.swap);
     sp.fill = emit_block_fill(cg, k, ki, g, list, &sp);
 
     LLVMTypeRef ps[3] = {cg->t_i64, cg->t_i64, cg->t_ptr};
@@ -4913,26 +5000,29 @@ static LLVMValueRef emit_sized_product(Cg *cg, const Kernel *k, int ki, const KG
         LLVMValueRef fn = fns[by_columns] =
             begin_sized_fn(cg, k, &sp, by_columns ? ".cols" : "", ps, 3, -1, &blk);
         LLVMValueRef a0 = LLVMGetParam(fn, 0), a1 = LLVMGetParam(fn, 1), zero = ci64(cg, 0);
-        LLVMValueRef scratch = table_ptr(cg, LLVMGetParam(fn, 2), p->bufs.len);
-        LLVMValueRef args[6] = {by_columns ? zero : a0,
-                                by_columns ? slot_load(cg, blk, MMB_OUTER, cg->t_i64) : a1,
-                                by_columns ? a0 : zero,
-                                by_columns ? a1 : slot_load(cg, blk, MMB_N, cg->t_i64),
-                                scratch,
-                                blk};
-        call_fn(cg, sp.nest, args, 6);
+        LLVMValueRef table = LLVMGetParam(fn, 2);
+        LLVMValueRef *args = xcalloc((size_t)nb + 6, sizeof(LLVMValueRef));
+        LLVMValueRef fixed[6] = {by_columns ? zero : a0,
+                                 by_columns ? slot_load(cg, blk, MMB_OUTER, cg->t_i64) : a1,
+                                 by_columns ? a0 : zero,
+                                 by_columns ? a1 : slot_load(cg, blk, MMB_N, cg->t_i64),
+                                 table_ptr(cg, table, p->bufs.len),
+                                 blk};
+        memcpy(args, fixed, sizeof fixed);
+        for (int i = 0; sp.own_nest && i < nb; i++) args[6 + i] = table_ptr(cg, table, list[i]);
+        call_fn(cg, sp.nest, args, 6 + (sp.own_nest ? nb : 0));
+        free(args);
         LLVMBuildRetVoid(cg->b);
     }
     if (cols_out) *cols_out = fns[1];
-    int64_t gsz[3];
-    if (gather_size(cg, k, gsz)) { /* NAME.gather(t0, t1, table) */
-        LLVMValueRef fn = begin_sized_fn(cg, k, &sp, ".gather", ps, 3, (int)gsz[2], &blk);
-        LLVMValueRef args[3] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), blk};
-        call_fn(cg, helper_mm_gather(cg, sh.swap), args, 3);
-        LLVMBuildRetVoid(cg->b);
-    }
+    /* which operands are packed once or gathered once is the values' (a
+     * unit serves kernels of either kind): every sized unit has NAME.gather
+     * (the operand: the values' MMB_WHICH) and both NAME.prepack_* */
+    LLVMValueRef gfn = begin_sized_fn(cg, k, &sp, ".gather", ps, 3, -1, &blk);
+    LLVMValueRef gargs[3] = {LLVMGetParam(gfn, 0), LLVMGetParam(gfn, 1), blk};
+    call_fn(cg, helper_mm_gather(cg, sh.swap), gargs, 3);
+    LLVMBuildRetVoid(cg->b);
     for (int which = 0; which < 2; which++) { /* NAME.prepack_a / _b(table) */
-        if (prepack_bytes(cg, k, which) <= 0) continue;
         begin_sized_fn(cg, k, &sp, which ? ".prepack_b" : ".prepack_a", &cg->t_ptr, 1, which, &blk);
         call_fn(cg, helper_mm_prepack(cg, sh.swap), &blk, 1);
         LLVMBuildRetVoid(cg->b);
@@ -4952,27 +5042,16 @@ static void sized_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiA
     const KProgram *p = cg->p;
     const KMatmul *mm = &g->mm;
     MmShape sh = mm_shape(cg, g);
-    Prepack pp = gemm_prepack(cg, g);
-    int *pf = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread;
-    int npf = epilogue_prefetch(p, k, mm, pf, &nread);
+    int *pf = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread, npass;
+    bool mixed;
+    int npf = sized_prefetch(p, k, mm, pf, &nread, &npass, &mixed);
     int *list = xcalloc((size_t)p->bufs.len + 1, sizeof(int));
     int nb = kernel_buffers(p, k, list);
-    int64_t head[] = {0x53495a4544ll /* "SIZED", version 1 */,
-                      1,
-                      k->kind,
-                      sh.swap,
-                      sh.mr,
-                      sh.nr,
-                      mm->a_buf,
-                      mm->b_buf,
-                      g->conv != NULL,
-                      pp.a,
-                      pp.b,
-                      gathered_operand(cg, g),
-                      prepack_bytes(cg, k, 0) > 0,
-                      prepack_bytes(cg, k, 1) > 0,
-                      nb,
-                      npf};
+    int64_t head[] = {0x53495a4544ll /* "SIZED", version 1 */, mm->k<EPI_OUTLINE_MIN_K, nread> 0, mixed,
+                      k->kind, sh.swap, sh.mr, sh.nr, mm->a_buf, mm->b_buf, g->conv != NULL,
+                      /* a short product's own nest knows what is packed */
+                      mm->k < EPI_OUTLINE_MIN_K ? gemm_prepack(cg, g).a : -1,
+                      mm->k < EPI_OUTLINE_MIN_K ? gemm_prepack(cg, g).b : -1, nb, npf};
     put_words(w, head, (int)(sizeof head / sizeof head[0]));
     for (int i = 0; i < nb; i++) VEC_PUSH(*w, list[i]);
     for (int i = 0; i < npf; i++) VEC_PUSH(*w, pf[i]);
@@ -5364,11 +5443,14 @@ bool llvm_kernel_sizes(const KProgram *p, int kernel, const char *identity, bool
     out->values = xcalloc((size_t)out->nvalues, sizeof(int64_t));
     int64_t *v = out->values;
     mm_block_values(&cg, &g, v);
-    int *pf = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread;
-    if (epilogue_prefetch(p, k, &g.mm, pf, &nread) > 0 && nread == 0) v[MMB_FLAGS] |= MMF_PREFETCH_WRITE;
+    int *pf = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread, npass;
+    bool mixed;
+    sized_prefetch(p, k, &g.mm, pf, &nread, &npass, &mixed);
+    v[MMB_NPF] = npass;
+    if (npass > 0 && nread == 0) v[MMB_FLAGS] |= MMF_PREFETCH_WRITE;
     free(pf);
     if (g.conv) conv_slot_values(g.conv, v + MMB_C_OW);
-    v[MMB_BATCH] = g.mm.batch, v[MMB_OUTER] = k->outer;
+    v[MMB_BATCH] = g.mm.batch, v[MMB_OUTER] = k->outer, v[MMB_WHICH] = out->gather[2];
     for (int i = 0; i < k->insts.len; i++)
         if (ea.slot[i] >= 0) v[MMB_BUFS + ea.slot[i]] = kinst_scalar(&k->insts.data[i]).i;
     if (form) {

@@ -436,6 +436,7 @@ struct Unit {
     int64_t scratch, prepack_bytes[2];
     int64_t gather_bytes, gather_tasks, gather_operand; /* an operand gathered once (llvm.h) */
     bool helpers; /* the target's shared helpers (no entry), not a kernel */
+    bool sized;   /* a sized kernel's (llvm_kernel_sizes): it has every function below */
     bool uses_helpers;
     Unit *helper; /* held while this unit is: the helpers it calls */
     Unit *next;   /* in its bucket */
@@ -676,10 +677,10 @@ static bool helpers_into_jit(Unit *h, char *err, size_t errlen) {
 static int unit_symbols(Unit *u, const char **suffix, void **out) {
     int n = 0;
     if (!u->helpers) suffix[n] = "", out[n++] = &u->fn;
-    if (u->scratch > 0) suffix[n] = ".cols", out[n++] = &u->cols;
-    if (u->prepack_bytes[0] > 0) suffix[n] = ".prepack_a", out[n++] = &u->prepack[0];
-    if (u->prepack_bytes[1] > 0) suffix[n] = ".prepack_b", out[n++] = &u->prepack[1];
-    if (u->gather_bytes > 0) suffix[n] = ".gather", out[n++] = &u->gather;
+    if (u->scratch > 0 || u->sized) suffix[n] = ".cols", out[n++] = &u->cols;
+    if (u->prepack_bytes[0] > 0 || u->sized) suffix[n] = ".prepack_a", out[n++] = &u->prepack[0];
+    if (u->prepack_bytes[1] > 0 || u->sized) suffix[n] = ".prepack_b", out[n++] = &u->prepack[1];
+    if (u->gather_bytes > 0 || u->sized) suffix[n] = ".gather", out[n++] = &u->gather;
     return n;
 }
 
@@ -1311,8 +1312,9 @@ static KProgram *kernel_unit_program(Arena *a, const KProgram *kp, int i, const 
 
 KCacheKey cpu_code_unit_key(const CpuCode *c, int kernel) { return c->unit[kernel]->key; }
 
-/* The key prefix of kernels compiled for `cpu` (heap: *keyed, the text). */
-static bool keys_prefix(const char *cpu, KCacheHasher *prefix, char *err, size_t errlen) {
+/* The key prefix of kernels compiled for `cpu`, and (NULL or, heap) its
+ * target's identity. */
+static bool keys_prefix(const char *cpu, KCacheHasher *prefix, char **target_out, char *err, size_t errlen) {
     char *target = target_of(cpu, err, errlen);
     if (!target) return false;
     HelpersChoice hc;
@@ -1320,14 +1322,18 @@ static bool keys_prefix(const char *cpu, KCacheHasher *prefix, char *err, size_t
     char *keyed = keyed_target(target, &hc);
     *prefix = key_prefix(keyed);
     free(keyed);
-    free(target);
+    if (target_out)
+        *target_out = target;
+    else
+        free(target);
     return true;
 }
 
 KCacheKey cpu_code_key(const KProgram *kp, int kernel, const char *cpu, char *err, size_t errlen) {
     KCacheKey key = {{0, 0}};
     KCacheHasher prefix;
-    if (!keys_prefix(cpu, &prefix, err, errlen)) return key;
+    char *target;
+    if (!keys_prefix(cpu, &prefix, &target, err, errlen)) return key;
     Arena *a = arena_new();
     BufMap m;
     LlvmKernelSizes sz;
@@ -1335,12 +1341,13 @@ KCacheKey cpu_code_key(const KProgram *kp, int kernel, const char *cpu, char *er
     llvm_kernel_sizes_free(&sz);
     kprog_destroy(cp);
     arena_free(a);
+    free(target);
     return key;
 }
 
 KCacheKey cpu_code_program_key(const KProgram *kp, const char *cpu, char *err, size_t errlen) {
     KCacheHasher prefix;
-    return keys_prefix(cpu, &prefix, err, errlen) ? program_key(kp, &prefix) : (KCacheKey){{0, 0}};
+    return keys_prefix(cpu, &prefix, NULL, err, errlen) ? program_key(kp, &prefix) : (KCacheKey){{0, 0}};
 }
 
 /* cpu_code_compile, the program entry tried first when whole (else every
@@ -1461,6 +1468,7 @@ static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, b
         u->refs = 1;
         u->state = UNIT_BUILDING;
         u->shared = !fresh;
+        u->sized = sizes[i].sized;
         u->sym = xstrdup(pu ? pu->sym : cps[i]->kernels.data[0].name);
         if (fresh) { /* private: a name of its own beside any shared twin */
             StrBuf sb = {0};
@@ -1512,6 +1520,7 @@ static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, b
         if (sz->sized) { /* the unit's sizes are its first kernel's: this one's own */
             kc->scratch = sz->scratch, kc->gather_bytes = sz->gather[0], kc->gather_tasks = sz->gather[1];
             kc->gather_operand = (int)sz->gather[2];
+            if (kc->gather_bytes <= 0) kc->gather = NULL;
             for (int x = 0; x < 2; x++) kc->prepack_bytes[x] = sz->prepack[x];
         }
     }
