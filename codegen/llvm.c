@@ -4949,9 +4949,9 @@ static LLVMValueRef emit_sized_nest(Cg *cg, const Kernel *k, const KGemm *g, con
     /* known here (its form): K is one block (K < KC), whether B is a
      * window, which operands are packed once (or gathered) */
     Prepack pp = gemm_prepack(cg, g);
-    LLVMValueRef *known[4] = {&geo.multi_k, &geo.conv, &geo.packed_a, &geo.packed_b};
-    const bool value[4] = {g->mm.k > sh.kc, g->conv != NULL, pp.a, pp.b};
-    for (int i = 0; i < 4; i++) *known[i] = LLVMConstInt(cg->t_i1, value[i], 0);
+    LLVMValueRef *known[5] = {&geo.multi_k, &geo.conv, &geo.packed_a, &geo.packed_b, &geo.b_in_place};
+    const bool value[5] = {g->mm.k > sh.kc, g->conv != NULL, pp.a, pp.b, b_in_place(cg, g)};
+    for (int i = 0; i < 5; i++) *known[i] = LLVMConstInt(cg->t_i1, value[i], 0);
     /* ... its packing routines (direct calls) and prefetched operands */
     geo.pack_a = sp->pack_a, geo.pack_b = sp->pack_b;
     geo.npf = sp->npf;
@@ -5051,7 +5051,8 @@ static void sized_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiA
                       k->kind, sh.swap, sh.mr, sh.nr, mm->a_buf, mm->b_buf, g->conv != NULL,
                       /* a short product's own nest knows what is packed */
                       mm->k < EPI_OUTLINE_MIN_K ? gemm_prepack(cg, g).a : -1,
-                      mm->k < EPI_OUTLINE_MIN_K ? gemm_prepack(cg, g).b : -1, nb, npf};
+                      mm->k < EPI_OUTLINE_MIN_K ? gemm_prepack(cg, g).b : -1,
+                      mm->k < EPI_OUTLINE_MIN_K ? b_in_place(cg, g) : -1, nb, npf};
     put_words(w, head, (int)(sizeof head / sizeof head[0]));
     for (int i = 0; i < nb; i++) VEC_PUSH(*w, list[i]);
     for (int i = 0; i < npf; i++) VEC_PUSH(*w, pf[i]);
