@@ -96,6 +96,7 @@ typedef struct {
     LLVMValueRef sizes;
     const bool *live;
     LLVMValueRef *preset;
+    LLVMValueRef *magic; /* per division: its divisor's multiply-shift magic (magic_divide), or NULL */
     /* values a reduce stage computes and a later map stage of the same
      * extent computes again (softmax's exp(x - max)): per instruction, the
      * row cache its values go to (a reduce stage's) or come from (the map
@@ -1172,6 +1173,29 @@ static LLVMValueRef gemm_index(Kc *kc, const KInst *in) {
     return NULL;
 }
 
+uint64_t llvm_div_magic(uint64_t d) { return UINT64_MAX / d + 1; }
+
+/* A sized unit's o / d or o % d with d read at run time (epi_analyse): for
+ * a dividend n in [0, 2^32) and 2 <= d <= 2^32, n / d = (c * n) >> 64 with
+ * c = ceil(2^64 / d) (llvm_div_magic, from the values), exactly (Lemire,
+ * Kaser and Kurz 2019: c / 2^64 - 1 / d < 2^-64 <= 1 / (d 2^32)); a
+ * multiply and a shift, which LICM hoists where n is invariant (a tile
+ * row's channel), where a division by a loaded value could not move. */
+static LLVMValueRef magic_divide(Kc *kc, const KInst *in, LLVMValueRef magic) {
+    Cg *cg = kc->cg;
+    LLVMTypeRef t128 = LLVMInt128TypeInContext(cg->ctx);
+    LLVMValueRef n = kc->val[in->a];
+    if (LLVMGetIntTypeWidth(LLVMTypeOf(n)) < 64) n = LLVMBuildZExt(cg->b, n, cg->t_i64, "");
+    LLVMValueRef prod =
+        LLVMBuildMul(cg->b, LLVMBuildZExt(cg->b, n, t128, ""), LLVMBuildZExt(cg->b, magic, t128, ""), "");
+    LLVMValueRef q =
+        LLVMBuildTrunc(cg->b, LLVMBuildLShr(cg->b, prod, LLVMConstInt(t128, 64, 0), ""), cg->t_i64, "");
+    LLVMValueRef d = kc->val[in->b];
+    if (LLVMGetIntTypeWidth(LLVMTypeOf(d)) < 64) d = LLVMBuildZExt(cg->b, d, cg->t_i64, "");
+    LLVMValueRef r = in->kind == KI_IDIV ? q : LLVMBuildSub(cg->b, n, LLVMBuildMul(cg->b, q, d, ""), "");
+    return as_idx(kc, r);
+}
+
 /* take's position: the loaded index in i64 (it may not fit the narrow index
  * type before it is clamped), from the end when negative, clamped into
  * [0, n), then in the index type. */
@@ -1212,6 +1236,7 @@ static LLVMValueRef emit_inst(Kc *kc, int i) {
     }
     case KI_IDIV:
     case KI_IMOD: {
+        if (kc->magic && kc->magic[i]) return magic_divide(kc, in, kc->magic[i]);
         LLVMValueRef v = gemm_index(kc, in);
         return v ? v : idx_arith(kc, in);
     }
@@ -3799,13 +3824,16 @@ enum { EPI_FIXED_ARGS = 10, EPI_OUTLINE_MIN_K = 128 };
 /* A size-generic product's epilogue (llvm_kernel_sizes): the instructions
  * it runs (live: from stage 1's stores back) and the i64 constants read
  * from the kernel's values (slot[i] >= 0: at MMB_BUFS + slot[i]), those
- * only added, multiplied, compared or (d == N, gemm_index) dividing o
- * without a division; a divisor otherwise stays a constant of the code
- * (part of its form), so that no division by a value read at run time
- * lands in the epilogue. */
+ * only added, multiplied, compared, dividing o by N (d == N, gemm_index:
+ * the tile's row or column) or dividing a dividend known to lie in
+ * [0, 2^32) (magic_divide: a multiply and a shift by a magic number from
+ * the values); any other divisor stays a constant of the code (part of its
+ * form), so that no division by a value read at run time lands in the
+ * epilogue. */
 typedef struct {
     bool *live;
-    int *slot;
+    int *slot;  /* per constant: its value's slot, or -1 */
+    int *magic; /* per division: its divisor's magic's slot (magic_divide), or -1 */
     int nslots;
 } EpiAnalysis;
 
@@ -3821,11 +3849,25 @@ static int gemm_index_class(const Kernel *k, const KInst *in, int64_t n) {
     return d == n ? 1 : n % d == 0 ? 2 : d % n == 0 ? 3 : 0;
 }
 
+/* Whether division instruction in (its operands' ranges rg) is done by a
+ * magic number in a sized unit: a divisor constant in [2, 2^32], not o / N,
+ * a dividend in [0, 2^32). */
+static bool magic_division(const Kernel *k, const KInst *in, const KRange *rg, int64_t n) {
+    if ((in->kind != KI_IDIV && in->kind != KI_IMOD) || in->a < 0 || in->b < 0) return false;
+    const KInst *dv = &k->insts.data[in->b];
+    if (dv->kind != KI_CONST || dv->dtype != KILN_I64 || gemm_index_class(k, in, n) == 1) return false;
+    int64_t d = dv->ivalue;
+    const KRange *ra = &rg[in->a];
+    return d >= 2 && d <= ((int64_t)1 << 32) && ra->known && ra->lo >= 0 && ra->hi < ((int64_t)1 << 32);
+}
+
 static void epi_analyse(const Kernel *k, int64_t n, EpiAnalysis *ea) {
     int ni = k->insts.len;
     ea->live = xcalloc((size_t)ni + 1, sizeof(bool));
     ea->slot = xcalloc((size_t)ni + 1, sizeof(int));
+    ea->magic = xcalloc((size_t)ni + 1, sizeof(int));
     ea->nslots = 0;
+    KRange *rg = kernel_index_ranges(k);
     const KStage *st = &k->stages.data[k->stages.len - 1];
     for (int j = 0; j < st->stores.len; j++)
         ea->live[st->stores.data[j].index] = ea->live[st->stores.data[j].value] = true;
@@ -3839,7 +3881,8 @@ static void epi_analyse(const Kernel *k, int64_t n, EpiAnalysis *ea) {
         for (int j = 0; j < 3; j++) {
             if (ops[j] < 0) continue;
             ea->live[ops[j]] = true;
-            bool free_here = arith || (j == 1 && gemm_index_class(k, in, n) == 1);
+            bool free_here =
+                arith || (j == 1 && (gemm_index_class(k, in, n) == 1 || magic_division(k, in, rg, n)));
             if (!free_here) free_use[ops[j]] = false;
         }
     }
@@ -3848,12 +3891,31 @@ static void epi_analyse(const Kernel *k, int64_t n, EpiAnalysis *ea) {
         bool abstract = ea->live[i] && in->kind == KI_CONST && in->dtype == KILN_I64 && free_use[i];
         ea->slot[i] = abstract ? ea->nslots++ : -1;
     }
+    for (int i = 0; i < ni; i++)
+        ea->magic[i] = ea->live[i] && magic_division(k, &k->insts.data[i], rg, n) ? ea->nslots++ : -1;
     free(free_use);
+    free(rg);
 }
 
 static void epi_analysis_free(EpiAnalysis *ea) {
     free(ea->live);
     free(ea->slot);
+    free(ea->magic);
+}
+
+/* Kc's constants and magic numbers of a sized epilogue, loaded from its
+ * values where the builder is (a function's entry). */
+static void load_epilogue_values(Kc *kc, const EpiAnalysis *ea, LLVMValueRef values) {
+    Cg *cg = kc->cg;
+    const Kernel *k = kc->k;
+    kc->sizes = values;
+    kc->live = ea->live;
+    kc->preset = xcalloc((size_t)k->insts.len + 1, sizeof(LLVMValueRef));
+    kc->magic = xcalloc((size_t)k->insts.len + 1, sizeof(LLVMValueRef));
+    for (int i = 0; i < k->insts.len; i++) {
+        if (ea->slot[i] >= 0) kc->preset[i] = slot_load(cg, values, MMB_BUFS + ea->slot[i], cg->t_i64);
+        if (ea->magic[i] >= 0) kc->magic[i] = slot_load(cg, values, MMB_BUFS + ea->magic[i], cg->t_i64);
+    }
 }
 
 static LLVMValueRef emit_epilogue_fn(Cg *cg, const Kernel *k, const int *list, int nb, int64_t N, int NR,
@@ -3884,15 +3946,10 @@ static LLVMValueRef emit_epilogue_fn(Cg *cg, const Kernel *k, const int *list, i
     LLVMValueRef nrv = LLVMGetParam(fn, 3), c0 = LLVMGetParam(fn, 4), c1 = LLVMGetParam(fn, 5);
     LLVMValueRef ob = LLVMGetParam(fn, 6), oe = LLVMGetParam(fn, 7), cptr = LLVMGetParam(fn, 8);
     LLVMValueRef ldc = LLVMGetParam(fn, 9);
-    if (ea) { /* its constants loaded once, here at the entry */
-        kc.sizes = LLVMGetParam(fn, (unsigned)(nparams - 1));
-        kc.live = ea->live;
-        kc.preset = xcalloc((size_t)k->insts.len + 1, sizeof(LLVMValueRef));
-        for (int i = 0; i < k->insts.len; i++)
-            if (ea->slot[i] >= 0) kc.preset[i] = slot_load(cg, kc.sizes, MMB_BUFS + ea->slot[i], cg->t_i64);
-    }
+    if (ea) load_epilogue_values(&kc, ea, LLVMGetParam(fn, (unsigned)(nparams - 1))); /* once, here */
     emit_tile_epilogue(&kc, row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc, N, NR, swap);
     free(kc.preset);
+    free(kc.magic);
     LLVMBuildRetVoid(cg->b);
     kc_free(&kc);
     if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
@@ -4937,11 +4994,7 @@ static LLVMValueRef emit_sized_nest(Cg *cg, const Kernel *k, const KGemm *g, con
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
     LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
     LLVMValueRef blk = LLVMGetParam(fn, 5);
-    kc.sizes = slot_load(cg, blk, MMB_VALUES, cg->t_ptr);
-    kc.live = ea->live;
-    kc.preset = xcalloc((size_t)k->insts.len + 1, sizeof(LLVMValueRef));
-    for (int i = 0; i < k->insts.len; i++)
-        if (ea->slot[i] >= 0) kc.preset[i] = slot_load(cg, kc.sizes, MMB_BUFS + ea->slot[i], cg->t_i64);
+    load_epilogue_values(&kc, ea, slot_load(cg, blk, MMB_VALUES, cg->t_ptr));
     MmGeo geo;
     geo_from_block(cg, blk, &geo);
     geo.epi_inline = true, geo.epi_n = g->mm.n;
@@ -4960,6 +5013,7 @@ static LLVMValueRef emit_sized_nest(Cg *cg, const Kernel *k, const KGemm *g, con
     emit_mm_nest(&kc, &sh, &geo, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), LLVMGetParam(fn, 2),
                  LLVMGetParam(fn, 3), LLVMGetParam(fn, 4));
     free(kc.preset);
+    free(kc.magic);
     kc_free(&kc);
     if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
     return fn;
@@ -5079,7 +5133,8 @@ static void sized_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiA
     for (int i = 0; i < k->insts.len; i++) {
         if (!ea->live[i]) continue;
         const KInst *in = &k->insts.data[i];
-        int cls = gemm_index_class(k, in, mm->n);
+        bool magic = ea->magic[i] >= 0;
+        int cls = magic ? -1 : gemm_index_class(k, in, mm->n);
         bool nonneg = (in->kind == KI_IDIV || in->kind == KI_IMOD) && rg[in->a].known && rg[in->a].lo >= 0 &&
                       rg[in->b].known && rg[in->b].lo > 0;
         int64_t bits;
@@ -5097,7 +5152,7 @@ static void sized_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiA
                         in->flag,
                         ea->slot[i] >= 0 ? -1 : bits,
                         ea->slot[i] >= 0 ? ea->slot[i] : in->ivalue,
-                        nonneg,
+                        magic ? -1 : nonneg,
                         cls,
                         cls >= 2 ? mm->n : 0};
         put_words(w, iw, (int)(sizeof iw / sizeof iw[0]));
@@ -5452,8 +5507,12 @@ bool llvm_kernel_sizes(const KProgram *p, int kernel, const char *identity, bool
     free(pf);
     if (g.conv) conv_slot_values(g.conv, v + MMB_C_OW);
     v[MMB_BATCH] = g.mm.batch, v[MMB_OUTER] = k->outer, v[MMB_WHICH] = out->gather[2];
-    for (int i = 0; i < k->insts.len; i++)
-        if (ea.slot[i] >= 0) v[MMB_BUFS + ea.slot[i]] = kinst_scalar(&k->insts.data[i]).i;
+    for (int i = 0; i < k->insts.len; i++) {
+        const KInst *in = &k->insts.data[i];
+        if (ea.slot[i] >= 0) v[MMB_BUFS + ea.slot[i]] = kinst_scalar(in).i;
+        if (ea.magic[i] >= 0)
+            v[MMB_BUFS + ea.magic[i]] = (int64_t)llvm_div_magic((uint64_t)k->insts.data[in->b].ivalue);
+    }
     if (form) {
         Words w = {0};
         sized_form(&cg, k, &g, &ea, &w);

@@ -132,6 +132,10 @@ typedef struct {
     int nform;
 } LlvmKernelSizes;
 int llvm_values_slot(const KProgram *p);
+/* The magic number c = ceil(2^64 / d) of a sized unit's division by d
+ * (2 <= d <= 2^32): n / d == (c * n) >> 64 (a 128-bit product) for every
+ * n in [0, 2^32). */
+uint64_t llvm_div_magic(uint64_t d);
 bool llvm_kernel_sizes(const KProgram *p, int kernel, const char *identity, bool form, LlvmKernelSizes *out);
 void llvm_kernel_sizes_free(LlvmKernelSizes *s);
 

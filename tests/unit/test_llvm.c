@@ -969,7 +969,78 @@ static void test_backend(int opt_level) {
     arena_free(ga);
 }
 
+/* A sized unit's division by a magic number (llvm_div_magic): exact for
+ * every dividend in [0, 2^32) and divisor in [2, 2^32]; checked at the
+ * edges (0, d - 1, d, d + 1, multiples, 2^31, 2^32 - 1) and over seeded
+ * random dividends, for small, power-of-two, odd, conv-plane (3136,
+ * 12544) and near-2^31, near-2^32 divisors. */
+static void test_div_magic(void) {
+    uint64_t ds[64];
+    int nd = 0;
+    const uint64_t fixed[] = {2,
+                              3,
+                              5,
+                              7,
+                              9,
+                              10,
+                              12,
+                              49,
+                              196,
+                              784,
+                              3136,
+                              12544,
+                              1000,
+                              65535,
+                              65537,
+                              (1ull << 31) - 1,
+                              1ull << 31,
+                              (1ull << 31) + 1,
+                              (1ull << 32) - 1,
+                              1ull << 32};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) ds[nd++] = fixed[i];
+    for (int k = 2; k < 32; k += 3) ds[nd++] = 1ull << k;
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    int bad = 0, checked = 0;
+    for (int i = 0; i < nd; i++) {
+        uint64_t d = ds[i], c = llvm_div_magic(d);
+        uint64_t ns[16] = {0,
+                           1,
+                           d - 1,
+                           d,
+                           d + 1,
+                           2 * d - 1,
+                           2 * d,
+                           (1ull << 31) - 1,
+                           1ull << 31,
+                           (1ull << 32) - 1,
+                           (1ull << 32) - 2,
+                           ((1ull << 32) - 1) / d * d,
+                           0,
+                           0,
+                           0,
+                           0};
+        int nn = 12;
+        for (int j = 0; j < 2000 + nn; j++) {
+            uint64_t n;
+            if (j < nn)
+                n = ns[j];
+            else {
+                rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                n = rng >> 32;
+            }
+            if (n >= (1ull << 32)) continue;
+            uint64_t q = (uint64_t)(((unsigned __int128)c * n) >> 64);
+            checked++;
+            if (q != n / d && bad++ < 5)
+                printf("FAIL div magic: %llu / %llu gives %llu\n", (unsigned long long)n,
+                       (unsigned long long)d, (unsigned long long)q);
+        }
+    }
+    CHECK(bad == 0, "llvm_div_magic: %d of %d quotients wrong", bad, checked);
+}
+
 int main(void) {
+    test_div_magic();
     test_elementwise_ops();
     test_casts();
     test_half_rounding();
