@@ -4884,7 +4884,8 @@ typedef struct {
     LLVMValueRef fill, nest, pack_a, pack_b, thunk;
     int nb, npf, pf[MM_PREFETCH_MAX];
     bool swap;
-    bool own_nest; /* K < EPI_OUTLINE_MIN_K: NAME.nest, the epilogue inline (emit_sized_nest) */
+    bool own_nest;   /* K < EPI_OUTLINE_MIN_K: NAME.nest, the epilogue inline (emit_sized_nest) */
+    bool rows_outer; /* its tiles a row panel at a time (rows_outer; a fact of its form) */
 } SizedProduct;
 
 /* The epilogue operands a sized product's tiles may prefetch (the block's
@@ -5008,6 +5009,7 @@ static LLVMValueRef emit_sized_nest(Cg *cg, const Kernel *k, const KGemm *g, con
     /* ... its packing routines (direct calls) and prefetched operands */
     geo.pack_a = sp->pack_a, geo.pack_b = sp->pack_b;
     geo.npf = sp->npf;
+    geo.rows_outer = sp->rows_outer;
     for (int b = 0; b < sp->npf; b++)
         geo.pf_size[b] = ci64(cg, (int64_t)kiln_dtype_size(cg->p->bufs.data[sp->pf[b]].dtype));
     emit_mm_nest(&kc, &sh, &geo, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), LLVMGetParam(fn, 2),
@@ -5029,6 +5031,7 @@ static LLVMValueRef emit_sized_product(Cg *cg, const Kernel *k, int ki, const KG
     int *pf = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread, npass;
     bool mixed;
     sp.npf = sized_prefetch(p, k, mm, pf, &nread, &npass, &mixed);
+    sp.rows_outer = sp.own_nest && rows_outer(g, &sh, nread == 0 && npass > 0);
     memcpy(sp.pf, pf, sizeof(int) * (size_t)sp.npf);
     free(pf);
     KilnDType adt = p->bufs.data[mm->a_buf].dtype, bdt = p->bufs.data[mm->b_buf].dtype;
@@ -5106,7 +5109,8 @@ static void sized_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiA
                       /* a short product's own nest knows what is packed */
                       mm->k < EPI_OUTLINE_MIN_K ? gemm_prepack(cg, g).a : -1,
                       mm->k < EPI_OUTLINE_MIN_K ? gemm_prepack(cg, g).b : -1,
-                      mm->k < EPI_OUTLINE_MIN_K ? b_in_place(cg, g) : -1, nb, npf};
+                      mm->k < EPI_OUTLINE_MIN_K ? b_in_place(cg, g) : -1,
+                      mm->k < EPI_OUTLINE_MIN_K ? rows_outer(g, &sh, nread == 0 && npass > 0) : -1, nb, npf};
     put_words(w, head, (int)(sizeof head / sizeof head[0]));
     for (int i = 0; i < nb; i++) VEC_PUSH(*w, list[i]);
     for (int i = 0; i < npf; i++) VEC_PUSH(*w, pf[i]);
