@@ -5344,6 +5344,8 @@ static void llvm_diagnostic(LLVMDiagnosticInfoRef info, void *unused) {
     llvm_fatal(msg);
 }
 
+void llvm_init(void) { pthread_once(&llvm_once, llvm_init_native); }
+
 LLVMContextRef llvm_context_new(void) {
     LLVMContextRef ctx = LLVMContextCreate();
     LLVMContextSetDiagnosticHandler(ctx, llvm_diagnostic, NULL);

@@ -33,6 +33,11 @@ typedef void (*KernelFn)(int64_t o_begin, int64_t o_end, void **bufs);
  * the host); else KILN_ERR_USAGE with the choices in err. */
 KilnStatus llvm_cpu_check(const char *name, char *err, size_t errlen);
 
+/* Registers the host's LLVM target and sets LLVM's process options, once
+ * (llvm_target_machine does it; so must whatever else needs a target, as an
+ * LLJIT does to find the host's). */
+void llvm_init(void);
+
 /* A new LLVM context whose remarks and warnings are not printed (they are
  * about kiln's generated code) and whose errors end kiln with exit status 3.
  * Every context kiln compiles in comes from here. */

@@ -513,6 +513,7 @@ static LLVMOrcObjectLayerRef perf_object_layer(void *ctx, LLVMOrcExecutionSessio
  * the process's own symbols (libm) for the kernels. */
 static bool jit_get(char *err, size_t errlen) {
     if (units.jit) return true;
+    llvm_init(); /* a warm start made no target machine: LLJIT needs the host's target */
     LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
     if (getenv("KILN_PERF"))
         LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(builder, perf_object_layer, NULL);
