@@ -1717,7 +1717,9 @@ static bool conv_taps(const KProgram *p, const KGemm *g) {
     if (!cv || cv->groups != 1 || cv->kh * cv->kw < 2 || cv->sw < 1 || cv->sw > CONV_TAPS_MAX_SW ||
         cv->ow % 4 || mm->m % 16 || mm->k < CONV_TAPS_MIN_K || cv->ph < 0 || cv->pw < 0)
         return false;
-    if (p->bufs.data[mm->a_buf].dtype != KILN_F32 || p->bufs.data[mm->b_buf].dtype != KILN_F32) return false;
+    if (p->bufs.data[mm->a_buf].dtype != KILN_F32 || p->bufs.data[mm->b_buf].dtype != KILN_F32 ||
+        cv->xs[3] != 1)
+        return false;
     int64_t hp, wp;
     conv_taps_plane(cv, &hp, &wp);
     return (double)cv->c * (double)hp * (double)wp < 2147483647.0;
@@ -4069,46 +4071,91 @@ static LLVMValueRef pick(Cg *cg, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b)
     return known == 1 ? a : known == 0 ? b : LLVMBuildSelect(cg->b, c, a, b, "");
 }
 
-/* The rows of image `base` (of X) that the output columns [c0, c1) of
- * convolution cv read, zero-padded, into the padded image P (conv_taps):
- * padded row r of channel c at P[(c * hp + r) * wp]. */
+/* void kiln.conv.pad_rows(ptr X, i64 base, i64 c0, i64 c1, ptr P, i64 x
+ * PAD_ARGS): the rows of image `base` (of X, rows contiguous) that the
+ * output columns [c0, c1) of a convolution read, zero-padded, into the
+ * padded image P (conv_taps): padded row r of channel c at P[(c * hp + r) *
+ * wp].  A shared helper, its sizes arguments in PAD_* order: as the
+ * kernel's own code it cost each convolution unit ~5 ms of LLVM time. */
+enum {
+    PAD_C,
+    PAD_H,
+    PAD_W,
+    PAD_PH,
+    PAD_PW,
+    PAD_HP,
+    PAD_WP,
+    PAD_XS1,
+    PAD_XS2,
+    PAD_OW,
+    PAD_SH,
+    PAD_HALO,
+    PAD_ARGS
+};
+
+static LLVMTypeRef pad_rows_type(Cg *cg) {
+    LLVMTypeRef ps[5 + PAD_ARGS];
+    for (int i = 0; i < 5 + PAD_ARGS; i++) ps[i] = i == 0 || i == 4 ? cg->t_ptr : cg->t_i64;
+    return LLVMFunctionType(cg->t_void, ps, 5 + PAD_ARGS, 0);
+}
+
+static LLVMValueRef helper_pad_rows(Cg *cg) {
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMValueRef fn;
+    bool fresh, define = shared_helper(cg, "kiln.conv.pad_rows", pad_rows_type(cg), &fn, &fresh);
+    if (fresh)
+        for (unsigned a = 1; a <= 5; a += 4)
+            LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    if (!define) return fn;
+    Kc kcs = {.cg = cg, .fn = fn}, *kc = &kcs;
+    LLVMValueRef X = LLVMGetParam(fn, 0), base = LLVMGetParam(fn, 1), c0 = LLVMGetParam(fn, 2);
+    LLVMValueRef c1 = LLVMGetParam(fn, 3), P = LLVMGetParam(fn, 4), v[PAD_ARGS];
+    for (int i = 0; i < PAD_ARGS; i++) v[i] = LLVMGetParam(fn, (unsigned)(5 + i));
+    LLVMValueRef oh0 = LLVMBuildUDiv(cg->b, c0, v[PAD_OW], "");
+    LLVMValueRef oh1 = LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, c1, ci64(cg, 1), ""), v[PAD_OW], "");
+    LLVMValueRef r0 = imul(cg, oh0, v[PAD_SH]);
+    LLVMValueRef r1 = imin(cg, v[PAD_HP], iadd(cg, imul(cg, oh1, v[PAD_SH]), v[PAD_HALO]));
+    LLVMValueRef right = LLVMBuildSub(cg->b, v[PAD_WP], iadd(cg, v[PAD_PW], v[PAD_W]), "right");
+    TLoop lc, lr;
+    LLVMValueRef c = tloop_begin(kc, &lc, ci64(cg, 0), v[PAD_C], 1, "pad_c");
+    LLVMValueRef r = tloop_begin(kc, &lr, r0, r1, 1, "pad_r");
+    LLVMValueRef d = imul(cg, iadd(cg, imul(cg, c, v[PAD_HP]), r), v[PAD_WP]);
+    LLVMValueRef xr = LLVMBuildSub(cg->b, r, v[PAD_PH], "");
+    LLVMValueRef inside = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, xr, ci64(cg, 0), ""),
+                                       LLVMBuildICmp(cg->b, LLVMIntSLT, xr, v[PAD_H], ""), "inside");
+    LLVMBasicBlockRef row = LLVMAppendBasicBlockInContext(cg->ctx, fn, "pad_row");
+    LLVMBasicBlockRef zeros = LLVMAppendBasicBlockInContext(cg->ctx, fn, "pad_zeros");
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, fn, "pad_next");
+    LLVMBuildCondBr(cg->b, inside, row, zeros);
+    LLVMPositionBuilderAtEnd(cg->b, row);
+    strip_copy(kc, KILN_F32, P, d, NULL, NULL, v[PAD_PW], 1, true);
+    LLVMValueRef from = iadd(cg, base, iadd(cg, imul(cg, c, v[PAD_XS1]), imul(cg, xr, v[PAD_XS2])));
+    strip_copy(kc, KILN_F32, P, iadd(cg, d, v[PAD_PW]), X, from, v[PAD_W], 1, false);
+    strip_copy(kc, KILN_F32, P, iadd(cg, d, iadd(cg, v[PAD_PW], v[PAD_W])), NULL, NULL, right, 1, true);
+    LLVMBuildBr(cg->b, next);
+    LLVMPositionBuilderAtEnd(cg->b, zeros);
+    strip_copy(kc, KILN_F32, P, d, NULL, NULL, v[PAD_WP], 1, true);
+    LLVMBuildBr(cg->b, next);
+    LLVMPositionBuilderAtEnd(cg->b, next);
+    tloop_end(kc, &lr);
+    tloop_end(kc, &lc);
+    LLVMBuildRetVoid(cg->b);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
+/* Calls kiln.conv.pad_rows for convolution cv: image `base` of X, the
+ * output columns [c0, c1), into P. */
 static void copy_padded_rows(Kc *kc, const KConv *cv, LLVMValueRef X, LLVMValueRef base, LLVMValueRef c0,
                              LLVMValueRef c1, LLVMValueRef P) {
     Cg *cg = kc->cg;
     int64_t hp, wp;
     conv_taps_plane(cv, &hp, &wp);
-    const int64_t right = wp - cv->pw - cv->w;
-    LLVMValueRef oh0 = LLVMBuildUDiv(cg->b, c0, ci64(cg, cv->ow), "");
-    LLVMValueRef oh1 = LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, c1, ci64(cg, 1), ""), ci64(cg, cv->ow), "");
-    LLVMValueRef r0 = imul(cg, oh0, ci64(cg, cv->sh));
-    LLVMValueRef r1 = imin(cg, ci64(cg, hp),
-                           iadd(cg, imul(cg, oh1, ci64(cg, cv->sh)), ci64(cg, (cv->kh - 1) * cv->dh + 1)));
-    TLoop lc, lr;
-    LLVMValueRef c = tloop_begin(kc, &lc, ci64(cg, 0), ci64(cg, cv->c), 1, "pad_c");
-    LLVMValueRef r = tloop_begin(kc, &lr, r0, r1, 1, "pad_r");
-    LLVMValueRef d = imul(cg, iadd(cg, imul(cg, c, ci64(cg, hp)), r), ci64(cg, wp));
-    LLVMValueRef xr = LLVMBuildSub(cg->b, r, ci64(cg, cv->ph), "");
-    LLVMValueRef inside = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, xr, ci64(cg, 0), ""),
-                                       LLVMBuildICmp(cg->b, LLVMIntSLT, xr, ci64(cg, cv->h), ""), "inside");
-    LLVMBasicBlockRef row = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "pad_row");
-    LLVMBasicBlockRef zeros = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "pad_zeros");
-    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "pad_next");
-    LLVMBuildCondBr(cg->b, inside, row, zeros);
-    LLVMPositionBuilderAtEnd(cg->b, row);
-    if (cv->pw > 0) strip_copy(kc, KILN_F32, P, d, NULL, NULL, ci64(cg, cv->pw), 1, true);
-    LLVMValueRef from =
-        iadd(cg, base, iadd(cg, imul(cg, c, ci64(cg, cv->xs[1])), imul(cg, xr, ci64(cg, cv->xs[2]))));
-    strip_copy(kc, KILN_F32, P, iadd(cg, d, ci64(cg, cv->pw)), X, from, ci64(cg, cv->w), cv->xs[3], false);
-    if (right > 0)
-        strip_copy(kc, KILN_F32, P, iadd(cg, d, ci64(cg, cv->pw + cv->w)), NULL, NULL, ci64(cg, right), 1,
-                   true);
-    LLVMBuildBr(cg->b, next);
-    LLVMPositionBuilderAtEnd(cg->b, zeros);
-    strip_copy(kc, KILN_F32, P, d, NULL, NULL, ci64(cg, wp), 1, true);
-    LLVMBuildBr(cg->b, next);
-    LLVMPositionBuilderAtEnd(cg->b, next);
-    tloop_end(kc, &lr);
-    tloop_end(kc, &lc);
+    const int64_t v[PAD_ARGS] = {cv->c, cv->h,     cv->w,     cv->ph, cv->pw, hp,
+                                 wp,    cv->xs[1], cv->xs[2], cv->ow, cv->sh, (cv->kh - 1) * cv->dh + 1};
+    LLVMValueRef args[5 + PAD_ARGS] = {X, base, c0, c1, P};
+    for (int i = 0; i < PAD_ARGS; i++) args[5 + i] = ci64(cg, v[i]);
+    call_fn(cg, helper_pad_rows(cg), args, 5 + PAD_ARGS);
 }
 
 /* Prefetches the epilogue operands' lines of the tile's rows (see below). */
@@ -5576,6 +5623,7 @@ static void define_shared_helpers(Cg *cg) {
     for (int d = 0; d < 3; d++) helper_pack(cg, dts[d], sh.mr), helper_pack(cg, dts[d], sh.nr);
     for (int swap = 0; swap < 2; swap++)
         helper_mm_nest(cg, swap), helper_mm_gather(cg, swap), helper_mm_prepack(cg, swap);
+    helper_pad_rows(cg);
     for (size_t i = 0; i < sizeof IM2COL_SHARED / sizeof IM2COL_SHARED[0] && helpers_hold_forms(cg); i++) {
         Im2colForm f = IM2COL_SHARED[i];
         for (int w = 0; w < 2; w++) {
