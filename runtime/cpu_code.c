@@ -688,16 +688,12 @@ static int unit_symbols(Unit *u, const char **suffix, void **out) {
 /* Unit u's object `obj` (taken) by kiln's loader: true when loaded (its
  * functions found), false with *refused when the loader does not take it
  * (then ORC links it), false otherwise with a message. */
-static bool unit_load(Unit *u, LLVMMemoryBufferRef obj, bool *refused, char *err, size_t errlen) {
+/* Unit u's functions from the image kiln's loader made of its object. */
+static bool image_symbols(Unit *u, const ObjImage *im, char *err, size_t errlen) {
     const char *suffix[MAX_UNIT_SYMBOLS];
     void *out[MAX_UNIT_SYMBOLS];
     int n = unit_symbols(u, suffix, out);
-    const char *bytes = LLVMGetBufferStart(obj);
-    size_t len = LLVMGetBufferSize(obj);
-    char why[256];
-    ObjImage *im = obj_load(bytes, len, resolve_helper, u, why, sizeof why);
-    *refused = !im;
-    bool ok = im != NULL;
+    bool ok = true;
     for (int k = 0; ok && k < n; k++) {
         char *name = symbol_name(u->sym, suffix[k]);
         void *ptr = obj_symbol(im, name);
@@ -706,6 +702,16 @@ static bool unit_load(Unit *u, LLVMMemoryBufferRef obj, bool *refused, char *err
         ok = ptr != NULL;
         free(name);
     }
+    return ok;
+}
+
+static bool unit_load(Unit *u, LLVMMemoryBufferRef obj, bool *refused, char *err, size_t errlen) {
+    const char *bytes = LLVMGetBufferStart(obj);
+    size_t len = LLVMGetBufferSize(obj);
+    char why[256];
+    ObjImage *im = obj_load(bytes, len, resolve_helper, u, why, sizeof why);
+    *refused = !im;
+    bool ok = im != NULL && image_symbols(u, im, err, errlen);
     if (ok && u->helpers) { /* for a unit the loader may refuse later */
         u->object = xmalloc(len);
         memcpy(u->object, bytes, len);
@@ -918,6 +924,7 @@ typedef struct {
     /* out, when the program entry is to be written: the unit entry built */
     char *entry;
     size_t entry_len;
+    bool done; /* built before the threads start (load_given_together) */
 } Job;
 
 typedef struct {
@@ -1172,6 +1179,7 @@ static void *worker_run(void *arg) {
             wait = true;
         }
         Job *j = &w->jobs[i];
+        if (j->done) continue;
         wk->err[0] = 0;
         double t0 = trace_clock_ms();
         BuildResult r = build(wk, j, wait);
@@ -1192,6 +1200,49 @@ static void *worker_run(void *arg) {
     if (wk->ctx) LLVMContextDispose(wk->ctx);
     if (wk->tm) LLVMDisposeTargetMachine(wk->tm);
     return NULL;
+}
+
+/* A program entry's units loaded at once by kiln's loader, into one mapping
+ * (objload.h, obj_load_all) and finished: false, with none of them loaded,
+ * where the loader is off or refuses one (each is then built on its own). */
+static bool load_given_together(Work *w) {
+    int n = w->njobs;
+    if (!loader_on() || n < 2) return false;
+    double t0 = thread_cpu_ms(), w0 = trace_clock_ms();
+    Worker wk = {.w = w};
+    if (w->use_cache) kcache_open(&wk.cache); /* for the helpers, when not prebuilt */
+    LLVMMemoryBufferRef *obj = xcalloc((size_t)n, sizeof *obj);
+    const void **data = xcalloc((size_t)n, sizeof *data);
+    size_t *len = xcalloc((size_t)n, sizeof *len);
+    void **ctx = xcalloc((size_t)n, sizeof *ctx);
+    ObjImage **im = xcalloc((size_t)n, sizeof *im);
+    bool ok = true;
+    for (int q = 0; ok && q < n; q++) {
+        Unit *u = w->jobs[q].u;
+        obj[q] = entry_unpack(u, w->jobs[q].given, w->jobs[q].given_len);
+        ok = obj[q] && (!u->uses_helpers || u->helper || get_helpers(&wk, u));
+        if (ok) data[q] = LLVMGetBufferStart(obj[q]), len[q] = LLVMGetBufferSize(obj[q]), ctx[q] = u;
+    }
+    char why[256];
+    ok = ok && obj_load_all(n, data, len, resolve_helper, ctx, im, why, sizeof why);
+    for (int q = 0; ok && q < n; q++) ok = image_symbols(w->jobs[q].u, im[q], why, sizeof why);
+    for (int q = 0; q < n; q++) {
+        if (ok)
+            w->jobs[q].u->image = im[q], w->jobs[q].from_cache = w->jobs[q].done = true;
+        else
+            obj_free(im[q]);
+        if (obj[q]) LLVMDisposeMemoryBuffer(obj[q]);
+    }
+    if (ok) {
+        trace_span(w->kp->trace, "codegen", w0, trace_clock_ms(), "loaded by kiln's loader: %d units at once",
+                   n);
+        w->cache_hits += n, w->loaded += n;
+        w->link_ms += thread_cpu_ms() - t0;
+        for (int q = 0; q < n; q++) finish(&w->jobs[q], BUILT, "");
+    }
+    if (w->use_cache) kcache_close(&wk.cache);
+    free(obj), free(data), free(len), free(ctx), free(im);
+    return ok;
 }
 
 /* Runs the jobs on `jobs` threads, the calling one included. */
@@ -1495,10 +1546,10 @@ static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, b
             Job t = w.jobs[b];
             w.jobs[b] = w.jobs[b - 1], w.jobs[b - 1] = t;
         }
-    /* a program entry's units are only loaded: on this thread */
+    /* a program entry's units are only loaded: on this thread, together */
     st.jobs = opt && opt->jobs > 1 && !whole ? opt->jobs : 1;
     if (st.jobs > w.njobs) st.jobs = w.njobs > 0 ? w.njobs : 1;
-    run_jobs(&w, st.jobs);
+    if (!whole || !load_given_together(&w)) run_jobs(&w, st.jobs);
 
     /* wait for units other threads are building, then collect */
     bool ok = true;

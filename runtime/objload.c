@@ -12,6 +12,7 @@
 
 #include "base/base.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,9 +31,17 @@ typedef struct {
     void *addr;
 } ObjExport;
 
-struct ObjImage {
+/* One mapping, shared by the images loaded into it (obj_load_all): the
+ * last image freed unmaps it. */
+typedef struct {
     void *base;
     size_t size;
+    atomic_int refs;
+} ObjMapping;
+
+struct ObjImage {
+    ObjMapping *map;
+    size_t size;        /* its own parts' bytes */
     ObjExport *exports; /* the global symbols it defines */
     int nexports;
     char *names; /* their names, one block */
@@ -46,14 +55,22 @@ void *obj_symbol(const ObjImage *im, const char *name) {
 
 size_t obj_size(const ObjImage *im) { return im ? im->size : 0; }
 
+ObjImage *obj_load(const void *data, size_t len, ObjResolveFn resolve, void *ctx, char *err, size_t errlen) {
+    ObjImage *im = NULL;
+    void *ctxs[1] = {ctx};
+    return obj_load_all(1, &data, &len, resolve, ctxs, &im, err, errlen) ? im : NULL;
+}
+
 #ifndef OBJLOAD_X86_64
 
 bool obj_loader_available(void) { return false; }
 
-ObjImage *obj_load(const void *data, size_t len, ObjResolveFn resolve, void *ctx, char *err, size_t errlen) {
+bool obj_load_all(int n, const void *const *data, const size_t *len, ObjResolveFn resolve, void *const *ctx,
+                  ObjImage **out, char *err, size_t errlen) {
     (void)data, (void)len, (void)resolve, (void)ctx;
+    for (int k = 0; k < n; k++) out[k] = NULL;
     snprintf(err, errlen, "kiln's object loader takes x86-64 ELF objects only");
-    return NULL;
+    return false;
 }
 
 void obj_free(ObjImage *im) {
@@ -77,7 +94,7 @@ typedef struct {
     int nsh;
     int *part;      /* per section: PART_*, or -1 (not loaded) */
     size_t *offset; /* per loaded section: its offset in the mapping */
-    size_t part_at[NPARTS], part_size[NPARTS];
+    size_t part_at[NPARTS], part_size[NPARTS], part_align[NPARTS];
     size_t got_at; /* the offset table, at the end of the read-only part */
     int nslots;
     int symtab;      /* its section index */
@@ -170,6 +187,7 @@ static bool lay_out(Load *l) {
                 : (s->sh_flags & SHF_WRITE)   ? PART_DATA
                                               : PART_RODATA;
         l->part[i] = p;
+        if (a > l->part_align[p]) l->part_align[p] = a;
         l->offset[i] = align_up(l->part_size[p], a);
         l->part_size[p] = l->offset[i] + s->sh_size;
     }
@@ -372,60 +390,98 @@ static void load_free(Load *l) {
     free(l->addr);
 }
 
-ObjImage *obj_load(const void *data, size_t len, ObjResolveFn resolve, void *ctx, char *err, size_t errlen) {
-    Load l = {.file = data, .len = len, .err = err, .errlen = errlen};
-    if (errlen) err[0] = 0;
-    if (!read_headers(&l) || !lay_out(&l) || !check_relocations(&l)) {
-        load_free(&l);
-        return NULL;
+/* Everything but memory: the headers read, the sections laid out, the
+ * relocations checked and the offset table placed after the read-only
+ * data (8-byte aligned). */
+static bool prepare(Load *l) {
+    if (!read_headers(l) || !lay_out(l) || !check_relocations(l)) return false;
+    l->got_at = align_up(l->part_size[PART_RODATA], 8);
+    l->part_size[PART_RODATA] = l->got_at + 8 * (size_t)l->nslots;
+    if (l->part_align[PART_RODATA] < 8) l->part_align[PART_RODATA] = 8;
+    return true;
+}
+
+/* l's sections copied to base + its parts' places (part_at), its symbols
+ * resolved, its offset table filled and its relocations applied. */
+static bool place(Load *l, unsigned char *base, ObjResolveFn resolve, void *ctx) {
+    l->got_at += l->part_at[PART_RODATA];
+    for (int i = 0; i < l->nsh; i++) /* NOBITS stay zero: a fresh anonymous mapping */
+        if (l->part[i] >= 0 && l->sh[i].sh_type != SHT_NOBITS)
+            memcpy(base + l->part_at[l->part[i]] + l->offset[i], l->file + l->sh[i].sh_offset,
+                   l->sh[i].sh_size);
+    bool ok = resolve_symbols(l, base, resolve, ctx);
+    for (int i = 0; ok && i < l->nsyms; i++)
+        if (l->slot[i] >= 0) put64(base + l->got_at + 8 * (size_t)l->slot[i], l->addr[i]);
+    return ok && apply_relocations(l, base);
+}
+
+bool obj_load_all(int n, const void *const *data, const size_t *len, ObjResolveFn resolve, void *const *ctx,
+                  ObjImage **out, char *err, size_t errlen) {
+    Load *l = xcalloc((size_t)n + 1, sizeof(Load));
+    char why[256] = "";
+    for (int j = 0; j < n; j++) out[j] = NULL;
+    int k = 0;
+    for (; k < n; k++) {
+        l[k] = (Load){.file = data[k], .len = len[k], .err = why, .errlen = sizeof why};
+        if (!prepare(&l[k])) break;
     }
-    /* code | read-only data, offset table | writable data: page-aligned parts */
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    l.got_at = align_up(l.part_size[PART_RODATA], 8);
-    l.part_size[PART_RODATA] = l.got_at + 8 * (size_t)l.nslots;
-    size_t total = 0;
-    for (int p = 0; p < NPARTS; p++) {
-        l.part_at[p] = total;
-        total += align_up(l.part_size[p], page);
+    /* the parts side by side: every code part, then every read-only part,
+     * then every writable one, each kind from a page of its own */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), total = 0, area_at[NPARTS + 1] = {0};
+    for (int p = 0; k == n && p < NPARTS; p++) {
+        area_at[p] = total;
+        for (int j = 0; j < n; j++) {
+            l[j].part_at[p] = align_up(total, l[j].part_align[p] ? l[j].part_align[p] : 1);
+            total = l[j].part_at[p] + l[j].part_size[p];
+        }
+        total = align_up(total, page);
     }
-    l.got_at += l.part_at[PART_RODATA];
+    area_at[NPARTS] = total;
     if (total == 0) total = page;
-    unsigned char *base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (base == MAP_FAILED) {
-        snprintf(err, errlen, "cannot map %zu bytes for an object", total);
-        load_free(&l);
-        return NULL;
-    }
-    for (int i = 0; i < l.nsh; i++) /* NOBITS stay zero: a fresh anonymous mapping */
-        if (l.part[i] >= 0 && l.sh[i].sh_type != SHT_NOBITS)
-            memcpy(base + l.part_at[l.part[i]] + l.offset[i], l.file + l.sh[i].sh_offset, l.sh[i].sh_size);
-    bool ok = resolve_symbols(&l, base, resolve, ctx);
-    for (int i = 0; ok && i < l.nsyms; i++)
-        if (l.slot[i] >= 0) put64(base + l.got_at + 8 * (size_t)l.slot[i], l.addr[i]);
-    ok = ok && apply_relocations(&l, base);
-    if (ok && l.part_size[PART_CODE] > 0)
-        ok = mprotect(base, align_up(l.part_size[PART_CODE], page), PROT_READ | PROT_EXEC) == 0 ||
-             refuse(&l, "%s", "cannot make the code executable");
-    if (ok)
-        ok = mprotect(base + l.part_at[PART_RODATA], align_up(l.part_size[PART_RODATA], page), PROT_READ) ==
-                 0 ||
-             refuse(&l, "%s", "cannot make the read-only data read-only");
-    ObjImage *im = NULL;
+    unsigned char *base = MAP_FAILED;
+    if (k == n &&
+        (base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) == MAP_FAILED)
+        snprintf(why, sizeof why, "cannot map %zu bytes for %s", total, n > 1 ? "objects" : "an object");
+    if (base != MAP_FAILED) k = 0;
+    while (base != MAP_FAILED && k < n && place(&l[k], base, resolve, ctx ? ctx[k] : NULL)) k++;
+    bool ok = base != MAP_FAILED && k == n;
+    size_t code = area_at[PART_RODATA] - area_at[PART_CODE], ro = area_at[PART_DATA] - area_at[PART_RODATA];
+    if (ok && code > 0 && mprotect(base, code, PROT_READ | PROT_EXEC) != 0)
+        ok = false, snprintf(why, sizeof why, "cannot make the code executable");
+    if (ok && ro > 0 && mprotect(base + area_at[PART_RODATA], ro, PROT_READ) != 0)
+        ok = false, snprintf(why, sizeof why, "cannot make the read-only data read-only");
     if (ok) {
-        im = xcalloc(1, sizeof *im);
-        im->base = base;
-        im->size = total;
-        collect_exports(&l, im);
-    } else {
+        ObjMapping *m = xcalloc(1, sizeof *m);
+        m->base = base, m->size = total;
+        atomic_init(&m->refs, n);
+        for (int j = 0; j < n; j++) {
+            out[j] = xcalloc(1, sizeof(ObjImage));
+            out[j]->map = m;
+            for (int p = 0; p < NPARTS; p++) out[j]->size += l[j].part_size[p];
+            collect_exports(&l[j], out[j]);
+        }
+    } else if (base != MAP_FAILED) {
         munmap(base, total);
     }
-    load_free(&l);
-    return im;
+    if (!ok) {
+        if (n > 1 && k < n)
+            snprintf(err, errlen, "object %d of %d: %s", k + 1, n, why);
+        else
+            snprintf(err, errlen, "%s", why);
+    } else if (errlen) {
+        err[0] = 0;
+    }
+    for (int j = 0; j < n; j++) load_free(&l[j]);
+    free(l);
+    return ok;
 }
 
 void obj_free(ObjImage *im) {
     if (!im) return;
-    munmap(im->base, im->size);
+    if (atomic_fetch_sub(&im->map->refs, 1) == 1) {
+        munmap(im->map->base, im->map->size);
+        free(im->map);
+    }
     free(im->exports);
     free(im->names);
     free(im);

@@ -433,6 +433,23 @@ static void test_objload(void) {
           "the helpers' object: %s", im ? "symbols not found" : err);
     obj_free(im);
 
+    /* three objects into one mapping: each its own image; all or none */
+    const void *three[3] = {data, data, data};
+    size_t lens[3] = {len, len, len};
+    ObjImage *ims[3];
+    bool together = obj_load_all(3, three, lens, NULL, NULL, ims, err, sizeof err);
+    CHECK(together, "three objects at once: %s", err);
+    for (int k = 0; together && k < 3; k++) {
+        void *f = obj_symbol(ims[k], "kiln.mm.ukernel.objload");
+        CHECK(f && (k == 0 || f != obj_symbol(ims[k - 1], "kiln.mm.ukernel.objload")) && obj_size(ims[k]) > 0,
+              "object %d of three at once: its own micro-kernel", k + 1);
+    }
+    for (int k = 0; together && k < 3; k++) obj_free(ims[k]); /* the last one unmaps */
+    lens[1] = len / 2;
+    together = obj_load_all(3, three, lens, NULL, NULL, ims, err, sizeof err);
+    CHECK(!together && !ims[0] && !ims[1] && !ims[2] && strstr(err, "object 2 of 3"),
+          "three at once, the second cut short: %s", together ? "loaded" : err);
+
     unsigned char *copy = xmalloc(len);
 #if defined(__x86_64__) && defined(__ELF__)
     Elf64_Ehdr eh;
