@@ -117,6 +117,9 @@ bool tensor_file_read(const char *path, KilnTensor *out, char *err, size_t errle
 
 /* Deterministic random values: floats uniform in [-1, 1), ints in [0, 10), bools. */
 void tensor_fill_random(KilnTensor *t, uint64_t seed);
+/* Its f32 values into f[0..n): by the portable loop, or (wide) by the
+ * AVX-512 one where this CPU has it (tests: the two must agree). */
+void tensor_fill_random_f32(float *f, int64_t n, uint64_t seed, bool wide);
 /* Converts a tensor to another dtype (through double); false on out of memory. */
 bool tensor_convert(const KilnTensor *src, KilnDType dt, KilnTensor *dst);
 

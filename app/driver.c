@@ -88,14 +88,50 @@ bool tensor_file_read(const char *path, KilnTensor *out, char *err, size_t errle
 /* The next value of [0, 1) from the splitmix64 stream s. */
 static double unit_random(uint64_t *s) { return (double)(splitmix(s) >> 11) * 0x1.0p-53; }
 
-void tensor_fill_random(KilnTensor *t, uint64_t seed) {
+/* Element i of an f32 tensor filled from the stream s0: 2 * unit_random - 1
+ * of the stream's (i + 1)-th value, computed on its own (splitmix64's state
+ * after k steps is s0 + k * its increment), so that a loop of them
+ * vectorises. */
+static inline float random_f32_at(uint64_t s0, int64_t i) {
+    uint64_t s = s0 + (uint64_t)i * 0x9e3779b97f4a7c15ull;
+    return (float)(2 * unit_random(&s) - 1);
+}
+
+static void fill_f32(float *f, int64_t n, uint64_t s0) {
+    for (int64_t i = 0; i < n; i++) f[i] = random_f32_at(s0, i);
+}
+
+#if defined(__x86_64__)
+/* The same with AVX-512's 64-bit multiplies and conversions, 16 elements a
+ * step (a loop of known length: -O2 vectorises only those): bench's random
+ * image (150 K floats) in 0.06 ms instead of 0.18 */
+__attribute__((target("avx512f,avx512dq"))) static void fill_f32_avx512(float *f, int64_t n, uint64_t s0) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) f[i + k] = random_f32_at(s0, i + k);
+    for (; i < n; i++) f[i] = random_f32_at(s0, i);
+}
+#endif
+
+void tensor_fill_random_f32(float *f, int64_t n, uint64_t seed, bool wide) {
     uint64_t s = seed * 0x2545f4914f6cdd1dull + 1;
-    int64_t n = kiln_tensor_numel(t);
-    if (t->dtype == KILN_F32) { /* the same values without kiln_tensor_set per element (an image: 0.4 ms) */
-        float *f = t->data;
-        for (int64_t i = 0; i < n; i++) f[i] = (float)(2 * unit_random(&s) - 1);
+#if defined(__x86_64__)
+    if (wide && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) {
+        fill_f32_avx512(f, n, s);
         return;
     }
+#endif
+    (void)wide;
+    fill_f32(f, n, s);
+}
+
+void tensor_fill_random(KilnTensor *t, uint64_t seed) {
+    int64_t n = kiln_tensor_numel(t);
+    if (t->dtype == KILN_F32) { /* the same values without kiln_tensor_set per element (an image: 0.4 ms) */
+        tensor_fill_random_f32(t->data, n, seed, true);
+        return;
+    }
+    uint64_t s = seed * 0x2545f4914f6cdd1dull + 1;
     for (int64_t i = 0; i < n; i++) {
         double u = unit_random(&s);
         if (dtype_is_float(t->dtype)) kiln_tensor_set(t, i, 2 * u - 1);

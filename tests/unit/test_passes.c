@@ -96,7 +96,8 @@ static int count_op(const IRGraph *g, Op op) {
 static const Node *result_node(const IRGraph *g, int i) { return ir_node(g, g->results.data[i]); }
 
 /* tensor_fill_random's f32 path (no kiln_tensor_set per element) gives
- * the f64 values rounded: the values every other dtype's path is made of. */
+ * the f64 values rounded: the values every other dtype's path is made of;
+ * its portable and AVX-512 loops (16 at a time, then the rest) agree. */
 static void test_random_fill(void) {
     int64_t shape[1] = {1001};
     KilnTensor f, d;
@@ -108,6 +109,14 @@ static void test_random_fill(void) {
     for (int64_t i = 0; i < shape[0]; i++) bad += ((float *)f.data)[i] != (float)((double *)d.data)[i];
     CHECK(bad == 0, "random f32 inputs: %lld of %lld differ from the f64 ones rounded", (long long)bad,
           (long long)shape[0]);
+    for (int wide = 0; wide < 2; wide++) {
+        float g[1001];
+        tensor_fill_random_f32(g, shape[0], 42, wide);
+        bad = 0;
+        for (int64_t i = 0; i < shape[0]; i++) bad += g[i] != ((float *)f.data)[i];
+        CHECK(bad == 0, "random f32 inputs, the %s loop: %lld differ", wide ? "wide" : "portable",
+              (long long)bad);
+    }
     kiln_tensor_free(&f);
     kiln_tensor_free(&d);
 }
