@@ -215,7 +215,10 @@ json "packed, cold: packed, none from the cache" "j['packed_operands'] >= 1 and 
 expect "packed, cold run" 0 "" "$K" run p.onnx --device=cpu --in x=x.npy --out q1.npy
 close "packed, cold run" q1.npy p1.npy
 expect "packed, warm" 0 "" "$K" bench p.onnx --device=cpu --in x=x.npy --json --runs=1
-json "packed, warm: from the cache" "j['packed_from_cache'] == j['packed_operands'] >= 1"
+# (unless p.onnx settled since the cold runs, on a loaded machine: then its weights are
+# named by their place, a key the cold runs did not store; "settled again" checks those)
+json "packed, warm: from the cache" \
+    "j['packed_from_cache'] == j['packed_operands'] >= 1 or j['packed_by_place'] == j['packed_operands'] >= 1"
 expect "packed, warm run" 0 "" "$K" run p.onnx --device=cpu --in x=x.npy --out q2.npy
 close "packed, warm run" q2.npy p1.npy
 expect "packed, info" 0 "packed weights" "$K" cache info
