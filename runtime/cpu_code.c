@@ -1162,6 +1162,17 @@ static void finish(Job *j, BuildResult r, const char *err) {
     pthread_mutex_unlock(&units.mu);
 }
 
+/* bench --trace: a span per kernel job j's unit serves, saying how its code came. */
+static void trace_code_of(const Work *w, const Job *j, BuildResult r, double t0, double t1) {
+    for (int k = 0; w->kp->trace && k < w->kp->kernels.len; k++)
+        if (w->unit_of[k] == j->u)
+            trace_span(w->kp->trace, "codegen", t0, t1, "code of %s: %s %s", w->kp->kernels.data[k].name,
+                       r != BUILT      ? "failed,"
+                       : j->from_cache ? "from the cache,"
+                                       : "compiled,",
+                       j->u->sym);
+}
+
 /* A compile thread: jobs in order (costliest first); those another process
  * is building are deferred, then waited for. */
 static void *worker_run(void *arg) {
@@ -1190,10 +1201,7 @@ static void *worker_run(void *arg) {
             continue;
         }
         double t1 = trace_clock_ms();
-        for (int k = 0; w->kp->trace && k < w->kp->kernels.len; k++) /* the kernels this unit serves */
-            if (w->unit_of[k] == j->u)
-                trace_span(w->kp->trace, "codegen", t0, t1, "code of %s: %s %s", w->kp->kernels.data[k].name,
-                           r != BUILT ? "failed," : j->from_cache ? "from the cache," : "compiled,", j->u->sym);
+        trace_code_of(w, j, r, t0, t1);
         finish(j, r, wk->err);
     }
     if (w->use_cache) kcache_close(&wk->cache);
@@ -1236,6 +1244,8 @@ static bool load_given_together(Work *w) {
     if (ok) {
         trace_span(w->kp->trace, "codegen", w0, trace_clock_ms(), "loaded by kiln's loader: %d units at once",
                    n);
+        double w1 = trace_clock_ms();
+        for (int q = 0; q < n; q++) trace_code_of(w, &w->jobs[q], BUILT, w0, w1);
         w->cache_hits += n, w->loaded += n;
         w->link_ms += thread_cpu_ms() - t0;
         for (int q = 0; q < n; q++) finish(&w->jobs[q], BUILT, "");
