@@ -4039,7 +4039,7 @@ typedef struct {
     const KConv *taps;            /* (constant geometry only) the conv read in place (conv_taps), or NULL, */
     LLVMValueRef tap_tab;         /* with its i32 table of tap offsets (NAME.taps) */
     int64_t b_area;               /* (constant geometry only) bytes of the scratch's B area (b_area) */
-    bool rows_outer;              /* a row panel at a time: rows_outer (constant geometry, a short sized nest) */
+    bool rows_outer; /* a row panel at a time: rows_outer (constant geometry, a short sized nest) */
     bool epi_inline; /* the epilogue emitted in the nest (kc's kernel; epi_n: its N), else a call: */
     int64_t epi_n;
     LLVMValueRef epi, *epi_extra; /* epi(row0, col, mrv, nrv, c0, c1, ob, oe, C, ldc, extra...) */
@@ -4368,8 +4368,9 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
                 LLVMValueRef oh = LLVMBuildUDiv(cg->b, pix, ci64(cg, cv->ow), "oh");
                 nrv = imin(cg, nrv, LLVMBuildSub(cg->b, ci64(cg, cv->ow), ow, ""));
                 ljr.step = nrv;
-                bpanel = elem_ptr(cg, cg->t_f32, Bp,
-                                  iadd(cg, imul(cg, oh, ci64(cg, cv->sh * wp)), imul(cg, ow, ci64(cg, cv->sw))));
+                bpanel =
+                    elem_ptr(cg, cg->t_f32, Bp,
+                             iadd(cg, imul(cg, oh, ci64(cg, cv->sh * wp)), imul(cg, ow, ci64(cg, cv->sw))));
             } else if (bip != 1) {
                 bpanel = elem_ptr(cg, cg->t_f32, bblock, imul(cg, jr, kcv));
             }

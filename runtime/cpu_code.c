@@ -772,7 +772,8 @@ static char *entry_pack(const Unit *u, LLVMMemoryBufferRef obj, size_t *len) {
     const int64_t f[ENTRY_SIZES] = {u->scratch,      u->prepack_bytes[0], u->prepack_bytes[1],
                                     u->gather_bytes, u->gather_tasks,     u->gather_operand};
     for (int i = 0; i < ENTRY_SIZES; i++) kcache_put_u64(e + 8 + 8 * i, (uint64_t)f[i]);
-    kcache_put_u64(e + 8 + 8 * ENTRY_SIZES, u->uses_helpers ? 1 : 0);
+    /* flags: 1 the code calls the helpers, 2 it reads its sizes from the values */
+    kcache_put_u64(e + 8 + 8 * ENTRY_SIZES, (u->uses_helpers ? 1u : 0u) | (u->sized ? 2u : 0u));
     memcpy(e + ENTRY_HEAD, LLVMGetBufferStart(obj), n);
     *len = ENTRY_HEAD + n;
     return (char *)e;
@@ -792,7 +793,9 @@ static LLVMMemoryBufferRef entry_unpack(Unit *u, const char *data, size_t len) {
         if (f[i] < 0 || f[i] > ((int64_t)1 << 48)) return NULL;
     }
     uint64_t flags = kcache_get_u64(e + 8 + 8 * ENTRY_SIZES);
-    if (flags > 1) return NULL;
+    /* code that reads its sizes from the values serves only kernels that
+     * have them (cpu_code_table): an entry that says otherwise is not it */
+    if (flags > 3 || (bool)(flags & 2) != u->sized) return NULL;
     u->scratch = f[0], u->prepack_bytes[0] = f[1], u->prepack_bytes[1] = f[2];
     if (f[5] > 1) return NULL;
     u->gather_bytes = f[3], u->gather_tasks = f[4], u->gather_operand = f[5];
@@ -1251,6 +1254,8 @@ static bool load_given_together(Work *w) {
         for (int q = 0; q < n; q++) finish(&w->jobs[q], BUILT, "");
     }
     if (w->use_cache) kcache_close(&wk.cache);
+    if (wk.ctx) LLVMContextDispose(wk.ctx); /* made when the helpers were compiled here */
+    if (wk.tm) LLVMDisposeTargetMachine(wk.tm);
     free(obj), free(data), free(len), free(ctx), free(im);
     return ok;
 }
@@ -1365,7 +1370,8 @@ static KProgram *kernel_unit_program(Arena *a, const KProgram *kp, int i, const 
     const char *stem = name_stem(kp->kernels.data[i].name);
     KProgram *cp = canonical_kernel(a, kp, i, stem, m);
     cp->trace = kp->trace; /* bench --trace: the code generator's spans */
-    *key = llvm_kernel_sizes(cp, 0, target, true, sz) ? sized_kernel_key(cp, sz, prefix) : kernel_key(cp, prefix);
+    *key = llvm_kernel_sizes(cp, 0, target, true, sz) ? sized_kernel_key(cp, sz, prefix)
+                                                      : kernel_key(cp, prefix);
     char hex[33];
     kcache_key_hex(*key, hex);
     cp->kernels.data[0].name = arena_printf(a, "kiln.%s.%s", stem, hex);
@@ -1569,6 +1575,14 @@ static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, b
         while (u->state == UNIT_BUILDING) pthread_cond_wait(&units.cv, &units.mu);
         if (u->state == UNIT_FAILED) {
             if (ok) snprintf(err, errlen, "%s: %s", kp->kernels.data[i].name, u->err);
+            ok = false;
+            continue;
+        }
+        if (u->sized != sizes[i].sized) { /* a program entry's unit shared by kernels that disagree */
+            if (ok)
+                snprintf(err, errlen, "%s: its code %s sizes from the table, the kernel %s",
+                         kp->kernels.data[i].name, u->sized ? "reads its" : "has its own",
+                         sizes[i].sized ? "gives them" : "has none");
             ok = false;
             continue;
         }

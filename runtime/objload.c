@@ -417,6 +417,10 @@ static bool place(Load *l, unsigned char *base, ObjResolveFn resolve, void *ctx)
 
 bool obj_load_all(int n, const void *const *data, const size_t *len, ObjResolveFn resolve, void *const *ctx,
                   ObjImage **out, char *err, size_t errlen) {
+    if (n < 1) {
+        snprintf(err, errlen, "no objects to load");
+        return false;
+    }
     Load *l = xcalloc((size_t)n + 1, sizeof(Load));
     char why[256] = "";
     for (int j = 0; j < n; j++) out[j] = NULL;

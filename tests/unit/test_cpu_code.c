@@ -364,8 +364,8 @@ static void test_threads(bool warm) {
         compiled += r[i].st.compiled + r[i].st.cache_hits;
         CHECK(!warm || r[i].st.compiled == 0, "warm, thread %d: %d compiled", i, r[i].st.compiled);
     }
-    CHECK(warm || compiled == r[0].st.distinct, "%d units built by 4 threads for %d distinct kernels", compiled,
-          r[0].st.distinct);
+    CHECK(warm || compiled == r[0].st.distinct, "%d units built by 4 threads for %d distinct kernels",
+          compiled, r[0].st.distinct);
     pthread_barrier_destroy(&start);
     for (int i = 0; i < T; i++) case_close(&cases[i]);
 }
