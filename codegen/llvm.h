@@ -113,8 +113,9 @@ typedef void (*PrepackFn)(void **bufs);
 int llvm_prepack_slot(const KProgram *p, int kernel_index, int which);
 int llvm_table_len(const KProgram *p);
 /* Size-generic units.  In an object of llvm_compile_object, a tiled
- * product that runs the size-generic loop nest (K >= 128, at most two
- * batch dims, not the next-B-block prefetching form) is SIZED: its code
+ * product of at most two batch dims that is neither a convolution read
+ * through its taps nor the next-B-block prefetching form is SIZED (K >= 128:
+ * the shared loop nest; shorter: the unit's own nest): its code
  * reads every size (M, N, K, strides, the window, the epilogue's index
  * constants...) from bufs[llvm_values_slot(p)], an int64_t array, its
  * VALUES, that the caller fills per kernel; so two kernels that differ
