@@ -4946,20 +4946,16 @@ static int sized_prefetch(const KProgram *p, const Kernel *k, const KMatmul *mm,
     int n = epilogue_prefetch(p, k, mm, list, nread);
     *npass = n, *mixed = false;
     if (*nread > 0) return n;
-    int c = 0;
+    int at_o[MM_PREFETCH_MAX], c = 0; /* the buffers stored at o */
     for (int j = 0; j < k->stages.data[1].stores.len && c < MM_PREFETCH_MAX; j++) {
         const KStore *st = &k->stages.data[1].stores.data[j];
-        if (k->insts.data[st->index].kind == KI_OUTER) c++;
+        if (k->insts.data[st->index].kind == KI_OUTER) at_o[c++] = st->buf;
     }
     if (n > 0 && n < c) { /* some: the list epilogue_prefetch made */
         *mixed = true;
         return n;
     }
-    c = 0;
-    for (int j = 0; j < k->stages.data[1].stores.len && c < MM_PREFETCH_MAX; j++) {
-        const KStore *st = &k->stages.data[1].stores.data[j];
-        if (k->insts.data[st->index].kind == KI_OUTER) list[c++] = st->buf;
-    }
+    memcpy(list, at_o, sizeof(int) * (size_t)c);
     return c;
 }
 

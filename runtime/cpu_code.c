@@ -927,7 +927,6 @@ typedef struct {
     /* out, when the program entry is to be written: the unit entry built */
     char *entry;
     size_t entry_len;
-    bool done; /* built before the threads start (load_given_together) */
 } Job;
 
 typedef struct {
@@ -1193,7 +1192,6 @@ static void *worker_run(void *arg) {
             wait = true;
         }
         Job *j = &w->jobs[i];
-        if (j->done) continue;
         wk->err[0] = 0;
         double t0 = trace_clock_ms();
         BuildResult r = build(wk, j, wait);
@@ -1239,7 +1237,7 @@ static bool load_given_together(Work *w) {
     for (int q = 0; ok && q < n; q++) ok = image_symbols(w->jobs[q].u, im[q], why, sizeof why);
     for (int q = 0; q < n; q++) {
         if (ok)
-            w->jobs[q].u->image = im[q], w->jobs[q].from_cache = w->jobs[q].done = true;
+            w->jobs[q].u->image = im[q], w->jobs[q].from_cache = true;
         else
             obj_free(im[q]);
         if (obj[q]) LLVMDisposeMemoryBuffer(obj[q]);
