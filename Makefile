@@ -58,7 +58,7 @@ CXXFLAGS += -std=c++17 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -fvisibility=h
 
 MODULE_SRCS := $(wildcard base/*.c ir/*.c frontend/*.c onnx/*.c passes/*.c codegen/*.c runtime/*.c app/*.c)
 ifneq ($(KILN_LLVM),1)
-MODULE_SRCS := $(filter-out codegen/llvm.c runtime/cpu.c runtime/cpu_code.c,$(MODULE_SRCS)) runtime/nollvm/cpu_absent.c
+MODULE_SRCS := $(filter-out codegen/llvm.c runtime/cpu.c runtime/cpu_code.c runtime/prebuilt_forms.c,$(MODULE_SRCS)) runtime/nollvm/cpu_absent.c
 CFLAGS      += -DKILN_NO_LLVM
 endif
 GEN_SRCS    := $(BUILD)/gen/kiln.tab.c $(BUILD)/gen/kiln.lex.c
@@ -125,10 +125,10 @@ $(BUILD)/libkiln.a: $(PUBLIC_OBJS)
 # for this host by tools/gen_helpers.c into a header of bytes that
 # runtime/cpu_code.c includes; made again whenever the generator, that is
 # the code generator, changes.  The generator links every object but
-# cpu_code's (which includes its output).
+# cpu_code's (which includes its output) and the prebuilt forms' (made after).
 ifeq ($(KILN_LLVM),1)
 GEN_HELPERS_LIB := $(BUILD)/libkiln-gen.a
-$(GEN_HELPERS_LIB): $(filter-out $(BUILD)/runtime/cpu_code.o,$(LIB_OBJS))
+$(GEN_HELPERS_LIB): $(filter-out $(BUILD)/runtime/cpu_code.o $(BUILD)/runtime/prebuilt_forms.o,$(LIB_OBJS))
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 
@@ -141,6 +141,26 @@ $(BUILD)/gen/prebuilt_helpers.h: $(BUILD)/gen-helpers
 	$(Q)$(BUILD)/gen-helpers $@
 
 $(BUILD)/runtime/cpu_code.o: $(BUILD)/gen/prebuilt_helpers.h
+
+# The prebuilt kernel forms (runtime/cpu_code.h): the sized units of the
+# generic corpus tools/forms.kiln compiled at build time for this host by
+# tools/gen_forms.c (after the helpers, whose symbols they call) into a
+# header runtime/prebuilt_forms.c includes; the generator links every object
+# but that one.
+GEN_FORMS_LIB := $(BUILD)/libkiln-genforms.a
+$(GEN_FORMS_LIB): $(filter-out $(BUILD)/runtime/prebuilt_forms.o,$(LIB_OBJS))
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(BUILD)/gen-forms: $(BUILD)/tools/gen_forms.o $(GEN_FORMS_LIB)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/gen/prebuilt_forms.h: $(BUILD)/gen-forms tools/forms.kiln
+	@echo "  GEN   $@"
+	$(Q)$(BUILD)/gen-forms tools/forms.kiln $@
+
+$(BUILD)/runtime/prebuilt_forms.o: $(BUILD)/gen/prebuilt_forms.h
 endif
 
 $(BUILD)/kiln: $(BUILD)/tools/kiln.o $(INTERNAL_LIB)

@@ -39,6 +39,7 @@ typedef struct {
     int programs_cached; /* programs whose every unit came from the program's one entry (the cpu) */
     int reused;     /* units already compiled in this process */
     int loaded;     /* units built here whose object kiln's own loader loaded (the cpu; runtime/objload.h) */
+    int prebuilt;   /* units that are prebuilt forms, compiled at build time (the cpu; runtime/cpu_code.h) */
     int packed;     /* constant operands packed when bound (the cpu) */
     int packed_cached; /* of those, read from the on-disk cache instead */
     int packed_by_place; /* of the large ones, keyed by where their bytes lie in a settled mapped file

@@ -231,21 +231,23 @@ static void *cpu_prepare(const KProgram *kp, const CompileOptions *opt, char *er
         CompileStats *cs = opt->stats;
         cs->kernels += st.kernels, cs->distinct += st.distinct, cs->compiled += st.compiled;
         cs->cache_hits += st.cache_hits, cs->reused += st.reused, cs->loaded += st.loaded;
+        cs->prebuilt += st.prebuilt;
         cs->programs_cached += st.program_cached;
     }
     if (opt && opt->verbose) {
-        fprintf(stderr,
-                "kiln: cpu: %d kernels, %d distinct: %d compiled (%d threads, LLVM %.1f ms CPU: IR %.1f, "
-                "optimisation %.1f, code generation %.1f; loading %.1f ms CPU, %d of the objects by kiln's "
-                "loader), %d from the cache (%s%s%s), %d already in this process%s%s; %.1f ms (%.1f ms CPU); "
-                "%d threads to run\n",
-                st.kernels, st.distinct, st.compiled, st.jobs, st.llvm_cpu_ms, st.llvm.ir_ms, st.llvm.opt_ms,
-                st.llvm.emit_ms, st.link_cpu_ms, st.loaded, st.cache_hits,
-                st.cache_dir[0] ? st.cache_dir : "off: ", st.cache_dir[0] ? "" : st.cache_off,
-                st.program_cached ? "; all in the program's entry" : "", st.reused,
-                st.cache_bad ? " (damaged cache entries rebuilt)" : "",
-                st.helpers_prebuilt ? "; shared helpers prebuilt at build time" : "", now_ms() - t0,
-                c_compiled - c0, tp_size(x->tp));
+        fprintf(
+            stderr,
+            "kiln: cpu: %d kernels, %d distinct: %d compiled (%d threads, LLVM %.1f ms CPU: IR %.1f, "
+            "optimisation %.1f, code generation %.1f; loading %.1f ms CPU, %d of the objects by kiln's "
+            "loader), %d prebuilt forms, %d from the cache (%s%s%s), %d already in this process%s%s; %.1f ms "
+            "(%.1f ms CPU); %d threads to run\n",
+            st.kernels, st.distinct, st.compiled, st.jobs, st.llvm_cpu_ms, st.llvm.ir_ms, st.llvm.opt_ms,
+            st.llvm.emit_ms, st.link_cpu_ms, st.loaded, st.prebuilt, st.cache_hits,
+            st.cache_dir[0] ? st.cache_dir : "off: ", st.cache_dir[0] ? "" : st.cache_off,
+            st.program_cached ? "; all in the program's entry" : "", st.reused,
+            st.cache_bad ? " (damaged cache entries rebuilt)" : "",
+            st.helpers_prebuilt ? "; shared helpers prebuilt at build time" : "", now_ms() - t0,
+            c_compiled - c0, tp_size(x->tp));
     }
     return x;
 }

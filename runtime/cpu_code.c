@@ -388,14 +388,10 @@ static KCacheKey kernel_key(const KProgram *cp, const KCacheHasher *prefix) {
     return kcache_hash_done(&h);
 }
 
-/* The key of a sized kernel (llvm_kernel_sizes): its form in place of its
- * instructions and geometry, and its buffers without their sizes, so that
- * kernels differing only in their sizes share it (and their unit). */
-static KCacheKey sized_kernel_key(const KProgram *cp, const LlvmKernelSizes *sz, const KCacheHasher *prefix) {
-    KCacheHasher h = *prefix;
+/* h, then a sized kernel's words: its buffers' dtypes and constancy (not
+ * their sizes) and its form (llvm_kernel_sizes). */
+static KCacheKey sized_words_key(KCacheHasher h, const KProgram *cp, const LlvmKernelSizes *sz) {
     KeyWords w = {0};
-    kcache_hash_str(&h, cp->kernels.data[0].name);
-    kcache_hash_str(&h, "sized");
     put_i64(&w, cp->bufs.len);
     for (int b = 0; b < cp->bufs.len; b++)
         put_i64(&w, cp->bufs.data[b].dtype), put_i64(&w, cp->bufs.data[b].constant);
@@ -403,6 +399,53 @@ static KCacheKey sized_kernel_key(const KProgram *cp, const LlvmKernelSizes *sz,
     kcache_hash_bulk(&h, w.data, sizeof(int64_t) * (size_t)w.len, NULL);
     VEC_FREE(w);
     return kcache_hash_done(&h);
+}
+
+/* The key of a sized kernel (llvm_kernel_sizes): its form in place of its
+ * instructions and geometry, and its buffers without their sizes, so that
+ * kernels differing only in their sizes share it (and their unit). */
+static KCacheKey sized_kernel_key(const KProgram *cp, const LlvmKernelSizes *sz, const KCacheHasher *prefix) {
+    KCacheHasher h = *prefix;
+    kcache_hash_str(&h, cp->kernels.data[0].name);
+    kcache_hash_str(&h, "sized");
+    return sized_words_key(h, cp, sz);
+}
+
+/* The form key of a sized kernel (cpu_code.h, prebuilt forms): what its
+ * code depends on, as sized_kernel_key hashes it, but no name and no build
+ * of the compilers (the forms linked into a program were made by its own
+ * code generator); the helpers' suffix names the target and LLVM. */
+static KCacheKey form_key(const KProgram *cp, const LlvmKernelSizes *sz, const char *helpers_suffix) {
+    KCacheHasher h;
+    kcache_hash_init(&h);
+    kcache_hash_str(&h, "kiln prebuilt form v1 " KILN_VERSION);
+    kcache_hash_str(&h, helpers_suffix);
+    return sized_words_key(h, cp, sz);
+}
+
+/* The prebuilt forms a compile whose helpers have suffix `suffix` may use
+ * (those calling these helpers), or NULL. */
+static const CpuPrebuiltForms *forms_for(const HelpersChoice *hc) {
+    const CpuPrebuiltForms *f = cpu_prebuilt_forms();
+    return hc->prebuilt && f && f->n > 0 && strcmp(f->helpers_suffix, hc->suffix) == 0 ? f : NULL;
+}
+
+static int key_cmp(const uint64_t a[2], const uint64_t b[2]) {
+    return a[0] != b[0] ? (a[0] < b[0] ? -1 : 1) : a[1] != b[1] ? (a[1] < b[1] ? -1 : 1) : 0;
+}
+
+/* The prebuilt form of key k in f (sorted by key), or NULL. */
+static const CpuPrebuiltForm *form_find(const CpuPrebuiltForms *f, KCacheKey k) {
+    int lo = 0, hi = f ? f->n : 0;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2, c = key_cmp(f->forms[mid].key, k.h);
+        if (c == 0) return &f->forms[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
 }
 
 /* A rough cost of compiling kernel k: the costliest go first. */
@@ -921,9 +964,12 @@ typedef struct {
     double cost;
     char *ir;
     bool from_cache; /* out: loaded, not compiled */
+    bool from_form;  /* out: its prebuilt form's object, not compiled */
     /* its unit entry (entry_pack's payload) inside a program entry, or NULL */
     const char *given;
     size_t given_len;
+    /* its prebuilt form, or NULL: never compiled here, unless it will not link */
+    const CpuPrebuiltForm *form;
     /* out, when the program entry is to be written: the unit entry built */
     char *entry;
     size_t entry_len;
@@ -941,7 +987,7 @@ typedef struct {
     Unit *private_helpers; /* with want_ir (under units.mu) */
     bool use_cache, want_ir;
     bool keep_entries; /* jobs keep their unit entries (Job.entry) for the program entry */
-    int cache_hits, compiled, waited, cache_bad, loaded;
+    int cache_hits, compiled, waited, cache_bad, loaded, prebuilt;
     double llvm_cpu_ms, link_ms;
     LlvmTimes llvm;
     /* bench --trace: a span per program kernel, saying how its code came */
@@ -1127,6 +1173,8 @@ static BuildResult build(Worker *wk, Job *j, bool wait) {
     bool prebuilt = u->helpers && wk->w->helpers.prebuilt;
     if (prebuilt) {
         obj = prebuilt_helpers_object(); /* compiled at build time: linked, never compiled */
+    } else if (j->form && (obj = entry_unpack(u, (const char *)j->form->entry, j->form->len))) {
+        prebuilt = true; /* a prebuilt form: the same */
     } else if (j->given) {
         obj = entry_unpack(u, j->given, j->given_len); /* a program entry's: never compiled here */
         from_cache = obj != NULL;
@@ -1143,16 +1191,17 @@ static BuildResult build(Worker *wk, Job *j, bool wait) {
     kcache_unlock(lock);
     if (!obj || !helpers_first(wk, u, obj)) return BUILD_FAILED;
     if (!link_kept(wk, j, obj)) {
-        if (!from_cache || j->given) return BUILD_FAILED;
+        if (!(from_cache || (prebuilt && !u->helpers)) || j->given) return BUILD_FAILED;
         count(wk, j, &wk->w->cache_bad);
         if (!(obj = compile_unit(wk, j, u->key, err, errlen)) || !helpers_first(wk, u, obj) ||
             !link_kept(wk, j, obj))
             return BUILD_FAILED;
-        from_cache = false;
+        from_cache = prebuilt = false;
     }
     if (from_cache) count(wk, j, &wk->w->cache_hits);
+    if (prebuilt && !u->helpers) count(wk, j, &wk->w->prebuilt);
     if (waited) count(wk, j, &wk->w->waited);
-    j->from_cache = from_cache;
+    j->from_cache = from_cache, j->from_form = prebuilt && !u->helpers;
     return BUILT;
 }
 
@@ -1171,6 +1220,7 @@ static void trace_code_of(const Work *w, const Job *j, BuildResult r, double t0,
             trace_span(w->kp->trace, "codegen", t0, t1, "code of %s: %s %s", w->kp->kernels.data[k].name,
                        r != BUILT      ? "failed,"
                        : j->from_cache ? "from the cache,"
+                       : j->from_form  ? "prebuilt form,"
                                        : "compiled,",
                        j->u->sym);
 }
@@ -1361,15 +1411,22 @@ void cpu_code_free(CpuCode *c) {
 
 /* The canonical program, sizes (llvm_kernel_sizes on target) and key of
  * kernel i: name "kiln.STEM.KEY" needs the key, which hashes the stem, so
- * the key comes first. */
+ * the key comes first.  A sized kernel whose form is among `forms` (NULL:
+ * none) takes the prebuilt form's key and symbol (*form; else NULL). */
 static KProgram *kernel_unit_program(Arena *a, const KProgram *kp, int i, const char *target,
-                                     const KCacheHasher *prefix, BufMap *m, LlvmKernelSizes *sz,
-                                     KCacheKey *key) {
+                                     const KCacheHasher *prefix, const CpuPrebuiltForms *forms, BufMap *m,
+                                     LlvmKernelSizes *sz, KCacheKey *key, const CpuPrebuiltForm **form) {
     const char *stem = name_stem(kp->kernels.data[i].name);
     KProgram *cp = canonical_kernel(a, kp, i, stem, m);
     cp->trace = kp->trace; /* bench --trace: the code generator's spans */
-    *key = llvm_kernel_sizes(cp, 0, target, true, sz) ? sized_kernel_key(cp, sz, prefix)
-                                                      : kernel_key(cp, prefix);
+    bool sized = llvm_kernel_sizes(cp, 0, target, true, sz);
+    *form = sized && forms ? form_find(forms, form_key(cp, sz, forms->helpers_suffix)) : NULL;
+    if (*form) {
+        *key = (KCacheKey){{(*form)->key[0], (*form)->key[1]}};
+        cp->kernels.data[0].name = arena_strdup(a, (*form)->sym);
+        return cp;
+    }
+    *key = sized ? sized_kernel_key(cp, sz, prefix) : kernel_key(cp, prefix);
     char hex[33];
     kcache_key_hex(*key, hex);
     cp->kernels.data[0].name = arena_printf(a, "kiln.%s.%s", stem, hex);
@@ -1379,12 +1436,14 @@ static KProgram *kernel_unit_program(Arena *a, const KProgram *kp, int i, const 
 KCacheKey cpu_code_unit_key(const CpuCode *c, int kernel) { return c->unit[kernel]->key; }
 
 /* The key prefix of kernels compiled for `cpu`, and (NULL or, heap) its
- * target's identity. */
-static bool keys_prefix(const char *cpu, KCacheHasher *prefix, char **target_out, char *err, size_t errlen) {
+ * target's identity; the prebuilt forms it may use (NULL or: may be NULL). */
+static bool keys_prefix(const char *cpu, KCacheHasher *prefix, char **target_out,
+                        const CpuPrebuiltForms **forms, char *err, size_t errlen) {
     char *target = target_of(cpu, err, errlen);
     if (!target) return false;
     HelpersChoice hc;
     helpers_choose(target, &hc);
+    if (forms) *forms = forms_for(&hc);
     char *keyed = keyed_target(target, &hc);
     *prefix = key_prefix(keyed);
     free(keyed);
@@ -1399,11 +1458,13 @@ KCacheKey cpu_code_key(const KProgram *kp, int kernel, const char *cpu, char *er
     KCacheKey key = {{0, 0}};
     KCacheHasher prefix;
     char *target;
-    if (!keys_prefix(cpu, &prefix, &target, err, errlen)) return key;
+    const CpuPrebuiltForms *forms;
+    if (!keys_prefix(cpu, &prefix, &target, &forms, err, errlen)) return key;
     Arena *a = arena_new();
     BufMap m;
     LlvmKernelSizes sz;
-    KProgram *cp = kernel_unit_program(a, kp, kernel, target, &prefix, &m, &sz, &key);
+    const CpuPrebuiltForm *form;
+    KProgram *cp = kernel_unit_program(a, kp, kernel, target, &prefix, forms, &m, &sz, &key, &form);
     llvm_kernel_sizes_free(&sz);
     kprog_destroy(cp);
     arena_free(a);
@@ -1413,7 +1474,8 @@ KCacheKey cpu_code_key(const KProgram *kp, int kernel, const char *cpu, char *er
 
 KCacheKey cpu_code_program_key(const KProgram *kp, const char *cpu, char *err, size_t errlen) {
     KCacheHasher prefix;
-    return keys_prefix(cpu, &prefix, NULL, err, errlen) ? program_key(kp, &prefix) : (KCacheKey){{0, 0}};
+    return keys_prefix(cpu, &prefix, NULL, NULL, err, errlen) ? program_key(kp, &prefix)
+                                                              : (KCacheKey){{0, 0}};
 }
 
 /* cpu_code_compile, the program entry tried first when whole (else every
@@ -1432,6 +1494,7 @@ static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, b
     HelpersChoice hc;
     helpers_choose(target, &hc);
     hc.prebuilt = hc.prebuilt && !fresh; /* tests of the code generator compile everything */
+    const CpuPrebuiltForms *forms = forms_for(&hc);
     char *keyed = keyed_target(target, &hc);
     int nk = kp->kernels.len;
     CpuCode *c = xcalloc(1, sizeof *c);
@@ -1442,6 +1505,7 @@ static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, b
     Arena *work_arena = arena_new();
     KProgram **cps = xcalloc((size_t)nk + 1, sizeof(KProgram *));
     KCacheKey *keys = xcalloc((size_t)nk + 1, sizeof(KCacheKey));
+    const CpuPrebuiltForm **form = xcalloc((size_t)nk + 1, sizeof(CpuPrebuiltForm *));
     LlvmKernelSizes *sizes = xcalloc((size_t)nk + 1, sizeof(LlvmKernelSizes));
     KCacheHasher prefix = key_prefix(keyed);
 
@@ -1480,7 +1544,8 @@ static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, b
             llvm_kernel_sizes(kp, i, target, false, &sizes[i]);
         } else {
             BufMap m;
-            cps[i] = kernel_unit_program(work_arena, kp, i, target, &prefix, &m, &sizes[i], &keys[i]);
+            cps[i] = kernel_unit_program(work_arena, kp, i, target, &prefix, forms, &m, &sizes[i], &keys[i],
+                                         &form[i]);
             kc->nbufs = m.n, list = m.list;
         }
         int *own = ARENA_ARRAY(c->arena, int, kc->nbufs + 1);
@@ -1550,7 +1615,8 @@ static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, b
                                   .cp = cps[i],
                                   .cost = kernel_cost(&kp->kernels.data[i]),
                                   .given = pu ? pu->entry : NULL,
-                                  .given_len = pu ? pu->entry_len : 0};
+                                  .given_len = pu ? pu->entry_len : 0,
+                                  .form = form[i]};
     }
     pthread_mutex_unlock(&units.mu);
 
@@ -1614,7 +1680,7 @@ static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, b
         for (int q = 0; q < w.njobs; q++) sb_puts(&sb, w.jobs[q].ir ? w.jobs[q].ir : "");
         *opt->ir_text = sb.data ? sb.data : xstrdup("");
     }
-    st.cache_hits = w.cache_hits, st.compiled = w.compiled, st.waited = w.waited;
+    st.cache_hits = w.cache_hits, st.compiled = w.compiled, st.waited = w.waited, st.prebuilt = w.prebuilt;
     st.cache_bad += w.cache_bad;
     st.llvm_cpu_ms = w.llvm_cpu_ms, st.llvm = w.llvm, st.link_cpu_ms = w.link_ms, st.loaded = w.loaded;
     for (int q = 0; q < w.njobs; q++) free(w.jobs[q].ir), free(w.jobs[q].entry);
@@ -1626,6 +1692,7 @@ static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, b
     for (int i = 0; i < nk; i++) kprog_destroy(cps[i]), llvm_kernel_sizes_free(&sizes[i]);
     free(cps);
     free(keys);
+    free(form);
     free(sizes);
     arena_free(work_arena);
     free(keyed);
@@ -1695,5 +1762,66 @@ bool cpu_code_run_serial(const CpuCode *c, void *const *bufs) {
         free(packed[1]);
     }
     free(table);
+    return ok;
+}
+
+/* ------------------------------------------------- prebuilt forms (tools) */
+
+bool cpu_code_prebuilt_helpers_suffix(char *buf, size_t len) {
+    char err[256];
+    char *target = target_of(NULL, err, sizeof err);
+    if (!target) return false;
+    HelpersChoice hc;
+    helpers_choose(target, &hc);
+    free(target);
+    snprintf(buf, len, "%s", hc.suffix);
+    return hc.prebuilt;
+}
+
+bool cpu_code_prebuild_form(const KProgram *kp, int kernel, bool (*known)(KCacheKey, void *), void *ctx,
+                            KCacheKey *key, char **sym, char **entry, size_t *len, char *err, size_t errlen) {
+    *sym = *entry = NULL, *len = 0;
+    err[0] = 0;
+    char *target = target_of(NULL, err, errlen);
+    if (!target) return false;
+    HelpersChoice hc;
+    helpers_choose(target, &hc);
+    Arena *a = arena_new();
+    BufMap m;
+    const char *stem = name_stem(kp->kernels.data[kernel].name);
+    KProgram *cp = canonical_kernel(a, kp, kernel, stem, &m);
+    LlvmKernelSizes sz;
+    bool ok = false;
+    if (!hc.prebuilt)
+        snprintf(err, errlen, "the shared helpers are not prebuilt for this host: no form can be");
+    else if (llvm_kernel_sizes(cp, 0, target, true, &sz)) {
+        *key = form_key(cp, &sz, hc.suffix);
+        ok = known && known(*key, ctx);
+        char hex[33];
+        kcache_key_hex(*key, hex);
+        cp->kernels.data[0].name = arena_printf(a, "kiln.%s.f%s", stem, hex);
+        LLVMTargetMachineRef tm = ok ? NULL : llvm_target_machine(NULL, true, err, errlen);
+        if (tm) {
+            LLVMContextRef lctx = llvm_context_new();
+            Unit u = {.sized = true};
+            int64_t gather[3] = {0, 0, 0};
+            LLVMMemoryBufferRef obj =
+                llvm_compile_object(lctx, tm, cp, hc.suffix, &u.uses_helpers, &u.scratch, u.prepack_bytes,
+                                    gather, NULL, NULL, err, errlen);
+            u.gather_bytes = gather[0], u.gather_tasks = gather[1], u.gather_operand = gather[2];
+            if (obj) {
+                *entry = entry_pack(&u, obj, len);
+                *sym = xstrdup(cp->kernels.data[0].name);
+                LLVMDisposeMemoryBuffer(obj);
+                ok = true;
+            }
+            LLVMContextDispose(lctx);
+            LLVMDisposeTargetMachine(tm);
+        }
+        llvm_kernel_sizes_free(&sz);
+    }
+    kprog_destroy(cp);
+    arena_free(a);
+    free(target);
     return ok;
 }

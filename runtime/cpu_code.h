@@ -69,6 +69,7 @@ typedef struct {
     bool program_cached; /* every unit came from the program's own entry (one file) */
     int jobs;            /* threads that compiled */
     bool helpers_prebuilt; /* the shared helpers are the ones compiled at build time (tools/gen_helpers.c) */
+    int prebuilt; /* distinct kernels whose unit is a prebuilt form (tools/gen_forms.c): not compiled */
     double wall_ms;      /* the whole cpu_code_compile */
     double llvm_cpu_ms;  /* CPU time in LLVM (IR, optimisation, code generation), all threads */
     LlvmTimes llvm;      /* the same by phase */
@@ -114,5 +115,47 @@ KCacheKey cpu_code_key(const KProgram *kp, int kernel, const char *cpu, char *er
  * every unit of the program and each kernel's table (a warm start reads it
  * instead of one entry per unit; the units' own entries stay). */
 KCacheKey cpu_code_program_key(const KProgram *kp, const char *cpu, char *err, size_t errlen);
+
+/* ------------------------------------------------------- prebuilt forms
+ *
+ * The units of common sized kernel FORMS (llvm_kernel_sizes: code that reads
+ * its sizes from the values, so one unit serves every kernel of that form),
+ * compiled at build time for the build host by tools/gen_forms.c from a
+ * corpus of generic layers (tools/forms.kiln), as the shared helpers are
+ * (tools/gen_helpers.c).  A process whose helpers are the prebuilt ones
+ * (the build host's target identity, the same LLVM) looks every sized
+ * kernel up by its form key (the form words, the buffers' dtypes and
+ * constancy, the helpers' suffix: no name, no build ID, since the table is
+ * made again whenever the code generator changes) and links a prebuilt
+ * form's object instead of compiling it; any other process (another CPU,
+ * --cpu, a compile that asks for the IR) compiles as before. */
+typedef struct {
+    uint64_t key[2];            /* the form key */
+    const char *sym;            /* the unit's symbol */
+    const unsigned char *entry; /* its unit entry (a cache entry's payload) */
+    size_t len;
+} CpuPrebuiltForm;
+
+typedef struct {
+    const char *helpers_suffix; /* the helpers its objects call */
+    int n;
+    const CpuPrebuiltForm *forms; /* sorted by key */
+} CpuPrebuiltForms;
+
+/* The forms linked into this program (runtime/prebuilt_forms.c, from
+ * BUILD/gen/prebuilt_forms.h; tools/gen_forms.c itself has none). */
+const CpuPrebuiltForms *cpu_prebuilt_forms(void);
+
+/* For tools/gen_forms.c: kernel `kernel` of kp compiled as a prebuilt form
+ * for the build host, when it is sized (else false with err empty): its
+ * form key, symbol and unit entry (heap: free sym and entry).  False with
+ * a message when it cannot be (the helpers are not the prebuilt ones, LLVM
+ * fails).  `known` (may be NULL) says a key is already had: then nothing is
+ * compiled (true, *entry NULL). */
+/* The suffix of the prebuilt helpers' symbols into buf when this host's
+ * helpers are the prebuilt ones (the forms' objects call them); else false. */
+bool cpu_code_prebuilt_helpers_suffix(char *buf, size_t len);
+bool cpu_code_prebuild_form(const KProgram *kp, int kernel, bool (*known)(KCacheKey, void *), void *ctx,
+                            KCacheKey *key, char **sym, char **entry, size_t *len, char *err, size_t errlen);
 
 #endif

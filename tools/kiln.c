@@ -1082,9 +1082,9 @@ static int cmd_bench(Options *o) {
         printf(
             ", \"compile_ms\": %.3f, \"cache_hits\": %d, \"kernels_distinct\": %d, \"kernels_compiled\": %d, "
             "\"kernels_reused\": %d, \"packed_operands\": %d, \"packed_from_cache\": %d, "
-            "\"packed_by_place\": %d, \"program_from_cache\": %d",
+            "\"packed_by_place\": %d, \"program_from_cache\": %d, \"kernels_prebuilt\": %d",
             compile_ms, cs.cache_hits, cs.distinct, cs.compiled, cs.reused, cs.packed, cs.packed_cached,
-            cs.packed_by_place, cs.programs_cached);
+            cs.packed_by_place, cs.programs_cached, cs.prebuilt);
         printf(", \"run_ms\": %.6f, \"runs\": %d, \"kernels\": [", rep.run_ms, rep.runs);
         for (int i = 0; i < rep.kernels.len; i++) {
             KernelTiming *k = &rep.kernels.data[i];

@@ -3,7 +3,8 @@
 # command line: `kiln cache info|clear`, bench --json's cache_hits and
 # program_from_cache, two processes started at once on a cold and on a warm cache,
 # damaged entries (a program's, every entry) rebuilt, --cpu in the key; packed
-# weights (changed weights, damaged entries) on a small ONNX model.  Every
+# weights (changed weights, damaged entries) on a small ONNX model; prebuilt forms
+# (a net of the corpus's layer kinds: no unit compiled, or all with --cpu).  Every
 # result is compared with the reference interpreter's (--device=ref; rtol 1e-4, atol
 # 1e-5).  Each check prints "FAIL: ..." when it fails; the last line is
 # "cache: N passed, N failed".
@@ -341,6 +342,56 @@ done
 head -c 100000 p.safetensors >cut.safetensors
 expect "safetensors, truncated" 1 "out of range|runs past|truncated" "$K" run p.kiln --device=cpu --in x=x.npy \
     --weights cut.safetensors
+
+# prebuilt forms (docs/cpu-backend.md): a net of the corpus's layer kinds at sizes
+# the corpus does not have (an inverted residual block: 1x1 + bias + relu6, 1x1 +
+# bias + the block's input; a 3x3 stride-2 convolution + bias + relu; a linear
+# layer), its weights bound: on this machine (where kiln was built, so its
+# helpers are the prebuilt ones) no unit is compiled cold; with --cpu naming
+# another CPU every unit is compiled as before; both give the reference's results
+cat >f.kiln <<'EOF2'
+graph f(x: f32[1, 24, 10, 10], w1: f32[40, 24, 1, 1], b1: f32[40], w2: f32[24, 40, 1, 1], b2: f32[24],
+        w3: f32[72, 24, 3, 3], b3: f32[72], t: f32[1, 20, 96], w4: f32[96, 200], b4: f32[200]) -> (f32[1, 24, 10, 10], f32[1, 72, 5, 5], f32[1, 20, 200]) {
+    h = clamp(conv2d(x, w1, b1), 0.0, 6.0)
+    y = conv2d(h, w2, b2) + x
+    z = relu(conv2d(y, w3, b3, stride=[2, 2], padding=[[1, 1], [1, 1]]))
+    return y, z, t @ w4 + b4
+}
+EOF2
+$PY -c "
+import json, struct, numpy as np
+rng = np.random.default_rng(7)
+shapes = {'w1': [40, 24, 1, 1], 'b1': [40], 'w2': [24, 40, 1, 1], 'b2': [24], 'w3': [72, 24, 3, 3],
+          'b3': [72], 'w4': [96, 200], 'b4': [200]}
+hdr, blobs, off = {}, [], 0
+for k, s in shapes.items():
+    b = (rng.standard_normal(s) * 0.2).astype(np.float32).tobytes()
+    hdr[k] = {'dtype': 'F32', 'shape': s, 'data_offsets': [off, off + len(b)]}
+    off += len(b)
+    blobs.append(b)
+h = json.dumps(hdr).encode()
+h += b' ' * (-len(h) % 8)
+open('f.safetensors', 'wb').write(struct.pack('<Q', len(h)) + h + b''.join(blobs))
+np.save('fx.npy', rng.standard_normal((1, 24, 10, 10)).astype(np.float32))
+np.save('ft.npy', rng.standard_normal((1, 20, 96)).astype(np.float32))" 2>err || bad "writing f.safetensors"
+fin="--weights f.safetensors --in x=fx.npy --in t=ft.npy"
+"$K" run f.kiln --device=ref $fin --out fref >/dev/null 2>err || bad "prebuilt forms: reference run"
+expect "prebuilt forms, cold" 0 "" env KILN_CACHE=off "$K" bench f.kiln --device=cpu $fin --json --runs=1 -v
+if grep -q "shared helpers prebuilt at build time" err; then
+    json "prebuilt forms, cold: no unit compiled" \
+        "j['kernels_prebuilt'] == j['kernels_distinct'] == 4 and j['kernels_compiled'] == 0"
+else
+    echo "cache: this build's helpers are not prebuilt for this CPU, nor its forms: the hit is not checked"
+fi
+expect "prebuilt forms, --cpu=x86-64-v3" 0 "" env KILN_CACHE=off "$K" bench f.kiln --device=cpu --cpu=x86-64-v3 \
+    $fin --json --runs=1
+json "prebuilt forms, --cpu=x86-64-v3: every unit compiled" \
+    "j['kernels_prebuilt'] == 0 and j['kernels_compiled'] == j['kernels_distinct'] == 4"
+for cpu in native x86-64-v3; do
+    expect "prebuilt forms, run --cpu=$cpu" 0 "" env KILN_CACHE=off "$K" run f.kiln --device=cpu --cpu=$cpu $fin \
+        --out f$cpu
+    for r in 0 1 2; do close "prebuilt forms, --cpu=$cpu, result $r" f$cpu/$r.npy fref/$r.npy; done
+done
 
 echo "cache: $pass passed, $fail failed"
 [ "$fail" = 0 ]
