@@ -1684,9 +1684,24 @@ static bool mm_swapped(const KMatmul *mm) {
  * K = 128: 1.2x slower split by columns and swapped). */
 static bool rows_for_prepacked_b(const KProgram *p, const KGemm *g);
 
+/* A swapped product of one image (mm_swapped: fewer than 128 columns, at
+ * least two tiles of 12) with fewer than SWAPPED_SPLIT_ROWS rows: its
+ * 32-row panels are too few to share (MobileNetV2's 576->160 and 960->160
+ * layers at 7x7: 5 panels, 3 against 2 on 2 threads), so threads split its
+ * columns, the broadcast pixels, in tiles of ROW_GRAIN (49 px: 12, 12, 12,
+ * 12, 1), each reading every panel of A.  Those layers on 2 threads, batch
+ * 1: 0.82-0.85x the time (fastest runs of 6 rounds, load 4.5-4.7). */
+enum { SWAPPED_SPLIT_ROWS = 256 };
+static bool gemm_swapped(const KProgram *p, const KGemm *g);
+static bool few_swapped_panels(const KProgram *p, const KGemm *g) {
+    const KMatmul *mm = &g->mm;
+    return mm->batch == 1 && mm->m < SWAPPED_SPLIT_ROWS && mm->n >= 2 * 12 && mm->n < 128 && gemm_swapped(p, g);
+}
+
 bool llvm_split_by_columns(const KProgram *p, const KGemm *g) {
     const KMatmul *mm = &g->mm;
     if (g->conv && mm->batch == 1 && mm->n >= 128 && mm->k >= 256) return true;
+    if (few_swapped_panels(p, g)) return true;
     return mm->batch * mm->m < mm->n && mm->n >= 128 && !rows_for_prepacked_b(p, g);
 }
 
@@ -3485,7 +3500,7 @@ static int64_t distinct_batches(const KMatmul *mm, const int64_t *strides) {
     return n;
 }
 
-int64_t llvm_column_grain(void) { return 32; }
+int64_t llvm_column_grain(const KProgram *p, const KGemm *g) { return few_swapped_panels(p, g) ? ROW_GRAIN : 32; }
 
 /* A product's operand that is not a constant (a convolution's input under
  * the window, an activation) is packed by the loop nest in every chunk that

@@ -499,7 +499,7 @@ static bool cpu_launch(void *p, void *call, int i, void *const *bufs, char *err,
     KernelFn cols = kc->cols;
     KGemm g;
     bool by_columns = cols && kernel_gemm(x->kp, k, &g) && llvm_split_by_columns(x->kp, &g);
-    int64_t grain = by_columns ? llvm_column_grain() : llvm_kernel_grain(x->kp, k);
+    int64_t grain = by_columns ? llvm_column_grain(x->kp, &g) : llvm_kernel_grain(x->kp, k);
     if (nt <= 1 || work < PARALLEL_MIN_WORK || (by_columns ? g.mm.n : outer) < 2 * grain) {
         void **table = task_table(x, c, 0, bufs, i);
         if (gather) gather(0, gather_tasks, table);

@@ -386,6 +386,12 @@ static void test_convolutions(void) {
         {1, 48, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
         {2, 32, 7, 7, 48, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "relu", 0, 0},
         {1, 64, 3, 3, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "", 0, 0},
+        /* a swapped product of one image with few row panels, split by its
+         * pixels in tiles of 12 (llvm_column_grain): MobileNetV2's 1x1
+         * projections to 160 channels at 7x7 (49 px: 4 tiles and 1 px), K
+         * = 96 (the kernel's own nest); the 48->64 3x3 above (K = 432, the
+         * shared nest) splits the same way */
+        {1, 96, 7, 7, 160, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
         /* im2col rows at strides 3 and 4 (phases of wide masked loads),
          * stride 5 (gathered tap by tap), a dilation wider than a vector
          * (tap by tap) */
