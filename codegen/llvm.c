@@ -2126,13 +2126,31 @@ static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
  * with M = 64 filled 6 panels of 12 rows (72 rows, 11 % of the FMAs on
  * padding) and a 14x14 image's 196 columns 7 tiles of 32 (224); the corner
  * variants compute 64 and 208.  Rows are broadcasts, so any row count
- * costs only its own FMAs; columns go by whole vectors.
+ * costs only its own FMAs; columns go by whole vectors, or by one
+ * half-width vector (.rRh) for at most VL/2 real columns, and a tile of
+ * one real row runs .r1vV (ukernel_half, ukernel_single_row).
  *
  * kiln.mm.ukernel.tapS[.rRvV] (taps = S, 1 or 2) takes an 8th argument, an
  * i32 table: row i's broadcast at k is Ap[tab[k] + i*S] instead of the
  * packed Ap[k*MR + i]: a convolution's padded input read in place, Ap at the
  * tile's first pixel, tab[k] the offset of tap k (conv_taps). */
 static int ukernel_row_step(const MmShape *sh) { return sh->mr % 4 == 0 ? 4 : sh->mr % 2 == 0 ? 2 : sh->mr; }
+
+/* Whether a tile with one real row runs a one-row corner (.r1vV) rather
+ * than a row step's: the plain micro-kernel only (a swapped product's last
+ * pixel of a 7x7 image: 49 = 4 x 12 + 1; its four-row corner spent 6 % of
+ * such a layer on three rows of padding).  Taps tiles are whole row steps
+ * and B-in-place tiles' rows are output channels. */
+static bool ukernel_single_row(const MmShape *sh, bool b_in_place, int taps) {
+    return ukernel_row_step(sh) > 1 && !b_in_place && !taps;
+}
+
+/* Whether a tile of at most VL/2 real columns runs a corner of half-width
+ * vectors (.rRh): a zmm FMA takes both of Zen 4's 256-bit FMA pipes, a ymm
+ * one either, so a 14x14 image's last 4 columns (196 = 6 x 32 + 4) cost
+ * half what a 16-lane corner does (7 % of a 1x1 1024->256 layer, for 2 %
+ * of its columns).  AVX-512 only; not with taps (whole vectors of channels). */
+static bool ukernel_half(const MmShape *sh, int taps) { return sh->vl >= 16 && !taps; }
 
 /* void(ptr A panel, ptr B panel, i64 kc, ptr C, i64 ldc, i1 accumulate,
  * ptr A panel again); reading B in place (b_in_place), two more: i64 ldb
@@ -2153,15 +2171,18 @@ static LLVMValueRef masked_load_f32(Cg *cg, LLVMValueRef src, LLVMValueRef i, LL
  * .rRvV a corner); b_in_place (.ib): B's rows read where they lie, ldb
  * apart, the last vector under a mask (past N: never read); taps (.tapS):
  * A's broadcasts read through the tap table (not with b_in_place). */
-static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh, int rows, int nv, bool b_in_place, int taps) {
-    const int VL = sh->vl, MR = rows, NR = sh->nr, NV = nv, nacc = MR * NV, PMR = sh->mr;
+static LLVMValueRef helper_ukernel_lanes(Cg *cg, const MmShape *sh, int rows, int nv, bool b_in_place,
+                                         int taps, bool half) {
+    const int VL = half ? sh->vl / 2 : sh->vl, MR = rows, NR = sh->nr, NV = nv, nacc = MR * NV, PMR = sh->mr;
     LLVMTypeRef vt = LLVMVectorType(cg->t_f32, (unsigned)VL);
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
     LLVMValueRef fn;
     char form[16] = "", name[48];
     if (b_in_place) snprintf(form, sizeof form, ".ib");
     if (taps) snprintf(form, sizeof form, ".tap%d", taps);
-    if (rows != sh->mr || nv != NR / VL)
+    if (half)
+        snprintf(name, sizeof name, "kiln.mm.ukernel%s.r%dh", form, rows);
+    else if (rows != sh->mr || nv != NR / VL)
         snprintf(name, sizeof name, "kiln.mm.ukernel%s.r%dv%d", form, rows, nv);
     else
         snprintf(name, sizeof name, "kiln.mm.ukernel%s", form);
@@ -2243,6 +2264,9 @@ static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh, int rows, int nv, 
     if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
     return fn;
 }
+static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh, int rows, int nv, bool b_in_place, int taps) {
+    return helper_ukernel_lanes(cg, sh, rows, nv, b_in_place, taps, false);
+}
 
 /* The micro-kernel variant for a tile whose real part is mrv x nrv (i64
  * values, 1..MR and 1..NR): the smallest corner covering it. */
@@ -2262,6 +2286,21 @@ static LLVMValueRef ukernel_for(Cg *cg, const MmShape *sh, LLVMValueRef mrv, LLV
             fn =
                 LLVMBuildSelect(cg->b, is, helper_ukernel(cg, sh, rows, nv, b_in_place, taps), fn, "ukernel");
         }
+    }
+    /* at most half a vector of real columns (a 14x14 image's last 4 of 196):
+     * half-width vectors, whose FMAs issue twice as fast on Zen 4 */
+    LLVMValueRef few_cols = LLVMBuildICmp(cg->b, LLVMIntULE, nrv, ci64(cg, sh->vl / 2), "");
+    for (int rows = step; ukernel_half(sh, taps) && rows <= sh->mr; rows += step) {
+        LLVMValueRef is = LLVMBuildAnd(
+            cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, rows_needed, ci64(cg, rows / step), ""), few_cols, "");
+        fn = LLVMBuildSelect(cg->b, is, helper_ukernel_lanes(cg, sh, rows, 1, b_in_place, taps, true), fn,
+                             "ukernel");
+    }
+    /* one real row (a swapped 7x7 image's 49th pixel): a row, not a row step */
+    for (int nv = 1; ukernel_single_row(sh, b_in_place, taps) && nv <= NV; nv++) {
+        LLVMValueRef is = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, mrv, ci64(cg, 1), ""),
+                                       LLVMBuildICmp(cg->b, LLVMIntEQ, vecs_needed, ci64(cg, nv), ""), "");
+        fn = LLVMBuildSelect(cg->b, is, helper_ukernel(cg, sh, 1, nv, b_in_place, taps), fn, "ukernel");
     }
     return fn;
 }
@@ -5627,6 +5666,11 @@ static void define_shared_helpers(Cg *cg) {
     for (int rows = ukernel_row_step(&sh); rows <= sh.mr; rows += ukernel_row_step(&sh))
         for (int nv = 1; nv <= sh.nr / sh.vl; nv++)
             for (int ib = 0; ib < 2; ib++) helper_ukernel(cg, &sh, rows, nv, ib, 0);
+    for (int nv = 1; ukernel_single_row(&sh, false, 0) && nv <= sh.nr / sh.vl; nv++)
+        helper_ukernel(cg, &sh, 1, nv, false, 0);
+    for (int rows = ukernel_row_step(&sh); ukernel_half(&sh, 0) && rows <= sh.mr;
+         rows += ukernel_row_step(&sh))
+        for (int ib = 0; ib < 2; ib++) helper_ukernel_lanes(cg, &sh, rows, 1, ib, 0, true);
     for (int rows = ukernel_row_step(&sh); rows <= sh.mr; rows += ukernel_row_step(&sh))
         for (int nv = 1; nv <= sh.nr / sh.vl; nv++)
             for (int taps = 1; taps <= CONV_TAPS_MAX_SW; taps++)

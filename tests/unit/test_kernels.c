@@ -423,6 +423,12 @@ static void test_convolutions(void) {
         {2, 16, 15, 17, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},
         {1, 300, 9, 10, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
         {1, 144, 20, 20, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "clamp", 0, 0},
+        /* corners of one real row or half a vector (kiln.mm.ukernel.r1vV,
+         * .rRh): a 14x14 image's last 4 of 196 columns, B in place, 40 rows
+         * (12 x 3 + 4); two 7x7 images swapped, each one's 49th pixel a
+         * row of its own over two K blocks (K = 300) */
+        {1, 64, 14, 14, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
+        {2, 300, 7, 7, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
     };
     char *text = conv_program(gemm, (int)(sizeof gemm / sizeof gemm[0]));
     run_suite("convs.kiln", text, 0);
