@@ -611,10 +611,10 @@ static void test_pools(void) {
     run_suite("pools.kiln",
               "graph pools(x0: f32[2, 8, 17, 19], x1: f32[1, 16, 56, 56], x2: f32[2, 3, 10, 11], x3: f16[1, "
               "4, 9, 9], "
-              "x4: f32[1, 5, 7, 7], x5: f32[1, 6, 22, 23], x6: f16[1, 3, 17, 17]) "
+              "x4: f32[1, 5, 7, 7], x5: f32[1, 6, 22, 23], x6: f16[1, 3, 17, 17], x7: f16[1, 4, 30, 70]) "
               "-> (f32[2, 8, 8, 9], f32[1, 16, 28, 28], f32[2, 3, 5, 6], f32[2, 3, 10, 11], f32[2, 3, 6, 6], "
               "f16[1, 4, 4, 4], f32[1, 5, 4, 4], f32[1, 5, 2, 3], f32[1, 6, 22, 23], f32[1, 6, 22, 23], "
-              "f16[1, 3, 17, 17]) {\n"
+              "f16[1, 3, 17, 17], f16[1, 4, 15, 35], f16[1, 4, 30, 18]) {\n"
               "    a = maxpool2d(x0, 3, stride=2)\n"
               "    b = maxpool2d(relu(x1), 3, stride=2, padding=1)\n"
               "    c = avgpool2d(x2, 2, ceil_mode=true)\n"
@@ -626,9 +626,14 @@ static void test_pools(void) {
               "    i = maxpool2d(x5, 3, stride=1, padding=1)\n" /* 32 vectors: the padded plane */
               "    j = avgpool2d(x5, 3, stride=1, padding=1, count_include_pad=false)\n"
               "    k = maxpool2d(x6, 3, stride=1, padding=1)\n" /* f16 widened into the padded plane */
-              "    return a, b, c, d, e, f, g, h, i, j, k\n"
+              /* wide rows, separably (emit_pool_rows_fn): f16 widened, a
+               * 70-column row (4 whole vectors and a tail of 6), padding
+               * outside the count, stride 4 and asymmetric padding */
+              "    l = avgpool2d(x7, 3, stride=2, padding=1, count_include_pad=false)\n"
+              "    m = maxpool2d(x7, [2, 4], stride=[1, 4], padding=[[0, 1], [1, 2]])\n"
+              "    return a, b, c, d, e, f, g, h, i, j, k, l, m\n"
               "}\n",
-              10);
+              12);
 }
 
 int main(void) {
