@@ -452,8 +452,9 @@ static void test_convolutions(void) {
      * vectors): rows of 12 px (one tile), 20 (12 + 8), 16 (12 + 4) and 8;
      * 29 and 30 input channels (K = 261, 270), two K blocks and one (a 1x2
      * window, K = 256), a corner of 16 channels (48 = 32 + 16), two images,
-     * dilation, padding 0, asymmetric padding, and a 24x24 image that the
-     * threads split by columns (chunks starting inside an output row) */
+     * dilation, padding 0, asymmetric padding, and images that the threads
+     * split by columns in whole output rows (llvm_column_grain: 24x24 in
+     * chunks of 2 rows, 40 px rows of 12 + 12 + 12 + 4 one at a time) */
     static const ConvCase taps[] = {
         {1, 32, 12, 12, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
         {2, 29, 10, 20, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
@@ -462,6 +463,14 @@ static void test_convolutions(void) {
         {1, 30, 9, 11, 32, 3, 3, 1, 1, 1, 2, 1, 1, 1, true, "relu", 1, -1},
         {1, 128, 6, 9, 32, 1, 2, 1, 1, 0, 0, 1, 1, 1, false, "relu", 0, 0},
         {1, 32, 24, 24, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+        {1, 32, 9, 40, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, false, "residual", 0, 0},
+        /* stride 2 (kiln.mm.ukernel.tap2): 3x3 over two images of odd
+         * width, a stem-like 7x7 over 3 channels (K = 147, one K block),
+         * strides 1 down and 2 across, "SAME" padding at the end only */
+        {2, 32, 17, 23, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+        {1, 3, 40, 40, 32, 7, 7, 2, 2, 3, 3, 1, 1, 1, true, "relu", 0, 0},
+        {1, 16, 10, 24, 16, 3, 3, 1, 2, 1, 1, 1, 1, 1, false, "residual", 0, 0},
+        {1, 16, 16, 24, 48, 3, 3, 2, 2, 0, 0, 1, 1, 1, true, "", 1, 1},
     };
     const int ntaps = (int)(sizeof taps / sizeof taps[0]);
     text = conv_program(taps, ntaps);
