@@ -1182,15 +1182,18 @@ uint64_t llvm_div_magic(uint64_t d) { return UINT64_MAX / d + 1; }
  * Kaser and Kurz 2019: c / 2^64 - 1 / d < 2^-64 <= 1 / (d 2^32)); a
  * multiply and a shift, which LICM hoists where n is invariant (a tile
  * row's channel), where a division by a loaded value could not move. */
-static LLVMValueRef magic_divide(Kc *kc, const KInst *in, LLVMValueRef magic) {
-    Cg *cg = kc->cg;
+static LLVMValueRef magic_quotient(Cg *cg, LLVMValueRef n, LLVMValueRef magic) {
     LLVMTypeRef t128 = LLVMInt128TypeInContext(cg->ctx);
-    LLVMValueRef n = kc->val[in->a];
-    if (LLVMGetIntTypeWidth(LLVMTypeOf(n)) < 64) n = LLVMBuildZExt(cg->b, n, cg->t_i64, "");
     LLVMValueRef prod =
         LLVMBuildMul(cg->b, LLVMBuildZExt(cg->b, n, t128, ""), LLVMBuildZExt(cg->b, magic, t128, ""), "");
-    LLVMValueRef q =
-        LLVMBuildTrunc(cg->b, LLVMBuildLShr(cg->b, prod, LLVMConstInt(t128, 64, 0), ""), cg->t_i64, "");
+    return LLVMBuildTrunc(cg->b, LLVMBuildLShr(cg->b, prod, LLVMConstInt(t128, 64, 0), ""), cg->t_i64, "");
+}
+
+static LLVMValueRef magic_divide(Kc *kc, const KInst *in, LLVMValueRef magic) {
+    Cg *cg = kc->cg;
+    LLVMValueRef n = kc->val[in->a];
+    if (LLVMGetIntTypeWidth(LLVMTypeOf(n)) < 64) n = LLVMBuildZExt(cg->b, n, cg->t_i64, "");
+    LLVMValueRef q = magic_quotient(cg, n, magic);
     LLVMValueRef d = kc->val[in->b];
     if (LLVMGetIntTypeWidth(LLVMTypeOf(d)) < 64) d = LLVMBuildZExt(cg->b, d, cg->t_i64, "");
     LLVMValueRef r = in->kind == KI_IDIV ? q : LLVMBuildSub(cg->b, n, LLVMBuildMul(cg->b, q, d, ""), "");
@@ -1584,13 +1587,14 @@ static void kc_free(Kc *kc) {
 
 /* An internal function NAME.SUFFIX(i64 ob, i64 oe, ptr noalias b...) over the
  * buffers in list; binds kc->fn and kc->bufptr and positions the builder. */
-static LLVMValueRef begin_inner_fn(Kc *kc, const char *suffix, const int *list, int nb) {
+static LLVMValueRef begin_inner_fn(Kc *kc, const char *suffix, const int *list, int nb, bool values) {
     Cg *cg = kc->cg;
-    LLVMTypeRef *ps = xcalloc((size_t)nb + 2, sizeof(LLVMTypeRef));
+    LLVMTypeRef *ps = xcalloc((size_t)nb + 3, sizeof(LLVMTypeRef));
     ps[0] = ps[1] = cg->t_i64;
-    for (int i = 0; i < nb; i++) ps[2 + i] = cg->t_ptr;
+    for (int i = 0; i < nb + values; i++) ps[2 + i] = cg->t_ptr; /* a sized kernel's values last */
     char *name = name2(kc->k->name, suffix);
-    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)nb + 2, 0));
+    LLVMValueRef fn =
+        LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)(nb + 2 + values), 0));
     free(name);
     free(ps);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
@@ -1616,7 +1620,7 @@ static void range_args(Kc *kc, LLVMValueRef fn, LLVMValueRef *ob, LLVMValueRef *
 static LLVMValueRef emit_generic_fn(Cg *cg, const Kernel *k, const int *list, int nb) {
     Kc kc;
     kc_init(&kc, cg, k);
-    LLVMValueRef fn = begin_inner_fn(&kc, ".generic", list, nb);
+    LLVMValueRef fn = begin_inner_fn(&kc, ".generic", list, nb, false);
     LLVMValueRef ob, oe;
     range_args(&kc, fn, &ob, &oe);
     emit_generic_loops(&kc, ob, oe);
@@ -2919,25 +2923,93 @@ static void emit_block_epilogue(Kc *kc, LLVMValueRef acc, LLVMValueRef lo, LLVMV
     loop_metadata(cg, tloop_end(kc, &l), heavy ? cg->vec_floats : 0, 1);
 }
 
+/* A sized epilogue's analysis (below: epi_analyse). */
+typedef struct {
+    bool *live;
+    int *slot;  /* per constant: its value's slot, or -1 */
+    int *magic; /* per division: its divisor's magic's slot (magic_divide), or -1 */
+    int nslots;
+} EpiAnalysis;
+static void epi_analyse(const Kernel *k, int64_t n, EpiAnalysis *ea);
+static void epi_analysis_free(EpiAnalysis *ea);
+static void load_epilogue_values(Kc *kc, const EpiAnalysis *ea, LLVMValueRef values);
+
 /* The direct form's geometry as i64 values: the loop over a plane's
  * vectors (flat_plane) reads every size, stride and offset through these;
  * what its structure needs is constant: the window (kh x kw), the dtypes
- * and the form.  Constants of KConv today: a unit's geometry; a size-generic
- * unit would load them from an argument block instead. */
+ * and the form.
+ *
+ * A SIZED direct kernel (a unit of runtime/cpu_code.c: llvm_kernel_sizes)
+ * reads the sizes that only say WHICH plane, channel and weights a plane's
+ * work uses from its values (DV_*, at bufs[llvm_values_slot(p)]): the
+ * channels per group and the output channels per group (constant 1 where
+ * they are 1: a fact of its form), the output channels (and their magic
+ * number: plane_split), the image and channel strides of the input, the
+ * weights' output and input channel strides and both offsets; its
+ * epilogue's constants follow at MMB_BUFS, as a sized product's.  What the
+ * code of a plane is made of (the plane's sizes, stride, padding, dilation,
+ * window, the row and element strides of the input and the weights, from
+ * which the unrolled forms take their masks and shifts) stays constant, and is its
+ * FORM (direct_form), so that planes of one geometry share a unit whatever
+ * their channels and batch. */
 typedef struct {
     LLVMValueRef cpg, oc, ocpg, h, w, oh, ow, ph, pw, sh, sw, dh, dw, xs[4], ws[4], x_off, w_off;
+    LLVMValueRef oc_magic; /* a sized kernel's: plane / oc by a magic number (llvm_div_magic), or NULL */
 } DirectGeo;
 
-static DirectGeo direct_geo(Cg *cg, const KConv *cv) {
+enum { DV_CPG, DV_OC, DV_OCPG, DV_XS0, DV_XS1, DV_WS0, DV_WS1, DV_X_OFF, DV_W_OFF, DV_OC_MAGIC, DV_COUNT };
+_Static_assert((int)DV_COUNT <= (int)MMB_BUFS,
+               "a sized direct kernel's epilogue constants follow at MMB_BUFS");
+
+/* A sized direct kernel's DV_* values. */
+static void direct_values(const KConv *cv, int64_t *v) {
+    v[DV_CPG] = cv->c / cv->groups, v[DV_OC] = cv->oc, v[DV_OCPG] = cv->oc / cv->groups;
+    v[DV_XS0] = cv->xs[0], v[DV_XS1] = cv->xs[1], v[DV_X_OFF] = cv->x_off, v[DV_W_OFF] = cv->w_off;
+    v[DV_WS0] = cv->ws[0], v[DV_WS1] = cv->ws[1];
+    v[DV_OC_MAGIC] = cv->oc >= 2 ? (int64_t)llvm_div_magic((uint64_t)cv->oc) : 0;
+}
+
+/* values: a sized kernel's (NULL: every size a constant). */
+static DirectGeo direct_geo(Cg *cg, const KConv *cv, LLVMValueRef values) {
     DirectGeo g;
-    g.cpg = ci64(cg, cv->c / cv->groups), g.oc = ci64(cg, cv->oc), g.ocpg = ci64(cg, cv->oc / cv->groups);
     g.h = ci64(cg, cv->h), g.w = ci64(cg, cv->w), g.oh = ci64(cg, cv->oh), g.ow = ci64(cg, cv->ow);
     g.ph = ci64(cg, cv->ph), g.pw = ci64(cg, cv->pw), g.sh = ci64(cg, cv->sh), g.sw = ci64(cg, cv->sw);
-    g.dh = ci64(cg, cv->dh), g.dw = ci64(cg, cv->dw), g.x_off = ci64(cg, cv->x_off),
-    g.w_off = ci64(cg, cv->w_off);
-    for (int i = 0; i < 4; i++) g.xs[i] = ci64(cg, cv->xs[i]), g.ws[i] = ci64(cg, cv->ws[i]);
+    g.dh = ci64(cg, cv->dh), g.dw = ci64(cg, cv->dw);
+    g.xs[2] = ci64(cg, cv->xs[2]), g.xs[3] = ci64(cg, cv->xs[3]);
+    g.ws[2] = ci64(cg, cv->ws[2]), g.ws[3] = ci64(cg, cv->ws[3]); /* a window's row and tap */
+    int64_t v[DV_COUNT];
+    direct_values(cv, v);
+    LLVMValueRef *at[DV_COUNT] = {&g.cpg,   &g.oc,    &g.ocpg,  &g.xs[0], &g.xs[1],
+                                  &g.ws[0], &g.ws[1], &g.x_off, &g.w_off, &g.oc_magic};
+    for (int i = 0; i < DV_COUNT; i++) {
+        bool one = (i == DV_CPG || i == DV_OCPG || i == DV_OC) && v[i] == 1; /* a fact of the form */
+        *at[i] = values && !one ? slot_load(cg, values, i, cg->t_i64) : ci64(cg, v[i]);
+    }
+    if (!values || cv->oc == 1 || cv->n * cv->oc >= ((int64_t)1 << 32)) g.oc_magic = NULL; /* (its form) */
     return g;
 }
+
+/* Plane q's output channel and image: q % oc and q / oc, by the magic
+ * number of a sized kernel (q < n * oc < 2^32: its form). */
+static void plane_split(Cg *cg, const DirectGeo *g, LLVMValueRef q, LLVMValueRef *oc, LLVMValueRef *n) {
+    if (!g->oc_magic) {
+        *oc = LLVMBuildURem(cg->b, q, g->oc, ""), *n = LLVMBuildUDiv(cg->b, q, g->oc, "");
+        return;
+    }
+    *n = magic_quotient(cg, q, g->oc_magic);
+    *oc = LLVMBuildSub(cg->b, q, imul(cg, *n, g->oc), "");
+}
+
+/* Where channel cin of image n starts in the input. */
+static LLVMValueRef direct_input(Cg *cg, const DirectGeo *g, LLVMValueRef n, LLVMValueRef cin) {
+    return iadd(cg, iadd(cg, g->x_off, imul(cg, n, g->xs[0])), imul(cg, cin, g->xs[1]));
+}
+
+/* A sized direct kernel's epilogue analysis (its constants from the values)
+ * and its DirectGeo, at the entry of fn (its values are its last parameter);
+ * without `sized` every size a constant and ea untouched. */
+static DirectGeo begin_direct_sizes(Kc *kc, LLVMValueRef fn, bool sized, int nb, EpiAnalysis *ea);
+static void end_direct_sizes(Kc *kc, bool sized, EpiAnalysis *ea);
 
 /* W(oc, c, kh, kw) as <VL x float>. */
 static LLVMValueRef direct_weight(Cg *cg, const DirectGeo *g, LLVMValueRef Wt, KilnDType wdt, LLVMValueRef oc,
@@ -2993,19 +3065,20 @@ static void direct_blocks_end(Kc *kc, LLVMValueRef acc, const DirectBlock *b, in
     kc_free(kc);
 }
 
-static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int nb) {
+static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int nb, bool sized) {
     const KConv *cv = &k->conv;
     const bool is_conv = cv->op == OP_CONV2D, max = cv->op == OP_MAXPOOL2D;
     const int VL = cg->vec_floats;
-    const int64_t cg_n = cv->c / cv->groups, ocg = cv->oc / cv->groups, OW = cv->ow, OH = cv->oh, P = OH * OW;
+    const int64_t OW = cv->ow, OH = cv->oh, P = OH * OW;
     int64_t RB = (DIRECT_BLOCK + OW - 1) / OW; /* rows per block */
     if (RB > OH) RB = OH;
     KilnDType xdt = cg->p->bufs.data[cv->x_buf].dtype, wdt = is_conv ? cg->p->bufs.data[cv->w_buf].dtype : KILN_F32;
     LLVMTypeRef vf = LLVMVectorType(cg->t_f32, (unsigned)VL);
     Kc kc;
     kc_init(&kc, cg, k);
-    LLVMValueRef fn = begin_inner_fn(&kc, ".direct", list, nb);
-    DirectGeo g = direct_geo(cg, cv);
+    LLVMValueRef fn = begin_inner_fn(&kc, ".direct", list, nb, sized);
+    EpiAnalysis ea;
+    DirectGeo g = begin_direct_sizes(&kc, fn, sized, nb, &ea);
     LLVMValueRef X = kc.bufptr[cv->x_buf], Wt = is_conv ? kc.bufptr[cv->w_buf] : NULL;
     LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1), cP = ci64(cg, P), cOW = ci64(cg, OW);
     LLVMValueRef acc = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, RB * OW + VL), "acc");
@@ -3015,8 +3088,9 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
     LLVMValueRef p0 = LLVMBuildUDiv(cg->b, ob, cP, ""), p1 = LLVMBuildUDiv(cg->b, iadd(cg, oe, ci64(cg, P - 1)), cP, "");
     TLoop lp, lb, lr;
     LLVMValueRef plane = tloop_begin(&kc, &lp, p0, p1, 1, "plane");
-    LLVMValueRef oc = LLVMBuildURem(cg->b, plane, ci64(cg, cv->oc), ""), n = LLVMBuildUDiv(cg->b, plane, ci64(cg, cv->oc), "");
-    LLVMValueRef cin0 = imul(cg, LLVMBuildUDiv(cg->b, oc, ci64(cg, ocg), ""), ci64(cg, cg_n));
+    LLVMValueRef oc, n;
+    plane_split(cg, &g, plane, &oc, &n);
+    LLVMValueRef cin0 = imul(cg, LLVMBuildUDiv(cg->b, oc, g.ocpg, ""), g.cpg);
     DirectBlock blk;
     direct_block_begin(&kc, &lb, plane, ob, oe, P, OW, RB, &blk);
     LLVMValueRef oh0 = blk.oh0, nrows = blk.nrows;
@@ -3033,14 +3107,13 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
         if (nv > DIRECT_VECS) nv = DIRECT_VECS;
         LLVMValueRef vacc[DIRECT_VECS], next[DIRECT_VECS];
         Loop lcl;
-        LLVMValueRef c = loop_begin(&kc, &lcl, ci64(cg, 0), ci64(cg, cg_n), "c");
+        LLVMValueRef c = loop_begin(&kc, &lcl, ci64(cg, 0), g.cpg, "c");
         LLVMValueRef phis_c[DIRECT_VECS];
         for (int j = 0; j < nv; j++) {
             phis_c[j] = LLVMBuildPhi(cg->b, vf, "acc_c");
             LLVMAddIncoming(phis_c[j], &vinit, &lcl.pre, 1);
         }
-        LLVMValueRef xplane = iadd(cg, iadd(cg, ci64(cg, cv->x_off), imul(cg, n, ci64(cg, cv->xs[0]))),
-                                   imul(cg, iadd(cg, cin0, c), ci64(cg, cv->xs[1])));
+        LLVMValueRef xplane = direct_input(cg, &g, n, iadd(cg, cin0, c));
         /* kh over [kh0, kh1): skipped when empty */
         LLVMBasicBlockRef pre_kh = LLVMGetInsertBlock(cg->b);
         LLVMBasicBlockRef khbody = LLVMAppendBasicBlockInContext(cg->ctx, fn, "kh");
@@ -3096,6 +3169,7 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
     }
     tloop_end(&kc, &lr);
     direct_blocks_end(&kc, acc, &blk, OW, P, plane, &lb, &lp);
+    end_direct_sizes(&kc, sized, &ea);
     return fn;
 }
 
@@ -3188,7 +3262,7 @@ static LLVMValueRef emit_pool_rows_fn(Cg *cg, const Kernel *k, const int *list, 
     KilnDType xdt = cg->p->bufs.data[cv->x_buf].dtype;
     Kc kc;
     kc_init(&kc, cg, k);
-    LLVMValueRef fn = begin_inner_fn(&kc, ".pool", list, nb);
+    LLVMValueRef fn = begin_inner_fn(&kc, ".pool", list, nb, false);
     LLVMValueRef X = kc.bufptr[cv->x_buf], ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1);
     LLVMValueRef cP = ci64(cg, P), cOW = ci64(cg, OW);
     LLVMValueRef acc = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, RB * OW + VL), "acc");
@@ -3285,9 +3359,9 @@ static int64_t half_floor(int64_t a) { return a >= 0 ? a / 2 : -((1 - a) / 2); }
 
 /* Where the input plane of output plane q (one channel per group) starts in X. */
 static LLVMValueRef plane_input(Cg *cg, const DirectGeo *g, LLVMValueRef q) {
-    LLVMValueRef oc = LLVMBuildURem(cg->b, q, g->oc, ""), n = LLVMBuildUDiv(cg->b, q, g->oc, "");
-    LLVMValueRef cin = LLVMBuildUDiv(cg->b, oc, g->ocpg, "");
-    return iadd(cg, iadd(cg, g->x_off, imul(cg, n, g->xs[0])), imul(cg, cin, g->xs[1]));
+    LLVMValueRef oc, n;
+    plane_split(cg, g, q, &oc, &n);
+    return direct_input(cg, g, n, LLVMBuildUDiv(cg->b, oc, g->ocpg, ""));
 }
 
 /* Stride 2: the phase planes (4 x PR x OW floats at D + dbase) of output
@@ -3488,19 +3562,20 @@ static void flat_plane(Kc *kc, const FlatPlane *d, LLVMValueRef nvec) {
     tloop_end(kc, &l1);
 }
 
-static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *list, int nb) {
+static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *list, int nb, bool sized) {
     const KConv *cv = &k->conv;
     const bool is_conv = cv->op == OP_CONV2D;
     const int VL = cg->vec_floats;
-    const int64_t cg_n = cv->c / cv->groups, ocg = cv->oc / cv->groups, P = cv->oh * cv->ow;
+    const int64_t cg_n = cv->c / cv->groups, P = cv->oh * cv->ow;
     const int64_t nvec = (P + VL - 1) / VL;
     KilnDType xdt = cg->p->bufs.data[cv->x_buf].dtype,
               wdt = is_conv ? cg->p->bufs.data[cv->w_buf].dtype : KILN_F32;
     LLVMTypeRef vf = LLVMVectorType(cg->t_f32, (unsigned)VL);
     Kc kc;
     kc_init(&kc, cg, k);
-    LLVMValueRef fn = begin_inner_fn(&kc, ".direct", list, nb);
-    DirectGeo g = direct_geo(cg, cv);
+    LLVMValueRef fn = begin_inner_fn(&kc, ".direct", list, nb, sized);
+    EpiAnalysis ea;
+    DirectGeo g = begin_direct_sizes(&kc, fn, sized, nb, &ea);
     LLVMValueRef X = kc.bufptr[cv->x_buf], Wt = is_conv ? kc.bufptr[cv->w_buf] : NULL;
     LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1), cP = ci64(cg, P);
     LLVMValueRef acc = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, nvec * VL), "acc");
@@ -3548,8 +3623,8 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
     }
     TLoop lp;
     LLVMValueRef plane = tloop_begin(&kc, &lp, p0, p1, 1, "plane");
-    LLVMValueRef oc = LLVMBuildURem(cg->b, plane, ci64(cg, cv->oc), ""),
-                 n = LLVMBuildUDiv(cg->b, plane, ci64(cg, cv->oc), "");
+    LLVMValueRef oc, n;
+    plane_split(cg, &g, plane, &oc, &n);
     LLVMValueRef dcur = NULL;
     if (phased) {
         LLVMValueRef odd = LLVMBuildAnd(cg->b, LLVMBuildSub(cg->b, plane, p0, ""), ci64(cg, 1), "");
@@ -3559,7 +3634,7 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
         fill_phase_planes(&kc, cv, &g, xdt, X, next, D, LLVMBuildSub(cg->b, ci64(cg, PS), dcur, ""), PR);
         if_end(&kc, &ib);
     }
-    LLVMValueRef cin0 = imul(cg, LLVMBuildUDiv(cg->b, oc, ci64(cg, ocg), ""), ci64(cg, cg_n));
+    LLVMValueRef cin0 = imul(cg, LLVMBuildUDiv(cg->b, oc, g.ocpg, ""), g.cpg);
     LLVMValueRef pbase = imul(cg, plane, cP);
     if (padded) {
         LLVMValueRef cur =
@@ -3577,13 +3652,12 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
         int nv = (int)(nvec - v0 < DIRECT_VECS ? nvec - v0 : DIRECT_VECS);
         LLVMValueRef phis[DIRECT_VECS], vacc[DIRECT_VECS];
         Loop lc;
-        LLVMValueRef c = loop_begin(&kc, &lc, ci64(cg, 0), ci64(cg, cg_n), "c");
+        LLVMValueRef c = loop_begin(&kc, &lc, ci64(cg, 0), g.cpg, "c");
         for (int j = 0; j < nv; j++) {
             vacc[j] = phis[j] = LLVMBuildPhi(cg->b, vf, "acc_c");
             LLVMAddIncoming(phis[j], &vinit, &lc.pre, 1);
         }
-        LLVMValueRef xplane = iadd(cg, iadd(cg, ci64(cg, cv->x_off), imul(cg, n, ci64(cg, cv->xs[0]))),
-                                   imul(cg, iadd(cg, cin0, c), ci64(cg, cv->xs[1])));
+        LLVMValueRef xplane = direct_input(cg, &g, n, iadd(cg, cin0, c));
         for (int64_t kh = 0; kh < cv->kh; kh++) {
             for (int64_t kw = 0; kw < cv->kw; kw++) {
                 int64_t oh_off = kh * cv->dh - cv->ph, ow_off = kw * cv->dw - cv->pw;
@@ -3621,6 +3695,7 @@ static LLVMValueRef emit_direct_plane_fn(Cg *cg, const Kernel *k, const int *lis
     emit_block_epilogue(&kc, acc, lo, hi, ci64(cg, 0), pbase, P, plane, "e");
     tloop_end(&kc, &lp);
     LLVMBuildRetVoid(cg->b);
+    end_direct_sizes(&kc, sized, &ea);
     kc_free(&kc);
     return fn;
 }
@@ -3651,7 +3726,7 @@ static LLVMValueRef emit_gemv_fn(Cg *cg, const Kernel *k, const KGemm *g, const 
     KilnDType adt = cg->p->bufs.data[mm->a_buf].dtype, bdt = cg->p->bufs.data[mm->b_buf].dtype;
     Kc kc;
     kc_init(&kc, cg, k);
-    LLVMValueRef fn = begin_inner_fn(&kc, ".gemv", list, nb);
+    LLVMValueRef fn = begin_inner_fn(&kc, ".gemv", list, nb, false);
     LLVMValueRef A = kc.bufptr[mm->a_buf], B = kc.bufptr[mm->b_buf];
     LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1), cN = ci64(cg, N);
     LLVMValueRef acc = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, NB), "acc");
@@ -4128,13 +4203,8 @@ enum { EPI_FIXED_ARGS = 10, EPI_OUTLINE_MIN_K = 128 };
  * [0, 2^32) (magic_divide: a multiply and a shift by a magic number from
  * the values); any other divisor stays a constant of the code (part of its
  * form), so that no division by a value read at run time lands in the
- * epilogue. */
-typedef struct {
-    bool *live;
-    int *slot;  /* per constant: its value's slot, or -1 */
-    int *magic; /* per division: its divisor's magic's slot (magic_divide), or -1 */
-    int nslots;
-} EpiAnalysis;
+ * epilogue (EpiAnalysis, defined before the direct form, which has such
+ * epilogues too). */
 
 /* o / d or o % d that gemm_index computes from the tile's row and column
  * (product of N columns): 1 when d == N (no arithmetic), 2 when d | N, 3
@@ -4215,6 +4285,24 @@ static void load_epilogue_values(Kc *kc, const EpiAnalysis *ea, LLVMValueRef val
         if (ea->slot[i] >= 0) kc->preset[i] = slot_load(cg, values, MMB_BUFS + ea->slot[i], cg->t_i64);
         if (ea->magic[i] >= 0) kc->magic[i] = slot_load(cg, values, MMB_BUFS + ea->magic[i], cg->t_i64);
     }
+}
+
+static DirectGeo begin_direct_sizes(Kc *kc, LLVMValueRef fn, bool sized, int nb, EpiAnalysis *ea) {
+    const KConv *cv = &kc->k->conv;
+    if (!sized) return direct_geo(kc->cg, cv, NULL);
+    LLVMValueRef values = LLVMGetParam(fn, (unsigned)(nb + 2));
+    epi_analyse(kc->k, cv->oh * cv->ow, ea);
+    load_epilogue_values(kc, ea, values);
+    return direct_geo(kc->cg, cv, values);
+}
+
+/* What begin_direct_sizes made. */
+static void end_direct_sizes(Kc *kc, bool sized, EpiAnalysis *ea) {
+    if (!sized) return;
+    free(kc->preset);
+    free(kc->magic);
+    kc->preset = kc->magic = NULL, kc->live = NULL;
+    epi_analysis_free(ea);
 }
 
 static LLVMValueRef emit_epilogue_fn(Cg *cg, const Kernel *k, const int *list, int nb, int64_t N, int NR,
@@ -5257,6 +5345,13 @@ static bool kernel_sized(const Cg *cg, const Kernel *k, KGemm *g) {
     return !prefetch_next_block(cg->p, g, pp.b, g->mm.k > sh.kc, sh.swap);
 }
 
+/* Whether kernel k runs the direct form reading its channels' sizes from
+ * its values (DirectGeo): every direct kernel of a unit of cpu_code.c. */
+static bool direct_sized(const Cg *cg, const Kernel *k) {
+    KGemm g;
+    return !cg->aot && direct_ok(cg, k) && !gemm_tiled(cg, k, &g) && !pool_rows_ok(cg, k);
+}
+
 int llvm_values_slot(const KProgram *p) { return p->bufs.len + 1 + 2 * p->kernels.len; }
 
 /* Loads table[slot] (a pointer). */
@@ -5474,6 +5569,8 @@ static void put_words(Words *w, const int64_t *v, int n) {
     for (int i = 0; i < n; i++) VEC_PUSH(*w, v[i]);
 }
 
+static void epi_form(const Kernel *k, const EpiAnalysis *ea, int64_t n_cols, Words *w);
+
 /* The form of sized product k (llvm_kernel_sizes): every fact about the
  * kernel that its unit's code depends on, sizes left out. */
 static void sized_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiAnalysis *ea, Words *w) {
@@ -5502,6 +5599,13 @@ static void sized_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiA
         int64_t fw[] = {f.dt, f.nr, f.rows, f.pointwise, f.sw, f.xs3, f.kw, f.dw};
         put_words(w, fw, 8);
     }
+    epi_form(k, ea, mm->n, w);
+}
+
+/* The words of sized kernel k's epilogue (its product or plane of n
+ * columns): its stages, the index width, and its live instructions with
+ * the constants read from the values as slots. */
+static void epi_form(const Kernel *k, const EpiAnalysis *ea, int64_t n_cols, Words *w) {
     KRange *rg = kernel_index_ranges(k);
     int64_t epi[] = {index_fits_i32(k, rg), heavy_scope(k, -1) || heavy_scope(k, 1), k->stages.len};
     put_words(w, epi, 3);
@@ -5519,7 +5623,7 @@ static void sized_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiA
         if (!ea->live[i]) continue;
         const KInst *in = &k->insts.data[i];
         bool magic = ea->magic[i] >= 0;
-        int cls = magic ? -1 : gemm_index_class(k, in, mm->n);
+        int cls = magic ? -1 : gemm_index_class(k, in, n_cols);
         bool nonneg = (in->kind == KI_IDIV || in->kind == KI_IMOD) && rg[in->a].known && rg[in->a].lo >= 0 &&
                       rg[in->b].known && rg[in->b].lo > 0;
         int64_t bits;
@@ -5539,7 +5643,7 @@ static void sized_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiA
                         ea->slot[i] >= 0 ? ea->slot[i] : in->ivalue,
                         magic ? -1 : nonneg,
                         cls,
-                        cls >= 2 ? mm->n : 0};
+                        cls >= 2 ? n_cols : 0};
         put_words(w, iw, (int)(sizeof iw / sizeof iw[0]));
     }
     const KStage *last = &k->stages.data[k->stages.len - 1];
@@ -5553,13 +5657,54 @@ static void sized_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiA
     free(rg);
 }
 
+/* The form of sized direct kernel k (llvm_kernel_sizes): its plane's
+ * geometry and window, the input's row and element strides, whether it has
+ * one channel per group and one output per group (DirectGeo's constants),
+ * its buffers' roles and its epilogue; not its channels, batch or offsets. */
+static void direct_form(const Cg *cg, const Kernel *k, const EpiAnalysis *ea, Words *w) {
+    const KConv *cv = &k->conv;
+    int *list = xcalloc((size_t)cg->p->bufs.len + 1, sizeof(int));
+    int nb = kernel_buffers(cg->p, k, list);
+    int64_t head[] = {0x444952454354ll /* "DIRECT", version 1 */,
+                      cv->op,
+                      cv->kh,
+                      cv->kw,
+                      cv->h,
+                      cv->w,
+                      cv->oh,
+                      cv->ow,
+                      cv->sh,
+                      cv->sw,
+                      cv->ph,
+                      cv->pw,
+                      cv->dh,
+                      cv->dw,
+                      cv->xs[2],
+                      cv->xs[3],
+                      cv->ws[2],
+                      cv->ws[3],
+                      cv->c == cv->groups,
+                      cv->oc == cv->groups,
+                      cv->c / cv->groups == 1,
+                      cv->oc / cv->groups == 1,
+                      cv->oc == 1,
+                      cv->n * cv->oc < ((int64_t)1 << 32),
+                      cv->x_buf,
+                      cv->w_buf,
+                      nb};
+    put_words(w, head, (int)(sizeof head / sizeof head[0]));
+    for (int i = 0; i < nb; i++) VEC_PUSH(*w, list[i]);
+    free(list);
+    epi_form(k, ea, cv->oh * cv->ow, w);
+}
+
 /* The external entry NAME(ob, oe, bufs): loads the pointers (and, for a
  * tiled matmul, the scratch at bufs[nbufs] and any prepacked operand at its
  * slot) and calls the body.  A tiled matmul also gets NAME.cols(c0, c1,
  * bufs): every row, the output columns [c0, c1) (threads split wide, short
  * products by columns, so that each packs only its part of B). */
-static LLVMValueRef emit_entry(Cg *cg, const Kernel *k, int ki, const char *name, LLVMValueRef body, const int *list,
-                               int nb, const KGemm *tiled, bool by_columns) {
+static LLVMValueRef emit_entry(Cg *cg, const Kernel *k, int ki, const char *name, LLVMValueRef body,
+                               const int *list, int nb, const KGemm *tiled, bool by_columns, bool values) {
     LLVMTypeRef ps[3] = {cg->t_i64, cg->t_i64, cg->t_ptr};
     LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, 3, 0));
     add_fn_attr(cg, fn, cg->k_nounwind);
@@ -5586,6 +5731,9 @@ static LLVMValueRef emit_entry(Cg *cg, const Kernel *k, int ki, const char *name
         LLVMValueRef slot = LLVMBuildGEP2(cg->b, cg->t_ptr, LLVMGetParam(fn, 2), (LLVMValueRef[]){ci64(cg, slot_index)}, 1, "");
         args[na++] = LLVMBuildLoad2(cg->b, cg->t_ptr, slot, i < nb ? cg->p->bufs.data[list[i]].name : "scratch");
     }
+    if (values)
+        args[na++] =
+            table_ptr(cg, LLVMGetParam(fn, 2), llvm_values_slot(cg->p)); /* a sized direct kernel's */
     LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(body), body, args, (unsigned)na, "");
     LLVMBuildRetVoid(cg->b);
     free(args);
@@ -5603,17 +5751,18 @@ static LLVMValueRef emit_kernel(Cg *cg, const Kernel *k, int ki, LLVMValueRef *c
         free(list);
         return fn;
     }
-    bool tiled = gemm_tiled(cg, k, &g);
+    bool tiled = gemm_tiled(cg, k, &g), sized = cg->sized && direct_sized(cg, k);
     LLVMValueRef body = tiled                 ? emit_matmul_fn(cg, k, &g, list, nb)
                         : pool_rows_ok(cg, k) ? emit_pool_rows_fn(cg, k, list, nb)
-                        : direct_ok(cg, k)   ? (direct_plane_ok(cg, k) ? emit_direct_plane_fn(cg, k, list, nb)
-                                                                       : emit_direct_fn(cg, k, list, nb))
+                        : direct_ok(cg, k)
+                            ? (direct_plane_ok(cg, k) ? emit_direct_plane_fn(cg, k, list, nb, sized)
+                                                      : emit_direct_fn(cg, k, list, nb, sized))
                         : gemv_ok(cg, k, &g) ? emit_gemv_fn(cg, k, &g, list, nb)
                                              : emit_generic_fn(cg, k, list, nb);
-    LLVMValueRef fn = emit_entry(cg, k, ki, k->name, body, list, nb, tiled ? &g : NULL, false);
+    LLVMValueRef fn = emit_entry(cg, k, ki, k->name, body, list, nb, tiled ? &g : NULL, false, sized);
     if (cols_out) {
         char *cname = name2(k->name, ".cols");
-        *cols_out = tiled ? emit_entry(cg, k, ki, cname, body, list, nb, &g, true) : NULL;
+        *cols_out = tiled ? emit_entry(cg, k, ki, cname, body, list, nb, &g, true, false) : NULL;
         free(cname);
     }
     for (int which = 0; tiled && which < 2; which++)
@@ -5871,6 +6020,16 @@ static int identity_vec_floats(const char *identity) {
     return vec_floats_of(name, feat ? feat + 1 : "");
 }
 
+/* A sized kernel's epilogue constants and magic numbers into its values. */
+static void epilogue_values(const Kernel *k, const EpiAnalysis *ea, int64_t *v) {
+    for (int i = 0; i < k->insts.len; i++) {
+        const KInst *in = &k->insts.data[i];
+        if (ea->slot[i] >= 0) v[MMB_BUFS + ea->slot[i]] = kinst_scalar(in).i;
+        if (ea->magic[i] >= 0)
+            v[MMB_BUFS + ea->magic[i]] = (int64_t)llvm_div_magic((uint64_t)k->insts.data[in->b].ivalue);
+    }
+}
+
 bool llvm_kernel_sizes(const KProgram *p, int kernel, const char *identity, bool form, LlvmKernelSizes *out) {
     memset(out, 0, sizeof *out);
     Cg cg = {.p = p, .vec_floats = identity_vec_floats(identity)};
@@ -5879,13 +6038,25 @@ bool llvm_kernel_sizes(const KProgram *p, int kernel, const char *identity, bool
     for (int w = 0; w < 2; w++) out->prepack[w] = prepack_bytes(&cg, k, w);
     gather_size(&cg, k, out->gather);
     KGemm g;
-    if (!kernel_sized(&cg, k, &g)) return false;
-    out->sized = true;
+    bool direct = direct_sized(&cg, k);
+    if (!direct && !kernel_sized(&cg, k, &g)) return false;
+    out->sized = true, out->product = !direct;
     EpiAnalysis ea;
-    epi_analyse(k, g.mm.n, &ea);
+    epi_analyse(k, direct ? k->conv.oh * k->conv.ow : g.mm.n, &ea);
     out->nvalues = MMB_BUFS + ea.nslots;
     out->values = xcalloc((size_t)out->nvalues, sizeof(int64_t));
     int64_t *v = out->values;
+    if (direct) {
+        direct_values(&k->conv, v);
+        epilogue_values(k, &ea, v);
+        if (form) {
+            Words w = {0};
+            direct_form(&cg, k, &ea, &w);
+            out->form = w.data, out->nform = w.len;
+        }
+        epi_analysis_free(&ea);
+        return true;
+    }
     mm_block_values(&cg, &g, v);
     int *pf = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread, npass;
     bool mixed;
@@ -5895,12 +6066,7 @@ bool llvm_kernel_sizes(const KProgram *p, int kernel, const char *identity, bool
     free(pf);
     if (g.conv) conv_slot_values(g.conv, v + MMB_C_OW);
     v[MMB_BATCH] = g.mm.batch, v[MMB_OUTER] = k->outer, v[MMB_WHICH] = out->gather[2];
-    for (int i = 0; i < k->insts.len; i++) {
-        const KInst *in = &k->insts.data[i];
-        if (ea.slot[i] >= 0) v[MMB_BUFS + ea.slot[i]] = kinst_scalar(in).i;
-        if (ea.magic[i] >= 0)
-            v[MMB_BUFS + ea.magic[i]] = (int64_t)llvm_div_magic((uint64_t)k->insts.data[in->b].ivalue);
-    }
+    epilogue_values(k, &ea, v);
     if (form) {
         Words w = {0};
         sized_form(&cg, k, &g, &ea, &w);

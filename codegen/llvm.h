@@ -119,7 +119,10 @@ int llvm_table_len(const KProgram *p);
  * reads every size (M, N, K, strides, the window, the epilogue's index
  * constants...) from bufs[llvm_values_slot(p)], an int64_t array, its
  * VALUES, that the caller fills per kernel; so two kernels that differ
- * only in their sizes can share the same code.  llvm_kernel_sizes gives,
+ * only in their sizes can share the same code.  So is a kernel of the
+ * direct form (depthwise and grouped convolutions, pools), whose values are
+ * its channels, batch strides, weights' strides and offsets, its plane's
+ * geometry being part of its form (the unrolled code depends on it).  llvm_kernel_sizes gives,
  * for kernel `kernel` of p on the target of that identity (a target's
  * "triple cpu features", llvm_target_identity): the bytes the caller
  * allocates (scratch, prepack[which], gather[3]: as llvm_compile_object
@@ -131,6 +134,8 @@ int llvm_table_len(const KProgram *p);
  * llvm_kernel_sizes_free. */
 typedef struct {
     bool sized;
+    bool product; /* a sized product: its unit also has NAME.cols, .gather, .prepack_a/_b (else the entry
+                     only) */
     int64_t scratch, prepack[2], gather[3];
     int64_t *values;
     int nvalues;

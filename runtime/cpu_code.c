@@ -479,7 +479,8 @@ struct Unit {
     int64_t scratch, prepack_bytes[2];
     int64_t gather_bytes, gather_tasks, gather_operand; /* an operand gathered once (llvm.h) */
     bool helpers; /* the target's shared helpers (no entry), not a kernel */
-    bool sized;   /* a sized kernel's (llvm_kernel_sizes): it has every function below */
+    bool sized;   /* a sized kernel's (llvm_kernel_sizes): it reads its sizes from the values */
+    bool product; /* a sized product's: it has every function below */
     bool uses_helpers;
     Unit *helper; /* held while this unit is: the helpers it calls */
     Unit *next;   /* in its bucket */
@@ -721,10 +722,10 @@ static bool helpers_into_jit(Unit *h, char *err, size_t errlen) {
 static int unit_symbols(Unit *u, const char **suffix, void **out) {
     int n = 0;
     if (!u->helpers) suffix[n] = "", out[n++] = &u->fn;
-    if (u->scratch > 0 || u->sized) suffix[n] = ".cols", out[n++] = &u->cols;
-    if (u->prepack_bytes[0] > 0 || u->sized) suffix[n] = ".prepack_a", out[n++] = &u->prepack[0];
-    if (u->prepack_bytes[1] > 0 || u->sized) suffix[n] = ".prepack_b", out[n++] = &u->prepack[1];
-    if (u->gather_bytes > 0 || u->sized) suffix[n] = ".gather", out[n++] = &u->gather;
+    if (u->scratch > 0 || u->product) suffix[n] = ".cols", out[n++] = &u->cols;
+    if (u->prepack_bytes[0] > 0 || u->product) suffix[n] = ".prepack_a", out[n++] = &u->prepack[0];
+    if (u->prepack_bytes[1] > 0 || u->product) suffix[n] = ".prepack_b", out[n++] = &u->prepack[1];
+    if (u->gather_bytes > 0 || u->product) suffix[n] = ".gather", out[n++] = &u->gather;
     return n;
 }
 
@@ -1599,7 +1600,7 @@ static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, b
         u->refs = 1;
         u->state = UNIT_BUILDING;
         u->shared = !fresh;
-        u->sized = sizes[i].sized;
+        u->sized = sizes[i].sized, u->product = sizes[i].product;
         u->sym = xstrdup(pu ? pu->sym : cps[i]->kernels.data[0].name);
         if (fresh) { /* private: a name of its own beside any shared twin */
             StrBuf sb = {0};
@@ -1803,7 +1804,7 @@ bool cpu_code_prebuild_form(const KProgram *kp, int kernel, bool (*known)(KCache
         LLVMTargetMachineRef tm = ok ? NULL : llvm_target_machine(NULL, true, err, errlen);
         if (tm) {
             LLVMContextRef lctx = llvm_context_new();
-            Unit u = {.sized = true};
+            Unit u = {.sized = true, .product = sz.product};
             int64_t gather[3] = {0, 0, 0};
             LLVMMemoryBufferRef obj =
                 llvm_compile_object(lctx, tm, cp, hc.suffix, &u.uses_helpers, &u.scratch, u.prepack_bytes,

@@ -564,6 +564,25 @@ static void test_in_place(void) {
 
 /* ------------------------------------------------------- sized units */
 
+/* Compiles graph 0 of text on the cpu: `kernels` kernels in `units` units. */
+static void check_units(const char *name, const char *text, int kernels, int units) {
+    Arena *arena = arena_new();
+    IRGraph *g = build_graph(arena, name, text), *o = NULL;
+    char err[2048] = "";
+    PassOptions po = {.opt_level = 2};
+    if (g) passes_run(arena, g, &po, &o, err, sizeof err);
+    CompileStats st = {0};
+    CompileOptions copt = {.opt_level = 2, .stats = &st};
+    Executable *exe = o ? exec_compile(backend_lookup("cpu"), o, &copt, err, sizeof err) : NULL;
+    CHECK(exe != NULL, "%s on cpu: compile: %s", name, err);
+    CHECK(st.kernels == kernels && st.distinct == units, "%s: %d kernels in %d units, want %d in %d", name,
+          st.kernels, st.distinct, kernels, units);
+    if (exe) exec_destroy(exe);
+    if (o && o != g) ir_graph_destroy(o);
+    if (g) ir_graph_destroy(g);
+    arena_free(arena);
+}
+
 /* Products that differ only in their sizes share one unit of code on the
  * cpu (codegen/llvm.h llvm_kernel_sizes: their sizes read from the kernel's
  * values): two matmuls with bias and relu (K 130 and 300: one and two K
@@ -595,23 +614,48 @@ static void test_sized_units(void) {
         "clamp(conv2d(xg, wg, bg), 0.0, 6.0), clamp(conv2d(xh, wh, bh), 0.0, 6.0), "
         "clamp(conv2d(xi, wi, bi), 0.0, 6.0), relu(conv2d(xj, wj, bj)), relu(conv2d(xk, wk, bk))\n"
         "}\n";
-    Arena *arena = arena_new();
-    IRGraph *g = build_graph(arena, "sized.kiln", text), *o = NULL;
-    char err[2048] = "";
-    PassOptions po = {.opt_level = 2};
-    if (g) passes_run(arena, g, &po, &o, err, sizeof err);
-    CompileStats st = {0};
-    CompileOptions copt = {.opt_level = 2, .stats = &st};
-    Executable *exe = o ? exec_compile(backend_lookup("cpu"), o, &copt, err, sizeof err) : NULL;
-    CHECK(exe != NULL, "sized.kiln on cpu: compile: %s", err);
-    CHECK(st.kernels == 11 && st.distinct == 5, "sized.kiln: %d kernels in %d units, want 11 in 5",
-          st.kernels, st.distinct);
-    if (exe) exec_destroy(exe);
-    if (o && o != g) ir_graph_destroy(o);
-    if (g) ir_graph_destroy(g);
-    arena_free(arena);
+    check_units("sized.kiln", text, 11, 5);
     static const char *const devices[] = {"cpu", "cuda-emu", NULL};
     run_suite_on("sized.kiln", text, 0, devices);
+}
+
+/* Direct-form kernels (depthwise convolutions, pools) that differ only in
+ * their channels and batch share one unit on the cpu (DirectGeo's sizes
+ * from the kernel's values; the plane's geometry is the form): per form a
+ * pair of other channel counts (24 and 40 at 14x14, the unrolled plane; 16
+ * and 32 at 28x28, the padded plane; 8 and 16 at 40x40, by rows; 16 and 24
+ * at stride 2, the phase planes; two max pools), the 14x14 pair at two
+ * images too (bias channel (o / P) % OC by a magic number), the first with a
+ * channel multiplier of 2 (48 outputs from 24 channels: its own form) and
+ * one of two channels per group (its own).  15 kernels in 9 units, then
+ * every result against the reference on cpu, kir and cuda-emu. */
+static void test_sized_direct(void) {
+    static const char text[] =
+        "graph sdirect(xa: f32[1, 24, 14, 14], wa: f32[24, 1, 3, 3], ba: f32[24], xb: f32[1, 40, 14, 14], "
+        "wb: f32[40, 1, 3, 3], bb: f32[40], xc: f32[2, 24, 14, 14], xd: f32[2, 40, 14, 14], "
+        "xe: f32[1, 16, 28, 28], we: f32[16, 1, 3, 3], be: f32[16], xf: f32[1, 32, 28, 28], "
+        "wf: f32[32, 1, 3, 3], bf: f32[32], xg: f32[1, 8, 40, 40], wg: f32[8, 1, 3, 3], bg: f32[8], "
+        "xh: f32[1, 16, 40, 40], wh: f32[16, 1, 3, 3], bh: f32[16], xi: f32[1, 16, 14, 14], "
+        "wi: f32[16, 1, 3, 3], bi: f32[16], xj: f32[1, 24, 14, 14], xk: f32[1, 8, 20, 20], "
+        "xl: f32[1, 16, 20, 20], wm: f32[48, 1, 3, 3], bm: f32[48], wn: f32[24, 2, 3, 3]) "
+        "-> (f32[1, 24, 14, 14], f32[1, 40, 14, 14], f32[2, 24, 14, 14], f32[2, 40, 14, 14], "
+        "f32[1, 16, 28, 28], f32[1, 32, 28, 28], f32[1, 8, 40, 40], f32[1, 16, 40, 40], f32[1, 16, 7, 7], "
+        "f32[1, 24, 7, 7], f32[1, 8, 10, 10], f32[1, 16, 10, 10], f32[1, 48, 14, 14], "
+        "f32[1, 24, 14, 14], f32[2, 24, 14, 14]) {\n"
+        "    return clamp(conv2d(xa, wa, ba, padding=1, groups=24), 0.0, 6.0), "
+        "clamp(conv2d(xb, wb, bb, padding=1, groups=40), 0.0, 6.0), "
+        "clamp(conv2d(xc, wa, ba, padding=1, groups=24), 0.0, 6.0), "
+        "clamp(conv2d(xd, wb, bb, padding=1, groups=40), 0.0, 6.0), "
+        "relu(conv2d(xe, we, be, padding=1, groups=16)), relu(conv2d(xf, wf, bf, padding=1, groups=32)), "
+        "conv2d(xg, wg, bg, padding=1, groups=8), conv2d(xh, wh, bh, padding=1, groups=16), "
+        "clamp(conv2d(xi, wi, bi, stride=2, padding=1, groups=16), 0.0, 6.0), "
+        "clamp(conv2d(xj, wa, ba, stride=2, padding=1, groups=24), 0.0, 6.0), "
+        "maxpool2d(xk, 3, stride=2, padding=1), maxpool2d(xl, 3, stride=2, padding=1), "
+        "clamp(conv2d(xa, wm, bm, padding=1, groups=24), 0.0, 6.0), "
+        "conv2d(xa, wn, padding=1, groups=12), clamp(conv2d(xc, wa, ba, padding=1, groups=24), 0.0, 6.0)\n"
+        "}\n";
+    check_units("sdirect.kiln", text, 15, 9);
+    run_suite("sdirect.kiln", text, 0);
 }
 
 /* ------------------------------------------------------------- pooling */
@@ -651,6 +695,7 @@ int main(void) {
     test_convolutions();
     test_in_place();
     test_sized_units();
+    test_sized_direct();
     test_pools();
     printf("test_kernels: %d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
