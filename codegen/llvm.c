@@ -3720,24 +3720,52 @@ static bool gemv_ok(const Cg *cg, const Kernel *k, KGemm *g) {
     return mm->b_sn == 1 && mm->n >= 16 && mm->k >= 4 && mm->n * mm->k >= 4096;
 }
 
-static LLVMValueRef emit_gemv_fn(Cg *cg, const Kernel *k, const KGemm *g, const int *list, int nb) {
+/* A sized GEMV (a unit of cpu_code.c; no batch dims: a classifier head)
+ * reads M, N, K and A's and B's offsets and strides from its values (GV_*),
+ * its epilogue's constants after them at MMB_BUFS, and keeps a block of
+ * GEMV_BLOCK columns whatever N: its form is its operands' roles and its
+ * epilogue (gemv_form). */
+enum { GV_M, GV_N, GV_K, GV_A_OFF, GV_A_SM, GV_A_SK, GV_B_OFF, GV_B_SK, GV_COUNT };
+
+static bool gemv_sized(const Cg *cg, const Kernel *k, KGemm *g) {
+    return !cg->aot && !gemm_tiled(cg, k, g) && !direct_ok(cg, k) && gemv_ok(cg, k, g) && g->mm.nbatch == 0;
+}
+
+static void gemv_values(const KMatmul *mm, int64_t *v) {
+    v[GV_M] = mm->m, v[GV_N] = mm->n, v[GV_K] = mm->k, v[GV_A_OFF] = mm->a_off, v[GV_A_SM] = mm->a_sm;
+    v[GV_A_SK] = mm->a_sk, v[GV_B_OFF] = mm->b_off, v[GV_B_SK] = mm->b_sk;
+}
+
+static LLVMValueRef emit_gemv_fn(Cg *cg, const Kernel *k, const KGemm *g, const int *list, int nb, bool sized) {
     const KMatmul *mm = &g->mm;
-    const int64_t M = mm->m, N = mm->n, K = mm->k, NB = N < GEMV_BLOCK ? N : GEMV_BLOCK;
+    const int64_t N = mm->n, K = mm->k, NB = N < GEMV_BLOCK && !sized ? N : GEMV_BLOCK;
     KilnDType adt = cg->p->bufs.data[mm->a_buf].dtype, bdt = cg->p->bufs.data[mm->b_buf].dtype;
     Kc kc;
     kc_init(&kc, cg, k);
-    LLVMValueRef fn = begin_inner_fn(&kc, ".gemv", list, nb, false);
+    LLVMValueRef fn = begin_inner_fn(&kc, ".gemv", list, nb, sized);
+    int64_t val[GV_COUNT];
+    gemv_values(mm, val);
+    LLVMValueRef v[GV_COUNT], values = sized ? LLVMGetParam(fn, (unsigned)(nb + 2)) : NULL;
+    for (int i = 0; i < GV_COUNT; i++) v[i] = sized ? slot_load(cg, values, i, cg->t_i64) : ci64(cg, val[i]);
+    EpiAnalysis ea;
+    if (sized) {
+        epi_analyse(k, N, &ea);
+        load_epilogue_values(&kc, &ea, values);
+    }
     LLVMValueRef A = kc.bufptr[mm->a_buf], B = kc.bufptr[mm->b_buf];
-    LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1), cN = ci64(cg, N);
+    LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1), cN = v[GV_N], cK = v[GV_K];
     LLVMValueRef acc = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, NB), "acc");
     LLVMSetAlignment(acc, 64);
-    LLVMValueRef r0 = LLVMBuildUDiv(cg->b, ob, cN, ""), r1 = LLVMBuildUDiv(cg->b, iadd(cg, oe, ci64(cg, N - 1)), cN, "");
+    LLVMValueRef r0 = LLVMBuildUDiv(cg->b, ob, cN, ""),
+                 r1 = LLVMBuildUDiv(cg->b, iadd(cg, oe, LLVMBuildSub(cg->b, cN, ci64(cg, 1), "")), cN, "");
     TLoop lr, lb, lk, ln;
     LLVMValueRef row = tloop_begin(&kc, &lr, r0, r1, 1, "row");
-    LLVMValueRef bi = LLVMBuildUDiv(cg->b, row, ci64(cg, M), ""), m = LLVMBuildURem(cg->b, row, ci64(cg, M), "");
-    LLVMValueRef abase = iadd(cg, iadd(cg, ci64(cg, mm->a_off), batch_offset(cg, mm, mm->a_batch_stride, bi)),
-                              imul(cg, m, ci64(cg, mm->a_sm)));
-    LLVMValueRef bbase = iadd(cg, ci64(cg, mm->b_off), batch_offset(cg, mm, mm->b_batch_stride, bi));
+    /* (no batch dims: the row is m) */
+    LLVMValueRef bi = mm->nbatch ? LLVMBuildUDiv(cg->b, row, v[GV_M], "") : ci64(cg, 0);
+    LLVMValueRef m = mm->nbatch ? LLVMBuildURem(cg->b, row, v[GV_M], "") : row;
+    LLVMValueRef abase =
+        iadd(cg, iadd(cg, v[GV_A_OFF], batch_offset(cg, mm, mm->a_batch_stride, bi)), imul(cg, m, v[GV_A_SM]));
+    LLVMValueRef bbase = iadd(cg, v[GV_B_OFF], batch_offset(cg, mm, mm->b_batch_stride, bi));
     LLVMValueRef obase = imul(cg, row, cN);
     LLVMValueRef nlo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, ob, obase, ""));
     LLVMValueRef nhi = imin(cg, cN, LLVMBuildSub(cg->b, oe, obase, ""));
@@ -3746,20 +3774,22 @@ static LLVMValueRef emit_gemv_fn(Cg *cg, const Kernel *k, const KGemm *g, const 
     LLVMValueRef n = tloop_begin(&kc, &ln, ci64(cg, 0), nbv, 1, "zero");
     store_f32(cg, acc, n, cf(cg, 0.0));
     loop_metadata(cg, tloop_end(&kc, &ln), 0, 1);
-    /* k GEMV_ROWS at a time, then 4, then the rest one at a time */
+    /* k GEMV_ROWS at a time, then 4, then the rest one at a time: [k0, k1) the k
+     * that whole steps cover, k1 = K rounded down to the step (each step
+     * divides the one before); with K a constant, empty steps left out */
     const int steps[3] = {GEMV_ROWS, 4, 1};
-    int64_t k0 = 0;
+    LLVMValueRef k0 = ci64(cg, 0);
     for (int si = 0; si < 3; si++) {
         const int step = steps[si];
-        const int64_t k1 = k0 + (K - k0) / step * step;
-        if (k1 <= k0) continue;
-        LLVMValueRef kb = tloop_begin(&kc, &lk, ci64(cg, k0), ci64(cg, k1), step, "k");
+        if (!sized && K / step * step <= (si ? K / steps[si - 1] * steps[si - 1] : 0)) continue;
+        LLVMValueRef k1 = step == 1 ? cK : LLVMBuildAnd(cg->b, cK, ci64(cg, -step), "");
+        LLVMValueRef kb = tloop_begin(&kc, &lk, k0, k1, step, "k");
         k0 = k1;
         LLVMValueRef av[GEMV_ROWS], brow[GEMV_ROWS];
         for (int j = 0; j < step; j++) {
             LLVMValueRef kj = iadd(cg, kb, ci64(cg, j));
-            av[j] = conv(cg, load_elem(cg, adt, A, iadd(cg, abase, imul(cg, kj, ci64(cg, mm->a_sk)))), adt, KILN_F32);
-            brow[j] = iadd(cg, iadd(cg, bbase, imul(cg, kj, ci64(cg, mm->b_sk))), n0);
+            av[j] = conv(cg, load_elem(cg, adt, A, iadd(cg, abase, imul(cg, kj, v[GV_A_SK]))), adt, KILN_F32);
+            brow[j] = iadd(cg, iadd(cg, bbase, imul(cg, kj, v[GV_B_SK])), n0);
         }
         n = tloop_begin(&kc, &ln, ci64(cg, 0), nbv, 1, "n");
         LLVMValueRef v = load_f32(cg, acc, n);
@@ -3774,6 +3804,11 @@ static LLVMValueRef emit_gemv_fn(Cg *cg, const Kernel *k, const KGemm *g, const 
     tloop_end(&kc, &lb);
     tloop_end(&kc, &lr);
     LLVMBuildRetVoid(cg->b);
+    if (sized) {
+        free(kc.preset);
+        free(kc.magic);
+        epi_analysis_free(&ea);
+    }
     kc_free(&kc);
     return fn;
 }
@@ -5657,6 +5692,18 @@ static void epi_form(const Kernel *k, const EpiAnalysis *ea, int64_t n_cols, Wor
     free(rg);
 }
 
+/* The form of sized GEMV k (llvm_kernel_sizes): its operands' and
+ * buffers' roles and its epilogue over N columns. */
+static void gemv_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiAnalysis *ea, Words *w) {
+    int *list = xcalloc((size_t)cg->p->bufs.len + 1, sizeof(int));
+    int nb = kernel_buffers(cg->p, k, list);
+    int64_t head[] = {0x47454d56ll /* "GEMV", version 1 */, k->kind, g->mm.a_buf, g->mm.b_buf, nb};
+    put_words(w, head, (int)(sizeof head / sizeof head[0]));
+    for (int i = 0; i < nb; i++) VEC_PUSH(*w, list[i]);
+    free(list);
+    epi_form(k, ea, g->mm.n, w);
+}
+
 /* The form of sized direct kernel k (llvm_kernel_sizes): its plane's
  * geometry and window, the input's row and element strides, whether it has
  * one channel per group and one output per group (DirectGeo's constants),
@@ -5751,13 +5798,13 @@ static LLVMValueRef emit_kernel(Cg *cg, const Kernel *k, int ki, LLVMValueRef *c
         free(list);
         return fn;
     }
-    bool tiled = gemm_tiled(cg, k, &g), sized = cg->sized && direct_sized(cg, k);
+    bool tiled = gemm_tiled(cg, k, &g), sized = cg->sized && (direct_sized(cg, k) || gemv_sized(cg, k, &g));
     LLVMValueRef body = tiled                 ? emit_matmul_fn(cg, k, &g, list, nb)
                         : pool_rows_ok(cg, k) ? emit_pool_rows_fn(cg, k, list, nb)
                         : direct_ok(cg, k)
                             ? (direct_plane_ok(cg, k) ? emit_direct_plane_fn(cg, k, list, nb, sized)
                                                       : emit_direct_fn(cg, k, list, nb, sized))
-                        : gemv_ok(cg, k, &g) ? emit_gemv_fn(cg, k, &g, list, nb)
+                        : gemv_ok(cg, k, &g) ? emit_gemv_fn(cg, k, &g, list, nb, sized)
                                              : emit_generic_fn(cg, k, list, nb);
     LLVMValueRef fn = emit_entry(cg, k, ki, k->name, body, list, nb, tiled ? &g : NULL, false, sized);
     if (cols_out) {
@@ -6038,20 +6085,26 @@ bool llvm_kernel_sizes(const KProgram *p, int kernel, const char *identity, bool
     for (int w = 0; w < 2; w++) out->prepack[w] = prepack_bytes(&cg, k, w);
     gather_size(&cg, k, out->gather);
     KGemm g;
-    bool direct = direct_sized(&cg, k);
-    if (!direct && !kernel_sized(&cg, k, &g)) return false;
-    out->sized = true, out->product = !direct;
+    bool direct = direct_sized(&cg, k), gemv = !direct && gemv_sized(&cg, k, &g);
+    if (!direct && !gemv && !kernel_sized(&cg, k, &g)) return false;
+    out->sized = true, out->product = !direct && !gemv;
     EpiAnalysis ea;
     epi_analyse(k, direct ? k->conv.oh * k->conv.ow : g.mm.n, &ea);
     out->nvalues = MMB_BUFS + ea.nslots;
     out->values = xcalloc((size_t)out->nvalues, sizeof(int64_t));
     int64_t *v = out->values;
-    if (direct) {
-        direct_values(&k->conv, v);
+    if (direct || gemv) { /* the direct form's or the GEMV's values, then the epilogue's */
+        if (direct)
+            direct_values(&k->conv, v);
+        else
+            gemv_values(&g.mm, v);
         epilogue_values(k, &ea, v);
         if (form) {
             Words w = {0};
-            direct_form(&cg, k, &ea, &w);
+            if (direct)
+                direct_form(&cg, k, &ea, &w);
+            else
+                gemv_form(&cg, k, &g, &ea, &w);
             out->form = w.data, out->nform = w.len;
         }
         epi_analysis_free(&ea);

@@ -122,7 +122,8 @@ int llvm_table_len(const KProgram *p);
  * only in their sizes can share the same code.  So is a kernel of the
  * direct form (depthwise and grouped convolutions, pools), whose values are
  * its channels, batch strides, weights' strides and offsets, its plane's
- * geometry being part of its form (the unrolled code depends on it).  llvm_kernel_sizes gives,
+ * geometry being part of its form (the unrolled code depends on it), and a
+ * thin product (GEMV) of no batch dims.  llvm_kernel_sizes gives,
  * for kernel `kernel` of p on the target of that identity (a target's
  * "triple cpu features", llvm_target_identity): the bytes the caller
  * allocates (scratch, prepack[which], gather[3]: as llvm_compile_object

@@ -658,6 +658,22 @@ static void test_sized_direct(void) {
     run_suite("sdirect.kiln", text, 0);
 }
 
+/* Thin products (GEMV: fewer than 4 rows) of other sizes share one unit on
+ * the cpu (M, N, K and strides from the kernel's values): a classifier
+ * head of three rows (K 300 into 40) and one of two rows (K 522, not a
+ * multiple of 4: the rest of K one at a time, into 100), both with bias
+ * and relu (one row is a form of its own: its bias index is o, not
+ * o % N); then both results against the reference. */
+static void test_sized_gemv(void) {
+    static const char text[] =
+        "graph sgemv(xa: f32[3, 300], wa: f32[300, 40], ba: f32[40], xb: f32[2, 522], wb: f32[522, 100], "
+        "bb: f32[100]) -> (f32[3, 40], f32[2, 100]) {\n"
+        "    return relu(xa @ wa + ba), relu(xb @ wb + bb)\n"
+        "}\n";
+    check_units("sgemv.kiln", text, 2, 1);
+    run_suite("sgemv.kiln", text, 0);
+}
+
 /* ------------------------------------------------------------- pooling */
 
 static void test_pools(void) {
@@ -696,6 +712,7 @@ int main(void) {
     test_in_place();
     test_sized_units();
     test_sized_direct();
+    test_sized_gemv();
     test_pools();
     printf("test_kernels: %d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
