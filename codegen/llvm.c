@@ -4381,18 +4381,26 @@ static LLVMValueRef emit_epilogue_fn(Cg *cg, const Kernel *k, const int *list, i
 
 /* Whether a convolution's tiles prefetch the lines of output buffer buf that
  * they will write (when their epilogue reads nothing at o to prefetch): an
- * output of PREFETCH_WRITE_MIN_BYTES or more is not in the L2 when its tile
- * is stored, so each line is first read for ownership from the L3 or
- * memory, 12 or 32 rows at once after the micro-kernel; prefetched, that
- * overlaps the FMAs.  ResNet-50 batch 8 (outputs of 3.2-25.7 MB): the stem
- * and 1x1 layers at 56x56 1.04-1.18x, the 28x28 ones 1.01-1.04x; smaller
- * outputs (the 14x14 and 7x7 stages) gained nothing. */
+ * output of PREFETCH_WRITE_MIN_BYTES or more, or one that with the input
+ * makes that much, is not in the L2 when its tile is stored, so each line
+ * is first read for ownership from the L3 or memory, 12 or 32 rows at once
+ * after the micro-kernel; prefetched, that overlaps the FMAs.  ResNet-50
+ * batch 8 (outputs of 3.2-25.7 MB): the stem and 1x1 layers at 56x56
+ * 1.04-1.18x, the 28x28 ones 1.01-1.04x; smaller outputs (the 14x14 and
+ * 7x7 stages) gained nothing.  MobileNetV2 batch 1: the 32->16 layer at
+ * 112x112 (1.6 MB in, 0.8 MB out) 0.81-0.90x, the stem 0.96x; its outputs
+ * of 0.3-0.6 MB from inputs under 0.1 MB, in the L2, were 2-3 % slower
+ * prefetched. */
 enum { PREFETCH_WRITE_MIN_BYTES = 2 << 20 };
+
+static double buf_bytes(const KProgram *p, int buf) {
+    if (buf < 0 || buf >= p->bufs.len) return 0;
+    return (double)p->bufs.data[buf].numel * (double)kiln_dtype_size(p->bufs.data[buf].dtype);
+}
 
 static bool prefetch_for_writing(const KProgram *p, const Kernel *k, int buf) {
     if (k->kind != KK_CONV || buf < 0 || buf >= p->bufs.len) return false;
-    const KBuf *b = &p->bufs.data[buf];
-    return (double)b->numel * (double)kiln_dtype_size(b->dtype) >= (double)PREFETCH_WRITE_MIN_BYTES;
+    return buf_bytes(p, buf) + buf_bytes(p, k->conv.x_buf) >= (double)PREFETCH_WRITE_MIN_BYTES;
 }
 
 /* Column blocks of a product whose next B block is prefetched while a block
@@ -4427,7 +4435,9 @@ static int64_t next_block_columns(int64_t N, int NR) {
 static bool rows_outer(const KGemm *g, const MmShape *sh, bool writes) {
     const KMatmul *mm = &g->mm;
     int64_t block_cols = mm->n < sh->nc ? mm->n : sh->nc;
-    return writes && !sh->swap && mm->k <= sh->kc && mm->m >= 4 * sh->mr && mm->n >= 1024 &&
+    return writes &&
+           (double)mm->batch * (double)mm->m * (double)mm->n * 4.0 >= (double)PREFETCH_WRITE_MIN_BYTES &&
+           !sh->swap && mm->k <= sh->kc && mm->m >= 4 * sh->mr && mm->n >= 1024 &&
            mm->k * block_cols * 4 <= 256 * 1024;
 }
 

@@ -442,6 +442,9 @@ static void test_convolutions(void) {
          * time along the columns (rows_outer): 11 panels and a corner of 4
          * rows, 4095 px (the last tile 31 columns) */
         {1, 16, 65, 63, 136, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "clamp", 0, 0},
+        /* an output under 2 MiB (0.6 MB) whose input makes it more (1.8
+         * MB): prefetched for writing too (prefetch_for_writing) */
+        {1, 48, 96, 96, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "clamp", 0, 0},
     };
     static const char *const fast_devices[] = {"cpu", "cuda-emu", NULL};
     text = conv_program(large, (int)(sizeof large / sizeof large[0]));
