@@ -4641,9 +4641,13 @@ static void prefetch_next_panel(Kc *kc, const MmGeo *geo, LLVMValueRef bbase, LL
     TLoop lk;
     LLVMValueRef kk = tloop_begin(kc, &lk, ci64(cg, 0), kcv, 1, "prefetch_panel");
     LLVMValueRef at = iadd(cg, iadd(cg, bbase, imul(cg, iadd(cg, pc, kk), geo->b_sk)), col);
-    for (int64_t e = 0; e < NR + 16; e += 16) /* the lines of NR floats, aligned or not */
-        prefetch_at(cg, elem_ptr(cg, cg->t_f32, geo->B, iadd(cg, at, ci64(cg, e < NR ? e : NR - 1))), false,
-                    3);
+    /* a plain GEP, not elem_ptr's inbounds one: after the last panel the
+     * address lies past B (a prefetch there is harmless; an inbounds GEP
+     * would be poison) */
+    for (int64_t e = 0; e < NR + 16; e += 16) { /* the lines of NR floats, aligned or not */
+        LLVMValueRef idx = iadd(cg, at, ci64(cg, e < NR ? e : NR - 1));
+        prefetch_at(cg, LLVMBuildGEP2(cg->b, cg->t_f32, geo->B, &idx, 1, ""), false, 3);
+    }
     tloop_end(kc, &lk);
     if (guarded) if_end(kc, &in_place);
 }
