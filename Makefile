@@ -251,4 +251,4 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz build-gpu $(GO_CGO_FLAGS)
 
--include $(LIB_OBJS:.o=.d) $(BUILD)/tools/kiln.d
+-include $(LIB_OBJS:.o=.d) $(BUILD)/tools/kiln.d $(BUILD)/tools/gen_helpers.d $(BUILD)/tools/gen_forms.d

@@ -1732,7 +1732,7 @@ bool llvm_split_by_columns(const KProgram *p, const KGemm *g) {
  * stride-2 layers to 28x28) since the epilogue runs per output row
  * (conv_row_ld): per tile, its cost had kept them gathered (the stem read
  * in place was 0.88x of the gather; with the row epilogue 1.07x). */
-enum { CONV_TAPS_MAX_SW = 2, CONV_TAPS_MIN_K = 128 };
+enum { CONV_TAPS_MAX_SW = 2, CONV_TAPS_MIN_K = 128, CONV_TAPS_TILE_EPI_MIN_K = 256, CONV_ROW_MAX_OW = 128 };
 /* The padded image conv_taps reads: hp rows of wp elements per channel. */
 static void conv_taps_plane(const KConv *cv, int64_t *hp, int64_t *wp) {
     int64_t rows = (cv->oh - 1) * cv->sh + (cv->kh - 1) * cv->dh + 1;
@@ -1750,6 +1750,10 @@ static bool conv_taps(const KProgram *p, const KGemm *g) {
     if (p->bufs.data[mm->a_buf].dtype != KILN_F32 || p->bufs.data[mm->b_buf].dtype != KILN_F32 ||
         cv->xs[3] != 1)
         return false;
+    /* rows too wide for the row buffer keep the per-tile epilogue, which
+     * pays only at stride 1 with K >= 256 (the stem read in place so was
+     * 0.88x of the gather) */
+    if (cv->ow > CONV_ROW_MAX_OW && (cv->sw > 1 || mm->k < CONV_TAPS_TILE_EPI_MIN_K)) return false;
     int64_t hp, wp;
     conv_taps_plane(cv, &hp, &wp);
     return (double)cv->c * (double)hp * (double)wp < 2147483647.0;
@@ -1765,7 +1769,6 @@ static bool conv_taps(const KProgram *p, const KGemm *g) {
  * and a vector more (the last tile's transposed rows are a whole vector
  * wide).  Output rows of at most CONV_ROW_MAX_OW pixels (the buffer is on
  * the stack: MC rows); 0 for wider rows. */
-enum { CONV_ROW_MAX_OW = 128 };
 static int64_t conv_row_ld(const Cg *cg, const KConv *cv) {
     int64_t VL = cg->vec_floats;
     return cv->ow <= CONV_ROW_MAX_OW ? (cv->ow + VL - 1) / VL * VL + VL : 0;
@@ -3196,6 +3199,10 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
  * the whole row, which was 1.09x at batch 1 instead of 1.5x), so the row
  * form keeps those. */
 enum { POOL_ROWS_MAX_FLOATS = 4096, POOL_ROWS_MAX_KH = 8, POOL_ROWS_MAX_INPUT = 8 << 20 };
+/* The stack rows of one block (RB x RL floats) are at most this many: a
+ * short, wide output under a tall input (256 rows of 2100 floats) would
+ * otherwise take megabytes of the thread's stack. */
+enum { POOL_ROWS_BLOCK_FLOATS = 16384 };
 static bool direct_plane_ok(const Cg *cg, const Kernel *k);
 
 /* Floats of one stack row V of pool kernel cv: what the vertical pass
@@ -3259,6 +3266,7 @@ static LLVMValueRef emit_pool_rows_fn(Cg *cg, const Kernel *k, const int *list, 
     const int64_t nvec = (OW + VL - 1) / VL;
     int64_t RB = (DIRECT_BLOCK + OW - 1) / OW; /* rows per block */
     if (RB > OH) RB = OH;
+    if (RB * RL > POOL_ROWS_BLOCK_FLOATS) RB = POOL_ROWS_BLOCK_FLOATS / RL > 1 ? POOL_ROWS_BLOCK_FLOATS / RL : 1;
     KilnDType xdt = cg->p->bufs.data[cv->x_buf].dtype;
     Kc kc;
     kc_init(&kc, cg, k);
@@ -3272,7 +3280,7 @@ static LLVMValueRef emit_pool_rows_fn(Cg *cg, const Kernel *k, const int *list, 
     LLVMValueRef ident = splat(cg, cf(cg, cv->op == OP_MAXPOOL2D ? -INFINITY : 0.0), VL);
     TLoop li, lp, lb, lr;
     LLVMValueRef i = tloop_begin(&kc, &li, ci64(cg, 0), ci64(cg, RB * RL), VL, "identity");
-    vec_store(cg, ident, V, i, 64);
+    vec_store(cg, ident, V, i, 4 * VL); /* V is 64-aligned, i a multiple of VL */
     tloop_end(&kc, &li);
     /* planes [p0, p1) touch [ob, oe); plane = n*C + c */
     LLVMValueRef p0 = LLVMBuildUDiv(cg->b, ob, cP, ""),

@@ -373,12 +373,15 @@ static void *pack_operand(const CpuProg *x, int i, int which, void *const *bufs,
 }
 
 /* The cache key of kernel i's operand w packed from a parameter whose bytes
- * hash to `source`: the unit's key says the packing layout, the CPU and the
- * compilers (cpu_code.h), so changed weights or code are another key. */
+ * hash to `source`: the unit's key says the packing layout and the CPU
+ * (cpu_code.h), the compilers' identity which build made the packing code
+ * (a prebuilt form's unit key, made at build time, does not say it), so
+ * changed weights or code are another key. */
 static KCacheKey packed_key(const CpuProg *x, int i, int w, KCacheKey source) {
     KCacheHasher h;
     kcache_hash_init(&h);
-    kcache_hash_str(&h, "kiln packed operand v1");
+    kcache_hash_str(&h, "kiln packed operand v2");
+    kcache_hash_str(&h, cpu_code_compilers());
     KCacheKey unit = cpu_code_unit_key(x->code, i);
     int64_t what[2] = {w, cpu_code_kernel(x->code, i)->prepack_bytes[w]};
     kcache_hash_part(&h, unit.h, sizeof unit.h);

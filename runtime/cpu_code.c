@@ -114,6 +114,11 @@ static void compilers_load(void) {
     compilers.text = sb.data;
 }
 
+const char *cpu_code_compilers(void) {
+    pthread_once(&compilers.once, compilers_load);
+    return compilers.text;
+}
+
 /* The host's target identity, made once per process without a target
  * machine (llvm_host_identity: LLVM's targets need not even be set up for
  * a start whose units all come from the cache). */
@@ -1034,7 +1039,9 @@ static LLVMMemoryBufferRef compile_unit(Worker *wk, Job *j, KCacheKey key, char 
     wk->w->llvm.ir_ms += lt.ir_ms, wk->w->llvm.opt_ms += lt.opt_ms, wk->w->llvm.emit_ms += lt.emit_ms;
     if (obj && !u->helpers) wk->w->compiled++;
     pthread_mutex_unlock(&wk->w->mu);
-    if (obj && wk->w->use_cache) {
+    /* a prebuilt form compiled again (its object did not link) is not
+     * stored: its key, made at build time, names no build of the compilers */
+    if (obj && wk->w->use_cache && !j->form) {
         size_t len;
         char *entry = entry_pack(u, obj, &len), serr[512];
         kcache_store(&wk->cache, key, entry, len, serr,
@@ -1193,7 +1200,7 @@ static BuildResult build(Worker *wk, Job *j, bool wait) {
     if (!obj || !helpers_first(wk, u, obj)) return BUILD_FAILED;
     if (!link_kept(wk, j, obj)) {
         if (!(from_cache || (prebuilt && !u->helpers)) || j->given) return BUILD_FAILED;
-        count(wk, j, &wk->w->cache_bad);
+        if (from_cache) count(wk, j, &wk->w->cache_bad); /* (a prebuilt form's is no cache entry) */
         if (!(obj = compile_unit(wk, j, u->key, err, errlen)) || !helpers_first(wk, u, obj) ||
             !link_kept(wk, j, obj))
             return BUILD_FAILED;

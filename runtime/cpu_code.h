@@ -107,6 +107,10 @@ void cpu_code_table(const CpuCode *c, int kernel, void *const *bufs, void *scrat
  * are packed for this call.  False when memory runs out. */
 bool cpu_code_run_serial(const CpuCode *c, void *const *bufs);
 
+/* The identity of the compilers this process runs (kiln's version and
+ * build, LLVM's version and build): what a key made outside every unit's
+ * (packed operands, cpu.c) hashes so that another build never shares it. */
+const char *cpu_code_compilers(void);
 /* The key of the unit that runs kernel i of c (as cpu_code_key). */
 KCacheKey cpu_code_unit_key(const CpuCode *c, int kernel);
 /* Kernel i's key (its code's identity, as above) for the CPU `cpu`. */

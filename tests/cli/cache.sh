@@ -232,6 +232,19 @@ expect "packed, settled again" 0 "" "$K" bench p.onnx --device=cpu --in x=x.npy 
 json "packed, settled again: from the cache" "j['packed_from_cache'] == j['packed_by_place'] >= 1"
 expect "packed, settled run" 0 "" "$K" run p.onnx --device=cpu --in x=x.npy --out q7.npy
 close "packed, settled run" q7.npy p1.npy
+# another build of kiln (this one without its build id: another identity) packs anew:
+# packed blocks are keyed by the compilers too, also for kernels whose unit is a
+# prebuilt form (whose key, made at build time, names no build)
+if objcopy --remove-section .note.gnu.build-id "$K" kiln-other 2>err; then
+    expect "packed, another build" 0 "" ./kiln-other bench p.onnx --device=cpu --in x=x.npy --json --runs=1
+    json "packed, another build: none from the cache" \
+        "j['packed_operands'] >= 1 and j['packed_from_cache'] == 0"
+    expect "packed, another build run" 0 "" ./kiln-other run p.onnx --device=cpu --in x=x.npy --out q9.npy
+    close "packed, another build run" q9.npy p1.npy
+    rm -f kiln-other
+else
+    echo "(objcopy unavailable: the another-build check skipped)"
+fi
 # the weights rewritten in place: same size, the old mtime put back
 $PY -c "
 import os

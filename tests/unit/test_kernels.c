@@ -677,6 +677,67 @@ static void test_sized_gemv(void) {
     run_suite("sgemv.kiln", text, 0);
 }
 
+/* Shapes session 7's review ran against the reference by hand, kept:
+ * convolutions read in place through taps whose column blocks end
+ * mid-row (60-pixel rows, 48 channels, a residual), batch 2 at 52-pixel
+ * rows, stride 2 with 260-pixel output rows (the per-tile epilogue), rows
+ * of 128 and 132 pixels, batch 3, stride [2, 1], dilation 2 with padding on
+ * one side; a swapped half-width corner (72 channels at 7x7) and a
+ * non-swapped one-row corner (M = 25); a bf16 GEMV over more than one
+ * 1024-column block, the 2048x1000 classifier, a 3-row GEMV with K = 1030;
+ * grouped direct convolutions; a pool whose stack rows would have been
+ * megabytes (codegen/llvm.c POOL_ROWS_BLOCK_FLOATS). */
+static void test_review_shapes(void) {
+    static const char *const devices[] = {"cpu", "cuda-emu", NULL};
+    static const char *const texts[] = {
+        /* m48 */
+        "graph m48(x: f32[1, 32, 50, 60], w: f32[48, 32, 3, 3], b: f32[48], r: f32[1, 48, 50, 60]) -> (f32[1, 48, 50, 60]) {\n"
+        "    return conv2d(x, w, b, padding=1) + r\n"
+        "}\n",
+        /* b2 */
+        "graph b2(x: f32[2, 32, 48, 52], w: f32[32, 32, 3, 3], b: f32[32]) -> (f32[2, 32, 48, 52]) {\n"
+        "    return relu(conv2d(x, w, b, padding=1))\n"
+        "}\n",
+        /* wide2 */
+        "graph wide2(x: f32[1, 32, 9, 520], w: f32[32, 32, 3, 3], b: f32[32]) -> (f32[1, 32, 5, 260]) {\n"
+        "    return relu(conv2d(x, w, b, stride=2, padding=1))\n"
+        "}\n",
+        /* edge */
+        "graph edge(x: f32[1, 16, 20, 128], w: f32[16, 16, 3, 3], x2: f32[3, 32, 21, 132], w2: f32[32, 32, 3, 3], b2: f32[32], r2: f32[3, 32, 21, 132], x3: f32[1, 64, 17, 36], w3: f32[16, 64, 3, 3]) -> (f32[1, 16, 20, 128], f32[3, 32, 21, 132], f32[1, 16, 9, 36]) {\n"
+        "    return conv2d(x, w, padding=1), relu(conv2d(x2, w2, b2, padding=1) + r2), clamp(conv2d(x3, w3, stride=[2, 1], padding=1), 0.0, 6.0)\n"
+        "}\n",
+        /* dil */
+        "graph dil(x: f32[1, 32, 30, 66], w: f32[32, 32, 3, 3], b: f32[32], y: f32[2, 3, 40, 90]) -> (f32[1, 32, 14, 32], f32[2, 3, 20, 45]) {\n"
+        "    return relu(conv2d(x, w, b, stride=2, dilation=2, padding=[[1, 0], [0, 1]])), maxpool2d(y, 3, stride=2, padding=1)\n"
+        "}\n",
+        /* half */
+        "graph half(x: f32[1, 64, 7, 7], w: f32[72, 64, 1, 1], b: f32[72], p: f32[72, 256], q: f32[256, 49]) -> (f32[1, 72, 7, 7], f32[72, 49]) {\n"
+        "    return relu(conv2d(x, w, b)), p @ q\n"
+        "}\n",
+        /* r1 */
+        "graph r1(x: f32[25, 200], w: f32[200, 300], b: f32[300]) -> (f32[25, 300]) {\n"
+        "    return relu(x @ w + b)\n"
+        "}\n",
+        /* gemv */
+        "graph gemv(x: bf16[2, 37], w: bf16[37, 1500], b: bf16[1500], y: f32[1, 2048], v: f32[2048, 1000], c: f32[1000], s: f32[3, 1030], t: f32[1030, 17]) -> (bf16[2, 1500], f32[1, 1000], f32[3, 17]) {\n"
+        "    return relu(x @ w + b), y @ v + c, s @ t\n"
+        "}\n",
+        /* grp */
+        "graph grp(x1: f32[1, 8, 20, 20], w1: f32[8, 4, 3, 3], b1: f32[8], x2: f32[1, 12, 20, 20], w2: f32[12, 4, 3, 3], b2: f32[12], x3: f32[2, 16, 20, 20], w3: f32[16, 8, 3, 3], b3: f32[16]) -> (f32[1, 8, 20, 20], f32[1, 12, 20, 20], f32[2, 16, 20, 20]) {\n"
+        "    return relu(conv2d(x1, w1, b1, padding=1, groups=2)), relu(conv2d(x2, w2, b2, padding=1, groups=3)), relu(conv2d(x3, w3, b3, padding=1, groups=2))\n"
+        "}\n",
+        /* a short, wide pool under a tall input: its stack rows capped */
+        "graph tallpool(x: f32[1, 1, 256, 2100]) -> (f32[1, 1, 256, 1]) {\n"
+        "    return maxpool2d(x, [1, 2100], stride=1)\n"
+        "}\n",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "review%zu.kiln", i);
+        run_suite_on(name, texts[i], 0, devices);
+    }
+}
+
 /* ------------------------------------------------------------- pooling */
 
 static void test_pools(void) {
@@ -717,6 +778,7 @@ int main(void) {
     test_sized_direct();
     test_sized_gemv();
     test_pools();
+    test_review_shapes();
     printf("test_kernels: %d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
 }
