@@ -1706,7 +1706,8 @@ enum { SWAPPED_SPLIT_ROWS = 256 };
 static bool gemm_swapped(const KProgram *p, const KGemm *g);
 static bool few_swapped_panels(const KProgram *p, const KGemm *g) {
     const KMatmul *mm = &g->mm;
-    return mm->batch == 1 && mm->m < SWAPPED_SPLIT_ROWS && mm->n >= 2 * 12 && mm->n < 128 && gemm_swapped(p, g);
+    return mm->batch == 1 && mm->m < SWAPPED_SPLIT_ROWS && mm->n >= 2 * 12 && mm->n < 128 &&
+           gemm_swapped(p, g);
 }
 
 bool llvm_split_by_columns(const KProgram *p, const KGemm *g) {
@@ -3266,7 +3267,8 @@ static LLVMValueRef emit_pool_rows_fn(Cg *cg, const Kernel *k, const int *list, 
     const int64_t nvec = (OW + VL - 1) / VL;
     int64_t RB = (DIRECT_BLOCK + OW - 1) / OW; /* rows per block */
     if (RB > OH) RB = OH;
-    if (RB * RL > POOL_ROWS_BLOCK_FLOATS) RB = POOL_ROWS_BLOCK_FLOATS / RL > 1 ? POOL_ROWS_BLOCK_FLOATS / RL : 1;
+    if (RB * RL > POOL_ROWS_BLOCK_FLOATS)
+        RB = POOL_ROWS_BLOCK_FLOATS / RL > 1 ? POOL_ROWS_BLOCK_FLOATS / RL : 1;
     KilnDType xdt = cg->p->bufs.data[cv->x_buf].dtype;
     Kc kc;
     kc_init(&kc, cg, k);
@@ -3744,7 +3746,8 @@ static void gemv_values(const KMatmul *mm, int64_t *v) {
     v[GV_A_SK] = mm->a_sk, v[GV_B_OFF] = mm->b_off, v[GV_B_SK] = mm->b_sk;
 }
 
-static LLVMValueRef emit_gemv_fn(Cg *cg, const Kernel *k, const KGemm *g, const int *list, int nb, bool sized) {
+static LLVMValueRef emit_gemv_fn(Cg *cg, const Kernel *k, const KGemm *g, const int *list, int nb,
+                                 bool sized) {
     const KMatmul *mm = &g->mm;
     const int64_t N = mm->n, K = mm->k, NB = N < GEMV_BLOCK && !sized ? N : GEMV_BLOCK;
     KilnDType adt = cg->p->bufs.data[mm->a_buf].dtype, bdt = cg->p->bufs.data[mm->b_buf].dtype;
@@ -3771,8 +3774,8 @@ static LLVMValueRef emit_gemv_fn(Cg *cg, const Kernel *k, const KGemm *g, const 
     /* (no batch dims: the row is m) */
     LLVMValueRef bi = mm->nbatch ? LLVMBuildUDiv(cg->b, row, v[GV_M], "") : ci64(cg, 0);
     LLVMValueRef m = mm->nbatch ? LLVMBuildURem(cg->b, row, v[GV_M], "") : row;
-    LLVMValueRef abase =
-        iadd(cg, iadd(cg, v[GV_A_OFF], batch_offset(cg, mm, mm->a_batch_stride, bi)), imul(cg, m, v[GV_A_SM]));
+    LLVMValueRef abase = iadd(cg, iadd(cg, v[GV_A_OFF], batch_offset(cg, mm, mm->a_batch_stride, bi)),
+                              imul(cg, m, v[GV_A_SM]));
     LLVMValueRef bbase = iadd(cg, v[GV_B_OFF], batch_offset(cg, mm, mm->b_batch_stride, bi));
     LLVMValueRef obase = imul(cg, row, cN);
     LLVMValueRef nlo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, ob, obase, ""));

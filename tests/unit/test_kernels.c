@@ -691,7 +691,8 @@ static void test_review_shapes(void) {
     static const char *const devices[] = {"cpu", "cuda-emu", NULL};
     static const char *const texts[] = {
         /* m48 */
-        "graph m48(x: f32[1, 32, 50, 60], w: f32[48, 32, 3, 3], b: f32[48], r: f32[1, 48, 50, 60]) -> (f32[1, 48, 50, 60]) {\n"
+        "graph m48(x: f32[1, 32, 50, 60], w: f32[48, 32, 3, 3], b: f32[48], r: f32[1, 48, 50, 60]) -> "
+        "(f32[1, 48, 50, 60]) {\n"
         "    return conv2d(x, w, b, padding=1) + r\n"
         "}\n",
         /* b2 */
@@ -703,15 +704,21 @@ static void test_review_shapes(void) {
         "    return relu(conv2d(x, w, b, stride=2, padding=1))\n"
         "}\n",
         /* edge */
-        "graph edge(x: f32[1, 16, 20, 128], w: f32[16, 16, 3, 3], x2: f32[3, 32, 21, 132], w2: f32[32, 32, 3, 3], b2: f32[32], r2: f32[3, 32, 21, 132], x3: f32[1, 64, 17, 36], w3: f32[16, 64, 3, 3]) -> (f32[1, 16, 20, 128], f32[3, 32, 21, 132], f32[1, 16, 9, 36]) {\n"
-        "    return conv2d(x, w, padding=1), relu(conv2d(x2, w2, b2, padding=1) + r2), clamp(conv2d(x3, w3, stride=[2, 1], padding=1), 0.0, 6.0)\n"
+        "graph edge(x: f32[1, 16, 20, 128], w: f32[16, 16, 3, 3], x2: f32[3, 32, 21, 132], w2: f32[32, 32, "
+        "3, 3], b2: f32[32], r2: f32[3, 32, 21, 132], x3: f32[1, 64, 17, 36], w3: f32[16, 64, 3, 3]) -> "
+        "(f32[1, 16, 20, 128], f32[3, 32, 21, 132], f32[1, 16, 9, 36]) {\n"
+        "    return conv2d(x, w, padding=1), relu(conv2d(x2, w2, b2, padding=1) + r2), clamp(conv2d(x3, w3, "
+        "stride=[2, 1], padding=1), 0.0, 6.0)\n"
         "}\n",
         /* dil */
-        "graph dil(x: f32[1, 32, 30, 66], w: f32[32, 32, 3, 3], b: f32[32], y: f32[2, 3, 40, 90]) -> (f32[1, 32, 14, 32], f32[2, 3, 20, 45]) {\n"
-        "    return relu(conv2d(x, w, b, stride=2, dilation=2, padding=[[1, 0], [0, 1]])), maxpool2d(y, 3, stride=2, padding=1)\n"
+        "graph dil(x: f32[1, 32, 30, 66], w: f32[32, 32, 3, 3], b: f32[32], y: f32[2, 3, 40, 90]) -> (f32[1, "
+        "32, 14, 32], f32[2, 3, 20, 45]) {\n"
+        "    return relu(conv2d(x, w, b, stride=2, dilation=2, padding=[[1, 0], [0, 1]])), maxpool2d(y, 3, "
+        "stride=2, padding=1)\n"
         "}\n",
         /* half */
-        "graph half(x: f32[1, 64, 7, 7], w: f32[72, 64, 1, 1], b: f32[72], p: f32[72, 256], q: f32[256, 49]) -> (f32[1, 72, 7, 7], f32[72, 49]) {\n"
+        "graph half(x: f32[1, 64, 7, 7], w: f32[72, 64, 1, 1], b: f32[72], p: f32[72, 256], q: f32[256, 49]) "
+        "-> (f32[1, 72, 7, 7], f32[72, 49]) {\n"
         "    return relu(conv2d(x, w, b)), p @ q\n"
         "}\n",
         /* r1 */
@@ -719,12 +726,16 @@ static void test_review_shapes(void) {
         "    return relu(x @ w + b)\n"
         "}\n",
         /* gemv */
-        "graph gemv(x: bf16[2, 37], w: bf16[37, 1500], b: bf16[1500], y: f32[1, 2048], v: f32[2048, 1000], c: f32[1000], s: f32[3, 1030], t: f32[1030, 17]) -> (bf16[2, 1500], f32[1, 1000], f32[3, 17]) {\n"
+        "graph gemv(x: bf16[2, 37], w: bf16[37, 1500], b: bf16[1500], y: f32[1, 2048], v: f32[2048, 1000], "
+        "c: f32[1000], s: f32[3, 1030], t: f32[1030, 17]) -> (bf16[2, 1500], f32[1, 1000], f32[3, 17]) {\n"
         "    return relu(x @ w + b), y @ v + c, s @ t\n"
         "}\n",
         /* grp */
-        "graph grp(x1: f32[1, 8, 20, 20], w1: f32[8, 4, 3, 3], b1: f32[8], x2: f32[1, 12, 20, 20], w2: f32[12, 4, 3, 3], b2: f32[12], x3: f32[2, 16, 20, 20], w3: f32[16, 8, 3, 3], b3: f32[16]) -> (f32[1, 8, 20, 20], f32[1, 12, 20, 20], f32[2, 16, 20, 20]) {\n"
-        "    return relu(conv2d(x1, w1, b1, padding=1, groups=2)), relu(conv2d(x2, w2, b2, padding=1, groups=3)), relu(conv2d(x3, w3, b3, padding=1, groups=2))\n"
+        "graph grp(x1: f32[1, 8, 20, 20], w1: f32[8, 4, 3, 3], b1: f32[8], x2: f32[1, 12, 20, 20], w2: "
+        "f32[12, 4, 3, 3], b2: f32[12], x3: f32[2, 16, 20, 20], w3: f32[16, 8, 3, 3], b3: f32[16]) -> "
+        "(f32[1, 8, 20, 20], f32[1, 12, 20, 20], f32[2, 16, 20, 20]) {\n"
+        "    return relu(conv2d(x1, w1, b1, padding=1, groups=2)), relu(conv2d(x2, w2, b2, padding=1, "
+        "groups=3)), relu(conv2d(x3, w3, b3, padding=1, groups=2))\n"
         "}\n",
         /* a short, wide pool under a tall input: its stack rows capped */
         "graph tallpool(x: f32[1, 1, 256, 2100]) -> (f32[1, 1, 256, 1]) {\n"
