@@ -46,9 +46,9 @@ typedef struct {
     KProgram **progs;
     int *prog_of, *kernel_of, njobs; /* the kernels to compile */
     atomic_int next;
-    pthread_mutex_t mu; /* guards failed, err */
+    pthread_mutex_t mu; /* guards err */
     Form *forms;        /* per job */
-    bool failed;
+    atomic_bool failed; /* set once; the threads take no more jobs after it */
     char err[2048];
 } Corpus;
 
@@ -61,15 +61,15 @@ static bool form_had(KCacheKey key, void *ctx) {
 
 static void *compile_forms(void *arg) {
     Corpus *c = arg;
-    for (int j; (j = atomic_fetch_add(&c->next, 1)) < c->njobs;) {
+    for (int j; !atomic_load(&c->failed) && (j = atomic_fetch_add(&c->next, 1)) < c->njobs;) {
         char err[2048] = "";
         Form *f = &c->forms[j];
         if (cpu_code_prebuild_form(c->progs[c->prog_of[j]], c->kernel_of[j], NULL, NULL, &f->key, &f->sym,
                                    &f->entry, &f->len, err, sizeof err))
             continue;
         pthread_mutex_lock(&c->mu);
-        if (!c->failed) snprintf(c->err, sizeof c->err, "%s", err[0] ? err : "not sized");
-        c->failed = true;
+        if (!atomic_load(&c->failed)) snprintf(c->err, sizeof c->err, "%s", err[0] ? err : "not sized");
+        atomic_store(&c->failed, true);
         pthread_mutex_unlock(&c->mu);
     }
     return NULL;
