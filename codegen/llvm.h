@@ -174,10 +174,10 @@ bool llvm_split_by_columns(const KProgram *p, const KGemm *g);
  * every register tile's NR (a prepacked B's panels start there; 16-column
  * chunks of a gathered B were measured 1.3x slower than 32: narrow tiles, a
  * gathering per chunk); 12, a multiple of every swapped tile's NR, for a
- * swapped product of one image with fewer than 128 columns and too few row
- * panels to share (fewer than 256 rows: MobileNetV2's 160-channel layers at
- * 7x7); a convolution read in place (llvm_conv_taps), whole output rows, at
- * least 32 pixels. */
+ * swapped product (its tiles' columns are the broadcast pixels: a 14x14
+ * image's 196 pixels, or MobileNetV2's 49 at 7x7 with too few row panels
+ * to share); a convolution read in place (llvm_conv_taps), whole output
+ * rows, at least 32 pixels. */
 int64_t llvm_column_grain(const KProgram *p, const KGemm *g);
 
 /* Whether kernel k of program p is a convolution the CPU reads in place
