@@ -291,9 +291,8 @@ static void cpu_call_end(void *p, void *call) {
 
 typedef struct {
     KernelFn fn;
-    int64_t outer, grain, units; /* [0, outer) in units of grain indices (the last one may be short) */
-    int nthreads;
-    void **task_bufs; /* thread t's table at task_bufs + t * stride */
+    int64_t outer, grain; /* [0, outer) in units of grain indices (the last one may be short) */
+    void **task_bufs;     /* thread t's table at task_bufs + t * stride */
     int stride;
     /* an operand gathered once: every thread gathers it into its own
      * block before its first chunk (gather_done[thread]) */
@@ -302,35 +301,15 @@ typedef struct {
     bool *gather_done;
 } ChunkJob;
 
-/* Guided chunks: each takes 1 / (CHUNK_SHARE * threads) of the units still
- * left (at least one), so the first chunks are large (few claims) and the
- * last ones small, and the threads finish together: equal chunks of
- * ceil(units / 8) left one thread 1 chunk more than the other (ResNet-50's
- * 256-row products: 22 units of 12 rows in 7 chunks of 3 and a 4-row one,
- * 144 rows against 112; guided: 132 against 124).  A worker that starts
- * late still only costs what it did not claim. */
-enum { CHUNK_SHARE = 2 };
-
-static int64_t chunk_units(int64_t left, int nthreads) {
-    int64_t share = (int64_t)CHUNK_SHARE * nthreads;
-    return (left + share - 1) / share;
-}
-
-/* The number of chunks of `units` units over nthreads threads. */
-static int count_chunks(int64_t units, int nthreads) {
-    int n = 0;
-    for (int64_t left = units; left > 0; left -= chunk_units(left, nthreads)) n++;
-    return n;
-}
-
-static void run_chunk(void *ctx, int t, int thread) {
+/* Units [u0, u1) of the kernel's range on `thread` (tp_run_ranges: each
+ * thread runs its own part of the range from the front in halving chunks,
+ * then halves of what the others have left from their ends).  Its parts
+ * are the same for every kernel, so a thread reads mostly what it wrote
+ * the kernel before, from its own core's cache, where chunks claimed in
+ * turn from one counter (guided, until session 8) went to either thread. */
+static void run_chunk(void *ctx, int64_t u0, int64_t u1, int thread) {
     ChunkJob *j = ctx;
-    int64_t first = 0, left = j->units;
-    for (int i = 0; i < t; i++) {
-        int64_t n = chunk_units(left, j->nthreads);
-        first += n, left -= n;
-    }
-    int64_t b = first * j->grain, e = b + chunk_units(left, j->nthreads) * j->grain;
+    int64_t b = u0 * j->grain, e = u1 * j->grain;
     if (e > j->outer) e = j->outer;
     void **table = j->task_bufs + (size_t)thread * (size_t)j->stride;
     if (b < e && j->gather && !j->gather_done[thread]) {
@@ -514,11 +493,16 @@ static bool cpu_launch(void *p, void *call, int i, void *const *bufs, char *err,
         fn = cols;
         outer = g.mm.n;
     }
-    int64_t units = (outer + grain - 1) / grain;
-    ChunkJob job = {fn,           outer,        grain,  units,        nt,
-                    c->task_bufs, x->table_len, gather, gather_tasks, c->gather_done};
+    ChunkJob job = {.fn = fn,
+                    .outer = outer,
+                    .grain = grain,
+                    .task_bufs = c->task_bufs,
+                    .stride = x->table_len,
+                    .gather = gather,
+                    .gather_tasks = gather_tasks,
+                    .gather_done = c->gather_done};
     if (gather) memset(c->gather_done, 0, sizeof(bool) * (size_t)nt);
-    tp_run(x->tp, run_chunk, &job, count_chunks(units, nt));
+    tp_run_ranges(x->tp, run_chunk, &job, (outer + grain - 1) / grain);
     return true;
 }
 

@@ -3,10 +3,19 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 typedef struct WorkerArg WorkerArg;
+
+/* One thread's part of a tp_run_ranges job: the units [lo, hi) not yet
+ * claimed, lo in the high 32 bits and hi in the low ones (claimed from
+ * either end by one compare-and-swap), a cache line of its own. */
+typedef struct {
+    _Alignas(64) _Atomic uint64_t span;
+} Part;
 
 struct ThreadPool {
     int nthreads;
@@ -16,11 +25,13 @@ struct ThreadPool {
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     pthread_mutex_t owner; /* held by the tp_run using the workers */
-    /* the current job */
+    /* the current job: tasks (fn) or ranges (range_fn over parts) */
     void (*fn)(void *ctx, int task, int thread);
+    void (*range_fn)(void *ctx, int64_t u0, int64_t u1, int thread);
     void *ctx;
     int ntasks;
     atomic_int next;       /* next task to claim */
+    Part *parts;           /* per thread, for range jobs */
     atomic_uint generation; /* bumped for every job */
     atomic_int busy;        /* workers inside the current job (changed under mu) */
     int active;            /* whether workers may still join the job (under mu) */
@@ -45,6 +56,50 @@ static void run_tasks(ThreadPool *tp, int thread) {
         if (t >= tp->ntasks) break;
         tp->fn(tp->ctx, t, thread);
     }
+}
+
+static uint64_t span_of(uint64_t lo, uint64_t hi) { return lo << 32 | hi; }
+
+/* Claims about half of what is left of part p (at least one unit): from its
+ * front for its owner, from its back for another thread.  False when the
+ * part is empty. */
+static bool claim(Part *p, bool front, int64_t *u0, int64_t *u1) {
+    uint64_t v = atomic_load_explicit(&p->span, memory_order_relaxed);
+    for (;;) {
+        uint64_t lo = v >> 32, hi = v & 0xffffffffu;
+        if (lo >= hi) return false;
+        uint64_t n = (hi - lo + 1) / 2;
+        uint64_t w = front ? span_of(lo + n, hi) : span_of(lo, hi - n);
+        if (atomic_compare_exchange_weak(&p->span, &v, w)) {
+            *u0 = (int64_t)(front ? lo : hi - n), *u1 = (int64_t)(front ? lo + n : hi);
+            return true;
+        }
+    }
+}
+
+/* Thread `thread` runs its own part from the front, then takes from the
+ * back of whichever part has the most left until every part is empty. */
+static void run_ranges(ThreadPool *tp, int thread) {
+    int64_t u0, u1;
+    while (claim(&tp->parts[thread], true, &u0, &u1)) tp->range_fn(tp->ctx, u0, u1, thread);
+    for (;;) {
+        int most = -1;
+        uint64_t most_left = 0;
+        for (int t = 0; t < tp->nthreads; t++) {
+            uint64_t v = atomic_load_explicit(&tp->parts[t].span, memory_order_relaxed);
+            uint64_t lo = v >> 32, hi = v & 0xffffffffu;
+            if (hi > lo && hi - lo > most_left) most = t, most_left = hi - lo;
+        }
+        if (most < 0) return;
+        if (claim(&tp->parts[most], false, &u0, &u1)) tp->range_fn(tp->ctx, u0, u1, thread);
+    }
+}
+
+static void run_job(ThreadPool *tp, int thread) {
+    if (tp->range_fn)
+        run_ranges(tp, thread);
+    else
+        run_tasks(tp, thread);
 }
 
 struct WorkerArg {
@@ -72,7 +127,7 @@ static void *worker_main(void *arg) {
         }
         atomic_fetch_add(&tp->busy, 1);
         pthread_mutex_unlock(&tp->mu);
-        run_tasks(tp, index);
+        run_job(tp, index);
         pthread_mutex_lock(&tp->mu);
         if (atomic_fetch_sub(&tp->busy, 1) == 1) pthread_cond_signal(&tp->done);
         pthread_mutex_unlock(&tp->mu);
@@ -105,31 +160,28 @@ ThreadPool *tp_new(int nthreads) {
         }
         tp->nthreads = tp->nworkers + 1;
     }
+    tp->parts = aligned_alloc(_Alignof(Part), sizeof(Part) * (size_t)tp->nthreads);
+    if (!tp->parts) {
+        tp_free(tp);
+        return NULL;
+    }
+    for (int t = 0; t < tp->nthreads; t++) atomic_init(&tp->parts[t].span, 0);
     return tp;
 }
 
 int tp_size(const ThreadPool *tp) { return tp ? tp->nthreads : 1; }
 
-void tp_run(ThreadPool *tp, void (*fn)(void *ctx, int task, int thread), void *ctx, int ntasks) {
-    /* no workers, nothing to share, or the workers busy with another
-     * caller's job: this thread runs every task */
-    if (!tp || tp->nworkers == 0 || ntasks <= 1 || pthread_mutex_trylock(&tp->owner) != 0) {
-        for (int t = 0; t < ntasks; t++) fn(ctx, t, 0);
-        return;
-    }
+/* Runs the job set in tp (under `owner`) on the caller and the workers. */
+static void run_shared(ThreadPool *tp) {
     pthread_mutex_lock(&tp->mu);
-    tp->fn = fn;
-    tp->ctx = ctx;
-    tp->ntasks = ntasks;
-    atomic_store(&tp->next, 0);
     tp->active = 1;
     atomic_fetch_add(&tp->generation, 1);
     pthread_cond_broadcast(&tp->wake);
     pthread_mutex_unlock(&tp->mu);
-    run_tasks(tp, 0);
+    run_job(tp, 0);
     /* every task is claimed: close the job to late workers and wait for
      * those inside it to finish their last task, spinning first (the last
-     * chunks are small: guided, runtime/cpu.c) */
+     * chunks are small) */
     pthread_mutex_lock(&tp->mu);
     tp->active = 0;
     pthread_mutex_unlock(&tp->mu);
@@ -138,6 +190,34 @@ void tp_run(ThreadPool *tp, void (*fn)(void *ctx, int task, int thread), void *c
     while (atomic_load(&tp->busy) > 0) pthread_cond_wait(&tp->done, &tp->mu);
     pthread_mutex_unlock(&tp->mu);
     pthread_mutex_unlock(&tp->owner);
+}
+
+void tp_run(ThreadPool *tp, void (*fn)(void *ctx, int task, int thread), void *ctx, int ntasks) {
+    /* no workers, nothing to share, or the workers busy with another
+     * caller's job: this thread runs every task */
+    if (!tp || tp->nworkers == 0 || ntasks <= 1 || pthread_mutex_trylock(&tp->owner) != 0) {
+        for (int t = 0; t < ntasks; t++) fn(ctx, t, 0);
+        return;
+    }
+    tp->fn = fn, tp->range_fn = NULL, tp->ctx = ctx, tp->ntasks = ntasks;
+    atomic_store(&tp->next, 0);
+    run_shared(tp);
+}
+
+void tp_run_ranges(ThreadPool *tp, void (*fn)(void *ctx, int64_t u0, int64_t u1, int thread), void *ctx,
+                   int64_t units) {
+    if (units <= 0) return;
+    if (!tp || tp->nworkers == 0 || units == 1 || units > UINT32_MAX ||
+        pthread_mutex_trylock(&tp->owner) != 0) {
+        fn(ctx, 0, units, 0);
+        return;
+    }
+    tp->fn = NULL, tp->range_fn = fn, tp->ctx = ctx;
+    int n = tp->nthreads;
+    for (int t = 0; t < n; t++)
+        atomic_store_explicit(&tp->parts[t].span, span_of((uint64_t)(units * t / n), (uint64_t)(units * (t + 1) / n)),
+                              memory_order_relaxed);
+    run_shared(tp);
 }
 
 void tp_free(ThreadPool *tp) {
@@ -149,6 +229,7 @@ void tp_free(ThreadPool *tp) {
     for (int i = 0; i < tp->nworkers; i++) pthread_join(tp->workers[i], NULL);
     free(tp->workers);
     free(tp->args);
+    free(tp->parts);
     pthread_mutex_destroy(&tp->mu);
     pthread_mutex_destroy(&tp->owner);
     pthread_cond_destroy(&tp->wake);

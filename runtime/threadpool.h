@@ -8,11 +8,15 @@
  * tasks per thread a worker that starts late costs only what it did not
  * claim.  Callers on several threads may share a
  * pool: while one tp_run uses the workers, another runs its tasks on its
- * own thread (a service's requests then run side by side).  Idle
+ * own thread (a service's requests then run side by side).
+ * tp_run_ranges runs a range of units instead, each thread its own part of
+ * it first (runtime/cpu.c splits every kernel so).  Idle
  * workers spin briefly (kernels of one graph come in quick succession), then
  * sleep on a condition variable. */
 #ifndef KILN_THREADPOOL_H
 #define KILN_THREADPOOL_H
+
+#include <stdint.h>
 
 typedef struct ThreadPool ThreadPool;
 
@@ -22,6 +26,18 @@ typedef struct ThreadPool ThreadPool;
 ThreadPool *tp_new(int nthreads);
 int tp_size(const ThreadPool *tp); /* 1 for NULL */
 void tp_run(ThreadPool *tp, void (*fn)(void *ctx, int task, int thread), void *ctx, int ntasks);
+/* Calls fn(ctx, u0, u1, thread) for disjoint ranges [u0, u1) that cover
+ * [0, units), and returns when all have finished.  Thread t owns the t-th
+ * of tp_size equal parts of [0, units) and runs it from its start, each
+ * claim about half of what is left of it; a thread whose part is done takes
+ * halves from the end of the part with the most left.  So each thread
+ * works on the same part of every kernel's range (the part of the output
+ * it wrote the kernel before, still in its core's cache, when both split
+ * their data alike) and a late thread still costs only what it did not
+ * claim.  Not shared (another caller holds the pool, one thread, one
+ * unit, more than 2^32 units): fn(ctx, 0, units, 0). */
+void tp_run_ranges(ThreadPool *tp, void (*fn)(void *ctx, int64_t u0, int64_t u1, int thread), void *ctx,
+                   int64_t units);
 void tp_free(ThreadPool *tp);
 
 /* The number of threads to use: KILN_THREADS if set (>= 1), else the online

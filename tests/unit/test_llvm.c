@@ -24,6 +24,7 @@
 #include "runtime/threadpool.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -870,6 +871,43 @@ static void pool_task(void *ctx, int t, int thread) {
     if (thread < 0 || thread >= j->nthreads) j->bad_thread = true;
 }
 
+/* tp_run_ranges' callback: counts each unit it is given. */
+typedef struct {
+    _Atomic int64_t *hits;
+    int nthreads;
+    _Atomic int bad; /* an empty or reversed range, or a thread index outside [0, nthreads) */
+} RangeJob;
+
+static void range_task(void *ctx, int64_t u0, int64_t u1, int thread) {
+    RangeJob *j = ctx;
+    if (u0 >= u1 || thread < 0 || thread >= j->nthreads) atomic_fetch_add(&j->bad, 1);
+    for (int64_t u = u0; u < u1; u++) atomic_fetch_add(&j->hits[u], 1);
+}
+
+/* Every unit of [0, units) given exactly once, for pools of 1-3 threads
+ * and no pool, over many sizes (a part per thread, claims from both ends). */
+static void test_threadpool_ranges(void) {
+    enum { MOST = 300 };
+    _Atomic int64_t hits[MOST];
+    for (int threads = 0; threads <= 3; threads++) {
+        ThreadPool *tp = threads ? tp_new(threads) : NULL;
+        RangeJob job = {hits, tp_size(tp), 0};
+        int wrong = 0;
+        int64_t units = 0;
+        for (int round = 0; round < 400 && !wrong; round++) {
+            units = round % 100 == 99 ? 0 : 1 + (round * 7) % MOST;
+            for (int u = 0; u < MOST; u++) atomic_init(&hits[u], 0);
+            tp_run_ranges(tp, range_task, &job, units);
+            for (int64_t u = 0; u < MOST; u++) wrong += atomic_load(&hits[u]) != (u < units);
+        }
+        CHECK(wrong == 0, "tp_run_ranges, %d threads, %lld units: %d units run wrongly", threads, (long long)units,
+              wrong);
+        CHECK(atomic_load(&job.bad) == 0, "tp_run_ranges, %d threads: %d bad ranges or thread indices", threads,
+              atomic_load(&job.bad));
+        tp_free(tp);
+    }
+}
+
 static void test_threadpool(void) {
     ThreadPool *tp = tp_new(3);
     CHECK(tp && tp_size(tp) >= 1, "tp_new(3) failed");
@@ -892,6 +930,7 @@ static void test_threadpool(void) {
     memset(hits, 0, sizeof hits);
     tp_run(NULL, pool_task, &job, 5); /* no pool: the caller runs them */
     CHECK(hits[4] == 5, "tp_run without a pool");
+    test_threadpool_ranges();
 }
 
 /* ------------------------------------------------- the backend, end to end */
