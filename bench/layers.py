@@ -3,7 +3,7 @@
 (`kiln bench --json`) beside onnxruntime's per-node times (SessionOptions.enable_profiling,
 its `*_kernel_time` events), on the same model, batch and thread count.
 
-    bench/layers.sh [--models resnet18,resnet50] [--batches 1,8] [--threads 2] [--rounds 5]
+    bench/layers.sh [--models resnet18,resnet50,mobilenetv2] [--batches 1,8] [--threads 2] [--rounds 5]
 
 The models are bench/models.py's (the same seeded weights); the ONNX file here names its
 nodes (`conv7`: the 8th convolution in graph order, the order kiln numbers its kernels in,
@@ -55,10 +55,14 @@ def named_model(net, result):
 
 
 def kind(desc, hin):
-    """A convolution's kind for the summary: window, stride and input size."""
+    """A convolution's kind for the summary: window, stride and input size; depthwise
+    and grouped layers marked `dw`, 1x1 layers that reduce their channels `proj`
+    (MobileNetV2's projections, ResNet's reductions)."""
     k, rest = desc.split(" ", 1)
     stride = rest.split(" s")[1].split(" ")[0]
-    return f"{k} s{stride} at {hin}"
+    cin, cout = (int(c) for c in rest.split(" ")[0].split("->"))
+    mark = " dw" if " g" in rest else " proj" if k == "1x1" and cout < cin else ""
+    return f"{k} s{stride}{mark} at {hin}"
 
 
 def kiln_times(kfile, wfile, batch, threads, runs):

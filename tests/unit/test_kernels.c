@@ -445,6 +445,10 @@ static void test_convolutions(void) {
         /* an output under 2 MiB (0.6 MB) whose input makes it more (1.8
          * MB): prefetched for writing too (prefetch_for_writing) */
         {1, 48, 96, 96, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "clamp", 0, 0},
+        /* B read in place from memory (2.4 MB over two images, b_far_ahead):
+         * its panels' lines 256 columns on prefetched too; K = 32 (the
+         * kernel's own nest: 16 rows, 12 + a corner of 4) */
+        {2, 32, 96, 96, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},
     };
     static const char *const fast_devices[] = {"cpu", "cuda-emu", NULL};
     text = conv_program(large, (int)(sizeof large / sizeof large[0]));
