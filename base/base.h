@@ -30,6 +30,17 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 
+/* A block for tensor data (a run's intermediates, packed weights, per-thread
+ * scratch): 64-byte aligned, and from HOST_HUGE_MIN_BYTES on aligned to 2 MiB
+ * and advised for transparent huge pages (madvise MADV_HUGEPAGE: under the
+ * kernel's 'madvise' mode, Debian's default, an unadvised block gets 4 KiB
+ * pages).  NCHW kernels read and write a plane's rows a row or a plane apart
+ * (12.5 KB at 56x56): a tile touches a page per row, more than the L1 TLB
+ * holds.  NULL when out of memory (sizes the user chooses: a message on the
+ * caller's error path); free with free(). */
+enum { HOST_HUGE_MIN_BYTES = 2 << 20 };
+void *host_block_alloc(size_t bytes);
+
 /* An arena per compilation: everything of one parse/build lives here and is
  * freed in one call. */
 typedef struct Arena Arena;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* Out of memory inside the compiler ends the process with exit status 3
  * (an environment problem, docs/cli.md), never an abort: every structure
@@ -50,6 +51,18 @@ void *xmalloc(size_t n) {
 void *xcalloc(size_t n, size_t size) {
     void *p = injected_failure() ? NULL : calloc(n ? n : 1, size ? size : 1);
     if (!p) out_of_memory(n * size);
+    return p;
+}
+
+void *host_block_alloc(size_t bytes) {
+    const size_t huge = (size_t)HOST_HUGE_MIN_BYTES;
+    if (bytes < huge) return aligned_alloc(64, (bytes + 63) / 64 * 64);
+    size_t whole = (bytes + huge - 1) / huge * huge;
+    void *p = aligned_alloc(huge, whole);
+    /* advice only: a kernel without THP (or with it off) keeps small pages */
+#ifdef MADV_HUGEPAGE
+    if (p) (void)madvise(p, whole, MADV_HUGEPAGE);
+#endif
     return p;
 }
 

@@ -255,7 +255,7 @@ static void *cpu_prepare(const KProgram *kp, const CompileOptions *opt, char *er
 /* *block = nt blocks of `stride` bytes (none when stride is 0), 64-byte aligned. */
 static bool per_thread_block(char **block, int64_t stride, int nt, const char *what, char *err,
                              size_t errlen) {
-    if (stride > 0 && !(*block = aligned_alloc(64, (size_t)stride * (size_t)nt))) {
+    if (stride > 0 && !(*block = host_block_alloc((size_t)stride * (size_t)nt))) {
         snprintf(err, errlen, "out of memory for %s (%d x %lld bytes)", what, nt, (long long)stride);
         return false;
     }

@@ -13,12 +13,17 @@
  *     interpreter behind alloc/copy hooks that track every pointer): the
  *     executor's device path without a GPU: layout, copies in and out,
  *     bound parameters on the device, device-clock bench, nothing leaked;
- *   - wrong inputs are refused with KILN_ERR_USAGE and nothing allocated.
+ *   - wrong inputs are refused with KILN_ERR_USAGE and nothing allocated;
+ *   - host_block_alloc (a run's intermediates, per-thread scratch): aligned
+ *     to 64 bytes, from HOST_HUGE_MIN_BYTES on to 2 MiB, every byte usable.
+ *     (A run's block is kept for the next run: the concurrent runs above
+ *     and bench reuse it, their results checked.)
  * Last line: "test_exec: N passed, N failed". */
 #include "app/app.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -371,8 +376,25 @@ static void test_backend(const Backend *be, int opt_level, const IRGraph *g, con
     exec_destroy(exe);
 }
 
+static void test_host_blocks(void) {
+    const size_t huge = HOST_HUGE_MIN_BYTES;
+    const size_t sizes[] = {1, 100, huge - 1, huge, 3 * huge + 5};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i], align = n >= huge ? huge : 64;
+        unsigned char *p = host_block_alloc(n);
+        CHECK(p != NULL, "host_block_alloc(%zu)", n);
+        if (!p) continue;
+        CHECK((uintptr_t)p % align == 0, "host_block_alloc(%zu) = %p, not %zu-byte aligned", n, (void *)p,
+              align);
+        memset(p, 0xa5, n);
+        CHECK(p[0] == 0xa5 && p[n - 1] == 0xa5, "host_block_alloc(%zu): the block's ends", n);
+        free(p);
+    }
+}
+
 int main(void) {
     test_table();
+    test_host_blocks();
     Arena *a = arena_new();
     IRGraph *g = make_graph(a);
     KilnTensor in[3], want[5];
