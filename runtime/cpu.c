@@ -302,7 +302,7 @@ typedef struct {
 } ChunkJob;
 
 /* Units [u0, u1) of the kernel's range on `thread` (tp_run_ranges: each
- * thread runs its own part of the range from the front in halving chunks,
+ * thread runs its own part of the range from the front in shrinking chunks,
  * then halves of what the others have left from their ends).  Its parts
  * are the same for every kernel, so a thread reads mostly what it wrote
  * the kernel before, from its own core's cache, where chunks claimed in

@@ -60,15 +60,19 @@ static void run_tasks(ThreadPool *tp, int thread) {
 
 static uint64_t span_of(uint64_t lo, uint64_t hi) { return lo << 32 | hi; }
 
-/* Claims about half of what is left of part p (at least one unit): from its
- * front for its owner, from its back for another thread.  False when the
- * part is empty. */
+/* Claims from part p (at least one unit): its owner about three quarters of
+ * what is left of it, from the front; another thread half, from the back.
+ * False when the part is empty.  The owner's chunks are few and large
+ * (each chunk of a product reads its packed operands again: a 7x7 layer
+ * split by rows streams its gathered B once per chunk; ResNet-18's 7x7
+ * layers ran 1.6-4.6 % faster than with halves) while a thread done first
+ * still finds a quarter of the other's part to take. */
 static bool claim(Part *p, bool front, int64_t *u0, int64_t *u1) {
     uint64_t v = atomic_load_explicit(&p->span, memory_order_relaxed);
     for (;;) {
         uint64_t lo = v >> 32, hi = v & 0xffffffffu;
         if (lo >= hi) return false;
-        uint64_t n = (hi - lo + 1) / 2;
+        uint64_t left = hi - lo, n = front ? left - left / 4 : (left + 1) / 2;
         uint64_t w = front ? span_of(lo + n, hi) : span_of(lo, hi - n);
         if (atomic_compare_exchange_weak(&p->span, &v, w)) {
             *u0 = (int64_t)(front ? lo : hi - n), *u1 = (int64_t)(front ? lo + n : hi);

@@ -29,8 +29,8 @@ void tp_run(ThreadPool *tp, void (*fn)(void *ctx, int task, int thread), void *c
 /* Calls fn(ctx, u0, u1, thread) for disjoint ranges [u0, u1) that cover
  * [0, units), and returns when all have finished.  Thread t owns the t-th
  * of tp_size equal parts of [0, units) and runs it from its start, each
- * claim about half of what is left of it; a thread whose part is done takes
- * halves from the end of the part with the most left.  So each thread
+ * claim about three quarters of what is left of it; a thread whose part is
+ * done takes halves from the end of the part with the most left.  So each thread
  * works on the same part of every kernel's range (the part of the output
  * it wrote the kernel before, still in its core's cache, when both split
  * their data alike) and a late thread still costs only what it did not

@@ -784,6 +784,34 @@ static void test_pools(void) {
               12);
 }
 
+/* The kernels' split over 3 threads (runtime/cpu.c: each thread owns a
+ * third of every kernel's grains, tp_run_ranges), on cpu against the
+ * reference: a 14x14 image swapped in chunks of 12 pixels (17 grains: 5, 6
+ * and 6 a thread), 13 output rows of 56 px read in place (whole rows), 256
+ * rows of a 7x7 product split by rows (each thread gathers B), 3 images at
+ * stride 2, a one-row output, a depthwise layer (whole planes) and a
+ * classifier's GEMV (runs of 64 columns). */
+static void test_three_threads(void) {
+    static const ConvCase cases[] = {
+        {1, 40, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
+        {1, 32, 13, 56, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+        {1, 32, 7, 7, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+        {3, 16, 9, 9, 24, 3, 3, 2, 2, 1, 1, 1, 1, 1, false, "", 0, 0},
+        {1, 32, 1, 64, 48, 1, 3, 1, 1, 0, 1, 1, 1, 1, true, "clamp", 0, 0},
+        {1, 24, 14, 14, 24, 3, 3, 1, 1, 1, 1, 1, 1, 24, true, "clamp", 0, 0},
+    };
+    static const char *const cpu_only[] = {"cpu", NULL};
+    setenv("KILN_THREADS", "3", 1);
+    char *text = conv_program(cases, (int)(sizeof cases / sizeof cases[0]));
+    run_suite_on("threads3.kiln", text, 0, cpu_only);
+    free(text);
+    run_suite_on("threads3-gemv.kiln",
+                 "graph head(x: f32[1, 640], w: f32[640, 1000], b: f32[1000]) -> (f32[1, 1000]) {\n"
+                 "    return x @ w + b\n}\n",
+                 0, cpu_only);
+    setenv("KILN_THREADS", "2", 1);
+}
+
 int main(void) {
     setenv("KILN_THREADS", "2", 0); /* at least two threads split every large kernel, whatever the machine */
     test_matmuls();
@@ -794,6 +822,7 @@ int main(void) {
     test_sized_gemv();
     test_pools();
     test_review_shapes();
+    test_three_threads();
     printf("test_kernels: %d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
 }
