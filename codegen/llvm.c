@@ -1692,8 +1692,13 @@ static bool mm_swapped(const KMatmul *mm) {
  * pixels, 1.09-1.16x).  One image only: at batch 8 the row chunks are whole
  * images (llvm_kernel_grain), which gather nothing twice (split by columns:
  * 5-7 % slower); and not for short K (a 1x1 stride-2 128->256 at 14x14,
- * K = 128: 1.2x slower split by columns and swapped). */
+ * K = 128: 1.2x slower split by columns and swapped).  A convolution read
+ * in place (conv_taps) of 8 images or more goes by rows too, in whole
+ * images: each chunk copies its image's padded input once, where column
+ * chunks of a few output rows copied each image's rows and their window's
+ * halo again (ResNet-18 batch 8's 3x3 64->64 at 56x56, 2 threads: 1.035x). */
 static bool rows_for_prepacked_b(const KProgram *p, const KGemm *g);
+static bool conv_taps(const KProgram *p, const KGemm *g);
 
 /* A swapped product of one image (mm_swapped: fewer than 128 columns, at
  * least two tiles of 12) with fewer than SWAPPED_SPLIT_ROWS rows: its
@@ -1714,6 +1719,7 @@ bool llvm_split_by_columns(const KProgram *p, const KGemm *g) {
     const KMatmul *mm = &g->mm;
     if (g->conv && mm->batch == 1 && mm->n >= 128 && mm->k >= 256) return true;
     if (few_swapped_panels(p, g)) return true;
+    if (g->conv && mm->batch >= 8 && conv_taps(p, g)) return false;
     return mm->batch * mm->m < mm->n && mm->n >= 128 && !rows_for_prepacked_b(p, g);
 }
 

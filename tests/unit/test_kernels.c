@@ -478,6 +478,8 @@ static void test_convolutions(void) {
         {1, 3, 40, 40, 32, 7, 7, 2, 2, 3, 3, 1, 1, 1, true, "relu", 0, 0},
         {1, 16, 10, 24, 16, 3, 3, 1, 2, 1, 1, 1, 1, 1, false, "residual", 0, 0},
         {1, 16, 16, 24, 48, 3, 3, 2, 2, 0, 0, 1, 1, 1, true, "", 1, 1},
+        /* 8 images: the threads split them whole, by rows (llvm_split_by_columns) */
+        {8, 32, 8, 12, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
     };
     const int ntaps = (int)(sizeof taps / sizeof taps[0]);
     text = conv_program(taps, ntaps);
