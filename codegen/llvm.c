@@ -1740,6 +1740,12 @@ bool llvm_split_by_columns(const KProgram *p, const KGemm *g) {
  * (conv_row_ld): per tile, its cost had kept them gathered (the stem read
  * in place was 0.88x of the gather; with the row epilogue 1.07x). */
 enum { CONV_TAPS_MAX_SW = 2, CONV_TAPS_MIN_K = 128, CONV_TAPS_TILE_EPI_MIN_K = 256, CONV_ROW_MAX_OW = 128 };
+/* Output rows of a multiple of 7 pixels (ResNet's 14x14 and 7x7 planes)
+ * are read in place too, in tiles of 7 (conv_taps_tile), which the
+ * micro-kernel computes exactly (.tapS.r7vV, taps_exact_rows): a row of 14
+ * is two such tiles, where gathered its 196 pixels went 16 x 12 + 4 and
+ * NAME.im2col took 5-7 % of the layer. */
+enum { CONV_TAPS_ODD_TILE = 7 };
 /* The padded image conv_taps reads: hp rows of wp elements per channel. */
 static void conv_taps_plane(const KConv *cv, int64_t *hp, int64_t *wp) {
     int64_t rows = (cv->oh - 1) * cv->sh + (cv->kh - 1) * cv->dh + 1;
@@ -1752,7 +1758,8 @@ static bool conv_taps(const KProgram *p, const KGemm *g) {
     const KConv *cv = g->conv;
     const KMatmul *mm = &g->mm;
     if (!cv || cv->groups != 1 || cv->kh * cv->kw < 2 || cv->sw < 1 || cv->sw > CONV_TAPS_MAX_SW ||
-        cv->ow % 4 || mm->m % 16 || mm->k < CONV_TAPS_MIN_K || cv->ph < 0 || cv->pw < 0)
+        (cv->ow % 4 && cv->ow % CONV_TAPS_ODD_TILE) || mm->m % 16 || mm->k < CONV_TAPS_MIN_K || cv->ph < 0 ||
+        cv->pw < 0)
         return false;
     if (p->bufs.data[mm->a_buf].dtype != KILN_F32 || p->bufs.data[mm->b_buf].dtype != KILN_F32 ||
         cv->xs[3] != 1)
@@ -1779,6 +1786,16 @@ static bool conv_taps(const KProgram *p, const KGemm *g) {
 static int64_t conv_row_ld(const Cg *cg, const KConv *cv) {
     int64_t VL = cg->vec_floats;
     return cv->ow <= CONV_ROW_MAX_OW ? (cv->ow + VL - 1) / VL * VL + VL : 0;
+}
+
+/* The pixels of a register tile along an output row of a convolution read
+ * in place: the micro-kernel's (swapped) width, 12 on AVX-512, the row's
+ * last tile ow % 12, when rows are a multiple of 4 pixels; else tiles of
+ * CONV_TAPS_ODD_TILE (on a narrower micro-kernel its width, the row's last
+ * tile computed exactly: taps_exact_rows). */
+static int conv_taps_tile(const Cg *cg, const KConv *cv) {
+    int width = ukernel_shape(cg).mr;
+    return cv->ow % 4 == 0 || width < CONV_TAPS_ODD_TILE ? width : CONV_TAPS_ODD_TILE;
 }
 
 /* Whether product g runs swapped (mm_swapped); also a gathered convolution
@@ -2193,6 +2210,16 @@ static bool ukernel_single_row(const MmShape *sh, bool b_in_place, int taps) {
  * of its columns).  AVX-512 only; not with taps (whole vectors of channels). */
 static bool ukernel_half(const MmShape *sh, int taps) { return sh->vl >= 16 && !taps; }
 
+/* Whether a taps tile of `rows` pixels (not a multiple of the row step)
+ * runs a micro-kernel of exactly that many rows (.tapS.rRvV), so that the
+ * partial sums of the next tile along the row are not overwritten: tiles of
+ * CONV_TAPS_ODD_TILE (conv_taps_tile); on a micro-kernel narrower than that,
+ * every such count (AVX2's 6-pixel tiles leave a row of 7 a last tile of 1). */
+static bool taps_exact_rows(const MmShape *sh, int rows) {
+    if (rows % ukernel_row_step(sh) == 0 || rows > sh->mr) return false;
+    return sh->mr < CONV_TAPS_ODD_TILE || rows == CONV_TAPS_ODD_TILE;
+}
+
 /* void(ptr A panel, ptr B panel, i64 kc, ptr C, i64 ldc, i1 accumulate,
  * ptr A panel again); reading B in place (b_in_place), two more: i64 ldb
  * (B's row stride) and i64 lanes (of the tile's last vector, 1..VL); with
@@ -2336,6 +2363,15 @@ static LLVMValueRef ukernel_for(Cg *cg, const MmShape *sh, LLVMValueRef mrv, LLV
             cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, rows_needed, ci64(cg, rows / step), ""), few_cols, "");
         fn = LLVMBuildSelect(cg->b, is, helper_ukernel_lanes(cg, sh, rows, 1, b_in_place, taps, true), fn,
                              "ukernel");
+    }
+    /* taps tiles of 7 pixels (conv_taps_tile): exactly their rows */
+    for (int rows = 1; taps && rows <= sh->mr; rows++) {
+        for (int nv = 1; taps_exact_rows(sh, rows) && nv <= NV; nv++) {
+            LLVMValueRef is =
+                LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, mrv, ci64(cg, rows), ""),
+                             LLVMBuildICmp(cg->b, LLVMIntEQ, vecs_needed, ci64(cg, nv), ""), "");
+            fn = LLVMBuildSelect(cg->b, is, helper_ukernel(cg, sh, rows, nv, false, taps), fn, "ukernel");
+        }
     }
     /* one real row (a swapped 7x7 image's 49th pixel): a row, not a row step */
     for (int nv = 1; ukernel_single_row(sh, b_in_place, taps) && nv <= NV; nv++) {
@@ -4880,7 +4916,8 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
                 conv_taps_plane(cv, &hp, &wp);
                 LLVMValueRef pix = iadd(cg, jc, jr), ow = LLVMBuildURem(cg->b, pix, ci64(cg, cv->ow), "ow");
                 LLVMValueRef oh = LLVMBuildUDiv(cg->b, pix, ci64(cg, cv->ow), "oh");
-                nrv = imin(cg, nrv, LLVMBuildSub(cg->b, ci64(cg, cv->ow), ow, ""));
+                nrv = imin(cg, imin(cg, ci64(cg, conv_taps_tile(cg, cv)), LLVMBuildSub(cg->b, ncv, jr, "")),
+                           LLVMBuildSub(cg->b, ci64(cg, cv->ow), ow, ""));
                 ljr.step = nrv;
                 tap_ow = ow, tap_oh = oh;
                 bpanel =
@@ -4984,7 +5021,10 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
     if (multi_k != 0) if_begin(kc, &epi, last);
     if (rowbuf) {
         LLVMValueRef at = iadd(cg, imul(cg, ir, ci64(cg, geo->row_ld)), tap_ow);
-        transpose_tile_to(kc, cptr, ldc, NR, elem_ptr(cg, cg->t_f32, rowbuf, at), ci64(cg, geo->row_ld), 4);
+        /* a tile of 7 (conv_taps_tile): the rows past it undefined, then
+         * overwritten by the next tile's */
+        transpose_tile_to(kc, cptr, ldc, conv_taps_tile(cg, geo->taps), elem_ptr(cg, cg->t_f32, rowbuf, at),
+                          ci64(cg, geo->row_ld), 4);
     } else if (geo->epi_inline) {
         emit_tile_epilogue(kc, row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc, geo->epi_n, NR, sh->swap);
     } else {
@@ -5413,6 +5453,9 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
             geo.tap_tab = conv_tap_table(cg, k, g->conv);
             geo.b_area = b_area(cg, g, sh.kc * v[MMB_NCP] * 4);
             geo.row_ld = row_ld;
+            /* column blocks of whole rows when the rows' tiles are of 7
+             * pixels: none ends inside a tile */
+            if (g->conv->ow % 4) geo.nc = sh.nc / g->conv->ow * g->conv->ow;
         }
         for (int s = 0; s <= MMB_RG; s++) *geo_ints(&geo, s) = ci64(cg, v[s]);
         for (int f = 0; f < MMF_COUNT; f++) *geo_flag(&geo, f) = LLVMConstInt(cg->t_i1, (v[MMB_FLAGS] >> f) & 1, 0);
@@ -6256,6 +6299,10 @@ static void define_shared_helpers(Cg *cg) {
         for (int ib = 0; ib < 2; ib++) helper_ukernel_lanes(cg, &sh, rows, 1, ib, 0, true);
     for (int rows = ukernel_row_step(&sh); rows <= sh.mr; rows += ukernel_row_step(&sh))
         for (int nv = 1; nv <= sh.nr / sh.vl; nv++)
+            for (int taps = 1; taps <= CONV_TAPS_MAX_SW; taps++)
+                helper_ukernel(cg, &sh, rows, nv, false, taps);
+    for (int rows = 1; rows <= sh.mr; rows++)
+        for (int nv = 1; taps_exact_rows(&sh, rows) && nv <= sh.nr / sh.vl; nv++)
             for (int taps = 1; taps <= CONV_TAPS_MAX_SW; taps++)
                 helper_ukernel(cg, &sh, rows, nv, false, taps);
     const KilnDType dts[] = {KILN_F32, KILN_F16, KILN_BF16};

@@ -181,7 +181,8 @@ static IRGraph *build_graph(Arena *arena, const char *name, const char *text) {
  * compares every result; `direct`: at least that many kernels run the
  * direct convolution mapping on CUDA. */
 /* Runs the suite's program on the reference and on every backend named in
- * `devices` (NULL-terminated; NULL: cpu, kir and cuda-emu) and compares. */
+ * `devices` (NULL-terminated; NULL: cpu, kir and cuda-emu; "cpu:NAME": the
+ * cpu backend compiling for CPU NAME, --cpu) and compares. */
 static void run_suite_on(const char *name, const char *text, int direct, const char *const *devices) {
     static const char *const every_device[] = {"cpu", "kir", "cuda-emu", NULL};
     if (!devices) devices = every_device;
@@ -209,8 +210,10 @@ static void run_suite_on(const char *name, const char *text, int direct, const c
     if (ok) passes_run(arena, g, &po, &o, err, sizeof err);
     CHECK(!ok || o, "%s: passes: %s", name, err);
     for (int b = 0; o && devices[b]; b++) {
-        CompileOptions copt = {.opt_level = 2};
-        Executable *exe = exec_compile(backend_lookup(devices[b]), o, &copt, err, sizeof err);
+        const bool for_cpu = strncmp(devices[b], "cpu:", 4) == 0;
+        CompileOptions copt = {.opt_level = 2, .cpu = for_cpu ? devices[b] + 4 : NULL};
+        Executable *exe =
+            exec_compile(backend_lookup(for_cpu ? "cpu" : devices[b]), o, &copt, err, sizeof err);
         CHECK(exe != NULL, "%s on %s: compile: %s", name, devices[b], err);
         if (!exe) continue;
         run_and_compare(name, devices[b], exe, o, in, want);
@@ -487,6 +490,29 @@ static void test_convolutions(void) {
     CHECK(n == ntaps, "taps.kiln: %d convolutions read their input in place, want %d", n, ntaps);
     run_suite_on("taps.kiln", text, 0, fast_devices);
     free(text);
+    /* rows of a multiple of 7 pixels read in place in tiles of 7
+     * (conv_taps_tile, kiln.mm.ukernel.tapS.r7vV): 14x14 (two tiles a row)
+     * over two K blocks; 7x7 of two images, 48 channels (a corner of 16),
+     * one K block; stride 2 to 7x7 over three images; rows of 21 (three
+     * tiles); 35-pixel rows over 2100 pixels (column blocks of whole rows,
+     * 2030 + 70); 8 images of 14x14 split whole.  Also compiled for AVX2
+     * and SSE, whose narrower micro-kernels end a row of 7 in a tile of 1
+     * or 3 (taps_exact_rows) */
+    static const ConvCase taps7[] = {
+        {1, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+        {2, 16, 7, 7, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
+        {3, 32, 14, 14, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, false, "", 0, 0},
+        {1, 16, 12, 21, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "clamp", 0, 0},
+        {1, 16, 60, 35, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, false, "relu", 0, 0},
+        {8, 16, 14, 14, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+    };
+    static const char *const taps7_devices[] = {"cpu", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2", NULL};
+    const int ntaps7 = (int)(sizeof taps7 / sizeof taps7[0]);
+    text = conv_program(taps7, ntaps7);
+    n = count_conv_taps("taps7.kiln", text);
+    CHECK(n == ntaps7, "taps7.kiln: %d convolutions read their input in place, want %d", n, ntaps7);
+    run_suite_on("taps7.kiln", text, 0, taps7_devices);
+    free(text);
     /* the direct form: depthwise and few channels per group */
     static const ConvCase direct[] = {
         {1, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 32, true, "clamp", 0, 0}, /* MobileNet depthwise */
@@ -598,8 +624,8 @@ static void check_units(const char *name, const char *text, int kernels, int uni
  * blocks); three 1x1 convolutions with bias and clamp, yi's output of
  * 2.4 MB prefetched for writing (the values' count of prefetched operands),
  * split by rows and by columns; two 3x3 convolutions (K 144 and 288, rows
- * of 10 and 7 pixels: gathered by im2col, not read in place through taps,
- * llvm_conv_taps); two short 1x1 ones (K 32 and 48: the
+ * of 10 and 7 pixels, 24 channels: gathered by im2col, not read in place
+ * through taps, llvm_conv_taps); two short 1x1 ones (K 32 and 48: the
  * unit's own nest, the epilogue inline); two of two images (K 144 and 160),
  * whose bias channel (o / P) % OC divides by OC, a value (a magic number:
  * llvm_div_magic).  Each group of other M, N, K, strides and window: five
@@ -611,11 +637,11 @@ static void test_sized_units(void) {
         "graph sized(xa: f32[20, 130], wa: f32[130, 70], ba: f32[70], xb: f32[30, 300], wb: f32[300, 90], "
         "bb: f32[90], xc: f32[1, 128, 9, 9], wc: f32[40, 128, 1, 1], bc: f32[40], xd: f32[1, 160, 6, 7], "
         "wd: f32[24, 160, 1, 1], bd: f32[24], xe: f32[1, 16, 10, 10], we: f32[24, 16, 3, 3], "
-        "xf: f32[1, 32, 7, 7], wf: f32[16, 32, 3, 3], xg: f32[1, 32, 10, 10], wg: f32[24, 32, 1, 1], "
+        "xf: f32[1, 32, 7, 7], wf: f32[24, 32, 3, 3], xg: f32[1, 32, 10, 10], wg: f32[24, 32, 1, 1], "
         "bg: f32[24], xh: f32[1, 48, 8, 8], wh: f32[16, 48, 1, 1], bh: f32[16], xi: f32[1, 128, 48, 48], "
         "wi: f32[256, 128, 1, 1], bi: f32[256], xj: f32[2, 144, 5, 6], wj: f32[40, 144, 1, 1], bj: f32[40], "
         "xk: f32[2, 160, 7, 4], wk: f32[24, 160, 1, 1], bk: f32[24]) -> (f32[20, 70], f32[30, 90], "
-        "f32[1, 40, 9, 9], f32[1, 24, 6, 7], f32[1, 24, 10, 10], f32[1, 16, 7, 7], f32[1, 24, 10, 10], "
+        "f32[1, 40, 9, 9], f32[1, 24, 6, 7], f32[1, 24, 10, 10], f32[1, 24, 7, 7], f32[1, 24, 10, 10], "
         "f32[1, 16, 8, 8], f32[1, 256, 48, 48], f32[2, 40, 5, 6], f32[2, 24, 7, 4]) {\n"
         "    return relu(xa @ wa + ba), relu(xb @ wb + bb), clamp(conv2d(xc, wc, bc), 0.0, 6.0), "
         "clamp(conv2d(xd, wd, bd), 0.0, 6.0), relu(conv2d(xe, we, padding=1)), relu(conv2d(xf, wf, "
