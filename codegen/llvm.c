@@ -1862,6 +1862,12 @@ int64_t llvm_kernel_grain(const KProgram *p, const Kernel *k) {
         /* whole batches when M is not a multiple; swapped products' row
          * panels are 32 rows (or 16, 8: mm_shape) */
         int64_t grain = gemm_swapped(p, &g) ? 32 : ROW_GRAIN;
+        /* a convolution of one image read in place split by rows (a 7x7
+         * plane: too few pixels to split) in 4 chunks: each chunk copies
+         * the whole padded input (all its channels), which 16 chunks of 32
+         * rows copied 9 times (ResNet's 3x3 512->512 at 7x7, 2 threads:
+         * 1.056x CPU) */
+        if (g.conv && g.mm.batch == 1 && g.mm.m % 128 == 0 && conv_taps(p, &g)) grain = g.mm.m / 4;
         /* a convolution of several images in whole images: a chunk of
          * rows gathers its image's input under the window whole, and the
          * guided chunks' small last ones gathered it again for 32 rows

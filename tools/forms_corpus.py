@@ -106,6 +106,12 @@ def conv_graphs():
             if cin <= 256 and cout <= 256:
                 conv_layer(g, n, cin, cout, plane, 3, 1, epi)
                 conv_layer(g, n, cin, cout, plane * 2, 3, 2, epi)
+            # 3x3 layers whose channels are not whole vectors (72) on the
+            # planes whose rows of 14 and 7 pixels are read in place
+            # (codegen/llvm.c conv_taps) when they are: the gathered forms
+            if cin <= 256 and cout == CHANNELS[0] and plane <= 14:
+                conv_layer(g, n, cin, 72, plane, 3, 1, epi)
+                conv_layer(g, n, cin, 72, plane * 2, 3, 2, epi)
         for cout in (16, 32, 64):  # stems
             conv_layer(g, n, 3, cout, 224, 3, 2, epi)
             conv_layer(g, n, 3, cout, 224, 7, 2, epi)
