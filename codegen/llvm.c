@@ -4243,7 +4243,8 @@ static void emit_tile_epilogue(Kc *kc, LLVMValueRef row0, LLVMValueRef col, LLVM
     if (transposed) {
         const int VL = cg->vec_floats;
         LLVMValueRef t = entry_alloca(kc, (int64_t)ukernel_shape(cg).nr * VL, "tile_t");
-        transpose_tile_to(kc, cptr, ldc, NR, t, ci64(cg, VL), 64);
+        /* its rows VL floats apart: 64-byte aligned on AVX-512 only */
+        transpose_tile_to(kc, cptr, ldc, NR, t, ci64(cg, VL), (unsigned)VL * 4);
         cptr = t, ldc = ci64(cg, VL), swap = false;
     }
     TLoop li, lj;

@@ -35,7 +35,7 @@ void tp_run(ThreadPool *tp, void (*fn)(void *ctx, int task, int thread), void *c
  * it wrote the kernel before, still in its core's cache, when both split
  * their data alike) and a late thread still costs only what it did not
  * claim.  Not shared (another caller holds the pool, one thread, one
- * unit, more than 2^32 units): fn(ctx, 0, units, 0). */
+ * unit, 2^32 units or more): fn(ctx, 0, units, 0). */
 void tp_run_ranges(ThreadPool *tp, void (*fn)(void *ctx, int64_t u0, int64_t u1, int thread), void *ctx,
                    int64_t units);
 void tp_free(ThreadPool *tp);

@@ -452,6 +452,9 @@ static void test_convolutions(void) {
          * its panels' lines 256 columns on prefetched too; K = 32 (the
          * kernel's own nest: 16 rows, 12 + a corner of 4) */
         {2, 32, 96, 96, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},
+        /* the same from the size-generic nest (K = 128), which tests the
+         * block's far flag at run time (2 MiB in) */
+        {1, 128, 64, 64, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
     };
     static const char *const fast_devices[] = {"cpu", "cuda-emu", NULL};
     text = conv_program(large, (int)(sizeof large / sizeof large[0]));
@@ -483,6 +486,11 @@ static void test_convolutions(void) {
         {1, 16, 16, 24, 48, 3, 3, 2, 2, 0, 0, 1, 1, 1, true, "", 1, 1},
         /* 8 images: the threads split them whole, by rows (llvm_split_by_columns) */
         {8, 32, 8, 12, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
+        /* output rows over 128 px (stride 1, K = 288): the per-tile
+         * epilogue, swapped tiles transposed in registers, a short last
+         * tile over two K blocks */
+        {1, 32, 3, 132, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+        {2, 32, 2, 136, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, false, "residual", 0, 0},
     };
     const int ntaps = (int)(sizeof taps / sizeof taps[0]);
     text = conv_program(taps, ntaps);
