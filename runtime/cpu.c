@@ -32,6 +32,18 @@ typedef struct {
     int64_t bytes;
 } StoreJob;
 
+/* How a kernel is split over the threads, decided once at prepare: a
+ * tiled matmul with fewer rows than columns by its columns (each thread then
+ * packs only its part of B; llvm_split_by_columns) through its `cols`
+ * entry, else by its outer rows; in chunks of `grain` of them, `span` in
+ * all (the product's columns, or the kernel's outer range); `work` (elements
+ * touched, roughly) decides whether it is split at all. */
+typedef struct {
+    bool by_columns;
+    int64_t grain, span;
+    double work;
+} CpuSplit;
+
 /* The compiled program, shared by every call. */
 typedef struct CpuCall CpuCall;
 typedef struct {
@@ -62,6 +74,7 @@ typedef struct {
     bool writer_started, writer_stop;
     pthread_t writer;
     int64_t gather_stride; /* bytes of the largest operand gathered once (llvm.h), 64-aligned; 0: none */
+    CpuSplit *split;       /* per kernel: how cpu_launch splits it (kernel_split, once at prepare) */
 } CpuProg;
 
 /* Packed constant operands of at least this many bytes are kept in the disk
@@ -185,8 +198,25 @@ static void cpu_release(void *p) {
     free(x->packed);
     free(x->packed_map);
     free(x->packed_buf);
+    free(x->split);
     kcache_close(&x->cache);
     free(x);
+}
+
+/* Work below this (elements touched, roughly) runs on one thread. */
+enum { PARALLEL_MIN_WORK = 1 << 16 };
+
+/* Kernel k's split (CpuSplit); g its product (kernel_gemm) or NULL, cols
+ * whether its code has a column entry. */
+static CpuSplit kernel_split(const KProgram *kp, const Kernel *k, const KGemm *g, bool cols) {
+    CpuSplit s = {.by_columns = cols && g && llvm_split_by_columns(kp, g)};
+    s.grain = s.by_columns ? llvm_column_grain(kp, g) : llvm_kernel_grain(kp, k);
+    s.span = s.by_columns ? g->mm.n : k->outer;
+    double per_o = 1;
+    for (int st = 0; st < k->stages.len; st++) per_o += (double)k->stages.data[st].extent;
+    s.work = (double)k->flops + (double)k->bytes;
+    if (s.work < (double)k->outer * per_o) s.work = (double)k->outer * per_o;
+    return s;
 }
 
 static void *cpu_prepare(const KProgram *kp, const CompileOptions *opt, char *err, size_t errlen) {
@@ -214,12 +244,15 @@ static void *cpu_prepare(const KProgram *kp, const CompileOptions *opt, char *er
     x->packed = xcalloc((size_t)2 * kp->kernels.len + 1, sizeof(void *));
     x->packed_map = xcalloc((size_t)2 * kp->kernels.len + 1, sizeof(KCacheMap));
     x->packed_buf = xmalloc(sizeof(int) * ((size_t)2 * kp->kernels.len + 1));
+    x->split = xcalloc((size_t)kp->kernels.len + 1, sizeof(CpuSplit));
     for (int i = 0; i < kp->kernels.len; i++) {
+        const Kernel *k = &kp->kernels.data[i];
         KGemm g;
-        bool gemm = kernel_gemm(kp, &kp->kernels.data[i], &g);
+        bool gemm = kernel_gemm(kp, k, &g);
         for (int w = 0; w < 2; w++)
             x->packed_buf[2 * i + w] =
                 gemm && cpu_code_kernel(x->code, i)->prepack_bytes[w] > 0 ? (w ? g.mm.b_buf : g.mm.a_buf) : -1;
+        x->split[i] = kernel_split(kp, k, gemm ? &g : NULL, cpu_code_kernel(x->code, i)->cols != NULL);
     }
     kcache_open(&x->cache);
     x->stats = opt ? opt->stats : NULL;
@@ -318,9 +351,6 @@ static void run_chunk(void *ctx, int64_t u0, int64_t u1, int thread) {
     }
     if (b < e) j->fn(b, e, table);
 }
-
-/* Work below this (elements touched, roughly) runs on one thread. */
-enum { PARALLEL_MIN_WORK = 1 << 16 };
 
 /* Thread t's copy of kernel i's table (cpu_code.h): its buffers, the
  * scratch at t's scratch, the packed constant operands (an operand
@@ -471,27 +501,19 @@ static bool cpu_launch(void *p, void *call, int i, void *const *bufs, char *err,
     int64_t outer = k->outer, gather_tasks = kc->gather_tasks;
     if (outer <= 0) return true;
     if (!pack_unbound(x, c, i, bufs, err, errlen)) return false;
-    double work = (double)k->flops + (double)k->bytes, per_o = 1;
-    for (int s = 0; s < k->stages.len; s++) per_o += (double)k->stages.data[s].extent;
-    if (work < (double)outer * per_o) work = (double)outer * per_o;
     int nt = tp_size(x->tp);
-    /* a tiled matmul with fewer rows than columns splits by columns (each
-     * thread then packs only its part of B; llvm_split_by_columns), else by
-     * rows */
-    KernelFn cols = kc->cols;
-    KGemm g;
-    bool by_columns = cols && kernel_gemm(x->kp, k, &g) && llvm_split_by_columns(x->kp, &g);
-    int64_t grain = by_columns ? llvm_column_grain(x->kp, &g) : llvm_kernel_grain(x->kp, k);
-    if (nt <= 1 || work < PARALLEL_MIN_WORK || (by_columns ? g.mm.n : outer) < 2 * grain) {
+    const CpuSplit *sp = &x->split[i];
+    const int64_t grain = sp->grain;
+    if (nt <= 1 || sp->work < PARALLEL_MIN_WORK || sp->span < 2 * grain) {
         void **table = task_table(x, c, 0, bufs, i);
         if (gather) gather(0, gather_tasks, table);
         fn(0, outer, table);
         return true;
     }
     for (int t = 0; t < nt; t++) task_table(x, c, t, bufs, i);
-    if (by_columns) {
-        fn = cols;
-        outer = g.mm.n;
+    if (sp->by_columns) {
+        fn = kc->cols;
+        outer = sp->span;
     }
     ChunkJob job = {.fn = fn,
                     .outer = outer,
