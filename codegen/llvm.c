@@ -55,7 +55,9 @@ typedef struct {
     LLVMModuleRef mod;
     LLVMBuilderRef b;
     const KProgram *p;
-    int vec_floats; /* floats per vector register: 16 (AVX-512), 8 (AVX2), 4 */
+    int vec_floats;      /* floats per vector register: 16 (AVX-512), 8 (AVX2), 4 */
+    bool embedded_bcast; /* the micro-kernel's FMAs each broadcast A from memory (AMD Zen:
+                          * ukernel_embedded_bcast) rather than sharing one per row */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
     bool sized;     /* a unit of runtime/cpu_code.c: its size-generic products (llvm_kernel_sizes)
                      * read their sizes from the table's values slot */
@@ -2291,16 +2293,20 @@ static LLVMValueRef helper_ukernel_lanes(Cg *cg, const MmShape *sh, int rows, in
         bv[v] = b_in_place && v == NV - 1 ? masked_load_f32(cg, Bp, at, last_lanes, zero)
                                           : vec_load(cg, vt, Bp, at, b_in_place ? 4 : 64);
     }
-    /* each FMA loads its own broadcast of A (through pointers the optimiser
-     * cannot prove equal: Ap for the first vector of B, Ap_again for the
-     * others), so that x86 folds it into the FMA as an embedded broadcast
-     * (vfmadd231ps mem{1to16}): a separate vbroadcastss per row takes
-     * shuffle-unit slots the FMAs need (half of peak on Zen 4) */
+    /* The broadcast of A's row i (ukernel_embedded_bcast): on AMD Zen each
+     * FMA loads its own (through pointers the optimiser cannot prove equal:
+     * Ap for the first vector of B, Ap_again for the others), so that x86
+     * folds it into the FMA as an embedded broadcast (vfmadd231ps
+     * mem{1to16}): a separate vbroadcastss per row takes shuffle-unit slots
+     * the FMAs need (half of peak on Zen 4).  Elsewhere (Intel) one
+     * vbroadcastss per row, a plain load-port uop, feeds the row's FMAs
+     * register to register. */
     LLVMValueRef Ap_again = LLVMGetParam(fn, 6);
     for (int i = 0; i < MR; i++) {
+        LLVMValueRef at = iadd(cg, aoff, ci64(cg, taps ? i * taps : i)), shared = NULL;
+        if (!cg->embedded_bcast) shared = splat(cg, load_f32(cg, Ap, at), VL);
         for (int v = 0; v < NV; v++) {
-            LLVMValueRef av =
-                splat(cg, load_f32(cg, v ? Ap_again : Ap, iadd(cg, aoff, ci64(cg, taps ? i * taps : i))), VL);
+            LLVMValueRef av = shared ? shared : splat(cg, load_f32(cg, v ? Ap_again : Ap, at), VL);
             nexts[i * NV + v] = fma3(cg, av, bv[v], accs[i * NV + v]);
         }
     }
@@ -6153,7 +6159,18 @@ LLVMTargetMachineRef llvm_target_machine(const char *cpu, bool reloc_pic, char *
     return tm;
 }
 
-/* Floats per vector register for the target machine's CPU. */
+/* Whether the micro-kernel's FMAs broadcast A from memory, each its own
+ * (vfmadd231ps mem{1to16}), rather than one vbroadcastss per row shared by
+ * the row's FMAs (helper_ukernel_lanes): AMD Zen (znver*), whose separate
+ * broadcast takes shuffle slots the FMAs need (Zen 4: the shared form ran
+ * at half the FMA peak).  On Intel a broadcast from memory is a plain
+ * load-port uop, and an FMA with an embedded broadcast is two (un-laminated
+ * when indexed): the shared form is faster there (docs/performance.md,
+ * "Session 9: the micro-kernel on Intel").  Decided by the target's CPU
+ * name, part of the target identity that keys the code caches and the
+ * prebuilt helpers. */
+static bool ukernel_embedded_bcast(const char *cpu) { return cpu && strncmp(cpu, "znver", 5) == 0; }
+
 /* Floats per vector register for a CPU name and its feature string. */
 static int vec_floats_of(const char *cpu, const char *feat) {
     int w = 4;
@@ -6175,17 +6192,18 @@ static int vec_floats_of(const char *cpu, const char *feat) {
     return w;
 }
 
-static int target_vec_floats(LLVMTargetMachineRef tm) {
+/* The target machine's vector width and micro-kernel form into cg. */
+static void cg_target(Cg *cg, LLVMTargetMachineRef tm) {
     char *feat = LLVMGetTargetMachineFeatureString(tm);
     char *cpu = LLVMGetTargetMachineCPU(tm);
-    int w = vec_floats_of(cpu, feat);
+    cg->vec_floats = vec_floats_of(cpu, feat);
+    cg->embedded_bcast = ukernel_embedded_bcast(cpu);
     LLVMDisposeMessage(feat);
     LLVMDisposeMessage(cpu);
-    return w;
 }
 
 /* The same from a target identity, "triple cpu features" (llvm.h). */
-static int identity_vec_floats(const char *identity) {
+static void cg_identity(Cg *cg, const char *identity) {
     const char *cpu = strchr(identity, ' ');
     cpu = cpu ? cpu + 1 : identity;
     const char *feat = strchr(cpu, ' ');
@@ -6194,7 +6212,8 @@ static int identity_vec_floats(const char *identity) {
     if (n >= sizeof name) n = sizeof name - 1;
     memcpy(name, cpu, n);
     name[n] = 0;
-    return vec_floats_of(name, feat ? feat + 1 : "");
+    cg->vec_floats = vec_floats_of(name, feat ? feat + 1 : "");
+    cg->embedded_bcast = ukernel_embedded_bcast(name);
 }
 
 /* A sized kernel's epilogue constants and magic numbers into its values. */
@@ -6209,7 +6228,8 @@ static void epilogue_values(const Kernel *k, const EpiAnalysis *ea, int64_t *v) 
 
 bool llvm_kernel_sizes(const KProgram *p, int kernel, const char *identity, bool form, LlvmKernelSizes *out) {
     memset(out, 0, sizeof *out);
-    Cg cg = {.p = p, .vec_floats = identity_vec_floats(identity)};
+    Cg cg = {.p = p};
+    cg_identity(&cg, identity);
     const Kernel *k = &p->kernels.data[kernel];
     out->scratch = matmul_scratch(&cg, k);
     for (int w = 0; w < 2; w++) out->prepack[w] = prepack_bytes(&cg, k, w);
@@ -6350,7 +6370,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTar
     cg.p = p;
     cg.mod = LLVMModuleCreateWithNameInContext(p->graph_name, ctx);
     cg.b = LLVMCreateBuilderInContext(ctx);
-    cg.vec_floats = target_vec_floats(tm);
+    cg_target(&cg, tm);
     cg.aot = aot;
     cg.t_void = LLVMVoidTypeInContext(ctx);
     cg.t_i1 = LLVMInt1TypeInContext(ctx);

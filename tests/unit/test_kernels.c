@@ -235,6 +235,51 @@ static void run_suite(const char *name, const char *text, int direct) {
     run_suite_on(name, text, direct, NULL);
 }
 
+/* Whether this host runs code compiled for CPU `cpu` (its features that
+ * LLVM may use for these suites); only the two AVX-512 CPUs of
+ * with_both_forms are asked about. */
+static bool host_runs_cpu(const char *cpu) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                  __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+                  __builtin_cpu_supports("avx512cd");
+    if (strcmp(cpu, "skylake-avx512") == 0) return avx512;
+    if (strcmp(cpu, "znver4") == 0)
+        return avx512 && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vbmi") &&
+               __builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("avx512vnni") &&
+               __builtin_cpu_supports("avx512bitalg") && __builtin_cpu_supports("avx512vpopcntdq") &&
+               __builtin_cpu_supports("avx512ifma") && __builtin_cpu_supports("gfni") &&
+               __builtin_cpu_supports("vaes") && __builtin_cpu_supports("vpclmulqdq");
+#endif
+    (void)cpu;
+    return false;
+}
+
+/* `base` and the cpu compiled for an AMD and an Intel AVX-512 CPU: the two
+ * forms of the micro-kernel (codegen/llvm.c, ukernel_embedded_bcast: an
+ * embedded broadcast per FMA on znver4, one broadcast per row shared by
+ * the row's FMAs on skylake-avx512), whichever the host's own is; a CPU
+ * whose code this host cannot run is left out.  Heap, NULL-terminated. */
+static const char **with_both_forms(const char *const *base) {
+    static const char *const form_cpus[] = {"cpu:znver4", "cpu:skylake-avx512"};
+    const int nforms = (int)(sizeof form_cpus / sizeof form_cpus[0]);
+    int n = 0;
+    while (base[n]) n++;
+    const char **all = xcalloc((size_t)(n + nforms + 1), sizeof(char *));
+    for (int i = 0; i < n; i++) all[i] = base[i];
+    for (int f = 0; f < nforms; f++)
+        if (host_runs_cpu(form_cpus[f] + 4)) all[n++] = form_cpus[f];
+    return all;
+}
+
+static void run_suite_both_forms(const char *name, const char *text, int direct, const char *const *base) {
+    static const char *const every_device[] = {"cpu", "kir", "cuda-emu", NULL};
+    const char **devices = with_both_forms(base ? base : every_device);
+    run_suite_on(name, text, direct, devices);
+    free(devices);
+}
+
 /* ------------------------------------------------------- matrix products */
 
 /* x9 and x10 end in corner tiles of the micro-kernel (4 and 8 rows of a 12-row
@@ -247,27 +292,28 @@ static void run_suite(const char *name, const char *text, int direct) {
  * over the first and x13 a constant's blocks then indexed per batch, and
  * x14's f16 operands over two K blocks reach its batch and dtype paths. */
 static void test_matmuls(void) {
-    run_suite("matmuls.kiln",
-              "graph mms(x0: f32[70, 300], w0: f32[300, 130], b0: f32[130], "
-              "w1: f32[50, 64], x1: f32[3, 64, 90], "
-              "x2: f32[2, 40, 33], w2: f32[2, 33, 70], "
-              "x3: f32[37, 48], w3: f32[100, 48], b3: f32[100], "
-              "x4: f16[64, 96], w4: f16[96, 48], "
-              "x5: f32[8, 200], w5: f32[200, 520], "
-              "x6: f32[1, 300], w6: f32[300, 1100], b6: f32[1100], "
-              "x7: f32[3, 1, 37], w7: f32[3, 37, 130], "
-              "x8: f16[2, 77], w8: f16[77, 33], "
-              "x9: f32[52, 300], w9: f32[300, 81], x10: f32[44, 520], w10: f32[520, 48], "
-              "x11: f32[200, 300], w11: f32[300, 40], b11: f32[40], x12: f32[4, 30, 64], w12: f32[64, 200], "
-              "x13: f32[2, 3, 20, 150], w13: f32[3, 150, 40], x14: f16[40, 260], w14: f16[260, 48]) "
-              "-> (f32[70, 130], f32[3, 50, 90], f32[2, 40, 70], f32[37, 100], f16[64, 48], f32[8, 520], "
-              "f32[1, 1100], f32[3, 1, 130], f16[2, 33], f32[52, 81], f32[44, 48], f32[200, 40], "
-              "f32[4, 30, 200], f32[2, 3, 20, 40], f16[40, 48]) {\n"
-              "    return relu(x0 @ w0 + b0), w1 @ x1, x2 @ w2, linear(x3, w3, b3), x4 @ w4, x5 @ w5, "
-              "relu(x6 @ w6 + b6), x7 @ w7, x8 @ w8, x9 @ w9, relu(x10 @ w10), x11 @ w11 + b11, x12 @ w12, "
-              "x13 @ w13, x14 @ w14\n"
-              "}\n",
-              0);
+    run_suite_both_forms(
+        "matmuls.kiln",
+        "graph mms(x0: f32[70, 300], w0: f32[300, 130], b0: f32[130], "
+        "w1: f32[50, 64], x1: f32[3, 64, 90], "
+        "x2: f32[2, 40, 33], w2: f32[2, 33, 70], "
+        "x3: f32[37, 48], w3: f32[100, 48], b3: f32[100], "
+        "x4: f16[64, 96], w4: f16[96, 48], "
+        "x5: f32[8, 200], w5: f32[200, 520], "
+        "x6: f32[1, 300], w6: f32[300, 1100], b6: f32[1100], "
+        "x7: f32[3, 1, 37], w7: f32[3, 37, 130], "
+        "x8: f16[2, 77], w8: f16[77, 33], "
+        "x9: f32[52, 300], w9: f32[300, 81], x10: f32[44, 520], w10: f32[520, 48], "
+        "x11: f32[200, 300], w11: f32[300, 40], b11: f32[40], x12: f32[4, 30, 64], w12: f32[64, 200], "
+        "x13: f32[2, 3, 20, 150], w13: f32[3, 150, 40], x14: f16[40, 260], w14: f16[260, 48]) "
+        "-> (f32[70, 130], f32[3, 50, 90], f32[2, 40, 70], f32[37, 100], f16[64, 48], f32[8, 520], "
+        "f32[1, 1100], f32[3, 1, 130], f16[2, 33], f32[52, 81], f32[44, 48], f32[200, 40], "
+        "f32[4, 30, 200], f32[2, 3, 20, 40], f16[40, 48]) {\n"
+        "    return relu(x0 @ w0 + b0), w1 @ x1, x2 @ w2, linear(x3, w3, b3), x4 @ w4, x5 @ w5, "
+        "relu(x6 @ w6 + b6), x7 @ w7, x8 @ w8, x9 @ w9, relu(x10 @ w10), x11 @ w11 + b11, x12 @ w12, "
+        "x13 @ w13, x14 @ w14\n"
+        "}\n",
+        0, NULL);
 }
 
 /* ------------------------------------------------------- convolutions */
@@ -496,7 +542,7 @@ static void test_convolutions(void) {
     text = conv_program(taps, ntaps);
     int n = count_conv_taps("taps.kiln", text);
     CHECK(n == ntaps, "taps.kiln: %d convolutions read their input in place, want %d", n, ntaps);
-    run_suite_on("taps.kiln", text, 0, fast_devices);
+    run_suite_both_forms("taps.kiln", text, 0, fast_devices);
     free(text);
     /* rows of a multiple of 7 pixels read in place in tiles of 7
      * (conv_taps_tile, kiln.mm.ukernel.tapS.r7vV): 14x14 (two tiles a row)
@@ -521,7 +567,7 @@ static void test_convolutions(void) {
     text = conv_program(taps7, ntaps7);
     n = count_conv_taps("taps7.kiln", text);
     CHECK(n == ntaps7, "taps7.kiln: %d convolutions read their input in place, want %d", n, ntaps7);
-    run_suite_on("taps7.kiln", text, 0, taps7_devices);
+    run_suite_both_forms("taps7.kiln", text, 0, taps7_devices);
     free(text);
     /* the direct form: depthwise and few channels per group */
     static const ConvCase direct[] = {
@@ -604,7 +650,7 @@ static void test_in_place(void) {
         "}\n";
     int n = count_in_place("inplace.kiln", text);
     CHECK(n == 3, "inplace.kiln: %d kernels store in place of their residual, want 3", n);
-    run_suite("inplace.kiln", text, 0);
+    run_suite_both_forms("inplace.kiln", text, 0, NULL);
 }
 
 /* ------------------------------------------------------- sized units */
