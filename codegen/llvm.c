@@ -570,41 +570,55 @@ static LLVMValueRef helper_erf(Cg *cg) {
     return cg->h_erf = fn;
 }
 
-/* gelu(x) = 0.5 x (1 + erf(x / sqrt 2)): 1 + erf from the same pieces as
- * erf without cancellation (erfc itself below -0.875), (x/sqrt 2)^2 taken
- * exactly from x, and below that the exponent of exp(-y^2) applied last, so
- * that results down to the subnormal range are right. */
+/* gelu(x) = 0.5 x (1 + erf(x / sqrt 2)), y = x / sqrt 2: for |y| < 0.875
+ * 0.5 x (1 + erf(y)) with erf's inner polynomial; beyond, from one erfc(|y|)
+ * = F(|y|) exp(-y^2), y^2 taken exactly from x (hi + lo), exp(-hi) = e 2^n
+ * with the exponent applied last, so that results down to the subnormal
+ * range are right: 0.5 x (2 - erfc) above zero, 0.5 x erfc below.  F is
+ * exp(T(u)) up to 4 (T fitted on [0.875, 4]) and the asymptotic series
+ * beyond.  Every lane computes every piece (the vectorised epilogue of
+ * MiniLM's 1536-wide feed-forward product); the two sides share F, e and n:
+ * the erf pieces and the lower side each computed them before (three exps
+ * and an exp_split where one exp and the exp_split do). */
 static LLVMValueRef helper_gelu(Cg *cg) {
     if (cg->h_gelu) return cg->h_gelu;
     HelperScope hs;
     LLVMValueRef fn = helper_begin(cg, "kiln.gelu", cg->t_f32, &cg->t_f32, 1, &hs);
-    LLVMValueRef x = LLVMGetParam(fn, 0), inner, ec, is_inner, hi, lo;
+    LLVMValueRef x = LLVMGetParam(fn, 0), hi, lo;
     LLVMValueRef y = f_mul(cg, x, cf(cg, M_SQRT1_2));
     LLVMValueRef xc = sel(cg, fcmp(cg, LLVMRealOGT, intrin1(cg, "llvm.fabs", x), cf(cg, 15.0)), cf(cg, 15.0), x);
     exact_square(cg, xc, 0.5, &hi, &lo);
-    erf_parts(cg, y, hi, lo, &inner, &ec, &is_inner);
-    LLVMValueRef half_x = f_mul(cg, cf(cg, 0.5), x);
-    LLVMValueRef upper = f_mul(cg, half_x, f_sub(cg, cf(cg, 2.0), ec));
-    LLVMValueRef middle = f_mul(cg, half_x, f_add(cg, cf(cg, 1.0), inner));
-    /* below: 0.5 x exp(T(u)) exp(-hi) (1 - lo), exp(-hi) = e 2^n */
+    /* erf(y) = y + y (P(y^2) - 1) for |y| < 0.875 (P fitted, relative error 1.2e-9) */
+    static const double P[] = {0.1283791065216064,    -0.3761262595653534,  0.1128358542919159,
+                               -0.026853810995817184, 0.005188326351344585, -0.0008010182064026594,
+                               7.853823626646772e-05};
+    LLVMValueRef inner = fma3(cg, horner(cg, f_mul(cg, y, y), P, 7), y, y);
+    LLVMValueRef is_inner = fcmp(cg, LLVMRealOLT, intrin1(cg, "llvm.fabs", y), cf(cg, 0.875));
+    /* erfc(a) = exp(T(u)) exp(-a^2), u = (a - 2.4375)/1.5625, for a in
+     * [0.875, 4] (T fitted there, absolute error 1.2e-8), and P(1/a^2)
+     * exp(-a^2) / (a sqrt pi) beyond (Q fitted on [4, 11] to the asymptotic
+     * factor, relative error 1.4e-10) */
     static const double T[] = {-1.5345509052276611,   -0.5622240304946899,    0.1420755535364151,
                                -0.04355074465274811,  0.013715297915041447,   -0.004193921573460102,
                                0.0012142376508563757, -0.000320734572596848,  5.6933095038402826e-05};
-    /* erfc(a) = exp(T(u)) exp(-a^2) for a in [0.875, 4] (T fitted there), and
-     * P(1/a^2) exp(-a^2) / (a sqrt pi) beyond (P fitted on [4, 11] to the
-     * asymptotic factor, relative error 1.4e-10) */
-    static const double P[] = {0.9999999965683081, -0.49999889895854993, 0.7498594987423701, -1.865652148042514,
-                               6.204678117461211,  -21.318288864016484,  46.93179916383563};
+    static const double Q[] = {0.9999999965683081, -0.49999889895854993, 0.7498594987423701,
+                               -1.865652148042514, 6.204678117461211,    -21.318288864016484,
+                               46.93179916383563};
     LLVMValueRef a = intrin1(cg, "llvm.fabs", sel(cg, fcmp(cg, LLVMRealOLT, y, cf(cg, -10.6)), cf(cg, -10.6), y));
     LLVMValueRef far = fcmp(cg, LLVMRealOGE, a, cf(cg, 4.0));
     LLVMValueRef am = sel(cg, far, cf(cg, 4.0), a), af = sel(cg, far, a, cf(cg, 4.0));
+    /* T(u) is in [-2, -0.76] on [0.875, 4] and stays near it below (where
+     * the inner polynomial is taken), so its exp needs no clamp, subnormal
+     * or NaN handling */
     LLVMValueRef t = horner(cg, f_mul(cg, f_sub(cg, am, cf(cg, 2.4375)), cf(cg, 0.64)), T, 9), n;
-    LLVMValueRef tail = f_div(cg, horner(cg, f_div(cg, cf(cg, 1.0), f_mul(cg, af, af)), P, 7),
+    LLVMValueRef tail = f_div(cg, horner(cg, f_div(cg, cf(cg, 1.0), f_mul(cg, af, af)), Q, 7),
                               f_mul(cg, af, cf(cg, 1.7724538509055159)));
-    LLVMValueRef factor = sel(cg, far, tail, call_exp(cg, t));
-    LLVMValueRef e = exp_split(cg, LLVMBuildFNeg(cg->b, hi, ""), &n);
-    LLVMValueRef lower = f_mul(cg, f_mul(cg, half_x, factor), f_mul(cg, e, f_sub(cg, cf(cg, 1.0), lo)));
-    lower = scale_pow2(cg, lower, n);
+    LLVMValueRef factor = sel(cg, far, tail, exp_small_nonneg(cg, t));
+    LLVMValueRef e = f_mul(cg, exp_split(cg, LLVMBuildFNeg(cg->b, hi, ""), &n), f_sub(cg, cf(cg, 1.0), lo));
+    LLVMValueRef half_x = f_mul(cg, cf(cg, 0.5), x);
+    LLVMValueRef upper = f_mul(cg, half_x, f_sub(cg, cf(cg, 2.0), scale_pow2(cg, f_mul(cg, factor, e), n)));
+    LLVMValueRef middle = f_mul(cg, half_x, f_add(cg, cf(cg, 1.0), inner));
+    LLVMValueRef lower = scale_pow2(cg, f_mul(cg, f_mul(cg, half_x, factor), e), n);
     LLVMValueRef res = sel(cg, is_inner, middle, sel(cg, fcmp(cg, LLVMRealOGT, y, cf(cg, 0.0)), upper, lower));
     res = sel(cg, fcmp(cg, LLVMRealOLT, x, cf(cg, -15.0)), cf(cg, -0.0), res); /* below 2^-149 */
     res = sel(cg, fcmp(cg, LLVMRealUNO, x, x), x, res);
