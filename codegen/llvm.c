@@ -3979,9 +3979,21 @@ static bool b_constant(const Cg *cg, const KGemm *g) {
  * NR columns of a row are contiguous already; packing them copied all of
  * B once per chunk (or per thread) to read it once or a few times:
  * MobileNetV2's pointwise layers, with 16 to 320 output channels, spent
- * 4-19 % of their time in kiln.mm.pack (1 thread, perf). */
+ * 4-19 % of their time in kiln.mm.pack (1 thread, perf).  Not when A is
+ * not a constant either, K is a whole block or more and the rows more than
+ * one row block (MC): a product of two activations whose B panels, KC rows
+ * b_sk apart, are read again by every row block.  On an Emerald Rapids
+ * core (48 KiB L1d, 2 MiB L2) such products ran faster with B packed:
+ * 2048^3 1.30x, 1024^3 1.23x, 2048 x 256 x 2064 1.16x, 1024 x 384 x 1536
+ * 1.06x (fastest of alternating launches, 1 thread, session 9), where one
+ * row block (128 x 256 x 784) ran 4 % slower packed, and K = 24 and 128
+ * alike.  With a constant A (a convolution's weights) in place stays: a
+ * measured mix there (ResNet-50's 1x1 layers at 14x14 0.88-0.95x in
+ * place, at 28x28 with K = 512 1.12x; MobileNetV2's, K < 256, 1.2x). */
 static bool b_in_place(const Cg *cg, const KGemm *g) {
     const KMatmul *mm = &g->mm;
+    const MmShape sh = mm_shape(cg, g);
+    if (!cg->p->bufs.data[mm->a_buf].constant && mm->k >= sh.kc && mm->m > sh.mc) return false;
     return !g->conv && !cg->p->bufs.data[mm->b_buf].constant &&
            cg->p->bufs.data[mm->b_buf].dtype == KILN_F32 && mm->b_sn == 1 && !gemm_swapped(cg->p, g);
 }

@@ -817,6 +817,8 @@ static void test_matmul(void) {
     check_matmul(1, 64, 64, 64, KILN_F32, false, false, false);
     check_matmul(1, 67, 45, 300, KILN_F32, false, false, true); /* ragged tiles, K over one block */
     check_matmul(1, 130, 257, 600, KILN_F32, false, true, true); /* B transposed, 3 K blocks */
+    /* two activations, rows over a row block, K over a block: B packed, not read in place */
+    check_matmul(2, 250, 40, 300, KILN_F32, false, false, true);
     check_matmul(3, 20, 40, 50, KILN_F32, true, false, true);   /* batched, A broadcast */
     check_matmul(2, 33, 48, 70, KILN_F16, false, false, false);
     check_matmul(2, 33, 48, 70, KILN_BF16, false, true, true);
