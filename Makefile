@@ -23,7 +23,7 @@ ifeq ($(KILN_LLVM),1)
 # Install missing tools before anything else needs them.
 NEED_DEPS := $(shell command -v flex >/dev/null && command -v bison >/dev/null && command -v dot >/dev/null && \
                command -v g++ >/dev/null && \
-               command -v $(LLVM_CONFIG) >/dev/null && /usr/bin/python3 -c 'import numpy, onnx' 2>/dev/null && \
+               command -v $(LLVM_CONFIG) >/dev/null && /usr/bin/python3 -c 'import numpy; from onnx import helper' 2>/dev/null && \
                test -d /usr/share/libonnx-testdata && command -v go >/dev/null && echo ok)
 ifneq ($(NEED_DEPS),ok)
 $(info kiln: installing missing build dependencies (tools/install-deps.sh))

@@ -19,6 +19,7 @@ run it on a quiet machine (the load it prints says how quiet).
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -102,6 +103,8 @@ def main():
     ap.add_argument("--kiln", default=str(ROOT / "build" / "kiln"))
     ap.add_argument("--no-pairs", action="store_true", help="leave out the two 1-thread processes at once")
     a = ap.parse_args()
+    if a.rounds < 1 or a.runs < 1:
+        sys.exit("scaling: --rounds and --runs must be at least 1")
     if not Path(a.model).exists():
         sys.exit(f"scaling: no {a.model} (bench/models.sh writes build/bench-models/)")
     x = load_input(a.model, a.batch)
@@ -112,6 +115,15 @@ def main():
     kern = {1: {}, 2: {}}
     loads = []
     tmp = Path(tempfile.mkdtemp(prefix="kiln-scaling-"))
+    try:
+        measure(a, x, sessions, cases, fastest, medians, kern, loads, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(a, cases, fastest, medians, kern, loads)
+
+
+def measure(a, x, sessions, cases, fastest, medians, kern, loads, tmp):
+    """The alternating rounds: every case's runs into fastest/medians, kiln's kernels into kern."""
 
     def note(case, times):
         fastest[case].append(min(times))
@@ -135,8 +147,14 @@ def main():
         code = ORT_ALONE % (str(ROOT / "bench"), a.model, a.batch, a.model, a.runs)
         ops = [subprocess.Popen(["taskset", "-c", str(c), sys.executable, "-c", code], stdout=subprocess.PIPE,
                                 text=True) for c in (0, 1)]
-        note("ort 1+1", [float(v) for p in ops for v in p.communicate()[0].split()])
+        outs = [(p.communicate()[0], p.returncode) for p in ops]
+        if any(rc != 0 for _, rc in outs):
+            sys.exit(f"scaling: a pinned onnxruntime process failed (exit {[rc for _, rc in outs]})")
+        note("ort 1+1", [float(v) for out, _ in outs for v in out.split()])
 
+
+def report(a, cases, fastest, medians, kern, loads):
+    """The tables: every case, the speed-ups, kiln's kernels on 1 and 2 threads."""
     print(f"{Path(a.model).name} batch {a.batch}: {a.rounds} rounds of {a.runs} runs, "
           f"load {min(loads):.2f}-{max(loads):.2f} (1-minute average at each round's start)")
     print("| case | fastest run ms | median of the rounds' medians ms |")

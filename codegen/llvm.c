@@ -260,10 +260,13 @@ static LLVMValueRef float_to_bits(Cg *cg, LLVMValueRef f) { return LLVMBuildBitC
  *         error 1.2e-9); else 1 - erfc(|x|), erfc(a) = exp(T(u)) exp(-a^2)
  *         with T of degree 8 in u = (a - 2.4375)/1.5625 (fitted, absolute
  *         error 1.2e-8) and a^2 split exactly with an FMA.  1.6 ulp [2]
- *   gelu  0.5 x (1 + erf(x/sqrt 2)) with 1 + erf taken from the same pieces
- *         without cancellation (erfc itself below -0.875), and (x/sqrt 2)^2
- *         taken exactly from x: 4.8 ulp on [-5.5, 8] [6]; below -5.5 the
- *         result is under 1e-7 and off by less than 1e-12.
+ *   gelu  0.5 x (1 + erf(x/sqrt 2)): for |x/sqrt 2| < 0.875, 1 + erf from
+ *         erf's inner polynomial; beyond, from one erfc(a), a = |x/sqrt 2|,
+ *         shared by both sides (0.5 x (2 - erfc) above zero, 0.5 x erfc
+ *         below), erfc = F(a) exp(-a^2) with F = exp(T) on [0.875, 4] and
+ *         Q(1/a^2)/(a sqrt pi) beyond, a^2 taken exactly from x: 4.95 ulp on
+ *         [-5.5, 8] [6]; below -5.5 the result is under 1e-7 and off by less
+ *         than 1e-12.
  *   gelu(approximate) = x / (1 + exp(v)), v = -2u computed in double and
  *         applied as exp(v_hi)(1 + v_lo): 2.5 ulp on [-5.5, 8] [4].
  *   sigmoid: e = exp(-|x|), 1/(1 + e) or e/(1 + e): 2.1 ulp [3]; silu = x/(1 + exp(-x)): 2.2 [3].
@@ -339,8 +342,9 @@ static LLVMValueRef helper_exp(Cg *cg) {
     return cg->h_exp = fn;
 }
 
-/* exp(x) for x in [0, 40] (larger x are clamped to 40; NaN gives poison):
- * 2^n is then one normal float, made from t's low bits (n + 127 < 256). */
+/* exp(x) for x in [-87, 40] (larger x are clamped to 40; NaN gives poison;
+ * gelu passes T(u), in [-2, 0]): 2^n is then one normal float, made from
+ * t's low bits (0 < n + 127 < 256). */
 static LLVMValueRef exp_small_nonneg(Cg *cg, LLVMValueRef x) {
     LLVMValueRef xc = sel(cg, fcmp(cg, LLVMRealOGT, x, cf(cg, 40.0)), cf(cg, 40.0), x);
     LLVMValueRef t;
@@ -524,10 +528,9 @@ static LLVMValueRef helper_tanh(Cg *cg) {
     return cg->h_tanh = fn;
 }
 
-/* The pieces of erf(y): for |y| < 0.875, erf = y + y (P(y^2) - 1); else
- * erfc(|y|) = exp(T(u)) exp(-y^2), with y^2 = hi + lo given exactly by the
- * caller (from y, or from x = y sqrt 2 for gelu, which then does not depend
- * on the rounding of x / sqrt 2). */
+/* The pieces of erf(y) (helper_erf): for |y| < 0.875, erf = y + y (P(y^2)
+ * - 1); else erfc(|y|) = exp(T(u)) exp(-y^2), with y^2 = hi + lo given
+ * exactly by the caller. */
 static void erf_parts(Cg *cg, LLVMValueRef y, LLVMValueRef hi, LLVMValueRef lo, LLVMValueRef *inner, LLVMValueRef *ec,
                       LLVMValueRef *is_inner) {
     /* P(t) - 1: the leading term y is added last, exactly */
@@ -607,9 +610,9 @@ static LLVMValueRef helper_gelu(Cg *cg) {
     LLVMValueRef a = intrin1(cg, "llvm.fabs", sel(cg, fcmp(cg, LLVMRealOLT, y, cf(cg, -10.6)), cf(cg, -10.6), y));
     LLVMValueRef far = fcmp(cg, LLVMRealOGE, a, cf(cg, 4.0));
     LLVMValueRef am = sel(cg, far, cf(cg, 4.0), a), af = sel(cg, far, a, cf(cg, 4.0));
-    /* T(u) is in [-2, -0.76] on [0.875, 4] and stays near it below (where
-     * the inner polynomial is taken), so its exp needs no clamp, subnormal
-     * or NaN handling */
+    /* T(u) is in [-2, -0.76] on [0.875, 4] and rises to about 0 at a = 0
+     * (below 0.875 the inner polynomial is taken), so its exp needs no
+     * clamp, subnormal or NaN handling */
     LLVMValueRef t = horner(cg, f_mul(cg, f_sub(cg, am, cf(cg, 2.4375)), cf(cg, 0.64)), T, 9), n;
     LLVMValueRef tail = f_div(cg, horner(cg, f_div(cg, cf(cg, 1.0), f_mul(cg, af, af)), Q, 7),
                               f_mul(cg, af, cf(cg, 1.7724538509055159)));
@@ -3982,14 +3985,13 @@ static bool b_constant(const Cg *cg, const KGemm *g) {
  * 4-19 % of their time in kiln.mm.pack (1 thread, perf).  Not when A is
  * not a constant either, K is a whole block or more and the rows more than
  * one row block (MC): a product of two activations whose B panels, KC rows
- * b_sk apart, are read again by every row block.  On an Emerald Rapids
- * core (48 KiB L1d, 2 MiB L2) such products ran faster with B packed:
- * 2048^3 1.30x, 1024^3 1.23x, 2048 x 256 x 2064 1.16x, 1024 x 384 x 1536
- * 1.06x (fastest of alternating launches, 1 thread, session 9), where one
- * row block (128 x 256 x 784) ran 4 % slower packed, and K = 24 and 128
- * alike.  With a constant A (a convolution's weights) in place stays: a
- * measured mix there (ResNet-50's 1x1 layers at 14x14 0.88-0.95x in
- * place, at 28x28 with K = 512 1.12x; MobileNetV2's, K < 256, 1.2x). */
+ * b_sk apart, are read again by every row block: on an Emerald Rapids
+ * core (48 KiB L1d, 2 MiB L2) such products ran 1.2-1.6x faster with B
+ * packed, where one row block ran a few % slower packed and K = 24 and
+ * 128 alike (docs/performance.md, "Session 9: large products on Intel").
+ * With a constant A (a convolution's weights) in place stays: a measured
+ * mix there (ResNet-50's 1x1 layers at 14x14 faster packed, at 28x28 with
+ * K = 512 slower; MobileNetV2's, K < 256, slower). */
 static bool b_in_place(const Cg *cg, const KGemm *g) {
     const KMatmul *mm = &g->mm;
     const MmShape sh = mm_shape(cg, g);

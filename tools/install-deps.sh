@@ -20,8 +20,9 @@ have_pkg libclang-rt-14-dev || need="$need libclang-rt-14-dev"
 # ONNX: the backend node-test suite (model.onnx + .pb tensors) and Debian's
 # onnx Python package, which writes the test models of tests/onnx/.
 have_pkg libonnx-testdata || need="$need libonnx-testdata"
-# (not just 'import onnx': libonnx-testdata's files under dist-packages/onnx/ make an
-# empty namespace package of it, which imports without python3-onnx)
+# (not just 'import onnx': libonnx-testdata's files under dist-packages/onnx/, and in the
+# tree the importer's own onnx/ folder, make empty namespace packages that import without
+# python3-onnx; the Makefile's check asks the same)
 /usr/bin/python3 -c 'from onnx import helper' >/dev/null 2>&1 || need="$need python3-onnx"
 have_cmd dot || need="$need graphviz" # emit --emit=svg, bench --report's graph (tests/viz)
 # --models (make test-models, opt-in): PyTorch and torchvision from Debian (about 1 GB) to
