@@ -528,25 +528,36 @@ static LLVMValueRef helper_tanh(Cg *cg) {
     return cg->h_tanh = fn;
 }
 
-/* The pieces of erf(y) (helper_erf): for |y| < 0.875, erf = y + y (P(y^2)
- * - 1); else erfc(|y|) = exp(T(u)) exp(-y^2), with y^2 = hi + lo given
- * exactly by the caller. */
-static void erf_parts(Cg *cg, LLVMValueRef y, LLVMValueRef hi, LLVMValueRef lo, LLVMValueRef *inner, LLVMValueRef *ec,
-                      LLVMValueRef *is_inner) {
-    /* P(t) - 1: the leading term y is added last, exactly */
-    static const double P[] = {0.1283791065216064,    -0.3761262595653534,    0.1128358542919159,
-                               -0.026853810995817184, 0.005188326351344585,   -0.0008010182064026594,
+/* erf(y) = y + y (P(y^2) - 1) for |y| < 0.875 (P fitted, relative error
+ * 1.2e-9; the leading term y added last, exactly) into inner, and whether
+ * |y| is below 0.875 into is_inner: erf's and gelu's middle range. */
+static void erf_inner(Cg *cg, LLVMValueRef y, LLVMValueRef *inner, LLVMValueRef *is_inner) {
+    static const double P[] = {0.1283791065216064,    -0.3761262595653534,  0.1128358542919159,
+                               -0.026853810995817184, 0.005188326351344585, -0.0008010182064026594,
                                7.853823626646772e-05};
+    *is_inner = fcmp(cg, LLVMRealOLT, intrin1(cg, "llvm.fabs", y), cf(cg, 0.875));
+    *inner = fma3(cg, horner(cg, f_mul(cg, y, y), P, 7), y, y);
+}
+
+/* T(u), u = (a - 2.4375)/1.5625: erfc(a) = exp(T(u)) exp(-a^2) for a in
+ * [0.875, 4] (T of degree 8 fitted there, absolute error 1.2e-8). */
+static LLVMValueRef erfc_exponent(Cg *cg, LLVMValueRef a) {
     static const double T[] = {-1.5345509052276611,   -0.5622240304946899,    0.1420755535364151,
                                -0.04355074465274811,  0.013715297915041447,   -0.004193921573460102,
                                0.0012142376508563757, -0.000320734572596848,  5.6933095038402826e-05};
+    return horner(cg, f_mul(cg, f_sub(cg, a, cf(cg, 2.4375)), cf(cg, 0.64)), T, 9);
+}
+
+/* The pieces of erf(y) (helper_erf): for |y| < 0.875, erf_inner; else
+ * erfc(|y|) = exp(T(u)) exp(-y^2), with y^2 = hi + lo given exactly by the
+ * caller. */
+static void erf_parts(Cg *cg, LLVMValueRef y, LLVMValueRef hi, LLVMValueRef lo, LLVMValueRef *inner,
+                      LLVMValueRef *ec, LLVMValueRef *is_inner) {
+    erf_inner(cg, y, inner, is_inner);
     LLVMValueRef ay = intrin1(cg, "llvm.fabs", y);
-    *is_inner = fcmp(cg, LLVMRealOLT, ay, cf(cg, 0.875));
-    *inner = fma3(cg, horner(cg, f_mul(cg, y, y), P, 7), y, y);
     LLVMValueRef big = fcmp(cg, LLVMRealOGE, ay, cf(cg, 10.0)); /* erfc(10) < 2^-149 */
     LLVMValueRef a = sel(cg, big, cf(cg, 10.0), ay);
-    LLVMValueRef u = f_mul(cg, f_sub(cg, a, cf(cg, 2.4375)), cf(cg, 0.64));
-    LLVMValueRef t = horner(cg, u, T, 9);
+    LLVMValueRef t = erfc_exponent(cg, a);
     hi = sel(cg, big, cf(cg, 100.0), hi);
     LLVMValueRef e = f_mul(cg, call_exp(cg, t), call_exp(cg, LLVMBuildFNeg(cg->b, hi, "")));
     *ec = f_mul(cg, e, f_sub(cg, cf(cg, 1.0), lo));
@@ -587,23 +598,14 @@ static LLVMValueRef helper_gelu(Cg *cg) {
     if (cg->h_gelu) return cg->h_gelu;
     HelperScope hs;
     LLVMValueRef fn = helper_begin(cg, "kiln.gelu", cg->t_f32, &cg->t_f32, 1, &hs);
-    LLVMValueRef x = LLVMGetParam(fn, 0), hi, lo;
+    LLVMValueRef x = LLVMGetParam(fn, 0), hi, lo, inner, is_inner;
     LLVMValueRef y = f_mul(cg, x, cf(cg, M_SQRT1_2));
     LLVMValueRef xc = sel(cg, fcmp(cg, LLVMRealOGT, intrin1(cg, "llvm.fabs", x), cf(cg, 15.0)), cf(cg, 15.0), x);
     exact_square(cg, xc, 0.5, &hi, &lo);
-    /* erf(y) = y + y (P(y^2) - 1) for |y| < 0.875 (P fitted, relative error 1.2e-9) */
-    static const double P[] = {0.1283791065216064,    -0.3761262595653534,  0.1128358542919159,
-                               -0.026853810995817184, 0.005188326351344585, -0.0008010182064026594,
-                               7.853823626646772e-05};
-    LLVMValueRef inner = fma3(cg, horner(cg, f_mul(cg, y, y), P, 7), y, y);
-    LLVMValueRef is_inner = fcmp(cg, LLVMRealOLT, intrin1(cg, "llvm.fabs", y), cf(cg, 0.875));
-    /* erfc(a) = exp(T(u)) exp(-a^2), u = (a - 2.4375)/1.5625, for a in
-     * [0.875, 4] (T fitted there, absolute error 1.2e-8), and P(1/a^2)
-     * exp(-a^2) / (a sqrt pi) beyond (Q fitted on [4, 11] to the asymptotic
-     * factor, relative error 1.4e-10) */
-    static const double T[] = {-1.5345509052276611,   -0.5622240304946899,    0.1420755535364151,
-                               -0.04355074465274811,  0.013715297915041447,   -0.004193921573460102,
-                               0.0012142376508563757, -0.000320734572596848,  5.6933095038402826e-05};
+    erf_inner(cg, y, &inner, &is_inner);
+    /* erfc(a) = exp(T(u)) exp(-a^2) for a in [0.875, 4] (erfc_exponent),
+     * and Q(1/a^2) exp(-a^2) / (a sqrt pi) beyond (Q fitted on [4, 11] to
+     * the asymptotic factor, relative error 1.4e-10) */
     static const double Q[] = {0.9999999965683081, -0.49999889895854993, 0.7498594987423701,
                                -1.865652148042514, 6.204678117461211,    -21.318288864016484,
                                46.93179916383563};
@@ -613,7 +615,7 @@ static LLVMValueRef helper_gelu(Cg *cg) {
     /* T(u) is in [-2, -0.76] on [0.875, 4] and rises to about 0 at a = 0
      * (below 0.875 the inner polynomial is taken), so its exp needs no
      * clamp, subnormal or NaN handling */
-    LLVMValueRef t = horner(cg, f_mul(cg, f_sub(cg, am, cf(cg, 2.4375)), cf(cg, 0.64)), T, 9), n;
+    LLVMValueRef t = erfc_exponent(cg, am), n;
     LLVMValueRef tail = f_div(cg, horner(cg, f_div(cg, cf(cg, 1.0), f_mul(cg, af, af)), Q, 7),
                               f_mul(cg, af, cf(cg, 1.7724538509055159)));
     LLVMValueRef factor = sel(cg, far, tail, exp_small_nonneg(cg, t));
@@ -2365,6 +2367,12 @@ static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh, int rows, int nv, 
     return helper_ukernel_lanes(cg, sh, rows, nv, b_in_place, taps, false);
 }
 
+/* Whether a == x and b == y (i64 values against constants). */
+static LLVMValueRef both_equal(Cg *cg, LLVMValueRef a, int64_t x, LLVMValueRef b, int64_t y) {
+    return LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, a, ci64(cg, x), ""),
+                        LLVMBuildICmp(cg->b, LLVMIntEQ, b, ci64(cg, y), ""), "");
+}
+
 /* The micro-kernel variant for a tile whose real part is mrv x nrv (i64
  * values, 1..MR and 1..NR): the smallest corner covering it. */
 static LLVMValueRef ukernel_for(Cg *cg, const MmShape *sh, LLVMValueRef mrv, LLVMValueRef nrv,
@@ -2377,9 +2385,7 @@ static LLVMValueRef ukernel_for(Cg *cg, const MmShape *sh, LLVMValueRef mrv, LLV
     for (int rows = step; rows <= sh->mr; rows += step) {
         for (int nv = 1; nv <= NV; nv++) {
             if (rows == sh->mr && nv == NV) continue;
-            LLVMValueRef is =
-                LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, rows_needed, ci64(cg, rows / step), ""),
-                             LLVMBuildICmp(cg->b, LLVMIntEQ, vecs_needed, ci64(cg, nv), ""), "");
+            LLVMValueRef is = both_equal(cg, rows_needed, rows / step, vecs_needed, nv);
             fn =
                 LLVMBuildSelect(cg->b, is, helper_ukernel(cg, sh, rows, nv, b_in_place, taps), fn, "ukernel");
         }
@@ -2396,16 +2402,13 @@ static LLVMValueRef ukernel_for(Cg *cg, const MmShape *sh, LLVMValueRef mrv, LLV
     /* taps tiles of 7 pixels (conv_taps_tile): exactly their rows */
     for (int rows = 1; taps && rows <= sh->mr; rows++) {
         for (int nv = 1; taps_exact_rows(sh, rows) && nv <= NV; nv++) {
-            LLVMValueRef is =
-                LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, mrv, ci64(cg, rows), ""),
-                             LLVMBuildICmp(cg->b, LLVMIntEQ, vecs_needed, ci64(cg, nv), ""), "");
+            LLVMValueRef is = both_equal(cg, mrv, rows, vecs_needed, nv);
             fn = LLVMBuildSelect(cg->b, is, helper_ukernel(cg, sh, rows, nv, false, taps), fn, "ukernel");
         }
     }
     /* one real row (a swapped 7x7 image's 49th pixel): a row, not a row step */
     for (int nv = 1; ukernel_single_row(sh, b_in_place, taps) && nv <= NV; nv++) {
-        LLVMValueRef is = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, mrv, ci64(cg, 1), ""),
-                                       LLVMBuildICmp(cg->b, LLVMIntEQ, vecs_needed, ci64(cg, nv), ""), "");
+        LLVMValueRef is = both_equal(cg, mrv, 1, vecs_needed, nv);
         fn = LLVMBuildSelect(cg->b, is, helper_ukernel(cg, sh, 1, nv, b_in_place, taps), fn, "ukernel");
     }
     return fn;
@@ -6220,12 +6223,18 @@ static int vec_floats_of(const char *cpu, const char *feat) {
     return w;
 }
 
-/* The target machine's vector width and micro-kernel form into cg. */
+/* What a CPU name and its feature string decide in cg: the vector width
+ * and the micro-kernel's form. */
+static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
+    cg->vec_floats = vec_floats_of(cpu, feat);
+    cg->embedded_bcast = ukernel_embedded_bcast(cpu);
+}
+
+/* The same for a target machine. */
 static void cg_target(Cg *cg, LLVMTargetMachineRef tm) {
     char *feat = LLVMGetTargetMachineFeatureString(tm);
     char *cpu = LLVMGetTargetMachineCPU(tm);
-    cg->vec_floats = vec_floats_of(cpu, feat);
-    cg->embedded_bcast = ukernel_embedded_bcast(cpu);
+    cg_cpu(cg, cpu, feat);
     LLVMDisposeMessage(feat);
     LLVMDisposeMessage(cpu);
 }
@@ -6240,8 +6249,7 @@ static void cg_identity(Cg *cg, const char *identity) {
     if (n >= sizeof name) n = sizeof name - 1;
     memcpy(name, cpu, n);
     name[n] = 0;
-    cg->vec_floats = vec_floats_of(name, feat ? feat + 1 : "");
-    cg->embedded_bcast = ukernel_embedded_bcast(name);
+    cg_cpu(cg, name, feat ? feat + 1 : "");
 }
 
 /* A sized kernel's epilogue constants and magic numbers into its values. */

@@ -399,6 +399,17 @@ static int count_conv_taps(const char *name, const char *text) {
     return n;
 }
 
+/* The n convolutions of cs, every one of which must read its input in place
+ * (count_conv_taps), against the reference on devices and both forms of
+ * the micro-kernel (run_suite_both_forms). */
+static void run_taps_suite(const char *name, const ConvCase *cs, int n, const char *const *devices) {
+    char *text = conv_program(cs, n);
+    int in_place = count_conv_taps(name, text);
+    CHECK(in_place == n, "%s: %d convolutions read their input in place, want %d", name, in_place, n);
+    run_suite_both_forms(name, text, 0, devices);
+    free(text);
+}
+
 static void test_convolutions(void) {
     static const ConvCase gemm[] = {
         /* n, c, h, w, oc, kh, kw, sh, sw, ph, pw, dh, dw, groups, bias, epilogue, bottom - ph, right - pw */
@@ -538,12 +549,7 @@ static void test_convolutions(void) {
         {1, 32, 3, 132, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
         {2, 32, 2, 136, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, false, "residual", 0, 0},
     };
-    const int ntaps = (int)(sizeof taps / sizeof taps[0]);
-    text = conv_program(taps, ntaps);
-    int n = count_conv_taps("taps.kiln", text);
-    CHECK(n == ntaps, "taps.kiln: %d convolutions read their input in place, want %d", n, ntaps);
-    run_suite_both_forms("taps.kiln", text, 0, fast_devices);
-    free(text);
+    run_taps_suite("taps.kiln", taps, (int)(sizeof taps / sizeof taps[0]), fast_devices);
     /* rows of a multiple of 7 pixels read in place in tiles of 7
      * (conv_taps_tile, kiln.mm.ukernel.tapS.r7vV): 14x14 (two tiles a row)
      * over two K blocks; 7x7 of two images, 48 channels (a corner of 16),
@@ -563,12 +569,7 @@ static void test_convolutions(void) {
         {1, 16, 7, 7, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
     };
     static const char *const taps7_devices[] = {"cpu", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2", NULL};
-    const int ntaps7 = (int)(sizeof taps7 / sizeof taps7[0]);
-    text = conv_program(taps7, ntaps7);
-    n = count_conv_taps("taps7.kiln", text);
-    CHECK(n == ntaps7, "taps7.kiln: %d convolutions read their input in place, want %d", n, ntaps7);
-    run_suite_both_forms("taps7.kiln", text, 0, taps7_devices);
-    free(text);
+    run_taps_suite("taps7.kiln", taps7, (int)(sizeof taps7 / sizeof taps7[0]), taps7_devices);
     /* the direct form: depthwise and few channels per group */
     static const ConvCase direct[] = {
         {1, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 32, true, "clamp", 0, 0}, /* MobileNet depthwise */
