@@ -2460,7 +2460,8 @@ enum {
     MMF_PREFETCH_WRITE = 16,
     MMF_B_IN_PLACE = 32, /* B's rows read where they lie (b_in_place) */
     MMF_B_FAR = 64,      /* ... from memory: panels far ahead prefetched (b_far_ahead) */
-    MMF_COUNT = 7
+    MMF_ROWS = 128,      /* a swapped tile's epilogue over whole output rows (plane_rows) */
+    MMF_COUNT = 8
 };
 
 static LLVMValueRef slot_load(Cg *cg, LLVMValueRef blk, int slot, LLVMTypeRef t) {
@@ -4344,6 +4345,25 @@ static void emit_tile_epilogue(Kc *kc, LLVMValueRef row0, LLVMValueRef col, LLVM
  * so shorter products keep it inline. */
 enum { EPI_FIXED_ARGS = 10, EPI_OUTLINE_MIN_K = 128 };
 
+/* Whether swapped product g (not a convolution read in place) runs its
+ * epilogue over whole output rows: a row of at most CONV_ROW_MAX_OW columns
+ * (a 1x1 convolution's image plane: 49 pixels at 7x7) is one row of a row
+ * buffer (conv_row_ld's), into which its tiles are transposed, and the
+ * epilogue is called once per block of rows (channels) when the row's last
+ * tile is done: each row is a few vectors, and the block's rows one
+ * contiguous run of the output.  Per tile (12 pixels of 32 channels, the
+ * channels 49 floats apart) the epilogue stored each channel's 12 pixels
+ * as a masked vector, partial lines, with its loop and address arithmetic
+ * per channel: 29 % of MobileNetV2's 160->960 + clamp at 7x7, batch 8 (1
+ * thread, perf; 11 % so, the transposes into the buffer 5 %).  A flag of
+ * the argument block (MMF_ROWS) in the size-generic nest, whose buffer is
+ * for the widest row; the row's width a value in the epilogue (sized
+ * units) or a constant (a kernel's own). */
+static bool plane_rows(const KProgram *p, const KGemm *g) {
+    const KMatmul *mm = &g->mm;
+    return mm->n <= CONV_ROW_MAX_OW && mm->k >= EPI_OUTLINE_MIN_K && !conv_taps(p, g) && gemm_swapped(p, g);
+}
+
 /* A size-generic product's epilogue (llvm_kernel_sizes): the instructions
  * it runs (live: from stage 1's stores back) and the i64 constants read
  * from the kernel's values (slot[i] >= 0: at MMB_BUFS + slot[i]), those
@@ -4589,6 +4609,7 @@ typedef struct {
     LLVMValueRef packed_a, packed_b, conv, multi_k, pf_write; /* i1; pf_write: the prefetches are for writing */
     LLVMValueRef b_in_place; /* i1: B read in place (b_in_place), not packed */
     LLVMValueRef b_far;      /* i1: ... and its panels far ahead prefetched (b_far_ahead) */
+    LLVMValueRef rows;       /* i1: swapped, the epilogue over whole output rows (plane_rows) */
     LLVMValueRef A, B, Apk, Bpk, pack_a, pack_b;
     LLVMValueRef cblk; /* a block with the window (MMB_C_*) for a conv's im2col */
     int npf; /* prefetched epilogue operands: base pointers, element bytes (0: none) */
@@ -4836,8 +4857,24 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
     }
 
     /* a convolution's output rows, its tiles transposed into them
-     * (conv_row_ld): MC channels of row_ld floats */
-    LLVMValueRef rowbuf = geo->row_ld ? entry_alloca(kc, MC * geo->row_ld, "rows") : NULL;
+     * (conv_row_ld): MC channels of row_ld floats; or a swapped product's
+     * whole rows (plane_rows: flag MMF_ROWS), row_ld from N, the buffer
+     * for the widest */
+    const int plane = geo->taps ? 0 : sh->swap ? known_bool(geo->rows) : 0;
+    LLVMValueRef rowbuf = NULL, row_ld = NULL;
+    if (geo->row_ld) {
+        rowbuf = entry_alloca(kc, MC * geo->row_ld, "rows");
+        row_ld = ci64(cg, geo->row_ld);
+    } else if (plane != 0) {
+        const int64_t VL = cg->vec_floats, widest = (CONV_ROW_MAX_OW + VL - 1) / VL * VL + VL;
+        rowbuf = entry_alloca(kc, MC * widest, "rows");
+        /* N rounded up to the vector, and a vector more (a tile's
+         * transposed rows are a whole vector, NR <= VL pixels of it real) */
+        row_ld = iadd(
+            cg,
+            imul(cg, LLVMBuildUDiv(cg->b, iadd(cg, cN, ci64(cg, VL - 1)), ci64(cg, VL), ""), ci64(cg, VL)),
+            ci64(cg, VL));
+    }
     /* rows [rb, re) of the flattened batch*M rows touch [ob, oe) */
     LLVMBasicBlockRef work = LLVMAppendBasicBlockInContext(cg->ctx, fn, "work");
     LLVMBasicBlockRef fin = LLVMAppendBasicBlockInContext(cg->ctx, fn, "fin");
@@ -5063,33 +5100,63 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
      * tile transposed into its output row's buffer */
     IfBlock epi;
     if (multi_k != 0) if_begin(kc, &epi, last);
+    /* a block's flag (plane_rows): whole rows, or the tile's own epilogue */
+    LLVMBasicBlockRef tile_epi = NULL, epi_done = NULL;
+    if (plane < 0) {
+        LLVMBasicBlockRef by_rows = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "by_rows");
+        tile_epi = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "tile_epi");
+        epi_done = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "epi_done");
+        LLVMBuildCondBr(cg->b, geo->rows, by_rows, tile_epi);
+        LLVMPositionBuilderAtEnd(cg->b, by_rows);
+    }
     if (rowbuf) {
-        LLVMValueRef at = iadd(cg, imul(cg, ir, ci64(cg, geo->row_ld)), tap_ow);
-        /* a tile of 7 (conv_taps_tile): the rows past it undefined, then
-         * overwritten by the next tile's */
-        transpose_tile_to(kc, cptr, ldc, conv_taps_tile(cg, geo->taps), elem_ptr(cg, cg->t_f32, rowbuf, at),
-                          ci64(cg, geo->row_ld), 4);
-    } else if (geo->epi_inline) {
-        emit_tile_epilogue(kc, row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc, geo->epi_n, NR, sh->swap);
-    } else {
-        LLVMValueRef fixed[EPI_FIXED_ARGS] = {row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc};
-        call_epilogue(cg, geo, fixed);
+        /* the tile's place in its row: along an output row (taps), or in
+         * a whole row of the product (plane_rows: a 1x1 layer's plane) */
+        LLVMValueRef pos = geo->taps ? tap_ow : iadd(cg, jc, jr);
+        LLVMValueRef at = iadd(cg, imul(cg, ir, row_ld), pos);
+        /* a tile of 7 (conv_taps_tile) or a row's last, narrower tile:
+         * the rows past it undefined, then overwritten by the next tile's
+         * or left in the buffer's slack past the row */
+        transpose_tile_to(kc, cptr, ldc, geo->taps ? conv_taps_tile(cg, geo->taps) : NR,
+                          elem_ptr(cg, cg->t_f32, rowbuf, at), row_ld, 4);
+    }
+    if (plane < 0) {
+        LLVMBuildBr(cg->b, epi_done);
+        LLVMPositionBuilderAtEnd(cg->b, tile_epi);
+    }
+    if (!rowbuf || plane < 0) {
+        if (geo->epi_inline) {
+            emit_tile_epilogue(kc, row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc, geo->epi_n, NR, sh->swap);
+        } else {
+            LLVMValueRef fixed[EPI_FIXED_ARGS] = {row0, col, mrv, nrv, c0, c1, ob, oe, cptr, ldc};
+            call_epilogue(cg, geo, fixed);
+        }
+    }
+    if (plane < 0) {
+        LLVMBuildBr(cg->b, epi_done);
+        LLVMPositionBuilderAtEnd(cg->b, epi_done);
     }
     if (multi_k != 0) if_end(kc, &epi);
     tloop_end(kc, geo->rows_outer ? &ljr : &lir);
     if (rowbuf) { /* the row's last tile, or the block's: the epilogue of its part of the row */
         IfBlock flush;
         LLVMValueRef end = iadd(cg, jr, nrv);
-        LLVMValueRef row_end =
-            LLVMBuildICmp(cg->b, LLVMIntEQ, iadd(cg, tap_ow, nrv), ci64(cg, geo->taps->ow), "");
         LLVMValueRef block_end = LLVMBuildICmp(cg->b, LLVMIntSGE, end, ncv, "");
-        if_begin(kc, &flush, LLVMBuildAnd(cg->b, last, LLVMBuildOr(cg->b, row_end, block_end, ""), ""));
-        LLVMValueRef row_start = imul(cg, tap_oh, ci64(cg, geo->taps->ow));
+        /* a whole row (plane_rows) lies in one column block (N <= NC) */
+        LLVMValueRef flush_now = block_end, row_start = ci64(cg, 0);
+        if (geo->taps) {
+            LLVMValueRef row_end =
+                LLVMBuildICmp(cg->b, LLVMIntEQ, iadd(cg, tap_ow, nrv), ci64(cg, geo->taps->ow), "");
+            flush_now = LLVMBuildOr(cg->b, row_end, block_end, "");
+            row_start = imul(cg, tap_oh, ci64(cg, geo->taps->ow));
+        }
+        if (plane < 0) flush_now = LLVMBuildAnd(cg->b, geo->rows, flush_now, "");
+        if_begin(kc, &flush, LLVMBuildAnd(cg->b, last, flush_now, ""));
         LLVMValueRef first = imax(cg, jc, row_start); /* the part's first pixel, its pixels, their sums */
         LLVMValueRef part = LLVMBuildSub(cg->b, iadd(cg, jc, end), first, "");
         LLVMValueRef sums = elem_ptr(cg, cg->t_f32, rowbuf, LLVMBuildSub(cg->b, first, row_start, ""));
-        LLVMValueRef fixed[EPI_FIXED_ARGS] = {iadd(cg, brow, ic),   first, mcv, part, c0, c1, ob, oe, sums,
-                                              ci64(cg, geo->row_ld)};
+        LLVMValueRef fixed[EPI_FIXED_ARGS] = {
+            iadd(cg, brow, ic), first, mcv, part, c0, c1, ob, oe, sums, row_ld};
         call_epilogue(cg, geo, fixed);
         if_end(kc, &flush);
     }
@@ -5132,13 +5199,13 @@ static void mm_block_values(const Cg *cg, const KGemm *g, int64_t v[MMB_FLAGS + 
     v[MMB_RG] = row_group(&sh, g);
     v[MMB_FLAGS] = (pp.a ? MMF_PACKED_A : 0) | (pp.b ? MMF_PACKED_B : 0) | (g->conv ? MMF_CONV : 0) |
                    (mm->k > sh.kc ? MMF_MULTI_K : 0) | (b_in_place(cg, g) ? MMF_B_IN_PLACE : 0) |
-                   (b_far_ahead(cg, g) ? MMF_B_FAR : 0);
+                   (b_far_ahead(cg, g) ? MMF_B_FAR : 0) | (plane_rows(cg->p, g) ? MMF_ROWS : 0);
 }
 
 /* The flag of bit 1 << f of MMB_FLAGS (MMF_*) in MmGeo, f < MMF_COUNT. */
 static LLVMValueRef *geo_flag(MmGeo *geo, int f) {
-    LLVMValueRef *at[MMF_COUNT] = {&geo->packed_a, &geo->packed_b,   &geo->conv, &geo->multi_k,
-                                   &geo->pf_write, &geo->b_in_place, &geo->b_far};
+    LLVMValueRef *at[MMF_COUNT] = {&geo->packed_a, &geo->packed_b,   &geo->conv,  &geo->multi_k,
+                                   &geo->pf_write, &geo->b_in_place, &geo->b_far, &geo->rows};
     return at[f];
 }
 
@@ -5200,6 +5267,7 @@ static LLVMValueRef helper_mm_nest(Cg *cg, bool swap) {
     MmGeo geo;
     geo_from_block(cg, blk, &geo);
     if (swap) geo.b_in_place = LLVMConstInt(cg->t_i1, 0, 0); /* b_in_place: unswapped only */
+    if (!swap) geo.rows = LLVMConstInt(cg->t_i1, 0, 0);      /* plane_rows: swapped only */
     geo.epi_type = epi_thunk_type(cg);
     geo.epi_extra = &blk, geo.nextra = 1;
     MmShape sh = mm_shape_form(cg, swap);
@@ -5426,7 +5494,6 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
     const bool prefetch_next = prefetch_next_block(p, g, pp.b, mm->k > sh.kc, sh.swap);
     /* a convolution read in place (conv_taps) has a nest of its own */
     const bool taps = conv_taps(p, g);
-    const bool generic = mm_generic(g) && !prefetch_next && !taps;
     KilnDType adt = p->bufs.data[mm->a_buf].dtype, bdt = p->bufs.data[mm->b_buf].dtype;
     LLVMValueRef pack_a = pp.a ? NULL : helper_pack(cg, adt, sh.mr);
     LLVMValueRef pack_b = pp.b || taps ? NULL
@@ -5436,14 +5503,18 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
     /* a convolution read in place: its epilogue over whole output rows, whose
      * lines its tiles prefetch for writing whatever the output's size (the
      * row's stores waited on them: 3.7 % of a 3x3 64->64 layer at 56x56, 800
-     * KB out, 1.4 % prefetched) */
+     * KB out, 1.4 % prefetched); a swapped product's over whole rows of the
+     * product (plane_rows: the nest's row buffer for the widest, flag
+     * MMF_ROWS), their width the constant N here */
     const int64_t row_ld = taps && mm->k >= EPI_OUTLINE_MIN_K ? conv_row_ld(cg, g->conv) : 0;
+    const bool generic = mm_generic(g) && !prefetch_next && !taps;
     int *prefetch = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread;
     const int nprefetch = epilogue_prefetch(p, k, mm, prefetch, &nread, row_ld > 0);
     LLVMValueRef epilogue =
         mm->k < EPI_OUTLINE_MIN_K ? NULL
-        : row_ld ? emit_epilogue_fn(cg, k, list, nb, mm->n, (int)g->conv->ow, false, true, NULL)
-                 : emit_epilogue_fn(cg, k, list, nb, mm->n, sh.nr, sh.swap, false, NULL);
+        : row_ld           ? emit_epilogue_fn(cg, k, list, nb, mm->n, (int)g->conv->ow, false, true, NULL)
+        : plane_rows(p, g) ? emit_epilogue_fn(cg, k, list, nb, mm->n, (int)mm->n, false, true, NULL)
+                           : emit_epilogue_fn(cg, k, list, nb, mm->n, sh.nr, sh.swap, false, NULL);
     LLVMValueRef thunk = generic ? emit_epilogue_thunk(cg, k, epilogue, nb, false) : NULL;
     LLVMValueRef nest = generic ? helper_mm_nest(cg, sh.swap) : NULL;
     Kc kc;
@@ -5496,7 +5567,6 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
             geo.taps = g->conv;
             geo.tap_tab = conv_tap_table(cg, k, g->conv);
             geo.b_area = b_area(cg, g, sh.kc * v[MMB_NCP] * 4);
-            geo.row_ld = row_ld;
             /* column blocks of whole rows when the rows' tiles are of 7
              * pixels: none ends inside a tile */
             if (g->conv->ow % 4) geo.nc = sh.nc / g->conv->ow * g->conv->ow;
@@ -5513,6 +5583,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
             geo.pf[b] = kc.bufptr[prefetch[b]];
             geo.pf_size[b] = ci64(cg, (int64_t)kiln_dtype_size(p->bufs.data[prefetch[b]].dtype));
         }
+        geo.row_ld = row_ld;
         geo.epi_inline = !epilogue, geo.epi_n = mm->n;
         geo.epi = epilogue, geo.epi_extra = extra, geo.nextra = nb;
         geo.epi_type = epilogue ? LLVMGlobalGetValueType(epilogue) : NULL;
@@ -5681,9 +5752,10 @@ static LLVMValueRef emit_sized_nest(Cg *cg, const Kernel *k, const KGemm *g, con
     /* known here (its form): K is one block (K < KC), whether B is a
      * window, which operands are packed once (or gathered) */
     Prepack pp = gemm_prepack(cg, g);
-    LLVMValueRef *known[5] = {&geo.multi_k, &geo.conv, &geo.packed_a, &geo.packed_b, &geo.b_in_place};
-    const bool value[5] = {g->mm.k > sh.kc, g->conv != NULL, pp.a, pp.b, b_in_place(cg, g)};
-    for (int i = 0; i < 5; i++) *known[i] = LLVMConstInt(cg->t_i1, value[i], 0);
+    LLVMValueRef *known[6] = {&geo.multi_k,  &geo.conv,       &geo.packed_a,
+                              &geo.packed_b, &geo.b_in_place, &geo.rows};
+    const bool value[6] = {g->mm.k > sh.kc, g->conv != NULL, pp.a, pp.b, b_in_place(cg, g), false};
+    for (int i = 0; i < 6; i++) *known[i] = LLVMConstInt(cg->t_i1, value[i], 0);
     /* ... its packing routines (direct calls) and prefetched operands */
     geo.pack_a = sp->pack_a, geo.pack_b = sp->pack_b;
     geo.npf = sp->npf;
@@ -5721,7 +5793,11 @@ static LLVMValueRef emit_sized_product(Cg *cg, const Kernel *k, int ki, const KG
         sp.nest = emit_sized_nest(cg, k, g, list, nb, &ea, &sp);
         sp.thunk = LLVMConstNull(cg->t_ptr);
     } else {
-        LLVMValueRef epi = emit_epilogue_fn(cg, k, list, nb, mm->n, sh.nr, sh.swap, false, &ea);
+        /* over whole rows (plane_rows): their width a value, no whole-row
+         * form of constant trip count (NR 0), the rows' parts vectors */
+        LLVMValueRef epi = plane_rows(p, g)
+                               ? emit_epilogue_fn(cg, k, list, nb, mm->n, 0, false, true, &ea)
+                               : emit_epilogue_fn(cg, k, list, nb, mm->n, sh.nr, sh.swap, false, &ea);
         sp.thunk = emit_epilogue_thunk(cg, k, epi, nb, true);
         sp.nest = helper_mm_nest(cg, sh.swap);
     }
@@ -5790,7 +5866,8 @@ static void sized_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiA
                       mm->k < EPI_OUTLINE_MIN_K ? gemm_prepack(cg, g).a : -1,
                       mm->k < EPI_OUTLINE_MIN_K ? gemm_prepack(cg, g).b : -1,
                       mm->k < EPI_OUTLINE_MIN_K ? b_in_place(cg, g) : -1,
-                      mm->k < EPI_OUTLINE_MIN_K ? rows_outer(g, &sh, nread == 0 && npass > 0) : -1, nb, npf};
+                      mm->k < EPI_OUTLINE_MIN_K ? rows_outer(g, &sh, nread == 0 && npass > 0) : -1, nb, npf,
+                      plane_rows(p, g)};
     put_words(w, head, (int)(sizeof head / sizeof head[0]));
     for (int i = 0; i < nb; i++) VEC_PUSH(*w, list[i]);
     for (int i = 0; i < npf; i++) VEC_PUSH(*w, pf[i]);

@@ -489,6 +489,14 @@ static void test_convolutions(void) {
          * row of its own over two K blocks (K = 300) */
         {1, 64, 14, 14, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
         {2, 300, 7, 7, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+        /* swapped products' epilogue over whole rows (plane_rows, flag
+         * MMF_ROWS): three 7x7 images, K = 160 in one block, a clamp; one
+         * image of 64 channels split by its pixels in tiles of 12 (each
+         * chunk a part of the row), K = 144; 5x5 planes of 272 channels
+         * (two row blocks of MC) over two K blocks */
+        {3, 160, 7, 7, 96, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "clamp", 0, 0},
+        {1, 144, 7, 7, 64, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+        {2, 288, 5, 5, 272, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "relu", 0, 0},
     };
     char *text = conv_program(gemm, (int)(sizeof gemm / sizeof gemm[0]));
     run_suite("convs.kiln", text, 0);
