@@ -2250,12 +2250,18 @@ static bool taps_exact_rows(const MmShape *sh, int rows) {
 /* void(ptr A panel, ptr B panel, i64 kc, ptr C, i64 ldc, i1 accumulate,
  * ptr A panel again); reading B in place (b_in_place), two more: i64 ldb
  * (B's row stride) and i64 lanes (of the tile's last vector, 1..VL); with
- * taps (conv_taps), one more: ptr tab (i32 tap offsets). */
+ * taps (conv_taps), one more: ptr tab (i32 tap offsets); then, every form,
+ * ptr pf and i64 pf_step: with pf_step > 0, step k prefetches the line at
+ * pf + k * pf_step bytes into the L2 (a_next_block: a slice of the next
+ * block of weights, from memory, spread over the tile's steps); 0: none. */
+static unsigned ukernel_nargs(bool b_in_place, int taps) { return b_in_place ? 9 : taps ? 8 : 7; }
 static LLVMTypeRef ukernel_type(Cg *cg, bool b_in_place, int taps) {
-    LLVMTypeRef ps[9] = {cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_i64,
-                         cg->t_i1,  cg->t_ptr, cg->t_i64, cg->t_i64};
+    LLVMTypeRef ps[11] = {cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i1,
+                          cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64};
     if (taps) ps[7] = cg->t_ptr;
-    return LLVMFunctionType(cg->t_void, ps, b_in_place ? 9 : taps ? 8 : 7, 0);
+    const unsigned n = ukernel_nargs(b_in_place, taps);
+    ps[n] = cg->t_ptr, ps[n + 1] = cg->t_i64; /* pf, pf_step */
+    return LLVMFunctionType(cg->t_void, ps, n + 2, 0);
 }
 
 static LLVMValueRef lane_mask(Cg *cg, LLVMValueRef rem, int VL);
@@ -2293,43 +2299,72 @@ static LLVMValueRef helper_ukernel_lanes(Cg *cg, const MmShape *sh, int rows, in
     LLVMValueRef *bv = xcalloc((size_t)NV, sizeof(LLVMValueRef));
     LLVMValueRef zero = LLVMConstNull(vt), last_lanes = NULL;
     if (b_in_place) last_lanes = lane_mask(cg, LLVMBuildTrunc(cg->b, LLVMGetParam(fn, 8), cg->t_i32, ""), VL);
-    /* kc >= 1 always */
-    Loop lk;
-    LLVMValueRef kk = loop_begin(&kc, &lk, ci64(cg, 0), kcv, "kk");
-    for (int a = 0; a < nacc; a++) {
-        accs[a] = LLVMBuildPhi(cg->b, vt, "acc");
-        LLVMAddIncoming(accs[a], &zero, &lk.pre, 1);
-    }
-    LLVMValueRef boff = imul(cg, kk, b_in_place ? LLVMGetParam(fn, 7) : ci64(cg, NR));
-    LLVMValueRef aoff = imul(cg, kk, ci64(cg, PMR));
-    if (taps) {
-        LLVMValueRef tap =
-            LLVMBuildLoad2(cg->b, cg->t_i32, elem_ptr(cg, cg->t_i32, LLVMGetParam(fn, 7), kk), "tap");
-        aoff = LLVMBuildSExt(cg->b, tap, cg->t_i64, "");
-    }
-    for (int v = 0; v < NV; v++) {
-        LLVMValueRef at = iadd(cg, boff, ci64(cg, v * VL));
-        bv[v] = b_in_place && v == NV - 1 ? masked_load_f32(cg, Bp, at, last_lanes, zero)
-                                          : vec_load(cg, vt, Bp, at, b_in_place ? 4 : 64);
-    }
-    /* The broadcast of A's row i (ukernel_embedded_bcast): on AMD Zen each
-     * FMA loads its own (through pointers the optimiser cannot prove equal:
-     * Ap for the first vector of B, Ap_again for the others), so that x86
-     * folds it into the FMA as an embedded broadcast (vfmadd231ps
-     * mem{1to16}): a separate vbroadcastss per row takes shuffle-unit slots
-     * the FMAs need (half of peak on Zen 4).  Elsewhere (Intel) one
-     * vbroadcastss per row, a plain load-port uop, feeds the row's FMAs
-     * register to register. */
-    LLVMValueRef Ap_again = LLVMGetParam(fn, 6);
-    for (int i = 0; i < MR; i++) {
-        LLVMValueRef at = iadd(cg, aoff, ci64(cg, taps ? i * taps : i)), shared = NULL;
-        if (!cg->embedded_bcast) shared = splat(cg, load_f32(cg, Ap, at), VL);
-        for (int v = 0; v < NV; v++) {
-            LLVMValueRef av = shared ? shared : splat(cg, load_f32(cg, v ? Ap_again : Ap, at), VL);
-            nexts[i * NV + v] = fma3(cg, av, bv[v], accs[i * NV + v]);
+    /* kc >= 1 always.  Two copies of the k loop: with a prefetch per k
+     * (pf_step != 0: the next block of weights, a_next_block) and without
+     * (every other tile: a prefetch per k of a line already in L1 cost a
+     * 1x1 256->64 layer at 56x56 5 %) */
+    const unsigned pfa = ukernel_nargs(b_in_place, taps);
+    LLVMValueRef pf_base = LLVMGetParam(fn, pfa), pf_step = LLVMGetParam(fn, pfa + 1);
+    LLVMBasicBlockRef loops[2] = {LLVMAppendBasicBlockInContext(cg->ctx, fn, "no_pf"),
+                                  LLVMAppendBasicBlockInContext(cg->ctx, fn, "pf")};
+    LLVMBasicBlockRef k_done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "k_done"), ends[2];
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, pf_step, ci64(cg, 0), ""), loops[1], loops[0]);
+    LLVMValueRef *found[2] = {xcalloc((size_t)nacc, sizeof(LLVMValueRef)),
+                              xcalloc((size_t)nacc, sizeof(LLVMValueRef))};
+    for (int with_pf = 0; with_pf < 2; with_pf++) {
+        LLVMPositionBuilderAtEnd(cg->b, loops[with_pf]);
+        Loop lk;
+        LLVMValueRef kk = loop_begin(&kc, &lk, ci64(cg, 0), kcv, "kk");
+        for (int a = 0; a < nacc; a++) {
+            accs[a] = LLVMBuildPhi(cg->b, vt, "acc");
+            LLVMAddIncoming(accs[a], &zero, &lk.pre, 1);
         }
+        LLVMValueRef boff = imul(cg, kk, b_in_place ? LLVMGetParam(fn, 7) : ci64(cg, NR));
+        LLVMValueRef aoff = imul(cg, kk, ci64(cg, PMR));
+        if (with_pf) { /* a plain GEP: a prefetch past the weights is harmless */
+            LLVMValueRef at = imul(cg, kk, pf_step);
+            prefetch_at(cg, LLVMBuildGEP2(cg->b, cg->t_i8, pf_base, &at, 1, ""), false, 2);
+        }
+        if (taps) {
+            LLVMValueRef tap =
+                LLVMBuildLoad2(cg->b, cg->t_i32, elem_ptr(cg, cg->t_i32, LLVMGetParam(fn, 7), kk), "tap");
+            aoff = LLVMBuildSExt(cg->b, tap, cg->t_i64, "");
+        }
+        for (int v = 0; v < NV; v++) {
+            LLVMValueRef at = iadd(cg, boff, ci64(cg, v * VL));
+            bv[v] = b_in_place && v == NV - 1 ? masked_load_f32(cg, Bp, at, last_lanes, zero)
+                                              : vec_load(cg, vt, Bp, at, b_in_place ? 4 : 64);
+        }
+        /* The broadcast of A's row i (ukernel_embedded_bcast): on AMD Zen
+         * each FMA loads its own (through pointers the optimiser cannot
+         * prove equal: Ap for the first vector of B, Ap_again for the
+         * others), so that x86 folds it into the FMA as an embedded
+         * broadcast (vfmadd231ps mem{1to16}): a separate vbroadcastss per
+         * row takes shuffle-unit slots the FMAs need (half of peak on Zen
+         * 4).  Elsewhere (Intel) one vbroadcastss per row, a plain
+         * load-port uop, feeds the row's FMAs register to register. */
+        LLVMValueRef Ap_again = LLVMGetParam(fn, 6);
+        for (int i = 0; i < MR; i++) {
+            LLVMValueRef at = iadd(cg, aoff, ci64(cg, taps ? i * taps : i)), shared = NULL;
+            if (!cg->embedded_bcast) shared = splat(cg, load_f32(cg, Ap, at), VL);
+            for (int v = 0; v < NV; v++) {
+                LLVMValueRef av = shared ? shared : splat(cg, load_f32(cg, v ? Ap_again : Ap, at), VL);
+                nexts[i * NV + v] = fma3(cg, av, bv[v], accs[i * NV + v]);
+            }
+        }
+        loop_end(&kc, &lk, accs, nexts, nacc, 0);
+        memcpy(found[with_pf], nexts, sizeof(LLVMValueRef) * (size_t)nacc);
+        ends[with_pf] = LLVMGetInsertBlock(cg->b);
+        LLVMBuildBr(cg->b, k_done);
     }
-    loop_end(&kc, &lk, accs, nexts, nacc, 0);
+    LLVMPositionBuilderAtEnd(cg->b, k_done);
+    for (int a = 0; a < nacc; a++) {
+        nexts[a] = LLVMBuildPhi(cg->b, vt, "tile");
+        LLVMValueRef vals[2] = {found[0][a], found[1][a]};
+        LLVMAddIncoming(nexts[a], vals, ends, 2);
+    }
+    free(found[0]);
+    free(found[1]);
     /* C (+)= tile */
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
     LLVMBasicBlockRef addc = LLVMAppendBasicBlockInContext(cg->ctx, fn, "addc");
@@ -2461,7 +2496,8 @@ enum {
     MMF_B_IN_PLACE = 32, /* B's rows read where they lie (b_in_place) */
     MMF_B_FAR = 64,      /* ... from memory: panels far ahead prefetched (b_far_ahead) */
     MMF_ROWS = 128,      /* a swapped tile's epilogue over whole output rows (plane_rows) */
-    MMF_COUNT = 8
+    MMF_A_NEXT = 256,    /* the next prepacked A block prefetched per tile (a_next_block) */
+    MMF_COUNT = 9
 };
 
 static LLVMValueRef slot_load(Cg *cg, LLVMValueRef blk, int slot, LLVMTypeRef t) {
@@ -4564,6 +4600,17 @@ enum { B_FAR_COLUMNS = 256 };
 static bool b_far_ahead(const Cg *cg, const KGemm *g) {
     return b_in_place(cg, g) && buf_bytes(cg->p, g->mm.b_buf) >= (double)PREFETCH_WRITE_MIN_BYTES;
 }
+/* Whether product g prefetches its next prepacked A block (emit_mm_nest): a
+ * slice of it per tile, into the L2, while the tile runs.  Prepacked A is
+ * read in order, block after block, but only once per run: a late
+ * convolution's weights (4-9 MiB at 7x7) come from memory, 4 KiB page
+ * after page, and the first column panel's tiles of each block waited on
+ * them (ResNet-50's 1x1 layers at 7x7: 1.2 ms in the model against 0.72
+ * alone, their weights in the L3). */
+enum { A_NEXT_MIN_BYTES = 2 << 20 };
+static bool a_next_block(const Cg *cg, const KGemm *g) {
+    return gemm_prepack(cg, g).a && buf_bytes(cg->p, g->mm.a_buf) >= (double)A_NEXT_MIN_BYTES;
+}
 static int64_t next_block_columns(int64_t N, int NR) {
     int64_t blocks = (N + NEXT_BLOCK_NC - 1) / NEXT_BLOCK_NC, nc = (N + blocks - 1) / blocks;
     return (nc + NR - 1) / NR * NR;
@@ -4610,6 +4657,7 @@ typedef struct {
     LLVMValueRef b_in_place; /* i1: B read in place (b_in_place), not packed */
     LLVMValueRef b_far;      /* i1: ... and its panels far ahead prefetched (b_far_ahead) */
     LLVMValueRef rows;       /* i1: swapped, the epilogue over whole output rows (plane_rows) */
+    LLVMValueRef a_next;     /* i1: the next prepacked A block prefetched, a slice per tile (a_next_block) */
     LLVMValueRef A, B, Apk, Bpk, pack_a, pack_b;
     LLVMValueRef cblk; /* a block with the window (MMB_C_*) for a conv's im2col */
     int npf; /* prefetched epilogue operands: base pointers, element bytes (0: none) */
@@ -5070,6 +5118,33 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         tloop_end(kc, &lr);
         if_end(kc, &pf);
     }
+    /* ... and the next prepacked A block (a_next_block): each tile's
+     * micro-kernel prefetches panel ir's part [jr, jr + nrv) / ncv of it, a
+     * line every few of its k steps (a burst of ~100 prefetches here before
+     * each tile waited on the fill buffers: 16 % of a 1x1 2048->512 layer at
+     * 7x7), so the tiles of a block fetch the next one whole, in either tile
+     * order; else the micro-kernel prefetches its own vector panel's line */
+    LLVMValueRef pf_on = NULL, pf_at = NULL, pf_step = NULL;
+    const int a_next = geo->a_next ? known_bool(geo->a_next) : 0;
+    if (a_next != 0 && pa != 0) {
+        LLVMValueRef icn = iadd(cg, ic, ci64(cg, MC)), pcn = iadd(cg, pc, ci64(cg, KC));
+        LLVMValueRef same_k = LLVMBuildICmp(cg->b, LLVMIntSLT, icn, m1, "next_rows");
+        LLVMValueRef kcn =
+            LLVMBuildSelect(cg->b, same_k, kcv, imin(cg, ci64(cg, KC), LLVMBuildSub(cg->b, K, pcn, "")), "");
+        LLVMValueRef nstart =
+            LLVMBuildSelect(cg->b, same_k, iadd(cg, imul(cg, pc, geo->mp), imul(cg, icn, kcv)),
+                            iadd(cg, imul(cg, pcn, geo->mp), imul(cg, m0, kcn)), "next_a");
+        pf_on = LLVMBuildOr(cg->b, same_k, LLVMBuildICmp(cg->b, LLVMIntSLT, pcn, K, ""), "");
+        if (a_next < 0) pf_on = LLVMBuildAnd(cg->b, pf_on, geo->a_next, "");
+        LLVMValueRef panel = iadd(cg, nstart, imul(cg, ir, kcn)), span = imul(cg, ci64(cg, MR), kcn);
+        LLVMValueRef lo = LLVMBuildUDiv(cg->b, imul(cg, jr, span), ncv, "");
+        LLVMValueRef hi = LLVMBuildUDiv(cg->b, imul(cg, iadd(cg, jr, nrv), span), ncv, "");
+        /* a plain GEP: past the last block's rows it points past A */
+        pf_at = LLVMBuildGEP2(cg->b, cg->t_f32, apk, (LLVMValueRef[]){iadd(cg, panel, lo)}, 1, "pf");
+        LLVMValueRef bytes = imul(cg, LLVMBuildSub(cg->b, hi, lo, ""), ci64(cg, 4));
+        pf_step =
+            LLVMBuildUDiv(cg->b, iadd(cg, bytes, LLVMBuildSub(cg->b, kcv, ci64(cg, 1), "")), kcv, "pf_step");
+    }
     LLVMValueRef accumulate = multi_k != 0 ? LLVMBuildNot(cg->b, first, "") : LLVMConstInt(cg->t_i1, 0, 0);
     /* swapped: the micro-kernel broadcasts B's panel and loads A's in
      * vectors, and its tile is C^T, row j of it (column j of C) at j * MR;
@@ -5083,7 +5158,7 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         LLVMValueRef vecs = sh->swap ? apanel : bpanel, bcast = sh->swap ? bpanel : apanel;
         LLVMValueRef ukernel = sh->swap ? ukernel_for(cg, &ush, nrv, mrv, false, taps)
                                         : ukernel_for(cg, &ush, mrv, nrv, in_place, 0);
-        LLVMValueRef args[9] = {bcast, vecs, kcv, cptr, ldc, accumulate, bcast, geo->b_sk, NULL};
+        LLVMValueRef args[11] = {bcast, vecs, kcv, cptr, ldc, accumulate, bcast, geo->b_sk, NULL, NULL, NULL};
         if (in_place) {
             args[1] =
                 elem_ptr(cg, cg->t_f32, geo->B, iadd(cg, iadd(cg, bbase, imul(cg, pc, geo->b_sk)), col));
@@ -5092,8 +5167,10 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
             args[8] = LLVMBuildSub(cg->b, nrv, imul(cg, vecs_before, ci64(cg, ush.vl)), "lanes");
         }
         if (taps) args[7] = elem_ptr(cg, cg->t_i32, geo->tap_tab, pc);
-        const unsigned nargs = in_place ? 9 : taps ? 8 : 7;
-        LLVMBuildCall2(cg->b, ukernel_type(cg, in_place, taps), ukernel, args, nargs, "");
+        const unsigned nargs = ukernel_nargs(in_place, taps);
+        args[nargs] = pf_on ? LLVMBuildSelect(cg->b, pf_on, pf_at, args[1], "") : args[1];
+        args[nargs + 1] = pf_on ? LLVMBuildSelect(cg->b, pf_on, pf_step, ci64(cg, 0), "") : ci64(cg, 0);
+        LLVMBuildCall2(cg->b, ukernel_type(cg, in_place, taps), ukernel, args, nargs + 2, "");
         if (bip < 0) if_end(kc, &is);
     }
     /* last K block: the epilogue of the tile (NAME.epi, or here), or the
@@ -5199,13 +5276,15 @@ static void mm_block_values(const Cg *cg, const KGemm *g, int64_t v[MMB_FLAGS + 
     v[MMB_RG] = row_group(&sh, g);
     v[MMB_FLAGS] = (pp.a ? MMF_PACKED_A : 0) | (pp.b ? MMF_PACKED_B : 0) | (g->conv ? MMF_CONV : 0) |
                    (mm->k > sh.kc ? MMF_MULTI_K : 0) | (b_in_place(cg, g) ? MMF_B_IN_PLACE : 0) |
-                   (b_far_ahead(cg, g) ? MMF_B_FAR : 0) | (plane_rows(cg->p, g) ? MMF_ROWS : 0);
+                   (b_far_ahead(cg, g) ? MMF_B_FAR : 0) | (plane_rows(cg->p, g) ? MMF_ROWS : 0) |
+                   (a_next_block(cg, g) ? MMF_A_NEXT : 0);
 }
 
 /* The flag of bit 1 << f of MMB_FLAGS (MMF_*) in MmGeo, f < MMF_COUNT. */
 static LLVMValueRef *geo_flag(MmGeo *geo, int f) {
-    LLVMValueRef *at[MMF_COUNT] = {&geo->packed_a, &geo->packed_b,   &geo->conv,  &geo->multi_k,
-                                   &geo->pf_write, &geo->b_in_place, &geo->b_far, &geo->rows};
+    LLVMValueRef *at[MMF_COUNT] = {&geo->packed_a, &geo->packed_b, &geo->conv,
+                                   &geo->multi_k,  &geo->pf_write, &geo->b_in_place,
+                                   &geo->b_far,    &geo->rows,     &geo->a_next};
     return at[f];
 }
 

@@ -252,25 +252,29 @@ fi
 # ---- the micro-kernel's form per target (codegen/llvm.c, ukernel_embedded_bcast): on
 # AMD Zen each FMA loads its own broadcast of A (the AVX-512 12x32 tile: 24 loads of A
 # for 24 FMAs; AVX2's 6x16: 12 for 12), elsewhere one broadcast per row shared by the
-# row's FMAs (12 for 24; 6 for 12).  And every function defined for a 16-float target
-# prefers 512-bit vectors (prefer_full_vectors), none for an 8-float one.  Emitting
-# compiles nothing for the host, so this runs on any machine.
+# row's FMAs (12 for 24; 6 for 12), in each of the micro-kernel's two copies of its k loop
+# (one prefetching a slice of the next block of weights, a_next_block: one llvm.prefetch;
+# hence twice the counts).  And every function defined for a 16-float target prefers
+# 512-bit vectors (prefer_full_vectors), none for an 8-float one.  Emitting compiles
+# nothing for the host, so this runs on any machine.
 cat >"$T/form.kiln" <<'EOF'
 graph mm(x: f32[96, 256], w: f32[256, 128]) -> f32[96, 128] {
     return gelu(x @ w)
 }
 EOF
-# ukernel_counts CPU: "LOADS FMAS" of @kiln.mm.ukernel emitted for CPU, in $T/form-CPU.ll.
+# ukernel_counts CPU: "LOADS FMAS PREFETCHES" of @kiln.mm.ukernel emitted for CPU, in
+# $T/form-CPU.ll.
 ukernel_counts() {
     "$K" emit "$T/form.kiln" --emit=llvm --cpu="$1" >"$T/form-$1.ll" 2>"$T/err" || return 1
-    awk '/^define internal void @kiln.mm.ukernel\(/,/^}/ { if (/load float/) l++; if (/@llvm.fma/) f++ }
-         END { print l + 0, f + 0 }' "$T/form-$1.ll"
+    awk '/^define internal void @kiln.mm.ukernel\(/,/^}/ {
+             if (/load float/) l++; if (/@llvm.fma/) f++; if (/call void @llvm.prefetch/) p++ }
+         END { print l + 0, f + 0, p + 0 }' "$T/form-$1.ll"
 }
-for case in "znver4:24 24:1" "skylake-avx512:12 24:1" "znver2:12 12:0" "haswell:6 12:0"; do
+for case in "znver4:48 48 1:1" "skylake-avx512:24 48 1:1" "znver2:24 24 1:0" "haswell:12 24 1:0"; do
     cpu=${case%%:*} rest=${case#*:}
     want=${rest%:*} full=${rest#*:}
     got=$(ukernel_counts "$cpu")
-    if [ "$got" = "$want" ]; then ok; else bad "micro-kernel form for $cpu: loads/FMAs '$got', want '$want'"; fi
+    if [ "$got" = "$want" ]; then ok; else bad "micro-kernel form for $cpu: loads/FMAs/prefetches '$got', want '$want'"; fi
     defs=$(grep -c '^define' "$T/form-$cpu.ll")
     groups=$(sed -n 's/^attributes \(#[0-9]*\) = .*"prefer-vector-width"="512".*/\1/p' "$T/form-$cpu.ll")
     preferring=0

@@ -520,6 +520,15 @@ static void test_convolutions(void) {
         /* the same from the size-generic nest (K = 128), which tests the
          * block's far flag at run time (2 MiB in) */
         {1, 128, 64, 64, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
+        /* weights of 2 MiB or more, constant (check_constant_weights): each
+         * tile's micro-kernel prefetches a slice of the next prepacked
+         * block (a_next_block).  A swapped 1x1 at 7x7 in the size-generic
+         * nest (the flag at run time): 512 rows in two row blocks, K = 1024
+         * in four K blocks, so the next block is the next rows' and then
+         * the next K block's; a 3x3 at 7x7 read in place (its own nest),
+         * 256 rows in one row block, K = 2304 in nine */
+        {1, 1024, 7, 7, 512, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
+        {1, 256, 7, 7, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
     };
     static const char *const fast_devices[] = {"cpu", "cuda-emu", NULL};
     text = conv_program(large, (int)(sizeof large / sizeof large[0]));
