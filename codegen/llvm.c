@@ -4602,15 +4602,17 @@ static bool b_far_ahead(const Cg *cg, const KGemm *g) {
 }
 /* Whether product g prefetches its next prepacked A block (emit_mm_nest): a
  * slice of it per tile, into the L2, while the tile runs.  Prepacked A is
- * read in order, block after block, but only once per run: a late
- * convolution's weights (4-9 MiB at 7x7) come from memory, 4 KiB page
- * after page, and the first column panel's tiles of each block waited on
- * them (ResNet-50's 1x1 layers at 7x7: 1.2 ms in the model against 0.72
- * alone, their weights in the L3). */
-enum { A_NEXT_MIN_BYTES = 2 << 20 };
-static bool a_next_block(const Cg *cg, const KGemm *g) {
-    return gemm_prepack(cg, g).a && buf_bytes(cg->p, g->mm.a_buf) >= (double)A_NEXT_MIN_BYTES;
-}
+ * read in order, block after block, but only once per run, and a model's
+ * weights come from memory every run: ResNet-50 reads ~100 MB of them,
+ * MobileNetV2 14 MB, and on the session-10 Xeon the L3 keeps ~32 MiB
+ * (shared with every other process).  The first column panel's tiles of
+ * each block waited on them, 4 KiB page after page: ResNet-50's 1x1 layers
+ * at 7x7 took 1.2 ms in the model against 0.72 alone (their weights in the
+ * L3).  Every prepacked A: with a threshold of 2 MiB (only the 7x7 and
+ * 14x14 stages of ResNet), lowering it to none gained ResNet-50 b1 another
+ * 1.037x and MobileNetV2 b1 1.11x (its 1x1 layers at 7x7, 0.3-1.2 MB of
+ * weights, 1.35-1.48x); ResNet-18 b1 1.005x. */
+static bool a_next_block(const Cg *cg, const KGemm *g) { return gemm_prepack(cg, g).a; }
 static int64_t next_block_columns(int64_t N, int NR) {
     int64_t blocks = (N + NEXT_BLOCK_NC - 1) / NEXT_BLOCK_NC, nc = (N + blocks - 1) / blocks;
     return (nc + NR - 1) / NR * NR;

@@ -520,7 +520,7 @@ static void test_convolutions(void) {
         /* the same from the size-generic nest (K = 128), which tests the
          * block's far flag at run time (2 MiB in) */
         {1, 128, 64, 64, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
-        /* weights of 2 MiB or more, constant (check_constant_weights): each
+        /* constant weights (check_constant_weights), 2 MiB and more: each
          * tile's micro-kernel prefetches a slice of the next prepacked
          * block (a_next_block).  A swapped 1x1 at 7x7 in the size-generic
          * nest (the flag at run time): 512 rows in two row blocks, K = 1024
