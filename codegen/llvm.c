@@ -106,6 +106,9 @@ typedef struct {
      * stage's), else NULL; see find_row_reuse */
     LLVMValueRef *row_cache;
     bool *row_cache_reads;
+    /* a tile row's run of contiguous output (store_runs): the last stage's
+     * store goes to run_base + run_j instead of its index's value */
+    LLVMValueRef run_base, run_j;
 } Kc;
 
 static const unsigned FM_CONTRACT = LLVMFastMathAllowContract;
@@ -1506,7 +1509,9 @@ static void emit_stage(Kc *kc, int s) {
             const KStore *sto = &st->stores.data[j];
             KilnDType bdt = cg->p->bufs.data[sto->buf].dtype;
             LLVMValueRef v = conv(cg, kc->val[sto->value], inst_dtype(kc, sto->value), bdt);
-            store_elem(cg, bdt, kc->bufptr[sto->buf], as_idx(kc, kc->val[sto->index]), v);
+            LLVMValueRef at =
+                kc->run_base ? iadd(cg, kc->run_base, kc->run_j) : as_idx(kc, kc->val[sto->index]);
+            store_elem(cg, bdt, kc->bufptr[sto->buf], at, v);
         }
         if (st->extent > 1) loop_end(kc, &l, NULL, NULL, 0, heavy_scope(kc->k, s) ? cg->vec_floats : 0);
         return;
@@ -4296,6 +4301,105 @@ static void transpose_tile_to(Kc *kc, LLVMValueRef C, LLVMValueRef ldc, int NR, 
     }
 }
 
+static int64_t gcd_i64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b, b = t;
+    }
+    return a < 0 ? -a : a;
+}
+
+/* An index over o = q*L + j (j in [0, L)) as H(q) + c*j with H(q) a
+ * multiple of d (d == 0: H is 0); ok false: not of that form (run_form). */
+typedef struct {
+    bool ok;
+    int64_t c, d;
+} RunForm;
+
+/* Index instruction i of kernel k in the form RunForm over runs of L
+ * values of o: o itself is H = q*L (d = L) plus j; sums add; a product by
+ * a constant scales; o / m and o % m keep the form where adding c*j to a
+ * multiple of g = gcd(d, m) cannot cross a multiple of m (c*(L-1) < g):
+ * (H + c*j) / m is H / m, (H + c*j) % m is H % m (a multiple of g) + c*j,
+ * or where m divides c and d.  Anything else (loads, compares, take's
+ * positions, inner indices) is not a run. */
+static RunForm run_form(const Kernel *k, int i, int64_t L, int depth) {
+    RunForm no = {false, 0, 0};
+    int64_t t;
+    if (i < 0 || depth > 64) return no;
+    const KInst *in = &k->insts.data[i];
+    if (in->stage != -1) return no;
+    switch (in->kind) {
+    case KI_OUTER: return (RunForm){true, 1, L};
+    case KI_CONST:
+        if (!is_intlike(in->dtype)) return no;
+        return (RunForm){true, 0, kinst_scalar(in).i};
+    case KI_IADD: {
+        RunForm a = run_form(k, in->a, L, depth + 1), b = run_form(k, in->b, L, depth + 1);
+        if (!a.ok || !b.ok) return no;
+        if (__builtin_add_overflow(a.c, b.c, &t)) return no;
+        return (RunForm){true, t, gcd_i64(a.d, b.d)};
+    }
+    case KI_IMUL: {
+        RunForm a = run_form(k, in->a, L, depth + 1), b = run_form(k, in->b, L, depth + 1);
+        if (!a.ok || !b.ok) return no;
+        if (a.c == 0 && k->insts.data[in->a].kind == KI_CONST) {
+            RunForm x = a;
+            a = b, b = x;
+        }
+        int64_t c, d;
+        if (b.c != 0 || k->insts.data[in->b].kind != KI_CONST || __builtin_mul_overflow(a.c, b.d, &c) ||
+            __builtin_mul_overflow(a.d, b.d, &d))
+            return no;
+        return (RunForm){true, c, d};
+    }
+    case KI_IDIV:
+    case KI_IMOD: {
+        RunForm a = run_form(k, in->a, L, depth + 1);
+        const KInst *dv = in->b >= 0 ? &k->insts.data[in->b] : NULL;
+        if (!a.ok || !dv || dv->kind != KI_CONST || !is_intlike(dv->dtype) || a.c < 0) return no;
+        int64_t m = kinst_scalar(dv).i, g = gcd_i64(a.d, m);
+        if (m <= 0 || __builtin_mul_overflow(a.c, L - 1, &t)) return no;
+        if (t < g) {
+            if (in->kind == KI_IDIV) return (RunForm){true, 0, a.d % m == 0 ? a.d / m : 1};
+            return (RunForm){true, a.c, g};
+        }
+        if (a.c % m == 0 && a.d % m == 0)
+            return in->kind == KI_IDIV ? (RunForm){true, a.c / m, a.d / m} : (RunForm){true, 0, 0};
+        return no;
+    }
+    default: return no;
+    }
+}
+
+/* Index instruction i and the instructions it reads (run_form's kinds:
+ * constants, o and index arithmetic), emitted in kc->val where the builder
+ * is, for kc->o. */
+static void emit_index_tree(Kc *kc, int i) {
+    const KInst *in = &kc->k->insts.data[i];
+    if (in->kind != KI_OUTER && in->kind != KI_CONST) {
+        emit_index_tree(kc, in->a);
+        emit_index_tree(kc, in->b);
+    }
+    kc->val[i] = emit_inst(kc, i);
+}
+
+/* Whether kernel k's output is stored in runs of L contiguous elements
+ * through index arithmetic: one store, not at o itself, its index over o
+ * in [q*L, q*L + L) idx(q*L) + j.  A product's
+ * epilogue stored element by element through its index (the vectoriser
+ * made that a scatter: MiniLM's Q/K/V products, whose heads layout
+ * transpose(reshape(x @ w + b, [-1, T, H, D]), [0, 2, 1, 3]) keeps runs of
+ * D) then stores a whole tile row of L = NR columns as vectors. */
+static bool store_runs(const Kernel *k, int64_t L) {
+    const KStage *st = &k->stages.data[k->stages.len - 1];
+    if (L <= 1 || st->kind != KS_MAP || st->extent != 1 || st->stores.len != 1) return false;
+    const int index = st->stores.data[0].index;
+    if (k->insts.data[index].kind == KI_OUTER) return false; /* out[o]: contiguous as it is */
+    RunForm f = run_form(k, index, L, 0);
+    return f.ok && f.c == 1;
+}
+
 /* The epilogue of one register tile: C (row i, column j of the tile's real
  * mrv x nrv part at C[i * ldc + j], or C[j * ldc + i] when swapped) holds the
  * product's rows row0.. and columns col..; the kernel's stage 1 runs on each
@@ -4338,30 +4442,52 @@ static void emit_tile_epilogue(Kc *kc, LLVMValueRef row0, LLVMValueRef col, LLVM
                                       LLVMBuildICmp(cg->b, LLVMIntEQ, jhi, ci64(cg, NR), ""), "");
     LLVMBasicBlockRef wb = LLVMAppendBasicBlockInContext(cg->ctx, fn, "whole_row");
     LLVMBasicBlockRef pb = LLVMAppendBasicBlockInContext(cg->ctx, fn, "part_row");
+    /* a whole row that is one run of the output (store_runs: o from a
+     * multiple of NR), stored from the run's first index on as vectors */
+    const bool runs = !transposed && !kc->pixel_rows && store_runs(k, NR);
+    LLVMBasicBlockRef rb = runs ? LLVMAppendBasicBlockInContext(cg->ctx, fn, "whole_run") : NULL;
     LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "row_done");
-    LLVMBuildCondBr(cg->b, whole, wb, pb);
-    for (int part = 0; part < 2; part++) {
-        LLVMPositionBuilderAtEnd(cg->b, part ? pb : wb);
-        /* o = obase + j in the index type, j the loop's own variable:
-         * simple recurrences for the vectoriser and for LSR */
-        LLVMValueRef lo = part ? jlo : ci64(cg, 0), hi = part ? jhi : ci64(cg, NR);
-        LLVMValueRef jj = tloop_begin(kc, &lj, as_idx(kc, lo), as_idx(kc, hi), 1, "ej");
-        kc->o = iadd(cg, as_idx(kc, obase), jj);
+    if (runs) {
+        LLVMValueRef at_run =
+            LLVMBuildICmp(cg->b, LLVMIntEQ, LLVMBuildURem(cg->b, obase, ci64(cg, NR), ""), ci64(cg, 0), "");
+        LLVMBasicBlockRef wcheck = LLVMAppendBasicBlockInContext(cg->ctx, fn, "whole_check");
+        LLVMBuildCondBr(cg->b, whole, wcheck, pb);
+        LLVMPositionBuilderAtEnd(cg->b, wcheck);
+        LLVMBuildCondBr(cg->b, at_run, rb, wb);
+    } else {
+        LLVMBuildCondBr(cg->b, whole, wb, pb);
+    }
+    for (int part = runs ? -1 : 0; part < 2; part++) {
+        LLVMPositionBuilderAtEnd(cg->b, part < 0 ? rb : part ? pb : wb);
         kc->gemm_n = N;
         kc->gemm_row = as_idx(kc, iadd(cg, row0, ii));
+        if (part < 0) { /* the run's first index: the store's index at o = obase */
+            kc->o = as_idx(kc, obase);
+            kc->gemm_col = as_idx(kc, col);
+            const int si = k->stages.data[k->stages.len - 1].stores.data[0].index;
+            emit_index_tree(kc, si);
+            kc->run_base = as_idx(kc, kc->val[si]);
+        }
+        /* o = obase + j in the index type, j the loop's own variable:
+         * simple recurrences for the vectoriser and for LSR */
+        LLVMValueRef lo = part > 0 ? jlo : ci64(cg, 0), hi = part > 0 ? jhi : ci64(cg, NR);
+        LLVMValueRef jj = tloop_begin(kc, &lj, as_idx(kc, lo), as_idx(kc, hi), 1, "ej");
+        kc->run_j = jj;
+        kc->o = iadd(cg, as_idx(kc, obase), jj);
         kc->gemm_col = iadd(cg, as_idx(kc, col), jj);
         kc->acc[0] =
             load_f32(cg, cptr, iadd(cg, crow, imul(cg, LLVMBuildSExt(cg->b, jj, cg->t_i64, ""), cstep)));
         emit_scope(kc, -1);
         emit_stage(kc, 1);
+        kc->run_base = kc->run_j = NULL;
         LLVMValueRef br = tloop_end(kc, &lj);
         /* a row buffer's pixels (conv_row_ld): NR is an output row, and a
          * part of it is contiguous too: vectors, the part's last one masked */
-        if ((kc->pixel_rows && part) || transposed)
+        if ((kc->pixel_rows && part > 0) || transposed)
             loop_metadata_tail(cg, br, cg->vec_floats, 1, true);
         else if (kc->pixel_rows)
             loop_metadata(cg, br, cg->vec_floats, 1);
-        else if (part)
+        else if (part > 0)
             loop_metadata(cg, br, -1, 0);
         else
             loop_metadata(cg, br, heavy_scope(k, -1) || heavy_scope(k, 1) ? cg->vec_floats : 0, 1);
@@ -5960,6 +6086,7 @@ static void sized_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiA
         put_words(w, fw, 8);
     }
     epi_form(k, ea, mm->n, w);
+    VEC_PUSH(*w, store_runs(k, sh.nr)); /* emit_tile_epilogue's whole runs */
 }
 
 /* The words of sized kernel k's epilogue (its product or plane of n

@@ -316,6 +316,31 @@ static void test_matmuls(void) {
         0, NULL);
 }
 
+/* Products stored in an attention's heads layout, transpose(reshape(x @ w
+ * + b, [-1, T, H, D]), [0, 2, 1, 3]), and back, reshape(transpose(p @ v,
+ * [0, 2, 1, 3]), [-1, T, H*D]): with D a multiple of the tile's columns (32
+ * on AVX-512, 16 or 24 with AVX2) a whole tile row is one run of the output
+ * and is stored as vectors (codegen/llvm.c, store_runs); D = 16 and 48 are
+ * not such runs on AVX-512 and keep the element-wise store.  140 and 50 rows
+ * end in corner tiles; K = 384 and 256 take the outlined epilogue, K = 30
+ * the inline one. */
+static void test_heads(void) {
+    run_suite_both_forms(
+        "heads.kiln",
+        "graph heads(x1: f32[2, 70, 384], w1: f32[384, 384], b1: f32[384], x2: f32[1, 50, 256], "
+        "w2: f32[256, 256], x3: f32[1, 40, 96], w3: f32[96, 96], b3: f32[96], x4: f32[2, 36, 144], "
+        "w4: f32[144, 144], p5: f32[2, 4, 30, 30], v5: f32[2, 4, 30, 32]) "
+        "-> (f32[2, 12, 70, 32], f32[1, 4, 50, 64], f32[1, 6, 40, 16], f32[2, 3, 36, 48], f32[2, 30, 128]) "
+        "{\n"
+        "    return transpose(reshape(x1 @ w1 + b1, [-1, 70, 12, 32]), [0, 2, 1, 3]), "
+        "transpose(reshape(x2 @ w2, [-1, 50, 4, 64]), [0, 2, 1, 3]), "
+        "transpose(reshape(x3 @ w3 + b3, [-1, 40, 6, 16]), [0, 2, 1, 3]), "
+        "transpose(reshape(x4 @ w4, [-1, 36, 3, 48]), [0, 2, 1, 3]), "
+        "reshape(transpose(p5 @ v5, [0, 2, 1, 3]), [-1, 30, 128])\n"
+        "}\n",
+        0, NULL);
+}
+
 /* ------------------------------------------------------- convolutions */
 
 typedef struct {
@@ -917,6 +942,7 @@ static void test_three_threads(void) {
 int main(void) {
     setenv("KILN_THREADS", "2", 0); /* at least two threads split every large kernel, whatever the machine */
     test_matmuls();
+    test_heads();
     test_convolutions();
     test_in_place();
     test_sized_units();
