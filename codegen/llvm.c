@@ -1741,8 +1741,22 @@ static bool few_swapped_panels(const KProgram *p, const KGemm *g) {
            gemm_swapped(p, g);
 }
 
+/* A convolution of one image read in place (conv_taps) with fewer pixels
+ * than this and M a multiple of 128 goes by rows, in quarters of M
+ * (llvm_kernel_grain): each thread then reads half the weights, where each
+ * column chunk read all of them.  ResNet's 3x3 256->256 at 14x14 has 2.4
+ * MB of weights, more than a core's L2 (2 MiB on Emerald Rapids): in the
+ * model, on 2 threads, a thread's 6, 7 or 8 rows of 14 took 0.90, 0.98
+ * and 1.00 ms, the weights' stream more than the FMAs; by rows each
+ * thread also copies the whole padded input (256 KB, once).  Gathered
+ * (im2col) such a layer went by columns: by rows each thread gathered the
+ * whole image. */
+enum { TAPS_ROWS_MAX_PIXELS = 256 };
+
 bool llvm_split_by_columns(const KProgram *p, const KGemm *g) {
     const KMatmul *mm = &g->mm;
+    if (g->conv && mm->batch == 1 && mm->n < TAPS_ROWS_MAX_PIXELS && mm->m % 128 == 0 && conv_taps(p, g))
+        return false;
     if (g->conv && mm->batch == 1 && mm->n >= 128 && mm->k >= 256) return true;
     if (few_swapped_panels(p, g)) return true;
     if (g->conv && mm->batch >= 8 && conv_taps(p, g)) return false;

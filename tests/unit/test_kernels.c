@@ -917,7 +917,11 @@ static void test_pools(void) {
  * and 6 a thread), 13 output rows of 56 px read in place (whole rows), 256
  * rows of a 7x7 product split by rows (each thread gathers B), 3 images at
  * stride 2, a one-row output, a depthwise layer (whole planes) and a
- * classifier's GEMV (runs of 64 columns). */
+ * classifier's GEMV (runs of 64 columns); read in place: 14 rows of 14 px
+ * split by columns in grains of 3 rows (5 grains: 1, 2 and 2 a thread), 13
+ * rows of 20 px in grains of 2 rows (7: 2, 2 and 3), and a 14x14 image with
+ * 128 output channels split by rows in quarters (TAPS_ROWS_MAX_PIXELS: 1, 1
+ * and 2 a thread). */
 static void test_three_threads(void) {
     static const ConvCase cases[] = {
         {1, 40, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
@@ -926,6 +930,9 @@ static void test_three_threads(void) {
         {3, 16, 9, 9, 24, 3, 3, 2, 2, 1, 1, 1, 1, 1, false, "", 0, 0},
         {1, 32, 1, 64, 48, 1, 3, 1, 1, 0, 1, 1, 1, 1, true, "clamp", 0, 0},
         {1, 24, 14, 14, 24, 3, 3, 1, 1, 1, 1, 1, 1, 24, true, "clamp", 0, 0},
+        {1, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
+        {1, 32, 13, 20, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, false, "relu", 0, 0},
+        {1, 32, 14, 14, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
     };
     static const char *const cpu_only[] = {"cpu", NULL};
     setenv("KILN_THREADS", "3", 1);
