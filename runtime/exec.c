@@ -57,6 +57,7 @@ struct Executable {
 };
 
 static double now_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
+static double process_cpu_ms(void) { return clock_ms(CLOCK_PROCESS_CPUTIME_ID); }
 
 static bool has(const Executable *x, unsigned cap) { return (x->be->caps & cap) != 0; }
 
@@ -539,21 +540,24 @@ static void trace_run(const Executable *x, int track, int r, const double *stamp
 /* Graph-level backends: whole runs on the host clock. */
 static KilnStatus bench_graph(const Executable *x, const KilnTensor *inputs, int runs, BenchReport *rep,
                               char *err, size_t errlen) {
-    double *t = xcalloc((size_t)runs, sizeof *t);
+    double *t = xcalloc((size_t)runs, sizeof *t), *cpu = xcalloc((size_t)runs, sizeof *cpu);
     KilnTensor *outs = xcalloc((size_t)x->nresults + 1, sizeof *outs);
     KilnStatus st = KILN_OK;
     int track = device_track(x);
     for (int r = -1; r < runs && st == KILN_OK; r++) { /* r == -1: warm-up */
+        double cpu0 = process_cpu_ms();
         double stamps[2] = {now_ms(), 0};
         st = exec_run(x, inputs, outs, err, errlen);
         stamps[1] = now_ms();
-        if (r >= 0) t[r] = stamps[1] - stamps[0];
+        if (r >= 0) t[r] = stamps[1] - stamps[0], cpu[r] = process_cpu_ms() - cpu0;
         if (st == KILN_OK) trace_run(x, track, r, stamps);
         for (int i = 0; st == KILN_OK && i < x->nresults; i++) kiln_tensor_free(&outs[i]);
     }
     rep->run_ms = median(t, runs);
+    rep->run_cpu_ms = median(cpu, runs);
     rep->runs = runs;
     free(t);
+    free(cpu);
     free(outs);
     return st;
 }
@@ -588,12 +592,14 @@ KilnStatus exec_bench(const Executable *x, const KilnTensor *inputs, int runs, B
     Call c;
     KilnTensor *outs = xcalloc((size_t)x->nresults + 1, sizeof *outs);
     double *t = xcalloc((size_t)(nk + 1) * (size_t)runs, sizeof *t); /* [kernel or whole][run] */
+    double *cpu = xcalloc((size_t)runs, sizeof *cpu);
     double *stamps = xcalloc((size_t)nk + 1, sizeof *stamps);
     KilnStatus st = call_open(&c, x, inputs, err, errlen);
     bool made = st == KILN_OK && alloc_outputs(x, outs, err, errlen);
     if (st == KILN_OK && (!made || !bind(&c, outs, err, errlen))) st = KILN_ERR_DEVICE;
     int track = device_track(x);
     for (int r = -1; r < runs && st == KILN_OK; r++) { /* r == -1: warm-up */
+        double cpu0 = process_cpu_ms();
         if (!timed_launches(&c, stamps, err, errlen)) {
             st = KILN_ERR_DEVICE;
             break;
@@ -602,11 +608,13 @@ KilnStatus exec_bench(const Executable *x, const KilnTensor *inputs, int runs, B
         for (int k = 0; r >= 0 && k < nk; k++)
             t[(size_t)k * (size_t)runs + (size_t)r] = stamps[k + 1] - stamps[k];
         if (r >= 0) t[(size_t)nk * (size_t)runs + (size_t)r] = stamps[nk] - stamps[0];
+        if (r >= 0) cpu[r] = process_cpu_ms() - cpu0;
     }
     if (st == KILN_OK && !copy_results(&c, outs, err, errlen)) st = KILN_ERR_DEVICE;
     if (st == KILN_OK) {
         rep->runs = runs;
         rep->run_ms = median(t + (size_t)nk * (size_t)runs, runs);
+        rep->run_cpu_ms = median(cpu, runs);
         for (int k = 0; k < nk; k++) {
             const Kernel *kn = &x->kp->kernels.data[k];
             KernelTiming kt = {kn->name, median(t + (size_t)k * (size_t)runs, runs), kn->bytes, kn->flops};
@@ -617,6 +625,7 @@ KilnStatus exec_bench(const Executable *x, const KilnTensor *inputs, int runs, B
     call_close(&c);
     free(outs);
     free(t);
+    free(cpu);
     free(stamps);
     return st;
 }

@@ -35,6 +35,10 @@ typedef struct {
 
 typedef struct {
     double run_ms; /* median of one whole run of the graph's kernels, inputs in place */
+    /* median CPU time of one run, the process's (all its threads: with more than one,
+     * the workers' spinning too): on a loaded machine a run's wall time moves by 20-50 %
+     * and CPU time less, and within one process it needs no compile subtracted */
+    double run_cpu_ms;
     int runs;
     VEC(KernelTiming) kernels; /* names point into the executable */
 } BenchReport;

@@ -1085,7 +1085,8 @@ static int cmd_bench(Options *o) {
             "\"packed_by_place\": %d, \"program_from_cache\": %d, \"kernels_prebuilt\": %d",
             compile_ms, cs.cache_hits, cs.distinct, cs.compiled, cs.reused, cs.packed, cs.packed_cached,
             cs.packed_by_place, cs.programs_cached, cs.prebuilt);
-        printf(", \"run_ms\": %.6f, \"runs\": %d, \"kernels\": [", rep.run_ms, rep.runs);
+        printf(", \"run_ms\": %.6f, \"run_cpu_ms\": %.6f, \"runs\": %d, \"kernels\": [", rep.run_ms,
+               rep.run_cpu_ms, rep.runs);
         for (int i = 0; i < rep.kernels.len; i++) {
             KernelTiming *k = &rep.kernels.data[i];
             printf("%s{\"name\": ", i ? ", " : "");
@@ -1098,7 +1099,7 @@ static int cmd_bench(Options *o) {
         if (cs.distinct)
             printf(" (%d distinct of %d kernels: %d compiled, %d from the cache)", cs.distinct, cs.kernels,
                    cs.compiled, cs.cache_hits);
-        printf(", %d runs\n", rep.runs);
+        printf(", %d runs (CPU %.2f ms a run, median)\n", rep.runs, rep.run_cpu_ms);
         printf("%-40s %12s %14s %10s %10s\n", "kernel", "median ms", "bytes", "GB/s", "GFLOP/s");
         int64_t tb = 0, tf = 0;
         for (int i = 0; i < rep.kernels.len; i++) {

@@ -163,6 +163,7 @@ expect "info, off" 0 "off \(KILN_CACHE=off\)" env KILN_CACHE=off "$K" cache info
 expect "clear, off" 0 "off" env KILN_CACHE=off "$K" cache clear
 expect "bench, off" 0 "" env KILN_CACHE=off "$K" bench m.kiln --device=cpu --json --runs=2
 json "off: no hits" "j['cache_hits'] == 0"
+json "off: CPU time of a run" "j['run_cpu_ms'] > 0"
 expect "relative folder" 0 "absolute" env KILN_CACHE=relative "$K" cache info
 expect "limit shown" 0 "limit: 1 GiB" "$K" cache info
 expect "limit set" 0 "limit: 2 MiB" env KILN_CACHE_MAX=2M "$K" cache info
