@@ -21,26 +21,18 @@ with two, CPU time counts the threads' spinning, not the work.
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from abcpu import cpu_ms  # noqa: E402  (bench/ is not a package)
 
 
 def kiln_cpu_ms(kiln, kfile, wfile, batch, runs):
-    """CPU ms of one `kiln bench` process of `runs` runs (compile and bind included)."""
-    env = dict(os.environ, KILN_THREADS="1", KILN_CACHE="off")
-    cmd = [str(kiln), "bench", str(kfile), "--weights", str(wfile), "--dim", f"N={batch}", "--device=cpu",
-           f"--runs={runs}"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"batchcpu: {' '.join(cmd)} failed:\n{err[-2000:]}")
-    return (usage.ru_utime + usage.ru_stime) * 1000.0
+    """CPU ms of one `kiln bench` process of `runs` runs (compile and bind included), 1 thread."""
+    return cpu_ms(str(kiln), [str(kfile), "--weights", str(wfile), "--dim", f"N={batch}", "--device=cpu"], runs, 1)
 
 
 def ort_session(onnx_file):
@@ -82,6 +74,8 @@ def main():
         ap.error("--batches >= 1, --rounds >= 1 and --images >= 1")
     base = Path(args.dir) / args.model
     kfile, wfile, ofile = (base.with_suffix(s) for s in (".kiln", ".safetensors", ".onnx"))
+    if not Path(args.kiln).is_file():
+        sys.exit(f"batchcpu: {args.kiln}: no such kiln binary (make builds build/kiln)")
     for f in (kfile, wfile, ofile):
         if not f.is_file():
             sys.exit(f"batchcpu: {f} is missing (bench/models.sh --models {args.model} writes it)")

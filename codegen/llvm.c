@@ -91,7 +91,8 @@ typedef struct {
      * gemm_col in [0, gemm_n) (index type), which gemm_index uses */
     LLVMValueRef gemm_row, gemm_col;
     int64_t gemm_n;
-    bool pixel_rows; /* ... run over a row buffer's output rows (conv_row_ld) */
+    bool pixel_rows; /* ... run over a row buffer's output rows (conv_row_ld, or a swapped
+                      * product's planes, plane_rows) */
     /* a size-generic unit's epilogue (llvm_kernel_sizes): the kernel's
      * values (i64 array: the block's integer slots, then the epilogue's
      * constants); per instruction, whether it is live (those not are not
@@ -4357,12 +4358,13 @@ static RunForm run_form(const Kernel *k, int i, int64_t L, int depth) {
     case KI_IMUL: {
         RunForm a = run_form(k, in->a, L, depth + 1), b = run_form(k, in->b, L, depth + 1);
         if (!a.ok || !b.ok) return no;
+        bool b_const = k->insts.data[in->b].kind == KI_CONST; /* the factor, b after the swap */
         if (a.c == 0 && k->insts.data[in->a].kind == KI_CONST) {
             RunForm x = a;
-            a = b, b = x;
+            a = b, b = x, b_const = true;
         }
         int64_t c, d;
-        if (b.c != 0 || k->insts.data[in->b].kind != KI_CONST || __builtin_mul_overflow(a.c, b.d, &c) ||
+        if (b.c != 0 || !b_const || __builtin_mul_overflow(a.c, b.d, &c) ||
             __builtin_mul_overflow(a.d, b.d, &d))
             return no;
         return (RunForm){true, c, d};
@@ -4495,8 +4497,10 @@ static void emit_tile_epilogue(Kc *kc, LLVMValueRef row0, LLVMValueRef col, LLVM
         emit_stage(kc, 1);
         kc->run_base = kc->run_j = NULL;
         LLVMValueRef br = tloop_end(kc, &lj);
-        /* a row buffer's pixels (conv_row_ld): NR is an output row, and a
-         * part of it is contiguous too: vectors, the part's last one masked */
+        /* a row buffer's pixels (conv_row_ld; plane_rows: a plane): NR is
+         * an output row (plane_rows: N in a kernel's own nest, 0 in a sized
+         * unit), and a part of it is contiguous too: vectors, the part's
+         * last one masked */
         if ((kc->pixel_rows && part > 0) || transposed)
             loop_metadata_tail(cg, br, cg->vec_floats, 1, true);
         else if (kc->pixel_rows)
@@ -4787,9 +4791,11 @@ static bool rows_outer(const KGemm *g, const MmShape *sh, bool writes) {
  * BLOCK, 8-byte slots that the kernel's NAME.mm fills in the order below,
  * and reach the kernel's packing routines and epilogue through function
  * pointers in it.  Whether A or B is prepacked, the product a convolution
- * and K in several blocks are flags in the block, tested once per block of
- * the nest; the tile form (swapped or not) fixes MR, NR and MC, so it
- * picks the function. */
+ * and K in several blocks are flags in the block (MMF_*), tested once per
+ * block of the nest; MMF_ROWS (the epilogue over whole rows) and
+ * MMF_A_NEXT (the next A block prefetched) are tested per tile too, and
+ * every micro-kernel branches once on its pf_step argument; the tile form
+ * (swapped or not) fixes MR, NR and MC, so it picks the function. */
 
 typedef struct {
     const KMatmul *mm; /* the kernel's own product (constant geometry), or NULL: a block's */
@@ -5261,11 +5267,14 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         if_end(kc, &pf);
     }
     /* ... and the next prepacked A block (a_next_block): each tile's
-     * micro-kernel prefetches panel ir's part [jr, jr + nrv) / ncv of it, a
-     * line every few of its k steps (a burst of ~100 prefetches here before
-     * each tile waited on the fill buffers: 16 % of a 1x1 2048->512 layer at
-     * 7x7), so the tiles of a block fetch the next one whole, in either tile
-     * order; else the micro-kernel prefetches its own vector panel's line */
+     * micro-kernel prefetches panel ir's part [jr, jr + nrv) / ncv of it,
+     * one prefetch per k step, pf_step = the part's bytes / kc apart (a burst
+     * of ~100 prefetches here before each tile waited on the fill buffers:
+     * 16 % of a 1x1 2048->512 layer at 7x7).  While a part is at most kc
+     * lines (pf_step <= 64) the tiles of a block fetch the next one whole,
+     * in either tile order; a larger part (a swapped block of one tile: 32-row
+     * panels) is fetched a line every pf_step bytes only.  Without a next block
+     * pf_step is 0: the micro-kernel's k loop without the prefetch */
     LLVMValueRef pf_on = NULL, pf_at = NULL, pf_step = NULL;
     const int a_next = geo->a_next ? known_bool(geo->a_next) : 0;
     if (a_next != 0 && pa != 0) {

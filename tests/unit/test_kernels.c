@@ -91,8 +91,8 @@ static void run_and_compare(const char *name, const char *device, Executable *ex
  * packed once): bound (packed at bind time), two runs, bound again to other
  * weights (packed again), a run; then not bound (packed at every launch from
  * the run's data) with either set of weights. */
-static void check_constant_weights(const char *name, IRGraph *o, const KilnTensor *in,
-                                   const KilnTensor *want) {
+static void check_constant_weights(const char *name, IRGraph *o, const KilnTensor *in, const KilnTensor *want,
+                                   const char *cpu) {
     int np = o->params.len, nr = o->results.len;
     for (int i = 0; i < np; i++) {
         Node *p = ir_node(o, o->params.data[i]);
@@ -107,12 +107,15 @@ static void check_constant_weights(const char *name, IRGraph *o, const KilnTenso
         }
     bool ok2 = ref_run(o, in2, want2, err, sizeof err);
     CHECK(ok2, "%s: reference: %s", name, err);
-    CompileOptions copt = {.opt_level = 2};
+    CompileOptions copt = {.opt_level = 2, .cpu = cpu};
+    char dev[128];
     for (int bound = 1; ok2 && bound >= 0; bound--) {
         Executable *exe = exec_compile(backend_lookup("cpu"), o, &copt, err, sizeof err);
-        CHECK(exe != NULL, "%s on cpu, constant weights: compile: %s", name, err);
+        CHECK(exe != NULL, "%s on cpu%s%s, constant weights: compile: %s", name, cpu ? ":" : "",
+              cpu ? cpu : "", err);
         if (!exe) continue;
-        const char *dev = bound ? "cpu (weights bound)" : "cpu (constant weights, not bound)";
+        snprintf(dev, sizeof dev, "cpu%s%s (%s)", cpu ? ":" : "", cpu ? cpu : "",
+                 bound ? "weights bound" : "constant weights, not bound");
         if (bound)
             CHECK(exec_bind_constants(exe, o, in, err, sizeof err) == KILN_OK, "%s: bind: %s", name, err);
         run_and_compare(name, dev, exe, o, in, want);
@@ -219,7 +222,11 @@ static void run_suite_on(const char *name, const char *text, int direct, const c
         run_and_compare(name, devices[b], exe, o, in, want);
         exec_destroy(exe);
     }
-    if (o) check_constant_weights(name, o, in, want);
+    /* with constant weights on every cpu target of the list: prepacked
+     * weights take paths of their own (the next block's prefetch) */
+    for (int b = 0; o && devices[b]; b++)
+        if (strcmp(devices[b], "cpu") == 0 || strncmp(devices[b], "cpu:", 4) == 0)
+            check_constant_weights(name, o, in, want, devices[b][3] == ':' ? devices[b] + 4 : NULL);
     if (o) {
         int n = check_cuda_direct(name, o);
         CHECK(n >= direct, "%s: %d kernels run the direct CUDA mapping, want >= %d", name, n, direct);
@@ -273,6 +280,11 @@ static const char **with_both_forms(const char *const *base) {
     return all;
 }
 
+/* Every backend, and the cpu compiled for AVX2 and SSE (x86-64-v3, -v2:
+ * their narrower tiles and blocks) too: for the suites whose paths depend on
+ * the tile (NR, MC). */
+static const char *const every_target[] = {"cpu", "kir", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2", NULL};
+
 static void run_suite_both_forms(const char *name, const char *text, int direct, const char *const *base) {
     static const char *const every_device[] = {"cpu", "kir", "cuda-emu", NULL};
     const char **devices = with_both_forms(base ? base : every_device);
@@ -319,9 +331,10 @@ static void test_matmuls(void) {
 /* Products stored in an attention's heads layout, transpose(reshape(x @ w
  * + b, [-1, T, H, D]), [0, 2, 1, 3]), and back, reshape(transpose(p @ v,
  * [0, 2, 1, 3]), [-1, T, H*D]): with D a multiple of the tile's columns (32
- * on AVX-512, 16 or 24 with AVX2) a whole tile row is one run of the output
- * and is stored as vectors (codegen/llvm.c, store_runs); D = 16 and 48 are
- * not such runs on AVX-512 and keep the element-wise store.  140 and 50 rows
+ * on AVX-512, 16 with AVX2, 8 with SSE) a whole tile row is one run of the
+ * output and is stored as vectors (codegen/llvm.c, store_runs); D = 16 and 48
+ * are not such runs on AVX-512 and keep the element-wise store, but are runs
+ * for the AVX2 and SSE tiles (the suite runs compiled for both too).  140 and 50 rows
  * end in corner tiles; K = 384 and 256 take the outlined epilogue, K = 30
  * the inline one. */
 static void test_heads(void) {
@@ -338,7 +351,7 @@ static void test_heads(void) {
         "transpose(reshape(x4 @ w4, [-1, 36, 3, 48]), [0, 2, 1, 3]), "
         "reshape(transpose(p5 @ v5, [0, 2, 1, 3]), [-1, 30, 128])\n"
         "}\n",
-        0, NULL);
+        0, every_target);
 }
 
 /* ------------------------------------------------------- convolutions */
@@ -514,17 +527,23 @@ static void test_convolutions(void) {
          * row of its own over two K blocks (K = 300) */
         {1, 64, 14, 14, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
         {2, 300, 7, 7, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
-        /* swapped products' epilogue over whole rows (plane_rows, flag
-         * MMF_ROWS): three 7x7 images, K = 160 in one block, a clamp; one
-         * image of 64 channels split by its pixels in tiles of 12 (each
-         * chunk a part of the row), K = 144; 5x5 planes of 272 channels
-         * (two row blocks of MC) over two K blocks */
+    };
+    char *text = conv_program(gemm, (int)(sizeof gemm / sizeof gemm[0]));
+    run_suite("convs.kiln", text, 0);
+    free(text);
+    /* swapped products' epilogue over whole rows (plane_rows, flag
+     * MMF_ROWS): three 7x7 images, K = 160 in one block, a clamp; one image
+     * of 64 channels split by its pixels in tiles of 12 (each chunk a part
+     * of the row), K = 144; 5x5 planes of 272 channels (two row blocks of MC)
+     * over two K blocks.  On every cpu target: the AVX2 and SSE tiles and
+     * row blocks differ (NR, MC) */
+    static const ConvCase plane_rows[] = {
         {3, 160, 7, 7, 96, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "clamp", 0, 0},
         {1, 144, 7, 7, 64, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
         {2, 288, 5, 5, 272, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "relu", 0, 0},
     };
-    char *text = conv_program(gemm, (int)(sizeof gemm / sizeof gemm[0]));
-    run_suite("convs.kiln", text, 0);
+    text = conv_program(plane_rows, (int)(sizeof plane_rows / sizeof plane_rows[0]));
+    run_suite_both_forms("convs-rows.kiln", text, 0, every_target);
     free(text);
     /* the size-generic loop nest (kiln.mm.nest: K >= 128) prefetching an
      * output of 2 MiB for writing (3x3 x 16 = 144, 128 x 64 x 64 floats): on
@@ -557,7 +576,7 @@ static void test_convolutions(void) {
     };
     static const char *const fast_devices[] = {"cpu", "cuda-emu", NULL};
     text = conv_program(large, (int)(sizeof large / sizeof large[0]));
-    run_suite_on("convs-large.kiln", text, 0, fast_devices);
+    run_suite_both_forms("convs-large.kiln", text, 0, fast_devices);
     free(text);
     /* convolutions read in place through their taps (llvm_conv_taps: stride
      * 1, K >= 256, output rows of a multiple of 4 pixels, channels in whole
