@@ -30,6 +30,9 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 
+/* The greatest common divisor of a and b, never negative; gcd_i64(0, 0) is 0. */
+int64_t gcd_i64(int64_t a, int64_t b);
+
 /* A block for tensor data (a run's intermediates, packed weights, per-thread
  * scratch): 64-byte aligned, and from HOST_HUGE_MIN_BYTES on aligned to 2 MiB
  * and advised for transparent huge pages (madvise MADV_HUGEPAGE: under the

@@ -54,6 +54,14 @@ void *xcalloc(size_t n, size_t size) {
     return p;
 }
 
+int64_t gcd_i64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b, b = t;
+    }
+    return a < 0 ? -a : a;
+}
+
 void *host_block_alloc(size_t bytes) {
     const size_t huge = (size_t)HOST_HUGE_MIN_BYTES;
     if (bytes < huge) return aligned_alloc(64, (bytes + 63) / 64 * 64);

@@ -4316,14 +4316,6 @@ static void transpose_tile_to(Kc *kc, LLVMValueRef C, LLVMValueRef ldc, int NR, 
     }
 }
 
-static int64_t gcd_i64(int64_t a, int64_t b) {
-    while (b) {
-        int64_t t = a % b;
-        a = b, b = t;
-    }
-    return a < 0 ? -a : a;
-}
-
 /* An index over o = q*L + j (j in [0, L)) as H(q) + c*j with H(q) a
  * multiple of d (d == 0: H is 0); ok false: not of that form (run_form). */
 typedef struct {

@@ -234,14 +234,6 @@ static void product_add_factor(IRMaker *m, Product *p, Dim d) {
     VEC_PUSH(p->syms, d);
 }
 
-static int64_t gcd64(int64_t a, int64_t b) {
-    while (b) {
-        int64_t t = a % b;
-        a = b, b = t;
-    }
-    return a < 0 ? -a : a;
-}
-
 /* Symbols in the order they were made (B before T): -1, -2, ... */
 static int dim_cmp(const void *a, const void *b) {
     Dim x = *(const Dim *)a, y = *(const Dim *)b;
@@ -250,7 +242,7 @@ static int dim_cmp(const void *a, const void *b) {
 
 static Dim product_dim(IRMaker *m, Product *p) {
     if (p->syms.len > 1) qsort(p->syms.data, (size_t)p->syms.len, sizeof(Dim), dim_cmp);
-    int64_t g = gcd64(p->coef, p->den);
+    int64_t g = gcd_i64(p->coef, p->den);
     if (g > 1) p->coef /= g, p->den /= g;
     Dim d = p->coef;
     for (int i = 0; i < p->syms.len; i++) d = ir_dim_mul(m->g, d, p->syms.data[i]);

@@ -108,14 +108,13 @@ static void check_constant_weights(const char *name, IRGraph *o, const KilnTenso
     bool ok2 = ref_run(o, in2, want2, err, sizeof err);
     CHECK(ok2, "%s: reference: %s", name, err);
     CompileOptions copt = {.opt_level = 2, .cpu = cpu};
-    char dev[128];
+    char target[96], dev[128];
+    snprintf(target, sizeof target, "cpu%s%s", cpu ? ":" : "", cpu ? cpu : "");
     for (int bound = 1; ok2 && bound >= 0; bound--) {
         Executable *exe = exec_compile(backend_lookup("cpu"), o, &copt, err, sizeof err);
-        CHECK(exe != NULL, "%s on cpu%s%s, constant weights: compile: %s", name, cpu ? ":" : "",
-              cpu ? cpu : "", err);
+        CHECK(exe != NULL, "%s on %s, constant weights: compile: %s", name, target, err);
         if (!exe) continue;
-        snprintf(dev, sizeof dev, "cpu%s%s (%s)", cpu ? ":" : "", cpu ? cpu : "",
-                 bound ? "weights bound" : "constant weights, not bound");
+        snprintf(dev, sizeof dev, "%s (%s)", target, bound ? "weights bound" : "constant weights, not bound");
         if (bound)
             CHECK(exec_bind_constants(exe, o, in, err, sizeof err) == KILN_OK, "%s: bind: %s", name, err);
         run_and_compare(name, dev, exe, o, in, want);
