@@ -101,8 +101,9 @@ def conv_graphs():
             if cin * cout * plane * plane > 2**26:  # a grid point no network has
                 continue
             conv_layer(g, n, cin, cout, plane, 1, 1, epi)  # pointwise
-            if plane >= 14:
-                conv_layer(g, n, cin, cout, plane * 2, 1, 2, epi)  # downsampling
+            # downsampling, to 7x7 too: a swapped product of <= 128 pixels
+            # runs its epilogue over whole rows (plane_rows), a form of its own
+            conv_layer(g, n, cin, cout, plane * 2, 1, 2, epi)
             if cin <= 256 and cout <= 256:
                 conv_layer(g, n, cin, cout, plane, 3, 1, epi)
                 conv_layer(g, n, cin, cout, plane * 2, 3, 2, epi)
