@@ -2079,9 +2079,10 @@ static LLVMValueRef begin_pack_fn(Cg *cg, const char *name) {
  * packs a block of `valid` lines (rows of A, or columns of B) by kc into
  * panels of W lines: dst[i0*kc + kk*W + w] = src[base + (i0+w)*s_i + kk*s_k]
  * as f32, zero for lines past `valid`.  Whole panels with s_i == 1 (B
- * row-major) copy W contiguous elements per k (vectorised); whole panels
- * with s_k == 1 (A row-major) read each line contiguously; the rest (edges,
- * other strides) go element by element.  One per source dtype and W. */
+ * row-major) copy W contiguous elements per k (vectorised), a partial f32
+ * one (B's last panel) W/VL masked vectors per k; whole panels with s_k ==
+ * 1 (A row-major) read each line contiguously; the rest (other edges and
+ * strides) go element by element.  One per source dtype and W. */
 /* n vectors of n floats transposed in place (n a power of two, at most 16):
  * log2(n) rounds of two-source shuffles; round b pairs rows r and r + b
  * (r / b even) and swaps their off-diagonal blocks of b lanes. */
@@ -2131,6 +2132,11 @@ static void pack_lines_by_vectors(Kc *kc, int W, LLVMValueRef src, LLVMValueRef 
     loop_metadata(cg, tloop_end(kc, &lv), -1, 0);
 }
 
+static LLVMValueRef lane_mask(Cg *cg, LLVMValueRef rem, int VL);
+static LLVMValueRef masked_load_f32(Cg *cg, LLVMValueRef src, LLVMValueRef i, LLVMValueRef mask,
+                                    LLVMValueRef other);
+
+enum { PACK_EDGE_MAX_VECTORS = 8 };
 static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
     char name[64];
     snprintf(name, sizeof name, "kiln.mm.pack.%s.%d", kiln_dtype_name(dt), W);
@@ -2155,9 +2161,45 @@ static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
     LLVMBasicBlockRef b_cols = LLVMAppendBasicBlockInContext(cg->ctx, fn, "contig_k");
     LLVMBasicBlockRef b_gen = LLVMAppendBasicBlockInContext(cg->ctx, fn, "general");
     LLVMBasicBlockRef b_done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "panel_done");
+    const int VL = cg->vec_floats;
+    const bool edge_vectors = dt == KILN_F32 && W % VL == 0 && W / VL <= PACK_EDGE_MAX_VECTORS;
+    LLVMBasicBlockRef b_edge =
+        edge_vectors ? LLVMAppendBasicBlockInContext(cg->ctx, fn, "edge_contig_lines") : NULL;
     LLVMBuildCondBr(cg->b, LLVMBuildAnd(cg->b, full, si1, ""), b_rows, b_t);
     LLVMPositionBuilderAtEnd(cg->b, b_t);
+    if (edge_vectors) {
+        LLVMBasicBlockRef b_t2 = LLVMAppendBasicBlockInContext(cg->ctx, fn, "not_edge_contig_lines");
+        LLVMBuildCondBr(cg->b, si1, b_edge, b_t2);
+        LLVMPositionBuilderAtEnd(cg->b, b_t2);
+    }
     LLVMBuildCondBr(cg->b, LLVMBuildAnd(cg->b, full, sk1, ""), b_cols, b_gen);
+
+    /* the last, partial panel of a row-major f32 B (a 14x14 image's last 4
+     * of 196 columns): per k W/VL masked vector loads of its valid lines,
+     * zeros past them, where the element-by-element loop below, a branch
+     * per element, took 30 % of packing such a B (1x1 1024->256 at 14x14) */
+    if (edge_vectors) {
+        LLVMPositionBuilderAtEnd(cg->b, b_edge);
+        LLVMTypeRef vt = LLVMVectorType(cg->t_f32, (unsigned)VL);
+        LLVMValueRef mask[PACK_EDGE_MAX_VECTORS];
+        for (int v = 0; v < W / VL; v++) {
+            LLVMValueRef rem =
+                imax(cg,
+                     imin(cg, LLVMBuildSub(cg->b, valid, iadd(cg, i0, ci64(cg, (int64_t)v * VL)), ""),
+                          ci64(cg, VL)),
+                     ci64(cg, 0));
+            mask[v] = lane_mask(cg, LLVMBuildTrunc(cg->b, rem, cg->t_i32, ""), VL);
+        }
+        LLVMValueRef kk = tloop_begin(&kc, &lk, ci64(cg, 0), kcv, 1, "k");
+        LLVMValueRef s0 = iadd(cg, pbase, imul(cg, kk, sk)), d0 = iadd(cg, pdst, imul(cg, kk, cW));
+        for (int v = 0; v < W / VL; v++)
+            vec_store(
+                cg,
+                masked_load_f32(cg, src, iadd(cg, s0, ci64(cg, (int64_t)v * VL)), mask[v], LLVMConstNull(vt)),
+                dst, iadd(cg, d0, ci64(cg, (int64_t)v * VL)), 4);
+        tloop_end(&kc, &lk);
+        LLVMBuildBr(cg->b, b_done);
+    }
 
     /* W contiguous elements per k */
     LLVMPositionBuilderAtEnd(cg->b, b_rows);
@@ -2283,10 +2325,6 @@ static LLVMTypeRef ukernel_type(Cg *cg, bool b_in_place, int taps) {
     ps[n] = cg->t_ptr, ps[n + 1] = cg->t_i64; /* pf, pf_step */
     return LLVMFunctionType(cg->t_void, ps, n + 2, 0);
 }
-
-static LLVMValueRef lane_mask(Cg *cg, LLVMValueRef rem, int VL);
-static LLVMValueRef masked_load_f32(Cg *cg, LLVMValueRef src, LLVMValueRef i, LLVMValueRef mask,
-                                    LLVMValueRef other);
 
 /* The micro-kernel of a rows x nv-vector tile (kiln.mm.ukernel: MR x NR;
  * .rRvV a corner); b_in_place (.ib): B's rows read where they lie, ldb
@@ -4049,13 +4087,24 @@ static bool b_constant(const Cg *cg, const KGemm *g) {
  * core (48 KiB L1d, 2 MiB L2) such products ran 1.2-1.6x faster with B
  * packed, where one row block ran a few % slower packed and K = 24 and
  * 128 alike (docs/performance.md, "Session 9: large products on Intel").
- * With a constant A (a convolution's weights) in place stays: a measured
- * mix there (ResNet-50's 1x1 layers at 14x14 faster packed, at 28x28 with
- * K = 512 slower; MobileNetV2's, K < 256, slower). */
+ * With a constant A (a convolution's weights) in place stays unless B's
+ * rows are not a whole number of cache lines (B_IN_PLACE_LINE bytes), K is
+ * a whole block or more and the rows more than a row block: a 14x14
+ * plane's row is 784 bytes, so 3 of 4 rows start inside a line and a
+ * 32-column panel of KC rows spans ~44 KB of lines (32 KB packed), more
+ * than the L1 keeps beside the A panels; its loads are split across lines.
+ * ResNet-50's 1x1 layers at 14x14 (256 to 1024 rows) ran 1.05-1.10x faster
+ * packed (56x56 and 28x28 planes are whole lines: 28x28 with K = 512 ran
+ * 1.12x faster in place), MobileNetV2's at 14x14 (64 and 96 rows, K = 384
+ * and 576) 0.93-0.97x: one row block reads each panel too few times to
+ * pay for the copy (docs/performance.md, "Session 11: ResNet-50 layers
+ * against MLAS"). */
+enum { B_IN_PLACE_LINE = 64 };
 static bool b_in_place(const Cg *cg, const KGemm *g) {
     const KMatmul *mm = &g->mm;
     const MmShape sh = mm_shape(cg, g);
     if (!cg->p->bufs.data[mm->a_buf].constant && mm->k >= sh.kc && mm->m > sh.mc) return false;
+    if (mm->k >= sh.kc && mm->m > sh.mc && mm->b_sk * 4 % B_IN_PLACE_LINE != 0) return false;
     return !g->conv && !cg->p->bufs.data[mm->b_buf].constant &&
            cg->p->bufs.data[mm->b_buf].dtype == KILN_F32 && mm->b_sn == 1 && !gemm_swapped(cg->p, g);
 }

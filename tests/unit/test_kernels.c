@@ -526,6 +526,11 @@ static void test_convolutions(void) {
          * row of its own over two K blocks (K = 300) */
         {1, 64, 14, 14, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
         {2, 300, 7, 7, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+        /* 1x1 stride 1 with B's rows not a whole number of cache lines (a
+         * 14x14 plane: 784 bytes), K >= KC and more rows than a row block:
+         * B packed, not read in place (b_in_place), its last panel of 4
+         * columns packed by masked vectors */
+        {1, 256, 14, 14, 248, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
     };
     char *text = conv_program(gemm, (int)(sizeof gemm / sizeof gemm[0]));
     run_suite("convs.kiln", text, 0);
