@@ -75,6 +75,11 @@ typedef struct {
     pthread_t writer;
     int64_t gather_stride; /* bytes of the largest operand gathered once (llvm.h), 64-aligned; 0: none */
     CpuSplit *split;       /* per kernel: how cpu_launch splits it (kernel_split, once at prepare) */
+    /* bench --trace: every chunk a pool thread runs is a span on that
+     * thread's track (thread_tracks[t]), so that a trace shows how the
+     * threads shared each launch; NULL: not traced */
+    Trace *trace;
+    int *thread_tracks;
 } CpuProg;
 
 /* Packed constant operands of at least this many bytes are kept in the disk
@@ -199,6 +204,7 @@ static void cpu_release(void *p) {
     free(x->packed_map);
     free(x->packed_buf);
     free(x->split);
+    free(x->thread_tracks);
     kcache_close(&x->cache);
     free(x);
 }
@@ -236,6 +242,15 @@ static void *cpu_prepare(const KProgram *kp, const CompileOptions *opt, char *er
     }
     double c_compiled = cpu_ms();
     x->tp = tp_new(tp_default_threads());
+    if (opt && opt->trace) {
+        x->trace = opt->trace;
+        x->thread_tracks = xcalloc((size_t)tp_size(x->tp), sizeof(int));
+        for (int t = 0; t < tp_size(x->tp); t++) {
+            char name[64];
+            snprintf(name, sizeof name, t ? "pool thread %d" : "pool thread %d (the caller)", t);
+            x->thread_tracks[t] = trace_track(x->trace, "device cpu", name);
+        }
+    }
     int64_t most = 0;
     for (int i = 0; i < kp->kernels.len; i++)
         if (cpu_code_kernel(x->code, i)->scratch > most) most = cpu_code_kernel(x->code, i)->scratch;
@@ -332,7 +347,22 @@ typedef struct {
     KernelFn gather;
     int64_t gather_tasks;
     bool *gather_done;
+    /* bench --trace: each chunk a span named `name` on its thread's track */
+    Trace *trace;
+    const int *tracks;
+    const char *name;
+    bool by_columns;
 } ChunkJob;
+
+/* A chunk [b, e) of a launch, run by `thread` from t0 to t1 (ms), in the
+ * trace: kernel launches are split by rows or by columns (CpuSplit). */
+static void trace_chunk(Trace *trace, const int *tracks, int thread, const char *name, bool by_columns,
+                        int64_t b, int64_t e, double t0, double t1) {
+    char args[128];
+    snprintf(args, sizeof args, "{\"thread\": %d, \"%s\": [%lld, %lld]}", thread,
+             by_columns ? "columns" : "outer", (long long)b, (long long)e);
+    trace_span_on(trace, tracks[thread], "chunk", t0, t1, args, "%s", name);
+}
 
 /* Units [u0, u1) of the kernel's range on `thread` (tp_run_ranges: each
  * thread runs its own part of the range from the front in shrinking chunks,
@@ -342,6 +372,7 @@ typedef struct {
  * turn from one counter (guided, until session 8) went to either thread. */
 static void run_chunk(void *ctx, int64_t u0, int64_t u1, int thread) {
     ChunkJob *j = ctx;
+    double t0 = j->trace ? trace_clock_ms() : 0;
     int64_t b = u0 * j->grain, e = u1 * j->grain;
     if (e > j->outer) e = j->outer;
     void **table = j->task_bufs + (size_t)thread * (size_t)j->stride;
@@ -350,6 +381,8 @@ static void run_chunk(void *ctx, int64_t u0, int64_t u1, int thread) {
         j->gather_done[thread] = true;
     }
     if (b < e) j->fn(b, e, table);
+    if (j->trace && b < e)
+        trace_chunk(j->trace, j->tracks, thread, j->name, j->by_columns, b, e, t0, trace_clock_ms());
 }
 
 /* Thread t's copy of kernel i's table (cpu_code.h): its buffers, the
@@ -506,8 +539,11 @@ static bool cpu_launch(void *p, void *call, int i, void *const *bufs, char *err,
     const int64_t grain = sp->grain;
     if (nt <= 1 || sp->work < PARALLEL_MIN_WORK || sp->span < 2 * grain) {
         void **table = task_table(x, c, 0, bufs, i);
+        double t0 = x->trace ? trace_clock_ms() : 0;
         if (gather) gather(0, gather_tasks, table);
         fn(0, outer, table);
+        if (x->trace)
+            trace_chunk(x->trace, x->thread_tracks, 0, k->name, false, 0, outer, t0, trace_clock_ms());
         return true;
     }
     for (int t = 0; t < nt; t++) task_table(x, c, t, bufs, i);
@@ -522,7 +558,11 @@ static bool cpu_launch(void *p, void *call, int i, void *const *bufs, char *err,
                     .stride = x->table_len,
                     .gather = gather,
                     .gather_tasks = gather_tasks,
-                    .gather_done = c->gather_done};
+                    .gather_done = c->gather_done,
+                    .trace = x->trace,
+                    .tracks = x->thread_tracks,
+                    .name = k->name,
+                    .by_columns = sp->by_columns};
     if (gather) memset(c->gather_done, 0, sizeof(bool) * (size_t)nt);
     tp_run_ranges(x->tp, run_chunk, &job, (outer + grain - 1) / grain);
     return true;

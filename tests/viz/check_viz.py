@@ -382,6 +382,23 @@ def check_trace(kiln, device, tmp, runs=3, prog=TB, graph="block", label="", rep
         ok([e["name"] for e in inside] == kernels and all(e["args"]["run"] == i for e in inside),
            f"{name}: run {i} holds {[e['name'] for e in inside][:4]}..., not every kernel in order",
            f"{name}: every run holds every kernel launch in order")
+    if device == "cpu":
+        # every launch's chunks (runtime/cpu.c trace_chunk): spans on the pool threads' tracks
+        # inside the launch, whose ranges follow each other from 0 (the split loses and
+        # repeats nothing)
+        pool = {k for k, v in threads.items() if procs.get(k[0]) == "device cpu" and v.startswith("pool thread")}
+        chunks = [e for e in dev if e.get("cat") == "chunk"]
+        ok(chunks and all((e["pid"], e["tid"]) in pool for e in chunks),
+           f"{name}: no chunk spans, or some off the pool threads' tracks")
+        bad = []
+        for e in launches:
+            mine = [c for c in chunks if c["name"] == e["name"] and e["ts"] - 0.002 <= c["ts"]
+                    and c["ts"] + c["dur"] <= e["ts"] + e["dur"] + 0.002]
+            ranges = sorted(next(v for k, v in c["args"].items() if k != "thread") for c in mine)
+            if not ranges or ranges[0][0] != 0 or any(p[1] != q[0] for p, q in zip(ranges, ranges[1:])):
+                bad.append(f"{e['name']} (run {e['args']['run']}): {ranges[:6]}")
+        ok(not bad, f"{name}: launches whose chunks do not cover a range from 0: {bad[:3]}",
+           f"{name}: every launch holds its chunks, one after another from 0")
     # the trace agrees with bench's own numbers
     for k in bench["kernels"]:
         mine = sorted(e["dur"] / 1e3 for e in launches if e["name"] == k["name"] and e["args"]["run"] > 0)
