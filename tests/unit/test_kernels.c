@@ -531,6 +531,10 @@ static void test_convolutions(void) {
          * B packed, not read in place (b_in_place), its last panel of 4
          * columns packed by masked vectors */
         {1, 256, 14, 14, 248, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+        /* the same with 256 rows or more, fewer than 4 per column and odd
+         * K (packed_pointwise_columns): swapped, split by columns, each
+         * thread packing its own pixels of a 13x13 plane */
+        {1, 300, 13, 13, 272, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
     };
     char *text = conv_program(gemm, (int)(sizeof gemm / sizeof gemm[0]));
     run_suite("convs.kiln", text, 0);
@@ -944,7 +948,8 @@ static void test_pools(void) {
  * split by columns in grains of 3 rows (5 grains: 1, 2 and 2 a thread), 13
  * rows of 20 px in grains of 2 rows (7: 2, 2 and 3), and a 14x14 image with
  * 128 output channels split by rows in quarters (TAPS_ROWS_MAX_PIXELS: 1, 1
- * and 2 a thread). */
+ * and 2 a thread); a 1x1 260->256 at 14x14 (packed_pointwise_columns:
+ * swapped, 17 grains of 12 pixels, each thread packing its own). */
 static void test_three_threads(void) {
     static const ConvCase cases[] = {
         {1, 40, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
@@ -956,6 +961,7 @@ static void test_three_threads(void) {
         {1, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
         {1, 32, 13, 20, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, false, "relu", 0, 0},
         {1, 32, 14, 14, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+        {1, 260, 14, 14, 256, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
     };
     static const char *const cpu_only[] = {"cpu", NULL};
     setenv("KILN_THREADS", "3", 1);
