@@ -1781,6 +1781,24 @@ static bool packed_pointwise_columns(const KProgram *p, const KGemm *g) {
            mm->m < POINTWISE_COLUMNS_MAX_ROWS_PER_COLUMN * mm->n && mm->b_sk * 4 % B_ROW_LINE_BYTES != 0;
 }
 
+/* A 1x1 stride-1 convolution's product (conv_gemm: conv NULL, batch dims
+ * [images, groups], the weights A shared by the images) of 8 or more
+ * images, one group, goes by whole images (llvm_kernel_grain) where it went
+ * by columns (8 x 64-256 rows < 3136 pixels: ResNet-50's 1x1 layers at
+ * 56x56, MobileNetV2's at 112x112 to 28x28): by columns every chunk read
+ * a slice of all 8 images; by images a thread reads only its own, in a
+ * model mostly those its part of the kernel before wrote (split by images
+ * too).  2 threads, batch 8, quiet, the changed kernels normalised by the
+ * unchanged ones: ResNet-50 1.03x, MobileNetV2 1.08x; the two layers alone
+ * 1.0x (docs/performance.md, "Session 11: batch 8's 1x1 layers at two
+ * threads"). */
+enum { POINTWISE_SPLIT_MIN_IMAGES = 8 };
+static bool pointwise_images(const KGemm *g) {
+    const KMatmul *mm = &g->mm;
+    return !g->conv && mm->nbatch == 2 && mm->batch_dims[0] >= POINTWISE_SPLIT_MIN_IMAGES &&
+           mm->batch_dims[1] == 1 && mm->a_batch_stride[0] == 0;
+}
+
 bool llvm_split_by_columns(const KProgram *p, const KGemm *g) {
     const KMatmul *mm = &g->mm;
     if (g->conv && mm->batch == 1 && mm->n < TAPS_ROWS_MAX_PIXELS && mm->m % 128 == 0 && conv_taps(p, g))
@@ -1789,6 +1807,7 @@ bool llvm_split_by_columns(const KProgram *p, const KGemm *g) {
     if (packed_pointwise_columns(p, g)) return true;
     if (few_swapped_panels(p, g)) return true;
     if (g->conv && mm->batch >= 8 && conv_taps(p, g)) return false;
+    if (pointwise_images(g)) return false;
     return mm->batch * mm->m < mm->n && mm->n >= 128 && !rows_for_prepacked_b(p, g);
 }
 

@@ -535,6 +535,9 @@ static void test_convolutions(void) {
          * K (packed_pointwise_columns): swapped, split by columns, each
          * thread packing its own pixels of a 13x13 plane */
         {1, 300, 13, 13, 272, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
+        /* 1x1 stride 1 over 8 images with fewer rows than columns (8 x 16 <
+         * 192 px): the threads split it by whole images (pointwise_images) */
+        {8, 24, 12, 16, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
     };
     char *text = conv_program(gemm, (int)(sizeof gemm / sizeof gemm[0]));
     run_suite("convs.kiln", text, 0);
@@ -949,7 +952,9 @@ static void test_pools(void) {
  * rows of 20 px in grains of 2 rows (7: 2, 2 and 3), and a 14x14 image with
  * 128 output channels split by rows in quarters (TAPS_ROWS_MAX_PIXELS: 1, 1
  * and 2 a thread); a 1x1 260->256 at 14x14 (packed_pointwise_columns:
- * swapped, 17 grains of 12 pixels, each thread packing its own). */
+ * swapped, 17 grains of 12 pixels, each thread packing its own); a 1x1
+ * layer of 8 images, 20 rows by 192 px, split by whole images
+ * (pointwise_images: 3, 3 and 2 a thread). */
 static void test_three_threads(void) {
     static const ConvCase cases[] = {
         {1, 40, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
@@ -962,6 +967,7 @@ static void test_three_threads(void) {
         {1, 32, 13, 20, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, false, "relu", 0, 0},
         {1, 32, 14, 14, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
         {1, 260, 14, 14, 256, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+        {8, 32, 12, 16, 20, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
     };
     static const char *const cpu_only[] = {"cpu", NULL};
     setenv("KILN_THREADS", "3", 1);
