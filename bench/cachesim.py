@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -83,8 +84,9 @@ def row(name, c, n=""):
             f"{(c['DLmr'] + c['DLmw']) * 64 / 1e6:.2f} |")
 
 
-def kinds(src, kernels, run):
-    """kiln's launches of one run summed per layer kind, read off the program's conv2d calls."""
+def kinds(src, kernels, run, batch):
+    """kiln's launches of one run summed per layer kind, read off the program's conv2d calls
+    (in order: a conv2d call the pattern misses would shift every label after it)."""
     shapes = {m.group(1): [int(x) for x in m.group(2).split(",")]
               for m in re.finditer(r"(\w+): f32\[([\d, ]+)\]", src)}
     convs = [(m.group(1), int(m.group(2))) for m in re.finditer(r"conv2d\(\w+, (\w+), \w+, stride=(\d+)", src)]
@@ -94,11 +96,14 @@ def kinds(src, kernels, run):
             w, s = convs[ci]
             ci += 1
             co, cin, kh, kw = shapes[w]
-            side = int(round(math.sqrt(k["flops"] / (2.0 * co * cin * kh * kw))))
+            side = int(round(math.sqrt(k["flops"] / (2.0 * batch * co * cin * kh * kw))))
             kind = f"{kh}x{kw} s{s} {cin}->{co} to {side}"
         else:
             kind = k["name"].split("_", 1)[-1]
         out.setdefault(kind, []).append(c)
+    if ci != len(convs) or sum("conv2d" in k["name"] for k in kernels) != len(convs):
+        sys.exit(f"cachesim: {len(convs)} conv2d calls read off the program (conv2d(x, w, b, stride=S)) "
+                 f"against {sum('conv2d' in k['name'] for k in kernels)} conv2d kernels: the labels would be wrong")
     return out
 
 
@@ -111,8 +116,13 @@ def main():
     ap.add_argument("--peer", action="store_true", help="onnxruntime too (this interpreter imports it)")
     ap.add_argument("--kiln", default=str(ROOT / "build" / "kiln"))
     args = ap.parse_args()
+    if shutil.which("valgrind") is None:
+        sys.exit("cachesim: valgrind is not installed (apt-get install valgrind)")
     models = Path(args.models)
     kfile, wfile, ofile = (models / f"{args.model}.{x}" for x in ("kiln", "safetensors", "onnx"))
+    for f in (kfile, wfile) + ((ofile,) if args.peer else ()):
+        if not f.is_file():
+            sys.exit(f"cachesim: {f}: no such file (bench/models.sh writes the models)")
     print(f"{args.model} batch {args.batch}, 1 thread, D1 48 KiB, LL {args.ll >> 10} KiB; per run: "
           "instructions (M), D1 misses (k, read + write), lines missed in LL (MB, read + write)")
     print("| what | launches | Ir M | D1 misses k | LL misses MB |\n|---|---|---|---|---|")
@@ -120,7 +130,9 @@ def main():
         env = dict(os.environ, KILN_THREADS="1", KILN_CACHE=cache)
         cmd = [args.kiln, "bench", str(kfile), "--weights", str(wfile), "--dim", f"N={args.batch}",
                "--device=cpu", "--cpu=x86-64-v3", "--json", "--runs=2"]
-        subprocess.run(cmd, env=env, capture_output=True, check=True)  # compiled once, outside valgrind
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True)  # compiled once, outside valgrind
+        if r.returncode != 0:
+            sys.exit(f"cachesim: {' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
         parts, out = callgrind(cmd, "cpu_launch", args.ll, env)
     kernels = json.loads(out)["kernels"]
     # parts[0]: the set-up; then a part per launch: the warm-up run and two timed runs (the
@@ -129,7 +141,7 @@ def main():
     run = parts[1 + nk:1 + 2 * nk]
     if len(run) != nk:
         sys.exit(f"cachesim: {len(parts)} parts for {nk} kernels: not one part per launch")
-    for kind, cs in kinds(kfile.read_text(), kernels, run).items():
+    for kind, cs in kinds(kfile.read_text(), kernels, run, args.batch).items():
         print(row(f"kiln {kind}", summed(cs), len(cs)))
     print(row("kiln run", summed(run), nk))
     if args.peer:

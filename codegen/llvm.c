@@ -1758,8 +1758,9 @@ enum { TAPS_ROWS_MAX_PIXELS = 256 };
  * plane B) whose B is packed since its rows are not whole cache lines
  * (b_in_place: a 14x14 plane's rows are 784 bytes), with 256 rows or more
  * but fewer than 4 per column (ResNet-50's 1024->256 and 1024->512 at
- * 14x14, K = 1024), goes by columns and swapped (gemm_swapped), as a
- * gathered convolution of one image does: split by rows each thread
+ * 14x14, K = 1024), goes by columns, and swapped where it has fewer than
+ * 256 columns and M % 16 == 0 (gemm_swapped; otherwise unswapped, in grains
+ * of 32 columns), as a gathered convolution of one image does: split by rows each thread
  * gathered the whole plane (gathered_operand: 0.8 MB, 1024 x 196) for half
  * the rows; by columns each thread packs only its own pixels, in tiles of
  * 12 (17 for 196 pixels, where 32-pixel tiles left a 4-pixel one costing
@@ -1771,22 +1772,31 @@ enum {
     POINTWISE_COLUMNS_MIN_ROWS = 256,
     POINTWISE_COLUMNS_MIN_K = 256,
     POINTWISE_COLUMNS_MAX_ROWS_PER_COLUMN = 4,
-    B_ROW_LINE_BYTES = 64
 };
+/* Whether B's rows (b_sk f32 apart) start at different offsets into a
+ * cache line (a 14x14 plane's 784-byte rows: 3 of 4 start inside a line),
+ * so that a panel read in place spans more lines than it holds and its
+ * vector loads split across lines (b_in_place). */
+enum { CACHE_LINE_BYTES = 64 };
+static bool b_rows_split_lines(const KMatmul *mm) {
+    return mm->b_sk * (int64_t)sizeof(float) % CACHE_LINE_BYTES != 0;
+}
 static bool packed_pointwise_columns(const KProgram *p, const KGemm *g) {
     const KMatmul *mm = &g->mm;
     return !g->conv && mm->batch == 1 && p->bufs.data[mm->a_buf].constant &&
            !p->bufs.data[mm->b_buf].constant && mm->b_sn == 1 && mm->n >= 128 &&
            mm->k >= POINTWISE_COLUMNS_MIN_K && mm->m >= POINTWISE_COLUMNS_MIN_ROWS &&
-           mm->m < POINTWISE_COLUMNS_MAX_ROWS_PER_COLUMN * mm->n && mm->b_sk * 4 % B_ROW_LINE_BYTES != 0;
+           mm->m < POINTWISE_COLUMNS_MAX_ROWS_PER_COLUMN * mm->n && b_rows_split_lines(mm);
 }
 
 /* A 1x1 stride-1 convolution's product (conv_gemm: conv NULL, batch dims
  * [images, groups], the weights A shared by the images) of 8 or more
- * images, one group, goes by whole images (llvm_kernel_grain) where it went
- * by columns (8 x 64-256 rows < 3136 pixels: ResNet-50's 1x1 layers at
- * 56x56, MobileNetV2's at 112x112 to 28x28): by columns every chunk read
- * a slice of all 8 images; by images a thread reads only its own, in a
+ * images, one group, is split over its outer range (images x rows: whole
+ * images where M % 12 != 0, else grains of 12 rows, so a chunk may end
+ * inside an image; llvm_kernel_grain) where it went by columns (8 x 64-256
+ * rows < 3136 pixels: ResNet-50's 1x1 layers at 56x56, MobileNetV2's at
+ * 112x112 to 28x28): by columns every chunk read a slice of all 8 images;
+ * by images a thread reads (mostly) only its own, in a
  * model mostly those its part of the kernel before wrote (split by images
  * too).  2 threads, batch 8, quiet, the changed kernels normalised by the
  * unchanged ones: ResNet-50 1.03x, MobileNetV2 1.08x; the two layers alone
@@ -2184,6 +2194,7 @@ static LLVMValueRef lane_mask(Cg *cg, LLVMValueRef rem, int VL);
 static LLVMValueRef masked_load_f32(Cg *cg, LLVMValueRef src, LLVMValueRef i, LLVMValueRef mask,
                                     LLVMValueRef other);
 
+/* the most vectors in a packed panel line: W <= NR = 32 floats, VL >= 4 (SSE) */
 enum { PACK_EDGE_MAX_VECTORS = 8 };
 static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
     char name[64];
@@ -4136,23 +4147,23 @@ static bool b_constant(const Cg *cg, const KGemm *g) {
  * packed, where one row block ran a few % slower packed and K = 24 and
  * 128 alike (docs/performance.md, "Session 9: large products on Intel").
  * With a constant A (a convolution's weights) in place stays unless B's
- * rows are not a whole number of cache lines (B_IN_PLACE_LINE bytes), K is
+ * rows are not a whole number of cache lines (b_rows_split_lines), K is
  * a whole block or more and the rows more than a row block: a 14x14
  * plane's row is 784 bytes, so 3 of 4 rows start inside a line and a
  * 32-column panel of KC rows spans ~44 KB of lines (32 KB packed), more
  * than the L1 keeps beside the A panels; its loads are split across lines.
- * ResNet-50's 1x1 layers at 14x14 (256 to 1024 rows) ran 1.05-1.10x faster
- * packed (56x56 and 28x28 planes are whole lines: 28x28 with K = 512 ran
- * 1.12x faster in place), MobileNetV2's at 14x14 (64 and 96 rows, K = 384
+ * ResNet-50's 1x1 layers at 14x14 (256 to 1024 rows) ran 1.15x (batch 1)
+ * and 1.18x (batch 8) faster packed on one thread (56x56 and 28x28 planes
+ * are whole lines: 28x28 with K = 512 ran 1.12x faster in place),
+ * MobileNetV2's at 14x14 (64 and 96 rows, K = 384
  * and 576) 0.93-0.97x: one row block reads each panel too few times to
  * pay for the copy (docs/performance.md, "Session 11: ResNet-50 layers
  * against MLAS"). */
-enum { B_IN_PLACE_LINE = 64 };
 static bool b_in_place(const Cg *cg, const KGemm *g) {
     const KMatmul *mm = &g->mm;
     const MmShape sh = mm_shape(cg, g);
-    if (!cg->p->bufs.data[mm->a_buf].constant && mm->k >= sh.kc && mm->m > sh.mc) return false;
-    if (mm->k >= sh.kc && mm->m > sh.mc && mm->b_sk * 4 % B_IN_PLACE_LINE != 0) return false;
+    if (mm->k >= sh.kc && mm->m > sh.mc && (!cg->p->bufs.data[mm->a_buf].constant || b_rows_split_lines(mm)))
+        return false;
     return !g->conv && !cg->p->bufs.data[mm->b_buf].constant &&
            cg->p->bufs.data[mm->b_buf].dtype == KILN_F32 && mm->b_sn == 1 && !gemm_swapped(cg->p, g);
 }

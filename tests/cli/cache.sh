@@ -361,26 +361,29 @@ expect "safetensors, truncated" 1 "out of range|runs past|truncated" "$K" run p.
 # the corpus does not have (an inverted residual block of 24 and 40 channels: 1x1 +
 # bias + relu6, a depthwise 3x3 stride 2 + bias + relu6 from 28x28 (the direct form
 # is keyed by its plane: a plane of the corpus's pyramid), 1x1 + bias + a residual;
-# a 3x3 stride-2 convolution + bias + relu; a linear layer), its weights bound: on
+# a 3x3 stride-2 convolution + bias + relu; a 1x1 stride-2 convolution + bias + relu
+# from 14x14 to 7x7, the swapped whole-rows form that was compiled cold for ResNet-50's
+# 1024->2048 shortcut until session 11; a linear layer), its weights bound: on
 # this machine (where kiln was built, so its helpers are the prebuilt ones) no unit
 # is compiled cold; with --cpu naming another CPU every unit is compiled as before;
 # both give the reference's results
 cat >f.kiln <<'EOF2'
 graph f(x: f32[1, 24, 28, 28], w1: f32[40, 24, 1, 1], b1: f32[40], wd: f32[40, 1, 3, 3], bd: f32[40],
         w2: f32[24, 40, 1, 1], b2: f32[24], r: f32[1, 24, 14, 14], w3: f32[72, 24, 3, 3], b3: f32[72],
-        t: f32[1, 20, 96], w4: f32[96, 200], b4: f32[200]) -> (f32[1, 24, 14, 14], f32[1, 72, 7, 7], f32[1, 20, 200]) {
+        t: f32[1, 20, 96], w4: f32[96, 200], b4: f32[200], q: f32[1, 136, 14, 14], w5: f32[160, 136, 1, 1],
+        b5: f32[160]) -> (f32[1, 24, 14, 14], f32[1, 72, 7, 7], f32[1, 20, 200], f32[1, 160, 7, 7]) {
     h = clamp(conv2d(x, w1, b1), 0.0, 6.0)
     d = clamp(conv2d(h, wd, bd, stride=2, padding=1, groups=40), 0.0, 6.0)
     y = conv2d(d, w2, b2) + r
     z = relu(conv2d(y, w3, b3, stride=[2, 2], padding=[[1, 1], [1, 1]]))
-    return y, z, t @ w4 + b4
+    return y, z, t @ w4 + b4, relu(conv2d(q, w5, b5, stride=[2, 2]))
 }
 EOF2
 $PY -c "
 import json, struct, numpy as np
 rng = np.random.default_rng(7)
 shapes = {'w1': [40, 24, 1, 1], 'b1': [40], 'wd': [40, 1, 3, 3], 'bd': [40], 'w2': [24, 40, 1, 1], 'b2': [24],
-          'w3': [72, 24, 3, 3], 'b3': [72], 'w4': [96, 200], 'b4': [200]}
+          'w3': [72, 24, 3, 3], 'b3': [72], 'w4': [96, 200], 'b4': [200], 'w5': [160, 136, 1, 1], 'b5': [160]}
 hdr, blobs, off = {}, [], 0
 for k, s in shapes.items():
     b = (rng.standard_normal(s) * 0.2).astype(np.float32).tobytes()
@@ -390,25 +393,25 @@ for k, s in shapes.items():
 h = json.dumps(hdr).encode()
 h += b' ' * (-len(h) % 8)
 open('f.safetensors', 'wb').write(struct.pack('<Q', len(h)) + h + b''.join(blobs))
-for name, shape in (('fx', (1, 24, 28, 28)), ('fr', (1, 24, 14, 14)), ('ft', (1, 20, 96))):
+for name, shape in (('fx', (1, 24, 28, 28)), ('fr', (1, 24, 14, 14)), ('ft', (1, 20, 96)), ('fq', (1, 136, 14, 14))):
     np.save(name + '.npy', rng.standard_normal(shape).astype(np.float32))" 2>err || bad "writing f.safetensors"
-fin="--weights f.safetensors --in x=fx.npy --in r=fr.npy --in t=ft.npy"
+fin="--weights f.safetensors --in x=fx.npy --in r=fr.npy --in t=ft.npy --in q=fq.npy"
 "$K" run f.kiln --device=ref $fin --out fref >/dev/null 2>err || bad "prebuilt forms: reference run"
 expect "prebuilt forms, cold" 0 "" env KILN_CACHE=off "$K" bench f.kiln --device=cpu $fin --json --runs=1 -v
 if grep -q "shared helpers prebuilt at build time" err; then
     json "prebuilt forms, cold: no unit compiled" \
-        "j['kernels_prebuilt'] == j['kernels_distinct'] == 5 and j['kernels_compiled'] == 0"
+        "j['kernels_prebuilt'] == j['kernels_distinct'] == 6 and j['kernels_compiled'] == 0"
 else
     echo "cache: this build's helpers are not prebuilt for this CPU, nor its forms: the hit is not checked"
 fi
 expect "prebuilt forms, --cpu=x86-64-v3" 0 "" env KILN_CACHE=off "$K" bench f.kiln --device=cpu --cpu=x86-64-v3 \
     $fin --json --runs=1
 json "prebuilt forms, --cpu=x86-64-v3: every unit compiled" \
-    "j['kernels_prebuilt'] == 0 and j['kernels_compiled'] == j['kernels_distinct'] == 5"
+    "j['kernels_prebuilt'] == 0 and j['kernels_compiled'] == j['kernels_distinct'] == 6"
 for cpu in native x86-64-v3; do
     expect "prebuilt forms, run --cpu=$cpu" 0 "" env KILN_CACHE=off "$K" run f.kiln --device=cpu --cpu=$cpu $fin \
         --out f$cpu
-    for r in 0 1 2; do close "prebuilt forms, --cpu=$cpu, result $r" f$cpu/$r.npy fref/$r.npy; done
+    for r in 0 1 2 3; do close "prebuilt forms, --cpu=$cpu, result $r" f$cpu/$r.npy fref/$r.npy; done
 done
 
 echo "cache: $pass passed, $fail failed"
