@@ -101,9 +101,10 @@ def kinds(src, kernels, run, batch):
         else:
             kind = k["name"].split("_", 1)[-1]
         out.setdefault(kind, []).append(c)
-    if ci != len(convs) or sum("conv2d" in k["name"] for k in kernels) != len(convs):
+    conv_kernels = sum("conv2d" in k["name"] for k in kernels)
+    if conv_kernels != len(convs):
         sys.exit(f"cachesim: {len(convs)} conv2d calls read off the program (conv2d(x, w, b, stride=S)) "
-                 f"against {sum('conv2d' in k['name'] for k in kernels)} conv2d kernels: the labels would be wrong")
+                 f"against {conv_kernels} conv2d kernels: the labels would be wrong")
     return out
 
 

@@ -1759,9 +1759,9 @@ enum { TAPS_ROWS_MAX_PIXELS = 256 };
  * (b_in_place: a 14x14 plane's rows are 784 bytes), with 256 rows or more
  * but fewer than 4 per column (ResNet-50's 1024->256 and 1024->512 at
  * 14x14, K = 1024), goes by columns, and swapped where it has fewer than
- * 256 columns and M % 16 == 0 (gemm_swapped; otherwise unswapped, in grains
- * of 32 columns), as a gathered convolution of one image does: split by rows each thread
- * gathered the whole plane (gathered_operand: 0.8 MB, 1024 x 196) for half
+ * 256 columns and M % 16 == 0 (gemm_swapped; otherwise unswapped, in
+ * grains of 32 columns), as a gathered convolution of one image does: split
+ * by rows each thread gathered the whole plane (gathered_operand: 0.8 MB, 1024 x 196) for half
  * the rows; by columns each thread packs only its own pixels, in tiles of
  * 12 (17 for 196 pixels, where 32-pixel tiles left a 4-pixel one costing
  * half a tile), and reads all the prepacked weights.  Quiet, 2 threads,
@@ -1796,11 +1796,11 @@ static bool packed_pointwise_columns(const KProgram *p, const KGemm *g) {
  * inside an image; llvm_kernel_grain) where it went by columns (8 x 64-256
  * rows < 3136 pixels: ResNet-50's 1x1 layers at 56x56, MobileNetV2's at
  * 112x112 to 28x28): by columns every chunk read a slice of all 8 images;
- * by images a thread reads (mostly) only its own, in a
- * model mostly those its part of the kernel before wrote (split by images
- * too).  2 threads, batch 8, quiet, the changed kernels normalised by the
- * unchanged ones: ResNet-50 1.03x, MobileNetV2 1.08x; the two layers alone
- * 1.0x (docs/performance.md, "Session 11: batch 8's 1x1 layers at two
+ * by images a thread reads (mostly) only its own, in a model mostly those
+ * its part of the kernel before wrote (split by images too).  2 threads,
+ * batch 8, quiet, the changed kernels normalised by the unchanged ones:
+ * ResNet-50 1.03x, MobileNetV2 1.08x; the two layers alone 1.0x
+ * (docs/performance.md, "Session 11: batch 8's 1x1 layers at two
  * threads"). */
 enum { POINTWISE_SPLIT_MIN_IMAGES = 8 };
 static bool pointwise_images(const KGemm *g) {
@@ -4155,10 +4155,9 @@ static bool b_constant(const Cg *cg, const KGemm *g) {
  * ResNet-50's 1x1 layers at 14x14 (256 to 1024 rows) ran 1.15x (batch 1)
  * and 1.18x (batch 8) faster packed on one thread (56x56 and 28x28 planes
  * are whole lines: 28x28 with K = 512 ran 1.12x faster in place),
- * MobileNetV2's at 14x14 (64 and 96 rows, K = 384
- * and 576) 0.93-0.97x: one row block reads each panel too few times to
- * pay for the copy (docs/performance.md, "Session 11: ResNet-50 layers
- * against MLAS"). */
+ * MobileNetV2's at 14x14 (64 and 96 rows, K = 384 and 576) 0.93-0.97x:
+ * one row block reads each panel too few times to pay for the copy
+ * (docs/performance.md, "Session 11: ResNet-50 layers against MLAS"). */
 static bool b_in_place(const Cg *cg, const KGemm *g) {
     const KMatmul *mm = &g->mm;
     const MmShape sh = mm_shape(cg, g);
