@@ -942,6 +942,16 @@ static void test_pools(void) {
               "    return a, b, c, d, e, f, g, h, i, j, k, l, m\n"
               "}\n",
               12);
+    /* an input past POOL_ROWS_CACHED_INPUT (8 MiB, codegen/llvm.c): the
+     * separable pool prefetches its rows POOL_ROWS_AHEAD output rows ahead,
+     * the last plane's past the input's end; f32 and f16 on every cpu target */
+    static const char *const big_devices[] = {"cpu", "cpu:x86-64-v3", "cpu:x86-64-v2", NULL};
+    run_suite_on("bigpool.kiln",
+                 "graph bigpool(x: f32[1, 24, 300, 300], y: f16[1, 47, 300, 300]) -> (f32[1, 24, 150, 150], "
+                 "f16[1, 47, 150, 150]) {\n"
+                 "    return maxpool2d(x, 3, stride=2, padding=1), maxpool2d(y, 3, stride=2, padding=1)\n"
+                 "}\n",
+                 0, big_devices);
 }
 
 /* The kernels' split over 3 threads (runtime/cpu.c: each thread owns a
