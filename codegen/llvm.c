@@ -1971,6 +1971,23 @@ bool llvm_conv_taps(const KProgram *p, const Kernel *k) {
  * 32 rows computed 48 rows each).  12 is a multiple of every MR (mm_shape). */
 enum { ROW_GRAIN = 12 };
 
+/* A product whose B the nest packs in every chunk (b_packed_per_chunk)
+ * takes every row of a chunk in one group while the partial sums stay
+ * under CACC_PACKED_B_MAX_BYTES: they come from the L3 at 480 rows already
+ * (2048 columns: 3.9 MB), and each group packed all of B again (kiln's
+ * 2048^3 sgemm on one thread: 5 times, 8 % of its time).  Its chunks are
+ * PACKED_B_ROW_GRAIN rows or more (llvm_kernel_grain). */
+enum { CACC_PACKED_B_MAX_BYTES = 16 << 20, PACKED_B_ROW_GRAIN = 96 };
+
+/* Whether the nest packs product g's B again in every row group of every
+ * chunk: a product of two activations (no constant operand, not a
+ * convolution) with K of a whole block or more and more rows than a row
+ * block (MC: B packed, not read in place: b_in_place) whose B is too
+ * large to gather once per thread (gathered_operand) or of several
+ * batches.  Decided by the shape (llvm_kernel_grain has no target): the
+ * AVX-512 tile's KC and MC, the largest of every target's. */
+static bool b_packed_per_chunk(const KProgram *p, const KGemm *g);
+
 int64_t llvm_kernel_grain(const KProgram *p, const Kernel *k) {
     KGemm g;
     if ((k->kind == KK_MATMUL || k->kind == KK_CONV) && kernel_gemm(p, k, &g) && g.mm.n > 0 &&
@@ -1981,6 +1998,11 @@ int64_t llvm_kernel_grain(const KProgram *p, const Kernel *k) {
         /* whole batches when M is not a multiple; swapped products' row
          * panels are 32 rows (or 16, 8: mm_shape) */
         int64_t grain = gemm_swapped(p, &g) ? 32 : ROW_GRAIN;
+        /* each chunk packs all of B for its rows: the pool's last chunks of
+         * 12 and 48 rows (a thread's part shrinks by quarters) took 10-12 ms
+         * of ~165 of each thread's 2048^3 product, at 0.2-0.8 ms a row
+         * against 0.15 in the first */
+        if (b_packed_per_chunk(p, &g)) grain = PACKED_B_ROW_GRAIN;
         /* a convolution of one image read in place split by rows (a 7x7
          * plane: too few pixels to split) in 4 chunks: each chunk copies
          * the whole padded input (all its channels), which 16 chunks of 32
@@ -3090,10 +3112,12 @@ static LLVMValueRef kernel_im2col(Cg *cg, const Kernel *k, KilnDType dt, int NR,
  * layers at 7x7 1.04-1.05x). */
 enum { MM_ROW_GROUP = 480, ROW_GROUP_ALIGN = 96, CACC_MAX_BYTES = 2 << 20 };
 
-static int64_t row_group(const MmShape *sh, const KGemm *g) {
+static int64_t row_group(const Cg *cg, const MmShape *sh, const KGemm *g) {
     const KMatmul *mm = &g->mm;
     if (mm->k <= sh->kc) return mm->m;
     int64_t NC = mm->n < sh->nc ? mm->n : sh->nc, NCp = (NC + sh->nr - 1) / sh->nr * sh->nr;
+    if (b_packed_per_chunk(cg->p, g) && (double)mm->m * (double)NCp * 4.0 <= (double)CACC_PACKED_B_MAX_BYTES)
+        return mm->m;
     int64_t rows = CACC_MAX_BYTES / (NCp * 4) / ROW_GROUP_ALIGN * ROW_GROUP_ALIGN;
     if (rows < MM_ROW_GROUP) rows = MM_ROW_GROUP;
     return rows < mm->m ? rows : mm->m;
@@ -4148,6 +4172,15 @@ int64_t llvm_column_grain(const KProgram *p, const KGemm *g) {
  * split between the chunks already) and when that block stays small. */
 enum { GATHER_MAX_BYTES = 4 << 20 };
 
+static bool b_packed_per_chunk(const KProgram *p, const KGemm *g) {
+    const KMatmul *mm = &g->mm;
+    if (g->conv || p->bufs.data[mm->a_buf].constant || p->bufs.data[mm->b_buf].constant || mm->k < 256 ||
+        mm->m <= 240)
+        return false;
+    double b_bytes = (double)((mm->n + 31) / 32 * 32) * (double)mm->k * 4.0;
+    return distinct_batches(mm, mm->b_batch_stride) != 1 || b_bytes > GATHER_MAX_BYTES;
+}
+
 /* The fewest rows a product with a prepacked B is split by (8 grains: 4 per
  * thread on 2 cores). */
 enum { SPLIT_ROWS_MIN = 8 * ROW_GRAIN };
@@ -4418,7 +4451,7 @@ static int64_t matmul_scratch(const Cg *cg, const Kernel *k) {
     if (!gemm_tiled(cg, k, &g)) return 0;
     MmShape sh = mm_shape(cg, &g);
     int64_t N = g.mm.n, NC = N < sh.nc ? N : sh.nc, NCp = (NC + sh.nr - 1) / sh.nr * sh.nr;
-    int64_t rows = row_group(&sh, &g);
+    int64_t rows = row_group(cg, &sh, &g);
     rows = (rows + sh.mr - 1) / sh.mr * sh.mr;
     int64_t bytes = sh.mc * sh.kc * 4 + 64 + b_area(cg, &g, sh.kc * NCp * 4) + 64;
     if (g.mm.k > sh.kc) bytes += (rows + sh.mr) * NCp * 4 + 64;
@@ -5561,7 +5594,7 @@ static void mm_block_values(const Cg *cg, const KGemm *g, int64_t v[MMB_FLAGS + 
     v[MMB_MP] = pp.ap / mm->k, v[MMB_NP] = pp.bp / mm->k;
     int64_t NC = mm->n < sh.nc ? mm->n : sh.nc;
     v[MMB_NCP] = (NC + sh.nr - 1) / sh.nr * sh.nr;
-    v[MMB_RG] = row_group(&sh, g);
+    v[MMB_RG] = row_group(cg, &sh, g);
     v[MMB_FLAGS] = (pp.a ? MMF_PACKED_A : 0) | (pp.b ? MMF_PACKED_B : 0) | (g->conv ? MMF_CONV : 0) |
                    (mm->k > sh.kc ? MMF_MULTI_K : 0) | (b_in_place(cg, g) ? MMF_B_IN_PLACE : 0) |
                    (b_far_ahead(cg, g) ? MMF_B_FAR : 0) | (plane_rows(cg->p, g) ? MMF_ROWS : 0) |

@@ -301,7 +301,10 @@ static void run_suite_both_forms(const char *name, const char *text, int direct,
  * Products with K >= 128 run the size-generic nest (codegen/llvm.c: its
  * geometry from an argument block): x13's two batch dims, w13 broadcast
  * over the first and x13 a constant's blocks then indexed per batch, and
- * x14's f16 operands over two K blocks reach its batch and dtype paths. */
+ * x14's f16 operands over two K blocks reach its batch and dtype paths.
+ * x15 @ w15 (two activations, 250 rows, two K blocks, two batches of B)
+ * packs B in the nest in every chunk: its partial sums in one row group
+ * and its chunks whole batches (b_packed_per_chunk). */
 static void test_matmuls(void) {
     run_suite_both_forms(
         "matmuls.kiln",
@@ -316,13 +319,14 @@ static void test_matmuls(void) {
         "x8: f16[2, 77], w8: f16[77, 33], "
         "x9: f32[52, 300], w9: f32[300, 81], x10: f32[44, 520], w10: f32[520, 48], "
         "x11: f32[200, 300], w11: f32[300, 40], b11: f32[40], x12: f32[4, 30, 64], w12: f32[64, 200], "
-        "x13: f32[2, 3, 20, 150], w13: f32[3, 150, 40], x14: f16[40, 260], w14: f16[260, 48]) "
+        "x13: f32[2, 3, 20, 150], w13: f32[3, 150, 40], x14: f16[40, 260], w14: f16[260, 48], "
+        "x15: f32[2, 250, 300], w15: f32[2, 300, 40]) "
         "-> (f32[70, 130], f32[3, 50, 90], f32[2, 40, 70], f32[37, 100], f16[64, 48], f32[8, 520], "
         "f32[1, 1100], f32[3, 1, 130], f16[2, 33], f32[52, 81], f32[44, 48], f32[200, 40], "
-        "f32[4, 30, 200], f32[2, 3, 20, 40], f16[40, 48]) {\n"
+        "f32[4, 30, 200], f32[2, 3, 20, 40], f16[40, 48], f32[2, 250, 40]) {\n"
         "    return relu(x0 @ w0 + b0), w1 @ x1, x2 @ w2, linear(x3, w3, b3), x4 @ w4, x5 @ w5, "
         "relu(x6 @ w6 + b6), x7 @ w7, x8 @ w8, x9 @ w9, relu(x10 @ w10), x11 @ w11 + b11, x12 @ w12, "
-        "x13 @ w13, x14 @ w14\n"
+        "x13 @ w13, x14 @ w14, x15 @ w15\n"
         "}\n",
         0, NULL);
 }

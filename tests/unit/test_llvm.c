@@ -819,6 +819,9 @@ static void test_matmul(void) {
     check_matmul(1, 130, 257, 600, KILN_F32, false, true, true); /* B transposed, 3 K blocks */
     /* two activations, rows over a row block, K over a block: B packed, not read in place */
     check_matmul(2, 250, 40, 300, KILN_F32, false, false, true);
+    /* ... and partial sums of over 2 MiB (520 x 1056 floats): one row group
+     * for all 520 rows, not 480 + 40 (b_packed_per_chunk) */
+    check_matmul(2, 520, 1040, 260, KILN_F32, false, false, true);
     check_matmul(3, 20, 40, 50, KILN_F32, true, false, true);   /* batched, A broadcast */
     check_matmul(2, 33, 48, 70, KILN_F16, false, false, false);
     check_matmul(2, 33, 48, 70, KILN_BF16, false, true, true);
