@@ -4933,22 +4933,41 @@ static int64_t next_block_columns(int64_t N, int NR) {
 }
 
 /* Whether a product's tiles go a row panel at a time along the columns (then
- * the next panel) rather than a column panel at a time down the rows: for
- * a wide, short product (K one block, a B block of at most 256 KiB: the
- * block is read again by each row panel, from the L2) with at least 4 row
- * panels and an output of 2 MiB or more prefetched for writing (`writes`).
- * Down the rows, every tile writes MR rows a whole image plane apart, and
- * a column panel 48 or more such streams at once; along the columns 12,
- * each written in order.  MobileNetV2 batch 8's 16->96 at 112x112 and
- * 24->144 at 56x56 1.2x faster (1 thread), the 16->96 at batch 1 1.07x; at
- * 14x14 (196 columns) it was 5-13 % slower, hence >= 1024 columns. */
-static bool rows_outer(const KGemm *g, const MmShape *sh, bool writes) {
+ * the next panel) rather than a column panel at a time down the rows, and
+ * why (ROWS_OUTER_*, 0: not): for a wide, short product (K one block, the
+ * B block read again by each row panel, from the L2) with at least 4 row
+ * panels and an output of 2 MiB or more
+ * - prefetched for writing (`writes`), a B block of at most 256 KiB.  Down
+ *   the rows, every tile writes MR rows a whole image plane apart, and a
+ *   column panel 48 or more such streams at once; along the columns 12,
+ *   each written in order.  MobileNetV2 batch 8's 16->96 at 112x112 and
+ *   24->144 at 56x56 1.2x faster (1 thread), the 16->96 at batch 1 1.07x;
+ *   at 14x14 (196 columns) it was 5-13 % slower, hence >= 1024 columns;
+ * - or whose epilogue reads a buffer at o (`reads`: a residual, which the
+ *   model's output overwrites), a B block of at most 512 KiB (ResNet-50's
+ *   1x1 64->256 + residual at 56x56: 64 x 2048 floats).  Down the rows each
+ *   tile's 12 residual rows were 12 lines x 2 streams from the L3 that no
+ *   prefetcher follows, prefetched in a burst before the tile (a third of
+ *   the nest's samples) and stored after it (another third); along the
+ *   columns they are 12 streams read and written in order, which the L2's
+ *   streamer fetches ahead.  Such a nest does not prefetch B's next panel
+ *   into the L1 (below, emit_mm_nest): the burst of K rows' lines per tile
+ *   (192 prefetches at K = 64) cost more than the L2 hits it saved.  Those
+ *   layers 1.06-1.15x faster in ResNet-50 (batch 1 and 8, 1 and 2 threads,
+ *   CPU time, quiet); the same order for the 64->256 projection (written,
+ *   not read: prefetched for writing, a 512 KiB block) was 0.95x, hence
+ *   `writes` keeps 256 KiB (docs/performance.md, "Session 12: 1x1 at
+ *   56x56"). */
+enum { ROWS_OUTER_WRITES = 1, ROWS_OUTER_READS = 2 };
+static int rows_outer(const KGemm *g, const MmShape *sh, bool writes, bool reads) {
     const KMatmul *mm = &g->mm;
-    int64_t block_cols = mm->n < sh->nc ? mm->n : sh->nc;
-    return writes &&
-           (double)mm->batch * (double)mm->m * (double)mm->n * 4.0 >= (double)PREFETCH_WRITE_MIN_BYTES &&
-           !sh->swap && mm->k <= sh->kc && mm->m >= 4 * sh->mr && mm->n >= 1024 &&
-           mm->k * block_cols * 4 <= 256 * 1024;
+    const int64_t block_cols = mm->n < sh->nc ? mm->n : sh->nc, block_bytes = mm->k * block_cols * 4;
+    if ((double)mm->batch * (double)mm->m * (double)mm->n * 4.0 < (double)PREFETCH_WRITE_MIN_BYTES ||
+        sh->swap || mm->k > sh->kc || mm->m < 4 * sh->mr || mm->n < 1024)
+        return 0;
+    if (writes && block_bytes <= 256 * 1024) return ROWS_OUTER_WRITES;
+    if (reads && block_bytes <= 512 * 1024) return ROWS_OUTER_READS;
+    return 0;
 }
 
 /* ------------------------------------ the loop nest, size-generic or not
@@ -4986,7 +5005,8 @@ typedef struct {
     LLVMValueRef tap_tab;         /* with its i32 table of tap offsets (NAME.taps) */
     int64_t row_ld;               /* and its row buffer's row stride (conv_row_ld), or 0 */
     int64_t b_area;               /* (constant geometry only) bytes of the scratch's B area (b_area) */
-    bool rows_outer; /* a row panel at a time: rows_outer (constant geometry, a short sized nest) */
+    int rows_outer;  /* a row panel at a time: rows_outer's ROWS_OUTER_* (constant geometry, a short sized
+                        nest) */
     bool epi_inline; /* the epilogue emitted in the nest (kc's kernel; epi_n: its N), else a call: */
     int64_t epi_n;
     LLVMValueRef epi, *epi_extra; /* epi(row0, col, mrv, nrv, c0, c1, ob, oe, C, ldc, extra...) */
@@ -5354,7 +5374,7 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
     LLVMValueRef jr = NULL, nrv = NULL, bpanel = NULL, ir = NULL, mrv = NULL, apanel = NULL;
     LLVMValueRef tap_ow = NULL, tap_oh = NULL; /* taps: the tile's first pixel's place in the output */
     for (int level = 0; level < 2; level++) { /* columns outside, or rows (rows_outer) */
-        if ((level == 0) != geo->rows_outer) {
+        if ((level == 0) != (geo->rows_outer != 0)) {
             jr = tloop_begin(kc, &ljr, ci64(cg, 0), ncv, NR, "jr");
             nrv = imin(cg, ci64(cg, NR), LLVMBuildSub(cg->b, ncv, jr, ""));
             if (geo->taps) { /* the tile's pixels along one output row, read in place from the padded image */
@@ -5373,7 +5393,8 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
             } else if (bip != 1) {
                 bpanel = elem_ptr(cg, cg->t_f32, bblock, imul(cg, jr, kcv));
             }
-            if (bip != 0)
+            /* (not along the rows for a residual: rows_outer) */
+            if (bip != 0 && geo->rows_outer != ROWS_OUTER_READS)
                 prefetch_next_panel(kc, geo, bbase, pc, kcv, iadd(cg, iadd(cg, jc, jr), ci64(cg, NR)), NR);
         } else {
             ir = tloop_begin(kc, &lir, ci64(cg, 0), mcv, MR, "ir");
@@ -5977,7 +5998,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
         for (int i = 0; i < nb; i++) extra[i] = kc.bufptr[list[i]];
         geo.npf = nprefetch;
         geo.prefetch_next = prefetch_next;
-        geo.rows_outer = rows_outer(g, &sh, nread == 0 && nprefetch > 0);
+        geo.rows_outer = rows_outer(g, &sh, nread == 0 && nprefetch > 0, nread > 0);
         if (prefetch_next) geo.nc = next_block_columns(mm->n, sh.nr);
         for (int b = 0; b < nprefetch; b++) {
             geo.pf[b] = kc.bufptr[prefetch[b]];
@@ -6038,7 +6059,7 @@ typedef struct {
     int nb, npf, pf[MM_PREFETCH_MAX];
     bool swap;
     bool own_nest;   /* K < EPI_OUTLINE_MIN_K: NAME.nest, the epilogue inline (emit_sized_nest) */
-    bool rows_outer; /* its tiles a row panel at a time (rows_outer; a fact of its form) */
+    int rows_outer;  /* its tiles a row panel at a time (rows_outer; a fact of its form) */
 } SizedProduct;
 
 /* The epilogue operands a sized product's tiles may prefetch (the block's
@@ -6181,7 +6202,7 @@ static LLVMValueRef emit_sized_product(Cg *cg, const Kernel *k, int ki, const KG
     int *pf = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread, npass;
     bool mixed;
     sp.npf = sized_prefetch(p, k, mm, pf, &nread, &npass, &mixed);
-    sp.rows_outer = sp.own_nest && rows_outer(g, &sh, nread == 0 && npass > 0);
+    sp.rows_outer = sp.own_nest ? rows_outer(g, &sh, nread == 0 && npass > 0, nread > 0) : 0;
     memcpy(sp.pf, pf, sizeof(int) * (size_t)sp.npf);
     free(pf);
     KilnDType adt = p->bufs.data[mm->a_buf].dtype, bdt = p->bufs.data[mm->b_buf].dtype;
@@ -6266,8 +6287,8 @@ static void sized_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiA
                       mm->k < EPI_OUTLINE_MIN_K ? gemm_prepack(cg, g).a : -1,
                       mm->k < EPI_OUTLINE_MIN_K ? gemm_prepack(cg, g).b : -1,
                       mm->k < EPI_OUTLINE_MIN_K ? b_in_place(cg, g) : -1,
-                      mm->k < EPI_OUTLINE_MIN_K ? rows_outer(g, &sh, nread == 0 && npass > 0) : -1, nb, npf,
-                      plane_rows(p, g)};
+                      mm->k < EPI_OUTLINE_MIN_K ? rows_outer(g, &sh, nread == 0 && npass > 0, nread > 0) : -1,
+                      nb, npf, plane_rows(p, g)};
     put_words(w, head, (int)(sizeof head / sizeof head[0]));
     for (int i = 0; i < nb; i++) VEC_PUSH(*w, list[i]);
     for (int i = 0; i < npf; i++) VEC_PUSH(*w, pf[i]);

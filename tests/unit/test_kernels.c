@@ -593,6 +593,20 @@ static void test_convolutions(void) {
     text = conv_program(large, (int)(sizeof large / sizeof large[0]));
     run_suite_both_forms("convs-large.kiln", text, 0, fast_devices);
     free(text);
+    /* a wide, short 1x1 whose epilogue reads a residual (4.5 MB out over
+     * two images, K = 40 in one block, B read in place) runs its tiles a
+     * row panel at a time along the columns without prefetching B's next
+     * panel (rows_outer, ROWS_OUTER_READS): 136 rows (11 panels of 12 and a
+     * corner of 4 on AVX-512), 4095 px (the last tile 31 columns); on every
+     * cpu target (their tiles differ) and cuda-emu, not the kernel-IR
+     * interpreter (slow at this size) */
+    static const ConvCase rows_residual[] = {
+        {2, 40, 65, 63, 136, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+    };
+    static const char *const fast_targets[] = {"cpu", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2", NULL};
+    text = conv_program(rows_residual, (int)(sizeof rows_residual / sizeof rows_residual[0]));
+    run_suite_both_forms("convs-rows-residual.kiln", text, 0, fast_targets);
+    free(text);
     /* convolutions read in place through their taps (llvm_conv_taps: stride
      * 1, K >= 256, output rows of a multiple of 4 pixels, channels in whole
      * vectors): rows of 12 px (one tile), 20 (12 + 8), 16 (12 + 4) and 8;
