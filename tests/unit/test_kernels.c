@@ -624,6 +624,9 @@ static void test_convolutions(void) {
         {1, 128, 6, 9, 32, 1, 2, 1, 1, 0, 0, 1, 1, 1, false, "relu", 0, 0},
         {1, 32, 24, 24, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
         {1, 32, 9, 40, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, false, "residual", 0, 0},
+        /* K = 513 (57 channels): a last K block of one step, which the
+         * micro-kernel's k loop of two steps an iteration runs alone */
+        {1, 57, 6, 8, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
         /* stride 2 (kiln.mm.ukernel.tap2): 3x3 over two images of odd
          * width, a stem-like 7x7 over 3 channels (K = 147, one K block),
          * strides 1 down and 2 across, "SAME" padding at the end only */
