@@ -2235,6 +2235,8 @@ static void pack_lines_by_vectors(Kc *kc, int W, LLVMValueRef src, LLVMValueRef 
 static LLVMValueRef lane_mask(Cg *cg, LLVMValueRef rem, int VL);
 static LLVMValueRef masked_load_f32(Cg *cg, LLVMValueRef src, LLVMValueRef i, LLVMValueRef mask,
                                     LLVMValueRef other);
+static void masked_store_f32(Cg *cg, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef mask);
+static LLVMValueRef const_lanes(Cg *cg, int64_t lo, int64_t hi, int W);
 
 /* the most vectors in a packed panel line: W <= NR = 32 floats, VL >= 4 (SSE) */
 enum { PACK_EDGE_MAX_VECTORS = 8 };
@@ -2262,8 +2264,8 @@ static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
     LLVMBasicBlockRef b_cols = LLVMAppendBasicBlockInContext(cg->ctx, fn, "contig_k");
     LLVMBasicBlockRef b_gen = LLVMAppendBasicBlockInContext(cg->ctx, fn, "general");
     LLVMBasicBlockRef b_done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "panel_done");
-    const int VL = cg->vec_floats;
-    const bool edge_vectors = dt == KILN_F32 && W % VL == 0 && W / VL <= PACK_EDGE_MAX_VECTORS;
+    const int VL = cg->vec_floats, edge_nvec = (W + VL - 1) / VL;
+    const bool edge_vectors = dt == KILN_F32 && edge_nvec <= PACK_EDGE_MAX_VECTORS;
     LLVMBasicBlockRef b_edge =
         edge_vectors ? LLVMAppendBasicBlockInContext(cg->ctx, fn, "edge_contig_lines") : NULL;
     LLVMBuildCondBr(cg->b, LLVMBuildAnd(cg->b, full, si1, ""), b_rows, b_t);
@@ -2276,28 +2278,38 @@ static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
     LLVMBuildCondBr(cg->b, LLVMBuildAnd(cg->b, full, sk1, ""), b_cols, b_gen);
 
     /* the last, partial panel of a row-major f32 B (a 14x14 image's last 4
-     * of 196 columns): per k W/VL masked vector loads of its valid lines,
-     * zeros past them, where the element-by-element loop below, a branch
-     * per element, took 30 % of packing such a B (1x1 1024->256 at 14x14) */
+     * of 196 columns, a 7x7 image's last 1 of 49 in a swapped product's
+     * 12-column panels): per k ceil(W/VL) masked vector loads of its valid
+     * lines, zeros past them (a panel line narrower than a vector stored
+     * under a mask of its W lanes), where the element-by-element loop
+     * below, a branch per element, took 30 % of packing such a B (1x1
+     * 1024->256 at 14x14) and half of packing MobileNetV2's 960->160 at 7x7
+     * (W = 12 on AVX-512) */
     if (edge_vectors) {
         LLVMPositionBuilderAtEnd(cg->b, b_edge);
         LLVMTypeRef vt = LLVMVectorType(cg->t_f32, (unsigned)VL);
         LLVMValueRef mask[PACK_EDGE_MAX_VECTORS];
-        for (int v = 0; v < W / VL; v++) {
+        for (int v = 0; v < edge_nvec; v++) {
+            const int64_t lanes = W - (int64_t)v * VL < VL ? W - (int64_t)v * VL : VL;
             LLVMValueRef rem =
                 imax(cg,
                      imin(cg, LLVMBuildSub(cg->b, valid, iadd(cg, i0, ci64(cg, (int64_t)v * VL)), ""),
-                          ci64(cg, VL)),
+                          ci64(cg, lanes)),
                      ci64(cg, 0));
             mask[v] = lane_mask(cg, LLVMBuildTrunc(cg->b, rem, cg->t_i32, ""), VL);
         }
         LLVMValueRef kk = tloop_begin(&kc, &lk, ci64(cg, 0), kcv, 1, "k");
         LLVMValueRef s0 = iadd(cg, pbase, imul(cg, kk, sk)), d0 = iadd(cg, pdst, imul(cg, kk, cW));
-        for (int v = 0; v < W / VL; v++)
-            vec_store(
-                cg,
-                masked_load_f32(cg, src, iadd(cg, s0, ci64(cg, (int64_t)v * VL)), mask[v], LLVMConstNull(vt)),
-                dst, iadd(cg, d0, ci64(cg, (int64_t)v * VL)), 4);
+        for (int v = 0; v < edge_nvec; v++) {
+            const int64_t lanes = W - (int64_t)v * VL < VL ? W - (int64_t)v * VL : VL;
+            LLVMValueRef x =
+                masked_load_f32(cg, src, iadd(cg, s0, ci64(cg, (int64_t)v * VL)), mask[v], LLVMConstNull(vt));
+            LLVMValueRef at = iadd(cg, d0, ci64(cg, (int64_t)v * VL));
+            if (lanes == VL)
+                vec_store(cg, x, dst, at, 4);
+            else
+                masked_store_f32(cg, x, dst, at, const_lanes(cg, 0, lanes, VL));
+        }
         tloop_end(&kc, &lk);
         LLVMBuildBr(cg->b, b_done);
     }

@@ -975,6 +975,21 @@ static void test_pools(void) {
                  0, big_devices);
 }
 
+/* Swapped 1x1 layers (fewer than 128 pixels) whose B, the image, is packed
+ * in panels of the micro-kernel's width (12 on AVX-512, 12 = 8 + 4 on
+ * x86-64-v3): 49 pixels leave a last panel of 1, 100 one of 4 (masked
+ * vectors under a mask of the panel's lanes, helper_pack). */
+static void test_swapped_pack_edges(void) {
+    static const char *const devices[] = {"cpu", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2", NULL};
+    run_suite_on(
+        "swapped_pack.kiln",
+        "graph swapped_pack(x: f32[2, 64, 7, 7], w: f32[48, 64, 1, 1], b: f32[48], y: f32[1, 40, 10, "
+        "10], v: f32[32, 40, 1, 1]) -> (f32[2, 48, 7, 7], f32[1, 32, 10, 10]) {\n"
+        "    return conv2d(x, w, b), relu(conv2d(y, v))\n"
+        "}\n",
+        0, devices);
+}
+
 /* The kernels' split over 3 threads (runtime/cpu.c: each thread owns a
  * third of every kernel's grains, tp_run_ranges), on cpu against the
  * reference: a 14x14 image swapped in chunks of 12 pixels (17 grains: 5, 6
@@ -1025,6 +1040,7 @@ int main(void) {
     test_sized_direct();
     test_sized_gemv();
     test_pools();
+    test_swapped_pack_edges();
     test_review_shapes();
     test_three_threads();
     printf("test_kernels: %d passed, %d failed\n", npass, nfail);
