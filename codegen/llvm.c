@@ -5519,12 +5519,24 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
 
     /* the tile goes to Cacc (K in several blocks) or to `tile` */
     LLVMValueRef cptr = tile, ldc = ci64(cg, sh->swap ? MR : NR);
+    /* A packed here (not prepacked: no next A block for the micro-kernel
+     * to prefetch): each column panel's partial sums in one run, the
+     * group's rows NR floats apart, so that the next tile's (the next
+     * rows') follow this one's and the micro-kernel prefetches them (below) */
+    const bool cacc_panels = multi_k != 0 && !sh->swap && pa != 1;
     if (multi_k != 0) {
         LLVMValueRef crow = iadd(cg, LLVMBuildSub(cg->b, ic, m0, ""), ir);
         /* swapped: each tile's MR x NR floats in one block */
         LLVMValueRef at = iadd(cg, imul(cg, crow, geo->ncp), sh->swap ? imul(cg, jr, ci64(cg, MR)) : jr);
+        LLVMValueRef cld = sh->swap ? ci64(cg, MR) : geo->ncp;
+        if (cacc_panels) {
+            LLVMValueRef panels =
+                iadd(cg, imul(cg, jr, iadd(cg, geo->rg, ci64(cg, MR))), imul(cg, crow, ci64(cg, NR)));
+            at = pick(cg, geo->packed_a, at, panels);
+            cld = pick(cg, geo->packed_a, cld, ci64(cg, NR));
+        }
         cptr = pick(cg, geo->multi_k, elem_ptr(cg, cg->t_f32, Cacc, at), tile);
-        ldc = pick(cg, geo->multi_k, sh->swap ? ci64(cg, MR) : geo->ncp, ldc);
+        ldc = pick(cg, geo->multi_k, cld, ldc);
     }
     /* the epilogue's operands at o itself (a residual) into the cache
      * while the micro-kernel runs: a tile's rows lie N elements apart,
@@ -5600,6 +5612,24 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         LLVMValueRef bytes = imul(cg, LLVMBuildSub(cg->b, hi, lo, ""), ci64(cg, 4));
         pf_step =
             LLVMBuildUDiv(cg->b, iadd(cg, bytes, LLVMBuildSub(cg->b, kcv, ci64(cg, 1), "")), kcv, "pf_step");
+    }
+    /* ... or (A packed here, K in several blocks) the next tile's partial
+     * sums, its MR x NR floats after this one's (cacc_panels), into the L2:
+     * a tile added and stored its sums at its end from the L3 or memory
+     * (kiln's 2048^3 sgemm keeps 16 MiB of them: b_packed_per_chunk) */
+    if (cacc_panels) {
+        LLVMValueRef on = pa < 0 ? LLVMBuildNot(cg->b, geo->packed_a, "") : LLVMConstInt(cg->t_i1, 1, 0);
+        if (multi_k < 0) on = LLVMBuildAnd(cg->b, on, geo->multi_k, "");
+        LLVMValueRef at =
+            LLVMBuildGEP2(cg->b, cg->t_f32, cptr, (LLVMValueRef[]){ci64(cg, MR * NR)}, 1, "pf_cacc");
+        LLVMValueRef step = LLVMBuildUDiv(
+            cg->b, iadd(cg, ci64(cg, MR * NR * 4), LLVMBuildSub(cg->b, kcv, ci64(cg, 1), "")), kcv, "");
+        if (pf_on) { /* a next A block (prepacked A) first */
+            at = LLVMBuildSelect(cg->b, pf_on, pf_at, at, "");
+            step = LLVMBuildSelect(cg->b, pf_on, pf_step, step, "");
+            on = LLVMBuildOr(cg->b, pf_on, on, "");
+        }
+        pf_on = on, pf_at = at, pf_step = step;
     }
     LLVMValueRef accumulate = multi_k != 0 ? LLVMBuildNot(cg->b, first, "") : LLVMConstInt(cg->t_i1, 0, 0);
     /* swapped: the micro-kernel broadcasts B's panel and loads A's in
