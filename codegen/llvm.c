@@ -2548,12 +2548,11 @@ static LLVMValueRef helper_ukernel_lanes(Cg *cg, const MmShape *sh, int rows, in
      * per step it has four scalar instructions (the table's index, the
      * weights' pointer, the prefetch's address, the compare and branch)
      * beside 24 FMAs, and on Intel the scalar ALU and branch ports 0 and 5
-     * are also the two 512-bit FMA ports; the micro-kernels ran ~87 % of a
-     * bare FMA loop's rate.  Quiet, 1 thread, Intel Xeon model 207,
-     * normalised by the other kernels: ResNet-18's 3x3 layers 1.011-1.020x
-     * (batch 1 and 8), ResNet-50's 1.006-1.015x; four steps an iteration
-     * gained no more (0.998-1.004x against two).  The plain and in-place
-     * micro-kernels keep one step (not measured). */
+     * are also the two 512-bit FMA ports.  Quiet, 1 thread, Intel Xeon
+     * model 207, normalised by the other kernels: ResNet-18's 3x3 layers
+     * 1.011-1.020x (batch 1 and 8), ResNet-50's 1.006-1.015x; four steps an
+     * iteration gained no more (0.998-1.004x against two).  The plain and
+     * in-place micro-kernels keep one step (not measured). */
     const int unroll_log2 = 1;
     const bool two = taps != 0;
     LLVMValueRef *mid = xcalloc((size_t)nacc, sizeof(LLVMValueRef));
