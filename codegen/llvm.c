@@ -5067,11 +5067,18 @@ static int64_t next_block_columns(int64_t N, int NR) {
  *   into the L1 (below, emit_mm_nest): the burst of K rows' lines per tile
  *   (192 prefetches at K = 64) cost more than the L2 hits it saved.  Those
  *   layers 1.06-1.15x faster in ResNet-50 (batch 1 and 8, 1 and 2 threads,
- *   CPU time, quiet); the same order for the 64->256 projection (written,
- *   not read: prefetched for writing, a 512 KiB block) was 0.95x, hence
- *   `writes` keeps 256 KiB (docs/performance.md, "Session 12: 1x1 at
- *   56x56"). */
-enum { ROWS_OUTER_WRITES = 1, ROWS_OUTER_READS = 2 };
+ *   CPU time, quiet);
+ * - or prefetched for writing with a B block of 256-512 KiB
+ *   (ROWS_OUTER_STREAMS: ResNet-50's 1x1 64->256 projection at 56x56, and
+ *   its 64->64 at batch 8): the same order, and neither B's next panel nor
+ *   the output's lines prefetched: its 12 rows are streams written in
+ *   order, whose lines the L2's streamer fetches for ownership ahead of
+ *   the stores.  With the write prefetch kept (a burst of 12 rows' lines
+ *   per tile) it was 0.95-1.01x, without 1.12x at batch 1 and 1.25-1.30x
+ *   at batch 8 (1 thread).  The MobileNetV2 layers of the first kind were
+ *   not measured without their prefetches: they keep them
+ *   (docs/performance.md, "Session 12: 1x1 at 56x56"). */
+enum { ROWS_OUTER_WRITES = 1, ROWS_OUTER_READS = 2, ROWS_OUTER_STREAMS = 3 };
 static int rows_outer(const KGemm *g, const MmShape *sh, bool writes, bool reads) {
     const KMatmul *mm = &g->mm;
     const int64_t block_cols = mm->n < sh->nc ? mm->n : sh->nc, block_bytes = mm->k * block_cols * 4;
@@ -5079,6 +5086,7 @@ static int rows_outer(const KGemm *g, const MmShape *sh, bool writes, bool reads
         sh->swap || mm->k > sh->kc || mm->m < 4 * sh->mr || mm->n < 1024)
         return 0;
     if (writes && block_bytes <= 256 * 1024) return ROWS_OUTER_WRITES;
+    if (writes && block_bytes <= 512 * 1024) return ROWS_OUTER_STREAMS;
     if (reads && block_bytes <= 512 * 1024) return ROWS_OUTER_READS;
     return 0;
 }
@@ -5506,8 +5514,8 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
             } else if (bip != 1) {
                 bpanel = elem_ptr(cg, cg->t_f32, bblock, imul(cg, jr, kcv));
             }
-            /* (not along the rows for a residual: rows_outer) */
-            if (bip != 0 && geo->rows_outer != ROWS_OUTER_READS)
+            /* (not along the rows for a residual nor streamed: rows_outer) */
+            if (bip != 0 && geo->rows_outer != ROWS_OUTER_READS && geo->rows_outer != ROWS_OUTER_STREAMS)
                 prefetch_next_panel(kc, geo, bbase, pc, kcv, iadd(cg, iadd(cg, jc, jr), ci64(cg, NR)), NR);
         } else {
             ir = tloop_begin(kc, &lir, ci64(cg, 0), mcv, MR, "ir");
@@ -5542,7 +5550,8 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
      * 12 or 32 streams no prefetcher follows (ResNet-50's 1x1 64->256 with
      * its residual add ran at 64 % of the same product without it) */
     LLVMValueRef row0 = iadd(cg, iadd(cg, brow, ic), ir), col = iadd(cg, jc, jr);
-    if (geo->npf > 0) {
+    /* (not the output's lines written as streams along the rows: rows_outer) */
+    if (geo->npf > 0 && geo->rows_outer != ROWS_OUTER_STREAMS) {
         IfBlock pf;
         LLVMValueRef when = multi_k != 0 ? last : LLVMConstInt(cg->t_i1, 1, 0);
         if (geo->npf_v)

@@ -597,11 +597,14 @@ static void test_convolutions(void) {
      * two images, K = 40 in one block, B read in place) runs its tiles a
      * row panel at a time along the columns without prefetching B's next
      * panel (rows_outer, ROWS_OUTER_READS): 136 rows (11 panels of 12 and a
-     * corner of 4 on AVX-512), 4095 px (the last tile 31 columns); on every
+     * corner of 4 on AVX-512), 4095 px (the last tile 31 columns); the same
+     * written (a relu: prefetched for writing, a 320 KiB B block), without
+     * prefetching the output's lines either (ROWS_OUTER_STREAMS); on every
      * cpu target (their tiles differ) and cuda-emu, not the kernel-IR
      * interpreter (slow at this size) */
     static const ConvCase rows_residual[] = {
         {2, 40, 65, 63, 136, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+        {2, 40, 65, 63, 136, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
     };
     static const char *const fast_targets[] = {"cpu", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2", NULL};
     text = conv_program(rows_residual, (int)(sizeof rows_residual / sizeof rows_residual[0]));
