@@ -5047,48 +5047,44 @@ static int64_t next_block_columns(int64_t N, int NR) {
 
 /* Whether a product's tiles go a row panel at a time along the columns (then
  * the next panel) rather than a column panel at a time down the rows, and
- * why (ROWS_OUTER_*, 0: not): for a wide, short product (K one block, the
- * B block read again by each row panel, from the L2) with at least 4 row
- * panels and an output of 2 MiB or more
- * - prefetched for writing (`writes`), a B block of at most 256 KiB.  Down
- *   the rows, every tile writes MR rows a whole image plane apart, and a
- *   column panel 48 or more such streams at once; along the columns 12,
- *   each written in order.  MobileNetV2 batch 8's 16->96 at 112x112 and
- *   24->144 at 56x56 1.2x faster (1 thread), the 16->96 at batch 1 1.07x;
- *   at 14x14 (196 columns) it was 5-13 % slower, hence >= 1024 columns;
- * - or whose epilogue reads a buffer at o (`reads`: a residual, which the
- *   model's output overwrites), a B block of at most 512 KiB (ResNet-50's
- *   1x1 64->256 + residual at 56x56: 64 x 2048 floats).  Down the rows each
- *   tile's 12 residual rows were 12 lines x 2 streams from the L3 that no
- *   prefetcher follows, prefetched in a burst before the tile (a third of
- *   the nest's samples) and stored after it (another third); along the
- *   columns they are 12 streams read and written in order, which the L2's
- *   streamer fetches ahead.  Such a nest does not prefetch B's next panel
- *   into the L1 (below, emit_mm_nest): the burst of K rows' lines per tile
- *   (192 prefetches at K = 64) cost more than the L2 hits it saved.  Those
- *   layers 1.06-1.15x faster in ResNet-50 (batch 1 and 8, 1 and 2 threads,
- *   CPU time, quiet);
- * - or prefetched for writing with a B block of 256-512 KiB
- *   (ROWS_OUTER_STREAMS: ResNet-50's 1x1 64->256 projection at 56x56, and
- *   its 64->64 at batch 8): the same order, and neither B's next panel nor
- *   the output's lines prefetched: its 12 rows are streams written in
- *   order, whose lines the L2's streamer fetches for ownership ahead of
- *   the stores.  With the write prefetch kept (a burst of 12 rows' lines
- *   per tile) it was 0.95-1.01x, without 1.12x at batch 1 and 1.25-1.30x
- *   at batch 8 (1 thread).  The MobileNetV2 layers of the first kind were
- *   not measured without their prefetches: they keep them
- *   (docs/performance.md, "Session 12: 1x1 at 56x56"). */
-enum { ROWS_OUTER_WRITES = 1, ROWS_OUTER_READS = 2, ROWS_OUTER_STREAMS = 3 };
+ * why (ROWS_OUTER_*, 0: not): a wide, short product (K one block, a B block
+ * of at most 512 KiB, read again by each row panel from the L2) with at
+ * least 4 row panels and an output of 2 MiB or more that is
+ * - prefetched for writing (`writes`, ROWS_OUTER_STREAMS).  Down the rows,
+ *   every tile writes MR rows a whole image plane apart, and a column panel
+ *   48 or more such streams at once; along the columns 12, each written in
+ *   order (session 10: MobileNetV2 batch 8's 16->96 at 112x112 and 24->144
+ *   at 56x56 1.2x faster, 1 thread; at 14x14, 196 columns, 5-13 % slower,
+ *   hence >= 1024 columns).  Neither B's next panel nor the output's lines
+ *   are prefetched (emit_mm_nest): the 12 output rows' lines are fetched
+ *   for ownership by the L2's streamer ahead of the stores, and the bursts
+ *   before each tile (12 rows' lines for writing, K rows' lines of B's
+ *   next panel) cost more than they saved: ResNet-50's 1x1 64->256
+ *   projection at 56x56 1.11-1.13x at batch 1 and 1.20-1.28x at batch 8,
+ *   its 64->64 at batch 8 1.22-1.26x, MobileNetV2's 16->96 and 24->144
+ *   (their blocks of at most 256 KiB took this order with both prefetches
+ *   since session 10) another 1.08-1.20x;
+ * - or read by its epilogue at o (`reads`: a residual, which the model's
+ *   output overwrites; ROWS_OUTER_READS).  Down the rows each tile's 12
+ *   residual rows were 12 lines x 2 streams from the L3 that no prefetcher
+ *   follows, prefetched in a burst before the tile (a third of the nest's
+ *   samples) and stored after it (another third); along the columns they
+ *   are 12 streams read and written in order, which the L2's streamer
+ *   fetches ahead.  B's next panel is not prefetched either (192
+ *   prefetches a tile at K = 64 cost more than the L2 hits they saved);
+ *   the residual's rows still are (without, 2 % slower).  ResNet-50's 1x1
+ *   64->256 + residual at 56x56 1.06-1.15x (batch 1 and 8, 1 and 2
+ *   threads).
+ * All CPU time, quiet (docs/performance.md, "Session 12: 1x1 at 56x56"). */
+enum { ROWS_OUTER_STREAMS = 1, ROWS_OUTER_READS = 2 };
 static int rows_outer(const KGemm *g, const MmShape *sh, bool writes, bool reads) {
     const KMatmul *mm = &g->mm;
     const int64_t block_cols = mm->n < sh->nc ? mm->n : sh->nc, block_bytes = mm->k * block_cols * 4;
     if ((double)mm->batch * (double)mm->m * (double)mm->n * 4.0 < (double)PREFETCH_WRITE_MIN_BYTES ||
         sh->swap || mm->k > sh->kc || mm->m < 4 * sh->mr || mm->n < 1024)
         return 0;
-    if (writes && block_bytes <= 256 * 1024) return ROWS_OUTER_WRITES;
-    if (writes && block_bytes <= 512 * 1024) return ROWS_OUTER_STREAMS;
-    if (reads && block_bytes <= 512 * 1024) return ROWS_OUTER_READS;
-    return 0;
+    if (block_bytes > 512 * 1024) return 0;
+    return writes ? ROWS_OUTER_STREAMS : reads ? ROWS_OUTER_READS : 0;
 }
 
 /* ------------------------------------ the loop nest, size-generic or not
@@ -5514,8 +5510,8 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
             } else if (bip != 1) {
                 bpanel = elem_ptr(cg, cg->t_f32, bblock, imul(cg, jr, kcv));
             }
-            /* (not along the rows for a residual nor streamed: rows_outer) */
-            if (bip != 0 && geo->rows_outer != ROWS_OUTER_READS && geo->rows_outer != ROWS_OUTER_STREAMS)
+            /* (not a row panel at a time: rows_outer) */
+            if (bip != 0 && !geo->rows_outer)
                 prefetch_next_panel(kc, geo, bbase, pc, kcv, iadd(cg, iadd(cg, jc, jr), ci64(cg, NR)), NR);
         } else {
             ir = tloop_begin(kc, &lir, ci64(cg, 0), mcv, MR, "ir");

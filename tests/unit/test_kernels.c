@@ -566,8 +566,9 @@ static void test_convolutions(void) {
     static const ConvCase large[] = {
         {1, 16, 64, 64, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
         /* a wide 1x1 16->136 (2.2 MB out) runs its tiles a row panel at a
-         * time along the columns (rows_outer): 11 panels and a corner of 4
-         * rows, 4095 px (the last tile 31 columns) */
+         * time along the columns, neither B's next panel nor the output
+         * prefetched (rows_outer): 11 panels and a corner of 4 rows, 4095
+         * px (the last tile 31 columns) */
         {1, 16, 65, 63, 136, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "clamp", 0, 0},
         /* an output under 2 MiB (0.6 MB) whose input makes it more (1.8
          * MB): prefetched for writing too (prefetch_for_writing) */
@@ -599,7 +600,7 @@ static void test_convolutions(void) {
      * panel (rows_outer, ROWS_OUTER_READS): 136 rows (11 panels of 12 and a
      * corner of 4 on AVX-512), 4095 px (the last tile 31 columns); the same
      * written (a relu: prefetched for writing, a 320 KiB B block), without
-     * prefetching the output's lines either (ROWS_OUTER_STREAMS); on every
+     * prefetching the output's lines (ROWS_OUTER_STREAMS); on every
      * cpu target (their tiles differ) and cuda-emu, not the kernel-IR
      * interpreter (slow at this size) */
     static const ConvCase rows_residual[] = {
