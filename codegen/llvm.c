@@ -5049,8 +5049,8 @@ static int64_t next_block_columns(int64_t N, int NR) {
  * the next panel) rather than a column panel at a time down the rows, and
  * why (ROWS_OUTER_*, 0: not): a wide, short product (K one block, a B block
  * of at most 512 KiB, read again by each row panel from the L2) with at
- * least 4 row panels and an output of 2 MiB or more that is
- * - prefetched for writing (`writes`, ROWS_OUTER_STREAMS).  Down the rows,
+ * least 4 row panels and an output that is
+ * - only written, 512 KiB or more (ROWS_OUTER_STREAMS).  Down the rows,
  *   every tile writes MR rows a whole image plane apart, and a column panel
  *   48 or more such streams at once; along the columns 12, each written in
  *   order (session 10: MobileNetV2 batch 8's 16->96 at 112x112 and 24->144
@@ -5063,28 +5063,32 @@ static int64_t next_block_columns(int64_t N, int NR) {
  *   projection at 56x56 1.11-1.13x at batch 1 and 1.20-1.28x at batch 8,
  *   its 64->64 at batch 8 1.22-1.26x, MobileNetV2's 16->96 and 24->144
  *   (their blocks of at most 256 KiB took this order with both prefetches
- *   since session 10) another 1.08-1.20x;
- * - or read by its epilogue at o (`reads`: a residual, which the model's
- *   output overwrites; ROWS_OUTER_READS).  Down the rows each tile's 12
+ *   since session 10) another 1.08-1.20x.  From 512 KiB (was 2 MiB, the
+ *   size from which outputs are prefetched for writing): ResNet-50 batch
+ *   1's 64->64 at 56x56 (0.8 MB) 1.09-1.11x, MobileNetV2 batch 1's
+ *   24->144 at 56x56 (1.8 MB) 1.21x;
+ * - or read by its epilogue at o, 2 MiB or more (`reads`: a residual, which
+ *   the model's output overwrites; ROWS_OUTER_READS).  Down the rows each tile's 12
  *   residual rows were 12 lines x 2 streams from the L3 that no prefetcher
  *   follows, prefetched in a burst before the tile (a third of the nest's
  *   samples) and stored after it (another third); along the columns they
  *   are 12 streams read and written in order, which the L2's streamer
  *   fetches ahead.  B's next panel is not prefetched either (192
  *   prefetches a tile at K = 64 cost more than the L2 hits they saved);
- *   the residual's rows still are (without, 2 % slower).  ResNet-50's 1x1
+ *   the residual's rows still are (without: 0.91x at batch 8).  ResNet-50's 1x1
  *   64->256 + residual at 56x56 1.06-1.15x (batch 1 and 8, 1 and 2
  *   threads).
  * All CPU time, quiet (docs/performance.md, "Session 12: 1x1 at 56x56"). */
 enum { ROWS_OUTER_STREAMS = 1, ROWS_OUTER_READS = 2 };
-static int rows_outer(const KGemm *g, const MmShape *sh, bool writes, bool reads) {
+enum { ROWS_OUTER_WRITTEN_MIN_BYTES = 512 << 10 };
+static int rows_outer(const KGemm *g, const MmShape *sh, bool reads) {
     const KMatmul *mm = &g->mm;
     const int64_t block_cols = mm->n < sh->nc ? mm->n : sh->nc, block_bytes = mm->k * block_cols * 4;
-    if ((double)mm->batch * (double)mm->m * (double)mm->n * 4.0 < (double)PREFETCH_WRITE_MIN_BYTES ||
-        sh->swap || mm->k > sh->kc || mm->m < 4 * sh->mr || mm->n < 1024)
+    const double out_min = reads ? (double)PREFETCH_WRITE_MIN_BYTES : (double)ROWS_OUTER_WRITTEN_MIN_BYTES;
+    if ((double)mm->batch * (double)mm->m * (double)mm->n * 4.0 < out_min || sh->swap || mm->k > sh->kc ||
+        mm->m < 4 * sh->mr || mm->n < 1024 || block_bytes > 512 * 1024)
         return 0;
-    if (block_bytes > 512 * 1024) return 0;
-    return writes ? ROWS_OUTER_STREAMS : reads ? ROWS_OUTER_READS : 0;
+    return reads ? ROWS_OUTER_READS : ROWS_OUTER_STREAMS;
 }
 
 /* ------------------------------------ the loop nest, size-generic or not
@@ -6146,7 +6150,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
         for (int i = 0; i < nb; i++) extra[i] = kc.bufptr[list[i]];
         geo.npf = nprefetch;
         geo.prefetch_next = prefetch_next;
-        geo.rows_outer = rows_outer(g, &sh, nread == 0 && nprefetch > 0, nread > 0);
+        geo.rows_outer = rows_outer(g, &sh, nread > 0);
         if (prefetch_next) geo.nc = next_block_columns(mm->n, sh.nr);
         for (int b = 0; b < nprefetch; b++) {
             geo.pf[b] = kc.bufptr[prefetch[b]];
@@ -6350,7 +6354,7 @@ static LLVMValueRef emit_sized_product(Cg *cg, const Kernel *k, int ki, const KG
     int *pf = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread, npass;
     bool mixed;
     sp.npf = sized_prefetch(p, k, mm, pf, &nread, &npass, &mixed);
-    sp.rows_outer = sp.own_nest ? rows_outer(g, &sh, nread == 0 && npass > 0, nread > 0) : 0;
+    sp.rows_outer = sp.own_nest ? rows_outer(g, &sh, nread > 0) : 0;
     memcpy(sp.pf, pf, sizeof(int) * (size_t)sp.npf);
     free(pf);
     KilnDType adt = p->bufs.data[mm->a_buf].dtype, bdt = p->bufs.data[mm->b_buf].dtype;
@@ -6435,8 +6439,8 @@ static void sized_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiA
                       mm->k < EPI_OUTLINE_MIN_K ? gemm_prepack(cg, g).a : -1,
                       mm->k < EPI_OUTLINE_MIN_K ? gemm_prepack(cg, g).b : -1,
                       mm->k < EPI_OUTLINE_MIN_K ? b_in_place(cg, g) : -1,
-                      mm->k < EPI_OUTLINE_MIN_K ? rows_outer(g, &sh, nread == 0 && npass > 0, nread > 0) : -1,
-                      nb, npf, plane_rows(p, g)};
+                      mm->k < EPI_OUTLINE_MIN_K ? rows_outer(g, &sh, nread > 0) : -1, nb, npf,
+                      plane_rows(p, g)};
     put_words(w, head, (int)(sizeof head / sizeof head[0]));
     for (int i = 0; i < nb; i++) VEC_PUSH(*w, list[i]);
     for (int i = 0; i < npf; i++) VEC_PUSH(*w, pf[i]);
