@@ -138,6 +138,14 @@ void suggest_try(Suggest *s, const char *want, const char *cand);
  * untrusted files). */
 bool tensorio_shape_bytes(KilnDType dt, int rank, const int64_t *shape, size_t *bytes);
 
+/* The data of every host tensor kiln allocates (kiln_tensor_init: kiln
+ * bench's and kiln run's inputs, tensors read from .npy and safetensors,
+ * results, the REPL's values, the C API's copies): zeroed, at least one
+ * byte, and aligned to a cache line, like the arena a model's activations
+ * live in.  NULL when out of memory; free with free(). */
+enum { TENSOR_DATA_ALIGN = 64 };
+void *tensor_data_alloc(size_t bytes);
+
 /* ---------------------------------------------------------------- mapped.c */
 
 struct stat;

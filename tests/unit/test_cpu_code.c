@@ -78,6 +78,11 @@ static bool case_open_text(Case *t, const char *text) {
         compilation_open_text(&t->c, COMPILATION_TEXT_NAME, text, strlen(text), err, sizeof err) == KILN_OK &&
         driver_bind(&t->c, 0, &req, &opt, &t->g, &t->inputs, err, sizeof err) == KILN_OK;
     CHECK(ok, "binding the program: %s", err);
+    /* generated inputs (kiln run and kiln bench without --in) start on a
+     * cache line, as the arena's activations do */
+    for (int i = 0; ok && i < t->g->params.len; i++)
+        CHECK((uintptr_t)t->inputs[i].data % 64 == 0, "input %d at %p, not 64-byte aligned", i,
+              t->inputs[i].data);
     const Backend *ref = NULL;
     Executable *x = ok && backend_open("ref", &ref, err, sizeof err) == KILN_OK
                         ? exec_compile(ref, t->g, &opt, err, sizeof err)

@@ -76,6 +76,24 @@ static void test_dtypes(void) {
     int64_t empty[] = {4, 0};
     ASSERT(kiln_tensor_init(&t, KILN_F32, 2, empty) && kiln_tensor_numel(&t) == 0 && t.data);
     kiln_tensor_free(&t);
+    /* Every tensor's data starts on a cache line (kernels read graph inputs
+     * in place), is zeroed, and is all usable, whatever its size. */
+    static const int64_t odd_counts[] = {0, 1, 3, 5, 13, 17, 63, 65, 1001, 3 * 56 * 56 + 1};
+    for (int dt = 0; dt < KILN_NUM_DTYPES; dt++) {
+        for (size_t k = 0; k < sizeof odd_counts / sizeof *odd_counts; k++) {
+            int64_t n = odd_counts[k];
+            ASSERT(kiln_tensor_init(&t, (KilnDType)dt, 1, &n));
+            size_t bytes = (size_t)n * kiln_dtype_size((KilnDType)dt);
+            CHECK((uintptr_t)t.data % 64 == 0, "%s[%lld]: data at %p, not 64-byte aligned",
+                  kiln_dtype_name((KilnDType)dt), (long long)n, t.data);
+            const unsigned char *b = t.data;
+            bool zero = true;
+            for (size_t i = 0; i < bytes; i++) zero = zero && b[i] == 0;
+            CHECK(zero, "%s[%lld]: data not zeroed", kiln_dtype_name((KilnDType)dt), (long long)n);
+            if (bytes > 0) memset(t.data, 0xa5, bytes);
+            kiln_tensor_free(&t);
+        }
+    }
     int64_t negative[] = {-1}, huge[] = {INT64_MAX, 4};
     ASSERT(!kiln_tensor_init(&t, KILN_F32, 1, negative));
     ASSERT(!kiln_tensor_init(&t, KILN_F32, 2, huge));
@@ -275,6 +293,7 @@ static void test_npy_round_trips(const char *dir) {
             if (!wrote) fprintf(stderr, "  %s\n", err);
             ASSERT(wrote);
             ASSERT(kiln_npy_read(path, &back, err, sizeof err) && same_tensor(&t, &back));
+            ASSERT((uintptr_t)back.data % 64 == 0); /* kiln run reads it in place */
             kiln_tensor_free(&back);
 
             Bytes file = read_bytes(path);
@@ -343,6 +362,7 @@ static void test_safetensors_round_trips(const char *dir) {
     for (int i = 0; ok && i < count && i < back.count; i++) {
         ASSERT(strcmp(back.names[i], list.names[i]) == 0);
         ASSERT(same_tensor(&list.tensors[i], &back.tensors[i]));
+        ASSERT((uintptr_t)back.tensors[i].data % 64 == 0); /* copied out of the file onto a cache line */
     }
     kiln_tensor_list_free(&back);
     Bytes file = read_bytes(path);
