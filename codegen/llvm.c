@@ -2001,8 +2001,12 @@ int64_t llvm_kernel_grain(const KProgram *p, const Kernel *k) {
         /* each chunk packs all of B for its rows: the pool's last chunks of
          * 12 and 48 rows (a thread's part shrinks by quarters) took 10-12 ms
          * of ~165 of each thread's 2048^3 product, at 0.2-0.8 ms a row
-         * against 0.15 in the first */
-        if (b_packed_per_chunk(p, &g)) grain = PACKED_B_ROW_GRAIN;
+         * against 0.15 in the first.  Not where several batches' M is no
+         * multiple of the grain: the split would fall back to whole batches
+         * (a [2, 252, 300] @ [2, 300, 200] product ran 2 chunks on 3
+         * threads, 1.22-1.28x slower than in 12-row grains) */
+        if (b_packed_per_chunk(p, &g) && (g.mm.batch == 1 || g.mm.m % PACKED_B_ROW_GRAIN == 0))
+            grain = PACKED_B_ROW_GRAIN;
         /* a convolution of one image read in place split by rows (a 7x7
          * plane: too few pixels to split) in 4 chunks: each chunk copies
          * the whole padded input (all its channels), which 16 chunks of 32
@@ -2554,12 +2558,12 @@ static LLVMValueRef helper_ukernel_lanes(Cg *cg, const MmShape *sh, int rows, in
      * iteration gained no more (0.998-1.004x against two).  The plain and
      * in-place micro-kernels keep one step (not measured). */
     const int unroll_log2 = 1;
-    const bool two = taps != 0;
+    const bool unrolled = taps != 0;
     LLVMValueRef *mid = xcalloc((size_t)nacc, sizeof(LLVMValueRef));
     for (int with_pf = 0; with_pf < 2; with_pf++) {
         LLVMPositionBuilderAtEnd(cg->b, loops[with_pf]);
         u.with_pf = with_pf;
-        if (!two) {
+        if (!unrolled) {
             Loop lk;
             LLVMValueRef kk = loop_begin(&kc, &lk, ci64(cg, 0), kcv, "kk");
             for (int a = 0; a < nacc; a++) {
@@ -3215,7 +3219,9 @@ static LLVMValueRef kernel_im2col(Cg *cg, const Kernel *k, KilnDType dt, int NR,
 }
 
 /* Rows of one group: Cacc holds RG x NCp floats when K needs several blocks
- * (a multiple of every MR, so that prepacked panels stay aligned).  B's
+ * (a multiple of every MR, so that prepacked panels stay aligned; a product
+ * whose nest packs B per chunk has no prepacked A and takes all its M rows,
+ * while their partial sums fit CACC_PACKED_B_MAX_BYTES).  B's
  * block is packed (a convolution's input gathered) again for every group,
  * so a group takes every row when K is one block (no partial sums) or when
  * the partial sums of every row fit CACC_MAX_BYTES (the L2 and a half;
@@ -3591,6 +3597,9 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
  * at 11 GB/s; with it the pool in ResNet-18 batch 8 ran 1.31x faster (4
  * and 8 rows ahead alike, 24 slower). */
 enum { POOL_ROWS_MAX_FLOATS = 4096, POOL_ROWS_MAX_KH = 8, POOL_ROWS_MAX_INPUT = 32 << 20 };
+/* On AMD Zen (the targets whose micro-kernel broadcasts from memory,
+ * ukernel_embedded_bcast) the 8 MiB measured there in session 8 stays. */
+enum { POOL_ROWS_MAX_INPUT_ZEN = 8 << 20 };
 enum { POOL_ROWS_CACHED_INPUT = 8 << 20, POOL_ROWS_AHEAD = 4 };
 /* The stack rows of one block (RB x RL floats) are at most this many: a
  * short, wide output under a tall input (256 rows of 2100 floats) would
@@ -3613,7 +3622,7 @@ static bool pool_rows_ok(const Cg *cg, const Kernel *k) {
            cv->kw > 1 && cv->sw <= 4 && cv->kh <= POOL_ROWS_MAX_KH && cv->xs[3] == 1 && cv->pw >= 0 &&
            cv->ph >= 0 && pool_row_floats(cg, cv) <= POOL_ROWS_MAX_FLOATS &&
            (double)cv->n * (double)cv->xs[0] * (double)kiln_dtype_size(cg->p->bufs.data[cv->x_buf].dtype) <=
-               POOL_ROWS_MAX_INPUT;
+               (cg->embedded_bcast ? POOL_ROWS_MAX_INPUT_ZEN : POOL_ROWS_MAX_INPUT);
 }
 
 /* The vertical pass of output row oh: V[pw + iw] for iw < W (the last

@@ -822,6 +822,10 @@ static void test_matmul(void) {
     /* ... and partial sums of over 2 MiB (520 x 1056 floats): one row group
      * for all 520 rows, not 480 + 40 (b_packed_per_chunk) */
     check_matmul(2, 520, 1040, 260, KILN_F32, false, false, true);
+    /* ... and one batch whose B is over the 4 MiB gathered once per thread
+     * (260 x 4100 floats): B packed in every chunk, the chunks any rows of
+     * the one batch (the pool's are 96 rows and a last partial one) */
+    check_matmul(1, 245, 4100, 260, KILN_F32, false, false, true);
     check_matmul(3, 20, 40, 50, KILN_F32, true, false, true);   /* batched, A broadcast */
     check_matmul(2, 33, 48, 70, KILN_F16, false, false, false);
     check_matmul(2, 33, 48, 70, KILN_BF16, false, true, true);
