@@ -5031,10 +5031,16 @@ static bool prefetch_next_block(const KProgram *p, const KGemm *g, bool packed_b
  * enough when they come from memory.  MobileNetV2 batch 8 (1 thread, CPU
  * time): the 32->16 projection at 112x112 1.08x, 96->24 and 144->24 at
  * 56x56 1.14x and 1.15x; from the caches (batch 1, B of 1.2-1.8 MB) 0.99x,
- * hence the size. */
+ * hence the size.  Only when K takes several blocks: with K in one block
+ * the nest prefetches the next B block into the L2 too (prefetch_next_block,
+ * a slice of its K rows per tile), so the far-ahead lines were the same
+ * lines fetched twice, 256 prefetches a panel in a burst: ResNet-50's
+ * 256->64 and 256->128 at 56x56 1.015-1.019x without them (quiet, session 12
+ * late round, docs/performance.md). */
 enum { B_FAR_COLUMNS = 256 };
 static bool b_far_ahead(const Cg *cg, const KGemm *g) {
-    return b_in_place(cg, g) && buf_bytes(cg->p, g->mm.b_buf) >= (double)PREFETCH_WRITE_MIN_BYTES;
+    return b_in_place(cg, g) && buf_bytes(cg->p, g->mm.b_buf) >= (double)PREFETCH_WRITE_MIN_BYTES &&
+           g->mm.k > mm_shape(cg, g).kc;
 }
 /* Whether product g prefetches its next prepacked A block (emit_mm_nest): a
  * slice of it per tile, into the L2, while the tile runs.  Prepacked A is

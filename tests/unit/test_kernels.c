@@ -573,13 +573,17 @@ static void test_convolutions(void) {
         /* an output under 2 MiB (0.6 MB) whose input makes it more (1.8
          * MB): prefetched for writing too (prefetch_for_writing) */
         {1, 48, 96, 96, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "clamp", 0, 0},
-        /* B read in place from memory (2.4 MB over two images, b_far_ahead):
-         * its panels' lines 256 columns on prefetched too; K = 32 (the
-         * kernel's own nest: 16 rows, 12 + a corner of 4) */
+        /* B read in place from memory (2.4 MB over two images) with K in
+         * one block: the next B block prefetched a slice per tile, not its
+         * panels' lines far ahead (b_far_ahead); K = 32 (the kernel's own
+         * nest: 16 rows, 12 + a corner of 4) */
         {2, 32, 96, 96, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},
-        /* the same from the size-generic nest (K = 128), which tests the
-         * block's far flag at run time (2 MiB in) */
+        /* the same with K = 128 (2 MiB in) */
         {1, 128, 64, 64, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
+        /* ... and with K = 288 in two blocks (2.6 MB in): its panels' lines
+         * 256 columns on prefetched into the L2 (b_far_ahead), from the
+         * size-generic nest (the block's far flag at run time) */
+        {1, 288, 48, 48, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
         /* constant weights (check_constant_weights), 2 MiB and more: each
          * tile's micro-kernel prefetches a slice of the next prepacked
          * block (a_next_block).  A swapped 1x1 at 7x7 in the size-generic
