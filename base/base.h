@@ -43,6 +43,11 @@ int64_t gcd_i64(int64_t a, int64_t b);
  * caller's error path); free with free(). */
 enum { HOST_HUGE_MIN_BYTES = 2 << 20 };
 void *host_block_alloc(size_t bytes);
+/* `bytes` (at least one) rounded up to whole cache lines, aligned to one:
+ * the small blocks kernels read (packed operands, a serial run's scratch,
+ * tensors' data).  Not zeroed; NULL when out of memory; free with free(). */
+enum { HOST_LINE_BYTES = 64 };
+void *host_line_alloc(size_t bytes);
 
 /* An arena per compilation: everything of one parse/build lives here and is
  * freed in one call. */
@@ -141,9 +146,8 @@ bool tensorio_shape_bytes(KilnDType dt, int rank, const int64_t *shape, size_t *
 /* The data of every host tensor kiln allocates (kiln_tensor_init: kiln
  * bench's and kiln run's inputs, tensors read from .npy and safetensors,
  * results, the REPL's values, the C API's copies): zeroed, at least one
- * byte, and aligned to a cache line, like the arena a model's activations
- * live in.  NULL when out of memory; free with free(). */
-enum { TENSOR_DATA_ALIGN = 64 };
+ * byte, and aligned to a cache line (host_line_alloc), like the arena a
+ * model's activations live in.  NULL when out of memory; free with free(). */
 void *tensor_data_alloc(size_t bytes);
 
 /* ---------------------------------------------------------------- mapped.c */

@@ -66,11 +66,8 @@ int64_t kiln_tensor_numel(const KilnTensor *t) {
  * the same layer inside a model reads the (64-byte aligned) arena.  Freed
  * with free(); NULL when out of memory. */
 void *tensor_data_alloc(size_t bytes) {
-    const size_t line = TENSOR_DATA_ALIGN;
-    if (bytes > SIZE_MAX - (line - 1)) return NULL;
-    size_t whole = bytes > 0 ? (bytes + line - 1) / line * line : line;
-    void *p = aligned_alloc(line, whole);
-    if (p) memset(p, 0, whole);
+    void *p = host_line_alloc(bytes);
+    if (p) memset(p, 0, bytes > 0 ? bytes : 1);
     return p;
 }
 

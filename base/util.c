@@ -62,9 +62,15 @@ int64_t gcd_i64(int64_t a, int64_t b) {
     return a < 0 ? -a : a;
 }
 
+void *host_line_alloc(size_t bytes) {
+    const size_t line = HOST_LINE_BYTES;
+    if (bytes > SIZE_MAX - (line - 1)) return NULL;
+    return aligned_alloc(line, bytes > 0 ? (bytes + line - 1) / line * line : line);
+}
+
 void *host_block_alloc(size_t bytes) {
     const size_t huge = (size_t)HOST_HUGE_MIN_BYTES;
-    if (bytes < huge) return aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (bytes < huge) return host_line_alloc(bytes);
     size_t whole = (bytes + huge - 1) / huge * huge;
     void *p = aligned_alloc(huge, whole);
     /* advice only: a kernel without THP (or with it off) keeps small pages */

@@ -3616,13 +3616,17 @@ static int64_t pool_row_floats(const Cg *cg, const KConv *cv) {
     return ((read > written ? read : written) + VL) / VL * VL;
 }
 
+/* The bytes of a pool's whole input (every plane of every image). */
+static double pool_input_bytes(const Cg *cg, const KConv *cv) {
+    return (double)cv->n * (double)cv->xs[0] * (double)kiln_dtype_size(cg->p->bufs.data[cv->x_buf].dtype);
+}
+
 static bool pool_rows_ok(const Cg *cg, const Kernel *k) {
     const KConv *cv = &k->conv;
     return k->kind == KK_POOL && cv->op != OP_CONV2D && direct_ok(cg, k) && !direct_plane_ok(cg, k) &&
            cv->kw > 1 && cv->sw <= 4 && cv->kh <= POOL_ROWS_MAX_KH && cv->xs[3] == 1 && cv->pw >= 0 &&
            cv->ph >= 0 && pool_row_floats(cg, cv) <= POOL_ROWS_MAX_FLOATS &&
-           (double)cv->n * (double)cv->xs[0] * (double)kiln_dtype_size(cg->p->bufs.data[cv->x_buf].dtype) <=
-               (cg->embedded_bcast ? POOL_ROWS_MAX_INPUT_ZEN : POOL_ROWS_MAX_INPUT);
+           pool_input_bytes(cg, cv) <= (cg->embedded_bcast ? POOL_ROWS_MAX_INPUT_ZEN : POOL_ROWS_MAX_INPUT);
 }
 
 /* The vertical pass of output row oh: V[pw + iw] for iw < W (the last
@@ -3643,7 +3647,7 @@ static void pool_rows_down(Kc *kc, const KConv *cv, KilnDType xdt, LLVMValueRef 
         inside[kh] = splat_int(cg, in, VL);
     }
     if (ahead > 0) { /* the rows output row oh + ahead reads first, past the plane into the next */
-        const int64_t per_line = 64 / (int64_t)kiln_dtype_size(xdt), span = cv->sh * cv->xs[2];
+        const int64_t per_line = CACHE_LINE_BYTES / (int64_t)kiln_dtype_size(xdt), span = cv->sh * cv->xs[2];
         LLVMValueRef at0 = iadd(cg, xplane, imul(cg, iadd(cg, oh, ci64(cg, ahead)), ci64(cg, span)));
         for (int64_t e = 0; e < span; e += per_line) {
             LLVMValueRef at = iadd(cg, at0, ci64(cg, e));
@@ -3707,9 +3711,8 @@ static LLVMValueRef emit_pool_rows_fn(Cg *cg, const Kernel *k, const int *list, 
     direct_block_begin(&kc, &lb, plane, ob, oe, P, OW, RB, &blk);
     LLVMValueRef oh0 = blk.oh0, nrows = blk.nrows;
     LLVMValueRef r = tloop_begin(&kc, &lr, ci64(cg, 0), nrows, 1, "down_row");
-    const double in_bytes = (double)cv->n * (double)cv->xs[0] * (double)kiln_dtype_size(xdt);
     pool_rows_down(&kc, cv, xdt, X, xplane, iadd(cg, oh0, r), V, imul(cg, r, ci64(cg, RL)), ident,
-                   in_bytes > POOL_ROWS_CACHED_INPUT ? POOL_ROWS_AHEAD : 0);
+                   pool_input_bytes(cg, cv) > POOL_ROWS_CACHED_INPUT ? POOL_ROWS_AHEAD : 0);
     tloop_end(&kc, &lr);
     /* across: output vector v's tap kw reads V at v*VL*sw + kw*dw; a row's
      * last vector may spill into the next row's place in the block (stored

@@ -405,7 +405,7 @@ static void **task_table(const CpuProg *x, CpuCall *c, int t, void *const *bufs,
 static void *pack_operand(const CpuProg *x, int i, int which, void *const *bufs, void *block) {
     const CpuKernelCode *kc = cpu_code_kernel(x->code, i);
     int64_t bytes = kc->prepack_bytes[which];
-    if (!block && !(block = aligned_alloc(64, (size_t)(bytes + 63) / 64 * 64))) return NULL;
+    if (!block && !(block = host_line_alloc((size_t)bytes))) return NULL;
     void **table = xcalloc((size_t)x->table_len + 1, sizeof(void *));
     void *packed[2] = {which == 0 ? block : NULL, which == 1 ? block : NULL};
     cpu_code_table(x->code, i, bufs, NULL, packed, table);

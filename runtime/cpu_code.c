@@ -1742,21 +1742,19 @@ void cpu_code_table(const CpuCode *c, int i, void *const *bufs, void *scratch, v
     table[kc->nbufs + 3] = (void *)kc->values; /* read only: llvm_values_slot */
 }
 
-static void *aligned_block(int64_t bytes) { return aligned_alloc(64, (size_t)(bytes + 63) / 64 * 64); }
-
 bool cpu_code_run_serial(const CpuCode *c, void *const *bufs) {
     void **table = xcalloc((size_t)c->table_len + 1, sizeof(void *));
     bool ok = true;
     for (int i = 0; ok && i < c->kp->kernels.len; i++) {
         const CpuKernelCode *kc = &c->kernels[i];
         int64_t outer = c->kp->kernels.data[i].outer;
-        void *scratch = kc->scratch > 0 ? aligned_block(kc->scratch) : NULL;
+        void *scratch = kc->scratch > 0 ? host_line_alloc((size_t)kc->scratch) : NULL;
         void *packed[2] = {NULL, NULL};
         ok = kc->scratch <= 0 || scratch;
         for (int x = 0; ok && x < 2; x++) { /* an operand gathered once (llvm.h) takes its prepack slot */
             int64_t bytes =
                 kc->gather_bytes > 0 && kc->gather_operand == x ? kc->gather_bytes : kc->prepack_bytes[x];
-            if (bytes > 0) ok = (packed[x] = aligned_block(bytes)) != NULL;
+            if (bytes > 0) ok = (packed[x] = host_line_alloc((size_t)bytes)) != NULL;
         }
         if (ok) {
             cpu_code_table(c, i, bufs, scratch, packed, table);
