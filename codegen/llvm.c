@@ -5555,8 +5555,14 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         LLVMValueRef at = iadd(cg, imul(cg, crow, geo->ncp), sh->swap ? imul(cg, jr, ci64(cg, MR)) : jr);
         LLVMValueRef cld = sh->swap ? ci64(cg, MR) : geo->ncp;
         if (cacc_panels) {
-            LLVMValueRef panels =
-                iadd(cg, imul(cg, jr, iadd(cg, geo->rg, ci64(cg, MR))), imul(cg, crow, ci64(cg, NR)));
+            /* panel jr at jr x (this group's rows + MR: its last tile's
+             * rows, rounded up to MR, stay inside), not the row group's
+             * most rows: the partial sums a chunk touches are its own
+             * rows', one run from Cacc's start (2048 rows apart, a chunk
+             * of 768 rows wrote into every 2 MiB page of Cacc: all of it
+             * resident on every thread) */
+            LLVMValueRef gstride = iadd(cg, LLVMBuildSub(cg->b, m1, m0, ""), ci64(cg, MR));
+            LLVMValueRef panels = iadd(cg, imul(cg, jr, gstride), imul(cg, crow, ci64(cg, NR)));
             at = pick(cg, geo->packed_a, at, panels);
             cld = pick(cg, geo->packed_a, cld, ci64(cg, NR));
         }

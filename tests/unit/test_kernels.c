@@ -1013,7 +1013,8 @@ static void test_swapped_pack_edges(void) {
  * and 2 a thread); a 1x1 260->256 at 14x14 (packed_pointwise_columns:
  * swapped, 17 grains of 12 pixels, each thread packing its own); a 1x1
  * layer of 8 images, 20 rows by 192 px, split by whole images
- * (pointwise_images: 3, 3 and 2 a thread). */
+ * (pointwise_images: 3, 3 and 2 a thread); a product of two activations
+ * whose nest packs B in every chunk, in chunks of 96 rows. */
 static void test_three_threads(void) {
     static const ConvCase cases[] = {
         {1, 40, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
@@ -1036,6 +1037,13 @@ static void test_three_threads(void) {
     run_suite_on("threads3-gemv.kiln",
                  "graph head(x: f32[1, 640], w: f32[640, 1000], b: f32[1000]) -> (f32[1, 1000]) {\n"
                  "    return x @ w + b\n}\n",
+                 0, cpu_only);
+    /* two activations, B packed in every chunk (b_packed_per_chunk): 288 rows
+     * of each batch in chunks of 96 (2 a thread), each chunk's partial sums
+     * laid out by its own rows (cacc_panels) */
+    run_suite_on("threads3-packed-b.kiln",
+                 "graph pp(x: f32[2, 288, 300], y: f32[2, 300, 130]) -> (f32[2, 288, 130]) {\n"
+                 "    return x @ y\n}\n",
                  0, cpu_only);
     setenv("KILN_THREADS", "2", 1);
 }
