@@ -2548,86 +2548,75 @@ static LLVMValueRef helper_ukernel_lanes(Cg *cg, const MmShape *sh, int rows, in
                 .PMR = PMR,
                 .taps = taps,
                 .b_in_place = b_in_place};
-    /* The taps' k loop runs two steps an iteration (then an odd last one):
-     * per step it has four scalar instructions (the table's index, the
-     * weights' pointer, the prefetch's address, the compare and branch)
-     * beside 24 FMAs, and on Intel the scalar ALU and branch ports 0 and 5
-     * are also the two 512-bit FMA ports.  Quiet, 1 thread, Intel Xeon
-     * model 207, normalised by the other kernels: ResNet-18's 3x3 layers
-     * 1.011-1.020x (batch 1 and 8), ResNet-50's 1.006-1.015x; four steps an
-     * iteration gained no more (0.998-1.004x against two).  The plain and
-     * in-place micro-kernels keep one step (not measured). */
+    /* Every micro-kernel's k loop runs two steps an iteration (then an odd
+     * last one): per step it has four or five scalar instructions (the
+     * pointers of A, B or the tap table, the prefetch's address, the
+     * compare and branch) beside 24 FMAs, and on Intel the scalar ALU and
+     * branch ports 0 and 5 are also the two 512-bit FMA ports.  Quiet, 1
+     * thread, Intel Xeon model 207, normalised by the other kernels: the
+     * taps' ResNet-18 3x3 layers 1.011-1.020x (batch 1 and 8), ResNet-50's
+     * 1.006-1.015x; four steps an iteration gained no more (0.998-1.004x
+     * against two).  The plain and in-place micro-kernels: see
+     * docs/performance.md "Session 13: the micro-kernel's k loop". */
     const int unroll_log2 = 1;
-    const bool unrolled = taps != 0;
     LLVMValueRef *mid = xcalloc((size_t)nacc, sizeof(LLVMValueRef));
     for (int with_pf = 0; with_pf < 2; with_pf++) {
         LLVMPositionBuilderAtEnd(cg->b, loops[with_pf]);
         u.with_pf = with_pf;
-        if (!unrolled) {
-            Loop lk;
-            LLVMValueRef kk = loop_begin(&kc, &lk, ci64(cg, 0), kcv, "kk");
-            for (int a = 0; a < nacc; a++) {
-                accs[a] = LLVMBuildPhi(cg->b, vt, "acc");
-                LLVMAddIncoming(accs[a], &zero, &lk.pre, 1);
-            }
-            ukernel_k_step(cg, &u, kk, accs, nexts, bv);
-            loop_end(&kc, &lk, accs, nexts, nacc, 0);
-        } else {
-            /* groups of 1 << unroll_log2 steps while there are as many
-             * left, then the rest one by one */
-            LLVMValueRef groups = LLVMBuildLShr(cg->b, kcv, ci64(cg, unroll_log2), "groups");
-            LLVMBasicBlockRef entry = LLVMGetInsertBlock(cg->b);
-            LLVMBasicBlockRef loop_pre = LLVMAppendBasicBlockInContext(cg->ctx, fn, "groups_pre");
-            LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(cg->ctx, fn, "groups_done");
-            LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, groups, ci64(cg, 0), ""), loop_pre, after);
-            LLVMPositionBuilderAtEnd(cg->b, loop_pre);
-            Loop lk;
-            LLVMValueRef gk = loop_begin(&kc, &lk, ci64(cg, 0), groups, "kk_groups");
-            for (int a = 0; a < nacc; a++) {
-                accs[a] = LLVMBuildPhi(cg->b, vt, "acc");
-                LLVMAddIncoming(accs[a], &zero, &lk.pre, 1);
-            }
-            LLVMValueRef k0 = LLVMBuildShl(cg->b, gk, ci64(cg, unroll_log2), "");
-            memcpy(mid, accs, sizeof(LLVMValueRef) * (size_t)nacc);
-            for (int j = 0; j < (1 << unroll_log2); j++) {
-                ukernel_k_step(cg, &u, LLVMBuildOr(cg->b, k0, ci64(cg, j), ""), mid, nexts, bv);
-                memcpy(mid, nexts, sizeof(LLVMValueRef) * (size_t)nacc);
-            }
-            loop_end(&kc, &lk, accs, nexts, nacc, 0);
-            LLVMBasicBlockRef loop_exit = LLVMGetInsertBlock(cg->b);
-            LLVMBuildBr(cg->b, after);
-            LLVMPositionBuilderAtEnd(cg->b, after);
-            LLVMValueRef *done = xcalloc((size_t)nacc, sizeof(LLVMValueRef));
-            for (int a = 0; a < nacc; a++) {
-                done[a] = LLVMBuildPhi(cg->b, vt, "acc_groups");
-                LLVMValueRef vals[2] = {zero, nexts[a]};
-                LLVMBasicBlockRef from[2] = {entry, loop_exit};
-                LLVMAddIncoming(done[a], vals, from, 2);
-            }
-            LLVMValueRef rest = LLVMBuildAnd(cg->b, kcv, ci64(cg, (1 << unroll_log2) - 1), "rest");
-            LLVMBasicBlockRef rest_pre = LLVMAppendBasicBlockInContext(cg->ctx, fn, "rest_pre");
-            LLVMBasicBlockRef joined = LLVMAppendBasicBlockInContext(cg->ctx, fn, "steps_done");
-            LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, rest, ci64(cg, 0), ""), rest_pre, joined);
-            LLVMPositionBuilderAtEnd(cg->b, rest_pre);
-            Loop lr;
-            LLVMValueRef rk = loop_begin(&kc, &lr, LLVMBuildSub(cg->b, kcv, rest, ""), kcv, "kk_rest");
-            for (int a = 0; a < nacc; a++) {
-                accs[a] = LLVMBuildPhi(cg->b, vt, "acc_rest");
-                LLVMAddIncoming(accs[a], &done[a], &lr.pre, 1);
-            }
-            ukernel_k_step(cg, &u, rk, accs, mid, bv);
-            loop_end(&kc, &lr, accs, mid, nacc, 0);
-            LLVMBasicBlockRef rest_exit = LLVMGetInsertBlock(cg->b);
-            LLVMBuildBr(cg->b, joined);
-            LLVMPositionBuilderAtEnd(cg->b, joined);
-            for (int a = 0; a < nacc; a++) {
-                nexts[a] = LLVMBuildPhi(cg->b, vt, "acc_k");
-                LLVMValueRef vals[2] = {done[a], mid[a]};
-                LLVMBasicBlockRef from[2] = {after, rest_exit};
-                LLVMAddIncoming(nexts[a], vals, from, 2);
-            }
-            free(done);
+        /* groups of 1 << unroll_log2 steps while there are as many
+         * left, then the rest one by one */
+        LLVMValueRef groups = LLVMBuildLShr(cg->b, kcv, ci64(cg, unroll_log2), "groups");
+        LLVMBasicBlockRef entry = LLVMGetInsertBlock(cg->b);
+        LLVMBasicBlockRef loop_pre = LLVMAppendBasicBlockInContext(cg->ctx, fn, "groups_pre");
+        LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(cg->ctx, fn, "groups_done");
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, groups, ci64(cg, 0), ""), loop_pre, after);
+        LLVMPositionBuilderAtEnd(cg->b, loop_pre);
+        Loop lk;
+        LLVMValueRef gk = loop_begin(&kc, &lk, ci64(cg, 0), groups, "kk_groups");
+        for (int a = 0; a < nacc; a++) {
+            accs[a] = LLVMBuildPhi(cg->b, vt, "acc");
+            LLVMAddIncoming(accs[a], &zero, &lk.pre, 1);
         }
+        LLVMValueRef k0 = LLVMBuildShl(cg->b, gk, ci64(cg, unroll_log2), "");
+        memcpy(mid, accs, sizeof(LLVMValueRef) * (size_t)nacc);
+        for (int j = 0; j < (1 << unroll_log2); j++) {
+            ukernel_k_step(cg, &u, LLVMBuildOr(cg->b, k0, ci64(cg, j), ""), mid, nexts, bv);
+            memcpy(mid, nexts, sizeof(LLVMValueRef) * (size_t)nacc);
+        }
+        loop_end(&kc, &lk, accs, nexts, nacc, 0);
+        LLVMBasicBlockRef loop_exit = LLVMGetInsertBlock(cg->b);
+        LLVMBuildBr(cg->b, after);
+        LLVMPositionBuilderAtEnd(cg->b, after);
+        LLVMValueRef *done = xcalloc((size_t)nacc, sizeof(LLVMValueRef));
+        for (int a = 0; a < nacc; a++) {
+            done[a] = LLVMBuildPhi(cg->b, vt, "acc_groups");
+            LLVMValueRef vals[2] = {zero, nexts[a]};
+            LLVMBasicBlockRef from[2] = {entry, loop_exit};
+            LLVMAddIncoming(done[a], vals, from, 2);
+        }
+        LLVMValueRef rest = LLVMBuildAnd(cg->b, kcv, ci64(cg, (1 << unroll_log2) - 1), "rest");
+        LLVMBasicBlockRef rest_pre = LLVMAppendBasicBlockInContext(cg->ctx, fn, "rest_pre");
+        LLVMBasicBlockRef joined = LLVMAppendBasicBlockInContext(cg->ctx, fn, "steps_done");
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, rest, ci64(cg, 0), ""), rest_pre, joined);
+        LLVMPositionBuilderAtEnd(cg->b, rest_pre);
+        Loop lr;
+        LLVMValueRef rk = loop_begin(&kc, &lr, LLVMBuildSub(cg->b, kcv, rest, ""), kcv, "kk_rest");
+        for (int a = 0; a < nacc; a++) {
+            accs[a] = LLVMBuildPhi(cg->b, vt, "acc_rest");
+            LLVMAddIncoming(accs[a], &done[a], &lr.pre, 1);
+        }
+        ukernel_k_step(cg, &u, rk, accs, mid, bv);
+        loop_end(&kc, &lr, accs, mid, nacc, 0);
+        LLVMBasicBlockRef rest_exit = LLVMGetInsertBlock(cg->b);
+        LLVMBuildBr(cg->b, joined);
+        LLVMPositionBuilderAtEnd(cg->b, joined);
+        for (int a = 0; a < nacc; a++) {
+            nexts[a] = LLVMBuildPhi(cg->b, vt, "acc_k");
+            LLVMValueRef vals[2] = {done[a], mid[a]};
+            LLVMBasicBlockRef from[2] = {after, rest_exit};
+            LLVMAddIncoming(nexts[a], vals, from, 2);
+        }
+        free(done);
         memcpy(found[with_pf], nexts, sizeof(LLVMValueRef) * (size_t)nacc);
         ends[with_pf] = LLVMGetInsertBlock(cg->b);
         LLVMBuildBr(cg->b, k_done);

@@ -252,9 +252,10 @@ fi
 # ---- the micro-kernel's form per target (codegen/llvm.c, ukernel_embedded_bcast): on
 # AMD Zen each FMA loads its own broadcast of A (the AVX-512 12x32 tile: 24 loads of A
 # for 24 FMAs; AVX2's 6x16: 12 for 12), elsewhere one broadcast per row shared by the
-# row's FMAs (12 for 24; 6 for 12), in each of the micro-kernel's two copies of its k loop
-# (one prefetching a slice of the next block of weights, a_next_block: one llvm.prefetch;
-# hence twice the counts).  And every function defined for a 16-float target prefers
+# row's FMAs (12 for 24; 6 for 12), per k step: three steps (the loop's two an iteration
+# and the odd last one) in each of the micro-kernel's two copies of its k loop (one
+# prefetching a slice of the next block of weights, a_next_block: one llvm.prefetch a
+# step), hence six times the counts.  And every function defined for a 16-float target prefers
 # 512-bit vectors (prefer_full_vectors), none for an 8-float one.  Emitting compiles
 # nothing for the host, so this runs on any machine.
 cat >"$T/form.kiln" <<'EOF'
@@ -270,7 +271,7 @@ ukernel_counts() {
              if (/load float/) l++; if (/@llvm.fma/) f++; if (/call void @llvm.prefetch/) p++ }
          END { print l + 0, f + 0, p + 0 }' "$T/form-$1.ll"
 }
-for case in "znver4:48 48 1:1" "skylake-avx512:24 48 1:1" "znver2:24 24 1:0" "haswell:12 24 1:0"; do
+for case in "znver4:144 144 3:1" "skylake-avx512:72 144 3:1" "znver2:72 72 3:0" "haswell:36 72 3:0"; do
     cpu=${case%%:*} rest=${case#*:}
     want=${rest%:*} full=${rest#*:}
     got=$(ukernel_counts "$cpu")

@@ -329,6 +329,23 @@ static void test_matmuls(void) {
         "x13 @ w13, x14 @ w14, x15 @ w15\n"
         "}\n",
         0, NULL);
+    /* The micro-kernel's k loop runs two steps an iteration, then an odd
+     * last one: K blocks of one step (257 = 256 + 1), two (258), odd and
+     * even single blocks (255, 9, 11, 8); the plain kernel (B transposed:
+     * packed) and the one reading B in place (row-major activations), on
+     * the AVX-512 (both forms), AVX2 and SSE tiles */
+    run_suite_both_forms(
+        "matmuls-ksteps.kiln",
+        "graph mmk(xa: f32[20, 257], wa: f32[40, 257], ba: f32[40], xb: f32[24, 258], "
+        "wb: f32[36, 258], bb: f32[36], xc: f32[70, 9], wc: f32[60, 9], bc: f32[60], "
+        "xd: f32[30, 257], wd: f32[257, 50], xe: f32[30, 255], we: f32[255, 50], "
+        "xf: f32[60, 11], wf: f32[11, 60], xg: f32[64, 8], wg: f32[8, 70]) "
+        "-> (f32[20, 40], f32[24, 36], f32[70, 60], f32[30, 50], f32[30, 50], f32[60, 60], "
+        "f32[64, 70]) {\n"
+        "    return linear(xa, wa, ba), linear(xb, wb, bb), linear(xc, wc, bc), xd @ wd, xe @ we, "
+        "xf @ wf, xg @ wg\n"
+        "}\n",
+        0, every_target);
 }
 
 /* Products stored in an attention's heads layout, transpose(reshape(x @ w
