@@ -5253,7 +5253,15 @@ static void copy_padded_rows(Kc *kc, const KConv *cv, LLVMValueRef X, LLVMValueR
     call_fn(cg, helper_pad_rows(cg), args, 5 + PAD_ARGS);
 }
 
-/* Prefetches the epilogue operands' lines of the tile's rows (see below). */
+/* Prefetches the epilogue operands' lines of the tile's rows (see below):
+ * an operand read (a residual) into the L2 (prefetcht1), not the L1: its
+ * 12 rows' lines arrive while the micro-kernel streams its panels through
+ * the L1, and the epilogue reads them once.  ResNet-50's residual 1x1
+ * layers alone, 1 thread: 128->512 at 28x28 1.033x (batch 1) / 1.066x
+ * (batch 8), 256->1024 at 14x14 1.018x / 1.019x, 512->2048 at 7x7
+ * 1.007x / 1.008x; in the model 1.002-1.011x (performance.md, "Session 13:
+ * the 1x1 layers at 7x7-28x28"); without the prefetch 1.004x.  Lines
+ * prefetched for writing stay prefetchw into the L1. */
 static void prefetch_tile_rows(Kc *kc, const MmGeo *geo, int NR, LLVMValueRef row, LLVMValueRef col,
                                LLVMValueRef mrv, bool write) {
     Cg *cg = kc->cg;
@@ -5266,10 +5274,11 @@ static void prefetch_tile_rows(Kc *kc, const MmGeo *geo, int NR, LLVMValueRef ro
             int64_t bytes = (int64_t)LLVMConstIntGetZExtValue(size), per_line = 64 / bytes;
             for (int64_t e = 0; e < NR + per_line - 1; e += per_line) {
                 prefetch_at(cg,
-                            LLVMBuildGEP2(cg->b, cg->t_i8, base,
-                                          (LLVMValueRef[]){imul(cg, iadd(cg, at, ci64(cg, e < NR ? e : NR - 1)), size)},
-                                          1, ""),
-                            write, 3);
+                            LLVMBuildGEP2(
+                                cg->b, cg->t_i8, base,
+                                (LLVMValueRef[]){imul(cg, iadd(cg, at, ci64(cg, e < NR ? e : NR - 1)), size)},
+                                1, ""),
+                            write, write ? 3 : 2);
             }
             continue;
         }
@@ -5282,7 +5291,7 @@ static void prefetch_tile_rows(Kc *kc, const MmGeo *geo, int NR, LLVMValueRef ro
             prefetch_at(cg,
                         LLVMBuildGEP2(cg->b, cg->t_i8, base,
                                       (LLVMValueRef[]){iadd(cg, start, imin(cg, ci64(cg, e), last))}, 1, ""),
-                        write, 3);
+                        write, write ? 3 : 2);
         }
         if_end(kc, &has);
     }
