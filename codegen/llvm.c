@@ -1809,6 +1809,29 @@ static bool pointwise_images(const KGemm *g) {
            mm->batch_dims[1] == 1 && mm->a_batch_stride[0] == 0;
 }
 
+/* A 1x1 stride-1 convolution of one image that expands few channels
+ * (K < POINTWISE_EXPANSION_MAX_K) into at least twice as many, in whole row
+ * grains for two threads, whose input (K x N) is at most
+ * POINTWISE_EXPANSION_MAX_B_BYTES, is split by its rows (output channels),
+ * not its columns: the layer after it (MobileNetV2's depthwise 3x3) is
+ * split by channel planes, and by columns each thread wrote half of every
+ * plane, so that the depthwise layer read half its input from the other
+ * core's cache.  MobileNetV2 batch 1, 2 threads (quiet, Intel Xeon model
+ * 207): at 28x28 (32->192, input 100 KB) the expansions 0.91-1.01x and the
+ * depthwise layers after them 1.09-1.47x, 1.05x together; at 56x56 (24->144,
+ * 300 KB) and 112x112 (16->96, 800 KB) the depthwise layers gained as much
+ * (1.14-1.44x) as the expansions lost (0.84-0.85x): each thread then reads
+ * all of the larger input, half of it from the other core (the projection
+ * before is split by columns).  Batch 8 splits by images (pointwise_images). */
+enum { POINTWISE_EXPANSION_MAX_K = 64, POINTWISE_EXPANSION_MAX_B_BYTES = 128 << 10 };
+static bool pointwise_expansion_rows(const KProgram *p, const KGemm *g) {
+    const KMatmul *mm = &g->mm;
+    /* M a multiple of two row grains (ROW_GRAIN): two threads take whole grains */
+    return !g->conv && mm->batch == 1 && p->bufs.data[mm->a_buf].constant &&
+           mm->k < POINTWISE_EXPANSION_MAX_K && mm->m >= 2 * mm->k && mm->m % 24 == 0 &&
+           (double)mm->k * (double)mm->n * 4.0 <= (double)POINTWISE_EXPANSION_MAX_B_BYTES;
+}
+
 bool llvm_split_by_columns(const KProgram *p, const KGemm *g) {
     const KMatmul *mm = &g->mm;
     if (g->conv && mm->batch == 1 && mm->n < TAPS_ROWS_MAX_PIXELS && mm->m % 128 == 0 && conv_taps(p, g))
@@ -1818,6 +1841,7 @@ bool llvm_split_by_columns(const KProgram *p, const KGemm *g) {
     if (few_swapped_panels(p, g)) return true;
     if (g->conv && mm->batch >= 8 && conv_taps(p, g)) return false;
     if (pointwise_images(g)) return false;
+    if (pointwise_expansion_rows(p, g)) return false;
     return mm->batch * mm->m < mm->n && mm->n >= 128 && !rows_for_prepacked_b(p, g);
 }
 

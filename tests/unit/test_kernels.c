@@ -634,6 +634,17 @@ static void test_convolutions(void) {
     text = conv_program(rows_residual, (int)(sizeof rows_residual / sizeof rows_residual[0]));
     run_suite_both_forms("convs-rows-residual.kiln", text, 0, fast_targets);
     free(text);
+    /* a 1x1 expansion of one image (K = 24 into 96 channels, its input 34
+     * KB) split by its rows, whole channel planes per thread, not by its
+     * columns (pointwise_expansion_rows; its weights a constant); the same
+     * into 88 channels (not two row grains) by columns */
+    static const ConvCase expansion[] = {
+        {1, 24, 20, 18, 96, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "clamp", 0, 0},
+        {1, 24, 20, 18, 88, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "relu", 0, 0},
+    };
+    text = conv_program(expansion, (int)(sizeof expansion / sizeof expansion[0]));
+    run_suite_both_forms("convs-expansion.kiln", text, 0, fast_targets);
+    free(text);
     /* convolutions read in place through their taps (llvm_conv_taps: stride
      * 1, K >= 256, output rows of a multiple of 4 pixels, channels in whole
      * vectors): rows of 12 px (one tile), 20 (12 + 8), 16 (12 + 4) and 8;
