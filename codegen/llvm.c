@@ -1876,6 +1876,16 @@ static void conv_taps_plane(const KConv *cv, int64_t *hp, int64_t *wp) {
     *wp = cv->pw + cv->w > cols ? cv->pw + cv->w : cols;
 }
 
+/* Whether convolution cv's input is its padded image as it is: unpadded,
+ * each image's planes hp x wp (an image kept padded by its producer,
+ * pad_conv_inputs in passes/fuse.c), read in place without the copy. */
+static bool conv_taps_in_place(const KConv *cv) {
+    int64_t hp, wp;
+    conv_taps_plane(cv, &hp, &wp);
+    return cv->ph == 0 && cv->pw == 0 && cv->h == hp && cv->w == wp && cv->xs[3] == 1 && cv->xs[2] == wp &&
+           cv->xs[1] == hp * wp;
+}
+
 static bool conv_taps(const KProgram *p, const KGemm *g) {
     const KConv *cv = g->conv;
     const KMatmul *mm = &g->mm;
@@ -1987,6 +1997,27 @@ static bool gemm_tiled(const Cg *cg, const Kernel *k, KGemm *g) { return program
 bool llvm_conv_taps(const KProgram *p, const Kernel *k) {
     KGemm g;
     return program_gemm_tiled(p, k, &g) && conv_taps(p, &g);
+}
+
+/* Both read in place and the producer's epilogue runs per output row
+ * (conv_row_ld): it stores each row's part as vectors wherever the row
+ * lies, with the row's borders (emit_tile_epilogue's row_runs,
+ * zero_row_borders), and the consumer skips its copy (conv_taps_in_place).
+ * Only where the padded planes are at most KEEP_PADDED_MAX_EIGHTHS / 8 of
+ * the image: ResNet-18's 3x3 layers at 56x56 (58 x 58 planes, +7 %) read
+ * in place 1.03-1.05x, their producers unchanged (quiet, 1 and 2 threads,
+ * batch 1 and 8); at 28x28 (30 x 30, +15 %) and below (16 x 16, 9 x 9) the
+ * producers' larger planes and per-row borders cost 1-3 % and the
+ * consumers, whose copy is a smaller part of a longer K, gained 0-2 %:
+ * no net gain (docs/performance.md, Session 13). */
+enum { KEEP_PADDED_MAX_EIGHTHS = 9 };
+bool llvm_conv_keeps_padded(const KProgram *p, const Kernel *producer, const Kernel *consumer) {
+    if (!llvm_conv_taps(p, consumer) || !llvm_conv_taps(p, producer) || producer->conv.ow > CONV_ROW_MAX_OW)
+        return false;
+    const KConv *cv = &consumer->conv;
+    int64_t hp, wp;
+    conv_taps_plane(cv, &hp, &wp);
+    return (double)hp * (double)wp * 8 <= (double)cv->h * (double)cv->w * KEEP_PADDED_MAX_EIGHTHS;
 }
 
 /* Row chunks of a product start on a multiple of MR rows: a prepacked A's
@@ -4724,6 +4755,65 @@ static bool store_runs(const Kernel *k, int64_t L) {
     return f.ok && f.c == 1;
 }
 
+/* dst[d .. d + n) = 0 (f32): a few scalar stores, or masked vectors. */
+static void zero_span(Kc *kc, LLVMValueRef dst, LLVMValueRef d, int64_t n) {
+    Cg *cg = kc->cg;
+    if (n > 4) {
+        strip_copy(kc, KILN_F32, dst, d, NULL, NULL, ci64(cg, n), 1, true);
+        return;
+    }
+    for (int64_t e = 0; e < n; e++)
+        LLVMSetAlignment(LLVMBuildStore(cg->b, LLVMConstReal(cg->t_f32, 0.0),
+                                        elem_ptr(cg, cg->t_f32, dst, iadd(cg, d, ci64(cg, e)))),
+                         4);
+}
+
+/* The zeros around one output row of an image kept padded (KBuf.pad_hw:
+ * hp x wp planes, the interior from row ph, column pw on): the row's first
+ * element at dst[start], oh its row (rows of NR, planes of N outputs).
+ * With the row's last pixel (last), the zeros after it up to the next
+ * row's first pixel (its right border and the next row's left one: two
+ * floats for a 3x3 window), and on the plane's last row the rows below;
+ * with the first pixel of the plane's first row (first), the rows above
+ * and that row's left border.  The producer writes them in every run (a
+ * few scalar stores a row), so that the image may share the arena's bytes
+ * with any other temporary (pad_conv_inputs, passes/fuse.c). */
+static void zero_row_borders(Kc *kc, const int64_t pad[4], LLVMValueRef dst, LLVMValueRef start,
+                             LLVMValueRef oh, int64_t NR, int64_t N, LLVMValueRef first, LLVMValueRef last) {
+    Cg *cg = kc->cg;
+    const int64_t hp = pad[0], wp = pad[1], ph = pad[2], pw = pad[3], OH = N / NR;
+    const int64_t below = hp - ph - OH, gap = wp - NR;
+    IfBlock top, at_last, bottom;
+    if (ph > 0 || pw > 0) {
+        if_begin(kc, &top,
+                 LLVMBuildAnd(cg->b, first, LLVMBuildICmp(cg->b, LLVMIntEQ, oh, ci64(cg, 0), ""), ""));
+        zero_span(kc, dst, LLVMBuildSub(cg->b, start, ci64(cg, ph * wp + pw), ""), ph * wp + pw);
+        if_end(kc, &top);
+    }
+    if (gap > 0 || below > 0) {
+        if_begin(kc, &at_last, last);
+        if (below == 0 && pw > 0) { /* the plane's last row: its right border only (the plane ends there) */
+            IfBlock end;
+            LLVMValueRef last_row = LLVMBuildICmp(cg->b, LLVMIntEQ, oh, ci64(cg, OH - 1), "");
+            if_begin(kc, &end, last_row);
+            zero_span(kc, dst, iadd(cg, start, ci64(cg, NR)), gap - pw);
+            if_end(kc, &end);
+            last = LLVMBuildNot(cg->b, last_row, "");
+            if_begin(kc, &end, last);
+            zero_span(kc, dst, iadd(cg, start, ci64(cg, NR)), gap);
+            if_end(kc, &end);
+        } else if (gap > 0) {
+            zero_span(kc, dst, iadd(cg, start, ci64(cg, NR)), gap);
+        }
+        if (below > 0) {
+            if_begin(kc, &bottom, LLVMBuildICmp(cg->b, LLVMIntEQ, oh, ci64(cg, OH - 1), ""));
+            zero_span(kc, dst, iadd(cg, start, ci64(cg, NR + gap)), below * wp - pw);
+            if_end(kc, &bottom);
+        }
+        if_end(kc, &at_last);
+    }
+}
+
 /* The epilogue of one register tile: C (row i, column j of the tile's real
  * mrv x nrv part at C[i * ldc + j], or C[j * ldc + i] when swapped) holds the
  * product's rows row0.. and columns col..; the kernel's stage 1 runs on each
@@ -4769,6 +4859,11 @@ static void emit_tile_epilogue(Kc *kc, LLVMValueRef row0, LLVMValueRef col, LLVM
     /* a whole row that is one run of the output (store_runs: o from a
      * multiple of NR), stored from the run's first index on as vectors */
     const bool runs = !transposed && !kc->pixel_rows && store_runs(k, NR);
+    /* a row buffer's row (pixel_rows, NR its width) inside one run of the
+     * output (an image kept padded for the next convolution,
+     * pad_conv_inputs in passes/fuse.c): each part stored from its run's
+     * first index on, as vectors */
+    const bool row_runs = kc->pixel_rows && NR > 1 && N % NR == 0 && store_runs(k, NR);
     LLVMBasicBlockRef rb = runs ? LLVMAppendBasicBlockInContext(cg->ctx, fn, "whole_run") : NULL;
     LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "row_done");
     if (runs) {
@@ -4791,6 +4886,33 @@ static void emit_tile_epilogue(Kc *kc, LLVMValueRef row0, LLVMValueRef col, LLVM
             const int si = k->stages.data[k->stages.len - 1].stores.data[0].index;
             emit_index_tree(kc, si);
             kc->run_base = as_idx(kc, kc->val[si]);
+        } else if (row_runs) {
+            const KStore *so = &k->stages.data[k->stages.len - 1].stores.data[0];
+            const KBuf *out = &kc->cg->p->bufs.data[so->buf];
+            LLVMValueRef into = LLVMBuildURem(cg->b, col, ci64(cg, NR), ""); /* N is a multiple of NR */
+            if (out->pad_hw[0]) {
+                /* an image kept padded (pad_conv_inputs made its store's
+                 * index: the output row's first pixel at plane r, row oh +
+                 * ph, column pw), written with its row's borders where the
+                 * part holds the row's ends; the row's place computed here,
+                 * once per call for its rows r, not through the index's
+                 * divisions for every row (they cost the producer 3 %) */
+                const int64_t *pad = out->pad_hw;
+                LLVMValueRef r = iadd(cg, row0, ii), oh = LLVMBuildUDiv(cg->b, col, ci64(cg, NR), "oh");
+                LLVMValueRef start = iadd(
+                    cg, imul(cg, r, ci64(cg, pad[0] * pad[1])),
+                    iadd(cg, imul(cg, iadd(cg, oh, ci64(cg, pad[2])), ci64(cg, pad[1])), ci64(cg, pad[3])));
+                kc->run_base = as_idx(kc, iadd(cg, start, into));
+                LLVMValueRef lo = part > 0 ? jlo : ci64(cg, 0), hi = part > 0 ? jhi : ci64(cg, NR);
+                zero_row_borders(kc, pad, kc->bufptr[so->buf], start, oh, NR, N,
+                                 LLVMBuildICmp(cg->b, LLVMIntEQ, iadd(cg, into, lo), ci64(cg, 0), ""),
+                                 LLVMBuildICmp(cg->b, LLVMIntEQ, iadd(cg, into, hi), ci64(cg, NR), ""));
+            } else { /* the run's index at its first o, q, plus obase - q */
+                kc->o = as_idx(kc, LLVMBuildSub(cg->b, obase, into, ""));
+                kc->gemm_col = as_idx(kc, LLVMBuildSub(cg->b, col, into, ""));
+                emit_index_tree(kc, so->index);
+                kc->run_base = iadd(cg, as_idx(kc, kc->val[so->index]), as_idx(kc, into));
+            }
         }
         /* o = obase + j in the index type, j the loop's own variable:
          * simple recurrences for the vectoriser and for LSR */
@@ -5151,6 +5273,9 @@ typedef struct {
     LLVMValueRef cblk; /* a block with the window (MMB_C_*) for a conv's im2col */
     int npf; /* prefetched epilogue operands: base pointers, element bytes (0: none) */
     LLVMValueRef pf[MM_PREFETCH_MAX], pf_size[MM_PREFETCH_MAX];
+    /* (constant geometry only) an output kept padded (KBuf.pad_hw) that the
+     * tiles prefetch: its planes' hp, wp, ph, pw (all 0: a plain [rows, N]) */
+    int64_t pf_pad[MM_PREFETCH_MAX][4];
     int64_t nc;                   /* columns of a B block (a block's: the form's NC) */
     bool prefetch_next;           /* (constant geometry only) the next B block prefetched, below */
     const KConv *taps;            /* (constant geometry only) the conv read in place (conv_taps), or NULL, */
@@ -5291,9 +5416,17 @@ static void prefetch_tile_rows(Kc *kc, const MmGeo *geo, int NR, LLVMValueRef ro
     Cg *cg = kc->cg;
     TLoop lr;
     LLVMValueRef ii = tloop_begin(kc, &lr, ci64(cg, 0), mrv, 1, "prefetch");
-    LLVMValueRef at = iadd(cg, imul(cg, iadd(cg, row, ii), geo->n), col);
+    LLVMValueRef at0 = iadd(cg, imul(cg, iadd(cg, row, ii), geo->n), col);
     for (int b = 0; b < geo->npf; b++) {
-        LLVMValueRef size = geo->pf_size[b], base = geo->pf[b];
+        LLVMValueRef size = geo->pf_size[b], base = geo->pf[b], at = at0;
+        const int64_t *pad = geo->pf_pad[b];
+        if (pad[0] && geo->taps) { /* the tile's pixels, along one output row, in the padded plane */
+            LLVMValueRef ow = ci64(cg, geo->taps->ow);
+            LLVMValueRef oh = LLVMBuildUDiv(cg->b, col, ow, ""), ox = LLVMBuildURem(cg->b, col, ow, "");
+            at = iadd(cg, imul(cg, iadd(cg, row, ii), ci64(cg, pad[0] * pad[1])),
+                      iadd(cg, imul(cg, iadd(cg, oh, ci64(cg, pad[2])), ci64(cg, pad[1])),
+                           iadd(cg, ox, ci64(cg, pad[3]))));
+        }
         if (LLVMIsAConstantInt(size)) { /* the lines of NR elements, and the last one's */
             int64_t bytes = (int64_t)LLVMConstIntGetZExtValue(size), per_line = 64 / bytes;
             for (int64_t e = 0; e < NR + per_line - 1; e += per_line) {
@@ -5450,7 +5583,13 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
                    LLVMBuildSub(cg->b, bm0, LLVMBuildURem(cg->b, bm0, ci64(cg, MR), ""), "bm0a"), bm0);
     LLVMValueRef abase = iadd(cg, geo->a_off, geo_batch(cg, geo, 0, false, bi));
     LLVMValueRef bbase = iadd(cg, geo->b_off, geo_batch(cg, geo, 1, false, bi));
-    if (geo->taps) copy_padded_rows(kc, geo->taps, geo->B, bbase, c0, c1, Bp);
+    /* the padded image the taps read: the copy made here, or the input
+     * itself where it is one already (conv_taps_in_place) */
+    LLVMValueRef timg = Bp;
+    if (geo->taps && conv_taps_in_place(geo->taps))
+        timg = elem_ptr(cg, cg->t_f32, geo->B, bbase);
+    else if (geo->taps)
+        copy_padded_rows(kc, geo->taps, geo->B, bbase, c0, c1, Bp);
     LLVMValueRef apk = NULL, bpk = NULL; /* the batch's prepacked blocks */
     if (pa != 0)
         apk = elem_ptr(cg, cg->t_f32, geo->Apk,
@@ -5549,7 +5688,7 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
                 ljr.step = nrv;
                 tap_ow = ow, tap_oh = oh;
                 bpanel =
-                    elem_ptr(cg, cg->t_f32, Bp,
+                    elem_ptr(cg, cg->t_f32, timg,
                              iadd(cg, imul(cg, oh, ci64(cg, cv->sh * wp)), imul(cg, ow, ci64(cg, cv->sw))));
             } else if (bip != 1) {
                 bpanel = elem_ptr(cg, cg->t_f32, bblock, imul(cg, jr, kcv));
@@ -6089,7 +6228,10 @@ static int epilogue_prefetch(const KProgram *p, const Kernel *k, const KMatmul *
     *nread = n;
     for (int j = 0; *nread == 0 && j < k->stages.data[1].stores.len; j++) {
         const KStore *st = &k->stages.data[1].stores.data[j];
-        if (k->insts.data[st->index].kind == KI_OUTER && (write_any || prefetch_for_writing(p, k, st->buf)))
+        /* (an image kept padded: its tiles' pixels, mapped into the planes) */
+        bool padded = write_any && p->bufs.data[st->buf].pad_hw[0] > 0;
+        if ((k->insts.data[st->index].kind == KI_OUTER || padded) &&
+            (write_any || prefetch_for_writing(p, k, st->buf)))
             prefetch[n++] = st->buf;
     }
     return n < MM_PREFETCH_MAX ? n : MM_PREFETCH_MAX;
@@ -6201,6 +6343,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
         for (int b = 0; b < nprefetch; b++) {
             geo.pf[b] = kc.bufptr[prefetch[b]];
             geo.pf_size[b] = ci64(cg, (int64_t)kiln_dtype_size(p->bufs.data[prefetch[b]].dtype));
+            memcpy(geo.pf_pad[b], p->bufs.data[prefetch[b]].pad_hw, sizeof geo.pf_pad[b]);
         }
         geo.row_ld = row_ld;
         geo.epi_inline = !epilogue, geo.epi_n = mm->n;
@@ -7092,6 +7235,22 @@ static void prefer_full_vectors(const Cg *cg) {
         if (!LLVMIsDeclaration(fn)) LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
 }
 
+/* Whether every image kernel k writes kept padded (KBuf.pad_hw) is its
+ * only store, from a convolution read in place whose epilogue runs per
+ * output row: that epilogue writes the borders (zero_row_borders), which
+ * nothing else would. */
+static bool padded_stores_ok(const Cg *cg, const Kernel *k) {
+    const KStage *m = &k->stages.data[k->stages.len - 1];
+    for (int j = 0; j < m->stores.len; j++) {
+        if (!cg->p->bufs.data[m->stores.data[j].buf].pad_hw[0]) continue;
+        KGemm g;
+        if (m->stores.len != 1 || !gemm_tiled(cg, k, &g) || !conv_taps(cg->p, &g) ||
+            !conv_row_ld(cg, g.conv) || !store_runs(k, g.conv->ow) || g.mm.n % g.conv->ow)
+            return false;
+    }
+    return true;
+}
+
 /* The module of the kernels of p that `only` selects (NULL: all), in ctx,
  * verified and optimised for tm; hm (NULL: internal helpers) as above. */
 static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTargetMachineRef tm, bool aot,
@@ -7134,6 +7293,16 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KProgram *p, LLVMTar
     int nbuilt = 0;
     for (int i = 0; i < p->kernels.len && !(hm && hm->define_all); i++) {
         if (only && !only[i]) continue;
+        if (!padded_stores_ok(&cg, &p->kernels.data[i])) {
+            snprintf(err, errlen,
+                     "kernel %s writes an image kept padded without the row epilogue that writes its borders "
+                     "(a kiln bug)",
+                     p->kernels.data[i].name);
+            free(kfns);
+            LLVMDisposeBuilder(cg.b);
+            LLVMDisposeModule(cg.mod);
+            return NULL;
+        }
         double t0 = trace_clock_ms();
         kfns[i] = emit_kernel(&cg, &p->kernels.data[i], i, aot ? NULL : &(LLVMValueRef){NULL});
         trace_span(p->trace, "codegen", t0, trace_clock_ms(), "LLVM IR %s", p->kernels.data[i].name);

@@ -184,6 +184,9 @@ int64_t llvm_column_grain(const KProgram *p, const KGemm *g);
  * through its taps (a zero-padded copy of each image's input read by the
  * tap micro-kernels) instead of gathering it under the window (im2col). */
 bool llvm_conv_taps(const KProgram *p, const Kernel *k);
+/* Whether convolution `consumer` reads its input from an image that its
+ * writer `producer` keeps zero-padded (runtime/backend.h keeps_padded). */
+bool llvm_conv_keeps_padded(const KProgram *p, const Kernel *producer, const Kernel *consumer);
 
 /* The row granularity a caller must respect when it splits kernel k's outer
  * range: sub-ranges should start at multiples of it for best speed (any

@@ -32,7 +32,7 @@ void kprog_destroy(KProgram *p) {
 
 int kprog_add_buf(KProgram *p, KBufKind kind, int index, KilnDType dt, int64_t numel, int node,
                   const char *name) {
-    KBuf b = {kind, index, dt, numel, node, 0, arena_strdup(p->arena, name), false};
+    KBuf b = {kind, index, dt, numel, node, 0, arena_strdup(p->arena, name), false, {0, 0, 0, 0}};
     VEC_PUSH(p->bufs, b);
     return p->bufs.len - 1;
 }

@@ -150,6 +150,14 @@ typedef struct {
     int64_t offset; /* KB_TEMP: byte offset in the program's arena (64-aligned) */
     const char *name;
     bool constant;  /* KB_INPUT of a constant parameter: the same data on every run */
+    /* KB_TEMP holding NCHW images zero-padded for the convolution that
+     * reads them (pad_conv_inputs in passes/fuse.c): planes of pad_hw[0] x
+     * pad_hw[1] elements, whose producer's stores (its last stage's) write
+     * the interior from row pad_hw[2], column pad_hw[3] on, and which the
+     * emitter of the device that asked for it (FuseOptions.keeps_padded)
+     * makes write the borders' zeros too, in every run.  All zero for any
+     * other buffer. */
+    int64_t pad_hw[4];
 } KBuf;
 
 typedef struct {

@@ -1546,6 +1546,144 @@ static int *in_place_roots(const KProgram *p, const int *first, int *last) {
     return root;
 }
 
+/* ---------------------------------------------------- padded conv inputs */
+
+static void remark(Sched *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Appends i64 index instruction `kind` (a, b) to kernel k in scope stage. */
+static int kiop(Kernel *k, KInstKind kind, int stage, int a, int b) {
+    return kinst(k, kind, KILN_I64, stage, a, b, -1);
+}
+static int kconst(Kernel *k, int stage, int64_t v) { return kinst_const(k, KILN_I64, stage, (double)v); }
+/* a * m + c, folding the trivial cases */
+static int kmuladd(Kernel *k, int stage, int a, int64_t m, int c) {
+    int x = m == 1 ? a : kiop(k, KI_IMUL, stage, a, kconst(k, stage, m));
+    return c < 0 ? x : kiop(k, KI_IADD, stage, x, c);
+}
+
+/* Whether temporary b is the NCHW input (x_buf) of convolution kernel kc,
+ * stored by kernel kp only, at o (its only store), loaded by kc only, once
+ * (the convolution's B load, a plain product of two loads), and no result:
+ * the shape pad_conv_inputs rewrites. */
+static bool paddable_pair(const KProgram *p, const Kernel *kp, const Kernel *kc, int b) {
+    const KBuf *bb = &p->bufs.data[b];
+    const KConv *cv = &kc->conv, *pv = &kp->conv;
+    if (bb->kind != KB_TEMP || bb->dtype != KILN_F32 || kc->kind != KK_CONV || kp->kind != KK_CONV ||
+        cv->x_buf != b || cv->groups != 1 || (cv->ph == 0 && cv->pw == 0) || cv->ph < 0 || cv->pw < 0)
+        return false;
+    if (cv->x_off != 0 || cv->xs[3] != 1 || cv->xs[2] != cv->w || cv->xs[1] != cv->h * cv->w ||
+        cv->xs[0] != cv->c * cv->h * cv->w || bb->numel != cv->n * cv->c * cv->h * cv->w)
+        return false;
+    if (pv->n != cv->n || pv->oc != cv->c || pv->oh != cv->h || pv->ow != cv->w || kp->outer != bb->numel ||
+        kp->stages.len != 2 || kc->stages.len != 2)
+        return false;
+    const KStage *pm = &kp->stages.data[1];
+    if (pm->stores.len != 1 || pm->stores.data[0].buf != b ||
+        kp->insts.data[pm->stores.data[0].index].kind != KI_OUTER)
+        return false;
+    const KStage *red = &kc->stages.data[0];
+    if (red->kind != KS_REDUCE || red->value < 0) return false;
+    const KInst *mul = &kc->insts.data[red->value];
+    if (mul->kind != KI_ELEM || mul->op != OP_MUL) return false;
+    const KInst *x = &kc->insts.data[mul->a], *y = &kc->insts.data[mul->b];
+    if (x->kind != KI_LOAD || y->kind != KI_LOAD || (x->buf == b) == (y->buf == b)) return false;
+    int loads = 0;
+    for (int i = 0; i < kc->insts.len; i++)
+        loads += kc->insts.data[i].kind == KI_LOAD && kc->insts.data[i].buf == b;
+    for (int i = 0; i < kp->insts.len; i++)
+        if (kp->insts.data[i].kind == KI_LOAD && kp->insts.data[i].buf == b) return false;
+    return loads == 1;
+}
+
+/* Keeps a convolution's input zero-padded between its producer and itself
+ * (where opt.keeps_padded says the device gains by it): the producer
+ * stores each image's pixels into the interior of planes of hp x wp
+ * elements (the padded image the convolution reads, codegen/llvm.c
+ * conv_taps_plane), and the convolution becomes an unpadded one over those
+ * planes, read in place without the copy into a padded image it made per
+ * image.  The buffer says so (KBuf.pad_hw): the device that asked for it
+ * has its producer write the borders' zeros too, in every run, so that the
+ * image may take any bytes of the arena (kept in a zeroed part of their
+ * own, written only once, the first producer of each run found its lines
+ * in memory: 3-7 % slower).  Only a temporary with one writer and one
+ * reader, no graph result. */
+static void pad_conv_inputs(Sched *s) {
+    KProgram *p = s->p;
+    if (!s->opt.keeps_padded || !s->opt.fuse) return;
+    int nb = p->bufs.len, nk = p->kernels.len;
+    int *writer = xmalloc(sizeof(int) * (size_t)(nb + 1)), *reader = xmalloc(sizeof(int) * (size_t)(nb + 1));
+    for (int b = 0; b < nb; b++) writer[b] = reader[b] = -1;
+    for (int ki = 0; ki < nk; ki++) {
+        const Kernel *k = &p->kernels.data[ki];
+        for (int i = 0; i < k->insts.len; i++)
+            if (k->insts.data[i].kind == KI_LOAD) {
+                int b = k->insts.data[i].buf;
+                reader[b] = reader[b] == -1 || reader[b] == ki ? ki : -2;
+            }
+        for (int st = 0; st < k->stages.len; st++)
+            for (int j = 0; j < k->stages.data[st].stores.len; j++) {
+                int b = k->stages.data[st].stores.data[j].buf;
+                writer[b] = writer[b] == -1 ? ki : -2;
+            }
+    }
+    for (int r = 0; r < p->result_buf.len; r++)
+        if (p->result_buf.data[r] >= 0 && p->result_buf.data[r] < nb) reader[p->result_buf.data[r]] = -2;
+    for (int b = 0; b < nb; b++) {
+        if (writer[b] < 0 || reader[b] < 0 || writer[b] >= reader[b]) continue;
+        Kernel *kp = &p->kernels.data[writer[b]], *kc = &p->kernels.data[reader[b]];
+        if (!paddable_pair(p, kp, kc, b) || !s->opt.keeps_padded(p, kp, kc)) continue;
+        KConv *cv = &kc->conv;
+        int64_t rows = (cv->oh - 1) * cv->sh + (cv->kh - 1) * cv->dh + 1;
+        int64_t cols = (cv->ow - 1) * cv->sw + (cv->kw - 1) * cv->dw + 1;
+        int64_t hp = cv->ph + cv->h > rows ? cv->ph + cv->h : rows,
+                wp = cv->pw + cv->w > cols ? cv->pw + cv->w : cols;
+        int64_t H = cv->h, W = cv->w, plane = hp * wp;
+        /* the producer: o = ((n*C + c)*H + h)*W + w stored at
+         * (n*C + c)*plane + (h + ph)*wp + w + pw */
+        int o = -1;
+        for (int i = 0; i < kp->insts.len && o < 0; i++)
+            if (kp->insts.data[i].kind == KI_OUTER) o = i;
+        int w = kiop(kp, KI_IMOD, -1, o, kconst(kp, -1, W)), t = kiop(kp, KI_IDIV, -1, o, kconst(kp, -1, W));
+        int h = kiop(kp, KI_IMOD, -1, t, kconst(kp, -1, H)), nc = kiop(kp, KI_IDIV, -1, t, kconst(kp, -1, H));
+        int at = kmuladd(kp, -1, nc, plane, kmuladd(kp, -1, h, wp, w));
+        kp->stages.data[1].stores.data[0].index =
+            kiop(kp, KI_IADD, -1, at, kconst(kp, -1, cv->ph * wp + cv->pw));
+        /* the convolution: X(n, c, oh*sh + kh*dh, ow*sw + kw*dw) over the
+         * padded planes, o = ((n*OC + oc)*OH + oh)*OW + ow, r = (c*KH + kh)*KW + kw */
+        int ko = -1;
+        for (int i = 0; i < kc->insts.len && ko < 0; i++)
+            if (kc->insts.data[i].kind == KI_OUTER) ko = i;
+        if (ko < 0) ko = kinst(kc, KI_OUTER, KILN_I64, -1, -1, -1, -1);
+        int ow = kiop(kc, KI_IMOD, -1, ko, kconst(kc, -1, cv->ow)),
+            q = kiop(kc, KI_IDIV, -1, ko, kconst(kc, -1, cv->ow));
+        int oh = kiop(kc, KI_IMOD, -1, q, kconst(kc, -1, cv->oh));
+        int n = kiop(kc, KI_IDIV, -1, q, kconst(kc, -1, cv->oh * cv->oc));
+        int outer = kmuladd(kc, -1, n, cv->c * plane,
+                            kmuladd(kc, -1, oh, cv->sh * wp, kmuladd(kc, -1, ow, cv->sw, -1)));
+        int r = kinst(kc, KI_INNER, KILN_I64, 0, -1, -1, -1);
+        int kw = kiop(kc, KI_IMOD, 0, r, kconst(kc, 0, cv->kw)),
+            u = kiop(kc, KI_IDIV, 0, r, kconst(kc, 0, cv->kw));
+        int kh = kiop(kc, KI_IMOD, 0, u, kconst(kc, 0, cv->kh)),
+            c = kiop(kc, KI_IDIV, 0, u, kconst(kc, 0, cv->kh));
+        int inner = kmuladd(kc, 0, c, plane, kmuladd(kc, 0, kh, cv->dh * wp, kmuladd(kc, 0, kw, cv->dw, -1)));
+        int idx = kiop(kc, KI_IADD, 0, outer, inner);
+        KStage *red = &kc->stages.data[0];
+        KInst mul = kc->insts.data[red->value];
+        bool x_first = kc->insts.data[mul.a].buf == b;
+        int other = x_first ? mul.b : mul.a;
+        int load = kinst_load(kc, b, KILN_F32, 0, idx, -1);
+        red->value = kinst_elem(kc, OP_MUL, KILN_F32, 0, x_first ? load : other, x_first ? other : load, -1);
+        KBuf *bb = &p->bufs.data[b];
+        bb->pad_hw[0] = hp, bb->pad_hw[1] = wp, bb->pad_hw[2] = cv->ph, bb->pad_hw[3] = cv->pw;
+        bb->numel = cv->n * cv->c * plane;
+        cv->h = hp, cv->w = wp, cv->ph = cv->pw = 0;
+        cv->xs[0] = cv->c * plane, cv->xs[1] = plane, cv->xs[2] = wp, cv->xs[3] = 1;
+        remark(s, "kept padded: %s stores %s as %lld x %lld planes for %s to read in place", kp->name,
+               bb->name, (long long)hp, (long long)wp, kc->name);
+    }
+    free(writer), free(reader);
+}
+
 static void plan_memory(Sched *s) {
     KProgram *p = s->p;
     int nb = p->bufs.len;
@@ -1782,6 +1920,7 @@ KProgram *fuse_graph(Arena *arena, const IRGraph *g, const FuseOptions *opt, cha
                        op_info[n->op].name, n->loc.line, n->loc.col, s.nusers[id]);
         }
     }
+    pad_conv_inputs(&s);
     plan_memory(&s);
     free(visited), free(copy_from), free(acc_stage), free(reds_start), free(reds_of);
     free(s.user_start), free(s.users), free(s.mark), free(s.buf_mark), free(s.nusers), free(s.live),

@@ -114,6 +114,12 @@ typedef struct {
      * NULL: nothing to do.  Runs outside any call, never beside another
      * hook on the same program. */
     bool (*bind)(void *prog, int param, const void *data, char *err, size_t errlen);
+    /* Whether the backend's convolution `consumer` reads its input from an
+     * image kept zero-padded by `producer`, its only writer, rather than
+     * copying it padded itself (passes/fuse.h FuseOptions.keeps_padded;
+     * the producer's code then writes the image's borders too, KBuf.pad_hw).
+     * NULL: never. */
+    bool (*keeps_padded)(const KProgram *p, const Kernel *producer, const Kernel *consumer);
 } BackendKernels;
 
 /* Device memory (BK_KERNELS without BK_HOST_MEMORY): every buffer at a

@@ -216,7 +216,7 @@ _Static_assert(sizeof(KStore) == 12, "KStore changed: update kernel_key and cano
 _Static_assert(sizeof(Kernel) == 432, "Kernel changed: update kernel_key and canonical_kernel");
 _Static_assert(sizeof(KMatmul) == 120, "KMatmul changed: update kernel_key and canonical_kernel");
 _Static_assert(sizeof(KConv) == 224, "KConv changed: update kernel_key and canonical_kernel");
-_Static_assert(sizeof(KBuf) == 56, "KBuf changed: update kernel_key and canonical_kernel");
+_Static_assert(sizeof(KBuf) == 88, "KBuf changed: update kernel_key and canonical_kernel");
 #endif
 
 typedef struct {
@@ -278,6 +278,7 @@ static KProgram *canonical_kernel(Arena *arena, const KProgram *kp, int ki, cons
         snprintf(bname, sizeof bname, "b%d", j);
         int b = kprog_add_buf(p, KB_TEMP, -1, src->dtype, src->numel, -1, bname);
         p->bufs.data[b].constant = src->constant;
+        memcpy(p->bufs.data[b].pad_hw, src->pad_hw, sizeof src->pad_hw); /* its producer writes the borders */
     }
     Kernel c = *k; /* every scalar field; the vectors and buffers below */
     c.name = arena_strdup(arena, name);
@@ -338,6 +339,9 @@ static void put_i64s(KeyWords *w, const int64_t *v, int n) {
 /* A buffer's words in a key: what its kernels' code depends on. */
 static void buf_words(const KBuf *kb, KeyWords *w) {
     put_i64(w, kb->dtype), put_i64(w, kb->numel), put_i64(w, kb->constant);
+    /* a padded image's planes (only then: every other key stays as it was) */
+    if (kb->pad_hw[0])
+        for (int i = 0; i < 4; i++) put_i64(w, kb->pad_hw[i]);
 }
 
 /* Every field of kernel k (field by field: struct padding is not data). */

@@ -67,7 +67,14 @@ static size_t buf_bytes(const KBuf *b) { return (size_t)b->numel * kiln_dtype_si
 
 /* fuse_graph, then legalisation (kernel.h) and the verifier. */
 KProgram *exec_schedule(Arena *arena, const IRGraph *g, const CompileOptions *opt, char *err, size_t errlen) {
-    FuseOptions fo = {.fuse = !opt || opt->opt_level > 0, .remarks = opt && opt->remarks};
+    return exec_schedule_for(arena, g, opt, NULL, err, errlen);
+}
+
+KProgram *exec_schedule_for(Arena *arena, const IRGraph *g, const CompileOptions *opt, const Backend *be,
+                            char *err, size_t errlen) {
+    FuseOptions fo = {.fuse = !opt || opt->opt_level > 0,
+                      .remarks = opt && opt->remarks,
+                      .keeps_padded = be ? be->kernels.keeps_padded : NULL};
     char ferr[1024] = "";
     KProgram *kp = fuse_graph(arena, g, &fo, ferr, sizeof ferr);
     if (!kp) {
@@ -152,7 +159,7 @@ Executable *exec_compile(const Backend *be, const IRGraph *g, const CompileOptio
     if (!has(x, BK_KERNELS)) return x;
     double t0 = now_ms();
     char berr[2048] = "";
-    x->kp = exec_schedule(x->arena, g, opt, berr, sizeof berr);
+    x->kp = exec_schedule_for(x->arena, g, opt, be, berr, sizeof berr);
     double t1 = now_ms();
     trace_span(x->trace, "fusion", t0, t1, "fusion: %d kernels", x->kp ? x->kp->kernels.len : 0);
     if (x->kp && opt && opt->verbose)
@@ -646,7 +653,7 @@ KilnStatus exec_emit(const IRGraph *g, const char *stage, const CompileOptions *
     }
     Arena *arena = arena_new();
     char serr[2048] = "";
-    KProgram *kp = exec_schedule(arena, g, opt, serr, sizeof serr);
+    KProgram *kp = exec_schedule_for(arena, g, opt, be, serr, sizeof serr);
     KilnStatus st = kp ? s->emit(kp, opt, out, serr, sizeof serr) : KILN_ERR_DEVICE;
     if (st != KILN_OK) snprintf(err, errlen, "%s: %s", be->name, serr);
     kprog_destroy(kp);
@@ -661,7 +668,7 @@ KilnStatus exec_aot(const IRGraph *g, const char *target, const CompileOptions *
     if (!be) return KILN_ERR_USAGE;
     Arena *arena = arena_new();
     char serr[4096] = "";
-    KProgram *kp = exec_schedule(arena, g, opt, serr, sizeof serr);
+    KProgram *kp = exec_schedule_for(arena, g, opt, be, serr, sizeof serr);
     KilnStatus st = kp ? be->aot.write(kp, g, opt, variant, dir, serr, sizeof serr) : KILN_ERR_DEVICE;
     if (st != KILN_OK) snprintf(err, errlen, "%s: %s", be->name, serr);
     kprog_destroy(kp);

@@ -97,6 +97,11 @@ const KProgram *exec_program(const Executable *x);
  * `aot`.  The program lives in `arena`; kprog_destroy it.  NULL with a
  * message in err. */
 KProgram *exec_schedule(Arena *arena, const IRGraph *g, const CompileOptions *opt, char *err, size_t errlen);
+/* The same for backend be (NULL: as exec_schedule): where it says a
+ * convolution's input is better kept padded between its producer and
+ * itself (BackendKernels.keeps_padded), the program keeps it so. */
+KProgram *exec_schedule_for(Arena *arena, const IRGraph *g, const CompileOptions *opt, const Backend *be,
+                            char *err, size_t errlen);
 
 /* Prints emit stage `stage` of a backend (backend_stage) for concrete graph
  * g; writes the AOT bundle of backend `target` ("cuda:sm_80") into dir. */

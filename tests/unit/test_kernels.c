@@ -1076,11 +1076,60 @@ static void test_three_threads(void) {
     setenv("KILN_THREADS", "2", 1);
 }
 
+/* Images kept zero-padded between two convolutions read in place
+ * (pad_conv_inputs in passes/fuse.c, llvm_conv_keeps_padded): b (one taps
+ * consumer, stride 1) and e (read by a stride-2 convolution only: planes
+ * of 41 x 41, no row below the image) are; a (also a residual), c (two
+ * consumers) and g (a graph output, also read by a convolution) are not.
+ * The producers write the borders in every run: the arena's bytes are
+ * shared with other temporaries, and the cpu runs each program twice
+ * (check_constant_weights) in one arena.  Against the reference on the cpu
+ * targets and cuda-emu (which keeps every image plain). */
+static void test_padded_images(void) {
+    const char *text =
+        "graph padded(x: f32[2, 32, 40, 40], w0: f32[32, 32, 3, 3], b0: f32[32], w1: f32[32, 32, 3, 3], "
+        "b1: f32[32], w2: f32[32, 32, 3, 3], w3: f32[48, 32, 3, 3], b3: f32[48], w4: f32[32, 32, 3, 3], "
+        "w5: f32[32, 32, 3, 3]) -> (f32[2, 48, 20, 20], f32[2, 32, 40, 40], f32[2, 32, 40, 40]) {\n"
+        "    a = relu(conv2d(x, w0, b0, padding=1))\n"
+        "    b = relu(conv2d(a, w1, b1, padding=1))\n"
+        "    c = relu(conv2d(b, w2, padding=1) + a)\n"
+        "    e = relu(conv2d(c, w4, padding=1))\n"
+        "    f = conv2d(e, w3, b3, padding=1, stride=2)\n"
+        "    g = relu(conv2d(c, w5, padding=1))\n"
+        "    h = conv2d(g, w1, padding=1)\n"
+        "    return f, g, h\n"
+        "}\n";
+    Arena *arena = arena_new();
+    IRGraph *g, *o;
+    KProgram *p = fuse_text(arena, "padded.kiln", text, &g, &o);
+    if (p) kprog_destroy(p);
+    char err[2048] = "";
+    CompileOptions copt = {.opt_level = 2};
+    p = o ? exec_schedule_for(arena, o, &copt, backend_lookup("cpu"), err, sizeof err) : NULL;
+    CHECK(p != NULL, "padded.kiln: schedule: %s", err);
+    int padded = 0;
+    for (int b = 0; p && b < p->bufs.len; b++)
+        if (p->bufs.data[b].pad_hw[0]) {
+            const KBuf *kb = &p->bufs.data[b];
+            padded++;
+            CHECK(kb->kind == KB_TEMP && (kb->pad_hw[0] == 42 || kb->pad_hw[0] == 41) && kb->pad_hw[2] == 1 &&
+                      kb->pad_hw[3] == 1,
+                  "padded.kiln: %s kept padded as %lld x %lld from (%lld, %lld)", kb->name,
+                  (long long)kb->pad_hw[0], (long long)kb->pad_hw[1], (long long)kb->pad_hw[2],
+                  (long long)kb->pad_hw[3]);
+        }
+    CHECK(padded == 2, "padded.kiln: %d images kept padded, want 2 (b and e)", padded);
+    fused_free(arena, p, g, o);
+    static const char *const targets[] = {"cpu", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2", NULL};
+    run_suite_both_forms("padded.kiln", text, 0, targets);
+}
+
 int main(void) {
     setenv("KILN_THREADS", "2", 0); /* at least two threads split every large kernel, whatever the machine */
     test_matmuls();
     test_heads();
     test_convolutions();
+    test_padded_images();
     test_in_place();
     test_sized_units();
     test_sized_direct();
