@@ -5455,29 +5455,51 @@ static void prefetch_tile_rows(Kc *kc, const MmGeo *geo, int NR, LLVMValueRef ro
     tloop_end(kc, &lr);
 }
 
+/* The most cache lines NR floats of a row of B span (not aligned). */
+static int64_t panel_lines_max(int NR) { return (NR * 4 + 63) / 64 + 1; }
+
 /* B read in place: the next panel's lines (NR floats of each of its kcv
- * rows from column col on) into L1 before this panel's tiles run, so that
+ * rows from column col on) fetched while this panel's tiles run, so that
  * its first tile does not wait on them: K streams far apart that no
  * hardware prefetcher follows (MobileNetV2's 32->16 at 112x112, rows 50 KB
- * apart, ran 1.2x slower in place than packed without it).  Guarded by the
- * flag in a generic nest. */
+ * apart, ran 1.2x slower in place than packed without it).  In a kernel's
+ * own nest, spread over the micro-kernel's k steps where its prefetch slot
+ * is free (`slot_taken` false) and the row block has enough tiles
+ * (next_panel_in_slot); else here, into the L1, in a burst before the
+ * panel's tiles: where the slot prefetches the next A block or Cacc's
+ * next tile, and in a size-generic nest (guarded by its flag there). */
 static void prefetch_next_panel(Kc *kc, const MmGeo *geo, LLVMValueRef bbase, LLVMValueRef pc,
-                                LLVMValueRef kcv, LLVMValueRef col, int NR) {
+                                LLVMValueRef kcv, LLVMValueRef mcv, LLVMValueRef col, int NR,
+                                LLVMValueRef slot_taken) {
     Cg *cg = kc->cg;
-    IfBlock in_place;
+    IfBlock in_place, taken;
     const bool guarded = known_bool(geo->b_in_place) != 1;
     if (guarded) if_begin(kc, &in_place, geo->b_in_place);
-    TLoop lk;
-    LLVMValueRef kk = tloop_begin(kc, &lk, ci64(cg, 0), kcv, 1, "prefetch_panel");
-    LLVMValueRef at = iadd(cg, iadd(cg, bbase, imul(cg, iadd(cg, pc, kk), geo->b_sk)), col);
-    /* a plain GEP, not elem_ptr's inbounds one: after the last panel the
-     * address lies past B (a prefetch there is harmless; an inbounds GEP
-     * would be poison) */
-    for (int64_t e = 0; e < NR + 16; e += 16) { /* the lines of NR floats, aligned or not */
-        LLVMValueRef idx = iadd(cg, at, ci64(cg, e < NR ? e : NR - 1));
-        prefetch_at(cg, LLVMBuildGEP2(cg->b, cg->t_f32, geo->B, &idx, 1, ""), false, 3);
+    /* the burst where next_panel_in_slot does not run: a generic nest; a
+     * taken slot; fewer than panel_lines_max tiles of MR rows */
+    LLVMValueRef burst_on = LLVMConstInt(cg->t_i1, 1, 0);
+    if (!guarded) {
+        const int64_t MR = ukernel_shape(cg).mr;
+        burst_on =
+            LLVMBuildICmp(cg->b, LLVMIntSLE, mcv, ci64(cg, MR * (panel_lines_max(NR) - 1)), "few_tiles");
+        if (slot_taken) burst_on = LLVMBuildOr(cg->b, burst_on, slot_taken, "");
     }
-    tloop_end(kc, &lk);
+    const int burst = known_bool(burst_on);
+    if (burst < 0) if_begin(kc, &taken, burst_on);
+    if (burst != 0) {
+        TLoop lk;
+        LLVMValueRef kk = tloop_begin(kc, &lk, ci64(cg, 0), kcv, 1, "prefetch_panel");
+        LLVMValueRef at = iadd(cg, iadd(cg, bbase, imul(cg, iadd(cg, pc, kk), geo->b_sk)), col);
+        /* a plain GEP, not elem_ptr's inbounds one: after the last panel
+         * the address lies past B (a prefetch there is harmless; an
+         * inbounds GEP would be poison) */
+        for (int64_t e = 0; e < NR + 16; e += 16) { /* the lines of NR floats, aligned or not */
+            LLVMValueRef idx = iadd(cg, at, ci64(cg, e < NR ? e : NR - 1));
+            prefetch_at(cg, LLVMBuildGEP2(cg->b, cg->t_f32, geo->B, &idx, 1, ""), false, 3);
+        }
+        tloop_end(kc, &lk);
+    }
+    if (burst < 0) if_end(kc, &taken);
     /* from memory, the lines B_FAR_COLUMNS on into the L2 too (b_far_ahead;
      * not a row panel at a time: rows_outer reads its B block again per row
      * panel, from the L2) */
@@ -5496,6 +5518,58 @@ static void prefetch_next_panel(Kc *kc, const MmGeo *geo, LLVMValueRef bbase, LL
         if (far < 0) if_end(kc, &is_far);
     }
     if (guarded) if_end(kc, &in_place);
+}
+
+/* B read in place, the micro-kernel's prefetch slot free (*pf_on false or
+ * NULL): the tiles of a panel fetch the next panel's lines through it,
+ * into the L2, one row per k step, instead of prefetch_next_panel's burst
+ * before the panel (30 % of the nest's samples of ResNet-50's 256->64 at
+ * 56x56, 768 prefetches of 256 rows 196 lines apart at once against the
+ * L1's 16 fill buffers).  The panel's last `lines` tiles (its NR floats
+ * from column col on: 2 lines on AVX-512 when aligned, 3 when not) each
+ * take one line of every row, pf = that line in the panel's first row,
+ * pf_step = B's row stride; a panel of fewer tiles keeps the burst
+ * (prefetch_next_panel: it runs where the slot is taken, and here where
+ * there are too few tiles).  Quiet, Intel Xeon model 207, the 256->64
+ * alone: 1.03-1.04x at batch 1 and 8 (docs/performance.md, "Session 13:
+ * the micro-kernel's k loop"). */
+static void next_panel_in_slot(Kc *kc, const MmGeo *geo, LLVMValueRef bbase, LLVMValueRef pc, LLVMValueRef ir,
+                               LLVMValueRef mcv, LLVMValueRef col, int NR, LLVMValueRef *pf_on,
+                               LLVMValueRef *pf_at, LLVMValueRef *pf_step) {
+    Cg *cg = kc->cg;
+    const int64_t MR = ukernel_shape(cg).mr;
+    LLVMValueRef first = iadd(cg, iadd(cg, bbase, imul(cg, pc, geo->b_sk)), iadd(cg, col, ci64(cg, NR)));
+    /* a plain GEP: after the last panel it points past B */
+    LLVMValueRef at = LLVMBuildGEP2(cg->b, cg->t_f32, geo->B, &first, 1, "next_panel");
+    /* the lines of NR floats: in every row as many as in the first when
+     * rows lie whole lines apart, else (a 14x14 plane: 784 bytes) up to
+     * panel_lines_max */
+    LLVMValueRef byte = LLVMBuildPtrToInt(cg->b, at, cg->t_i64, "");
+    LLVMValueRef line0 = LLVMBuildLShr(cg->b, byte, ci64(cg, 6), "");
+    LLVMValueRef line1 = LLVMBuildLShr(cg->b, iadd(cg, byte, ci64(cg, NR * 4 - 1)), ci64(cg, 6), "");
+    LLVMValueRef lines = iadd(cg, LLVMBuildSub(cg->b, line1, line0, ""), ci64(cg, 1));
+    LLVMValueRef whole =
+        LLVMBuildICmp(cg->b, LLVMIntEQ, LLVMBuildURem(cg->b, geo->b_sk, ci64(cg, 16), ""), ci64(cg, 0), "");
+    lines = LLVMBuildSelect(cg->b, whole, lines, ci64(cg, panel_lines_max(NR)), "lines");
+    LLVMValueRef tile = LLVMBuildUDiv(cg->b, ir, ci64(cg, MR), "");
+    LLVMValueRef tiles = LLVMBuildUDiv(cg->b, iadd(cg, mcv, ci64(cg, MR - 1)), ci64(cg, MR), "");
+    /* tile `tiles - lines + j` takes line j: the one with float min(16 j,
+     * NR - 1) of each row's panel (as prefetch_next_panel's burst) */
+    LLVMValueRef j = LLVMBuildSub(cg->b, iadd(cg, tile, lines), tiles, "");
+    LLVMValueRef on =
+        LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, j, ci64(cg, 0), ""),
+                     LLVMBuildICmp(cg->b, LLVMIntSGE, tiles, ci64(cg, panel_lines_max(NR)), ""), "");
+    LLVMValueRef off = imin(cg, imul(cg, j, ci64(cg, 16)), ci64(cg, NR - 1));
+    LLVMValueRef sat = LLVMBuildGEP2(cg->b, cg->t_f32, at, &off, 1, "");
+    LLVMValueRef step = LLVMBuildSelect(cg->b, on, imul(cg, geo->b_sk, ci64(cg, 4)), ci64(cg, 0), "");
+    if (*pf_on) {
+        LLVMValueRef taken = *pf_on;
+        *pf_at = LLVMBuildSelect(cg->b, taken, *pf_at, sat, "");
+        *pf_step = LLVMBuildSelect(cg->b, taken, *pf_step, step, "");
+        *pf_on = LLVMBuildOr(cg->b, taken, on, "");
+    } else {
+        *pf_on = on, *pf_at = sat, *pf_step = step;
+    }
 }
 
 /* A call of the product's epilogue function, NAME.epi(fixed..., extras...). */
@@ -5671,6 +5745,34 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         if (pa < 0) if_end(kc, &packa);
         ablock = pa < 0 ? LLVMBuildSelect(cg->b, geo->packed_a, ablock, Ap, "ablock") : Ap;
     }
+    /* whether the block's tiles have a next prepacked A block to prefetch
+     * (a_next_block; the next rows' block, else the next K block's), and
+     * whether they keep Cacc by column panel (cacc_panels): either takes
+     * the micro-kernel's prefetch slot (below); NULL: never */
+    LLVMValueRef a_next_on = NULL, kcn = NULL, next_a = NULL, cacc_on = NULL;
+    const int a_next = geo->a_next ? known_bool(geo->a_next) : 0;
+    if (a_next != 0 && pa != 0) {
+        LLVMValueRef icn = iadd(cg, ic, ci64(cg, MC)), pcn = iadd(cg, pc, ci64(cg, KC));
+        LLVMValueRef same_k = LLVMBuildICmp(cg->b, LLVMIntSLT, icn, m1, "next_rows");
+        kcn =
+            LLVMBuildSelect(cg->b, same_k, kcv, imin(cg, ci64(cg, KC), LLVMBuildSub(cg->b, K, pcn, "")), "");
+        next_a = LLVMBuildSelect(cg->b, same_k, iadd(cg, imul(cg, pc, geo->mp), imul(cg, icn, kcv)),
+                                 iadd(cg, imul(cg, pcn, geo->mp), imul(cg, m0, kcn)), "next_a");
+        a_next_on = LLVMBuildOr(cg->b, same_k, LLVMBuildICmp(cg->b, LLVMIntSLT, pcn, K, ""), "");
+        if (a_next < 0) a_next_on = LLVMBuildAnd(cg->b, a_next_on, geo->a_next, "");
+    }
+    /* A packed here (not prepacked: no next A block for the micro-kernel
+     * to prefetch): each column panel's partial sums in one run, the
+     * group's rows NR floats apart, so that the next tile's (the next
+     * rows') follow this one's and the micro-kernel prefetches them (below) */
+    const bool cacc_panels = multi_k != 0 && !sh->swap && pa != 1;
+    if (cacc_panels) {
+        cacc_on = pa < 0 ? LLVMBuildNot(cg->b, geo->packed_a, "") : LLVMConstInt(cg->t_i1, 1, 0);
+        if (multi_k < 0) cacc_on = LLVMBuildAnd(cg->b, cacc_on, geo->multi_k, "");
+    }
+    LLVMValueRef slot_taken = a_next_on && cacc_on ? LLVMBuildOr(cg->b, a_next_on, cacc_on, "")
+                              : a_next_on          ? a_next_on
+                                                   : cacc_on;
     LLVMValueRef jr = NULL, nrv = NULL, bpanel = NULL, ir = NULL, mrv = NULL, apanel = NULL;
     LLVMValueRef tap_ow = NULL, tap_oh = NULL; /* taps: the tile's first pixel's place in the output */
     for (int level = 0; level < 2; level++) { /* columns outside, or rows (rows_outer) */
@@ -5695,7 +5797,8 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
             }
             /* (not a row panel at a time: rows_outer) */
             if (bip != 0 && !geo->rows_outer)
-                prefetch_next_panel(kc, geo, bbase, pc, kcv, iadd(cg, iadd(cg, jc, jr), ci64(cg, NR)), NR);
+                prefetch_next_panel(kc, geo, bbase, pc, kcv, mcv, iadd(cg, iadd(cg, jc, jr), ci64(cg, NR)),
+                                    NR, slot_taken);
         } else {
             ir = tloop_begin(kc, &lir, ci64(cg, 0), mcv, MR, "ir");
             mrv = imin(cg, ci64(cg, MR), LLVMBuildSub(cg->b, mcv, ir, ""));
@@ -5705,11 +5808,6 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
 
     /* the tile goes to Cacc (K in several blocks) or to `tile` */
     LLVMValueRef cptr = tile, ldc = ci64(cg, sh->swap ? MR : NR);
-    /* A packed here (not prepacked: no next A block for the micro-kernel
-     * to prefetch): each column panel's partial sums in one run, the
-     * group's rows NR floats apart, so that the next tile's (the next
-     * rows') follow this one's and the micro-kernel prefetches them (below) */
-    const bool cacc_panels = multi_k != 0 && !sh->swap && pa != 1;
     if (multi_k != 0) {
         LLVMValueRef crow = iadd(cg, LLVMBuildSub(cg->b, ic, m0, ""), ir);
         /* swapped: each tile's MR x NR floats in one block */
@@ -5786,18 +5884,9 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
      * panels) is fetched a line every pf_step bytes only.  Without a next block
      * pf_step is 0: the micro-kernel's k loop without the prefetch */
     LLVMValueRef pf_on = NULL, pf_at = NULL, pf_step = NULL;
-    const int a_next = geo->a_next ? known_bool(geo->a_next) : 0;
-    if (a_next != 0 && pa != 0) {
-        LLVMValueRef icn = iadd(cg, ic, ci64(cg, MC)), pcn = iadd(cg, pc, ci64(cg, KC));
-        LLVMValueRef same_k = LLVMBuildICmp(cg->b, LLVMIntSLT, icn, m1, "next_rows");
-        LLVMValueRef kcn =
-            LLVMBuildSelect(cg->b, same_k, kcv, imin(cg, ci64(cg, KC), LLVMBuildSub(cg->b, K, pcn, "")), "");
-        LLVMValueRef nstart =
-            LLVMBuildSelect(cg->b, same_k, iadd(cg, imul(cg, pc, geo->mp), imul(cg, icn, kcv)),
-                            iadd(cg, imul(cg, pcn, geo->mp), imul(cg, m0, kcn)), "next_a");
-        pf_on = LLVMBuildOr(cg->b, same_k, LLVMBuildICmp(cg->b, LLVMIntSLT, pcn, K, ""), "");
-        if (a_next < 0) pf_on = LLVMBuildAnd(cg->b, pf_on, geo->a_next, "");
-        LLVMValueRef panel = iadd(cg, nstart, imul(cg, ir, kcn)), span = imul(cg, ci64(cg, MR), kcn);
+    if (a_next_on) {
+        pf_on = a_next_on;
+        LLVMValueRef panel = iadd(cg, next_a, imul(cg, ir, kcn)), span = imul(cg, ci64(cg, MR), kcn);
         LLVMValueRef lo = LLVMBuildUDiv(cg->b, imul(cg, jr, span), ncv, "");
         LLVMValueRef hi = LLVMBuildUDiv(cg->b, imul(cg, iadd(cg, jr, nrv), span), ncv, "");
         /* a plain GEP: past the last block's rows it points past A */
@@ -5810,9 +5899,8 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
      * sums, its MR x NR floats after this one's (cacc_panels), into the L2:
      * a tile added and stored its sums at its end from the L3 or memory
      * (kiln's 2048^3 sgemm keeps 16 MiB of them: b_packed_per_chunk) */
-    if (cacc_panels) {
-        LLVMValueRef on = pa < 0 ? LLVMBuildNot(cg->b, geo->packed_a, "") : LLVMConstInt(cg->t_i1, 1, 0);
-        if (multi_k < 0) on = LLVMBuildAnd(cg->b, on, geo->multi_k, "");
+    if (cacc_on) {
+        LLVMValueRef on = cacc_on;
         LLVMValueRef at =
             LLVMBuildGEP2(cg->b, cg->t_f32, cptr, (LLVMValueRef[]){ci64(cg, MR * NR)}, 1, "pf_cacc");
         LLVMValueRef step = LLVMBuildUDiv(
@@ -5824,6 +5912,11 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         }
         pf_on = on, pf_at = at, pf_step = step;
     }
+    /* ... or (B read in place, the kernel's own nest, the slot free) the
+     * next column panel of B: line j of its every row, one row per k step,
+     * in the panel's last tiles (next_panel_in_slot) */
+    if (bip == 1 && !geo->rows_outer)
+        next_panel_in_slot(kc, geo, bbase, pc, ir, mcv, col, NR, &pf_on, &pf_at, &pf_step);
     LLVMValueRef accumulate = multi_k != 0 ? LLVMBuildNot(cg->b, first, "") : LLVMConstInt(cg->t_i1, 0, 0);
     /* swapped: the micro-kernel broadcasts B's panel and loads A's in
      * vectors, and its tile is C^T, row j of it (column j of C) at j * MR;

@@ -541,6 +541,12 @@ static void test_convolutions(void) {
         {2, 16, 15, 17, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},
         {1, 300, 9, 10, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
         {1, 144, 20, 20, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "clamp", 0, 0},
+        /* ... 40 rows (4 tiles a panel, rows of whole lines): the last
+         * tiles of a panel prefetch the next one through the micro-kernel's
+         * slot (next_panel_in_slot), K = 48 (the kernel's own nest); K =
+         * 300 in the size-generic nest keeps the burst before each panel */
+        {1, 48, 16, 16, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
+        {1, 300, 16, 16, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "", 0, 0},
         /* corners of one real row or half a vector (kiln.mm.ukernel.r1vV,
          * .rRh): a 14x14 image's last 4 of 196 columns, B in place, 40 rows
          * (12 x 3 + 4); two 7x7 images swapped, each one's 49th pixel a
