@@ -1970,11 +1970,28 @@ static MmShape mm_shape_form(const Cg *cg, bool swap) {
  * (64 x 147 taps, 37 KiB) stays in the L1 as it is (one panel per block:
  * 0.97-1.02x, its input read twice). */
 enum { TAPS_L1_BLOCK_BYTES = 40 << 10 };
+/* A swapped product (not read through taps) with long rows, K and M both
+ * at least SWAP_ONE_PANEL_MIN, runs one panel of MR rows per row block too
+ * (its own size-generic nest, kiln.mm.nest.swap1): a tile of 12 (or 1)
+ * pixels ran every 32-channel panel of its 256-channel block (256 KiB)
+ * through the L1, so its last pixel of 49 streamed them all from the L2;
+ * one panel (32 KiB) stays in the L1 over the block's few pixel tiles.
+ * ResNet-50's 1x1 layers at 7x7 (K and M 512-2048); not MobileNetV2's
+ * swapped layers (K or M of 160-384: 0.89x at batch 8 with one panel) nor
+ * ResNet-50's at 14x14 (256 channels on one side). Quiet, Intel Xeon model
+ * 207: docs/performance.md, "Session 13: the 1x1 layers at 7x7-28x28". */
+enum { SWAP_ONE_PANEL_MIN = 512 };
+static bool swap_one_panel(const KProgram *p, const KGemm *g) {
+    return g->mm.k >= SWAP_ONE_PANEL_MIN && g->mm.m >= SWAP_ONE_PANEL_MIN && !conv_taps(p, g) &&
+           gemm_swapped(p, g);
+}
 static MmShape mm_shape(const Cg *cg, const KGemm *g) {
     MmShape s = mm_shape_form(cg, gemm_swapped(cg->p, g));
     if (conv_taps(cg->p, g)) {
         int64_t rows = g->mm.m < s.mc ? g->mm.m : s.mc, taps = g->mm.k < s.kc ? g->mm.k : s.kc;
         if (rows * taps * 4 > TAPS_L1_BLOCK_BYTES) s.mc = s.mr;
+    } else if (swap_one_panel(cg->p, g)) {
+        s.mc = s.mr;
     }
     return s;
 }
@@ -6106,11 +6123,13 @@ static void geo_from_block(Cg *cg, LLVMValueRef blk, MmGeo *geo) {
     geo->cblk = blk;
 }
 
-static LLVMValueRef helper_mm_nest(Cg *cg, bool swap) {
+/* The size-generic nest of the (swapped) tile form; one_panel: a row block
+ * of one panel (MC = MR, swapped only: swap_one_panel), kiln.mm.nest.swap1. */
+static LLVMValueRef helper_mm_nest(Cg *cg, bool swap, bool one_panel) {
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
     LLVMValueRef fn;
-    bool fresh, define = shared_helper(cg, swap ? "kiln.mm.nest.swap" : "kiln.mm.nest", mm_nest_type(cg), &fn,
-                                       &fresh);
+    const char *name = !swap ? "kiln.mm.nest" : one_panel ? "kiln.mm.nest.swap1" : "kiln.mm.nest.swap";
+    bool fresh, define = shared_helper(cg, name, mm_nest_type(cg), &fn, &fresh);
     if (fresh) LLVMAddAttributeAtIndex(fn, 5, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
     if (!define) return fn;
     Kc kc = {.cg = cg, .fn = fn};
@@ -6122,6 +6141,7 @@ static LLVMValueRef helper_mm_nest(Cg *cg, bool swap) {
     geo.epi_type = epi_thunk_type(cg);
     geo.epi_extra = &blk, geo.nextra = 1;
     MmShape sh = mm_shape_form(cg, swap);
+    if (swap && one_panel) sh.mc = sh.mr;
     emit_mm_nest(&kc, &sh, &geo, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), LLVMGetParam(fn, 2),
                  LLVMGetParam(fn, 3), LLVMGetParam(fn, 4));
     if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
@@ -6370,7 +6390,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
         : plane_rows(p, g) ? emit_epilogue_fn(cg, k, list, nb, mm->n, (int)mm->n, false, true, NULL)
                            : emit_epilogue_fn(cg, k, list, nb, mm->n, sh.nr, sh.swap, false, NULL);
     LLVMValueRef thunk = generic ? emit_epilogue_thunk(cg, k, epilogue, nb, false) : NULL;
-    LLVMValueRef nest = generic ? helper_mm_nest(cg, sh.swap) : NULL;
+    LLVMValueRef nest = generic ? helper_mm_nest(cg, sh.swap, swap_one_panel(p, g)) : NULL;
     Kc kc;
     kc_init(&kc, cg, k);
     /* NAME.mm(i64 ob, i64 oe, i64 c0, i64 c1, ptr noalias bufs..., ptr noalias scratch, ptr Apk, ptr Bpk) */
@@ -6654,7 +6674,7 @@ static LLVMValueRef emit_sized_product(Cg *cg, const Kernel *k, int ki, const KG
                                ? emit_epilogue_fn(cg, k, list, nb, mm->n, 0, false, true, &ea)
                                : emit_epilogue_fn(cg, k, list, nb, mm->n, sh.nr, sh.swap, false, &ea);
         sp.thunk = emit_epilogue_thunk(cg, k, epi, nb, true);
-        sp.nest = helper_mm_nest(cg, sh.swap);
+        sp.nest = helper_mm_nest(cg, sh.swap, swap_one_panel(p, g));
     }
     epi_analysis_free(&ea);
     sp.fill = emit_block_fill(cg, k, ki, g, list, &sp);
@@ -6722,7 +6742,7 @@ static void sized_form(const Cg *cg, const Kernel *k, const KGemm *g, const EpiA
                       mm->k < EPI_OUTLINE_MIN_K ? gemm_prepack(cg, g).b : -1,
                       mm->k < EPI_OUTLINE_MIN_K ? b_in_place(cg, g) : -1,
                       mm->k < EPI_OUTLINE_MIN_K ? rows_outer(g, &sh, nread > 0) : -1, nb, npf,
-                      plane_rows(p, g)};
+                      plane_rows(p, g), sh.mc};
     put_words(w, head, (int)(sizeof head / sizeof head[0]));
     for (int i = 0; i < nb; i++) VEC_PUSH(*w, list[i]);
     for (int i = 0; i < npf; i++) VEC_PUSH(*w, pf[i]);
@@ -7304,7 +7324,8 @@ static void define_shared_helpers(Cg *cg) {
     const KilnDType dts[] = {KILN_F32, KILN_F16, KILN_BF16};
     for (int d = 0; d < 3; d++) helper_pack(cg, dts[d], sh.mr), helper_pack(cg, dts[d], sh.nr);
     for (int swap = 0; swap < 2; swap++)
-        helper_mm_nest(cg, swap), helper_mm_gather(cg, swap), helper_mm_prepack(cg, swap);
+        helper_mm_nest(cg, swap, false), helper_mm_gather(cg, swap), helper_mm_prepack(cg, swap);
+    helper_mm_nest(cg, true, true);
     helper_pad_rows(cg);
     for (size_t i = 0; i < sizeof IM2COL_SHARED / sizeof IM2COL_SHARED[0] && helpers_hold_forms(cg); i++) {
         Im2colForm f = IM2COL_SHARED[i];

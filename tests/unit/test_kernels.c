@@ -346,6 +346,17 @@ static void test_matmuls(void) {
         "xf @ wf, xg @ wg\n"
         "}\n",
         0, every_target);
+    /* Swapped products with long rows (K and M >= 512: swap_one_panel) run
+     * a row block of one panel (kiln.mm.nest.swap1): 520 rows (a part
+     * panel at the end), K = 600 over three K blocks, 49 columns (four
+     * 12-column tiles and a one-column corner) with a bias and relu; and
+     * 512 rows by K = 512 (two whole K blocks) over two batches of 20 */
+    run_suite_both_forms("matmuls-swap1.kiln",
+                         "graph mms1(wa: f32[520, 600], xa: f32[600, 49], ba: f32[520, 1], "
+                         "wb: f32[512, 512], xb: f32[2, 512, 20]) -> (f32[520, 49], f32[2, 512, 20]) {\n"
+                         "    return relu(wa @ xa + ba), wb @ xb\n"
+                         "}\n",
+                         0, every_target);
 }
 
 /* Products stored in an attention's heads layout, transpose(reshape(x @ w
