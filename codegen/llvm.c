@@ -1809,9 +1809,16 @@ static bool pointwise_images(const KGemm *g) {
            mm->batch_dims[1] == 1 && mm->a_batch_stride[0] == 0;
 }
 
-/* A 1x1 stride-1 convolution of one image that expands few channels
- * (K < POINTWISE_EXPANSION_MAX_K) into at least twice as many, in whole row
- * grains for two threads, whose input (K x N) is at most
+/* Row chunks of a product start on a multiple of MR rows: a prepacked A's
+ * panels start there, and a chunk starting inside a panel computes the
+ * panel's rows before it again (ResNet-50's 256-row products in 8 chunks of
+ * 32 rows computed 48 rows each).  12 is a multiple of every MR (mm_shape). */
+enum { ROW_GRAIN = 12 };
+
+/* A product of one image with a constant A (a 1x1 stride-1 convolution)
+ * that expands few channels (K < POINTWISE_EXPANSION_MAX_K) into at least
+ * twice as many, in whole row grains for two threads (tuned on 2 threads
+ * only: 32->192 has 16 grains), whose input (K x N) is at most
  * POINTWISE_EXPANSION_MAX_B_BYTES, is split by its rows (output channels),
  * not its columns: the layer after it (MobileNetV2's depthwise 3x3) is
  * split by channel planes, and by columns each thread wrote half of every
@@ -1827,9 +1834,11 @@ enum { POINTWISE_EXPANSION_MAX_K = 64, POINTWISE_EXPANSION_MAX_B_BYTES = 128 << 
 static bool pointwise_expansion_rows(const KProgram *p, const KGemm *g) {
     const KMatmul *mm = &g->mm;
     /* M a multiple of two row grains (ROW_GRAIN): two threads take whole grains */
-    return !g->conv && mm->batch == 1 && p->bufs.data[mm->a_buf].constant &&
-           mm->k < POINTWISE_EXPANSION_MAX_K && mm->m >= 2 * mm->k && mm->m % 24 == 0 &&
-           (double)mm->k * (double)mm->n * 4.0 <= (double)POINTWISE_EXPANSION_MAX_B_BYTES;
+    if (g->conv || mm->batch != 1 || !p->bufs.data[mm->a_buf].constant ||
+        mm->k >= POINTWISE_EXPANSION_MAX_K || mm->m < 2 * mm->k || mm->m % (2 * ROW_GRAIN) != 0)
+        return false;
+    const size_t b_elem = kiln_dtype_size(p->bufs.data[mm->b_buf].dtype);
+    return (double)mm->k * (double)mm->n * (double)b_elem <= (double)POINTWISE_EXPANSION_MAX_B_BYTES;
 }
 
 bool llvm_split_by_columns(const KProgram *p, const KGemm *g) {
@@ -1868,20 +1877,15 @@ enum { CONV_TAPS_MAX_SW = 2, CONV_TAPS_MIN_K = 128, CONV_TAPS_TILE_EPI_MIN_K = 2
  * is two such tiles, where gathered its 196 pixels went 16 x 12 + 4 and
  * NAME.im2col took 5-7 % of the layer. */
 enum { CONV_TAPS_ODD_TILE = 7 };
-/* The padded image conv_taps reads: hp rows of wp elements per channel. */
-static void conv_taps_plane(const KConv *cv, int64_t *hp, int64_t *wp) {
-    int64_t rows = (cv->oh - 1) * cv->sh + (cv->kh - 1) * cv->dh + 1;
-    int64_t cols = (cv->ow - 1) * cv->sw + (cv->kw - 1) * cv->dw + 1;
-    *hp = cv->ph + cv->h > rows ? cv->ph + cv->h : rows;
-    *wp = cv->pw + cv->w > cols ? cv->pw + cv->w : cols;
-}
-
 /* Whether convolution cv's input is its padded image as it is: unpadded,
- * each image's planes hp x wp (an image kept padded by its producer,
- * pad_conv_inputs in passes/fuse.c), read in place without the copy. */
+ * each image's planes hp x wp, read in place without the copy.  An image
+ * kept padded by its producer (pad_conv_inputs in passes/fuse.c) is one;
+ * so is any unpadded convolution whose input planes are exactly its
+ * window's extent (a 3x3 without padding at stride 1, a graph input or a
+ * channel slice included: the copy would have been the input itself). */
 static bool conv_taps_in_place(const KConv *cv) {
     int64_t hp, wp;
-    conv_taps_plane(cv, &hp, &wp);
+    kconv_padded_plane(cv, &hp, &wp);
     return cv->ph == 0 && cv->pw == 0 && cv->h == hp && cv->w == wp && cv->xs[3] == 1 && cv->xs[2] == wp &&
            cv->xs[1] == hp * wp;
 }
@@ -1901,7 +1905,7 @@ static bool conv_taps(const KProgram *p, const KGemm *g) {
      * 0.88x of the gather) */
     if (cv->ow > CONV_ROW_MAX_OW && (cv->sw > 1 || mm->k < CONV_TAPS_TILE_EPI_MIN_K)) return false;
     int64_t hp, wp;
-    conv_taps_plane(cv, &hp, &wp);
+    kconv_padded_plane(cv, &hp, &wp);
     return (double)cv->c * (double)hp * (double)wp < 2147483647.0;
 }
 
@@ -2033,15 +2037,9 @@ bool llvm_conv_keeps_padded(const KProgram *p, const Kernel *producer, const Ker
         return false;
     const KConv *cv = &consumer->conv;
     int64_t hp, wp;
-    conv_taps_plane(cv, &hp, &wp);
+    kconv_padded_plane(cv, &hp, &wp);
     return (double)hp * (double)wp * 8 <= (double)cv->h * (double)cv->w * KEEP_PADDED_MAX_EIGHTHS;
 }
-
-/* Row chunks of a product start on a multiple of MR rows: a prepacked A's
- * panels start there, and a chunk starting inside a panel computes the
- * panel's rows before it again (ResNet-50's 256-row products in 8 chunks of
- * 32 rows computed 48 rows each).  12 is a multiple of every MR (mm_shape). */
-enum { ROW_GRAIN = 12 };
 
 /* A product whose B the nest packs in every chunk (b_packed_per_chunk)
  * takes every row of a chunk in one group while the partial sums stay
@@ -4625,7 +4623,7 @@ static void emit_gather_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g) {
 static int64_t b_area(const Cg *cg, const KGemm *g, int64_t block_bytes) {
     if (!conv_taps(cg->p, g)) return block_bytes;
     int64_t hp, wp;
-    conv_taps_plane(g->conv, &hp, &wp);
+    kconv_padded_plane(g->conv, &hp, &wp);
     int64_t bytes = g->conv->c * hp * wp * 4;
     return bytes > block_bytes ? bytes : block_bytes;
 }
@@ -5411,7 +5409,7 @@ static void copy_padded_rows(Kc *kc, const KConv *cv, LLVMValueRef X, LLVMValueR
                              LLVMValueRef c1, LLVMValueRef P) {
     Cg *cg = kc->cg;
     int64_t hp, wp;
-    conv_taps_plane(cv, &hp, &wp);
+    kconv_padded_plane(cv, &hp, &wp);
     const int64_t v[PAD_ARGS] = {cv->c, cv->h,     cv->w,     cv->ph, cv->pw, hp,
                                  wp,    cv->xs[1], cv->xs[2], cv->ow, cv->sh, (cv->kh - 1) * cv->dh + 1};
     LLVMValueRef args[5 + PAD_ARGS] = {X, base, c0, c1, P};
@@ -5799,7 +5797,7 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
             if (geo->taps) { /* the tile's pixels along one output row, read in place from the padded image */
                 const KConv *cv = geo->taps;
                 int64_t hp, wp;
-                conv_taps_plane(cv, &hp, &wp);
+                kconv_padded_plane(cv, &hp, &wp);
                 LLVMValueRef pix = iadd(cg, jc, jr), ow = LLVMBuildURem(cg->b, pix, ci64(cg, cv->ow), "ow");
                 LLVMValueRef oh = LLVMBuildUDiv(cg->b, pix, ci64(cg, cv->ow), "oh");
                 nrv = imin(cg, imin(cg, ci64(cg, conv_taps_tile(cg, cv)), LLVMBuildSub(cg->b, ncv, jr, "")),
@@ -6306,7 +6304,7 @@ static LLVMValueRef emit_epilogue_thunk(Cg *cg, const Kernel *k, LLVMValueRef ep
  * i32 [K], k = (c, kh, kw) -> (c * hp + kh * dh) * wp + kw * dw. */
 static LLVMValueRef conv_tap_table(Cg *cg, const Kernel *k, const KConv *cv) {
     int64_t hp, wp, n = cv->c * cv->kh * cv->kw;
-    conv_taps_plane(cv, &hp, &wp);
+    kconv_padded_plane(cv, &hp, &wp);
     LLVMValueRef *offs = xcalloc((size_t)n, sizeof(LLVMValueRef));
     for (int64_t c = 0, i = 0; c < cv->c; c++)
         for (int64_t y = 0; y < cv->kh; y++)

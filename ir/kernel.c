@@ -620,6 +620,13 @@ bool kernel_gemm(const KProgram *p, const Kernel *k, KGemm *g) {
     return true;
 }
 
+void kconv_padded_plane(const KConv *cv, int64_t *hp, int64_t *wp) {
+    int64_t rows = (cv->oh - 1) * cv->sh + (cv->kh - 1) * cv->dh + 1;
+    int64_t cols = (cv->ow - 1) * cv->sw + (cv->kw - 1) * cv->dw + 1;
+    *hp = cv->ph + cv->h > rows ? cv->ph + cv->h : rows;
+    *wp = cv->pw + cv->w > cols ? cv->pw + cv->w : cols;
+}
+
 bool kernel_direct(const KProgram *p, const Kernel *k) {
     const KConv *cv = &k->conv;
     if ((k->kind != KK_CONV && k->kind != KK_POOL) || cv->x_buf < 0 || cv->x_buf >= p->bufs.len ||

@@ -256,6 +256,13 @@ typedef struct {
 } KGemm;
 bool kernel_gemm(const KProgram *p, const Kernel *k, KGemm *out);
 
+/* The zero-padded image convolution cv reads: planes of *hp rows of *wp
+ * elements, the input's pixels from row ph, column pw on, as many rows and
+ * columns as the window reaches at the last output pixel (or the padded
+ * input's, if more).  The CPU's convolutions read in place copy their input
+ * into such planes, or find it kept there (pad_conv_inputs in passes/fuse.c). */
+void kconv_padded_plane(const KConv *cv, int64_t *hp, int64_t *wp);
+
 /* Whether kernel k has the direct (per output, over the window's taps) form
  * the emitters give depthwise and small-group convolutions and pools: a
  * conv or pool with its geometry described (KConv.x_buf >= 0), an f32 sum

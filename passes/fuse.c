@@ -1598,8 +1598,8 @@ static bool paddable_pair(const KProgram *p, const Kernel *kp, const Kernel *kc,
 /* Keeps a convolution's input zero-padded between its producer and itself
  * (where opt.keeps_padded says the device gains by it): the producer
  * stores each image's pixels into the interior of planes of hp x wp
- * elements (the padded image the convolution reads, codegen/llvm.c
- * conv_taps_plane), and the convolution becomes an unpadded one over those
+ * elements (the padded image the convolution reads, kconv_padded_plane
+ * in ir/kernel.c), and the convolution becomes an unpadded one over those
  * planes, read in place without the copy into a padded image it made per
  * image.  The buffer says so (KBuf.pad_hw): the device that asked for it
  * has its producer write the borders' zeros too, in every run, so that the
@@ -1633,10 +1633,8 @@ static void pad_conv_inputs(Sched *s) {
         Kernel *kp = &p->kernels.data[writer[b]], *kc = &p->kernels.data[reader[b]];
         if (!paddable_pair(p, kp, kc, b) || !s->opt.keeps_padded(p, kp, kc)) continue;
         KConv *cv = &kc->conv;
-        int64_t rows = (cv->oh - 1) * cv->sh + (cv->kh - 1) * cv->dh + 1;
-        int64_t cols = (cv->ow - 1) * cv->sw + (cv->kw - 1) * cv->dw + 1;
-        int64_t hp = cv->ph + cv->h > rows ? cv->ph + cv->h : rows,
-                wp = cv->pw + cv->w > cols ? cv->pw + cv->w : cols;
+        int64_t hp, wp;
+        kconv_padded_plane(cv, &hp, &wp);
         int64_t H = cv->h, W = cv->w, plane = hp * wp;
         /* the producer: o = ((n*C + c)*H + h)*W + w stored at
          * (n*C + c)*plane + (h + ph)*wp + w + pw */

@@ -255,7 +255,8 @@ fi
 # row's FMAs (12 for 24; 6 for 12), per k step: three steps (the loop's two an iteration
 # and the odd last one) in each of the micro-kernel's two copies of its k loop (one
 # prefetching a slice of the next block of weights, a_next_block: one llvm.prefetch a
-# step), hence six times the counts.  And every function defined for a 16-float target prefers
+# step), hence six times the counts of loads and FMAs (three times the prefetches: only
+# one copy prefetches).  And every function defined for a 16-float target prefers
 # 512-bit vectors (prefer_full_vectors), none for an 8-float one.  Emitting compiles
 # nothing for the host, so this runs on any machine.
 cat >"$T/form.kiln" <<'EOF'

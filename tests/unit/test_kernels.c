@@ -468,6 +468,36 @@ static int count_conv_taps(const char *name, const char *text) {
     return n;
 }
 
+/* Which products of text's graph (after the passes; the parameters named
+ * w* constant, as check_constant_weights makes them) the CPU splits
+ * between its threads by columns (llvm_split_by_columns): bit i of the
+ * result for the i-th product (a matmul or convolution kernel_gemm
+ * describes). */
+static unsigned split_by_columns_bits(const char *name, const char *text) {
+    Arena *arena = arena_new();
+    char err[2048] = "";
+    PassOptions po = {.opt_level = 2};
+    IRGraph *g = build_graph(arena, name, text), *o = NULL;
+    if (g) passes_run(arena, g, &po, &o, err, sizeof err);
+    for (int i = 0; o && i < o->params.len; i++) {
+        Node *prm = ir_node(o, o->params.data[i]);
+        prm->flag = prm->name[0] == 'w';
+    }
+    FuseOptions fo = {.fuse = true};
+    KProgram *p = o ? fuse_graph(arena, o, &fo, err, sizeof err) : NULL;
+    CHECK(p != NULL, "%s: fuse: %s", name, err);
+    unsigned bits = 0;
+    int i = 0;
+    for (int ki = 0; p && ki < p->kernels.len; ki++) {
+        KGemm gm;
+        const Kernel *k = &p->kernels.data[ki];
+        if ((k->kind == KK_MATMUL || k->kind == KK_CONV) && kernel_gemm(p, k, &gm))
+            bits |= (unsigned)llvm_split_by_columns(p, &gm) << i++;
+    }
+    fused_free(arena, p, g, o);
+    return bits;
+}
+
 /* The n convolutions of cs, every one of which must read its input in place
  * (count_conv_taps), against the reference on devices and both forms of
  * the micro-kernel (run_suite_both_forms). */
@@ -660,6 +690,9 @@ static void test_convolutions(void) {
         {1, 24, 20, 18, 88, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "relu", 0, 0},
     };
     text = conv_program(expansion, (int)(sizeof expansion / sizeof expansion[0]));
+    unsigned by_columns = split_by_columns_bits("convs-expansion.kiln", text);
+    CHECK(by_columns == 2u, "convs-expansion.kiln: split by columns %#x, want 0x2 (the 96-row one by rows)",
+          by_columns);
     run_suite_both_forms("convs-expansion.kiln", text, 0, fast_targets);
     free(text);
     /* convolutions read in place through their taps (llvm_conv_taps: stride
