@@ -113,6 +113,12 @@ def conv_graphs():
             if cin <= 256 and cout == CHANNELS[0] and plane <= 14:
                 conv_layer(g, n, cin, 72, plane, 3, 1, epi)
                 conv_layer(g, n, cin, 72, plane * 2, 3, 2, epi)
+        # long-row products on 14x14 planes (K and M >= 512, over the
+        # grid's size bound): swapped at one image, they run row blocks of
+        # one panel (codegen/llvm.c swap_one_panel), a form of their own;
+        # at 7x7 the grid's 1024-channel layers have it
+        conv_layer(g, n, 1024, 512, 14, 1, 1, epi)
+        conv_layer(g, n, 512, 1024, 28, 1, 2, epi)
         for cout in (16, 32, 64):  # stems
             conv_layer(g, n, 3, cout, 224, 3, 2, epi)
             conv_layer(g, n, 3, cout, 224, 7, 2, epi)
