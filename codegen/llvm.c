@@ -4770,6 +4770,16 @@ static bool store_runs(const Kernel *k, int64_t L) {
     return f.ok && f.c == 1;
 }
 
+/* The element of an image kept padded (KBuf.pad_hw: planes of pad[0] x
+ * pad[1], the interior from row pad[2], column pad[3] on) that holds pixel
+ * (oh, x) of plane `plane`. */
+static LLVMValueRef padded_place(Cg *cg, const int64_t pad[4], LLVMValueRef plane, LLVMValueRef oh,
+                                 LLVMValueRef x) {
+    return iadd(
+        cg, imul(cg, plane, ci64(cg, pad[0] * pad[1])),
+        iadd(cg, imul(cg, iadd(cg, oh, ci64(cg, pad[2])), ci64(cg, pad[1])), iadd(cg, x, ci64(cg, pad[3]))));
+}
+
 /* dst[d .. d + n) = 0 (f32): a few scalar stores, or masked vectors. */
 static void zero_span(Kc *kc, LLVMValueRef dst, LLVMValueRef d, int64_t n) {
     Cg *cg = kc->cg;
@@ -4914,9 +4924,7 @@ static void emit_tile_epilogue(Kc *kc, LLVMValueRef row0, LLVMValueRef col, LLVM
                  * divisions for every row (they cost the producer 3 %) */
                 const int64_t *pad = out->pad_hw;
                 LLVMValueRef r = iadd(cg, row0, ii), oh = LLVMBuildUDiv(cg->b, col, ci64(cg, NR), "oh");
-                LLVMValueRef start = iadd(
-                    cg, imul(cg, r, ci64(cg, pad[0] * pad[1])),
-                    iadd(cg, imul(cg, iadd(cg, oh, ci64(cg, pad[2])), ci64(cg, pad[1])), ci64(cg, pad[3])));
+                LLVMValueRef start = padded_place(cg, pad, r, oh, ci64(cg, 0));
                 kc->run_base = as_idx(kc, iadd(cg, start, into));
                 LLVMValueRef lo = part > 0 ? jlo : ci64(cg, 0), hi = part > 0 ? jhi : ci64(cg, NR);
                 zero_row_borders(kc, pad, kc->bufptr[so->buf], start, oh, NR, N,
@@ -5438,9 +5446,7 @@ static void prefetch_tile_rows(Kc *kc, const MmGeo *geo, int NR, LLVMValueRef ro
         if (pad[0] && geo->taps) { /* the tile's pixels, along one output row, in the padded plane */
             LLVMValueRef ow = ci64(cg, geo->taps->ow);
             LLVMValueRef oh = LLVMBuildUDiv(cg->b, col, ow, ""), ox = LLVMBuildURem(cg->b, col, ow, "");
-            at = iadd(cg, imul(cg, iadd(cg, row, ii), ci64(cg, pad[0] * pad[1])),
-                      iadd(cg, imul(cg, iadd(cg, oh, ci64(cg, pad[2])), ci64(cg, pad[1])),
-                           iadd(cg, ox, ci64(cg, pad[3]))));
+            at = padded_place(cg, pad, iadd(cg, row, ii), oh, ox);
         }
         if (LLVMIsAConstantInt(size)) { /* the lines of NR elements, and the last one's */
             int64_t bytes = (int64_t)LLVMConstIntGetZExtValue(size), per_line = 64 / bytes;

@@ -87,6 +87,15 @@ static void run_and_compare(const char *name, const char *device, Executable *ex
     free_results(got, ran ? nr : 0);
 }
 
+/* Marks graph o's parameters named w* constant (a model's weights: their
+ * operands packed once), or, on false, none. */
+static void mark_weights_constant(IRGraph *o, bool on) {
+    for (int i = 0; i < o->params.len; i++) {
+        Node *p = ir_node(o, o->params.data[i]);
+        p->flag = on && p->name[0] == 'w';
+    }
+}
+
 /* The cpu backend with the parameters named w* constant (their operands
  * packed once): bound (packed at bind time), two runs, bound again to other
  * weights (packed again), a run; then not bound (packed at every launch from
@@ -94,10 +103,7 @@ static void run_and_compare(const char *name, const char *device, Executable *ex
 static void check_constant_weights(const char *name, IRGraph *o, const KilnTensor *in, const KilnTensor *want,
                                    const char *cpu) {
     int np = o->params.len, nr = o->results.len;
-    for (int i = 0; i < np; i++) {
-        Node *p = ir_node(o, o->params.data[i]);
-        p->flag = p->name[0] == 'w';
-    }
+    mark_weights_constant(o, true);
     char err[2048] = "";
     KilnTensor *in2 = random_inputs(o, 99), *want2 = xcalloc((size_t)nr + 1, sizeof(KilnTensor));
     for (int i = 0; i < np; i++) /* the same activations, other weights */
@@ -124,7 +130,7 @@ static void check_constant_weights(const char *name, IRGraph *o, const KilnTenso
         run_and_compare(name, dev, exe, o, in2, want2);
         exec_destroy(exe);
     }
-    for (int i = 0; i < np; i++) ir_node(o, o->params.data[i])->flag = false;
+    mark_weights_constant(o, false);
     free_results(in2, np);
     free_results(want2, ok2 ? nr : 0);
 }
@@ -435,13 +441,16 @@ static char *conv_program(const ConvCase *cs, int n) {
     return prog.data;
 }
 
-/* Graph 0 of `text` through the passes (*g, *o) and fused, or NULL after a
+/* Graph 0 of `text` through the passes (*g, *o) and fused (weights_constant:
+ * its w* parameters constant, mark_weights_constant), or NULL after a
  * failed check; the caller frees what it returns and *o, *g (when not NULL). */
-static KProgram *fuse_text(Arena *arena, const char *name, const char *text, IRGraph **g, IRGraph **o) {
+static KProgram *fuse_text(Arena *arena, const char *name, const char *text, bool weights_constant,
+                           IRGraph **g, IRGraph **o) {
     char err[2048] = "";
     PassOptions po = {.opt_level = 2};
     *g = build_graph(arena, name, text), *o = NULL;
     if (*g) passes_run(arena, *g, &po, o, err, sizeof err);
+    if (*o && weights_constant) mark_weights_constant(*o, true);
     FuseOptions fo = {.fuse = true};
     KProgram *p = *o ? fuse_graph(arena, *o, &fo, err, sizeof err) : NULL;
     CHECK(p != NULL, "%s: fuse: %s", name, err);
@@ -461,7 +470,7 @@ static void fused_free(Arena *arena, KProgram *p, IRGraph *g, IRGraph *o) {
 static int count_conv_taps(const char *name, const char *text) {
     Arena *arena = arena_new();
     IRGraph *g, *o;
-    KProgram *p = fuse_text(arena, name, text, &g, &o);
+    KProgram *p = fuse_text(arena, name, text, false, &g, &o);
     int n = 0;
     for (int ki = 0; p && ki < p->kernels.len; ki++) n += llvm_conv_taps(p, &p->kernels.data[ki]);
     fused_free(arena, p, g, o);
@@ -469,23 +478,14 @@ static int count_conv_taps(const char *name, const char *text) {
 }
 
 /* Which products of text's graph (after the passes; the parameters named
- * w* constant, as check_constant_weights makes them) the CPU splits
+ * w* constant: fuse_text) the CPU splits
  * between its threads by columns (llvm_split_by_columns): bit i of the
  * result for the i-th product (a matmul or convolution kernel_gemm
  * describes). */
 static unsigned split_by_columns_bits(const char *name, const char *text) {
     Arena *arena = arena_new();
-    char err[2048] = "";
-    PassOptions po = {.opt_level = 2};
-    IRGraph *g = build_graph(arena, name, text), *o = NULL;
-    if (g) passes_run(arena, g, &po, &o, err, sizeof err);
-    for (int i = 0; o && i < o->params.len; i++) {
-        Node *prm = ir_node(o, o->params.data[i]);
-        prm->flag = prm->name[0] == 'w';
-    }
-    FuseOptions fo = {.fuse = true};
-    KProgram *p = o ? fuse_graph(arena, o, &fo, err, sizeof err) : NULL;
-    CHECK(p != NULL, "%s: fuse: %s", name, err);
+    IRGraph *g, *o;
+    KProgram *p = fuse_text(arena, name, text, true, &g, &o);
     unsigned bits = 0;
     int i = 0;
     for (int ki = 0; p && ki < p->kernels.len; ki++) {
@@ -790,7 +790,7 @@ static void test_convolutions(void) {
 static int count_in_place(const char *name, const char *text) {
     Arena *arena = arena_new();
     IRGraph *g, *o;
-    KProgram *p = fuse_text(arena, name, text, &g, &o);
+    KProgram *p = fuse_text(arena, name, text, false, &g, &o);
     int n = 0;
     for (int ki = 0; p && ki < p->kernels.len; ki++) {
         const Kernel *k = &p->kernels.data[ki];
@@ -1151,7 +1151,7 @@ static void test_padded_images(void) {
         "}\n";
     Arena *arena = arena_new();
     IRGraph *g, *o;
-    KProgram *p = fuse_text(arena, "padded.kiln", text, &g, &o);
+    KProgram *p = fuse_text(arena, "padded.kiln", text, false, &g, &o);
     if (p) kprog_destroy(p);
     char err[2048] = "";
     CompileOptions copt = {.opt_level = 2};
