@@ -3808,7 +3808,8 @@ static LLVMValueRef emit_pool_rows_fn(Cg *cg, const Kernel *k, const int *list, 
  * plane (the taps are unrolled over all of them), DIRECT_VECS at a time in
  * registers; at stride 2 at most PHASE_VECS (MobileNetV2's 144 x 56x56 ->
  * 28x28, 49 vectors, ran 1.07x slower than by rows: the filling costs as
- * much as the shuffles it saves once the rows fill their vectors). */
+ * much as the shuffles it saves once the rows fill their vectors; on the
+ * Intel Xeon model 207 too, in the model: session 13). */
 enum { PLANE_VECS = 64, PHASE_VECS = 16 };
 
 static bool direct_plane_ok(const Cg *cg, const Kernel *k) {
@@ -3872,6 +3873,15 @@ static void fill_phase_planes(Kc *kc, const KConv *cv, const DirectGeo *g, KilnD
                                     : splat(cg, cf(cg, 0.0), VL);
             masked_store_f32(cg, v, D, iadd(cg, drow, ci64(cg, cp * PR * OW + j0)),
                              const_lanes(cg, 0, lanes, VL));
+            /* the same row of the next channel's plane (the input of the
+             * plane after q at one output per channel), a line per VL
+             * input columns: filled an iteration ahead, the next plane's
+             * loads would otherwise wait for the other core's cache or
+             * memory (batch 8) */
+            if (2 * j0 + cp * VL < cv->w) {
+                LLVMValueRef ahead = iadd(cg, iadd(cg, xrow, g->xs[1]), ci64(cg, 2 * j0 + cp * VL));
+                prefetch_at(cg, LLVMBuildGEP2(cg->b, mem_type(cg, xdt), X, &ahead, 1, ""), false, 3);
+            }
         }
     }
     tloop_end(kc, &lf);
