@@ -5888,9 +5888,25 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
      * rows per tile, into the L2 while the micro-kernel runs: its packing
      * read each line from memory, 25 % of ResNet-50's 1x1 256->64 at 56x56
      * (batch 8), while the cores waited */
+    /* B in place, the kernel's own nest, the slot free and at least twice
+     * panel_lines_max tiles a panel: the next B block's column panel jr
+     * (all K rows, line j in the panel's tile j) through the micro-kernel's
+     * slot instead of the slice burst below (below: nb_slot).  Not emitted
+     * for products of fewer rows, which never take it (MobileNetV2's
+     * projections, 16-32 rows, K 32-192: with the test per tile
+     * 0.995-1.003x) */
+    LLVMValueRef nb_slot = NULL;
+    if (geo->prefetch_next && bip == 1 && !geo->rows_outer &&
+        (geo->mm->m + MR - 1) / MR >= 2 * panel_lines_max(NR)) {
+        LLVMValueRef tiles = LLVMBuildUDiv(cg->b, iadd(cg, mcv, ci64(cg, MR - 1)), ci64(cg, MR), "");
+        nb_slot = LLVMBuildICmp(cg->b, LLVMIntSGE, tiles, ci64(cg, 2 * panel_lines_max(NR)), "");
+        if (slot_taken) nb_slot = LLVMBuildAnd(cg->b, nb_slot, LLVMBuildNot(cg->b, slot_taken, ""), "");
+    }
     if (geo->prefetch_next) {
         IfBlock pf;
-        if_begin(kc, &pf, LLVMBuildICmp(cg->b, LLVMIntSLT, jr, next_ncv, ""));
+        LLVMValueRef cond = LLVMBuildICmp(cg->b, LLVMIntSLT, jr, next_ncv, "");
+        if (nb_slot) cond = LLVMBuildAnd(cg->b, cond, LLVMBuildNot(cg->b, nb_slot, ""), "");
+        if_begin(kc, &pf, cond);
         TLoop lr;
         LLVMValueRef r0 = LLVMBuildUDiv(cg->b, imul(cg, ir, K), mcv, "");
         LLVMValueRef r1 = LLVMBuildUDiv(cg->b, imul(cg, iadd(cg, ir, mrv), K), mcv, "");
@@ -5948,6 +5964,24 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
      * in the panel's last tiles (next_panel_in_slot) */
     if (bip == 1 && !geo->rows_outer)
         next_panel_in_slot(kc, geo, bbase, pc, ir, mcv, col, NR, &pf_on, &pf_at, &pf_step);
+    /* ... and (nb_slot) in the panel's first panel_lines_max tiles the next
+     * B block's column panel jr, line j of its every row in tile j, where
+     * the slice burst before each tile (prefetch_next) was 13 % of the
+     * 256->64 at 56x56's nest samples (docs/performance.md, "Session 13:
+     * the micro-kernel's k loop") */
+    if (nb_slot) {
+        LLVMValueRef t = LLVMBuildUDiv(cg->b, ir, ci64(cg, MR), "");
+        LLVMValueRef on = LLVMBuildAnd(
+            cg->b, nb_slot, LLVMBuildICmp(cg->b, LLVMIntSLT, t, ci64(cg, panel_lines_max(NR)), ""), "");
+        on = LLVMBuildAnd(cg->b, on, LLVMBuildICmp(cg->b, LLVMIntSLT, jr, next_ncv, ""), "");
+        LLVMValueRef off = imin(cg, imul(cg, t, ci64(cg, 16)), ci64(cg, NR - 1));
+        LLVMValueRef idx = iadd(cg, iadd(cg, next_src, jr), off);
+        LLVMValueRef at = LLVMBuildGEP2(cg->b, cg->t_f32, geo->B, &idx, 1, "next_block_panel");
+        LLVMValueRef step = imul(cg, geo->b_sk, ci64(cg, 4));
+        pf_at = LLVMBuildSelect(cg->b, on, at, pf_at, "");
+        pf_step = LLVMBuildSelect(cg->b, on, step, pf_step, "");
+        pf_on = LLVMBuildOr(cg->b, pf_on, on, "");
+    }
     LLVMValueRef accumulate = multi_k != 0 ? LLVMBuildNot(cg->b, first, "") : LLVMConstInt(cg->t_i1, 0, 0);
     /* swapped: the micro-kernel broadcasts B's panel and loads A's in
      * vectors, and its tile is C^T, row j of it (column j of C) at j * MR;

@@ -644,6 +644,10 @@ static void test_convolutions(void) {
         {2, 32, 96, 96, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},
         /* the same with K = 128 (2 MiB in) */
         {1, 128, 64, 64, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
+        /* ... with 64 rows (6 tiles a panel): the next B block's panel
+         * through the micro-kernel's slot in the first tiles, the next
+         * panel's in the last (nb_slot, next_panel_in_slot) */
+        {1, 128, 64, 64, 64, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "relu", 0, 0},
         /* ... and with K = 288 in two blocks (2.6 MB in): its panels' lines
          * 256 columns on prefetched into the L2 (b_far_ahead), from the
          * size-generic nest (the block's far flag at run time) */
