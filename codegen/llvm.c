@@ -1877,6 +1877,17 @@ enum { CONV_TAPS_MAX_SW = 2, CONV_TAPS_MIN_K = 128, CONV_TAPS_TILE_EPI_MIN_K = 2
  * is two such tiles, where gathered its 196 pixels went 16 x 12 + 4 and
  * NAME.im2col took 5-7 % of the layer. */
 enum { CONV_TAPS_ODD_TILE = 7 };
+/* Rows of a multiple of 7 pixels up to CONV_TAPS_SHORT_ROW run tiles of 7
+ * even where they are a multiple of 4: a row of 28 (ResNet's 28x28 planes)
+ * went 12 + 12 + 4, and the 4-pixel tile (8 accumulators for 6 loads a k
+ * step) cost 1.13x per FMA what a 12-pixel one does; in four tiles of 7
+ * (14 accumulators for 9 loads) the 3x3 layers at 28x28 ran 1.013x, the
+ * stride-2 one to 28x28 1.008x (quiet, 1 thread, batch 1 and 8).  Longer
+ * rows keep the wide tiles: rows of 56 (4 x 12 + 8) and the stem's 112
+ * (its K of 147 pays a tile's fixed costs 16 times a row, not 10) ran
+ * slower in tiles of 7 (docs/performance.md, "Session 14: the 3x3 layers'
+ * padded inputs, continued"). */
+enum { CONV_TAPS_SHORT_ROW = 28 };
 /* Whether convolution cv's input is its padded image as it is: unpadded,
  * each image's planes hp x wp, read in place without the copy.  An image
  * kept padded by its producer (pad_conv_inputs in passes/fuse.c) is one;
@@ -1926,12 +1937,15 @@ static int64_t conv_row_ld(const Cg *cg, const KConv *cv) {
 
 /* The pixels of a register tile along an output row of a convolution read
  * in place: the micro-kernel's (swapped) width, 12 on AVX-512, the row's
- * last tile ow % 12, when rows are a multiple of 4 pixels; else tiles of
- * CONV_TAPS_ODD_TILE (on a narrower micro-kernel its width, the row's last
- * tile computed exactly: taps_exact_rows). */
+ * last tile ow % 12, when rows are a multiple of 4 pixels (and not a short
+ * multiple of 7: CONV_TAPS_SHORT_ROW); else tiles of CONV_TAPS_ODD_TILE (on
+ * a narrower micro-kernel its width, the row's last tile computed exactly:
+ * taps_exact_rows). */
 static int conv_taps_tile(const Cg *cg, const KConv *cv) {
     int width = ukernel_shape(cg).mr;
-    return cv->ow % 4 == 0 || width < CONV_TAPS_ODD_TILE ? width : CONV_TAPS_ODD_TILE;
+    if (width < CONV_TAPS_ODD_TILE) return width;
+    bool short_sevens = cv->ow % CONV_TAPS_ODD_TILE == 0 && cv->ow <= CONV_TAPS_SHORT_ROW;
+    return cv->ow % 4 == 0 && !short_sevens ? width : CONV_TAPS_ODD_TILE;
 }
 
 /* Whether product g runs swapped (mm_swapped); also a gathered convolution
@@ -6491,7 +6505,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
             geo.b_area = b_area(cg, g, sh.kc * v[MMB_NCP] * 4);
             /* column blocks of whole rows when the rows' tiles are of 7
              * pixels: none ends inside a tile */
-            if (g->conv->ow % 4) geo.nc = sh.nc / g->conv->ow * g->conv->ow;
+            if (conv_taps_tile(cg, g->conv) == CONV_TAPS_ODD_TILE) geo.nc = sh.nc / g->conv->ow * g->conv->ow;
         }
         for (int s = 0; s <= MMB_RG; s++) *geo_ints(&geo, s) = ci64(cg, v[s]);
         for (int f = 0; f < MMF_COUNT; f++) *geo_flag(&geo, f) = LLVMConstInt(cg->t_i1, (v[MMB_FLAGS] >> f) & 1, 0);

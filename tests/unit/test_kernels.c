@@ -743,9 +743,13 @@ static void test_convolutions(void) {
      * 2030 + 70); 8 images of 14x14 split whole; one 7x7 image of 256
      * channels split by rows in 4 chunks (llvm_kernel_grain); 64 -> 64
      * channels, K = 576 (a weight block over TAPS_L1_BLOCK_BYTES: one
-     * panel per row block, two panels, three K blocks).  Also compiled for
-     * AVX2 and SSE, whose narrower micro-kernels end a row of 7 in a tile
-     * of 1 or 3 (taps_exact_rows) */
+     * panel per row block, two panels, three K blocks); rows of 28, a
+     * multiple of 4 but short (CONV_TAPS_SHORT_ROW: four tiles of 7, not 12 +
+     * 12 + 4), with a residual over two images, at stride 2 from rows of 56,
+     * and 28x28 over two K blocks (column blocks of whole rows).  Also
+     * compiled for AVX2 and SSE, whose narrower micro-kernels end a row of 7
+     * in a tile of 1 or 3 (taps_exact_rows) and keep their own tiles for
+     * rows of 28 */
     static const ConvCase taps7[] = {
         {1, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
         {2, 16, 7, 7, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
@@ -755,6 +759,9 @@ static void test_convolutions(void) {
         {8, 16, 14, 14, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
         {1, 16, 7, 7, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
         {2, 64, 7, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
+        {2, 32, 5, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
+        {1, 16, 9, 56, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, false, "relu", 0, 0},
+        {1, 32, 28, 28, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
     };
     static const char *const taps7_devices[] = {"cpu", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2", NULL};
     run_taps_suite("taps7.kiln", taps7, (int)(sizeof taps7 / sizeof taps7[0]), taps7_devices);
