@@ -791,6 +791,23 @@ static void test_convolutions(void) {
     text = conv_program(direct, (int)(sizeof direct / sizeof direct[0]));
     run_suite("depthwise.kiln", text, (int)(sizeof direct / sizeof direct[0]));
     free(text);
+    /* output rows of at most two vectors in the row form, two rows at a
+     * time (direct_row_pairs): MobileNetV2's stride-2 56x56 -> 28x28 (49
+     * vectors a plane: not in phase planes), 25-pixel rows in blocks of 11
+     * (a last odd row, its partner computed past the block), 32-pixel rows
+     * at stride 1 (whole vectors: not the flat plane); on AVX2 and SSE
+     * (8 and 4 floats a vector) the first two keep single rows */
+    static const ConvCase direct_rows[] = {
+        {1, 24, 56, 56, 24, 3, 3, 2, 2, 1, 1, 1, 1, 24, true, "clamp", 0, 0},
+        {2, 8, 50, 50, 8, 3, 3, 2, 2, 1, 1, 1, 1, 8, false, "relu", 0, 0},
+        {1, 8, 12, 32, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8, true, "residual", 0, 0},
+    };
+    static const char *const direct_rows_devices[] = {"cpu", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2",
+                                                      NULL};
+    text = conv_program(direct_rows, (int)(sizeof direct_rows / sizeof direct_rows[0]));
+    run_suite_on("depthwise-rows.kiln", text, (int)(sizeof direct_rows / sizeof direct_rows[0]),
+                 direct_rows_devices);
+    free(text);
 }
 
 /* ---------------------------------------------------- outputs in place */
