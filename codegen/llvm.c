@@ -3534,33 +3534,37 @@ static void direct_blocks_end(Kc *kc, LLVMValueRef acc, const DirectBlock *b, in
     kc_free(kc);
 }
 
-/* Output rows of at most DIRECT_PAIR_MAX_VECS vectors (MobileNetV2's
- * 144x56x56 -> 28x28 depthwise layer: 2 vectors a row) run two rows at a
- * time: by rows, each of a row's vectors summed its KH x KW taps in one
- * dependent chain of FMAs (2 chains of 9 for a 3x3 window: the FMA's
- * latency, not the loads, set the pace); two rows are twice the chains.
- * The window's rows are unrolled: a row outside the image reads a row
- * inside it (clamped) and keeps the sum (a select).  An input row that both
- * rows read (at stride 2 the first one's kh = 2 and the second's kh = 0) is
- * loaded and shuffled once: 5 input rows for the pair, not 6.  The sums are
- * added in the row form's order (bit-identical results).  That layer
- * 1.08-1.12x two rows at a time, and 1.06-1.10x more with the shared row
- * (batch 1 and 8, 1 and 2 threads; Intel Xeon model 207, session 14); rows
- * of 4 vectors (its 56-pixel rows at 112x112 and 56x56) two at a time ran
- * 0.91-0.94x: they have 4 chains already, and 8 more vectors live. */
-enum { DIRECT_PAIR_MAX_VECS = 2, DIRECT_PAIR_MAX_WINDOW = 7 };
+/* Output rows of at most DIRECT_GROUP_MAX_VECS vectors (MobileNetV2's
+ * 144x56x56 -> 28x28 depthwise layer: 2 vectors a row) run
+ * DIRECT_ROWS_AT_ONCE rows at a time: by rows, each of a row's vectors
+ * summed its KH x KW taps in one dependent chain of FMAs (2 chains of 9 for
+ * a 3x3 window: the FMA's latency, not the loads, set the pace); three
+ * rows are three times the chains.  The window's rows are unrolled: a row
+ * outside the image reads a row inside it (clamped) and keeps the sum (a
+ * select).  An input row that several rows read (at stride 2 one row's kh
+ * = 2 and the next one's kh = 0) is loaded and shuffled once: 7 input rows
+ * for three output rows, not 9.  The sums are added in the row form's order
+ * (bit-identical results).  Blocks are whole groups of rows; a plane's last
+ * group may compute rows past the plane (in bounds of the stack block),
+ * never stored out.  That layer, Intel Xeon model 207, batch 1 and 8, 1 and
+ * 2 threads (session 14): two rows at a time 1.08-1.12x, the shared input
+ * row 1.06-1.10x more, three rows 1.02-1.06x more; rows of 4 vectors (its
+ * 56-pixel rows at 112x112 and 56x56) two at a time ran 0.91-0.94x: they
+ * have 4 chains already, and 8 more vectors live. */
+enum { DIRECT_GROUP_MAX_VECS = 2, DIRECT_GROUP_MAX_WINDOW = 7, DIRECT_ROWS_AT_ONCE = 3 };
 
-static bool direct_paired_rows(const KConv *cv, int VL, int64_t RB) {
-    return cv->ow <= (int64_t)DIRECT_PAIR_MAX_VECS * VL && RB >= 2 && cv->kh <= DIRECT_PAIR_MAX_WINDOW &&
-           cv->kw <= DIRECT_PAIR_MAX_WINDOW;
+static bool direct_grouped_rows(const KConv *cv, int VL, int64_t RB) {
+    return cv->ow <= (int64_t)DIRECT_GROUP_MAX_VECS * VL && RB >= DIRECT_ROWS_AT_ONCE &&
+           cv->kh <= DIRECT_GROUP_MAX_WINDOW && cv->kw <= DIRECT_GROUP_MAX_WINDOW;
 }
 
-/* The rows [oh0, oh0 + nrows) of plane (oc, n) two at a time into acc
- * (row r at r * OW), each row's vectors in registers over the channels of
- * its group and the window (the row form's loop below, for two rows). */
-static void direct_row_pairs(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLVMValueRef Wt, KilnDType xdt,
-                             KilnDType wdt, LLVMValueRef oc, LLVMValueRef n, LLVMValueRef cin0,
-                             LLVMValueRef oh0, LLVMValueRef nrows, LLVMValueRef acc, LLVMValueRef vinit) {
+/* The rows [oh0, oh0 + nrows) of plane (oc, n) DIRECT_ROWS_AT_ONCE at a
+ * time into acc (row r at r * OW), each row's vectors in registers over the
+ * channels of its group and the window (the row form's loop below, for
+ * several rows). */
+static void direct_row_groups(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLVMValueRef Wt, KilnDType xdt,
+                              KilnDType wdt, LLVMValueRef oc, LLVMValueRef n, LLVMValueRef cin0,
+                              LLVMValueRef oh0, LLVMValueRef nrows, LLVMValueRef acc, LLVMValueRef vinit) {
     Cg *cg = kc->cg;
     const KConv *cv = &kc->k->conv;
     const int VL = cg->vec_floats;
@@ -3568,23 +3572,24 @@ static void direct_row_pairs(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLVMVal
     const int nv = (int)((OW + VL - 1) / VL);
     LLVMTypeRef vf = LLVMVectorType(cg->t_f32, (unsigned)VL);
     TLoop lr;
-    LLVMValueRef r = tloop_begin(kc, &lr, ci64(cg, 0), nrows, 2, "row_pair");
+    LLVMValueRef r = tloop_begin(kc, &lr, ci64(cg, 0), nrows, DIRECT_ROWS_AT_ONCE, "rows");
     Loop lcl;
     LLVMValueRef c = loop_begin(kc, &lcl, ci64(cg, 0), g->cpg, "c");
-    LLVMValueRef phis[2 * DIRECT_PAIR_MAX_VECS], vacc[2 * DIRECT_PAIR_MAX_VECS];
-    for (int j = 0; j < 2 * nv; j++) {
+    LLVMValueRef phis[DIRECT_ROWS_AT_ONCE * DIRECT_GROUP_MAX_VECS],
+        vacc[DIRECT_ROWS_AT_ONCE * DIRECT_GROUP_MAX_VECS];
+    for (int j = 0; j < DIRECT_ROWS_AT_ONCE * nv; j++) {
         phis[j] = LLVMBuildPhi(cg->b, vf, "acc_c");
         LLVMAddIncoming(phis[j], &vinit, &lcl.pre, 1);
         vacc[j] = phis[j];
     }
     LLVMValueRef xplane = direct_input(cg, g, n, iadd(cg, cin0, c));
-    LLVMValueRef wv[DIRECT_PAIR_MAX_WINDOW][DIRECT_PAIR_MAX_WINDOW] = {{NULL}};
-    /* input row d of the pair (oh0 + r)*sh + d - ph: read once, its taps
+    LLVMValueRef wv[DIRECT_GROUP_MAX_WINDOW][DIRECT_GROUP_MAX_WINDOW] = {{NULL}};
+    /* input row d of the group, (oh0 + r)*sh + d - ph: read once, its taps
      * added to the rows (q, kh) with q*sh + kh*dh == d (kh ascending per
      * row: the row form's order) */
-    for (int64_t d = 0; d <= cv->sh + (cv->kh - 1) * cv->dh; d++) {
+    for (int64_t d = 0; d <= (DIRECT_ROWS_AT_ONCE - 1) * cv->sh + (cv->kh - 1) * cv->dh; d++) {
         int users = 0;
-        for (int q = 0; q < 2; q++)
+        for (int q = 0; q < DIRECT_ROWS_AT_ONCE; q++)
             users += d >= q * cv->sh && (d - q * cv->sh) % cv->dh == 0 && (d - q * cv->sh) / cv->dh < cv->kh;
         if (!users) continue;
         LLVMValueRef ih = iadd(cg, imul(cg, iadd(cg, oh0, r), ci64(cg, cv->sh)), ci64(cg, d - cv->ph));
@@ -3604,7 +3609,7 @@ static void direct_row_pairs(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLVMVal
                 LLVMValueRef xi = iadd(cg, xrow, ci64(cg, (base * cv->sw + iw0) * cv->xs[3]));
                 LLVMValueRef xv = lanes_load(cg, xdt, X, xi, cv->sw * cv->xs[3], llo, lhi);
                 LLVMValueRef m = llo == 0 && lhi == VL ? NULL : const_lanes(cg, llo, lhi, VL);
-                for (int q = 0; q < 2; q++) {
+                for (int q = 0; q < DIRECT_ROWS_AT_ONCE; q++) {
                     int64_t kh = (d - q * cv->sh) / cv->dh;
                     if (d < q * cv->sh || (d - q * cv->sh) % cv->dh || kh >= cv->kh) continue;
                     if (cv->op == OP_CONV2D && !wv[kh][kw])
@@ -3616,8 +3621,8 @@ static void direct_row_pairs(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLVMVal
             }
         }
     }
-    loop_end(kc, &lcl, phis, vacc, 2 * nv, 0);
-    for (int q = 0; q < 2; q++)
+    loop_end(kc, &lcl, phis, vacc, DIRECT_ROWS_AT_ONCE * nv, 0);
+    for (int q = 0; q < DIRECT_ROWS_AT_ONCE; q++)
         for (int j = 0; j < nv; j++) {
             int64_t base = (int64_t)j * VL, lanes = OW - base < VL ? OW - base : VL;
             LLVMValueRef at = iadd(cg, imul(cg, iadd(cg, r, ci64(cg, q)), ci64(cg, OW)), ci64(cg, base));
@@ -3642,10 +3647,12 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
     DirectGeo g = begin_direct_sizes(&kc, fn, sized, nb, &ea);
     LLVMValueRef X = kc.bufptr[cv->x_buf], Wt = is_conv ? kc.bufptr[cv->w_buf] : NULL;
     LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1), cP = ci64(cg, P), cOW = ci64(cg, OW);
-    const bool paired = direct_paired_rows(cv, VL, RB);
-    /* paired: a last odd row's partner is computed too (row nrows, past the
-     * block's range, in bounds of the stack block) and never stored out */
-    LLVMValueRef acc = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, (RB + paired) * OW + VL), "acc");
+    const bool grouped = direct_grouped_rows(cv, VL, RB);
+    if (grouped) RB = (RB + DIRECT_ROWS_AT_ONCE - 1) / DIRECT_ROWS_AT_ONCE * DIRECT_ROWS_AT_ONCE;
+    /* grouped: a block's last group may compute rows past its range (in
+     * bounds of the stack block), never stored out */
+    LLVMValueRef acc = LLVMBuildArrayAlloca(
+        cg->b, cg->t_f32, ci64(cg, (RB + (grouped ? DIRECT_ROWS_AT_ONCE - 1 : 0)) * OW + VL), "acc");
     LLVMSetAlignment(acc, 64);
     LLVMValueRef vinit = splat(cg, cf(cg, max ? -INFINITY : 0.0), VL);
     /* planes [p0, p1) touch [ob, oe) */
@@ -3658,8 +3665,8 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
     DirectBlock blk;
     direct_block_begin(&kc, &lb, plane, ob, oe, P, OW, RB, &blk);
     LLVMValueRef oh0 = blk.oh0, nrows = blk.nrows;
-    if (paired) {
-        direct_row_pairs(&kc, &g, X, Wt, xdt, wdt, oc, n, cin0, oh0, nrows, acc, vinit);
+    if (grouped) {
+        direct_row_groups(&kc, &g, X, Wt, xdt, wdt, oc, n, cin0, oh0, nrows, acc, vinit);
         direct_blocks_end(&kc, acc, &blk, OW, P, plane, &lb, &lp);
         end_direct_sizes(&kc, sized, &ea);
         return fn;
