@@ -3538,20 +3538,21 @@ static void direct_blocks_end(Kc *kc, LLVMValueRef acc, const DirectBlock *b, in
  * 144x56x56 -> 28x28 depthwise layer: 2 vectors a row) run
  * DIRECT_ROWS_AT_ONCE rows at a time: by rows, each of a row's vectors
  * summed its KH x KW taps in one dependent chain of FMAs (2 chains of 9 for
- * a 3x3 window: the FMA's latency, not the loads, set the pace); three
- * rows are three times the chains.  The window's rows are unrolled: a row
- * outside the image reads a row inside it (clamped) and keeps the sum (a
- * select).  An input row that several rows read (at stride 2 one row's kh
- * = 2 and the next one's kh = 0) is loaded and shuffled once: 7 input rows
- * for three output rows, not 9.  The sums are added in the row form's order
+ * a 3x3 window: the FMA's latency, not the loads, set the pace); four rows
+ * are four times the chains.  The window's rows are unrolled: a row outside
+ * the image reads a row inside it (clamped) and keeps the sum (a select).
+ * An input row that several rows read (at stride 2 one row's kh = 2 and the
+ * next one's kh = 0) is loaded and shuffled once: 9 input rows for four
+ * output rows, not 12.  The sums are added in the row form's order
  * (bit-identical results).  Blocks are whole groups of rows; a plane's last
  * group may compute rows past the plane (in bounds of the stack block),
  * never stored out.  That layer, Intel Xeon model 207, batch 1 and 8, 1 and
  * 2 threads (session 14): two rows at a time 1.08-1.12x, the shared input
- * row 1.06-1.10x more, three rows 1.02-1.06x more; rows of 4 vectors (its
- * 56-pixel rows at 112x112 and 56x56) two at a time ran 0.91-0.94x: they
- * have 4 chains already, and 8 more vectors live. */
-enum { DIRECT_GROUP_MAX_VECS = 2, DIRECT_GROUP_MAX_WINDOW = 7, DIRECT_ROWS_AT_ONCE = 3 };
+ * row 1.06-1.10x more, three rows 1.02-1.06x more, four 1.015-1.04x more
+ * than three; rows of 4 vectors (its 56-pixel rows at 112x112 and 56x56)
+ * two at a time ran 0.91-0.94x: they have 4 chains already, and 8 more
+ * vectors live. */
+enum { DIRECT_GROUP_MAX_VECS = 2, DIRECT_GROUP_MAX_WINDOW = 7, DIRECT_ROWS_AT_ONCE = 4 };
 
 static bool direct_grouped_rows(const KConv *cv, int VL, int64_t RB) {
     return cv->ow <= (int64_t)DIRECT_GROUP_MAX_VECS * VL && RB >= DIRECT_ROWS_AT_ONCE &&

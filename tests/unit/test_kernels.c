@@ -791,12 +791,12 @@ static void test_convolutions(void) {
     text = conv_program(direct, (int)(sizeof direct / sizeof direct[0]));
     run_suite("depthwise.kiln", text, (int)(sizeof direct / sizeof direct[0]));
     free(text);
-    /* output rows of at most two vectors in the row form, three rows at a
+    /* output rows of at most two vectors in the row form, four rows at a
      * time (direct_row_groups), input rows shared between them:
      * MobileNetV2's stride-2 56x56 -> 28x28 (49 vectors a plane: not in
-     * phase planes; blocks of 12 rows, 28 = 12 + 12 + 4, the last group
-     * computing 2 rows past the plane), 25-pixel rows over two images
-     * (25 = 12 + 12 + 1), 32-pixel rows at stride 1 (whole vectors: not the
+     * phase planes; blocks of 12 rows, 28 = 12 + 12 + 4), 25-pixel rows
+     * over two images (25 = 12 + 12 + 1: the last group computing 3 rows
+     * past the plane), 32-pixel rows at stride 1 (whole vectors: not the
      * flat plane; 12 = 12); on AVX2 and SSE (8 and 4 floats a vector) the
      * first two keep single rows */
     static const ConvCase direct_rows[] = {
