@@ -2475,8 +2475,9 @@ static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
  * padding) and a 14x14 image's 196 columns 7 tiles of 32 (224); the corner
  * variants compute 64 and 208.  Rows are broadcasts, so any row count
  * costs only its own FMAs; columns go by whole vectors, or by one
- * half-width vector (.rRh) for at most VL/2 real columns, and a tile of
- * one real row runs .r1vV (ukernel_half, ukernel_single_row).
+ * half-width vector (.rRh) for at most VL/2 real columns, a tile of 8 or
+ * 12 rows and at most 4 columns runs transposed (.rRt), and a tile of one
+ * real row runs .r1vV (ukernel_half, ukernel_transposed, ukernel_single_row).
  *
  * kiln.mm.ukernel.tapS[.rRvV] (taps = S, 1 or 2) takes an 8th argument, an
  * i32 table: row i's broadcast at k is Ap[tab[k] + i*S] instead of the
@@ -2751,6 +2752,181 @@ static LLVMValueRef helper_ukernel(Cg *cg, const MmShape *sh, int rows, int nv, 
     return helper_ukernel_lanes(cg, sh, rows, nv, b_in_place, taps, false);
 }
 
+/* The transposed corner (.rRt, ukernel_transposed): a tile of `rows` rows
+ * (8 or 12: more than UKERNEL_T_COLS) and at most UKERNEL_T_COLS real
+ * columns (a 14x14 image's last 4 of 196 = 6 x 32 + 4).  Per k step the
+ * A panel's `rows` elements are one masked vector and each of the 4
+ * columns' B element is broadcast: 4 FMAs a step against the half-width
+ * corner's one per row (12), whose FMAs cover 4 of 8 lanes.  One
+ * accumulator per column, summed in k order as every other micro-kernel
+ * sums: the results do not depend on which tiles a split makes (a column
+ * chunk's last tile may be a corner).  Its 4 chains wait on the FMAs'
+ * latency (4 cycles a step, against the half-width corner's 6); two sets
+ * for even and odd k would halve that but change the sums.  The tile is
+ * then transposed into C's rows (4 floats each).  Same signature as the other micro-kernels; B in place
+ * reads only the tile's real columns (`lanes`), the others repeat column 0
+ * into C's padding. */
+/* A's panel is prefetched UKERNEL_T_A_AHEAD k steps ahead into the L1: the
+ * corner reads it faster than a whole tile (4 FMAs a step, not 24), and
+ * without it the 256->1024 at 14x14 gained 1.02x instead of 1.045x */
+enum { UKERNEL_T_COLS = 4, UKERNEL_T_A_AHEAD = 16 };
+static bool ukernel_transposed(const MmShape *sh, int taps, int rows) {
+    return sh->vl >= 16 && !taps && rows > UKERNEL_T_COLS && rows <= sh->vl && rows <= sh->mr;
+}
+
+/* One k step of the transposed corner: acc[p] += A[k, 0..rows) * B[k, col[p]]. */
+static void ukernel_cols_step(Cg *cg, const UkStep *u, LLVMValueRef kk, LLVMValueRef ldb,
+                              LLVMValueRef rows_mask, const LLVMValueRef *col, LLVMValueRef *acc) {
+    if (u->with_pf) {
+        LLVMValueRef at = imul(cg, kk, u->pf_step);
+        prefetch_at(cg, LLVMBuildGEP2(cg->b, cg->t_i8, u->pf_base, &at, 1, ""), false, 2);
+    }
+    LLVMValueRef aoff = imul(cg, kk, ci64(cg, u->PMR));
+    {
+        LLVMValueRef at = iadd(cg, aoff, ci64(cg, UKERNEL_T_A_AHEAD * u->PMR));
+        prefetch_at(cg, LLVMBuildGEP2(cg->b, cg->t_f32, u->Ap, &at, 1, ""), false, 3);
+    }
+    LLVMValueRef a = masked_load_f32(cg, u->Ap, aoff, rows_mask, u->zero);
+    LLVMValueRef boff = imul(cg, kk, ldb);
+    for (int p = 0; p < UKERNEL_T_COLS; p++)
+        acc[p] = fma3(cg, a, splat(cg, load_f32(cg, u->Bp, iadd(cg, boff, col[p])), u->VL), acc[p]);
+}
+
+static LLVMValueRef helper_ukernel_cols(Cg *cg, const MmShape *sh, int rows, bool b_in_place) {
+    enum { T = UKERNEL_T_COLS };
+    const int VL = sh->vl;
+    LLVMTypeRef vt = LLVMVectorType(cg->t_f32, (unsigned)VL), rt = LLVMVectorType(cg->t_f32, T);
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMValueRef fn;
+    char name[48];
+    snprintf(name, sizeof name, "kiln.mm.ukernel%s.r%dt", b_in_place ? ".ib" : "", rows);
+    bool fresh, define = shared_helper(cg, name, ukernel_type(cg, b_in_place, 0), &fn, &fresh);
+    for (unsigned a = 1; fresh && a <= 4; a += (a == 2 ? 2 : 1))
+        LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    if (!define) return fn;
+    Kc kc = {.cg = cg, .fn = fn};
+    LLVMValueRef kcv = LLVMGetParam(fn, 2), C = LLVMGetParam(fn, 3), ldc = LLVMGetParam(fn, 4);
+    LLVMValueRef ldb = b_in_place ? LLVMGetParam(fn, 7) : ci64(cg, sh->nr), zero = LLVMConstNull(vt);
+    LLVMValueRef rows_mask = lane_mask(cg, ci32(cg, rows), VL), col[T];
+    /* in place, a column past the tile's real ones reads column 0 (nothing
+     * past N is read); packed, the panel's padding is zeros */
+    for (int p = 0; p < T; p++) {
+        col[p] = ci64(cg, p);
+        if (b_in_place && p > 0)
+            col[p] = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntULT, col[p], LLVMGetParam(fn, 8), ""),
+                                     col[p], ci64(cg, 0), "");
+    }
+    const unsigned pfa = ukernel_nargs(b_in_place, 0);
+    UkStep u = {.fn = fn,
+                .Ap = LLVMGetParam(fn, 0),
+                .Bp = LLVMGetParam(fn, 1),
+                .pf_base = LLVMGetParam(fn, pfa),
+                .pf_step = LLVMGetParam(fn, pfa + 1),
+                .zero = zero,
+                .vt = vt,
+                .VL = VL,
+                .PMR = sh->mr};
+    /* two copies of the k loop, with a prefetch per step and without (as
+     * helper_ukernel_lanes), each two steps an iteration, then an odd last
+     * one; one accumulator per column, in k order */
+    LLVMBasicBlockRef loops[2] = {LLVMAppendBasicBlockInContext(cg->ctx, fn, "no_pf"),
+                                  LLVMAppendBasicBlockInContext(cg->ctx, fn, "pf")};
+    LLVMBasicBlockRef k_done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "k_done"), ends[2];
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, u.pf_step, ci64(cg, 0), ""), loops[1], loops[0]);
+    LLVMValueRef found[2][T];
+    for (int with_pf = 0; with_pf < 2; with_pf++) {
+        LLVMPositionBuilderAtEnd(cg->b, loops[with_pf]);
+        u.with_pf = with_pf;
+        LLVMValueRef pairs = LLVMBuildLShr(cg->b, kcv, ci64(cg, 1), "pairs");
+        LLVMBasicBlockRef entry = LLVMGetInsertBlock(cg->b);
+        LLVMBasicBlockRef loop_pre = LLVMAppendBasicBlockInContext(cg->ctx, fn, "pairs_pre");
+        LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(cg->ctx, fn, "pairs_done");
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntNE, pairs, ci64(cg, 0), ""), loop_pre, after);
+        LLVMPositionBuilderAtEnd(cg->b, loop_pre);
+        Loop lk;
+        LLVMValueRef gk = loop_begin(&kc, &lk, ci64(cg, 0), pairs, "kk_pairs");
+        LLVMValueRef accs[T], nexts[T];
+        for (int a = 0; a < T; a++) {
+            accs[a] = LLVMBuildPhi(cg->b, vt, "acc");
+            LLVMAddIncoming(accs[a], &zero, &lk.pre, 1);
+            nexts[a] = accs[a];
+        }
+        LLVMValueRef k0 = LLVMBuildShl(cg->b, gk, ci64(cg, 1), "");
+        for (int j = 0; j < 2; j++)
+            ukernel_cols_step(cg, &u, LLVMBuildOr(cg->b, k0, ci64(cg, j), ""), ldb, rows_mask, col, nexts);
+        loop_end(&kc, &lk, accs, nexts, T, 0);
+        LLVMBasicBlockRef loop_exit = LLVMGetInsertBlock(cg->b);
+        LLVMBuildBr(cg->b, after);
+        LLVMPositionBuilderAtEnd(cg->b, after);
+        LLVMValueRef done[T];
+        for (int a = 0; a < T; a++) {
+            done[a] = LLVMBuildPhi(cg->b, vt, "acc_pairs");
+            LLVMValueRef vals[2] = {zero, nexts[a]};
+            LLVMBasicBlockRef from[2] = {entry, loop_exit};
+            LLVMAddIncoming(done[a], vals, from, 2);
+        }
+        /* an odd kc: its last step */
+        LLVMBasicBlockRef odd = LLVMAppendBasicBlockInContext(cg->ctx, fn, "odd_step");
+        LLVMBasicBlockRef joined = LLVMAppendBasicBlockInContext(cg->ctx, fn, "steps_done");
+        LLVMValueRef is_odd =
+            LLVMBuildICmp(cg->b, LLVMIntNE, LLVMBuildAnd(cg->b, kcv, ci64(cg, 1), ""), ci64(cg, 0), "");
+        LLVMBuildCondBr(cg->b, is_odd, odd, joined);
+        LLVMPositionBuilderAtEnd(cg->b, odd);
+        LLVMValueRef last[T];
+        memcpy(last, done, sizeof last);
+        ukernel_cols_step(cg, &u, LLVMBuildSub(cg->b, kcv, ci64(cg, 1), ""), ldb, rows_mask, col, last);
+        LLVMBuildBr(cg->b, joined);
+        LLVMPositionBuilderAtEnd(cg->b, joined);
+        for (int p = 0; p < T; p++) {
+            found[with_pf][p] = LLVMBuildPhi(cg->b, vt, "acc_k");
+            LLVMValueRef vals[2] = {done[p], last[p]};
+            LLVMBasicBlockRef from[2] = {after, odd};
+            LLVMAddIncoming(found[with_pf][p], vals, from, 2);
+        }
+        ends[with_pf] = LLVMGetInsertBlock(cg->b);
+        LLVMBuildBr(cg->b, k_done);
+    }
+    LLVMPositionBuilderAtEnd(cg->b, k_done);
+    LLVMValueRef tile[T];
+    for (int p = 0; p < T; p++) {
+        tile[p] = LLVMBuildPhi(cg->b, vt, "tile");
+        LLVMValueRef vals[2] = {found[0][p], found[1][p]};
+        LLVMAddIncoming(tile[p], vals, ends, 2);
+    }
+    /* row i of C: lane i of the columns' vectors */
+    LLVMValueRef *row = xcalloc((size_t)rows, sizeof(LLVMValueRef));
+    for (int i = 0; i < rows; i++) {
+        row[i] = LLVMGetUndef(rt);
+        for (int p = 0; p < T; p++)
+            row[i] = LLVMBuildInsertElement(
+                cg->b, row[i], LLVMBuildExtractElement(cg->b, tile[p], ci32(cg, i), ""), ci32(cg, p), "");
+    }
+    /* C (+)= tile */
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
+    LLVMBasicBlockRef addc = LLVMAppendBasicBlockInContext(cg->ctx, fn, "addc");
+    LLVMBasicBlockRef store = LLVMAppendBasicBlockInContext(cg->ctx, fn, "store");
+    LLVMBuildCondBr(cg->b, LLVMGetParam(fn, 5), addc, store);
+    LLVMPositionBuilderAtEnd(cg->b, addc);
+    LLVMValueRef *sum = xcalloc((size_t)rows, sizeof(LLVMValueRef));
+    for (int i = 0; i < rows; i++)
+        sum[i] = f_add(cg, row[i], vec_load(cg, rt, C, imul(cg, ci64(cg, i), ldc), 4));
+    LLVMBuildBr(cg->b, store);
+    LLVMPositionBuilderAtEnd(cg->b, store);
+    for (int i = 0; i < rows; i++) {
+        LLVMValueRef phi = LLVMBuildPhi(cg->b, rt, "");
+        LLVMValueRef vals[2] = {row[i], sum[i]};
+        LLVMBasicBlockRef from[2] = {pre, addc};
+        LLVMAddIncoming(phi, vals, from, 2);
+        sum[i] = phi;
+    }
+    for (int i = 0; i < rows; i++) vec_store(cg, sum[i], C, imul(cg, ci64(cg, i), ldc), 4);
+    LLVMBuildRetVoid(cg->b);
+    free(row);
+    free(sum);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
 /* Whether a == x and b == y (i64 values against constants). */
 static LLVMValueRef both_equal(Cg *cg, LLVMValueRef a, int64_t x, LLVMValueRef b, int64_t y) {
     return LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, a, ci64(cg, x), ""),
@@ -2758,9 +2934,31 @@ static LLVMValueRef both_equal(Cg *cg, LLVMValueRef a, int64_t x, LLVMValueRef b
 }
 
 /* The micro-kernel variant for a tile whose real part is mrv x nrv (i64
- * values, 1..MR and 1..NR): the smallest corner covering it. */
+ * values, 1..MR and 1..NR): the smallest corner covering it (a whole tile
+ * branches past the corners' chain of selects, computed per tile). */
+static LLVMValueRef ukernel_corner(Cg *cg, const MmShape *sh, LLVMValueRef mrv, LLVMValueRef nrv,
+                                   bool b_in_place, int taps);
 static LLVMValueRef ukernel_for(Cg *cg, const MmShape *sh, LLVMValueRef mrv, LLVMValueRef nrv,
                                 bool b_in_place, int taps) {
+    LLVMValueRef whole_fn = helper_ukernel(cg, sh, sh->mr, sh->nr / sh->vl, b_in_place, taps);
+    LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(cg->b));
+    LLVMBasicBlockRef part = LLVMAppendBasicBlockInContext(cg->ctx, fn, "corner");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, fn, "ukernel_chosen");
+    LLVMBasicBlockRef whole = LLVMGetInsertBlock(cg->b);
+    LLVMBuildCondBr(cg->b, both_equal(cg, mrv, sh->mr, nrv, sh->nr), join, part);
+    LLVMPositionBuilderAtEnd(cg->b, part);
+    LLVMValueRef corner_fn = ukernel_corner(cg, sh, mrv, nrv, b_in_place, taps);
+    part = LLVMGetInsertBlock(cg->b);
+    LLVMBuildBr(cg->b, join);
+    LLVMPositionBuilderAtEnd(cg->b, join);
+    LLVMValueRef chosen = LLVMBuildPhi(cg->b, cg->t_ptr, "ukernel");
+    LLVMValueRef vals[2] = {whole_fn, corner_fn};
+    LLVMBasicBlockRef from[2] = {whole, part};
+    LLVMAddIncoming(chosen, vals, from, 2);
+    return chosen;
+}
+static LLVMValueRef ukernel_corner(Cg *cg, const MmShape *sh, LLVMValueRef mrv, LLVMValueRef nrv,
+                                   bool b_in_place, int taps) {
     const int step = ukernel_row_step(sh), NV = sh->nr / sh->vl;
     LLVMValueRef rows_needed = LLVMBuildUDiv(cg->b, iadd(cg, mrv, ci64(cg, step - 1)), ci64(cg, step), "");
     LLVMValueRef vecs_needed =
@@ -2782,6 +2980,14 @@ static LLVMValueRef ukernel_for(Cg *cg, const MmShape *sh, LLVMValueRef mrv, LLV
             cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, rows_needed, ci64(cg, rows / step), ""), few_cols, "");
         fn = LLVMBuildSelect(cg->b, is, helper_ukernel_lanes(cg, sh, rows, 1, b_in_place, taps, true), fn,
                              "ukernel");
+    }
+    /* at most UKERNEL_T_COLS real columns by 8 or 12 rows: transposed */
+    LLVMValueRef t_cols = LLVMBuildICmp(cg->b, LLVMIntULE, nrv, ci64(cg, UKERNEL_T_COLS), "");
+    for (int rows = step; rows <= sh->mr; rows += step) {
+        if (!ukernel_transposed(sh, taps, rows)) continue;
+        LLVMValueRef is = LLVMBuildAnd(
+            cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, rows_needed, ci64(cg, rows / step), ""), t_cols, "");
+        fn = LLVMBuildSelect(cg->b, is, helper_ukernel_cols(cg, sh, rows, b_in_place), fn, "ukernel");
     }
     /* taps tiles of 7 pixels (conv_taps_tile): exactly their rows */
     for (int rows = 1; taps && rows <= sh->mr; rows++) {
@@ -7484,6 +7690,9 @@ static void define_shared_helpers(Cg *cg) {
     for (int rows = ukernel_row_step(&sh); ukernel_half(&sh, 0) && rows <= sh.mr;
          rows += ukernel_row_step(&sh))
         for (int ib = 0; ib < 2; ib++) helper_ukernel_lanes(cg, &sh, rows, 1, ib, 0, true);
+    for (int rows = ukernel_row_step(&sh); rows <= sh.mr; rows += ukernel_row_step(&sh))
+        for (int ib = 0; ukernel_transposed(&sh, 0, rows) && ib < 2; ib++)
+            helper_ukernel_cols(cg, &sh, rows, ib);
     for (int rows = ukernel_row_step(&sh); rows <= sh.mr; rows += ukernel_row_step(&sh))
         for (int nv = 1; nv <= sh.nr / sh.vl; nv++)
             for (int taps = 1; taps <= CONV_TAPS_MAX_SW; taps++)

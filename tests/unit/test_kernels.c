@@ -594,6 +594,15 @@ static void test_convolutions(void) {
          * row of its own over two K blocks (K = 300) */
         {1, 64, 14, 14, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
         {2, 300, 7, 7, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+        /* tiles of 8 or 12 rows and at most 4 real columns run the
+         * transposed corner (kiln.mm.ukernel[.ib].rRt): 11x12 planes (132 =
+         * 4 x 32 + 4); odd K in one block over two images (in place, 24
+         * rows); K = 301 in two blocks, the corner adding to its partial
+         * sums and ending on an odd step, in place (20 rows: 12 + 8) and
+         * packed (248 rows: more than a row block) */
+        {2, 45, 11, 12, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
+        {1, 301, 11, 12, 20, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "residual", 0, 0},
+        {1, 301, 11, 12, 248, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},
         /* 1x1 stride 1 with B's rows not a whole number of cache lines (a
          * 14x14 plane: 784 bytes), K >= KC and more rows than a row block:
          * B packed, not read in place (b_in_place), its last panel of 4
