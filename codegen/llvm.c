@@ -3049,10 +3049,9 @@ enum {
     MMF_MULTI_K = 8,
     MMF_PREFETCH_WRITE = 16,
     MMF_B_IN_PLACE = 32, /* B's rows read where they lie (b_in_place) */
-    MMF_B_FAR = 64,      /* ... from memory: panels far ahead prefetched (b_far_ahead) */
-    MMF_ROWS = 128,      /* a swapped tile's epilogue over whole output rows (plane_rows) */
-    MMF_A_NEXT = 256,    /* the next prepacked A block prefetched per tile (a_next_block) */
-    MMF_COUNT = 9
+    MMF_ROWS = 64,       /* a swapped tile's epilogue over whole output rows (plane_rows) */
+    MMF_A_NEXT = 128,    /* the next prepacked A block prefetched per tile (a_next_block) */
+    MMF_COUNT = 8
 };
 
 static LLVMValueRef slot_load(Cg *cg, LLVMValueRef blk, int slot, LLVMTypeRef t) {
@@ -5523,25 +5522,13 @@ static bool prefetch_next_block(const KProgram *p, const KGemm *g, bool packed_b
     return !packed_b && !g->conv && !multi_k && !swap && mm->b_sn == 1 &&
            (double)b->numel * (double)kiln_dtype_size(b->dtype) >= (double)PREFETCH_WRITE_MIN_BYTES;
 }
-/* Whether product g reads its B in place (b_in_place) from memory, a B of
- * PREFETCH_WRITE_MIN_BYTES or more: then each panel also prefetches into
- * the L2 the lines of its K rows B_FAR_COLUMNS columns on (the next panel's
- * go to L1, prefetch_next_panel).  B's rows are K streams a plane apart,
- * which the hardware prefetchers do not follow; one panel ahead is not far
- * enough when they come from memory.  MobileNetV2 batch 8 (1 thread, CPU
- * time): the 32->16 projection at 112x112 1.08x, 96->24 and 144->24 at
- * 56x56 1.14x and 1.15x; from the caches (batch 1, B of 1.2-1.8 MB) 0.99x,
- * hence the size.  Only when K takes several blocks: with K in one block
- * the nest prefetches the next B block into the L2 too (prefetch_next_block,
- * a slice of its K rows per tile), so the far-ahead lines were the same
- * lines fetched twice, 256 prefetches a panel in a burst: ResNet-50's
- * 256->64 and 256->128 at 56x56 1.015-1.019x without them (quiet, session 12
- * late round, docs/performance.md). */
-enum { B_FAR_COLUMNS = 256 };
-static bool b_far_ahead(const Cg *cg, const KGemm *g) {
-    return b_in_place(cg, g) && buf_bytes(cg->p, g->mm.b_buf) >= (double)PREFETCH_WRITE_MIN_BYTES &&
-           g->mm.k > mm_shape(cg, g).kc;
-}
+/* (Until session 14 a B read in place from memory with K in several blocks
+ * also had each panel prefetch into the L2 the lines of its K rows 256
+ * columns on, b_far_ahead: added for MobileNetV2 batch 8's projections,
+ * whose K is one block since session 12.  Where it still ran, ResNet-50
+ * batch 8's 512->128/512->256 at 28x28 and MobileNetV2 batch 8's 14x14
+ * layers of K 384-576, it cost 2-4 %: quiet, Intel Xeon model 207,
+ * docs/performance.md, "Session 14: ResNet-50's 1x1 reductions".) */
 /* Whether product g prefetches its next prepacked A block (emit_mm_nest): a
  * slice of it per tile, into the L2, while the tile runs.  Prepacked A is
  * read in order, block after block, but only once per run, and a model's
@@ -5628,7 +5615,6 @@ typedef struct {
     LLVMValueRef dim1, bs[2][2], ps[2][2], mp, np, ncp, rg;         /* with mm == NULL */
     LLVMValueRef packed_a, packed_b, conv, multi_k, pf_write; /* i1; pf_write: the prefetches are for writing */
     LLVMValueRef b_in_place; /* i1: B read in place (b_in_place), not packed */
-    LLVMValueRef b_far;      /* i1: ... and its panels far ahead prefetched (b_far_ahead) */
     LLVMValueRef rows;       /* i1: swapped, the epilogue over whole output rows (plane_rows) */
     LLVMValueRef a_next;     /* i1: the next prepacked A block prefetched, a slice per tile (a_next_block) */
     LLVMValueRef A, B, Apk, Bpk, pack_a, pack_b;
@@ -5860,23 +5846,6 @@ static void prefetch_next_panel(Kc *kc, const MmGeo *geo, LLVMValueRef bbase, LL
         tloop_end(kc, &lk);
     }
     if (burst < 0) if_end(kc, &taken);
-    /* from memory, the lines B_FAR_COLUMNS on into the L2 too (b_far_ahead;
-     * not a row panel at a time: rows_outer reads its B block again per row
-     * panel, from the L2) */
-    const int far = geo->rows_outer ? 0 : known_bool(geo->b_far);
-    if (far != 0) {
-        IfBlock is_far;
-        if (far < 0) if_begin(kc, &is_far, geo->b_far);
-        TLoop lf;
-        LLVMValueRef kf = tloop_begin(kc, &lf, ci64(cg, 0), kcv, 1, "prefetch_far");
-        LLVMValueRef from = iadd(cg, iadd(cg, bbase, imul(cg, iadd(cg, pc, kf), geo->b_sk)), col);
-        for (int64_t e = 0; e < NR; e += 16) {
-            LLVMValueRef idx = iadd(cg, from, ci64(cg, B_FAR_COLUMNS + e));
-            prefetch_at(cg, LLVMBuildGEP2(cg->b, cg->t_f32, geo->B, &idx, 1, ""), false, 2);
-        }
-        tloop_end(kc, &lf);
-        if (far < 0) if_end(kc, &is_far);
-    }
     if (guarded) if_end(kc, &in_place);
 }
 
@@ -6442,15 +6411,13 @@ static void mm_block_values(const Cg *cg, const KGemm *g, int64_t v[MMB_FLAGS + 
     v[MMB_RG] = row_group(cg, &sh, g);
     v[MMB_FLAGS] = (pp.a ? MMF_PACKED_A : 0) | (pp.b ? MMF_PACKED_B : 0) | (g->conv ? MMF_CONV : 0) |
                    (mm->k > sh.kc ? MMF_MULTI_K : 0) | (b_in_place(cg, g) ? MMF_B_IN_PLACE : 0) |
-                   (b_far_ahead(cg, g) ? MMF_B_FAR : 0) | (plane_rows(cg->p, g) ? MMF_ROWS : 0) |
-                   (a_next_block(cg, g) ? MMF_A_NEXT : 0);
+                   (plane_rows(cg->p, g) ? MMF_ROWS : 0) | (a_next_block(cg, g) ? MMF_A_NEXT : 0);
 }
 
 /* The flag of bit 1 << f of MMB_FLAGS (MMF_*) in MmGeo, f < MMF_COUNT. */
 static LLVMValueRef *geo_flag(MmGeo *geo, int f) {
-    LLVMValueRef *at[MMF_COUNT] = {&geo->packed_a, &geo->packed_b, &geo->conv,
-                                   &geo->multi_k,  &geo->pf_write, &geo->b_in_place,
-                                   &geo->b_far,    &geo->rows,     &geo->a_next};
+    LLVMValueRef *at[MMF_COUNT] = {&geo->packed_a, &geo->packed_b,   &geo->conv, &geo->multi_k,
+                                   &geo->pf_write, &geo->b_in_place, &geo->rows, &geo->a_next};
     return at[f];
 }
 

@@ -647,9 +647,8 @@ static void test_convolutions(void) {
          * MB): prefetched for writing too (prefetch_for_writing) */
         {1, 48, 96, 96, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "clamp", 0, 0},
         /* B read in place from memory (2.4 MB over two images) with K in
-         * one block: the next B block prefetched a slice per tile, not its
-         * panels' lines far ahead (b_far_ahead); K = 32 (the kernel's own
-         * nest: 16 rows, 12 + a corner of 4) */
+         * one block: the next B block prefetched a slice per tile; K = 32
+         * (the kernel's own nest: 16 rows, 12 + a corner of 4) */
         {2, 32, 96, 96, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},
         /* the same with K = 128 (2 MiB in) */
         {1, 128, 64, 64, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
@@ -657,9 +656,9 @@ static void test_convolutions(void) {
          * through the micro-kernel's slot in the first tiles, the next
          * panel's in the last (nb_slot, next_panel_in_slot) */
         {1, 128, 64, 64, 64, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "relu", 0, 0},
-        /* ... and with K = 288 in two blocks (2.6 MB in): its panels' lines
-         * 256 columns on prefetched into the L2 (b_far_ahead), from the
-         * size-generic nest (the block's far flag at run time) */
+        /* ... and with K = 288 in two blocks (2.6 MB in): the size-generic
+         * nest, B in place by the block's flag at run time, the next
+         * panel in a burst (prefetch_next_panel) */
         {1, 288, 48, 48, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
         /* constant weights (check_constant_weights), 2 MiB and more: each
          * tile's micro-kernel prefetches a slice of the next prepacked
