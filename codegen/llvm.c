@@ -5177,6 +5177,16 @@ static void zero_row_borders(Kc *kc, const int64_t pad[4], LLVMValueRef dst, LLV
     }
 }
 
+/* Whether a row epilogue's whole rows of NR pixels (more than a vector)
+ * end in a masked vector rather than scalar iterations: where more than
+ * half a vector is left.  Rows of 28 (one vector and 12 scalar iterations
+ * a row and channel) ran the 3x3 layers at 28x28 1.016-1.029x (quiet, 1
+ * thread, batch 1 and 8); rows of 56 (3 vectors and 8) measured as noise
+ * in session 13 and keep the scalar remainder, as do rows shorter than a
+ * vector (14: no gain) (docs/performance.md, "Session 14: the 3x3 layers'
+ * padded inputs, continued"). */
+static bool row_masked_tail(int64_t NR, int vl) { return NR > vl && NR % vl > vl / 2; }
+
 /* The epilogue of one register tile: C (row i, column j of the tile's real
  * mrv x nrv part at C[i * ldc + j], or C[j * ldc + i] when swapped) holds the
  * product's rows row0.. and columns col..; the kernel's stage 1 runs on each
@@ -5294,8 +5304,8 @@ static void emit_tile_epilogue(Kc *kc, LLVMValueRef row0, LLVMValueRef col, LLVM
          * last one masked */
         if ((kc->pixel_rows && part > 0) || transposed)
             loop_metadata_tail(cg, br, cg->vec_floats, 1, true);
-        else if (kc->pixel_rows)
-            loop_metadata(cg, br, cg->vec_floats, 1);
+        else if (kc->pixel_rows) /* (a long remainder: a masked last vector, row_masked_tail) */
+            loop_metadata_tail(cg, br, cg->vec_floats, 1, row_masked_tail(NR, cg->vec_floats));
         else if (part > 0)
             loop_metadata(cg, br, -1, 0);
         else
