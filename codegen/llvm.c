@@ -6796,8 +6796,11 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
             geo.tap_tab = conv_tap_table(cg, k, g->conv);
             geo.b_area = b_area(cg, g, sh.kc * v[MMB_NCP] * 4);
             /* column blocks of whole rows when the rows' tiles are of 7
-             * pixels: none ends inside a tile */
-            if (conv_taps_tile(cg, g->conv) == CONV_TAPS_ODD_TILE) geo.nc = sh.nc / g->conv->ow * g->conv->ow;
+             * pixels (none ends inside a tile), and, as before session 14,
+             * when rows are not a multiple of 4 pixels (on AVX2 and SSE,
+             * whose tiles are narrower than 7) */
+            if (g->conv->ow % 4 || conv_taps_tile(cg, g->conv) == CONV_TAPS_ODD_TILE)
+                geo.nc = sh.nc / g->conv->ow * g->conv->ow;
         }
         for (int s = 0; s <= MMB_RG; s++) *geo_ints(&geo, s) = ci64(cg, v[s]);
         for (int f = 0; f < MMF_COUNT; f++) *geo_flag(&geo, f) = LLVMConstInt(cg->t_i1, (v[MMB_FLAGS] >> f) & 1, 0);

@@ -594,15 +594,6 @@ static void test_convolutions(void) {
          * row of its own over two K blocks (K = 300) */
         {1, 64, 14, 14, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
         {2, 300, 7, 7, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
-        /* tiles of 8 or 12 rows and at most 4 real columns run the
-         * transposed corner (kiln.mm.ukernel[.ib].rRt): 11x12 planes (132 =
-         * 4 x 32 + 4); odd K in one block over two images (in place, 24
-         * rows); K = 301 in two blocks, the corner adding to its partial
-         * sums and ending on an odd step, in place (20 rows: 12 + 8) and
-         * packed (248 rows: more than a row block) */
-        {2, 45, 11, 12, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
-        {1, 301, 11, 12, 20, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "residual", 0, 0},
-        {1, 301, 11, 12, 248, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},
         /* 1x1 stride 1 with B's rows not a whole number of cache lines (a
          * 14x14 plane: 784 bytes), K >= KC and more rows than a row block:
          * B packed, not read in place (b_in_place), its last panel of 4
@@ -618,6 +609,20 @@ static void test_convolutions(void) {
     };
     char *text = conv_program(gemm, (int)(sizeof gemm / sizeof gemm[0]));
     run_suite("convs.kiln", text, 0);
+    free(text);
+    /* tiles of 8 or 12 rows and at most 4 real columns run the transposed
+     * corner (kiln.mm.ukernel[.ib].rRt): 11x12 planes (132 = 4 x 32 + 4);
+     * odd K in one block over two images (in place, 24 rows); K = 301 in two
+     * blocks, the corner adding to its partial sums and ending on an odd
+     * step, in place (20 rows: 12 + 8) and packed (248 rows: more than a row
+     * block).  On both AVX-512 micro-kernel forms (.ib and not) */
+    static const ConvCase corner_t[] = {
+        {2, 45, 11, 12, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
+        {1, 301, 11, 12, 20, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "residual", 0, 0},
+        {1, 301, 11, 12, 248, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},
+    };
+    text = conv_program(corner_t, (int)(sizeof corner_t / sizeof corner_t[0]));
+    run_suite_both_forms("convs-corner-t.kiln", text, 0, NULL);
     free(text);
     /* swapped products' epilogue over whole rows (plane_rows, flag
      * MMF_ROWS): three 7x7 images, K = 160 in one block, a clamp; one image
@@ -806,11 +811,14 @@ static void test_convolutions(void) {
      * over two images (25 = 12 + 12 + 1: the last group computing 3 rows
      * past the plane), 32-pixel rows at stride 1 (whole vectors: not the
      * flat plane; 12 = 12); on AVX2 and SSE (8 and 4 floats a vector) the
-     * first two keep single rows */
+     * first three keep single rows, so rows of 8 and 16 pixels on tall
+     * planes (too large for the flat plane) run the row groups there too */
     static const ConvCase direct_rows[] = {
         {1, 24, 56, 56, 24, 3, 3, 2, 2, 1, 1, 1, 1, 24, true, "clamp", 0, 0},
         {2, 8, 50, 50, 8, 3, 3, 2, 2, 1, 1, 1, 1, 8, false, "relu", 0, 0},
         {1, 8, 12, 32, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8, true, "residual", 0, 0},
+        {1, 4, 140, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4, true, "relu", 0, 0},
+        {1, 4, 80, 16, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4, false, "", 0, 0},
     };
     static const char *const direct_rows_devices[] = {"cpu", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2",
                                                       NULL};
