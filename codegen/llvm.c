@@ -220,6 +220,15 @@ static LLVMValueRef sel(Cg *cg, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b) 
 /* Signed index arithmetic (nsw) and bounds. */
 static LLVMValueRef imin(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return intrin2(cg, "llvm.smin", a, b); }
 static LLVMValueRef imax(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return intrin2(cg, "llvm.smax", a, b); }
+/* A value that is a when control came from block from_a, b when from from_b */
+static LLVMValueRef phi2(Cg *cg, LLVMTypeRef type, const char *name, LLVMValueRef a, LLVMBasicBlockRef from_a,
+                         LLVMValueRef b, LLVMBasicBlockRef from_b) {
+    LLVMValueRef phi = LLVMBuildPhi(cg->b, type, name);
+    LLVMValueRef vals[2] = {a, b};
+    LLVMBasicBlockRef from[2] = {from_a, from_b};
+    LLVMAddIncoming(phi, vals, from, 2);
+    return phi;
+}
 static LLVMValueRef iadd(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
     LLVMValueRef r = LLVMBuildAdd(cg->b, a, b, "");
     if (LLVMIsAInstruction(r)) LLVMSetNSW(r, 1);
@@ -1146,11 +1155,7 @@ static LLVMValueRef emit_load(Kc *kc, const KInst *in) {
     LLVMBasicBlockRef ld_end = LLVMGetInsertBlock(cg->b);
     LLVMBuildBr(cg->b, join);
     LLVMPositionBuilderAtEnd(cg->b, join);
-    LLVMValueRef phi = LLVMBuildPhi(cg->b, reg_type(cg, in->dtype), "");
-    LLVMValueRef vals[2] = {v, const_of(cg, in->dtype, 0)};
-    LLVMBasicBlockRef from[2] = {ld_end, pre};
-    LLVMAddIncoming(phi, vals, from, 2);
-    return phi;
+    return phi2(cg, reg_type(cg, in->dtype), "", v, ld_end, const_of(cg, in->dtype, 0), pre);
 }
 
 /* Index arithmetic; division and remainder are unsigned when the range
@@ -2447,10 +2452,7 @@ static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
         LLVMValueRef v = load_elem(cg, dt, src, iadd(cg, ksrc, imul(cg, i, si)));
         LLVMBuildBr(cg->b, join);
         LLVMPositionBuilderAtEnd(cg->b, join);
-        LLVMValueRef phi = LLVMBuildPhi(cg->b, cg->t_f32, "");
-        LLVMValueRef vals[2] = {v, cf(cg, 0.0)};
-        LLVMBasicBlockRef from[2] = {ld, pre};
-        LLVMAddIncoming(phi, vals, from, 2);
+        LLVMValueRef phi = phi2(cg, cg->t_f32, "", v, ld, cf(cg, 0.0), pre);
         store_f32(cg, dst, iadd(cg, kdst, w), phi);
         loop_metadata(cg, tloop_end(&kc, &lw), -1, 0);
         tloop_end(&kc, &lk);
@@ -2674,10 +2676,7 @@ static LLVMValueRef helper_ukernel_lanes(Cg *cg, const MmShape *sh, int rows, in
         LLVMPositionBuilderAtEnd(cg->b, after);
         LLVMValueRef *done = xcalloc((size_t)nacc, sizeof(LLVMValueRef));
         for (int a = 0; a < nacc; a++) {
-            done[a] = LLVMBuildPhi(cg->b, vt, "acc_groups");
-            LLVMValueRef vals[2] = {zero, nexts[a]};
-            LLVMBasicBlockRef from[2] = {entry, loop_exit};
-            LLVMAddIncoming(done[a], vals, from, 2);
+            done[a] = phi2(cg, vt, "acc_groups", zero, entry, nexts[a], loop_exit);
         }
         LLVMValueRef rest = LLVMBuildAnd(cg->b, kcv, ci64(cg, (1 << unroll_log2) - 1), "rest");
         LLVMBasicBlockRef rest_pre = LLVMAppendBasicBlockInContext(cg->ctx, fn, "rest_pre");
@@ -2696,10 +2695,7 @@ static LLVMValueRef helper_ukernel_lanes(Cg *cg, const MmShape *sh, int rows, in
         LLVMBuildBr(cg->b, joined);
         LLVMPositionBuilderAtEnd(cg->b, joined);
         for (int a = 0; a < nacc; a++) {
-            nexts[a] = LLVMBuildPhi(cg->b, vt, "acc_k");
-            LLVMValueRef vals[2] = {done[a], mid[a]};
-            LLVMBasicBlockRef from[2] = {after, rest_exit};
-            LLVMAddIncoming(nexts[a], vals, from, 2);
+            nexts[a] = phi2(cg, vt, "acc_k", done[a], after, mid[a], rest_exit);
         }
         free(done);
         memcpy(found[with_pf], nexts, sizeof(LLVMValueRef) * (size_t)nacc);
@@ -2729,13 +2725,7 @@ static LLVMValueRef helper_ukernel_lanes(Cg *cg, const MmShape *sh, int rows, in
     }
     LLVMBuildBr(cg->b, store);
     LLVMPositionBuilderAtEnd(cg->b, store);
-    for (int a = 0; a < nacc; a++) {
-        LLVMValueRef phi = LLVMBuildPhi(cg->b, vt, "");
-        LLVMValueRef vals[2] = {nexts[a], sum[a]};
-        LLVMBasicBlockRef from[2] = {pre, addc};
-        LLVMAddIncoming(phi, vals, from, 2);
-        sum[a] = phi;
-    }
+    for (int a = 0; a < nacc; a++) sum[a] = phi2(cg, vt, "", nexts[a], pre, sum[a], addc);
     for (int i = 0; i < MR; i++) {
         LLVMValueRef row = imul(cg, ci64(cg, i), ldc);
         for (int v = 0; v < NV; v++) vec_store(cg, sum[i * NV + v], C, iadd(cg, row, ci64(cg, v * VL)), 4);
@@ -2860,10 +2850,7 @@ static LLVMValueRef helper_ukernel_cols(Cg *cg, const MmShape *sh, int rows, boo
         LLVMPositionBuilderAtEnd(cg->b, after);
         LLVMValueRef done[T];
         for (int a = 0; a < T; a++) {
-            done[a] = LLVMBuildPhi(cg->b, vt, "acc_pairs");
-            LLVMValueRef vals[2] = {zero, nexts[a]};
-            LLVMBasicBlockRef from[2] = {entry, loop_exit};
-            LLVMAddIncoming(done[a], vals, from, 2);
+            done[a] = phi2(cg, vt, "acc_pairs", zero, entry, nexts[a], loop_exit);
         }
         /* an odd kc: its last step */
         LLVMBasicBlockRef odd = LLVMAppendBasicBlockInContext(cg->ctx, fn, "odd_step");
@@ -2878,10 +2865,7 @@ static LLVMValueRef helper_ukernel_cols(Cg *cg, const MmShape *sh, int rows, boo
         LLVMBuildBr(cg->b, joined);
         LLVMPositionBuilderAtEnd(cg->b, joined);
         for (int p = 0; p < T; p++) {
-            found[with_pf][p] = LLVMBuildPhi(cg->b, vt, "acc_k");
-            LLVMValueRef vals[2] = {done[p], last[p]};
-            LLVMBasicBlockRef from[2] = {after, odd};
-            LLVMAddIncoming(found[with_pf][p], vals, from, 2);
+            found[with_pf][p] = phi2(cg, vt, "acc_k", done[p], after, last[p], odd);
         }
         ends[with_pf] = LLVMGetInsertBlock(cg->b);
         LLVMBuildBr(cg->b, k_done);
@@ -2912,13 +2896,7 @@ static LLVMValueRef helper_ukernel_cols(Cg *cg, const MmShape *sh, int rows, boo
         sum[i] = f_add(cg, row[i], vec_load(cg, rt, C, imul(cg, ci64(cg, i), ldc), 4));
     LLVMBuildBr(cg->b, store);
     LLVMPositionBuilderAtEnd(cg->b, store);
-    for (int i = 0; i < rows; i++) {
-        LLVMValueRef phi = LLVMBuildPhi(cg->b, rt, "");
-        LLVMValueRef vals[2] = {row[i], sum[i]};
-        LLVMBasicBlockRef from[2] = {pre, addc};
-        LLVMAddIncoming(phi, vals, from, 2);
-        sum[i] = phi;
-    }
+    for (int i = 0; i < rows; i++) sum[i] = phi2(cg, rt, "", row[i], pre, sum[i], addc);
     for (int i = 0; i < rows; i++) vec_store(cg, sum[i], C, imul(cg, ci64(cg, i), ldc), 4);
     LLVMBuildRetVoid(cg->b);
     free(row);
@@ -2951,10 +2929,7 @@ static LLVMValueRef ukernel_for(Cg *cg, const MmShape *sh, LLVMValueRef mrv, LLV
     part = LLVMGetInsertBlock(cg->b);
     LLVMBuildBr(cg->b, join);
     LLVMPositionBuilderAtEnd(cg->b, join);
-    LLVMValueRef chosen = LLVMBuildPhi(cg->b, cg->t_ptr, "ukernel");
-    LLVMValueRef vals[2] = {whole_fn, corner_fn};
-    LLVMBasicBlockRef from[2] = {whole, part};
-    LLVMAddIncoming(chosen, vals, from, 2);
+    LLVMValueRef chosen = phi2(cg, cg->t_ptr, "ukernel", whole_fn, whole, corner_fn, part);
     return chosen;
 }
 static LLVMValueRef ukernel_corner(Cg *cg, const MmShape *sh, LLVMValueRef mrv, LLVMValueRef nrv,
@@ -3938,10 +3913,7 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
         for (int j = 0; j < nv; j++) LLVMAddIncoming(phis_kh[j], &vacc[j], &khlatch, 1);
         LLVMPositionBuilderAtEnd(cg->b, khdone);
         for (int j = 0; j < nv; j++) {
-            next[j] = LLVMBuildPhi(cg->b, vf, "acc");
-            LLVMValueRef vals[2] = {phis_c[j], vacc[j]};
-            LLVMBasicBlockRef from[2] = {pre_kh, khlatch};
-            LLVMAddIncoming(next[j], vals, from, 2);
+            next[j] = phi2(cg, vf, "acc", phis_c[j], pre_kh, vacc[j], khlatch);
         }
         loop_end(&kc, &lcl, phis_c, next, nv, 0);
         for (int j = 0; j < nv; j++) { /* the row's vectors into the block */
