@@ -40,6 +40,7 @@
 #include <histedit.h>
 #include <locale.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -1329,6 +1330,27 @@ static bool input_complete(const char *text) {
 
 typedef enum { READ_OK, READ_EOF, READ_INTERRUPT } ReadStatus;
 
+/* Waits until the terminal has input for the plain reader, or a Ctrl-C
+ * came; false for the Ctrl-C.  SIGINT stays blocked from the test of
+ * `interrupted` until ppoll unblocks it atomically for the wait: a Ctrl-C
+ * that came after the test but before a blocking read began (a loaded
+ * machine preempting the reader there) left getline waiting, the line and
+ * the next one lost.  Valid because the plain reader's stdin is unbuffered
+ * (kiln_repl): nothing waits in stdio's buffer that poll cannot see. */
+static bool wait_for_terminal_input(void) {
+    sigset_t with_int, orig;
+    sigemptyset(&with_int);
+    sigaddset(&with_int, SIGINT);
+    sigprocmask(SIG_BLOCK, &with_int, &orig);
+    while (!interrupted) {
+        struct pollfd in = {.fd = STDIN_FILENO, .events = POLLIN};
+        int ready = ppoll(&in, 1, NULL, &orig);
+        if (ready > 0 || (ready < 0 && errno != EINTR)) break; /* input, end of file, or let getline say */
+    }
+    sigprocmask(SIG_SETMASK, &orig, NULL);
+    return !interrupted;
+}
+
 /* One physical line, appended to `text` with its newline.  A Ctrl-C that
  * came while the line was typed abandons it, even one that came just before
  * the read began (and so could not interrupt it). */
@@ -1354,6 +1376,7 @@ static ReadStatus read_physical_line(Repl *r, const char *prompt, StrBuf *text) 
     if (r->interactive) {
         fputs(prompt, stdout);
         fflush(stdout);
+        if (!wait_for_terminal_input()) return READ_INTERRUPT;
     }
     char *line = NULL;
     size_t cap = 0;
@@ -1589,6 +1612,7 @@ int repl_main(const char *device, bool force_plain) {
         sigemptyset(&on_int.sa_mask);
         sigaction(SIGINT, &on_int, &old_int);
         if (!force_plain && isatty(STDOUT_FILENO)) editline_open(&r);
+        if (!r.el) setvbuf(stdin, NULL, _IONBF, 0); /* wait_for_terminal_input polls the descriptor */
         printf("kiln %s on device %s.  :help lists the commands; Ctrl-D leaves.\n", KILN_VERSION, r.device);
     }
     StrBuf text = {0};
