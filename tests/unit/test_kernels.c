@@ -289,6 +289,9 @@ static const char **with_both_forms(const char *const *base) {
  * their narrower tiles and blocks) too: for the suites whose paths depend on
  * the tile (NR, MC). */
 static const char *const every_target[] = {"cpu", "kir", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2", NULL};
+/* The same without the kernel-IR interpreter: the suites whose shapes the
+ * cpu tiles decide, checked against cuda-emu's plain loops. */
+static const char *const cpu_targets_and_emu[] = {"cpu", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2", NULL};
 
 static void run_suite_both_forms(const char *name, const char *text, int direct, const char *const *base) {
     static const char *const every_device[] = {"cpu", "kir", "cuda-emu", NULL};
@@ -694,9 +697,8 @@ static void test_convolutions(void) {
         /* written, 0.85 MB out (from 512 KiB): 52 rows */
         {1, 40, 65, 63, 52, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
     };
-    static const char *const fast_targets[] = {"cpu", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2", NULL};
     text = conv_program(rows_residual, (int)(sizeof rows_residual / sizeof rows_residual[0]));
-    run_suite_both_forms("convs-rows-residual.kiln", text, 0, fast_targets);
+    run_suite_both_forms("convs-rows-residual.kiln", text, 0, cpu_targets_and_emu);
     free(text);
     /* a 1x1 expansion of one image (K = 24 into 96 channels, its input 34
      * KB) split by its rows, whole channel planes per thread, not by its
@@ -710,7 +712,7 @@ static void test_convolutions(void) {
     unsigned by_columns = split_by_columns_bits("convs-expansion.kiln", text);
     CHECK(by_columns == 2u, "convs-expansion.kiln: split by columns %#x, want 0x2 (the 96-row one by rows)",
           by_columns);
-    run_suite_both_forms("convs-expansion.kiln", text, 0, fast_targets);
+    run_suite_both_forms("convs-expansion.kiln", text, 0, cpu_targets_and_emu);
     free(text);
     /* convolutions read in place through their taps (llvm_conv_taps: stride
      * 1, K >= 256, output rows of a multiple of 4 pixels, channels in whole
@@ -776,8 +778,7 @@ static void test_convolutions(void) {
         {1, 16, 9, 56, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, false, "relu", 0, 0},
         {1, 32, 28, 28, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
     };
-    static const char *const taps7_devices[] = {"cpu", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2", NULL};
-    run_taps_suite("taps7.kiln", taps7, (int)(sizeof taps7 / sizeof taps7[0]), taps7_devices);
+    run_taps_suite("taps7.kiln", taps7, (int)(sizeof taps7 / sizeof taps7[0]), cpu_targets_and_emu);
     /* the direct form: depthwise and few channels per group */
     static const ConvCase direct[] = {
         {1, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 32, true, "clamp", 0, 0}, /* MobileNet depthwise */
@@ -820,11 +821,9 @@ static void test_convolutions(void) {
         {1, 4, 140, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4, true, "relu", 0, 0},
         {1, 4, 80, 16, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4, false, "", 0, 0},
     };
-    static const char *const direct_rows_devices[] = {"cpu", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2",
-                                                      NULL};
     text = conv_program(direct_rows, (int)(sizeof direct_rows / sizeof direct_rows[0]));
     run_suite_on("depthwise-rows.kiln", text, (int)(sizeof direct_rows / sizeof direct_rows[0]),
-                 direct_rows_devices);
+                 cpu_targets_and_emu);
     free(text);
 }
 
@@ -1114,14 +1113,13 @@ static void test_pools(void) {
  * x86-64-v3): 49 pixels leave a last panel of 1, 100 one of 4 (masked
  * vectors under a mask of the panel's lanes, helper_pack). */
 static void test_swapped_pack_edges(void) {
-    static const char *const devices[] = {"cpu", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2", NULL};
     run_suite_on(
         "swapped_pack.kiln",
         "graph swapped_pack(x: f32[2, 64, 7, 7], w: f32[48, 64, 1, 1], b: f32[48], y: f32[1, 40, 10, "
         "10], v: f32[32, 40, 1, 1]) -> (f32[2, 48, 7, 7], f32[1, 32, 10, 10]) {\n"
         "    return conv2d(x, w, b), relu(conv2d(y, v))\n"
         "}\n",
-        0, devices);
+        0, cpu_targets_and_emu);
 }
 
 /* The kernels' split over 3 threads (runtime/cpu.c: each thread owns a
@@ -1216,8 +1214,7 @@ static void test_padded_images(void) {
         }
     CHECK(padded == 2, "padded.kiln: %d images kept padded, want 2 (b and e)", padded);
     fused_free(arena, p, g, o);
-    static const char *const targets[] = {"cpu", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2", NULL};
-    run_suite_both_forms("padded.kiln", text, 0, targets);
+    run_suite_both_forms("padded.kiln", text, 0, cpu_targets_and_emu);
 }
 
 int main(void) {
