@@ -1882,17 +1882,23 @@ enum { CONV_TAPS_MAX_SW = 2, CONV_TAPS_MIN_K = 128, CONV_TAPS_TILE_EPI_MIN_K = 2
  * is two such tiles, where gathered its 196 pixels went 16 x 12 + 4 and
  * NAME.im2col took 5-7 % of the layer. */
 enum { CONV_TAPS_ODD_TILE = 7 };
-/* Rows of a multiple of 7 pixels up to CONV_TAPS_SHORT_ROW run tiles of 7
- * even where they are a multiple of 4: a row of 28 (ResNet's 28x28 planes)
- * went 12 + 12 + 4, and the 4-pixel tile (8 accumulators for 6 loads a k
- * step) cost 1.13x per FMA what a 12-pixel one does; in four tiles of 7
- * (14 accumulators for 9 loads) the 3x3 layers at 28x28 ran 1.013x, the
- * stride-2 one to 28x28 1.008x (quiet, 1 thread, batch 1 and 8).  Longer
- * rows keep the wide tiles: rows of 56 (4 x 12 + 8) and the stem's 112
- * (its K of 147 pays a tile's fixed costs 16 times a row, not 10) ran
- * slower in tiles of 7 (docs/performance.md, "Session 14: the 3x3 layers'
- * padded inputs, continued"). */
-enum { CONV_TAPS_SHORT_ROW = 28 };
+/* Rows of a multiple of CONV_TAPS_WIDE_TILE pixels (ResNet's 112, 56, 28
+ * and 14) run tiles of 14 where the micro-kernel is 12 pixels by 2 vectors
+ * of 16 channels (AVX-512): 28 accumulators, the 2 weight vectors and a
+ * broadcast fit its 32 registers, and the tile is computed exactly
+ * (.tapS.r14vV, taps_exact_rows).  A tile's fixed costs (its transposes
+ * into the row buffer, the output's write prefetches, the call) are paid
+ * per 14 pixels, and no row ends in a narrower tile: the stem's rows of 112
+ * went 9 x 12 + 4, the 56x56 layers' 4 x 12 + 8 (both slower in tiles of
+ * 7), rows of 28 four tiles of 7 (session 14: 12 + 12 + 4 had cost 1.13x
+ * per FMA) and rows of 14 two.  Quiet, Intel Xeon model 207, normalised by
+ * the kernels left alone: ResNet-18 and -50 1.007-1.018x (batch 1 and 8, 1
+ * and 2 threads), the stem at batch 8 1.02-1.04x (docs/performance.md,
+ * "Session 15: the 3x3 layers at 56x56 and the stem"). */
+enum { CONV_TAPS_WIDE_TILE = 14 };
+static bool taps_wide_tiles(const MmShape *sh) {
+    return sh->vl >= 16 && sh->mr == 12 && sh->nr == 2 * sh->vl;
+}
 /* Whether convolution cv's input is its padded image as it is: unpadded,
  * each image's planes hp x wp, read in place without the copy.  An image
  * kept padded by its producer (pad_conv_inputs in passes/fuse.c) is one;
@@ -1941,16 +1947,19 @@ static int64_t conv_row_ld(const Cg *cg, const KConv *cv) {
 }
 
 /* The pixels of a register tile along an output row of a convolution read
- * in place: the micro-kernel's (swapped) width, 12 on AVX-512, the row's
- * last tile ow % 12, when rows are a multiple of 4 pixels (and not a short
- * multiple of 7: CONV_TAPS_SHORT_ROW); else tiles of CONV_TAPS_ODD_TILE (on
- * a narrower micro-kernel its width, the row's last tile computed exactly:
- * taps_exact_rows). */
+ * in place: CONV_TAPS_WIDE_TILE where rows are a multiple of it and go
+ * through the row buffer (taps_wide_tiles: AVX-512); else the
+ * micro-kernel's (swapped) width, 12 on AVX-512, the row's last tile ow %
+ * 12, when rows are a multiple of 4 pixels; else tiles of
+ * CONV_TAPS_ODD_TILE (on a narrower micro-kernel its width, the row's last
+ * tile computed exactly: taps_exact_rows). */
 static int conv_taps_tile(const Cg *cg, const KConv *cv) {
-    int width = ukernel_shape(cg).mr;
+    MmShape ush = ukernel_shape(cg);
+    int width = ush.mr;
     if (width < CONV_TAPS_ODD_TILE) return width;
-    bool short_sevens = cv->ow % CONV_TAPS_ODD_TILE == 0 && cv->ow <= CONV_TAPS_SHORT_ROW;
-    return cv->ow % 4 == 0 && !short_sevens ? width : CONV_TAPS_ODD_TILE;
+    if (taps_wide_tiles(&ush) && cv->ow % CONV_TAPS_WIDE_TILE == 0 && cv->ow <= CONV_ROW_MAX_OW)
+        return CONV_TAPS_WIDE_TILE;
+    return cv->ow % 4 == 0 ? width : CONV_TAPS_ODD_TILE;
 }
 
 /* Whether product g runs swapped (mm_swapped); also a gathered convolution
@@ -2506,11 +2515,17 @@ static bool ukernel_half(const MmShape *sh, int taps) { return sh->vl >= 16 && !
 /* Whether a taps tile of `rows` pixels (not a multiple of the row step)
  * runs a micro-kernel of exactly that many rows (.tapS.rRvV), so that the
  * partial sums of the next tile along the row are not overwritten: tiles of
- * CONV_TAPS_ODD_TILE (conv_taps_tile); on a micro-kernel narrower than that,
+ * CONV_TAPS_ODD_TILE or CONV_TAPS_WIDE_TILE (conv_taps_tile), the latter
+ * wider than the micro-kernel's MR; on a micro-kernel narrower than 7,
  * every such count (AVX2's 6-pixel tiles leave a row of 7 a last tile of 1). */
 static bool taps_exact_rows(const MmShape *sh, int rows) {
+    if (rows == CONV_TAPS_WIDE_TILE && taps_wide_tiles(sh)) return true;
     if (rows % ukernel_row_step(sh) == 0 || rows > sh->mr) return false;
     return sh->mr < CONV_TAPS_ODD_TILE || rows == CONV_TAPS_ODD_TILE;
+}
+/* The most pixels a taps tile has (CONV_TAPS_WIDE_TILE, over MR). */
+static int taps_rows_max(const MmShape *sh) {
+    return sh->mr > CONV_TAPS_WIDE_TILE ? sh->mr : CONV_TAPS_WIDE_TILE;
 }
 
 /* void(ptr A panel, ptr B panel, i64 kc, ptr C, i64 ldc, i1 accumulate,
@@ -2964,8 +2979,8 @@ static LLVMValueRef ukernel_corner(Cg *cg, const MmShape *sh, LLVMValueRef mrv, 
             cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, rows_needed, ci64(cg, rows / step), ""), t_cols, "");
         fn = LLVMBuildSelect(cg->b, is, helper_ukernel_cols(cg, sh, rows, b_in_place), fn, "ukernel");
     }
-    /* taps tiles of 7 pixels (conv_taps_tile): exactly their rows */
-    for (int rows = 1; taps && rows <= sh->mr; rows++) {
+    /* taps tiles of 7 or 14 pixels (conv_taps_tile): exactly their rows */
+    for (int rows = 1; taps && rows <= taps_rows_max(sh); rows++) {
         for (int nv = 1; taps_exact_rows(sh, rows) && nv <= NV; nv++) {
             LLVMValueRef is = both_equal(cg, mrv, rows, vecs_needed, nv);
             fn = LLVMBuildSelect(cg->b, is, helper_ukernel(cg, sh, rows, nv, false, taps), fn, "ukernel");
@@ -5907,8 +5922,11 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
               pb = known_bool(geo->packed_b), bip = known_bool(geo->b_in_place);
     LLVMValueRef cN = geo->n, cM = geo->m, K = geo->k;
     LLVMValueRef tile = NULL;
+    /* the tile buffer's pixels: NR, or a taps tile's (conv_taps_tile: up to
+     * CONV_TAPS_WIDE_TILE, more than NR) */
+    const int tile_px = geo->taps && conv_taps_tile(cg, geo->taps) > NR ? conv_taps_tile(cg, geo->taps) : NR;
     if (multi_k != 1) {
-        tile = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, MR * NR), "tile");
+        tile = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, MR * tile_px), "tile");
         LLVMSetAlignment(tile, 64);
     }
     LLVMValueRef Ap = scratch;
@@ -6158,7 +6176,7 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
             if (write >= 0 && write != w) continue;
             IfBlock is;
             if (write < 0) if_begin(kc, &is, w ? geo->pf_write : LLVMBuildNot(cg->b, geo->pf_write, ""));
-            prefetch_tile_rows(kc, geo, NR, row0, col, mrv, w);
+            prefetch_tile_rows(kc, geo, tile_px, row0, col, mrv, w);
             if (write < 0) if_end(kc, &is);
         }
         if (guarded) if_end(kc, &pf);
@@ -6771,7 +6789,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
              * pixels (none ends inside a tile), and, as before session 14,
              * when rows are not a multiple of 4 pixels (on AVX2 and SSE,
              * whose tiles are narrower than 7) */
-            if (g->conv->ow % 4 || conv_taps_tile(cg, g->conv) == CONV_TAPS_ODD_TILE)
+            if (g->conv->ow % 4 || conv_taps_tile(cg, g->conv) != ukernel_shape(cg).mr)
                 geo.nc = sh.nc / g->conv->ow * g->conv->ow;
         }
         for (int s = 0; s <= MMB_RG; s++) *geo_ints(&geo, s) = ci64(cg, v[s]);
@@ -7649,7 +7667,7 @@ static void define_shared_helpers(Cg *cg) {
         for (int nv = 1; nv <= sh.nr / sh.vl; nv++)
             for (int taps = 1; taps <= CONV_TAPS_MAX_SW; taps++)
                 helper_ukernel(cg, &sh, rows, nv, false, taps);
-    for (int rows = 1; rows <= sh.mr; rows++)
+    for (int rows = 1; rows <= taps_rows_max(&sh); rows++)
         for (int nv = 1; taps_exact_rows(&sh, rows) && nv <= sh.nr / sh.vl; nv++)
             for (int taps = 1; taps <= CONV_TAPS_MAX_SW; taps++)
                 helper_ukernel(cg, &sh, rows, nv, false, taps);

@@ -751,7 +751,8 @@ static void test_convolutions(void) {
     };
     run_taps_suite("taps.kiln", taps, (int)(sizeof taps / sizeof taps[0]), fast_devices);
     /* rows of a multiple of 7 pixels read in place in tiles of 7
-     * (conv_taps_tile, kiln.mm.ukernel.tapS.r7vV): 14x14 (two tiles a row)
+     * (conv_taps_tile, kiln.mm.ukernel.tapS.r7vV; those of a multiple of 14
+     * in tiles of 14 on AVX-512, taps14 below): 14x14
      * over two K blocks; 7x7 of two images, 48 channels (a corner of 16),
      * one K block; stride 2 to 7x7 over three images; rows of 21 (three
      * tiles); 35-pixel rows over 2100 pixels (column blocks of whole rows,
@@ -759,8 +760,8 @@ static void test_convolutions(void) {
      * channels split by rows in 4 chunks (llvm_kernel_grain); 64 -> 64
      * channels, K = 576 (a weight block over TAPS_L1_BLOCK_BYTES: one
      * panel per row block, two panels, three K blocks); rows of 28, a
-     * multiple of 4 but short (CONV_TAPS_SHORT_ROW: four tiles of 7, not 12 +
-     * 12 + 4), with a residual over two images, at stride 2 from rows of 56,
+     * multiple of 4 and of 14 (two tiles of 14 on AVX-512, not 12 + 12 +
+     * 4), with a residual over two images, at stride 2 from rows of 56,
      * and 28x28 over two K blocks (column blocks of whole rows).  Also
      * compiled for AVX2 and SSE, whose narrower micro-kernels end a row of 7
      * in a tile of 1 or 3 (taps_exact_rows) and keep their own tiles for
@@ -779,6 +780,22 @@ static void test_convolutions(void) {
         {1, 32, 28, 28, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
     };
     run_taps_suite("taps7.kiln", taps7, (int)(sizeof taps7 / sizeof taps7[0]), cpu_targets_and_emu);
+    /* rows of a multiple of 14 pixels in tiles of 14 on AVX-512
+     * (CONV_TAPS_WIDE_TILE, kiln.mm.ukernel.tapS.r14vV; 14x14 and the rows
+     * of 28 above too): rows of 56 over three K blocks with a residual
+     * (column blocks of whole rows, one panel per row block); the stem's
+     * 7x7 stride 2 to rows of 112 (K = 147, one block, 64 channels: two
+     * panels a tile); stride 2 to rows of 28 over two images; 16 output
+     * channels (.r14v1); and rows of 42 (three tiles) split by rows between
+     * the threads.  AVX2 and SSE keep their own tiles. */
+    static const ConvCase taps14[] = {
+        {1, 64, 4, 56, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
+        {1, 3, 9, 224, 64, 7, 7, 2, 2, 3, 3, 1, 1, 1, true, "relu", 0, 0},
+        {2, 16, 6, 56, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, false, "relu", 0, 0},
+        {1, 16, 5, 14, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "clamp", 0, 0},
+        {1, 32, 9, 42, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+    };
+    run_taps_suite("taps14.kiln", taps14, (int)(sizeof taps14 / sizeof taps14[0]), cpu_targets_and_emu);
     /* the direct form: depthwise and few channels per group */
     static const ConvCase direct[] = {
         {1, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 32, true, "clamp", 0, 0}, /* MobileNet depthwise */
