@@ -5312,6 +5312,17 @@ static void emit_tile_epilogue(Kc *kc, LLVMValueRef row0, LLVMValueRef col, LLVM
  * per tile, 10-14 % of a tile of K = 16 (MobileNetV2's first 1x1 layers),
  * so shorter products keep it inline. */
 enum { EPI_FIXED_ARGS = 10, EPI_OUTLINE_MIN_K = 128 };
+/* A product's own nest of constant geometry (emit_matmul_fn's, not a
+ * size-generic or sized nest: products that prefetch their next B block,
+ * whose B is 2 MiB or more, those of more than two batch dimensions, AOT
+ * code), unswapped and not read in place, keeps its epilogue inline up to
+ * K = 128 as well: ResNet-50 batch 8's 1x1 128->512 + residual at 28x28, a
+ * call per tile of 3072 FMAs, ran 1.020x (2 threads) and 1.021x (1 thread)
+ * inline (quiet, Intel Xeon model 207, in the model, normalised by the
+ * other kernels: docs/performance.md, "Session 15: ResNet-50 batch 8 on two
+ * threads").  Sized units are unchanged: ResNet-50 batch 1's products of
+ * K <= 128 are all sized, and its cold compile compiles what it did. */
+enum { EPI_INLINE_OWN_NEST_MAX_K = 128 };
 
 /* Whether swapped product g (not a convolution read in place) runs its
  * epilogue over whole output rows: a row of at most CONV_ROW_MAX_OW columns
@@ -6728,8 +6739,10 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
     const bool generic = mm_generic(g) && !prefetch_next && !taps;
     int *prefetch = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread;
     const int nprefetch = epilogue_prefetch(p, k, mm, prefetch, &nread, row_ld > 0);
+    const bool epi_inline =
+        mm->k < EPI_OUTLINE_MIN_K || (!generic && !taps && !sh.swap && mm->k <= EPI_INLINE_OWN_NEST_MAX_K);
     LLVMValueRef epilogue =
-        mm->k < EPI_OUTLINE_MIN_K ? NULL
+        epi_inline         ? NULL
         : row_ld           ? emit_epilogue_fn(cg, k, list, nb, mm->n, (int)g->conv->ow, false, true, NULL)
         : plane_rows(p, g) ? emit_epilogue_fn(cg, k, list, nb, mm->n, (int)mm->n, false, true, NULL)
                            : emit_epilogue_fn(cg, k, list, nb, mm->n, sh.nr, sh.swap, false, NULL);

@@ -577,6 +577,10 @@ static void test_convolutions(void) {
          * 2300 px in 4 x 480 + 380, K = 256 in one block */
         {3, 200, 29, 31, 20, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
         {1, 256, 46, 50, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "residual", 0, 0},
+        /* ... and K = 128 there, the epilogue inline in the kernel's own
+         * nest (EPI_INLINE_OWN_NEST_MAX_K): 2 images of 2080 px in blocks
+         * of 416, 20 rows, a residual */
+        {2, 128, 40, 52, 20, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
         /* 1x1 stride 1, B read in place by the micro-kernel (b_in_place),
          * the last vector of a row under a mask: K = 16 with 16 rows (12 +
          * a corner of 4) over 255 px (the last tile 31 columns), two
