@@ -5783,6 +5783,24 @@ static void prefetch_tile_rows(Kc *kc, const MmGeo *geo, int NR, LLVMValueRef ro
         }
         if (LLVMIsAConstantInt(size)) { /* the lines of NR elements, and the last one's */
             int64_t bytes = (int64_t)LLVMConstIntGetZExtValue(size), per_line = 64 / bytes;
+            if (geo->taps && NR * bytes <= 64) {
+                /* a taps tile along its output row, at most a line: its
+                 * first line is the last one of the tile before it in the
+                 * row (prefetched then) unless the tile starts the row */
+                LLVMValueRef ox = LLVMBuildURem(cg->b, col, ci64(cg, geo->taps->ow), "");
+                IfBlock starts;
+                if_begin(kc, &starts, LLVMBuildICmp(cg->b, LLVMIntEQ, ox, ci64(cg, 0), "row_start"));
+                prefetch_at(cg,
+                            LLVMBuildGEP2(cg->b, cg->t_i8, base, (LLVMValueRef[]){imul(cg, at, size)}, 1, ""),
+                            write, write ? 3 : 2);
+                if_end(kc, &starts);
+                prefetch_at(cg,
+                            LLVMBuildGEP2(cg->b, cg->t_i8, base,
+                                          (LLVMValueRef[]){imul(cg, iadd(cg, at, ci64(cg, NR - 1)), size)}, 1,
+                                          ""),
+                            write, write ? 3 : 2);
+                continue;
+            }
             for (int64_t e = 0; e < NR + per_line - 1; e += per_line) {
                 prefetch_at(cg,
                             LLVMBuildGEP2(
@@ -6187,7 +6205,7 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
             if (write >= 0 && write != w) continue;
             IfBlock is;
             if (write < 0) if_begin(kc, &is, w ? geo->pf_write : LLVMBuildNot(cg->b, geo->pf_write, ""));
-            prefetch_tile_rows(kc, geo, tile_px, row0, col, mrv, w);
+            prefetch_tile_rows(kc, geo, geo->taps ? conv_taps_tile(cg, geo->taps) : NR, row0, col, mrv, w);
             if (write < 0) if_end(kc, &is);
         }
         if (guarded) if_end(kc, &pf);
