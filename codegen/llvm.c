@@ -5927,6 +5927,54 @@ static void next_panel_in_slot(Kc *kc, const MmGeo *geo, LLVMValueRef bbase, LLV
     }
 }
 
+/* B read in place whose rows lie a multiple of 4 lines apart (a 56x56
+ * plane: 12544 bytes, 196 lines) falls into few of the L1's sets: row k's
+ * lines start at set (k x 196) mod 64, 16 different sets, so a 32-column
+ * panel of 256 rows puts 16 lines into each of 32 sets against 12 ways,
+ * and every tile of the panel reads it from the L2 again (ResNet-50's
+ * 256->64 at 56x56 ran 1.061x faster per pixel on 56x58 planes, whose
+ * rows use every set: docs/performance.md, "Session 14: ResNet-50's 1x1
+ * reductions").  Such a panel runs its k loop in parts (k_part): every
+ * tile of the panel its first kp rows, then every tile the next kp, the
+ * tiles' partial sums in a panel-sized buffer (panel_sums) that stays in
+ * the L1 as the part's B lines do.  The part: the most rows (a power of
+ * 2) whose lines put at most K_PART_LINES_PER_SET into a set.  Only where
+ * a panel's K rows put more than L1_WAYS lines into a set, in a kernel's
+ * own nest (B's row stride known), K in one block, A prepacked, at most
+ * K_PART_MAX_ROWS rows (the partial sums, 9 KiB at 64 rows, share the L1
+ * with the part's lines: with 128 rows, 17 KiB, the 256->128 at 56x56 ran
+ * 0.97-1.02x) and parts of at least K_PART_MIN_ROWS (rows a multiple of
+ * 64 lines apart all fall into one set: parts of 2 rows would not pay).
+ * Quiet, Intel Xeon model 207, ResNet-50's 256->64 at 56x56 1.02-1.05x
+ * (docs/performance.md, "Session 15: ResNet-50's 1x1 reductions at batch
+ * 8").  The parts' sums are added as K blocks' are (the micro-kernel's
+ * accumulate): not bit-identical to one k loop, but the same whatever the
+ * threads' split.  The L1: 64 sets of 64-byte lines on Intel's Emerald
+ * Rapids (48 KiB, 12 ways) and AMD's Zen 4 (32 KiB, 8 ways). */
+enum { L1_SETS = 64, L1_WAYS = 12, K_PART_LINES_PER_SET = 4, K_PART_MAX_ROWS = 64, K_PART_MIN_ROWS = 32 };
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b, b = t;
+    }
+    return a;
+}
+static int64_t k_part(const MmShape *sh, const MmGeo *geo) {
+    const KMatmul *mm = geo->mm;
+    if (!mm || known_bool(geo->b_in_place) != 1 || known_bool(geo->packed_a) != 1 || mm->k > sh->kc ||
+        geo->rows_outer || sh->swap || geo->taps || geo->row_ld || mm->m > K_PART_MAX_ROWS ||
+        b_rows_split_lines(mm) || mm->b_sk <= 0)
+        return 0;
+    const int64_t row_lines = mm->b_sk * 4 / CACHE_LINE_BYTES;
+    const int64_t panel_lines = (sh->nr * 4 + CACHE_LINE_BYTES - 1) / CACHE_LINE_BYTES;
+    const int64_t starts = L1_SETS / gcd64(row_lines, L1_SETS);
+    const int64_t sets = starts * panel_lines < L1_SETS ? starts * panel_lines : L1_SETS;
+    if (mm->k * panel_lines <= L1_WAYS * sets) return 0;
+    int64_t kp = 2;
+    while (2 * kp * panel_lines <= K_PART_LINES_PER_SET * sets) kp *= 2;
+    return kp >= K_PART_MIN_ROWS && kp < mm->k ? kp : 0;
+}
+
 /* A call of the product's epilogue function, NAME.epi(fixed..., extras...). */
 static void call_epilogue(Cg *cg, const MmGeo *geo, const LLVMValueRef *fixed) {
     LLVMValueRef *eargs = xcalloc((size_t)geo->nextra + EPI_FIXED_ARGS, sizeof(LLVMValueRef));
@@ -6132,6 +6180,11 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
                               : a_next_on          ? a_next_on
                                                    : cacc_on;
     LLVMValueRef jr = NULL, nrv = NULL, bpanel = NULL, ir = NULL, mrv = NULL, apanel = NULL;
+    /* a panel's k loop in parts of kp rows (k_part): part `part` of
+     * `parts`, its first row kbeg, kn rows, the tiles' sums in panel_sums */
+    const int64_t kp = plane == 0 ? k_part(sh, geo) : 0;
+    TLoop lpart;
+    LLVMValueRef part = NULL, parts = NULL, kbeg = NULL, kn = NULL, panel_sums = NULL;
     LLVMValueRef tap_ow = NULL, tap_oh = NULL; /* taps: the tile's first pixel's place in the output */
     for (int level = 0; level < 2; level++) { /* columns outside, or rows (rows_outer) */
         if ((level == 0) != (geo->rows_outer != 0)) {
@@ -6158,6 +6211,14 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
                 prefetch_next_panel(kc, geo, bbase, pc, kcv, mcv, iadd(cg, iadd(cg, jc, jr), ci64(cg, NR)),
                                     NR, slot_taken);
         } else {
+            if (kp) {
+                const int64_t rows = (geo->mm->m < MC ? geo->mm->m : MC) + MR - 1;
+                panel_sums = entry_alloca(kc, rows / MR * MR * NR, "panel_sums");
+                parts = LLVMBuildUDiv(cg->b, iadd(cg, kcv, ci64(cg, kp - 1)), ci64(cg, kp), "parts");
+                part = tloop_begin(kc, &lpart, ci64(cg, 0), parts, 1, "k_part");
+                kbeg = imul(cg, part, ci64(cg, kp));
+                kn = imin(cg, ci64(cg, kp), LLVMBuildSub(cg->b, kcv, kbeg, ""));
+            }
             ir = tloop_begin(kc, &lir, ci64(cg, 0), mcv, MR, "ir");
             mrv = imin(cg, ci64(cg, MR), LLVMBuildSub(cg->b, mcv, ir, ""));
             apanel = elem_ptr(cg, cg->t_f32, ablock, imul(cg, ir, kcv));
@@ -6186,6 +6247,13 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         cptr = pick(cg, geo->multi_k, elem_ptr(cg, cg->t_f32, Cacc, at), tile);
         ldc = pick(cg, geo->multi_k, cld, ldc);
     }
+    /* k in parts: the tile's sums in its rows of panel_sums (ldc NR), the
+     * epilogue (and the output's prefetch) after the last part */
+    LLVMValueRef last_part = NULL;
+    if (kp) {
+        cptr = elem_ptr(cg, cg->t_f32, panel_sums, imul(cg, ir, ci64(cg, NR)));
+        last_part = LLVMBuildICmp(cg->b, LLVMIntEQ, iadd(cg, part, ci64(cg, 1)), parts, "last_part");
+    }
     /* the epilogue's operands at o itself (a residual) into the cache
      * while the micro-kernel runs: a tile's rows lie N elements apart,
      * 12 or 32 streams no prefetcher follows (ResNet-50's 1x1 64->256 with
@@ -6194,7 +6262,7 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
     /* (not the output's lines written as streams along the rows: rows_outer) */
     if (geo->npf > 0 && geo->rows_outer != ROWS_OUTER_STREAMS) {
         IfBlock pf;
-        LLVMValueRef when = multi_k != 0 ? last : LLVMConstInt(cg->t_i1, 1, 0);
+        LLVMValueRef when = multi_k != 0 ? last : kp ? last_part : LLVMConstInt(cg->t_i1, 1, 0);
         if (geo->npf_v)
             when =
                 LLVMBuildAnd(cg->b, when, LLVMBuildICmp(cg->b, LLVMIntNE, geo->npf_v, ci64(cg, 0), ""), "");
@@ -6310,6 +6378,17 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         pf_on = LLVMBuildOr(cg->b, pf_on, on, "");
     }
     LLVMValueRef accumulate = multi_k != 0 ? LLVMBuildNot(cg->b, first, "") : LLVMConstInt(cg->t_i1, 0, 0);
+    if (kp) {
+        accumulate = LLVMBuildICmp(cg->b, LLVMIntNE, part, ci64(cg, 0), "");
+        /* the slot's B lines (next_panel_in_slot, nb_slot: one row a k
+         * step from the panel's first row) from the part's first row on;
+         * the next A block's (a taken slot) unchanged */
+        if (pf_on) {
+            LLVMValueRef skip = imul(cg, kbeg, imul(cg, geo->b_sk, ci64(cg, 4)));
+            LLVMValueRef moved = LLVMBuildGEP2(cg->b, cg->t_i8, pf_at, &skip, 1, "");
+            pf_at = slot_taken ? LLVMBuildSelect(cg->b, slot_taken, pf_at, moved, "") : moved;
+        }
+    }
     /* swapped: the micro-kernel broadcasts B's panel and loads A's in
      * vectors, and its tile is C^T, row j of it (column j of C) at j * MR;
      * B in place: its rows from (pc, jc + jr) on, b_sk apart; taps: the
@@ -6323,9 +6402,15 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         LLVMValueRef ukernel = sh->swap ? ukernel_for(cg, &ush, nrv, mrv, false, taps)
                                         : ukernel_for(cg, &ush, mrv, nrv, in_place, 0);
         LLVMValueRef args[11] = {bcast, vecs, kcv, cptr, ldc, accumulate, bcast, geo->b_sk, NULL, NULL, NULL};
+        LLVMValueRef krow = pc;
+        if (kp) { /* the part's rows of A's panel (MR floats a k) and of B */
+            args[0] = args[6] = elem_ptr(cg, cg->t_f32, bcast, imul(cg, kbeg, ci64(cg, MR)));
+            args[2] = kn;
+            krow = iadd(cg, pc, kbeg);
+        }
         if (in_place) {
             args[1] =
-                elem_ptr(cg, cg->t_f32, geo->B, iadd(cg, iadd(cg, bbase, imul(cg, pc, geo->b_sk)), col));
+                elem_ptr(cg, cg->t_f32, geo->B, iadd(cg, iadd(cg, bbase, imul(cg, krow, geo->b_sk)), col));
             LLVMValueRef vecs_before =
                 LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, nrv, ci64(cg, 1), ""), ci64(cg, ush.vl), "");
             args[8] = LLVMBuildSub(cg->b, nrv, imul(cg, vecs_before, ci64(cg, ush.vl)), "lanes");
@@ -6339,8 +6424,9 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
     }
     /* last K block: the epilogue of the tile (NAME.epi, or here), or the
      * tile transposed into its output row's buffer */
-    IfBlock epi;
+    IfBlock epi, epi_part;
     if (multi_k != 0) if_begin(kc, &epi, last);
+    if (kp) if_begin(kc, &epi_part, last_part);
     /* a block's flag (plane_rows): whole rows, or the tile's own epilogue */
     LLVMBasicBlockRef tile_epi = NULL, epi_done = NULL;
     if (plane < 0) {
@@ -6378,7 +6464,9 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         LLVMPositionBuilderAtEnd(cg->b, epi_done);
     }
     if (multi_k != 0) if_end(kc, &epi);
+    if (kp) if_end(kc, &epi_part);
     tloop_end(kc, geo->rows_outer ? &ljr : &lir);
+    if (kp) tloop_end(kc, &lpart);
     if (rowbuf) { /* the row's last tile, or the block's: the epilogue of its part of the row */
         IfBlock flush;
         LLVMValueRef end = iadd(cg, jr, nrv);

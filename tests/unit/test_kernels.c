@@ -686,6 +686,19 @@ static void test_convolutions(void) {
     text = conv_program(large, (int)(sizeof large / sizeof large[0]));
     run_suite_both_forms("convs-large.kiln", text, 0, fast_devices);
     free(text);
+    /* B read in place whose rows fall into few of the L1's sets (k_part):
+     * 26x32 planes, 3328 bytes apart (52 lines: 16 different first sets),
+     * K = 201 in one block (2.7 MB in: the kernel's own nest) and 40 rows:
+     * on AVX-512 each column panel runs its k loop in parts of 64 rows
+     * (64, 64, 64 and an odd 9), the tiles' sums in the panel's buffer
+     * between them; the AVX2 and SSE tiles' panels span one line a row and
+     * keep one k loop */
+    static const ConvCase k_parts[] = {
+        {4, 201, 26, 32, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
+    };
+    text = conv_program(k_parts, (int)(sizeof k_parts / sizeof k_parts[0]));
+    run_suite_both_forms("convs-k-parts.kiln", text, 0, cpu_targets_and_emu);
+    free(text);
     /* a wide, short 1x1 whose epilogue reads a residual (4.5 MB out over
      * two images, K = 40 in one block, B read in place) runs its tiles a
      * row panel at a time along the columns without prefetching B's next
