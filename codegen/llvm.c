@@ -5827,6 +5827,27 @@ static void prefetch_tile_rows(Kc *kc, const MmGeo *geo, int NR, LLVMValueRef ro
     tloop_end(kc, &lr);
 }
 
+/* Whether a product's own nest (constant geometry) prefetches its next A
+ * block (a_next_block) only in a chunk's first column block: B read in place
+ * down the rows (not taps, not rows_outer) and a prepacked A of at most
+ * A_NEXT_L2_BYTES, which the first column block has brought into the L2 and
+ * every later one finds there.  Their micro-kernels' prefetch slot is then
+ * free for B's next column panel (next_panel_in_slot), which otherwise went
+ * into the L1 in a burst of K x 3 prefetches before each panel
+ * (prefetch_next_panel).  ResNet-50 batch 8's 1x1 128->512 + residual at
+ * 28x28 (16 column blocks of one 256 KB A a run) 1.006-1.029x a layer, 1
+ * and 2 threads (quiet, Intel Xeon model 207, in the model, normalised:
+ * docs/performance.md, "Session 15: ResNet-50 batch 8 on two threads and
+ * the 1x1 expansions").  Only from K = 128 (A_NEXT_L2_MIN_K): with every K,
+ * MobileNetV2 batch 8's expansions at 14x14 came in at 0.992-0.995x; and
+ * with one row block there is no next A block anyway. */
+enum { A_NEXT_L2_BYTES = 1 << 20, A_NEXT_L2_MIN_K = 128 };
+static bool a_next_first_block_only(const MmGeo *geo, const MmShape *sh, int bip) {
+    return geo->mm && !geo->taps && !geo->rows_outer && bip == 1 && geo->mm->k >= A_NEXT_L2_MIN_K &&
+           geo->mm->m > sh->mc && /* (one row block: no next A block to fetch anyway) */
+           (double)geo->mm->m * (double)geo->mm->k * 4.0 <= (double)A_NEXT_L2_BYTES;
+}
+
 /* The most cache lines NR floats of a row of B span (not aligned). */
 static int64_t panel_lines_max(int NR) { return (NR * 4 + 63) / 64 + 1; }
 
@@ -6166,6 +6187,15 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
                                  iadd(cg, imul(cg, pcn, geo->mp), imul(cg, m0, kcn)), "next_a");
         a_next_on = LLVMBuildOr(cg->b, same_k, LLVMBuildICmp(cg->b, LLVMIntSLT, pcn, K, ""), "");
         if (a_next < 0) a_next_on = LLVMBuildAnd(cg->b, a_next_on, geo->a_next, "");
+        /* ... only in the chunk's first column block where A stays in the
+         * L2 (a_next_first_block_only): the slot is then free for B's next
+         * panel (next_panel_in_slot) instead of its burst */
+        if (a_next_first_block_only(geo, sh, bip)) {
+            LLVMValueRef first_block =
+                LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, bi, b0, ""),
+                             LLVMBuildICmp(cg->b, LLVMIntEQ, jc, jc0, ""), "first_block");
+            a_next_on = LLVMBuildAnd(cg->b, a_next_on, first_block, "");
+        }
     }
     /* A packed here (not prepacked: no next A block for the micro-kernel
      * to prefetch): each column panel's partial sums in one run, the
