@@ -1962,29 +1962,6 @@ static int conv_taps_tile(const Cg *cg, const KConv *cv) {
     return cv->ow % 4 == 0 ? width : CONV_TAPS_ODD_TILE;
 }
 
-/* A 1x1 convolution of one image with fewer output channels than
- * POINTWISE_COLUMNS_MIN_ROWS (a multiple of 16, at least 32), whose B, a
- * 14x14 plane (fewer than 256 pixels, rows not whole cache lines:
- * b_rows_split_lines), is read in place unswapped and which threads split
- * by columns (more pixels than rows: MobileNetV2's 192->64, 384->64,
- * 384->96 and 576->96 projections at 14x14), runs swapped when the
- * program runs on 2 threads or more (KProgram.run_threads): each thread
- * packs its own pixels' B (12-pixel panels, kiln.mm.pack.f32.12) and the
- * image's last 4 pixels are a 4 x 32 corner of 8 FMA chains, where the
- * unswapped tiles' last 4 columns (196 = 6 x 32 + 4) ran the transposed
- * 12 x 4 corner, 4 chains: a chunk of its own after a thread's part, 5-9
- * us of 47-87.  Quiet, Intel Xeon model 207, batch 1, 2 threads: those 7
- * layers 1.13x, MobileNetV2's kernel sum 1.02x.  On one thread the single
- * chunk's packing of the whole plane costs more than the corner (0.92x):
- * there they stay unswapped, read in place (docs/performance.md, "Session
- * 15: MobileNetV2 and ResNet-18 at batch 1"). */
-static bool pointwise_columns_swapped(const KProgram *p, const KGemm *g) {
-    const KMatmul *mm = &g->mm;
-    return p->run_threads >= 2 && !g->conv && mm->batch == 1 && p->bufs.data[mm->a_buf].constant &&
-           !p->bufs.data[mm->b_buf].constant && mm->b_sn == 1 && mm->n >= 128 && mm->n < 256 && mm->m >= 32 &&
-           mm->m < POINTWISE_COLUMNS_MIN_ROWS && mm->m % 16 == 0 && b_rows_split_lines(mm);
-}
-
 /* Whether product g runs swapped (mm_swapped); also a gathered convolution
  * split by columns that has fewer than 256 pixels (a 14x14 image) and
  * whole vectors of output channels: its chunks of 32 pixels then run as
@@ -2000,7 +1977,6 @@ static bool gemm_swapped(const KProgram *p, const KGemm *g) {
         mm->k >= 256 && mm->m >= 32 && mm->m % 16 == 0)
         return true;
     if (packed_pointwise_columns(p, g) && mm->n < 256 && mm->m % 16 == 0) return true;
-    if (pointwise_columns_swapped(p, g)) return true;
     return mm_swapped(mm);
 }
 

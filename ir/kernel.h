@@ -173,11 +173,6 @@ typedef struct {
     /* Where code generation records a span per kernel (bench --trace; ir.h):
      * set by whoever compiles the program (runtime/exec.c); NULL: nowhere. */
     Trace *trace;
-    /* How many threads will run the program's kernels (the CPU backend's
-     * pool, KILN_THREADS; BackendKernels.run_threads), set like `trace` by
-     * whoever compiles it; 0 where not known (kiln emit, aot, the prebuilt
-     * forms): code generation then makes no choice that depends on it. */
-    int run_threads;
 } KProgram;
 
 /* kernel.c: construction helpers (used by the scheduler and by tests that

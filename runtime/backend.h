@@ -120,9 +120,6 @@ typedef struct {
      * the producer's code then writes the image's borders too, KBuf.pad_hw).
      * NULL: never. */
     bool (*keeps_padded)(const KProgram *p, const Kernel *producer, const Kernel *consumer);
-    /* How many threads the backend splits a program's kernels over
-     * (KProgram.run_threads; the CPU's pool).  NULL: not known (0). */
-    int (*run_threads)(void);
 } BackendKernels;
 
 /* Device memory (BK_KERNELS without BK_HOST_MEMORY): every buffer at a

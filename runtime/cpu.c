@@ -712,7 +712,7 @@ const Backend cpu_backend = {
     .summary = "LLVM JIT on the host's cores",
     .caps = BK_KERNELS | BK_HOST_MEMORY | BK_UNALIGNED_INPUTS,
     .kernels = {cpu_prepare, cpu_release, cpu_call_begin, cpu_call_end, cpu_launch, NULL, cpu_bind,
-                llvm_conv_keeps_padded, tp_default_threads},
+                llvm_conv_keeps_padded},
     .stages = cpu_stages,
     .aot = {cpu_aot, NULL},
 };

@@ -272,7 +272,6 @@ static KProgram *canonical_kernel(Arena *arena, const KProgram *kp, int ki, cons
     if (k->kind == KK_CONV || k->kind == KK_POOL) use_buf(m, k->conv.x_buf), use_buf(m, k->conv.w_buf);
 
     KProgram *p = kprog_new(arena, "unit");
-    p->run_threads = kp->run_threads; /* a choice of the code may depend on it (llvm.c) */
     for (int j = 0; j < m->n; j++) {
         const KBuf *src = &kp->bufs.data[m->list[j]];
         char bname[24];

@@ -164,10 +164,7 @@ Executable *exec_compile(const Backend *be, const IRGraph *g, const CompileOptio
     trace_span(x->trace, "fusion", t0, t1, "fusion: %d kernels", x->kp ? x->kp->kernels.len : 0);
     if (x->kp && opt && opt->verbose)
         fprintf(stderr, "kiln: %s: scheduled %d kernels in %.1f ms\n", be->name, x->kp->kernels.len, t1 - t0);
-    if (x->kp) {
-        x->kp->trace = x->trace;
-        x->kp->run_threads = be->kernels.run_threads ? be->kernels.run_threads() : 0;
-    }
+    if (x->kp) x->kp->trace = x->trace;
     if (x->kp && check_program(x, berr, sizeof berr))
         x->prog = be->kernels.prepare(x->kp, opt, berr, sizeof berr);
     trace_span(x->trace, "codegen", t1, now_ms(), "compile for %s", be->name);

@@ -1156,32 +1156,6 @@ static void test_swapped_pack_edges(void) {
         0, cpu_targets_and_emu);
 }
 
-/* 1x1 layers of one image on a plane whose rows are not whole cache lines,
- * fewer than 256 output channels (a multiple of 16) than its pixels
- * (pointwise_columns_swapped: MobileNetV2's projections at 14x14): on 2
- * threads or more (KProgram.run_threads) swapped, each thread packing its
- * own pixels in 12-pixel panels; on 1 thread unswapped, B read in place.
- * 64 rows, K = 384 in two blocks, a residual; 96 rows, K = 576 (three
- * blocks), no bias; 48 rows, K = 200, a 13x13 plane (169 px: 14 panels of
- * 12 and 1).  On every cpu target and cuda-emu at 2 threads, on cpu at 3
- * (17 grains of 12 pixels: 5, 6 and 6 a thread) and at 1. */
-static void test_swapped_projections(void) {
-    static const ConvCase cases[] = {
-        {1, 384, 14, 14, 64, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
-        {1, 576, 14, 14, 96, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "", 0, 0},
-        {1, 200, 13, 13, 48, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
-    };
-    static const char *const cpu_only[] = {"cpu", NULL};
-    char *text = conv_program(cases, (int)(sizeof cases / sizeof cases[0]));
-    run_suite_on("swapped-proj.kiln", text, 0, cpu_targets_and_emu);
-    setenv("KILN_THREADS", "3", 1);
-    run_suite_on("swapped-proj-3t.kiln", text, 0, cpu_only);
-    setenv("KILN_THREADS", "1", 1);
-    run_suite_on("swapped-proj-1t.kiln", text, 0, cpu_only);
-    setenv("KILN_THREADS", "2", 1);
-    free(text);
-}
-
 /* The kernels' split over 3 threads (runtime/cpu.c: each thread owns a
  * third of every kernel's grains, tp_run_ranges), on cpu against the
  * reference: a 14x14 image swapped in chunks of 12 pixels (17 grains: 5, 6
@@ -1289,7 +1263,6 @@ int main(void) {
     test_sized_gemv();
     test_pools();
     test_swapped_pack_edges();
-    test_swapped_projections();
     test_review_shapes();
     test_three_threads();
     printf("test_kernels: %d passed, %d failed\n", npass, nfail);
