@@ -1879,7 +1879,8 @@ enum { CONV_TAPS_MAX_SW = 2, CONV_TAPS_MIN_K = 128, CONV_TAPS_TILE_EPI_MIN_K = 2
 /* Output rows of a multiple of 7 pixels (ResNet's 14x14 and 7x7 planes)
  * are read in place too, in tiles of 7 (conv_taps_tile), which the
  * micro-kernel computes exactly (.tapS.r7vV, taps_exact_rows): a row of 14
- * is two such tiles, where gathered its 196 pixels went 16 x 12 + 4 and
+ * was two such tiles (one tile of CONV_TAPS_WIDE_TILE on AVX-512 since
+ * session 15), where gathered its 196 pixels went 16 x 12 + 4 and
  * NAME.im2col took 5-7 % of the layer. */
 enum { CONV_TAPS_ODD_TILE = 7 };
 /* Rows of a multiple of CONV_TAPS_WIDE_TILE pixels (ResNet's 112, 56, 28
@@ -2523,7 +2524,10 @@ static bool taps_exact_rows(const MmShape *sh, int rows) {
     if (rows % ukernel_row_step(sh) == 0 || rows > sh->mr) return false;
     return sh->mr < CONV_TAPS_ODD_TILE || rows == CONV_TAPS_ODD_TILE;
 }
-/* The most pixels a taps tile has (CONV_TAPS_WIDE_TILE, over MR). */
+/* A bound on the pixels of a taps tile, for the loops over tile widths:
+ * MR or CONV_TAPS_WIDE_TILE, whichever is more (on AVX2 and SSE no tile
+ * has 14 pixels, and taps_exact_rows answers false for the widths past
+ * MR). */
 static int taps_rows_max(const MmShape *sh) {
     return sh->mr > CONV_TAPS_WIDE_TILE ? sh->mr : CONV_TAPS_WIDE_TILE;
 }
@@ -5312,6 +5316,12 @@ static void emit_tile_epilogue(Kc *kc, LLVMValueRef row0, LLVMValueRef col, LLVM
  * per tile, 10-14 % of a tile of K = 16 (MobileNetV2's first 1x1 layers),
  * so shorter products keep it inline. */
 enum { EPI_FIXED_ARGS = 10, EPI_OUTLINE_MIN_K = 128 };
+/* Taps tiles of CONV_TAPS_WIDE_TILE pixels, more than NR, go through the
+ * output row's buffer (row_ld), which a product has from K =
+ * EPI_OUTLINE_MIN_K on (the tile epilogue transposes NR pixels only):
+ * every taps convolution must have it. */
+_Static_assert((int)CONV_TAPS_MIN_K >= (int)EPI_OUTLINE_MIN_K,
+               "taps tiles wider than NR need the row buffer");
 /* A product's own nest of constant geometry (emit_matmul_fn's, not a
  * size-generic or sized nest: products that prefetch their next B block,
  * whose B is 2 MiB or more, those of more than two batch dimensions, AOT
@@ -5840,10 +5850,12 @@ static void prefetch_tile_rows(Kc *kc, const MmGeo *geo, int NR, LLVMValueRef ro
  * docs/performance.md, "Session 15: ResNet-50 batch 8 on two threads and
  * the 1x1 expansions").  Only from K = 128 (A_NEXT_L2_MIN_K): with every K,
  * MobileNetV2 batch 8's expansions at 14x14 came in at 0.992-0.995x; and
- * with one row block there is no next A block anyway. */
+ * with one row block there is no next A block anyway.  AVX-512 only, as
+ * measured (AVX2's MC of 120 would take more products in). */
 enum { A_NEXT_L2_BYTES = 1 << 20, A_NEXT_L2_MIN_K = 128 };
 static bool a_next_first_block_only(const MmGeo *geo, const MmShape *sh, int bip) {
-    return geo->mm && !geo->taps && !geo->rows_outer && bip == 1 && geo->mm->k >= A_NEXT_L2_MIN_K &&
+    return sh->vl >= 16 && geo->mm && !geo->taps && !geo->rows_outer && bip == 1 &&
+           geo->mm->k >= A_NEXT_L2_MIN_K &&
            geo->mm->m > sh->mc && /* (one row block: no next A block to fetch anyway) */
            (double)geo->mm->m * (double)geo->mm->k * 4.0 <= (double)A_NEXT_L2_BYTES;
 }
@@ -5971,7 +5983,10 @@ static void next_panel_in_slot(Kc *kc, const MmGeo *geo, LLVMValueRef bbase, LLV
  * 8").  The parts' sums are added as K blocks' are (the micro-kernel's
  * accumulate): not bit-identical to one k loop, but the same whatever the
  * threads' split.  The L1: 64 sets of 64-byte lines on Intel's Emerald
- * Rapids (48 KiB, 12 ways) and AMD's Zen 4 (32 KiB, 8 ways). */
+ * Rapids (48 KiB, 12 ways) and AMD's Zen 4 (32 KiB, 8 ways).  AVX-512
+ * only (its 32-column panels, two lines a row): measured on the Xeon
+ * alone, so the AVX2 and SSE forms (panels of one line a row, other MC)
+ * keep one k loop until they are measured. */
 enum { L1_SETS = 64, L1_WAYS = 12, K_PART_LINES_PER_SET = 4, K_PART_MAX_ROWS = 64, K_PART_MIN_ROWS = 32 };
 static int64_t gcd64(int64_t a, int64_t b) {
     while (b) {
@@ -5982,9 +5997,9 @@ static int64_t gcd64(int64_t a, int64_t b) {
 }
 static int64_t k_part(const MmShape *sh, const MmGeo *geo) {
     const KMatmul *mm = geo->mm;
-    if (!mm || known_bool(geo->b_in_place) != 1 || known_bool(geo->packed_a) != 1 || mm->k > sh->kc ||
-        geo->rows_outer || sh->swap || geo->taps || geo->row_ld || mm->m > K_PART_MAX_ROWS ||
-        b_rows_split_lines(mm) || mm->b_sk <= 0)
+    if (sh->vl < 16 || !mm || known_bool(geo->b_in_place) != 1 || known_bool(geo->packed_a) != 1 ||
+        mm->k > sh->kc || geo->rows_outer || sh->swap || geo->taps || geo->row_ld ||
+        mm->m > K_PART_MAX_ROWS || b_rows_split_lines(mm) || mm->b_sk <= 0)
         return 0;
     const int64_t row_lines = mm->b_sk * 4 / CACHE_LINE_BYTES;
     const int64_t panel_lines = (sh->nr * 4 + CACHE_LINE_BYTES - 1) / CACHE_LINE_BYTES;
@@ -6471,7 +6486,7 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
          * a whole row of the product (plane_rows: a 1x1 layer's plane) */
         LLVMValueRef pos = geo->taps ? tap_ow : iadd(cg, jc, jr);
         LLVMValueRef at = iadd(cg, imul(cg, ir, row_ld), pos);
-        /* a tile of 7 (conv_taps_tile) or a row's last, narrower tile:
+        /* a tile of 7 or 14 (conv_taps_tile) or a row's last, narrower tile:
          * the rows past it undefined, then overwritten by the next tile's
          * or left in the buffer's slack past the row */
         transpose_tile_to(kc, cptr, ldc, geo->taps ? conv_taps_tile(cg, geo->taps) : NR,
@@ -6934,8 +6949,9 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
             geo.taps = g->conv;
             geo.tap_tab = conv_tap_table(cg, k, g->conv);
             geo.b_area = b_area(cg, g, sh.kc * v[MMB_NCP] * 4);
-            /* column blocks of whole rows when the rows' tiles are of 7
-             * pixels (none ends inside a tile), and, as before session 14,
+            /* column blocks of whole rows when the rows' tiles are not
+             * the micro-kernel's width (tiles of 7 or 14 pixels: none ends
+             * inside a tile), and, as before session 14,
              * when rows are not a multiple of 4 pixels (on AVX2 and SSE,
              * whose tiles are narrower than 7) */
             if (g->conv->ow % 4 || conv_taps_tile(cg, g->conv) != ukernel_shape(cg).mr)

@@ -691,8 +691,8 @@ static void test_convolutions(void) {
      * K = 201 in one block (2.7 MB in: the kernel's own nest) and 40 rows:
      * on AVX-512 each column panel runs its k loop in parts of 64 rows
      * (64, 64, 64 and an odd 9), the tiles' sums in the panel's buffer
-     * between them; the AVX2 and SSE tiles' panels span one line a row and
-     * keep one k loop */
+     * between them; the AVX2 and SSE forms keep one k loop (k_part is
+     * AVX-512 only) and check the same case against the reference */
     static const ConvCase k_parts[] = {
         {4, 201, 26, 32, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
     };
