@@ -55,7 +55,20 @@ extern char **environ;
 #ifdef KEMU_ASAN
 void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
 void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old, size_t *size_old);
+void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
 #endif
+
+/* Unmaps the fiber stacks.  Under ASan their shadow is cleared first: a
+ * fiber that ended by switching away left its frames' redzones poisoned,
+ * and a later mapping at the same addresses (the object loader's, say)
+ * would inherit them (a false "stack-buffer-underflow" on its first
+ * memcpy, make asan at session 15). */
+static void unmap_stacks(void *stacks, size_t bytes) {
+#ifdef KEMU_ASAN
+    __asan_unpoison_memory_region(stacks, bytes);
+#endif
+    munmap(stacks, bytes);
+}
 
 #if defined(__x86_64__) && !defined(KILN_EMU_UCONTEXT) /* -DKILN_EMU_UCONTEXT: the portable path */
 #define KEMU_ASM_SWITCH 1
@@ -268,7 +281,7 @@ static void set_thread(KemuRuntime *rt, const KemuLaunch *d, int t) {
 
 static bool ensure_stacks(EmuModule *m, int n) {
     if (n <= m->nstacks) return true;
-    if (m->stacks) munmap(m->stacks, (size_t)m->nstacks * STACK_BYTES);
+    if (m->stacks) unmap_stacks(m->stacks, (size_t)m->nstacks * STACK_BYTES);
     free(m->fibers);
     m->nstacks = 0;
     m->fibers = xcalloc((size_t)n, sizeof(Fiber));
@@ -559,7 +572,7 @@ void cuda_emu_unload(EmuModule *m) {
     if (!m) return;
     if (m->handle) dlclose(m->handle);
     if (m->fd >= 0) close(m->fd);
-    if (m->stacks) munmap(m->stacks, (size_t)m->nstacks * STACK_BYTES);
+    if (m->stacks) unmap_stacks(m->stacks, (size_t)m->nstacks * STACK_BYTES);
     free(m->fibers);
     free(m->launch);
     for (int i = 0; m->names && i < m->n; i++) free(m->names[i]);
