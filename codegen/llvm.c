@@ -5988,13 +5988,6 @@ static void next_panel_in_slot(Kc *kc, const MmGeo *geo, LLVMValueRef bbase, LLV
  * alone, so the AVX2 and SSE forms (panels of one line a row, other MC)
  * keep one k loop until they are measured. */
 enum { L1_SETS = 64, L1_WAYS = 12, K_PART_LINES_PER_SET = 4, K_PART_MAX_ROWS = 64, K_PART_MIN_ROWS = 32 };
-static int64_t gcd64(int64_t a, int64_t b) {
-    while (b) {
-        int64_t t = a % b;
-        a = b, b = t;
-    }
-    return a;
-}
 static int64_t k_part(const MmShape *sh, const MmGeo *geo) {
     const KMatmul *mm = geo->mm;
     if (sh->vl < 16 || !mm || known_bool(geo->b_in_place) != 1 || known_bool(geo->packed_a) != 1 ||
@@ -6003,7 +5996,7 @@ static int64_t k_part(const MmShape *sh, const MmGeo *geo) {
         return 0;
     const int64_t row_lines = mm->b_sk * 4 / CACHE_LINE_BYTES;
     const int64_t panel_lines = (sh->nr * 4 + CACHE_LINE_BYTES - 1) / CACHE_LINE_BYTES;
-    const int64_t starts = L1_SETS / gcd64(row_lines, L1_SETS);
+    const int64_t starts = L1_SETS / gcd_i64(row_lines, L1_SETS);
     const int64_t sets = starts * panel_lines < L1_SETS ? starts * panel_lines : L1_SETS;
     if (mm->k * panel_lines <= L1_WAYS * sets) return 0;
     int64_t kp = 2;
