@@ -56,7 +56,7 @@ typedef struct {
     LLVMBuilderRef b;
     const KProgram *p;
     int vec_floats;      /* floats per vector register: 16 (AVX-512), 8 (AVX2), 4 */
-    bool embedded_bcast; /* the micro-kernel's FMAs each broadcast A from memory (AMD Zen:
+    bool embedded_bcast; /* the micro-kernel's FMAs each broadcast A from memory (AMD Zen 1-4:
                           * ukernel_embedded_bcast) rather than sharing one per row */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
     bool sized;     /* a unit of runtime/cpu_code.c: its size-generic products (llvm_kernel_sizes)
@@ -2577,13 +2577,13 @@ static void ukernel_k_step(Cg *cg, const UkStep *u, LLVMValueRef kk, LLVMValueRe
         bv[v] = u->b_in_place && v == u->NV - 1 ? masked_load_f32(cg, u->Bp, at, u->last_lanes, u->zero)
                                                 : vec_load(cg, u->vt, u->Bp, at, u->b_in_place ? 4 : 64);
     }
-    /* The broadcast of A's row i (ukernel_embedded_bcast): on AMD Zen
+    /* The broadcast of A's row i (ukernel_embedded_bcast): on AMD Zen 1-4
      * each FMA loads its own (through pointers the optimiser cannot
      * prove equal: Ap for the first vector of B, Ap_again for the
      * others), so that x86 folds it into the FMA as an embedded
      * broadcast (vfmadd231ps mem{1to16}): a separate vbroadcastss per
      * row takes shuffle-unit slots the FMAs need (half of peak on Zen
-     * 4).  Elsewhere (Intel) one vbroadcastss per row, a plain
+     * 4).  Elsewhere (Intel, Zen 5) one vbroadcastss per row, a plain
      * load-port uop, feeds the row's FMAs register to register. */
     for (int i = 0; i < u->MR; i++) {
         LLVMValueRef at = iadd(cg, aoff, ci64(cg, u->taps ? i * u->taps : i)), shared = NULL;
@@ -3975,8 +3975,10 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
  * at 11 GB/s; with it the pool in ResNet-18 batch 8 ran 1.31x faster (4
  * and 8 rows ahead alike, 24 slower). */
 enum { POOL_ROWS_MAX_FLOATS = 4096, POOL_ROWS_MAX_KH = 8, POOL_ROWS_MAX_INPUT = 32 << 20 };
-/* On AMD Zen (the targets whose micro-kernel broadcasts from memory,
- * ukernel_embedded_bcast) the 8 MiB measured there in session 8 stays. */
+/* On AMD Zen 1-4 (the targets whose micro-kernel broadcasts from memory,
+ * ukernel_embedded_bcast) the 8 MiB measured on Zen 4 in session 8 stays;
+ * Zen 5 takes the 32 MiB with the Intel form (measured together in
+ * session 16). */
 enum { POOL_ROWS_MAX_INPUT_ZEN = 8 << 20 };
 enum { POOL_ROWS_CACHED_INPUT = 8 << 20, POOL_ROWS_AHEAD = 4 };
 /* The stack rows of one block (RB x RL floats) are at most this many: a
@@ -7650,15 +7652,19 @@ LLVMTargetMachineRef llvm_target_machine(const char *cpu, bool reloc_pic, char *
 
 /* Whether the micro-kernel's FMAs broadcast A from memory, each its own
  * (vfmadd231ps mem{1to16}), rather than one vbroadcastss per row shared by
- * the row's FMAs (helper_ukernel_lanes): AMD Zen (znver*), whose separate
+ * the row's FMAs (helper_ukernel_lanes): AMD Zen 1-4 (znver1-4), whose separate
  * broadcast takes shuffle slots the FMAs need (Zen 4: the shared form ran
  * at half the FMA peak).  On Intel a broadcast from memory is a plain
  * load-port uop, and an FMA with an embedded broadcast is two (un-laminated
  * when indexed): the shared form is faster there (docs/performance.md,
- * "Session 9: the micro-kernel on Intel").  Decided by the target's CPU
- * name, part of the target identity that keys the code caches and the
- * prebuilt helpers. */
-static bool ukernel_embedded_bcast(const char *cpu) { return cpu && strncmp(cpu, "znver", 5) == 0; }
+ * "Session 9: the micro-kernel on Intel").  Zen 5 (znver5), with full-width
+ * 512-bit pipes, takes the shared form too: 1.16-1.33x on ResNet-18/50 at
+ * one thread ("Session 16 start").  Decided by the target's CPU name, part
+ * of the target identity that keys the code caches and the prebuilt
+ * helpers. */
+static bool ukernel_embedded_bcast(const char *cpu) {
+    return cpu && strncmp(cpu, "znver", 5) == 0 && strcmp(cpu, "znver5") != 0;
+}
 
 /* Floats per vector register for a CPU name and its feature string. */
 static int vec_floats_of(const char *cpu, const char *feat) {
