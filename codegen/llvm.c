@@ -58,6 +58,8 @@ typedef struct {
     int vec_floats;      /* floats per vector register: 16 (AVX-512), 8 (AVX2), 4 */
     bool embedded_bcast; /* the micro-kernel's FMAs each broadcast A from memory (AMD Zen 1-4:
                           * ukernel_embedded_bcast) rather than sharing one per row */
+    int direct_rows;     /* output rows the direct form's grouped rows compute at once
+                          * (direct_rows_at_once); 0: DIRECT_ROWS_AT_ONCE */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
     bool sized;     /* a unit of runtime/cpu_code.c: its size-generic products (llvm_kernel_sizes)
                      * read their sizes from the table's values slot */
@@ -3750,15 +3752,33 @@ static void direct_blocks_end(Kc *kc, LLVMValueRef acc, const DirectBlock *b, in
  * row 1.06-1.10x more, three rows 1.02-1.06x more, four 1.015-1.04x more
  * than three; rows of 4 vectors (its 56-pixel rows at 112x112 and 56x56)
  * two at a time ran 0.91-0.94x: they have 4 chains already, and 8 more
- * vectors live. */
-enum { DIRECT_GROUP_MAX_VECS = 2, DIRECT_GROUP_MAX_WINDOW = 7, DIRECT_ROWS_AT_ONCE = 4 };
+ * vectors live.  On AMD Zen 5 (znver5: direct_rows_at_once) two rows at a
+ * time: that layer ran 1.22-1.27x faster than four at batch 8 and
+ * 1.04-1.06x at batch 1 (1 and 2 threads; three rows 1.21x slower than
+ * two at batch 8, one row 1.12x faster than two at batch 8 but 1.41x
+ * slower at batch 1: docs/performance.md, "Session 16: MobileNetV2 on Zen
+ * 5"). */
+enum {
+    DIRECT_GROUP_MAX_VECS = 2,
+    DIRECT_GROUP_MAX_WINDOW = 7,
+    DIRECT_ROWS_AT_ONCE = 4,
+    DIRECT_ROWS_AT_ONCE_ZEN5 = 2
+};
 
-static bool direct_grouped_rows(const KConv *cv, int VL, int64_t RB) {
-    return cv->ow <= (int64_t)DIRECT_GROUP_MAX_VECS * VL && RB >= DIRECT_ROWS_AT_ONCE &&
-           cv->kh <= DIRECT_GROUP_MAX_WINDOW && cv->kw <= DIRECT_GROUP_MAX_WINDOW;
+_Static_assert(DIRECT_ROWS_AT_ONCE_ZEN5 <= DIRECT_ROWS_AT_ONCE,
+               "direct_row_groups' arrays hold DIRECT_ROWS_AT_ONCE rows");
+
+/* The rows direct_row_groups computes at once for cg's target. */
+static int direct_rows_at_once(const Cg *cg) {
+    return cg->direct_rows > 0 ? cg->direct_rows : DIRECT_ROWS_AT_ONCE;
 }
 
-/* The rows [oh0, oh0 + nrows) of plane (oc, n) DIRECT_ROWS_AT_ONCE at a
+static bool direct_grouped_rows(const KConv *cv, int VL, int64_t RB, int rows) {
+    return cv->ow <= (int64_t)DIRECT_GROUP_MAX_VECS * VL && RB >= rows && cv->kh <= DIRECT_GROUP_MAX_WINDOW &&
+           cv->kw <= DIRECT_GROUP_MAX_WINDOW;
+}
+
+/* The rows [oh0, oh0 + nrows) of plane (oc, n) direct_rows_at_once at a
  * time into acc (row r at r * OW), each row's vectors in registers over the
  * channels of its group and the window (the row form's loop below, for
  * several rows). */
@@ -3769,15 +3789,15 @@ static void direct_row_groups(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLVMVa
     const KConv *cv = &kc->k->conv;
     const int VL = cg->vec_floats;
     const int64_t OW = cv->ow;
-    const int nv = (int)((OW + VL - 1) / VL);
+    const int nv = (int)((OW + VL - 1) / VL), R = direct_rows_at_once(cg);
     LLVMTypeRef vf = LLVMVectorType(cg->t_f32, (unsigned)VL);
     TLoop lr;
-    LLVMValueRef r = tloop_begin(kc, &lr, ci64(cg, 0), nrows, DIRECT_ROWS_AT_ONCE, "rows");
+    LLVMValueRef r = tloop_begin(kc, &lr, ci64(cg, 0), nrows, R, "rows");
     Loop lcl;
     LLVMValueRef c = loop_begin(kc, &lcl, ci64(cg, 0), g->cpg, "c");
     LLVMValueRef phis[DIRECT_ROWS_AT_ONCE * DIRECT_GROUP_MAX_VECS],
         vacc[DIRECT_ROWS_AT_ONCE * DIRECT_GROUP_MAX_VECS];
-    for (int j = 0; j < DIRECT_ROWS_AT_ONCE * nv; j++) {
+    for (int j = 0; j < R * nv; j++) {
         phis[j] = LLVMBuildPhi(cg->b, vf, "acc_c");
         LLVMAddIncoming(phis[j], &vinit, &lcl.pre, 1);
         vacc[j] = phis[j];
@@ -3787,9 +3807,9 @@ static void direct_row_groups(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLVMVa
     /* input row d of the group, (oh0 + r)*sh + d - ph: read once, its taps
      * added to the rows (q, kh) with q*sh + kh*dh == d (kh ascending per
      * row: the row form's order) */
-    for (int64_t d = 0; d <= (DIRECT_ROWS_AT_ONCE - 1) * cv->sh + (cv->kh - 1) * cv->dh; d++) {
+    for (int64_t d = 0; d <= (R - 1) * cv->sh + (cv->kh - 1) * cv->dh; d++) {
         int users = 0;
-        for (int q = 0; q < DIRECT_ROWS_AT_ONCE; q++)
+        for (int q = 0; q < R; q++)
             users += d >= q * cv->sh && (d - q * cv->sh) % cv->dh == 0 && (d - q * cv->sh) / cv->dh < cv->kh;
         if (!users) continue;
         LLVMValueRef ih = iadd(cg, imul(cg, iadd(cg, oh0, r), ci64(cg, cv->sh)), ci64(cg, d - cv->ph));
@@ -3809,7 +3829,7 @@ static void direct_row_groups(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLVMVa
                 LLVMValueRef xi = iadd(cg, xrow, ci64(cg, (base * cv->sw + iw0) * cv->xs[3]));
                 LLVMValueRef xv = lanes_load(cg, xdt, X, xi, cv->sw * cv->xs[3], llo, lhi);
                 LLVMValueRef m = llo == 0 && lhi == VL ? NULL : const_lanes(cg, llo, lhi, VL);
-                for (int q = 0; q < DIRECT_ROWS_AT_ONCE; q++) {
+                for (int q = 0; q < R; q++) {
                     int64_t kh = (d - q * cv->sh) / cv->dh;
                     if (d < q * cv->sh || (d - q * cv->sh) % cv->dh || kh >= cv->kh) continue;
                     if (cv->op == OP_CONV2D && !wv[kh][kw])
@@ -3821,8 +3841,8 @@ static void direct_row_groups(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLVMVa
             }
         }
     }
-    loop_end(kc, &lcl, phis, vacc, DIRECT_ROWS_AT_ONCE * nv, 0);
-    for (int q = 0; q < DIRECT_ROWS_AT_ONCE; q++)
+    loop_end(kc, &lcl, phis, vacc, R * nv, 0);
+    for (int q = 0; q < R; q++)
         for (int j = 0; j < nv; j++) {
             int64_t base = (int64_t)j * VL, lanes = OW - base < VL ? OW - base : VL;
             LLVMValueRef at = iadd(cg, imul(cg, iadd(cg, r, ci64(cg, q)), ci64(cg, OW)), ci64(cg, base));
@@ -3847,12 +3867,13 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
     DirectGeo g = begin_direct_sizes(&kc, fn, sized, nb, &ea);
     LLVMValueRef X = kc.bufptr[cv->x_buf], Wt = is_conv ? kc.bufptr[cv->w_buf] : NULL;
     LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1), cP = ci64(cg, P), cOW = ci64(cg, OW);
-    const bool grouped = direct_grouped_rows(cv, VL, RB);
-    if (grouped) RB = (RB + DIRECT_ROWS_AT_ONCE - 1) / DIRECT_ROWS_AT_ONCE * DIRECT_ROWS_AT_ONCE;
+    const int R = direct_rows_at_once(cg);
+    const bool grouped = direct_grouped_rows(cv, VL, RB, R);
+    if (grouped) RB = (RB + R - 1) / R * R;
     /* grouped: a block's last group may compute rows past its range (in
      * bounds of the stack block), never stored out */
-    LLVMValueRef acc = LLVMBuildArrayAlloca(
-        cg->b, cg->t_f32, ci64(cg, (RB + (grouped ? DIRECT_ROWS_AT_ONCE - 1 : 0)) * OW + VL), "acc");
+    LLVMValueRef acc =
+        LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, (RB + (grouped ? R - 1 : 0)) * OW + VL), "acc");
     LLVMSetAlignment(acc, 64);
     LLVMValueRef vinit = splat(cg, cf(cg, max ? -INFINITY : 0.0), VL);
     /* planes [p0, p1) touch [ob, oe) */
@@ -7692,6 +7713,7 @@ static int vec_floats_of(const char *cpu, const char *feat) {
 static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     cg->vec_floats = vec_floats_of(cpu, feat);
     cg->embedded_bcast = ukernel_embedded_bcast(cpu);
+    cg->direct_rows = cpu && strcmp(cpu, "znver5") == 0 ? DIRECT_ROWS_AT_ONCE_ZEN5 : DIRECT_ROWS_AT_ONCE;
 }
 
 /* The same for a target machine. */

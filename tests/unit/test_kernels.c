@@ -266,6 +266,9 @@ static bool host_runs_cpu(const char *cpu) {
                __builtin_cpu_supports("avx512bitalg") && __builtin_cpu_supports("avx512vpopcntdq") &&
                __builtin_cpu_supports("avx512ifma") && __builtin_cpu_supports("gfni") &&
                __builtin_cpu_supports("vaes") && __builtin_cpu_supports("vpclmulqdq");
+    /* znver5 adds to znver4 AVX-VNNI and what these kernels never use
+     * (avx512vp2intersect, movdiri, prefetchi) */
+    if (strcmp(cpu, "znver5") == 0) return host_runs_cpu("znver4") && __builtin_cpu_supports("avxvnni");
 #endif
     (void)cpu;
     return false;
@@ -291,6 +294,29 @@ static const char **with_both_forms(const char *suite, const char *const *base) 
         bool runs = host_runs_cpu(form_cpus[f] + 4);
         if (!runs)
             printf("skip: %s on %s: this host cannot run that CPU's code (AVX-512); compiled only\n", suite,
+                   form_cpus[f]);
+        all[n++] = runs ? form_cpus[f] : compile_only[f];
+    }
+    return all;
+}
+
+/* `base` and the cpu compiled for Intel's skylake-avx512 and AMD's znver5:
+ * the two forms of the direct form's grouped rows (codegen/llvm.c,
+ * direct_rows_at_once: four rows at a time, two on znver5), whichever the
+ * host's own is; compiled only, with a skip line, where this host cannot
+ * run that CPU's code (as with_both_forms).  Heap, NULL-terminated. */
+static const char **with_direct_row_forms(const char *suite, const char *const *base) {
+    static const char *const form_cpus[] = {"cpu:skylake-avx512", "cpu:znver5"};
+    static const char *const compile_only[] = {"compile:cpu:skylake-avx512", "compile:cpu:znver5"};
+    const int nforms = (int)(sizeof form_cpus / sizeof form_cpus[0]);
+    int n = 0;
+    while (base[n]) n++;
+    const char **all = xcalloc((size_t)(n + nforms + 1), sizeof(char *));
+    for (int i = 0; i < n; i++) all[i] = base[i];
+    for (int f = 0; f < nforms; f++) {
+        bool runs = host_runs_cpu(form_cpus[f] + 4);
+        if (!runs)
+            printf("skip: %s on %s: this host cannot run that CPU's code; compiled only\n", suite,
                    form_cpus[f]);
         all[n++] = runs ? form_cpus[f] : compile_only[f];
     }
@@ -852,7 +878,8 @@ static void test_convolutions(void) {
     run_suite("depthwise.kiln", text, (int)(sizeof direct / sizeof direct[0]));
     free(text);
     /* output rows of at most two vectors in the row form, four rows at a
-     * time (direct_row_groups), input rows shared between them:
+     * time (two on znver5: direct_row_groups; both forms where the host
+     * runs them), input rows shared between them:
      * MobileNetV2's stride-2 56x56 -> 28x28 (49 vectors a plane: not in
      * phase planes; blocks of 12 rows, 28 = 12 + 12 + 4), 25-pixel rows
      * over two images (25 = 12 + 12 + 1: the last group computing 3 rows
@@ -868,8 +895,9 @@ static void test_convolutions(void) {
         {1, 4, 80, 16, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4, false, "", 0, 0},
     };
     text = conv_program(direct_rows, (int)(sizeof direct_rows / sizeof direct_rows[0]));
-    run_suite_on("depthwise-rows.kiln", text, (int)(sizeof direct_rows / sizeof direct_rows[0]),
-                 cpu_targets_and_emu);
+    const char **row_devices = with_direct_row_forms("depthwise-rows.kiln", cpu_targets_and_emu);
+    run_suite_on("depthwise-rows.kiln", text, (int)(sizeof direct_rows / sizeof direct_rows[0]), row_devices);
+    free(row_devices);
     free(text);
 }
 
