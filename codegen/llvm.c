@@ -60,6 +60,8 @@ typedef struct {
                           * ukernel_embedded_bcast) rather than sharing one per row */
     int direct_rows;     /* output rows the direct form's grouped rows compute at once
                           * (direct_rows_at_once); 0: DIRECT_ROWS_AT_ONCE */
+    bool pad_prefetch;   /* kiln.conv.pad_rows prefetches its input rows (AMD Zen 5:
+                          * PAD_AHEAD_BYTES) */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
     bool sized;     /* a unit of runtime/cpu_code.c: its size-generic products (llvm_kernel_sizes)
                      * read their sizes from the table's values slot */
@@ -5726,6 +5728,17 @@ enum {
     PAD_ARGS
 };
 
+/* Where the copy prefetches its input (Cg.pad_prefetch, AMD Zen 5): each
+ * row's lines PAD_AHEAD_BYTES ahead (4.6 rows of the stem's 224-pixel
+ * planes, 18 of a 56x56 plane's; the planes lie one after another, so the
+ * last rows of a channel fetch the next channel's first).  At batch 8 a
+ * layer's input (6.4 MB at 56x56) comes from the L3 or memory, and the
+ * copy, per row a few masked loads and stores, waited on them: the stem
+ * alone, 1 thread, 1.027x, a 3x3 64->64 at 56x56 1.009-1.012x (1024, 2048
+ * and 8192 bytes ahead, and a write prefetch of the padded rows as well,
+ * within 1 % of it); docs/performance.md, "Session 16: the 3x3 layers on
+ * Zen 5". */
+enum { PAD_AHEAD_BYTES = 4096 };
 static LLVMTypeRef pad_rows_type(Cg *cg) {
     LLVMTypeRef ps[5 + PAD_ARGS];
     for (int i = 0; i < 5 + PAD_ARGS; i++) ps[i] = i == 0 || i == 4 ? cg->t_ptr : cg->t_i64;
@@ -5763,6 +5776,13 @@ static LLVMValueRef helper_pad_rows(Cg *cg) {
     LLVMPositionBuilderAtEnd(cg->b, row);
     strip_copy(kc, KILN_F32, P, d, NULL, NULL, v[PAD_PW], 1, true);
     LLVMValueRef from = iadd(cg, base, iadd(cg, imul(cg, c, v[PAD_XS1]), imul(cg, xr, v[PAD_XS2])));
+    if (cg->pad_prefetch) { /* the input PAD_AHEAD_BYTES ahead of this row, a line per vector */
+        TLoop lp;
+        LLVMValueRef t = tloop_begin(kc, &lp, ci64(cg, 0), v[PAD_W], cg->vec_floats, "pad_pf");
+        LLVMValueRef at = iadd(cg, iadd(cg, from, t), ci64(cg, PAD_AHEAD_BYTES / (int64_t)sizeof(float)));
+        prefetch_at(cg, elem_ptr(cg, cg->t_f32, X, at), false, 3);
+        tloop_end(kc, &lp);
+    }
     strip_copy(kc, KILN_F32, P, iadd(cg, d, v[PAD_PW]), X, from, v[PAD_W], 1, false);
     strip_copy(kc, KILN_F32, P, iadd(cg, d, iadd(cg, v[PAD_PW], v[PAD_W])), NULL, NULL, right, 1, true);
     LLVMBuildBr(cg->b, next);
@@ -7714,6 +7734,7 @@ static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     cg->vec_floats = vec_floats_of(cpu, feat);
     cg->embedded_bcast = ukernel_embedded_bcast(cpu);
     cg->direct_rows = cpu && strcmp(cpu, "znver5") == 0 ? DIRECT_ROWS_AT_ONCE_ZEN5 : DIRECT_ROWS_AT_ONCE;
+    cg->pad_prefetch = cpu && strcmp(cpu, "znver5") == 0;
 }
 
 /* The same for a target machine. */
