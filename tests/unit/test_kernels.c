@@ -274,41 +274,14 @@ static bool host_runs_cpu(const char *cpu) {
     return false;
 }
 
-/* `base` and the cpu compiled for an AMD and an Intel AVX-512 CPU: the two
- * forms of the micro-kernel (codegen/llvm.c, ukernel_embedded_bcast: an
- * embedded broadcast per FMA on znver4, one broadcast per row shared by
- * the row's FMAs on skylake-avx512), whichever the host's own is.  A CPU
- * whose code this host cannot run (an AVX2-only CI machine) is compiled
- * but not run ("compile:cpu:NAME", run_suite_on), and the suite says so:
- * its AVX-512-only paths (the 14-pixel taps tiles, k parts) then get no
- * results checked here.  Heap, NULL-terminated. */
-static const char **with_both_forms(const char *suite, const char *const *base) {
-    static const char *const form_cpus[] = {"cpu:znver4", "cpu:skylake-avx512"};
-    static const char *const compile_only[] = {"compile:cpu:znver4", "compile:cpu:skylake-avx512"};
-    const int nforms = (int)(sizeof form_cpus / sizeof form_cpus[0]);
-    int n = 0;
-    while (base[n]) n++;
-    const char **all = xcalloc((size_t)(n + nforms + 1), sizeof(char *));
-    for (int i = 0; i < n; i++) all[i] = base[i];
-    for (int f = 0; f < nforms; f++) {
-        bool runs = host_runs_cpu(form_cpus[f] + 4);
-        if (!runs)
-            printf("skip: %s on %s: this host cannot run that CPU's code (AVX-512); compiled only\n", suite,
-                   form_cpus[f]);
-        all[n++] = runs ? form_cpus[f] : compile_only[f];
-    }
-    return all;
-}
-
-/* `base` and the cpu compiled for Intel's skylake-avx512 and AMD's znver5:
- * the two forms of the direct form's grouped rows (codegen/llvm.c,
- * direct_rows_at_once: four rows at a time, two on znver5), whichever the
- * host's own is; compiled only, with a skip line, where this host cannot
- * run that CPU's code (as with_both_forms).  Heap, NULL-terminated. */
-static const char **with_direct_row_forms(const char *suite, const char *const *base) {
-    static const char *const form_cpus[] = {"cpu:skylake-avx512", "cpu:znver5"};
-    static const char *const compile_only[] = {"compile:cpu:skylake-avx512", "compile:cpu:znver5"};
-    const int nforms = (int)(sizeof form_cpus / sizeof form_cpus[0]);
+/* `base` and the cpu compiled for each of `nforms` CPUs ("cpu:NAME"), whichever
+ * the host's own is.  A CPU whose code this host cannot run (an AVX2-only CI
+ * machine, an Intel host for znver5) is compiled but not run (its entry of
+ * `compile_only`, "compile:cpu:NAME": run_suite_on), and the suite says so in
+ * a skip: line: its CPU-only paths then get no results checked here.  Heap,
+ * NULL-terminated. */
+static const char **with_forms(const char *suite, const char *const *base, const char *const *form_cpus,
+                               const char *const *compile_only, int nforms) {
     int n = 0;
     while (base[n]) n++;
     const char **all = xcalloc((size_t)(n + nforms + 1), sizeof(char *));
@@ -321,6 +294,26 @@ static const char **with_direct_row_forms(const char *suite, const char *const *
         all[n++] = runs ? form_cpus[f] : compile_only[f];
     }
     return all;
+}
+
+/* `base` and the cpu compiled for an AMD and an Intel AVX-512 CPU: the two
+ * forms of the micro-kernel (codegen/llvm.c, ukernel_embedded_bcast: an
+ * embedded broadcast per FMA on znver4, one broadcast per row shared by
+ * the row's FMAs on skylake-avx512; the 14-pixel taps tiles and k parts are
+ * AVX-512-only paths). */
+static const char **with_both_forms(const char *suite, const char *const *base) {
+    static const char *const form_cpus[] = {"cpu:znver4", "cpu:skylake-avx512"};
+    static const char *const compile_only[] = {"compile:cpu:znver4", "compile:cpu:skylake-avx512"};
+    return with_forms(suite, base, form_cpus, compile_only, 2);
+}
+
+/* `base` and the cpu compiled for Intel's skylake-avx512 and AMD's znver5:
+ * the two forms of the direct form's grouped rows (codegen/llvm.c,
+ * direct_rows_at_once: four rows at a time, two on znver5). */
+static const char **with_direct_row_forms(const char *suite, const char *const *base) {
+    static const char *const form_cpus[] = {"cpu:skylake-avx512", "cpu:znver5"};
+    static const char *const compile_only[] = {"compile:cpu:skylake-avx512", "compile:cpu:znver5"};
+    return with_forms(suite, base, form_cpus, compile_only, 2);
 }
 
 /* Every backend, and the cpu compiled for AVX2 and SSE (x86-64-v3, -v2:
