@@ -62,6 +62,7 @@ typedef struct {
                           * (direct_rows_at_once); 0: DIRECT_ROWS_AT_ONCE */
     bool pad_prefetch;   /* kiln.conv.pad_rows prefetches its input rows (AMD Zen 5:
                           * PAD_AHEAD_BYTES) */
+    bool tile_t_calls;   /* taps tiles transposed by a shared helper (helper_tile_t: Zen 5) */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
     bool sized;     /* a unit of runtime/cpu_code.c: its size-generic products (llvm_kernel_sizes)
                      * read their sizes from the table's values slot */
@@ -5032,6 +5033,39 @@ static void transpose_tile_to(Kc *kc, LLVMValueRef C, LLVMValueRef ldc, int NR, 
     }
 }
 
+/* transpose_tile_to for a convolution read in place (conv_taps): a shared
+ * helper per tile width NR (conv_taps_tile), void(ptr C, i64 ldc, ptr dst,
+ * i64 dst_ld), called at each tile's last K block.  Inline, its 64
+ * two-source shuffles a tile width cost each taps unit ~4 ms of LLVM CPU
+ * (LLVM's shuffle lowering; ResNet-50 compiles 8 such units cold: its
+ * LLVM CPU 246 -> 218 ms), against one call per tile at run time (3x3
+ * layers of ResNet-50 b8 1.006x, 1 thread).  Measured on Zen 5 only, so
+ * there only (Cg.tile_t_calls, by the CPU's name: part of the target
+ * identity); elsewhere the transposes stay inline (docs/performance.md,
+ * "Session 16: ResNet-50's cold compile on Zen 5"). */
+static LLVMTypeRef tile_t_type(Cg *cg) {
+    LLVMTypeRef ps[4] = {cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_i64};
+    return LLVMFunctionType(cg->t_void, ps, 4, 0);
+}
+
+static LLVMValueRef helper_tile_t(Cg *cg, int NR) {
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    char base[32];
+    snprintf(base, sizeof base, "kiln.mm.tile_t%d", NR);
+    LLVMValueRef fn;
+    bool fresh, define = shared_helper(cg, base, tile_t_type(cg), &fn, &fresh);
+    if (fresh)
+        for (unsigned a = 1; a <= 3; a += 2)
+            LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    if (!define) return fn;
+    Kc kcs = {.cg = cg, .fn = fn};
+    transpose_tile_to(&kcs, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), NR, LLVMGetParam(fn, 2),
+                      LLVMGetParam(fn, 3), 4);
+    LLVMBuildRetVoid(cg->b);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
 /* An index over o = q*L + j (j in [0, L)) as H(q) + c*j with H(q) a
  * multiple of d (d == 0: H is 0); ok false: not of that form (run_form). */
 typedef struct {
@@ -6525,8 +6559,14 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         /* a tile of 7 or 14 (conv_taps_tile) or a row's last, narrower tile:
          * the rows past it undefined, then overwritten by the next tile's
          * or left in the buffer's slack past the row */
-        transpose_tile_to(kc, cptr, ldc, geo->taps ? conv_taps_tile(cg, geo->taps) : NR,
-                          elem_ptr(cg, cg->t_f32, rowbuf, at), row_ld, 4);
+        const int tile = geo->taps ? conv_taps_tile(cg, geo->taps) : NR;
+        LLVMValueRef dst = elem_ptr(cg, cg->t_f32, rowbuf, at);
+        if (geo->taps && cg->tile_t_calls) {
+            LLVMValueRef targs[4] = {cptr, ldc, dst, row_ld};
+            call_fn(cg, helper_tile_t(cg, tile), targs, 4);
+        } else {
+            transpose_tile_to(kc, cptr, ldc, tile, dst, row_ld, 4);
+        }
     }
     if (plane < 0) {
         LLVMBuildBr(cg->b, epi_done);
@@ -7735,6 +7775,7 @@ static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     cg->embedded_bcast = ukernel_embedded_bcast(cpu);
     cg->direct_rows = cpu && strcmp(cpu, "znver5") == 0 ? DIRECT_ROWS_AT_ONCE_ZEN5 : DIRECT_ROWS_AT_ONCE;
     cg->pad_prefetch = cpu && strcmp(cpu, "znver5") == 0;
+    cg->tile_t_calls = cpu && strcmp(cpu, "znver5") == 0;
 }
 
 /* The same for a target machine. */
@@ -7884,6 +7925,12 @@ static void define_shared_helpers(Cg *cg) {
         helper_mm_nest(cg, swap, false), helper_mm_gather(cg, swap), helper_mm_prepack(cg, swap);
     helper_mm_nest(cg, true, true);
     helper_pad_rows(cg);
+    /* the tile widths conv_taps_tile picks */
+    for (int i = 0; i < 3 && cg->tile_t_calls; i++) {
+        const int widths[3] = {sh.mr, sh.mr > CONV_TAPS_ODD_TILE ? CONV_TAPS_ODD_TILE : 0,
+                               taps_wide_tiles(&sh) ? CONV_TAPS_WIDE_TILE : 0};
+        if (widths[i] > 0) helper_tile_t(cg, widths[i]);
+    }
     for (size_t i = 0; i < sizeof IM2COL_SHARED / sizeof IM2COL_SHARED[0] && helpers_hold_forms(cg); i++) {
         Im2colForm f = IM2COL_SHARED[i];
         for (int w = 0; w < 2; w++) {
