@@ -120,6 +120,12 @@ typedef struct {
      * the producer's code then writes the image's borders too, KBuf.pad_hw).
      * NULL: never. */
     bool (*keeps_padded)(const KProgram *p, const Kernel *producer, const Kernel *consumer);
+    /* Brackets the binds of a program's constants (exec_bind_constants):
+     * begin true before the first, false after the last.  Between the two
+     * the backend may leave a bind's work unfinished, and finishes all of it
+     * at the end (the CPU packs the operands on its pool's threads).  NULL:
+     * each bind finishes its own work. */
+    bool (*bind_batch)(void *prog, bool begin, char *err, size_t errlen);
 } BackendKernels;
 
 /* Device memory (BK_KERNELS without BK_HOST_MEMORY): every buffer at a

@@ -32,6 +32,18 @@ typedef struct {
     int64_t bytes;
 } StoreJob;
 
+/* An operand a bind of exec_bind_constants' batch leaves to pack at its end
+ * (cpu_bind_batch): kernel i's operand w from the parameter in bufs (its own
+ * copy), `bytes` packed, stored in the cache under key when `cached`. */
+typedef struct {
+    int i, w;
+    void **bufs;
+    int64_t bytes;
+    KCacheKey key;
+    bool cached;
+    void *block; /* out: the packed block, NULL when out of memory */
+} PackJob;
+
 /* How a kernel is split over the threads, decided once at prepare: a
  * tiled matmul with fewer rows than columns by its columns (each thread then
  * packs only its part of B; llvm_split_by_columns) through its `cols`
@@ -73,6 +85,10 @@ typedef struct {
     int stores_done;
     bool writer_started, writer_stop;
     pthread_t writer;
+    /* exec_bind_constants' batch (cpu_bind_batch): while batching, binds
+     * queue the operands to pack, packed together on the pool at its end */
+    bool batching;
+    VEC(PackJob) pack_jobs;
     int64_t gather_stride; /* bytes of the largest operand gathered once (llvm.h), 64-aligned; 0: none */
     CpuSplit *split;       /* per kernel: how cpu_launch splits it (kernel_split, once at prepare) */
     /* bench --trace: every chunk a pool thread runs is a span on that
@@ -197,6 +213,9 @@ static void cpu_release(void *p) {
     pthread_mutex_unlock(&x->store_mu);
     if (x->writer_started) pthread_join(x->writer, NULL);
     VEC_FREE(x->store_jobs);
+    for (int k = 0; k < x->pack_jobs.len; k++)
+        free(x->pack_jobs.data[k].bufs), free(x->pack_jobs.data[k].block);
+    VEC_FREE(x->pack_jobs);
     pthread_mutex_destroy(&x->store_mu);
     pthread_cond_destroy(&x->store_cv);
     for (int slot = 0; x->packed && slot < 2 * x->kp->kernels.len; slot++) release_packed(x, slot);
@@ -469,6 +488,13 @@ static bool bind_operand(CpuProg *x, int i, int w, void *const *bufs, const void
             kcache_unmap(&m);
         }
     }
+    if (x->batching && !x->packed[slot]) { /* packed at the batch's end, with the others */
+        size_t nb = (size_t)x->kp->bufs.len + 1;
+        PackJob j = {i, w, xmalloc(nb * sizeof(void *)), bytes, key, cached, NULL};
+        memcpy(j.bufs, bufs, nb * sizeof(void *));
+        VEC_PUSH(x->pack_jobs, j);
+        return true;
+    }
     void *block = pack_operand(x, i, w, bufs, x->packed[slot]);
     if (!block) return false;
     x->packed[slot] = block;
@@ -503,6 +529,52 @@ static bool cpu_bind(void *p, int param, const void *data, char *err, size_t err
         }
     }
     free(bufs);
+    return ok;
+}
+
+static void pack_task(void *ctx, int t, int thread) {
+    (void)thread;
+    CpuProg *x = ctx;
+    PackJob *j = &x->pack_jobs.data[t];
+    j->block = pack_operand(x, j->i, j->w, j->bufs, NULL);
+}
+
+static int pack_job_larger(const void *a, const void *b) {
+    int64_t p = ((const PackJob *)a)->bytes, q = ((const PackJob *)b)->bytes;
+    return p > q ? -1 : p < q;
+}
+
+/* exec_bind_constants' batch: its binds queue the operands they pack
+ * (bind_operand), packed at its end on the pool's threads, largest first,
+ * each a task (one thread packed them one after another: ResNet-50's 53
+ * operands, 100 MB, took ~50 ms of its cold start, most of it the kernel's
+ * work on the fresh pages); then the large ones go to the cache's writer,
+ * which so starts after the packing rather than beside it (docs/
+ * performance.md, "Session 16: ResNet-50's cold compile on Zen 5"). */
+static bool cpu_bind_batch(void *p, bool begin, char *err, size_t errlen) {
+    CpuProg *x = p;
+    x->batching = begin;
+    if (begin || x->pack_jobs.len == 0) return true;
+    int n = x->pack_jobs.len;
+    qsort(x->pack_jobs.data, (size_t)n, sizeof(PackJob), pack_job_larger);
+    tp_run(x->tp, pack_task, x, n);
+    bool ok = true;
+    for (int k = 0; k < n; k++) {
+        PackJob *j = &x->pack_jobs.data[k];
+        free(j->bufs);
+        if (!j->block) {
+            if (ok)
+                snprintf(err, errlen, "out of memory for the packed weights of %s",
+                         x->kp->kernels.data[j->i].name);
+            ok = false;
+            continue;
+        }
+        int slot = 2 * j->i + j->w;
+        x->packed[slot] = j->block;
+        if (x->stats) x->stats->packed++;
+        if (j->cached) store_later(x, j->key, slot, j->bytes);
+    }
+    x->pack_jobs.len = 0;
     return ok;
 }
 
@@ -712,7 +784,7 @@ const Backend cpu_backend = {
     .summary = "LLVM JIT on the host's cores",
     .caps = BK_KERNELS | BK_HOST_MEMORY | BK_UNALIGNED_INPUTS,
     .kernels = {cpu_prepare, cpu_release, cpu_call_begin, cpu_call_end, cpu_launch, NULL, cpu_bind,
-                llvm_conv_keeps_padded},
+                llvm_conv_keeps_padded, cpu_bind_batch},
     .stages = cpu_stages,
     .aot = {cpu_aot, NULL},
 };

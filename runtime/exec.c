@@ -491,12 +491,18 @@ KilnStatus exec_bind_shared(Executable *x, int param, const KilnTensor *t, char 
 }
 
 KilnStatus exec_bind_constants(Executable *x, const IRGraph *g, const KilnTensor *inputs, char *err, size_t errlen) {
-    for (int i = 0; i < x->nparams && i < g->params.len; i++) {
-        if (!ir_node(g, g->params.data[i])->flag) continue;
-        KilnStatus st = exec_bind_shared(x, i, &inputs[i], err, errlen);
-        if (st != KILN_OK) return st;
+    bool (*batch)(void *, bool, char *, size_t) = has(x, BK_KERNELS) ? x->be->kernels.bind_batch : NULL;
+    if (batch && !batch(x->prog, true, err, errlen)) return KILN_ERR_DEVICE;
+    KilnStatus st = KILN_OK;
+    for (int i = 0; st == KILN_OK && i < x->nparams && i < g->params.len; i++)
+        if (ir_node(g, g->params.data[i])->flag) st = exec_bind_shared(x, i, &inputs[i], err, errlen);
+    /* the batch ends even after a failed bind (what it left undone is done or dropped) */
+    char berr[512] = "";
+    if (batch && !batch(x->prog, false, berr, sizeof berr) && st == KILN_OK) {
+        snprintf(err, errlen, "%s", berr);
+        st = KILN_ERR_DEVICE;
     }
-    return KILN_OK;
+    return st;
 }
 
 /* ------------------------------------------------------------ bench */
