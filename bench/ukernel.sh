@@ -6,7 +6,7 @@
 #   UK_CPU=emeraldrapids bench/ukernel.sh 512 240    # KC MC [REPS]
 # Needs build/kiln (make), build/bench-models (bench/models.sh makes it; UK_MODEL names
 # another .onnx), llvm-extract/llc of LLVM 19 (UK_LLVM: their suffix, default -19) and clang.
-# Run it under /work/wt/bin/quiet on a shared machine.  Output in build/ukernel/.
+# Time it with nothing else running (on a shared machine, hold it alone).  Output in build/ukernel/.
 set -euo pipefail
 cd "$(cd "$(dirname "$0")/.." && pwd)"
 sfx="${UK_LLVM:--19}"
