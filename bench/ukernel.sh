@@ -15,7 +15,10 @@ cpu="${cpu:-native}"
 model="${UK_MODEL:-build/bench-models/resnet50.onnx}"
 out=build/ukernel
 mkdir -p "$out"
-build/kiln emit "$model" --emit=llvm --dim N=1 -o "$out/model.ll" --force
+# kiln's code for that CPU (its micro-kernel's form and width go by the CPU's name)
+emit_cpu=()
+[ "$cpu" != native ] && emit_cpu=(--cpu="$cpu")
+build/kiln emit "$model" --emit=llvm --dim N=1 "${emit_cpu[@]}" -o "$out/model.ll" --force
 llvm-extract$sfx -func=kiln.mm.ukernel "$out/model.ll" -S -o "$out/uk.ll"
 sed -e 's/@kiln\.mm\.ukernel(/@kiln_uk(/' -e 's/define internal void @kiln_uk/define void @kiln_uk/' \
     "$out/uk.ll" >"$out/uk2.ll"

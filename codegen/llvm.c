@@ -5814,7 +5814,8 @@ static LLVMValueRef helper_pad_rows(Cg *cg) {
         TLoop lp;
         LLVMValueRef t = tloop_begin(kc, &lp, ci64(cg, 0), v[PAD_W], cg->vec_floats, "pad_pf");
         LLVMValueRef at = iadd(cg, iadd(cg, from, t), ci64(cg, PAD_AHEAD_BYTES / (int64_t)sizeof(float)));
-        prefetch_at(cg, elem_ptr(cg, cg->t_f32, X, at), false, 3);
+        /* a plain GEP: the address may lie past X (a prefetch never faults) */
+        prefetch_at(cg, LLVMBuildGEP2(cg->b, cg->t_f32, X, &at, 1, ""), false, 3);
         tloop_end(kc, &lp);
     }
     strip_copy(kc, KILN_F32, P, iadd(cg, d, v[PAD_PW]), X, from, v[PAD_W], 1, false);
@@ -7744,7 +7745,7 @@ LLVMTargetMachineRef llvm_target_machine(const char *cpu, bool reloc_pic, char *
  * of the target identity that keys the code caches and the prebuilt
  * helpers. */
 static bool ukernel_embedded_bcast(const char *cpu) {
-    return cpu && strncmp(cpu, "znver", 5) == 0 && strcmp(cpu, "znver5") != 0;
+    return cpu && strncmp(cpu, "znver", 5) == 0 && cpu[5] >= '1' && cpu[5] <= '4' && cpu[6] == '\0';
 }
 
 /* Floats per vector register for a CPU name and its feature string. */

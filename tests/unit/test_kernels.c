@@ -219,7 +219,7 @@ static void run_suite_on(const char *name, const char *text, int direct, const c
     CHECK(!ok || o, "%s: passes: %s", name, err);
     for (int b = 0; o && devices[b]; b++) {
         /* "compile:cpu:NAME": compiled for a CPU this host cannot run
-         * (with_both_forms), so only the compile is checked */
+         * (with_cpu_forms), so only the compile is checked */
         const bool compile_only = strncmp(devices[b], "compile:", 8) == 0;
         const char *device = compile_only ? devices[b] + 8 : devices[b];
         const bool for_cpu = strncmp(device, "cpu:", 4) == 0;
@@ -251,8 +251,8 @@ static void run_suite(const char *name, const char *text, int direct) {
 }
 
 /* Whether this host runs code compiled for CPU `cpu` (its features that
- * LLVM may use for these suites); only the two AVX-512 CPUs of
- * with_both_forms are asked about. */
+ * LLVM may use for these suites); only the AVX-512 CPUs of
+ * with_cpu_forms are asked about. */
 static bool host_runs_cpu(const char *cpu) {
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
@@ -296,24 +296,17 @@ static const char **with_forms(const char *suite, const char *const *base, const
     return all;
 }
 
-/* `base` and the cpu compiled for an AMD and an Intel AVX-512 CPU: the two
- * forms of the micro-kernel (codegen/llvm.c, ukernel_embedded_bcast: an
- * embedded broadcast per FMA on znver4, one broadcast per row shared by
- * the row's FMAs on skylake-avx512; the 14-pixel taps tiles and k parts are
- * AVX-512-only paths). */
-static const char **with_both_forms(const char *suite, const char *const *base) {
-    static const char *const form_cpus[] = {"cpu:znver4", "cpu:skylake-avx512"};
-    static const char *const compile_only[] = {"compile:cpu:znver4", "compile:cpu:skylake-avx512"};
-    return with_forms(suite, base, form_cpus, compile_only, 2);
-}
-
-/* `base` and the cpu compiled for Intel's skylake-avx512 and AMD's znver5:
- * the two forms of the direct form's grouped rows (codegen/llvm.c,
- * direct_rows_at_once: four rows at a time, two on znver5). */
-static const char **with_direct_row_forms(const char *suite, const char *const *base) {
-    static const char *const form_cpus[] = {"cpu:skylake-avx512", "cpu:znver5"};
-    static const char *const compile_only[] = {"compile:cpu:skylake-avx512", "compile:cpu:znver5"};
-    return with_forms(suite, base, form_cpus, compile_only, 2);
+/* `base` and the cpu compiled for the AVX-512 CPUs whose code differs by CPU
+ * name: znver4 (the micro-kernel's embedded broadcast per FMA,
+ * ukernel_embedded_bcast), skylake-avx512 (one broadcast per row shared by
+ * the row's FMAs) and znver5 (the shared broadcast, and its own rules:
+ * grouped depthwise rows two at a time, the padded copy's prefetch, the
+ * taps tiles' transpose helpers), whichever the host's own is. */
+static const char **with_cpu_forms(const char *suite, const char *const *base) {
+    static const char *const form_cpus[] = {"cpu:znver4", "cpu:skylake-avx512", "cpu:znver5"};
+    static const char *const compile_only[] = {"compile:cpu:znver4", "compile:cpu:skylake-avx512",
+                                               "compile:cpu:znver5"};
+    return with_forms(suite, base, form_cpus, compile_only, 3);
 }
 
 /* Every backend, and the cpu compiled for AVX2 and SSE (x86-64-v3, -v2:
@@ -324,9 +317,9 @@ static const char *const every_target[] = {"cpu", "kir", "cuda-emu", "cpu:x86-64
  * cpu tiles decide, checked against cuda-emu's plain loops. */
 static const char *const cpu_targets_and_emu[] = {"cpu", "cuda-emu", "cpu:x86-64-v3", "cpu:x86-64-v2", NULL};
 
-static void run_suite_both_forms(const char *name, const char *text, int direct, const char *const *base) {
+static void run_suite_cpu_forms(const char *name, const char *text, int direct, const char *const *base) {
     static const char *const every_device[] = {"cpu", "kir", "cuda-emu", NULL};
-    const char **devices = with_both_forms(name, base ? base : every_device);
+    const char **devices = with_cpu_forms(name, base ? base : every_device);
     run_suite_on(name, text, direct, devices);
     free(devices);
 }
@@ -346,7 +339,7 @@ static void run_suite_both_forms(const char *name, const char *text, int direct,
  * packs B in the nest in every chunk: its partial sums in one row group
  * and its chunks whole batches (b_packed_per_chunk). */
 static void test_matmuls(void) {
-    run_suite_both_forms(
+    run_suite_cpu_forms(
         "matmuls.kiln",
         "graph mms(x0: f32[70, 300], w0: f32[300, 130], b0: f32[130], "
         "w1: f32[50, 64], x1: f32[3, 64, 90], "
@@ -373,8 +366,8 @@ static void test_matmuls(void) {
      * last one: K blocks of one step (257 = 256 + 1), two (258), odd and
      * even single blocks (255, 9, 11, 8); the plain kernel (B transposed:
      * packed) and the one reading B in place (row-major activations), on
-     * the AVX-512 (both forms), AVX2 and SSE tiles */
-    run_suite_both_forms(
+     * the AVX-512 (each CPU form), AVX2 and SSE tiles */
+    run_suite_cpu_forms(
         "matmuls-ksteps.kiln",
         "graph mmk(xa: f32[20, 257], wa: f32[40, 257], ba: f32[40], xb: f32[24, 258], "
         "wb: f32[36, 258], bb: f32[36], xc: f32[70, 9], wc: f32[60, 9], bc: f32[60], "
@@ -391,12 +384,12 @@ static void test_matmuls(void) {
      * panel at the end), K = 600 over three K blocks, 49 columns (four
      * 12-column tiles and a one-column corner) with a bias and relu; and
      * 512 rows by K = 512 (two whole K blocks) over two batches of 20 */
-    run_suite_both_forms("matmuls-swap1.kiln",
-                         "graph mms1(wa: f32[520, 600], xa: f32[600, 49], ba: f32[520, 1], "
-                         "wb: f32[512, 512], xb: f32[2, 512, 20]) -> (f32[520, 49], f32[2, 512, 20]) {\n"
-                         "    return relu(wa @ xa + ba), wb @ xb\n"
-                         "}\n",
-                         0, every_target);
+    run_suite_cpu_forms("matmuls-swap1.kiln",
+                        "graph mms1(wa: f32[520, 600], xa: f32[600, 49], ba: f32[520, 1], "
+                        "wb: f32[512, 512], xb: f32[2, 512, 20]) -> (f32[520, 49], f32[2, 512, 20]) {\n"
+                        "    return relu(wa @ xa + ba), wb @ xb\n"
+                        "}\n",
+                        0, every_target);
 }
 
 /* Products stored in an attention's heads layout, transpose(reshape(x @ w
@@ -409,7 +402,7 @@ static void test_matmuls(void) {
  * end in corner tiles; K = 384 and 256 take the outlined epilogue, K = 30
  * the inline one. */
 static void test_heads(void) {
-    run_suite_both_forms(
+    run_suite_cpu_forms(
         "heads.kiln",
         "graph heads(x1: f32[2, 70, 384], w1: f32[384, 384], b1: f32[384], x2: f32[1, 50, 256], "
         "w2: f32[256, 256], x3: f32[1, 40, 96], w3: f32[96, 96], b3: f32[96], x4: f32[2, 36, 144], "
@@ -533,13 +526,13 @@ static unsigned split_by_columns_bits(const char *name, const char *text) {
 }
 
 /* The n convolutions of cs, every one of which must read its input in place
- * (count_conv_taps), against the reference on devices and both forms of
- * the micro-kernel (run_suite_both_forms). */
+ * (count_conv_taps), against the reference on devices and every CPU form of
+ * the micro-kernel (run_suite_cpu_forms). */
 static void run_taps_suite(const char *name, const ConvCase *cs, int n, const char *const *devices) {
     char *text = conv_program(cs, n);
     int in_place = count_conv_taps(name, text);
     CHECK(in_place == n, "%s: %d convolutions read their input in place, want %d", name, in_place, n);
-    run_suite_both_forms(name, text, 0, devices);
+    run_suite_cpu_forms(name, text, 0, devices);
     free(text);
 }
 
@@ -660,7 +653,7 @@ static void test_convolutions(void) {
         {1, 301, 11, 12, 248, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},
     };
     text = conv_program(corner_t, (int)(sizeof corner_t / sizeof corner_t[0]));
-    run_suite_both_forms("convs-corner-t.kiln", text, 0, NULL);
+    run_suite_cpu_forms("convs-corner-t.kiln", text, 0, NULL);
     free(text);
     /* swapped products' epilogue over whole rows (plane_rows, flag
      * MMF_ROWS): three 7x7 images, K = 160 in one block, a clamp; one image
@@ -674,7 +667,7 @@ static void test_convolutions(void) {
         {2, 288, 5, 5, 272, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "relu", 0, 0},
     };
     text = conv_program(plane_rows, (int)(sizeof plane_rows / sizeof plane_rows[0]));
-    run_suite_both_forms("convs-rows.kiln", text, 0, every_target);
+    run_suite_cpu_forms("convs-rows.kiln", text, 0, every_target);
     free(text);
     /* the size-generic loop nest (kiln.mm.nest: K >= 128) prefetching an
      * output of 2 MiB for writing (3x3 x 16 = 144, 128 x 64 x 64 floats): on
@@ -715,7 +708,7 @@ static void test_convolutions(void) {
     };
     static const char *const fast_devices[] = {"cpu", "cuda-emu", NULL};
     text = conv_program(large, (int)(sizeof large / sizeof large[0]));
-    run_suite_both_forms("convs-large.kiln", text, 0, fast_devices);
+    run_suite_cpu_forms("convs-large.kiln", text, 0, fast_devices);
     free(text);
     /* B read in place whose rows fall into few of the L1's sets (k_part):
      * 26x32 planes, 3328 bytes apart (52 lines: 16 different first sets),
@@ -728,7 +721,7 @@ static void test_convolutions(void) {
         {4, 201, 26, 32, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
     };
     text = conv_program(k_parts, (int)(sizeof k_parts / sizeof k_parts[0]));
-    run_suite_both_forms("convs-k-parts.kiln", text, 0, cpu_targets_and_emu);
+    run_suite_cpu_forms("convs-k-parts.kiln", text, 0, cpu_targets_and_emu);
     free(text);
     /* a wide, short 1x1 whose epilogue reads a residual (4.5 MB out over
      * two images, K = 40 in one block, B read in place) runs its tiles a
@@ -746,7 +739,7 @@ static void test_convolutions(void) {
         {1, 40, 65, 63, 52, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
     };
     text = conv_program(rows_residual, (int)(sizeof rows_residual / sizeof rows_residual[0]));
-    run_suite_both_forms("convs-rows-residual.kiln", text, 0, cpu_targets_and_emu);
+    run_suite_cpu_forms("convs-rows-residual.kiln", text, 0, cpu_targets_and_emu);
     free(text);
     /* a 1x1 expansion of one image (K = 24 into 96 channels, its input 34
      * KB) split by its rows, whole channel planes per thread, not by its
@@ -760,7 +753,7 @@ static void test_convolutions(void) {
     unsigned by_columns = split_by_columns_bits("convs-expansion.kiln", text);
     CHECK(by_columns == 2u, "convs-expansion.kiln: split by columns %#x, want 0x2 (the 96-row one by rows)",
           by_columns);
-    run_suite_both_forms("convs-expansion.kiln", text, 0, cpu_targets_and_emu);
+    run_suite_cpu_forms("convs-expansion.kiln", text, 0, cpu_targets_and_emu);
     free(text);
     /* convolutions read in place through their taps (llvm_conv_taps: stride
      * 1, K >= 256, output rows of a multiple of 4 pixels, channels in whole
@@ -871,7 +864,7 @@ static void test_convolutions(void) {
     run_suite("depthwise.kiln", text, (int)(sizeof direct / sizeof direct[0]));
     free(text);
     /* output rows of at most two vectors in the row form, four rows at a
-     * time (two on znver5: direct_row_groups; both forms where the host
+     * time (two on znver5: direct_row_groups; each CPU form where the host
      * runs them), input rows shared between them:
      * MobileNetV2's stride-2 56x56 -> 28x28 (49 vectors a plane: not in
      * phase planes; blocks of 12 rows, 28 = 12 + 12 + 4), 25-pixel rows
@@ -886,9 +879,13 @@ static void test_convolutions(void) {
         {1, 8, 12, 32, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8, true, "residual", 0, 0},
         {1, 4, 140, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4, true, "relu", 0, 0},
         {1, 4, 80, 16, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4, false, "", 0, 0},
+        /* planes of 3 output rows (dilation 2; stride 3): on znver5 one
+         * group of two rows, then a group computing a row past the plane */
+        {2, 6, 7, 12, 6, 3, 3, 1, 1, 0, 1, 2, 2, 6, false, "relu", 0, 0},
+        {2, 4, 9, 40, 4, 3, 3, 3, 3, 1, 1, 1, 1, 4, true, "", 0, 0},
     };
     text = conv_program(direct_rows, (int)(sizeof direct_rows / sizeof direct_rows[0]));
-    const char **row_devices = with_direct_row_forms("depthwise-rows.kiln", cpu_targets_and_emu);
+    const char **row_devices = with_cpu_forms("depthwise-rows.kiln", cpu_targets_and_emu);
     run_suite_on("depthwise-rows.kiln", text, (int)(sizeof direct_rows / sizeof direct_rows[0]), row_devices);
     free(row_devices);
     free(text);
@@ -947,7 +944,7 @@ static void test_in_place(void) {
         "}\n";
     int n = count_in_place("inplace.kiln", text);
     CHECK(n == 3, "inplace.kiln: %d kernels store in place of their residual, want 3", n);
-    run_suite_both_forms("inplace.kiln", text, 0, NULL);
+    run_suite_cpu_forms("inplace.kiln", text, 0, NULL);
 }
 
 /* ------------------------------------------------------- sized units */
@@ -1281,7 +1278,7 @@ static void test_padded_images(void) {
         }
     CHECK(padded == 2, "padded.kiln: %d images kept padded, want 2 (b and e)", padded);
     fused_free(arena, p, g, o);
-    run_suite_both_forms("padded.kiln", text, 0, cpu_targets_and_emu);
+    run_suite_cpu_forms("padded.kiln", text, 0, cpu_targets_and_emu);
 }
 
 int main(void) {
