@@ -490,15 +490,20 @@ KilnStatus exec_bind_shared(Executable *x, int param, const KilnTensor *t, char 
     return bind_param(x, param, t, false, err, errlen);
 }
 
-KilnStatus exec_bind_constants(Executable *x, const IRGraph *g, const KilnTensor *inputs, char *err, size_t errlen) {
+bool exec_bind_batch(Executable *x, bool begin, char *err, size_t errlen) {
     bool (*batch)(void *, bool, char *, size_t) = has(x, BK_KERNELS) ? x->be->kernels.bind_batch : NULL;
-    if (batch && !batch(x->prog, true, err, errlen)) return KILN_ERR_DEVICE;
+    return !batch || batch(x->prog, begin, err, errlen);
+}
+
+KilnStatus exec_bind_constants(Executable *x, const IRGraph *g, const KilnTensor *inputs, char *err,
+                               size_t errlen) {
+    if (!exec_bind_batch(x, true, err, errlen)) return KILN_ERR_DEVICE;
     KilnStatus st = KILN_OK;
     for (int i = 0; st == KILN_OK && i < x->nparams && i < g->params.len; i++)
         if (ir_node(g, g->params.data[i])->flag) st = exec_bind_shared(x, i, &inputs[i], err, errlen);
     /* the batch ends even after a failed bind (what it left undone is done or dropped) */
     char berr[512] = "";
-    if (batch && !batch(x->prog, false, berr, sizeof berr) && st == KILN_OK) {
+    if (!exec_bind_batch(x, false, berr, sizeof berr) && st == KILN_OK) {
         snprintf(err, errlen, "%s", berr);
         st = KILN_ERR_DEVICE;
     }

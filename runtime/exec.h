@@ -67,6 +67,14 @@ KilnStatus exec_bind_constants(Executable *x, const IRGraph *g, const KilnTensor
  * a caller that compiles one graph for several shapes binds one copy of
  * its weights to every executable (app/api.c). */
 KilnStatus exec_bind_shared(Executable *x, int param, const KilnTensor *t, char *err, size_t errlen);
+/* Brackets a group of binds (exec_bind, exec_bind_shared): begin true
+ * before the first, false after the last, also after one that failed; no
+ * run in between.  The backend may leave a bind's work to the end and do
+ * all of it then (the CPU packs the operands on its pool's threads:
+ * BackendKernels.bind_batch).  False (err set) when that work failed: the
+ * executable is then not fit to run (destroy it).  exec_bind_constants and
+ * app/api.c's binds use it. */
+bool exec_bind_batch(Executable *x, bool begin, char *err, size_t errlen);
 
 /* One run: inputs[i] for parameter i (dtype and element count must match),
  * outputs[i] (nresults of them) allocated here, owned by the caller.  On

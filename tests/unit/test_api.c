@@ -12,6 +12,9 @@
  *     changes nothing), a result that is a parameter is a copy, binding
  *     again while 4 threads run gives each run the old or the new value; load_weights from a .safetensors
  * file, all or nothing, its tensors bound in place (mapped) on cpu, kir and ref at any offset;
+ *     six weights of a three-layer graph bound in one batch (load_weights,
+ *     then the compilations), rebound, a file with a wrong tensor in the
+ *     middle (nothing bound), some left to the inputs: against `ref`;
  *   - every error path: status, file, line, column and message;
  *   - use after close (every function), closing while runs are in flight,
  *     and 200 load/bind/run/close cycles (leaks: `make asan`);
@@ -406,6 +409,125 @@ static void test_load_weights_mapped(const char *dir) {
     kiln_error_clear(&err);
 }
 
+/* ------------------------------------------------------------ batches */
+
+/* Three layers, six weights: the cpu packs each matmul's weights when they
+ * are bound, all of a binding's (or a compilation's) in one batch packed on
+ * the pool's threads at its end (exec_bind_batch). */
+static const char *const mlp_source =
+    "graph mlp(x: f32[B, 64], w1: f32[64, 96], b1: f32[96], w2: f32[96, 80], "
+    "b2: f32[80], w3: f32[80, 32], b3: f32[32]) -> f32[B, 32] {\n"
+    "    h = relu(x @ w1 + b1)\n"
+    "    g = tanh(h @ w2 + b2)\n"
+    "    return g @ w3 + b3\n"
+    "}\n";
+
+enum { MLP_W = 6 };
+static const int64_t mlp_shapes[MLP_W][2] = {{64, 96}, {96, 1}, {96, 80}, {80, 1}, {80, 32}, {32, 1}};
+static const int mlp_ranks[MLP_W] = {2, 1, 2, 1, 2, 1};
+static char *mlp_names[MLP_W] = {"w1", "b1", "w2", "b2", "w3", "b3"};
+
+/* cpu's result at batch `batch` against ref's, the same weights bound one at a time there. */
+static void mlp_check(KilnModel *m, const KilnTensor *w, const KilnTensor *extra_in, int64_t batch,
+                      const char *what) {
+    KilnError err = {0};
+    KilnModel *ref = kiln_model_compile(mlp_source, &(KilnModelOptions){.device = "ref"}, &err);
+    CHECK(ref != NULL, "the reference: %s", err.message);
+    for (int i = 0; ref && i < MLP_W; i++)
+        CHECK(kiln_model_bind(ref, mlp_names[i], &w[i], &err) == KILN_OK, "reference bind: %s", err.message);
+    int64_t xs[2] = {batch, 64};
+    KilnTensor x = make(2, xs), in[MLP_W + 1] = {x}, got[1], want[1];
+    for (int i = 0; extra_in && i < MLP_W; i++) in[1 + i] = extra_in[i];
+    bool ok = kiln_model_run(m, in, got, &err) == KILN_OK;
+    CHECK(ok, "%s: run at batch %lld: %s", what, (long long)batch, err.message);
+    bool rok = ref && kiln_model_run(ref, in, want, &err) == KILN_OK;
+    CHECK(rok, "%s: the reference's run: %s", what, err.message);
+    double worst = 0;
+    if (ok && rok)
+        CHECK(close_enough_tol(&got[0], &want[0], 1e-4, 1e-5, &worst), "%s, batch %lld: off by %g", what,
+              (long long)batch, worst);
+    if (ok) kiln_tensor_free(&got[0]);
+    if (rok) kiln_tensor_free(&want[0]);
+    kiln_tensor_free(&x);
+    kiln_model_free(ref);
+    kiln_error_clear(&err);
+}
+
+/* Several weights bound through the API in one batch: load_weights before
+ * the first run (the compilations then bind all six), again with two
+ * variants compiled (each rebinds them), a file with a wrong tensor in the
+ * middle (an error naming it, nothing of the file bound, the results those
+ * of the weights before), kiln_model_bind one by one, and some weights left
+ * to the inputs; every result against the reference interpreter
+ * (rtol 1e-4, atol 1e-5: three layers, summed in other orders). */
+static void test_bind_batch(const char *dir) {
+    KilnTensor a[MLP_W], b[MLP_W], bad[MLP_W];
+    for (int i = 0; i < MLP_W; i++) {
+        a[i] = make(mlp_ranks[i], mlp_shapes[i]);
+        b[i] = make(mlp_ranks[i], mlp_shapes[i]);
+        bad[i] = b[i];
+    }
+    int64_t wrong_shape[2] = {96, 81}; /* w2, in the middle of the file */
+    bad[2] = make(2, wrong_shape);
+    char pa[4096], pb[4096], pbad[4096], phalf[4096], e[512];
+    snprintf(pa, sizeof pa, "%s/mlp-a.safetensors", dir);
+    snprintf(pb, sizeof pb, "%s/mlp-b.safetensors", dir);
+    snprintf(pbad, sizeof pbad, "%s/mlp-bad.safetensors", dir);
+    snprintf(phalf, sizeof phalf, "%s/mlp-half.safetensors", dir);
+    CHECK(kiln_safetensors_write(pa, &(KilnTensorList){MLP_W, mlp_names, a}, e, sizeof e) &&
+              kiln_safetensors_write(pb, &(KilnTensorList){MLP_W, mlp_names, b}, e, sizeof e) &&
+              kiln_safetensors_write(pbad, &(KilnTensorList){MLP_W, mlp_names, bad}, e, sizeof e) &&
+              kiln_safetensors_write(phalf, &(KilnTensorList){4, mlp_names, a}, e, sizeof e),
+          "writing the weights: %s", e);
+    KilnError err = {0};
+    KilnModel *m = kiln_model_compile(mlp_source, &(KilnModelOptions){.device = "cpu"}, &err);
+    CHECK(m != NULL, "compile mlp: %s", err.message);
+    if (m) {
+        CHECK(kiln_model_load_weights(m, pa, &err) == KILN_OK, "load %s: %s", pa, err.message);
+        mlp_check(m, a, NULL, 3, "weights A, loaded before the first run");
+        mlp_check(m, a, NULL, 5, "weights A, a second compilation");
+        CHECK(kiln_model_load_weights(m, pb, &err) == KILN_OK, "load %s: %s", pb, err.message);
+        mlp_check(m, b, NULL, 3, "weights B, rebound in a compiled variant");
+        mlp_check(m, b, NULL, 5, "weights B, rebound in the second variant");
+        KilnStatus st = kiln_model_load_weights(m, pbad, &err);
+        CHECK(st == KILN_ERR_USAGE && err.file && strcmp(err.file, pbad) == 0 && strstr(err.message, "'w2'"),
+              "a wrong tensor in the middle of a file: status %d, %s", st, err.message);
+        for (int i = 1; i <= MLP_W; i++) CHECK(kiln_model_param_bound(m, i), "parameter %d unbound", i);
+        mlp_check(m, b, NULL, 3, "after the failed load (weights B still)");
+        mlp_check(m, b, NULL, 5, "after the failed load, the second variant");
+        st = kiln_model_bind(m, "w2", &bad[2], &err);
+        CHECK(st == KILN_ERR_USAGE && strstr(err.message, "'w2'"), "bind a wrong w2: status %d, %s", st,
+              err.message);
+        KilnTensor mixed[MLP_W];
+        for (int i = 0; i < MLP_W; i++) mixed[i] = i % 2 ? b[i] : a[i];
+        for (int i = 0; i < MLP_W; i += 2)
+            CHECK(kiln_model_bind(m, mlp_names[i], &a[i], &err) == KILN_OK, "bind %s: %s", mlp_names[i],
+                  err.message);
+        mlp_check(m, mixed, NULL, 3, "w1, w2, w3 of A bound one by one");
+        kiln_model_free(m);
+    }
+    /* four of the six from a file, the last two from the inputs */
+    m = kiln_model_compile(mlp_source, &(KilnModelOptions){.device = "cpu"}, &err);
+    if (m) {
+        CHECK(kiln_model_load_weights(m, phalf, &err) == KILN_OK, "load %s: %s", phalf, err.message);
+        int64_t xs[2] = {2, 64};
+        KilnTensor x = make(2, xs), in[MLP_W + 1] = {x}, out[1];
+        KilnStatus st = kiln_model_run(m, in, out, &err);
+        CHECK(st == KILN_ERR_USAGE && strstr(err.message, "input 'w3'") && strstr(err.message, "missing"),
+              "w3 neither bound nor given: status %d, %s", st, err.message);
+        if (st == KILN_OK) kiln_tensor_free(&out[0]);
+        KilnTensor extra[MLP_W] = {{0}};
+        extra[4] = b[4], extra[5] = b[5];
+        KilnTensor half[MLP_W] = {a[0], a[1], a[2], a[3], b[4], b[5]};
+        mlp_check(m, half, extra, 4, "four weights bound, two given");
+        kiln_tensor_free(&x);
+        kiln_model_free(m);
+    }
+    for (int i = 0; i < MLP_W; i++) kiln_tensor_free(&a[i]), kiln_tensor_free(&b[i]);
+    kiln_tensor_free(&bad[2]);
+    kiln_error_clear(&err);
+}
+
 /* ------------------------------------------------------------ errors */
 
 static void expect_error(KilnStatus st, const KilnError *err, KilnStatus want, const char *needle,
@@ -667,6 +789,7 @@ int main(void) {
     test_rebind_while_running();
     test_load_weights(dir);
     test_load_weights_mapped(dir);
+    test_bind_batch(dir);
     test_errors(dir);
     test_close_while_running();
     test_cycles();
