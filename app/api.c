@@ -319,12 +319,7 @@ static Variant *variant_compile(KilnModel *m, const int64_t *sizes, KilnError *e
             st = exec_bind_shared(v->x, i, &m->params[i].value, msg, sizeof msg);
     for (int i = 0; i < v->nweights && st == KILN_OK; i++)
         st = exec_bind_shared(v->x, m->nparams + i, &v->weights[i], msg, sizeof msg);
-    char berr[512] = ""; /* the batch ends even after a failed bind */
-    if (!exec_bind_batch(v->x, false, berr, sizeof berr) && st == KILN_OK) {
-        snprintf(msg, sizeof msg, "%s", berr);
-        st = KILN_ERR_DEVICE;
-    }
-    if (st != KILN_OK) goto failed;
+    if ((st = exec_bind_batch_end(v->x, st, msg, sizeof msg)) != KILN_OK) goto failed;
     v->result_shapes = ARENA_ARRAY(m->c.arena, int64_t *, m->nresults + 1);
     for (int r = 0; r < m->nresults; r++) {
         const Node *n = ir_node(v->g, v->g->results.data[r]);

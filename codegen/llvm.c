@@ -5855,6 +5855,12 @@ static void copy_padded_rows(Kc *kc, const KConv *cv, LLVMValueRef X, LLVMValueR
  * 1.007x / 1.008x; in the model 1.002-1.011x (performance.md, "Session 13:
  * the 1x1 layers at 7x7-28x28"); without the prefetch 1.004x.  Lines
  * prefetched for writing stay prefetchw into the L1. */
+/* prefetch_tile_rows' one prefetch: the line at byte `offset` of base, for
+ * writing into the L1 or for reading into the L2. */
+static void prefetch_tile_line(Cg *cg, LLVMValueRef base, LLVMValueRef offset, bool write) {
+    prefetch_at(cg, LLVMBuildGEP2(cg->b, cg->t_i8, base, &offset, 1, ""), write, write ? 3 : 2);
+}
+
 static void prefetch_tile_rows(Kc *kc, const MmGeo *geo, int NR, LLVMValueRef row, LLVMValueRef col,
                                LLVMValueRef mrv, bool write) {
     Cg *cg = kc->cg;
@@ -5878,25 +5884,14 @@ static void prefetch_tile_rows(Kc *kc, const MmGeo *geo, int NR, LLVMValueRef ro
                 LLVMValueRef ox = LLVMBuildURem(cg->b, col, ci64(cg, geo->taps->ow), "");
                 IfBlock starts;
                 if_begin(kc, &starts, LLVMBuildICmp(cg->b, LLVMIntEQ, ox, ci64(cg, 0), "row_start"));
-                prefetch_at(cg,
-                            LLVMBuildGEP2(cg->b, cg->t_i8, base, (LLVMValueRef[]){imul(cg, at, size)}, 1, ""),
-                            write, write ? 3 : 2);
+                prefetch_tile_line(cg, base, imul(cg, at, size), write);
                 if_end(kc, &starts);
-                prefetch_at(cg,
-                            LLVMBuildGEP2(cg->b, cg->t_i8, base,
-                                          (LLVMValueRef[]){imul(cg, iadd(cg, at, ci64(cg, NR - 1)), size)}, 1,
-                                          ""),
-                            write, write ? 3 : 2);
+                prefetch_tile_line(cg, base, imul(cg, iadd(cg, at, ci64(cg, NR - 1)), size), write);
                 continue;
             }
-            for (int64_t e = 0; e < NR + per_line - 1; e += per_line) {
-                prefetch_at(cg,
-                            LLVMBuildGEP2(
-                                cg->b, cg->t_i8, base,
-                                (LLVMValueRef[]){imul(cg, iadd(cg, at, ci64(cg, e < NR ? e : NR - 1)), size)},
-                                1, ""),
-                            write, write ? 3 : 2);
-            }
+            for (int64_t e = 0; e < NR + per_line - 1; e += per_line)
+                prefetch_tile_line(cg, base, imul(cg, iadd(cg, at, ci64(cg, e < NR ? e : NR - 1)), size),
+                                   write);
             continue;
         }
         /* a block's operand: its element size known at run time, the
@@ -5904,12 +5899,8 @@ static void prefetch_tile_rows(Kc *kc, const MmGeo *geo, int NR, LLVMValueRef ro
         IfBlock has;
         if_begin(kc, &has, LLVMBuildICmp(cg->b, LLVMIntNE, size, ci64(cg, 0), ""));
         LLVMValueRef last = imul(cg, ci64(cg, NR - 1), size), start = imul(cg, at, size);
-        for (int64_t e = 0; e < (NR - 1) * 4 + 64; e += 64) {
-            prefetch_at(cg,
-                        LLVMBuildGEP2(cg->b, cg->t_i8, base,
-                                      (LLVMValueRef[]){iadd(cg, start, imin(cg, ci64(cg, e), last))}, 1, ""),
-                        write, write ? 3 : 2);
-        }
+        for (int64_t e = 0; e < (NR - 1) * 4 + 64; e += 64)
+            prefetch_tile_line(cg, base, iadd(cg, start, imin(cg, ci64(cg, e), last)), write);
         if_end(kc, &has);
     }
     tloop_end(kc, &lr);
@@ -6106,9 +6097,9 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
               pb = known_bool(geo->packed_b), bip = known_bool(geo->b_in_place);
     LLVMValueRef cN = geo->n, cM = geo->m, K = geo->k;
     LLVMValueRef tile = NULL;
-    /* the tile buffer's pixels: NR, or a taps tile's (conv_taps_tile: up to
-     * CONV_TAPS_WIDE_TILE, more than NR) */
-    const int tile_px = geo->taps && conv_taps_tile(cg, geo->taps) > NR ? conv_taps_tile(cg, geo->taps) : NR;
+    /* a tile's pixels: NR, or a taps tile's (conv_taps_tile: 7, or up to
+     * CONV_TAPS_WIDE_TILE, more than NR); the tile buffer holds at least NR */
+    const int tile_w = geo->taps ? conv_taps_tile(cg, geo->taps) : NR, tile_px = tile_w > NR ? tile_w : NR;
     if (multi_k != 1) {
         tile = LLVMBuildArrayAlloca(cg->b, cg->t_f32, ci64(cg, MR * tile_px), "tile");
         LLVMSetAlignment(tile, 64);
@@ -6389,7 +6380,7 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
             if (write >= 0 && write != w) continue;
             IfBlock is;
             if (write < 0) if_begin(kc, &is, w ? geo->pf_write : LLVMBuildNot(cg->b, geo->pf_write, ""));
-            prefetch_tile_rows(kc, geo, geo->taps ? conv_taps_tile(cg, geo->taps) : NR, row0, col, mrv, w);
+            prefetch_tile_rows(kc, geo, tile_w, row0, col, mrv, w);
             if (write < 0) if_end(kc, &is);
         }
         if (guarded) if_end(kc, &pf);
@@ -6560,13 +6551,12 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         /* a tile of 7 or 14 (conv_taps_tile) or a row's last, narrower tile:
          * the rows past it undefined, then overwritten by the next tile's
          * or left in the buffer's slack past the row */
-        const int tile = geo->taps ? conv_taps_tile(cg, geo->taps) : NR;
         LLVMValueRef dst = elem_ptr(cg, cg->t_f32, rowbuf, at);
         if (geo->taps && cg->tile_t_calls) {
             LLVMValueRef targs[4] = {cptr, ldc, dst, row_ld};
-            call_fn(cg, helper_tile_t(cg, tile), targs, 4);
+            call_fn(cg, helper_tile_t(cg, tile_w), targs, 4);
         } else {
-            transpose_tile_to(kc, cptr, ldc, tile, dst, row_ld, 4);
+            transpose_tile_to(kc, cptr, ldc, tile_w, dst, row_ld, 4);
         }
     }
     if (plane < 0) {
@@ -7774,9 +7764,11 @@ static int vec_floats_of(const char *cpu, const char *feat) {
 static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     cg->vec_floats = vec_floats_of(cpu, feat);
     cg->embedded_bcast = ukernel_embedded_bcast(cpu);
-    cg->direct_rows = cpu && strcmp(cpu, "znver5") == 0 ? DIRECT_ROWS_AT_ONCE_ZEN5 : DIRECT_ROWS_AT_ONCE;
-    cg->pad_prefetch = cpu && strcmp(cpu, "znver5") == 0;
-    cg->tile_t_calls = cpu && strcmp(cpu, "znver5") == 0;
+    /* the rules measured on AMD Zen 5 alone (session 16) */
+    const bool zen5 = cpu && strcmp(cpu, "znver5") == 0;
+    cg->direct_rows = zen5 ? DIRECT_ROWS_AT_ONCE_ZEN5 : DIRECT_ROWS_AT_ONCE;
+    cg->pad_prefetch = zen5;
+    cg->tile_t_calls = zen5;
 }
 
 /* The same for a target machine. */
@@ -7926,11 +7918,11 @@ static void define_shared_helpers(Cg *cg) {
         helper_mm_nest(cg, swap, false), helper_mm_gather(cg, swap), helper_mm_prepack(cg, swap);
     helper_mm_nest(cg, true, true);
     helper_pad_rows(cg);
-    /* the tile widths conv_taps_tile picks */
-    for (int i = 0; i < 3 && cg->tile_t_calls; i++) {
+    if (cg->tile_t_calls) { /* the tile widths conv_taps_tile picks */
         const int widths[3] = {sh.mr, sh.mr > CONV_TAPS_ODD_TILE ? CONV_TAPS_ODD_TILE : 0,
                                taps_wide_tiles(&sh) ? CONV_TAPS_WIDE_TILE : 0};
-        if (widths[i] > 0) helper_tile_t(cg, widths[i]);
+        for (int i = 0; i < 3; i++)
+            if (widths[i] > 0) helper_tile_t(cg, widths[i]);
     }
     for (size_t i = 0; i < sizeof IM2COL_SHARED / sizeof IM2COL_SHARED[0] && helpers_hold_forms(cg); i++) {
         Im2colForm f = IM2COL_SHARED[i];

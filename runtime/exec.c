@@ -495,19 +495,20 @@ bool exec_bind_batch(Executable *x, bool begin, char *err, size_t errlen) {
     return !batch || batch(x->prog, begin, err, errlen);
 }
 
+KilnStatus exec_bind_batch_end(Executable *x, KilnStatus st, char *err, size_t errlen) {
+    char berr[512] = "";
+    if (exec_bind_batch(x, false, berr, sizeof berr) || st != KILN_OK) return st;
+    snprintf(err, errlen, "%s", berr);
+    return KILN_ERR_DEVICE;
+}
+
 KilnStatus exec_bind_constants(Executable *x, const IRGraph *g, const KilnTensor *inputs, char *err,
                                size_t errlen) {
     if (!exec_bind_batch(x, true, err, errlen)) return KILN_ERR_DEVICE;
     KilnStatus st = KILN_OK;
     for (int i = 0; st == KILN_OK && i < x->nparams && i < g->params.len; i++)
         if (ir_node(g, g->params.data[i])->flag) st = exec_bind_shared(x, i, &inputs[i], err, errlen);
-    /* the batch ends even after a failed bind (what it left undone is done or dropped) */
-    char berr[512] = "";
-    if (!exec_bind_batch(x, false, berr, sizeof berr) && st == KILN_OK) {
-        snprintf(err, errlen, "%s", berr);
-        st = KILN_ERR_DEVICE;
-    }
-    return st;
+    return exec_bind_batch_end(x, st, err, errlen);
 }
 
 /* ------------------------------------------------------------ bench */

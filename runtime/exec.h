@@ -75,6 +75,10 @@ KilnStatus exec_bind_shared(Executable *x, int param, const KilnTensor *t, char 
  * executable is then not fit to run (destroy it).  exec_bind_constants and
  * app/api.c's binds use it. */
 bool exec_bind_batch(Executable *x, bool begin, char *err, size_t errlen);
+/* The batch's end after binds that came to status st (a failed one too:
+ * what the batch left undone is then done or dropped): st, or where st was
+ * KILN_OK and the batch's work failed, KILN_ERR_DEVICE with err set. */
+KilnStatus exec_bind_batch_end(Executable *x, KilnStatus st, char *err, size_t errlen);
 
 /* One run: inputs[i] for parameter i (dtype and element count must match),
  * outputs[i] (nresults of them) allocated here, owned by the caller.  On
