@@ -63,6 +63,8 @@ typedef struct {
     bool pad_prefetch;   /* kiln.conv.pad_rows prefetches its input rows (AMD Zen 5:
                           * PAD_AHEAD_BYTES) */
     bool tile_t_calls;   /* taps tiles transposed by a shared helper (helper_tile_t: Zen 5) */
+    bool one_k_block;    /* products of K up to 2 KC streaming a large B run one K block
+                          * (one_k_block: Zen 5) */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
     bool sized;     /* a unit of runtime/cpu_code.c: its size-generic products (llvm_kernel_sizes)
                      * read their sizes from the table's values slot */
@@ -2023,8 +2025,35 @@ static bool swap_one_panel(const KProgram *p, const KGemm *g) {
     return g->mm.k >= SWAP_ONE_PANEL_MIN && g->mm.m >= SWAP_ONE_PANEL_MIN && !conv_taps(p, g) &&
            gemm_swapped(p, g);
 }
+/* Whether product g (unswapped; kc its tile form's KC) runs its K in one
+ * block of 2 KC (Cg.one_k_block: AMD Zen 5): K in (KC, 2 KC], A a constant
+ * (the weights, prepacked in blocks of that KC), and a B that then takes the
+ * next-block prefetch (prefetch_next_block: an activation of 2 MiB or more
+ * read along its columns, a 1x1 convolution's input).  In two blocks each
+ * tile's partial sums went through Cacc and B's block came from memory
+ * unprefetched: ResNet-50 batch 8's 1x1 512->128 and 512->256 at 28x28
+ * (B 12.8 MB) ran 0.50-0.59 ms an image against 0.42 at batch 1 on one
+ * thread; in one block 1.21-1.41x (1 thread) and 1.07-1.38x (2 threads),
+ * the whole model 1.037x and 1.026x by CPU time; MobileNetV2 batch 8's
+ * 384->64/96 at 14x14 1.02-1.03x (1 thread), the model 1.00x.  Batch 1 (B
+ * 1.6 MB, in the caches) ran 0.99-1.03x, so the rule keeps to a large B
+ * (and batch 1 to its shared nests: byte-identical code).  K = 1024 in one
+ * block or two of 512 (ResNet-50's 1x1 1024->256 and 1024->512 at 14x14,
+ * B packed) 0.98-1.00x: not taken.  The nest is then the product's own
+ * (emit_matmul_fn, kernel_sized: the shared nests and their prebuilt forms
+ * keep the form's KC; two more units to compile for ResNet-50 batch 8,
+ * +25-35 ms cold).  Quiet, Zen 5 (docs/performance.md, "Session 17:
+ * ResNet-50's 1x1 layers at batch 8"). */
+static bool prefetch_next_block(const KProgram *p, const KGemm *g, bool packed_b, bool multi_k, bool swap);
+static bool b_constant(const Cg *cg, const KGemm *g);
+static bool one_k_block(const Cg *cg, const KGemm *g, int64_t kc) {
+    const KMatmul *mm = &g->mm;
+    return cg->one_k_block && mm->k > kc && mm->k <= 2 * kc && cg->p->bufs.data[mm->a_buf].constant &&
+           prefetch_next_block(cg->p, g, b_constant(cg, g), false, false);
+}
 static MmShape mm_shape(const Cg *cg, const KGemm *g) {
     MmShape s = mm_shape_form(cg, gemm_swapped(cg->p, g));
+    if (!s.swap && one_k_block(cg, g, s.kc)) s.kc *= 2;
     if (conv_taps(cg->p, g)) {
         int64_t rows = g->mm.m < s.mc ? g->mm.m : s.mc, taps = g->mm.k < s.kc ? g->mm.k : s.kc;
         if (rows * taps * 4 > TAPS_L1_BLOCK_BYTES) s.mc = s.mr;
@@ -6954,7 +6983,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
      * product (plane_rows: the nest's row buffer for the widest, flag
      * MMF_ROWS), their width the constant N here */
     const int64_t row_ld = taps && mm->k >= EPI_OUTLINE_MIN_K ? conv_row_ld(cg, g->conv) : 0;
-    const bool generic = mm_generic(g) && !prefetch_next && !taps;
+    const bool generic = mm_generic(g) && !prefetch_next && !taps && sh.kc == ukernel_shape(cg).kc;
     int *prefetch = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread;
     const int nprefetch = epilogue_prefetch(p, k, mm, prefetch, &nread, row_ld > 0);
     const bool epi_inline =
@@ -7069,7 +7098,7 @@ static bool kernel_sized(const Cg *cg, const Kernel *k, KGemm *g) {
     if (cg->aot || !gemm_tiled(cg, k, g) || g->mm.nbatch > 2 || conv_taps(cg->p, g)) return false;
     MmShape sh = mm_shape(cg, g);
     Prepack pp = gemm_prepack(cg, g);
-    return !prefetch_next_block(cg->p, g, pp.b, g->mm.k > sh.kc, sh.swap);
+    return sh.kc == ukernel_shape(cg).kc && !prefetch_next_block(cg->p, g, pp.b, g->mm.k > sh.kc, sh.swap);
 }
 
 /* Whether kernel k runs the direct form reading its channels' sizes from
@@ -7764,11 +7793,12 @@ static int vec_floats_of(const char *cpu, const char *feat) {
 static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     cg->vec_floats = vec_floats_of(cpu, feat);
     cg->embedded_bcast = ukernel_embedded_bcast(cpu);
-    /* the rules measured on AMD Zen 5 alone (session 16) */
+    /* the rules measured on AMD Zen 5 alone (sessions 16-17) */
     const bool zen5 = cpu && strcmp(cpu, "znver5") == 0;
     cg->direct_rows = zen5 ? DIRECT_ROWS_AT_ONCE_ZEN5 : DIRECT_ROWS_AT_ONCE;
     cg->pad_prefetch = zen5;
     cg->tile_t_calls = zen5;
+    cg->one_k_block = zen5;
 }
 
 /* The same for a target machine. */

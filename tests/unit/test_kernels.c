@@ -301,7 +301,8 @@ static const char **with_forms(const char *suite, const char *const *base, const
  * ukernel_embedded_bcast), skylake-avx512 (one broadcast per row shared by
  * the row's FMAs) and znver5 (the shared broadcast, and its own rules:
  * grouped depthwise rows two at a time, the padded copy's prefetch, the
- * taps tiles' transpose helpers), whichever the host's own is. */
+ * taps tiles' transpose helpers, one K block of 512: one_k_block),
+ * whichever the host's own is. */
 static const char **with_cpu_forms(const char *suite, const char *const *base) {
     static const char *const form_cpus[] = {"cpu:znver4", "cpu:skylake-avx512", "cpu:znver5"};
     static const char *const compile_only[] = {"compile:cpu:znver4", "compile:cpu:skylake-avx512",
@@ -1281,6 +1282,39 @@ static void test_padded_images(void) {
     run_suite_cpu_forms("padded.kiln", text, 0, cpu_targets_and_emu);
 }
 
+/* 1x1 products of constant weights over a B of 2 MiB or more, K = 320,
+ * 384 and 512, which on Zen 5 run K in one block of 2 KC (one_k_block:
+ * the weights prepacked in blocks of 512, the nest's own, the next
+ * block's prefetch), and K = 520 (three blocks of 256) beside them; 40
+ * output channels (three panels of 12 and a corner of 4), 4 images of
+ * 24x24 (rows of whole lines, B read in place), residual and relu
+ * epilogues.  The suite runs its weights as activations (A packed in the
+ * nest: the rule keeps off) and constant (check_constant_weights), on 1
+ * and 2 threads, on the cpu forms of with_cpu_forms (znver5 among them)
+ * and cuda-emu. */
+static void test_one_k_block(void) {
+    static const ConvCase cases[] = {
+        {4, 320, 24, 24, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+        {4, 384, 24, 24, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "relu", 0, 0},
+        {4, 512, 24, 24, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+        {4, 520, 24, 24, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+    };
+    static const char *const devices[] = {"cpu", "cuda-emu", NULL};
+    char *text = conv_program(cases, (int)(sizeof cases / sizeof cases[0]));
+    const char *threads = getenv("KILN_THREADS");
+    char *saved = threads ? strdup(threads) : NULL;
+    setenv("KILN_THREADS", "1", 1);
+    run_suite_cpu_forms("convs-one-k-block-1t.kiln", text, 0, devices);
+    setenv("KILN_THREADS", "2", 1);
+    run_suite_cpu_forms("convs-one-k-block-2t.kiln", text, 0, devices);
+    if (saved)
+        setenv("KILN_THREADS", saved, 1);
+    else
+        unsetenv("KILN_THREADS");
+    free(saved);
+    free(text);
+}
+
 int main(void) {
     setenv("KILN_THREADS", "2", 0); /* at least two threads split every large kernel, whatever the machine */
     test_matmuls();
@@ -1295,6 +1329,7 @@ int main(void) {
     test_swapped_pack_edges();
     test_review_shapes();
     test_three_threads();
+    test_one_k_block();
     printf("test_kernels: %d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
 }
