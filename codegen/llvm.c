@@ -65,6 +65,8 @@ typedef struct {
     bool tile_t_calls;   /* taps tiles transposed by a shared helper (helper_tile_t: Zen 5) */
     bool one_k_block;    /* products of K up to 2 KC streaming a large B run one K block
                           * (one_k_block: Zen 5) */
+    bool small_reads_unfetched; /* a sized product's tiles prefetch no epilogue operand it reads
+                                 * smaller than READ_PREFETCH_MIN_BYTES (AMD Zen 5) */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
     bool sized;     /* a unit of runtime/cpu_code.c: its size-generic products (llvm_kernel_sizes)
                      * read their sizes from the table's values slot */
@@ -7799,6 +7801,7 @@ static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     cg->pad_prefetch = zen5;
     cg->tile_t_calls = zen5;
     cg->one_k_block = zen5;
+    cg->small_reads_unfetched = zen5;
 }
 
 /* The same for a target machine. */
@@ -7821,6 +7824,24 @@ static void cg_identity(Cg *cg, const char *identity) {
     memcpy(name, cpu, n);
     name[n] = 0;
     cg_cpu(cg, name, feat ? feat + 1 : "");
+}
+
+/* Whether the nread operands a sized product's epilogue reads at o (the
+ * first of list: sized_prefetch's) are all smaller than
+ * READ_PREFETCH_MIN_BYTES.  Where Cg.small_reads_unfetched (AMD Zen 5) its
+ * tiles then prefetch none of them (the values' MMB_NPF 0: the same code,
+ * the nest tests the count): a residual of ResNet-50 batch 1 (0.4-1.6 MB,
+ * in place of the output, in the L2 or the L3) was fetched into the L2 by
+ * a burst of 12 rows x 3 lines before each tile, and its 1x1 layers at
+ * 28x28-7x7 ran 1.022x faster without, on 1 and 2 threads (quiet, in the
+ * model, normalised by the other kernels: docs/performance.md, "Session
+ * 17: ResNet-50's 1x1 layers at batch 1"); batch 8's (3.2-12.8 MB, from
+ * memory) need it: without, 0.90x. */
+enum { READ_PREFETCH_MIN_BYTES = 2 << 20 };
+static bool small_reads(const KProgram *p, const int *list, int nread) {
+    for (int i = 0; i < nread; i++)
+        if (buf_bytes(p, list[i]) >= (double)READ_PREFETCH_MIN_BYTES) return false;
+    return nread > 0;
 }
 
 /* A sized kernel's epilogue constants and magic numbers into its values. */
@@ -7871,7 +7892,7 @@ bool llvm_kernel_sizes(const KProgram *p, int kernel, const char *identity, bool
     int *pf = xcalloc((size_t)p->bufs.len + 1, sizeof(int)), nread, npass;
     bool mixed;
     sized_prefetch(p, k, &g.mm, pf, &nread, &npass, &mixed);
-    v[MMB_NPF] = npass;
+    v[MMB_NPF] = cg.small_reads_unfetched && small_reads(p, pf, nread) ? 0 : npass;
     if (npass > 0 && nread == 0) v[MMB_FLAGS] |= MMF_PREFETCH_WRITE;
     free(pf);
     if (g.conv) conv_slot_values(g.conv, v + MMB_C_OW);

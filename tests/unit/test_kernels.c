@@ -1235,6 +1235,59 @@ static void test_three_threads(void) {
     setenv("KILN_THREADS", "2", 1);
 }
 
+/* The residual epilogue's prefetch on Zen 5 (codegen/llvm.c small_reads):
+ * a sized product whose epilogue reads an operand at o (a residual) smaller
+ * than 2 MiB prefetches none of it there (its values' count of prefetched
+ * operands 0, the same code), a larger one does as on the other CPUs.
+ * Three small residuals: 1x1 130->260 at 14x14 (K one block, B packed: its
+ * 784-byte rows; 260 = 21 x 12 + 8 rows, 196 = 6 x 32 + 4 columns),
+ * 128->100 at 28x28 (B in place, 100 = 8 x 12 + 4 rows), 512->140 at 7x7
+ * (swapped: 140 = 4 x 32 + 12 channels, 49 = 4 x 12 + 1 pixels); one large,
+ * 128->232 at 48x48 (2.1 MB, prefetched).  Their values for znver5 and
+ * znver4 differ in that one slot for the small ones, in none for the large
+ * one; every result against the reference on the cpu forms, at 1 and 2
+ * threads. */
+static void test_residual_prefetch(void) {
+    static const ConvCase cases[] = {
+        {1, 130, 14, 14, 260, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+        {1, 128, 28, 28, 100, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+        {1, 512, 7, 7, 140, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+        {1, 128, 48, 48, 232, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+    };
+    static const int want_diff[] = {1, 1, 1, 0};
+    const int n = (int)(sizeof cases / sizeof cases[0]);
+    char *text = conv_program(cases, n);
+    Arena *arena = arena_new();
+    IRGraph *g, *o;
+    KProgram *p = fuse_text(arena, "residual-pf.kiln", text, true, &g, &o);
+    int product = 0;
+    for (int ki = 0; p && ki < p->kernels.len; ki++) {
+        const Kernel *k = &p->kernels.data[ki];
+        KGemm gm;
+        if (k->kind != KK_CONV || !kernel_gemm(p, k, &gm)) continue;
+        LlvmKernelSizes z5, z4;
+        bool s5 = llvm_kernel_sizes(p, ki, "x86_64-unknown-linux-gnu znver5 +avx512f", false, &z5);
+        bool s4 = llvm_kernel_sizes(p, ki, "x86_64-unknown-linux-gnu znver4 +avx512f", false, &z4);
+        CHECK(s5 && s4 && z5.nvalues == z4.nvalues, "residual-pf.kiln: kernel %d not sized alike", ki);
+        int diff = 0;
+        for (int i = 0; s5 && s4 && i < z5.nvalues && i < z4.nvalues; i++)
+            diff += z5.values[i] != z4.values[i];
+        CHECK(product < n && diff == want_diff[product],
+              "residual-pf.kiln: product %d: %d values differ on znver5, want %d", product, diff,
+              product < n ? want_diff[product] : -1);
+        llvm_kernel_sizes_free(&z5), llvm_kernel_sizes_free(&z4);
+        product++;
+    }
+    CHECK(product == n, "residual-pf.kiln: %d products, want %d", product, n);
+    fused_free(arena, p, g, o);
+    static const char *const cpu_only[] = {"cpu", NULL};
+    setenv("KILN_THREADS", "1", 1);
+    run_suite_cpu_forms("residual-pf-1t.kiln", text, 0, cpu_only);
+    setenv("KILN_THREADS", "2", 1);
+    run_suite_cpu_forms("residual-pf-2t.kiln", text, 0, cpu_only);
+    free(text);
+}
+
 /* Images kept zero-padded between two convolutions read in place
  * (pad_conv_inputs in passes/fuse.c, llvm_conv_keeps_padded): b (one taps
  * consumer, stride 1) and e (read by a stride-2 convolution only: planes
@@ -1330,6 +1383,7 @@ int main(void) {
     test_review_shapes();
     test_three_threads();
     test_one_k_block();
+    test_residual_prefetch();
     printf("test_kernels: %d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
 }
