@@ -11,8 +11,11 @@
  * own thread (a service's requests then run side by side).
  * tp_run_ranges runs a range of units instead, each thread its own part of
  * it first (runtime/cpu.c splits every kernel so).  Idle
- * workers spin briefly (kernels of one graph come in quick succession), then
- * sleep on a condition variable. */
+ * workers spin briefly (kernels of one graph come in quick succession),
+ * yielding their core now and then after the first microseconds (so a
+ * pool whose threads share a core with another program still gets on),
+ * then sleep on a condition variable; a job is posted, joined, closed and
+ * left through one atomic word (no lock unless a thread sleeps). */
 #ifndef KILN_THREADPOOL_H
 #define KILN_THREADPOOL_H
 

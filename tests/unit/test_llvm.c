@@ -24,9 +24,11 @@
 #include "runtime/threadpool.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "ulp.h"
@@ -917,6 +919,82 @@ static void test_threadpool_ranges(void) {
     }
 }
 
+/* tp_run_ranges' callback for the waits: counts each unit; thread `slow`
+ * sleeps `slow_us` in each of its chunks, the caller a fifth of that (so
+ * the worker joins first, and the caller then outwaits its spin and
+ * sleeps until that worker is done). */
+typedef struct {
+    _Atomic int64_t *hits;
+    int nthreads, slow;
+    long slow_us;
+    _Atomic int bad;
+} WaitJob;
+
+static void wait_task(void *ctx, int64_t u0, int64_t u1, int thread) {
+    WaitJob *j = ctx;
+    if (u0 >= u1 || thread < 0 || thread >= j->nthreads) atomic_fetch_add(&j->bad, 1);
+    if (j->slow > 0 && (thread == j->slow || thread == 0))
+        usleep((useconds_t)(thread == j->slow ? j->slow_us : j->slow_us / 5));
+    for (int64_t u = u0; u < u1; u++) atomic_fetch_add(&j->hits[u], 1);
+}
+
+/* Two callers sharing a pool: each its own job, over and over. */
+typedef struct {
+    ThreadPool *tp;
+    _Atomic int64_t hits[257];
+    int wrong;
+} SharedCaller;
+
+static void *shared_caller(void *arg) {
+    SharedCaller *c = arg;
+    RangeJob job = {c->hits, tp_size(c->tp), 0};
+    for (int round = 0; round < 300; round++) {
+        int64_t units = 1 + (round * 13) % 257;
+        for (int u = 0; u < 257; u++) atomic_init(&c->hits[u], 0);
+        tp_run_ranges(c->tp, range_task, &job, units);
+        for (int64_t u = 0; u < 257; u++) c->wrong += atomic_load(&c->hits[u]) != (u < units);
+    }
+    c->wrong += atomic_load(&job.bad);
+    return NULL;
+}
+
+/* The pool's waits: jobs posted to workers that have gone to sleep, a
+ * caller that sleeps until a slow worker's chunk is done (every unit run
+ * once, and all of them before tp_run_ranges returns), and two callers on
+ * one pool at once. */
+static void test_threadpool_waits(void) {
+    enum { UNITS = 64 };
+    _Atomic int64_t hits[UNITS];
+    for (int threads = 2; threads <= 3; threads++) {
+        ThreadPool *tp = tp_new(threads);
+        CHECK(tp != NULL, "tp_new(%d)", threads);
+        if (!tp) continue;
+        int wrong = 0;
+        for (int round = 0; round < 6; round++) {
+            /* rounds 0-2: the workers asleep before the job (their spin is
+             * about 1 ms); 3-5: a worker's chunks 5 ms each */
+            WaitJob job = {hits, tp_size(tp), round < 3 ? -1 : 1 + round % (tp_size(tp) - 1), 5000, 0};
+            if (round < 3) usleep(20000);
+            for (int u = 0; u < UNITS; u++) atomic_init(&hits[u], 0);
+            tp_run_ranges(tp, wait_task, &job, UNITS);
+            for (int u = 0; u < UNITS; u++) wrong += atomic_load(&hits[u]) != 1;
+            wrong += atomic_load(&job.bad);
+        }
+        CHECK(wrong == 0, "%d threads: %d units run wrongly after sleeps", threads, wrong);
+        SharedCaller callers[2] = {{.tp = tp}, {.tp = tp}};
+        pthread_t th[2];
+        bool started[2];
+        for (int i = 0; i < 2; i++)
+            started[i] = pthread_create(&th[i], NULL, shared_caller, &callers[i]) == 0;
+        for (int i = 0; i < 2; i++)
+            if (started[i]) pthread_join(th[i], NULL);
+        CHECK(started[0] && started[1] && callers[0].wrong == 0 && callers[1].wrong == 0,
+              "%d threads, two callers: %d and %d units run wrongly", threads, callers[0].wrong,
+              callers[1].wrong);
+        tp_free(tp);
+    }
+}
+
 static void test_threadpool(void) {
     ThreadPool *tp = tp_new(3);
     CHECK(tp && tp_size(tp) >= 1, "tp_new(3) failed");
@@ -940,6 +1018,7 @@ static void test_threadpool(void) {
     tp_run(NULL, pool_task, &job, 5); /* no pool: the caller runs them */
     CHECK(hits[4] == 5, "tp_run without a pool");
     test_threadpool_ranges();
+    test_threadpool_waits();
 }
 
 /* ------------------------------------------------- the backend, end to end */
