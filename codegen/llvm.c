@@ -67,6 +67,7 @@ typedef struct {
                           * (one_k_block: Zen 5) */
     bool small_reads_unfetched; /* a sized product's tiles prefetch no epilogue operand it reads
                                  * smaller than READ_PREFETCH_MIN_BYTES (AMD Zen 5) */
+    bool taps_l1_small;         /* taps row blocks bounded by TAPS_L1_BLOCK_BYTES_ZEN5 (Zen 5) */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
     bool sized;     /* a unit of runtime/cpu_code.c: its size-generic products (llvm_kernel_sizes)
                      * read their sizes from the table's values slot */
@@ -2010,8 +2011,16 @@ static MmShape mm_shape_form(const Cg *cg, bool swap) {
  * ResNet-18's and ResNet-50's 3x3 layers 1.005-1.04x together (batch 1 and
  * 8, 1 and 2 threads), those at 14x14 and 7x7 most.  The 7x7 stem's block
  * (64 x 147 taps, 37 KiB) stays in the L1 as it is (one panel per block:
- * 0.97-1.02x, its input read twice). */
-enum { TAPS_L1_BLOCK_BYTES = 40 << 10 };
+ * 0.97-1.02x, its input read twice).  On AMD Zen 5 (Cg.taps_l1_small) the
+ * bound is TAPS_L1_BLOCK_BYTES_ZEN5, below the stem's block, whose tiles
+ * then run one panel of 32 channels (18.4 KiB of weights) each: a row of
+ * the stem's tiles touched its block, its 21 input rows (19 KB) and the
+ * output lines its tiles prefetch for writing (28 KB), more than the 48
+ * KiB L1d; the stem alone, 1 thread, quiet: 1.027x at batch 8, 1.025x at
+ * batch 1 (docs/performance.md, "Session 17: the 3x3 layers and the
+ * stem").  Every other taps layer of ResNet-18 and -50 (K >= 576, 64
+ * channels or more: 64 KiB and up) takes one panel a block already. */
+enum { TAPS_L1_BLOCK_BYTES = 40 << 10, TAPS_L1_BLOCK_BYTES_ZEN5 = 32 << 10 };
 /* A swapped product (not read through taps) with long rows, K and M both
  * at least SWAP_ONE_PANEL_MIN, runs one panel of MR rows per row block too
  * (its own size-generic nest, kiln.mm.nest.swap1): a tile of 12 (or 1)
@@ -2058,7 +2067,8 @@ static MmShape mm_shape(const Cg *cg, const KGemm *g) {
     if (!s.swap && one_k_block(cg, g, s.kc)) s.kc *= 2;
     if (conv_taps(cg->p, g)) {
         int64_t rows = g->mm.m < s.mc ? g->mm.m : s.mc, taps = g->mm.k < s.kc ? g->mm.k : s.kc;
-        if (rows * taps * 4 > TAPS_L1_BLOCK_BYTES) s.mc = s.mr;
+        if (rows * taps * 4 > (cg->taps_l1_small ? TAPS_L1_BLOCK_BYTES_ZEN5 : TAPS_L1_BLOCK_BYTES))
+            s.mc = s.mr;
     } else if (swap_one_panel(cg->p, g)) {
         s.mc = s.mr;
     }
@@ -7802,6 +7812,7 @@ static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     cg->tile_t_calls = zen5;
     cg->one_k_block = zen5;
     cg->small_reads_unfetched = zen5;
+    cg->taps_l1_small = zen5;
 }
 
 /* The same for a target machine. */

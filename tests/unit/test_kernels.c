@@ -827,12 +827,17 @@ static void test_convolutions(void) {
      * of 28 above too): rows of 56 over three K blocks with a residual
      * (column blocks of whole rows, one panel per row block); the stem's
      * 7x7 stride 2 to rows of 112 (K = 147, one block, 64 channels: two
-     * panels a tile); stride 2 to rows of 28 over two images; 16 output
-     * channels (.r14v1); and rows of 42 (three tiles) split by rows between
-     * the threads.  AVX2 and SSE keep their own tiles. */
+     * panels a tile; on Zen 5 one panel a row block, its 37.6 KB block
+     * over TAPS_L1_BLOCK_BYTES_ZEN5); a 7x7 stride 2 over 4 channels to
+     * rows of 28, 48 output channels (K = 196: a block of 37.6 KB too, its
+     * second panel a corner of 16) with a residual over two images; stride
+     * 2 to rows of 28 over two images; 16 output channels (.r14v1); and
+     * rows of 42 (three tiles) split by rows between the threads.  AVX2
+     * and SSE keep their own tiles. */
     static const ConvCase taps14[] = {
         {1, 64, 4, 56, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
         {1, 3, 9, 224, 64, 7, 7, 2, 2, 3, 3, 1, 1, 1, true, "relu", 0, 0},
+        {2, 4, 11, 56, 48, 7, 7, 2, 2, 3, 3, 1, 1, 1, false, "residual", 0, 0},
         {2, 16, 6, 56, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, false, "relu", 0, 0},
         {1, 16, 5, 14, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "clamp", 0, 0},
         {1, 32, 9, 42, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
