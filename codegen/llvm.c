@@ -65,6 +65,8 @@ typedef struct {
     bool tile_t_calls;   /* taps tiles transposed by a shared helper (helper_tile_t: Zen 5) */
     bool one_k_block;    /* products of K up to 2 KC streaming a large B run one K block
                           * (one_k_block: Zen 5) */
+    bool a_ahead;        /* a sized nest's first column panel prefetches A's panel two
+                          * tiles ahead through the micro-kernel's slot (AMD Zen 5) */
     bool small_reads_unfetched; /* a sized product's tiles prefetch no epilogue operand it reads
                                  * smaller than READ_PREFETCH_MIN_BYTES (AMD Zen 5) */
     bool taps_l1_small;         /* taps row blocks bounded by TAPS_L1_BLOCK_BYTES_ZEN5 (Zen 5) */
@@ -6525,6 +6527,28 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
         pf_step = LLVMBuildSelect(cg->b, on, step, pf_step, "");
         pf_on = LLVMBuildOr(cg->b, pf_on, on, "");
     }
+    /* ... or (Cg.a_ahead, AMD Zen 5: a sized unit's nest, prepacked A,
+     * unswapped) in a row block's first column panel, where its A block
+     * comes from the L3 or memory (a model's weights: every layer's are
+     * read once a run), the panel two tiles ahead, MR floats a k step: the
+     * micro-kernel reads its panel at that pace, and the next A block
+     * (a_next_block) covered only a chunk's later blocks.  ResNet-50 batch
+     * 1's 1x1 256->1024 + residual at 14x14 (A 1 MB, 7 column panels) ran
+     * 1.057-1.068x (2 threads) and 1.032-1.040x (1 thread); quiet, in the
+     * model (docs/performance.md, "Session 17: ResNet-50's 1x1 layers at
+     * batch 1") */
+    if (cg->a_ahead && !geo->mm && pa != 0 && !sh->swap && !geo->taps && !kp) {
+        LLVMValueRef ahead = iadd(cg, ir, ci64(cg, 2 * MR));
+        LLVMValueRef on = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, jr, ci64(cg, 0), ""),
+                                       LLVMBuildICmp(cg->b, LLVMIntSLT, ahead, mcv, ""), "a_ahead");
+        if (pa < 0) on = LLVMBuildAnd(cg->b, on, geo->packed_a, "");
+        LLVMValueRef at =
+            LLVMBuildGEP2(cg->b, cg->t_f32, ablock, (LLVMValueRef[]){imul(cg, ahead, kcv)}, 1, "");
+        LLVMValueRef step = ci64(cg, MR * 4);
+        pf_at = pf_on ? LLVMBuildSelect(cg->b, on, at, pf_at, "") : at;
+        pf_step = pf_on ? LLVMBuildSelect(cg->b, on, step, pf_step, "") : step;
+        pf_on = pf_on ? LLVMBuildOr(cg->b, pf_on, on, "") : on;
+    }
     LLVMValueRef accumulate = multi_k != 0 ? LLVMBuildNot(cg->b, first, "") : LLVMConstInt(cg->t_i1, 0, 0);
     if (kp) {
         accumulate = LLVMBuildICmp(cg->b, LLVMIntNE, part, ci64(cg, 0), "");
@@ -7813,6 +7837,7 @@ static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     cg->one_k_block = zen5;
     cg->small_reads_unfetched = zen5;
     cg->taps_l1_small = zen5;
+    cg->a_ahead = zen5;
 }
 
 /* The same for a target machine. */
