@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct WorkerArg WorkerArg;
@@ -59,8 +60,12 @@ struct ThreadPool {
  * when another program holds a core and the pool's two threads share the
  * other, the one that spins lets the one with work run (without it each
  * kernel cost up to the full spin, 0.5 ms on Zen 5: MobileNetV2 at batch 1
- * ran in 5-8 ms instead of 2). */
-enum { SPIN_PAUSES = 20000, SPIN_ALONE = 200, YIELD_EVERY = 16 };
+ * ran in 5-8 ms instead of 2).  The spin ends SPIN_NS after the yields
+ * began, counted in time, not pauses: 0.5 ms, what the 20000 pauses spun
+ * before the yields on Zen 5; counted in pauses, the time a yield gives the
+ * core away made each worker's spin after a job about 1 ms on 2 threads and
+ * 2 ms on 7 (the review of session 17). */
+enum { SPIN_ALONE = 200, YIELD_EVERY = 16, SPIN_NS = 500 * 1000 };
 
 static void spin_pause(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -68,11 +73,28 @@ static void spin_pause(void) {
 #endif
 }
 
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A spin-wait: its pauses so far and when its yields began. */
+typedef struct {
+    int pauses;
+    int64_t yields_since_ns;
+} Spin;
+
 /* One step of a spin-wait: a pause, after SPIN_ALONE of them a yield now
- * and then (see SPIN_PAUSES). */
-static void spin_step(int spin) {
+ * and then; false once its time is up (see SPIN_NS). */
+static bool spin_step(Spin *sp) {
     spin_pause();
-    if (spin >= SPIN_ALONE && spin % YIELD_EVERY == 0) sched_yield();
+    int n = ++sp->pauses;
+    if (n < SPIN_ALONE) return true;
+    if (n == SPIN_ALONE) sp->yields_since_ns = now_ns();
+    if (n % YIELD_EVERY != 0) return true;
+    sched_yield();
+    return now_ns() - sp->yields_since_ns < SPIN_NS;
 }
 
 static void run_tasks(ThreadPool *tp, int thread) {
@@ -142,12 +164,12 @@ struct WorkerArg {
  * asleep on `wake`) and sets *s to its state; false when the pool is being
  * freed. */
 static bool next_job(ThreadPool *tp, unsigned seen, uint64_t *s) {
-    for (int spin = 0; spin < SPIN_PAUSES; spin++) {
+    Spin spin = {0};
+    do {
         *s = atomic_load(&tp->job.state);
         if (job_gen(*s) != seen) return true;
         if (atomic_load_explicit(&tp->quit, memory_order_relaxed)) return false;
-        spin_step(spin);
-    }
+    } while (spin_step(&spin));
     /* asleep: a caller that posts a job after this thread counted itself
      * in `sleepers` sees the count and wakes it under `mu` */
     pthread_mutex_lock(&tp->mu);
@@ -245,10 +267,7 @@ static void run_shared(ThreadPool *tp) {
      * those inside it to finish their last task, spinning first (the last
      * chunks are small) */
     s = atomic_fetch_and(&tp->job.state, ~JOB_OPEN);
-    for (int spin = 0; spin < SPIN_PAUSES && (s & JOB_BUSY); spin++) {
-        spin_step(spin);
-        s = atomic_load(&tp->job.state);
-    }
+    for (Spin spin = {0}; (s & JOB_BUSY) && spin_step(&spin);) s = atomic_load(&tp->job.state);
     if (s & JOB_BUSY) {
         pthread_mutex_lock(&tp->mu);
         atomic_store(&tp->job.caller_waits, 1);

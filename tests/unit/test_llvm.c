@@ -25,6 +25,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -958,13 +959,25 @@ static void *shared_caller(void *arg) {
     return NULL;
 }
 
+/* A wait of the pool that never ends (a lost wake-up) fails the test
+ * instead of hanging the suite. */
+static void pool_wait_timed_out(int sig) {
+    (void)sig;
+    static const char msg[] = "FAIL test_threadpool_waits: a wait never ended (a lost wake-up?)\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    _exit(1);
+}
+
 /* The pool's waits: jobs posted to workers that have gone to sleep, a
  * caller that sleeps until a slow worker's chunk is done (every unit run
  * once, and all of them before tp_run_ranges returns), and two callers on
- * one pool at once. */
+ * one pool at once; all of it within 60 s (it takes well under one). */
 static void test_threadpool_waits(void) {
     enum { UNITS = 64 };
     _Atomic int64_t hits[UNITS];
+    void (*before)(int) = signal(SIGALRM, pool_wait_timed_out);
+    alarm(60);
     for (int threads = 2; threads <= 3; threads++) {
         ThreadPool *tp = tp_new(threads);
         CHECK(tp != NULL, "tp_new(%d)", threads);
@@ -972,7 +985,7 @@ static void test_threadpool_waits(void) {
         int wrong = 0;
         for (int round = 0; round < 6; round++) {
             /* rounds 0-2: the workers asleep before the job (their spin is
-             * about 1 ms); 3-5: a worker's chunks 5 ms each */
+             * 0.5 ms); 3-5: a worker's chunks 5 ms each */
             WaitJob job = {hits, tp_size(tp), round < 3 ? -1 : 1 + round % (tp_size(tp) - 1), 5000, 0};
             if (round < 3) usleep(20000);
             for (int u = 0; u < UNITS; u++) atomic_init(&hits[u], 0);
@@ -993,6 +1006,8 @@ static void test_threadpool_waits(void) {
               callers[1].wrong);
         tp_free(tp);
     }
+    alarm(0);
+    signal(SIGALRM, before);
 }
 
 static void test_threadpool(void) {
