@@ -1,6 +1,8 @@
 /* threadpool.c - see threadpool.h. */
 #include "runtime/threadpool.h"
 
+#include "base/base.h"
+
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -8,7 +10,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 typedef struct WorkerArg WorkerArg;
@@ -60,12 +61,13 @@ struct ThreadPool {
  * when another program holds a core and the pool's two threads share the
  * other, the one that spins lets the one with work run (without it each
  * kernel cost up to the full spin, 0.5 ms on Zen 5: MobileNetV2 at batch 1
- * ran in 5-8 ms instead of 2).  The spin ends SPIN_NS after the yields
+ * ran in 5-8 ms instead of 2).  The spin ends SPIN_MS after the yields
  * began, counted in time, not pauses: 0.5 ms, what the 20000 pauses spun
  * before the yields on Zen 5; counted in pauses, the time a yield gives the
  * core away made each worker's spin after a job about 1 ms on 2 threads and
  * 2 ms on 7 (the review of session 17). */
-enum { SPIN_ALONE = 200, YIELD_EVERY = 16, SPIN_NS = 500 * 1000 };
+enum { SPIN_ALONE = 200, YIELD_EVERY = 16 };
+#define SPIN_MS 0.5
 
 static void spin_pause(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -73,28 +75,22 @@ static void spin_pause(void) {
 #endif
 }
 
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* A spin-wait: its pauses so far and when its yields began. */
 typedef struct {
     int pauses;
-    int64_t yields_since_ns;
+    double yields_since_ms;
 } Spin;
 
 /* One step of a spin-wait: a pause, after SPIN_ALONE of them a yield now
- * and then; false once its time is up (see SPIN_NS). */
+ * and then; false once its time is up (see SPIN_MS). */
 static bool spin_step(Spin *sp) {
     spin_pause();
     int n = ++sp->pauses;
     if (n < SPIN_ALONE) return true;
-    if (n == SPIN_ALONE) sp->yields_since_ns = now_ns();
+    if (n == SPIN_ALONE) sp->yields_since_ms = clock_ms(CLOCK_MONOTONIC);
     if (n % YIELD_EVERY != 0) return true;
     sched_yield();
-    return now_ns() - sp->yields_since_ns < SPIN_NS;
+    return clock_ms(CLOCK_MONOTONIC) - sp->yields_since_ms < SPIN_MS;
 }
 
 static void run_tasks(ThreadPool *tp, int thread) {
