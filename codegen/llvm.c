@@ -70,6 +70,7 @@ typedef struct {
     bool small_reads_unfetched; /* a sized product's tiles prefetch no epilogue operand it reads
                                  * smaller than READ_PREFETCH_MIN_BYTES (AMD Zen 5) */
     bool taps_l1_small;         /* taps row blocks bounded by TAPS_L1_BLOCK_BYTES_ZEN5 (Zen 5) */
+    bool wino;                  /* 3x3 stride-1 layers by Winograd F(2x2,3x3) (conv_wino: Zen 5) */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
     bool sized;     /* a unit of runtime/cpu_code.c: its size-generic products (llvm_kernel_sizes)
                      * read their sizes from the table's values slot */
@@ -1973,6 +1974,63 @@ static int conv_taps_tile(const Cg *cg, const KConv *cv) {
     if (taps_wide_tiles(&ush) && cv->ow % CONV_TAPS_WIDE_TILE == 0 && cv->ow <= CONV_ROW_MAX_OW)
         return CONV_TAPS_WIDE_TILE;
     return cv->ow % 4 == 0 ? width : CONV_TAPS_ODD_TILE;
+}
+
+/* Winograd F(2x2, 3x3) (Lavin & Gray 2015) for the 3x3 stride-1 layers read
+ * in place (conv_wino): each 2x2 block of output pixels (a tile) from a
+ * 4x4 block of the padded input, d, by
+ *     Y = A^T [ U (.) V ] A,   U = G g G^T (per output and input channel,
+ *     from the 3x3 weights g, at bind), V = B^T d B (per input channel and
+ *     tile),
+ * the 16 products of U[p] (output channels x input channels) by V[p]
+ * (input channels x tiles) run by the plain micro-kernel: 16 x 16 products
+ * per tile of 4 pixels where the direct form has 9 x 4 (2.25x fewer).  The
+ * tiles of a block are WINO_NR (the micro-kernel's NR, 32) or fewer: whole
+ * rows of tiles (an output row pair), WINO_TW = ceil(OW / 2) tiles each.
+ * See docs/cpu-backend.md, "Winograd F(2x2,3x3)". */
+enum { WINO_P = 16, WINO_NR = 32, WINO_MIN_C = 64, WINO_OUT_LD = 64, WINO_U_MAX_BYTES = 4 << 20 };
+typedef struct {
+    int64_t tw, th;            /* tiles per row, rows of tiles (per image) */
+    int64_t rows;              /* tile rows per block (tw * rows <= WINO_NR) */
+    int64_t wh, ww;            /* the padded copy's planes: rows, row stride */
+    int64_t np, mr;            /* panels of MR output channels in U, MR */
+    int64_t plane_f, v_f, m_f; /* floats of the padded copy, of V, of M */
+} WinoGeo;
+
+static bool conv_wino(const Cg *cg, const KGemm *g) {
+    const KConv *cv = g->conv;
+    if (!cg->wino || cg->aot || !cv || cg->vec_floats != 16 || !conv_taps(cg->p, g)) return false;
+    if (cv->kh != 3 || cv->kw != 3 || cv->sh != 1 || cv->sw != 1 || cv->dh != 1 || cv->dw != 1 ||
+        cv->groups != 1 || cv->ph < 0 || cv->ph > 1 || cv->pw < 0 || cv->pw > 1 || cv->xs[3] != 1)
+        return false;
+    if (cv->c < WINO_MIN_C || (cv->ow + 1) / 2 > WINO_NR || cv->w_buf < 0 || cv->w_buf != g->mm.a_buf)
+        return false;
+    const KBuf *w = &cg->p->bufs.data[cv->w_buf];
+    if (!w->constant || w->dtype != KILN_F32 || cv->oc != g->mm.m || cv->oh * cv->ow != g->mm.n) return false;
+    /* U, read once per block of tiles by each chunk (from the L3 or memory,
+     * prefetched a product ahead): at most 4 MiB (ResNet's 3x3 layers at
+     * 56x56 to 14x14: 64 to 256 channels), any size where the chunks are
+     * whole images (8 or more: llvm_split_by_columns).  ResNet-18's 3x3
+     * 512->512 at 7x7 (16 MiB, 16 tiles an image) ran 1.00x at batch 1 and
+     * 1.16x at batch 8 (2 threads, Zen 5; docs/performance.md, "Session
+     * 18: Winograd for the 3x3 layers") */
+    double u_bytes = (double)WINO_P * (double)cv->c * (double)cv->oc * 4.0;
+    return u_bytes <= (double)WINO_U_MAX_BYTES || g->mm.batch >= 8;
+}
+
+static WinoGeo wino_geo(const Cg *cg, const KGemm *g) {
+    const KConv *cv = g->conv;
+    WinoGeo w;
+    w.tw = (cv->ow + 1) / 2, w.th = (cv->oh + 1) / 2;
+    w.rows = WINO_NR / w.tw;
+    if (w.rows > w.th) w.rows = w.th;
+    w.wh = 2 * w.th + 3, w.ww = 2 * w.tw + 2;
+    w.mr = ukernel_shape(cg).mr;
+    w.np = (cv->oc + w.mr - 1) / w.mr;
+    w.plane_f = cv->c * w.wh * w.ww + 64;
+    w.v_f = WINO_P * (cv->c + 1) * WINO_NR; /* each position's channels and a spare row */
+    w.m_f = WINO_P * w.mr * WINO_NR;
+    return w;
 }
 
 /* Whether product g runs swapped (mm_swapped); also a gathered convolution
@@ -4865,6 +4923,10 @@ static LLVMValueRef packed_batch(Cg *cg, const KMatmul *mm, const int64_t *strid
 static int64_t prepack_bytes(const Cg *cg, const Kernel *k, int which) {
     KGemm g;
     if (!gemm_tiled(cg, k, &g)) return 0;
+    if (conv_wino(cg, &g)) { /* U: [p][panel][c][MR] */
+        WinoGeo w = wino_geo(cg, &g);
+        return which ? 0 : WINO_P * w.np * w.mr * g.conv->c * 4;
+    }
     Prepack pp = gemm_prepack(cg, &g);
     if (which == 0)
         return pp.a && cg->p->bufs.data[g.mm.a_buf].constant
@@ -4911,7 +4973,9 @@ static LLVMValueRef begin_operand_fn(Cg *cg, const Kernel *k, int ki, int buf, i
 
 /* void NAME.prepack_a(ptr bufs) / NAME.prepack_b: packs the constant operand
  * from its buffer into bufs[slot], in the layout above. */
+static LLVMValueRef emit_wino_prepack_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g);
 static LLVMValueRef emit_prepack_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g, int which) {
+    if (conv_wino(cg, g)) return emit_wino_prepack_fn(cg, k, ki, g);
     const KMatmul *mm = &g->mm;
     MmShape sh = mm_shape(cg, g);
     Prepack pp = gemm_prepack(cg, g);
@@ -5031,6 +5095,10 @@ static int64_t b_area(const Cg *cg, const KGemm *g, int64_t block_bytes) {
 static int64_t matmul_scratch(const Cg *cg, const Kernel *k) {
     KGemm g;
     if (!gemm_tiled(cg, k, &g)) return 0;
+    if (conv_wino(cg, &g)) { /* the padded copy, V, M */
+        WinoGeo w = wino_geo(cg, &g);
+        return (w.plane_f + w.v_f + w.m_f) * 4 + 3 * 64;
+    }
     MmShape sh = mm_shape(cg, &g);
     int64_t N = g.mm.n, NC = N < sh.nc ? N : sh.nc, NCp = (NC + sh.nr - 1) / sh.nr * sh.nr;
     int64_t rows = row_group(cg, &sh, &g);
@@ -6988,12 +7056,279 @@ static int epilogue_prefetch(const KProgram *p, const Kernel *k, const KMatmul *
     return n < MM_PREFETCH_MAX ? n : MM_PREFETCH_MAX;
 }
 
+/* ------------------------------------------- Winograd F(2x2,3x3) (conv_wino) */
+
+/* NAME.prepack_a(ptr bufs): U = G g G^T of every (output channel, input
+ * channel), into bufs[slot] as U[p][panel][c][MR] (p = 4 i + j, the 16
+ * positions; panels of MR output channels, the last one's missing rows
+ * zeros): each position's A of the micro-kernel, packed. */
+static LLVMValueRef emit_wino_prepack_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g) {
+    const KConv *cv = g->conv;
+    WinoGeo w = wino_geo(cg, g);
+    Kc kc;
+    LLVMValueRef src, dst;
+    LLVMValueRef fn = begin_operand_fn(cg, k, ki, cv->w_buf, 0, ".prepack_a", &cg->t_ptr, 1, &kc, &src, &dst);
+    TLoop lo, lc;
+    LLVMValueRef o = tloop_begin(&kc, &lo, ci64(cg, 0), ci64(cg, w.np * w.mr), 1, "wo");
+    LLVMValueRef real = LLVMBuildICmp(cg->b, LLVMIntSLT, o, ci64(cg, cv->oc), "");
+    LLVMValueRef oc = sel(cg, real, o, ci64(cg, 0));
+    LLVMValueRef panel = LLVMBuildUDiv(cg->b, o, ci64(cg, w.mr), ""),
+                 lane = LLVMBuildURem(cg->b, o, ci64(cg, w.mr), "");
+    LLVMValueRef c = tloop_begin(&kc, &lc, ci64(cg, 0), ci64(cg, cv->c), 1, "wc");
+    LLVMValueRef base = iadd(cg, ci64(cg, cv->w_off),
+                             iadd(cg, imul(cg, oc, ci64(cg, cv->ws[0])), imul(cg, c, ci64(cg, cv->ws[1]))));
+    LLVMValueRef gw[3][3], s[4][3], u[4][4], half = cf(cg, 0.5), zero = cf(cg, 0.0);
+    for (int y = 0; y < 3; y++)
+        for (int x = 0; x < 3; x++)
+            gw[y][x] = sel(cg, real,
+                           load_f32(cg, src, iadd(cg, base, ci64(cg, y * cv->ws[2] + x * cv->ws[3]))), zero);
+    for (int x = 0; x < 3; x++) { /* G g: rows */
+        s[0][x] = gw[0][x];
+        s[1][x] = f_mul(cg, half, f_add(cg, f_add(cg, gw[0][x], gw[1][x]), gw[2][x]));
+        s[2][x] = f_mul(cg, half, f_add(cg, f_sub(cg, gw[0][x], gw[1][x]), gw[2][x]));
+        s[3][x] = gw[2][x];
+    }
+    for (int i = 0; i < 4; i++) { /* (G g) G^T: columns */
+        u[i][0] = s[i][0];
+        u[i][1] = f_mul(cg, half, f_add(cg, f_add(cg, s[i][0], s[i][1]), s[i][2]));
+        u[i][2] = f_mul(cg, half, f_add(cg, f_sub(cg, s[i][0], s[i][1]), s[i][2]));
+        u[i][3] = s[i][2];
+    }
+    for (int p = 0; p < WINO_P; p++) {
+        LLVMValueRef at =
+            iadd(cg,
+                 imul(cg, iadd(cg, imul(cg, iadd(cg, ci64(cg, p * w.np), panel), ci64(cg, cv->c)), c),
+                      ci64(cg, w.mr)),
+                 lane);
+        store_f32(cg, dst, at, u[p / 4][p % 4]);
+    }
+    tloop_end(&kc, &lc);
+    tloop_end(&kc, &lo);
+    LLVMBuildRetVoid(cg->b);
+    return fn;
+}
+
+static LLVMValueRef shuffle_lanes(Cg *cg, LLVMValueRef a, LLVMValueRef b, const int *lanes, int n) {
+    LLVMValueRef *m = xcalloc((size_t)n, sizeof(LLVMValueRef));
+    for (int i = 0; i < n; i++) m[i] = ci32(cg, lanes[i]);
+    LLVMValueRef v = LLVMBuildShuffleVector(cg->b, a, b ? b : LLVMGetUndef(LLVMTypeOf(a)),
+                                            LLVMConstVector(m, (unsigned)n), "");
+    free(m);
+    return v;
+}
+
+/* The body NAME.mm(ob, oe, c0, c1, bufs..., scratch, U, unused) of a
+ * Winograd convolution: for each image of [ob, oe), its output channels
+ * there and the output rows of columns [c0, c1): the rows' input copied
+ * padded (kiln.conv.pad_rows), then per block of tile rows the input
+ * transform of all its tiles into V[p][c][32], and per panel of MR output
+ * channels the 16 products into M[p][MR][32] (in the L1), the output
+ * transform into two row buffers (the tiles' first and second output
+ * rows, each channel's pixels contiguous) and the kernel's row epilogue
+ * (NAME.epi, as the taps' rows run it) per output row. */
+static LLVMValueRef emit_wino_fn(Cg *cg, const Kernel *k, const KGemm *g, const int *list, int nb) {
+    const KMatmul *mm = &g->mm;
+    const KConv *cv = g->conv;
+    const WinoGeo w = wino_geo(cg, g);
+    const MmShape sh = ukernel_shape(cg);
+    const int VL = 16;
+    LLVMValueRef epi = emit_epilogue_fn(cg, k, list, nb, mm->n, (int)cv->ow, false, true, NULL);
+    Kc kc;
+    kc_init(&kc, cg, k);
+    LLVMTypeRef *ps = xcalloc((size_t)nb + 7, sizeof(LLVMTypeRef));
+    ps[0] = ps[1] = ps[2] = ps[3] = cg->t_i64;
+    for (int i = 0; i < nb + 3; i++) ps[4 + i] = cg->t_ptr;
+    char *name = name2(k->name, ".mm");
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)nb + 7, 0));
+    free(name);
+    free(ps);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    for (int i = 0; i < nb + 3; i++) {
+        LLVMAddAttributeAtIndex(fn, (unsigned)(5 + i), LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+        if (i < nb) kc.bufptr[list[i]] = LLVMGetParam(fn, (unsigned)(4 + i));
+    }
+    kc.fn = fn;
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMValueRef scratch = LLVMGetParam(fn, (unsigned)(4 + nb)), U = LLVMGetParam(fn, (unsigned)(5 + nb));
+    LLVMValueRef X = kc.bufptr[cv->x_buf];
+    LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1);
+    LLVMValueRef c0 = LLVMGetParam(fn, 2), c1 = LLVMGetParam(fn, 3);
+    LLVMValueRef P = align64(cg, scratch);
+    LLVMValueRef V = elem_ptr(cg, cg->t_f32, P, ci64(cg, (w.plane_f + 15) / 16 * 16));
+    LLVMValueRef Mb = elem_ptr(cg, cg->t_f32, V, ci64(cg, w.v_f));
+    LLVMValueRef T0 = entry_alloca(&kc, w.mr * WINO_OUT_LD, "wino_y0");
+    LLVMValueRef T1 = entry_alloca(&kc, w.mr * WINO_OUT_LD, "wino_y1");
+    LLVMValueRef *eargs = xcalloc((size_t)nb + EPI_FIXED_ARGS, sizeof(LLVMValueRef));
+    for (int i = 0; i < nb; i++) eargs[EPI_FIXED_ARGS + i] = kc.bufptr[list[i]];
+    const int64_t MN = mm->m * mm->n, N = mm->n, OW = cv->ow;
+    IfBlock nonempty;
+    if_begin(&kc, &nonempty,
+             LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, ob, oe, ""),
+                          LLVMBuildICmp(cg->b, LLVMIntSLT, c0, c1, ""), ""));
+    LLVMValueRef b0 = LLVMBuildSDiv(cg->b, ob, ci64(cg, MN), "");
+    LLVMValueRef b1 = iadd(
+        cg, LLVMBuildSDiv(cg->b, LLVMBuildSub(cg->b, oe, ci64(cg, 1), ""), ci64(cg, MN), ""), ci64(cg, 1));
+    LLVMValueRef oh0 = LLVMBuildSDiv(cg->b, c0, ci64(cg, OW), "oh0");
+    LLVMValueRef oh1 = LLVMBuildSDiv(cg->b, LLVMBuildSub(cg->b, c1, ci64(cg, 1), ""), ci64(cg, OW), "oh1");
+    LLVMValueRef ntr =
+        iadd(cg, LLVMBuildSDiv(cg->b, LLVMBuildSub(cg->b, oh1, oh0, ""), ci64(cg, 2), ""), ci64(cg, 1));
+    TLoop lb, lt, lc, lg, lo, li, le;
+    LLVMValueRef b = tloop_begin(&kc, &lb, b0, b1, 1, "wb");
+    LLVMValueRef img = imul(cg, b, ci64(cg, MN));
+    LLVMValueRef lo_o = LLVMBuildSub(cg->b, imax(cg, ob, img), img, "");
+    LLVMValueRef hi_o = LLVMBuildSub(cg->b, imin(cg, oe, iadd(cg, img, ci64(cg, MN))), img, "");
+    LLVMValueRef m0 = LLVMBuildSDiv(cg->b, lo_o, ci64(cg, N), "");
+    m0 = LLVMBuildSub(cg->b, m0, LLVMBuildSRem(cg->b, m0, ci64(cg, w.mr), ""), "m0");
+    LLVMValueRef m1 = LLVMBuildSDiv(cg->b, iadd(cg, hi_o, ci64(cg, N - 1)), ci64(cg, N), "m1");
+    /* the padded rows the chunk's tiles read */
+    {
+        const int64_t v[PAD_ARGS] = {cv->c, cv->h,     cv->w,     cv->ph, cv->pw, w.wh,
+                                     w.ww,  cv->xs[1], cv->xs[2], cv->ow, 1,      4};
+        LLVMValueRef args[5 + PAD_ARGS] = {X, iadd(cg, ci64(cg, cv->x_off), imul(cg, b, ci64(cg, cv->xs[0]))),
+                                           c0, c1, P};
+        for (int i = 0; i < PAD_ARGS; i++) args[5 + i] = ci64(cg, v[i]);
+        call_fn(cg, helper_pad_rows(cg), args, 5 + PAD_ARGS);
+    }
+    LLVMTypeRef vt = LLVMVectorType(cg->t_f32, VL), wt = LLVMVectorType(cg->t_f32, 2 * VL);
+    int even[16], odd[16], inter[32];
+    for (int i = 0; i < 16; i++)
+        even[i] = 2 * i, odd[i] = 2 * i + 1, inter[2 * i] = i, inter[2 * i + 1] = 16 + i;
+    LLVMValueRef t0 = tloop_begin(&kc, &lt, ci64(cg, 0), ntr, w.rows, "wt");
+    LLVMValueRef gn = imin(cg, ci64(cg, w.rows), LLVMBuildSub(cg->b, ntr, t0, ""));
+    LLVMValueRef ntiles = imul(cg, gn, ci64(cg, w.tw));
+    /* the input transform: V[p][c][g * tw + tx] */
+    {
+        LLVMValueRef c = tloop_begin(&kc, &lc, ci64(cg, 0), ci64(cg, cv->c), 1, "wc");
+        LLVMValueRef gi = tloop_begin(&kc, &lg, ci64(cg, 0), gn, 1, "wg");
+        LLVMValueRef oy = iadd(cg, oh0, imul(cg, iadd(cg, t0, gi), ci64(cg, 2)));
+        LLVMValueRef rowp = imul(cg, iadd(cg, imul(cg, c, ci64(cg, w.wh)), oy), ci64(cg, w.ww));
+        for (int64_t tx0 = 0; tx0 < w.tw; tx0 += VL) {
+            LLVMValueRef d[4][4], t[4][4], vv[16];
+            for (int i = 0; i < 4; i++) {
+                LLVMValueRef at = iadd(cg, rowp, ci64(cg, i * w.ww + 2 * tx0));
+                LLVMValueRef l0 = vec_load(cg, wt, P, at, 4),
+                             l2 = vec_load(cg, wt, P, iadd(cg, at, ci64(cg, 2)), 4);
+                d[i][0] = shuffle_lanes(cg, l0, NULL, even, VL),
+                d[i][1] = shuffle_lanes(cg, l0, NULL, odd, VL);
+                d[i][2] = shuffle_lanes(cg, l2, NULL, even, VL),
+                d[i][3] = shuffle_lanes(cg, l2, NULL, odd, VL);
+            }
+            for (int j = 0; j < 4; j++) { /* B^T d */
+                t[0][j] = f_sub(cg, d[0][j], d[2][j]);
+                t[1][j] = f_add(cg, d[1][j], d[2][j]);
+                t[2][j] = f_sub(cg, d[2][j], d[1][j]);
+                t[3][j] = f_sub(cg, d[1][j], d[3][j]);
+            }
+            for (int i = 0; i < 4; i++) { /* (B^T d) B */
+                vv[4 * i + 0] = f_sub(cg, t[i][0], t[i][2]);
+                vv[4 * i + 1] = f_add(cg, t[i][1], t[i][2]);
+                vv[4 * i + 2] = f_sub(cg, t[i][2], t[i][1]);
+                vv[4 * i + 3] = f_sub(cg, t[i][1], t[i][3]);
+            }
+            /* whole vectors (a masked store was 10-15 % of the layer): the
+             * lanes past the row's tiles are overwritten by the next row's,
+             * or lie past the block's tiles (not stored), or past the
+             * position's last channel (its spare row, wino_geo) */
+            LLVMValueRef col = iadd(cg, imul(cg, gi, ci64(cg, w.tw)), ci64(cg, tx0));
+            for (int p = 0; p < WINO_P; p++) {
+                LLVMValueRef at =
+                    iadd(cg, imul(cg, iadd(cg, ci64(cg, p * (cv->c + 1)), c), ci64(cg, WINO_NR)), col);
+                vec_store(cg, vv[p], V, at, 4);
+            }
+        }
+        tloop_end(&kc, &lg);
+        tloop_end(&kc, &lc);
+    }
+    /* per panel of MR output channels: the 16 products, the output transform, the epilogue */
+    LLVMValueRef o0 = tloop_begin(&kc, &lo, m0, m1, w.mr, "wo");
+    LLVMValueRef mrv = imin(cg, ci64(cg, w.mr), LLVMBuildSub(cg->b, ci64(cg, mm->m), o0, ""));
+    LLVMValueRef uk = ukernel_for(cg, &sh, mrv, ntiles, false, 0);
+    LLVMValueRef panel = LLVMBuildSDiv(cg->b, o0, ci64(cg, w.mr), "");
+    LLVMTypeRef ukt = ukernel_type(cg, false, 0);
+    /* each product prefetches the next one's panel of U into the L2, a line
+     * per k step and a bit (MR floats a step): U is read once per block of
+     * tiles, from the L3 where it is larger than the L2 */
+    for (int p = 0; p < WINO_P; p++) {
+        LLVMValueRef ap =
+            elem_ptr(cg, cg->t_f32, U, imul(cg, iadd(cg, ci64(cg, p * w.np), panel), ci64(cg, cv->c * w.mr)));
+        LLVMValueRef next = iadd(cg, p + 1 < WINO_P ? ci64(cg, (p + 1) * w.np) : ci64(cg, 1), panel);
+        LLVMValueRef pf = LLVMBuildGEP2(cg->b, cg->t_f32, U,
+                                        (LLVMValueRef[]){imul(cg, next, ci64(cg, cv->c * w.mr))}, 1, "");
+        LLVMValueRef args[9] = {ap,
+                                elem_ptr(cg, cg->t_f32, V, ci64(cg, p * (cv->c + 1) * WINO_NR)),
+                                ci64(cg, cv->c),
+                                elem_ptr(cg, cg->t_f32, Mb, ci64(cg, p * w.mr * WINO_NR)),
+                                ci64(cg, WINO_NR),
+                                LLVMConstInt(cg->t_i1, 0, 0),
+                                ap,
+                                pf,
+                                ci64(cg, w.mr * 4)};
+        LLVMBuildCall2(cg->b, ukt, uk, args, 9, "");
+    }
+    {
+        LLVMValueRef i = tloop_begin(&kc, &li, ci64(cg, 0), mrv, 1, "wi");
+        for (int v = 0; v < WINO_NR / VL; v++) {
+            LLVMValueRef m[16], z[2][4], y[2][2];
+            for (int p = 0; p < WINO_P; p++)
+                m[p] = vec_load(
+                    cg, vt, Mb,
+                    iadd(cg, imul(cg, i, ci64(cg, WINO_NR)), ci64(cg, p * w.mr * WINO_NR + v * VL)), 64);
+            for (int j = 0; j < 4; j++) { /* A^T m */
+                z[0][j] = f_add(cg, f_add(cg, m[j], m[4 + j]), m[8 + j]);
+                z[1][j] = f_sub(cg, f_sub(cg, m[4 + j], m[8 + j]), m[12 + j]);
+            }
+            for (int r = 0; r < 2; r++) { /* (A^T m) A */
+                y[r][0] = f_add(cg, f_add(cg, z[r][0], z[r][1]), z[r][2]);
+                y[r][1] = f_sub(cg, f_sub(cg, z[r][1], z[r][2]), z[r][3]);
+                LLVMValueRef row = shuffle_lanes(cg, y[r][0], y[r][1], inter, 2 * VL);
+                vec_store(cg, row, r ? T1 : T0,
+                          iadd(cg, imul(cg, i, ci64(cg, WINO_OUT_LD)), ci64(cg, 2 * v * VL)), 64);
+            }
+        }
+        tloop_end(&kc, &li);
+    }
+    {
+        LLVMValueRef gi = tloop_begin(&kc, &le, ci64(cg, 0), gn, 1, "we");
+        LLVMValueRef oy = iadd(cg, oh0, imul(cg, iadd(cg, t0, gi), ci64(cg, 2)));
+        LLVMValueRef off = imul(cg, gi, ci64(cg, 2 * w.tw));
+        for (int r = 0; r < 2; r++) {
+            IfBlock ib;
+            LLVMValueRef row = iadd(cg, oy, ci64(cg, r));
+            if (r) if_begin(&kc, &ib, LLVMBuildICmp(cg->b, LLVMIntSLE, row, oh1, ""));
+            LLVMValueRef fixed[EPI_FIXED_ARGS] = {iadd(cg, imul(cg, b, ci64(cg, mm->m)), o0),
+                                                  imul(cg, row, ci64(cg, OW)),
+                                                  mrv,
+                                                  ci64(cg, OW),
+                                                  c0,
+                                                  c1,
+                                                  ob,
+                                                  oe,
+                                                  elem_ptr(cg, cg->t_f32, r ? T1 : T0, off),
+                                                  ci64(cg, WINO_OUT_LD)};
+            memcpy(eargs, fixed, sizeof fixed);
+            call_fn(cg, epi, eargs, nb + EPI_FIXED_ARGS);
+            if (r) if_end(&kc, &ib);
+        }
+        tloop_end(&kc, &le);
+    }
+    tloop_end(&kc, &lo);
+    tloop_end(&kc, &lt);
+    tloop_end(&kc, &lb);
+    if_end(&kc, &nonempty);
+    LLVMBuildRetVoid(cg->b);
+    free(eargs);
+    kc_free(&kc);
+    return fn;
+}
+
 /* The tiled body NAME.mm(ob, oe, c0, c1, bufs..., scratch, packed A, packed
  * B): the elements of [ob, oe) in the output columns [c0, c1).  A
  * size-generic product's fills its argument block and calls the nest of
  * its form; a short one (or one of more than two batch dims) is the nest
  * itself, its geometry constant and its epilogue inline (or NAME.epi). */
 static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, const int *list, int nb) {
+    if (conv_wino(cg, g)) return emit_wino_fn(cg, k, g, list, nb);
     const KMatmul *mm = &g->mm;
     const KProgram *p = cg->p;
     MmShape sh = mm_shape(cg, g);
@@ -7837,6 +8172,7 @@ static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     cg->one_k_block = zen5;
     cg->small_reads_unfetched = zen5;
     cg->taps_l1_small = zen5;
+    cg->wino = zen5;
     cg->a_ahead = zen5;
 }
 

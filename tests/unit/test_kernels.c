@@ -1207,6 +1207,49 @@ static void test_swapped_pack_edges(void) {
  * layer of 8 images, 20 rows by 192 px, split by whole images
  * (pointwise_images: 3, 3 and 2 a thread); a product of two activations
  * whose nest packs B in every chunk, in chunks of 96 rows. */
+/* 3x3 stride-1 convolutions of 64 input channels or more with constant
+ * weights run Winograd F(2x2,3x3) on AMD Zen 5 (conv_wino in
+ * codegen/llvm.c; the plain "cpu" device on such a host, and cpu:znver5):
+ * ResNet's planes (56x56 in rows of 28 tiles, 28x28 two tile rows a
+ * block, 14x14 four, 7x7 with its half tiles; U over 4 MiB at 8 images),
+ * odd heights and widths of
+ * half tiles, padding 0 and asymmetric padding, corners of 4 and 8 output
+ * channels, bias, relu, a residual, 1 to 8 images, on 1, 2 and 3
+ * threads (chunks of odd rows: tiles from any row).  Against the
+ * reference with the suite's tolerance (1e-4 relative + 1e-4 of the
+ * result's largest magnitude); the weights bound and not bound
+ * (check_constant_weights); also compiled for the other CPU forms. */
+/* (TEST_KERNELS_ONLY=winograd runs this suite alone) */
+static void test_winograd(void) {
+    static const ConvCase cases[] = {
+        {1, 64, 56, 56, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+        {2, 128, 28, 28, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
+        {1, 256, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, false, "", 0, 0},
+        {8, 192, 7, 7, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
+        {3, 96, 7, 7, 80, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+        {2, 64, 5, 8, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
+        {1, 64, 16, 16, 32, 3, 3, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},
+        {1, 64, 13, 28, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, false, "relu", -1, 0},
+        {8, 64, 12, 12, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
+        {1, 72, 30, 64, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+        {1, 64, 9, 12, 112, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
+    };
+    static const char *const devices[] = {"cpu", "cuda-emu", NULL};
+    const char *threads[] = {"2", "1", "3"};
+    char *text = conv_program(cases, (int)(sizeof cases / sizeof cases[0]));
+    int in_place = count_conv_taps("winograd.kiln", text);
+    CHECK(in_place == (int)(sizeof cases / sizeof cases[0]), "winograd.kiln: %d convolutions read in place",
+          in_place);
+    for (int t = 0; t < 3; t++) {
+        setenv("KILN_THREADS", threads[t], 1);
+        const char **forms = t ? NULL : with_cpu_forms("winograd.kiln", devices);
+        run_suite_on("winograd.kiln", text, 0, t ? devices : forms);
+        free(forms);
+    }
+    setenv("KILN_THREADS", "2", 1);
+    free(text);
+}
+
 static void test_three_threads(void) {
     static const ConvCase cases[] = {
         {1, 40, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
@@ -1375,6 +1418,11 @@ static void test_one_k_block(void) {
 
 int main(void) {
     setenv("KILN_THREADS", "2", 0); /* at least two threads split every large kernel, whatever the machine */
+    if (getenv("TEST_KERNELS_ONLY") && strcmp(getenv("TEST_KERNELS_ONLY"), "winograd") == 0) {
+        test_winograd();
+        printf("test_kernels: %d passed, %d failed\n", npass, nfail);
+        return nfail ? 1 : 0;
+    }
     test_matmuls();
     test_heads();
     test_convolutions();
@@ -1389,6 +1437,7 @@ int main(void) {
     test_three_threads();
     test_one_k_block();
     test_residual_prefetch();
+    test_winograd();
     printf("test_kernels: %d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
 }
