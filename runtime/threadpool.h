@@ -15,7 +15,9 @@
  * yielding their core now and then after the first microseconds (so a
  * pool whose threads share a core with another program still gets on),
  * then sleep on a condition variable; a job is posted, joined, closed and
- * left through one atomic word (no lock unless a thread sleeps). */
+ * left through one atomic word (no lock unless a thread sleeps).  A worker
+ * the scheduler left on the caller's CPU (waiting behind it) is moved to
+ * another CPU of its mask, then left free (KILN_MOVE_THREADS=0: never). */
 #ifndef KILN_THREADPOOL_H
 #define KILN_THREADPOOL_H
 

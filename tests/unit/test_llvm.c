@@ -19,12 +19,14 @@
  *     (results that are parameters or other results, bench, -O0).
  * Last line: "test_llvm: N passed, N failed". */
 #include "app/app.h"
+#include "base/base.h"
 #include "codegen/llvm.h"
 #include "runtime/cpu_code.h"
 #include "runtime/threadpool.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -1010,6 +1012,61 @@ static void test_threadpool_waits(void) {
     signal(SIGALRM, before);
 }
 
+/* tp_run_ranges' callback for the unstacking: worker 1 records its thread
+ * id and whether it ran a chunk on a CPU other than `cpu0`. */
+typedef struct {
+    int cpu0;
+    _Atomic int tid, off;
+} StackJob;
+
+static void stack_task(void *ctx, int64_t u0, int64_t u1, int thread) {
+    StackJob *j = ctx;
+    volatile double x = 0;
+    for (int64_t i = u0 * 500; i < u1 * 500; i++) x += (double)i;
+    if (thread != 1) return;
+    atomic_store(&j->tid, gettid());
+    if (sched_getcpu() != j->cpu0) atomic_store(&j->off, 1);
+}
+
+/* A worker stacked on the caller's CPU (put there and left free to move,
+ * the caller confined to that CPU) is moved off it and runs chunks on
+ * another CPU within 1000 jobs (threadpool.c, unstack; 24-32 jobs on the
+ * 2-vCPU Zen 5 of session 18, where without the moves the worker ran on the
+ * caller's CPU for 559 to over 54000 jobs, 5 s).  Where this thread may run
+ * on one CPU only: nothing to check. */
+static void test_threadpool_unstack(void) {
+    cpu_set_t wide, one;
+    if (sched_getaffinity(0, sizeof wide, &wide) != 0 || CPU_COUNT(&wide) < 2) return;
+    ThreadPool *tp = tp_new(2);
+    CHECK(tp && tp_size(tp) == 2, "tp_new(2)");
+    if (!tp || tp_size(tp) != 2) {
+        tp_free(tp);
+        return;
+    }
+    StackJob job = {-1, 0, 0};
+    for (int round = 0; round < 20000 && !atomic_load(&job.tid); round++)
+        tp_run_ranges(tp, stack_task, &job, 64);
+    int tid = atomic_load(&job.tid), cpu0 = sched_getcpu();
+    CHECK(tid != 0, "the worker never ran a chunk");
+    CPU_ZERO(&one);
+    CPU_SET(cpu0, &one);
+    bool stacked = tid && sched_setaffinity(0, sizeof one, &one) == 0 &&
+                   sched_setaffinity(tid, sizeof one, &one) == 0 &&
+                   sched_setaffinity(tid, sizeof wide, &wide) == 0;
+    CHECK(stacked, "stacking the worker on CPU %d", cpu0);
+    job.cpu0 = cpu0;
+    atomic_store(&job.off, 0);
+    double t0 = clock_ms(CLOCK_MONOTONIC);
+    int rounds = 0;
+    while (stacked && !atomic_load(&job.off) && clock_ms(CLOCK_MONOTONIC) - t0 < 5000)
+        tp_run_ranges(tp, stack_task, &job, 64), rounds++;
+    CHECK(!stacked || (atomic_load(&job.off) && rounds <= 1000),
+          "the worker ran only on the caller's CPU %d for %d jobs (moved off within 1000 expected)", cpu0,
+          rounds);
+    sched_setaffinity(0, sizeof wide, &wide);
+    tp_free(tp);
+}
+
 static void test_threadpool(void) {
     ThreadPool *tp = tp_new(3);
     CHECK(tp && tp_size(tp) >= 1, "tp_new(3) failed");
@@ -1034,6 +1091,7 @@ static void test_threadpool(void) {
     CHECK(hits[4] == 5, "tp_run without a pool");
     test_threadpool_ranges();
     test_threadpool_waits();
+    test_threadpool_unstack();
 }
 
 /* ------------------------------------------------- the backend, end to end */
