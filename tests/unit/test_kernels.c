@@ -1401,7 +1401,44 @@ static void test_one_k_block(void) {
         {4, 520, 24, 24, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
     };
     static const char *const devices[] = {"cpu", "cuda-emu", NULL};
-    char *text = conv_program(cases, (int)(sizeof cases / sizeof cases[0]));
+    const int n = (int)(sizeof cases / sizeof cases[0]);
+    char *text = conv_program(cases, n);
+    /* the rule fires on znver5 and on nothing else: each product's unit
+     * against znver4's (the same code but for the rules gated on the CPU
+     * name), K = 320-512: not sized on znver5 (the product's own nest,
+     * kernel_sized) and a larger scratch (B packed in blocks of KC 512:
+     * 1671296 bytes against 974016), sized on znver4; K = 520, and K = 512
+     * over one image (B 1.2 MB, under the 2 MiB of prefetch_next_block):
+     * the same on both */
+    static const ConvCase small[] = {{1, 512, 24, 24, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0}};
+    char *small_text = conv_program(small, 1);
+    for (int prog = 0; prog < 2; prog++) {
+        Arena *arena = arena_new();
+        IRGraph *g, *o;
+        const char *name = prog ? "convs-one-k-block-b1.kiln" : "convs-one-k-block.kiln";
+        KProgram *p = fuse_text(arena, name, prog ? small_text : text, true, &g, &o);
+        int product = 0;
+        for (int ki = 0; p && ki < p->kernels.len; ki++) {
+            const Kernel *k = &p->kernels.data[ki];
+            KGemm gm;
+            if (k->kind != KK_CONV || !kernel_gemm(p, k, &gm)) continue;
+            LlvmKernelSizes z5, z4;
+            bool s5 = llvm_kernel_sizes(p, ki, "x86_64-unknown-linux-gnu znver5 +avx512f", false, &z5);
+            bool s4 = llvm_kernel_sizes(p, ki, "x86_64-unknown-linux-gnu znver4 +avx512f", false, &z4);
+            bool fires = !prog && gm.mm.k > 256 && gm.mm.k <= 512;
+            CHECK(
+                s4 && (fires ? !s5 && z5.scratch > z4.scratch : s5 && z5.scratch == z4.scratch),
+                "%s: product %d (K %lld): znver5 sized %d scratch %lld, znver4 sized %d scratch %lld: one K "
+                "block %s",
+                name, product, (long long)gm.mm.k, s5, (long long)z5.scratch, s4, (long long)z4.scratch,
+                fires ? "not taken on znver5" : "taken where it should not be");
+            llvm_kernel_sizes_free(&z5), llvm_kernel_sizes_free(&z4);
+            product++;
+        }
+        CHECK(product == (prog ? 1 : n), "%s: %d products", name, product);
+        fused_free(arena, p, g, o);
+    }
+    free(small_text);
     const char *threads = getenv("KILN_THREADS");
     char *saved = threads ? strdup(threads) : NULL;
     setenv("KILN_THREADS", "1", 1);
@@ -1420,6 +1457,11 @@ int main(void) {
     setenv("KILN_THREADS", "2", 0); /* at least two threads split every large kernel, whatever the machine */
     if (getenv("TEST_KERNELS_ONLY") && strcmp(getenv("TEST_KERNELS_ONLY"), "winograd") == 0) {
         test_winograd();
+        printf("test_kernels: %d passed, %d failed\n", npass, nfail);
+        return nfail ? 1 : 0;
+    }
+    if (getenv("TEST_KERNELS_ONLY") && strcmp(getenv("TEST_KERNELS_ONLY"), "one-k-block") == 0) {
+        test_one_k_block();
         printf("test_kernels: %d passed, %d failed\n", npass, nfail);
         return nfail ? 1 : 0;
     }
