@@ -7102,8 +7102,8 @@ static LLVMValueRef emit_wino_prepack_fn(Cg *cg, const Kernel *k, int ki, const 
                  lane);
         store_f32(cg, dst, at, u[p / 4][p % 4]);
     }
-    tloop_end(&kc, &lc);
-    tloop_end(&kc, &lo);
+    loop_metadata(cg, tloop_end(&kc, &lc), -1, 1);
+    loop_metadata(cg, tloop_end(&kc, &lo), -1, 1);
     LLVMBuildRetVoid(cg->b);
     return fn;
 }
@@ -7190,7 +7190,7 @@ static LLVMValueRef emit_wino_fn(Cg *cg, const Kernel *k, const KGemm *g, const 
         for (int i = 0; i < PAD_ARGS; i++) args[5 + i] = ci64(cg, v[i]);
         call_fn(cg, helper_pad_rows(cg), args, 5 + PAD_ARGS);
     }
-    LLVMTypeRef vt = LLVMVectorType(cg->t_f32, VL), wt = LLVMVectorType(cg->t_f32, 2 * VL);
+    LLVMTypeRef vt = LLVMVectorType(cg->t_f32, VL);
     int even[16], odd[16], inter[32];
     for (int i = 0; i < 16; i++)
         even[i] = 2 * i, odd[i] = 2 * i + 1, inter[2 * i] = i, inter[2 * i + 1] = 16 + i;
@@ -7205,14 +7205,14 @@ static LLVMValueRef emit_wino_fn(Cg *cg, const Kernel *k, const KGemm *g, const 
         LLVMValueRef rowp = imul(cg, iadd(cg, imul(cg, c, ci64(cg, w.wh)), oy), ci64(cg, w.ww));
         for (int64_t tx0 = 0; tx0 < w.tw; tx0 += VL) {
             LLVMValueRef d[4][4], t[4][4], vv[16];
-            for (int i = 0; i < 4; i++) {
+            for (int i = 0; i < 4; i++) { /* columns j, j + 2, ... of the tiles' rows: even and odd lanes */
                 LLVMValueRef at = iadd(cg, rowp, ci64(cg, i * w.ww + 2 * tx0));
-                LLVMValueRef l0 = vec_load(cg, wt, P, at, 4),
-                             l2 = vec_load(cg, wt, P, iadd(cg, at, ci64(cg, 2)), 4);
-                d[i][0] = shuffle_lanes(cg, l0, NULL, even, VL),
-                d[i][1] = shuffle_lanes(cg, l0, NULL, odd, VL);
-                d[i][2] = shuffle_lanes(cg, l2, NULL, even, VL),
-                d[i][3] = shuffle_lanes(cg, l2, NULL, odd, VL);
+                for (int j = 0; j < 4; j += 2) {
+                    LLVMValueRef lo = vec_load(cg, vt, P, iadd(cg, at, ci64(cg, j)), 4);
+                    LLVMValueRef hi = vec_load(cg, vt, P, iadd(cg, at, ci64(cg, j + VL)), 4);
+                    d[i][j] = shuffle_lanes(cg, lo, hi, even, VL),
+                    d[i][j + 1] = shuffle_lanes(cg, lo, hi, odd, VL);
+                }
             }
             for (int j = 0; j < 4; j++) { /* B^T d */
                 t[0][j] = f_sub(cg, d[0][j], d[2][j]);
@@ -7237,8 +7237,8 @@ static LLVMValueRef emit_wino_fn(Cg *cg, const Kernel *k, const KGemm *g, const 
                 vec_store(cg, vv[p], V, at, 4);
             }
         }
-        tloop_end(&kc, &lg);
-        tloop_end(&kc, &lc);
+        loop_metadata(cg, tloop_end(&kc, &lg), -1, 1);
+        loop_metadata(cg, tloop_end(&kc, &lc), -1, 1);
     }
     /* per panel of MR output channels: the 16 products, the output transform, the epilogue */
     LLVMValueRef o0 = tloop_begin(&kc, &lo, m0, m1, w.mr, "wo");
@@ -7281,12 +7281,12 @@ static LLVMValueRef emit_wino_fn(Cg *cg, const Kernel *k, const KGemm *g, const 
             for (int r = 0; r < 2; r++) { /* (A^T m) A */
                 y[r][0] = f_add(cg, f_add(cg, z[r][0], z[r][1]), z[r][2]);
                 y[r][1] = f_sub(cg, f_sub(cg, z[r][1], z[r][2]), z[r][3]);
-                LLVMValueRef row = shuffle_lanes(cg, y[r][0], y[r][1], inter, 2 * VL);
-                vec_store(cg, row, r ? T1 : T0,
-                          iadd(cg, imul(cg, i, ci64(cg, WINO_OUT_LD)), ci64(cg, 2 * v * VL)), 64);
+                for (int h = 0; h < 2; h++) /* the tiles' two pixels interleaved */
+                    vec_store(cg, shuffle_lanes(cg, y[r][0], y[r][1], inter + h * VL, VL), r ? T1 : T0,
+                              iadd(cg, imul(cg, i, ci64(cg, WINO_OUT_LD)), ci64(cg, (2 * v + h) * VL)), 64);
             }
         }
-        tloop_end(&kc, &li);
+        loop_metadata(cg, tloop_end(&kc, &li), -1, 1);
     }
     {
         LLVMValueRef gi = tloop_begin(&kc, &le, ci64(cg, 0), gn, 1, "we");
@@ -7310,11 +7310,11 @@ static LLVMValueRef emit_wino_fn(Cg *cg, const Kernel *k, const KGemm *g, const 
             call_fn(cg, epi, eargs, nb + EPI_FIXED_ARGS);
             if (r) if_end(&kc, &ib);
         }
-        tloop_end(&kc, &le);
+        loop_metadata(cg, tloop_end(&kc, &le), -1, 1);
     }
-    tloop_end(&kc, &lo);
-    tloop_end(&kc, &lt);
-    tloop_end(&kc, &lb);
+    loop_metadata(cg, tloop_end(&kc, &lo), -1, 1);
+    loop_metadata(cg, tloop_end(&kc, &lt), -1, 1);
+    loop_metadata(cg, tloop_end(&kc, &lb), -1, 1);
     if_end(&kc, &nonempty);
     LLVMBuildRetVoid(cg->b);
     free(eargs);
