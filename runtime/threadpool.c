@@ -276,12 +276,14 @@ ThreadPool *tp_new(int nthreads) {
             tp_free(tp);
             return NULL;
         }
-        /* moves only where this thread may run on 2 CPUs or more */
+        /* moves only where this thread may run on as many CPUs as the pool
+         * has threads, or more: with fewer, threads must share CPUs, and a
+         * worker moved off the caller's would crowd another's */
         cpu_set_t mask;
         const char *env = getenv("KILN_MOVE_THREADS");
         tp->unstack = !(env && !strcmp(env, "0")) &&
                       pthread_getaffinity_np(pthread_self(), sizeof mask, &mask) == 0 &&
-                      CPU_COUNT(&mask) >= 2;
+                      CPU_COUNT(&mask) >= nthreads;
         tp->moved_ms = -MOVE_EVERY_MS;
         for (int i = 0; i < nthreads - 1; i++) {
             tp->args[i].tp = tp, tp->args[i].index = i + 1;
