@@ -71,6 +71,7 @@ typedef struct {
                                  * smaller than READ_PREFETCH_MIN_BYTES (AMD Zen 5) */
     bool taps_l1_small;         /* taps row blocks bounded by TAPS_L1_BLOCK_BYTES_ZEN5 (Zen 5) */
     bool wino;                  /* 3x3 stride-1 layers by Winograd F(2x2,3x3) (conv_wino: Zen 5) */
+    bool pack_rows;             /* kiln.mm.pack.f32.NR copies full panels a k row at a time (Zen 5) */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
     bool sized;     /* a unit of runtime/cpu_code.c: its size-generic products (llvm_kernel_sizes)
                      * read their sizes from the table's values slot */
@@ -2464,7 +2465,41 @@ static LLVMValueRef helper_pack(Cg *cg, KilnDType dt, int W) {
     LLVMValueRef si1 = LLVMBuildICmp(cg->b, LLVMIntEQ, si, ci64(cg, 1), "");
     LLVMValueRef sk1 = LLVMBuildICmp(cg->b, LLVMIntEQ, sk, ci64(cg, 1), "");
     TLoop lp, lk, lw;
-    LLVMValueRef i0 = tloop_begin(&kc, &lp, ci64(cg, 0), valid, W, "panel");
+    LLVMValueRef start = ci64(cg, 0);
+    if (cg->pack_rows && dt == KILN_F32 && W == ukernel_shape(cg).nr && W % cg->vec_floats == 0) {
+        /* (Cg.pack_rows, AMD Zen 5) B's full panels of contiguous lines
+         * (si = 1), where there are two or more, a k row at a time: each row
+         * of B read once, in order; then its last, partial panel as below.
+         * Panel by panel each row was read a 128-byte slice at a time, a
+         * 14x14 plane's rows 784 bytes apart and their lines shared with
+         * the next panel's.  ResNet-50 batch 8's 1x1 1024->256 at 14x14
+         * (kiln.mm.pack.f32.32 8 % of the layer alone, 1 thread) 1.026x
+         * alone on 1 thread, 1.014x on 2; in the model (B packed in every
+         * 1x1 layer at 14x14) those layers 1.01-1.02x (docs/performance.md,
+         * "Session 18: ResNet-50 b8's 1x1 layers").  One full panel (an
+         * attention head's 32 columns) keeps the panel loop. */
+        LLVMValueRef rows_first = LLVMBuildAnd(
+            cg->b, si1, LLVMBuildICmp(cg->b, LLVMIntSGE, valid, ci64(cg, 2 * (int64_t)W), ""), "rows_first");
+        LLVMValueRef nfull =
+            LLVMBuildSelect(cg->b, rows_first, LLVMBuildUDiv(cg->b, valid, cW, ""), ci64(cg, 0), "nfull");
+        IfBlock by_rows;
+        if_begin(&kc, &by_rows, rows_first);
+        LLVMTypeRef vt = LLVMVectorType(cg->t_f32, (unsigned)cg->vec_floats);
+        TLoop rk, rp;
+        LLVMValueRef kk = tloop_begin(&kc, &rk, ci64(cg, 0), kcv, 1, "rk");
+        LLVMValueRef s0 = iadd(cg, base, imul(cg, kk, sk)), d0 = imul(cg, kk, cW);
+        LLVMValueRef pi = tloop_begin(&kc, &rp, ci64(cg, 0), nfull, 1, "rp");
+        LLVMValueRef sp = iadd(cg, s0, imul(cg, pi, cW)), dp = iadd(cg, d0, imul(cg, imul(cg, pi, cW), kcv));
+        for (int v = 0; v < W; v += cg->vec_floats) {
+            LLVMValueRef x = vec_load(cg, vt, src, iadd(cg, sp, ci64(cg, v)), 4);
+            vec_store(cg, x, dst, iadd(cg, dp, ci64(cg, v)), 4);
+        }
+        tloop_end(&kc, &rp);
+        tloop_end(&kc, &rk);
+        if_end(&kc, &by_rows);
+        start = imul(cg, nfull, cW);
+    }
+    LLVMValueRef i0 = tloop_begin(&kc, &lp, start, valid, W, "panel");
     LLVMValueRef pdst = imul(cg, i0, kcv);
     LLVMValueRef full = LLVMBuildICmp(cg->b, LLVMIntSLE, iadd(cg, i0, cW), valid, "");
     LLVMValueRef pbase = iadd(cg, base, imul(cg, i0, si));
@@ -8174,6 +8209,7 @@ static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     cg->taps_l1_small = zen5;
     cg->wino = zen5;
     cg->a_ahead = zen5;
+    cg->pack_rows = zen5;
 }
 
 /* The same for a target machine. */

@@ -1453,6 +1453,32 @@ static void test_one_k_block(void) {
     free(text);
 }
 
+/* Zen 5's packing of B's full panels a k row at a time (codegen/llvm.c
+ * Cg.pack_rows, kiln.mm.pack.f32.32): 1x1 layers whose B the nest packs
+ * (rows of 784, 392 and 260 bytes: not whole lines; K a block or more; more
+ * rows than a row block), with 6, 3 and 2 full panels and a partial one of
+ * 4, 2 and 1 columns: 260 rows, K in one block, a residual; 256 rows of 8
+ * images (split by images) over two K blocks; 256 rows over two K blocks,
+ * 2 images.  The cpu forms (cpu:znver5 among them) against the reference
+ * at 1, 2 and 3 threads. */
+static void test_pack_rows(void) {
+    static const ConvCase cases[] = {
+        {3, 256, 14, 14, 260, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+        {8, 300, 7, 14, 256, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
+        {2, 300, 5, 13, 256, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+    };
+    static const char *const cpu_only[] = {"cpu", NULL};
+    char *text = conv_program(cases, (int)(sizeof cases / sizeof cases[0]));
+    static const char *const threads[] = {"1", "2", "3"};
+    static const char *const names[] = {"pack-rows-1t.kiln", "pack-rows-2t.kiln", "pack-rows-3t.kiln"};
+    for (int t = 0; t < 3; t++) {
+        setenv("KILN_THREADS", threads[t], 1);
+        run_suite_cpu_forms(names[t], text, 0, cpu_only);
+    }
+    setenv("KILN_THREADS", "2", 1);
+    free(text);
+}
+
 int main(void) {
     setenv("KILN_THREADS", "2", 0); /* at least two threads split every large kernel, whatever the machine */
     if (getenv("TEST_KERNELS_ONLY") && strcmp(getenv("TEST_KERNELS_ONLY"), "winograd") == 0) {
@@ -1480,6 +1506,7 @@ int main(void) {
     test_one_k_block();
     test_residual_prefetch();
     test_winograd();
+    test_pack_rows();
     printf("test_kernels: %d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
 }
