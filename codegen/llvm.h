@@ -149,6 +149,13 @@ int llvm_values_slot(const KProgram *p);
  * n in [0, 2^32). */
 uint64_t llvm_div_magic(uint64_t d);
 bool llvm_kernel_sizes(const KProgram *p, int kernel, const char *identity, bool form, LlvmKernelSizes *out);
+/* The grain of product g's split on the target `identity` (a target
+ * identity, as above), by columns or by rows: `grain` (llvm_column_grain's or
+ * llvm_kernel_grain's), or another where the target's code for it is a form
+ * of its own (a Winograd convolution on AMD Zen 5: whole pairs of output
+ * rows). */
+int64_t llvm_target_grain(const KProgram *p, const KGemm *g, const char *identity, bool by_columns,
+                          int64_t grain);
 void llvm_kernel_sizes_free(LlvmKernelSizes *s);
 
 /* A tiled product would pack its operand that is not a constant (a

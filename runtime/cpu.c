@@ -233,9 +233,12 @@ enum { PARALLEL_MIN_WORK = 1 << 16 };
 
 /* Kernel k's split (CpuSplit); g its product (kernel_gemm) or NULL, cols
  * whether its code has a column entry. */
-static CpuSplit kernel_split(const KProgram *kp, const Kernel *k, const KGemm *g, bool cols) {
+static CpuSplit kernel_split(const KProgram *kp, const Kernel *k, const KGemm *g, bool cols,
+                             const char *target) {
     CpuSplit s = {.by_columns = cols && g && llvm_split_by_columns(kp, g)};
     s.grain = s.by_columns ? llvm_column_grain(kp, g) : llvm_kernel_grain(kp, k);
+    /* a form of the target's own (a Winograd convolution) may want others */
+    if (g && cols) s.grain = llvm_target_grain(kp, g, target, s.by_columns, s.grain);
     s.span = s.by_columns ? g->mm.n : k->outer;
     double per_o = 1;
     for (int st = 0; st < k->stages.len; st++) per_o += (double)k->stages.data[st].extent;
@@ -286,7 +289,8 @@ static void *cpu_prepare(const KProgram *kp, const CompileOptions *opt, char *er
         for (int w = 0; w < 2; w++)
             x->packed_buf[2 * i + w] =
                 gemm && cpu_code_kernel(x->code, i)->prepack_bytes[w] > 0 ? (w ? g.mm.b_buf : g.mm.a_buf) : -1;
-        x->split[i] = kernel_split(kp, k, gemm ? &g : NULL, cpu_code_kernel(x->code, i)->cols != NULL);
+        x->split[i] = kernel_split(kp, k, gemm ? &g : NULL, cpu_code_kernel(x->code, i)->cols != NULL,
+                                   cpu_code_target(x->code));
     }
     kcache_open(&x->cache);
     x->stats = opt ? opt->stats : NULL;

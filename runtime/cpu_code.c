@@ -1341,6 +1341,7 @@ static void run_jobs(Work *w, int jobs) {
 
 struct CpuCode {
     const KProgram *kp;
+    char *target; /* the target's identity (llvm.h) */
     Unit **unit; /* per kernel (several kernels may share one) */
     CpuKernelCode *kernels;
     int table_len;
@@ -1417,6 +1418,7 @@ void cpu_code_free(CpuCode *c) {
     pthread_mutex_unlock(&units.mu);
     free(c->unit);
     free(c->kernels);
+    free(c->target);
     arena_free(c->arena);
     free(c);
 }
@@ -1511,6 +1513,7 @@ static CpuCode *compile_program(const KProgram *kp, const CpuCodeOptions *opt, b
     int nk = kp->kernels.len;
     CpuCode *c = xcalloc(1, sizeof *c);
     c->kp = kp;
+    c->target = xstrdup(target);
     c->arena = arena_new();
     c->unit = xcalloc((size_t)nk + 1, sizeof(Unit *));
     c->kernels = xcalloc((size_t)nk + 1, sizeof(CpuKernelCode));
@@ -1729,6 +1732,8 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
     }
     return c;
 }
+
+const char *cpu_code_target(const CpuCode *c) { return c->target; }
 
 const CpuKernelCode *cpu_code_kernel(const CpuCode *c, int i) {
     return i >= 0 && i < c->kp->kernels.len ? &c->kernels[i] : NULL;

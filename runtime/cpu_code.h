@@ -96,6 +96,8 @@ CpuCode *cpu_code_compile(const KProgram *kp, const CpuCodeOptions *opt, CpuCode
 void cpu_code_free(CpuCode *c);
 
 const CpuKernelCode *cpu_code_kernel(const CpuCode *c, int kernel);
+/* The identity of the target c's code is for (llvm.h's target identity). */
+const char *cpu_code_target(const CpuCode *c);
 /* The longest kernel table of the program (nbufs + CPU_TABLE_EXTRA). */
 int cpu_code_table_len(const CpuCode *c);
 /* Fills kernel i's table from bufs (the memory of every program buffer),
