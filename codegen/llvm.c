@@ -72,6 +72,8 @@ typedef struct {
     bool taps_l1_small;         /* taps row blocks bounded by TAPS_L1_BLOCK_BYTES_ZEN5 (Zen 5) */
     bool wino;                  /* 3x3 stride-1 layers by Winograd F(2x2,3x3) (conv_wino: Zen 5) */
     bool pack_rows;             /* kiln.mm.pack.f32.NR copies full panels a k row at a time (Zen 5) */
+    bool stem_direct;           /* a stride-2 taps conv over few channels (the stem) in the
+                                 * direct form (stem_direct: Zen 5) */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
     bool sized;     /* a unit of runtime/cpu_code.c: its size-generic products (llvm_kernel_sizes)
                      * read their sizes from the table's values slot */
@@ -7357,6 +7359,256 @@ static LLVMValueRef emit_wino_fn(Cg *cg, const Kernel *k, const KGemm *g, const 
     return fn;
 }
 
+/* The stem in a direct form (Cg.stem_direct, AMD Zen 5): a taps
+ * convolution of stride 2 over a few input channels (ResNet's 7x7 3->64
+ * stem), its output pixels in the vectors instead of broadcast.  Each
+ * output row's KH input rows are de-interleaved into even and odd columns
+ * (a stack copy per row), so that the 16 output pixels of a vector read
+ * tap (c, kh, kw) as 16 contiguous floats of phase kw % 2 at column ow +
+ * kw / 2; tiles of STEM_DIRECT_G channels (their weights broadcast from the
+ * prepacked A, one K block) by STEM_DIRECT_NV vectors (24 accumulators)
+ * sum the taps in order (the same sums, in the same order, as the swapped
+ * taps tile: bit-identical results) into a row buffer, whose epilogue
+ * (NAME.epi over whole rows) runs once per row and group.  The copy keeps
+ * a chunk's last STEM_DIRECT_SLOTS input rows (each later row adds 2), the
+ * next row's output lines are prefetched for writing and its input rows
+ * STEM_DIRECT_AHEAD rows ahead.  No tile transposes, no tile buffer.  The swapped taps tile spent ~10 %
+ * of the stem around its micro-kernel (the transposes, the row epilogue,
+ * the nest); a harness of this form (bench/stem.c) ran 1.06-1.08x faster
+ * than kiln's stem on one thread; in ResNet-18 and -50 (quiet, Zen 5, 1
+ * and 2 threads, batch 1 and 8, normalised by the other kernels) the stem
+ * ran 1.033-1.061x (docs/performance.md, "Session 18: the stem and the
+ * stride-2 layers").  Constant geometry only, f32, one K block, prepacked
+ * weights, rows a multiple of the vector; measured on Zen 5 only. */
+enum {
+    STEM_DIRECT_G = 8,
+    STEM_DIRECT_NV = 3,
+    STEM_DIRECT_MAX_C = 4,
+    STEM_DIRECT_MAX_M = 128,
+    STEM_DIRECT_SLOTS = 8,
+    STEM_DIRECT_AHEAD = 2
+};
+
+static bool stem_direct(const Cg *cg, const KGemm *g, const MmShape *sh) {
+    const KConv *cv = g->conv;
+    return cg->stem_direct && cv && cg->vec_floats == 16 && sh->swap && cv->sh == 2 && cv->sw == 2 &&
+           cv->dh == 1 && cv->dw == 1 && cv->groups == 1 && cv->c <= STEM_DIRECT_MAX_C && cv->xs[3] == 1 &&
+           cv->kh <= STEM_DIRECT_SLOTS && cv->kh >= 2 && cv->ow % 16 == 0 && g->mm.m % STEM_DIRECT_G == 0 &&
+           g->mm.m <= STEM_DIRECT_MAX_M && g->mm.k == cv->c * cv->kh * cv->kw && g->mm.k <= sh->kc &&
+           sh->mr % STEM_DIRECT_G == 0 && !conv_taps_in_place(cv);
+}
+
+/* One tile: channels [oc0, oc0 + G) of output row oh (its input rows in D),
+ * nv vectors from column ow0, the sums into the row buffer rows. */
+static void stem_direct_tile(Kc *kc, const MmGeo *geo, int MR, LLVMValueRef D, int64_t PH, LLVMValueRef apk,
+                             LLVMValueRef oc0, LLVMValueRef ow0, int nv, LLVMValueRef rows, int64_t ldr,
+                             LLVMValueRef m_lo, LLVMValueRef next_o, LLVMValueRef oh) {
+    Cg *cg = kc->cg;
+    const KConv *cv = geo->taps;
+    enum { G = STEM_DIRECT_G, NVM = STEM_DIRECT_NV, VL = 16 };
+    /* the tile's lines of the next output row, for writing (the output is
+     * not in the caches: ResNet's batch 8 writes 25.7 MB) */
+    for (int b = 0; b < geo->npf; b++) {
+        if (geo->pf_pad[b][0] || !LLVMIsAConstantInt(geo->pf_size[b])) continue;
+        for (int j = 0; j < G; j++)
+            for (int v = 0; v < nv; v++) {
+                LLVMValueRef o =
+                    iadd(cg, iadd(cg, next_o, imul(cg, ci64(cg, j), geo->n)), ci64(cg, (int64_t)v * VL));
+                prefetch_tile_line(cg, geo->pf[b], imul(cg, o, geo->pf_size[b]), true);
+            }
+    }
+    const int64_t KH = cv->kh, KW = cv->kw, K = cv->c * KH * KW;
+    LLVMTypeRef vf = LLVMVectorType(cg->t_f32, VL);
+    /* weight (oc, t): A's panel of MR channels, t * MR + oc % MR in it */
+    LLVMValueRef panel = LLVMBuildSub(cg->b, oc0, LLVMBuildURem(cg->b, oc0, ci64(cg, MR), ""), "");
+    LLVMValueRef wbase = iadd(cg, imul(cg, panel, ci64(cg, K)), LLVMBuildURem(cg->b, oc0, ci64(cg, MR), ""));
+    LLVMValueRef zero = LLVMConstNull(vf), acc[G * NVM], phis[G * NVM], next[G * NVM];
+    Loop l;
+    LLVMValueRef ck = loop_begin(kc, &l, ci64(cg, 0), ci64(cg, cv->c * KH), "ck");
+    for (int i = 0; i < G * nv; i++) {
+        phis[i] = LLVMBuildPhi(cg->b, vf, "acc");
+        LLVMAddIncoming(phis[i], &zero, &l.pre, 1);
+        acc[i] = phis[i];
+    }
+    /* (c, kh) = (ck / KH, ck % KH): padded row 2 * oh + kh, in slot (2 * oh + kh) % SLOTS of
+     * channel c's rows in D, 2 * PH floats each */
+    LLVMValueRef c = LLVMBuildUDiv(cg->b, ck, ci64(cg, KH), ""),
+                 kh = LLVMBuildURem(cg->b, ck, ci64(cg, KH), "");
+    LLVMValueRef slot =
+        LLVMBuildAnd(cg->b, iadd(cg, imul(cg, oh, ci64(cg, 2)), kh), ci64(cg, STEM_DIRECT_SLOTS - 1), "");
+    LLVMValueRef drow =
+        iadd(cg, imul(cg, iadd(cg, imul(cg, c, ci64(cg, STEM_DIRECT_SLOTS)), slot), ci64(cg, 2 * PH)), ow0);
+    for (int64_t kw = 0; kw < KW; kw++) {
+        LLVMValueRef xv[NVM];
+        LLVMValueRef at = iadd(cg, drow, ci64(cg, (kw & 1) * PH + (kw >> 1)));
+        for (int v = 0; v < nv; v++) xv[v] = vec_load(cg, vf, D, iadd(cg, at, ci64(cg, (int64_t)v * VL)), 4);
+        LLVMValueRef t = iadd(cg, imul(cg, ck, ci64(cg, KW)), ci64(cg, kw));
+        LLVMValueRef wt = iadd(cg, wbase, imul(cg, t, ci64(cg, MR)));
+        for (int j = 0; j < G; j++) {
+            LLVMValueRef b = splat(cg, load_f32(cg, apk, iadd(cg, wt, ci64(cg, j))), VL);
+            for (int v = 0; v < nv; v++) acc[j * nv + v] = fma3(cg, b, xv[v], acc[j * nv + v]);
+        }
+    }
+    for (int i = 0; i < G * nv; i++) next[i] = acc[i];
+    loop_end(kc, &l, phis, next, G * nv, 0);
+    /* channel oc0 + j's row in the buffer: (oc0 + j - m_lo) * ldr */
+    LLVMValueRef r0 = imul(cg, LLVMBuildSub(cg->b, oc0, m_lo, ""), ci64(cg, ldr));
+    for (int j = 0; j < G; j++)
+        for (int v = 0; v < nv; v++)
+            vec_store(cg, next[j * nv + v], rows,
+                      iadd(cg, iadd(cg, r0, ci64(cg, j * ldr)), iadd(cg, ow0, ci64(cg, (int64_t)v * VL))), 4);
+}
+
+/* NAME.mm's body for stem_direct: the rows of [ob, oe) and the columns
+ * [c0, c1) (whole output rows, llvm_column_grain) as emit_mm_nest would
+ * compute them, through the same epilogue (NAME.epi over whole rows). */
+static void emit_stem_direct(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueRef ob, LLVMValueRef oe,
+                             LLVMValueRef c0, LLVMValueRef c1) {
+    Cg *cg = kc->cg;
+    LLVMValueRef fn = kc->fn;
+    const KConv *cv = geo->taps;
+    enum { G = STEM_DIRECT_G, NVM = STEM_DIRECT_NV, VL = 16 };
+    const int64_t C = cv->c, KH = cv->kh, OW = cv->ow, M = geo->mm ? geo->mm->m : 0;
+    const int64_t PH = (OW + (cv->kw - 1) / 2 + VL - 1) / VL * VL; /* a phase row's floats */
+    const int64_t ldr = OW;                                        /* the row buffer's stride */
+    LLVMTypeRef vf = LLVMVectorType(cg->t_f32, VL);
+    LLVMValueRef D = entry_alloca(kc, C * STEM_DIRECT_SLOTS * 2 * PH + 2 * VL, "phases");
+    LLVMValueRef rows = entry_alloca(kc, M * ldr, "rows");
+    LLVMValueRef cN = geo->n, cM = geo->m;
+    LLVMBasicBlockRef work = LLVMAppendBasicBlockInContext(cg->ctx, fn, "work");
+    LLVMBasicBlockRef fin = LLVMAppendBasicBlockInContext(cg->ctx, fn, "fin");
+    LLVMBuildCondBr(cg->b,
+                    LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, ob, oe, ""),
+                                 LLVMBuildICmp(cg->b, LLVMIntSLT, c0, c1, ""), ""),
+                    work, fin);
+    LLVMPositionBuilderAtEnd(cg->b, fin);
+    LLVMBuildRetVoid(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, work);
+    LLVMValueRef rb = LLVMBuildUDiv(cg->b, ob, cN, "rb");
+    LLVMValueRef re = LLVMBuildUDiv(cg->b, iadd(cg, oe, LLVMBuildSub(cg->b, cN, ci64(cg, 1), "")), cN, "re");
+    TLoop lb, lr, lc, lt, lg;
+    LLVMValueRef b0 = LLVMBuildUDiv(cg->b, rb, cM, "");
+    LLVMValueRef b1 =
+        iadd(cg, LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, re, ci64(cg, 1), ""), cM, ""), ci64(cg, 1));
+    LLVMValueRef bi = tloop_begin(kc, &lb, b0, b1, 1, "batch");
+    LLVMValueRef brow = imul(cg, bi, cM);
+    LLVMValueRef bm0 = LLVMBuildSub(cg->b, imax(cg, rb, brow), brow, "bm0");
+    LLVMValueRef bm1 = LLVMBuildSub(cg->b, imin(cg, re, iadd(cg, brow, cM)), brow, "bm1");
+    /* groups of G channels from a multiple of G (rows before ob: computed, not stored) */
+    bm0 = LLVMBuildSub(cg->b, bm0, LLVMBuildURem(cg->b, bm0, ci64(cg, G), ""), "bm0g");
+    LLVMValueRef bbase = iadd(cg, geo->b_off, geo_batch(cg, geo, 1, false, bi));
+    LLVMValueRef apk = elem_ptr(cg, cg->t_f32, geo->Apk,
+                                imul(cg, geo_batch(cg, geo, 0, true, bi), imul(cg, geo->mp, geo->k)));
+    /* the output rows holding columns [c0, c1) */
+    LLVMValueRef cOW = ci64(cg, OW);
+    LLVMValueRef oh0 = LLVMBuildUDiv(cg->b, c0, cOW, "");
+    LLVMValueRef oh1 = LLVMBuildUDiv(cg->b, iadd(cg, c1, ci64(cg, OW - 1)), cOW, "");
+    LLVMValueRef oh = tloop_begin(kc, &lr, oh0, oh1, 1, "orow");
+    /* the row's input rows ih = oh*2 - ph + kh, de-interleaved: D[(c*KH + kh)*2*PH + phase*PH + j] =
+     * xpad[c][ih][2j + phase] (xpad: the input padded by pw columns; rows outside the image zero) */
+    {
+        /* a chunk's first row copies its KH rows; every later one the 2 rows it adds (stride 2) */
+        LLVMValueRef kh0 = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, oh, oh0, ""), ci64(cg, 0),
+                                           ci64(cg, KH - 2), "");
+        TLoop lk;
+        LLVMValueRef c = tloop_begin(kc, &lc, ci64(cg, 0), ci64(cg, C), 1, "deint_c");
+        LLVMValueRef kh = tloop_begin(kc, &lk, kh0, ci64(cg, KH), 1, "deint_kh");
+        LLVMValueRef pr = iadd(cg, imul(cg, oh, ci64(cg, 2)), kh);
+        LLVMValueRef ih = iadd(cg, pr, ci64(cg, -cv->ph));
+        LLVMValueRef inside = LLVMBuildICmp(cg->b, LLVMIntULT, ih, ci64(cg, cv->h), "");
+        /* a row outside reads row 0 with no lanes on */
+        LLVMValueRef ihc = LLVMBuildSelect(cg->b, inside, ih, ci64(cg, 0), "");
+        LLVMValueRef src =
+            iadd(cg, iadd(cg, bbase, imul(cg, c, ci64(cg, cv->xs[1]))), imul(cg, ihc, ci64(cg, cv->xs[2])));
+        LLVMValueRef slot = LLVMBuildAnd(cg->b, pr, ci64(cg, STEM_DIRECT_SLOTS - 1), "");
+        LLVMValueRef dst =
+            imul(cg, iadd(cg, imul(cg, c, ci64(cg, STEM_DIRECT_SLOTS)), slot), ci64(cg, 2 * PH));
+        /* the row STEM_DIRECT_AHEAD output rows on (from memory at batch 8: 4.8 MB of input) */
+        {
+            LLVMValueRef ihf = iadd(cg, ih, ci64(cg, 2 * STEM_DIRECT_AHEAD));
+            LLVMValueRef ihfc = LLVMBuildSelect(
+                cg->b, LLVMBuildICmp(cg->b, LLVMIntULT, ihf, ci64(cg, cv->h), ""), ihf, ci64(cg, 0), "");
+            LLVMValueRef srcf = iadd(cg, iadd(cg, bbase, imul(cg, c, ci64(cg, cv->xs[1]))),
+                                     imul(cg, ihfc, ci64(cg, cv->xs[2])));
+            for (int64_t e = 0; e < cv->w + 15; e += 16) {
+                LLVMValueRef at = iadd(cg, srcf, ci64(cg, e < cv->w ? e : cv->w - 1));
+                prefetch_at(cg, LLVMBuildGEP2(cg->b, cg->t_f32, geo->B, &at, 1, ""), false, 3);
+            }
+        }
+        LLVMTypeRef vw = LLVMVectorType(cg->t_f32, 2 * VL);
+        LLVMValueRef ev[VL], od[VL];
+        for (int l = 0; l < VL; l++) ev[l] = ci32(cg, 2 * l), od[l] = ci32(cg, 2 * l + 1);
+        LLVMValueRef evm = LLVMConstVector(ev, VL), odm = LLVMConstVector(od, VL);
+        for (int64_t j = 0; j < PH; j += VL) {
+            /* padded columns 2j .. 2j + 31: input columns q = 2j - pw + l */
+            int64_t q0 = 2 * j - cv->pw, lo = q0 < 0 ? -q0 : 0,
+                    hi = cv->w - q0 < 2 * VL ? cv->w - q0 : 2 * VL;
+            LLVMValueRef even = LLVMConstNull(vf), odd = LLVMConstNull(vf);
+            if (hi > lo) {
+                LLVMValueRef m = const_lanes(cg, lo, hi, 2 * VL);
+                LLVMValueRef at = iadd(cg, src, ci64(cg, q0));
+                LLVMValueRef ptr =
+                    LLVMBuildGEP2(cg->b, cg->t_f32, geo->B, &at, 1, ""); /* masked lanes: never read */
+                LLVMTypeRef ov[2] = {vw, cg->t_ptr};
+                LLVMValueRef args[4] = {ptr, ci32(cg, ELEM_ALIGN), m, LLVMConstNull(vw)};
+                LLVMValueRef w = intrin(cg, "llvm.masked.load", ov, 2, args, 4);
+                even = LLVMBuildSelect(cg->b, inside,
+                                       LLVMBuildShuffleVector(cg->b, w, LLVMGetUndef(vw), evm, ""), even, "");
+                odd = LLVMBuildSelect(cg->b, inside,
+                                      LLVMBuildShuffleVector(cg->b, w, LLVMGetUndef(vw), odm, ""), odd, "");
+            }
+            vec_store(cg, even, D, iadd(cg, dst, ci64(cg, j)), 4);
+            vec_store(cg, odd, D, iadd(cg, dst, ci64(cg, PH + j)), 4);
+        }
+        tloop_end(kc, &lk);
+        tloop_end(kc, &lc);
+    }
+    /* the row's tiles, a group of G channels at a time (its input rows, its 9 KB of weights and its
+     * rows of sums stay in the L1), then the group's epilogue */
+    /* a row's vectors in tiles of NVM (3), the last ones of 2 where 3 do not divide them (7 = 3 + 2 + 2:
+     * a tile of one vector, 8 accumulators, ran its FMAs 26 % slower) */
+    const int64_t nvec = OW / VL;
+    int64_t full = nvec / NVM, rest = nvec % NVM, twos = 0;
+    if (rest == 1 && full > 0)
+        full--, twos = 2, rest = 0;
+    else if (rest == 2)
+        twos = 1, rest = 0;
+    LLVMValueRef m_lo = bm0;
+    /* output element (oc, oh + 1, ow) of this image */
+#define next_o(oc, ow)                                                                                       \
+    iadd(cg, iadd(cg, imul(cg, iadd(cg, brow, (oc)), cN), imul(cg, iadd(cg, oh, ci64(cg, 1)), cOW)), (ow))
+    LLVMValueRef oc0 = tloop_begin(kc, &lg, bm0, bm1, G, "cgroup");
+    if (full > 0) {
+        LLVMValueRef tt = tloop_begin(kc, &lt, ci64(cg, 0), ci64(cg, full), 1, "tile");
+        LLVMValueRef ow0 = imul(cg, tt, ci64(cg, NVM * VL));
+        stem_direct_tile(kc, geo, sh->mr, D, PH, apk, oc0, ow0, NVM, rows, ldr, m_lo, next_o(oc0, ow0), oh);
+        tloop_end(kc, &lt);
+    }
+    for (int64_t t2 = 0; t2 < twos + (rest > 0); t2++) {
+        LLVMValueRef ow0 = ci64(cg, (full * NVM + t2 * 2) * VL);
+        const int nv = t2 < twos ? 2 : (int)rest;
+        stem_direct_tile(kc, geo, sh->mr, D, PH, apk, oc0, ow0, nv, rows, ldr, m_lo, next_o(oc0, ow0), oh);
+    }
+    LLVMValueRef sums =
+        elem_ptr(cg, cg->t_f32, rows, imul(cg, LLVMBuildSub(cg->b, oc0, m_lo, ""), ci64(cg, ldr)));
+    LLVMValueRef fixed[EPI_FIXED_ARGS] = {iadd(cg, brow, oc0),
+                                          imul(cg, oh, cOW),
+                                          imin(cg, ci64(cg, G), LLVMBuildSub(cg->b, bm1, oc0, "")),
+                                          cOW,
+                                          c0,
+                                          c1,
+                                          ob,
+                                          oe,
+                                          sums,
+                                          ci64(cg, ldr)};
+    call_epilogue(cg, geo, fixed);
+    tloop_end(kc, &lg);
+#undef next_o
+    tloop_end(kc, &lr);
+    tloop_end(kc, &lb);
+    LLVMBuildRetVoid(cg->b);
+}
+
 /* The tiled body NAME.mm(ob, oe, c0, c1, bufs..., scratch, packed A, packed
  * B): the elements of [ob, oe) in the output columns [c0, c1).  A
  * size-generic product's fills its argument block and calls the nest of
@@ -7476,7 +7728,10 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
         geo.epi_inline = !epilogue, geo.epi_n = mm->n;
         geo.epi = epilogue, geo.epi_extra = extra, geo.nextra = nb;
         geo.epi_type = epilogue ? LLVMGlobalGetValueType(epilogue) : NULL;
-        emit_mm_nest(&kc, &sh, &geo, ob, oe, c0, c1, scratch);
+        if (taps && row_ld > 0 && epilogue && known_bool(geo.packed_a) == 1 && stem_direct(cg, g, &sh))
+            emit_stem_direct(&kc, &sh, &geo, ob, oe, c0, c1);
+        else
+            emit_mm_nest(&kc, &sh, &geo, ob, oe, c0, c1, scratch);
         free(extra);
     }
     kc_free(&kc);
@@ -8210,6 +8465,7 @@ static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     cg->wino = zen5;
     cg->a_ahead = zen5;
     cg->pack_rows = zen5;
+    cg->stem_direct = zen5;
 }
 
 /* The same for a target machine. */

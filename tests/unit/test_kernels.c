@@ -833,7 +833,12 @@ static void test_convolutions(void) {
      * second panel a corner of 16) with a residual over two images; stride
      * 2 to rows of 28 over two images; 16 output channels (.r14v1); and
      * rows of 42 (three tiles) split by rows between the threads.  AVX2
-     * and SSE keep their own tiles. */
+     * and SSE keep their own tiles.  On Zen 5 the stride-2 ones over at most
+     * 4 channels to rows of a multiple of 16 run the direct form
+     * (stem_direct): the stem above (rows of 7 vectors: tiles of 3, 2 and
+     * 2), and below rows of 2 vectors over 4 channels to 48 (groups of 8
+     * across two panels) with a residual over two images, rows of 4 vectors
+     * (2 + 2) over three images, and rows of one vector (a tile of 1). */
     static const ConvCase taps14[] = {
         {1, 64, 4, 56, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
         {1, 3, 9, 224, 64, 7, 7, 2, 2, 3, 3, 1, 1, 1, true, "relu", 0, 0},
@@ -841,6 +846,9 @@ static void test_convolutions(void) {
         {2, 16, 6, 56, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, false, "relu", 0, 0},
         {1, 16, 5, 14, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "clamp", 0, 0},
         {1, 32, 9, 42, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+        {2, 4, 12, 64, 48, 7, 7, 2, 2, 3, 3, 1, 1, 1, false, "residual", 0, 0},
+        {3, 3, 10, 128, 16, 7, 7, 2, 2, 3, 3, 1, 1, 1, true, "relu", 0, 0},
+        {1, 3, 21, 32, 32, 7, 7, 2, 2, 3, 3, 1, 1, 1, false, "clamp", 0, 0},
     };
     run_taps_suite("taps14.kiln", taps14, (int)(sizeof taps14 / sizeof taps14[0]), cpu_targets_and_emu);
     /* the direct form: depthwise and few channels per group */
