@@ -74,6 +74,8 @@ typedef struct {
     bool pack_rows;             /* kiln.mm.pack.f32.NR copies full panels a k row at a time (Zen 5) */
     bool stem_direct;           /* a stride-2 taps conv over few channels (the stem) in the
                                  * direct form (stem_direct: Zen 5) */
+    bool im2col_rows_ahead;     /* im2col_rows prefetches its input rows IM2COL_ROWS_AHEAD rows
+                                 * below (AMD Zen 5) */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
     bool sized;     /* a unit of runtime/cpu_code.c: its size-generic products (llvm_kernel_sizes)
                      * read their sizes from the table's values slot */
@@ -3359,6 +3361,18 @@ static LLVMValueRef conv_block(Cg *cg, const KConv *cv) {
     return blk;
 }
 
+/* Where im2col_rows prefetches (Cg.im2col_rows_ahead, AMD Zen 5): each
+ * (c, kh)'s span of input row ih, IM2COL_ROWS_AHEAD rows below (ih + 4:
+ * the rows of two output rows on at stride 2).  MobileNetV2's stem (3x3
+ * 3->32 s2 at 224, K = 27, kiln.im2col.f32.r2.3x1.32) reads the model's
+ * input, which the rest of a run has pushed out of the caches: 89 % of the
+ * gather's samples waited on its masked row loads (`perf`), the segments of
+ * a 32-pixel panel too short for the hardware prefetchers.  With it the
+ * stem in the model ran 0.280 -> 0.141 ms on 1 thread, 0.121 -> 0.075 on 2
+ * (batch 1, quiet; 2, 4 or 8 rows ahead the same: docs/performance.md,
+ * "Session 18: MobileNetV2 at batch 1"). */
+enum { IM2COL_ROWS_AHEAD = 4 };
+
 /* One segment of an im2col panel for the k in [pc, pc + kc), for contiguous
  * input rows (xs[3] == 1), stride sw <= 4 and a window wider than 1: the KW
  * taps of one (c, kh) read the same input row, tap kw from element kw*dw on
@@ -3399,6 +3413,15 @@ static void im2col_rows(Kc *kc, const Im2colForm *f, const ConvVals *cv, LLVMVal
     LLVMValueRef hi = splat_int(cg, LLVMBuildTrunc(cg->b, e1, cg->t_i32, ""), WS);
     LLVMValueRef src = iadd(cg, iadd(cg, xbase, imul(cg, ckh[0], cv->xs1)),
                             iadd(cg, imul(cg, LLVMBuildSelect(cg->b, row_in, ih, zero, ""), cv->xs2), iwb));
+    if (cg->im2col_rows_ahead) { /* the span's lines IM2COL_ROWS_AHEAD rows below */
+        int64_t per_line = 64 / (int64_t)kiln_dtype_size(dt);
+        LLVMValueRef ahead = iadd(cg, src, imul(cg, ci64(cg, IM2COL_ROWS_AHEAD), cv->xs2));
+        for (int64_t e = 0; e < END; e += per_line) {
+            LLVMValueRef at = iadd(cg, ahead, ci64(cg, e));
+            LLVMValueRef addr = LLVMBuildGEP2(cg->b, mt, X, &at, 1, ""); /* a prefetch never faults */
+            prefetch_at(cg, addr, false, 3);
+        }
+    }
     LLVMValueRef span[4][4] = {{NULL}};
     for (int64_t kw = 0; kw < f->kw; kw++) {
         const int p = (int)(kw * f->dw % S);
@@ -8466,6 +8489,7 @@ static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     cg->a_ahead = zen5;
     cg->pack_rows = zen5;
     cg->stem_direct = zen5;
+    cg->im2col_rows_ahead = zen5;
 }
 
 /* The same for a target machine. */

@@ -670,6 +670,17 @@ static void test_convolutions(void) {
     text = conv_program(plane_rows, (int)(sizeof plane_rows / sizeof plane_rows[0]));
     run_suite_cpu_forms("convs-rows.kiln", text, 0, every_target);
     free(text);
+    /* MobileNetV2's stem in small: 3x3 3->32 stride 2 (K = 27), gathered by
+     * the shared kiln.im2col.f32.r2.3x1.32, whose rows prefetch their input
+     * IM2COL_ROWS_AHEAD rows below on znver5 (past the plane's end on the
+     * last rows): odd planes over two images, and an even one */
+    static const ConvCase stem_s2[] = {
+        {2, 3, 31, 29, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, true, "clamp", 0, 0},
+        {1, 3, 40, 40, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, true, "relu", 0, 0},
+    };
+    text = conv_program(stem_s2, (int)(sizeof stem_s2 / sizeof stem_s2[0]));
+    run_suite_cpu_forms("convs-stem-s2.kiln", text, 0, NULL);
+    free(text);
     /* the size-generic loop nest (kiln.mm.nest: K >= 128) prefetching an
      * output of 2 MiB for writing (3x3 x 16 = 144, 128 x 64 x 64 floats): on
      * cpu and cuda-emu only, the kernel-IR interpreter takes 10 s for it */
