@@ -7116,6 +7116,30 @@ static int epilogue_prefetch(const KProgram *p, const Kernel *k, const KMatmul *
     return n < MM_PREFETCH_MAX ? n : MM_PREFETCH_MAX;
 }
 
+/* Declares NAME.mm(i64 ob, i64 oe, i64 c0, i64 c1, ptr noalias bufs...,
+ * ptr noalias scratch, ptr Apk, ptr Bpk), the tiled body of kernel k (the
+ * plain nest's, the Winograd form's), sets up kc on it (the buffers'
+ * pointers: its parameters) and positions the builder in its entry block. */
+static LLVMValueRef begin_mm_fn(Cg *cg, const Kernel *k, Kc *kc, const int *list, int nb) {
+    kc_init(kc, cg, k);
+    LLVMTypeRef *ps = xcalloc((size_t)nb + 7, sizeof(LLVMTypeRef));
+    ps[0] = ps[1] = ps[2] = ps[3] = cg->t_i64;
+    for (int i = 0; i < nb + 3; i++) ps[4 + i] = cg->t_ptr;
+    char *name = name2(k->name, ".mm");
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)nb + 7, 0));
+    free(name);
+    free(ps);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_fn_attr(cg, fn, cg->k_nounwind);
+    for (int i = 0; i < nb + 3; i++) {
+        LLVMAddAttributeAtIndex(fn, (unsigned)(5 + i), LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+        if (i < nb) kc->bufptr[list[i]] = LLVMGetParam(fn, (unsigned)(4 + i));
+    }
+    kc->fn = fn;
+    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    return fn;
+}
+
 /* ------------------------------------------- Winograd F(2x2,3x3) (conv_wino) */
 
 /* NAME.prepack_a(ptr bufs): U = G g G^T of every (output channel, input
@@ -7194,22 +7218,7 @@ static LLVMValueRef emit_wino_fn(Cg *cg, const Kernel *k, const KGemm *g, const 
     const int VL = 16;
     LLVMValueRef epi = emit_epilogue_fn(cg, k, list, nb, mm->n, (int)cv->ow, false, true, NULL);
     Kc kc;
-    kc_init(&kc, cg, k);
-    LLVMTypeRef *ps = xcalloc((size_t)nb + 7, sizeof(LLVMTypeRef));
-    ps[0] = ps[1] = ps[2] = ps[3] = cg->t_i64;
-    for (int i = 0; i < nb + 3; i++) ps[4 + i] = cg->t_ptr;
-    char *name = name2(k->name, ".mm");
-    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)nb + 7, 0));
-    free(name);
-    free(ps);
-    LLVMSetLinkage(fn, LLVMInternalLinkage);
-    add_fn_attr(cg, fn, cg->k_nounwind);
-    for (int i = 0; i < nb + 3; i++) {
-        LLVMAddAttributeAtIndex(fn, (unsigned)(5 + i), LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
-        if (i < nb) kc.bufptr[list[i]] = LLVMGetParam(fn, (unsigned)(4 + i));
-    }
-    kc.fn = fn;
-    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMValueRef fn = begin_mm_fn(cg, k, &kc, list, nb);
     LLVMValueRef scratch = LLVMGetParam(fn, (unsigned)(4 + nb)), U = LLVMGetParam(fn, (unsigned)(5 + nb));
     LLVMValueRef X = kc.bufptr[cv->x_buf];
     LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1);
@@ -7677,23 +7686,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
     LLVMValueRef thunk = generic ? emit_epilogue_thunk(cg, k, epilogue, nb, false) : NULL;
     LLVMValueRef nest = generic ? helper_mm_nest(cg, sh.swap, swap_one_panel(p, g)) : NULL;
     Kc kc;
-    kc_init(&kc, cg, k);
-    /* NAME.mm(i64 ob, i64 oe, i64 c0, i64 c1, ptr noalias bufs..., ptr noalias scratch, ptr Apk, ptr Bpk) */
-    LLVMTypeRef *ps = xcalloc((size_t)nb + 7, sizeof(LLVMTypeRef));
-    ps[0] = ps[1] = ps[2] = ps[3] = cg->t_i64;
-    for (int i = 0; i < nb + 3; i++) ps[4 + i] = cg->t_ptr;
-    char *name = name2(k->name, ".mm");
-    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->t_void, ps, (unsigned)nb + 7, 0));
-    free(name);
-    free(ps);
-    LLVMSetLinkage(fn, LLVMInternalLinkage);
-    add_fn_attr(cg, fn, cg->k_nounwind);
-    for (int i = 0; i < nb + 3; i++) {
-        LLVMAddAttributeAtIndex(fn, (unsigned)(5 + i), LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
-        if (i < nb) kc.bufptr[list[i]] = LLVMGetParam(fn, (unsigned)(4 + i));
-    }
-    kc.fn = fn;
-    LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMValueRef fn = begin_mm_fn(cg, k, &kc, list, nb);
     LLVMValueRef scratch = LLVMGetParam(fn, (unsigned)(4 + nb));
     LLVMValueRef Apk = LLVMGetParam(fn, (unsigned)(5 + nb)), Bpk = LLVMGetParam(fn, (unsigned)(6 + nb));
     LLVMValueRef A = kc.bufptr[mm->a_buf], B = kc.bufptr[mm->b_buf];

@@ -171,7 +171,8 @@ struct WorkerArg {
 /* Moves `thread` (worker `index`, 1..) off `cpu`, the caller's: confined to
  * one other CPU of its affinity mask, which moves it there at once, then
  * given its mask back, which leaves it there until the scheduler moves it
- * (a mask changed meanwhile by someone else is kept, never widened).  Worker
+ * (a mask that someone else changes between the read and the restore is
+ * written back as it was read: a narrow window, not closed).  Worker
  * i goes to the i-th CPU of the mask after the caller's (the caller's
  * skipped), so that workers moved together spread.  Nothing where the mask
  * has one CPU. */

@@ -1211,26 +1211,12 @@ static void test_swapped_pack_edges(void) {
         0, cpu_targets_and_emu);
 }
 
-/* The kernels' split over 3 threads (runtime/cpu.c: each thread owns a
- * third of every kernel's grains, tp_run_ranges), on cpu against the
- * reference: a 14x14 image swapped in chunks of 12 pixels (17 grains: 5, 6
- * and 6 a thread), 13 output rows of 56 px read in place (whole rows), 256
- * rows of a 7x7 product split by rows (each thread gathers B), 3 images at
- * stride 2, a one-row output, a depthwise layer (whole planes) and a
- * classifier's GEMV (runs of 64 columns); read in place: 14 rows of 14 px
- * split by columns in grains of 3 rows (5 grains: 1, 2 and 2 a thread), 13
- * rows of 20 px in grains of 2 rows (7: 2, 2 and 3), and a 14x14 image with
- * 128 output channels split by rows in quarters (TAPS_ROWS_MAX_PIXELS: 1, 1
- * and 2 a thread); a 1x1 260->256 at 14x14 (packed_pointwise_columns:
- * swapped, 17 grains of 12 pixels, each thread packing its own); a 1x1
- * layer of 8 images, 20 rows by 192 px, split by whole images
- * (pointwise_images: 3, 3 and 2 a thread); a product of two activations
- * whose nest packs B in every chunk, in chunks of 96 rows. */
 /* 3x3 stride-1 convolutions of 64 input channels or more with constant
  * weights run Winograd F(2x2,3x3) on AMD Zen 5 (conv_wino in
  * codegen/llvm.c; the plain "cpu" device on such a host, and cpu:znver5):
  * ResNet's planes (56x56 in rows of 28 tiles, 28x28 two tile rows a
- * block, 14x14 four, 7x7 with its half tiles; U over 4 MiB at 8 images),
+ * block, 14x14 four, 7x7 with its half tiles; U of 3 MiB at 8 images:
+ * U over 4 MiB, the rule's batch >= 8 branch, only in the models' tests),
  * odd heights and widths of
  * half tiles, padding 0 and asymmetric padding, corners of 4 and 8 output
  * channels, bias, relu, a residual, 1 to 8 images, on 1, 2 and 3
@@ -1269,6 +1255,21 @@ static void test_winograd(void) {
     free(text);
 }
 
+/* The kernels' split over 3 threads (runtime/cpu.c: each thread owns a
+ * third of every kernel's grains, tp_run_ranges), on cpu against the
+ * reference: a 14x14 image swapped in chunks of 12 pixels (17 grains: 5, 6
+ * and 6 a thread), 13 output rows of 56 px read in place (whole rows), 256
+ * rows of a 7x7 product split by rows (each thread gathers B), 3 images at
+ * stride 2, a one-row output, a depthwise layer (whole planes) and a
+ * classifier's GEMV (runs of 64 columns); read in place: 14 rows of 14 px
+ * split by columns in grains of 3 rows (5 grains: 1, 2 and 2 a thread), 13
+ * rows of 20 px in grains of 2 rows (7: 2, 2 and 3), and a 14x14 image with
+ * 128 output channels split by rows in quarters (TAPS_ROWS_MAX_PIXELS: 1, 1
+ * and 2 a thread); a 1x1 260->256 at 14x14 (packed_pointwise_columns:
+ * swapped, 17 grains of 12 pixels, each thread packing its own); a 1x1
+ * layer of 8 images, 20 rows by 192 px, split by whole images
+ * (pointwise_images: 3, 3 and 2 a thread); a product of two activations
+ * whose nest packs B in every chunk, in chunks of 96 rows. */
 static void test_three_threads(void) {
     static const ConvCase cases[] = {
         {1, 40, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},

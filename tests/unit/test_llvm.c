@@ -1037,6 +1037,7 @@ static void stack_task(void *ctx, int64_t u0, int64_t u1, int thread) {
 static void test_threadpool_unstack(void) {
     cpu_set_t wide, one;
     if (sched_getaffinity(0, sizeof wide, &wide) != 0 || CPU_COUNT(&wide) < 2) return;
+    unsetenv("KILN_MOVE_THREADS"); /* the moves under test, whatever the caller's environment */
     ThreadPool *tp = tp_new(2);
     CHECK(tp && tp_size(tp) == 2, "tp_new(2)");
     if (!tp || tp_size(tp) != 2) {
