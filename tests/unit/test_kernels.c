@@ -1211,6 +1211,62 @@ static void test_swapped_pack_edges(void) {
         0, cpu_targets_and_emu);
 }
 
+/* The cpu backend's results of `text` (graph 0, its w* parameters constant
+ * and bound) bit for bit the same at 1, 2, 3 and 7 threads and between two
+ * runs of one executable: the rows' split (grains, the pool's timed
+ * ranges) must not change what is summed.  A Winograd layer's tiles start
+ * at its chunk's first row, so its chunks must be whole tile rows
+ * (llvm_target_grain: pairs of rows; single rows made ResNet-18's outputs
+ * differ in the last bits, the review of session 18). */
+static void check_same_bits_across_threads(const char *name, const char *text) {
+    static const char *const threads[] = {"1", "2", "3", "7"};
+    Arena *arena = arena_new();
+    IRGraph *g = build_graph(arena, name, text);
+    PassOptions po = {.opt_level = 2};
+    IRGraph *o = NULL;
+    char err[2048] = "";
+    if (g) passes_run(arena, g, &po, &o, err, sizeof err);
+    CHECK(!g || o, "%s: passes: %s", name, err);
+    if (!o) {
+        if (g) ir_graph_destroy(g);
+        arena_free(arena);
+        return;
+    }
+    mark_weights_constant(o, true);
+    int np = o->params.len, nr = o->results.len;
+    KilnTensor *in = random_inputs(o, 1234), *first = NULL;
+    CompileOptions copt = {.opt_level = 2};
+    for (int t = 0; t < 4; t++) {
+        setenv("KILN_THREADS", threads[t], 1);
+        Executable *exe = exec_compile(backend_lookup("cpu"), o, &copt, err, sizeof err);
+        CHECK(exe != NULL, "%s at %s threads: compile: %s", name, threads[t], err);
+        if (!exe) continue;
+        CHECK(exec_bind_constants(exe, o, in, err, sizeof err) == KILN_OK, "%s: bind: %s", name, err);
+        for (int run = 0; run < 2; run++) {
+            KilnTensor *got = xcalloc((size_t)nr + 1, sizeof(KilnTensor));
+            bool ran = exec_run(exe, in, got, err, sizeof err) == KILN_OK;
+            CHECK(ran, "%s at %s threads: run: %s", name, threads[t], err);
+            for (int r = 0; ran && first && r < nr; r++) {
+                size_t bytes = (size_t)kiln_tensor_numel(&got[r]) * kiln_dtype_size(got[r].dtype);
+                CHECK(memcmp(got[r].data, first[r].data, bytes) == 0,
+                      "%s: result %d at %s threads (run %d) differs from 1 thread's in its bits", name, r,
+                      threads[t], run + 1);
+            }
+            if (ran && !first)
+                first = got;
+            else
+                free_results(got, ran ? nr : 0);
+        }
+        exec_destroy(exe);
+    }
+    setenv("KILN_THREADS", "2", 1);
+    if (first) free_results(first, nr);
+    free_results(in, np);
+    if (o != g) ir_graph_destroy(o);
+    ir_graph_destroy(g);
+    arena_free(arena);
+}
+
 /* 3x3 stride-1 convolutions of 64 input channels or more with constant
  * weights run Winograd F(2x2,3x3) on AMD Zen 5 (conv_wino in
  * codegen/llvm.c; the plain "cpu" device on such a host, and cpu:znver5):
@@ -1223,7 +1279,8 @@ static void test_swapped_pack_edges(void) {
  * threads (chunks of odd rows: tiles from any row).  Against the
  * reference with the suite's tolerance (1e-4 relative + 1e-4 of the
  * result's largest magnitude); the weights bound and not bound
- * (check_constant_weights); also compiled for the other CPU forms. */
+ * (check_constant_weights); also compiled for the other CPU forms; the
+ * same bits at 1, 2, 3 and 7 threads (check_same_bits_across_threads). */
 /* (TEST_KERNELS_ONLY=winograd runs this suite alone) */
 static void test_winograd(void) {
     static const ConvCase cases[] = {
@@ -1252,6 +1309,7 @@ static void test_winograd(void) {
         free(forms);
     }
     setenv("KILN_THREADS", "2", 1);
+    check_same_bits_across_threads("winograd.kiln", text);
     free(text);
 }
 
