@@ -6253,6 +6253,39 @@ static void call_epilogue(Cg *cg, const MmGeo *geo, const LLVMValueRef *fixed) {
     free(eargs);
 }
 
+/* The rows a tiled body's [ob, oe) touches, and the loop over its images:
+ * an empty range (ob >= oe or c0 >= c1) returns at once; rows [rb, re) of
+ * the flattened batch x M rows (N = cN columns a row, M = cM rows an image);
+ * the loop `lb` over images bi in [b0, b1) (closed by the caller), its block
+ * of rows [bm0, bm1) within image bi, brow = bi * M. */
+typedef struct {
+    LLVMValueRef rb, re, b0, b1, bi, brow, bm0, bm1;
+} NestRows;
+
+static NestRows nest_rows_begin(Kc *kc, TLoop *lb, LLVMValueRef ob, LLVMValueRef oe, LLVMValueRef c0,
+                                LLVMValueRef c1, LLVMValueRef cN, LLVMValueRef cM) {
+    Cg *cg = kc->cg;
+    NestRows r;
+    LLVMBasicBlockRef work = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "work");
+    LLVMBasicBlockRef fin = LLVMAppendBasicBlockInContext(cg->ctx, kc->fn, "fin");
+    LLVMBuildCondBr(cg->b,
+                    LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, ob, oe, ""),
+                                 LLVMBuildICmp(cg->b, LLVMIntSLT, c0, c1, ""), ""),
+                    work, fin);
+    LLVMPositionBuilderAtEnd(cg->b, fin);
+    LLVMBuildRetVoid(cg->b);
+    LLVMPositionBuilderAtEnd(cg->b, work);
+    r.rb = LLVMBuildUDiv(cg->b, ob, cN, "rb");
+    r.re = LLVMBuildUDiv(cg->b, iadd(cg, oe, LLVMBuildSub(cg->b, cN, ci64(cg, 1), "")), cN, "re");
+    r.b0 = LLVMBuildUDiv(cg->b, r.rb, cM, "");
+    r.b1 = iadd(cg, LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, r.re, ci64(cg, 1), ""), cM, ""), ci64(cg, 1));
+    r.bi = tloop_begin(kc, lb, r.b0, r.b1, 1, "batch");
+    r.brow = imul(cg, r.bi, cM);
+    r.bm0 = LLVMBuildSub(cg->b, imax(cg, r.rb, r.brow), r.brow, "bm0");
+    r.bm1 = LLVMBuildSub(cg->b, imin(cg, r.re, iadd(cg, r.brow, cM)), r.brow, "bm1");
+    return r;
+}
+
 /* The tiled loop nest of product geo in kc->fn, from its entry: computes the
  * output rows touching [ob, oe) and stores (through the epilogue) exactly
  * the elements in [ob, oe) and in columns [c0, c1), so any split of the
@@ -6260,7 +6293,6 @@ static void call_epilogue(Cg *cg, const MmGeo *geo, const LLVMValueRef *fixed) {
 static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueRef ob, LLVMValueRef oe,
                          LLVMValueRef c0, LLVMValueRef c1, LLVMValueRef scratch) {
     Cg *cg = kc->cg;
-    LLVMValueRef fn = kc->fn;
     MmShape ush = ukernel_shape(cg);
     const int MR = sh->mr, NR = sh->nr;
     const int64_t KC = sh->kc, MC = sh->mc, NC = geo->nc ? geo->nc : sh->nc;
@@ -6305,26 +6337,9 @@ static void emit_mm_nest(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueR
             ci64(cg, VL));
     }
     /* rows [rb, re) of the flattened batch*M rows touch [ob, oe) */
-    LLVMBasicBlockRef work = LLVMAppendBasicBlockInContext(cg->ctx, fn, "work");
-    LLVMBasicBlockRef fin = LLVMAppendBasicBlockInContext(cg->ctx, fn, "fin");
-    LLVMBuildCondBr(cg->b,
-                    LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, ob, oe, ""),
-                                 LLVMBuildICmp(cg->b, LLVMIntSLT, c0, c1, ""), ""),
-                    work, fin);
-    LLVMPositionBuilderAtEnd(cg->b, fin);
-    LLVMBuildRetVoid(cg->b);
-    LLVMPositionBuilderAtEnd(cg->b, work);
-    LLVMValueRef rb = LLVMBuildUDiv(cg->b, ob, cN, "rb");
-    LLVMValueRef re = LLVMBuildUDiv(cg->b, iadd(cg, oe, LLVMBuildSub(cg->b, cN, ci64(cg, 1), "")), cN, "re");
-
     TLoop lb, lg, ljc, lpc, lic, ljr, lir;
-    LLVMValueRef b0 = LLVMBuildUDiv(cg->b, rb, cM, "");
-    LLVMValueRef b1 =
-        iadd(cg, LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, re, ci64(cg, 1), ""), cM, ""), ci64(cg, 1));
-    LLVMValueRef bi = tloop_begin(kc, &lb, b0, b1, 1, "batch");
-    LLVMValueRef brow = imul(cg, bi, cM);
-    LLVMValueRef bm0 = LLVMBuildSub(cg->b, imax(cg, rb, brow), brow, "bm0");
-    LLVMValueRef bm1 = LLVMBuildSub(cg->b, imin(cg, re, iadd(cg, brow, cM)), brow, "bm1");
+    NestRows nr = nest_rows_begin(kc, &lb, ob, oe, c0, c1, cN, cM);
+    LLVMValueRef b0 = nr.b0, b1 = nr.b1, bi = nr.bi, brow = nr.brow, bm0 = nr.bm0, bm1 = nr.bm1;
     /* prepacked A: row blocks start at multiples of MR (the extra rows are
      * computed, not stored: they lie before ob) */
     if (pa != 0)
@@ -7497,7 +7512,6 @@ static void stem_direct_tile(Kc *kc, const MmGeo *geo, int MR, LLVMValueRef D, i
 static void emit_stem_direct(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMValueRef ob, LLVMValueRef oe,
                              LLVMValueRef c0, LLVMValueRef c1) {
     Cg *cg = kc->cg;
-    LLVMValueRef fn = kc->fn;
     const KConv *cv = geo->taps;
     enum { G = STEM_DIRECT_G, NVM = STEM_DIRECT_NV, VL = 16 };
     const int64_t C = cv->c, KH = cv->kh, OW = cv->ow, M = geo->mm ? geo->mm->m : 0;
@@ -7507,25 +7521,9 @@ static void emit_stem_direct(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMVa
     LLVMValueRef D = entry_alloca(kc, C * STEM_DIRECT_SLOTS * 2 * PH + 2 * VL, "phases");
     LLVMValueRef rows = entry_alloca(kc, M * ldr, "rows");
     LLVMValueRef cN = geo->n, cM = geo->m;
-    LLVMBasicBlockRef work = LLVMAppendBasicBlockInContext(cg->ctx, fn, "work");
-    LLVMBasicBlockRef fin = LLVMAppendBasicBlockInContext(cg->ctx, fn, "fin");
-    LLVMBuildCondBr(cg->b,
-                    LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, ob, oe, ""),
-                                 LLVMBuildICmp(cg->b, LLVMIntSLT, c0, c1, ""), ""),
-                    work, fin);
-    LLVMPositionBuilderAtEnd(cg->b, fin);
-    LLVMBuildRetVoid(cg->b);
-    LLVMPositionBuilderAtEnd(cg->b, work);
-    LLVMValueRef rb = LLVMBuildUDiv(cg->b, ob, cN, "rb");
-    LLVMValueRef re = LLVMBuildUDiv(cg->b, iadd(cg, oe, LLVMBuildSub(cg->b, cN, ci64(cg, 1), "")), cN, "re");
     TLoop lb, lr, lc, lt, lg;
-    LLVMValueRef b0 = LLVMBuildUDiv(cg->b, rb, cM, "");
-    LLVMValueRef b1 =
-        iadd(cg, LLVMBuildUDiv(cg->b, LLVMBuildSub(cg->b, re, ci64(cg, 1), ""), cM, ""), ci64(cg, 1));
-    LLVMValueRef bi = tloop_begin(kc, &lb, b0, b1, 1, "batch");
-    LLVMValueRef brow = imul(cg, bi, cM);
-    LLVMValueRef bm0 = LLVMBuildSub(cg->b, imax(cg, rb, brow), brow, "bm0");
-    LLVMValueRef bm1 = LLVMBuildSub(cg->b, imin(cg, re, iadd(cg, brow, cM)), brow, "bm1");
+    NestRows nr = nest_rows_begin(kc, &lb, ob, oe, c0, c1, cN, cM);
+    LLVMValueRef bi = nr.bi, brow = nr.brow, bm0 = nr.bm0, bm1 = nr.bm1;
     /* groups of G channels from a multiple of G (rows before ob: computed, not stored) */
     bm0 = LLVMBuildSub(cg->b, bm0, LLVMBuildURem(cg->b, bm0, ci64(cg, G), ""), "bm0g");
     LLVMValueRef bbase = iadd(cg, geo->b_off, geo_batch(cg, geo, 1, false, bi));
