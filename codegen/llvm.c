@@ -7157,30 +7157,43 @@ static LLVMValueRef begin_mm_fn(Cg *cg, const Kernel *k, Kc *kc, const int *list
 
 /* ------------------------------------------- Winograd F(2x2,3x3) (conv_wino) */
 
-/* NAME.prepack_a(ptr bufs): U = G g G^T of every (output channel, input
- * channel), into bufs[slot] as U[p][panel][c][MR] (p = 4 i + j, the 16
- * positions; panels of MR output channels, the last one's missing rows
- * zeros): each position's A of the micro-kernel, packed. */
-static LLVMValueRef emit_wino_prepack_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g) {
-    const KConv *cv = g->conv;
-    WinoGeo w = wino_geo(cg, g);
-    Kc kc;
-    LLVMValueRef src, dst;
-    LLVMValueRef fn = begin_operand_fn(cg, k, ki, cv->w_buf, 0, ".prepack_a", &cg->t_ptr, 1, &kc, &src, &dst);
+/* kiln.wino.u(ptr src, ptr dst, i64 w_off, i64 oc, i64 C, i64 np, i64 mr,
+ * i64 ws0, i64 ws1, i64 ws2, i64 ws3): U = G g G^T of the weights at
+ * src[w_off] (strides ws*), as emit_wino_prepack_fn lays it out: a shared
+ * helper (see helper_wino_in). */
+enum { WINO_U_ARGS = 11 };
+static LLVMValueRef helper_wino_u(Cg *cg) {
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMTypeRef ps[WINO_U_ARGS];
+    for (int i = 0; i < WINO_U_ARGS; i++) ps[i] = i < 2 ? cg->t_ptr : cg->t_i64;
+    LLVMValueRef fn;
+    bool fresh, define = shared_helper(cg, "kiln.wino.u", LLVMFunctionType(cg->t_void, ps, WINO_U_ARGS, 0),
+                                       &fn, &fresh);
+    if (fresh)
+        for (unsigned a = 1; a <= 2; a++)
+            LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    if (!define) return fn;
+    Kc kcs = {.cg = cg, .fn = fn}, *kc = &kcs;
+    LLVMValueRef src = LLVMGetParam(fn, 0), dst = LLVMGetParam(fn, 1), w_off = LLVMGetParam(fn, 2);
+    LLVMValueRef OC = LLVMGetParam(fn, 3), C = LLVMGetParam(fn, 4), np = LLVMGetParam(fn, 5);
+    LLVMValueRef mr = LLVMGetParam(fn, 6), ws[4];
+    for (int i = 0; i < 4; i++) ws[i] = LLVMGetParam(fn, (unsigned)(7 + i));
     TLoop lo, lc;
-    LLVMValueRef o = tloop_begin(&kc, &lo, ci64(cg, 0), ci64(cg, w.np * w.mr), 1, "wo");
-    LLVMValueRef real = LLVMBuildICmp(cg->b, LLVMIntSLT, o, ci64(cg, cv->oc), "");
+    LLVMValueRef o = tloop_begin(kc, &lo, ci64(cg, 0), imul(cg, np, mr), 1, "wo");
+    LLVMValueRef real = LLVMBuildICmp(cg->b, LLVMIntSLT, o, OC, "");
     LLVMValueRef oc = sel(cg, real, o, ci64(cg, 0));
-    LLVMValueRef panel = LLVMBuildUDiv(cg->b, o, ci64(cg, w.mr), ""),
-                 lane = LLVMBuildURem(cg->b, o, ci64(cg, w.mr), "");
-    LLVMValueRef c = tloop_begin(&kc, &lc, ci64(cg, 0), ci64(cg, cv->c), 1, "wc");
-    LLVMValueRef base = iadd(cg, ci64(cg, cv->w_off),
-                             iadd(cg, imul(cg, oc, ci64(cg, cv->ws[0])), imul(cg, c, ci64(cg, cv->ws[1]))));
+    LLVMValueRef panel = LLVMBuildUDiv(cg->b, o, mr, ""), lane = LLVMBuildURem(cg->b, o, mr, "");
+    LLVMValueRef c = tloop_begin(kc, &lc, ci64(cg, 0), C, 1, "wc");
+    LLVMValueRef base = iadd(cg, w_off, iadd(cg, imul(cg, oc, ws[0]), imul(cg, c, ws[1])));
     LLVMValueRef gw[3][3], s[4][3], u[4][4], half = cf(cg, 0.5), zero = cf(cg, 0.0);
     for (int y = 0; y < 3; y++)
         for (int x = 0; x < 3; x++)
-            gw[y][x] = sel(cg, real,
-                           load_f32(cg, src, iadd(cg, base, ci64(cg, y * cv->ws[2] + x * cv->ws[3]))), zero);
+            gw[y][x] =
+                sel(cg, real,
+                    load_f32(
+                        cg, src,
+                        iadd(cg, base, iadd(cg, imul(cg, ci64(cg, y), ws[2]), imul(cg, ci64(cg, x), ws[3])))),
+                    zero);
     for (int x = 0; x < 3; x++) { /* G g: rows */
         s[0][x] = gw[0][x];
         s[1][x] = f_mul(cg, half, f_add(cg, f_add(cg, gw[0][x], gw[1][x]), gw[2][x]));
@@ -7194,15 +7207,32 @@ static LLVMValueRef emit_wino_prepack_fn(Cg *cg, const Kernel *k, int ki, const 
         u[i][3] = s[i][2];
     }
     for (int p = 0; p < WINO_P; p++) {
-        LLVMValueRef at =
-            iadd(cg,
-                 imul(cg, iadd(cg, imul(cg, iadd(cg, ci64(cg, p * w.np), panel), ci64(cg, cv->c)), c),
-                      ci64(cg, w.mr)),
-                 lane);
+        LLVMValueRef at = iadd(
+            cg, imul(cg, iadd(cg, imul(cg, iadd(cg, imul(cg, ci64(cg, p), np), panel), C), c), mr), lane);
         store_f32(cg, dst, at, u[p / 4][p % 4]);
     }
-    loop_metadata(cg, tloop_end(&kc, &lc), -1, 1);
-    loop_metadata(cg, tloop_end(&kc, &lo), -1, 1);
+    loop_metadata(cg, tloop_end(kc, &lc), -1, 1);
+    loop_metadata(cg, tloop_end(kc, &lo), -1, 1);
+    LLVMBuildRetVoid(cg->b);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
+/* NAME.prepack_a(ptr bufs): U = G g G^T of every (output channel, input
+ * channel), into bufs[slot] as U[p][panel][c][MR] (p = 4 i + j, the 16
+ * positions; panels of MR output channels, the last one's missing rows
+ * zeros): each position's A of the micro-kernel, packed (kiln.wino.u). */
+static LLVMValueRef emit_wino_prepack_fn(Cg *cg, const Kernel *k, int ki, const KGemm *g) {
+    const KConv *cv = g->conv;
+    WinoGeo w = wino_geo(cg, g);
+    Kc kc;
+    LLVMValueRef src, dst;
+    LLVMValueRef fn = begin_operand_fn(cg, k, ki, cv->w_buf, 0, ".prepack_a", &cg->t_ptr, 1, &kc, &src, &dst);
+    const int64_t v[WINO_U_ARGS - 2] = {cv->w_off, cv->oc,    cv->c,     w.np,     w.mr,
+                                        cv->ws[0], cv->ws[1], cv->ws[2], cv->ws[3]};
+    LLVMValueRef args[WINO_U_ARGS] = {src, dst};
+    for (int i = 0; i < WINO_U_ARGS - 2; i++) args[2 + i] = ci64(cg, v[i]);
+    call_fn(cg, helper_wino_u(cg), args, WINO_U_ARGS);
     LLVMBuildRetVoid(cg->b);
     return fn;
 }
@@ -7214,6 +7244,129 @@ static LLVMValueRef shuffle_lanes(Cg *cg, LLVMValueRef a, LLVMValueRef b, const 
                                             LLVMConstVector(m, (unsigned)n), "");
     free(m);
     return v;
+}
+
+/* The Winograd form's transforms and U's prepack as shared helpers (in
+ * the prebuilt helpers: their geometry is arguments), so that a Winograd
+ * unit compiles its loops, its 16 micro-kernel calls and its epilogue
+ * only: inline, their shuffles and vector arithmetic were most of the
+ * unit's instruction selection (each unit ~10 ms of LLVM CPU more than the
+ * taps unit it replaced; docs/performance.md, "Session 19: ResNet-50's
+ * cold compile with Winograd").  The same operations in the same order
+ * as inline: the same results, bit for bit. */
+
+/* kiln.wino.in(ptr P, ptr V, i64 C, i64 wh, i64 ww, i64 oy0, i64 gn, i64
+ * tw, i64 vps): the input transform of gn tile rows (output rows oy0,
+ * oy0 + 2, ...) of the padded copy P (C planes of wh rows of ww floats)
+ * into V[p * vps + c * WINO_NR + g * tw + tx], whole vectors of 16 tiles. */
+static LLVMValueRef helper_wino_in(Cg *cg) {
+    enum { VL = 16, NP = 9 };
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMTypeRef ps[NP] = {cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64,
+                          cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64};
+    LLVMValueRef fn;
+    bool fresh,
+        define = shared_helper(cg, "kiln.wino.in", LLVMFunctionType(cg->t_void, ps, NP, 0), &fn, &fresh);
+    if (fresh)
+        for (unsigned a = 1; a <= 2; a++)
+            LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    if (!define) return fn;
+    Kc kcs = {.cg = cg, .fn = fn}, *kc = &kcs;
+    LLVMValueRef P = LLVMGetParam(fn, 0), V = LLVMGetParam(fn, 1), C = LLVMGetParam(fn, 2);
+    LLVMValueRef wh = LLVMGetParam(fn, 3), ww = LLVMGetParam(fn, 4), oy0 = LLVMGetParam(fn, 5);
+    LLVMValueRef gn = LLVMGetParam(fn, 6), tw = LLVMGetParam(fn, 7), vps = LLVMGetParam(fn, 8);
+    LLVMTypeRef vt = LLVMVectorType(cg->t_f32, VL);
+    int even[16], odd[16];
+    for (int i = 0; i < 16; i++) even[i] = 2 * i, odd[i] = 2 * i + 1;
+    TLoop lc, lg, lx;
+    LLVMValueRef c = tloop_begin(kc, &lc, ci64(cg, 0), C, 1, "wc");
+    LLVMValueRef gi = tloop_begin(kc, &lg, ci64(cg, 0), gn, 1, "wg");
+    LLVMValueRef oy = iadd(cg, oy0, imul(cg, gi, ci64(cg, 2)));
+    LLVMValueRef rowp = imul(cg, iadd(cg, imul(cg, c, wh), oy), ww);
+    LLVMValueRef vrow = iadd(cg, imul(cg, c, ci64(cg, WINO_NR)), imul(cg, gi, tw));
+    LLVMValueRef tx0 = tloop_begin(kc, &lx, ci64(cg, 0), tw, VL, "wx");
+    LLVMValueRef d[4][4], t[4][4], vv[16];
+    for (int i = 0; i < 4; i++) { /* columns j, j + 2, ... of the tiles' rows: even and odd lanes */
+        LLVMValueRef at = iadd(cg, iadd(cg, rowp, imul(cg, ci64(cg, i), ww)), imul(cg, tx0, ci64(cg, 2)));
+        for (int j = 0; j < 4; j += 2) {
+            LLVMValueRef lo = vec_load(cg, vt, P, iadd(cg, at, ci64(cg, j)), 4);
+            LLVMValueRef hi = vec_load(cg, vt, P, iadd(cg, at, ci64(cg, j + VL)), 4);
+            d[i][j] = shuffle_lanes(cg, lo, hi, even, VL), d[i][j + 1] = shuffle_lanes(cg, lo, hi, odd, VL);
+        }
+    }
+    for (int j = 0; j < 4; j++) { /* B^T d */
+        t[0][j] = f_sub(cg, d[0][j], d[2][j]);
+        t[1][j] = f_add(cg, d[1][j], d[2][j]);
+        t[2][j] = f_sub(cg, d[2][j], d[1][j]);
+        t[3][j] = f_sub(cg, d[1][j], d[3][j]);
+    }
+    for (int i = 0; i < 4; i++) { /* (B^T d) B */
+        vv[4 * i + 0] = f_sub(cg, t[i][0], t[i][2]);
+        vv[4 * i + 1] = f_add(cg, t[i][1], t[i][2]);
+        vv[4 * i + 2] = f_sub(cg, t[i][2], t[i][1]);
+        vv[4 * i + 3] = f_sub(cg, t[i][1], t[i][3]);
+    }
+    /* whole vectors (a masked store was 10-15 % of the layer): the lanes
+     * past the row's tiles are overwritten by the next row's, or lie past
+     * the block's tiles (not stored), or past the position's last channel
+     * (its spare row, wino_geo) */
+    LLVMValueRef col = iadd(cg, vrow, tx0);
+    for (int p = 0; p < WINO_P; p++) vec_store(cg, vv[p], V, iadd(cg, imul(cg, ci64(cg, p), vps), col), 4);
+    loop_metadata(cg, tloop_end(kc, &lx), -1, 1);
+    loop_metadata(cg, tloop_end(kc, &lg), -1, 1);
+    loop_metadata(cg, tloop_end(kc, &lc), -1, 1);
+    LLVMBuildRetVoid(cg->b);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
+/* kiln.wino.out(ptr M, ptr T0, ptr T1, i64 mrv, i64 mr): the output
+ * transform of rows [0, mrv) of M[p][mr][WINO_NR] into the tiles' first and
+ * second output rows, T0 and T1 (WINO_OUT_LD floats a channel, the tiles'
+ * two pixels interleaved). */
+static LLVMValueRef helper_wino_out(Cg *cg) {
+    enum { VL = 16, NP = 5 };
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMTypeRef ps[NP] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_i64};
+    LLVMValueRef fn;
+    bool fresh,
+        define = shared_helper(cg, "kiln.wino.out", LLVMFunctionType(cg->t_void, ps, NP, 0), &fn, &fresh);
+    if (fresh)
+        for (unsigned a = 1; a <= 3; a++)
+            LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    if (!define) return fn;
+    Kc kcs = {.cg = cg, .fn = fn}, *kc = &kcs;
+    LLVMValueRef Mb = LLVMGetParam(fn, 0), T[2] = {LLVMGetParam(fn, 1), LLVMGetParam(fn, 2)};
+    LLVMValueRef mrv = LLVMGetParam(fn, 3), mr = LLVMGetParam(fn, 4);
+    LLVMTypeRef vt = LLVMVectorType(cg->t_f32, VL);
+    int inter[32];
+    for (int i = 0; i < 16; i++) inter[2 * i] = i, inter[2 * i + 1] = 16 + i;
+    LLVMValueRef pstride = imul(cg, mr, ci64(cg, WINO_NR));
+    TLoop li;
+    LLVMValueRef i = tloop_begin(kc, &li, ci64(cg, 0), mrv, 1, "wi");
+    for (int v = 0; v < WINO_NR / VL; v++) {
+        LLVMValueRef m[16], z[2][4], y[2][2];
+        for (int p = 0; p < WINO_P; p++)
+            m[p] = vec_load(cg, vt, Mb,
+                            iadd(cg, iadd(cg, imul(cg, i, ci64(cg, WINO_NR)), imul(cg, ci64(cg, p), pstride)),
+                                 ci64(cg, v * VL)),
+                            64);
+        for (int j = 0; j < 4; j++) { /* A^T m */
+            z[0][j] = f_add(cg, f_add(cg, m[j], m[4 + j]), m[8 + j]);
+            z[1][j] = f_sub(cg, f_sub(cg, m[4 + j], m[8 + j]), m[12 + j]);
+        }
+        for (int r = 0; r < 2; r++) { /* (A^T m) A */
+            y[r][0] = f_add(cg, f_add(cg, z[r][0], z[r][1]), z[r][2]);
+            y[r][1] = f_sub(cg, f_sub(cg, z[r][1], z[r][2]), z[r][3]);
+            for (int h = 0; h < 2; h++) /* the tiles' two pixels interleaved */
+                vec_store(cg, shuffle_lanes(cg, y[r][0], y[r][1], inter + h * VL, VL), T[r],
+                          iadd(cg, imul(cg, i, ci64(cg, WINO_OUT_LD)), ci64(cg, (2 * v + h) * VL)), 64);
+        }
+    }
+    loop_metadata(cg, tloop_end(kc, &li), -1, 1);
+    LLVMBuildRetVoid(cg->b);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
 }
 
 /* The body NAME.mm(ob, oe, c0, c1, bufs..., scratch, U, unused) of a
@@ -7230,7 +7383,6 @@ static LLVMValueRef emit_wino_fn(Cg *cg, const Kernel *k, const KGemm *g, const 
     const KConv *cv = g->conv;
     const WinoGeo w = wino_geo(cg, g);
     const MmShape sh = ukernel_shape(cg);
-    const int VL = 16;
     LLVMValueRef epi = emit_epilogue_fn(cg, k, list, nb, mm->n, (int)cv->ow, false, true, NULL);
     Kc kc;
     LLVMValueRef fn = begin_mm_fn(cg, k, &kc, list, nb);
@@ -7257,7 +7409,7 @@ static LLVMValueRef emit_wino_fn(Cg *cg, const Kernel *k, const KGemm *g, const 
     LLVMValueRef oh1 = LLVMBuildSDiv(cg->b, LLVMBuildSub(cg->b, c1, ci64(cg, 1), ""), ci64(cg, OW), "oh1");
     LLVMValueRef ntr =
         iadd(cg, LLVMBuildSDiv(cg->b, LLVMBuildSub(cg->b, oh1, oh0, ""), ci64(cg, 2), ""), ci64(cg, 1));
-    TLoop lb, lt, lc, lg, lo, li, le;
+    TLoop lb, lt, lo, le;
     LLVMValueRef b = tloop_begin(&kc, &lb, b0, b1, 1, "wb");
     LLVMValueRef img = imul(cg, b, ci64(cg, MN));
     LLVMValueRef lo_o = LLVMBuildSub(cg->b, imax(cg, ob, img), img, "");
@@ -7274,55 +7426,20 @@ static LLVMValueRef emit_wino_fn(Cg *cg, const Kernel *k, const KGemm *g, const 
         for (int i = 0; i < PAD_ARGS; i++) args[5 + i] = ci64(cg, v[i]);
         call_fn(cg, helper_pad_rows(cg), args, 5 + PAD_ARGS);
     }
-    LLVMTypeRef vt = LLVMVectorType(cg->t_f32, VL);
-    int even[16], odd[16], inter[32];
-    for (int i = 0; i < 16; i++)
-        even[i] = 2 * i, odd[i] = 2 * i + 1, inter[2 * i] = i, inter[2 * i + 1] = 16 + i;
     LLVMValueRef t0 = tloop_begin(&kc, &lt, ci64(cg, 0), ntr, w.rows, "wt");
     LLVMValueRef gn = imin(cg, ci64(cg, w.rows), LLVMBuildSub(cg->b, ntr, t0, ""));
     LLVMValueRef ntiles = imul(cg, gn, ci64(cg, w.tw));
-    /* the input transform: V[p][c][g * tw + tx] */
-    {
-        LLVMValueRef c = tloop_begin(&kc, &lc, ci64(cg, 0), ci64(cg, cv->c), 1, "wc");
-        LLVMValueRef gi = tloop_begin(&kc, &lg, ci64(cg, 0), gn, 1, "wg");
-        LLVMValueRef oy = iadd(cg, oh0, imul(cg, iadd(cg, t0, gi), ci64(cg, 2)));
-        LLVMValueRef rowp = imul(cg, iadd(cg, imul(cg, c, ci64(cg, w.wh)), oy), ci64(cg, w.ww));
-        for (int64_t tx0 = 0; tx0 < w.tw; tx0 += VL) {
-            LLVMValueRef d[4][4], t[4][4], vv[16];
-            for (int i = 0; i < 4; i++) { /* columns j, j + 2, ... of the tiles' rows: even and odd lanes */
-                LLVMValueRef at = iadd(cg, rowp, ci64(cg, i * w.ww + 2 * tx0));
-                for (int j = 0; j < 4; j += 2) {
-                    LLVMValueRef lo = vec_load(cg, vt, P, iadd(cg, at, ci64(cg, j)), 4);
-                    LLVMValueRef hi = vec_load(cg, vt, P, iadd(cg, at, ci64(cg, j + VL)), 4);
-                    d[i][j] = shuffle_lanes(cg, lo, hi, even, VL),
-                    d[i][j + 1] = shuffle_lanes(cg, lo, hi, odd, VL);
-                }
-            }
-            for (int j = 0; j < 4; j++) { /* B^T d */
-                t[0][j] = f_sub(cg, d[0][j], d[2][j]);
-                t[1][j] = f_add(cg, d[1][j], d[2][j]);
-                t[2][j] = f_sub(cg, d[2][j], d[1][j]);
-                t[3][j] = f_sub(cg, d[1][j], d[3][j]);
-            }
-            for (int i = 0; i < 4; i++) { /* (B^T d) B */
-                vv[4 * i + 0] = f_sub(cg, t[i][0], t[i][2]);
-                vv[4 * i + 1] = f_add(cg, t[i][1], t[i][2]);
-                vv[4 * i + 2] = f_sub(cg, t[i][2], t[i][1]);
-                vv[4 * i + 3] = f_sub(cg, t[i][1], t[i][3]);
-            }
-            /* whole vectors (a masked store was 10-15 % of the layer): the
-             * lanes past the row's tiles are overwritten by the next row's,
-             * or lie past the block's tiles (not stored), or past the
-             * position's last channel (its spare row, wino_geo) */
-            LLVMValueRef col = iadd(cg, imul(cg, gi, ci64(cg, w.tw)), ci64(cg, tx0));
-            for (int p = 0; p < WINO_P; p++) {
-                LLVMValueRef at =
-                    iadd(cg, imul(cg, iadd(cg, ci64(cg, p * (cv->c + 1)), c), ci64(cg, WINO_NR)), col);
-                vec_store(cg, vv[p], V, at, 4);
-            }
-        }
-        loop_metadata(cg, tloop_end(&kc, &lg), -1, 1);
-        loop_metadata(cg, tloop_end(&kc, &lc), -1, 1);
+    { /* the input transform: V[p][c][g * tw + tx] */
+        LLVMValueRef args[9] = {P,
+                                V,
+                                ci64(cg, cv->c),
+                                ci64(cg, w.wh),
+                                ci64(cg, w.ww),
+                                iadd(cg, oh0, imul(cg, t0, ci64(cg, 2))),
+                                gn,
+                                ci64(cg, w.tw),
+                                ci64(cg, (cv->c + 1) * WINO_NR)};
+        call_fn(cg, helper_wino_in(cg), args, 9);
     }
     /* per panel of MR output channels: the 16 products, the output transform, the epilogue */
     LLVMValueRef o0 = tloop_begin(&kc, &lo, m0, m1, w.mr, "wo");
@@ -7333,44 +7450,31 @@ static LLVMValueRef emit_wino_fn(Cg *cg, const Kernel *k, const KGemm *g, const 
     /* each product prefetches the next one's panel of U into the L2, a line
      * per k step and a bit (MR floats a step): U is read once per block of
      * tiles, from the L3 where it is larger than the L2 */
-    for (int p = 0; p < WINO_P; p++) {
-        LLVMValueRef ap =
-            elem_ptr(cg, cg->t_f32, U, imul(cg, iadd(cg, ci64(cg, p * w.np), panel), ci64(cg, cv->c * w.mr)));
-        LLVMValueRef next = iadd(cg, p + 1 < WINO_P ? ci64(cg, (p + 1) * w.np) : ci64(cg, 1), panel);
+    { /* one call site in a loop over the positions (16 inline: ~2 ms more of instruction selection) */
+        TLoop lp;
+        LLVMValueRef p = tloop_begin(&kc, &lp, ci64(cg, 0), ci64(cg, WINO_P), 1, "wp");
+        LLVMValueRef ap = elem_ptr(
+            cg, cg->t_f32, U, imul(cg, iadd(cg, imul(cg, p, ci64(cg, w.np)), panel), ci64(cg, cv->c * w.mr)));
+        LLVMValueRef last = LLVMBuildICmp(cg->b, LLVMIntEQ, p, ci64(cg, WINO_P - 1), "");
+        LLVMValueRef next =
+            iadd(cg, sel(cg, last, ci64(cg, 1), imul(cg, iadd(cg, p, ci64(cg, 1)), ci64(cg, w.np))), panel);
         LLVMValueRef pf = LLVMBuildGEP2(cg->b, cg->t_f32, U,
                                         (LLVMValueRef[]){imul(cg, next, ci64(cg, cv->c * w.mr))}, 1, "");
         LLVMValueRef args[9] = {ap,
-                                elem_ptr(cg, cg->t_f32, V, ci64(cg, p * (cv->c + 1) * WINO_NR)),
+                                elem_ptr(cg, cg->t_f32, V, imul(cg, p, ci64(cg, (cv->c + 1) * WINO_NR))),
                                 ci64(cg, cv->c),
-                                elem_ptr(cg, cg->t_f32, Mb, ci64(cg, p * w.mr * WINO_NR)),
+                                elem_ptr(cg, cg->t_f32, Mb, imul(cg, p, ci64(cg, w.mr * WINO_NR))),
                                 ci64(cg, WINO_NR),
                                 LLVMConstInt(cg->t_i1, 0, 0),
                                 ap,
                                 pf,
                                 ci64(cg, w.mr * 4)};
         LLVMBuildCall2(cg->b, ukt, uk, args, 9, "");
+        loop_metadata(cg, tloop_end(&kc, &lp), -1, 1);
     }
-    {
-        LLVMValueRef i = tloop_begin(&kc, &li, ci64(cg, 0), mrv, 1, "wi");
-        for (int v = 0; v < WINO_NR / VL; v++) {
-            LLVMValueRef m[16], z[2][4], y[2][2];
-            for (int p = 0; p < WINO_P; p++)
-                m[p] = vec_load(
-                    cg, vt, Mb,
-                    iadd(cg, imul(cg, i, ci64(cg, WINO_NR)), ci64(cg, p * w.mr * WINO_NR + v * VL)), 64);
-            for (int j = 0; j < 4; j++) { /* A^T m */
-                z[0][j] = f_add(cg, f_add(cg, m[j], m[4 + j]), m[8 + j]);
-                z[1][j] = f_sub(cg, f_sub(cg, m[4 + j], m[8 + j]), m[12 + j]);
-            }
-            for (int r = 0; r < 2; r++) { /* (A^T m) A */
-                y[r][0] = f_add(cg, f_add(cg, z[r][0], z[r][1]), z[r][2]);
-                y[r][1] = f_sub(cg, f_sub(cg, z[r][1], z[r][2]), z[r][3]);
-                for (int h = 0; h < 2; h++) /* the tiles' two pixels interleaved */
-                    vec_store(cg, shuffle_lanes(cg, y[r][0], y[r][1], inter + h * VL, VL), r ? T1 : T0,
-                              iadd(cg, imul(cg, i, ci64(cg, WINO_OUT_LD)), ci64(cg, (2 * v + h) * VL)), 64);
-            }
-        }
-        loop_metadata(cg, tloop_end(&kc, &li), -1, 1);
+    { /* the output transform into the row buffers */
+        LLVMValueRef args[5] = {Mb, T0, T1, mrv, ci64(cg, w.mr)};
+        call_fn(cg, helper_wino_out(cg), args, 5);
     }
     {
         LLVMValueRef gi = tloop_begin(&kc, &le, ci64(cg, 0), gn, 1, "we");
@@ -8553,6 +8657,13 @@ int64_t llvm_target_grain(const KProgram *p, const KGemm *g, const char *identit
     return (grain + pair - 1) / pair * pair;
 }
 
+bool llvm_conv_wino(const KProgram *p, const Kernel *k, const char *identity) {
+    Cg cg = {.p = p};
+    cg_identity(&cg, identity);
+    KGemm g;
+    return program_gemm_tiled(p, k, &g) && conv_wino(&cg, &g);
+}
+
 bool llvm_kernel_sizes(const KProgram *p, int kernel, const char *identity, bool form, LlvmKernelSizes *out) {
     memset(out, 0, sizeof *out);
     Cg cg = {.p = p};
@@ -8668,6 +8779,8 @@ static void define_shared_helpers(Cg *cg) {
         helper_mm_nest(cg, swap, false), helper_mm_gather(cg, swap), helper_mm_prepack(cg, swap);
     helper_mm_nest(cg, true, true);
     helper_pad_rows(cg);
+    if (cg->wino && cg->vec_floats == 16) /* the Winograd form's (conv_wino) */
+        helper_wino_in(cg), helper_wino_out(cg), helper_wino_u(cg);
     if (cg->tile_t_calls) { /* the tile widths conv_taps_tile picks */
         const int widths[3] = {sh.mr, sh.mr > CONV_TAPS_ODD_TILE ? CONV_TAPS_ODD_TILE : 0,
                                taps_wide_tiles(&sh) ? CONV_TAPS_WIDE_TILE : 0};

@@ -157,6 +157,10 @@ bool llvm_kernel_sizes(const KProgram *p, int kernel, const char *identity, bool
 int64_t llvm_target_grain(const KProgram *p, const KGemm *g, const char *identity, bool by_columns,
                           int64_t grain);
 void llvm_kernel_sizes_free(LlvmKernelSizes *s);
+/* Whether kernel k of p runs the Winograd F(2x2,3x3) form (a 3x3 stride-1
+ * convolution read in place: conv_wino, AMD Zen 5 only) on the target of
+ * that identity ("triple cpu features"; the cpu name alone will do). */
+bool llvm_conv_wino(const KProgram *p, const Kernel *k, const char *identity);
 
 /* A tiled product would pack its operand that is not a constant (a
  * convolution's input under the window, an activation) again in every

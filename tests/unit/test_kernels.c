@@ -505,6 +505,18 @@ static int count_conv_taps(const char *name, const char *text) {
     return n;
 }
 
+/* How many kernels of text's graph (its w* parameters constant) run the
+ * Winograd form on the target `identity` (llvm_conv_wino). */
+static int count_conv_wino(const char *name, const char *text, const char *identity) {
+    Arena *arena = arena_new();
+    IRGraph *g, *o;
+    KProgram *p = fuse_text(arena, name, text, true, &g, &o);
+    int n = 0;
+    for (int ki = 0; p && ki < p->kernels.len; ki++) n += llvm_conv_wino(p, &p->kernels.data[ki], identity);
+    fused_free(arena, p, g, o);
+    return n;
+}
+
 /* Which products of text's graph (after the passes; the parameters named
  * w* constant: fuse_text) the CPU splits
  * between its threads by columns (llvm_split_by_columns): bit i of the
@@ -1302,6 +1314,18 @@ static void test_winograd(void) {
     int in_place = count_conv_taps("winograd.kiln", text);
     CHECK(in_place == (int)(sizeof cases / sizeof cases[0]), "winograd.kiln: %d convolutions read in place",
           in_place);
+    /* every case reaches the form: on AMD Zen 5 (by name, on any host), and
+     * on the host itself where it is one (the suite then runs the form) */
+    int wino = count_conv_wino("winograd.kiln", text, "znver5");
+    CHECK(wino == (int)(sizeof cases / sizeof cases[0]),
+          "winograd.kiln: %d convolutions run Winograd on znver5", wino);
+    char *host = llvm_host_identity();
+    if (host && strstr(host, " znver5 ")) {
+        wino = count_conv_wino("winograd.kiln", text, host);
+        CHECK(wino == (int)(sizeof cases / sizeof cases[0]),
+              "winograd.kiln: %d convolutions run Winograd on this host (znver5)", wino);
+    }
+    free(host);
     for (int t = 0; t < 3; t++) {
         setenv("KILN_THREADS", threads[t], 1);
         const char **forms = t ? NULL : with_cpu_forms("winograd.kiln", devices);
