@@ -6,6 +6,7 @@
 #   make fuzz    libFuzzer targets, 60 s each (FUZZ_SECONDS=...)
 #   make test-long   long random-program sweeps
 #   make test-models whole ONNX models against onnxruntime/PyTorch (opt-in, big installs)
+#   make probe   build/probe/kiln: build/kiln with the pool's clock trace (bench/poolprobe.py)
 # Sources are found by wildcard: a new .c file in a module folder is built
 # without touching this file.
 
@@ -73,7 +74,7 @@ UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 # them (AOT bundles) can load it too.
 STANDIN     := $(BUILD)/standin/libcuda.so.1
 
-.PHONY: all test demo asan fuzz test-long test-models clean format gpu-bundle
+.PHONY: all test demo asan fuzz test-long test-models clean format gpu-bundle probe
 all: $(BUILD)/kiln $(BUILD)/libkiln.a $(UNIT_BINS) $(STANDIN) $(BUILD)/embed/embed
 
 # Grouped targets (&:): one bison (one flex) run writes both files; with plain
@@ -167,6 +168,22 @@ $(BUILD)/kiln: $(BUILD)/tools/kiln.o $(INTERNAL_LIB)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+# The pool's clock trace (runtime/probe.h): build/probe/kiln is build/kiln with
+# the files that mark its events compiled -DKILN_PROBE (bench/poolprobe.py runs
+# it); never the timed build.  `make probe`.
+PROBE_SRCS := runtime/threadpool.c runtime/cpu.c
+PROBE_OBJS := $(patsubst %.c,$(BUILD)/probe/%.o,$(PROBE_SRCS))
+$(BUILD)/probe/%.o: %.c Makefile | $(BUILD)/gen/kiln.tab.h $(BUILD)/gen/kiln.lex.h
+	@mkdir -p $(dir $@)
+	@echo "  CC    $< (-DKILN_PROBE)"
+	$(Q)$(CC) $(CFLAGS) -DKILN_PROBE -c $< -o $@
+
+$(BUILD)/probe/kiln: $(BUILD)/tools/kiln.o $(PROBE_OBJS) $(INTERNAL_LIB)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+probe: $(BUILD)/probe/kiln
+
 $(BUILD)/tests/%: tests/unit/%.c $(INTERNAL_LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LINK  $@"
@@ -251,4 +268,4 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz build-gpu $(GO_CGO_FLAGS)
 
--include $(LIB_OBJS:.o=.d) $(BUILD)/tools/kiln.d $(BUILD)/tools/gen_helpers.d $(BUILD)/tools/gen_forms.d
+-include $(LIB_OBJS:.o=.d) $(PROBE_OBJS:.o=.d) $(BUILD)/tools/kiln.d $(BUILD)/tools/gen_helpers.d $(BUILD)/tools/gen_forms.d

@@ -16,6 +16,7 @@
 
 #include "codegen/llvm.h"
 #include "runtime/cpu_code.h"
+#include "runtime/probe.h"
 #include "runtime/threadpool.h"
 
 #include <errno.h>
@@ -609,6 +610,7 @@ static bool cpu_launch(void *p, void *call, int i, void *const *bufs, char *err,
     KernelFn fn = kc->fn, gather = kc->gather;
     int64_t outer = k->outer, gather_tasks = kc->gather_tasks;
     if (outer <= 0) return true;
+    PROBE(0, PROBE_LAUNCH, i);
     if (!pack_unbound(x, c, i, bufs, err, errlen)) return false;
     int nt = tp_size(x->tp);
     const CpuSplit *sp = &x->split[i];
@@ -618,6 +620,7 @@ static bool cpu_launch(void *p, void *call, int i, void *const *bufs, char *err,
         double t0 = x->trace ? trace_clock_ms() : 0;
         if (gather) gather(0, gather_tasks, table);
         fn(0, outer, table);
+        PROBE(0, PROBE_SOLO_END, i);
         if (x->trace)
             trace_chunk(x->trace, x->thread_tracks, 0, k->name, false, 0, outer, t0, trace_clock_ms());
         return true;

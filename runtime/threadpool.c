@@ -1,5 +1,6 @@
 /* threadpool.c - see threadpool.h. */
 #include "runtime/threadpool.h"
+#include "runtime/probe.h"
 
 #include "base/base.h"
 
@@ -141,7 +142,11 @@ static void run_ranges(ThreadPool *tp, int thread) {
     int64_t u0, u1;
     void (*fn)(void *, int64_t, int64_t, int) = tp->job.range_fn;
     void *ctx = tp->job.ctx;
-    while (claim(&tp->parts[thread], true, &u0, &u1)) fn(ctx, u0, u1, thread);
+    while (claim(&tp->parts[thread], true, &u0, &u1)) {
+        PROBE(thread, PROBE_CHUNK_BEGIN, u1 - u0);
+        fn(ctx, u0, u1, thread);
+        PROBE(thread, PROBE_CHUNK_END, 0);
+    }
     for (;;) {
         int most = -1;
         uint64_t most_left = 0;
@@ -151,7 +156,11 @@ static void run_ranges(ThreadPool *tp, int thread) {
             if (hi > lo && hi - lo > most_left) most = t, most_left = hi - lo;
         }
         if (most < 0) return;
-        if (claim(&tp->parts[most], false, &u0, &u1)) fn(ctx, u0, u1, thread);
+        if (claim(&tp->parts[most], false, &u0, &u1)) {
+            PROBE(thread, PROBE_CHUNK_BEGIN, u0 - u1);
+            fn(ctx, u0, u1, thread);
+            PROBE(thread, PROBE_CHUNK_END, 0);
+        }
     }
 }
 
@@ -221,6 +230,7 @@ static void *worker_main(void *arg) {
     uint64_t s;
     double moved_ms = -MOVE_EVERY_MS;
     while (next_job(tp, seen, &s)) {
+        PROBE(index, PROBE_WORKER_SEES, job_gen(s));
         atomic_store_explicit(&me->seen, job_gen(s), memory_order_relaxed);
         /* on the caller's CPU (the scheduler put it there): move to another */
         if (tp->unstack) {
@@ -242,7 +252,9 @@ static void *worker_main(void *arg) {
             }
         }
         if (!joined) continue;
+        PROBE(index, PROBE_WORKER_JOINS, seen);
         run_job(tp, index);
+        PROBE(index, PROBE_WORKER_DONE, seen);
         /* leave it; the last one out wakes a caller that sleeps */
         uint64_t left = atomic_fetch_sub(&tp->job.state, 1) - 1;
         if ((left & JOB_BUSY) == 0 && atomic_load(&tp->job.caller_waits)) {
@@ -334,12 +346,14 @@ static void run_shared(ThreadPool *tp) {
     unsigned gen = job_gen(s) + 1;
     if (tp->unstack) atomic_store_explicit(&tp->job.caller_cpu, sched_getcpu(), memory_order_relaxed);
     atomic_store(&tp->job.state, (uint64_t)gen << 32 | JOB_OPEN);
+    PROBE(0, PROBE_POST, gen);
     if (atomic_load(&tp->job.sleepers) > 0) {
         pthread_mutex_lock(&tp->mu);
         pthread_cond_broadcast(&tp->wake);
         pthread_mutex_unlock(&tp->mu);
     }
     run_job(tp, 0);
+    PROBE(0, PROBE_CALLER_DONE, gen);
     /* every task is claimed: close the job to late workers and wait for
      * those inside it to finish their last task, spinning first (the last
      * chunks are small) */
@@ -352,6 +366,7 @@ static void run_shared(ThreadPool *tp) {
         atomic_store(&tp->job.caller_waits, 0);
         pthread_mutex_unlock(&tp->mu);
     }
+    PROBE(0, PROBE_CLOSED, gen);
     if (tp->unstack && gen % STARVED_JOBS == 0) unstack(tp, gen);
     pthread_mutex_unlock(&tp->owner);
 }
@@ -411,3 +426,78 @@ int tp_default_threads(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n >= 1 && n <= 1024 ? (int)n : 1;
 }
+
+#ifdef KILN_PROBE
+/* probe.h's events: per OS thread a block of PROBE_EVENTS (the later ones
+ * dropped), blocks listed under probe_mu, written at exit. */
+#include <stdio.h>
+#include <time.h>
+
+enum { PROBE_EVENTS = 1 << 20 };
+typedef struct {
+    uint64_t stamp;
+    int thread, kind, cpu;
+    long arg;
+} ProbeEvent;
+typedef struct ProbeBlock {
+    struct ProbeBlock *next;
+    atomic_int n;
+    ProbeEvent ev[PROBE_EVENTS];
+} ProbeBlock;
+static pthread_mutex_t probe_mu = PTHREAD_MUTEX_INITIALIZER;
+static ProbeBlock *probe_blocks;
+static _Thread_local ProbeBlock *probe_mine;
+static uint64_t probe_stamp0;
+static double probe_ns0;
+
+static uint64_t probe_stamp(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_ia32_rdtsc();
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+#endif
+}
+
+static double probe_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static void probe_write(void) {
+    const char *path = getenv("KILN_PROBE_OUT");
+    FILE *f = path ? fopen(path, "w") : NULL;
+    if (!f) return;
+    double us = (probe_ns() - probe_ns0) / 1e3;
+    fprintf(f, "# stamps_per_us %.6f\n", us > 0 ? (double)(probe_stamp() - probe_stamp0) / us : 1e3);
+    pthread_mutex_lock(&probe_mu);
+    for (ProbeBlock *b = probe_blocks; b; b = b->next)
+        for (int i = 0, n = atomic_load(&b->n); i < n; i++)
+            fprintf(f, "%d %d %ld %llu %d\n", b->ev[i].thread, b->ev[i].kind, b->ev[i].arg,
+                    (unsigned long long)b->ev[i].stamp, b->ev[i].cpu);
+    pthread_mutex_unlock(&probe_mu);
+    fclose(f);
+}
+
+__attribute__((constructor)) static void probe_start(void) {
+    probe_stamp0 = probe_stamp(), probe_ns0 = probe_ns();
+    atexit(probe_write);
+}
+
+void probe_mark(int thread, int kind, long arg) {
+    ProbeBlock *b = probe_mine;
+    if (!b) {
+        if (!(b = calloc(1, sizeof *b))) return;
+        pthread_mutex_lock(&probe_mu);
+        b->next = probe_blocks, probe_blocks = b;
+        pthread_mutex_unlock(&probe_mu);
+        probe_mine = b;
+    }
+    int n = atomic_load_explicit(&b->n, memory_order_relaxed);
+    if (n >= PROBE_EVENTS) return;
+    b->ev[n] = (ProbeEvent){probe_stamp(), thread, kind, sched_getcpu(), arg};
+    atomic_store_explicit(&b->n, n + 1, memory_order_release);
+}
+#endif
