@@ -76,6 +76,10 @@ typedef struct {
                                  * direct form (stem_direct: Zen 5) */
     bool im2col_rows_ahead;     /* im2col_rows prefetches its input rows IM2COL_ROWS_AHEAD rows
                                  * below (AMD Zen 5) */
+    bool row_chains;            /* the one-row corner (.r1vV) sums its k steps in
+                                 * UKERNEL_ROW_CHAINS chains (ukernel_chains: Zen 5) */
+    bool whole_rows_fast;       /* a sized plane-rows epilogue runs blocks of whole rows
+                                 * without per-row bounds (emit_tile_epilogue: Zen 5) */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
     bool sized;     /* a unit of runtime/cpu_code.c: its size-generic products (llvm_kernel_sizes)
                      * read their sizes from the table's values slot */
@@ -2677,6 +2681,24 @@ static int taps_rows_max(const MmShape *sh) {
     return sh->mr > CONV_TAPS_WIDE_TILE ? sh->mr : CONV_TAPS_WIDE_TILE;
 }
 
+/* The accumulator sets a micro-kernel's k loop keeps: 1 (each tile's
+ * accumulators chained through every k step), or, for the one-row corner
+ * (.r1vV) where Cg.row_chains (AMD Zen 5), UKERNEL_ROW_CHAINS, step k into
+ * set k % UKERNEL_ROW_CHAINS while four or more steps are left, the sets
+ * then summed ((s0 + s1) + (s2 + s3)) and the last steps added to that.
+ * One row's NV accumulators waited on the FMA's latency at each step (4
+ * cycles for 2 FMAs); four sets give the two FMA pipes 4 NV independent
+ * chains.  The 49th pixel of a swapped 7x7 image is such a tile: 6.5 % of
+ * MobileNetV2's 1x1 160->960 at 7x7 (perf, 1 thread) for 1/49 of its
+ * FMAs.  Its sums then differ from a whole tile's in the last bits, but
+ * not between runs or thread counts: rows are split in multiples of MR
+ * (ROW_GRAIN, a swapped product's pixels too), so a row that is a tile of
+ * one is one in every split. */
+enum { UKERNEL_ROW_CHAINS = 4 };
+static int ukernel_chains(const Cg *cg, int rows, bool b_in_place, int taps, bool half) {
+    return cg->row_chains && rows == 1 && !b_in_place && !taps && !half ? UKERNEL_ROW_CHAINS : 1;
+}
+
 /* void(ptr A panel, ptr B panel, i64 kc, ptr C, i64 ldc, i1 accumulate,
  * ptr A panel again); reading B in place (b_in_place), two more: i64 ldb
  * (B's row stride) and i64 lanes (of the tile's last vector, 1..VL); with
@@ -2766,8 +2788,9 @@ static LLVMValueRef helper_ukernel_lanes(Cg *cg, const MmShape *sh, int rows, in
     Kc kc = {.cg = cg, .fn = fn};
     LLVMValueRef Ap = LLVMGetParam(fn, 0), Bp = LLVMGetParam(fn, 1), kcv = LLVMGetParam(fn, 2);
     LLVMValueRef C = LLVMGetParam(fn, 3), ldc = LLVMGetParam(fn, 4), accumulate = LLVMGetParam(fn, 5);
-    LLVMValueRef *accs = xcalloc((size_t)nacc, sizeof(LLVMValueRef));
-    LLVMValueRef *nexts = xcalloc((size_t)nacc, sizeof(LLVMValueRef));
+    const int sets = ukernel_chains(cg, rows, b_in_place, taps, half), nall = nacc * sets;
+    LLVMValueRef *accs = xcalloc((size_t)nall, sizeof(LLVMValueRef));
+    LLVMValueRef *nexts = xcalloc((size_t)nall, sizeof(LLVMValueRef));
     LLVMValueRef *bv = xcalloc((size_t)NV, sizeof(LLVMValueRef));
     LLVMValueRef zero = LLVMConstNull(vt), last_lanes = NULL;
     if (b_in_place) last_lanes = lane_mask(cg, LLVMBuildTrunc(cg->b, LLVMGetParam(fn, 8), cg->t_i32, ""), VL);
@@ -2809,8 +2832,8 @@ static LLVMValueRef helper_ukernel_lanes(Cg *cg, const MmShape *sh, int rows, in
      * 1.006-1.015x; four steps an iteration gained no more (0.998-1.004x
      * against two).  The plain and in-place micro-kernels: see
      * docs/performance.md "Session 13: the micro-kernel's k loop". */
-    const int unroll_log2 = 1;
-    LLVMValueRef *mid = xcalloc((size_t)nacc, sizeof(LLVMValueRef));
+    const int unroll_log2 = sets == UKERNEL_ROW_CHAINS ? 2 : 1;
+    LLVMValueRef *mid = xcalloc((size_t)nall, sizeof(LLVMValueRef));
     for (int with_pf = 0; with_pf < 2; with_pf++) {
         LLVMPositionBuilderAtEnd(cg->b, loops[with_pf]);
         u.with_pf = with_pf;
@@ -2824,24 +2847,28 @@ static LLVMValueRef helper_ukernel_lanes(Cg *cg, const MmShape *sh, int rows, in
         LLVMPositionBuilderAtEnd(cg->b, loop_pre);
         Loop lk;
         LLVMValueRef gk = loop_begin(&kc, &lk, ci64(cg, 0), groups, "kk_groups");
-        for (int a = 0; a < nacc; a++) {
+        for (int a = 0; a < nall; a++) {
             accs[a] = LLVMBuildPhi(cg->b, vt, "acc");
             LLVMAddIncoming(accs[a], &zero, &lk.pre, 1);
         }
         LLVMValueRef k0 = LLVMBuildShl(cg->b, gk, ci64(cg, unroll_log2), "");
-        memcpy(mid, accs, sizeof(LLVMValueRef) * (size_t)nacc);
+        memcpy(mid, accs, sizeof(LLVMValueRef) * (size_t)nall);
         for (int j = 0; j < (1 << unroll_log2); j++) {
-            ukernel_k_step(cg, &u, LLVMBuildOr(cg->b, k0, ci64(cg, j), ""), mid, nexts, bv);
-            memcpy(mid, nexts, sizeof(LLVMValueRef) * (size_t)nacc);
+            const int set = (j % sets) * nacc;
+            ukernel_k_step(cg, &u, LLVMBuildOr(cg->b, k0, ci64(cg, j), ""), mid + set, nexts + set, bv);
+            memcpy(mid + set, nexts + set, sizeof(LLVMValueRef) * (size_t)nacc);
         }
-        loop_end(&kc, &lk, accs, nexts, nacc, 0);
+        loop_end(&kc, &lk, accs, mid, nall, 0);
         LLVMBasicBlockRef loop_exit = LLVMGetInsertBlock(cg->b);
         LLVMBuildBr(cg->b, after);
         LLVMPositionBuilderAtEnd(cg->b, after);
-        LLVMValueRef *done = xcalloc((size_t)nacc, sizeof(LLVMValueRef));
-        for (int a = 0; a < nacc; a++) {
-            done[a] = phi2(cg, vt, "acc_groups", zero, entry, nexts[a], loop_exit);
+        LLVMValueRef *done = xcalloc((size_t)nall, sizeof(LLVMValueRef));
+        for (int a = 0; a < nall; a++) {
+            done[a] = phi2(cg, vt, "acc_groups", zero, entry, mid[a], loop_exit);
         }
+        for (int a = 0; sets == UKERNEL_ROW_CHAINS && a < nacc; a++) /* (s0 + s1) + (s2 + s3) */
+            done[a] = f_add(cg, f_add(cg, done[a], done[nacc + a]),
+                            f_add(cg, done[2 * nacc + a], done[3 * nacc + a]));
         LLVMValueRef rest = LLVMBuildAnd(cg->b, kcv, ci64(cg, (1 << unroll_log2) - 1), "rest");
         LLVMBasicBlockRef rest_pre = LLVMAppendBasicBlockInContext(cg->ctx, fn, "rest_pre");
         LLVMBasicBlockRef joined = LLVMAppendBasicBlockInContext(cg->ctx, fn, "steps_done");
@@ -5436,6 +5463,47 @@ static void emit_tile_epilogue(Kc *kc, LLVMValueRef row0, LLVMValueRef col, LLVM
     TLoop li, lj;
     LLVMValueRef clo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, c0, col, ""));
     LLVMValueRef chi = imin(cg, nrv, LLVMBuildSub(cg->b, c1, col, ""));
+    /* A sized plane-rows epilogue (NR 0: the rows' width a value) called
+     * for a block of whole rows, every one inside [c0, c1) and [ob, oe)
+     * (the usual case: a 7x7 plane's MC channels), runs each row's nrv
+     * pixels with no bounds of its own (Cg.whole_rows_fast, AMD Zen 5):
+     * each row's jlo and jhi (clamps against the chunk's columns and its
+     * range of o, a dozen selects kept on the stack) were about half of
+     * the epilogue's time in MobileNetV2's 1x1 160->960 + clamp at 7x7
+     * (the epilogue 8.5 % of the layer, perf, 1 thread).  The same
+     * values, stored the same way. */
+    LLVMBasicBlockRef rows_done = NULL;
+    if (cg->whole_rows_fast && kc->pixel_rows && NR == 0 && !transposed) {
+        LLVMValueRef first_o = iadd(cg, imul(cg, row0, cN), col);
+        LLVMValueRef last_end = iadd(
+            cg, iadd(cg, imul(cg, iadd(cg, row0, LLVMBuildSub(cg->b, mrv, ci64(cg, 1), "")), cN), col), nrv);
+        LLVMValueRef all = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, clo, ci64(cg, 0), ""),
+                                        LLVMBuildICmp(cg->b, LLVMIntEQ, chi, nrv, ""), "");
+        all = LLVMBuildAnd(cg->b, all, LLVMBuildICmp(cg->b, LLVMIntSLE, ob, first_o, ""), "");
+        all = LLVMBuildAnd(cg->b, all, LLVMBuildICmp(cg->b, LLVMIntSGE, oe, last_end, ""), "whole_rows");
+        LLVMBasicBlockRef fast = LLVMAppendBasicBlockInContext(cg->ctx, fn, "whole_rows");
+        LLVMBasicBlockRef slow = LLVMAppendBasicBlockInContext(cg->ctx, fn, "rows_bounded");
+        rows_done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "rows_done");
+        LLVMBuildCondBr(cg->b, all, fast, slow);
+        LLVMPositionBuilderAtEnd(cg->b, fast);
+        TLoop lf, lfj;
+        LLVMValueRef fi = tloop_begin(kc, &lf, ci64(cg, 0), mrv, 1, "wr");
+        LLVMValueRef fbase = iadd(cg, imul(cg, iadd(cg, row0, fi), cN), col);
+        kc->gemm_n = N;
+        kc->gemm_row = as_idx(kc, iadd(cg, row0, fi));
+        LLVMValueRef jj = tloop_begin(kc, &lfj, as_idx(kc, ci64(cg, 0)), as_idx(kc, nrv), 1, "wj");
+        kc->run_j = jj;
+        kc->o = iadd(cg, as_idx(kc, fbase), jj);
+        kc->gemm_col = iadd(cg, as_idx(kc, col), jj);
+        kc->acc[0] = load_f32(cg, cptr, iadd(cg, imul(cg, fi, ldc), LLVMBuildSExt(cg->b, jj, cg->t_i64, "")));
+        emit_scope(kc, -1);
+        emit_stage(kc, 1);
+        kc->run_base = kc->run_j = NULL;
+        loop_metadata_tail(cg, tloop_end(kc, &lfj), cg->vec_floats, 1, true);
+        tloop_end(kc, &lf);
+        LLVMBuildBr(cg->b, rows_done);
+        LLVMPositionBuilderAtEnd(cg->b, slow);
+    }
     LLVMValueRef ii = tloop_begin(kc, &li, ci64(cg, 0), mrv, 1, "ei");
     LLVMValueRef obase = iadd(cg, imul(cg, iadd(cg, row0, ii), cN), col);
     LLVMValueRef jlo = imax(cg, clo, LLVMBuildSub(cg->b, ob, obase, ""));
@@ -5535,6 +5603,10 @@ static void emit_tile_epilogue(Kc *kc, LLVMValueRef row0, LLVMValueRef col, LLVM
     }
     LLVMPositionBuilderAtEnd(cg->b, done);
     tloop_end(kc, &li);
+    if (rows_done) {
+        LLVMBuildBr(cg->b, rows_done);
+        LLVMPositionBuilderAtEnd(cg->b, rows_done);
+    }
 }
 
 /* The tile's epilogue as a function of its own, NAME.epi(row0, col, mrv,
@@ -8585,6 +8657,8 @@ static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     cg->pack_rows = zen5;
     cg->stem_direct = zen5;
     cg->im2col_rows_ahead = zen5;
+    cg->row_chains = zen5;
+    cg->whole_rows_fast = zen5;
 }
 
 /* The same for a target machine. */

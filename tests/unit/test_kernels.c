@@ -1581,10 +1581,47 @@ static void test_pack_rows(void) {
     free(text);
 }
 
+/* One-row corners and whole rows (Zen 5: Cg.row_chains, Cg.whole_rows_fast
+ * in codegen/llvm.c): 1x1 layers at 7x7 run swapped, each image's 49th
+ * pixel a tile of one row (.r1vV), which on znver5 sums its k steps in four
+ * chains (then the steps past a multiple of four): K = 163 (three steps
+ * left) and 130 (two) in one K block, 301 in two (256 + 45); the sized
+ * epilogue over whole rows without per-row bounds where the block's rows
+ * are all whole (320 channels split by rows) and bounded where a chunk holds
+ * part of each row (64 channels, one image: split by its pixels in tiles of
+ * 12; two images); a plain product with a last row panel of one row (25
+ * output channels at 14x14: 12 + 12 + 1, unswapped).  Against the reference
+ * on cpu (and its forms), kir and cuda-emu, at 1, 2 and 3 threads; the
+ * same bits at 1, 2, 3 and 7 threads (a row that is a tile of one is one in
+ * every split). */
+static void test_row_corners(void) {
+    static const ConvCase cases[] = {
+        {1, 163, 7, 7, 320, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "clamp", 0, 0},
+        {1, 130, 7, 7, 64, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "relu", 0, 0},
+        {2, 301, 7, 7, 64, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+        {1, 140, 14, 14, 25, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},
+    };
+    static const char *const threads[] = {"2", "1", "3"};
+    static const char *const cpu_only[] = {"cpu", NULL};
+    char *text = conv_program(cases, (int)(sizeof cases / sizeof cases[0]));
+    for (int t = 0; t < 3; t++) {
+        setenv("KILN_THREADS", threads[t], 1);
+        run_suite_cpu_forms("row-corners.kiln", text, 0, t ? cpu_only : NULL);
+    }
+    setenv("KILN_THREADS", "2", 1);
+    check_same_bits_across_threads("row-corners.kiln", text);
+    free(text);
+}
+
 int main(void) {
     setenv("KILN_THREADS", "2", 0); /* at least two threads split every large kernel, whatever the machine */
     if (getenv("TEST_KERNELS_ONLY") && strcmp(getenv("TEST_KERNELS_ONLY"), "winograd") == 0) {
         test_winograd();
+        printf("test_kernels: %d passed, %d failed\n", npass, nfail);
+        return nfail ? 1 : 0;
+    }
+    if (getenv("TEST_KERNELS_ONLY") && strcmp(getenv("TEST_KERNELS_ONLY"), "row-corners") == 0) {
+        test_row_corners();
         printf("test_kernels: %d passed, %d failed\n", npass, nfail);
         return nfail ? 1 : 0;
     }
@@ -1609,6 +1646,7 @@ int main(void) {
     test_residual_prefetch();
     test_winograd();
     test_pack_rows();
+    test_row_corners();
     printf("test_kernels: %d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
 }
