@@ -141,9 +141,25 @@ def analyse(path, keep_runs):
     # how the workers took part: split launches a worker ran a chunk of, and
     # those where it saw the job on the caller's CPU
     posted = [l for r in runs for l in r if "post" in l]
-    joined = sum(1 for l in posted if any(l["gen"] in w and w[l["gen"]]["chunks"] for w in workers))
+    ran = lambda l: any(l["gen"] in w and w[l["gen"]]["chunks"] for w in workers)
+    joined = sum(1 for l in posted if ran(l))
+    # runs in which the workers ran chunks of under 90 % of the split launches
+    short = [i for i, r in enumerate(runs)
+             if sum(1 for l in r if "post" in l and ran(l)) < 0.9 * sum(1 for l in r if "post" in l)]
     stacked = sum(1 for l in posted if any(l["gen"] in w and w[l["gen"]]["cpu"] == l["cpu"] for w in workers))
-    return runs, per, whole, (len(posted), joined, stacked)
+    return runs, per, whole, (len(posted), joined, stacked, short)
+
+
+def ranges(ix):
+    """[0, 1, 2, 5] -> '0-2, 5'"""
+    out, start = [], None
+    for j, i in enumerate(ix):
+        if start is None:
+            start = i
+        if j + 1 == len(ix) or ix[j + 1] != i + 1:
+            out.append(f"{start}-{i}" if i > start else f"{i}")
+            start = None
+    return ", ".join(out)
 
 
 def med(v):
@@ -172,7 +188,7 @@ def main():
         if r.returncode != 0:
             sys.exit(f"poolprobe: {args.kiln} bench failed:\n{r.stderr[-2000:]}")
         names = [k["name"] for k in json.loads(r.stdout)["kernels"]]
-        runs, per, whole, (posted, joined, stacked) = analyse(trace, args.runs)
+        runs, per, whole, (posted, joined, stacked, short) = analyse(trace, args.runs)
         if not runs:
             sys.exit(f"poolprobe: no whole run in {trace} (is {args.kiln} built by `make probe`?)")
         sums = {k: sum(med(per[i][k]) for i in per) for k in keys}
@@ -184,7 +200,7 @@ def main():
               f"run median {med(whole):.1f} us, mean {statistics.mean(whole):.1f}; kernels' medians + gaps "
               f"{sums['kernel'] + sums['gap']:.1f}, means {means:.1f}")
         print(f"  workers: ran a chunk of {joined} of {posted} split launches; saw {stacked} of them on the "
-              "caller's CPU")
+              "caller's CPU" + (f"; missed over 10 % of them in runs {ranges(short)}" if short else ""))
         print("  summed over the kernels (medians, us): " + ", ".join(f"{k} {sums[k]:.1f}" for k in keys[1:]) +
               f", |imb| {abs_imb:.1f}")
         if args.kernels:
