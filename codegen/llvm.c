@@ -7621,6 +7621,81 @@ static bool stem_direct(const Cg *cg, const KGemm *g, const MmShape *sh) {
            sh->mr % STEM_DIRECT_G == 0 && !conv_taps_in_place(cv);
 }
 
+/* The stem's tiles of a 7-wide window as shared helpers (in the prebuilt
+ * helpers), kiln.stem.k7nNV(ptr D, ptr apk, ptr rows, i64 PH, i64 wbase,
+ * i64 MR, i64 C, i64 KH, i64 oh, i64 ow0, i64 r0, i64 ldr): stem_direct_tile's
+ * sums of NV vectors (1 to STEM_DIRECT_NV) for G channels, over the taps
+ * in the same order (c, then kh, then kw: the same bits), into rows from
+ * r0.  Inline, a unit's three tiles were 392 FMAs and their loads, two
+ * thirds of the stem unit's instruction selection (ResNet's stem unit
+ * ~47 ms of LLVM CPU, the largest of a cold ResNet-50 b1; docs/performance.md,
+ * "Session 19: ResNet-50's cold compile with Winograd").  Other widths
+ * keep the inline tile. */
+enum { STEM_HELPER_KW = 7, STEM_TILE_ARGS = 12 };
+static LLVMValueRef helper_stem_tile(Cg *cg, int nv) {
+    enum { G = STEM_DIRECT_G, NVM = STEM_DIRECT_NV, VL = 16, KW = STEM_HELPER_KW };
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMTypeRef ps[STEM_TILE_ARGS];
+    for (int i = 0; i < STEM_TILE_ARGS; i++) ps[i] = i < 3 ? cg->t_ptr : cg->t_i64;
+    char base[32];
+    snprintf(base, sizeof base, "kiln.stem.k%dn%d", KW, nv);
+    LLVMValueRef fn;
+    bool fresh,
+        define = shared_helper(cg, base, LLVMFunctionType(cg->t_void, ps, STEM_TILE_ARGS, 0), &fn, &fresh);
+    if (fresh)
+        for (unsigned a = 1; a <= 3; a++)
+            LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    if (!define) return fn;
+    Kc kcs = {.cg = cg, .fn = fn}, *kc = &kcs;
+    LLVMValueRef D = LLVMGetParam(fn, 0), apk = LLVMGetParam(fn, 1), rows = LLVMGetParam(fn, 2);
+    LLVMValueRef PH = LLVMGetParam(fn, 3), wbase = LLVMGetParam(fn, 4), MR = LLVMGetParam(fn, 5);
+    LLVMValueRef C = LLVMGetParam(fn, 6), KH = LLVMGetParam(fn, 7), oh = LLVMGetParam(fn, 8);
+    LLVMValueRef ow0 = LLVMGetParam(fn, 9), r0 = LLVMGetParam(fn, 10), ldr = LLVMGetParam(fn, 11);
+    LLVMTypeRef vf = LLVMVectorType(cg->t_f32, VL);
+    LLVMValueRef zero = LLVMConstNull(vf), acc[G * NVM], phc[G * NVM], phk[G * NVM];
+    Loop lc, lk;
+    LLVMValueRef c = loop_begin(kc, &lc, ci64(cg, 0), C, "c");
+    for (int i = 0; i < G * nv; i++) {
+        phc[i] = LLVMBuildPhi(cg->b, vf, "acc");
+        LLVMAddIncoming(phc[i], &zero, &lc.pre, 1);
+    }
+    LLVMValueRef kh = loop_begin(kc, &lk, ci64(cg, 0), KH, "kh");
+    for (int i = 0; i < G * nv; i++) {
+        phk[i] = LLVMBuildPhi(cg->b, vf, "acc");
+        LLVMAddIncoming(phk[i], &phc[i], &lk.pre, 1);
+        acc[i] = phk[i];
+    }
+    LLVMValueRef ck = iadd(cg, imul(cg, c, KH), kh);
+    LLVMValueRef slot =
+        LLVMBuildAnd(cg->b, iadd(cg, imul(cg, oh, ci64(cg, 2)), kh), ci64(cg, STEM_DIRECT_SLOTS - 1), "");
+    LLVMValueRef drow = iadd(
+        cg, imul(cg, iadd(cg, imul(cg, c, ci64(cg, STEM_DIRECT_SLOTS)), slot), imul(cg, PH, ci64(cg, 2))),
+        ow0);
+    for (int64_t kw = 0; kw < KW; kw++) {
+        LLVMValueRef xv[NVM];
+        LLVMValueRef at = iadd(cg, drow, ci64(cg, kw >> 1));
+        if (kw & 1) at = iadd(cg, at, PH);
+        for (int v = 0; v < nv; v++) xv[v] = vec_load(cg, vf, D, iadd(cg, at, ci64(cg, (int64_t)v * VL)), 4);
+        LLVMValueRef t = iadd(cg, imul(cg, ck, ci64(cg, KW)), ci64(cg, kw));
+        LLVMValueRef wt = iadd(cg, wbase, imul(cg, t, MR));
+        for (int j = 0; j < G; j++) {
+            LLVMValueRef b = splat(cg, load_f32(cg, apk, iadd(cg, wt, ci64(cg, j))), VL);
+            for (int v = 0; v < nv; v++) acc[j * nv + v] = fma3(cg, b, xv[v], acc[j * nv + v]);
+        }
+    }
+    loop_end(kc, &lk, phk, acc, G * nv, 0);
+    loop_end(kc, &lc, phc, acc, G * nv, 0);
+    for (int j = 0; j < G; j++)
+        for (int v = 0; v < nv; v++)
+            vec_store(
+                cg, acc[j * nv + v], rows,
+                iadd(cg, iadd(cg, r0, imul(cg, ci64(cg, j), ldr)), iadd(cg, ow0, ci64(cg, (int64_t)v * VL))),
+                4);
+    LLVMBuildRetVoid(cg->b);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
 /* One tile: channels [oc0, oc0 + G) of output row oh (its input rows in D),
  * nv vectors from column ow0, the sums into the row buffer rows. */
 static void stem_direct_tile(Kc *kc, const MmGeo *geo, int MR, LLVMValueRef D, int64_t PH, LLVMValueRef apk,
@@ -7645,6 +7720,22 @@ static void stem_direct_tile(Kc *kc, const MmGeo *geo, int MR, LLVMValueRef D, i
     /* weight (oc, t): A's panel of MR channels, t * MR + oc % MR in it */
     LLVMValueRef panel = LLVMBuildSub(cg->b, oc0, LLVMBuildURem(cg->b, oc0, ci64(cg, MR), ""), "");
     LLVMValueRef wbase = iadd(cg, imul(cg, panel, ci64(cg, K)), LLVMBuildURem(cg->b, oc0, ci64(cg, MR), ""));
+    if (KW == STEM_HELPER_KW) { /* the shared helper's sums (helper_stem_tile) */
+        LLVMValueRef args[STEM_TILE_ARGS] = {D,
+                                             apk,
+                                             rows,
+                                             ci64(cg, PH),
+                                             wbase,
+                                             ci64(cg, MR),
+                                             ci64(cg, cv->c),
+                                             ci64(cg, KH),
+                                             oh,
+                                             ow0,
+                                             imul(cg, LLVMBuildSub(cg->b, oc0, m_lo, ""), ci64(cg, ldr)),
+                                             ci64(cg, ldr)};
+        call_fn(cg, helper_stem_tile(cg, nv), args, STEM_TILE_ARGS);
+        return;
+    }
     LLVMValueRef zero = LLVMConstNull(vf), acc[G * NVM], phis[G * NVM], next[G * NVM];
     Loop l;
     LLVMValueRef ck = loop_begin(kc, &l, ci64(cg, 0), ci64(cg, cv->c * KH), "ck");
@@ -8855,6 +8946,8 @@ static void define_shared_helpers(Cg *cg) {
     helper_pad_rows(cg);
     if (cg->wino && cg->vec_floats == 16) /* the Winograd form's (conv_wino) */
         helper_wino_in(cg), helper_wino_out(cg), helper_wino_u(cg);
+    for (int nv = 1; cg->stem_direct && cg->vec_floats == 16 && nv <= STEM_DIRECT_NV; nv++)
+        helper_stem_tile(cg, nv); /* the stem's tiles (stem_direct) */
     if (cg->tile_t_calls) { /* the tile widths conv_taps_tile picks */
         const int widths[3] = {sh.mr, sh.mr > CONV_TAPS_ODD_TILE ? CONV_TAPS_ODD_TILE : 0,
                                taps_wide_tiles(&sh) ? CONV_TAPS_WIDE_TILE : 0};
