@@ -60,6 +60,8 @@ typedef struct {
                           * ukernel_embedded_bcast) rather than sharing one per row */
     int direct_rows;     /* output rows the direct form's grouped rows compute at once
                           * (direct_rows_at_once); 0: DIRECT_ROWS_AT_ONCE */
+    bool s2_rows;        /* stride-2 depthwise rows de-interleaved in registers
+                          * (direct_s2_rows_ok: AMD Zen 5) */
     bool pad_prefetch;   /* kiln.conv.pad_rows prefetches its input rows (AMD Zen 5:
                           * PAD_AHEAD_BYTES) */
     bool tile_t_calls;   /* taps tiles transposed by a shared helper (helper_tile_t: Zen 5) */
@@ -4042,6 +4044,163 @@ static void direct_row_groups(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLVMVa
     tloop_end(kc, &lr);
 }
 
+/* (below) */
+static int64_t half_floor(int64_t a);
+static LLVMValueRef masked_load_f32(Cg *cg, LLVMValueRef src, LLVMValueRef i, LLVMValueRef mask,
+                                    LLVMValueRef other);
+
+/* Stride-2 rows de-interleaved in registers (AMD Zen 5: Cg.s2_rows).  The
+ * row forms above read each tap (kh, kw) of a stride-2 row as a wide load
+ * of 2*VL input columns and a shuffle of every other one: two loads and a
+ * permute per tap and vector, the rows outside the image a select per tap.
+ * Here a depthwise layer of stride 2 (one input channel per group, f32
+ * input) whose output rows are at most S2_ROWS_MAX_VECS vectors
+ * (MobileNetV2's 96x112x112 -> 56x56 and 144x56x56 -> 28x28) loads each
+ * input row once, 2*VL columns a vector (plain loads, the row's last
+ * vector masked at its end), and splits it in registers into its even and
+ * odd columns (phase p, column i: input column 2i + p); tap kw of output
+ * column ow reads column 2ow + kw - pw, phase (kw - pw) mod 2, the phase's
+ * vector shifted by floor((kw - pw) / 2) lanes across its neighbour (a
+ * lane alignment; before the row's first vector and past its last: zeros,
+ * the padding).  A row outside the image is read clamped and its bits
+ * and'ed off (zeros): its taps add 0*w where the row forms skip them (the
+ * same sums but for -0 and infinite weights); the sums in the row forms'
+ * order (kh, then kw ascending).  S2_ROWS_AT_ONCE output rows at a time
+ * share their input rows (two rows: 5 input rows, not 6; one row and three
+ * ran 0.80-0.95x as fast at batch 1), the window's weights broadcast once
+ * a block.  Each group prefetches the input rows that the group
+ * S2_ROWS_AHEAD_BYTES of input on adds, into the L1: without it, at batch
+ * 8 in the model (the input just written by the expansion before it, 38.5
+ * MB at 112x112) the 112x112 layer ran 1.35x slower than the row form;
+ * 8 rows ahead 1.26x faster than the row form, 16 1.40x, 32 the same as 16
+ * (the 56x56 layer: 16 rows 1.87x, 32 2.1x).  The layers alone, 1 thread,
+ * batch 1: 1.42x (112x112) and 1.68x (56x56) faster than the row forms
+ * (docs/performance.md, "Session 19: MobileNetV2's depthwise layers"). */
+enum { S2_ROWS_MAX_VECS = 4, S2_ROWS_AT_ONCE = 2, S2_ROWS_MAX_WINDOW = 3, S2_ROWS_AHEAD_BYTES = 7 << 10 };
+
+static bool direct_s2_rows_ok(const Cg *cg, const Kernel *k) {
+    const KConv *cv = &k->conv;
+    const int64_t VL = cg->vec_floats;
+    return cg->s2_rows && cv->op == OP_CONV2D && cv->sh == 2 && cv->sw == 2 && cv->dh == 1 && cv->dw == 1 &&
+           cv->c == cv->groups && cv->xs[3] == 1 && cv->ow <= S2_ROWS_MAX_VECS * VL &&
+           cv->kh <= S2_ROWS_MAX_WINDOW && cv->kw <= S2_ROWS_MAX_WINDOW && cv->pw >= 0 && cv->pw < cv->kw &&
+           cg->p->bufs.data[cv->x_buf].dtype == KILN_F32;
+}
+
+/* <n x i32> constants lo, lo + step, ... */
+static LLVMValueRef const_steps(Cg *cg, int lo, int step, int n) {
+    LLVMValueRef e[64];
+    for (int i = 0; i < n; i++) e[i] = ci32(cg, lo + i * step);
+    return LLVMConstVector(e, (unsigned)n);
+}
+
+/* The rows [oh0, oh0 + nrows) of plane (oc, n), S2_ROWS_AT_ONCE at a time,
+ * into acc (row r at r * OW). */
+static void direct_s2_row_groups(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLVMValueRef Wt, KilnDType wdt,
+                                 LLVMValueRef oc, LLVMValueRef n, LLVMValueRef cin0, LLVMValueRef oh0,
+                                 LLVMValueRef nrows, LLVMValueRef acc, LLVMValueRef vinit) {
+    Cg *cg = kc->cg;
+    const KConv *cv = &kc->k->conv;
+    const int VL = cg->vec_floats, R = S2_ROWS_AT_ONCE;
+    const int64_t OW = cv->ow, W = cv->w;
+    const int nv = (int)((OW + VL - 1) / VL);
+    LLVMTypeRef vf = LLVMVectorType(cg->t_f32, (unsigned)VL),
+                vw = LLVMVectorType(cg->t_f32, (unsigned)(2 * VL));
+    LLVMTypeRef vi = LLVMVectorType(cg->t_i32, (unsigned)VL);
+    LLVMValueRef zero = LLVMConstNull(vf), zerow = LLVMConstNull(vw);
+    LLVMValueRef wv[S2_ROWS_MAX_WINDOW][S2_ROWS_MAX_WINDOW];
+    for (int64_t kh = 0; kh < cv->kh; kh++)
+        for (int64_t kw = 0; kw < cv->kw; kw++)
+            wv[kh][kw] = direct_weight(cg, g, Wt, wdt, oc, ci64(cg, 0), ci64(cg, kh), kw);
+    /* the phase vectors a row's taps read: j in [jlo, jhi] */
+    int smin = 0, smax = 0;
+    for (int64_t kw = 0; kw < cv->kw; kw++) {
+        int s = (int)half_floor(kw - cv->pw);
+        if (s < smin) smin = s;
+        if (s > smax) smax = s;
+    }
+    const int jlo = smin, jhi = nv - 1 + smax;
+    LLVMValueRef xplane = direct_input(cg, g, n, cin0);
+    TLoop lr;
+    LLVMValueRef r = tloop_begin(kc, &lr, ci64(cg, 0), nrows, R, "rows");
+    LLVMValueRef vacc[S2_ROWS_AT_ONCE * S2_ROWS_MAX_VECS];
+    for (int j = 0; j < R * nv; j++) vacc[j] = vinit;
+    { /* the 2R input rows that the group `ahead` input rows on adds, into the L1 */
+        const int64_t per_line = CACHE_LINE_BYTES / 4, span = 2 * R * cv->xs[2];
+        int64_t ahead = (S2_ROWS_AHEAD_BYTES / 4 + cv->xs[2] - 1) / cv->xs[2];
+        ahead = (ahead + 2 * R - 1) / (2 * R) * (2 * R);
+        LLVMValueRef at0 = iadd(
+            cg, xplane, imul(cg, iadd(cg, iadd(cg, oh0, r), ci64(cg, ahead / 2)), ci64(cg, 2 * cv->xs[2])));
+        at0 = iadd(cg, at0, ci64(cg, (2 * (R - 1) + cv->kh - 1 - cv->ph - 2 * R + 1) * cv->xs[2]));
+        for (int64_t e = 0; e < span; e += per_line) {
+            LLVMValueRef at = iadd(cg, at0, ci64(cg, e));
+            prefetch_at(cg, LLVMBuildGEP2(cg->b, cg->t_f32, X, &at, 1, ""), false, 3);
+        }
+    }
+    LLVMValueRef even_idx = const_steps(cg, 0, 2, VL), odd_idx = const_steps(cg, 1, 2, VL);
+    for (int64_t d = 0; d <= 2 * (R - 1) + cv->kh - 1; d++) {
+        LLVMValueRef ih = iadd(cg, imul(cg, iadd(cg, oh0, r), ci64(cg, 2)), ci64(cg, d - cv->ph));
+        LLVMValueRef inside = LLVMBuildICmp(cg->b, LLVMIntULT, ih, ci64(cg, cv->h), "");
+        LLVMValueRef ihc = imin(cg, imax(cg, ih, ci64(cg, 0)), ci64(cg, cv->h - 1));
+        LLVMValueRef xrow = iadd(cg, xplane, imul(cg, ihc, ci64(cg, cv->xs[2])));
+        LLVMValueRef in_v = splat_int(cg, LLVMBuildSExt(cg->b, inside, cg->t_i32, ""), VL);
+        /* P[phase][j - jlo]: input columns 2*(j*VL + l) + phase */
+        LLVMValueRef P[2][S2_ROWS_MAX_VECS + 2];
+        for (int j = jlo; j <= jhi; j++) {
+            int64_t c0 = (int64_t)j * 2 * VL, cnt = W - c0 < 2 * VL ? W - c0 : 2 * VL;
+            if (c0 < 0 || cnt <= 0) {
+                P[0][j - jlo] = P[1][j - jlo] = zero;
+                continue;
+            }
+            /* a row's whole vectors plain loads, its last one masked: with
+             * every load masked (the row's mask and'ed with `inside`) the
+             * 112x112 layer alone ran 3.6x slower at batch 8 (its input
+             * from memory), 1.2x at batch 1 */
+            LLVMValueRef at = iadd(cg, xrow, ci64(cg, c0)), v;
+            if (cnt == 2 * VL) {
+                v = LLVMBuildLoad2(cg->b, vw, elem_ptr(cg, cg->t_f32, X, at), "");
+                LLVMSetAlignment(v, 4);
+            } else
+                v = masked_load_f32(cg, X, at, const_lanes(cg, 0, cnt, 2 * VL), zerow);
+            for (int ph = 0; ph < 2; ph++) {
+                LLVMValueRef e =
+                    LLVMBuildShuffleVector(cg->b, v, LLVMGetUndef(vw), ph ? odd_idx : even_idx, "");
+                /* zeros for a row outside the image (its bits and'ed off) */
+                LLVMValueRef bits = LLVMBuildBitCast(cg->b, e, vi, "");
+                bits = LLVMBuildAnd(cg->b, bits, in_v, "");
+                P[ph][j - jlo] = LLVMBuildBitCast(cg->b, bits, vf, "");
+            }
+        }
+        for (int64_t kw = 0; kw < cv->kw; kw++) {
+            const int64_t a = kw - cv->pw, phs = a - 2 * half_floor(a);
+            const int s = (int)half_floor(a);
+            LLVMValueRef xv[S2_ROWS_MAX_VECS];
+            for (int j = 0; j < nv; j++) {
+                if (s == 0)
+                    xv[j] = P[phs][j - jlo];
+                else { /* lanes l + s of the phase's vectors j, j + 1 (s > 0) or j - 1, j */
+                    LLVMValueRef lo = P[phs][j - jlo + (s < 0 ? -1 : 0)],
+                                 hi = P[phs][j - jlo + (s < 0 ? 0 : 1)];
+                    xv[j] = LLVMBuildShuffleVector(cg->b, lo, hi,
+                                                   const_steps(cg, (s < 0 ? VL : 0) + s, 1, VL), "shift");
+                }
+            }
+            for (int q = 0; q < R; q++) {
+                const int64_t kh = d - 2 * q;
+                if (kh < 0 || kh >= cv->kh) continue;
+                for (int j = 0; j < nv; j++) vacc[q * nv + j] = fma3(cg, xv[j], wv[kh][kw], vacc[q * nv + j]);
+            }
+        }
+    }
+    for (int q = 0; q < R; q++)
+        for (int j = 0; j < nv; j++) {
+            int64_t base = (int64_t)j * VL, lanes = OW - base < VL ? OW - base : VL;
+            LLVMValueRef at = iadd(cg, imul(cg, iadd(cg, r, ci64(cg, q)), ci64(cg, OW)), ci64(cg, base));
+            masked_store_f32(cg, vacc[q * nv + j], acc, at, const_lanes(cg, 0, lanes, VL));
+        }
+    tloop_end(kc, &lr);
+}
+
 static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int nb, bool sized) {
     const KConv *cv = &k->conv;
     const bool is_conv = cv->op == OP_CONV2D, max = cv->op == OP_MAXPOOL2D;
@@ -4058,8 +4217,9 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
     DirectGeo g = begin_direct_sizes(&kc, fn, sized, nb, &ea);
     LLVMValueRef X = kc.bufptr[cv->x_buf], Wt = is_conv ? kc.bufptr[cv->w_buf] : NULL;
     LLVMValueRef ob = LLVMGetParam(fn, 0), oe = LLVMGetParam(fn, 1), cP = ci64(cg, P), cOW = ci64(cg, OW);
-    const int R = direct_rows_at_once(cg);
-    const bool grouped = direct_grouped_rows(cv, VL, RB, R);
+    const bool s2 = direct_s2_rows_ok(cg, k) && RB >= S2_ROWS_AT_ONCE;
+    const int R = s2 ? S2_ROWS_AT_ONCE : direct_rows_at_once(cg);
+    const bool grouped = s2 || direct_grouped_rows(cv, VL, RB, R);
     if (grouped) RB = (RB + R - 1) / R * R;
     /* grouped: a block's last group may compute rows past its range (in
      * bounds of the stack block), never stored out */
@@ -4078,7 +4238,10 @@ static LLVMValueRef emit_direct_fn(Cg *cg, const Kernel *k, const int *list, int
     direct_block_begin(&kc, &lb, plane, ob, oe, P, OW, RB, &blk);
     LLVMValueRef oh0 = blk.oh0, nrows = blk.nrows;
     if (grouped) {
-        direct_row_groups(&kc, &g, X, Wt, xdt, wdt, oc, n, cin0, oh0, nrows, acc, vinit);
+        if (s2)
+            direct_s2_row_groups(&kc, &g, X, Wt, wdt, oc, n, cin0, oh0, nrows, acc, vinit);
+        else
+            direct_row_groups(&kc, &g, X, Wt, xdt, wdt, oc, n, cin0, oh0, nrows, acc, vinit);
         direct_blocks_end(&kc, acc, &blk, OW, P, plane, &lb, &lp);
         end_direct_sizes(&kc, sized, &ea);
         return fn;
@@ -8739,6 +8902,7 @@ static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     const bool zen5 = cpu && strcmp(cpu, "znver5") == 0;
     cg->direct_rows = zen5 ? DIRECT_ROWS_AT_ONCE_ZEN5 : DIRECT_ROWS_AT_ONCE;
     cg->pad_prefetch = zen5;
+    cg->s2_rows = zen5;
     cg->tile_t_calls = zen5;
     cg->one_k_block = zen5;
     cg->small_reads_unfetched = zen5;

@@ -926,6 +926,32 @@ static void test_convolutions(void) {
     run_suite_on("depthwise-rows.kiln", text, (int)(sizeof direct_rows / sizeof direct_rows[0]), row_devices);
     free(row_devices);
     free(text);
+    /* stride-2 depthwise rows of at most four vectors de-interleaved in
+     * registers, two rows at a time (znver5: direct_s2_row_groups; the
+     * other CPUs' row forms): MobileNetV2's 112x112 -> 56x56 (four
+     * vectors, the last half full), 64-pixel rows (four whole vectors),
+     * a 33-pixel input row under 16 outputs (the taps of kw = 2 read the
+     * next vector's first column), a channel multiplier, padding 2 (both
+     * taps left of the column shifted), a 2x2 window without padding,
+     * "SAME" padding at the end with a residual, odd planes over three
+     * images (a group computing a row past the plane), one output row
+     * (the row form) */
+    static const ConvCase s2_rows[] = {
+        {1, 8, 112, 112, 8, 3, 3, 2, 2, 1, 1, 1, 1, 8, true, "clamp", 0, 0},
+        {1, 2, 10, 128, 2, 3, 3, 2, 2, 1, 1, 1, 1, 2, true, "", 0, 0},
+        {2, 4, 9, 33, 4, 3, 3, 2, 2, 0, 0, 1, 1, 4, false, "relu", 0, 0},
+        {1, 8, 40, 40, 16, 3, 3, 2, 2, 1, 1, 1, 1, 8, true, "", 0, 0},
+        {1, 4, 36, 36, 4, 3, 3, 2, 2, 2, 2, 1, 1, 4, false, "relu", 0, 0},
+        {1, 4, 50, 50, 4, 2, 2, 2, 2, 0, 0, 1, 1, 4, true, "", 0, 0},
+        {1, 6, 40, 40, 6, 3, 3, 2, 2, 0, 0, 1, 1, 6, true, "residual", 1, 1},
+        {3, 4, 45, 45, 4, 3, 3, 2, 2, 1, 1, 1, 1, 4, false, "clamp", 0, 0},
+        {1, 4, 2, 60, 4, 3, 3, 2, 2, 1, 1, 1, 1, 4, true, "relu", 0, 0},
+    };
+    text = conv_program(s2_rows, (int)(sizeof s2_rows / sizeof s2_rows[0]));
+    const char **s2_devices = with_cpu_forms("depthwise-s2rows.kiln", cpu_targets_and_emu);
+    run_suite_on("depthwise-s2rows.kiln", text, (int)(sizeof s2_rows / sizeof s2_rows[0]), s2_devices);
+    free(s2_devices);
+    free(text);
 }
 
 /* ---------------------------------------------------- outputs in place */
