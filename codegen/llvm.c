@@ -82,6 +82,8 @@ typedef struct {
                                  * UKERNEL_ROW_CHAINS chains (ukernel_chains: Zen 5) */
     bool whole_rows_fast;       /* a sized plane-rows epilogue runs blocks of whole rows
                                  * without per-row bounds (emit_tile_epilogue: Zen 5) */
+    bool plane_one_panel;       /* a swapped product of one small image runs one panel a row
+                                 * block (swap_one_panel: Zen 5) */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
     bool sized;     /* a unit of runtime/cpu_code.c: its size-generic products (llvm_kernel_sizes)
                      * read their sizes from the table's values slot */
@@ -2102,10 +2104,19 @@ enum { TAPS_L1_BLOCK_BYTES = 40 << 10, TAPS_L1_BLOCK_BYTES_ZEN5 = 32 << 10 };
  * swapped layers (K or M of 160-384: 0.89x at batch 8 with one panel) nor
  * ResNet-50's at 14x14 (256 channels on one side). Quiet, Intel Xeon model
  * 207: docs/performance.md, "Session 13: the 1x1 layers at 7x7-28x28". */
-enum { SWAP_ONE_PANEL_MIN = 512 };
-static bool swap_one_panel(const KProgram *p, const KGemm *g) {
-    return g->mm.k >= SWAP_ONE_PANEL_MIN && g->mm.m >= SWAP_ONE_PANEL_MIN && !conv_taps(p, g) &&
-           gemm_swapped(p, g);
+/* On AMD Zen 5 (Cg.plane_one_panel) so does a swapped product of one image
+ * of at most SWAP_ONE_PANEL_PLANE_N pixels (a 7x7 plane: MobileNetV2's
+ * 1x1 layers at 7x7, K and M of 160-1280): its 49th pixel's one-row tile
+ * read its 32-channel panel from the L2 (128 bytes a k step for 2 FMAs: ~3
+ * cycles a step), and the panel stays in the L1 over the plane's 5 tiles.
+ * The eight layers in the model (b1, quiet, interleaved): 1.058x (2
+ * threads), 1.068x (1 thread); batch 8 keeps its blocks (0.89x, above). */
+enum { SWAP_ONE_PANEL_MIN = 512, SWAP_ONE_PANEL_PLANE_N = 64 };
+static bool swap_one_panel(const Cg *cg, const KGemm *g) {
+    const KMatmul *mm = &g->mm;
+    bool plane = cg->plane_one_panel && mm->batch == 1 && mm->n <= SWAP_ONE_PANEL_PLANE_N;
+    return ((mm->k >= SWAP_ONE_PANEL_MIN && mm->m >= SWAP_ONE_PANEL_MIN) || plane) && !conv_taps(cg->p, g) &&
+           gemm_swapped(cg->p, g);
 }
 /* Whether product g (unswapped; kc its tile form's KC) runs its K in one
  * block of 2 KC (Cg.one_k_block: AMD Zen 5): K in (KC, 2 KC], A a constant
@@ -2140,7 +2151,7 @@ static MmShape mm_shape(const Cg *cg, const KGemm *g) {
         int64_t rows = g->mm.m < s.mc ? g->mm.m : s.mc, taps = g->mm.k < s.kc ? g->mm.k : s.kc;
         if (rows * taps * 4 > (cg->taps_l1_small ? TAPS_L1_BLOCK_BYTES_ZEN5 : TAPS_L1_BLOCK_BYTES))
             s.mc = s.mr;
-    } else if (swap_one_panel(cg->p, g)) {
+    } else if (swap_one_panel(cg, g)) {
         s.mc = s.mr;
     }
     return s;
@@ -8112,7 +8123,7 @@ static LLVMValueRef emit_matmul_fn(Cg *cg, const Kernel *k, const KGemm *g, cons
         : plane_rows(p, g) ? emit_epilogue_fn(cg, k, list, nb, mm->n, (int)mm->n, false, true, NULL)
                            : emit_epilogue_fn(cg, k, list, nb, mm->n, sh.nr, sh.swap, false, NULL);
     LLVMValueRef thunk = generic ? emit_epilogue_thunk(cg, k, epilogue, nb, false) : NULL;
-    LLVMValueRef nest = generic ? helper_mm_nest(cg, sh.swap, swap_one_panel(p, g)) : NULL;
+    LLVMValueRef nest = generic ? helper_mm_nest(cg, sh.swap, swap_one_panel(cg, g)) : NULL;
     Kc kc;
     LLVMValueRef fn = begin_mm_fn(cg, k, &kc, list, nb);
     LLVMValueRef scratch = LLVMGetParam(fn, (unsigned)(4 + nb));
@@ -8387,7 +8398,7 @@ static LLVMValueRef emit_sized_product(Cg *cg, const Kernel *k, int ki, const KG
                                ? emit_epilogue_fn(cg, k, list, nb, mm->n, 0, false, true, &ea)
                                : emit_epilogue_fn(cg, k, list, nb, mm->n, sh.nr, sh.swap, false, &ea);
         sp.thunk = emit_epilogue_thunk(cg, k, epi, nb, true);
-        sp.nest = helper_mm_nest(cg, sh.swap, swap_one_panel(p, g));
+        sp.nest = helper_mm_nest(cg, sh.swap, swap_one_panel(cg, g));
     }
     epi_analysis_free(&ea);
     sp.fill = emit_block_fill(cg, k, ki, g, list, &sp);
@@ -8914,6 +8925,7 @@ static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     cg->im2col_rows_ahead = zen5;
     cg->row_chains = zen5;
     cg->whole_rows_fast = zen5;
+    cg->plane_one_panel = zen5;
 }
 
 /* The same for a target machine. */

@@ -1616,7 +1616,9 @@ static void test_pack_rows(void) {
  * are all whole (320 channels split by rows) and bounded where a chunk holds
  * part of each row (64 channels, one image: split by its pixels in tiles of
  * 12; two images); a plain product with a last row panel of one row (25
- * output channels at 14x14: 12 + 12 + 1, unswapped).  Against the reference
+ * output channels at 14x14: 12 + 12 + 1, unswapped); on znver5 the 7x7 products of
+ * one image run one panel a row block (Cg.plane_one_panel: kiln.mm.nest.swap1),
+ * the two images' one keeps its blocks.  Against the reference
  * on cpu (and its forms), kir and cuda-emu, at 1, 2 and 3 threads; the
  * same bits at 1, 2, 3 and 7 threads (a row that is a tile of one is one in
  * every split). */
