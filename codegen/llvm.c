@@ -62,6 +62,7 @@ typedef struct {
                           * (direct_rows_at_once); 0: DIRECT_ROWS_AT_ONCE */
     bool s2_rows;        /* stride-2 depthwise rows de-interleaved in registers
                           * (direct_s2_rows_ok: AMD Zen 5) */
+    bool s1_rows;        /* the same form for stride-1 rows */
     bool pad_prefetch;   /* kiln.conv.pad_rows prefetches its input rows (AMD Zen 5:
                           * PAD_AHEAD_BYTES) */
     bool tile_t_calls;   /* taps tiles transposed by a shared helper (helper_tile_t: Zen 5) */
@@ -4086,13 +4087,18 @@ static LLVMValueRef masked_load_f32(Cg *cg, LLVMValueRef src, LLVMValueRef i, LL
  * 8 rows ahead 1.26x faster than the row form, 16 1.40x, 32 the same as 16
  * (the 56x56 layer: 16 rows 1.87x, 32 2.1x).  The layers alone, 1 thread,
  * batch 1: 1.42x (112x112) and 1.68x (56x56) faster than the row forms
- * (docs/performance.md, "Session 19: MobileNetV2's depthwise layers"). */
+ * (docs/performance.md, "Session 19: MobileNetV2's depthwise layers").
+ * Stride 1 (Cg.s1_rows) takes the same form with one phase: a row's
+ * vectors loaded once, tap kw the row shifted kw - pw lanes, where the row
+ * form loaded every tap unaligned (MobileNetV2's 144x56x56: 1.55x alone,
+ * 1.44-1.69x in the model, batch 1 and 8, 1 and 2 threads). */
 enum { S2_ROWS_MAX_VECS = 4, S2_ROWS_AT_ONCE = 2, S2_ROWS_MAX_WINDOW = 3, S2_ROWS_AHEAD_BYTES = 7 << 10 };
 
 static bool direct_s2_rows_ok(const Cg *cg, const Kernel *k) {
     const KConv *cv = &k->conv;
     const int64_t VL = cg->vec_floats;
-    return cg->s2_rows && cv->op == OP_CONV2D && cv->sh == 2 && cv->sw == 2 && cv->dh == 1 && cv->dw == 1 &&
+    return cv->op == OP_CONV2D && cv->sh == cv->sw &&
+           ((cg->s2_rows && cv->sw == 2) || (cg->s1_rows && cv->sw == 1)) && cv->dh == 1 && cv->dw == 1 &&
            cv->c == cv->groups && cv->xs[3] == 1 && cv->ow <= S2_ROWS_MAX_VECS * VL &&
            cv->kh <= S2_ROWS_MAX_WINDOW && cv->kw <= S2_ROWS_MAX_WINDOW && cv->pw >= 0 && cv->pw < cv->kw &&
            cg->p->bufs.data[cv->x_buf].dtype == KILN_F32;
@@ -4112,11 +4118,11 @@ static void direct_s2_row_groups(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLV
                                  LLVMValueRef nrows, LLVMValueRef acc, LLVMValueRef vinit) {
     Cg *cg = kc->cg;
     const KConv *cv = &kc->k->conv;
-    const int VL = cg->vec_floats, R = S2_ROWS_AT_ONCE;
+    const int VL = cg->vec_floats, R = S2_ROWS_AT_ONCE, S = (int)cv->sw; /* 1 or 2 */
     const int64_t OW = cv->ow, W = cv->w;
     const int nv = (int)((OW + VL - 1) / VL);
     LLVMTypeRef vf = LLVMVectorType(cg->t_f32, (unsigned)VL),
-                vw = LLVMVectorType(cg->t_f32, (unsigned)(2 * VL));
+                vw = LLVMVectorType(cg->t_f32, (unsigned)(S * VL));
     LLVMTypeRef vi = LLVMVectorType(cg->t_i32, (unsigned)VL);
     LLVMValueRef zero = LLVMConstNull(vf), zerow = LLVMConstNull(vw);
     LLVMValueRef wv[S2_ROWS_MAX_WINDOW][S2_ROWS_MAX_WINDOW];
@@ -4126,7 +4132,7 @@ static void direct_s2_row_groups(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLV
     /* the phase vectors a row's taps read: j in [jlo, jhi] */
     int smin = 0, smax = 0;
     for (int64_t kw = 0; kw < cv->kw; kw++) {
-        int s = (int)half_floor(kw - cv->pw);
+        int s = (int)(S == 1 ? kw - cv->pw : half_floor(kw - cv->pw));
         if (s < smin) smin = s;
         if (s > smax) smax = s;
     }
@@ -4136,29 +4142,29 @@ static void direct_s2_row_groups(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLV
     LLVMValueRef r = tloop_begin(kc, &lr, ci64(cg, 0), nrows, R, "rows");
     LLVMValueRef vacc[S2_ROWS_AT_ONCE * S2_ROWS_MAX_VECS];
     for (int j = 0; j < R * nv; j++) vacc[j] = vinit;
-    { /* the 2R input rows that the group `ahead` input rows on adds, into the L1 */
-        const int64_t per_line = CACHE_LINE_BYTES / 4, span = 2 * R * cv->xs[2];
+    { /* the S*R input rows that the group `ahead` input rows on adds, into the L1 */
+        const int64_t per_line = CACHE_LINE_BYTES / 4, span = S * R * cv->xs[2];
         int64_t ahead = (S2_ROWS_AHEAD_BYTES / 4 + cv->xs[2] - 1) / cv->xs[2];
-        ahead = (ahead + 2 * R - 1) / (2 * R) * (2 * R);
+        ahead = (ahead + S * R - 1) / (S * R) * (S * R);
         LLVMValueRef at0 = iadd(
-            cg, xplane, imul(cg, iadd(cg, iadd(cg, oh0, r), ci64(cg, ahead / 2)), ci64(cg, 2 * cv->xs[2])));
-        at0 = iadd(cg, at0, ci64(cg, (2 * (R - 1) + cv->kh - 1 - cv->ph - 2 * R + 1) * cv->xs[2]));
+            cg, xplane, imul(cg, iadd(cg, iadd(cg, oh0, r), ci64(cg, ahead / S)), ci64(cg, S * cv->xs[2])));
+        at0 = iadd(cg, at0, ci64(cg, (S * (R - 1) + cv->kh - 1 - cv->ph - S * R + 1) * cv->xs[2]));
         for (int64_t e = 0; e < span; e += per_line) {
             LLVMValueRef at = iadd(cg, at0, ci64(cg, e));
             prefetch_at(cg, LLVMBuildGEP2(cg->b, cg->t_f32, X, &at, 1, ""), false, 3);
         }
     }
     LLVMValueRef even_idx = const_steps(cg, 0, 2, VL), odd_idx = const_steps(cg, 1, 2, VL);
-    for (int64_t d = 0; d <= 2 * (R - 1) + cv->kh - 1; d++) {
-        LLVMValueRef ih = iadd(cg, imul(cg, iadd(cg, oh0, r), ci64(cg, 2)), ci64(cg, d - cv->ph));
+    for (int64_t d = 0; d <= S * (R - 1) + cv->kh - 1; d++) {
+        LLVMValueRef ih = iadd(cg, imul(cg, iadd(cg, oh0, r), ci64(cg, S)), ci64(cg, d - cv->ph));
         LLVMValueRef inside = LLVMBuildICmp(cg->b, LLVMIntULT, ih, ci64(cg, cv->h), "");
         LLVMValueRef ihc = imin(cg, imax(cg, ih, ci64(cg, 0)), ci64(cg, cv->h - 1));
         LLVMValueRef xrow = iadd(cg, xplane, imul(cg, ihc, ci64(cg, cv->xs[2])));
         LLVMValueRef in_v = splat_int(cg, LLVMBuildSExt(cg->b, inside, cg->t_i32, ""), VL);
-        /* P[phase][j - jlo]: input columns 2*(j*VL + l) + phase */
+        /* P[phase][j - jlo]: input columns S*(j*VL + l) + phase */
         LLVMValueRef P[2][S2_ROWS_MAX_VECS + 2];
         for (int j = jlo; j <= jhi; j++) {
-            int64_t c0 = (int64_t)j * 2 * VL, cnt = W - c0 < 2 * VL ? W - c0 : 2 * VL;
+            int64_t c0 = (int64_t)j * S * VL, cnt = W - c0 < S * VL ? W - c0 : S * VL;
             if (c0 < 0 || cnt <= 0) {
                 P[0][j - jlo] = P[1][j - jlo] = zero;
                 continue;
@@ -4168,14 +4174,15 @@ static void direct_s2_row_groups(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLV
              * 112x112 layer alone ran 3.6x slower at batch 8 (its input
              * from memory), 1.2x at batch 1 */
             LLVMValueRef at = iadd(cg, xrow, ci64(cg, c0)), v;
-            if (cnt == 2 * VL) {
+            if (cnt == S * VL) {
                 v = LLVMBuildLoad2(cg->b, vw, elem_ptr(cg, cg->t_f32, X, at), "");
                 LLVMSetAlignment(v, 4);
             } else
-                v = masked_load_f32(cg, X, at, const_lanes(cg, 0, cnt, 2 * VL), zerow);
-            for (int ph = 0; ph < 2; ph++) {
+                v = masked_load_f32(cg, X, at, const_lanes(cg, 0, cnt, S * VL), zerow);
+            for (int ph = 0; ph < S; ph++) {
                 LLVMValueRef e =
-                    LLVMBuildShuffleVector(cg->b, v, LLVMGetUndef(vw), ph ? odd_idx : even_idx, "");
+                    S == 1 ? v
+                           : LLVMBuildShuffleVector(cg->b, v, LLVMGetUndef(vw), ph ? odd_idx : even_idx, "");
                 /* zeros for a row outside the image (its bits and'ed off) */
                 LLVMValueRef bits = LLVMBuildBitCast(cg->b, e, vi, "");
                 bits = LLVMBuildAnd(cg->b, bits, in_v, "");
@@ -4183,8 +4190,8 @@ static void direct_s2_row_groups(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLV
             }
         }
         for (int64_t kw = 0; kw < cv->kw; kw++) {
-            const int64_t a = kw - cv->pw, phs = a - 2 * half_floor(a);
-            const int s = (int)half_floor(a);
+            const int64_t a = kw - cv->pw, sf = S == 1 ? a : half_floor(a), phs = a - S * sf;
+            const int s = (int)sf;
             LLVMValueRef xv[S2_ROWS_MAX_VECS];
             for (int j = 0; j < nv; j++) {
                 if (s == 0)
@@ -4197,7 +4204,7 @@ static void direct_s2_row_groups(Kc *kc, const DirectGeo *g, LLVMValueRef X, LLV
                 }
             }
             for (int q = 0; q < R; q++) {
-                const int64_t kh = d - 2 * q;
+                const int64_t kh = d - S * q;
                 if (kh < 0 || kh >= cv->kh) continue;
                 for (int j = 0; j < nv; j++) vacc[q * nv + j] = fma3(cg, xv[j], wv[kh][kw], vacc[q * nv + j]);
             }
@@ -8914,6 +8921,7 @@ static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     cg->direct_rows = zen5 ? DIRECT_ROWS_AT_ONCE_ZEN5 : DIRECT_ROWS_AT_ONCE;
     cg->pad_prefetch = zen5;
     cg->s2_rows = zen5;
+    cg->s1_rows = zen5;
     cg->tile_t_calls = zen5;
     cg->one_k_block = zen5;
     cg->small_reads_unfetched = zen5;

@@ -927,7 +927,8 @@ static void test_convolutions(void) {
     free(row_devices);
     free(text);
     /* stride-2 depthwise rows of at most four vectors de-interleaved in
-     * registers, two rows at a time (znver5: direct_s2_row_groups; the
+     * registers (stride 1: rows in registers), two rows at a time (znver5:
+     * direct_s2_row_groups; the
      * other CPUs' row forms): MobileNetV2's 112x112 -> 56x56 (four
      * vectors, the last half full), 64-pixel rows (four whole vectors),
      * a 33-pixel input row under 16 outputs (the taps of kw = 2 read the
@@ -946,6 +947,14 @@ static void test_convolutions(void) {
         {1, 6, 40, 40, 6, 3, 3, 2, 2, 0, 0, 1, 1, 6, true, "residual", 1, 1},
         {3, 4, 45, 45, 4, 3, 3, 2, 2, 1, 1, 1, 1, 4, false, "clamp", 0, 0},
         {1, 4, 2, 60, 4, 3, 3, 2, 2, 1, 1, 1, 1, 4, true, "relu", 0, 0},
+        /* stride 1 (znver5: the same form, one phase): MobileNetV2's 56x56
+         * over two images, 64-pixel rows, a 2x2 window (a tap a lane on),
+         * padding 2 (two lanes back), a channel multiplier with a residual */
+        {2, 6, 56, 56, 6, 3, 3, 1, 1, 1, 1, 1, 1, 6, true, "clamp", 0, 0},
+        {1, 3, 20, 64, 3, 3, 3, 1, 1, 1, 1, 1, 1, 3, false, "relu", 0, 0},
+        {1, 4, 41, 41, 4, 2, 2, 1, 1, 0, 0, 1, 1, 4, true, "", 0, 0},
+        {1, 4, 38, 38, 4, 3, 3, 1, 1, 2, 2, 1, 1, 4, false, "relu", 0, 0},
+        {1, 4, 40, 40, 8, 3, 3, 1, 1, 1, 1, 1, 1, 4, true, "residual", 0, 0},
     };
     text = conv_program(s2_rows, (int)(sizeof s2_rows / sizeof s2_rows[0]));
     const char **s2_devices = with_cpu_forms("depthwise-s2rows.kiln", cpu_targets_and_emu);
