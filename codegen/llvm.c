@@ -7802,6 +7802,86 @@ static bool stem_direct(const Cg *cg, const KGemm *g, const MmShape *sh) {
            sh->mr % STEM_DIRECT_G == 0 && !conv_taps_in_place(cv);
 }
 
+/* kiln.stem.deint(ptr X, i64 src, i64 srcf, ptr D, i64 dst, i64 PH, i64
+ * pw, i64 W, i1 inside): emit_stem_direct's copy of one input row (X from
+ * src, W floats; a row outside the image, !inside, zeros) de-interleaved
+ * into D[dst + j] (even padded columns) and D[dst + PH + j] (odd), PH floats
+ * each, in vectors of 16 from 32-float masked loads, and the prefetch of
+ * the row at srcf (a line per 16 floats): a shared helper (in the prebuilt
+ * helpers), its masks from pw and W at run time where the unit's copy had
+ * them constant and unrolled the row (see helper_stem_tile). */
+enum { STEM_DEINT_ARGS = 9 };
+static LLVMValueRef helper_stem_deint(Cg *cg) {
+    enum { VL = 16 };
+    LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+    LLVMTypeRef ps[STEM_DEINT_ARGS] = {cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64,
+                                       cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i1};
+    LLVMValueRef fn;
+    bool fresh, define = shared_helper(cg, "kiln.stem.deint",
+                                       LLVMFunctionType(cg->t_void, ps, STEM_DEINT_ARGS, 0), &fn, &fresh);
+    if (fresh)
+        for (unsigned a = 1; a <= 4; a += 3)
+            LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    if (!define) return fn;
+    Kc kcs = {.cg = cg, .fn = fn}, *kc = &kcs;
+    LLVMValueRef X = LLVMGetParam(fn, 0), src = LLVMGetParam(fn, 1), srcf = LLVMGetParam(fn, 2);
+    LLVMValueRef D = LLVMGetParam(fn, 3), dst = LLVMGetParam(fn, 4), PH = LLVMGetParam(fn, 5);
+    LLVMValueRef pw = LLVMGetParam(fn, 6), W = LLVMGetParam(fn, 7), inside = LLVMGetParam(fn, 8);
+    LLVMTypeRef vf = LLVMVectorType(cg->t_f32, VL), vw = LLVMVectorType(cg->t_f32, 2 * VL);
+    LLVMTypeRef vi = LLVMVectorType(cg->t_i32, 2 * VL);
+    TLoop lp, lj;
+    { /* the row STEM_DIRECT_AHEAD output rows on */
+        LLVMValueRef e = tloop_begin(kc, &lp, ci64(cg, 0), iadd(cg, W, ci64(cg, 15)), 16, "pf");
+        LLVMValueRef at = iadd(cg, srcf, imin(cg, e, LLVMBuildSub(cg->b, W, ci64(cg, 1), "")));
+        prefetch_at(cg, LLVMBuildGEP2(cg->b, cg->t_f32, X, &at, 1, ""), false, 3);
+        loop_metadata(cg, tloop_end(kc, &lp), -1, 1);
+    }
+    LLVMValueRef ev[VL], od[VL], io[2 * VL];
+    for (int l = 0; l < VL; l++) ev[l] = ci32(cg, 2 * l), od[l] = ci32(cg, 2 * l + 1);
+    for (int l = 0; l < 2 * VL; l++) io[l] = ci32(cg, l);
+    LLVMValueRef evm = LLVMConstVector(ev, VL), odm = LLVMConstVector(od, VL),
+                 iota = LLVMConstVector(io, 2 * VL);
+    LLVMValueRef j = tloop_begin(kc, &lj, ci64(cg, 0), PH, VL, "deint_j");
+    /* padded columns 2j .. 2j + 31: input columns q = 2j - pw + l, lanes [lo, hi) */
+    LLVMValueRef q0 = LLVMBuildSub(cg->b, imul(cg, j, ci64(cg, 2)), pw, "");
+    LLVMValueRef lo = imax(cg, LLVMBuildSub(cg->b, ci64(cg, 0), q0, ""), ci64(cg, 0));
+    LLVMValueRef hi = imin(cg, LLVMBuildSub(cg->b, W, q0, ""), ci64(cg, 2 * VL));
+    LLVMBasicBlockRef load = LLVMAppendBasicBlockInContext(cg->ctx, fn, "deint_load");
+    LLVMBasicBlockRef store = LLVMAppendBasicBlockInContext(cg->ctx, fn, "deint_store");
+    LLVMBasicBlockRef from = LLVMGetInsertBlock(cg->b);
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, hi, lo, ""), load, store);
+    LLVMPositionBuilderAtEnd(cg->b, load);
+    LLVMValueRef bound[2] = {lo, hi}, zeros = LLVMConstNull(vi);
+    for (int i = 0; i < 2; i++) /* lo and hi in every lane */
+        bound[i] = LLVMBuildShuffleVector(
+            cg->b,
+            LLVMBuildInsertElement(cg->b, LLVMGetUndef(vi), LLVMBuildTrunc(cg->b, bound[i], cg->t_i32, ""),
+                                   ci32(cg, 0), ""),
+            LLVMGetUndef(vi), zeros, "");
+    LLVMValueRef m = LLVMBuildAnd(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGE, iota, bound[0], ""),
+                                  LLVMBuildICmp(cg->b, LLVMIntSLT, iota, bound[1], ""), "");
+    LLVMValueRef at = iadd(cg, src, q0);
+    LLVMValueRef ptr = LLVMBuildGEP2(cg->b, cg->t_f32, X, &at, 1, ""); /* masked lanes: never read */
+    LLVMTypeRef ov[2] = {vw, cg->t_ptr};
+    LLVMValueRef args[4] = {ptr, ci32(cg, ELEM_ALIGN), m, LLVMConstNull(vw)};
+    LLVMValueRef w = intrin(cg, "llvm.masked.load", ov, 2, args, 4);
+    LLVMValueRef even = LLVMBuildSelect(
+        cg->b, inside, LLVMBuildShuffleVector(cg->b, w, LLVMGetUndef(vw), evm, ""), LLVMConstNull(vf), "");
+    LLVMValueRef odd = LLVMBuildSelect(
+        cg->b, inside, LLVMBuildShuffleVector(cg->b, w, LLVMGetUndef(vw), odm, ""), LLVMConstNull(vf), "");
+    LLVMBasicBlockRef loaded = LLVMGetInsertBlock(cg->b);
+    LLVMBuildBr(cg->b, store);
+    LLVMPositionBuilderAtEnd(cg->b, store);
+    even = phi2(cg, vf, "even", LLVMConstNull(vf), from, even, loaded);
+    odd = phi2(cg, vf, "odd", LLVMConstNull(vf), from, odd, loaded);
+    vec_store(cg, even, D, iadd(cg, dst, j), 4);
+    vec_store(cg, odd, D, iadd(cg, dst, iadd(cg, PH, j)), 4);
+    loop_metadata(cg, tloop_end(kc, &lj), -1, 1);
+    LLVMBuildRetVoid(cg->b);
+    if (saved) LLVMPositionBuilderAtEnd(cg->b, saved);
+    return fn;
+}
+
 /* The stem's tiles of a 7-wide window as shared helpers (in the prebuilt
  * helpers), kiln.stem.k7nNV(ptr D, ptr apk, ptr rows, i64 PH, i64 wbase,
  * i64 MR, i64 C, i64 KH, i64 oh, i64 ow0, i64 r0, i64 ldr): stem_direct_tile's
@@ -7965,7 +8045,6 @@ static void emit_stem_direct(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMVa
     const int64_t C = cv->c, KH = cv->kh, OW = cv->ow, M = geo->mm ? geo->mm->m : 0;
     const int64_t PH = (OW + (cv->kw - 1) / 2 + VL - 1) / VL * VL; /* a phase row's floats */
     const int64_t ldr = OW;                                        /* the row buffer's stride */
-    LLVMTypeRef vf = LLVMVectorType(cg->t_f32, VL);
     LLVMValueRef D = entry_alloca(kc, C * STEM_DIRECT_SLOTS * 2 * PH + 2 * VL, "phases");
     LLVMValueRef rows = entry_alloca(kc, M * ldr, "rows");
     LLVMValueRef cN = geo->n, cM = geo->m;
@@ -8001,43 +8080,16 @@ static void emit_stem_direct(Kc *kc, const MmShape *sh, const MmGeo *geo, LLVMVa
         LLVMValueRef slot = LLVMBuildAnd(cg->b, pr, ci64(cg, STEM_DIRECT_SLOTS - 1), "");
         LLVMValueRef dst =
             imul(cg, iadd(cg, imul(cg, c, ci64(cg, STEM_DIRECT_SLOTS)), slot), ci64(cg, 2 * PH));
-        /* the row STEM_DIRECT_AHEAD output rows on (from memory at batch 8: 4.8 MB of input) */
-        {
-            LLVMValueRef ihf = iadd(cg, ih, ci64(cg, 2 * STEM_DIRECT_AHEAD));
-            LLVMValueRef ihfc = LLVMBuildSelect(
-                cg->b, LLVMBuildICmp(cg->b, LLVMIntULT, ihf, ci64(cg, cv->h), ""), ihf, ci64(cg, 0), "");
-            LLVMValueRef srcf = iadd(cg, iadd(cg, bbase, imul(cg, c, ci64(cg, cv->xs[1]))),
-                                     imul(cg, ihfc, ci64(cg, cv->xs[2])));
-            for (int64_t e = 0; e < cv->w + 15; e += 16) {
-                LLVMValueRef at = iadd(cg, srcf, ci64(cg, e < cv->w ? e : cv->w - 1));
-                prefetch_at(cg, LLVMBuildGEP2(cg->b, cg->t_f32, geo->B, &at, 1, ""), false, 3);
-            }
-        }
-        LLVMTypeRef vw = LLVMVectorType(cg->t_f32, 2 * VL);
-        LLVMValueRef ev[VL], od[VL];
-        for (int l = 0; l < VL; l++) ev[l] = ci32(cg, 2 * l), od[l] = ci32(cg, 2 * l + 1);
-        LLVMValueRef evm = LLVMConstVector(ev, VL), odm = LLVMConstVector(od, VL);
-        for (int64_t j = 0; j < PH; j += VL) {
-            /* padded columns 2j .. 2j + 31: input columns q = 2j - pw + l */
-            int64_t q0 = 2 * j - cv->pw, lo = q0 < 0 ? -q0 : 0,
-                    hi = cv->w - q0 < 2 * VL ? cv->w - q0 : 2 * VL;
-            LLVMValueRef even = LLVMConstNull(vf), odd = LLVMConstNull(vf);
-            if (hi > lo) {
-                LLVMValueRef m = const_lanes(cg, lo, hi, 2 * VL);
-                LLVMValueRef at = iadd(cg, src, ci64(cg, q0));
-                LLVMValueRef ptr =
-                    LLVMBuildGEP2(cg->b, cg->t_f32, geo->B, &at, 1, ""); /* masked lanes: never read */
-                LLVMTypeRef ov[2] = {vw, cg->t_ptr};
-                LLVMValueRef args[4] = {ptr, ci32(cg, ELEM_ALIGN), m, LLVMConstNull(vw)};
-                LLVMValueRef w = intrin(cg, "llvm.masked.load", ov, 2, args, 4);
-                even = LLVMBuildSelect(cg->b, inside,
-                                       LLVMBuildShuffleVector(cg->b, w, LLVMGetUndef(vw), evm, ""), even, "");
-                odd = LLVMBuildSelect(cg->b, inside,
-                                      LLVMBuildShuffleVector(cg->b, w, LLVMGetUndef(vw), odm, ""), odd, "");
-            }
-            vec_store(cg, even, D, iadd(cg, dst, ci64(cg, j)), 4);
-            vec_store(cg, odd, D, iadd(cg, dst, ci64(cg, PH + j)), 4);
-        }
+        /* the row STEM_DIRECT_AHEAD output rows on (from memory at batch 8: 4.8 MB of input)
+         * prefetched, the row copied (kiln.stem.deint) */
+        LLVMValueRef ihf = iadd(cg, ih, ci64(cg, 2 * STEM_DIRECT_AHEAD));
+        LLVMValueRef ihfc = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntULT, ihf, ci64(cg, cv->h), ""),
+                                            ihf, ci64(cg, 0), "");
+        LLVMValueRef srcf =
+            iadd(cg, iadd(cg, bbase, imul(cg, c, ci64(cg, cv->xs[1]))), imul(cg, ihfc, ci64(cg, cv->xs[2])));
+        LLVMValueRef args[STEM_DEINT_ARGS] = {
+            geo->B, src, srcf, D, dst, ci64(cg, PH), ci64(cg, cv->pw), ci64(cg, cv->w), inside};
+        call_fn(cg, helper_stem_deint(cg), args, STEM_DEINT_ARGS);
         tloop_end(kc, &lk);
         tloop_end(kc, &lc);
     }
@@ -9132,6 +9184,7 @@ static void define_shared_helpers(Cg *cg) {
         helper_wino_in(cg), helper_wino_out(cg), helper_wino_u(cg);
     for (int nv = 1; cg->stem_direct && cg->vec_floats == 16 && nv <= STEM_DIRECT_NV; nv++)
         helper_stem_tile(cg, nv); /* the stem's tiles (stem_direct) */
+    if (cg->stem_direct && cg->vec_floats == 16) helper_stem_deint(cg);
     if (cg->tile_t_calls) { /* the tile widths conv_taps_tile picks */
         const int widths[3] = {sh.mr, sh.mr > CONV_TAPS_ODD_TILE ? CONV_TAPS_ODD_TILE : 0,
                                taps_wide_tiles(&sh) ? CONV_TAPS_WIDE_TILE : 0};
