@@ -85,6 +85,8 @@ typedef struct {
                                  * without per-row bounds (emit_tile_epilogue: Zen 5) */
     bool plane_one_panel;       /* a swapped product of one small image runs one panel a row
                                  * block (swap_one_panel: Zen 5) */
+    bool ragged_rows;           /* NAME.cols reads a row range from its c1's high bits
+                                 * (cols_row_range, llvm_ragged_split_rows: Zen 5) */
     bool aot;       /* an object for `kiln aot`: no state kept between runs */
     bool sized;     /* a unit of runtime/cpu_code.c: its size-generic products (llvm_kernel_sizes)
                      * read their sizes from the table's values slot */
@@ -8429,6 +8431,22 @@ static LLVMValueRef emit_sized_nest(Cg *cg, const Kernel *k, const KGemm *g, con
     return fn;
 }
 
+/* A column chunk's rows (Cg.ragged_rows, AMD Zen 5): NAME.cols(c0, c1)
+ * with c1 = c1' | split << 32 | half << 62 (llvm_ragged_split_rows) runs
+ * columns [c0, c1') of the rows [0, split) (half 1) or [split, re) (half 2;
+ * split and re outer indices: a row times N), half 0 all rows [rb, re) as
+ * before.  A sized unit's NAME.cols (shared by kernels of any shape) always
+ * reads it on such a CPU, a kernel's own entry only where ragged_split. */
+static int64_t ragged_split(const Cg *cg, const KGemm *g);
+static void cols_row_range(Cg *cg, LLVMValueRef a1, LLVMValueRef *rb, LLVMValueRef *re, LLVMValueRef *c1) {
+    LLVMValueRef half = LLVMBuildLShr(cg->b, a1, ci64(cg, 62), "half");
+    LLVMValueRef split =
+        LLVMBuildAnd(cg->b, LLVMBuildLShr(cg->b, a1, ci64(cg, 32), ""), ci64(cg, (1LL << 30) - 1), "split");
+    *c1 = LLVMBuildAnd(cg->b, a1, ci64(cg, 0xffffffffLL), "c1");
+    *rb = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, half, ci64(cg, 2), ""), split, *rb, "rb");
+    *re = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, half, ci64(cg, 1), ""), split, *re, "re");
+}
+
 /* Kernel ki's functions as a sized product (above); returns NAME. */
 static LLVMValueRef emit_sized_product(Cg *cg, const Kernel *k, int ki, const KGemm *g, const int *list,
                                        int nb, LLVMValueRef *cols_out) {
@@ -8471,10 +8489,12 @@ static LLVMValueRef emit_sized_product(Cg *cg, const Kernel *k, int ki, const KG
         LLVMValueRef a0 = LLVMGetParam(fn, 0), a1 = LLVMGetParam(fn, 1), zero = ci64(cg, 0);
         LLVMValueRef table = LLVMGetParam(fn, 2);
         LLVMValueRef *args = xcalloc((size_t)nb + 6, sizeof(LLVMValueRef));
-        LLVMValueRef fixed[6] = {by_columns ? zero : a0,
-                                 by_columns ? slot_load(cg, blk, MMB_OUTER, cg->t_i64) : a1,
+        LLVMValueRef rb = zero, re = by_columns ? slot_load(cg, blk, MMB_OUTER, cg->t_i64) : NULL, c1 = a1;
+        if (by_columns && cg->ragged_rows) cols_row_range(cg, a1, &rb, &re, &c1);
+        LLVMValueRef fixed[6] = {by_columns ? rb : a0,
+                                 by_columns ? re : a1,
                                  by_columns ? a0 : zero,
-                                 by_columns ? a1 : slot_load(cg, blk, MMB_N, cg->t_i64),
+                                 by_columns ? c1 : slot_load(cg, blk, MMB_N, cg->t_i64),
                                  table_ptr(cg, table, p->bufs.len),
                                  blk};
         memcpy(args, fixed, sizeof fixed);
@@ -8667,8 +8687,10 @@ static LLVMValueRef emit_entry(Cg *cg, const Kernel *k, int ki, const char *name
         args[na++] = LLVMGetParam(fn, 0), args[na++] = LLVMGetParam(fn, 1);
         args[na++] = ci64(cg, 0), args[na++] = ci64(cg, tiled->mm.n);
     } else {
-        args[na++] = ci64(cg, 0), args[na++] = ci64(cg, k->outer);
-        args[na++] = LLVMGetParam(fn, 0), args[na++] = LLVMGetParam(fn, 1);
+        LLVMValueRef rb = ci64(cg, 0), re = ci64(cg, k->outer), c1 = LLVMGetParam(fn, 1);
+        if (ragged_split(cg, tiled)) cols_row_range(cg, c1, &rb, &re, &c1);
+        args[na++] = rb, args[na++] = re;
+        args[na++] = LLVMGetParam(fn, 0), args[na++] = c1;
     }
     Prepack pp = tiled ? gemm_prepack(cg, tiled) : (Prepack){0};
     int nslots = nb + (tiled ? 3 : 0);
@@ -8986,6 +9008,7 @@ static void cg_cpu(Cg *cg, const char *cpu, const char *feat) {
     cg->row_chains = zen5;
     cg->whole_rows_fast = zen5;
     cg->plane_one_panel = zen5;
+    cg->ragged_rows = zen5;
 }
 
 /* The same for a target machine. */
@@ -9056,6 +9079,39 @@ int64_t llvm_target_grain(const KProgram *p, const KGemm *g, const char *identit
     if (!by_columns) return grain;
     const int64_t pair = 2 * g->conv->ow;
     return (grain + pair - 1) / pair * pair;
+}
+
+/* A product of one image split by columns whose last column chunk is
+ * ragged (MobileNetV2's 1x1 projections at 14x14: 196 columns, 6 x 32 + 4)
+ * ran, on 2 threads, 4 chunks on one thread and 3 on the other: the 4
+ * columns' tile a pass over all of A (2.5-5 us of one thread idle a
+ * kernel).  On AMD Zen 5 (Cg.ragged_rows) the runtime runs that tile's
+ * rows in two parts, one on each thread after its 3 whole chunks
+ * (runtime/cpu.c, ragged_chunk; NAME.cols: cols_row_range), the same sums
+ * in the same order.  The rows' split: a multiple of MR nearest to M / 2.
+ * Unswapped products of at most RAGGED_ROWS_MAX_N columns without a
+ * convolution's window only: the swapped 7x7 projections (12-pixel units,
+ * 49 = 4 x 12 + 1) ran 1-3 us slower a kernel with their last pixel's
+ * rows shared (docs/performance.md, "Session 19: the time between
+ * kernels"), and ResNet-50's 784-column ones (25 units) were not measured
+ * apart from that model's noise.  Returns the split (rows), 0 for none. */
+enum { RAGGED_ROWS_MAX_N = 256 };
+static int64_t ragged_split(const Cg *cg, const KGemm *g) {
+    const KMatmul *mm = &g->mm;
+    if (!cg->ragged_rows || g->conv || mm->batch != 1 || mm->n >= RAGGED_ROWS_MAX_N ||
+        !llvm_split_by_columns(cg->p, g) || gemm_swapped(cg->p, g))
+        return 0;
+    const int64_t grain = llvm_column_grain(cg->p, g), full = mm->n / grain, MR = ukernel_shape(cg).mr;
+    if (mm->n % grain == 0 || full < 2 || full % 2) return 0;
+    const int64_t split = (mm->m / 2 + MR / 2) / MR * MR;
+    return split > 0 && split < mm->m && split * mm->n < (1LL << 30) ? split : 0;
+}
+
+int64_t llvm_ragged_split_rows(const KProgram *p, const KGemm *g, const char *identity) {
+    if (!identity) return 0;
+    Cg cg = {.p = p};
+    cg_identity(&cg, identity);
+    return ragged_split(&cg, g);
 }
 
 bool llvm_conv_wino(const KProgram *p, const Kernel *k, const char *identity) {

@@ -156,6 +156,14 @@ bool llvm_kernel_sizes(const KProgram *p, int kernel, const char *identity, bool
  * rows). */
 int64_t llvm_target_grain(const KProgram *p, const KGemm *g, const char *identity, bool by_columns,
                           int64_t grain);
+/* Where the threads (2) split tiled product g on the target `identity` by
+ * columns and its last column chunk is ragged, the rows at which that
+ * chunk is run in two parts, one per thread (AMD Zen 5: one image of a
+ * 1x1 product, unswapped, under 256 columns, an even number of whole
+ * chunks): NAME.cols(c0, c1 | split * N << 32 | half << 62, table) runs
+ * columns [c0, c1) of rows [0, split) (half 1) or [split, M) (half 2).  0:
+ * none (the call is as always). */
+int64_t llvm_ragged_split_rows(const KProgram *p, const KGemm *g, const char *identity);
 void llvm_kernel_sizes_free(LlvmKernelSizes *s);
 /* Whether kernel k of p runs the Winograd F(2x2,3x3) form (a 3x3 stride-1
  * convolution read in place: conv_wino, AMD Zen 5 only) on the target of

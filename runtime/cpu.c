@@ -55,6 +55,9 @@ typedef struct {
     bool by_columns;
     int64_t grain, span;
     double work;
+    /* by columns on 2 threads: the rows (outer index) at which the ragged
+     * last column chunk runs in two parts (llvm_ragged_split_rows); 0 none */
+    int64_t ragged_split;
 } CpuSplit;
 
 /* The compiled program, shared by every call. */
@@ -241,6 +244,8 @@ static CpuSplit kernel_split(const KProgram *kp, const Kernel *k, const KGemm *g
     /* a form of the target's own (a Winograd convolution) may want others */
     if (g && cols) s.grain = llvm_target_grain(kp, g, target, s.by_columns, s.grain);
     s.span = s.by_columns ? g->mm.n : k->outer;
+    if (s.by_columns && s.grain == llvm_column_grain(kp, g) && k->outer == g->mm.m * g->mm.n)
+        s.ragged_split = llvm_ragged_split_rows(kp, g, target) * g->mm.n;
     double per_o = 1;
     for (int st = 0; st < k->stages.len; st++) per_o += (double)k->stages.data[st].extent;
     s.work = (double)k->flops + (double)k->bytes;
@@ -407,6 +412,44 @@ static void run_chunk(void *ctx, int64_t u0, int64_t u1, int thread) {
     if (b < e) j->fn(b, e, table);
     if (j->trace && b < e)
         trace_chunk(j->trace, j->tracks, thread, j->name, j->by_columns, b, e, t0, trace_clock_ms());
+}
+
+/* A column split whose last chunk is ragged, on 2 threads
+ * (CpuSplit.ragged_split): its `full` whole chunks and that chunk's rows in
+ * two parts, units [0, full / 2) whole, unit full / 2 the rows' first part,
+ * the rest whole, the last unit the second part: each thread's half of the
+ * units (tp_run_ranges) ends in one part of the ragged chunk. */
+typedef struct {
+    ChunkJob *job;
+    int64_t full, split;
+} RaggedJob;
+
+static void ragged_chunk(void *ctx, int64_t u0, int64_t u1, int thread) {
+    RaggedJob *r = ctx;
+    ChunkJob *j = r->job;
+    const int64_t h0 = r->full / 2, h1 = r->full + 1;
+    for (int64_t u = u0; u < u1;) {
+        if (u == h0 || u == h1) {
+            double t0 = j->trace ? trace_clock_ms() : 0;
+            void **table = j->task_bufs + (size_t)thread * (size_t)j->stride;
+            if (j->gather && !j->gather_done[thread]) {
+                j->gather(0, j->gather_tasks, table);
+                j->gather_done[thread] = true;
+            }
+            const uint64_t half = u == h0 ? 1 : 2;
+            j->fn(r->full * j->grain, (int64_t)((uint64_t)j->outer | (uint64_t)r->split << 32 | half << 62),
+                  table);
+            if (j->trace)
+                trace_chunk(j->trace, j->tracks, thread, j->name, true, r->full * j->grain, j->outer, t0,
+                            trace_clock_ms());
+            u++;
+            continue;
+        }
+        int64_t e = u + 1;
+        while (e < u1 && e != h0 && e != h1) e++;
+        run_chunk(j, u < h0 ? u : u - 1, e <= h0 ? e : e - 1, thread);
+        u = e;
+    }
 }
 
 /* Thread t's copy of kernel i's table (cpu_code.h): its buffers, the
@@ -643,6 +686,11 @@ static bool cpu_launch(void *p, void *call, int i, void *const *bufs, char *err,
                     .name = k->name,
                     .by_columns = sp->by_columns};
     if (gather) memset(c->gather_done, 0, sizeof(bool) * (size_t)nt);
+    if (sp->ragged_split && nt == 2) {
+        RaggedJob r = {&job, outer / grain, sp->ragged_split};
+        tp_run_ranges(x->tp, ragged_chunk, &r, r.full + 2);
+        return true;
+    }
     tp_run_ranges(x->tp, run_chunk, &job, (outer + grain - 1) / grain);
     return true;
 }

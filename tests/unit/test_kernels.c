@@ -1650,6 +1650,61 @@ static void test_row_corners(void) {
     free(text);
 }
 
+/* How many products of text's graph (its w* parameters constant) run their
+ * ragged last column chunk's rows in two parts on the target `identity`
+ * (llvm_ragged_split_rows). */
+static int count_ragged_rows(const char *name, const char *text, const char *identity) {
+    Arena *arena = arena_new();
+    IRGraph *g, *o;
+    KProgram *p = fuse_text(arena, name, text, true, &g, &o);
+    int n = 0;
+    for (int ki = 0; p && ki < p->kernels.len; ki++) {
+        KGemm gm;
+        const Kernel *k = &p->kernels.data[ki];
+        if ((k->kind == KK_MATMUL || k->kind == KK_CONV) && kernel_gemm(p, k, &gm))
+            n += llvm_ragged_split_rows(p, &gm, identity) > 0;
+    }
+    fused_free(arena, p, g, o);
+    return n;
+}
+
+/* On AMD Zen 5 a product of one image split by columns whose last column
+ * chunk is ragged runs that chunk's rows in two parts, one per thread
+ * (llvm_ragged_split_rows, runtime/cpu.c's ragged_chunk): MobileNetV2's 1x1
+ * projections at 14x14 (196 columns: 6 x 32 + 4; 192->64, 384->64 with a
+ * residual, 576->96: rows split at 36 and 48), and 200 columns (6 x 32 + 8)
+ * of 40 rows (split at 24, the second part a corner of 4 rows).  On cpu
+ * against the reference at 2, 1 and 3 threads (the parts only at 2), also
+ * compiled for the other CPU forms; the same bits at 1, 2, 3 and 7 threads
+ * (check_same_bits_across_threads).  (TEST_KERNELS_ONLY=ragged-rows) */
+static void test_ragged_rows(void) {
+    static const ConvCase cases[] = {
+        {1, 192, 14, 14, 64, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},
+        {1, 384, 14, 14, 64, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "residual", 0, 0},
+        {1, 576, 14, 14, 96, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, "", 0, 0},
+        {1, 256, 10, 20, 40, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, "relu", 0, 0},
+    };
+    const int n = (int)(sizeof cases / sizeof cases[0]);
+    static const char *const devices[] = {"cpu", "cuda-emu", NULL};
+    const char *threads[] = {"2", "1", "3"};
+    char *text = conv_program(cases, n);
+    int parts = count_ragged_rows("ragged_rows.kiln", text, "znver5");
+    CHECK(parts == n, "ragged_rows.kiln: %d products split their ragged chunk's rows on znver5, want %d",
+          parts, n);
+    parts = count_ragged_rows("ragged_rows.kiln", text, "znver4");
+    CHECK(parts == 0, "ragged_rows.kiln: %d products split their ragged chunk's rows on znver4, want 0",
+          parts);
+    for (int t = 0; t < 3; t++) {
+        setenv("KILN_THREADS", threads[t], 1);
+        const char **forms = t ? NULL : with_cpu_forms("ragged_rows.kiln", devices);
+        run_suite_on("ragged_rows.kiln", text, 0, t ? devices : forms);
+        free(forms);
+    }
+    setenv("KILN_THREADS", "2", 1);
+    check_same_bits_across_threads("ragged_rows.kiln", text);
+    free(text);
+}
+
 int main(void) {
     setenv("KILN_THREADS", "2", 0); /* at least two threads split every large kernel, whatever the machine */
     if (getenv("TEST_KERNELS_ONLY") && strcmp(getenv("TEST_KERNELS_ONLY"), "winograd") == 0) {
@@ -1659,6 +1714,11 @@ int main(void) {
     }
     if (getenv("TEST_KERNELS_ONLY") && strcmp(getenv("TEST_KERNELS_ONLY"), "row-corners") == 0) {
         test_row_corners();
+        printf("test_kernels: %d passed, %d failed\n", npass, nfail);
+        return nfail ? 1 : 0;
+    }
+    if (getenv("TEST_KERNELS_ONLY") && strcmp(getenv("TEST_KERNELS_ONLY"), "ragged-rows") == 0) {
+        test_ragged_rows();
         printf("test_kernels: %d passed, %d failed\n", npass, nfail);
         return nfail ? 1 : 0;
     }
@@ -1684,6 +1744,7 @@ int main(void) {
     test_winograd();
     test_pack_rows();
     test_row_corners();
+    test_ragged_rows();
     printf("test_kernels: %d passed, %d failed\n", npass, nfail);
     return nfail ? 1 : 0;
 }
