@@ -2381,6 +2381,19 @@ static bool shared_helper(Cg *cg, const char *base, LLVMTypeRef fty, LLVMValueRe
     return define;
 }
 
+/* shared_helper for a void helper of np parameters ps, every pointer among
+ * them noalias (the row-wise helpers: they read one buffer and write another). */
+static bool shared_void_helper(Cg *cg, const char *base, LLVMTypeRef *ps, int np, LLVMValueRef *fn) {
+    bool fresh,
+        define = shared_helper(cg, base, LLVMFunctionType(cg->t_void, ps, (unsigned)np, 0), fn, &fresh);
+    if (fresh)
+        for (int i = 0; i < np; i++)
+            if (ps[i] == cg->t_ptr)
+                LLVMAddAttributeAtIndex(*fn, (unsigned)i + 1,
+                                        LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
+    return define;
+}
+
 /* The packing routines' signature: void NAME(ptr noalias, i64 x 5, ptr noalias). */
 static LLVMTypeRef pack_fn_type(Cg *cg) {
     LLVMTypeRef ps[7] = {cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr};
@@ -7422,12 +7435,7 @@ static LLVMValueRef helper_wino_u(Cg *cg) {
     LLVMTypeRef ps[WINO_U_ARGS];
     for (int i = 0; i < WINO_U_ARGS; i++) ps[i] = i < 2 ? cg->t_ptr : cg->t_i64;
     LLVMValueRef fn;
-    bool fresh, define = shared_helper(cg, "kiln.wino.u", LLVMFunctionType(cg->t_void, ps, WINO_U_ARGS, 0),
-                                       &fn, &fresh);
-    if (fresh)
-        for (unsigned a = 1; a <= 2; a++)
-            LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
-    if (!define) return fn;
+    if (!shared_void_helper(cg, "kiln.wino.u", ps, WINO_U_ARGS, &fn)) return fn;
     Kc kcs = {.cg = cg, .fn = fn}, *kc = &kcs;
     LLVMValueRef src = LLVMGetParam(fn, 0), dst = LLVMGetParam(fn, 1), w_off = LLVMGetParam(fn, 2);
     LLVMValueRef OC = LLVMGetParam(fn, 3), C = LLVMGetParam(fn, 4), np = LLVMGetParam(fn, 5);
@@ -7520,12 +7528,7 @@ static LLVMValueRef helper_wino_in(Cg *cg) {
     LLVMTypeRef ps[NP] = {cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64,
                           cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64};
     LLVMValueRef fn;
-    bool fresh,
-        define = shared_helper(cg, "kiln.wino.in", LLVMFunctionType(cg->t_void, ps, NP, 0), &fn, &fresh);
-    if (fresh)
-        for (unsigned a = 1; a <= 2; a++)
-            LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
-    if (!define) return fn;
+    if (!shared_void_helper(cg, "kiln.wino.in", ps, NP, &fn)) return fn;
     Kc kcs = {.cg = cg, .fn = fn}, *kc = &kcs;
     LLVMValueRef P = LLVMGetParam(fn, 0), V = LLVMGetParam(fn, 1), C = LLVMGetParam(fn, 2);
     LLVMValueRef wh = LLVMGetParam(fn, 3), ww = LLVMGetParam(fn, 4), oy0 = LLVMGetParam(fn, 5);
@@ -7584,12 +7587,7 @@ static LLVMValueRef helper_wino_out(Cg *cg) {
     LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
     LLVMTypeRef ps[NP] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_i64};
     LLVMValueRef fn;
-    bool fresh,
-        define = shared_helper(cg, "kiln.wino.out", LLVMFunctionType(cg->t_void, ps, NP, 0), &fn, &fresh);
-    if (fresh)
-        for (unsigned a = 1; a <= 3; a++)
-            LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
-    if (!define) return fn;
+    if (!shared_void_helper(cg, "kiln.wino.out", ps, NP, &fn)) return fn;
     Kc kcs = {.cg = cg, .fn = fn}, *kc = &kcs;
     LLVMValueRef Mb = LLVMGetParam(fn, 0), T[2] = {LLVMGetParam(fn, 1), LLVMGetParam(fn, 2)};
     LLVMValueRef mrv = LLVMGetParam(fn, 3), mr = LLVMGetParam(fn, 4);
@@ -7819,12 +7817,7 @@ static LLVMValueRef helper_stem_deint(Cg *cg) {
     LLVMTypeRef ps[STEM_DEINT_ARGS] = {cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64,
                                        cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i1};
     LLVMValueRef fn;
-    bool fresh, define = shared_helper(cg, "kiln.stem.deint",
-                                       LLVMFunctionType(cg->t_void, ps, STEM_DEINT_ARGS, 0), &fn, &fresh);
-    if (fresh)
-        for (unsigned a = 1; a <= 4; a += 3)
-            LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
-    if (!define) return fn;
+    if (!shared_void_helper(cg, "kiln.stem.deint", ps, STEM_DEINT_ARGS, &fn)) return fn;
     Kc kcs = {.cg = cg, .fn = fn}, *kc = &kcs;
     LLVMValueRef X = LLVMGetParam(fn, 0), src = LLVMGetParam(fn, 1), srcf = LLVMGetParam(fn, 2);
     LLVMValueRef D = LLVMGetParam(fn, 3), dst = LLVMGetParam(fn, 4), PH = LLVMGetParam(fn, 5);
@@ -7903,12 +7896,7 @@ static LLVMValueRef helper_stem_tile(Cg *cg, int nv) {
     char base[32];
     snprintf(base, sizeof base, "kiln.stem.k%dn%d", KW, nv);
     LLVMValueRef fn;
-    bool fresh,
-        define = shared_helper(cg, base, LLVMFunctionType(cg->t_void, ps, STEM_TILE_ARGS, 0), &fn, &fresh);
-    if (fresh)
-        for (unsigned a = 1; a <= 3; a++)
-            LLVMAddAttributeAtIndex(fn, a, LLVMCreateEnumAttribute(cg->ctx, cg->k_noalias, 0));
-    if (!define) return fn;
+    if (!shared_void_helper(cg, base, ps, STEM_TILE_ARGS, &fn)) return fn;
     Kc kcs = {.cg = cg, .fn = fn}, *kc = &kcs;
     LLVMValueRef D = LLVMGetParam(fn, 0), apk = LLVMGetParam(fn, 1), rows = LLVMGetParam(fn, 2);
     LLVMValueRef PH = LLVMGetParam(fn, 3), wbase = LLVMGetParam(fn, 4), MR = LLVMGetParam(fn, 5);
