@@ -1314,6 +1314,22 @@ static void check_same_bits_across_threads(const char *name, const char *text) {
     arena_free(arena);
 }
 
+/* text against the reference at 2, 1 and 3 threads on devices (at 2
+ * threads also on the cpu's other forms: run_suite_cpu_forms), then the
+ * same bits at 1, 2, 3 and 7 threads (check_same_bits_across_threads). */
+static void run_suite_threads_same_bits(const char *name, const char *text, const char *const *devices) {
+    static const char *const threads[] = {"2", "1", "3"};
+    for (int t = 0; t < 3; t++) {
+        setenv("KILN_THREADS", threads[t], 1);
+        if (t == 0)
+            run_suite_cpu_forms(name, text, 0, devices);
+        else
+            run_suite_on(name, text, 0, devices);
+    }
+    setenv("KILN_THREADS", "2", 1);
+    check_same_bits_across_threads(name, text);
+}
+
 /* 3x3 stride-1 convolutions of 64 input channels or more with constant
  * weights run Winograd F(2x2,3x3) on AMD Zen 5 (conv_wino in
  * codegen/llvm.c; the plain "cpu" device on such a host, and cpu:znver5):
@@ -1344,7 +1360,6 @@ static void test_winograd(void) {
         {1, 64, 9, 12, 112, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, "residual", 0, 0},
     };
     static const char *const devices[] = {"cpu", "cuda-emu", NULL};
-    const char *threads[] = {"2", "1", "3"};
     char *text = conv_program(cases, (int)(sizeof cases / sizeof cases[0]));
     int in_place = count_conv_taps("winograd.kiln", text);
     CHECK(in_place == (int)(sizeof cases / sizeof cases[0]), "winograd.kiln: %d convolutions read in place",
@@ -1361,14 +1376,7 @@ static void test_winograd(void) {
               "winograd.kiln: %d convolutions run Winograd on this host (znver5)", wino);
     }
     free(host);
-    for (int t = 0; t < 3; t++) {
-        setenv("KILN_THREADS", threads[t], 1);
-        const char **forms = t ? NULL : with_cpu_forms("winograd.kiln", devices);
-        run_suite_on("winograd.kiln", text, 0, t ? devices : forms);
-        free(forms);
-    }
-    setenv("KILN_THREADS", "2", 1);
-    check_same_bits_across_threads("winograd.kiln", text);
+    run_suite_threads_same_bits("winograd.kiln", text, devices);
     free(text);
 }
 
@@ -1686,7 +1694,6 @@ static void test_ragged_rows(void) {
     };
     const int n = (int)(sizeof cases / sizeof cases[0]);
     static const char *const devices[] = {"cpu", "cuda-emu", NULL};
-    const char *threads[] = {"2", "1", "3"};
     char *text = conv_program(cases, n);
     int parts = count_ragged_rows("ragged_rows.kiln", text, "znver5");
     CHECK(parts == n, "ragged_rows.kiln: %d products split their ragged chunk's rows on znver5, want %d",
@@ -1694,39 +1701,27 @@ static void test_ragged_rows(void) {
     parts = count_ragged_rows("ragged_rows.kiln", text, "znver4");
     CHECK(parts == 0, "ragged_rows.kiln: %d products split their ragged chunk's rows on znver4, want 0",
           parts);
-    for (int t = 0; t < 3; t++) {
-        setenv("KILN_THREADS", threads[t], 1);
-        const char **forms = t ? NULL : with_cpu_forms("ragged_rows.kiln", devices);
-        run_suite_on("ragged_rows.kiln", text, 0, t ? devices : forms);
-        free(forms);
-    }
-    setenv("KILN_THREADS", "2", 1);
-    check_same_bits_across_threads("ragged_rows.kiln", text);
+    run_suite_threads_same_bits("ragged_rows.kiln", text, devices);
     free(text);
 }
 
 int main(void) {
     setenv("KILN_THREADS", "2", 0); /* at least two threads split every large kernel, whatever the machine */
-    if (getenv("TEST_KERNELS_ONLY") && strcmp(getenv("TEST_KERNELS_ONLY"), "winograd") == 0) {
-        test_winograd();
-        printf("test_kernels: %d passed, %d failed\n", npass, nfail);
-        return nfail ? 1 : 0;
-    }
-    if (getenv("TEST_KERNELS_ONLY") && strcmp(getenv("TEST_KERNELS_ONLY"), "row-corners") == 0) {
-        test_row_corners();
-        printf("test_kernels: %d passed, %d failed\n", npass, nfail);
-        return nfail ? 1 : 0;
-    }
-    if (getenv("TEST_KERNELS_ONLY") && strcmp(getenv("TEST_KERNELS_ONLY"), "ragged-rows") == 0) {
-        test_ragged_rows();
-        printf("test_kernels: %d passed, %d failed\n", npass, nfail);
-        return nfail ? 1 : 0;
-    }
-    if (getenv("TEST_KERNELS_ONLY") && strcmp(getenv("TEST_KERNELS_ONLY"), "one-k-block") == 0) {
-        test_one_k_block();
-        printf("test_kernels: %d passed, %d failed\n", npass, nfail);
-        return nfail ? 1 : 0;
-    }
+    /* TEST_KERNELS_ONLY=NAME runs one suite alone */
+    static const struct {
+        const char *name;
+        void (*run)(void);
+    } alone[] = {{"winograd", test_winograd},
+                 {"row-corners", test_row_corners},
+                 {"ragged-rows", test_ragged_rows},
+                 {"one-k-block", test_one_k_block}};
+    const char *only = getenv("TEST_KERNELS_ONLY");
+    for (size_t i = 0; only && i < sizeof alone / sizeof alone[0]; i++)
+        if (strcmp(only, alone[i].name) == 0) {
+            alone[i].run();
+            printf("test_kernels: %d passed, %d failed\n", npass, nfail);
+            return nfail ? 1 : 0;
+        }
     test_matmuls();
     test_heads();
     test_convolutions();
